@@ -1,0 +1,33 @@
+import { constants } from 'node:os';
+import { RpcError } from '../rpc/errors.js';
+
+const STRERROR: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EEXIST: 'File exists',
+  ENOTEMPTY: 'Directory not empty',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  ENOTDIR: 'Not a directory',
+  EISDIR: 'Is a directory',
+  ELOOP: 'Too many levels of symbolic links',
+  EROFS: 'Read-only file system',
+  ENOSPC: 'No space left on device',
+  EXDEV: 'Invalid cross-device link',
+  EBUSY: 'Device or resource busy',
+  ENAMETOOLONG: 'File name too long',
+  EMFILE: 'Too many open files',
+  EINVAL: 'Invalid argument',
+};
+
+/**
+ * Maps a Node.js system error to the wire error the Codex exec-server gives for the same OS
+ * error: `No such file or directory (os error 2)` is -32004, everything else -32603.
+ */
+export function ioError(error: unknown): RpcError {
+  const errno = error as NodeJS.ErrnoException;
+  const code = typeof errno?.code === 'string' ? errno.code : undefined;
+  if (code === undefined) return RpcError.internal(error instanceof Error ? error.message : String(error));
+  const number = (constants.errno as Record<string, number | undefined>)[code];
+  const text = `${STRERROR[code] ?? code}${number === undefined ? '' : ` (os error ${number})`}`;
+  return code === 'ENOENT' ? RpcError.notFound(text) : RpcError.internal(text);
+}

@@ -1,0 +1,323 @@
+import type { z } from 'zod';
+import { classifyMessage, RpcErrorCode, type RequestId } from '../protocol/jsonrpc.js';
+import type { MethodSpec, NotificationSpec } from '../protocol/exec.js';
+import type { MessageTransport } from '../transport/transport.js';
+import { abortReason } from '../util/abort.js';
+import { deferred } from '../util/deferred.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { describeParamsError, RpcError } from './errors.js';
+
+/** Default bound on an outgoing request that names no timeout of its own. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
+
+/** Context handed to a request handler. */
+export interface RequestContext {
+  readonly id: RequestId;
+  /** Aborts when the connection closes. */
+  readonly signal: AbortSignal;
+}
+
+/** Handles one request; throw an {@link RpcError} for a specific wire error. */
+export type RequestHandler<P, R> = (params: P, context: RequestContext) => Promise<R> | R;
+
+/** Options of {@link RpcConnection}. */
+export interface RpcConnectionOptions {
+  logger?: Logger;
+  /** Answer for requests with no handler. @default "method not found: <method>" */
+  methodNotFoundMessage?: (method: string) => string;
+  /**
+   * Runs before a known method's handler; a returned error is sent instead. The exec server uses
+   * it for handshake ordering.
+   */
+  guard?: (method: string) => RpcError | undefined;
+  /** A notification with no handler arrived. @default ignored */
+  onUnknownNotification?: (method: string) => void;
+  /** A response arrived for no pending request. @default ignored */
+  onUnsolicitedResponse?: () => void;
+}
+
+/** Per-call options of {@link RpcConnection.request}. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+  /** @default DEFAULT_REQUEST_TIMEOUT_MS */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  method: string;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type AnyRequestHandler = { schema: z.ZodType; handler: RequestHandler<unknown, unknown> };
+type AnyNotificationHandler = { schema: z.ZodType; handler: (params: unknown) => void };
+
+/**
+ * One JSON-RPC connection in the Codex "lite" dialect, for either side: correlates responses,
+ * validates params and results against method specs, dispatches handlers concurrently (a slow
+ * handler never blocks the others), and tears everything down on close.
+ */
+export class RpcConnection {
+  readonly #transport: MessageTransport;
+  readonly #options: RpcConnectionOptions;
+  readonly #logger: Logger;
+  readonly #pending = new Map<RequestId, Pending>();
+  readonly #requestHandlers = new Map<string, AnyRequestHandler>();
+  readonly #notificationHandlers = new Map<string, AnyNotificationHandler>();
+  readonly #lifetime = new AbortController();
+  readonly #closed = deferred<Error | undefined>();
+  readonly #drainWaiters: (() => void)[] = [];
+  #nextId = 1;
+  #congested = false;
+  #isClosed = false;
+  #started = false;
+
+  constructor(transport: MessageTransport, options: RpcConnectionOptions = {}) {
+    this.#transport = transport;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** The transport's label, for messages. */
+  get label(): string {
+    return this.#transport.label;
+  }
+
+  /** True once the connection has closed. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** Resolves when the connection closes, with the reason when the peer or the medium closed it. */
+  get closed(): Promise<Error | undefined> {
+    return this.#closed.promise;
+  }
+
+  /** Aborts when the connection closes. */
+  get signal(): AbortSignal {
+    return this.#lifetime.signal;
+  }
+
+  /** True while the transport's buffer is above its high-water mark. */
+  get congested(): boolean {
+    return this.#congested;
+  }
+
+  /** Resolves once the transport has drained (at once when not congested or closed). */
+  waitForDrain(): Promise<void> {
+    if (!this.#congested || this.#isClosed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Starts reading. Register handlers first. */
+  start(): void {
+    if (this.#started) throw new LocalError(LocalErrorCode.ProtocolViolation, 'connection already started');
+    this.#started = true;
+    this.#transport.onmessage = (text) => this.#onMessage(text);
+    this.#transport.onerror = (error) => this.#onTransportError(error);
+    this.#transport.onclose = (reason) => this.#onClose(reason);
+    this.#transport.ondrain = () => this.#onDrain();
+    this.#transport.start();
+  }
+
+  /** Registers the handler of `spec.method`; params are validated against `spec.params`. */
+  onRequest<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, handler: RequestHandler<z.output<P>, z.input<R>>): void {
+    this.#requestHandlers.set(spec.method, { schema: spec.params, handler: handler as RequestHandler<unknown, unknown> });
+  }
+
+  /** Registers the handler of a notification; invalid params are logged and dropped. */
+  onNotification<P extends z.ZodType>(spec: NotificationSpec<P>, handler: (params: z.output<P>) => void): void {
+    this.#notificationHandlers.set(spec.method, { schema: spec.params, handler: handler as (params: unknown) => void });
+  }
+
+  /** Sends a request and resolves with its result, validated against `spec.result`. */
+  request<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options: RequestOptions = {}): Promise<z.output<R>> {
+    if (this.#isClosed) {
+      return Promise.reject(new LocalError(LocalErrorCode.ConnectionClosed, `cannot send ${spec.method}: connection ${this.label} is closed`));
+    }
+    if (options.signal?.aborted === true) return Promise.reject(abortReason(options.signal));
+    const id = this.#nextId++;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    return new Promise<z.output<R>>((resolve, reject) => {
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        this.#pending.delete(id);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new LocalError(LocalErrorCode.RequestTimeout, `${spec.method} timed out after ${timeoutMs} ms on ${this.label}`));
+      }, timeoutMs);
+      timer.unref?.();
+      const onAbort = (): void => {
+        cleanup();
+        reject(abortReason(options.signal));
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(id, {
+        method: spec.method,
+        resolve: (value) => {
+          cleanup();
+          const parsed = spec.result.safeParse(value);
+          if (parsed.success) resolve(parsed.data);
+          else reject(new LocalError(LocalErrorCode.ProtocolViolation, `invalid ${spec.method} result from ${this.label}: ${describeParamsError(parsed.error)}`));
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
+      });
+      this.#send({ id, method: spec.method, params });
+    });
+  }
+
+  /** Sends a notification. Returns false when the transport is congested (the message is queued). */
+  notify<P extends z.ZodType>(spec: NotificationSpec<P>, params: z.input<P>): boolean {
+    return this.#send({ method: spec.method, params });
+  }
+
+  /** Closes the connection; idempotent. Pending requests reject with CONNECTION_CLOSED. */
+  async close(): Promise<void> {
+    await this.#transport.close();
+    // A transport that was never started never calls back.
+    this.#onClose(undefined);
+  }
+
+  #send(message: object): boolean {
+    if (this.#isClosed) return true;
+    const ok = this.#transport.send(JSON.stringify(message));
+    if (!ok) this.#congested = true;
+    return ok;
+  }
+
+  #onDrain(): void {
+    this.#congested = false;
+    for (const waiter of this.#drainWaiters.splice(0)) waiter();
+  }
+
+  #onMessage(text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      this.#sendParseError(errorMessage(error));
+      return;
+    }
+    const message = classifyMessage(value);
+    switch (message.kind) {
+      case 'invalid':
+        this.#sendParseError(message.reason);
+        return;
+      case 'request':
+        this.#dispatchRequest(message.id, message.method, message.params);
+        return;
+      case 'notification':
+        this.#dispatchNotification(message.method, message.params);
+        return;
+      case 'result': {
+        const pending = this.#pending.get(message.id);
+        if (pending === undefined) this.#unsolicited();
+        else pending.resolve(message.result);
+        return;
+      }
+      case 'error': {
+        const pending = message.id === null ? undefined : this.#pending.get(message.id);
+        if (pending === undefined) {
+          this.#logger.warn('error response for no pending request', { from: this.label, error: message.error });
+          this.#unsolicited();
+        } else {
+          pending.reject(new RpcError(message.error.code, message.error.message, message.error.data));
+        }
+        return;
+      }
+    }
+  }
+
+  #sendParseError(reason: string): void {
+    this.#send({ error: { code: RpcErrorCode.InvalidRequest, message: `failed to parse JSON-RPC message from ${this.label}: ${reason}` }, id: -1 });
+  }
+
+  #unsolicited(): void {
+    this.#options.onUnsolicitedResponse?.();
+  }
+
+  #dispatchRequest(id: RequestId, method: string, params: unknown): void {
+    const entry = this.#requestHandlers.get(method);
+    if (entry === undefined) {
+      const message = this.#options.methodNotFoundMessage?.(method) ?? `method not found: ${method}`;
+      this.#send({ error: { code: RpcErrorCode.MethodNotFound, message }, id });
+      return;
+    }
+    const refusal = this.#options.guard?.(method);
+    if (refusal !== undefined) {
+      this.#send({ error: refusal.toJSON(), id });
+      return;
+    }
+    const parsed = entry.schema.safeParse(params ?? {});
+    if (!parsed.success) {
+      this.#send({ error: { code: RpcErrorCode.InvalidParams, message: describeParamsError(parsed.error) }, id });
+      return;
+    }
+    const context: RequestContext = { id, signal: this.#lifetime.signal };
+    // Promise.resolve().then puts synchronous throws into the same path as rejections.
+    Promise.resolve()
+      .then(() => entry.handler(parsed.data, context))
+      .then(
+        (result) => this.#send({ id, result: result ?? {} }),
+        (error: unknown) => {
+          if (error instanceof RpcError) {
+            this.#send({ error: error.toJSON(), id });
+          } else {
+            this.#logger.error(`${method} failed`, { error: errorMessage(error) });
+            this.#send({ error: { code: RpcErrorCode.InternalError, message: errorMessage(error) }, id });
+          }
+        },
+      )
+      .catch((error: unknown) => this.#logger.error('failed to send a response', { error: errorMessage(error) }));
+  }
+
+  #dispatchNotification(method: string, params: unknown): void {
+    const entry = this.#notificationHandlers.get(method);
+    if (entry === undefined) {
+      this.#options.onUnknownNotification?.(method);
+      return;
+    }
+    const parsed = entry.schema.safeParse(params ?? {});
+    if (!parsed.success) {
+      this.#logger.warn(`dropped ${method} with invalid params`, { from: this.label, error: describeParamsError(parsed.error) });
+      return;
+    }
+    try {
+      entry.handler(parsed.data);
+    } catch (error) {
+      this.#logger.error(`${method} handler failed`, { error: errorMessage(error) });
+    }
+  }
+
+  #onTransportError(error: Error): void {
+    if (error instanceof LocalError && error.code === LocalErrorCode.FrameTooLarge) {
+      this.#send({ error: { code: RpcErrorCode.InvalidRequest, message: `failed to parse JSON-RPC message from ${this.label}: ${error.message}` }, id: -1 });
+      return;
+    }
+    this.#logger.debug('transport error', { from: this.label, error: error.message });
+  }
+
+  #onClose(reason: Error | undefined): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    const error = new LocalError(
+      LocalErrorCode.ConnectionClosed,
+      reason === undefined ? `connection ${this.label} closed` : `connection ${this.label} closed: ${reason.message}`,
+      { cause: reason },
+    );
+    try {
+      this.#lifetime.abort(error);
+    } finally {
+      for (const pending of [...this.#pending.values()]) pending.reject(error);
+      this.#pending.clear();
+      for (const waiter of this.#drainWaiters.splice(0)) waiter();
+      this.#closed.resolve(reason);
+    }
+  }
+}

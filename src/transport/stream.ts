@@ -1,0 +1,92 @@
+import type { Readable, Writable } from 'node:stream';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { NdjsonReader } from './ndjson.js';
+import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport } from './transport.js';
+
+/** Options of {@link StreamTransport}. */
+export interface StreamTransportOptions {
+  /** @default DEFAULT_MAX_FRAME_BYTES */
+  maxFrameBytes?: number;
+  /** Runs on close after the streams are released (e.g. to stop a child process). */
+  onDispose?: () => Promise<void>;
+  /** End the writable when closing. @default true */
+  endOutput?: boolean;
+}
+
+/**
+ * NDJSON over a readable/writable pair: this process's stdin/stdout, or a child's stdout/stdin.
+ * The transport closes when the readable ends.
+ */
+export class StreamTransport implements MessageTransport {
+  onmessage?: (text: string) => void;
+  onerror?: (error: Error) => void;
+  onclose?: (reason?: Error) => void;
+  ondrain?: () => void;
+  #closed = false;
+  #closing?: Promise<void>;
+  readonly #reader: NdjsonReader;
+
+  constructor(
+    private readonly input: Readable,
+    private readonly output: Writable,
+    readonly label: string,
+    private readonly options: StreamTransportOptions = {},
+  ) {
+    this.#reader = new NdjsonReader(
+      (line) => this.onmessage?.(line),
+      (error) => this.onerror?.(error),
+      options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    );
+  }
+
+  start(): void {
+    this.input.on('data', this.#onData);
+    this.input.once('end', this.#onEnd);
+    this.input.once('error', this.#onInputError);
+    this.output.on('drain', this.#onDrain);
+    this.output.on('error', this.#onOutputError);
+  }
+
+  send(text: string): boolean {
+    if (this.#closed || this.output.writableEnded || this.output.destroyed) return true;
+    return this.output.write(`${text}\n`);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown(undefined);
+    return this.#closing;
+  }
+
+  readonly #onData = (data: Buffer | string): void => {
+    this.#reader.push(typeof data === 'string' ? Buffer.from(data) : data);
+  };
+
+  readonly #onEnd = (): void => {
+    this.#closing ??= this.#shutdown(new LocalError(LocalErrorCode.ConnectionClosed, `${this.label} closed its output`));
+  };
+
+  readonly #onInputError = (error: Error): void => {
+    this.#closing ??= this.#shutdown(new LocalError(LocalErrorCode.ConnectionClosed, `${this.label}: ${error.message}`, { cause: error }));
+  };
+
+  readonly #onOutputError = (error: Error): void => {
+    // EPIPE after the peer went away: the input side reports the close.
+    this.onerror?.(error);
+  };
+
+  readonly #onDrain = (): void => this.ondrain?.();
+
+  async #shutdown(reason: Error | undefined): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.input.off('data', this.#onData);
+    this.input.off('end', this.#onEnd);
+    this.output.off('drain', this.#onDrain);
+    if (this.options.endOutput !== false && !this.output.writableEnded) this.output.end();
+    try {
+      await this.options.onDispose?.();
+    } finally {
+      this.onclose?.(reason);
+    }
+  }
+}

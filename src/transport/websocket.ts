@@ -1,0 +1,239 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { sleep } from '../util/abort.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport } from './transport.js';
+
+/** Above this many buffered bytes `send` reports back-pressure. */
+const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** How often the server pings each client; a client that misses a pong is dropped. */
+const DEFAULT_PING_INTERVAL_MS = 30_000;
+
+/** One JSON-RPC message per websocket message; text frames out, text or binary in. */
+class WebSocketTransport implements MessageTransport {
+  onmessage?: (text: string) => void;
+  onerror?: (error: Error) => void;
+  onclose?: (reason?: Error) => void;
+  ondrain?: () => void;
+  #closing?: Promise<void>;
+  #closeRequested = false;
+  #wantDrain = false;
+  #closedOnce = false;
+
+  constructor(
+    private readonly socket: WebSocket,
+    readonly label: string,
+  ) {}
+
+  start(): void {
+    this.socket.on('message', (data: RawData) => this.onmessage?.(rawToString(data)));
+    this.socket.on('error', (error) => this.onerror?.(error));
+    this.socket.once('close', (code, reason) => {
+      if (this.#closedOnce) return;
+      this.#closedOnce = true;
+      const detail = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
+      this.onclose?.(
+        this.#closeRequested ? undefined : new LocalError(LocalErrorCode.ConnectionClosed, `${this.label} closed (code ${code}${detail})`),
+      );
+    });
+  }
+
+  send(text: string): boolean {
+    if (this.socket.readyState !== WebSocket.OPEN) return true;
+    this.socket.send(text, (error) => {
+      if (error !== undefined && error !== null) return;
+      if (this.#wantDrain && this.socket.bufferedAmount < HIGH_WATER_BYTES / 2) {
+        this.#wantDrain = false;
+        this.ondrain?.();
+      }
+    });
+    if (this.socket.bufferedAmount > HIGH_WATER_BYTES) {
+      this.#wantDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closeRequested = true;
+      if (isClosed(this.socket)) return;
+      const closed = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+      this.socket.close();
+      await Promise.race([closed, sleep(2000)]);
+      if (!isClosed(this.socket)) this.socket.terminate();
+      await closed;
+    })();
+    return this.#closing;
+  }
+}
+
+function isClosed(socket: WebSocket): boolean {
+  return socket.readyState === WebSocket.CLOSED;
+}
+
+function rawToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+/** Options of {@link connectWebSocket}. */
+export interface WebSocketConnectOptions {
+  /** Extra upgrade headers, e.g. `authorization`. */
+  headers?: Record<string, string>;
+  /** Bound on TCP connect plus the upgrade handshake. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** @default DEFAULT_MAX_FRAME_BYTES */
+  maxFrameBytes?: number;
+}
+
+/** Opens a websocket to `url` and resolves with a started-able transport once the upgrade succeeded. */
+export function connectWebSocket(url: string, options: WebSocketConnectOptions): Promise<MessageTransport> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, {
+      headers: options.headers,
+      maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      perMessageDeflate: false,
+      handshakeTimeout: options.timeoutMs,
+    });
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.removeAllListeners();
+      socket.on('error', () => undefined);
+      socket.terminate();
+      reject(error);
+    };
+    const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new LocalError(LocalErrorCode.Aborted, 'aborted'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('unexpected-response', (_request, response: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.once('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8').trim();
+        const status = response.statusCode ?? 0;
+        const detail = body.length > 0 ? `: ${body}` : '';
+        fail(
+          status === 401 || status === 403
+            ? new LocalError(LocalErrorCode.AuthFailed, `exec-server at ${url} rejected the connection (HTTP ${status}${detail})`)
+            : new LocalError(LocalErrorCode.ProtocolViolation, `exec-server at ${url} answered the upgrade with HTTP ${status}${detail}`),
+        );
+      });
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNREFUSED') {
+        fail(new LocalError(LocalErrorCode.ConnectRefused, `failed to connect to exec-server websocket \`${url}\`: connection refused`, { cause: error }));
+      } else if (/timed out|timeout/i.test(error.message)) {
+        fail(new LocalError(LocalErrorCode.ConnectTimeout, `timed out after ${options.timeoutMs} ms connecting to exec-server websocket \`${url}\``, { cause: error }));
+      } else {
+        fail(new LocalError(LocalErrorCode.ConnectRefused, `failed to connect to exec-server websocket \`${url}\`: ${error.message}`, { cause: error }));
+      }
+    });
+    socket.once('open', () => {
+      if (settled) return;
+      settled = true;
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.removeAllListeners('error');
+      resolve(new WebSocketTransport(socket, url));
+    });
+  });
+}
+
+/** The outcome of checking an upgrade request's credentials. */
+export type AuthDecision = { ok: true } | { ok: false; message: string };
+
+/** Options of {@link listenWebSocket}. */
+export interface WebSocketListenOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Checks the `Authorization` header of each upgrade; absent means no auth. */
+  authorize?: (authorization: string | undefined) => AuthDecision;
+  onConnection: (transport: MessageTransport) => void;
+  /** @default DEFAULT_MAX_FRAME_BYTES */
+  maxFrameBytes?: number;
+  /** @default 30000 */
+  pingIntervalMs?: number;
+}
+
+/** A listening websocket endpoint. */
+export interface WebSocketListener {
+  /** The bound URL, e.g. `ws://127.0.0.1:43883`. */
+  readonly url: string;
+  /** Stops listening and drops every connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves websocket upgrades on path `/` (any query), `GET /readyz` without auth, and plain
+ * HTTP answers for everything else, like the Codex exec-server.
+ */
+export async function listenWebSocket(options: WebSocketListenOptions): Promise<WebSocketListener> {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false });
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method === 'GET' && path === '/readyz') {
+      response.writeHead(200).end();
+    } else if (path === '/') {
+      response.writeHead(400, { 'content-type': 'text/plain' }).end("Connection header did not include 'upgrade'");
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  const alive = new WeakMap<WebSocket, boolean>();
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const path = (request.url ?? '/').split('?')[0];
+    if (path !== '/') {
+      socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    const decision = options.authorize?.(request.headers.authorization) ?? { ok: true };
+    if (!decision.ok) {
+      const body = Buffer.from(decision.message, 'utf8');
+      socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${decision.message}`);
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      alive.set(ws, true);
+      ws.on('pong', () => alive.set(ws, true));
+      const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+      options.onConnection(new WebSocketTransport(ws, `ws-client ${remote}`));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const heartbeat = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
+  heartbeat.unref();
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `ws://${host}:${address.port}`,
+    close: async () => {
+      clearInterval(heartbeat);
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * Codes of errors that never cross a wire. Callers branch on these, never on message text.
+ */
+export const LocalErrorCode = {
+  ConnectionClosed: 'CONNECTION_CLOSED',
+  ConnectRefused: 'CONNECT_REFUSED',
+  ConnectTimeout: 'CONNECT_TIMEOUT',
+  InitializeTimeout: 'INITIALIZE_TIMEOUT',
+  RequestTimeout: 'REQUEST_TIMEOUT',
+  AuthFailed: 'AUTH_FAILED',
+  ProtocolViolation: 'PROTOCOL_VIOLATION',
+  ProcessFailed: 'PROCESS_FAILED',
+  FrameTooLarge: 'FRAME_TOO_LARGE',
+  InvalidConfig: 'INVALID_CONFIG',
+  InvalidArgument: 'INVALID_ARGUMENT',
+  NotFound: 'NOT_FOUND',
+  LimitExceeded: 'LIMIT_EXCEEDED',
+  Aborted: 'ABORTED',
+} as const;
+
+/** One of {@link LocalErrorCode}. */
+export type LocalErrorCode = (typeof LocalErrorCode)[keyof typeof LocalErrorCode];
+
+/** An error raised and handled on this side of every wire. */
+export class LocalError extends Error {
+  override readonly name = 'LocalError';
+
+  constructor(
+    readonly code: LocalErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Formats any thrown value as a one-line message. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error);
+  } catch {
+    return String(error);
+  }
+}
