@@ -34,7 +34,10 @@ const PathUri = z.string();
 const Base64 = z.string();
 const optionalBool = z.boolean().nullish();
 /** The sandbox context (`FileSystemSandboxContext`); interpreted by the policy layer. */
-const SandboxContext = z.looseObject({ permissions: z.unknown() }).nullish();
+export const SandboxContextSchema = z.looseObject({ permissions: z.unknown() });
+/** The sandbox context of a process or filesystem request. */
+export type SandboxContext = z.infer<typeof SandboxContextSchema>;
+const SandboxContext = SandboxContextSchema.nullish();
 const EmptyResult = z.looseObject({});
 const NoParams = z.looseObject({}).nullish();
 

@@ -27,7 +27,7 @@ export interface RpcConnectionOptions {
   /** Answer for requests with no handler. @default "method not found: <method>" */
   methodNotFoundMessage?: (method: string) => string;
   /**
-   * Runs before a known method's handler; a returned error is sent instead. The exec server uses
+   * Runs before dispatch of every request; a returned error is sent instead. The exec server uses
    * it for handshake ordering.
    */
   guard?: (method: string) => RpcError | undefined;
@@ -243,15 +243,16 @@ export class RpcConnection {
   }
 
   #dispatchRequest(id: RequestId, method: string, params: unknown): void {
+    // The guard runs first: handlers may be registered only once the handshake is done.
+    const refusal = this.#options.guard?.(method);
+    if (refusal !== undefined) {
+      this.#send({ error: refusal.toJSON(), id });
+      return;
+    }
     const entry = this.#requestHandlers.get(method);
     if (entry === undefined) {
       const message = this.#options.methodNotFoundMessage?.(method) ?? `method not found: ${method}`;
       this.#send({ error: { code: RpcErrorCode.MethodNotFound, message }, id });
-      return;
-    }
-    const refusal = this.#options.guard?.(method);
-    if (refusal !== undefined) {
-      this.#send({ error: refusal.toJSON(), id });
       return;
     }
     const parsed = entry.schema.safeParse(params ?? {});

@@ -28,9 +28,10 @@ const STDERR_TAIL_BYTES = 4096;
 export class ChildTransport extends StreamTransport {
   #stderrTail = '';
 
-  /** The last few KiB the child wrote on stderr. */
-  get stderrTail(): string {
-    return this.#stderrTail.trim();
+  /** The last few KiB the child wrote on stderr, if any. */
+  diagnostics(): string | undefined {
+    const tail = this.#stderrTail.trim();
+    return tail.length > 0 ? tail : undefined;
   }
 
   /** @internal */

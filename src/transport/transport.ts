@@ -15,6 +15,8 @@ export interface MessageTransport {
   close(): Promise<void>;
   /** A human label for logs and error messages (e.g. `ws://127.0.0.1:4000`, `stdio:ssh`). */
   readonly label: string;
+  /** What the peer said about a failure (e.g. a child's stderr tail), when known. */
+  diagnostics?(): string | undefined;
   onmessage?: (text: string) => void;
   /** A recoverable problem, such as an oversized frame that was dropped. */
   onerror?: (error: Error) => void;

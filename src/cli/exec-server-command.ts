@@ -1,0 +1,135 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { ExecServer } from '../exec/server.js';
+import { StreamTransport } from '../transport/stream.js';
+import { listenWebSocket, type AuthDecision } from '../transport/websocket.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { hostFacts, stderrLogger } from './runtime.js';
+
+const USAGE = `usage: codex-multienv exec-server [--listen ws://IP:PORT | stdio]
+                                  [--ws-auth capability-token (--ws-token-file PATH | --ws-token-sha256 HEX)]
+                                  [--session-retention-sec N] [--max-processes N] [--log-level LEVEL]`;
+
+/** Parses `--listen`: `ws://IP:PORT` or `stdio` / `stdio://`. */
+export function parseListen(value: string): { kind: 'stdio' } | { kind: 'ws'; host: string; port: number } {
+  if (value === 'stdio' || value === 'stdio://') return { kind: 'stdio' };
+  const match = /^ws:\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(value);
+  const host = match?.[1]?.replace(/^\[|\]$/g, '');
+  const port = Number(match?.[2]);
+  if (host === undefined || isIP(host) === 0 || !Number.isInteger(port) || port > 65535) {
+    throw new LocalError(LocalErrorCode.InvalidArgument, `unsupported --listen URL \`${value}\`; expected \`ws://IP:PORT\` or \`stdio\``);
+  }
+  return { kind: 'ws', host, port };
+}
+
+/** True for 127.0.0.0/8 and ::1. */
+function isLoopbackIp(host: string): boolean {
+  return host === '::1' || /^127\./.test(host);
+}
+
+/** Builds the capability-token check: a constant-time comparison of SHA-256 digests. */
+export function capabilityTokenAuth(expectedSha256: Buffer): (authorization: string | undefined) => AuthDecision {
+  return (authorization) => {
+    if (authorization === undefined) return { ok: false, message: 'missing websocket bearer token' };
+    const match = /^bearer\s+(.+)$/i.exec(authorization.trim());
+    if (match?.[1] === undefined) return { ok: false, message: 'invalid authorization header' };
+    const digest = createHash('sha256').update(match[1].trim(), 'utf8').digest();
+    return timingSafeEqual(digest, expectedSha256) ? { ok: true } : { ok: false, message: 'invalid websocket bearer token' };
+  };
+}
+
+async function tokenDigest(values: { 'ws-auth'?: string; 'ws-token-file'?: string; 'ws-token-sha256'?: string }): Promise<Buffer | undefined> {
+  const mode = values['ws-auth'];
+  if (mode === undefined) {
+    if (values['ws-token-file'] !== undefined || values['ws-token-sha256'] !== undefined) {
+      throw new LocalError(LocalErrorCode.InvalidArgument, '--ws-token-file and --ws-token-sha256 require --ws-auth capability-token');
+    }
+    return undefined;
+  }
+  if (mode !== 'capability-token') throw new LocalError(LocalErrorCode.InvalidArgument, `unsupported --ws-auth mode \`${mode}\`; supported: capability-token`);
+  if ((values['ws-token-file'] === undefined) === (values['ws-token-sha256'] === undefined)) {
+    throw new LocalError(LocalErrorCode.InvalidArgument, '--ws-auth capability-token needs exactly one of --ws-token-file or --ws-token-sha256');
+  }
+  if (values['ws-token-file'] !== undefined) {
+    const token = (await readFile(values['ws-token-file'], 'utf8')).trim();
+    if (token.length === 0) throw new LocalError(LocalErrorCode.InvalidArgument, `token file ${values['ws-token-file']} is empty`);
+    return createHash('sha256').update(token, 'utf8').digest();
+  }
+  const hex = values['ws-token-sha256']?.trim() ?? '';
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new LocalError(LocalErrorCode.InvalidArgument, '--ws-token-sha256 must be 64 hexadecimal characters');
+  return Buffer.from(hex, 'hex');
+}
+
+function positiveNumber(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isFinite(number) || number < 0) throw new LocalError(LocalErrorCode.InvalidArgument, `${flag} must be a non-negative number, got \`${value}\``);
+  return number;
+}
+
+/** `codex-multienv exec-server`: serves the exec-server protocol until stdin closes or a signal. */
+export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string', default: 'ws://127.0.0.1:0' },
+      'ws-auth': { type: 'string' },
+      'ws-token-file': { type: 'string' },
+      'ws-token-sha256': { type: 'string' },
+      'session-retention-sec': { type: 'string' },
+      'max-processes': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const logger = stderrLogger(values['log-level'], env);
+  const listen = parseListen(values.listen);
+  const retentionSec = positiveNumber(values['session-retention-sec'], '--session-retention-sec');
+  const maxProcesses = positiveNumber(values['max-processes'], '--max-processes');
+  const server = new ExecServer({
+    env,
+    host: hostFacts(env),
+    logger: logger.child('exec-server'),
+    sessionRetentionMs: retentionSec === undefined ? undefined : retentionSec * 1000,
+    maxProcessesPerSession: maxProcesses,
+  });
+
+  if (listen.kind === 'stdio') {
+    const transport = new StreamTransport(process.stdin, process.stdout, 'stdio');
+    const connection = server.serve(transport, { resumable: false });
+    await connection.closed;
+    await server.close();
+    return 0;
+  }
+
+  const digest = await tokenDigest(values);
+  if (digest === undefined && !isLoopbackIp(listen.host)) {
+    throw new LocalError(
+      LocalErrorCode.InvalidArgument,
+      `refusing to listen on non-loopback address ${listen.host} without authentication; add --ws-auth capability-token with --ws-token-file or --ws-token-sha256`,
+    );
+  }
+  const listener = await listenWebSocket({
+    host: listen.host,
+    port: listen.port,
+    authorize: digest === undefined ? undefined : capabilityTokenAuth(digest),
+    onConnection: (transport) => server.serve(transport, { resumable: true }),
+  });
+  process.stdout.write(`${listener.url}\n`);
+  logger.info('exec-server listening', { url: listener.url, auth: digest === undefined ? 'none' : 'capability-token' });
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    if (env.CODEX_EXEC_SERVER_EXIT_ON_STDIN_CLOSE === '1') process.stdin.once('end', resolve).resume();
+  });
+  await listener.close();
+  await server.close();
+  return 0;
+}

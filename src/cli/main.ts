@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+import { LocalError } from '../util/errors.js';
+import { runEnvironments } from './environments-command.js';
+import { runExecServer } from './exec-server-command.js';
+import { PACKAGE_VERSION } from './runtime.js';
+
+const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
+
+usage:
+  codex-multienv exec-server [--listen ws://IP:PORT | stdio] [auth flags]   serve the exec-server protocol
+  codex-multienv environments [--json]                                     check the configured environments
+  codex-multienv --version | --help
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'exec-server':
+      return runExecServer(rest, process.env);
+    case 'environments':
+      return runEnvironments(rest, process.env);
+    case '--version':
+    case '-V':
+      process.stdout.write(`${PACKAGE_VERSION}\n`);
+      return 0;
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(HELP);
+      return 0;
+    default:
+      process.stderr.write(`unknown command \`${command ?? ''}\`\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const message = error instanceof LocalError || error instanceof Error ? error.message : String(error);
+    process.stderr.write(`error: ${message}\n`);
+    process.exitCode = 2;
+  },
+);

@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { HostFacts } from '../exec/environment-info.js';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../util/logger.js';
+
+/** This package's version, read once from package.json. */
+export const PACKAGE_VERSION: string = (() => {
+  try {
+    const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && typeof parsed.version === 'string') return parsed.version;
+  } catch {
+    // Fall through.
+  }
+  return '0.0.0';
+})();
+
+/** `$CODEX_HOME`, or `~/.codex`. */
+export function codexHome(env: NodeJS.ProcessEnv): string {
+  const value = env.CODEX_HOME?.trim();
+  return value !== undefined && value.length > 0 ? value : join(homedir(), '.codex');
+}
+
+/** A stderr logger at the level of `--log-level` or `CODEX_MULTIENV_LOG` (default info). */
+export function stderrLogger(level: string | undefined, env: NodeJS.ProcessEnv): Logger {
+  const wanted = level ?? env.CODEX_MULTIENV_LOG ?? 'info';
+  const valid = (LOG_LEVELS as readonly string[]).includes(wanted) ? (wanted as LogLevel) : 'info';
+  return createLogger({ write: (line) => process.stderr.write(line), level: valid, json: env.CODEX_MULTIENV_LOG_FORMAT === 'json' });
+}
+
+/** Facts about this host for `environment/info`. */
+export function hostFacts(env: NodeJS.ProcessEnv): HostFacts {
+  return { env, cwd: process.cwd(), homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: PACKAGE_VERSION };
+}
+
+/** Reads a text file, or undefined when it does not exist. */
+export async function readOptionalFile(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}

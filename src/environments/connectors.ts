@@ -1,0 +1,44 @@
+import type { ExecConnector } from '../exec/client.js';
+import type { ExecServer } from '../exec/server.js';
+import { spawnChildTransport } from '../transport/child.js';
+import { createMemoryPair } from '../transport/memory.js';
+import { connectWebSocket } from '../transport/websocket.js';
+import type { Logger } from '../util/logger.js';
+
+/** Default bound on a websocket connect + upgrade (as Codex: 10 s). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** A websocket exec-server; the bearer token, when given, goes in `Authorization`. */
+export function websocketConnector(url: string, options: { authBearerToken?: string; connectTimeoutMs?: number } = {}): ExecConnector {
+  const headers = options.authBearerToken === undefined ? undefined : { authorization: `Bearer ${options.authBearerToken}` };
+  return {
+    label: url,
+    resumable: true,
+    connect: async (signal) => {
+      const transport = await connectWebSocket(url, { headers, timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
+      return transport;
+    },
+  };
+}
+
+/** An exec-server spoken to over the stdio of a command (`ssh host codex exec-server --listen stdio`, …). */
+export function stdioConnector(command: { program: string; args: readonly string[]; env: NodeJS.ProcessEnv; cwd?: string }, logger?: Logger): ExecConnector {
+  return {
+    label: `stdio:${[command.program, ...command.args].join(' ')}`,
+    resumable: false,
+    connect: () => spawnChildTransport(command, { logger }),
+  };
+}
+
+/** The in-process exec-server: the same handlers as a remote one, over a memory pair. */
+export function localConnector(server: ExecServer): ExecConnector {
+  return {
+    label: 'local',
+    resumable: false,
+    connect: () => {
+      const [clientSide, serverSide] = createMemoryPair('local');
+      server.serve(serverSide, { resumable: false });
+      return Promise.resolve(clientSide);
+    },
+  };
+}

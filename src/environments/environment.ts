@@ -1,0 +1,160 @@
+import { ExecClient, type ExecClientOptions, type ExecConnector } from '../exec/client.js';
+import type { EnvironmentInfo } from '../protocol/exec.js';
+import { errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+
+/** Status of an environment, with Codex's values. */
+export type EnvironmentStatus = 'ready' | 'pending' | 'disconnected' | 'unknown';
+
+/** How an environment is reached. */
+export type EnvironmentKind = 'local' | 'websocket' | 'stdio';
+
+/** A JSON-friendly view of an environment for status tools and the CLI. */
+export interface EnvironmentDescription {
+  id: string;
+  kind: EnvironmentKind;
+  status: EnvironmentStatus;
+  /** The last connection error, when the environment is disconnected. */
+  error?: string;
+  /** The websocket URL or the stdio command line. */
+  endpoint: string;
+  /** Where the definition came from (`environments.toml`, `environment/add`, …). */
+  source: string;
+  /** Executor facts once connected. */
+  shell?: string;
+  cwd?: string;
+  os?: string;
+  executorVersion?: string;
+  /** `exec` and `filesystem` (always true for an exec-server) plus the executor's own flags. */
+  capabilities?: Record<string, boolean>;
+}
+
+/** Options of {@link Environment}. */
+export interface EnvironmentOptions {
+  id: string;
+  kind: EnvironmentKind;
+  endpoint: string;
+  source: string;
+  connector: ExecConnector;
+  client?: Omit<ExecClientOptions, 'signal'>;
+  logger?: Logger;
+}
+
+/**
+ * One execution environment: a lazily connected exec client with a status. The first use
+ * connects (single-flight); a failed or lost connection is retried on the next use.
+ */
+export class Environment {
+  readonly id: string;
+  readonly kind: EnvironmentKind;
+  readonly endpoint: string;
+  readonly source: string;
+  readonly #options: EnvironmentOptions;
+  readonly #logger: Logger;
+  #client?: ExecClient;
+  #connecting?: Promise<ExecClient>;
+  #lastError?: string;
+  #closed = false;
+
+  constructor(options: EnvironmentOptions) {
+    this.id = options.id;
+    this.kind = options.kind;
+    this.endpoint = options.endpoint;
+    this.source = options.source;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** The current status; never connects. */
+  get status(): EnvironmentStatus {
+    if (this.#client !== undefined) {
+      if (this.#client.state === 'connected') return 'ready';
+      if (this.#client.state === 'reconnecting') return 'pending';
+      return 'disconnected';
+    }
+    if (this.#connecting !== undefined) return 'pending';
+    return this.#lastError === undefined ? 'pending' : 'disconnected';
+  }
+
+  /** The last connection error, if any. */
+  get lastError(): string | undefined {
+    if (this.#client?.state === 'closed') return errorMessage(this.#client.lastError ?? 'disconnected');
+    return this.#lastError;
+  }
+
+  /** Executor facts, once connected. */
+  get info(): EnvironmentInfo | undefined {
+    return this.#client?.info;
+  }
+
+  /** Returns a connected client, connecting on first use. */
+  client(signal?: AbortSignal): Promise<ExecClient> {
+    if (this.#closed) return Promise.reject(new Error(`environment \`${this.id}\` was removed`));
+    if (this.#client !== undefined && this.#client.state !== 'closed') return Promise.resolve(this.#client);
+    this.#connecting ??= this.#connect(signal).finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  /** Connects if needed and reports the resulting status; never throws. */
+  async probe(signal?: AbortSignal): Promise<EnvironmentDescription> {
+    try {
+      await this.client(signal);
+    } catch {
+      // The status and error say what happened.
+    }
+    return this.describe();
+  }
+
+  /** The JSON view of this environment. */
+  describe(): EnvironmentDescription {
+    const info = this.info;
+    const description: EnvironmentDescription = {
+      id: this.id,
+      kind: this.kind,
+      status: this.status,
+      endpoint: this.endpoint,
+      source: this.source,
+    };
+    const error = this.status === 'ready' ? undefined : this.lastError;
+    if (error !== undefined) description.error = error;
+    if (info !== undefined) {
+      if (info.shell?.name !== undefined) description.shell = info.shell.name;
+      if (typeof info.cwd === 'string') description.cwd = info.cwd;
+      if (typeof info.platformOs === 'string') description.os = info.platformOs;
+      if (typeof info.executorVersion === 'string') description.executorVersion = info.executorVersion;
+      description.capabilities = { exec: true, filesystem: true, ...info.capabilities };
+    }
+    return description;
+  }
+
+  /** Disconnects; the environment cannot be used afterwards. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
+    this.#client = undefined;
+    await client?.close();
+  }
+
+  async #connect(signal?: AbortSignal): Promise<ExecClient> {
+    const previous = this.#client;
+    this.#client = undefined;
+    await previous?.close();
+    try {
+      const client = await ExecClient.connect(this.#options.connector, { ...this.#options.client, logger: this.#logger, signal });
+      if (this.#closed) {
+        await client.close();
+        throw new Error(`environment \`${this.id}\` was removed`);
+      }
+      this.#client = client;
+      this.#lastError = undefined;
+      this.#logger.info('environment connected', { environment: this.id, session: client.sessionId });
+      return client;
+    } catch (error) {
+      this.#lastError = `exec-server connection attempt failed: ${errorMessage(error)}`;
+      this.#logger.warn('environment connection failed', { environment: this.id, error: this.#lastError });
+      throw error;
+    }
+  }
+}

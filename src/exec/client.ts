@@ -1,0 +1,384 @@
+import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
+import {
+  FsCanonicalize,
+  FsCopy,
+  FsCreateDirectory,
+  FsGetMetadata,
+  FsReadDirectory,
+  FsReadFile,
+  FsRemove,
+  FsWriteFile,
+  Initialize,
+  Initialized,
+  ProcessClosed,
+  ProcessExited,
+  ProcessOutput,
+  ProcessRead,
+  ProcessSignal,
+  ProcessStart,
+  ProcessTerminate,
+  ProcessWrite,
+  type DirectoryEntry,
+  type EnvironmentInfo,
+  type FileMetadata,
+  type MethodSpec,
+  type EnvPolicy,
+  type SandboxContext,
+} from '../protocol/exec.js';
+import { RpcErrorCode } from '../protocol/jsonrpc.js';
+import { RpcConnection, type RequestOptions } from '../rpc/connection.js';
+import { RpcError } from '../rpc/errors.js';
+import type { MessageTransport } from '../transport/transport.js';
+import { sleep, withDeadline } from '../util/abort.js';
+import { encodeBase64 } from '../util/base64.js';
+import { deferred, type Deferred } from '../util/deferred.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { HttpBodyStreams } from './http-client.js';
+import { pathToUri } from './path-uri.js';
+import { connectionLostError, RemoteProcess } from './remote-process.js';
+
+/** Default bound on the `initialize` round trip. */
+export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
+/** How long a dropped websocket is retried with session resume (as the Codex client: 25 s). */
+export const DEFAULT_RECONNECT_WINDOW_MS = 25_000;
+/** Pause between reconnect attempts. */
+const RECONNECT_INTERVAL_MS = 100;
+
+/** Produces fresh transports to one exec-server. */
+export interface ExecConnector {
+  /** For messages, e.g. the URL or `stdio:ssh`. */
+  readonly label: string;
+  /** True when a dropped connection can be resumed (websocket); false for stdio children. */
+  readonly resumable: boolean;
+  connect(signal?: AbortSignal): Promise<MessageTransport>;
+}
+
+/** Options of {@link ExecClient.connect}. */
+export interface ExecClientOptions {
+  /** Sent as `clientName`. @default 'codex-multienv' */
+  clientName?: string;
+  /** @default DEFAULT_INITIALIZE_TIMEOUT_MS */
+  initializeTimeoutMs?: number;
+  /** @default DEFAULT_RECONNECT_WINDOW_MS */
+  reconnectWindowMs?: number;
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+/** The connection state of a client. */
+export type ExecClientState = 'connected' | 'reconnecting' | 'closed';
+
+/** What to start; `cwd` is a native absolute path on the executor. */
+export interface StartProcessParams {
+  /** Assigned by the client when absent. */
+  processId?: string;
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  tty: boolean;
+  pipeStdin?: boolean;
+  arg0?: string | null;
+  envPolicy?: EnvPolicy | null;
+  sandbox?: SandboxContext | null;
+}
+
+interface Attached {
+  connection: RpcConnection;
+  http: HttpBodyStreams;
+}
+
+let processCounter = 0;
+
+/**
+ * A client of one exec-server session (ours or Codex's). Keeps an ordered event log per process,
+ * resumes a dropped websocket session and replays missed output, and fails everything clearly
+ * when the session is lost for good.
+ */
+export class ExecClient {
+  readonly #connector: ExecConnector;
+  readonly #options: ExecClientOptions;
+  readonly #logger: Logger;
+  readonly #processes: Map<string, RemoteProcess>;
+  readonly #fills = new Set<string>();
+  readonly #listeners = new Set<(state: ExecClientState, error?: Error) => void>();
+  #attached: Attached;
+  #sessionId: string;
+  #info: EnvironmentInfo;
+  #state: ExecClientState = 'connected';
+  #reconnected?: Deferred<void>;
+  #closing = false;
+  #lastError?: Error;
+
+  private constructor(
+    connector: ExecConnector,
+    options: ExecClientOptions,
+    first: { attached: Attached; sessionId: string; info: EnvironmentInfo },
+    processes: Map<string, RemoteProcess>,
+  ) {
+    this.#processes = processes;
+    this.#connector = connector;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.#attached = first.attached;
+    this.#sessionId = first.sessionId;
+    this.#info = first.info;
+    this.#watch(first.attached.connection);
+  }
+
+  /** Connects, initializes a fresh session and sends `initialized`. */
+  static async connect(connector: ExecConnector, options: ExecClientOptions = {}): Promise<ExecClient> {
+    const processes = new Map<string, RemoteProcess>();
+    const first = await handshake(connector, options, undefined, (processId) => processes.get(processId));
+    return new ExecClient(connector, options, first, processes);
+  }
+
+  /** What the executor said about itself at `initialize`. */
+  get info(): EnvironmentInfo {
+    return this.#info;
+  }
+
+  /** The session id; stable across resumed reconnects. */
+  get sessionId(): string {
+    return this.#sessionId;
+  }
+
+  /** The connection state. */
+  get state(): ExecClientState {
+    return this.#state;
+  }
+
+  /** Why the client was last disconnected, if it was. */
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  /** Label of the exec-server, for messages. */
+  get label(): string {
+    return this.#connector.label;
+  }
+
+  /** Subscribes to state changes; returns the unsubscribe function. */
+  onStateChange(listener: (state: ExecClientState, error?: Error) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Sends any exec-server request on the current connection (waiting out a reconnect). */
+  async request<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options?: RequestOptions): Promise<z.output<R>> {
+    const attached = await this.#current();
+    return attached.connection.request(spec, params, options);
+  }
+
+  /**
+   * Starts a process. The returned handle receives its events in order; it is registered before
+   * the request is sent because output can arrive before the response.
+   */
+  async startProcess(params: StartProcessParams, options?: RequestOptions): Promise<RemoteProcess> {
+    const processId = params.processId ?? `${++processCounter}-${randomUUID()}`;
+    if (this.#processes.has(processId)) throw new LocalError(LocalErrorCode.InvalidArgument, `process id ${processId} is already in use`);
+    const handle: RemoteProcess = new RemoteProcess(processId, {
+      write: async (id, data) => (await this.request(ProcessWrite, { processId: id, chunk: encodeBase64(data), writeId: handle.nextWriteId() })).status,
+      interrupt: async (id) => {
+        await this.request(ProcessSignal, { processId: id, signal: 'interrupt' });
+      },
+      terminate: async (id) => (await this.request(ProcessTerminate, { processId: id })).running,
+    });
+    handle.requestFill = () => this.#fill(handle);
+    this.#processes.set(processId, handle);
+    try {
+      const { sandbox, ...rest } = params;
+      await this.request(ProcessStart, { ...rest, sandbox: sandbox ?? null, processId, cwd: pathToUri(params.cwd) }, options);
+    } catch (error) {
+      this.#processes.delete(processId);
+      throw error;
+    }
+    return handle;
+  }
+
+  /** Reads a whole file. */
+  async readFile(path: string, options?: RequestOptions): Promise<Buffer> {
+    const result = await this.request(FsReadFile, { path: pathToUri(path) }, options);
+    return Buffer.from(result.dataBase64, 'base64');
+  }
+
+  /** Creates or truncates a file; the parent directory must exist. */
+  async writeFile(path: string, data: Uint8Array | string, options?: RequestOptions): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    await this.request(FsWriteFile, { path: pathToUri(path), dataBase64: encodeBase64(bytes) }, options);
+  }
+
+  /** Creates a directory and its parents. */
+  async createDirectory(path: string, options?: RequestOptions): Promise<void> {
+    await this.request(FsCreateDirectory, { path: pathToUri(path), recursive: true }, options);
+  }
+
+  /** Stats a path (following symlinks). */
+  getMetadata(path: string, options?: RequestOptions): Promise<FileMetadata> {
+    return this.request(FsGetMetadata, { path: pathToUri(path) }, options);
+  }
+
+  /** Lists one directory. */
+  async readDirectory(path: string, options?: RequestOptions): Promise<DirectoryEntry[]> {
+    return (await this.request(FsReadDirectory, { path: pathToUri(path) }, options)).entries;
+  }
+
+  /** Removes a file or a tree. */
+  async remove(path: string, options?: RequestOptions): Promise<void> {
+    await this.request(FsRemove, { path: pathToUri(path), recursive: true, force: true }, options);
+  }
+
+  /** Copies a file or (recursively) a tree. */
+  async copy(source: string, destination: string, recursive: boolean, options?: RequestOptions): Promise<void> {
+    await this.request(FsCopy, { sourcePath: pathToUri(source), destinationPath: pathToUri(destination), recursive }, options);
+  }
+
+  /** Resolves symlinks and `..`; returns the canonical `file://` URI. */
+  async canonicalize(path: string, options?: RequestOptions): Promise<string> {
+    return (await this.request(FsCanonicalize, { path: pathToUri(path) }, options)).path;
+  }
+
+  /** HTTP through the executor (`http/request`), as a WHATWG fetch. */
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const attached = await this.#current();
+    return attached.http.fetch(input, init);
+  };
+
+  /** Closes the connection; the server ends (stdio) or detaches (websocket) the session. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#setState('closed');
+    this.#reconnected?.reject(new LocalError(LocalErrorCode.ConnectionClosed, `client of ${this.label} closed`));
+    await this.#attached.connection.close();
+    for (const handle of this.#processes.values()) handle.fail(connectionLostError(this.label));
+  }
+
+  async #current(): Promise<Attached> {
+    if (this.#state === 'connected') return this.#attached;
+    if (this.#state === 'reconnecting' && this.#reconnected !== undefined) {
+      await this.#reconnected.promise;
+      return this.#attached;
+    }
+    throw new LocalError(LocalErrorCode.ConnectionClosed, `exec-server ${this.label} is disconnected${this.#lastError === undefined ? '' : `: ${this.#lastError.message}`}`, {
+      cause: this.#lastError,
+    });
+  }
+
+  #setState(state: ExecClientState, error?: Error): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    for (const listener of this.#listeners) listener(state, error);
+  }
+
+  #watch(connection: RpcConnection): void {
+    void connection.closed.then((reason) => {
+      if (this.#closing || connection !== this.#attached.connection) return;
+      const error = connectionLostError(this.label, reason);
+      this.#lastError = error;
+      if (!this.#connector.resumable) {
+        this.#lost(error);
+        return;
+      }
+      void this.#reconnect(error);
+    });
+  }
+
+  #lost(error: Error): void {
+    this.#setState('closed', error);
+    this.#reconnected?.reject(error);
+    this.#reconnected = undefined;
+    for (const handle of this.#processes.values()) handle.fail(error);
+  }
+
+  async #reconnect(cause: Error): Promise<void> {
+    const reconnected = deferred<void>();
+    this.#reconnected = reconnected;
+    // Nobody may be waiting; keep a rejection from being reported as unhandled.
+    reconnected.promise.catch(() => undefined);
+    this.#setState('reconnecting', cause);
+    this.#logger.warn('exec-server connection dropped; resuming the session', { server: this.label, error: cause.message });
+    const deadline = Date.now() + (this.#options.reconnectWindowMs ?? DEFAULT_RECONNECT_WINDOW_MS);
+    let lastError: Error = cause;
+    while (!this.#closing && Date.now() < deadline) {
+      try {
+        const route = (processId: string): RemoteProcess | undefined => this.#processes.get(processId);
+        const resumed = await handshake(this.#connector, this.#options, this.#sessionId, route);
+        this.#attached = resumed.attached;
+        this.#info = resumed.info;
+        this.#watch(resumed.attached.connection);
+        this.#setState('connected');
+        reconnected.resolve();
+        this.#reconnected = undefined;
+        for (const handle of this.#processes.values()) if (!handle.finished) this.#fill(handle);
+        this.#logger.info('exec-server session resumed', { server: this.label, session: this.#sessionId });
+        return;
+      } catch (error) {
+        lastError = error instanceof Error ? error : new Error(String(error));
+        if (error instanceof RpcError && error.code === RpcErrorCode.InvalidRequest && /unknown session id/.test(error.message)) break;
+        await sleep(RECONNECT_INTERVAL_MS);
+      }
+    }
+    if (this.#closing) return;
+    this.#lastError = new LocalError(LocalErrorCode.ConnectionClosed, `lost the session on ${this.label}: ${lastError.message}`, { cause: lastError });
+    this.#lost(this.#lastError);
+  }
+
+  #fill(handle: RemoteProcess): void {
+    if (this.#fills.has(handle.id)) return;
+    this.#fills.add(handle.id);
+    void (async () => {
+      try {
+        for (;;) {
+          const afterSeq = handle.lastSeq;
+          const result = await this.request(ProcessRead, { processId: handle.id, afterSeq, waitMs: 0 });
+          handle.acceptRead(result);
+          if (handle.finished || handle.lastSeq === afterSeq || result.chunks.length === 0) return;
+        }
+      } catch (error) {
+        this.#logger.debug('process/read replay failed', { process: handle.id, error: errorMessage(error) });
+      } finally {
+        this.#fills.delete(handle.id);
+      }
+    })();
+  }
+}
+
+/** Connects one transport, initializes (or resumes) a session and acknowledges it. */
+async function handshake(
+  connector: ExecConnector,
+  options: ExecClientOptions,
+  resumeSessionId: string | undefined,
+  route: (processId: string) => RemoteProcess | undefined,
+): Promise<{ attached: Attached; sessionId: string; info: EnvironmentInfo }> {
+  const transport = await connector.connect(options.signal);
+  const connection = new RpcConnection(transport, { logger: options.logger });
+  connection.onNotification(ProcessOutput, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: Buffer.from(p.chunk, 'base64') }));
+  connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode }));
+  connection.onNotification(ProcessClosed, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'closed' }));
+  const http = new HttpBodyStreams(connection);
+  connection.start();
+  const timeoutMs = options.initializeTimeoutMs ?? DEFAULT_INITIALIZE_TIMEOUT_MS;
+  try {
+    const result = await withDeadline(
+      connection.request(Initialize, { clientName: options.clientName ?? 'codex-multienv', resumeSessionId: resumeSessionId ?? null }, { timeoutMs: timeoutMs + 1000 }),
+      timeoutMs,
+      () => new LocalError(LocalErrorCode.InitializeTimeout, `exec-server ${connector.label} did not answer initialize within ${timeoutMs} ms`),
+      options.signal,
+    );
+    connection.notify(Initialized, {});
+    return { attached: { connection, http }, sessionId: result.sessionId, info: result.environmentInfo ?? {} };
+  } catch (error) {
+    await connection.close();
+    const diagnostics = transport.diagnostics?.();
+    if (error instanceof LocalError && error.code === LocalErrorCode.ConnectionClosed) {
+      throw new LocalError(
+        LocalErrorCode.ProcessFailed,
+        `exec-server ${connector.label} closed the connection before initialize completed${diagnostics === undefined ? '' : `; it said: ${diagnostics}`}`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}

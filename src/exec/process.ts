@@ -1,0 +1,297 @@
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { spawn as spawnPty, type IPty } from '@lydell/node-pty';
+import type { OutputChunk, OutputStream, ProcessReadResult, WriteStatus } from '../protocol/exec.js';
+import { RpcError } from '../rpc/errors.js';
+import { abortReason } from '../util/abort.js';
+import { encodeBase64 } from '../util/base64.js';
+import { ioError } from './io-errors.js';
+
+/** Default bytes of recent output retained per process for `process/read` (as Codex: ~1 MiB). */
+export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
+
+/** An event of a process's log; `seq` is shared by all kinds and starts at 1. */
+export type ProcessEvent =
+  | { kind: 'output'; seq: number; stream: OutputStream; chunk: string; bytes: number }
+  | { kind: 'exited'; seq: number; exitCode: number }
+  | { kind: 'closed'; seq: number };
+
+/** What to spawn; paths are native and already validated. */
+export interface SpawnSpec {
+  /** The resolved executable. */
+  file: string;
+  argv: readonly string[];
+  arg0?: string;
+  cwd: string;
+  env: Record<string, string>;
+  tty: boolean;
+  pipeStdin: boolean;
+}
+
+/** Options of {@link ManagedProcess.spawn}. */
+export interface ManagedProcessOptions {
+  /** @default DEFAULT_RETAINED_OUTPUT_BYTES */
+  retainedOutputBytes?: number;
+  /** Receives every event as it happens. */
+  onEvent: (event: ProcessEvent) => void;
+}
+
+/** Options of {@link ManagedProcess.read}. */
+export interface ReadOptions {
+  afterSeq: number;
+  maxBytes?: number;
+  waitMs: number;
+  signal: AbortSignal;
+}
+
+const PTY_COLS = 80;
+const PTY_ROWS = 24;
+
+/**
+ * One process started by `process/start`: its ordered event log, the retained output ring, stdin
+ * with idempotent writes, and signals to its whole process group.
+ */
+export class ManagedProcess {
+  readonly #retained: Extract<ProcessEvent, { kind: 'output' }>[] = [];
+  readonly #writeIds = new Set<string>();
+  readonly #waiters = new Set<() => void>();
+  readonly #retainLimit: number;
+  readonly #onEvent: (event: ProcessEvent) => void;
+  #retainedBytes = 0;
+  #seq = 0;
+  #exitCode: number | null = null;
+  #exitSeq: number | null = null;
+  #closed = false;
+  #child?: ChildProcess;
+  #pty?: IPty;
+  #stdinOpen: boolean;
+
+  private constructor(
+    readonly pid: number,
+    spec: SpawnSpec,
+    options: ManagedProcessOptions,
+  ) {
+    this.#retainLimit = options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES;
+    this.#onEvent = options.onEvent;
+    this.#stdinOpen = spec.tty || spec.pipeStdin;
+  }
+
+  /** Starts the process; rejects with the wire error Codex gives (e.g. a missing cwd is -32603). */
+  static async spawn(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
+    return spec.tty ? ManagedProcess.#spawnPty(spec, options) : ManagedProcess.#spawnPiped(spec, options);
+  }
+
+  static async #spawnPiped(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
+    const child = spawnChild(spec.file, spec.argv.slice(1), {
+      argv0: spec.arg0 ?? spec.argv[0],
+      cwd: spec.cwd,
+      env: spec.env,
+      stdio: [spec.pipeStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', () => resolve());
+      child.once('error', (error) => reject(ioError(error)));
+    });
+    const process = new ManagedProcess(child.pid ?? -1, spec, options);
+    process.#child = child;
+    child.stdin?.on('error', () => undefined);
+    child.stdout?.on('data', (data: Buffer) => process.#output('stdout', data));
+    child.stderr?.on('data', (data: Buffer) => process.#output('stderr', data));
+    child.once('exit', (code, signal) => process.#exited(exitCodeOf(code, signal)));
+    // 'close' fires after exit and after both pipes reached EOF.
+    child.once('close', () => process.#markClosed());
+    return process;
+  }
+
+  static #spawnPty(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
+    let pty: IPty;
+    try {
+      pty = spawnPty(spec.file, [...spec.argv.slice(1)], {
+        name: spec.env.TERM ?? 'dumb',
+        cols: PTY_COLS,
+        rows: PTY_ROWS,
+        cwd: spec.cwd,
+        env: spec.env,
+        encoding: null,
+      });
+    } catch (error) {
+      return Promise.reject(RpcError.internal(`failed to start a terminal: ${error instanceof Error ? error.message : String(error)}`));
+    }
+    const process = new ManagedProcess(pty.pid, spec, options);
+    process.#pty = pty;
+    pty.onData((data: string | Buffer) => process.#output('pty', typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
+    // node-pty reports exit once the terminal's output has drained, so closed follows at once.
+    pty.onExit(({ exitCode, signal }) => {
+      process.#exited(signal !== undefined && signal > 0 ? 128 + signal : exitCode);
+      process.#markClosed();
+    });
+    return Promise.resolve(process);
+  }
+
+  /** True once the process has exited and its output is drained. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** True while the process has not exited. */
+  get running(): boolean {
+    return this.#exitCode === null;
+  }
+
+  /** Reads retained output after `afterSeq`, long-polling up to `waitMs` for something new. */
+  async read(options: ReadOptions): Promise<ProcessReadResult> {
+    const deadline = Date.now() + options.waitMs;
+    for (;;) {
+      const result = this.#collect(options.afterSeq, options.maxBytes);
+      const exitUnseen = this.#exitSeq !== null && this.#exitSeq > options.afterSeq;
+      const remaining = deadline - Date.now();
+      if (result.chunks.length > 0 || this.#closed || exitUnseen || remaining <= 0) return result;
+      await this.#waitForChange(remaining, options.signal);
+    }
+  }
+
+  /** Writes to stdin; a repeated `writeId` is accepted but not delivered again. */
+  write(chunk: Buffer, writeId: string): WriteStatus {
+    if (!this.#stdinOpen || this.#exitCode !== null) return 'stdinClosed';
+    if (this.#writeIds.has(writeId)) return 'accepted';
+    this.#writeIds.add(writeId);
+    if (chunk.length === 0) return 'accepted';
+    // With `encoding: null` node-pty writes straight to its socket, which takes raw bytes; its
+    // typings only say string.
+    if (this.#pty !== undefined) (this.#pty.write as (data: string | Buffer) => void).call(this.#pty, chunk);
+    else this.#child?.stdin?.write(chunk);
+    return 'accepted';
+  }
+
+  /** Sends SIGINT to the process group. */
+  interrupt(): void {
+    this.#signalGroup('SIGINT');
+  }
+
+  /** Sends SIGKILL to the process group; returns whether the process was still running. */
+  terminate(): boolean {
+    if (this.#exitCode !== null) return false;
+    this.#signalGroup('SIGKILL');
+    return true;
+  }
+
+  /** Stops reading output (back-pressure); the child blocks once its pipe is full. */
+  pause(): void {
+    if (this.#pty !== undefined) this.#pty.pause();
+    this.#child?.stdout?.pause();
+    this.#child?.stderr?.pause();
+  }
+
+  /** Resumes reading output. */
+  resume(): void {
+    if (this.#pty !== undefined) this.#pty.resume();
+    this.#child?.stdout?.resume();
+    this.#child?.stderr?.resume();
+  }
+
+  /** Drops retained output of a finished process to free memory; its id stays taken. */
+  releaseOutput(): void {
+    this.#retained.length = 0;
+    this.#retainedBytes = 0;
+  }
+
+  #signalGroup(signal: NodeJS.Signals): void {
+    if (this.#exitCode !== null) return;
+    try {
+      process.kill(-this.pid, signal);
+    } catch {
+      try {
+        process.kill(this.pid, signal);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  #collect(afterSeq: number, maxBytes: number | undefined): ProcessReadResult {
+    const chunks: OutputChunk[] = [];
+    let bytes = 0;
+    let cutShort = false;
+    for (const event of this.#retained) {
+      if (event.seq <= afterSeq) continue;
+      // At least one chunk is returned even when it alone exceeds the budget; chunks are never split.
+      if (maxBytes !== undefined && chunks.length > 0 && bytes + event.bytes > maxBytes) {
+        cutShort = true;
+        break;
+      }
+      chunks.push({ seq: event.seq, stream: event.stream, chunk: event.chunk });
+      bytes += event.bytes;
+    }
+    const last = chunks[chunks.length - 1];
+    return {
+      chunks,
+      nextSeq: cutShort && last !== undefined ? last.seq + 1 : this.#seq + 1,
+      exited: this.#exitCode !== null,
+      exitCode: this.#exitCode,
+      closed: this.#closed,
+      failure: null,
+      sandboxDenied: false,
+    };
+  }
+
+  #waitForChange(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const onAbort = (): void => {
+        done();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref?.();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(done);
+    });
+  }
+
+  #changed(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+
+  #output(stream: OutputStream, data: Buffer): void {
+    const event = { kind: 'output' as const, seq: ++this.#seq, stream, chunk: encodeBase64(data), bytes: data.length };
+    this.#retained.push(event);
+    this.#retainedBytes += event.bytes;
+    while (this.#retainedBytes > this.#retainLimit && this.#retained.length > 1) {
+      this.#retainedBytes -= this.#retained.shift()?.bytes ?? 0;
+    }
+    this.#onEvent(event);
+    this.#changed();
+  }
+
+  #exited(exitCode: number): void {
+    if (this.#exitCode !== null) return;
+    this.#exitCode = exitCode;
+    this.#exitSeq = ++this.#seq;
+    this.#stdinOpen = false;
+    this.#onEvent({ kind: 'exited', seq: this.#exitSeq, exitCode });
+    this.#changed();
+  }
+
+  #markClosed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#onEvent({ kind: 'closed', seq: ++this.#seq });
+    this.#changed();
+  }
+}
+
+/** Exit status as the Codex exec-server reports it: the code, or 128 + signal number. */
+function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  const number = signal === null ? undefined : (osConstants.signals as Record<string, number | undefined>)[signal];
+  return 128 + (number ?? 0);
+}

@@ -1,0 +1,245 @@
+import type { OutputStream, ProcessReadResult } from '../protocol/exec.js';
+import { abortReason } from '../util/abort.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+
+/** An event of a remote process as the client sees it, in order, without duplicates. */
+export type RemoteProcessEvent =
+  | { kind: 'output'; stream: OutputStream; data: Buffer }
+  | { kind: 'exited'; exitCode: number }
+  | { kind: 'closed' }
+  /** The connection was lost for good; no more events will come. */
+  | { kind: 'failed'; error: Error };
+
+/** Bound on output queued for a consumer that is not reading; the oldest is dropped beyond it. */
+export const DEFAULT_QUEUED_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+/** The operations a {@link RemoteProcess} delegates to its client. */
+export interface RemoteProcessControl {
+  write(processId: string, data: Buffer): Promise<'accepted' | 'unknownProcess' | 'stdinClosed' | 'starting'>;
+  interrupt(processId: string): Promise<void>;
+  terminate(processId: string): Promise<boolean>;
+}
+
+type SeqEvent =
+  | { seq: number; kind: 'output'; stream: OutputStream; data: Buffer }
+  | { seq: number; kind: 'exited'; exitCode: number }
+  | { seq: number; kind: 'closed' };
+
+/**
+ * A process started through an exec client. Notifications are applied strictly in `seq` order;
+ * out-of-order ones are held until a `process/read` fills the gap (after a reconnect, or when a
+ * detached session dropped notifications).
+ */
+export class RemoteProcess {
+  readonly #queue: RemoteProcessEvent[] = [];
+  readonly #held = new Map<number, SeqEvent>();
+  readonly #control: RemoteProcessControl;
+  readonly #maxQueuedBytes: number;
+  #queuedBytes = 0;
+  #droppedBytes = 0;
+  #lastSeq = 0;
+  #exitCode: number | undefined;
+  #closed = false;
+  #failure: Error | undefined;
+  #waiter: (() => void) | undefined;
+  #writeCounter = 0;
+  /** Set by the client: asks the server for what we missed since `lastSeq`. */
+  requestFill?: (afterSeq: number) => void;
+
+  constructor(
+    readonly id: string,
+    control: RemoteProcessControl,
+    maxQueuedBytes = DEFAULT_QUEUED_OUTPUT_BYTES,
+  ) {
+    this.#control = control;
+    this.#maxQueuedBytes = maxQueuedBytes;
+  }
+
+  /** The exit code once known. */
+  get exitCode(): number | undefined {
+    return this.#exitCode;
+  }
+
+  /** True once `closed` (or a failure) was delivered to the queue. */
+  get finished(): boolean {
+    return this.#closed || this.#failure !== undefined;
+  }
+
+  /** The last seq applied; the cursor for a replay. */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /** Bytes of output dropped because nobody consumed them in time. */
+  get droppedBytes(): number {
+    return this.#droppedBytes;
+  }
+
+  /** Takes every queued event without waiting. */
+  drain(): RemoteProcessEvent[] {
+    const events = this.#queue.splice(0);
+    this.#queuedBytes = 0;
+    return events;
+  }
+
+  /**
+   * Waits until at least one event is queued, the process finished, the signal aborts, or
+   * `timeoutMs` passes (then resolves without events).
+   */
+  waitForEvents(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.#queue.length > 0 || this.finished) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted === true) {
+        reject(abortReason(signal));
+        return;
+      }
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (this.#waiter === done) this.#waiter = undefined;
+        resolve();
+      };
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        if (this.#waiter === done) this.#waiter = undefined;
+        reject(abortReason(signal));
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref?.();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiter = done;
+    });
+  }
+
+  /** Every event until `closed`, as an async generator; breaking out does not stop the process. */
+  async *events(signal?: AbortSignal): AsyncGenerator<RemoteProcessEvent> {
+    for (;;) {
+      await this.waitForEvents(60_000, signal);
+      for (const event of this.drain()) {
+        yield event;
+        if (event.kind === 'closed' || event.kind === 'failed') return;
+      }
+    }
+  }
+
+  /** Collects all output until the process closes. */
+  async collect(signal?: AbortSignal): Promise<{ exitCode: number | undefined; stdout: Buffer; stderr: Buffer; pty: Buffer }> {
+    const parts: Record<OutputStream, Buffer[]> = { stdout: [], stderr: [], pty: [] };
+    for await (const event of this.events(signal)) {
+      if (event.kind === 'output') parts[event.stream].push(event.data);
+      if (event.kind === 'failed') throw event.error;
+    }
+    return { exitCode: this.#exitCode, stdout: Buffer.concat(parts.stdout), stderr: Buffer.concat(parts.stderr), pty: Buffer.concat(parts.pty) };
+  }
+
+  /** Writes to the process's stdin (or terminal). */
+  write(data: Buffer | string): Promise<'accepted' | 'unknownProcess' | 'stdinClosed' | 'starting'> {
+    return this.#control.write(this.id, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+  }
+
+  /** Sends SIGINT. */
+  interrupt(): Promise<void> {
+    return this.#control.interrupt(this.id);
+  }
+
+  /** Sends SIGKILL; resolves with whether it was still running. */
+  terminate(): Promise<boolean> {
+    return this.#control.terminate(this.id);
+  }
+
+  /** @internal A unique write id for the next write. */
+  nextWriteId(): string {
+    return `${this.id}-w${++this.#writeCounter}`;
+  }
+
+  /** @internal Applies a notification. */
+  accept(event: SeqEvent): void {
+    if (this.finished || event.seq <= this.#lastSeq) return;
+    if (event.seq !== this.#lastSeq + 1) {
+      this.#held.set(event.seq, event);
+      this.requestFill?.(this.#lastSeq);
+      return;
+    }
+    this.#apply(event);
+    this.#applyHeld();
+  }
+
+  /** @internal Applies a `process/read` result (a replay after `afterSeq`). */
+  acceptRead(result: ProcessReadResult): void {
+    if (this.finished) return;
+    for (const chunk of result.chunks) {
+      if (chunk.seq <= this.#lastSeq) continue;
+      if (chunk.seq > this.#lastSeq + 1) {
+        // The server evicted output we never saw.
+        this.#push({ kind: 'output', stream: chunk.stream, data: Buffer.from(`\n[output lost: events ${this.#lastSeq + 1}..${chunk.seq - 1} were evicted before they could be read]\n`) });
+      }
+      this.#apply({ seq: chunk.seq, kind: 'output', stream: chunk.stream, data: Buffer.from(chunk.chunk, 'base64') });
+    }
+    const covered = result.nextSeq - 1;
+    if (result.exited && this.#exitCode === undefined && result.exitCode !== null) {
+      this.#exitCode = result.exitCode;
+      this.#push({ kind: 'exited', exitCode: result.exitCode });
+    }
+    if (covered > this.#lastSeq && !this.#held.has(this.#lastSeq + 1)) this.#lastSeq = covered;
+    if (result.closed) this.#apply({ seq: this.#lastSeq + 1, kind: 'closed' });
+    this.#applyHeld();
+  }
+
+  /** @internal No more events will come (connection lost for good). */
+  fail(error: Error): void {
+    if (this.finished) return;
+    this.#failure = error;
+    this.#push({ kind: 'failed', error });
+  }
+
+  #applyHeld(): void {
+    for (;;) {
+      const next = this.#held.get(this.#lastSeq + 1);
+      if (next === undefined) break;
+      this.#held.delete(next.seq);
+      this.#apply(next);
+    }
+    for (const seq of this.#held.keys()) if (seq <= this.#lastSeq) this.#held.delete(seq);
+  }
+
+  #apply(event: SeqEvent): void {
+    if (this.#closed) return;
+    this.#lastSeq = Math.max(this.#lastSeq, event.seq);
+    switch (event.kind) {
+      case 'output':
+        this.#push({ kind: 'output', stream: event.stream, data: event.data });
+        return;
+      case 'exited':
+        if (this.#exitCode !== undefined) return;
+        this.#exitCode = event.exitCode;
+        this.#push({ kind: 'exited', exitCode: event.exitCode });
+        return;
+      case 'closed':
+        this.#closed = true;
+        this.#push({ kind: 'closed' });
+        return;
+    }
+  }
+
+  #push(event: RemoteProcessEvent): void {
+    this.#queue.push(event);
+    if (event.kind === 'output') {
+      this.#queuedBytes += event.data.length;
+      while (this.#queuedBytes > this.#maxQueuedBytes) {
+        const index = this.#queue.findIndex((e) => e.kind === 'output');
+        if (index === -1 || index === this.#queue.length - 1) break;
+        const [dropped] = this.#queue.splice(index, 1);
+        if (dropped?.kind === 'output') {
+          this.#queuedBytes -= dropped.data.length;
+          this.#droppedBytes += dropped.data.length;
+        }
+      }
+    }
+    this.#waiter?.();
+  }
+}
+
+/** The error a process gets when its connection is lost for good. */
+export function connectionLostError(label: string, cause?: Error): LocalError {
+  return new LocalError(LocalErrorCode.ConnectionClosed, `lost the connection to ${label}${cause === undefined ? '' : `: ${cause.message}`}`, { cause });
+}
