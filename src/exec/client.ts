@@ -35,7 +35,7 @@ import { encodeBase64 } from '../util/base64.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { HttpBodyStreams } from './http-client.js';
+import { fetchThrough, HttpBodyStreams } from './http-client.js';
 import { pathToUri } from './path-uri.js';
 import { connectionLostError, RemoteProcess } from './remote-process.js';
 
@@ -86,7 +86,7 @@ export interface StartProcessParams {
 
 interface Attached {
   connection: RpcConnection;
-  http: HttpBodyStreams;
+  fetch: typeof fetch;
 }
 
 let processCounter = 0;
@@ -242,7 +242,7 @@ export class ExecClient {
   /** HTTP through the executor (`http/request`), as a WHATWG fetch. */
   readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const attached = await this.#current();
-    return attached.http.fetch(input, init);
+    return attached.fetch(input, init);
   };
 
   /** Closes the connection; the server ends (stdio) or detaches (websocket) the session. */
@@ -357,7 +357,7 @@ async function handshake(
   connection.onNotification(ProcessOutput, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: Buffer.from(p.chunk, 'base64') }));
   connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode }));
   connection.onNotification(ProcessClosed, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'closed' }));
-  const http = new HttpBodyStreams(connection);
+  const fetchFn = fetchThrough(new HttpBodyStreams(connection));
   connection.start();
   const timeoutMs = options.initializeTimeoutMs ?? DEFAULT_INITIALIZE_TIMEOUT_MS;
   try {
@@ -368,7 +368,7 @@ async function handshake(
       options.signal,
     );
     connection.notify(Initialized, {});
-    return { attached: { connection, http }, sessionId: result.sessionId, info: result.environmentInfo ?? {} };
+    return { attached: { connection, fetch: fetchFn }, sessionId: result.sessionId, info: result.environmentInfo ?? {} };
   } catch (error) {
     await connection.close();
     const diagnostics = transport.diagnostics?.();

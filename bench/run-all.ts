@@ -1,0 +1,15 @@
+/**
+ * Runs the benchmarks named on the command line (all by default) and prints their figures.
+ * Usage: `npm run bench -- [exec ...]`.
+ */
+const BENCHES: Record<string, string> = {
+  exec: './exec-server.bench.js',
+};
+
+const wanted = process.argv.slice(2);
+for (const name of wanted.length === 0 ? Object.keys(BENCHES) : wanted) {
+  const path = BENCHES[name];
+  if (path === undefined) throw new Error(`unknown benchmark \`${name}\`; known: ${Object.keys(BENCHES).join(', ')}`);
+  process.stdout.write(`\n== ${name} ==\n`);
+  await import(path);
+}

@@ -1,0 +1,630 @@
+import { constants, type Dirent, type Stats } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, realpath, rm, rmdir, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, parse, sep } from 'node:path';
+import {
+  FsCanonicalize,
+  FsClose,
+  FsCopy,
+  FsCreateDirectory,
+  FsGetMetadata,
+  FsOpen,
+  FsReadBlock,
+  FsReadDirectory,
+  FsReadFile,
+  FsRemove,
+  FsWalk,
+  FsWriteBlock,
+  FsWriteFile,
+  type DirectoryEntry,
+  type FileMetadata,
+} from '../protocol/exec.js';
+import type { RpcConnection } from '../rpc/connection.js';
+import { RpcError } from '../rpc/errors.js';
+import { decodeBase64, encodeBase64 } from '../util/base64.js';
+import { ioError } from './io-errors.js';
+import { uriToPath, pathToUri } from './path-uri.js';
+import { refuseUnsupportedSandbox } from './sandbox.js';
+
+/** Default bound on the size of a file returned whole by `fs/readFile`. */
+export const DEFAULT_MAX_READ_FILE_BYTES = 512 * 1024 * 1024;
+/** Default bound on the `fs/open` handles one session may hold at once. */
+export const DEFAULT_MAX_OPEN_HANDLES = 256;
+/** Largest `len` of one `fs/readBlock` (the Codex 0.169.0 limit). */
+export const MAX_READ_BLOCK_BYTES = 1024 * 1024;
+/** Largest decoded `chunk` of one `fs/writeBlock` (the Codex 0.169.0 limit). */
+export const MAX_WRITE_BLOCK_BYTES = 1024 * 1024;
+/** Largest `fs/walk` limits accepted (the Codex 0.169.0 maximums). */
+export const MAX_WALK_LIMITS = { depth: 64, directories: 10_000, entries: 50_000 } as const;
+/** Bound on the paths and messages of one `fs/walk` result; reaching it sets `truncated`. */
+const MAX_WALK_RESPONSE_BYTES = 4 * 1024 * 1024;
+const WALK_ITEM_OVERHEAD_BYTES = 64;
+
+/** Options of {@link registerFsHandlers}. */
+export interface FsHandlerOptions {
+  /** Files larger than this are refused by `fs/readFile` (use `fs/open` + `fs/readBlock`). @default DEFAULT_MAX_READ_FILE_BYTES */
+  maxReadFileBytes?: number;
+  /** Open `fs/open` handles allowed per session. @default DEFAULT_MAX_OPEN_HANDLES */
+  maxOpenHandles?: number;
+}
+
+/** How an `fs/open` handle was opened. */
+export type FileHandleMode = 'read' | 'replace';
+
+interface OpenFile {
+  readonly handle: FileHandle;
+  readonly mode: FileHandleMode;
+}
+
+/**
+ * Per-session filesystem state: the handles opened by `fs/open`. It belongs to the exec-server
+ * session, not to a connection, so a resumed session keeps its handles; {@link closeAll} releases
+ * them when the session ends.
+ */
+export class FsSessionState {
+  readonly #handles = new Map<string, OpenFile>();
+  /** Ids whose `open` is in flight: they count against the limit and cannot be reused. */
+  readonly #opening = new Set<string>();
+  #closed = false;
+
+  /** Handles held or being opened. */
+  get openHandles(): number {
+    return this.#handles.size + this.#opening.size;
+  }
+
+  /**
+   * Opens `path` under `handleId`. `read` refuses anything but a regular file; `replace` creates or
+   * truncates. Fails with -32600 when the id is taken or `maxOpenHandles` are already open.
+   */
+  async open(handleId: string, path: string, mode: FileHandleMode, maxOpenHandles: number): Promise<void> {
+    if (this.#closed) throw RpcError.invalidRequest('the filesystem session is closed');
+    if (this.#handles.has(handleId) || this.#opening.has(handleId)) {
+      throw RpcError.invalidRequest(`file handle \`${handleId}\` already exists`);
+    }
+    if (this.openHandles >= maxOpenHandles) {
+      throw RpcError.invalidRequest(
+        `too many open file handles (limit ${maxOpenHandles}); close handles with fs/close before opening \`${handleId}\``,
+      );
+    }
+    this.#opening.add(handleId);
+    try {
+      const handle = mode === 'read' ? await openRegularFile(path, 0) : await openForReplace(path, 0);
+      if (this.#closed) {
+        await handle.close();
+        throw RpcError.invalidRequest('the filesystem session is closed');
+      }
+      this.#handles.set(handleId, { handle, mode });
+    } finally {
+      this.#opening.delete(handleId);
+    }
+  }
+
+  /** Reads up to `len` bytes at `offset`; `eof` is true when fewer bytes than asked remained. */
+  async read(handleId: string, offset: number, len: number): Promise<{ chunk: string; eof: boolean }> {
+    const file = this.#lookup(handleId);
+    if (file.mode !== 'read') {
+      throw RpcError.invalidRequest(`file handle \`${handleId}\` was opened with mode \`replace\` and cannot be read; open it with mode \`read\``);
+    }
+    const buffer = Buffer.alloc(len);
+    let filled = 0;
+    try {
+      // A regular file returns short reads only at its end, but loop to be sure of it.
+      while (filled < len) {
+        const { bytesRead } = await file.handle.read(buffer, filled, len - filled, offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+    } catch (error) {
+      throw ioError(error);
+    }
+    return { chunk: encodeBase64(buffer.subarray(0, filled)), eof: filled < len };
+  }
+
+  /** Writes all of `bytes` at `offset`; a gap past the end reads back as zeros. */
+  async write(handleId: string, offset: number, bytes: Buffer): Promise<void> {
+    const file = this.#lookup(handleId);
+    if (file.mode !== 'replace') {
+      throw RpcError.invalidRequest(`file handle \`${handleId}\` was opened with mode \`read\` and cannot be written; open it with mode \`replace\``);
+    }
+    let written = 0;
+    try {
+      while (written < bytes.length) {
+        const { bytesWritten } = await file.handle.write(bytes, written, bytes.length - written, offset + written);
+        written += bytesWritten;
+      }
+    } catch (error) {
+      throw ioError(error);
+    }
+  }
+
+  /** Closes `handleId`; closing an unknown or already closed handle succeeds (idempotent). */
+  async close(handleId: string): Promise<void> {
+    const file = this.#handles.get(handleId);
+    if (file === undefined) return;
+    this.#handles.delete(handleId);
+    try {
+      await file.handle.close();
+    } catch (error) {
+      throw ioError(error);
+    }
+  }
+
+  /** Closes every handle and refuses new ones; idempotent, never rejects. */
+  async closeAll(): Promise<void> {
+    this.#closed = true;
+    const files = [...this.#handles.values()];
+    this.#handles.clear();
+    // A close that fails leaves nothing to retry; teardown must complete.
+    await Promise.allSettled(files.map((file) => file.handle.close()));
+  }
+
+  #lookup(handleId: string): OpenFile {
+    const file = this.#handles.get(handleId);
+    if (file === undefined) throw RpcError.notFound(`unknown file handle \`${handleId}\``);
+    return file;
+  }
+}
+
+/** A fresh {@link FsSessionState} for a new exec-server session. */
+export function createFsSessionState(): FsSessionState {
+  return new FsSessionState();
+}
+
+/**
+ * Registers every `fs/*` method of the Codex exec-server (0.169.0 semantics and error codes) on
+ * `connection`, acting on this machine's filesystem through `node:fs/promises`. Block I/O handles
+ * live in `state`, shared by every connection of the session.
+ */
+export function registerFsHandlers(connection: RpcConnection, state: FsSessionState, options: FsHandlerOptions = {}): void {
+  const maxReadFileBytes = options.maxReadFileBytes ?? DEFAULT_MAX_READ_FILE_BYTES;
+  const maxOpenHandles = options.maxOpenHandles ?? DEFAULT_MAX_OPEN_HANDLES;
+
+  connection.onRequest(FsReadFile, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsReadFile.method);
+    const path = toPath(params.path);
+    const follow = params.followSymlinks ?? true;
+    if (!follow) await refuseSymlinkAncestors(path);
+    const data = await io(async () => {
+      const handle = await openRegularFile(path, follow ? 0 : constants.O_NOFOLLOW);
+      try {
+        return await readWhole(handle, path, maxReadFileBytes);
+      } finally {
+        await handle.close();
+      }
+    });
+    return { dataBase64: encodeBase64(data) };
+  });
+
+  connection.onRequest(FsWriteFile, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsWriteFile.method);
+    const path = toPath(params.path);
+    const data = decodeBase64(params.dataBase64);
+    if (data === undefined) {
+      throw RpcError.invalidRequest(`fs/writeFile requires valid base64 dataBase64: ${describeInvalidBase64(params.dataBase64)}`);
+    }
+    const follow = params.followSymlinks ?? true;
+    if (!follow) await refuseSymlinkAncestors(path);
+    await io(async () => {
+      const handle = await openForReplace(path, follow ? 0 : constants.O_NOFOLLOW);
+      try {
+        await handle.writeFile(data);
+      } finally {
+        await handle.close();
+      }
+    });
+    return {};
+  });
+
+  connection.onRequest(FsCreateDirectory, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsCreateDirectory.method);
+    const path = toPath(params.path);
+    if (params.followSymlinks === false) {
+      await refuseSymlinkAncestors(path);
+      const existing = await lstatOrUndefined(path);
+      if (existing?.isSymbolicLink() === true) throw ioError(errnoError('EEXIST'));
+    }
+    await io(() => mkdir(path, { recursive: params.recursive ?? true }));
+    return {};
+  });
+
+  connection.onRequest(FsGetMetadata, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsGetMetadata.method);
+    const path = toPath(params.path);
+    if (params.followSymlinks === false) {
+      await refuseSymlinkAncestors(path);
+      const link = await io(() => lstat(path));
+      if (link.isSymbolicLink()) throw RpcError.invalidRequest('path contains a symbolic link');
+      return metadataOf(link, false);
+    }
+    const link = await io(() => lstat(path));
+    if (!link.isSymbolicLink()) return metadataOf(link, false);
+    return metadataOf(await io(() => stat(path)), true);
+  });
+
+  connection.onRequest(FsReadDirectory, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsReadDirectory.method);
+    const path = toPath(params.path);
+    const dirents = await io(() => readdir(path, { withFileTypes: true }));
+    const entries = await Promise.all(dirents.map((dirent) => directoryEntry(path, dirent)));
+    return { entries: entries.filter((entry): entry is DirectoryEntry => entry !== undefined) };
+  });
+
+  connection.onRequest(FsWalk, (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsWalk.method);
+    return walk(toPath(params.path), params.options);
+  });
+
+  connection.onRequest(FsCanonicalize, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsCanonicalize.method);
+    const path = toPath(params.path);
+    return { path: pathToUri(await io(() => realpath(path))) };
+  });
+
+  connection.onRequest(FsRemove, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsRemove.method);
+    const path = toPath(params.path);
+    const recursive = params.recursive ?? true;
+    const force = params.force ?? true;
+    if (params.followSymlinks === false) await refuseSymlinkAncestors(path);
+    try {
+      const target = await lstat(path);
+      if (target.isSymbolicLink() && params.followSymlinks === false) throw RpcError.invalidRequest('path contains a symbolic link');
+      // lstat, so a symlink (even to a directory) is unlinked, never followed.
+      if (!target.isDirectory()) await unlink(path);
+      else if (recursive) await rm(path, { recursive: true, force: true });
+      else await rmdir(path);
+    } catch (error) {
+      if (error instanceof RpcError) throw error;
+      // `force` forgives only a missing path (also one removed concurrently), like `rm -f`.
+      if (force && isErrno(error, 'ENOENT')) return {};
+      throw ioError(error);
+    }
+    return {};
+  });
+
+  connection.onRequest(FsCopy, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsCopy.method);
+    const source = toPath(params.sourcePath);
+    const destination = toPath(params.destinationPath);
+    const info = await io(() => lstat(source));
+    if (info.isSymbolicLink()) {
+      await io(() => copySymlink(source, destination));
+    } else if (info.isDirectory()) {
+      if (!params.recursive) throw RpcError.invalidRequest('fs/copy requires recursive: true when sourcePath is a directory');
+      if (await isSameOrInside(source, destination)) {
+        throw RpcError.invalidRequest('fs/copy cannot copy a directory to itself or one of its descendants');
+      }
+      await io(() => copyTree(source, destination));
+    } else if (info.isFile()) {
+      // libuv's copyfile keeps the source's mode and is a no-op when both name the same file.
+      await io(() => copyFile(source, destination));
+    } else {
+      throw RpcError.invalidRequest('fs/copy only supports regular files, directories, and symlinks');
+    }
+    return {};
+  });
+
+  connection.onRequest(FsOpen, async (params) => {
+    refuseUnsupportedSandbox(params.sandbox, FsOpen.method);
+    const path = toPath(params.path);
+    await state.open(params.handleId, path, params.mode ?? 'read', maxOpenHandles);
+    return { handleId: params.handleId };
+  });
+
+  connection.onRequest(FsReadBlock, (params) => {
+    if (params.len < 1 || params.len > MAX_READ_BLOCK_BYTES) {
+      throw RpcError.invalidRequest(`file read block length must be between 1 and ${MAX_READ_BLOCK_BYTES}`);
+    }
+    return state.read(params.handleId, params.offset, params.len);
+  });
+
+  connection.onRequest(FsWriteBlock, async (params) => {
+    const bytes = decodeBase64(params.chunk);
+    if (bytes === undefined) {
+      throw RpcError.invalidParams(`fs/writeBlock requires valid base64 chunk: ${describeInvalidBase64(params.chunk)}`);
+    }
+    if (bytes.length < 1 || bytes.length > MAX_WRITE_BLOCK_BYTES) {
+      throw RpcError.invalidRequest(`file write block length must be between 1 and ${MAX_WRITE_BLOCK_BYTES}`);
+    }
+    await state.write(params.handleId, params.offset, bytes);
+    return {};
+  });
+
+  connection.onRequest(FsClose, async (params) => {
+    await state.close(params.handleId);
+    return {};
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** `uriToPath`, with Node's own URL-to-path refusals (e.g. an encoded `/`) as -32602 too. */
+function toPath(uri: string): string {
+  try {
+    return uriToPath(uri);
+  } catch (error) {
+    if (error instanceof RpcError) throw error;
+    throw RpcError.invalidParams(`invalid URI: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** Runs an fs operation, mapping system errors to wire errors (an RpcError passes through). */
+async function io<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (error instanceof RpcError) throw error;
+    throw ioError(error);
+  }
+}
+
+function isErrno(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+function errnoError(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(code), { code });
+}
+
+async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * For `followSymlinks: false`: a symlink among the parent directories of `path` fails like an
+ * `O_NOFOLLOW` walk of the components does in Codex (`Not a directory (os error 20)`). Missing
+ * components end the check: the operation itself reports them (or creates them).
+ */
+async function refuseSymlinkAncestors(path: string): Promise<void> {
+  const root = parse(path).root;
+  const parts = path.slice(root.length).split(sep).filter((part) => part !== '');
+  let current = root;
+  for (const part of parts.slice(0, -1)) {
+    current = join(current, part);
+    const info = await lstatOrUndefined(current);
+    if (info === undefined) return;
+    if (info.isSymbolicLink()) throw ioError(errnoError('ENOTDIR'));
+  }
+}
+
+/**
+ * Opens a regular file for reading. `O_NONBLOCK` keeps a FIFO from blocking the open; anything
+ * but a regular file is refused as Codex does.
+ */
+async function openRegularFile(path: string, extraFlags: number): Promise<FileHandle> {
+  const handle = await io(() => open(path, constants.O_RDONLY | constants.O_NONBLOCK | extraFlags));
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw RpcError.invalidRequest(`path \`${path}\` is not a file`);
+    return handle;
+  } catch (error) {
+    await handle.close();
+    throw error instanceof RpcError ? error : ioError(error);
+  }
+}
+
+/** Opens for writing, creating or truncating, as `fs/writeFile` and `fs/open` `replace` do. */
+function openForReplace(path: string, extraFlags: number): Promise<FileHandle> {
+  return io(() => open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | extraFlags, 0o666));
+}
+
+/** Reads a whole file, refusing (before and while reading) to go past `limit` bytes. */
+async function readWhole(handle: FileHandle, path: string, limit: number): Promise<Buffer> {
+  const tooLarge = (size: number | string): RpcError =>
+    RpcError.invalidRequest(
+      `fs/readFile: \`${path}\` is ${size} bytes, over the ${limit}-byte limit of fs/readFile; read it in blocks with fs/open and fs/readBlock`,
+    );
+  const { size } = await handle.stat();
+  if (size > limit) throw tooLarge(size);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    // One byte past the limit is enough to know a growing file went over it.
+    const want = Math.min(Math.max(size - total, 64 * 1024), limit + 1 - total);
+    const buffer = Buffer.alloc(want);
+    const { bytesRead } = await handle.read(buffer, 0, want, total);
+    if (bytesRead === 0) break;
+    chunks.push(buffer.subarray(0, bytesRead));
+    total += bytesRead;
+    if (total > limit) throw tooLarge(`more than ${limit}`);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function metadataOf(info: Stats, isSymlink: boolean): FileMetadata {
+  const born = Number.isFinite(info.birthtimeMs) && info.birthtimeMs > 0 ? Math.floor(info.birthtimeMs) : 0;
+  return {
+    isDirectory: info.isDirectory(),
+    isFile: info.isFile(),
+    isSymlink,
+    size: info.size,
+    createdAtMs: born,
+    modifiedAtMs: Math.floor(info.mtimeMs),
+  };
+}
+
+/**
+ * One `fs/readDirectory` entry. A symlink reports what it points to; one that cannot be resolved
+ * (dangling, a loop) is left out, as Codex does.
+ */
+async function directoryEntry(directory: string, dirent: Dirent): Promise<DirectoryEntry | undefined> {
+  if (!dirent.isSymbolicLink()) return { fileName: dirent.name, isDirectory: dirent.isDirectory(), isFile: dirent.isFile() };
+  try {
+    const target = await stat(join(directory, dirent.name));
+    return { fileName: dirent.name, isDirectory: target.isDirectory(), isFile: target.isFile() };
+  } catch {
+    return undefined;
+  }
+}
+
+interface WalkOptions {
+  maxDepth: number;
+  maxDirectories: number;
+  maxEntries: number;
+  followDirectorySymlinks: boolean;
+}
+
+// A type alias, not an interface, so it fits the result schema's loose (index-signature) shape.
+type WalkResult = {
+  entries: { path: string; kind: 'file' | 'directory' }[];
+  errors: { path: string; message: string }[];
+  truncated: boolean;
+};
+
+/**
+ * `fs/walk`, as Codex does it: breadth-first, each directory's entries in name order; the root's
+ * own entries are depth 0. Every examined entry counts against `maxEntries` (skipped ones too);
+ * the root counts against `maxDirectories`. Symlinks are listed and descended only when they
+ * point to a directory and `followDirectorySymlinks` is set (cycles are cut by real path).
+ * A directory that cannot be read is reported under `errors` and the walk goes on.
+ */
+async function walk(root: string, options: WalkOptions): Promise<WalkResult> {
+  if (options.maxDirectories === 0 || options.maxEntries === 0) {
+    throw RpcError.invalidRequest('filesystem walk limits must be greater than zero');
+  }
+  if (options.maxDepth > MAX_WALK_LIMITS.depth || options.maxDirectories > MAX_WALK_LIMITS.directories || options.maxEntries > MAX_WALK_LIMITS.entries) {
+    throw RpcError.invalidRequest(
+      `filesystem walk limits exceed maximums: depth=${MAX_WALK_LIMITS.depth}, directories=${MAX_WALK_LIMITS.directories}, entries=${MAX_WALK_LIMITS.entries}`,
+    );
+  }
+  const result: WalkResult = { entries: [], errors: [], truncated: false };
+  const rootInfo = await io(() => stat(root));
+  const rootLink = await io(() => lstat(root));
+  if (!rootInfo.isDirectory() || (rootLink.isSymbolicLink() && !options.followDirectorySymlinks)) return result;
+
+  const identity = async (path: string): Promise<string> => (options.followDirectorySymlinks ? realpath(path) : path);
+  const visited = new Set<string>([await io(() => identity(root))]);
+  const queue: { path: string; depth: number }[] = [{ path: root, depth: 0 }];
+  let directoryCount = 1;
+  let entryCount = 0;
+  let responseBytes = 0;
+  const reserve = (bytes: number): boolean => {
+    responseBytes += bytes + WALK_ITEM_OVERHEAD_BYTES;
+    if (responseBytes <= MAX_WALK_RESPONSE_BYTES) return true;
+    result.truncated = true;
+    return false;
+  };
+  const pushError = (path: string, error: unknown): boolean => {
+    const item = { path: pathToUri(path), message: ioError(error).message };
+    if (!reserve(item.path.length + item.message.length)) return false;
+    result.errors.push(item);
+    return true;
+  };
+
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    const { path: directory, depth } = next;
+    let dirents: Dirent[];
+    try {
+      dirents = await readdir(directory, { withFileTypes: true });
+    } catch (error) {
+      if (!pushError(directory, error)) return result;
+      continue;
+    }
+    dirents.sort((a, b) => compareBytes(a.name, b.name));
+    for (const dirent of dirents) {
+      if (entryCount === options.maxEntries) {
+        result.truncated = true;
+        return result;
+      }
+      entryCount += 1;
+      const path = join(directory, dirent.name);
+      const kind = await walkKind(path, dirent, options.followDirectorySymlinks);
+      if (kind === undefined) continue;
+      const uri = pathToUri(path);
+      if (!reserve(uri.length)) return result;
+      result.entries.push({ path: uri, kind });
+      if (kind !== 'directory' || depth >= options.maxDepth) continue;
+      let id: string;
+      try {
+        id = await identity(path);
+      } catch (error) {
+        if (!pushError(path, error)) return result;
+        continue;
+      }
+      if (visited.has(id)) continue;
+      visited.add(id);
+      if (directoryCount === options.maxDirectories) {
+        result.truncated = true;
+      } else {
+        directoryCount += 1;
+        queue.push({ path, depth: depth + 1 });
+      }
+    }
+  }
+  return result;
+}
+
+/** What a walk lists an entry as, or undefined to skip it (special files, unwanted symlinks). */
+async function walkKind(path: string, dirent: Dirent, followDirectorySymlinks: boolean): Promise<'file' | 'directory' | undefined> {
+  if (dirent.isDirectory()) return 'directory';
+  if (dirent.isFile()) return 'file';
+  if (!dirent.isSymbolicLink() || !followDirectorySymlinks) return undefined;
+  try {
+    return (await stat(path)).isDirectory() ? 'directory' : undefined;
+  } catch {
+    return undefined; // dangling or looping
+  }
+}
+
+/** Orders names by their UTF-8 bytes, as Rust sorts `OsString`s. */
+function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+async function copySymlink(source: string, destination: string): Promise<void> {
+  await symlink(await readlink(source), destination);
+}
+
+/**
+ * Copies a directory tree: directories are created (an existing destination is `File exists`),
+ * files copied with their mode, symlinks recreated as symlinks; sockets, FIFOs and devices are
+ * skipped.
+ */
+async function copyTree(source: string, destination: string): Promise<void> {
+  const info = await stat(source);
+  await mkdir(destination);
+  for (const dirent of await readdir(source, { withFileTypes: true })) {
+    const from = join(source, dirent.name);
+    const to = join(destination, dirent.name);
+    if (dirent.isSymbolicLink()) await copySymlink(from, to);
+    else if (dirent.isDirectory()) await copyTree(from, to);
+    else if (dirent.isFile()) await copyFile(from, to);
+  }
+  // Last, so a read-only source directory does not stop its own copy from being filled.
+  await chmod(destination, info.mode & 0o7777);
+}
+
+/** True when `destination` is `source` or lies inside it, comparing real paths. */
+async function isSameOrInside(source: string, destination: string): Promise<boolean> {
+  const realSource = await io(() => realpath(source));
+  const realDestination = await realpathOfNew(destination);
+  if (realDestination === undefined) return false; // a missing parent fails the copy itself
+  return realDestination === realSource || realDestination.startsWith(realSource.endsWith(sep) ? realSource : realSource + sep);
+}
+
+/** The real path `path` has, or would have once created (its parent resolved). */
+async function realpathOfNew(path: string): Promise<string | undefined> {
+  try {
+    return await realpath(path);
+  } catch {
+    try {
+      return join(await realpath(dirname(path)), basename(path));
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** The reason text is not valid base64, in the words of the Rust `base64` crate Codex uses. */
+function describeInvalidBase64(text: string): string {
+  const symbol = /[^A-Za-z0-9+/=]/.exec(text);
+  const firstPad = text.indexOf('=');
+  const misplacedPad = firstPad >= 0 && /[^=]/.test(text.slice(firstPad)) ? firstPad : -1;
+  const offset = symbol === null ? misplacedPad : misplacedPad < 0 ? symbol.index : Math.min(symbol.index, misplacedPad);
+  if (offset >= 0) return `Invalid symbol ${text.charCodeAt(offset)}, offset ${offset}.`;
+  return 'Invalid padding';
+}

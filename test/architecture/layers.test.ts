@@ -1,0 +1,99 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The layer rule of DESIGN.md, re-derived from the source: a folder may import only from folders
+ * listed above it in DESIGN.md's layout (earlier here), never a sibling of its own tier.
+ * Third-party packages are confined to their owners.
+ */
+const ORDER: string[][] = [
+  ['util'],
+  ['protocol'],
+  ['config'],
+  ['transport'],
+  ['rpc'],
+  ['exec', 'model'],
+  ['environments'],
+  ['agent'],
+  ['session'],
+  ['mcp'],
+  ['cli'],
+];
+
+/** Packages (or package prefixes) and the only folders allowed to import them. */
+const OWNERS: Record<string, string[]> = {
+  '@iarna/toml': ['config'],
+  ws: ['transport'],
+  'p-queue': ['session'],
+  openai: ['model'],
+  '@modelcontextprotocol/sdk/server': ['mcp'],
+  '@lydell/node-pty': ['exec'],
+};
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
+
+function layerOf(folder: string): number {
+  const index = ORDER.findIndex((names) => names.includes(folder));
+  if (index === -1) throw new Error(`src/${folder} is not in the layer order of DESIGN.md`);
+  return index;
+}
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(path);
+    return entry.name.endsWith('.ts') ? [path] : [];
+  });
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const specifiers: string[] = [];
+  for (const match of text.matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+    specifiers.push(match[1] ?? match[2] ?? '');
+  }
+  return specifiers;
+}
+
+describe('layer rule', () => {
+  const files = sourceFiles(root);
+
+  it('finds the source tree', () => {
+    expect(files.length).toBeGreaterThan(10);
+  });
+
+  it('every import points to the same or a lower layer, and siblings of one layer stay apart', () => {
+    const violations: string[] = [];
+    for (const file of files) {
+      const folder = relative(root, file).split('/')[0] ?? '';
+      const layer = layerOf(folder);
+      for (const specifier of importsOf(file)) {
+        if (!specifier.startsWith('.')) continue;
+        const target = relative(root, resolve(dirname(file), specifier)).split('/')[0] ?? '';
+        if (target === folder) continue;
+        const targetLayer = layerOf(target);
+        if (targetLayer >= layer) violations.push(`${relative(root, file)} imports ${specifier} (src/${target} is not below src/${folder})`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('third-party packages are imported only by their owners, and only cli reads process.env', () => {
+    const violations: string[] = [];
+    for (const file of files) {
+      const folder = relative(root, file).split('/')[0] ?? '';
+      for (const specifier of importsOf(file)) {
+        for (const [pkg, owners] of Object.entries(OWNERS)) {
+          if ((specifier === pkg || specifier.startsWith(`${pkg}/`)) && !owners.includes(folder)) {
+            violations.push(`${relative(root, file)} imports ${specifier} (only ${owners.join(', ')} may)`);
+          }
+        }
+      }
+      if (folder !== 'cli' && /process\.(env|argv)\b/.test(readFileSync(file, 'utf8'))) {
+        violations.push(`${relative(root, file)} reads process.env or process.argv (only src/cli may)`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+});
