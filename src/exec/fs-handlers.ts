@@ -359,7 +359,8 @@ async function io<T>(operation: () => Promise<T>): Promise<T> {
 }
 
 function isErrno(error: unknown, code: string): boolean {
-  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+  // Not `instanceof Error`: errors from another realm (a vm context) fail that test.
+  return typeof error === 'object' && error !== null && 'code' in error && error.code === code;
 }
 
 function errnoError(code: string): NodeJS.ErrnoException {

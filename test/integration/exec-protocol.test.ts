@@ -1,0 +1,249 @@
+import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ExecClient } from '../../src/exec/client.js';
+import { websocketConnector } from '../../src/environments/connectors.js';
+import { rawStdio, rawWebSocket, type RawPeer } from '../helpers/raw-peer.js';
+import { CLI, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function initialize(peer: RawPeer, id = 1, resumeSessionId: string | null = null): Promise<Record<string, unknown>> {
+  peer.send(JSON.stringify({ id, method: 'initialize', params: { clientName: 'test', resumeSessionId } }));
+  return peer.next();
+}
+
+describe('our exec-server: protocol edges over websocket', () => {
+  let server: ListeningProcess;
+  let work: { path: string; cleanup: () => Promise<void> };
+
+  beforeAll(async () => {
+    server = await startOurWsExecServer();
+    work = await tempDir('exec-proto-');
+  });
+  afterAll(async () => {
+    await server.stop();
+    await work.cleanup();
+  });
+
+  it('enforces the handshake order and answers ids verbatim', async () => {
+    const peer = await rawWebSocket(server.url);
+    peer.send(JSON.stringify({ id: 1, method: 'process/start', params: { processId: 'early', argv: ['true'], cwd: `file://${work.path}`, env: {}, tty: false } }));
+    expect(await peer.next()).toEqual({ id: 1, error: { code: -32600, message: 'client must call initialize before using exec methods' } });
+    const init = await initialize(peer, 2);
+    expect(init).toMatchObject({ id: 2, result: { sessionId: expect.any(String), environmentInfo: { platformOs: 'linux' } } });
+    peer.send(JSON.stringify({ id: 'str-3', method: 'fs/getMetadata', params: { path: `file://${work.path}` } }));
+    expect(await peer.next()).toEqual({ id: 'str-3', error: { code: -32600, message: 'client must send initialized before using filesystem methods' } });
+    peer.send(JSON.stringify({ method: 'initialized', params: {} }));
+    peer.send(JSON.stringify({ id: 4, method: 'initialize', params: { clientName: 'again' } }));
+    expect(await peer.next()).toEqual({ id: 4, error: { code: -32600, message: 'initialize may only be sent once per connection' } });
+    peer.send(JSON.stringify({ id: 5, method: 'environment/status' }));
+    expect(await peer.next()).toEqual({ id: 5, result: { status: 'ready' } });
+    await peer.close();
+  });
+
+  it('answers malformed input with clear errors and keeps the connection usable', async () => {
+    const peer = await rawWebSocket(server.url);
+    await initialize(peer);
+    peer.send(JSON.stringify({ method: 'initialized' }));
+    peer.send('{not json');
+    expect(await peer.next()).toMatchObject({ id: -1, error: { code: -32600, message: expect.stringContaining('failed to parse JSON-RPC message') } });
+    peer.send('[1,2]');
+    expect(await peer.next()).toMatchObject({ id: -1, error: { code: -32600, message: expect.stringContaining('expected a JSON-RPC object') } });
+    peer.send(JSON.stringify({ id: 1.5, method: 'environment/status' }));
+    expect(await peer.next()).toMatchObject({ id: -1, error: { code: -32600 } });
+    peer.send(JSON.stringify({ id: 7, method: 'process/kill', params: {} }));
+    expect(await peer.next()).toEqual({ id: 7, error: { code: -32601, message: 'exec-server stub does not implement `process/kill` yet' } });
+    peer.send(JSON.stringify({ id: 8, method: 'process/start', params: { processId: 'p', argv: ['true'], cwd: `file://${work.path}`, tty: false } }));
+    expect(await peer.next()).toEqual({ id: 8, error: { code: -32602, message: 'missing field `env`' } });
+    peer.send(JSON.stringify({ id: 9, method: 'process/signal', params: { processId: 'p', signal: 'kill' } }));
+    expect(await peer.next()).toMatchObject({ id: 9, error: { code: -32602, message: expect.stringContaining('interrupt') } });
+    peer.send(JSON.stringify({ id: 10, method: 'fs/readFile', params: { path: '/etc/hostname' } }));
+    expect(await peer.next()).toEqual({ id: 10, error: { code: -32602, message: 'invalid URI: relative URL without a base' } });
+    peer.send(JSON.stringify({ id: 11, method: 'environment/status', jsonrpc: '2.0' }));
+    expect(await peer.next()).toEqual({ id: 11, result: { status: 'ready' } });
+    await peer.close();
+  });
+
+  it('closes the connection on an unexpected notification', async () => {
+    const peer = await rawWebSocket(server.url);
+    await initialize(peer);
+    peer.send(JSON.stringify({ method: 'bogus/notification', params: {} }));
+    await peer.closed;
+  });
+
+  it('does not let a long-poll process/read block other requests on the connection', async () => {
+    const peer = await rawWebSocket(server.url);
+    await initialize(peer);
+    peer.send(JSON.stringify({ method: 'initialized' }));
+    peer.send(JSON.stringify({ id: 2, method: 'process/start', params: { processId: 'slow', argv: ['/bin/sleep', '30'], cwd: `file://${work.path}`, env: {}, tty: false } }));
+    expect(await peer.next()).toMatchObject({ id: 2, result: { processId: 'slow' } });
+    peer.send(JSON.stringify({ id: 3, method: 'process/read', params: { processId: 'slow', afterSeq: 0, waitMs: 20000 } }));
+    peer.send(JSON.stringify({ id: 4, method: 'environment/status' }));
+    expect(await peer.next()).toEqual({ id: 4, result: { status: 'ready' } });
+    peer.send(JSON.stringify({ id: 5, method: 'process/terminate', params: { processId: 'slow' } }));
+    const seen: Record<string, unknown>[] = [];
+    while (!seen.some((m) => m.id === 3)) seen.push(await peer.next());
+    expect(seen.find((m) => m.id === 5)).toEqual({ id: 5, result: { running: true } });
+    expect(seen.find((m) => m.id === 3)).toMatchObject({ result: { exited: true, exitCode: 137 } });
+    await peer.close();
+  });
+
+  it('refuses a second attachment to a live session with -32010 and unknown sessions with -32600', async () => {
+    const a = await rawWebSocket(server.url);
+    const init = await initialize(a);
+    const sessionId = (init.result as { sessionId: string }).sessionId;
+    const b = await rawWebSocket(server.url);
+    expect(await initialize(b, 1, sessionId)).toEqual({ id: 1, error: { code: -32010, message: `session ${sessionId} is already attached to another connection` } });
+    expect(await initialize(b, 2, 'no-such-session')).toEqual({ id: 2, error: { code: -32600, message: 'unknown session id no-such-session' } });
+    await a.close();
+    await b.close();
+  });
+});
+
+describe('our exec-server: authentication and listening', () => {
+  let work: { path: string; cleanup: () => Promise<void> };
+  beforeAll(async () => {
+    work = await tempDir('exec-auth-');
+  });
+  afterAll(() => work.cleanup());
+
+  it('requires the capability token on the upgrade, serves /readyz without it', async () => {
+    const tokenFile = join(work.path, 'token');
+    await writeFile(tokenFile, 's3cret-token\n');
+    const server = await startOurWsExecServer(['--ws-auth', 'capability-token', '--ws-token-file', tokenFile]);
+    try {
+      const httpUrl = server.url.replace('ws://', 'http://');
+      expect((await fetch(`${httpUrl}/readyz`)).status).toBe(200);
+      expect((await fetch(`${httpUrl}/exec`)).status).toBe(404);
+      await expect(rawWebSocket(server.url)).rejects.toThrow(/HTTP 401: missing websocket bearer token/);
+      await expect(rawWebSocket(server.url, { authorization: 'Bearer wrong' })).rejects.toThrow(/HTTP 401: invalid websocket bearer token/);
+      await expect(rawWebSocket(server.url, { authorization: 's3cret-token' })).rejects.toThrow(/HTTP 401: invalid authorization header/);
+      const ok = await rawWebSocket(server.url, { authorization: 'bearer s3cret-token' });
+      expect(await initialize(ok)).toMatchObject({ result: { sessionId: expect.any(String) } });
+      await ok.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses to listen on a non-loopback address without auth, and rejects bad --listen values', async () => {
+    await expect(startListening(process.execPath, [CLI, 'exec-server', '--listen', 'ws://0.0.0.0:0'])).rejects.toThrow(
+      /refusing to listen on non-loopback address 0.0.0.0 without authentication/,
+    );
+    await expect(startListening(process.execPath, [CLI, 'exec-server', '--listen', 'http://127.0.0.1:0'])).rejects.toThrow(
+      /unsupported --listen URL `http:\/\/127.0.0.1:0`; expected `ws:\/\/IP:PORT` or `stdio`/,
+    );
+  });
+});
+
+describe('our exec-server over stdio', () => {
+  it('kills the whole process group of every process when stdin closes', async () => {
+    const work = await tempDir('exec-stdio-');
+    const peer = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio']);
+    await initialize(peer);
+    peer.send(JSON.stringify({ method: 'initialized' }));
+    peer.send(
+      JSON.stringify({ id: 2, method: 'process/start', params: { processId: 'bg', argv: ['/bin/sh', '-c', 'sleep 300 & echo $!; wait'], cwd: `file://${work.path}`, env: {}, tty: false } }),
+    );
+    let pid = 0;
+    while (pid === 0) {
+      const message = await peer.next();
+      if (message.method === 'process/output') pid = Number(Buffer.from((message.params as { chunk: string }).chunk, 'base64').toString().trim());
+    }
+    expect(isAlive(pid)).toBe(true);
+    await peer.close();
+    expect(await peer.exitCode).toBe(0);
+    await waitFor(() => !isAlive(pid), `grandchild ${pid} to be killed`);
+    await work.cleanup();
+  });
+});
+
+async function resumeAcrossDrop(url: string, work: string): Promise<void> {
+  const proxy = await startTcpProxy(Number(new URL(url).port));
+  const client = await ExecClient.connect(websocketConnector(`ws://127.0.0.1:${proxy.port}`));
+  const states: string[] = [];
+  client.onStateChange((state) => states.push(state));
+  const sessionId = client.sessionId;
+  try {
+    const script = 'echo one; while [ ! -e go ]; do sleep 0.02; done; echo two; echo three; touch done';
+    const process = await client.startProcess({ argv: ['/bin/sh', '-c', script], cwd: work, env: { PATH: '/usr/bin:/bin' }, tty: false });
+    let seen = '';
+    while (!seen.includes('one')) {
+      await process.waitForEvents(10_000);
+      for (const event of process.drain()) if (event.kind === 'output') seen += event.data.toString();
+    }
+    proxy.pause();
+    proxy.cut();
+    await waitFor(() => client.state === 'reconnecting', 'the client to notice the drop');
+    await writeFile(join(work, 'go'), '');
+    await waitFor(() => existsSync(join(work, 'done')), 'the process to finish while detached');
+    proxy.resume();
+    const rest = await process.collect();
+    expect(seen + rest.stdout.toString()).toBe('one\ntwo\nthree\n');
+    expect(rest.exitCode).toBe(0);
+    expect(client.sessionId).toBe(sessionId);
+    expect(states).toEqual(['reconnecting', 'connected']);
+  } finally {
+    await client.close();
+    await proxy.close();
+  }
+}
+
+describe('websocket session resume with output replay', () => {
+  it('resumes our exec-server session after a dropped connection', async () => {
+    const work = await tempDir('resume-ours-');
+    const server = await startOurWsExecServer();
+    try {
+      await resumeAcrossDrop(server.url, work.path);
+    } finally {
+      await server.stop();
+      await work.cleanup();
+    }
+  });
+
+  it('resumes a real codex exec-server session after a dropped connection', async () => {
+    const work = await tempDir('resume-codex-');
+    const home = await tempDir('codex-home-');
+    const server = await startCodexWsExecServer(home.path);
+    try {
+      await resumeAcrossDrop(server.url, work.path);
+    } finally {
+      await server.stop();
+      await work.cleanup();
+      await home.cleanup();
+    }
+  });
+
+  it('kills a detached session after the retention window, and it cannot be resumed', async () => {
+    const work = await tempDir('retention-');
+    const server = await startOurWsExecServer(['--session-retention-sec', '0.3']);
+    try {
+      const peer = await rawWebSocket(server.url);
+      const init = await initialize(peer);
+      const sessionId = (init.result as { sessionId: string }).sessionId;
+      peer.send(JSON.stringify({ method: 'initialized' }));
+      peer.send(JSON.stringify({ id: 2, method: 'process/start', params: { processId: 'hb', argv: ['/bin/sh', '-c', 'echo $$; exec sleep 300'], cwd: `file://${work.path}`, env: {}, tty: false } }));
+      let pid = 0;
+      while (pid === 0) {
+        const message = await peer.next();
+        if (message.method === 'process/output') pid = Number(Buffer.from((message.params as { chunk: string }).chunk, 'base64').toString().trim());
+      }
+      await peer.close();
+      await waitFor(() => !isAlive(pid), 'the detached session to expire and kill its process');
+      const again = await rawWebSocket(server.url);
+      expect(await initialize(again, 1, sessionId)).toEqual({ id: 1, error: { code: -32600, message: `unknown session id ${sessionId}` } });
+      await again.close();
+    } finally {
+      await server.stop();
+      await work.cleanup();
+    }
+  });
+});
