@@ -47,7 +47,7 @@ export interface RequestOptions {
 interface Pending {
   method: string;
   resolve: (value: unknown) => void;
-  reject: (error: unknown) => void;
+  reject: (error: Error) => void;
 }
 
 type AnyRequestHandler = { schema: z.ZodType; handler: RequestHandler<unknown, unknown> };

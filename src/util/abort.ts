@@ -27,7 +27,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function abortReason(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
   if (reason instanceof Error) return reason;
-  return new LocalError(LocalErrorCode.Aborted, reason === undefined ? 'aborted' : String(reason));
+  return new LocalError(LocalErrorCode.Aborted, typeof reason === 'string' ? reason : 'aborted');
 }
 
 /**
@@ -66,7 +66,7 @@ export function withDeadline<T>(
       },
       (error: unknown) => {
         cleanup();
-        reject(error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
   });
