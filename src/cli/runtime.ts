@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,11 +23,17 @@ export function codexHome(env: NodeJS.ProcessEnv): string {
   return value !== undefined && value.length > 0 ? value : join(homedir(), '.codex');
 }
 
-/** A stderr logger at the level of `--log-level` or `CODEX_MULTIENV_LOG` (default info). */
+/**
+ * The logger of a command: level from `--log-level` or `CODEX_MULTIENV_LOG` (default info), JSON
+ * lines with `CODEX_MULTIENV_LOG_FORMAT=json`, written to stderr or appended to
+ * `CODEX_MULTIENV_LOG_FILE` (useful for stdio exec-servers whose stderr nobody reads). Never stdout.
+ */
 export function stderrLogger(level: string | undefined, env: NodeJS.ProcessEnv): Logger {
   const wanted = level ?? env.CODEX_MULTIENV_LOG ?? 'info';
   const valid = (LOG_LEVELS as readonly string[]).includes(wanted) ? (wanted as LogLevel) : 'info';
-  return createLogger({ write: (line) => process.stderr.write(line), level: valid, json: env.CODEX_MULTIENV_LOG_FORMAT === 'json' });
+  const file = env.CODEX_MULTIENV_LOG_FILE;
+  const write = file !== undefined && file.length > 0 ? (line: string) => appendFileSync(file, line) : (line: string) => void process.stderr.write(line);
+  return createLogger({ write, level: valid, json: env.CODEX_MULTIENV_LOG_FORMAT === 'json' });
 }
 
 /** Facts about this host for `environment/info`. */

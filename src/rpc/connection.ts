@@ -243,6 +243,7 @@ export class RpcConnection {
   }
 
   #dispatchRequest(id: RequestId, method: string, params: unknown): void {
+    this.#logger.trace('request', { method, id, from: this.label });
     // The guard runs first: handlers may be registered only once the handshake is done.
     const refusal = this.#options.guard?.(method);
     if (refusal !== undefined) {
