@@ -1,4 +1,4 @@
-import { checkBearerTokenAllowed, validateEnvironmentId, type EnvironmentsFile, type EnvironmentSpec } from '../config/environments.js';
+import { buildEnvironmentSpec, type EnvironmentEntry, type EnvironmentsFile, type EnvironmentSpec } from '../config/environments.js';
 import type { ExecServer } from '../exec/server.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -77,17 +77,12 @@ export class EnvironmentRegistry {
   }
 
   /**
-   * Registers or replaces an environment. Validation matches environments.toml; `local` is
-   * reserved. The new environment connects lazily; its status is observable at once.
+   * Registers or replaces an environment (upsert by id). Validation is environments.toml's:
+   * `local` and `none` are reserved, ids are checked, exactly one of url or program, tokens only
+   * over wss:// or loopback. The new environment connects lazily; its status is observable at once.
    */
-  async add(spec: EnvironmentSpec, source = 'environment/add'): Promise<Environment> {
-    validateEnvironmentId(spec.id);
-    if (spec.kind === 'websocket') {
-      if (!/^wss?:\/\//i.test(spec.url)) throw new LocalError(LocalErrorCode.InvalidArgument, `environment url \`${spec.url}\` must use ws:// or wss://`);
-      if (spec.authBearerToken !== undefined) checkBearerTokenAllowed(spec.url);
-    } else if (spec.program.trim().length === 0) {
-      throw new LocalError(LocalErrorCode.InvalidArgument, `environment \`${spec.id}\` program cannot be empty`);
-    }
+  async add(entry: EnvironmentEntry, source = 'environment/add'): Promise<Environment> {
+    const spec = buildEnvironmentSpec(entry);
     const replaced = this.#environments.get(spec.id);
     const environment = this.#create(spec, source);
     this.#environments.set(spec.id, environment);
