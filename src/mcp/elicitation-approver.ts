@@ -1,0 +1,155 @@
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { z } from 'zod';
+import type { ApprovalDecision, ApprovalRequest, Approver } from '../agent/approvals.js';
+import { errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+
+/** Default bound on waiting for the user's answer. */
+export const DEFAULT_APPROVAL_TIMEOUT_MS = 300_000;
+
+/** The choices offered in the form; their values are what `content.decision` carries. */
+const CHOICES = [
+  { value: 'approve', title: 'Approve once' },
+  { value: 'approve_for_session', title: 'Approve for this session (this environment and directory)' },
+  { value: 'deny', title: 'Deny' },
+] as const;
+
+const ElicitAnswerSchema = z.looseObject({
+  action: z.enum(['accept', 'decline', 'cancel']),
+  content: z.looseObject({ decision: z.string().optional() }).optional(),
+});
+
+const LegacyDeniedSchema = z.looseObject({ denied: z.looseObject({ rejection: z.string().optional() }) });
+const LegacyAmendmentSchema = z.looseObject({ approved_execpolicy_amendment: z.unknown() });
+
+/** The old `codex mcp-server` answer: `{ "decision": ReviewDecision }`. */
+const LegacyAnswerSchema = z.looseObject({
+  decision: z.union([
+    z.enum(['approved', 'approved_for_session', 'denied', 'abort', 'timed_out', 'approved_mcp_policy_amendment']),
+    LegacyDeniedSchema,
+    LegacyAmendmentSchema,
+  ]),
+});
+
+/**
+ * Turns whatever the client answered into a decision. Only a clear approval approves:
+ * unknown shapes, unknown choices and an `accept` without a choice are denials.
+ */
+export function parseApprovalAnswer(answer: unknown): ApprovalDecision {
+  const standard = ElicitAnswerSchema.safeParse(answer);
+  if (standard.success) {
+    if (standard.data.action === 'decline') return { decision: 'denied', reason: 'the user declined' };
+    if (standard.data.action === 'cancel') return { decision: 'denied', reason: 'the user dismissed the approval request' };
+    const choice = standard.data.content?.decision;
+    if (choice === 'approve') return { decision: 'approved' };
+    if (choice === 'approve_for_session') return { decision: 'approved_for_session' };
+    if (choice === 'deny') return { decision: 'denied', reason: 'the user denied it' };
+    return { decision: 'denied', reason: `the approval answer did not contain a clear choice (got ${JSON.stringify(choice ?? null)})` };
+  }
+  const legacy = LegacyAnswerSchema.safeParse(answer);
+  if (legacy.success) {
+    const decision = legacy.data.decision;
+    if (decision === 'approved' || decision === 'approved_mcp_policy_amendment') return { decision: 'approved' };
+    if (decision === 'approved_for_session') return { decision: 'approved_for_session' };
+    if (decision === 'abort') return { decision: 'abort', reason: 'the user aborted the turn' };
+    if (decision === 'denied') return { decision: 'denied', reason: 'the user denied it' };
+    if (decision === 'timed_out') return { decision: 'denied', reason: 'the approval request timed out' };
+    const denied = LegacyDeniedSchema.safeParse(decision);
+    if (denied.success) return { decision: 'denied', reason: denied.data.denied.rejection ?? 'the user denied it' };
+    // `approved_execpolicy_amendment`: approved (we keep no exec policy file).
+    return { decision: 'approved' };
+  }
+  return { decision: 'denied', reason: 'the approval answer could not be understood' };
+}
+
+function quoteArg(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The human message of a request: what, where (environment and cwd) and why. */
+export function approvalMessage(request: ApprovalRequest): string {
+  const reason = request.reason === undefined ? '' : `\nReason: ${request.reason}`;
+  if (request.kind === 'exec') {
+    return `Allow Codex to run \`${request.command.map(quoteArg).join(' ')}\` in environment \`${request.environmentId}\` with working directory \`${request.cwd}\`?${reason}`;
+  }
+  const files = Object.keys(request.changes);
+  const list = files.slice(0, 10).join(', ') + (files.length > 10 ? `, … (${files.length} files)` : '');
+  return `Allow Codex to apply proposed code changes in environment \`${request.environmentId}\` (${list})?${reason}`;
+}
+
+/** Options of {@link ElicitationApprover}. */
+export interface ElicitationApproverOptions {
+  server: Server;
+  /** @default DEFAULT_APPROVAL_TIMEOUT_MS */
+  timeoutMs?: number;
+  logger?: Logger;
+  /** The `tools/call` request id, sent as `codex_mcp_tool_call_id`. */
+  toolCallId?: string | number;
+  /** The turn id, sent as `codex_event_id`. */
+  turnId?: string;
+}
+
+/**
+ * Asks the MCP client through `elicitation/create` (form mode) with a flat enum schema, plus the
+ * old `codex mcp-server` vendor fields so hubs built for it keep working. Anything that is not a
+ * clear approval (an error, a timeout, an unknown answer, a client without elicitation) is a denial.
+ */
+export class ElicitationApprover implements Approver {
+  readonly #options: ElicitationApproverOptions;
+  readonly #logger: Logger;
+
+  constructor(options: ElicitationApproverOptions) {
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  async request(request: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision> {
+    const capabilities = this.#options.server.getClientCapabilities();
+    const elicitation = capabilities?.elicitation;
+    // A bare `elicitation: {}` (2025-06-18 clients) means form; url-only clients cannot show forms.
+    const supportsForm = elicitation !== undefined && (elicitation.form !== undefined || elicitation.url === undefined);
+    if (!supportsForm) {
+      return { decision: 'denied', reason: 'the MCP client cannot show approval requests (no form elicitation support); use approval-policy "never" or a client with elicitation' };
+    }
+    const params: Record<string, unknown> = {
+      mode: 'form',
+      message: approvalMessage(request),
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          decision: {
+            type: 'string',
+            title: 'Decision',
+            description: 'Approve once, approve for this session (same environment and directory), or deny.',
+            enum: CHOICES.map((c) => c.value),
+            enumNames: CHOICES.map((c) => c.title),
+          },
+        },
+        required: ['decision'],
+      },
+      threadId: request.threadId,
+      codex_elicitation: request.kind === 'exec' ? 'exec-approval' : 'patch-approval',
+      codex_call_id: request.callId,
+      codex_environment_id: request.environmentId,
+      codex_cwd: request.cwd,
+    };
+    if (this.#options.toolCallId !== undefined) params.codex_mcp_tool_call_id = String(this.#options.toolCallId);
+    if (this.#options.turnId !== undefined) params.codex_event_id = this.#options.turnId;
+    if (request.reason !== undefined) params.codex_reason = request.reason;
+    if (request.kind === 'exec') params.codex_command = request.command;
+    else params.codex_changes = request.changes;
+    try {
+      const answer = await this.#options.server.request({ method: 'elicitation/create', params }, z.unknown(), {
+        signal,
+        timeout: this.#options.timeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS,
+      });
+      const decision = parseApprovalAnswer(answer);
+      this.#logger.info('approval answered', { kind: request.kind, environment: request.environmentId, decision: decision.decision });
+      return decision;
+    } catch (error) {
+      if (signal.aborted) return { decision: 'abort', reason: 'the turn was interrupted while waiting for approval' };
+      this.#logger.warn('approval request failed; denying', { error: errorMessage(error) });
+      return { decision: 'denied', reason: `the approval request failed: ${errorMessage(error)}` };
+    }
+  }
+}
