@@ -1,0 +1,360 @@
+import { randomBytes } from 'node:crypto';
+import { posix, win32 } from 'node:path';
+import { z } from 'zod';
+import type { ExecClient } from '../../exec/client.js';
+import type { RemoteProcess } from '../../exec/remote-process.js';
+import { abortReason } from '../../util/abort.js';
+import { errorMessage } from '../../util/errors.js';
+import { isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
+import { TurnAbortedError } from '../errors.js';
+import { formatExecOutput, OutputCapture } from '../output.js';
+import { ThreadProcessTable, type EvictedProcess } from '../process-table.js';
+import { ToolError, type FunctionTool, type ProcessTable, type RunningProcessEntry, type ToolContext, type TurnEnvironment } from './tool.js';
+
+/** How long `exec_command` waits for the command to finish before yielding a session id. */
+export const DEFAULT_EXEC_YIELD_TIME_MS = 10_000;
+/** How long `write_stdin` collects output before returning. */
+export const DEFAULT_WRITE_STDIN_YIELD_TIME_MS = 250;
+/** Bounds of `yield_time_ms` for both tools. */
+export const MIN_YIELD_TIME_MS = 250;
+export const MAX_YIELD_TIME_MS = 30_000;
+/** The shell used when the call names none and the environment reports none. */
+export const FALLBACK_SHELL = '/bin/bash';
+
+/** Characters of the command shown in progress lines. */
+const PROGRESS_COMMAND_CHARS = 80;
+
+/** Models sometimes send `null` for an absent optional argument; treat it as absent. */
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
+
+const ExecCommandArgs = z.object({
+  cmd: z.string().refine((cmd) => cmd.trim().length > 0, 'must not be empty'),
+  environment_id: optional(z.string()),
+  workdir: optional(z.string()),
+  yield_time_ms: optional(z.number()),
+  max_output_tokens: optional(z.number()),
+  tty: optional(z.boolean()),
+  login: optional(z.boolean()),
+  shell: optional(z.string()),
+  sandbox_permissions: optional(z.enum(['use_default', 'require_escalated'])),
+  justification: optional(z.string()),
+  prefix_rule: optional(z.array(z.string())),
+});
+
+const WriteStdinArgs = z.object({
+  // A numeric string is accepted too: models occasionally quote the id.
+  session_id: z.union([z.number().int(), z.string().regex(/^\d+$/).transform(Number)], { error: 'expected the integer session id that exec_command returned' }),
+  chars: optional(z.string()),
+  yield_time_ms: optional(z.number()),
+  max_output_tokens: optional(z.number()),
+});
+
+const NUMBER_SCHEMA = { type: 'number' } as const;
+
+/** Options of {@link execCommandTool}. */
+export interface ExecCommandToolOptions {
+  /** Offer `environment_id` (the turn has more than one environment). */
+  multiEnvironment: boolean;
+}
+
+/**
+ * `exec_command`: runs a shell command in an environment, returns its output once it finishes
+ * or, after `yield_time_ms`, a session id that `write_stdin` continues with.
+ */
+export function execCommandTool(options: ExecCommandToolOptions): FunctionTool {
+  return {
+    kind: 'function',
+    name: 'exec_command',
+    description: options.multiEnvironment
+      ? 'Runs a shell command in one of the environments (environment_id; default the primary one) and returns its output. A command still running after yield_time_ms keeps running and returns a session_id for write_stdin.'
+      : 'Runs a shell command and returns its output. A command still running after yield_time_ms keeps running and returns a session_id for write_stdin.',
+    parameters: {
+      type: 'object',
+      properties: {
+        cmd: { type: 'string', description: 'The shell command to run.' },
+        ...(options.multiEnvironment
+          ? { environment_id: { type: 'string', description: 'Id of the environment to run in; defaults to the primary environment.' } }
+          : {}),
+        workdir: { type: 'string', description: "Working directory, absolute or relative to the environment's cwd; defaults to the cwd." },
+        yield_time_ms: { ...NUMBER_SCHEMA, description: `How long to wait for the command to finish before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_EXEC_YIELD_TIME_MS}).` },
+        max_output_tokens: { ...NUMBER_SCHEMA, description: 'Bound on the output returned; the middle of longer output is elided.' },
+        tty: { type: 'boolean', description: 'Run in a terminal (for interactive programs); default false.' },
+        login: { type: 'boolean', description: 'Run the shell as a login shell (-lc); default false.' },
+        shell: { type: 'string', description: "Shell binary to run the command with; defaults to the environment's shell." },
+        sandbox_permissions: {
+          type: 'string',
+          enum: ['use_default', 'require_escalated'],
+          description: 'require_escalated asks the user to run this command outside the sandbox.',
+        },
+        justification: { type: 'string', description: 'Why escalation is needed; shown to the user when asking.' },
+        prefix_rule: { type: 'array', items: { type: 'string' }, description: 'A command prefix the user may approve for later calls.' },
+      },
+      required: ['cmd'],
+      additionalProperties: false,
+    },
+    run: (args, ctx) => runExecCommand(args, ctx),
+  };
+}
+
+/** `write_stdin`: writes to a running `exec_command` session and returns its new output. */
+export function writeStdinTool(): FunctionTool {
+  return {
+    kind: 'function',
+    name: 'write_stdin',
+    description:
+      'Writes characters to the stdin of a command started by exec_command that is still running, then returns the output produced since the last call. Empty chars just polls for output.',
+    parameters: {
+      type: 'object',
+      properties: {
+        session_id: { ...NUMBER_SCHEMA, description: 'The session id exec_command returned.' },
+        chars: { type: 'string', description: 'Characters to write (include "\\n" to send a line); default none.' },
+        yield_time_ms: { ...NUMBER_SCHEMA, description: `How long to collect output before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_WRITE_STDIN_YIELD_TIME_MS}).` },
+        max_output_tokens: { ...NUMBER_SCHEMA, description: 'Bound on the output returned; the middle of longer output is elided.' },
+      },
+      required: ['session_id'],
+      additionalProperties: false,
+    },
+    run: (args, ctx) => runWriteStdin(args, ctx),
+  };
+}
+
+async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<string> {
+  const args = parseArgs(ExecCommandArgs, rawArgs, 'exec_command');
+  const started = performance.now();
+  const startedAt = Date.now();
+  const environment = ctx.environment(args.environment_id);
+  const client = await connect(environment, ctx);
+  const workdir = resolveWorkdir(environment.cwd, args.workdir);
+  const shell = args.shell ?? nonEmpty(client.info.shell?.path) ?? FALLBACK_SHELL;
+  const argv = [shell, args.login === true ? '-lc' : '-c', args.cmd];
+  const escalate = args.sandbox_permissions === 'require_escalated';
+  const request: ApprovalRequest = { kind: 'exec', threadId: ctx.threadId, callId: ctx.callId, environmentId: environment.id, cwd: workdir, command: argv };
+  if (args.justification !== undefined) request.reason = args.justification;
+
+  let approved = false;
+  if (mustAsk(ctx, args.cmd, escalate)) {
+    if (ctx.sessionApprovals.covers(request)) {
+      approved = true;
+    } else {
+      const decision = await ctx.approver.request(request, ctx.signal);
+      throwIfAborted(ctx.signal);
+      switch (decision.decision) {
+        case 'approved':
+          break;
+        case 'approved_for_session':
+          ctx.sessionApprovals.remember(request);
+          break;
+        case 'denied':
+          return `exec_command was rejected by the user: ${decision.reason}`;
+        case 'abort':
+          throw new TurnAbortedError(decision.reason);
+      }
+      approved = true;
+    }
+  }
+
+  const tty = args.tty === true;
+  const { envPolicy, env } = ctx.commandEnvironment(environment.id);
+  // An escalation the user approved runs outside the sandbox, as in Codex.
+  const sandbox = escalate && approved ? null : ctx.sandbox(environment.id, workdir);
+  throwIfAborted(ctx.signal);
+  let proc: RemoteProcess;
+  try {
+    // No signal here: an aborted start could leave a process we hold no handle to.
+    proc = await client.startProcess({ argv, cwd: workdir, env, envPolicy, tty, pipeStdin: !tty, sandbox });
+  } catch (error) {
+    throwIfAborted(ctx.signal);
+    // The model can adapt (another cwd, no sandbox request), so this is output, not a failure.
+    return `exec_command failed: ${errorMessage(error)}`;
+  }
+  ctx.progress(`command started on ${environment.id}: ${commandPreview(args.cmd)}`);
+
+  const maxTokens = outputTokens(args.max_output_tokens, ctx);
+  const capture = new OutputCapture(maxTokens);
+  let finished: boolean;
+  try {
+    finished = await collect(proc, capture, yieldTime(args.yield_time_ms, DEFAULT_EXEC_YIELD_TIME_MS), ctx.signal);
+  } catch (error) {
+    if (ctx.signal.aborted) {
+      await proc.terminate().catch(() => undefined);
+      throw abortReason(ctx.signal);
+    }
+    throw error;
+  }
+  const chunkId = newChunkId();
+  if (finished) {
+    ctx.progress(`command finished on ${environment.id} (exit ${proc.exitCode ?? 'unknown'})`);
+    return formatExecOutput({ chunkId, wallTimeMs: performance.now() - started, exitCode: proc.exitCode, output: capture, maxTokens });
+  }
+  const { sessionId, evicted } = register(ctx.processes, { environmentId: environment.id, process: proc, startedAt });
+  const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - started, sessionId, output: capture, maxTokens });
+  return evicted === undefined ? text : `${evictionNotice(evicted)}\n${text}`;
+}
+
+async function runWriteStdin(rawArgs: unknown, ctx: ToolContext): Promise<string> {
+  const args = parseArgs(WriteStdinArgs, rawArgs, 'write_stdin');
+  const started = performance.now();
+  const sessionId = args.session_id;
+  const entry = ctx.processes.get(sessionId);
+  if (entry === undefined) {
+    const running = sessionIdsOf(ctx.processes);
+    throw new ToolError(`unknown session_id ${sessionId}; running sessions: ${running.length === 0 ? 'none' : running.join(', ')}`);
+  }
+  const proc = entry.process;
+  const notes: string[] = [];
+  const chars = args.chars ?? '';
+  if (chars.length > 0) {
+    let status: Awaited<ReturnType<RemoteProcess['write']>>;
+    try {
+      status = await proc.write(chars);
+    } catch (error) {
+      throwIfAborted(ctx.signal);
+      throw new ToolError(`write_stdin to session ${sessionId} failed: ${errorMessage(error)}`);
+    }
+    switch (status) {
+      case 'accepted':
+        break;
+      case 'unknownProcess':
+        ctx.processes.remove(sessionId);
+        throw new ToolError(`session ${sessionId} no longer exists on ${entry.environmentId}`);
+      case 'starting':
+        throw new ToolError(`session ${sessionId} is still starting; try again`);
+      case 'stdinClosed':
+        // Still report what the process printed and whether it exited.
+        notes.push(`Note: stdin of session ${sessionId} is closed; the characters were not written.`);
+        break;
+    }
+  }
+
+  const maxTokens = outputTokens(args.max_output_tokens, ctx);
+  const capture = new OutputCapture(maxTokens);
+  let finished: boolean;
+  try {
+    finished = await collect(proc, capture, yieldTime(args.yield_time_ms, DEFAULT_WRITE_STDIN_YIELD_TIME_MS), ctx.signal);
+  } catch (error) {
+    // An interrupted turn leaves the session running; a lost connection ends it.
+    if (!ctx.signal.aborted) ctx.processes.remove(sessionId);
+    throw error;
+  }
+  const chunkId = newChunkId();
+  const wallTimeMs = performance.now() - started;
+  let text: string;
+  if (finished) {
+    ctx.processes.remove(sessionId);
+    ctx.progress(`command finished on ${entry.environmentId} (exit ${proc.exitCode ?? 'unknown'})`);
+    text = formatExecOutput({ chunkId, wallTimeMs, exitCode: proc.exitCode, output: capture, maxTokens });
+  } else {
+    text = formatExecOutput({ chunkId, wallTimeMs, sessionId, output: capture, maxTokens });
+  }
+  return [...notes, text].join('\n');
+}
+
+/**
+ * Moves the process's events into `capture` until it closes (true) or `yieldMs` passes (false).
+ * @throws ToolError when the connection to the environment is lost; the abort reason on abort.
+ */
+async function collect(proc: RemoteProcess, capture: OutputCapture, yieldMs: number, signal: AbortSignal): Promise<boolean> {
+  const deadline = performance.now() + yieldMs;
+  for (;;) {
+    for (const event of proc.drain()) {
+      switch (event.kind) {
+        case 'output':
+          capture.push(event.data);
+          break;
+        case 'exited':
+          break;
+        case 'closed':
+          return true;
+        case 'failed':
+          throw new ToolError(event.error.message);
+      }
+    }
+    // Finished with nothing queued: its `closed` was consumed earlier; never spin on it.
+    if (proc.finished) return true;
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) return false;
+    await proc.waitForEvents(remaining, signal);
+  }
+}
+
+function mustAsk(ctx: ToolContext, cmd: string, escalate: boolean): boolean {
+  switch (ctx.approvalPolicy) {
+    case 'never':
+    case 'on-failure':
+      return false;
+    case 'untrusted':
+      return !isKnownSafeCommand(cmd);
+    case 'on-request':
+      return escalate;
+  }
+}
+
+async function connect(environment: TurnEnvironment, ctx: ToolContext): Promise<ExecClient> {
+  try {
+    return await environment.client(ctx.signal);
+  } catch (error) {
+    throwIfAborted(ctx.signal);
+    throw new ToolError(`environment ${environment.id} is unavailable: ${errorMessage(error)}`);
+  }
+}
+
+function register(table: ProcessTable, entry: RunningProcessEntry): { sessionId: number; evicted?: EvictedProcess } {
+  // The generic table cannot say what it evicted; ours can.
+  return table instanceof ThreadProcessTable ? table.register(entry) : { sessionId: table.add(entry) };
+}
+
+function sessionIdsOf(table: ProcessTable): number[] {
+  return table instanceof ThreadProcessTable ? table.sessionIds() : [];
+}
+
+function evictionNotice(evicted: EvictedProcess): string {
+  return evicted.wasRunning
+    ? `Warning: too many running sessions; session ${evicted.sessionId} (on ${evicted.environmentId}) was terminated to make room.`
+    : `Warning: too many sessions; the unread output of finished session ${evicted.sessionId} (on ${evicted.environmentId}) was dropped to make room.`;
+}
+
+/** `workdir` relative to the environment's cwd, in that host's path flavour. */
+function resolveWorkdir(cwd: string, workdir: string | undefined): string {
+  if (workdir === undefined || workdir.length === 0) return cwd;
+  const path = /^[A-Za-z]:[\\/]|^\\\\/.test(cwd) ? win32 : posix;
+  return path.resolve(cwd, workdir);
+}
+
+function yieldTime(requested: number | undefined, fallback: number): number {
+  const value = requested === undefined || !Number.isFinite(requested) ? fallback : requested;
+  return Math.min(MAX_YIELD_TIME_MS, Math.max(MIN_YIELD_TIME_MS, value));
+}
+
+function outputTokens(requested: number | undefined, ctx: ToolContext): number {
+  if (requested === undefined || !Number.isFinite(requested)) return ctx.maxOutputTokens;
+  return Math.min(ctx.maxOutputTokens, Math.max(0, Math.floor(requested)));
+}
+
+function commandPreview(cmd: string): string {
+  const flat = cmd.replace(/\s+/g, ' ').trim();
+  const chars = [...flat];
+  return chars.length <= PROGRESS_COMMAND_CHARS ? flat : `${chars.slice(0, PROGRESS_COMMAND_CHARS).join('')}…`;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.length === 0 ? undefined : value;
+}
+
+function newChunkId(): string {
+  return randomBytes(3).toString('hex');
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw abortReason(signal);
+}
+
+/** Parses a tool's JSON arguments; a bad one is a {@link ToolError} naming the field. */
+function parseArgs<T extends z.ZodType>(schema: T, args: unknown, tool: string): z.output<T> {
+  const result = schema.safeParse(args ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const field = issue.path.map(String).join('.');
+    return field.length === 0 ? issue.message : `${field}: ${issue.message}`;
+  });
+  throw new ToolError(`invalid ${tool} arguments: ${problems.join('; ')}`);
+}

@@ -1,0 +1,236 @@
+import {
+  messageText,
+  type ResponseInputItem,
+  type ResponseOutputItem,
+  type ToolSpec,
+} from '../protocol/responses.js';
+import { errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { TurnAbortedError } from './errors.js';
+import { ToolError, type AgentTool, type ToolContext, type ToolOutput, type TurnEnvironment } from './tools/tool.js';
+
+/** The model as the turn loop needs it; implemented by `model/ModelClient`. */
+export interface ModelPort {
+  respond(
+    request: { model: string; input: ResponseInputItem[]; tools: ToolSpec[]; parallelToolCalls: boolean; reasoning?: { effort?: string; summary?: string } },
+    options: { signal: AbortSignal; onTextDelta?: (delta: string) => void },
+  ): Promise<{ output: ResponseOutputItem[] }>;
+}
+
+/** What happened during a turn, for progress notifications and event streams. */
+export type TurnEvent =
+  | { type: 'model_request'; step: number }
+  | { type: 'agent_message'; text: string }
+  | { type: 'tool_started'; callId: string; tool: string }
+  | { type: 'tool_finished'; callId: string; tool: string; ok: boolean }
+  | { type: 'progress'; message: string };
+
+/** How a turn ended. */
+export type TurnStatus = 'completed' | 'failed' | 'interrupted';
+
+/** The outcome of {@link runTurn}. */
+export interface TurnResult {
+  status: TurnStatus;
+  lastAgentMessage: string | null;
+  error?: string;
+}
+
+/** The tool context without the per-call and per-turn parts the loop fills in. */
+export type ToolContextBase = Omit<ToolContext, 'callId' | 'threadId' | 'environments' | 'environment' | 'progress' | 'signal'>;
+
+/** Everything one turn needs. */
+export interface TurnParams {
+  threadId: string;
+  prompt: string;
+  model: ModelPort;
+  modelName: string;
+  reasoning?: { effort?: string; summary?: string };
+  /** Developer messages sent first on every request (base, then developer instructions). */
+  instructions: readonly string[];
+  /** The thread's items so far. */
+  history: readonly ResponseInputItem[];
+  /** The turn's environments, primary first. */
+  environments: readonly TurnEnvironment[];
+  /** The `<environment_context>` message for this turn. */
+  environmentContext: string;
+  tools: readonly AgentTool[];
+  toolContext: ToolContextBase;
+  /** Bound on model requests in this turn. */
+  maxSteps: number;
+  /** Bound on tool calls run at once. */
+  maxParallelToolCalls: number;
+  signal: AbortSignal;
+  /** Persists one new item and appends it to the thread's history; called in order. */
+  record(item: ResponseInputItem): Promise<void>;
+  emit(event: TurnEvent): void;
+  logger?: Logger;
+}
+
+type PendingCall = { kind: 'function' | 'custom'; callId: string; name: string; payload: string };
+
+function toolSpec(tool: AgentTool): ToolSpec {
+  if (tool.kind === 'function') return { type: 'function', name: tool.name, description: tool.description, strict: false, parameters: tool.parameters };
+  return { type: 'custom', name: tool.name, description: tool.description, format: { type: 'grammar', syntax: 'lark', definition: tool.grammar } };
+}
+
+function textOf(output: ToolOutput): string {
+  if (typeof output === 'string') return output;
+  return output.map((part) => (part.type === 'input_text' ? part.text : '[image]')).join('\n');
+}
+
+function userMessage(text: string): ResponseInputItem {
+  return { type: 'message', role: 'user', content: [{ type: 'input_text', text }] };
+}
+
+function environmentLookup(environments: readonly TurnEnvironment[]): (id: string | undefined) => TurnEnvironment {
+  return (id) => {
+    if (environments.length === 0) {
+      throw new ToolError('No usable execution environment is available in this turn: the thread or turn selected no environments.');
+    }
+    if (id === undefined || id === '') return environments[0]!;
+    const found = environments.find((environment) => environment.id === id);
+    if (found === undefined) {
+      throw new ToolError(`unknown environment_id \`${id}\`; this turn's environments are: ${environments.map((e) => e.id).join(', ')}`);
+    }
+    return found;
+  };
+}
+
+/**
+ * Runs one turn: sends the conversation to the model, runs the tool calls it asks for (in their
+ * environments), feeds the results back, and repeats until the model answers without tool calls.
+ * Every item is recorded as soon as it exists, so a crash loses at most the item in flight.
+ * Failures of tools are results the model reads; only model failures fail the turn.
+ */
+export async function runTurn(params: TurnParams): Promise<TurnResult> {
+  const logger = params.logger ?? silentLogger;
+  const items: ResponseInputItem[] = [...params.history];
+  const byName = new Map(params.tools.map((tool) => [tool.name, tool]));
+  const specs = params.tools.map(toolSpec);
+  const environment = environmentLookup(params.environments);
+  const push = async (item: ResponseInputItem): Promise<void> => {
+    items.push(item);
+    await params.record(item);
+  };
+  let lastAgentMessage: string | null = null;
+
+  await push(userMessage(params.environmentContext));
+  await push(userMessage(params.prompt));
+
+  for (let step = 1; ; step++) {
+    if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
+    if (step > params.maxSteps) {
+      return { status: 'failed', lastAgentMessage, error: `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)` };
+    }
+    params.emit({ type: 'model_request', step });
+    let output: ResponseOutputItem[];
+    try {
+      const developer = params.instructions.map((text): ResponseInputItem => ({ type: 'message', role: 'developer', content: [{ type: 'input_text', text }] }));
+      ({ output } = await params.model.respond(
+        { model: params.modelName, input: [...developer, ...items], tools: specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning },
+        { signal: params.signal },
+      ));
+    } catch (error) {
+      if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
+      return { status: 'failed', lastAgentMessage, error: `model request failed: ${errorMessage(error)}` };
+    }
+
+    const calls: PendingCall[] = [];
+    for (const item of output) {
+      switch (item.type) {
+        case 'message': {
+          const text = messageText(item);
+          if (text.length > 0) {
+            lastAgentMessage = text;
+            params.emit({ type: 'agent_message', text });
+          }
+          await push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] });
+          break;
+        }
+        case 'function_call':
+          await push({ type: 'function_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, arguments: item.arguments });
+          calls.push({ kind: 'function', callId: item.call_id, name: item.name, payload: item.arguments });
+          break;
+        case 'custom_tool_call':
+          await push({ type: 'custom_tool_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, input: item.input });
+          calls.push({ kind: 'custom', callId: item.call_id, name: item.name, payload: item.input });
+          break;
+        case 'reasoning':
+          await push({ type: 'reasoning', id: item.id, summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })), encrypted_content: item.encrypted_content ?? null });
+          break;
+        case 'unknown':
+          logger.debug('ignoring an output item of unknown type', { type: item.item.type });
+          break;
+      }
+    }
+    if (calls.length === 0) return { status: 'completed', lastAgentMessage };
+
+    let aborted: TurnAbortedError | undefined;
+    const results = await runBounded(calls, params.maxParallelToolCalls, async (call) => {
+      params.emit({ type: 'tool_started', callId: call.callId, tool: call.name });
+      try {
+        const output = await invoke(call);
+        params.emit({ type: 'tool_finished', callId: call.callId, tool: call.name, ok: true });
+        return output;
+      } catch (error) {
+        params.emit({ type: 'tool_finished', callId: call.callId, tool: call.name, ok: false });
+        if (error instanceof TurnAbortedError) {
+          aborted = error;
+          return `${call.name} was aborted: ${error.message}`;
+        }
+        if (params.signal.aborted) return `${call.name} was interrupted`;
+        if (error instanceof ToolError) return error.message;
+        logger.error('tool failed unexpectedly', { tool: call.name, error: errorMessage(error) });
+        return `${call.name} failed: ${errorMessage(error)}`;
+      }
+    });
+    // Every call gets its output, even when interrupted: the API rejects unanswered calls.
+    for (const [index, call] of calls.entries()) {
+      const output = results[index] ?? `${call.name} was not run`;
+      if (call.kind === 'function') await push({ type: 'function_call_output', call_id: call.callId, output });
+      else await push({ type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) });
+    }
+    if (aborted !== undefined || params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
+  }
+
+  function invoke(call: PendingCall): Promise<ToolOutput> {
+    const tool = byName.get(call.name);
+    if (tool === undefined) {
+      return Promise.resolve(`unknown tool \`${call.name}\`; available tools: ${[...byName.keys()].join(', ')}`);
+    }
+    const context: ToolContext = {
+      ...params.toolContext,
+      threadId: params.threadId,
+      callId: call.callId,
+      environments: params.environments,
+      environment,
+      progress: (message) => params.emit({ type: 'progress', message }),
+      signal: params.signal,
+    };
+    if (tool.kind === 'custom') {
+      if (call.kind !== 'custom') return Promise.resolve(`${tool.name} takes freeform input, not JSON arguments`);
+      return tool.run(call.payload, context);
+    }
+    let args: unknown;
+    try {
+      args = call.payload.trim() === '' ? {} : JSON.parse(call.payload);
+    } catch (error) {
+      return Promise.resolve(`invalid JSON arguments for ${tool.name}: ${errorMessage(error)}`);
+    }
+    return tool.run(args, context);
+  }
+}
+
+/** Runs `work` over `inputs` with at most `limit` at once; results keep the input order. */
+async function runBounded<T, R>(inputs: readonly T[], limit: number, work: (input: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(inputs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < inputs.length) {
+      const index = next++;
+      results[index] = await work(inputs[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, inputs.length)) }, worker));
+  return results;
+}

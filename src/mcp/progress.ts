@@ -1,0 +1,80 @@
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { TurnEvent } from '../agent/turn.js';
+import type { TurnOutcome } from '../session/thread-manager.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** Reports a turn's progress to the caller of one `tools/call`. */
+export interface ProgressReporter {
+  started(threadId: string, turnId: string): void;
+  event(event: TurnEvent & { turnId: string }): void;
+  finished(outcome: TurnOutcome): void;
+}
+
+function clip(text: string, max = 120): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+function describe(event: TurnEvent): string | undefined {
+  switch (event.type) {
+    case 'model_request':
+      return event.step === 1 ? 'thinking' : `thinking (step ${event.step})`;
+    case 'agent_message':
+      return `agent: ${clip(event.text)}`;
+    case 'tool_started':
+      return undefined;
+    case 'tool_finished':
+      return event.ok ? undefined : `${event.tool} failed`;
+    case 'progress':
+      return event.message;
+  }
+}
+
+/**
+ * Sends `notifications/progress` (only when the call carried a progress token) with short
+ * messages, and, behind `multienv.codex_events`, `codex/event` notifications shaped like the old
+ * `codex mcp-server`'s for hubs that consumed them. A failed send never affects the turn.
+ */
+export function progressReporter(extra: Extra, options: { codexEvents: boolean; logger: Logger }): ProgressReporter {
+  const token = extra._meta?.progressToken;
+  let progress = 0;
+  let threadId: string | undefined;
+  const send = (notification: ServerNotification): void => {
+    extra.sendNotification(notification).catch((error: unknown) => options.logger.debug('could not send a notification', { error: errorMessage(error) }));
+  };
+  const progressNote = (message: string): void => {
+    if (token === undefined) return;
+    progress += 1;
+    send({ method: 'notifications/progress', params: { progressToken: token, progress, message } });
+  };
+  const codexEvent = (turnId: string, msg: Record<string, unknown>): void => {
+    if (!options.codexEvents) return;
+    const meta: Record<string, unknown> = { requestId: extra.requestId };
+    if (threadId !== undefined) meta.threadId = threadId;
+    // A vendor notification outside the MCP schema, as the old server sent it.
+    send({ method: 'codex/event', params: { _meta: meta, id: turnId, msg } } as unknown as ServerNotification);
+  };
+  return {
+    started: (id, turnId) => {
+      threadId = id;
+      progressNote(`turn started on thread ${id}`);
+      codexEvent(turnId, { type: 'task_started' });
+    },
+    event: (event) => {
+      const message = describe(event);
+      if (message !== undefined) progressNote(message);
+      if (event.type === 'agent_message') codexEvent(event.turnId, { type: 'agent_message', message: event.text });
+      if (event.type === 'tool_started') codexEvent(event.turnId, { type: 'tool_call_begin', call_id: event.callId, tool: event.tool });
+      if (event.type === 'tool_finished') codexEvent(event.turnId, { type: 'tool_call_end', call_id: event.callId, tool: event.tool, success: event.ok });
+    },
+    finished: (outcome) => {
+      progressNote(`turn ${outcome.status}`);
+      if (outcome.status === 'failed') codexEvent(outcome.turnId, { type: 'error', message: outcome.error ?? 'turn failed' });
+      codexEvent(outcome.turnId, { type: 'task_complete', last_agent_message: outcome.lastAgentMessage });
+    },
+  };
+}

@@ -1,0 +1,156 @@
+import { z } from 'zod';
+
+/**
+ * The persisted thread file: JSON Lines, one record per line, each tagged with `type` and stamped
+ * with `at` (ISO time). The first line is always the `thread` header; the rest are appended in
+ * order as the thread runs. Schemas only, no I/O (the store is `session/thread-store.ts`).
+ *
+ * Lenient in, exact out: records are plain `z.object`s, so fields added by a newer version are
+ * accepted and dropped on read, and a record is written exactly as its schema builds it. Record
+ * types this version does not know are skipped by the reader with a warning (see
+ * {@link THREAD_BODY_RECORD_TYPES}); items are kept whole because they are sent back to the model.
+ */
+
+/** The version written in the header of new thread files. */
+export const THREAD_RECORD_VERSION = 1;
+
+/** What a thread id may look like: safe as a file name on every platform, no path separators. */
+export const THREAD_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** A thread id (see {@link THREAD_ID_PATTERN}). */
+export const ThreadIdSchema = z.string().regex(THREAD_ID_PATTERN, 'a thread id is 1-128 characters of A-Z a-z 0-9 _ -');
+
+/** An ISO 8601 timestamp, as `Date.prototype.toISOString` writes it (offsets accepted on read). */
+const Timestamp = z.iso.datetime({ offset: true });
+
+/** When the model's tool calls need the user's approval (Codex `approval_policy`). */
+export const ApprovalPolicySchema = z.enum(['untrusted', 'on-failure', 'on-request', 'never']);
+/** One of {@link ApprovalPolicySchema}'s values. */
+export type ApprovalPolicy = z.infer<typeof ApprovalPolicySchema>;
+
+/** What tool calls may touch (Codex `sandbox_mode`). */
+export const SandboxModeSchema = z.enum(['read-only', 'workspace-write', 'danger-full-access']);
+/** One of {@link SandboxModeSchema}'s values. */
+export type SandboxMode = z.infer<typeof SandboxModeSchema>;
+
+/** The configuration a thread was started with; every later turn runs with it. */
+export const ThreadConfigSchema = z.object({
+  model: z.string(),
+  modelProvider: z.string(),
+  approvalPolicy: ApprovalPolicySchema,
+  sandbox: SandboxModeSchema,
+  cwd: z.string(),
+  profile: z.string().optional(),
+  baseInstructions: z.string().optional(),
+  developerInstructions: z.string().optional(),
+  compactPrompt: z.string().optional(),
+  /** Codex `-c key=value` overrides, kept as given. */
+  configOverrides: z.record(z.string(), z.unknown()),
+});
+/** The configuration a thread was started with. */
+export type ThreadConfig = z.infer<typeof ThreadConfigSchema>;
+
+/** One selected environment and the working directory the thread uses in it. */
+export const ThreadEnvironmentSchema = z.object({ id: z.string().min(1), cwd: z.string() });
+/** One selected environment of a thread. */
+export type ThreadEnvironment = z.infer<typeof ThreadEnvironmentSchema>;
+
+/** An environment selection; empty means the thread has no environment access. */
+const Environments = z.array(ThreadEnvironmentSchema);
+
+/** How a turn ended. */
+export const TurnStatusSchema = z.enum(['completed', 'failed', 'interrupted']);
+/** How a turn ended. */
+export type TurnStatus = z.infer<typeof TurnStatusSchema>;
+
+/**
+ * One Responses API input or output item (message, function_call, function_call_output,
+ * custom_tool_call, custom_tool_call_output, reasoning) exactly as it is sent back to the model.
+ * Kept whole and only loosely checked: `protocol/responses.ts` owns the item shapes.
+ */
+export const PersistedItemSchema = z.looseObject({ type: z.string() });
+/** A persisted Responses API item. */
+export type PersistedItem = z.infer<typeof PersistedItemSchema>;
+
+/** The first line of every thread file. */
+export const ThreadHeaderRecordSchema = z.object({
+  type: z.literal('thread'),
+  at: Timestamp,
+  /** The format version of the file; readers of an older version skip record types they do not know. */
+  version: z.number().int().positive(),
+  threadId: ThreadIdSchema,
+  createdAt: Timestamp,
+  config: ThreadConfigSchema,
+  /** The sticky environment selection the thread started with. */
+  environments: Environments,
+});
+/** The first line of every thread file. */
+export type ThreadHeaderRecord = z.infer<typeof ThreadHeaderRecordSchema>;
+
+/** A turn began: the user's prompt and the turn's effective environment selection. */
+export const TurnStartedRecordSchema = z.object({
+  type: z.literal('turn_started'),
+  at: Timestamp,
+  turnId: z.string().min(1),
+  prompt: z.string(),
+  environments: Environments,
+});
+/** A turn began. */
+export type TurnStartedRecord = z.infer<typeof TurnStartedRecordSchema>;
+
+/** One item of a turn's conversation history, in the order the model saw it. */
+export const ItemRecordSchema = z.object({
+  type: z.literal('item'),
+  at: Timestamp,
+  turnId: z.string().min(1),
+  item: PersistedItemSchema,
+});
+/** One item of a turn's conversation history. */
+export type ItemRecord = z.infer<typeof ItemRecordSchema>;
+
+/** A turn ended. */
+export const TurnCompletedRecordSchema = z.object({
+  type: z.literal('turn_completed'),
+  at: Timestamp,
+  turnId: z.string().min(1),
+  status: TurnStatusSchema,
+  lastAgentMessage: z.string().nullable(),
+  error: z.string().optional(),
+});
+/** A turn ended. */
+export type TurnCompletedRecord = z.infer<typeof TurnCompletedRecordSchema>;
+
+/** The sticky environment selection changed; later turns use the new one. */
+export const EnvironmentsChangedRecordSchema = z.object({
+  type: z.literal('environments_changed'),
+  at: Timestamp,
+  environments: Environments,
+});
+/** The sticky environment selection changed. */
+export type EnvironmentsChangedRecord = z.infer<typeof EnvironmentsChangedRecordSchema>;
+
+/** Any record after the header. */
+export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
+  TurnStartedRecordSchema,
+  ItemRecordSchema,
+  TurnCompletedRecordSchema,
+  EnvironmentsChangedRecordSchema,
+]);
+/** Any record after the header. */
+export type ThreadBodyRecord = z.infer<typeof ThreadBodyRecordSchema>;
+
+/** Any record of a thread file, the header included. */
+export const ThreadRecordSchema = z.discriminatedUnion('type', [ThreadHeaderRecordSchema, ThreadBodyRecordSchema]);
+/** Any record of a thread file. */
+export type ThreadRecord = z.infer<typeof ThreadRecordSchema>;
+
+/** The `type` tags of the body records this version knows; any other tag came from a newer version. */
+export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
+  'turn_started',
+  'item',
+  'turn_completed',
+  'environments_changed',
+];
+
+/** The minimum every line must be: an object with a string `type`, checked before the record schema. */
+export const ThreadRecordEnvelopeSchema = z.looseObject({ type: z.string() });

@@ -1,0 +1,589 @@
+import {
+  DEFAULT_MODEL,
+  OPENAI_BASE_URL,
+  dottedObjectLayer,
+  overridesLayer,
+  parseConfigToml,
+  parseOverride,
+  resolveConfig,
+  toolArgumentsLayer,
+  type ConfigLayer,
+  type ResolvedConfig,
+} from '../../../src/config/config.js';
+import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
+
+const HOME = '/h/.codex';
+const FILE = `${HOME}/config.toml`;
+
+function file(text: string): ConfigLayer {
+  return parseConfigToml(text, FILE);
+}
+
+function cli(...args: string[]): ConfigLayer {
+  return overridesLayer('-c', args.map(parseOverride));
+}
+
+function call(object: Record<string, unknown>): ConfigLayer {
+  return dottedObjectLayer('config argument', object);
+}
+
+function resolve(layers: ConfigLayer[], options: { profile?: string; overrides?: ConfigLayer[] } = {}): ResolvedConfig {
+  return resolveConfig({ layers, codexHome: HOME, ...options });
+}
+
+/** The INVALID_CONFIG LocalError `fn` throws. */
+function thrown(fn: () => unknown): LocalError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(LocalError);
+    const local = error as LocalError;
+    expect(local.code).toBe(LocalErrorCode.InvalidConfig);
+    return local;
+  }
+  throw new Error('expected a throw');
+}
+
+describe('resolveConfig: defaults', () => {
+  it('fills every default with no layers, with the built-in openai provider', () => {
+    const { config, warnings } = resolve([]);
+    expect(warnings).toEqual([]);
+    expect(config).toEqual({
+      model: DEFAULT_MODEL,
+      modelProvider: 'openai',
+      modelProviders: {
+        openai: {
+          name: 'OpenAI',
+          baseUrl: OPENAI_BASE_URL,
+          envKey: 'OPENAI_API_KEY',
+          wireApi: 'responses',
+          httpHeaders: {},
+          envHttpHeaders: {},
+          queryParams: {},
+          requestMaxRetries: 4,
+          streamMaxRetries: 5,
+          streamIdleTimeoutMs: 300_000,
+        },
+      },
+      approvalPolicy: 'on-request',
+      sandboxMode: 'read-only',
+      sandboxWorkspaceWrite: { writableRoots: [], networkAccess: false, excludeTmpdirEnvVar: false, excludeSlashTmp: false },
+      shellEnvironmentPolicy: {
+        inherit: 'all',
+        ignoreDefaultExcludes: false,
+        exclude: [],
+        set: {},
+        includeOnly: [],
+        experimentalUseProfile: false,
+      },
+      features: {},
+      multienv: {
+        maxConcurrentTurns: 8,
+        maxQueuedTurnsPerThread: 4,
+        maxTurnSteps: 100,
+        maxParallelToolCalls: 4,
+        toolOutputMaxTokens: 10_000,
+        approvalTimeoutMs: 300_000,
+        codexEvents: false,
+        allowRuntimeProgramEnvironments: false,
+        threadsDir: `${HOME}/multienv/threads`,
+      },
+    });
+    expect(DEFAULT_MODEL).toBe('gpt-5.5');
+  });
+
+  it('reads every interpreted key of a full file', () => {
+    const { config, warnings } = resolve([
+      file(`
+model = "o3"
+model_reasoning_effort = "high"
+model_reasoning_summary = "concise"
+approval_policy = "untrusted"
+sandbox_mode = "workspace-write"
+developer_instructions = "be brief"
+base_instructions = "you are a test"
+experimental_instructions_file = "/etc/instructions.md"
+compact_prompt = "summarise"
+default_permissions = "restricted"
+
+[sandbox_workspace_write]
+writable_roots = ["/abs", "rel/dir"]
+network_access = true
+exclude_tmpdir_env_var = true
+exclude_slash_tmp = true
+
+[shell_environment_policy]
+inherit = "core"
+ignore_default_excludes = true
+exclude = ["AWS_*"]
+set = { CI = "1" }
+include_only = ["PATH", "CI"]
+experimental_use_profile = true
+
+[features]
+plugins = false
+some_future_feature = true
+
+[mcp_servers.docs]
+command = "npx"
+
+[permissions.restricted.filesystem]
+":minimal" = "read"
+
+[multienv]
+max_concurrent_turns = 2
+max_queued_turns_per_thread = 0
+max_turn_steps = 50
+max_parallel_tool_calls = 1
+tool_output_max_tokens = 2000
+approval_timeout_sec = 1.5
+codex_events = true
+allow_runtime_program_environments = true
+threads_dir = "state/threads"
+`),
+    ]);
+    expect(warnings).toEqual([]);
+    expect(config).toMatchObject({
+      model: 'o3',
+      modelReasoningEffort: 'high',
+      modelReasoningSummary: 'concise',
+      approvalPolicy: 'untrusted',
+      sandboxMode: 'workspace-write',
+      developerInstructions: 'be brief',
+      baseInstructions: 'you are a test',
+      modelInstructionsFile: '/etc/instructions.md',
+      compactPrompt: 'summarise',
+      // A relative path in config.toml resolves against its directory (CODEX_HOME), as in Codex.
+      sandboxWorkspaceWrite: {
+        writableRoots: ['/abs', `${HOME}/rel/dir`],
+        networkAccess: true,
+        excludeTmpdirEnvVar: true,
+        excludeSlashTmp: true,
+      },
+      shellEnvironmentPolicy: {
+        inherit: 'core',
+        ignoreDefaultExcludes: true,
+        exclude: ['AWS_*'],
+        set: { CI: '1' },
+        includeOnly: ['PATH', 'CI'],
+        experimentalUseProfile: true,
+      },
+      features: { plugins: false, some_future_feature: true },
+      mcpServers: { docs: { command: 'npx' } },
+      permissions: { restricted: { filesystem: { ':minimal': 'read' } } },
+      defaultPermissions: 'restricted',
+      multienv: {
+        maxConcurrentTurns: 2,
+        maxQueuedTurnsPerThread: 0,
+        maxTurnSteps: 50,
+        maxParallelToolCalls: 1,
+        toolOutputMaxTokens: 2000,
+        approvalTimeoutMs: 1500,
+        codexEvents: true,
+        allowRuntimeProgramEnvironments: true,
+        threadsDir: `${HOME}/state/threads`,
+      },
+    });
+  });
+
+  it('prefers model_instructions_file over experimental_instructions_file', () => {
+    const { config } = resolve([file('model_instructions_file = "/new.md"\nexperimental_instructions_file = "/old.md"')]);
+    expect(config.modelInstructionsFile).toBe('/new.md');
+  });
+});
+
+describe('resolveConfig: layering', () => {
+  it('file < -c < per-call config; tables merge, arrays and scalars replace', () => {
+    const { config } = resolve([
+      file(`
+model = "from-file"
+sandbox_mode = "workspace-write"
+[shell_environment_policy]
+inherit = "core"
+exclude = ["A"]
+[multienv]
+max_turn_steps = 10
+`),
+      cli('model="from-cli"', 'shell_environment_policy.exclude=["B", "C"]', 'multienv.max_turn_steps=20'),
+      call({ model: 'from-call', 'multienv.max_turn_steps': 30 }),
+    ]);
+    expect(config.model).toBe('from-call');
+    expect(config.sandboxMode).toBe('workspace-write');
+    expect(config.shellEnvironmentPolicy.inherit).toBe('core');
+    expect(config.shellEnvironmentPolicy.exclude).toEqual(['B', 'C']);
+    expect(config.multienv.maxTurnSteps).toBe(30);
+  });
+
+  it('merges an inline table from -c into the table of the file', () => {
+    const { config } = resolve([
+      file('[shell_environment_policy]\ninherit = "none"'),
+      cli('shell_environment_policy={ set = { X = "1" } }'),
+    ]);
+    expect(config.shellEnvironmentPolicy).toMatchObject({ inherit: 'none', set: { X: '1' } });
+  });
+
+  it('takes the per-call config with dotted keys', () => {
+    const { config, warnings } = resolve([
+      call({ 'model_providers.fake.base_url': 'http://127.0.0.1:1/v1', model_provider: 'fake', sandbox_mode: 'danger-full-access' }),
+    ]);
+    expect(warnings).toEqual([]);
+    expect(config.sandboxMode).toBe('danger-full-access');
+    expect(config.modelProvider).toBe('fake');
+    expect(config.modelProviders.fake).toMatchObject({ baseUrl: 'http://127.0.0.1:1/v1', wireApi: 'responses' });
+  });
+
+  it('merges nested objects and dotted keys of one per-call config', () => {
+    const { config } = resolve([
+      call({ shell_environment_policy: { inherit: 'core' }, 'shell_environment_policy.set.A': 'b' }),
+    ]);
+    expect(config.shellEnvironmentPolicy).toMatchObject({ inherit: 'core', set: { A: 'b' } });
+  });
+
+  it('keeps a __proto__ key as data', () => {
+    const { config } = resolve([call({ 'shell_environment_policy.set.__proto__': 'x' })]);
+    expect(Object.getPrototypeOf(config.shellEnvironmentPolicy)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+});
+
+describe('resolveConfig: profiles', () => {
+  const profilesFile = `
+model = "top"
+approval_policy = "on-request"
+[profiles.fast]
+model = "fast-model"
+model_reasoning_effort = "low"
+[profiles.safe]
+approval_policy = "untrusted"
+[profiles.safe.sandbox_workspace_write]
+network_access = true
+`;
+
+  it('selects a profile by the profile key; the profile overlays top-level keys', () => {
+    const { config } = resolve([file(`profile = "fast"\n${profilesFile}`)]);
+    expect(config.profile).toBe('fast');
+    expect(config.model).toBe('fast-model');
+    expect(config.modelReasoningEffort).toBe('low');
+    expect(config.approvalPolicy).toBe('on-request');
+  });
+
+  it('selects a profile by option, which wins over the key', () => {
+    const { config } = resolve([file(`profile = "fast"\n${profilesFile}`)], { profile: 'safe' });
+    expect(config.profile).toBe('safe');
+    expect(config.model).toBe('top');
+    expect(config.approvalPolicy).toBe('untrusted');
+    expect(config.sandboxWorkspaceWrite.networkAccess).toBe(true);
+  });
+
+  it('selects a profile from -c or the per-call config', () => {
+    expect(resolve([file(profilesFile), cli('profile=fast')]).config.model).toBe('fast-model');
+    expect(resolve([file(profilesFile), call({ profile: 'safe' })]).config.approvalPolicy).toBe('untrusted');
+  });
+
+  it('lets the profile win over -c, as Codex does, and the overrides win over the profile', () => {
+    expect(resolve([file(profilesFile), cli('model=cli')], { profile: 'fast' }).config.model).toBe('fast-model');
+    expect(resolve([file(profilesFile), cli('profiles.fast.model=cli')], { profile: 'fast' }).config.model).toBe('cli');
+    const { config } = resolve([file(profilesFile)], {
+      profile: 'fast',
+      overrides: [toolArgumentsLayer('codex tool arguments', { model: 'arg-model', sandbox: 'workspace-write' })],
+    });
+    expect(config.model).toBe('arg-model');
+    expect(config.sandboxMode).toBe('workspace-write');
+  });
+
+  it('rejects an unknown profile, listing the known ones', () => {
+    expect(thrown(() => resolve([file(profilesFile)], { profile: 'nope' })).message).toBe(
+      'config profile `nope` not found; known profiles: fast, safe',
+    );
+    expect(thrown(() => resolve([file('profile = "nope"')])).message).toBe(
+      `${FILE}: profile: config profile \`nope\` not found; no profiles are defined`,
+    );
+  });
+
+  it('names the profile key in an error about a profile value', () => {
+    expect(thrown(() => resolve([file('[profiles.x]\nsandbox_mode = 3')], { profile: 'x' })).message).toBe(
+      `${FILE}: profiles.x.sandbox_mode: expected one of read-only, workspace-write, danger-full-access, got 3`,
+    );
+  });
+});
+
+describe('resolveConfig: unknown and accepted keys', () => {
+  it('warns about unknown keys at the top, in known tables, in [multienv], in providers and profiles', () => {
+    const { config, warnings } = resolve([
+      file(`
+foo = 1
+[foo_table]
+bar = 2
+[sandbox_workspace_write]
+writable_root = ["/typo"]
+[multienv]
+max_turns = 3
+[model_providers.openai]
+experimental_bearer_token = "t"
+[profiles.p]
+zzz = true
+`),
+      cli('foo.bar=1'),
+      call({ 'shell_environment_policy.inherits': 'all' }),
+    ]);
+    expect(config.model).toBe(DEFAULT_MODEL);
+    expect(warnings).toEqual([
+      `${FILE}: unknown config key \`foo\` ignored`,
+      `${FILE}: unknown config key \`foo_table\` ignored`,
+      `${FILE}: unknown config key \`sandbox_workspace_write.writable_root\` ignored`,
+      `${FILE}: unknown config key \`multienv.max_turns\` ignored`,
+      `${FILE}: unknown config key \`model_providers.openai.experimental_bearer_token\` ignored`,
+      `${FILE}: unknown config key \`profiles.p.zzz\` ignored`,
+      '-c: unknown config key `foo` ignored',
+      'config argument: unknown config key `shell_environment_policy.inherits` ignored',
+    ]);
+  });
+
+  it('accepts common Codex keys without a warning, whatever their shape', () => {
+    const { warnings } = resolve([
+      file(`
+profile = "p"
+hide_agent_reasoning = true
+show_raw_agent_reasoning = false
+model_verbosity = "low"
+file_opener = "vscode"
+trust_level = "trusted"
+windows_wsl_setup_acknowledged = true
+model_context_window = 200000
+model_auto_compact_token_limit = 100000
+preferred_auth_method = "apikey"
+chatgpt_base_url = "https://chatgpt.com"
+disable_response_storage = true
+project_doc_max_bytes = 32768
+notify = ["notify-send"]
+default_permissions = ":workspace"
+experimental_use_rmcp_client = true
+experimental_whatever = { a = 1 }
+[history]
+persistence = "none"
+[tui]
+theme = "dark"
+[projects."/abs/project"]
+trust_level = "trusted"
+[otel]
+exporter = "none"
+[tools]
+web_search = true
+[mcp_servers.x]
+command = "x"
+[permissions.p]
+extends = ":workspace"
+[features]
+anything = true
+[profiles.p]
+model = "o3"
+[model_providers.local]
+base_url = "http://localhost:11434/v1"
+requires_openai_auth = false
+`),
+    ]);
+    expect(warnings).toEqual([]);
+  });
+});
+
+describe('resolveConfig: errors name the source and the key', () => {
+  it('a wrong enum value in the file', () => {
+    expect(thrown(() => resolve([file('approval_policy = "sometimes"')])).message).toBe(
+      `${FILE}: approval_policy: expected one of untrusted, on-failure, on-request, never, got "sometimes"`,
+    );
+  });
+
+  it('wrong types from -c and the per-call config', () => {
+    expect(thrown(() => resolve([cli('features.plugins=1')])).message).toBe('-c: features.plugins: expected a boolean, got 1');
+    expect(thrown(() => resolve([call({ 'multienv.max_turn_steps': 'many' })])).message).toBe(
+      'config argument: multienv.max_turn_steps: expected a number, got "many"',
+    );
+    expect(thrown(() => resolve([call({ model: null })])).message).toBe('config argument: model: expected a string, got null');
+  });
+
+  it('names the layer that set the value, not an earlier one', () => {
+    expect(thrown(() => resolve([file('sandbox_mode = "read-only"'), cli('sandbox_mode=full')])).message).toBe(
+      '-c: sandbox_mode: expected one of read-only, workspace-write, danger-full-access, got "full"',
+    );
+  });
+
+  it('integers and bounds', () => {
+    expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 1.5')])).message).toBe(
+      `${FILE}: multienv.max_concurrent_turns: expected an integer, got 1.5`,
+    );
+    expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 0')])).message).toBe(
+      `${FILE}: multienv.max_concurrent_turns: expected at least 1, got 0`,
+    );
+    expect(thrown(() => resolve([file('[model_providers.openai]\nrequest_max_retries = 1000')])).message).toBe(
+      `${FILE}: model_providers.openai.request_max_retries: expected at most 100, got 1000`,
+    );
+  });
+
+  it('a table where a value is expected, and a value where a table is expected', () => {
+    expect(thrown(() => resolve([file('[model]\nname = "x"')])).message).toBe(`${FILE}: model: expected a string, got a table`);
+    expect(thrown(() => resolve([file('multienv = 3')])).message).toBe(`${FILE}: multienv: expected a table, got 3`);
+  });
+
+  it('reports every invalid key', () => {
+    const message = thrown(() => resolve([file('sandbox_mode = 1\n[shell_environment_policy]\ninherit = "some"')])).message;
+    expect(message).toBe(
+      `${FILE}: sandbox_mode: expected one of read-only, workspace-write, danger-full-access, got 1; ` +
+        `${FILE}: shell_environment_policy.inherit: expected one of all, core, none, got "some"`,
+    );
+  });
+
+  it('requires absolute paths where the layer has no directory to resolve against', () => {
+    expect(thrown(() => resolve([cli('sandbox_workspace_write.writable_roots=["/ok", "rel"]')])).message).toBe(
+      '-c: sandbox_workspace_write.writable_roots[1]: expected an absolute path, got "rel" (a relative path is allowed only in a config file)',
+    );
+    expect(thrown(() => resolve([call({ 'multienv.threads_dir': 'threads' })])).message).toMatch(
+      /^config argument: multienv\.threads_dir: expected an absolute path, got "threads"/,
+    );
+    const withBase = overridesLayer('-c', [parseOverride('sandbox_workspace_write.writable_roots=["rel"]')], { baseDir: '/cwd' });
+    expect(resolve([withBase]).config.sandboxWorkspaceWrite.writableRoots).toEqual(['/cwd/rel']);
+  });
+});
+
+describe('resolveConfig: model providers', () => {
+  it('reads a custom provider and selects it', () => {
+    const { config } = resolve([
+      file(`
+model_provider = "fake"
+[model_providers.fake]
+name = "Fake"
+base_url = "http://127.0.0.1:1/v1"
+env_key = "FAKE_KEY"
+wire_api = "responses"
+http_headers = { "X-A" = "1" }
+env_http_headers = { "X-B" = "B_VAR" }
+query_params = { "api-version" = "2025-01-01" }
+request_max_retries = 0
+stream_max_retries = 1
+stream_idle_timeout_ms = 1000
+`),
+    ]);
+    expect(config.modelProvider).toBe('fake');
+    expect(config.modelProviders.fake).toEqual({
+      name: 'Fake',
+      baseUrl: 'http://127.0.0.1:1/v1',
+      envKey: 'FAKE_KEY',
+      wireApi: 'responses',
+      httpHeaders: { 'X-A': '1' },
+      envHttpHeaders: { 'X-B': 'B_VAR' },
+      queryParams: { 'api-version': '2025-01-01' },
+      requestMaxRetries: 0,
+      streamMaxRetries: 1,
+      streamIdleTimeoutMs: 1000,
+    });
+    expect(config.modelProviders.openai?.baseUrl).toBe(OPENAI_BASE_URL);
+  });
+
+  it('lets a layer override fields of the built-in openai provider and keeps the others', () => {
+    const { config } = resolve([cli('model_providers.openai.base_url="http://proxy.local/v1"')]);
+    expect(config.modelProviders.openai).toMatchObject({
+      name: 'OpenAI',
+      baseUrl: 'http://proxy.local/v1',
+      envKey: 'OPENAI_API_KEY',
+    });
+  });
+
+  it('rejects an unknown provider id, listing the known ones', () => {
+    expect(thrown(() => resolve([file('model_provider = "nope"\n[model_providers.fake]\nbase_url = "http://x/v1"')])).message).toBe(
+      `${FILE}: model_provider: model provider \`nope\` not found; known providers: fake, openai`,
+    );
+  });
+
+  it('rejects wire_api = "chat": only the Responses API is supported', () => {
+    const message = thrown(() => resolve([file('[model_providers.fake]\nbase_url = "http://x/v1"\nwire_api = "chat"')])).message;
+    expect(message).toBe(
+      `${FILE}: model_providers.fake.wire_api: \`wire_api = "chat"\` is no longer supported; only the Responses API is supported (set \`wire_api = "responses"\`)`,
+    );
+  });
+
+  it('requires base_url, as an http or https URL', () => {
+    expect(thrown(() => resolve([call({ 'model_providers.fake.name': 'Fake' })])).message).toBe(
+      'config argument: model_providers.fake.base_url: missing required key',
+    );
+    expect(thrown(() => resolve([call({ 'model_providers.fake.base_url': 'ftp://x' })])).message).toBe(
+      'config argument: model_providers.fake.base_url: expected an http or https URL, got "ftp://x"',
+    );
+  });
+});
+
+describe('parseConfigToml', () => {
+  it('returns the raw nested table as plain objects', () => {
+    const layer = parseConfigToml('model = "o3"\n[a.b]\nc = [1, 2]', FILE);
+    expect(layer).toEqual({ source: FILE, values: { model: 'o3', a: { b: { c: [1, 2] } } }, baseDir: HOME });
+    expect(Object.getPrototypeOf(layer.values.a)).toBe(Object.prototype);
+  });
+
+  it('has no base directory for a source that is not a path, unless given one', () => {
+    expect(parseConfigToml('', 'inline').baseDir).toBeUndefined();
+    expect(parseConfigToml('', 'inline', { baseDir: '/base' }).baseDir).toBe('/base');
+  });
+
+  it('names the source, line and column of a syntax error', () => {
+    expect(thrown(() => parseConfigToml('model = "o3"\nsandbox_mode = \n', FILE)).message).toMatch(
+      new RegExp(`^${FILE}: TOML syntax error at line 2, column \\d+: `),
+    );
+    expect(thrown(() => parseConfigToml('[a]\nb = 1\n[a]\n', FILE)).message).toBe(
+      `${FILE}: TOML syntax error at line 3, column 3: Can't redefine existing key`,
+    );
+  });
+});
+
+describe('parseOverride', () => {
+  it.each([
+    ['model="o3"', ['model'], 'o3'],
+    ['model=o3', ['model'], 'o3'],
+    ['features.plugins=false', ['features', 'plugins'], false],
+    ['multienv.max_turn_steps=7', ['multienv', 'max_turn_steps'], 7],
+    ['sandbox_workspace_write.writable_roots=["/a"]', ['sandbox_workspace_write', 'writable_roots'], ['/a']],
+    ['x={a=1}', ['x'], { a: 1 }],
+    ['model_providers.fake.base_url=http://127.0.0.1:1/v1', ['model_providers', 'fake', 'base_url'], 'http://127.0.0.1:1/v1'],
+    ['mcp_servers."my.server".command=npx', ['mcp_servers', 'my.server', 'command'], 'npx'],
+    ['a."k=v" = 1', ['a', 'k=v'], 1],
+    [' model = "spaced" ', ['model'], 'spaced'],
+    ['model="unterminated', ['model'], 'unterminated'],
+    ['model=', ['model'], ''],
+    ['model=a\nb=2', ['model'], 'a\nb=2'],
+  ])('%s', (arg, path, value) => {
+    expect(parseOverride(arg)).toEqual({ path, value });
+  });
+
+  it('rejects a missing = and an empty key with Codex messages', () => {
+    expect(thrown(() => parseOverride('model')).message).toBe("-c: Invalid override (missing '='): model");
+    expect(thrown(() => parseOverride(' =1')).message).toBe('-c: Empty key in override:  =1');
+  });
+});
+
+describe('layers', () => {
+  it('overridesLayer applies entries in order, a later one winning', () => {
+    const layer = overridesLayer('-c', [
+      { path: ['a', 'b'], value: 1 },
+      { path: ['a', 'c'], value: 2 },
+      { path: ['a', 'b'], value: 3 },
+    ]);
+    expect(layer).toEqual({ source: '-c', values: { a: { b: 3, c: 2 } } });
+  });
+
+  it('toolArgumentsLayer maps the codex tool arguments to config keys', () => {
+    expect(
+      toolArgumentsLayer('codex tool arguments', {
+        model: 'm',
+        'approval-policy': 'never',
+        sandbox: 'read-only',
+        'base-instructions': 'b',
+        'developer-instructions': 'd',
+        'compact-prompt': 'c',
+      }).values,
+    ).toEqual({
+      model: 'm',
+      approval_policy: 'never',
+      sandbox_mode: 'read-only',
+      base_instructions: 'b',
+      developer_instructions: 'd',
+      compact_prompt: 'c',
+    });
+  });
+});
