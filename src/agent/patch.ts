@@ -156,7 +156,9 @@ export function parsePatch(text: string): ParsedPatch {
           i += 1;
           continue;
         }
-        if (line(i).trim().startsWith('***') && line(i).trim() !== END_OF_FILE) break;
+        // The next hunk (Codex: any line starting with '*'; an indented hunk header too).
+        const next = line(i).trim();
+        if ((line(i).startsWith('*') && next !== END_OF_FILE) || [ADD_FILE, DELETE_FILE, UPDATE_FILE].some((m) => next.startsWith(m))) break;
         i = parseChunk(lines, i, end, chunks);
       }
       // A pure rename has no change block; anything else must change something.

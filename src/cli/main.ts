@@ -2,11 +2,13 @@
 import { LocalError } from '../util/errors.js';
 import { runEnvironments } from './environments-command.js';
 import { runExecServer } from './exec-server-command.js';
+import { runMcpServer } from './mcp-command.js';
 import { PACKAGE_VERSION } from './runtime.js';
 
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
 
 usage:
+  codex-multienv [-c key=value]... [--profile NAME]                         serve MCP over stdio (tools codex, codex-reply, environment/add, environment/list)
   codex-multienv exec-server [--listen ws://IP:PORT | stdio] [auth flags]   serve the exec-server protocol
   codex-multienv environments [--json]                                     check the configured environments
   codex-multienv --version | --help
@@ -28,7 +30,10 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
       process.stdout.write(HELP);
       return 0;
+    case undefined:
+      return runMcpServer([], process.env);
     default:
+      if (command.startsWith('-')) return runMcpServer(argv, process.env);
       process.stderr.write(`unknown command \`${command ?? ''}\`\n${HELP}`);
       return 2;
   }

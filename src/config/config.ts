@@ -91,6 +91,11 @@ function invalidConfig(message: string, cause?: unknown): LocalError {
   return new LocalError(LocalErrorCode.InvalidConfig, message, cause === undefined ? undefined : { cause });
 }
 
+/** A table's own value at `key`: never an inherited one such as `__proto__`. */
+function ownValue(table: Table, key: string): unknown {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /** Sets an own property, so a key named `__proto__` is data and never a prototype. */
 function setOwn(table: Table, key: string, value: unknown): void {
   Object.defineProperty(table, key, { value, enumerable: true, writable: true, configurable: true });
@@ -164,10 +169,10 @@ function parseKeyPath(key: string): string[] {
     const path: string[] = [];
     while (isTable(node)) {
       const keys = Object.keys(node);
-      if (keys.length !== 1) break;
-      const [only] = keys as [string];
+      const only = keys[0];
+      if (keys.length !== 1 || only === undefined) break;
       path.push(only);
-      node = node[only];
+      node = ownValue(node, only);
     }
     if (node === true && path.length > 0) return path;
   } catch {
@@ -207,12 +212,12 @@ function setPath(table: Table, path: readonly string[], value: unknown): void {
   const [head, ...rest] = path;
   if (head === undefined) return;
   if (rest.length === 0) {
-    const existing = table[head];
+    const existing = ownValue(table, head);
     if (isTable(existing) && isTable(value)) mergeTables(existing, value);
     else setOwn(table, head, toPlain(value));
     return;
   }
-  let child = Object.hasOwn(table, head) ? table[head] : undefined;
+  let child = ownValue(table, head);
   if (!isTable(child)) {
     child = {};
     setOwn(table, head, child);
@@ -340,7 +345,7 @@ function mergeWithOrigins(
     const keyPath = [...path, key];
     const keyRelative = [...relative, key];
     provenance.set(keyPath, originOf(keyRelative));
-    const existing = Object.hasOwn(target, key) ? target[key] : undefined;
+    const existing = ownValue(target, key);
     if (isTable(value)) {
       let child = existing;
       if (!isTable(child)) {
@@ -817,7 +822,7 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let node = root;
   for (const segment of path) {
     if (Array.isArray(node) && typeof segment === 'number') node = node[segment];
-    else if (isTable(node) && typeof segment === 'string' && Object.hasOwn(node, segment)) node = node[segment];
+    else if (isTable(node) && typeof segment === 'string') node = ownValue(node, segment);
     else return undefined;
   }
   return node;
@@ -867,15 +872,15 @@ export function resolveConfig(options: ResolveConfigOptions): ResolvedConfig {
     return invalidConfig(`${source}: ${key}: ${message}`);
   };
 
-  const profileKey = merged.profile;
+  const profileKey = ownValue(merged, 'profile');
   if (profileKey !== undefined && typeof profileKey !== 'string') {
     throw fail(['profile'], `expected a string, got ${describeValue(profileKey)}`);
   }
-  const profiles = merged.profiles;
+  const profiles = ownValue(merged, 'profiles');
   if (profiles !== undefined && !isTable(profiles)) throw fail(['profiles'], `expected a table, got ${describeValue(profiles)}`);
   const profile = options.profile ?? profileKey;
   if (profile !== undefined) {
-    const table = profiles !== undefined && Object.hasOwn(profiles, profile) ? profiles[profile] : undefined;
+    const table = profiles === undefined ? undefined : ownValue(profiles, profile);
     if (table === undefined) {
       const names = Object.keys(profiles ?? {}).sort();
       const known = names.length === 0 ? 'no profiles are defined' : `known profiles: ${names.join(', ')}`;

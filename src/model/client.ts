@@ -241,14 +241,26 @@ export class ModelClient {
       } catch (error) {
         throw this.requestError(error, signal, idle);
       }
+      // Only failures of reading the stream are mapped to stream errors; a ModelStreamError from
+      // an event, or an exception thrown by `onTextDelta`, goes to the caller as is.
+      const events = stream[Symbol.asyncIterator]();
       try {
-        for await (const event of stream) {
+        for (;;) {
+          let next: IteratorResult<unknown>;
+          try {
+            next = await events.next();
+          } catch (error) {
+            throw this.streamError(error, signal, idle, state);
+          }
+          if (next.done === true) break;
           rearm();
-          const response = this.handleEvent(event, state, options.onTextDelta);
+          const response = this.handleEvent(next.value, state, options.onTextDelta);
           if (response !== undefined) return response;
         }
-      } catch (error) {
-        throw this.streamError(error, signal, idle, state);
+      } finally {
+        // Stop reading first (so cleanup cannot wait on the network), then run the SDK's cleanup.
+        controller.abort();
+        await events.return?.().catch(() => undefined);
       }
       // The SDK ends the iteration quietly when its request is aborted.
       if (signal.aborted) throw abortReason(signal);
@@ -365,7 +377,6 @@ export class ModelClient {
   private streamError(error: unknown, signal: AbortSignal, idle: boolean, state: StreamState): Error {
     if (signal.aborted) return abortReason(signal);
     if (idle) return this.idleError(state);
-    if (error instanceof ModelStreamError) return error;
     if (error instanceof APIError) {
       // The SDK throws this for an event carrying an `error` object.
       const code = typeof error.code === 'string' ? error.code : undefined;

@@ -343,15 +343,16 @@ describe('ModelClient', () => {
     const server = await start({ respond: () => ({ kind: 'http-error', status: 502 }) });
     const sleep = noWaitSleep();
 
-    const failure = makeClient(server.url, { sleep, maxRetries: 2 }).respond(simpleRequest(), { signal: signal() });
+    // random() = 0.5 puts the jitter factor at exactly 1: delays are 200 ms, then 400 ms.
+    const failure = makeClient(server.url, { sleep, maxRetries: 2, random: () => 0.5 }).respond(simpleRequest(), {
+      signal: signal(),
+    });
 
     await expect(failure).rejects.toBeInstanceOf(ModelApiError);
     await expect(failure).rejects.toMatchObject({ status: 502, retryable: true });
     expect(server.requests).toHaveLength(3);
     expect(sleep).toHaveBeenCalledTimes(2);
-    // Backoff grows: the second delay is longer than the first (jitter is within ±20 %).
-    const [first, second] = sleep.mock.calls.map(([ms]) => ms);
-    expect(second).toBeGreaterThan(first!);
+    expect(sleep.mock.calls.map(([ms]) => ms)).toEqual([200, 400]);
   });
 
   it('does not retry a 400 and reports status, API message and base URL, never the key', async () => {
@@ -532,6 +533,21 @@ describe('ModelClient', () => {
       retryable: false,
     });
     expect(calls.count).toBe(1);
+  });
+
+  it('lets an exception from onTextDelta through without retrying', async () => {
+    const server = await start({ respond: () => ({ kind: 'output', items: [{ type: 'message', text: 'some text' }] }) });
+    const thrown = new Error('consumer failed');
+
+    await expect(
+      makeClient(server.url).respond(simpleRequest(), {
+        signal: signal(),
+        onTextDelta: () => {
+          throw thrown;
+        },
+      }),
+    ).rejects.toBe(thrown);
+    expect(server.requests).toHaveLength(1);
   });
 
   it('aborting while the server holds the answer rejects with the reason and closes the connection', async () => {

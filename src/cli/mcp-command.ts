@@ -1,0 +1,134 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
+import { ModelClient } from '../model/client.js';
+import { createMcpServer } from '../mcp/server.js';
+import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
+import { ThreadStore } from '../session/thread-store.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { loadRegistry } from './environments-command.js';
+import { codexHome, PACKAGE_VERSION, readOptionalFile, stderrLogger } from './runtime.js';
+
+/** Resolves one thread's settings from the base layers and what the call pinned. */
+function settingsResolver(options: { baseLayers: ConfigLayer[]; home: string; env: NodeJS.ProcessEnv; logger: Logger; instructionsFiles: Map<string, string> }) {
+  return (call: CallSettings): ResolvedThreadSettings => {
+    const { config, warnings } = resolveConfig({
+      layers: [...options.baseLayers, dottedObjectLayer('config argument', call.configOverrides)],
+      profile: call.profile,
+      codexHome: options.home,
+      overrides: [
+        toolArgumentsLayer('codex arguments', {
+          model: call.model,
+          'approval-policy': call.approvalPolicy,
+          sandbox: call.sandbox,
+          'base-instructions': call.baseInstructions,
+          'developer-instructions': call.developerInstructions,
+          'compact-prompt': call.compactPrompt,
+        }),
+      ],
+    });
+    for (const warning of warnings) options.logger.warn(warning);
+    return toSettings(config, options.env, options.instructionsFiles);
+  };
+}
+
+function toSettings(config: EffectiveConfig, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>): ResolvedThreadSettings {
+  const provider = config.modelProviders[config.modelProvider];
+  if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
+  const headers: Record<string, string> = { ...provider.httpHeaders };
+  for (const [name, variable] of Object.entries(provider.envHttpHeaders)) {
+    const value = env[variable];
+    if (value !== undefined && value.length > 0) headers[name] = value;
+  }
+  const apiKey = provider.envKey === undefined ? undefined : env[provider.envKey];
+  const fileInstructions = config.modelInstructionsFile === undefined ? undefined : instructionsFiles.get(config.modelInstructionsFile);
+  const reasoning = config.modelReasoningEffort === undefined && config.modelReasoningSummary === undefined ? undefined : { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary };
+  const policy = config.shellEnvironmentPolicy;
+  return {
+    model: config.model,
+    modelProvider: config.modelProvider,
+    approvalPolicy: config.approvalPolicy,
+    sandbox: config.sandboxMode,
+    ...(reasoning === undefined ? {} : { reasoning }),
+    ...(config.baseInstructions ?? fileInstructions) === undefined ? {} : { baseInstructions: config.baseInstructions ?? fileInstructions },
+    ...(config.developerInstructions === undefined ? {} : { developerInstructions: config.developerInstructions }),
+    ...(config.compactPrompt === undefined ? {} : { compactPrompt: config.compactPrompt }),
+    shellEnvironmentPolicy: { inherit: policy.inherit, ignoreDefaultExcludes: policy.ignoreDefaultExcludes, exclude: policy.exclude, set: policy.set, includeOnly: policy.includeOnly },
+    createModel: () =>
+      new ModelClient({
+        baseUrl: provider.baseUrl,
+        apiKey,
+        headers,
+        queryParams: provider.queryParams,
+        maxRetries: provider.requestMaxRetries,
+        streamMaxRetries: provider.streamMaxRetries,
+        idleTimeoutMs: provider.streamIdleTimeoutMs,
+      }),
+  };
+}
+
+/**
+ * `codex-multienv` (no subcommand): serves MCP over stdio until stdin closes. Configuration is
+ * Codex's: `$CODEX_HOME/config.toml`, `-c key=value` overrides, and environments.toml.
+ */
+export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c', multiple: true }, profile: { type: 'string', short: 'p' }, 'log-level': { type: 'string' } },
+    strict: true,
+  });
+  const logger = stderrLogger(values['log-level'], env);
+  const home = codexHome(env);
+  const configPath = join(home, 'config.toml');
+  const text = await readOptionalFile(configPath);
+  const baseLayers: ConfigLayer[] = [];
+  if (text !== undefined) baseLayers.push(parseConfigToml(text, configPath, { baseDir: home }));
+  baseLayers.push(overridesLayer('-c', (values.config ?? []).map(parseOverride)));
+  // Resolve once at start-up so a broken configuration fails now, with the file and key named.
+  const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
+  for (const warning of startup.warnings) logger.warn(warning);
+  const instructionsFiles = new Map<string, string>();
+  const instructionsFile = startup.config.modelInstructionsFile;
+  if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
+  const limits = startup.config.multienv;
+
+  const { registry, localServer } = await loadRegistry(env, values['log-level']);
+  const store = new ThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
+  const threads = new ThreadManager({
+    registry,
+    store,
+    resolveSettings: settingsResolver({ baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }], home, env, logger, instructionsFiles }),
+    defaultCwd: process.cwd(),
+    limits,
+    logger: logger.child('threads'),
+    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+  });
+  const server = createMcpServer({
+    threads,
+    registry,
+    version: PACKAGE_VERSION,
+    logger: logger.child('mcp'),
+    approvalTimeoutMs: limits.approvalTimeoutMs,
+    codexEvents: limits.codexEvents,
+    allowRuntimeProgramEnvironments: limits.allowRuntimeProgramEnvironments,
+  });
+  const transport = new StdioServerTransport();
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = () => resolve();
+    process.stdin.once('end', () => resolve());
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  await server.connect(transport);
+  logger.info('MCP server ready', { version: PACKAGE_VERSION, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
+  await closed;
+  await threads.close();
+  await registry.close();
+  await localServer.close();
+  await store.close();
+  await server.close();
+  return 0;
+}

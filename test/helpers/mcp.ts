@@ -1,0 +1,86 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ElicitRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CLI } from './process.js';
+
+/** A running MCP server (our built CLI) with a connected SDK client. */
+export interface McpHarness {
+  client: Client;
+  /** Every JSON-RPC message the server sent, in order. */
+  received: unknown[];
+  /** What the server wrote on stderr. */
+  stderr: () => string;
+  call(name: string, args: Record<string, unknown>, options?: { signal?: AbortSignal; progressToken?: string; onprogress?: (p: unknown) => void }): Promise<CallToolResult>;
+  close(): Promise<void>;
+}
+
+/** Writes `config.toml` for the fake model into `codexHome`. */
+export async function writeMcpConfig(codexHome: string, modelUrl: string, extra = ''): Promise<void> {
+  await mkdir(codexHome, { recursive: true });
+  await writeFile(
+    join(codexHome, 'config.toml'),
+    [
+      'model = "gpt-5.5"',
+      'model_provider = "fake"',
+      'approval_policy = "never"',
+      'sandbox_mode = "danger-full-access"',
+      '[model_providers.fake]',
+      `base_url = "${modelUrl}"`,
+      'env_key = "FAKE_MODEL_API_KEY"',
+      'request_max_retries = 0',
+      'stream_max_retries = 0',
+      extra,
+    ].join('\n'),
+  );
+}
+
+/** Answers elicitation requests; return the raw result the client sends. */
+export type ElicitationAnswer = (params: Record<string, unknown>) => unknown;
+
+/** Spawns `node dist/cli/main.js` with `codexHome` and connects a client (with elicitation when `answer` is given). */
+export async function startMcp(codexHome: string, options: { answer?: ElicitationAnswer; env?: NodeJS.ProcessEnv; args?: string[]; cwd?: string } = {}): Promise<McpHarness> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, ...(options.args ?? [])],
+    env: { ...(process.env as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', ...(options.env as Record<string, string> | undefined) },
+    stderr: 'pipe',
+    cwd: options.cwd,
+  });
+  let stderr = '';
+  transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const client = new Client({ name: 'test-client', version: '1.0.0' }, { capabilities: options.answer === undefined ? {} : { elicitation: { form: {} } } });
+  if (options.answer !== undefined) {
+    const answer = options.answer;
+    // The raw handler lets tests send any answer shape, including invalid ones.
+    client.setRequestHandler(ElicitRequestSchema, (request) => answer(request.params as Record<string, unknown>) as never);
+  }
+  await client.connect(transport);
+  const received: unknown[] = [];
+  const original = transport.onmessage;
+  transport.onmessage = (message, extra) => {
+    received.push(message);
+    original?.(message, extra);
+  };
+  return {
+    client,
+    received,
+    stderr: () => stderr,
+    call: async (name, args, callOptions = {}) => {
+      const result = await client.callTool(
+        { name, arguments: args, ...(callOptions.progressToken === undefined ? {} : { _meta: { progressToken: callOptions.progressToken } }) },
+        undefined,
+        { signal: callOptions.signal, timeout: 120_000, onprogress: callOptions.onprogress as never },
+      );
+      return result as CallToolResult;
+    },
+    close: () => client.close(),
+  };
+}
+
+/** The text of a tool result's first content item. */
+export function textOf(result: CallToolResult): string {
+  const first = result.content[0];
+  return first?.type === 'text' ? first.text : '';
+}

@@ -1,0 +1,139 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
+import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
+import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+
+const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
+const exec = (cmd: string, extra: Record<string, unknown> = {}): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd, ...extra } }] });
+
+describe('MCP server over stdio with the fake model', () => {
+  let home: { path: string; cleanup: () => Promise<void> };
+  let work: { path: string; cleanup: () => Promise<void> };
+  let model: FakeResponsesServer;
+  let steps: FakeStep[];
+  let mcp: McpHarness | undefined;
+
+  beforeEach(async () => {
+    home = await tempDir('mcp-home-');
+    work = await tempDir('mcp-work-');
+    steps = [];
+    model = await startFakeResponsesServer({ respond: () => steps.shift() ?? say('script exhausted') });
+    await writeMcpConfig(home.path, model.url);
+  });
+  afterEach(async () => {
+    await mcp?.close();
+    mcp = undefined;
+    await model.close();
+    await home.cleanup();
+    await work.cleanup();
+  });
+
+  it('lists the tools with the old names and an output schema', async () => {
+    mcp = await startMcp(home.path);
+    const { tools } = await mcp.client.listTools();
+    expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'environment/add', 'environment/list']);
+    const codex = tools.find((t) => t.name === 'codex');
+    expect(codex?.outputSchema).toMatchObject({ properties: { threadId: { type: 'string' }, content: { type: 'string' } } });
+    expect(Object.keys(codex?.inputSchema.properties ?? {})).toEqual(
+      expect.arrayContaining(['prompt', 'model', 'profile', 'cwd', 'approval-policy', 'sandbox', 'config', 'base-instructions', 'developer-instructions', 'compact-prompt', 'environments']),
+    );
+  });
+
+  it('runs a turn with a command, returns {threadId, content}, and continues the thread with codex-reply', async () => {
+    mcp = await startMcp(home.path);
+    steps.push(exec('echo hello-from-turn'), say('first done'));
+    const first = await mcp.call('codex', { prompt: 'run echo', cwd: work.path });
+    expect(first.isError).toBeFalsy();
+    const threadId = (first.structuredContent as { threadId: string }).threadId;
+    expect(first.structuredContent).toEqual({ threadId, content: 'first done' });
+    expect(textOf(first)).toBe('first done');
+    const outputs = functionCallOutputs(model.requests[1]!);
+    expect(String(outputs[0]?.output)).toMatch(/Process exited with code 0[\s\S]*Output:\nhello-from-turn/);
+    expect(toolNames(model.requests[0]!)).toEqual(expect.arrayContaining(['exec_command', 'write_stdin', 'apply_patch', 'view_image', 'list_dir']));
+
+    steps.push(say('second done'));
+    const second = await mcp.call('codex-reply', { threadId, prompt: 'and again' });
+    expect(second.structuredContent).toEqual({ threadId, content: 'second done' });
+    const history = JSON.stringify(inputItems(model.requests[2]!));
+    expect(history).toContain('run echo');
+    expect(history).toContain('hello-from-turn');
+    expect(history).toContain('and again');
+  });
+
+  it('continues a thread after the server restarts, with its history and sticky environments', async () => {
+    mcp = await startMcp(home.path);
+    steps.push(say('before restart'));
+    const first = await mcp.call('codex', { prompt: 'remember the word pineapple', cwd: work.path, environments: [{ id: 'local', cwd: work.path }] });
+    const threadId = (first.structuredContent as { threadId: string }).threadId;
+    await mcp.close();
+    mcp = await startMcp(home.path);
+    steps.push(exec('pwd'), say('after restart'));
+    const again = await mcp.call('codex-reply', { conversationId: threadId, prompt: 'what was the word?' });
+    expect(again.structuredContent).toEqual({ threadId, content: 'after restart' });
+    const input = JSON.stringify(inputItems(model.requests[1]!));
+    expect(input).toContain('remember the word pineapple');
+    expect(input).toContain('before restart');
+    expect(String(functionCallOutputs(model.requests[2]!)[0]?.output)).toContain(work.path);
+  });
+
+  it('rejects bad environments before any model call, and reports unknown threads with their id', async () => {
+    mcp = await startMcp(home.path);
+    const unknown = await mcp.call('codex', { prompt: 'x', environments: [{ id: 'nope' }] });
+    expect(unknown.isError).toBe(true);
+    expect(unknown.structuredContent).toBeUndefined();
+    expect(textOf(unknown)).toMatch(/unknown turn environment id `nope`; known environments: local/);
+    const relative = await mcp.call('codex', { prompt: 'x', environments: [{ id: 'local', cwd: 'relative/dir' }] });
+    expect(textOf(relative)).toMatch(/invalid cwd for environment `local`: path `relative\/dir` is not an absolute path/);
+    const duplicate = await mcp.call('codex', { prompt: 'x', environments: [{ id: 'local' }, { id: 'local' }] });
+    expect(textOf(duplicate)).toMatch(/duplicate turn environment id `local`/);
+    expect(model.requests).toHaveLength(0);
+    const missing = await mcp.call('codex-reply', { threadId: 'no-such-thread', prompt: 'x' });
+    expect(missing).toMatchObject({ isError: true, structuredContent: { threadId: 'no-such-thread', content: 'Session not found for thread_id: no-such-thread' } });
+    const noPrompt = await mcp.call('codex', {});
+    expect(noPrompt.isError).toBe(true);
+    expect(noPrompt.structuredContent).toBeUndefined();
+    expect(textOf(noPrompt)).toMatch(/prompt/);
+  });
+
+  it('routes tool calls by environment_id across local and a websocket exec-server added at run time', async () => {
+    const box = await tempDir('mcp-box-');
+    const server: ListeningProcess = await startOurWsExecServer([], { ...process.env, MARK: 'on-box' });
+    try {
+      mcp = await startMcp(home.path);
+      const added = await mcp.call('environment/add', { environmentId: 'box', execServerUrl: server.url });
+      expect(added.isError).toBeFalsy();
+      expect(added.structuredContent).toMatchObject({ environment: { id: 'box', kind: 'websocket', status: 'pending' } });
+      steps.push(
+        exec('echo mark=$MARK', { environment_id: 'box' }),
+        { kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: box\n*** Add File: made-on-box.txt\n+box file\n*** End Patch\n' }] },
+        exec('echo local-mark=$MARK'),
+        say('routed'),
+      );
+      const result = await mcp.call('codex', {
+        prompt: 'use both',
+        environments: [
+          { id: 'local', cwd: work.path },
+          { id: 'box', cwd: box.path },
+        ],
+        config: { 'shell_environment_policy.inherit': 'all' },
+      });
+      expect(result.structuredContent).toMatchObject({ content: 'routed' });
+      const outputs = model.requests.flatMap((r) => functionCallOutputs(r)).map((o) => String(o.output));
+      expect(outputs.join('\n')).toContain('mark=on-box');
+      expect(outputs.join('\n')).not.toContain('local-mark=on-box');
+      expect(await readFile(join(box.path, 'made-on-box.txt'), 'utf8')).toBe('box file\n');
+      const context = JSON.stringify(inputItems(model.requests[0]!));
+      expect(context).toContain('<environment id=\\"local\\" primary=\\"true\\">');
+      expect(context).toContain('<environment id=\\"box\\" primary=\\"false\\">');
+      const list = await mcp.call('environment/list', {});
+      expect((list.structuredContent as { environments: { id: string; status: string }[] }).environments.map((e) => [e.id, e.status])).toEqual([
+        ['local', 'ready'],
+        ['box', 'ready'],
+      ]);
+    } finally {
+      await server.stop();
+      await box.cleanup();
+    }
+  });
+});
