@@ -3,8 +3,10 @@
  * implements {@link Approver} with elicitation; anything unclear is a denial.
  */
 
-/** When the agent must ask (Codex's `approval_policy`). */
-export type ApprovalPolicy = 'untrusted' | 'on-failure' | 'on-request' | 'never';
+import type { ApprovalPolicy } from '../protocol/thread.js';
+
+/** When the agent must ask (Codex's `approval_policy`); defined with the persisted thread format. */
+export type { ApprovalPolicy };
 
 /** A change to one file, in the shape the old `codex mcp-server` sent as `codex_changes`. */
 export type FileChange =

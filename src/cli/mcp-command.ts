@@ -1,10 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { ModelClient } from '../model/client.js';
-import { createMcpServer } from '../mcp/server.js';
+import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
 import { ThreadStore } from '../session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
@@ -86,7 +85,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   const text = await readOptionalFile(configPath);
   const baseLayers: ConfigLayer[] = [];
   if (text !== undefined) baseLayers.push(parseConfigToml(text, configPath, { baseDir: home }));
-  baseLayers.push(overridesLayer('-c', (values.config ?? []).map(parseOverride)));
+  baseLayers.push(overridesLayer('-c', (values.config ?? []).map(parseOverride), { baseDir: process.cwd() }));
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
   for (const warning of startup.warnings) logger.warn(warning);
@@ -115,14 +114,12 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
     codexEvents: limits.codexEvents,
     allowRuntimeProgramEnvironments: limits.allowRuntimeProgramEnvironments,
   });
-  const transport = new StdioServerTransport();
+  const { closed: inputClosed } = await serveOverStdio(server, process.stdin, process.stdout);
   const closed = new Promise<void>((resolve) => {
-    transport.onclose = () => resolve();
-    process.stdin.once('end', () => resolve());
+    void inputClosed.then(resolve);
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
-  await server.connect(transport);
   logger.info('MCP server ready', { version: PACKAGE_VERSION, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
   await closed;
   await threads.close();

@@ -16,6 +16,7 @@
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import TOML from '@iarna/toml';
 import { z } from 'zod';
+import { ApprovalPolicySchema, SandboxModeSchema } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of Codex's configuration file inside `CODEX_HOME`. */
@@ -217,12 +218,10 @@ function setPath(table: Table, path: readonly string[], value: unknown): void {
     else setOwn(table, head, toPlain(value));
     return;
   }
-  let child = ownValue(table, head);
-  if (!isTable(child)) {
-    child = {};
-    setOwn(table, head, child);
-  }
-  setPath(child as Table, rest, value);
+  const existing = ownValue(table, head);
+  const child = isTable(existing) ? existing : {};
+  if (child !== existing) setOwn(table, head, child);
+  setPath(child, rest, value);
 }
 
 function mergeTables(target: Table, source: Table): void {
@@ -347,12 +346,9 @@ function mergeWithOrigins(
     provenance.set(keyPath, originOf(keyRelative));
     const existing = ownValue(target, key);
     if (isTable(value)) {
-      let child = existing;
-      if (!isTable(child)) {
-        child = {};
-        setOwn(target, key, child);
-      }
-      mergeWithOrigins(child as Table, value, keyPath, provenance, originOf, keyRelative);
+      const child = isTable(existing) ? existing : {};
+      if (child !== existing) setOwn(target, key, child);
+      mergeWithOrigins(child, value, keyPath, provenance, originOf, keyRelative);
     } else {
       setOwn(target, key, toPlain(value));
     }
@@ -367,15 +363,8 @@ function mergeLayer(target: Table, configLayer: ConfigLayer, provenance: Provena
 // ---------------------------------------------------------------------------------------------
 // Schema
 
-/** `approval_policy` values; `on-failure` is deprecated in Codex but still read from config.toml. */
-export const ApprovalPolicySchema = z.enum(['untrusted', 'on-failure', 'on-request', 'never']);
-/** When the agent asks before running a command. */
-export type ApprovalPolicy = z.infer<typeof ApprovalPolicySchema>;
-
-/** `sandbox_mode` values. */
-export const SandboxModeSchema = z.enum(['read-only', 'workspace-write', 'danger-full-access']);
-/** What commands may touch. */
-export type SandboxMode = z.infer<typeof SandboxModeSchema>;
+// The policy and sandbox enums are part of the persisted thread format; defined once there.
+export { ApprovalPolicySchema, SandboxModeSchema, type ApprovalPolicy, type SandboxMode } from '../protocol/thread.js';
 
 /** `model_reasoning_effort` values. */
 export const ReasoningEffortSchema = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh']);

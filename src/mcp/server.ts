@@ -1,4 +1,6 @@
+import type { Readable, Writable } from 'node:stream';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { CancelledNotificationSchema, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -266,4 +268,18 @@ export function createMcpServer(options: McpServerOptions): McpServer {
   );
 
   return server;
+}
+
+/**
+ * Serves `server` over a pair of streams (the composition root passes stdin/stdout). Resolves once
+ * connected; `closed` resolves when the input ends or the transport closes.
+ */
+export async function serveOverStdio(server: McpServer, input: Readable, output: Writable): Promise<{ closed: Promise<void> }> {
+  const transport = new StdioServerTransport(input, output);
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = () => resolve();
+    input.once('end', () => resolve());
+  });
+  await server.connect(transport);
+  return { closed };
 }

@@ -59,9 +59,9 @@ export async function startMcp(codexHome: string, options: { answer?: Elicitatio
   await client.connect(transport);
   const received: unknown[] = [];
   const original = transport.onmessage;
-  transport.onmessage = (message, extra) => {
+  transport.onmessage = (message) => {
     received.push(message);
-    original?.(message, extra);
+    original?.(message);
   };
   return {
     client,

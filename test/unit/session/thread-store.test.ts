@@ -311,6 +311,10 @@ describe('ThreadStore', () => {
     summaries = await byId();
     expect(summaries.get('running')).toMatchObject({ lastStatus: 'interrupted' });
     expect(summaries.get('fresh')).toMatchObject({ environments: [] });
+    // Damage found in the part read since the last listing is reported with its line number.
+    await appendFile(join(dir, 'done.jsonl'), 'garbage\n');
+    summaries = await byId();
+    expect(summaries.get('done')).toEqual({ threadId: 'done', updatedAt: expect.any(String), error: expect.stringContaining('line 6 of') });
     expect(await newStore({ dir: join(tmp, 'nowhere') }).list()).toEqual([]);
   });
 
