@@ -13,7 +13,7 @@ import { runTurn, type ModelPort, type TurnEvent, type TurnStatus } from '../age
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { pathToUri } from '../exec/path-uri.js';
 import type { EnvPolicy, SandboxContext } from '../protocol/exec.js';
-import type { ResponseInputItem } from '../protocol/responses.js';
+import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
 import type { ThreadConfig, ThreadEnvironment, ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -256,11 +256,20 @@ export class ThreadManager {
     const history: ResponseInputItem[] = [];
     let sticky = loaded.header.environments;
     let lastAgentMessage: string | null = null;
+    let openTurn: string | undefined;
     for (const record of loaded.records) {
-      if (record.type === 'item') history.push(record.item as ResponseInputItem);
-      else if (record.type === 'environments_changed') sticky = record.environments;
-      else if (record.type === 'turn_completed') lastAgentMessage = record.lastAgentMessage;
+      if (record.type === 'item') {
+        const item = ResponseInputItemSchema.safeParse(record.item);
+        if (item.success) history.push(item.data);
+        else this.#logger.warn('skipping a stored item the model API would not accept', { thread: threadId, type: record.item.type });
+      } else if (record.type === 'environments_changed') sticky = record.environments;
+      else if (record.type === 'turn_started') openTurn = record.turnId;
+      else if (record.type === 'turn_completed') {
+        lastAgentMessage = record.lastAgentMessage;
+        openTurn = undefined;
+      }
     }
+    if (openTurn !== undefined) await this.#closeCrashedTurn(threadId, openTurn, history, lastAgentMessage);
     const stored = loaded.header.config;
     const settings = this.#options.resolveSettings({
       model: stored.model,
@@ -277,6 +286,33 @@ export class ThreadManager {
     this.#threads.set(threadId, thread);
     this.#logger.info('thread reloaded from the store', { thread: threadId, items: history.length });
     return thread;
+  }
+
+  /**
+   * The server stopped during a turn (a crash, a kill): answer every tool call left without an
+   * output, since the model API rejects such a history, and record the turn as interrupted.
+   */
+  async #closeCrashedTurn(threadId: string, turnId: string, history: ResponseInputItem[], lastAgentMessage: string | null): Promise<void> {
+    const answered = new Set<string>();
+    for (const item of history) if (item.type === 'function_call_output' || item.type === 'custom_tool_call_output') answered.add(item.call_id);
+    const at = new Date().toISOString();
+    for (const item of [...history]) {
+      if ((item.type !== 'function_call' && item.type !== 'custom_tool_call') || answered.has(item.call_id)) continue;
+      const output = 'the server stopped before this tool call finished; its effect is unknown';
+      const answer: ResponseInputItem =
+        item.type === 'function_call' ? { type: 'function_call_output', call_id: item.call_id, output } : { type: 'custom_tool_call_output', call_id: item.call_id, output };
+      history.push(answer);
+      await this.#options.store.append(threadId, { type: 'item', at, turnId, item: answer });
+    }
+    await this.#options.store.append(threadId, {
+      type: 'turn_completed',
+      at,
+      turnId,
+      status: 'interrupted',
+      lastAgentMessage,
+      error: 'the server stopped during this turn',
+    });
+    this.#logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turnId });
   }
 
   #newThread(id: string, createdAt: string, config: ThreadConfig, settings: ResolvedThreadSettings, sticky: ThreadEnvironment[], history: ResponseInputItem[]): Thread {

@@ -77,6 +77,25 @@ describe('MCP server over stdio with the fake model', () => {
     expect(String(functionCallOutputs(model.requests[2]!)[0]?.output)).toContain(work.path);
   });
 
+  it('recovers a thread whose server was killed mid-turn: the dangling call is answered and the thread continues', async () => {
+    mcp = await startMcp(home.path);
+    steps.push(say('turn one'));
+    const first = await mcp.call('codex', { prompt: 'start', cwd: work.path });
+    const threadId = (first.structuredContent as { threadId: string }).threadId;
+    // The command's parent is the MCP server (the local exec-server runs in-process): kill it.
+    steps.push(exec('kill -9 $PPID'));
+    await expect(mcp.call('codex-reply', { threadId, prompt: 'crash now' })).rejects.toThrow();
+    await mcp.close().catch(() => undefined);
+    mcp = await startMcp(home.path);
+    steps.push(say('recovered'));
+    const again = await mcp.call('codex-reply', { threadId, prompt: 'are you there?' });
+    expect(again.structuredContent).toEqual({ threadId, content: 'recovered' });
+    const last = model.requests[model.requests.length - 1]!;
+    const outputs = functionCallOutputs(last).map((o) => String(o.output));
+    expect(outputs).toContain('the server stopped before this tool call finished; its effect is unknown');
+    expect(JSON.stringify(inputItems(last))).toContain('crash now');
+  });
+
   it('rejects bad environments before any model call, and reports unknown threads with their id', async () => {
     mcp = await startMcp(home.path);
     const unknown = await mcp.call('codex', { prompt: 'x', environments: [{ id: 'nope' }] });
