@@ -1,9 +1,10 @@
 /**
  * Runs the benchmarks named on the command line (all by default) and prints their figures.
- * Usage: `npm run bench -- [exec ...]`.
+ * Usage: `npm run bench -- [exec|session ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
+  session: './session.bench.js',
 };
 
 const wanted = process.argv.slice(2);

@@ -1,4 +1,4 @@
-import type { ProcessTable, RunningProcessEntry } from './tools/tool.js';
+import type { EvictedProcess, ProcessRegistration, ProcessTable, RunningProcessEntry } from './tools/tool.js';
 
 /** Default bound on processes one thread keeps for `write_stdin`. */
 export const DEFAULT_MAX_THREAD_PROCESSES = 64;
@@ -7,20 +7,6 @@ export const DEFAULT_MAX_THREAD_PROCESSES = 64;
 export interface ThreadProcessTableOptions {
   /** Entries kept at once; adding beyond it evicts one. @default DEFAULT_MAX_THREAD_PROCESSES */
   maxEntries?: number;
-}
-
-/** An entry removed to make room for a new one (its process was terminated). */
-export interface EvictedProcess {
-  sessionId: number;
-  environmentId: string;
-  /** False when the process had already finished and only its unread output was dropped. */
-  wasRunning: boolean;
-}
-
-/** The result of {@link ThreadProcessTable.register}. */
-export interface ProcessRegistration {
-  sessionId: number;
-  evicted?: EvictedProcess;
 }
 
 /**
@@ -36,11 +22,6 @@ export class ThreadProcessTable implements ProcessTable {
 
   constructor(options: ThreadProcessTableOptions = {}) {
     this.#maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_THREAD_PROCESSES);
-  }
-
-  /** Registers a process and returns its session id (see {@link register} for the eviction). */
-  add(entry: RunningProcessEntry): number {
-    return this.register(entry).sessionId;
   }
 
   /** Registers a process; says which entry, if any, was evicted to make room. */

@@ -2,7 +2,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ElicitRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
 import { CLI } from './process.js';
 
 /** A running MCP server (our built CLI) with a connected SDK client. */
@@ -36,6 +38,9 @@ export async function writeMcpConfig(codexHome: string, modelUrl: string, extra 
   );
 }
 
+/** `elicitation/create` with every field kept (the SDK's schema strips unknown ones). */
+const RawElicitRequestSchema = z.looseObject({ method: z.literal('elicitation/create'), params: z.looseObject({}) });
+
 /** Answers elicitation requests; return the raw result the client sends. */
 export type ElicitationAnswer = (params: Record<string, unknown>) => unknown;
 
@@ -53,8 +58,11 @@ export async function startMcp(codexHome: string, options: { answer?: Elicitatio
   const client = new Client({ name: 'test-client', version: '1.0.0' }, { capabilities: options.answer === undefined ? {} : { elicitation: { form: {} } } });
   if (options.answer !== undefined) {
     const answer = options.answer;
-    // The raw handler lets tests send any answer shape, including invalid ones.
-    client.setRequestHandler(ElicitRequestSchema, (request) => answer(request.params as Record<string, unknown>) as never);
+    // `Client.setRequestHandler` strips the request's unknown (vendor) fields and turns any answer
+    // that is not an MCP ElicitResult into a JSON-RPC error. Tests need the raw request and must be
+    // able to send any answer shape, including invalid ones, so the handler goes on Protocol.
+    const setRaw = Protocol.prototype.setRequestHandler as (this: Client, schema: typeof RawElicitRequestSchema, handler: (request: z.infer<typeof RawElicitRequestSchema>) => unknown) => void;
+    setRaw.call(client, RawElicitRequestSchema, (request) => answer(request.params));
   }
   await client.connect(transport);
   const received: unknown[] = [];

@@ -13,11 +13,12 @@ import { tempDir } from '../helpers/process.js';
 const patch = (...lines: string[]): string => `${lines.join('\n')}\n`;
 
 const noProcesses: ProcessTable = {
-  add: () => {
+  register: () => {
     throw new Error('no processes in this test');
   },
   get: () => undefined,
   remove: () => undefined,
+  sessionIds: () => [],
   terminateAll: () => Promise.resolve(),
 };
 

@@ -1,22 +1,13 @@
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EnvironmentRegistry } from '../../src/environments/registry.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { LocalError } from '../../src/util/errors.js';
-import { CLI, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { CLI, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
-function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runCli(args: string[], env: NodeJS.ProcessEnv): ReturnType<typeof runCommand> {
+  return runCommand(process.execPath, [CLI, ...args], env);
 }
 
 describe('codex-multienv environments', () => {

@@ -1,32 +1,14 @@
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, startFakeResponsesServer, type FakeResponsesServer } from '../../tools/fake-responses-server.js';
 import { codexHomeForFakeModel } from '../helpers/codex-home.js';
-import { CLI, CODEX, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { CLI, CODEX, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 // The real Codex 0.169.0 (`codex exec`) as a client of OUR exec-server, configured through
 // environments.toml and driven by the scripted fake model.
 
-interface CodexRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCodexExec(codexHome: string, cwd: string, env: NodeJS.ProcessEnv): Promise<CodexRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CODEX, ['exec', '--skip-git-repo-check', '-C', cwd, 'Please do the scripted task.'], {
-      env: { ...env, CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runCodexExec(codexHome: string, cwd: string, env: NodeJS.ProcessEnv): ReturnType<typeof runCommand> {
+  return runCommand(CODEX, ['exec', '--skip-git-repo-check', '-C', cwd, 'Please do the scripted task.'], { ...env, CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key' });
 }
 
 function script(marker: string) {

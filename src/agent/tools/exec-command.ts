@@ -8,8 +8,8 @@ import { errorMessage } from '../../util/errors.js';
 import { isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
 import { TurnAbortedError } from '../errors.js';
 import { formatExecOutput, OutputCapture } from '../output.js';
-import { ThreadProcessTable, type EvictedProcess } from '../process-table.js';
-import { ToolError, type FunctionTool, type ProcessTable, type RunningProcessEntry, type ToolContext, type TurnEnvironment } from './tool.js';
+import { parseToolArgs } from './args.js';
+import { ToolError, type EvictedProcess, type FunctionTool, type ToolContext, type TurnEnvironment } from './tool.js';
 
 /** How long `exec_command` waits for the command to finish before yielding a session id. */
 export const DEFAULT_EXEC_YIELD_TIME_MS = 10_000;
@@ -119,7 +119,7 @@ export function writeStdinTool(): FunctionTool {
 }
 
 async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<string> {
-  const args = parseArgs(ExecCommandArgs, rawArgs, 'exec_command');
+  const args = parseToolArgs(ExecCommandArgs, rawArgs, 'exec_command');
   const started = performance.now();
   const startedAt = Date.now();
   const environment = ctx.environment(args.environment_id);
@@ -186,18 +186,18 @@ async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<strin
     ctx.progress(`command finished on ${environment.id} (exit ${proc.exitCode ?? 'unknown'})`);
     return formatExecOutput({ chunkId, wallTimeMs: performance.now() - started, exitCode: proc.exitCode, output: capture, maxTokens });
   }
-  const { sessionId, evicted } = register(ctx.processes, { environmentId: environment.id, process: proc, startedAt });
+  const { sessionId, evicted } = ctx.processes.register({ environmentId: environment.id, process: proc, startedAt });
   const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - started, sessionId, output: capture, maxTokens });
   return evicted === undefined ? text : `${evictionNotice(evicted)}\n${text}`;
 }
 
 async function runWriteStdin(rawArgs: unknown, ctx: ToolContext): Promise<string> {
-  const args = parseArgs(WriteStdinArgs, rawArgs, 'write_stdin');
+  const args = parseToolArgs(WriteStdinArgs, rawArgs, 'write_stdin');
   const started = performance.now();
   const sessionId = args.session_id;
   const entry = ctx.processes.get(sessionId);
   if (entry === undefined) {
-    const running = sessionIdsOf(ctx.processes);
+    const running = ctx.processes.sessionIds();
     throw new ToolError(`unknown session_id ${sessionId}; running sessions: ${running.length === 0 ? 'none' : running.join(', ')}`);
   }
   const proc = entry.process;
@@ -298,15 +298,6 @@ async function connect(environment: TurnEnvironment, ctx: ToolContext): Promise<
   }
 }
 
-function register(table: ProcessTable, entry: RunningProcessEntry): { sessionId: number; evicted?: EvictedProcess } {
-  // The generic table cannot say what it evicted; ours can.
-  return table instanceof ThreadProcessTable ? table.register(entry) : { sessionId: table.add(entry) };
-}
-
-function sessionIdsOf(table: ProcessTable): number[] {
-  return table instanceof ThreadProcessTable ? table.sessionIds() : [];
-}
-
 function evictionNotice(evicted: EvictedProcess): string {
   return evicted.wasRunning
     ? `Warning: too many running sessions; session ${evicted.sessionId} (on ${evicted.environmentId}) was terminated to make room.`
@@ -348,13 +339,3 @@ function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw abortReason(signal);
 }
 
-/** Parses a tool's JSON arguments; a bad one is a {@link ToolError} naming the field. */
-function parseArgs<T extends z.ZodType>(schema: T, args: unknown, tool: string): z.output<T> {
-  const result = schema.safeParse(args ?? {});
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const field = issue.path.map(String).join('.');
-    return field.length === 0 ? issue.message : `${field}: ${issue.message}`;
-  });
-  throw new ToolError(`invalid ${tool} arguments: ${problems.join('; ')}`);
-}

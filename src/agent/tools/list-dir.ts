@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import type { ExecClient } from '../../exec/client.js';
 import { errorMessage } from '../../util/errors.js';
+import { parseToolArgs } from './args.js';
 import { resolveOnEnvironment } from './paths.js';
 import { ToolError, type FunctionTool } from './tool.js';
 
@@ -48,11 +49,10 @@ export function listDirTool(options: { multiEnvironment: boolean }): FunctionToo
     description: 'List the entries of a directory (directories end with /), descending a few levels.',
     parameters: { type: 'object', properties, required: ['dir_path'], additionalProperties: false },
     run: async (raw, context) => {
-      const parsed = ArgsSchema.safeParse(raw);
-      if (!parsed.success) throw new ToolError(`list_dir: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`).join('; ')}`);
-      const { offset = 1, limit = 25, depth = 2 } = parsed.data;
-      const environment = context.environment(parsed.data.environment_id);
-      const dir = resolveOnEnvironment(environment.cwd, parsed.data.dir_path, 'dir_path');
+      const args = parseToolArgs(ArgsSchema, raw, 'list_dir');
+      const { offset = 1, limit = 25, depth = 2 } = args;
+      const environment = context.environment(args.environment_id);
+      const dir = resolveOnEnvironment(environment.cwd, args.dir_path, 'dir_path');
       const client = await environment.client(context.signal);
       const lines: Line[] = [];
       try {

@@ -53,12 +53,28 @@ export interface ToolContext {
 
 /** Processes that outlived their `exec_command` call, addressed by `session_id` in `write_stdin`. */
 export interface ProcessTable {
-  /** Registers a process and returns its numeric session id. */
-  add(entry: RunningProcessEntry): number;
+  /** Registers a process; says which entry, if any, was evicted to make room. */
+  register(entry: RunningProcessEntry): ProcessRegistration;
   get(sessionId: number): RunningProcessEntry | undefined;
   remove(sessionId: number): void;
+  /** The session ids held, oldest first. */
+  sessionIds(): number[];
   /** Terminates every process (when the thread is closed). */
   terminateAll(): Promise<void>;
+}
+
+/** An entry removed to make room for a new one (its process was terminated). */
+export interface EvictedProcess {
+  sessionId: number;
+  environmentId: string;
+  /** False when the process had already finished and only its unread output was dropped. */
+  wasRunning: boolean;
+}
+
+/** The result of {@link ProcessTable.register}. */
+export interface ProcessRegistration {
+  sessionId: number;
+  evicted?: EvictedProcess;
 }
 
 /** A process left running by `exec_command`. */

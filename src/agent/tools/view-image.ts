@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { errorMessage } from '../../util/errors.js';
+import { parseToolArgs } from './args.js';
 import { resolveOnEnvironment } from './paths.js';
 import { ToolError, type FunctionTool } from './tool.js';
 
@@ -28,10 +29,9 @@ export function viewImageTool(options: { multiEnvironment: boolean }): FunctionT
     description: 'Look at an image file from an environment (screenshots, diagrams, rendered output).',
     parameters: { type: 'object', properties, required: ['path'], additionalProperties: false },
     run: async (raw, context) => {
-      const parsed = ArgsSchema.safeParse(raw);
-      if (!parsed.success) throw new ToolError(`view_image: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`).join('; ')}`);
-      const environment = context.environment(parsed.data.environment_id);
-      const path = resolveOnEnvironment(environment.cwd, parsed.data.path, 'path');
+      const args = parseToolArgs(ArgsSchema, raw, 'view_image');
+      const environment = context.environment(args.environment_id);
+      const path = resolveOnEnvironment(environment.cwd, args.path, 'path');
       const client = await environment.client(context.signal);
       let bytes: Buffer;
       try {

@@ -1,0 +1,456 @@
+/**
+ * Issue 3 figures: the MCP server's own overhead per turn, per tool call, at start-up, in memory
+ * and under concurrency, with the fake model answering at once. Runs the BUILT server
+ * (`dist/cli/main.js`) through the real MCP SDK client; run with `npm run bench -- session`
+ * (builds first).
+ *
+ * The fake model picks each answer from the request itself: the current turn's user prompt carries
+ * a marker `BENCH[mode;tag;env…]`, and the number of tool outputs after that prompt says which
+ * step of the turn comes next. It also checks every tool output it is sent; a wrong one makes it
+ * answer `WRONG: …`, which aborts the bench.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { inputItems, startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../tools/fake-responses-server.js';
+import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
+import { CLI, startOurWsExecServer, tempDir, type ListeningProcess } from '../test/helpers/process.js';
+import { fmt, median, percentile, printTable, since } from './stats.js';
+
+/** Timed turns per figure of (a)–(c). */
+const TURNS = Number(process.env.BENCH_TURNS ?? 200);
+/** Untimed turns per figure before measuring. */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 20);
+/** A thread is replaced after this many turns, so history growth does not dominate the figures. */
+const TURNS_PER_THREAD = Number(process.env.BENCH_TURNS_PER_THREAD ?? 25);
+/** Cold starts measured for (d). */
+const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS ?? 15);
+/** Idle threads created for (e). */
+const IDLE_THREADS = 100;
+/** Concurrent threads, tool calls per thread, and rounds for (f). */
+const CONCURRENT_THREADS = 32;
+const CALLS_PER_THREAD = 5;
+const CONCURRENT_ROUNDS = Number(process.env.BENCH_CONCURRENT_ROUNDS ?? 3);
+/** Log level of the measured server (the CLI default is `info`; the test helper uses `debug`). */
+const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
+
+// ---------------------------------------------------------------------------------------------
+// The scripted model.
+
+/** What one turn asks the model to do. */
+type TurnPlan =
+  | { mode: 'text'; tag: string }
+  | { mode: 'exec'; tag: string }
+  | { mode: 'patch'; tag: string; file: string }
+  | { mode: 'multi'; tag: string; envs: string[] };
+
+const MARKER = /BENCH\[([^\]]+)\]/;
+
+function marker(plan: TurnPlan): string {
+  switch (plan.mode) {
+    case 'text':
+    case 'exec':
+      return `BENCH[${plan.mode};${plan.tag}]`;
+    case 'patch':
+      return `BENCH[patch;${plan.tag};${plan.file}]`;
+    case 'multi':
+      return `BENCH[multi;${plan.tag};${plan.envs.join(',')}]`;
+  }
+}
+
+function parseMarker(text: string): TurnPlan {
+  const fields = (MARKER.exec(text)?.[1] ?? '').split(';');
+  const [mode, tag, extra] = fields;
+  if (tag === undefined) throw new Error(`bad marker in ${text.slice(0, 200)}`);
+  switch (mode) {
+    case 'text':
+    case 'exec':
+      return { mode, tag };
+    case 'patch':
+      return { mode, tag, file: extra ?? '' };
+    case 'multi':
+      return { mode, tag, envs: (extra ?? '').split(',') };
+    default:
+      throw new Error(`unknown bench mode ${mode ?? ''}`);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The current turn: its plan and the tool outputs sent since its user prompt. */
+function currentTurn(request: RecordedRequest): { plan: TurnPlan; outputs: string[] } {
+  const items = inputItems(request);
+  let start = -1;
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    if (isRecord(item) && item['role'] === 'user' && MARKER.test(JSON.stringify(item['content']))) {
+      start = i;
+      break;
+    }
+  }
+  if (start < 0) throw new Error('no bench marker in the request');
+  const outputs: string[] = [];
+  for (const item of items.slice(start + 1)) {
+    if (!isRecord(item)) continue;
+    if (item['type'] !== 'function_call_output' && item['type'] !== 'custom_tool_call_output') continue;
+    const output = item['output'];
+    outputs.push(typeof output === 'string' ? output : JSON.stringify(output));
+  }
+  return { plan: parseMarker(JSON.stringify(items[start])), outputs };
+}
+
+const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
+const exec = (cmd: string, environmentId?: string): FakeStep => ({
+  kind: 'output',
+  items: [{ type: 'function_call', name: 'exec_command', arguments: environmentId === undefined ? { cmd } : { cmd, environment_id: environmentId } }],
+});
+const patch = (file: string): FakeStep => ({
+  kind: 'output',
+  items: [{ type: 'custom_tool_call', name: 'apply_patch', input: `*** Begin Patch\n*** Add File: ${file}\n+bench ${file}\n*** End Patch\n` }],
+});
+
+/** The answer that ends a turn, checked by the bench. */
+const done = (tag: string): string => `done:${tag}`;
+
+/** Chooses the model's next step; any unexpected tool output becomes a `WRONG:` answer. */
+function respond(request: RecordedRequest): FakeStep {
+  const { plan, outputs } = currentTurn(request);
+  const last = outputs[outputs.length - 1];
+  switch (plan.mode) {
+    case 'text':
+      return say(done(plan.tag));
+    case 'exec':
+      if (last === undefined) return exec('true');
+      if (!/Process exited with code 0\b/.test(last)) return say(`WRONG: exec_command true gave ${last}`);
+      return say(done(plan.tag));
+    case 'patch':
+      if (last === undefined) return patch(plan.file);
+      if (!last.startsWith('Success.') || !last.includes(plan.file)) return say(`WRONG: apply_patch gave ${last}`);
+      return say(done(plan.tag));
+    case 'multi': {
+      const n = outputs.length;
+      if (last !== undefined && !(/Process exited with code 0\b/.test(last) && last.includes(`\n${plan.tag}-${n - 1}\n`))) {
+        return say(`WRONG: call ${n - 1} of ${plan.tag} gave ${last}`);
+      }
+      if (n < CALLS_PER_THREAD) return exec(`echo ${plan.tag}-${n}`, plan.envs[n % plan.envs.length]);
+      return say(done(plan.tag));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving the server.
+
+/** Aborts the bench with a clear message unless `result` is the expected `done:` answer. */
+function expectDone(result: CallToolResult, tag: string, what: string): string {
+  const structured = result.structuredContent;
+  const content = isRecord(structured) ? structured['content'] : undefined;
+  const threadId = isRecord(structured) ? structured['threadId'] : undefined;
+  if (result.isError === true || content !== done(tag) || typeof threadId !== 'string') {
+    throw new Error(`${what}: expected content ${JSON.stringify(done(tag))}, got ${JSON.stringify(result).slice(0, 1000)}`);
+  }
+  return threadId;
+}
+
+/** One figure's thread: a fresh `codex` thread every {@link TURNS_PER_THREAD} turns, then `codex-reply`. */
+class TurnRunner {
+  #threadId: string | undefined;
+  #turns = 0;
+  #count = 0;
+
+  constructor(
+    private readonly mcp: McpHarness,
+    private readonly name: string,
+    private readonly environments: { id: string; cwd: string }[],
+    private readonly plan: (tag: string) => TurnPlan,
+  ) {}
+
+  /** Runs one `codex-reply` turn and returns its time in ms (a new thread, untimed, when due). */
+  async turn(): Promise<number> {
+    if (this.#threadId === undefined || this.#turns >= TURNS_PER_THREAD) {
+      const tag = `${this.name}-start-${this.#count++}`;
+      const result = await this.mcp.call('codex', { prompt: `start ${marker({ mode: 'text', tag })}`, cwd: this.environments[0]?.cwd, environments: this.environments });
+      this.#threadId = expectDone(result, tag, `${this.name}: starting a thread`);
+      this.#turns = 0;
+    }
+    const tag = `${this.name}-${this.#count++}`;
+    const t = performance.now();
+    const result = await this.mcp.call('codex-reply', { threadId: this.#threadId, prompt: `go ${marker(this.plan(tag))}` });
+    const ms = since(t);
+    expectDone(result, tag, `${this.name}: turn ${tag}`);
+    this.#turns++;
+    return ms;
+  }
+}
+
+/** The server's pid, from the SDK's stdio transport. */
+function serverPid(mcp: McpHarness): number {
+  const transport = mcp.client.transport;
+  const pid = transport instanceof StdioClientTransport ? transport.pid : null;
+  if (pid === null) throw new Error('the MCP server has no pid');
+  return pid;
+}
+
+/** VmRSS of `pid`, in MiB. */
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1];
+  if (kb === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(kb) / 1024;
+}
+
+function serverEnv(): Record<string, string> {
+  return { CODEX_MULTIENV_LOG: SERVER_LOG };
+}
+
+async function addEnvironment(mcp: McpHarness, id: string, url: string): Promise<void> {
+  const added = await mcp.call('environment/add', { environmentId: id, execServerUrl: url });
+  if (added.isError === true) throw new Error(`environment/add ${id}: ${textOf(added)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures.
+
+interface TurnFigures {
+  text: number[];
+  execLocal: number[];
+  execRemote: number[];
+  patch: number[];
+}
+
+/** (a)–(c): the four kinds of turn, interleaved so drift affects them alike. */
+async function turnFigures(mcp: McpHarness, work: string, box: string, boxUrl: string): Promise<TurnFigures> {
+  await addEnvironment(mcp, 'box', boxUrl);
+  const local = [{ id: 'local', cwd: work }];
+  let file = 0;
+  const runners = {
+    text: new TurnRunner(mcp, 'text', local, (tag) => ({ mode: 'text', tag })),
+    execLocal: new TurnRunner(mcp, 'exec-local', local, (tag) => ({ mode: 'exec', tag })),
+    execRemote: new TurnRunner(mcp, 'exec-box', [{ id: 'box', cwd: box }], (tag) => ({ mode: 'exec', tag })),
+    patch: new TurnRunner(mcp, 'patch', local, (tag) => ({ mode: 'patch', tag, file: `added-${file++}.txt` })),
+  };
+  const figures: TurnFigures = { text: [], execLocal: [], execRemote: [], patch: [] };
+  const kinds = Object.keys(runners) as (keyof TurnFigures)[];
+  for (let i = 0; i < WARMUP + TURNS; i++) {
+    for (const kind of kinds) {
+      const ms = await runners[kind].turn();
+      if (i >= WARMUP) figures[kind].push(ms);
+    }
+  }
+  // Every patch really wrote its file.
+  const last = file - 1;
+  const content = await readFile(join(work, `added-${last}.txt`), 'utf8');
+  if (content !== `bench added-${last}.txt\n`) throw new Error(`apply_patch wrote ${JSON.stringify(content)} to added-${last}.txt`);
+  return figures;
+}
+
+interface ColdFigures {
+  initialize: number[];
+  toolsList: number[];
+}
+
+/** (d): spawn → initialize → tools/list, each run a fresh process. */
+async function coldStarts(home: string): Promise<ColdFigures> {
+  const figures: ColdFigures = { initialize: [], toolsList: [] };
+  for (let i = 0; i < COLD_RUNS; i++) {
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI],
+      env: { ...(process.env as Record<string, string>), CODEX_HOME: home, FAKE_MODEL_API_KEY: 'bench-key', ...serverEnv() },
+      stderr: 'pipe',
+    });
+    transport.stderr?.on('data', () => undefined);
+    const client = new Client({ name: 'bench-client', version: '1.0.0' });
+    try {
+      const t = performance.now();
+      await client.connect(transport);
+      figures.initialize.push(since(t));
+      const { tools } = await client.listTools();
+      figures.toolsList.push(since(t));
+      if (!tools.some((tool) => tool.name === 'codex')) throw new Error(`tools/list has no \`codex\`: ${tools.map((tool) => tool.name).join(', ')}`);
+    } finally {
+      await client.close();
+    }
+  }
+  return figures;
+}
+
+interface MemoryFigures {
+  idleMiB: number;
+  threadsMiB: number;
+}
+
+/** (e): RSS after one tools/list, then after {@link IDLE_THREADS} text-only `codex` threads. */
+async function memory(home: string, work: string): Promise<MemoryFigures> {
+  const mcp = await startMcp(home, { env: serverEnv() });
+  try {
+    const pid = serverPid(mcp);
+    await mcp.client.listTools();
+    const idleMiB = await rssMiB(pid);
+    for (let i = 0; i < IDLE_THREADS; i++) {
+      const tag = `idle-${i}`;
+      expectDone(await mcp.call('codex', { prompt: `hello ${marker({ mode: 'text', tag })}`, cwd: work }), tag, `idle thread ${i}`);
+    }
+    return { idleMiB, threadsMiB: await rssMiB(pid) };
+  } finally {
+    await mcp.close();
+  }
+}
+
+interface ConcurrentRound {
+  ok: number;
+  latencies: number[];
+  wallMs: number;
+}
+
+/** (f): {@link CONCURRENT_THREADS} threads at once, each {@link CALLS_PER_THREAD} commands across three environments. */
+async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }[], label: string): Promise<ConcurrentRound[]> {
+  const environments = [{ id: 'local', cwd: work }, ...boxes.map((box, i) => ({ id: `box${i + 1}`, cwd: box.path }))];
+  const ids = environments.map((env) => env.id);
+  const rounds: ConcurrentRound[] = [];
+  for (let round = 0; round < CONCURRENT_ROUNDS; round++) {
+    const t0 = performance.now();
+    const results = await Promise.all(
+      Array.from({ length: CONCURRENT_THREADS }, async (_, thread) => {
+        const tag = `${label}-r${round}-t${thread}`;
+        // Each thread starts on a different environment so all three are busy from the start.
+        const envs = ids.map((_id, k) => ids[(thread + k) % ids.length] ?? 'local');
+        const t = performance.now();
+        const result = await mcp.call('codex', { prompt: `run ${marker({ mode: 'multi', tag, envs })}`, cwd: work, environments });
+        const ms = since(t);
+        try {
+          expectDone(result, tag, `concurrent thread ${tag}`);
+          return { ok: true, ms, error: '' };
+        } catch (error) {
+          return { ok: false, ms, error: error instanceof Error ? error.message : String(error) };
+        }
+      }),
+    );
+    const wallMs = since(t0);
+    const failures = results.filter((r) => !r.ok);
+    if (failures.length > 0) throw new Error(`${label} round ${round}: ${failures.length}/${CONCURRENT_THREADS} threads failed; first: ${failures[0]?.error ?? ''}`);
+    rounds.push({ ok: results.length, latencies: results.map((r) => r.ms), wallMs });
+  }
+  return rounds;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main.
+
+async function main(): Promise<void> {
+  const home = await tempDir('bench-session-home-');
+  const work = await tempDir('bench-session-work-');
+  const boxes = [await tempDir('bench-session-box1-'), await tempDir('bench-session-box2-')];
+  const execServers: ListeningProcess[] = [];
+  const servers: McpHarness[] = [];
+  let model: FakeResponsesServer | undefined;
+  try {
+    model = await startFakeResponsesServer({ respond });
+    await writeMcpConfig(home.path, model.url);
+    for (let i = 0; i < 2; i++) execServers.push(await startOurWsExecServer());
+    const [ws1, ws2] = execServers;
+    const [box1, box2] = boxes;
+    if (ws1 === undefined || ws2 === undefined || box1 === undefined || box2 === undefined) throw new Error('unreachable');
+
+    const started = performance.now();
+    const log = (what: string): void => {
+      process.stderr.write(`[session bench] ${what} (${fmt(since(started) / 1000, 1)} s)\n`);
+    };
+
+    log('cold starts');
+    const cold = await coldStarts(home.path);
+    log('memory');
+    const mem = await memory(home.path, work.path);
+
+    log(`turns: ${WARMUP} warm-up + ${TURNS} timed of each kind`);
+    const mcp = await startMcp(home.path, { env: serverEnv() });
+    servers.push(mcp);
+    const turns = await turnFigures(mcp, work.path, box1.path, ws1.url);
+    await mcp.close();
+
+    log(`concurrency, max_concurrent_turns=${CONCURRENT_THREADS}`);
+    const wide = await startMcp(home.path, { env: serverEnv(), args: ['-c', `multienv.max_concurrent_turns=${CONCURRENT_THREADS}`] });
+    servers.push(wide);
+    await addEnvironment(wide, 'box1', ws1.url);
+    await addEnvironment(wide, 'box2', ws2.url);
+    const wideRounds = await concurrent(wide, work.path, boxes, 'cap32');
+    await wide.close();
+
+    log('concurrency, default max_concurrent_turns');
+    const narrow = await startMcp(home.path, { env: serverEnv() });
+    servers.push(narrow);
+    await addEnvironment(narrow, 'box1', ws1.url);
+    await addEnvironment(narrow, 'box2', ws2.url);
+    const narrowRounds = await concurrent(narrow, work.path, boxes, 'capdefault');
+    await narrow.close();
+    log('done');
+
+    if (model.errors.length > 0) throw new Error(`the fake model recorded errors: ${model.errors.slice(0, 3).join('; ')}`);
+
+    const text = { p50: median(turns.text), p95: percentile(turns.text, 95) };
+    const extra = (values: number[]): number => median(values) - text.p50;
+    const pass = (ok: boolean): string => (ok ? 'yes' : 'NO');
+    const allWide = wideRounds.flatMap((r) => r.latencies);
+    const allNarrow = narrowRounds.flatMap((r) => r.latencies);
+    const okWide = wideRounds.map((r) => `${r.ok}/${CONCURRENT_THREADS}`).join(' ');
+    const okNarrow = narrowRounds.map((r) => `${r.ok}/${CONCURRENT_THREADS}`).join(' ');
+    const coldMedian = median(cold.toolsList);
+
+    process.stdout.write(`\nserver log level ${SERVER_LOG}; ${TURNS} timed turns per kind after ${WARMUP} warm-up, a new thread every ${TURNS_PER_THREAD} turns\n\n`);
+    printTable(
+      ['figure', 'measured', 'target', 'pass?'],
+      [
+        ['(a) text-only turn (codex-reply), median ms', fmt(text.p50), '<= 5', pass(text.p50 <= 5)],
+        ['(a) text-only turn (codex-reply), p95 ms', fmt(text.p95), '<= 5', pass(text.p95 <= 5)],
+        ['(b) + per exec_command `true`, local, ms', fmt(extra(turns.execLocal)), '<= 5', pass(extra(turns.execLocal) <= 5)],
+        ['(b) + per exec_command `true`, websocket, ms', fmt(extra(turns.execRemote)), '<= 8', pass(extra(turns.execRemote) <= 8)],
+        ['(c) + per apply_patch Add File, local, ms', fmt(extra(turns.patch)), '<= 5', pass(extra(turns.patch) <= 5)],
+        ['(d) cold spawn → tools/list answer, median ms', fmt(coldMedian), '<= 300', pass(coldMedian <= 300)],
+        ['(e) RSS idle after tools/list, MiB', fmt(mem.idleMiB, 1), '<= 100', pass(mem.idleMiB <= 100)],
+        [`(e) RSS with ${IDLE_THREADS} idle threads, MiB`, fmt(mem.threadsMiB, 1), '-', '-'],
+        [`(f) ${CONCURRENT_THREADS}×${CALLS_PER_THREAD} calls / 3 envs, cap ${CONCURRENT_THREADS}: ok per round`, okWide, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(wideRounds.every((r) => r.ok === CONCURRENT_THREADS))],
+        [`(f) … cap ${CONCURRENT_THREADS}: per-turn p50 / p99 ms`, `${fmt(median(allWide))} / ${fmt(percentile(allWide, 99))}`, '-', '-'],
+        ['(f) … default cap: ok per round', okNarrow, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(narrowRounds.every((r) => r.ok === CONCURRENT_THREADS))],
+        ['(f) … default cap: per-turn p50 / p99 ms', `${fmt(median(allNarrow))} / ${fmt(percentile(allNarrow, 99))}`, '-', '-'],
+      ],
+    );
+
+    const row = (label: string, values: number[]): string[] => [label, String(values.length), fmt(Math.min(...values)), fmt(median(values)), fmt(percentile(values, 95)), fmt(percentile(values, 99)), fmt(Math.max(...values))];
+    process.stdout.write('\nraw figures (ms)\n');
+    printTable(
+      ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],
+      [
+        row('(a) text-only turn', turns.text),
+        row('(b) turn with exec_command true, local', turns.execLocal),
+        row('(b) turn with exec_command true, websocket', turns.execRemote),
+        row('(c) turn with apply_patch Add File', turns.patch),
+        row('(d) cold spawn → initialize answer', cold.initialize),
+        row('(d) cold spawn → tools/list answer', cold.toolsList),
+        row(`(f) cap ${CONCURRENT_THREADS}: per-turn latency`, allWide),
+        row('(f) default cap: per-turn latency', allNarrow),
+      ],
+    );
+    process.stdout.write(
+      [
+        '',
+        `(b) extra p95 over (a) p95: local ${fmt(percentile(turns.execLocal, 95) - text.p95)}, websocket ${fmt(percentile(turns.execRemote, 95) - text.p95)}; (c) ${fmt(percentile(turns.patch, 95) - text.p95)}`,
+        `(f) wall time per round of ${CONCURRENT_THREADS} threads: cap ${CONCURRENT_THREADS} ${wideRounds.map((r) => fmt(r.wallMs, 0)).join(', ')}; default cap ${narrowRounds.map((r) => fmt(r.wallMs, 0)).join(', ')}`,
+        '',
+        'real Codex 0.169 app-server (issue 3): text-only turn 64-89 ms, +66-87 ms per exec_command, +32-49 ms per apply_patch, 87-137 ms spawn→initialize, ~150 MB RSS',
+        `ours:                                  text-only turn ${fmt(text.p50)} ms, +${fmt(extra(turns.execLocal))} ms per exec_command (local; +${fmt(extra(turns.execRemote))} websocket), +${fmt(extra(turns.patch))} ms per apply_patch, ${fmt(median(cold.initialize))} ms spawn→initialize, ${fmt(mem.idleMiB, 0)} MiB RSS idle`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    for (const server of servers) await server.close().catch(() => undefined);
+    for (const server of execServers) await server.stop();
+    await model?.close();
+    for (const dir of [home, work, ...boxes]) await dir.cleanup();
+  }
+}
+
+await main();
