@@ -12,6 +12,10 @@ export interface McpHarness {
   client: Client;
   /** Every JSON-RPC message the server sent, in order. */
   received: unknown[];
+  /** Every JSON-RPC message the client sent, in order (e.g. to learn a `tools/call` request id). */
+  sent: unknown[];
+  /** Resolves with the first message in `received` (already there or still to come) that matches; rejects after `timeoutMs` (default 20 s). */
+  waitForReceived(predicate: (message: unknown) => boolean, what: string, timeoutMs?: number): Promise<unknown>;
   /** What the server wrote on stderr. */
   stderr: () => string;
   call(name: string, args: Record<string, unknown>, options?: { signal?: AbortSignal; progressToken?: string; onprogress?: (p: unknown) => void }): Promise<CallToolResult>;
@@ -64,16 +68,42 @@ export async function startMcp(codexHome: string, options: { answer?: Elicitatio
     const setRaw = Protocol.prototype.setRequestHandler as (this: Client, schema: typeof RawElicitRequestSchema, handler: (request: z.infer<typeof RawElicitRequestSchema>) => unknown) => void;
     setRaw.call(client, RawElicitRequestSchema, (request) => answer(request.params));
   }
+  const sent: unknown[] = [];
+  const send = transport.send.bind(transport);
+  transport.send = (message) => {
+    sent.push(message);
+    return send(message);
+  };
   await client.connect(transport);
   const received: unknown[] = [];
+  const watchers = new Set<(message: unknown) => void>();
   const original = transport.onmessage;
   transport.onmessage = (message) => {
     received.push(message);
+    for (const watcher of [...watchers]) watcher(message);
     original?.(message);
   };
   return {
     client,
     received,
+    sent,
+    waitForReceived: (predicate, what, timeoutMs = 20_000) => {
+      const found = received.find(predicate);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          watchers.delete(watcher);
+          reject(new Error(`timed out waiting for ${what}`));
+        }, timeoutMs);
+        const watcher = (message: unknown): void => {
+          if (!predicate(message)) return;
+          clearTimeout(timer);
+          watchers.delete(watcher);
+          resolve(message);
+        };
+        watchers.add(watcher);
+      });
+    },
     stderr: () => stderr,
     call: async (name, args, callOptions = {}) => {
       const result = await client.callTool(

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
-import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { CODEX, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
 const exec = (cmd: string, extra: Record<string, unknown> = {}): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd, ...extra } }] });
@@ -153,6 +153,48 @@ describe('MCP server over stdio with the fake model', () => {
     } finally {
       await server.stop();
       await box.cleanup();
+    }
+  });
+
+  it('uses the real codex exec-server as remote environments (stdio from environments.toml, websocket added at run time)', async () => {
+    const codexHome = await tempDir('real-codex-home-');
+    const wsHome = await tempDir('real-codex-ws-home-');
+    const wsWork = await tempDir('real-codex-ws-work-');
+    const server = await startCodexWsExecServer(wsHome.path);
+    try {
+      await writeFile(
+        join(home.path, 'environments.toml'),
+        `[[environments]]\nid = "real"\nprogram = ${JSON.stringify(CODEX)}\nargs = ["exec-server", "--listen", "stdio"]\nenv = { CODEX_HOME = ${JSON.stringify(codexHome.path)}, MARK = "real-stdio" }\n`,
+      );
+      mcp = await startMcp(home.path);
+      const added = await mcp.call('environment/add', { id: 'realws', url: server.url });
+      expect(added.isError).toBeFalsy();
+      steps.push(
+        exec('echo on-$MARK', { environment_id: 'real' }),
+        { kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: real\n*** Add File: via-real.txt\n+from the real exec-server\n*** End Patch\n' }] },
+        exec('pwd', { environment_id: 'realws' }),
+        { kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: realws\n*** Add File: via-real-ws.txt\n+over websocket\n*** End Patch\n' }] },
+        say('real done'),
+      );
+      const result = await mcp.call('codex', {
+        prompt: 'use the real exec-servers',
+        environments: [
+          { id: 'real', cwd: work.path },
+          { id: 'realws', cwd: wsWork.path },
+        ],
+        config: { 'shell_environment_policy.inherit': 'all' },
+      });
+      expect(result.structuredContent).toMatchObject({ content: 'real done' });
+      const outputs = model.requests.flatMap((r) => functionCallOutputs(r)).map((o) => String(o.output)).join('\n');
+      expect(outputs).toContain('on-real-stdio');
+      expect(outputs).toContain(wsWork.path);
+      expect(await readFile(join(work.path, 'via-real.txt'), 'utf8')).toBe('from the real exec-server\n');
+      expect(await readFile(join(wsWork.path, 'via-real-ws.txt'), 'utf8')).toBe('over websocket\n');
+    } finally {
+      await server.stop();
+      await codexHome.cleanup();
+      await wsHome.cleanup();
+      await wsWork.cleanup();
     }
   });
 });
