@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { RpcError } from '../rpc/errors.js';
+import type { SandboxPolicy } from './sandbox-policy.js';
+
+/** The command to confine. */
+export interface ConfinedCommand {
+  file: string;
+  argv: readonly string[];
+  cwd: string;
+  /** Terminal processes keep their session so job control works. */
+  tty: boolean;
+}
+
+function kindOf(path: string): 'dir' | 'file' | undefined {
+  try {
+    return statSync(path).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The bubblewrap arguments that confine `command` to `policy`: the filesystem as the rules say
+ * (most general first, so deeper rules override: read is a read-only bind, write a writable one,
+ * deny an empty read-only tmpfs or /dev/null), its own /dev and /proc, its own PID namespace, no
+ * network unless allowed, no new privileges (bwrap always sets it), and death with its parent.
+ */
+export function bwrapArgs(policy: SandboxPolicy, command: ConfinedCommand): string[] {
+  const args: string[] = [];
+  const rules = policy.restrictedFileSystem ? policy.rules : [{ path: '/', access: 'write' as const }];
+  const root = rules.find((rule) => rule.path === '/');
+  if (root === undefined || root.access === 'deny') args.push('--tmpfs', '/');
+  for (const rule of rules) {
+    if (rule.path === '/' && rule.access !== 'deny') {
+      args.push(rule.access === 'write' ? '--bind' : '--ro-bind', '/', '/');
+      continue;
+    }
+    if (rule.path === '/') continue;
+    if (rule.access === 'read') args.push('--ro-bind-try', rule.path, rule.path);
+    else if (rule.access === 'write') args.push('--bind-try', rule.path, rule.path);
+    else {
+      const kind = kindOf(rule.path);
+      if (kind === 'dir') args.push('--tmpfs', rule.path, '--remount-ro', rule.path);
+      else if (kind === 'file') args.push('--ro-bind', '/dev/null', rule.path);
+    }
+  }
+  args.push('--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-ipc', '--die-with-parent');
+  if (!policy.network) args.push('--unshare-net');
+  if (!command.tty) args.push('--new-session');
+  args.push('--chdir', command.cwd, '--', command.file, ...command.argv.slice(1));
+  return args;
+}
+
+/** The outcome of probing bubblewrap on this host. */
+export type BwrapProbe = { ok: true; path: string } | { ok: false; message: string };
+
+/**
+ * Checks once that bubblewrap exists and can create its namespaces here; the answer is cached.
+ * A failure explains what to fix: nothing ever falls back to running unconfined.
+ */
+export function createBwrapProbe(bwrapPath = 'bwrap'): () => Promise<BwrapProbe> {
+  let result: Promise<BwrapProbe> | undefined;
+  return () => {
+    result ??= new Promise<BwrapProbe>((resolve) => {
+      const child = spawn(bwrapPath, ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-net', '--die-with-parent', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('error', (error: NodeJS.ErrnoException) =>
+        resolve({
+          ok: false,
+          message:
+            error.code === 'ENOENT'
+              ? 'sandboxing needs bubblewrap (`bwrap`), which is not installed on this host; install it (Debian/Ubuntu: `apt-get install bubblewrap`) or run with sandbox `danger-full-access`'
+              : `bubblewrap could not be started: ${error.message}`,
+        }),
+      );
+      child.once('close', (code) => {
+        if (code === 0) resolve({ ok: true, path: bwrapPath });
+        else
+          resolve({
+            ok: false,
+            message: `bubblewrap cannot create a sandbox on this host (${stderr.trim() || `exit ${code}`}); enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run with sandbox \`danger-full-access\``,
+          });
+      });
+    });
+    return result;
+  };
+}
+
+/** Throws the probe's message as a -32603 error when sandboxing is unavailable. */
+export async function requireBwrap(probe: () => Promise<BwrapProbe>): Promise<string> {
+  const result = await probe();
+  if (!result.ok) throw RpcError.internal(result.message);
+  return result.path;
+}
