@@ -9,7 +9,8 @@
  * step of the turn comes next. It also checks every tool output it is sent; a wrong one makes it
  * answer `WRONG: …`, which aborts the bench.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -116,9 +117,16 @@ const patch = (file: string): FakeStep => ({
 /** The answer that ends a turn, checked by the bench. */
 const done = (tag: string): string => `done:${tag}`;
 
+/** When each model request of a turn arrived (`performance.now()`), by turn tag. */
+const arrivals = new Map<string, number[]>();
+
 /** Chooses the model's next step; any unexpected tool output becomes a `WRONG:` answer. */
 function respond(request: RecordedRequest): FakeStep {
+  const now = performance.now();
   const { plan, outputs } = currentTurn(request);
+  const seen = arrivals.get(plan.tag);
+  if (seen === undefined) arrivals.set(plan.tag, [now]);
+  else seen.push(now);
   const last = outputs[outputs.length - 1];
   switch (plan.mode) {
     case 'text':
@@ -156,6 +164,45 @@ function expectDone(result: CallToolResult, tag: string, what: string): string {
   return threadId;
 }
 
+/** One timed turn. */
+interface TurnSample {
+  /** `tools/call` → result. */
+  ms: number;
+  /** `tools/call` → the first model request arrives. */
+  toModelMs: number;
+  /** First → last model request (the tool calls, plus the model's answers in between). */
+  betweenMs: number;
+  /** Last model request arrives → result. */
+  fromModelMs: number;
+  /** CPU time of the MCP server process (all its threads). */
+  serverCpuMs: number;
+  /** CPU time of the remote exec-servers, when the turn has any. */
+  execServerCpuMs: number;
+  /** CPU time of this process: the MCP client and the fake model. */
+  benchCpuMs: number;
+}
+
+/** CPU time of every thread of `pid` so far, in ms, from `/proc/<pid>/task/<tid>/schedstat` (ns on CPU). */
+async function cpuMs(pid: number): Promise<number> {
+  let ns = 0;
+  for (const task of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${task}/schedstat`, 'utf8').catch(() => '0');
+    ns += Number(stat.split(' ')[0] ?? 0);
+  }
+  return ns / 1e6;
+}
+
+async function cpuOf(pids: number[]): Promise<number> {
+  let ms = 0;
+  for (const pid of pids) ms += await cpuMs(pid);
+  return ms;
+}
+
+function benchCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
 /** One figure's thread: a fresh `codex` thread every {@link TURNS_PER_THREAD} turns, then `codex-reply`. */
 class TurnRunner {
   #threadId: string | undefined;
@@ -167,23 +214,33 @@ class TurnRunner {
     private readonly name: string,
     private readonly environments: { id: string; cwd: string }[],
     private readonly plan: (tag: string) => TurnPlan,
+    private readonly serverPid: number,
+    private readonly execServerPids: number[],
   ) {}
 
-  /** Runs one `codex-reply` turn and returns its time in ms (a new thread, untimed, when due). */
-  async turn(): Promise<number> {
+  /** Runs one `codex-reply` turn and measures it (a new thread, untimed, when due). */
+  async turn(): Promise<TurnSample> {
     if (this.#threadId === undefined || this.#turns >= TURNS_PER_THREAD) {
       const tag = `${this.name}-start-${this.#count++}`;
       const result = await this.mcp.call('codex', { prompt: `start ${marker({ mode: 'text', tag })}`, cwd: this.environments[0]?.cwd, environments: this.environments });
       this.#threadId = expectDone(result, tag, `${this.name}: starting a thread`);
+      arrivals.delete(tag);
       this.#turns = 0;
     }
     const tag = `${this.name}-${this.#count++}`;
+    const cpu0 = [await cpuMs(this.serverPid), await cpuOf(this.execServerPids), benchCpuMs()] as const;
     const t = performance.now();
     const result = await this.mcp.call('codex-reply', { threadId: this.#threadId, prompt: `go ${marker(this.plan(tag))}` });
-    const ms = since(t);
+    const end = performance.now();
+    const bench = benchCpuMs() - cpu0[2];
+    const cpu1 = [await cpuMs(this.serverPid), await cpuOf(this.execServerPids)] as const;
     expectDone(result, tag, `${this.name}: turn ${tag}`);
     this.#turns++;
-    return ms;
+    const seen = arrivals.get(tag) ?? [];
+    arrivals.delete(tag);
+    const first = seen[0] ?? Number.NaN;
+    const last = seen[seen.length - 1] ?? Number.NaN;
+    return { ms: end - t, toModelMs: first - t, betweenMs: last - first, fromModelMs: end - last, serverCpuMs: cpu1[0] - cpu0[0], execServerCpuMs: cpu1[1] - cpu0[1], benchCpuMs: bench };
   }
 }
 
@@ -216,29 +273,32 @@ async function addEnvironment(mcp: McpHarness, id: string, url: string): Promise
 // Figures.
 
 interface TurnFigures {
-  text: number[];
-  execLocal: number[];
-  execRemote: number[];
-  patch: number[];
+  text: TurnSample[];
+  execLocal: TurnSample[];
+  execRemote: TurnSample[];
+  patch: TurnSample[];
 }
 
 /** (a)–(c): the four kinds of turn, interleaved so drift affects them alike. */
-async function turnFigures(mcp: McpHarness, work: string, box: string, boxUrl: string): Promise<TurnFigures> {
-  await addEnvironment(mcp, 'box', boxUrl);
+async function turnFigures(mcp: McpHarness, work: string, box: string, boxServer: ListeningProcess): Promise<TurnFigures> {
+  await addEnvironment(mcp, 'box', boxServer.url);
+  const pid = serverPid(mcp);
+  const boxPid = boxServer.child.pid;
+  if (boxPid === undefined) throw new Error('the exec-server has no pid');
   const local = [{ id: 'local', cwd: work }];
   let file = 0;
   const runners = {
-    text: new TurnRunner(mcp, 'text', local, (tag) => ({ mode: 'text', tag })),
-    execLocal: new TurnRunner(mcp, 'exec-local', local, (tag) => ({ mode: 'exec', tag })),
-    execRemote: new TurnRunner(mcp, 'exec-box', [{ id: 'box', cwd: box }], (tag) => ({ mode: 'exec', tag })),
-    patch: new TurnRunner(mcp, 'patch', local, (tag) => ({ mode: 'patch', tag, file: `added-${file++}.txt` })),
+    text: new TurnRunner(mcp, 'text', local, (tag) => ({ mode: 'text', tag }), pid, []),
+    execLocal: new TurnRunner(mcp, 'exec-local', local, (tag) => ({ mode: 'exec', tag }), pid, []),
+    execRemote: new TurnRunner(mcp, 'exec-box', [{ id: 'box', cwd: box }], (tag) => ({ mode: 'exec', tag }), pid, [boxPid]),
+    patch: new TurnRunner(mcp, 'patch', local, (tag) => ({ mode: 'patch', tag, file: `added-${file++}.txt` }), pid, []),
   };
   const figures: TurnFigures = { text: [], execLocal: [], execRemote: [], patch: [] };
   const kinds = Object.keys(runners) as (keyof TurnFigures)[];
   for (let i = 0; i < WARMUP + TURNS; i++) {
     for (const kind of kinds) {
-      const ms = await runners[kind].turn();
-      if (i >= WARMUP) figures[kind].push(ms);
+      const sample = await runners[kind].turn();
+      if (i >= WARMUP) figures[kind].push(sample);
     }
   }
   // Every patch really wrote its file.
@@ -305,14 +365,19 @@ interface ConcurrentRound {
   ok: number;
   latencies: number[];
   wallMs: number;
+  /** CPU time of the MCP server and of the two exec-servers during the round. */
+  serverCpuMs: number;
+  execServersCpuMs: number;
 }
 
 /** (f): {@link CONCURRENT_THREADS} threads at once, each {@link CALLS_PER_THREAD} commands across three environments. */
-async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }[], label: string): Promise<ConcurrentRound[]> {
+async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }[], execServerPids: number[], label: string): Promise<ConcurrentRound[]> {
+  const pid = serverPid(mcp);
   const environments = [{ id: 'local', cwd: work }, ...boxes.map((box, i) => ({ id: `box${i + 1}`, cwd: box.path }))];
   const ids = environments.map((env) => env.id);
   const rounds: ConcurrentRound[] = [];
   for (let round = 0; round < CONCURRENT_ROUNDS; round++) {
+    const cpu0 = [await cpuMs(pid), await cpuOf(execServerPids)] as const;
     const t0 = performance.now();
     const results = await Promise.all(
       Array.from({ length: CONCURRENT_THREADS }, async (_, thread) => {
@@ -331,9 +396,10 @@ async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }
       }),
     );
     const wallMs = since(t0);
+    const cpu1 = [await cpuMs(pid), await cpuOf(execServerPids)] as const;
     const failures = results.filter((r) => !r.ok);
     if (failures.length > 0) throw new Error(`${label} round ${round}: ${failures.length}/${CONCURRENT_THREADS} threads failed; first: ${failures[0]?.error ?? ''}`);
-    rounds.push({ ok: results.length, latencies: results.map((r) => r.ms), wallMs });
+    rounds.push({ ok: results.length, latencies: results.map((r) => r.ms), wallMs, serverCpuMs: cpu1[0] - cpu0[0], execServersCpuMs: cpu1[1] - cpu0[1] });
   }
   return rounds;
 }
@@ -353,9 +419,11 @@ async function main(): Promise<void> {
     await writeMcpConfig(home.path, model.url);
     for (let i = 0; i < 2; i++) execServers.push(await startOurWsExecServer());
     const [ws1, ws2] = execServers;
+    const execPids = execServers.map((server) => server.child.pid ?? 0).filter((pid) => pid > 0);
     const [box1, box2] = boxes;
     if (ws1 === undefined || ws2 === undefined || box1 === undefined || box2 === undefined) throw new Error('unreachable');
 
+    const loadBefore = loadavg()[0] ?? Number.NaN;
     const started = performance.now();
     const log = (what: string): void => {
       process.stderr.write(`[session bench] ${what} (${fmt(since(started) / 1000, 1)} s)\n`);
@@ -369,7 +437,9 @@ async function main(): Promise<void> {
     log(`turns: ${WARMUP} warm-up + ${TURNS} timed of each kind`);
     const mcp = await startMcp(home.path, { env: serverEnv() });
     servers.push(mcp);
-    const turns = await turnFigures(mcp, work.path, box1.path, ws1.url);
+    const turns = await turnFigures(mcp, work.path, box1.path, ws1);
+    const serverRssAfterTurns = await rssMiB(serverPid(mcp));
+    const execServerRss = ws1.child.pid === undefined ? Number.NaN : await rssMiB(ws1.child.pid);
     await mcp.close();
 
     log(`concurrency, max_concurrent_turns=${CONCURRENT_THREADS}`);
@@ -377,7 +447,7 @@ async function main(): Promise<void> {
     servers.push(wide);
     await addEnvironment(wide, 'box1', ws1.url);
     await addEnvironment(wide, 'box2', ws2.url);
-    const wideRounds = await concurrent(wide, work.path, boxes, 'cap32');
+    const wideRounds = await concurrent(wide, work.path, boxes, execPids, 'cap32');
     await wide.close();
 
     log('concurrency, default max_concurrent_turns');
@@ -385,37 +455,45 @@ async function main(): Promise<void> {
     servers.push(narrow);
     await addEnvironment(narrow, 'box1', ws1.url);
     await addEnvironment(narrow, 'box2', ws2.url);
-    const narrowRounds = await concurrent(narrow, work.path, boxes, 'capdefault');
+    const narrowRounds = await concurrent(narrow, work.path, boxes, execPids, 'capdefault');
     await narrow.close();
     log('done');
 
     if (model.errors.length > 0) throw new Error(`the fake model recorded errors: ${model.errors.slice(0, 3).join('; ')}`);
 
-    const text = { p50: median(turns.text), p95: percentile(turns.text, 95) };
-    const extra = (values: number[]): number => median(values) - text.p50;
+    const ms = (samples: TurnSample[]): number[] => samples.map((sample) => sample.ms);
+    const text = { p50: median(ms(turns.text)), p95: percentile(ms(turns.text), 95) };
+    const extra = (samples: TurnSample[]): number => median(ms(samples)) - text.p50;
     const pass = (ok: boolean): string => (ok ? 'yes' : 'NO');
     const allWide = wideRounds.flatMap((r) => r.latencies);
     const allNarrow = narrowRounds.flatMap((r) => r.latencies);
     const okWide = wideRounds.map((r) => `${r.ok}/${CONCURRENT_THREADS}`).join(' ');
     const okNarrow = narrowRounds.map((r) => `${r.ok}/${CONCURRENT_THREADS}`).join(' ');
     const coldMedian = median(cold.toolsList);
+    const execLocal = extra(turns.execLocal);
+    const execRemote = extra(turns.execRemote);
+    const patchExtra = extra(turns.patch);
 
-    process.stdout.write(`\nserver log level ${SERVER_LOG}; ${TURNS} timed turns per kind after ${WARMUP} warm-up, a new thread every ${TURNS_PER_THREAD} turns\n\n`);
+    // The figures are CPU-bound: a busy machine inflates them, so say how busy it was.
+    process.stdout.write(
+      `\nserver log level ${SERVER_LOG}; ${TURNS} timed turns per kind after ${WARMUP} warm-up, a new thread every ${TURNS_PER_THREAD} turns; ` +
+        `${availableParallelism()} CPUs, load average ${fmt(loadBefore)} before, ${fmt(loadavg()[0] ?? Number.NaN)} after\n\n`,
+    );
     printTable(
       ['figure', 'measured', 'target', 'pass?'],
       [
         ['(a) text-only turn (codex-reply), median ms', fmt(text.p50), '<= 5', pass(text.p50 <= 5)],
         ['(a) text-only turn (codex-reply), p95 ms', fmt(text.p95), '<= 5', pass(text.p95 <= 5)],
-        ['(b) + per exec_command `true`, local, ms', fmt(extra(turns.execLocal)), '<= 5', pass(extra(turns.execLocal) <= 5)],
-        ['(b) + per exec_command `true`, websocket, ms', fmt(extra(turns.execRemote)), '<= 8', pass(extra(turns.execRemote) <= 8)],
-        ['(c) + per apply_patch Add File, local, ms', fmt(extra(turns.patch)), '<= 5', pass(extra(turns.patch) <= 5)],
+        ['(b) + per exec_command `true`, local, ms', fmt(execLocal), '<= 5', pass(execLocal <= 5)],
+        ['(b) + per exec_command `true`, websocket, ms', fmt(execRemote), '<= 8', pass(execRemote <= 8)],
+        ['(c) + per apply_patch Add File, local, ms', fmt(patchExtra), '<= 5', pass(patchExtra <= 5)],
         ['(d) cold spawn → tools/list answer, median ms', fmt(coldMedian), '<= 300', pass(coldMedian <= 300)],
         ['(e) RSS idle after tools/list, MiB', fmt(mem.idleMiB, 1), '<= 100', pass(mem.idleMiB <= 100)],
         [`(e) RSS with ${IDLE_THREADS} idle threads, MiB`, fmt(mem.threadsMiB, 1), '-', '-'],
         [`(f) ${CONCURRENT_THREADS}×${CALLS_PER_THREAD} calls / 3 envs, cap ${CONCURRENT_THREADS}: ok per round`, okWide, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(wideRounds.every((r) => r.ok === CONCURRENT_THREADS))],
         [`(f) … cap ${CONCURRENT_THREADS}: per-turn p50 / p99 ms`, `${fmt(median(allWide))} / ${fmt(percentile(allWide, 99))}`, '-', '-'],
-        ['(f) … default cap: ok per round', okNarrow, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(narrowRounds.every((r) => r.ok === CONCURRENT_THREADS))],
-        ['(f) … default cap: per-turn p50 / p99 ms', `${fmt(median(allNarrow))} / ${fmt(percentile(allNarrow, 99))}`, '-', '-'],
+        ['(f) … default cap (8): ok per round', okNarrow, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(narrowRounds.every((r) => r.ok === CONCURRENT_THREADS))],
+        ['(f) … default cap (8): per-turn p50 / p99 ms', `${fmt(median(allNarrow))} / ${fmt(percentile(allNarrow, 99))}`, '-', '-'],
       ],
     );
 
@@ -424,24 +502,49 @@ async function main(): Promise<void> {
     printTable(
       ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],
       [
-        row('(a) text-only turn', turns.text),
-        row('(b) turn with exec_command true, local', turns.execLocal),
-        row('(b) turn with exec_command true, websocket', turns.execRemote),
-        row('(c) turn with apply_patch Add File', turns.patch),
+        row('(a) text-only turn', ms(turns.text)),
+        row('(b) turn with exec_command true, local', ms(turns.execLocal)),
+        row('(b) turn with exec_command true, websocket', ms(turns.execRemote)),
+        row('(c) turn with apply_patch Add File', ms(turns.patch)),
         row('(d) cold spawn → initialize answer', cold.initialize),
         row('(d) cold spawn → tools/list answer', cold.toolsList),
         row(`(f) cap ${CONCURRENT_THREADS}: per-turn latency`, allWide),
-        row('(f) default cap: per-turn latency', allNarrow),
+        row('(f) default cap (8): per-turn latency', allNarrow),
+      ],
+    );
+
+    // Where a turn's time goes: the phases around the model requests, and who burnt CPU.
+    const phase = (samples: TurnSample[], pick: (sample: TurnSample) => number): string => fmt(median(samples.map(pick)));
+    const breakdown = (label: string, samples: TurnSample[]): string[] => [
+      label,
+      phase(samples, (x) => x.ms),
+      phase(samples, (x) => x.toModelMs),
+      phase(samples, (x) => x.betweenMs),
+      phase(samples, (x) => x.fromModelMs),
+      phase(samples, (x) => x.serverCpuMs),
+      phase(samples, (x) => x.execServerCpuMs),
+      phase(samples, (x) => x.benchCpuMs),
+    ];
+    process.stdout.write('\nbreakdown per turn, medians in ms (model request = the fake model receives a complete request)\n');
+    printTable(
+      ['turn', 'total', 'call→1st model req', '1st→last model req', 'last model req→result', 'server CPU', 'exec-server CPU', 'bench CPU (client+model)'],
+      [
+        breakdown('(a) text-only', turns.text),
+        breakdown('(b) exec_command true, local', turns.execLocal),
+        breakdown('(b) exec_command true, websocket', turns.execRemote),
+        breakdown('(c) apply_patch Add File', turns.patch),
       ],
     );
     process.stdout.write(
       [
         '',
-        `(b) extra p95 over (a) p95: local ${fmt(percentile(turns.execLocal, 95) - text.p95)}, websocket ${fmt(percentile(turns.execRemote, 95) - text.p95)}; (c) ${fmt(percentile(turns.patch, 95) - text.p95)}`,
-        `(f) wall time per round of ${CONCURRENT_THREADS} threads: cap ${CONCURRENT_THREADS} ${wideRounds.map((r) => fmt(r.wallMs, 0)).join(', ')}; default cap ${narrowRounds.map((r) => fmt(r.wallMs, 0)).join(', ')}`,
+        `(b) extra p95 over (a) p95: local ${fmt(percentile(ms(turns.execLocal), 95) - text.p95)}, websocket ${fmt(percentile(ms(turns.execRemote), 95) - text.p95)}; (c) ${fmt(percentile(ms(turns.patch), 95) - text.p95)}`,
+        `RSS after the turns: MCP server ${fmt(serverRssAfterTurns, 1)} MiB, our websocket exec-server ${fmt(execServerRss, 1)} MiB`,
+        `(f) wall time per round of ${CONCURRENT_THREADS} threads, ms: cap ${CONCURRENT_THREADS} ${wideRounds.map((r) => fmt(r.wallMs, 0)).join(', ')}; default cap ${narrowRounds.map((r) => fmt(r.wallMs, 0)).join(', ')}`,
+        `(f) CPU per round, ms (MCP server / both exec-servers): cap ${CONCURRENT_THREADS} ${wideRounds.map((r) => `${fmt(r.serverCpuMs, 0)}/${fmt(r.execServersCpuMs, 0)}`).join(', ')}; default cap ${narrowRounds.map((r) => `${fmt(r.serverCpuMs, 0)}/${fmt(r.execServersCpuMs, 0)}`).join(', ')}`,
         '',
         'real Codex 0.169 app-server (issue 3): text-only turn 64-89 ms, +66-87 ms per exec_command, +32-49 ms per apply_patch, 87-137 ms spawn→initialize, ~150 MB RSS',
-        `ours:                                  text-only turn ${fmt(text.p50)} ms, +${fmt(extra(turns.execLocal))} ms per exec_command (local; +${fmt(extra(turns.execRemote))} websocket), +${fmt(extra(turns.patch))} ms per apply_patch, ${fmt(median(cold.initialize))} ms spawn→initialize, ${fmt(mem.idleMiB, 0)} MiB RSS idle`,
+        `ours:                                  text-only turn ${fmt(text.p50)} ms, +${fmt(execLocal)} ms per exec_command (local; +${fmt(execRemote)} websocket), +${fmt(patchExtra)} ms per apply_patch, ${fmt(median(cold.initialize))} ms spawn→initialize, ${fmt(mem.idleMiB, 0)} MiB RSS idle`,
         '',
       ].join('\n'),
     );
