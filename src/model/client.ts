@@ -1,4 +1,5 @@
-import { APIConnectionError, APIError, APIUserAbortError, OpenAI } from 'openai';
+import type * as OpenAiModule from 'openai';
+import type { ClientOptions, OpenAI } from 'openai';
 import type { Stream } from 'openai/streaming';
 import { z } from 'zod';
 import {
@@ -124,8 +125,18 @@ interface StreamState {
  * always streams, and applies one retry policy to HTTP errors, connection failures and dropped
  * streams (the SDK's own retries are off).
  */
+type OpenAiSdk = typeof OpenAiModule;
+let sdkLoading: Promise<OpenAiSdk> | undefined;
+
+/** Loads the `openai` package on first use: it costs ~70 ms of start-up otherwise. */
+function loadSdk(): Promise<OpenAiSdk> {
+  sdkLoading ??= import('openai');
+  return sdkLoading;
+}
+
 export class ModelClient {
-  private readonly openai: OpenAI;
+  private readonly sdkOptions: ClientOptions;
+  private sdk?: { module: OpenAiSdk; client: OpenAI };
   private readonly displayUrl: string;
   private readonly maxRetries: number;
   private readonly streamMaxRetries: number;
@@ -147,7 +158,7 @@ export class ModelClient {
     // unless the caller supplies its own Authorization header.
     const hasAuthHeader = Object.keys(headers).some((name) => name.toLowerCase() === 'authorization');
     if (options.apiKey === undefined && !hasAuthHeader) headers['Authorization'] = null;
-    this.openai = new OpenAI({
+    this.sdkOptions = {
       apiKey: options.apiKey ?? PLACEHOLDER_API_KEY,
       baseURL: options.baseUrl,
       defaultHeaders: headers,
@@ -162,7 +173,15 @@ export class ModelClient {
       webhookSecret: null,
       // The SDK logs to the console, which may be our protocol's stdout.
       logLevel: 'off',
-    });
+    };
+  }
+
+  private async loaded(): Promise<{ module: OpenAiSdk; client: OpenAI }> {
+    if (this.sdk === undefined) {
+      const module = await loadSdk();
+      this.sdk = { module, client: new module.OpenAI(this.sdkOptions) };
+    }
+    return this.sdk;
   }
 
   /**
@@ -234,12 +253,13 @@ export class ModelClient {
     try {
       rearm();
       this.logger.debug('model request', { model: body.model, inputItems: body.input.length, tools: body.tools.length });
+      const sdk = await this.loaded();
       let stream: Stream<unknown>;
       try {
         // `stream: true` makes the SDK answer with its SSE `Stream`; events are validated below.
-        stream = await this.openai.post<Stream<unknown>>('/responses', { body, stream: true, signal: controller.signal });
+        stream = await sdk.client.post<Stream<unknown>>('/responses', { body, stream: true, signal: controller.signal });
       } catch (error) {
-        throw this.requestError(error, signal, idle);
+        throw this.requestError(sdk.module, error, signal, idle);
       }
       // Only failures of reading the stream are mapped to stream errors; a ModelStreamError from
       // an event, or an exception thrown by `onTextDelta`, goes to the caller as is.
@@ -250,7 +270,7 @@ export class ModelClient {
           try {
             next = await events.next();
           } catch (error) {
-            throw this.streamError(error, signal, idle, state);
+            throw this.streamError(sdk.module, error, signal, idle, state);
           }
           if (next.done === true) break;
           rearm();
@@ -351,15 +371,15 @@ export class ModelClient {
   }
 
   /** Maps a failure before the stream started to our error classes. */
-  private requestError(error: unknown, signal: AbortSignal, idle: boolean): Error {
+  private requestError(sdk: OpenAiSdk, error: unknown, signal: AbortSignal, idle: boolean): Error {
     if (signal.aborted) return abortReason(signal);
     if (idle) return this.idleError(undefined);
-    if (error instanceof APIUserAbortError) return abortReason(signal);
-    if (error instanceof APIConnectionError) {
+    if (error instanceof sdk.APIUserAbortError) return abortReason(signal);
+    if (error instanceof sdk.APIConnectionError) {
       const cause: unknown = error.cause ?? error;
       return new ModelConnectionError(`cannot reach the model API at ${this.displayUrl}: ${errorMessage(cause)}`, { cause });
     }
-    if (error instanceof APIError) {
+    if (error instanceof sdk.APIError) {
       // The SDK's error class is generic over `any`; read its fields as unknown.
       const status: unknown = error.status;
       const headers: unknown = error.headers;
@@ -374,10 +394,10 @@ export class ModelClient {
   }
 
   /** Maps a failure while reading the stream to our error classes. */
-  private streamError(error: unknown, signal: AbortSignal, idle: boolean, state: StreamState): Error {
+  private streamError(sdk: OpenAiSdk, error: unknown, signal: AbortSignal, idle: boolean, state: StreamState): Error {
     if (signal.aborted) return abortReason(signal);
     if (idle) return this.idleError(state);
-    if (error instanceof APIError) {
+    if (error instanceof sdk.APIError) {
       // The SDK throws this for an event carrying an `error` object.
       const code = typeof error.code === 'string' ? error.code : undefined;
       return new ModelStreamError(
