@@ -1,8 +1,5 @@
 #!/usr/bin/env node
 import { LocalError } from '../util/errors.js';
-import { runEnvironments } from './environments-command.js';
-import { runExecServer } from './exec-server-command.js';
-import { runMcpServer } from './mcp-command.js';
 import { PACKAGE_VERSION } from './runtime.js';
 
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
@@ -17,10 +14,11 @@ usage:
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    // Each command loads only its own modules, which keeps start-up short.
     case 'exec-server':
-      return runExecServer(rest, process.env);
+      return (await import('./exec-server-command.js')).runExecServer(rest, process.env);
     case 'environments':
-      return runEnvironments(rest, process.env);
+      return (await import('./environments-command.js')).runEnvironments(rest, process.env);
     case '--version':
     case '-V':
       process.stdout.write(`${PACKAGE_VERSION}\n`);
@@ -31,9 +29,9 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     case undefined:
-      return runMcpServer([], process.env);
+      return (await import('./mcp-command.js')).runMcpServer([], process.env);
     default:
-      if (command.startsWith('-')) return runMcpServer(argv, process.env);
+      if (command.startsWith('-')) return (await import('./mcp-command.js')).runMcpServer(argv, process.env);
       process.stderr.write(`unknown command \`${command ?? ''}\`\n${HELP}`);
       return 2;
   }
