@@ -85,8 +85,8 @@ export interface ElicitationApproverOptions {
   logger?: Logger;
   /** The `tools/call` request id, sent as `codex_mcp_tool_call_id`. */
   toolCallId?: string | number;
-  /** The turn id, sent as `codex_event_id`. */
-  turnId?: string;
+  /** The current turn id, sent as `codex_event_id` (known only once the turn is queued). */
+  turnId?: () => string | undefined;
 }
 
 /**
@@ -134,7 +134,8 @@ export class ElicitationApprover implements Approver {
       codex_cwd: request.cwd,
     };
     if (this.#options.toolCallId !== undefined) params.codex_mcp_tool_call_id = String(this.#options.toolCallId);
-    if (this.#options.turnId !== undefined) params.codex_event_id = this.#options.turnId;
+    const turnId = this.#options.turnId?.();
+    if (turnId !== undefined) params.codex_event_id = turnId;
     if (request.reason !== undefined) params.codex_reason = request.reason;
     if (request.kind === 'exec') params.codex_command = request.command;
     else params.codex_changes = request.changes;

@@ -1,4 +1,4 @@
-import type { Readable, Writable } from 'node:stream';
+import { Transform, type Readable, type Writable } from 'node:stream';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
@@ -124,21 +124,23 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     controller?.abort(new Error(notification.params.reason ?? 'cancelled by the client'));
   });
 
-  const runTurn = async (extra: Extra, run: (callbacks: TurnCallbacks) => Promise<TurnOutcome>): Promise<CallToolResult> => {
+  const runTurn = async (extra: Extra, run: (callbacks: TurnCallbacks) => Promise<TurnOutcome>, knownThreadId?: string): Promise<CallToolResult> => {
     const controller = new AbortController();
     interrupters.set(extra.requestId, controller);
     const onClientGone = (): void => controller.abort(new Error('the MCP client went away'));
     extra.signal.addEventListener('abort', onClientGone, { once: true });
-    let threadId: string | undefined;
+    let threadId: string | undefined = knownThreadId;
+    let turnId: string | undefined;
     const report = progressReporter(extra, { codexEvents: options.codexEvents ?? false, logger });
     try {
-      const approver = new ElicitationApprover({ server: server.server, timeoutMs: options.approvalTimeoutMs, logger, toolCallId: extra.requestId });
+      const approver = new ElicitationApprover({ server: server.server, timeoutMs: options.approvalTimeoutMs, logger, toolCallId: extra.requestId, turnId: () => turnId });
       const outcome = await run({
         signal: controller.signal,
         approver,
-        onThread: (id, turnId) => {
+        onThread: (id, turn) => {
           threadId = id;
-          report.started(id, turnId);
+          turnId = turn;
+          report.started(id, turn);
         },
         onEvent: (event) => report.event(event),
       });
@@ -205,6 +207,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
           },
           callbacks,
         ),
+        threadId,
       );
     },
   );
@@ -275,11 +278,48 @@ export function createMcpServer(options: McpServerOptions): McpServer {
  * connected; `closed` resolves when the input ends or the transport closes.
  */
 export async function serveOverStdio(server: McpServer, input: Readable, output: Writable): Promise<{ closed: Promise<void> }> {
-  const transport = new StdioServerTransport(input, output);
+  const transport = new StdioServerTransport(input.pipe(nonObjectResultsAsErrors()), output);
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();
     input.once('end', () => resolve());
   });
   await server.connect(transport);
   return { closed };
+}
+
+const ResponseLineSchema = z.looseObject({ id: z.union([z.string(), z.number()]), result: z.unknown() });
+
+/**
+ * The SDK drops a response whose `result` is not an object (e.g. an approval answered with a bare
+ * `"approved"`), which would leave the request waiting until its timeout. This filter turns such a
+ * response into an error response, which the waiting request then sees at once (an approval: a
+ * denial).
+ */
+function nonObjectResultsAsErrors(): Transform {
+  let pending = '';
+  const fix = (line: string): string => {
+    if (!line.includes('"result"')) return line;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      return line;
+    }
+    const response = ResponseLineSchema.safeParse(value);
+    if (!response.success || 'method' in response.data) return line;
+    const result = response.data.result;
+    if (typeof result === 'object' && result !== null && !Array.isArray(result)) return line;
+    return JSON.stringify({ jsonrpc: '2.0', id: response.data.id, error: { code: -32600, message: `the result must be an object, got ${JSON.stringify(result)}` } });
+  };
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      pending += chunk.toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      callback(null, lines.map((line) => `${fix(line)}\n`).join(''));
+    },
+    flush(callback) {
+      callback(null, pending.length > 0 ? fix(pending) : '');
+    },
+  });
 }

@@ -378,11 +378,20 @@ export class ThreadManager {
     }
     const turnId = randomUUID();
     callbacks.onThread?.(thread.id, turnId);
-    const outcome = await thread.queue.add(() => this.#global.add(() => this.#runTurn(thread, turnId, prompt, selection, callbacks)), { signal: callbacks.signal }).catch((error: unknown) => {
+    // The call's signal only withdraws a turn that is still waiting: p-queue races a running task
+    // against its signal, which would free the thread for the next turn while this one winds down.
+    const waiting = new AbortController();
+    const withdraw = (): void => waiting.abort(callbacks.signal.reason);
+    if (callbacks.signal.aborted) withdraw();
+    else callbacks.signal.addEventListener('abort', withdraw, { once: true });
+    const run = (): Promise<TurnOutcome> => {
+      callbacks.signal.removeEventListener('abort', withdraw);
+      return this.#global.add(() => this.#runTurn(thread, turnId, prompt, selection, callbacks));
+    };
+    const outcome = await thread.queue.add(run, { signal: waiting.signal }).catch((error: unknown) => {
       if (callbacks.signal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
       throw error;
     });
-    if (outcome === undefined) throw new LocalError(LocalErrorCode.Aborted, 'the turn was not run');
     return outcome;
   }
 

@@ -1,7 +1,7 @@
 // Approvals end to end: our built server over stdio, the SDK client answering `elicitation/create`,
 // the fake model asking for commands and patches. Only a clear approval may let anything run.
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { startMcp, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
@@ -178,16 +178,18 @@ describe('approvals through elicitation, end to end', () => {
     expect(outputsAt(model, 1)).toEqual([expect.stringMatching(/exec_command was rejected/)]);
   });
 
-  it('denies when the answer is a bare string (a JSON-RPC result that is not an object), promptly and running nothing', async () => {
-    // 0.153 treated a bare "denied" as Denied at once. The approval timeout is left at its default
-    // (300 s), so the test only passes when the answer itself is turned into a denial.
-    mcp = await startMcp(home.path, { answer: () => 'approved' });
+  it('denies on a bare string answer (a JSON-RPC result that is not an object) because of the answer, not after the approval timeout', async () => {
+    // 0.153 turned a bare "denied" into Denied at once. A 10 s approval timeout bounds the test; the
+    // denial must come from the answer itself, so the model must not read "timed out".
+    mcp = await startMcp(home.path, { answer: () => 'approved', args: ['-c', 'multienv.approval_timeout_sec=10'] });
     steps.push(exec('touch unclear.txt'), say('fine'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBeFalsy();
     expect(existsSync(join(work.path, 'unclear.txt'))).toBe(false);
-    expect(outputsAt(model, 1)).toEqual([expect.stringMatching(/exec_command was rejected/)]);
-  }, 30_000);
+    const [output] = outputsAt(model, 1);
+    expect(output).toMatch(/exec_command was rejected/);
+    expect(output).not.toMatch(/timed out/i);
+  });
 
   it('denies when the client cannot show elicitations, saying so, and runs nothing', async () => {
     mcp = await startMcp(home.path);
@@ -251,16 +253,18 @@ describe('approvals through elicitation, end to end', () => {
   it('does not ask for known-safe commands under untrusted', async () => {
     const asked: Json[] = [];
     mcp = await startMcp(home.path, { answer: recording(asked, () => DENY) });
-    steps.push(exec('touch seen.txt && echo needs-asking'), exec('ls'), exec('cat seen.txt'), say('looked'));
+    await writeFile(join(work.path, 'readme.txt'), 'hello from readme\n');
+    steps.push(exec('ls'), exec('cat readme.txt'), exec('touch new.txt'), say('looked'));
     const result = await mcp.call('codex', untrusted('look around'));
     expect(result.structuredContent).toMatchObject({ content: 'looked' });
-    // The unsafe one was asked (and denied), so seen.txt does not exist and `ls` shows nothing.
+    // Only the unsafe one was asked (this answerer would have denied the others too).
     expect(asked).toHaveLength(1);
-    expect(asked[0]!.codex_command).toEqual([expect.any(String), '-c', 'touch seen.txt && echo needs-asking']);
+    expect(asked[0]!.codex_command).toEqual([expect.any(String), '-c', 'touch new.txt']);
     const outputs = outputsAt(model, 3);
-    expect(outputs[0]).toMatch(/rejected/);
-    expect(outputs[1]).toMatch(/Process exited with code 0/);
-    expect(outputs[2]).toMatch(/Process exited with code 1[\s\S]*seen\.txt/);
+    expect(outputs[0]).toMatch(/Process exited with code 0[\s\S]*readme\.txt/);
+    expect(outputs[1]).toMatch(/Process exited with code 0[\s\S]*hello from readme/);
+    expect(outputs[2]).toMatch(/exec_command was rejected/);
+    expect(existsSync(join(work.path, 'new.txt'))).toBe(false);
   });
 
   it('on-request asks only for commands the model escalates, showing its justification', async () => {
