@@ -197,4 +197,26 @@ describe('MCP server over stdio with the fake model', () => {
       await wsWork.cleanup();
     }
   });
+
+  it('shows images to the model with view_image and lists directories with list_dir', async () => {
+    // A 1x1 PNG.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    await writeFile(join(work.path, 'pixel.png'), png);
+    await writeFile(join(work.path, 'notes.txt'), 'not an image');
+    mcp = await startMcp(home.path);
+    steps.push(
+      { kind: 'output', items: [{ type: 'function_call', name: 'view_image', arguments: { path: 'pixel.png' } }] },
+      { kind: 'output', items: [{ type: 'function_call', name: 'view_image', arguments: { path: 'notes.txt' } }] },
+      { kind: 'output', items: [{ type: 'function_call', name: 'list_dir', arguments: { dir_path: '.' } }] },
+      say('seen'),
+    );
+    const result = await mcp.call('codex', { prompt: 'look', cwd: work.path });
+    expect(result.structuredContent).toMatchObject({ content: 'seen' });
+    const image = functionCallOutputs(model.requests[1]!)[0]?.output;
+    expect(image).toEqual([{ type: 'input_image', image_url: `data:image/png;base64,${png.toString('base64')}` }]);
+    expect(String(functionCallOutputs(model.requests[2]!).at(-1)?.output)).toMatch(/notes.txt is not a PNG, JPEG, GIF or WebP image/);
+    const listing = String(functionCallOutputs(model.requests[3]!).at(-1)?.output);
+    expect(listing).toContain(`Absolute path: ${work.path}`);
+    expect(listing).toMatch(/notes\.txt\npixel\.png/);
+  });
 });
