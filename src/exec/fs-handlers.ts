@@ -18,9 +18,10 @@ import {
   type DirectoryEntry,
   type FileMetadata,
 } from '../protocol/exec.js';
+import { withBase64Bytes } from '../rpc/base64-field.js';
 import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
-import { decodeBase64, encodeBase64 } from '../util/base64.js';
+import { decodeBase64 } from '../util/base64.js';
 import { ioError } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
 import { refuseUnsupportedSandbox } from './sandbox.js';
@@ -99,12 +100,12 @@ export class FsSessionState {
   }
 
   /** Reads up to `len` bytes at `offset`; `eof` is true when fewer bytes than asked remained. */
-  async read(handleId: string, offset: number, len: number): Promise<{ chunk: string; eof: boolean }> {
+  async read(handleId: string, offset: number, len: number): Promise<{ bytes: Buffer; eof: boolean }> {
     const file = this.#lookup(handleId);
     if (file.mode !== 'read') {
       throw RpcError.invalidRequest(`file handle \`${handleId}\` was opened with mode \`replace\` and cannot be read; open it with mode \`read\``);
     }
-    const buffer = Buffer.alloc(len);
+    const buffer = Buffer.allocUnsafe(len);
     let filled = 0;
     try {
       // A regular file returns short reads only at its end, but loop to be sure of it.
@@ -116,7 +117,7 @@ export class FsSessionState {
     } catch (error) {
       throw ioError(error);
     }
-    return { chunk: encodeBase64(buffer.subarray(0, filled)), eof: filled < len };
+    return { bytes: buffer.subarray(0, filled), eof: filled < len };
   }
 
   /** Writes all of `bytes` at `offset`; a gap past the end reads back as zeros. */
@@ -125,12 +126,8 @@ export class FsSessionState {
     if (file.mode !== 'replace') {
       throw RpcError.invalidRequest(`file handle \`${handleId}\` was opened with mode \`read\` and cannot be written; open it with mode \`replace\``);
     }
-    let written = 0;
     try {
-      while (written < bytes.length) {
-        const { bytesWritten } = await file.handle.write(bytes, written, bytes.length - written, offset + written);
-        written += bytesWritten;
-      }
+      await writeAll(file.handle, bytes, offset);
     } catch (error) {
       throw ioError(error);
     }
@@ -184,31 +181,31 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
     const data = await io(async () => {
-      const handle = await openRegularFile(path, follow ? 0 : constants.O_NOFOLLOW);
+      const { handle, size } = await openRegularFileWithSize(path, follow ? 0 : constants.O_NOFOLLOW);
       try {
-        return await readWhole(handle, path, maxReadFileBytes);
+        return await readWhole(handle, size, path, maxReadFileBytes);
       } finally {
-        await handle.close();
+        closeInBackground(handle);
       }
     });
-    return { dataBase64: encodeBase64(data) };
+    return withBase64Bytes({}, 'dataBase64', data);
   });
 
-  connection.onRequest(FsWriteFile, async (params) => {
+  connection.onRequestWithBytes(FsWriteFile, 'dataBase64', async (params) => {
     refuseUnsupportedSandbox(params.sandbox, FsWriteFile.method);
     const path = toPath(params.path);
-    const data = decodeBase64(params.dataBase64);
-    if (data === undefined) {
-      throw RpcError.invalidRequest(`fs/writeFile requires valid base64 dataBase64: ${describeInvalidBase64(params.dataBase64)}`);
+    const data = decodeBase64Field(params.dataBase64);
+    if (typeof data === 'string') {
+      throw RpcError.invalidRequest(`fs/writeFile requires valid base64 dataBase64: ${describeInvalidBase64(data)}`);
     }
     const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
     await io(async () => {
-      const handle = await openForReplace(path, follow ? 0 : constants.O_NOFOLLOW);
+      const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | (follow ? 0 : constants.O_NOFOLLOW), 0o666);
       try {
-        await handle.writeFile(data);
+        await replaceContents(handle, data);
       } finally {
-        await handle.close();
+        closeInBackground(handle);
       }
     });
     return {};
@@ -310,17 +307,18 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     return { handleId: params.handleId };
   });
 
-  connection.onRequest(FsReadBlock, (params) => {
+  connection.onRequest(FsReadBlock, async (params) => {
     if (params.len < 1 || params.len > MAX_READ_BLOCK_BYTES) {
       throw RpcError.invalidRequest(`file read block length must be between 1 and ${MAX_READ_BLOCK_BYTES}`);
     }
-    return state.read(params.handleId, params.offset, params.len);
+    const { bytes, eof } = await state.read(params.handleId, params.offset, params.len);
+    return withBase64Bytes({}, 'chunk', bytes, { eof });
   });
 
-  connection.onRequest(FsWriteBlock, async (params) => {
-    const bytes = decodeBase64(params.chunk);
-    if (bytes === undefined) {
-      throw RpcError.invalidParams(`fs/writeBlock requires valid base64 chunk: ${describeInvalidBase64(params.chunk)}`);
+  connection.onRequestWithBytes(FsWriteBlock, 'chunk', async (params) => {
+    const bytes = decodeBase64Field(params.chunk);
+    if (typeof bytes === 'string') {
+      throw RpcError.invalidParams(`fs/writeBlock requires valid base64 chunk: ${describeInvalidBase64(bytes)}`);
     }
     if (bytes.length < 1 || bytes.length > MAX_WRITE_BLOCK_BYTES) {
       throw RpcError.invalidRequest(`file write block length must be between 1 and ${MAX_WRITE_BLOCK_BYTES}`);
@@ -397,15 +395,29 @@ async function refuseSymlinkAncestors(path: string): Promise<void> {
  * but a regular file is refused as Codex does.
  */
 async function openRegularFile(path: string, extraFlags: number): Promise<FileHandle> {
+  return (await openRegularFileWithSize(path, extraFlags)).handle;
+}
+
+/** {@link openRegularFile}, with the size its `fstat` found. */
+async function openRegularFileWithSize(path: string, extraFlags: number): Promise<{ handle: FileHandle; size: number }> {
   const handle = await io(() => open(path, constants.O_RDONLY | constants.O_NONBLOCK | extraFlags));
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw RpcError.invalidRequest(`path \`${path}\` is not a file`);
-    return handle;
+    return { handle, size: info.size };
   } catch (error) {
     await handle.close();
     throw error instanceof RpcError ? error : ioError(error);
   }
+}
+
+/**
+ * Closes a file without holding up the answer: the contents are in place (a close reports no
+ * error a later reader would care about on a local file system; Codex, in Rust, drops its files
+ * and ignores the same errors). Saves a thread-pool round trip per whole-file read and write.
+ */
+function closeInBackground(handle: FileHandle): void {
+  handle.close().catch(() => undefined);
 }
 
 /** Opens for writing, creating or truncating, as `fs/writeFile` and `fs/open` `replace` do. */
@@ -413,25 +425,77 @@ function openForReplace(path: string, extraFlags: number): Promise<FileHandle> {
   return io(() => open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | extraFlags, 0o666));
 }
 
-/** Reads a whole file, refusing (before and while reading) to go past `limit` bytes. */
-async function readWhole(handle: FileHandle, path: string, limit: number): Promise<Buffer> {
-  const tooLarge = (size: number | string): RpcError =>
+/**
+ * Writes all of `bytes` at `offset`. One `write` per call, looping only on a short write:
+ * `FileHandle.writeFile` would cut a megabyte into 512 KiB writes, each a thread-pool round trip.
+ */
+async function writeAll(handle: FileHandle, bytes: Buffer, offset: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, offset + written);
+    written += bytesWritten;
+  }
+}
+
+/**
+ * Makes a file just opened for writing (without `O_TRUNC`) hold exactly `data`: written over the
+ * old contents while it is cut to the new length. The outcome is that of a truncating open
+ * followed by the write, without freeing and reallocating every block of a file being rewritten,
+ * which on ext4 costs several times the write itself. A failed write leaves what a truncating
+ * write would have: the file cut to the bytes written. A file that cannot be truncated (a pipe, a
+ * device), which `O_TRUNC` leaves alone, is left alone.
+ */
+async function replaceContents(handle: FileHandle, data: Buffer): Promise<void> {
+  let written = 0;
+  const writing = (async () => {
+    while (written < data.length) {
+      // At the file's offset (0 after open), so that a pipe works too.
+      const { bytesWritten } = await handle.write(data, written, data.length - written, null);
+      written += bytesWritten;
+    }
+  })();
+  // The two touch different things (blocks past the length, contents before it), so they run at once.
+  const [write, cut] = await Promise.allSettled([writing, handle.truncate(data.length)]);
+  if (write.status === 'rejected') {
+    await handle.truncate(written).catch(() => undefined);
+    throw write.reason;
+  }
+  if (cut.status === 'rejected' && (await handle.stat()).isFile()) throw cut.reason;
+}
+
+/**
+ * Reads a whole file whose `fstat` said `size`, refusing (before and while reading) to go past
+ * `limit` bytes. A file that grew or shrank since is read to its end all the same.
+ */
+async function readWhole(handle: FileHandle, size: number, path: string, limit: number): Promise<Buffer> {
+  const tooLarge = (reported: number | string): RpcError =>
     RpcError.invalidRequest(
-      `fs/readFile: \`${path}\` is ${size} bytes, over the ${limit}-byte limit of fs/readFile; read it in blocks with fs/open and fs/readBlock`,
+      `fs/readFile: \`${path}\` is ${reported} bytes, over the ${limit}-byte limit of fs/readFile; read it in blocks with fs/open and fs/readBlock`,
     );
-  const { size } = await handle.stat();
   if (size > limit) throw tooLarge(size);
-  const chunks: Buffer[] = [];
+  // The usual case takes one read: a buffer of the size plus one byte, so that a read that stops
+  // exactly at the size is known to have met the end (a regular file reads short only there).
+  // Nothing is zero-filled or concatenated; only what was read is returned.
+  const first = Buffer.allocUnsafe(size + 1);
   let total = 0;
   for (;;) {
+    const { bytesRead } = await handle.read(first, total, first.length - total, total);
+    if (bytesRead === 0) return first.subarray(0, total);
+    total += bytesRead;
+    if (total === size) return first.subarray(0, total);
+    if (total === first.length) break;
+  }
+  // The file grew past its size: read on in chunks up to the limit.
+  const chunks: Buffer[] = [first];
+  for (;;) {
     // One byte past the limit is enough to know a growing file went over it.
-    const want = Math.min(Math.max(size - total, 64 * 1024), limit + 1 - total);
-    const buffer = Buffer.alloc(want);
+    if (total > limit) throw tooLarge(`more than ${limit}`);
+    const want = Math.min(64 * 1024, limit + 1 - total);
+    const buffer = Buffer.allocUnsafe(want);
     const { bytesRead } = await handle.read(buffer, 0, want, total);
     if (bytesRead === 0) break;
     chunks.push(buffer.subarray(0, bytesRead));
     total += bytesRead;
-    if (total > limit) throw tooLarge(`more than ${limit}`);
   }
   return Buffer.concat(chunks, total);
 }
@@ -618,6 +682,14 @@ async function realpathOfNew(path: string): Promise<string | undefined> {
       return undefined;
     }
   }
+}
+
+/**
+ * The bytes of a base64 field of params registered with `onRequestWithBytes`: already decoded by
+ * the connection, or decoded here; invalid text comes back as is, for the error message.
+ */
+function decodeBase64Field(field: string | Buffer): Buffer | string {
+  return typeof field === 'string' ? (decodeBase64(field) ?? field) : field;
 }
 
 /** The reason text is not valid base64, in the words of the Rust `base64` crate Codex uses. */

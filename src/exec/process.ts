@@ -12,7 +12,7 @@ export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
 
 /** An event of a process's log; `seq` is shared by all kinds and starts at 1. */
 export type ProcessEvent =
-  | { kind: 'output'; seq: number; stream: OutputStream; chunk: string; bytes: number }
+  | { kind: 'output'; seq: number; stream: OutputStream; data: Buffer }
   | { kind: 'exited'; seq: number; exitCode: number }
   | { kind: 'closed'; seq: number };
 
@@ -216,12 +216,12 @@ export class ManagedProcess {
     for (const event of this.#retained) {
       if (event.seq <= afterSeq) continue;
       // At least one chunk is returned even when it alone exceeds the budget; chunks are never split.
-      if (maxBytes !== undefined && chunks.length > 0 && bytes + event.bytes > maxBytes) {
+      if (maxBytes !== undefined && chunks.length > 0 && bytes + event.data.length > maxBytes) {
         cutShort = true;
         break;
       }
-      chunks.push({ seq: event.seq, stream: event.stream, chunk: event.chunk });
-      bytes += event.bytes;
+      chunks.push({ seq: event.seq, stream: event.stream, chunk: encodeBase64(event.data) });
+      bytes += event.data.length;
     }
     const last = chunks[chunks.length - 1];
     return {
@@ -262,11 +262,12 @@ export class ManagedProcess {
   }
 
   #output(stream: OutputStream, data: Buffer): void {
-    const event = { kind: 'output' as const, seq: ++this.#seq, stream, chunk: encodeBase64(data), bytes: data.length };
+    // Raw bytes are retained (base64 is made when sent or read): a third less memory.
+    const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
     this.#retained.push(event);
-    this.#retainedBytes += event.bytes;
+    this.#retainedBytes += data.length;
     while (this.#retainedBytes > this.#retainLimit && this.#retained.length > 1) {
-      this.#retainedBytes -= this.#retained.shift()?.bytes ?? 0;
+      this.#retainedBytes -= this.#retained.shift()?.data.length ?? 0;
     }
     this.#onEvent(event);
     this.#changed();

@@ -16,6 +16,7 @@ import {
   ProcessWrite,
 } from '../protocol/exec.js';
 import { RpcErrorCode } from '../protocol/jsonrpc.js';
+import { withBase64Bytes } from '../rpc/base64-field.js';
 import { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import type { MessageTransport } from '../transport/transport.js';
@@ -112,7 +113,7 @@ class Session {
     let ok: boolean;
     switch (event.kind) {
       case 'output':
-        ok = connection.notify(ProcessOutput, { processId, seq: event.seq, stream: event.stream, chunk: event.chunk });
+        ok = connection.notify(ProcessOutput, withBase64Bytes({ processId, seq: event.seq, stream: event.stream }, 'chunk', event.data));
         break;
       case 'exited':
         ok = connection.notify(ProcessExited, { processId, seq: event.seq, exitCode: event.exitCode, sandboxDenied: false });
@@ -291,11 +292,11 @@ export class ExecServer {
       });
     });
 
-    connection.onRequest(ProcessWrite, (params) => {
+    connection.onRequestWithBytes(ProcessWrite, 'chunk', (params) => {
       const entry = session.processes.get(params.processId);
       if (entry === undefined) return { status: 'unknownProcess' as const };
       if (entry === 'starting') return { status: 'starting' as const };
-      const bytes = decodeBase64(params.chunk);
+      const bytes = typeof params.chunk === 'string' ? decodeBase64(params.chunk) : params.chunk;
       if (bytes === undefined) throw RpcError.invalidParams('process/write requires valid base64 chunk');
       return { status: entry.write(bytes, params.writeId) };
     });

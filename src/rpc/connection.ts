@@ -1,11 +1,15 @@
 import type { z } from 'zod';
-import { classifyMessage, RpcErrorCode, type RequestId } from '../protocol/jsonrpc.js';
+import { classifyMessage, RpcErrorCode, type IncomingMessage, type RequestId } from '../protocol/jsonrpc.js';
 import type { MethodSpec, NotificationSpec } from '../protocol/exec.js';
+import { decodeUtf8 } from '../transport/text.js';
 import type { MessageTransport } from '../transport/transport.js';
 import { abortReason } from '../util/abort.js';
+import { decodeBase64Bytes } from '../util/base64.js';
 import { deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { WithBase64Field } from './base64-field.js';
+import { LARGE_FIELD_PLACEHOLDER, splitLargeString } from './large-base64.js';
 import { describeParamsError, RpcError } from './errors.js';
 
 /** Default bound on an outgoing request that names no timeout of its own. */
@@ -18,8 +22,11 @@ export interface RequestContext {
   readonly signal: AbortSignal;
 }
 
-/** Handles one request; throw an {@link RpcError} for a specific wire error. */
-export type RequestHandler<P, R> = (params: P, context: RequestContext) => Promise<R> | R;
+/**
+ * Handles one request; throw an {@link RpcError} for a specific wire error. A result carrying a
+ * large base64 field may be returned as made by `withBase64Bytes`.
+ */
+export type RequestHandler<P, R> = (params: P, context: RequestContext) => Promise<R | WithBase64Field<R>> | R | WithBase64Field<R>;
 
 /** Options of {@link RpcConnection}. */
 export interface RpcConnectionOptions {
@@ -50,7 +57,18 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-type AnyRequestHandler = { schema: z.ZodType; handler: RequestHandler<unknown, unknown> };
+/**
+ * Params whose base64 field `K` is either its text or, when the connection already decoded it
+ * (strictly) from a large message, the bytes.
+ */
+export type WithBytesField<T, K extends keyof T> = { [F in keyof T]: F extends K ? string | Buffer : T[F] };
+
+type AnyRequestHandler = {
+  schema: z.ZodType;
+  handler: (params: unknown, context: RequestContext) => unknown;
+  /** The params field a large message may deliver decoded. */
+  bytesField?: string;
+};
 type AnyNotificationHandler = { schema: z.ZodType; handler: (params: unknown) => void };
 
 /**
@@ -69,6 +87,8 @@ export class RpcConnection {
   readonly #closed = deferred<Error | undefined>();
   readonly #drainWaiters: (() => void)[] = [];
   #nextId = 1;
+  /** Whether any handler was registered with `onRequestWithBytes` (else no message takes that path). */
+  #takesBytes = false;
   #congested = false;
   #isClosed = false;
   #started = false;
@@ -115,6 +135,7 @@ export class RpcConnection {
     if (this.#started) throw new LocalError(LocalErrorCode.ProtocolViolation, 'connection already started');
     this.#started = true;
     this.#transport.onmessage = (text) => this.#onMessage(text);
+    this.#transport.onbytes = (bytes) => this.#onBytes(bytes);
     this.#transport.onerror = (error) => this.#onTransportError(error);
     this.#transport.onclose = (reason) => this.#onClose(reason);
     this.#transport.ondrain = () => this.#onDrain();
@@ -123,12 +144,28 @@ export class RpcConnection {
 
   /** Registers the handler of `spec.method`; params are validated against `spec.params`. */
   onRequest<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, handler: RequestHandler<z.output<P>, z.input<R>>): void {
-    this.#requestHandlers.set(spec.method, { schema: spec.params, handler: handler as RequestHandler<unknown, unknown> });
+    this.#requestHandlers.set(spec.method, { schema: spec.params, handler: handler as AnyRequestHandler['handler'] });
   }
 
   /** Registers the handler of a notification; invalid params are logged and dropped. */
   onNotification<P extends z.ZodType>(spec: NotificationSpec<P>, handler: (params: z.output<P>) => void): void {
     this.#notificationHandlers.set(spec.method, { schema: spec.params, handler: handler as (params: unknown) => void });
+  }
+
+  /**
+   * Registers the handler of `spec.method`, whose params carry the base64 field `key` (a file's
+   * contents, say). From a large message the connection decodes that field while parsing, never
+   * making its megabytes of text into a string, and the handler gets a Buffer; otherwise it gets
+   * the text as usual, valid or not (reporting invalid base64 stays the handler's job). The
+   * field's schema must accept any string.
+   */
+  onRequestWithBytes<P extends z.ZodType, R extends z.ZodType, K extends keyof z.output<P> & string>(
+    spec: MethodSpec<P, R>,
+    key: K,
+    handler: RequestHandler<WithBytesField<z.output<P>, K>, z.input<R>>,
+  ): void {
+    this.#requestHandlers.set(spec.method, { schema: spec.params, handler: handler as AnyRequestHandler['handler'], bytesField: key });
+    this.#takesBytes = true;
   }
 
   /** Sends a request and resolves with its result, validated against `spec.result`. */
@@ -172,8 +209,12 @@ export class RpcConnection {
     });
   }
 
-  /** Sends a notification. Returns false when the transport is congested (the message is queued). */
-  notify<P extends z.ZodType>(spec: NotificationSpec<P>, params: z.input<P>): boolean {
+  /**
+   * Sends a notification; params carrying a large base64 field may be wrapped by
+   * `withBase64Bytes`. Returns false when the transport is congested (the message is queued).
+   */
+  notify<P extends z.ZodType>(spec: NotificationSpec<P>, params: z.input<P> | WithBase64Field<z.input<P>>): boolean {
+    if (params instanceof WithBase64Field) return this.#sendBytes(params.encode(`{"method":${JSON.stringify(spec.method)},"params":`, '}'));
     return this.#send({ method: spec.method, params });
   }
 
@@ -191,9 +232,54 @@ export class RpcConnection {
     return ok;
   }
 
+  #sendBytes(message: Buffer): boolean {
+    if (this.#isClosed) return true;
+    const ok = this.#transport.send(message);
+    if (!ok) this.#congested = true;
+    return ok;
+  }
+
+  #sendResult(id: RequestId, result: unknown): void {
+    if (result instanceof WithBase64Field) this.#sendBytes(result.encode(`{"id":${JSON.stringify(id)},"result":`, '}'));
+    else this.#send({ id, result: result ?? {} });
+  }
+
   #onDrain(): void {
     this.#congested = false;
     for (const waiter of this.#drainWaiters.splice(0)) waiter();
+  }
+
+  #onBytes(bytes: Buffer): void {
+    if (!this.#onLargeRequest(bytes)) this.#onMessage(decodeUtf8(bytes));
+  }
+
+  /**
+   * The fast path for a large request to a handler registered with `onRequestWithBytes`: the
+   * large field is cut out, decoded from the bytes, and handed over as a Buffer. Returns false
+   * (nothing done) whenever the message is anything else, and it is then parsed whole.
+   */
+  #onLargeRequest(bytes: Buffer): boolean {
+    if (!this.#takesBytes) return false;
+    const split = splitLargeString(bytes);
+    if (split === undefined) return false;
+    let value: unknown;
+    try {
+      value = JSON.parse(split.text);
+    } catch {
+      return false;
+    }
+    const message = classifyFast(value);
+    if (message?.kind !== 'request') return false;
+    const bytesField = this.#requestHandlers.get(message.method)?.bytesField;
+    const params = message.params;
+    if (bytesField === undefined || typeof params !== 'object' || params === null || (params as Record<string, unknown>)[bytesField] !== LARGE_FIELD_PLACEHOLDER) {
+      return false;
+    }
+    // Strict base64 is what makes the substitution exact (see splitLargeString).
+    const decoded = decodeBase64Bytes(split.field);
+    if (decoded === undefined) return false;
+    this.#dispatchRequest(message.id, message.method, params, decoded);
+    return true;
   }
 
   #onMessage(text: string): void {
@@ -204,7 +290,7 @@ export class RpcConnection {
       this.#sendParseError(errorMessage(error));
       return;
     }
-    const message = classifyMessage(value);
+    const message = classifyFast(value) ?? classifyMessage(value);
     switch (message.kind) {
       case 'invalid':
         this.#sendParseError(message.reason);
@@ -242,7 +328,8 @@ export class RpcConnection {
     this.#options.onUnsolicitedResponse?.();
   }
 
-  #dispatchRequest(id: RequestId, method: string, params: unknown): void {
+  /** `decoded`: the bytes of the handler's bytes field, whose text in `params` is the placeholder. */
+  #dispatchRequest(id: RequestId, method: string, params: unknown, decoded?: Buffer): void {
     this.#logger.trace('request', { method, id, from: this.label });
     // The guard runs first: handlers may be registered only once the handshake is done.
     const refusal = this.#options.guard?.(method);
@@ -261,12 +348,13 @@ export class RpcConnection {
       this.#send({ error: { code: RpcErrorCode.InvalidParams, message: describeParamsError(parsed.error) }, id });
       return;
     }
+    if (decoded !== undefined && entry.bytesField !== undefined) (parsed.data as Record<string, unknown>)[entry.bytesField] = decoded;
     const context: RequestContext = { id, signal: this.#lifetime.signal };
     // Promise.resolve().then puts synchronous throws into the same path as rejections.
     Promise.resolve()
       .then(() => entry.handler(parsed.data, context))
       .then(
-        (result) => this.#send({ id, result: result ?? {} }),
+        (result) => this.#sendResult(id, result),
         (error: unknown) => {
           if (error instanceof RpcError) {
             this.#send({ error: error.toJSON(), id });
@@ -322,4 +410,26 @@ export class RpcConnection {
       this.#closed.resolve(reason);
     }
   }
+}
+
+/**
+ * The common shapes, classified without a schema pass: a request or a result whose id is a safe
+ * integer or a string, a notification, all with a string method. Anything else (errors, odd ids,
+ * malformed messages) returns undefined and goes through {@link classifyMessage}, which has the
+ * last word; what this accepts, it accepts too, with the same outcome.
+ */
+function classifyFast(value: unknown): IncomingMessage | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const record = value as Record<string, unknown>;
+  const { id, method } = record;
+  const idOk = typeof id === 'string' || Number.isSafeInteger(id);
+  if (typeof method === 'string') {
+    if (id === undefined && !('id' in record)) return { kind: 'notification', method, params: record.params };
+    if (idOk) return { kind: 'request', id: id as RequestId, method, params: record.params };
+    return undefined;
+  }
+  if (method === undefined && !('method' in record) && !('error' in record) && 'result' in record && idOk) {
+    return { kind: 'result', id: id as RequestId, result: record.result };
+  }
+  return undefined;
 }

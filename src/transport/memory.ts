@@ -1,3 +1,4 @@
+import { decodeUtf8 } from './text.js';
 import type { MessageTransport } from './transport.js';
 
 class MemoryTransport implements MessageTransport {
@@ -19,9 +20,9 @@ class MemoryTransport implements MessageTransport {
     for (const text of pending) this.#deliver(text);
   }
 
-  send(text: string): boolean {
+  send(message: string | Buffer): boolean {
     if (this.#closed) return true;
-    if (this.peer !== undefined) this.peer.#receive(text);
+    if (this.peer !== undefined) this.peer.#receive(typeof message === 'string' ? message : decodeUtf8(message));
     return true;
   }
 

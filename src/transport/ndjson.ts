@@ -10,7 +10,8 @@ export class NdjsonReader {
   #discarding = false;
 
   constructor(
-    private readonly onLine: (line: string) => void,
+    /** Receives each line's bytes, without the newline (and without a `\r` before it). */
+    private readonly onLine: (line: Buffer) => void,
     private readonly onOversize: (error: LocalError) => void,
     private readonly maxLineBytes: number,
   ) {}
@@ -50,10 +51,10 @@ export class NdjsonReader {
       this.#discarding = false;
       return;
     }
-    const line = this.#chunks.length === 1 ? this.#chunks[0]!.toString('utf8') : Buffer.concat(this.#chunks).toString('utf8');
+    let line = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length);
     this.#chunks = [];
     this.#length = 0;
-    // Blank lines are ignored, as the Codex exec-server does.
-    if (line.trim().length > 0) this.onLine(line.endsWith('\r') ? line.slice(0, -1) : line);
+    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, -1);
+    if (line.length > 0) this.onLine(line);
   }
 }

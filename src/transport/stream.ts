@@ -1,7 +1,10 @@
 import type { Readable, Writable } from 'node:stream';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { NdjsonReader } from './ndjson.js';
+import { decodeUtf8 } from './text.js';
 import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport } from './transport.js';
+
+const NEWLINE = Buffer.from('\n');
 
 /** Options of {@link StreamTransport}. */
 export interface StreamTransportOptions {
@@ -19,10 +22,12 @@ export interface StreamTransportOptions {
  */
 export class StreamTransport implements MessageTransport {
   onmessage?: (text: string) => void;
+  onbytes?: (bytes: Buffer) => void;
   onerror?: (error: Error) => void;
   onclose?: (reason?: Error) => void;
   ondrain?: () => void;
   #closed = false;
+  #corked = false;
   #closing?: Promise<void>;
   readonly #reader: NdjsonReader;
 
@@ -33,7 +38,7 @@ export class StreamTransport implements MessageTransport {
     private readonly options: StreamTransportOptions = {},
   ) {
     this.#reader = new NdjsonReader(
-      (line) => this.onmessage?.(line),
+      (line) => this.#onLine(line),
       (error) => this.onerror?.(error),
       options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     );
@@ -47,14 +52,39 @@ export class StreamTransport implements MessageTransport {
     this.output.on('error', this.#onOutputError);
   }
 
-  send(text: string): boolean {
+  send(message: string | Buffer): boolean {
     if (this.#closed || this.output.writableEnded || this.output.destroyed) return true;
-    return this.output.write(`${text}\n`);
+    // Messages sent in one tick go out in one write (one syscall for many small responses).
+    if (!this.#corked) {
+      this.#corked = true;
+      this.output.cork();
+      process.nextTick(this.#uncork);
+    }
+    if (typeof message === 'string') return this.output.write(`${message}\n`);
+    // Two writes rather than a concatenation: a large payload is not copied again.
+    this.output.write(message);
+    return this.output.write(NEWLINE);
   }
+
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.output.uncork();
+  };
 
   close(): Promise<void> {
     this.#closing ??= this.#shutdown(undefined);
     return this.#closing;
+  }
+
+  #onLine(line: Buffer): void {
+    // A line opening with `{` is not blank; anything else is decoded and checked.
+    if (this.onbytes !== undefined && line[0] === 0x7b) {
+      this.onbytes(line);
+      return;
+    }
+    const text = decodeUtf8(line);
+    // Blank lines are ignored, as the Codex exec-server does.
+    if (text.trim().length > 0) this.onmessage?.(text);
   }
 
   readonly #onData = (data: Buffer | string): void => {
