@@ -1,6 +1,6 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { spawn as spawnPty, type IPty } from '@lydell/node-pty';
+import type { IPty } from '@lydell/node-pty';
 import type { OutputChunk, OutputStream, ProcessReadResult, WriteStatus } from '../protocol/exec.js';
 import { RpcError } from '../rpc/errors.js';
 import { abortReason } from '../util/abort.js';
@@ -104,7 +104,9 @@ export class ManagedProcess {
     return process;
   }
 
-  static #spawnPty(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
+  static async #spawnPty(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
+    // Loaded on first use: most sessions never open a terminal, and start-up time matters.
+    const { spawn: spawnPty } = await import('@lydell/node-pty');
     let pty: IPty;
     try {
       pty = spawnPty(spec.file, [...spec.argv.slice(1)], {
@@ -116,7 +118,7 @@ export class ManagedProcess {
         encoding: null,
       });
     } catch (error) {
-      return Promise.reject(RpcError.internal(`failed to start a terminal: ${error instanceof Error ? error.message : String(error)}`));
+      throw RpcError.internal(`failed to start a terminal: ${error instanceof Error ? error.message : String(error)}`);
     }
     const process = new ManagedProcess(pty.pid, spec, options);
     process.#pty = pty;
@@ -126,7 +128,7 @@ export class ManagedProcess {
       process.#exited(signal !== undefined && signal > 0 ? 128 + signal : exitCode);
       process.#markClosed();
     });
-    return Promise.resolve(process);
+    return process;
   }
 
   /** True once the process has exited and its output is drained. */

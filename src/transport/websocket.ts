@@ -1,7 +1,19 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type * as WsModule from 'ws';
+import type { RawData, WebSocket } from 'ws';
+
+/** `ws` is loaded on first use (about 40 ms of start-up otherwise). */
+let wsLoading: Promise<typeof WsModule> | undefined;
+function loadWs(): Promise<typeof WsModule> {
+  wsLoading ??= import('ws');
+  return wsLoading;
+}
+
+/** `WebSocket.OPEN` and `WebSocket.CLOSED`, without loading `ws`. */
+const OPEN = 1;
+const CLOSED = 3;
 import { sleep } from '../util/abort.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { decodeUtf8 } from './text.js';
@@ -52,7 +64,7 @@ class WebSocketTransport implements MessageTransport {
   }
 
   send(message: string | Buffer): boolean {
-    if (this.socket.readyState !== WebSocket.OPEN) return true;
+    if (this.socket.readyState !== OPEN) return true;
     if (this.raw !== undefined && !this.#corked) {
       this.#corked = true;
       this.raw.cork();
@@ -93,7 +105,7 @@ class WebSocketTransport implements MessageTransport {
 }
 
 function isClosed(socket: WebSocket): boolean {
-  return socket.readyState === WebSocket.CLOSED;
+  return socket.readyState === CLOSED;
 }
 
 function rawToBuffer(data: RawData): Buffer {
@@ -114,7 +126,8 @@ export interface WebSocketConnectOptions {
 }
 
 /** Opens a websocket to `url` and resolves with a started-able transport once the upgrade succeeded. */
-export function connectWebSocket(url: string, options: WebSocketConnectOptions): Promise<MessageTransport> {
+export async function connectWebSocket(url: string, options: WebSocketConnectOptions): Promise<MessageTransport> {
+  const { WebSocket } = await loadWs();
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, {
       headers: options.headers,
@@ -197,6 +210,7 @@ export interface WebSocketListener {
  * HTTP answers for everything else, like the Codex exec-server.
  */
 export async function listenWebSocket(options: WebSocketListenOptions): Promise<WebSocketListener> {
+  const { WebSocketServer } = await loadWs();
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false });
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
