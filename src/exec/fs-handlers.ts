@@ -174,21 +174,22 @@ export function createFsSessionState(): FsSessionState {
 export function registerFsHandlers(connection: RpcConnection, state: FsSessionState, options: FsHandlerOptions = {}): void {
   const maxReadFileBytes = options.maxReadFileBytes ?? DEFAULT_MAX_READ_FILE_BYTES;
   const maxOpenHandles = options.maxOpenHandles ?? DEFAULT_MAX_OPEN_HANDLES;
+  const readBuffers = new ScratchBuffer(MAX_SCRATCH_BYTES);
 
   connection.onRequest(FsReadFile, async (params) => {
     refuseUnsupportedSandbox(params.sandbox, FsReadFile.method);
     const path = toPath(params.path);
     const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
-    const data = await io(async () => {
+    const { data, release } = await io(async () => {
       const { handle, size } = await openRegularFileWithSize(path, follow ? 0 : constants.O_NOFOLLOW);
       try {
-        return await readWhole(handle, size, path, maxReadFileBytes);
+        return await readWhole(handle, size, path, maxReadFileBytes, readBuffers);
       } finally {
         closeInBackground(handle);
       }
     });
-    return withBase64Bytes({}, 'dataBase64', data);
+    return withBase64Bytes({}, 'dataBase64', data, {}, release);
   });
 
   connection.onRequestWithBytes(FsWriteFile, 'dataBase64', async (params) => {
@@ -463,11 +464,39 @@ async function replaceContents(handle: FileHandle, data: Buffer): Promise<void> 
   if (cut.status === 'rejected' && (await handle.stat()).isFile()) throw cut.reason;
 }
 
+/** Largest buffer {@link ScratchBuffer} keeps between whole-file reads. */
+const MAX_SCRATCH_BYTES = 4 * 1024 * 1024;
+
+/**
+ * One buffer lent out for a whole-file read and taken back once its contents are encoded, so that
+ * a connection reading file after file does not allocate a new megabyte each time: V8 counts
+ * such buffers as external memory and answers its growth with full garbage collections. A second
+ * read while the buffer is out, or a file larger than `maxBytes`, gets a buffer of its own.
+ */
+class ScratchBuffer {
+  #buffer?: Buffer;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** A buffer of `size` bytes (contents undefined) and the function that gives it back. */
+  take(size: number): { buffer: Buffer; release: () => void } {
+    const lent = this.#buffer;
+    if (lent !== undefined && lent.length >= size) {
+      this.#buffer = undefined;
+      return { buffer: lent.subarray(0, size), release: () => (this.#buffer = lent) };
+    }
+    const fresh = Buffer.allocUnsafe(size);
+    if (size > this.maxBytes) return { buffer: fresh, release: () => undefined };
+    return { buffer: fresh, release: () => (this.#buffer = fresh) };
+  }
+}
+
 /**
  * Reads a whole file whose `fstat` said `size`, refusing (before and while reading) to go past
- * `limit` bytes. A file that grew or shrank since is read to its end all the same.
+ * `limit` bytes. A file that grew or shrank since is read to its end all the same. The data may
+ * live in a scratch buffer: call `release` once done with it.
  */
-async function readWhole(handle: FileHandle, size: number, path: string, limit: number): Promise<Buffer> {
+async function readWhole(handle: FileHandle, size: number, path: string, limit: number, scratch: ScratchBuffer): Promise<{ data: Buffer; release: () => void }> {
   const tooLarge = (reported: number | string): RpcError =>
     RpcError.invalidRequest(
       `fs/readFile: \`${path}\` is ${reported} bytes, over the ${limit}-byte limit of fs/readFile; read it in blocks with fs/open and fs/readBlock`,
@@ -476,17 +505,22 @@ async function readWhole(handle: FileHandle, size: number, path: string, limit: 
   // The usual case takes one read: a buffer of the size plus one byte, so that a read that stops
   // exactly at the size is known to have met the end (a regular file reads short only there).
   // Nothing is zero-filled or concatenated; only what was read is returned.
-  const first = Buffer.allocUnsafe(size + 1);
+  const { buffer: first, release } = scratch.take(size + 1);
   let total = 0;
-  for (;;) {
-    const { bytesRead } = await handle.read(first, total, first.length - total, total);
-    if (bytesRead === 0) return first.subarray(0, total);
-    total += bytesRead;
-    if (total === size) return first.subarray(0, total);
-    if (total === first.length) break;
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(first, total, first.length - total, total);
+      if (bytesRead === 0 || total + bytesRead === size) return { data: first.subarray(0, total + bytesRead), release };
+      total += bytesRead;
+      if (total === first.length) break;
+    }
+  } catch (error) {
+    release();
+    throw error;
   }
   // The file grew past its size: read on in chunks up to the limit.
-  const chunks: Buffer[] = [first];
+  const chunks: Buffer[] = [Buffer.from(first)];
+  release();
   for (;;) {
     // One byte past the limit is enough to know a growing file went over it.
     if (total > limit) throw tooLarge(`more than ${limit}`);
@@ -497,7 +531,7 @@ async function readWhole(handle: FileHandle, size: number, path: string, limit: 
     chunks.push(buffer.subarray(0, bytesRead));
     total += bytesRead;
   }
-  return Buffer.concat(chunks, total);
+  return { data: Buffer.concat(chunks, total), release: () => undefined };
 }
 
 function metadataOf(info: Stats, isSymlink: boolean): FileMetadata {

@@ -21,6 +21,8 @@ export class WithBase64Field<T> {
     readonly bytes: Uint8Array,
     /** The fields after the base64 one. */
     readonly after: object = {},
+    /** Called once `bytes` have been encoded (and may be reused). */
+    readonly release?: () => void,
   ) {}
 
   /**
@@ -41,6 +43,7 @@ export class WithBase64Field<T> {
       offset += out.write(bytes.toString('base64', start, Math.min(start + ENCODE_SLICE_BYTES, bytes.length)), offset, 'latin1');
     }
     out.write(tail, offset, 'utf8');
+    this.release?.();
     return out;
   }
 }
@@ -53,13 +56,15 @@ const ENCODE_SLICE_BYTES = 3 * 16 * 1024;
 
 /**
  * `fields`, then `key`: the standard padded base64 of `bytes` (encoded while serializing), then
- * `after`.
+ * `after`. `release`, when given, is called once the bytes are encoded: a scratch buffer can then
+ * go back to its pool.
  */
 export function withBase64Bytes<F extends object, K extends string, A extends object = Record<never, never>>(
   fields: F,
   key: K,
   bytes: Uint8Array,
   after?: A,
+  release?: () => void,
 ): WithBase64Field<F & Record<K, string> & A> {
-  return new WithBase64Field(fields, key, bytes, after);
+  return new WithBase64Field(fields, key, bytes, after, release);
 }

@@ -1,7 +1,7 @@
 import { decodeUtf8 } from '../transport/text.js';
 
 /** Messages shorter than this (in bytes) are always parsed whole. */
-export const LARGE_MESSAGE_BYTES = 64 * 1024;
+const LARGE_MESSAGE_BYTES = 64 * 1024;
 /** A string at least this long is worth keeping out of the `JSON.parse` pass. */
 const LARGE_STRING_BYTES = 32 * 1024;
 /** Bound on the strings examined while looking for the large one. */
@@ -22,8 +22,8 @@ export interface SplitMessage {
 
 /**
  * Cuts the first long string out of a large message (a file's contents, say) so the rest can be
- * parsed alone; `JSON.parse` would copy the megabyte into a string one character at a time, and
- * the text of the whole message would have been one more megabyte string. Returns undefined for
+ * parsed alone: `JSON.parse` would copy the megabyte into a new string, and the text of the whole
+ * message would have been one more megabyte string. Returns undefined for
  * small messages, messages without such a string, and when the placeholder already occurs.
  *
  * The caller must only use the result when `field` is strict base64 (no quote, escape or control
