@@ -350,9 +350,16 @@ export class RpcConnection {
     }
     if (decoded !== undefined && entry.bytesField !== undefined) (parsed.data as Record<string, unknown>)[entry.bytesField] = decoded;
     const context: RequestContext = { id, signal: this.#lifetime.signal };
-    // Promise.resolve().then puts synchronous throws into the same path as rejections.
-    Promise.resolve()
-      .then(() => entry.handler(parsed.data, context))
+    // Handlers start synchronously, in arrival order, so state a handler sets before its first
+    // await (the handshake, a reserved process id) is seen by the next message of the same write.
+    // A synchronous throw takes the same path as a rejection.
+    let started: unknown;
+    try {
+      started = entry.handler(parsed.data, context);
+    } catch (error) {
+      started = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    Promise.resolve(started)
       .then(
         (result) => this.#sendResult(id, result),
         (error: unknown) => {

@@ -145,6 +145,23 @@ describe('our exec-server: authentication and listening', () => {
 });
 
 describe('our exec-server over stdio', () => {
+  it('accepts initialize, initialized and a request pipelined in one write', async () => {
+    const work = await tempDir('exec-pipelined-');
+    const peer = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio']);
+    peer.send(
+      [
+        JSON.stringify({ id: 1, method: 'initialize', params: { clientName: 'pipelined' } }),
+        JSON.stringify({ method: 'initialized' }),
+        JSON.stringify({ id: 2, method: 'fs/getMetadata', params: { path: `file://${work.path}` } }),
+      ].join('\n'),
+    );
+    expect(await peer.next()).toMatchObject({ id: 1, result: { sessionId: expect.any(String) } });
+    expect(await peer.next()).toMatchObject({ id: 2, result: { isDirectory: true } });
+    await peer.close();
+    expect(await peer.exitCode).toBe(0);
+    await work.cleanup();
+  });
+
   it('kills the whole process group of every process when stdin closes', async () => {
     const work = await tempDir('exec-stdio-');
     const peer = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio']);
