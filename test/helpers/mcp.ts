@@ -5,7 +5,8 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { CLI } from './process.js';
+import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
+import { CLI, tempDir } from './process.js';
 
 /** A running MCP server (our built CLI) with a connected SDK client. */
 export interface McpHarness {
@@ -121,4 +122,28 @@ export async function startMcp(codexHome: string, options: { answer?: Elicitatio
 export function textOf(result: CallToolResult): string {
   const first = result.content[0];
   return first?.type === 'text' ? first.text : '';
+}
+
+/** The per-test world of an MCP end-to-end test: a CODEX_HOME, a work folder and the fake model. */
+export interface McpTestWorld {
+  home: { path: string; cleanup: () => Promise<void> };
+  work: { path: string; cleanup: () => Promise<void> };
+  model: FakeResponsesServer;
+}
+
+/** Creates the temporary folders, starts the fake model with `respond` and writes config.toml for it. */
+export async function setUpMcpWorld(prefix: string, respond: (request: RecordedRequest, index: number) => FakeStep): Promise<McpTestWorld> {
+  const home = await tempDir(`${prefix}-home-`);
+  const work = await tempDir(`${prefix}-work-`);
+  const model = await startFakeResponsesServer({ respond });
+  await writeMcpConfig(home.path, model.url);
+  return { home, work, model };
+}
+
+/** Closes the client (and so the server), the fake model, and removes the folders. */
+export async function tearDownMcpWorld(world: McpTestWorld, mcp: McpHarness | undefined): Promise<void> {
+  await mcp?.close();
+  await world.model.close();
+  await world.home.cleanup();
+  await world.work.cleanup();
 }

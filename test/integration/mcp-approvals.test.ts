@@ -3,9 +3,9 @@
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { functionCallOutputs, startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { startMcp, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
-import { CLI, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { functionCallOutputs, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
+import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
+import { CLI, startOurWsExecServer, type ListeningProcess } from '../helpers/process.js';
 
 type Json = Record<string, unknown>;
 
@@ -63,18 +63,12 @@ describe('approvals through elicitation, end to end', () => {
   };
 
   beforeEach(async () => {
-    home = await tempDir('mcp-appr-home-');
-    work = await tempDir('mcp-appr-work-');
     steps = [];
-    model = await startFakeResponsesServer({ respond: () => steps.shift() ?? say('script exhausted') });
-    await writeMcpConfig(home.path, model.url);
+    ({ home, work, model } = await setUpMcpWorld('mcp-appr', () => steps.shift() ?? say('script exhausted')));
   });
   afterEach(async () => {
-    await mcp?.close();
+    await tearDownMcpWorld({ home, work, model }, mcp);
     mcp = undefined;
-    await model.close();
-    await home.cleanup();
-    await work.cleanup();
   });
 
   it('asks in form mode with a flat enum schema and the old vendor fields, and runs the command once approved', async () => {

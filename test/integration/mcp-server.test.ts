@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
+import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
+import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { CODEX, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
@@ -15,18 +15,12 @@ describe('MCP server over stdio with the fake model', () => {
   let mcp: McpHarness | undefined;
 
   beforeEach(async () => {
-    home = await tempDir('mcp-home-');
-    work = await tempDir('mcp-work-');
     steps = [];
-    model = await startFakeResponsesServer({ respond: () => steps.shift() ?? say('script exhausted') });
-    await writeMcpConfig(home.path, model.url);
+    ({ home, work, model } = await setUpMcpWorld('mcp', () => steps.shift() ?? say('script exhausted')));
   });
   afterEach(async () => {
-    await mcp?.close();
+    await tearDownMcpWorld({ home, work, model }, mcp);
     mcp = undefined;
-    await model.close();
-    await home.cleanup();
-    await work.cleanup();
   });
 
   it('lists the tools with the old names and an output schema', async () => {

@@ -5,9 +5,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { functionCallOutputs, inputItems, startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
-import { tempDir, waitFor } from '../helpers/process.js';
+import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
+import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { waitFor } from '../helpers/process.js';
 
 type Json = Record<string, unknown>;
 
@@ -111,19 +111,13 @@ describe('turn lifecycle through MCP', () => {
   let mcp: McpHarness | undefined;
 
   beforeEach(async () => {
-    home = await tempDir('mcp-turns-home-');
-    work = await tempDir('mcp-turns-work-');
     steps = [];
     respond = () => steps.shift() ?? say('script exhausted');
-    model = await startFakeResponsesServer({ respond: (request, index) => respond(request, index) });
-    await writeMcpConfig(home.path, model.url);
+    ({ home, work, model } = await setUpMcpWorld('mcp-turns', (request, index) => respond(request, index)));
   });
   afterEach(async () => {
-    await mcp?.close();
+    await tearDownMcpWorld({ home, work, model }, mcp);
     mcp = undefined;
-    await model.close();
-    await home.cleanup();
-    await work.cleanup();
   });
 
   /** Starts a thread with one quick turn and returns its id. */
