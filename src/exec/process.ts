@@ -178,16 +178,17 @@ export class ManagedProcess {
     return true;
   }
 
-  /** Stops reading output (back-pressure); the child blocks once its pipe is full. */
+  /** Stops reading piped output (back-pressure); the child blocks once its pipe is full. */
   pause(): void {
-    if (this.#pty !== undefined) this.#pty.pause();
+    // A terminal is never paused: node-pty destroys its socket 200 ms after the child exits if the
+    // socket has not closed by then, so output left unread while paused would be lost. Terminal
+    // output is interactive-sized; the retention bound still applies.
     this.#child?.stdout?.pause();
     this.#child?.stderr?.pause();
   }
 
   /** Resumes reading output. */
   resume(): void {
-    if (this.#pty !== undefined) this.#pty.resume();
     this.#child?.stdout?.resume();
     this.#child?.stderr?.resume();
   }
