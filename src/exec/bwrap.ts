@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
 import { RpcError } from '../rpc/errors.js';
 import type { SandboxPolicy } from './sandbox-policy.js';
 
@@ -55,14 +56,32 @@ export function bwrapArgs(policy: SandboxPolicy, command: ConfinedCommand): stri
 /** The outcome of probing bubblewrap on this host. */
 export type BwrapProbe = { ok: true; path: string } | { ok: false; message: string };
 
+/** `name` found on `searchPath` (absolute), or `name` itself when it is absolute or not found. */
+function locate(name: string, searchPath: string | undefined): string {
+  if (isAbsolute(name)) return name;
+  for (const dir of (searchPath ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
+    if (dir.length === 0) continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here.
+    }
+  }
+  return name;
+}
+
 /**
  * Checks once that bubblewrap exists and can create its namespaces here; the answer is cached.
- * A failure explains what to fix: nothing ever falls back to running unconfined.
+ * The path is resolved against `searchPath` once, so a command whose own environment has no
+ * PATH still starts. A failure explains what to fix: nothing ever falls back to running unconfined.
  */
-export function createBwrapProbe(bwrapPath = 'bwrap'): () => Promise<BwrapProbe> {
+export function createBwrapProbe(name = 'bwrap', searchPath?: string): () => Promise<BwrapProbe> {
   let result: Promise<BwrapProbe> | undefined;
   return () => {
     result ??= new Promise<BwrapProbe>((resolve) => {
+      const bwrapPath = locate(name, searchPath);
       const child = spawn(bwrapPath, ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-net', '--die-with-parent', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
