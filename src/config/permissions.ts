@@ -188,7 +188,7 @@ export function parsePermissionProfiles(raw: unknown): { profiles: PermissionPro
       const known = [...BUILT_IN_PROFILES, ...Object.keys(tables)].join(', ');
       throw invalid(chain.length === 0 ? `unknown permission profile \`${name}\`; known profiles: ${known}` : `permissions.${chain[chain.length - 1] ?? ''}.extends: unknown profile \`${name}\`; known profiles: ${known}`);
     }
-    if (chain.includes(name)) throw invalid(`permissions.${name}.extends: profiles extend each other in a cycle (${[...chain, name].join(' → ')})`);
+    if (chain.includes(name)) throw invalid(`permissions.${chain[chain.length - 1] ?? name}.extends: profiles extend each other in a cycle (${[...chain, name].join(' → ')})`);
     const parent = table.extends === undefined ? undefined : resolve(table.extends, [...chain, name]);
     const rules: PermissionRule[] = [...(parent?.rules ?? [])];
     for (const [key, value] of Object.entries(table.filesystem ?? {})) {
@@ -229,7 +229,7 @@ export function describeProfile(profile: PermissionProfile): string {
     const root = target.special === 'workspace_roots' ? 'the working directory' : target.special === 'slash_tmp' ? '/tmp' : target.special === 'tmpdir' ? 'the temp dir' : target.special === 'root' ? 'everything' : 'system folders';
     return target.subpath === undefined ? root : `${root}/${target.subpath}`;
   };
-  const of = (access: PermissionAccess): string[] => profile.rules.filter((rule) => rule.access === access && rule.skipMissing !== true).map(show);
+  const of = (access: PermissionAccess): string[] => [...new Set(profile.rules.filter((rule) => rule.access === access && rule.skipMissing !== true).map(show))];
   const writable = of('write');
   const denied = of('deny');
   const parts = [`writable: ${writable.length === 0 ? 'nothing' : writable.join(', ')}`];
