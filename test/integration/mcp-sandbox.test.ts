@@ -25,7 +25,8 @@ const WORKSPACE_ONLY = ['[sandbox_workspace_write]', 'exclude_slash_tmp = true',
 function outputAt(model: FakeResponsesServer, index: number): string {
   const request = model.requests[index];
   if (request === undefined) throw new Error(`the model received no request #${index} (got ${model.requests.length})`);
-  return String(functionCallOutputs(request).at(-1)?.output ?? '');
+  const output = functionCallOutputs(request).at(-1)?.output;
+  return typeof output === 'string' ? output : JSON.stringify(output ?? '');
 }
 
 /** The exit code an exec_command output reports. */
