@@ -56,8 +56,8 @@ export function bwrapArgs(policy: SandboxPolicy, command: ConfinedCommand): stri
 /** The outcome of probing bubblewrap on this host. */
 export type BwrapProbe = { ok: true; path: string } | { ok: false; message: string };
 
-/** `name` found on `searchPath` (absolute), or `name` itself when it is absolute or not found. */
-function locate(name: string, searchPath: string | undefined): string {
+/** `name` found on `searchPath` (absolute), `name` itself when absolute, else undefined. */
+function locate(name: string, searchPath: string | undefined): string | undefined {
   if (isAbsolute(name)) return name;
   for (const dir of (searchPath ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
     if (dir.length === 0) continue;
@@ -69,19 +69,26 @@ function locate(name: string, searchPath: string | undefined): string {
       // Not here.
     }
   }
-  return name;
+  return undefined;
 }
+
+const NOT_INSTALLED =
+  'sandboxing needs bubblewrap (`bwrap`), which is not installed on this host; install it (Debian/Ubuntu: `apt-get install bubblewrap`) or run with sandbox `danger-full-access`';
 
 /**
  * Checks once that bubblewrap exists and can create its namespaces here; the answer is cached.
- * The path is resolved against `searchPath` once, so a command whose own environment has no
- * PATH still starts. A failure explains what to fix: nothing ever falls back to running unconfined.
+ * The path is resolved against `searchPath` (the server's PATH) once, so a command whose own
+ * environment has no PATH still starts. A failure explains what to fix: nothing ever falls back to running unconfined.
  */
 export function createBwrapProbe(name = 'bwrap', searchPath?: string): () => Promise<BwrapProbe> {
   let result: Promise<BwrapProbe> | undefined;
   return () => {
     result ??= new Promise<BwrapProbe>((resolve) => {
       const bwrapPath = locate(name, searchPath);
+      if (bwrapPath === undefined) {
+        resolve({ ok: false, message: NOT_INSTALLED });
+        return;
+      }
       const child = spawn(bwrapPath, ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-net', '--die-with-parent', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -89,9 +96,7 @@ export function createBwrapProbe(name = 'bwrap', searchPath?: string): () => Pro
         resolve({
           ok: false,
           message:
-            error.code === 'ENOENT'
-              ? 'sandboxing needs bubblewrap (`bwrap`), which is not installed on this host; install it (Debian/Ubuntu: `apt-get install bubblewrap`) or run with sandbox `danger-full-access`'
-              : `bubblewrap could not be started: ${error.message}`,
+            error.code === 'ENOENT' ? NOT_INSTALLED : `bubblewrap could not be started: ${error.message}`,
         }),
       );
       child.once('close', (code) => {
