@@ -6,12 +6,12 @@
  * `npm run bench -- sandbox` (builds first).
  */
 import { homedir, tmpdir } from 'node:os';
-import { pathToFileURL } from 'node:url';
 import { localConnector, websocketConnector } from '../src/environments/connectors.js';
 import { ExecClient } from '../src/exec/client.js';
 import { ExecServer } from '../src/exec/server.js';
 import type { SandboxContext } from '../src/protocol/exec.js';
 import { startOurWsExecServer, tempDir } from '../test/helpers/process.js';
+import { specialEntry, workspaceWriteSandbox } from '../test/helpers/sandbox.js';
 import { fmt, median, percentile, printTable, since } from './stats.js';
 
 /** Timed runs per side and variant. */
@@ -19,27 +19,8 @@ const RUNS = Number(process.env.BENCH_SANDBOX_RUNS ?? 200);
 const WARMUP = 20;
 const TARGET_MS = 15;
 
-/** Codex's workspace-write request, with `cwd` as the workspace. */
-function workspaceWrite(cwd: string): SandboxContext {
-  const special = (kind: string) => ({ type: 'special', value: { kind } });
-  return {
-    permissions: {
-      type: 'managed',
-      file_system: {
-        type: 'restricted',
-        entries: [
-          { path: special('root'), access: 'read' },
-          { path: special('project_roots'), access: 'write' },
-          { path: special('slash_tmp'), access: 'write' },
-          { path: special('tmpdir'), access: 'write' },
-        ],
-      },
-      network: 'restricted',
-    },
-    cwd: pathToFileURL(cwd).href,
-    workspaceRoots: [pathToFileURL(cwd).href],
-  };
-}
+/** Codex's workspace-write request, with `cwd` as the workspace (and /tmp, the temp dir). */
+const workspaceWrite = (cwd: string): SandboxContext => workspaceWriteSandbox(cwd, { extra: [specialEntry('slash_tmp', 'write'), specialEntry('tmpdir', 'write')] });
 
 async function measure(client: ExecClient, cwd: string): Promise<{ plain: number[]; confined: number[] }> {
   const env = { PATH: '/usr/bin:/bin' };

@@ -10,19 +10,9 @@ import { createBwrapProbe } from '../../src/exec/bwrap.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { ProcessStart, type SandboxContext } from '../../src/protocol/exec.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { workspaceWriteSandbox } from '../helpers/sandbox.js';
 
-function workspaceWrite(root: string): SandboxContext {
-  const special = (kind: string) => ({ type: 'special', value: { kind } });
-  return {
-    permissions: {
-      type: 'managed',
-      file_system: { type: 'restricted', entries: [{ path: special('root'), access: 'read' }, { path: special('project_roots'), access: 'write' }] },
-      network: 'restricted',
-    },
-    cwd: pathToFileURL(root).href,
-    workspaceRoots: [pathToFileURL(root).href],
-  };
-}
+const workspaceWrite = (root: string): SandboxContext => workspaceWriteSandbox(root);
 
 describe.each(['in-process', 'websocket'])('our exec-server confines process/start (%s)', (transport) => {
   let ws: { path: string; cleanup: () => Promise<void> };

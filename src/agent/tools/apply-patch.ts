@@ -3,8 +3,7 @@ import type { ExecClient, FsRequestOptions } from '../../exec/client.js';
 import { RpcErrorCode } from '../../protocol/jsonrpc.js';
 import { RpcError } from '../../rpc/errors.js';
 import { errorMessage } from '../../util/errors.js';
-import type { ApprovalRequest, FileChange } from '../approvals.js';
-import { TurnAbortedError } from '../errors.js';
+import { askUnlessCovered, type ApprovalRequest, type FileChange } from '../approvals.js';
 import { computeUpdate, parsePatch, PatchApplyError, PatchParseError, unifiedDiff, type ParsedPatch } from '../patch.js';
 import { resolveOnEnvironment } from './paths.js';
 import { ToolError, type CustomTool, type ToolContext } from './tool.js';
@@ -249,20 +248,10 @@ export function applyPatchTool(options: { multiEnvironment: boolean }): CustomTo
  * @throws TurnAbortedError when the user aborts.
  */
 async function approve(context: ToolContext, request: ApprovalRequest): Promise<string | undefined> {
-  // Other policies do not ask for patches (writes outside the sandbox's roots come later).
-  if (context.approvalPolicy !== 'untrusted' || context.sessionApprovals.covers(request)) return undefined;
-  const answer = await context.approver.request(request, context.signal);
-  switch (answer.decision) {
-    case 'approved':
-      return undefined;
-    case 'approved_for_session':
-      context.sessionApprovals.remember(request);
-      return undefined;
-    case 'denied':
-      return `apply_patch was rejected by the user: ${answer.reason}`;
-    case 'abort':
-      throw new TurnAbortedError(answer.reason);
-  }
+  // Other policies do not ask for patches: the sandbox confines where a patch may write.
+  if (context.approvalPolicy !== 'untrusted') return undefined;
+  const denial = await askUnlessCovered(context, request);
+  return denial === undefined ? undefined : `apply_patch was rejected by the user: ${denial}`;
 }
 
 /** Writes the planned contents (parents first), then removes deleted files and moved sources. */

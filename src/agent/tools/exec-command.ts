@@ -7,8 +7,7 @@ import { sandboxNetworkEnabled } from '../../exec/sandbox-policy.js';
 import type { SandboxContext } from '../../protocol/exec.js';
 import { abortReason } from '../../util/abort.js';
 import { errorMessage } from '../../util/errors.js';
-import { isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
-import { TurnAbortedError } from '../errors.js';
+import { askUnlessCovered, isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
 import { formatExecOutput, OutputCapture } from '../output.js';
 import { parseToolArgs } from './args.js';
 import { ToolError, type EvictedProcess, type FunctionTool, type ToolContext, type TurnEnvironment } from './tool.js';
@@ -137,26 +136,11 @@ async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<strin
   const request: ApprovalRequest = { kind: 'exec', threadId: ctx.threadId, callId: ctx.callId, environmentId: environment.id, cwd: workdir, command: argv };
   if (args.justification !== undefined) request.reason = args.justification;
 
-  let approved = false;
-  if (mustAsk(ctx, args.cmd, escalate)) {
-    if (ctx.sessionApprovals.covers(request)) {
-      approved = true;
-    } else {
-      const decision = await ctx.approver.request(request, ctx.signal);
-      throwIfAborted(ctx.signal);
-      switch (decision.decision) {
-        case 'approved':
-          break;
-        case 'approved_for_session':
-          ctx.sessionApprovals.remember(request);
-          break;
-        case 'denied':
-          return `exec_command was rejected by the user: ${decision.reason}`;
-        case 'abort':
-          throw new TurnAbortedError(decision.reason);
-      }
-      approved = true;
-    }
+  // Reaching the command after asking means the user approved it.
+  const approved = mustAsk(ctx, args.cmd, escalate);
+  if (approved) {
+    const denial = await askUnlessCovered(ctx, request);
+    if (denial !== undefined) return `exec_command was rejected by the user: ${denial}`;
   }
 
   const tty = args.tty === true;
@@ -169,21 +153,8 @@ async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<strin
 
   // The sandbox stopped it: only the user can let it run again outside (on-failure / on-request).
   const rerun: ApprovalRequest = { ...request, reason: `the sandbox denied it on ${environment.id}; run it again outside the sandbox?${args.justification === undefined ? '' : ` (${args.justification})`}` };
-  if (!ctx.sessionApprovals.covers(rerun)) {
-    const decision = await ctx.approver.request(rerun, ctx.signal);
-    throwIfAborted(ctx.signal);
-    switch (decision.decision) {
-      case 'approved':
-        break;
-      case 'approved_for_session':
-        ctx.sessionApprovals.remember(rerun);
-        break;
-      case 'denied':
-        return `${first.text}\nThe sandbox denied this command and the user declined to run it outside the sandbox: ${decision.reason}`;
-      case 'abort':
-        throw new TurnAbortedError(decision.reason);
-    }
-  }
+  const denial = await askUnlessCovered(ctx, rerun);
+  if (denial !== undefined) return `${first.text}\nThe sandbox denied this command and the user declined to run it outside the sandbox: ${denial}`;
   ctx.progress(`re-running outside the sandbox on ${environment.id} (approved)`);
   const second = await run(null);
   return `The sandbox denied the first attempt; the user approved running it outside the sandbox.\n${second.text}`;

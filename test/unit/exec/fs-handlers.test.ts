@@ -23,6 +23,7 @@ import { RpcConnection } from '../../../src/rpc/connection.js';
 import { RpcError } from '../../../src/rpc/errors.js';
 import { createFsSessionState, registerFsHandlers, type FsHandlerOptions, type FsSessionState } from '../../../src/exec/fs-handlers.js';
 import { createMemoryPair } from '../../../src/transport/memory.js';
+import { specialEntry, workspaceWriteSandbox } from '../../helpers/sandbox.js';
 
 const b64 = (text: string | Buffer): string => Buffer.from(text).toString('base64');
 const WALK = { maxDepth: 10, maxDirectories: 100, maxEntries: 100, followDirectorySymlinks: false };
@@ -144,25 +145,7 @@ describe('fs/readFile', () => {
 
 describe('fs/* under a sandbox', () => {
   /** Codex's workspace-write shape with `ws` as the workspace, plus a denied `ws/secret`. */
-  function sandbox(): SandboxContext {
-    const special = (kind: string, subpath?: string) => ({ type: 'special', value: subpath === undefined ? { kind } : { kind, subpath } });
-    return {
-      permissions: {
-        type: 'managed',
-        file_system: {
-          type: 'restricted',
-          entries: [
-            { path: special('root'), access: 'read' },
-            { path: special('project_roots'), access: 'write' },
-            { path: special('project_roots', 'secret'), access: 'deny' },
-          ],
-        },
-        network: 'restricted',
-      },
-      cwd: uri('ws'),
-      workspaceRoots: [uri('ws')],
-    };
-  }
+  const sandbox = (): SandboxContext => workspaceWriteSandbox(join(tmp, 'ws'), { extra: [specialEntry('project_roots', 'deny', { subpath: 'secret' })] });
 
   beforeEach(async () => {
     await mkdir(join(tmp, 'ws', 'secret'), { recursive: true });
