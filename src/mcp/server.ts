@@ -260,12 +260,14 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     'environment/list',
     {
       title: 'List environments',
-      description: 'Every environment with its kind, status (ready, pending, disconnected), last error and whether it is the default. Does not connect.',
+      description:
+        'Every environment with its kind, status (ready, pending, disconnected), last error, whether it is the default, and the MCP servers of loaded threads that run in it (mcpServers: state, tools, error). Does not connect.',
       inputSchema: {},
       outputSchema: { environments: z.array(EnvironmentEntryOutputSchema) },
     },
     () => {
-      const environments = options.registry.describe();
+      const mcpServers = options.threads.mcpServerStatuses();
+      const environments = options.registry.describe().map((environment) => ({ ...environment, mcpServers: mcpServers.filter((server) => server.environmentId === environment.id) }));
       return { content: [{ type: 'text', text: JSON.stringify(environments, null, 2) }], structuredContent: { environments } };
     },
   );
