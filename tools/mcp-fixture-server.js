@@ -5,6 +5,7 @@
 // Run: `node tools/mcp-fixture-server.js` (speaks MCP on stdin/stdout).
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import process from 'node:process';
 import { z } from 'zod';
 
 const server = new McpServer({ name: 'mcp-fixture', version: '1.0.0' });

@@ -10,6 +10,7 @@
  * them, keep their tool lists cached, restart at the next turn after a crash, and stop with the
  * thread. The only user of `@modelcontextprotocol/sdk/client`.
  */
+import { setMaxListeners } from 'node:events';
 import { isAbsolute, posix } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -148,6 +149,12 @@ export class ThreadMcpServers {
     const tools: McpToolBinding[] = [];
     const failures: McpServerFailure[] = [];
     if (this.#closed) return { tools, failures };
+    // One listener on the turn's signal, whatever the number of servers starting at once.
+    const preparing = new AbortController();
+    setMaxListeners(0, preparing.signal);
+    const forward = (): void => preparing.abort(signal.reason);
+    if (signal.aborted) forward();
+    else signal.addEventListener('abort', forward, { once: true });
     const work = this.#options.configs
       .filter((config) => config.enabled)
       .map(async (config) => {
@@ -170,12 +177,12 @@ export class ThreadMcpServers {
           this.#connections.set(config.name, connection);
         }
         try {
-          tools.push(...(await connection.ready(signal)));
+          tools.push(...(await connection.ready(preparing.signal)));
         } catch (error) {
           failures.push({ server: config.name, environmentId, required: config.required, error: errorMessage(error) });
         }
       });
-    await Promise.all(work);
+    await Promise.all(work).finally(() => signal.removeEventListener('abort', forward));
     // Promise.all finishes in any order; the model sees the servers in config order.
     const order = new Map(this.#options.configs.map((config, index) => [config.name, index]));
     const rank = (server: string): number => order.get(server) ?? 0;
@@ -292,7 +299,7 @@ class McpServerConnection {
           this.#connect(starting.signal),
           timeoutMs,
           () => new LocalError(LocalErrorCode.RequestTimeout, `did not start within ${timeoutMs} ms (startup_timeout_sec)`),
-          signal,
+          starting.signal,
         );
       }
       this.#toolsStale = false;
@@ -300,7 +307,7 @@ class McpServerConnection {
         this.#listTools(starting.signal),
         timeoutMs,
         () => new LocalError(LocalErrorCode.RequestTimeout, `did not list its tools within ${timeoutMs} ms (startup_timeout_sec)`),
-        signal,
+        starting.signal,
       );
       this.#tools = tools;
       this.#state = 'ready';
@@ -402,8 +409,14 @@ class McpServerConnection {
       );
     }
     const timeoutMs = this.config.toolTimeoutMs;
+    // The SDK never removes the abort listener it adds to a request's signal; a per-call signal
+    // keeps those from piling up on the turn's.
+    const callSignal = new AbortController();
+    const forward = (): void => callSignal.abort(signal.reason);
+    if (signal.aborted) forward();
+    else signal.addEventListener('abort', forward, { once: true });
     try {
-      const result = await client.callTool({ name: tool, arguments: args }, undefined, { signal, timeout: timeoutMs });
+      const result = await client.callTool({ name: tool, arguments: args }, undefined, { signal: callSignal.signal, timeout: timeoutMs });
       if ('toolResult' in result) return { content: [{ type: 'text', text: JSON.stringify(result.toolResult) }] };
       return result;
     } catch (error) {
@@ -414,6 +427,8 @@ class McpServerConnection {
         throw new LocalError(LocalErrorCode.ConnectionClosed, `MCP server \`${this.config.name}\` stopped during the call: ${this.#error ?? errorMessage(error)}`, { cause: error });
       }
       throw error;
+    } finally {
+      signal.removeEventListener('abort', forward);
     }
   }
 

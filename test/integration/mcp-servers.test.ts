@@ -251,6 +251,16 @@ describe('MCP servers inside sessions', () => {
     expect(parsedOutput(lastOutputAt(model, 5))).toMatchObject({ cwd: work.path });
   });
 
+  it('reports a call that outlives tool_timeout_sec, and the server keeps serving', async () => {
+    await configure(serverToml('slow', { command: process.execPath, args: [EVERYTHING, 'stdio'], tool_timeout_sec: 0.3 }));
+    steps.push(callTool('mcp__slow__trigger-long-running-operation', { duration: 60, steps: 1 }), callTool('mcp__slow__echo', { message: 'after the timeout' }), say('timed'));
+    mcp = await startMcp(home.path);
+    const result = await mcp.call('codex', { prompt: 'slow', cwd: work.path });
+    expect(result.structuredContent).toMatchObject({ content: 'timed' });
+    expect(lastOutputAt(model, 1)).toBe('mcp__slow__trigger-long-running-operation failed: the MCP tool call did not finish within 300 ms (tool_timeout_sec)');
+    expect(lastOutputAt(model, 2)).toBe('Echo: after the timeout');
+  });
+
   it('fails the turn clearly when a required server cannot start', async () => {
     await configure(serverToml('needed', { command: process.execPath, args: ['-e', 'process.exit(1)'], required: true }));
     mcp = await startMcp(home.path);
