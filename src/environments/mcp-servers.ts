@@ -226,6 +226,7 @@ class McpServerConnection {
   #tools?: McpToolBinding[];
   #toolsStale = false;
   #starting?: Promise<McpToolBinding[]>;
+  #unregister?: () => void;
 
   constructor(config: McpServerConfig, environment: Environment, cwd: string, options: ThreadMcpServersOptions, logger: Logger) {
     this.config = config;
@@ -233,6 +234,8 @@ class McpServerConnection {
     this.#cwd = cwd;
     this.#options = options;
     this.#logger = logger.child(`mcp:${config.name}`);
+    // A removed or replaced environment stops its servers while it can still reach them.
+    this.#unregister = environment.beforeClose(() => this.close());
   }
 
   /** False once it failed or its environment was replaced or removed: the next turn starts a new one. */
@@ -265,6 +268,8 @@ class McpServerConnection {
 
   async close(): Promise<void> {
     if (this.#state === 'stopped') return;
+    this.#unregister?.();
+    this.#unregister = undefined;
     const wasRunning = this.#state === 'ready' || this.#state === 'starting';
     this.#state = 'stopped';
     this.#error ??= 'stopped';

@@ -71,6 +71,16 @@ function parsedOutput(text: string): Json {
   return value;
 }
 
+/** True while process `pid` exists. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe('MCP servers inside sessions', () => {
   let home: { path: string; cleanup: () => Promise<void> };
   let work: { path: string; cleanup: () => Promise<void> };
@@ -259,6 +269,28 @@ describe('MCP servers inside sessions', () => {
     expect(result.structuredContent).toMatchObject({ content: 'timed' });
     expect(lastOutputAt(model, 1)).toBe('mcp__slow__trigger-long-running-operation failed: the MCP tool call did not finish within 300 ms (tool_timeout_sec)');
     expect(lastOutputAt(model, 2)).toBe('Echo: after the timeout');
+  });
+
+  it('stops a server when its environment is replaced, and starts it in the new one at the next turn', async () => {
+    const first = await startOurWsExecServer();
+    stops.push(first.stop);
+    const second = await startOurWsExecServer();
+    stops.push(second.stop);
+    await configure(serverToml('fixture', { command: process.execPath, args: [FIXTURE], environment_id: 'box' }));
+    steps.push(callTool('mcp__fixture__whereami'), say('one'));
+    mcp = await startMcp(home.path);
+    expect((await mcp.call('environment/add', { id: 'box', url: first.url })).isError).toBeFalsy();
+    const one = await mcp.call('codex', { prompt: 'where?', environments: [{ id: 'box', cwd: work.path }] });
+    const before = parsedOutput(lastOutputAt(model, 1));
+    expect(before.ppid).toBe(first.child.pid);
+
+    expect((await mcp.call('environment/add', { id: 'box', url: second.url })).isError).toBeFalsy();
+    // Stopped at once, not when the old websocket session expires.
+    await waitFor(() => !isAlive(Number(before.pid)), 'the server on the replaced environment to stop');
+    steps.push(callTool('mcp__fixture__whereami'), say('two'));
+    const two = await mcp.call('codex-reply', { threadId: (one.structuredContent as { threadId: string }).threadId, prompt: 'and now?' });
+    expect(two.structuredContent).toMatchObject({ content: 'two' });
+    expect(parsedOutput(lastOutputAt(model, 3)).ppid).toBe(second.child.pid);
   });
 
   it('fails the turn clearly when a required server cannot start', async () => {
