@@ -296,7 +296,8 @@ class McpServerConnection {
     const where = `MCP server \`${this.config.name}\` on environment \`${this.environment.id}\``;
     const starting = new AbortController();
     const stop = (): void => starting.abort(signal.reason);
-    signal.addEventListener('abort', stop, { once: true });
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
     try {
       if (this.#state !== 'ready') {
         this.#state = 'starting';
