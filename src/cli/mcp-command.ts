@@ -92,7 +92,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
   for (const warning of startup.warnings) logger.warn(warning);
-  parseMcpServers(startup.config.mcpServers);
+  for (const warning of parseMcpServers(startup.config.mcpServers).warnings) logger.warn(warning);
   const instructionsFiles = new Map<string, string>();
   const instructionsFile = startup.config.modelInstructionsFile;
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
