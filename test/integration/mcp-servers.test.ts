@@ -293,6 +293,16 @@ describe('MCP servers inside sessions', () => {
     expect(parsedOutput(lastOutputAt(model, 3)).ppid).toBe(second.child.pid);
   });
 
+  it('refuses a bad [mcp_servers] entry in a call’s config with the key named, before any model call, and keeps serving', async () => {
+    mcp = await startMcp(home.path);
+    const bad = await mcp.call('codex', { prompt: 'x', cwd: work.path, config: { 'mcp_servers.web.url': 'ftp://127.0.0.1/mcp' } });
+    expect(bad.isError).toBe(true);
+    expect(textOf(bad)).toBe('mcp_servers.web.url: expected an http or https URL, got "ftp://127.0.0.1/mcp"');
+    expect(model.requests).toHaveLength(0);
+    steps.push(say('still fine'));
+    expect((await mcp.call('codex', { prompt: 'y', cwd: work.path })).structuredContent).toMatchObject({ content: 'still fine' });
+  });
+
   it('fails the turn clearly when a required server cannot start', async () => {
     await configure(serverToml('needed', { command: process.execPath, args: ['-e', 'process.exit(1)'], required: true }));
     mcp = await startMcp(home.path);
