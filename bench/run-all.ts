@@ -1,11 +1,12 @@
 /**
  * Runs the benchmarks named on the command line (all by default) and prints their figures.
- * Usage: `npm run bench -- [exec|session|sandbox ...]`.
+ * Usage: `npm run bench -- [exec|session|sandbox|mcp ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
   session: './session.bench.js',
   sandbox: './sandbox.bench.js',
+  mcp: './mcp-servers.bench.js',
 };
 
 const wanted = process.argv.slice(2);

@@ -37,6 +37,21 @@ export type ApprovalRequest =
       /** Absolute path → change. */
       changes: Record<string, FileChange>;
       reason?: string;
+    }
+  | {
+      kind: 'mcp';
+      threadId: string;
+      callId: string;
+      /** Where the MCP server runs. */
+      environmentId: string;
+      /** The thread's working directory in that environment (a stdio server's default cwd). */
+      cwd: string;
+      /** The server's name in `[mcp_servers]`. */
+      server: string;
+      /** The tool's name on that server. */
+      tool: string;
+      arguments: Record<string, unknown>;
+      reason?: string;
     };
 
 /** The user's answer. `abort` also stops the turn. */
@@ -105,6 +120,7 @@ export async function askUnlessCovered(context: ApprovalContext, request: Approv
 
 function approvalKeys(request: ApprovalRequest): string[] {
   if (request.kind === 'exec') return [JSON.stringify(['exec', request.environmentId, request.cwd, request.command])];
+  if (request.kind === 'mcp') return [JSON.stringify(['mcp', request.environmentId, request.server, request.tool])];
   return Object.keys(request.changes).map((path) => JSON.stringify(['patch', request.environmentId, path]));
 }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
+import { parseMcpServers } from '../config/mcp-servers.js';
 import { ModelClient } from '../model/client.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
@@ -31,7 +32,9 @@ function settingsResolver(options: { baseLayers: ConfigLayer[]; home: string; en
       ],
     });
     for (const warning of warnings) options.logger.warn(warning);
-    return toSettings(config, call, options.env, options.instructionsFiles);
+    const mcp = parseMcpServers(config.mcpServers);
+    for (const warning of mcp.warnings) options.logger.warn(warning);
+    return { ...toSettings(config, call, options.env, options.instructionsFiles), mcpServers: mcp.servers };
   };
 }
 
@@ -104,6 +107,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
   for (const warning of [...startup.warnings, ...startup.config.permissionWarnings]) logger.warn(warning);
+  for (const warning of parseMcpServers(startup.config.mcpServers).warnings) logger.warn(warning);
   const instructionsFiles = new Map<string, string>();
   const instructionsFile = startup.config.modelInstructionsFile;
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
@@ -119,6 +123,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
     limits,
     logger: logger.child('threads'),
     timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    mcpClientVersion: PACKAGE_VERSION,
   });
   const server = createMcpServer({
     threads,

@@ -70,6 +70,7 @@ export class Environment {
   #connecting?: Promise<ExecClient>;
   #lastError?: string;
   #closed = false;
+  readonly #beforeClose = new Set<() => Promise<void>>();
 
   constructor(options: EnvironmentOptions) {
     this.id = options.id;
@@ -147,8 +148,23 @@ export class Environment {
     return description;
   }
 
+  /**
+   * Registers work to finish while the connection is still open when the environment is closed
+   * (removed or replaced), such as stopping the processes of MCP servers: a websocket session
+   * would otherwise keep them until it expires. Returns the unregister function.
+   */
+  beforeClose(listener: () => Promise<void>): () => void {
+    this.#beforeClose.add(listener);
+    return () => this.#beforeClose.delete(listener);
+  }
+
   /** Disconnects; the environment cannot be used afterwards. */
   async close(): Promise<void> {
+    if (!this.#closed) {
+      const listeners = [...this.#beforeClose];
+      this.#beforeClose.clear();
+      await Promise.all(listeners.map((listener) => listener().catch((error: unknown) => this.#logger.warn('cleanup before closing the environment failed', { environment: this.id, error: errorMessage(error) }))));
+    }
     this.#closed = true;
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;

@@ -62,6 +62,11 @@ export class EnvironmentRegistry {
     return this.#environments.get(id);
   }
 
+  /** The launcher's environment variables (for settings that name a variable of this process). */
+  get launcherEnv(): Readonly<NodeJS.ProcessEnv> {
+    return this.#options.launcherEnv;
+  }
+
   /** Every environment, `local` first, then in the order they were defined. */
   list(): Environment[] {
     return [...this.#environments.values()];

@@ -66,16 +66,30 @@ function quoteArg(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Characters of an MCP tool call's arguments shown in the approval message. */
+const ARGUMENTS_PREVIEW_CHARS = 500;
+
+function previewArguments(args: Record<string, unknown>): string {
+  const text = JSON.stringify(args);
+  return text.length <= ARGUMENTS_PREVIEW_CHARS ? text : `${text.slice(0, ARGUMENTS_PREVIEW_CHARS)}… (${text.length} characters)`;
+}
+
 /** The human message of a request: what, where (environment and cwd) and why. */
 export function approvalMessage(request: ApprovalRequest): string {
   const reason = request.reason === undefined ? '' : `\nReason: ${request.reason}`;
   if (request.kind === 'exec') {
     return `Allow Codex to run \`${request.command.map(quoteArg).join(' ')}\` in environment \`${request.environmentId}\` with working directory \`${request.cwd}\`?${reason}`;
   }
+  if (request.kind === 'mcp') {
+    return `Allow Codex to call the tool \`${request.tool}\` of MCP server \`${request.server}\` in environment \`${request.environmentId}\` with arguments ${previewArguments(request.arguments)}?${reason}`;
+  }
   const files = Object.keys(request.changes);
   const list = files.slice(0, 10).join(', ') + (files.length > 10 ? `, … (${files.length} files)` : '');
   return `Allow Codex to apply proposed code changes in environment \`${request.environmentId}\` (${list})?${reason}`;
 }
+
+/** `codex_elicitation` per request kind (the first two are the old server's values). */
+const ELICITATION_KINDS = { exec: 'exec-approval', patch: 'patch-approval', mcp: 'mcp-tool-call-approval' } as const satisfies Record<ApprovalRequest['kind'], string>;
 
 /** Options of {@link ElicitationApprover}. */
 export interface ElicitationApproverOptions {
@@ -128,7 +142,7 @@ export class ElicitationApprover implements Approver {
         required: ['decision'],
       },
       threadId: request.threadId,
-      codex_elicitation: request.kind === 'exec' ? 'exec-approval' : 'patch-approval',
+      codex_elicitation: ELICITATION_KINDS[request.kind],
       codex_call_id: request.callId,
       codex_environment_id: request.environmentId,
       codex_cwd: request.cwd,
@@ -138,7 +152,8 @@ export class ElicitationApprover implements Approver {
     if (turnId !== undefined) params.codex_event_id = turnId;
     if (request.reason !== undefined) params.codex_reason = request.reason;
     if (request.kind === 'exec') params.codex_command = request.command;
-    else params.codex_changes = request.changes;
+    else if (request.kind === 'patch') params.codex_changes = request.changes;
+    else Object.assign(params, { codex_mcp_server: request.server, codex_mcp_tool: request.tool, codex_mcp_arguments: request.arguments });
     try {
       const answer = await this.#options.server.request({ method: 'elicitation/create', params }, z.unknown(), {
         signal,

@@ -267,12 +267,18 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     'environment/list',
     {
       title: 'List environments',
-      description: 'Every environment with its kind, status (ready, pending, disconnected), last error and whether it is the default. Does not connect.',
+      description:
+        'Every environment with its kind, status (ready, pending, disconnected), last error, whether it is the default, and the MCP servers of loaded threads that run in it (mcpServers: state, tools, error). Does not connect.',
       inputSchema: {},
       outputSchema: { environments: z.array(EnvironmentEntryOutputSchema) },
     },
     () => {
-      const environments = options.registry.describe().map((description) => ({ ...description, ...options.threads.environmentPolicy(description) }));
+      const mcpServers = options.threads.mcpServerStatuses();
+      const environments = options.registry.describe().map((description) => ({
+        ...description,
+        ...options.threads.environmentPolicy(description),
+        mcpServers: mcpServers.filter((server) => server.environmentId === description.id),
+      }));
       return { content: [{ type: 'text', text: JSON.stringify(environments, null, 2) }], structuredContent: { environments } };
     },
   );

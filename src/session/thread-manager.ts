@@ -7,10 +7,13 @@ import { ThreadProcessTable } from '../agent/process-table.js';
 import { applyPatchTool } from '../agent/tools/apply-patch.js';
 import { execCommandTool, writeStdinTool } from '../agent/tools/exec-command.js';
 import { listDirTool } from '../agent/tools/list-dir.js';
+import { mcpFailureNotice, mcpTools } from '../agent/tools/mcp-tool.js';
 import type { AgentTool, TurnEnvironment } from '../agent/tools/tool.js';
 import { viewImageTool } from '../agent/tools/view-image.js';
-import { runTurn, type ModelPort, type TurnEvent, type TurnStatus } from '../agent/turn.js';
+import { runTurn, type ModelPort, type TurnEvent, type TurnResult, type TurnStatus } from '../agent/turn.js';
+import type { McpServerConfig } from '../config/mcp-servers.js';
 import { describeProfile, type PermissionProfile } from '../config/permissions.js';
+import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../environments/mcp-servers.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
@@ -93,6 +96,8 @@ export interface ResolvedThreadSettings {
   permissionProfile(name: string): PermissionProfile;
   /** Commands may run in a login shell (`allow_login_shell`). */
   allowLoginShell: boolean;
+  /** `[mcp_servers]`, validated. @default [] */
+  mcpServers?: readonly McpServerConfig[];
   /** Creates the model client for this thread's provider. */
   createModel(): ModelPort;
 }
@@ -140,6 +145,8 @@ export interface ThreadManagerOptions {
   logger?: Logger;
   now?: () => Date;
   timezone?: string;
+  /** `clientInfo.version` our MCP client sends to the threads' MCP servers. @default '0.0.0' */
+  mcpClientVersion?: string;
 }
 
 /** A thread the manager has in memory. */
@@ -154,6 +161,8 @@ interface Thread {
   queue: PQueue;
   approvals: SessionApprovals;
   processes: ThreadProcessTable;
+  /** The thread's `[mcp_servers]`, started lazily by its turns. */
+  mcp: ThreadMcpServers;
   status: 'idle' | 'running' | 'failed';
   lastAgentMessage: string | null;
   lastActivity: string;
@@ -273,9 +282,14 @@ export class ThreadManager {
     return this.#threads.size;
   }
 
-  /** Stops every process left running by threads. */
+  /** Stops every process left running by threads, and their MCP servers. */
   async close(): Promise<void> {
-    await Promise.all([...this.#threads.values()].map((thread) => thread.processes.terminateAll()));
+    await Promise.all([...this.#threads.values()].flatMap((thread) => [thread.processes.terminateAll(), thread.mcp.close()]));
+  }
+
+  /** The MCP servers of every loaded thread, with their state. */
+  mcpServerStatuses(): (McpServerStatus & { threadId: string })[] {
+    return [...this.#threads.values()].flatMap((thread) => thread.mcp.statuses().map((status) => ({ threadId: thread.id, ...status })));
   }
 
   async #get(threadId: string): Promise<Thread> {
@@ -374,6 +388,13 @@ export class ThreadManager {
       queue: new PQueue({ concurrency: 1 }),
       approvals: new SessionApprovals(),
       processes: new ThreadProcessTable(),
+      mcp: new ThreadMcpServers({
+        configs: settings.mcpServers ?? [],
+        registry: this.#options.registry,
+        launcherEnv: this.#options.registry.launcherEnv,
+        clientVersion: this.#options.mcpClientVersion ?? '0.0.0',
+        logger: this.#logger,
+      }),
       status: 'idle',
       lastAgentMessage: null,
       lastActivity: createdAt,
@@ -459,6 +480,14 @@ export class ThreadManager {
     return outcome;
   }
 
+  /** Starts the MCP servers this turn can use; each failure is also a progress event. */
+  async #prepareMcpServers(thread: Thread, selection: ThreadEnvironment[], turnId: string, callbacks: TurnCallbacks): Promise<McpTurnServers> {
+    if (!thread.mcp.configured) return { tools: [], failures: [] };
+    const prepared = await thread.mcp.prepare(selection, callbacks.signal);
+    for (const failure of prepared.failures) callbacks.onEvent?.({ type: 'progress', message: failure.error, turnId });
+    return prepared;
+  }
+
   async #runTurn(thread: Thread, turnId: string, prompt: string, selection: ThreadEnvironment[], callbacks: TurnCallbacks): Promise<TurnOutcome> {
     const store = this.#options.store;
     const at = (): string => new Date().toISOString();
@@ -492,10 +521,14 @@ export class ThreadManager {
     );
     const multi = environments.length > 1;
     const tools: AgentTool[] = [execCommandTool({ multiEnvironment: multi }), writeStdinTool(), applyPatchTool({ multiEnvironment: multi }), viewImageTool({ multiEnvironment: multi }), listDirTool({ multiEnvironment: multi })];
+    const mcp = await this.#prepareMcpServers(thread, selection, turnId, callbacks);
+    tools.push(...mcpTools(mcp.tools, { reservedNames: tools.map((tool) => tool.name), multiEnvironment: multi }));
+    const mcpNotice = mcpFailureNotice(mcp.failures);
+    const requiredFailure = mcp.failures.find((failure) => failure.required);
     const settings = thread.settings;
     const limits = this.#options.limits;
     const instructions = [settings.baseInstructions ?? BASE_INSTRUCTIONS, ...(settings.developerInstructions === undefined ? [] : [settings.developerInstructions])];
-    const result = await runTurn({
+    const result: TurnResult = requiredFailure !== undefined ? { status: 'failed', lastAgentMessage: null, error: `a required MCP server is unavailable: ${requiredFailure.error}` } : await runTurn({
       threadId: thread.id,
       prompt,
       model: thread.model,
@@ -513,7 +546,7 @@ export class ThreadManager {
         })),
         (this.#options.now ?? (() => new Date()))(),
         this.#options.timezone ?? 'Etc/UTC',
-      ),
+      ) + (mcpNotice === undefined ? '' : `\n${mcpNotice}`),
       tools,
       toolContext: {
         approvalPolicy: settings.approvalPolicy,

@@ -29,6 +29,7 @@ const OWNERS: Record<string, string[]> = {
   openai: ['model'],
   '@modelcontextprotocol/sdk/server': ['mcp'],
   '@lydell/node-pty': ['exec'],
+  '@modelcontextprotocol/sdk/client': ['environments'],
 };
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
