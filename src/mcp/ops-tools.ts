@@ -70,8 +70,8 @@ const ThreadListEntrySchema = z.object({
 export interface OpsToolsOptions {
   threads: ThreadManager;
   names: { status: string; threadList: string; turnInterrupt: string };
-  /** A signal for the call that aborts when the client cancels it; `release` when answered. */
-  cancellable(extra: Extra): { signal: AbortSignal; release(): void };
+  /** Aborts when the client cancels the call. */
+  cancelSignal(extra: Extra): AbortSignal;
 }
 
 function jsonResult(structured: Record<string, unknown>): CallToolResult {
@@ -97,15 +97,12 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
       annotations: { readOnlyHint: true },
     },
     async (args, extra) => {
-      const call = options.cancellable(extra);
       try {
-        if (args.waitMs !== undefined && args.waitMs > 0) await threads.waitForTurns(args.threadId, { turnId: args.turnId, timeoutMs: args.waitMs, signal: call.signal });
+        if (args.waitMs !== undefined && args.waitMs > 0) await threads.waitForTurns(args.threadId, { turnId: args.turnId, timeoutMs: args.waitMs, signal: options.cancelSignal(extra) });
         const status = await threads.status(args.threadId, args.turnId);
         return jsonResult({ ...status });
       } catch (error) {
         return plainError(`${names.status}: ${errorMessage(error)}`);
-      } finally {
-        call.release();
       }
     },
   );
@@ -153,12 +150,11 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
       annotations: { destructiveHint: true, idempotentHint: true },
     },
     async (args, extra) => {
-      const call = options.cancellable(extra);
       try {
         const interrupted = await threads.interrupt(args.threadId, args.turnId);
         let stopped = true;
         if (interrupted !== undefined) {
-          stopped = await threads.waitForTurns(args.threadId, { turnId: interrupted.turnId, timeoutMs: INTERRUPT_WAIT_MS, signal: call.signal });
+          stopped = await threads.waitForTurns(args.threadId, { turnId: interrupted.turnId, timeoutMs: INTERRUPT_WAIT_MS, signal: options.cancelSignal(extra) });
         }
         const { status } = await threads.status(args.threadId);
         const structured = { threadId: args.threadId, turnId: interrupted?.turnId ?? null, interrupted: interrupted !== undefined, stopped, status };
@@ -169,8 +165,6 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
         return { content: [{ type: 'text', text }], structuredContent: structured };
       } catch (error) {
         return plainError(`${names.turnInterrupt}: ${errorMessage(error)}`);
-      } finally {
-        call.release();
       }
     },
   );

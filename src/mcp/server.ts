@@ -137,36 +137,55 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     onClose?.();
     taskStore.cleanup();
   };
-  // What a client's cancellation stops, by request id. The SDK's own cancellation handler would
-  // abort the request and drop its response; ours interrupts the turn (or ends the wait) and lets
-  // the call be answered.
-  const cancellers = new Map<string | number, (reason: string) => void>();
+  // The client's cancellation of each open tools/call, by request id. The SDK's own cancellation
+  // handler would abort the request and drop its response; ours interrupts the turn (or ends the
+  // wait) and lets the call be answered. Entries are made when a call arrives (see routeTaskCalls),
+  // before the SDK validates its arguments, so a cancellation right behind its call is not lost.
+  const cancellations = new Map<string | number, AbortController>();
+  // The SDK starts a request's handler two microtasks after it arrives and a notification's one
+  // after: a cancellation read in the same chunk as its call is seen first. It is kept until the
+  // chunk's microtasks have run.
+  const early = new Map<string | number, Error>();
   server.server.setNotificationHandler(CancelledNotificationSchema, (notification) => {
     const requestId = notification.params.requestId;
     if (requestId === undefined) return;
-    const cancel = cancellers.get(requestId);
-    logger.info('tool call cancelled by the client', { requestId, reason: notification.params.reason, running: cancel !== undefined });
-    cancel?.(notification.params.reason ?? 'cancelled by the client');
+    const controller = cancellations.get(requestId);
+    logger.info('tool call cancelled by the client', { requestId, reason: notification.params.reason, open: controller !== undefined });
+    const reason = new Error(notification.params.reason ?? 'cancelled by the client');
+    if (controller !== undefined) {
+      controller.abort(reason);
+      return;
+    }
+    early.set(requestId, reason);
+    setImmediate(() => early.delete(requestId));
   });
-  const cancellable = (extra: Extra): { signal: AbortSignal; release(): void } => {
+  const trackCall = (requestId: string | number): (() => void) => {
     const controller = new AbortController();
-    cancellers.set(extra.requestId, (reason) => controller.abort(new Error(reason)));
-    return { signal: controller.signal, release: () => cancellers.delete(extra.requestId) };
+    const cancelledAlready = early.get(requestId);
+    if (cancelledAlready !== undefined) controller.abort(cancelledAlready);
+    cancellations.set(requestId, controller);
+    return () => {
+      if (cancellations.get(requestId) === controller) cancellations.delete(requestId);
+    };
   };
+  const cancelSignal = (extra: Extra): AbortSignal => cancellations.get(extra.requestId)?.signal ?? new AbortController().signal;
 
   const turnContext: TurnCallContext = { server: server.server, logger, approvalTimeoutMs: options.approvalTimeoutMs, codexEvents: options.codexEvents ?? false };
   // A turn belongs to its thread, not to the call: the call's end (its wait budget, the client
   // going away) never stops it; only a cancellation, `turn/interrupt` or `tasks/cancel` does.
   const runTurn = async (extra: Extra, run: TurnRun, waitMs: number | undefined, knownThreadId?: string): Promise<CallToolResult> => {
     const call = startTurnCall(turnContext, extra, run, knownThreadId);
-    cancellers.set(extra.requestId, (reason) => call.interrupt(reason));
+    const cancelled = cancelSignal(extra);
+    const interrupt = (): void => call.interrupt(errorMessage(cancelled.reason));
+    if (cancelled.aborted) interrupt();
+    else cancelled.addEventListener('abort', interrupt, { once: true });
     try {
       return await answerWithin(call, waitMs ?? options.defaultWaitMs ?? DEFAULT_WAIT_MS, (started) => options.threads.progress(started.threadId, started.turnId), {
         status: CODEX_STATUS,
         interrupt: names.turnInterrupt,
       });
     } finally {
-      cancellers.delete(extra.requestId);
+      cancelled.removeEventListener('abort', interrupt);
     }
   };
 
@@ -219,6 +238,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
         },
       ],
     ]),
+    (extra) => trackCall(extra.requestId),
   );
 
   server.registerTool(
@@ -306,7 +326,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     },
   );
 
-  registerOpsTools(server, { threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, turnInterrupt: names.turnInterrupt }, cancellable });
+  registerOpsTools(server, { threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, turnInterrupt: names.turnInterrupt }, cancelSignal });
 
   return server;
 }

@@ -108,14 +108,15 @@ function installedHandler(server: Server, method: string): (request: unknown, ex
 const ToolCallAnswerSchema = z.union([CallToolResultSchema, CreateTaskResultSchema]);
 
 /**
- * Serves task-augmented calls of `tools` and lists them with `taskSupport: "optional"`.
+ * Serves task-augmented calls of `tools` and lists them with `taskSupport: "optional"`. `onCall`
+ * runs as each `tools/call` arrives (before any await) and returns what to run when it is answered.
  *
  * Why not the SDK's `registerToolTask`: for a tool with optional task support, the SDK answers a
  * plain call by polling the task store on a timer, which would lose the wait budget and add up
  * to a poll interval to every call. So the tools stay ordinary (plain calls keep the SDK's
  * validation and the usual path), and only calls that carry `task` are routed here.
  */
-export function routeTaskCalls(server: McpServer, tools: ReadonlyMap<string, TaskTool>): void {
+export function routeTaskCalls(server: McpServer, tools: ReadonlyMap<string, TaskTool>, onCall: (extra: Extra) => () => void): void {
   const inner = server.server;
   const listTools = installedHandler(inner, 'tools/list');
   const callTool = installedHandler(inner, 'tools/call');
@@ -124,8 +125,13 @@ export function routeTaskCalls(server: McpServer, tools: ReadonlyMap<string, Tas
     return { ...listed, tools: listed.tools.map((tool) => (tools.has(tool.name) ? { ...tool, execution: { ...tool.execution, taskSupport: 'optional' as const } } : tool)) };
   });
   inner.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-    const tool = request.params.task === undefined ? undefined : tools.get(request.params.name);
-    if (tool !== undefined) return tool(request.params.arguments ?? {}, extra);
-    return ToolCallAnswerSchema.parse(await callTool(request, extra));
+    const answered = onCall(extra);
+    try {
+      const tool = request.params.task === undefined ? undefined : tools.get(request.params.name);
+      if (tool !== undefined) return await tool(request.params.arguments ?? {}, extra);
+      return ToolCallAnswerSchema.parse(await callTool(request, extra));
+    } finally {
+      answered();
+    }
   });
 }
