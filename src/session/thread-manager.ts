@@ -18,7 +18,7 @@ import type { ThreadConfig, ThreadEnvironment, ThreadRecord } from '../protocol/
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
-import type { LoadedThread, ThreadStore } from './thread-store.js';
+import type { LoadedThread, ThreadStore, ThreadSummary } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
 export interface EnvironmentSelection {
@@ -150,6 +150,9 @@ interface Thread {
   finished: FinishedTurn[];
 }
 
+/** How long `list()` reuses the store's summaries of threads this process has not loaded. */
+export const STORED_LIST_MAX_AGE_MS = 5_000;
+
 /** An error about a thread id that does not exist; the MCP layer reports it with the id. */
 export class ThreadNotFoundError extends LocalError {
   constructor(readonly threadId: string) {
@@ -168,6 +171,7 @@ export class ThreadManager {
   readonly #threads = new Map<string, Thread>();
   readonly #loading = new Map<string, Promise<Thread>>();
   readonly #global: PQueue;
+  #stored: { at: number; summaries: Promise<ThreadSummary[]> } | undefined;
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -274,7 +278,7 @@ export class ThreadManager {
         currentTurnId: current?.turnId ?? null,
       });
     }
-    for (const summary of await this.#options.store.list()) {
+    for (const summary of await this.#storedSummaries()) {
       if (entries.has(summary.threadId)) continue;
       if (summary.error !== undefined) {
         entries.set(summary.threadId, { threadId: summary.threadId, createdAt: null, lastActivity: summary.updatedAt, status: 'failed', environments: [], currentTurnId: null, error: summary.error });
@@ -363,6 +367,23 @@ export class ThreadManager {
   /** Stops every process left running by threads. */
   async close(): Promise<void> {
     await Promise.all([...this.#threads.values()].map((thread) => thread.processes.terminateAll()));
+  }
+
+  /**
+   * The store's thread summaries, re-read at most every STORED_LIST_MAX_AGE_MS: reading every
+   * file's state costs far more than a listing should. Threads this process runs are listed from
+   * memory anyway; the cache only delays threads another process writes.
+   */
+  async #storedSummaries(): Promise<ThreadSummary[]> {
+    const now = Date.now();
+    if (this.#stored === undefined || now - this.#stored.at > STORED_LIST_MAX_AGE_MS) {
+      const stored = { at: now, summaries: this.#options.store.list() };
+      this.#stored = stored;
+      stored.summaries.catch(() => {
+        if (this.#stored === stored) this.#stored = undefined;
+      });
+    }
+    return this.#stored.summaries;
   }
 
   #stateOf(thread: Thread): ThreadState {

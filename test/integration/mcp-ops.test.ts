@@ -4,7 +4,7 @@
 // whether a call answers before a held turn is released, never how long anything takes.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, CreateTaskResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { CLI, waitFor } from '../helpers/process.js';
@@ -360,7 +360,7 @@ describe('turns that outlive their call, and the status tools', () => {
           expect(task).toMatchObject({ status: 'working', statusMessage: expect.stringMatching(/^thread \S+, turn \S+$/) });
           release.open();
         }
-        if (message.type === 'result') result = message.result as CallToolResult;
+        if (message.type === 'result') result = message.result;
         if (message.type === 'error') throw message.error;
       }
       expect(seen[0]).toBe('taskCreated');
@@ -371,7 +371,7 @@ describe('turns that outlive their call, and the status tools', () => {
       steps.push(say('reply as a task'));
       let reply: CallToolResult | undefined;
       for await (const message of mcp.client.experimental.tasks.callToolStream({ name: 'codex-reply', arguments: { threadId, prompt: 'more' } }, CallToolResultSchema, { task: {} })) {
-        if (message.type === 'result') reply = message.result as CallToolResult;
+        if (message.type === 'result') reply = message.result;
         if (message.type === 'error') throw message.error;
       }
       expect(reply?.structuredContent).toEqual({ threadId, content: 'reply as a task' });
@@ -383,7 +383,7 @@ describe('turns that outlive their call, and the status tools', () => {
       steps.push(hold(release.promise, say('cancelled before this')));
       const created = await mcp.client.request(
         { method: 'tools/call', params: { name: 'codex', arguments: { prompt: 'cancel me', cwd: work.path }, task: {} } },
-        (await import('@modelcontextprotocol/sdk/types.js')).CreateTaskResultSchema,
+        CreateTaskResultSchema,
       );
       await model.waitForRequests(1);
       const working = await mcp.client.experimental.tasks.getTask(created.task.taskId);
@@ -396,7 +396,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
       const unknown = await mcp.client.request(
         { method: 'tools/call', params: { name: 'codex-reply', arguments: { threadId: 'no-such-thread', prompt: 'x' }, task: {} } },
-        (await import('@modelcontextprotocol/sdk/types.js')).CreateTaskResultSchema,
+        CreateTaskResultSchema,
       );
       await waitFor(async () => (await mcp!.client.experimental.tasks.getTask(unknown.task.taskId)).status === 'failed', 'the task to fail');
       const failed = await mcp.client.experimental.tasks.getTaskResult(unknown.task.taskId, CallToolResultSchema);
