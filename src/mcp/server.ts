@@ -246,7 +246,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     {
       title: 'Codex',
       description:
-        'Run a Codex session: starts a thread and runs its first turn. Commands, patches and file reads run in the selected environments (this machine, remote hosts, containers). Returns the final agent message and the threadId to continue with codex-reply.',
+        'Run a Codex session: starts a thread and runs its first turn. Commands, patches and file reads run in the selected environments (this machine, remote hosts, containers). Returns the final agent message and the threadId to continue with codex-reply. A turn that takes longer than the wait budget (waitMs) goes on in the background: the call then returns its threadId with status "running" (see codex-status).',
       inputSchema: CodexArgsSchema,
       outputSchema: ThreadResultSchema,
     },
@@ -257,7 +257,8 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     'codex-reply',
     {
       title: 'Codex Reply',
-      description: 'Continue a Codex thread by providing the thread id and the next prompt. Optionally pick environments for this turn only, or change the sticky ones.',
+      description:
+        'Continue a Codex thread by providing the thread id and the next prompt. Optionally pick environments for this turn only, or change the sticky ones. Like codex, answers with status "running" when the turn outlasts waitMs.',
       inputSchema: CodexReplyArgsSchema,
       outputSchema: ThreadResultSchema,
     },
