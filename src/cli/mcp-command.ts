@@ -99,7 +99,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
   const limits = startup.config.multienv;
 
-  const { registry, localServer } = await loadRegistry(env, values['log-level']);
+  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger);
   const store = new ThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
   const threads = new ThreadManager({
     registry,
