@@ -1,12 +1,13 @@
 /**
  * Runs the benchmarks named on the command line (all by default) and prints their figures.
- * Usage: `npm run bench -- [exec|session|sandbox|mcp ...]`.
+ * Usage: `npm run bench -- [exec|session|sandbox|mcp|ops ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
   session: './session.bench.js',
   sandbox: './sandbox.bench.js',
   mcp: './mcp-servers.bench.js',
+  ops: './ops.bench.js',
 };
 
 const wanted = process.argv.slice(2);

@@ -3,11 +3,15 @@ import { parseArgs } from 'node:util';
 import { loadEnvironmentsConfig } from '../config/environments.js';
 import { EnvironmentRegistry, type RegistryEntryDescription } from '../environments/registry.js';
 import { ExecServer } from '../exec/server.js';
+import type { Logger } from '../util/logger.js';
 import { codexHome, hostFacts, readOptionalFile, stderrLogger } from './runtime.js';
 
-/** Builds the registry from `$CODEX_HOME/environments.toml` or `CODEX_EXEC_SERVER_URL`. */
-export async function loadRegistry(env: NodeJS.ProcessEnv, logLevel?: string): Promise<{ registry: EnvironmentRegistry; localServer: ExecServer; source: string }> {
-  const logger = stderrLogger(logLevel, env);
+/** Builds the registry from `$CODEX_HOME/environments.toml` or `CODEX_EXEC_SERVER_URL`; logs to `logger` (default: stderr at `logLevel`). */
+export async function loadRegistry(
+  env: NodeJS.ProcessEnv,
+  logLevel?: string,
+  logger: Logger = stderrLogger(logLevel, env),
+): Promise<{ registry: EnvironmentRegistry; localServer: ExecServer; source: string }> {
   const home = codexHome(env);
   const config = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: env.CODEX_EXEC_SERVER_URL, readFile: readOptionalFile });
   const localServer = new ExecServer({ env, host: hostFacts(env), logger: logger.child('local') });

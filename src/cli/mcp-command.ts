@@ -9,9 +9,12 @@ import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
 import { ThreadStore } from '../session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
-import type { Logger } from '../util/logger.js';
+import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
 import { codexHome, PACKAGE_VERSION, readOptionalFile, stderrLogger } from './runtime.js';
+
+/** How long turns interrupted at shutdown get to record their end. */
+const SHUTDOWN_INTERRUPT_MS = 5_000;
 
 /** Resolves one thread's settings from the base layers and what the call pinned. */
 function settingsResolver(options: { baseLayers: ConfigLayer[]; home: string; env: NodeJS.ProcessEnv; logger: Logger; instructionsFiles: Map<string, string> }) {
@@ -94,10 +97,12 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
 export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c', multiple: true }, profile: { type: 'string', short: 'p' }, 'log-level': { type: 'string' } },
+    options: { config: { type: 'string', short: 'c', multiple: true }, profile: { type: 'string', short: 'p' }, 'log-level': { type: 'string' }, 'portable-tool-names': { type: 'boolean' } },
     strict: true,
   });
-  const logger = stderrLogger(values['log-level'], env);
+  // Log events also go to the MCP client (as logging notifications) once the server exists.
+  let forwardLog: ((entry: LogEntry) => void) | undefined;
+  const logger = teeLogger(stderrLogger(values['log-level'], env), (entry) => forwardLog?.(entry));
   const home = codexHome(env);
   const configPath = join(home, 'config.toml');
   const text = await readOptionalFile(configPath);
@@ -113,7 +118,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
   const limits = startup.config.multienv;
 
-  const { registry, localServer } = await loadRegistry(env, values['log-level']);
+  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger);
   const store = new ThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
   const threads = new ThreadManager({
     registry,
@@ -133,15 +138,31 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
     approvalTimeoutMs: limits.approvalTimeoutMs,
     codexEvents: limits.codexEvents,
     allowRuntimeProgramEnvironments: limits.allowRuntimeProgramEnvironments,
+    defaultWaitMs: limits.defaultWaitMs,
+    portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
+    onLogForwarder: (forward) => (forwardLog = forward),
   });
   const { closed: inputClosed } = await serveOverStdio(server, process.stdin, process.stdout);
-  const closed = new Promise<void>((resolve) => {
-    void inputClosed.then(resolve);
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
+  const stopNow = new AbortController();
+  const closed = new Promise<'client gone' | 'signal'>((resolve) => {
+    void inputClosed.then(() => resolve('client gone'));
+    const onSignal = (): void => {
+      stopNow.abort();
+      resolve('signal');
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
   });
   logger.info('MCP server ready', { version: PACKAGE_VERSION, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
-  await closed;
+  if ((await closed) === 'client gone' && threads.liveTurnCount > 0) {
+    // Accepted turns outlive their client: they finish and are stored, for codex-status later.
+    // The connection is closed first, so approvals they ask are denied at once instead of waiting.
+    await server.close();
+    logger.info('the client went away; finishing the accepted turns first', { turns: threads.liveTurnCount, timeoutMs: limits.drainTimeoutMs });
+    const left = await threads.drain(limits.drainTimeoutMs, stopNow.signal);
+    if (left > 0) logger.warn('interrupting turns still running', { turns: left });
+  }
+  await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
   await threads.close();
   await registry.close();
   await localServer.close();

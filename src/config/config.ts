@@ -544,6 +544,9 @@ const MultienvTomlSchema = (context: SchemaContext) =>
       codex_events: z.boolean().default(false),
       allow_runtime_program_environments: z.boolean().default(false),
       threads_dir: absolutePath(['multienv', 'threads_dir'], context).optional(),
+      default_wait_sec: z.number().min(0).max(2 ** 31 / 1000).default(50),
+      drain_timeout_sec: z.number().min(0).max(2 ** 31 / 1000).default(600),
+      portable_tool_names: z.boolean().default(false),
     })
     .transform((raw) => ({
       /** `max_concurrent_turns`: turns running at once across all threads. @default 8 */
@@ -567,6 +570,19 @@ const MultienvTomlSchema = (context: SchemaContext) =>
       allowRuntimeProgramEnvironments: raw.allow_runtime_program_environments,
       /** `threads_dir`: where threads are persisted. @default `<codexHome>/multienv/threads` */
       threadsDir: raw.threads_dir ?? join(context.codexHome, 'multienv', 'threads'),
+      /**
+       * `default_wait_sec` (float seconds), in ms: how long `codex`/`codex-reply` wait for the turn
+       * when the call gives no `waitMs`; then they answer with `status: "running"` and the turn
+       * goes on. Below the ~60 s many clients allow a tool call. @default 50000
+       */
+      defaultWaitMs: Math.round(raw.default_wait_sec * 1000),
+      /**
+       * `drain_timeout_sec` (float seconds), in ms: how long the server keeps running accepted
+       * turns after its client disconnected, before it interrupts them and exits. @default 600000
+       */
+      drainTimeoutMs: Math.round(raw.drain_timeout_sec * 1000),
+      /** `portable_tool_names`: publish `environment_add`, … instead of `environment/add`, … @default false */
+      portableToolNames: raw.portable_tool_names,
     }))
     .prefault({});
 

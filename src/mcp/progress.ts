@@ -1,6 +1,7 @@
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { TurnEvent } from '../agent/turn.js';
+import { describeTurnEvent } from '../session/live-turn.js';
 import type { TurnOutcome } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -12,26 +13,8 @@ export interface ProgressReporter {
   started(threadId: string, turnId: string): void;
   event(event: TurnEvent & { turnId: string }): void;
   finished(outcome: TurnOutcome): void;
-}
-
-function clip(text: string, max = 120): string {
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
-
-function describe(event: TurnEvent): string | undefined {
-  switch (event.type) {
-    case 'model_request':
-      return event.step === 1 ? 'thinking' : `thinking (step ${event.step})`;
-    case 'agent_message':
-      return `agent: ${clip(event.text)}`;
-    case 'tool_started':
-      return undefined;
-    case 'tool_finished':
-      return event.ok ? undefined : `${event.tool} failed`;
-    case 'progress':
-      return event.message;
-  }
+  /** The call was answered while its turn goes on: send nothing more for it. */
+  stop(): void;
 }
 
 /**
@@ -43,7 +26,9 @@ export function progressReporter(extra: Extra, options: { codexEvents: boolean; 
   const token = extra._meta?.progressToken;
   let progress = 0;
   let threadId: string | undefined;
+  let stopped = false;
   const send = (notification: ServerNotification): void => {
+    if (stopped) return;
     extra.sendNotification(notification).catch((error: unknown) => options.logger.debug('could not send a notification', { error: errorMessage(error) }));
   };
   const progressNote = (message: string): void => {
@@ -65,7 +50,7 @@ export function progressReporter(extra: Extra, options: { codexEvents: boolean; 
       codexEvent(turnId, { type: 'task_started' });
     },
     event: (event) => {
-      const message = describe(event);
+      const message = describeTurnEvent(event);
       if (message !== undefined) progressNote(message);
       if (event.type === 'agent_message') codexEvent(event.turnId, { type: 'agent_message', message: event.text });
       if (event.type === 'tool_started') codexEvent(event.turnId, { type: 'tool_call_begin', call_id: event.callId, tool: event.tool });
@@ -75,6 +60,9 @@ export function progressReporter(extra: Extra, options: { codexEvents: boolean; 
       progressNote(`turn ${outcome.status}`);
       if (outcome.status === 'failed') codexEvent(outcome.turnId, { type: 'error', message: outcome.error ?? 'turn failed' });
       codexEvent(outcome.turnId, { type: 'task_complete', last_agent_message: outcome.lastAgentMessage });
+    },
+    stop: () => {
+      stopped = true;
     },
   };
 }

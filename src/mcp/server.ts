@@ -2,15 +2,19 @@ import { Transform, type Readable, type Writable } from 'node:stream';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { CancelledNotificationSchema, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { CancelledNotificationSchema, ErrorCode, McpError, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { EnvironmentEntry } from '../config/environments.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
-import { ThreadNotFoundError, type ThreadManager, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
+import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ElicitationApprover } from './elicitation-approver.js';
-import { progressReporter } from './progress.js';
+import { mcpLogForwarder } from './logging.js';
+import { TurnProgressSchema, WaitMsSchema, registerOpsTools } from './ops-tools.js';
+import { TASK_CAPABILITIES, TurnTaskStore, createTurnTask, routeTaskCalls } from './tasks.js';
+import { toolNames } from './tool-names.js';
+import { answerWithin, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -25,7 +29,21 @@ const EnvironmentSelectionSchema = z
   })
   .strict();
 
-const ThreadResultSchema = { threadId: z.string(), content: z.string() };
+/** `{threadId, content}` as the old server answered, plus what a call answered before its turn ended carries. */
+const ThreadResultSchema = {
+  threadId: z.string(),
+  content: z.string(),
+  status: z.literal('running').optional().describe('Present when the call answered before the turn finished (the wait budget ran out); the turn goes on.'),
+  turnId: z.string().optional().describe('The running turn (with status "running").'),
+  progress: TurnProgressSchema.optional().describe('What the running turn has done so far (with status "running").'),
+};
+
+/** Default wait budget of `codex`/`codex-reply` when neither the call nor the config sets one: below the ~60 s many clients allow a call. */
+export const DEFAULT_WAIT_MS = 50_000;
+
+const waitMsArgument = WaitMsSchema.optional().describe(
+  'Answer after at most this many milliseconds: when the turn is not done by then, the call returns its threadId with status "running" and the progress so far, and the turn goes on (see codex-status). Default: the server’s multienv.default_wait_sec.',
+);
 
 const CodexArgsSchema = {
   prompt: z.string().describe('The *initial user prompt* to start the Codex conversation.'),
@@ -42,6 +60,7 @@ const CodexArgsSchema = {
     .array(EnvironmentSelectionSchema)
     .optional()
     .describe('The thread’s environments, primary first (sticky for later turns). Omitted: the default environments; []: no environment access.'),
+  waitMs: waitMsArgument,
 };
 
 const CodexReplyArgsSchema = {
@@ -56,6 +75,7 @@ const CodexReplyArgsSchema = {
     .array(EnvironmentSelectionSchema)
     .optional()
     .describe('Replaces the thread’s sticky environments for this and later turns.'),
+  waitMs: waitMsArgument,
 };
 
 const EnvironmentAddArgsSchema = {
@@ -87,138 +107,175 @@ export interface McpServerOptions {
   codexEvents?: boolean;
   /** Let `environment/add` register `program` environments without asking. @default false */
   allowRuntimeProgramEnvironments?: boolean;
+  /** How long `codex`/`codex-reply` wait for the turn when the call gives no `waitMs`. @default DEFAULT_WAIT_MS */
+  defaultWaitMs?: number;
+  /** Publish `environment_add`, … instead of `environment/add`, … @default false */
+  portableToolNames?: boolean;
+  /**
+   * Receives the function that forwards log events to the client as MCP logging notifications
+   * (the composition root tees its logger into it).
+   */
+  onLogForwarder?: (forward: ReturnType<typeof mcpLogForwarder>) => void;
 }
 
-function threadResult(threadId: string, text: string, isError = false): CallToolResult {
-  const result: CallToolResult = { content: [{ type: 'text', text }], structuredContent: { threadId, content: text } };
-  if (isError) result.isError = true;
-  return result;
-}
-
-function plainError(text: string): CallToolResult {
-  return { content: [{ type: 'text', text }], isError: true };
-}
-
-function outcomeResult(outcome: TurnOutcome): CallToolResult {
-  if (outcome.status === 'completed') return threadResult(outcome.threadId, outcome.lastAgentMessage ?? '');
-  if (outcome.status === 'interrupted') {
-    return threadResult(outcome.threadId, `The turn was interrupted.${outcome.lastAgentMessage === null ? '' : ` Last message: ${outcome.lastAgentMessage}`}`, true);
-  }
-  return threadResult(outcome.threadId, `The turn failed: ${outcome.error ?? 'unknown error'}`, true);
-}
+/** The status tool's name (portable as it is). */
+const CODEX_STATUS = 'codex-status';
 
 /**
  * Builds the MCP face: `codex`, `codex-reply`, `environment/add` and `environment/list`, with
  * approvals as elicitation, progress notifications, and cancellation that interrupts the turn
- * and still answers the call.
+ * and still answers the call; `codex-status`, `thread/list` and `turn/interrupt` for turns that
+ * outlive their call; MCP Tasks for the turn tools; logging notifications.
  */
 export function createMcpServer(options: McpServerOptions): McpServer {
   const logger = options.logger ?? silentLogger;
+  const names = toolNames(options.portableToolNames ?? false);
+  const taskStore = new TurnTaskStore();
   const server = new McpServer(
     { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
-    { capabilities: { tools: { listChanged: false }, logging: {} } },
+    { capabilities: { tools: { listChanged: false }, logging: {}, tasks: TASK_CAPABILITIES }, taskStore },
   );
-  // Turn interrupters by tools/call request id. The SDK's own cancellation handler would abort
-  // the request and drop its response; ours interrupts the turn and lets the call be answered.
-  const interrupters = new Map<string | number, AbortController>();
+  options.onLogForwarder?.(mcpLogForwarder(server.server));
+  // The task store's expiry timers would keep the process alive after the client left.
+  const onClose = server.server.onclose;
+  server.server.onclose = () => {
+    onClose?.();
+    taskStore.cleanup();
+  };
+  // The client's cancellation of each open tools/call, by request id. The SDK's own cancellation
+  // handler would abort the request and drop its response; ours interrupts the turn (or ends the
+  // wait) and lets the call be answered. Entries are made when a call arrives (see routeTaskCalls),
+  // before the SDK validates its arguments, so a cancellation right behind its call is not lost.
+  const cancellations = new Map<string | number, AbortController>();
+  // The SDK starts a request's handler two microtasks after it arrives and a notification's one
+  // after: a cancellation read in the same chunk as its call is seen first. It is kept until the
+  // chunk's microtasks have run.
+  const early = new Map<string | number, Error>();
   server.server.setNotificationHandler(CancelledNotificationSchema, (notification) => {
     const requestId = notification.params.requestId;
     if (requestId === undefined) return;
-    const controller = interrupters.get(requestId);
-    logger.info('tool call cancelled by the client', { requestId, reason: notification.params.reason, running: controller !== undefined });
-    controller?.abort(new Error(notification.params.reason ?? 'cancelled by the client'));
+    const controller = cancellations.get(requestId);
+    logger.info('tool call cancelled by the client', { requestId, reason: notification.params.reason, open: controller !== undefined });
+    const reason = new Error(notification.params.reason ?? 'cancelled by the client');
+    if (controller !== undefined) {
+      controller.abort(reason);
+      return;
+    }
+    early.set(requestId, reason);
+    setImmediate(() => early.delete(requestId));
   });
-
-  const runTurn = async (extra: Extra, run: (callbacks: TurnCallbacks) => Promise<TurnOutcome>, knownThreadId?: string): Promise<CallToolResult> => {
+  const trackCall = (requestId: string | number): (() => void) => {
     const controller = new AbortController();
-    interrupters.set(extra.requestId, controller);
-    const onClientGone = (): void => controller.abort(new Error('the MCP client went away'));
-    extra.signal.addEventListener('abort', onClientGone, { once: true });
-    let threadId: string | undefined = knownThreadId;
-    let turnId: string | undefined;
-    const report = progressReporter(extra, { codexEvents: options.codexEvents ?? false, logger });
+    const cancelledAlready = early.get(requestId);
+    if (cancelledAlready !== undefined) controller.abort(cancelledAlready);
+    cancellations.set(requestId, controller);
+    return () => {
+      if (cancellations.get(requestId) === controller) cancellations.delete(requestId);
+    };
+  };
+  const cancelSignal = (extra: Extra): AbortSignal => cancellations.get(extra.requestId)?.signal ?? new AbortController().signal;
+
+  const turnContext: TurnCallContext = { server: server.server, logger, approvalTimeoutMs: options.approvalTimeoutMs, codexEvents: options.codexEvents ?? false };
+  // A turn belongs to its thread, not to the call: the call's end (its wait budget, the client
+  // going away) never stops it; only a cancellation, `turn/interrupt` or `tasks/cancel` does.
+  const runTurn = async (extra: Extra, run: TurnRun, waitMs: number | undefined, knownThreadId?: string): Promise<CallToolResult> => {
+    const call = startTurnCall(turnContext, extra, run, knownThreadId);
+    const cancelled = cancelSignal(extra);
+    const interrupt = (): void => call.interrupt(errorMessage(cancelled.reason));
+    if (cancelled.aborted) interrupt();
+    else cancelled.addEventListener('abort', interrupt, { once: true });
     try {
-      const approver = new ElicitationApprover({ server: server.server, timeoutMs: options.approvalTimeoutMs, logger, toolCallId: extra.requestId, turnId: () => turnId });
-      const outcome = await run({
-        signal: controller.signal,
-        approver,
-        onThread: (id, turn) => {
-          threadId = id;
-          turnId = turn;
-          report.started(id, turn);
-        },
-        onEvent: (event) => report.event(event),
+      return await answerWithin(call, waitMs ?? options.defaultWaitMs ?? DEFAULT_WAIT_MS, (started) => options.threads.progress(started.threadId, started.turnId), {
+        status: CODEX_STATUS,
+        interrupt: names.turnInterrupt,
       });
-      report.finished(outcome);
-      return outcomeResult(outcome);
-    } catch (error) {
-      if (error instanceof ThreadNotFoundError) return threadResult(error.threadId, error.message, true);
-      if (threadId !== undefined) return threadResult(threadId, errorMessage(error), true);
-      return plainError(errorMessage(error));
     } finally {
-      interrupters.delete(extra.requestId);
-      extra.signal.removeEventListener('abort', onClientGone);
+      cancelled.removeEventListener('abort', interrupt);
     }
   };
+
+  const codexRun =
+    (args: z.infer<z.ZodObject<typeof CodexArgsSchema>>): TurnRun =>
+    (callbacks) =>
+      options.threads.startThread(
+        {
+          prompt: args.prompt,
+          model: args.model,
+          profile: args.profile,
+          cwd: args.cwd,
+          approvalPolicy: args['approval-policy'],
+          sandbox: args.sandbox,
+          config: args.config,
+          baseInstructions: args['base-instructions'],
+          developerInstructions: args['developer-instructions'],
+          compactPrompt: args['compact-prompt'],
+          environments: args.environments,
+        },
+        callbacks,
+      );
+  const replyRun =
+    (args: z.infer<z.ZodObject<typeof CodexReplyArgsSchema>>, threadId: string): TurnRun =>
+    (callbacks) =>
+      options.threads.reply({ threadId, prompt: args.prompt, environments: args.environments, stickyEnvironments: args.stickyEnvironments }, callbacks);
+  const replyThreadId = (args: { threadId?: string; conversationId?: string }): string | undefined => {
+    const threadId = args.threadId ?? args.conversationId;
+    return threadId === undefined || threadId.length === 0 ? undefined : threadId;
+  };
+  const MISSING_THREAD_ID = 'Failed to parse thread_id: either threadId or conversationId must be provided';
+
+  // Task-augmented calls (MCP Tasks) of the two turn tools; plain calls take the usual path below.
+  const parseArgs = <T extends z.ZodRawShape>(shape: T, name: string, args: unknown): z.infer<z.ZodObject<T>> => {
+    const parsed = z.object(shape).safeParse(args);
+    if (!parsed.success) throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`);
+    return parsed.data;
+  };
+  routeTaskCalls(
+    server,
+    new Map([
+      ['codex', (args: unknown, extra: Extra) => createTurnTask(turnContext, taskStore, extra, codexRun(parseArgs(CodexArgsSchema, 'codex', args)))],
+      [
+        'codex-reply',
+        (args: unknown, extra: Extra) => {
+          const parsed = parseArgs(CodexReplyArgsSchema, 'codex-reply', args);
+          const threadId = replyThreadId(parsed);
+          if (threadId === undefined) throw new McpError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
+          return createTurnTask(turnContext, taskStore, extra, replyRun(parsed, threadId), threadId);
+        },
+      ],
+    ]),
+    (extra) => trackCall(extra.requestId),
+  );
 
   server.registerTool(
     'codex',
     {
       title: 'Codex',
       description:
-        'Run a Codex session: starts a thread and runs its first turn. Commands, patches and file reads run in the selected environments (this machine, remote hosts, containers). Returns the final agent message and the threadId to continue with codex-reply.',
+        'Run a Codex session: starts a thread and runs its first turn. Commands, patches and file reads run in the selected environments (this machine, remote hosts, containers). Returns the final agent message and the threadId to continue with codex-reply. A turn that takes longer than the wait budget (waitMs) goes on in the background: the call then returns its threadId with status "running" (see codex-status).',
       inputSchema: CodexArgsSchema,
       outputSchema: ThreadResultSchema,
     },
-    (args, extra) =>
-      runTurn(extra, (callbacks) =>
-        options.threads.startThread(
-          {
-            prompt: args.prompt,
-            model: args.model,
-            profile: args.profile,
-            cwd: args.cwd,
-            approvalPolicy: args['approval-policy'],
-            sandbox: args.sandbox,
-            config: args.config,
-            baseInstructions: args['base-instructions'],
-            developerInstructions: args['developer-instructions'],
-            compactPrompt: args['compact-prompt'],
-            environments: args.environments,
-          },
-          callbacks,
-        ),
-      ),
+    (args, extra) => runTurn(extra, codexRun(args), args.waitMs),
   );
 
   server.registerTool(
     'codex-reply',
     {
       title: 'Codex Reply',
-      description: 'Continue a Codex thread by providing the thread id and the next prompt. Optionally pick environments for this turn only, or change the sticky ones.',
+      description:
+        'Continue a Codex thread by providing the thread id and the next prompt. Optionally pick environments for this turn only, or change the sticky ones. Like codex, answers with status "running" when the turn outlasts waitMs.',
       inputSchema: CodexReplyArgsSchema,
       outputSchema: ThreadResultSchema,
     },
     (args, extra) => {
-      const threadId = args.threadId ?? args.conversationId;
-      if (threadId === undefined || threadId.length === 0) return plainError('Failed to parse thread_id: either threadId or conversationId must be provided');
-      return runTurn(extra, (callbacks) =>
-        options.threads.reply(
-          {
-            threadId,
-            prompt: args.prompt,
-            environments: args.environments,
-            stickyEnvironments: args.stickyEnvironments,
-          },
-          callbacks,
-        ),
-        threadId,
-      );
+      const threadId = replyThreadId(args);
+      if (threadId === undefined) return plainError(MISSING_THREAD_ID);
+      return runTurn(extra, replyRun(args, threadId), args.waitMs, threadId);
     },
   );
 
   server.registerTool(
-    'environment/add',
+    names.environmentAdd,
     {
       title: 'Add environment',
       description:
@@ -228,9 +285,9 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     },
     async (args, extra) => {
       const id = args.id ?? args.environmentId;
-      if (args.id !== undefined && args.environmentId !== undefined && args.id !== args.environmentId) return plainError('environment/add: id and environmentId disagree');
-      if (args.url !== undefined && args.execServerUrl !== undefined && args.url !== args.execServerUrl) return plainError('environment/add: url and execServerUrl disagree');
-      if (id === undefined) return plainError('environment/add: `id` (or `environmentId`) is required');
+      if (args.id !== undefined && args.environmentId !== undefined && args.id !== args.environmentId) return plainError(`${names.environmentAdd}: id and environmentId disagree`);
+      if (args.url !== undefined && args.execServerUrl !== undefined && args.url !== args.execServerUrl) return plainError(`${names.environmentAdd}: url and execServerUrl disagree`);
+      if (id === undefined) return plainError(`${names.environmentAdd}: \`id\` (or \`environmentId\`) is required`);
       const url = args.url ?? args.execServerUrl;
       const entry: EnvironmentEntry = { id };
       if (url !== undefined) entry.url = url;
@@ -251,20 +308,20 @@ export function createMcpServer(options: McpServerOptions): McpServer {
             extra.signal,
           );
           if (decision.decision !== 'approved' && decision.decision !== 'approved_for_session') {
-            return plainError(`environment/add: registering a program environment needs approval (or multienv.allow_runtime_program_environments = true): ${'reason' in decision ? decision.reason : 'denied'}`);
+            return plainError(`${names.environmentAdd}: registering a program environment needs approval (or multienv.allow_runtime_program_environments = true): ${'reason' in decision ? decision.reason : 'denied'}`);
           }
         }
         const environment = await options.registry.add(entry);
         const description = { ...environment.describe(), ...options.threads.environmentPolicy(environment), isDefault: false };
         return { content: [{ type: 'text', text: JSON.stringify(description) }], structuredContent: { environment: description } };
       } catch (error) {
-        return plainError(`environment/add: ${errorMessage(error)}`);
+        return plainError(`${names.environmentAdd}: ${errorMessage(error)}`);
       }
     },
   );
 
   server.registerTool(
-    'environment/list',
+    names.environmentList,
     {
       title: 'List environments',
       description:
@@ -282,6 +339,8 @@ export function createMcpServer(options: McpServerOptions): McpServer {
       return { content: [{ type: 'text', text: JSON.stringify(environments, null, 2) }], structuredContent: { environments } };
     },
   );
+
+  registerOpsTools(server, { threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, turnInterrupt: names.turnInterrupt }, cancelSignal });
 
   return server;
 }

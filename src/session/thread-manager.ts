@@ -20,8 +20,9 @@ import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/res
 import type { ThreadConfig, ThreadEnvironment, ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
 import { sandboxContextFor } from './sandbox-context.js';
-import type { ThreadStore } from './thread-store.js';
+import type { LoadedThread, ThreadStore, ThreadSummary } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
 export interface EnvironmentSelection {
@@ -166,7 +167,14 @@ interface Thread {
   status: 'idle' | 'running' | 'failed';
   lastAgentMessage: string | null;
   lastActivity: string;
+  /** Accepted turns that have not finished, in order: the running one first, then the queued. */
+  live: LiveTurn[];
+  /** The latest finished turns, oldest first (at most FINISHED_TURNS_KEPT). */
+  finished: FinishedTurn[];
 }
+
+/** How long `list()` reuses the store's summaries of threads this process has not loaded. */
+export const STORED_LIST_MAX_AGE_MS = 5_000;
 
 /** An error about a thread id that does not exist; the MCP layer reports it with the id. */
 export class ThreadNotFoundError extends LocalError {
@@ -187,6 +195,7 @@ export class ThreadManager {
   readonly #loading = new Map<string, Promise<Thread>>();
   readonly #global: PQueue;
   #defaults?: ResolvedThreadSettings;
+  #stored: { at: number; summaries: Promise<ThreadSummary[]> } | undefined;
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -282,6 +291,134 @@ export class ThreadManager {
     return this.#threads.size;
   }
 
+  /**
+   * The state of a thread. A thread this process has not loaded is read from the store without
+   * loading it (no settings resolved, no crash repair), so another process may own its open turn.
+   */
+  async status(threadId: string, turnId?: string): Promise<ThreadStatus> {
+    const thread = this.#threads.get(threadId);
+    if (thread !== undefined) return this.#statusOf(thread, turnId);
+    const loaded = await this.#readOnly(threadId);
+    const turns = storedTurns(loaded.records);
+    let sticky = loaded.header.environments;
+    for (const record of loaded.records) if (record.type === 'environments_changed') sticky = record.environments;
+    const finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, turns.lastActivity ?? loaded.header.createdAt)];
+    const lastTurn = finished[finished.length - 1] ?? null;
+    const report: ThreadStatus = {
+      threadId,
+      status: lastTurn?.status === 'failed' ? 'failed' : 'idle',
+      createdAt: loaded.header.createdAt,
+      lastActivity: turns.lastActivity ?? loaded.header.createdAt,
+      environments: sticky,
+      lastAgentMessage: turns.lastAgentMessage,
+      currentTurn: null,
+      queuedTurns: 0,
+      lastTurn,
+    };
+    if (turnId !== undefined) report.turn = findTurn(threadId, turnId, finished);
+    return report;
+  }
+
+  /** Every thread, loaded or stored, most recent activity first. */
+  async list(): Promise<ThreadListEntry[]> {
+    const entries = new Map<string, ThreadListEntry>();
+    for (const thread of this.#threads.values()) {
+      const current = thread.live[0];
+      entries.set(thread.id, {
+        threadId: thread.id,
+        createdAt: thread.createdAt,
+        lastActivity: latest(thread.lastActivity, current?.lastEventAt),
+        status: this.#stateOf(thread),
+        environments: thread.sticky,
+        currentTurnId: current?.turnId ?? null,
+      });
+    }
+    for (const summary of await this.#storedSummaries()) {
+      if (entries.has(summary.threadId)) continue;
+      if (summary.error !== undefined) {
+        entries.set(summary.threadId, { threadId: summary.threadId, createdAt: null, lastActivity: summary.updatedAt, status: 'failed', environments: [], currentTurnId: null, error: summary.error });
+        continue;
+      }
+      entries.set(summary.threadId, {
+        threadId: summary.threadId,
+        createdAt: summary.createdAt,
+        lastActivity: summary.updatedAt,
+        status: summary.lastStatus === 'failed' ? 'failed' : 'idle',
+        environments: summary.environments,
+        currentTurnId: null,
+      });
+    }
+    return [...entries.values()].sort((a, b) => b.lastActivity.localeCompare(a.lastActivity) || a.threadId.localeCompare(b.threadId));
+  }
+
+  /**
+   * Interrupts the thread's current turn, or the live turn `turnId` (a queued one is withdrawn).
+   * Undefined when nothing of this thread is running in this process.
+   */
+  async interrupt(threadId: string, turnId?: string, reason = 'interrupted by turn/interrupt'): Promise<InterruptedTurn | undefined> {
+    const thread = this.#threads.get(threadId);
+    if (thread === undefined) {
+      await this.#readOnly(threadId);
+      return undefined;
+    }
+    const live = turnId === undefined ? thread.live[0] : thread.live.find((turn) => turn.turnId === turnId);
+    if (live === undefined) {
+      if (turnId !== undefined && !thread.finished.some((turn) => turn.turnId === turnId)) {
+        throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} has no turn ${turnId}`);
+      }
+      return undefined;
+    }
+    this.#logger.info('interrupting a turn', { thread: threadId, turn: live.turnId, reason });
+    live.interrupt.abort(new LocalError(LocalErrorCode.Aborted, reason));
+    return { turnId: live.turnId, done: live.done };
+  }
+
+  /**
+   * Waits until the thread's turn `turnId` (by default: every turn accepted so far) has finished,
+   * for at most `timeoutMs`. Resolves true when nothing is left to wait for.
+   */
+  async waitForTurns(threadId: string, options: { turnId?: string; timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
+    const thread = this.#threads.get(threadId);
+    if (thread === undefined) return true;
+    const target = options.turnId === undefined ? thread.live[thread.live.length - 1] : thread.live.find((turn) => turn.turnId === options.turnId);
+    if (target === undefined) return true;
+    return settlesWithin(target.done, options.timeoutMs, options.signal);
+  }
+
+  /** The progress of a live turn of a loaded thread; undefined once it finished. */
+  progress(threadId: string, turnId: string): TurnProgress | undefined {
+    return this.#threads.get(threadId)?.live.find((turn) => turn.turnId === turnId)?.snapshot();
+  }
+
+  /** Turns accepted and not finished, across all threads. */
+  get liveTurnCount(): number {
+    let count = 0;
+    for (const thread of this.#threads.values()) count += thread.live.length;
+    return count;
+  }
+
+  /**
+   * Waits (at most `timeoutMs`, or until `signal` aborts) for every accepted turn to finish,
+   * e.g. after the client went away. Resolves with the number still running.
+   */
+  async drain(timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    const pending = [...this.#threads.values()].flatMap((thread) => thread.live.map((turn) => turn.done));
+    if (pending.length > 0) await settlesWithin(Promise.all(pending), timeoutMs, signal);
+    return this.liveTurnCount;
+  }
+
+  /** Interrupts every live turn (queued ones are withdrawn); resolves once they have wound down or after `timeoutMs`. */
+  async interruptAll(reason: string, timeoutMs: number): Promise<void> {
+    const pending: Promise<FinishedTurn>[] = [];
+    for (const thread of this.#threads.values()) {
+      for (const turn of thread.live) {
+        turn.interrupt.abort(new LocalError(LocalErrorCode.Aborted, reason));
+        pending.push(turn.done);
+      }
+    }
+    if (pending.length > 0) await settlesWithin(Promise.all(pending), timeoutMs);
+  }
+
   /** Stops every process left running by threads, and their MCP servers. */
   async close(): Promise<void> {
     await Promise.all([...this.#threads.values()].flatMap((thread) => [thread.processes.terminateAll(), thread.mcp.close()]));
@@ -290,6 +427,69 @@ export class ThreadManager {
   /** The MCP servers of every loaded thread, with their state. */
   mcpServerStatuses(): (McpServerStatus & { threadId: string })[] {
     return [...this.#threads.values()].flatMap((thread) => thread.mcp.statuses().map((status) => ({ threadId: thread.id, ...status })));
+  }
+
+  /**
+   * The store's thread summaries, re-read at most every STORED_LIST_MAX_AGE_MS: reading every
+   * file's state costs far more than a listing should. Threads this process runs are listed from
+   * memory anyway; the cache only delays threads another process writes.
+   */
+  async #storedSummaries(): Promise<ThreadSummary[]> {
+    const now = Date.now();
+    if (this.#stored === undefined || now - this.#stored.at > STORED_LIST_MAX_AGE_MS) {
+      const stored = { at: now, summaries: this.#options.store.list() };
+      this.#stored = stored;
+      stored.summaries.catch(() => {
+        if (this.#stored === stored) this.#stored = undefined;
+      });
+    }
+    return this.#stored.summaries;
+  }
+
+  #stateOf(thread: Thread): ThreadState {
+    const current = thread.live[0];
+    if (current !== undefined) return current.state === 'waiting-for-approval' ? 'waiting-for-approval' : 'running';
+    return thread.finished[thread.finished.length - 1]?.status === 'failed' ? 'failed' : 'idle';
+  }
+
+  #statusOf(thread: Thread, turnId: string | undefined): ThreadStatus {
+    const current = thread.live[0];
+    const report: ThreadStatus = {
+      threadId: thread.id,
+      status: this.#stateOf(thread),
+      createdAt: thread.createdAt,
+      lastActivity: latest(thread.lastActivity, current?.lastEventAt),
+      environments: thread.sticky,
+      lastAgentMessage: thread.lastAgentMessage,
+      currentTurn: current?.snapshot() ?? null,
+      queuedTurns: Math.max(0, thread.live.length - 1),
+      lastTurn: thread.finished[thread.finished.length - 1] ?? null,
+    };
+    if (turnId !== undefined) report.turn = thread.live.find((turn) => turn.turnId === turnId)?.snapshot() ?? findTurn(thread.id, turnId, thread.finished);
+    return report;
+  }
+
+  /** Reads a stored thread without loading it; a missing or unreadable id is not found. */
+  async #readOnly(threadId: string): Promise<LoadedThread> {
+    let loaded: LoadedThread | undefined;
+    try {
+      loaded = await this.#options.store.load(threadId);
+    } catch (error) {
+      if (error instanceof LocalError && error.code === LocalErrorCode.InvalidArgument) throw new ThreadNotFoundError(threadId);
+      throw error;
+    }
+    if (loaded === undefined) throw new ThreadNotFoundError(threadId);
+    return loaded;
+  }
+
+  /** A live turn ended: it leaves the thread's live list for its finished ones, then its waiters wake. */
+  #settle(thread: Thread, live: LiveTurn, status: TurnStatus, lastAgentMessage: string | null, error?: string): void {
+    const index = thread.live.indexOf(live);
+    if (index !== -1) thread.live.splice(index, 1);
+    const finished = live.finish(status, lastAgentMessage, error);
+    thread.finished.push(finished);
+    if (thread.finished.length > FINISHED_TURNS_KEPT) thread.finished.shift();
+    thread.lastActivity = latest(thread.lastActivity, finished.finishedAt);
   }
 
   async #get(threadId: string): Promise<Thread> {
@@ -344,6 +544,9 @@ export class ThreadManager {
     });
     const thread = this.#newThread(threadId, loaded.header.createdAt, loaded.header.config, settings, sticky, history);
     thread.lastAgentMessage = lastAgentMessage;
+    const turns = storedTurns(loaded.records);
+    thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, new Date().toISOString())].slice(-FINISHED_TURNS_KEPT);
+    if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
     this.#threads.set(threadId, thread);
     this.#logger.info('thread reloaded from the store', { thread: threadId, items: history.length });
     return thread;
@@ -398,6 +601,8 @@ export class ThreadManager {
       status: 'idle',
       lastAgentMessage: null,
       lastActivity: createdAt,
+      live: [],
+      finished: [],
     };
   }
 
@@ -462,22 +667,42 @@ export class ThreadManager {
       throw new LocalError(LocalErrorCode.LimitExceeded, `thread ${thread.id} is busy: ${thread.queue.size} turns are already waiting (limit ${limit}); wait for a response before replying again`);
     }
     const turnId = randomUUID();
+    // The turn is tracked (progress, approvals, interrupt) from here until it settles.
+    const live = new LiveTurn(turnId);
+    thread.live.push(live);
+    const tracked: TurnCallbacks = {
+      signal: AbortSignal.any([callbacks.signal, live.interrupt.signal]),
+      approver: live.countApprovals(callbacks.approver),
+      onEvent: (event) => {
+        live.record(event);
+        callbacks.onEvent?.(event);
+      },
+    };
     callbacks.onThread?.(thread.id, turnId);
     // The call's signal only withdraws a turn that is still waiting: p-queue races a running task
     // against its signal, which would free the thread for the next turn while this one winds down.
     const waiting = new AbortController();
-    const withdraw = (): void => waiting.abort(callbacks.signal.reason);
-    if (callbacks.signal.aborted) withdraw();
-    else callbacks.signal.addEventListener('abort', withdraw, { once: true });
+    const withdraw = (): void => waiting.abort(tracked.signal.reason);
+    if (tracked.signal.aborted) withdraw();
+    else tracked.signal.addEventListener('abort', withdraw, { once: true });
     const run = (): Promise<TurnOutcome> => {
-      callbacks.signal.removeEventListener('abort', withdraw);
-      return this.#global.add(() => this.#runTurn(thread, turnId, prompt, selection, callbacks));
+      tracked.signal.removeEventListener('abort', withdraw);
+      return this.#global.add(() => {
+        live.begin();
+        return this.#runTurn(thread, turnId, prompt, selection, tracked);
+      });
     };
-    const outcome = await thread.queue.add(run, { signal: waiting.signal }).catch((error: unknown) => {
-      if (callbacks.signal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
+    try {
+      const outcome: TurnOutcome = await thread.queue.add(run, { signal: waiting.signal }).catch((error: unknown) => {
+        if (tracked.signal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
+        throw error;
+      });
+      this.#settle(thread, live, outcome.status, outcome.lastAgentMessage, outcome.error);
+      return outcome;
+    } catch (error) {
+      this.#settle(thread, live, 'failed', null, errorMessage(error));
       throw error;
-    });
-    return outcome;
+    }
   }
 
   /** Starts the MCP servers this turn can use; each failure is also a progress event. */

@@ -64,3 +64,31 @@ function safeJson(value: unknown): string {
     return '"<unserializable>"';
   }
 }
+
+/** One log event as a structured sink sees it. */
+export interface LogEntry {
+  level: Exclude<LogLevel, 'silent'>;
+  /** The logger's component path, e.g. `codex-multienv/threads`. */
+  component: string;
+  message: string;
+  fields?: LogFields;
+}
+
+/**
+ * A logger that writes through `primary` and also hands every event, whatever `primary`'s level,
+ * to `sink` (which applies its own level), e.g. to forward logs to the MCP client.
+ */
+export function teeLogger(primary: Logger, sink: (entry: LogEntry) => void, component = 'codex-multienv'): Logger {
+  const emit = (level: LogEntry['level'], message: string, fields?: LogFields): void => {
+    primary[level](message, fields);
+    sink(fields === undefined ? { level, component, message } : { level, component, message, fields });
+  };
+  return {
+    trace: (m, f) => emit('trace', m, f),
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+    child: (name) => teeLogger(primary.child(name), sink, `${component}/${name}`),
+  };
+}

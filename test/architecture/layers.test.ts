@@ -28,6 +28,7 @@ const OWNERS: Record<string, string[]> = {
   'p-queue': ['session'],
   openai: ['model'],
   '@modelcontextprotocol/sdk/server': ['mcp'],
+  '@modelcontextprotocol/sdk/experimental': ['mcp'],
   '@lydell/node-pty': ['exec'],
   '@modelcontextprotocol/sdk/client': ['environments'],
 };

@@ -92,6 +92,9 @@ describe('resolveConfig: defaults', () => {
         codexEvents: false,
         allowRuntimeProgramEnvironments: false,
         threadsDir: `${HOME}/multienv/threads`,
+        defaultWaitMs: 50_000,
+        drainTimeoutMs: 600_000,
+        portableToolNames: false,
       },
     });
     expect(DEFAULT_MODEL).toBe('gpt-5.5');
@@ -145,6 +148,9 @@ approval_timeout_sec = 1.5
 codex_events = true
 allow_runtime_program_environments = true
 threads_dir = "state/threads"
+default_wait_sec = 0.25
+drain_timeout_sec = 0
+portable_tool_names = true
 `),
     ]);
     expect(warnings).toEqual([]);
@@ -186,6 +192,9 @@ threads_dir = "state/threads"
         codexEvents: true,
         allowRuntimeProgramEnvironments: true,
         threadsDir: `${HOME}/state/threads`,
+        defaultWaitMs: 250,
+        drainTimeoutMs: 0,
+        portableToolNames: true,
       },
     });
     expect(config.permissionProfiles.get('restricted').rules).toEqual([{ target: { special: 'minimal' }, access: 'read' }]);

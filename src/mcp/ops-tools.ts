@@ -1,0 +1,171 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import type { ThreadManager } from '../session/thread-manager.js';
+import { errorMessage } from '../util/errors.js';
+import { plainError } from './turn-call.js';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** How long `turn/interrupt` waits for the interrupted turn to wind down before it answers. */
+export const INTERRUPT_WAIT_MS = 10_000;
+
+/** The longest wait a call may ask for (the largest timer Node.js has). */
+export const MAX_WAIT_MS = 2_147_483_647;
+
+/** A wait budget argument in milliseconds. */
+export const WaitMsSchema = z.number().int().min(0).max(MAX_WAIT_MS);
+
+const ThreadStateSchema = z.enum(['idle', 'running', 'waiting-for-approval', 'failed']);
+
+/** A live turn's progress, as results carry it. */
+export const TurnProgressSchema = z.object({
+  turnId: z.string(),
+  state: z.enum(['queued', 'running', 'waiting-for-approval']),
+  acceptedAt: z.string(),
+  startedAt: z.string().nullable(),
+  modelRequests: z.number(),
+  toolCalls: z.object({ started: z.number(), finished: z.number(), failed: z.number() }),
+  pendingApprovals: z.number(),
+  lastAgentMessage: z.string().nullable(),
+  recent: z.array(z.object({ at: z.string(), text: z.string() })),
+});
+
+const FinishedTurnSchema = z.object({
+  turnId: z.string(),
+  state: z.literal('finished'),
+  status: z.enum(['completed', 'failed', 'interrupted']),
+  lastAgentMessage: z.string().nullable(),
+  error: z.string().optional(),
+  finishedAt: z.string(),
+});
+
+const ThreadEnvironmentSchema = z.object({ id: z.string(), cwd: z.string() });
+
+const ThreadStatusSchema = {
+  threadId: z.string(),
+  status: ThreadStateSchema,
+  createdAt: z.string(),
+  lastActivity: z.string(),
+  environments: z.array(ThreadEnvironmentSchema),
+  lastAgentMessage: z.string().nullable(),
+  currentTurn: TurnProgressSchema.nullable(),
+  queuedTurns: z.number(),
+  lastTurn: FinishedTurnSchema.nullable(),
+  turn: z.union([TurnProgressSchema, FinishedTurnSchema]).optional(),
+};
+
+const ThreadListEntrySchema = z.object({
+  threadId: z.string(),
+  createdAt: z.string().nullable(),
+  lastActivity: z.string(),
+  status: ThreadStateSchema,
+  environments: z.array(ThreadEnvironmentSchema),
+  currentTurnId: z.string().nullable(),
+  error: z.string().optional(),
+});
+
+/** What the status tools need from the server. */
+export interface OpsToolsOptions {
+  threads: ThreadManager;
+  names: { status: string; threadList: string; turnInterrupt: string };
+  /** Aborts when the client cancels the call. */
+  cancelSignal(extra: Extra): AbortSignal;
+}
+
+function jsonResult(structured: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: 'text', text: JSON.stringify(structured, null, 2) }], structuredContent: structured };
+}
+
+/** Registers `codex-status`, `thread/list` and `turn/interrupt`. */
+export function registerOpsTools(server: McpServer, options: OpsToolsOptions): void {
+  const { threads, names } = options;
+
+  server.registerTool(
+    names.status,
+    {
+      title: 'Codex thread status',
+      description:
+        'The state of a thread (idle, running, waiting-for-approval, failed), its current turn’s progress, its last agent message and its environments. With waitMs, first waits up to that long for the thread’s turns (or turnId) to finish, e.g. after codex or codex-reply answered with status "running".',
+      inputSchema: {
+        threadId: z.string().describe('The thread id returned by codex.'),
+        turnId: z.string().optional().describe('A turn of the thread to report on (and to wait for) specifically.'),
+        waitMs: WaitMsSchema.optional().describe('Wait up to this many milliseconds for the turn(s) to finish before answering (default 0: answer at once).'),
+      },
+      outputSchema: ThreadStatusSchema,
+      annotations: { readOnlyHint: true },
+    },
+    async (args, extra) => {
+      try {
+        if (args.waitMs !== undefined && args.waitMs > 0) await threads.waitForTurns(args.threadId, { turnId: args.turnId, timeoutMs: args.waitMs, signal: options.cancelSignal(extra) });
+        const status = await threads.status(args.threadId, args.turnId);
+        return jsonResult({ ...status });
+      } catch (error) {
+        return plainError(`${names.status}: ${errorMessage(error)}`);
+      }
+    },
+  );
+
+  server.registerTool(
+    names.threadList,
+    {
+      title: 'List threads',
+      description: 'Threads known to this server (in memory and stored), most recent activity first: id, created, last activity, status and environments.',
+      inputSchema: {
+        status: ThreadStateSchema.optional().describe('Only threads in this state.'),
+        limit: z.number().int().min(1).max(1000).optional().describe('At most this many threads (default 100).'),
+      },
+      outputSchema: { threads: z.array(ThreadListEntrySchema), total: z.number().describe('Matching threads before the limit.') },
+      annotations: { readOnlyHint: true },
+    },
+    async (args) => {
+      try {
+        const all = await threads.list();
+        const matching = args.status === undefined ? all : all.filter((entry) => entry.status === args.status);
+        return jsonResult({ threads: matching.slice(0, args.limit ?? 100), total: matching.length });
+      } catch (error) {
+        return plainError(`${names.threadList}: ${errorMessage(error)}`);
+      }
+    },
+  );
+
+  server.registerTool(
+    names.turnInterrupt,
+    {
+      title: 'Interrupt a turn',
+      description:
+        'Stops the running turn of a thread (or the given turn; a queued one is withdrawn) and its commands. The call that started the turn, if still open, is answered as interrupted. Waits briefly for the turn to wind down.',
+      inputSchema: {
+        threadId: z.string().describe('The thread id.'),
+        turnId: z.string().optional().describe('The turn to stop; default: the thread’s running turn.'),
+      },
+      outputSchema: {
+        threadId: z.string(),
+        turnId: z.string().nullable().describe('The turn interrupted, null when nothing was running.'),
+        interrupted: z.boolean(),
+        stopped: z.boolean().describe('The turn has finished (false: still winding down).'),
+        status: ThreadStateSchema,
+      },
+      annotations: { destructiveHint: true, idempotentHint: true },
+    },
+    async (args, extra) => {
+      try {
+        const interrupted = await threads.interrupt(args.threadId, args.turnId);
+        let stopped = true;
+        if (interrupted !== undefined) {
+          stopped = await threads.waitForTurns(args.threadId, { turnId: interrupted.turnId, timeoutMs: INTERRUPT_WAIT_MS, signal: options.cancelSignal(extra) });
+        }
+        const { status } = await threads.status(args.threadId);
+        const structured = { threadId: args.threadId, turnId: interrupted?.turnId ?? null, interrupted: interrupted !== undefined, stopped, status };
+        const text =
+          interrupted === undefined
+            ? `Nothing to interrupt: thread ${args.threadId} has no running turn${args.turnId === undefined ? '' : ` ${args.turnId}`} here (status ${status}).`
+            : `Interrupted turn ${interrupted.turnId} of thread ${args.threadId}${stopped ? '' : ' (still winding down)'}; status ${status}.`;
+        return { content: [{ type: 'text', text }], structuredContent: structured };
+      } catch (error) {
+        return plainError(`${names.turnInterrupt}: ${errorMessage(error)}`);
+      }
+    },
+  );
+}

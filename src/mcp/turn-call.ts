@@ -1,0 +1,150 @@
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { TurnProgress } from '../session/live-turn.js';
+import { ThreadNotFoundError, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
+import { deferred } from '../util/deferred.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { ElicitationApprover } from './elicitation-approver.js';
+import { progressReporter } from './progress.js';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** What a `codex`/`codex-reply` call does with the thread manager. */
+export type TurnRun = (callbacks: TurnCallbacks) => Promise<TurnOutcome>;
+
+/** The thread and turn a call started (or continued). */
+export interface StartedTurn {
+  threadId: string;
+  turnId: string;
+}
+
+/** One call's turn while it runs. */
+export interface TurnCall {
+  /** Resolves once the thread and turn exist; undefined when the call failed before that. */
+  readonly started: Promise<StartedTurn | undefined>;
+  /** The answer for when the turn has ended; errors are results too (never rejects). */
+  readonly result: Promise<CallToolResult>;
+  /** Interrupts the turn (the MCP cancellation, a task cancelled). */
+  interrupt(reason: string): void;
+  /** The call was answered before the turn ended: stop reporting progress to it. */
+  detach(): void;
+}
+
+/** What {@link startTurnCall} needs from the server. */
+export interface TurnCallContext {
+  server: Server;
+  logger: Logger;
+  approvalTimeoutMs: number;
+  codexEvents: boolean;
+}
+
+/** A `{threadId, content}` result. */
+export function threadResult(threadId: string, text: string, isError = false): CallToolResult {
+  const result: CallToolResult = { content: [{ type: 'text', text }], structuredContent: { threadId, content: text } };
+  if (isError) result.isError = true;
+  return result;
+}
+
+/** An error result without a thread. */
+export function plainError(text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true };
+}
+
+function outcomeResult(outcome: TurnOutcome): CallToolResult {
+  if (outcome.status === 'completed') return threadResult(outcome.threadId, outcome.lastAgentMessage ?? '');
+  if (outcome.status === 'interrupted') {
+    return threadResult(outcome.threadId, `The turn was interrupted.${outcome.lastAgentMessage === null ? '' : ` Last message: ${outcome.lastAgentMessage}`}`, true);
+  }
+  return threadResult(outcome.threadId, `The turn failed: ${outcome.error ?? 'unknown error'}`, true);
+}
+
+/**
+ * Starts the turn of one call with approvals as elicitations and progress reported to the call.
+ * The turn belongs to the thread, not to the request: only {@link TurnCall.interrupt} stops it,
+ * never the request's end or the client going away.
+ */
+export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnRun, knownThreadId?: string): TurnCall {
+  const controller = new AbortController();
+  const started = deferred<StartedTurn | undefined>();
+  let threadId = knownThreadId;
+  let turnId: string | undefined;
+  const report = progressReporter(extra, { codexEvents: context.codexEvents, logger: context.logger });
+  const approver = new ElicitationApprover({ server: context.server, timeoutMs: context.approvalTimeoutMs, logger: context.logger, toolCallId: extra.requestId, turnId: () => turnId });
+  const result = run({
+    signal: controller.signal,
+    approver,
+    onThread: (id, turn) => {
+      threadId = id;
+      turnId = turn;
+      report.started(id, turn);
+      started.resolve({ threadId: id, turnId: turn });
+    },
+    onEvent: (event) => report.event(event),
+  }).then(
+    (outcome) => {
+      report.finished(outcome);
+      return outcomeResult(outcome);
+    },
+    (error: unknown) => {
+      if (error instanceof ThreadNotFoundError) return threadResult(error.threadId, error.message, true);
+      if (threadId !== undefined) return threadResult(threadId, errorMessage(error), true);
+      return plainError(errorMessage(error));
+    },
+  );
+  void result.then(() => started.resolve(undefined));
+  return {
+    started: started.promise,
+    result,
+    interrupt: (reason) => controller.abort(new Error(reason)),
+    detach: () => report.stop(),
+  };
+}
+
+/** The names a running-turn answer points the caller to. */
+export interface FollowUpNames {
+  status: string;
+  interrupt: string;
+}
+
+/**
+ * Answers a call with the turn's result when it ends within `waitMs`; otherwise, as soon as the
+ * thread exists, with `status: "running"`, the turn id and its progress so far, while the turn
+ * goes on.
+ */
+export async function answerWithin(call: TurnCall, waitMs: number, progressOf: (started: StartedTurn) => TurnProgress | undefined, names: FollowUpNames): Promise<CallToolResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const budget = new Promise<'budget'>((resolve) => {
+    timer = setTimeout(() => resolve('budget'), waitMs);
+  });
+  try {
+    const first = await Promise.race([call.result, budget]);
+    if (first !== 'budget') return first;
+  } finally {
+    clearTimeout(timer);
+  }
+  // The budget is spent; the answer needs the thread id, so wait for the thread if it is not there yet.
+  const started = await Promise.race([call.started, call.result]);
+  if (started === undefined || 'content' in started) return call.result;
+  const progress = progressOf(started);
+  if (progress === undefined) return call.result;
+  call.detach();
+  return runningResult(started, progress, names);
+}
+
+function runningResult(started: StartedTurn, progress: TurnProgress, names: FollowUpNames): CallToolResult {
+  const done = progress.toolCalls.finished;
+  const lines = [
+    `The turn is still ${progress.state === 'queued' ? 'queued' : progress.state === 'waiting-for-approval' ? 'waiting for an approval' : 'running'} (thread ${started.threadId}, turn ${started.turnId}): ${progress.modelRequests} model request(s), ${done} tool call(s) done so far.`,
+  ];
+  if (progress.lastAgentMessage !== null) lines.push(`Last agent message: ${progress.lastAgentMessage}`);
+  const recent = progress.recent.slice(-5).map((entry) => `- ${entry.text}`);
+  if (recent.length > 0) lines.push('Recent:', ...recent);
+  lines.push(`It goes on without this call: use ${names.status} with this threadId (and waitMs) to wait for it and read its result, or ${names.interrupt} to stop it.`);
+  const text = lines.join('\n');
+  return {
+    content: [{ type: 'text', text }],
+    structuredContent: { threadId: started.threadId, content: text, status: 'running', turnId: started.turnId, progress },
+  };
+}

@@ -1,0 +1,294 @@
+import type { ApprovalRequest, Approver } from '../agent/approvals.js';
+import type { TurnEvent, TurnStatus } from '../agent/turn.js';
+import type { ThreadBodyRecord, ThreadEnvironment } from '../protocol/thread.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { deferred } from '../util/deferred.js';
+
+/** Events a live turn keeps for status reports (the oldest are dropped). */
+export const RECENT_TURN_EVENTS = 20;
+
+/** Finished turns a thread keeps in memory for status reports. */
+export const FINISHED_TURNS_KEPT = 32;
+
+/** Where a turn that has not finished is: waiting behind another turn, running, or waiting for the user. */
+export type LiveTurnState = 'queued' | 'running' | 'waiting-for-approval';
+
+/** What a turn that has not finished has done so far. */
+export interface TurnProgress {
+  turnId: string;
+  state: LiveTurnState;
+  /** When the call that started it was accepted (ISO). */
+  acceptedAt: string;
+  /** When it started running (ISO); null while queued. */
+  startedAt: string | null;
+  modelRequests: number;
+  toolCalls: { started: number; finished: number; failed: number };
+  /** Approval requests waiting for the user's answer. */
+  pendingApprovals: number;
+  /** The last message the agent wrote in this turn. */
+  lastAgentMessage: string | null;
+  /** The latest events, oldest first, at most {@link RECENT_TURN_EVENTS}. */
+  recent: { at: string; text: string }[];
+}
+
+/** How a turn ended. */
+export interface FinishedTurn {
+  turnId: string;
+  state: 'finished';
+  status: TurnStatus;
+  /** The turn's last agent message (null when it wrote none). */
+  lastAgentMessage: string | null;
+  error?: string;
+  /** When it ended (ISO). */
+  finishedAt: string;
+}
+
+function clip(text: string, max = 160): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * A short line for a turn event, or undefined for events that only count (a tool started or
+ * succeeded: the tool's own progress messages say more).
+ */
+export function describeTurnEvent(event: TurnEvent): string | undefined {
+  switch (event.type) {
+    case 'model_request':
+      return event.step === 1 ? 'thinking' : `thinking (step ${event.step})`;
+    case 'agent_message':
+      return `agent: ${clip(event.text)}`;
+    case 'tool_started':
+      return undefined;
+    case 'tool_finished':
+      return event.ok ? undefined : `${event.tool} failed`;
+    case 'progress':
+      return event.message;
+  }
+}
+
+/**
+ * The in-memory state of one accepted turn until it finishes: its progress for status reports,
+ * a signal to interrupt it, and a promise of its end. Progress is folded from the events the
+ * turn emits and the approvals it asks, so the turn loop knows nothing about it.
+ */
+export class LiveTurn {
+  readonly turnId: string;
+  readonly acceptedAt: string;
+  /** Aborted by `turn/interrupt` (or a shutdown); the turn's signal follows it. */
+  readonly interrupt = new AbortController();
+  #startedAt: string | null = null;
+  #lastEventAt: string;
+  #modelRequests = 0;
+  readonly #toolCalls = { started: 0, finished: 0, failed: 0 };
+  #pendingApprovals = 0;
+  #lastAgentMessage: string | null = null;
+  readonly #recent: { at: string; text: string }[] = [];
+  readonly #done = deferred<FinishedTurn>();
+
+  constructor(turnId: string, now: string = new Date().toISOString()) {
+    this.turnId = turnId;
+    this.acceptedAt = now;
+    this.#lastEventAt = now;
+  }
+
+  /** Resolves when the turn has finished (never rejects). */
+  get done(): Promise<FinishedTurn> {
+    return this.#done.promise;
+  }
+
+  /** True once it left the queue. */
+  get started(): boolean {
+    return this.#startedAt !== null;
+  }
+
+  /** When it last did something (ISO). */
+  get lastEventAt(): string {
+    return this.#lastEventAt;
+  }
+
+  /** It left the queue and runs now. */
+  begin(now: string = new Date().toISOString()): void {
+    this.#startedAt = now;
+    this.#lastEventAt = now;
+  }
+
+  /** Folds one event of the turn into its progress. */
+  record(event: TurnEvent, now: string = new Date().toISOString()): void {
+    this.#lastEventAt = now;
+    if (event.type === 'model_request') this.#modelRequests = event.step;
+    else if (event.type === 'agent_message') this.#lastAgentMessage = event.text;
+    else if (event.type === 'tool_started') this.#toolCalls.started += 1;
+    else if (event.type === 'tool_finished') {
+      this.#toolCalls.finished += 1;
+      if (!event.ok) this.#toolCalls.failed += 1;
+    }
+    const text = describeTurnEvent(event);
+    if (text === undefined) return;
+    this.#recent.push({ at: now, text });
+    if (this.#recent.length > RECENT_TURN_EVENTS) this.#recent.shift();
+  }
+
+  /** `inner`, counting the requests waiting for an answer (the thread then waits for approval). */
+  countApprovals(inner: Approver): Approver {
+    return {
+      request: async (request: ApprovalRequest, signal: AbortSignal) => {
+        this.#pendingApprovals += 1;
+        this.#lastEventAt = new Date().toISOString();
+        try {
+          return await inner.request(request, signal);
+        } finally {
+          this.#pendingApprovals -= 1;
+        }
+      },
+    };
+  }
+
+  /** Records how it ended and resolves {@link done}; only the first call counts. */
+  finish(status: TurnStatus, lastAgentMessage: string | null, error?: string, now: string = new Date().toISOString()): FinishedTurn {
+    const finished: FinishedTurn = { turnId: this.turnId, state: 'finished', status, lastAgentMessage, finishedAt: now, ...(error === undefined ? {} : { error }) };
+    this.#done.resolve(finished);
+    return finished;
+  }
+
+  /** Where it is now. */
+  get state(): LiveTurnState {
+    if (this.#startedAt === null) return 'queued';
+    return this.#pendingApprovals > 0 ? 'waiting-for-approval' : 'running';
+  }
+
+  /** Its progress now. */
+  snapshot(): TurnProgress {
+    return {
+      turnId: this.turnId,
+      state: this.state,
+      acceptedAt: this.acceptedAt,
+      startedAt: this.#startedAt,
+      modelRequests: this.#modelRequests,
+      toolCalls: { ...this.#toolCalls },
+      pendingApprovals: this.#pendingApprovals,
+      lastAgentMessage: this.#lastAgentMessage,
+      recent: this.#recent.map((entry) => ({ ...entry })),
+    };
+  }
+}
+
+/** What a thread's stored records say about its turns. */
+export interface StoredTurns {
+  /** Finished turns, oldest first, at most {@link FINISHED_TURNS_KEPT}. */
+  finished: FinishedTurn[];
+  /** A turn that started and has no completion record (it runs elsewhere, or the server stopped during it). */
+  open?: { turnId: string; startedAt: string };
+  /** The last agent message of the last finished turn that had one. */
+  lastAgentMessage: string | null;
+  /** The time of the last record (ISO). */
+  lastActivity: string | undefined;
+}
+
+/** Folds a thread's stored records into its turns, without side effects. */
+export function storedTurns(records: readonly ThreadBodyRecord[]): StoredTurns {
+  const finished: FinishedTurn[] = [];
+  let open: StoredTurns['open'];
+  let lastAgentMessage: string | null = null;
+  let lastActivity: string | undefined;
+  for (const record of records) {
+    lastActivity = record.at;
+    if (record.type === 'turn_started') open = { turnId: record.turnId, startedAt: record.at };
+    else if (record.type === 'turn_completed') {
+      if (open?.turnId === record.turnId) open = undefined;
+      if (record.lastAgentMessage !== null) lastAgentMessage = record.lastAgentMessage;
+      finished.push({
+        turnId: record.turnId,
+        state: 'finished',
+        status: record.status,
+        lastAgentMessage: record.lastAgentMessage,
+        finishedAt: record.at,
+        ...(record.error === undefined ? {} : { error: record.error }),
+      });
+      if (finished.length > FINISHED_TURNS_KEPT) finished.shift();
+    }
+  }
+  return { finished, ...(open === undefined ? {} : { open }), lastAgentMessage, lastActivity };
+}
+
+/** A thread's state as the status tools report it. */
+export type ThreadState = 'idle' | 'running' | 'waiting-for-approval' | 'failed';
+
+/** The state of one thread (`codex-status`). */
+export interface ThreadStatus {
+  threadId: string;
+  /** `running` while a turn runs or waits for a free slot; `failed` when its last turn failed. */
+  status: ThreadState;
+  createdAt: string;
+  lastActivity: string;
+  /** The sticky environment selection. */
+  environments: ThreadEnvironment[];
+  /** The last message the agent wrote, in any turn. */
+  lastAgentMessage: string | null;
+  /** The turn running now (or waiting for a slot), null when none. */
+  currentTurn: TurnProgress | null;
+  /** Turns waiting behind the current one. */
+  queuedTurns: number;
+  /** The most recent finished turn. */
+  lastTurn: FinishedTurn | null;
+  /** The turn the caller asked about, live or finished. */
+  turn?: TurnProgress | FinishedTurn;
+}
+
+/** One thread of {@link ThreadManager.list}. */
+export interface ThreadListEntry {
+  threadId: string;
+  /** Null only for a thread file that does not read back (see `error`). */
+  createdAt: string | null;
+  lastActivity: string;
+  status: ThreadState;
+  environments: ThreadEnvironment[];
+  /** The turn running now, if any. */
+  currentTurnId: string | null;
+  /** Why the thread's file does not read back. */
+  error?: string;
+}
+
+/** A live turn asked to stop by {@link ThreadManager.interrupt}. */
+export interface InterruptedTurn {
+  turnId: string;
+  /** Resolves once the turn has wound down. */
+  done: Promise<FinishedTurn>;
+}
+
+/** Resolves true when `promise` settles within `ms`, false on timeout or when `signal` aborts first. */
+export function settlesWithin(promise: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const finish = (value: boolean): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    const onAbort = (): void => finish(false);
+    const timer = setTimeout(() => finish(false), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      () => finish(true),
+      () => finish(true),
+    );
+  });
+}
+
+/** The later of two ISO times (the first when the second is missing). */
+export function latest(a: string, b: string | undefined): string {
+  return b !== undefined && b > a ? b : a;
+}
+
+/** A stored turn without a completion record, as a status report shows it. */
+export function unfinishedTurn(turnId: string, at: string): FinishedTurn {
+  return { turnId, state: 'finished', status: 'interrupted', lastAgentMessage: null, error: 'the server stopped during this turn (or another server process is running it)', finishedAt: at };
+}
+
+/** The finished turn `turnId` of a thread; a not-found error when it is unknown or too old. */
+export function findTurn(threadId: string, turnId: string, finished: readonly FinishedTurn[]): FinishedTurn {
+  const found = finished.find((turn) => turn.turnId === turnId);
+  if (found === undefined) throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} has no turn ${turnId} (or it is older than the last ${FINISHED_TURNS_KEPT} turns)`);
+  return found;
+}
+
