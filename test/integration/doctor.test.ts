@@ -1,6 +1,6 @@
 // `codex-multienv doctor` end to end: the built CLI with a temporary CODEX_HOME, our exec-server on
-// 127.0.0.1 (over a websocket and over stdio), a refused port, broken config files, and the fake
-// model as the provider.
+// 127.0.0.1 (over a websocket and over stdio) and the real codex one, a refused port, broken config
+// files, and the fake model as the provider.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
-import { CLI, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { CLI, runCommand, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 const ReportSchema = z.object({
   version: z.string(),
@@ -111,6 +111,19 @@ describe('codex-multienv doctor', () => {
     const request = model.requests[before]!;
     expect(request.headers.authorization).toBe('Bearer test-key');
     expect(request.body).toMatchObject({ model: 'gpt-5.5', input: [{ type: 'message', role: 'user' }], tools: [] });
+  });
+
+  it('checks the real codex exec-server 0.169.0 the same way', async () => {
+    const codexHome = await tempDir('cmx-doctor-codex-');
+    const codex = await startCodexWsExecServer(codexHome.path);
+    try {
+      await writeEnvironments(['[[environments]]', 'id = "cx"', `url = "${codex.url}"`]);
+      const { report } = await doctorJson();
+      expect(checkOf(report, 'environment:cx')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/: ready; linux, \S+, \/.*, executor 0\.169\.0$/) });
+    } finally {
+      await codex.stop();
+      await codexHome.cleanup();
+    }
   });
 
   it('fails on an unreachable environment and says what to fix, in text and in JSON', async () => {
