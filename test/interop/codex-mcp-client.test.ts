@@ -1,5 +1,6 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { codexHomeForFakeModel } from '../helpers/codex-home.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
@@ -17,15 +18,12 @@ import { CLI, CODEX, runCommand, tempDir } from '../helpers/process.js';
 const OUTER_MODEL = 'scripted-model';
 const NAMESPACE = 'mcp__multienv';
 
-/** The `{threadId, content}` JSON our tool returned, from the last tool output Codex sent its model. */
-function lastToolResult(request: RecordedRequest): { threadId: string; content: string } {
-  const output = functionCallOutputs(request).at(-1)?.output ?? '';
-  const json = output.slice(output.indexOf('{'));
-  const parsed: unknown = JSON.parse(json);
-  if (typeof parsed === 'object' && parsed !== null && 'threadId' in parsed && 'content' in parsed && typeof parsed.threadId === 'string' && typeof parsed.content === 'string') {
-    return { threadId: parsed.threadId, content: parsed.content };
-  }
-  throw new Error(`not a codex tool result: ${output}`);
+const CodexToolResultSchema = z.object({ threadId: z.string(), content: z.string() });
+
+/** The `{threadId, content}` JSON our tool returned, from the last tool output Codex sent its model (after its "Wall time" lines). */
+function lastToolResult(request: RecordedRequest): z.infer<typeof CodexToolResultSchema> {
+  const output = z.string().parse(functionCallOutputs(request).at(-1)?.output);
+  return CodexToolResultSchema.parse(JSON.parse(output.slice(output.indexOf('{'))));
 }
 
 describe('real codex exec as an MCP client of our server', () => {
