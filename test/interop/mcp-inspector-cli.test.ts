@@ -3,7 +3,7 @@
 // server process, per call. The inspector prints the JSON result on stdout and exits 0 even for
 // `isError` results, so the tests read the result, never only the exit code.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { functionCallOutputs, type FakeStep } from '../../tools/fake-responses-server.js';
@@ -23,9 +23,9 @@ const ToolResultSchema = z.looseObject({
  * test/: the inspector finds its own package.json relative to the current folder and fails from
  * a folder whose parent has none.
  */
-async function inspect(codexHome: string, args: string[]): Promise<unknown> {
+async function inspect(codexHome: string, args: string[], server: string[] = [process.execPath, CLI]): Promise<unknown> {
   const serverEnv = ['-e', `CODEX_HOME=${codexHome}`, '-e', 'FAKE_MODEL_API_KEY=test-key', '-e', 'CODEX_MULTIENV_LOG=warn'];
-  const run = await runCommand(process.execPath, [INSPECTOR, '--cli', process.execPath, CLI, ...serverEnv, ...args], process.env, join(REPO_ROOT, 'test'));
+  const run = await runCommand(process.execPath, [INSPECTOR, '--cli', ...server, ...serverEnv, ...args], process.env, join(REPO_ROOT, 'test'));
   if (run.code !== 0) throw new Error(`inspector exited with ${run.code}: ${run.stderr}`);
   return JSON.parse(run.stdout) as unknown;
 }
@@ -57,6 +57,18 @@ describe('MCP Inspector CLI against the built server', () => {
     const codex = listed.tools.find((tool) => tool.name === 'codex');
     expect(codex?.inputSchema).toMatchObject({ required: ['prompt'] });
     expect(codex?.outputSchema).toMatchObject({ properties: { threadId: expect.anything(), content: expect.anything() } });
+  });
+
+  it('starts every server of mcp.config.example.json as written (only the install path filled in)', async () => {
+    const example = await readFile(join(REPO_ROOT, 'mcp.config.example.json'), 'utf8');
+    const config = join(world.work.path, 'mcp.config.json');
+    await writeFile(config, example.replaceAll('/path/to/codex-multienv-mcp', REPO_ROOT));
+    const servers = Object.keys(z.object({ mcpServers: z.record(z.string(), z.unknown()) }).parse(JSON.parse(example)).mcpServers);
+    expect(servers.length).toBeGreaterThan(0);
+    for (const server of servers) {
+      const listed = z.object({ tools: z.array(z.object({ name: z.string() }).loose()) }).parse(await inspect(world.home.path, ['--method', 'tools/list'], ['--config', config, '--server', server]));
+      expect(listed.tools.map((tool) => tool.name)).toContain('codex');
+    }
   });
 
   it('runs a codex turn against the fake model: a command runs in the work folder, the answer comes back with its threadId', async () => {
