@@ -86,7 +86,8 @@ describe('MCP conformance suite through the stdio-to-HTTP bridge', () => {
     // Every scenario opened its own session on a real server process.
     expect(bridge.sessionsOpened()).toBeGreaterThanOrEqual(results.size);
     expect(bridgeLog).not.toMatch(/send to (child|client) failed|child error/);
-  });
+    // 32 scenarios, each on a fresh server process: about 15 s idle, more on a loaded 2-core CI.
+  }, 180_000);
 });
 
 describe('the bridge itself, with an SDK Streamable HTTP client', () => {
