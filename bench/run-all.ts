@@ -1,10 +1,11 @@
 /**
  * Runs the benchmarks named on the command line (all by default) and prints their figures.
- * Usage: `npm run bench -- [exec|session ...]`.
+ * Usage: `npm run bench -- [exec|session|sandbox ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
   session: './session.bench.js',
+  sandbox: './sandbox.bench.js',
 };
 
 const wanted = process.argv.slice(2);

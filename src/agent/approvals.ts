@@ -4,6 +4,8 @@
  */
 
 import type { ApprovalPolicy } from '../protocol/thread.js';
+import { abortReason } from '../util/abort.js';
+import { TurnAbortedError } from './errors.js';
 
 /** When the agent must ask (Codex's `approval_policy`); defined with the persisted thread format. */
 export type { ApprovalPolicy };
@@ -69,6 +71,35 @@ export class SessionApprovals {
   /** Records a for-session approval. */
   remember(request: ApprovalRequest): void {
     for (const key of approvalKeys(request)) this.#keys.add(key);
+  }
+}
+
+/** What {@link askUnlessCovered} needs of a tool call's context. */
+export interface ApprovalContext {
+  approver: Approver;
+  sessionApprovals: SessionApprovals;
+  signal: AbortSignal;
+}
+
+/**
+ * Asks the user unless "approve for this session" already covers the request, and remembers such
+ * an answer. Resolves undefined when the action may go ahead, or the reason it was denied.
+ * @throws TurnAbortedError when the user aborts; the abort reason when the turn is interrupted.
+ */
+export async function askUnlessCovered(context: ApprovalContext, request: ApprovalRequest): Promise<string | undefined> {
+  if (context.sessionApprovals.covers(request)) return undefined;
+  const decision = await context.approver.request(request, context.signal);
+  if (context.signal.aborted) throw abortReason(context.signal);
+  switch (decision.decision) {
+    case 'approved':
+      return undefined;
+    case 'approved_for_session':
+      context.sessionApprovals.remember(request);
+      return undefined;
+    case 'denied':
+      return decision.reason;
+    case 'abort':
+      throw new TurnAbortedError(decision.reason);
   }
 }
 

@@ -21,11 +21,16 @@ function escapeXml(text: string): string {
 export interface EnvironmentContextEntry {
   environment: TurnEnvironment;
   shell?: string;
+  /** What the sandbox allows there, in one line. */
+  permissions?: string;
+  /** Where commands' environment variables come from there. */
+  commandEnvironment?: string;
 }
 
 /**
  * The `<environment_context>` user message that opens every turn: the turn's environments with
- * the primary first, each with its working directory and shell, and the date.
+ * the primary first, each with its working directory, shell, sandbox permissions and where its
+ * commands' variables come from, and the date.
  */
 export function environmentContextMessage(entries: readonly EnvironmentContextEntry[], now: Date, timezone: string): string {
   const lines = ['<environment_context>'];
@@ -37,6 +42,8 @@ export function environmentContextMessage(entries: readonly EnvironmentContextEn
       lines.push(`    <environment id="${escapeXml(entry.environment.id)}" primary="${index === 0 ? 'true' : 'false'}">`);
       lines.push(`      <cwd>${escapeXml(entry.environment.cwd)}</cwd>`);
       if (entry.shell !== undefined) lines.push(`      <shell>${escapeXml(entry.shell)}</shell>`);
+      if (entry.permissions !== undefined) lines.push(`      <permissions>${escapeXml(entry.permissions)}</permissions>`);
+      if (entry.commandEnvironment !== undefined) lines.push(`      <command_environment>${escapeXml(entry.commandEnvironment)}</command_environment>`);
       lines.push('    </environment>');
     });
     lines.push('  </environments>');

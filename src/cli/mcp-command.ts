@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
+import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { ModelClient } from '../model/client.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
@@ -30,11 +31,22 @@ function settingsResolver(options: { baseLayers: ConfigLayer[]; home: string; en
       ],
     });
     for (const warning of warnings) options.logger.warn(warning);
-    return toSettings(config, options.env, options.instructionsFiles);
+    return toSettings(config, call, options.env, options.instructionsFiles);
   };
 }
 
-function toSettings(config: EffectiveConfig, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>): ResolvedThreadSettings {
+/**
+ * A thread's default permissions: a profile a stored thread pinned, else the call's `sandbox`,
+ * else `default_permissions`, else `sandbox_mode` (the legacy setting, as a profile).
+ */
+function defaultPermissions(config: EffectiveConfig, call: CallSettings): PermissionProfile {
+  const legacy = (): PermissionProfile => profileForSandboxMode(config.sandboxMode, config.sandboxWorkspaceWrite);
+  if (call.permissions !== undefined) return config.permissionProfiles.get(call.permissions);
+  if (call.sandbox !== undefined || config.defaultPermissions === undefined) return legacy();
+  return config.permissionProfiles.get(config.defaultPermissions);
+}
+
+function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
   const { apiKey, headers } = providerCredentials(provider, env);
@@ -51,6 +63,9 @@ function toSettings(config: EffectiveConfig, env: NodeJS.ProcessEnv, instruction
     ...(config.developerInstructions === undefined ? {} : { developerInstructions: config.developerInstructions }),
     ...(config.compactPrompt === undefined ? {} : { compactPrompt: config.compactPrompt }),
     shellEnvironmentPolicy: { inherit: policy.inherit, ignoreDefaultExcludes: policy.ignoreDefaultExcludes, exclude: policy.exclude, set: policy.set, includeOnly: policy.includeOnly },
+    permissions: defaultPermissions(config, call),
+    permissionProfile: (name) => config.permissionProfiles.get(name),
+    allowLoginShell: config.allowLoginShell,
     createModel: () =>
       new ModelClient({
         baseUrl: provider.baseUrl,
@@ -83,7 +98,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   baseLayers.push(overridesLayer('-c', (values.config ?? []).map(parseOverride), { baseDir: process.cwd() }));
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
-  for (const warning of startup.warnings) logger.warn(warning);
+  for (const warning of [...startup.warnings, ...startup.config.permissionWarnings]) logger.warn(warning);
   const instructionsFiles = new Map<string, string>();
   const instructionsFile = startup.config.modelInstructionsFile;
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));

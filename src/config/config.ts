@@ -17,6 +17,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import TOML from '@iarna/toml';
 import { z } from 'zod';
 import { ApprovalPolicySchema, SandboxModeSchema } from '../protocol/thread.js';
+import { parsePermissionProfiles } from './permissions.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of Codex's configuration file inside `CODEX_HOME`. */
@@ -592,7 +593,8 @@ function configSchema(context: SchemaContext) {
       // Passed through raw for later modules.
       mcp_servers: passthrough,
       permissions: passthrough,
-      default_permissions: passthrough,
+      default_permissions: z.string().optional(),
+      allow_login_shell: z.boolean().default(false),
       // Read before validation (profile selection); listed so they are known keys.
       profile: z.string().optional(),
       profiles: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
@@ -625,6 +627,14 @@ function configSchema(context: SchemaContext) {
       project_doc_max_bytes: passthrough,
     })
     .transform((raw, ctx) => {
+      let permissions: ReturnType<typeof parsePermissionProfiles>;
+      try {
+        permissions = parsePermissionProfiles(raw.permissions);
+        if (raw.default_permissions !== undefined) permissions.profiles.get(raw.default_permissions);
+      } catch (error) {
+        ctx.issues.push({ code: 'custom', input: raw.permissions, path: ['permissions'], message: errorMessage(error) });
+        return z.NEVER;
+      }
       if (!Object.hasOwn(raw.model_providers, raw.model_provider)) {
         const known = Object.keys(raw.model_providers).sort().join(', ');
         ctx.issues.push({
@@ -669,10 +679,17 @@ function configSchema(context: SchemaContext) {
         features: raw.features,
         /** `[mcp_servers]`, raw, for the MCP client module. */
         mcpServers: raw.mcp_servers,
-        /** `[permissions]`, raw, for the permission profile module. */
-        permissions: raw.permissions,
-        /** `default_permissions`, raw. */
+        /** `[permissions.NAME]` profiles, resolved (built-ins included). */
+        permissionProfiles: permissions.profiles,
+        /** What `[permissions]` has that is accepted but not enforced. */
+        permissionWarnings: permissions.warnings,
+        /**
+         * `default_permissions`: the profile threads run under, unless a call sets `sandbox`.
+         * None: `sandbox_mode` applies.
+         */
         defaultPermissions: raw.default_permissions,
+        /** `allow_login_shell`: the model may ask for a login shell. Codex defaults to true; we do not. @default false */
+        allowLoginShell: raw.allow_login_shell,
         /** The profile applied, if any. */
         profile: context.profile,
         /** `[multienv]`: this server's own settings. */

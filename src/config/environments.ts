@@ -47,6 +47,8 @@ const ENTRY_KEYS = [
   'cwd',
   'connect_timeout_sec',
   'initialize_timeout_sec',
+  // Ours, not Codex's: the permission profile commands and writes in this environment get.
+  'permissions',
 ] as const;
 const SKILLS_KEYS = ['required'] as const;
 
@@ -66,6 +68,8 @@ export interface WebsocketEnvironmentSpec {
   initializeTimeoutMs?: number;
   /** Skills that must be available in this environment (`skills.required`). */
   requiredSkills?: string[];
+  /** Name of the permission profile for this environment (`permissions`; our extension). */
+  permissions?: string;
 }
 
 /** A remote environment reached over the stdio of a spawned command (`ssh …`, `docker exec -i …`). */
@@ -83,6 +87,8 @@ export interface StdioEnvironmentSpec {
   initializeTimeoutMs?: number;
   /** Skills that must be available in this environment (`skills.required`). */
   requiredSkills?: string[];
+  /** Name of the permission profile for this environment (`permissions`; our extension). */
+  permissions?: string;
 }
 
 /** One configured remote environment. */
@@ -121,6 +127,8 @@ export interface EnvironmentEntry {
   /** Float seconds ≥ 0. */
   initializeTimeoutSec?: number;
   requiredSkills?: string[];
+  /** A permission profile name (`[permissions.NAME]` or a built-in such as `:read-only`). */
+  permissions?: string;
 }
 
 /** Options of {@link parseEnvironmentsToml}. */
@@ -242,6 +250,13 @@ export function secondsToMilliseconds(seconds: number): number {
   return Math.round(seconds * 1000) + 0;
 }
 
+/** A profile name must be non-empty; whether it exists is checked where profiles are known. */
+function validatePermissionsName(id: string, name: string): string {
+  const trimmed = name.trim();
+  if (trimmed === '') throw invalid(`environment \`${id}\` permissions cannot be empty`);
+  return trimmed;
+}
+
 /**
  * Applies Codex's rules for one environment, in Codex's order: id, `args`/`env`/`cwd` need
  * `program`, `auth_bearer_token` and `connect_timeout_sec` need `url`, then exactly one of `url`
@@ -267,6 +282,7 @@ export function buildEnvironmentSpec(entry: EnvironmentEntry, options: BuildEnvi
   const common = {
     ...(initializeTimeoutMs === undefined ? {} : { initializeTimeoutMs }),
     ...(entry.requiredSkills === undefined ? {} : { requiredSkills: [...entry.requiredSkills] }),
+    ...(entry.permissions === undefined ? {} : { permissions: validatePermissionsName(id, entry.permissions) }),
   };
   if (entry.url !== undefined && entry.program === undefined) {
     const url = validateWebsocketUrl(entry.url);
@@ -456,6 +472,9 @@ function readEntry(raw: unknown, index: number, errors: FileErrors): Environment
         break;
       case 'initialize_timeout_sec':
         entry.initializeTimeoutSec = read.seconds(value, '.initialize_timeout_sec');
+        break;
+      case 'permissions':
+        entry.permissions = read.string(value, '.permissions');
         break;
       default:
         throw errors.at(place, unknownFieldMessage(key, ENTRY_KEYS));

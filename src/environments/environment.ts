@@ -27,7 +27,18 @@ export interface EnvironmentDescription {
   executorVersion?: string;
   /** `exec` and `filesystem` (always true for an exec-server) plus the executor's own flags. */
   capabilities?: Record<string, boolean>;
+  /** The environment's own permission profile; absent: the thread's default applies. */
+  permissions?: string;
+  /**
+   * Where commands' variables start from: `launcher` (this server's own environment, as it was
+   * launched) for `local`, `executor` (the exec-server's own environment on its host) otherwise.
+   * The shell environment policy is applied on top, on that host.
+   */
+  commandEnvironmentBase: CommandEnvironmentBase;
 }
+
+/** See {@link EnvironmentDescription.commandEnvironmentBase}. */
+export type CommandEnvironmentBase = 'launcher' | 'executor';
 
 /** Options of {@link Environment}. */
 export interface EnvironmentOptions {
@@ -38,6 +49,8 @@ export interface EnvironmentOptions {
   connector: ExecConnector;
   client?: Omit<ExecClientOptions, 'signal'>;
   logger?: Logger;
+  /** The environment's own permission profile name. */
+  permissions?: string;
 }
 
 /**
@@ -49,6 +62,8 @@ export class Environment {
   readonly kind: EnvironmentKind;
   readonly endpoint: string;
   readonly source: string;
+  /** The environment's own permission profile name; undefined: the thread's default. */
+  readonly permissions: string | undefined;
   readonly #options: EnvironmentOptions;
   readonly #logger: Logger;
   #client?: ExecClient;
@@ -61,6 +76,7 @@ export class Environment {
     this.kind = options.kind;
     this.endpoint = options.endpoint;
     this.source = options.source;
+    this.permissions = options.permissions;
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
   }
@@ -116,6 +132,8 @@ export class Environment {
       status: this.status,
       endpoint: this.endpoint,
       source: this.source,
+      commandEnvironmentBase: this.kind === 'local' ? 'launcher' : 'executor',
+      ...(this.permissions === undefined ? {} : { permissions: this.permissions }),
     };
     const error = this.status === 'ready' ? undefined : this.lastError;
     if (error !== undefined) description.error = error;

@@ -114,6 +114,7 @@ export class EnvironmentRegistry {
         connector: websocketConnector(spec.url, { authBearerToken: spec.authBearerToken, connectTimeoutMs: spec.connectTimeoutMs }),
         client: { initializeTimeoutMs: spec.initializeTimeoutMs },
         logger: this.#logger,
+        permissions: spec.permissions,
       });
     }
     const command = { program: spec.program.trim(), args: spec.args, env: { ...this.#options.launcherEnv, ...spec.env }, cwd: spec.cwd };
@@ -125,6 +126,7 @@ export class EnvironmentRegistry {
       connector: stdioConnector(command, this.#logger),
       client: { initializeTimeoutMs: spec.initializeTimeoutMs },
       logger: this.#logger,
+      permissions: spec.permissions,
     });
   }
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
 import { RpcError } from '../rpc/errors.js';
 import type { SandboxPolicy } from './sandbox-policy.js';
 
@@ -55,14 +56,39 @@ export function bwrapArgs(policy: SandboxPolicy, command: ConfinedCommand): stri
 /** The outcome of probing bubblewrap on this host. */
 export type BwrapProbe = { ok: true; path: string } | { ok: false; message: string };
 
+/** `name` found on `searchPath` (absolute), `name` itself when absolute, else undefined. */
+function locate(name: string, searchPath: string | undefined): string | undefined {
+  if (isAbsolute(name)) return name;
+  for (const dir of (searchPath ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
+    if (dir.length === 0) continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
+const NOT_INSTALLED =
+  'sandboxing needs bubblewrap (`bwrap`), which is not installed on this host; install it (Debian/Ubuntu: `apt-get install bubblewrap`) or run with sandbox `danger-full-access`';
+
 /**
  * Checks once that bubblewrap exists and can create its namespaces here; the answer is cached.
- * A failure explains what to fix: nothing ever falls back to running unconfined.
+ * The path is resolved against `searchPath` (the server's PATH) once, so a command whose own
+ * environment has no PATH still starts. A failure explains what to fix: nothing ever falls back to running unconfined.
  */
-export function createBwrapProbe(bwrapPath = 'bwrap'): () => Promise<BwrapProbe> {
+export function createBwrapProbe(name = 'bwrap', searchPath?: string): () => Promise<BwrapProbe> {
   let result: Promise<BwrapProbe> | undefined;
   return () => {
     result ??= new Promise<BwrapProbe>((resolve) => {
+      const bwrapPath = locate(name, searchPath);
+      if (bwrapPath === undefined) {
+        resolve({ ok: false, message: NOT_INSTALLED });
+        return;
+      }
       const child = spawn(bwrapPath, ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-net', '--die-with-parent', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -70,9 +96,7 @@ export function createBwrapProbe(bwrapPath = 'bwrap'): () => Promise<BwrapProbe>
         resolve({
           ok: false,
           message:
-            error.code === 'ENOENT'
-              ? 'sandboxing needs bubblewrap (`bwrap`), which is not installed on this host; install it (Debian/Ubuntu: `apt-get install bubblewrap`) or run with sandbox `danger-full-access`'
-              : `bubblewrap could not be started: ${error.message}`,
+            error.code === 'ENOENT' ? NOT_INSTALLED : `bubblewrap could not be started: ${error.message}`,
         }),
       );
       child.once('close', (code) => {

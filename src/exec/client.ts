@@ -84,6 +84,17 @@ export interface StartProcessParams {
   sandbox?: SandboxContext | null;
 }
 
+/** Options of the filesystem methods: the sandbox the executor must apply to the operation. */
+export interface FsRequestOptions extends RequestOptions {
+  /** Codex's `FileSystemSandboxContext`; absent or null: none. */
+  sandbox?: SandboxContext | null;
+}
+
+/** The `sandbox` field, sent only when there is one (older executors never see it otherwise). */
+function sandboxParam(options: FsRequestOptions | undefined): { sandbox?: SandboxContext } {
+  return options?.sandbox === undefined || options.sandbox === null ? {} : { sandbox: options.sandbox };
+}
+
 interface Attached {
   connection: RpcConnection;
   fetch: typeof fetch;
@@ -198,45 +209,45 @@ export class ExecClient {
   }
 
   /** Reads a whole file. */
-  async readFile(path: string, options?: RequestOptions): Promise<Buffer> {
-    const result = await this.request(FsReadFile, { path: pathToUri(path) }, options);
+  async readFile(path: string, options?: FsRequestOptions): Promise<Buffer> {
+    const result = await this.request(FsReadFile, { path: pathToUri(path), ...sandboxParam(options) }, options);
     return Buffer.from(result.dataBase64, 'base64');
   }
 
   /** Creates or truncates a file; the parent directory must exist. */
-  async writeFile(path: string, data: Uint8Array | string, options?: RequestOptions): Promise<void> {
+  async writeFile(path: string, data: Uint8Array | string, options?: FsRequestOptions): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    await this.request(FsWriteFile, { path: pathToUri(path), dataBase64: encodeBase64(bytes) }, options);
+    await this.request(FsWriteFile, { path: pathToUri(path), dataBase64: encodeBase64(bytes), ...sandboxParam(options) }, options);
   }
 
   /** Creates a directory and its parents. */
-  async createDirectory(path: string, options?: RequestOptions): Promise<void> {
-    await this.request(FsCreateDirectory, { path: pathToUri(path), recursive: true }, options);
+  async createDirectory(path: string, options?: FsRequestOptions): Promise<void> {
+    await this.request(FsCreateDirectory, { path: pathToUri(path), recursive: true, ...sandboxParam(options) }, options);
   }
 
   /** Stats a path (following symlinks). */
-  getMetadata(path: string, options?: RequestOptions): Promise<FileMetadata> {
-    return this.request(FsGetMetadata, { path: pathToUri(path) }, options);
+  getMetadata(path: string, options?: FsRequestOptions): Promise<FileMetadata> {
+    return this.request(FsGetMetadata, { path: pathToUri(path), ...sandboxParam(options) }, options);
   }
 
   /** Lists one directory. */
-  async readDirectory(path: string, options?: RequestOptions): Promise<DirectoryEntry[]> {
-    return (await this.request(FsReadDirectory, { path: pathToUri(path) }, options)).entries;
+  async readDirectory(path: string, options?: FsRequestOptions): Promise<DirectoryEntry[]> {
+    return (await this.request(FsReadDirectory, { path: pathToUri(path), ...sandboxParam(options) }, options)).entries;
   }
 
   /** Removes a file or a tree. */
-  async remove(path: string, options?: RequestOptions): Promise<void> {
-    await this.request(FsRemove, { path: pathToUri(path), recursive: true, force: true }, options);
+  async remove(path: string, options?: FsRequestOptions): Promise<void> {
+    await this.request(FsRemove, { path: pathToUri(path), recursive: true, force: true, ...sandboxParam(options) }, options);
   }
 
   /** Copies a file or (recursively) a tree. */
-  async copy(source: string, destination: string, recursive: boolean, options?: RequestOptions): Promise<void> {
-    await this.request(FsCopy, { sourcePath: pathToUri(source), destinationPath: pathToUri(destination), recursive }, options);
+  async copy(source: string, destination: string, recursive: boolean, options?: FsRequestOptions): Promise<void> {
+    await this.request(FsCopy, { sourcePath: pathToUri(source), destinationPath: pathToUri(destination), recursive, ...sandboxParam(options) }, options);
   }
 
   /** Resolves symlinks and `..`; returns the canonical `file://` URI. */
-  async canonicalize(path: string, options?: RequestOptions): Promise<string> {
-    return (await this.request(FsCanonicalize, { path: pathToUri(path) }, options)).path;
+  async canonicalize(path: string, options?: FsRequestOptions): Promise<string> {
+    return (await this.request(FsCanonicalize, { path: pathToUri(path), ...sandboxParam(options) }, options)).path;
   }
 
   /** HTTP through the executor (`http/request`), as a WHATWG fetch. */
@@ -355,7 +366,7 @@ async function handshake(
   const transport = await connector.connect(options.signal);
   const connection = new RpcConnection(transport, { logger: options.logger });
   connection.onNotification(ProcessOutput, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: Buffer.from(p.chunk, 'base64') }));
-  connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode }));
+  connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode, sandboxDenied: p.sandboxDenied === true }));
   connection.onNotification(ProcessClosed, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'closed' }));
   const fetchFn = fetchThrough(new HttpBodyStreams(connection));
   connection.start();

@@ -1,5 +1,6 @@
 import { constants, type Dirent, type Stats } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, realpath, rm, rmdir, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, parse, sep } from 'node:path';
 import {
   FsCanonicalize,
@@ -24,7 +25,7 @@ import { RpcError } from '../rpc/errors.js';
 import { decodeBase64 } from '../util/base64.js';
 import { ioError } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
-import { refuseUnsupportedSandbox } from './sandbox.js';
+import { assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
 
 /** Default bound on the size of a file returned whole by `fs/readFile`. */
 export const DEFAULT_MAX_READ_FILE_BYTES = 512 * 1024 * 1024;
@@ -46,6 +47,8 @@ export interface FsHandlerOptions {
   maxReadFileBytes?: number;
   /** Open `fs/open` handles allowed per session. @default DEFAULT_MAX_OPEN_HANDLES */
   maxOpenHandles?: number;
+  /** What special sandbox paths (`tmpdir`) mean on this host. @default the process's temp dir */
+  sandboxHost?: SandboxHost;
 }
 
 /** How an `fs/open` handle was opened. */
@@ -175,10 +178,12 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   const maxReadFileBytes = options.maxReadFileBytes ?? DEFAULT_MAX_READ_FILE_BYTES;
   const maxOpenHandles = options.maxOpenHandles ?? DEFAULT_MAX_OPEN_HANDLES;
   const readBuffers = new ScratchBuffer(MAX_SCRATCH_BYTES);
+  const sandboxHost = options.sandboxHost ?? { tempDir: tmpdir() };
+  const policyOf = (sandbox: unknown): SandboxPolicy | undefined => parseSandboxRequest(sandbox, sandboxHost);
 
   connection.onRequest(FsReadFile, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsReadFile.method);
     const path = toPath(params.path);
+    assertReadable(policyOf(params.sandbox), path, FsReadFile.method);
     const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
     const { data, release } = await io(async () => {
@@ -193,8 +198,8 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   });
 
   connection.onRequestWithBytes(FsWriteFile, 'dataBase64', async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsWriteFile.method);
     const path = toPath(params.path);
+    assertWritable(policyOf(params.sandbox), path, FsWriteFile.method);
     const data = decodeBase64Field(params.dataBase64);
     if (typeof data === 'string') {
       throw RpcError.invalidRequest(`fs/writeFile requires valid base64 dataBase64: ${describeInvalidBase64(data)}`);
@@ -213,8 +218,8 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   });
 
   connection.onRequest(FsCreateDirectory, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsCreateDirectory.method);
     const path = toPath(params.path);
+    assertWritable(policyOf(params.sandbox), path, FsCreateDirectory.method);
     if (params.followSymlinks === false) {
       await refuseSymlinkAncestors(path);
       const existing = await lstatOrUndefined(path);
@@ -225,8 +230,8 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   });
 
   connection.onRequest(FsGetMetadata, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsGetMetadata.method);
     const path = toPath(params.path);
+    assertReadable(policyOf(params.sandbox), path, FsGetMetadata.method);
     if (params.followSymlinks === false) {
       await refuseSymlinkAncestors(path);
       const link = await io(() => lstat(path));
@@ -239,27 +244,31 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   });
 
   connection.onRequest(FsReadDirectory, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsReadDirectory.method);
     const path = toPath(params.path);
+    const policy = policyOf(params.sandbox);
+    assertReadable(policy, path, FsReadDirectory.method);
+    const visible = deniedEntryFilter(policy);
     const dirents = await io(() => readdir(path, { withFileTypes: true }));
-    const entries = await Promise.all(dirents.map((dirent) => directoryEntry(path, dirent)));
+    const entries = await Promise.all(dirents.filter((dirent) => visible?.(join(path, dirent.name)) ?? true).map((dirent) => directoryEntry(path, dirent)));
     return { entries: entries.filter((entry): entry is DirectoryEntry => entry !== undefined) };
   });
 
   connection.onRequest(FsWalk, (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsWalk.method);
-    return walk(toPath(params.path), params.options);
+    const path = toPath(params.path);
+    const policy = policyOf(params.sandbox);
+    assertReadable(policy, path, FsWalk.method);
+    return walk(path, params.options, deniedEntryFilter(policy));
   });
 
   connection.onRequest(FsCanonicalize, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsCanonicalize.method);
     const path = toPath(params.path);
+    assertReadable(policyOf(params.sandbox), path, FsCanonicalize.method);
     return { path: pathToUri(await io(() => realpath(path))) };
   });
 
   connection.onRequest(FsRemove, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsRemove.method);
     const path = toPath(params.path);
+    assertWritable(policyOf(params.sandbox), path, FsRemove.method, false);
     const recursive = params.recursive ?? true;
     const force = params.force ?? true;
     if (params.followSymlinks === false) await refuseSymlinkAncestors(path);
@@ -280,9 +289,11 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   });
 
   connection.onRequest(FsCopy, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsCopy.method);
     const source = toPath(params.sourcePath);
     const destination = toPath(params.destinationPath);
+    const policy = policyOf(params.sandbox);
+    assertReadable(policy, source, FsCopy.method);
+    assertWritable(policy, destination, FsCopy.method);
     const info = await io(() => lstat(source));
     if (info.isSymbolicLink()) {
       await io(() => copySymlink(source, destination));
@@ -302,9 +313,12 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   });
 
   connection.onRequest(FsOpen, async (params) => {
-    refuseUnsupportedSandbox(params.sandbox, FsOpen.method);
     const path = toPath(params.path);
-    await state.open(params.handleId, path, params.mode ?? 'read', maxOpenHandles);
+    const mode = params.mode ?? 'read';
+    const policy = policyOf(params.sandbox);
+    if (mode === 'read') assertReadable(policy, path, FsOpen.method);
+    else assertWritable(policy, path, FsOpen.method);
+    await state.open(params.handleId, path, mode, maxOpenHandles);
     return { handleId: params.handleId };
   });
 
@@ -579,9 +593,10 @@ type WalkResult = {
  * own entries are depth 0. Every examined entry counts against `maxEntries` (skipped ones too);
  * the root counts against `maxDirectories`. Symlinks are listed and descended only when they
  * point to a directory and `followDirectorySymlinks` is set (cycles are cut by real path).
- * A directory that cannot be read is reported under `errors` and the walk goes on.
+ * A directory that cannot be read is reported under `errors` and the walk goes on. Entries the
+ * sandbox denies (`visible` says no) are skipped and not descended.
  */
-async function walk(root: string, options: WalkOptions): Promise<WalkResult> {
+async function walk(root: string, options: WalkOptions, visible?: (path: string) => boolean): Promise<WalkResult> {
   if (options.maxDirectories === 0 || options.maxEntries === 0) {
     throw RpcError.invalidRequest('filesystem walk limits must be greater than zero');
   }
@@ -631,6 +646,7 @@ async function walk(root: string, options: WalkOptions): Promise<WalkResult> {
       }
       entryCount += 1;
       const path = join(directory, dirent.name);
+      if (visible !== undefined && !visible(path)) continue;
       const kind = await walkKind(path, dirent, options.followDirectorySymlinks);
       if (kind === undefined) continue;
       const uri = pathToUri(path);

@@ -13,7 +13,7 @@ export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
 /** An event of a process's log; `seq` is shared by all kinds and starts at 1. */
 export type ProcessEvent =
   | { kind: 'output'; seq: number; stream: OutputStream; data: Buffer }
-  | { kind: 'exited'; seq: number; exitCode: number }
+  | { kind: 'exited'; seq: number; exitCode: number; sandboxDenied: boolean }
   | { kind: 'closed'; seq: number };
 
 /** What to spawn; paths are native and already validated. */
@@ -26,7 +26,20 @@ export interface SpawnSpec {
   env: Record<string, string>;
   tty: boolean;
   pipeStdin: boolean;
+  /**
+   * The process runs confined (under bubblewrap): a failure whose output looks like a denial is
+   * reported as `sandboxDenied`, so a client can offer to re-run it outside the sandbox.
+   * @default false
+   */
+  sandboxed?: boolean;
 }
+
+/** How long a confined process's exit waits for its output to drain, so the denial check sees it. */
+const SANDBOXED_EXIT_DRAIN_MS = 250;
+/** Bytes of recent output the denial check looks at. */
+const DENIAL_SCAN_BYTES = 16 * 1024;
+/** What confined programs print when the sandbox stopped them (lower case). */
+const DENIAL_MARKERS = ['operation not permitted', 'permission denied', 'read-only file system', 'network is unreachable', 'bwrap:'];
 
 /** Options of {@link ManagedProcess.spawn}. */
 export interface ManagedProcessOptions {
@@ -61,6 +74,8 @@ export class ManagedProcess {
   #seq = 0;
   #exitCode: number | null = null;
   #exitSeq: number | null = null;
+  #sandboxDenied = false;
+  readonly #sandboxed: boolean;
   #closed = false;
   #child?: ChildProcess;
   #pty?: IPty;
@@ -74,6 +89,7 @@ export class ManagedProcess {
     this.#retainLimit = options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES;
     this.#onEvent = options.onEvent;
     this.#stdinOpen = spec.tty || spec.pipeStdin;
+    this.#sandboxed = spec.sandboxed === true;
   }
 
   /** Starts the process; rejects with the wire error Codex gives (e.g. a missing cwd is -32603). */
@@ -98,9 +114,23 @@ export class ManagedProcess {
     child.stdin?.on('error', () => undefined);
     child.stdout?.on('data', (data: Buffer) => process.#output('stdout', data));
     child.stderr?.on('data', (data: Buffer) => process.#output('stderr', data));
-    child.once('exit', (code, signal) => process.#exited(exitCodeOf(code, signal)));
+    let pendingExit: number | undefined;
+    child.once('exit', (code, signal) => {
+      const exitCode = exitCodeOf(code, signal);
+      if (!process.#sandboxed) {
+        process.#exited(exitCode);
+        return;
+      }
+      // Confined: the PID namespace dies with the command, so the pipes close at once; waiting
+      // for them lets the denial check see the whole output. Bounded, so exit is never withheld.
+      pendingExit = exitCode;
+      setTimeout(() => process.#exited(exitCode), SANDBOXED_EXIT_DRAIN_MS).unref();
+    });
     // 'close' fires after exit and after both pipes reached EOF.
-    child.once('close', () => process.#markClosed());
+    child.once('close', () => {
+      if (pendingExit !== undefined) process.#exited(pendingExit);
+      process.#markClosed();
+    });
     return process;
   }
 
@@ -234,7 +264,7 @@ export class ManagedProcess {
       exitCode: this.#exitCode,
       closed: this.#closed,
       failure: null,
-      sandboxDenied: false,
+      sandboxDenied: this.#sandboxDenied,
     };
   }
 
@@ -281,8 +311,23 @@ export class ManagedProcess {
     this.#exitCode = exitCode;
     this.#exitSeq = ++this.#seq;
     this.#stdinOpen = false;
-    this.#onEvent({ kind: 'exited', seq: this.#exitSeq, exitCode });
+    this.#sandboxDenied = this.#sandboxed && exitCode !== 0 && this.#outputLooksDenied();
+    this.#onEvent({ kind: 'exited', seq: this.#exitSeq, exitCode, sandboxDenied: this.#sandboxDenied });
     this.#changed();
+  }
+
+  /** Codex's heuristic: a failed confined command whose recent output names a denial. */
+  #outputLooksDenied(): boolean {
+    const tail: Buffer[] = [];
+    let bytes = 0;
+    for (let i = this.#retained.length - 1; i >= 0 && bytes < DENIAL_SCAN_BYTES; i--) {
+      const data = this.#retained[i]?.data;
+      if (data === undefined) continue;
+      tail.unshift(data);
+      bytes += data.length;
+    }
+    const text = Buffer.concat(tail).toString('utf8').toLowerCase();
+    return DENIAL_MARKERS.some((marker) => text.includes(marker));
   }
 
   #markClosed(): void {

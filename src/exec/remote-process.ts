@@ -22,7 +22,7 @@ export interface RemoteProcessControl {
 
 type SeqEvent =
   | { seq: number; kind: 'output'; stream: OutputStream; data: Buffer }
-  | { seq: number; kind: 'exited'; exitCode: number }
+  | { seq: number; kind: 'exited'; exitCode: number; sandboxDenied?: boolean }
   | { seq: number; kind: 'closed' };
 
 /**
@@ -39,6 +39,7 @@ export class RemoteProcess {
   #droppedBytes = 0;
   #lastSeq = 0;
   #exitCode: number | undefined;
+  #sandboxDenied = false;
   #closed = false;
   #failure: Error | undefined;
   #waiter: (() => void) | undefined;
@@ -58,6 +59,11 @@ export class RemoteProcess {
   /** The exit code once known. */
   get exitCode(): number | undefined {
     return this.#exitCode;
+  }
+
+  /** True when the executor judged the exit a denial by its sandbox (`sandboxDenied`). */
+  get sandboxDenied(): boolean {
+    return this.#sandboxDenied;
   }
 
   /** True once `closed` (or a failure) was delivered to the queue. */
@@ -178,6 +184,7 @@ export class RemoteProcess {
     const covered = result.nextSeq - 1;
     if (result.exited && this.#exitCode === undefined && result.exitCode !== null) {
       this.#exitCode = result.exitCode;
+      this.#sandboxDenied = result.sandboxDenied === true;
       this.#push({ kind: 'exited', exitCode: result.exitCode });
     }
     if (covered > this.#lastSeq && !this.#held.has(this.#lastSeq + 1)) this.#lastSeq = covered;
@@ -212,6 +219,7 @@ export class RemoteProcess {
       case 'exited':
         if (this.#exitCode !== undefined) return;
         this.#exitCode = event.exitCode;
+        this.#sandboxDenied = event.sandboxDenied === true;
         this.#push({ kind: 'exited', exitCode: event.exitCode });
         return;
       case 'closed':

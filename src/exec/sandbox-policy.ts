@@ -1,5 +1,5 @@
 import { existsSync, realpathSync } from 'node:fs';
-import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { RpcError } from '../rpc/errors.js';
 import { uriToPath } from './path-uri.js';
@@ -91,7 +91,7 @@ export function parseSandboxRequest(sandbox: unknown, host: SandboxHost): Sandbo
   const base = cwd === undefined ? {} : { cwd };
   if (request.permissions.type === 'disabled') return { restrictedFileSystem: false, rules: [], network: true, ...base };
   const permissions = request.permissions;
-  const network = permissions.network === 'enabled' || (typeof permissions.network === 'object' && permissions.network !== null && permissions.network.enabled);
+  const network = networkEnabled(permissions);
   if (permissions.file_system.type === 'unrestricted') return { restrictedFileSystem: false, rules: [], network, ...base };
   const rules: SandboxRule[] = [];
   for (const entry of permissions.file_system.entries) {
@@ -164,10 +164,13 @@ export function realTarget(path: string): string {
   }
 }
 
-/** Throws -32600 unless the policy lets `path` be written (created, replaced or removed). */
-export function assertWritable(policy: SandboxPolicy | undefined, path: string, method: string): void {
+/**
+ * Throws -32600 unless the policy lets `path` be written (created, replaced or removed). With
+ * `followFinal: false` (removing an entry) a final symlink is judged itself, not its target.
+ */
+export function assertWritable(policy: SandboxPolicy | undefined, path: string, method: string, followFinal = true): void {
   if (policy === undefined || !policy.restrictedFileSystem) return;
-  const target = realTarget(path);
+  const target = followFinal ? realTarget(path) : join(realTarget(dirname(path)), basename(path));
   if (accessOf(policy, target) !== 'write') {
     throw RpcError.invalidRequest(`${method}: writing \`${path}\` is not allowed by the sandbox${target === path ? '' : ` (it resolves to \`${target}\`)`}`);
   }
@@ -179,4 +182,29 @@ export function assertReadable(policy: SandboxPolicy | undefined, path: string, 
   const target = realTarget(path);
   const access = accessOf(policy, target);
   if (access === undefined || access === 'deny') throw RpcError.invalidRequest(`${method}: reading \`${path}\` is not allowed by the sandbox`);
+}
+
+/**
+ * A filter that hides entries the policy denies (for listings), or undefined when nothing is
+ * denied. Entries are judged by their path as listed, as bubblewrap hides them by path.
+ */
+export function deniedEntryFilter(policy: SandboxPolicy | undefined): ((path: string) => boolean) | undefined {
+  if (policy === undefined || !policy.restrictedFileSystem || !policy.rules.some((rule) => rule.access === 'deny')) return undefined;
+  return (path) => {
+    const access = accessOf(policy, normalize(path));
+    return access !== undefined && access !== 'deny';
+  };
+}
+
+type Permissions = z.infer<typeof SandboxRequestSchema>['permissions'];
+
+function networkEnabled(permissions: Permissions): boolean {
+  if (permissions.type === 'disabled') return true;
+  return permissions.network === 'enabled' || (typeof permissions.network === 'object' && permissions.network !== null && permissions.network.enabled);
+}
+
+/** Whether a sandbox request leaves the network on (unparseable requests count as off). */
+export function sandboxNetworkEnabled(sandbox: unknown): boolean {
+  const parsed = SandboxRequestSchema.safeParse(sandbox);
+  return parsed.success && networkEnabled(parsed.data.permissions);
 }

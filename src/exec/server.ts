@@ -29,7 +29,8 @@ import { createFsSessionState, registerFsHandlers, type FsSessionState } from '.
 import { registerHttpHandlers } from './http-handler.js';
 import { uriToPath } from './path-uri.js';
 import { DEFAULT_RETAINED_OUTPUT_BYTES, ManagedProcess, type ProcessEvent } from './process.js';
-import { refuseUnsupportedSandbox } from './sandbox.js';
+import { bwrapArgs, createBwrapProbe, requireBwrap, type BwrapProbe } from './bwrap.js';
+import { parseSandboxRequest } from './sandbox-policy.js';
 
 /** How long a detached websocket session can be resumed (Codex 0.169 observed ~80 s). */
 export const DEFAULT_SESSION_RETENTION_MS = 80_000;
@@ -53,7 +54,15 @@ export interface ExecServerOptions {
   retainedOutputBytes?: number;
   /** @default DEFAULT_EXITED_OUTPUT_RETENTION_MS */
   exitedOutputRetentionMs?: number;
+  /**
+   * Says whether bubblewrap can confine commands here (and where it is); asked once, on the first
+   * sandboxed request. @default createBwrapProbe()
+   */
+  bwrapProbe?: () => Promise<BwrapProbe>;
 }
+
+/** What `process/start` reports for a confined process: the Linux sandbox value Codex clients know. */
+export const LINUX_SANDBOX_TYPE = 'linuxSeccomp';
 
 /** Options of {@link ExecServer.serve}. */
 export interface ServeOptions {
@@ -116,7 +125,7 @@ class Session {
         ok = connection.notify(ProcessOutput, withBase64Bytes({ processId, seq: event.seq, stream: event.stream }, 'chunk', event.data));
         break;
       case 'exited':
-        ok = connection.notify(ProcessExited, { processId, seq: event.seq, exitCode: event.exitCode, sandboxDenied: false });
+        ok = connection.notify(ProcessExited, { processId, seq: event.seq, exitCode: event.exitCode, sandboxDenied: event.sandboxDenied });
         break;
       case 'closed':
         ok = connection.notify(ProcessClosed, { processId, seq: event.seq });
@@ -150,10 +159,12 @@ export class ExecServer {
   readonly #logger: Logger;
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<RpcConnection>();
+  readonly #bwrapProbe: () => Promise<BwrapProbe>;
 
   constructor(options: ExecServerOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
+    this.#bwrapProbe = options.bwrapProbe ?? createBwrapProbe('bwrap', options.env.PATH);
   }
 
   /** Sessions currently alive (attached or detached). */
@@ -244,12 +255,17 @@ export class ExecServer {
 
   #registerSessionHandlers(connection: RpcConnection, session: Session): void {
     const options = this.#options;
-    registerFsHandlers(connection, session.fs);
+    const sandboxHost = { tempDir: options.host.tempDir };
+    registerFsHandlers(connection, session.fs, { sandboxHost });
+    const bwrapProbe = this.#bwrapProbe;
 
     connection.onRequest(ProcessStart, async (params) => {
-      refuseUnsupportedSandbox(params.sandbox, 'process/start');
       if (params.argv.length === 0) throw RpcError.invalidParams('argv must not be empty');
       const cwd = uriToPath(params.cwd);
+      const policy = parseSandboxRequest(params.sandbox, sandboxHost);
+      // Confinement is needed unless the request leaves both the filesystem and the network open.
+      const confine = policy !== undefined && (policy.restrictedFileSystem || !policy.network);
+      const bwrap = confine ? await requireBwrap(bwrapProbe) : undefined;
       if (session.processes.has(params.processId)) throw RpcError.invalidRequest(`process ${params.processId} already exists`);
       const limit = options.maxProcessesPerSession ?? DEFAULT_MAX_PROCESSES_PER_SESSION;
       if (session.liveProcessCount() >= limit) {
@@ -259,8 +275,13 @@ export class ExecServer {
       try {
         const env = buildChildEnv(options.env, params.envPolicy, params.env);
         const file = await resolveExecutable(params.argv[0] ?? '', cwd, [env.PATH, options.env.PATH]);
+        const tty = params.tty;
+        const spec =
+          bwrap === undefined || policy === undefined
+            ? { file, argv: params.argv, arg0: params.arg0 ?? undefined }
+            : { file: bwrap, argv: [bwrap, ...bwrapArgs(policy, { file, argv: params.argv, cwd, tty })], sandboxed: true };
         const process = await ManagedProcess.spawn(
-          { file, argv: params.argv, arg0: params.arg0 ?? undefined, cwd, env, tty: params.tty, pipeStdin: params.pipeStdin === true },
+          { ...spec, cwd, env, tty, pipeStdin: params.pipeStdin === true },
           {
             retainedOutputBytes: options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES,
             onEvent: (event) => {
@@ -273,7 +294,7 @@ export class ExecServer {
         );
         if (session.ended) process.terminate();
         session.processes.set(params.processId, process);
-        return { processId: params.processId, sandboxType: 'none' };
+        return { processId: params.processId, sandboxType: bwrap === undefined ? 'none' : LINUX_SANDBOX_TYPE };
       } catch (error) {
         session.processes.delete(params.processId);
         throw error instanceof RpcError ? error : RpcError.internal(errorMessage(error));

@@ -18,6 +18,10 @@ const EnvironmentSelectionSchema = z
   .object({
     id: z.string().describe('Environment id (see environment/list).'),
     cwd: z.string().optional().describe('Absolute working directory on that environment; defaults to the thread cwd (local) or the environment’s own.'),
+    permissions: z
+      .string()
+      .optional()
+      .describe('Permission profile for this environment in this thread ([permissions.NAME] or :read-only, :workspace, :danger-full-access); defaults to the environment’s own, else the thread’s.'),
   })
   .strict();
 
@@ -66,6 +70,7 @@ const EnvironmentAddArgsSchema = {
   authBearerToken: z.string().optional().describe('Bearer token for the websocket upgrade (wss:// or loopback only).'),
   connectTimeoutMs: z.number().int().nonnegative().optional().describe('Websocket connect timeout in ms (default 10000).'),
   initializeTimeoutMs: z.number().int().nonnegative().optional().describe('Initialize timeout in ms (default 10000).'),
+  permissions: z.string().optional().describe('Permission profile commands and writes get in this environment ([permissions.NAME] or a built-in such as :read-only).'),
 };
 
 const EnvironmentEntryOutputSchema = z.looseObject({ id: z.string(), kind: z.string(), status: z.string(), isDefault: z.boolean() });
@@ -236,7 +241,9 @@ export function createMcpServer(options: McpServerOptions): McpServer {
       if (args.authBearerToken !== undefined) entry.authBearerToken = args.authBearerToken;
       if (args.connectTimeoutMs !== undefined) entry.connectTimeoutSec = args.connectTimeoutMs / 1000;
       if (args.initializeTimeoutMs !== undefined) entry.initializeTimeoutSec = args.initializeTimeoutMs / 1000;
+      if (args.permissions !== undefined) entry.permissions = args.permissions;
       try {
+        if (entry.permissions !== undefined) options.threads.checkPermissions(entry.permissions);
         if (entry.program !== undefined && options.allowRuntimeProgramEnvironments !== true) {
           const approver = new ElicitationApprover({ server: server.server, timeoutMs: options.approvalTimeoutMs, logger, toolCallId: extra.requestId });
           const decision = await approver.request(
@@ -248,7 +255,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
           }
         }
         const environment = await options.registry.add(entry);
-        const description = { ...environment.describe(), isDefault: false };
+        const description = { ...environment.describe(), ...options.threads.environmentPolicy(environment), isDefault: false };
         return { content: [{ type: 'text', text: JSON.stringify(description) }], structuredContent: { environment: description } };
       } catch (error) {
         return plainError(`environment/add: ${errorMessage(error)}`);
@@ -265,7 +272,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
       outputSchema: { environments: z.array(EnvironmentEntryOutputSchema) },
     },
     () => {
-      const environments = options.registry.describe();
+      const environments = options.registry.describe().map((description) => ({ ...description, ...options.threads.environmentPolicy(description) }));
       return { content: [{ type: 'text', text: JSON.stringify(environments, null, 2) }], structuredContent: { environments } };
     },
   );

@@ -39,6 +39,8 @@ export const ThreadConfigSchema = z.object({
   modelProvider: z.string(),
   approvalPolicy: ApprovalPolicySchema,
   sandbox: SandboxModeSchema,
+  /** The default permission profile, when the thread runs under one instead of {@link sandbox}. */
+  permissions: z.string().optional(),
   cwd: z.string(),
   profile: z.string().optional(),
   baseInstructions: z.string().optional(),
@@ -51,7 +53,12 @@ export const ThreadConfigSchema = z.object({
 export type ThreadConfig = z.infer<typeof ThreadConfigSchema>;
 
 /** One selected environment and the working directory the thread uses in it. */
-export const ThreadEnvironmentSchema = z.object({ id: z.string().min(1), cwd: z.string() });
+export const ThreadEnvironmentSchema = z.object({
+  id: z.string().min(1),
+  cwd: z.string(),
+  /** A permission profile for this environment in this thread (wins over the environment's own). */
+  permissions: z.string().optional(),
+});
 /** One selected environment of a thread. */
 export type ThreadEnvironment = z.infer<typeof ThreadEnvironmentSchema>;
 

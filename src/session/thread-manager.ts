@@ -10,19 +10,22 @@ import { listDirTool } from '../agent/tools/list-dir.js';
 import type { AgentTool, TurnEnvironment } from '../agent/tools/tool.js';
 import { viewImageTool } from '../agent/tools/view-image.js';
 import { runTurn, type ModelPort, type TurnEvent, type TurnStatus } from '../agent/turn.js';
+import { describeProfile, type PermissionProfile } from '../config/permissions.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
-import { pathToUri } from '../exec/path-uri.js';
-import type { EnvPolicy, SandboxContext } from '../protocol/exec.js';
+import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
 import type { ThreadConfig, ThreadEnvironment, ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { sandboxContextFor } from './sandbox-context.js';
 import type { ThreadStore } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
 export interface EnvironmentSelection {
   id: string;
   cwd?: string;
+  /** A permission profile name for this environment in this thread. */
+  permissions?: string;
 }
 
 /** The per-call settings of `codex` (the old tool's arguments, plus environments). */
@@ -81,6 +84,15 @@ export interface ResolvedThreadSettings {
   developerInstructions?: string;
   compactPrompt?: string;
   shellEnvironmentPolicy: EnvPolicy;
+  /** The thread's default permissions: `default_permissions`, or the sandbox mode as a profile. */
+  permissions: PermissionProfile;
+  /**
+   * A named profile (configured or built-in), for environments that carry their own.
+   * @throws LocalError naming the known profiles when there is none by that name.
+   */
+  permissionProfile(name: string): PermissionProfile;
+  /** Commands may run in a login shell (`allow_login_shell`). */
+  allowLoginShell: boolean;
   /** Creates the model client for this thread's provider. */
   createModel(): ModelPort;
 }
@@ -91,6 +103,8 @@ export interface CallSettings {
   profile?: string;
   approvalPolicy?: ApprovalPolicy;
   sandbox?: ThreadConfig['sandbox'];
+  /** A default permission profile pinned by a stored thread; wins over {@link sandbox}. */
+  permissions?: string;
   /** The `config` argument: dotted keys to values. */
   configOverrides: Record<string, unknown>;
   baseInstructions?: string;
@@ -163,6 +177,7 @@ export class ThreadManager {
   readonly #threads = new Map<string, Thread>();
   readonly #loading = new Map<string, Promise<Thread>>();
   readonly #global: PQueue;
+  #defaults?: ResolvedThreadSettings;
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -191,6 +206,7 @@ export class ThreadManager {
       modelProvider: settings.modelProvider,
       approvalPolicy: settings.approvalPolicy,
       sandbox: settings.sandbox,
+      ...(settings.permissions.legacyMode === undefined ? { permissions: settings.permissions.name } : {}),
       cwd,
       configOverrides: call.configOverrides,
       ...(params.profile === undefined ? {} : { profile: params.profile }),
@@ -198,7 +214,7 @@ export class ThreadManager {
       ...(params.developerInstructions === undefined ? {} : { developerInstructions: params.developerInstructions }),
       ...(params.compactPrompt === undefined ? {} : { compactPrompt: params.compactPrompt }),
     };
-    const sticky = await this.#resolveSelection(params.environments, undefined, cwd, params.cwd !== undefined);
+    const sticky = await this.#resolveSelection(params.environments, undefined, cwd, params.cwd !== undefined, settings);
     const id = randomUUID();
     const createdAt = new Date().toISOString();
     await this.#options.store.create({ threadId: id, createdAt, config, environments: sticky });
@@ -213,13 +229,43 @@ export class ThreadManager {
     const thread = await this.#get(params.threadId);
     let selection = thread.sticky;
     if (params.stickyEnvironments !== undefined) {
-      const sticky = await this.#resolveSelection(params.stickyEnvironments, thread.sticky, thread.config.cwd, false);
+      const sticky = await this.#resolveSelection(params.stickyEnvironments, thread.sticky, thread.config.cwd, false, thread.settings);
       thread.sticky = sticky;
       await this.#options.store.append(thread.id, { type: 'environments_changed', at: new Date().toISOString(), environments: sticky });
       selection = sticky;
     }
-    if (params.environments !== undefined) selection = await this.#resolveSelection(params.environments, thread.sticky, thread.config.cwd, false);
+    if (params.environments !== undefined) selection = await this.#resolveSelection(params.environments, thread.sticky, thread.config.cwd, false, thread.settings);
     return this.#enqueue(thread, params.prompt, selection, callbacks);
+  }
+
+  /**
+   * Throws a LocalError `INVALID_ARGUMENT` naming the known profiles unless `name` is a
+   * permission profile of the current configuration.
+   */
+  checkPermissions(name: string): void {
+    checkProfile(this.#defaultSettings(), name, 'permissions');
+  }
+
+  /** Settings with nothing pinned; the config is read once at start-up, so this is cached. */
+  #defaultSettings(): ResolvedThreadSettings {
+    this.#defaults ??= this.#options.resolveSettings({ configOverrides: {} });
+    return this.#defaults;
+  }
+
+  /**
+   * What commands get on an environment under the current configuration (status tools): its
+   * permissions (its own profile, else the default) and where its variables come from.
+   */
+  environmentPolicy(environment: { id: string; kind: string; permissions?: string }): { permissions: string; commandEnvironment: string } {
+    const settings = this.#defaultSettings();
+    let permissions: string;
+    try {
+      permissions = describeProfile(environment.permissions === undefined ? settings.permissions : settings.permissionProfile(environment.permissions));
+    } catch (error) {
+      permissions = `invalid: ${errorMessage(error)}`;
+    }
+    if (environment.permissions === undefined) permissions = `${permissions} (the thread default unless a thread picks another)`;
+    return { permissions, commandEnvironment: commandEnvironmentProvenance(environment.kind === 'local', settings.shellEnvironmentPolicy) };
   }
 
   /** Known threads in memory (the store lists the others). */
@@ -276,6 +322,7 @@ export class ThreadManager {
       profile: stored.profile,
       approvalPolicy: stored.approvalPolicy,
       sandbox: stored.sandbox,
+      permissions: stored.permissions,
       configOverrides: stored.configOverrides,
       baseInstructions: stored.baseInstructions,
       developerInstructions: stored.developerInstructions,
@@ -336,9 +383,16 @@ export class ThreadManager {
   /**
    * Validates a selection against the registry: known ids, absolute cwds, no duplicates. A missing
    * cwd keeps the sticky one, else the thread cwd for `local` (or when the caller set the thread
-   * cwd explicitly), else the remote environment's own working directory.
+   * cwd explicitly), else the remote environment's own working directory. A permission profile
+   * named for an environment must exist; a missing one keeps the sticky one.
    */
-  async #resolveSelection(selection: EnvironmentSelection[] | undefined, sticky: ThreadEnvironment[] | undefined, threadCwd: string, threadCwdExplicit: boolean): Promise<ThreadEnvironment[]> {
+  async #resolveSelection(
+    selection: EnvironmentSelection[] | undefined,
+    sticky: ThreadEnvironment[] | undefined,
+    threadCwd: string,
+    threadCwdExplicit: boolean,
+    settings: ResolvedThreadSettings,
+  ): Promise<ThreadEnvironment[]> {
     const wanted: EnvironmentSelection[] = selection ?? this.#options.registry.defaultSelection().map((id) => ({ id }));
     const seen = new Set<string>();
     const known = (): string => this.#options.registry.list().map((e) => e.id).join(', ') || '(none)';
@@ -351,24 +405,34 @@ export class ThreadManager {
       if (entry.cwd !== undefined && !isAbsolute(entry.cwd)) {
         throw new LocalError(LocalErrorCode.InvalidArgument, `invalid cwd for environment \`${entry.id}\`: path \`${entry.cwd}\` is not an absolute path`);
       }
+      if (entry.permissions !== undefined) checkProfile(settings, entry.permissions, `environment \`${entry.id}\``);
     }
     return Promise.all(
       wanted.map(async (entry): Promise<ThreadEnvironment> => {
-        if (entry.cwd !== undefined) return { id: entry.id, cwd: entry.cwd };
         const previous = sticky?.find((e) => e.id === entry.id);
-        if (previous !== undefined) return previous;
+        const permissions = entry.permissions ?? previous?.permissions;
+        const withPermissions = (chosen: ThreadEnvironment): ThreadEnvironment => (permissions === undefined ? chosen : { ...chosen, permissions });
+        if (entry.cwd !== undefined) return withPermissions({ id: entry.id, cwd: entry.cwd });
+        if (previous !== undefined) return withPermissions({ id: previous.id, cwd: previous.cwd });
         const environment = this.#options.registry.get(entry.id);
-        if (environment === undefined || environment.kind === 'local' || threadCwdExplicit) return { id: entry.id, cwd: threadCwd };
+        if (environment === undefined || environment.kind === 'local' || threadCwdExplicit) return withPermissions({ id: entry.id, cwd: threadCwd });
         try {
           const client = await environment.client();
           const reported = client.info.cwd;
-          if (typeof reported === 'string') return { id: entry.id, cwd: new URL(reported).pathname };
+          if (typeof reported === 'string') return withPermissions({ id: entry.id, cwd: new URL(reported).pathname });
         } catch (error) {
           this.#logger.warn('environment unreachable while choosing its cwd; using the thread cwd', { environment: entry.id, error: errorMessage(error) });
         }
-        return { id: entry.id, cwd: threadCwd };
+        return withPermissions({ id: entry.id, cwd: threadCwd });
       }),
     );
+  }
+
+  /** An environment's permissions in a thread: the thread's pick, the environment's own, or the thread default. */
+  #permissionsOf(settings: ResolvedThreadSettings, entry: ThreadEnvironment): PermissionProfile {
+    if (entry.permissions !== undefined) return checkProfile(settings, entry.permissions, `environment \`${entry.id}\``);
+    const own = this.#options.registry.get(entry.id)?.permissions;
+    return own === undefined ? settings.permissions : checkProfile(settings, own, `environment \`${entry.id}\` (its configured permissions)`);
   }
 
   async #enqueue(thread: Thread, prompt: string, selection: ThreadEnvironment[], callbacks: TurnCallbacks): Promise<TurnOutcome> {
@@ -398,6 +462,9 @@ export class ThreadManager {
   async #runTurn(thread: Thread, turnId: string, prompt: string, selection: ThreadEnvironment[], callbacks: TurnCallbacks): Promise<TurnOutcome> {
     const store = this.#options.store;
     const at = (): string => new Date().toISOString();
+    // Resolved before anything is recorded or the model is called: a profile that vanished from
+    // the config fails the turn here, clearly.
+    const permissions = new Map(selection.map((entry) => [entry.id, this.#permissionsOf(thread.settings, entry)]));
     thread.status = 'running';
     thread.lastActivity = at();
     await store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
@@ -412,6 +479,8 @@ export class ThreadManager {
         },
       };
     });
+    const profileOf = (environmentId: string): PermissionProfile => permissions.get(environmentId) ?? thread.settings.permissions;
+    const cwdOf = (environmentId: string): string => selection.find((entry) => entry.id === environmentId)?.cwd ?? thread.config.cwd;
     const shells = await Promise.all(
       environments.map(async (environment) => {
         try {
@@ -436,7 +505,12 @@ export class ThreadManager {
       history: thread.history,
       environments,
       environmentContext: environmentContextMessage(
-        environments.map((environment, index) => ({ environment, shell: shells[index] })),
+        environments.map((environment, index) => ({
+          environment,
+          shell: shells[index],
+          permissions: describeProfile(profileOf(environment.id)),
+          commandEnvironment: commandEnvironmentProvenance(this.#options.registry.get(environment.id)?.kind === 'local', settings.shellEnvironmentPolicy),
+        })),
         (this.#options.now ?? (() => new Date()))(),
         this.#options.timezone ?? 'Etc/UTC',
       ),
@@ -447,7 +521,8 @@ export class ThreadManager {
         sessionApprovals: thread.approvals,
         processes: thread.processes,
         commandEnvironment: () => ({ envPolicy: settings.shellEnvironmentPolicy, env: { ...COMMAND_ENV_OVERLAY, CODEX_THREAD_ID: thread.id } }),
-        sandbox: (_environmentId, cwd) => sandboxContext(settings.sandbox, cwd),
+        sandbox: (environmentId, cwd) => sandboxContextFor(profileOf(environmentId), cwdOf(environmentId), cwd),
+        allowLoginShell: settings.allowLoginShell,
         maxOutputTokens: limits.toolOutputMaxTokens,
       },
       maxSteps: limits.maxTurnSteps,
@@ -474,24 +549,25 @@ export class ThreadManager {
 /** Variables every command gets on top of its environment: no pagers, no colours. */
 const COMMAND_ENV_OVERLAY: Record<string, string> = { NO_COLOR: '1', TERM: 'dumb', PAGER: 'cat', GIT_PAGER: 'cat', GH_PAGER: 'cat' };
 
-/**
- * The sandbox request for a command or a write: none for `danger-full-access`; otherwise Codex's
- * `FileSystemSandboxContext` shape, which an executor that can confine applies (and ours refuses
- * until it can).
- */
-function sandboxContext(mode: ThreadConfig['sandbox'], cwd: string): SandboxContext | null {
-  if (mode === 'danger-full-access') return null;
-  const entries: unknown[] = [{ path: { type: 'special', value: { kind: 'root' } }, access: 'read' }];
-  if (mode === 'workspace-write') {
-    entries.push(
-      { path: { type: 'special', value: { kind: 'project_roots' } }, access: 'write' },
-      { path: { type: 'special', value: { kind: 'slash_tmp' } }, access: 'write' },
-      { path: { type: 'special', value: { kind: 'tmpdir' } }, access: 'write' },
-    );
+/** A permission profile name must resolve; the error says where it was named. */
+function checkProfile(settings: ResolvedThreadSettings, name: string, where: string): PermissionProfile {
+  try {
+    return settings.permissionProfile(name);
+  } catch (error) {
+    throw new LocalError(LocalErrorCode.InvalidArgument, `${where}: ${errorMessage(error)}`);
   }
-  return {
-    permissions: { type: 'managed', file_system: { type: 'restricted', entries }, network: 'restricted' },
-    cwd: pathToUri(cwd),
-    workspaceRoots: [pathToUri(cwd)],
-  };
+}
+
+/**
+ * Where a command's variables come from on an environment, for the model and status tools: the
+ * base (this server's own environment for `local`, the executor's own otherwise; never ours on a
+ * remote host) and the policy applied on that host.
+ */
+export function commandEnvironmentProvenance(local: boolean, policy: EnvPolicy): string {
+  const base = local ? "this server's own environment (launcher)" : "the remote executor's own environment (nothing from this server's machine)";
+  const parts = [`inherit=${policy.inherit}`, policy.ignoreDefaultExcludes ? 'secret-looking variables kept' : 'secret-looking variables (*KEY*, *SECRET*, *TOKEN*) removed'];
+  if (policy.exclude.length > 0) parts.push(`exclude=${policy.exclude.join(',')}`);
+  if (Object.keys(policy.set).length > 0) parts.push(`set=${Object.keys(policy.set).join(',')}`);
+  if (policy.includeOnly.length > 0) parts.push(`include_only=${policy.includeOnly.join(',')}`);
+  return `${base}, filtered by shell_environment_policy (${parts.join('; ')}), plus ${Object.keys(COMMAND_ENV_OVERLAY).join(', ')}, CODEX_THREAD_ID`;
 }

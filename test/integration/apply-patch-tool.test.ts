@@ -83,6 +83,7 @@ describe('apply_patch tool on a real exec-server', () => {
       processes: noProcesses,
       commandEnvironment: () => ({ envPolicy: { inherit: 'all', ignoreDefaultExcludes: false, exclude: [], set: {}, includeOnly: [] }, env: {} }),
       sandbox: () => null,
+      allowLoginShell: false,
       maxOutputTokens: 10_000,
       progress: (line) => progress.push(line),
       signal: new AbortController().signal,

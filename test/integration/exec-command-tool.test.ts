@@ -100,6 +100,7 @@ describe('exec_command and write_stdin tools', () => {
       maxOutputTokens?: number;
       sandbox?: SandboxContext | null;
       progress?: string[];
+      allowLoginShell?: boolean;
     } = {},
   ): ToolContext {
     const environments: TurnEnvironment[] = [a, b].map((environment) => ({
@@ -124,6 +125,7 @@ describe('exec_command and write_stdin tools', () => {
       processes,
       commandEnvironment: () => ({ envPolicy: INHERIT_ALL, env: {} }),
       sandbox: () => options.sandbox ?? null,
+      allowLoginShell: options.allowLoginShell ?? true,
       maxOutputTokens: options.maxOutputTokens ?? 10_000,
       progress: (message) => options.progress?.push(message),
       signal: options.signal ?? new AbortController().signal,
@@ -326,7 +328,7 @@ describe('exec_command and write_stdin tools', () => {
     });
 
     it('runs an approved escalation without the sandbox, and an unapproved one with it', async () => {
-      // This exec-server refuses any sandbox, so "exec_command failed" shows the sandbox was requested.
+      // A request the exec-server cannot parse makes "exec_command failed", so it shows the sandbox was requested.
       const sandbox = { permissions: { fileSystem: 'read-only' } };
       const approver = scriptedApprover({ decision: 'approved' });
       const escalated = { cmd: 'echo escalated', sandbox_permissions: 'require_escalated', justification: 'needs the network' };

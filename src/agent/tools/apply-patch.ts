@@ -1,10 +1,9 @@
 import { posix } from 'node:path';
-import type { ExecClient } from '../../exec/client.js';
+import type { ExecClient, FsRequestOptions } from '../../exec/client.js';
 import { RpcErrorCode } from '../../protocol/jsonrpc.js';
 import { RpcError } from '../../rpc/errors.js';
 import { errorMessage } from '../../util/errors.js';
-import type { ApprovalRequest, FileChange } from '../approvals.js';
-import { TurnAbortedError } from '../errors.js';
+import { askUnlessCovered, type ApprovalRequest, type FileChange } from '../approvals.js';
 import { computeUpdate, parsePatch, PatchApplyError, PatchParseError, unifiedDiff, type ParsedPatch } from '../patch.js';
 import { resolveOnEnvironment } from './paths.js';
 import { ToolError, type CustomTool, type ToolContext } from './tool.js';
@@ -81,11 +80,11 @@ class PatchPlan {
   readonly deleted: string[] = [];
 
   readonly #client: ExecClient;
-  readonly #signal: AbortSignal;
+  readonly #options: FsRequestOptions;
 
-  constructor(client: ExecClient, signal: AbortSignal) {
+  constructor(client: ExecClient, options: FsRequestOptions) {
     this.#client = client;
-    this.#signal = signal;
+    this.#options = options;
   }
 
   /** Reads a file the first time it is touched; later hunks see the planned state. */
@@ -94,7 +93,7 @@ class PatchPlan {
     if (known !== undefined) return known;
     let state: FileState;
     try {
-      const bytes = await this.#client.readFile(path, { signal: this.#signal });
+      const bytes = await this.#client.readFile(path, this.#options);
       try {
         state = { exists: true, content: utf8.decode(bytes) };
       } catch {
@@ -115,7 +114,7 @@ class PatchPlan {
     const known = this.current.get(path);
     if (known !== undefined) return known.exists;
     try {
-      await this.#client.getMetadata(path, { signal: this.#signal });
+      await this.#client.getMetadata(path, this.#options);
       return true;
     } catch (error) {
       if (!isNotFound(error)) throw new PatchApplyError(`cannot check ${shown}: ${errorMessage(error)}`);
@@ -149,8 +148,8 @@ class PatchPlan {
 }
 
 /** Plans every hunk against the files; throws PatchApplyError when one does not fit. */
-async function plan(parsed: ParsedPatch, cwd: string, client: ExecClient, signal: AbortSignal): Promise<PatchPlan> {
-  const result = new PatchPlan(client, signal);
+async function plan(parsed: ParsedPatch, cwd: string, client: ExecClient, options: FsRequestOptions): Promise<PatchPlan> {
+  const result = new PatchPlan(client, options);
   const resolve = (path: string): string => {
     try {
       return resolveOnEnvironment(cwd, path, `the path ${JSON.stringify(path)}`);
@@ -221,9 +220,12 @@ export function applyPatchTool(options: { multiEnvironment: boolean }): CustomTo
       }
       const environment = context.environment(parsed.environmentId);
       const client = await environment.client(context.signal);
+      // The executor applies the sandbox to every read and write, so a patch cannot reach outside
+      // the environment's writable roots, through symlinks or `..` either.
+      const fsOptions: FsRequestOptions = { signal: context.signal, sandbox: context.sandbox(environment.id, environment.cwd) };
       let planned: PatchPlan;
       try {
-        planned = await plan(parsed, environment.cwd, client, context.signal);
+        planned = await plan(parsed, environment.cwd, client, fsOptions);
       } catch (error) {
         if (error instanceof PatchApplyError) return `apply_patch verification failed: ${error.message}`;
         throw error;
@@ -232,7 +234,7 @@ export function applyPatchTool(options: { multiEnvironment: boolean }): CustomTo
       const rejection = await approve(context, { kind: 'patch', threadId: context.threadId, callId: context.callId, environmentId: environment.id, cwd: environment.cwd, changes: planned.changes });
       if (rejection !== undefined) return rejection;
 
-      await write(client, planned, environment.id, context.signal);
+      await write(client, planned, environment.id, fsOptions);
       const lines = [...planned.added.map((p) => `A ${p}`), ...planned.modified.map((p) => `M ${p}`), ...planned.deleted.map((p) => `D ${p}`)];
       context.progress(`patch applied: ${lines.length} file(s) on ${environment.id}`);
       return `Success. Updated the following files:\n${lines.join('\n')}`;
@@ -246,24 +248,14 @@ export function applyPatchTool(options: { multiEnvironment: boolean }): CustomTo
  * @throws TurnAbortedError when the user aborts.
  */
 async function approve(context: ToolContext, request: ApprovalRequest): Promise<string | undefined> {
-  // Other policies do not ask for patches (writes outside the sandbox's roots come later).
-  if (context.approvalPolicy !== 'untrusted' || context.sessionApprovals.covers(request)) return undefined;
-  const answer = await context.approver.request(request, context.signal);
-  switch (answer.decision) {
-    case 'approved':
-      return undefined;
-    case 'approved_for_session':
-      context.sessionApprovals.remember(request);
-      return undefined;
-    case 'denied':
-      return `apply_patch was rejected by the user: ${answer.reason}`;
-    case 'abort':
-      throw new TurnAbortedError(answer.reason);
-  }
+  // Other policies do not ask for patches: the sandbox confines where a patch may write.
+  if (context.approvalPolicy !== 'untrusted') return undefined;
+  const denial = await askUnlessCovered(context, request);
+  return denial === undefined ? undefined : `apply_patch was rejected by the user: ${denial}`;
 }
 
 /** Writes the planned contents (parents first), then removes deleted files and moved sources. */
-async function write(client: ExecClient, planned: PatchPlan, environmentId: string, signal: AbortSignal): Promise<void> {
+async function write(client: ExecClient, planned: PatchPlan, environmentId: string, options: FsRequestOptions): Promise<void> {
   const { writes, removes } = planned.effects();
   const done: string[] = [];
   const madeDirectories = new Set<string>();
@@ -280,11 +272,11 @@ async function write(client: ExecClient, planned: PatchPlan, environmentId: stri
     await step(path, async () => {
       const parent = posix.dirname(path);
       if (!madeDirectories.has(parent)) {
-        await client.createDirectory(parent, { signal });
+        await client.createDirectory(parent, options);
         madeDirectories.add(parent);
       }
-      await client.writeFile(path, content, { signal });
+      await client.writeFile(path, content, options);
     });
   }
-  for (const path of removes) await step(path, () => client.remove(path, { signal }));
+  for (const path of removes) await step(path, () => client.remove(path, options));
 }

@@ -3,10 +3,11 @@ import { posix, win32 } from 'node:path';
 import { z } from 'zod';
 import type { ExecClient } from '../../exec/client.js';
 import type { RemoteProcess } from '../../exec/remote-process.js';
+import { sandboxNetworkEnabled } from '../../exec/sandbox-policy.js';
+import type { SandboxContext } from '../../protocol/exec.js';
 import { abortReason } from '../../util/abort.js';
 import { errorMessage } from '../../util/errors.js';
-import { isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
-import { TurnAbortedError } from '../errors.js';
+import { askUnlessCovered, isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
 import { formatExecOutput, OutputCapture } from '../output.js';
 import { parseToolArgs } from './args.js';
 import { ToolError, type EvictedProcess, type FunctionTool, type ToolContext, type TurnEnvironment } from './tool.js';
@@ -79,7 +80,7 @@ export function execCommandTool(options: ExecCommandToolOptions): FunctionTool {
         yield_time_ms: { ...NUMBER_SCHEMA, description: `How long to wait for the command to finish before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_EXEC_YIELD_TIME_MS}).` },
         max_output_tokens: { ...NUMBER_SCHEMA, description: 'Bound on the output returned; the middle of longer output is elided.' },
         tty: { type: 'boolean', description: 'Run in a terminal (for interactive programs); default false.' },
-        login: { type: 'boolean', description: 'Run the shell as a login shell (-lc); default false.' },
+        login: { type: 'boolean', description: 'Run the shell as a login shell (-lc); default false. Refused unless the server allows login shells.' },
         shell: { type: 'string', description: "Shell binary to run the command with; defaults to the environment's shell." },
         sandbox_permissions: {
           type: 'string',
@@ -125,55 +126,81 @@ async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<strin
   const environment = ctx.environment(args.environment_id);
   const client = await connect(environment, ctx);
   const workdir = resolveWorkdir(environment.cwd, args.workdir);
+  // A login shell runs profile files that can rewrite PATH behind the user's back: opt-in only.
+  if (args.login === true && !ctx.allowLoginShell) {
+    return 'exec_command failed: login shells are disabled on this server (allow_login_shell = false); run the command without login: true';
+  }
   const shell = args.shell ?? nonEmpty(client.info.shell?.path) ?? FALLBACK_SHELL;
   const argv = [shell, args.login === true ? '-lc' : '-c', args.cmd];
   const escalate = args.sandbox_permissions === 'require_escalated';
   const request: ApprovalRequest = { kind: 'exec', threadId: ctx.threadId, callId: ctx.callId, environmentId: environment.id, cwd: workdir, command: argv };
   if (args.justification !== undefined) request.reason = args.justification;
 
-  let approved = false;
-  if (mustAsk(ctx, args.cmd, escalate)) {
-    if (ctx.sessionApprovals.covers(request)) {
-      approved = true;
-    } else {
-      const decision = await ctx.approver.request(request, ctx.signal);
-      throwIfAborted(ctx.signal);
-      switch (decision.decision) {
-        case 'approved':
-          break;
-        case 'approved_for_session':
-          ctx.sessionApprovals.remember(request);
-          break;
-        case 'denied':
-          return `exec_command was rejected by the user: ${decision.reason}`;
-        case 'abort':
-          throw new TurnAbortedError(decision.reason);
-      }
-      approved = true;
-    }
+  // Reaching the command after asking means the user approved it.
+  const approved = mustAsk(ctx, args.cmd, escalate);
+  if (approved) {
+    const denial = await askUnlessCovered(ctx, request);
+    if (denial !== undefined) return `exec_command was rejected by the user: ${denial}`;
   }
 
   const tty = args.tty === true;
-  const { envPolicy, env } = ctx.commandEnvironment(environment.id);
   // An escalation the user approved runs outside the sandbox, as in Codex.
   const sandbox = escalate && approved ? null : ctx.sandbox(environment.id, workdir);
+  const run = (confinement: SandboxContext | null): Promise<CommandRun> =>
+    runCommand({ ctx, client, environmentId: environment.id, argv, cmd: args.cmd, workdir, tty, sandbox: confinement, maxOutputTokens: args.max_output_tokens, yieldTimeMs: args.yield_time_ms, started, startedAt });
+  const first = await run(sandbox);
+  if (first.kind !== 'finished' || !first.sandboxDenied || sandbox === null || !offersRerun(ctx)) return first.text;
+
+  // The sandbox stopped it: only the user can let it run again outside (on-failure / on-request).
+  const rerun: ApprovalRequest = { ...request, reason: `the sandbox denied it on ${environment.id}; run it again outside the sandbox?${args.justification === undefined ? '' : ` (${args.justification})`}` };
+  const denial = await askUnlessCovered(ctx, rerun);
+  if (denial !== undefined) return `${first.text}\nThe sandbox denied this command and the user declined to run it outside the sandbox: ${denial}`;
+  ctx.progress(`re-running outside the sandbox on ${environment.id} (approved)`);
+  const second = await run(null);
+  return `The sandbox denied the first attempt; the user approved running it outside the sandbox.\n${second.text}`;
+}
+
+/** The outcome of one start of a command. */
+type CommandRun = { kind: 'finished'; text: string; sandboxDenied: boolean } | { kind: 'other'; text: string };
+
+interface CommandSpec {
+  ctx: ToolContext;
+  client: ExecClient;
+  environmentId: string;
+  argv: string[];
+  cmd: string;
+  workdir: string;
+  tty: boolean;
+  sandbox: SandboxContext | null;
+  maxOutputTokens: number | undefined;
+  yieldTimeMs: number | undefined;
+  started: number;
+  startedAt: number;
+}
+
+/** Starts the command and collects its output until it finishes or yields a session id. */
+async function runCommand(spec: CommandSpec): Promise<CommandRun> {
+  const { ctx, client, environmentId, sandbox } = spec;
+  const { envPolicy, env: baseEnv } = ctx.commandEnvironment(environmentId);
+  // As Codex tells confined commands that the network is off, so tools can skip it quickly.
+  const env = sandbox !== null && !sandboxNetworkEnabled(sandbox) ? { ...baseEnv, CODEX_SANDBOX_NETWORK_DISABLED: '1' } : baseEnv;
   throwIfAborted(ctx.signal);
   let proc: RemoteProcess;
   try {
     // No signal here: an aborted start could leave a process we hold no handle to.
-    proc = await client.startProcess({ argv, cwd: workdir, env, envPolicy, tty, pipeStdin: !tty, sandbox });
+    proc = await client.startProcess({ argv: spec.argv, cwd: spec.workdir, env, envPolicy, tty: spec.tty, pipeStdin: !spec.tty, sandbox });
   } catch (error) {
     throwIfAborted(ctx.signal);
     // The model can adapt (another cwd, no sandbox request), so this is output, not a failure.
-    return `exec_command failed: ${errorMessage(error)}`;
+    return { kind: 'other', text: `exec_command failed: ${errorMessage(error)}` };
   }
-  ctx.progress(`command started on ${environment.id}: ${commandPreview(args.cmd)}`);
+  ctx.progress(`command started on ${environmentId}: ${commandPreview(spec.cmd)}`);
 
-  const maxTokens = outputTokens(args.max_output_tokens, ctx);
+  const maxTokens = outputTokens(spec.maxOutputTokens, ctx);
   const capture = new OutputCapture(maxTokens);
   let finished: boolean;
   try {
-    finished = await collect(proc, capture, yieldTime(args.yield_time_ms, DEFAULT_EXEC_YIELD_TIME_MS), ctx.signal);
+    finished = await collect(proc, capture, yieldTime(spec.yieldTimeMs, DEFAULT_EXEC_YIELD_TIME_MS), ctx.signal);
   } catch (error) {
     if (ctx.signal.aborted) {
       await proc.terminate().catch(() => undefined);
@@ -183,12 +210,18 @@ async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<strin
   }
   const chunkId = newChunkId();
   if (finished) {
-    ctx.progress(`command finished on ${environment.id} (exit ${proc.exitCode ?? 'unknown'})`);
-    return formatExecOutput({ chunkId, wallTimeMs: performance.now() - started, exitCode: proc.exitCode, output: capture, maxTokens });
+    ctx.progress(`command finished on ${environmentId} (exit ${proc.exitCode ?? 'unknown'})`);
+    const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - spec.started, exitCode: proc.exitCode, output: capture, maxTokens });
+    return { kind: 'finished', text, sandboxDenied: proc.sandboxDenied };
   }
-  const { sessionId, evicted } = ctx.processes.register({ environmentId: environment.id, process: proc, startedAt });
-  const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - started, sessionId, output: capture, maxTokens });
-  return evicted === undefined ? text : `${evictionNotice(evicted)}\n${text}`;
+  const { sessionId, evicted } = ctx.processes.register({ environmentId, process: proc, startedAt: spec.startedAt });
+  const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - spec.started, sessionId, output: capture, maxTokens });
+  return { kind: 'other', text: evicted === undefined ? text : `${evictionNotice(evicted)}\n${text}` };
+}
+
+/** Policies under which a command the sandbox denied may be re-run outside it, after asking. */
+function offersRerun(ctx: ToolContext): boolean {
+  return ctx.approvalPolicy === 'on-failure' || ctx.approvalPolicy === 'on-request';
 }
 
 async function runWriteStdin(rawArgs: unknown, ctx: ToolContext): Promise<string> {

@@ -1,6 +1,6 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
-import type { ExecClient } from '../../exec/client.js';
+import type { ExecClient, FsRequestOptions } from '../../exec/client.js';
 import { errorMessage } from '../../util/errors.js';
 import { parseToolArgs } from './args.js';
 import { resolveOnEnvironment } from './paths.js';
@@ -23,14 +23,14 @@ interface Line {
   text: string;
 }
 
-async function walk(client: ExecClient, dir: string, depth: number, indent: string, out: Line[], budget: { dirs: number }, signal: AbortSignal): Promise<void> {
+async function walk(client: ExecClient, dir: string, depth: number, indent: string, out: Line[], budget: { dirs: number }, options: FsRequestOptions): Promise<void> {
   if (budget.dirs <= 0) return;
   budget.dirs -= 1;
-  const entries = (await client.readDirectory(dir, { signal })).sort((a, b) => a.fileName.localeCompare(b.fileName));
+  const entries = (await client.readDirectory(dir, options)).sort((a, b) => a.fileName.localeCompare(b.fileName));
   for (const entry of entries) {
     const suffix = entry.isDirectory ? '/' : entry.isFile ? '' : '?';
     out.push({ text: `${indent}${entry.fileName}${suffix}` });
-    if (entry.isDirectory && depth > 1) await walk(client, posix.join(dir, entry.fileName), depth - 1, `${indent}  `, out, budget, signal);
+    if (entry.isDirectory && depth > 1) await walk(client, posix.join(dir, entry.fileName), depth - 1, `${indent}  `, out, budget, options);
   }
 }
 
@@ -56,7 +56,7 @@ export function listDirTool(options: { multiEnvironment: boolean }): FunctionToo
       const client = await environment.client(context.signal);
       const lines: Line[] = [];
       try {
-        await walk(client, dir, depth, '', lines, { dirs: MAX_DIRECTORIES_READ }, context.signal);
+        await walk(client, dir, depth, '', lines, { dirs: MAX_DIRECTORIES_READ }, { signal: context.signal, sandbox: context.sandbox(environment.id, environment.cwd) });
       } catch (error) {
         throw new ToolError(`list_dir: cannot list ${dir} on ${environment.id}: ${errorMessage(error)}`);
       }

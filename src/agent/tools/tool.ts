@@ -41,8 +41,13 @@ export interface ToolContext {
   processes: ProcessTable;
   /** How a command's environment variables are built on that environment (`envPolicy` + overlay). */
   commandEnvironment(environmentId: string): { envPolicy: EnvPolicy; env: Record<string, string> };
-  /** The sandbox to request for commands and writes there; null for none (danger-full-access). */
+  /**
+   * The sandbox to request there for an operation in `cwd` (a command's workdir, or the
+   * environment's cwd for file operations); null for none (full access).
+   */
   sandbox(environmentId: string, cwd: string): SandboxContext | null;
+  /** `login: true` may run the shell as a login shell (`allow_login_shell`); otherwise it is refused. */
+  allowLoginShell: boolean;
   /** Bound on tool output returned to the model, in tokens (≈ 4 bytes each). */
   maxOutputTokens: number;
   /** A short human progress line (`command started: ls`). */

@@ -33,12 +33,13 @@ export function viewImageTool(options: { multiEnvironment: boolean }): FunctionT
       const environment = context.environment(args.environment_id);
       const path = resolveOnEnvironment(environment.cwd, args.path, 'path');
       const client = await environment.client(context.signal);
+      const options = { signal: context.signal, sandbox: context.sandbox(environment.id, environment.cwd) };
       let bytes: Buffer;
       try {
-        const meta = await client.getMetadata(path, { signal: context.signal });
+        const meta = await client.getMetadata(path, options);
         if (!meta.isFile) throw new ToolError(`view_image: ${path} is not a file`);
         if (meta.size > MAX_IMAGE_BYTES) throw new ToolError(`view_image: ${path} is ${meta.size} bytes, over the ${MAX_IMAGE_BYTES}-byte limit`);
-        bytes = await client.readFile(path, { signal: context.signal });
+        bytes = await client.readFile(path, options);
       } catch (error) {
         if (error instanceof ToolError) throw error;
         throw new ToolError(`view_image: cannot read ${path} on ${environment.id}: ${errorMessage(error)}`);

@@ -48,7 +48,12 @@ describe('resolveConfig: defaults', () => {
   it('fills every default with no layers, with the built-in openai provider', () => {
     const { config, warnings } = resolve([]);
     expect(warnings).toEqual([]);
-    expect(config).toEqual({
+    const { permissionProfiles, permissionWarnings, ...plain } = config;
+    expect(permissionProfiles.names()).toEqual([]);
+    expect(permissionProfiles.get(':read-only')).toMatchObject({ fullAccess: false, network: false, rules: [{ target: { special: 'root' }, access: 'read' }] });
+    expect(permissionWarnings).toEqual([]);
+    expect(plain).toEqual({
+      allowLoginShell: false,
       model: DEFAULT_MODEL,
       modelProvider: 'openai',
       modelProviders: {
@@ -170,7 +175,6 @@ threads_dir = "state/threads"
       },
       features: { plugins: false, some_future_feature: true },
       mcpServers: { docs: { command: 'npx' } },
-      permissions: { restricted: { filesystem: { ':minimal': 'read' } } },
       defaultPermissions: 'restricted',
       multienv: {
         maxConcurrentTurns: 2,
@@ -184,6 +188,7 @@ threads_dir = "state/threads"
         threadsDir: `${HOME}/state/threads`,
       },
     });
+    expect(config.permissionProfiles.get('restricted').rules).toEqual([{ target: { special: 'minimal' }, access: 'read' }]);
   });
 
   it('prefers model_instructions_file over experimental_instructions_file', () => {

@@ -179,7 +179,7 @@ describe('parseEnvironmentsToml: entry keys and types', () => {
   it('rejects an unknown entry key with the accepted list, naming the entry', () => {
     expect(message(entry('url = "ws://127.0.0.1:1"', 'bogus = 1'))).toBe(
       `${FILE}: environments[0] (id \`a\`): unknown field \`bogus\`, expected one of \`id\`, \`skills\`, \`url\`, ` +
-        '`auth_bearer_token`, `program`, `args`, `env`, `cwd`, `connect_timeout_sec`, `initialize_timeout_sec`',
+        '`auth_bearer_token`, `program`, `args`, `env`, `cwd`, `connect_timeout_sec`, `initialize_timeout_sec`, `permissions`',
     );
   });
 
@@ -246,7 +246,7 @@ describe('parseEnvironmentsToml: entry keys and types', () => {
     const text = '[[environments]]\nid = "a.b"\nurl = "ws://h"\n[[environments]]\nid = "c"\nbogus = 1';
     expect(message(text)).toBe(
       `${FILE}: environments[1] (id \`c\`): unknown field \`bogus\`, expected one of \`id\`, \`skills\`, \`url\`, ` +
-        '`auth_bearer_token`, `program`, `args`, `env`, `cwd`, `connect_timeout_sec`, `initialize_timeout_sec`',
+        '`auth_bearer_token`, `program`, `args`, `env`, `cwd`, `connect_timeout_sec`, `initialize_timeout_sec`, `permissions`',
     );
   });
 });

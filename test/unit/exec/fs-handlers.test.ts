@@ -17,11 +17,13 @@ import {
   FsWalk,
   FsWriteBlock,
   FsWriteFile,
+  type SandboxContext,
 } from '../../../src/protocol/exec.js';
 import { RpcConnection } from '../../../src/rpc/connection.js';
 import { RpcError } from '../../../src/rpc/errors.js';
 import { createFsSessionState, registerFsHandlers, type FsHandlerOptions, type FsSessionState } from '../../../src/exec/fs-handlers.js';
 import { createMemoryPair } from '../../../src/transport/memory.js';
+import { specialEntry, workspaceWriteSandbox } from '../../helpers/sandbox.js';
 
 const b64 = (text: string | Buffer): string => Buffer.from(text).toString('base64');
 const WALK = { maxDepth: 10, maxDirectories: 100, maxEntries: 100, followDirectorySymlinks: false };
@@ -135,9 +137,54 @@ describe('fs/readFile', () => {
     await expectRpcError(client.request(FsReadDirectory, { path: 'relative/dir' }), -32602, 'invalid URI');
   });
 
-  it('refuses a sandbox it cannot apply', async () => {
+  it('refuses a sandbox request it cannot understand instead of acting unconfined', async () => {
     await writeFile(join(tmp, 'f'), 'x');
-    await expectRpcError(client.request(FsReadFile, { path: uri('f'), sandbox: { permissions: {} } }), -32603, 'cannot apply the requested sandbox');
+    await expectRpcError(client.request(FsReadFile, { path: uri('f'), sandbox: { permissions: {} } }), -32602, 'unsupported sandbox request');
+  });
+});
+
+describe('fs/* under a sandbox', () => {
+  /** Codex's workspace-write shape with `ws` as the workspace, plus a denied `ws/secret`. */
+  const sandbox = (): SandboxContext => workspaceWriteSandbox(join(tmp, 'ws'), { extra: [specialEntry('project_roots', 'deny', { subpath: 'secret' })] });
+
+  beforeEach(async () => {
+    await mkdir(join(tmp, 'ws', 'secret'), { recursive: true });
+    await mkdir(join(tmp, 'outside'));
+    await writeFile(join(tmp, 'ws', 'secret', 'key'), 'hidden');
+    await writeFile(join(tmp, 'outside', 'f'), 'keep');
+    await symlink(join(tmp, 'outside'), join(tmp, 'ws', 'escape'));
+  });
+
+  it('writes inside the workspace and refuses every kind of write outside it, through symlinks and ..', async () => {
+    const sb = sandbox();
+    await client.request(FsWriteFile, { path: uri('ws', 'ok'), dataBase64: b64('in'), sandbox: sb });
+    expect(await readFile(join(tmp, 'ws', 'ok'), 'utf8')).toBe('in');
+    await expectRpcError(client.request(FsWriteFile, { path: uri('outside', 'new'), dataBase64: b64('x'), sandbox: sb }), -32600, 'not allowed by the sandbox');
+    await expectRpcError(client.request(FsWriteFile, { path: uri('ws', 'escape', 'new'), dataBase64: b64('x'), sandbox: sb }), -32600, 'resolves to');
+    await expectRpcError(client.request(FsWriteFile, { path: `${uri('ws')}/../outside/new`, dataBase64: b64('x'), sandbox: sb }), -32600, 'not allowed by the sandbox');
+    await expectRpcError(client.request(FsCreateDirectory, { path: uri('outside', 'd'), sandbox: sb }), -32600, 'not allowed');
+    await expectRpcError(client.request(FsRemove, { path: uri('outside', 'f'), sandbox: sb }), -32600, 'not allowed');
+    await expectRpcError(client.request(FsCopy, { sourcePath: uri('ws', 'ok'), destinationPath: uri('outside', 'copy'), recursive: false, sandbox: sb }), -32600, 'not allowed');
+    await expectRpcError(client.request(FsOpen, { handleId: 'h', path: uri('outside', 'f'), mode: 'replace', sandbox: sb }), -32600, 'not allowed');
+    // Removing the symlink itself is a write inside the workspace; its target is untouched.
+    await client.request(FsRemove, { path: uri('ws', 'escape'), sandbox: sb });
+    await expect(lstat(join(tmp, 'ws', 'escape'))).rejects.toThrow(/ENOENT/);
+    expect(await readFile(join(tmp, 'outside', 'f'), 'utf8')).toBe('keep');
+    await expect(stat(join(tmp, 'outside', 'new'))).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(tmp, 'outside', 'copy'))).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(tmp, 'outside', 'd'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('hides denied paths from reads and listings', async () => {
+    const sb = sandbox();
+    await expectRpcError(client.request(FsReadFile, { path: uri('ws', 'secret', 'key'), sandbox: sb }), -32600, 'reading');
+    await expectRpcError(client.request(FsReadDirectory, { path: uri('ws', 'secret'), sandbox: sb }), -32600, 'reading');
+    const listing = await client.request(FsReadDirectory, { path: uri('ws'), sandbox: sb });
+    expect(listing.entries.map((entry) => entry.fileName).sort()).toEqual(['escape']);
+    const walked = await client.request(FsWalk, { path: uri('ws'), options: WALK, sandbox: sb });
+    expect(walked.entries.map((entry) => entry.path)).not.toContain(uri('ws', 'secret'));
+    // Reading outside the workspace is allowed (the root is readable).
+    await expect(client.request(FsReadFile, { path: uri('outside', 'f'), sandbox: sb })).resolves.toEqual({ dataBase64: b64('keep') });
   });
 });
 

@@ -7,28 +7,17 @@ import { bwrapArgs, createBwrapProbe } from '../../../src/exec/bwrap.js';
 import { accessOf, assertWritable, normalizeRules, parseSandboxRequest, type SandboxPolicy } from '../../../src/exec/sandbox-policy.js';
 import { RpcError } from '../../../src/rpc/errors.js';
 import { tempDir } from '../../helpers/process.js';
+import { specialEntry, workspaceWriteSandbox } from '../../helpers/sandbox.js';
 
 const host = { tempDir: '/var/tmp-host' };
 
+/** The shape Codex 0.169 sends for `workspace-write` (with its /tmp, temp dir and .git entries). */
 function workspaceWrite(root: string, network: 'restricted' | 'enabled' = 'restricted'): unknown {
-  // The shape Codex 0.169 sends for `workspace-write`.
   return {
-    permissions: {
-      type: 'managed',
-      file_system: {
-        type: 'restricted',
-        entries: [
-          { path: { type: 'special', value: { kind: 'root' } }, access: 'read' },
-          { path: { type: 'special', value: { kind: 'project_roots' } }, access: 'write' },
-          { path: { type: 'special', value: { kind: 'slash_tmp' } }, access: 'write' },
-          { path: { type: 'special', value: { kind: 'tmpdir' } }, access: 'write' },
-          { path: { type: 'special', value: { kind: 'project_roots', subpath: '.git' } }, access: 'read', missing_path_behavior: 'skip' },
-        ],
-      },
+    ...workspaceWriteSandbox(root, {
       network,
-    },
-    cwd: `file://${root}`,
-    workspaceRoots: [`file://${root}`],
+      extra: [specialEntry('slash_tmp', 'write'), specialEntry('tmpdir', 'write'), specialEntry('project_roots', 'read', { subpath: '.git', skipMissing: true })],
+    }),
     windowsSandboxLevel: 'disabled',
   };
 }
