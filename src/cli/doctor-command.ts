@@ -140,10 +140,11 @@ async function checkEnvironment(environment: Environment): Promise<CheckResult> 
 }
 
 /** Bubblewrap on this host, which confines the local environment's commands. */
-async function checkBubblewrap(config: EffectiveConfig | undefined, platform: NodeJS.Platform): Promise<CheckResult> {
+async function checkBubblewrap(config: EffectiveConfig | undefined, platform: NodeJS.Platform, env: NodeJS.ProcessEnv): Promise<CheckResult> {
   const title = 'bubblewrap (sandbox on this host)';
   if (platform !== 'linux') return check('bubblewrap', title, 'skip', `bubblewrap is for Linux; this host is ${platform}`);
-  const probe = await createBwrapProbe()();
+  // Found on PATH exactly as the MCP server's local exec-server finds it.
+  const probe = await createBwrapProbe('bwrap', env.PATH)();
   if (probe.ok) return check('bubblewrap', title, 'ok', `\`${probe.path}\` can create a sandbox`);
   // Only sandboxed commands need it: with danger-full-access as the default it is a warning.
   const needed = config === undefined || config.sandboxMode !== 'danger-full-access';
@@ -227,7 +228,7 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
     const [environments, threads, bubblewrap, model] = await Promise.all([
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
       checkThreadsDir(config),
-      checkBubblewrap(config, process.platform),
+      checkBubblewrap(config, process.platform, options.env),
       checkModel(config, options.env),
     ]);
     return [configResult, environmentsResult, ...environments, threads, bubblewrap, model];
