@@ -37,6 +37,8 @@ const fakeFunctionCallItemSchema = z.strictObject({
   type: z.literal('function_call'),
   /** The function tool's name. */
   name: z.string(),
+  /** The namespace of a tool offered inside a `namespace` tool (Codex puts MCP tools in `mcp__<server>`). */
+  namespace: z.string().optional(),
   /** JSON text of the arguments; an object is JSON-stringified. */
   arguments: z.union([z.string(), z.record(z.string(), z.unknown())]),
   /** @default a generated `call_<n>`, unique per server */
@@ -564,7 +566,7 @@ function itemEvents(
       const id = ids('fc');
       const args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments);
       const callId = item.callId ?? ids('call');
-      const done = { id, type: 'function_call', status: 'completed', arguments: args, call_id: callId, name: item.name };
+      const done = { id, type: 'function_call', status: 'completed', arguments: args, call_id: callId, name: item.name, ...(item.namespace === undefined ? {} : { namespace: item.namespace }) };
       const ref = { item_id: id, ...at };
       return {
         done,

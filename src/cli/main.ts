@@ -8,6 +8,7 @@ usage:
   codex-multienv [-c key=value]... [--profile NAME]                         serve MCP over stdio (tools codex, codex-reply, environment/add, environment/list)
   codex-multienv exec-server [--listen ws://IP:PORT | stdio] [auth flags]   serve the exec-server protocol
   codex-multienv environments [--json]                                     check the configured environments
+  codex-multienv doctor [--json] [-c key=value]... [--profile NAME]         check config, environments, sandbox and model provider
   codex-multienv --version | --help
 `;
 
@@ -19,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./exec-server-command.js')).runExecServer(rest, process.env);
     case 'environments':
       return (await import('./environments-command.js')).runEnvironments(rest, process.env);
+    case 'doctor':
+      return (await import('./doctor-command.js')).runDoctor(rest, process.env);
     case '--version':
     case '-V':
       process.stdout.write(`${PACKAGE_VERSION}\n`);

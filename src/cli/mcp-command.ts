@@ -11,7 +11,7 @@ import { ThreadStore } from '../session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
-import { codexHome, PACKAGE_VERSION, readOptionalFile, stderrLogger } from './runtime.js';
+import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile, stderrLogger } from './runtime.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
@@ -55,12 +55,7 @@ function defaultPermissions(config: EffectiveConfig, call: CallSettings): Permis
 function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
-  const headers: Record<string, string> = { ...provider.httpHeaders };
-  for (const [name, variable] of Object.entries(provider.envHttpHeaders)) {
-    const value = env[variable];
-    if (value !== undefined && value.length > 0) headers[name] = value;
-  }
-  const apiKey = provider.envKey === undefined ? undefined : env[provider.envKey];
+  const { apiKey, headers } = providerCredentials(provider, env);
   const fileInstructions = config.modelInstructionsFile === undefined ? undefined : instructionsFiles.get(config.modelInstructionsFile);
   const reasoning = config.modelReasoningEffort === undefined && config.modelReasoningSummary === undefined ? undefined : { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary };
   const policy = config.shellEnvironmentPolicy;

@@ -2,6 +2,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ModelProviderConfig } from '../config/config.js';
 import type { HostFacts } from '../exec/environment-info.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../util/logger.js';
 
@@ -49,4 +50,17 @@ export async function readOptionalFile(path: string): Promise<string | undefined
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/**
+ * A model provider's credentials from the environment: the key from its `env_key` variable, and
+ * its `http_headers` with each `env_http_headers` entry whose variable is set on top.
+ */
+export function providerCredentials(provider: ModelProviderConfig, env: NodeJS.ProcessEnv): { apiKey: string | undefined; headers: Record<string, string> } {
+  const headers: Record<string, string> = { ...provider.httpHeaders };
+  for (const [name, variable] of Object.entries(provider.envHttpHeaders)) {
+    const value = env[variable];
+    if (value !== undefined && value.length > 0) headers[name] = value;
+  }
+  return { apiKey: provider.envKey === undefined ? undefined : env[provider.envKey], headers };
 }

@@ -1,0 +1,275 @@
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { overridesLayer, parseConfigToml, parseOverride, resolveConfig, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
+import { ENVIRONMENTS_FILE_NAME } from '../config/environments.js';
+import type { Environment } from '../environments/environment.js';
+import type { EnvironmentRegistry } from '../environments/registry.js';
+import { createBwrapProbe } from '../exec/bwrap.js';
+import { uriToPath } from '../exec/path-uri.js';
+import type { ExecServer } from '../exec/server.js';
+import { ModelClient } from '../model/client.js';
+import { ModelApiError, ModelConnectionError } from '../model/errors.js';
+import { EnvironmentInfoMethod, EnvironmentStatus } from '../protocol/exec.js';
+import { errorMessage } from '../util/errors.js';
+import { loadRegistry } from './environments-command.js';
+import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile } from './runtime.js';
+
+/** How long the model check waits for a complete answer. */
+export const DOCTOR_MODEL_TIMEOUT_MS = 60_000;
+
+/** How long `environment/status` and `environment/info` may take once an environment is connected. */
+export const DOCTOR_ENVIRONMENT_REQUEST_TIMEOUT_MS = 10_000;
+
+/** The prompt of the model check: tiny, so the check costs a few tokens. */
+const MODEL_CHECK_PROMPT = 'Reply with the single word OK.';
+
+/** The outcome of one check: `skip` when an earlier failure leaves nothing to check. */
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
+
+/** One line of the doctor's report. */
+export interface CheckResult {
+  /** Stable id for scripts: `config`, `environments`, `environment:<id>`, `threads`, `bubblewrap`, `model`. */
+  id: string;
+  /** What was checked, for people. */
+  title: string;
+  status: CheckStatus;
+  /** What was found. */
+  detail: string;
+  /** What to do about a warning or failure. */
+  fix?: string;
+}
+
+function check(id: string, title: string, status: CheckStatus, detail: string, fix?: string): CheckResult {
+  return fix === undefined ? { id, title, status, detail } : { id, title, status, detail, fix };
+}
+
+/** config.toml with `-c` and `--profile`, resolved as the MCP server resolves it. */
+async function checkConfig(home: string, overrides: string[], profile: string | undefined): Promise<{ result: CheckResult; config?: EffectiveConfig }> {
+  const path = join(home, 'config.toml');
+  const title = 'config.toml';
+  try {
+    const text = await readOptionalFile(path);
+    const layers: ConfigLayer[] = [];
+    if (text !== undefined) layers.push(parseConfigToml(text, path, { baseDir: home }));
+    layers.push(overridesLayer('-c', overrides.map(parseOverride), { baseDir: process.cwd() }));
+    const { config, warnings } = resolveConfig({ layers, profile, codexHome: home });
+    if (config.modelInstructionsFile !== undefined) {
+      try {
+        await readFile(config.modelInstructionsFile, 'utf8');
+      } catch (error) {
+        return {
+          config,
+          result: check('config', title, 'fail', `model_instructions_file cannot be read: ${errorMessage(error)}`, `fix the path of \`model_instructions_file\` in ${path}, or create the file`),
+        };
+      }
+    }
+    const where = text === undefined ? `${path} not found, using defaults` : path;
+    const summary = `${where}: model ${config.model} via provider \`${config.modelProvider}\`, approval ${config.approvalPolicy}, sandbox ${config.sandboxMode}${config.profile === undefined ? '' : `, profile ${config.profile}`}`;
+    if (warnings.length > 0) {
+      return { config, result: check('config', title, 'warn', `${summary}; ${warnings.join('; ')}`, 'remove or correct the unknown keys (they are ignored)') };
+    }
+    return { config, result: check('config', title, 'ok', summary) };
+  } catch (error) {
+    return { result: check('config', title, 'fail', errorMessage(error), `correct the key named above (in ${path} or the -c override); the MCP server will not start until then`) };
+  }
+}
+
+/** Where threads are written: the folder, or its nearest existing parent, must be writable. */
+async function checkThreadsDir(config: EffectiveConfig | undefined): Promise<CheckResult> {
+  const title = 'threads folder';
+  if (config === undefined) return check('threads', title, 'skip', 'config.toml is invalid');
+  const dir = config.multienv.threadsDir;
+  let candidate = dir;
+  for (;;) {
+    try {
+      await access(candidate, constants.W_OK);
+      return check('threads', title, 'ok', candidate === dir ? `${dir} is writable` : `${dir} will be created in ${candidate}`);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const parent = dirname(candidate);
+      if (code !== 'ENOENT' || parent === candidate) {
+        return check('threads', title, 'fail', `${candidate} is not writable (${code ?? errorMessage(error)})`, `make ${candidate} writable, or set \`multienv.threads_dir\` to a writable folder`);
+      }
+      candidate = parent;
+    }
+  }
+}
+
+function environmentFix(environment: Environment): string {
+  switch (environment.kind) {
+    case 'websocket':
+      return `start an exec-server there (\`codex-multienv exec-server --listen ${environment.endpoint}\` or \`codex exec-server --listen ${environment.endpoint}\`), or correct \`url\` / \`auth_bearer_token\` of \`${environment.id}\` in ${environment.source}`;
+    case 'stdio':
+      return `run \`${environment.endpoint}\` by hand: it must speak the exec-server protocol on stdin/stdout (e.g. \`codex-multienv exec-server --listen stdio\`); correct \`program\` / \`args\` of \`${environment.id}\` in ${environment.source}`;
+    case 'local':
+      return 'the in-process exec-server failed; run with --log-level debug and report the error';
+  }
+}
+
+/** A protocol path (a `file://` URI) as a path, or as sent when it is not one. */
+function displayPath(uri: string): string {
+  try {
+    return uriToPath(uri);
+  } catch {
+    return uri;
+  }
+}
+
+/** Connects (and initializes), then asks `environment/status` and `environment/info`. */
+async function checkEnvironment(environment: Environment): Promise<CheckResult> {
+  const id = `environment:${environment.id}`;
+  const title = `environment ${environment.id}`;
+  const described = await environment.probe();
+  if (described.status !== 'ready') {
+    return check(id, title, 'fail', `${environment.kind} ${environment.endpoint}: ${described.error ?? described.status}`, environmentFix(environment));
+  }
+  try {
+    const client = await environment.client();
+    const options = { timeoutMs: DOCTOR_ENVIRONMENT_REQUEST_TIMEOUT_MS };
+    const status = await client.request(EnvironmentStatus, undefined, options);
+    const info = await client.request(EnvironmentInfoMethod, undefined, options);
+    const facts = [info.platformOs, info.shell?.name, typeof info.cwd === 'string' ? displayPath(info.cwd) : undefined, typeof info.executorVersion === 'string' ? `executor ${info.executorVersion}` : undefined];
+    const detail = `${environment.kind} ${environment.endpoint}: ${status.status}; ${facts.filter((fact) => typeof fact === 'string').join(', ')}`;
+    if (status.status !== 'ready') return check(id, title, 'warn', detail, `the exec-server reports \`${status.status}\`; look at its logs`);
+    return check(id, title, 'ok', detail);
+  } catch (error) {
+    return check(id, title, 'warn', `${environment.kind} ${environment.endpoint}: connected, but environment/status or environment/info failed: ${errorMessage(error)}`, 'the exec-server may be an older version; update it');
+  }
+}
+
+/** Bubblewrap on this host, which confines the local environment's commands. */
+async function checkBubblewrap(config: EffectiveConfig | undefined, platform: NodeJS.Platform, env: NodeJS.ProcessEnv): Promise<CheckResult> {
+  const title = 'bubblewrap (sandbox on this host)';
+  if (platform !== 'linux') return check('bubblewrap', title, 'skip', `bubblewrap is for Linux; this host is ${platform}`);
+  // Found on PATH exactly as the MCP server's local exec-server finds it.
+  const probe = await createBwrapProbe('bwrap', env.PATH)();
+  if (probe.ok) return check('bubblewrap', title, 'ok', `\`${probe.path}\` can create a sandbox`);
+  // Only sandboxed commands need it: with danger-full-access as the default it is a warning.
+  const needed = config === undefined || config.sandboxMode !== 'danger-full-access';
+  return check('bubblewrap', title, needed ? 'fail' : 'warn', probe.message);
+}
+
+/** One tiny request to the configured provider, when its key is present. */
+async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv): Promise<CheckResult> {
+  if (config === undefined) return check('model', 'model provider', 'skip', 'config.toml is invalid');
+  const provider = config.modelProviders[config.modelProvider];
+  const title = `model provider ${config.modelProvider}`;
+  if (provider === undefined) return check('model', title, 'fail', `model provider \`${config.modelProvider}\` is not configured`, 'add it under [model_providers] in config.toml');
+  const { apiKey, headers } = providerCredentials(provider, env);
+  const target = `${provider.baseUrl} (model ${config.model})`;
+  if (provider.envKey !== undefined && (apiKey === undefined || apiKey.length === 0)) {
+    return check(
+      'model',
+      title,
+      'warn',
+      `${target}: no request sent, ${provider.envKey} is not set in this shell`,
+      `set ${provider.envKey} here to test the provider; the MCP server needs it too (in the \`env\` of your MCP client's server entry)`,
+    );
+  }
+  const client = new ModelClient({ baseUrl: provider.baseUrl, apiKey, headers, queryParams: provider.queryParams, maxRetries: 0, streamMaxRetries: 0, idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS });
+  try {
+    const response = await client.respond(
+      { model: config.model, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: MODEL_CHECK_PROMPT }] }], tools: [], parallelToolCalls: false },
+      { signal: AbortSignal.timeout(DOCTOR_MODEL_TIMEOUT_MS) },
+    );
+    const text = response.output.flatMap((item) => (item.type === 'message' ? item.content.flatMap((part) => (part.type === 'output_text' ? [part.text] : [])) : [])).join('');
+    const answer = text.trim().length === 0 ? 'a response without text' : JSON.stringify(text.trim().slice(0, 60));
+    return check('model', title, 'ok', `${target} answered ${answer}`);
+  } catch (error) {
+    return check('model', title, 'fail', `${target}: ${withCauses(error)}`, modelFix(error, provider.envKey));
+  }
+}
+
+/** The message with its causes' messages (fetch says `fetch failed`; the cause says why). */
+function withCauses(error: unknown): string {
+  const messages = [errorMessage(error)];
+  let cause = error instanceof Error ? error.cause : undefined;
+  while (cause !== undefined && messages.length < 5) {
+    const message = errorMessage(cause);
+    if (!messages.some((seen) => seen.includes(message))) messages.push(message);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return messages.join(': ');
+}
+
+function modelFix(error: unknown, envKey: string | undefined): string {
+  if (error instanceof ModelApiError) {
+    if (error.status === 401 || error.status === 403) return envKey === undefined ? 'the provider wants credentials: set `env_key` (or `http_headers`) for it in config.toml' : `check the key in ${envKey}`;
+    if (error.status === 404) return 'check `model` and the provider\'s `base_url` (requests go to <base_url>/responses)';
+    if (error.status === 429) return 'the provider is rate limiting this key; check its quota';
+    return 'the provider failed; try again later or check its status page';
+  }
+  if (error instanceof ModelConnectionError) return 'check the provider\'s `base_url`, the network and any proxy';
+  if (error instanceof DOMException && error.name === 'TimeoutError') return `the provider did not answer within ${DOCTOR_MODEL_TIMEOUT_MS / 1000} s; check \`base_url\` and the network`;
+  return 'check that the provider speaks the Responses API (`wire_api = "responses"`)';
+}
+
+/** Runs every check; environments and the model are checked concurrently. */
+async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[]; profile: string | undefined; logLevel: string }): Promise<CheckResult[]> {
+  const home = codexHome(options.env);
+  const { result: configResult, config } = await checkConfig(home, options.overrides, options.profile);
+  let loaded: { registry: EnvironmentRegistry; localServer: ExecServer; source: string } | undefined;
+  let environmentsResult: CheckResult;
+  try {
+    loaded = await loadRegistry(options.env, options.logLevel);
+    const count = loaded.registry.list().length;
+    const source = loaded.source === 'default' ? `no ${join(home, ENVIRONMENTS_FILE_NAME)}, CODEX_EXEC_SERVER_URL unset` : loaded.source;
+    const defaults = loaded.registry.defaultSelection();
+    environmentsResult =
+      count === 0
+        ? check('environments', 'environments.toml', 'warn', `${source}: no environments, so turns cannot run commands or touch files`, `unset CODEX_EXEC_SERVER_URL, or define environments in ${join(home, ENVIRONMENTS_FILE_NAME)}`)
+        : check('environments', 'environments.toml', 'ok', `${source}: ${count} environment${count === 1 ? '' : 's'}${defaults[0] === undefined ? ', no default' : `, default ${defaults[0]}`}`);
+  } catch (error) {
+    environmentsResult = check('environments', 'environments.toml', 'fail', errorMessage(error), `correct the entry and field named above; the MCP server will not start until then`);
+  }
+  try {
+    const [environments, threads, bubblewrap, model] = await Promise.all([
+      Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
+      checkThreadsDir(config),
+      checkBubblewrap(config, process.platform, options.env),
+      checkModel(config, options.env),
+    ]);
+    return [configResult, environmentsResult, ...environments, threads, bubblewrap, model];
+  } finally {
+    await loaded?.registry.close();
+    await loaded?.localServer.close();
+  }
+}
+
+function formatText(results: CheckResult[], home: string): string {
+  const width = Math.max(...results.map((result) => result.title.length));
+  const lines = [`codex-multienv doctor ${PACKAGE_VERSION} (CODEX_HOME ${home})`];
+  for (const result of results) {
+    lines.push(`${result.status.padEnd(4)}  ${result.title.padEnd(width)}  ${result.detail}`);
+    if (result.fix !== undefined) lines.push(`${' '.repeat(6 + width + 2)}fix: ${result.fix}`);
+  }
+  const failed = results.filter((result) => result.status === 'fail').length;
+  const warned = results.filter((result) => result.status === 'warn').length;
+  lines.push(failed === 0 && warned === 0 ? 'all checks passed' : `${failed} failed, ${warned} warning${warned === 1 ? '' : 's'}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`), environments.toml, each
+ * environment (connect, initialize, `environment/status`, `environment/info`), the threads
+ * folder, bubblewrap, and the model provider (one tiny request when its key is set), and says
+ * what to fix. `--json` prints `{version, codexHome, ok, checks}`. Exits 1 when a check fails.
+ */
+export async function runDoctor(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, config: { type: 'string', short: 'c', multiple: true }, profile: { type: 'string', short: 'p' }, 'log-level': { type: 'string' } },
+    strict: true,
+  });
+  // Connection failures are reported as checks; the registry's own warnings would repeat them.
+  const results = await runChecks({ env, overrides: values.config ?? [], profile: values.profile, logLevel: values['log-level'] ?? 'error' });
+  const ok = results.every((result) => result.status !== 'fail');
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify({ version: PACKAGE_VERSION, codexHome: codexHome(env), ok, checks: results }, null, 2)}\n`);
+  } else {
+    process.stdout.write(formatText(results, codexHome(env)));
+  }
+  return ok ? 0 : 1;
+}
