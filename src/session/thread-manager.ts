@@ -504,14 +504,7 @@ export class ThreadManager {
   }
 
   async #load(threadId: string): Promise<Thread> {
-    let loaded;
-    try {
-      loaded = await this.#options.store.load(threadId);
-    } catch (error) {
-      if (error instanceof LocalError && error.code === LocalErrorCode.InvalidArgument) throw new ThreadNotFoundError(threadId);
-      throw error;
-    }
-    if (loaded === undefined) throw new ThreadNotFoundError(threadId);
+    const loaded = await this.#readOnly(threadId);
     for (const warning of loaded.warnings) this.#logger.warn(warning, { thread: threadId });
     const history: ResponseInputItem[] = [];
     let sticky = loaded.header.environments;

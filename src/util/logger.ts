@@ -44,13 +44,17 @@ export function createLogger(options: LoggerOptions, component = 'codex-multienv
     const extra = fields !== undefined && Object.keys(fields).length > 0 ? ` ${safeJson(fields)}` : '';
     options.write(`${time} ${level.toUpperCase()} ${component}: ${message}${extra}\n`);
   };
+  return { ...levelMethods(emit), child: (name) => createLogger(options, `${component}/${name}`) };
+}
+
+/** The five level methods of a logger, each handing its event to `emit`. */
+function levelMethods(emit: (level: Exclude<LogLevel, 'silent'>, message: string, fields?: LogFields) => void): Omit<Logger, 'child'> {
   return {
     trace: (m, f) => emit('trace', m, f),
     debug: (m, f) => emit('debug', m, f),
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
-    child: (name) => createLogger(options, `${component}/${name}`),
   };
 }
 
@@ -83,12 +87,5 @@ export function teeLogger(primary: Logger, sink: (entry: LogEntry) => void, comp
     primary[level](message, fields);
     sink(fields === undefined ? { level, component, message } : { level, component, message, fields });
   };
-  return {
-    trace: (m, f) => emit('trace', m, f),
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (name) => teeLogger(primary.child(name), sink, `${component}/${name}`),
-  };
+  return { ...levelMethods(emit), child: (name) => teeLogger(primary.child(name), sink, `${component}/${name}`) };
 }

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -146,4 +146,13 @@ export async function tearDownMcpWorld(world: McpTestWorld, mcp: McpHarness | un
   await world.model.close();
   await world.home.cleanup();
   await world.work.cleanup();
+}
+
+/** The records of a thread's file under `home` (the default threads folder), in order. */
+export async function storedRecords(home: string, threadId: string): Promise<Record<string, unknown>[]> {
+  const text = await readFile(join(home, 'multienv', 'threads', `${threadId}.jsonl`), 'utf8');
+  return text
+    .split('\n')
+    .filter((line) => line.trim().length > 0)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }

@@ -6,17 +6,9 @@ import { join } from 'node:path';
 import { functionCallOutputs, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { CLI, startOurWsExecServer, type ListeningProcess } from '../helpers/process.js';
+import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
 
-type Json = Record<string, unknown>;
 
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
-const exec = (cmd: string, extra: Json = {}, callId?: string): FakeStep => ({
-  kind: 'output',
-  items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd, ...extra }, ...(callId === undefined ? {} : { callId }) }],
-});
-const patch = (input: string): FakeStep => ({ kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input }] });
 
 const APPROVE = { action: 'accept', content: { decision: 'approve' } };
 const APPROVE_FOR_SESSION = { action: 'accept', content: { decision: 'approve_for_session' } };

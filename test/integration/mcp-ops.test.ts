@@ -6,24 +6,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CallToolResultSchema, CreateTaskResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { CLI, waitFor } from '../helpers/process.js';
 import { rawStdio } from '../helpers/raw-peer.js';
+import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
-type Json = Record<string, unknown>;
 
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
-const exec = (cmd: string): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd } }] });
-const hold = (release: Promise<void>, then: FakeStep): FakeStep => ({ kind: 'hold', release, then });
-
-/** A promise the test opens. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 function structured(result: { structuredContent?: unknown }): Json {
   const value = result.structuredContent;
@@ -39,11 +27,7 @@ function threadIdOf(result: { structuredContent?: unknown }): string {
 
 /** The thread's persisted turn completions. */
 async function storedCompletions(home: string, threadId: string): Promise<{ status: string; lastAgentMessage: string | null }[]> {
-  const text = await readFile(join(home, 'multienv', 'threads', `${threadId}.jsonl`), 'utf8');
-  return text
-    .split('\n')
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as Json)
+  return (await storedRecords(home, threadId))
     .filter((record) => record.type === 'turn_completed')
     .map((record) => ({ status: String(record.status), lastAgentMessage: typeof record.lastAgentMessage === 'string' ? record.lastAgentMessage : null }));
 }

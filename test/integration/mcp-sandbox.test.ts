@@ -8,13 +8,8 @@ import { join } from 'node:path';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
 
-type Json = Record<string, unknown>;
-
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
-const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
-const exec = (cmd: string, extra: Json = {}): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd, ...extra } }] });
-const patch = (input: string): FakeStep => ({ kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input }] });
 const addFile = (path: string, text: string, environmentId?: string): FakeStep =>
   patch(['*** Begin Patch', ...(environmentId === undefined ? [] : [`*** Environment ID: ${environmentId}`]), `*** Add File: ${path}`, `+${text}`, '*** End Patch'].join('\n'));
 

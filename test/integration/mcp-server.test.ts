@@ -3,9 +3,8 @@ import { join } from 'node:path';
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { CODEX, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { exec, say } from '../helpers/steps.js';
 
-const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
-const exec = (cmd: string, extra: Record<string, unknown> = {}): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd, ...extra } }] });
 
 describe('MCP server over stdio with the fake model', () => {
   let home: { path: string; cleanup: () => Promise<void> };

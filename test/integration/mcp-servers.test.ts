@@ -8,16 +8,13 @@ import { join } from 'node:path';
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { REPO_ROOT, startListening, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { isRecord, say, type Json } from '../helpers/steps.js';
 
-type Json = Record<string, unknown>;
-
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const EVERYTHING = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 const EVERYTHING_HTTP = join(REPO_ROOT, 'tools/everything-http.js');
 const FIXTURE = join(REPO_ROOT, 'tools/mcp-fixture-server.js');
 
-const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
 const callTool = (name: string, args: Json = {}): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name, arguments: args }] });
 
 /** A `[mcp_servers.NAME]` table. */

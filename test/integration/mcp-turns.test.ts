@@ -6,23 +6,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { waitFor } from '../helpers/process.js';
+import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
-type Json = Record<string, unknown>;
 
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-const say = (text: string): FakeStep => ({ kind: 'output', items: [{ type: 'message', text }] });
-const exec = (cmd: string, extra: Json = {}): FakeStep => ({ kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd, ...extra } }] });
-const hold = (release: Promise<void>, then: FakeStep): FakeStep => ({ kind: 'hold', release, then });
-
-/** A promise the test opens. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 function threadIdOf(result: { structuredContent?: unknown }): string {
   const structured = result.structuredContent;
@@ -91,15 +79,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** The thread's persisted records (type and turn id), in order. */
-async function storedRecords(home: string, threadId: string): Promise<{ type: string; turnId?: string; status?: string }[]> {
-  const text = await readFile(join(home, 'multienv', 'threads', `${threadId}.jsonl`), 'utf8');
-  return text
-    .split('\n')
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as { type: string; turnId?: string; status?: string });
 }
 
 describe('turn lifecycle through MCP', () => {
@@ -303,7 +282,8 @@ describe('turn lifecycle through MCP', () => {
       expectEveryCallAnsweredInOrder(items);
       // And the store shows the turns one after the other, never overlapping: every item is
       // recorded between its own turn's start and completion.
-      const all = await storedRecords(home.path, threadId);
+      const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+      const all = (await storedRecords(home.path, threadId)).map((r) => ({ type: text(r.type), turnId: text(r.turnId), status: text(r.status) }));
       let open: string | undefined;
       const misplaced: string[] = [];
       for (const record of all) {
