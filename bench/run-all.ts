@@ -5,6 +5,8 @@
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
   session: './session.bench.js',
+  model: './model-client.bench.js',
+  instructions: './instructions.bench.js',
 };
 
 const wanted = process.argv.slice(2);
