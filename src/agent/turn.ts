@@ -114,8 +114,8 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   };
   let lastAgentMessage: string | null = null;
 
-  await push(userMessage(params.environmentContext));
-  await push(userMessage(params.prompt));
+  // Recorded together: the store writes (and flushes) both in one go.
+  await Promise.all([push(userMessage(params.environmentContext)), push(userMessage(params.prompt))]);
 
   for (let step = 1; ; step++) {
     if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
