@@ -541,6 +541,54 @@ describe('ModelClient', () => {
     await new Promise<void>((resolve) => requestSignal?.addEventListener('abort', () => resolve(), { once: true }));
   });
 
+  it('turns an error event into a ModelStreamError with its code', async () => {
+    const calls = { count: 0 };
+    const client = makeClient('http://127.0.0.1:9/v1', {
+      fetch: sseFetch([{ type: 'error', sequence_number: 0, code: 'invalid_prompt', message: 'Prompt flagged.' }], calls),
+    });
+
+    const error = await client.respond(simpleRequest(), { signal: signal() }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+    expect(error).toMatchObject({ name: 'ModelStreamError', reason: 'error', code: 'invalid_prompt', retryable: false });
+    expect((error as Error).message).toContain('Prompt flagged.');
+    expect(calls.count).toBe(1);
+  });
+
+  it('reads an event carrying an `error` object as a stream error, and retries a retryable code', async () => {
+    const calls = { count: 0 };
+    const client = makeClient('http://127.0.0.1:9/v1', {
+      streamMaxRetries: 1,
+      fetch: sseFetch([{ type: 'error', error: { type: 'tokens', code: 'rate_limit_exceeded', message: 'Slow down.' } }], calls),
+    });
+
+    await expect(client.respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
+      name: 'ModelStreamError',
+      reason: 'error',
+      code: 'rate_limit_exceeded',
+      retryable: true,
+      message: expect.stringContaining('Slow down.'),
+    });
+    expect(calls.count).toBe(2);
+  });
+
+  it('rejects an event that is not JSON without retrying', async () => {
+    let calls = 0;
+    const notJson: typeof fetch = () => {
+      calls++;
+      return Promise.resolve(new Response('event: response.created\ndata: {not json\n\n', { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    };
+
+    await expect(makeClient('http://127.0.0.1:9/v1', { fetch: notJson }).respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
+      name: 'ModelStreamError',
+      reason: 'invalid',
+      retryable: false,
+    });
+    expect(calls).toBe(1);
+  });
+
   it('rejects a malformed function_call item without retrying', async () => {
     const calls = { count: 0 };
     const client = makeClient('http://127.0.0.1:9/v1', {
