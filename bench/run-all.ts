@@ -8,6 +8,8 @@ const BENCHES: Record<string, string> = {
   sandbox: './sandbox.bench.js',
   mcp: './mcp-servers.bench.js',
   ops: './ops.bench.js',
+  model: './model-client.bench.js',
+  instructions: './instructions.bench.js',
 };
 
 const wanted = process.argv.slice(2);

@@ -36,6 +36,12 @@ const CALLS_PER_THREAD = 5;
 const CONCURRENT_ROUNDS = Number(process.env.BENCH_CONCURRENT_ROUNDS ?? 3);
 /** Log level of the measured server (the CLI default is `info`; the test helper uses `debug`). */
 const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
+/** `NODE_OPTIONS` of the measured servers, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them. */
+const SERVER_NODE_OPTIONS = process.env.BENCH_SERVER_NODE_OPTIONS;
+/** Which parts to run (comma-separated: cold, memory, turns, concurrent); all by default. */
+const PARTS = new Set((process.env.BENCH_ONLY ?? 'cold,memory,turns,concurrent').split(','));
+/** Which kinds of turn (a)–(c) measures (comma-separated: text, execLocal, execRemote, patch); all by default. */
+const KINDS = process.env.BENCH_KINDS?.split(',');
 
 // ---------------------------------------------------------------------------------------------
 // The scripted model.
@@ -261,7 +267,7 @@ async function rssMiB(pid: number): Promise<number> {
 }
 
 function serverEnv(): Record<string, string> {
-  return { CODEX_MULTIENV_LOG: SERVER_LOG };
+  return { CODEX_MULTIENV_LOG: SERVER_LOG, ...(SERVER_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: SERVER_NODE_OPTIONS }) };
 }
 
 async function addEnvironment(mcp: McpHarness, id: string, url: string): Promise<void> {
@@ -294,7 +300,7 @@ async function turnFigures(mcp: McpHarness, work: string, box: string, boxServer
     patch: new TurnRunner(mcp, 'patch', local, (tag) => ({ mode: 'patch', tag, file: `added-${file++}.txt` }), pid, []),
   };
   const figures: TurnFigures = { text: [], execLocal: [], execRemote: [], patch: [] };
-  const kinds = Object.keys(runners) as (keyof TurnFigures)[];
+  const kinds = (Object.keys(runners) as (keyof TurnFigures)[]).filter((kind) => KINDS === undefined || KINDS.includes(kind));
   for (let i = 0; i < WARMUP + TURNS; i++) {
     for (const kind of kinds) {
       const sample = await runners[kind].turn();
@@ -303,8 +309,10 @@ async function turnFigures(mcp: McpHarness, work: string, box: string, boxServer
   }
   // Every patch really wrote its file.
   const last = file - 1;
-  const content = await readFile(join(work, `added-${last}.txt`), 'utf8');
-  if (content !== `bench added-${last}.txt\n`) throw new Error(`apply_patch wrote ${JSON.stringify(content)} to added-${last}.txt`);
+  if (last >= 0) {
+    const content = await readFile(join(work, `added-${last}.txt`), 'utf8');
+    if (content !== `bench added-${last}.txt\n`) throw new Error(`apply_patch wrote ${JSON.stringify(content)} to added-${last}.txt`);
+  }
   return figures;
 }
 
@@ -429,34 +437,51 @@ async function main(): Promise<void> {
       process.stderr.write(`[session bench] ${what} (${fmt(since(started) / 1000, 1)} s)\n`);
     };
 
-    log('cold starts');
-    const cold = await coldStarts(home.path);
-    log('memory');
-    const mem = await memory(home.path, work.path);
+    const cold: ColdFigures = { initialize: [], toolsList: [] };
+    if (PARTS.has('cold')) {
+      log('cold starts');
+      Object.assign(cold, await coldStarts(home.path));
+    }
+    let mem: MemoryFigures = { idleMiB: Number.NaN, threadsMiB: Number.NaN };
+    if (PARTS.has('memory')) {
+      log('memory');
+      mem = await memory(home.path, work.path);
+    }
 
-    log(`turns: ${WARMUP} warm-up + ${TURNS} timed of each kind`);
-    const mcp = await startMcp(home.path, { env: serverEnv() });
-    servers.push(mcp);
-    const turns = await turnFigures(mcp, work.path, box1.path, ws1);
-    const serverRssAfterTurns = await rssMiB(serverPid(mcp));
-    const execServerRss = ws1.child.pid === undefined ? Number.NaN : await rssMiB(ws1.child.pid);
-    await mcp.close();
+    let turns: TurnFigures = { text: [], execLocal: [], execRemote: [], patch: [] };
+    let serverRssAfterTurns = Number.NaN;
+    let execServerRss = Number.NaN;
+    if (PARTS.has('turns')) {
+      log(`turns: ${WARMUP} warm-up + ${TURNS} timed of each kind`);
+      const mcp = await startMcp(home.path, { env: serverEnv() });
+      servers.push(mcp);
+      // For attaching a profiler (e.g. `perf record -p`) to the measured server.
+      log(`MCP server pid ${serverPid(mcp)}`);
+      turns = await turnFigures(mcp, work.path, box1.path, ws1);
+      serverRssAfterTurns = await rssMiB(serverPid(mcp));
+      execServerRss = ws1.child.pid === undefined ? Number.NaN : await rssMiB(ws1.child.pid);
+      await mcp.close();
+    }
 
-    log(`concurrency, max_concurrent_turns=${CONCURRENT_THREADS}`);
-    const wide = await startMcp(home.path, { env: serverEnv(), args: ['-c', `multienv.max_concurrent_turns=${CONCURRENT_THREADS}`] });
-    servers.push(wide);
-    await addEnvironment(wide, 'box1', ws1.url);
-    await addEnvironment(wide, 'box2', ws2.url);
-    const wideRounds = await concurrent(wide, work.path, boxes, execPids, 'cap32');
-    await wide.close();
+    let wideRounds: ConcurrentRound[] = [];
+    let narrowRounds: ConcurrentRound[] = [];
+    if (PARTS.has('concurrent')) {
+      log(`concurrency, max_concurrent_turns=${CONCURRENT_THREADS}`);
+      const wide = await startMcp(home.path, { env: serverEnv(), args: ['-c', `multienv.max_concurrent_turns=${CONCURRENT_THREADS}`] });
+      servers.push(wide);
+      await addEnvironment(wide, 'box1', ws1.url);
+      await addEnvironment(wide, 'box2', ws2.url);
+      wideRounds = await concurrent(wide, work.path, boxes, execPids, 'cap32');
+      await wide.close();
 
-    log('concurrency, default max_concurrent_turns');
-    const narrow = await startMcp(home.path, { env: serverEnv() });
-    servers.push(narrow);
-    await addEnvironment(narrow, 'box1', ws1.url);
-    await addEnvironment(narrow, 'box2', ws2.url);
-    const narrowRounds = await concurrent(narrow, work.path, boxes, execPids, 'capdefault');
-    await narrow.close();
+      log('concurrency, default max_concurrent_turns');
+      const narrow = await startMcp(home.path, { env: serverEnv() });
+      servers.push(narrow);
+      await addEnvironment(narrow, 'box1', ws1.url);
+      await addEnvironment(narrow, 'box2', ws2.url);
+      narrowRounds = await concurrent(narrow, work.path, boxes, execPids, 'capdefault');
+      await narrow.close();
+    }
     log('done');
 
     if (model.errors.length > 0) throw new Error(`the fake model recorded errors: ${model.errors.slice(0, 3).join('; ')}`);

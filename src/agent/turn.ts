@@ -73,6 +73,18 @@ function toolSpec(tool: AgentTool): ToolSpec {
   return { type: 'custom', name: tool.name, description: tool.description, format: { type: 'grammar', syntax: 'lark', definition: tool.grammar } };
 }
 
+/** Specs by tools array: a caller that passes the same array each turn gets the same specs (cached downstream). */
+const SPECS = new WeakMap<readonly AgentTool[], ToolSpec[]>();
+
+function toolSpecs(tools: readonly AgentTool[]): ToolSpec[] {
+  let specs = SPECS.get(tools);
+  if (specs === undefined) {
+    specs = tools.map(toolSpec);
+    SPECS.set(tools, specs);
+  }
+  return specs;
+}
+
 function textOf(output: ToolOutput): string {
   if (typeof output === 'string') return output;
   return output.map((part) => (part.type === 'input_text' ? part.text : '[image]')).join('\n');
@@ -106,7 +118,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   const logger = params.logger ?? silentLogger;
   const items: ResponseInputItem[] = [...params.history];
   const byName = new Map(params.tools.map((tool) => [tool.name, tool]));
-  const specs = params.tools.map(toolSpec);
+  const specs = toolSpecs(params.tools);
   const environment = environmentLookup(params.environments);
   const push = async (item: ResponseInputItem): Promise<void> => {
     items.push(item);
@@ -114,8 +126,8 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   };
   let lastAgentMessage: string | null = null;
 
-  await push(userMessage(params.environmentContext));
-  await push(userMessage(params.prompt));
+  // Recorded together: the store writes (and flushes) both in one go.
+  await Promise.all([push(userMessage(params.environmentContext)), push(userMessage(params.prompt))]);
 
   for (let step = 1; ; step++) {
     if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };

@@ -163,5 +163,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   await localServer.close();
   await store.close();
   await server.close();
+  // After a signal stdin is still open, and reading it would keep the process alive.
+  process.stdin.destroy();
   return 0;
 }

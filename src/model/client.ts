@@ -1,25 +1,16 @@
 import type * as OpenAiModule from 'openai';
 import type { ClientOptions, OpenAI } from 'openai';
-import type { Stream } from 'openai/streaming';
 import { z } from 'zod';
-import {
-  HANDLED_STREAM_EVENT_TYPES,
-  ResponseStreamEventSchema,
-  ResponsesRequestBodySchema,
-  StreamEventTypeSchema,
-} from '../protocol/responses.js';
-import type {
-  ResponseInputItem,
-  ResponseOutputItem,
-  ResponsesRequestBody,
-  ResponseStreamEvent,
-  ToolSpec,
-} from '../protocol/responses.js';
+import { HANDLED_STREAM_EVENT_TYPES, ResponseStreamEventSchema, StreamEventTypeSchema } from '../protocol/responses.js';
+import type { ResponseInputItem, ResponseOutputItem, ResponseStreamEvent, ToolSpec } from '../protocol/responses.js';
 import { abortReason, sleep as abortableSleep } from '../util/abort.js';
-import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { errorMessage } from '../util/errors.js';
 import { silentLogger } from '../util/logger.js';
 import type { Logger } from '../util/logger.js';
 import { ModelApiError, ModelConnectionError, ModelError, ModelStreamError } from './errors.js';
+import { createHttpFetch } from './http-fetch.js';
+import { requestBodyJson } from './request-body.js';
+import { SseDecoder } from './sse.js';
 
 /** Retries of HTTP errors (408/409/429/5xx) and connection failures, by default. */
 export const DEFAULT_MAX_RETRIES = 4;
@@ -34,14 +25,35 @@ export const RETRY_MAX_DELAY_MS = 10_000;
 /** The longest wait a `retry-after` header can impose; longer asks are clamped to this. */
 export const MAX_RETRY_AFTER_MS = 60_000;
 
+/**
+ * How long the end of a stream may take to arrive after `response.completed` before the request
+ * is aborted. The end is read in the background (the caller has its response already), so the
+ * connection is released cleanly and reused instead of being torn down by an abort.
+ */
+export const STREAM_END_GRACE_MS = 1_000;
+
 /** Sent to the SDK when no key is configured; the `Authorization` header is then left out. */
 const PLACEHOLDER_API_KEY = 'no-api-key';
+
+/** The body is sent as JSON text we built (see `request-body.ts`), so the SDK passes it on as is. */
+const JSON_BODY_HEADERS = { 'Content-Type': 'application/json' };
+
+let sharedFetch: typeof fetch | undefined;
+
+/** One keep-alive `node:http` fetch for every client that is given none, so they share connections. */
+function defaultFetch(): typeof fetch {
+  sharedFetch ??= createHttpFetch();
+  return sharedFetch;
+}
 
 /** What the turn loop asks the model. */
 export interface ModelRequest {
   /** The model name, e.g. `gpt-5.1-codex`. */
   model: string;
-  /** The whole conversation so far; the base instructions are its first developer message. */
+  /**
+   * The whole conversation so far; the base instructions are its first developer message. Items
+   * must not be changed once sent: each item's JSON is kept and sent again with later requests.
+   */
   input: ResponseInputItem[];
   /** The tools offered. */
   tools: ToolSpec[];
@@ -102,7 +114,7 @@ export interface ModelClientOptions {
   streamMaxRetries?: number;
   /** Silence after which a request or stream counts as dropped. @default {@link DEFAULT_IDLE_TIMEOUT_MS} */
   idleTimeoutMs?: number;
-  /** The fetch used for HTTP. @default globalThis.fetch */
+  /** The fetch used for HTTP. @default a shared keep-alive `node:http` fetch (see `http-fetch.ts`) */
   fetch?: typeof fetch;
   /** Waits between retries; must reject when `signal` aborts. @default an unref'd timer */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -165,7 +177,7 @@ export class ModelClient {
       defaultQuery: { ...options.queryParams },
       maxRetries: 0,
       timeout: this.idleTimeoutMs,
-      fetch: options.fetch,
+      fetch: options.fetch ?? defaultFetch(),
       // Explicit nulls so the SDK does not fill these from environment variables (only cli/ reads them).
       organization: null,
       project: null,
@@ -193,12 +205,12 @@ export class ModelClient {
   async respond(request: ModelRequest, options: RespondOptions): Promise<ModelResponse> {
     const { signal } = options;
     if (signal.aborted) throw abortReason(signal);
-    const body = buildBody(request);
+    const body = requestBodyJson(request);
     let httpRetries = 0;
     let streamRetries = 0;
     for (;;) {
       try {
-        return await this.attempt(body, options);
+        return await this.attempt(request, body, options);
       } catch (error) {
         if (signal.aborted) throw abortReason(signal);
         if (!(error instanceof ModelError) || !error.retryable) throw error;
@@ -233,8 +245,14 @@ export class ModelClient {
     return Math.min(RETRY_MAX_DELAY_MS, jittered);
   }
 
-  /** One HTTP request and its stream, with its own controller (linked to the caller's signal). */
-  private async attempt(body: ResponsesRequestBody, options: RespondOptions): Promise<ModelResponse> {
+  /**
+   * One HTTP request and its stream, with its own controller (linked to the caller's signal).
+   * The SDK sends the request and maps HTTP and connection failures (`asResponse()`); the event
+   * stream is decoded here (see `sse.ts`), which costs a fraction of the SDK's stream decoding.
+   * After `response.completed` the rest of the stream (normally just its end) is read in the
+   * background, see {@link STREAM_END_GRACE_MS}; every other way out aborts the request at once.
+   */
+  private async attempt(request: ModelRequest, body: string, options: RespondOptions): Promise<ModelResponse> {
     const { signal } = options;
     const controller = new AbortController();
     const onAbort = (): void => controller.abort(signal.reason);
@@ -249,53 +267,82 @@ export class ModelClient {
       }, this.idleTimeoutMs);
       timer.unref?.();
     };
+    const release = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    };
     const state: StreamState = { responseId: undefined, items: new Map(), nextIndex: 0 };
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
     try {
       rearm();
-      this.logger.debug('model request', { model: body.model, inputItems: body.input.length, tools: body.tools.length });
+      this.logger.debug('model request', { model: request.model, inputItems: request.input.length, tools: request.tools.length });
       const sdk = await this.loaded();
-      let stream: Stream<unknown>;
+      let response: Response;
       try {
-        // `stream: true` makes the SDK answer with its SSE `Stream`; events are validated below.
-        stream = await sdk.client.post<Stream<unknown>>('/responses', { body, stream: true, signal: controller.signal });
+        response = await sdk.client.post('/responses', { body, headers: JSON_BODY_HEADERS, stream: true, signal: controller.signal }).asResponse();
       } catch (error) {
         throw this.requestError(sdk.module, error, signal, idle);
       }
-      // Only failures of reading the stream are mapped to stream errors; a ModelStreamError from
-      // an event, or an exception thrown by `onTextDelta`, goes to the caller as is.
-      const events = stream[Symbol.asyncIterator]();
-      try {
-        for (;;) {
-          let next: IteratorResult<unknown>;
-          try {
-            next = await events.next();
-          } catch (error) {
-            throw this.streamError(sdk.module, error, signal, idle, state);
-          }
-          if (next.done === true) break;
-          rearm();
-          const response = this.handleEvent(next.value, state, options.onTextDelta);
-          if (response !== undefined) return response;
-        }
-      } finally {
-        // Stop reading first (so cleanup cannot wait on the network), then run the SDK's cleanup.
-        controller.abort();
-        await events.return?.().catch(() => undefined);
+      if (response.body === null) {
+        throw new ModelStreamError({ reason: 'dropped', message: `model API at ${this.displayUrl} answered without a body` });
       }
-      // The SDK ends the iteration quietly when its request is aborted.
-      if (signal.aborted) throw abortReason(signal);
-      if (idle) throw this.idleError(state);
+      reader = response.body.getReader();
+      const decoder = new SseDecoder();
+      let doneMarker = false;
+      for (;;) {
+        const chunk = await reader.read().catch((error: unknown) => {
+          throw this.streamError(error, signal, idle, state);
+        });
+        for (const sse of chunk.done ? decoder.end() : decoder.push(chunk.value)) {
+          // As the SDK: nothing after `[DONE]`, and Assistants-API `thread.*` events are not ours.
+          if (doneMarker || sse.event?.startsWith('thread.') === true) continue;
+          if (sse.data.startsWith('[DONE]')) {
+            doneMarker = true;
+            continue;
+          }
+          const event = this.parseEvent(sse.data, state);
+          rearm();
+          const completed = this.handleEvent(event, state, options.onTextDelta);
+          if (completed !== undefined) {
+            void finishStream(reader, controller, release);
+            reader = undefined;
+            return completed;
+          }
+        }
+        if (chunk.done) break;
+      }
+      // An aborted request errors the stream, so reaching its end means it ended early.
       throw new ModelStreamError({
         reason: 'dropped',
         message: `model stream from ${this.displayUrl} ended before response.completed`,
         responseId: state.responseId,
       });
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      // Releases the connection whatever happened (a no-op after a complete stream).
+    } catch (error) {
+      release();
+      // Stop reading first (so cleanup cannot wait on the network), then close the body.
       controller.abort();
+      await reader?.cancel().catch(() => undefined);
+      throw error;
     }
+  }
+
+  /** One event's data as JSON; an `{error}` object is the stream reporting a failure (as the SDK reads it). */
+  private parseEvent(data: string, state: StreamState): unknown {
+    let event: unknown;
+    try {
+      event = JSON.parse(data);
+    } catch (error) {
+      throw new ModelStreamError(
+        {
+          reason: 'invalid',
+          responseId: state.responseId,
+          message: `model stream from ${this.displayUrl} sent an event that is not JSON: ${errorMessage(error)}`,
+        },
+        { cause: error },
+      );
+    }
+    if (typeof event === 'object' && event !== null && 'error' in event && Boolean(event.error)) return failureEvent(event.error);
+    return event;
   }
 
   /** Acts on one event; returns the response once `response.completed` arrives. */
@@ -393,33 +440,10 @@ export class ModelClient {
     return error instanceof Error ? error : new Error(errorMessage(error));
   }
 
-  /** Maps a failure while reading the stream to our error classes. */
-  private streamError(sdk: OpenAiSdk, error: unknown, signal: AbortSignal, idle: boolean, state: StreamState): Error {
+  /** Maps a failure while reading the stream (a broken connection, an abort) to our error classes. */
+  private streamError(error: unknown, signal: AbortSignal, idle: boolean, state: StreamState): Error {
     if (signal.aborted) return abortReason(signal);
     if (idle) return this.idleError(state);
-    if (error instanceof sdk.APIError) {
-      // The SDK throws this for an event carrying an `error` object.
-      const code = typeof error.code === 'string' ? error.code : undefined;
-      return new ModelStreamError(
-        {
-          reason: 'error',
-          code,
-          responseId: state.responseId,
-          message: `model stream from ${this.displayUrl} reported an error${code === undefined ? '' : ` (${code})`}: ${error.message}`,
-        },
-        { cause: error },
-      );
-    }
-    if (error instanceof SyntaxError) {
-      return new ModelStreamError(
-        {
-          reason: 'invalid',
-          responseId: state.responseId,
-          message: `model stream from ${this.displayUrl} sent an event that is not JSON: ${error.message}`,
-        },
-        { cause: error },
-      );
-    }
     return new ModelStreamError(
       {
         reason: 'dropped',
@@ -437,35 +461,6 @@ export class ModelClient {
       message: `model API at ${this.displayUrl} sent nothing for ${this.idleTimeoutMs} ms`,
     });
   }
-}
-
-/** Builds the request body through its schema, so exactly what the schema allows is sent. */
-function buildBody(request: ModelRequest): ResponsesRequestBody {
-  const candidate = {
-    model: request.model,
-    input: request.input,
-    tools: request.tools,
-    tool_choice: 'auto',
-    parallel_tool_calls: request.parallelToolCalls,
-    store: false,
-    stream: true,
-    ...(request.reasoning === undefined
-      ? {}
-      : { reasoning: definedOnly(request.reasoning), include: ['reasoning.encrypted_content'] }),
-    ...(request.promptCacheKey === undefined ? {} : { prompt_cache_key: request.promptCacheKey }),
-  };
-  const parsed = ResponsesRequestBodySchema.safeParse(candidate);
-  if (!parsed.success) {
-    throw new LocalError(LocalErrorCode.InvalidArgument, `invalid model request: ${z.prettifyError(parsed.error)}`);
-  }
-  return parsed.data;
-}
-
-function definedOnly(reasoning: { effort?: string; summary?: string }): { effort?: string; summary?: string } {
-  return {
-    ...(reasoning.effort === undefined ? {} : { effort: reasoning.effort }),
-    ...(reasoning.summary === undefined ? {} : { summary: reasoning.summary }),
-  };
 }
 
 /**
@@ -496,5 +491,44 @@ function redactUrl(baseUrl: string): string {
     return url.toString().replace(/\/$/, '');
   } catch {
     return baseUrl;
+  }
+}
+
+/**
+ * An event carrying an `error` (some providers report failures so) as the `error` event it means,
+ * worded as the SDK's stream worded it (which threw an `APIError` for such events).
+ */
+function failureEvent(error: unknown): { type: 'error'; code: string | undefined; message: string } {
+  const fields = typeof error === 'object' && error !== null ? error : {};
+  const code = 'code' in fields && typeof fields.code === 'string' ? fields.code : undefined;
+  const message: unknown = 'message' in fields ? fields.message : undefined;
+  let text: string;
+  if (typeof message === 'string' && message.length > 0) text = message;
+  else if (message !== undefined && message !== null && message !== '' && message !== false && message !== 0) text = JSON.stringify(message);
+  else text = JSON.stringify(error);
+  return { type: 'error', code, message: text };
+}
+
+/**
+ * Reads what follows `response.completed` (normally only the end of the stream) and then releases
+ * the request, so the connection goes back to the pool; a stream that does not end within
+ * {@link STREAM_END_GRACE_MS} (or the caller's abort) is aborted instead. Never rejects.
+ */
+async function finishStream(reader: ReadableStreamDefaultReader<Uint8Array>, controller: AbortController, release: () => void): Promise<void> {
+  const grace = setTimeout(() => controller.abort(), STREAM_END_GRACE_MS);
+  grace.unref?.();
+  let ended = false;
+  try {
+    while (!(await reader.read()).done);
+    ended = true;
+  } catch {
+    // The response was already delivered; a failure after it changes nothing.
+  } finally {
+    clearTimeout(grace);
+    release();
+    if (!ended) {
+      controller.abort();
+      await reader.cancel().catch(() => undefined);
+    }
   }
 }

@@ -738,9 +738,10 @@ export class ThreadManager {
       }),
     );
     const multi = environments.length > 1;
-    const tools: AgentTool[] = [execCommandTool({ multiEnvironment: multi }), writeStdinTool(), applyPatchTool({ multiEnvironment: multi }), viewImageTool({ multiEnvironment: multi }), listDirTool({ multiEnvironment: multi })];
+    const builtIn = agentTools(multi);
     const mcp = await this.#prepareMcpServers(thread, selection, turnId, callbacks);
-    tools.push(...mcpTools(mcp.tools, { reservedNames: tools.map((tool) => tool.name), multiEnvironment: multi }));
+    // The built-in tools are shared (their JSON is built once); MCP tools make a new array.
+    const tools = mcp.tools.length === 0 ? builtIn : [...builtIn, ...mcpTools(mcp.tools, { reservedNames: builtIn.map((tool) => tool.name), multiEnvironment: multi })];
     const mcpNotice = mcpFailureNotice(mcp.failures);
     const requiredFailure = mcp.failures.find((failure) => failure.required);
     const settings = thread.settings;
@@ -795,6 +796,22 @@ export class ThreadManager {
     this.#logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }
+}
+
+/** The tools offered, by whether the turn has several environments; built once each. */
+const AGENT_TOOLS = new Map<boolean, readonly AgentTool[]>();
+
+/**
+ * The tools of a turn. The same array every time (the tools are stateless), so the model client
+ * serializes their specs once instead of with every request.
+ */
+function agentTools(multiEnvironment: boolean): readonly AgentTool[] {
+  let tools = AGENT_TOOLS.get(multiEnvironment);
+  if (tools === undefined) {
+    tools = [execCommandTool({ multiEnvironment }), writeStdinTool(), applyPatchTool({ multiEnvironment }), viewImageTool({ multiEnvironment }), listDirTool({ multiEnvironment })];
+    AGENT_TOOLS.set(multiEnvironment, tools);
+  }
+  return tools;
 }
 
 /** Variables every command gets on top of its environment: no pagers, no colours. */

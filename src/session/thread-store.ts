@@ -106,6 +106,15 @@ interface ThreadState {
   tail: Promise<void>;
   /** The append handle, opened by the first append, dropped after a write error or when evicted. */
   handle: FileHandle | undefined;
+  /** Appends queued but not yet started: they are written (and flushed) together. */
+  batch: AppendBatch | undefined;
+}
+
+/** Records appended while the thread's previous write was still queued or running. */
+interface AppendBatch {
+  lines: Buffer[];
+  /** Settles when every line of the batch is written and flushed, or failed. */
+  written: Promise<void>;
 }
 
 /** A summary folded up to `offset` (a line boundary), so the next `list()` reads only what was added. */
@@ -144,6 +153,12 @@ export class ThreadStore {
   readonly dir: string;
   readonly #logger: Logger;
   readonly #fsync: boolean;
+  /**
+   * Extra open flags of thread files: `O_DSYNC` when flushing, so each write is durable when it
+   * returns (one system call instead of a write and an `fdatasync`); 0 where the platform has no
+   * such flag, and writes are then followed by `fdatasync`.
+   */
+  readonly #syncFlag: number;
   readonly #maxOpenFiles: number;
   readonly #now: () => number;
   readonly #threads = new Map<string, ThreadState>();
@@ -157,6 +172,7 @@ export class ThreadStore {
     this.dir = options.dir;
     this.#logger = options.logger ?? silentLogger;
     this.#fsync = options.fsync ?? true;
+    this.#syncFlag = this.#fsync ? (constants.O_DSYNC ?? 0) : 0;
     this.#maxOpenFiles = Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_THREAD_FILES);
     this.#now = options.now ?? Date.now;
   }
@@ -175,7 +191,7 @@ export class ThreadStore {
       await this.#ensureDir();
       let handle: FileHandle;
       try {
-        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND, 0o600);
+        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND | this.#syncFlag, 0o600);
       } catch (error) {
         if (errnoCode(error) === 'EEXIST') {
           throw new LocalError(LocalErrorCode.InvalidArgument, `thread ${threadId} already exists (${path})`, { cause: error });
@@ -184,7 +200,7 @@ export class ThreadStore {
       }
       try {
         await writeAll(handle, line);
-        if (this.#fsync) await handle.datasync();
+        await this.#flush(handle);
       } catch (error) {
         // Nothing was acknowledged: remove the partial file so the create can be retried.
         await handle.close().catch(() => undefined);
@@ -207,18 +223,29 @@ export class ThreadStore {
     const path = this.#pathOf(id);
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const line = serialize(parsed, path);
-    return this.#enqueue(id, async (state) => {
-      const handle = state.handle ?? (await this.#openForAppend(id, state));
-      this.#touch(id, state);
+    const state = this.#stateOf(id);
+    // Records appended before the thread's queued write starts share that write and its flush
+    // (e.g. several items appended at once); each still resolves only once it is on disk.
+    if (state.batch !== undefined) {
+      state.batch.lines.push(line);
+      return state.batch.written;
+    }
+    const lines = [line];
+    const written = this.#enqueue(id, async (current) => {
+      if (current.batch?.lines === lines) current.batch = undefined;
+      const handle = current.handle ?? (await this.#openForAppend(id, current));
+      this.#touch(id, current);
       try {
-        await writeAll(handle, line);
-        if (this.#fsync) await handle.datasync();
+        await writeAll(handle, lines.length === 1 ? line : Buffer.concat(lines));
+        await this.#flush(handle);
       } catch (error) {
-        // The line may be partly written: reopen (and repair the tail) on the next append.
-        await this.#dropHandle(id, state);
+        // The lines may be partly written: reopen (and repair the tail) on the next append.
+        await this.#dropHandle(id, current);
         throw error;
       }
     });
+    state.batch = { lines, written };
+    return written;
   }
 
   /**
@@ -305,14 +332,25 @@ export class ThreadStore {
     }
   }
 
-  /** Runs `task` after every task queued before it for the same thread. */
-  #enqueue<T>(threadId: string, task: (state: ThreadState) => Promise<T>): Promise<T> {
+  /** Makes a completed write durable, unless the file was opened with `O_DSYNC` (see {@link ThreadStore.#syncFlag}). */
+  async #flush(handle: FileHandle): Promise<void> {
+    if (this.#fsync && this.#syncFlag === 0) await handle.datasync();
+  }
+
+  #stateOf(threadId: string): ThreadState {
     let state = this.#threads.get(threadId);
     if (state === undefined) {
-      state = { tail: Promise.resolve(), handle: undefined };
+      state = { tail: Promise.resolve(), handle: undefined, batch: undefined };
       this.#threads.set(threadId, state);
     }
-    const current = state;
+    return state;
+  }
+
+  /** Runs `task` after every task queued before it for the same thread. */
+  #enqueue<T>(threadId: string, task: (state: ThreadState) => Promise<T>): Promise<T> {
+    const current = this.#stateOf(threadId);
+    // Appends made after this task must not join a write queued before it (call order).
+    current.batch = undefined;
     const run = current.tail.then(() => task(current));
     const settled = run.then(
       () => undefined,
@@ -333,7 +371,7 @@ export class ThreadStore {
     const path = this.#pathOf(threadId);
     let handle: FileHandle;
     try {
-      handle = await open(path, constants.O_RDWR | constants.O_APPEND);
+      handle = await open(path, constants.O_RDWR | constants.O_APPEND | this.#syncFlag);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') {
         throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} does not exist (no ${path})`, { cause: error });
@@ -368,6 +406,7 @@ export class ThreadStore {
       await handle.truncate(lineStart);
       this.#logger.warn('removed a torn last line (an interrupted write) before appending', { path, offset: lineStart, bytes: torn.length });
     }
+    // A truncate is not a write, so O_DSYNC does not cover it.
     if (this.#fsync) await handle.datasync();
   }
 

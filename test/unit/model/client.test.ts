@@ -7,6 +7,7 @@ import { jest } from '@jest/globals';
 import { ModelClient } from '../../../src/model/client.js';
 import type { ModelClientOptions, ModelRequest } from '../../../src/model/client.js';
 import { ModelApiError, ModelConnectionError, ModelStreamError } from '../../../src/model/errors.js';
+import { createHttpFetch } from '../../../src/model/http-fetch.js';
 import { messageText } from '../../../src/protocol/responses.js';
 import type { CustomToolSpec, FunctionToolSpec, ResponseInputItem, ResponseOutputItem } from '../../../src/protocol/responses.js';
 import { deferred } from '../../../src/util/deferred.js';
@@ -64,11 +65,13 @@ function sseFetch(events: Record<string, unknown>[], calls: { count: number }): 
  * A TCP relay in front of the fake server, so a test can see a connection close on the server
  * side: `closed` resolves when a client connection ends, and the relay then ends the upstream one.
  */
-async function startRelay(target: string): Promise<{ url: string; closed: Promise<void> }> {
+async function startRelay(target: string): Promise<{ url: string; closed: Promise<void>; connections: () => number }> {
   const { hostname, port } = new URL(target);
   const closed = deferred<void>();
   const sockets = new Set<Socket>();
+  let connections = 0;
   const relay: Server = createServer((client) => {
+    connections++;
     const upstream = connect(Number(port), hostname);
     sockets.add(client).add(upstream);
     client.on('error', () => undefined);
@@ -91,7 +94,7 @@ async function startRelay(target: string): Promise<{ url: string; closed: Promis
   );
   const address = relay.address();
   if (address === null || typeof address === 'string') throw new Error('relay has no TCP address');
-  return { url: `http://127.0.0.1:${address.port}/v1`, closed: closed.promise };
+  return { url: `http://127.0.0.1:${address.port}/v1`, closed: closed.promise, connections: () => connections };
 }
 
 describe('ModelClient', () => {
@@ -518,6 +521,74 @@ describe('ModelClient', () => {
     expect(response.output[1]).toMatchObject({ type: 'message', id: 'msg_1' });
   });
 
+  it('answers at once when a stream stays open after response.completed, and aborts it after a grace period', async () => {
+    let requestSignal: AbortSignal | undefined;
+    const completed = { type: 'response.completed', sequence_number: 0, response: { id: 'resp_open', output: [] } };
+    const openStream: typeof fetch = (_input, init) => {
+      requestSignal = init?.signal ?? undefined;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(`event: response.completed\ndata: ${JSON.stringify(completed)}\n\n`));
+        },
+      });
+      return Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    };
+
+    const response = await makeClient('http://127.0.0.1:9/v1', { fetch: openStream }).respond(simpleRequest(), { signal: signal() });
+
+    expect(response.id).toBe('resp_open');
+    expect(requestSignal?.aborted).toBe(false);
+    await new Promise<void>((resolve) => requestSignal?.addEventListener('abort', () => resolve(), { once: true }));
+  });
+
+  it('turns an error event into a ModelStreamError with its code', async () => {
+    const calls = { count: 0 };
+    const client = makeClient('http://127.0.0.1:9/v1', {
+      fetch: sseFetch([{ type: 'error', sequence_number: 0, code: 'invalid_prompt', message: 'Prompt flagged.' }], calls),
+    });
+
+    const error = await client.respond(simpleRequest(), { signal: signal() }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+    expect(error).toMatchObject({ name: 'ModelStreamError', reason: 'error', code: 'invalid_prompt', retryable: false });
+    expect((error as Error).message).toContain('Prompt flagged.');
+    expect(calls.count).toBe(1);
+  });
+
+  it('reads an event carrying an `error` object as a stream error, and retries a retryable code', async () => {
+    const calls = { count: 0 };
+    const client = makeClient('http://127.0.0.1:9/v1', {
+      streamMaxRetries: 1,
+      fetch: sseFetch([{ type: 'error', error: { type: 'tokens', code: 'rate_limit_exceeded', message: 'Slow down.' } }], calls),
+    });
+
+    await expect(client.respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
+      name: 'ModelStreamError',
+      reason: 'error',
+      code: 'rate_limit_exceeded',
+      retryable: true,
+      message: expect.stringContaining('Slow down.'),
+    });
+    expect(calls.count).toBe(2);
+  });
+
+  it('rejects an event that is not JSON without retrying', async () => {
+    let calls = 0;
+    const notJson: typeof fetch = () => {
+      calls++;
+      return Promise.resolve(new Response('event: response.created\ndata: {not json\n\n', { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    };
+
+    await expect(makeClient('http://127.0.0.1:9/v1', { fetch: notJson }).respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
+      name: 'ModelStreamError',
+      reason: 'invalid',
+      retryable: false,
+    });
+    expect(calls).toBe(1);
+  });
+
   it('rejects a malformed function_call item without retrying', async () => {
     const calls = { count: 0 };
     const client = makeClient('http://127.0.0.1:9/v1', {
@@ -566,6 +637,29 @@ describe('ModelClient', () => {
     await expect(pending).rejects.toBe(reason);
     await relay.closed;
     expect(server.requests).toHaveLength(1);
+  });
+
+  it('reuses one connection for consecutive requests (a completed stream is not aborted)', async () => {
+    const server = await start({ respond: () => ({ kind: 'output', items: [{ type: 'message', text: 'again' }] }) });
+    const relay = await startRelay(server.url);
+    const httpFetch = createHttpFetch();
+    const signals: AbortSignal[] = [];
+    const recording: typeof fetch = (input, init) => {
+      if (init?.signal) signals.push(init.signal);
+      return httpFetch(input, init);
+    };
+    const client = makeClient(relay.url, { fetch: recording });
+
+    for (let i = 0; i < 5; i++) {
+      const response = await client.respond(simpleRequest(`turn ${i}`), { signal: signal() });
+      expect(messageText(outputOf(response.output, 'message')[0]!)).toBe('again');
+    }
+    // The end of the last stream is read in the background; a request reusing the connection proves it was.
+    await client.respond(simpleRequest('last'), { signal: signal() });
+
+    expect(server.requests).toHaveLength(6);
+    expect(relay.connections()).toBe(1);
+    expect(signals.slice(0, 5).filter((s) => s.aborted)).toHaveLength(0);
   });
 
   it('rejects at once with the reason when the signal is already aborted', async () => {

@@ -145,6 +145,24 @@ describe('ThreadStore', () => {
     expect(itemTexts(await store.load('quick'))).toEqual(['one', 'two']);
   });
 
+  it('writes appends made at once together, but never past a load issued between them', async () => {
+    const store = newStore();
+    await store.create(header('batch'));
+    const first = [store.append('batch', item('u', 'one')), store.append('batch', item('u', 'two'))];
+    const loading = store.load('batch');
+    const later = store.append('batch', item('u', 'three'));
+    await Promise.all([...first, later]);
+    expect(itemTexts(await loading)).toEqual(['one', 'two']);
+    expect(itemTexts(await store.load('batch'))).toEqual(['one', 'two', 'three']);
+  });
+
+  it('rejects every append of a write that fails', async () => {
+    const store = newStore();
+    const results = await Promise.allSettled([store.append('ghost', item('u', 'x')), store.append('ghost', item('u', 'y'))]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ code: LocalErrorCode.NotFound });
+  });
+
   it('loads in a new store what the previous one wrote (a restart)', async () => {
     const first = newStore();
     await first.create(header('r1'));

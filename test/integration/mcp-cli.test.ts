@@ -1,0 +1,34 @@
+// The MCP server process itself (the built CLI): how it ends.
+
+import { spawn } from 'node:child_process';
+import { CLI, tempDir } from '../helpers/process.js';
+
+/** Rejects after `ms` with a message naming `what`, so a hang fails the test instead of the run. */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+describe('codex-multienv (MCP server process)', () => {
+  it('exits with code 0 on SIGTERM while its stdin stays open', async () => {
+    const home = await tempDir('mcp-cli-home-');
+    const child = spawn(process.execPath, [CLI], { env: { ...process.env, CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'ignore'] });
+    try {
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      const answered = new Promise((resolve) => child.stdout.once('data', resolve));
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } })}\n`);
+      await answered;
+
+      child.kill('SIGTERM');
+
+      expect(await withTimeout(exited, 10_000, 'the server to exit after SIGTERM')).toEqual({ code: 0, signal: null });
+    } finally {
+      child.stdin.destroy();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await home.cleanup();
+    }
+  });
+});
