@@ -9,7 +9,7 @@ import { execCommandTool, writeStdinTool } from '../agent/tools/exec-command.js'
 import { listDirTool } from '../agent/tools/list-dir.js';
 import type { AgentTool, TurnEnvironment } from '../agent/tools/tool.js';
 import { viewImageTool } from '../agent/tools/view-image.js';
-import { runTurn, type ModelPort, type TurnEvent, type TurnStatus } from '../agent/turn.js';
+import { runTurn, type ModelPort, type TurnEvent, type TurnResult, type TurnStatus } from '../agent/turn.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { pathToUri } from '../exec/path-uri.js';
 import type { EnvPolicy, SandboxContext } from '../protocol/exec.js';
@@ -400,7 +400,6 @@ export class ThreadManager {
     const at = (): string => new Date().toISOString();
     thread.status = 'running';
     thread.lastActivity = at();
-    await store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
     const environments: TurnEnvironment[] = selection.map((entry) => {
       const environment = this.#options.registry.get(entry.id);
       return {
@@ -426,7 +425,11 @@ export class ThreadManager {
     const settings = thread.settings;
     const limits = this.#options.limits;
     const instructions = [settings.baseInstructions ?? BASE_INSTRUCTIONS, ...(settings.developerInstructions === undefined ? [] : [settings.developerInstructions])];
-    const result = await runTurn({
+    // Not awaited yet: runTurn appends the turn's first two items in this same tick, so the three
+    // records share one write and flush, which runTurn waits for before it calls the model.
+    const started = store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
+    started.catch(() => undefined);
+    const running = runTurn({
       threadId: thread.id,
       prompt,
       model: thread.model,
@@ -460,6 +463,13 @@ export class ThreadManager {
       emit: (event) => callbacks.onEvent?.({ ...event, turnId }),
       logger: this.#logger,
     });
+    let result: TurnResult;
+    try {
+      result = await running;
+    } finally {
+      // A failed write of the turn's start fails the turn, as the items sharing it did.
+      await started;
+    }
     thread.status = result.status === 'failed' ? 'failed' : 'idle';
     thread.lastActivity = at();
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;
