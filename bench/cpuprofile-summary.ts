@@ -1,6 +1,8 @@
 /**
  * Summarizes V8 CPU profiles (`node --cpu-prof`): self time by package or source file, and the
- * heaviest functions. Usage: `npx tsx bench/cpuprofile-summary.ts FILE.cpuprofile... [--top N]`.
+ * heaviest functions. Usage: `npx tsx bench/cpuprofile-summary.ts FILE.cpuprofile... [--top N]
+ * [--callers-of OWNER]`; the last attributes the self time of one owner (e.g. `zod`) to the
+ * nearest function of another owner that called it.
  * Profile the session bench's servers with
  * `BENCH_ONLY=turns BENCH_KINDS=text BENCH_SERVER_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- session`.
  */
@@ -35,7 +37,11 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const topIndex = args.indexOf('--top');
   const top = topIndex >= 0 ? Number(args[topIndex + 1]) : 40;
-  const files = args.filter((arg, i) => arg !== '--top' && (topIndex < 0 || i !== topIndex + 1));
+  const callersIndex = args.indexOf('--callers-of');
+  const callersOf = callersIndex >= 0 ? args[callersIndex + 1] : undefined;
+  const files = args.filter((arg, i) => !arg.startsWith('--') && (topIndex < 0 || i !== topIndex + 1) && (callersIndex < 0 || i !== callersIndex + 1));
+  /** Self time of `callersOf`, by the nearest calling function of another owner. */
+  const callers = new Map<string, number>();
   const byOwner = new Map<string, number>();
   const byFunction = new Map<string, number>();
   /** Time with the function anywhere on the stack (counted once per sample). */
@@ -68,6 +74,16 @@ async function main(): Promise<void> {
         onStack.add(`${frame.functionName || '(anonymous)'} ${owner(frame.url)}:${frame.lineNumber + 1}`);
       }
       for (const name of onStack) inclusive.set(name, (inclusive.get(name) ?? 0) + us);
+      if (callersOf !== undefined && where === callersOf) {
+        for (let at = parents.get(id); at !== undefined; at = parents.get(at)) {
+          const frame = nodes.get(at)?.callFrame;
+          // Code a package generated at run time (zod's parsers) has no URL: look past it too.
+          if (frame === undefined || owner(frame.url) === callersOf || frame.url === '') continue;
+          const caller = `${frame.functionName || '(anonymous)'} ${owner(frame.url)}:${frame.lineNumber + 1}`;
+          callers.set(caller, (callers.get(caller) ?? 0) + us);
+          break;
+        }
+      }
     }
   }
   const rows = (map: Map<string, number>): string[][] =>
@@ -79,6 +95,10 @@ async function main(): Promise<void> {
   printTable(['owner', 'ms', '%'], rows(byOwner));
   process.stdout.write('\nself time by function\n');
   printTable(['function', 'ms', '%'], rows(byFunction));
+  if (callersOf !== undefined) {
+    process.stdout.write(`\nself time of ${callersOf}, by calling function\n`);
+    printTable(['function', 'ms', '%'], rows(callers));
+  }
   process.stdout.write('\ntotal time by function (on the stack)\n');
   printTable(['function', 'ms', '%'], rows(inclusive));
 }

@@ -300,8 +300,11 @@ export class ModelClient {
             doneMarker = true;
             continue;
           }
-          const event = this.parseEvent(sse.data, state);
           rearm();
+          // Named events we do not act on are not even parsed (`response.in_progress` alone repeats
+          // the request's tools); unnamed events are, and their `type` decides.
+          if (sse.event !== null && sse.event.startsWith('response.') && !HANDLED_STREAM_EVENT_TYPES.includes(sse.event)) continue;
+          const event = this.parseEvent(sse.data, state);
           const completed = this.handleEvent(event, state, options.onTextDelta);
           if (completed !== undefined) {
             void finishStream(reader, controller, release);

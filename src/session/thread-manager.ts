@@ -714,7 +714,6 @@ export class ThreadManager {
     const permissions = new Map(selection.map((entry) => [entry.id, this.#permissionsOf(thread.settings, entry)]));
     thread.status = 'running';
     thread.lastActivity = at();
-    await store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
     const environments: TurnEnvironment[] = selection.map((entry) => {
       const environment = this.#options.registry.get(entry.id);
       return {
@@ -747,46 +746,60 @@ export class ThreadManager {
     const settings = thread.settings;
     const limits = this.#options.limits;
     const instructions = [settings.baseInstructions ?? BASE_INSTRUCTIONS, ...(settings.developerInstructions === undefined ? [] : [settings.developerInstructions])];
-    const result: TurnResult = requiredFailure !== undefined ? { status: 'failed', lastAgentMessage: null, error: `a required MCP server is unavailable: ${requiredFailure.error}` } : await runTurn({
-      threadId: thread.id,
-      prompt,
-      model: thread.model,
-      modelName: settings.model,
-      reasoning: settings.reasoning,
-      instructions,
-      history: thread.history,
-      environments,
-      environmentContext: environmentContextMessage(
-        environments.map((environment, index) => ({
-          environment,
-          shell: shells[index],
-          permissions: describeProfile(profileOf(environment.id)),
-          commandEnvironment: commandEnvironmentProvenance(this.#options.registry.get(environment.id)?.kind === 'local', settings.shellEnvironmentPolicy),
-        })),
-        (this.#options.now ?? (() => new Date()))(),
-        this.#options.timezone ?? 'Etc/UTC',
-      ) + (mcpNotice === undefined ? '' : `\n${mcpNotice}`),
-      tools,
-      toolContext: {
-        approvalPolicy: settings.approvalPolicy,
-        approver: callbacks.approver,
-        sessionApprovals: thread.approvals,
-        processes: thread.processes,
-        commandEnvironment: () => ({ envPolicy: settings.shellEnvironmentPolicy, env: { ...COMMAND_ENV_OVERLAY, CODEX_THREAD_ID: thread.id } }),
-        sandbox: (environmentId, cwd) => sandboxContextFor(profileOf(environmentId), cwdOf(environmentId), cwd),
-        allowLoginShell: settings.allowLoginShell,
-        maxOutputTokens: limits.toolOutputMaxTokens,
-      },
-      maxSteps: limits.maxTurnSteps,
-      maxParallelToolCalls: limits.maxParallelToolCalls,
-      signal: callbacks.signal,
-      record: async (item) => {
-        thread.history.push(item);
-        await store.append(thread.id, { type: 'item', at: at(), turnId, item });
-      },
-      emit: (event) => callbacks.onEvent?.({ ...event, turnId }),
-      logger: this.#logger,
-    });
+    // Not awaited yet: runTurn appends the turn's first two items in this same tick, so the three
+    // records share one write and flush, which runTurn waits for before it calls the model.
+    const started = store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
+    started.catch(() => undefined);
+    const running: Promise<TurnResult> =
+      requiredFailure !== undefined
+        ? Promise.resolve({ status: 'failed', lastAgentMessage: null, error: `a required MCP server is unavailable: ${requiredFailure.error}` })
+        : runTurn({
+          threadId: thread.id,
+          prompt,
+          model: thread.model,
+          modelName: settings.model,
+          reasoning: settings.reasoning,
+          instructions,
+          history: thread.history,
+          environments,
+          environmentContext: environmentContextMessage(
+            environments.map((environment, index) => ({
+              environment,
+              shell: shells[index],
+              permissions: describeProfile(profileOf(environment.id)),
+              commandEnvironment: commandEnvironmentProvenance(this.#options.registry.get(environment.id)?.kind === 'local', settings.shellEnvironmentPolicy),
+            })),
+            (this.#options.now ?? (() => new Date()))(),
+            this.#options.timezone ?? 'Etc/UTC',
+          ) + (mcpNotice === undefined ? '' : `\n${mcpNotice}`),
+          tools,
+          toolContext: {
+            approvalPolicy: settings.approvalPolicy,
+            approver: callbacks.approver,
+            sessionApprovals: thread.approvals,
+            processes: thread.processes,
+            commandEnvironment: () => ({ envPolicy: settings.shellEnvironmentPolicy, env: { ...COMMAND_ENV_OVERLAY, CODEX_THREAD_ID: thread.id } }),
+            sandbox: (environmentId, cwd) => sandboxContextFor(profileOf(environmentId), cwdOf(environmentId), cwd),
+            allowLoginShell: settings.allowLoginShell,
+            maxOutputTokens: limits.toolOutputMaxTokens,
+          },
+          maxSteps: limits.maxTurnSteps,
+          maxParallelToolCalls: limits.maxParallelToolCalls,
+          signal: callbacks.signal,
+          record: async (item) => {
+            thread.history.push(item);
+            await store.append(thread.id, { type: 'item', at: at(), turnId, item });
+          },
+          emit: (event) => callbacks.onEvent?.({ ...event, turnId }),
+          logger: this.#logger,
+        });
+    let result: TurnResult;
+    try {
+      result = await running;
+    } finally {
+      // A failed write of the turn's start fails the turn, as the items sharing it did.
+      await started;
+    }
     thread.status = result.status === 'failed' ? 'failed' : 'idle';
     thread.lastActivity = at();
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;

@@ -589,6 +589,22 @@ describe('ModelClient', () => {
     expect(calls).toBe(1);
   });
 
+  it('skips named events it does not act on without parsing them, and parses unnamed ones', async () => {
+    const completed = { type: 'response.completed', sequence_number: 2, response: { id: 'resp_z', output: [] } };
+    const text = [
+      'event: response.in_progress\ndata: {not json, and never parsed}\n\n',
+      `data: ${JSON.stringify({ type: 'response.output_text.delta', sequence_number: 1, delta: 'unnamed' })}\n\n`,
+      `event: response.completed\ndata: ${JSON.stringify(completed)}\n\n`,
+    ].join('');
+    const deltas: string[] = [];
+    const fetchText: typeof fetch = () => Promise.resolve(new Response(text, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+
+    const response = await makeClient('http://127.0.0.1:9/v1', { fetch: fetchText }).respond(simpleRequest(), { signal: signal(), onTextDelta: (delta) => deltas.push(delta) });
+
+    expect(response.id).toBe('resp_z');
+    expect(deltas).toEqual(['unnamed']);
+  });
+
   it('rejects a malformed function_call item without retrying', async () => {
     const calls = { count: 0 };
     const client = makeClient('http://127.0.0.1:9/v1', {
