@@ -16,11 +16,19 @@ function matchesAny(name: string, patterns: readonly RegExp[]): boolean {
   return patterns.some((pattern) => pattern.test(name));
 }
 
+/** Bound on the policies remembered per server environment (clients send one or two). */
+const MAX_CACHED_POLICIES = 16;
+
+/** Base environments already built, per server environment and policy (a policy is pure data). */
+const baseEnvironments = new WeakMap<Readonly<Record<string, string | undefined>>, Map<string, Readonly<Record<string, string>>>>();
+
 /**
  * Builds a child's environment the way the Codex exec-server does: start from the server's own
  * environment per `inherit`, drop the default secret patterns unless told not to, drop
  * `exclude`, apply `set`, keep only `includeOnly` (when given), then overlay `env`.
- * Without a policy the child gets exactly `env`.
+ * Without a policy the child gets exactly `env`. The policy's result is remembered per server
+ * environment object (which the server never changes), so a command start does not re-match
+ * every variable against every pattern.
  */
 export function buildChildEnv(
   serverEnv: Readonly<Record<string, string | undefined>>,
@@ -28,6 +36,22 @@ export function buildChildEnv(
   env: Readonly<Record<string, string>>,
 ): Record<string, string> {
   if (policy === null || policy === undefined) return { ...env };
+  let cache = baseEnvironments.get(serverEnv);
+  if (cache === undefined) {
+    cache = new Map();
+    baseEnvironments.set(serverEnv, cache);
+  }
+  const key = JSON.stringify([policy.inherit, policy.ignoreDefaultExcludes, policy.exclude, policy.set, policy.includeOnly]);
+  let base = cache.get(key);
+  if (base === undefined) {
+    base = applyPolicy(serverEnv, policy);
+    if (cache.size >= MAX_CACHED_POLICIES) cache.clear();
+    cache.set(key, base);
+  }
+  return { ...base, ...env };
+}
+
+function applyPolicy(serverEnv: Readonly<Record<string, string | undefined>>, policy: EnvPolicy): Record<string, string> {
   const result: Record<string, string> = {};
   if (policy.inherit !== 'none') {
     for (const [name, value] of Object.entries(serverEnv)) {
@@ -47,5 +71,5 @@ export function buildChildEnv(
       if (!matchesAny(name, keep)) delete result[name];
     }
   }
-  return Object.assign(result, env);
+  return result;
 }
