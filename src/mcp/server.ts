@@ -20,7 +20,7 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 const EnvironmentSelectionSchema = z
   .object({
-    id: z.string().describe('Environment id (see environment/list).'),
+    id: z.string().describe('Environment id (as the environment list tool shows).'),
     cwd: z.string().optional().describe('Absolute working directory on that environment; defaults to the thread cwd (local) or the environment’s own.'),
     permissions: z
       .string()
