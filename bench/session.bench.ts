@@ -466,21 +466,20 @@ async function main(): Promise<void> {
     let wideRounds: ConcurrentRound[] = [];
     let narrowRounds: ConcurrentRound[] = [];
     if (PARTS.has('concurrent')) {
+      /** A fresh server with both remote environments, run through the concurrency rounds. */
+      const roundsOn = async (args: string[], label: string): Promise<ConcurrentRound[]> => {
+        const server = await startMcp(home.path, { env: serverEnv(), args });
+        servers.push(server);
+        await addEnvironment(server, 'box1', ws1.url);
+        await addEnvironment(server, 'box2', ws2.url);
+        const rounds = await concurrent(server, work.path, boxes, execPids, label);
+        await server.close();
+        return rounds;
+      };
       log(`concurrency, max_concurrent_turns=${CONCURRENT_THREADS}`);
-      const wide = await startMcp(home.path, { env: serverEnv(), args: ['-c', `multienv.max_concurrent_turns=${CONCURRENT_THREADS}`] });
-      servers.push(wide);
-      await addEnvironment(wide, 'box1', ws1.url);
-      await addEnvironment(wide, 'box2', ws2.url);
-      wideRounds = await concurrent(wide, work.path, boxes, execPids, 'cap32');
-      await wide.close();
-
+      wideRounds = await roundsOn(['-c', `multienv.max_concurrent_turns=${CONCURRENT_THREADS}`], 'cap32');
       log('concurrency, default max_concurrent_turns');
-      const narrow = await startMcp(home.path, { env: serverEnv() });
-      servers.push(narrow);
-      await addEnvironment(narrow, 'box1', ws1.url);
-      await addEnvironment(narrow, 'box2', ws2.url);
-      narrowRounds = await concurrent(narrow, work.path, boxes, execPids, 'capdefault');
-      await narrow.close();
+      narrowRounds = await roundsOn([], 'capdefault');
     }
     log('done');
 

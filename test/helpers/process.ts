@@ -139,3 +139,13 @@ export function runCommand(program: string, args: string[], env: NodeJS.ProcessE
     child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
   });
 }
+
+/** True while process `pid` exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -4,16 +4,7 @@ import { join } from 'node:path';
 import { ExecClient } from '../../src/exec/client.js';
 import { websocketConnector } from '../../src/environments/connectors.js';
 import { rawStdio, rawWebSocket, type RawPeer } from '../helpers/raw-peer.js';
-import { CLI, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { CLI, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 
 async function initialize(peer: RawPeer, id = 1, resumeSessionId: string | null = null): Promise<Record<string, unknown>> {
   peer.send(JSON.stringify({ id, method: 'initialize', params: { clientName: 'test', resumeSessionId } }));

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
-import { REPO_ROOT, startListening, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { isAlive, REPO_ROOT, startListening, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { isRecord, say, type Json } from '../helpers/steps.js';
 
 
@@ -66,16 +66,6 @@ function parsedOutput(text: string): Json {
   const value: unknown = JSON.parse(text);
   if (!isRecord(value)) throw new Error(`not a JSON object: ${text}`);
   return value;
-}
-
-/** True while process `pid` exists. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('MCP servers inside sessions', () => {
