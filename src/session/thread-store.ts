@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import {
@@ -256,6 +256,24 @@ export class ThreadStore {
   async load(threadId: string): Promise<LoadedThread | undefined> {
     const id = checkThreadId(threadId);
     return this.#enqueue(id, () => this.#read(id));
+  }
+
+  /**
+   * A fingerprint of the thread file as it is once the thread's pending appends are written (its
+   * inode, size and modification time), or undefined when it has no file: it changes whenever
+   * anything, in any process, writes the file.
+   */
+  async stamp(threadId: string): Promise<string | undefined> {
+    const id = checkThreadId(threadId);
+    return this.#enqueue(id, async () => {
+      try {
+        const info = await stat(this.#pathOf(id), { bigint: true });
+        return `${info.ino}:${info.size}:${info.mtimeNs}`;
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') return undefined;
+        throw error;
+      }
+    });
   }
 
   /**

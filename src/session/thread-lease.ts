@@ -1,0 +1,207 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { THREAD_ID_PATTERN } from '../protocol/thread.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+
+/** How a thread's lease file is named: `<threadId>.lease` beside `<threadId>.jsonl`. */
+const LEASE_SUFFIX = '.lease';
+
+/** What a lease file holds: who writes the thread now. */
+const LeaseHolderSchema = z.object({
+  pid: z.number().int().positive(),
+  host: z.string(),
+  /** The holder's start time in clock ticks since boot (Linux), so a reused pid is not mistaken for it. */
+  startTicks: z.number().int().nonnegative().optional(),
+  since: z.string(),
+});
+
+/** The process holding a thread's lease. */
+export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
+
+/** A thread another live process is running a turn of; the MCP layer reports it with the id. */
+export class ThreadBusyError extends LocalError {
+  constructor(
+    readonly threadId: string,
+    readonly holder: LeaseHolder,
+  ) {
+    super(LocalErrorCode.Busy, `thread ${threadId} is running a turn in another codex-multienv process (${describeHolder(holder)}); its result is stored with the thread: follow it with codex-status, then continue the thread`);
+  }
+}
+
+/** "pid 123 on host, since …", for messages. */
+export function describeHolder(holder: LeaseHolder): string {
+  const host = holder.host === hostname() ? '' : ` on ${holder.host}`;
+  return `pid ${holder.pid}${host}, since ${holder.since}`;
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/PID/stat); undefined where there is no /proc. */
+function startTicksOf(pid: number | 'self'): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces; fields 3… follow the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]);
+    return Number.isSafeInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `holder` (on this host) is still running: its pid exists and, where known, started when it said. */
+function isRunning(holder: LeaseHolder): boolean {
+  try {
+    process.kill(holder.pid, 0);
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (holder.startTicks === undefined) return true;
+  const ticks = startTicksOf(holder.pid);
+  return ticks === undefined || ticks === holder.startTicks;
+}
+
+/**
+ * Cross-process ownership of thread files. A process writes a thread only while it holds the
+ * thread's lease, a file created atomically (a hard link of a complete temporary file, which fails
+ * when the lease exists). The lease names its holder; one whose process is gone (a crash, a kill)
+ * is taken over. Leases on another host (a shared threads folder) are never judged stale.
+ */
+export class ThreadLeases {
+  readonly #dir: string;
+  readonly #logger: Logger;
+  readonly #self: LeaseHolder;
+  /** The threads whose lease this process holds. */
+  readonly #held = new Set<string>();
+
+  /** @param options.dir the threads folder */
+  constructor(options: { dir: string; logger?: Logger }) {
+    this.#dir = options.dir;
+    this.#logger = options.logger ?? silentLogger;
+    const startTicks = startTicksOf('self');
+    this.#self = { pid: process.pid, host: hostname(), ...(startTicks === undefined ? {} : { startTicks }), since: new Date().toISOString() };
+  }
+
+  /**
+   * Takes the thread's lease for this process (a no-op when it holds it). Rejects with
+   * {@link ThreadBusyError} when another live process holds it.
+   */
+  async acquire(threadId: string): Promise<void> {
+    if (this.#held.has(threadId)) return;
+    const path = this.#pathOf(threadId);
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
+    await writeFile(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString() }), { mode: 0o600 });
+    try {
+      // Twice at most: a stale lease moved aside makes room for one more try.
+      for (let attempt = 0; attempt < 2; attempt += 1) {
+        try {
+          await link(draft, path);
+          this.#held.add(threadId);
+          return;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+        const current = await this.#read(path);
+        if (current === undefined) continue;
+        if (current.holder !== undefined && (current.holder.host !== this.#self.host || isRunning(current.holder))) {
+          throw new ThreadBusyError(threadId, current.holder);
+        }
+        await this.#removeStale(path, current.text);
+      }
+      throw new LocalError(LocalErrorCode.Busy, `thread ${threadId}: its lease ${path} keeps changing hands; try again`);
+    } finally {
+      await unlink(draft).catch(() => undefined);
+    }
+  }
+
+  /** Gives the thread's lease back (a no-op when this process does not hold it). */
+  async release(threadId: string): Promise<void> {
+    if (!this.#held.delete(threadId)) return;
+    try {
+      await unlink(this.#pathOf(threadId));
+    } catch (error) {
+      this.#logger.warn('cannot remove a thread lease', { thread: threadId, error: errorMessage(error) });
+    }
+  }
+
+  /** Gives back every lease this process holds. */
+  async releaseAll(): Promise<void> {
+    await Promise.all([...this.#held].map((threadId) => this.release(threadId)));
+  }
+
+  /** The live process other than this one that holds the thread's lease, if any. */
+  async holderElsewhere(threadId: string): Promise<LeaseHolder | undefined> {
+    if (this.#held.has(threadId)) return undefined;
+    const current = await this.#read(this.#pathOf(threadId));
+    const holder = current?.holder;
+    if (holder === undefined) return undefined;
+    return holder.host !== this.#self.host || isRunning(holder) ? holder : undefined;
+  }
+
+  /** Every thread another live process holds the lease of. */
+  async heldElsewhere(): Promise<Map<string, LeaseHolder>> {
+    let names: string[];
+    try {
+      names = await readdir(this.#dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      throw error;
+    }
+    const held = new Map<string, LeaseHolder>();
+    for (const name of names) {
+      const threadId = name.slice(0, -LEASE_SUFFIX.length);
+      if (!name.endsWith(LEASE_SUFFIX) || !THREAD_ID_PATTERN.test(threadId)) continue;
+      const holder = await this.holderElsewhere(threadId);
+      if (holder !== undefined) held.set(threadId, holder);
+    }
+    return held;
+  }
+
+  #pathOf(threadId: string): string {
+    if (!THREAD_ID_PATTERN.test(threadId)) throw new LocalError(LocalErrorCode.InvalidArgument, `invalid thread id ${JSON.stringify(threadId)}`);
+    return join(this.#dir, `${threadId}${LEASE_SUFFIX}`);
+  }
+
+  /** The lease file's text and holder (undefined holder: unreadable, e.g. damaged); undefined when there is none. */
+  async #read(path: string): Promise<{ text: string; holder: LeaseHolder | undefined } | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const holder = LeaseHolderSchema.safeParse(parsed);
+    return { text, holder: holder.success ? holder.data : undefined };
+  }
+
+  /**
+   * Removes a lease whose holder is gone. It is first renamed to a name of our own, so of two
+   * processes doing this at once only one removes it; should the file moved not be the stale one
+   * (a new holder got in between), it is put back.
+   */
+  async #removeStale(path: string, staleText: string): Promise<void> {
+    const aside = `${path}.stale-${randomUUID()}`;
+    try {
+      await rename(path, aside);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    const moved = await readFile(aside, 'utf8').catch(() => '');
+    if (moved !== staleText) await link(aside, path).catch(() => undefined);
+    else this.#logger.info('took over the lease of a thread whose process is gone', { lease: path, previous: staleText });
+    await unlink(aside).catch(() => undefined);
+  }
+}
