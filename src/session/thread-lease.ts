@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -10,6 +10,12 @@ import { silentLogger, type Logger } from '../util/logger.js';
 
 /** How a thread's lease file is named: `<threadId>.lease` beside `<threadId>.jsonl`. */
 const LEASE_SUFFIX = '.lease';
+
+/** Tries to take a lease before giving up (each failed try found a stale lease or a takeover going on). */
+const TAKEOVER_ATTEMPTS = 20;
+
+/** Pause before trying again while another process takes over a stale lease. */
+const TAKEOVER_RETRY_MS = 5;
 
 /** What a lease file holds: who writes the thread now. */
 const LeaseHolderSchema = z.object({
@@ -95,10 +101,10 @@ export class ThreadLeases {
     const path = this.#pathOf(threadId);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
-    await writeFile(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString() }), { mode: 0o600 });
+    // The nonce makes every lease's text unique, which is how a stale one is recognized.
+    await writeFile(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString(), nonce: randomUUID() }), { mode: 0o600 });
     try {
-      // Twice at most: a stale lease moved aside makes room for one more try.
-      for (let attempt = 0; attempt < 2; attempt += 1) {
+      for (let attempt = 0; attempt < TAKEOVER_ATTEMPTS; attempt += 1) {
         try {
           await link(draft, path);
           this.#held.add(threadId);
@@ -111,7 +117,7 @@ export class ThreadLeases {
         if (current.holder !== undefined && (current.holder.host !== this.#self.host || isRunning(current.holder))) {
           throw new ThreadBusyError(threadId, current.holder);
         }
-        await this.#removeStale(path, current.text);
+        await this.#removeStale(path, current.text, draft);
       }
       throw new LocalError(LocalErrorCode.Busy, `thread ${threadId}: its lease ${path} keeps changing hands; try again`);
     } finally {
@@ -187,21 +193,29 @@ export class ThreadLeases {
   }
 
   /**
-   * Removes a lease whose holder is gone. It is first renamed to a name of our own, so of two
-   * processes doing this at once only one removes it; should the file moved not be the stale one
-   * (a new holder got in between), it is put back.
+   * Removes a lease whose holder is gone, unless it changed meanwhile. Takers of a stale lease
+   * go one at a time (through a `.takeover` file made like a lease): one that read the stale lease
+   * before another replaced it must not remove the new one.
    */
-  async #removeStale(path: string, staleText: string): Promise<void> {
-    const aside = `${path}.stale-${randomUUID()}`;
+  async #removeStale(path: string, staleText: string, draft: string): Promise<void> {
+    const guard = `${path}.takeover`;
     try {
-      await rename(path, aside);
+      await link(draft, guard);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const taker = await this.#read(guard);
+      // A taker that died mid-takeover would block the thread for good.
+      if (taker !== undefined && (taker.holder === undefined || !isRunning(taker.holder))) await unlink(guard).catch(() => undefined);
+      else await new Promise((resolve) => setTimeout(resolve, TAKEOVER_RETRY_MS));
+      return;
     }
-    const moved = await readFile(aside, 'utf8').catch(() => '');
-    if (moved !== staleText) await link(aside, path).catch(() => undefined);
-    else this.#logger.info('took over the lease of a thread whose process is gone', { lease: path, previous: staleText });
-    await unlink(aside).catch(() => undefined);
+    try {
+      const current = await this.#read(path);
+      if (current?.text !== staleText) return;
+      await unlink(path);
+      this.#logger.info('took over the lease of a thread whose process is gone', { lease: path, previous: staleText });
+    } finally {
+      await unlink(guard).catch(() => undefined);
+    }
   }
 }
