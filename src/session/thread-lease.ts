@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { link, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -58,6 +58,15 @@ function startTicksOf(pid: number | 'self'): number | undefined {
   }
 }
 
+/** Removes a file of our own (a draft, a takeover guard); one already gone is fine. */
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already removed.
+  }
+}
+
 /** Whether `holder` (on this host) is still running: its pid exists and, where known, started when it said. */
 function isRunning(holder: LeaseHolder): boolean {
   try {
@@ -76,6 +85,10 @@ function isRunning(holder: LeaseHolder): boolean {
  * thread's lease, a file created atomically (a hard link of a complete temporary file, which fails
  * when the lease exists). The lease names its holder; one whose process is gone (a crash, a kill)
  * is taken over. Leases on another host (a shared threads folder) are never judged stale.
+ *
+ * Taking and giving back a lease happens at every turn, so it uses synchronous calls: a handful
+ * of metadata operations on a tiny file cost microseconds, while each asynchronous one would cost
+ * a round trip through libuv's thread pool.
  */
 export class ThreadLeases {
   readonly #dir: string;
@@ -83,6 +96,7 @@ export class ThreadLeases {
   readonly #self: LeaseHolder;
   /** The threads whose lease this process holds. */
   readonly #held = new Set<string>();
+  #dirReady = false;
 
   /** @param options.dir the threads folder */
   constructor(options: { dir: string; logger?: Logger }) {
@@ -99,14 +113,17 @@ export class ThreadLeases {
   async acquire(threadId: string): Promise<void> {
     if (this.#held.has(threadId)) return;
     const path = this.#pathOf(threadId);
-    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    if (!this.#dirReady) {
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+      this.#dirReady = true;
+    }
     const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
     // The nonce makes every lease's text unique, which is how a stale one is recognized.
-    await writeFile(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString(), nonce: randomUUID() }), { mode: 0o600 });
+    writeFileSync(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString(), nonce: randomUUID() }), { mode: 0o600 });
     try {
       for (let attempt = 0; attempt < TAKEOVER_ATTEMPTS; attempt += 1) {
         try {
-          await link(draft, path);
+          linkSync(draft, path);
           this.#held.add(threadId);
           return;
         } catch (error) {
@@ -121,23 +138,23 @@ export class ThreadLeases {
       }
       throw new LocalError(LocalErrorCode.Busy, `thread ${threadId}: its lease ${path} keeps changing hands; try again`);
     } finally {
-      await unlink(draft).catch(() => undefined);
+      removeQuietly(draft);
     }
   }
 
   /** Gives the thread's lease back (a no-op when this process does not hold it). */
-  async release(threadId: string): Promise<void> {
+  release(threadId: string): void {
     if (!this.#held.delete(threadId)) return;
     try {
-      await unlink(this.#pathOf(threadId));
+      unlinkSync(this.#pathOf(threadId));
     } catch (error) {
       this.#logger.warn('cannot remove a thread lease', { thread: threadId, error: errorMessage(error) });
     }
   }
 
   /** Gives back every lease this process holds. */
-  async releaseAll(): Promise<void> {
-    await Promise.all([...this.#held].map((threadId) => this.release(threadId)));
+  releaseAll(): void {
+    for (const threadId of [...this.#held]) this.release(threadId);
   }
 
   /** The live process other than this one that holds the thread's lease, if any. */
@@ -200,22 +217,22 @@ export class ThreadLeases {
   async #removeStale(path: string, staleText: string, draft: string): Promise<void> {
     const guard = `${path}.takeover`;
     try {
-      await link(draft, guard);
+      linkSync(draft, guard);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const taker = await this.#read(guard);
       // A taker that died mid-takeover would block the thread for good.
-      if (taker !== undefined && (taker.holder === undefined || !isRunning(taker.holder))) await unlink(guard).catch(() => undefined);
+      if (taker !== undefined && (taker.holder === undefined || !isRunning(taker.holder))) removeQuietly(guard);
       else await new Promise((resolve) => setTimeout(resolve, TAKEOVER_RETRY_MS));
       return;
     }
     try {
       const current = await this.#read(path);
       if (current?.text !== staleText) return;
-      await unlink(path);
+      unlinkSync(path);
       this.#logger.info('took over the lease of a thread whose process is gone', { lease: path, previous: staleText });
     } finally {
-      await unlink(guard).catch(() => undefined);
+      removeQuietly(guard);
     }
   }
 }

@@ -334,7 +334,7 @@ export class ThreadManager {
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
       if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
-      await this.#leases.release(threadId);
+      this.#leases.release(threadId);
     })();
     this.#releasing.set(threadId, releasing);
     try {
@@ -549,7 +549,7 @@ export class ThreadManager {
   /** Stops every process left running by threads, and their MCP servers. */
   async close(): Promise<void> {
     await Promise.all([...this.#threads.values()].flatMap((thread) => [thread.processes.terminateAll(), thread.mcp.close()]));
-    await this.#leases.releaseAll();
+    this.#leases.releaseAll();
   }
 
   /** The MCP servers of every loaded thread, with their state. */

@@ -1,5 +1,5 @@
-import { constants } from 'node:fs';
-import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, statSync } from 'node:fs';
+import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import {
@@ -265,14 +265,11 @@ export class ThreadStore {
    */
   async stamp(threadId: string): Promise<string | undefined> {
     const id = checkThreadId(threadId);
-    return this.#enqueue(id, async () => {
-      try {
-        const info = await stat(this.#pathOf(id), { bigint: true });
-        return `${info.ino}:${info.size}:${info.mtimeNs}`;
-      } catch (error) {
-        if (errnoCode(error) === 'ENOENT') return undefined;
-        throw error;
-      }
+    // A synchronous stat: it runs at every turn's start and end, and costs microseconds where an
+    // asynchronous one would cost a round trip through libuv's thread pool.
+    return this.#enqueue(id, () => {
+      const info = statSync(this.#pathOf(id), { bigint: true, throwIfNoEntry: false });
+      return Promise.resolve(info === undefined ? undefined : `${info.ino}:${info.size}:${info.mtimeNs}`);
     });
   }
 
