@@ -118,10 +118,18 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
   process.stderr.on('error', () => undefined);
   const input = new Socket({ fd: WORKER_FDS.input, readable: true, writable: false });
   const output = new Socket({ fd: WORKER_FDS.output, readable: false, writable: true });
-  const clientGone = new Promise<void>((resolve) => process.once('disconnect', resolve));
+  const clientGone = new Promise<void>((resolve) => {
+    process.once('disconnect', resolve);
+    // A client that vanishes can break its pipes (EPIPE, ECONNRESET): that is the client leaving,
+    // never a reason to stop the turns.
+    input.on('error', () => resolve());
+    output.on('error', () => resolve());
+  });
   const detach = (): void => {
     if (process.connected) {
-      process.send?.(DETACHED_MESSAGE);
+      // The relay may be dead already (SIGKILL) with its channel not yet seen closed: a failed
+      // send is reported to this callback instead of crashing the worker.
+      process.send?.(DETACHED_MESSAGE, undefined, {}, () => undefined);
       process.disconnect();
     }
     // Closing our copies of the client's pipes is what lets the client see the server end.
@@ -210,8 +218,8 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     // Accepted turns outlive their client: they finish and are stored, for codex-status later.
     // The connection is closed first, so approvals they ask are denied at once instead of waiting.
     await server.close();
-    io.detach?.();
     logger.info('the client went away; finishing the accepted turns first', { turns: threads.liveTurnCount, timeoutMs: limits.drainTimeoutMs, pid: process.pid });
+    io.detach?.();
     const left = await threads.drain(limits.drainTimeoutMs, stopNow.signal);
     if (left > 0) logger.warn('interrupting turns still running', { turns: left });
   }
