@@ -250,12 +250,28 @@ class TurnRunner {
   }
 }
 
-/** The server's pid, from the SDK's stdio transport. */
+/**
+ * The pid of the process that serves MCP and runs turns: the detached worker behind the relay
+ * the client started (from the worker's ready log line).
+ */
 function serverPid(mcp: McpHarness): number {
+  return mcp.workerPid();
+}
+
+/** The pid of the process the client started (the relay), from the SDK's stdio transport. */
+function relayPid(mcp: McpHarness): number {
   const transport = mcp.client.transport;
   const pid = transport instanceof StdioClientTransport ? transport.pid : null;
   if (pid === null) throw new Error('the MCP server has no pid');
   return pid;
+}
+
+/** Proportional set size of `pid` (its private pages plus its share of pages shared with other processes), in MiB. */
+async function pssMiB(pid: number): Promise<number> {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = /^Pss:\s+(\d+)\s+kB$/m.exec(rollup)?.[1];
+  if (kb === undefined) throw new Error(`no Pss in /proc/${pid}/smaps_rollup`);
+  return Number(kb) / 1024;
 }
 
 /** VmRSS of `pid`, in MiB. */
@@ -348,8 +364,12 @@ async function coldStarts(home: string): Promise<ColdFigures> {
 }
 
 interface MemoryFigures {
+  /** RSS of the worker (the process serving MCP and running turns). */
   idleMiB: number;
   threadsMiB: number;
+  /** RSS of the relay (the process the client started), and the two processes' PSS together (shared pages counted once). */
+  relayMiB: number;
+  pairPssMiB: number;
 }
 
 /** (e): RSS after one tools/list, then after {@link IDLE_THREADS} text-only `codex` threads. */
@@ -359,11 +379,13 @@ async function memory(home: string, work: string): Promise<MemoryFigures> {
     const pid = serverPid(mcp);
     await mcp.client.listTools();
     const idleMiB = await rssMiB(pid);
+    const relayMiB = await rssMiB(relayPid(mcp));
+    const pairPssMiB = (await pssMiB(pid)) + (await pssMiB(relayPid(mcp)));
     for (let i = 0; i < IDLE_THREADS; i++) {
       const tag = `idle-${i}`;
       expectDone(await mcp.call('codex', { prompt: `hello ${marker({ mode: 'text', tag })}`, cwd: work }), tag, `idle thread ${i}`);
     }
-    return { idleMiB, threadsMiB: await rssMiB(pid) };
+    return { idleMiB, threadsMiB: await rssMiB(pid), relayMiB, pairPssMiB };
   } finally {
     await mcp.close();
   }
@@ -442,7 +464,7 @@ async function main(): Promise<void> {
       log('cold starts');
       Object.assign(cold, await coldStarts(home.path));
     }
-    let mem: MemoryFigures = { idleMiB: Number.NaN, threadsMiB: Number.NaN };
+    let mem: MemoryFigures = { idleMiB: Number.NaN, threadsMiB: Number.NaN, relayMiB: Number.NaN, pairPssMiB: Number.NaN };
     if (PARTS.has('memory')) {
       log('memory');
       mem = await memory(home.path, work.path);
@@ -512,7 +534,8 @@ async function main(): Promise<void> {
         ['(b) + per exec_command `true`, websocket, ms', fmt(execRemote), '<= 8', pass(execRemote <= 8)],
         ['(c) + per apply_patch Add File, local, ms', fmt(patchExtra), '<= 5', pass(patchExtra <= 5)],
         ['(d) cold spawn → tools/list answer, median ms', fmt(coldMedian), '<= 300', pass(coldMedian <= 300)],
-        ['(e) RSS idle after tools/list, MiB', fmt(mem.idleMiB, 1), '<= 100', pass(mem.idleMiB <= 100)],
+        ['(e) RSS idle after tools/list (worker), MiB', fmt(mem.idleMiB, 1), '<= 100', pass(mem.idleMiB <= 100)],
+        ['(e) RSS of the relay; PSS of worker + relay, MiB', `${fmt(mem.relayMiB, 1)}; ${fmt(mem.pairPssMiB, 1)}`, '<= 100 (PSS)', pass(mem.pairPssMiB <= 100)],
         [`(e) RSS with ${IDLE_THREADS} idle threads, MiB`, fmt(mem.threadsMiB, 1), '-', '-'],
         [`(f) ${CONCURRENT_THREADS}×${CALLS_PER_THREAD} calls / 3 envs, cap ${CONCURRENT_THREADS}: ok per round`, okWide, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(wideRounds.every((r) => r.ok === CONCURRENT_THREADS))],
         [`(f) … cap ${CONCURRENT_THREADS}: per-turn p50 / p99 ms`, `${fmt(median(allWide))} / ${fmt(percentile(allWide, 99))}`, '-', '-'],

@@ -5,12 +5,21 @@ import { PACKAGE_VERSION } from './runtime.js';
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
 
 usage:
-  codex-multienv [-c key=value]... [--profile NAME]                         serve MCP over stdio (tools codex, codex-reply, environment/add, environment/list)
+  codex-multienv [-c key=value]... [--profile NAME] [--foreground]          serve MCP over stdio (tools codex, codex-reply, environment/add, environment/list);
+                                                                           turns run in a detached worker that outlives this process (--foreground: in this one)
   codex-multienv exec-server [--listen ws://IP:PORT | stdio] [auth flags]   serve the exec-server protocol
   codex-multienv environments [--json]                                     check the configured environments
   codex-multienv doctor [--json] [-c key=value]... [--profile NAME]         check config, environments, sandbox and model provider
   codex-multienv --version | --help
 `;
+
+/** The MCP server: behind a relay (turns outlive the client's process) unless it must stay in this process. */
+async function serveMcp(argv: string[]): Promise<number> {
+  const relay = await import('./mcp-relay.js');
+  const script = process.argv[1];
+  if (script !== undefined && relay.shouldDetach(argv)) return relay.runMcpRelay(script, argv, process.env);
+  return (await import('./mcp-command.js')).runMcpServer(argv, process.env);
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -31,10 +40,12 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
       process.stdout.write(HELP);
       return 0;
+    case 'mcp-worker':
+      return (await import('./mcp-command.js')).runMcpWorker(rest, process.env);
     case undefined:
-      return (await import('./mcp-command.js')).runMcpServer([], process.env);
+      return serveMcp([]);
     default:
-      if (command.startsWith('-')) return (await import('./mcp-command.js')).runMcpServer(argv, process.env);
+      if (command.startsWith('-')) return serveMcp(argv);
       process.stderr.write(`unknown command \`${command ?? ''}\`\n${HELP}`);
       return 2;
   }

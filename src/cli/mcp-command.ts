@@ -1,5 +1,8 @@
+import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
@@ -11,6 +14,7 @@ import { ThreadStore } from '../session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
+import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile, stderrLogger } from './runtime.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
@@ -85,14 +89,66 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
   };
 }
 
+/** Where the MCP server meets its client. */
+export interface McpServerIo {
+  input: Readable;
+  output: Writable;
+  /** Resolves when the client is gone even though `input` has not ended (the relay in front of a worker died). */
+  clientGone?: Promise<void>;
+  /**
+   * Called once when the client is gone and accepted turns go on: lets go of the client (its pipes,
+   * the relay), so the client sees the server end while the turns finish.
+   */
+  detach?: () => void;
+}
+
 /**
- * `codex-multienv` (no subcommand): serves MCP over stdio until stdin closes. Configuration is
- * Codex's: `$CODEX_HOME/config.toml`, `-c key=value` overrides, and environments.toml.
+ * `codex-multienv mcp-worker`: the MCP server as the relay (see mcp-relay.ts) starts it, in its
+ * own session, speaking MCP on the client's pipes passed as extra file descriptors.
  */
-export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  for (const fd of [WORKER_FDS.input, WORKER_FDS.output]) {
+    try {
+      fstatSync(fd);
+    } catch {
+      throw new LocalError(LocalErrorCode.InvalidArgument, `mcp-worker is started by the MCP server itself (file descriptor ${fd} is not open); run \`codex-multienv\` without a subcommand`);
+    }
+  }
+  // Once the relay is gone nobody reads stderr; a log line must not kill the turns still running.
+  process.stderr.on('error', () => undefined);
+  const input = new Socket({ fd: WORKER_FDS.input, readable: true, writable: false });
+  const output = new Socket({ fd: WORKER_FDS.output, readable: false, writable: true });
+  const clientGone = new Promise<void>((resolve) => process.once('disconnect', resolve));
+  const detach = (): void => {
+    if (process.connected) {
+      process.send?.(DETACHED_MESSAGE);
+      process.disconnect();
+    }
+    // Closing our copies of the client's pipes is what lets the client see the server end.
+    input.destroy();
+    output.end(() => output.destroy());
+  };
+  const code = await runMcpServer(argv, env, { input, output, clientGone, detach });
+  // An open IPC channel would keep this process alive.
+  if (process.connected) process.disconnect();
+  return code;
+}
+
+/**
+ * `codex-multienv` (no subcommand) in one process (`--foreground`, or a terminal): serves MCP over
+ * `io` (stdin/stdout) until the client goes. Configuration is Codex's: `$CODEX_HOME/config.toml`,
+ * `-c key=value` overrides, and environments.toml.
+ */
+export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: McpServerIo = { input: process.stdin, output: process.stdout }): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c', multiple: true }, profile: { type: 'string', short: 'p' }, 'log-level': { type: 'string' }, 'portable-tool-names': { type: 'boolean' } },
+    options: {
+      config: { type: 'string', short: 'c', multiple: true },
+      profile: { type: 'string', short: 'p' },
+      'log-level': { type: 'string' },
+      'portable-tool-names': { type: 'boolean' },
+      foreground: { type: 'boolean' },
+    },
     strict: true,
   });
   // Log events also go to the MCP client (as logging notifications) once the server exists.
@@ -137,10 +193,11 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
     portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
     onLogForwarder: (forward) => (forwardLog = forward),
   });
-  const { closed: inputClosed } = await serveOverStdio(server, process.stdin, process.stdout);
+  const { closed: inputClosed } = await serveOverStdio(server, io.input, io.output);
   const stopNow = new AbortController();
   const closed = new Promise<'client gone' | 'signal'>((resolve) => {
     void inputClosed.then(() => resolve('client gone'));
+    void io.clientGone?.then(() => resolve('client gone'));
     const onSignal = (): void => {
       stopNow.abort();
       resolve('signal');
@@ -148,12 +205,13 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   });
-  logger.info('MCP server ready', { version: PACKAGE_VERSION, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
+  logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
   if ((await closed) === 'client gone' && threads.liveTurnCount > 0) {
     // Accepted turns outlive their client: they finish and are stored, for codex-status later.
     // The connection is closed first, so approvals they ask are denied at once instead of waiting.
     await server.close();
-    logger.info('the client went away; finishing the accepted turns first', { turns: threads.liveTurnCount, timeoutMs: limits.drainTimeoutMs });
+    io.detach?.();
+    logger.info('the client went away; finishing the accepted turns first', { turns: threads.liveTurnCount, timeoutMs: limits.drainTimeoutMs, pid: process.pid });
     const left = await threads.drain(limits.drainTimeoutMs, stopNow.signal);
     if (left > 0) logger.warn('interrupting turns still running', { turns: left });
   }
@@ -164,6 +222,6 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv): Prom
   await store.close();
   await server.close();
   // After a signal stdin is still open, and reading it would keep the process alive.
-  process.stdin.destroy();
+  io.input.destroy();
   return 0;
 }

@@ -3,6 +3,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Approver } from '../agent/approvals.js';
 import type { TurnProgress } from '../session/live-turn.js';
+import { ThreadBusyError } from '../session/thread-lease.js';
 import { ThreadNotFoundError, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
 import { deferred } from '../util/deferred.js';
 import { errorMessage } from '../util/errors.js';
@@ -106,7 +107,7 @@ export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnR
       return outcomeResult(outcome);
     },
     (error: unknown) => {
-      if (error instanceof ThreadNotFoundError) return threadResult(error.threadId, error.message, true);
+      if (error instanceof ThreadNotFoundError || error instanceof ThreadBusyError) return threadResult(error.threadId, error.message, true);
       if (threadId !== undefined) return threadResult(threadId, errorMessage(error), true);
       return plainError(errorMessage(error));
     },

@@ -1,6 +1,7 @@
 import type { ApprovalRequest, Approver } from '../agent/approvals.js';
 import type { TurnEvent, TurnStatus } from '../agent/turn.js';
 import type { ThreadBodyRecord, ThreadEnvironment } from '../protocol/thread.js';
+import type { LeaseHolder } from './thread-lease.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { deferred } from '../util/deferred.js';
 
@@ -233,6 +234,8 @@ export interface ThreadStatus {
   lastTurn: FinishedTurn | null;
   /** The turn the caller asked about, live or finished. */
   turn?: TurnProgress | FinishedTurn;
+  /** The process running the thread's current turn, when that is another codex-multienv process (sharing the threads folder). */
+  runningElsewhere?: LeaseHolder & { turnId: string };
 }
 
 /** One thread of {@link ThreadManager.list}. */
@@ -247,6 +250,8 @@ export interface ThreadListEntry {
   currentTurnId: string | null;
   /** Why the thread's file does not read back. */
   error?: string;
+  /** The process running the thread's turn, when that is another codex-multienv process. */
+  runningElsewhere?: LeaseHolder;
 }
 
 /** A live turn asked to stop by {@link ThreadManager.interrupt}. */

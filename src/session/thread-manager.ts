@@ -17,11 +17,12 @@ import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
-import type { ThreadConfig, ThreadEnvironment, ThreadRecord } from '../protocol/thread.js';
+import { THREAD_ID_PATTERN, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
 import { sandboxContextFor } from './sandbox-context.js';
+import { ThreadLeases, describeHolder } from './thread-lease.js';
 import type { LoadedThread, ThreadStore, ThreadSummary } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
@@ -171,7 +172,22 @@ interface Thread {
   live: LiveTurn[];
   /** The latest finished turns, oldest first (at most FINISHED_TURNS_KEPT). */
   finished: FinishedTurn[];
+  /**
+   * The thread file's {@link ThreadStore.stamp} when this process last let go of it (or read it);
+   * a different stamp later means another process wrote it, and the thread is read again.
+   */
+  stamp: string | undefined;
 }
+
+/** This process's hold on a thread: its lease is held while `count` > 0. */
+interface ThreadClaim {
+  count: number;
+  /** The thread, current with its file, once the lease is taken. */
+  ready: Promise<Thread>;
+}
+
+/** How often a wait for another process's turn looks at the thread's lease. */
+const LEASE_POLL_MS = 100;
 
 /** How long `list()` reuses the store's summaries of threads this process has not loaded. */
 export const STORED_LIST_MAX_AGE_MS = 5_000;
@@ -196,10 +212,16 @@ export class ThreadManager {
   readonly #global: PQueue;
   #defaults?: ResolvedThreadSettings;
   #stored: { at: number; summaries: Promise<ThreadSummary[]> } | undefined;
+  /** Which process may write which thread file (several servers may share one threads folder). */
+  readonly #leases: ThreadLeases;
+  readonly #claims = new Map<string, ThreadClaim>();
+  /** Leases being given back; a new claim of the thread waits for its release first. */
+  readonly #releasing = new Map<string, Promise<void>>();
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
+    this.#leases = new ThreadLeases({ dir: options.store.dir, logger: this.#logger });
     this.#global = new PQueue({ concurrency: options.limits.maxConcurrentTurns });
   }
 
@@ -239,21 +261,87 @@ export class ThreadManager {
     const thread = this.#newThread(id, createdAt, config, settings, sticky, []);
     this.#threads.set(id, thread);
     this.#logger.info('thread started', { thread: id, environments: sticky.map((e) => e.id) });
-    return this.#enqueue(thread, params.prompt, sticky, callbacks);
+    await this.#hold(id);
+    try {
+      return await this.#enqueue(thread, params.prompt, sticky, callbacks);
+    } finally {
+      await this.#unhold(id);
+    }
   }
 
-  /** Runs the next turn of a thread, loading it from the store after a restart. */
+  /**
+   * Runs the next turn of a thread, loading it from the store after a restart (or when another
+   * process wrote it since). A thread another live process is running a turn of rejects with
+   * {@link ThreadBusyError}.
+   */
   async reply(params: ReplyParams, callbacks: TurnCallbacks): Promise<TurnOutcome> {
-    const thread = await this.#get(params.threadId);
-    let selection = thread.sticky;
-    if (params.stickyEnvironments !== undefined) {
-      const sticky = await this.#resolveSelection(params.stickyEnvironments, thread.sticky, thread.config.cwd, false, thread.settings);
-      thread.sticky = sticky;
-      await this.#options.store.append(thread.id, { type: 'environments_changed', at: new Date().toISOString(), environments: sticky });
-      selection = sticky;
+    const thread = await this.#hold(params.threadId);
+    try {
+      let selection = thread.sticky;
+      if (params.stickyEnvironments !== undefined) {
+        const sticky = await this.#resolveSelection(params.stickyEnvironments, thread.sticky, thread.config.cwd, false, thread.settings);
+        thread.sticky = sticky;
+        await this.#options.store.append(thread.id, { type: 'environments_changed', at: new Date().toISOString(), environments: sticky });
+        selection = sticky;
+      }
+      if (params.environments !== undefined) selection = await this.#resolveSelection(params.environments, thread.sticky, thread.config.cwd, false, thread.settings);
+      return await this.#enqueue(thread, params.prompt, selection, callbacks);
+    } finally {
+      await this.#unhold(params.threadId);
     }
-    if (params.environments !== undefined) selection = await this.#resolveSelection(params.environments, thread.sticky, thread.config.cwd, false, thread.settings);
-    return this.#enqueue(thread, params.prompt, selection, callbacks);
+  }
+
+  /**
+   * Takes this process's hold on a thread: its lease (so no other process writes the file
+   * meanwhile), and the thread itself, loaded or read again when another process wrote it since.
+   * Every hold is paired with {@link ThreadManager.#unhold}.
+   */
+  async #hold(threadId: string): Promise<Thread> {
+    let claim = this.#claims.get(threadId);
+    if (claim === undefined) {
+      claim = { count: 0, ready: this.#claim(threadId) };
+      this.#claims.set(threadId, claim);
+    }
+    claim.count += 1;
+    try {
+      return await claim.ready;
+    } catch (error) {
+      await this.#unhold(threadId);
+      throw error;
+    }
+  }
+
+  async #claim(threadId: string): Promise<Thread> {
+    await this.#releasing.get(threadId);
+    if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await this.#options.store.stamp(threadId)) === undefined)) throw new ThreadNotFoundError(threadId);
+    await this.#leases.acquire(threadId);
+    const loaded = this.#threads.get(threadId);
+    if (loaded === undefined || loaded.stamp === undefined || loaded.live.length > 0) return this.#get(threadId);
+    if ((await this.#options.store.stamp(threadId)) === loaded.stamp) return loaded;
+    // Another process ran turns of this thread since this one let go of it: read it again.
+    this.#logger.info('thread changed in another process; reading it again', { thread: threadId });
+    this.#threads.delete(threadId);
+    await Promise.all([loaded.processes.terminateAll(), loaded.mcp.close()]);
+    return this.#get(threadId);
+  }
+
+  async #unhold(threadId: string): Promise<void> {
+    const claim = this.#claims.get(threadId);
+    if (claim === undefined) return;
+    claim.count -= 1;
+    if (claim.count > 0) return;
+    this.#claims.delete(threadId);
+    const releasing = (async (): Promise<void> => {
+      const thread = this.#threads.get(threadId);
+      if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      this.#leases.release(threadId);
+    })();
+    this.#releasing.set(threadId, releasing);
+    try {
+      await releasing;
+    } finally {
+      if (this.#releasing.get(threadId) === releasing) this.#releasing.delete(threadId);
+    }
   }
 
   /**
@@ -297,16 +385,20 @@ export class ThreadManager {
    */
   async status(threadId: string, turnId?: string): Promise<ThreadStatus> {
     const thread = this.#threads.get(threadId);
-    if (thread !== undefined) return this.#statusOf(thread, turnId);
+    if (thread !== undefined && (this.#claims.has(threadId) || thread.live.length > 0)) return this.#statusOf(thread, turnId);
+    const elsewhere = await this.#leases.holderElsewhere(threadId);
+    if (thread !== undefined && elsewhere === undefined && (await this.#options.store.stamp(threadId)) === thread.stamp) return this.#statusOf(thread, turnId);
+    // Not loaded here, or written by another process since: the file is the truth.
     const loaded = await this.#readOnly(threadId);
     const turns = storedTurns(loaded.records);
     let sticky = loaded.header.environments;
     for (const record of loaded.records) if (record.type === 'environments_changed') sticky = record.environments;
-    const finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, turns.lastActivity ?? loaded.header.createdAt)];
+    const runningElsewhere = elsewhere !== undefined && turns.open !== undefined ? { ...elsewhere, turnId: turns.open.turnId } : undefined;
+    const finished = turns.open === undefined || runningElsewhere !== undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, turns.lastActivity ?? loaded.header.createdAt)];
     const lastTurn = finished[finished.length - 1] ?? null;
     const report: ThreadStatus = {
       threadId,
-      status: lastTurn?.status === 'failed' ? 'failed' : 'idle',
+      status: runningElsewhere !== undefined ? 'running' : lastTurn?.status === 'failed' ? 'failed' : 'idle',
       createdAt: loaded.header.createdAt,
       lastActivity: turns.lastActivity ?? loaded.header.createdAt,
       environments: sticky,
@@ -314,15 +406,30 @@ export class ThreadManager {
       currentTurn: null,
       queuedTurns: 0,
       lastTurn,
+      ...(runningElsewhere === undefined ? {} : { runningElsewhere }),
     };
-    if (turnId !== undefined) report.turn = findTurn(threadId, turnId, finished);
+    if (turnId !== undefined && turnId !== runningElsewhere?.turnId) report.turn = findTurn(threadId, turnId, finished);
     return report;
   }
 
   /** Every thread, loaded or stored, most recent activity first. */
   async list(): Promise<ThreadListEntry[]> {
     const entries = new Map<string, ThreadListEntry>();
+    const elsewhere = await this.#leases.heldElsewhere();
+    for (const [threadId, holder] of elsewhere) {
+      const summary = (await this.#storedSummaries()).find((candidate) => candidate.threadId === threadId);
+      entries.set(threadId, {
+        threadId,
+        createdAt: summary?.error === undefined ? (summary?.createdAt ?? null) : null,
+        lastActivity: summary?.updatedAt ?? holder.since,
+        status: 'running',
+        environments: summary?.error === undefined ? (summary?.environments ?? []) : [],
+        currentTurnId: null,
+        runningElsewhere: holder,
+      });
+    }
     for (const thread of this.#threads.values()) {
+      if (entries.has(thread.id)) continue;
       const current = thread.live[0];
       entries.set(thread.id, {
         threadId: thread.id,
@@ -357,6 +464,12 @@ export class ThreadManager {
    */
   async interrupt(threadId: string, turnId?: string, reason = 'interrupted by turn/interrupt'): Promise<InterruptedTurn | undefined> {
     const thread = this.#threads.get(threadId);
+    if (thread === undefined || thread.live.length === 0) {
+      const holder = await this.#leases.holderElsewhere(threadId);
+      if (holder !== undefined) {
+        throw new LocalError(LocalErrorCode.Busy, `thread ${threadId} is running in another codex-multienv process (${describeHolder(holder)}): interrupt it through that server, or send that process SIGTERM (which interrupts its turns and records them)`);
+      }
+    }
     if (thread === undefined) {
       await this.#readOnly(threadId);
       return undefined;
@@ -379,10 +492,24 @@ export class ThreadManager {
    */
   async waitForTurns(threadId: string, options: { turnId?: string; timeoutMs: number; signal?: AbortSignal }): Promise<boolean> {
     const thread = this.#threads.get(threadId);
-    if (thread === undefined) return true;
-    const target = options.turnId === undefined ? thread.live[thread.live.length - 1] : thread.live.find((turn) => turn.turnId === options.turnId);
-    if (target === undefined) return true;
-    return settlesWithin(target.done, options.timeoutMs, options.signal);
+    const target = options.turnId === undefined ? thread?.live[thread.live.length - 1] : thread?.live.find((turn) => turn.turnId === options.turnId);
+    if (target !== undefined) return settlesWithin(target.done, options.timeoutMs, options.signal);
+    return this.#leaseFreedWithin(threadId, options.timeoutMs, options.signal);
+  }
+
+  /**
+   * Resolves true once no other process holds the thread's lease (its turn there ended), false
+   * after `timeoutMs` or when `signal` aborts. Another process's turn cannot be awaited directly,
+   * so its lease is looked at every LEASE_POLL_MS.
+   */
+  async #leaseFreedWithin(threadId: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if ((await this.#leases.holderElsewhere(threadId)) === undefined) return true;
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted === true) return false;
+      if (!(await settlesWithin(new Promise((resolve) => setTimeout(resolve, Math.min(LEASE_POLL_MS, left)).unref()), left + 1, signal))) return false;
+    }
   }
 
   /** The progress of a live turn of a loaded thread; undefined once it finished. */
@@ -422,6 +549,7 @@ export class ThreadManager {
   /** Stops every process left running by threads, and their MCP servers. */
   async close(): Promise<void> {
     await Promise.all([...this.#threads.values()].flatMap((thread) => [thread.processes.terminateAll(), thread.mcp.close()]));
+    this.#leases.releaseAll();
   }
 
   /** The MCP servers of every loaded thread, with their state. */
@@ -596,6 +724,7 @@ export class ThreadManager {
       lastActivity: createdAt,
       live: [],
       finished: [],
+      stamp: undefined,
     };
   }
 

@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, statSync } from 'node:fs';
 import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { z } from 'zod';
@@ -256,6 +256,21 @@ export class ThreadStore {
   async load(threadId: string): Promise<LoadedThread | undefined> {
     const id = checkThreadId(threadId);
     return this.#enqueue(id, () => this.#read(id));
+  }
+
+  /**
+   * A fingerprint of the thread file as it is once the thread's pending appends are written (its
+   * inode, size and modification time), or undefined when it has no file: it changes whenever
+   * anything, in any process, writes the file.
+   */
+  async stamp(threadId: string): Promise<string | undefined> {
+    const id = checkThreadId(threadId);
+    // A synchronous stat: it runs at every turn's start and end, and costs microseconds where an
+    // asynchronous one would cost a round trip through libuv's thread pool.
+    return this.#enqueue(id, () => {
+      const info = statSync(this.#pathOf(id), { bigint: true, throwIfNoEntry: false });
+      return Promise.resolve(info === undefined ? undefined : `${info.ino}:${info.size}:${info.mtimeNs}`);
+    });
   }
 
   /**

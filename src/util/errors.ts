@@ -16,6 +16,7 @@ export const LocalErrorCode = {
   NotFound: 'NOT_FOUND',
   LimitExceeded: 'LIMIT_EXCEEDED',
   Aborted: 'ABORTED',
+  Busy: 'BUSY',
 } as const;
 
 /** One of {@link LocalErrorCode}. */

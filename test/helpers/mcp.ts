@@ -19,6 +19,10 @@ export interface McpHarness {
   waitForReceived(predicate: (message: unknown) => boolean, what: string, timeoutMs?: number): Promise<unknown>;
   /** What the server wrote on stderr. */
   stderr: () => string;
+  /** The pid of the process the client started (the relay in front of the detached worker). */
+  pid: number;
+  /** The pid of the worker serving this client, from its ready log line. */
+  workerPid: () => number;
   call(name: string, args: Record<string, unknown>, options?: { signal?: AbortSignal; progressToken?: string; onprogress?: (p: unknown) => void }): Promise<CallToolResult>;
   close(): Promise<void>;
 }
@@ -106,6 +110,12 @@ export async function startMcp(codexHome: string, options: { answer?: Elicitatio
       });
     },
     stderr: () => stderr,
+    pid: transport.pid ?? -1,
+    workerPid: () => {
+      const match = /MCP server ready[^\n]*"pid":(\d+)/.exec(stderr);
+      if (match?.[1] === undefined) throw new Error(`no ready line with a pid on the server's stderr: ${stderr}`);
+      return Number(match[1]);
+    },
     call: async (name, args, callOptions = {}) => {
       const result = await client.callTool(
         { name, arguments: args, ...(callOptions.progressToken === undefined ? {} : { _meta: { progressToken: callOptions.progressToken } }) },

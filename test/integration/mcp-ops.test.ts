@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CallToolResultSchema, CreateTaskResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
-import { CLI, waitFor } from '../helpers/process.js';
+import { CLI, isAlive, waitFor } from '../helpers/process.js';
 import { rawStdio } from '../helpers/raw-peer.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
@@ -277,7 +277,7 @@ describe('turns that outlive their call, and the status tools', () => {
       return { peer, initialize };
     };
 
-    it('finishes and stores an accepted turn after the client disconnected, then exits', async () => {
+    it('finishes and stores an accepted turn after the client disconnected; the process the client started exits at once', async () => {
       const logFile = join(work.path, 'server.log');
       const { peer, initialize } = rawServer(['--portable-tool-names'], logFile);
       await initialize();
@@ -289,17 +289,60 @@ describe('turns that outlive their call, and the status tools', () => {
       const threadId = String(((answer.result as Json).structuredContent as Json).threadId);
       await model.waitForRequests(1);
 
-      const exited = peer.close();
-      // Release the model only once the server knows its client is gone.
-      await waitFor(async () => (await readFile(logFile, 'utf8').catch(() => '')).includes('the client went away'), 'the server to notice the disconnect');
-      release.open();
-      await exited;
+      // The turn is still held: the client's process (the relay) ends anyway, and the worker goes on.
+      await peer.close();
       expect(await peer.exitCode).toBe(0);
-      expect(await storedCompletions(home.path, threadId)).toEqual([{ status: 'completed', lastAgentMessage: 'finished without a client' }]);
+      const log = await readFile(logFile, 'utf8');
+      expect(log).toContain('the client went away');
+      const workerPid = Number(/the client went away[^\n]*"pid":(\d+)/.exec(log)?.[1]);
+      expect(isAlive(workerPid)).toBe(true);
 
-      // A later server reports it.
+      // A later server sees the turn running in that process, and waits for it.
       mcp = await startMcp(home.path);
-      expect(await status(mcp, { threadId })).toMatchObject({ status: 'idle', lastAgentMessage: 'finished without a client', lastTurn: { status: 'completed' } });
+      expect(await status(mcp, { threadId })).toMatchObject({ status: 'running', runningElsewhere: { pid: workerPid } });
+      release.open();
+      expect(await status(mcp, { threadId, waitMs: 60_000 })).toMatchObject({ status: 'idle', lastAgentMessage: 'finished without a client', lastTurn: { status: 'completed' } });
+      expect(await storedCompletions(home.path, threadId)).toEqual([{ status: 'completed', lastAgentMessage: 'finished without a client' }]);
+      await waitFor(() => !isAlive(workerPid), 'the detached worker to exit once its turn is done');
+    });
+
+    it('keeps a turn running when the client SIGKILLs the server it started; another server refuses to write the thread until it ends, then continues it', async () => {
+      mcp = await startMcp(home.path);
+      const release = heldGate();
+      steps.push(exec('echo before-the-kill'), hold(release.promise, say('survived the kill')));
+      const started = await mcp.call('codex', { prompt: 'survive', cwd: work.path, waitMs: 0 });
+      const threadId = threadIdOf(started);
+      await model.waitForRequests(2);
+      const workerPid = mcp.workerPid();
+      expect(workerPid).not.toBe(mcp.pid);
+
+      process.kill(mcp.pid, 'SIGKILL');
+      await mcp.close();
+      mcp = await startMcp(home.path);
+      expect(isAlive(workerPid)).toBe(true);
+      expect(await status(mcp, { threadId })).toMatchObject({ status: 'running', runningElsewhere: { pid: workerPid } });
+      const listed = structured(await mcp.call('thread/list', {}));
+      expect(listed.threads).toEqual(expect.arrayContaining([expect.objectContaining({ threadId, status: 'running', runningElsewhere: expect.objectContaining({ pid: workerPid }) })]));
+
+      // Writing the thread here now would interleave with the worker's records: refused, clearly.
+      const busy = await mcp.call('codex-reply', { threadId, prompt: 'too early' });
+      expect(busy.isError).toBe(true);
+      expect(structured(busy)).toMatchObject({ threadId });
+      expect(textOf(busy)).toMatch(new RegExp(`running a turn in another codex-multienv process \\(pid ${workerPid}`));
+      const interrupt = await mcp.call('turn/interrupt', { threadId });
+      expect(interrupt.isError).toBe(true);
+      expect(textOf(interrupt)).toContain(`pid ${workerPid}`);
+      expect(model.requests.length).toBe(2);
+
+      release.open();
+      expect(await status(mcp, { threadId, waitMs: 60_000 })).toMatchObject({ status: 'idle', lastAgentMessage: 'survived the kill' });
+      steps.push(say('continued here'));
+      const next = await mcp.call('codex-reply', { threadId, prompt: 'go on' });
+      expect(next.isError).toBeFalsy();
+      expect(textOf(next)).toBe('continued here');
+      // The continued turn saw the whole history the other process wrote.
+      expect(JSON.stringify(model.requests[2]?.body)).toContain('survived the kill');
+      expect((await storedCompletions(home.path, threadId)).map((c) => c.status)).toEqual(['completed', 'completed']);
     });
 
     it('with multienv.drain_timeout_sec = 0, interrupts the turn, records it and exits', async () => {

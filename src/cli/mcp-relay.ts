@@ -1,0 +1,94 @@
+import { spawn } from 'node:child_process';
+import { fstatSync } from 'node:fs';
+
+/**
+ * The MCP server's turns must outlive the process the client started: clients stop their server
+ * with SIGTERM then SIGKILL (the MCP SDK's stdio client 2 s after closing stdin), and a restarted
+ * editor kills it outright. So the process the client starts is a small relay: it starts the real
+ * server (`mcp-worker`) in its own session, hands it the client's stdin and stdout as extra file
+ * descriptors (no copying: the worker reads and writes the client's pipes itself), and exits when
+ * the worker exits, when the worker says it detached, or on a signal. A signal to the relay is the
+ * client leaving, not an order to stop turns; SIGTERM to the worker's own pid interrupts them.
+ */
+
+/** The worker's file descriptors: the IPC channel, then the client's stdin and stdout. */
+export const WORKER_FDS = { ipc: 3, input: 4, output: 5 } as const;
+
+/** The one message a worker sends its relay: the client left while turns run, so the relay can go. */
+export const DETACHED_MESSAGE = { type: 'detached' } as const;
+
+/**
+ * Checks a message from the worker. A plain check, not a zod schema: the relay loads nothing it
+ * does not need, so the client's cold start pays only for the worker's modules.
+ */
+function isDetachedMessage(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && 'type' in message && message.type === DETACHED_MESSAGE.type;
+}
+
+/** Exit status the relay reports for a worker that could not be started. */
+const START_FAILED = 2;
+
+/** How the worker was killed, as a shell reports it (128 + signal number). */
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 129, SIGINT: 130, SIGKILL: 137, SIGTERM: 143 };
+
+/** True for a pipe or socket: what an MCP client gives its server. A terminal or a file is not. */
+function isPipeLike(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the server runs detached: on unless `--foreground` is given, and only when stdin and
+ * stdout are pipes or sockets (a terminal session or redirected files stay in one process).
+ */
+export function shouldDetach(argv: readonly string[]): boolean {
+  return !argv.includes('--foreground') && isPipeLike(0) && isPipeLike(1);
+}
+
+/**
+ * Starts the worker (`script mcp-worker ...argv`) detached with the client's pipes and relays its
+ * stderr; resolves with the exit status to report to the client.
+ */
+export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const worker = spawn(process.execPath, [...process.execArgv, script, 'mcp-worker', ...argv], {
+    detached: true,
+    env,
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc', 0, 1],
+  });
+  // The client may stop reading stderr before the worker stops writing it.
+  process.stderr.on('error', () => undefined);
+  worker.stderr?.pipe(process.stderr);
+  return new Promise<number>((resolve) => {
+    let finished = false;
+    const finish = (code: number): void => {
+      if (finished) return;
+      finished = true;
+      for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeListener(signal, onSignal);
+      // Neither the worker's channel nor its stderr may keep this process alive.
+      if (worker.connected) worker.disconnect();
+      worker.stderr?.unpipe(process.stderr);
+      worker.stderr?.destroy();
+      worker.unref();
+      resolve(code);
+    };
+    const onSignal = (): void => finish(0);
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(signal, onSignal);
+    worker.once('error', (error) => {
+      process.stderr.write(`error: cannot start the MCP server worker: ${error.message}\n`);
+      finish(START_FAILED);
+    });
+    worker.on('message', (message: unknown) => {
+      if (isDetachedMessage(message)) finish(0);
+    });
+    worker.once('exit', (code, signal) => {
+      // Let the worker's last stderr lines through before reporting its status.
+      const status = code ?? (signal === null ? START_FAILED : (SIGNAL_EXIT[signal] ?? 128));
+      if (worker.stderr === null || worker.stderr.readableEnded) finish(status);
+      else worker.stderr.once('close', () => finish(status));
+    });
+  });
+}

@@ -1,0 +1,238 @@
+import { randomUUID } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { THREAD_ID_PATTERN } from '../protocol/thread.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+
+/** How a thread's lease file is named: `<threadId>.lease` beside `<threadId>.jsonl`. */
+const LEASE_SUFFIX = '.lease';
+
+/** Tries to take a lease before giving up (each failed try found a stale lease or a takeover going on). */
+const TAKEOVER_ATTEMPTS = 20;
+
+/** Pause before trying again while another process takes over a stale lease. */
+const TAKEOVER_RETRY_MS = 5;
+
+/** What a lease file holds: who writes the thread now. */
+const LeaseHolderSchema = z.object({
+  pid: z.number().int().positive(),
+  host: z.string(),
+  /** The holder's start time in clock ticks since boot (Linux), so a reused pid is not mistaken for it. */
+  startTicks: z.number().int().nonnegative().optional(),
+  since: z.string(),
+});
+
+/** The process holding a thread's lease. */
+export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
+
+/** A thread another live process is running a turn of; the MCP layer reports it with the id. */
+export class ThreadBusyError extends LocalError {
+  constructor(
+    readonly threadId: string,
+    readonly holder: LeaseHolder,
+  ) {
+    super(LocalErrorCode.Busy, `thread ${threadId} is running a turn in another codex-multienv process (${describeHolder(holder)}); its result is stored with the thread: follow it with codex-status, then continue the thread`);
+  }
+}
+
+/** "pid 123 on host, since …", for messages. */
+export function describeHolder(holder: LeaseHolder): string {
+  const host = holder.host === hostname() ? '' : ` on ${holder.host}`;
+  return `pid ${holder.pid}${host}, since ${holder.since}`;
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/PID/stat); undefined where there is no /proc. */
+function startTicksOf(pid: number | 'self'): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces; fields 3… follow the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]);
+    return Number.isSafeInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a file of our own (a draft, a takeover guard); one already gone is fine. */
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already removed.
+  }
+}
+
+/** Whether `holder` (on this host) is still running: its pid exists and, where known, started when it said. */
+function isRunning(holder: LeaseHolder): boolean {
+  try {
+    process.kill(holder.pid, 0);
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (holder.startTicks === undefined) return true;
+  const ticks = startTicksOf(holder.pid);
+  return ticks === undefined || ticks === holder.startTicks;
+}
+
+/**
+ * Cross-process ownership of thread files. A process writes a thread only while it holds the
+ * thread's lease, a file created atomically (a hard link of a complete temporary file, which fails
+ * when the lease exists). The lease names its holder; one whose process is gone (a crash, a kill)
+ * is taken over. Leases on another host (a shared threads folder) are never judged stale.
+ *
+ * Taking and giving back a lease happens at every turn, so it uses synchronous calls: a handful
+ * of metadata operations on a tiny file cost microseconds, while each asynchronous one would cost
+ * a round trip through libuv's thread pool.
+ */
+export class ThreadLeases {
+  readonly #dir: string;
+  readonly #logger: Logger;
+  readonly #self: LeaseHolder;
+  /** The threads whose lease this process holds. */
+  readonly #held = new Set<string>();
+  #dirReady = false;
+
+  /** @param options.dir the threads folder */
+  constructor(options: { dir: string; logger?: Logger }) {
+    this.#dir = options.dir;
+    this.#logger = options.logger ?? silentLogger;
+    const startTicks = startTicksOf('self');
+    this.#self = { pid: process.pid, host: hostname(), ...(startTicks === undefined ? {} : { startTicks }), since: new Date().toISOString() };
+  }
+
+  /**
+   * Takes the thread's lease for this process (a no-op when it holds it). Rejects with
+   * {@link ThreadBusyError} when another live process holds it.
+   */
+  async acquire(threadId: string): Promise<void> {
+    if (this.#held.has(threadId)) return;
+    const path = this.#pathOf(threadId);
+    if (!this.#dirReady) {
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+      this.#dirReady = true;
+    }
+    const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
+    // The nonce makes every lease's text unique, which is how a stale one is recognized.
+    writeFileSync(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString(), nonce: randomUUID() }), { mode: 0o600 });
+    try {
+      for (let attempt = 0; attempt < TAKEOVER_ATTEMPTS; attempt += 1) {
+        try {
+          linkSync(draft, path);
+          this.#held.add(threadId);
+          return;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+        const current = await this.#read(path);
+        if (current === undefined) continue;
+        if (current.holder !== undefined && (current.holder.host !== this.#self.host || isRunning(current.holder))) {
+          throw new ThreadBusyError(threadId, current.holder);
+        }
+        await this.#removeStale(path, current.text, draft);
+      }
+      throw new LocalError(LocalErrorCode.Busy, `thread ${threadId}: its lease ${path} keeps changing hands; try again`);
+    } finally {
+      removeQuietly(draft);
+    }
+  }
+
+  /** Gives the thread's lease back (a no-op when this process does not hold it). */
+  release(threadId: string): void {
+    if (!this.#held.delete(threadId)) return;
+    try {
+      unlinkSync(this.#pathOf(threadId));
+    } catch (error) {
+      this.#logger.warn('cannot remove a thread lease', { thread: threadId, error: errorMessage(error) });
+    }
+  }
+
+  /** Gives back every lease this process holds. */
+  releaseAll(): void {
+    for (const threadId of [...this.#held]) this.release(threadId);
+  }
+
+  /** The live process other than this one that holds the thread's lease, if any. */
+  async holderElsewhere(threadId: string): Promise<LeaseHolder | undefined> {
+    if (this.#held.has(threadId)) return undefined;
+    const current = await this.#read(this.#pathOf(threadId));
+    const holder = current?.holder;
+    if (holder === undefined) return undefined;
+    return holder.host !== this.#self.host || isRunning(holder) ? holder : undefined;
+  }
+
+  /** Every thread another live process holds the lease of. */
+  async heldElsewhere(): Promise<Map<string, LeaseHolder>> {
+    let names: string[];
+    try {
+      names = await readdir(this.#dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      throw error;
+    }
+    const held = new Map<string, LeaseHolder>();
+    for (const name of names) {
+      const threadId = name.slice(0, -LEASE_SUFFIX.length);
+      if (!name.endsWith(LEASE_SUFFIX) || !THREAD_ID_PATTERN.test(threadId)) continue;
+      const holder = await this.holderElsewhere(threadId);
+      if (holder !== undefined) held.set(threadId, holder);
+    }
+    return held;
+  }
+
+  #pathOf(threadId: string): string {
+    if (!THREAD_ID_PATTERN.test(threadId)) throw new LocalError(LocalErrorCode.InvalidArgument, `invalid thread id ${JSON.stringify(threadId)}`);
+    return join(this.#dir, `${threadId}${LEASE_SUFFIX}`);
+  }
+
+  /** The lease file's text and holder (undefined holder: unreadable, e.g. damaged); undefined when there is none. */
+  async #read(path: string): Promise<{ text: string; holder: LeaseHolder | undefined } | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const holder = LeaseHolderSchema.safeParse(parsed);
+    return { text, holder: holder.success ? holder.data : undefined };
+  }
+
+  /**
+   * Removes a lease whose holder is gone, unless it changed meanwhile. Takers of a stale lease
+   * go one at a time (through a `.takeover` file made like a lease): one that read the stale lease
+   * before another replaced it must not remove the new one.
+   */
+  async #removeStale(path: string, staleText: string, draft: string): Promise<void> {
+    const guard = `${path}.takeover`;
+    try {
+      linkSync(draft, guard);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const taker = await this.#read(guard);
+      // A taker that died mid-takeover would block the thread for good.
+      if (taker !== undefined && (taker.holder === undefined || !isRunning(taker.holder))) removeQuietly(guard);
+      else await new Promise((resolve) => setTimeout(resolve, TAKEOVER_RETRY_MS));
+      return;
+    }
+    try {
+      const current = await this.#read(path);
+      if (current?.text !== staleText) return;
+      unlinkSync(path);
+      this.#logger.info('took over the lease of a thread whose process is gone', { lease: path, previous: staleText });
+    } finally {
+      removeQuietly(guard);
+    }
+  }
+}

@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ThreadBusyError, ThreadLeases } from '../../../src/session/thread-lease.js';
+import { LocalErrorCode } from '../../../src/util/errors.js';
+
+let dir: string;
+
+beforeEach(async () => {
+  dir = join(await mkdtemp(join(tmpdir(), 'thread-lease-')), 'threads');
+});
+
+afterEach(async () => {
+  await rm(join(dir, '..'), { recursive: true, force: true });
+});
+
+/** The pid of a process that has exited (and been reaped). */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => child.once('exit', resolve));
+  if (child.pid === undefined) throw new Error('no pid');
+  return child.pid;
+}
+
+async function writeLease(threadId: string, content: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `${threadId}.lease`), content);
+}
+
+describe('ThreadLeases', () => {
+  it('gives a thread to one holder at a time: a second holder gets ThreadBusyError naming the first, until it releases', async () => {
+    const first = new ThreadLeases({ dir });
+    const second = new ThreadLeases({ dir });
+    await first.acquire('t1');
+    await first.acquire('t1');
+    const refused = await second.acquire('t1').then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(ThreadBusyError);
+    expect(refused).toMatchObject({ code: LocalErrorCode.Busy, threadId: 't1', holder: { pid: process.pid, host: hostname() } });
+    expect(String((refused as Error).message)).toContain(`another codex-multienv process (pid ${process.pid}`);
+    expect(await second.holderElsewhere('t1')).toMatchObject({ pid: process.pid });
+    expect([...(await second.heldElsewhere()).keys()]).toEqual(['t1']);
+    expect(await first.holderElsewhere('t1')).toBeUndefined();
+
+    first.release('t1');
+    expect(await second.holderElsewhere('t1')).toBeUndefined();
+    await second.acquire('t1');
+    second.releaseAll();
+    expect((await readdir(dir)).filter((name) => !name.startsWith('.'))).toEqual([]);
+  });
+
+  it('takes over the lease of a process that is gone', async () => {
+    const pid = await deadPid();
+    await writeLease('t2', JSON.stringify({ pid, host: hostname(), since: '2026-01-01T00:00:00.000Z' }));
+    const leases = new ThreadLeases({ dir });
+    expect(await leases.holderElsewhere('t2')).toBeUndefined();
+    await leases.acquire('t2');
+    expect(JSON.parse(await readFile(join(dir, 't2.lease'), 'utf8'))).toMatchObject({ pid: process.pid });
+  });
+
+  it('does not mistake a reused pid for the holder: a different start time makes the lease stale', async () => {
+    await writeLease('t3', JSON.stringify({ pid: process.pid, host: hostname(), startTicks: 1, since: '2026-01-01T00:00:00.000Z' }));
+    const leases = new ThreadLeases({ dir });
+    await leases.acquire('t3');
+    const taken: unknown = JSON.parse(await readFile(join(dir, 't3.lease'), 'utf8'));
+    expect(taken).toMatchObject({ pid: process.pid });
+    expect(taken).not.toMatchObject({ startTicks: 1 });
+  });
+
+  it('never judges a lease of another host stale, and takes over a damaged lease file', async () => {
+    const pid = await deadPid();
+    await writeLease('t4', JSON.stringify({ pid, host: 'elsewhere.example', since: '2026-01-01T00:00:00.000Z' }));
+    await writeLease('t5', '{"pid": tor');
+    const leases = new ThreadLeases({ dir });
+    await expect(leases.acquire('t4')).rejects.toThrow(/pid \d+ on elsewhere\.example/);
+    await leases.acquire('t5');
+    expect(JSON.parse(await readFile(join(dir, 't5.lease'), 'utf8'))).toMatchObject({ pid: process.pid });
+  });
+
+  it('refuses a thread id that is not a plain name', async () => {
+    const leases = new ThreadLeases({ dir });
+    await expect(leases.acquire('../escape')).rejects.toMatchObject({ code: LocalErrorCode.InvalidArgument });
+  });
+
+  it('lets exactly one of many concurrent takers of a stale lease win', async () => {
+    const pid = await deadPid();
+    await writeLease('t6', JSON.stringify({ pid, host: hostname(), since: '2026-01-01T00:00:00.000Z' }));
+    const takers = Array.from({ length: 8 }, () => new ThreadLeases({ dir }));
+    const results = await Promise.allSettled(takers.map((leases) => leases.acquire('t6')));
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    const reasons = results.flatMap((result): unknown[] => (result.status === 'rejected' ? [result.reason] : []));
+    expect(reasons).toHaveLength(7);
+    for (const reason of reasons) expect(reason).toBeInstanceOf(ThreadBusyError);
+  });
+});
