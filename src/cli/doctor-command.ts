@@ -12,6 +12,7 @@ import type { ExecServer } from '../exec/server.js';
 import { ModelClient } from '../model/client.js';
 import { ModelApiError, ModelConnectionError } from '../model/errors.js';
 import { EnvironmentInfoMethod, EnvironmentStatus } from '../protocol/exec.js';
+import { ThreadLeases, type LeaseHolder } from '../session/thread-lease.js';
 import { errorMessage } from '../util/errors.js';
 import { loadRegistry } from './environments-command.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile } from './runtime.js';
@@ -85,7 +86,8 @@ async function checkThreadsDir(config: EffectiveConfig | undefined): Promise<Che
   for (;;) {
     try {
       await access(candidate, constants.W_OK);
-      return check('threads', title, 'ok', candidate === dir ? `${dir} is writable` : `${dir} will be created in ${candidate}`);
+      if (candidate !== dir) return check('threads', title, 'ok', `${dir} will be created in ${candidate}`);
+      return check('threads', title, 'ok', `${dir} is writable${await runningElsewhere(dir)}`);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       const parent = dirname(candidate);
@@ -95,6 +97,14 @@ async function checkThreadsDir(config: EffectiveConfig | undefined): Promise<Che
       candidate = parent;
     }
   }
+}
+
+/** "; 2 threads have a turn running in other server processes (pid …)", or nothing. */
+async function runningElsewhere(dir: string): Promise<string> {
+  const held = await new ThreadLeases({ dir }).heldElsewhere().catch(() => new Map<string, LeaseHolder>());
+  if (held.size === 0) return '';
+  const pids = [...new Set([...held.values()].map((holder) => holder.pid))].sort((a, b) => a - b);
+  return `; ${held.size} thread${held.size === 1 ? ' has a turn' : 's have turns'} running in server process${pids.length === 1 ? '' : 'es'} ${pids.map((pid) => `pid ${pid}`).join(', ')} (see codex-status)`;
 }
 
 function environmentFix(environment: Environment): string {

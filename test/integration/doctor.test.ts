@@ -2,7 +2,8 @@
 // 127.0.0.1 (over a websocket and over stdio) and the real codex one, a refused port, broken config
 // files, and the fake model as the provider.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -87,6 +88,10 @@ describe('codex-multienv doctor', () => {
 
   it('passes with reachable environments and a working provider: one real model request, executor facts for each environment', async () => {
     await writeEnvironments(goodEnvironments());
+    // A thread whose turn runs in another live server process (this test's process stands in for it).
+    const threads = join(home.path, 'multienv', 'threads');
+    await mkdir(threads, { recursive: true });
+    await writeFile(join(threads, 'busy-thread.lease'), JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }));
     const before = model.requests.length;
     const { code, report } = await doctorJson();
     expect(code).toBe(0);
@@ -103,6 +108,7 @@ describe('codex-multienv doctor', () => {
       bubblewrap: expect.stringMatching(/^(ok|warn|skip)$/),
       model: 'ok',
     });
+    expect(checkOf(report, 'threads').detail).toBe(`${threads} is writable; 1 thread has a turn running in server process pid ${process.pid} (see codex-status)`);
     expect(checkOf(report, 'environments').detail).toContain('3 environments, default box');
     expect(checkOf(report, 'environment:box').detail).toMatch(/^websocket ws:\/\/127\.0\.0\.1:\d+: ready; linux, \S+, \//);
     expect(checkOf(report, 'environment:pipe').detail).toMatch(/^stdio .* exec-server --listen stdio: ready; linux/);

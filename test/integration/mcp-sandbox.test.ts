@@ -1,7 +1,7 @@
 // The policy layer end to end (issue 4): our built server over stdio, the fake model asking for
 // commands and patches, commands confined by real bubblewrap, on `local` and on remote
 // environments served by our own exec-server over a websocket.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -93,6 +93,8 @@ describe('sandbox, permission profiles and the command environment, end to end',
       exec('touch inside && ln -s ' + outside.path + ' escape'),
       addFile('escape/through-link.txt', 'nope'),
       addFile('inside.txt', 'yes'),
+      // One patch: an update and an add inside, then a file outside: it applies whole or not at all.
+      patch(['*** Begin Patch', '*** Update File: inside.txt', '@@', '-yes', '+changed', '*** Add File: also-inside.txt', '+new', `*** Add File: ${join(outside.path, 'last.txt')}`, '+nope', '*** End Patch'].join('\n')),
       say('done'),
     );
     const result = await mcp.call('codex', { prompt: 'try writing', cwd: work.path, sandbox: 'workspace-write', ...(environments === undefined ? {} : { environments }) });
@@ -105,11 +107,13 @@ describe('sandbox, permission profiles and the command environment, end to end',
     expect(exitCodeOf(outputAt(model, 3))).toBe(0);
     expect(outputAt(model, 4)).toMatch(/not allowed by the sandbox/);
     expect(outputAt(model, 5)).toMatch(/^Success/);
+    expect(outputAt(model, 6)).toMatch(/apply_patch failed .*last\.txt.*not allowed by the sandbox.*no file was changed: the 2 already written were restored/s);
     expect(existsSync(join(outside.path, 'by-command'))).toBe(false);
     expect(existsSync(join(outside.path, 'by-patch.txt'))).toBe(false);
     expect(existsSync(join(outside.path, 'through-link.txt'))).toBe(false);
     expect(existsSync(join(cwd, 'inside'))).toBe(true);
-    expect(existsSync(join(cwd, 'inside.txt'))).toBe(true);
+    expect(readFileSync(join(cwd, 'inside.txt'), 'utf8')).toBe('yes\n');
+    expect(existsSync(join(cwd, 'also-inside.txt'))).toBe(false);
   });
 
   describe('network', () => {

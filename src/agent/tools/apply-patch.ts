@@ -254,7 +254,11 @@ async function approve(context: ToolContext, request: ApprovalRequest): Promise<
   return denial === undefined ? undefined : `apply_patch was rejected by the user: ${denial}`;
 }
 
-/** Writes the planned contents (parents first), then removes deleted files and moved sources. */
+/**
+ * Writes the planned contents (parents first), then removes deleted files and moved sources. When
+ * a step fails (e.g. the sandbox refuses a later file), the files already changed get their
+ * earlier contents back, so a patch applies whole or not at all (folders it created stay).
+ */
 async function write(client: ExecClient, planned: PatchPlan, environmentId: string, options: FsRequestOptions): Promise<void> {
   const { writes, removes } = planned.effects();
   const done: string[] = [];
@@ -264,8 +268,7 @@ async function write(client: ExecClient, planned: PatchPlan, environmentId: stri
       await action();
       done.push(path);
     } catch (error) {
-      const partial = done.length === 0 ? 'no file was changed' : `already changed: ${done.join(', ')}`;
-      throw new ToolError(`apply_patch failed on ${environmentId} at ${path}: ${errorMessage(error)} (${partial})`);
+      throw new ToolError(`apply_patch failed on ${environmentId} at ${path}: ${errorMessage(error)} (${await rollBack(client, planned, done, options)})`);
     }
   };
   for (const [path, content] of writes) {
@@ -279,4 +282,22 @@ async function write(client: ExecClient, planned: PatchPlan, environmentId: stri
     });
   }
   for (const path of removes) await step(path, () => client.remove(path, options));
+}
+
+/** Restores the files a failed patch already changed, newest first; says what came of it. */
+async function rollBack(client: ExecClient, planned: PatchPlan, done: readonly string[], options: FsRequestOptions): Promise<string> {
+  if (done.length === 0) return 'no file was changed';
+  // Undoing must not be cut short by the turn's signal: half a rollback is the worst outcome.
+  const undoOptions: FsRequestOptions = { ...options, signal: undefined };
+  const failed: string[] = [];
+  for (const path of [...done].reverse()) {
+    const before = planned.initial.get(path);
+    try {
+      if (before?.exists === true) await client.writeFile(path, before.content, undoOptions);
+      else await client.remove(path, undoOptions);
+    } catch (error) {
+      failed.push(`${path} (${errorMessage(error)})`);
+    }
+  }
+  return failed.length === 0 ? `no file was changed: the ${done.length} already written were restored` : `could not restore ${failed.join(', ')}`;
 }
