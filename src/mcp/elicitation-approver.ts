@@ -1,4 +1,5 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { RELATED_TASK_META_KEY } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest, Approver } from '../agent/approvals.js';
 import { errorMessage } from '../util/errors.js';
@@ -101,6 +102,8 @@ export interface ElicitationApproverOptions {
   toolCallId?: string | number;
   /** The current turn id, sent as `codex_event_id` (known only once the turn is queued). */
   turnId?: () => string | undefined;
+  /** The MCP task of the call, sent as `_meta["io.modelcontextprotocol/related-task"]` (MCP Tasks). */
+  relatedTaskId?: string;
 }
 
 /**
@@ -151,6 +154,9 @@ export class ElicitationApprover implements Approver {
     const turnId = this.#options.turnId?.();
     if (turnId !== undefined) params.codex_event_id = turnId;
     if (request.reason !== undefined) params.codex_reason = request.reason;
+    // Sent straight to the client (not queued for `tasks/result`): over stdio every client gets it,
+    // whether or not it follows the task's `input_required` with `tasks/result`.
+    if (this.#options.relatedTaskId !== undefined) params._meta = { [RELATED_TASK_META_KEY]: { taskId: this.#options.relatedTaskId } };
     if (request.kind === 'exec') params.codex_command = request.command;
     else if (request.kind === 'patch') params.codex_changes = request.changes;
     else Object.assign(params, { codex_mcp_server: request.server, codex_mcp_tool: request.tool, codex_mcp_arguments: request.arguments });

@@ -176,6 +176,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
   const cancelSignal = (extra: Extra): AbortSignal => cancellations.get(extra.requestId)?.signal ?? new AbortController().signal;
 
   const turnContext: TurnCallContext = { server: server.server, logger, approvalTimeoutMs: options.approvalTimeoutMs, codexEvents: options.codexEvents ?? false };
+  turnContext.progressOf = (threadId, turnId) => options.threads.progress(threadId, turnId);
   // A turn belongs to its thread, not to the call: the call's end (its wait budget, the client
   // going away) never stops it; only a cancellation, `turn/interrupt` or `tasks/cancel` does.
   const runTurn = async (extra: Extra, run: TurnRun, waitMs: number | undefined, knownThreadId?: string): Promise<CallToolResult> => {

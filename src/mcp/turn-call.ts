@@ -1,6 +1,7 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Approver } from '../agent/approvals.js';
 import type { TurnProgress } from '../session/live-turn.js';
 import { ThreadBusyError } from '../session/thread-lease.js';
 import { ThreadNotFoundError, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
@@ -39,6 +40,16 @@ export interface TurnCallContext {
   logger: Logger;
   approvalTimeoutMs: number;
   codexEvents: boolean;
+  /** A live turn's progress (for task status messages); tasks say less without it. */
+  progressOf?: (threadId: string, turnId: string) => TurnProgress | undefined;
+}
+
+/** What a caller other than a plain `tools/call` adds to a turn call (an MCP task does). */
+export interface TurnCallOptions {
+  /** Sent with each approval request as its related task. */
+  relatedTaskId?: string;
+  /** Wraps the approver, to follow the approvals the turn asks. */
+  approvals?: (inner: Approver) => Approver;
 }
 
 /** A `{threadId, content}` result. */
@@ -66,16 +77,23 @@ function outcomeResult(outcome: TurnOutcome): CallToolResult {
  * The turn belongs to the thread, not to the request: only {@link TurnCall.interrupt} stops it,
  * never the request's end or the client going away.
  */
-export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnRun, knownThreadId?: string): TurnCall {
+export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnRun, knownThreadId?: string, options: TurnCallOptions = {}): TurnCall {
   const controller = new AbortController();
   const started = deferred<StartedTurn | undefined>();
   let threadId = knownThreadId;
   let turnId: string | undefined;
   const report = progressReporter(extra, { codexEvents: context.codexEvents, logger: context.logger });
-  const approver = new ElicitationApprover({ server: context.server, timeoutMs: context.approvalTimeoutMs, logger: context.logger, toolCallId: extra.requestId, turnId: () => turnId });
+  const elicitation = new ElicitationApprover({
+    server: context.server,
+    timeoutMs: context.approvalTimeoutMs,
+    logger: context.logger,
+    toolCallId: extra.requestId,
+    turnId: () => turnId,
+    relatedTaskId: options.relatedTaskId,
+  });
   const result = run({
     signal: controller.signal,
-    approver,
+    approver: options.approvals?.(elicitation) ?? elicitation,
     onThread: (id, turn) => {
       threadId = id;
       turnId = turn;

@@ -384,7 +384,7 @@ describe('turns that outlive their call, and the status tools', () => {
           taskId = message.task.taskId;
           await model.waitForRequests(1);
           const task = await mcp.client.experimental.tasks.getTask(taskId);
-          expect(task).toMatchObject({ status: 'working', statusMessage: expect.stringMatching(/^thread \S+, turn \S+$/) });
+          expect(task).toMatchObject({ status: 'working', statusMessage: expect.stringMatching(/^thread \S+, turn \S+: running, 1 model request\(s\), 0 tool call\(s\) done; latest: thinking$/) });
           release.open();
         }
         if (message.type === 'result') result = message.result;
