@@ -60,6 +60,14 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
   const { apiKey, headers } = providerCredentials(provider, env);
+  // As Codex does: a provider that names its key's variable needs it; a request without the key
+  // would only come back as an authentication error from the provider.
+  if (provider.envKey !== undefined && (apiKey === undefined || apiKey.length === 0)) {
+    throw new LocalError(
+      LocalErrorCode.InvalidConfig,
+      `model provider \`${config.modelProvider}\` takes its API key from the environment variable ${provider.envKey}, which is not set for this MCP server; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "…" }), or remove \`env_key\` from [model_providers.${config.modelProvider}] for a provider without keys`,
+    );
+  }
   const fileInstructions = config.modelInstructionsFile === undefined ? undefined : instructionsFiles.get(config.modelInstructionsFile);
   const reasoning = config.modelReasoningEffort === undefined && config.modelReasoningSummary === undefined ? undefined : { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary };
   const policy = config.shellEnvironmentPolicy;
