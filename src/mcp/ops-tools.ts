@@ -135,7 +135,7 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
     {
       title: 'Interrupt a turn',
       description:
-        'Stops the running turn of a thread (or the given turn; a queued one is withdrawn) and its commands. The call that started the turn, if still open, is answered as interrupted. Waits briefly for the turn to wind down.',
+        'Stops the running turn of a thread (or the given turn; a queued one is withdrawn) and its commands, also when another server process runs it. The call that started the turn, if still open, is answered as interrupted. Waits briefly for the turn to wind down.',
       inputSchema: {
         threadId: z.string().describe('The thread id.'),
         turnId: z.string().optional().describe('The turn to stop; default: the thread’s running turn.'),
@@ -161,7 +161,7 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
         const text =
           interrupted === undefined
             ? `Nothing to interrupt: thread ${args.threadId} has no running turn${args.turnId === undefined ? '' : ` ${args.turnId}`} here (status ${status}).`
-            : `Interrupted turn ${interrupted.turnId} of thread ${args.threadId}${stopped ? '' : ' (still winding down)'}; status ${status}.`;
+            : `Interrupted turn ${interrupted.turnId} of thread ${args.threadId}${interrupted.elsewhere === undefined ? '' : ` (running in server process pid ${interrupted.elsewhere.pid})`}${stopped ? '' : ' (still winding down)'}; status ${status}.`;
         return { content: [{ type: 'text', text }], structuredContent: structured };
       } catch (error) {
         return plainError(`${names.turnInterrupt}: ${errorMessage(error)}`);

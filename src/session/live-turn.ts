@@ -254,11 +254,11 @@ export interface ThreadListEntry {
   runningElsewhere?: LeaseHolder;
 }
 
-/** A live turn asked to stop by {@link ThreadManager.interrupt}. */
+/** A turn asked to stop by {@link ThreadManager.interrupt}. */
 export interface InterruptedTurn {
   turnId: string;
-  /** Resolves once the turn has wound down. */
-  done: Promise<FinishedTurn>;
+  /** The other server process asked to stop it, when the turn runs there. */
+  elsewhere?: LeaseHolder;
 }
 
 /** Resolves true when `promise` settles within `ms`, false on timeout or when `signal` aborts first. */

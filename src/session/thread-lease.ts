@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,15 @@ const LeaseHolderSchema = z.object({
 
 /** The process holding a thread's lease. */
 export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
+
+/** How an interrupt request file is named: `<threadId>.interrupt`. */
+const INTERRUPT_SUFFIX = '.interrupt';
+
+/** What an interrupt request file holds: which turn to stop, and why. */
+const InterruptRequestSchema = z.object({ turnId: z.string(), reason: z.string() });
+
+/** Another process's request to stop a turn of a thread this process holds. */
+export type InterruptRequest = z.infer<typeof InterruptRequestSchema>;
 
 /** A thread another live process is running a turn of; the MCP layer reports it with the id. */
 export class ThreadBusyError extends LocalError {
@@ -97,11 +106,18 @@ export class ThreadLeases {
   /** The threads whose lease this process holds. */
   readonly #held = new Set<string>();
   #dirReady = false;
+  readonly #onInterrupt: ((threadId: string, request: InterruptRequest) => void) | undefined;
+  #watcher: FSWatcher | undefined;
 
-  /** @param options.dir the threads folder */
-  constructor(options: { dir: string; logger?: Logger }) {
+  /**
+   * @param options.dir the threads folder
+   * @param options.onInterrupt called when another process asks to stop a turn of a thread this
+   *   process holds (see {@link ThreadLeases.requestInterrupt}); without it, nobody watches
+   */
+  constructor(options: { dir: string; logger?: Logger; onInterrupt?: (threadId: string, request: InterruptRequest) => void }) {
     this.#dir = options.dir;
     this.#logger = options.logger ?? silentLogger;
+    this.#onInterrupt = options.onInterrupt;
     const startTicks = startTicksOf('self');
     this.#self = { pid: process.pid, host: hostname(), ...(startTicks === undefined ? {} : { startTicks }), since: new Date().toISOString() };
   }
@@ -116,7 +132,10 @@ export class ThreadLeases {
     if (!this.#dirReady) {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
       this.#dirReady = true;
+      this.#watch();
     }
+    // A request left from an earlier turn must not stop the next one.
+    removeQuietly(this.#interruptPathOf(threadId));
     const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
     // The nonce makes every lease's text unique, which is how a stale one is recognized.
     writeFileSync(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString(), nonce: randomUUID() }), { mode: 0o600 });
@@ -152,9 +171,75 @@ export class ThreadLeases {
     }
   }
 
-  /** Gives back every lease this process holds. */
+  /** Gives back every lease this process holds and stops watching for interrupt requests. */
   releaseAll(): void {
     for (const threadId of [...this.#held]) this.release(threadId);
+    this.#watcher?.close();
+    this.#watcher = undefined;
+  }
+
+  /**
+   * Asks the process holding the thread's lease to stop the turn `turnId`: a request file it
+   * watches (written whole, then renamed into place). Its holder removes it once seen.
+   */
+  requestInterrupt(threadId: string, request: InterruptRequest): void {
+    const path = this.#interruptPathOf(threadId);
+    const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
+    writeFileSync(draft, JSON.stringify(request), { mode: 0o600 });
+    try {
+      renameSync(draft, path);
+    } catch (error) {
+      removeQuietly(draft);
+      throw error;
+    }
+  }
+
+  /** Watches the folder for interrupt requests addressed to threads this process holds. */
+  #watch(): void {
+    const onInterrupt = this.#onInterrupt;
+    if (onInterrupt === undefined || this.#watcher !== undefined) return;
+    try {
+      this.#watcher = watch(this.#dir, (_event, name) => {
+        if (name === null || !name.endsWith(INTERRUPT_SUFFIX)) return;
+        const threadId = name.slice(0, -INTERRUPT_SUFFIX.length);
+        if (this.#held.has(threadId)) this.#takeInterrupt(threadId, onInterrupt);
+      });
+      // Watching must not keep the process alive, and a watcher error only ends watching.
+      this.#watcher.unref();
+      this.#watcher.on('error', (error) => {
+        this.#logger.warn('stopped watching for interrupt requests', { dir: this.#dir, error: errorMessage(error) });
+        this.#watcher = undefined;
+      });
+    } catch (error) {
+      this.#logger.warn('cannot watch for interrupt requests from other server processes', { dir: this.#dir, error: errorMessage(error) });
+    }
+  }
+
+  #takeInterrupt(threadId: string, onInterrupt: (threadId: string, request: InterruptRequest) => void): void {
+    const path = this.#interruptPathOf(threadId);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return;
+    }
+    removeQuietly(path);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const request = InterruptRequestSchema.safeParse(parsed);
+    if (!request.success) {
+      this.#logger.warn('ignoring a malformed interrupt request', { path, text: text.slice(0, 200) });
+      return;
+    }
+    onInterrupt(threadId, request.data);
+  }
+
+  #interruptPathOf(threadId: string): string {
+    return `${this.#pathOf(threadId).slice(0, -LEASE_SUFFIX.length)}${INTERRUPT_SUFFIX}`;
   }
 
   /** The live process other than this one that holds the thread's lease, if any. */

@@ -22,7 +22,7 @@ import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
 import { sandboxContextFor } from './sandbox-context.js';
-import { ThreadLeases, describeHolder } from './thread-lease.js';
+import { ThreadLeases, describeHolder, type LeaseHolder } from './thread-lease.js';
 import type { LoadedThread, ThreadStore, ThreadSummary } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
@@ -221,7 +221,16 @@ export class ThreadManager {
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
-    this.#leases = new ThreadLeases({ dir: options.store.dir, logger: this.#logger });
+    this.#leases = new ThreadLeases({
+      dir: options.store.dir,
+      logger: this.#logger,
+      onInterrupt: (threadId, request) => {
+        const live = this.#threads.get(threadId)?.live.find((turn) => turn.turnId === request.turnId);
+        if (live === undefined) return;
+        this.#logger.info('interrupting a turn at the request of another server process', { thread: threadId, turn: live.turnId, reason: request.reason });
+        live.interrupt.abort(new LocalError(LocalErrorCode.Aborted, request.reason));
+      },
+    });
     this.#global = new PQueue({ concurrency: options.limits.maxConcurrentTurns });
   }
 
@@ -466,9 +475,7 @@ export class ThreadManager {
     const thread = this.#threads.get(threadId);
     if (thread === undefined || thread.live.length === 0) {
       const holder = await this.#leases.holderElsewhere(threadId);
-      if (holder !== undefined) {
-        throw new LocalError(LocalErrorCode.Busy, `thread ${threadId} is running in another codex-multienv process (${describeHolder(holder)}): interrupt it through that server, or send that process SIGTERM (which interrupts its turns and records them)`);
-      }
+      if (holder !== undefined) return this.#interruptElsewhere(threadId, turnId, reason, holder);
     }
     if (thread === undefined) {
       await this.#readOnly(threadId);
@@ -483,7 +490,19 @@ export class ThreadManager {
     }
     this.#logger.info('interrupting a turn', { thread: threadId, turn: live.turnId, reason });
     live.interrupt.abort(new LocalError(LocalErrorCode.Aborted, reason));
-    return { turnId: live.turnId, done: live.done };
+    return { turnId: live.turnId };
+  }
+
+  /**
+   * Asks the server process that runs the thread's open turn to stop it (it watches the threads
+   * folder for such requests); undefined when the thread has no open turn (or not `turnId`).
+   */
+  async #interruptElsewhere(threadId: string, turnId: string | undefined, reason: string, holder: LeaseHolder): Promise<InterruptedTurn | undefined> {
+    const open = storedTurns((await this.#readOnly(threadId)).records).open;
+    if (open === undefined || (turnId !== undefined && turnId !== open.turnId)) return undefined;
+    this.#logger.info('asking another server process to interrupt a turn', { thread: threadId, turn: open.turnId, holder: describeHolder(holder) });
+    this.#leases.requestInterrupt(threadId, { turnId: open.turnId, reason: `${reason} (from server process ${process.pid})` });
+    return { turnId: open.turnId, elsewhere: holder };
   }
 
   /**

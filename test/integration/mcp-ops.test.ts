@@ -329,9 +329,6 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(busy.isError).toBe(true);
       expect(structured(busy)).toMatchObject({ threadId });
       expect(textOf(busy)).toMatch(new RegExp(`running a turn in another codex-multienv process \\(pid ${workerPid}`));
-      const interrupt = await mcp.call('turn/interrupt', { threadId });
-      expect(interrupt.isError).toBe(true);
-      expect(textOf(interrupt)).toContain(`pid ${workerPid}`);
       expect(model.requests.length).toBe(2);
 
       release.open();
@@ -343,6 +340,25 @@ describe('turns that outlive their call, and the status tools', () => {
       // The continued turn saw the whole history the other process wrote.
       expect(JSON.stringify(model.requests[2]?.body)).toContain('survived the kill');
       expect((await storedCompletions(home.path, threadId)).map((c) => c.status)).toEqual(['completed', 'completed']);
+    });
+
+    it('turn/interrupt from a later server stops a turn its detached worker is still running', async () => {
+      mcp = await startMcp(home.path);
+      const release = heldGate();
+      steps.push(hold(release.promise, say('never seen')));
+      const threadId = threadIdOf(await mcp.call('codex', { prompt: 'run away', cwd: work.path, waitMs: 0 }));
+      await model.waitForRequests(1);
+      const workerPid = mcp.workerPid();
+      await mcp.close();
+
+      mcp = await startMcp(home.path);
+      const interrupted = await mcp.call('turn/interrupt', { threadId });
+      expect(interrupted.isError).toBeFalsy();
+      expect(structured(interrupted)).toMatchObject({ threadId, interrupted: true, stopped: true, status: 'idle' });
+      expect(textOf(interrupted)).toContain(`running in server process pid ${workerPid}`);
+      expect(await status(mcp, { threadId })).toMatchObject({ status: 'idle', lastTurn: { status: 'interrupted' } });
+      expect(await storedCompletions(home.path, threadId)).toEqual([{ status: 'interrupted', lastAgentMessage: null }]);
+      await waitFor(() => !isAlive(workerPid), 'the worker to exit once its turn was interrupted');
     });
 
     it('with multienv.drain_timeout_sec = 0, interrupts the turn, records it and exits', async () => {
