@@ -23,6 +23,11 @@ async function deadPid(): Promise<number> {
   return child.pid;
 }
 
+/** Resolves once `condition` holds (checked on every event-loop turn); the test's timeout bounds it. */
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
 async function writeLease(threadId: string, content: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, `${threadId}.lease`), content);
@@ -83,6 +88,25 @@ describe('ThreadLeases', () => {
   it('refuses a thread id that is not a plain name', async () => {
     const leases = new ThreadLeases({ dir });
     await expect(leases.acquire('../escape')).rejects.toMatchObject({ code: LocalErrorCode.InvalidArgument });
+  });
+
+  it('delivers an interrupt request to the holder of the thread only, once, and drops a stale one when a lease is taken', async () => {
+    const seen: [string, unknown][] = [];
+    const holder = new ThreadLeases({ dir, onInterrupt: (threadId, request) => seen.push([threadId, request]) });
+    const other = new ThreadLeases({ dir });
+    await holder.acquire('t7');
+    other.requestInterrupt('t7', { turnId: 'turn-1', reason: 'stop it' });
+    await waitUntil(() => seen.length > 0);
+    expect(seen).toEqual([['t7', { turnId: 'turn-1', reason: 'stop it' }]]);
+    expect((await readdir(dir)).filter((name) => name.endsWith('.interrupt'))).toEqual([]);
+
+    // Not held here: left for its holder. Taking the lease later drops it, so it cannot stop a new turn.
+    other.requestInterrupt('t8', { turnId: 'turn-2', reason: 'late' });
+    expect((await readdir(dir)).filter((name) => name.endsWith('.interrupt'))).toEqual(['t8.interrupt']);
+    await holder.acquire('t8');
+    expect((await readdir(dir)).filter((name) => name.endsWith('.interrupt'))).toEqual([]);
+    expect(seen).toHaveLength(1);
+    holder.releaseAll();
   });
 
   it('lets exactly one of many concurrent takers of a stale lease win', async () => {
