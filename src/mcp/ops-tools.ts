@@ -43,6 +43,14 @@ const FinishedTurnSchema = z.object({
 
 const ThreadEnvironmentSchema = z.object({ id: z.string(), cwd: z.string() });
 
+/** The other server process running a thread's turn (they share the threads folder). */
+const RunningElsewhereSchema = z.object({
+  pid: z.number(),
+  host: z.string(),
+  since: z.string(),
+  startTicks: z.number().optional(),
+});
+
 const ThreadStatusSchema = {
   threadId: z.string(),
   status: ThreadStateSchema,
@@ -54,6 +62,7 @@ const ThreadStatusSchema = {
   queuedTurns: z.number(),
   lastTurn: FinishedTurnSchema.nullable(),
   turn: z.union([TurnProgressSchema, FinishedTurnSchema]).optional(),
+  runningElsewhere: RunningElsewhereSchema.extend({ turnId: z.string() }).optional().describe('Set when another server process (e.g. the detached worker of a client that went away) runs the current turn.'),
 };
 
 const ThreadListEntrySchema = z.object({
@@ -64,6 +73,7 @@ const ThreadListEntrySchema = z.object({
   environments: z.array(ThreadEnvironmentSchema),
   currentTurnId: z.string().nullable(),
   error: z.string().optional(),
+  runningElsewhere: RunningElsewhereSchema.optional().describe('Set when another server process runs the thread’s turn.'),
 });
 
 /** What the status tools need from the server. */
