@@ -67,6 +67,18 @@ function startTicksOf(pid: number | 'self'): number | undefined {
   }
 }
 
+/** `text` as JSON checked by `schema`; undefined when it is not JSON or does not match. */
+function parseJson<T>(schema: z.ZodType<T>, text: string): T | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = schema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
+
 /** Removes a file of our own (a draft, a takeover guard); one already gone is fine. */
 function removeQuietly(path: string): void {
   try {
@@ -224,18 +236,12 @@ export class ThreadLeases {
       return;
     }
     removeQuietly(path);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    const request = InterruptRequestSchema.safeParse(parsed);
-    if (!request.success) {
+    const request = parseJson(InterruptRequestSchema, text);
+    if (request === undefined) {
       this.#logger.warn('ignoring a malformed interrupt request', { path, text: text.slice(0, 200) });
       return;
     }
-    onInterrupt(threadId, request.data);
+    onInterrupt(threadId, request);
   }
 
   #interruptPathOf(threadId: string): string {
@@ -284,14 +290,7 @@ export class ThreadLeases {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    const holder = LeaseHolderSchema.safeParse(parsed);
-    return { text, holder: holder.success ? holder.data : undefined };
+    return { text, holder: parseJson(LeaseHolderSchema, text) };
   }
 
   /**
