@@ -222,7 +222,9 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     process.once('SIGINT', onSignal);
   });
   logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
-  if ((await closed) === 'client gone' && threads.liveTurnCount > 0) {
+  // Without a drain time the turns are interrupted below before the client is let go, so that by
+  // the time the client sees the server end, they are recorded.
+  if ((await closed) === 'client gone' && threads.liveTurnCount > 0 && limits.drainTimeoutMs > 0) {
     // Accepted turns outlive their client: they finish and are stored, for codex-status later.
     // The connection is closed first, so approvals they ask are denied at once instead of waiting.
     await server.close();
