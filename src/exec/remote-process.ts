@@ -201,6 +201,8 @@ export class RemoteProcess {
     const gap: GapState = { evicted: this.#evictedIn(covered, chunks, exit !== undefined, result.closed), exit };
     for (const chunk of chunks) {
       this.#explainGap(chunk.seq, chunk.stream, gap);
+      // A held notification may have carried this chunk already.
+      if (this.finished || chunk.seq <= this.#lastSeq) continue;
       this.#apply({ seq: chunk.seq, kind: 'output', stream: chunk.stream, data: Buffer.from(chunk.chunk, 'base64') });
     }
     this.#explainGap(result.closed ? covered : covered + 1, chunks[0]?.stream ?? 'stdout', gap);

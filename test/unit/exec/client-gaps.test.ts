@@ -178,6 +178,20 @@ test('a second gap found while a replay is in flight is filled after it, even wh
   expect(proc.finished).toBe(true);
 });
 
+test('output a replay repeats from held notifications is delivered once', async () => {
+  const proc = await start();
+  peer.output('p', 1, 'a');
+  peer.output('p', 3, 'c');
+  peer.output('p', 4, 'd');
+  const read = await peer.read(0);
+  read.answer.resolve(readResult([[2, 'b'], [3, 'c'], [4, 'd']], 5));
+  await settle(client);
+  peer.output('p', 5, 'e');
+  peer.exited('p', 6, 0);
+  peer.closed('p', 7);
+  expect((await proc.collect()).stdout.toString()).toBe('abcde');
+});
+
 test('a replay places the exit among trailing output instead of reporting its seq as lost output', async () => {
   const proc = await start();
   peer.output('p', 1, 'a');
