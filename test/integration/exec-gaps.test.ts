@@ -31,7 +31,7 @@ test('many concurrent short processes on a few websocket connections each report
   const dir = await tempDir('exec-gaps-');
   const clients = await Promise.all([0, 1].map(() => ExecClient.connect(websocketConnector(server.url))));
   try {
-    const count = 240;
+    const count = 120;
     const results = await Promise.all(
       Array.from({ length: count }, async (_, i) => {
         const client = clients[i % clients.length];
@@ -56,7 +56,7 @@ test('output and exits produced while the connection is down are replayed whole 
   const client = await ExecClient.connect(websocketConnector(`ws://127.0.0.1:${proxy.port}`));
   try {
     const go = join(dir.path, 'go');
-    const count = 40;
+    const count = 20;
     // Each prints `ready` and waits for the go file; then, while the connection is down, prints on
     // both streams and marks itself done. Even ones exit at once (only a replay can bring their
     // events); odd ones go on printing across the resume, so live notifications on the new
@@ -65,7 +65,7 @@ test('output and exits produced while the connection is down are replayed whole 
     const procs = await Promise.all(
       Array.from({ length: count }, (_, i) => {
         const loop = tail(i).length === 0 ? '' : `for k in $(seq 0 29); do echo line-$k; sleep 0.005; done; `;
-        return run(client, `echo ready-${i}; while [ ! -e go ]; do sleep 0.01; done; echo after-${i}; echo more-${i} >&2; touch done-${i}; ${loop}exit 3`, dir.path);
+        return run(client, `echo ready-${i}; while [ ! -e go ]; do sleep 0.05; done; echo after-${i}; echo more-${i} >&2; touch done-${i}; ${loop}exit 3`, dir.path);
       }),
     );
     // Everything before the drop arrives live.
