@@ -45,6 +45,11 @@ export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
 export const DEFAULT_RECONNECT_WINDOW_MS = 25_000;
 /** Pause between reconnect attempts. */
 const RECONNECT_INTERVAL_MS = 100;
+/**
+ * Long-poll of a replay whose previous answer brought nothing while events still wait behind a
+ * gap: the server is behind what it already notified, so wait for it instead of asking in a loop.
+ */
+const GAP_FILL_WAIT_MS = 1000;
 
 /** Produces fresh transports to one exec-server. */
 export interface ExecConnector {
@@ -336,23 +341,52 @@ export class ExecClient {
     this.#lost(this.#lastError);
   }
 
+  /**
+   * Replays what `handle` missed with `process/read`. One fill runs per process; a gap found while
+   * it runs is left to it: after each answer it reads again while events are still held behind a
+   * missing seq (an answer may have been computed before that gap existed), long-polling when the
+   * server had nothing newer, so a process's held events are never left waiting for a fill nobody
+   * requests.
+   */
   #fill(handle: RemoteProcess): void {
     if (this.#fills.has(handle.id)) return;
     this.#fills.add(handle.id);
     void (async () => {
       try {
+        let waitMs = 0;
         for (;;) {
           const afterSeq = handle.lastSeq;
-          const result = await this.request(ProcessRead, { processId: handle.id, afterSeq, waitMs: 0 });
+          const result = await this.request(ProcessRead, { processId: handle.id, afterSeq, waitMs });
           handle.acceptRead(result);
-          if (handle.finished || handle.lastSeq === afterSeq || result.chunks.length === 0) return;
+          if (handle.finished) return;
+          const progressed = handle.lastSeq !== afterSeq;
+          // Output came: there may be more. Otherwise stop unless events still wait behind a gap.
+          if (!(progressed && result.chunks.length > 0) && !handle.awaitingFill) return;
+          waitMs = progressed ? 0 : GAP_FILL_WAIT_MS;
         }
       } catch (error) {
-        this.#logger.debug('process/read replay failed', { process: handle.id, error: errorMessage(error) });
+        this.#fillFailed(handle, error);
       } finally {
         this.#fills.delete(handle.id);
       }
     })();
+  }
+
+  /**
+   * A replay failed. A lost connection is the reconnect's business (it fills every process again
+   * once resumed, or fails them all); anything else would leave the process's held events waiting
+   * forever, so the process fails with the reason instead.
+   */
+  #fillFailed(handle: RemoteProcess, error: unknown): void {
+    const connectionLost = error instanceof LocalError && error.code === LocalErrorCode.ConnectionClosed;
+    if (this.#closing || connectionLost || !handle.awaitingFill) {
+      this.#logger.debug('process/read replay failed', { process: handle.id, error: errorMessage(error) });
+      return;
+    }
+    this.#logger.warn('process/read replay failed; the process has missed events', { server: this.label, process: handle.id, error: errorMessage(error) });
+    handle.fail(
+      new LocalError(LocalErrorCode.ProtocolViolation, `events of process ${handle.id} on ${this.label} were missed and could not be replayed: ${errorMessage(error)}`, { cause: error }),
+    );
   }
 }
 

@@ -22,8 +22,18 @@ export interface RemoteProcessControl {
 
 type SeqEvent =
   | { seq: number; kind: 'output'; stream: OutputStream; data: Buffer }
-  | { seq: number; kind: 'exited'; exitCode: number; sandboxDenied?: boolean }
+  | ({ seq: number } & ExitEvent)
   | { seq: number; kind: 'closed' };
+
+type ExitEvent = { kind: 'exited'; exitCode: number; sandboxDenied?: boolean };
+
+/** What {@link RemoteProcess.acceptRead} knows about the seqs a replay covers but does not carry. */
+interface GapState {
+  /** Output seqs the server no longer retains; always the oldest of the range. */
+  evicted: number;
+  /** The exit, when the replay reports one not yet applied. */
+  exit: ExitEvent | undefined;
+}
 
 /**
  * A process started through an exec client. Notifications are applied strictly in `seq` order;
@@ -170,26 +180,89 @@ export class RemoteProcess {
     this.#applyHeld();
   }
 
-  /** @internal Applies a `process/read` result (a replay after `afterSeq`). */
+  /** @internal True while events are held behind a missing seq, waiting for a replay. */
+  get awaitingFill(): boolean {
+    return !this.finished && this.#held.size > 0;
+  }
+
+  /**
+   * @internal Applies a `process/read` result: a replay after `lastSeq`, read without a byte
+   * budget. The seqs it covers (up to `nextSeq - 1`) are its chunks, the exit unless already
+   * applied, `closed` (always the last) and output the server no longer retains. Retention drops
+   * the oldest output, so the first unexplained seqs are reported lost and a later missing one is
+   * the exit, which keeps its place among the output (trailing output may follow an exit).
+   */
   acceptRead(result: ProcessReadResult): void {
     if (this.finished) return;
-    for (const chunk of result.chunks) {
-      if (chunk.seq <= this.#lastSeq) continue;
-      if (chunk.seq > this.#lastSeq + 1) {
-        // The server evicted output we never saw.
-        this.#push({ kind: 'output', stream: chunk.stream, data: Buffer.from(`\n[output lost: events ${this.#lastSeq + 1}..${chunk.seq - 1} were evicted before they could be read]\n`) });
-      }
+    const covered = result.nextSeq - 1;
+    const chunks = result.chunks.filter((chunk) => chunk.seq > this.#lastSeq && chunk.seq <= covered);
+    const exit: ExitEvent | undefined =
+      result.exited && result.exitCode !== null && this.#exitCode === undefined ? { kind: 'exited', exitCode: result.exitCode, sandboxDenied: result.sandboxDenied === true } : undefined;
+    const gap: GapState = { evicted: this.#evictedIn(covered, chunks, exit !== undefined, result.closed), exit };
+    for (const chunk of chunks) {
+      this.#explainGap(chunk.seq, chunk.stream, gap);
+      // A held notification may have carried this chunk already.
+      if (this.finished || chunk.seq <= this.#lastSeq) continue;
       this.#apply({ seq: chunk.seq, kind: 'output', stream: chunk.stream, data: Buffer.from(chunk.chunk, 'base64') });
     }
-    const covered = result.nextSeq - 1;
-    if (result.exited && this.#exitCode === undefined && result.exitCode !== null) {
-      this.#exitCode = result.exitCode;
-      this.#sandboxDenied = result.sandboxDenied === true;
-      this.#push({ kind: 'exited', exitCode: result.exitCode });
-    }
-    if (covered > this.#lastSeq && !this.#held.has(this.#lastSeq + 1)) this.#lastSeq = covered;
-    if (result.closed) this.#apply({ seq: this.#lastSeq + 1, kind: 'closed' });
+    this.#explainGap(result.closed ? covered : covered + 1, chunks[0]?.stream ?? 'stdout', gap);
+    // An exit the accounting found no place for (a server counting seqs differently) still counts.
+    if (exit !== undefined && this.#exitCode === undefined) this.#apply({ seq: this.#lastSeq, ...exit });
+    if (result.closed) this.#apply({ seq: Math.max(covered, this.#lastSeq + 1), kind: 'closed' });
     this.#applyHeld();
+  }
+
+  /**
+   * Accounts for the seqs between `lastSeq` and `before` that neither a chunk nor a held event
+   * carries: evicted output first, then the exit; a seq nothing explains is skipped, since no
+   * replay could ever bring it. `state.evicted` counts down across calls; `stream` is the stream
+   * a lost-output marker is reported on.
+   */
+  #explainGap(before: number, stream: OutputStream, state: GapState): void {
+    for (;;) {
+      this.#applyHeld();
+      if (this.#closed) return;
+      // After applyHeld the next held seq (if any) is beyond lastSeq + 1: the gap ends there.
+      const nextHeld = this.#nextHeldSeq();
+      const end = nextHeld !== undefined && nextHeld < before ? nextHeld : before;
+      const missing = end - this.#lastSeq - 1;
+      if (missing <= 0) return;
+      if (state.evicted > 0) {
+        const lost = Math.min(state.evicted, missing);
+        state.evicted -= lost;
+        const first = this.#lastSeq + 1;
+        this.#lastSeq += lost;
+        this.#push({ kind: 'output', stream, data: Buffer.from(`\n[output lost: events ${first}..${this.#lastSeq} were evicted before they could be read]\n`) });
+      } else if (state.exit !== undefined && this.#exitCode === undefined) {
+        this.#apply({ seq: this.#lastSeq + 1, ...state.exit });
+      } else {
+        this.#lastSeq = end - 1;
+      }
+    }
+  }
+
+  /**
+   * How many output seqs up to `covered` the server no longer retains: those neither a chunk nor a
+   * held event carries, less the exit and `closed` when the replay reports them.
+   */
+  #evictedIn(covered: number, chunks: readonly { seq: number }[], exitPending: boolean, closed: boolean): number {
+    const carried = new Set(chunks.map((chunk) => chunk.seq));
+    let exitCarried = false;
+    let closedCarried = false;
+    for (const [seq, event] of this.#held) {
+      if (seq <= this.#lastSeq || seq > covered) continue;
+      carried.add(seq);
+      exitCarried ||= event.kind === 'exited';
+      closedCarried ||= event.kind === 'closed';
+    }
+    const unseen = covered - this.#lastSeq - carried.size - (exitPending && !exitCarried ? 1 : 0) - (closed && !closedCarried ? 1 : 0);
+    return Math.max(0, unseen);
+  }
+
+  #nextHeldSeq(): number | undefined {
+    let next: number | undefined;
+    for (const seq of this.#held.keys()) if (seq > this.#lastSeq && (next === undefined || seq < next)) next = seq;
+    return next;
   }
 
   /** @internal No more events will come (connection lost for good). */
