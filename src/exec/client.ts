@@ -202,6 +202,11 @@ export class ExecClient {
       terminate: async (id) => (await this.request(ProcessTerminate, { processId: id })).running,
     });
     handle.requestFill = () => this.#fill(handle);
+    // A finished process gets no more events: forget it, or a long-lived client would keep every
+    // process it ever started (and walk them all after each reconnect).
+    handle.onFinished = () => {
+      if (this.#processes.get(processId) === handle) this.#processes.delete(processId);
+    };
     this.#processes.set(processId, handle);
     try {
       const { sandbox, ...rest } = params;
@@ -268,7 +273,7 @@ export class ExecClient {
     this.#setState('closed');
     this.#reconnected?.reject(new LocalError(LocalErrorCode.ConnectionClosed, `client of ${this.label} closed`));
     await this.#attached.connection.close();
-    for (const handle of this.#processes.values()) handle.fail(connectionLostError(this.label));
+    for (const handle of [...this.#processes.values()]) handle.fail(connectionLostError(this.label));
   }
 
   async #current(): Promise<Attached> {
@@ -305,7 +310,7 @@ export class ExecClient {
     this.#setState('closed', error);
     this.#reconnected?.reject(error);
     this.#reconnected = undefined;
-    for (const handle of this.#processes.values()) handle.fail(error);
+    for (const handle of [...this.#processes.values()]) handle.fail(error);
   }
 
   async #reconnect(cause: Error): Promise<void> {

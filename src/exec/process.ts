@@ -16,6 +16,18 @@ export type ProcessEvent =
   | { kind: 'exited'; seq: number; exitCode: number; sandboxDenied: boolean }
   | { kind: 'closed'; seq: number };
 
+/**
+ * Node.js makes a child's stdin pipe a socket pair. A top-level bash (`SHLVL` unset or 0) whose
+ * stdin is a socket believes sshd or rshd started it and sources `/etc/bash.bashrc` and
+ * `~/.bashrc`: slow (pyenv, nvm, conda hooks) and able to change PATH behind the command's back.
+ * Codex's executor gives real pipes; to match it, such an environment says the shell is nested,
+ * which is all bash looks at. Any other `SHLVL` is left as it is.
+ */
+function asNestedShell(env: Record<string, string>): Record<string, string> {
+  const level = Number.parseInt(env.SHLVL ?? '', 10);
+  return Number.isNaN(level) || level < 1 ? { ...env, SHLVL: '1' } : env;
+}
+
 /** What to spawn; paths are native and already validated. */
 export interface SpawnSpec {
   /** The resolved executable. */
@@ -101,7 +113,7 @@ export class ManagedProcess {
     const child = spawnChild(spec.file, spec.argv.slice(1), {
       argv0: spec.arg0 ?? spec.argv[0],
       cwd: spec.cwd,
-      env: spec.env,
+      env: spec.pipeStdin ? asNestedShell(spec.env) : spec.env,
       stdio: [spec.pipeStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       detached: true,
     });

@@ -52,8 +52,11 @@ export class RemoteProcess {
   #sandboxDenied = false;
   #closed = false;
   #failure: Error | undefined;
-  #waiter: (() => void) | undefined;
+  /** Everyone waiting in {@link RemoteProcess.waitForEvents} (e.g. two `write_stdin` calls on one session). */
+  readonly #waiters = new Set<() => void>();
   #writeCounter = 0;
+  /** Set by the client: called once when `closed` or `failed` is queued (no event comes after). */
+  onFinished?: () => void;
   /** Set by the client: asks the server for what we missed since `lastSeq`. */
   requestFill?: (afterSeq: number) => void;
 
@@ -112,18 +115,18 @@ export class RemoteProcess {
       const done = (): void => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        if (this.#waiter === done) this.#waiter = undefined;
+        this.#waiters.delete(done);
         resolve();
       };
       const onAbort = (): void => {
         clearTimeout(timer);
-        if (this.#waiter === done) this.#waiter = undefined;
+        this.#waiters.delete(done);
         reject(abortReason(signal));
       };
       const timer = setTimeout(done, timeoutMs);
       timer.unref?.();
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#waiter = done;
+      this.#waiters.add(done);
     });
   }
 
@@ -316,7 +319,8 @@ export class RemoteProcess {
         }
       }
     }
-    this.#waiter?.();
+    for (const waiter of [...this.#waiters]) waiter();
+    if (event.kind === 'closed' || event.kind === 'failed') this.onFinished?.();
   }
 }
 

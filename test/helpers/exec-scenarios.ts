@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { ExecClient } from '../../src/exec/client.js';
@@ -133,6 +135,14 @@ export function execScenarios(name: string, connect: () => Promise<ExecPeer>): v
       });
       const lines = (await policed.collect()).stdout.toString().trim().split('\n').sort();
       expect(lines).toEqual(['FOO=bar', 'SET=yes']);
+    });
+
+    it('starts bash with a piped stdin as a plain non-interactive shell: ~/.bashrc is not read, even without SHLVL', async () => {
+      await writeFile(join(work.path, '.bashrc'), `touch ${join(work.path, 'bashrc-was-read')}\n`);
+      const shell = await peer.client.startProcess({ argv: ['/bin/bash', '-c', 'echo ran'], cwd: work.path, env: { HOME: work.path, PATH: '/usr/bin:/bin' }, tty: false, pipeStdin: true });
+      const { exitCode, stdout } = await shell.collect();
+      expect({ exitCode, stdout: stdout.toString() }).toEqual({ exitCode: 0, stdout: 'ran\n' });
+      expect(existsSync(join(work.path, 'bashrc-was-read'))).toBe(false);
     });
 
     it('reads, writes, lists, copies, canonicalizes and removes files', async () => {
