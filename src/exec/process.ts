@@ -48,6 +48,12 @@ export interface SpawnSpec {
 
 /** How long a confined process's exit waits for its output to drain, so the denial check sees it. */
 const SANDBOXED_EXIT_DRAIN_MS = 250;
+/**
+ * After a terminal's process exits, its last output can still be in the terminal's buffer, not yet
+ * read: `closed` waits until the terminal has been quiet for PTY_QUIET_MS, at most PTY_EXIT_DRAIN_MS.
+ */
+const PTY_QUIET_MS = 10;
+const PTY_EXIT_DRAIN_MS = 250;
 /** Bytes of recent output the denial check looks at. */
 const DENIAL_SCAN_BYTES = 16 * 1024;
 /** What confined programs print when the sandbox stopped them (lower case). */
@@ -89,6 +95,8 @@ export class ManagedProcess {
   #sandboxDenied = false;
   readonly #sandboxed: boolean;
   #closed = false;
+  /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
+  #lastOutputAt = 0;
   #child?: ChildProcess;
   #pty?: IPty;
   #stdinOpen: boolean;
@@ -165,10 +173,17 @@ export class ManagedProcess {
     const process = new ManagedProcess(pty.pid, spec, options);
     process.#pty = pty;
     pty.onData((data: string | Buffer) => process.#output('pty', typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
-    // node-pty reports exit once the terminal's output has drained, so closed follows at once.
     pty.onExit(({ exitCode, signal }) => {
       process.#exited(signal !== undefined && signal > 0 ? 128 + signal : exitCode);
-      process.#markClosed();
+      // Under load node-pty can report the exit before the terminal's last output was read.
+      const deadline = Date.now() + PTY_EXIT_DRAIN_MS;
+      const settle = (): void => {
+        const now = Date.now();
+        const quietFor = now - process.#lastOutputAt;
+        if (quietFor >= PTY_QUIET_MS || now >= deadline) process.#markClosed();
+        else setTimeout(settle, PTY_QUIET_MS - quietFor).unref();
+      };
+      setTimeout(settle, PTY_QUIET_MS).unref();
     });
     return process;
   }
@@ -307,6 +322,7 @@ export class ManagedProcess {
   }
 
   #output(stream: OutputStream, data: Buffer): void {
+    this.#lastOutputAt = Date.now();
     // Raw bytes are retained (base64 is made when sent or read): a third less memory.
     const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
     this.#retained.push(event);
