@@ -144,10 +144,15 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
     input.destroy();
     output.end(() => output.destroy());
   };
-  const code = await runMcpServer(argv, env, { input, output, clientGone, detach });
-  // An open IPC channel would keep this process alive.
-  if (process.connected) process.disconnect();
-  return code;
+  try {
+    return await runMcpServer(argv, env, { input, output, clientGone, detach });
+  } finally {
+    // The client's pipes and an open IPC channel would keep this process alive, also after a
+    // start-up error (a bad argument or config), which must reach the client as an exit.
+    input.destroy();
+    output.destroy();
+    if (process.connected) process.disconnect();
+  }
 }
 
 /**

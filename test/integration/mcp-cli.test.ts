@@ -13,6 +13,32 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 }
 
 describe('codex-multienv (MCP server process)', () => {
+  it('exits with 2 and says why on a bad argument or config while its stdin stays open, leaving no worker behind', async () => {
+    const home = await tempDir('mcp-cli-home-');
+    try {
+      for (const [args, message] of [
+        [['--bogus'], /error: Unknown option '--bogus'/],
+        [['-c', 'approval_policy="sometimes"'], /error: -c: approval_policy: expected one of untrusted, on-failure, on-request, never, got "sometimes"/],
+      ] as const) {
+        const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => child.once('close', (code) => resolve({ code, stderr })));
+        try {
+          const result = await withTimeout(exited, 10_000, `the server to exit after ${args.join(' ')}`);
+          expect(result.code).toBe(2);
+          expect(result.stderr).toMatch(message);
+          // 'close' means every holder of the client's pipes is gone: the worker too.
+        } finally {
+          child.stdin.destroy();
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        }
+      }
+    } finally {
+      await home.cleanup();
+    }
+  });
+
   it('exits with code 0 on SIGTERM while its stdin stays open', async () => {
     const home = await tempDir('mcp-cli-home-');
     const child = spawn(process.execPath, [CLI], { env: { ...process.env, CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'ignore'] });
