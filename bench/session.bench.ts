@@ -254,7 +254,7 @@ class TurnRunner {
  * The pid of the process that serves MCP and runs turns: the detached worker behind the relay
  * the client started (from the worker's ready log line).
  */
-function serverPid(mcp: McpHarness): number {
+function serverPid(mcp: McpHarness): Promise<number> {
   return mcp.workerPid();
 }
 
@@ -304,7 +304,7 @@ interface TurnFigures {
 /** (a)–(c): the four kinds of turn, interleaved so drift affects them alike. */
 async function turnFigures(mcp: McpHarness, work: string, box: string, boxServer: ListeningProcess): Promise<TurnFigures> {
   await addEnvironment(mcp, 'box', boxServer.url);
-  const pid = serverPid(mcp);
+  const pid = await serverPid(mcp);
   const boxPid = boxServer.child.pid;
   if (boxPid === undefined) throw new Error('the exec-server has no pid');
   const local = [{ id: 'local', cwd: work }];
@@ -376,7 +376,7 @@ interface MemoryFigures {
 async function memory(home: string, work: string): Promise<MemoryFigures> {
   const mcp = await startMcp(home, { env: serverEnv() });
   try {
-    const pid = serverPid(mcp);
+    const pid = await serverPid(mcp);
     await mcp.client.listTools();
     const idleMiB = await rssMiB(pid);
     const relayMiB = await rssMiB(relayPid(mcp));
@@ -402,7 +402,7 @@ interface ConcurrentRound {
 
 /** (f): {@link CONCURRENT_THREADS} threads at once, each {@link CALLS_PER_THREAD} commands across three environments. */
 async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }[], execServerPids: number[], label: string): Promise<ConcurrentRound[]> {
-  const pid = serverPid(mcp);
+  const pid = await serverPid(mcp);
   const environments = [{ id: 'local', cwd: work }, ...boxes.map((box, i) => ({ id: `box${i + 1}`, cwd: box.path }))];
   const ids = environments.map((env) => env.id);
   const rounds: ConcurrentRound[] = [];
@@ -478,9 +478,9 @@ async function main(): Promise<void> {
       const mcp = await startMcp(home.path, { env: serverEnv() });
       servers.push(mcp);
       // For attaching a profiler (e.g. `perf record -p`) to the measured server.
-      log(`MCP server pid ${serverPid(mcp)}`);
+      log(`MCP server pid ${await serverPid(mcp)}`);
       turns = await turnFigures(mcp, work.path, box1.path, ws1);
-      serverRssAfterTurns = await rssMiB(serverPid(mcp));
+      serverRssAfterTurns = await rssMiB(await serverPid(mcp));
       execServerRss = ws1.child.pid === undefined ? Number.NaN : await rssMiB(ws1.child.pid);
       await mcp.close();
     }

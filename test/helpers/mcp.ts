@@ -6,7 +6,7 @@ import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { CLI, tempDir } from './process.js';
+import { CLI, tempDir, waitFor } from './process.js';
 
 /** A running MCP server (our built CLI) with a connected SDK client. */
 export interface McpHarness {
@@ -17,12 +17,17 @@ export interface McpHarness {
   sent: unknown[];
   /** Resolves with the first message in `received` (already there or still to come) that matches; rejects after `timeoutMs` (default 20 s). */
   waitForReceived(predicate: (message: unknown) => boolean, what: string, timeoutMs?: number): Promise<unknown>;
-  /** What the server wrote on stderr. */
+  /** What the server wrote on stderr so far. */
   stderr: () => string;
+  /**
+   * Waits until stderr matches `pattern`. The worker's stderr reaches the client through the
+   * relay, so a line can arrive after an answer the worker sent later on stdout.
+   */
+  waitForStderr(pattern: RegExp, what: string): Promise<void>;
   /** The pid of the process the client started (the relay in front of the detached worker). */
   pid: number;
-  /** The pid of the worker serving this client, from its ready log line. */
-  workerPid: () => number;
+  /** The pid of the worker serving this client, from its ready log line (waited for). */
+  workerPid: () => Promise<number>;
   call(name: string, args: Record<string, unknown>, options?: { signal?: AbortSignal; progressToken?: string; onprogress?: (p: unknown) => void }): Promise<CallToolResult>;
   close(): Promise<void>;
 }
@@ -110,11 +115,12 @@ export async function startMcp(codexHome: string, options: { answer?: Elicitatio
       });
     },
     stderr: () => stderr,
+    waitForStderr: (pattern, what) => waitFor(() => pattern.test(stderr), `${what} on the server's stderr`),
     pid: transport.pid ?? -1,
-    workerPid: () => {
-      const match = /MCP server ready[^\n]*"pid":(\d+)/.exec(stderr);
-      if (match?.[1] === undefined) throw new Error(`no ready line with a pid on the server's stderr: ${stderr}`);
-      return Number(match[1]);
+    workerPid: async () => {
+      const ready = /MCP server ready[^\n]*"pid":(\d+)/;
+      await waitFor(() => ready.test(stderr), "the worker's ready line (with its pid) on the server's stderr");
+      return Number(ready.exec(stderr)?.[1]);
     },
     call: async (name, args, callOptions = {}) => {
       const result = await client.callTool(

@@ -313,7 +313,7 @@ describe('turns that outlive their call, and the status tools', () => {
       const started = await mcp.call('codex', { prompt: 'survive', cwd: work.path, waitMs: 0 });
       const threadId = threadIdOf(started);
       await model.waitForRequests(2);
-      const workerPid = mcp.workerPid();
+      const workerPid = await mcp.workerPid();
       expect(workerPid).not.toBe(mcp.pid);
 
       process.kill(mcp.pid, 'SIGKILL');
@@ -348,7 +348,7 @@ describe('turns that outlive their call, and the status tools', () => {
       steps.push(hold(release.promise, say('never seen')));
       const threadId = threadIdOf(await mcp.call('codex', { prompt: 'run away', cwd: work.path, waitMs: 0 }));
       await model.waitForRequests(1);
-      const workerPid = mcp.workerPid();
+      const workerPid = await mcp.workerPid();
       await mcp.close();
 
       mcp = await startMcp(home.path);
@@ -454,7 +454,7 @@ describe('turns that outlive their call, and the status tools', () => {
       await mcp.call('codex', { prompt: 'no log level', cwd: work.path });
       const messages = (): Json[] => mcp!.received.filter((m): m is Json => isRecord(m) && m.method === 'notifications/message').map((m) => m.params as Json);
       expect(messages().filter((m) => m.level === 'info' || m.level === 'debug')).toEqual([]);
-      expect(mcp.stderr()).toMatch(/thread started/);
+      await mcp.waitForStderr(/thread started/, 'the thread log line');
 
       await mcp.client.setLoggingLevel('debug');
       steps.push(say('loud'));
@@ -474,7 +474,7 @@ describe('turns that outlive their call, and the status tools', () => {
   describe('portable tool names', () => {
     it('publishes environment_add, environment_list, thread_list, turn_interrupt with --portable-tool-names, without the SDK name warning', async () => {
       mcp = await startMcp(home.path);
-      expect(mcp.stderr()).toMatch(/Tool name validation warning for "environment\/add"/);
+      await mcp.waitForStderr(/Tool name validation warning for "environment\/add"/, 'the SDK warning about the name');
       await mcp.close();
 
       mcp = await startMcp(home.path, { args: ['--portable-tool-names'] });
@@ -484,7 +484,8 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(list.isError).toBeFalsy();
       expect(structured(list).environments).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'local' })]));
       expect((await mcp.call('thread_list', {})).isError).toBeFalsy();
-      // The server is up and has listed its tools: any warning would have been printed by now.
+      // Warnings are printed when the tools are registered, before the ready line.
+      await mcp.waitForStderr(/MCP server ready/, 'the ready line');
       expect(mcp.stderr()).not.toMatch(/Tool name validation warning/);
       const bad = await mcp.call('environment_add', {});
       expect(textOf(bad)).toMatch(/^environment_add: /);
