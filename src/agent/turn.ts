@@ -128,10 +128,21 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
 
   // Recorded together: the store writes (and flushes) both in one go.
   await Promise.all([push(userMessage(params.environmentContext)), push(userMessage(params.prompt))]);
+  /**
+   * The last tool outputs, being written while the model already reads them: they are ours, not
+   * the user's, and a crash before they are on disk leaves calls that a reload answers as "effect
+   * unknown", as a crash during the tools would. Awaited before anything else is recorded and
+   * before the turn ends, so a failed write still fails the turn.
+   */
+  let outputsWritten: Promise<unknown> = Promise.resolve();
 
   for (let step = 1; ; step++) {
-    if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
+    if (params.signal.aborted) {
+      await outputsWritten;
+      return { status: 'interrupted', lastAgentMessage };
+    }
     if (step > params.maxSteps) {
+      await outputsWritten;
       return { status: 'failed', lastAgentMessage, error: `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)` };
     }
     params.emit({ type: 'model_request', step });
@@ -143,9 +154,11 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
         { signal: params.signal },
       ));
     } catch (error) {
+      await outputsWritten;
       if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
       return { status: 'failed', lastAgentMessage, error: `model request failed: ${errorMessage(error)}` };
     }
+    await outputsWritten;
 
     const calls: PendingCall[] = [];
     for (const item of output) {
@@ -196,13 +209,20 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
         return `${call.name} failed: ${errorMessage(error)}`;
       }
     });
-    // Every call gets its output, even when interrupted: the API rejects unanswered calls.
-    for (const [index, call] of calls.entries()) {
-      const output = results[index] ?? `${call.name} was not run`;
-      if (call.kind === 'function') await push({ type: 'function_call_output', call_id: call.callId, output });
-      else await push({ type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) });
+    // Every call gets its output, even when interrupted: the API rejects unanswered calls. All
+    // are appended at once, so the store writes them together.
+    outputsWritten = Promise.all(
+      calls.map((call, index) => {
+        const output = results[index] ?? `${call.name} was not run`;
+        return push(call.kind === 'function' ? { type: 'function_call_output', call_id: call.callId, output } : { type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) });
+      }),
+    );
+    // Awaited on every path below; until then a failure must not count as unhandled.
+    outputsWritten.catch(() => undefined);
+    if (aborted !== undefined || params.signal.aborted) {
+      await outputsWritten;
+      return { status: 'interrupted', lastAgentMessage };
     }
-    if (aborted !== undefined || params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
   }
 
   function invoke(call: PendingCall): Promise<ToolOutput> {

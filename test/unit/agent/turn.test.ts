@@ -1,0 +1,75 @@
+import { SessionApprovals, denyAllApprover } from '../../../src/agent/approvals.js';
+import { ThreadProcessTable } from '../../../src/agent/process-table.js';
+import type { AgentTool } from '../../../src/agent/tools/tool.js';
+import { runTurn, type ModelPort, type TurnParams } from '../../../src/agent/turn.js';
+import type { ResponseInputItem, ResponseOutputItem } from '../../../src/protocol/responses.js';
+
+/** A model that first calls `echo`, then answers; it records what each request carried. */
+function scriptedModel(seen: ResponseInputItem[][]): ModelPort {
+  const replies: ResponseOutputItem[][] = [
+    [{ type: 'function_call', call_id: 'call-1', name: 'echo', arguments: '{}' }],
+    [{ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'done' }] }],
+  ];
+  return {
+    respond: (request) => {
+      seen.push(request.input);
+      return Promise.resolve({ output: replies.shift() ?? [] });
+    },
+  };
+}
+
+const echo: AgentTool = { kind: 'function', name: 'echo', description: 'echo', parameters: { type: 'object' }, run: () => Promise.resolve('echoed') };
+
+function params(model: ModelPort, record: (item: ResponseInputItem) => Promise<void>): TurnParams {
+  return {
+    threadId: 't',
+    prompt: 'go',
+    model,
+    modelName: 'm',
+    instructions: [],
+    history: [],
+    environments: [],
+    environmentContext: '<environment_context/>',
+    tools: [echo],
+    toolContext: {
+      approvalPolicy: 'never',
+      approver: denyAllApprover,
+      sessionApprovals: new SessionApprovals(),
+      processes: new ThreadProcessTable(),
+      commandEnvironment: () => ({ envPolicy: { inherit: 'all', ignoreDefaultExcludes: false, exclude: [], set: {}, includeOnly: [] }, env: {} }),
+      sandbox: () => null,
+      allowLoginShell: false,
+      maxOutputTokens: 1000,
+    },
+    maxSteps: 5,
+    maxParallelToolCalls: 1,
+    signal: new AbortController().signal,
+    record,
+    emit: () => undefined,
+  };
+}
+
+describe('runTurn and the durability of tool outputs', () => {
+  it('sends the next model request while the tool output is being written, and ends only once it is written', async () => {
+    const seen: ResponseInputItem[][] = [];
+    let finishWrite!: () => void;
+    const outputWrite = new Promise<void>((resolve) => (finishWrite = resolve));
+    const record = (item: ResponseInputItem): Promise<void> => (item.type === 'function_call_output' ? outputWrite : Promise.resolve());
+    let ended = false;
+    const turn = runTurn(params(scriptedModel(seen), record)).finally(() => (ended = true));
+
+    while (seen.length < 2) await new Promise((resolve) => setImmediate(resolve));
+    expect(seen[1]?.at(-1)).toEqual({ type: 'function_call_output', call_id: 'call-1', output: 'echoed' });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(ended).toBe(false);
+
+    finishWrite();
+    expect(await turn).toEqual({ status: 'completed', lastAgentMessage: 'done' });
+  });
+
+  it('fails the turn when a tool output cannot be written', async () => {
+    const seen: ResponseInputItem[][] = [];
+    const record = (item: ResponseInputItem): Promise<void> => (item.type === 'function_call_output' ? Promise.reject(new Error('disk full')) : Promise.resolve());
+    await expect(runTurn(params(scriptedModel(seen), record))).rejects.toThrow('disk full');
+  });
+});
