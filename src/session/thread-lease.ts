@@ -40,11 +40,14 @@ export type InterruptRequest = z.infer<typeof InterruptRequestSchema>;
 
 /** A thread another live process is running a turn of; the MCP layer reports it with the id. */
 export class ThreadBusyError extends LocalError {
+  /** @param leasePath named when the holder is on another host, whose liveness cannot be checked from here */
   constructor(
     readonly threadId: string,
     readonly holder: LeaseHolder,
+    leasePath?: string,
   ) {
-    super(LocalErrorCode.Busy, `thread ${threadId} is running a turn in another codex-multienv process (${describeHolder(holder)}); its result is stored with the thread: follow it with codex-status, then continue the thread`);
+    const remote = leasePath !== undefined && holder.host !== hostname() ? `; if that host is gone for good, remove ${leasePath}` : '';
+    super(LocalErrorCode.Busy, `thread ${threadId} is running a turn in another codex-multienv process (${describeHolder(holder)}); its result is stored with the thread: follow it with codex-status, then continue the thread${remote}`);
   }
 }
 
@@ -163,7 +166,7 @@ export class ThreadLeases {
         const current = await this.#read(path);
         if (current === undefined) continue;
         if (current.holder !== undefined && (current.holder.host !== this.#self.host || isRunning(current.holder))) {
-          throw new ThreadBusyError(threadId, current.holder);
+          throw new ThreadBusyError(threadId, current.holder, path);
         }
         await this.#removeStale(path, current.text, draft);
       }

@@ -80,7 +80,7 @@ describe('ThreadLeases', () => {
     await writeLease('t4', JSON.stringify({ pid, host: 'elsewhere.example', since: '2026-01-01T00:00:00.000Z' }));
     await writeLease('t5', '{"pid": tor');
     const leases = new ThreadLeases({ dir });
-    await expect(leases.acquire('t4')).rejects.toThrow(/pid \d+ on elsewhere\.example/);
+    await expect(leases.acquire('t4')).rejects.toThrow(new RegExp(`pid \\d+ on elsewhere\\.example.*if that host is gone for good, remove ${join(dir, 't4.lease')}`));
     await leases.acquire('t5');
     expect(JSON.parse(await readFile(join(dir, 't5.lease'), 'utf8'))).toMatchObject({ pid: process.pid });
   });
