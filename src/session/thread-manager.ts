@@ -433,7 +433,8 @@ export class ThreadManager {
         lastActivity: summary?.updatedAt ?? holder.since,
         status: 'running',
         environments: summary?.error === undefined ? (summary?.environments ?? []) : [],
-        currentTurnId: null,
+        // The store's summaries can be a few seconds old: a turn started since is not known yet.
+        currentTurnId: summary?.error === undefined && summary?.lastStatus === 'incomplete' ? (summary.lastTurnId ?? null) : null,
         runningElsewhere: holder,
       });
     }

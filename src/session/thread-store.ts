@@ -87,6 +87,8 @@ export interface ThreadSummaryOk {
   environments: ThreadEnvironment[];
   /** Absent when the thread has no turn yet. */
   lastStatus?: ThreadSummaryStatus;
+  /** The last turn's id (the one `lastStatus` is about). */
+  lastTurnId?: string;
   error?: undefined;
 }
 
@@ -125,6 +127,7 @@ interface SummaryState {
   createdAt: string;
   environments: ThreadEnvironment[];
   lastStatus: ThreadSummaryStatus | undefined;
+  lastTurnId: string | undefined;
 }
 
 interface Line {
@@ -495,6 +498,7 @@ export class ThreadStore {
         else this.#summaries.delete(threadId);
         const summary: ThreadSummaryOk = { threadId, createdAt: state.createdAt, updatedAt, environments: state.environments };
         if (state.lastStatus !== undefined) summary.lastStatus = state.lastStatus;
+        if (state.lastTurnId !== undefined) summary.lastTurnId = state.lastTurnId;
         return summary;
       } finally {
         await handle.close();
@@ -529,12 +533,17 @@ async function fold(
     const parsed = parseLine(line, path);
     if (parsed.kind === 'header') {
       const header = checkHeader(parsed.record, threadId, path, []);
-      state = { ino, offset: 0, nextLine: 1, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined };
+      state = { ino, offset: 0, nextLine: 1, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined, lastTurnId: undefined };
     } else if (state !== undefined && parsed.kind === 'body') {
       const record = parsed.record;
       if (record.type === 'environments_changed') state.environments = record.environments;
-      else if (record.type === 'turn_started') state.lastStatus = 'incomplete';
-      else if (record.type === 'turn_completed') state.lastStatus = record.status;
+      else if (record.type === 'turn_started') {
+        state.lastStatus = 'incomplete';
+        state.lastTurnId = record.turnId;
+      } else if (record.type === 'turn_completed') {
+        state.lastStatus = record.status;
+        state.lastTurnId = record.turnId;
+      }
     }
     if (state === undefined) continue;
     if (line.terminated) {

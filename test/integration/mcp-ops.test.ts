@@ -322,7 +322,7 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(isAlive(workerPid)).toBe(true);
       expect(await status(mcp, { threadId })).toMatchObject({ status: 'running', runningElsewhere: { pid: workerPid } });
       const listed = structured(await mcp.call('thread/list', {}));
-      expect(listed.threads).toEqual(expect.arrayContaining([expect.objectContaining({ threadId, status: 'running', runningElsewhere: expect.objectContaining({ pid: workerPid }) })]));
+      expect(listed.threads).toEqual(expect.arrayContaining([expect.objectContaining({ threadId, status: 'running', currentTurnId: structured(started).turnId, runningElsewhere: expect.objectContaining({ pid: workerPid }) })]));
 
       // Writing the thread here now would interleave with the worker's records: refused, clearly.
       const busy = await mcp.call('codex-reply', { threadId, prompt: 'too early' });

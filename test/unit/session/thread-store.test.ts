@@ -318,9 +318,10 @@ describe('ThreadStore', () => {
       updatedAt: expect.any(String),
       environments: [{ id: 'remote', cwd: '/srv' }],
       lastStatus: 'failed',
+      lastTurnId: 'u1',
     });
     expect(summaries.get('fresh')).toEqual({ threadId: 'fresh', createdAt: AT, updatedAt: expect.any(String), environments: [{ id: 'local', cwd: '/work' }] });
-    expect(summaries.get('running')).toMatchObject({ lastStatus: 'incomplete' });
+    expect(summaries.get('running')).toMatchObject({ lastStatus: 'incomplete', lastTurnId: 'u1' });
     expect(summaries.get('broken')).toEqual({ threadId: 'broken', updatedAt: expect.any(String), error: expect.stringContaining('line 1') });
 
     // A later listing sees what was appended since.
