@@ -32,6 +32,9 @@ export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
 /** How an interrupt request file is named: `<threadId>.interrupt`. */
 const INTERRUPT_SUFFIX = '.interrupt';
 
+/** How often a lease holder looks for interrupt requests besides watching for them. */
+const INTERRUPT_POLL_MS = 1_000;
+
 /** What an interrupt request file holds: which turn to stop, and why. */
 const InterruptRequestSchema = z.object({ turnId: z.string(), reason: z.string() });
 
@@ -123,6 +126,7 @@ export class ThreadLeases {
   #dirReady = false;
   readonly #onInterrupt: ((threadId: string, request: InterruptRequest) => void) | undefined;
   #watcher: FSWatcher | undefined;
+  #poll: NodeJS.Timeout | undefined;
 
   /**
    * @param options.dir the threads folder
@@ -191,6 +195,8 @@ export class ThreadLeases {
     for (const threadId of [...this.#held]) this.release(threadId);
     this.#watcher?.close();
     this.#watcher = undefined;
+    clearInterval(this.#poll);
+    this.#poll = undefined;
   }
 
   /**
@@ -209,10 +215,17 @@ export class ThreadLeases {
     }
   }
 
-  /** Watches the folder for interrupt requests addressed to threads this process holds. */
+  /**
+   * Watches the folder for interrupt requests addressed to threads this process holds, and looks
+   * for them every INTERRUPT_POLL_MS too: file events can be missed (an overflowing inotify queue)
+   * or never come (a folder shared over NFS, where the requester may be another host).
+   */
   #watch(): void {
     const onInterrupt = this.#onInterrupt;
     if (onInterrupt === undefined || this.#watcher !== undefined) return;
+    this.#poll ??= setInterval(() => {
+      for (const threadId of this.#held) this.#takeInterrupt(threadId, onInterrupt);
+    }, INTERRUPT_POLL_MS).unref();
     try {
       this.#watcher = watch(this.#dir, (_event, name) => {
         if (name === null || !name.endsWith(INTERRUPT_SUFFIX)) return;
