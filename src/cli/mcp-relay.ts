@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fstatSync } from 'node:fs';
+import { constants } from 'node:os';
 
 /**
  * The MCP server's turns must outlive the process the client started: clients stop their server
@@ -28,8 +29,6 @@ function isDetachedMessage(message: unknown): boolean {
 /** Exit status the relay reports for a worker that could not be started. */
 const START_FAILED = 2;
 
-/** How the worker was killed, as a shell reports it (128 + signal number). */
-const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 129, SIGINT: 130, SIGKILL: 137, SIGTERM: 143 };
 
 /** True for a pipe or socket: what an MCP client gives its server. A terminal or a file is not. */
 function isPipeLike(fd: number): boolean {
@@ -86,7 +85,8 @@ export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS
     });
     worker.once('exit', (code, signal) => {
       // Let the worker's last stderr lines through before reporting its status.
-      const status = code ?? (signal === null ? START_FAILED : (SIGNAL_EXIT[signal] ?? 128));
+      // Killed by a signal: reported as a shell does, 128 + the signal's number.
+      const status = code ?? (signal === null ? START_FAILED : 128 + constants.signals[signal]);
       if (worker.stderr === null || worker.stderr.readableEnded) finish(status);
       else worker.stderr.once('close', () => finish(status));
     });

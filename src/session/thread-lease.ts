@@ -154,7 +154,7 @@ export class ThreadLeases {
       this.#watch();
     }
     // A request left from an earlier turn must not stop the next one.
-    removeQuietly(this.#interruptPathOf(threadId));
+    removeQuietly(this.#pathOf(threadId, INTERRUPT_SUFFIX));
     const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
     // The nonce makes every lease's text unique, which is how a stale one is recognized.
     writeFileSync(draft, JSON.stringify({ ...this.#self, since: new Date().toISOString(), nonce: randomUUID() }), { mode: 0o600 });
@@ -204,7 +204,7 @@ export class ThreadLeases {
    * watches (written whole, then renamed into place). Its holder removes it once seen.
    */
   requestInterrupt(threadId: string, request: InterruptRequest): void {
-    const path = this.#interruptPathOf(threadId);
+    const path = this.#pathOf(threadId, INTERRUPT_SUFFIX);
     const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
     writeFileSync(draft, JSON.stringify(request), { mode: 0o600 });
     try {
@@ -244,7 +244,7 @@ export class ThreadLeases {
   }
 
   #takeInterrupt(threadId: string, onInterrupt: (threadId: string, request: InterruptRequest) => void): void {
-    const path = this.#interruptPathOf(threadId);
+    const path = this.#pathOf(threadId, INTERRUPT_SUFFIX);
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
@@ -260,9 +260,6 @@ export class ThreadLeases {
     onInterrupt(threadId, request);
   }
 
-  #interruptPathOf(threadId: string): string {
-    return `${this.#pathOf(threadId).slice(0, -LEASE_SUFFIX.length)}${INTERRUPT_SUFFIX}`;
-  }
 
   /** The live process other than this one that holds the thread's lease, if any. */
   async holderElsewhere(threadId: string): Promise<LeaseHolder | undefined> {
@@ -292,9 +289,9 @@ export class ThreadLeases {
     return held;
   }
 
-  #pathOf(threadId: string): string {
+  #pathOf(threadId: string, suffix = LEASE_SUFFIX): string {
     if (!THREAD_ID_PATTERN.test(threadId)) throw new LocalError(LocalErrorCode.InvalidArgument, `invalid thread id ${JSON.stringify(threadId)}`);
-    return join(this.#dir, `${threadId}${LEASE_SUFFIX}`);
+    return join(this.#dir, `${threadId}${suffix}`);
   }
 
   /** The lease file's text and holder (undefined holder: unreadable, e.g. damaged); undefined when there is none. */

@@ -18,6 +18,7 @@ import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
 import { THREAD_ID_PATTERN, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
+import { sleep } from '../util/abort.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
@@ -424,22 +425,10 @@ export class ThreadManager {
   /** Every thread, loaded or stored, most recent activity first. */
   async list(): Promise<ThreadListEntry[]> {
     const entries = new Map<string, ThreadListEntry>();
-    const elsewhere = await this.#leases.heldElsewhere();
-    for (const [threadId, holder] of elsewhere) {
-      const summary = (await this.#storedSummaries()).find((candidate) => candidate.threadId === threadId);
-      entries.set(threadId, {
-        threadId,
-        createdAt: summary?.error === undefined ? (summary?.createdAt ?? null) : null,
-        lastActivity: summary?.updatedAt ?? holder.since,
-        status: 'running',
-        environments: summary?.error === undefined ? (summary?.environments ?? []) : [],
-        // The store's summaries can be a few seconds old: a turn started since is not known yet.
-        currentTurnId: summary?.error === undefined && summary?.lastStatus === 'incomplete' ? (summary.lastTurnId ?? null) : null,
-        runningElsewhere: holder,
-      });
-    }
+    const [elsewhere, stored] = await Promise.all([this.#leases.heldElsewhere(), this.#storedSummaries()]);
     for (const thread of this.#threads.values()) {
-      if (entries.has(thread.id)) continue;
+      // Another process runs it now: what this process holds in memory is behind.
+      if (elsewhere.has(thread.id)) continue;
       const current = thread.live[0];
       entries.set(thread.id, {
         threadId: thread.id,
@@ -450,20 +439,24 @@ export class ThreadManager {
         currentTurnId: current?.turnId ?? null,
       });
     }
-    for (const summary of await this.#storedSummaries()) {
+    for (const summary of stored) {
       if (entries.has(summary.threadId)) continue;
-      if (summary.error !== undefined) {
-        entries.set(summary.threadId, { threadId: summary.threadId, createdAt: null, lastActivity: summary.updatedAt, status: 'failed', environments: [], currentTurnId: null, error: summary.error });
-        continue;
-      }
+      const holder = elsewhere.get(summary.threadId);
+      const ok = summary.error === undefined ? summary : undefined;
       entries.set(summary.threadId, {
         threadId: summary.threadId,
-        createdAt: summary.createdAt,
+        createdAt: ok?.createdAt ?? null,
         lastActivity: summary.updatedAt,
-        status: summary.lastStatus === 'failed' ? 'failed' : 'idle',
-        environments: summary.environments,
-        currentTurnId: null,
+        status: holder !== undefined ? 'running' : ok === undefined || ok.lastStatus === 'failed' ? 'failed' : 'idle',
+        environments: ok?.environments ?? [],
+        // The store's summaries can be a few seconds old: a turn started since is not known yet.
+        currentTurnId: holder !== undefined && ok?.lastStatus === 'incomplete' ? (ok.lastTurnId ?? null) : null,
+        ...(holder === undefined ? (ok === undefined ? { error: summary.error } : {}) : { runningElsewhere: holder }),
       });
+    }
+    // Held elsewhere but not in the (cached) summaries yet.
+    for (const [threadId, holder] of elsewhere) {
+      if (!entries.has(threadId)) entries.set(threadId, { threadId, createdAt: null, lastActivity: holder.since, status: 'running', environments: [], currentTurnId: null, runningElsewhere: holder });
     }
     return [...entries.values()].sort((a, b) => b.lastActivity.localeCompare(a.lastActivity) || a.threadId.localeCompare(b.threadId));
   }
@@ -528,7 +521,8 @@ export class ThreadManager {
       if ((await this.#leases.holderElsewhere(threadId)) === undefined) return true;
       const left = deadline - Date.now();
       if (left <= 0 || signal?.aborted === true) return false;
-      if (!(await settlesWithin(new Promise((resolve) => setTimeout(resolve, Math.min(LEASE_POLL_MS, left)).unref()), left + 1, signal))) return false;
+      // An aborted wait just ends the wait (false), as settlesWithin does.
+      if (!(await sleep(Math.min(LEASE_POLL_MS, left), signal).then(() => true, () => false))) return false;
     }
   }
 

@@ -4,6 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ThreadBusyError, ThreadLeases } from '../../../src/session/thread-lease.js';
 import { LocalErrorCode } from '../../../src/util/errors.js';
+import { waitFor } from '../../helpers/process.js';
 
 let dir: string;
 
@@ -21,11 +22,6 @@ async function deadPid(): Promise<number> {
   await new Promise((resolve) => child.once('exit', resolve));
   if (child.pid === undefined) throw new Error('no pid');
   return child.pid;
-}
-
-/** Resolves once `condition` holds (checked on every event-loop turn); the test's timeout bounds it. */
-async function waitUntil(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
 }
 
 async function writeLease(threadId: string, content: string): Promise<void> {
@@ -96,7 +92,7 @@ describe('ThreadLeases', () => {
     const other = new ThreadLeases({ dir });
     await holder.acquire('t7');
     other.requestInterrupt('t7', { turnId: 'turn-1', reason: 'stop it' });
-    await waitUntil(() => seen.length > 0);
+    await waitFor(() => seen.length > 0, 'the interrupt request to reach its holder');
     expect(seen).toEqual([['t7', { turnId: 'turn-1', reason: 'stop it' }]]);
     expect((await readdir(dir)).filter((name) => name.endsWith('.interrupt'))).toEqual([]);
 
