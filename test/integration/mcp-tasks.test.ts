@@ -89,7 +89,9 @@ describe('MCP Tasks and approvals', () => {
     const waiting = await getTask(mcp, taskId);
     expect(waiting.status).toBe('input_required');
     expect(waiting.statusMessage).toMatch(/^thread \S+, turn \S+: waiting for approval: Allow Codex to run /);
-    expect(waiting.statusMessage).toContain(`\`/bin/bash -c 'touch approved.txt'\` in environment \`local\` with working directory \`${work.path}\`? Answer the elicitation/create request related to this task.`);
+    // The shell is the server's $SHELL, or /bin/sh when it has none (as on CI).
+    const shell = process.env.SHELL !== undefined && process.env.SHELL !== '' ? process.env.SHELL : '/bin/sh';
+    expect(waiting.statusMessage).toContain(`\`${shell} -c 'touch approved.txt'\` in environment \`local\` with working directory \`${work.path}\`? Answer the elicitation/create request related to this task.`);
     await waitFor(() => statusNotifications(mcp!, taskId).some((n) => n.status === 'input_required'), 'an input_required status notification');
 
     approval.release();
