@@ -4,8 +4,11 @@ import {
   type ResponseOutputItem,
   type ToolSpec,
 } from '../protocol/responses.js';
+import type { CompactionReason } from '../protocol/thread.js';
+import { isContextWindowExceeded } from '../model/errors.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { compactHistory, inputMessage } from './compact.js';
 import { TurnAbortedError } from './errors.js';
 import { ToolError, type AgentTool, type ToolContext, type ToolOutput, type TurnEnvironment } from './tools/tool.js';
 
@@ -14,7 +17,17 @@ export interface ModelPort {
   respond(
     request: { model: string; input: ResponseInputItem[]; tools: ToolSpec[]; parallelToolCalls: boolean; reasoning?: { effort?: string; summary?: string } },
     options: { signal: AbortSignal; onTextDelta?: (delta: string) => void },
-  ): Promise<{ output: ResponseOutputItem[] }>;
+  ): Promise<{ output: ResponseOutputItem[]; usage?: { totalTokens: number } }>;
+}
+
+/** A compaction the turn made, for the caller to record and apply to the thread. */
+export interface HistoryReplacement {
+  reason: CompactionReason;
+  /** The history from now on. */
+  history: ResponseInputItem[];
+  summary: string;
+  /** How many items it replaces. */
+  replacedItems: number;
 }
 
 /** What happened during a turn, for progress notifications and event streams. */
@@ -33,6 +46,8 @@ export interface TurnResult {
   status: TurnStatus;
   lastAgentMessage: string | null;
   error?: string;
+  /** Tokens the last model request of the turn used (input and output), when the provider said. */
+  contextTokens?: number;
 }
 
 /** The tool context without the per-call and per-turn parts the loop fills in. */
@@ -62,6 +77,17 @@ export interface TurnParams {
   signal: AbortSignal;
   /** Persists one new item and appends it to the thread's history; called in order. */
   record(item: ResponseInputItem): Promise<void>;
+  /** When and how the history is compacted (see `compact.ts`). */
+  compaction: {
+    /** Compact before a request once the previous one used this many tokens; none: only on a context-window error. */
+    tokenLimit: number | undefined;
+    /** The summarizing instructions. */
+    prompt: string;
+    /** Tokens the thread's last request used, from its previous turn. */
+    contextTokens: number | undefined;
+  };
+  /** Persists a compaction and replaces the thread's history with its result; called between items. */
+  replaceHistory(replacement: HistoryReplacement): Promise<void>;
   emit(event: TurnEvent): void;
   logger?: Logger;
 }
@@ -90,10 +116,6 @@ function textOf(output: ToolOutput): string {
   return output.map((part) => (part.type === 'input_text' ? part.text : '[image]')).join('\n');
 }
 
-function userMessage(text: string): ResponseInputItem {
-  return { type: 'message', role: 'user', content: [{ type: 'input_text', text }] };
-}
-
 function environmentLookup(environments: readonly TurnEnvironment[]): (id: string | undefined) => TurnEnvironment {
   return (id) => {
     if (environments.length === 0) {
@@ -116,18 +138,23 @@ function environmentLookup(environments: readonly TurnEnvironment[]): (id: strin
  */
 export async function runTurn(params: TurnParams): Promise<TurnResult> {
   const logger = params.logger ?? silentLogger;
-  const items: ResponseInputItem[] = [...params.history];
+  let items: ResponseInputItem[] = [...params.history];
   const byName = new Map(params.tools.map((tool) => [tool.name, tool]));
   const specs = toolSpecs(params.tools);
   const environment = environmentLookup(params.environments);
+  let contextTokens = params.compaction.contextTokens;
+  /** Items added since the last compaction: compacting again without any would only summarize the summary. */
+  let newItems = items.length;
   const push = async (item: ResponseInputItem): Promise<void> => {
     items.push(item);
+    newItems++;
     await params.record(item);
   };
   let lastAgentMessage: string | null = null;
+  const ended = (result: TurnResult): TurnResult => (contextTokens === undefined ? result : { ...result, contextTokens });
 
   // Recorded together: the store writes (and flushes) both in one go.
-  await Promise.all([push(userMessage(params.environmentContext)), push(userMessage(params.prompt))]);
+  await Promise.all([push(inputMessage('user', params.environmentContext)), push(inputMessage('user', params.prompt))]);
   /**
    * The last tool outputs, being written while the model already reads them: they are ours, not
    * the user's, and a crash before they are on disk leaves calls that a reload answers as "effect
@@ -136,27 +163,67 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
    */
   let outputsWritten: Promise<unknown> = Promise.resolve();
 
+  const developer = params.instructions.map((text) => inputMessage('developer', text));
+  const request = async (): Promise<ResponseOutputItem[]> => {
+    const response = await params.model.respond(
+      { model: params.modelName, input: [...developer, ...items], tools: specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning },
+      { signal: params.signal },
+    );
+    if (response.usage !== undefined) contextTokens = response.usage.totalTokens;
+    return response.output;
+  };
+  /** Summarizes the history and replaces it; the caller has awaited every pending write. */
+  const compact = async (reason: CompactionReason): Promise<void> => {
+    const before = items.length;
+    params.emit({ type: 'progress', message: `compacting the conversation (${before} items${contextTokens === undefined ? '' : `, ${contextTokens} tokens`})` });
+    const result = await compactHistory({ model: params.model, modelName: params.modelName, reasoning: params.reasoning, instructions: params.instructions, items, prompt: params.compaction.prompt, signal: params.signal });
+    await params.replaceHistory({ reason, history: result.history, summary: result.summary, replacedItems: before });
+    items = [...result.history];
+    newItems = 0;
+    contextTokens = undefined;
+    const trimmed = result.trimmed === 0 ? '' : ` (the ${result.trimmed} oldest items did not fit the summarizing request either and are only in the thread file)`;
+    params.emit({ type: 'progress', message: `conversation compacted: ${before} items replaced by ${items.length}${trimmed}` });
+    logger.info('conversation compacted', { thread: params.threadId, reason, replacedItems: before, items: items.length, trimmed: result.trimmed });
+  };
+
   for (let step = 1; ; step++) {
     if (params.signal.aborted) {
       await outputsWritten;
-      return { status: 'interrupted', lastAgentMessage };
+      return ended({ status: 'interrupted', lastAgentMessage });
     }
     if (step > params.maxSteps) {
       await outputsWritten;
-      return { status: 'failed', lastAgentMessage, error: `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)` };
+      return ended({ status: 'failed', lastAgentMessage, error: `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)` });
+    }
+    const limit = params.compaction.tokenLimit;
+    if (limit !== undefined && contextTokens !== undefined && contextTokens >= limit && newItems > 0) {
+      await outputsWritten;
+      try {
+        await compact('token_limit');
+      } catch (error) {
+        if (params.signal.aborted) return ended({ status: 'interrupted', lastAgentMessage });
+        // The history still fits below the window; a request that does not is compacted then.
+        logger.warn('compacting the conversation failed; continuing with the whole history', { thread: params.threadId, error: errorMessage(error) });
+        params.emit({ type: 'progress', message: `compacting the conversation failed (${errorMessage(error)}); continuing with the whole history` });
+        contextTokens = undefined;
+      }
     }
     params.emit({ type: 'model_request', step });
     let output: ResponseOutputItem[];
     try {
-      const developer = params.instructions.map((text): ResponseInputItem => ({ type: 'message', role: 'developer', content: [{ type: 'input_text', text }] }));
-      ({ output } = await params.model.respond(
-        { model: params.modelName, input: [...developer, ...items], tools: specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning },
-        { signal: params.signal },
-      ));
+      output = await request();
     } catch (error) {
       await outputsWritten;
-      if (params.signal.aborted) return { status: 'interrupted', lastAgentMessage };
-      return { status: 'failed', lastAgentMessage, error: `model request failed: ${errorMessage(error)}` };
+      if (params.signal.aborted) return ended({ status: 'interrupted', lastAgentMessage });
+      if (!isContextWindowExceeded(error) || newItems === 0) return ended({ status: 'failed', lastAgentMessage, error: `model request failed: ${errorMessage(error)}` });
+      // The history outgrew the model's context window: summarize it, then ask again, once.
+      try {
+        await compact('context_window_exceeded');
+        output = await request();
+      } catch (retryError) {
+        if (params.signal.aborted) return ended({ status: 'interrupted', lastAgentMessage });
+        return ended({ status: 'failed', lastAgentMessage, error: `the conversation exceeds the model's context window and compacting it did not help: ${errorMessage(retryError)}` });
+      }
     }
     await outputsWritten;
 
@@ -188,7 +255,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
           break;
       }
     }
-    if (calls.length === 0) return { status: 'completed', lastAgentMessage };
+    if (calls.length === 0) return ended({ status: 'completed', lastAgentMessage });
 
     let aborted: TurnAbortedError | undefined;
     const results = await runBounded(calls, params.maxParallelToolCalls, async (call) => {
@@ -221,7 +288,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
     outputsWritten.catch(() => undefined);
     if (aborted !== undefined || params.signal.aborted) {
       await outputsWritten;
-      return { status: 'interrupted', lastAgentMessage };
+      return ended({ status: 'interrupted', lastAgentMessage });
     }
   }
 

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { parseMcpServers } from '../config/mcp-servers.js';
+import { autoCompactTokenLimit } from '../model/context-window.js';
 import { ModelClient } from '../model/client.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
@@ -80,6 +81,7 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
     ...(config.baseInstructions ?? fileInstructions) === undefined ? {} : { baseInstructions: config.baseInstructions ?? fileInstructions },
     ...(config.developerInstructions === undefined ? {} : { developerInstructions: config.developerInstructions }),
     ...(config.compactPrompt === undefined ? {} : { compactPrompt: config.compactPrompt }),
+    autoCompactTokenLimit: autoCompactTokenLimit(config.model, { contextWindow: config.modelContextWindow, limit: config.modelAutoCompactTokenLimit }),
     shellEnvironmentPolicy: { inherit: policy.inherit, ignoreDefaultExcludes: policy.ignoreDefaultExcludes, exclude: policy.exclude, set: policy.set, includeOnly: policy.includeOnly },
     permissions: defaultPermissions(config, call),
     permissionProfile: (name) => config.permissionProfiles.get(name),

@@ -604,6 +604,8 @@ function configSchema(context: SchemaContext) {
       experimental_instructions_file: absolutePath(['experimental_instructions_file'], context).optional(),
       developer_instructions: z.string().optional(),
       compact_prompt: z.string().optional(),
+      model_context_window: z.number().int().positive().optional(),
+      model_auto_compact_token_limit: z.number().int().positive().optional(),
       features: z.record(z.string(), z.boolean()).default({}),
       multienv: MultienvTomlSchema(context),
       // Passed through raw for later modules.
@@ -631,8 +633,6 @@ function configSchema(context: SchemaContext) {
       tools: passthrough,
       trust_level: passthrough,
       windows_wsl_setup_acknowledged: passthrough,
-      model_context_window: passthrough,
-      model_auto_compact_token_limit: passthrough,
       preferred_auth_method: passthrough,
       cli_auth_credentials_store: passthrough,
       forced_login_method: passthrough,
@@ -691,6 +691,13 @@ function configSchema(context: SchemaContext) {
         developerInstructions: raw.developer_instructions,
         /** `compact_prompt`: prompt used when compacting the conversation. */
         compactPrompt: raw.compact_prompt,
+        /** `model_context_window`: tokens the model accepts; none means the built-in value for known models. */
+        modelContextWindow: raw.model_context_window,
+        /**
+         * `model_auto_compact_token_limit`: compact the history once a request used this many
+         * tokens; none means 90% of the context window, when it is known.
+         */
+        modelAutoCompactTokenLimit: raw.model_auto_compact_token_limit,
         /** `[features]`: feature name → enabled; unknown names are kept. @default {} */
         features: raw.features,
         /** `[mcp_servers]`, raw, for the MCP client module. */

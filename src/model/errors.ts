@@ -165,6 +165,17 @@ export class ModelStreamError extends ModelError {
   }
 }
 
+/** The error code the Responses API gives a request whose input does not fit the model's context window. */
+export const CONTEXT_LENGTH_EXCEEDED_CODE = 'context_length_exceeded';
+
+/**
+ * True when the model refused the request because its input exceeds the context window: an HTTP
+ * error or a `response.failed` / `error` event with the code {@link CONTEXT_LENGTH_EXCEEDED_CODE}.
+ */
+export function isContextWindowExceeded(error: unknown): boolean {
+  return (error instanceof ModelApiError || error instanceof ModelStreamError) && error.code === CONTEXT_LENGTH_EXCEEDED_CODE;
+}
+
 /** Longest API message kept in an error; some proxies answer with whole HTML pages. */
 const MAX_API_MESSAGE_CHARS = 2_000;
 

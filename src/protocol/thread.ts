@@ -136,12 +136,37 @@ export const EnvironmentsChangedRecordSchema = z.object({
 /** The sticky environment selection changed. */
 export type EnvironmentsChangedRecord = z.infer<typeof EnvironmentsChangedRecordSchema>;
 
+/** Why a thread's history was compacted. */
+export const CompactionReasonSchema = z.enum(['token_limit', 'context_window_exceeded']);
+/** Why a thread's history was compacted. */
+export type CompactionReason = z.infer<typeof CompactionReasonSchema>;
+
+/**
+ * The history was compacted: later requests send `history` instead of every item before this
+ * record. The items it replaces stay in the file above it (nothing is dropped from the file).
+ */
+export const CompactedRecordSchema = z.object({
+  type: z.literal('compacted'),
+  at: Timestamp,
+  turnId: z.string().min(1),
+  reason: CompactionReasonSchema,
+  /** How many history items the compaction replaced. */
+  replacedItems: z.number().int().nonnegative(),
+  /** The model's summary of the replaced conversation (also inside `history`). */
+  summary: z.string(),
+  /** The history from here on, as sent to the model. */
+  history: z.array(PersistedItemSchema),
+});
+/** The history was compacted. */
+export type CompactedRecord = z.infer<typeof CompactedRecordSchema>;
+
 /** Any record after the header. */
 export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   TurnStartedRecordSchema,
   ItemRecordSchema,
   TurnCompletedRecordSchema,
   EnvironmentsChangedRecordSchema,
+  CompactedRecordSchema,
 ]);
 /** Any record after the header. */
 export type ThreadBodyRecord = z.infer<typeof ThreadBodyRecordSchema>;
@@ -157,6 +182,7 @@ export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
   'item',
   'turn_completed',
   'environments_changed',
+  'compacted',
 ];
 
 /** The minimum every line must be: an object with a string `type`, checked before the record schema. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import PQueue from 'p-queue';
+import { DEFAULT_COMPACT_PROMPT } from '../agent/compact.js';
 import { SessionApprovals, type ApprovalPolicy, type Approver } from '../agent/approvals.js';
 import { BASE_INSTRUCTIONS, environmentContextMessage } from '../agent/instructions.js';
 import { ThreadProcessTable } from '../agent/process-table.js';
@@ -89,6 +90,8 @@ export interface ResolvedThreadSettings {
   baseInstructions?: string;
   developerInstructions?: string;
   compactPrompt?: string;
+  /** Compact the history once a request used this many tokens; none: only when the context window is exceeded. */
+  autoCompactTokenLimit?: number | undefined;
   shellEnvironmentPolicy: EnvPolicy;
   /** The thread's default permissions: `default_permissions`, or the sandbox mode as a profile. */
   permissions: PermissionProfile;
@@ -161,6 +164,8 @@ interface Thread {
   model: ModelPort;
   sticky: ThreadEnvironment[];
   history: ResponseInputItem[];
+  /** Tokens the thread's last model request used, when known (decides auto-compaction). */
+  contextTokens: number | undefined;
   queue: PQueue;
   approvals: SessionApprovals;
   processes: ThreadProcessTable;
@@ -657,6 +662,14 @@ export class ThreadManager {
         const item = ResponseInputItemSchema.safeParse(record.item);
         if (item.success) history.push(item.data);
         else this.#logger.warn('skipping a stored item the model API would not accept', { thread: threadId, type: record.item.type });
+      } else if (record.type === 'compacted') {
+        // Later requests send the compacted history; the items above stay in the file.
+        history.length = 0;
+        for (const stored of record.history) {
+          const item = ResponseInputItemSchema.safeParse(stored);
+          if (item.success) history.push(item.data);
+          else this.#logger.warn('skipping a compacted item the model API would not accept', { thread: threadId, type: stored.type });
+        }
       } else if (record.type === 'environments_changed') sticky = record.environments;
       else if (record.type === 'turn_started') openTurn = record.turnId;
       else if (record.type === 'turn_completed') {
@@ -723,6 +736,7 @@ export class ThreadManager {
       model: settings.createModel(),
       sticky,
       history,
+      contextTokens: undefined,
       queue: new PQueue({ concurrency: 1 }),
       approvals: new SessionApprovals(),
       processes: new ThreadProcessTable(),
@@ -933,6 +947,12 @@ export class ThreadManager {
             thread.history.push(item);
             await store.append(thread.id, { type: 'item', at: at(), turnId, item });
           },
+          compaction: { tokenLimit: settings.autoCompactTokenLimit, prompt: settings.compactPrompt ?? DEFAULT_COMPACT_PROMPT, contextTokens: thread.contextTokens },
+          replaceHistory: async (replacement) => {
+            // On disk first: the history in memory never runs ahead of the file.
+            await store.append(thread.id, { type: 'compacted', at: at(), turnId, reason: replacement.reason, replacedItems: replacement.replacedItems, summary: replacement.summary, history: replacement.history });
+            thread.history.splice(0, thread.history.length, ...replacement.history);
+          },
           emit: (event) => callbacks.onEvent?.({ ...event, turnId }),
           logger: this.#logger,
         });
@@ -945,6 +965,7 @@ export class ThreadManager {
     }
     thread.status = result.status === 'failed' ? 'failed' : 'idle';
     thread.lastActivity = at();
+    thread.contextTokens = result.contextTokens;
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;
     const completed: ThreadRecord = { type: 'turn_completed', at: at(), turnId, status: result.status, lastAgentMessage: result.lastAgentMessage };
     if (result.error !== undefined) completed.error = result.error;

@@ -45,6 +45,8 @@ function params(model: ModelPort, record: (item: ResponseInputItem) => Promise<v
     maxParallelToolCalls: 1,
     signal: new AbortController().signal,
     record,
+    compaction: { tokenLimit: undefined, prompt: 'summarize', contextTokens: undefined },
+    replaceHistory: () => Promise.resolve(),
     emit: () => undefined,
   };
 }
