@@ -75,3 +75,36 @@ describe('runTurn and the durability of tool outputs', () => {
     await expect(runTurn(params(scriptedModel(seen), record))).rejects.toThrow('disk full');
   });
 });
+
+describe('runTurn and compaction', () => {
+  it('goes on with the whole history when compacting at the token limit fails', async () => {
+    const seen: { input: ResponseInputItem[]; tools: number }[] = [];
+    const model: ModelPort = {
+      respond: (request) => {
+        seen.push({ input: request.input, tools: request.tools.length });
+        if (request.tools.length === 0) return Promise.reject(new Error('summarizer unavailable'));
+        return Promise.resolve({ output: [{ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'answered' }] }], usage: { totalTokens: 7 } });
+      },
+    };
+    const replaced: unknown[] = [];
+    const progress: string[] = [];
+    const history: ResponseInputItem[] = [{ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'earlier' }] }];
+    const result = await runTurn({
+      ...params(model, () => Promise.resolve()),
+      history,
+      compaction: { tokenLimit: 10, prompt: 'summarize', contextTokens: 50 },
+      replaceHistory: (replacement) => {
+        replaced.push(replacement);
+        return Promise.resolve();
+      },
+      emit: (event) => {
+        if (event.type === 'progress') progress.push(event.message);
+      },
+    });
+    expect(result).toEqual({ status: 'completed', lastAgentMessage: 'answered', contextTokens: 7 });
+    expect(replaced).toEqual([]);
+    expect(seen.map((request) => request.tools)).toEqual([0, 1]);
+    expect(seen[1]?.input[0]).toEqual(history[0]);
+    expect(progress.some((message) => message.includes('compacting the conversation failed (summarizer unavailable)'))).toBe(true);
+  });
+});
