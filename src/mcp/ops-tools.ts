@@ -63,6 +63,9 @@ const ThreadStatusSchema = {
   lastTurn: FinishedTurnSchema.nullable(),
   turn: z.union([TurnProgressSchema, FinishedTurnSchema]).optional(),
   runningElsewhere: RunningElsewhereSchema.extend({ turnId: z.string() }).optional().describe('Set when another server process (e.g. the detached worker of a client that went away) runs the current turn.'),
+  context: z
+    .object({ tokens: z.number().nullable(), autoCompactTokenLimit: z.number().nullable(), compactions: z.number() })
+    .describe('How full the conversation is: tokens of the last model request (null when unknown), the limit at which it is compacted (null: only when the context window is exceeded, or unknown), and how often it was compacted.'),
 };
 
 const ThreadListEntrySchema = z.object({

@@ -236,6 +236,18 @@ export interface ThreadStatus {
   turn?: TurnProgress | FinishedTurn;
   /** The process running the thread's current turn, when that is another codex-multienv process (sharing the threads folder). */
   runningElsewhere?: LeaseHolder & { turnId: string };
+  /** How full the thread's conversation is, and its compactions. */
+  context: ThreadContext;
+}
+
+/** How full a thread's conversation is (see `agent/compact.ts`). */
+export interface ThreadContext {
+  /** Tokens the thread's last model request used, as the provider reported them; null when unknown (none since this process loaded it). */
+  tokens: number | null;
+  /** The token count at which the history is compacted; null when only a context-window error compacts it, or unknown. */
+  autoCompactTokenLimit: number | null;
+  /** How often the history was compacted. */
+  compactions: number;
 }
 
 /** One thread of {@link ThreadManager.list}. */

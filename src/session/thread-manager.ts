@@ -166,6 +166,8 @@ interface Thread {
   history: ResponseInputItem[];
   /** Tokens the thread's last model request used, when known (decides auto-compaction). */
   contextTokens: number | undefined;
+  /** How often the history was compacted (the `compacted` records). */
+  compactions: number;
   queue: PQueue;
   approvals: SessionApprovals;
   processes: ThreadProcessTable;
@@ -421,6 +423,7 @@ export class ThreadManager {
       currentTurn: null,
       queuedTurns: 0,
       lastTurn,
+      context: { tokens: null, autoCompactTokenLimit: null, compactions: loaded.records.filter((record) => record.type === 'compacted').length },
       ...(runningElsewhere === undefined ? {} : { runningElsewhere }),
     };
     if (turnId !== undefined && turnId !== runningElsewhere?.turnId) report.turn = findTurn(threadId, turnId, finished);
@@ -611,6 +614,7 @@ export class ThreadManager {
       currentTurn: current?.snapshot() ?? null,
       queuedTurns: Math.max(0, thread.live.length - 1),
       lastTurn: thread.finished[thread.finished.length - 1] ?? null,
+      context: { tokens: thread.contextTokens ?? null, autoCompactTokenLimit: thread.settings.autoCompactTokenLimit ?? null, compactions: thread.compactions },
     };
     if (turnId !== undefined) report.turn = thread.live.find((turn) => turn.turnId === turnId)?.snapshot() ?? findTurn(thread.id, turnId, thread.finished);
     return report;
@@ -692,6 +696,7 @@ export class ThreadManager {
     });
     const thread = this.#newThread(threadId, loaded.header.createdAt, loaded.header.config, settings, sticky, history);
     thread.lastAgentMessage = lastAgentMessage;
+    thread.compactions = loaded.records.filter((record) => record.type === 'compacted').length;
     const turns = storedTurns(loaded.records);
     thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, new Date().toISOString())].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
@@ -737,6 +742,7 @@ export class ThreadManager {
       sticky,
       history,
       contextTokens: undefined,
+      compactions: 0,
       queue: new PQueue({ concurrency: 1 }),
       approvals: new SessionApprovals(),
       processes: new ThreadProcessTable(),
@@ -952,6 +958,7 @@ export class ThreadManager {
             // On disk first: the history in memory never runs ahead of the file.
             await store.append(thread.id, { type: 'compacted', at: at(), turnId, reason: replacement.reason, replacedItems: replacement.replacedItems, summary: replacement.summary, history: replacement.history });
             thread.history.splice(0, thread.history.length, ...replacement.history);
+            thread.compactions++;
           },
           emit: (event) => callbacks.onEvent?.({ ...event, turnId }),
           logger: this.#logger,

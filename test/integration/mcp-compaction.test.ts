@@ -80,6 +80,8 @@ describe('compaction through MCP', () => {
     expect(after[3]!.text).toContain('SUMMARY OF THE FIRST TURN');
     expect(JSON.stringify(inputItems(model.requests[2]!))).not.toContain('first answer');
     expect(progress.some((message) => message.includes('compacting the conversation'))).toBe(true);
+    const status = await mcp.call('codex-status', { threadId });
+    expect((status.structuredContent as Json).context).toEqual({ tokens: expect.any(Number) as number, autoCompactTokenLimit: 1, compactions: 1 });
 
     // On disk: the replaced items stay, followed by the compacted record.
     const records = await storedRecords(world.home.path, threadId);
@@ -99,6 +101,8 @@ describe('compaction through MCP', () => {
     expect(resumed).toContain('second answer');
     expect(resumed).not.toContain('first answer');
     expect(resumed.at(-1)).toBe('third prompt');
+    // A restarted server counts the stored compaction.
+    expect(((await mcp.call('codex-status', { threadId })).structuredContent as Json).context).toMatchObject({ compactions: 1 });
     expect(model.errors).toEqual([]);
   });
 
