@@ -14,7 +14,7 @@ function messages(request: RecordedRequest): { role: string; text: string }[] {
     .filter((item) => item.type === 'message')
     .map((item) => ({
       role: String(item.role),
-      text: Array.isArray(item.content) ? item.content.filter(isRecord).map((part) => String(part.text ?? '')).join('') : String(item.content),
+      text: Array.isArray(item.content) ? item.content.filter(isRecord).map((part) => (typeof part.text === 'string' ? part.text : '')).join('') : String(item.content),
     }));
 }
 
