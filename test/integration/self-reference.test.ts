@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
-import { CLI, REPO_ROOT, tempDir, waitFor } from '../helpers/process.js';
+import { CLI, REPO_ROOT, startCodexWsExecServer, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { say, type Json } from '../helpers/steps.js';
 
 const EVERYTHING = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -121,6 +121,31 @@ describe('a session never starts this server inside itself', () => {
     expect(wrapped).toEqual(['wrapped', 'failed', expect.stringContaining('refuses to serve MCP here')]);
     // It refused before starting its detached worker.
     expect(processesWith('CODEX_HOME', nested.path)).toEqual([]);
+  });
+
+  it.each([
+    ['our exec-server', (): Promise<ListeningProcess> => startOurWsExecServer()],
+    ['the real codex exec-server', (): Promise<ListeningProcess> => startCodexWsExecServer(nested.path)],
+  ])('a nested copy started on a remote environment (%s) refuses the same way', async (_, startExecServer) => {
+    const server = await startExecServer();
+    try {
+      const wrapper = ['-c', 'exec "$0" "$@"', process.execPath, CLI];
+      await writeMcpConfig(
+        home.path,
+        model.url,
+        `[mcp_servers.wrapped]\ncommand = "sh"\nargs = ${JSON.stringify(wrapper)}\nenv = ${inline({ CODEX_HOME: nested.path })}\nenvironment_id = "box"\nstartup_timeout_sec = 30`,
+      );
+      steps.push(say('remote done'));
+      mcp = await startMcp(home.path);
+      expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
+      const result = await mcp.call('codex', { prompt: 'hello', environments: [{ id: 'box', cwd: work.path }] });
+      expect(result.structuredContent).toMatchObject({ content: 'remote done' });
+      const context = JSON.stringify(inputItems(model.requests[0]!));
+      expect(context).toMatch(/server name=\\"wrapped\\" environment=\\"box\\">MCP server `wrapped` on environment `box` failed to start: .*exited with code 2; its stderr ends with: codex-multienv refuses to serve MCP here/);
+      expect(toolNames(model.requests[0]!).filter((name) => name.startsWith('mcp__wrapped__'))).toEqual([]);
+    } finally {
+      await server.stop();
+    }
   });
 
   it('starts this server inside sessions when the entry sets CODEX_MULTIENV_NESTED = "allow"', async () => {
