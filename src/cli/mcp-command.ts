@@ -6,7 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
-import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js';
+import { parseMcpServers } from '../config/mcp-servers.js';
 import { ModelClient } from '../model/client.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
@@ -16,7 +16,7 @@ import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile, stderrLogger } from './runtime.js';
-import { currentSelfReferenceHost, selfReferenceFilter } from './self-reference.js';
+import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
@@ -29,7 +29,7 @@ function settingsResolver(options: {
   logger: Logger;
   instructionsFiles: Map<string, string>;
   /** Leaves out the entries that would start this server inside the session. */
-  skipSelf: (servers: McpServerConfig[]) => McpServerConfig[];
+  skipSelf: McpServersFilter;
 }) {
   return (call: CallSettings): ResolvedThreadSettings => {
     const { config, warnings } = resolveConfig({

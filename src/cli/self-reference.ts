@@ -45,6 +45,9 @@ export interface SelfReference {
   how: string;
 }
 
+/** Drops entries from a call's `[mcp_servers]`. */
+export type McpServersFilter = (servers: McpServerConfig[]) => McpServerConfig[];
+
 /** This process as a {@link SelfReferenceHost}, or undefined when its script is unknown. */
 export function currentSelfReferenceHost(env: NodeJS.ProcessEnv): SelfReferenceHost | undefined {
   const script = process.argv[1];
@@ -107,7 +110,7 @@ export function selfReferenceWarning(reference: SelfReference): string {
  * once per entry (the same entry comes back with every call), not on every call. Without a host
  * (the script is unknown) it keeps every entry; the marker still stops a nested copy.
  */
-export function selfReferenceFilter(host: SelfReferenceHost | undefined, logger: Logger): (servers: McpServerConfig[]) => McpServerConfig[] {
+export function selfReferenceFilter(host: SelfReferenceHost | undefined, logger: Logger): McpServersFilter {
   const decided = new Map<string, string | undefined>();
   return (servers) => {
     if (host === undefined) return servers;
