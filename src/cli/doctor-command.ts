@@ -34,7 +34,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
 export interface CheckResult {
-  /** Stable id for scripts: `config`, `environments`, `environment:<id>`, `threads`, `bubblewrap`, `model`. */
+  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `bubblewrap`, `model`. */
   id: string;
   /** What was checked, for people. */
   title: string;
@@ -295,7 +295,8 @@ function formatText(results: CheckResult[], home: string): string {
 }
 
 /**
- * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`), environments.toml, each
+ * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`) and its `[mcp_servers]`
+ * (naming the entries sessions skip because they launch this server), environments.toml, each
  * environment (connect, initialize, `environment/status`, `environment/info`), the threads
  * folder, bubblewrap, and the model provider (one tiny request when its key is set), and says
  * what to fix. `--json` prints `{version, codexHome, ok, checks}`. Exits 1 when a check fails.
