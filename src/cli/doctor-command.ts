@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { overridesLayer, parseConfigToml, parseOverride, resolveConfig, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { ENVIRONMENTS_FILE_NAME } from '../config/environments.js';
+import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js';
 import type { Environment } from '../environments/environment.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { createBwrapProbe } from '../exec/bwrap.js';
@@ -14,8 +15,10 @@ import { ModelApiError, ModelConnectionError } from '../model/errors.js';
 import { EnvironmentInfoMethod, EnvironmentStatus } from '../protocol/exec.js';
 import { ThreadLeases, type LeaseHolder } from '../session/thread-lease.js';
 import { errorMessage } from '../util/errors.js';
+import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile } from './runtime.js';
+import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
 /** How long the model check waits for a complete answer. */
 export const DOCTOR_MODEL_TIMEOUT_MS = 60_000;
@@ -31,7 +34,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
 export interface CheckResult {
-  /** Stable id for scripts: `config`, `environments`, `environment:<id>`, `threads`, `bubblewrap`, `model`. */
+  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `bubblewrap`, `model`. */
   id: string;
   /** What was checked, for people. */
   title: string;
@@ -75,6 +78,35 @@ async function checkConfig(home: string, overrides: string[], profile: string | 
   } catch (error) {
     return { result: check('config', title, 'fail', errorMessage(error), `correct the key named above (in ${path} or the -c override); the MCP server will not start until then`) };
   }
+}
+
+/**
+ * `[mcp_servers]`, validated as sessions load it, and the entries sessions leave out because they
+ * launch this server itself. None when the config has no entries: nothing to say.
+ */
+function checkMcpServers(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv): CheckResult | undefined {
+  if (config === undefined || config.mcpServers === undefined) return undefined;
+  const title = 'MCP servers in sessions';
+  let servers: McpServerConfig[];
+  try {
+    servers = parseMcpServers(config.mcpServers).servers;
+  } catch (error) {
+    return check('mcp_servers', title, 'fail', errorMessage(error), 'correct the key named above; turns fail until then');
+  }
+  if (servers.length === 0) return undefined;
+  const enabled = servers.filter((server) => server.enabled).map((server) => server.name);
+  const host = currentSelfReferenceHost(env);
+  const skipped = host === undefined ? [] : findSelfReferences(servers, host);
+  const summary = `${servers.length} configured${enabled.length === 0 ? ', none enabled' : `, enabled: ${enabled.join(', ')}`}`;
+  if (skipped.length === 0) return check('mcp_servers', title, 'ok', summary);
+  const names = skipped.map((reference) => `mcp_servers.${reference.server}`);
+  return check(
+    'mcp_servers',
+    title,
+    'warn',
+    `${summary}; skipped in sessions because ${skipped.length === 1 ? 'it launches' : 'they launch'} this server itself: ${skipped.map((reference) => `${reference.server} (${reference.how})`).join('; ')}`,
+    `give this server its own CODEX_HOME (one whose config.toml does not list it), or set \`enabled = false\` on ${names.join(', ')}; to start ${skipped.length === 1 ? 'it' : 'them'} inside sessions on purpose, set \`env = { ${NESTED_ENV_VAR} = "${NESTED_ALLOW}" }\` in the entry`,
+  );
 }
 
 /** Where threads are written: the folder, or its nearest existing parent, must be writable. */
@@ -241,7 +273,8 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       checkBubblewrap(config, process.platform, options.env),
       checkModel(config, options.env),
     ]);
-    return [configResult, environmentsResult, ...environments, threads, bubblewrap, model];
+    const mcpServers = checkMcpServers(config, options.env);
+    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, bubblewrap, model];
   } finally {
     await loaded?.registry.close();
     await loaded?.localServer.close();
@@ -262,7 +295,8 @@ function formatText(results: CheckResult[], home: string): string {
 }
 
 /**
- * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`), environments.toml, each
+ * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`) and its `[mcp_servers]`
+ * (naming the entries sessions skip because they launch this server), environments.toml, each
  * environment (connect, initialize, `environment/status`, `environment/info`), the threads
  * folder, bubblewrap, and the model provider (one tiny request when its key is set), and says
  * what to fix. `--json` prints `{version, codexHome, ok, checks}`. Exits 1 when a check fails.

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { LocalError } from '../util/errors.js';
+import { NESTED_ENV_VAR, NESTED_MARK, NESTED_REFUSAL } from '../util/nested.js';
 import { PACKAGE_VERSION } from './runtime.js';
 
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
@@ -15,6 +16,12 @@ usage:
 
 /** The MCP server: behind a relay (turns outlive the client's process) unless it must stay in this process. */
 async function serveMcp(argv: string[]): Promise<number> {
+  // Before the relay and the heavy modules: a session of this server started us as one of its MCP
+  // servers (see util/nested.ts), and nesting would only multiply sessions.
+  if (process.env[NESTED_ENV_VAR] === NESTED_MARK) {
+    process.stderr.write(`${NESTED_REFUSAL}\n`);
+    return 2;
+  }
   const relay = await import('./mcp-relay.js');
   const script = process.argv[1];
   if (script !== undefined && relay.shouldDetach(argv)) return relay.runMcpRelay(script, argv, process.env);

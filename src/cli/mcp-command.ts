@@ -17,12 +17,21 @@ import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile, stderrLogger } from './runtime.js';
+import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
 
 /** Resolves one thread's settings from the base layers and what the call pinned. */
-function settingsResolver(options: { baseLayers: ConfigLayer[]; home: string; env: NodeJS.ProcessEnv; logger: Logger; instructionsFiles: Map<string, string> }) {
+function settingsResolver(options: {
+  baseLayers: ConfigLayer[];
+  home: string;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  instructionsFiles: Map<string, string>;
+  /** Leaves out the entries that would start this server inside the session. */
+  skipSelf: McpServersFilter;
+}) {
   return (call: CallSettings): ResolvedThreadSettings => {
     const { config, warnings } = resolveConfig({
       layers: [...options.baseLayers, dottedObjectLayer('config argument', call.configOverrides)],
@@ -42,7 +51,7 @@ function settingsResolver(options: { baseLayers: ConfigLayer[]; home: string; en
     for (const warning of warnings) options.logger.warn(warning);
     const mcp = parseMcpServers(config.mcpServers);
     for (const warning of mcp.warnings) options.logger.warn(warning);
-    return { ...toSettings(config, call, options.env, options.instructionsFiles), mcpServers: mcp.servers };
+    return { ...toSettings(config, call, options.env, options.instructionsFiles), mcpServers: options.skipSelf(mcp.servers) };
   };
 }
 
@@ -186,7 +195,11 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
   for (const warning of [...startup.warnings, ...startup.config.permissionWarnings]) logger.warn(warning);
-  for (const warning of parseMcpServers(startup.config.mcpServers).warnings) logger.warn(warning);
+  const startupMcp = parseMcpServers(startup.config.mcpServers);
+  for (const warning of startupMcp.warnings) logger.warn(warning);
+  // Warns now, at start-up, about entries that launch this server; calls then skip them quietly.
+  const skipSelf = selfReferenceFilter(currentSelfReferenceHost(env), logger);
+  skipSelf(startupMcp.servers);
   const instructionsFiles = new Map<string, string>();
   const instructionsFile = startup.config.modelInstructionsFile;
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
@@ -197,7 +210,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   const threads = new ThreadManager({
     registry,
     store,
-    resolveSettings: settingsResolver({ baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }], home, env, logger, instructionsFiles }),
+    resolveSettings: settingsResolver({ baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }], home, env, logger, instructionsFiles, skipSelf }),
     defaultCwd: process.cwd(),
     limits,
     logger: logger.child('threads'),

@@ -23,6 +23,7 @@ import { sleep, withDeadline } from '../util/abort.js';
 import { deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { NESTED_ENV_VAR, NESTED_MARK } from '../util/nested.js';
 import type { Environment } from './environment.js';
 import type { EnvironmentRegistry } from './registry.js';
 
@@ -356,7 +357,9 @@ class McpServerConnection {
         execClient.startProcess({
           argv: [config.command, ...config.args],
           cwd,
-          env: config.env,
+          // The marker first, so an entry's own `env` can override it: this server, started by a
+          // session (say through a wrapper script), refuses to serve instead of nesting itself.
+          env: { [NESTED_ENV_VAR]: NESTED_MARK, ...config.env },
           // The executor builds the base environment from its own: the default set plus the
           // `env_vars` names, resolved where the server runs.
           envPolicy: { inherit: 'all', ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [...DEFAULT_MCP_STDIO_ENV_VARS, ...config.envVars] },

@@ -189,6 +189,31 @@ describe('codex-multienv doctor', () => {
     expect(checkOf(report, 'model').detail).toContain('(model other-model)');
   });
 
+  it('says which [mcp_servers] entries sessions skip because they launch this server, and how to fix or allow it', async () => {
+    const config = await readFile(join(home.path, 'config.toml'), 'utf8');
+    const entries = [
+      `[mcp_servers.self]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI, '--foreground'])}`,
+      '[mcp_servers.npx-self]\ncommand = "npx"\nargs = ["-y", "codex-multienv-mcp"]',
+      `[mcp_servers.pipe]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI, 'exec-server', '--listen', 'stdio'])}`,
+      `[mcp_servers.allowed]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI])}\nenv = { CODEX_MULTIENV_NESTED = "allow" }`,
+    ];
+    await writeFile(join(home.path, 'config.toml'), `${config}\n${entries.join('\n')}\n`);
+    const { code, report } = await doctorJson();
+    expect(code).toBe(0);
+    const check = checkOf(report, 'mcp_servers');
+    expect(check.status).toBe('warn');
+    expect(check.detail).toBe(
+      `4 configured, enabled: self, npx-self, pipe, allowed; skipped in sessions because they launch this server itself: self (${process.execPath} ${CLI} --foreground runs this server's script); npx-self (npx -y codex-multienv-mcp runs this server's package)`,
+    );
+    expect(check.fix).toMatch(/own CODEX_HOME.*`enabled = false` on mcp_servers\.self, mcp_servers\.npx-self.*CODEX_MULTIENV_NESTED = "allow"/);
+
+    // Without such entries the check is fine; without any entry there is no check at all.
+    await writeFile(join(home.path, 'config.toml'), `${config}\n${entries.slice(2).join('\n')}\n`);
+    expect(checkOf((await doctorJson()).report, 'mcp_servers')).toMatchObject({ status: 'ok', detail: '2 configured, enabled: pipe, allowed' });
+    await writeFile(join(home.path, 'config.toml'), config);
+    expect((await doctorJson()).report.checks.map((c) => c.id)).not.toContain('mcp_servers');
+  });
+
   it('reports a bad environments.toml with its file, entry and field, and checks no environment', async () => {
     await writeEnvironments(['[[environments]]', 'id = "box"', 'url = "http://127.0.0.1:9"']);
     const { code, report } = await doctorJson();
