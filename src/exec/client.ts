@@ -17,7 +17,7 @@ import {
   ProcessRead,
   ProcessSignal,
   ProcessStart,
-  ProcessStartParamsSchema,
+  type ProcessStartParamsSchema,
   ProcessTerminate,
   ProcessWrite,
   type DirectoryEntry,
