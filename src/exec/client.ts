@@ -17,6 +17,7 @@ import {
   ProcessRead,
   ProcessSignal,
   ProcessStart,
+  type ProcessStartParamsSchema,
   ProcessTerminate,
   ProcessWrite,
   type DirectoryEntry,
@@ -27,10 +28,10 @@ import {
   type SandboxContext,
 } from '../protocol/exec.js';
 import { RpcErrorCode } from '../protocol/jsonrpc.js';
-import { RpcConnection, type RequestOptions } from '../rpc/connection.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, RpcConnection, type RequestOptions } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import type { MessageTransport } from '../transport/transport.js';
-import { sleep, withDeadline } from '../util/abort.js';
+import { abortReason, sleep, withDeadline } from '../util/abort.js';
 import { encodeBase64 } from '../util/base64.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
@@ -50,6 +51,16 @@ const RECONNECT_INTERVAL_MS = 100;
  * gap: the server is behind what it already notified, so wait for it instead of asking in a loop.
  */
 const GAP_FILL_WAIT_MS = 1000;
+/** How many dropped connections one `process/start` rides out before it gives up. */
+const MAX_START_RECOVERIES = 3;
+/**
+ * The `process/read` and `process/start` refusals that settle whether a start happened. Both
+ * servers answer them with -32600 and these words (see the protocol notes, section 6); the code
+ * alone cannot tell them apart.
+ */
+const UNKNOWN_PROCESS = /unknown process id/;
+const PROCESS_STARTING = /is starting/;
+const DUPLICATE_PROCESS = /already exists/;
 
 /** Produces fresh transports to one exec-server. */
 export interface ExecConnector {
@@ -118,6 +129,8 @@ export class ExecClient {
   readonly #logger: Logger;
   readonly #processes: Map<string, RemoteProcess>;
   readonly #fills = new Set<string>();
+  /** Processes whose `process/start` is unanswered; a resume leaves them to {@link ExecClient.startProcess}. */
+  readonly #startsInFlight = new Set<string>();
   readonly #listeners = new Set<(state: ExecClientState, error?: Error) => void>();
   #attached: Attached;
   #sessionId: string;
@@ -210,12 +223,101 @@ export class ExecClient {
     this.#processes.set(processId, handle);
     try {
       const { sandbox, ...rest } = params;
-      await this.request(ProcessStart, { ...rest, sandbox: sandbox ?? null, processId, cwd: pathToUri(params.cwd) }, options);
+      await this.#start(handle, { ...rest, sandbox: sandbox ?? null, processId, cwd: pathToUri(params.cwd) }, options);
     } catch (error) {
-      this.#processes.delete(processId);
+      if (this.#processes.get(processId) === handle) this.#processes.delete(processId);
       throw error;
     }
     return handle;
+  }
+
+  /**
+   * Sends `process/start`. When the connection drops before the answer, the start may or may not
+   * have happened. The process id is ours, so once the session is resumed the server is asked
+   * about it, and the start is sent again (once per resumed connection) only when the server
+   * does not know the id; a server refuses a second start of one id, so nothing runs twice.
+   */
+  async #start(handle: RemoteProcess, params: z.input<typeof ProcessStartParamsSchema>, options: RequestOptions | undefined): Promise<void> {
+    let connection = (await this.#current()).connection;
+    // An abort stays an abort; any other failure after the answer was lost leaves it uncertain.
+    const unsettled = (error: unknown): Error =>
+      options?.signal?.aborted === true ? abortReason(options.signal) : this.#startUncertain(handle, error);
+    this.#startsInFlight.add(handle.id);
+    try {
+      let drops = 0;
+      let resent = false;
+      for (;;) {
+        try {
+          await connection.request(ProcessStart, params, options);
+          return;
+        } catch (error) {
+          if (!isConnectionLoss(error)) {
+            // The first start was still being handled when the probe asked: it did start.
+            if (resent && isRefusal(error, DUPLICATE_PROCESS)) {
+              if ((await this.#probeStart(handle, connection, options).catch((e: unknown) => unsettled(e))) === 'started') return;
+              throw unsettled(error);
+            }
+            throw error;
+          }
+          if (!this.#connector.resumable) throw unsettled(error);
+        }
+        for (;;) {
+          if (++drops > MAX_START_RECOVERIES) throw unsettled(new LocalError(LocalErrorCode.ConnectionClosed, `the connection dropped ${drops} times`));
+          connection = await this.#resumedAfter(connection, options?.signal).catch((error: unknown) => {
+            throw unsettled(error);
+          });
+          try {
+            if ((await this.#probeStart(handle, connection, options)) === 'started') return;
+            break;
+          } catch (error) {
+            // Dropped again: wait for the next resume and ask again.
+            if (!isConnectionLoss(error)) throw unsettled(error);
+          }
+        }
+        resent = true;
+      }
+    } finally {
+      this.#startsInFlight.delete(handle.id);
+    }
+  }
+
+  /**
+   * Asks the server whether the process `handle` names exists, with a `process/read` that also
+   * brings what it printed so far (its later events arrive as notifications on this connection).
+   * A process still starting is asked about again until the request timeout.
+   */
+  async #probeStart(handle: RemoteProcess, connection: RpcConnection, options: RequestOptions | undefined): Promise<'started' | 'absent'> {
+    const deadline = Date.now() + (options?.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    for (;;) {
+      try {
+        const result = await connection.request(ProcessRead, { processId: handle.id, afterSeq: handle.lastSeq, waitMs: 0 }, options);
+        handle.acceptRead(result);
+        if (handle.awaitingFill) this.#fill(handle);
+        return 'started';
+      } catch (error) {
+        if (isRefusal(error, UNKNOWN_PROCESS)) return 'absent';
+        if (!isRefusal(error, PROCESS_STARTING) || Date.now() >= deadline) throw error;
+      }
+      await sleep(RECONNECT_INTERVAL_MS, options?.signal);
+    }
+  }
+
+  /** Waits until the client is attached to a connection other than `lost` (the session resumed). */
+  async #resumedAfter(lost: RpcConnection, signal: AbortSignal | undefined): Promise<RpcConnection> {
+    // The reconnect begins in the `closed` callback #watch registered first; waiting on the same
+    // promise lets it begin before the state is read.
+    await lost.closed;
+    const resumed = this.#current();
+    return (await (signal === undefined ? resumed : untilAborted(resumed, signal))).connection;
+  }
+
+  /** The error of a start whose answer was lost with the connection and that could not be settled. */
+  #startUncertain(handle: RemoteProcess, cause: unknown): LocalError {
+    return new LocalError(
+      LocalErrorCode.ConnectionClosed,
+      `the connection to ${this.label} was lost before it answered process/start of ${handle.id}, so the command may or may not have started on ${this.label}: ${errorMessage(cause)}`,
+      { cause },
+    );
   }
 
   /** Reads a whole file. */
@@ -332,7 +434,7 @@ export class ExecClient {
         this.#setState('connected');
         reconnected.resolve();
         this.#reconnected = undefined;
-        for (const handle of this.#processes.values()) if (!handle.finished) this.#fill(handle);
+        for (const handle of this.#processes.values()) if (!handle.finished && !this.#startsInFlight.has(handle.id)) this.#fill(handle);
         this.#logger.info('exec-server session resumed', { server: this.label, session: this.#sessionId });
         return;
       } catch (error) {
@@ -393,6 +495,35 @@ export class ExecClient {
       new LocalError(LocalErrorCode.ProtocolViolation, `events of process ${handle.id} on ${this.label} were missed and could not be replayed: ${errorMessage(error)}`, { cause: error }),
     );
   }
+}
+
+/** True when a request failed because its connection was lost, not because the server refused it. */
+function isConnectionLoss(error: unknown): boolean {
+  return error instanceof LocalError && error.code === LocalErrorCode.ConnectionClosed;
+}
+
+/** True for the server's -32600 refusal whose message matches `pattern`. */
+function isRefusal(error: unknown, pattern: RegExp): boolean {
+  return error instanceof RpcError && error.code === RpcErrorCode.InvalidRequest && pattern.test(error.message);
+}
+
+/** Settles as `promise` does, or rejects with the signal's reason when it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
 }
 
 /** Connects one transport, initializes (or resumes) a session and acknowledges it. */
