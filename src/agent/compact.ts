@@ -38,6 +38,8 @@ export interface CompactionParams {
   items: readonly ResponseInputItem[];
   /** The summarizing instructions (the thread's `compact_prompt`, else {@link DEFAULT_COMPACT_PROMPT}). */
   prompt: string;
+  /** The thread's prompt cache key: the summarizing request shares the thread's prefix. */
+  cacheKey?: string;
   signal: AbortSignal;
 }
 
@@ -63,7 +65,7 @@ export async function compactHistory(params: CompactionParams): Promise<Compacti
   for (let attempt = 0; ; attempt++) {
     try {
       const { output } = await params.model.respond(
-        { model: params.modelName, input: [...developer, ...items, inputMessage('user', params.prompt)], tools: [], parallelToolCalls: false, reasoning: params.reasoning },
+        { model: params.modelName, input: [...developer, ...items, inputMessage('user', params.prompt)], tools: [], parallelToolCalls: false, reasoning: params.reasoning, promptCacheKey: params.cacheKey },
         { signal: params.signal },
       );
       const summary = output

@@ -15,7 +15,15 @@ import { ToolError, type AgentTool, type ToolContext, type ToolOutput, type Turn
 /** The model as the turn loop needs it; implemented by `model/ModelClient`. */
 export interface ModelPort {
   respond(
-    request: { model: string; input: ResponseInputItem[]; tools: ToolSpec[]; parallelToolCalls: boolean; reasoning?: { effort?: string; summary?: string } },
+    request: {
+      model: string;
+      input: ResponseInputItem[];
+      tools: ToolSpec[];
+      parallelToolCalls: boolean;
+      reasoning?: { effort?: string; summary?: string };
+      /** Lets the provider reuse the cached prompt prefix across the requests of a thread (its id). */
+      promptCacheKey?: string;
+    },
     options: { signal: AbortSignal; onTextDelta?: (delta: string) => void },
   ): Promise<{ output: ResponseOutputItem[]; usage?: { totalTokens: number } }>;
 }
@@ -166,7 +174,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   const developer = params.instructions.map((text) => inputMessage('developer', text));
   const request = async (): Promise<ResponseOutputItem[]> => {
     const response = await params.model.respond(
-      { model: params.modelName, input: [...developer, ...items], tools: specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning },
+      { model: params.modelName, input: [...developer, ...items], tools: specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning, promptCacheKey: params.threadId },
       { signal: params.signal },
     );
     if (response.usage !== undefined) contextTokens = response.usage.totalTokens;
@@ -176,7 +184,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   const compact = async (reason: CompactionReason): Promise<void> => {
     const before = items.length;
     params.emit({ type: 'progress', message: `compacting the conversation (${before} items${contextTokens === undefined ? '' : `, ${contextTokens} tokens`})` });
-    const result = await compactHistory({ model: params.model, modelName: params.modelName, reasoning: params.reasoning, instructions: params.instructions, items, prompt: params.compaction.prompt, signal: params.signal });
+    const result = await compactHistory({ model: params.model, modelName: params.modelName, reasoning: params.reasoning, instructions: params.instructions, items, prompt: params.compaction.prompt, cacheKey: params.threadId, signal: params.signal });
     await params.replaceHistory({ reason, history: result.history, summary: result.summary, replacedItems: before });
     items = [...result.history];
     newItems = 0;

@@ -66,6 +66,8 @@ describe('compaction through MCP', () => {
     // thread's compact prompt last.
     const summarizing = model.requests[1]!;
     expect(toolNames(summarizing)).toEqual([]);
+    // Every request of the thread, the summarizing one too, shares its prompt cache key.
+    expect(model.requests.map((request) => (request.body as Json).prompt_cache_key)).toEqual([threadId, threadId, threadId]);
     const asked = messages(summarizing);
     expect(asked.at(-1)).toEqual({ role: 'user', text: 'CUSTOM COMPACT PROMPT' });
     expect(asked.map((m) => m.text)).toEqual(expect.arrayContaining(['first prompt', 'first answer', 'second prompt']));
