@@ -238,23 +238,34 @@ describe('exec_command and write_stdin tools', () => {
   });
 
   describe('sessions', () => {
-    it('yields a session id for a running command, which write_stdin feeds until it exits', async () => {
+    it('yields a session id for a running command, which write_stdin feeds (in a terminal) until it exits', async () => {
       const ctx = context();
-      const started = parse(await execCommand.run({ cmd: 'head -n 1; read second; echo "second:$second"; exit 3', yield_time_ms: 250 }, ctx));
+      const started = parse(await execCommand.run({ cmd: 'stty -echo; read first; echo "first:$first"; read second; echo "second:$second"; exit 3', tty: true, yield_time_ms: 250 }, ctx));
       expect(started.exitCode).toBeUndefined();
       expect(started.sessionId).toBe(1);
       expect(started.output).toBe('');
 
-      expect(await pollUntil(ctx, 1, /one\n/, 'one\n')).toBe('one\n');
+      expect(await pollUntil(ctx, 1, /first:one\r\n/, 'one\n')).toBe('first:one\r\n');
       const ended = parse(await writeStdin.run({ session_id: 1, chars: 'two\n', yield_time_ms: 30_000 }, ctx));
-      expect(ended).toEqual({ exitCode: 3, originalTokens: 3, output: 'second:two\n' });
+      expect(ended).toEqual({ exitCode: 3, originalTokens: 3, output: 'second:two\r\n' });
       await expect(writeStdin.run({ session_id: 1 }, ctx)).rejects.toThrow('unknown session_id 1; running sessions: none');
+    });
+
+    it('gives a command without a terminal no input, as Codex: it reads end-of-file at once, and write_stdin says the characters were not written', async () => {
+      const ctx = context();
+      const quick = parse(await execCommand.run({ cmd: 'if read line; then echo "got:$line"; else echo eof; fi' }, ctx));
+      expect(quick).toEqual({ exitCode: 0, originalTokens: 1, output: 'eof\n' });
+
+      const running = parse(await execCommand.run({ cmd: 'sleep 30', yield_time_ms: 250 }, ctx));
+      expect(running.sessionId).toBe(1);
+      const written = await writeStdin.run({ session_id: 1, chars: 'hello\n' }, ctx);
+      expect(written).toMatch(/^Note: session 1 takes no input \(it was started without tty: true, or its stdin closed\); the characters were not written\.\nChunk ID: /);
     });
 
     it('names the running sessions when the session id is unknown', async () => {
       const ctx = context();
-      expect(parse(await execCommand.run({ cmd: 'read x', yield_time_ms: 250 }, ctx)).sessionId).toBe(1);
-      expect(parse(await execCommand.run({ cmd: 'read x', yield_time_ms: 250, environment_id: 'b' }, ctx)).sessionId).toBe(2);
+      expect(parse(await execCommand.run({ cmd: 'read x', tty: true, yield_time_ms: 250 }, ctx)).sessionId).toBe(1);
+      expect(parse(await execCommand.run({ cmd: 'read x', tty: true, yield_time_ms: 250, environment_id: 'b' }, ctx)).sessionId).toBe(2);
       await expect(writeStdin.run({ session_id: 9 }, ctx)).rejects.toThrow(new ToolError('unknown session_id 9; running sessions: 1, 2'));
       const ended = parse(await writeStdin.run({ session_id: 2, chars: 'go\n', yield_time_ms: 30_000 }, ctx));
       expect(ended.exitCode).toBe(0);
@@ -277,8 +288,8 @@ describe('exec_command and write_stdin tools', () => {
 
     it('evicts the oldest session when the table is full, and says so', async () => {
       const ctx = context({ processes: new ThreadProcessTable({ maxEntries: 2 }) });
-      for (const expected of [1, 2]) expect(parse(await execCommand.run({ cmd: 'read x', yield_time_ms: 250 }, ctx)).sessionId).toBe(expected);
-      const third = await execCommand.run({ cmd: 'read x', yield_time_ms: 250 }, ctx);
+      for (const expected of [1, 2]) expect(parse(await execCommand.run({ cmd: 'sleep 30', yield_time_ms: 250 }, ctx)).sessionId).toBe(expected);
+      const third = await execCommand.run({ cmd: 'sleep 30', yield_time_ms: 250 }, ctx);
       expect(third).toMatch(/^Warning: too many running sessions; session 1 \(on a\) was terminated to make room\.\nChunk ID: /);
       expect(parse((third as string).replace(/^Warning: .*\n/, '')).sessionId).toBe(3);
       await expect(writeStdin.run({ session_id: 1 }, ctx)).rejects.toThrow('unknown session_id 1; running sessions: 2, 3');

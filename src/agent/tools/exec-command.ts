@@ -79,7 +79,7 @@ export function execCommandTool(options: ExecCommandToolOptions): FunctionTool {
         workdir: { type: 'string', description: "Working directory, absolute or relative to the environment's cwd; defaults to the cwd." },
         yield_time_ms: { ...NUMBER_SCHEMA, description: `How long to wait for the command to finish before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_EXEC_YIELD_TIME_MS}).` },
         max_output_tokens: { ...NUMBER_SCHEMA, description: 'Bound on the output returned; the middle of longer output is elided.' },
-        tty: { type: 'boolean', description: 'Run in a terminal (for interactive programs); default false.' },
+        tty: { type: 'boolean', description: 'Run in a terminal, for programs that read input (write_stdin feeds them); default false: no input, stdin is at end-of-file.' },
         login: { type: 'boolean', description: 'Run the shell as a login shell (-lc); default false. Refused unless the server allows login shells.' },
         shell: { type: 'string', description: "Shell binary to run the command with; defaults to the environment's shell." },
         sandbox_permissions: {
@@ -103,7 +103,7 @@ export function writeStdinTool(): FunctionTool {
     kind: 'function',
     name: 'write_stdin',
     description:
-      'Writes characters to the stdin of a command started by exec_command that is still running, then returns the output produced since the last call. Empty chars just polls for output.',
+      'Writes characters to the terminal of a command started by exec_command with tty: true that is still running, then returns the output produced since the last call. Empty chars just polls for output (of any running command).',
     parameters: {
       type: 'object',
       properties: {
@@ -188,7 +188,10 @@ async function runCommand(spec: CommandSpec): Promise<CommandRun> {
   let proc: RemoteProcess;
   try {
     // No signal here: an aborted start could leave a process we hold no handle to.
-    proc = await client.startProcess({ argv: spec.argv, cwd: spec.workdir, env, envPolicy, tty: spec.tty, pipeStdin: !spec.tty, sandbox });
+    // As Codex: without a terminal the command gets no stdin (it reads end-of-file at once), so a
+    // command that asks for input fails fast instead of waiting out the yield time; interactive
+    // programs run with tty: true, which write_stdin feeds.
+    proc = await client.startProcess({ argv: spec.argv, cwd: spec.workdir, env, envPolicy, tty: spec.tty, pipeStdin: false, sandbox });
   } catch (error) {
     throwIfAborted(ctx.signal);
     // The model can adapt (another cwd, no sandbox request), so this is output, not a failure.
@@ -254,7 +257,7 @@ async function runWriteStdin(rawArgs: unknown, ctx: ToolContext): Promise<string
         throw new ToolError(`session ${sessionId} is still starting; try again`);
       case 'stdinClosed':
         // Still report what the process printed and whether it exited.
-        notes.push(`Note: stdin of session ${sessionId} is closed; the characters were not written.`);
+        notes.push(`Note: session ${sessionId} takes no input (it was started without tty: true, or its stdin closed); the characters were not written.`);
         break;
     }
   }
