@@ -53,7 +53,9 @@ export function requestBodyJson(parts: RequestBodyParts): string {
     toolsJson.set(parts.tools, tools);
   }
   // Keys in the schema's order, as parsing through it would emit them.
-  let json = `{"model":${JSON.stringify(parts.model)},"input":[${input.join(',')}],"tools":${tools},"tool_choice":"auto","parallel_tool_calls":${parts.parallelToolCalls ? 'true' : 'false'}`;
+  // No tool choice without tools: some Responses-compatible servers refuse it.
+  const toolChoice = parts.tools.length === 0 ? '' : ',"tool_choice":"auto"';
+  let json = `{"model":${JSON.stringify(parts.model)},"input":[${input.join(',')}],"tools":${tools}${toolChoice},"parallel_tool_calls":${parts.parallelToolCalls ? 'true' : 'false'}`;
   if (parts.reasoning !== undefined) {
     const reasoning = ReasoningSchema.safeParse(definedOnly(parts.reasoning));
     if (!reasoning.success) throw invalid(parts);
@@ -74,7 +76,7 @@ export function requestBodyCandidate(parts: RequestBodyParts): Record<string, un
     model: parts.model,
     input: parts.input,
     tools: parts.tools,
-    tool_choice: 'auto',
+    ...(parts.tools.length === 0 ? {} : { tool_choice: 'auto' }),
     parallel_tool_calls: parts.parallelToolCalls,
     store: false,
     stream: true,

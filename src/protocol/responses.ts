@@ -169,7 +169,8 @@ export const ResponsesRequestBodySchema = z.object({
   model: z.string(),
   input: z.array(ResponseInputItemSchema),
   tools: z.array(ToolSpecSchema),
-  tool_choice: z.literal('auto'),
+  /** Sent with the tools; a request without tools (the summarizing one of a compaction) has none. */
+  tool_choice: z.literal('auto').optional(),
   parallel_tool_calls: z.boolean(),
   reasoning: z.object({ effort: z.string().optional(), summary: z.string().optional() }).optional(),
   store: z.literal(false),

@@ -66,6 +66,7 @@ describe('compaction through MCP', () => {
     // thread's compact prompt last.
     const summarizing = model.requests[1]!;
     expect(toolNames(summarizing)).toEqual([]);
+    expect(summarizing.body).not.toHaveProperty('tool_choice');
     // Every request of the thread, the summarizing one too, shares its prompt cache key.
     expect(model.requests.map((request) => (request.body as Json).prompt_cache_key)).toEqual([threadId, threadId, threadId]);
     const asked = messages(summarizing);

@@ -42,6 +42,11 @@ describe('requestBodyJson', () => {
     expect(requestBodyJson(parts)).toBe(expected);
   });
 
+  it('sends tool_choice with tools only', () => {
+    expect(JSON.parse(requestBodyJson({ model: 'gpt-test', input, tools, parallelToolCalls: true }))).toHaveProperty('tool_choice', 'auto');
+    expect(JSON.parse(requestBodyJson({ model: 'gpt-test', input, tools: [], parallelToolCalls: false }))).not.toHaveProperty('tool_choice');
+  });
+
   it('reports an invalid item with its path, as the body schema words it', () => {
     const bad: unknown = { type: 'function_call_output', output: 'no call id' };
     const parts: RequestBodyParts = { model: 'gpt-test', input: [input[0]!, bad as ResponseInputItem], tools, parallelToolCalls: true };
