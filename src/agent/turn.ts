@@ -5,6 +5,7 @@ import {
   type ToolSpec,
 } from '../protocol/responses.js';
 import type { CompactionReason } from '../protocol/thread.js';
+import type { ModelRequest } from '../model/client.js';
 import { isContextWindowExceeded } from '../model/errors.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -14,18 +15,7 @@ import { ToolError, type AgentTool, type ToolContext, type ToolOutput, type Turn
 
 /** The model as the turn loop needs it; implemented by `model/ModelClient`. */
 export interface ModelPort {
-  respond(
-    request: {
-      model: string;
-      input: ResponseInputItem[];
-      tools: ToolSpec[];
-      parallelToolCalls: boolean;
-      reasoning?: { effort?: string; summary?: string };
-      /** Lets the provider reuse the cached prompt prefix across the requests of a thread (its id). */
-      promptCacheKey?: string;
-    },
-    options: { signal: AbortSignal; onTextDelta?: (delta: string) => void },
-  ): Promise<{ output: ResponseOutputItem[]; usage?: { totalTokens: number } }>;
+  respond(request: ModelRequest, options: { signal: AbortSignal; onTextDelta?: (delta: string) => void }): Promise<{ output: ResponseOutputItem[]; usage?: { totalTokens: number } }>;
 }
 
 /** A compaction the turn made, for the caller to record and apply to the thread. */
