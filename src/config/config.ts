@@ -547,10 +547,17 @@ const MultienvTomlSchema = (context: SchemaContext) =>
       default_wait_sec: z.number().min(0).max(2 ** 31 / 1000).default(50),
       drain_timeout_sec: z.number().min(0).max(2 ** 31 / 1000).default(600),
       portable_tool_names: z.boolean().default(false),
+      idle_thread_unload_sec: z.number().min(0).max(2 ** 31 / 1000).default(900),
     })
     .transform((raw) => ({
       /** `max_concurrent_turns`: turns running at once across all threads. @default 8 */
       maxConcurrentTurns: raw.max_concurrent_turns,
+      /**
+       * `idle_thread_unload_sec` (float seconds), in ms: a thread with no turn and no running
+       * command for this long is let go from memory and its MCP servers stopped; its next turn
+       * reads it again. 0 keeps threads loaded. @default 900000
+       */
+      idleThreadUnloadMs: Math.round(raw.idle_thread_unload_sec * 1000),
       /** `max_queued_turns_per_thread`: turns waiting behind a thread's running turn; more is an error. @default 4 */
       maxQueuedTurnsPerThread: raw.max_queued_turns_per_thread,
       /** `max_turn_steps`: model requests in one turn before it is stopped. @default 100 */

@@ -138,7 +138,15 @@ export interface ThreadLimits {
   maxParallelToolCalls: number;
   /** Bound on tool output returned to the model, in tokens. @default 10000 */
   toolOutputMaxTokens: number;
+  /**
+   * A loaded thread with no turn and no running command for this long is let go: its MCP servers
+   * stop and its memory is freed; the next call reads it from the store again. 0 never. @default 0
+   */
+  idleThreadUnloadMs?: number;
 }
+
+/** The longest pause between two looks for idle threads. */
+const IDLE_SWEEP_MAX_INTERVAL_MS = 60_000;
 
 /** Options of {@link ThreadManager}. */
 export interface ThreadManagerOptions {
@@ -225,6 +233,9 @@ export class ThreadManager {
   readonly #claims = new Map<string, ThreadClaim>();
   /** Leases being given back; a new claim of the thread waits for its release first. */
   readonly #releasing = new Map<string, Promise<void>>();
+  /** "Approve for this session" answers of threads let go while idle, handed back when they load again. */
+  readonly #keptApprovals = new Map<string, SessionApprovals>();
+  readonly #idleSweep: NodeJS.Timeout | undefined;
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -240,6 +251,30 @@ export class ThreadManager {
       },
     });
     this.#global = new PQueue({ concurrency: options.limits.maxConcurrentTurns });
+    const idleMs = options.limits.idleThreadUnloadMs ?? 0;
+    if (idleMs > 0) {
+      this.#idleSweep = setInterval(() => this.#unloadIdle(idleMs), Math.min(IDLE_SWEEP_MAX_INTERVAL_MS, Math.max(idleMs / 2, 10)));
+      this.#idleSweep.unref();
+    }
+  }
+
+  /**
+   * Lets go of threads idle for `idleMs`: no live turn, no claim, no command still registered
+   * (its output must stay readable). Their MCP servers stop; the store has everything else, and
+   * their session approvals are kept for when they load again.
+   */
+  #unloadIdle(idleMs: number): void {
+    const now = Date.now();
+    for (const thread of [...this.#threads.values()]) {
+      const id = thread.id;
+      if (thread.live.length > 0 || thread.processes.size > 0 || this.#claims.has(id) || this.#releasing.has(id) || this.#loading.has(id)) continue;
+      const idleFor = now - Date.parse(thread.lastActivity);
+      if (!(idleFor >= idleMs)) continue;
+      this.#threads.delete(id);
+      this.#keptApprovals.set(id, thread.approvals);
+      this.#logger.info('thread let go after being idle', { thread: id, idleSec: Math.round(idleFor / 1000) });
+      thread.mcp.close().catch((error: unknown) => this.#logger.warn("stopping an idle thread's MCP servers failed", { thread: id, error: errorMessage(error) }));
+    }
   }
 
   /** Starts a thread and runs its first turn. Invalid settings fail before any model call. */
@@ -568,8 +603,16 @@ export class ThreadManager {
     if (pending.length > 0) await settlesWithin(Promise.all(pending), timeoutMs);
   }
 
+  /** Session approvals a thread had before it was let go while idle, or new ones. */
+  #takeApprovals(threadId: string): SessionApprovals {
+    const kept = this.#keptApprovals.get(threadId);
+    this.#keptApprovals.delete(threadId);
+    return kept ?? new SessionApprovals();
+  }
+
   /** Stops every process left running by threads, and their MCP servers. */
   async close(): Promise<void> {
+    clearInterval(this.#idleSweep);
     await Promise.all([...this.#threads.values()].flatMap((thread) => [thread.processes.terminateAll(), thread.mcp.close()]));
     this.#leases.releaseAll();
   }
@@ -744,7 +787,7 @@ export class ThreadManager {
       contextTokens: undefined,
       compactions: 0,
       queue: new PQueue({ concurrency: 1 }),
-      approvals: new SessionApprovals(),
+      approvals: this.#takeApprovals(id),
       processes: new ThreadProcessTable(),
       mcp: new ThreadMcpServers({
         configs: settings.mcpServers ?? [],
