@@ -34,7 +34,8 @@ async function localMcpServers(mcp: McpHarness): Promise<unknown[]> {
   const structured = list.structuredContent;
   const environments = isRecord(structured) && Array.isArray(structured.environments) ? structured.environments : [];
   const local = environments.find((environment) => isRecord(environment) && environment.id === 'local');
-  return isRecord(local) && Array.isArray(local.mcpServers) ? local.mcpServers : [];
+  const servers: unknown = isRecord(local) ? local.mcpServers : undefined;
+  return Array.isArray(servers) ? (servers as unknown[]) : [];
 }
 
 describe('idle threads are let go', () => {
