@@ -35,7 +35,7 @@ async function localMcpServers(mcp: McpHarness): Promise<unknown[]> {
   const environments = isRecord(structured) && Array.isArray(structured.environments) ? structured.environments : [];
   const local = environments.find((environment) => isRecord(environment) && environment.id === 'local');
   const servers: unknown = isRecord(local) ? local.mcpServers : undefined;
-  return Array.isArray(servers) ? (servers as unknown[]) : [];
+  return Array.isArray(servers) ? servers.map((server: unknown) => server) : [];
 }
 
 describe('idle threads are let go', () => {
