@@ -385,7 +385,7 @@ describe('exec_command and write_stdin tools', () => {
 
       const controller = new AbortController();
       const reason = new Error('turn interrupted');
-      const run = execCommand.run({ cmd: `exec 3>${JSON.stringify(fifo)}; echo ready >&3; read never`, yield_time_ms: 30_000 }, context({ signal: controller.signal }));
+      const run = execCommand.run({ cmd: `exec 3>${JSON.stringify(fifo)}; echo ready >&3; sleep 30`, yield_time_ms: 30_000 }, context({ signal: controller.signal }));
       await ready;
       controller.abort(reason);
       await expect(run).rejects.toBe(reason);

@@ -84,6 +84,7 @@ describe('resolveConfig: defaults', () => {
       features: {},
       multienv: {
         maxConcurrentTurns: 8,
+        idleThreadUnloadMs: 900_000,
         maxQueuedTurnsPerThread: 4,
         maxTurnSteps: 100,
         maxParallelToolCalls: 4,
