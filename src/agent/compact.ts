@@ -27,6 +27,13 @@ export const COMPACT_USER_MESSAGES_MAX_TOKENS = 20_000;
 /** How often a summarizing request that itself does not fit is retried with fewer, newer items. */
 const MAX_TRIMS = 6;
 
+/**
+ * The summary of a history too big even to summarize (one huge message, say): the compacted
+ * history then keeps only the user's recent messages, shortened, so the thread can go on.
+ */
+export const NO_SUMMARY_NOTICE =
+  'No summary could be written: the conversation so far was too large for the model even to summarize. Only the most recent user messages above were kept, shortened where they were long; ask the user about anything else you need.';
+
 /** What {@link compactHistory} needs. */
 export interface CompactionParams {
   model: ModelPort;
@@ -50,13 +57,16 @@ export interface Compaction {
   summary: string;
   /** Items of the oldest part left out of the summarizing request because even it did not fit. */
   trimmed: number;
+  /** True when no summary could be had because even the shortest summarizing request did not fit. */
+  unsummarized: boolean;
 }
 
 /**
  * Asks the model for a summary of `items` and builds the compacted history. When the
  * summarizing request itself exceeds the context window, the oldest items are left out of it
- * (never from the thread file) and it is tried again, a few times.
- * @throws Error when the model fails or answers without text; the history is then unchanged.
+ * (never from the thread file) and it is tried again, a few times; when even that does not fit,
+ * the history keeps the user's recent messages, shortened, with {@link NO_SUMMARY_NOTICE}.
+ * @throws Error when the model fails otherwise or answers without text; the history is then unchanged.
  */
 export async function compactHistory(params: CompactionParams): Promise<Compaction> {
   const developer = params.instructions.map((text): ResponseInputItem => inputMessage('developer', text));
@@ -73,9 +83,12 @@ export async function compactHistory(params: CompactionParams): Promise<Compacti
         .join('')
         .trim();
       if (summary.length === 0) throw new Error('the model answered the summarizing request without text');
-      return { history: compactedHistory(params.items, summary), summary, trimmed };
+      return { history: compactedHistory(params.items, summary), summary, trimmed, unsummarized: false };
     } catch (error) {
-      if (!isContextWindowExceeded(error) || attempt >= MAX_TRIMS || items.length <= 1) throw error;
+      if (!isContextWindowExceeded(error)) throw error;
+      if (attempt >= MAX_TRIMS || items.length <= 1) {
+        return { history: compactedHistory(params.items, NO_SUMMARY_NOTICE), summary: NO_SUMMARY_NOTICE, trimmed: params.items.length, unsummarized: true };
+      }
       const next = withoutOldest(items, Math.max(1, Math.floor(items.length / 4)));
       trimmed += items.length - next.length;
       items = next;

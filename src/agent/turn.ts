@@ -179,7 +179,11 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
     items = [...result.history];
     newItems = 0;
     contextTokens = undefined;
-    const trimmed = result.trimmed === 0 ? '' : ` (the ${result.trimmed} oldest items did not fit the summarizing request either and are only in the thread file)`;
+    const trimmed = result.unsummarized
+      ? ' without a summary (even the shortest summarizing request was too large; the recent user messages were kept, shortened)'
+      : result.trimmed === 0
+        ? ''
+        : ` (the ${result.trimmed} oldest items did not fit the summarizing request either and are only in the thread file)`;
     params.emit({ type: 'progress', message: `conversation compacted: ${before} items replaced by ${items.length}${trimmed}` });
     logger.info('conversation compacted', { thread: params.threadId, reason, replacedItems: before, items: items.length, trimmed: result.trimmed });
   };

@@ -34,11 +34,14 @@ describe('compaction through MCP', () => {
   let world: Awaited<ReturnType<typeof setUpMcpWorld>>;
   let model: FakeResponsesServer;
   let steps: FakeStep[];
+  /** When set, answers instead of the script. */
+  let decide: ((request: RecordedRequest) => FakeStep) | undefined;
   let mcp: McpHarness | undefined;
 
   beforeEach(async () => {
     steps = [];
-    world = await setUpMcpWorld('mcp-compaction', () => steps.shift() ?? say('script exhausted'));
+    decide = undefined;
+    world = await setUpMcpWorld('mcp-compaction', (request) => decide?.(request) ?? steps.shift() ?? say('script exhausted'));
     model = world.model;
   });
   afterEach(async () => {
@@ -156,6 +159,29 @@ describe('compaction through MCP', () => {
     steps.push(say('still alive'));
     const next = await mcp.call('codex-reply', { threadId, prompt: 'third prompt' });
     expect(next.structuredContent).toEqual({ threadId, content: 'still alive' });
+  });
+
+  it('keeps a thread usable after a prompt too large even to summarize: the recent user messages are kept, shortened, without a summary', async () => {
+    mcp = await startMcp(world.home.path);
+    steps.push(say('first answer'));
+    const threadId = threadIdOf(await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path }));
+    // A model whose window is about 100 KB of request: the huge prompt never fits, not even to be summarized.
+    decide = (request) => (request.rawBody.length > 100_000 ? contextLengthExceeded : toolNames(request).length === 0 ? say('unexpected summary') : say('answer without the huge paste'));
+    const huge = `${'log line that goes on and on\n'.repeat(8_000)}the question at the end`;
+    const result = await mcp.call('codex-reply', { threadId, prompt: huge });
+    expect(result.isError).toBeFalsy();
+    expect(result.structuredContent).toEqual({ threadId, content: 'answer without the huge paste' });
+    const last = model.requests.at(-1)!;
+    expect(last.rawBody.length).toBeLessThan(100_000);
+    const texts = messages(last).map((m) => m.text);
+    expect(texts.some((text) => text.includes('No summary could be written'))).toBe(true);
+    // The prompt's head and tail are kept around a marker.
+    expect(texts.some((text) => text.startsWith('log line that goes on and on') && text.includes('tokens truncated') && text.endsWith('the question at the end'))).toBe(true);
+    // The thread goes on, and the whole prompt stays in the thread file.
+    decide = undefined;
+    steps.push(say('next answer'));
+    expect((await mcp.call('codex-reply', { threadId, prompt: 'and now?' })).structuredContent).toEqual({ threadId, content: 'next answer' });
+    expect(JSON.stringify(await storedRecords(world.home.path, threadId))).toContain('the question at the end');
   });
 
   it('rejects a model_auto_compact_token_limit that is not a positive integer, naming the key, before any model request', async () => {

@@ -1,4 +1,4 @@
-import { COMPACT_USER_MESSAGES_MAX_TOKENS, SUMMARY_PREFIX, compactHistory, compactedHistory, inputMessage } from '../../../src/agent/compact.js';
+import { COMPACT_USER_MESSAGES_MAX_TOKENS, NO_SUMMARY_NOTICE, SUMMARY_PREFIX, compactHistory, compactedHistory, inputMessage } from '../../../src/agent/compact.js';
 import type { ModelPort } from '../../../src/agent/turn.js';
 import { ModelApiError, ModelStreamError, isContextWindowExceeded } from '../../../src/model/errors.js';
 import type { ResponseInputItem } from '../../../src/protocol/responses.js';
@@ -80,6 +80,25 @@ describe('compactHistory', () => {
     }
     // The compacted history is built from every item, not only those the summary saw.
     expect(result.history.map(textOf).filter((text) => text.includes('"a"'))).toHaveLength(1);
+  });
+
+  it('keeps the recent user messages, shortened, with a notice instead of a summary when even one item does not fit', async () => {
+    let asked = 0;
+    const model: ModelPort = {
+      respond: () => {
+        asked++;
+        return Promise.reject(overflow());
+      },
+    };
+    const huge = 'y'.repeat(COMPACT_USER_MESSAGES_MAX_TOKENS * 8);
+    const result = await compactHistory({ model, modelName: 'm', instructions: [], items: [user('<environment_context>e</environment_context>'), user(huge)], prompt: 'P', signal: new AbortController().signal });
+    expect(result.unsummarized).toBe(true);
+    expect(result.summary).toBe(NO_SUMMARY_NOTICE);
+    expect(asked).toBe(2);
+    const texts = result.history.map(textOf);
+    expect(texts).toHaveLength(3);
+    expect(texts[1]!.length).toBeLessThan(COMPACT_USER_MESSAGES_MAX_TOKENS * 4 + 200);
+    expect(texts[2]).toContain(NO_SUMMARY_NOTICE);
   });
 
   it('fails (leaving the caller to keep the history) on an empty answer or another error', async () => {
