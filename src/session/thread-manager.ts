@@ -18,7 +18,7 @@ import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
-import { THREAD_ID_PATTERN, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
+import { THREAD_ID_PATTERN, type PersistedItem, type ThreadBodyRecord, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
 import { sleep } from '../util/abort.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -458,7 +458,7 @@ export class ThreadManager {
       currentTurn: null,
       queuedTurns: 0,
       lastTurn,
-      context: { tokens: null, autoCompactTokenLimit: null, compactions: loaded.records.filter((record) => record.type === 'compacted').length },
+      context: { tokens: null, autoCompactTokenLimit: null, compactions: compactionsIn(loaded.records) },
       ...(runningElsewhere === undefined ? {} : { runningElsewhere }),
     };
     if (turnId !== undefined && turnId !== runningElsewhere?.turnId) report.turn = findTurn(threadId, turnId, finished);
@@ -701,22 +701,20 @@ export class ThreadManager {
     const loaded = await this.#readOnly(threadId);
     for (const warning of loaded.warnings) this.#logger.warn(warning, { thread: threadId });
     const history: ResponseInputItem[] = [];
+    const keep = (stored: PersistedItem): void => {
+      const item = ResponseInputItemSchema.safeParse(stored);
+      if (item.success) history.push(item.data);
+      else this.#logger.warn('skipping a stored item the model API would not accept', { thread: threadId, type: stored.type });
+    };
     let sticky = loaded.header.environments;
     let lastAgentMessage: string | null = null;
     let openTurn: string | undefined;
     for (const record of loaded.records) {
-      if (record.type === 'item') {
-        const item = ResponseInputItemSchema.safeParse(record.item);
-        if (item.success) history.push(item.data);
-        else this.#logger.warn('skipping a stored item the model API would not accept', { thread: threadId, type: record.item.type });
-      } else if (record.type === 'compacted') {
+      if (record.type === 'item') keep(record.item);
+      else if (record.type === 'compacted') {
         // Later requests send the compacted history; the items above stay in the file.
         history.length = 0;
-        for (const stored of record.history) {
-          const item = ResponseInputItemSchema.safeParse(stored);
-          if (item.success) history.push(item.data);
-          else this.#logger.warn('skipping a compacted item the model API would not accept', { thread: threadId, type: stored.type });
-        }
+        for (const stored of record.history) keep(stored);
       } else if (record.type === 'environments_changed') sticky = record.environments;
       else if (record.type === 'turn_started') openTurn = record.turnId;
       else if (record.type === 'turn_completed') {
@@ -739,7 +737,7 @@ export class ThreadManager {
     });
     const thread = this.#newThread(threadId, loaded.header.createdAt, loaded.header.config, settings, sticky, history);
     thread.lastAgentMessage = lastAgentMessage;
-    thread.compactions = loaded.records.filter((record) => record.type === 'compacted').length;
+    thread.compactions = compactionsIn(loaded.records);
     const turns = storedTurns(loaded.records);
     thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, new Date().toISOString())].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
@@ -1023,6 +1021,11 @@ export class ThreadManager {
     this.#logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }
+}
+
+/** How often a stored thread's history was compacted. */
+function compactionsIn(records: readonly ThreadBodyRecord[]): number {
+  return records.filter((record) => record.type === 'compacted').length;
 }
 
 /** The tools offered, by whether the turn has several environments; built once each. */
