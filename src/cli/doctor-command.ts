@@ -17,7 +17,7 @@ import { ThreadLeases, type LeaseHolder } from '../session/thread-lease.js';
 import { errorMessage } from '../util/errors.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
-import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile } from './runtime.js';
+import { codexHome, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
 /** How long the model check waits for a complete answer. */
@@ -194,20 +194,28 @@ async function checkBubblewrap(config: EffectiveConfig | undefined, platform: No
 }
 
 /** One tiny request to the configured provider, when its key is present. */
-async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv): Promise<CheckResult> {
+async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string): Promise<CheckResult> {
   if (config === undefined) return check('model', 'model provider', 'skip', 'config.toml is invalid');
   const provider = config.modelProviders[config.modelProvider];
   const title = `model provider ${config.modelProvider}`;
   if (provider === undefined) return check('model', title, 'fail', `model provider \`${config.modelProvider}\` is not configured`, 'add it under [model_providers] in config.toml');
-  const { apiKey, headers } = providerCredentials(provider, env);
+  let auth: CodexAuth | undefined;
+  try {
+    auth = await readCodexAuth(home);
+  } catch (error) {
+    return check('model', title, 'fail', errorMessage(error), 'fix the file, or sign Codex in again (`codex login --with-api-key`)');
+  }
+  const credentials = providerCredentials(provider, env, auth);
+  const { apiKey, headers } = credentials;
   const target = `${provider.baseUrl} (model ${config.model})`;
-  if (provider.envKey !== undefined && (apiKey === undefined || apiKey.length === 0)) {
+  if (provider.envKey !== undefined && apiKey === undefined) {
+    const stored = !provider.requiresOpenaiAuth ? '' : auth?.chatgpt === true ? `, and ${auth.path} holds a ChatGPT sign-in, which this server cannot use` : ', nor stored by `codex login --with-api-key`';
     return check(
       'model',
       title,
       'warn',
-      `${target}: no request sent, ${provider.envKey} is not set in this shell`,
-      `set ${provider.envKey} here to test the provider; the MCP server needs it too (in the \`env\` of your MCP client's server entry)`,
+      `${target}: no request sent, ${provider.envKey} is not set in this shell${stored}`,
+      `set ${provider.envKey} here to test the provider; the MCP server needs it too (in the \`env\` of your MCP client's server entry)${provider.requiresOpenaiAuth ? ', or sign Codex in with `codex login --with-api-key`' : ''}`,
     );
   }
   const client = new ModelClient({ baseUrl: provider.baseUrl, apiKey, headers, queryParams: provider.queryParams, maxRetries: 0, streamMaxRetries: 0, idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS });
@@ -218,7 +226,8 @@ async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.Proce
     );
     const text = response.output.flatMap((item) => (item.type === 'message' ? item.content.flatMap((part) => (part.type === 'output_text' ? [part.text] : [])) : [])).join('');
     const answer = text.trim().length === 0 ? 'a response without text' : JSON.stringify(text.trim().slice(0, 60));
-    return check('model', title, 'ok', `${target} answered ${answer}`);
+    const key = credentials.keySource === undefined ? '' : ` (key from ${credentials.keySource})`;
+    return check('model', title, 'ok', `${target} answered ${answer}${key}`);
   } catch (error) {
     return check('model', title, 'fail', `${target}: ${withCauses(error)}`, modelFix(error, provider.envKey));
   }
@@ -271,7 +280,7 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
       checkThreadsDir(config),
       checkBubblewrap(config, process.platform, options.env),
-      checkModel(config, options.env),
+      checkModel(config, options.env, home),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
     return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, bubblewrap, model];

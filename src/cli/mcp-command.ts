@@ -12,11 +12,11 @@ import { ModelClient } from '../model/client.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
 import { ThreadStore } from '../session/thread-store.js';
-import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
-import { codexHome, PACKAGE_VERSION, providerCredentials, readOptionalFile, stderrLogger } from './runtime.js';
+import { codexHome, missingKeyMessage, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
@@ -31,6 +31,8 @@ function settingsResolver(options: {
   instructionsFiles: Map<string, string>;
   /** Leaves out the entries that would start this server inside the session. */
   skipSelf: McpServersFilter;
+  /** Codex's auth.json, read at start-up (its API key serves providers that `requires_openai_auth`). */
+  auth: CodexAuth | undefined;
 }) {
   return (call: CallSettings): ResolvedThreadSettings => {
     const { config, warnings } = resolveConfig({
@@ -51,7 +53,7 @@ function settingsResolver(options: {
     for (const warning of warnings) options.logger.warn(warning);
     const mcp = parseMcpServers(config.mcpServers);
     for (const warning of mcp.warnings) options.logger.warn(warning);
-    return { ...toSettings(config, call, options.env, options.instructionsFiles), mcpServers: options.skipSelf(mcp.servers) };
+    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth), mcpServers: options.skipSelf(mcp.servers) };
   };
 }
 
@@ -66,18 +68,15 @@ function defaultPermissions(config: EffectiveConfig, call: CallSettings): Permis
   return config.permissionProfiles.get(config.defaultPermissions);
 }
 
-function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>): ResolvedThreadSettings {
+function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>, auth: CodexAuth | undefined): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
-  const { apiKey, headers } = providerCredentials(provider, env);
+  const credentials = providerCredentials(provider, env, auth);
+  const { apiKey, headers } = credentials;
   // As Codex does: a provider that names its key's variable needs it; a request without the key
   // would only come back as an authentication error from the provider.
-  if (provider.envKey !== undefined && (apiKey === undefined || apiKey.length === 0)) {
-    throw new LocalError(
-      LocalErrorCode.InvalidConfig,
-      `model provider \`${config.modelProvider}\` takes its API key from the environment variable ${provider.envKey}, which is not set for this MCP server; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "…" }), or remove \`env_key\` from [model_providers.${config.modelProvider}] for a provider without keys`,
-    );
-  }
+  const missing = missingKeyMessage(config.modelProvider, provider, credentials, auth);
+  if (missing !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, missing);
   const fileInstructions = config.modelInstructionsFile === undefined ? undefined : instructionsFiles.get(config.modelInstructionsFile);
   const reasoning = config.modelReasoningEffort === undefined && config.modelReasoningSummary === undefined ? undefined : { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary };
   const policy = config.shellEnvironmentPolicy;
@@ -195,6 +194,12 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
   for (const warning of [...startup.warnings, ...startup.config.permissionWarnings]) logger.warn(warning);
+  let auth: CodexAuth | undefined;
+  try {
+    auth = await readCodexAuth(home);
+  } catch (error) {
+    logger.warn(`ignoring Codex's sign-in: ${errorMessage(error)}`);
+  }
   const startupMcp = parseMcpServers(startup.config.mcpServers);
   for (const warning of startupMcp.warnings) logger.warn(warning);
   // Warns now, at start-up, about entries that launch this server; calls then skip them quietly.
@@ -210,7 +215,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   const threads = new ThreadManager({
     registry,
     store,
-    resolveSettings: settingsResolver({ baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }], home, env, logger, instructionsFiles, skipSelf }),
+    resolveSettings: settingsResolver({ baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }], home, env, logger, instructionsFiles, skipSelf, auth }),
     defaultCwd: process.cwd(),
     limits,
     logger: logger.child('threads'),

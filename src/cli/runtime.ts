@@ -2,8 +2,10 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { z } from 'zod';
 import type { ModelProviderConfig } from '../config/config.js';
 import type { HostFacts } from '../exec/environment-info.js';
+import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../util/logger.js';
 
 /** This package's version, read once from package.json. */
@@ -52,15 +54,74 @@ export async function readOptionalFile(path: string): Promise<string | undefined
   }
 }
 
+/** What Codex's sign-in left in `$CODEX_HOME/auth.json` that concerns us. */
+export interface CodexAuth {
+  /** The path read, for messages. */
+  path: string;
+  /** The key `codex login --with-api-key` stored. */
+  apiKey: string | undefined;
+  /** True when it holds a ChatGPT sign-in (tokens), which only ChatGPT's own backend accepts. */
+  chatgpt: boolean;
+}
+
+/** The fields of Codex's auth.json we read; the rest (token details, refresh times) is Codex's. */
+const AuthJsonSchema = z.looseObject({
+  OPENAI_API_KEY: z.string().nullish(),
+  tokens: z.unknown().optional(),
+});
+
 /**
- * A model provider's credentials from the environment: the key from its `env_key` variable, and
- * its `http_headers` with each `env_http_headers` entry whose variable is set on top.
+ * Reads Codex's `auth.json` in `home`; undefined when there is none.
+ * @throws LocalError naming the file when it is not the JSON object Codex writes.
  */
-export function providerCredentials(provider: ModelProviderConfig, env: NodeJS.ProcessEnv): { apiKey: string | undefined; headers: Record<string, string> } {
+export async function readCodexAuth(home: string): Promise<CodexAuth | undefined> {
+  const path = join(home, 'auth.json');
+  const text = await readOptionalFile(path);
+  if (text === undefined) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new LocalError(LocalErrorCode.InvalidConfig, `${path}: not JSON (${errorMessage(error)}); fix it or sign in again with \`codex login\``);
+  }
+  const parsed = AuthJsonSchema.safeParse(json);
+  if (!parsed.success) throw new LocalError(LocalErrorCode.InvalidConfig, `${path}: ${z.prettifyError(parsed.error)}`);
+  const apiKey = parsed.data.OPENAI_API_KEY ?? undefined;
+  return { path, apiKey: apiKey === undefined || apiKey.length === 0 ? undefined : apiKey, chatgpt: parsed.data.tokens !== undefined && parsed.data.tokens !== null };
+}
+
+/**
+ * A model provider's credentials: the key from its `env_key` variable, else, for a provider that
+ * `requires_openai_auth`, the key Codex stored in auth.json; and its `http_headers` with each
+ * `env_http_headers` entry whose variable is set on top.
+ */
+export function providerCredentials(
+  provider: ModelProviderConfig,
+  env: NodeJS.ProcessEnv,
+  auth: CodexAuth | undefined,
+): { apiKey: string | undefined; headers: Record<string, string>; keySource: string | undefined } {
   const headers: Record<string, string> = { ...provider.httpHeaders };
   for (const [name, variable] of Object.entries(provider.envHttpHeaders)) {
     const value = env[variable];
     if (value !== undefined && value.length > 0) headers[name] = value;
   }
-  return { apiKey: provider.envKey === undefined ? undefined : env[provider.envKey], headers };
+  const fromEnv = provider.envKey === undefined ? undefined : env[provider.envKey];
+  if (fromEnv !== undefined && fromEnv.length > 0) return { apiKey: fromEnv, headers, keySource: provider.envKey };
+  if (provider.requiresOpenaiAuth && auth?.apiKey !== undefined) return { apiKey: auth.apiKey, headers, keySource: auth.path };
+  return { apiKey: undefined, headers, keySource: undefined };
+}
+
+/**
+ * Why a provider that needs a key has none, and what to do; undefined when it has one or needs none.
+ */
+export function missingKeyMessage(providerId: string, provider: ModelProviderConfig, credentials: { apiKey: string | undefined }, auth: CodexAuth | undefined): string | undefined {
+  if (provider.envKey === undefined || credentials.apiKey !== undefined) return undefined;
+  const where = `model provider \`${providerId}\` takes its API key from the environment variable ${provider.envKey}, which is not set for this MCP server`;
+  if (!provider.requiresOpenaiAuth) {
+    return `${where}; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "…" }), or remove \`env_key\` from [model_providers.${providerId}] for a provider without keys`;
+  }
+  if (auth?.chatgpt === true) {
+    return `${where}, and ${auth.path} holds a ChatGPT sign-in, which this server cannot use (it calls the Responses API with an API key); set ${provider.envKey} in the server's entry of your MCP client, or sign Codex in with an API key (\`codex login --with-api-key\`)`;
+  }
+  return `${where}, nor is there a key in ${auth?.path ?? 'auth.json'}; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "sk-…" }), or sign Codex in with an API key (\`codex login --with-api-key\`)`;
 }

@@ -450,8 +450,7 @@ const ProviderTomlSchema = z
     request_max_retries: nonNegativeInt.max(MAX_RETRIES).default(4),
     stream_max_retries: nonNegativeInt.max(MAX_RETRIES).default(5),
     stream_idle_timeout_ms: positiveInt.default(300_000),
-    // Accepted, not interpreted: auth comes from `env_key`.
-    requires_openai_auth: passthrough,
+    requires_openai_auth: z.boolean().default(false),
     supports_websockets: passthrough,
   })
   .transform((raw) => ({
@@ -475,6 +474,12 @@ const ProviderTomlSchema = z
     streamMaxRetries: raw.stream_max_retries,
     /** `stream_idle_timeout_ms`: a stream silent this long is dropped. @default 300000 */
     streamIdleTimeoutMs: raw.stream_idle_timeout_ms,
+    /**
+     * `requires_openai_auth`: without the `env_key` variable, the API key Codex stored with
+     * `codex login --with-api-key` (`$CODEX_HOME/auth.json`) is used. True for the built-in
+     * `openai` provider. @default false
+     */
+    requiresOpenaiAuth: raw.requires_openai_auth,
   }));
 
 /** One `[model_providers.ID]`, resolved. */
@@ -830,7 +835,7 @@ export interface ResolvedConfig {
 function builtInLayer(): ConfigLayer {
   return {
     source: BUILT_IN_SOURCE,
-    values: { model_providers: { [DEFAULT_MODEL_PROVIDER_ID]: { name: 'OpenAI', base_url: OPENAI_BASE_URL, env_key: 'OPENAI_API_KEY' } } },
+    values: { model_providers: { [DEFAULT_MODEL_PROVIDER_ID]: { name: 'OpenAI', base_url: OPENAI_BASE_URL, env_key: 'OPENAI_API_KEY', requires_openai_auth: true } } },
   };
 }
 

@@ -112,7 +112,7 @@ describe('codex-multienv doctor', () => {
     expect(checkOf(report, 'environments').detail).toContain('3 environments, default box');
     expect(checkOf(report, 'environment:box').detail).toMatch(/^websocket ws:\/\/127\.0\.0\.1:\d+: ready; linux, \S+, \//);
     expect(checkOf(report, 'environment:pipe').detail).toMatch(/^stdio .* exec-server --listen stdio: ready; linux/);
-    expect(checkOf(report, 'model').detail).toBe(`${model.url} (model gpt-5.5) answered "OK"`);
+    expect(checkOf(report, 'model').detail).toBe(`${model.url} (model gpt-5.5) answered "OK" (key from FAKE_MODEL_API_KEY)`);
     expect(model.requests.length).toBe(before + 1);
     const request = model.requests[before]!;
     expect(request.headers.authorization).toBe('Bearer test-key');

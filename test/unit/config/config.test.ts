@@ -68,6 +68,7 @@ describe('resolveConfig: defaults', () => {
           requestMaxRetries: 4,
           streamMaxRetries: 5,
           streamIdleTimeoutMs: 300_000,
+          requiresOpenaiAuth: true,
         },
       },
       approvalPolicy: 'on-request',
@@ -493,6 +494,7 @@ stream_idle_timeout_ms = 1000
       requestMaxRetries: 0,
       streamMaxRetries: 1,
       streamIdleTimeoutMs: 1000,
+      requiresOpenaiAuth: false,
     });
     expect(config.modelProviders.openai?.baseUrl).toBe(OPENAI_BASE_URL);
   });
