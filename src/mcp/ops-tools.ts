@@ -75,6 +75,7 @@ const ThreadListEntrySchema = z.object({
   status: ThreadStateSchema,
   environments: z.array(ThreadEnvironmentSchema),
   currentTurnId: z.string().nullable(),
+  preview: z.string().nullable().describe('The thread’s first prompt, shortened to 100 characters.'),
   error: z.string().optional(),
   runningElsewhere: RunningElsewhereSchema.optional().describe('Set when another server process runs the thread’s turn.'),
 });

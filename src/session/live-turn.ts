@@ -260,6 +260,8 @@ export interface ThreadListEntry {
   environments: ThreadEnvironment[];
   /** The turn running now, if any. */
   currentTurnId: string | null;
+  /** The thread's first prompt, shortened; null when it has none (or its file does not read back). */
+  preview: string | null;
   /** Why the thread's file does not read back. */
   error?: string;
   /** The process running the thread's turn, when that is another codex-multienv process. */

@@ -25,7 +25,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
 import { sandboxContextFor } from './sandbox-context.js';
 import { ThreadLeases, describeHolder, type LeaseHolder } from './thread-lease.js';
-import type { LoadedThread, ThreadStore, ThreadSummary } from './thread-store.js';
+import { promptPreview, type LoadedThread, type ThreadStore, type ThreadSummary } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
 export interface EnvironmentSelection {
@@ -172,6 +172,8 @@ interface Thread {
   model: ModelPort;
   sticky: ThreadEnvironment[];
   history: ResponseInputItem[];
+  /** The first prompt, shortened, for lists. */
+  preview: string | undefined;
   /** Tokens the thread's last model request used, when known (decides auto-compaction). */
   contextTokens: number | undefined;
   /** How often the history was compacted (the `compacted` records). */
@@ -311,6 +313,7 @@ export class ThreadManager {
     const createdAt = new Date().toISOString();
     await this.#options.store.create({ threadId: id, createdAt, config, environments: sticky });
     const thread = this.#newThread(id, createdAt, config, settings, sticky, []);
+    thread.preview = promptPreview(params.prompt);
     this.#threads.set(id, thread);
     this.#logger.info('thread started', { thread: id, environments: sticky.map((e) => e.id) });
     await this.#hold(id);
@@ -480,6 +483,7 @@ export class ThreadManager {
         status: this.#stateOf(thread),
         environments: thread.sticky,
         currentTurnId: current?.turnId ?? null,
+        preview: thread.preview ?? null,
       });
     }
     for (const summary of stored) {
@@ -494,12 +498,13 @@ export class ThreadManager {
         environments: ok?.environments ?? [],
         // The store's summaries can be a few seconds old: a turn started since is not known yet.
         currentTurnId: holder !== undefined && ok?.lastStatus === 'incomplete' ? (ok.lastTurnId ?? null) : null,
+        preview: ok?.preview ?? null,
         ...(holder === undefined ? (ok === undefined ? { error: summary.error } : {}) : { runningElsewhere: holder }),
       });
     }
     // Held elsewhere but not in the (cached) summaries yet.
     for (const [threadId, holder] of elsewhere) {
-      if (!entries.has(threadId)) entries.set(threadId, { threadId, createdAt: null, lastActivity: holder.since, status: 'running', environments: [], currentTurnId: null, runningElsewhere: holder });
+      if (!entries.has(threadId)) entries.set(threadId, { threadId, createdAt: null, lastActivity: holder.since, status: 'running', environments: [], currentTurnId: null, preview: null, runningElsewhere: holder });
     }
     return [...entries.values()].sort((a, b) => b.lastActivity.localeCompare(a.lastActivity) || a.threadId.localeCompare(b.threadId));
   }
@@ -738,6 +743,8 @@ export class ThreadManager {
     const thread = this.#newThread(threadId, loaded.header.createdAt, loaded.header.config, settings, sticky, history);
     thread.lastAgentMessage = lastAgentMessage;
     thread.compactions = compactionsIn(loaded.records);
+    const first = loaded.records.find((record) => record.type === 'turn_started');
+    if (first?.type === 'turn_started') thread.preview = promptPreview(first.prompt);
     const turns = storedTurns(loaded.records);
     thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, new Date().toISOString())].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
@@ -782,6 +789,7 @@ export class ThreadManager {
       model: settings.createModel(),
       sticky,
       history,
+      preview: undefined,
       contextTokens: undefined,
       compactions: 0,
       queue: new PQueue({ concurrency: 1 }),

@@ -26,6 +26,16 @@ import { silentLogger, type Logger } from '../util/logger.js';
  * silently.
  */
 
+/** Characters of a thread's first prompt kept as its preview. */
+export const PREVIEW_CHARS = 100;
+
+/** A thread's first prompt as lists show it: whitespace folded, at most {@link PREVIEW_CHARS} characters. */
+export function promptPreview(prompt: string): string {
+  const flat = prompt.replace(/\s+/g, ' ').trim();
+  const chars = [...flat];
+  return chars.length <= PREVIEW_CHARS ? flat : `${chars.slice(0, PREVIEW_CHARS - 1).join('')}…`;
+}
+
 /** The largest serialized record (without its newline) the store writes or reads: 16 MiB. */
 export const MAX_THREAD_RECORD_BYTES = 16 * 1024 * 1024;
 
@@ -89,6 +99,8 @@ export interface ThreadSummaryOk {
   lastStatus?: ThreadSummaryStatus;
   /** The last turn's id (the one `lastStatus` is about). */
   lastTurnId?: string;
+  /** The thread's first prompt, shortened (see {@link promptPreview}). */
+  preview?: string;
   error?: undefined;
 }
 
@@ -128,6 +140,7 @@ interface SummaryState {
   environments: ThreadEnvironment[];
   lastStatus: ThreadSummaryStatus | undefined;
   lastTurnId: string | undefined;
+  preview: string | undefined;
 }
 
 interface Line {
@@ -499,6 +512,7 @@ export class ThreadStore {
         const summary: ThreadSummaryOk = { threadId, createdAt: state.createdAt, updatedAt, environments: state.environments };
         if (state.lastStatus !== undefined) summary.lastStatus = state.lastStatus;
         if (state.lastTurnId !== undefined) summary.lastTurnId = state.lastTurnId;
+        if (state.preview !== undefined) summary.preview = state.preview;
         return summary;
       } finally {
         await handle.close();
@@ -533,13 +547,14 @@ async function fold(
     const parsed = parseLine(line, path);
     if (parsed.kind === 'header') {
       const header = checkHeader(parsed.record, threadId, path, []);
-      state = { ino, offset: 0, nextLine: 1, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined, lastTurnId: undefined };
+      state = { ino, offset: 0, nextLine: 1, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined, lastTurnId: undefined, preview: undefined };
     } else if (state !== undefined && parsed.kind === 'body') {
       const record = parsed.record;
       if (record.type === 'environments_changed') state.environments = record.environments;
       else if (record.type === 'turn_started') {
         state.lastStatus = 'incomplete';
         state.lastTurnId = record.turnId;
+        state.preview ??= promptPreview(record.prompt);
       } else if (record.type === 'turn_completed') {
         state.lastStatus = record.status;
         state.lastTurnId = record.turnId;

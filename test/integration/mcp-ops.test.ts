@@ -183,7 +183,9 @@ describe('turns that outlive their call, and the status tools', () => {
     const idle = threadIdOf(await mcp.call('codex', { prompt: 'quick', cwd: work.path }));
     const release = heldGate();
     steps.push(hold(release.promise, say('busy one')));
-    const busy = threadIdOf(await mcp.call('codex', { prompt: 'slow', cwd: work.path, waitMs: 0 }));
+    const long = `slow\n\n  ${'and very detailed '.repeat(10)}`;
+    const busy = threadIdOf(await mcp.call('codex', { prompt: long, cwd: work.path, waitMs: 0 }));
+    const longPreview = `slow ${'and very detailed '.repeat(10)}`.slice(0, 99) + '…';
 
     const listed = await mcp.call('thread/list', {});
     expect(listed.isError).toBeFalsy();
@@ -191,7 +193,9 @@ describe('turns that outlive their call, and the status tools', () => {
     expect(total).toBe(2);
     expect(threads.map((t) => t.threadId)).toEqual([busy, idle]);
     expect(threads[0]).toMatchObject({ threadId: busy, status: 'running', currentTurnId: expect.any(String), createdAt: expect.any(String), lastActivity: expect.any(String), environments: [{ id: 'local', cwd: work.path }] });
-    expect(threads[1]).toMatchObject({ threadId: idle, status: 'idle', currentTurnId: null });
+    expect(threads[1]).toMatchObject({ threadId: idle, status: 'idle', currentTurnId: null, preview: 'quick' });
+    // The first prompt, whitespace folded, at most 100 characters.
+    expect(threads[0]!.preview).toBe(longPreview);
     const running = structured(await mcp.call('thread/list', { status: 'running' })) as { threads: Json[]; total: number };
     expect(running.threads.map((t) => t.threadId)).toEqual([busy]);
     expect(structured(await mcp.call('thread/list', { limit: 1 }))).toMatchObject({ total: 2, threads: [{ threadId: busy }] });
@@ -202,10 +206,10 @@ describe('turns that outlive their call, and the status tools', () => {
     // A new server process lists the stored threads without loading them.
     mcp = await startMcp(home.path);
     const after = structured(await mcp.call('thread/list', {})) as { threads: Json[] };
-    expect(after.threads.map((t) => [t.threadId, t.status])).toEqual(
+    expect(after.threads.map((t) => [t.threadId, t.status, t.preview])).toEqual(
       expect.arrayContaining([
-        [busy, 'idle'],
-        [idle, 'idle'],
+        [busy, 'idle', longPreview],
+        [idle, 'idle', 'quick'],
       ]),
     );
     expect(await status(mcp, { threadId: busy })).toMatchObject({ status: 'idle', lastAgentMessage: 'busy one', lastTurn: { status: 'completed' } });

@@ -298,9 +298,11 @@ describe('ThreadStore', () => {
   it('lists threads with their sticky environments and last turn status, and a corrupt file with an error', async () => {
     const store = newStore();
     await store.create(header('done'));
-    await store.append('done', { type: 'turn_started', turnId: 'u1', prompt: 'p', environments: [] });
+    await store.append('done', { type: 'turn_started', turnId: 'u1', prompt: '  the   first\nprompt ', environments: [] });
     await store.append('done', item('u1', 'x'));
     await store.append('done', { type: 'turn_completed', turnId: 'u1', status: 'failed', lastAgentMessage: null, error: 'boom' });
+    await store.append('done', { type: 'turn_started', turnId: 'u2', prompt: 'a later prompt', environments: [] });
+    await store.append('done', { type: 'turn_completed', turnId: 'u2', status: 'failed', lastAgentMessage: null, error: 'boom' });
     await store.append('done', { type: 'environments_changed', environments: [{ id: 'remote', cwd: '/srv' }] });
     await store.create(header('fresh'));
     await store.create(header('running'));
@@ -318,7 +320,8 @@ describe('ThreadStore', () => {
       updatedAt: expect.any(String),
       environments: [{ id: 'remote', cwd: '/srv' }],
       lastStatus: 'failed',
-      lastTurnId: 'u1',
+      lastTurnId: 'u2',
+      preview: 'the first prompt',
     });
     expect(summaries.get('fresh')).toEqual({ threadId: 'fresh', createdAt: AT, updatedAt: expect.any(String), environments: [{ id: 'local', cwd: '/work' }] });
     expect(summaries.get('running')).toMatchObject({ lastStatus: 'incomplete', lastTurnId: 'u1' });
@@ -333,7 +336,7 @@ describe('ThreadStore', () => {
     // Damage found in the part read since the last listing is reported with its line number.
     await appendFile(join(dir, 'done.jsonl'), 'garbage\n');
     summaries = await byId();
-    expect(summaries.get('done')).toEqual({ threadId: 'done', updatedAt: expect.any(String), error: expect.stringContaining('line 6 of') });
+    expect(summaries.get('done')).toEqual({ threadId: 'done', updatedAt: expect.any(String), error: expect.stringContaining('line 8 of') });
     expect(await newStore({ dir: join(tmp, 'nowhere') }).list()).toEqual([]);
   });
 
