@@ -340,6 +340,7 @@ export class ThreadManager {
         selection = sticky;
       }
       if (params.environments !== undefined) selection = await this.#resolveSelection(params.environments, thread.sticky, thread.config.cwd, false, thread.settings);
+      this.#checkRegistered(selection);
       return await this.#enqueue(thread, params.prompt, selection, callbacks);
     } finally {
       await this.#unhold(params.threadId);
@@ -817,6 +818,20 @@ export class ThreadManager {
    * cwd explicitly), else the remote environment's own working directory. A permission profile
    * named for an environment must exist; a missing one keeps the sticky one.
    */
+  /**
+   * Fails before any model request when the thread's sticky selection names an environment this
+   * server does not have (one added with environment/add before a restart, say).
+   */
+  #checkRegistered(selection: readonly ThreadEnvironment[]): void {
+    const missing = selection.filter((entry) => this.#options.registry.get(entry.id) === undefined).map((entry) => `\`${entry.id}\``);
+    if (missing.length === 0) return;
+    const known = this.#options.registry.list().map((e) => e.id).join(', ') || '(none)';
+    throw new LocalError(
+      LocalErrorCode.InvalidArgument,
+      `the thread's environment${missing.length === 1 ? '' : 's'} ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not registered in this server (environments added with environment/add last as long as the server process); add ${missing.length === 1 ? 'it' : 'them'} again with environment/add, or choose environments for this turn (\`environments\`) or for the thread (\`stickyEnvironments\`); known environments: ${known}`,
+    );
+  }
+
   async #resolveSelection(
     selection: EnvironmentSelection[] | undefined,
     sticky: ThreadEnvironment[] | undefined,
