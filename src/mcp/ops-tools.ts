@@ -83,7 +83,7 @@ const ThreadListEntrySchema = z.object({
 /** What the status tools need from the server. */
 export interface OpsToolsOptions {
   threads: ThreadManager;
-  names: { status: string; threadList: string; turnInterrupt: string };
+  names: { status: string; threadList: string; threadClose: string; turnInterrupt: string };
   /** Aborts when the client cancels the call. */
   cancelSignal(extra: Extra): AbortSignal;
 }
@@ -92,7 +92,7 @@ function jsonResult(structured: Record<string, unknown>): CallToolResult {
   return { content: [{ type: 'text', text: JSON.stringify(structured, null, 2) }], structuredContent: structured };
 }
 
-/** Registers `codex-status`, `thread/list` and `turn/interrupt`. */
+/** Registers `codex-status`, `thread/list`, `thread/close` and `turn/interrupt`. */
 export function registerOpsTools(server: McpServer, options: OpsToolsOptions): void {
   const { threads, names } = options;
 
@@ -140,6 +140,36 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
         return jsonResult({ threads: matching.slice(0, args.limit ?? 100), total: matching.length });
       } catch (error) {
         return plainError(`${names.threadList}: ${errorMessage(error)}`);
+      }
+    },
+  );
+
+  server.registerTool(
+    names.threadClose,
+    {
+      title: 'Close a thread',
+      description:
+        'Closes a thread with no running turn: stops its commands still registered and its MCP servers, and frees it from memory; it can be continued later with codex-reply (read back from its file). With archive: true its file is also moved to the archived folder, so it is no longer listed or continued; nothing is deleted.',
+      inputSchema: {
+        threadId: z.string().describe('The thread id.'),
+        archive: z.boolean().optional().describe('Also move the thread file to the archived folder (default false).'),
+      },
+      outputSchema: {
+        threadId: z.string(),
+        archivedTo: z.string().nullable().describe('Where the thread file went, when archived.'),
+        stoppedCommands: z.number().describe('Commands of the thread that were stopped.'),
+        stoppedMcpServers: z.number().describe('MCP servers of the thread that were stopped.'),
+      },
+      annotations: { destructiveHint: true, idempotentHint: false },
+    },
+    async (args) => {
+      try {
+        const closed = await threads.closeThread(args.threadId, { archive: args.archive === true });
+        const stopped = `${closed.stoppedCommands} command${closed.stoppedCommands === 1 ? '' : 's'} and ${closed.stoppedMcpServers} MCP server${closed.stoppedMcpServers === 1 ? '' : 's'} stopped`;
+        const text = `Closed thread ${closed.threadId} (${stopped})${closed.archivedTo === null ? '; codex-reply continues it' : `; archived to ${closed.archivedTo}`}.`;
+        return { content: [{ type: 'text', text }], structuredContent: { ...closed } };
+      } catch (error) {
+        return plainError(`${names.threadClose}: ${errorMessage(error)}`);
       }
     },
   );

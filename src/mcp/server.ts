@@ -341,7 +341,7 @@ export function createMcpServer(options: McpServerOptions): McpServer {
     },
   );
 
-  registerOpsTools(server, { threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, turnInterrupt: names.turnInterrupt }, cancelSignal });
+  registerOpsTools(server, { threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, threadClose: names.threadClose, turnInterrupt: names.turnInterrupt }, cancelSignal });
 
   return server;
 }

@@ -3,6 +3,7 @@ export interface ToolNames {
   environmentAdd: string;
   environmentList: string;
   threadList: string;
+  threadClose: string;
   turnInterrupt: string;
 }
 
@@ -16,6 +17,7 @@ export function toolNames(portable: boolean): ToolNames {
     environmentAdd: `environment${separator}add`,
     environmentList: `environment${separator}list`,
     threadList: `thread${separator}list`,
+    threadClose: `thread${separator}close`,
     turnInterrupt: `turn${separator}interrupt`,
   };
 }

@@ -207,13 +207,28 @@ interface ThreadClaim {
 /** How often a wait for another process's turn looks at the thread's lease. */
 const LEASE_POLL_MS = 100;
 
+/** The outcome of {@link ThreadManager.closeThread}. */
+export interface ClosedThread {
+  threadId: string;
+  /** Where the thread file went, when archived. */
+  archivedTo: string | null;
+  /** Commands of the thread (running, or finished with unread output) that were stopped. */
+  stoppedCommands: number;
+  /** MCP servers of the thread that were running. */
+  stoppedMcpServers: number;
+}
+
 /** How long `list()` reuses the store's summaries of threads this process has not loaded. */
 export const STORED_LIST_MAX_AGE_MS = 5_000;
 
 /** An error about a thread id that does not exist; the MCP layer reports it with the id. */
 export class ThreadNotFoundError extends LocalError {
-  constructor(readonly threadId: string) {
-    super(LocalErrorCode.NotFound, `Session not found for thread_id: ${threadId}`);
+  /** @param detail said after the old server's message, e.g. where an archived thread went */
+  constructor(
+    readonly threadId: string,
+    detail?: string,
+  ) {
+    super(LocalErrorCode.NotFound, `Session not found for thread_id: ${threadId}${detail === undefined ? '' : ` (${detail})`}`);
   }
 }
 
@@ -369,7 +384,10 @@ export class ThreadManager {
 
   async #claim(threadId: string): Promise<Thread> {
     await this.#releasing.get(threadId);
-    if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await this.#options.store.stamp(threadId)) === undefined)) throw new ThreadNotFoundError(threadId);
+    if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await this.#options.store.stamp(threadId)) === undefined)) {
+      const archived = THREAD_ID_PATTERN.test(threadId) ? this.#options.store.archivedPath(threadId) : undefined;
+      throw new ThreadNotFoundError(threadId, archived === undefined ? undefined : `it was archived with thread/close: ${archived}; move the file back into ${this.#options.store.dir} to continue it`);
+    }
     await this.#leases.acquire(threadId);
     const loaded = this.#threads.get(threadId);
     if (loaded === undefined || loaded.stamp === undefined || loaded.live.length > 0) return this.#get(threadId);
@@ -397,6 +415,35 @@ export class ThreadManager {
       await releasing;
     } finally {
       if (this.#releasing.get(threadId) === releasing) this.#releasing.delete(threadId);
+    }
+  }
+
+  /**
+   * Closes a thread that has no running turn: stops its registered commands and its MCP servers
+   * and lets go of it; with `archive`, also moves its file into the store's archive folder, so it
+   * is no longer listed or continued (nothing is deleted). Without `archive`, its next call reads
+   * it back as after a restart.
+   * @throws ThreadNotFoundError, ThreadBusyError (another process runs it), or a LocalError
+   *   `INVALID_ARGUMENT` while a turn of it runs here.
+   */
+  async closeThread(threadId: string, options: { archive: boolean }): Promise<ClosedThread> {
+    const thread = await this.#hold(threadId);
+    try {
+      if (thread.live.length > 0) {
+        throw new LocalError(LocalErrorCode.InvalidArgument, `thread ${threadId} has a turn running (${thread.live[0]?.turnId ?? '?'}); stop it with turn/interrupt first, or wait for it (codex-status with waitMs)`);
+      }
+      const stoppedCommands = thread.processes.size;
+      const stoppedMcpServers = thread.mcp.statuses().filter((server) => server.state === 'ready' || server.state === 'starting').length;
+      this.#threads.delete(threadId);
+      this.#keptApprovals.delete(threadId);
+      await Promise.all([thread.processes.terminateAll(), thread.mcp.close()]);
+      const archivedTo = options.archive ? await this.#options.store.archive(threadId) : undefined;
+      // The cached summaries still list an archived thread.
+      if (archivedTo !== undefined) this.#stored = undefined;
+      this.#logger.info(archivedTo === undefined ? 'thread closed' : 'thread closed and archived', { thread: threadId, stoppedCommands, stoppedMcpServers, archivedTo });
+      return { threadId, archivedTo: archivedTo ?? null, stoppedCommands, stoppedMcpServers };
+    } finally {
+      await this.#unhold(threadId);
     }
   }
 

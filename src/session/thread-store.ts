@@ -1,5 +1,5 @@
 import { constants, statSync } from 'node:fs';
-import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import {
@@ -25,6 +25,9 @@ import { silentLogger, type Logger } from '../util/logger.js';
  * is reported with its file and line and left untouched: nothing the user gave us is dropped
  * silently.
  */
+
+/** The folder, inside the threads folder, that archived threads are moved to. */
+export const ARCHIVE_DIR_NAME = 'archived';
 
 /** Characters of a thread's first prompt kept as its preview. */
 export const PREVIEW_CHARS = 100;
@@ -272,6 +275,44 @@ export class ThreadStore {
   async load(threadId: string): Promise<LoadedThread | undefined> {
     const id = checkThreadId(threadId);
     return this.#enqueue(id, () => this.#read(id));
+  }
+
+  /**
+   * Moves the thread's file into the {@link ARCHIVE_DIR_NAME} folder (after its pending appends),
+   * where listings and loads no longer see it; nothing is deleted. A name already taken there
+   * gets the time appended. Resolves with the new path; rejects with `NOT_FOUND` when the thread
+   * has no file.
+   */
+  async archive(threadId: string): Promise<string> {
+    this.#assertOpen();
+    const id = checkThreadId(threadId);
+    return this.#enqueue(id, async (state) => {
+      await this.#dropHandle(id, state);
+      const from = this.#pathOf(id);
+      const dir = join(this.dir, ARCHIVE_DIR_NAME);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      // A hard link then an unlink: the file is never absent from both places, and an archived
+      // file of the same name is never overwritten.
+      let to = join(dir, `${id}${FILE_SUFFIX}`);
+      try {
+        await link(from, to);
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') throw new LocalError(LocalErrorCode.NotFound, `thread ${id} has no file (${from})`, { cause: error });
+        if (errnoCode(error) !== 'EEXIST') throw error;
+        to = join(dir, `${id}-${this.#timestamp().replace(/[:.]/g, '-')}${FILE_SUFFIX}`);
+        await link(from, to);
+      }
+      await unlink(from);
+      this.#summaries.delete(id);
+      if (this.#fsync) await this.#syncDir();
+      return to;
+    });
+  }
+
+  /** Where the thread's archived file is, when {@link archive} moved it there under its own name. */
+  archivedPath(threadId: string): string | undefined {
+    const path = join(this.dir, ARCHIVE_DIR_NAME, `${checkThreadId(threadId)}${FILE_SUFFIX}`);
+    return statSync(path, { throwIfNoEntry: false }) === undefined ? undefined : path;
   }
 
   /**

@@ -476,14 +476,14 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   describe('portable tool names', () => {
-    it('publishes environment_add, environment_list, thread_list, turn_interrupt with --portable-tool-names, without the SDK name warning', async () => {
+    it('publishes environment_add, environment_list, thread_list, thread_close, turn_interrupt with --portable-tool-names, without the SDK name warning', async () => {
       mcp = await startMcp(home.path);
       await mcp.waitForStderr(/Tool name validation warning for "environment\/add"/, 'the SDK warning about the name');
       await mcp.close();
 
       mcp = await startMcp(home.path, { args: ['--portable-tool-names'] });
       const { tools } = await mcp.client.listTools();
-      expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment_add', 'environment_list', 'thread_list', 'turn_interrupt']);
+      expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment_add', 'environment_list', 'thread_close', 'thread_list', 'turn_interrupt']);
       const list = await mcp.call('environment_list', {});
       expect(list.isError).toBeFalsy();
       expect(structured(list).environments).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'local' })]));

@@ -359,4 +359,23 @@ describe('ThreadStore', () => {
     await localError(store.append('c', item('u', 'late')), LocalErrorCode.ConnectionClosed);
     expect(itemTexts(await store.load('c'))).toEqual(['in flight']);
   });
+
+  it('archives a thread: the file moves to archived/ after its pending appends, listings and loads no longer see it, and a second archive of the id keeps both', async () => {
+    const store = newStore();
+    await store.create(header('arc'));
+    const pending = store.append('arc', item('u', 'last words'));
+    const to = await store.archive('arc');
+    await pending;
+    expect(to).toBe(join(dir, 'archived', 'arc.jsonl'));
+    expect(await readFile(to, 'utf8')).toContain('last words');
+    expect(await store.load('arc')).toBeUndefined();
+    expect((await store.list()).map((summary) => summary.threadId)).not.toContain('arc');
+    expect(store.archivedPath('arc')).toBe(to);
+
+    await store.create(header('arc'));
+    const second = await store.archive('arc');
+    expect(second).toMatch(/archived\/arc-.+\.jsonl$/);
+    expect((await readdir(join(dir, 'archived'))).sort()).toHaveLength(2);
+    await localError(store.archive('arc'), LocalErrorCode.NotFound);
+  });
 });

@@ -1,12 +1,14 @@
-// A thread left idle is let go (multienv.idle_thread_unload_sec): its MCP servers stop, and its next
-// turn reads it back with its history and its session approvals. Our built server over stdio, the
-// SDK client, the fake model, and @modelcontextprotocol/server-everything as the thread's MCP server.
-import { readFileSync, readdirSync } from 'node:fs';
+// Letting go of threads: left idle (multienv.idle_thread_unload_sec) or closed with thread/close,
+// a thread's MCP servers and commands stop, and its next turn reads it back with its history (and,
+// when idle, its session approvals); archived, it is no longer listed or continued. Our built
+// server over stdio, the SDK client, the fake model, and @modelcontextprotocol/server-everything
+// as the thread's MCP server.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
 import { REPO_ROOT, waitFor } from '../helpers/process.js';
-import { exec, isRecord, say } from '../helpers/steps.js';
+import { exec, gate, hold, isRecord, say } from '../helpers/steps.js';
 
 const EVERYTHING = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 const APPROVE_FOR_SESSION = { action: 'accept', content: { decision: 'approve_for_session' } };
@@ -20,7 +22,7 @@ function childrenRunning(parent: number, needle: string): number[] {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if (fields[0] === 'Z' || Number(fields[1]) !== parent) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) found.push(Number(entry));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(needle)) found.push(Number(entry));
     } catch {
       // The process ended while we looked.
     }
@@ -38,7 +40,7 @@ async function localMcpServers(mcp: McpHarness): Promise<unknown[]> {
   return Array.isArray(servers) ? servers.map((server: unknown) => server) : [];
 }
 
-describe('idle threads are let go', () => {
+describe('threads let go: idle, or closed with thread/close', () => {
   let world: Awaited<ReturnType<typeof setUpMcpWorld>>;
   let model: FakeResponsesServer;
   let steps: FakeStep[];
@@ -107,5 +109,62 @@ describe('idle threads are let go', () => {
     const outputs = JSON.stringify(inputItems(model.requests[4]!));
     expect(outputs).toContain('Process running with session ID 1');
     expect(outputs).not.toContain('unknown session_id');
+  });
+
+  describe('thread/close', () => {
+    const threadIdOf = (result: { structuredContent?: unknown }): string => (result.structuredContent as { threadId: string }).threadId;
+    const listedIds = async (): Promise<string[]> => {
+      const structured = (await mcp!.call('thread/list', {})).structuredContent as { threads: { threadId: string }[] };
+      return structured.threads.map((thread) => thread.threadId);
+    };
+
+    it('stops the thread’s commands and MCP servers, lets go of it, and codex-reply continues it', async () => {
+      mcp = await startMcp(world.home.path);
+      const worker = await mcp.workerPid();
+      steps.push(exec('sleep 31', { yield_time_ms: 250 }), say('started it'));
+      const threadId = threadIdOf(await mcp.call('codex', { prompt: 'start a long command', cwd: world.work.path }));
+      expect(childrenRunning(worker, 'server-everything')).toHaveLength(1);
+      expect(childrenRunning(worker, 'sleep 31')).toHaveLength(1);
+
+      const closed = await mcp.call('thread/close', { threadId });
+      expect(closed.isError).toBeFalsy();
+      expect(closed.structuredContent).toEqual({ threadId, archivedTo: null, stoppedCommands: 1, stoppedMcpServers: 1 });
+      await waitFor(() => childrenRunning(worker, 'server-everything').length === 0 && childrenRunning(worker, 'sleep 31').length === 0, 'the closed thread’s processes to end');
+      expect(await listedIds()).toContain(threadId);
+
+      steps.push(say('continued'));
+      expect((await mcp.call('codex-reply', { threadId, prompt: 'go on' })).structuredContent).toEqual({ threadId, content: 'continued' });
+      expect(JSON.stringify(inputItems(model.requests.at(-1)!))).toContain('start a long command');
+    });
+
+    it('archives: the file moves to archived/, the thread is no longer listed, and codex-reply says where it went', async () => {
+      mcp = await startMcp(world.home.path, { args: ['-c', 'mcp_servers.everything.enabled=false'] });
+      steps.push(say('done'));
+      const threadId = threadIdOf(await mcp.call('codex', { prompt: 'short', cwd: world.work.path }));
+      const archivedTo = join(world.home.path, 'multienv', 'threads', 'archived', `${threadId}.jsonl`);
+      const closed = await mcp.call('thread/close', { threadId, archive: true });
+      expect(closed.structuredContent).toEqual({ threadId, archivedTo, stoppedCommands: 0, stoppedMcpServers: 0 });
+      expect(existsSync(archivedTo)).toBe(true);
+      expect(readFileSync(archivedTo, 'utf8')).toContain('short');
+      expect(existsSync(join(world.home.path, 'multienv', 'threads', `${threadId}.jsonl`))).toBe(false);
+      expect(await listedIds()).not.toContain(threadId);
+      const reply = await mcp.call('codex-reply', { threadId, prompt: 'again' });
+      expect(reply.isError).toBe(true);
+      expect(textOf(reply)).toContain(`Session not found for thread_id: ${threadId} (it was archived with thread/close: ${archivedTo}`);
+    });
+
+    it('refuses while a turn runs, and for an unknown thread', async () => {
+      mcp = await startMcp(world.home.path, { args: ['-c', 'mcp_servers.everything.enabled=false'] });
+      const release = gate();
+      steps.push(hold(release.promise, say('slow done')));
+      const threadId = threadIdOf(await mcp.call('codex', { prompt: 'slow', cwd: world.work.path, waitMs: 0 }));
+      const refused = await mcp.call('thread/close', { threadId });
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toMatch(/^thread\/close: thread \S+ has a turn running \(\S+\); stop it with turn\/interrupt first/);
+      release.open();
+      const unknown = await mcp.call('thread/close', { threadId: 'no-such-thread' });
+      expect(unknown.isError).toBe(true);
+      expect(textOf(unknown)).toContain('Session not found for thread_id: no-such-thread');
+    });
   });
 });
