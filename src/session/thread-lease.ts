@@ -117,6 +117,13 @@ function isRunning(holder: LeaseHolder): boolean {
  * of metadata operations on a tiny file cost microseconds, while each asynchronous one would cost
  * a round trip through libuv's thread pool.
  */
+/** See {@link ThreadLeases.watchLease}. */
+export interface LeaseWatch {
+  /** Resolves at the lease file's next change, after `ms`, or when `signal` aborts. */
+  next(ms: number, signal?: AbortSignal): Promise<void>;
+  close(): void;
+}
+
 export class ThreadLeases {
   readonly #dir: string;
   readonly #logger: Logger;
@@ -188,6 +195,51 @@ export class ThreadLeases {
     } catch (error) {
       this.#logger.warn('cannot remove a thread lease', { thread: threadId, error: errorMessage(error) });
     }
+  }
+
+  /**
+   * Watches the thread's lease file for whoever waits on another process's turn: `next(ms)`
+   * resolves at the next change of the file (taken or given back) or after `ms`, whichever comes
+   * first, so a wait ends as soon as the turn does; without file events (some shared folders) it
+   * is a plain poll. `close` when done.
+   */
+  watchLease(threadId: string): LeaseWatch {
+    const name = `${threadId}${LEASE_SUFFIX}`;
+    let changed = false;
+    let wake: (() => void) | undefined;
+    let watcher: FSWatcher | undefined;
+    try {
+      watcher = watch(this.#dir, (_event, file) => {
+        if (file !== name) return;
+        changed = true;
+        wake?.();
+      });
+      watcher.unref();
+      watcher.on('error', () => watcher?.close());
+    } catch (error) {
+      this.#logger.debug('cannot watch a thread lease; polling it', { thread: threadId, error: errorMessage(error) });
+    }
+    return {
+      next: (ms, signal) => {
+        if (changed || signal?.aborted === true) {
+          changed = false;
+          return Promise.resolve();
+        }
+        return new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', done);
+            wake = undefined;
+            changed = false;
+            resolve();
+          };
+          const timer = setTimeout(done, ms);
+          signal?.addEventListener('abort', done, { once: true });
+          wake = done;
+        });
+      },
+      close: () => watcher?.close(),
+    };
   }
 
   /** Gives back every lease this process holds and stops watching for interrupt requests. */

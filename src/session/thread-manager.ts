@@ -19,7 +19,6 @@ import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
 import { THREAD_ID_PATTERN, type PersistedItem, type ThreadBodyRecord, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
-import { sleep } from '../util/abort.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
@@ -204,7 +203,7 @@ interface ThreadClaim {
   ready: Promise<Thread>;
 }
 
-/** How often a wait for another process's turn looks at the thread's lease. */
+/** How often a wait for another process's turn looks at the thread's lease besides watching it. */
 const LEASE_POLL_MS = 100;
 
 /** The outcome of {@link ThreadManager.closeThread}. */
@@ -609,16 +608,21 @@ export class ThreadManager {
   /**
    * Resolves true once no other process holds the thread's lease (its turn there ended), false
    * after `timeoutMs` or when `signal` aborts. Another process's turn cannot be awaited directly,
-   * so its lease is looked at every LEASE_POLL_MS.
+   * so its lease file is watched (and looked at every LEASE_POLL_MS, for missed file events).
    */
   async #leaseFreedWithin(threadId: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if ((await this.#leases.holderElsewhere(threadId)) === undefined) return true;
-      const left = deadline - Date.now();
-      if (left <= 0 || signal?.aborted === true) return false;
-      // An aborted wait just ends the wait (false), as settlesWithin does.
-      if (!(await sleep(Math.min(LEASE_POLL_MS, left), signal).then(() => true, () => false))) return false;
+    const lease = this.#leases.watchLease(threadId);
+    try {
+      for (;;) {
+        if ((await this.#leases.holderElsewhere(threadId)) === undefined) return true;
+        const left = deadline - Date.now();
+        // An aborted wait just ends the wait (false), as settlesWithin does.
+        if (left <= 0 || signal?.aborted === true) return false;
+        await lease.next(Math.min(LEASE_POLL_MS, left), signal);
+      }
+    } finally {
+      lease.close();
     }
   }
 

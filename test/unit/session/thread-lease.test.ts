@@ -53,6 +53,33 @@ describe('ThreadLeases', () => {
     expect((await readdir(dir)).filter((name) => !name.startsWith('.'))).toEqual([]);
   });
 
+  it('wakes a watcher of a lease when it is given back, not when another thread’s changes, and ends a wait at its time or on abort', async () => {
+    const holder = new ThreadLeases({ dir });
+    const waiter = new ThreadLeases({ dir });
+    await holder.acquire('t1');
+    const lease = waiter.watchLease('t1');
+    try {
+      let woken = false;
+      // A wait far longer than the test's timeout: only the file event can end it in time.
+      const woke = lease.next(2 ** 31 - 1).then(() => (woken = true));
+      await holder.acquire('other');
+      holder.release('other');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(woken).toBe(false);
+      holder.release('t1');
+      await woke;
+      expect(await waiter.holderElsewhere('t1')).toBeUndefined();
+      await lease.next(1);
+      const controller = new AbortController();
+      const aborted = lease.next(2 ** 31 - 1, controller.signal);
+      controller.abort();
+      await aborted;
+    } finally {
+      lease.close();
+      holder.releaseAll();
+    }
+  });
+
   it('takes over the lease of a process that is gone', async () => {
     const pid = await deadPid();
     await writeLease('t2', JSON.stringify({ pid, host: hostname(), since: '2026-01-01T00:00:00.000Z' }));
