@@ -518,7 +518,15 @@ export class ThreadManager {
   /** Every thread, loaded or stored, most recent activity first. */
   async list(): Promise<ThreadListEntry[]> {
     const entries = new Map<string, ThreadListEntry>();
-    const [elsewhere, stored] = await Promise.all([this.#leases.heldElsewhere(), this.#storedSummaries()]);
+    const [elsewhere, cached] = await Promise.all([this.#leases.heldElsewhere(), this.#storedSummaries()]);
+    // Threads another process runs now change by the second: read their summaries fresh (only
+    // what was appended since), not from the few-seconds-old cache.
+    const fresh = new Map<string, ThreadSummary>();
+    for (const summary of await Promise.all([...elsewhere.keys()].map((threadId) => this.#options.store.summary(threadId).catch(() => undefined)))) {
+      if (summary !== undefined) fresh.set(summary.threadId, summary);
+    }
+    const cachedIds = new Set(cached.map((summary) => summary.threadId));
+    const stored = [...cached.map((summary) => fresh.get(summary.threadId) ?? summary), ...[...fresh.values()].filter((summary) => !cachedIds.has(summary.threadId))];
     for (const thread of this.#threads.values()) {
       // Another process runs it now: what this process holds in memory is behind.
       if (elsewhere.has(thread.id)) continue;
@@ -543,13 +551,12 @@ export class ThreadManager {
         lastActivity: summary.updatedAt,
         status: holder !== undefined ? 'running' : ok === undefined || ok.lastStatus === 'failed' ? 'failed' : 'idle',
         environments: ok?.environments ?? [],
-        // The store's summaries can be a few seconds old: a turn started since is not known yet.
         currentTurnId: holder !== undefined && ok?.lastStatus === 'incomplete' ? (ok.lastTurnId ?? null) : null,
         preview: ok?.preview ?? null,
         ...(holder === undefined ? (ok === undefined ? { error: summary.error } : {}) : { runningElsewhere: holder }),
       });
     }
-    // Held elsewhere but not in the (cached) summaries yet.
+    // Held elsewhere, but its file could not be read just now.
     for (const [threadId, holder] of elsewhere) {
       if (!entries.has(threadId)) entries.set(threadId, { threadId, createdAt: null, lastActivity: holder.since, status: 'running', environments: [], currentTurnId: null, preview: null, runningElsewhere: holder });
     }

@@ -356,6 +356,11 @@ export class ThreadStore {
     return summaries.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt) || a.threadId.localeCompare(b.threadId));
   }
 
+  /** One thread's summary, as {@link list} gives it (reading only what was appended since); undefined without a file. */
+  summary(threadId: string): Promise<ThreadSummary | undefined> {
+    return this.#summarize(checkThreadId(threadId));
+  }
+
   /** Waits for pending writes, then closes every open handle. Idempotent; later creates and appends reject. */
   close(): Promise<void> {
     this.#closing ??= this.#closeAll();

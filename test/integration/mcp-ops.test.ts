@@ -215,6 +215,29 @@ describe('turns that outlive their call, and the status tools', () => {
     expect(await status(mcp, { threadId: busy })).toMatchObject({ status: 'idle', lastAgentMessage: 'busy one', lastTurn: { status: 'completed' } });
   });
 
+  it('thread/list in one server shows a turn another server has just started on a thread it listed a moment ago', async () => {
+    mcp = await startMcp(home.path);
+    const other = await startMcp(home.path);
+    try {
+      steps.push(say('first'));
+      const threadId = threadIdOf(await other.call('codex', { prompt: 'first prompt', cwd: work.path }));
+      const before = structured(await mcp.call('thread/list', {})) as { threads: Json[] };
+      expect(before.threads).toEqual([expect.objectContaining({ threadId, status: 'idle', currentTurnId: null, preview: 'first prompt' })]);
+
+      const release = heldGate();
+      steps.push(hold(release.promise, say('second')));
+      const started = structured(await other.call('codex-reply', { threadId, prompt: 'second prompt', waitMs: 0 }));
+      expect(started.status).toBe('running');
+      // Listed again at once (the store's summaries are cached for 5 s): the new turn is there.
+      const after = structured(await mcp.call('thread/list', {})) as { threads: Json[] };
+      expect(after.threads).toEqual([expect.objectContaining({ threadId, status: 'running', currentTurnId: started.turnId, runningElsewhere: expect.objectContaining({ pid: await other.workerPid() }) })]);
+      release.open();
+      await status(other, { threadId, waitMs: 60_000 });
+    } finally {
+      await other.close();
+    }
+  });
+
   describe('turn/interrupt', () => {
     it('stops the running turn, answers the call still open as interrupted, and the thread continues', async () => {
       mcp = await startMcp(home.path);
