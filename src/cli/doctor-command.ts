@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { inputMessage } from '../agent/compact.js';
 import { overridesLayer, parseConfigToml, parseOverride, resolveConfig, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { ENVIRONMENTS_FILE_NAME } from '../config/environments.js';
 import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js';
@@ -17,7 +18,7 @@ import { ThreadLeases, type LeaseHolder } from '../session/thread-lease.js';
 import { errorMessage } from '../util/errors.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
-import { codexHome, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, type CodexAuth } from './runtime.js';
+import { codexHome, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
 /** How long the model check waits for a complete answer. */
@@ -209,19 +210,18 @@ async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.Proce
   const { apiKey, headers } = credentials;
   const target = `${provider.baseUrl} (model ${config.model})`;
   if (provider.envKey !== undefined && apiKey === undefined) {
-    const stored = !provider.requiresOpenaiAuth ? '' : auth?.chatgpt === true ? `, and ${auth.path} holds a ChatGPT sign-in, which this server cannot use` : ', nor stored by `codex login --with-api-key`';
     return check(
       'model',
       title,
       'warn',
-      `${target}: no request sent, ${provider.envKey} is not set in this shell${stored}`,
+      `${target}: no request sent, ${provider.envKey} is not set in this shell${storedKeyNote(provider, auth)}`,
       `set ${provider.envKey} here to test the provider; the MCP server needs it too (in the \`env\` of your MCP client's server entry)${provider.requiresOpenaiAuth ? ', or sign Codex in with `codex login --with-api-key`' : ''}`,
     );
   }
   const client = new ModelClient({ baseUrl: provider.baseUrl, apiKey, headers, queryParams: provider.queryParams, maxRetries: 0, streamMaxRetries: 0, idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS });
   try {
     const response = await client.respond(
-      { model: config.model, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: MODEL_CHECK_PROMPT }] }], tools: [], parallelToolCalls: false },
+      { model: config.model, input: [inputMessage('user', MODEL_CHECK_PROMPT)], tools: [], parallelToolCalls: false },
       { signal: AbortSignal.timeout(DOCTOR_MODEL_TIMEOUT_MS) },
     );
     const text = response.output.flatMap((item) => (item.type === 'message' ? item.content.flatMap((part) => (part.type === 'output_text' ? [part.text] : [])) : [])).join('');

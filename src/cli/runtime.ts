@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { ModelProviderConfig } from '../config/config.js';
 import type { HostFacts } from '../exec/environment-info.js';
-import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { parseJsonAs } from '../util/json.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../util/logger.js';
 
 /** This package's version, read once from package.json. */
@@ -78,16 +79,10 @@ export async function readCodexAuth(home: string): Promise<CodexAuth | undefined
   const path = join(home, 'auth.json');
   const text = await readOptionalFile(path);
   if (text === undefined) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new LocalError(LocalErrorCode.InvalidConfig, `${path}: not JSON (${errorMessage(error)}); fix it or sign in again with \`codex login\``);
-  }
-  const parsed = AuthJsonSchema.safeParse(json);
-  if (!parsed.success) throw new LocalError(LocalErrorCode.InvalidConfig, `${path}: ${z.prettifyError(parsed.error)}`);
-  const apiKey = parsed.data.OPENAI_API_KEY ?? undefined;
-  return { path, apiKey: apiKey === undefined || apiKey.length === 0 ? undefined : apiKey, chatgpt: parsed.data.tokens !== undefined && parsed.data.tokens !== null };
+  const parsed = parseJsonAs(AuthJsonSchema, text);
+  if (parsed.error !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `${path}: ${parsed.error}; fix it or sign in again with \`codex login\``);
+  const apiKey = parsed.value.OPENAI_API_KEY ?? undefined;
+  return { path, apiKey: apiKey === undefined || apiKey.length === 0 ? undefined : apiKey, chatgpt: parsed.value.tokens !== undefined && parsed.value.tokens !== null };
 }
 
 /**
@@ -112,16 +107,23 @@ export function providerCredentials(
 }
 
 /**
+ * What Codex's sign-in offers instead of a missing key variable, said after it: for a provider
+ * that `requires_openai_auth`, that auth.json holds only an unusable ChatGPT sign-in, or no key.
+ */
+export function storedKeyNote(provider: ModelProviderConfig, auth: CodexAuth | undefined): string {
+  if (!provider.requiresOpenaiAuth) return '';
+  if (auth?.chatgpt === true) return `, and ${auth.path} holds a ChatGPT sign-in, which this server cannot use (it calls the Responses API with an API key)`;
+  return ', nor stored by `codex login --with-api-key`';
+}
+
+/**
  * Why a provider that needs a key has none, and what to do; undefined when it has one or needs none.
  */
 export function missingKeyMessage(providerId: string, provider: ModelProviderConfig, credentials: { apiKey: string | undefined }, auth: CodexAuth | undefined): string | undefined {
   if (provider.envKey === undefined || credentials.apiKey !== undefined) return undefined;
-  const where = `model provider \`${providerId}\` takes its API key from the environment variable ${provider.envKey}, which is not set for this MCP server`;
+  const where = `model provider \`${providerId}\` takes its API key from the environment variable ${provider.envKey}, which is not set for this MCP server${storedKeyNote(provider, auth)}`;
   if (!provider.requiresOpenaiAuth) {
     return `${where}; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "…" }), or remove \`env_key\` from [model_providers.${providerId}] for a provider without keys`;
   }
-  if (auth?.chatgpt === true) {
-    return `${where}, and ${auth.path} holds a ChatGPT sign-in, which this server cannot use (it calls the Responses API with an API key); set ${provider.envKey} in the server's entry of your MCP client, or sign Codex in with an API key (\`codex login --with-api-key\`)`;
-  }
-  return `${where}, nor is there a key in ${auth?.path ?? 'auth.json'}; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "sk-…" }), or sign Codex in with an API key (\`codex login --with-api-key\`)`;
+  return `${where}; set it in the server's entry of your MCP client (e.g. "env": { "${provider.envKey}": "sk-…" }), or sign Codex in with an API key (\`codex login --with-api-key\`)`;
 }

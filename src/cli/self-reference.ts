@@ -11,6 +11,7 @@ import { basename, delimiter, dirname, isAbsolute, join, resolve } from 'node:pa
 import { z } from 'zod';
 import type { McpServerConfig } from '../config/mcp-servers.js';
 import type { Logger } from '../util/logger.js';
+import { parseJsonAs } from '../util/json.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 
 /** The npm package of this server. */
@@ -171,8 +172,7 @@ function isOurScript(path: string | undefined, host: SelfReferenceHost): boolean
   if (path === host.scriptPath) return true;
   if (basename(path) !== 'main.js' || basename(dirname(path)) !== 'cli' || basename(dirname(dirname(path))) !== 'dist') return false;
   try {
-    const parsed = PackageJsonSchema.safeParse(JSON.parse(readFileSync(join(dirname(dirname(dirname(path))), 'package.json'), 'utf8')));
-    return parsed.success && parsed.data.name === PACKAGE_NAME;
+    return parseJsonAs(PackageJsonSchema, readFileSync(join(dirname(dirname(dirname(path))), 'package.json'), 'utf8')).value?.name === PACKAGE_NAME;
   } catch {
     return false;
   }

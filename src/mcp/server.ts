@@ -9,6 +9,7 @@ import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { parseJsonAs } from '../util/json.js';
 import { ElicitationApprover } from './elicitation-approver.js';
 import { mcpLogForwarder } from './logging.js';
 import { TurnProgressSchema, WaitMsSchema, registerOpsTools } from './ops-tools.js';
@@ -372,17 +373,11 @@ function nonObjectResultsAsErrors(): Transform {
   let pending = '';
   const fix = (line: string): string => {
     if (!line.includes('"result"')) return line;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      return line;
-    }
-    const response = ResponseLineSchema.safeParse(value);
-    if (!response.success || 'method' in response.data) return line;
-    const result = response.data.result;
+    const response = parseJsonAs(ResponseLineSchema, line).value;
+    if (response === undefined || 'method' in response) return line;
+    const result = response.result;
     if (typeof result === 'object' && result !== null && !Array.isArray(result)) return line;
-    return JSON.stringify({ jsonrpc: '2.0', id: response.data.id, error: { code: -32600, message: `the result must be an object, got ${JSON.stringify(result)}` } });
+    return JSON.stringify({ jsonrpc: '2.0', id: response.id, error: { code: -32600, message: `the result must be an object, got ${JSON.stringify(result)}` } });
   };
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { THREAD_ID_PATTERN } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { parseJsonAs } from '../util/json.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 
 /** How a thread's lease file is named: `<threadId>.lease` beside `<threadId>.jsonl`. */
@@ -71,18 +72,6 @@ function startTicksOf(pid: number | 'self'): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** `text` as JSON checked by `schema`; undefined when it is not JSON or does not match. */
-function parseJson<T>(schema: z.ZodType<T>, text: string): T | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const parsed = schema.safeParse(value);
-  return parsed.success ? parsed.data : undefined;
 }
 
 /** Removes a file of our own (a draft, a takeover guard); one already gone is fine. */
@@ -304,7 +293,7 @@ export class ThreadLeases {
       return;
     }
     removeQuietly(path);
-    const request = parseJson(InterruptRequestSchema, text);
+    const request = parseJsonAs(InterruptRequestSchema, text).value;
     if (request === undefined) {
       this.#logger.warn('ignoring a malformed interrupt request', { path, text: text.slice(0, 200) });
       return;
@@ -355,7 +344,7 @@ export class ThreadLeases {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    return { text, holder: parseJson(LeaseHolderSchema, text) };
+    return { text, holder: parseJsonAs(LeaseHolderSchema, text).value };
   }
 
   /**

@@ -18,7 +18,7 @@ import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
-import { THREAD_ID_PATTERN, type PersistedItem, type ThreadBodyRecord, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
+import { THREAD_ID_PATTERN, type PersistedItem, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
@@ -286,11 +286,16 @@ export class ThreadManager {
       if (thread.live.length > 0 || thread.processes.size > 0 || this.#claims.has(id) || this.#releasing.has(id) || this.#loading.has(id)) continue;
       const idleFor = now - Date.parse(thread.lastActivity);
       if (!(idleFor >= idleMs)) continue;
-      this.#threads.delete(id);
       this.#keptApprovals.set(id, thread.approvals);
       this.#logger.info('thread let go after being idle', { thread: id, idleSec: Math.round(idleFor / 1000) });
-      thread.mcp.close().catch((error: unknown) => this.#logger.warn("stopping an idle thread's MCP servers failed", { thread: id, error: errorMessage(error) }));
+      this.#letGo(thread).catch((error: unknown) => this.#logger.warn("stopping an idle thread's MCP servers failed", { thread: id, error: errorMessage(error) }));
     }
+  }
+
+  /** Drops a loaded thread from memory and stops what it started: its registered commands and its MCP servers. */
+  async #letGo(thread: Thread): Promise<void> {
+    if (this.#threads.get(thread.id) === thread) this.#threads.delete(thread.id);
+    await Promise.all([thread.processes.terminateAll(), thread.mcp.close()]);
   }
 
   /** Starts a thread and runs its first turn. Invalid settings fail before any model call. */
@@ -393,8 +398,7 @@ export class ThreadManager {
     if ((await this.#options.store.stamp(threadId)) === loaded.stamp) return loaded;
     // Another process ran turns of this thread since this one let go of it: read it again.
     this.#logger.info('thread changed in another process; reading it again', { thread: threadId });
-    this.#threads.delete(threadId);
-    await Promise.all([loaded.processes.terminateAll(), loaded.mcp.close()]);
+    await this.#letGo(loaded);
     return this.#get(threadId);
   }
 
@@ -433,9 +437,8 @@ export class ThreadManager {
       }
       const stoppedCommands = thread.processes.size;
       const stoppedMcpServers = thread.mcp.statuses().filter((server) => server.state === 'ready' || server.state === 'starting').length;
-      this.#threads.delete(threadId);
       this.#keptApprovals.delete(threadId);
-      await Promise.all([thread.processes.terminateAll(), thread.mcp.close()]);
+      await this.#letGo(thread);
       const archivedTo = options.archive ? await this.#options.store.archive(threadId) : undefined;
       // The cached summaries still list an archived thread.
       if (archivedTo !== undefined) this.#stored = undefined;
@@ -508,7 +511,7 @@ export class ThreadManager {
       currentTurn: null,
       queuedTurns: 0,
       lastTurn,
-      context: { tokens: null, autoCompactTokenLimit: null, compactions: compactionsIn(loaded.records) },
+      context: { tokens: null, autoCompactTokenLimit: null, compactions: loaded.records.filter((record) => record.type === 'compacted').length },
       ...(runningElsewhere === undefined ? {} : { runningElsewhere }),
     };
     if (turnId !== undefined && turnId !== runningElsewhere?.turnId) report.turn = findTurn(threadId, turnId, finished);
@@ -677,7 +680,7 @@ export class ThreadManager {
   /** Stops every process left running by threads, and their MCP servers. */
   async close(): Promise<void> {
     clearInterval(this.#idleSweep);
-    await Promise.all([...this.#threads.values()].flatMap((thread) => [thread.processes.terminateAll(), thread.mcp.close()]));
+    await Promise.all([...this.#threads.values()].map((thread) => this.#letGo(thread)));
     this.#leases.releaseAll();
   }
 
@@ -773,15 +776,20 @@ export class ThreadManager {
     let sticky = loaded.header.environments;
     let lastAgentMessage: string | null = null;
     let openTurn: string | undefined;
+    let firstPrompt: string | undefined;
+    let compactions = 0;
     for (const record of loaded.records) {
       if (record.type === 'item') keep(record.item);
       else if (record.type === 'compacted') {
         // Later requests send the compacted history; the items above stay in the file.
         history.length = 0;
         for (const stored of record.history) keep(stored);
+        compactions++;
       } else if (record.type === 'environments_changed') sticky = record.environments;
-      else if (record.type === 'turn_started') openTurn = record.turnId;
-      else if (record.type === 'turn_completed') {
+      else if (record.type === 'turn_started') {
+        openTurn = record.turnId;
+        firstPrompt ??= record.prompt;
+      } else if (record.type === 'turn_completed') {
         lastAgentMessage = record.lastAgentMessage;
         openTurn = undefined;
       }
@@ -801,9 +809,8 @@ export class ThreadManager {
     });
     const thread = this.#newThread(threadId, loaded.header.createdAt, loaded.header.config, settings, sticky, history);
     thread.lastAgentMessage = lastAgentMessage;
-    thread.compactions = compactionsIn(loaded.records);
-    const first = loaded.records.find((record) => record.type === 'turn_started');
-    if (first?.type === 'turn_started') thread.preview = promptPreview(first.prompt);
+    thread.compactions = compactions;
+    if (firstPrompt !== undefined) thread.preview = promptPreview(firstPrompt);
     const turns = storedTurns(loaded.records);
     thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, new Date().toISOString())].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
@@ -1102,11 +1109,6 @@ export class ThreadManager {
     this.#logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }
-}
-
-/** How often a stored thread's history was compacted. */
-function compactionsIn(records: readonly ThreadBodyRecord[]): number {
-  return records.filter((record) => record.type === 'compacted').length;
 }
 
 /** The tools offered, by whether the turn has several environments; built once each. */
