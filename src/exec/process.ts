@@ -1,11 +1,10 @@
-import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { constants as osConstants } from 'node:os';
 import type { IPty } from '@lydell/node-pty';
 import type { OutputChunk, OutputStream, ProcessReadResult, WriteStatus } from '../protocol/exec.js';
 import { RpcError } from '../rpc/errors.js';
 import { abortReason } from '../util/abort.js';
 import { encodeBase64 } from '../util/base64.js';
 import { ioError } from './io-errors.js';
+import { startPiped, type PipedChild, type PipedSpec } from './piped-start.js';
 
 /** Default bytes of recent output retained per process for `process/read` (as Codex: ~1 MiB). */
 export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
@@ -16,28 +15,9 @@ export type ProcessEvent =
   | { kind: 'exited'; seq: number; exitCode: number; sandboxDenied: boolean }
   | { kind: 'closed'; seq: number };
 
-/**
- * Node.js makes a child's stdin pipe a socket pair. A top-level bash (`SHLVL` unset or 0) whose
- * stdin is a socket believes sshd or rshd started it and sources `/etc/bash.bashrc` and
- * `~/.bashrc`: slow (pyenv, nvm, conda hooks) and able to change PATH behind the command's back.
- * Codex's executor gives real pipes; to match it, such an environment says the shell is nested,
- * which is all bash looks at. Any other `SHLVL` is left as it is.
- */
-function asNestedShell(env: Record<string, string>): Record<string, string> {
-  const level = Number.parseInt(env.SHLVL ?? '', 10);
-  return Number.isNaN(level) || level < 1 ? { ...env, SHLVL: '1' } : env;
-}
-
 /** What to spawn; paths are native and already validated. */
-export interface SpawnSpec {
-  /** The resolved executable. */
-  file: string;
-  argv: readonly string[];
-  arg0?: string;
-  cwd: string;
-  env: Record<string, string>;
+export interface SpawnSpec extends PipedSpec {
   tty: boolean;
-  pipeStdin: boolean;
   /**
    * The process runs confined (under bubblewrap): a failure whose output looks like a denial is
    * reported as `sandboxDenied`, so a client can offer to re-run it outside the sandbox.
@@ -97,7 +77,7 @@ export class ManagedProcess {
   #closed = false;
   /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
   #lastOutputAt = 0;
-  #child?: ChildProcess;
+  #child?: PipedChild;
   #pty?: IPty;
   #stdinOpen: boolean;
 
@@ -118,39 +98,41 @@ export class ManagedProcess {
   }
 
   static async #spawnPiped(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
-    const child = spawnChild(spec.file, spec.argv.slice(1), {
-      argv0: spec.arg0 ?? spec.argv[0],
-      cwd: spec.cwd,
-      env: spec.pipeStdin ? asNestedShell(spec.env) : spec.env,
-      stdio: [spec.pipeStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', () => resolve());
-      child.once('error', (error) => reject(ioError(error)));
-    });
-    const process = new ManagedProcess(child.pid ?? -1, spec, options);
+    // The child's events arrive in later turns of the event loop, after `started.process` is set.
+    const started: { process?: ManagedProcess } = {};
+    let pendingExit: number | undefined;
+    let child: PipedChild;
+    try {
+      child = await startPiped(spec, {
+        onExit: (exitCode) => {
+          const process = started.process;
+          if (process === undefined) return;
+          if (!process.#sandboxed) {
+            process.#exited(exitCode);
+            return;
+          }
+          // Confined: the PID namespace dies with the command, so the pipes close at once; waiting
+          // for them lets the denial check see the whole output. Bounded, so exit is never withheld.
+          pendingExit = exitCode;
+          const confined = process;
+          setTimeout(() => confined.#exited(exitCode), SANDBOXED_EXIT_DRAIN_MS).unref();
+        },
+        onClose: () => {
+          const process = started.process;
+          if (process === undefined) return;
+          if (pendingExit !== undefined) process.#exited(pendingExit);
+          process.#markClosed();
+        },
+      });
+    } catch (error) {
+      throw ioError(error);
+    }
+    const process = new ManagedProcess(child.pid, spec, options);
+    started.process = process;
     process.#child = child;
     child.stdin?.on('error', () => undefined);
-    child.stdout?.on('data', (data: Buffer) => process.#output('stdout', data));
-    child.stderr?.on('data', (data: Buffer) => process.#output('stderr', data));
-    let pendingExit: number | undefined;
-    child.once('exit', (code, signal) => {
-      const exitCode = exitCodeOf(code, signal);
-      if (!process.#sandboxed) {
-        process.#exited(exitCode);
-        return;
-      }
-      // Confined: the PID namespace dies with the command, so the pipes close at once; waiting
-      // for them lets the denial check see the whole output. Bounded, so exit is never withheld.
-      pendingExit = exitCode;
-      setTimeout(() => process.#exited(exitCode), SANDBOXED_EXIT_DRAIN_MS).unref();
-    });
-    // 'close' fires after exit and after both pipes reached EOF.
-    child.once('close', () => {
-      if (pendingExit !== undefined) process.#exited(pendingExit);
-      process.#markClosed();
-    });
+    child.stdout.on('data', (data: Buffer) => process.#output('stdout', data));
+    child.stderr.on('data', (data: Buffer) => process.#output('stderr', data));
     return process;
   }
 
@@ -240,14 +222,14 @@ export class ManagedProcess {
     // A terminal is never paused: node-pty destroys its socket 200 ms after the child exits if the
     // socket has not closed by then, so output left unread while paused would be lost. Terminal
     // output is interactive-sized; the retention bound still applies.
-    this.#child?.stdout?.pause();
-    this.#child?.stderr?.pause();
+    this.#child?.stdout.pause();
+    this.#child?.stderr.pause();
   }
 
   /** Resumes reading output. */
   resume(): void {
-    this.#child?.stdout?.resume();
-    this.#child?.stderr?.resume();
+    this.#child?.stdout.resume();
+    this.#child?.stderr.resume();
   }
 
   /** Drops retained output of a finished process to free memory; its id stays taken. */
@@ -364,11 +346,4 @@ export class ManagedProcess {
     this.#onEvent({ kind: 'closed', seq: ++this.#seq });
     this.#changed();
   }
-}
-
-/** Exit status as the Codex exec-server reports it: the code, or 128 + signal number. */
-function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
-  if (code !== null) return code;
-  const number = signal === null ? undefined : (osConstants.signals as Record<string, number | undefined>)[signal];
-  return 128 + (number ?? 0);
 }

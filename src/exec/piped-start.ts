@@ -1,0 +1,168 @@
+import { spawn as spawnChild } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import { z } from 'zod';
+
+/** What to start with pipes; paths are native and already validated. */
+export interface PipedSpec {
+  /** The resolved executable. */
+  file: string;
+  /** The arguments, `argv[0]` included (replaced by `arg0` when given). */
+  argv: readonly string[];
+  arg0?: string;
+  cwd: string;
+  env: Record<string, string>;
+  /** A pipe for stdin; without it stdin is `/dev/null`. */
+  pipeStdin: boolean;
+}
+
+/** A started child: its pipes, in its own session and process group (pgid = pid). */
+export interface PipedChild {
+  readonly pid: number;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+}
+
+/** What a started child reports, each once. */
+export interface PipedEvents {
+  /** The exit status: the code, or 128 + the signal's number. */
+  onExit: (exitCode: number) => void;
+  /** After the exit and after both output pipes reached end-of-file. */
+  onClose: () => void;
+}
+
+/** How commands are started: `posix_spawn` through the native starter, or Node.js's `child_process` and why. */
+export type ProcessStarter = { kind: 'posix_spawn'; path: string } | { kind: 'child_process'; reason: string };
+
+/** Set to `0` to start commands through Node.js's `child_process` even when the native starter is built. */
+export const NATIVE_SPAWN_ENV = 'CODEX_MULTIENV_NATIVE_SPAWN';
+
+const ADDON_URL = new URL('../../build/Release/codex_multienv_spawn.node', import.meta.url);
+
+const AddonSchema = z.object({
+  spawn: z.custom<(file: string, argv: string[], env: string[], cwd: string, pipeStdin: boolean, onExit: (code: number, signal: number) => void) => unknown>(
+    (value) => typeof value === 'function',
+  ),
+});
+type Addon = z.infer<typeof AddonSchema>;
+/** The addon answers `[pid, stdinFd (-1 without a pipe), stdoutFd, stderrFd]` or a negative errno. */
+const StartResultSchema = z.union([z.number().int().negative(), z.tuple([z.number().int().positive(), z.number().int(), z.number().int(), z.number().int()])]);
+
+let loaded: { starter: ProcessStarter; addon?: Addon } | undefined;
+
+function load(): { starter: ProcessStarter; addon?: Addon } {
+  if (loaded !== undefined) return loaded;
+  const path = ADDON_URL.pathname;
+  if (process.env[NATIVE_SPAWN_ENV] === '0') {
+    loaded = { starter: { kind: 'child_process', reason: `${NATIVE_SPAWN_ENV}=0` } };
+  } else if (process.platform !== 'linux') {
+    loaded = { starter: { kind: 'child_process', reason: `the native starter is built for Linux only (this is ${process.platform})` } };
+  } else {
+    try {
+      const addon = AddonSchema.parse(createRequire(import.meta.url)(path));
+      loaded = { starter: { kind: 'posix_spawn', path }, addon };
+    } catch (error) {
+      const detail = (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not built' : error instanceof Error ? error.message : String(error);
+      loaded = { starter: { kind: 'child_process', reason: `native starter ${path}: ${detail} (npm install builds it with node-gyp)` } };
+    }
+  }
+  return loaded;
+}
+
+/** How this process starts piped commands (for `doctor` and the benches). */
+export function processStarter(): ProcessStarter {
+  return load().starter;
+}
+
+/**
+ * Starts a piped command in its own session. Throws a Node.js system error (`code` ENOENT,
+ * EACCES, …) when it cannot start, as `child_process.spawn` reports it.
+ */
+export async function startPiped(spec: PipedSpec, events: PipedEvents): Promise<PipedChild> {
+  const { addon } = load();
+  return addon === undefined ? startWithChildProcess(spec, events) : startWithAddon(addon, spec, events);
+}
+
+function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): PipedChild {
+  const argv = [spec.arg0 ?? spec.argv[0] ?? spec.file, ...spec.argv.slice(1)];
+  const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
+  for (const [what, values] of [['file', [spec.file]], ['argv', argv], ['env', env], ['cwd', [spec.cwd]]] as const) {
+    // C strings end at the first NUL: refuse rather than run something shorter than asked.
+    if (values.some((value) => value.includes('\0'))) throw new TypeError(`the command's ${what} must not contain NUL bytes`);
+  }
+  let exited = false;
+  let openPipes = 2;
+  const closeIfDone = (): void => {
+    if (exited && openPipes === 0) events.onClose();
+  };
+  const result = StartResultSchema.parse(
+    addon.spawn(spec.file, argv, env, spec.cwd, spec.pipeStdin, (code, signal) => {
+      exited = true;
+      events.onExit(code >= 0 ? code : 128 + signal);
+      closeIfDone();
+    }),
+  );
+  if (typeof result === 'number') throw systemError(-result, spec.file);
+  const [pid, stdinFd, stdoutFd, stderrFd] = result;
+  const output = (fd: number): Socket => {
+    const socket = new Socket({ fd, readable: true, writable: false });
+    socket.once('close', () => {
+      openPipes -= 1;
+      closeIfDone();
+    });
+    return socket;
+  };
+  return {
+    pid,
+    stdin: stdinFd >= 0 ? new Socket({ fd: stdinFd, readable: false, writable: true }) : null,
+    stdout: output(stdoutFd),
+    stderr: output(stderrFd),
+  };
+}
+
+/**
+ * Node.js makes a child's stdin pipe a socket pair. A top-level bash (`SHLVL` unset or 0) whose
+ * stdin is a socket believes sshd or rshd started it and sources `/etc/bash.bashrc` and
+ * `~/.bashrc`: slow (pyenv, nvm, conda hooks) and able to change PATH behind the command's back.
+ * Codex's executor (and the native starter) give real pipes; to match it, such an environment says
+ * the shell is nested, which is all bash looks at. Any other `SHLVL` is left as it is.
+ */
+function asNestedShell(env: Record<string, string>): Record<string, string> {
+  const level = Number.parseInt(env.SHLVL ?? '', 10);
+  return Number.isNaN(level) || level < 1 ? { ...env, SHLVL: '1' } : env;
+}
+
+async function startWithChildProcess(spec: PipedSpec, events: PipedEvents): Promise<PipedChild> {
+  const child = spawnChild(spec.file, spec.argv.slice(1), {
+    argv0: spec.arg0 ?? spec.argv[0],
+    cwd: spec.cwd,
+    env: spec.pipeStdin ? asNestedShell(spec.env) : spec.env,
+    stdio: [spec.pipeStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', () => resolve());
+    child.once('error', reject);
+  });
+  child.once('exit', (code, signal) => events.onExit(exitCodeOf(code, signal)));
+  // 'close' fires after exit and after both pipes reached EOF.
+  child.once('close', () => events.onClose());
+  if (child.pid === undefined || child.stdout === null || child.stderr === null) throw new Error(`spawn ${spec.file}: no pid or pipes`);
+  return { pid: child.pid, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr };
+}
+
+/** Exit status as the Codex exec-server reports it: the code, or 128 + signal number. */
+function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  const number = signal === null ? undefined : (osConstants.signals as Record<string, number | undefined>)[signal];
+  return 128 + (number ?? 0);
+}
+
+/** A Node.js-style system error for an errno number. */
+function systemError(errno: number, file: string): NodeJS.ErrnoException {
+  const code = Object.entries(osConstants.errno).find(([, number]) => number === errno)?.[0] ?? `E${errno}`;
+  return Object.assign(new Error(`spawn ${file} ${code}`), { code, errno: -errno, syscall: 'spawn', path: file });
+}
