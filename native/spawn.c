@@ -9,7 +9,7 @@
  *
  * spawn(file, argv, env, cwd, pipeStdin, onExit) -> [pid, stdinFd, stdoutFd, stderrFd] or a
  * negative errno. The child gets a new session (it leads its own process group), every signal
- * at its default disposition and an empty signal mask, as libuv gives its children; stdin is
+ * at its default disposition and an empty signal mask, as libuv's children do; stdin is
  * /dev/null unless pipeStdin. The caller owns the returned pipe ends (stdinFd is -1 without a
  * pipe). A thread per child waits for it and calls onExit(exitCode, signal) on the JS thread:
  * exitCode is -1 when a signal ended it.
@@ -104,6 +104,20 @@ static void close_pair(int pair[2]) {
   if (pair[1] >= 0) close(pair[1]);
 }
 
+/*
+ * Every signal to its default disposition, the C library's own (32 up to SIGRTMIN) included:
+ * sigfillset leaves those out, and posix_spawn then sets them to SIG_IGN in the child, which exec
+ * keeps. They are set in the raw bits, as the kernel and the C library lay them out.
+ */
+static void all_signals(sigset_t *set) {
+  enum { WORD_BITS = 8 * sizeof(unsigned long) };
+  unsigned long words[sizeof(sigset_t) / sizeof(unsigned long)];
+  sigfillset(set);
+  memcpy(words, set, sizeof(words));
+  for (int sig = 32; sig < SIGRTMIN; sig++) words[(sig - 1) / WORD_BITS] |= 1UL << ((sig - 1) % WORD_BITS);
+  memcpy(set, words, sizeof(words));
+}
+
 static int start(const char *file, char **argv, char **envp, const char *cwd, bool pipe_stdin, pid_t *pid, int fds[3]) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   if ((pipe_stdin && pipe2(in, O_CLOEXEC) != 0) || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
@@ -116,7 +130,7 @@ static int start(const char *file, char **argv, char **envp, const char *cwd, bo
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
   sigset_t all, none;
-  sigfillset(&all);
+  all_signals(&all);
   sigemptyset(&none);
   posix_spawn_file_actions_init(&actions);
   posix_spawnattr_init(&attributes);

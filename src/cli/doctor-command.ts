@@ -9,6 +9,7 @@ import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js'
 import type { Environment } from '../environments/environment.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { createBwrapProbe } from '../exec/bwrap.js';
+import { NATIVE_SPAWN_ENV, processStarter } from '../exec/piped-start.js';
 import { uriToPath } from '../exec/path-uri.js';
 import type { ExecServer } from '../exec/server.js';
 import { ModelClient } from '../model/client.js';
@@ -194,6 +195,22 @@ async function checkBubblewrap(config: EffectiveConfig | undefined, platform: No
   return check('bubblewrap', title, needed ? 'fail' : 'warn', probe.message);
 }
 
+/** How this host starts commands: the native posix_spawn starter, or Node.js's child_process. */
+function checkProcessStart(): CheckResult {
+  const title = 'process start (this host)';
+  const starter = processStarter();
+  if (starter.kind === 'posix_spawn') return check('process_start', title, 'ok', `posix_spawn through ${starter.path}`);
+  if (process.platform !== 'linux') return check('process_start', title, 'skip', `child_process: ${starter.reason}`);
+  if (process.env[NATIVE_SPAWN_ENV] === '0') return check('process_start', title, 'ok', `child_process: ${starter.reason}`);
+  return check(
+    'process_start',
+    title,
+    'warn',
+    `child_process, about 1 ms slower per command and blocking the server while it forks: ${starter.reason}`,
+    'install python3, make and a C compiler (Debian: apt-get install build-essential python3), then run `npm rebuild codex-multienv-mcp` (or `npm install` in a checkout)',
+  );
+}
+
 /** One tiny request to the configured provider, when its key is present. */
 async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string): Promise<CheckResult> {
   if (config === undefined) return check('model', 'model provider', 'skip', 'config.toml is invalid');
@@ -283,7 +300,7 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       checkModel(config, options.env, home),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
-    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, bubblewrap, model];
+    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(), bubblewrap, model];
   } finally {
     await loaded?.registry.close();
     await loaded?.localServer.close();
@@ -307,7 +324,7 @@ function formatText(results: CheckResult[], home: string): string {
  * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`) and its `[mcp_servers]`
  * (naming the entries sessions skip because they launch this server), environments.toml, each
  * environment (connect, initialize, `environment/status`, `environment/info`), the threads
- * folder, bubblewrap, and the model provider (one tiny request when its key is set), and says
+ * folder, how commands are started on this host, bubblewrap, and the model provider (one tiny request when its key is set), and says
  * what to fix. `--json` prints `{version, codexHome, ok, checks}`. Exits 1 when a check fails.
  */
 export async function runDoctor(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

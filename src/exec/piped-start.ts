@@ -164,5 +164,5 @@ function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number 
 /** A Node.js-style system error for an errno number. */
 function systemError(errno: number, file: string): NodeJS.ErrnoException {
   const code = Object.entries(osConstants.errno).find(([, number]) => number === errno)?.[0] ?? `E${errno}`;
-  return Object.assign(new Error(`spawn ${file} ${code}`), { code, errno: -errno, syscall: 'spawn', path: file });
+  return Object.assign(new Error(`spawn ${file} ${code}`), { code, errno: -errno, syscall: `spawn ${file}`, path: file });
 }

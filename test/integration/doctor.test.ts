@@ -104,10 +104,13 @@ describe('codex-multienv doctor', () => {
       'environment:box': 'ok',
       'environment:pipe': 'ok',
       threads: 'ok',
+      // npm install builds the native starter on Linux.
+      process_start: process.platform === 'linux' ? 'ok' : 'skip',
       // Depends on the host; the configured sandbox is danger-full-access, so never a failure.
       bubblewrap: expect.stringMatching(/^(ok|warn|skip)$/),
       model: 'ok',
     });
+    if (process.platform === 'linux') expect(checkOf(report, 'process_start').detail).toMatch(/^posix_spawn through \/.*\/build\/Release\/codex_multienv_spawn\.node$/);
     expect(checkOf(report, 'threads').detail).toBe(`${threads} is writable; 1 thread has a turn running in server process pid ${process.pid} (see codex-status)`);
     expect(checkOf(report, 'environments').detail).toContain('3 environments, default box');
     expect(checkOf(report, 'environment:box').detail).toMatch(/^websocket ws:\/\/127\.0\.0\.1:\d+: ready; linux, \S+, \//);
