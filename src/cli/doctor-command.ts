@@ -196,12 +196,13 @@ async function checkBubblewrap(config: EffectiveConfig | undefined, platform: No
 }
 
 /** How this host starts commands: the native posix_spawn starter, or Node.js's child_process. */
-function checkProcessStart(): CheckResult {
+function checkProcessStart(env: NodeJS.ProcessEnv): CheckResult {
   const title = 'process start (this host)';
-  const starter = processStarter();
+  const native = env[NATIVE_SPAWN_ENV] !== '0';
+  const starter = processStarter({ native });
   if (starter.kind === 'posix_spawn') return check('process_start', title, 'ok', `posix_spawn through ${starter.path}`);
   if (process.platform !== 'linux') return check('process_start', title, 'skip', `child_process: ${starter.reason}`);
-  if (process.env[NATIVE_SPAWN_ENV] === '0') return check('process_start', title, 'ok', `child_process: ${starter.reason}`);
+  if (!native) return check('process_start', title, 'ok', `child_process: ${starter.reason}`);
   return check(
     'process_start',
     title,
@@ -300,7 +301,7 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       checkModel(config, options.env, home),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
-    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(), bubblewrap, model];
+    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(options.env), bubblewrap, model];
   } finally {
     await loaded?.registry.close();
     await loaded?.localServer.close();

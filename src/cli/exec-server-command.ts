@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
 import { ExecServer } from '../exec/server.js';
 import { StreamTransport } from '../transport/stream.js';
 import { listenWebSocket, type AuthDecision } from '../transport/websocket.js';
@@ -99,6 +100,7 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
     logger: logger.child('exec-server'),
     sessionRetentionMs: retentionSec === undefined ? undefined : retentionSec * 1000,
     maxProcessesPerSession: maxProcesses,
+    nativeStarter: env[NATIVE_SPAWN_ENV] !== '0',
   });
 
   if (listen.kind === 'stdio') {

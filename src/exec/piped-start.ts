@@ -37,8 +37,17 @@ export interface PipedEvents {
 /** How commands are started: `posix_spawn` through the native starter, or Node.js's `child_process` and why. */
 export type ProcessStarter = { kind: 'posix_spawn'; path: string } | { kind: 'child_process'; reason: string };
 
-/** Set to `0` to start commands through Node.js's `child_process` even when the native starter is built. */
+/**
+ * The server's environment variable that, set to `0`, makes commands start through Node.js's
+ * `child_process` even when the native starter is built (read by the CLI).
+ */
 export const NATIVE_SPAWN_ENV = 'CODEX_MULTIENV_NATIVE_SPAWN';
+
+/** Options of {@link startPiped} and {@link processStarter}. */
+export interface StarterOptions {
+  /** Use the native starter when it loads. @default true */
+  native?: boolean;
+}
 
 const ADDON_URL = new URL('../../build/Release/codex_multienv_spawn.node', import.meta.url);
 
@@ -56,9 +65,7 @@ let loaded: { starter: ProcessStarter; addon?: Addon } | undefined;
 function load(): { starter: ProcessStarter; addon?: Addon } {
   if (loaded !== undefined) return loaded;
   const path = ADDON_URL.pathname;
-  if (process.env[NATIVE_SPAWN_ENV] === '0') {
-    loaded = { starter: { kind: 'child_process', reason: `${NATIVE_SPAWN_ENV}=0` } };
-  } else if (process.platform !== 'linux') {
+  if (process.platform !== 'linux') {
     loaded = { starter: { kind: 'child_process', reason: `the native starter is built for Linux only (this is ${process.platform})` } };
   } else {
     try {
@@ -72,17 +79,19 @@ function load(): { starter: ProcessStarter; addon?: Addon } {
   return loaded;
 }
 
-/** How this process starts piped commands (for `doctor` and the benches). */
-export function processStarter(): ProcessStarter {
-  return load().starter;
+const TURNED_OFF: ProcessStarter = { kind: 'child_process', reason: `turned off (${NATIVE_SPAWN_ENV}=0)` };
+
+/** How this process starts piped commands with these options (for `doctor`). */
+export function processStarter(options: StarterOptions = {}): ProcessStarter {
+  return options.native === false ? TURNED_OFF : load().starter;
 }
 
 /**
  * Starts a piped command in its own session. Throws a Node.js system error (`code` ENOENT,
  * EACCES, …) when it cannot start, as `child_process.spawn` reports it.
  */
-export async function startPiped(spec: PipedSpec, events: PipedEvents): Promise<PipedChild> {
-  const { addon } = load();
+export async function startPiped(spec: PipedSpec, events: PipedEvents, options: StarterOptions = {}): Promise<PipedChild> {
+  const addon = options.native === false ? undefined : load().addon;
   return addon === undefined ? startWithChildProcess(spec, events) : startWithAddon(addon, spec, events);
 }
 

@@ -4,7 +4,7 @@ import { RpcError } from '../rpc/errors.js';
 import { abortReason } from '../util/abort.js';
 import { encodeBase64 } from '../util/base64.js';
 import { ioError } from './io-errors.js';
-import { startPiped, type PipedChild, type PipedSpec } from './piped-start.js';
+import { startPiped, type PipedChild, type PipedEvents, type PipedSpec } from './piped-start.js';
 
 /** Default bytes of recent output retained per process for `process/read` (as Codex: ~1 MiB). */
 export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
@@ -45,6 +45,8 @@ export interface ManagedProcessOptions {
   retainedOutputBytes?: number;
   /** Receives every event as it happens. */
   onEvent: (event: ProcessEvent) => void;
+  /** Start piped commands with the native starter when it loads. @default true */
+  nativeStarter?: boolean;
 }
 
 /** Options of {@link ManagedProcess.read}. */
@@ -101,29 +103,29 @@ export class ManagedProcess {
     // The child's events arrive in later turns of the event loop, after `started.process` is set.
     const started: { process?: ManagedProcess } = {};
     let pendingExit: number | undefined;
+    const events: PipedEvents = {
+      onExit: (exitCode) => {
+        const process = started.process;
+        if (process === undefined) return;
+        if (!process.#sandboxed) {
+          process.#exited(exitCode);
+          return;
+        }
+        // Confined: the PID namespace dies with the command, so the pipes close at once; waiting
+        // for them lets the denial check see the whole output. Bounded, so exit is never withheld.
+        pendingExit = exitCode;
+        setTimeout(() => process.#exited(exitCode), SANDBOXED_EXIT_DRAIN_MS).unref();
+      },
+      onClose: () => {
+        const process = started.process;
+        if (process === undefined) return;
+        if (pendingExit !== undefined) process.#exited(pendingExit);
+        process.#markClosed();
+      },
+    };
     let child: PipedChild;
     try {
-      child = await startPiped(spec, {
-        onExit: (exitCode) => {
-          const process = started.process;
-          if (process === undefined) return;
-          if (!process.#sandboxed) {
-            process.#exited(exitCode);
-            return;
-          }
-          // Confined: the PID namespace dies with the command, so the pipes close at once; waiting
-          // for them lets the denial check see the whole output. Bounded, so exit is never withheld.
-          pendingExit = exitCode;
-          const confined = process;
-          setTimeout(() => confined.#exited(exitCode), SANDBOXED_EXIT_DRAIN_MS).unref();
-        },
-        onClose: () => {
-          const process = started.process;
-          if (process === undefined) return;
-          if (pendingExit !== undefined) process.#exited(pendingExit);
-          process.#markClosed();
-        },
-      });
+      child = await startPiped(spec, events, { native: options.nativeStarter });
     } catch (error) {
       throw ioError(error);
     }

@@ -59,6 +59,11 @@ export interface ExecServerOptions {
    * sandboxed request. @default createBwrapProbe()
    */
   bwrapProbe?: () => Promise<BwrapProbe>;
+  /**
+   * Start piped commands with the native `posix_spawn` starter when it is built; false uses
+   * Node.js's `child_process`. @default true
+   */
+  nativeStarter?: boolean;
 }
 
 /** What `process/start` reports for a confined process: the Linux sandbox value Codex clients know. */
@@ -284,6 +289,7 @@ export class ExecServer {
           { ...spec, cwd, env, tty, pipeStdin: params.pipeStdin === true },
           {
             retainedOutputBytes: options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES,
+            nativeStarter: options.nativeStarter,
             onEvent: (event) => {
               session.forward(params.processId, process, event);
               if (event.kind === 'closed') {

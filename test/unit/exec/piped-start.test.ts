@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NATIVE_SPAWN_ENV, processStarter, startPiped, type PipedSpec } from '../../../src/exec/piped-start.js';
+import { processStarter, startPiped, type PipedEvents, type PipedSpec, type StarterOptions } from '../../../src/exec/piped-start.js';
 
 /** What a finished child reported. */
 interface Outcome {
@@ -17,7 +17,7 @@ function spec(script: string, overrides: Partial<PipedSpec> = {}): PipedSpec {
   return { file: '/bin/sh', argv: ['sh', '-c', script], cwd: tmpdir(), env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, pipeStdin: false, ...overrides };
 }
 
-async function run(piped: PipedSpec, stdin?: string): Promise<Outcome> {
+async function run(piped: PipedSpec, options: StarterOptions, stdin?: string): Promise<Outcome> {
   let exitCode: number | undefined;
   let exitedAt = 0;
   let resolveClosed: () => void = () => undefined;
@@ -28,7 +28,7 @@ async function run(piped: PipedSpec, stdin?: string): Promise<Outcome> {
       exitedAt = Date.now();
     },
     onClose: resolveClosed,
-  });
+  }, options);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
@@ -39,7 +39,19 @@ async function run(piped: PipedSpec, stdin?: string): Promise<Outcome> {
   return { pid: child.pid, stdout, stderr, exitCode, closeAfterExitMs: Date.now() - exitedAt };
 }
 
-describe('starting piped commands', () => {
+const ignored: PipedEvents = { onExit: () => undefined, onClose: () => undefined };
+
+it('uses the native posix_spawn starter on Linux (npm install builds it), unless told not to', () => {
+  if (process.platform === 'linux') expect(processStarter()).toEqual({ kind: 'posix_spawn', path: expect.stringMatching(/\/build\/Release\/codex_multienv_spawn\.node$/) as unknown });
+  else expect(processStarter().kind).toBe('child_process');
+  expect(processStarter({ native: false })).toEqual({ kind: 'child_process', reason: 'turned off (CODEX_MULTIENV_NATIVE_SPAWN=0)' });
+});
+
+// Both starters must behave alike: the native one is the default, child_process the fallback.
+describe.each([
+  ['the native starter', { native: true }],
+  ['child_process', { native: false }],
+])('starting piped commands with %s', (_name, options: StarterOptions) => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'piped-start-'));
@@ -48,27 +60,21 @@ describe('starting piped commands', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('uses the native posix_spawn starter on Linux (npm install builds it)', () => {
-    const starter = processStarter();
-    if (process.platform !== 'linux' || process.env[NATIVE_SPAWN_ENV] === '0') expect(starter.kind).toBe('child_process');
-    else expect(starter).toEqual({ kind: 'posix_spawn', path: expect.stringMatching(/codex_multienv_spawn\.node$/) as unknown });
-  });
-
   it('gives the command its argv, env and cwd, and reports output and the exit code', async () => {
     const script = 'printf "%s|%s|%s|%s" "$0" "$1" "$GREETING" "$(pwd)"; echo oops >&2; exit 7';
-    const outcome = await run(spec(script, { argv: ['sh', '-c', script, 'zero', 'one'], cwd: dir, env: { GREETING: 'hi there', PATH: '/usr/bin:/bin' } }));
+    const outcome = await run(spec(script, { argv: ['sh', '-c', script, 'zero', 'one'], cwd: dir, env: { GREETING: 'hi there', PATH: '/usr/bin:/bin' } }), options);
     expect(outcome).toMatchObject({ stdout: `zero|one|hi there|${dir}`, stderr: 'oops\n', exitCode: 7 });
   });
 
   it('runs argv[0] as arg0 when given', async () => {
-    const outcome = await run({ ...spec(''), file: '/bin/sh', argv: ['sh', '-c', 'echo "$0"'], arg0: 'renamed' });
+    const outcome = await run({ ...spec(''), file: '/bin/sh', argv: ['sh', '-c', 'echo "$0"'], arg0: 'renamed' }, options);
     expect(outcome.stdout).toBe('renamed\n');
   });
 
   it('starts the child in its own session with default signal handling and nothing blocked', async () => {
     // SigIgn/SigBlk are masks of ignored and blocked signals: Node.js ignores SIGPIPE, which must
     // not leak into commands (`yes | head -1` would report a broken pipe instead of ending quietly).
-    const outcome = await run(spec("cut -d' ' -f5,6 /proc/$$/stat; grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -1"));
+    const outcome = await run(spec("cut -d' ' -f5,6 /proc/$$/stat; grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -1"), options);
     const [pgid, sid] = outcome.stdout.split('\n')[0]?.split(' ').map(Number) ?? [];
     expect(sid).toBe(outcome.pid);
     expect(pgid).toBe(outcome.pid);
@@ -79,39 +85,37 @@ describe('starting piped commands', () => {
   });
 
   it('reports a signal as 128 + its number', async () => {
-    expect((await run(spec('kill -9 $$'))).exitCode).toBe(137);
+    expect((await run(spec('kill -9 $$'), options)).exitCode).toBe(137);
   });
 
   it('gives stdin /dev/null without a pipe, and feeds it with one', async () => {
-    expect((await run(spec('cat; echo "[$?]"'))).stdout).toBe('[0]\n');
-    expect((await run(spec('cat', { pipeStdin: true }), 'hello')).stdout).toBe('hello');
+    expect((await run(spec('cat; echo "[$?]"'), options)).stdout).toBe('[0]\n');
+    expect((await run(spec('cat', { pipeStdin: true }), options, 'hello')).stdout).toBe('hello');
   });
 
   it('closes only when a background child holding the pipes has let go', async () => {
-    const outcome = await run(spec('(sleep 0.3; echo late) & echo early'));
+    const outcome = await run(spec('(sleep 0.3; echo late) & echo early'), options);
     expect(outcome.stdout).toBe('early\nlate\n');
     expect(outcome.exitCode).toBe(0);
     expect(outcome.closeAfterExitMs).toBeGreaterThanOrEqual(200);
   });
 
   it('fails with the system error Node.js gives: missing cwd, missing or non-executable file', async () => {
-    const events = { onExit: () => undefined, onClose: () => undefined };
-    await expect(startPiped(spec('true', { cwd: join(dir, 'missing') }), events)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'spawn /bin/sh' });
-    await expect(startPiped({ ...spec('true'), file: join(dir, 'nothing-here') }, events)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(startPiped(spec('true', { cwd: join(dir, 'missing') }), ignored, options)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'spawn /bin/sh' });
+    await expect(startPiped({ ...spec('true'), file: join(dir, 'nothing-here') }, ignored, options)).rejects.toMatchObject({ code: 'ENOENT' });
     const script = join(dir, 'not-executable.sh');
     await writeFile(script, '#!/bin/sh\necho no\n');
     await chmod(script, 0o644);
-    await expect(startPiped({ ...spec('true'), file: script, argv: [script] }, events)).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(startPiped({ ...spec('true'), file: script, argv: [script] }, ignored, options)).rejects.toMatchObject({ code: 'EACCES' });
   });
 
   it('refuses NUL bytes instead of running a shortened command', async () => {
-    const events = { onExit: () => undefined, onClose: () => undefined };
-    await expect(startPiped(spec('echo a\0rm -rf x'), events)).rejects.toThrow(/NUL|null bytes/);
-    await expect(startPiped(spec('true', { env: { BAD: 'a\0b' } }), events)).rejects.toThrow(/NUL|null bytes/);
+    await expect(startPiped(spec('echo a\0rm -rf x'), ignored, options)).rejects.toThrow(/NUL|null bytes/);
+    await expect(startPiped(spec('true', { env: { BAD: 'a\0b' } }), ignored, options)).rejects.toThrow(/NUL|null bytes/);
   });
 
   it('starts many commands at once and reports each one its own exit', async () => {
-    const outcomes = await Promise.all(Array.from({ length: 40 }, (_, i) => run(spec(`echo ${i}; exit ${i % 5}`))));
+    const outcomes = await Promise.all(Array.from({ length: 40 }, (_, i) => run(spec(`echo ${i}; exit ${i % 5}`), options)));
     outcomes.forEach((outcome, i) => {
       expect(outcome.stdout).toBe(`${i}\n`);
       expect(outcome.exitCode).toBe(i % 5);
