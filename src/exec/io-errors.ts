@@ -17,6 +17,7 @@ const STRERROR: Record<string, string> = {
   ENAMETOOLONG: 'File name too long',
   EMFILE: 'Too many open files',
   EINVAL: 'Invalid argument',
+  ENOEXEC: 'Exec format error',
 };
 
 /**

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ioError } from '../../../src/exec/io-errors.js';
 import { processStarter, startPiped, type PipedEvents, type PipedSpec, type StarterOptions } from '../../../src/exec/piped-start.js';
 
 /** What a finished child reported. */
@@ -107,6 +108,21 @@ describe.each([
     await writeFile(script, '#!/bin/sh\necho no\n');
     await chmod(script, 0o644);
     await expect(startPiped({ ...spec('true'), file: script, argv: [script] }, ignored, options)).rejects.toMatchObject({ code: 'EACCES' });
+  });
+
+  it('runs a script without #! as the Codex exec-server does: an exec format error (child_process hands it to /bin/sh)', async () => {
+    const script = join(dir, 'no-shebang.sh');
+    await writeFile(script, 'echo ran by sh\n');
+    await chmod(script, 0o755);
+    const start = { ...spec(''), file: script, argv: [script] };
+    if (options.native) {
+      const error: unknown = await startPiped(start, ignored, options).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ code: 'ENOEXEC' });
+      // The wire error the real `codex exec-server` 0.169 gives for the same request.
+      expect(ioError(error).message).toBe('Exec format error (os error 8)');
+    } else {
+      expect((await run(start, options)).stdout).toBe('ran by sh\n');
+    }
   });
 
   it('refuses NUL bytes instead of running a shortened command', async () => {
