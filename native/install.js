@@ -18,7 +18,7 @@ if (result.status !== 0) {
   const reason = result.error !== undefined ? result.error.message : `node-gyp exited with ${result.status ?? result.signal}`;
   process.stderr.write(
     `codex-multienv: the native process starter was not built (${reason}); commands will start ` +
-      'through Node.js child_process, about 1 ms slower each. It needs python3, make and a C compiler ' +
+      'through Node.js child_process, 1-2 ms slower each. It needs python3, make and a C compiler ' +
       '(Debian: apt-get install build-essential python3); `codex-multienv doctor` says which one is used.\n',
   );
 }
