@@ -208,7 +208,7 @@ function checkProcessStart(env: NodeJS.ProcessEnv): CheckResult {
     title,
     'warn',
     `child_process, 1-2 ms slower per command and blocking the server while it forks: ${starter.reason}`,
-    'install python3, make and a C compiler (Debian: apt-get install build-essential python3), then run `npm rebuild codex-multienv-mcp` (or `npm install` in a checkout)',
+    'install a C compiler (Debian: apt-get install build-essential), then run `npm rebuild codex-multienv-mcp` (or `npm install` in a checkout)',
   );
 }
 
