@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /** What to start with pipes; paths are native and already validated. */
@@ -64,7 +65,7 @@ let loaded: { starter: ProcessStarter; addon?: Addon } | undefined;
 
 function load(): { starter: ProcessStarter; addon?: Addon } {
   if (loaded !== undefined) return loaded;
-  const path = ADDON_URL.pathname;
+  const path = fileURLToPath(ADDON_URL);
   if (process.platform !== 'linux') {
     loaded = { starter: { kind: 'child_process', reason: `the native starter is built for Linux only (this is ${process.platform})` } };
   } else {
