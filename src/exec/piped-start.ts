@@ -74,7 +74,7 @@ function load(): { starter: ProcessStarter; addon?: Addon } {
       loaded = { starter: { kind: 'posix_spawn', path }, addon };
     } catch (error) {
       const detail = (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not built' : error instanceof Error ? error.message : String(error);
-      loaded = { starter: { kind: 'child_process', reason: `native starter ${path}: ${detail} (npm install builds it with node-gyp)` } };
+      loaded = { starter: { kind: 'child_process', reason: `native starter ${path}: ${detail} (npm install builds it: native/install.js)` } };
     }
   }
   return loaded;
