@@ -61,18 +61,32 @@ export function describeHolder(holder: LeaseHolder): string {
   return `pid ${holder.pid}${host}, since ${holder.since}`;
 }
 
-/** A process's start time in clock ticks since boot (field 22 of /proc/PID/stat); undefined where there is no /proc. */
-function startTicksOf(pid: number | 'self'): number | undefined {
+/** What /proc/PID/stat says about a process: its state (field 3) and start time in clock ticks since boot (field 22). */
+interface ProcStat {
+  state: string;
+  startTicks: number | undefined;
+}
+
+/** Reads /proc/PID/stat; undefined where it cannot be read (no /proc, an entry hidden by `hidepid`, a pid gone). */
+function procStatOf(pid: number | 'self'): ProcStat | undefined {
+  let stat: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) is in parentheses and may hold spaces; fields 3… follow the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[19]);
-    return Number.isSafeInteger(ticks) ? ticks : undefined;
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
+  // The command name (field 2) is in parentheses and may hold spaces; fields 3… follow the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[19]);
+  return { state: fields[0] ?? '', startTicks: Number.isSafeInteger(ticks) ? ticks : undefined };
 }
+
+/**
+ * States of a process that has ended: `Z` (a zombie: exited, waiting for its parent to reap it,
+ * which a parent that never waits, such as a container's pid 1 without an init, never does) and
+ * `X`/`x` (being reaped). Such a process still answers signal 0 but never writes again.
+ */
+const ENDED_STATES = new Set(['Z', 'X', 'x']);
 
 /** Removes a file of our own (a draft, a takeover guard); one already gone is fine. */
 function removeQuietly(path: string): void {
@@ -83,7 +97,11 @@ function removeQuietly(path: string): void {
   }
 }
 
-/** Whether `holder` (on this host) is still running: its pid exists and, where known, started when it said. */
+/**
+ * Whether `holder` (on this host) is still running: its pid answers signal 0, it has not ended
+ * (a zombie holds no lease) and, where known, it started when the lease says. When /proc cannot
+ * tell, the signal's answer stands: a live holder must never lose its lease to a guess.
+ */
 function isRunning(holder: LeaseHolder): boolean {
   try {
     process.kill(holder.pid, 0);
@@ -91,9 +109,10 @@ function isRunning(holder: LeaseHolder): boolean {
     // EPERM: the process exists but belongs to someone else.
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  if (holder.startTicks === undefined) return true;
-  const ticks = startTicksOf(holder.pid);
-  return ticks === undefined || ticks === holder.startTicks;
+  const stat = procStatOf(holder.pid);
+  if (stat === undefined) return true;
+  if (ENDED_STATES.has(stat.state)) return false;
+  return holder.startTicks === undefined || stat.startTicks === undefined || stat.startTicks === holder.startTicks;
 }
 
 /**
@@ -133,7 +152,7 @@ export class ThreadLeases {
     this.#dir = options.dir;
     this.#logger = options.logger ?? silentLogger;
     this.#onInterrupt = options.onInterrupt;
-    const startTicks = startTicksOf('self');
+    const startTicks = procStatOf('self')?.startTicks;
     this.#self = { pid: process.pid, host: hostname(), ...(startTicks === undefined ? {} : { startTicks }), since: new Date().toISOString() };
   }
 

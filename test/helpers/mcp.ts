@@ -58,11 +58,22 @@ const RawElicitRequestSchema = z.looseObject({ method: z.literal('elicitation/cr
 /** Answers elicitation requests; return the raw result the client sends. */
 export type ElicitationAnswer = (params: Record<string, unknown>) => unknown;
 
-/** Spawns `node dist/cli/main.js` with `codexHome` and connects a client (with elicitation when `answer` is given). */
-export async function startMcp(codexHome: string, options: { answer?: ElicitationAnswer; env?: NodeJS.ProcessEnv; args?: string[]; cwd?: string } = {}): Promise<McpHarness> {
+/** Spawns `node dist/cli/main.js` (under `launcher` when given) with `codexHome` and connects a client (with elicitation when `answer` is given). */
+export async function startMcp(
+  codexHome: string,
+  options: {
+    answer?: ElicitationAnswer;
+    env?: NodeJS.ProcessEnv;
+    args?: string[];
+    cwd?: string;
+    /** A program (and its arguments) that runs the server's command line given after them; `pid` is then the launcher's. */
+    launcher?: string[];
+  } = {},
+): Promise<McpHarness> {
+  const launcher = options.launcher ?? [];
   const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [CLI, ...(options.args ?? [])],
+    command: launcher[0] ?? process.execPath,
+    args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), CLI, ...(options.args ?? [])],
     env: { ...(process.env as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', ...(options.env as Record<string, string> | undefined) },
     stderr: 'pipe',
     cwd: options.cwd,

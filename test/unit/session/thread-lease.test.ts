@@ -1,6 +1,8 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { ThreadBusyError, ThreadLeases } from '../../../src/session/thread-lease.js';
 import { LocalErrorCode } from '../../../src/util/errors.js';
@@ -22,6 +24,29 @@ async function deadPid(): Promise<number> {
   await new Promise((resolve) => child.once('exit', resolve));
   if (child.pid === undefined) throw new Error('no pid');
   return child.pid;
+}
+
+/** Fields 3 (state) and 22 (start time in clock ticks) of /proc/PID/stat. */
+function procStat(pid: number): { state: string; startTicks: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0] ?? '', startTicks: Number(fields[19]) };
+}
+
+/**
+ * A real zombie: a process that has exited under a parent that never reaps it (sh exec's into
+ * `sleep`, which never waits), as a worker is under a container's pid 1 without an init. Killing
+ * `parent` hands the zombie to init, which reaps it.
+ */
+async function zombie(): Promise<{ pid: number; parent: ChildProcess }> {
+  const parent = spawn('/bin/sh', ['-c', '(exit 0) & echo $!; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: parent.stdout }).once('line', resolve);
+    parent.once('exit', () => reject(new Error('the zombie\'s parent exited early')));
+  });
+  const pid = Number(line);
+  await waitFor(() => procStat(pid).state === 'Z', `pid ${pid} to be a zombie`);
+  return { pid, parent };
 }
 
 async function writeLease(threadId: string, content: string): Promise<void> {
@@ -87,6 +112,25 @@ describe('ThreadLeases', () => {
     expect(await leases.holderElsewhere('t2')).toBeUndefined();
     await leases.acquire('t2');
     expect(JSON.parse(await readFile(join(dir, 't2.lease'), 'utf8'))).toMatchObject({ pid: process.pid });
+  });
+
+  it('takes over the lease of a zombie: a holder that exited but was never reaped still answers signal 0', async () => {
+    const { pid, parent } = await zombie();
+    try {
+      // As the holder wrote it, start time included: the zombie keeps its pid and its start time.
+      await writeLease('t9', JSON.stringify({ pid, host: hostname(), startTicks: procStat(pid).startTicks, since: '2026-01-01T00:00:00.000Z' }));
+      expect(() => process.kill(pid, 0)).not.toThrow();
+      const leases = new ThreadLeases({ dir });
+      expect(await leases.holderElsewhere('t9')).toBeUndefined();
+      expect([...(await leases.heldElsewhere()).keys()]).toEqual([]);
+      await leases.acquire('t9');
+      expect(JSON.parse(await readFile(join(dir, 't9.lease'), 'utf8'))).toMatchObject({ pid: process.pid });
+      leases.releaseAll();
+    } finally {
+      const reaped = new Promise((resolve) => parent.once('exit', resolve));
+      parent.kill('SIGKILL');
+      await reaped;
+    }
   });
 
   it('does not mistake a reused pid for the holder: a different start time makes the lease stale', async () => {
