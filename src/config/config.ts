@@ -518,7 +518,9 @@ const ShellEnvironmentPolicyTomlSchema = z
     /** `inherit`: which of the server's variables a command starts from. @default 'all' */
     inherit: raw.inherit,
     /**
-     * `ignore_default_excludes`: keep `*KEY*`, `*SECRET*`, `*TOKEN*` variables. Codex 0.169
+     * `ignore_default_excludes`: keep credential-looking variables (Codex's `*KEY*`, `*SECRET*`,
+     * `*TOKEN*`, our further name patterns such as `*PASSWORD*` and `*CREDENTIAL*`, and values
+     * holding a URL with a password; the list is the exec layer's `DEFAULT_EXCLUDES`). Codex 0.169
      * defaults to true; we deliberately do not pass secrets to commands unless asked.
      * @default false
      */

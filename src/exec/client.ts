@@ -36,6 +36,7 @@ import { encodeBase64 } from '../util/base64.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { withDefaultExcludesListed } from './env-policy.js';
 import { fetchThrough, HttpBodyStreams } from './http-client.js';
 import { pathToUri } from './path-uri.js';
 import { connectionLostError, RemoteProcess } from './remote-process.js';
@@ -96,6 +97,10 @@ export interface StartProcessParams {
   tty: boolean;
   pipeStdin?: boolean;
   arg0?: string | null;
+  /**
+   * How the executor builds the child's environment from its own; sent with the default excludes
+   * listed in `exclude` (see {@link withDefaultExcludesListed}). Absent or null: exactly `env`.
+   */
   envPolicy?: EnvPolicy | null;
   sandbox?: SandboxContext | null;
 }
@@ -222,8 +227,9 @@ export class ExecClient {
     };
     this.#processes.set(processId, handle);
     try {
-      const { sandbox, ...rest } = params;
-      await this.#start(handle, { ...rest, sandbox: sandbox ?? null, processId, cwd: pathToUri(params.cwd) }, options);
+      const { sandbox, envPolicy, ...rest } = params;
+      const policy = envPolicy === undefined ? {} : { envPolicy: envPolicy === null ? null : withDefaultExcludesListed(envPolicy) };
+      await this.#start(handle, { ...rest, ...policy, sandbox: sandbox ?? null, processId, cwd: pathToUri(params.cwd) }, options);
     } catch (error) {
       if (this.#processes.get(processId) === handle) this.#processes.delete(processId);
       throw error;

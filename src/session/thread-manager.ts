@@ -16,6 +16,7 @@ import type { McpServerConfig } from '../config/mcp-servers.js';
 import { describeProfile, type PermissionProfile } from '../config/permissions.js';
 import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../environments/mcp-servers.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
+import { DEFAULT_EXCLUDES } from '../exec/env-policy.js';
 import type { EnvPolicy } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
 import { THREAD_ID_PATTERN, type PersistedItem, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
@@ -1146,7 +1147,9 @@ function checkProfile(settings: ResolvedThreadSettings, name: string, where: str
  */
 export function commandEnvironmentProvenance(local: boolean, policy: EnvPolicy): string {
   const base = local ? "this server's own environment (launcher)" : "the remote executor's own environment (nothing from this server's machine)";
-  const parts = [`inherit=${policy.inherit}`, policy.ignoreDefaultExcludes ? 'secret-looking variables kept' : 'secret-looking variables (*KEY*, *SECRET*, *TOKEN*) removed'];
+  // The URL rule is applied by our exec-server only (local is ours; a remote one may be Codex's).
+  const urls = local ? 'values holding a URL with a password' : 'on our exec-server, values holding a URL with a password';
+  const parts = [`inherit=${policy.inherit}`, policy.ignoreDefaultExcludes ? 'credential-looking variables kept' : `credentials removed (names ${DEFAULT_EXCLUDES.join(',')}; ${urls})`];
   if (policy.exclude.length > 0) parts.push(`exclude=${policy.exclude.join(',')}`);
   if (Object.keys(policy.set).length > 0) parts.push(`set=${Object.keys(policy.set).join(',')}`);
   if (policy.includeOnly.length > 0) parts.push(`include_only=${policy.includeOnly.join(',')}`);

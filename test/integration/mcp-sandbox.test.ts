@@ -210,7 +210,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
     const entries = (listed.structuredContent as { environments: Json[] }).environments;
     expect(entries.find((e) => e.id === 'production')).toMatchObject({ permissions: ':read-only: writable: nothing; network: off', commandEnvironmentBase: 'executor' });
     expect(entries.find((e) => e.id === 'local')).toMatchObject({ commandEnvironmentBase: 'launcher' });
-    expect(String(entries.find((e) => e.id === 'local')?.commandEnvironment)).toMatch(/launcher.*\*KEY\*, \*SECRET\*, \*TOKEN\*\) removed/);
+    expect(String(entries.find((e) => e.id === 'local')?.commandEnvironment)).toMatch(/launcher.*credentials removed \(names \*KEY\*,\*SECRET\*,\*TOKEN\*,\*PASSWORD\*.*; values holding a URL with a password\)/);
 
     steps.push(addFile('hotfix.txt', 'fix'), say('fixed'));
     const hotfix = await mcp.call('codex', { prompt: 'hotfix', cwd: work.path, environments: [{ id: 'production', cwd: production.cwd, permissions: ':workspace' }] });

@@ -30,3 +30,29 @@ execScenarios('real codex exec-server over stdio', async () => {
     },
   };
 });
+
+describe('the default excludes on the real codex exec-server', () => {
+  it('drops the credentials Codex’s own defaults miss (PGPASSWORD, DATABASE_URL, MYSQL_PWD): our client lists them in exclude', async () => {
+    const home = await tempDir('codex-home-');
+    const credentials = { PGPASSWORD: 'pg-secret', DATABASE_URL: 'postgres://u:db-secret@h/db', MYSQL_PWD: 'mysql-secret' };
+    const client = await ExecClient.connect(
+      stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...process.env, CODEX_HOME: home.path, HOME: home.path, ...credentials } }),
+    );
+    try {
+      const env = await client.startProcess({
+        argv: ['/usr/bin/env'],
+        cwd: home.path,
+        env: {},
+        tty: false,
+        envPolicy: { inherit: 'all', ignoreDefaultExcludes: false, exclude: [], set: {}, includeOnly: [] },
+      });
+      const lines = (await env.collect()).stdout.toString().split('\n');
+      const names = lines.map((line) => line.slice(0, line.indexOf('=')));
+      expect(names).toEqual(expect.arrayContaining(['HOME', 'PATH']));
+      expect(names.filter((name) => name in credentials)).toEqual([]);
+    } finally {
+      await client.close();
+      await home.cleanup();
+    }
+  });
+});
