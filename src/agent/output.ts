@@ -112,6 +112,11 @@ export interface ExecOutputParams {
   exitCode?: number;
   /** Set while the process is still running (the id for `write_stdin`). */
   sessionId?: number;
+  /**
+   * Replaces the `Process …` line when the process's state is not known: its environment is
+   * reconnecting, or was lost with it.
+   */
+  processState?: string;
   /** Decoded output, or a capture to render. */
   output: string | OutputCapture;
   /** Token budget of the output section. */
@@ -123,7 +128,7 @@ export interface ExecOutputParams {
  * ```
  * Chunk ID: 89d8cb
  * Wall time: 0.1509 seconds
- * Process exited with code 0        (or: Process running with session ID 3)
+ * Process exited with code 0        (or: Process running with session ID 3, or the process state)
  * Original token count: 46
  * Output:
  * <output>
@@ -132,8 +137,9 @@ export interface ExecOutputParams {
 export function formatExecOutput(params: ExecOutputParams): string {
   const output = typeof params.output === 'string' ? truncateForModel(params.output, params.maxTokens) : params.output.render(params.maxTokens);
   const lines = [`Chunk ID: ${params.chunkId}`, `Wall time: ${(Math.max(0, params.wallTimeMs) / 1000).toFixed(4)} seconds`];
-  if (params.exitCode !== undefined) lines.push(`Process exited with code ${params.exitCode}`);
-  if (params.sessionId !== undefined) lines.push(`Process running with session ID ${params.sessionId}`);
+  if (params.processState !== undefined) lines.push(params.processState);
+  else if (params.exitCode !== undefined) lines.push(`Process exited with code ${params.exitCode}`);
+  else if (params.sessionId !== undefined) lines.push(`Process running with session ID ${params.sessionId}`);
   lines.push(`Original token count: ${output.originalTokens}`, 'Output:', output.text);
   return lines.join('\n');
 }

@@ -1,4 +1,5 @@
 import { ExecClient, type ExecClientOptions, type ExecConnector } from '../exec/client.js';
+import { describeReconnect } from '../exec/remote-process.js';
 import type { EnvironmentInfo } from '../protocol/exec.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -14,7 +15,10 @@ export interface EnvironmentDescription {
   id: string;
   kind: EnvironmentKind;
   status: EnvironmentStatus;
-  /** The last connection error, when the environment is disconnected. */
+  /**
+   * The last connection error when the environment is disconnected; while it is `pending`
+   * because a dropped connection is being resumed, the reconnect's attempt, start and last error.
+   */
   error?: string;
   /** The websocket URL or the stdio command line. */
   endpoint: string;
@@ -93,9 +97,11 @@ export class Environment {
     return this.#lastError === undefined ? 'pending' : 'disconnected';
   }
 
-  /** The last connection error, if any. */
+  /** The last connection error, if any; while a dropped connection is resumed, how that goes. */
   get lastError(): string | undefined {
     if (this.#client?.state === 'closed') return errorMessage(this.#client.lastError ?? 'disconnected');
+    const reconnecting = this.#client?.reconnecting;
+    if (reconnecting !== undefined) return describeReconnect(reconnecting);
     return this.#lastError;
   }
 

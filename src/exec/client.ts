@@ -39,11 +39,14 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { withDefaultExcludesListed } from './env-policy.js';
 import { fetchThrough, HttpBodyStreams } from './http-client.js';
 import { pathToUri } from './path-uri.js';
-import { connectionLostError, RemoteProcess } from './remote-process.js';
+import { connectionLostError, RemoteProcess, type ReconnectProgress } from './remote-process.js';
 
 /** Default bound on the `initialize` round trip. */
 export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
-/** How long a dropped websocket is retried with session resume (as the Codex client: 25 s). */
+/**
+ * How long a dropped websocket is retried with session resume (as the Codex client: 25 s). A
+ * refused connection ends it at once: nothing listens there any more, so no session is left.
+ */
 export const DEFAULT_RECONNECT_WINDOW_MS = 25_000;
 /** Pause between reconnect attempts. */
 const RECONNECT_INTERVAL_MS = 100;
@@ -142,6 +145,7 @@ export class ExecClient {
   #info: EnvironmentInfo;
   #state: ExecClientState = 'connected';
   #reconnected?: Deferred<void>;
+  #reconnectProgress?: ReconnectProgress;
   #closing = false;
   #lastError?: Error;
 
@@ -183,6 +187,11 @@ export class ExecClient {
     return this.#state;
   }
 
+  /** The reconnect under way, while the state is `reconnecting`. */
+  get reconnecting(): ReconnectProgress | undefined {
+    return this.#state === 'reconnecting' && this.#reconnectProgress !== undefined ? { ...this.#reconnectProgress } : undefined;
+  }
+
   /** Why the client was last disconnected, if it was. */
   get lastError(): Error | undefined {
     return this.#lastError;
@@ -218,6 +227,7 @@ export class ExecClient {
         await this.request(ProcessSignal, { processId: id, signal: 'interrupt' });
       },
       terminate: async (id) => (await this.request(ProcessTerminate, { processId: id })).running,
+      reconnecting: () => this.reconnecting,
     });
     handle.requestFill = () => this.#fill(handle);
     // A finished process gets no more events: forget it, or a long-lived client would keep every
@@ -426,11 +436,14 @@ export class ExecClient {
     this.#reconnected = reconnected;
     // Nobody may be waiting; keep a rejection from being reported as unhandled.
     reconnected.promise.catch(() => undefined);
+    const progress: ReconnectProgress = { server: this.label, since: Date.now(), attempts: 0, lastError: cause };
+    this.#reconnectProgress = progress;
     this.#setState('reconnecting', cause);
     this.#logger.warn('exec-server connection dropped; resuming the session', { server: this.label, error: cause.message });
-    const deadline = Date.now() + (this.#options.reconnectWindowMs ?? DEFAULT_RECONNECT_WINDOW_MS);
-    let lastError: Error = cause;
+    const deadline = progress.since + (this.#options.reconnectWindowMs ?? DEFAULT_RECONNECT_WINDOW_MS);
+    let refused = false;
     while (!this.#closing && Date.now() < deadline) {
+      progress.attempts += 1;
       try {
         const route = (processId: string): RemoteProcess | undefined => this.#processes.get(processId);
         const resumed = await handshake(this.#connector, this.#options, this.#sessionId, route);
@@ -444,13 +457,20 @@ export class ExecClient {
         this.#logger.info('exec-server session resumed', { server: this.label, session: this.#sessionId });
         return;
       } catch (error) {
-        lastError = error instanceof Error ? error : new Error(String(error));
+        progress.lastError = error instanceof Error ? error : new Error(String(error));
         if (error instanceof RpcError && error.code === RpcErrorCode.InvalidRequest && /unknown session id/.test(error.message)) break;
+        // Nothing listens there any more (the exec-server died or was stopped), and a session
+        // lives only in the process that listened: waiting out the window would only keep
+        // reporting processes that are gone as merely unreachable.
+        refused = error instanceof LocalError && error.code === LocalErrorCode.ConnectRefused;
+        if (refused) break;
         await sleep(RECONNECT_INTERVAL_MS);
       }
     }
     if (this.#closing) return;
-    this.#lastError = new LocalError(LocalErrorCode.ConnectionClosed, `lost the session on ${this.label}: ${lastError.message}`, { cause: lastError });
+    const lastError = progress.lastError;
+    const reason = refused ? `nothing listens there any more (connection refused), so the session cannot be resumed` : lastError.message;
+    this.#lastError = new LocalError(LocalErrorCode.ConnectionClosed, `lost the session on ${this.label}: ${reason}`, { cause: lastError });
     this.#lost(this.#lastError);
   }
 

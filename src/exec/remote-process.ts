@@ -13,11 +13,33 @@ export type RemoteProcessEvent =
 /** Bound on output queued for a consumer that is not reading; the oldest is dropped beyond it. */
 export const DEFAULT_QUEUED_OUTPUT_BYTES = 16 * 1024 * 1024;
 
+/**
+ * A reconnect under way: the connection to the exec-server dropped and its client is resuming the
+ * session. Until it succeeds nothing is known about the session's processes.
+ */
+export interface ReconnectProgress {
+  /** The exec-server, for messages (its URL). */
+  server: string;
+  /** When the connection dropped, in ms since the epoch. */
+  since: number;
+  /** Attempts made so far, the one under way included. */
+  attempts: number;
+  /** Why the connection dropped, or why the last attempt failed. */
+  lastError: Error;
+}
+
+/** `reconnecting to <server> (attempt n, since <ISO time>): <last error>`, for status lines. */
+export function describeReconnect(progress: ReconnectProgress): string {
+  return `reconnecting to ${progress.server} (attempt ${progress.attempts}, since ${new Date(progress.since).toISOString()}): ${progress.lastError.message}`;
+}
+
 /** The operations a {@link RemoteProcess} delegates to its client. */
 export interface RemoteProcessControl {
   write(processId: string, data: Buffer): Promise<'accepted' | 'unknownProcess' | 'stdinClosed' | 'starting'>;
   interrupt(processId: string): Promise<void>;
   terminate(processId: string): Promise<boolean>;
+  /** The client's reconnect, while one is under way. */
+  reconnecting(): ReconnectProgress | undefined;
 }
 
 type SeqEvent =
@@ -77,6 +99,15 @@ export class RemoteProcess {
   /** True when the executor judged the exit a denial by its sandbox (`sandboxDenied`). */
   get sandboxDenied(): boolean {
     return this.#sandboxDenied;
+  }
+
+  /**
+   * Set while the connection to the process's exec-server is being resumed: its events are not
+   * arriving, and whether it still runs is unknown until the session is back (its missed output is
+   * then replayed) or lost (the process then fails).
+   */
+  get reconnecting(): ReconnectProgress | undefined {
+    return this.finished ? undefined : this.#control.reconnecting();
   }
 
   /** True once `closed` (or a failure) was delivered to the queue. */

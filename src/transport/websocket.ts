@@ -167,7 +167,8 @@ export async function connectWebSocket(url: string, options: WebSocketConnectOpt
       } else if (/timed out|timeout/i.test(error.message)) {
         fail(new LocalError(LocalErrorCode.ConnectTimeout, `timed out after ${options.timeoutMs} ms connecting to exec-server websocket \`${url}\``, { cause: error }));
       } else {
-        fail(new LocalError(LocalErrorCode.ConnectRefused, `failed to connect to exec-server websocket \`${url}\`: ${error.message}`, { cause: error }));
+        // Only ECONNREFUSED says nothing listens; a reset or an unreachable host may pass.
+        fail(new LocalError(LocalErrorCode.ConnectFailed, `failed to connect to exec-server websocket \`${url}\`: ${error.message}`, { cause: error }));
       }
     });
     socket.once('open', () => {

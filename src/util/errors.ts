@@ -3,7 +3,10 @@
  */
 export const LocalErrorCode = {
   ConnectionClosed: 'CONNECTION_CLOSED',
+  /** Nothing listens at the address (ECONNREFUSED). */
   ConnectRefused: 'CONNECT_REFUSED',
+  /** A connection attempt failed some other way (reset, unreachable, a failed upgrade). */
+  ConnectFailed: 'CONNECT_FAILED',
   ConnectTimeout: 'CONNECT_TIMEOUT',
   InitializeTimeout: 'INITIALIZE_TIMEOUT',
   RequestTimeout: 'REQUEST_TIMEOUT',

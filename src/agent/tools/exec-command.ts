@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { posix, win32 } from 'node:path';
 import { z } from 'zod';
 import type { ExecClient } from '../../exec/client.js';
-import type { RemoteProcess } from '../../exec/remote-process.js';
+import { describeReconnect, type RemoteProcess } from '../../exec/remote-process.js';
 import { sandboxNetworkEnabled } from '../../exec/sandbox-policy.js';
 import type { SandboxContext } from '../../protocol/exec.js';
 import { abortReason } from '../../util/abort.js';
-import { errorMessage } from '../../util/errors.js';
+import { errorMessage, LocalError, LocalErrorCode } from '../../util/errors.js';
 import { askUnlessCovered, isKnownSafeCommand, type ApprovalRequest } from '../approvals.js';
 import { formatExecOutput, OutputCapture } from '../output.js';
 import { parseToolArgs } from './args.js';
@@ -201,9 +201,9 @@ async function runCommand(spec: CommandSpec): Promise<CommandRun> {
 
   const maxTokens = outputTokens(spec.maxOutputTokens, ctx);
   const capture = new OutputCapture(maxTokens);
-  let finished: boolean;
+  let outcome: Collected;
   try {
-    finished = await collect(proc, capture, yieldTime(spec.yieldTimeMs, DEFAULT_EXEC_YIELD_TIME_MS), ctx.signal);
+    outcome = await collect(proc, capture, yieldTime(spec.yieldTimeMs, DEFAULT_EXEC_YIELD_TIME_MS), ctx.signal);
   } catch (error) {
     if (ctx.signal.aborted) {
       await proc.terminate().catch(() => undefined);
@@ -212,13 +212,18 @@ async function runCommand(spec: CommandSpec): Promise<CommandRun> {
     throw error;
   }
   const chunkId = newChunkId();
-  if (finished) {
+  const wallTimeMs = performance.now() - spec.started;
+  if (outcome.kind === 'closed') {
     ctx.progress(`command finished on ${environmentId} (exit ${proc.exitCode ?? 'unknown'})`);
-    const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - spec.started, exitCode: proc.exitCode, output: capture, maxTokens });
+    const text = formatExecOutput({ chunkId, wallTimeMs, exitCode: proc.exitCode, output: capture, maxTokens });
     return { kind: 'finished', text, sandboxDenied: proc.sandboxDenied };
   }
+  if (outcome.kind === 'lost') {
+    ctx.progress(`command lost on ${environmentId}: ${outcome.error.message}`);
+    return { kind: 'other', text: formatExecOutput({ chunkId, wallTimeMs, processState: lostState(environmentId, undefined, outcome.error), output: capture, maxTokens }) };
+  }
   const { sessionId, evicted } = ctx.processes.register({ environmentId, process: proc, startedAt: spec.startedAt });
-  const text = formatExecOutput({ chunkId, wallTimeMs: performance.now() - spec.started, sessionId, output: capture, maxTokens });
+  const text = formatExecOutput({ chunkId, wallTimeMs, sessionId, processState: reconnectingState(environmentId, sessionId, proc), output: capture, maxTokens });
   return { kind: 'other', text: evicted === undefined ? text : `${evictionNotice(evicted)}\n${text}` };
 }
 
@@ -239,7 +244,11 @@ async function runWriteStdin(rawArgs: unknown, ctx: ToolContext): Promise<string
   const proc = entry.process;
   const notes: string[] = [];
   const chars = args.chars ?? '';
-  if (chars.length > 0) {
+  const reconnecting = proc.reconnecting;
+  if (chars.length > 0 && reconnecting !== undefined) {
+    // A write now would wait out the reconnect and could land long after this call answered.
+    notes.push(`Note: environment ${entry.environmentId} is ${describeReconnect(reconnecting)}; the characters were not written, send them again once it is back.`);
+  } else if (chars.length > 0) {
     let status: Awaited<ReturnType<RemoteProcess['write']>>;
     try {
       status = await proc.write(chars);
@@ -264,32 +273,40 @@ async function runWriteStdin(rawArgs: unknown, ctx: ToolContext): Promise<string
 
   const maxTokens = outputTokens(args.max_output_tokens, ctx);
   const capture = new OutputCapture(maxTokens);
-  let finished: boolean;
-  try {
-    finished = await collect(proc, capture, yieldTime(args.yield_time_ms, DEFAULT_WRITE_STDIN_YIELD_TIME_MS), ctx.signal);
-  } catch (error) {
-    // An interrupted turn leaves the session running; a lost connection ends it.
-    if (!ctx.signal.aborted) ctx.processes.remove(sessionId);
-    throw error;
-  }
+  // Throws only the abort reason: an interrupted turn leaves the session running.
+  const outcome = await collect(proc, capture, yieldTime(args.yield_time_ms, DEFAULT_WRITE_STDIN_YIELD_TIME_MS), ctx.signal);
   const chunkId = newChunkId();
   const wallTimeMs = performance.now() - started;
   let text: string;
-  if (finished) {
-    ctx.processes.remove(sessionId);
-    ctx.progress(`command finished on ${entry.environmentId} (exit ${proc.exitCode ?? 'unknown'})`);
-    text = formatExecOutput({ chunkId, wallTimeMs, exitCode: proc.exitCode, output: capture, maxTokens });
-  } else {
-    text = formatExecOutput({ chunkId, wallTimeMs, sessionId, output: capture, maxTokens });
+  switch (outcome.kind) {
+    case 'closed':
+      ctx.processes.remove(sessionId);
+      ctx.progress(`command finished on ${entry.environmentId} (exit ${proc.exitCode ?? 'unknown'})`);
+      text = formatExecOutput({ chunkId, wallTimeMs, exitCode: proc.exitCode, output: capture, maxTokens });
+      break;
+    case 'lost':
+      ctx.processes.remove(sessionId);
+      ctx.progress(`command lost on ${entry.environmentId}: ${outcome.error.message}`);
+      text = formatExecOutput({ chunkId, wallTimeMs, processState: lostState(entry.environmentId, sessionId, outcome.error), output: capture, maxTokens });
+      break;
+    case 'running':
+      text = formatExecOutput({ chunkId, wallTimeMs, sessionId, processState: reconnectingState(entry.environmentId, sessionId, proc), output: capture, maxTokens });
+      break;
   }
   return [...notes, text].join('\n');
 }
 
 /**
- * Moves the process's events into `capture` until it closes (true) or `yieldMs` passes (false).
- * @throws ToolError when the connection to the environment is lost; the abort reason on abort.
+ * How a collection ended: the process closed; `yieldMs` passed with it not known to have ended
+ * (running, or its environment is reconnecting); or its connection was lost for good.
  */
-async function collect(proc: RemoteProcess, capture: OutputCapture, yieldMs: number, signal: AbortSignal): Promise<boolean> {
+type Collected = { kind: 'closed' } | { kind: 'running' } | { kind: 'lost'; error: Error };
+
+/**
+ * Moves the process's events into `capture` until it closes, is lost, or `yieldMs` passes.
+ * @throws the abort reason on abort.
+ */
+async function collect(proc: RemoteProcess, capture: OutputCapture, yieldMs: number, signal: AbortSignal): Promise<Collected> {
   const deadline = performance.now() + yieldMs;
   for (;;) {
     for (const event of proc.drain()) {
@@ -300,17 +317,38 @@ async function collect(proc: RemoteProcess, capture: OutputCapture, yieldMs: num
         case 'exited':
           break;
         case 'closed':
-          return true;
+          return { kind: 'closed' };
         case 'failed':
-          throw new ToolError(event.error.message);
+          return { kind: 'lost', error: event.error };
       }
     }
     // Finished with nothing queued: its `closed` was consumed earlier; never spin on it.
-    if (proc.finished) return true;
+    if (proc.finished) return { kind: 'closed' };
     const remaining = deadline - performance.now();
-    if (remaining <= 0) return false;
+    if (remaining <= 0) return { kind: 'running' };
     await proc.waitForEvents(remaining, signal);
   }
+}
+
+/**
+ * The process line while the process's environment is reconnecting: "running" would be a guess,
+ * since nothing is known of the process until the session is back; undefined when connected.
+ */
+function reconnectingState(environmentId: string, sessionId: number, proc: RemoteProcess): string | undefined {
+  const reconnecting = proc.reconnecting;
+  if (reconnecting === undefined) return undefined;
+  return `Process state unknown with session ID ${sessionId}: environment ${environmentId} is ${describeReconnect(reconnecting)}. Its output resumes if the session is resumed; poll again with write_stdin.`;
+}
+
+/**
+ * The process line once no more events can come: its connection was lost for good (the
+ * environment is disconnected), or its missed events could not be replayed.
+ */
+function lostState(environmentId: string, sessionId: number | undefined, error: Error): string {
+  const session = sessionId === undefined ? '' : ` (session ID ${sessionId} is closed)`;
+  const disconnected = error instanceof LocalError && error.code === LocalErrorCode.ConnectionClosed;
+  const reason = disconnected ? `environment ${environmentId} is disconnected: ${error.message}` : error.message;
+  return `Process lost${session}: ${reason}. The command may still be running there or may have ended; its further output cannot be read.`;
 }
 
 function mustAsk(ctx: ToolContext, cmd: string, escalate: boolean): boolean {

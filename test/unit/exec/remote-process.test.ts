@@ -4,6 +4,7 @@ const control = {
   write: () => Promise.resolve('accepted' as const),
   interrupt: () => Promise.resolve(),
   terminate: () => Promise.resolve(true),
+  reconnecting: () => undefined,
 };
 
 describe('RemoteProcess', () => {
