@@ -35,15 +35,16 @@ function descriptorDirectory(): string | undefined {
 
 /**
  * Opens the directory at `path` and reads back where it really is. With `noFollow`, a final
- * symlink is refused (`ELOOP`) instead of followed. Without `/proc/self/fd` (not Linux, or no
+ * symlink is refused (`ENOTDIR`, as the kernel answers `O_DIRECTORY | O_NOFOLLOW`) instead of
+ * followed. Without `/proc/self/fd` (not Linux, or no
  * /proc mounted) the directory is used by its real path, checked just before: a symlink swapped
  * in between the check and the use is then not caught.
- * @throws the system error of the open (`ENOENT`, `ENOTDIR`, `ELOOP`, …).
+ * @throws the system error of the open (`ENOENT`, `ENOTDIR`, …).
  */
 export async function openDirectory(path: string, noFollow: boolean): Promise<PinnedDirectory> {
   const fds = descriptorDirectory();
   if (fds === undefined) {
-    if (noFollow && (await lstat(path)).isSymbolicLink()) throw Object.assign(new Error(`${path} is a symbolic link`), { code: 'ELOOP' });
+    if (noFollow && (await lstat(path)).isSymbolicLink()) throw Object.assign(new Error(`${path} is a symbolic link`), { code: 'ENOTDIR' });
     const real = await realpath(path);
     if (!(await lstat(real)).isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
     return { real, path: real, at: (name) => join(real, name), stat: () => stat(real), chmod: (mode) => chmod(real, mode), close: () => Promise.resolve() };
