@@ -326,12 +326,12 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
       }
       const judge = policy === undefined || canRead === undefined ? undefined : copyJudge(policy, canRead);
       await io(async () => {
-        const from = await openDirectory(source, false);
+        const from = openDirectory(source, false);
         try {
           if (judge !== undefined && !judge.canRead(source, from.real)) throw readRefused(source);
           await writeAt(policy, destination, landing, FsCopy.method, (target) => copyTreeInto(from, source, target, judge));
         } finally {
-          await from.close();
+          from.close();
         }
       });
     } else if (info.isFile()) {
@@ -443,12 +443,12 @@ async function writeAt<T>(
   write: (target: string, pinned: boolean) => Promise<T>,
 ): Promise<T> {
   if (policy === undefined || landing === undefined) return write(path, false);
-  const parent = await openDirectory(dirname(landing), false);
+  const parent = openDirectory(dirname(landing), false);
   try {
     assertLandsWritable(policy, path, join(parent.real, basename(landing)), method);
     return await write(parent.at(basename(landing)), true);
   } finally {
-    await parent.close();
+    parent.close();
   }
 }
 
@@ -468,7 +468,7 @@ async function makeDirectoryConfined(policy: SandboxPolicy, path: string, landin
   let directory: PinnedDirectory | undefined;
   for (let at = landing; directory === undefined; ) {
     try {
-      directory = await openDirectory(at, false);
+      directory = openDirectory(at, false);
     } catch (error) {
       const parent = dirname(at);
       // An existing file where the directory should be is `File exists`, as `mkdir -p` says.
@@ -486,12 +486,12 @@ async function makeDirectoryConfined(policy: SandboxPolicy, path: string, landin
       } catch (error) {
         if (!isErrno(error, 'EEXIST')) throw error; // made meanwhile: fine if it is a directory
       }
-      const child = await openDirectory(directory.at(name), true);
-      await directory.close();
+      const child = openDirectory(directory.at(name), true);
+      directory.close();
       directory = child;
     }
   } finally {
-    await directory.close();
+    directory.close();
   }
 }
 
@@ -838,12 +838,12 @@ async function walk(root: string, options: WalkOptions, canRead?: (path: string)
  */
 async function listDirectory(directory: string, canRead: ((path: string) => boolean) | undefined): Promise<{ real: string; dirents: Dirent[] } | undefined> {
   if (canRead === undefined) return { real: directory, dirents: await readdir(directory, { withFileTypes: true }) };
-  const opened = await openDirectory(directory, false);
+  const opened = openDirectory(directory, false);
   try {
     if (!canRead(opened.real)) return undefined;
     return { real: opened.real, dirents: await readdir(opened.path, { withFileTypes: true }) };
   } finally {
-    await opened.close();
+    opened.close();
   }
 }
 
@@ -880,7 +880,7 @@ async function copySymlink(source: string, destination: string): Promise<void> {
 async function copyTreeInto(from: PinnedDirectory, listed: string, target: string, judge: CopyJudge | undefined): Promise<void> {
   const info = await from.stat();
   await mkdir(target);
-  const to = await openDirectory(target, true);
+  const to = openDirectory(target, true);
   try {
     for (const dirent of await readdir(from.path, { withFileTypes: true })) {
       const name = dirent.name;
@@ -891,11 +891,11 @@ async function copyTreeInto(from: PinnedDirectory, listed: string, target: strin
       if (dirent.isSymbolicLink()) {
         await symlink(await readlink(from.at(name)), to.at(name));
       } else if (dirent.isDirectory()) {
-        const child = await openDirectory(from.at(name), true);
+        const child = openDirectory(from.at(name), true);
         try {
           await copyTreeInto(child, join(listed, name), to.at(name), judge);
         } finally {
-          await child.close();
+          child.close();
         }
       } else if (dirent.isFile()) {
         await copyRegularFile(from.at(name), to.at(name), undefined);
@@ -904,7 +904,7 @@ async function copyTreeInto(from: PinnedDirectory, listed: string, target: strin
     // Last, so a read-only source directory does not stop its own copy from being filled.
     await to.chmod(info.mode & 0o7777);
   } finally {
-    await to.close();
+    to.close();
   }
 }
 

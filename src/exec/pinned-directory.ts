@@ -1,5 +1,5 @@
-import { constants, existsSync, type Stats } from 'node:fs';
-import { chmod, copyFile, lstat, open, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, existsSync, lstatSync, openSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
+import { chmod, copyFile, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -18,7 +18,7 @@ export interface PinnedDirectory {
   /** Sets the mode bits of the directory itself (not of whatever its path names by then). */
   chmod(mode: number): Promise<void>;
   /** Lets the directory go; idempotent. */
-  close(): Promise<void>;
+  close(): void;
 }
 
 /** Where this process's descriptors appear as paths, or undefined (probed once). */
@@ -36,38 +36,42 @@ function descriptorDirectory(): string | undefined {
 /**
  * Opens the directory at `path` and reads back where it really is. With `noFollow`, a final
  * symlink is refused (`ENOTDIR`, as the kernel answers `O_DIRECTORY | O_NOFOLLOW`) instead of
- * followed. Without `/proc/self/fd` (not Linux, or no
- * /proc mounted) the directory is used by its real path, checked just before: a symlink swapped
- * in between the check and the use is then not caught.
+ * followed. Synchronous, like the sandbox's own path resolution it completes: opening a directory
+ * reads no data, and a round trip through the thread pool for each of the open, the read-back and
+ * the close would add more to a small write than the write itself. Without `/proc/self/fd` (not
+ * Linux, or no /proc mounted) the directory is used by its real path, checked just before: a
+ * symlink swapped in between the check and the use is then not caught.
  * @throws the system error of the open (`ENOENT`, `ENOTDIR`, …).
  */
-export async function openDirectory(path: string, noFollow: boolean): Promise<PinnedDirectory> {
+export function openDirectory(path: string, noFollow: boolean): PinnedDirectory {
   const fds = descriptorDirectory();
   if (fds === undefined) {
-    if (noFollow && (await lstat(path)).isSymbolicLink()) throw Object.assign(new Error(`${path} is a symbolic link`), { code: 'ENOTDIR' });
-    const real = await realpath(path);
-    if (!(await lstat(real)).isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
-    return { real, path: real, at: (name) => join(real, name), stat: () => stat(real), chmod: (mode) => chmod(real, mode), close: () => Promise.resolve() };
+    if (noFollow && lstatSync(path).isSymbolicLink()) throw Object.assign(new Error(`${path} is a symbolic link`), { code: 'ENOTDIR' });
+    const real = realpathSync(path);
+    if (!lstatSync(real).isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
+    return { real, path: real, at: (name) => join(real, name), stat: () => stat(real), chmod: (mode) => chmod(real, mode), close: () => undefined };
   }
-  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | (noFollow ? constants.O_NOFOLLOW : 0));
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | (noFollow ? constants.O_NOFOLLOW : 0));
+  const self = `${fds}/${fd}`;
+  let real: string;
   try {
-    const self = `${fds}/${handle.fd}`;
-    return pinned(handle, self, await readlink(self));
+    real = readlinkSync(self);
   } catch (error) {
-    await handle.close();
+    closeSync(fd);
     throw error;
   }
-}
-
-function pinned(handle: FileHandle, self: string, real: string): PinnedDirectory {
-  let closing: Promise<void> | undefined;
+  let open = true;
   return {
     real,
     path: self,
     at: (name) => `${self}/${name}`,
-    stat: () => handle.stat(),
-    chmod: (mode) => handle.chmod(mode),
-    close: () => (closing ??= handle.close()),
+    // Through the descriptor's path, which leads to the open directory itself.
+    stat: () => stat(self),
+    chmod: (mode) => chmod(self, mode),
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
   };
 }
 

@@ -175,7 +175,8 @@ function resolveExisting(path: string): { real: string; missing: string[] } {
   const missing: string[] = [];
   for (;;) {
     try {
-      return { real: realpathSync(existing), missing: missing.reverse() };
+      // The native one (realpath(3)) costs half of Node's own, and this runs for every sandboxed call.
+      return { real: realpathSync.native(existing), missing: missing.reverse() };
     } catch {
       const parent = dirname(existing);
       if (parent === existing) return { real: existing, missing: missing.reverse() };
