@@ -1,5 +1,5 @@
 import { constants, type Dirent, type Stats } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, realpath, rm, rmdir, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readlink, realpath, rm, rmdir, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, parse, sep } from 'node:path';
 import {
@@ -25,7 +25,17 @@ import { RpcError } from '../rpc/errors.js';
 import { decodeBase64 } from '../util/base64.js';
 import { ioError } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
-import { assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
+import { copyOpenedFile, openDirectory, realPathOfOpened, type PinnedDirectory } from './pinned-directory.js';
+import {
+  assertLandsWritable,
+  assertReadable,
+  assertWritable,
+  deniedEntryFilter,
+  parseSandboxRequest,
+  readCheck,
+  type SandboxHost,
+  type SandboxPolicy,
+} from './sandbox-policy.js';
 
 /** Default bound on the size of a file returned whole by `fs/readFile`. */
 export const DEFAULT_MAX_READ_FILE_BYTES = 512 * 1024 * 1024;
@@ -78,8 +88,9 @@ export class FsSessionState {
   /**
    * Opens `path` under `handleId`. `read` refuses anything but a regular file; `replace` creates or
    * truncates. Fails with -32600 when the id is taken or `maxOpenHandles` are already open.
+   * `extraFlags` are added to the open (`O_NOFOLLOW` for a sandboxed write).
    */
-  async open(handleId: string, path: string, mode: FileHandleMode, maxOpenHandles: number): Promise<void> {
+  async open(handleId: string, path: string, mode: FileHandleMode, maxOpenHandles: number, extraFlags = 0): Promise<void> {
     if (this.#closed) throw RpcError.invalidRequest('the filesystem session is closed');
     if (this.#handles.has(handleId) || this.#opening.has(handleId)) {
       throw RpcError.invalidRequest(`file handle \`${handleId}\` already exists`);
@@ -91,7 +102,7 @@ export class FsSessionState {
     }
     this.#opening.add(handleId);
     try {
-      const handle = mode === 'read' ? await openRegularFile(path, 0) : await openForReplace(path, 0);
+      const handle = mode === 'read' ? await openRegularFile(path, extraFlags) : await openForReplace(path, extraFlags);
       if (this.#closed) {
         await handle.close();
         throw RpcError.invalidRequest('the filesystem session is closed');
@@ -199,33 +210,39 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
 
   connection.onRequestWithBytes(FsWriteFile, 'dataBase64', async (params) => {
     const path = toPath(params.path);
-    assertWritable(policyOf(params.sandbox), path, FsWriteFile.method);
+    const policy = policyOf(params.sandbox);
+    const follow = params.followSymlinks ?? true;
+    const landing = assertWritable(policy, path, FsWriteFile.method, follow);
     const data = decodeBase64Field(params.dataBase64);
     if (typeof data === 'string') {
       throw RpcError.invalidRequest(`fs/writeFile requires valid base64 dataBase64: ${describeInvalidBase64(data)}`);
     }
-    const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
-    await io(async () => {
-      const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | (follow ? 0 : constants.O_NOFOLLOW), 0o666);
-      try {
-        await replaceContents(handle, data);
-      } finally {
-        closeInBackground(handle);
-      }
-    });
+    await io(() =>
+      writeAt(policy, path, landing, FsWriteFile.method, async (target, pinned) => {
+        const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | (follow && !pinned ? 0 : constants.O_NOFOLLOW), 0o666);
+        try {
+          await replaceContents(handle, data);
+        } finally {
+          closeInBackground(handle);
+        }
+      }),
+    );
     return {};
   });
 
   connection.onRequest(FsCreateDirectory, async (params) => {
     const path = toPath(params.path);
-    assertWritable(policyOf(params.sandbox), path, FsCreateDirectory.method);
+    const policy = policyOf(params.sandbox);
+    const landing = assertWritable(policy, path, FsCreateDirectory.method);
     if (params.followSymlinks === false) {
       await refuseSymlinkAncestors(path);
       const existing = await lstatOrUndefined(path);
       if (existing?.isSymbolicLink() === true) throw ioError(errnoError('EEXIST'));
     }
-    await io(() => mkdir(path, { recursive: params.recursive ?? true }));
+    const recursive = params.recursive ?? true;
+    if (policy === undefined || landing === undefined) await io(() => mkdir(path, { recursive }));
+    else await io(() => makeDirectoryConfined(policy, path, landing, recursive));
     return {};
   });
 
@@ -257,7 +274,7 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const path = toPath(params.path);
     const policy = policyOf(params.sandbox);
     assertReadable(policy, path, FsWalk.method);
-    return walk(path, params.options, deniedEntryFilter(policy));
+    return walk(path, params.options, readCheck(policy));
   });
 
   connection.onRequest(FsCanonicalize, async (params) => {
@@ -268,17 +285,20 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
 
   connection.onRequest(FsRemove, async (params) => {
     const path = toPath(params.path);
-    assertWritable(policyOf(params.sandbox), path, FsRemove.method, false);
+    const policy = policyOf(params.sandbox);
+    const landing = assertWritable(policy, path, FsRemove.method, false);
     const recursive = params.recursive ?? true;
     const force = params.force ?? true;
     if (params.followSymlinks === false) await refuseSymlinkAncestors(path);
     try {
-      const target = await lstat(path);
-      if (target.isSymbolicLink() && params.followSymlinks === false) throw RpcError.invalidRequest('path contains a symbolic link');
-      // lstat, so a symlink (even to a directory) is unlinked, never followed.
-      if (!target.isDirectory()) await unlink(path);
-      else if (recursive) await rm(path, { recursive: true, force: true });
-      else await rmdir(path);
+      await writeAt(policy, path, landing, FsRemove.method, async (entry) => {
+        const target = await lstat(entry);
+        if (target.isSymbolicLink() && params.followSymlinks === false) throw RpcError.invalidRequest('path contains a symbolic link');
+        // lstat, so a symlink (even to a directory) is unlinked, never followed.
+        if (!target.isDirectory()) await unlink(entry);
+        else if (recursive) await rm(entry, { recursive: true, force: true });
+        else await rmdir(entry);
+      });
     } catch (error) {
       if (error instanceof RpcError) throw error;
       // `force` forgives only a missing path (also one removed concurrently), like `rm -f`.
@@ -292,20 +312,35 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const source = toPath(params.sourcePath);
     const destination = toPath(params.destinationPath);
     const policy = policyOf(params.sandbox);
-    assertReadable(policy, source, FsCopy.method);
-    assertWritable(policy, destination, FsCopy.method);
+    // The source entry itself is what is read: a symlink is copied as a link, not followed.
+    assertReadable(policy, source, FsCopy.method, false);
+    const landing = assertWritable(policy, destination, FsCopy.method);
+    const canRead = readCheck(policy);
     const info = await io(() => lstat(source));
     if (info.isSymbolicLink()) {
-      await io(() => copySymlink(source, destination));
+      await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => copySymlink(source, target)));
     } else if (info.isDirectory()) {
       if (!params.recursive) throw RpcError.invalidRequest('fs/copy requires recursive: true when sourcePath is a directory');
       if (await isSameOrInside(source, destination)) {
         throw RpcError.invalidRequest('fs/copy cannot copy a directory to itself or one of its descendants');
       }
-      await io(() => copyTree(source, destination));
+      const judge = policy === undefined || canRead === undefined ? undefined : copyJudge(policy, canRead);
+      await io(async () => {
+        const from = openDirectory(source, false);
+        try {
+          if (judge !== undefined && !judge.canRead(source, from.real)) throw readRefused(source);
+          await writeAt(policy, destination, landing, FsCopy.method, (target) => copyTreeInto(from, source, target, judge));
+        } finally {
+          from.close();
+        }
+      });
     } else if (info.isFile()) {
-      // libuv's copyfile keeps the source's mode and is a no-op when both name the same file.
-      await io(() => copyFile(source, destination));
+      if (canRead === undefined) {
+        // libuv's copyfile keeps the source's mode and is a no-op when both name the same file.
+        await io(() => copyFile(source, destination));
+      } else {
+        await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => copyRegularFile(source, target, canRead)));
+      }
     } else {
       throw RpcError.invalidRequest('fs/copy only supports regular files, directories, and symlinks');
     }
@@ -316,9 +351,13 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const path = toPath(params.path);
     const mode = params.mode ?? 'read';
     const policy = policyOf(params.sandbox);
-    if (mode === 'read') assertReadable(policy, path, FsOpen.method);
-    else assertWritable(policy, path, FsOpen.method);
-    await state.open(params.handleId, path, mode, maxOpenHandles);
+    if (mode === 'read') {
+      assertReadable(policy, path, FsOpen.method);
+      await state.open(params.handleId, path, mode, maxOpenHandles);
+    } else {
+      const landing = assertWritable(policy, path, FsOpen.method);
+      await io(() => writeAt(policy, path, landing, FsOpen.method, (target, pinned) => state.open(params.handleId, target, mode, maxOpenHandles, pinned ? constants.O_NOFOLLOW : 0)));
+    }
     return { handleId: params.handleId };
   });
 
@@ -385,6 +424,115 @@ async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
     return await lstat(path);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Runs a write of `path` (`write` gets the path to act on and whether it is pinned). Without a
+ * restricted sandbox (`landing` undefined) it acts on `path` itself. Under one, `landing` is where
+ * the write was judged to land, and the write goes exactly there: the parent directory is held
+ * open and judged again by the real path of what was opened, and `write` gets a path to the final
+ * name inside that open directory, which it must use without following a final symlink
+ * (`O_NOFOLLOW`). A symlink swapped in after the check cannot lead the write anywhere else.
+ */
+async function writeAt<T>(
+  policy: SandboxPolicy | undefined,
+  path: string,
+  landing: string | undefined,
+  method: string,
+  write: (target: string, pinned: boolean) => Promise<T>,
+): Promise<T> {
+  if (policy === undefined || landing === undefined) return write(path, false);
+  const parent = openDirectory(dirname(landing), false);
+  try {
+    assertLandsWritable(policy, path, join(parent.real, basename(landing)), method);
+    return await write(parent.at(basename(landing)), true);
+  } finally {
+    parent.close();
+  }
+}
+
+/**
+ * `fs/createDirectory` under a restricted sandbox: makes `landing` (where `path` was judged to
+ * land) one level at a time below its deepest existing ancestor, each inside the one before, held
+ * open, and opened without following a symlink; one planted on the way fails the call instead of
+ * leading the new directories elsewhere. Errors are those of `mkdir` (recursive or not).
+ */
+async function makeDirectoryConfined(policy: SandboxPolicy, path: string, landing: string, recursive: boolean): Promise<void> {
+  const method = FsCreateDirectory.method;
+  if (!recursive) {
+    await writeAt(policy, path, landing, method, (target) => mkdir(target));
+    return;
+  }
+  const missing: string[] = [];
+  let directory: PinnedDirectory | undefined;
+  for (let at = landing; directory === undefined; ) {
+    try {
+      directory = openDirectory(at, false);
+    } catch (error) {
+      const parent = dirname(at);
+      // An existing file where the directory should be is `File exists`, as `mkdir -p` says.
+      if (at === landing && isErrno(error, 'ENOTDIR') && (await lstatOrUndefined(at)) !== undefined) throw errnoError('EEXIST');
+      if (!isErrno(error, 'ENOENT') || parent === at) throw error;
+      missing.unshift(basename(at));
+      at = parent;
+    }
+  }
+  try {
+    assertLandsWritable(policy, path, join(directory.real, ...missing), method);
+    for (const name of missing) {
+      try {
+        await mkdir(directory.at(name));
+      } catch (error) {
+        if (!isErrno(error, 'EEXIST')) throw error; // made meanwhile: fine if it is a directory
+      }
+      const child = openDirectory(directory.at(name), true);
+      directory.close();
+      directory = child;
+    }
+  } finally {
+    directory.close();
+  }
+}
+
+/** How a tree copy under a restricted sandbox judges the entries it reads and writes. */
+interface CopyJudge {
+  /** The read check of a direct read, on the entry's path as listed and its real path. */
+  canRead(listed: string, real: string): boolean;
+  /** Throws unless the entry about to be made at `real` may be written. */
+  assertCanWrite(real: string): void;
+}
+
+function copyJudge(policy: SandboxPolicy, canRead: (path: string) => boolean): CopyJudge {
+  return {
+    canRead: (listed, real) => canRead(listed) && canRead(real),
+    assertCanWrite: (real) => assertLandsWritable(policy, real, real, FsCopy.method),
+  };
+}
+
+function readRefused(path: string): RpcError {
+  return RpcError.invalidRequest(`${FsCopy.method}: reading \`${path}\` is not allowed by the sandbox`);
+}
+
+/**
+ * Copies the regular file `source` to `target` (contents and mode; a no-op when both are the same
+ * file), opening both without following a final symlink and copying between the open files, so
+ * that the copy reads and writes the entries that were judged. `canRead` (under a sandbox) judges
+ * the source again by where its open really landed.
+ */
+async function copyRegularFile(source: string, target: string, canRead: ((path: string) => boolean) | undefined): Promise<void> {
+  const from = await open(source, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  try {
+    if (canRead !== undefined && !canRead(await realPathOfOpened(from, source))) throw readRefused(source);
+    if (!(await from.stat()).isFile()) throw RpcError.invalidRequest(`fs/copy: \`${source}\` is no longer a regular file`);
+    const to = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o666);
+    try {
+      await copyOpenedFile(from, source, to, target);
+    } finally {
+      await to.close();
+    }
+  } finally {
+    await from.close();
   }
 }
 
@@ -593,10 +741,12 @@ type WalkResult = {
  * own entries are depth 0. Every examined entry counts against `maxEntries` (skipped ones too);
  * the root counts against `maxDirectories`. Symlinks are listed and descended only when they
  * point to a directory and `followDirectorySymlinks` is set (cycles are cut by real path).
- * A directory that cannot be read is reported under `errors` and the walk goes on. Entries the
- * sandbox denies (`visible` says no) are skipped and not descended.
+ * A directory that cannot be read is reported under `errors` and the walk goes on. Under a
+ * sandbox, `canRead` is the check of a direct read: an entry is reported only when both its path
+ * as listed and its real path (where a symlink leads) pass it, and each directory is judged again
+ * by the real path of what was opened to list it; the others are skipped and not descended.
  */
-async function walk(root: string, options: WalkOptions, visible?: (path: string) => boolean): Promise<WalkResult> {
+async function walk(root: string, options: WalkOptions, canRead?: (path: string) => boolean): Promise<WalkResult> {
   if (options.maxDirectories === 0 || options.maxEntries === 0) {
     throw RpcError.invalidRequest('filesystem walk limits must be greater than zero');
   }
@@ -631,13 +781,15 @@ async function walk(root: string, options: WalkOptions, visible?: (path: string)
 
   for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
     const { path: directory, depth } = next;
-    let dirents: Dirent[];
+    let listing: { real: string; dirents: Dirent[] } | undefined;
     try {
-      dirents = await readdir(directory, { withFileTypes: true });
+      listing = await listDirectory(directory, canRead);
     } catch (error) {
       if (!pushError(directory, error)) return result;
       continue;
     }
+    if (listing === undefined) continue;
+    const { real: realDirectory, dirents } = listing;
     dirents.sort((a, b) => compareBytes(a.name, b.name));
     for (const dirent of dirents) {
       if (entryCount === options.maxEntries) {
@@ -646,9 +798,14 @@ async function walk(root: string, options: WalkOptions, visible?: (path: string)
       }
       entryCount += 1;
       const path = join(directory, dirent.name);
-      if (visible !== undefined && !visible(path)) continue;
+      if (canRead !== undefined && !canRead(path)) continue;
       const kind = await walkKind(path, dirent, options.followDirectorySymlinks);
       if (kind === undefined) continue;
+      if (canRead !== undefined) {
+        // A symlink (to a directory, when followed) is judged by where it leads, as a read through it is.
+        const real = dirent.isSymbolicLink() ? await realpath(path).catch(() => undefined) : join(realDirectory, dirent.name);
+        if (real === undefined || !canRead(real)) continue;
+      }
       const uri = pathToUri(path);
       if (!reserve(uri.length)) return result;
       result.entries.push({ path: uri, kind });
@@ -673,6 +830,23 @@ async function walk(root: string, options: WalkOptions, visible?: (path: string)
   return result;
 }
 
+/**
+ * The entries of a directory, and its real path under a sandbox (its path as given otherwise).
+ * Under a sandbox (`canRead`), the directory is opened, judged by where the open really landed
+ * (undefined when that may not be read: its path was swapped for a symlink since it was listed)
+ * and listed through the open directory.
+ */
+async function listDirectory(directory: string, canRead: ((path: string) => boolean) | undefined): Promise<{ real: string; dirents: Dirent[] } | undefined> {
+  if (canRead === undefined) return { real: directory, dirents: await readdir(directory, { withFileTypes: true }) };
+  const opened = openDirectory(directory, false);
+  try {
+    if (!canRead(opened.real)) return undefined;
+    return { real: opened.real, dirents: await readdir(opened.path, { withFileTypes: true }) };
+  } finally {
+    opened.close();
+  }
+}
+
 /** What a walk lists an entry as, or undefined to skip it (special files, unwanted symlinks). */
 async function walkKind(path: string, dirent: Dirent, followDirectorySymlinks: boolean): Promise<'file' | 'directory' | undefined> {
   if (dirent.isDirectory()) return 'directory';
@@ -695,22 +869,43 @@ async function copySymlink(source: string, destination: string): Promise<void> {
 }
 
 /**
- * Copies a directory tree: directories are created (an existing destination is `File exists`),
+ * Makes the directory `target` and copies into it the tree of the open directory `from` (whose
+ * path as asked is `listed`): directories are created (an existing destination is `File exists`),
  * files copied with their mode, symlinks recreated as symlinks; sockets, FIFOs and devices are
- * skipped.
+ * skipped. Each directory is held open while its entries are copied, and each entry is used
+ * through it without following a symlink, so the copy reads and writes exactly what it listed.
+ * Under a sandbox (`judge`), an entry a direct read would be refused is left out, and every entry
+ * made is judged as a write.
  */
-async function copyTree(source: string, destination: string): Promise<void> {
-  const info = await stat(source);
-  await mkdir(destination);
-  for (const dirent of await readdir(source, { withFileTypes: true })) {
-    const from = join(source, dirent.name);
-    const to = join(destination, dirent.name);
-    if (dirent.isSymbolicLink()) await copySymlink(from, to);
-    else if (dirent.isDirectory()) await copyTree(from, to);
-    else if (dirent.isFile()) await copyFile(from, to);
+async function copyTreeInto(from: PinnedDirectory, listed: string, target: string, judge: CopyJudge | undefined): Promise<void> {
+  const info = await from.stat();
+  await mkdir(target);
+  const to = openDirectory(target, true);
+  try {
+    for (const dirent of await readdir(from.path, { withFileTypes: true })) {
+      const name = dirent.name;
+      if (judge !== undefined) {
+        if (!judge.canRead(join(listed, name), join(from.real, name))) continue;
+        judge.assertCanWrite(join(to.real, name));
+      }
+      if (dirent.isSymbolicLink()) {
+        await symlink(await readlink(from.at(name)), to.at(name));
+      } else if (dirent.isDirectory()) {
+        const child = openDirectory(from.at(name), true);
+        try {
+          await copyTreeInto(child, join(listed, name), to.at(name), judge);
+        } finally {
+          child.close();
+        }
+      } else if (dirent.isFile()) {
+        await copyRegularFile(from.at(name), to.at(name), undefined);
+      }
+    }
+    // Last, so a read-only source directory does not stop its own copy from being filled.
+    await to.chmod(info.mode & 0o7777);
+  } finally {
+    to.close();
   }
-  // Last, so a read-only source directory does not stop its own copy from being filled.
-  await chmod(destination, info.mode & 0o7777);
 }
 
 /** True when `destination` is `source` or lies inside it, comparing real paths. */

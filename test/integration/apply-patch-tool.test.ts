@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionApprovals, type ApprovalDecision, type ApprovalPolicy, type ApprovalRequest } from '../../src/agent/approvals.js';
@@ -9,6 +9,7 @@ import { localConnector } from '../../src/environments/connectors.js';
 import { ExecClient } from '../../src/exec/client.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { tempDir } from '../helpers/process.js';
+import { workspaceWriteSandbox } from '../helpers/sandbox.js';
 
 const patch = (...lines: string[]): string => `${lines.join('\n')}\n`;
 
@@ -151,6 +152,25 @@ describe('apply_patch tool on a real exec-server', () => {
     const target = join(h.b, 'abs.txt');
     expect(await tool.run(patch('*** Begin Patch', `*** Add File: ${target}`, '+x', '*** End Patch'), h.context)).toBe(`Success. Updated the following files:\nA ${target}`);
     expect(await read(target)).toBe('x\n');
+  });
+
+  it('under a sandbox, writes nothing through a link to a missing file or folder outside the workspace', async () => {
+    const h = await harness();
+    const outside = await tempDir('cmx-patch-outside-');
+    dirs.push(outside);
+    const context: ToolContext = { ...h.context, sandbox: () => workspaceWriteSandbox(h.a) };
+    await writeFile(join(h.a, 'inside.txt'), 'keep\n');
+    await symlink(join(outside.path, 'added.txt'), join(h.a, 'add-link'));
+    await symlink(join(outside.path, 'moved.txt'), join(h.a, 'move-link'));
+    await symlink(join(outside.path, 'dir'), join(h.a, 'dir-link'));
+    const add = tool.run(patch('*** Begin Patch', '*** Add File: add-link', '+x', '*** End Patch'), context);
+    await expect(add).rejects.toThrow(/^apply_patch failed on a at .*add-link: fs\/writeFile: writing .* is not allowed by the sandbox \(it resolves to .*added\.txt`\) \(no file was changed\)$/);
+    const move = tool.run(patch('*** Begin Patch', '*** Update File: inside.txt', '*** Move to: move-link', '@@', '-keep', '+moved', '*** End Patch'), context);
+    await expect(move).rejects.toThrow(/not allowed by the sandbox \(it resolves to .*moved\.txt/);
+    const nested = tool.run(patch('*** Begin Patch', '*** Add File: dir-link/sub/new.txt', '+x', '*** End Patch'), context);
+    await expect(nested).rejects.toThrow(/fs\/createDirectory: writing .* is not allowed by the sandbox \(it resolves to .*dir\/sub/);
+    expect(await read(join(h.a, 'inside.txt'))).toBe('keep\n');
+    expect(await readdir(outside.path)).toEqual([]);
   });
 
   it('writes nothing when a later hunk does not fit', async () => {

@@ -1,6 +1,8 @@
-// Our exec-server applying the sandbox it is asked for (process/start), over a real websocket and
-// in-process: what a Codex client sees (sandboxType, sandboxDenied) and terminals under bwrap.
-import { existsSync } from 'node:fs';
+// Our exec-server applying the sandbox it is asked for (process/start and fs/*), over a real
+// websocket and in-process: what a Codex client sees (sandboxType, sandboxDenied), terminals under
+// bwrap, and file writes judged by where they land.
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -8,13 +10,13 @@ import { localConnector, websocketConnector } from '../../src/environments/conne
 import { ExecClient } from '../../src/exec/client.js';
 import { createBwrapProbe } from '../../src/exec/bwrap.js';
 import { ExecServer } from '../../src/exec/server.js';
-import { ProcessStart, type SandboxContext } from '../../src/protocol/exec.js';
+import { FsCopy, FsCreateDirectory, FsOpen, FsWalk, FsWriteFile, ProcessStart, type SandboxContext } from '../../src/protocol/exec.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { workspaceWriteSandbox } from '../helpers/sandbox.js';
 
 const workspaceWrite = (root: string): SandboxContext => workspaceWriteSandbox(root);
 
-describe.each(['in-process', 'websocket'])('our exec-server confines process/start (%s)', (transport) => {
+describe.each(['in-process', 'websocket'])('our exec-server confines process/start and fs/* (%s)', (transport) => {
   let ws: { path: string; cleanup: () => Promise<void> };
   let outside: { path: string; cleanup: () => Promise<void> };
   let client: ExecClient;
@@ -60,6 +62,40 @@ describe.each(['in-process', 'websocket'])('our exec-server confines process/sta
     expect((await failed.collect()).exitCode).toBe(3);
     expect(failed.sandboxDenied).toBe(false);
     expect(existsSync(join(ws.path, 'ok'))).toBe(true);
+  });
+
+  it('judges fs writes through a link the sandboxed command made by where they land, and hides denied entries from fs/walk and fs/copy', async () => {
+    const uri = (...parts: string[]): string => pathToFileURL(join(...parts)).href;
+    const sandbox = workspaceWrite(ws.path);
+    const target = join(outside.path, `new-${transport}`);
+    // The model's command may make a link to a missing file outside: the link itself is inside.
+    const linking = await client.startProcess({ argv: ['/bin/ln', '-s', target, `evil-${transport}`], cwd: ws.path, env, tty: false, sandbox });
+    expect((await linking.collect()).exitCode).toBe(0);
+    const evil = uri(ws.path, `evil-${transport}`);
+    const refused = { code: -32600, message: expect.stringContaining(`(it resolves to \`${target}`) as unknown };
+    await expect(client.request(FsWriteFile, { path: evil, dataBase64: Buffer.from('x').toString('base64'), sandbox })).rejects.toMatchObject(refused);
+    await expect(client.request(FsOpen, { handleId: `evil-${transport}`, path: evil, mode: 'replace', sandbox })).rejects.toMatchObject(refused);
+    await expect(client.request(FsCreateDirectory, { path: `${evil}/sub`, sandbox })).rejects.toMatchObject(refused);
+    await writeFile(join(ws.path, `source-${transport}`), 'in');
+    await expect(client.request(FsCopy, { sourcePath: uri(ws.path, `source-${transport}`), destinationPath: evil, recursive: false, sandbox })).rejects.toMatchObject(refused);
+    expect(existsSync(target)).toBe(false);
+
+    // A folder denied next to a readable file, and an alias to it in the workspace.
+    const vault = join(outside.path, `vault-${transport}`);
+    await mkdir(join(vault, 'secret'), { recursive: true });
+    await writeFile(join(vault, 'secret', 'key'), 'vault key');
+    await writeFile(join(vault, 'public'), 'public');
+    await mkdir(join(ws.path, `walk-${transport}`));
+    await symlink(join(vault, 'secret'), join(ws.path, `walk-${transport}`, 'alias'));
+    const denying = workspaceWriteSandbox(ws.path, { extra: [{ path: { type: 'path', path: uri(vault, 'secret') }, access: 'deny' }] });
+    const walked = await client.request(FsWalk, {
+      path: uri(ws.path, `walk-${transport}`),
+      options: { maxDepth: 5, maxDirectories: 10, maxEntries: 10, followDirectorySymlinks: true },
+      sandbox: denying,
+    });
+    expect(walked).toEqual({ entries: [], errors: [], truncated: false });
+    await client.request(FsCopy, { sourcePath: uri(vault), destinationPath: uri(ws.path, `loot-${transport}`), recursive: true, sandbox: denying });
+    expect(readdirSync(join(ws.path, `loot-${transport}`))).toEqual(['public']);
   });
 
   it('runs a terminal program inside the sandbox', async () => {

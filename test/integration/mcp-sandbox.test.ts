@@ -95,6 +95,9 @@ describe('sandbox, permission profiles and the command environment, end to end',
       addFile('inside.txt', 'yes'),
       // One patch: an update and an add inside, then a file outside: it applies whole or not at all.
       patch(['*** Begin Patch', '*** Update File: inside.txt', '@@', '-yes', '+changed', '*** Add File: also-inside.txt', '+new', `*** Add File: ${join(outside.path, 'last.txt')}`, '+nope', '*** End Patch'].join('\n')),
+      // A link to a file outside that does not exist yet: adding the link's name would create it.
+      exec(`ln -s ${join(outside.path, 'dangling-target.txt')} dangling`),
+      addFile('dangling', 'nope'),
       say('done'),
     );
     const result = await mcp.call('codex', { prompt: 'try writing', cwd: work.path, sandbox: 'workspace-write', ...(environments === undefined ? {} : { environments }) });
@@ -108,9 +111,12 @@ describe('sandbox, permission profiles and the command environment, end to end',
     expect(outputAt(model, 4)).toMatch(/not allowed by the sandbox/);
     expect(outputAt(model, 5)).toMatch(/^Success/);
     expect(outputAt(model, 6)).toMatch(/apply_patch failed .*last\.txt.*not allowed by the sandbox.*no file was changed: the 2 already written were restored/s);
+    expect(exitCodeOf(outputAt(model, 7))).toBe(0);
+    expect(outputAt(model, 8)).toMatch(/apply_patch failed .*not allowed by the sandbox \(it resolves to .*dangling-target\.txt/s);
     expect(existsSync(join(outside.path, 'by-command'))).toBe(false);
     expect(existsSync(join(outside.path, 'by-patch.txt'))).toBe(false);
     expect(existsSync(join(outside.path, 'through-link.txt'))).toBe(false);
+    expect(existsSync(join(outside.path, 'dangling-target.txt'))).toBe(false);
     expect(existsSync(join(cwd, 'inside'))).toBe(true);
     expect(readFileSync(join(cwd, 'inside.txt'), 'utf8')).toBe('yes\n');
     expect(existsSync(join(cwd, 'also-inside.txt'))).toBe(false);

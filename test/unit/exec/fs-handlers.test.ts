@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -185,6 +185,107 @@ describe('fs/* under a sandbox', () => {
     expect(walked.entries.map((entry) => entry.path)).not.toContain(uri('ws', 'secret'));
     // Reading outside the workspace is allowed (the root is readable).
     await expect(client.request(FsReadFile, { path: uri('outside', 'f'), sandbox: sb })).resolves.toEqual({ dataBase64: b64('keep') });
+  });
+
+  it('judges a write through a dangling symlink by where it would land, for every kind of write', async () => {
+    const sb = sandbox();
+    await writeFile(join(tmp, 'ws', 'ok'), 'in');
+    await mkdir(join(tmp, 'ws', 'tree'));
+    // Links the model may make in its workspace: to a missing file outside, a chain ending
+    // there, and a relative one.
+    await symlink(join(tmp, 'outside', 'new'), join(tmp, 'ws', 'evil'));
+    await symlink('evil', join(tmp, 'ws', 'chain'));
+    await symlink('../outside/rel', join(tmp, 'ws', 'relative'));
+    const refused = (promise: Promise<unknown>): Promise<RpcError> => expectRpcError(promise, -32600, 'not allowed by the sandbox', `(it resolves to \`${join(tmp, 'outside')}/`);
+    for (const link of ['evil', 'chain', 'relative']) {
+      await refused(client.request(FsWriteFile, { path: uri('ws', link), dataBase64: b64('x'), sandbox: sb }));
+      await refused(client.request(FsOpen, { handleId: `h-${link}`, path: uri('ws', link), mode: 'replace', sandbox: sb }));
+      await refused(client.request(FsCopy, { sourcePath: uri('ws', 'ok'), destinationPath: uri('ws', link), recursive: false, sandbox: sb }));
+      await refused(client.request(FsCopy, { sourcePath: uri('ws', 'tree'), destinationPath: uri('ws', link), recursive: true, sandbox: sb }));
+      await refused(client.request(FsCreateDirectory, { path: uri('ws', link), sandbox: sb }));
+      await refused(client.request(FsCreateDirectory, { path: uri('ws', link, 'sub'), sandbox: sb }));
+    }
+    expect((await readdir(join(tmp, 'outside'))).sort()).toEqual(['f']);
+
+    // A dangling link that stays inside is written through, creating its target, as before.
+    await symlink(join(tmp, 'ws', 'made'), join(tmp, 'ws', 'inner'));
+    await client.request(FsWriteFile, { path: uri('ws', 'inner'), dataBase64: b64('through'), sandbox: sb });
+    expect(await readFile(join(tmp, 'ws', 'made'), 'utf8')).toBe('through');
+    await symlink(join(tmp, 'ws', 'made-dir', 'a'), join(tmp, 'ws', 'inner-dir'));
+    await client.request(FsCreateDirectory, { path: uri('ws', 'inner-dir', 'b'), sandbox: sb });
+    expect((await stat(join(tmp, 'ws', 'made-dir', 'a', 'b'))).isDirectory()).toBe(true);
+    // Links going round are refused as the kernel refuses them.
+    await symlink('loop-b', join(tmp, 'ws', 'loop-a'));
+    await symlink('loop-a', join(tmp, 'ws', 'loop-b'));
+    await expectRpcError(client.request(FsWriteFile, { path: uri('ws', 'loop-a'), dataBase64: b64('x'), sandbox: sb }), -32603, '(os error 40)');
+  });
+
+  it('makes sandboxed writes with the usual outcomes inside the workspace', async () => {
+    const sb = sandbox();
+    await mkdir(join(tmp, 'ws', 'real'));
+    await writeFile(join(tmp, 'ws', 'real', 'target'), 'old');
+    await symlink(join(tmp, 'ws', 'real'), join(tmp, 'ws', 'linked'));
+    await symlink(join(tmp, 'ws', 'real', 'target'), join(tmp, 'ws', 'to-target'));
+    await client.request(FsWriteFile, { path: uri('ws', 'linked', 'new'), dataBase64: b64('n'), sandbox: sb });
+    expect(await readFile(join(tmp, 'ws', 'real', 'new'), 'utf8')).toBe('n');
+    await client.request(FsWriteFile, { path: uri('ws', 'to-target'), dataBase64: b64('through'), sandbox: sb });
+    expect(await readFile(join(tmp, 'ws', 'real', 'target'), 'utf8')).toBe('through');
+    await expectRpcError(client.request(FsWriteFile, { path: uri('ws', 'to-target'), dataBase64: b64('no'), followSymlinks: false, sandbox: sb }), -32603, '(os error 40)');
+    await expectRpcError(client.request(FsWriteFile, { path: uri('ws', 'no', 'such'), dataBase64: b64('x'), sandbox: sb }), -32004, 'No such file or directory');
+    await client.request(FsOpen, { handleId: 'w', path: uri('ws', 'linked', 'blocks'), mode: 'replace', sandbox: sb });
+    await client.request(FsWriteBlock, { handleId: 'w', offset: 0, chunk: b64('block') });
+    await client.request(FsClose, { handleId: 'w' });
+    expect(await readFile(join(tmp, 'ws', 'real', 'blocks'), 'utf8')).toBe('block');
+
+    await client.request(FsCreateDirectory, { path: uri('ws', 'linked', 'a', 'b'), sandbox: sb });
+    expect((await stat(join(tmp, 'ws', 'real', 'a', 'b'))).isDirectory()).toBe(true);
+    await client.request(FsCreateDirectory, { path: uri('ws', 'linked', 'a'), sandbox: sb });
+    await expectRpcError(client.request(FsCreateDirectory, { path: uri('ws', 'real', 'a'), recursive: false, sandbox: sb }), -32603, 'File exists (os error 17)');
+    await expectRpcError(client.request(FsCreateDirectory, { path: uri('ws', 'real', 'target'), sandbox: sb }), -32603, 'File exists (os error 17)');
+    await expectRpcError(client.request(FsCreateDirectory, { path: uri('ws', 'x', 'y'), recursive: false, sandbox: sb }), -32004, 'No such file or directory');
+
+    await client.request(FsCopy, { sourcePath: uri('ws', 'real', 'target'), destinationPath: uri('ws', 'linked', 'copy'), recursive: false, sandbox: sb });
+    expect(await readFile(join(tmp, 'ws', 'real', 'copy'), 'utf8')).toBe('through');
+    await client.request(FsCopy, { sourcePath: uri('ws', 'real', 'copy'), destinationPath: uri('ws', 'real', 'copy'), recursive: false, sandbox: sb });
+    expect(await readFile(join(tmp, 'ws', 'real', 'copy'), 'utf8')).toBe('through');
+
+    await client.request(FsRemove, { path: uri('ws', 'linked', 'copy'), sandbox: sb });
+    await expect(lstat(join(tmp, 'ws', 'real', 'copy'))).rejects.toThrow(/ENOENT/);
+    await expect(client.request(FsRemove, { path: uri('ws', 'gone', 'x'), sandbox: sb })).resolves.toEqual({});
+  });
+
+  it('judges every entry a walk reports or a copy reads as a direct read, through symlink aliases', async () => {
+    // A denied folder outside the workspace too, next to a readable one.
+    const vaultSecret = { path: { type: 'path', path: uri('vault', 'secret') }, access: 'deny' };
+    const sb = workspaceWriteSandbox(join(tmp, 'ws'), { extra: [specialEntry('project_roots', 'deny', { subpath: 'secret' }), vaultSecret] });
+    await mkdir(join(tmp, 'vault', 'secret', 'inner'), { recursive: true });
+    await writeFile(join(tmp, 'vault', 'secret', 'key'), 'vault key');
+    await writeFile(join(tmp, 'vault', 'secret', 'inner', 'deep'), 'deep key');
+    await writeFile(join(tmp, 'vault', 'public'), 'public');
+    await symlink(join(tmp, 'ws', 'secret'), join(tmp, 'ws', 'alias'));
+    await symlink(join(tmp, 'vault', 'secret'), join(tmp, 'ws', 'vault-alias'));
+
+    // A walk through the aliases lists nothing inside the denied folders, nor the aliases.
+    const walked = await client.request(FsWalk, { path: uri('ws'), options: { ...WALK, followDirectorySymlinks: true }, sandbox: sb });
+    expect(walked).toEqual({ entries: [{ path: uri('ws', 'escape'), kind: 'directory' }, { path: uri('ws', 'escape', 'f'), kind: 'file' }], errors: [], truncated: false });
+    const vault = await client.request(FsWalk, { path: uri('vault'), options: WALK, sandbox: sb });
+    expect(vault.entries).toEqual([{ path: uri('vault', 'public'), kind: 'file' }]);
+
+    // Copying the parent of a denied folder copies everything but it.
+    await client.request(FsCopy, { sourcePath: uri('vault'), destinationPath: uri('ws', 'loot'), recursive: true, sandbox: sb });
+    expect(await readdir(join(tmp, 'ws', 'loot'))).toEqual(['public']);
+    await expectRpcError(client.request(FsReadFile, { path: uri('ws', 'loot', 'secret', 'key'), sandbox: sb }), -32004, 'No such file or directory');
+    // A tree holding an alias gets the alias as a link, which reads as the denied folder does.
+    await mkdir(join(tmp, 'ws', 'tree'));
+    await symlink(join(tmp, 'vault', 'secret'), join(tmp, 'ws', 'tree', 'alias'));
+    await client.request(FsCopy, { sourcePath: uri('ws', 'tree'), destinationPath: uri('ws', 'tree-copy'), recursive: true, sandbox: sb });
+    expect(await readlink(join(tmp, 'ws', 'tree-copy', 'alias'))).toBe(join(tmp, 'vault', 'secret'));
+    await expectRpcError(client.request(FsReadFile, { path: uri('ws', 'tree-copy', 'alias', 'key'), sandbox: sb }), -32600, 'reading');
+    // Copies through an alias are refused, whole folders and single files.
+    await expectRpcError(client.request(FsCopy, { sourcePath: uri('ws', 'vault-alias', 'inner'), destinationPath: uri('ws', 'inner'), recursive: true, sandbox: sb }), -32600, 'reading');
+    await expectRpcError(client.request(FsCopy, { sourcePath: uri('ws', 'vault-alias', 'key'), destinationPath: uri('ws', 'key'), recursive: false, sandbox: sb }), -32600, 'reading');
+    await expect(lstat(join(tmp, 'ws', 'inner'))).rejects.toThrow(/ENOENT/);
+    await expect(lstat(join(tmp, 'ws', 'key'))).rejects.toThrow(/ENOENT/);
   });
 });
 
