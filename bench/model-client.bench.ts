@@ -1,14 +1,21 @@
 /**
- * CPU cost of one model round trip through `ModelClient` (the `openai` SDK, streaming), against
- * the fake Responses server running in a child process so only the client's work is counted.
- * The request is a realistic one: the real tools and base instructions and a history of
- * {@link HISTORY_ITEMS} items. Compares Node's fetch (undici) with our `node:http` fetch.
+ * Two parts (`BENCH_ONLY=roundtrip,sse`, both by default):
+ * - `roundtrip`: CPU cost of one model round trip through `ModelClient` (the `openai` SDK,
+ *   streaming), against the fake Responses server running in a child process so only the
+ *   client's work is counted. The request is a realistic one: the real tools and base
+ *   instructions and a history of {@link HISTORY_ITEMS} items. Compares Node's fetch (undici)
+ *   with our `node:http` fetch.
+ * - `sse`: CPU cost of decoding an event stream with our `SseDecoder` and with
+ *   `eventsource-parser` fed the same chunks, side by side in the same run: an ordinary stream
+ *   of small events, and single events of 1 MB and 4 MB, in network-sized and in 256-byte chunks.
  * Run with `npm run bench -- model` (builds first).
  */
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { isDeepStrictEqual } from 'node:util';
+import { createParser } from 'eventsource-parser';
 import { BASE_INSTRUCTIONS } from '../src/agent/instructions.js';
 import { applyPatchTool } from '../src/agent/tools/apply-patch.js';
 import { execCommandTool, writeStdinTool } from '../src/agent/tools/exec-command.js';
@@ -17,6 +24,7 @@ import type { AgentTool } from '../src/agent/tools/tool.js';
 import { viewImageTool } from '../src/agent/tools/view-image.js';
 import { ModelClient, type ModelRequest } from '../src/model/client.js';
 import { createHttpFetch } from '../src/model/http-fetch.js';
+import { SseDecoder, type SseEvent } from '../src/model/sse.js';
 import type { ResponseInputItem, ToolSpec } from '../src/protocol/responses.js';
 import { tempDir } from '../test/helpers/process.js';
 import { fmt, median, percentile, printTable } from './stats.js';
@@ -28,6 +36,12 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 200);
 const HISTORY_ITEMS = Number(process.env.BENCH_HISTORY_ITEMS ?? 60);
 /** Rounds over the variants, interleaved so drift affects them alike. */
 const ROUNDS = 4;
+/** Which parts run. */
+const PARTS = new Set((process.env.BENCH_ONLY ?? 'roundtrip,sse').split(','));
+/** Decodes of each SSE case per variant and round (after one warm-up decode). */
+const SSE_REPEATS = Number(process.env.BENCH_SSE_REPEATS ?? 5);
+/** Chunk size of a stream read from a socket: one TLS record. */
+const NETWORK_CHUNK = 16 * 1024;
 
 function toolSpec(tool: AgentTool): ToolSpec {
   if (tool.kind === 'function') return { type: 'function', name: tool.name, description: tool.description, strict: false, parameters: tool.parameters };
@@ -70,7 +84,7 @@ function cpuMs(): number {
   return (usage.user + usage.system) / 1000;
 }
 
-async function main(): Promise<void> {
+async function roundTrip(): Promise<void> {
   const variants: Record<string, typeof fetch | undefined> = { undici: undefined, 'node:http': createHttpFetch() };
   const names = Object.keys(variants).filter((name) => process.env.BENCH_FETCH === undefined || process.env.BENCH_FETCH.split(',').includes(name));
   const model = await startModelProcess(ROUNDS * names.length * (WARMUP + REQUESTS));
@@ -109,4 +123,91 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// ---- SSE decoding ----
+
+/** One SSE event of the Responses stream, in its wire form. */
+function sseEvent(type: string, payload: Record<string, unknown>): string {
+  return `event: ${type}\ndata: ${JSON.stringify({ type, ...payload })}\n\n`;
+}
+
+/** An ordinary answer: text deltas of a few words each, about `bytes` long in all. */
+function ordinaryStream(bytes: number): string {
+  const parts = [sseEvent('response.created', { response: { id: 'resp_bench', status: 'in_progress' } })];
+  let size = parts[0]?.length ?? 0;
+  for (let sequence = 1; size < bytes; sequence++) {
+    const part = sseEvent('response.output_text.delta', { item_id: 'msg_bench', output_index: 0, content_index: 0, delta: `word${sequence} and more `, sequence_number: sequence });
+    parts.push(part);
+    size += part.length;
+  }
+  return parts.join('');
+}
+
+/** One event whose `data:` line is about `bytes` long (a large tool call's arguments). */
+function singleEventStream(bytes: number): string {
+  const text = 'x'.repeat(Math.max(0, bytes - 200));
+  return sseEvent('response.output_item.done', { output_index: 0, item: { type: 'function_call', call_id: 'call_bench', name: 'apply_patch', arguments: text } });
+}
+
+function chunks(text: string, size: number): Uint8Array[] {
+  const bytes = new TextEncoder().encode(text);
+  const result: Uint8Array[] = [];
+  for (let offset = 0; offset < bytes.length; offset += size) result.push(bytes.subarray(offset, offset + size));
+  return result;
+}
+
+/** Our decoder, as `ModelClient` drives it. */
+function decodeOurs(stream: readonly Uint8Array[]): SseEvent[] {
+  const decoder = new SseDecoder();
+  const events: SseEvent[] = [];
+  for (const chunk of stream) events.push(...decoder.push(chunk));
+  events.push(...decoder.end());
+  return events;
+}
+
+/** eventsource-parser fed the same chunks, decoded to text the same way. */
+function decodeLibrary(stream: readonly Uint8Array[]): SseEvent[] {
+  const text = new TextDecoder();
+  const events: SseEvent[] = [];
+  const parser = createParser({ onEvent: (message) => events.push({ event: message.event ?? null, data: message.data }) });
+  for (const chunk of stream) parser.feed(text.decode(chunk, { stream: true }));
+  parser.feed(text.decode());
+  parser.reset({ consume: true });
+  return events;
+}
+
+const DECODERS = { ours: decodeOurs, 'eventsource-parser': decodeLibrary } as const;
+
+function sseBench(): void {
+  const MB = 1024 * 1024;
+  const cases = [
+    { name: 'ordinary stream 1 MB, 16 KiB chunks', stream: chunks(ordinaryStream(MB), NETWORK_CHUNK) },
+    { name: 'ordinary stream 1 MB, 256 B chunks', stream: chunks(ordinaryStream(MB), 256) },
+    { name: 'one 1 MB event, 16 KiB chunks', stream: chunks(singleEventStream(MB), NETWORK_CHUNK) },
+    { name: 'one 4 MB event, 16 KiB chunks', stream: chunks(singleEventStream(4 * MB), NETWORK_CHUNK) },
+    { name: 'one 1 MB event, 256 B chunks', stream: chunks(singleEventStream(MB), 256) },
+  ];
+  const rows: string[][] = [];
+  for (const { name, stream } of cases) {
+    const expected = decodeLibrary(stream);
+    const cpu: Record<keyof typeof DECODERS, number[]> = { ours: [], 'eventsource-parser': [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [variant, decode] of Object.entries(DECODERS) as [keyof typeof DECODERS, typeof decodeOurs][]) {
+        // The two must agree, or the figures compare different work.
+        if (round === 0 && !isDeepStrictEqual(decode(stream), expected)) throw new Error(`${variant} decodes \`${name}\` differently`);
+        for (let i = 0; i < SSE_REPEATS; i++) {
+          const cpu0 = cpuMs();
+          decode(stream);
+          cpu[variant].push(cpuMs() - cpu0);
+        }
+      }
+    }
+    const ours = median(cpu.ours);
+    const library = median(cpu['eventsource-parser']);
+    rows.push([name, String(expected.length), fmt(ours, 2), fmt(percentile(cpu.ours, 100), 2), fmt(library, 2), fmt(percentile(cpu['eventsource-parser'], 100), 2), `${fmt(ours / library, 2)}x`]);
+  }
+  process.stdout.write(`\nSSE decoding, ${ROUNDS} rounds × ${SSE_REPEATS} decodes per decoder, interleaved; CPU ms per decoded stream\n`);
+  printTable(['case', 'events', 'ours (median)', 'ours (worst)', 'eventsource-parser (median)', 'eventsource-parser (worst)', 'ours / library'], rows);
+}
+
+if (PARTS.has('roundtrip')) await roundTrip();
+if (PARTS.has('sse')) sseBench();

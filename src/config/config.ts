@@ -14,10 +14,10 @@
  * silently (they are `z.unknown()` in the schema). Pure: no environment, no file reads.
  */
 import { dirname, isAbsolute, join, normalize } from 'node:path';
-import TOML from '@iarna/toml';
 import { z } from 'zod';
 import { ApprovalPolicySchema, SandboxModeSchema } from '../protocol/thread.js';
 import { parsePermissionProfiles } from './permissions.js';
+import { parseToml } from './toml.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of Codex's configuration file inside `CODEX_HOME`. */
@@ -115,30 +115,13 @@ function plainTable(table: Table): Table {
   return copy;
 }
 
-function tomlSyntaxError(source: string, error: unknown): LocalError {
-  if (error instanceof Error && 'line' in error && 'col' in error) {
-    const { line, col } = error;
-    if (typeof line === 'number' && typeof col === 'number') {
-      // @iarna/toml's message is "<reason> at row R, col C, pos P:\n<excerpt>"; keep the reason.
-      const reason = (error.message.split('\n')[0] ?? '').replace(/ at row \d+, col \d+, pos \d+:?$/, '');
-      return invalidConfig(`${source}: TOML syntax error at line ${line + 1}, column ${col + 1}: ${reason}`, error);
-    }
-  }
-  return invalidConfig(`${source}: failed to parse TOML: ${errorMessage(error)}`, error);
-}
-
 /**
  * Parses a config.toml. Only the syntax is checked here; {@link resolveConfig} validates keys.
  * @param source the file path, named in errors and warnings.
  * @throws LocalError `INVALID_CONFIG`: `<source>: TOML syntax error at line L, column C: <reason>`.
  */
 export function parseConfigToml(text: string, source: string, options: ParseConfigTomlOptions = {}): ConfigLayer {
-  let parsed: Table;
-  try {
-    parsed = TOML.parse(text);
-  } catch (error) {
-    throw tomlSyntaxError(source, error);
-  }
+  const parsed = parseToml(text, source);
   const baseDir = options.baseDir ?? (isAbsolute(source) ? dirname(source) : undefined);
   const values = plainTable(parsed);
   return baseDir === undefined ? { source, values } : { source, values, baseDir };
@@ -167,7 +150,7 @@ function keyValueSplit(arg: string): number {
  */
 function parseKeyPath(key: string): string[] {
   try {
-    let node: unknown = TOML.parse(`${key} = true`);
+    let node: unknown = parseToml(`${key} = true`, '-c');
     const path: string[] = [];
     while (isTable(node)) {
       const keys = Object.keys(node);
@@ -186,7 +169,7 @@ function parseKeyPath(key: string): string[] {
 /** Codex's `-c` value rule: a TOML value when it parses, else the trimmed text without quotes. */
 function parseOverrideValue(raw: string): unknown {
   try {
-    const table = TOML.parse(`_x_ = ${raw}`);
+    const table = parseToml(`_x_ = ${raw}`, '-c');
     // A value with a newline could smuggle in other keys; that is not one value.
     if (Object.keys(table).length === 1 && '_x_' in table) return toPlain(table._x_);
   } catch {

@@ -11,7 +11,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute, join, normalize } from 'node:path';
-import TOML from '@iarna/toml';
+import { parseToml } from './toml.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of the environments file inside `CODEX_HOME`. */
@@ -485,28 +485,6 @@ function readEntry(raw: unknown, index: number, errors: FileErrors): Environment
   return { ...entry, id };
 }
 
-function parseTomlText(text: string, file: string): TomlTable {
-  try {
-    return TOML.parse(text);
-  } catch (error) {
-    if (error instanceof Error && 'line' in error && 'col' in error) {
-      const { line, col } = error;
-      if (typeof line === 'number' && typeof col === 'number') {
-        // @iarna/toml's message is "<reason> at row R, col C, pos P:\n<excerpt>"; keep the reason.
-        const reason = (error.message.split('\n')[0] ?? '').replace(/ at row \d+, col \d+, pos \d+:?$/, '');
-        throw new LocalError(
-          LocalErrorCode.InvalidConfig,
-          `${file}: TOML syntax error at line ${line + 1}, column ${col + 1}: ${reason}`,
-          { cause: error },
-        );
-      }
-    }
-    throw new LocalError(LocalErrorCode.InvalidConfig, `${file}: failed to parse TOML: ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-}
-
 /**
  * Parses and validates an environments.toml with every rule of codex-cli 0.169.0.
  * Errors read `<file>: environments[<i>] (id \`<id>\`): <Codex's message>`, with the field
@@ -516,7 +494,7 @@ function parseTomlText(text: string, file: string): TomlTable {
  */
 export function parseEnvironmentsToml(text: string, options: ParseEnvironmentsOptions): EnvironmentsFile {
   const errors = new FileErrors(options.file);
-  const root = parseTomlText(text, options.file);
+  const root = parseToml(text, options.file);
   const top = new ShapeReader(errors, {});
 
   let defaultValue: string | undefined;

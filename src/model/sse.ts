@@ -2,9 +2,16 @@
  * A Server-Sent Events decoder (the `text/event-stream` format of the Responses API's streaming
  * answers, per the WHATWG HTML standard): bytes in, complete events out. Lines end with LF, CRLF
  * or CR; `data:` lines of one event are joined with LF; `event:` names the event; lines starting
- * with `:` are comments; a blank line dispatches the event. An event without data is not
- * dispatched. Work is linear in the input: each byte is decoded and scanned once.
+ * with `:` are comments; `id:`, `retry:` and unknown fields are ignored (a model stream is never
+ * resumed); a blank line dispatches the event. An event without data is not dispatched.
+ *
+ * The line parsing is eventsource-parser's: it keeps an unfinished line as a list of pieces and
+ * joins them once, when its line end arrives, so the work stays linear in the input even when
+ * one event of megabytes comes in many small chunks (rescanning the pending text on every chunk
+ * made a 4 MB event cost over half a second of CPU). This module adds bytes to text (UTF-8
+ * characters split across chunks) and the end of the stream.
  */
+import { createParser, type EventSourceParser } from 'eventsource-parser';
 
 /** One dispatched event. */
 export interface SseEvent {
@@ -14,17 +21,24 @@ export interface SseEvent {
   data: string;
 }
 
+const LF = 10;
+
 /** Incremental decoder: feed chunks with {@link SseDecoder.push}, then call {@link SseDecoder.end}. */
 export class SseDecoder {
   readonly #text = new TextDecoder();
-  /** Decoded text not yet split into lines (an incomplete last line). */
-  #pending = '';
-  #event: string | null = null;
-  #data: string[] = [];
+  readonly #parser: EventSourceParser;
+  /** Events the parser dispatched during the current call. */
+  #events: SseEvent[] = [];
+  /** Whether the text so far stops inside a line (anything but a final LF leaves one open). */
+  #openLine = false;
+
+  constructor() {
+    this.#parser = createParser({ onEvent: ({ event, data }) => this.#events.push({ event: event ?? null, data }) });
+  }
 
   /** Decodes `chunk` and returns the events it completed. */
   push(chunk: Uint8Array): SseEvent[] {
-    return this.#lines(this.#pending + this.#text.decode(chunk, { stream: true }), false);
+    return this.#feed(this.#text.decode(chunk, { stream: true }));
   }
 
   /**
@@ -32,61 +46,31 @@ export class SseDecoder {
    * counts; an event without its closing blank line is incomplete and dropped, as the standard says.
    */
   end(): SseEvent[] {
-    return this.#lines(this.#pending + this.#text.decode(), true);
+    this.#write(this.#text.decode());
+    // Ending the open line completes it, and a CR the parser held back (it could have been the
+    // first half of a CRLF) becomes that line's end. A blank line is never added: it would
+    // dispatch an event the stream did not finish.
+    if (this.#openLine) this.#write('\n');
+    this.#parser.reset();
+    return this.#take();
   }
 
-  #lines(text: string, final: boolean): SseEvent[] {
-    const events: SseEvent[] = [];
-    let start = 0;
-    // Searched again only once passed, so text without CRs (the usual case) is scanned once.
-    let cr = text.indexOf('\r');
-    for (;;) {
-      const lf = text.indexOf('\n', start);
-      if (cr !== -1 && cr < start) cr = text.indexOf('\r', start);
-      let end: number;
-      let next: number;
-      if (cr !== -1 && (lf === -1 || cr < lf)) {
-        // A CR at the very end may be the first half of a CRLF split across chunks.
-        if (cr === text.length - 1 && !final) break;
-        end = cr;
-        next = text.charCodeAt(cr + 1) === 10 ? cr + 2 : cr + 1;
-      } else if (lf !== -1) {
-        end = lf;
-        next = lf + 1;
-      } else {
-        // An unfinished line waits for the next chunk, unless the stream ended.
-        if (final) {
-          if (start < text.length) this.#line(text.slice(start), events);
-          start = text.length;
-        }
-        break;
-      }
-      this.#line(text.slice(start, end), events);
-      start = next;
-    }
-    this.#pending = text.slice(start);
+  #feed(text: string): SseEvent[] {
+    this.#write(text);
+    return this.#take();
+  }
+
+  /** Feeds the parser; what it dispatches collects in {@link #events} until {@link #take}. */
+  #write(text: string): void {
+    if (text.length === 0) return;
+    this.#parser.feed(text);
+    this.#openLine = text.charCodeAt(text.length - 1) !== LF;
+  }
+
+  #take(): SseEvent[] {
+    if (this.#events.length === 0) return [];
+    const events = this.#events;
+    this.#events = [];
     return events;
-  }
-
-  #line(line: string, events: SseEvent[]): void {
-    if (line === '') {
-      if (this.#data.length > 0) events.push(this.#dispatch());
-      this.#event = null;
-      return;
-    }
-    if (line.charCodeAt(0) === 58) return; // ':' starts a comment
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === 'data') this.#data.push(value);
-    else if (field === 'event') this.#event = value;
-  }
-
-  #dispatch(): SseEvent {
-    const event: SseEvent = { event: this.#event, data: this.#data.join('\n') };
-    this.#event = null;
-    this.#data = [];
-    return event;
   }
 }

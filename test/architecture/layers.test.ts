@@ -23,7 +23,8 @@ const ORDER: string[][] = [
 
 /** Packages (or package prefixes) and the only folders allowed to import them. */
 const OWNERS: Record<string, string[]> = {
-  '@iarna/toml': ['config'],
+  'smol-toml': ['config'],
+  'eventsource-parser': ['model'],
   ws: ['transport'],
   'p-queue': ['session'],
   openai: ['model'],

@@ -9,10 +9,10 @@
 // and must list our tools and run a `codex` turn against the fake model with the key it was given.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import TOML from '@iarna/toml';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { z } from 'zod';
+import { parseToml } from '../../src/config/toml.js';
 import { startFakeResponsesServer, type FakeResponsesServer } from '../../tools/fake-responses-server.js';
 import { REPO_ROOT, tempDir } from '../helpers/process.js';
 import { say } from '../helpers/steps.js';
@@ -194,7 +194,7 @@ function entriesOf(published: Published): Launch[] {
   }
   const plain = (servers: Record<string, { command: string; args?: string[] | undefined; env?: Record<string, string> | undefined }>): Launch[] =>
     Object.entries(servers).map(([name, entry]) => ({ label: `${source} (${name})`, command: entry.command, args: entry.args ?? [], env: entry.env ?? {} }));
-  if (client === 'codex') return plain(checked(CodexConfigToml, TOML.parse(text), published).mcp_servers);
+  if (client === 'codex') return plain(checked(CodexConfigToml, parseToml(text, source), published).mcp_servers);
   const json: unknown = JSON.parse(text);
   if (client === 'cursor') return plain(checked(CursorMcpJson, json, published).mcpServers);
   if (client === 'claude-code') return plain(checked(ClaudeMcpJson, json, published).mcpServers);

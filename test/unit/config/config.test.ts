@@ -538,6 +538,26 @@ describe('parseConfigToml', () => {
     expect(Object.getPrototypeOf(layer.values.a)).toBe(Object.prototype);
   });
 
+  it('reads TOML 1.1 as Codex 0.169 does: multi-line inline tables, \\e and \\x escapes, times without seconds', () => {
+    const text = [
+      'at = 07:32',
+      '[mcp_servers.docs]',
+      'command = "docs"',
+      'env = {',
+      '  BOLD = "\\e[1m", # a comment inside the table',
+      '  LETTER = "\\x41",',
+      '}',
+    ].join('\n');
+    const { values } = parseConfigToml(text, FILE);
+    expect(values.mcp_servers).toEqual({ docs: { command: 'docs', env: { BOLD: '\u001b[1m', LETTER: 'A' } } });
+    expect(values.at instanceof Date && values.at.toISOString()).toBe('07:32:00.000');
+    expect(resolveConfig({ layers: [parseConfigToml(text, FILE)], codexHome: HOME }).config.mcpServers).toEqual(values.mcp_servers);
+  });
+
+  it('keeps integers beyond 2^53 exact, as the 64-bit integers Codex reads', () => {
+    expect(parseConfigToml('big = 9223372036854775807', FILE).values.big).toBe(9223372036854775807n);
+  });
+
   it('has no base directory for a source that is not a path, unless given one', () => {
     expect(parseConfigToml('', 'inline').baseDir).toBeUndefined();
     expect(parseConfigToml('', 'inline', { baseDir: '/base' }).baseDir).toBe('/base');
@@ -548,7 +568,7 @@ describe('parseConfigToml', () => {
       new RegExp(`^${FILE}: TOML syntax error at line 2, column \\d+: `),
     );
     expect(thrown(() => parseConfigToml('[a]\nb = 1\n[a]\n', FILE)).message).toBe(
-      `${FILE}: TOML syntax error at line 3, column 3: Can't redefine existing key`,
+      `${FILE}: TOML syntax error at line 3, column 2: trying to redefine an already defined table or value`,
     );
   });
 });
@@ -570,6 +590,13 @@ describe('parseOverride', () => {
     ['model=a\nb=2', ['model'], 'a\nb=2'],
   ])('%s', (arg, path, value) => {
     expect(parseOverride(arg)).toEqual({ path, value });
+  });
+
+  it('reads a TOML 1.1 value: an inline table with a trailing comma and a \\e escape', () => {
+    expect(parseOverride('mcp_servers.docs.env={ BOLD = "\\e[1m", }')).toEqual({
+      path: ['mcp_servers', 'docs', 'env'],
+      value: { BOLD: '\u001b[1m' },
+    });
   });
 
   it('rejects a missing = and an empty key with Codex messages', () => {

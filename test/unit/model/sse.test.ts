@@ -61,4 +61,31 @@ describe('SseDecoder', () => {
     expect(decode('data: complete\n\ndata: cut off')).toEqual([{ event: null, data: 'complete' }]);
     expect(decode('data: complete\n\ndata: cut off\n')).toEqual([{ event: null, data: 'complete' }]);
   });
+
+  it('ignores id and retry fields, valid or not: a model stream is never resumed', () => {
+    expect(decode('id: 7\nretry: 1000\ndata: a\n\nretry: soon\nid\ndata: b\n\n')).toEqual([
+      { event: null, data: 'a' },
+      { event: null, data: 'b' },
+    ]);
+  });
+
+  it('skips a byte order mark at the start of the stream, also when it arrives split', () => {
+    for (const size of [0, 1, 2]) expect(decode('\uFEFFdata: a\n\n', size)).toEqual([{ event: null, data: 'a' }]);
+  });
+
+  it('dispatches an event whose closing CR is the last byte of the stream', () => {
+    // The CR could have been the first half of a CRLF until the stream ended.
+    expect(decode('data: a\r\r')).toEqual([{ event: null, data: 'a' }]);
+    expect(decode('data: a\r')).toEqual([]);
+  });
+
+  it('gives a megabyte event whole, whatever the chunk size', () => {
+    const big = `{"arguments":"${'x'.repeat(1 << 20)}"}`;
+    for (const size of [256, 16 * 1024]) {
+      expect(decode(`event: response.output_item.done\r\ndata: ${big}\r\n\r\ndata: next\n\n`, size)).toEqual([
+        { event: 'response.output_item.done', data: big },
+        { event: null, data: 'next' },
+      ]);
+    }
+  });
 });
