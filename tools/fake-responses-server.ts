@@ -61,11 +61,18 @@ const fakeReasoningItemSchema = z.strictObject({
   summary: z.string().optional(),
 });
 
+const fakeWebSearchCallItemSchema = z.strictObject({
+  type: z.literal('web_search_call'),
+  /** The query of the `search` action the provider ran. */
+  query: z.string(),
+});
+
 const fakeOutputItemSchema = z.discriminatedUnion('type', [
   fakeMessageItemSchema,
   fakeFunctionCallItemSchema,
   fakeCustomToolCallItemSchema,
   fakeReasoningItemSchema,
+  fakeWebSearchCallItemSchema,
 ]);
 
 /** One output item of a scripted model response. */
@@ -612,6 +619,22 @@ function itemEvents(
         events: [
           { type: 'response.output_item.added', ...at, item: { ...done, summary: [] } },
           ...summaryEvents,
+          { type: 'response.output_item.done', ...at, item: done },
+        ],
+      };
+    }
+    case 'web_search_call': {
+      // A hosted search: the provider runs it and streams its progress events.
+      const id = ids('ws');
+      const done = { id, type: 'web_search_call', status: 'completed', action: { type: 'search', query: item.query } };
+      const ref = { item_id: id, output_index: at.output_index };
+      return {
+        done,
+        events: [
+          { type: 'response.output_item.added', ...at, item: { id, type: 'web_search_call', status: 'in_progress' } },
+          { type: 'response.web_search_call.in_progress', ...ref },
+          { type: 'response.web_search_call.searching', ...ref },
+          { type: 'response.web_search_call.completed', ...ref },
           { type: 'response.output_item.done', ...at, item: done },
         ],
       };

@@ -6,6 +6,7 @@
  */
 import { messageText, type ResponseInputItem, type UserMessageInputItem } from '../protocol/responses.js';
 import { isContextWindowExceeded } from '../model/errors.js';
+import { contextTagOf } from './instructions.js';
 import { truncateForModel } from './output.js';
 import type { ModelPort } from './turn.js';
 
@@ -97,16 +98,18 @@ export async function compactHistory(params: CompactionParams): Promise<Compacti
 }
 
 /**
- * The history after a compaction: the latest environment context, the user's most recent
- * messages (within {@link COMPACT_USER_MESSAGES_MAX_TOKENS}, oldest first) and the summary.
+ * The history after a compaction: the latest context message of each kind (environments, project
+ * instructions), the user's most recent messages (within {@link COMPACT_USER_MESSAGES_MAX_TOKENS},
+ * oldest first) and the summary.
  */
 export function compactedHistory(items: readonly ResponseInputItem[], summary: string): ResponseInputItem[] {
-  let context: ResponseInputItem | undefined;
+  const contexts = new Map<string, ResponseInputItem>();
   const userTexts: string[] = [];
   for (const item of items) {
     if (item.type !== 'message' || item.role !== 'user') continue;
     const text = inputText(item);
-    if (text.startsWith('<environment_context>')) context = item;
+    const tag = contextTagOf(text);
+    if (tag !== undefined) contexts.set(tag, item);
     else if (!text.startsWith(SUMMARY_PREFIX)) userTexts.push(text);
   }
   const kept: string[] = [];
@@ -116,7 +119,7 @@ export function compactedHistory(items: readonly ResponseInputItem[], summary: s
     kept.unshift(bounded.text);
     budget -= Math.min(bounded.originalTokens, budget);
   }
-  return [...(context === undefined ? [] : [context]), ...kept.map((text) => inputMessage('user', text)), inputMessage('user', `${SUMMARY_PREFIX}\n\n${summary}`)];
+  return [...contexts.values(), ...kept.map((text) => inputMessage('user', text)), inputMessage('user', `${SUMMARY_PREFIX}\n\n${summary}`)];
 }
 
 /**

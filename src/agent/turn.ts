@@ -4,12 +4,13 @@ import {
   type ResponseOutputItem,
   type ToolSpec,
 } from '../protocol/responses.js';
-import type { CompactionReason } from '../protocol/thread.js';
+import type { CompactionReason, PlanUpdate } from '../protocol/thread.js';
 import type { ModelRequest } from '../model/client.js';
 import { isContextWindowExceeded } from '../model/errors.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { compactHistory, inputMessage } from './compact.js';
+import { contextUpdates } from './instructions.js';
 import { TurnAbortedError } from './errors.js';
 import { ToolError, type AgentTool, type ToolContext, type ToolOutput, type TurnEnvironment } from './tools/tool.js';
 
@@ -34,6 +35,7 @@ export type TurnEvent =
   | { type: 'agent_message'; text: string }
   | { type: 'tool_started'; callId: string; tool: string }
   | { type: 'tool_finished'; callId: string; tool: string; ok: boolean }
+  | { type: 'plan_updated'; plan: PlanUpdate }
   | { type: 'progress'; message: string };
 
 /** How a turn ended. */
@@ -49,7 +51,7 @@ export interface TurnResult {
 }
 
 /** The tool context without the per-call and per-turn parts the loop fills in. */
-export type ToolContextBase = Omit<ToolContext, 'callId' | 'threadId' | 'environments' | 'environment' | 'progress' | 'signal'>;
+export type ToolContextBase = Omit<ToolContext, 'callId' | 'threadId' | 'environments' | 'environment' | 'progress' | 'plan' | 'signal'>;
 
 /** Everything one turn needs. */
 export interface TurnParams {
@@ -64,9 +66,15 @@ export interface TurnParams {
   history: readonly ResponseInputItem[];
   /** The turn's environments, primary first. */
   environments: readonly TurnEnvironment[];
-  /** The `<environment_context>` message for this turn. */
-  environmentContext: string;
+  /**
+   * The turn's context messages (`<environment_context>`, `<project_instructions>`): each is sent
+   * before the prompt only when it differs from the latest one of its kind in the history, so an
+   * unchanged context costs nothing on later turns.
+   */
+  context: readonly string[];
   tools: readonly AgentTool[];
+  /** The provider's hosted tools offered too (web search); the same array each turn keeps their JSON cached. */
+  hostedTools?: readonly ToolSpec[];
   toolContext: ToolContextBase;
   /** Bound on model requests in this turn. */
   maxSteps: number;
@@ -97,14 +105,20 @@ function toolSpec(tool: AgentTool): ToolSpec {
   return { type: 'custom', name: tool.name, description: tool.description, format: { type: 'grammar', syntax: 'lark', definition: tool.grammar } };
 }
 
-/** Specs by tools array: a caller that passes the same array each turn gets the same specs (cached downstream). */
-const SPECS = new WeakMap<readonly AgentTool[], ToolSpec[]>();
+/** Specs by tools array, then by hosted tools array: a caller that passes the same arrays each turn gets the same specs (cached downstream). */
+const SPECS = new WeakMap<readonly AgentTool[], WeakMap<readonly ToolSpec[], ToolSpec[]>>();
+const NO_HOSTED_TOOLS: readonly ToolSpec[] = [];
 
-function toolSpecs(tools: readonly AgentTool[]): ToolSpec[] {
-  let specs = SPECS.get(tools);
+function toolSpecs(tools: readonly AgentTool[], hosted: readonly ToolSpec[] = NO_HOSTED_TOOLS): ToolSpec[] {
+  let byHosted = SPECS.get(tools);
+  if (byHosted === undefined) {
+    byHosted = new WeakMap();
+    SPECS.set(tools, byHosted);
+  }
+  let specs = byHosted.get(hosted);
   if (specs === undefined) {
-    specs = tools.map(toolSpec);
-    SPECS.set(tools, specs);
+    specs = [...tools.map(toolSpec), ...hosted];
+    byHosted.set(hosted, specs);
   }
   return specs;
 }
@@ -138,7 +152,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   const logger = params.logger ?? silentLogger;
   let items: ResponseInputItem[] = [...params.history];
   const byName = new Map(params.tools.map((tool) => [tool.name, tool]));
-  const specs = toolSpecs(params.tools);
+  const specs = toolSpecs(params.tools, params.hostedTools);
   const environment = environmentLookup(params.environments);
   let contextTokens = params.compaction.contextTokens;
   /** Items added since the last compaction: compacting again without any would only summarize the summary. */
@@ -151,8 +165,8 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
   let lastAgentMessage: string | null = null;
   const ended = (result: TurnResult): TurnResult => (contextTokens === undefined ? result : { ...result, contextTokens });
 
-  // Recorded together: the store writes (and flushes) both in one go.
-  await Promise.all([push(inputMessage('user', params.environmentContext)), push(inputMessage('user', params.prompt))]);
+  // Recorded together: the store writes (and flushes) them in one go.
+  await Promise.all([...contextUpdates(items, params.context).map((text) => push(inputMessage('user', text))), push(inputMessage('user', params.prompt))]);
   /**
    * The last tool outputs, being written while the model already reads them: they are ours, not
    * the user's, and a crash before they are on disk leaves calls that a reload answers as "effect
@@ -252,6 +266,13 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
         case 'reasoning':
           await push({ type: 'reasoning', id: item.id, summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })), encrypted_content: item.encrypted_content ?? null });
           break;
+        case 'web_search_call': {
+          // Run by the provider; passed back so the model knows what it searched.
+          await push({ type: 'web_search_call', id: item.id, status: item.status, ...(item.action === undefined ? {} : { action: item.action }) });
+          const query = item.action?.['query'];
+          params.emit({ type: 'progress', message: typeof query === 'string' ? `web search: ${query}` : `web search (${item.action?.type ?? item.status})` });
+          break;
+        }
         case 'unknown':
           logger.debug('ignoring an output item of unknown type', { type: item.item.type });
           break;
@@ -306,6 +327,7 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
       environments: params.environments,
       environment,
       progress: (message) => params.emit({ type: 'progress', message }),
+      plan: (plan) => params.emit({ type: 'plan_updated', plan }),
       signal: params.signal,
     };
     if (tool.kind === 'custom') {

@@ -4,10 +4,10 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
+import { DEFAULT_MODEL_PROVIDER_ID, dottedObjectLayer, overridesLayer, parseConfigToml, parseOverride, resolveConfig, toolArgumentsLayer, type ConfigLayer, type EffectiveConfig, type WebSearchMode } from '../config/config.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { parseMcpServers } from '../config/mcp-servers.js';
-import { autoCompactTokenLimit } from '../model/context-window.js';
+import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
 import { ModelClient } from '../model/client.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
@@ -16,7 +16,7 @@ import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
-import { codexHome, missingKeyMessage, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
+import { codexHome, missingKeyMessage, readGlobalInstructions, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
@@ -68,6 +68,17 @@ function defaultPermissions(config: EffectiveConfig, call: CallSettings): Permis
   return config.permissionProfiles.get(config.defaultPermissions);
 }
 
+/**
+ * The web search a thread's model may use. Unset, it is `cached` on OpenAI's API (and providers
+ * that use its sign-in) and off elsewhere: a Responses-compatible server of another vendor may
+ * refuse the hosted tool, failing every request. As in Codex, `cached` becomes `live` when
+ * commands run without a sandbox anyway.
+ */
+function webSearchMode(config: EffectiveConfig, openaiProvider: boolean): WebSearchMode {
+  const mode = config.webSearch ?? (openaiProvider ? 'cached' : 'disabled');
+  return mode === 'cached' && config.sandboxMode === 'danger-full-access' ? 'live' : mode;
+}
+
 function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>, auth: CodexAuth | undefined): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
@@ -78,7 +89,8 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
   const missing = missingKeyMessage(config.modelProvider, provider, credentials, auth);
   if (missing !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, missing);
   const fileInstructions = config.modelInstructionsFile === undefined ? undefined : instructionsFiles.get(config.modelInstructionsFile);
-  const reasoning = config.modelReasoningEffort === undefined && config.modelReasoningSummary === undefined ? undefined : { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary };
+  const reasoning = requestReasoning(config.model, { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary });
+  const webSearch = webSearchMode(config, provider.requiresOpenaiAuth || config.modelProvider === DEFAULT_MODEL_PROVIDER_ID);
   const policy = config.shellEnvironmentPolicy;
   return {
     model: config.model,
@@ -89,6 +101,8 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
     ...(config.baseInstructions ?? fileInstructions) === undefined ? {} : { baseInstructions: config.baseInstructions ?? fileInstructions },
     ...(config.developerInstructions === undefined ? {} : { developerInstructions: config.developerInstructions }),
     ...(config.compactPrompt === undefined ? {} : { compactPrompt: config.compactPrompt }),
+    ...(webSearch === 'disabled' ? {} : { webSearch }),
+    projectDocs: { maxBytes: config.projectDocMaxBytes, fallbackFilenames: config.projectDocFallbackFilenames, rootMarkers: config.projectRootMarkers },
     autoCompactTokenLimit: autoCompactTokenLimit(config.model, { contextWindow: config.modelContextWindow, limit: config.modelAutoCompactTokenLimit }),
     shellEnvironmentPolicy: { inherit: policy.inherit, ignoreDefaultExcludes: policy.ignoreDefaultExcludes, exclude: policy.exclude, set: policy.set, includeOnly: policy.includeOnly },
     permissions: defaultPermissions(config, call),
@@ -221,6 +235,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     logger: logger.child('threads'),
     timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
     mcpClientVersion: PACKAGE_VERSION,
+    globalInstructions: () => readGlobalInstructions(home),
   });
   const server = createMcpServer({
     threads,

@@ -3,6 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import type { GlobalInstructions } from '../agent/instructions.js';
+import { AGENTS_FILENAME, OVERRIDE_FILENAME } from '../agent/project-docs.js';
 import type { ModelProviderConfig } from '../config/config.js';
 import type { HostFacts } from '../exec/environment-info.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
@@ -53,6 +55,20 @@ export async function readOptionalFile(path: string): Promise<string | undefined
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/**
+ * The user's global instructions, read as Codex reads them: `$CODEX_HOME/AGENTS.override.md`,
+ * else `$CODEX_HOME/AGENTS.md`; the first that exists and is not blank. Read at every turn, so an
+ * edit applies to the next one.
+ */
+export async function readGlobalInstructions(home: string): Promise<GlobalInstructions | undefined> {
+  for (const name of [OVERRIDE_FILENAME, AGENTS_FILENAME]) {
+    const path = join(home, name);
+    const text = await readOptionalFile(path);
+    if (text !== undefined && text.trim().length > 0) return { path, text };
+  }
+  return undefined;
 }
 
 /** What Codex's sign-in left in `$CODEX_HOME/auth.json` that concerns us. */

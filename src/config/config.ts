@@ -355,6 +355,14 @@ export const ReasoningEffortSchema = z.enum(['none', 'minimal', 'low', 'medium',
 /** Reasoning effort sent to the model. */
 export type ReasoningEffort = z.infer<typeof ReasoningEffortSchema>;
 
+/** `web_search` values: live fetches, the provider's cached index only, or no web search. */
+export const WebSearchModeSchema = z.enum(['live', 'cached', 'disabled']);
+/** How the hosted web search may be used. */
+export type WebSearchMode = z.infer<typeof WebSearchModeSchema>;
+
+/** Codex's default for `project_doc_max_bytes`: 32 KiB. */
+export const DEFAULT_PROJECT_DOC_MAX_BYTES = 32 * 1024;
+
 /** `model_reasoning_summary` values. */
 export const ReasoningSummarySchema = z.enum(['auto', 'concise', 'detailed', 'none']);
 /** Reasoning summary requested from the model. */
@@ -627,7 +635,9 @@ function configSchema(context: SchemaContext) {
       otel: passthrough,
       analytics: passthrough,
       feedback: passthrough,
-      tools: passthrough,
+      // `tools.web_search` is the older spelling of `web_search = "live"`; other keys are Codex's own.
+      tools: z.looseObject({ web_search: z.boolean().optional() }).optional(),
+      web_search: WebSearchModeSchema.optional(),
       trust_level: passthrough,
       windows_wsl_setup_acknowledged: passthrough,
       preferred_auth_method: passthrough,
@@ -637,7 +647,9 @@ function configSchema(context: SchemaContext) {
       chatgpt_base_url: passthrough,
       check_for_update_on_startup: passthrough,
       disable_response_storage: passthrough,
-      project_doc_max_bytes: passthrough,
+      project_doc_max_bytes: nonNegativeInt.default(DEFAULT_PROJECT_DOC_MAX_BYTES),
+      project_doc_fallback_filenames: z.array(z.string().min(1).refine((name) => !name.includes('/'), 'a file name, not a path')).default([]),
+      project_root_markers: z.array(z.string().min(1)).default(['.git']),
     })
     .transform((raw, ctx) => {
       let permissions: ReturnType<typeof parsePermissionProfiles>;
@@ -697,6 +709,17 @@ function configSchema(context: SchemaContext) {
         modelAutoCompactTokenLimit: raw.model_auto_compact_token_limit,
         /** `[features]`: feature name → enabled; unknown names are kept. @default {} */
         features: raw.features,
+        /**
+         * `web_search` (`live`, `cached`, `disabled`); the older `tools.web_search = true` and
+         * `features.web_search_request` mean `live`. None: the default for the provider.
+         */
+        webSearch: raw.web_search ?? (raw.tools?.web_search === true || raw.features['web_search_request'] === true ? 'live' : raw.tools?.web_search === false || raw.features['web_search_request'] === false ? 'disabled' : undefined),
+        /** `project_doc_max_bytes`: bytes of AGENTS.md text sent per environment; 0 sends none. @default 32768 */
+        projectDocMaxBytes: raw.project_doc_max_bytes,
+        /** `project_doc_fallback_filenames`: names tried after AGENTS.md in each folder. @default [] */
+        projectDocFallbackFilenames: raw.project_doc_fallback_filenames,
+        /** `project_root_markers`: a folder holding one of these is the project root. @default ['.git'] */
+        projectRootMarkers: raw.project_root_markers,
         /** `[mcp_servers]`, raw, for the MCP client module. */
         mcpServers: raw.mcp_servers,
         /** `[permissions.NAME]` profiles, resolved (built-ins included). */

@@ -2,6 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { InstructionFileSchema, PlanUpdateSchema } from '../protocol/thread.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
 import { plainError } from './turn-call.js';
@@ -66,6 +67,11 @@ const ThreadStatusSchema = {
   context: z
     .object({ tokens: z.number().nullable(), autoCompactTokenLimit: z.number().nullable(), compactions: z.number() })
     .describe('How full the conversation is: tokens of the last model request (null when unknown), the limit at which it is compacted (null: only when the context window is exceeded, or unknown), and how often it was compacted.'),
+  plan: PlanUpdateSchema.nullable().describe("The agent's latest plan (update_plan): steps with pending / in_progress / completed; null when it set none."),
+  instructions: z
+    .array(InstructionFileSchema)
+    .nullable()
+    .describe('The instruction files sent for the latest turn: the global AGENTS.md (environmentId null) and each environment\'s AGENTS.md files, root first; null before any turn recorded them.'),
 };
 
 const ThreadListEntrySchema = z.object({

@@ -55,6 +55,7 @@ export function progressReporter(extra: Extra, options: { codexEvents: boolean; 
       if (event.type === 'agent_message') codexEvent(event.turnId, { type: 'agent_message', message: event.text });
       if (event.type === 'tool_started') codexEvent(event.turnId, { type: 'tool_call_begin', call_id: event.callId, tool: event.tool });
       if (event.type === 'tool_finished') codexEvent(event.turnId, { type: 'tool_call_end', call_id: event.callId, tool: event.tool, success: event.ok });
+      if (event.type === 'plan_updated') codexEvent(event.turnId, { type: 'plan_update', ...event.plan });
     },
     finished: (outcome) => {
       progressNote(`turn ${outcome.status}`);

@@ -30,3 +30,31 @@ export function autoCompactTokenLimit(model: string, configured: { contextWindow
   const window = configured.contextWindow ?? knownContextWindow(model);
   return window === undefined ? undefined : Math.floor(window * AUTO_COMPACT_SHARE);
 }
+
+/**
+ * Name prefixes of models that reason (OpenAI's reasoning families). Their reasoning must be asked
+ * for and passed back (`include: ["reasoning.encrypted_content"]` with `store: false`), or it is
+ * lost between the requests of a turn.
+ */
+const REASONING_MODEL_PREFIXES: readonly string[] = ['gpt-5', 'o1', 'o3', 'o4', 'codex-', 'gpt-oss'];
+
+/** Whether `model` is a known reasoning model (by name prefix). */
+export function isKnownReasoningModel(model: string): boolean {
+  return REASONING_MODEL_PREFIXES.some((prefix) => model.startsWith(prefix));
+}
+
+/**
+ * The `reasoning` a request carries: what the config sets; for a known reasoning model with
+ * nothing set, a summary (`auto`) and the provider's default effort, as Codex asks for. `summary =
+ * "none"` asks for no summary. Undefined: send no `reasoning` (a model not known to reason, with
+ * nothing configured: such providers may refuse the field).
+ */
+export function requestReasoning(model: string, configured: { effort?: string | undefined; summary?: string | undefined }): { effort?: string; summary?: string } | undefined {
+  const reasoning = isKnownReasoningModel(model);
+  if (!reasoning && configured.effort === undefined && configured.summary === undefined) return undefined;
+  const summary = configured.summary ?? (reasoning ? 'auto' : undefined);
+  return {
+    ...(configured.effort === undefined ? {} : { effort: configured.effort }),
+    ...(summary === undefined || summary === 'none' ? {} : { summary }),
+  };
+}

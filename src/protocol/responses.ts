@@ -118,6 +118,22 @@ export const ReasoningInputItemSchema = z.object({
 /** A reasoning item we send back. */
 export type ReasoningInputItem = z.infer<typeof ReasoningInputItemSchema>;
 
+/**
+ * What a hosted web search did (`search` with its query, `open_page`, `find_in_page`): kept as the
+ * provider sent it, since it is only ever passed back.
+ */
+export const WebSearchActionSchema = z.looseObject({ type: z.string() });
+
+/** A hosted web search the model ran, passed back as received so the model knows it searched. */
+export const WebSearchCallInputItemSchema = z.object({
+  type: z.literal('web_search_call'),
+  id: z.string(),
+  status: z.string(),
+  action: WebSearchActionSchema.optional(),
+});
+/** A web search call we send back. */
+export type WebSearchCallInputItem = z.infer<typeof WebSearchCallInputItemSchema>;
+
 /** Any item of a request's `input`. */
 export const ResponseInputItemSchema = z.union([
   UserMessageInputItemSchema,
@@ -127,6 +143,7 @@ export const ResponseInputItemSchema = z.union([
   CustomToolCallInputItemSchema,
   CustomToolCallOutputInputItemSchema,
   ReasoningInputItemSchema,
+  WebSearchCallInputItemSchema,
 ]);
 /** Any input item we send. */
 export type ResponseInputItem = z.infer<typeof ResponseInputItemSchema>;
@@ -156,8 +173,20 @@ export const CustomToolSpecSchema = z.object({
 /** A custom tool we offer. */
 export type CustomToolSpec = z.infer<typeof CustomToolSpecSchema>;
 
+/**
+ * The provider's hosted web search. `external_web_access` false asks for cached results only
+ * (no live fetches), as Codex's `web_search = "cached"` does.
+ */
+export const WebSearchToolSpecSchema = z.object({
+  type: z.literal('web_search'),
+  external_web_access: z.boolean(),
+  search_content_types: z.array(z.enum(['text', 'image'])).optional(),
+});
+/** The hosted web search tool we offer. */
+export type WebSearchToolSpec = z.infer<typeof WebSearchToolSpecSchema>;
+
 /** Any tool we offer. */
-export const ToolSpecSchema = z.discriminatedUnion('type', [FunctionToolSpecSchema, CustomToolSpecSchema]);
+export const ToolSpecSchema = z.discriminatedUnion('type', [FunctionToolSpecSchema, CustomToolSpecSchema, WebSearchToolSpecSchema]);
 /** Any tool we offer. */
 export type ToolSpec = z.infer<typeof ToolSpecSchema>;
 
@@ -186,7 +215,7 @@ export type ResponsesRequestBody = z.infer<typeof ResponsesRequestBodySchema>;
 // Output items (what we receive)
 
 /** Item types {@link ResponseOutputItemSchema} knows; any other is kept as an unknown item. */
-export const KNOWN_OUTPUT_ITEM_TYPES: readonly string[] = ['message', 'function_call', 'custom_tool_call', 'reasoning'];
+export const KNOWN_OUTPUT_ITEM_TYPES: readonly string[] = ['message', 'function_call', 'custom_tool_call', 'reasoning', 'web_search_call'];
 
 /** A content part type we do not know, kept as received. */
 export const UnknownContentPartSchema = z
@@ -252,6 +281,16 @@ export type ReasoningOutputItem = z.infer<typeof ReasoningOutputItemSchema>;
 export const UnknownOutputItemSchema = z
   .looseObject({ type: z.string().refine((type) => !KNOWN_OUTPUT_ITEM_TYPES.includes(type)) })
   .transform((item) => ({ type: 'unknown' as const, item }));
+/** A hosted web search the provider ran for the model. */
+export const WebSearchCallOutputItemSchema = z.looseObject({
+  type: z.literal('web_search_call'),
+  id: z.string(),
+  status: z.string(),
+  action: WebSearchActionSchema.optional(),
+});
+/** A web search call we received. */
+export type WebSearchCallOutputItem = z.infer<typeof WebSearchCallOutputItemSchema>;
+
 /** An output item of a type we do not know. */
 export type UnknownOutputItem = z.infer<typeof UnknownOutputItemSchema>;
 
@@ -262,6 +301,7 @@ export const ResponseOutputItemSchema = z.union([
     FunctionCallOutputItemSchema,
     CustomToolCallOutputItemSchema,
     ReasoningOutputItemSchema,
+    WebSearchCallOutputItemSchema,
   ]),
   UnknownOutputItemSchema,
 ]);

@@ -94,6 +94,18 @@ export const ThreadHeaderRecordSchema = z.object({
 /** The first line of every thread file. */
 export type ThreadHeaderRecord = z.infer<typeof ThreadHeaderRecordSchema>;
 
+/** An instruction file sent to the model: the user's global one (no environment) or a project's AGENTS.md. */
+export const InstructionFileSchema = z.object({
+  /** The environment whose host it was read from; null for the user's global file on this server's host. */
+  environmentId: z.string().nullable(),
+  path: z.string(),
+  /** Bytes sent (fewer than the file has when `truncated`). */
+  bytes: z.number().int().min(0),
+  truncated: z.boolean(),
+});
+/** An instruction file sent to the model. */
+export type InstructionFile = z.infer<typeof InstructionFileSchema>;
+
 /** A turn began: the user's prompt and the turn's effective environment selection. */
 export const TurnStartedRecordSchema = z.object({
   type: z.literal('turn_started'),
@@ -101,6 +113,8 @@ export const TurnStartedRecordSchema = z.object({
   turnId: z.string().min(1),
   prompt: z.string(),
   environments: Environments,
+  /** The instruction files in force for this turn (absent in files written before they were read). */
+  instructions: z.array(InstructionFileSchema).optional(),
 });
 /** A turn began. */
 export type TurnStartedRecord = z.infer<typeof TurnStartedRecordSchema>;
@@ -187,3 +201,27 @@ export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
 
 /** The minimum every line must be: an object with a string `type`, checked before the record schema. */
 export const ThreadRecordEnvelopeSchema = z.looseObject({ type: z.string() });
+
+/** Where one step of the agent's plan is. */
+export const PlanStepStatusSchema = z.enum(['pending', 'in_progress', 'completed']);
+
+/** One step of the agent's plan. */
+export const PlanStepSchema = z.strictObject({
+  step: z.string().min(1).describe('What to do, in a few words.'),
+  status: PlanStepStatusSchema.describe('One of: pending, in_progress, completed.'),
+});
+/** One step of the agent's plan. */
+export type PlanStep = z.infer<typeof PlanStepSchema>;
+
+/**
+ * The agent's plan as `update_plan` sets it (Codex's shape): the whole list each time, at most one
+ * step in progress.
+ */
+export const PlanUpdateSchema = z
+  .strictObject({
+    explanation: z.string().optional().describe('Why the plan is what it is now (optional).'),
+    plan: z.array(PlanStepSchema).max(100).describe('The steps, in order.'),
+  })
+  .refine((update) => update.plan.filter((step) => step.status === 'in_progress').length <= 1, { message: 'at most one step may be in_progress', path: ['plan'] });
+/** The agent's plan as `update_plan` sets it. */
+export type PlanUpdate = z.infer<typeof PlanUpdateSchema>;

@@ -1,6 +1,8 @@
 import type { ApprovalRequest, Approver } from '../agent/approvals.js';
 import type { TurnEvent, TurnStatus } from '../agent/turn.js';
-import type { ThreadBodyRecord, ThreadEnvironment } from '../protocol/thread.js';
+import { PlanUpdateSchema, type InstructionFile, type PlanUpdate, type ThreadBodyRecord, type ThreadEnvironment } from '../protocol/thread.js';
+import { UPDATE_PLAN_TOOL } from '../agent/tools/update-plan.js';
+import { parseJsonAs } from '../util/json.js';
 import type { LeaseHolder } from './thread-lease.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { deferred } from '../util/deferred.js';
@@ -63,9 +65,24 @@ export function describeTurnEvent(event: TurnEvent): string | undefined {
       return undefined;
     case 'tool_finished':
       return event.ok ? undefined : `${event.tool} failed`;
+    case 'plan_updated':
+      return describePlan(event.plan);
     case 'progress':
       return event.message;
   }
+}
+
+/** A plan in one line: how far it is and the step in progress. */
+export function describePlan(update: PlanUpdate): string {
+  const done = update.plan.filter((step) => step.status === 'completed').length;
+  const current = update.plan.find((step) => step.status === 'in_progress');
+  return `plan: ${done}/${update.plan.length} done${current === undefined ? '' : `; now: ${clip(current.step, 100)}`}`;
+}
+
+/** The plan an `update_plan` call set, or undefined for any other item (or one the tool refused). */
+export function planOf(item: { type: string; name?: unknown; arguments?: unknown }): PlanUpdate | undefined {
+  if (item.type !== 'function_call' || item.name !== UPDATE_PLAN_TOOL || typeof item.arguments !== 'string') return undefined;
+  return parseJsonAs(PlanUpdateSchema, item.arguments).value;
 }
 
 /**
@@ -184,6 +201,10 @@ export interface StoredTurns {
   lastAgentMessage: string | null;
   /** The time of the last record (ISO). */
   lastActivity: string | undefined;
+  /** The agent's latest plan (`update_plan`), null when it never set one. */
+  plan: PlanUpdate | null;
+  /** The instruction files of the latest turn that recorded them. */
+  instructions: InstructionFile[] | null;
 }
 
 /** Folds a thread's stored records into its turns, without side effects. */
@@ -192,9 +213,15 @@ export function storedTurns(records: readonly ThreadBodyRecord[]): StoredTurns {
   let open: StoredTurns['open'];
   let lastAgentMessage: string | null = null;
   let lastActivity: string | undefined;
+  let plan: PlanUpdate | null = null;
+  let instructions: InstructionFile[] | null = null;
   for (const record of records) {
     lastActivity = record.at;
-    if (record.type === 'turn_started') open = { turnId: record.turnId, startedAt: record.at };
+    if (record.type === 'item') plan = planOf(record.item) ?? plan;
+    else if (record.type === 'turn_started') {
+      open = { turnId: record.turnId, startedAt: record.at };
+      if (record.instructions !== undefined) instructions = record.instructions;
+    }
     else if (record.type === 'turn_completed') {
       if (open?.turnId === record.turnId) open = undefined;
       if (record.lastAgentMessage !== null) lastAgentMessage = record.lastAgentMessage;
@@ -209,7 +236,7 @@ export function storedTurns(records: readonly ThreadBodyRecord[]): StoredTurns {
       if (finished.length > FINISHED_TURNS_KEPT) finished.shift();
     }
   }
-  return { finished, ...(open === undefined ? {} : { open }), lastAgentMessage, lastActivity };
+  return { finished, ...(open === undefined ? {} : { open }), lastAgentMessage, lastActivity, plan, instructions };
 }
 
 /** A thread's state as the status tools report it. */
@@ -238,6 +265,10 @@ export interface ThreadStatus {
   runningElsewhere?: LeaseHolder & { turnId: string };
   /** How full the thread's conversation is, and its compactions. */
   context: ThreadContext;
+  /** The agent's latest plan (`update_plan`); null when it never set one. */
+  plan: PlanUpdate | null;
+  /** The instruction files (global, AGENTS.md per environment) sent for the latest turn; null before any turn recorded them. */
+  instructions: InstructionFile[] | null;
 }
 
 /** How full a thread's conversation is (see `agent/compact.ts`). */

@@ -3,7 +3,9 @@ import { isAbsolute } from 'node:path';
 import PQueue from 'p-queue';
 import { DEFAULT_COMPACT_PROMPT } from '../agent/compact.js';
 import { SessionApprovals, type ApprovalPolicy, type Approver } from '../agent/approvals.js';
-import { BASE_INSTRUCTIONS, environmentContextMessage } from '../agent/instructions.js';
+import { BASE_INSTRUCTIONS, environmentContextMessage, instructionFiles, projectInstructionsMessage, type GlobalInstructions } from '../agent/instructions.js';
+import { discoverProjectDocs, type ProjectDocOptions } from '../agent/project-docs.js';
+import { updatePlanTool } from '../agent/tools/update-plan.js';
 import { ThreadProcessTable } from '../agent/process-table.js';
 import { applyPatchTool } from '../agent/tools/apply-patch.js';
 import { execCommandTool, writeStdinTool } from '../agent/tools/exec-command.js';
@@ -18,8 +20,8 @@ import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { DEFAULT_EXCLUDES } from '../exec/env-policy.js';
 import type { EnvPolicy } from '../protocol/exec.js';
-import { ResponseInputItemSchema, type ResponseInputItem } from '../protocol/responses.js';
-import { THREAD_ID_PATTERN, type PersistedItem, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
+import { ResponseInputItemSchema, type ResponseInputItem, type ToolSpec } from '../protocol/responses.js';
+import { THREAD_ID_PATTERN, type InstructionFile, type PlanUpdate, type PersistedItem, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
@@ -90,6 +92,10 @@ export interface ResolvedThreadSettings {
   baseInstructions?: string;
   developerInstructions?: string;
   compactPrompt?: string;
+  /** The provider's hosted web search: live fetches or cached results only; none: not offered. */
+  webSearch?: 'live' | 'cached';
+  /** How AGENTS.md files are found in each environment. */
+  projectDocs: ProjectDocOptions;
   /** Compact the history once a request used this many tokens; none: only when the context window is exceeded. */
   autoCompactTokenLimit?: number | undefined;
   shellEnvironmentPolicy: EnvPolicy;
@@ -161,6 +167,11 @@ export interface ThreadManagerOptions {
   timezone?: string;
   /** `clientInfo.version` our MCP client sends to the threads' MCP servers. @default '0.0.0' */
   mcpClientVersion?: string;
+  /**
+   * Reads the user's global instructions (`$CODEX_HOME/AGENTS.override.md` or `AGENTS.md`) before
+   * each turn, so an edit applies to the next turn. @default none
+   */
+  globalInstructions?: () => Promise<GlobalInstructions | undefined>;
 }
 
 /** A thread the manager has in memory. */
@@ -178,6 +189,10 @@ interface Thread {
   contextTokens: number | undefined;
   /** How often the history was compacted (the `compacted` records). */
   compactions: number;
+  /** The agent's latest plan (`update_plan`). */
+  plan: PlanUpdate | null;
+  /** The instruction files sent for the latest turn. */
+  instructions: InstructionFile[] | null;
   queue: PQueue;
   approvals: SessionApprovals;
   processes: ThreadProcessTable;
@@ -513,6 +528,8 @@ export class ThreadManager {
       queuedTurns: 0,
       lastTurn,
       context: { tokens: null, autoCompactTokenLimit: null, compactions: loaded.records.filter((record) => record.type === 'compacted').length },
+      plan: turns.plan,
+      instructions: turns.instructions,
       ...(runningElsewhere === undefined ? {} : { runningElsewhere }),
     };
     if (turnId !== undefined && turnId !== runningElsewhere?.turnId) report.turn = findTurn(threadId, turnId, finished);
@@ -726,6 +743,8 @@ export class ThreadManager {
       queuedTurns: Math.max(0, thread.live.length - 1),
       lastTurn: thread.finished[thread.finished.length - 1] ?? null,
       context: { tokens: thread.contextTokens ?? null, autoCompactTokenLimit: thread.settings.autoCompactTokenLimit ?? null, compactions: thread.compactions },
+      plan: thread.plan,
+      instructions: thread.instructions,
     };
     if (turnId !== undefined) report.turn = thread.live.find((turn) => turn.turnId === turnId)?.snapshot() ?? findTurn(thread.id, turnId, thread.finished);
     return report;
@@ -813,6 +832,8 @@ export class ThreadManager {
     thread.compactions = compactions;
     if (firstPrompt !== undefined) thread.preview = promptPreview(firstPrompt);
     const turns = storedTurns(loaded.records);
+    thread.plan = turns.plan;
+    thread.instructions = turns.instructions;
     thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, new Date().toISOString())].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
     this.#threads.set(threadId, thread);
@@ -859,6 +880,8 @@ export class ThreadManager {
       preview: undefined,
       contextTokens: undefined,
       compactions: 0,
+      plan: null,
+      instructions: null,
       queue: new PQueue({ concurrency: 1 }),
       approvals: this.#takeApprovals(id),
       processes: new ThreadProcessTable(),
@@ -991,6 +1014,16 @@ export class ThreadManager {
     }
   }
 
+  /** The user's global instructions now; a failure to read them is logged and the turn goes on without them. */
+  async #globalInstructions(): Promise<GlobalInstructions | undefined> {
+    try {
+      return await this.#options.globalInstructions?.();
+    } catch (error) {
+      this.#logger.warn('could not read the global instructions (AGENTS.md in CODEX_HOME)', { error: errorMessage(error) });
+      return undefined;
+    }
+  }
+
   /** Starts the MCP servers this turn can use; each failure is also a progress event. */
   async #prepareMcpServers(thread: Thread, selection: ThreadEnvironment[], turnId: string, callbacks: TurnCallbacks): Promise<McpTurnServers> {
     if (!thread.mcp.configured) return { tools: [], failures: [] };
@@ -1020,15 +1053,25 @@ export class ThreadManager {
     });
     const profileOf = (environmentId: string): PermissionProfile => permissions.get(environmentId) ?? thread.settings.permissions;
     const cwdOf = (environmentId: string): string => selection.find((entry) => entry.id === environmentId)?.cwd ?? thread.config.cwd;
-    const shells = await Promise.all(
-      environments.map(async (environment) => {
-        try {
-          return (await environment.client(callbacks.signal)).info.shell?.name ?? undefined;
-        } catch {
-          return undefined;
-        }
-      }),
-    );
+    const sandboxOf = (environmentId: string, cwd: string) => sandboxContextFor(profileOf(environmentId), cwdOf(environmentId), cwd);
+    // The shells and instruction files of every environment at once: one round trip each.
+    const [shells, projectDocs, globalInstructions] = await Promise.all([
+      Promise.all(
+        environments.map(async (environment) => {
+          try {
+            return (await environment.client(callbacks.signal)).info.shell?.name ?? undefined;
+          } catch {
+            return undefined;
+          }
+        }),
+      ),
+      Promise.all(environments.map((environment) => discoverProjectDocs(environment, thread.settings.projectDocs, sandboxOf(environment.id, environment.cwd), callbacks.signal))),
+      this.#globalInstructions(),
+    ]);
+    for (const docs of projectDocs) {
+      if (docs.error !== undefined) callbacks.onEvent?.({ type: 'progress', message: `AGENTS.md files of environment ${docs.environmentId} could not be read: ${docs.error}`, turnId });
+    }
+    thread.instructions = instructionFiles(globalInstructions, projectDocs);
     const multi = environments.length > 1;
     const builtIn = agentTools(multi);
     const mcp = await this.#prepareMcpServers(thread, selection, turnId, callbacks);
@@ -1041,7 +1084,7 @@ export class ThreadManager {
     const instructions = [settings.baseInstructions ?? BASE_INSTRUCTIONS, ...(settings.developerInstructions === undefined ? [] : [settings.developerInstructions])];
     // Not awaited yet: runTurn appends the turn's first two items in this same tick, so the three
     // records share one write and flush, which runTurn waits for before it calls the model.
-    const started = store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
+    const started = store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection, instructions: thread.instructions });
     started.catch(() => undefined);
     const running: Promise<TurnResult> =
       requiredFailure !== undefined
@@ -1055,24 +1098,29 @@ export class ThreadManager {
           instructions,
           history: thread.history,
           environments,
-          environmentContext: environmentContextMessage(
-            environments.map((environment, index) => ({
-              environment,
-              shell: shells[index],
-              permissions: describeProfile(profileOf(environment.id)),
-              commandEnvironment: commandEnvironmentProvenance(this.#options.registry.get(environment.id)?.kind === 'local', settings.shellEnvironmentPolicy),
-            })),
-            (this.#options.now ?? (() => new Date()))(),
-            this.#options.timezone ?? 'Etc/UTC',
-          ) + (mcpNotice === undefined ? '' : `\n${mcpNotice}`),
+          context: [
+            environmentContextMessage(
+              environments.map((environment, index) => ({
+                environment,
+                shell: shells[index],
+                permissions: describeProfile(profileOf(environment.id)),
+                commandEnvironment: commandEnvironmentProvenance(this.#options.registry.get(environment.id)?.kind === 'local', settings.shellEnvironmentPolicy),
+              })),
+              (this.#options.now ?? (() => new Date()))(),
+              this.#options.timezone ?? 'Etc/UTC',
+              settings.approvalPolicy,
+            ) + (mcpNotice === undefined ? '' : `\n${mcpNotice}`),
+            projectInstructionsMessage(globalInstructions, projectDocs),
+          ],
           tools,
+          hostedTools: settings.webSearch === undefined ? undefined : WEB_SEARCH_TOOLS[settings.webSearch],
           toolContext: {
             approvalPolicy: settings.approvalPolicy,
             approver: callbacks.approver,
             sessionApprovals: thread.approvals,
             processes: thread.processes,
             commandEnvironment: () => ({ envPolicy: settings.shellEnvironmentPolicy, env: { ...COMMAND_ENV_OVERLAY, CODEX_THREAD_ID: thread.id } }),
-            sandbox: (environmentId, cwd) => sandboxContextFor(profileOf(environmentId), cwdOf(environmentId), cwd),
+            sandbox: sandboxOf,
             allowLoginShell: settings.allowLoginShell,
             maxOutputTokens: limits.toolOutputMaxTokens,
           },
@@ -1090,7 +1138,10 @@ export class ThreadManager {
             thread.history.splice(0, thread.history.length, ...replacement.history);
             thread.compactions++;
           },
-          emit: (event) => callbacks.onEvent?.({ ...event, turnId }),
+          emit: (event) => {
+            if (event.type === 'plan_updated') thread.plan = event.plan;
+            callbacks.onEvent?.({ ...event, turnId });
+          },
           logger: this.#logger,
         });
     let result: TurnResult;
@@ -1122,11 +1173,17 @@ const AGENT_TOOLS = new Map<boolean, readonly AgentTool[]>();
 function agentTools(multiEnvironment: boolean): readonly AgentTool[] {
   let tools = AGENT_TOOLS.get(multiEnvironment);
   if (tools === undefined) {
-    tools = [execCommandTool({ multiEnvironment }), writeStdinTool(), applyPatchTool({ multiEnvironment }), viewImageTool({ multiEnvironment }), listDirTool({ multiEnvironment })];
+    tools = [execCommandTool({ multiEnvironment }), writeStdinTool(), applyPatchTool({ multiEnvironment }), viewImageTool({ multiEnvironment }), listDirTool({ multiEnvironment }), updatePlanTool()];
     AGENT_TOOLS.set(multiEnvironment, tools);
   }
   return tools;
 }
+
+/** The hosted web search tool by mode; one array each, so its JSON is built once. */
+const WEB_SEARCH_TOOLS: Record<'live' | 'cached', readonly ToolSpec[]> = {
+  live: [{ type: 'web_search', external_web_access: true, search_content_types: ['text', 'image'] }],
+  cached: [{ type: 'web_search', external_web_access: false, search_content_types: ['text', 'image'] }],
+};
 
 /** Variables every command gets on top of its environment: no pagers, no colours. */
 const COMMAND_ENV_OVERLAY: Record<string, string> = { NO_COLOR: '1', TERM: 'dumb', PAGER: 'cat', GIT_PAGER: 'cat', GH_PAGER: 'cat' };

@@ -87,6 +87,7 @@ describe('apply_patch tool on a real exec-server', () => {
       allowLoginShell: false,
       maxOutputTokens: 10_000,
       progress: (line) => progress.push(line),
+      plan: () => undefined,
       signal: new AbortController().signal,
     };
     return { context, approver, progress, a: a.path, b: b.path };

@@ -128,6 +128,7 @@ describe('exec_command and write_stdin tools', () => {
       allowLoginShell: options.allowLoginShell ?? true,
       maxOutputTokens: options.maxOutputTokens ?? 10_000,
       progress: (message) => options.progress?.push(message),
+      plan: () => undefined,
       signal: options.signal ?? new AbortController().signal,
     };
   }

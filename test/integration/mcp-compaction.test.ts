@@ -93,7 +93,8 @@ describe('compaction through MCP', () => {
     const records = await storedRecords(world.home.path, threadId);
     const compacted = records.filter((record) => record.type === 'compacted');
     expect(compacted).toHaveLength(1);
-    expect(compacted[0]).toMatchObject({ reason: 'token_limit', summary: 'SUMMARY OF THE FIRST TURN', replacedItems: 5 });
+    // The second turn's context was unchanged, so it added only its prompt (and the answer) to the first turn's three items.
+    expect(compacted[0]).toMatchObject({ reason: 'token_limit', summary: 'SUMMARY OF THE FIRST TURN', replacedItems: 4 });
     expect(JSON.stringify(records)).toContain('first answer');
 
     // After a restart the thread continues from the compacted history.

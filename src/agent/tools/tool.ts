@@ -1,6 +1,7 @@
 import type { ExecClient } from '../../exec/client.js';
 import type { RemoteProcess } from '../../exec/remote-process.js';
 import type { EnvPolicy, SandboxContext } from '../../protocol/exec.js';
+import type { PlanUpdate } from '../../protocol/thread.js';
 import type { Approver, ApprovalPolicy, SessionApprovals } from '../approvals.js';
 
 /** One environment as a turn sees it: the id the model uses and the working directory there. */
@@ -52,6 +53,8 @@ export interface ToolContext {
   maxOutputTokens: number;
   /** A short human progress line (`command started: ls`). */
   progress(message: string): void;
+  /** The model set its plan (`update_plan`). */
+  plan(update: PlanUpdate): void;
   /** Aborts when the turn is interrupted. */
   signal: AbortSignal;
 }

@@ -29,7 +29,7 @@ function params(model: ModelPort, record: (item: ResponseInputItem) => Promise<v
     instructions: [],
     history: [],
     environments: [],
-    environmentContext: '<environment_context/>',
+    context: ['<environment_context/>'],
     tools: [echo],
     toolContext: {
       approvalPolicy: 'never',

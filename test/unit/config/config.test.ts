@@ -54,6 +54,9 @@ describe('resolveConfig: defaults', () => {
     expect(permissionWarnings).toEqual([]);
     expect(plain).toEqual({
       allowLoginShell: false,
+      projectDocMaxBytes: 32 * 1024,
+      projectDocFallbackFilenames: [],
+      projectRootMarkers: ['.git'],
       model: DEFAULT_MODEL,
       modelProvider: 'openai',
       modelProviders: {

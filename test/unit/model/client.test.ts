@@ -502,7 +502,7 @@ describe('ModelClient', () => {
             response: {
               id: 'resp_y',
               output: [
-                { type: 'web_search_call', id: 'ws_1', status: 'completed' },
+                { type: 'image_generation_call', id: 'ig_1', status: 'completed' },
                 { type: 'message', id: 'msg_1', role: 'assistant', content: [{ type: 'output_text', text: 'Hi', annotations: [] }] },
               ],
               usage: { input_tokens: 3, output_tokens: 1, total_tokens: 4 },
@@ -517,7 +517,7 @@ describe('ModelClient', () => {
 
     expect(response.id).toBe('resp_y');
     expect(response.usage).toEqual({ inputTokens: 3, outputTokens: 1, totalTokens: 4 });
-    expect(response.output[0]).toEqual({ type: 'unknown', item: { type: 'web_search_call', id: 'ws_1', status: 'completed' } });
+    expect(response.output[0]).toEqual({ type: 'unknown', item: { type: 'image_generation_call', id: 'ig_1', status: 'completed' } });
     expect(response.output[1]).toMatchObject({ type: 'message', id: 'msg_1' });
   });
 

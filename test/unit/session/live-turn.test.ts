@@ -78,8 +78,10 @@ describe('storedTurns', () => {
       open: { turnId: 'c', startedAt: at(5) },
       lastAgentMessage: 'hello',
       lastActivity: at(5),
+      plan: null,
+      instructions: null,
     });
-    expect(storedTurns([])).toEqual({ finished: [], lastAgentMessage: null, lastActivity: undefined });
+    expect(storedTurns([])).toEqual({ finished: [], lastAgentMessage: null, lastActivity: undefined, plan: null, instructions: null });
   });
 
   it('keeps only the latest finished turns', () => {
