@@ -47,6 +47,7 @@ function box(connector: ExecConnector, kind: 'websocket' | 'stdio', cwd: string)
     allowLoginShell: false,
     maxOutputTokens: 10_000,
     progress: () => undefined,
+    plan: () => undefined,
     signal: new AbortController().signal,
   };
   return { environment, ctx, processes };
