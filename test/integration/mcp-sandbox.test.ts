@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { DECOY_TEXT, makeEscapeLayout, mountEscapes, SECRET_TEXT } from '../helpers/sandbox.js';
 import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
 
 const addFile = (path: string, text: string, environmentId?: string): FakeStep =>
@@ -114,6 +115,34 @@ describe('sandbox, permission profiles and the command environment, end to end',
     expect(existsSync(join(cwd, 'inside'))).toBe(true);
     expect(readFileSync(join(cwd, 'inside.txt'), 'utf8')).toBe('yes\n');
     expect(existsSync(join(cwd, 'also-inside.txt'))).toBe(false);
+  });
+
+  it.each(['local', 'remote'])('keeps a command inside the sandbox on %s when the server runs as root: no remount, no unmount of a denied path', async (where) => {
+    // CI runs this as root: the server and the exec-server, so the commands too.
+    const layout = await makeEscapeLayout(outside.path);
+    await config(['[permissions.guarded.filesystem]', '":root" = "read"', '":workspace_roots" = "write"', `${JSON.stringify(layout.secret)} = "deny"`].join('\n'));
+    mcp = await startMcp(home.path);
+    let environment: Json = { id: 'local', cwd: work.path, permissions: 'guarded' };
+    let cwd = work.path;
+    if (where === 'remote') {
+      const server = await remote();
+      cwd = server.cwd;
+      expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
+      environment = { id: 'box', cwd, permissions: 'guarded' };
+    }
+    const [remount, unmount] = mountEscapes(layout);
+    if (remount === undefined || unmount === undefined) throw new Error('mountEscapes lists the remount and the unmount');
+    steps.push(exec(remount.script), exec(unmount.script), exec('echo inside > inside.txt && cat inside.txt'), say('done'));
+    const result = await mcp.call('codex', { prompt: 'get out', cwd: work.path, environments: [environment] });
+    expect(result.isError).toBeFalsy();
+
+    expect(outputAt(model, 1)).not.toContain(remount.marker);
+    expect(outputAt(model, 1)).toMatch(remount.refusal);
+    expect(outputAt(model, 2)).not.toContain(SECRET_TEXT.trim());
+    expect(outputAt(model, 2)).toMatch(unmount.refusal);
+    expect(readFileSync(layout.decoy, 'utf8')).toBe(DECOY_TEXT);
+    expect(exitCodeOf(outputAt(model, 3))).toBe(0);
+    expect(readFileSync(join(cwd, 'inside.txt'), 'utf8')).toBe('inside\n');
   });
 
   describe('network', () => {
