@@ -314,5 +314,19 @@ describe('sandbox, permission profiles and the command environment, end to end',
     await mcp.call('codex', { prompt: 'no bwrap', cwd: work.path, sandbox: 'workspace-write' });
     expect(outputAt(model, 3)).toMatch(/exec_command failed: .*bubblewrap.*apt-get install bubblewrap/);
     expect(existsSync(join(work.path, 'unconfined'))).toBe(false);
+    // Configured as danger-full-access, so nothing to warn about at start-up.
+    expect(mcp.stderr()).not.toContain('confines every command on `local`');
+  });
+
+  it('warns once at start-up when the configured sandbox needs bubblewrap and this host has none', async () => {
+    const bin = join(work.path, 'bin');
+    await mkdir(bin);
+    mcp = await startMcp(home.path, { env: { PATH: bin }, args: ['-c', 'sandbox_mode="read-only"'] });
+    const warning = /WARN .*the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, and this host cannot, so each one will be refused: sandboxing needs bubblewrap \(`bwrap`\), which is not installed on this host; install it/;
+    await mcp.waitForStderr(warning, 'the missing-bubblewrap warning');
+    steps.push(exec('/usr/bin/true'), say('done'));
+    await mcp.call('codex', { prompt: 'read-only', cwd: work.path });
+    expect(outputAt(model, 1)).toMatch(/exec_command failed: .*bubblewrap.*not installed/);
+    expect(mcp.stderr().match(new RegExp(warning.source, 'g'))).toHaveLength(1);
   });
 });
