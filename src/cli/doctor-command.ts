@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { inputMessage } from '../agent/compact.js';
@@ -7,7 +8,7 @@ import { overridesLayer, parseConfigToml, parseOverride, resolveConfig, type Con
 import { ENVIRONMENTS_FILE_NAME } from '../config/environments.js';
 import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js';
 import type { Environment } from '../environments/environment.js';
-import type { EnvironmentRegistry } from '../environments/registry.js';
+import { LOCAL_ENVIRONMENT_ID, type EnvironmentRegistry } from '../environments/registry.js';
 import { createBwrapProbe } from '../exec/bwrap.js';
 import { NATIVE_SPAWN_ENV, processStarter } from '../exec/piped-start.js';
 import { uriToPath } from '../exec/path-uri.js';
@@ -19,6 +20,7 @@ import { ThreadLeases, type LeaseHolder } from '../session/thread-lease.js';
 import { errorMessage } from '../util/errors.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
+import { localSandboxNeed } from './local-sandbox.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
@@ -36,7 +38,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
 export interface CheckResult {
-  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `bubblewrap`, `model`. */
+  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `process_start`, `user`, `bubblewrap`, `model`. */
   id: string;
   /** What was checked, for people. */
   title: string;
@@ -183,16 +185,50 @@ async function checkEnvironment(environment: Environment): Promise<CheckResult> 
   }
 }
 
-/** Bubblewrap on this host, which confines the local environment's commands. */
-async function checkBubblewrap(config: EffectiveConfig | undefined, platform: NodeJS.Platform, env: NodeJS.ProcessEnv): Promise<CheckResult> {
+/**
+ * Bubblewrap on this host, which confines the local environment's commands. Missing, it fails
+ * when the configured sandbox confines `local` (every command there would be refused); otherwise
+ * it warns, for threads that ask for a sandbox.
+ */
+async function checkBubblewrap(config: EffectiveConfig | undefined, hasLocal: boolean, platform: NodeJS.Platform, env: NodeJS.ProcessEnv): Promise<CheckResult> {
   const title = 'bubblewrap (sandbox on this host)';
   if (platform !== 'linux') return check('bubblewrap', title, 'skip', `bubblewrap is for Linux; this host is ${platform}`);
-  // Found on PATH exactly as the MCP server's local exec-server finds it.
+  if (!hasLocal) return check('bubblewrap', title, 'skip', 'there is no `local` environment: remote environments confine commands on their own hosts');
+  // Found on PATH exactly as the MCP server's local exec-server finds it, and run as it runs commands.
   const probe = await createBwrapProbe('bwrap', env.PATH)();
-  if (probe.ok) return check('bubblewrap', title, 'ok', `\`${probe.path}\` can create a sandbox`);
-  // Only sandboxed commands need it: with danger-full-access as the default it is a warning.
-  const needed = config === undefined || config.sandboxMode !== 'danger-full-access';
-  return check('bubblewrap', title, needed ? 'fail' : 'warn', probe.message);
+  if (probe.ok) return check('bubblewrap', title, 'ok', `\`${probe.path}\` can create a sandbox, with every capability dropped inside`);
+  // An invalid config.toml is reported by its own check; its default (read-only) would need bubblewrap.
+  const need = config === undefined ? 'sandbox_mode=read-only' : localSandboxNeed(config, true);
+  if (need === undefined) return check('bubblewrap', title, 'warn', `${probe.message}; the configured sandbox does not confine \`local\`, but a thread that asks for one there is refused`);
+  return check('bubblewrap', title, 'fail', `${probe.message}; the configured sandbox (${need}) confines every command on \`local\`, so each one is refused`);
+}
+
+/**
+ * The user the server runs as. Root is a warning: commands run as root, and all that holds one in
+ * is the sandbox, whose mounts bind only because bubblewrap drops every capability inside it;
+ * without a sandbox (full access, or a command approved to run outside it) nothing does.
+ */
+function checkUser(uid: number | undefined): CheckResult {
+  const title = 'user running the server';
+  if (uid === undefined) return check('user', title, 'skip', `no POSIX user ids on ${process.platform}`);
+  const who = `uid ${uid}${userName()}`;
+  if (uid !== 0) return check('user', title, 'ok', `${who}: commands run with this user's rights`);
+  return check(
+    'user',
+    title,
+    'warn',
+    `${who}: every command runs as root. In the sandbox bubblewrap drops all capabilities, which is what keeps a root command inside its mounts; a command run without the sandbox (danger-full-access, or approved to run outside it) can do anything on this host`,
+    'run the MCP server (and exec-servers) as an unprivileged user that owns only what the agent may change',
+  );
+}
+
+/** " (name)" of the current user, or nothing when the user database has no entry. */
+function userName(): string {
+  try {
+    return ` (${userInfo().username})`;
+  } catch {
+    return '';
+  }
 }
 
 /** How this host starts commands: the native posix_spawn starter, or Node.js's child_process. */
@@ -297,11 +333,11 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
     const [environments, threads, bubblewrap, model] = await Promise.all([
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
       checkThreadsDir(config),
-      checkBubblewrap(config, process.platform, options.env),
+      checkBubblewrap(config, loaded === undefined || loaded.registry.get(LOCAL_ENVIRONMENT_ID) !== undefined, process.platform, options.env),
       checkModel(config, options.env, home),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
-    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(options.env), bubblewrap, model];
+    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(options.env), checkUser(process.geteuid?.()), bubblewrap, model];
   } finally {
     await loaded?.registry.close();
     await loaded?.localServer.close();
@@ -325,7 +361,7 @@ function formatText(results: CheckResult[], home: string): string {
  * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`) and its `[mcp_servers]`
  * (naming the entries sessions skip because they launch this server), environments.toml, each
  * environment (connect, initialize, `environment/status`, `environment/info`), the threads
- * folder, how commands are started on this host, bubblewrap, and the model provider (one tiny request when its key is set), and says
+ * folder, how commands are started on this host, the user the server runs as (root is a warning), bubblewrap, and the model provider (one tiny request when its key is set), and says
  * what to fix. `--json` prints `{version, codexHome, ok, checks}`. Exits 1 when a check fails.
  */
 export async function runDoctor(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -15,6 +15,7 @@ import { ThreadStore } from '../session/thread-store.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
+import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
@@ -62,10 +63,9 @@ function settingsResolver(options: {
  * else `default_permissions`, else `sandbox_mode` (the legacy setting, as a profile).
  */
 function defaultPermissions(config: EffectiveConfig, call: CallSettings): PermissionProfile {
-  const legacy = (): PermissionProfile => profileForSandboxMode(config.sandboxMode, config.sandboxWorkspaceWrite);
   if (call.permissions !== undefined) return config.permissionProfiles.get(call.permissions);
-  if (call.sandbox !== undefined || config.defaultPermissions === undefined) return legacy();
-  return config.permissionProfiles.get(config.defaultPermissions);
+  if (call.sandbox !== undefined) return profileForSandboxMode(config.sandboxMode, config.sandboxWorkspaceWrite);
+  return configuredPermissions(config);
 }
 
 /**
@@ -262,6 +262,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     process.once('SIGINT', onSignal);
   });
   logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
+  void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) => logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`));
   // Without a drain time the turns are interrupted below before the client is let go, so that by
   // the time the client sees the server end, they are recorded.
   if ((await closed) === 'client gone' && threads.liveTurnCount > 0 && limits.drainTimeoutMs > 0) {

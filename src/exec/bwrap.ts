@@ -25,7 +25,16 @@ function kindOf(path: string): 'dir' | 'file' | undefined {
  * The bubblewrap arguments that confine `command` to `policy`: the filesystem as the rules say
  * (most general first, so deeper rules override: read is a read-only bind, write a writable one,
  * deny an empty read-only tmpfs or /dev/null), its own /dev and /proc, its own PID namespace, no
- * network unless allowed, no new privileges (bwrap always sets it), and death with its parent.
+ * network unless allowed, no capabilities, no new privileges (bwrap always sets it), and death
+ * with its parent.
+ *
+ * The mounts confine only a process that cannot change them. A caller that is not root gets that
+ * from bwrap's user namespace (no capabilities outside it, mounts locked); a root caller gets no
+ * user namespace and would keep every capability: its command could remount the read-only binds
+ * writable, unmount a `deny` tmpfs or the sandbox's /proc (the host's processes, and through them
+ * the host's filesystem, are below it), open raw sockets or make device nodes. `--cap-drop ALL`
+ * empties the command's capability sets, and no_new_privs keeps an exec (of a setuid program, or
+ * any program run as uid 0) from refilling them.
  */
 export function bwrapArgs(policy: SandboxPolicy, command: ConfinedCommand): string[] {
   const args: string[] = [];
@@ -46,7 +55,7 @@ export function bwrapArgs(policy: SandboxPolicy, command: ConfinedCommand): stri
       else if (kind === 'file') args.push('--ro-bind', '/dev/null', rule.path);
     }
   }
-  args.push('--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-ipc', '--die-with-parent');
+  args.push('--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-ipc', '--die-with-parent', '--cap-drop', 'ALL');
   if (!policy.network) args.push('--unshare-net');
   if (!command.tty) args.push('--new-session');
   args.push('--chdir', command.cwd, '--', command.file, ...command.argv.slice(1));
@@ -75,8 +84,13 @@ function locate(name: string, searchPath: string | undefined): string | undefine
 const NOT_INSTALLED =
   'sandboxing needs bubblewrap (`bwrap`), which is not installed on this host; install it (Debian/Ubuntu: `apt-get install bubblewrap`) or run with sandbox `danger-full-access`';
 
+/** The probe runs what a command gets (every flag, capabilities dropped), on a read-only root. */
+const PROBE_POLICY: SandboxPolicy = { restrictedFileSystem: true, rules: [{ path: '/', access: 'read' }], network: false };
+const PROBE_COMMAND: ConfinedCommand = { file: '/bin/true', argv: ['/bin/true'], cwd: '/', tty: false };
+
 /**
- * Checks once that bubblewrap exists and can create its namespaces here; the answer is cached.
+ * Checks once that bubblewrap exists and can confine a command here exactly as {@link bwrapArgs}
+ * asks (an old bwrap without `--cap-drop` fails here, not on every command); the answer is cached.
  * The path is resolved against `searchPath` (the server's PATH) once, so a command whose own
  * environment has no PATH still starts. A failure explains what to fix: nothing ever falls back to running unconfined.
  */
@@ -89,7 +103,7 @@ export function createBwrapProbe(name = 'bwrap', searchPath?: string): () => Pro
         resolve({ ok: false, message: NOT_INSTALLED });
         return;
       }
-      const child = spawn(bwrapPath, ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--unshare-net', '--die-with-parent', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(bwrapPath, bwrapArgs(PROBE_POLICY, PROBE_COMMAND), { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.once('error', (error: NodeJS.ErrnoException) =>

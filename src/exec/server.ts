@@ -172,6 +172,14 @@ export class ExecServer {
     this.#bwrapProbe = options.bwrapProbe ?? createBwrapProbe('bwrap', options.env.PATH);
   }
 
+  /**
+   * Whether this host can confine commands, and with which bubblewrap: the answer sandboxed
+   * `process/start`s get (asked once, then cached).
+   */
+  sandboxAvailability(): Promise<BwrapProbe> {
+    return this.#bwrapProbe();
+  }
+
   /** Sessions currently alive (attached or detached). */
   get sessionCount(): number {
     return this.#sessions.size;

@@ -106,6 +106,8 @@ describe('codex-multienv doctor', () => {
       threads: 'ok',
       // npm install builds the native starter on Linux.
       process_start: process.platform === 'linux' ? 'ok' : 'skip',
+      // CI runs as root, which is a warning.
+      user: process.geteuid?.() === 0 ? 'warn' : 'ok',
       // Depends on the host; the configured sandbox is danger-full-access, so never a failure.
       bubblewrap: expect.stringMatching(/^(ok|warn|skip)$/),
       model: 'ok',
@@ -262,13 +264,36 @@ describe('codex-multienv doctor', () => {
     });
   });
 
-  it('fails the bubblewrap check when it is missing and a sandbox is configured; only warns under danger-full-access', async () => {
+  it('fails the bubblewrap check when it is missing and the configured sandbox confines local; only warns under danger-full-access; skips it without local', async () => {
     const withoutBwrap = { PATH: emptyPath.path };
     const sandboxed = await doctorJson(['-c', 'sandbox_mode="read-only"'], withoutBwrap);
     expect(sandboxed.code).toBe(1);
-    expect(checkOf(sandboxed.report, 'bubblewrap')).toMatchObject({ status: 'fail', detail: expect.stringContaining('bubblewrap (`bwrap`), which is not installed') });
-    const unsandboxed = await doctorJson([], withoutBwrap);
-    expect(checkOf(unsandboxed.report, 'bubblewrap').status).toBe('warn');
+    expect(checkOf(sandboxed.report, 'bubblewrap')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/bubblewrap \(`bwrap`\), which is not installed.*; the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, so each one is refused$/),
+    });
+    // A permission profile is a configured sandbox too.
+    await writeFile(join(home.path, 'config.toml'), `default_permissions = ":workspace"\n${await readFile(join(home.path, 'config.toml'), 'utf8')}`);
+    const profiled = await doctorJson([], withoutBwrap);
+    expect(checkOf(profiled.report, 'bubblewrap')).toMatchObject({ status: 'fail', detail: expect.stringContaining('the configured sandbox (:workspace) confines every command on `local`') });
+    const unsandboxed = await doctorJson(['-c', 'sandbox_mode="danger-full-access"', '-c', 'default_permissions=":danger-full-access"'], withoutBwrap);
+    expect(checkOf(unsandboxed.report, 'bubblewrap')).toMatchObject({ status: 'warn', detail: expect.stringContaining('a thread that asks for one there is refused') });
     expect(unsandboxed.code).toBe(0);
+    const remoteOnly = await doctorJson(['-c', 'sandbox_mode="read-only"'], { ...withoutBwrap, CODEX_EXEC_SERVER_URL: execServer.url });
+    expect(checkOf(remoteOnly.report, 'bubblewrap')).toMatchObject({ status: 'skip', detail: expect.stringContaining('there is no `local` environment') });
+  });
+
+  it('warns when the server runs as root: commands run as root, and only the sandbox holds them', async () => {
+    const { report } = await doctorJson();
+    const user = checkOf(report, 'user');
+    if (process.geteuid?.() === 0) {
+      expect(user).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(/^uid 0 \(root\): every command runs as root\. In the sandbox bubblewrap drops all capabilities.*can do anything on this host$/),
+        fix: expect.stringContaining('unprivileged user'),
+      });
+    } else {
+      expect(user).toMatchObject({ status: 'ok', detail: expect.stringMatching(new RegExp(`^uid ${process.geteuid?.()}\\b.*commands run with this user's rights$`)) });
+    }
   });
 });

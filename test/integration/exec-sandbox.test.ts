@@ -1,8 +1,8 @@
 // Our exec-server applying the sandbox it is asked for (process/start and fs/*), over a real
 // websocket and in-process: what a Codex client sees (sandboxType, sandboxDenied), terminals under
-// bwrap, and file writes judged by where they land.
-import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+// bwrap, no capabilities even for root, and file writes judged by where they land.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,7 +12,7 @@ import { createBwrapProbe } from '../../src/exec/bwrap.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { FsCopy, FsCreateDirectory, FsOpen, FsWalk, FsWriteFile, ProcessStart, type SandboxContext } from '../../src/protocol/exec.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
-import { workspaceWriteSandbox } from '../helpers/sandbox.js';
+import { DECOY_TEXT, escapeAttempts, escapeSandbox, makeEscapeLayout, workspaceWriteSandbox, type EscapeLayout } from '../helpers/sandbox.js';
 
 const workspaceWrite = (root: string): SandboxContext => workspaceWriteSandbox(root);
 
@@ -125,5 +125,92 @@ describe('without bubblewrap', () => {
       await server.close();
       await work.cleanup();
     }
+  });
+});
+
+/** The unprivileged user the non-root case runs bubblewrap as, when the suite runs as root. */
+const NOBODY = 65534;
+const runningAsRoot = process.getuid?.() === 0;
+
+// CI runs the suite as root. bubblewrap keeps every capability of a root caller unless told to
+// drop them, and the mounts confine only a command that cannot change them: each case below is
+// an escape a root command wins when capabilities are kept. `unprivileged` runs the same attempts
+// with bubblewrap started as another user (setpriv), where its user namespace confines them.
+describe.each(['in-process', 'websocket', 'unprivileged'] as const)('a sandboxed command gets no privileges (%s)', (transport) => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let layout: EscapeLayout;
+  let client: ExecClient;
+  let server: ExecServer | undefined;
+  let listening: ListeningProcess | undefined;
+  let serverPid: number;
+  const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+
+  beforeAll(async () => {
+    dir = await tempDir('exec-sbx-priv-');
+    layout = await makeEscapeLayout(dir.path);
+    const host = { env: process.env, cwd: layout.workspace, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'test' };
+    if (transport === 'websocket') {
+      listening = await startOurWsExecServer();
+      client = await ExecClient.connect(websocketConnector(listening.url));
+      serverPid = listening.child.pid ?? -1;
+      return;
+    }
+    let bwrapProbe: ReturnType<typeof createBwrapProbe> | undefined;
+    if (transport === 'unprivileged' && runningAsRoot) {
+      // The server stays root; bubblewrap (and so the command) runs as NOBODY, as it would for a
+      // server started by that user. The decoys stay root's, readable to all; the workspace is NOBODY's.
+      const bwrap = await createBwrapProbe('bwrap', process.env.PATH)();
+      if (!bwrap.ok) throw new Error(bwrap.message);
+      const wrapper = join(dir.path, 'bwrap-as-nobody');
+      await writeFile(wrapper, `#!/bin/sh\nexec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups -- ${bwrap.path} "$@"\n`, { mode: 0o755 });
+      await chmod(dir.path, 0o755);
+      await chown(layout.workspace, NOBODY, NOBODY);
+      bwrapProbe = createBwrapProbe(wrapper);
+    }
+    server = new ExecServer({ env: process.env, host, ...(bwrapProbe === undefined ? {} : { bwrapProbe }) });
+    client = await ExecClient.connect(localConnector(server));
+    serverPid = process.pid;
+  });
+  afterAll(async () => {
+    await client.close();
+    await server?.close();
+    await listening?.stop();
+    await dir.cleanup();
+  });
+
+  async function run(script: string): Promise<{ exitCode: number | undefined; output: string }> {
+    const proc = await client.startProcess({ argv: ['/bin/sh', '-c', script], cwd: layout.workspace, env, tty: false, sandbox: escapeSandbox(layout) });
+    const result = await proc.collect();
+    return { exitCode: result.exitCode, output: result.stdout.toString() + result.stderr.toString() };
+  }
+
+  it('runs the command with empty capability sets and no_new_privs, as the user the sandbox was started by', async () => {
+    const { exitCode, output } = await run('grep -E "^(Uid|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):" /proc/self/status');
+    expect(exitCode).toBe(0);
+    const fields = Object.fromEntries(output.trim().split('\n').map((line) => line.split(/:\s+/)));
+    expect(fields).toEqual({
+      Uid: expect.stringMatching(new RegExp(`^${transport === 'unprivileged' && runningAsRoot ? NOBODY : process.getuid?.()}\\s`)),
+      CapInh: '0000000000000000',
+      CapPrm: '0000000000000000',
+      CapEff: '0000000000000000',
+      CapAmb: '0000000000000000',
+      NoNewPrivs: '1',
+    });
+  });
+
+  it('refuses remount, unmount, unshare, a raw socket, a device node and ptrace access to the server; the workspace stays writable', async () => {
+    const outcomes: { name: string; escaped: boolean; refused: boolean; output: string }[] = [];
+    for (const attempt of escapeAttempts(layout, serverPid)) {
+      const { output } = await run(attempt.script);
+      outcomes.push({ name: attempt.name, escaped: output.includes(attempt.marker), refused: attempt.refusal.test(output), output });
+    }
+    // Listed with their output, so a failure says which attempt got out and how.
+    expect(outcomes.filter((outcome) => outcome.escaped || !outcome.refused)).toEqual([]);
+    expect(readFileSync(layout.decoy, 'utf8')).toBe(DECOY_TEXT);
+    expect(existsSync(join(layout.workspace, 'disk'))).toBe(false);
+
+    const write = await run('echo inside > inside.txt && cat inside.txt');
+    expect(write).toEqual({ exitCode: 0, output: 'inside\n' });
+    expect(readFileSync(join(layout.workspace, 'inside.txt'), 'utf8')).toBe('inside\n');
   });
 });

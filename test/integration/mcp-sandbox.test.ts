@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { DECOY_TEXT, makeEscapeLayout, mountEscapes, SECRET_TEXT } from '../helpers/sandbox.js';
 import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
 
 const addFile = (path: string, text: string, environmentId?: string): FakeStep =>
@@ -120,6 +121,34 @@ describe('sandbox, permission profiles and the command environment, end to end',
     expect(existsSync(join(cwd, 'inside'))).toBe(true);
     expect(readFileSync(join(cwd, 'inside.txt'), 'utf8')).toBe('yes\n');
     expect(existsSync(join(cwd, 'also-inside.txt'))).toBe(false);
+  });
+
+  it.each(['local', 'remote'])('keeps a command inside the sandbox on %s when the server runs as root: no remount, no unmount of a denied path', async (where) => {
+    // CI runs this as root: the server and the exec-server, so the commands too.
+    const layout = await makeEscapeLayout(outside.path);
+    await config(['[permissions.guarded.filesystem]', '":root" = "read"', '":workspace_roots" = "write"', `${JSON.stringify(layout.secret)} = "deny"`].join('\n'));
+    mcp = await startMcp(home.path);
+    let environment: Json = { id: 'local', cwd: work.path, permissions: 'guarded' };
+    let cwd = work.path;
+    if (where === 'remote') {
+      const server = await remote();
+      cwd = server.cwd;
+      expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
+      environment = { id: 'box', cwd, permissions: 'guarded' };
+    }
+    const [remount, unmount] = mountEscapes(layout);
+    if (remount === undefined || unmount === undefined) throw new Error('mountEscapes lists the remount and the unmount');
+    steps.push(exec(remount.script), exec(unmount.script), exec('echo inside > inside.txt && cat inside.txt'), say('done'));
+    const result = await mcp.call('codex', { prompt: 'get out', cwd: work.path, environments: [environment] });
+    expect(result.isError).toBeFalsy();
+
+    expect(outputAt(model, 1)).not.toContain(remount.marker);
+    expect(outputAt(model, 1)).toMatch(remount.refusal);
+    expect(outputAt(model, 2)).not.toContain(SECRET_TEXT.trim());
+    expect(outputAt(model, 2)).toMatch(unmount.refusal);
+    expect(readFileSync(layout.decoy, 'utf8')).toBe(DECOY_TEXT);
+    expect(exitCodeOf(outputAt(model, 3))).toBe(0);
+    expect(readFileSync(join(cwd, 'inside.txt'), 'utf8')).toBe('inside\n');
   });
 
   describe('network', () => {
@@ -291,5 +320,19 @@ describe('sandbox, permission profiles and the command environment, end to end',
     await mcp.call('codex', { prompt: 'no bwrap', cwd: work.path, sandbox: 'workspace-write' });
     expect(outputAt(model, 3)).toMatch(/exec_command failed: .*bubblewrap.*apt-get install bubblewrap/);
     expect(existsSync(join(work.path, 'unconfined'))).toBe(false);
+    // Configured as danger-full-access, so nothing to warn about at start-up.
+    expect(mcp.stderr()).not.toContain('confines every command on `local`');
+  });
+
+  it('warns once at start-up when the configured sandbox needs bubblewrap and this host has none', async () => {
+    const bin = join(work.path, 'bin');
+    await mkdir(bin);
+    mcp = await startMcp(home.path, { env: { PATH: bin }, args: ['-c', 'sandbox_mode="read-only"'] });
+    const warning = /WARN .*the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, and this host cannot, so each one will be refused: sandboxing needs bubblewrap \(`bwrap`\), which is not installed on this host; install it/;
+    await mcp.waitForStderr(warning, 'the missing-bubblewrap warning');
+    steps.push(exec('/usr/bin/true'), say('done'));
+    await mcp.call('codex', { prompt: 'read-only', cwd: work.path });
+    expect(outputAt(model, 1)).toMatch(/exec_command failed: .*bubblewrap.*not installed/);
+    expect(mcp.stderr().match(new RegExp(warning.source, 'g'))).toHaveLength(1);
   });
 });
