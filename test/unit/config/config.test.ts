@@ -97,6 +97,7 @@ describe('resolveConfig: defaults', () => {
         defaultWaitMs: 50_000,
         drainTimeoutMs: 600_000,
         portableToolNames: false,
+        maxMessageBytes: 10 * 1024 * 1024,
       },
     });
     expect(DEFAULT_MODEL).toBe('gpt-5.5');
@@ -153,6 +154,7 @@ threads_dir = "state/threads"
 default_wait_sec = 0.25
 drain_timeout_sec = 0
 portable_tool_names = true
+max_message_mb = 2.5
 `),
     ]);
     expect(warnings).toEqual([]);
@@ -197,6 +199,7 @@ portable_tool_names = true
         defaultWaitMs: 250,
         drainTimeoutMs: 0,
         portableToolNames: true,
+        maxMessageBytes: 2.5 * 1024 * 1024,
       },
     });
     expect(config.permissionProfiles.get('restricted').rules).toEqual([{ target: { special: 'minimal' }, access: 'read' }]);
