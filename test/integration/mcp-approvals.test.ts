@@ -164,6 +164,33 @@ describe('approvals through elicitation, end to end', () => {
     expect(outputsAt(model, 1)).toEqual([expect.stringMatching(/exec_command was rejected/)]);
   });
 
+  it('denies answers that only look like approvals (issue 12: odd amendments, an invalid action beside an old-style approval), and honours a well-formed amendment', async () => {
+    const answers: unknown[] = [
+      { decision: { approved_execpolicy_amendment: null } },
+      { decision: { approved_execpolicy_amendment: {} } },
+      { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: [] } } },
+      { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: ['touch'] }, extra: 1 } },
+      { action: 'bogus', decision: 'approved' },
+      { action: 'accept', content: { decision: 'approve' }, decision: 'denied' },
+    ];
+    const queue = [...answers, { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: ['touch'] } } }];
+    mcp = await startMcp(home.path, { answer: () => queue.shift() });
+    for (const [index, answer] of answers.entries()) {
+      steps.push(exec(`touch looks-approved-${index}.txt`), say(`turn ${index}`));
+      const before = model.requests.length;
+      const result = await mcp.call('codex', untrusted('make the file'));
+      expect(textOf(result)).toBe(`turn ${index}`);
+      expect(existsSync(join(work.path, `looks-approved-${index}.txt`))).toBe(false);
+      const [output] = outputsAt(model, before + 1);
+      expect({ answer, output }).toEqual({ answer, output: expect.stringMatching(/exec_command was rejected[\s\S]*not a clear choice/) });
+    }
+    steps.push(exec('touch amended.txt'), say('amended'));
+    const result = await mcp.call('codex', untrusted('make the file'));
+    expect(textOf(result)).toBe('amended');
+    expect(existsSync(join(work.path, 'amended.txt'))).toBe(true);
+    expect(queue).toEqual([]);
+  });
+
   it('denies on a bare string answer (a JSON-RPC result that is not an object) because of the answer, not after the approval timeout', async () => {
     // 0.153 turned a bare "denied" into Denied at once. A 10 s approval timeout bounds the test; the
     // denial must come from the answer itself, so the model must not read "timed out".
