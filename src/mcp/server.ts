@@ -3,7 +3,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { CancelledNotificationSchema, ErrorCode, McpError, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { EnvironmentEntry } from '../config/environments.js';
+import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environments.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
@@ -301,11 +301,16 @@ export function createMcpServer(options: McpServerOptions): McpServer {
       if (args.initializeTimeoutMs !== undefined) entry.initializeTimeoutSec = args.initializeTimeoutMs / 1000;
       if (args.permissions !== undefined) entry.permissions = args.permissions;
       try {
+        // Every check comes before the user is asked: an approval is never spent on a call that
+        // fails anyway (url with program, a relative cwd, a reserved id, an unknown profile, …).
         if (entry.permissions !== undefined) options.threads.checkPermissions(entry.permissions);
-        if (entry.program !== undefined && options.allowRuntimeProgramEnvironments !== true) {
+        // The registry builds the same spec from the same entry (a pure function): what is shown
+        // for approval is what is registered.
+        const spec = buildEnvironmentSpec(entry);
+        if (spec.kind === 'stdio' && options.allowRuntimeProgramEnvironments !== true) {
           const approver = new ElicitationApprover({ server: server.server, timeoutMs: options.approvalTimeoutMs, logger, toolCallId: extra.requestId });
           const decision = await approver.request(
-            { kind: 'exec', threadId: '', callId: 'environment/add', environmentId: id, cwd: entry.cwd ?? '(server cwd)', command: [entry.program, ...(entry.args ?? [])], reason: `environment/add: register environment \`${id}\` that runs this command on this machine` },
+            { kind: 'exec', threadId: '', callId: 'environment/add', environmentId: id, cwd: spec.cwd ?? '(server cwd)', command: [spec.program, ...spec.args], reason: `environment/add: register environment \`${id}\` that runs this command on this machine` },
             extra.signal,
           );
           if (decision.decision !== 'approved' && decision.decision !== 'approved_for_session') {

@@ -359,6 +359,29 @@ describe('approvals through elicitation, end to end', () => {
       expect(await listedIds(mcp)).not.toContain('piped');
     });
 
+    it('checks every argument before asking: a call that would fail anyway is an error naming the problem, and nobody is asked', async () => {
+      const asked: Json[] = [];
+      mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
+      const cases: [Json, RegExp][] = [
+        [{ id: 'both', url: 'ws://127.0.0.1:9', program, args: programArgs }, /`both` must set exactly one of url or program/],
+        [{ id: 'both-alias', execServerUrl: 'ws://127.0.0.1:9', program }, /must set exactly one of url or program/],
+        [{ id: 'relative', program, cwd: 'not/absolute' }, /`relative` cwd must be absolute/],
+        [{ id: 'local', program }, /reserved/],
+        [{ id: 'no spaces', program }, /must contain only ASCII letters, numbers/],
+        [{ id: 'blank', program: '   ' }, /`blank` program cannot be empty/],
+        [{ id: 'token', program, authBearerToken: 'secret' }, /`token` auth_bearer_token requires url/],
+        [{ id: 'profile', program, permissions: 'no-such-profile' }, /permissions: .*no-such-profile/],
+      ];
+      for (const [args, problem] of cases) {
+        const result = await mcp.call('environment/add', args);
+        expect({ args, isError: result.isError, text: textOf(result) }).toEqual({ args, isError: true, text: expect.stringMatching(problem) });
+      }
+      expect(asked).toHaveLength(0);
+      expect(elicitations(mcp)).toHaveLength(0);
+      const ids = await listedIds(mcp);
+      for (const [args] of cases) if (args.id !== 'local') expect(ids).not.toContain(args.id);
+    });
+
     it('registers the environment once approved, and it works', async () => {
       const asked: Json[] = [];
       mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
