@@ -437,6 +437,8 @@ describe('resolveConfig: errors name the source and the key', () => {
     expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 0')])).message).toBe(
       `${FILE}: multienv.max_concurrent_turns: expected at least 1, got 0`,
     );
+    expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 0.5')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at least 1, got 0.5`);
+    expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 1024')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at most 256, got 1024`);
     expect(thrown(() => resolve([file('[model_providers.openai]\nrequest_max_retries = 1000')])).message).toBe(
       `${FILE}: model_providers.openai.request_max_retries: expected at most 100, got 1000`,
     );
