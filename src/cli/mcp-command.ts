@@ -249,7 +249,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
     onLogForwarder: (forward) => (forwardLog = forward),
   });
-  const { closed: inputClosed } = await serveOverStdio(server, io.input, io.output);
+  const { closed: inputClosed } = await serveOverStdio(server, io.input, io.output, { maxMessageBytes: limits.maxMessageBytes, logger: logger.child('mcp') });
   const stopNow = new AbortController();
   const closed = new Promise<'client gone' | 'signal'>((resolve) => {
     void inputClosed.then(() => resolve('client gone'));

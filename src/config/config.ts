@@ -546,6 +546,8 @@ const MultienvTomlSchema = (context: SchemaContext) =>
       drain_timeout_sec: z.number().min(0).max(2 ** 31 / 1000).default(600),
       portable_tool_names: z.boolean().default(false),
       idle_thread_unload_sec: z.number().min(0).max(2 ** 31 / 1000).default(900),
+      // Above 256 MiB one message could no longer be made one string in Node.js.
+      max_message_mb: z.number().min(1).max(256).default(10),
     })
     .transform((raw) => ({
       /** `max_concurrent_turns`: turns running at once across all threads. @default 8 */
@@ -588,6 +590,12 @@ const MultienvTomlSchema = (context: SchemaContext) =>
       drainTimeoutMs: Math.round(raw.drain_timeout_sec * 1000),
       /** `portable_tool_names`: publish `environment_add`, … instead of `environment/add`, … @default false */
       portableToolNames: raw.portable_tool_names,
+      /**
+       * `max_message_mb` (MiB), in bytes: the largest MCP message read from the client; a larger
+       * one is answered with an error. The SDK's own stdio bound, which MCP clients also apply to
+       * what they read. @default 10485760
+       */
+      maxMessageBytes: Math.floor(raw.max_message_mb * 1024 * 1024),
     }))
     .prefault({});
 

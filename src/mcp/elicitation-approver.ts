@@ -15,52 +15,92 @@ const CHOICES = [
   { value: 'deny', title: 'Deny' },
 ] as const;
 
-const ElicitAnswerSchema = z.looseObject({
+/**
+ * `_meta` that any MCP result may carry. It is the only member an answer may have besides those of
+ * its shape: a clear answer is exactly one shape, never a mixture.
+ */
+const ResultMetaSchema = z.record(z.string(), z.unknown()).optional();
+
+/** A standard `ElicitResult`. `content` is checked per action, below. */
+const ElicitAnswerSchema = z.strictObject({
   action: z.enum(['accept', 'decline', 'cancel']),
-  content: z.looseObject({ decision: z.string().optional() }).optional(),
+  content: z.unknown().optional(),
+  _meta: ResultMetaSchema,
 });
 
-const LegacyDeniedSchema = z.looseObject({ denied: z.looseObject({ rejection: z.string().optional() }) });
-const LegacyAmendmentSchema = z.looseObject({ approved_execpolicy_amendment: z.unknown() });
+/** The form's content of an `accept`: exactly one of our choices. */
+const AcceptedContentSchema = z.strictObject({ decision: z.enum(CHOICES.map((c) => c.value)) });
 
-/** The old `codex mcp-server` answer: `{ "decision": ReviewDecision }`. */
-const LegacyAnswerSchema = z.looseObject({
+/** The old server's denial with the text the model is told; any extra members still deny. */
+const LegacyDeniedSchema = z.looseObject({ denied: z.looseObject({ rejection: z.string().optional() }) });
+
+/**
+ * The old server's approval with an exec-policy amendment (a command prefix to allow from now on),
+ * honoured as an approval of this command once (we keep no exec policy file). Only the exact,
+ * well-formed shape: a non-empty argv of non-empty strings.
+ */
+const LegacyAmendmentSchema = z.strictObject({
+  approved_execpolicy_amendment: z.strictObject({ proposed_execpolicy_amendment: z.array(z.string().min(1)).min(1) }),
+});
+
+/** The old `codex mcp-server` answer: exactly `{ "decision": ReviewDecision }`. */
+const LegacyAnswerSchema = z.strictObject({
   decision: z.union([
     z.enum(['approved', 'approved_for_session', 'denied', 'abort', 'timed_out', 'approved_mcp_policy_amendment']),
     LegacyDeniedSchema,
     LegacyAmendmentSchema,
   ]),
+  _meta: ResultMetaSchema,
 });
 
+/** Characters of an unclear answer quoted in the denial's reason. */
+const ANSWER_PREVIEW_CHARS = 200;
+
+function unclear(answer: unknown): ApprovalDecision {
+  let text: string;
+  try {
+    text = JSON.stringify(answer) ?? String(answer);
+  } catch {
+    text = String(answer);
+  }
+  const preview = text.length <= ANSWER_PREVIEW_CHARS ? text : `${text.slice(0, ANSWER_PREVIEW_CHARS)}…`;
+  return { decision: 'denied', reason: `the approval answer was not a clear choice (got ${preview})` };
+}
+
+const hasMember = (answer: unknown, key: string): boolean => typeof answer === 'object' && answer !== null && Object.hasOwn(answer, key);
+
 /**
- * Turns whatever the client answered into a decision. Only a clear approval approves:
- * unknown shapes, unknown choices and an `accept` without a choice are denials.
+ * Turns whatever the client answered into a decision. Only an answer that is exactly one of the
+ * clear shapes approves (see the README's *Approvals*); any other answer is a denial: an unknown
+ * shape or choice, an `accept` without a choice, an answer carrying an `action` that is not a valid
+ * `ElicitResult` (also when it carries an old-style `decision` as well), a malformed amendment.
  */
 export function parseApprovalAnswer(answer: unknown): ApprovalDecision {
-  const standard = ElicitAnswerSchema.safeParse(answer);
-  if (standard.success) {
+  // An answer with an `action` is a standard one, whatever else it holds: it is never read as old-style.
+  if (hasMember(answer, 'action')) {
+    const standard = ElicitAnswerSchema.safeParse(answer);
+    if (!standard.success) return unclear(answer);
     if (standard.data.action === 'decline') return { decision: 'denied', reason: 'the user declined' };
     if (standard.data.action === 'cancel') return { decision: 'denied', reason: 'the user dismissed the approval request' };
-    const choice = standard.data.content?.decision;
+    const content = AcceptedContentSchema.safeParse(standard.data.content);
+    if (!content.success) return unclear(answer);
+    const choice = content.data.decision;
     if (choice === 'approve') return { decision: 'approved' };
     if (choice === 'approve_for_session') return { decision: 'approved_for_session' };
-    if (choice === 'deny') return { decision: 'denied', reason: 'the user denied it' };
-    return { decision: 'denied', reason: `the approval answer did not contain a clear choice (got ${JSON.stringify(choice ?? null)})` };
+    return { decision: 'denied', reason: 'the user denied it' };
   }
   const legacy = LegacyAnswerSchema.safeParse(answer);
-  if (legacy.success) {
-    const decision = legacy.data.decision;
-    if (decision === 'approved' || decision === 'approved_mcp_policy_amendment') return { decision: 'approved' };
-    if (decision === 'approved_for_session') return { decision: 'approved_for_session' };
-    if (decision === 'abort') return { decision: 'abort', reason: 'the user aborted the turn' };
-    if (decision === 'denied') return { decision: 'denied', reason: 'the user denied it' };
-    if (decision === 'timed_out') return { decision: 'denied', reason: 'the approval request timed out' };
-    const denied = LegacyDeniedSchema.safeParse(decision);
-    if (denied.success) return { decision: 'denied', reason: denied.data.denied.rejection ?? 'the user denied it' };
-    // `approved_execpolicy_amendment`: approved (we keep no exec policy file).
-    return { decision: 'approved' };
-  }
-  return { decision: 'denied', reason: 'the approval answer could not be understood' };
+  if (!legacy.success) return unclear(answer);
+  const decision = legacy.data.decision;
+  if (decision === 'approved' || decision === 'approved_mcp_policy_amendment') return { decision: 'approved' };
+  if (decision === 'approved_for_session') return { decision: 'approved_for_session' };
+  if (decision === 'abort') return { decision: 'abort', reason: 'the user aborted the turn' };
+  if (decision === 'denied') return { decision: 'denied', reason: 'the user denied it' };
+  if (decision === 'timed_out') return { decision: 'denied', reason: 'the approval request timed out' };
+  if ('denied' in decision) return { decision: 'denied', reason: decision.denied.rejection ?? 'the user denied it' };
+  // The one shape left (the compiler checks it is): a well-formed exec-policy amendment.
+  decision satisfies z.infer<typeof LegacyAmendmentSchema>;
+  return { decision: 'approved' };
 }
 
 function quoteArg(arg: string): string {

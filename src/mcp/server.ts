@@ -1,17 +1,16 @@
-import { Transform, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { CancelledNotificationSchema, ErrorCode, McpError, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { EnvironmentEntry } from '../config/environments.js';
+import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environments.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { parseJsonAs } from '../util/json.js';
 import { ElicitationApprover } from './elicitation-approver.js';
 import { mcpLogForwarder } from './logging.js';
+import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema, WaitMsSchema, registerOpsTools } from './ops-tools.js';
 import { TASK_CAPABILITIES, TurnTaskStore, createTurnTask, routeTaskCalls } from './tasks.js';
 import { toolNames } from './tool-names.js';
@@ -302,11 +301,16 @@ export function createMcpServer(options: McpServerOptions): McpServer {
       if (args.initializeTimeoutMs !== undefined) entry.initializeTimeoutSec = args.initializeTimeoutMs / 1000;
       if (args.permissions !== undefined) entry.permissions = args.permissions;
       try {
+        // Every check comes before the user is asked: an approval is never spent on a call that
+        // fails anyway (url with program, a relative cwd, a reserved id, an unknown profile, …).
         if (entry.permissions !== undefined) options.threads.checkPermissions(entry.permissions);
-        if (entry.program !== undefined && options.allowRuntimeProgramEnvironments !== true) {
+        // The registry builds the same spec from the same entry (a pure function): what is shown
+        // for approval is what is registered.
+        const spec = buildEnvironmentSpec(entry);
+        if (spec.kind === 'stdio' && options.allowRuntimeProgramEnvironments !== true) {
           const approver = new ElicitationApprover({ server: server.server, timeoutMs: options.approvalTimeoutMs, logger, toolCallId: extra.requestId });
           const decision = await approver.request(
-            { kind: 'exec', threadId: '', callId: 'environment/add', environmentId: id, cwd: entry.cwd ?? '(server cwd)', command: [entry.program, ...(entry.args ?? [])], reason: `environment/add: register environment \`${id}\` that runs this command on this machine` },
+            { kind: 'exec', threadId: '', callId: 'environment/add', environmentId: id, cwd: spec.cwd ?? '(server cwd)', command: [spec.program, ...spec.args], reason: `environment/add: register environment \`${id}\` that runs this command on this machine` },
             extra.signal,
           );
           if (decision.decision !== 'approved' && decision.decision !== 'approved_for_session') {
@@ -348,46 +352,15 @@ export function createMcpServer(options: McpServerOptions): McpServer {
 }
 
 /**
- * Serves `server` over a pair of streams (the composition root passes stdin/stdout). Resolves once
- * connected; `closed` resolves when the input ends or the transport closes.
+ * Serves `server` over a pair of streams (the composition root passes stdin/stdout) with a bound on
+ * each message read (see {@link McpStdioTransport}). Resolves once connected; `closed` resolves
+ * when the input ends or the transport closes.
  */
-export async function serveOverStdio(server: McpServer, input: Readable, output: Writable): Promise<{ closed: Promise<void> }> {
-  const transport = new StdioServerTransport(input.pipe(nonObjectResultsAsErrors()), output);
+export async function serveOverStdio(server: McpServer, input: Readable, output: Writable, options: McpStdioTransportOptions): Promise<{ closed: Promise<void> }> {
+  const transport = new McpStdioTransport(input, output, options);
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();
-    input.once('end', () => resolve());
   });
   await server.connect(transport);
   return { closed };
-}
-
-const ResponseLineSchema = z.looseObject({ id: z.union([z.string(), z.number()]), result: z.unknown() });
-
-/**
- * The SDK drops a response whose `result` is not an object (e.g. an approval answered with a bare
- * `"approved"`), which would leave the request waiting until its timeout. This filter turns such a
- * response into an error response, which the waiting request then sees at once (an approval: a
- * denial).
- */
-function nonObjectResultsAsErrors(): Transform {
-  let pending = '';
-  const fix = (line: string): string => {
-    if (!line.includes('"result"')) return line;
-    const response = parseJsonAs(ResponseLineSchema, line).value;
-    if (response === undefined || 'method' in response) return line;
-    const result = response.result;
-    if (typeof result === 'object' && result !== null && !Array.isArray(result)) return line;
-    return JSON.stringify({ jsonrpc: '2.0', id: response.id, error: { code: -32600, message: `the result must be an object, got ${JSON.stringify(result)}` } });
-  };
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      pending += chunk.toString('utf8');
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      callback(null, lines.map((line) => `${fix(line)}\n`).join(''));
-    },
-    flush(callback) {
-      callback(null, pending.length > 0 ? fix(pending) : '');
-    },
-  });
 }

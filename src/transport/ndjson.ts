@@ -1,6 +1,17 @@
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /**
+ * Follows a line over the bound, whose bytes the reader does not keep: a consumer can still learn
+ * something from it (such as the id of the request it carried) in bounded memory.
+ */
+export interface OversizedLineObserver {
+  /** The line's bytes in order, from its first byte (those read before the bound was hit too). */
+  write(bytes: Buffer): void;
+  /** The line ended; `bytes` is its whole length without the newline. */
+  end(bytes: number): void;
+}
+
+/**
  * Splits a byte stream into newline-delimited messages with a bound on line length.
  * An oversized line is dropped up to its newline and reported once; the stream stays usable.
  */
@@ -8,12 +19,15 @@ export class NdjsonReader {
   #chunks: Buffer[] = [];
   #length = 0;
   #discarding = false;
+  #oversized: OversizedLineObserver | undefined;
 
   constructor(
     /** Receives each line's bytes, without the newline (and without a `\r` before it). */
     private readonly onLine: (line: Buffer) => void,
     private readonly onOversize: (error: LocalError) => void,
     private readonly maxLineBytes: number,
+    /** Called when a line goes over the bound; the observer it returns sees that line's bytes. */
+    private readonly observeOversized?: () => OversizedLineObserver,
   ) {}
 
   /** Feeds bytes read from the stream. */
@@ -32,10 +46,18 @@ export class NdjsonReader {
   }
 
   #append(part: Buffer): void {
-    if (this.#discarding || part.length === 0) return;
+    if (part.length === 0) return;
+    if (this.#discarding) {
+      this.#length += part.length;
+      this.#oversized?.write(part);
+      return;
+    }
     if (this.#length + part.length > this.maxLineBytes) {
+      this.#oversized = this.observeOversized?.();
+      for (const chunk of this.#chunks) this.#oversized?.write(chunk);
+      this.#oversized?.write(part);
       this.#chunks = [];
-      this.#length = 0;
+      this.#length += part.length;
       this.#discarding = true;
       this.onOversize(
         new LocalError(LocalErrorCode.FrameTooLarge, `message exceeds the limit of ${this.maxLineBytes} bytes and was dropped`),
@@ -49,6 +71,9 @@ export class NdjsonReader {
   #finishLine(): void {
     if (this.#discarding) {
       this.#discarding = false;
+      this.#oversized?.end(this.#length);
+      this.#oversized = undefined;
+      this.#length = 0;
       return;
     }
     let line = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length);

@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
-import { NdjsonReader } from './ndjson.js';
+import { NdjsonReader, type OversizedLineObserver } from './ndjson.js';
 import { decodeUtf8 } from './text.js';
 import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport } from './transport.js';
 
@@ -14,6 +14,8 @@ export interface StreamTransportOptions {
   onDispose?: () => Promise<void>;
   /** End the writable when closing. @default true */
   endOutput?: boolean;
+  /** Follows each line over `maxFrameBytes` (see {@link OversizedLineObserver}). @default none */
+  observeOversized?: () => OversizedLineObserver;
 }
 
 /**
@@ -41,6 +43,7 @@ export class StreamTransport implements MessageTransport {
       (line) => this.#onLine(line),
       (error) => this.onerror?.(error),
       options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      options.observeOversized,
     );
   }
 

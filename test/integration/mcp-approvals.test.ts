@@ -164,6 +164,33 @@ describe('approvals through elicitation, end to end', () => {
     expect(outputsAt(model, 1)).toEqual([expect.stringMatching(/exec_command was rejected/)]);
   });
 
+  it('denies answers that only look like approvals (issue 12: odd amendments, an invalid action beside an old-style approval), and honours a well-formed amendment', async () => {
+    const answers: unknown[] = [
+      { decision: { approved_execpolicy_amendment: null } },
+      { decision: { approved_execpolicy_amendment: {} } },
+      { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: [] } } },
+      { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: ['touch'] }, extra: 1 } },
+      { action: 'bogus', decision: 'approved' },
+      { action: 'accept', content: { decision: 'approve' }, decision: 'denied' },
+    ];
+    const queue = [...answers, { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: ['touch'] } } }];
+    mcp = await startMcp(home.path, { answer: () => queue.shift() });
+    for (const [index, answer] of answers.entries()) {
+      steps.push(exec(`touch looks-approved-${index}.txt`), say(`turn ${index}`));
+      const before = model.requests.length;
+      const result = await mcp.call('codex', untrusted('make the file'));
+      expect(textOf(result)).toBe(`turn ${index}`);
+      expect(existsSync(join(work.path, `looks-approved-${index}.txt`))).toBe(false);
+      const [output] = outputsAt(model, before + 1);
+      expect({ answer, output }).toEqual({ answer, output: expect.stringMatching(/exec_command was rejected[\s\S]*not a clear choice/) });
+    }
+    steps.push(exec('touch amended.txt'), say('amended'));
+    const result = await mcp.call('codex', untrusted('make the file'));
+    expect(textOf(result)).toBe('amended');
+    expect(existsSync(join(work.path, 'amended.txt'))).toBe(true);
+    expect(queue).toEqual([]);
+  });
+
   it('denies on a bare string answer (a JSON-RPC result that is not an object) because of the answer, not after the approval timeout', async () => {
     // 0.153 turned a bare "denied" into Denied at once. A 10 s approval timeout bounds the test; the
     // denial must come from the answer itself, so the model must not read "timed out".
@@ -330,6 +357,29 @@ describe('approvals through elicitation, end to end', () => {
       expect(asked[0]).toMatchObject({ mode: 'form', codex_elicitation: 'exec-approval', codex_environment_id: 'piped', codex_command: [program, ...programArgs] });
       expect(asked[0]!.message).toEqual(expect.stringContaining('piped'));
       expect(await listedIds(mcp)).not.toContain('piped');
+    });
+
+    it('checks every argument before asking: a call that would fail anyway is an error naming the problem, and nobody is asked', async () => {
+      const asked: Json[] = [];
+      mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
+      const cases: [Json, RegExp][] = [
+        [{ id: 'both', url: 'ws://127.0.0.1:9', program, args: programArgs }, /`both` must set exactly one of url or program/],
+        [{ id: 'both-alias', execServerUrl: 'ws://127.0.0.1:9', program }, /must set exactly one of url or program/],
+        [{ id: 'relative', program, cwd: 'not/absolute' }, /`relative` cwd must be absolute/],
+        [{ id: 'local', program }, /reserved/],
+        [{ id: 'no spaces', program }, /must contain only ASCII letters, numbers/],
+        [{ id: 'blank', program: '   ' }, /`blank` program cannot be empty/],
+        [{ id: 'token', program, authBearerToken: 'secret' }, /`token` auth_bearer_token requires url/],
+        [{ id: 'profile', program, permissions: 'no-such-profile' }, /permissions: .*no-such-profile/],
+      ];
+      for (const [args, problem] of cases) {
+        const result = await mcp.call('environment/add', args);
+        expect({ args, isError: result.isError, text: textOf(result) }).toEqual({ args, isError: true, text: expect.stringMatching(problem) });
+      }
+      expect(asked).toHaveLength(0);
+      expect(elicitations(mcp)).toHaveLength(0);
+      const ids = await listedIds(mcp);
+      for (const [args] of cases) if (args.id !== 'local') expect(ids).not.toContain(args.id);
     });
 
     it('registers the environment once approved, and it works', async () => {

@@ -100,6 +100,7 @@ describe('resolveConfig: defaults', () => {
         defaultWaitMs: 50_000,
         drainTimeoutMs: 600_000,
         portableToolNames: false,
+        maxMessageBytes: 10 * 1024 * 1024,
       },
     });
     expect(DEFAULT_MODEL).toBe('gpt-5.5');
@@ -156,6 +157,7 @@ threads_dir = "state/threads"
 default_wait_sec = 0.25
 drain_timeout_sec = 0
 portable_tool_names = true
+max_message_mb = 2.5
 `),
     ]);
     expect(warnings).toEqual([]);
@@ -200,6 +202,7 @@ portable_tool_names = true
         defaultWaitMs: 250,
         drainTimeoutMs: 0,
         portableToolNames: true,
+        maxMessageBytes: 2.5 * 1024 * 1024,
       },
     });
     expect(config.permissionProfiles.get('restricted').rules).toEqual([{ target: { special: 'minimal' }, access: 'read' }]);
@@ -437,6 +440,8 @@ describe('resolveConfig: errors name the source and the key', () => {
     expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 0')])).message).toBe(
       `${FILE}: multienv.max_concurrent_turns: expected at least 1, got 0`,
     );
+    expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 0.5')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at least 1, got 0.5`);
+    expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 1024')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at most 256, got 1024`);
     expect(thrown(() => resolve([file('[model_providers.openai]\nrequest_max_retries = 1000')])).message).toBe(
       `${FILE}: model_providers.openai.request_max_retries: expected at most 100, got 1000`,
     );
