@@ -113,11 +113,22 @@ export const TurnStartedRecordSchema = z.object({
   turnId: z.string().min(1),
   prompt: z.string(),
   environments: Environments,
-  /** The instruction files in force for this turn (absent in files written before they were read). */
-  instructions: z.array(InstructionFileSchema).optional(),
 });
 /** A turn began. */
 export type TurnStartedRecord = z.infer<typeof TurnStartedRecordSchema>;
+
+/**
+ * The instruction files read for a turn (the global AGENTS.md, each environment's project files),
+ * written once they were read, after its `turn_started`.
+ */
+export const InstructionsRecordSchema = z.object({
+  type: z.literal('instructions'),
+  at: Timestamp,
+  turnId: z.string().min(1),
+  files: z.array(InstructionFileSchema),
+});
+/** The instruction files read for a turn. */
+export type InstructionsRecord = z.infer<typeof InstructionsRecordSchema>;
 
 /** One item of a turn's conversation history, in the order the model saw it. */
 export const ItemRecordSchema = z.object({
@@ -177,6 +188,7 @@ export type CompactedRecord = z.infer<typeof CompactedRecordSchema>;
 /** Any record after the header. */
 export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   TurnStartedRecordSchema,
+  InstructionsRecordSchema,
   ItemRecordSchema,
   TurnCompletedRecordSchema,
   EnvironmentsChangedRecordSchema,
@@ -193,6 +205,7 @@ export type ThreadRecord = z.infer<typeof ThreadRecordSchema>;
 /** The `type` tags of the body records this version knows; any other tag came from a newer version. */
 export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
   'turn_started',
+  'instructions',
   'item',
   'turn_completed',
   'environments_changed',

@@ -218,10 +218,8 @@ export function storedTurns(records: readonly ThreadBodyRecord[]): StoredTurns {
   for (const record of records) {
     lastActivity = record.at;
     if (record.type === 'item') plan = planOf(record.item) ?? plan;
-    else if (record.type === 'turn_started') {
-      open = { turnId: record.turnId, startedAt: record.at };
-      if (record.instructions !== undefined) instructions = record.instructions;
-    }
+    else if (record.type === 'instructions') instructions = record.files;
+    else if (record.type === 'turn_started') open = { turnId: record.turnId, startedAt: record.at };
     else if (record.type === 'turn_completed') {
       if (open?.turnId === record.turnId) open = undefined;
       if (record.lastAgentMessage !== null) lastAgentMessage = record.lastAgentMessage;

@@ -4,7 +4,7 @@ import PQueue from 'p-queue';
 import { DEFAULT_COMPACT_PROMPT } from '../agent/compact.js';
 import { SessionApprovals, type ApprovalPolicy, type Approver } from '../agent/approvals.js';
 import { BASE_INSTRUCTIONS, environmentContextMessage, instructionFiles, projectInstructionsMessage, type GlobalInstructions } from '../agent/instructions.js';
-import { discoverProjectDocs, type ProjectDocOptions } from '../agent/project-docs.js';
+import { discoverProjectDocs, type ProjectDocOptions, type ProjectDocs } from '../agent/project-docs.js';
 import { updatePlanTool } from '../agent/tools/update-plan.js';
 import { ThreadProcessTable } from '../agent/process-table.js';
 import { applyPatchTool } from '../agent/tools/apply-patch.js';
@@ -19,7 +19,7 @@ import { describeProfile, type PermissionProfile } from '../config/permissions.j
 import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../environments/mcp-servers.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { DEFAULT_EXCLUDES } from '../exec/env-policy.js';
-import type { EnvPolicy } from '../protocol/exec.js';
+import type { EnvPolicy, SandboxContext } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem, type ToolSpec } from '../protocol/responses.js';
 import { THREAD_ID_PATTERN, type InstructionFile, type PlanUpdate, type PersistedItem, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
@@ -1014,6 +1014,39 @@ export class ThreadManager {
     }
   }
 
+  /**
+   * What a turn needs from its environments before the model is called: each one's shell and
+   * AGENTS.md files, the user's global instructions (all at once: one round trip each), and the
+   * tools, with the thread's MCP servers started.
+   */
+  async #prepareTurn(thread: Thread, turnId: string, selection: ThreadEnvironment[], environments: TurnEnvironment[], sandboxOf: (environmentId: string, cwd: string) => SandboxContext | null, callbacks: TurnCallbacks): Promise<PreparedTurn> {
+    // The shells and instruction files of every environment at once: one round trip each.
+    const [shells, projectDocs, globalInstructions] = await Promise.all([
+      Promise.all(
+        environments.map(async (environment) => {
+          try {
+            return (await environment.client(callbacks.signal)).info.shell?.name ?? undefined;
+          } catch {
+            return undefined;
+          }
+        }),
+      ),
+      Promise.all(environments.map((environment) => discoverProjectDocs(environment, thread.settings.projectDocs, sandboxOf(environment.id, environment.cwd), callbacks.signal))),
+      this.#globalInstructions(),
+    ]);
+    for (const docs of projectDocs) {
+      if (docs.error !== undefined) callbacks.onEvent?.({ type: 'progress', message: `AGENTS.md files of environment ${docs.environmentId} could not be read: ${docs.error}`, turnId });
+    }
+    const multi = environments.length > 1;
+    const builtIn = agentTools(multi);
+    const mcp = await this.#prepareMcpServers(thread, selection, turnId, callbacks);
+    // The built-in tools are shared (their JSON is built once); MCP tools make a new array.
+    const tools = mcp.tools.length === 0 ? builtIn : [...builtIn, ...mcpTools(mcp.tools, { reservedNames: builtIn.map((tool) => tool.name), multiEnvironment: multi })];
+    const mcpNotice = mcpFailureNotice(mcp.failures);
+    const requiredFailure = mcp.failures.find((failure) => failure.required);
+    return { shells, projectDocs, globalInstructions, tools, mcpNotice, requiredFailure };
+  }
+
   /** The user's global instructions now; a failure to read them is logged and the turn goes on without them. */
   async #globalInstructions(): Promise<GlobalInstructions | undefined> {
     try {
@@ -1054,38 +1087,29 @@ export class ThreadManager {
     const profileOf = (environmentId: string): PermissionProfile => permissions.get(environmentId) ?? thread.settings.permissions;
     const cwdOf = (environmentId: string): string => selection.find((entry) => entry.id === environmentId)?.cwd ?? thread.config.cwd;
     const sandboxOf = (environmentId: string, cwd: string) => sandboxContextFor(profileOf(environmentId), cwdOf(environmentId), cwd);
-    // The shells and instruction files of every environment at once: one round trip each.
-    const [shells, projectDocs, globalInstructions] = await Promise.all([
-      Promise.all(
-        environments.map(async (environment) => {
-          try {
-            return (await environment.client(callbacks.signal)).info.shell?.name ?? undefined;
-          } catch {
-            return undefined;
-          }
-        }),
-      ),
-      Promise.all(environments.map((environment) => discoverProjectDocs(environment, thread.settings.projectDocs, sandboxOf(environment.id, environment.cwd), callbacks.signal))),
-      this.#globalInstructions(),
-    ]);
-    for (const docs of projectDocs) {
-      if (docs.error !== undefined) callbacks.onEvent?.({ type: 'progress', message: `AGENTS.md files of environment ${docs.environmentId} could not be read: ${docs.error}`, turnId });
+    // On disk before anything else is prepared: the prompt is kept, and other processes see the
+    // open turn at once. Not awaited yet: it is written while the environments are asked.
+    const started = store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection });
+    started.catch(() => undefined);
+    let prepared: PreparedTurn;
+    try {
+      prepared = await this.#prepareTurn(thread, turnId, selection, environments, sandboxOf, callbacks);
+    } catch (error) {
+      // Aborted (or failed) while preparing: the turn ends here, recorded as such.
+      await started;
+      const status = callbacks.signal.aborted ? 'interrupted' : 'failed';
+      await store.append(thread.id, { type: 'turn_completed', at: at(), turnId, status, lastAgentMessage: null, error: errorMessage(error) });
+      throw error;
     }
+    const { shells, projectDocs, globalInstructions, tools, mcpNotice, requiredFailure } = prepared;
     thread.instructions = instructionFiles(globalInstructions, projectDocs);
-    const multi = environments.length > 1;
-    const builtIn = agentTools(multi);
-    const mcp = await this.#prepareMcpServers(thread, selection, turnId, callbacks);
-    // The built-in tools are shared (their JSON is built once); MCP tools make a new array.
-    const tools = mcp.tools.length === 0 ? builtIn : [...builtIn, ...mcpTools(mcp.tools, { reservedNames: builtIn.map((tool) => tool.name), multiEnvironment: multi })];
-    const mcpNotice = mcpFailureNotice(mcp.failures);
-    const requiredFailure = mcp.failures.find((failure) => failure.required);
     const settings = thread.settings;
     const limits = this.#options.limits;
     const instructions = [settings.baseInstructions ?? BASE_INSTRUCTIONS, ...(settings.developerInstructions === undefined ? [] : [settings.developerInstructions])];
-    // Not awaited yet: runTurn appends the turn's first two items in this same tick, so the three
-    // records share one write and flush, which runTurn waits for before it calls the model.
-    const started = store.append(thread.id, { type: 'turn_started', at: at(), turnId, prompt, environments: selection, instructions: thread.instructions });
-    started.catch(() => undefined);
+    // Not awaited yet: runTurn appends the turn's first items in this same tick, so they share one
+    // write and flush, which runTurn waits for before it calls the model.
+    const instructionsRecorded = store.append(thread.id, { type: 'instructions', at: at(), turnId, files: thread.instructions });
+    instructionsRecorded.catch(() => undefined);
     const running: Promise<TurnResult> =
       requiredFailure !== undefined
         ? Promise.resolve({ status: 'failed', lastAgentMessage: null, error: `a required MCP server is unavailable: ${requiredFailure.error}` })
@@ -1149,7 +1173,7 @@ export class ThreadManager {
       result = await running;
     } finally {
       // A failed write of the turn's start fails the turn, as the items sharing it did.
-      await started;
+      await Promise.all([started, instructionsRecorded]);
     }
     thread.status = result.status === 'failed' ? 'failed' : 'idle';
     thread.lastActivity = at();
@@ -1161,6 +1185,17 @@ export class ThreadManager {
     this.#logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }
+}
+
+/** What a turn gathered from its environments and MCP servers before the model is called. */
+interface PreparedTurn {
+  /** The shell of each environment, in the turn's order (undefined when it is not known). */
+  shells: (string | undefined)[];
+  projectDocs: ProjectDocs[];
+  globalInstructions: GlobalInstructions | undefined;
+  tools: readonly AgentTool[];
+  mcpNotice: string | undefined;
+  requiredFailure: McpTurnServers['failures'][number] | undefined;
 }
 
 /** The tools offered, by whether the turn has several environments; built once each. */

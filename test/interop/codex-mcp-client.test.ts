@@ -5,6 +5,7 @@ import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, t
 import { codexHomeForFakeModel } from '../helpers/codex-home.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
 import { CLI, CODEX, runCommand, tempDir } from '../helpers/process.js';
+import { isRecord } from '../helpers/steps.js';
 
 // The real Codex 0.169.0 (`codex exec`) as an MCP client of OUR server, configured the way the
 // README's client section shows (`[mcp_servers.multienv]` in Codex's config.toml). One fake model
@@ -17,6 +18,8 @@ import { CLI, CODEX, runCommand, tempDir } from '../helpers/process.js';
 
 const OUTER_MODEL = 'scripted-model';
 const NAMESPACE = 'mcp__multienv';
+/** Requests the outer model spends waiting for our tools before the test gives up. */
+const MAX_WAITS = 60;
 
 const CodexToolResultSchema = z.object({ threadId: z.string(), content: z.string() });
 
@@ -32,13 +35,22 @@ describe('real codex exec as an MCP client of our server', () => {
   let ourHome: { path: string; cleanup: () => Promise<void> };
   let work: { path: string; cleanup: () => Promise<void> };
   const outer: RecordedRequest[] = [];
+  let waits = 0;
   const inner: RecordedRequest[] = [];
 
   beforeAll(async () => {
     work = await tempDir('codex-mcp-client-work-');
     model = await startFakeResponsesServer({
       respond: (request): FakeStep => {
-        if (toolNames(request).includes(NAMESPACE)) {
+        if (isRecord(request.body) && request.body['model'] === OUTER_MODEL) {
+          // Codex may send its first request before our server has listed its tools (it starts
+          // MCP servers in the background): its model then waits in Codex's own shell, and asks
+          // again, until they are offered.
+          if (!toolNames(request).includes(NAMESPACE)) {
+            waits++;
+            if (waits > MAX_WAITS) return { kind: 'output', items: [{ type: 'message', text: `our tools were never offered (${MAX_WAITS} requests)` }] };
+            return { kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd: 'sleep 0.5' } }] };
+          }
           outer.push(request);
           if (outer.length === 1) {
             return { kind: 'output', items: [{ type: 'function_call', namespace: NAMESPACE, name: 'codex', arguments: { prompt: 'write the marker', cwd: work.path, sandbox: 'danger-full-access', 'approval-policy': 'never' } }] };
