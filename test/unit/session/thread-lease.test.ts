@@ -39,7 +39,9 @@ function procStat(pid: number): { state: string; startTicks: number } {
  * `parent` hands the zombie to init, which reaps it.
  */
 async function zombie(): Promise<{ pid: number; parent: ChildProcess }> {
-  const parent = spawn('/bin/sh', ['-c', '(exit 0) & echo $!; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // The child exits only once its parent has become `sleep` (`$$` in a subshell is the parent
+  // shell's pid): had it exited earlier, the shell might have reaped it before the exec.
+  const parent = spawn('/bin/sh', ['-c', '(while [ "$(cat /proc/$$/comm)" != sleep ]; do sleep 0.01; done) & echo $!; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: parent.stdout }).once('line', resolve);
     parent.once('exit', () => reject(new Error('the zombie\'s parent exited early')));
