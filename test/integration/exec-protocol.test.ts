@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ExecClient } from '../../src/exec/client.js';
 import { websocketConnector } from '../../src/environments/connectors.js';
@@ -131,6 +132,103 @@ describe('our exec-server: authentication and listening', () => {
     );
     await expect(startListening(process.execPath, [CLI, 'exec-server', '--listen', 'http://127.0.0.1:0'])).rejects.toThrow(
       /unsupported --listen URL `http:\/\/127.0.0.1:0`; expected `ws:\/\/IP:PORT` or `stdio`/,
+    );
+  });
+});
+
+/** Sends a websocket upgrade by hand on 127.0.0.1; answers the status and, for a refusal, the body. */
+function rawUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let received = '';
+    const timer = setTimeout(() => fail(new Error(`no complete answer to the upgrade: ${JSON.stringify(received)}`)), 10_000);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const answer = (): { status: number; body: string } | undefined => {
+      const end = received.indexOf('\r\n\r\n');
+      if (end < 0) return undefined;
+      return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1]), body: received.slice(end + 4) };
+    };
+    socket.on('error', fail);
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('utf8');
+      const result = answer();
+      // A 101 keeps the socket open; anything else is complete when the server closes.
+      if (result?.status === 101) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(result);
+      }
+    });
+    socket.on('end', () => {
+      clearTimeout(timer);
+      const result = answer();
+      if (result === undefined) reject(new Error(`the server closed without an answer: ${JSON.stringify(received)}`));
+      else resolve(result);
+    });
+    const lines = [
+      'GET / HTTP/1.1',
+      `Host: 127.0.0.1:${port}`,
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ];
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  });
+}
+
+describe('our exec-server: upgrades from web pages', () => {
+  const refused = { status: 403, body: 'websocket upgrade refused: requests from web pages (with an Origin header) are not allowed' };
+  let work: { path: string; cleanup: () => Promise<void> };
+  beforeAll(async () => {
+    work = await tempDir('exec-origin-');
+  });
+  afterAll(() => work.cleanup());
+
+  it('refuses an upgrade carrying an Origin header when no token is configured', async () => {
+    const server = await startOurWsExecServer();
+    try {
+      expect(await rawUpgrade(server.url, { Origin: 'https://evil.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { Origin: 'null' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { Origin: `http://127.0.0.1:${new URL(server.url).port}` })).toEqual(refused);
+      expect(await rawUpgrade(server.url)).toEqual({ status: 101, body: '' });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses an Origin header before checking the token, and serves only the allowed origins', async () => {
+    const tokenFile = join(work.path, 'token');
+    await writeFile(tokenFile, 'origin-token\n');
+    const allow = ['--allow-origin', 'https://App.example:443/', '--allow-origin', 'http://localhost:3000'];
+    const server = await startOurWsExecServer(['--ws-auth', 'capability-token', '--ws-token-file', tokenFile, ...allow]);
+    const token = { Authorization: 'Bearer origin-token' };
+    try {
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'https://evil.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { Origin: 'https://evil.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'http://app.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'https://app.example' })).toEqual({ status: 101, body: '' });
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'http://localhost:3000' })).toEqual({ status: 101, body: '' });
+      expect(await rawUpgrade(server.url, { Origin: 'https://app.example' })).toEqual({ status: 401, body: 'missing websocket bearer token' });
+      expect(await rawUpgrade(server.url, token)).toEqual({ status: 101, body: '' });
+      // A client that sends an allowed origin gets a working session.
+      const peer = await rawWebSocket(server.url, { ...token, origin: 'https://app.example' });
+      expect(await initialize(peer)).toMatchObject({ result: { sessionId: expect.any(String) } });
+      await peer.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('rejects an --allow-origin that is not an origin', async () => {
+    await expect(startOurWsExecServer(['--allow-origin', 'https://app.example/path'])).rejects.toThrow(
+      /--allow-origin `https:\/\/app.example\/path` is not an origin/,
     );
   });
 });
