@@ -129,8 +129,14 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
   if (listen.kind === 'stdio') {
     const transport = new StreamTransport(process.stdin, process.stdout, 'stdio');
     const connection = server.serve(transport, { resumable: false });
-    await connection.closed;
+    // Undefined when this server closed the connection itself: the client broke the protocol
+    // (e.g. an unexpected notification). Then, as Codex does, the process exits too.
+    const reason = await connection.closed;
+    if (reason === undefined) logger.warn('stdio exec-server exiting: it closed the connection after a protocol violation by the client');
+    else logger.debug('stdio exec-server exiting', { reason: reason.message });
     await server.close();
+    // The connection no longer reads stdin, but an open stdin would keep this process alive.
+    process.stdin.destroy();
     return 0;
   }
 

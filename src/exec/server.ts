@@ -199,7 +199,7 @@ export class ExecServer {
         );
       },
       onUnknownNotification: (method) => {
-        this.#logger.warn('closing connection after an unexpected notification', { method, from: connection.label });
+        this.#logger.warn('closing connection after an unexpected notification (a client sends only `initialized`)', { method, from: connection.label });
         void connection.close();
       },
       onUnsolicitedResponse: () => {

@@ -1,11 +1,11 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ExecClient } from '../../src/exec/client.js';
 import { websocketConnector } from '../../src/environments/connectors.js';
 import { rawStdio, rawWebSocket, type RawPeer } from '../helpers/raw-peer.js';
-import { CLI, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { CLI, CODEX, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 
 async function initialize(peer: RawPeer, id = 1, resumeSessionId: string | null = null): Promise<Record<string, unknown>> {
   peer.send(JSON.stringify({ id, method: 'initialize', params: { clientName: 'test', resumeSessionId } }));
@@ -233,6 +233,19 @@ describe('our exec-server: upgrades from web pages', () => {
   });
 });
 
+/** The exit code, or a failure when the process has not exited within `ms`. */
+async function exitWithin(exitCode: Promise<number | null>, what: string, ms = 20_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not exit within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([exitCode, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe('our exec-server over stdio', () => {
   it('accepts initialize, initialized and a request pipelined in one write', async () => {
     const work = await tempDir('exec-pipelined-');
@@ -249,6 +262,31 @@ describe('our exec-server over stdio', () => {
     await peer.close();
     expect(await peer.exitCode).toBe(0);
     await work.cleanup();
+  });
+
+  it('exits, with a warning, after an unexpected notification, as the real codex exec-server does', async () => {
+    const work = await tempDir('exec-stdio-notification-');
+    const log = join(work.path, 'log');
+    const ours = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio'], { ...process.env, CODEX_MULTIENV_LOG_FILE: log });
+    const codex = rawStdio(CODEX, ['exec-server', '--listen', 'stdio'], { ...process.env, CODEX_HOME: join(work.path, 'codex-home') });
+    try {
+      for (const peer of [ours, codex]) {
+        await initialize(peer);
+        peer.send(JSON.stringify({ method: 'initialized' }));
+        peer.send(JSON.stringify({ method: 'bogus/notification', params: {} }));
+      }
+      // Stdin stays open: only the notification can make ours exit. Codex stops answering and
+      // exits when it reads the next message.
+      expect(await exitWithin(ours.exitCode, 'our exec-server')).toBe(0);
+      codex.send(JSON.stringify({ id: 2, method: 'environment/status' }));
+      expect(await exitWithin(codex.exitCode, 'codex exec-server')).toBe(0);
+      const logged = await readFile(log, 'utf8');
+      expect(logged).toMatch(/WARN .*closing connection after an unexpected notification .*"method":"bogus\/notification"/);
+      expect(logged).toMatch(/WARN .*stdio exec-server exiting: it closed the connection after a protocol violation by the client/);
+    } finally {
+      await Promise.all([ours.close(), codex.close()]);
+      await work.cleanup();
+    }
   });
 
   it('kills the whole process group of every process when stdin closes', async () => {
