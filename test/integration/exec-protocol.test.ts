@@ -233,6 +233,42 @@ describe('our exec-server: upgrades from web pages', () => {
   });
 });
 
+/** Prints the pid of a background job it leaves in its process group, then exits. */
+const LEAVES_A_BACKGROUND_JOB = 'sleep 300 & echo $!; echo bye';
+
+/** A background job the test started: its pid once printed, and whether it was seen gone. */
+interface Job {
+  pid: number;
+  gone: boolean;
+}
+
+/**
+ * Starts {@link LEAVES_A_BACKGROUND_JOB} and returns once the command has exited; `job.pid` is set
+ * as soon as it is printed, so a failure after that still cleans up.
+ */
+async function startBackgroundJob(peer: RawPeer, cwd: string, job: Job): Promise<void> {
+  const params = { processId: 'job', argv: ['/bin/sh', '-c', LEAVES_A_BACKGROUND_JOB], cwd: `file://${cwd}`, env: { PATH: '/usr/bin:/bin' }, tty: false };
+  peer.send(JSON.stringify({ id: 2, method: 'process/start', params }));
+  let stdout = '';
+  let exited = false;
+  while (!exited || !stdout.endsWith('bye\n')) {
+    const message = await peer.next(30_000);
+    const event = message.params as { chunk?: string; exitCode?: number } | undefined;
+    if (message.method === 'process/output') stdout += Buffer.from(event?.chunk ?? '', 'base64').toString();
+    if (message.method === 'process/exited') {
+      expect(event?.exitCode).toBe(0);
+      exited = true;
+    }
+    if (job.pid === 0 && stdout.includes('\n')) job.pid = Number(stdout.split('\n')[0]);
+  }
+  expect(isAlive(job.pid)).toBe(true);
+}
+
+/** After a failed test: kills the background job it started, if still there. */
+function killLeftoverJob(job: Job): void {
+  if (!job.gone && job.pid > 0 && isAlive(job.pid)) process.kill(job.pid, 'SIGKILL');
+}
+
 /** The exit code, or a failure when the process has not exited within `ms`. */
 async function exitWithin(exitCode: Promise<number | null>, what: string, ms = 20_000): Promise<number | null> {
   let timer: NodeJS.Timeout | undefined;
@@ -285,6 +321,25 @@ describe('our exec-server over stdio', () => {
       expect(logged).toMatch(/WARN .*stdio exec-server exiting: it closed the connection after a protocol violation by the client/);
     } finally {
       await Promise.all([ours.close(), codex.close()]);
+      await work.cleanup();
+    }
+  });
+
+  it('kills the background jobs of a command that already exited when stdin closes', async () => {
+    const work = await tempDir('exec-stdio-job-');
+    const peer = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio']);
+    const job: Job = { pid: 0, gone: false };
+    try {
+      await initialize(peer);
+      peer.send(JSON.stringify({ method: 'initialized' }));
+      await startBackgroundJob(peer, work.path, job);
+      await peer.close();
+      expect(await peer.exitCode).toBe(0);
+      await waitFor(() => !isAlive(job.pid), `background job ${job.pid} to be killed`);
+      job.gone = true;
+    } finally {
+      killLeftoverJob(job);
+      await peer.close();
       await work.cleanup();
     }
   });
@@ -363,6 +418,25 @@ describe('websocket session resume with output replay', () => {
       await server.stop();
       await work.cleanup();
       await home.cleanup();
+    }
+  });
+
+  it('kills the background jobs of a command that already exited when a detached session expires', async () => {
+    const work = await tempDir('retention-job-');
+    const server = await startOurWsExecServer(['--session-retention-sec', '0.3']);
+    const job: Job = { pid: 0, gone: false };
+    try {
+      const peer = await rawWebSocket(server.url);
+      await initialize(peer);
+      peer.send(JSON.stringify({ method: 'initialized' }));
+      await startBackgroundJob(peer, work.path, job);
+      await peer.close();
+      await waitFor(() => !isAlive(job.pid), `the detached session to expire and kill background job ${job.pid}`);
+      job.gone = true;
+    } finally {
+      killLeftoverJob(job);
+      await server.stop();
+      await work.cleanup();
     }
   });
 
