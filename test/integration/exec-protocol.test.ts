@@ -64,6 +64,40 @@ describe('our exec-server: protocol edges over websocket', () => {
     await peer.close();
   });
 
+  it('bounds the ids a client chooses, with invalid-params errors naming the field', async () => {
+    const peer = await rawWebSocket(server.url);
+    await initialize(peer);
+    peer.send(JSON.stringify({ method: 'initialized' }));
+    const cwd = `file://${work.path}`;
+    const start = (id: number, processId: string): void =>
+      peer.send(JSON.stringify({ id, method: 'process/start', params: { processId, argv: ['/bin/true'], cwd, env: {}, tty: false } }));
+    const tooLong = (field: string, length: number): unknown => ({ code: -32602, message: `invalid \`${field}\`: must be at most 256 characters, got ${length}` });
+    const empty = (field: string): unknown => ({ code: -32602, message: `invalid \`${field}\`: must not be empty` });
+    start(1, '');
+    expect(await peer.next()).toEqual({ id: 1, error: empty('processId') });
+    start(2, 'p'.repeat(100_000));
+    expect(await peer.next()).toEqual({ id: 2, error: tooLong('processId', 100_000) });
+    start(3, 'p'.repeat(257));
+    expect(await peer.next()).toEqual({ id: 3, error: tooLong('processId', 257) });
+    peer.send(JSON.stringify({ id: 4, method: 'process/read', params: { processId: 'p'.repeat(300) } }));
+    expect(await peer.next()).toEqual({ id: 4, error: tooLong('processId', 300) });
+    peer.send(JSON.stringify({ id: 5, method: 'process/write', params: { processId: 'p', chunk: '', writeId: '' } }));
+    expect(await peer.next()).toEqual({ id: 5, error: empty('writeId') });
+    peer.send(JSON.stringify({ id: 6, method: 'process/write', params: { processId: 'p', chunk: '', writeId: 'w'.repeat(100_000) } }));
+    expect(await peer.next()).toEqual({ id: 6, error: tooLong('writeId', 100_000) });
+    peer.send(JSON.stringify({ id: 7, method: 'fs/open', params: { handleId: 'h'.repeat(33), path: cwd, mode: 'read' } }));
+    expect(await peer.next()).toEqual({ id: 7, error: { code: -32602, message: 'invalid `handleId`: must not exceed 32 bytes, got 33' } });
+    peer.send(JSON.stringify({ id: 8, method: 'http/request', params: { method: 'GET', url: 'http://127.0.0.1:9/', requestId: 'r'.repeat(100_000) } }));
+    expect(await peer.next()).toEqual({ id: 8, error: tooLong('requestId', 100_000) });
+    // The longest allowed id works, and the connection stayed usable throughout.
+    start(9, 'p'.repeat(256));
+    expect(await peer.next()).toMatchObject({ id: 9, result: { processId: 'p'.repeat(256) } });
+    await peer.close();
+    const other = await rawWebSocket(server.url);
+    expect(await initialize(other, 1, 's'.repeat(100_000))).toEqual({ id: 1, error: tooLong('resumeSessionId', 100_000) });
+    await other.close();
+  });
+
   it('closes the connection on an unexpected notification', async () => {
     const peer = await rawWebSocket(server.url);
     await initialize(peer);
