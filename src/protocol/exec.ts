@@ -40,17 +40,23 @@ export const MAX_CLIENT_NAME_LENGTH = 256;
 /** Longest file handle id, in UTF-8 bytes: Codex 0.169 refuses longer ones. */
 export const MAX_FILE_HANDLE_ID_BYTES = 32;
 
+/** The size of a refused string, for its error message. */
+function sizeOf(input: unknown, unit: 'characters' | 'bytes'): number {
+  if (typeof input !== 'string') return 0;
+  return unit === 'bytes' ? Buffer.byteLength(input, 'utf8') : input.length;
+}
+
 /** A client-chosen id: not empty, at most {@link MAX_CLIENT_ID_LENGTH} characters. */
 const ClientId = z
   .string()
   .min(1, 'must not be empty')
-  .max(MAX_CLIENT_ID_LENGTH, { error: (issue) => `must be at most ${MAX_CLIENT_ID_LENGTH} characters, got ${String(issue.input).length}` });
+  .max(MAX_CLIENT_ID_LENGTH, { error: (issue) => `must be at most ${MAX_CLIENT_ID_LENGTH} characters, got ${sizeOf(issue.input, 'characters')}` });
 /** A file handle id: not empty, at most {@link MAX_FILE_HANDLE_ID_BYTES} bytes of UTF-8. */
 const FileHandleId = z
   .string()
   .min(1, 'must not be empty')
-  .refine((id) => Buffer.byteLength(id, 'utf8') <= MAX_FILE_HANDLE_ID_BYTES, {
-    error: (issue) => `must not exceed ${MAX_FILE_HANDLE_ID_BYTES} bytes, got ${Buffer.byteLength(String(issue.input), 'utf8')}`,
+  .refine((id) => sizeOf(id, 'bytes') <= MAX_FILE_HANDLE_ID_BYTES, {
+    error: (issue) => `must not exceed ${MAX_FILE_HANDLE_ID_BYTES} bytes, got ${sizeOf(issue.input, 'bytes')}`,
   });
 /** A `file://` URI; validated by the receiver, which knows the host's path rules. */
 const PathUri = z.string();
