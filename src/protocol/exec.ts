@@ -34,11 +34,11 @@ const u64 = z.number().int().nonnegative();
  * A server keeps these as keys (a process id for the session's lifetime) and echoes them in
  * errors, so they are bounded; Codex's own are about 40 characters.
  */
-export const MAX_CLIENT_ID_LENGTH = 256;
+const MAX_CLIENT_ID_LENGTH = 256;
 /** Longest `clientName` in `initialize` (free-form, logged). */
-export const MAX_CLIENT_NAME_LENGTH = 256;
+const MAX_CLIENT_NAME_LENGTH = 256;
 /** Longest file handle id, in UTF-8 bytes: Codex 0.169 refuses longer ones. */
-export const MAX_FILE_HANDLE_ID_BYTES = 32;
+const MAX_FILE_HANDLE_ID_BYTES = 32;
 
 /** The size of a refused string, for its error message. */
 function sizeOf(input: unknown, unit: 'characters' | 'bytes'): number {

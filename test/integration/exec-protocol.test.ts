@@ -95,6 +95,8 @@ describe('our exec-server: protocol edges over websocket', () => {
     await peer.close();
     const other = await rawWebSocket(server.url);
     expect(await initialize(other, 1, 's'.repeat(100_000))).toEqual({ id: 1, error: tooLong('resumeSessionId', 100_000) });
+    other.send(JSON.stringify({ id: 2, method: 'initialize', params: { clientName: 'c'.repeat(300) } }));
+    expect(await other.next()).toEqual({ id: 2, error: { code: -32602, message: 'invalid `clientName`: must be at most 256 characters' } });
     await other.close();
   });
 
