@@ -11,6 +11,7 @@ import { hostFacts, stderrLogger } from './runtime.js';
 
 const USAGE = `usage: codex-multienv exec-server [--listen ws://IP:PORT | stdio]
                                   [--ws-auth capability-token (--ws-token-file PATH | --ws-token-sha256 HEX)]
+                                  [--allow-origin ORIGIN]...
                                   [--session-retention-sec N] [--max-processes N] [--log-level LEVEL]`;
 
 /** Parses `--listen`: `ws://IP:PORT` or `stdio` / `stdio://`. */
@@ -23,6 +24,27 @@ export function parseListen(value: string): { kind: 'stdio' } | { kind: 'ws'; ho
     throw new LocalError(LocalErrorCode.InvalidArgument, `unsupported --listen URL \`${value}\`; expected \`ws://IP:PORT\` or \`stdio\``);
   }
   return { kind: 'ws', host, port };
+}
+
+/**
+ * Parses an `--allow-origin` value into the form browsers send in `Origin`: scheme, host and port
+ * only, lower case, default port dropped (`https://App.example:443/` → `https://app.example`).
+ */
+export function parseAllowedOrigin(value: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    url = undefined;
+  }
+  const bare = url !== undefined && url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+  if (url === undefined || !bare || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new LocalError(
+      LocalErrorCode.InvalidArgument,
+      `--allow-origin \`${value}\` is not an origin; expected scheme, host and optional port, e.g. \`https://app.example.com\` or \`http://localhost:3000\``,
+    );
+  }
+  return url.origin;
 }
 
 /** True for 127.0.0.0/8 and ::1. */
@@ -79,6 +101,7 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
       'ws-auth': { type: 'string' },
       'ws-token-file': { type: 'string' },
       'ws-token-sha256': { type: 'string' },
+      'allow-origin': { type: 'string', multiple: true },
       'session-retention-sec': { type: 'string' },
       'max-processes': { type: 'string' },
       'log-level': { type: 'string' },
@@ -106,11 +129,18 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
   if (listen.kind === 'stdio') {
     const transport = new StreamTransport(process.stdin, process.stdout, 'stdio');
     const connection = server.serve(transport, { resumable: false });
-    await connection.closed;
+    // Undefined when this server closed the connection itself: the client broke the protocol
+    // (e.g. an unexpected notification). Then, as Codex does, the process exits too.
+    const reason = await connection.closed;
+    if (reason === undefined) logger.warn('stdio exec-server exiting: it closed the connection after a protocol violation by the client');
+    else logger.debug('stdio exec-server exiting', { reason: reason.message });
     await server.close();
+    // The connection no longer reads stdin, but an open stdin would keep this process alive.
+    process.stdin.destroy();
     return 0;
   }
 
+  const allowedOrigins = (values['allow-origin'] ?? []).map(parseAllowedOrigin);
   const digest = await tokenDigest(values);
   if (digest === undefined && !isLoopbackIp(listen.host)) {
     throw new LocalError(
@@ -122,10 +152,11 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
     host: listen.host,
     port: listen.port,
     authorize: digest === undefined ? undefined : capabilityTokenAuth(digest),
+    allowedOrigins,
     onConnection: (transport) => server.serve(transport, { resumable: true }),
   });
   process.stdout.write(`${listener.url}\n`);
-  logger.info('exec-server listening', { url: listener.url, auth: digest === undefined ? 'none' : 'capability-token' });
+  logger.info('exec-server listening', { url: listener.url, auth: digest === undefined ? 'none' : 'capability-token', allowedOrigins });
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

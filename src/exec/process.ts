@@ -82,6 +82,12 @@ export class ManagedProcess {
   #child?: PipedChild;
   #pty?: IPty;
   #stdinOpen: boolean;
+  /**
+   * False once the process group is known to be empty. The group id is the leader's pid, and
+   * Linux does not hand that number out again while the group has a member, so after the leader
+   * exited the group is signalled only while this holds and a check finds members.
+   */
+  #groupMayHaveMembers = true;
 
   private constructor(
     readonly pid: number,
@@ -212,11 +218,33 @@ export class ManagedProcess {
     this.#signalGroup('SIGINT');
   }
 
-  /** Sends SIGKILL to the process group; returns whether the process was still running. */
+  /**
+   * Sends SIGKILL to the process group; returns whether the process was still running. An exited
+   * process's group is left alone, as Codex does (clients terminate every process once it closed,
+   * and a command may have started a background job on purpose).
+   */
   terminate(): boolean {
     if (this.#exitCode !== null) return false;
     this.#signalGroup('SIGKILL');
     return true;
+  }
+
+  /**
+   * Kills whatever is left of the process: its leader if running, and every member of its process
+   * group even after the leader exited (`sleep 60 & echo bye`). For the end of its session.
+   */
+  killGroup(): void {
+    if (this.#exitCode === null) {
+      this.#signalGroup('SIGKILL');
+      return;
+    }
+    if (!this.#groupHasMembers()) return;
+    this.#groupMayHaveMembers = false;
+    try {
+      process.kill(-this.pid, 'SIGKILL');
+    } catch {
+      // Emptied meanwhile.
+    }
   }
 
   /** Stops reading piped output (back-pressure); the child blocks once its pipe is full. */
@@ -238,6 +266,20 @@ export class ManagedProcess {
   releaseOutput(): void {
     this.#retained.length = 0;
     this.#retainedBytes = 0;
+  }
+
+  /** Whether the group still has members; only meaningful once the leader has exited and been reaped. */
+  #groupHasMembers(): boolean {
+    if (!this.#groupMayHaveMembers) return false;
+    try {
+      process.kill(-this.pid, 0);
+      return true;
+    } catch (error) {
+      // EPERM: members exist that this user may not signal.
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') return true;
+      this.#groupMayHaveMembers = false;
+      return false;
+    }
   }
 
   #signalGroup(signal: NodeJS.Signals): void {
@@ -345,6 +387,8 @@ export class ManagedProcess {
   #markClosed(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // The leader is gone and reaped: a group that emptied with it is never signalled again.
+    this.#groupHasMembers();
     this.#onEvent({ kind: 'closed', seq: ++this.#seq });
     this.#changed();
   }

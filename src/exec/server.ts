@@ -149,7 +149,9 @@ class Session {
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#expiry);
-    for (const entry of this.processes.values()) if (entry !== 'starting') entry.terminate();
+    // The whole group of every process, also of those whose leader exited: a background job
+    // (`server &`) must not outlive the session.
+    for (const entry of this.processes.values()) if (entry !== 'starting') entry.killGroup();
     await this.fs.closeAll();
     this.server.forget(this);
   }
@@ -207,7 +209,7 @@ export class ExecServer {
         );
       },
       onUnknownNotification: (method) => {
-        this.#logger.warn('closing connection after an unexpected notification', { method, from: connection.label });
+        this.#logger.warn('closing connection after an unexpected notification (a client sends only `initialized`)', { method, from: connection.label });
         void connection.close();
       },
       onUnsolicitedResponse: () => {
@@ -306,7 +308,7 @@ export class ExecServer {
             },
           },
         );
-        if (session.ended) process.terminate();
+        if (session.ended) process.killGroup();
         session.processes.set(params.processId, process);
         return { processId: params.processId, sandboxType: bwrap === undefined ? 'none' : LINUX_SANDBOX_TYPE };
       } catch (error) {

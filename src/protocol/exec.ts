@@ -28,6 +28,36 @@ function notification<P extends z.ZodType>(name: string, params: P): Notificatio
 }
 
 const u64 = z.number().int().nonnegative();
+
+/**
+ * Longest id a client may choose for a process, a write, an HTTP request or a session to resume.
+ * A server keeps these as keys (a process id for the session's lifetime) and echoes them in
+ * errors, so they are bounded; Codex's own are about 40 characters.
+ */
+const MAX_CLIENT_ID_LENGTH = 256;
+/** Longest `clientName` in `initialize` (free-form, logged). */
+const MAX_CLIENT_NAME_LENGTH = 256;
+/** Longest file handle id, in UTF-8 bytes: Codex 0.169 refuses longer ones. */
+const MAX_FILE_HANDLE_ID_BYTES = 32;
+
+/** The size of a refused string, for its error message. */
+function sizeOf(input: unknown, unit: 'characters' | 'bytes'): number {
+  if (typeof input !== 'string') return 0;
+  return unit === 'bytes' ? Buffer.byteLength(input, 'utf8') : input.length;
+}
+
+/** A client-chosen id: not empty, at most {@link MAX_CLIENT_ID_LENGTH} characters. */
+const ClientId = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(MAX_CLIENT_ID_LENGTH, { error: (issue) => `must be at most ${MAX_CLIENT_ID_LENGTH} characters, got ${sizeOf(issue.input, 'characters')}` });
+/** A file handle id: not empty, at most {@link MAX_FILE_HANDLE_ID_BYTES} bytes of UTF-8. */
+const FileHandleId = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((id) => sizeOf(id, 'bytes') <= MAX_FILE_HANDLE_ID_BYTES, {
+    error: (issue) => `must not exceed ${MAX_FILE_HANDLE_ID_BYTES} bytes, got ${sizeOf(issue.input, 'bytes')}`,
+  });
 /** A `file://` URI; validated by the receiver, which knows the host's path rules. */
 const PathUri = z.string();
 /** Standard padded base64. Validated by the receiver to report codex-compatible errors. */
@@ -66,7 +96,10 @@ export type EnvironmentInfo = z.infer<typeof EnvironmentInfoSchema>;
 /** `initialize`: creates a session, or resumes a detached one. */
 export const Initialize = method(
   'initialize',
-  z.looseObject({ clientName: z.string(), resumeSessionId: z.string().nullish() }),
+  z.looseObject({
+    clientName: z.string().max(MAX_CLIENT_NAME_LENGTH, `must be at most ${MAX_CLIENT_NAME_LENGTH} characters`),
+    resumeSessionId: ClientId.nullish(),
+  }),
   z.looseObject({ sessionId: z.string(), environmentInfo: EnvironmentInfoSchema.nullish() }),
 );
 
@@ -95,7 +128,7 @@ export type EnvPolicy = z.infer<typeof EnvPolicySchema>;
 
 /** `process/start` params. */
 export const ProcessStartParamsSchema = z.looseObject({
-  processId: z.string(),
+  processId: ClientId,
   argv: z.array(z.string()),
   cwd: PathUri,
   env: z.record(z.string(), z.string()),
@@ -144,7 +177,7 @@ export type ProcessReadResult = z.infer<typeof ProcessReadResultSchema>;
 /** `process/read`: retained output after a seq, optionally long-polling. */
 export const ProcessRead = method(
   'process/read',
-  z.looseObject({ processId: z.string(), afterSeq: u64.nullish(), maxBytes: u64.nullish(), waitMs: u64.nullish() }),
+  z.looseObject({ processId: ClientId, afterSeq: u64.nullish(), maxBytes: u64.nullish(), waitMs: u64.nullish() }),
   ProcessReadResultSchema,
 );
 
@@ -156,21 +189,21 @@ export type WriteStatus = z.infer<typeof WriteStatusSchema>;
 /** `process/write`: `writeId` is an idempotency key. */
 export const ProcessWrite = method(
   'process/write',
-  z.looseObject({ processId: z.string(), chunk: Base64, writeId: z.string() }),
+  z.looseObject({ processId: ClientId, chunk: Base64, writeId: ClientId }),
   z.looseObject({ status: WriteStatusSchema }),
 );
 
 /** `process/signal`: only `interrupt` (SIGINT) exists. */
 export const ProcessSignal = method(
   'process/signal',
-  z.looseObject({ processId: z.string(), signal: z.enum(['interrupt']) }),
+  z.looseObject({ processId: ClientId, signal: z.enum(['interrupt']) }),
   EmptyResult,
 );
 
 /** `process/terminate`: SIGKILL; `running` says whether it was still running. */
 export const ProcessTerminate = method(
   'process/terminate',
-  z.looseObject({ processId: z.string() }),
+  z.looseObject({ processId: ClientId }),
   z.looseObject({ running: z.boolean() }),
 );
 
@@ -283,26 +316,26 @@ export const FsCopy = method(
 /** `fs/open`: a handle for block I/O. */
 export const FsOpen = method(
   'fs/open',
-  z.looseObject({ handleId: z.string(), path: PathUri, mode: z.enum(['read', 'replace']).nullish(), sandbox: SandboxContext }),
+  z.looseObject({ handleId: FileHandleId, path: PathUri, mode: z.enum(['read', 'replace']).nullish(), sandbox: SandboxContext }),
   z.looseObject({ handleId: z.string() }),
 );
 
 /** `fs/readBlock`. */
 export const FsReadBlock = method(
   'fs/readBlock',
-  z.looseObject({ handleId: z.string(), offset: u64, len: u64 }),
+  z.looseObject({ handleId: FileHandleId, offset: u64, len: u64 }),
   z.looseObject({ chunk: Base64, eof: z.boolean() }),
 );
 
 /** `fs/writeBlock`. */
 export const FsWriteBlock = method(
   'fs/writeBlock',
-  z.looseObject({ handleId: z.string(), offset: u64, chunk: Base64 }),
+  z.looseObject({ handleId: FileHandleId, offset: u64, chunk: Base64 }),
   EmptyResult,
 );
 
 /** `fs/close`: idempotent. */
-export const FsClose = method('fs/close', z.looseObject({ handleId: z.string() }), EmptyResult);
+export const FsClose = method('fs/close', z.looseObject({ handleId: FileHandleId }), EmptyResult);
 
 // ---------------------------------------------------------------------------------------------
 // HTTP from the executor
@@ -323,7 +356,7 @@ export type HttpHeader = z.infer<typeof HttpHeaderSchema>;
 export const HttpRequestParamsSchema = z.looseObject({
   method: z.string(),
   url: z.string(),
-  requestId: z.string(),
+  requestId: ClientId,
   headers: z.array(HttpRequestHeaderSchema).nullish(),
   bodyBase64: Base64.nullish(),
   timeoutMs: u64.nullish(),

@@ -191,6 +191,13 @@ export interface WebSocketListenOptions {
   port: number;
   /** Checks the `Authorization` header of each upgrade; absent means no auth. */
   authorize?: (authorization: string | undefined) => AuthDecision;
+  /**
+   * Origins (`scheme://host[:port]`, lower case) whose upgrades are served. Browsers put an
+   * `Origin` header on every websocket upgrade and other clients send none, so an upgrade carrying
+   * one comes from a web page: it is refused with HTTP 403 unless its origin is listed here.
+   * @default [] (every upgrade with an `Origin` header is refused)
+   */
+  allowedOrigins?: readonly string[];
   onConnection: (transport: MessageTransport) => void;
   /** @default DEFAULT_MAX_FRAME_BYTES */
   maxFrameBytes?: number;
@@ -206,9 +213,20 @@ export interface WebSocketListener {
   close(): Promise<void>;
 }
 
+/** The body of the 403 answer to an upgrade from a web page whose origin is not allowed. */
+export const ORIGIN_REFUSED = 'websocket upgrade refused: requests from web pages (with an Origin header) are not allowed';
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket; nothing else is sent. */
+function refuseUpgrade(socket: Duplex, status: string, message: string): void {
+  const body = Buffer.from(message, 'utf8');
+  const type = body.length > 0 ? 'content-type: text/plain\r\n' : '';
+  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status}\r\n${type}content-length: ${body.length}\r\nconnection: close\r\n\r\n`, 'latin1'), body]));
+}
+
 /**
  * Serves websocket upgrades on path `/` (any query), `GET /readyz` without auth, and plain
- * HTTP answers for everything else, like the Codex exec-server.
+ * HTTP answers for everything else, like the Codex exec-server; upgrades from web pages (an
+ * `Origin` header not in `allowedOrigins`) get 403, then missing credentials 401.
  */
 export async function listenWebSocket(options: WebSocketListenOptions): Promise<WebSocketListener> {
   const { WebSocketServer } = await loadWs();
@@ -224,17 +242,23 @@ export async function listenWebSocket(options: WebSocketListenOptions): Promise<
     }
   });
   const alive = new WeakMap<WebSocket, boolean>();
+  const allowedOrigins = new Set(options.allowedOrigins ?? []);
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     const path = (request.url ?? '/').split('?')[0];
     if (path !== '/') {
-      socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      refuseUpgrade(socket, '404 Not Found', '');
+      return;
+    }
+    // Before authentication, as Codex does: a web page learns nothing about the token check.
+    const origin = request.headers.origin;
+    if (origin !== undefined && !allowedOrigins.has(origin.trim().toLowerCase())) {
+      refuseUpgrade(socket, '403 Forbidden', ORIGIN_REFUSED);
       return;
     }
     const decision = options.authorize?.(request.headers.authorization) ?? { ok: true };
     if (!decision.ok) {
-      const body = Buffer.from(decision.message, 'utf8');
-      socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${decision.message}`);
+      refuseUpgrade(socket, '401 Unauthorized', decision.message);
       return;
     }
     wss.handleUpgrade(request, socket, head, (ws) => {

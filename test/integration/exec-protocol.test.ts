@@ -1,10 +1,11 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ExecClient } from '../../src/exec/client.js';
 import { websocketConnector } from '../../src/environments/connectors.js';
 import { rawStdio, rawWebSocket, type RawPeer } from '../helpers/raw-peer.js';
-import { CLI, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { CLI, CODEX, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 
 async function initialize(peer: RawPeer, id = 1, resumeSessionId: string | null = null): Promise<Record<string, unknown>> {
   peer.send(JSON.stringify({ id, method: 'initialize', params: { clientName: 'test', resumeSessionId } }));
@@ -61,6 +62,42 @@ describe('our exec-server: protocol edges over websocket', () => {
     peer.send(JSON.stringify({ id: 11, method: 'environment/status', jsonrpc: '2.0' }));
     expect(await peer.next()).toEqual({ id: 11, result: { status: 'ready' } });
     await peer.close();
+  });
+
+  it('bounds the ids a client chooses, with invalid-params errors naming the field', async () => {
+    const peer = await rawWebSocket(server.url);
+    await initialize(peer);
+    peer.send(JSON.stringify({ method: 'initialized' }));
+    const cwd = `file://${work.path}`;
+    const start = (id: number, processId: string): void =>
+      peer.send(JSON.stringify({ id, method: 'process/start', params: { processId, argv: ['/bin/true'], cwd, env: {}, tty: false } }));
+    const tooLong = (field: string, length: number): unknown => ({ code: -32602, message: `invalid \`${field}\`: must be at most 256 characters, got ${length}` });
+    const empty = (field: string): unknown => ({ code: -32602, message: `invalid \`${field}\`: must not be empty` });
+    start(1, '');
+    expect(await peer.next()).toEqual({ id: 1, error: empty('processId') });
+    start(2, 'p'.repeat(100_000));
+    expect(await peer.next()).toEqual({ id: 2, error: tooLong('processId', 100_000) });
+    start(3, 'p'.repeat(257));
+    expect(await peer.next()).toEqual({ id: 3, error: tooLong('processId', 257) });
+    peer.send(JSON.stringify({ id: 4, method: 'process/read', params: { processId: 'p'.repeat(300) } }));
+    expect(await peer.next()).toEqual({ id: 4, error: tooLong('processId', 300) });
+    peer.send(JSON.stringify({ id: 5, method: 'process/write', params: { processId: 'p', chunk: '', writeId: '' } }));
+    expect(await peer.next()).toEqual({ id: 5, error: empty('writeId') });
+    peer.send(JSON.stringify({ id: 6, method: 'process/write', params: { processId: 'p', chunk: '', writeId: 'w'.repeat(100_000) } }));
+    expect(await peer.next()).toEqual({ id: 6, error: tooLong('writeId', 100_000) });
+    peer.send(JSON.stringify({ id: 7, method: 'fs/open', params: { handleId: 'h'.repeat(33), path: cwd, mode: 'read' } }));
+    expect(await peer.next()).toEqual({ id: 7, error: { code: -32602, message: 'invalid `handleId`: must not exceed 32 bytes, got 33' } });
+    peer.send(JSON.stringify({ id: 8, method: 'http/request', params: { method: 'GET', url: 'http://127.0.0.1:9/', requestId: 'r'.repeat(100_000) } }));
+    expect(await peer.next()).toEqual({ id: 8, error: tooLong('requestId', 100_000) });
+    // The longest allowed id works, and the connection stayed usable throughout.
+    start(9, 'p'.repeat(256));
+    expect(await peer.next()).toMatchObject({ id: 9, result: { processId: 'p'.repeat(256) } });
+    await peer.close();
+    const other = await rawWebSocket(server.url);
+    expect(await initialize(other, 1, 's'.repeat(100_000))).toEqual({ id: 1, error: tooLong('resumeSessionId', 100_000) });
+    other.send(JSON.stringify({ id: 2, method: 'initialize', params: { clientName: 'c'.repeat(300) } }));
+    expect(await other.next()).toEqual({ id: 2, error: { code: -32602, message: 'invalid `clientName`: must be at most 256 characters' } });
+    await other.close();
   });
 
   it('closes the connection on an unexpected notification', async () => {
@@ -135,6 +172,152 @@ describe('our exec-server: authentication and listening', () => {
   });
 });
 
+/** Sends a websocket upgrade by hand on 127.0.0.1; answers the status and, for a refusal, the body. */
+function rawUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let received = '';
+    const timer = setTimeout(() => fail(new Error(`no complete answer to the upgrade: ${JSON.stringify(received)}`)), 10_000);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const answer = (): { status: number; body: string } | undefined => {
+      const end = received.indexOf('\r\n\r\n');
+      if (end < 0) return undefined;
+      return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1]), body: received.slice(end + 4) };
+    };
+    socket.on('error', fail);
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('utf8');
+      const result = answer();
+      // A 101 keeps the socket open; anything else is complete when the server closes.
+      if (result?.status === 101) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(result);
+      }
+    });
+    socket.on('end', () => {
+      clearTimeout(timer);
+      const result = answer();
+      if (result === undefined) reject(new Error(`the server closed without an answer: ${JSON.stringify(received)}`));
+      else resolve(result);
+    });
+    const lines = [
+      'GET / HTTP/1.1',
+      `Host: 127.0.0.1:${port}`,
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ];
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  });
+}
+
+describe('our exec-server: upgrades from web pages', () => {
+  const refused = { status: 403, body: 'websocket upgrade refused: requests from web pages (with an Origin header) are not allowed' };
+  let work: { path: string; cleanup: () => Promise<void> };
+  beforeAll(async () => {
+    work = await tempDir('exec-origin-');
+  });
+  afterAll(() => work.cleanup());
+
+  it('refuses an upgrade carrying an Origin header when no token is configured', async () => {
+    const server = await startOurWsExecServer();
+    try {
+      expect(await rawUpgrade(server.url, { Origin: 'https://evil.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { Origin: 'null' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { Origin: `http://127.0.0.1:${new URL(server.url).port}` })).toEqual(refused);
+      expect(await rawUpgrade(server.url)).toEqual({ status: 101, body: '' });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses an Origin header before checking the token, and serves only the allowed origins', async () => {
+    const tokenFile = join(work.path, 'token');
+    await writeFile(tokenFile, 'origin-token\n');
+    const allow = ['--allow-origin', 'https://App.example:443/', '--allow-origin', 'http://localhost:3000'];
+    const server = await startOurWsExecServer(['--ws-auth', 'capability-token', '--ws-token-file', tokenFile, ...allow]);
+    const token = { Authorization: 'Bearer origin-token' };
+    try {
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'https://evil.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { Origin: 'https://evil.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'http://app.example' })).toEqual(refused);
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'https://app.example' })).toEqual({ status: 101, body: '' });
+      expect(await rawUpgrade(server.url, { ...token, Origin: 'http://localhost:3000' })).toEqual({ status: 101, body: '' });
+      expect(await rawUpgrade(server.url, { Origin: 'https://app.example' })).toEqual({ status: 401, body: 'missing websocket bearer token' });
+      expect(await rawUpgrade(server.url, token)).toEqual({ status: 101, body: '' });
+      // A client that sends an allowed origin gets a working session.
+      const peer = await rawWebSocket(server.url, { ...token, origin: 'https://app.example' });
+      expect(await initialize(peer)).toMatchObject({ result: { sessionId: expect.any(String) } });
+      await peer.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('rejects an --allow-origin that is not an origin', async () => {
+    await expect(startOurWsExecServer(['--allow-origin', 'https://app.example/path'])).rejects.toThrow(
+      /--allow-origin `https:\/\/app.example\/path` is not an origin/,
+    );
+  });
+});
+
+/** Prints the pid of a background job it leaves in its process group, then exits. */
+const LEAVES_A_BACKGROUND_JOB = 'sleep 300 & echo $!; echo bye';
+
+/** A background job the test started: its pid once printed, and whether it was seen gone. */
+interface Job {
+  pid: number;
+  gone: boolean;
+}
+
+/**
+ * Starts {@link LEAVES_A_BACKGROUND_JOB} and returns once the command has exited; `job.pid` is set
+ * as soon as it is printed, so a failure after that still cleans up.
+ */
+async function startBackgroundJob(peer: RawPeer, cwd: string, job: Job): Promise<void> {
+  const params = { processId: 'job', argv: ['/bin/sh', '-c', LEAVES_A_BACKGROUND_JOB], cwd: `file://${cwd}`, env: { PATH: '/usr/bin:/bin' }, tty: false };
+  peer.send(JSON.stringify({ id: 2, method: 'process/start', params }));
+  let stdout = '';
+  let exited = false;
+  while (!exited || !stdout.endsWith('bye\n')) {
+    const message = await peer.next(30_000);
+    const event = message.params as { chunk?: string; exitCode?: number } | undefined;
+    if (message.method === 'process/output') stdout += Buffer.from(event?.chunk ?? '', 'base64').toString();
+    if (message.method === 'process/exited') {
+      expect(event?.exitCode).toBe(0);
+      exited = true;
+    }
+    if (job.pid === 0 && stdout.includes('\n')) job.pid = Number(stdout.split('\n')[0]);
+  }
+  expect(isAlive(job.pid)).toBe(true);
+}
+
+/** After a failed test: kills the background job it started, if still there. */
+function killLeftoverJob(job: Job): void {
+  if (!job.gone && job.pid > 0 && isAlive(job.pid)) process.kill(job.pid, 'SIGKILL');
+}
+
+/** The exit code, or a failure when the process has not exited within `ms`. */
+async function exitWithin(exitCode: Promise<number | null>, what: string, ms = 20_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not exit within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([exitCode, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe('our exec-server over stdio', () => {
   it('accepts initialize, initialized and a request pipelined in one write', async () => {
     const work = await tempDir('exec-pipelined-');
@@ -151,6 +334,50 @@ describe('our exec-server over stdio', () => {
     await peer.close();
     expect(await peer.exitCode).toBe(0);
     await work.cleanup();
+  });
+
+  it('exits, with a warning, after an unexpected notification, as the real codex exec-server does', async () => {
+    const work = await tempDir('exec-stdio-notification-');
+    const log = join(work.path, 'log');
+    const ours = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio'], { ...process.env, CODEX_MULTIENV_LOG_FILE: log });
+    const codex = rawStdio(CODEX, ['exec-server', '--listen', 'stdio'], { ...process.env, CODEX_HOME: join(work.path, 'codex-home') });
+    try {
+      for (const peer of [ours, codex]) {
+        await initialize(peer);
+        peer.send(JSON.stringify({ method: 'initialized' }));
+        peer.send(JSON.stringify({ method: 'bogus/notification', params: {} }));
+      }
+      // Stdin stays open: only the notification can make ours exit. Codex stops answering and
+      // exits when it reads the next message.
+      expect(await exitWithin(ours.exitCode, 'our exec-server')).toBe(0);
+      codex.send(JSON.stringify({ id: 2, method: 'environment/status' }));
+      expect(await exitWithin(codex.exitCode, 'codex exec-server')).toBe(0);
+      const logged = await readFile(log, 'utf8');
+      expect(logged).toMatch(/WARN .*closing connection after an unexpected notification .*"method":"bogus\/notification"/);
+      expect(logged).toMatch(/WARN .*stdio exec-server exiting: it closed the connection after a protocol violation by the client/);
+    } finally {
+      await Promise.all([ours.close(), codex.close()]);
+      await work.cleanup();
+    }
+  });
+
+  it('kills the background jobs of a command that already exited when stdin closes', async () => {
+    const work = await tempDir('exec-stdio-job-');
+    const peer = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio']);
+    const job: Job = { pid: 0, gone: false };
+    try {
+      await initialize(peer);
+      peer.send(JSON.stringify({ method: 'initialized' }));
+      await startBackgroundJob(peer, work.path, job);
+      await peer.close();
+      expect(await peer.exitCode).toBe(0);
+      await waitFor(() => !isAlive(job.pid), `background job ${job.pid} to be killed`);
+      job.gone = true;
+    } finally {
+      killLeftoverJob(job);
+      await peer.close();
+      await work.cleanup();
+    }
   });
 
   it('kills the whole process group of every process when stdin closes', async () => {
@@ -227,6 +454,25 @@ describe('websocket session resume with output replay', () => {
       await server.stop();
       await work.cleanup();
       await home.cleanup();
+    }
+  });
+
+  it('kills the background jobs of a command that already exited when a detached session expires', async () => {
+    const work = await tempDir('retention-job-');
+    const server = await startOurWsExecServer(['--session-retention-sec', '0.3']);
+    const job: Job = { pid: 0, gone: false };
+    try {
+      const peer = await rawWebSocket(server.url);
+      await initialize(peer);
+      peer.send(JSON.stringify({ method: 'initialized' }));
+      await startBackgroundJob(peer, work.path, job);
+      await peer.close();
+      await waitFor(() => !isAlive(job.pid), `the detached session to expire and kill background job ${job.pid}`);
+      job.gone = true;
+    } finally {
+      killLeftoverJob(job);
+      await server.stop();
+      await work.cleanup();
     }
   });
 
