@@ -30,7 +30,7 @@ import { createFsSessionState, registerFsHandlers, type FsSessionState } from '.
 import { registerHttpHandlers } from './http-handler.js';
 import { uriToPath } from './path-uri.js';
 import { DEFAULT_RETAINED_OUTPUT_BYTES, ManagedProcess, type ProcessEvent } from './process.js';
-import { DEFAULT_READ_BUDGET_WAIT_MS, DEFAULT_READ_MEMORY_BUDGET_BYTES, ReadBudget } from './read-budget.js';
+import { ReadBudget } from './read-budget.js';
 import { bwrapArgs, createBwrapProbe, requireBwrap, type BwrapProbe } from './bwrap.js';
 import { parseSandboxRequest } from './sandbox-policy.js';
 
@@ -78,12 +78,11 @@ export interface ExecServerOptions {
    */
   maxReadFileBytes?: number;
   /**
-   * Memory that `fs/readFile` and `fs/readBlock` may hold at once, across every session and
-   * connection; reads beyond it wait. @default DEFAULT_READ_MEMORY_BUDGET_BYTES
+   * The memory budget `fs/readFile` and `fs/readBlock` share across every session and connection;
+   * reads beyond it wait. @default new ReadBudget(): DEFAULT_READ_MEMORY_BUDGET_BYTES, waits of
+   * at most DEFAULT_READ_BUDGET_WAIT_MS
    */
-  readMemoryBudgetBytes?: number;
-  /** Longest wait of a read for room in that budget before it is refused. @default DEFAULT_READ_BUDGET_WAIT_MS */
-  readBudgetWaitMs?: number;
+  readBudget?: ReadBudget;
 }
 
 /** What `process/start` reports for a confined process: the Linux sandbox value Codex clients know. */
@@ -194,7 +193,7 @@ export class ExecServer {
     this.#logger = options.logger ?? silentLogger;
     this.#bwrapProbe = options.bwrapProbe ?? createBwrapProbe('bwrap', options.env.PATH);
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.#readBudget = new ReadBudget(options.readMemoryBudgetBytes ?? DEFAULT_READ_MEMORY_BUDGET_BYTES, options.readBudgetWaitMs ?? DEFAULT_READ_BUDGET_WAIT_MS);
+    this.#readBudget = options.readBudget ?? new ReadBudget();
   }
 
   /** Sessions currently alive (attached or detached). */
