@@ -8,8 +8,8 @@
 /**
  * Largest message (one websocket message, or one NDJSON line) either side sends or accepts:
  * 64 MiB, the default maximum message size of the websocket library under the Codex exec-server
- * and client (tungstenite). Larger incoming websocket messages close the connection (code 1009);
- * larger NDJSON lines are dropped and answered with an error.
+ * and client (tungstenite). A larger incoming websocket message closes the connection (the peer
+ * gets code 1009); a larger NDJSON line is dropped and fails only the request it belongs to.
  */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 

@@ -96,12 +96,11 @@ class WebSocketTransport implements MessageTransport {
     if (typeof bytes === 'string' || bytes.length <= MAX_WEBSOCKET_FRAME_BYTES) {
       this.socket.send(bytes, { binary: false }, sent);
     } else {
-      // All fragments are queued in this one call, so no other message can come between them.
-      for (let start = 0; start < bytes.length; ) {
-        const end = fragmentEnd(bytes, start);
-        const fin = end === bytes.length;
-        this.socket.send(bytes.subarray(start, end), { binary: false, fin }, fin ? sent : undefined);
-        start = end;
+      // All fragments are queued in this one call, so no other message can come between them. A
+      // fragment may end inside a character: only the whole message must be UTF-8 (RFC 6455 5.6).
+      for (let start = 0; start < bytes.length; start += MAX_WEBSOCKET_FRAME_BYTES) {
+        const fin = start + MAX_WEBSOCKET_FRAME_BYTES >= bytes.length;
+        this.socket.send(bytes.subarray(start, start + MAX_WEBSOCKET_FRAME_BYTES), { binary: false, fin }, fin ? sent : undefined);
       }
     }
     if (this.socket.bufferedAmount > HIGH_WATER_BYTES) {
@@ -134,18 +133,6 @@ function isClosed(socket: WebSocket): boolean {
   return socket.readyState === CLOSED;
 }
 
-/**
- * Where the fragment of `bytes` that begins at `start` ends: at most
- * {@link MAX_WEBSOCKET_FRAME_BYTES} on, moved back to the start of a UTF-8 character so that
- * every fragment of the text message holds whole characters.
- */
-function fragmentEnd(bytes: Buffer, start: number): number {
-  let end = Math.min(start + MAX_WEBSOCKET_FRAME_BYTES, bytes.length);
-  // A character is at most 4 bytes: at most 3 continuation bytes (10xxxxxx) to step back over.
-  for (let step = 0; step < 3 && end < bytes.length && ((bytes[end] ?? 0) & 0xc0) === 0x80; step++) end--;
-  return end;
-}
-
 function rawToBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
@@ -159,7 +146,7 @@ export interface WebSocketConnectOptions {
   /** Bound on TCP connect plus the upgrade handshake. */
   timeoutMs: number;
   signal?: AbortSignal;
-  /** Largest incoming message; a larger one closes the connection (code 1009). @default DEFAULT_MAX_MESSAGE_BYTES */
+  /** Largest incoming message; a larger one closes the connection (the peer gets code 1009). @default DEFAULT_MAX_MESSAGE_BYTES */
   maxMessageBytes?: number;
 }
 
@@ -230,7 +217,7 @@ export interface WebSocketListenOptions {
   /** Checks the `Authorization` header of each upgrade; absent means no auth. */
   authorize?: (authorization: string | undefined) => AuthDecision;
   onConnection: (transport: MessageTransport) => void;
-  /** Largest incoming message; a larger one closes the connection (code 1009). @default DEFAULT_MAX_MESSAGE_BYTES */
+  /** Largest incoming message; a larger one closes the connection (the peer gets code 1009). @default DEFAULT_MAX_MESSAGE_BYTES */
   maxMessageBytes?: number;
   /** @default 30000 */
   pingIntervalMs?: number;

@@ -1,5 +1,14 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createFsSessionState, registerFsHandlers, type FsSessionState } from '../../../src/exec/fs-handlers.js';
 import { ReadBudget, readMemoryCost } from '../../../src/exec/read-budget.js';
+import { FsOpen, FsReadBlock, FsReadFile } from '../../../src/protocol/exec.js';
+import { RpcConnection } from '../../../src/rpc/connection.js';
+import { RpcError } from '../../../src/rpc/errors.js';
+import { createMemoryPair } from '../../../src/transport/memory.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
+import { tempDir, waitFor } from '../../helpers/process.js';
 
 /** The error a promise rejects with (it must reject). */
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
@@ -86,6 +95,75 @@ describe('ReadBudget', () => {
     expect(held.bytes).toBe(60);
     expect(budget.usedBytes).toBe(60);
     held.release();
+    expect(budget.usedBytes).toBe(0);
+  });
+});
+
+describe('fs/readFile and fs/readBlock under a read budget', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  const connections: RpcConnection[] = [];
+  const states: FsSessionState[] = [];
+
+  beforeEach(async () => {
+    dir = await tempDir('read-budget-');
+  });
+  afterEach(async () => {
+    await Promise.all(connections.splice(0).map((connection) => connection.close()));
+    await Promise.all(states.splice(0).map((state) => state.closeAll()));
+    await dir.cleanup();
+  });
+
+  /** A client of fs handlers that take their memory from `budget`. */
+  function connect(budget: ReadBudget): RpcConnection {
+    const [a, b] = createMemoryPair('read-budget');
+    const server = new RpcConnection(a);
+    const client = new RpcConnection(b);
+    const state = createFsSessionState();
+    registerFsHandlers(server, state, { readBudget: budget });
+    server.start();
+    client.start();
+    connections.push(client, server);
+    states.push(state);
+    return client;
+  }
+
+  async function file(name: string, contents: string): Promise<string> {
+    await writeFile(join(dir.path, name), contents);
+    return pathToFileURL(join(dir.path, name)).href;
+  }
+
+  it('answers a read that found no room in time as busy (-32603), and serves it once there is room', async () => {
+    const budget = new ReadBudget(readMemoryCost(10), 20);
+    const client = connect(budget);
+    const path = await file('ten.txt', '0123456789');
+    const gate = await budget.reserve(budget.capacityBytes);
+    const busy = await rejectionOf(client.request(FsReadFile, { path }));
+    expect(busy).toBeInstanceOf(RpcError);
+    expect((busy as RpcError).code).toBe(-32603);
+    expect((busy as RpcError).message).toMatch(/^fs\/readFile: the exec-server is busy: reads holding 26 bytes of its 26-byte read budget left no room for 26 more within 20 ms; try again later$/);
+    gate.release();
+    await expect(client.request(FsReadFile, { path })).resolves.toEqual({ dataBase64: Buffer.from('0123456789').toString('base64') });
+    expect(budget.usedBytes).toBe(0);
+  });
+
+  it('refuses with -32600 a read that needs more than the whole budget', async () => {
+    const budget = new ReadBudget(readMemoryCost(10), 60_000);
+    const client = connect(budget);
+    const error = await rejectionOf(client.request(FsReadFile, { path: await file('eleven.txt', '0123456789A') }));
+    expect((error as RpcError).code).toBe(-32600);
+    expect((error as RpcError).message).toBe('fs/readFile: it needs 27 bytes of memory, more than the whole 26-byte read budget');
+  });
+
+  it('makes concurrent fs/readBlock requests wait for the budget, then answers them all', async () => {
+    const budget = new ReadBudget(readMemoryCost(4) * 2, 60_000);
+    const client = connect(budget);
+    await client.request(FsOpen, { handleId: 'h', path: await file('blocks.txt', 'aaaabbbbccccdddd') });
+    const gate = await budget.reserve(budget.capacityBytes);
+    const blocks = [0, 4, 8, 12].map((offset) => client.request(FsReadBlock, { handleId: 'h', offset, len: 4 }));
+    await waitFor(() => budget.waiting === 4, 'every block read to wait for the budget');
+    gate.release();
+    const chunks = (await Promise.all(blocks)).map((result) => Buffer.from(result.chunk, 'base64').toString());
+    expect(chunks).toEqual(['aaaa', 'bbbb', 'cccc', 'dddd']);
     expect(budget.usedBytes).toBe(0);
   });
 });
