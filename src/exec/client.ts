@@ -328,32 +328,32 @@ export class ExecClient {
     );
   }
 
-  /** The largest file {@link readFile} and {@link writeFile} move whole: its base64 fills one message. */
-  get maxWholeFileBytes(): number {
-    return maxBase64PayloadBytes(this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-  }
-
   /**
-   * Reads a whole file. One larger than {@link maxWholeFileBytes} fails with LIMIT_EXCEEDED,
+   * Reads a whole file. One whose base64 does not fit in one message fails with LIMIT_EXCEEDED,
    * found by asking its size first: a server that does not bound its reads (the Codex
    * exec-server does not) would answer with a message over the limit, and on a websocket such a
    * message costs the connection, and every other request on it.
    */
   async readFile(path: string, options?: FsRequestOptions): Promise<Buffer> {
     const metadata = await this.getMetadata(path, options);
-    if (metadata.isFile && metadata.size > this.maxWholeFileBytes) throw this.#fileTooLarge('read', path, metadata.size);
+    if (metadata.isFile && metadata.size > this.#maxWholeFileBytes()) throw this.#fileTooLarge('read', path, metadata.size);
     const result = await this.request(FsReadFile, { path: pathToUri(path), ...sandboxParam(options) }, options);
     return Buffer.from(result.dataBase64, 'base64');
   }
 
   /**
-   * Creates or truncates a file; the parent directory must exist. Data larger than
-   * {@link maxWholeFileBytes} fails with LIMIT_EXCEEDED before anything is sent.
+   * Creates or truncates a file; the parent directory must exist. Data whose base64 does not fit
+   * in one message fails with LIMIT_EXCEEDED before anything is sent.
    */
   async writeFile(path: string, data: Uint8Array | string, options?: FsRequestOptions): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    if (bytes.byteLength > this.maxWholeFileBytes) throw this.#fileTooLarge('write', path, bytes.byteLength);
+    if (bytes.byteLength > this.#maxWholeFileBytes()) throw this.#fileTooLarge('write', path, bytes.byteLength);
     await this.request(FsWriteFile, { path: pathToUri(path), dataBase64: encodeBase64(bytes), ...sandboxParam(options) }, options);
+  }
+
+  /** The largest file moved whole: its base64 fills one message. */
+  #maxWholeFileBytes(): number {
+    return maxBase64PayloadBytes(this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
   }
 
   #fileTooLarge(operation: 'read' | 'write', path: string, size: number): LocalError {
@@ -361,7 +361,7 @@ export class ExecClient {
     const inBlocks = operation === 'read' ? 'fs/open and fs/readBlock' : 'fs/open (mode replace) and fs/writeBlock';
     return new LocalError(
       LocalErrorCode.LimitExceeded,
-      `file too large to ${operation} whole on ${this.label}: \`${path}\` is ${size} bytes, over the ${this.maxWholeFileBytes}-byte limit (its base64 must fit in one ${maxMessageBytes}-byte message); ${operation} it in blocks with ${inBlocks}`,
+      `file too large to ${operation} whole on ${this.label}: \`${path}\` is ${size} bytes, over the ${this.#maxWholeFileBytes()}-byte limit (its base64 must fit in one ${maxMessageBytes}-byte message); ${operation} it in blocks with ${inBlocks}`,
     );
   }
 
