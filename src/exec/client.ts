@@ -28,6 +28,7 @@ import {
   type SandboxContext,
 } from '../protocol/exec.js';
 import { RpcErrorCode } from '../protocol/jsonrpc.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, maxBase64PayloadBytes } from '../protocol/limits.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, RpcConnection, type RequestOptions } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import type { MessageTransport } from '../transport/transport.js';
@@ -85,6 +86,13 @@ export interface ExecClientOptions {
   reconnectWindowMs?: number;
   logger?: Logger;
   signal?: AbortSignal;
+  /**
+   * Largest message sent to the server; the connector's transport holds incoming messages to its
+   * own limit, by default the same. A file read or written whole with `readFile` and `writeFile`
+   * must fit in one as base64; a larger one fails before anything is sent.
+   * @default DEFAULT_MAX_MESSAGE_BYTES
+   */
+  maxMessageBytes?: number;
 }
 
 /** The connection state of a client. */
@@ -336,16 +344,41 @@ export class ExecClient {
     );
   }
 
-  /** Reads a whole file. */
+  /**
+   * Reads a whole file. One whose base64 does not fit in one message fails with LIMIT_EXCEEDED,
+   * found by asking its size first: a server that does not bound its reads (the Codex
+   * exec-server does not) would answer with a message over the limit, and on a websocket such a
+   * message costs the connection, and every other request on it.
+   */
   async readFile(path: string, options?: FsRequestOptions): Promise<Buffer> {
+    const metadata = await this.getMetadata(path, options);
+    if (metadata.isFile && metadata.size > this.#maxWholeFileBytes()) throw this.#fileTooLarge('read', path, metadata.size);
     const result = await this.request(FsReadFile, { path: pathToUri(path), ...sandboxParam(options) }, options);
     return Buffer.from(result.dataBase64, 'base64');
   }
 
-  /** Creates or truncates a file; the parent directory must exist. */
+  /**
+   * Creates or truncates a file; the parent directory must exist. Data whose base64 does not fit
+   * in one message fails with LIMIT_EXCEEDED before anything is sent.
+   */
   async writeFile(path: string, data: Uint8Array | string, options?: FsRequestOptions): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    if (bytes.byteLength > this.#maxWholeFileBytes()) throw this.#fileTooLarge('write', path, bytes.byteLength);
     await this.request(FsWriteFile, { path: pathToUri(path), dataBase64: encodeBase64(bytes), ...sandboxParam(options) }, options);
+  }
+
+  /** The largest file moved whole: its base64 fills one message. */
+  #maxWholeFileBytes(): number {
+    return maxBase64PayloadBytes(this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+  }
+
+  #fileTooLarge(operation: 'read' | 'write', path: string, size: number): LocalError {
+    const maxMessageBytes = this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const inBlocks = operation === 'read' ? 'fs/open and fs/readBlock' : 'fs/open (mode replace) and fs/writeBlock';
+    return new LocalError(
+      LocalErrorCode.LimitExceeded,
+      `file too large to ${operation} whole on ${this.label}: \`${path}\` is ${size} bytes, over the ${this.#maxWholeFileBytes()}-byte limit (its base64 must fit in one ${maxMessageBytes}-byte message); ${operation} it in blocks with ${inBlocks}`,
+    );
   }
 
   /** Creates a directory and its parents. */
@@ -560,7 +593,7 @@ async function handshake(
   route: (processId: string) => RemoteProcess | undefined,
 ): Promise<{ attached: Attached; sessionId: string; info: EnvironmentInfo }> {
   const transport = await connector.connect(options.signal);
-  const connection = new RpcConnection(transport, { logger: options.logger });
+  const connection = new RpcConnection(transport, { logger: options.logger, maxMessageBytes: options.maxMessageBytes });
   connection.onNotification(ProcessOutput, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: Buffer.from(p.chunk, 'base64') }));
   connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode, sandboxDenied: p.sandboxDenied === true }));
   connection.onNotification(ProcessClosed, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'closed' }));

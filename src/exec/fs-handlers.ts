@@ -19,13 +19,16 @@ import {
   type DirectoryEntry,
   type FileMetadata,
 } from '../protocol/exec.js';
+import { DEFAULT_MAX_WHOLE_FILE_BYTES } from '../protocol/limits.js';
 import { withBase64Bytes } from '../rpc/base64-field.js';
 import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import { decodeBase64 } from '../util/base64.js';
+import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { ioError } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
 import { copyOpenedFile, openDirectory, realPathOfOpened, type PinnedDirectory } from './pinned-directory.js';
+import { ReadBudget, readMemoryCost, type ReadReservation } from './read-budget.js';
 import {
   assertLandsWritable,
   assertReadable,
@@ -37,8 +40,6 @@ import {
   type SandboxPolicy,
 } from './sandbox-policy.js';
 
-/** Default bound on the size of a file returned whole by `fs/readFile`. */
-export const DEFAULT_MAX_READ_FILE_BYTES = 512 * 1024 * 1024;
 /** Default bound on the `fs/open` handles one session may hold at once. */
 export const DEFAULT_MAX_OPEN_HANDLES = 256;
 /** Largest `len` of one `fs/readBlock` (the Codex 0.169.0 limit). */
@@ -53,8 +54,16 @@ const WALK_ITEM_OVERHEAD_BYTES = 64;
 
 /** Options of {@link registerFsHandlers}. */
 export interface FsHandlerOptions {
-  /** Files larger than this are refused by `fs/readFile` (use `fs/open` + `fs/readBlock`). @default DEFAULT_MAX_READ_FILE_BYTES */
+  /**
+   * Files larger than this are refused by `fs/readFile` (use `fs/open` + `fs/readBlock`): the
+   * largest whose base64 fits in one message. @default DEFAULT_MAX_WHOLE_FILE_BYTES
+   */
   maxReadFileBytes?: number;
+  /**
+   * The memory budget `fs/readFile` and `fs/readBlock` take their buffers from; share one across
+   * connections to bound them all together. @default a ReadBudget of this registration alone
+   */
+  readBudget?: ReadBudget;
   /** Open `fs/open` handles allowed per session. @default DEFAULT_MAX_OPEN_HANDLES */
   maxOpenHandles?: number;
   /** What special sandbox paths (`tmpdir`) mean on this host. @default the process's temp dir */
@@ -186,26 +195,36 @@ export function createFsSessionState(): FsSessionState {
  * live in `state`, shared by every connection of the session.
  */
 export function registerFsHandlers(connection: RpcConnection, state: FsSessionState, options: FsHandlerOptions = {}): void {
-  const maxReadFileBytes = options.maxReadFileBytes ?? DEFAULT_MAX_READ_FILE_BYTES;
+  const maxReadFileBytes = options.maxReadFileBytes ?? DEFAULT_MAX_WHOLE_FILE_BYTES;
   const maxOpenHandles = options.maxOpenHandles ?? DEFAULT_MAX_OPEN_HANDLES;
+  const readBudget = options.readBudget ?? new ReadBudget();
   const readBuffers = new ScratchBuffer(MAX_SCRATCH_BYTES);
   const sandboxHost = options.sandboxHost ?? { tempDir: tmpdir() };
   const policyOf = (sandbox: unknown): SandboxPolicy | undefined => parseSandboxRequest(sandbox, sandboxHost);
 
-  connection.onRequest(FsReadFile, async (params) => {
+  connection.onRequest(FsReadFile, async (params, context) => {
     const path = toPath(params.path);
     assertReadable(policyOf(params.sandbox), path, FsReadFile.method);
     const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
-    const { data, release } = await io(async () => {
-      const { handle, size } = await openRegularFileWithSize(path, follow ? 0 : constants.O_NOFOLLOW);
-      try {
-        return await readWhole(handle, size, path, maxReadFileBytes, readBuffers);
-      } finally {
-        closeInBackground(handle);
-      }
-    });
-    return withBase64Bytes({}, 'dataBase64', data, {}, release);
+    const { handle, size } = await openRegularFileWithSize(path, follow ? 0 : constants.O_NOFOLLOW);
+    let reservation: ReadReservation | undefined;
+    try {
+      // Refused before anything is allocated: the size is known from the open file.
+      if (size > maxReadFileBytes) throw fileTooLarge(path, size, maxReadFileBytes);
+      const held = await budgeted(FsReadFile.method, () => readBudget.reserve(readMemoryCost(size), context.signal));
+      reservation = held;
+      // A file that grew since its fstat may be read up to the limit: budget for that first.
+      const grow = (): Promise<void> => budgeted(FsReadFile.method, () => held.extend(readMemoryCost(maxReadFileBytes) - held.bytes, context.signal));
+      const { data, release } = await io(() => readWhole(handle, size, path, maxReadFileBytes, readBuffers, grow));
+      // The budget comes back once the answer has left the transport's buffer.
+      return withBase64Bytes({}, 'dataBase64', data, {}, { encoded: release, sent: held.release });
+    } catch (error) {
+      reservation?.release();
+      throw error;
+    } finally {
+      closeInBackground(handle);
+    }
   });
 
   connection.onRequestWithBytes(FsWriteFile, 'dataBase64', async (params) => {
@@ -361,12 +380,19 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     return { handleId: params.handleId };
   });
 
-  connection.onRequest(FsReadBlock, async (params) => {
+  connection.onRequest(FsReadBlock, async (params, context) => {
     if (params.len < 1 || params.len > MAX_READ_BLOCK_BYTES) {
       throw RpcError.invalidRequest(`file read block length must be between 1 and ${MAX_READ_BLOCK_BYTES}`);
     }
-    const { bytes, eof } = await state.read(params.handleId, params.offset, params.len);
-    return withBase64Bytes({}, 'chunk', bytes, { eof });
+    // Blocks are small, but a client can ask for many at once: they share the reads' budget.
+    const reservation = await budgeted(FsReadBlock.method, () => readBudget.reserve(readMemoryCost(params.len), context.signal));
+    try {
+      const { bytes, eof } = await state.read(params.handleId, params.offset, params.len);
+      return withBase64Bytes({}, 'chunk', bytes, { eof }, { sent: reservation.release });
+    } catch (error) {
+      reservation.release();
+      throw error;
+    }
   });
 
   connection.onRequestWithBytes(FsWriteBlock, 'chunk', async (params) => {
@@ -653,17 +679,40 @@ class ScratchBuffer {
   }
 }
 
+/** The refusal of a file over the `fs/readFile` limit; `reported` is its size, or a bound on it. */
+function fileTooLarge(path: string, reported: number | string, limit: number): RpcError {
+  return RpcError.invalidRequest(
+    `fs/readFile: \`${path}\` is too large to read whole: ${reported} bytes, over the ${limit}-byte limit of fs/readFile (its base64 must fit in one message); read it in blocks with fs/open and fs/readBlock`,
+  );
+}
+
 /**
- * Reads a whole file whose `fstat` said `size`, refusing (before and while reading) to go past
- * `limit` bytes. A file that grew or shrank since is read to its end all the same. The data may
- * live in a scratch buffer: call `release` once done with it.
+ * Runs a {@link ReadBudget} call of `method`, turning its refusals into wire errors: a read larger
+ * than the whole budget is -32600, a wait for room that ran out -32603 (try again later).
  */
-async function readWhole(handle: FileHandle, size: number, path: string, limit: number, scratch: ScratchBuffer): Promise<{ data: Buffer; release: () => void }> {
-  const tooLarge = (reported: number | string): RpcError =>
-    RpcError.invalidRequest(
-      `fs/readFile: \`${path}\` is ${reported} bytes, over the ${limit}-byte limit of fs/readFile; read it in blocks with fs/open and fs/readBlock`,
-    );
-  if (size > limit) throw tooLarge(size);
+async function budgeted<T>(method: string, take: () => Promise<T>): Promise<T> {
+  try {
+    return await take();
+  } catch (error) {
+    if (error instanceof LocalError && error.code === LocalErrorCode.LimitExceeded) throw RpcError.invalidRequest(`${method}: ${error.message}`);
+    throw RpcError.internal(`${method}: ${errorMessage(error)}`);
+  }
+}
+
+/**
+ * Reads a whole file whose `fstat` said `size` (already checked against `limit`), refusing to go
+ * past `limit` bytes while reading. A file that grew or shrank since is read to its end all the
+ * same; before reading past its size, `grow` is awaited (it takes the memory for that). The data
+ * may live in a scratch buffer: call `release` once done with it.
+ */
+async function readWhole(
+  handle: FileHandle,
+  size: number,
+  path: string,
+  limit: number,
+  scratch: ScratchBuffer,
+  grow: () => Promise<void>,
+): Promise<{ data: Buffer; release: () => void }> {
   // The usual case takes one read: a buffer of the size plus one byte, so that a read that stops
   // exactly at the size is known to have met the end (a regular file reads short only there).
   // Nothing is zero-filled or concatenated; only what was read is returned.
@@ -683,9 +732,10 @@ async function readWhole(handle: FileHandle, size: number, path: string, limit: 
   // The file grew past its size: read on in chunks up to the limit.
   const chunks: Buffer[] = [Buffer.from(first)];
   release();
+  await grow();
   for (;;) {
     // One byte past the limit is enough to know a growing file went over it.
-    if (total > limit) throw tooLarge(`more than ${limit}`);
+    if (total > limit) throw fileTooLarge(path, `more than ${limit}`, limit);
     const want = Math.min(64 * 1024, limit + 1 - total);
     const buffer = Buffer.allocUnsafe(want);
     const { bytesRead } = await handle.read(buffer, 0, want, total);

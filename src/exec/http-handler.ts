@@ -1,14 +1,18 @@
 import { Agent as HttpAgent, request as httpRequest, validateHeaderName, validateHeaderValue, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { HttpRequest, HttpRequestBodyDelta, type HttpRequestParams } from '../protocol/exec.js';
+import { DEFAULT_MAX_WHOLE_FILE_BYTES } from '../protocol/limits.js';
 import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import { abortReason } from '../util/abort.js';
 import { decodeBase64, encodeBase64 } from '../util/base64.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
-/** Bound on a buffered (`streamResponse: false`) response body. */
-export const DEFAULT_MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024;
+/**
+ * Bound on a buffered (`streamResponse: false`) response body: the largest whose base64 fits in
+ * one message with the default message limit, as for whole files.
+ */
+export const DEFAULT_MAX_BUFFERED_BODY_BYTES = DEFAULT_MAX_WHOLE_FILE_BYTES;
 /** Bound on the redirects one request follows with `redirectPolicy: "follow"`. */
 export const DEFAULT_MAX_REDIRECTS = 10;
 /** Largest body chunk one `http/request/bodyDelta` carries (Codex caps deltas at 1 MiB). */

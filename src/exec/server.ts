@@ -16,6 +16,7 @@ import {
   ProcessWrite,
 } from '../protocol/exec.js';
 import { RpcErrorCode } from '../protocol/jsonrpc.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, maxBase64PayloadBytes } from '../protocol/limits.js';
 import { withBase64Bytes } from '../rpc/base64-field.js';
 import { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
@@ -29,6 +30,7 @@ import { createFsSessionState, registerFsHandlers, type FsSessionState } from '.
 import { registerHttpHandlers } from './http-handler.js';
 import { uriToPath } from './path-uri.js';
 import { DEFAULT_RETAINED_OUTPUT_BYTES, ManagedProcess, type ProcessEvent } from './process.js';
+import { ReadBudget } from './read-budget.js';
 import { bwrapArgs, createBwrapProbe, requireBwrap, type BwrapProbe } from './bwrap.js';
 import { parseSandboxRequest } from './sandbox-policy.js';
 
@@ -64,6 +66,23 @@ export interface ExecServerOptions {
    * Node.js's `child_process`. @default true
    */
   nativeStarter?: boolean;
+  /**
+   * Largest message sent to a client (what clients accept; set the transports' incoming limit to
+   * the same). Whole-file reads and buffered HTTP bodies are bounded by what fits in one.
+   * @default DEFAULT_MAX_MESSAGE_BYTES
+   */
+  maxMessageBytes?: number;
+  /**
+   * Largest file `fs/readFile` returns. @default the largest whose base64 fits in a message:
+   * `maxBase64PayloadBytes(maxMessageBytes)`, DEFAULT_MAX_WHOLE_FILE_BYTES by default
+   */
+  maxReadFileBytes?: number;
+  /**
+   * The memory budget `fs/readFile` and `fs/readBlock` share across every session and connection;
+   * reads beyond it wait. @default new ReadBudget(): DEFAULT_READ_MEMORY_BUDGET_BYTES, waits of
+   * at most DEFAULT_READ_BUDGET_WAIT_MS
+   */
+  readBudget?: ReadBudget;
 }
 
 /** What `process/start` reports for a confined process: the Linux sandbox value Codex clients know. */
@@ -167,11 +186,16 @@ export class ExecServer {
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<RpcConnection>();
   readonly #bwrapProbe: () => Promise<BwrapProbe>;
+  readonly #maxMessageBytes: number;
+  /** Shared by every connection, so that reads are bounded together. */
+  readonly #readBudget: ReadBudget;
 
   constructor(options: ExecServerOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#bwrapProbe = options.bwrapProbe ?? createBwrapProbe('bwrap', options.env.PATH);
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#readBudget = options.readBudget ?? new ReadBudget();
   }
 
   /**
@@ -198,6 +222,7 @@ export class ExecServer {
     let session: Session | undefined;
     const connection: RpcConnection = new RpcConnection(transport, {
       logger: this.#logger,
+      maxMessageBytes: this.#maxMessageBytes,
       methodNotFoundMessage: (method) => `exec-server stub does not implement \`${method}\` yet`,
       guard: (method) => {
         const family = FAMILIES[method.split('/')[0] ?? ''];
@@ -249,7 +274,7 @@ export class ExecServer {
     });
     connection.onRequest(EnvironmentInfoMethod, () => describeHost(this.#options.host));
     connection.onRequest(EnvironmentStatus, () => ({ status: 'ready' }));
-    registerHttpHandlers(connection, { env: this.#options.env });
+    registerHttpHandlers(connection, { env: this.#options.env, maxBufferedBodyBytes: maxBase64PayloadBytes(this.#maxMessageBytes) });
 
     this.#connections.add(connection);
     void connection.closed.then(() => {
@@ -271,7 +296,11 @@ export class ExecServer {
   #registerSessionHandlers(connection: RpcConnection, session: Session): void {
     const options = this.#options;
     const sandboxHost = { tempDir: options.host.tempDir };
-    registerFsHandlers(connection, session.fs, { sandboxHost });
+    registerFsHandlers(connection, session.fs, {
+      sandboxHost,
+      maxReadFileBytes: options.maxReadFileBytes ?? maxBase64PayloadBytes(this.#maxMessageBytes),
+      readBudget: this.#readBudget,
+    });
     const bwrapProbe = this.#bwrapProbe;
 
     connection.onRequest(ProcessStart, async (params) => {

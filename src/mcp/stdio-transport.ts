@@ -220,7 +220,7 @@ export class McpStdioTransport implements Transport {
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#limitText = `${options.maxMessageBytes} bytes (${mebibytes(options.maxMessageBytes)}, ${options.limitSetting ?? 'multienv.max_message_mb'})`;
     this.#stream = new StreamTransport(input, output, 'MCP client', {
-      maxFrameBytes: options.maxMessageBytes,
+      maxMessageBytes: options.maxMessageBytes,
       // The client's stdout is not ours to end (the worker hands it back, the foreground server
       // leaves process.stdout open): closing only stops reading.
       endOutput: false,

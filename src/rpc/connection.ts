@@ -1,8 +1,9 @@
 import type { z } from 'zod';
 import { classifyMessage, RpcErrorCode, type IncomingMessage, type RequestId } from '../protocol/jsonrpc.js';
 import type { MethodSpec, NotificationSpec } from '../protocol/exec.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { decodeUtf8 } from '../transport/text.js';
-import type { MessageTransport } from '../transport/transport.js';
+import { MessageTooLargeError, type MessageTransport } from '../transport/transport.js';
 import { abortReason } from '../util/abort.js';
 import { decodeBase64Bytes } from '../util/base64.js';
 import { deferred } from '../util/deferred.js';
@@ -11,6 +12,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { WithBase64Field } from './base64-field.js';
 import { LARGE_FIELD_PLACEHOLDER, splitLargeString } from './large-base64.js';
 import { describeParamsError, RpcError } from './errors.js';
+import { readMessageHead } from './message-head.js';
 
 /** Default bound on an outgoing request that names no timeout of its own. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -42,6 +44,12 @@ export interface RpcConnectionOptions {
   onUnknownNotification?: (method: string) => void;
   /** A response arrived for no pending request. @default ignored */
   onUnsolicitedResponse?: () => void;
+  /**
+   * Largest message sent, in bytes: what the peer accepts. A larger request fails before it is
+   * sent, a larger result is answered with an error instead, a larger notification is dropped.
+   * @default DEFAULT_MAX_MESSAGE_BYTES
+   */
+  maxMessageBytes?: number;
 }
 
 /** Per-call options of {@link RpcConnection.request}. */
@@ -86,6 +94,7 @@ export class RpcConnection {
   readonly #lifetime = new AbortController();
   readonly #closed = deferred<Error | undefined>();
   readonly #drainWaiters: (() => void)[] = [];
+  readonly #maxMessageBytes: number;
   #nextId = 1;
   /** Whether any handler was registered with `onRequestWithBytes` (else no message takes that path). */
   #takesBytes = false;
@@ -97,6 +106,7 @@ export class RpcConnection {
     this.#transport = transport;
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   /** The transport's label, for messages. */
@@ -168,13 +178,23 @@ export class RpcConnection {
     this.#takesBytes = true;
   }
 
-  /** Sends a request and resolves with its result, validated against `spec.result`. */
+  /**
+   * Sends a request and resolves with its result, validated against `spec.result`. A request
+   * larger than the message limit fails with FRAME_TOO_LARGE, unsent.
+   */
   request<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options: RequestOptions = {}): Promise<z.output<R>> {
     if (this.#isClosed) {
       return Promise.reject(new LocalError(LocalErrorCode.ConnectionClosed, `cannot send ${spec.method}: connection ${this.label} is closed`));
     }
     if (options.signal?.aborted === true) return Promise.reject(abortReason(options.signal));
     const id = this.#nextId++;
+    const text = JSON.stringify({ id, method: spec.method, params });
+    const bytes = this.#bytesOverLimit(text);
+    if (bytes !== undefined) {
+      return Promise.reject(
+        new LocalError(LocalErrorCode.FrameTooLarge, `the ${spec.method} request is ${bytes} bytes, over the ${this.#maxMessageBytes}-byte message limit of ${this.label}; it was not sent`),
+      );
+    }
     const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     return new Promise<z.output<R>>((resolve, reject) => {
       const cleanup = (): void => {
@@ -205,7 +225,7 @@ export class RpcConnection {
           reject(error);
         },
       });
-      this.#send({ id, method: spec.method, params });
+      this.#sendText(text);
     });
   }
 
@@ -214,8 +234,24 @@ export class RpcConnection {
    * `withBase64Bytes`. Returns false when the transport is congested (the message is queued).
    */
   notify<P extends z.ZodType>(spec: NotificationSpec<P>, params: z.input<P> | WithBase64Field<z.input<P>>): boolean {
-    if (params instanceof WithBase64Field) return this.#sendBytes(params.encode(`{"method":${JSON.stringify(spec.method)},"params":`, '}'));
-    return this.#send({ method: spec.method, params });
+    if (params instanceof WithBase64Field) {
+      const prefix = `{"method":${JSON.stringify(spec.method)},"params":`;
+      const bytes = params.byteLength(prefix, '}');
+      if (bytes <= this.#maxMessageBytes) return this.#sendBase64Message(params, prefix);
+      params.settle();
+      this.#notificationTooLarge(spec.method, bytes);
+      return true;
+    }
+    const text = JSON.stringify({ method: spec.method, params });
+    const bytes = this.#bytesOverLimit(text);
+    if (bytes === undefined) return this.#sendText(text);
+    this.#notificationTooLarge(spec.method, bytes);
+    return true;
+  }
+
+  #notificationTooLarge(method: string, bytes: number): void {
+    // Nothing we notify comes near the limit (output chunks, body deltas): a bug to see in the log.
+    this.#logger.error(`dropped a ${method} notification over the message limit`, { bytes, limit: this.#maxMessageBytes, to: this.label });
   }
 
   /** Closes the connection; idempotent. Pending requests reject with CONNECTION_CLOSED. */
@@ -225,23 +261,68 @@ export class RpcConnection {
     this.#onClose(undefined);
   }
 
+  /** Sends a small message of our own making (an error, a parse error): never near the limit. */
   #send(message: object): boolean {
+    return this.#sendText(JSON.stringify(message));
+  }
+
+  #sendText(text: string): boolean {
     if (this.#isClosed) return true;
-    const ok = this.#transport.send(JSON.stringify(message));
+    const ok = this.#transport.send(text);
     if (!ok) this.#congested = true;
     return ok;
   }
 
-  #sendBytes(message: Buffer): boolean {
-    if (this.#isClosed) return true;
-    const ok = this.#transport.send(message);
-    if (!ok) this.#congested = true;
-    return ok;
+  /**
+   * Encodes and sends a message with a large base64 field, then settles it once it has left the
+   * transport's buffer (at once when the send reported no back-pressure, else on drain).
+   */
+  #sendBase64Message(message: WithBase64Field<unknown>, prefix: string): boolean {
+    if (this.#isClosed) {
+      message.settle();
+      return true;
+    }
+    const ok = this.#transport.send(message.encode(prefix, '}'));
+    if (ok) {
+      message.settle();
+      return true;
+    }
+    this.#congested = true;
+    void this.waitForDrain().then(() => message.settle());
+    return false;
   }
 
-  #sendResult(id: RequestId, result: unknown): void {
-    if (result instanceof WithBase64Field) this.#sendBytes(result.encode(`{"id":${JSON.stringify(id)},"result":`, '}'));
-    else this.#send({ id, result: result ?? {} });
+  /** The UTF-8 length of `text` when it is over the message limit; undefined when it fits. */
+  #bytesOverLimit(text: string): number | undefined {
+    // At most 3 UTF-8 bytes per UTF-16 unit: most messages need no count.
+    if (text.length * 3 <= this.#maxMessageBytes) return undefined;
+    const bytes = Buffer.byteLength(text, 'utf8');
+    return bytes > this.#maxMessageBytes ? bytes : undefined;
+  }
+
+  /** Sends a handler's result; one over the message limit is answered with -32603 instead. */
+  #sendResult(id: RequestId, method: string, result: unknown): void {
+    if (result instanceof WithBase64Field) {
+      const prefix = `{"id":${JSON.stringify(id)},"result":`;
+      const bytes = result.byteLength(prefix, '}');
+      if (bytes <= this.#maxMessageBytes) {
+        this.#sendBase64Message(result, prefix);
+        return;
+      }
+      result.settle();
+      this.#resultTooLarge(id, method, bytes);
+      return;
+    }
+    const text = JSON.stringify({ id, result: result ?? {} });
+    const bytes = this.#bytesOverLimit(text);
+    if (bytes === undefined) this.#sendText(text);
+    else this.#resultTooLarge(id, method, bytes);
+  }
+
+  #resultTooLarge(id: RequestId, method: string, bytes: number): void {
+    this.#logger.warn(`${method} result over the message limit`, { bytes, limit: this.#maxMessageBytes, to: this.label });
+    const message = `the ${method} result is ${bytes} bytes, over the ${this.#maxMessageBytes}-byte message limit; it was not sent`;
+    this.#send({ error: { code: RpcErrorCode.InternalError, message }, id });
   }
 
   #onDrain(): void {
@@ -361,7 +442,7 @@ export class RpcConnection {
     }
     Promise.resolve(started)
       .then(
-        (result) => this.#sendResult(id, result),
+        (result) => this.#sendResult(id, method, result),
         (error: unknown) => {
           if (error instanceof RpcError) {
             this.#send({ error: error.toJSON(), id });
@@ -393,11 +474,38 @@ export class RpcConnection {
   }
 
   #onTransportError(error: Error): void {
-    if (error instanceof LocalError && error.code === LocalErrorCode.FrameTooLarge) {
-      this.#send({ error: { code: RpcErrorCode.InvalidRequest, message: `failed to parse JSON-RPC message from ${this.label}: ${error.message}` }, id: -1 });
+    if (error instanceof MessageTooLargeError) {
+      this.#onOversizedMessage(error);
       return;
     }
     this.#logger.debug('transport error', { from: this.label, error: error.message });
+  }
+
+  /**
+   * An incoming message over the transport's limit was dropped. Its head says whose it was: a
+   * response fails just the request it answers, a request is answered with an error under its
+   * own id; either way nobody waits for it and the connection stays. Anything else gets the
+   * parse error of a malformed message (id -1).
+   */
+  #onOversizedMessage(error: MessageTooLargeError): void {
+    const head = readMessageHead(decodeUtf8(error.head));
+    const isResponse = head.keys.includes('result') || head.keys.includes('error');
+    if (head.id !== undefined && isResponse && head.method === undefined) {
+      const pending = this.#pending.get(head.id);
+      if (pending === undefined) {
+        this.#logger.warn('dropped an oversized response for no pending request', { from: this.label, id: head.id });
+        return;
+      }
+      pending.reject(
+        new LocalError(
+          LocalErrorCode.FrameTooLarge,
+          `the response to ${pending.method} from ${this.label} is larger than the ${error.limitBytes}-byte message limit; it was dropped`,
+        ),
+      );
+      return;
+    }
+    const id = head.id !== undefined && head.method !== undefined && !isResponse ? head.id : -1;
+    this.#send({ error: { code: RpcErrorCode.InvalidRequest, message: `failed to parse JSON-RPC message from ${this.label}: ${error.message}` }, id });
   }
 
   #onClose(reason: Error | undefined): void {

@@ -16,7 +16,8 @@ export interface ChildCommand {
 /** Options of {@link spawnChildTransport}. */
 export interface ChildTransportOptions {
   logger?: Logger;
-  maxFrameBytes?: number;
+  /** Longest line accepted from the child. @default DEFAULT_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
   /** Time between stdin EOF and SIGTERM, and between SIGTERM and SIGKILL. @default 2000 */
   killGraceMs?: number;
 }
@@ -73,7 +74,7 @@ export async function spawnChildTransport(command: ChildCommand, options: ChildT
   };
   const waitExit = (ms: number): Promise<boolean> => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
   const transport = new ChildTransport(child.stdout, child.stdin, label, {
-    maxFrameBytes: options.maxFrameBytes,
+    maxMessageBytes: options.maxMessageBytes,
     onDispose: async () => {
       if (!(await waitExit(grace))) {
         killGroup('SIGTERM');

@@ -1,4 +1,4 @@
-import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { MessageTooLargeError, OVERSIZED_MESSAGE_HEAD_BYTES } from './transport.js';
 
 /**
  * Follows a line over the bound, whose bytes the reader does not keep: a consumer can still learn
@@ -13,7 +13,8 @@ export interface OversizedLineObserver {
 
 /**
  * Splits a byte stream into newline-delimited messages with a bound on line length.
- * An oversized line is dropped up to its newline and reported once; the stream stays usable.
+ * An oversized line is dropped up to its newline and reported once, with its first bytes; the
+ * stream stays usable.
  */
 export class NdjsonReader {
   #chunks: Buffer[] = [];
@@ -24,7 +25,7 @@ export class NdjsonReader {
   constructor(
     /** Receives each line's bytes, without the newline (and without a `\r` before it). */
     private readonly onLine: (line: Buffer) => void,
-    private readonly onOversize: (error: LocalError) => void,
+    private readonly onOversize: (error: MessageTooLargeError) => void,
     private readonly maxLineBytes: number,
     /** Called when a line goes over the bound; the observer it returns sees that line's bytes. */
     private readonly observeOversized?: () => OversizedLineObserver,
@@ -53,15 +54,14 @@ export class NdjsonReader {
       return;
     }
     if (this.#length + part.length > this.maxLineBytes) {
+      const head = headOf([...this.#chunks, part]);
       this.#oversized = this.observeOversized?.();
       for (const chunk of this.#chunks) this.#oversized?.write(chunk);
       this.#oversized?.write(part);
       this.#chunks = [];
       this.#length += part.length;
       this.#discarding = true;
-      this.onOversize(
-        new LocalError(LocalErrorCode.FrameTooLarge, `message exceeds the limit of ${this.maxLineBytes} bytes and was dropped`),
-      );
+      this.onOversize(new MessageTooLargeError(`message exceeds the limit of ${this.maxLineBytes} bytes and was dropped`, this.maxLineBytes, head));
       return;
     }
     this.#chunks.push(part);
@@ -82,4 +82,17 @@ export class NdjsonReader {
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, -1);
     if (line.length > 0) this.onLine(line);
   }
+}
+
+/** A copy of the first {@link OVERSIZED_MESSAGE_HEAD_BYTES} of `parts` (a copy: the parts are let go). */
+function headOf(parts: readonly Buffer[]): Buffer {
+  const head: Buffer[] = [];
+  let length = 0;
+  for (const part of parts) {
+    if (length >= OVERSIZED_MESSAGE_HEAD_BYTES) break;
+    const piece = part.subarray(0, OVERSIZED_MESSAGE_HEAD_BYTES - length);
+    head.push(piece);
+    length += piece.length;
+  }
+  return Buffer.concat(head, length);
 }

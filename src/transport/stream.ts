@@ -1,20 +1,21 @@
 import type { Readable, Writable } from 'node:stream';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { NdjsonReader, type OversizedLineObserver } from './ndjson.js';
 import { decodeUtf8 } from './text.js';
-import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport } from './transport.js';
+import type { MessageTransport } from './transport.js';
 
 const NEWLINE = Buffer.from('\n');
 
 /** Options of {@link StreamTransport}. */
 export interface StreamTransportOptions {
-  /** @default DEFAULT_MAX_FRAME_BYTES */
-  maxFrameBytes?: number;
+  /** Longest line accepted; a longer one is dropped and reported to `onerror`. @default DEFAULT_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
   /** Runs on close after the streams are released (e.g. to stop a child process). */
   onDispose?: () => Promise<void>;
   /** End the writable when closing. @default true */
   endOutput?: boolean;
-  /** Follows each line over `maxFrameBytes` (see {@link OversizedLineObserver}). @default none */
+  /** Follows each line over `maxMessageBytes` (see {@link OversizedLineObserver}). @default none */
   observeOversized?: () => OversizedLineObserver;
 }
 
@@ -42,7 +43,7 @@ export class StreamTransport implements MessageTransport {
     this.#reader = new NdjsonReader(
       (line) => this.#onLine(line),
       (error) => this.onerror?.(error),
-      options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       options.observeOversized,
     );
   }

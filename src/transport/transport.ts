@@ -1,3 +1,5 @@
+import { LocalError, LocalErrorCode } from '../util/errors.js';
+
 /**
  * A message transport moves whole messages (one serialized JSON text each) between two peers.
  * It knows nothing about JSON-RPC; framing and the medium are its only concerns.
@@ -32,5 +34,22 @@ export interface MessageTransport {
   ondrain?: () => void;
 }
 
-/** Default upper bound for one message, in bytes. */
-export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/** How many leading bytes of a dropped oversized message {@link MessageTooLargeError} keeps. */
+export const OVERSIZED_MESSAGE_HEAD_BYTES = 256;
+
+/**
+ * An incoming message over the transport's size limit, dropped unread. Its first bytes are kept
+ * so that the connection can tell whose message it was (a response's id, a request's id and
+ * method) and fail or answer just that one, instead of leaving a caller waiting.
+ */
+export class MessageTooLargeError extends LocalError {
+  constructor(
+    message: string,
+    /** The limit that was exceeded, in bytes. */
+    readonly limitBytes: number,
+    /** The message's first bytes (at most {@link OVERSIZED_MESSAGE_HEAD_BYTES}). */
+    readonly head: Buffer,
+  ) {
+    super(LocalErrorCode.FrameTooLarge, message);
+  }
+}

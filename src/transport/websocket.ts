@@ -14,17 +14,21 @@ function loadWs(): Promise<typeof WsModule> {
 /** `WebSocket.OPEN` and `WebSocket.CLOSED`, without loading `ws`. */
 const OPEN = 1;
 const CLOSED = 3;
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_WEBSOCKET_FRAME_BYTES } from '../protocol/limits.js';
 import { sleep } from '../util/abort.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { decodeUtf8 } from './text.js';
-import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport } from './transport.js';
+import type { MessageTransport } from './transport.js';
 
 /** Above this many buffered bytes `send` reports back-pressure. */
 const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 /** How often the server pings each client; a client that misses a pong is dropped. */
 const DEFAULT_PING_INTERVAL_MS = 30_000;
 
-/** One JSON-RPC message per websocket message; text frames out, text or binary in. */
+/**
+ * One JSON-RPC message per websocket message; text frames out (a long message in fragments of
+ * at most {@link MAX_WEBSOCKET_FRAME_BYTES}), text or binary in.
+ */
 class WebSocketTransport implements MessageTransport {
   onmessage?: (text: string) => void;
   onbytes?: (bytes: Buffer) => void;
@@ -36,14 +40,18 @@ class WebSocketTransport implements MessageTransport {
   #wantDrain = false;
   #closedOnce = false;
   #corked = false;
+  /** Set when the peer sent a message over the limit, which makes `ws` close the connection. */
+  #oversized = false;
 
   /**
+   * @param maxMessageBytes The limit `socket` enforces on incoming messages (for messages).
    * @param raw The TCP socket under `socket`, when known: messages sent in one tick are then
    *   corked into one write (many small responses cost one syscall instead of one each).
    */
   constructor(
     private readonly socket: WebSocket,
     readonly label: string,
+    private readonly maxMessageBytes: number,
     private readonly raw?: Duplex,
   ) {}
 
@@ -52,13 +60,18 @@ class WebSocketTransport implements MessageTransport {
       if (this.onbytes !== undefined) this.onbytes(rawToBuffer(data));
       else this.onmessage?.(decodeUtf8(rawToBuffer(data)));
     });
-    this.socket.on('error', (error) => this.onerror?.(error));
+    this.socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.#oversized = true;
+      this.onerror?.(error);
+    });
     this.socket.once('close', (code, reason) => {
       if (this.#closedOnce) return;
       this.#closedOnce = true;
       const detail = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
+      // A websocket cannot skip one message, so an oversized one costs the connection; say so.
+      const why = this.#oversized ? `: the peer sent a message larger than the ${this.maxMessageBytes}-byte limit` : '';
       this.onclose?.(
-        this.#closeRequested ? undefined : new LocalError(LocalErrorCode.ConnectionClosed, `${this.label} closed (code ${code}${detail})`),
+        this.#closeRequested ? undefined : new LocalError(LocalErrorCode.ConnectionClosed, `${this.label} closed (code ${code}${detail})${why}`),
       );
     });
   }
@@ -70,14 +83,26 @@ class WebSocketTransport implements MessageTransport {
       this.raw.cork();
       process.nextTick(this.#uncork);
     }
-    // A Buffer holds UTF-8 JSON: still a text frame.
-    this.socket.send(message, { binary: false }, (error) => {
+    const sent = (error?: Error | null): void => {
       if (error !== undefined && error !== null) return;
       if (this.#wantDrain && this.socket.bufferedAmount < HIGH_WATER_BYTES / 2) {
         this.#wantDrain = false;
         this.ondrain?.();
       }
-    });
+    };
+    // A Buffer holds UTF-8 JSON: still a text frame. A string of at most a third of the frame
+    // size fits one frame whatever its characters (at most 3 UTF-8 bytes per UTF-16 unit).
+    const bytes = typeof message === 'string' && message.length * 3 > MAX_WEBSOCKET_FRAME_BYTES ? Buffer.from(message, 'utf8') : message;
+    if (typeof bytes === 'string' || bytes.length <= MAX_WEBSOCKET_FRAME_BYTES) {
+      this.socket.send(bytes, { binary: false }, sent);
+    } else {
+      // All fragments are queued in this one call, so no other message can come between them. A
+      // fragment may end inside a character: only the whole message must be UTF-8 (RFC 6455 5.6).
+      for (let start = 0; start < bytes.length; start += MAX_WEBSOCKET_FRAME_BYTES) {
+        const fin = start + MAX_WEBSOCKET_FRAME_BYTES >= bytes.length;
+        this.socket.send(bytes.subarray(start, start + MAX_WEBSOCKET_FRAME_BYTES), { binary: false, fin }, fin ? sent : undefined);
+      }
+    }
     if (this.socket.bufferedAmount > HIGH_WATER_BYTES) {
       this.#wantDrain = true;
       return false;
@@ -121,17 +146,18 @@ export interface WebSocketConnectOptions {
   /** Bound on TCP connect plus the upgrade handshake. */
   timeoutMs: number;
   signal?: AbortSignal;
-  /** @default DEFAULT_MAX_FRAME_BYTES */
-  maxFrameBytes?: number;
+  /** Largest incoming message; a larger one closes the connection (the peer gets code 1009). @default DEFAULT_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
 }
 
 /** Opens a websocket to `url` and resolves with a started-able transport once the upgrade succeeded. */
 export async function connectWebSocket(url: string, options: WebSocketConnectOptions): Promise<MessageTransport> {
   const { WebSocket } = await loadWs();
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, {
       headers: options.headers,
-      maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      maxPayload: maxMessageBytes,
       perMessageDeflate: false,
       handshakeTimeout: options.timeoutMs,
     });
@@ -176,7 +202,7 @@ export async function connectWebSocket(url: string, options: WebSocketConnectOpt
       settled = true;
       options.signal?.removeEventListener('abort', onAbort);
       socket.removeAllListeners('error');
-      resolve(new WebSocketTransport(socket, url));
+      resolve(new WebSocketTransport(socket, url, maxMessageBytes));
     });
   });
 }
@@ -199,8 +225,8 @@ export interface WebSocketListenOptions {
    */
   allowedOrigins?: readonly string[];
   onConnection: (transport: MessageTransport) => void;
-  /** @default DEFAULT_MAX_FRAME_BYTES */
-  maxFrameBytes?: number;
+  /** Largest incoming message; a larger one closes the connection (the peer gets code 1009). @default DEFAULT_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
   /** @default 30000 */
   pingIntervalMs?: number;
 }
@@ -230,7 +256,8 @@ function refuseUpgrade(socket: Duplex, status: string, message: string): void {
  */
 export async function listenWebSocket(options: WebSocketListenOptions): Promise<WebSocketListener> {
   const { WebSocketServer } = await loadWs();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false });
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes, perMessageDeflate: false });
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method === 'GET' && path === '/readyz') {
@@ -265,7 +292,7 @@ export async function listenWebSocket(options: WebSocketListenOptions): Promise<
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
       const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
-      options.onConnection(new WebSocketTransport(ws, `ws-client ${remote}`, socket));
+      options.onConnection(new WebSocketTransport(ws, `ws-client ${remote}`, maxMessageBytes, socket));
     });
   });
   await new Promise<void>((resolve, reject) => {
