@@ -1,19 +1,22 @@
-// Second step of `npm run build`: bundles the CLI (after `tsc` has checked and emitted dist/) into
+// Second step of `npm run build` (after `tsc` has type-checked src/): bundles the CLI into
 // dist/cli/main.js plus chunks beside it, so a cold start loads a few files instead of ~400
 // modules (about 110 ms less CPU from spawn to the tools/list answer). Commands and rarely needed
 // packages stay separate chunks, loaded on first use as before (dynamic imports).
-import { rm, readdir } from 'node:fs/promises';
+//
+// dist/ holds this bundle and nothing else; it is what the npm package ships. Every package the
+// bundle takes in is a devDependency; `dependencies` in package.json lists the `external` ones
+// below, which load from node_modules at run time (all but ws's optional utf-8-validate).
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outdir = join(root, 'dist/cli');
+const dist = join(root, 'dist');
+const outdir = join(dist, 'cli');
 
-// Chunks of an earlier build have other hashes; remove them so dist/ holds one build.
-for (const name of await readdir(outdir).catch(() => [])) {
-  if (name.startsWith('chunk-') || /-[A-Z0-9]{8}\.js(\.map)?$/.test(name)) await rm(join(outdir, name));
-}
+// An earlier build's chunks have other hashes (and older builds left tsc's per-module output).
+await rm(dist, { recursive: true, force: true });
 
 await build({
   entryPoints: { main: join(root, 'src/cli/main.ts') },

@@ -1,9 +1,10 @@
 // Every client configuration we publish, started as its client would start it. There is no VS
-// Code, Cursor or Claude Code here, so each configuration is made verifiably correct instead:
-// (1) it is read from where users copy it (the marked blocks of README's Clients section and
-// mcp.config.example.json), (2) it is checked against the format its client documents (a strict
-// zod schema per format: VS Code's mcp.json `servers`/`inputs`, Cursor's and Claude Code's
-// `mcpServers`, Codex's `[mcp_servers.NAME]`), (3) exactly the documented placeholders are filled
+// Code, Cursor, Claude Code, Gemini CLI or opencode here, so each configuration is made verifiably
+// correct instead: (1) it is read from where users copy it (the marked blocks of README's Clients
+// section and mcp.config.example.json), (2) it is checked against the format its client documents
+// (a strict zod schema per format: VS Code's mcp.json `servers`/`inputs`, Cursor's, Claude Code's
+// and Gemini CLI's `mcpServers`, opencode's `mcp` with `type: "local"` and a command array,
+// Codex's `[mcp_servers.NAME]`), (3) exactly the documented placeholders are filled
 // in, and (4) each entry is started like its client does (command + args, the entry's env over the
 // parent environment, the project folder as working directory) with the SDK's stdio transport,
 // and must list our tools and run a `codex` turn against the fake model with the key it was given.
@@ -61,6 +62,34 @@ const CursorMcpJson = z.strictObject({ mcpServers: z.record(z.string(), CursorSt
 const ClaudeStdioServer = z.strictObject({ type: z.literal('stdio').optional(), command: z.string().min(1), args: z.array(z.string()).optional(), env: Env.optional() });
 const ClaudeMcpJson = z.strictObject({ mcpServers: z.record(z.string(), ClaudeStdioServer) });
 
+/**
+ * Gemini CLI `settings.json` (`~/.gemini/settings.json`, `.gemini/settings.json`): `mcpServers`;
+ * a stdio entry is `command` with optional `args`, `env`, `cwd`, `timeout` (ms), `trust` and tool filters.
+ */
+const GeminiStdioServer = z.strictObject({
+  command: z.string().min(1),
+  args: z.array(z.string()).optional(),
+  env: Env.optional(),
+  cwd: z.string().optional(),
+  timeout: z.number().int().positive().optional(),
+  trust: z.boolean().optional(),
+  description: z.string().optional(),
+  includeTools: z.array(z.string()).optional(),
+  excludeTools: z.array(z.string()).optional(),
+});
+const GeminiSettingsJson = z.strictObject({ mcpServers: z.record(z.string(), GeminiStdioServer) });
+
+/** opencode `opencode.json`: `mcp`, a local server is `type: "local"` with the command and its arguments in one array. */
+const OpencodeLocalServer = z.strictObject({
+  type: z.literal('local'),
+  command: z.array(z.string()).min(1),
+  environment: Env.optional(),
+  enabled: z.boolean().optional(),
+  timeout: z.number().int().positive().optional(),
+  cwd: z.string().optional(),
+});
+const OpencodeJson = z.strictObject({ $schema: z.literal('https://opencode.ai/config.json').optional(), mcp: z.record(z.string(), OpencodeLocalServer) });
+
 /** Codex `config.toml`: `[mcp_servers.NAME]` tables (stdio keys only). */
 const CodexStdioServer = z.strictObject({
   command: z.string().min(1),
@@ -74,7 +103,7 @@ const CodexStdioServer = z.strictObject({
 });
 const CodexConfigToml = z.strictObject({ mcp_servers: z.record(z.string(), CodexStdioServer) });
 
-const ClientNameSchema = z.enum(['codex', 'claude-code', 'vscode', 'cursor']);
+const ClientNameSchema = z.enum(['codex', 'claude-code', 'vscode', 'cursor', 'gemini', 'opencode']);
 type ClientName = z.infer<typeof ClientNameSchema>;
 const CLIENTS = ClientNameSchema.options;
 
@@ -198,6 +227,13 @@ function entriesOf(published: Published): Launch[] {
   const json: unknown = JSON.parse(text);
   if (client === 'cursor') return plain(checked(CursorMcpJson, json, published).mcpServers);
   if (client === 'claude-code') return plain(checked(ClaudeMcpJson, json, published).mcpServers);
+  if (client === 'gemini') return plain(checked(GeminiSettingsJson, json, published).mcpServers);
+  if (client === 'opencode') {
+    return Object.entries(checked(OpencodeJson, json, published).mcp).map(([name, entry]) => {
+      const [command = '', ...args] = entry.command;
+      return { label: `${source} (${name})`, command, args, env: entry.environment ?? {} };
+    });
+  }
   const config = checked(VsCodeMcpJson, json, published);
   // What the user types when VS Code prompts: the key for a password prompt.
   const inputs = new Map((config.inputs ?? []).map((input) => [input.id, input.password === true ? KEY_PLACEHOLDER : (input.default ?? '')]));
@@ -341,6 +377,10 @@ describe('published client configurations', () => {
       expect(() => entriesOf(edited(readmeBlock('cursor'), (t) => t.replace('"command"', '"cmd"')))).toThrow(/not a valid cursor configuration/);
       expect(() => entriesOf(edited(readmeBlock('claude-code'), (t) => t.replace('"args"', '"arguments"')))).toThrow(/not a valid claude-code configuration/);
       expect(() => entriesOf(edited(readmeBlock('codex'), (t) => t.replace('[mcp_servers.', '[mcp-servers.')))).toThrow(/not a valid codex configuration/);
+      expect(() => entriesOf(edited(readmeBlock('gemini'), (t) => t.replace('"env"', '"environment"')))).toThrow(/not a valid gemini configuration/);
+      expect(() => entriesOf(edited(readmeBlock('gemini'), (t) => t.replace('"mcpServers"', '"mcp"')))).toThrow(/not a valid gemini configuration/);
+      expect(() => entriesOf(edited(readmeBlock('opencode'), (t) => t.replace('"type": "local",', '')))).toThrow(/not a valid opencode configuration/);
+      expect(() => entriesOf(edited(readmeBlock('opencode'), (t) => t.replace('"environment"', '"env"')))).toThrow(/not a valid opencode configuration/);
       expect(() => publishedBlocks('## Clients\n\n```json\n{}\n```\n')).toThrow(/without a client-config marker/);
     });
 

@@ -3,12 +3,13 @@
 // server process, per call. The inspector prints the JSON result on stdout and exits 0 even for
 // `isError` results, so the tests read the result, never only the exit code.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { functionCallOutputs, type FakeStep } from '../../tools/fake-responses-server.js';
+import { functionCallOutputs, startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
-import { CLI, REPO_ROOT, runCommand, startOurWsExecServer, type ListeningProcess } from '../helpers/process.js';
+import { CLI, REPO_ROOT, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { say } from '../helpers/steps.js';
 
 const INSPECTOR = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/inspector-cli/build/cli.js');
 
@@ -102,5 +103,67 @@ describe('MCP Inspector CLI against the built server', () => {
     const bad = ToolResultSchema.parse(await inspect(world.home.path, ['--method', 'tools/call', '--tool-name', 'environment/add', '--tool-arg', 'id=box', 'url=http://127.0.0.1:9']));
     expect(bad.isError).toBe(true);
     expect(textOf(bad)).toMatch(/ws:\/\/ or wss:\/\//);
+  });
+});
+
+/**
+ * The command lines README's Clients section documents for the Inspector CLI (the `sh` block after
+ * `<!-- inspector-cli -->`): a `cd`, then one command per line. Returns the folder and the commands.
+ */
+function documentedInspectorLines(readme: string): { folder: string; commands: string[] } {
+  const lines = readme.split('\n');
+  const marker = lines.indexOf('<!-- inspector-cli -->');
+  if (marker < 0 || lines[marker + 1] !== '```sh') throw new Error('README.md has no `<!-- inspector-cli -->` marker before a sh block');
+  const end = lines.indexOf('```', marker + 2);
+  const [cd, ...commands] = lines.slice(marker + 2, end);
+  const folder = /^cd (\S+)$/.exec(cd ?? '')?.[1];
+  if (folder === undefined || commands.length === 0) throw new Error(`README.md line ${marker + 3}: the Inspector block must be a \`cd\` and then commands, got ${JSON.stringify(cd)}`);
+  return { folder, commands };
+}
+
+describe('the Inspector CLI command lines of the README, as written', () => {
+  const KEY = 'sk-test-inspector-readme';
+  let model: FakeResponsesServer;
+  let home: { path: string; cleanup: () => Promise<void> };
+
+  beforeAll(async () => {
+    model = await startFakeResponsesServer({ respond: () => say('hello from the documented command') });
+    home = await tempDir('cmx-inspector-readme-');
+    // The user's CODEX_HOME, with the default provider's key variable (the one the lines set with -e).
+    await mkdir(join(home.path, '.codex'));
+    await writeFile(
+      join(home.path, '.codex', 'config.toml'),
+      ['model = "gpt-5.5"', 'model_provider = "fake"', '[model_providers.fake]', 'name = "fake"', `base_url = "${model.url}"`, 'env_key = "OPENAI_API_KEY"', 'request_max_retries = 0', 'stream_max_retries = 0', ''].join('\n'),
+    );
+  });
+  afterAll(async () => {
+    await model.close();
+    await home.cleanup();
+  });
+
+  it('run by a shell from the documented folder through npx: tools/list, then a codex turn with the key given by -e', async () => {
+    const fill = (text: string): string => {
+      const out = text.replaceAll('/path/to/codex-multienv-mcp', REPO_ROOT).replaceAll('/home/you', home.path).replaceAll('sk-...', KEY);
+      if (/\/path\/to\b|\.\.\.|<|\$/.test(out)) throw new Error(`an undocumented placeholder or shell expansion is left in: ${text}`);
+      return out;
+    };
+    const { folder, commands } = documentedInspectorLines(await readFile(join(REPO_ROOT, 'README.md'), 'utf8'));
+    expect(commands.map((command) => /--method (\S+)/.exec(command)?.[1])).toEqual(['tools/list', 'tools/call']);
+    const env: NodeJS.ProcessEnv = { ...process.env, CODEX_HOME: join(home.path, '.codex'), CODEX_MULTIENV_LOG: 'warn', npm_config_offline: 'true' };
+    delete env.OPENAI_API_KEY;
+    const results: unknown[] = [];
+    for (const command of commands) {
+      // Offline: npx must take the pinned inspector-cli of this repository, never the registry.
+      const run = await runCommand('bash', ['-c', fill(command)], env, fill(folder));
+      if (run.code !== 0) throw new Error(`\`${command}\` exited with ${run.code}: ${run.stderr}`);
+      results.push(JSON.parse(run.stdout) as unknown);
+    }
+    const listed = z.object({ tools: z.array(z.looseObject({ name: z.string() })) }).parse(results[0]);
+    expect(listed.tools.map((tool) => tool.name)).toEqual(expect.arrayContaining(['codex', 'codex-reply', 'environment/add']));
+    const called = ToolResultSchema.parse(results[1]);
+    expect(called.isError).toBeFalsy();
+    expect(called.structuredContent).toEqual({ threadId: expect.stringMatching(/\S/), content: 'hello from the documented command' });
+    expect(model.requests.map((request) => request.headers.authorization)).toEqual([`Bearer ${KEY}`]);
+    expect(model.requests[0]?.rawBody).toContain('Say hello');
   });
 });
