@@ -122,10 +122,12 @@ export interface McpServerOptions {
 const CODEX_STATUS = 'codex-status';
 
 /**
- * Builds the MCP face: `codex`, `codex-reply`, `environment/add`, `environment/remove` and `environment/list`, with
- * approvals as elicitation, progress notifications, and cancellation that interrupts the turn
- * (or, when the client's own time-out sent it, only ends the call) and still answers the call; `codex-status`, `thread/list` and `turn/interrupt` for turns that
- * outlive their call; MCP Tasks for the turn tools; logging notifications.
+ * Builds the MCP face: `codex`, `codex-reply`, `environment/add`, `environment/remove` and
+ * `environment/list`, with approvals as elicitation, progress notifications, and cancellation
+ * that interrupts the turn (or, when the client's own time-out sent it, only ends the call) and
+ * still answers the call; `codex-status`, `thread/list` and `turn/interrupt` for turns that
+ * outlive their call; MCP Tasks for the turn tools; logging notifications. The SDK's tool-name
+ * warnings go to `logger` at debug level instead of stderr.
  */
 export function createMcpServer(options: McpServerOptions): McpServer {
   const logger = options.logger ?? silentLogger;
@@ -358,7 +360,8 @@ function buildMcpServer(options: McpServerOptions, logger: Logger): McpServer {
     async (args) => {
       try {
         const { removed, restored } = await options.threads.removeEnvironment(args.id);
-        const restoredDescription = restored === undefined ? null : { ...restored.describe(), ...options.threads.environmentPolicy(restored), isDefault: options.registry.defaultSelection()[0] === restored.id };
+        const restoredEntry = restored === undefined ? undefined : options.registry.describe().find((entry) => entry.id === restored.id);
+        const restoredDescription = restoredEntry === undefined ? null : { ...restoredEntry, ...options.threads.environmentPolicy(restoredEntry) };
         const text = `Removed environment \`${removed.id}\` (${removed.endpoint}) and closed its connection.${restored === undefined ? '' : ` The environment of that id from ${restored.source} (${restored.endpoint}) is in effect again.`}`;
         return { content: [{ type: 'text', text }], structuredContent: { id: removed.id, restored: restoredDescription } };
       } catch (error) {

@@ -927,14 +927,8 @@ export class ThreadManager {
   }
 
   /**
-   * Validates a selection against the registry: known ids, absolute cwds, no duplicates. A missing
-   * cwd keeps the sticky one, else the thread cwd for `local` (or when the caller set the thread
-   * cwd explicitly), else the remote environment's own working directory. A permission profile
-   * named for an environment must exist; a missing one keeps the sticky one.
-   */
-  /**
    * Fails before any model request when the thread's sticky selection names an environment this
-   * server does not have (one added with environment/add before a restart, say).
+   * server does not have (one added with environment/add before a restart, or removed since).
    */
   #checkRegistered(selection: readonly ThreadEnvironment[]): void {
     const missing = selection.filter((entry) => this.#options.registry.get(entry.id) === undefined).map((entry) => `\`${entry.id}\``);
@@ -946,6 +940,12 @@ export class ThreadManager {
     );
   }
 
+  /**
+   * Validates a selection against the registry: known ids, absolute cwds, no duplicates. A missing
+   * cwd keeps the sticky one, else the thread cwd for `local` (or when the caller set the thread
+   * cwd explicitly), else the remote environment's own working directory. A permission profile
+   * named for an environment must exist; a missing one keeps the sticky one.
+   */
   async #resolveSelection(
     selection: EnvironmentSelection[] | undefined,
     sticky: ThreadEnvironment[] | undefined,
