@@ -6,7 +6,7 @@ import { PACKAGE_VERSION } from './runtime.js';
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
 
 usage:
-  codex-multienv [-c key=value]... [--profile NAME] [--foreground]          serve MCP over stdio (tools codex, codex-reply, environment/add, environment/list);
+  codex-multienv [-c key=value]... [--profile NAME] [--foreground]          serve MCP over stdio (tools codex, codex-reply, environment/add, ...);
                                                                            turns run in a detached worker that outlives this process (--foreground: in this one)
   codex-multienv exec-server [--listen ws://IP:PORT | stdio] [auth flags]   serve the exec-server protocol
   codex-multienv environments [--json]                                     check the configured environments

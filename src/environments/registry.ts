@@ -1,6 +1,6 @@
-import { buildEnvironmentSpec, type EnvironmentEntry, type EnvironmentsFile, type EnvironmentSpec } from '../config/environments.js';
+import { EXEC_SERVER_URL_VARIABLE, buildEnvironmentSpec, type EnvironmentEntry, type EnvironmentsFile, type EnvironmentSpec } from '../config/environments.js';
 import type { ExecServer } from '../exec/server.js';
-import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { localConnector, stdioConnector, websocketConnector } from './connectors.js';
 import { Environment, type EnvironmentDescription } from './environment.js';
@@ -26,12 +26,24 @@ export interface RegistryEntryDescription extends EnvironmentDescription {
   isDefault: boolean;
 }
 
+/** What {@link EnvironmentRegistry.remove} did. */
+export interface RemovedEnvironment {
+  /** The environment taken out (closed, or closing). */
+  removed: Environment;
+  /** The configured environment of the same id that the removed one had replaced, in effect again. */
+  restored: Environment | undefined;
+  /** Resolves once the removed environment's connection is closed (never rejects). */
+  closed: Promise<void>;
+}
+
 /**
  * Every environment the server knows: `local`, the configured ones and those added at run time.
  * Environments connect lazily; adding one with an existing id replaces it (upsert).
  */
 export class EnvironmentRegistry {
   readonly #environments = new Map<string, Environment>();
+  /** The ids whose current environment was added at run time (the only ones that can be removed). */
+  readonly #added = new Set<string>();
   readonly #options: EnvironmentRegistryOptions;
   readonly #logger: Logger;
   readonly #defaultId: string | null;
@@ -91,11 +103,44 @@ export class EnvironmentRegistry {
     const replaced = this.#environments.get(spec.id);
     const environment = this.#create(spec, source);
     this.#environments.set(spec.id, environment);
+    this.#added.add(spec.id);
     if (replaced !== undefined) {
       this.#logger.info('environment replaced', { environment: spec.id });
       await replaced.close();
     }
     return environment;
+  }
+
+  /**
+   * Removes an environment added at run time and closes its connection (its MCP servers are
+   * stopped first, see {@link Environment.beforeClose}). When it had replaced a configured
+   * environment of the same id, that one is in effect again, as after a restart. The registry
+   * changes before this returns, so a caller's check and the removal happen in one step.
+   * @throws LocalError `NOT_FOUND` for an unknown id; `INVALID_ARGUMENT` for `local` and for an
+   *   environment from the configuration, saying where it comes from.
+   */
+  remove(id: string): RemovedEnvironment {
+    const environment = this.#environments.get(id);
+    if (environment === undefined) {
+      const known = this.list().map((e) => `\`${e.id}\``).join(', ') || '(none)';
+      throw new LocalError(LocalErrorCode.NotFound, `unknown environment \`${id}\`; known environments: ${known}`);
+    }
+    if (!this.#added.has(id)) throw new LocalError(LocalErrorCode.InvalidArgument, `environment \`${id}\` ${this.#origin(environment)}; only environments added with environment/add can be removed`);
+    this.#added.delete(id);
+    const configured = this.#options.config.environments.find((spec) => spec.id === id);
+    const restored = configured === undefined ? undefined : this.#create(configured, this.#options.configSource);
+    if (restored === undefined) this.#environments.delete(id);
+    else this.#environments.set(id, restored);
+    this.#logger.info(restored === undefined ? 'environment removed' : 'environment removed; the configured one is back', { environment: id });
+    const closed = environment.close().catch((error: unknown) => this.#logger.warn('closing a removed environment failed', { environment: id, error: errorMessage(error) }));
+    return { removed: environment, restored, closed };
+  }
+
+  /** Where a configured environment comes from, for the error that refuses to remove it. */
+  #origin(environment: Environment): string {
+    if (environment.kind === 'local') return 'is built in (this machine, served in-process)';
+    if (this.#options.configSource === EXEC_SERVER_URL_VARIABLE) return `comes from the ${EXEC_SERVER_URL_VARIABLE} environment variable (read at start-up)`;
+    return `comes from ${this.#options.configSource} (read at start-up; edit it and restart the server to change it)`;
   }
 
   /** Every environment's description with its default flag; never connects. */

@@ -10,7 +10,8 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 /** Reports a turn's progress to the caller of one `tools/call`. */
 export interface ProgressReporter {
-  started(threadId: string, turnId: string): void;
+  /** The turn was accepted; `created` is set when the call created the thread (`codex`). */
+  started(threadId: string, turnId: string, created?: { model: string }): void;
   event(event: TurnEvent & { turnId: string }): void;
   finished(outcome: TurnOutcome): void;
   /** The call was answered while its turn goes on: send nothing more for it. */
@@ -44,9 +45,11 @@ export function progressReporter(extra: Extra, options: { codexEvents: boolean; 
     send({ method: 'codex/event', params: { _meta: meta, id: turnId, msg } } as unknown as ServerNotification);
   };
   return {
-    started: (id, turnId) => {
+    started: (id, turnId, created) => {
       threadId = id;
       progressNote(`turn started on thread ${id}`);
+      // The old server announced a new session first (event id ""), which is where hubs read its id.
+      if (created !== undefined) codexEvent('', { type: 'session_configured', session_id: id, model: created.model });
       codexEvent(turnId, { type: 'task_started' });
     },
     event: (event) => {

@@ -6,15 +6,15 @@ import { z } from 'zod';
 import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environments.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage, type LocalError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ElicitationApprover } from './elicitation-approver.js';
 import { mcpLogForwarder } from './logging.js';
-import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
+import { McpStdioTransport, withSdkWarningsLogged, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema, WaitMsSchema, registerOpsTools } from './ops-tools.js';
 import { TASK_CAPABILITIES, TurnTaskStore, createTurnTask, routeTaskCalls } from './tasks.js';
 import { toolNames } from './tool-names.js';
-import { answerWithin, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
+import { answerWithin, clientCancellation, isClientTimeout, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -122,13 +122,19 @@ export interface McpServerOptions {
 const CODEX_STATUS = 'codex-status';
 
 /**
- * Builds the MCP face: `codex`, `codex-reply`, `environment/add` and `environment/list`, with
- * approvals as elicitation, progress notifications, and cancellation that interrupts the turn
- * and still answers the call; `codex-status`, `thread/list` and `turn/interrupt` for turns that
- * outlive their call; MCP Tasks for the turn tools; logging notifications.
+ * Builds the MCP face: `codex`, `codex-reply`, `environment/add`, `environment/remove` and
+ * `environment/list`, with approvals as elicitation, progress notifications, and cancellation
+ * that interrupts the turn (or, when the client's own time-out sent it, only ends the call) and
+ * still answers the call; `codex-status`, `thread/list` and `turn/interrupt` for turns that
+ * outlive their call; MCP Tasks for the turn tools; logging notifications. The SDK's tool-name
+ * warnings go to `logger` at debug level instead of stderr.
  */
 export function createMcpServer(options: McpServerOptions): McpServer {
   const logger = options.logger ?? silentLogger;
+  return withSdkWarningsLogged(logger, () => buildMcpServer(options, logger));
+}
+
+function buildMcpServer(options: McpServerOptions, logger: Logger): McpServer {
   const names = toolNames(options.portableToolNames ?? false);
   const taskStore = new TurnTaskStore();
   const server = new McpServer(
@@ -150,13 +156,13 @@ export function createMcpServer(options: McpServerOptions): McpServer {
   // The SDK starts a request's handler two microtasks after it arrives and a notification's one
   // after: a cancellation read in the same chunk as its call is seen first. It is kept until the
   // chunk's microtasks have run.
-  const early = new Map<string | number, Error>();
+  const early = new Map<string | number, LocalError>();
   server.server.setNotificationHandler(CancelledNotificationSchema, (notification) => {
     const requestId = notification.params.requestId;
     if (requestId === undefined) return;
     const controller = cancellations.get(requestId);
-    logger.info('tool call cancelled by the client', { requestId, reason: notification.params.reason, open: controller !== undefined });
-    const reason = new Error(notification.params.reason ?? 'cancelled by the client');
+    const reason = clientCancellation(notification.params.reason);
+    logger.info('tool call cancelled by the client', { requestId, reason: notification.params.reason, timedOut: isClientTimeout(reason), open: controller !== undefined });
     if (controller !== undefined) {
       controller.abort(reason);
       return;
@@ -178,20 +184,33 @@ export function createMcpServer(options: McpServerOptions): McpServer {
   const turnContext: TurnCallContext = { server: server.server, logger, approvalTimeoutMs: options.approvalTimeoutMs, codexEvents: options.codexEvents ?? false };
   turnContext.progressOf = (threadId, turnId) => options.threads.progress(threadId, turnId);
   // A turn belongs to its thread, not to the call: the call's end (its wait budget, the client
-  // going away) never stops it; only a cancellation, `turn/interrupt` or `tasks/cancel` does.
+  // going away, the client's own request time-out) never stops it; only an explicit cancellation,
+  // `turn/interrupt` or `tasks/cancel` does. A client whose time-out is shorter than the wait
+  // budget would otherwise lose every long turn, and never learn its thread.
   const runTurn = async (extra: Extra, run: TurnRun, waitMs: number | undefined, knownThreadId?: string): Promise<CallToolResult> => {
     const call = startTurnCall(turnContext, extra, run, knownThreadId);
     const cancelled = cancelSignal(extra);
-    const interrupt = (): void => call.interrupt(errorMessage(cancelled.reason));
-    if (cancelled.aborted) interrupt();
-    else cancelled.addEventListener('abort', interrupt, { once: true });
+    const ended = new AbortController();
+    const onCancel = (): void => {
+      if (!isClientTimeout(cancelled.reason)) {
+        call.interrupt(errorMessage(cancelled.reason));
+        return;
+      }
+      logger.info('the client timed out on the call; its turn goes on', { requestId: extra.requestId });
+      ended.abort();
+    };
+    if (cancelled.aborted) onCancel();
+    else cancelled.addEventListener('abort', onCancel, { once: true });
     try {
-      return await answerWithin(call, waitMs ?? options.defaultWaitMs ?? DEFAULT_WAIT_MS, (started) => options.threads.progress(started.threadId, started.turnId), {
-        status: CODEX_STATUS,
-        interrupt: names.turnInterrupt,
-      });
+      return await answerWithin(
+        call,
+        waitMs ?? options.defaultWaitMs ?? DEFAULT_WAIT_MS,
+        (started) => options.threads.progress(started.threadId, started.turnId),
+        { status: CODEX_STATUS, interrupt: names.turnInterrupt },
+        ended.signal,
+      );
     } finally {
-      cancelled.removeEventListener('abort', interrupt);
+      cancelled.removeEventListener('abort', onCancel);
     }
   };
 
@@ -322,6 +341,31 @@ export function createMcpServer(options: McpServerOptions): McpServer {
         return { content: [{ type: 'text', text: JSON.stringify(description) }], structuredContent: { environment: description } };
       } catch (error) {
         return plainError(`${names.environmentAdd}: ${errorMessage(error)}`);
+      }
+    },
+  );
+
+  server.registerTool(
+    names.environmentRemove,
+    {
+      title: 'Remove environment',
+      description: `Remove an environment added with ${names.environmentAdd} and close its connection. Refused while a turn runs in it, and for \`local\` and the environments of environments.toml or CODEX_EXEC_SERVER_URL. A thread that still names it fails its next turn with a clear error until it is added again or the thread picks other environments.`,
+      inputSchema: { id: z.string().describe(`The environment id, as ${names.environmentAdd} registered it.`) },
+      outputSchema: {
+        id: z.string(),
+        restored: EnvironmentEntryOutputSchema.nullable().describe(`The environments.toml environment of the same id that the removed one had replaced (${names.environmentAdd} with a configured id), in effect again; null when there was none.`),
+      },
+      annotations: { destructiveHint: true, idempotentHint: false },
+    },
+    async (args) => {
+      try {
+        const { removed, restored } = await options.threads.removeEnvironment(args.id);
+        const restoredEntry = restored === undefined ? undefined : options.registry.describe().find((entry) => entry.id === restored.id);
+        const restoredDescription = restoredEntry === undefined ? null : { ...restoredEntry, ...options.threads.environmentPolicy(restoredEntry) };
+        const text = `Removed environment \`${removed.id}\` (${removed.endpoint}) and closed its connection.${restored === undefined ? '' : ` The environment of that id from ${restored.source} (${restored.endpoint}) is in effect again.`}`;
+        return { content: [{ type: 'text', text }], structuredContent: { id: removed.id, restored: restoredDescription } };
+      } catch (error) {
+        return plainError(`${names.environmentRemove}: ${errorMessage(error)}`);
       }
     },
   );

@@ -1,6 +1,7 @@
 /** The published names of the tools whose default names contain `/`. */
 export interface ToolNames {
   environmentAdd: string;
+  environmentRemove: string;
   environmentList: string;
   threadList: string;
   threadClose: string;
@@ -15,6 +16,7 @@ export function toolNames(portable: boolean): ToolNames {
   const separator = portable ? '_' : '/';
   return {
     environmentAdd: `environment${separator}add`,
+    environmentRemove: `environment${separator}remove`,
     environmentList: `environment${separator}list`,
     threadList: `thread${separator}list`,
     threadClose: `thread${separator}close`,

@@ -6,7 +6,7 @@ import type { TurnProgress } from '../session/live-turn.js';
 import { ThreadBusyError } from '../session/thread-lease.js';
 import { ThreadNotFoundError, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
 import { deferred } from '../util/deferred.js';
-import { errorMessage } from '../util/errors.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { ElicitationApprover } from './elicitation-approver.js';
 import { progressReporter } from './progress.js';
@@ -28,7 +28,7 @@ export interface TurnCall {
   readonly started: Promise<StartedTurn | undefined>;
   /** The answer for when the turn has ended; errors are results too (never rejects). */
   readonly result: Promise<CallToolResult>;
-  /** Interrupts the turn (the MCP cancellation, a task cancelled). */
+  /** Interrupts the turn (an explicit MCP cancellation, a task cancelled). */
   interrupt(reason: string): void;
   /** The call was answered before the turn ended: stop reporting progress to it. */
   detach(): void;
@@ -94,10 +94,10 @@ export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnR
   const result = run({
     signal: controller.signal,
     approver: options.approvals?.(elicitation) ?? elicitation,
-    onThread: (id, turn) => {
+    onThread: (id, turn, thread) => {
       threadId = id;
       turnId = turn;
-      report.started(id, turn);
+      report.started(id, turn, knownThreadId === undefined ? thread : undefined);
       started.resolve({ threadId: id, turnId: turn });
     },
     onEvent: (event) => report.event(event),
@@ -121,6 +121,30 @@ export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnR
   };
 }
 
+/**
+ * A cancellation reason that says the client's own request time-out fired: "timed out",
+ * "timeout", "time out" (any case, `-`/`_` between the words), or the MCP error code -32001
+ * (RequestTimeout). The MCP TypeScript SDK sends `McpError: MCP error -32001: Request timed out`;
+ * rmcp-based clients send `timed out`; an `AbortSignal.timeout()` gives `TimeoutError: …`.
+ */
+const CLIENT_TIMEOUT_REASON = /\btim(?:e|ed)[\s_-]?outs?\b|(?<!\d)-32001(?!\d)/i;
+
+/**
+ * The abort reason for a client's `notifications/cancelled`, classified once at the edge (the
+ * wire gives only text): a LocalError `REQUEST_TIMEOUT` when the reason says the client gave up
+ * waiting (see {@link CLIENT_TIMEOUT_REASON}), else `ABORTED` (an explicit cancel, with or without
+ * a reason). Callers branch on the code, see {@link isClientTimeout}.
+ */
+export function clientCancellation(reason: string | undefined): LocalError {
+  if (reason !== undefined && CLIENT_TIMEOUT_REASON.test(reason)) return new LocalError(LocalErrorCode.RequestTimeout, `the client stopped waiting: ${reason}`);
+  return new LocalError(LocalErrorCode.Aborted, reason === undefined || reason === '' ? 'cancelled by the client' : reason);
+}
+
+/** Whether an abort reason made by {@link clientCancellation} is the client's own time-out. */
+export function isClientTimeout(reason: unknown): boolean {
+  return reason instanceof LocalError && reason.code === LocalErrorCode.RequestTimeout;
+}
+
 /** The names a running-turn answer points the caller to. */
 export interface FollowUpNames {
   status: string;
@@ -130,18 +154,23 @@ export interface FollowUpNames {
 /**
  * Answers a call with the turn's result when it ends within `waitMs`; otherwise, as soon as the
  * thread exists, with `status: "running"`, the turn id and its progress so far, while the turn
- * goes on.
+ * goes on. `end` cuts the wait short the same way (the client timed out on the call).
  */
-export async function answerWithin(call: TurnCall, waitMs: number, progressOf: (started: StartedTurn) => TurnProgress | undefined, names: FollowUpNames): Promise<CallToolResult> {
+export async function answerWithin(call: TurnCall, waitMs: number, progressOf: (started: StartedTurn) => TurnProgress | undefined, names: FollowUpNames, end?: AbortSignal): Promise<CallToolResult> {
   let timer: NodeJS.Timeout | undefined;
+  let stop: (() => void) | undefined;
   const budget = new Promise<'budget'>((resolve) => {
-    timer = setTimeout(() => resolve('budget'), waitMs);
+    stop = () => resolve('budget');
+    timer = setTimeout(stop, waitMs);
+    if (end?.aborted === true) stop();
+    else end?.addEventListener('abort', stop, { once: true });
   });
   try {
     const first = await Promise.race([call.result, budget]);
     if (first !== 'budget') return first;
   } finally {
     clearTimeout(timer);
+    if (stop !== undefined) end?.removeEventListener('abort', stop);
   }
   // The budget is spent; the answer needs the thread id, so wait for the thread if it is not there yet.
   const started = await Promise.race([call.started, call.result]);

@@ -17,6 +17,7 @@ import { runTurn, type ModelPort, type TurnEvent, type TurnResult, type TurnStat
 import type { McpServerConfig } from '../config/mcp-servers.js';
 import { describeProfile, type PermissionProfile } from '../config/permissions.js';
 import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../environments/mcp-servers.js';
+import type { Environment } from '../environments/environment.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { DEFAULT_EXCLUDES } from '../exec/env-policy.js';
 import type { EnvPolicy, SandboxContext } from '../protocol/exec.js';
@@ -69,8 +70,8 @@ export interface TurnCallbacks {
   signal: AbortSignal;
   approver: Approver;
   onEvent?: (event: TurnEvent & { turnId: string }) => void;
-  /** Called once the thread exists (before the model is called). */
-  onThread?: (threadId: string, turnId: string) => void;
+  /** Called once the thread exists and the turn is accepted (before the model is called). */
+  onThread?: (threadId: string, turnId: string, thread: { model: string }) => void;
 }
 
 /** The outcome of a turn as the MCP layer reports it. */
@@ -268,6 +269,8 @@ export class ThreadManager {
   /** "Approve for this session" answers of threads let go while idle, handed back when they load again. */
   readonly #keptApprovals = new Map<string, SessionApprovals>();
   readonly #idleSweep: NodeJS.Timeout | undefined;
+  /** The environments each accepted turn runs in (a removal is refused while one uses it). */
+  readonly #turnEnvironments = new WeakMap<LiveTurn, readonly string[]>();
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -375,7 +378,6 @@ export class ThreadManager {
         selection = sticky;
       }
       if (params.environments !== undefined) selection = await this.#resolveSelection(params.environments, thread.sticky, thread.config.cwd, false, thread.settings);
-      this.#checkRegistered(selection);
       return await this.#enqueue(thread, params.prompt, selection, callbacks);
     } finally {
       await this.#unhold(params.threadId);
@@ -463,6 +465,29 @@ export class ThreadManager {
     } finally {
       await this.#unhold(threadId);
     }
+  }
+
+  /**
+   * Removes an environment added at run time (`environment/remove`) and closes its connection,
+   * unless a turn accepted by this process (running or queued) runs in it. Threads whose sticky
+   * selection names it fail their next turn before any model request, as after a restart.
+   * @throws LocalError `BUSY` naming the threads and turns that use it; the registry's errors for
+   *   an unknown id or an environment that was not added at run time.
+   */
+  async removeEnvironment(id: string): Promise<{ removed: Environment; restored: Environment | undefined }> {
+    const users = [...this.#threads.values()].flatMap((thread) =>
+      thread.live.filter((turn) => this.#turnEnvironments.get(turn)?.includes(id) === true).map((turn) => `thread ${thread.id} (turn ${turn.turnId}, ${turn.started ? 'running' : 'queued'})`),
+    );
+    if (users.length > 0) {
+      throw new LocalError(
+        LocalErrorCode.Busy,
+        `environment \`${id}\` is in use by ${users.length === 1 ? 'a turn' : `${users.length} turns`}: ${users.join(', ')}; wait for ${users.length === 1 ? 'it' : 'them'} (codex-status with waitMs) or stop ${users.length === 1 ? 'it' : 'them'} (turn/interrupt), then remove the environment`,
+      );
+    }
+    // No await before this: the check above and the removal are one step (see #enqueue).
+    const { removed, restored, closed } = this.#options.registry.remove(id);
+    await closed;
+    return { removed, restored };
   }
 
   /**
@@ -902,14 +927,8 @@ export class ThreadManager {
   }
 
   /**
-   * Validates a selection against the registry: known ids, absolute cwds, no duplicates. A missing
-   * cwd keeps the sticky one, else the thread cwd for `local` (or when the caller set the thread
-   * cwd explicitly), else the remote environment's own working directory. A permission profile
-   * named for an environment must exist; a missing one keeps the sticky one.
-   */
-  /**
    * Fails before any model request when the thread's sticky selection names an environment this
-   * server does not have (one added with environment/add before a restart, say).
+   * server does not have (one added with environment/add before a restart, or removed since).
    */
   #checkRegistered(selection: readonly ThreadEnvironment[]): void {
     const missing = selection.filter((entry) => this.#options.registry.get(entry.id) === undefined).map((entry) => `\`${entry.id}\``);
@@ -917,10 +936,16 @@ export class ThreadManager {
     const known = this.#options.registry.list().map((e) => e.id).join(', ') || '(none)';
     throw new LocalError(
       LocalErrorCode.InvalidArgument,
-      `the thread's environment${missing.length === 1 ? '' : 's'} ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not registered in this server (environments added with environment/add last as long as the server process); add ${missing.length === 1 ? 'it' : 'them'} again with environment/add, or choose environments for this turn (\`environments\`) or for the thread (\`stickyEnvironments\`); known environments: ${known}`,
+      `the thread's environment${missing.length === 1 ? '' : 's'} ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not registered in this server (environments added with environment/add last as long as the server process, or until environment/remove); add ${missing.length === 1 ? 'it' : 'them'} again with environment/add, or choose environments for this turn (\`environments\`) or for the thread (\`stickyEnvironments\`); known environments: ${known}`,
     );
   }
 
+  /**
+   * Validates a selection against the registry: known ids, absolute cwds, no duplicates. A missing
+   * cwd keeps the sticky one, else the thread cwd for `local` (or when the caller set the thread
+   * cwd explicitly), else the remote environment's own working directory. A permission profile
+   * named for an environment must exist; a missing one keeps the sticky one.
+   */
   async #resolveSelection(
     selection: EnvironmentSelection[] | undefined,
     sticky: ThreadEnvironment[] | undefined,
@@ -971,6 +996,9 @@ export class ThreadManager {
   }
 
   async #enqueue(thread: Thread, prompt: string, selection: ThreadEnvironment[], callbacks: TurnCallbacks): Promise<TurnOutcome> {
+    // Checked in the same synchronous step that makes the turn live: an environment/remove either
+    // sees this turn (and refuses) or has already removed the environment (and this fails here).
+    this.#checkRegistered(selection);
     const limit = this.#options.limits.maxQueuedTurnsPerThread;
     if (thread.queue.size >= limit) {
       throw new LocalError(LocalErrorCode.LimitExceeded, `thread ${thread.id} is busy: ${thread.queue.size} turns are already waiting (limit ${limit}); wait for a response before replying again`);
@@ -979,6 +1007,7 @@ export class ThreadManager {
     // The turn is tracked (progress, approvals, interrupt) from here until it settles.
     const live = new LiveTurn(turnId);
     thread.live.push(live);
+    this.#turnEnvironments.set(live, selection.map((entry) => entry.id));
     const tracked: TurnCallbacks = {
       signal: AbortSignal.any([callbacks.signal, live.interrupt.signal]),
       approver: live.countApprovals(callbacks.approver),
@@ -987,7 +1016,7 @@ export class ThreadManager {
         callbacks.onEvent?.(event);
       },
     };
-    callbacks.onThread?.(thread.id, turnId);
+    callbacks.onThread?.(thread.id, turnId, { model: thread.settings.model });
     // The call's signal only withdraws a turn that is still waiting: p-queue races a running task
     // against its signal, which would free the thread for the next turn while this one winds down.
     const waiting = new AbortController();

@@ -74,6 +74,8 @@ export interface TcpProxy {
   port: number;
   /** Destroys every open connection (like a network drop: no close frame). */
   cut(): void;
+  /** How many client connections are open now. */
+  open(): number;
   /** New connections are refused until `resume()`. */
   pause(): void;
   resume(): void;
@@ -83,6 +85,7 @@ export interface TcpProxy {
 /** Starts a TCP proxy to `127.0.0.1:targetPort`. */
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
+  const clients = new Set<Socket>();
   let paused = false;
   const server: Server = createServer((client) => {
     if (paused) {
@@ -92,11 +95,13 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     const upstream = new Socket();
     sockets.add(client);
     sockets.add(upstream);
+    clients.add(client);
     const drop = (): void => {
       client.destroy();
       upstream.destroy();
       sockets.delete(client);
       sockets.delete(upstream);
+      clients.delete(client);
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
@@ -114,6 +119,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       for (const socket of sockets) socket.destroy();
       sockets.clear();
     },
+    open: () => clients.size,
     pause: () => {
       paused = true;
     },

@@ -291,8 +291,7 @@ describe('turns that outlive their call, and the status tools', () => {
   describe('the client goes away', () => {
     /**
      * Speaks MCP to a server we spawn ourselves, so "going away" is only closing its stdin (the
-     * SDK's client transport would also signal the process). Its stderr is the test's, so the
-     * tests pass --portable-tool-names to keep the SDK's name warnings out of the output.
+     * SDK's client transport would also signal the process). Its log goes to a file.
      */
     const rawServer = (args: string[], logFile: string) => {
       const peer = rawStdio(process.execPath, [CLI, ...args], { ...process.env, CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', CODEX_MULTIENV_LOG_FILE: logFile });
@@ -306,7 +305,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
     it('finishes and stores an accepted turn after the client disconnected; the process the client started exits at once', async () => {
       const logFile = join(work.path, 'server.log');
-      const { peer, initialize } = rawServer(['--portable-tool-names'], logFile);
+      const { peer, initialize } = rawServer([], logFile);
       await initialize();
       const release = heldGate();
       steps.push(hold(release.promise, say('finished without a client')));
@@ -390,7 +389,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
     it('with multienv.drain_timeout_sec = 0, interrupts the turn, records it and exits', async () => {
       const logFile = join(work.path, 'server.log');
-      const { peer, initialize } = rawServer(['--portable-tool-names', '-c', 'multienv.drain_timeout_sec=0'], logFile);
+      const { peer, initialize } = rawServer(['-c', 'multienv.drain_timeout_sec=0'], logFile);
       await initialize();
       const release = heldGate();
       steps.push(hold(release.promise, say('never')));
@@ -498,24 +497,38 @@ describe('turns that outlive their call, and the status tools', () => {
     });
   });
 
-  describe('portable tool names', () => {
-    it('publishes environment_add, environment_list, thread_list, thread_close, turn_interrupt with --portable-tool-names, without the SDK name warning', async () => {
-      mcp = await startMcp(home.path);
-      await mcp.waitForStderr(/Tool name validation warning for "environment\/add"/, 'the SDK warning about the name');
-      await mcp.close();
+  describe('tool names', () => {
+    it('starts quietly with the default names: no SDK tool-name warning on stderr at the default log level', async () => {
+      // No CODEX_MULTIENV_LOG: the default level (info), as a client starts the server.
+      mcp = await startMcp(home.path, { env: { CODEX_MULTIENV_LOG: undefined } });
+      const { tools } = await mcp.client.listTools();
+      expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['environment/add', 'environment/remove', 'environment/list', 'thread/list', 'thread/close', 'turn/interrupt']));
+      // The SDK warns while the tools are registered, before the ready line.
+      await mcp.waitForStderr(/MCP server ready/, 'the ready line');
+      expect(mcp.stderr()).not.toMatch(/Tool name|Tool registration|SEP/);
+      expect(mcp.stderr()).not.toMatch(/DEBUG/);
+    });
 
+    it('keeps the SDK tool-name warnings as one debug log entry', async () => {
+      mcp = await startMcp(home.path);
+      await mcp.waitForStderr(/MCP server ready/, 'the ready line');
+      expect(mcp.stderr()).toMatch(/DEBUG codex-multienv\/mcp: the MCP SDK warned while the tools were registered \{"warnings":\["Tool name validation warning for \\"environment\/add\\":"/);
+      // Nothing printed by the SDK itself: every line on stderr is a log line.
+      const stray = mcp.stderr().split('\n').filter((line) => line.length > 0 && !/^\S+Z (TRACE|DEBUG|INFO|WARN|ERROR) /.test(line));
+      expect(stray).toEqual([]);
+    });
+
+    it('publishes environment_add, environment_remove, environment_list, thread_list, thread_close, turn_interrupt with --portable-tool-names', async () => {
       mcp = await startMcp(home.path, { args: ['--portable-tool-names'] });
       const { tools } = await mcp.client.listTools();
-      expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment_add', 'environment_list', 'thread_close', 'thread_list', 'turn_interrupt']);
+      expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment_add', 'environment_list', 'environment_remove', 'thread_close', 'thread_list', 'turn_interrupt']);
       const list = await mcp.call('environment_list', {});
       expect(list.isError).toBeFalsy();
       expect(structured(list).environments).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'local' })]));
       expect((await mcp.call('thread_list', {})).isError).toBeFalsy();
-      // Warnings are printed when the tools are registered, before the ready line.
-      await mcp.waitForStderr(/MCP server ready/, 'the ready line');
-      expect(mcp.stderr()).not.toMatch(/Tool name validation warning/);
       const bad = await mcp.call('environment_add', {});
       expect(textOf(bad)).toMatch(/^environment_add: /);
+      expect(textOf(await mcp.call('environment_remove', { id: 'nothing' }))).toMatch(/^environment_remove: unknown environment `nothing`/);
     });
 
     it('does the same with multienv.portable_tool_names = true', async () => {

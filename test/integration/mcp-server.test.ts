@@ -25,7 +25,7 @@ describe('MCP server over stdio with the fake model', () => {
   it('lists the tools with the old names and an output schema', async () => {
     mcp = await startMcp(home.path);
     const { tools } = await mcp.client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment/add', 'environment/list', 'thread/close', 'thread/list', 'turn/interrupt']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment/add', 'environment/list', 'environment/remove', 'thread/close', 'thread/list', 'turn/interrupt']);
     const codex = tools.find((t) => t.name === 'codex');
     expect(codex?.outputSchema).toMatchObject({ properties: { threadId: { type: 'string' }, content: { type: 'string' } } });
     expect(Object.keys(codex?.inputSchema.properties ?? {})).toEqual(

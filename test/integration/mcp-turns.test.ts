@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { waitFor } from '../helpers/process.js';
@@ -304,6 +304,44 @@ describe('turn lifecycle through MCP', () => {
       expect(cancelled.result).toMatchObject({ isError: true, structuredContent: { threadId, content: 'The turn was interrupted.' } });
     });
 
+    it("a cancel sent by the client's own request time-out ends the call, not the turn: the turn completes, codex-status shows its result, codex-reply continues", async () => {
+      mcp = await startMcp(home.path);
+      const release = gate();
+      steps.push(hold(release.promise, say('finished after the client gave up')));
+      // The real SDK client with a short RequestOptions.timeout, far below the server's wait budget
+      // (50 s): its timer fires while the fake model holds the turn, and it sends
+      // notifications/cancelled with reason "McpError: MCP error -32001: Request timed out".
+      const call = mcp.client.callTool({ name: 'codex', arguments: { prompt: 'a slow task', cwd: work.path } }, undefined, { timeout: 1_000 });
+      await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
+      const id = callIdOf(mcp, 'a slow task');
+      expect(mcp.sent).toContainEqual(expect.objectContaining({ method: 'notifications/cancelled', params: { requestId: id, reason: expect.stringMatching(/-32001.*timed out/) } }));
+
+      // The server still answers the abandoned call (the SDK client drops it) with the thread and
+      // status "running", the answer a spent wait budget gives.
+      const answer = await answerTo(mcp, id, 'the answer to the timed-out call');
+      expect(answer.result).toMatchObject({ structuredContent: { threadId: expect.any(String), status: 'running', turnId: expect.any(String) } });
+      expect((answer.result as Json).isError).toBeUndefined();
+      const threadId = threadIdOf(answer.result as Json);
+
+      // A client that timed out finds its thread and the running turn with thread/list.
+      const listed = await mcp.call('thread/list', {});
+      expect((listed.structuredContent as { threads: unknown[] }).threads).toContainEqual(
+        expect.objectContaining({ threadId, status: 'running', currentTurnId: (answer.result as { structuredContent: Json }).structuredContent.turnId, preview: 'a slow task' }),
+      );
+      await model.waitForRequests(1);
+      release.open();
+
+      const status = await mcp.call('codex-status', { threadId, waitMs: 30_000 });
+      expect(status.structuredContent).toMatchObject({ status: 'idle', lastAgentMessage: 'finished after the client gave up', lastTurn: { status: 'completed', lastAgentMessage: 'finished after the client gave up' } });
+
+      steps.push(say('continued'));
+      const reply = await mcp.call('codex-reply', { threadId, prompt: 'and then?' });
+      expect(reply.structuredContent).toEqual({ threadId, content: 'continued' });
+      expect(JSON.stringify(inputItems(model.requests[model.requests.length - 1]!))).toContain('finished after the client gave up');
+      const records = await storedRecords(home.path, threadId);
+      expect(records.filter((r) => r.type === 'turn_completed').map((r) => r.status)).toEqual(['completed', 'completed']);
+    });
+
     it('withdraws a pending approval when the call is cancelled, and runs nothing', async () => {
       let asked!: () => void;
       const elicited = new Promise<void>((resolve) => (asked = resolve));
@@ -356,7 +394,27 @@ describe('turn lifecycle through MCP', () => {
     expect(raw.map((p) => p.message)).toContainEqual(expect.stringContaining('echo progress-check'));
   });
 
-  it('emits codex/event notifications (task_started … task_complete) only with multienv.codex_events=true', async () => {
+  it('tells the caller the threadId as soon as the turn is accepted, before the model answers: first progress message, codex/event session_configured', async () => {
+    mcp = await startMcp(home.path, { args: ['-c', 'multienv.codex_events=true'] });
+    const release = gate();
+    steps.push(hold(release.promise, say('done late')));
+    const call = mcp.call('codex', { prompt: 'early id', cwd: work.path }, { onprogress: () => undefined });
+    const harness = mcp;
+    const firstProgress = (await harness.waitForReceived((m) => isRecord(m) && m.method === 'notifications/progress', 'the first progress notification')) as Json;
+    const configured = (await harness.waitForReceived((m) => isRecord(m) && m.method === 'codex/event' && isRecord(m.params) && isRecord(m.params.msg) && m.params.msg.type === 'session_configured', 'codex/event session_configured')) as Json;
+    release.open();
+    const threadId = threadIdOf(await call);
+    expect(firstProgress.params).toMatchObject({ progress: 1, message: `turn started on thread ${threadId}` });
+    expect(configured.params).toEqual({ _meta: { requestId: callIdOf(mcp, 'early id'), threadId }, id: '', msg: { type: 'session_configured', session_id: threadId, model: 'gpt-5.5' } });
+
+    // A reply continues a thread the caller knows: no session_configured.
+    steps.push(say('replied'));
+    await mcp.call('codex-reply', { threadId, prompt: 'again' });
+    const configuredEvents = mcp.received.filter((m) => isRecord(m) && m.method === 'codex/event' && isRecord(m.params) && isRecord(m.params.msg) && m.params.msg.type === 'session_configured');
+    expect(configuredEvents).toHaveLength(1);
+  });
+
+  it('emits codex/event notifications (session_configured, task_started … task_complete) only with multienv.codex_events=true', async () => {
     mcp = await startMcp(home.path);
     steps.push(exec('echo evented'), say('no events'));
     await mcp.call('codex', { prompt: 'events off', cwd: work.path });
@@ -376,10 +434,12 @@ describe('turn lifecycle through MCP', () => {
       expect(typeof event.msg.type).toBe('string');
     }
     const types = events.map((e) => e.msg.type);
-    expect(types[0]).toBe('task_started');
+    expect(types.slice(0, 2)).toEqual(['session_configured', 'task_started']);
     expect(types[types.length - 1]).toBe('task_complete');
     expect(events[events.length - 1]!.msg).toMatchObject({ last_agent_message: 'with events' });
-    expect(new Set(events.map((e) => e.id)).size).toBe(1);
+    // The session event has id "" (as the old server's); the turn's events all carry the turn id.
+    expect(events[0]!.id).toBe('');
+    expect(new Set(events.slice(1).map((e) => e.id)).size).toBe(1);
   });
 
   it('reports a failed turn as an error with {threadId, content}, and the thread continues', async () => {
