@@ -4,24 +4,15 @@ import { join } from 'node:path';
 import { SessionApprovals, type ApprovalDecision, type ApprovalPolicy, type ApprovalRequest } from '../../src/agent/approvals.js';
 import { TurnAbortedError } from '../../src/agent/errors.js';
 import { applyPatchTool } from '../../src/agent/tools/apply-patch.js';
-import { ToolError, type ProcessTable, type ToolContext, type TurnEnvironment } from '../../src/agent/tools/tool.js';
+import { ToolError, type ToolContext, type TurnEnvironment } from '../../src/agent/tools/tool.js';
 import { localConnector } from '../../src/environments/connectors.js';
 import { ExecClient } from '../../src/exec/client.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { tempDir } from '../helpers/process.js';
 import { workspaceWriteSandbox } from '../helpers/sandbox.js';
+import { noProcesses } from '../helpers/tool-context.js';
 
 const patch = (...lines: string[]): string => `${lines.join('\n')}\n`;
-
-const noProcesses: ProcessTable = {
-  register: () => {
-    throw new Error('no processes in this test');
-  },
-  get: () => undefined,
-  remove: () => undefined,
-  sessionIds: () => [],
-  terminateAll: () => Promise.resolve(),
-};
 
 /** A scripted approver that records what it was asked. */
 class ScriptedApprover {

@@ -3,13 +3,13 @@ import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SessionApprovals } from '../../src/agent/approvals.js';
 import { applyPatchTool } from '../../src/agent/tools/apply-patch.js';
-import type { ProcessTable, ToolContext, TurnEnvironment } from '../../src/agent/tools/tool.js';
+import type { ToolContext } from '../../src/agent/tools/tool.js';
 import { stdioConnector, websocketConnector } from '../../src/environments/connectors.js';
 import { ExecClient, type ExecClientState, type ExecConnector } from '../../src/exec/client.js';
 import { ReadBudget, readMemoryCost, type ReadReservation } from '../../src/exec/read-budget.js';
 import { ExecServer } from '../../src/exec/server.js';
+import { singleEnvironmentToolContext } from '../helpers/tool-context.js';
 import { DEFAULT_MAX_WHOLE_FILE_BYTES } from '../../src/protocol/limits.js';
 import { listenWebSocket, type WebSocketListener } from '../../src/transport/websocket.js';
 import { LocalError, LocalErrorCode } from '../../src/util/errors.js';
@@ -162,35 +162,8 @@ describe('our client refuses whole-file reads and writes over the limit, keeping
 });
 
 describe('apply_patch on a remote file over the limit', () => {
-  const noProcesses: ProcessTable = {
-    register: () => {
-      throw new Error('no processes in this test');
-    },
-    get: () => undefined,
-    remove: () => undefined,
-    sessionIds: () => [],
-    terminateAll: () => Promise.resolve(),
-  };
-
   function toolContext(client: ExecClient, cwd: string): ToolContext {
-    const environment: TurnEnvironment = { id: 'remote', cwd, client: () => Promise.resolve(client) };
-    return {
-      threadId: 'thread-1',
-      callId: 'call-1',
-      environments: [environment],
-      environment: () => environment,
-      approvalPolicy: 'never',
-      approver: { request: () => Promise.resolve({ decision: 'approved' }) },
-      sessionApprovals: new SessionApprovals(),
-      processes: noProcesses,
-      commandEnvironment: () => ({ envPolicy: { inherit: 'all', ignoreDefaultExcludes: false, exclude: [], set: {}, includeOnly: [] }, env: {} }),
-      sandbox: () => null,
-      allowLoginShell: false,
-      maxOutputTokens: 10_000,
-      progress: () => undefined,
-      plan: () => undefined,
-      signal: new AbortController().signal,
-    };
+    return singleEnvironmentToolContext({ id: 'remote', cwd, client: () => Promise.resolve(client) }, { approver: { request: () => Promise.resolve({ decision: 'approved' }) } });
   }
 
   async function patchBigThenSmall(url: string): Promise<void> {

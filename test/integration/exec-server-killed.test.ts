@@ -2,14 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SessionApprovals } from '../../src/agent/approvals.js';
 import { ThreadProcessTable } from '../../src/agent/process-table.js';
 import { execCommandTool, writeStdinTool } from '../../src/agent/tools/exec-command.js';
 import { ToolError, type FunctionTool, type ToolContext, type TurnEnvironment } from '../../src/agent/tools/tool.js';
 import { stdioConnector, websocketConnector } from '../../src/environments/connectors.js';
 import { Environment } from '../../src/environments/environment.js';
 import type { ExecClient, ExecClientState, ExecConnector } from '../../src/exec/client.js';
-import type { EnvPolicy } from '../../src/protocol/exec.js';
+import { singleEnvironmentToolContext } from '../helpers/tool-context.js';
 import { CLI, startOurWsExecServer, startTcpProxy, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 // A remote exec-server that dies (kill -9) must not look alive to the model: while the client
@@ -19,7 +18,6 @@ import { CLI, startOurWsExecServer, startTcpProxy, tempDir, type ListeningProces
 // waited it out would fail the test instead of passing late.
 
 const RECONNECT_WINDOW_MS = 60 * 60_000;
-const INHERIT_ALL: EnvPolicy = { inherit: 'all', ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] };
 const RUNNING = /^Process running with session ID/m;
 
 interface Box {
@@ -33,23 +31,7 @@ function box(connector: ExecConnector, kind: 'websocket' | 'stdio', cwd: string)
   const environment = new Environment({ id: 'box', kind, endpoint: connector.label, source: 'test', connector, client: { reconnectWindowMs: RECONNECT_WINDOW_MS } });
   const turnEnvironment: TurnEnvironment = { id: 'box', cwd, client: (signal) => environment.client(signal) };
   const processes = new ThreadProcessTable();
-  const ctx: ToolContext = {
-    threadId: 'thread-killed',
-    callId: 'call-1',
-    environments: [turnEnvironment],
-    environment: () => turnEnvironment,
-    approvalPolicy: 'never',
-    approver: { request: () => Promise.resolve({ decision: 'denied', reason: 'not asked in this test' }) },
-    sessionApprovals: new SessionApprovals(),
-    processes,
-    commandEnvironment: () => ({ envPolicy: INHERIT_ALL, env: {} }),
-    sandbox: () => null,
-    allowLoginShell: false,
-    maxOutputTokens: 10_000,
-    progress: () => undefined,
-    plan: () => undefined,
-    signal: new AbortController().signal,
-  };
+  const ctx = singleEnvironmentToolContext(turnEnvironment, { threadId: 'thread-killed', processes });
   return { environment, ctx, processes };
 }
 
