@@ -6,9 +6,9 @@
  */
 import { messageText, type ResponseInputItem, type UserMessageInputItem } from '../protocol/responses.js';
 import { isContextWindowExceeded } from '../model/errors.js';
-import { contextTagOf } from './instructions.js';
+import { contextTagOf, inputMessage } from './instructions.js';
 import { truncateForModel } from './output.js';
-import type { ModelPort } from './turn.js';
+import type { ModelPort } from './model-port.js';
 
 /** The instructions of the summarizing request when the thread or config names none (`compact_prompt`). */
 export const DEFAULT_COMPACT_PROMPT = `Your context window is nearly full, so this conversation is about to be replaced by a summary you write now. Another model instance will continue the work from your summary and the user's messages alone, so include everything it needs:
@@ -135,9 +135,4 @@ function withoutOldest(items: readonly ResponseInputItem[], count: number): Resp
 
 function inputText(item: UserMessageInputItem): string {
   return item.content.map((part) => (part.type === 'input_text' ? part.text : '')).join('');
-}
-
-/** A user or developer message of one text part. */
-export function inputMessage(role: 'user' | 'developer', text: string): UserMessageInputItem {
-  return { type: 'message', role, content: [{ type: 'input_text', text }] };
 }

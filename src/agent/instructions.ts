@@ -1,4 +1,4 @@
-import type { ResponseInputItem } from '../protocol/responses.js';
+import type { ResponseInputItem, UserMessageInputItem } from '../protocol/responses.js';
 import type { InstructionFile } from '../protocol/thread.js';
 import type { ProjectDocs } from './project-docs.js';
 import type { TurnEnvironment } from './tools/tool.js';
@@ -163,4 +163,9 @@ export function instructionFiles(global: GlobalInstructions | undefined, docs: r
     ...(global === undefined ? [] : [{ environmentId: null, path: global.path, bytes: Buffer.byteLength(global.text), truncated: false }]),
     ...docs.flatMap((entry) => entry.files.map((file) => ({ environmentId: entry.environmentId, path: file.path, bytes: file.bytes, truncated: file.truncated }))),
   ];
+}
+
+/** A user or developer message of one text part. */
+export function inputMessage(role: 'user' | 'developer', text: string): UserMessageInputItem {
+  return { type: 'message', role, content: [{ type: 'input_text', text }] };
 }

@@ -5,19 +5,14 @@ import {
   type ToolSpec,
 } from '../protocol/responses.js';
 import type { CompactionReason, PlanUpdate } from '../protocol/thread.js';
-import type { ModelRequest } from '../model/client.js';
 import { isContextWindowExceeded } from '../model/errors.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { compactHistory, inputMessage } from './compact.js';
-import { contextUpdates } from './instructions.js';
+import { compactHistory } from './compact.js';
+import { contextUpdates, inputMessage } from './instructions.js';
+import type { ModelPort } from './model-port.js';
 import { TurnAbortedError } from './errors.js';
 import { ToolError, type AgentTool, type ToolContext, type ToolOutput, type TurnEnvironment } from './tools/tool.js';
-
-/** The model as the turn loop needs it; implemented by `model/ModelClient`. */
-export interface ModelPort {
-  respond(request: ModelRequest, options: { signal: AbortSignal; onTextDelta?: (delta: string) => void }): Promise<{ output: ResponseOutputItem[]; usage?: { totalTokens: number } }>;
-}
 
 /** A compaction the turn made, for the caller to record and apply to the thread. */
 export interface HistoryReplacement {

@@ -3,7 +3,7 @@ import { access, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { inputMessage } from '../agent/compact.js';
+import { inputMessage } from '../agent/instructions.js';
 import { overridesLayer, parseConfigToml, parseOverride, resolveConfig, type ConfigLayer, type EffectiveConfig } from '../config/config.js';
 import { ENVIRONMENTS_FILE_NAME } from '../config/environments.js';
 import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js';

@@ -99,4 +99,29 @@ describe('layer rule', () => {
     }
     expect(violations).toEqual([]);
   });
+
+  it('no file imports itself through other files (type-only imports count too)', () => {
+    const graph = new Map<string, string[]>();
+    for (const file of files) {
+      const targets = importsOf(file)
+        .filter((specifier) => specifier.startsWith('.'))
+        .map((specifier) => resolve(dirname(file), specifier.replace(/\.js$/, '.ts')));
+      graph.set(file, targets);
+    }
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const trail: string[] = [];
+    const visit = (file: string): void => {
+      state.set(file, 'open');
+      trail.push(file);
+      for (const target of graph.get(file) ?? []) {
+        if (state.get(target) === 'open') cycles.push([...trail.slice(trail.indexOf(target)), target].map((path) => relative(root, path)).join(' -> '));
+        else if (state.get(target) === undefined && graph.has(target)) visit(target);
+      }
+      trail.pop();
+      state.set(file, 'done');
+    };
+    for (const file of files) if (state.get(file) === undefined) visit(file);
+    expect(cycles).toEqual([]);
+  });
 });

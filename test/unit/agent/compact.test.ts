@@ -1,5 +1,6 @@
-import { COMPACT_USER_MESSAGES_MAX_TOKENS, NO_SUMMARY_NOTICE, SUMMARY_PREFIX, compactHistory, compactedHistory, inputMessage } from '../../../src/agent/compact.js';
-import type { ModelPort } from '../../../src/agent/turn.js';
+import { COMPACT_USER_MESSAGES_MAX_TOKENS, NO_SUMMARY_NOTICE, SUMMARY_PREFIX, compactHistory, compactedHistory } from '../../../src/agent/compact.js';
+import { inputMessage } from '../../../src/agent/instructions.js';
+import type { ModelPort } from '../../../src/agent/model-port.js';
 import { ModelApiError, ModelStreamError, isContextWindowExceeded } from '../../../src/model/errors.js';
 import type { ResponseInputItem } from '../../../src/protocol/responses.js';
 

@@ -1,7 +1,8 @@
 import { SessionApprovals, denyAllApprover } from '../../../src/agent/approvals.js';
 import { ThreadProcessTable } from '../../../src/agent/process-table.js';
 import type { AgentTool } from '../../../src/agent/tools/tool.js';
-import { runTurn, type ModelPort, type TurnParams } from '../../../src/agent/turn.js';
+import type { ModelPort } from '../../../src/agent/model-port.js';
+import { runTurn, type TurnParams } from '../../../src/agent/turn.js';
 import type { ResponseInputItem, ResponseOutputItem } from '../../../src/protocol/responses.js';
 
 /** A model that first calls `echo`, then answers; it records what each request carried. */
