@@ -4,7 +4,7 @@ import {
   type ResponseOutputItem,
   type ToolSpec,
 } from '../protocol/responses.js';
-import type { CompactionReason, PlanUpdate } from '../protocol/thread.js';
+import type { CompactionReason, PlanUpdate, TurnStatus } from '../protocol/thread.js';
 import { isContextWindowExceeded } from '../model/errors.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -32,9 +32,6 @@ export type TurnEvent =
   | { type: 'tool_finished'; callId: string; tool: string; ok: boolean }
   | { type: 'plan_updated'; plan: PlanUpdate }
   | { type: 'progress'; message: string };
-
-/** How a turn ended. */
-export type TurnStatus = 'completed' | 'failed' | 'interrupted';
 
 /** The outcome of {@link runTurn}. */
 export interface TurnResult {

@@ -2,7 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { InstructionFileSchema, PlanUpdateSchema } from '../protocol/thread.js';
+import { ThreadListEntrySchema, ThreadStateSchema, ThreadStatusSchema } from '../protocol/status.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
 import { plainError } from './turn-call.js';
@@ -17,74 +17,6 @@ export const MAX_WAIT_MS = 2_147_483_647;
 
 /** A wait budget argument in milliseconds. */
 export const WaitMsSchema = z.number().int().min(0).max(MAX_WAIT_MS);
-
-const ThreadStateSchema = z.enum(['idle', 'running', 'waiting-for-approval', 'failed']);
-
-/** A live turn's progress, as results carry it. */
-export const TurnProgressSchema = z.object({
-  turnId: z.string(),
-  state: z.enum(['queued', 'running', 'waiting-for-approval']),
-  acceptedAt: z.string(),
-  startedAt: z.string().nullable(),
-  modelRequests: z.number(),
-  toolCalls: z.object({ started: z.number(), finished: z.number(), failed: z.number() }),
-  pendingApprovals: z.number(),
-  lastAgentMessage: z.string().nullable(),
-  recent: z.array(z.object({ at: z.string(), text: z.string() })),
-});
-
-const FinishedTurnSchema = z.object({
-  turnId: z.string(),
-  state: z.literal('finished'),
-  status: z.enum(['completed', 'failed', 'interrupted']),
-  lastAgentMessage: z.string().nullable(),
-  error: z.string().optional(),
-  finishedAt: z.string(),
-});
-
-const ThreadEnvironmentSchema = z.object({ id: z.string(), cwd: z.string() });
-
-/** The other server process running a thread's turn (they share the threads folder). */
-const RunningElsewhereSchema = z.object({
-  pid: z.number(),
-  host: z.string(),
-  since: z.string(),
-  startTicks: z.number().optional(),
-});
-
-const ThreadStatusSchema = {
-  threadId: z.string(),
-  status: ThreadStateSchema,
-  createdAt: z.string(),
-  lastActivity: z.string(),
-  environments: z.array(ThreadEnvironmentSchema),
-  lastAgentMessage: z.string().nullable(),
-  currentTurn: TurnProgressSchema.nullable(),
-  queuedTurns: z.number(),
-  lastTurn: FinishedTurnSchema.nullable(),
-  turn: z.union([TurnProgressSchema, FinishedTurnSchema]).optional(),
-  runningElsewhere: RunningElsewhereSchema.extend({ turnId: z.string() }).optional().describe('Set when another server process (e.g. the detached worker of a client that went away) runs the current turn.'),
-  context: z
-    .object({ tokens: z.number().nullable(), autoCompactTokenLimit: z.number().nullable(), compactions: z.number() })
-    .describe('How full the conversation is: tokens of the last model request (null when unknown), the limit at which it is compacted (null: only when the context window is exceeded, or unknown), and how often it was compacted.'),
-  plan: PlanUpdateSchema.nullable().describe("The agent's latest plan (update_plan): steps with pending / in_progress / completed; null when it set none."),
-  instructions: z
-    .array(InstructionFileSchema)
-    .nullable()
-    .describe('The instruction files sent for the latest turn: the global AGENTS.md (environmentId null) and each environment\'s AGENTS.md files, root first; null before any turn recorded them.'),
-};
-
-const ThreadListEntrySchema = z.object({
-  threadId: z.string(),
-  createdAt: z.string().nullable(),
-  lastActivity: z.string(),
-  status: ThreadStateSchema,
-  environments: z.array(ThreadEnvironmentSchema),
-  currentTurnId: z.string().nullable(),
-  preview: z.string().nullable().describe('The thread’s first prompt, shortened to 100 characters.'),
-  error: z.string().optional(),
-  runningElsewhere: RunningElsewhereSchema.optional().describe('Set when another server process runs the thread’s turn.'),
-});
 
 /** What the status tools need from the server. */
 export interface OpsToolsOptions {
@@ -113,7 +45,7 @@ export function registerOpsTools(server: McpServer, options: OpsToolsOptions): v
         turnId: z.string().optional().describe('A turn of the thread to report on (and to wait for) specifically.'),
         waitMs: WaitMsSchema.optional().describe('Wait up to this many milliseconds for the turn(s) to finish before answering (default 0: answer at once).'),
       },
-      outputSchema: ThreadStatusSchema,
+      outputSchema: ThreadStatusSchema.shape,
       annotations: { readOnlyHint: true },
     },
     async (args, extra) => {

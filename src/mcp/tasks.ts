@@ -18,7 +18,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { ApprovalRequest, Approver } from '../agent/approvals.js';
-import type { TurnProgress } from '../session/live-turn.js';
+import type { TurnProgress } from '../protocol/status.js';
 import { errorMessage } from '../util/errors.js';
 import { approvalMessage } from './elicitation-approver.js';
 import { startTurnCall, type StartedTurn, type TurnCallContext, type TurnRun } from './turn-call.js';

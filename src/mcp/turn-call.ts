@@ -2,7 +2,7 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Approver } from '../agent/approvals.js';
-import type { TurnProgress } from '../session/live-turn.js';
+import type { TurnProgress } from '../protocol/status.js';
 import { ThreadBusyError } from '../session/thread-lease.js';
 import { ThreadNotFoundError, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
 import { deferred } from '../util/deferred.js';

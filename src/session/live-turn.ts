@@ -1,9 +1,9 @@
 import type { ApprovalRequest, Approver } from '../agent/approvals.js';
-import type { TurnEvent, TurnStatus } from '../agent/turn.js';
-import { PlanUpdateSchema, type InstructionFile, type PlanUpdate, type ThreadBodyRecord, type ThreadEnvironment } from '../protocol/thread.js';
+import type { TurnEvent } from '../agent/turn.js';
+import type { FinishedTurn, LeaseHolder, LiveTurnState, TurnProgress } from '../protocol/status.js';
+import { PlanUpdateSchema, type InstructionFile, type PlanUpdate, type ThreadBodyRecord, type TurnStatus } from '../protocol/thread.js';
 import { UPDATE_PLAN_TOOL } from '../agent/tools/update-plan.js';
 import { parseJsonAs } from '../util/json.js';
-import type { LeaseHolder } from './thread-lease.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { deferred } from '../util/deferred.js';
 
@@ -12,39 +12,6 @@ export const RECENT_TURN_EVENTS = 20;
 
 /** Finished turns a thread keeps in memory for status reports. */
 export const FINISHED_TURNS_KEPT = 32;
-
-/** Where a turn that has not finished is: waiting behind another turn, running, or waiting for the user. */
-export type LiveTurnState = 'queued' | 'running' | 'waiting-for-approval';
-
-/** What a turn that has not finished has done so far. */
-export interface TurnProgress {
-  turnId: string;
-  state: LiveTurnState;
-  /** When the call that started it was accepted (ISO). */
-  acceptedAt: string;
-  /** When it started running (ISO); null while queued. */
-  startedAt: string | null;
-  modelRequests: number;
-  toolCalls: { started: number; finished: number; failed: number };
-  /** Approval requests waiting for the user's answer. */
-  pendingApprovals: number;
-  /** The last message the agent wrote in this turn. */
-  lastAgentMessage: string | null;
-  /** The latest events, oldest first, at most {@link RECENT_TURN_EVENTS}. */
-  recent: { at: string; text: string }[];
-}
-
-/** How a turn ended. */
-export interface FinishedTurn {
-  turnId: string;
-  state: 'finished';
-  status: TurnStatus;
-  /** The turn's last agent message (null when it wrote none). */
-  lastAgentMessage: string | null;
-  error?: string;
-  /** When it ended (ISO). */
-  finishedAt: string;
-}
 
 function clip(text: string, max = 160): string {
   const line = text.replace(/\s+/g, ' ').trim();
@@ -235,66 +202,6 @@ export function storedTurns(records: readonly ThreadBodyRecord[]): StoredTurns {
     }
   }
   return { finished, ...(open === undefined ? {} : { open }), lastAgentMessage, lastActivity, plan, instructions };
-}
-
-/** A thread's state as the status tools report it. */
-export type ThreadState = 'idle' | 'running' | 'waiting-for-approval' | 'failed';
-
-/** The state of one thread (`codex-status`). */
-export interface ThreadStatus {
-  threadId: string;
-  /** `running` while a turn runs or waits for a free slot; `failed` when its last turn failed. */
-  status: ThreadState;
-  createdAt: string;
-  lastActivity: string;
-  /** The sticky environment selection. */
-  environments: ThreadEnvironment[];
-  /** The last message the agent wrote, in any turn. */
-  lastAgentMessage: string | null;
-  /** The turn running now (or waiting for a slot), null when none. */
-  currentTurn: TurnProgress | null;
-  /** Turns waiting behind the current one. */
-  queuedTurns: number;
-  /** The most recent finished turn. */
-  lastTurn: FinishedTurn | null;
-  /** The turn the caller asked about, live or finished. */
-  turn?: TurnProgress | FinishedTurn;
-  /** The process running the thread's current turn, when that is another codex-multienv process (sharing the threads folder). */
-  runningElsewhere?: LeaseHolder & { turnId: string };
-  /** How full the thread's conversation is, and its compactions. */
-  context: ThreadContext;
-  /** The agent's latest plan (`update_plan`); null when it never set one. */
-  plan: PlanUpdate | null;
-  /** The instruction files (global, AGENTS.md per environment) sent for the latest turn; null before any turn recorded them. */
-  instructions: InstructionFile[] | null;
-}
-
-/** How full a thread's conversation is (see `agent/compact.ts`). */
-export interface ThreadContext {
-  /** Tokens the thread's last model request used, as the provider reported them; null when unknown (none since this process loaded it). */
-  tokens: number | null;
-  /** The token count at which the history is compacted; null when only a context-window error compacts it, or unknown. */
-  autoCompactTokenLimit: number | null;
-  /** How often the history was compacted. */
-  compactions: number;
-}
-
-/** One thread of {@link ThreadManager.list}. */
-export interface ThreadListEntry {
-  threadId: string;
-  /** Null only for a thread file that does not read back (see `error`). */
-  createdAt: string | null;
-  lastActivity: string;
-  status: ThreadState;
-  environments: ThreadEnvironment[];
-  /** The turn running now, if any. */
-  currentTurnId: string | null;
-  /** The thread's first prompt, shortened; null when it has none (or its file does not read back). */
-  preview: string | null;
-  /** Why the thread's file does not read back. */
-  error?: string;
-  /** The process running the thread's turn, when that is another codex-multienv process. */
-  runningElsewhere?: LeaseHolder;
 }
 
 /** A turn asked to stop by {@link ThreadManager.interrupt}. */

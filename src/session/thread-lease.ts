@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { LeaseHolderSchema, type LeaseHolder } from '../protocol/status.js';
 import { THREAD_ID_PATTERN } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { parseJsonAs } from '../util/json.js';
@@ -18,17 +19,6 @@ const TAKEOVER_ATTEMPTS = 20;
 /** Pause before trying again while another process takes over a stale lease. */
 const TAKEOVER_RETRY_MS = 5;
 
-/** What a lease file holds: who writes the thread now. */
-const LeaseHolderSchema = z.object({
-  pid: z.number().int().positive(),
-  host: z.string(),
-  /** The holder's start time in clock ticks since boot (Linux), so a reused pid is not mistaken for it. */
-  startTicks: z.number().int().nonnegative().optional(),
-  since: z.string(),
-});
-
-/** The process holding a thread's lease. */
-export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
 
 /** How an interrupt request file is named: `<threadId>.interrupt`. */
 const INTERRUPT_SUFFIX = '.interrupt';

@@ -14,7 +14,7 @@ import { mcpFailureNotice, mcpTools } from '../agent/tools/mcp-tool.js';
 import type { AgentTool, TurnEnvironment } from '../agent/tools/tool.js';
 import { viewImageTool } from '../agent/tools/view-image.js';
 import type { ModelPort } from '../agent/model-port.js';
-import { runTurn, type TurnEvent, type TurnResult, type TurnStatus } from '../agent/turn.js';
+import { runTurn, type TurnEvent, type TurnResult } from '../agent/turn.js';
 import type { McpServerConfig } from '../config/mcp-servers.js';
 import { describeProfile, type PermissionProfile } from '../config/permissions.js';
 import { ThreadMcpServers, type McpServerStatus, type McpTurnServers } from '../environments/mcp-servers.js';
@@ -23,12 +23,13 @@ import type { EnvironmentRegistry } from '../environments/registry.js';
 import { DEFAULT_EXCLUDES } from '../exec/env-policy.js';
 import type { EnvPolicy, SandboxContext } from '../protocol/exec.js';
 import { ResponseInputItemSchema, type ResponseInputItem, type ToolSpec } from '../protocol/responses.js';
-import { THREAD_ID_PATTERN, type InstructionFile, type PlanUpdate, type PersistedItem, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
+import { THREAD_ID_PATTERN, type InstructionFile, type PlanUpdate, type PersistedItem, type TurnStatus, type ThreadConfig, type ThreadEnvironment, type ThreadRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type FinishedTurn, type InterruptedTurn, type ThreadListEntry, type ThreadState, type ThreadStatus, type TurnProgress } from './live-turn.js';
+import type { FinishedTurn, LeaseHolder, ThreadListEntry, ThreadState, ThreadStatus, TurnProgress } from '../protocol/status.js';
+import { FINISHED_TURNS_KEPT, LiveTurn, findTurn, latest, settlesWithin, storedTurns, unfinishedTurn, type InterruptedTurn } from './live-turn.js';
 import { sandboxContextFor } from './sandbox-context.js';
-import { ThreadLeases, describeHolder, type LeaseHolder } from './thread-lease.js';
+import { ThreadLeases, describeHolder } from './thread-lease.js';
 import { promptPreview, type LoadedThread, type ThreadStore, type ThreadSummary } from './thread-store.js';
 
 /** One environment a caller selects: an id and optionally an absolute cwd on that host. */
