@@ -211,24 +211,6 @@ export interface InterruptedTurn {
   elsewhere?: LeaseHolder;
 }
 
-/** Resolves true when `promise` settles within `ms`, false on timeout or when `signal` aborts first. */
-export function settlesWithin(promise: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const finish = (value: boolean): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      resolve(value);
-    };
-    const onAbort = (): void => finish(false);
-    const timer = setTimeout(() => finish(false), ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      () => finish(true),
-      () => finish(true),
-    );
-  });
-}
 
 /** The later of two ISO times (the first when the second is missing). */
 export function latest(a: string, b: string | undefined): string {
@@ -246,4 +228,3 @@ export function findTurn(threadId: string, turnId: string, finished: readonly Fi
   if (found === undefined) throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} has no turn ${turnId} (or it is older than the last ${FINISHED_TURNS_KEPT} turns)`);
   return found;
 }
-

@@ -71,3 +71,22 @@ export function withDeadline<T>(
     );
   });
 }
+
+/** Resolves true when `promise` settles within `ms`, false on timeout or when `signal` aborts first. */
+export function settlesWithin(promise: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const finish = (value: boolean): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    const onAbort = (): void => finish(false);
+    const timer = setTimeout(() => finish(false), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      () => finish(true),
+      () => finish(true),
+    );
+  });
+}

@@ -1,5 +1,6 @@
 import type { ApprovalDecision } from '../../../src/agent/approvals.js';
-import { FINISHED_TURNS_KEPT, LiveTurn, RECENT_TURN_EVENTS, settlesWithin, storedTurns } from '../../../src/session/live-turn.js';
+import { FINISHED_TURNS_KEPT, LiveTurn, RECENT_TURN_EVENTS, storedTurns } from '../../../src/session/live-turn.js';
+import { settlesWithin } from '../../../src/util/abort.js';
 import type { ThreadBodyRecord } from '../../../src/protocol/thread.js';
 
 const at = (n: number): string => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
