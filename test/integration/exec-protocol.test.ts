@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ExecClient } from '../../src/exec/client.js';
 import { websocketConnector } from '../../src/environments/connectors.js';
 import { rawStdio, rawWebSocket, type RawPeer } from '../helpers/raw-peer.js';
-import { CLI, CODEX, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { CLI, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 
 async function initialize(peer: RawPeer, id = 1, resumeSessionId: string | null = null): Promise<Record<string, unknown>> {
   peer.send(JSON.stringify({ id, method: 'initialize', params: { clientName: 'test', resumeSessionId } }));
@@ -336,27 +336,22 @@ describe('our exec-server over stdio', () => {
     await work.cleanup();
   });
 
-  it('exits, with a warning, after an unexpected notification, as the real codex exec-server does', async () => {
+  it('exits, with a warning, after an unexpected notification (the real codex exec-server stops answering and exits on its next read)', async () => {
     const work = await tempDir('exec-stdio-notification-');
     const log = join(work.path, 'log');
     const ours = rawStdio(process.execPath, [CLI, 'exec-server', '--listen', 'stdio'], { ...process.env, CODEX_MULTIENV_LOG_FILE: log });
-    const codex = rawStdio(CODEX, ['exec-server', '--listen', 'stdio'], { ...process.env, CODEX_HOME: join(work.path, 'codex-home') });
     try {
-      for (const peer of [ours, codex]) {
-        await initialize(peer);
-        peer.send(JSON.stringify({ method: 'initialized' }));
-        peer.send(JSON.stringify({ method: 'bogus/notification', params: {} }));
-      }
-      // Stdin stays open: only the notification can make ours exit. Codex stops answering and
-      // exits when it reads the next message.
+      await initialize(ours);
+      ours.send(JSON.stringify({ method: 'initialized' }));
+      ours.send(JSON.stringify({ method: 'bogus/notification', params: {} }));
+      // Stdin stays open: only the notification can make it exit. (How soon Codex 0.169 exits
+      // depends on when it next reads, so it is not run side by side here.)
       expect(await exitWithin(ours.exitCode, 'our exec-server')).toBe(0);
-      codex.send(JSON.stringify({ id: 2, method: 'environment/status' }));
-      expect(await exitWithin(codex.exitCode, 'codex exec-server')).toBe(0);
       const logged = await readFile(log, 'utf8');
       expect(logged).toMatch(/WARN .*closing connection after an unexpected notification .*"method":"bogus\/notification"/);
       expect(logged).toMatch(/WARN .*stdio exec-server exiting: it closed the connection after a protocol violation by the client/);
     } finally {
-      await Promise.all([ours.close(), codex.close()]);
+      await ours.close();
       await work.cleanup();
     }
   });
