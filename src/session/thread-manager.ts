@@ -161,6 +161,8 @@ export interface ThreadManagerOptions {
   timezone?: string;
   /** `clientInfo.version` our MCP client sends to the threads' MCP servers. @default '0.0.0' */
   mcpClientVersion?: string;
+  /** The fetch of Streamable HTTP MCP servers on `local` (the one honouring the proxy settings). @default globalThis.fetch */
+  localFetch?: typeof fetch;
 }
 
 /** A thread the manager has in memory. */
@@ -867,6 +869,7 @@ export class ThreadManager {
         registry: this.#options.registry,
         launcherEnv: this.#options.registry.launcherEnv,
         clientVersion: this.#options.mcpClientVersion ?? '0.0.0',
+        ...(this.#options.localFetch === undefined ? {} : { directFetch: this.#options.localFetch }),
         logger: this.#logger,
       }),
       status: 'idle',

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { NoProxy, parseCaBundle, parseProxyVariable, type CaBundle, type NetworkSettings, type ProxySetting } from '../transport/network.js';
+import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
+
+/** The largest CA bundle read (a system bundle of every public root is ~250 KB). */
+export const MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024;
+
+/** Variables whose PEM bundle is trusted besides the bundled roots, the first one set winning (as in Codex). */
+export const CA_VARIABLES = ['CODEX_CA_CERTIFICATE', 'SSL_CERT_FILE'] as const;
+
+/** Every variable {@link networkSettings} reads; tests clear them to be independent of the machine. */
+export const NETWORK_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy', ...CA_VARIABLES] as const;
+
+/** The first of `names` present in `env` (even empty, as Codex reads them), with its name. */
+function firstPresent(env: NodeJS.ProcessEnv, names: readonly string[]): { variable: string; value: string } | undefined {
+  for (const variable of names) {
+    const value = env[variable];
+    if (value !== undefined) return { variable, value };
+  }
+  return undefined;
+}
+
+/** The proxy of one scheme: its own variables, else `ALL_PROXY`; an empty value counts as none. */
+function proxyFor(env: NodeJS.ProcessEnv, names: readonly string[]): ProxySetting | undefined {
+  for (const found of [firstPresent(env, names), firstPresent(env, ['ALL_PROXY', 'all_proxy'])]) {
+    if (found !== undefined && found.value.trim().length > 0) return parseProxyVariable(found.variable, found.value);
+  }
+  return undefined;
+}
+
+/** The extra roots: `CODEX_CA_CERTIFICATE`, else `SSL_CERT_FILE` (empty values count as unset). */
+function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
+  for (const variable of CA_VARIABLES) {
+    const path = env[variable];
+    if (path === undefined || path.length === 0) continue;
+    let pem: Buffer;
+    try {
+      pem = readFileSync(path);
+    } catch (error) {
+      throw new LocalError(LocalErrorCode.InvalidConfig, `cannot read the CA certificate file ${path} named by ${variable}: ${errorMessage(error)}; point ${variable} at a PEM file, or unset it to use the default roots`);
+    }
+    if (pem.byteLength > MAX_CA_BUNDLE_BYTES) throw new LocalError(LocalErrorCode.InvalidConfig, `the CA certificate file ${path} named by ${variable} is larger than ${MAX_CA_BUNDLE_BYTES} bytes`);
+    return parseCaBundle(variable, path, pem.toString('latin1'));
+  }
+  return undefined;
+}
+
+/**
+ * How this process reaches HTTP servers, from its environment as Codex reads it: `HTTPS_PROXY` /
+ * `https_proxy` for https URLs and `HTTP_PROXY` / `http_proxy` for http ones (the upper-case name
+ * first), each falling back to `ALL_PROXY` / `all_proxy`; `NO_PROXY` / `no_proxy`; the PEM
+ * bundle of `CODEX_CA_CERTIFICATE`, else `SSL_CERT_FILE`. Never throws: a bundle that cannot be
+ * used becomes `error`, which every request then reports (the server keeps running).
+ */
+export function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
+  const settings: NetworkSettings = {};
+  const httpsProxy = proxyFor(env, ['HTTPS_PROXY', 'https_proxy']);
+  const httpProxy = proxyFor(env, ['HTTP_PROXY', 'http_proxy']);
+  const noProxy = firstPresent(env, ['NO_PROXY', 'no_proxy']);
+  if (httpsProxy !== undefined) settings.httpsProxy = httpsProxy;
+  if (httpProxy !== undefined) settings.httpProxy = httpProxy;
+  if (noProxy !== undefined) settings.noProxy = new NoProxy(noProxy.variable, noProxy.value);
+  try {
+    const ca = caBundle(env);
+    if (ca !== undefined) settings.ca = ca;
+  } catch (error) {
+    settings.error = errorMessage(error);
+  }
+  return settings;
+}
