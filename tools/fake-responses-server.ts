@@ -9,6 +9,7 @@
 import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
@@ -171,6 +172,10 @@ export interface FakeResponsesCommonOptions {
   host?: string;
   /** @default 0 (any free port) */
   port?: number;
+  /** Serves HTTPS with this key and certificate (PEM) instead of plain HTTP. @default plain HTTP */
+  tls?: { key: string; cert: string };
+  /** The host named in `url` (e.g. `localhost`, the name a certificate was issued to). @default the bound address */
+  urlHost?: string;
   /** Receives one summary line per request and each recorded error. @default no logging */
   log?: (line: string) => void;
 }
@@ -285,14 +290,16 @@ export async function startFakeResponsesServer(options: FakeResponsesOptions): P
     sendJson(res, 404, errorBody(404, `No route for ${method} ${path}`));
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
       recordError(`handler failed for ${req.method ?? '?'} ${req.url ?? '?'}: ${errorMessage(error)}`);
       if (!res.headersSent) sendJson(res, 500, errorBody(500, 'fake server failure'));
       else res.destroy();
     });
-  });
-  server.on('connection', (socket) => {
+  };
+  const server = options.tls === undefined ? createServer(onRequest) : createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, onRequest);
+  // Over TLS, `connection` is the raw TCP socket, which is what must be destroyed on close.
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -306,10 +313,10 @@ export async function startFakeResponsesServer(options: FakeResponsesOptions): P
   });
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('fake responses server has no TCP address');
-  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const urlHost = options.urlHost ?? (address.family === 'IPv6' ? `[${address.address}]` : address.address);
 
   return {
-    url: `http://${urlHost}:${address.port}/v1`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://${urlHost}:${address.port}/v1`,
     requests,
     errors,
     waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_FOR_REQUESTS_TIMEOUT_MS): Promise<void> {

@@ -28,6 +28,12 @@ function proxyFor(env: NodeJS.ProcessEnv, names: readonly string[]): ProxySettin
   return undefined;
 }
 
+/** A file system error's reason without the path it repeats (`ENOENT: no such file or directory`). */
+function ioReason(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string') return error.message.replace(/, \w+ '[^']*'$/, '');
+  return errorMessage(error);
+}
+
 /** The extra roots: `CODEX_CA_CERTIFICATE`, else `SSL_CERT_FILE` (empty values count as unset). */
 function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
   for (const variable of CA_VARIABLES) {
@@ -37,7 +43,7 @@ function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
     try {
       pem = readFileSync(path);
     } catch (error) {
-      throw new LocalError(LocalErrorCode.InvalidConfig, `cannot read the CA certificate file ${path} named by ${variable}: ${errorMessage(error)}; point ${variable} at a PEM file, or unset it to use the default roots`);
+      throw new LocalError(LocalErrorCode.InvalidConfig, `cannot read the CA certificate file ${path} named by ${variable}: ${ioReason(error)}; point ${variable} at a PEM file, or unset it to use the default roots`);
     }
     if (pem.byteLength > MAX_CA_BUNDLE_BYTES) throw new LocalError(LocalErrorCode.InvalidConfig, `the CA certificate file ${path} named by ${variable} is larger than ${MAX_CA_BUNDLE_BYTES} bytes`);
     return parseCaBundle(variable, path, pem.toString('latin1'));

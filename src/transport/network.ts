@@ -316,8 +316,15 @@ export class HttpRoutes {
       tunnelAgentLoading ??= import('https-proxy-agent').then((module) => module.HttpsProxyAgent);
       const TunnelAgent = await tunnelAgentLoading;
       // Another request may have made it while this one waited for the module.
-      agent = this.#viaProxy.get(key) ?? new TunnelAgent(proxy, this.#agentOptions());
-      this.#viaProxy.set(key, agent);
+      agent = this.#viaProxy.get(key);
+      if (agent === undefined) {
+        const tunnel = new TunnelAgent(proxy, this.#agentOptions());
+        // It keeps the options for the proxy connection only, and empties the ones http.Agent merges
+        // into every request: put back the idle timeout and the roots the target's TLS must use.
+        Object.assign(tunnel.options, this.#agentOptions());
+        agent = tunnel;
+        this.#viaProxy.set(key, agent);
+      }
     }
     return agent;
   }
