@@ -9,7 +9,7 @@ export const MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024;
 export const CA_VARIABLES = ['CODEX_CA_CERTIFICATE', 'SSL_CERT_FILE'] as const;
 
 /** Every variable {@link networkSettings} reads; tests clear them to be independent of the machine. */
-export const NETWORK_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy', ...CA_VARIABLES] as const;
+export const NETWORK_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy', ...CA_VARIABLES, 'NODE_EXTRA_CA_CERTS'] as const;
 
 /** The first of `names` present in `env` (even empty, as Codex reads them), with its name. */
 function firstPresent(env: NodeJS.ProcessEnv, names: readonly string[]): { variable: string; value: string } | undefined {
@@ -52,10 +52,27 @@ function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
 }
 
 /**
+ * The certificates of `NODE_EXTRA_CA_CERTS`, which Node.js adds to its default roots: a context
+ * with extra roots must keep them. A file Node.js could not use is skipped here too (Node.js has
+ * warned about it at start-up).
+ */
+function nodeExtraCertificates(env: NodeJS.ProcessEnv): string[] | undefined {
+  const path = env.NODE_EXTRA_CA_CERTS;
+  if (path === undefined || path.length === 0) return undefined;
+  try {
+    const pem = readFileSync(path);
+    return pem.byteLength > MAX_CA_BUNDLE_BYTES ? undefined : parseCaBundle('NODE_EXTRA_CA_CERTS', path, pem.toString('latin1')).certificates;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * How this process reaches HTTP servers, from its environment as Codex reads it: `HTTPS_PROXY` /
  * `https_proxy` for https URLs and `HTTP_PROXY` / `http_proxy` for http ones (the upper-case name
  * first), each falling back to `ALL_PROXY` / `all_proxy`; `NO_PROXY` / `no_proxy`; the PEM
- * bundle of `CODEX_CA_CERTIFICATE`, else `SSL_CERT_FILE`. Never throws: a bundle that cannot be
+ * bundle of `CODEX_CA_CERTIFICATE`, else `SSL_CERT_FILE` (with `NODE_EXTRA_CA_CERTS` kept beside
+ * it). Never throws: a bundle that cannot be
  * used becomes `error`, which every request then reports (the server keeps running).
  */
 export function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
@@ -71,6 +88,10 @@ export function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
     if (ca !== undefined) settings.ca = ca;
   } catch (error) {
     settings.error = errorMessage(error);
+  }
+  if (settings.ca !== undefined) {
+    const extra = nodeExtraCertificates(env);
+    if (extra !== undefined) settings.nodeExtraCertificates = extra;
   }
   return settings;
 }

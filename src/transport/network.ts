@@ -43,6 +43,11 @@ export interface NetworkSettings {
   /** Roots trusted on top of Node.js's bundled ones. @default none */
   ca?: CaBundle;
   /**
+   * What Node.js adds to its roots itself (`NODE_EXTRA_CA_CERTS`), kept when `ca` makes a context
+   * of our own (which would otherwise trust only the bundled roots and `ca`). @default none
+   */
+  nodeExtraCertificates?: string[];
+  /**
    * Why no request can be sent as configured (a CA bundle that cannot be read); every request
    * fails with it, as Codex fails to build its HTTP client. @default none
    */
@@ -300,11 +305,11 @@ export class HttpRoutes {
     return secureContext === undefined ? { keepAlive: true, timeout: this.#keepAliveMs } : { keepAlive: true, timeout: this.#keepAliveMs, secureContext };
   }
 
-  /** Node.js's bundled roots plus the extra ones; undefined (Node's default context) without extras. */
+  /** Node.js's roots (bundled and `NODE_EXTRA_CA_CERTS`) plus the extra ones; undefined (Node's default context) without extras. */
   #context(): SecureContext | undefined {
     const extra = this.#settings.ca?.certificates;
     if (extra === undefined) return undefined;
-    this.#secureContext ??= createSecureContext({ ca: [...rootCertificates, ...extra] });
+    this.#secureContext ??= createSecureContext({ ca: [...rootCertificates, ...(this.#settings.nodeExtraCertificates ?? []), ...extra] });
     return this.#secureContext;
   }
 

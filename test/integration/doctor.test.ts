@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, runCommand, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 const ReportSchema = z.object({
@@ -48,7 +49,7 @@ describe('codex-multienv doctor', () => {
   let emptyPath: { path: string; cleanup: () => Promise<void> };
 
   const doctor = async (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-    const base: NodeJS.ProcessEnv = { ...process.env, CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key' };
+    const base: NodeJS.ProcessEnv = { ...networkEnv(process.env), CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key' };
     delete base.CODEX_EXEC_SERVER_URL;
     return runCommand(process.execPath, [CLI, 'doctor', ...args], { ...base, ...env });
   };
