@@ -82,8 +82,7 @@ export function parseProxyVariable(variable: string, value: string): ProxySettin
 }
 
 /** A proxy for messages and logs: its URL without credentials, and the variable it came from. */
-export function describeProxy(proxy: ProxySetting): string {
-  if ('error' in proxy) return `${proxy.variable}: ${proxy.error}`;
+export function describeProxy(proxy: ProxySetting & { url: URL }): string {
   const shown = new URL(proxy.url.href);
   shown.username = '';
   shown.password = '';
@@ -214,9 +213,14 @@ function firstDerItem(der: Buffer): Buffer | undefined {
 export function describeNetwork(settings: NetworkSettings): string {
   const parts: string[] = [];
   const { httpsProxy, httpProxy } = settings;
+  const proxyPart = (schemes: string, proxy: ProxySetting): string => ('error' in proxy ? `${schemes}: ${proxy.error}` : `${schemes} via ${describeProxy(proxy)}`);
   if (httpsProxy === undefined && httpProxy === undefined) parts.push('no proxy');
-  if (httpsProxy !== undefined) parts.push(`https via ${describeProxy(httpsProxy)}`);
-  if (httpProxy !== undefined) parts.push(`http via ${describeProxy(httpProxy)}`);
+  // Both from one variable (ALL_PROXY) are said once.
+  else if (httpsProxy !== undefined && httpProxy !== undefined && httpsProxy.variable === httpProxy.variable) parts.push(proxyPart('https and http', httpsProxy));
+  else {
+    if (httpsProxy !== undefined) parts.push(proxyPart('https', httpsProxy));
+    if (httpProxy !== undefined) parts.push(proxyPart('http', httpProxy));
+  }
   if (settings.noProxy !== undefined && (httpsProxy !== undefined || httpProxy !== undefined)) {
     parts.push(settings.noProxy.entries.length === 0 ? `${settings.noProxy.variable} empty` : `direct to ${settings.noProxy.entries.join(',')} (${settings.noProxy.variable})`);
   }

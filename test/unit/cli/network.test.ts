@@ -39,6 +39,13 @@ describe('networkSettings', () => {
     expect(networkSettings({ CODEX_CA_CERTIFICATE: '', SSL_CERT_FILE: certs.caPath }).ca).toMatchObject({ variable: 'SSL_CERT_FILE', path: certs.caPath });
   });
 
+  it('keeps the roots of NODE_EXTRA_CA_CERTS beside the extra CA (Node.js trusts them by default)', () => {
+    const other = makeTestCertificates(dir.path, 'other');
+    expect(networkSettings({ SSL_CERT_FILE: certs.caPath, NODE_EXTRA_CA_CERTS: other.caPath }).nodeExtraCertificates).toHaveLength(1);
+    expect(networkSettings({ NODE_EXTRA_CA_CERTS: other.caPath }).nodeExtraCertificates).toBeUndefined();
+    expect(networkSettings({ SSL_CERT_FILE: certs.caPath, NODE_EXTRA_CA_CERTS: join(dir.path, 'missing.pem') })).not.toHaveProperty('error');
+  });
+
   it('a CA file that cannot be used becomes an error naming the variable and the path', async () => {
     const missing = join(dir.path, 'missing.pem');
     const settings = networkSettings({ SSL_CERT_FILE: missing, HTTPS_PROXY: 'http://127.0.0.1:9' });

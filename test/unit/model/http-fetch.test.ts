@@ -314,6 +314,14 @@ describe('createHttpFetch with network settings', () => {
     expect(await (await createHttpFetch({ network: { ca: ca() } })(`${secureUrl('127.0.0.1')}/direct`)).text()).toBe('secure /direct');
   });
 
+  it('keeps trusting the roots of NODE_EXTRA_CA_CERTS when an extra CA makes a context of its own', async () => {
+    const other = makeTestCertificates(dir.path, 'other');
+    const otherCa = { variable: 'SSL_CERT_FILE', path: other.caPath, certificates: [other.caPem] };
+
+    await expect(createHttpFetch({ network: { ca: otherCa } })(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed' });
+    expect(await (await createHttpFetch({ network: { ca: otherCa, nodeExtraCertificates: [certs.caPem] } })(`${secureUrl('localhost')}/kept`)).text()).toBe('secure /kept');
+  });
+
   it('sends plain-http requests to the proxy in absolute form, with the credentials of the proxy URL', async () => {
     const server = await serve((req, res) => res.end(`plain ${req.url ?? ''} host ${req.headers.host ?? ''}`));
     const port = new URL(server.url).port;

@@ -93,5 +93,7 @@ describe('parseCaBundle', () => {
     const text = describeNetwork({ httpsProxy: proxy, noProxy: new NoProxy('NO_PROXY', 'localhost,.corp'), ca: bundle });
     expect(text).toBe(`https via http://127.0.0.1:3128 (HTTPS_PROXY); direct to localhost,.corp (NO_PROXY); trusting 1 certificate from ${bundle.path} (SSL_CERT_FILE) besides the bundled roots`);
     expect(describeNetwork({})).toBe('no proxy; bundled roots');
+    const socks = parseProxyVariable('ALL_PROXY', 'socks5://127.0.0.1:1080');
+    expect(describeNetwork({ httpsProxy: socks, httpProxy: socks })).toBe('https and http: ALL_PROXY names a socks5 proxy, which this server cannot use; set it to an http:// or https:// proxy; bundled roots');
   });
 });
