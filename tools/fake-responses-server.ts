@@ -4,7 +4,8 @@
 // (custom provider, `wire_api = "responses"`) accept it unchanged.
 //
 // Run directly it is a small CLI: `npx tsx tools/fake-responses-server.ts --script s.json
-// [--port N] [--host H]` prints the base URL as the first stdout line and logs requests to stderr.
+// [--port N] [--host H] [--tls-key k.pem --tls-cert c.pem] [--url-host NAME]` prints the base URL
+// as the first stdout line and logs requests to stderr.
 
 import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -791,6 +792,10 @@ const cliArgsSchema = z.object({
   script: z.string().min(1),
   port: z.coerce.number().int().min(0).max(65535).default(0),
   host: z.string().min(1).default('127.0.0.1'),
+  /** PEM files: serve HTTPS with this key and certificate. */
+  'tls-key': z.string().min(1).optional(),
+  'tls-cert': z.string().min(1).optional(),
+  'url-host': z.string().min(1).optional(),
 });
 
 function parseCliArgs(argv: string[]): z.infer<typeof cliArgsSchema> {
@@ -799,7 +804,7 @@ function parseCliArgs(argv: string[]): z.infer<typeof cliArgsSchema> {
     const flag = argv[i];
     const value = argv[i + 1];
     if (flag === undefined || !flag.startsWith('--') || value === undefined) {
-      throw new Error(`usage: fake-responses-server --script path.json [--port N] [--host H] (at ${flag ?? 'end'})`);
+      throw new Error(`usage: fake-responses-server --script path.json [--port N] [--host H] [--tls-key key.pem --tls-cert cert.pem] [--url-host NAME] (at ${flag ?? 'end'})`);
     }
     values[flag.slice(2)] = value;
     i++;
@@ -812,10 +817,15 @@ function parseCliArgs(argv: string[]): z.infer<typeof cliArgsSchema> {
 async function main(argv: string[]): Promise<void> {
   const args = parseCliArgs(argv);
   const script = parseFakeScript(JSON.parse(await readFile(args.script, 'utf8')) as unknown);
+  const key = args['tls-key'];
+  const cert = args['tls-cert'];
+  if ((key === undefined) !== (cert === undefined)) throw new Error('--tls-key and --tls-cert go together');
   const server = await startFakeResponsesServer({
     script,
     host: args.host,
     port: args.port,
+    ...(key === undefined || cert === undefined ? {} : { tls: { key: await readFile(key, 'utf8'), cert: await readFile(cert, 'utf8') } }),
+    ...(args['url-host'] === undefined ? {} : { urlHost: args['url-host'] }),
     log: (line) => process.stderr.write(`[fake-responses] ${line}\n`),
   });
   process.stdout.write(`${server.url}\n`);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { NoProxy, parseCaBundle, parseProxyVariable, type CaBundle, type NetworkSettings, type ProxySetting } from '../transport/network.js';
+import { nodeExtraCertificates, NoProxy, parseCaBundle, parseProxyVariable, type CaBundle, type NetworkSettings, type ProxySetting } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 
 /** The largest CA bundle read (a system bundle of every public root is ~250 KB). */
@@ -56,12 +56,12 @@ function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
  * with extra roots must keep them. A file Node.js could not use is skipped here too (Node.js has
  * warned about it at start-up).
  */
-function nodeExtraCertificates(env: NodeJS.ProcessEnv): string[] | undefined {
+function nodeExtraRoots(env: NodeJS.ProcessEnv): string[] | undefined {
   const path = env.NODE_EXTRA_CA_CERTS;
   if (path === undefined || path.length === 0) return undefined;
   try {
     const pem = readFileSync(path);
-    return pem.byteLength > MAX_CA_BUNDLE_BYTES ? undefined : parseCaBundle('NODE_EXTRA_CA_CERTS', path, pem.toString('latin1')).certificates;
+    return pem.byteLength > MAX_CA_BUNDLE_BYTES ? undefined : nodeExtraCertificates(pem.toString('latin1'));
   } catch {
     return undefined;
   }
@@ -90,7 +90,7 @@ export function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
     settings.error = errorMessage(error);
   }
   if (settings.ca !== undefined) {
-    const extra = nodeExtraCertificates(env);
+    const extra = nodeExtraRoots(env);
     if (extra !== undefined) settings.nodeExtraCertificates = extra;
   }
   return settings;

@@ -28,7 +28,7 @@ export interface CaBundle {
   /** `CODEX_CA_CERTIFICATE` or `SSL_CERT_FILE`. */
   variable: string;
   path: string;
-  /** The certificates, one PEM `CERTIFICATE` block each. */
+  /** The certificates, as base64 DER (no line breaks). */
   certificates: string[];
 }
 
@@ -43,8 +43,9 @@ export interface NetworkSettings {
   /** Roots trusted on top of Node.js's bundled ones. @default none */
   ca?: CaBundle;
   /**
-   * What Node.js adds to its roots itself (`NODE_EXTRA_CA_CERTS`), kept when `ca` makes a context
-   * of our own (which would otherwise trust only the bundled roots and `ca`). @default none
+   * What Node.js adds to its roots itself (`NODE_EXTRA_CA_CERTS`), as base64 DER, kept when `ca`
+   * makes a context of our own (which would otherwise trust only the bundled roots and `ca`).
+   * @default none
    */
   nodeExtraCertificates?: string[];
   /**
@@ -155,58 +156,92 @@ export class NoProxy {
   }
 }
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
-
 /** What to do about a CA bundle that cannot be used (Codex's advice). */
 const CA_HINT = 'point it at a PEM file holding one or more CERTIFICATE blocks, or unset it to use the default roots';
+
+/** Labels of the PEM blocks that are certificates (OpenSSL writes the second with trust settings after the certificate). */
+const CERTIFICATE_LABELS = new Set(['CERTIFICATE', 'TRUSTED CERTIFICATE']);
+
+let bundledRoots: ReadonlySet<string> | undefined;
+
+/** Node.js's bundled roots as base64 DER: trusted already, and known to be good. */
+function bundled(): ReadonlySet<string> {
+  bundledRoots ??= new Set(rootCertificates.map((pem) => pem.replace(/-----[A-Z ]+-----|\s/g, '')));
+  return bundledRoots;
+}
+
+/** A certificate (base64 DER) as one PEM block. */
+function certificatePem(base64: string): string {
+  return `-----BEGIN CERTIFICATE-----\n${(base64.match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+/**
+ * The certificates of a PEM text as base64 DER, in order: every `CERTIFICATE` block, and
+ * OpenSSL's `TRUSTED CERTIFICATE` blocks with their trust settings dropped; other blocks (CRLs,
+ * keys) skipped. A block that is not one DER SEQUENCE is `undefined` in its place. Cheap (this
+ * runs at start-up, on bundles of a few hundred certificates): the certificates are not parsed.
+ */
+function pemCertificates(pem: string): (string | undefined)[] {
+  const found: (string | undefined)[] = [];
+  for (let at = pem.indexOf('-----BEGIN '); at !== -1; at = pem.indexOf('-----BEGIN ', at)) {
+    const labelEnd = pem.indexOf('-----', at + 11);
+    if (labelEnd === -1) break;
+    const label = pem.slice(at + 11, labelEnd);
+    const endMarker = `-----END ${label}-----`;
+    const end = pem.indexOf(endMarker, labelEnd + 5);
+    if (end === -1) break;
+    at = end + endMarker.length;
+    if (!CERTIFICATE_LABELS.has(label)) continue;
+    const body = pem.slice(labelEnd + 5, end).replace(/\s+/g, '');
+    if (label === 'CERTIFICATE') {
+      // The header in the first bytes tells the length the whole body must have.
+      const length = derElementLength(Buffer.from(body.slice(0, 12), 'base64'));
+      found.push(length !== undefined && length === Buffer.byteLength(body, 'base64') ? body : undefined);
+    } else {
+      const der = Buffer.from(body, 'base64');
+      const length = derElementLength(der);
+      found.push(length !== undefined && length <= der.length ? der.subarray(0, length).toString('base64') : undefined);
+    }
+  }
+  return found;
+}
 
 /**
  * The certificates of a PEM bundle, as Codex reads `CODEX_CA_CERTIFICATE` / `SSL_CERT_FILE`:
  * every `CERTIFICATE` block, OpenSSL's `TRUSTED CERTIFICATE` blocks too (their trust settings
- * dropped), CRLs and other blocks skipped.
+ * dropped), CRLs and other blocks skipped. Only split and checked for shape here (this runs at
+ * start-up); each certificate is parsed when the first request needs the roots.
  * @throws LocalError (`INVALID_CONFIG`) naming the variable and path when a block is not a
  * certificate or there is none.
  */
 export function parseCaBundle(variable: string, path: string, pem: string): CaBundle {
+  const found = pemCertificates(pem);
+  if (found.length === 0) throw new LocalError(LocalErrorCode.InvalidConfig, `no certificates in ${path} (named by ${variable}); ${CA_HINT}`);
   const certificates: string[] = [];
-  for (const [, label, body] of pem.matchAll(PEM_BLOCK)) {
-    if (label !== 'CERTIFICATE' && label !== 'TRUSTED CERTIFICATE') continue;
-    const index = certificates.length + 1;
-    let der: Buffer = Buffer.from(body ?? '', 'base64');
-    if (label === 'TRUSTED CERTIFICATE') der = firstDerItem(der) ?? Buffer.alloc(0);
-    try {
-      certificates.push(new X509Certificate(der).toString());
-    } catch (error) {
-      throw new LocalError(
-        LocalErrorCode.InvalidConfig,
-        `certificate #${index} in ${path} (named by ${variable}) cannot be read: ${error instanceof Error ? error.message : String(error)}; ${CA_HINT}`,
-      );
-    }
+  for (const [index, base64] of found.entries()) {
+    if (base64 === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `certificate #${index + 1} in ${path} (named by ${variable}) is not a DER certificate; ${CA_HINT}`);
+    certificates.push(base64);
   }
-  if (certificates.length === 0) throw new LocalError(LocalErrorCode.InvalidConfig, `no certificates in ${path} (named by ${variable}); ${CA_HINT}`);
   return { variable, path, certificates };
 }
 
+/** The certificates of `NODE_EXTRA_CA_CERTS` (Node.js has loaded them already; blocks it could not use are skipped here too). */
+export function nodeExtraCertificates(pem: string): string[] {
+  return pemCertificates(pem).filter((base64) => base64 !== undefined);
+}
+
 /**
- * The first DER element of `der` (a `TRUSTED CERTIFICATE` is the certificate followed by OpenSSL's
- * trust settings); undefined when its length field is broken or runs past the end.
+ * The length of the DER element `der` starts with (header and content), from its header alone;
+ * undefined when it is not a SEQUENCE or its length field is broken. Four length octets cover
+ * any certificate; DER forbids the indefinite form.
  */
-function firstDerItem(der: Buffer): Buffer | undefined {
+function derElementLength(der: Buffer): number | undefined {
   const first = der[1];
-  if (first === undefined) return undefined;
-  let length: number;
-  let start: number;
-  if ((first & 0x80) === 0) {
-    length = first;
-    start = 2;
-  } else {
-    const octets = first & 0x7f;
-    // Four length octets cover any certificate; DER forbids the indefinite form (0).
-    if (octets === 0 || octets > 4 || der.length < 2 + octets) return undefined;
-    length = der.readUIntBE(2, octets);
-    start = 2 + octets;
-  }
-  return start + length <= der.length ? der.subarray(0, start + length) : undefined;
+  if (der[0] !== 0x30 || first === undefined) return undefined;
+  if ((first & 0x80) === 0) return 2 + first;
+  const octets = first & 0x7f;
+  if (octets === 0 || octets > 4 || der.length < 2 + octets) return undefined;
+  return 2 + octets + der.readUIntBE(2, octets);
 }
 
 /** The settings in one line, for logs and `doctor`: proxies, exclusions, extra roots. */
@@ -257,8 +292,11 @@ let tunnelAgentLoading: Promise<TunnelAgentClass> | undefined;
 export class HttpRoutes {
   readonly #settings: NetworkSettings;
   readonly #keepAliveMs: number;
-  #secureContext: SecureContext | undefined;
-  #direct: { http?: HttpAgent; https?: HttpsAgent } = {};
+  /** The secure context of the extra roots (none: Node's default), once made. */
+  #roots: { context: SecureContext | undefined } | undefined;
+  /** Why the extra roots cannot be used, once found out; every request then fails with it. */
+  #caError: string | undefined;
+  readonly #direct: { http?: HttpAgent; https?: HttpsAgent } = {};
   readonly #viaProxy = new Map<string, HttpAgent>();
 
   constructor(settings: NetworkSettings, options: HttpRoutesOptions) {
@@ -272,7 +310,8 @@ export class HttpRoutes {
    * used for this URL (an unreadable CA bundle, a proxy value that is not a URL).
    */
   async request(target: URL, options: { method: string; headers: OutgoingHttpHeaders }): Promise<RoutedRequest> {
-    if (this.#settings.error !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, this.#settings.error);
+    const unusable = this.#settings.error ?? this.#caError;
+    if (unusable !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, unusable);
     const secure = target.protocol === 'https:';
     const proxy = this.#proxyFor(target, secure);
     if (proxy === undefined) {
@@ -309,12 +348,35 @@ export class HttpRoutes {
     return secureContext === undefined ? { keepAlive: true, timeout: this.#keepAliveMs } : { keepAlive: true, timeout: this.#keepAliveMs, secureContext };
   }
 
-  /** Node.js's roots (bundled and `NODE_EXTRA_CA_CERTS`) plus the extra ones; undefined (Node's default context) without extras. */
+  /**
+   * Node.js's roots (bundled and `NODE_EXTRA_CA_CERTS`) plus the extra ones; undefined (Node's
+   * default context, which has the same roots) when the bundle adds nothing to the bundled roots,
+   * as a system bundle may not. Made on first use: parsing a few hundred roots takes a while.
+   * @throws LocalError naming the variable and path when a certificate cannot be parsed (OpenSSL
+   * would skip it without a word, and the server it is for would then not be trusted).
+   */
   #context(): SecureContext | undefined {
-    const extra = this.#settings.ca?.certificates;
-    if (extra === undefined) return undefined;
-    this.#secureContext ??= createSecureContext({ ca: [...rootCertificates, ...(this.#settings.nodeExtraCertificates ?? []), ...extra] });
-    return this.#secureContext;
+    if (this.#roots === undefined) {
+      const ca = this.#settings.ca;
+      const known = bundled();
+      const extra = (ca?.certificates ?? []).filter((base64) => !known.has(base64));
+      let context: SecureContext | undefined;
+      if (ca !== undefined && extra.length > 0) {
+        for (const base64 of extra) {
+          try {
+            new X509Certificate(Buffer.from(base64, 'base64'));
+          } catch (error) {
+            this.#caError = `a certificate in ${ca.path} (named by ${ca.variable}) cannot be read: ${error instanceof Error ? error.message : String(error)}; ${CA_HINT}`;
+            throw new LocalError(LocalErrorCode.InvalidConfig, this.#caError);
+          }
+        }
+        // Listed once each: a system bundle repeats NODE_EXTRA_CA_CERTS, often the same file.
+        const nodeExtra = (this.#settings.nodeExtraCertificates ?? []).filter((base64) => !known.has(base64));
+        context = createSecureContext({ ca: [...rootCertificates, ...[...new Set([...nodeExtra, ...extra])].map(certificatePem)] });
+      }
+      this.#roots = { context };
+    }
+    return this.#roots.context;
   }
 
   /** The agent of `CONNECT` tunnels through `proxy`; the extra roots serve the proxy's TLS and the target's. */
@@ -331,6 +393,10 @@ export class HttpRoutes {
         // It keeps the options for the proxy connection only, and empties the ones http.Agent merges
         // into every request: put back the idle timeout and the roots the target's TLS must use.
         Object.assign(tunnel.options, this.#agentOptions());
+        // Said once: left unset, every request reads them through agent-base's guess, which
+        // builds a stack trace each time (~0.6 ms of CPU per request).
+        tunnel.protocol = 'https:';
+        tunnel.defaultPort = 443;
         agent = tunnel;
         this.#viaProxy.set(key, agent);
       }

@@ -1,8 +1,10 @@
 // The node:http fetch against real HTTP servers on 127.0.0.1: what it sends, what it returns,
 // connection reuse, aborts, broken bodies, and what it hands to the fallback fetch.
 
+import { X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import type { Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
@@ -23,6 +25,9 @@ interface TestServer {
 }
 
 const servers: Server[] = [];
+
+/** A PEM certificate as the network settings hold it: base64 DER. */
+const der = (pem: string): string => new X509Certificate(pem).raw.toString('base64');
 
 async function serve(handler: (req: IncomingMessage, res: ServerResponse, body: string) => void): Promise<TestServer> {
   const sockets = new Set<Socket>();
@@ -287,7 +292,7 @@ describe('createHttpFetch with network settings', () => {
   });
   afterEach(() => proxy.close());
 
-  const ca = (): NetworkSettings['ca'] => ({ variable: 'CODEX_CA_CERTIFICATE', path: certs.caPath, certificates: [certs.caPem] });
+  const ca = (): NetworkSettings['ca'] => ({ variable: 'CODEX_CA_CERTIFICATE', path: certs.caPath, certificates: [der(certs.caPem)] });
   const viaProxy = (variable = 'HTTPS_PROXY'): NetworkSettings['httpsProxy'] => ({ variable, url: new URL(proxy.url) });
 
   it('tunnels https requests through the proxy with CONNECT, trusting the extra CA, one tunnel for sequential requests', async () => {
@@ -316,10 +321,10 @@ describe('createHttpFetch with network settings', () => {
 
   it('keeps trusting the roots of NODE_EXTRA_CA_CERTS when an extra CA makes a context of its own', async () => {
     const other = makeTestCertificates(dir.path, 'other');
-    const otherCa = { variable: 'SSL_CERT_FILE', path: other.caPath, certificates: [other.caPem] };
+    const otherCa = { variable: 'SSL_CERT_FILE', path: other.caPath, certificates: [der(other.caPem)] };
 
     await expect(createHttpFetch({ network: { ca: otherCa } })(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed' });
-    expect(await (await createHttpFetch({ network: { ca: otherCa, nodeExtraCertificates: [certs.caPem] } })(`${secureUrl('localhost')}/kept`)).text()).toBe('secure /kept');
+    expect(await (await createHttpFetch({ network: { ca: otherCa, nodeExtraCertificates: [der(certs.caPem)] } })(`${secureUrl('localhost')}/kept`)).text()).toBe('secure /kept');
   });
 
   it('sends plain-http requests to the proxy in absolute form, with the credentials of the proxy URL', async () => {
@@ -366,6 +371,24 @@ describe('createHttpFetch with network settings', () => {
     const httpFetch = createHttpFetch({ network: { httpsProxy: { variable: 'https_proxy', url: new URL(gone.url) } } });
 
     await expect(httpFetch(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed', cause: { message: expect.stringMatching(/^through the proxy .* \(https_proxy\): connect ECONNREFUSED/) } });
+  });
+
+  it('a certificate OpenSSL would skip fails the first request that needs the roots, and every later one, naming the variable and path', async () => {
+    const server = await serve((_req, res) => res.end('never'));
+    // One DER element that is no certificate: it has the shape, so only parsing finds it out.
+    const notACertificate = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x05]).toString('base64');
+    const httpFetch = createHttpFetch({ network: { ca: { variable: 'SSL_CERT_FILE', path: '/etc/corp.pem', certificates: [der(certs.caPem), notACertificate] } } });
+    const refused = expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/^a certificate in \/etc\/corp\.pem \(named by SSL_CERT_FILE\) cannot be read/) });
+
+    await expect(httpFetch(secureUrl('localhost'))).rejects.toEqual(refused);
+    await expect(httpFetch(server.url)).rejects.toEqual(refused);
+    expect(server.requests).toEqual([]);
+  });
+
+  it("a bundle of bundled roots only trusts nothing more (Node.js's default context serves it)", async () => {
+    const httpFetch = createHttpFetch({ network: { ca: { variable: 'SSL_CERT_FILE', path: '/etc/ssl/certs/bundle.pem', certificates: rootCertificates.slice(0, 3).map(der) } } });
+
+    await expect(httpFetch(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed', cause: { message: expect.stringContaining('certificate') } });
   });
 
   it('rejects every request with the settings error, and a request needing a proxy that cannot be used with its error', async () => {

@@ -57,7 +57,7 @@ describe('parseCaBundle', () => {
   });
   afterAll(() => dir.cleanup());
 
-  const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprint256;
+  const fingerprint = (certificate: string): string => new X509Certificate(certificate.startsWith('-----') ? certificate : Buffer.from(certificate, 'base64')).fingerprint256;
 
   it('reads every certificate of a bundle, skipping comments, keys and CRLs', () => {
     const pem = ['# corporate roots', first.caPem, first.key, second.caPem, '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n'].join('\n');
@@ -84,7 +84,7 @@ describe('parseCaBundle', () => {
     expect(refusal(first.key)).toEqual(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/^no certificates in \/x\/roots\.pem \(named by CODEX_CA_CERTIFICATE\)/) }));
     const broken = `${second.caPem}-----BEGIN CERTIFICATE-----\nTUlJQm9n\n-----END CERTIFICATE-----\n`;
     expect(refusal(broken)).toBeInstanceOf(LocalError);
-    expect(refusal(broken)).toMatchObject({ message: expect.stringMatching(/^certificate #2 in \/x\/roots\.pem \(named by CODEX_CA_CERTIFICATE\) cannot be read/) });
+    expect(refusal(broken)).toMatchObject({ message: expect.stringMatching(/^certificate #2 in \/x\/roots\.pem \(named by CODEX_CA_CERTIFICATE\) is not a DER certificate/) });
   });
 
   it('is described with its path, variable and count', () => {
