@@ -109,8 +109,10 @@ describe('codex-multienv doctor', () => {
       process_start: process.platform === 'linux' ? 'ok' : 'skip',
       // Depends on the host; the configured sandbox is danger-full-access, so never a failure.
       bubblewrap: expect.stringMatching(/^(ok|warn|skip)$/),
+      network: 'ok',
       model: 'ok',
     });
+    expect(checkOf(report, 'network').detail).toBe('no proxy; bundled roots');
     if (process.platform === 'linux') expect(checkOf(report, 'process_start').detail).toMatch(/^posix_spawn through \/.*\/build\/Release\/codex_multienv_spawn\.node$/);
     expect(checkOf(report, 'threads').detail).toBe(`${threads} is writable; 1 thread has a turn running in server process pid ${process.pid} (see codex-status)`);
     expect(checkOf(report, 'environments').detail).toContain('3 environments, default box');
