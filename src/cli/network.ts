@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { nodeExtraCertificates, NoProxy, parseCaBundle, parseProxyVariable, type CaBundle, type NetworkSettings, type ProxySetting } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 
@@ -34,19 +34,26 @@ function ioReason(error: unknown): string {
   return errorMessage(error);
 }
 
+/** A PEM bundle's text; a regular file of at most {@link MAX_CA_BUNDLE_BYTES} (a device or a pipe could be endless). */
+function readBundle(path: string): string {
+  const stats = statSync(path);
+  if (!stats.isFile()) throw new Error('not a regular file');
+  if (stats.size > MAX_CA_BUNDLE_BYTES) throw new Error(`larger than ${MAX_CA_BUNDLE_BYTES} bytes`);
+  return readFileSync(path, 'latin1');
+}
+
 /** The extra roots: `CODEX_CA_CERTIFICATE`, else `SSL_CERT_FILE` (empty values count as unset). */
 function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
   for (const variable of CA_VARIABLES) {
     const path = env[variable];
     if (path === undefined || path.length === 0) continue;
-    let pem: Buffer;
+    let pem: string;
     try {
-      pem = readFileSync(path);
+      pem = readBundle(path);
     } catch (error) {
       throw new LocalError(LocalErrorCode.InvalidConfig, `cannot read the CA certificate file ${path} named by ${variable}: ${ioReason(error)}; point ${variable} at a PEM file, or unset it to use the default roots`);
     }
-    if (pem.byteLength > MAX_CA_BUNDLE_BYTES) throw new LocalError(LocalErrorCode.InvalidConfig, `the CA certificate file ${path} named by ${variable} is larger than ${MAX_CA_BUNDLE_BYTES} bytes`);
-    return parseCaBundle(variable, path, pem.toString('latin1'));
+    return parseCaBundle(variable, path, pem);
   }
   return undefined;
 }
@@ -60,8 +67,7 @@ function nodeExtraRoots(env: NodeJS.ProcessEnv): string[] | undefined {
   const path = env.NODE_EXTRA_CA_CERTS;
   if (path === undefined || path.length === 0) return undefined;
   try {
-    const pem = readFileSync(path);
-    return pem.byteLength > MAX_CA_BUNDLE_BYTES ? undefined : nodeExtraCertificates(pem.toString('latin1'));
+    return nodeExtraCertificates(readBundle(path));
   } catch {
     return undefined;
   }
