@@ -4,16 +4,19 @@
  *   streaming), against the fake Responses server running in a child process so only the
  *   client's work is counted. The request is a realistic one: the real tools and base
  *   instructions and a history of {@link HISTORY_ITEMS} items. Compares Node's fetch (undici)
- *   with our `node:http` fetch.
+ *   with our `node:http` fetch, and ours through a proxy (another process) and over https with
+ *   an extra CA, direct and through a CONNECT tunnel (`BENCH_FETCH=name,...` picks variants).
  * - `sse`: CPU cost of decoding an event stream with our `SseDecoder` and with
  *   `eventsource-parser` fed the same chunks, side by side in the same run: an ordinary stream
  *   of small events, and single events of 1 MB and 4 MB, in network-sized and in 256-byte chunks.
  * Run with `npm run bench -- model` (builds first).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { BASE_INSTRUCTIONS } from '../src/agent/instructions.js';
@@ -26,6 +29,7 @@ import { ModelClient, type ModelRequest } from '../src/model/client.js';
 import { createHttpFetch } from '../src/model/http-fetch.js';
 import { SseDecoder, type SseEvent } from '../src/model/sse.js';
 import type { ResponseInputItem, ToolSpec } from '../src/protocol/responses.js';
+import { makeTestCertificates } from '../test/helpers/network.js';
 import { tempDir } from '../test/helpers/process.js';
 import { fmt, median, percentile, printTable } from './stats.js';
 
@@ -59,17 +63,13 @@ function history(): ResponseInputItem[] {
   return items;
 }
 
-async function startModelProcess(steps: number): Promise<{ url: string; stop: () => void }> {
+async function startModelProcess(steps: number, extraArgs: string[] = []): Promise<{ url: string; stop: () => void }> {
   const dir = await tempDir('bench-model-');
   const script = join(dir.path, 'script.json');
   const step = { kind: 'output', items: [{ type: 'message', text: 'done: the command printed what was expected' }] };
   await writeFile(script, JSON.stringify(Array.from({ length: steps }, () => step)));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'tools/fake-responses-server.ts', '--script', script], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const lines = createInterface({ input: child.stdout });
-  const url = await new Promise<string>((resolve, reject) => {
-    lines.once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`the fake model exited with ${code ?? 'a signal'}`)));
-  });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'tools/fake-responses-server.ts', '--script', script, ...extraArgs], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const url = await firstLine(child, 'the fake model');
   return {
     url,
     stop: () => {
@@ -79,15 +79,60 @@ async function startModelProcess(steps: number): Promise<{ url: string; stop: ()
   };
 }
 
+/** The test helpers' HTTP proxy (CONNECT and absolute-form) in a process of its own, so its work is not counted. */
+async function startProxyProcess(): Promise<{ url: string; stop: () => void }> {
+  const helper = pathToFileURL(join(process.cwd(), 'test/helpers/http-proxy.ts')).href;
+  const program = `const { startHttpProxy } = await import(${JSON.stringify(helper)}); const proxy = await startHttpProxy(); process.stdout.write(proxy.url + '\\n');`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', program], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await firstLine(child, 'the proxy');
+  return { url, stop: () => child.kill('SIGTERM') };
+}
+
+/** The first stdout line of a child (its URL). */
+function firstLine(child: ChildProcess, what: string): Promise<string> {
+  const stdout = child.stdout;
+  if (stdout === null) throw new Error(`${what} has no stdout`);
+  const lines = createInterface({ input: stdout });
+  return new Promise<string>((resolve, reject) => {
+    lines.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code ?? 'a signal'}`)));
+  });
+}
+
 function cpuMs(): number {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1000;
 }
 
 async function roundTrip(): Promise<void> {
-  const variants: Record<string, typeof fetch | undefined> = { undici: undefined, 'node:http': createHttpFetch() };
-  const names = Object.keys(variants).filter((name) => process.env.BENCH_FETCH === undefined || process.env.BENCH_FETCH.split(',').includes(name));
-  const model = await startModelProcess(ROUNDS * names.length * (WARMUP + REQUESTS));
+  // Plain http to the fake model, direct and through a proxy; https with an extra CA, direct and
+  // through a CONNECT tunnel. The proxy and the model run in other processes: only the client's
+  // CPU is counted.
+  const certDir = await tempDir('bench-certs-');
+  const certs = makeTestCertificates(certDir.path);
+  const ca = { variable: 'CODEX_CA_CERTIFICATE', path: certs.caPath, certificates: [new X509Certificate(certs.caPem).raw.toString('base64')] };
+  const all = ['undici', 'node:http', 'node:http via proxy', 'node:https+CA', 'node:https+CA via CONNECT'];
+  const names = all.filter((name) => process.env.BENCH_FETCH === undefined || process.env.BENCH_FETCH.split(',').includes(name));
+  const steps = ROUNDS * names.length * (WARMUP + REQUESTS);
+  const plain = await startModelProcess(steps);
+  const secure = await startModelProcess(steps, ['--tls-key', join(certDir.path, 'test-server.key'), '--tls-cert', join(certDir.path, 'test-server.pem'), '--url-host', 'localhost']);
+  const proxy = await startProxyProcess();
+  const proxyUrl = new URL(proxy.url);
+  const variants: Record<string, { fetch: typeof fetch | undefined; url: string }> = {
+    undici: { fetch: undefined, url: plain.url },
+    'node:http': { fetch: createHttpFetch(), url: plain.url },
+    'node:http via proxy': { fetch: createHttpFetch({ network: { httpProxy: { variable: 'HTTP_PROXY', url: proxyUrl } } }), url: plain.url },
+    'node:https+CA': { fetch: createHttpFetch({ network: { ca } }), url: secure.url },
+    'node:https+CA via CONNECT': { fetch: createHttpFetch({ network: { httpsProxy: { variable: 'HTTPS_PROXY', url: proxyUrl }, ca } }), url: secure.url },
+  };
+  const model = {
+    stop: () => {
+      plain.stop();
+      secure.stop();
+      proxy.stop();
+      void certDir.cleanup();
+    },
+  };
   try {
     const request: ModelRequest = {
       model: 'gpt-bench',
@@ -99,7 +144,8 @@ async function roundTrip(): Promise<void> {
     const perRound = Math.ceil(REQUESTS / ROUNDS);
     for (let round = 0; round < ROUNDS; round++) {
       for (const name of names) {
-        const client = new ModelClient({ baseUrl: model.url, apiKey: 'bench-key', fetch: variants[name] });
+        const variant = variants[name]!;
+        const client = new ModelClient({ baseUrl: variant.url, apiKey: 'bench-key', fetch: variant.fetch });
         const signal = new AbortController().signal;
         for (let i = 0; i < WARMUP / ROUNDS; i++) await client.respond(request, { signal });
         const cpu0 = cpuMs();

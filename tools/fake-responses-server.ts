@@ -4,11 +4,13 @@
 // (custom provider, `wire_api = "responses"`) accept it unchanged.
 //
 // Run directly it is a small CLI: `npx tsx tools/fake-responses-server.ts --script s.json
-// [--port N] [--host H]` prints the base URL as the first stdout line and logs requests to stderr.
+// [--port N] [--host H] [--tls-key k.pem --tls-cert c.pem] [--url-host NAME]` prints the base URL
+// as the first stdout line and logs requests to stderr.
 
 import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
@@ -178,6 +180,10 @@ export interface FakeResponsesCommonOptions {
   host?: string;
   /** @default 0 (any free port) */
   port?: number;
+  /** Serves HTTPS with this key and certificate (PEM) instead of plain HTTP. @default plain HTTP */
+  tls?: { key: string; cert: string };
+  /** The host named in `url` (e.g. `localhost`, the name a certificate was issued to). @default the bound address */
+  urlHost?: string;
   /** Receives one summary line per request and each recorded error. @default no logging */
   log?: (line: string) => void;
 }
@@ -292,14 +298,16 @@ export async function startFakeResponsesServer(options: FakeResponsesOptions): P
     sendJson(res, 404, errorBody(404, `No route for ${method} ${path}`));
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
       recordError(`handler failed for ${req.method ?? '?'} ${req.url ?? '?'}: ${errorMessage(error)}`);
       if (!res.headersSent) sendJson(res, 500, errorBody(500, 'fake server failure'));
       else res.destroy();
     });
-  });
-  server.on('connection', (socket) => {
+  };
+  const server = options.tls === undefined ? createServer(onRequest) : createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, onRequest);
+  // Over TLS, `connection` is the raw TCP socket, which is what must be destroyed on close.
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -313,10 +321,10 @@ export async function startFakeResponsesServer(options: FakeResponsesOptions): P
   });
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('fake responses server has no TCP address');
-  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const urlHost = options.urlHost ?? (address.family === 'IPv6' ? `[${address.address}]` : address.address);
 
   return {
-    url: `http://${urlHost}:${address.port}/v1`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://${urlHost}:${address.port}/v1`,
     requests,
     errors,
     waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_FOR_REQUESTS_TIMEOUT_MS): Promise<void> {
@@ -807,6 +815,10 @@ const cliArgsSchema = z.object({
   script: z.string().min(1),
   port: z.coerce.number().int().min(0).max(65535).default(0),
   host: z.string().min(1).default('127.0.0.1'),
+  /** PEM files: serve HTTPS with this key and certificate. */
+  'tls-key': z.string().min(1).optional(),
+  'tls-cert': z.string().min(1).optional(),
+  'url-host': z.string().min(1).optional(),
 });
 
 function parseCliArgs(argv: string[]): z.infer<typeof cliArgsSchema> {
@@ -815,7 +827,7 @@ function parseCliArgs(argv: string[]): z.infer<typeof cliArgsSchema> {
     const flag = argv[i];
     const value = argv[i + 1];
     if (flag === undefined || !flag.startsWith('--') || value === undefined) {
-      throw new Error(`usage: fake-responses-server --script path.json [--port N] [--host H] (at ${flag ?? 'end'})`);
+      throw new Error(`usage: fake-responses-server --script path.json [--port N] [--host H] [--tls-key key.pem --tls-cert cert.pem] [--url-host NAME] (at ${flag ?? 'end'})`);
     }
     values[flag.slice(2)] = value;
     i++;
@@ -828,10 +840,15 @@ function parseCliArgs(argv: string[]): z.infer<typeof cliArgsSchema> {
 async function main(argv: string[]): Promise<void> {
   const args = parseCliArgs(argv);
   const script = parseFakeScript(JSON.parse(await readFile(args.script, 'utf8')) as unknown);
+  const key = args['tls-key'];
+  const cert = args['tls-cert'];
+  if ((key === undefined) !== (cert === undefined)) throw new Error('--tls-key and --tls-cert go together');
   const server = await startFakeResponsesServer({
     script,
     host: args.host,
     port: args.port,
+    ...(key === undefined || cert === undefined ? {} : { tls: { key: await readFile(key, 'utf8'), cert: await readFile(cert, 'utf8') } }),
+    ...(args['url-host'] === undefined ? {} : { urlHost: args['url-host'] }),
     log: (line) => process.stderr.write(`[fake-responses] ${line}\n`),
   });
   process.stdout.write(`${server.url}\n`);

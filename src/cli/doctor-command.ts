@@ -14,15 +14,18 @@ import { NATIVE_SPAWN_ENV, processStarter } from '../exec/piped-start.js';
 import { uriToPath } from '../exec/path-uri.js';
 import type { ExecServer } from '../exec/server.js';
 import { ModelClient } from '../model/client.js';
+import { createHttpFetch } from '../model/http-fetch.js';
 import { ModelApiError, ModelConnectionError } from '../model/errors.js';
 import { EnvironmentInfoMethod, EnvironmentStatus } from '../protocol/exec.js';
 import type { LeaseHolder } from '../protocol/status.js';
 import { ThreadLeases } from '../session/thread-lease.js';
-import { errorMessage } from '../util/errors.js';
+import { describeNetwork, type NetworkSettings } from '../transport/network.js';
+import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
 import { localSandboxNeed } from './local-sandbox.js';
 import { codexHome, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
+import { networkSettings } from './network.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
 /** How long the model check waits for a complete answer. */
@@ -39,7 +42,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
 export interface CheckResult {
-  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `process_start`, `user`, `bubblewrap`, `model`. */
+  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `process_start`, `user`, `bubblewrap`, `network`, `model`. */
   id: string;
   /** What was checked, for people. */
   title: string;
@@ -249,8 +252,18 @@ function checkProcessStart(env: NodeJS.ProcessEnv): CheckResult {
   );
 }
 
+/** The proxies and extra roots requests use (the model's, and HTTP MCP servers' on local). */
+function checkNetwork(network: NetworkSettings): CheckResult {
+  const title = 'network (proxy, certificates)';
+  const detail = describeNetwork(network);
+  if (network.error !== undefined) return check('network', title, 'fail', detail, 'model requests and HTTP MCP servers on local fail until the CA variable names a readable PEM bundle (or is unset)');
+  const broken = [network.httpsProxy, network.httpProxy].filter((proxy) => proxy !== undefined && 'error' in proxy);
+  if (broken.length > 0) return check('network', title, 'warn', detail, 'requests that need that proxy fail until the variable holds an http:// or https:// proxy URL (or is unset)');
+  return check('network', title, 'ok', detail);
+}
+
 /** One tiny request to the configured provider, when its key is present. */
-async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string): Promise<CheckResult> {
+async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string, httpFetch: typeof fetch): Promise<CheckResult> {
   if (config === undefined) return check('model', 'model provider', 'skip', 'config.toml is invalid');
   const provider = config.modelProviders[config.modelProvider];
   const title = `model provider ${config.modelProvider}`;
@@ -273,7 +286,7 @@ async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.Proce
       `set ${provider.envKey} here to test the provider; the MCP server needs it too (in the \`env\` of your MCP client's server entry)${provider.requiresOpenaiAuth ? ', or sign Codex in with `codex login --with-api-key`' : ''}`,
     );
   }
-  const client = new ModelClient({ baseUrl: provider.baseUrl, apiKey, headers, queryParams: provider.queryParams, maxRetries: 0, streamMaxRetries: 0, idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS });
+  const client = new ModelClient({ baseUrl: provider.baseUrl, apiKey, headers, queryParams: provider.queryParams, maxRetries: 0, streamMaxRetries: 0, idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS, fetch: httpFetch });
   try {
     const response = await client.respond(
       { model: config.model, input: [inputMessage('user', MODEL_CHECK_PROMPT)], tools: [], parallelToolCalls: false },
@@ -307,7 +320,8 @@ function modelFix(error: unknown, envKey: string | undefined): string {
     if (error.status === 429) return 'the provider is rate limiting this key; check its quota';
     return 'the provider failed; try again later or check its status page';
   }
-  if (error instanceof ModelConnectionError) return 'check the provider\'s `base_url`, the network and any proxy';
+  if (error instanceof ModelConnectionError) return 'check the provider\'s `base_url`, the network and the proxy (HTTPS_PROXY, NO_PROXY); behind a proxy that inspects TLS, set CODEX_CA_CERTIFICATE to its root certificate';
+  if (error instanceof LocalError && error.code === LocalErrorCode.InvalidConfig) return 'correct the variable named above';
   if (error instanceof DOMException && error.name === 'TimeoutError') return `the provider did not answer within ${DOCTOR_MODEL_TIMEOUT_MS / 1000} s; check \`base_url\` and the network`;
   return 'check that the provider speaks the Responses API (`wire_api = "responses"`)';
 }
@@ -330,15 +344,16 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
   } catch (error) {
     environmentsResult = check('environments', 'environments.toml', 'fail', errorMessage(error), `correct the entry and field named above; the MCP server will not start until then`);
   }
+  const network = networkSettings(options.env);
   try {
     const [environments, threads, bubblewrap, model] = await Promise.all([
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
       checkThreadsDir(config),
       checkBubblewrap(config, loaded === undefined || loaded.registry.get(LOCAL_ENVIRONMENT_ID) !== undefined, process.platform, options.env),
-      checkModel(config, options.env, home),
+      checkModel(config, options.env, home, createHttpFetch({ network })),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
-    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(options.env), checkUser(process.geteuid?.()), bubblewrap, model];
+    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(options.env), checkUser(process.geteuid?.()), bubblewrap, checkNetwork(network), model];
   } finally {
     await loaded?.registry.close();
     await loaded?.localServer.close();
@@ -362,7 +377,7 @@ function formatText(results: CheckResult[], home: string): string {
  * `codex-multienv doctor`: checks config.toml (with `-c` / `--profile`) and its `[mcp_servers]`
  * (naming the entries sessions skip because they launch this server), environments.toml, each
  * environment (connect, initialize, `environment/status`, `environment/info`), the threads
- * folder, how commands are started on this host, the user the server runs as (root is a warning), bubblewrap, and the model provider (one tiny request when its key is set), and says
+ * folder, how commands are started on this host, the user the server runs as (root is a warning), bubblewrap, the proxies and extra roots in use, and the model provider (one tiny request when its key is set), and says
  * what to fix. `--json` prints `{version, codexHome, ok, checks}`. Exits 1 when a check fails.
  */
 export async function runDoctor(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -9,14 +9,17 @@ import { profileForSandboxMode, type PermissionProfile } from '../config/permiss
 import { parseMcpServers } from '../config/mcp-servers.js';
 import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
 import { ModelClient } from '../model/client.js';
+import { createHttpFetch } from '../model/http-fetch.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
 import { ThreadStore } from '../session/thread-store.js';
+import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { loadRegistry } from './environments-command.js';
 import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
+import { networkSettings } from './network.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
 
@@ -34,6 +37,8 @@ function settingsResolver(options: {
   skipSelf: McpServersFilter;
   /** Codex's auth.json, read at start-up (its API key serves providers that `requires_openai_auth`). */
   auth: CodexAuth | undefined;
+  /** The process's fetch, honouring the proxy and CA variables. */
+  fetch: typeof fetch;
 }) {
   return (call: CallSettings): ResolvedThreadSettings => {
     const { config, warnings } = resolveConfig({
@@ -54,7 +59,7 @@ function settingsResolver(options: {
     for (const warning of warnings) options.logger.warn(warning);
     const mcp = parseMcpServers(config.mcpServers);
     for (const warning of mcp.warnings) options.logger.warn(warning);
-    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth), mcpServers: options.skipSelf(mcp.servers) };
+    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch), mcpServers: options.skipSelf(mcp.servers) };
   };
 }
 
@@ -79,7 +84,14 @@ function webSearchMode(config: EffectiveConfig, openaiProvider: boolean): WebSea
   return mode === 'cached' && config.sandboxMode === 'danger-full-access' ? 'live' : mode;
 }
 
-function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.ProcessEnv, instructionsFiles: Map<string, string>, auth: CodexAuth | undefined): ResolvedThreadSettings {
+function toSettings(
+  config: EffectiveConfig,
+  call: CallSettings,
+  env: NodeJS.ProcessEnv,
+  instructionsFiles: Map<string, string>,
+  auth: CodexAuth | undefined,
+  httpFetch: typeof fetch,
+): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
   const credentials = providerCredentials(provider, env, auth);
@@ -117,6 +129,7 @@ function toSettings(config: EffectiveConfig, call: CallSettings, env: NodeJS.Pro
         maxRetries: provider.requestMaxRetries,
         streamMaxRetries: provider.streamMaxRetries,
         idleTimeoutMs: provider.streamIdleTimeoutMs,
+        fetch: httpFetch,
       }),
   };
 }
@@ -223,19 +236,35 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   const instructionsFile = startup.config.modelInstructionsFile;
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
   const limits = startup.config.multienv;
+  // One fetch for the model and the HTTP MCP servers reached from here, so both honour the proxy
+  // and CA variables and share keep-alive connections.
+  const network = networkSettings(env);
+  if (network.error !== undefined) logger.warn(`model requests and HTTP MCP servers on local will fail: ${network.error}`);
+  else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
+  const httpFetch = createHttpFetch({ network });
 
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger);
   const store = new ThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
   const threads = new ThreadManager({
     registry,
     store,
-    resolveSettings: settingsResolver({ baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }], home, env, logger, instructionsFiles, skipSelf, auth }),
+    resolveSettings: settingsResolver({
+      baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }],
+      home,
+      env,
+      logger,
+      instructionsFiles,
+      skipSelf,
+      auth,
+      fetch: httpFetch,
+    }),
     defaultCwd: process.cwd(),
     limits,
     logger: logger.child('threads'),
     timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
     mcpClientVersion: PACKAGE_VERSION,
     globalInstructions: () => readGlobalInstructions(home),
+    localFetch: httpFetch,
   });
   const server = createMcpServer({
     threads,

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { HANDLED_STREAM_EVENT_TYPES, ResponseStreamEventSchema, StreamEventTypeSchema } from '../protocol/responses.js';
 import type { ResponseInputItem, ResponseOutputItem, ResponseStreamEvent, ToolSpec } from '../protocol/responses.js';
 import { abortReason, sleep as abortableSleep } from '../util/abort.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage, LocalError } from '../util/errors.js';
 import { silentLogger } from '../util/logger.js';
 import type { Logger } from '../util/logger.js';
 import { ModelApiError, ModelConnectionError, ModelError, ModelStreamError } from './errors.js';
@@ -200,7 +200,8 @@ export class ModelClient {
    * Sends one request and folds the streamed answer into a {@link ModelResponse}, retrying
    * transient failures. Rejects with a {@link ModelApiError}, {@link ModelConnectionError} or
    * {@link ModelStreamError} (after retries, or at once when not retryable), a `LocalError`
-   * (`INVALID_ARGUMENT`) for a request that does not match the schema, or the signal's reason.
+   * (`INVALID_ARGUMENT`) for a request that does not match the schema or the fetch's own
+   * (`INVALID_CONFIG` for network settings that cannot be used), or the signal's reason.
    */
   async respond(request: ModelRequest, options: RespondOptions): Promise<ModelResponse> {
     const { signal } = options;
@@ -427,6 +428,8 @@ export class ModelClient {
     if (error instanceof sdk.APIUserAbortError) return abortReason(signal);
     if (error instanceof sdk.APIConnectionError) {
       const cause: unknown = error.cause ?? error;
+      // Our fetch would not send it (network settings that cannot be used): a retry cannot help.
+      if (cause instanceof LocalError) return new LocalError(cause.code, `cannot reach the model API at ${this.displayUrl}: ${cause.message}`, { cause });
       return new ModelConnectionError(`cannot reach the model API at ${this.displayUrl}: ${errorMessage(cause)}`, { cause });
     }
     if (error instanceof sdk.APIError) {

@@ -1,18 +1,21 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { z } from 'zod';
+import { describeProxy, HttpRoutes, type NetworkSettings } from '../transport/network.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /**
- * A `fetch` for the `openai` SDK over `node:http`/`node:https` with keep-alive agents. Node's
- * built-in fetch (undici) costs about 1 ms of CPU per model request on top of the HTTP work itself
- * (its Request/Response machinery, WHATWG streams end to end, a DOMException per abort); this one
- * hands the SDK a standard `Response` whose body is fed straight from the socket.
+ * A `fetch` for the `openai` SDK (and the MCP SDK's HTTP transport) over `node:http`/`node:https`
+ * with keep-alive agents. Node's built-in fetch (undici) costs about 1 ms of CPU per model request
+ * on top of the HTTP work itself (its Request/Response machinery, WHATWG streams end to end, a
+ * DOMException per abort); this one hands the caller a standard `Response` whose body is fed
+ * straight from the socket.
  *
- * It covers what the SDK sends: a string or byte body, any method, headers, an AbortSignal.
- * Anything else (a `Request` object, a streamed or form body, a redirect to follow, a URL that is
- * neither http nor https) is handed to the fallback fetch, so behaviour never depends on which
- * path a request took.
+ * Every `http:` and `https:` request goes out here, the way the {@link NetworkSettings} say
+ * (proxies, `NO_PROXY`, extra roots): redirects are followed by the fetch standard's rules, and a
+ * `Request` object or a streamed or form body is read into bytes first. Only other URL schemes
+ * are handed to the fallback fetch, so no request can slip past the proxy.
  */
 
 /** How long an idle keep-alive connection is kept, by default (below common server timeouts of 5 s). */
@@ -25,149 +28,243 @@ export const DEFAULT_KEEP_ALIVE_MS = 4_000;
  */
 export const ABORT_DRAIN_MS = 50;
 
+/** The most redirects one request follows (the fetch standard's limit). */
+export const MAX_REDIRECTS = 20;
+
 /** Options of {@link createHttpFetch}. */
 export interface HttpFetchOptions {
   /** Idle keep-alive connections are closed after this long. @default {@link DEFAULT_KEEP_ALIVE_MS} */
   keepAliveMs?: number;
-  /** Handles what this fetch does not (see above). @default globalThis.fetch */
+  /** Proxies and extra trusted roots. @default direct connections, Node.js's bundled roots */
+  network?: NetworkSettings;
+  /** Handles URLs that are neither http nor https (e.g. `data:`). @default globalThis.fetch */
   fallback?: typeof fetch;
 }
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+/** Headers that describe the body; dropped when a redirect turns the request into a GET. */
+const BODY_HEADERS = ['content-type', 'content-encoding', 'content-language', 'content-location', 'content-length'];
+/** Headers not sent on to another origin after a redirect (as undici drops them). */
+const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'host'];
+
+/** What https-proxy-agent reports of the proxy's answer to `CONNECT`. */
+const ProxyConnectSchema = z.looseObject({ statusCode: z.number(), statusText: z.string().optional() });
+
+/** One request as sent: what a redirect may change. */
+interface Hop {
+  target: URL;
+  method: string;
+  headers: Headers;
+  payload: Uint8Array | undefined;
+}
+
+/** A redirect to follow, with the response's status. */
+interface Redirect {
+  status: number;
+  location: string;
+}
 
 /** Creates the fetch; its agents live as long as it does (idle sockets never keep the process alive). */
 export function createHttpFetch(options: HttpFetchOptions = {}): typeof fetch {
-  const keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
   const fallback = options.fallback ?? globalThis.fetch;
-  const agents = {
-    http: new HttpAgent({ keepAlive: true, timeout: keepAliveMs }),
-    https: new HttpsAgent({ keepAlive: true, timeout: keepAliveMs }),
-  };
+  const routes = new HttpRoutes(options.network ?? {}, { keepAliveMs: options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS });
 
-  const httpFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+  const httpFetch = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const body = init.body ?? undefined;
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : undefined;
-    if (url === undefined || !(body === undefined || typeof body === 'string' || body instanceof Uint8Array) || (init.redirect !== undefined && init.redirect !== 'follow')) {
-      return fallback(input, init);
+    const simple = (typeof input === 'string' || input instanceof URL) && (body === undefined || typeof body === 'string' || body instanceof Uint8Array);
+    const url = simple ? new URL(input) : new URL(input instanceof Request ? input.url : input);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return fallback(input, init);
+    let hop: Hop;
+    let signal: AbortSignal | undefined;
+    let redirect: NonNullable<RequestInit['redirect']>;
+    if (simple) {
+      signal = init.signal ?? undefined;
+      redirect = init.redirect ?? 'follow';
+      hop = { target: url, method: init.method ?? 'GET', headers: new Headers(init.headers), payload: typeof body === 'string' ? Buffer.from(body) : body };
+    } else {
+      // The standard's own parsing of a Request or a form/stream body, then bytes like any other.
+      const request = new Request(input, init);
+      signal = request.signal;
+      redirect = request.redirect;
+      const bytes = request.body === null ? undefined : new Uint8Array(await request.arrayBuffer());
+      hop = { target: url, method: request.method, headers: request.headers, payload: bytes };
     }
-    const target = new URL(url);
-    const secure = target.protocol === 'https:';
-    if (!secure && target.protocol !== 'http:') return fallback(input, init);
-    const signal = init.signal ?? undefined;
-    if (signal?.aborted === true) return Promise.reject(abortError(signal));
-
-    const headers: OutgoingHttpHeaders = {};
-    new Headers(init.headers).forEach((value, name) => {
-      headers[name] = value;
-    });
-    const payload = typeof body === 'string' ? Buffer.from(body) : body;
-    if (payload !== undefined) headers['content-length'] = String(payload.byteLength);
-
-    return new Promise<Response>((resolve, reject) => {
-      const request = (secure ? httpsRequest : httpRequest)(target, { method: init.method ?? 'GET', headers, agent: secure ? agents.https : agents.http });
-      let settled = false;
-      let response: IncomingMessage | undefined;
-      let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
-
-      const onAbort = (): void => {
-        const reason = abortError(signal);
-        if (!settled) {
-          settled = true;
-          request.destroy();
-          reject(reason);
-          return;
-        }
-        stream?.error(reason);
-        stream = undefined;
-        if (response === undefined || response.complete) return;
-        // Let a response that is about to end finish, so its connection stays reusable.
-        const drained = response;
-        drained.resume();
-        const timer = setTimeout(() => request.destroy(), ABORT_DRAIN_MS);
-        timer.unref();
-        drained.once('end', () => clearTimeout(timer));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const done = (): void => signal?.removeEventListener('abort', onAbort);
-
-      request.once('error', (error) => {
-        done();
-        if (!settled) {
-          settled = true;
-          reject(new TypeError('fetch failed', { cause: error }));
-          return;
-        }
-        stream?.error(new TypeError('terminated', { cause: error }));
-        stream = undefined;
-      });
-
-      request.once('response', (res) => {
-        const status = res.statusCode ?? 0;
-        const location = res.headers.location;
-        if (REDIRECT_STATUSES.has(status) && location !== undefined) {
-          // Redirects follow the fetch standard's rules; leave them to the fallback.
-          settled = true;
-          done();
-          res.resume();
-          fallback(input, init).then(resolve, reject);
-          return;
-        }
-        response = res;
-        const responseHeaders = new Headers();
-        for (const [name, value] of Object.entries(res.headers)) {
-          if (Array.isArray(value)) for (const item of value) responseHeaders.append(name, item);
-          else if (value !== undefined) responseHeaders.set(name, value);
-        }
-        const source = decoded(res);
-        let responseBody: ReadableStream<Uint8Array> | null = null;
-        if (NULL_BODY_STATUSES.has(status) || init.method === 'HEAD') {
-          res.resume();
-          done();
-        } else {
-          responseBody = new ReadableStream<Uint8Array>({
-            start(controller) {
-              stream = controller;
-              source.on('data', (chunk: Buffer) => {
-                if (stream === undefined) return;
-                stream.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-                if ((stream.desiredSize ?? 1) <= 0) source.pause();
-              });
-              source.once('end', () => {
-                done();
-                stream?.close();
-                stream = undefined;
-              });
-              source.once('error', (error) => {
-                done();
-                stream?.error(new TypeError('terminated', { cause: error }));
-                stream = undefined;
-              });
-              // A connection that closes before the body ended is a broken stream, not an end.
-              res.once('close', () => {
-                if (res.complete) return;
-                done();
-                stream?.error(new TypeError('terminated', { cause: new Error('the connection closed before the response ended') }));
-                stream = undefined;
-              });
-            },
-            pull() {
-              source.resume();
-            },
-            cancel() {
-              stream = undefined;
-              if (!res.complete) request.destroy();
-            },
-          });
-        }
-        settled = true;
-        resolve(new Response(responseBody, { status, statusText: res.statusMessage ?? '', headers: responseHeaders }));
-      });
-
-      request.end(payload);
-    });
+    for (let redirects = 0; ; redirects++) {
+      if (signal?.aborted === true) throw abortError(signal);
+      const answer = await exchange(routes, hop, signal, redirect === 'manual');
+      if (answer instanceof Response) return answer;
+      if (redirect === 'error') throw new TypeError('fetch failed', { cause: new Error(`unexpected redirect (${answer.status}) from ${hop.target.href}`) });
+      if (redirects >= MAX_REDIRECTS) throw new TypeError('fetch failed', { cause: new Error(`more than ${MAX_REDIRECTS} redirects, the last from ${hop.target.href}`) });
+      hop = nextHop(hop, answer);
+    }
   };
   return httpFetch;
+}
+
+/**
+ * The request after a redirect, by the fetch standard's rules: a 303 (and a 301/302 answering a
+ * POST) becomes a body-less GET; credentials are not sent on to another origin.
+ */
+function nextHop(hop: Hop, redirect: Redirect): Hop {
+  let target: URL;
+  try {
+    target = new URL(redirect.location, hop.target);
+  } catch {
+    throw new TypeError('fetch failed', { cause: new Error(`invalid redirect location ${JSON.stringify(redirect.location)} from ${hop.target.href}`) });
+  }
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    throw new TypeError('fetch failed', { cause: new Error(`redirect from ${hop.target.href} to a ${target.protocol} URL`) });
+  }
+  const headers = new Headers(hop.headers);
+  let { method, payload } = hop;
+  if (((redirect.status === 301 || redirect.status === 302) && method === 'POST') || (redirect.status === 303 && method !== 'GET' && method !== 'HEAD')) {
+    method = 'GET';
+    payload = undefined;
+    for (const name of BODY_HEADERS) headers.delete(name);
+  }
+  if (target.origin !== hop.target.origin) for (const name of CREDENTIAL_HEADERS) headers.delete(name);
+  return { target, method, headers, payload };
+}
+
+/**
+ * One request and its response: the `Response`, or the redirect to follow (its body discarded)
+ * unless `manual`. Rejects as fetch does: `TypeError('fetch failed')` with the cause, the signal's
+ * reason on abort, and a `LocalError` when the network settings cannot be used for this URL.
+ */
+async function exchange(routes: HttpRoutes, hop: Hop, signal: AbortSignal | undefined, manual: boolean): Promise<Response | Redirect> {
+  const headers: OutgoingHttpHeaders = {};
+  hop.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  if (hop.payload !== undefined) headers['content-length'] = String(hop.payload.byteLength);
+
+  const { request, proxy } = await routes.request(hop.target, { method: hop.method, headers });
+  return new Promise<Response | Redirect>((resolve, reject) => {
+    if (signal?.aborted === true) {
+      // Aborted while the route was being made: never sent (destroying it reports a hang-up).
+      request.once('error', () => undefined);
+      request.destroy();
+      reject(abortError(signal));
+      return;
+    }
+    let settled = false;
+    let response: IncomingMessage | undefined;
+    let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
+    /** The proxy's answer to `CONNECT` when it was not 200 (https-proxy-agent then replays it as the response). */
+    let tunnelRefused: string | undefined;
+
+    const onAbort = (): void => {
+      const reason = abortError(signal);
+      if (!settled) {
+        settled = true;
+        request.destroy();
+        reject(reason);
+        return;
+      }
+      stream?.error(reason);
+      stream = undefined;
+      if (response === undefined || response.complete) return;
+      // Let a response that is about to end finish, so its connection stays reusable.
+      const drained = response;
+      drained.resume();
+      const timer = setTimeout(() => request.destroy(), ABORT_DRAIN_MS);
+      timer.unref();
+      drained.once('end', () => clearTimeout(timer));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (): void => signal?.removeEventListener('abort', onAbort);
+    /** A failure on the way through a proxy says so, naming the proxy and its variable. */
+    const viaProxy = (error: Error): Error => (proxy === undefined ? error : new Error(`through the proxy ${describeProxy(proxy)}: ${error.message}`, { cause: error }));
+
+    request.once('proxyConnect', (connect: unknown) => {
+      const parsed = ProxyConnectSchema.safeParse(connect);
+      if (parsed.success && parsed.data.statusCode !== 200) tunnelRefused = `${parsed.data.statusCode} ${parsed.data.statusText ?? ''}`.trim();
+    });
+
+    request.once('error', (error) => {
+      done();
+      if (!settled) {
+        settled = true;
+        reject(new TypeError('fetch failed', { cause: viaProxy(error) }));
+        return;
+      }
+      stream?.error(new TypeError('terminated', { cause: viaProxy(error) }));
+      stream = undefined;
+    });
+
+    request.once('response', (res) => {
+      const status = res.statusCode ?? 0;
+      // 407 can only be the proxy's own answer: it is a failure to get through, not the server's.
+      const refused = tunnelRefused ?? (proxy !== undefined && status === 407 ? `${status} ${res.statusMessage ?? ''}`.trim() : undefined);
+      if (refused !== undefined) {
+        settled = true;
+        done();
+        res.resume();
+        reject(new TypeError('fetch failed', { cause: viaProxy(new LocalError(LocalErrorCode.ConnectFailed, `it refused the request for ${hop.target.host}: ${refused}`)) }));
+        return;
+      }
+      const location = res.headers.location;
+      if (!manual && REDIRECT_STATUSES.has(status) && location !== undefined) {
+        settled = true;
+        done();
+        res.resume();
+        resolve({ status, location });
+        return;
+      }
+      response = res;
+      const responseHeaders = new Headers();
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (Array.isArray(value)) for (const item of value) responseHeaders.append(name, item);
+        else if (value !== undefined) responseHeaders.set(name, value);
+      }
+      const source = decoded(res);
+      let responseBody: ReadableStream<Uint8Array> | null = null;
+      if (NULL_BODY_STATUSES.has(status) || hop.method === 'HEAD') {
+        res.resume();
+        done();
+      } else {
+        responseBody = new ReadableStream<Uint8Array>({
+          start(controller) {
+            stream = controller;
+            source.on('data', (chunk: Buffer) => {
+              if (stream === undefined) return;
+              stream.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+              if ((stream.desiredSize ?? 1) <= 0) source.pause();
+            });
+            source.once('end', () => {
+              done();
+              stream?.close();
+              stream = undefined;
+            });
+            source.once('error', (error) => {
+              done();
+              stream?.error(new TypeError('terminated', { cause: error }));
+              stream = undefined;
+            });
+            // A connection that closes before the body ended is a broken stream, not an end.
+            res.once('close', () => {
+              if (res.complete) return;
+              done();
+              stream?.error(new TypeError('terminated', { cause: new Error('the connection closed before the response ended') }));
+              stream = undefined;
+            });
+          },
+          pull() {
+            source.resume();
+          },
+          cancel() {
+            stream = undefined;
+            if (!res.complete) request.destroy();
+          },
+        });
+      }
+      settled = true;
+      resolve(new Response(responseBody, { status, statusText: res.statusMessage ?? '', headers: responseHeaders }));
+    });
+
+    request.end(hop.payload);
+  });
 }
 
 /** The body as sent, or decompressed when the server encoded it anyway (we never ask it to). */

@@ -176,6 +176,8 @@ export interface ThreadManagerOptions {
    * each turn, so an edit applies to the next turn. @default none
    */
   globalInstructions?: () => Promise<GlobalInstructions | undefined>;
+  /** The fetch of Streamable HTTP MCP servers on `local` (the one honouring the proxy settings). @default globalThis.fetch */
+  localFetch?: typeof fetch;
 }
 
 /** A thread the manager has in memory. */
@@ -918,6 +920,7 @@ export class ThreadManager {
         registry: this.#options.registry,
         launcherEnv: this.#options.registry.launcherEnv,
         clientVersion: this.#options.mcpClientVersion ?? '0.0.0',
+        ...(this.#options.localFetch === undefined ? {} : { directFetch: this.#options.localFetch }),
         logger: this.#logger,
       }),
       status: 'idle',

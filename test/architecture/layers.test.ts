@@ -26,6 +26,7 @@ const OWNERS: Record<string, string[]> = {
   'smol-toml': ['config'],
   'eventsource-parser': ['model'],
   ws: ['transport'],
+  'https-proxy-agent': ['transport'],
   'p-queue': ['session'],
   openai: ['model'],
   '@modelcontextprotocol/sdk/server': ['mcp'],

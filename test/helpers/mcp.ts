@@ -7,6 +7,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { CLI, tempDir, waitFor } from './process.js';
+import { networkEnv } from './network.js';
 
 /** A running MCP server (our built CLI) with a connected SDK client. */
 export interface McpHarness {
@@ -74,7 +75,7 @@ export async function startMcp(
   const transport = new StdioClientTransport({
     command: launcher[0] ?? process.execPath,
     args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), CLI, ...(options.args ?? [])],
-    env: { ...(process.env as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', ...(options.env as Record<string, string> | undefined) },
+    env: { ...(networkEnv(process.env) as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', ...(options.env as Record<string, string> | undefined) },
     stderr: 'pipe',
     cwd: options.cwd,
   });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { networkEnv } from './network.js';
 
 /** The repository root. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -36,8 +37,8 @@ export interface ListeningProcess {
   stop: () => Promise<void>;
 }
 
-/** Starts `program args`, waiting for the first stdout line (the bound URL). */
-export async function startListening(program: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ListeningProcess> {
+/** Starts `program args`, waiting for the first stdout line (the bound URL); by default without the machine's proxy and CA variables. */
+export async function startListening(program: string, args: string[], env: NodeJS.ProcessEnv = networkEnv(process.env)): Promise<ListeningProcess> {
   const child = spawn(program, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -60,13 +61,13 @@ export async function startListening(program: string, args: string[], env: NodeJ
 }
 
 /** Starts our exec-server on a websocket. */
-export function startOurWsExecServer(extraArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<ListeningProcess> {
+export function startOurWsExecServer(extraArgs: string[] = [], env: NodeJS.ProcessEnv = networkEnv(process.env)): Promise<ListeningProcess> {
   return startListening(process.execPath, [CLI, 'exec-server', '--listen', 'ws://127.0.0.1:0', ...extraArgs], env);
 }
 
 /** Starts the real `codex exec-server` on a websocket with a throwaway CODEX_HOME. */
 export function startCodexWsExecServer(codexHome: string, extraArgs: string[] = []): Promise<ListeningProcess> {
-  return startListening(CODEX, ['exec-server', '--listen', 'ws://127.0.0.1:0', ...extraArgs], { ...process.env, CODEX_HOME: codexHome });
+  return startListening(CODEX, ['exec-server', '--listen', 'ws://127.0.0.1:0', ...extraArgs], { ...networkEnv(process.env), CODEX_HOME: codexHome });
 }
 
 /** A TCP proxy on 127.0.0.1 that can cut its connections and hold new ones. */

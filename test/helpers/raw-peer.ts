@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { MessageTransport } from '../../src/transport/transport.js';
 import { connectWebSocket } from '../../src/transport/websocket.js';
+import { networkEnv } from './network.js';
 
 /** A peer that sends raw text and reads raw JSON messages, for protocol-edge tests. */
 export interface RawPeer {
@@ -55,7 +56,7 @@ export async function rawWebSocket(url: string, headers?: Record<string, string>
 }
 
 /** A raw stdio peer: spawns `program args` and speaks lines. */
-export function rawStdio(program: string, args: string[], env: NodeJS.ProcessEnv = process.env): RawPeer & { exitCode: Promise<number | null> } {
+export function rawStdio(program: string, args: string[], env: NodeJS.ProcessEnv = networkEnv(process.env)): RawPeer & { exitCode: Promise<number | null> } {
   const child = spawn(program, args, { env, stdio: ['pipe', 'pipe', 'inherit'] });
   const exitCode = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const { peer, push } = fromQueue(

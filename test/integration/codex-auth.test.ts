@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FakeResponsesServer, FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, runCommand } from '../helpers/process.js';
 import { say } from '../helpers/steps.js';
 
@@ -82,7 +83,7 @@ describe("Codex's stored API key (auth.json)", () => {
 
     await writeAuth({ OPENAI_API_KEY: 'sk-from-auth-json' });
     steps.push(say('OK'));
-    const doctor = await runCommand(process.execPath, [CLI, 'doctor', '--json'], { ...process.env, CODEX_HOME: world.home.path, OPENAI_API_KEY: '' });
+    const doctor = await runCommand(process.execPath, [CLI, 'doctor', '--json'], { ...networkEnv(process.env), CODEX_HOME: world.home.path, OPENAI_API_KEY: '' });
     expect(doctor.stdout).toContain(`(key from ${join(world.home.path, 'auth.json')})`);
   });
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, runCommand, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 const ReportSchema = z.object({
@@ -48,7 +49,7 @@ describe('codex-multienv doctor', () => {
   let emptyPath: { path: string; cleanup: () => Promise<void> };
 
   const doctor = async (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-    const base: NodeJS.ProcessEnv = { ...process.env, CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key' };
+    const base: NodeJS.ProcessEnv = { ...networkEnv(process.env), CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key' };
     delete base.CODEX_EXEC_SERVER_URL;
     return runCommand(process.execPath, [CLI, 'doctor', ...args], { ...base, ...env });
   };
@@ -110,8 +111,10 @@ describe('codex-multienv doctor', () => {
       user: process.geteuid?.() === 0 ? 'warn' : 'ok',
       // Depends on the host; the configured sandbox is danger-full-access, so never a failure.
       bubblewrap: expect.stringMatching(/^(ok|warn|skip)$/),
+      network: 'ok',
       model: 'ok',
     });
+    expect(checkOf(report, 'network').detail).toBe('no proxy; bundled roots');
     if (process.platform === 'linux') expect(checkOf(report, 'process_start').detail).toMatch(/^posix_spawn through \/.*\/build\/Release\/codex_multienv_spawn\.node$/);
     expect(checkOf(report, 'threads').detail).toBe(`${threads} is writable; 1 thread has a turn running in server process pid ${process.pid} (see codex-status)`);
     expect(checkOf(report, 'environments').detail).toContain('3 environments, default box');

@@ -1,6 +1,7 @@
 // The MCP server process itself (the built CLI): how it ends.
 
 import { spawn } from 'node:child_process';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, tempDir } from '../helpers/process.js';
 
 /** Rejects after `ms` with a message naming `what`, so a hang fails the test instead of the run. */
@@ -20,7 +21,7 @@ describe('codex-multienv (MCP server process)', () => {
         [['--bogus'], /error: Unknown option '--bogus'/],
         [['-c', 'approval_policy="sometimes"'], /error: -c: approval_policy: expected one of untrusted, on-failure, on-request, never, got "sometimes"/],
       ] as const) {
-        const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, [CLI, ...args], { env: { ...networkEnv(process.env), CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'pipe'] });
         let stderr = '';
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
         const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => child.once('close', (code) => resolve({ code, stderr })));
@@ -41,7 +42,7 @@ describe('codex-multienv (MCP server process)', () => {
 
   it('exits with code 0 on SIGTERM while its stdin stays open', async () => {
     const home = await tempDir('mcp-cli-home-');
-    const child = spawn(process.execPath, [CLI], { env: { ...process.env, CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [CLI], { env: { ...networkEnv(process.env), CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'ignore'] });
     try {
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       const answered = new Promise((resolve) => child.stdout.once('data', resolve));

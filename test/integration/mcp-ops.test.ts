@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CallToolResultSchema, CreateTaskResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, isAlive, waitFor } from '../helpers/process.js';
 import { rawStdio } from '../helpers/raw-peer.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
@@ -294,7 +295,7 @@ describe('turns that outlive their call, and the status tools', () => {
      * SDK's client transport would also signal the process). Its log goes to a file.
      */
     const rawServer = (args: string[], logFile: string) => {
-      const peer = rawStdio(process.execPath, [CLI, ...args], { ...process.env, CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', CODEX_MULTIENV_LOG_FILE: logFile });
+      const peer = rawStdio(process.execPath, [CLI, ...args], { ...networkEnv(process.env), CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', CODEX_MULTIENV_LOG_FILE: logFile });
       const initialize = async (): Promise<void> => {
         peer.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
         expect(await peer.next()).toMatchObject({ id: 1, result: { serverInfo: { name: 'codex-multienv-mcp' } } });

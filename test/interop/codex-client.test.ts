@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, startFakeResponsesServer, type FakeResponsesServer } from '../../tools/fake-responses-server.js';
 import { codexHomeForFakeModel } from '../helpers/codex-home.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, CODEX, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 
 // The real Codex 0.169.0 (`codex exec`) as a client of OUR exec-server, configured through
@@ -44,7 +45,7 @@ describe.each(['websocket', 'stdio'] as const)('real codex exec against our exec
     logFile = join(work.path, 'exec-server.log');
     let entry: string;
     if (transport === 'websocket') {
-      server = await startOurWsExecServer(['--log-level', 'trace'], { ...process.env, MARK: 'ours-ws', CODEX_MULTIENV_LOG_FILE: logFile });
+      server = await startOurWsExecServer(['--log-level', 'trace'], { ...networkEnv(process.env), MARK: 'ours-ws', CODEX_MULTIENV_LOG_FILE: logFile });
       entry = `url = "${server.url}"`;
     } else {
       const env = `env = { MARK = "ours-stdio", CODEX_MULTIENV_LOG = "trace", CODEX_MULTIENV_LOG_FILE = ${JSON.stringify(logFile)} }`;
@@ -62,7 +63,7 @@ describe.each(['websocket', 'stdio'] as const)('real codex exec against our exec
   });
 
   it('runs exec_command and apply_patch through our exec-server', async () => {
-    const run = await runCodexExec(home.path, work.path, process.env);
+    const run = await runCodexExec(home.path, work.path, networkEnv(process.env));
     expect({ code: run.code, errors: model.errors }).toEqual({ code: 0, errors: [] });
     expect(run.stdout).toContain('all done');
     const mark = transport === 'websocket' ? 'ours-ws' : 'ours-stdio';

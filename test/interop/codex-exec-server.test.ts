@@ -1,6 +1,7 @@
 import { ExecClient } from '../../src/exec/client.js';
 import { stdioConnector, websocketConnector } from '../../src/environments/connectors.js';
 import { execScenarios } from '../helpers/exec-scenarios.js';
+import { networkEnv } from '../helpers/network.js';
 import { CODEX, startCodexWsExecServer, tempDir } from '../helpers/process.js';
 
 // Our client against the real `codex exec-server` 0.169.0 (pinned in package.json).
@@ -21,7 +22,7 @@ execScenarios('real codex exec-server over websocket', async () => {
 
 execScenarios('real codex exec-server over stdio', async () => {
   const home = await tempDir('codex-home-');
-  const client = await ExecClient.connect(stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...process.env, CODEX_HOME: home.path } }));
+  const client = await ExecClient.connect(stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...networkEnv(process.env), CODEX_HOME: home.path } }));
   return {
     client,
     close: async () => {
@@ -36,7 +37,7 @@ describe('the default excludes on the real codex exec-server', () => {
     const home = await tempDir('codex-home-');
     const credentials = { PGPASSWORD: 'pg-secret', DATABASE_URL: 'postgres://u:db-secret@h/db', MYSQL_PWD: 'mysql-secret' };
     const client = await ExecClient.connect(
-      stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...process.env, CODEX_HOME: home.path, HOME: home.path, ...credentials } }),
+      stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...networkEnv(process.env), CODEX_HOME: home.path, HOME: home.path, ...credentials } }),
     );
     try {
       const env = await client.startProcess({

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { codexHomeForFakeModel } from '../helpers/codex-home.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, CODEX, runCommand, tempDir } from '../helpers/process.js';
 import { isRecord } from '../helpers/steps.js';
 
@@ -92,7 +93,7 @@ describe('real codex exec as an MCP client of our server', () => {
 
   it('lists our tools, starts a thread with `codex` and continues it with `codex-reply`', async () => {
     const run = await runCommand(CODEX, ['exec', '--skip-git-repo-check', '-m', OUTER_MODEL, '-C', work.path, 'Delegate to the multienv server.'], {
-      ...process.env,
+      ...networkEnv(process.env),
       CODEX_HOME: codexHome.path,
       FAKE_MODEL_API_KEY: 'test-key',
     });

@@ -13,6 +13,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { z } from 'zod';
 import { startStdioHttpBridge, type StdioHttpBridge } from '../../tools/stdio-http-bridge.js';
 import { setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, REPO_ROOT, runCommand, tempDir } from '../helpers/process.js';
 
 const CONFORMANCE = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
@@ -52,7 +53,7 @@ function postStatus(url: string, body: unknown, headers: Record<string, string>)
 
 function serverEnv(codexHome: string): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(process.env)) if (value !== undefined) env[name] = value;
+  for (const [name, value] of Object.entries(networkEnv(process.env))) if (value !== undefined) env[name] = value;
   return { ...env, CODEX_HOME: codexHome, CODEX_MULTIENV_LOG: 'warn', FAKE_MODEL_API_KEY: 'test-key' };
 }
 

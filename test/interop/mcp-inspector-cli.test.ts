@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { functionCallOutputs, startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
+import { networkEnv } from '../helpers/network.js';
 import { CLI, REPO_ROOT, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { say } from '../helpers/steps.js';
 
@@ -26,7 +27,7 @@ const ToolResultSchema = z.looseObject({
  */
 async function inspect(codexHome: string, args: string[], server: string[] = [process.execPath, CLI]): Promise<unknown> {
   const serverEnv = ['-e', `CODEX_HOME=${codexHome}`, '-e', 'FAKE_MODEL_API_KEY=test-key', '-e', 'CODEX_MULTIENV_LOG=warn'];
-  const run = await runCommand(process.execPath, [INSPECTOR, '--cli', ...server, ...serverEnv, ...args], process.env, join(REPO_ROOT, 'test'));
+  const run = await runCommand(process.execPath, [INSPECTOR, '--cli', ...server, ...serverEnv, ...args], networkEnv(process.env), join(REPO_ROOT, 'test'));
   if (run.code !== 0) throw new Error(`inspector exited with ${run.code}: ${run.stderr}`);
   return JSON.parse(run.stdout) as unknown;
 }
