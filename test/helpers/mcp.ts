@@ -146,6 +146,14 @@ export async function startMcp(
   };
 }
 
+/** The `threadId` of a `codex` / `codex-reply` result; throws naming the result when it has none. */
+export function threadIdOf(result: { structuredContent?: unknown }): string {
+  const structured = result.structuredContent;
+  const threadId = typeof structured === 'object' && structured !== null && 'threadId' in structured ? structured.threadId : undefined;
+  if (typeof threadId !== 'string') throw new Error(`no threadId in ${JSON.stringify(structured)}`);
+  return threadId;
+}
+
 /** The text of a tool result's first content item. */
 export function textOf(result: CallToolResult): string {
   const first = result.content[0];

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type ElicitationAnswer, type McpHarness, threadIdOf } from '../helpers/mcp.js';
 import { CLI, startOurWsExecServer, type ListeningProcess } from '../helpers/process.js';
 import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
 
@@ -34,11 +34,6 @@ function outputsAt(model: FakeResponsesServer, index: number): string[] {
   return functionCallOutputs(request).map((o) => String(o.output));
 }
 
-function threadIdOf(result: { structuredContent?: unknown }): string {
-  const structured = result.structuredContent;
-  if (!isRecord(structured) || typeof structured.threadId !== 'string') throw new Error(`no threadId in ${JSON.stringify(structured)}`);
-  return structured.threadId;
-}
 
 describe('approvals through elicitation, end to end', () => {
   let home: { path: string; cleanup: () => Promise<void> };

@@ -2,20 +2,13 @@
 // server over stdio, the SDK client, the fake model, real commands on the local environment.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { functionCallOutputs, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, tearDownMcpWorld, type McpHarness, type McpTestWorld, threadIdOf } from '../helpers/mcp.js';
 import { exec, say } from '../helpers/steps.js';
 
 /** The environment bash was started with, as the executor built it (bash's own changes, such as PWD, are not in it). */
 const PRINT_INITIAL_ENVIRONMENT = "tr '\\0' '\\n' < /proc/$$/environ";
 
-function threadIdOf(result: CallToolResult): string {
-  const content = result.structuredContent;
-  const threadId = typeof content === 'object' && content !== null && 'threadId' in content ? content.threadId : undefined;
-  if (typeof threadId !== 'string') throw new Error(`no threadId in ${JSON.stringify(content)}`);
-  return threadId;
-}
 
 describe('the command environment', () => {
   let world: McpTestWorld;

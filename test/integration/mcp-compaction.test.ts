@@ -2,7 +2,7 @@
 // usage as about one token per 16 bytes of the request). The summarizing request, the history sent
 // after it, the thread file and a restart are checked on the wire and on disk.
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, type McpHarness } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, type McpHarness, threadIdOf } from '../helpers/mcp.js';
 import { exec, isRecord, say, type Json } from '../helpers/steps.js';
 
 const SUMMARY_PREFIX_START = 'Earlier parts of this conversation were replaced by the summary below';
@@ -18,11 +18,6 @@ function messages(request: RecordedRequest): { role: string; text: string }[] {
     }));
 }
 
-function threadIdOf(result: { structuredContent?: unknown }): string {
-  const structured = result.structuredContent;
-  if (!isRecord(structured) || typeof structured.threadId !== 'string') throw new Error(`no threadId in ${JSON.stringify(structured)}`);
-  return structured.threadId;
-}
 
 const contextLengthExceeded: FakeStep = {
   kind: 'http-error',

@@ -2,9 +2,8 @@
 // parent that does not wait) still answers signal 0. Its lease must not keep the threads it held
 // locked: end to end with our built server over stdio, the SDK client and the fake model.
 import { readFileSync } from 'node:fs';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness, type McpTestWorld, threadIdOf } from '../helpers/mcp.js';
 import { isAlive, waitFor } from '../helpers/process.js';
 import { gate, hold, say } from '../helpers/steps.js';
 
@@ -26,12 +25,6 @@ function processState(pid: number): string {
   }
 }
 
-function threadIdOf(result: CallToolResult): string {
-  const content = result.structuredContent;
-  const threadId = typeof content === 'object' && content !== null && 'threadId' in content ? content.threadId : undefined;
-  if (typeof threadId !== 'string') throw new Error(`no threadId in ${JSON.stringify(content)}`);
-  return threadId;
-}
 
 describe('a lease holder that died but was never reaped', () => {
   let world: McpTestWorld;

@@ -6,17 +6,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness, threadIdOf } from '../helpers/mcp.js';
 import { waitFor } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
 
 
-function threadIdOf(result: { structuredContent?: unknown }): string {
-  const structured = result.structuredContent;
-  if (!isRecord(structured) || typeof structured.threadId !== 'string') throw new Error(`no threadId in ${JSON.stringify(structured)}`);
-  return structured.threadId;
-}
 
 /** The JSON-RPC id of the `tools/call` whose arguments have this prompt, once the client sent it. */
 function sentCallId(mcp: McpHarness, prompt: string): string | number | undefined {
