@@ -140,143 +140,194 @@ function environmentLookup(environments: readonly TurnEnvironment[]): (id: strin
  * Every item is recorded as soon as it exists, so a crash loses at most the item in flight.
  * Failures of tools are results the model reads; only model failures fail the turn.
  */
-export async function runTurn(params: TurnParams): Promise<TurnResult> {
-  const logger = params.logger ?? silentLogger;
-  let items: ResponseInputItem[] = [...params.history];
-  const byName = new Map(params.tools.map((tool) => [tool.name, tool]));
-  const specs = toolSpecs(params.tools, params.hostedTools);
-  const environment = environmentLookup(params.environments);
-  let contextTokens = params.compaction.contextTokens;
-  /** Items added since the last compaction: compacting again without any would only summarize the summary. */
-  let newItems = items.length;
-  const push = async (item: ResponseInputItem): Promise<void> => {
-    items.push(item);
-    newItems++;
-    await params.record(item);
-  };
-  let lastAgentMessage: string | null = null;
-  const ended = (result: TurnResult): TurnResult => (contextTokens === undefined ? result : { ...result, contextTokens });
+export function runTurn(params: TurnParams): Promise<TurnResult> {
+  return new TurnLoop(params).run();
+}
 
-  // Recorded together: the store writes (and flushes) them in one go.
-  await Promise.all([...contextUpdates(items, params.context).map((text) => push(inputMessage('user', text))), push(inputMessage('user', params.prompt))]);
+/** The state of one {@link runTurn}: the conversation so far and what is being written. */
+class TurnLoop {
+  readonly #params: TurnParams;
+  readonly #logger: Logger;
+  readonly #byName: Map<string, AgentTool>;
+  readonly #specs: ToolSpec[];
+  readonly #environment: (id: string | undefined) => TurnEnvironment;
+  readonly #developer: ResponseInputItem[];
+  #items: ResponseInputItem[];
+  #contextTokens: number | undefined;
+  /** Items added since the last compaction: compacting again without any would only summarize the summary. */
+  #newItems: number;
+  #lastAgentMessage: string | null = null;
   /**
    * The last tool outputs, being written while the model already reads them: they are ours, not
    * the user's, and a crash before they are on disk leaves calls that a reload answers as "effect
    * unknown", as a crash during the tools would. Awaited before anything else is recorded and
    * before the turn ends, so a failed write still fails the turn.
    */
-  let outputsWritten: Promise<unknown> = Promise.resolve();
+  #outputsWritten: Promise<unknown> = Promise.resolve();
 
-  const developer = params.instructions.map((text) => inputMessage('developer', text));
-  const request = async (): Promise<ResponseOutputItem[]> => {
+  constructor(params: TurnParams) {
+    this.#params = params;
+    this.#logger = params.logger ?? silentLogger;
+    this.#items = [...params.history];
+    this.#newItems = this.#items.length;
+    this.#byName = new Map(params.tools.map((tool) => [tool.name, tool]));
+    this.#specs = toolSpecs(params.tools, params.hostedTools);
+    this.#environment = environmentLookup(params.environments);
+    this.#contextTokens = params.compaction.contextTokens;
+    this.#developer = params.instructions.map((text) => inputMessage('developer', text));
+  }
+
+  async run(): Promise<TurnResult> {
+    const params = this.#params;
+    // Recorded together: the store writes (and flushes) them in one go.
+    await Promise.all([...contextUpdates(this.#items, params.context).map((text) => this.#push(inputMessage('user', text))), this.#push(inputMessage('user', params.prompt))]);
+    for (let step = 1; ; step++) {
+      if (params.signal.aborted) return this.#end('interrupted');
+      if (step > params.maxSteps) return this.#end('failed', `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)`);
+      const stopped = await this.#compactAtLimit();
+      if (stopped !== undefined) return stopped;
+      params.emit({ type: 'model_request', step });
+      const output = await this.#respond();
+      if (!Array.isArray(output)) return output;
+      await this.#outputsWritten;
+      const calls = await this.#recordOutput(output);
+      if (calls.length === 0) return this.#ended({ status: 'completed', lastAgentMessage: this.#lastAgentMessage });
+      if (await this.#runCalls(calls)) return this.#end('interrupted');
+    }
+  }
+
+  /** Ends the turn once the pending tool outputs are written. */
+  async #end(status: 'interrupted' | 'failed', error?: string): Promise<TurnResult> {
+    await this.#outputsWritten;
+    return this.#ended({ status, lastAgentMessage: this.#lastAgentMessage, ...(error === undefined ? {} : { error }) });
+  }
+
+  #ended(result: TurnResult): TurnResult {
+    return this.#contextTokens === undefined ? result : { ...result, contextTokens: this.#contextTokens };
+  }
+
+  async #push(item: ResponseInputItem): Promise<void> {
+    this.#items.push(item);
+    this.#newItems++;
+    await this.#params.record(item);
+  }
+
+  async #request(): Promise<ResponseOutputItem[]> {
+    const params = this.#params;
     const response = await params.model.respond(
-      { model: params.modelName, input: [...developer, ...items], tools: specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning, promptCacheKey: params.threadId },
+      { model: params.modelName, input: [...this.#developer, ...this.#items], tools: this.#specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning, promptCacheKey: params.threadId },
       { signal: params.signal },
     );
-    if (response.usage !== undefined) contextTokens = response.usage.totalTokens;
+    if (response.usage !== undefined) this.#contextTokens = response.usage.totalTokens;
     return response.output;
-  };
+  }
+
+  /** The model's answer, or how the turn ended when there is none (a context window outgrown is compacted and asked again, once). */
+  async #respond(): Promise<ResponseOutputItem[] | TurnResult> {
+    const params = this.#params;
+    try {
+      return await this.#request();
+    } catch (error) {
+      await this.#outputsWritten;
+      if (params.signal.aborted) return this.#ended({ status: 'interrupted', lastAgentMessage: this.#lastAgentMessage });
+      if (!isContextWindowExceeded(error) || this.#newItems === 0) return this.#ended({ status: 'failed', lastAgentMessage: this.#lastAgentMessage, error: `model request failed: ${errorMessage(error)}` });
+      // The history outgrew the model's context window: summarize it, then ask again, once.
+      try {
+        await this.#compact('context_window_exceeded');
+        return await this.#request();
+      } catch (retryError) {
+        if (params.signal.aborted) return this.#ended({ status: 'interrupted', lastAgentMessage: this.#lastAgentMessage });
+        return this.#ended({ status: 'failed', lastAgentMessage: this.#lastAgentMessage, error: `the conversation exceeds the model's context window and compacting it did not help: ${errorMessage(retryError)}` });
+      }
+    }
+  }
+
+  /** Compacts before a request once the previous one reached the token limit; a result when the turn was interrupted meanwhile. */
+  async #compactAtLimit(): Promise<TurnResult | undefined> {
+    const params = this.#params;
+    const limit = params.compaction.tokenLimit;
+    if (limit === undefined || this.#contextTokens === undefined || this.#contextTokens < limit || this.#newItems === 0) return undefined;
+    await this.#outputsWritten;
+    try {
+      await this.#compact('token_limit');
+    } catch (error) {
+      if (params.signal.aborted) return this.#ended({ status: 'interrupted', lastAgentMessage: this.#lastAgentMessage });
+      // The history still fits below the window; a request that does not is compacted then.
+      this.#logger.warn('compacting the conversation failed; continuing with the whole history', { thread: params.threadId, error: errorMessage(error) });
+      params.emit({ type: 'progress', message: `compacting the conversation failed (${errorMessage(error)}); continuing with the whole history` });
+      this.#contextTokens = undefined;
+    }
+    return undefined;
+  }
+
   /** Summarizes the history and replaces it; the caller has awaited every pending write. */
-  const compact = async (reason: CompactionReason): Promise<void> => {
-    const before = items.length;
-    params.emit({ type: 'progress', message: `compacting the conversation (${before} items${contextTokens === undefined ? '' : `, ${contextTokens} tokens`})` });
-    const result = await compactHistory({ model: params.model, modelName: params.modelName, reasoning: params.reasoning, instructions: params.instructions, items, prompt: params.compaction.prompt, cacheKey: params.threadId, signal: params.signal });
+  async #compact(reason: CompactionReason): Promise<void> {
+    const params = this.#params;
+    const before = this.#items.length;
+    params.emit({ type: 'progress', message: `compacting the conversation (${before} items${this.#contextTokens === undefined ? '' : `, ${this.#contextTokens} tokens`})` });
+    const result = await compactHistory({ model: params.model, modelName: params.modelName, reasoning: params.reasoning, instructions: params.instructions, items: this.#items, prompt: params.compaction.prompt, cacheKey: params.threadId, signal: params.signal });
     await params.replaceHistory({ reason, history: result.history, summary: result.summary, replacedItems: before });
-    items = [...result.history];
-    newItems = 0;
-    contextTokens = undefined;
+    this.#items = [...result.history];
+    this.#newItems = 0;
+    this.#contextTokens = undefined;
     const trimmed = result.unsummarized
       ? ' without a summary (even the shortest summarizing request was too large; the recent user messages were kept, shortened)'
       : result.trimmed === 0
         ? ''
         : ` (the ${result.trimmed} oldest items did not fit the summarizing request either and are only in the thread file)`;
-    params.emit({ type: 'progress', message: `conversation compacted: ${before} items replaced by ${items.length}${trimmed}` });
-    logger.info('conversation compacted', { thread: params.threadId, reason, replacedItems: before, items: items.length, trimmed: result.trimmed });
-  };
+    params.emit({ type: 'progress', message: `conversation compacted: ${before} items replaced by ${this.#items.length}${trimmed}` });
+    this.#logger.info('conversation compacted', { thread: params.threadId, reason, replacedItems: before, items: this.#items.length, trimmed: result.trimmed });
+  }
 
-  for (let step = 1; ; step++) {
-    if (params.signal.aborted) {
-      await outputsWritten;
-      return ended({ status: 'interrupted', lastAgentMessage });
-    }
-    if (step > params.maxSteps) {
-      await outputsWritten;
-      return ended({ status: 'failed', lastAgentMessage, error: `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)` });
-    }
-    const limit = params.compaction.tokenLimit;
-    if (limit !== undefined && contextTokens !== undefined && contextTokens >= limit && newItems > 0) {
-      await outputsWritten;
-      try {
-        await compact('token_limit');
-      } catch (error) {
-        if (params.signal.aborted) return ended({ status: 'interrupted', lastAgentMessage });
-        // The history still fits below the window; a request that does not is compacted then.
-        logger.warn('compacting the conversation failed; continuing with the whole history', { thread: params.threadId, error: errorMessage(error) });
-        params.emit({ type: 'progress', message: `compacting the conversation failed (${errorMessage(error)}); continuing with the whole history` });
-        contextTokens = undefined;
-      }
-    }
-    params.emit({ type: 'model_request', step });
-    let output: ResponseOutputItem[];
-    try {
-      output = await request();
-    } catch (error) {
-      await outputsWritten;
-      if (params.signal.aborted) return ended({ status: 'interrupted', lastAgentMessage });
-      if (!isContextWindowExceeded(error) || newItems === 0) return ended({ status: 'failed', lastAgentMessage, error: `model request failed: ${errorMessage(error)}` });
-      // The history outgrew the model's context window: summarize it, then ask again, once.
-      try {
-        await compact('context_window_exceeded');
-        output = await request();
-      } catch (retryError) {
-        if (params.signal.aborted) return ended({ status: 'interrupted', lastAgentMessage });
-        return ended({ status: 'failed', lastAgentMessage, error: `the conversation exceeds the model's context window and compacting it did not help: ${errorMessage(retryError)}` });
-      }
-    }
-    await outputsWritten;
-
+  /** Records the model's output items in order; the tool calls among them are returned to run. */
+  async #recordOutput(output: readonly ResponseOutputItem[]): Promise<PendingCall[]> {
+    const params = this.#params;
     const calls: PendingCall[] = [];
     for (const item of output) {
       switch (item.type) {
         case 'message': {
           const text = messageText(item);
           if (text.length > 0) {
-            lastAgentMessage = text;
+            this.#lastAgentMessage = text;
             params.emit({ type: 'agent_message', text });
           }
-          await push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] });
+          await this.#push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] });
           break;
         }
         case 'function_call':
-          await push({ type: 'function_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, arguments: item.arguments });
+          await this.#push({ type: 'function_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, arguments: item.arguments });
           calls.push({ kind: 'function', callId: item.call_id, name: item.name, payload: item.arguments });
           break;
         case 'custom_tool_call':
-          await push({ type: 'custom_tool_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, input: item.input });
+          await this.#push({ type: 'custom_tool_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, input: item.input });
           calls.push({ kind: 'custom', callId: item.call_id, name: item.name, payload: item.input });
           break;
         case 'reasoning':
-          await push({ type: 'reasoning', id: item.id, summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })), encrypted_content: item.encrypted_content ?? null });
+          await this.#push({ type: 'reasoning', id: item.id, summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })), encrypted_content: item.encrypted_content ?? null });
           break;
         case 'web_search_call': {
           // Run by the provider; passed back so the model knows what it searched.
-          await push({ type: 'web_search_call', id: item.id, status: item.status, ...(item.action === undefined ? {} : { action: item.action }) });
+          await this.#push({ type: 'web_search_call', id: item.id, status: item.status, ...(item.action === undefined ? {} : { action: item.action }) });
           const query = item.action?.['query'];
           params.emit({ type: 'progress', message: typeof query === 'string' ? `web search: ${query}` : `web search (${item.action?.type ?? item.status})` });
           break;
         }
         case 'unknown':
-          logger.debug('ignoring an output item of unknown type', { type: item.item.type });
+          this.#logger.debug('ignoring an output item of unknown type', { type: item.item.type });
           break;
       }
     }
-    if (calls.length === 0) return ended({ status: 'completed', lastAgentMessage });
+    return calls;
+  }
 
+  /** Runs the calls (bounded) and records their outputs; true when the turn was interrupted meanwhile. */
+  async #runCalls(calls: readonly PendingCall[]): Promise<boolean> {
+    const params = this.#params;
     let aborted: TurnAbortedError | undefined;
     const results = await runBounded(calls, params.maxParallelToolCalls, async (call) => {
       params.emit({ type: 'tool_started', callId: call.callId, tool: call.name });
       try {
-        const output = await invoke(call);
+        const output = await this.#invoke(call);
         params.emit({ type: 'tool_finished', callId: call.callId, tool: call.name, ok: true });
         return output;
       } catch (error) {
@@ -287,37 +338,35 @@ export async function runTurn(params: TurnParams): Promise<TurnResult> {
         }
         if (params.signal.aborted) return `${call.name} was interrupted`;
         if (error instanceof ToolError) return error.message;
-        logger.error('tool failed unexpectedly', { tool: call.name, error: errorMessage(error) });
+        this.#logger.error('tool failed unexpectedly', { tool: call.name, error: errorMessage(error) });
         return `${call.name} failed: ${errorMessage(error)}`;
       }
     });
     // Every call gets its output, even when interrupted: the API rejects unanswered calls. All
     // are appended at once, so the store writes them together.
-    outputsWritten = Promise.all(
+    this.#outputsWritten = Promise.all(
       calls.map((call, index) => {
         const output = results[index] ?? `${call.name} was not run`;
-        return push(call.kind === 'function' ? { type: 'function_call_output', call_id: call.callId, output } : { type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) });
+        return this.#push(call.kind === 'function' ? { type: 'function_call_output', call_id: call.callId, output } : { type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) });
       }),
     );
-    // Awaited on every path below; until then a failure must not count as unhandled.
-    outputsWritten.catch(() => undefined);
-    if (aborted !== undefined || params.signal.aborted) {
-      await outputsWritten;
-      return ended({ status: 'interrupted', lastAgentMessage });
-    }
+    // Awaited on every path; until then a failure must not count as unhandled.
+    this.#outputsWritten.catch(() => undefined);
+    return aborted !== undefined || params.signal.aborted;
   }
 
-  function invoke(call: PendingCall): Promise<ToolOutput> {
-    const tool = byName.get(call.name);
+  #invoke(call: PendingCall): Promise<ToolOutput> {
+    const params = this.#params;
+    const tool = this.#byName.get(call.name);
     if (tool === undefined) {
-      return Promise.resolve(`unknown tool \`${call.name}\`; available tools: ${[...byName.keys()].join(', ')}`);
+      return Promise.resolve(`unknown tool \`${call.name}\`; available tools: ${[...this.#byName.keys()].join(', ')}`);
     }
     const context: ToolContext = {
       ...params.toolContext,
       threadId: params.threadId,
       callId: call.callId,
       environments: params.environments,
-      environment,
+      environment: this.#environment,
       progress: (message) => params.emit({ type: 'progress', message }),
       plan: (plan) => params.emit({ type: 'plan_updated', plan }),
       signal: params.signal,

@@ -11,8 +11,11 @@ import { autoCompactTokenLimit, requestReasoning } from '../model/context-window
 import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
-import { ThreadManager, type CallSettings, type ResolvedThreadSettings } from '../session/thread-manager.js';
-import { ThreadStore } from '../session/thread-store.js';
+import { BuiltinEngine } from '../session/builtin-engine.js';
+import { JsonlThreadStore } from '../session/jsonl-thread-store.js';
+import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
+import { ThreadLeases } from '../session/thread-lease.js';
+import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
@@ -244,10 +247,23 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   const httpFetch = createHttpFetch({ network });
 
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger);
-  const store = new ThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
+  const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
+  const threadsLogger = logger.child('threads');
   const threads = new ThreadManager({
     registry,
     store,
+    engine: new BuiltinEngine({
+      registry,
+      limits,
+      logger: threadsLogger,
+      now: () => new Date(),
+      timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      mcpClientVersion: PACKAGE_VERSION,
+      globalInstructions: () => readGlobalInstructions(home),
+      localFetch: httpFetch,
+    }),
+    // Several server processes may share the threads folder (a client restarting us, two clients).
+    ownership: new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }),
     resolveSettings: settingsResolver({
       baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }],
       home,
@@ -260,11 +276,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     }),
     defaultCwd: process.cwd(),
     limits,
-    logger: logger.child('threads'),
-    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-    mcpClientVersion: PACKAGE_VERSION,
-    globalInstructions: () => readGlobalInstructions(home),
-    localFetch: httpFetch,
+    logger: threadsLogger,
   });
   const server = createMcpServer({
     threads,

@@ -2,7 +2,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { TurnEvent } from '../agent/turn.js';
 import { describeTurnEvent } from '../session/live-turn.js';
-import type { TurnOutcome } from '../session/thread-manager.js';
+import type { TurnOutcome } from '../session/turn-stream.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 

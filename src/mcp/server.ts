@@ -217,7 +217,7 @@ function buildMcpServer(options: McpServerOptions, logger: Logger): McpServer {
 
   const codexRun =
     (args: z.infer<z.ZodObject<typeof CodexArgsSchema>>): TurnRun =>
-    (callbacks) =>
+    (call) =>
       options.threads.startThread(
         {
           prompt: args.prompt,
@@ -232,12 +232,12 @@ function buildMcpServer(options: McpServerOptions, logger: Logger): McpServer {
           compactPrompt: args['compact-prompt'],
           environments: args.environments,
         },
-        callbacks,
+        call,
       );
   const replyRun =
     (args: z.infer<z.ZodObject<typeof CodexReplyArgsSchema>>, threadId: string): TurnRun =>
-    (callbacks) =>
-      options.threads.reply({ threadId, prompt: args.prompt, environments: args.environments, stickyEnvironments: args.stickyEnvironments }, callbacks);
+    (call) =>
+      options.threads.reply({ threadId, prompt: args.prompt, environments: args.environments, stickyEnvironments: args.stickyEnvironments }, call);
   const replyThreadId = (args: { threadId?: string; conversationId?: string }): string | undefined => {
     const threadId = args.threadId ?? args.conversationId;
     return threadId === undefined || threadId.length === 0 ? undefined : threadId;

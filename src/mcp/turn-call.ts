@@ -3,8 +3,9 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Approver } from '../agent/approvals.js';
 import type { TurnProgress } from '../protocol/status.js';
-import { ThreadBusyError } from '../session/thread-lease.js';
-import { ThreadNotFoundError, type TurnCallbacks, type TurnOutcome } from '../session/thread-manager.js';
+import { ThreadBusyError } from '../session/ownership.js';
+import { ThreadNotFoundError } from '../session/thread-store.js';
+import type { TurnCallEvent, TurnCallOptions as SessionCallOptions, TurnOutcome } from '../session/turn-stream.js';
 import { deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -13,8 +14,8 @@ import { progressReporter } from './progress.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
-/** What a `codex`/`codex-reply` call does with the thread manager. */
-export type TurnRun = (callbacks: TurnCallbacks) => Promise<TurnOutcome>;
+/** What a `codex`/`codex-reply` call does with the thread manager: start the turn, get its events. */
+export type TurnRun = (options: SessionCallOptions) => AsyncIterable<TurnCallEvent>;
 
 /** The thread and turn a call started (or continued). */
 export interface StartedTurn {
@@ -91,17 +92,30 @@ export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnR
     turnId: () => turnId,
     relatedTaskId: options.relatedTaskId,
   });
-  const result = run({
-    signal: controller.signal,
-    approver: options.approvals?.(elicitation) ?? elicitation,
-    onThread: (id, turn, thread) => {
-      threadId = id;
-      turnId = turn;
-      report.started(id, turn, knownThreadId === undefined ? thread : undefined);
-      started.resolve({ threadId: id, turnId: turn });
-    },
-    onEvent: (event) => report.event(event),
-  }).then(
+  const approver = options.approvals?.(elicitation) ?? elicitation;
+  /** The call's answer is a fold over the turn's events; the turn's approvals are asked as they come. */
+  const fold = async (): Promise<TurnOutcome> => {
+    for await (const event of run({ signal: controller.signal })) {
+      switch (event.type) {
+        case 'accepted':
+          threadId = event.threadId;
+          turnId = event.turnId;
+          report.started(event.threadId, event.turnId, knownThreadId === undefined ? { model: event.model } : undefined);
+          started.resolve({ threadId: event.threadId, turnId: event.turnId });
+          break;
+        case 'approval':
+          // Asked without holding up the turn's other events; the approver never rejects.
+          void approver.request(event.request, event.signal).then(event.respond);
+          break;
+        case 'finished':
+          return event.outcome;
+        default:
+          report.event(event);
+      }
+    }
+    throw new LocalError(LocalErrorCode.ProtocolViolation, 'the turn ended without an outcome');
+  };
+  const result = fold().then(
     (outcome) => {
       report.finished(outcome);
       return outcomeResult(outcome);

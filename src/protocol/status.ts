@@ -17,6 +17,11 @@ export const LeaseHolderSchema = z.object({
 /** The process holding a thread's lease. */
 export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
 
+/** Another process's request to stop a turn of a thread this process owns: which turn, and why. */
+export const InterruptRequestSchema = z.object({ turnId: z.string(), reason: z.string() });
+/** Another process's request to stop a turn. */
+export type InterruptRequest = z.infer<typeof InterruptRequestSchema>;
+
 /** Where a turn that has not finished is: waiting behind another turn, running, or waiting for the user. */
 export const LiveTurnStateSchema = z.enum(['queued', 'running', 'waiting-for-approval']);
 /** Where a turn that has not finished is. */

@@ -3,12 +3,12 @@ import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, watch, write
 import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { LeaseHolderSchema, type LeaseHolder } from '../protocol/status.js';
+import { InterruptRequestSchema, LeaseHolderSchema, type InterruptRequest, type LeaseHolder } from '../protocol/status.js';
 import { THREAD_ID_PATTERN } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { parseJsonAs } from '../util/json.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { ThreadBusyError, type ThreadOwnership } from './ownership.js';
 
 /** How a thread's lease file is named: `<threadId>.lease` beside `<threadId>.jsonl`. */
 const LEASE_SUFFIX = '.lease';
@@ -26,30 +26,8 @@ const INTERRUPT_SUFFIX = '.interrupt';
 /** How often a lease holder looks for interrupt requests besides watching for them. */
 const INTERRUPT_POLL_MS = 1_000;
 
-/** What an interrupt request file holds: which turn to stop, and why. */
-const InterruptRequestSchema = z.object({ turnId: z.string(), reason: z.string() });
-
-/** Another process's request to stop a turn of a thread this process holds. */
-export type InterruptRequest = z.infer<typeof InterruptRequestSchema>;
-
-/** A thread another live process is running a turn of; the MCP layer reports it with the id. */
-export class ThreadBusyError extends LocalError {
-  /** @param leasePath named when the holder is on another host, whose liveness cannot be checked from here */
-  constructor(
-    readonly threadId: string,
-    readonly holder: LeaseHolder,
-    leasePath?: string,
-  ) {
-    const remote = leasePath !== undefined && holder.host !== hostname() ? `; if that host is gone for good, remove ${leasePath}` : '';
-    super(LocalErrorCode.Busy, `thread ${threadId} is running a turn in another codex-multienv process (${describeHolder(holder)}); its result is stored with the thread: follow it with codex-status, then continue the thread${remote}`);
-  }
-}
-
-/** "pid 123 on host, since …", for messages. */
-export function describeHolder(holder: LeaseHolder): string {
-  const host = holder.host === hostname() ? '' : ` on ${holder.host}`;
-  return `pid ${holder.pid}${host}, since ${holder.since}`;
-}
+/** How often a wait for another process's turn looks at the thread's lease besides watching it. */
+const LEASE_POLL_MS = 100;
 
 /** What /proc/PID/stat says about a process: its state (field 3) and start time in clock ticks since boot (field 22). */
 interface ProcStat {
@@ -105,6 +83,13 @@ function isRunning(holder: LeaseHolder): boolean {
   return holder.startTicks === undefined || stat.startTicks === undefined || stat.startTicks === holder.startTicks;
 }
 
+/** See {@link ThreadLeases.watchLease}. */
+export interface LeaseWatch {
+  /** Resolves at the lease file's next change, after `ms`, or when `signal` aborts. */
+  next(ms: number, signal?: AbortSignal): Promise<void>;
+  close(): void;
+}
+
 /**
  * Cross-process ownership of thread files. A process writes a thread only while it holds the
  * thread's lease, a file created atomically (a hard link of a complete temporary file, which fails
@@ -114,22 +99,18 @@ function isRunning(holder: LeaseHolder): boolean {
  * Taking and giving back a lease happens at every turn, so it uses synchronous calls: a handful
  * of metadata operations on a tiny file cost microseconds, while each asynchronous one would cost
  * a round trip through libuv's thread pool.
+ *
+ * The {@link ThreadOwnership} of server processes sharing one threads folder on one machine (or
+ * a shared folder, where only this host's holders can be judged).
  */
-/** See {@link ThreadLeases.watchLease}. */
-export interface LeaseWatch {
-  /** Resolves at the lease file's next change, after `ms`, or when `signal` aborts. */
-  next(ms: number, signal?: AbortSignal): Promise<void>;
-  close(): void;
-}
-
-export class ThreadLeases {
+export class ThreadLeases implements ThreadOwnership {
   readonly #dir: string;
   readonly #logger: Logger;
   readonly #self: LeaseHolder;
   /** The threads whose lease this process holds. */
   readonly #held = new Set<string>();
   #dirReady = false;
-  readonly #onInterrupt: ((threadId: string, request: InterruptRequest) => void) | undefined;
+  #onInterrupt: ((threadId: string, request: InterruptRequest) => void) | undefined;
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
 
@@ -175,7 +156,8 @@ export class ThreadLeases {
         const current = await this.#read(path);
         if (current === undefined) continue;
         if (current.holder !== undefined && (current.holder.host !== this.#self.host || isRunning(current.holder))) {
-          throw new ThreadBusyError(threadId, current.holder, path);
+          const remote = current.holder.host !== this.#self.host ? `if that host is gone for good, remove ${path}` : undefined;
+          throw new ThreadBusyError(threadId, current.holder, remote);
         }
         await this.#removeStale(path, current.text, draft);
       }
@@ -238,6 +220,33 @@ export class ThreadLeases {
       },
       close: () => watcher?.close(),
     };
+  }
+
+  /**
+   * Resolves true once no other process holds the thread's lease (its turn there ended), false
+   * after `timeoutMs` or when `signal` aborts. Another process's turn cannot be awaited directly,
+   * so its lease file is watched (and looked at every LEASE_POLL_MS, for missed file events).
+   */
+  async waitReleased(threadId: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const lease = this.watchLease(threadId);
+    try {
+      for (;;) {
+        if ((await this.holderElsewhere(threadId)) === undefined) return true;
+        const left = deadline - Date.now();
+        // An aborted wait just ends the wait (false), as settlesWithin does.
+        if (left <= 0 || signal?.aborted === true) return false;
+        await lease.next(Math.min(LEASE_POLL_MS, left), signal);
+      }
+    } finally {
+      lease.close();
+    }
+  }
+
+  /** Sets who stops a turn when another process asks; watching starts with the next lease taken. */
+  onInterrupt(handler: (threadId: string, request: InterruptRequest) => void): void {
+    this.#onInterrupt = handler;
+    if (this.#dirReady) this.#watch();
   }
 
   /** Gives back every lease this process holds and stops watching for interrupt requests. */

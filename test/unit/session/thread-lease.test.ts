@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { hostname, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { ThreadBusyError, ThreadLeases } from '../../../src/session/thread-lease.js';
+import { ThreadBusyError } from '../../../src/session/ownership.js';
+import { ThreadLeases } from '../../../src/session/thread-lease.js';
 import { LocalErrorCode } from '../../../src/util/errors.js';
 import { waitFor } from '../../helpers/process.js';
 

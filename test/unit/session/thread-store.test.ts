@@ -2,13 +2,8 @@ import { appendFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { THREAD_RECORD_VERSION, type ThreadBodyRecord } from '../../../src/protocol/thread.js';
-import {
-  MAX_THREAD_RECORD_BYTES,
-  ThreadStore,
-  type LoadedThread,
-  type NewThreadHeader,
-  type ThreadStoreOptions,
-} from '../../../src/session/thread-store.js';
+import { JsonlThreadStore as ThreadStore, type ThreadStoreOptions } from '../../../src/session/jsonl-thread-store.js';
+import { MAX_THREAD_RECORD_BYTES, type LoadedThread, type NewThreadHeader } from '../../../src/session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 import { createLogger } from '../../../src/util/logger.js';
 

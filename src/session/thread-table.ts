@@ -1,0 +1,298 @@
+import PQueue from 'p-queue';
+import type { FinishedTurn } from '../protocol/status.js';
+import { THREAD_ID_PATTERN, type InstructionFile, type PlanUpdate, type ThreadConfig, type ThreadEnvironment } from '../protocol/thread.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { FINISHED_TURNS_KEPT, storedTurns, unfinishedTurn, type LiveTurn } from './live-turn.js';
+import type { ThreadOwnership } from './ownership.js';
+import { storedCallSettings, type ResolveThreadSettings, type ResolvedThreadSettings } from './settings.js';
+import { ThreadNotFoundError, promptPreview, type LoadedThread, type ThreadStore } from './thread-store.js';
+import type { EngineThread, TurnEngine } from './turn-engine.js';
+
+/** A thread the manager has in memory. */
+export interface Thread {
+  readonly id: string;
+  readonly createdAt: string;
+  readonly config: ThreadConfig;
+  readonly settings: ResolvedThreadSettings;
+  /** The engine's side of the thread: its history, commands, MCP servers. */
+  readonly engine: EngineThread;
+  sticky: ThreadEnvironment[];
+  /** The first prompt, shortened, for lists. */
+  preview: string | undefined;
+  /** The agent's latest plan (`update_plan`). */
+  plan: PlanUpdate | null;
+  /** The instruction files sent for the latest turn. */
+  instructions: InstructionFile[] | null;
+  /** One turn at a time; the queued ones wait here. */
+  readonly queue: PQueue;
+  lastAgentMessage: string | null;
+  lastActivity: string;
+  /** Accepted turns that have not finished, in order: the running one first, then the queued. */
+  live: LiveTurn[];
+  /** The latest finished turns, oldest first (at most FINISHED_TURNS_KEPT). */
+  finished: FinishedTurn[];
+  /**
+   * The store's {@link ThreadStore.stamp} when this process last let go of the thread (or read
+   * it); a different stamp later means another owner wrote it, and the thread is read again.
+   */
+  stamp: string | undefined;
+}
+
+/** What a new thread starts with. */
+export interface NewThread {
+  id: string;
+  createdAt: string;
+  config: ThreadConfig;
+  settings: ResolvedThreadSettings;
+  sticky: ThreadEnvironment[];
+  preview: string;
+}
+
+/** This process's hold on a thread: it owns the thread while `count` > 0. */
+interface ThreadClaim {
+  count: number;
+  /** The thread, current with the store, once it is owned. */
+  ready: Promise<Thread>;
+}
+
+/** The longest pause between two looks for idle threads. */
+const IDLE_SWEEP_MAX_INTERVAL_MS = 60_000;
+
+/** Options of {@link ThreadTable}. */
+export interface ThreadTableOptions {
+  store: ThreadStore;
+  ownership: ThreadOwnership;
+  engine: TurnEngine;
+  resolveSettings: ResolveThreadSettings;
+  logger: Logger;
+  now: () => Date;
+  /** Threads idle this long are let go (see `ThreadLimits.idleThreadUnloadMs`); 0 never. */
+  idleThreadUnloadMs: number;
+}
+
+/**
+ * The threads this process has in memory: loads them from the store (rebuilding their state from
+ * the records, closing a turn the server did not finish), holds them while a call uses them (the
+ * thread's ownership is taken for as long), and lets go of idle ones.
+ */
+export class ThreadTable {
+  readonly #options: ThreadTableOptions;
+  readonly #threads = new Map<string, Thread>();
+  readonly #loading = new Map<string, Promise<Thread>>();
+  readonly #claims = new Map<string, ThreadClaim>();
+  /** Threads being given back; a new claim of the thread waits for its release first. */
+  readonly #releasing = new Map<string, Promise<void>>();
+  readonly #idleSweep: NodeJS.Timeout | undefined;
+
+  constructor(options: ThreadTableOptions) {
+    this.#options = options;
+    const idleMs = options.idleThreadUnloadMs;
+    if (idleMs > 0) {
+      this.#idleSweep = setInterval(() => this.#unloadIdle(idleMs), Math.min(IDLE_SWEEP_MAX_INTERVAL_MS, Math.max(idleMs / 2, 10)));
+      this.#idleSweep.unref();
+    }
+  }
+
+  /** A loaded thread. */
+  get(threadId: string): Thread | undefined {
+    return this.#threads.get(threadId);
+  }
+
+  /** Every loaded thread. */
+  values(): IterableIterator<Thread> {
+    return this.#threads.values();
+  }
+
+  get size(): number {
+    return this.#threads.size;
+  }
+
+  /** Whether a call of this process holds the thread now. */
+  isHeld(threadId: string): boolean {
+    return this.#claims.has(threadId);
+  }
+
+  /** Adds a thread just created in the store. */
+  add(created: NewThread): Thread {
+    const thread = this.#newThread(created.id, created.createdAt, created.config, created.settings, created.sticky, this.#engineOf(created.id, created.config, created.settings, []));
+    thread.preview = created.preview;
+    this.#threads.set(created.id, thread);
+    return thread;
+  }
+
+  /**
+   * Takes this process's hold on a thread: its ownership (so no other process writes it
+   * meanwhile), and the thread itself, loaded, or read again when another owner wrote it since.
+   * Every hold is paired with {@link unhold}.
+   */
+  async hold(threadId: string): Promise<Thread> {
+    let claim = this.#claims.get(threadId);
+    if (claim === undefined) {
+      claim = { count: 0, ready: this.#claim(threadId) };
+      this.#claims.set(threadId, claim);
+    }
+    claim.count += 1;
+    try {
+      return await claim.ready;
+    } catch (error) {
+      await this.unhold(threadId);
+      throw error;
+    }
+  }
+
+  async #claim(threadId: string): Promise<Thread> {
+    const { store, ownership } = this.#options;
+    await this.#releasing.get(threadId);
+    if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await store.stamp(threadId)) === undefined)) {
+      throw new ThreadNotFoundError(threadId, THREAD_ID_PATTERN.test(threadId) ? store.archivedHint(threadId) : undefined);
+    }
+    await ownership.acquire(threadId);
+    const loaded = this.#threads.get(threadId);
+    if (loaded === undefined || loaded.stamp === undefined || loaded.live.length > 0) return this.#get(threadId);
+    if ((await store.stamp(threadId)) === loaded.stamp) return loaded;
+    // Another owner ran turns of this thread since this process let go of it: read it again.
+    this.#options.logger.info('thread changed in another process; reading it again', { thread: threadId });
+    await this.letGo(loaded, { keep: false });
+    return this.#get(threadId);
+  }
+
+  /** Ends a hold taken with {@link hold}; the last one gives the thread's ownership back. */
+  async unhold(threadId: string): Promise<void> {
+    const claim = this.#claims.get(threadId);
+    if (claim === undefined) return;
+    claim.count -= 1;
+    if (claim.count > 0) return;
+    this.#claims.delete(threadId);
+    const releasing = (async (): Promise<void> => {
+      const thread = this.#threads.get(threadId);
+      if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      this.#options.ownership.release(threadId);
+    })();
+    this.#releasing.set(threadId, releasing);
+    try {
+      await releasing;
+    } finally {
+      if (this.#releasing.get(threadId) === releasing) this.#releasing.delete(threadId);
+    }
+  }
+
+  /**
+   * Drops a loaded thread from memory and lets its engine stop what it started (its commands, its
+   * MCP servers); with `keep`, the engine keeps what must outlive an idle unload.
+   */
+  async letGo(thread: Thread, options: { keep: boolean }): Promise<void> {
+    if (this.#threads.get(thread.id) === thread) this.#threads.delete(thread.id);
+    await thread.engine.close(options);
+  }
+
+  /** Reads a stored thread without loading it; a missing or unreadable id is not found. */
+  async readOnly(threadId: string): Promise<LoadedThread> {
+    let loaded: LoadedThread | undefined;
+    try {
+      loaded = await this.#options.store.load(threadId);
+    } catch (error) {
+      if (error instanceof LocalError && error.code === LocalErrorCode.InvalidArgument) throw new ThreadNotFoundError(threadId);
+      throw error;
+    }
+    if (loaded === undefined) throw new ThreadNotFoundError(threadId);
+    return loaded;
+  }
+
+  /** Stops the idle sweep and lets go of every thread. */
+  async close(): Promise<void> {
+    clearInterval(this.#idleSweep);
+    await Promise.all([...this.#threads.values()].map((thread) => this.letGo(thread, { keep: false })));
+  }
+
+  /**
+   * Lets go of threads idle for `idleMs`: no live turn, no hold, no command still registered
+   * (its output must stay readable). The store has everything else, and the engine keeps what
+   * must outlive the unload.
+   */
+  #unloadIdle(idleMs: number): void {
+    const now = this.#options.now().getTime();
+    for (const thread of [...this.#threads.values()]) {
+      const id = thread.id;
+      if (thread.live.length > 0 || thread.engine.activeCommands > 0 || this.#claims.has(id) || this.#releasing.has(id) || this.#loading.has(id)) continue;
+      const idleFor = now - Date.parse(thread.lastActivity);
+      if (!(idleFor >= idleMs)) continue;
+      this.#options.logger.info('thread let go after being idle', { thread: id, idleSec: Math.round(idleFor / 1000) });
+      this.letGo(thread, { keep: true }).catch((error: unknown) => this.#options.logger.warn("stopping an idle thread's MCP servers failed", { thread: id, error: errorMessage(error) }));
+    }
+  }
+
+  async #get(threadId: string): Promise<Thread> {
+    const loaded = this.#threads.get(threadId);
+    if (loaded !== undefined) return loaded;
+    let loading = this.#loading.get(threadId);
+    if (loading === undefined) {
+      loading = this.#load(threadId).finally(() => this.#loading.delete(threadId));
+      this.#loading.set(threadId, loading);
+    }
+    return loading;
+  }
+
+  /** Rebuilds a stored thread; a turn the server did not finish is closed as interrupted. */
+  async #load(threadId: string): Promise<Thread> {
+    const { store, logger } = this.#options;
+    const loaded = await this.readOnly(threadId);
+    for (const warning of loaded.warnings) logger.warn(warning, { thread: threadId });
+    let sticky = loaded.header.environments;
+    let lastAgentMessage: string | null = null;
+    let firstPrompt: string | undefined;
+    for (const record of loaded.records) {
+      if (record.type === 'environments_changed') sticky = record.environments;
+      else if (record.type === 'turn_started') firstPrompt ??= record.prompt;
+      else if (record.type === 'turn_completed') lastAgentMessage = record.lastAgentMessage;
+    }
+    const config = loaded.header.config;
+    const settings = this.#options.resolveSettings(storedCallSettings(config));
+    const engine = this.#engineOf(threadId, config, settings, loaded.records);
+    const turns = storedTurns(loaded.records);
+    if (turns.open !== undefined) {
+      await engine.recoverInterruptedTurn(turns.open.turnId);
+      await store.append(threadId, { type: 'turn_completed', at: this.#at(), turnId: turns.open.turnId, status: 'interrupted', lastAgentMessage, error: 'the server stopped during this turn' });
+      logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turns.open.turnId });
+    }
+    const thread = this.#newThread(threadId, loaded.header.createdAt, config, settings, sticky, engine);
+    thread.lastAgentMessage = lastAgentMessage;
+    if (firstPrompt !== undefined) thread.preview = promptPreview(firstPrompt);
+    thread.plan = turns.plan;
+    thread.instructions = turns.instructions;
+    thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, this.#at())].slice(-FINISHED_TURNS_KEPT);
+    if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
+    this.#threads.set(threadId, thread);
+    logger.info('thread reloaded from the store', { thread: threadId, records: loaded.records.length });
+    return thread;
+  }
+
+  #engineOf(threadId: string, config: ThreadConfig, settings: ResolvedThreadSettings, records: LoadedThread['records']): EngineThread {
+    const store = this.#options.store;
+    return this.#options.engine.open({ threadId, config, settings, records, record: (record) => store.append(threadId, record) });
+  }
+
+  #newThread(id: string, createdAt: string, config: ThreadConfig, settings: ResolvedThreadSettings, sticky: ThreadEnvironment[], engine: EngineThread): Thread {
+    return {
+      id,
+      createdAt,
+      config,
+      settings,
+      engine,
+      sticky,
+      preview: undefined,
+      plan: null,
+      instructions: null,
+      queue: new PQueue({ concurrency: 1 }),
+      lastAgentMessage: null,
+      lastActivity: createdAt,
+      live: [],
+      finished: [],
+      stamp: undefined,
+    };
+  }
+
+  #at(): string {
+    return this.#options.now().toISOString();
+  }
+}

@@ -1,0 +1,93 @@
+import type { ApprovalDecision, ApprovalRequest } from '../agent/approvals.js';
+import type { TurnEvent } from '../agent/turn.js';
+import type { PermissionProfile } from '../config/permissions.js';
+import type { McpServerStatus } from '../environments/mcp-servers.js';
+import type { ThreadContext } from '../protocol/status.js';
+import type { InstructionFile, ThreadBodyRecord, ThreadConfig, ThreadEnvironment, TurnStatus } from '../protocol/thread.js';
+import type { ResolvedThreadSettings } from './settings.js';
+import type { NewThreadRecord } from './thread-store.js';
+
+/**
+ * The turn engine: what the thread manager asks of "the thing that runs a turn". The manager
+ * owns threads, queues, environments selection, ownership and the turn records (`turn_started`,
+ * `turn_completed`); an engine owns what a turn does and the records only it understands (the
+ * built-in agent's history items and compactions; an external agent's thread mapping). A turn is
+ * an async stream of tagged events; the manager folds it into the thread's state and forwards it
+ * to the caller.
+ */
+export interface TurnEngine {
+  /**
+   * Opens a thread's engine side: a new thread (no records) or a stored one, rebuilt from its
+   * records. Cheap and synchronous: nothing is started until a turn runs.
+   */
+  open(thread: EngineThreadInit): EngineThread;
+}
+
+/** What an engine gets to open a thread. */
+export interface EngineThreadInit {
+  threadId: string;
+  config: ThreadConfig;
+  settings: ResolvedThreadSettings;
+  /** The thread's stored records after its header, in order (none for a new thread). */
+  records: readonly ThreadBodyRecord[];
+  /** Appends one record to the thread in the store; resolves once it is durable. */
+  record(record: NewThreadRecord): Promise<void>;
+}
+
+/** A thread's engine side while the thread is loaded. */
+export interface EngineThread {
+  /**
+   * Runs one turn. The stream ends with one `completed` event; it throws when the turn could not
+   * start (an environment unreachable while preparing, an abort meanwhile).
+   */
+  run(turn: EngineTurn): AsyncIterable<EngineEvent>;
+  /**
+   * Makes the thread whole after a turn the server did not finish (it stopped during it): records
+   * what the engine needs (answers to tool calls left without one) before the manager records
+   * the turn as interrupted.
+   */
+  recoverInterruptedTurn(turnId: string): Promise<void>;
+  /** What the thread's context holds, for status reports. */
+  context(): ThreadContext;
+  /** Commands the thread started that are still registered (their output must stay readable): the thread stays loaded. */
+  readonly activeCommands: number;
+  /** The thread's MCP servers with their state. */
+  mcpServers(): McpServerStatus[];
+  /**
+   * Lets go of the thread's resources (its commands, its MCP servers). With `keep`, what must
+   * outlive an idle unload (the user's "approve for this session" answers) is kept for the next
+   * {@link TurnEngine.open} of the thread; without it, it is forgotten.
+   */
+  close(options: { keep: boolean }): Promise<void>;
+}
+
+/** One turn as the manager hands it to an engine. */
+export interface EngineTurn {
+  turnId: string;
+  prompt: string;
+  /** The turn's environments, primary first. */
+  environments: readonly ThreadEnvironment[];
+  /** Each environment's permission profile in this turn, resolved before anything was recorded. */
+  permissions: ReadonlyMap<string, PermissionProfile>;
+  /** Interrupts the turn. */
+  signal: AbortSignal;
+}
+
+/** How an engine's turn ended. */
+export interface EngineTurnResult {
+  status: TurnStatus;
+  lastAgentMessage: string | null;
+  error?: string;
+}
+
+/** What a turn reports while it runs. */
+export type EngineEvent =
+  | TurnEvent
+  /** The instruction files the turn sends (AGENTS.md and the global ones). */
+  | { type: 'instructions'; files: InstructionFile[] }
+  /**
+   * The turn asks the user before it acts and waits for `respond`, which must be called once
+   * (a denial when in doubt); `signal` aborts when the turn no longer needs the answer.
+   */
+  | { type: 'approval'; request: ApprovalRequest; signal: AbortSignal; respond: (decision: ApprovalDecision) => void }
+  | { type: 'completed'; result: EngineTurnResult };
