@@ -101,6 +101,24 @@ describe('layer rule', () => {
     expect(violations).toEqual([]);
   });
 
+  it("the session layer's seams are implemented behind their interfaces and chosen only in src/cli", () => {
+    // The thread manager and the MCP layer know a TurnEngine, a ThreadStore and a ThreadOwnership;
+    // which engine, store and ownership a server uses (and that processes share threads) is cli's choice.
+    const implementations = ['session/builtin-engine.ts', 'session/jsonl-thread-store.ts', 'session/thread-lease.ts'];
+    const violations: string[] = [];
+    for (const file of files) {
+      const from = relative(root, file);
+      if (from.startsWith('cli/')) continue;
+      for (const specifier of importsOf(file)) {
+        if (!specifier.startsWith('.')) continue;
+        const target = relative(root, resolve(dirname(file), specifier.replace(/\.js$/, '.ts')));
+        // An implementation may use its own helpers, never another implementation.
+        if (implementations.includes(target) && !implementations.includes(from)) violations.push(`${from} imports ${specifier}`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
   it('no file imports itself through other files (type-only imports count too)', () => {
     const graph = new Map<string, string[]>();
     for (const file of files) {
