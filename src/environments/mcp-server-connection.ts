@@ -21,13 +21,10 @@ import type { EnvironmentRegistry } from './registry.js';
  * Codex, a minimal set: enough to find programs and a home, never the caller's secrets).
  */
 export const DEFAULT_MCP_STDIO_ENV_VARS: readonly string[] = ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'USER', 'USERNAME', 'LANG', 'LC_ALL', 'TERM', 'TMPDIR', 'TEMP', 'TMP', 'TZ'];
-
 /** How long a stopping stdio server gets after SIGINT before it is killed. */
 export const DEFAULT_MCP_SHUTDOWN_GRACE_MS = 2_000;
-
 /** Bound on the `tools/list` pages read from one server. */
 const MAX_TOOL_LIST_PAGES = 100;
-
 /** The SDK's code for a request that got no answer in time. */
 const REQUEST_TIMEOUT_CODE: number = ErrorCode.RequestTimeout;
 
@@ -69,7 +66,7 @@ export interface McpToolBinding {
   call(args: Record<string, unknown>, signal: AbortSignal): Promise<McpToolResult>;
 }
 
-/** What every server of a thread shares: see `ThreadMcpServersOptions`. */
+/** Settings every server of a thread shares (part of `ThreadMcpServersOptions`). */
 export interface McpServerConnectionOptions {
   /**
    * Variables `bearer_token_env_var` and `env_http_headers` are read from (this process's: as in
