@@ -32,3 +32,24 @@ export function ioError(error: unknown): RpcError {
   const text = `${STRERROR[code] ?? code}${number === undefined ? '' : ` (os error ${number})`}`;
   return code === 'ENOENT' ? RpcError.notFound(text) : RpcError.internal(text);
 }
+
+/** Runs an fs operation, mapping system errors to wire errors (an RpcError passes through). */
+export async function io<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (error instanceof RpcError) throw error;
+    throw ioError(error);
+  }
+}
+
+/** True when `error` is a system error with the errno `code` (`ENOENT`, …). */
+export function isErrno(error: unknown, code: string): boolean {
+  // Not `instanceof Error`: errors from another realm (a vm context) fail that test.
+  return typeof error === 'object' && error !== null && 'code' in error && error.code === code;
+}
+
+/** A system error with the errno `code`, as a failed call would have thrown it. */
+export function errnoError(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(code), { code });
+}

@@ -1,4 +1,5 @@
 import { base64Length } from '../protocol/limits.js';
+import { decodeBase64 } from '../util/base64.js';
 
 /**
  * A result or notification params object with one large base64 field (a file's contents, a
@@ -112,4 +113,12 @@ export function withBase64Bytes<F extends object, K extends string, A extends ob
   hooks?: Base64FieldHooks,
 ): WithBase64Field<F & Record<K, string> & A> {
   return new WithBase64Field(fields, key, bytes, after, hooks);
+}
+
+/**
+ * The bytes of a base64 field of params registered with `onRequestWithBytes`: already decoded by
+ * the connection, or decoded here; invalid text comes back as is, for the error message.
+ */
+export function decodeBase64Field(field: string | Buffer): Buffer | string {
+  return typeof field === 'string' ? (decodeBase64(field) ?? field) : field;
 }

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { classifyMessage, RpcErrorCode, type IncomingMessage, type RequestId } from '../protocol/jsonrpc.js';
+import { classifyMessage, RpcErrorCode, type RequestId } from '../protocol/jsonrpc.js';
 import type { MethodSpec, NotificationSpec } from '../protocol/exec.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { decodeUtf8 } from '../transport/text.js';
@@ -10,9 +10,12 @@ import { deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { WithBase64Field } from './base64-field.js';
-import { LARGE_FIELD_PLACEHOLDER, splitLargeString } from './large-base64.js';
+import { classifyFast } from './classify-fast.js';
 import { describeParamsError, RpcError } from './errors.js';
+import { LARGE_FIELD_PLACEHOLDER, splitLargeString } from './large-base64.js';
 import { readMessageHead } from './message-head.js';
+import { Outbox } from './outbox.js';
+import { PendingRequests } from './pending-requests.js';
 
 /** Default bound on an outgoing request that names no timeout of its own. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -59,12 +62,6 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
-interface Pending {
-  method: string;
-  resolve: (value: unknown) => void;
-  reject: (error: Error) => void;
-}
-
 /**
  * Params whose base64 field `K` is either its text or, when the connection already decoded it
  * (strictly) from a large message, the bytes.
@@ -88,17 +85,14 @@ export class RpcConnection {
   readonly #transport: MessageTransport;
   readonly #options: RpcConnectionOptions;
   readonly #logger: Logger;
-  readonly #pending = new Map<RequestId, Pending>();
+  readonly #outbox: Outbox;
+  readonly #pending = new PendingRequests();
   readonly #requestHandlers = new Map<string, AnyRequestHandler>();
   readonly #notificationHandlers = new Map<string, AnyNotificationHandler>();
   readonly #lifetime = new AbortController();
   readonly #closed = deferred<Error | undefined>();
-  readonly #drainWaiters: (() => void)[] = [];
-  readonly #maxMessageBytes: number;
-  #nextId = 1;
   /** Whether any handler was registered with `onRequestWithBytes` (else no message takes that path). */
   #takesBytes = false;
-  #congested = false;
   #isClosed = false;
   #started = false;
 
@@ -106,7 +100,7 @@ export class RpcConnection {
     this.#transport = transport;
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
-    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#outbox = new Outbox(transport, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
   }
 
   /** The transport's label, for messages. */
@@ -131,13 +125,12 @@ export class RpcConnection {
 
   /** True while the transport's buffer is above its high-water mark. */
   get congested(): boolean {
-    return this.#congested;
+    return this.#outbox.congested;
   }
 
   /** Resolves once the transport has drained (at once when not congested or closed). */
   waitForDrain(): Promise<void> {
-    if (!this.#congested || this.#isClosed) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    return this.#outbox.waitForDrain();
   }
 
   /** Starts reading. Register handlers first. */
@@ -148,7 +141,7 @@ export class RpcConnection {
     this.#transport.onbytes = (bytes) => this.#onBytes(bytes);
     this.#transport.onerror = (error) => this.#onTransportError(error);
     this.#transport.onclose = (reason) => this.#onClose(reason);
-    this.#transport.ondrain = () => this.#onDrain();
+    this.#transport.ondrain = () => this.#outbox.drained();
     this.#transport.start();
   }
 
@@ -187,46 +180,30 @@ export class RpcConnection {
       return Promise.reject(new LocalError(LocalErrorCode.ConnectionClosed, `cannot send ${spec.method}: connection ${this.label} is closed`));
     }
     if (options.signal?.aborted === true) return Promise.reject(abortReason(options.signal));
-    const id = this.#nextId++;
+    const id = this.#pending.nextId();
     const text = JSON.stringify({ id, method: spec.method, params });
-    const bytes = this.#bytesOverLimit(text);
+    const bytes = this.#outbox.bytesOverLimit(text);
     if (bytes !== undefined) {
       return Promise.reject(
-        new LocalError(LocalErrorCode.FrameTooLarge, `the ${spec.method} request is ${bytes} bytes, over the ${this.#maxMessageBytes}-byte message limit of ${this.label}; it was not sent`),
+        new LocalError(
+          LocalErrorCode.FrameTooLarge,
+          `the ${spec.method} request is ${bytes} bytes, over the ${this.#outbox.maxMessageBytes}-byte message limit of ${this.label}; it was not sent`,
+        ),
       );
     }
     const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    return new Promise<z.output<R>>((resolve, reject) => {
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(id);
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new LocalError(LocalErrorCode.RequestTimeout, `${spec.method} timed out after ${timeoutMs} ms on ${this.label}`));
-      }, timeoutMs);
-      timer.unref?.();
-      const onAbort = (): void => {
-        cleanup();
-        reject(abortReason(options.signal));
-      };
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, {
-        method: spec.method,
-        resolve: (value) => {
-          cleanup();
-          const parsed = spec.result.safeParse(value);
-          if (parsed.success) resolve(parsed.data);
-          else reject(new LocalError(LocalErrorCode.ProtocolViolation, `invalid ${spec.method} result from ${this.label}: ${describeParamsError(parsed.error)}`));
-        },
-        reject: (error) => {
-          cleanup();
-          reject(error);
-        },
-      });
-      this.#sendText(text);
+    const response = this.#pending.wait(id, spec.method, {
+      timeoutMs,
+      signal: options.signal,
+      onTimeout: () => new LocalError(LocalErrorCode.RequestTimeout, `${spec.method} timed out after ${timeoutMs} ms on ${this.label}`),
+      parse: (result): z.output<R> => {
+        const parsed = spec.result.safeParse(result);
+        if (parsed.success) return parsed.data;
+        throw new LocalError(LocalErrorCode.ProtocolViolation, `invalid ${spec.method} result from ${this.label}: ${describeParamsError(parsed.error)}`);
+      },
     });
+    this.#outbox.sendText(text);
+    return response;
   }
 
   /**
@@ -237,21 +214,21 @@ export class RpcConnection {
     if (params instanceof WithBase64Field) {
       const prefix = `{"method":${JSON.stringify(spec.method)},"params":`;
       const bytes = params.byteLength(prefix, '}');
-      if (bytes <= this.#maxMessageBytes) return this.#sendBase64Message(params, prefix);
+      if (bytes <= this.#outbox.maxMessageBytes) return this.#outbox.sendBase64Message(params, prefix);
       params.settle();
       this.#notificationTooLarge(spec.method, bytes);
       return true;
     }
     const text = JSON.stringify({ method: spec.method, params });
-    const bytes = this.#bytesOverLimit(text);
-    if (bytes === undefined) return this.#sendText(text);
+    const bytes = this.#outbox.bytesOverLimit(text);
+    if (bytes === undefined) return this.#outbox.sendText(text);
     this.#notificationTooLarge(spec.method, bytes);
     return true;
   }
 
   #notificationTooLarge(method: string, bytes: number): void {
     // Nothing we notify comes near the limit (output chunks, body deltas): a bug to see in the log.
-    this.#logger.error(`dropped a ${method} notification over the message limit`, { bytes, limit: this.#maxMessageBytes, to: this.label });
+    this.#logger.error(`dropped a ${method} notification over the message limit`, { bytes, limit: this.#outbox.maxMessageBytes, to: this.label });
   }
 
   /** Closes the connection; idempotent. Pending requests reject with CONNECTION_CLOSED. */
@@ -263,41 +240,7 @@ export class RpcConnection {
 
   /** Sends a small message of our own making (an error, a parse error): never near the limit. */
   #send(message: object): boolean {
-    return this.#sendText(JSON.stringify(message));
-  }
-
-  #sendText(text: string): boolean {
-    if (this.#isClosed) return true;
-    const ok = this.#transport.send(text);
-    if (!ok) this.#congested = true;
-    return ok;
-  }
-
-  /**
-   * Encodes and sends a message with a large base64 field, then settles it once it has left the
-   * transport's buffer (at once when the send reported no back-pressure, else on drain).
-   */
-  #sendBase64Message(message: WithBase64Field<unknown>, prefix: string): boolean {
-    if (this.#isClosed) {
-      message.settle();
-      return true;
-    }
-    const ok = this.#transport.send(message.encode(prefix, '}'));
-    if (ok) {
-      message.settle();
-      return true;
-    }
-    this.#congested = true;
-    void this.waitForDrain().then(() => message.settle());
-    return false;
-  }
-
-  /** The UTF-8 length of `text` when it is over the message limit; undefined when it fits. */
-  #bytesOverLimit(text: string): number | undefined {
-    // At most 3 UTF-8 bytes per UTF-16 unit: most messages need no count.
-    if (text.length * 3 <= this.#maxMessageBytes) return undefined;
-    const bytes = Buffer.byteLength(text, 'utf8');
-    return bytes > this.#maxMessageBytes ? bytes : undefined;
+    return this.#outbox.sendText(JSON.stringify(message));
   }
 
   /** Sends a handler's result; one over the message limit is answered with -32603 instead. */
@@ -305,8 +248,8 @@ export class RpcConnection {
     if (result instanceof WithBase64Field) {
       const prefix = `{"id":${JSON.stringify(id)},"result":`;
       const bytes = result.byteLength(prefix, '}');
-      if (bytes <= this.#maxMessageBytes) {
-        this.#sendBase64Message(result, prefix);
+      if (bytes <= this.#outbox.maxMessageBytes) {
+        this.#outbox.sendBase64Message(result, prefix);
         return;
       }
       result.settle();
@@ -314,20 +257,15 @@ export class RpcConnection {
       return;
     }
     const text = JSON.stringify({ id, result: result ?? {} });
-    const bytes = this.#bytesOverLimit(text);
-    if (bytes === undefined) this.#sendText(text);
+    const bytes = this.#outbox.bytesOverLimit(text);
+    if (bytes === undefined) this.#outbox.sendText(text);
     else this.#resultTooLarge(id, method, bytes);
   }
 
   #resultTooLarge(id: RequestId, method: string, bytes: number): void {
-    this.#logger.warn(`${method} result over the message limit`, { bytes, limit: this.#maxMessageBytes, to: this.label });
-    const message = `the ${method} result is ${bytes} bytes, over the ${this.#maxMessageBytes}-byte message limit; it was not sent`;
+    this.#logger.warn(`${method} result over the message limit`, { bytes, limit: this.#outbox.maxMessageBytes, to: this.label });
+    const message = `the ${method} result is ${bytes} bytes, over the ${this.#outbox.maxMessageBytes}-byte message limit; it was not sent`;
     this.#send({ error: { code: RpcErrorCode.InternalError, message }, id });
-  }
-
-  #onDrain(): void {
-    this.#congested = false;
-    for (const waiter of this.#drainWaiters.splice(0)) waiter();
   }
 
   #onBytes(bytes: Buffer): void {
@@ -382,19 +320,14 @@ export class RpcConnection {
       case 'notification':
         this.#dispatchNotification(message.method, message.params);
         return;
-      case 'result': {
-        const pending = this.#pending.get(message.id);
-        if (pending === undefined) this.#unsolicited();
-        else pending.resolve(message.result);
+      case 'result':
+        if (!this.#pending.resolve(message.id, message.result)) this.#unsolicited();
         return;
-      }
       case 'error': {
-        const pending = message.id === null ? undefined : this.#pending.get(message.id);
-        if (pending === undefined) {
+        const error = new RpcError(message.error.code, message.error.message, message.error.data);
+        if (message.id === null || !this.#pending.reject(message.id, error)) {
           this.#logger.warn('error response for no pending request', { from: this.label, error: message.error });
           this.#unsolicited();
-        } else {
-          pending.reject(new RpcError(message.error.code, message.error.message, message.error.data));
         }
         return;
       }
@@ -491,16 +424,14 @@ export class RpcConnection {
     const head = readMessageHead(decodeUtf8(error.head));
     const isResponse = head.keys.includes('result') || head.keys.includes('error');
     if (head.id !== undefined && isResponse && head.method === undefined) {
-      const pending = this.#pending.get(head.id);
-      if (pending === undefined) {
+      const method = this.#pending.methodOf(head.id);
+      if (method === undefined) {
         this.#logger.warn('dropped an oversized response for no pending request', { from: this.label, id: head.id });
         return;
       }
-      pending.reject(
-        new LocalError(
-          LocalErrorCode.FrameTooLarge,
-          `the response to ${pending.method} from ${this.label} is larger than the ${error.limitBytes}-byte message limit; it was dropped`,
-        ),
+      this.#pending.reject(
+        head.id,
+        new LocalError(LocalErrorCode.FrameTooLarge, `the response to ${method} from ${this.label} is larger than the ${error.limitBytes}-byte message limit; it was dropped`),
       );
       return;
     }
@@ -511,6 +442,7 @@ export class RpcConnection {
   #onClose(reason: Error | undefined): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
+    this.#outbox.close();
     const error = new LocalError(
       LocalErrorCode.ConnectionClosed,
       reason === undefined ? `connection ${this.label} closed` : `connection ${this.label} closed: ${reason.message}`,
@@ -519,32 +451,8 @@ export class RpcConnection {
     try {
       this.#lifetime.abort(error);
     } finally {
-      for (const pending of [...this.#pending.values()]) pending.reject(error);
-      this.#pending.clear();
-      for (const waiter of this.#drainWaiters.splice(0)) waiter();
+      this.#pending.rejectAll(error);
       this.#closed.resolve(reason);
     }
   }
-}
-
-/**
- * The common shapes, classified without a schema pass: a request or a result whose id is a safe
- * integer or a string, a notification, all with a string method. Anything else (errors, odd ids,
- * malformed messages) returns undefined and goes through {@link classifyMessage}, which has the
- * last word; what this accepts, it accepts too, with the same outcome.
- */
-function classifyFast(value: unknown): IncomingMessage | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
-  const record = value as Record<string, unknown>;
-  const { id, method } = record;
-  const idOk = typeof id === 'string' || Number.isSafeInteger(id);
-  if (typeof method === 'string') {
-    if (id === undefined && !('id' in record)) return { kind: 'notification', method, params: record.params };
-    if (idOk) return { kind: 'request', id: id as RequestId, method, params: record.params };
-    return undefined;
-  }
-  if (method === undefined && !('method' in record) && !('error' in record) && 'result' in record && idOk) {
-    return { kind: 'result', id: id as RequestId, result: record.result };
-  }
-  return undefined;
 }

@@ -90,3 +90,16 @@ export function settlesWithin(promise: Promise<unknown>, ms: number, signal?: Ab
     );
   });
 }
+
+/**
+ * A controller that aborts with `parent`'s reason when `parent` aborts (at once if it already
+ * has), and can also be aborted alone, leaving `parent` untouched. Call `unlink` once the work
+ * given its signal is over: it removes the listener from `parent`.
+ */
+export function linkedController(parent: AbortSignal): { controller: AbortController; unlink: () => void } {
+  const controller = new AbortController();
+  const forward = (): void => controller.abort(parent.reason);
+  if (parent.aborted) forward();
+  else parent.addEventListener('abort', forward, { once: true });
+  return { controller, unlink: () => parent.removeEventListener('abort', forward) };
+}

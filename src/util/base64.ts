@@ -46,3 +46,13 @@ export function decodeBase64Bytes(text: Buffer): Buffer | undefined {
 export function encodeBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
+
+/** The reason `text` is not valid base64, in the words of the Rust `base64` crate Codex uses. */
+export function describeInvalidBase64(text: string): string {
+  const symbol = /[^A-Za-z0-9+/=]/.exec(text);
+  const firstPad = text.indexOf('=');
+  const misplacedPad = firstPad >= 0 && /[^=]/.test(text.slice(firstPad)) ? firstPad : -1;
+  const offset = symbol === null ? misplacedPad : misplacedPad < 0 ? symbol.index : Math.min(symbol.index, misplacedPad);
+  if (offset >= 0) return `Invalid symbol ${text.charCodeAt(offset)}, offset ${offset}.`;
+  return 'Invalid padding';
+}

@@ -1,0 +1,106 @@
+/**
+ * Keeping an `fs/*` call on the entries it was judged by: under a restricted sandbox, writes made
+ * through held-open directories so that a symlink swapped in after the check cannot redirect them;
+ * for `followSymlinks: false`, the refusal of a symlink among the parent directories.
+ */
+import type { Stats } from 'node:fs';
+import { lstat, mkdir } from 'node:fs/promises';
+import { basename, dirname, join, parse, sep } from 'node:path';
+import { FsCreateDirectory } from '../protocol/exec.js';
+import { errnoError, ioError, isErrno } from './io-errors.js';
+import { openDirectory, type PinnedDirectory } from './pinned-directory.js';
+import { assertLandsWritable, type SandboxPolicy } from './sandbox-policy.js';
+
+/**
+ * Runs a write of `path` (`write` gets the path to act on and whether it is pinned). Without a
+ * restricted sandbox (`landing` undefined) it acts on `path` itself. Under one, `landing` is where
+ * the write was judged to land, and the write goes exactly there: the parent directory is held
+ * open and judged again by the real path of what was opened, and `write` gets a path to the final
+ * name inside that open directory, which it must use without following a final symlink
+ * (`O_NOFOLLOW`). A symlink swapped in after the check cannot lead the write anywhere else.
+ */
+export async function writeAt<T>(
+  policy: SandboxPolicy | undefined,
+  path: string,
+  landing: string | undefined,
+  method: string,
+  write: (target: string, pinned: boolean) => Promise<T>,
+): Promise<T> {
+  if (policy === undefined || landing === undefined) return write(path, false);
+  const parent = openDirectory(dirname(landing), false);
+  try {
+    assertLandsWritable(policy, path, join(parent.real, basename(landing)), method);
+    return await write(parent.at(basename(landing)), true);
+  } finally {
+    parent.close();
+  }
+}
+
+/**
+ * `fs/createDirectory` under a restricted sandbox: makes `landing` (where `path` was judged to
+ * land) one level at a time below its deepest existing ancestor, each inside the one before, held
+ * open, and opened without following a symlink; one planted on the way fails the call instead of
+ * leading the new directories elsewhere. Errors are those of `mkdir` (recursive or not).
+ */
+export async function makeDirectoryConfined(policy: SandboxPolicy, path: string, landing: string, recursive: boolean): Promise<void> {
+  const method = FsCreateDirectory.method;
+  if (!recursive) {
+    await writeAt(policy, path, landing, method, (target) => mkdir(target));
+    return;
+  }
+  const missing: string[] = [];
+  let directory: PinnedDirectory | undefined;
+  for (let at = landing; directory === undefined; ) {
+    try {
+      directory = openDirectory(at, false);
+    } catch (error) {
+      const parent = dirname(at);
+      // An existing file where the directory should be is `File exists`, as `mkdir -p` says.
+      if (at === landing && isErrno(error, 'ENOTDIR') && (await lstatOrUndefined(at)) !== undefined) throw errnoError('EEXIST');
+      if (!isErrno(error, 'ENOENT') || parent === at) throw error;
+      missing.unshift(basename(at));
+      at = parent;
+    }
+  }
+  try {
+    assertLandsWritable(policy, path, join(directory.real, ...missing), method);
+    for (const name of missing) {
+      try {
+        await mkdir(directory.at(name));
+      } catch (error) {
+        if (!isErrno(error, 'EEXIST')) throw error; // made meanwhile: fine if it is a directory
+      }
+      const child = openDirectory(directory.at(name), true);
+      directory.close();
+      directory = child;
+    }
+  } finally {
+    directory.close();
+  }
+}
+
+/**
+ * For `followSymlinks: false`: a symlink among the parent directories of `path` fails like an
+ * `O_NOFOLLOW` walk of the components does in Codex (`Not a directory (os error 20)`). Missing
+ * components end the check: the operation itself reports them (or creates them).
+ */
+export async function refuseSymlinkAncestors(path: string): Promise<void> {
+  const root = parse(path).root;
+  const parts = path.slice(root.length).split(sep).filter((part) => part !== '');
+  let current = root;
+  for (const part of parts.slice(0, -1)) {
+    current = join(current, part);
+    const info = await lstatOrUndefined(current);
+    if (info === undefined) return;
+    if (info.isSymbolicLink()) throw ioError(errnoError('ENOTDIR'));
+  }
+}
+
+/** The `lstat` of `path`, or undefined when there is none to be had (missing, unreachable). */
+export async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch {
+    return undefined;
+  }
+}
