@@ -23,11 +23,10 @@ import {
   type DirectoryEntry,
   type EnvironmentInfo,
   type FileMetadata,
-  type MethodSpec,
   type EnvPolicy,
   type SandboxContext,
 } from '../protocol/exec.js';
-import { RpcErrorCode } from '../protocol/jsonrpc.js';
+import { RpcErrorCode, type MethodSpec } from '../protocol/jsonrpc.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, maxBase64PayloadBytes } from '../protocol/limits.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, RpcConnection, type RequestOptions } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';

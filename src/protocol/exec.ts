@@ -1,31 +1,11 @@
 import { z } from 'zod';
+import { methodSpec as method, notificationSpec as notification } from './jsonrpc.js';
 
 /**
  * The Codex exec-server protocol (codex-cli 0.169.0): every method and notification our client
  * and server use, with params and result schemas side by side. Inbound objects are loose
  * (unknown fields are ignored); optional fields accept `null` because Codex sends explicit nulls.
  */
-
-/** A method's name with its params and result schemas. */
-export interface MethodSpec<P extends z.ZodType, R extends z.ZodType> {
-  readonly method: string;
-  readonly params: P;
-  readonly result: R;
-}
-
-/** A notification's name with its params schema. */
-export interface NotificationSpec<P extends z.ZodType> {
-  readonly method: string;
-  readonly params: P;
-}
-
-function method<P extends z.ZodType, R extends z.ZodType>(name: string, params: P, result: R): MethodSpec<P, R> {
-  return { method: name, params, result };
-}
-
-function notification<P extends z.ZodType>(name: string, params: P): NotificationSpec<P> {
-  return { method: name, params };
-}
 
 const u64 = z.number().int().nonnegative();
 

@@ -99,3 +99,26 @@ export function classifyMessage(value: unknown): IncomingMessage | ClassifyFailu
   }
   return { kind: 'invalid', reason: 'message has neither method, result nor error' };
 }
+
+/** A method's name with its params and result schemas (the JSON-RPC connection engine serves and calls these). */
+export interface MethodSpec<P extends z.ZodType, R extends z.ZodType> {
+  readonly method: string;
+  readonly params: P;
+  readonly result: R;
+}
+
+/** A notification's name with its params schema. */
+export interface NotificationSpec<P extends z.ZodType> {
+  readonly method: string;
+  readonly params: P;
+}
+
+/** A {@link MethodSpec}. */
+export function methodSpec<P extends z.ZodType, R extends z.ZodType>(name: string, params: P, result: R): MethodSpec<P, R> {
+  return { method: name, params, result };
+}
+
+/** A {@link NotificationSpec}. */
+export function notificationSpec<P extends z.ZodType>(name: string, params: P): NotificationSpec<P> {
+  return { method: name, params };
+}

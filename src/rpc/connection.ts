@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { classifyMessage, RpcErrorCode, type RequestId } from '../protocol/jsonrpc.js';
-import type { MethodSpec, NotificationSpec } from '../protocol/exec.js';
+import type { MethodSpec, NotificationSpec } from '../protocol/jsonrpc.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { decodeUtf8 } from '../transport/text.js';
 import { MessageTooLargeError, type MessageTransport } from '../transport/transport.js';
