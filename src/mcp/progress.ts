@@ -5,6 +5,7 @@ import { describeTurnEvent } from '../session/live-turn.js';
 import type { TurnOutcome } from '../session/turn-stream.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { vendorNotification } from './sdk-workarounds.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -42,7 +43,7 @@ export function progressReporter(extra: Extra, options: { codexEvents: boolean; 
     const meta: Record<string, unknown> = { requestId: extra.requestId };
     if (threadId !== undefined) meta.threadId = threadId;
     // A vendor notification outside the MCP schema, as the old server sent it.
-    send({ method: 'codex/event', params: { _meta: meta, id: turnId, msg } } as unknown as ServerNotification);
+    send(vendorNotification('codex/event', { _meta: meta, id: turnId, msg }));
   };
   return {
     started: (id, turnId, created) => {

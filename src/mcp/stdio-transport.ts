@@ -6,42 +6,21 @@ import type { OversizedLineObserver } from '../transport/ndjson.js';
 import { StreamTransport } from '../transport/stream.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { nonObjectResultAsError } from './sdk-workarounds.js';
 
 /**
- * The MCP server's stdio transport, in place of the SDK's `StdioServerTransport`, and with it the
- * workarounds for what the SDK does on its own: its tool-name warnings on stderr (see
- * {@link withSdkWarningsLogged}), and its handling of what the client sends:
+ * The MCP server's stdio transport, in place of the SDK's `StdioServerTransport`, which does not
+ * handle well what a client may send:
  * - the SDK's transport closes the connection when a line passes its 10 MiB read buffer, and the
  *   server then exits as if the client had left (exit code 0, no log line, every open call cut).
  *   Here a line over the bound is dropped without being kept, its id read on the fly, and the
  *   request answered with an error naming the bound;
- * - the SDK drops a response whose `result` is not an object (an approval answered with a bare
- *   `"approved"`), which would leave the request waiting until its timeout: it becomes an error;
+ * - a response whose `result` is not an object (an approval answered with a bare `"approved"`)
+ *   would leave the request waiting until its timeout: it becomes an error (see
+ *   `nonObjectResultAsError` in sdk-workarounds.ts);
  * - the SDK drops a line that is not a JSON-RPC message without a word: it is logged, and a
  *   request with a readable id gets an error.
  */
-
-/**
- * Runs `build` (the server's tool registrations) with what the SDK prints through `console.warn`
- * routed to `logger` at debug level, as one entry. The SDK warns about every tool name outside
- * `[A-Za-z0-9._-]` (its reading of SEP-986), seven lines each, with no way to turn it off; for
- * `environment/add` and the other names with `/`, which follow the Codex app-server methods, that
- * is about 35 lines of noise on every start. `build` is synchronous, so the swap covers exactly
- * the SDK's registration calls and is undone before anything else runs.
- */
-export function withSdkWarningsLogged<T>(logger: Logger, build: () => T): T {
-  const warn = console.warn;
-  const lines: string[] = [];
-  console.warn = (...args: unknown[]) => {
-    lines.push(args.map((arg) => (typeof arg === 'string' ? arg : errorMessage(arg))).join(' '));
-  };
-  try {
-    return build();
-  } finally {
-    console.warn = warn;
-    if (lines.length > 0) logger.debug('the MCP SDK warned while the tools were registered', { warnings: lines });
-  }
-}
 
 /** JSON-RPC "Invalid Request": what an unusable request (or an oversized one) is answered with. */
 const INVALID_REQUEST = -32600;
@@ -201,18 +180,6 @@ function oneLine(error: z.ZodError | undefined): string {
 /** `bytes` as MiB for messages: `10 MiB`, `0.5 MiB`. */
 function mebibytes(bytes: number): string {
   return `${Number((bytes / MIB).toFixed(3))} MiB`;
-}
-
-/**
- * A response whose `result` is not an object, as an error response for the same request, which the
- * SDK then delivers to the waiting request (for an approval: a denial at once).
- */
-function nonObjectResultAsError(message: unknown): unknown {
-  if (typeof message !== 'object' || message === null || Array.isArray(message)) return message;
-  if (!('result' in message) || 'method' in message || !('id' in message)) return message;
-  const { result, id } = message;
-  if (typeof result === 'object' && result !== null && !Array.isArray(result)) return message;
-  return { jsonrpc: '2.0', id, error: { code: INVALID_REQUEST, message: `the result must be an object, got ${JSON.stringify(result)}` } };
 }
 
 /** Options of {@link McpStdioTransport}. */

@@ -1,22 +1,6 @@
 import { InMemoryTaskStore, isTerminal } from '@modelcontextprotocol/sdk/experimental/tasks';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import {
-  CallToolRequestSchema,
-  CallToolResultSchema,
-  CreateTaskResultSchema,
-  ErrorCode,
-  ListToolsRequestSchema,
-  ListToolsResultSchema,
-  McpError,
-  type CallToolResult,
-  type CreateTaskResult,
-  type ServerNotification,
-  type ServerRequest,
-  type Task,
-} from '@modelcontextprotocol/sdk/types.js';
-import { z } from 'zod';
+import { ErrorCode, McpError, type CallToolResult, type CreateTaskResult, type ServerNotification, type ServerRequest, type Task } from '@modelcontextprotocol/sdk/types.js';
 import type { ApprovalRequest, Approver } from '../agent/approvals.js';
 import type { TurnProgress } from '../protocol/status.js';
 import { errorMessage } from '../util/errors.js';
@@ -37,9 +21,9 @@ export const TASK_CAPABILITIES = { list: {}, cancel: {}, requests: { tools: { ca
 
 /**
  * The SDK's in-memory task store, plus two hooks per live task: one interrupts its turn when the
- * client cancels it (`tasks/cancel` only marks the task cancelled in the store), one says what
- * its turn is doing whenever the task is read, so the status message is always current without
- * a store write (and a status notification) per turn event.
+ * client cancels it (the SDK's `tasks/cancel` only marks the task cancelled in the store, see
+ * sdk-workarounds.ts), one says what its turn is doing whenever the task is read, so the status
+ * message is always current without a store write (and a status notification) per turn event.
  */
 export class TurnTaskStore extends InMemoryTaskStore {
   readonly #onCancel = new Map<string, () => void>();
@@ -123,9 +107,6 @@ function finalStatusMessage(started: StartedTurn | undefined, result: CallToolRe
   return `${where}failed: ${first?.type === 'text' ? clipped(first.text, APPROVAL_PREVIEW_CHARS) : 'see the result'}`;
 }
 
-/** Starts one task-augmented call of a task tool from its raw arguments. */
-export type TaskTool = (args: unknown, extra: Extra) => Promise<CreateTaskResult>;
-
 /**
  * Runs a turn as an MCP task: answers at once with the task (`working`), and stores the call's
  * result when the turn ends: `completed`, or `failed` when the result is an error. While the turn
@@ -180,49 +161,4 @@ export async function createTurnTask(context: TurnCallContext, store: TurnTaskSt
   });
   await Promise.race([call.started, call.result]);
   return { task: await tasks.getTask(taskId) };
-}
-
-/**
- * The handler the SDK installed for `method`, so a wrapper can delegate to it. The SDK keeps its
- * handlers in a private table; a missing one (an SDK change) fails start-up loudly.
- */
-function installedHandler(server: Server, method: string): (request: unknown, extra: Extra) => Promise<unknown> {
-  const table: unknown = Reflect.get(server, '_requestHandlers');
-  const handler: unknown = table instanceof Map ? table.get(method) : undefined;
-  if (typeof handler !== 'function') throw new Error(`the MCP SDK's handler for ${method} was not found; this SDK version is not supported`);
-  return async (request, extra) => {
-    const result: unknown = await Reflect.apply(handler, server, [request, extra]);
-    return result;
-  };
-}
-
-const ToolCallAnswerSchema = z.union([CallToolResultSchema, CreateTaskResultSchema]);
-
-/**
- * Serves task-augmented calls of `tools` and lists them with `taskSupport: "optional"`. `onCall`
- * runs as each `tools/call` arrives (before any await) and returns what to run when it is answered.
- *
- * Why not the SDK's `registerToolTask`: for a tool with optional task support, the SDK answers a
- * plain call by polling the task store on a timer, which would lose the wait budget and add up
- * to a poll interval to every call. So the tools stay ordinary (plain calls keep the SDK's
- * validation and the usual path), and only calls that carry `task` are routed here.
- */
-export function routeTaskCalls(server: McpServer, tools: ReadonlyMap<string, TaskTool>, onCall: (extra: Extra) => () => void): void {
-  const inner = server.server;
-  const listTools = installedHandler(inner, 'tools/list');
-  const callTool = installedHandler(inner, 'tools/call');
-  inner.setRequestHandler(ListToolsRequestSchema, async (request, extra) => {
-    const listed = ListToolsResultSchema.parse(await listTools(request, extra));
-    return { ...listed, tools: listed.tools.map((tool) => (tools.has(tool.name) ? { ...tool, execution: { ...tool.execution, taskSupport: 'optional' as const } } : tool)) };
-  });
-  inner.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-    const answered = onCall(extra);
-    try {
-      const tool = request.params.task === undefined ? undefined : tools.get(request.params.name);
-      if (tool !== undefined) return await tool(request.params.arguments ?? {}, extra);
-      return ToolCallAnswerSchema.parse(await callTool(request, extra));
-    } finally {
-      answered();
-    }
-  });
 }

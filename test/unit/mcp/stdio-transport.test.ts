@@ -2,7 +2,7 @@
 // without keeping the message), and the repairs of what the SDK would drop silently.
 import { PassThrough } from 'node:stream';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { McpStdioTransport, withSdkWarningsLogged } from '../../../src/mcp/stdio-transport.js';
+import { McpStdioTransport } from '../../../src/mcp/stdio-transport.js';
 import { createLogger } from '../../../src/util/logger.js';
 
 const LIMIT = 4096;
@@ -147,30 +147,5 @@ describe('McpStdioTransport', () => {
       check();
     });
     expect(t.closed()).toBe(true);
-  });
-});
-
-describe('withSdkWarningsLogged', () => {
-  it("sends what is printed with console.warn during the build to the log at debug level, once, and restores console.warn, also when the build throws", () => {
-    const original = console.warn;
-    const logs: string[] = [];
-    const logger = createLogger({ write: (line) => logs.push(line), level: 'debug', json: true });
-    const built = withSdkWarningsLogged(logger, () => {
-      console.warn('Tool name validation warning for "a/b":');
-      console.warn('  - Tool name contains invalid characters: "/"');
-      return 42;
-    });
-    expect(built).toBe(42);
-    expect(console.warn).toBe(original);
-    expect(logs.map((line) => JSON.parse(line) as unknown)).toEqual([
-      expect.objectContaining({ level: 'debug', warnings: ['Tool name validation warning for "a/b":', '  - Tool name contains invalid characters: "/"'] }),
-    ]);
-
-    expect(() => withSdkWarningsLogged(logger, () => {
-      throw new Error('registration failed');
-    })).toThrow('registration failed');
-    expect(console.warn).toBe(original);
-    // Nothing warned: nothing logged.
-    expect(logs).toHaveLength(1);
   });
 });

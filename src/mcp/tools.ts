@@ -1,0 +1,149 @@
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  ToolSchema,
+  type CallToolResult,
+  type CreateTaskResult,
+  type ListToolsResult,
+  type RequestId,
+  type ServerNotification,
+  type ServerRequest,
+  type Tool,
+  type ToolAnnotations,
+} from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { errorMessage } from '../util/errors.js';
+
+/** What a tool's handler gets with a call. */
+export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/**
+ * One MCP tool as written: its schemas are zod, and what `tools/list` advertises is derived from
+ * them. `I` and `O` must be object schemas (checked when the tool is defined).
+ */
+export interface ToolSpec<I extends z.ZodType, O extends z.ZodType> {
+  name: string;
+  title: string;
+  description: string;
+  /** The arguments; the advertised `inputSchema` is derived from it and every call is parsed with it. */
+  input: I;
+  /** The `structuredContent` of a successful result; the advertised `outputSchema` is derived from it. */
+  output: O;
+  annotations?: ToolAnnotations;
+  /** Answers a call; a failure the caller should see is an `isError` result. */
+  run: (args: z.output<I>, extra: ToolExtra) => CallToolResult | Promise<CallToolResult>;
+  /** Answers a task-augmented call (MCP Tasks); a tool without it is listed with `taskSupport: "forbidden"`. */
+  runAsTask?: (args: z.output<I>, extra: ToolExtra) => Promise<CreateTaskResult>;
+}
+
+/** A tool ready to serve (see {@link defineTool}). */
+export interface McpTool {
+  readonly name: string;
+  /** Its `tools/list` entry, derived once when the tool was defined. */
+  readonly listing: Tool;
+  /** Parses `args` and runs the tool; bad arguments (or a result off its output schema) throw an `McpError`. */
+  call(args: unknown, extra: ToolExtra): Promise<CallToolResult>;
+  /** The same as an MCP task; undefined when the tool has no task support. */
+  readonly callAsTask: ((args: unknown, extra: ToolExtra) => Promise<CreateTaskResult>) | undefined;
+}
+
+/**
+ * `schema` as the JSON Schema `tools/list` advertises (draft-07, for what a caller sends with
+ * `io: "input"`, for what the tool returns with `io: "output"`), checked to be an object schema as
+ * MCP requires.
+ */
+function advertised(name: string, schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchema'] {
+  const parsed = ToolSchema.shape.inputSchema.safeParse(z.toJSONSchema(schema, { target: 'draft-7', io }));
+  if (!parsed.success) throw new Error(`the ${io} schema of MCP tool ${name} is not an object schema: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** `environments[0].id` for the path `['environments', 0, 'id']`. */
+function dotPath(path: readonly PropertyKey[]): string {
+  return path.map((segment, index) => (typeof segment === 'number' ? `[${segment}]` : index === 0 ? String(segment) : `.${String(segment)}`)).join('');
+}
+
+/** Each problem on a line: what is wrong, and where. */
+function problems(error: z.ZodError): string {
+  return error.issues.map((issue) => (issue.path.length === 0 ? issue.message : `${issue.message} at ${dotPath(issue.path)}`)).join('\n');
+}
+
+/**
+ * Makes a tool from its spec: the JSON Schemas of its listing are derived here, once, and every
+ * call's arguments are parsed with `spec.input` (an error names the tool, the problem and where).
+ */
+export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolSpec<I, O>): McpTool {
+  const { name, runAsTask } = spec;
+  const listing: Tool = {
+    name,
+    title: spec.title,
+    description: spec.description,
+    inputSchema: advertised(name, spec.input, 'input'),
+    outputSchema: advertised(name, spec.output, 'output'),
+    ...(spec.annotations === undefined ? {} : { annotations: spec.annotations }),
+    execution: { taskSupport: runAsTask === undefined ? 'forbidden' : 'optional' },
+  };
+  const parse = (args: unknown): z.output<I> => {
+    const parsed = spec.input.safeParse(args);
+    if (!parsed.success) throw new McpError(ErrorCode.InvalidParams, `Input validation error: Invalid arguments for tool ${name}: ${problems(parsed.error)}`);
+    return parsed.data;
+  };
+  return {
+    name,
+    listing,
+    call: async (args, extra) => {
+      const result = await spec.run(parse(args), extra);
+      if (result.isError === true) return result;
+      const structured = spec.output.safeParse(result.structuredContent);
+      if (!structured.success) throw new McpError(ErrorCode.InvalidParams, `Output validation error: Invalid structured content for tool ${name}: ${problems(structured.error)}`);
+      return result;
+    },
+    callAsTask: runAsTask === undefined ? undefined : (args, extra) => runAsTask(parse(args), extra),
+  };
+}
+
+/** An `isError` result with `text`. */
+function errorResult(text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true };
+}
+
+/**
+ * Serves `tools` on `server`. `tools/list` answers with the listings made when the tools were
+ * defined. A plain `tools/call` answers errors as `isError` results (an unknown tool, bad
+ * arguments, a failure of the tool); a task-augmented one creates the tool's task, and is refused
+ * with a JSON-RPC error when the tool has none (`-32601`, as MCP asks) or the call is bad.
+ * `onCall` runs as each call arrives, before any await; what it returns runs once it is answered.
+ */
+export function serveTools(server: Server, tools: readonly McpTool[], onCall: (requestId: RequestId) => () => void): void {
+  const byName = new Map<string, McpTool>();
+  for (const tool of tools) {
+    if (byName.has(tool.name)) throw new Error(`two MCP tools are named ${tool.name}`);
+    byName.set(tool.name, tool);
+  }
+  const listed: ListToolsResult = { tools: tools.map((tool) => tool.listing) };
+  server.setRequestHandler(ListToolsRequestSchema, () => listed);
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
+    const answered = onCall(extra.requestId);
+    try {
+      const { name, arguments: args = {}, task } = request.params;
+      const tool = byName.get(name);
+      if (task !== undefined) {
+        if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+        if (tool.callAsTask === undefined) throw new McpError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
+        return await tool.callAsTask(args, extra);
+      }
+      try {
+        if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+        return await tool.call(args, extra);
+      } catch (error) {
+        return errorResult(errorMessage(error));
+      }
+    } finally {
+      answered();
+    }
+  });
+}
