@@ -189,7 +189,8 @@ describe('approvals through elicitation, end to end', () => {
 
   it('denies on a bare string answer (a JSON-RPC result that is not an object) because of the answer, not after the approval timeout', async () => {
     // 0.153 turned a bare "denied" into Denied at once. A 10 s approval timeout bounds the test; the
-    // denial must come from the answer itself, so the model must not read "timed out".
+    // denial must come from the answer itself, so the model must not read "timed out". The built
+    // CLI: our stdio transport turns such a result into an error (the SDK's transports drop it).
     mcp = await startMcp(home.path, { answer: () => 'approved', args: ['-c', 'multienv.approval_timeout_sec=10'] });
     steps.push(exec('touch unclear.txt'), say('fine'));
     const result = await mcp.call('codex', untrusted('make the file'));

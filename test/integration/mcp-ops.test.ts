@@ -220,6 +220,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   it('thread/list in one server shows a turn another server has just started on a thread it listed a moment ago', async () => {
+    // Two server processes: a lease names its holder by pid.
     mcp = await startMcp(home.path);
     const other = await startMcp(home.path);
     try {
@@ -502,6 +503,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   describe('tool names', () => {
+    // The first two read the process's own stderr, where anything the SDK printed would land.
     it('starts quietly with the default names: no SDK tool-name warning on stderr at the default log level', async () => {
       // No CODEX_MULTIENV_LOG: the default level (info), as a client starts the server.
       mcp = await startMcp(home.path, { env: { CODEX_MULTIENV_LOG: undefined } });

@@ -74,6 +74,7 @@ describe('MCP server with the fake model', () => {
   });
 
   it('recovers a thread whose server was killed mid-turn: the dangling call is answered and the thread continues', async () => {
+    // The built CLI: the command kills the server's process.
     mcp = await startMcp(home.path);
     steps.push(say('turn one'));
     const first = await mcp.call('codex', { prompt: 'start', cwd: work.path });
