@@ -210,6 +210,7 @@ export interface McpServerStartOptions {
 export interface StartedMcpServer {
   /** The MCP face, to connect to a transport. */
   server: ReturnType<typeof createMcpServer>;
+  /** The threads, whose turns may outlive the client (see `runMcpServer`). */
   threads: ThreadManager;
   /** The `[multienv]` settings in effect (message bound, drain time, threads folder, …). */
   limits: EffectiveConfig['multienv'];
@@ -333,8 +334,8 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
 
 /**
  * `codex-multienv` (no subcommand) in one process (`--foreground`, or a terminal): serves MCP over
- * `io` (stdin/stdout) until the client goes or a signal comes, then lets the accepted turns finish
- * (up to `multienv.drain_timeout_sec`) and stops.
+ * `io` (stdin/stdout) until a signal comes, or the client goes (then the accepted turns may finish
+ * first, up to `multienv.drain_timeout_sec`), and stops.
  */
 export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: McpServerIo = { input: process.stdin, output: process.stdout }): Promise<number> {
   const started = await startMcpServer({ argv, env, cwd: process.cwd(), logger: (level) => stderrLogger(level, env), selfReference: currentSelfReferenceHost(env) });

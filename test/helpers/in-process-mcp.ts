@@ -15,9 +15,9 @@ import { CLI, waitFor } from './process.js';
 export interface InProcessMcpOptions {
   /** Answers `elicitation/create`; without it the client declares no elicitation capability. */
   answer?: ElicitationAnswer;
-  /** Variables on top of the test environment (see `serverEnv`); `undefined` removes one. */
+  /** Variables on top of the test environment (see `serverEnv`); `undefined` removes one. @default {} */
   env?: NodeJS.ProcessEnv;
-  /** The server's command line (`-c key=value`, `--profile`, `--portable-tool-names`, …). */
+  /** The server's command line (`-c key=value`, `--profile`, `--portable-tool-names`, …). @default [] */
   args?: string[];
   /** The server's working directory. @default process.cwd() */
   cwd?: string;

@@ -10,7 +10,7 @@ import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type
 import { CLI, tempDir, waitFor } from './process.js';
 import { networkEnv } from './network.js';
 
-/** A running MCP server (our built CLI) with a connected SDK client. */
+/** A running MCP server with a connected SDK client: our built CLI (`startMcp`) or composed in this process (`startInProcessMcp`). */
 export interface McpHarness {
   client: Client;
   /** Every JSON-RPC message the server sent, in order. */
@@ -19,16 +19,16 @@ export interface McpHarness {
   sent: unknown[];
   /** Resolves with the first message in `received` (already there or still to come) that matches; rejects after `timeoutMs` (default 20 s). */
   waitForReceived(predicate: (message: unknown) => boolean, what: string, timeoutMs?: number): Promise<unknown>;
-  /** What the server wrote on stderr so far. */
+  /** What the server wrote on stderr so far (in-process: its log lines). */
   stderr: () => string;
   /**
    * Waits until stderr matches `pattern`. The worker's stderr reaches the client through the
    * relay, so a line can arrive after an answer the worker sent later on stdout.
    */
   waitForStderr(pattern: RegExp, what: string): Promise<void>;
-  /** The pid of the process the client started (the relay in front of the detached worker). */
+  /** The pid of the process the client started (the relay in front of the detached worker); in-process, this one. */
   pid: number;
-  /** The pid of the worker serving this client, from its ready log line (waited for). */
+  /** The pid of the worker serving this client, from its ready log line (waited for); in-process, this one. */
   workerPid: () => Promise<number>;
   call(name: string, args: Record<string, unknown>, options?: { signal?: AbortSignal; progressToken?: string; onprogress?: (p: unknown) => void }): Promise<CallToolResult>;
   close(): Promise<void>;
