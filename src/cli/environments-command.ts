@@ -7,15 +7,20 @@ import { ExecServer } from '../exec/server.js';
 import type { Logger } from '../util/logger.js';
 import { codexHome, hostFacts, readOptionalFile, stderrLogger } from './runtime.js';
 
-/** Builds the registry from `$CODEX_HOME/environments.toml` or `CODEX_EXEC_SERVER_URL`; logs to `logger` (default: stderr at `logLevel`). */
+/**
+ * Builds the registry from `$CODEX_HOME/environments.toml` or `CODEX_EXEC_SERVER_URL`; logs to
+ * `logger` (default: stderr at `logLevel`); `cwd` is the working directory of `local` (default:
+ * this process's).
+ */
 export async function loadRegistry(
   env: NodeJS.ProcessEnv,
   logLevel?: string,
   logger: Logger = stderrLogger(logLevel, env),
+  cwd: string = process.cwd(),
 ): Promise<{ registry: EnvironmentRegistry; localServer: ExecServer; source: string }> {
   const home = codexHome(env);
   const config = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: env.CODEX_EXEC_SERVER_URL, readFile: readOptionalFile });
-  const localServer = new ExecServer({ env, host: hostFacts(env), logger: logger.child('local'), nativeStarter: env[NATIVE_SPAWN_ENV] !== '0' });
+  const localServer = new ExecServer({ env, host: hostFacts(env, cwd), logger: logger.child('local'), nativeStarter: env[NATIVE_SPAWN_ENV] !== '0' });
   const registry = new EnvironmentRegistry({ config, configSource: config.source, localServer, launcherEnv: env, logger: logger.child('environments') });
   return { registry, localServer, source: config.source };
 }

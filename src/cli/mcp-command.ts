@@ -24,7 +24,7 @@ import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sa
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { networkSettings } from './network.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
-import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter } from './self-reference.js';
+import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
@@ -195,14 +195,46 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
   }
 }
 
+/** What {@link startMcpServer} composes the server from: the outside world, passed in. */
+export interface McpServerStartOptions {
+  /** The command line after the command: `-c key=value`, `--profile`, `--log-level`, `--portable-tool-names`, `--foreground`. */
+  argv: string[];
+  /** The server's environment: `CODEX_HOME`, provider keys, proxies and CAs, and what commands on `local` inherit. */
+  env: NodeJS.ProcessEnv;
+  /** The server's working directory: the base of relative `-c` paths, and the default thread and `local` cwd. */
+  cwd: string;
+  /** Makes the logger for the `--log-level` given (undefined without one); log events also reach the MCP client. */
+  logger: (level: string | undefined) => Logger;
+  /** How this server is launched, to leave the `[mcp_servers]` entries that launch it out of sessions; undefined when unknown. */
+  selfReference: SelfReferenceHost | undefined;
+}
+
+/** The composed MCP server, not yet connected to a client. */
+export interface StartedMcpServer {
+  /** The MCP face, to connect to a transport. */
+  server: ReturnType<typeof createMcpServer>;
+  /** The threads, whose turns may outlive the client (see `runMcpServer`). */
+  threads: ThreadManager;
+  /** The `[multienv]` settings in effect (message bound, drain time, threads folder, …). */
+  limits: EffectiveConfig['multienv'];
+  /** The server's logger (tee'd into the client's logging notifications). */
+  logger: Logger;
+  /** Logs that the server is ready and checks the sandbox of `local`; call once it is connected. */
+  ready(): void;
+  /** Interrupts the turns still running, records them, and closes threads, environments, store and server. Idempotent. */
+  close(): Promise<void>;
+}
+
 /**
- * `codex-multienv` (no subcommand) in one process (`--foreground`, or a terminal): serves MCP over
- * `io` (stdin/stdout) until the client goes. Configuration is Codex's: `$CODEX_HOME/config.toml`,
- * `-c key=value` overrides, and environments.toml.
+ * Composes the MCP server as `codex-multienv` runs it, from explicit options instead of the
+ * process's globals, so the CLI and an in-process test harness build the same thing. Configuration
+ * is Codex's: `$CODEX_HOME/config.toml`, `-c key=value` overrides, and environments.toml.
+ * @throws LocalError naming the file and key when the configuration is broken.
  */
-export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: McpServerIo = { input: process.stdin, output: process.stdout }): Promise<number> {
+export async function startMcpServer(options: McpServerStartOptions): Promise<StartedMcpServer> {
+  const { env, cwd } = options;
   const { values } = parseArgs({
-    args: argv,
+    args: options.argv,
     options: {
       config: { type: 'string', short: 'c', multiple: true },
       profile: { type: 'string', short: 'p' },
@@ -214,13 +246,13 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   });
   // Log events also go to the MCP client (as logging notifications) once the server exists.
   let forwardLog: ((entry: LogEntry) => void) | undefined;
-  const logger = teeLogger(stderrLogger(values['log-level'], env), (entry) => forwardLog?.(entry));
+  const logger = teeLogger(options.logger(values['log-level']), (entry) => forwardLog?.(entry));
   const home = codexHome(env);
   const configPath = join(home, 'config.toml');
   const text = await readOptionalFile(configPath);
   const baseLayers: ConfigLayer[] = [];
   if (text !== undefined) baseLayers.push(parseConfigToml(text, configPath, { baseDir: home }));
-  baseLayers.push(overridesLayer('-c', (values.config ?? []).map(parseOverride), { baseDir: process.cwd() }));
+  baseLayers.push(overridesLayer('-c', (values.config ?? []).map(parseOverride), { baseDir: cwd }));
   // Resolve once at start-up so a broken configuration fails now, with the file and key named.
   const startup = resolveConfig({ layers: baseLayers, profile: values.profile, codexHome: home });
   for (const warning of [...startup.warnings, ...startup.config.permissionWarnings]) logger.warn(warning);
@@ -233,7 +265,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   const startupMcp = parseMcpServers(startup.config.mcpServers);
   for (const warning of startupMcp.warnings) logger.warn(warning);
   // Warns now, at start-up, about entries that launch this server; calls then skip them quietly.
-  const skipSelf = selfReferenceFilter(currentSelfReferenceHost(env), logger);
+  const skipSelf = selfReferenceFilter(options.selfReference, logger);
   skipSelf(startupMcp.servers);
   const instructionsFiles = new Map<string, string>();
   const instructionsFile = startup.config.modelInstructionsFile;
@@ -246,7 +278,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
   const httpFetch = createHttpFetch({ network });
 
-  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger);
+  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd);
   const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
   const threadsLogger = logger.child('threads');
   const threads = new ThreadManager({
@@ -274,7 +306,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
       auth,
       fetch: httpFetch,
     }),
-    defaultCwd: process.cwd(),
+    defaultCwd: cwd,
     limits,
     logger: threadsLogger,
   });
@@ -290,6 +322,36 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
     onLogForwarder: (forward) => (forwardLog = forward),
   });
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    threads,
+    limits,
+    logger,
+    ready: () => {
+      logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
+      void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) => logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`));
+    },
+    close: () =>
+      (closing ??= (async () => {
+        await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
+        await threads.close();
+        await registry.close();
+        await localServer.close();
+        await store.close();
+        await server.close();
+      })()),
+  };
+}
+
+/**
+ * `codex-multienv` (no subcommand) in one process (`--foreground`, or a terminal): serves MCP over
+ * `io` (stdin/stdout) until a signal comes, or the client goes (then the accepted turns may finish
+ * first, up to `multienv.drain_timeout_sec`), and stops.
+ */
+export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: McpServerIo = { input: process.stdin, output: process.stdout }): Promise<number> {
+  const started = await startMcpServer({ argv, env, cwd: process.cwd(), logger: (level) => stderrLogger(level, env), selfReference: currentSelfReferenceHost(env) });
+  const { server, threads, limits, logger } = started;
   const { closed: inputClosed } = await serveOverStdio(server, io.input, io.output, { maxMessageBytes: limits.maxMessageBytes, logger: logger.child('mcp') });
   const stopNow = new AbortController();
   const closed = new Promise<'client gone' | 'signal'>((resolve) => {
@@ -302,8 +364,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   });
-  logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
-  void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) => logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`));
+  started.ready();
   // Without a drain time the turns are interrupted below before the client is let go, so that by
   // the time the client sees the server end, they are recorded.
   if ((await closed) === 'client gone' && threads.liveTurnCount > 0 && limits.drainTimeoutMs > 0) {
@@ -315,12 +376,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     const left = await threads.drain(limits.drainTimeoutMs, stopNow.signal);
     if (left > 0) logger.warn('interrupting turns still running', { turns: left });
   }
-  await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
-  await threads.close();
-  await registry.close();
-  await localServer.close();
-  await store.close();
-  await server.close();
+  await started.close();
   // After a signal stdin is still open, and reading it would keep the process alive.
   io.input.destroy();
   return 0;

@@ -33,18 +33,19 @@ export function codexHome(env: NodeJS.ProcessEnv): string {
  * The logger of a command: level from `--log-level` or `CODEX_MULTIENV_LOG` (default info), JSON
  * lines with `CODEX_MULTIENV_LOG_FORMAT=json`, written to stderr or appended to
  * `CODEX_MULTIENV_LOG_FILE` (useful for stdio exec-servers whose stderr nobody reads). Never stdout.
+ * `write`, when given, receives the lines instead (an in-process test harness keeps them).
  */
-export function stderrLogger(level: string | undefined, env: NodeJS.ProcessEnv): Logger {
+export function stderrLogger(level: string | undefined, env: NodeJS.ProcessEnv, write?: (line: string) => void): Logger {
   const wanted = level ?? env.CODEX_MULTIENV_LOG ?? 'info';
   const valid = (LOG_LEVELS as readonly string[]).includes(wanted) ? (wanted as LogLevel) : 'info';
   const file = env.CODEX_MULTIENV_LOG_FILE;
-  const write = file !== undefined && file.length > 0 ? (line: string) => appendFileSync(file, line) : (line: string) => void process.stderr.write(line);
-  return createLogger({ write, level: valid, json: env.CODEX_MULTIENV_LOG_FORMAT === 'json' });
+  const sink = write ?? (file !== undefined && file.length > 0 ? (line: string) => appendFileSync(file, line) : (line: string) => void process.stderr.write(line));
+  return createLogger({ write: sink, level: valid, json: env.CODEX_MULTIENV_LOG_FORMAT === 'json' });
 }
 
-/** Facts about this host for `environment/info`. */
-export function hostFacts(env: NodeJS.ProcessEnv): HostFacts {
-  return { env, cwd: process.cwd(), homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: PACKAGE_VERSION };
+/** Facts about this host for `environment/info`; `cwd` is the server's working directory. */
+export function hostFacts(env: NodeJS.ProcessEnv, cwd: string = process.cwd()): HostFacts {
+  return { env, cwd, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: PACKAGE_VERSION };
 }
 
 /** Reads a text file, or undefined when it does not exist. */

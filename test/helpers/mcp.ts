@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
 import { CLI, tempDir, waitFor } from './process.js';
 import { networkEnv } from './network.js';
 
-/** A running MCP server (our built CLI) with a connected SDK client. */
+/** A running MCP server with a connected SDK client: our built CLI (`startMcp`) or composed in this process (`startInProcessMcp`). */
 export interface McpHarness {
   client: Client;
   /** Every JSON-RPC message the server sent, in order. */
@@ -18,16 +19,16 @@ export interface McpHarness {
   sent: unknown[];
   /** Resolves with the first message in `received` (already there or still to come) that matches; rejects after `timeoutMs` (default 20 s). */
   waitForReceived(predicate: (message: unknown) => boolean, what: string, timeoutMs?: number): Promise<unknown>;
-  /** What the server wrote on stderr so far. */
+  /** What the server wrote on stderr so far (in-process: its log lines). */
   stderr: () => string;
   /**
    * Waits until stderr matches `pattern`. The worker's stderr reaches the client through the
    * relay, so a line can arrive after an answer the worker sent later on stdout.
    */
   waitForStderr(pattern: RegExp, what: string): Promise<void>;
-  /** The pid of the process the client started (the relay in front of the detached worker). */
+  /** The pid of the process the client started (the relay in front of the detached worker); in-process, this one. */
   pid: number;
-  /** The pid of the worker serving this client, from its ready log line (waited for). */
+  /** The pid of the worker serving this client, from its ready log line (waited for); in-process, this one. */
   workerPid: () => Promise<number>;
   call(name: string, args: Record<string, unknown>, options?: { signal?: AbortSignal; progressToken?: string; onprogress?: (p: unknown) => void }): Promise<CallToolResult>;
   close(): Promise<void>;
@@ -59,31 +60,16 @@ const RawElicitRequestSchema = z.looseObject({ method: z.literal('elicitation/cr
 /** Answers elicitation requests; return the raw result the client sends. */
 export type ElicitationAnswer = (params: Record<string, unknown>) => unknown;
 
-/** Spawns `node dist/cli/main.js` (under `launcher` when given) with `codexHome` and connects a client (with elicitation when `answer` is given). */
-export async function startMcp(
-  codexHome: string,
-  options: {
-    answer?: ElicitationAnswer;
-    env?: NodeJS.ProcessEnv;
-    args?: string[];
-    cwd?: string;
-    /** A program (and its arguments) that runs the server's command line given after them; `pid` is then the launcher's. */
-    launcher?: string[];
-  } = {},
-): Promise<McpHarness> {
-  const launcher = options.launcher ?? [];
-  const transport = new StdioClientTransport({
-    command: launcher[0] ?? process.execPath,
-    args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), CLI, ...(options.args ?? [])],
-    env: { ...(networkEnv(process.env) as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', ...(options.env as Record<string, string> | undefined) },
-    stderr: 'pipe',
-    cwd: options.cwd,
-  });
-  let stderr = '';
-  transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const client = new Client({ name: 'test-client', version: '1.0.0' }, { capabilities: options.answer === undefined ? {} : { elicitation: { form: {} } } });
-  if (options.answer !== undefined) {
-    const answer = options.answer;
+/** The part of {@link McpHarness} that is the same however the server runs: the client and its message logs. */
+export type McpTestClient = Pick<McpHarness, 'client' | 'received' | 'sent' | 'waitForReceived' | 'call'>;
+
+/**
+ * Connects an SDK client (with elicitation when `answer` is given) over `transport`, logging every
+ * message each way.
+ */
+export async function connectTestClient(transport: Transport, answer?: ElicitationAnswer): Promise<McpTestClient> {
+  const client = new Client({ name: 'test-client', version: '1.0.0' }, { capabilities: answer === undefined ? {} : { elicitation: { form: {} } } });
+  if (answer !== undefined) {
     // `Client.setRequestHandler` strips the request's unknown (vendor) fields and turns any answer
     // that is not an MCP ElicitResult into a JSON-RPC error. Tests need the raw request and must be
     // able to send any answer shape, including invalid ones, so the handler goes on Protocol.
@@ -92,18 +78,18 @@ export async function startMcp(
   }
   const sent: unknown[] = [];
   const send = transport.send.bind(transport);
-  transport.send = (message) => {
+  transport.send = (message, options) => {
     sent.push(message);
-    return send(message);
+    return send(message, options);
   };
   await client.connect(transport);
   const received: unknown[] = [];
   const watchers = new Set<(message: unknown) => void>();
   const original = transport.onmessage;
-  transport.onmessage = (message) => {
+  transport.onmessage = (message, extra) => {
     received.push(message);
     for (const watcher of [...watchers]) watcher(message);
-    original?.(message);
+    original?.(message, extra);
   };
   return {
     client,
@@ -126,14 +112,6 @@ export async function startMcp(
         watchers.add(watcher);
       });
     },
-    stderr: () => stderr,
-    waitForStderr: (pattern, what) => waitFor(() => pattern.test(stderr), `${what} on the server's stderr`),
-    pid: transport.pid ?? -1,
-    workerPid: async () => {
-      const ready = /MCP server ready[^\n]*"pid":(\d+)/;
-      await waitFor(() => ready.test(stderr), "the worker's ready line (with its pid) on the server's stderr");
-      return Number(ready.exec(stderr)?.[1]);
-    },
     call: async (name, args, callOptions = {}) => {
       const result = await client.callTool(
         { name, arguments: args, ...(callOptions.progressToken === undefined ? {} : { _meta: { progressToken: callOptions.progressToken } }) },
@@ -142,7 +120,53 @@ export async function startMcp(
       );
       return result as CallToolResult;
     },
-    close: () => client.close(),
+  };
+}
+
+/** The environment the server gets in tests: the machine's without its proxy and CA variables, the fake model's key, debug logs, then `extra`. */
+export function serverEnv(codexHome: string, extra: NodeJS.ProcessEnv = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  // An `undefined` in `extra` removes the variable, as it does for a spawned process.
+  for (const [name, value] of Object.entries({ ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', ...extra })) {
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/** Spawns `node dist/cli/main.js` (under `launcher` when given) with `codexHome` and connects a client (with elicitation when `answer` is given). */
+export async function startMcp(
+  codexHome: string,
+  options: {
+    answer?: ElicitationAnswer;
+    env?: NodeJS.ProcessEnv;
+    args?: string[];
+    cwd?: string;
+    /** A program (and its arguments) that runs the server's command line given after them; `pid` is then the launcher's. */
+    launcher?: string[];
+  } = {},
+): Promise<McpHarness> {
+  const launcher = options.launcher ?? [];
+  const transport = new StdioClientTransport({
+    command: launcher[0] ?? process.execPath,
+    args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), CLI, ...(options.args ?? [])],
+    env: serverEnv(codexHome, options.env),
+    stderr: 'pipe',
+    cwd: options.cwd,
+  });
+  let stderr = '';
+  transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const connected = await connectTestClient(transport, options.answer);
+  return {
+    ...connected,
+    stderr: () => stderr,
+    waitForStderr: (pattern, what) => waitFor(() => pattern.test(stderr), `${what} on the server's stderr`),
+    pid: transport.pid ?? -1,
+    workerPid: async () => {
+      const ready = /MCP server ready[^\n]*"pid":(\d+)/;
+      await waitFor(() => ready.test(stderr), "the worker's ready line (with its pid) on the server's stderr");
+      return Number(ready.exec(stderr)?.[1]);
+    },
+    close: () => connected.client.close(),
   };
 }
 

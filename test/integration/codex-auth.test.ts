@@ -1,10 +1,11 @@
 // The API key Codex stores with `codex login --with-api-key` ($CODEX_HOME/auth.json) serves the
 // built-in `openai` provider when OPENAI_API_KEY is not set, as it does for Codex; never another
-// provider. Our built server over stdio, the SDK client, the fake model standing in for OpenAI.
+// provider. Our server composed in-process, the SDK client, the fake model standing in for OpenAI.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FakeResponsesServer, FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { networkEnv } from '../helpers/network.js';
 import { CLI, runCommand } from '../helpers/process.js';
 import { say } from '../helpers/steps.js';
@@ -38,14 +39,14 @@ describe("Codex's stored API key (auth.json)", () => {
 
   it('uses the key from auth.json when OPENAI_API_KEY is not set, and the variable when it is', async () => {
     await writeAuth({ OPENAI_API_KEY: 'sk-from-auth-json', tokens: null, last_refresh: null });
-    mcp = await startMcp(world.home.path, { env: noEnvKey });
+    mcp = await startInProcessMcp(world.home.path, { env: noEnvKey });
     steps.push(say('hello from openai'));
     const result = await mcp.call('codex', { prompt: 'hi', cwd: world.work.path });
     expect(result.structuredContent).toMatchObject({ content: 'hello from openai' });
     expect(model.requests[0]!.headers.authorization).toBe('Bearer sk-from-auth-json');
     await mcp.close();
 
-    mcp = await startMcp(world.home.path, { env: { OPENAI_API_KEY: 'sk-from-env' } });
+    mcp = await startInProcessMcp(world.home.path, { env: { OPENAI_API_KEY: 'sk-from-env' } });
     steps.push(say('again'));
     await mcp.call('codex', { prompt: 'hi', cwd: world.work.path });
     expect(model.requests[1]!.headers.authorization).toBe('Bearer sk-from-env');
@@ -53,7 +54,7 @@ describe("Codex's stored API key (auth.json)", () => {
 
   it('says that a ChatGPT sign-in cannot be used, naming the file, before any model request', async () => {
     await writeAuth({ OPENAI_API_KEY: null, tokens: { id_token: 'x', access_token: 'y', refresh_token: 'z', account_id: 'a' } });
-    mcp = await startMcp(world.home.path, { env: noEnvKey });
+    mcp = await startInProcessMcp(world.home.path, { env: noEnvKey });
     const result = await mcp.call('codex', { prompt: 'hi', cwd: world.work.path });
     expect(result.isError).toBe(true);
     expect(textOf(result)).toContain(`${join(world.home.path, 'auth.json')} holds a ChatGPT sign-in, which this server cannot use`);
@@ -67,7 +68,7 @@ describe("Codex's stored API key (auth.json)", () => {
       join(world.home.path, 'config.toml'),
       ['model = "gpt-5.5"', 'model_provider = "other"', '[model_providers.other]', `base_url = "${model.url}"`, 'env_key = "OTHER_KEY"', 'request_max_retries = 0'].join('\n'),
     );
-    mcp = await startMcp(world.home.path, { env: { ...noEnvKey, OTHER_KEY: '' } });
+    mcp = await startInProcessMcp(world.home.path, { env: { ...noEnvKey, OTHER_KEY: '' } });
     const result = await mcp.call('codex', { prompt: 'hi', cwd: world.work.path });
     expect(result.isError).toBe(true);
     expect(textOf(result)).toContain('model provider `other` takes its API key from the environment variable OTHER_KEY, which is not set');
@@ -76,7 +77,7 @@ describe("Codex's stored API key (auth.json)", () => {
 
   it('starts with a damaged auth.json (warning) and still uses OPENAI_API_KEY; doctor names where the key comes from', async () => {
     await writeFile(join(world.home.path, 'auth.json'), '{ not json');
-    mcp = await startMcp(world.home.path, { env: { OPENAI_API_KEY: 'sk-from-env' } });
+    mcp = await startInProcessMcp(world.home.path, { env: { OPENAI_API_KEY: 'sk-from-env' } });
     await mcp.waitForStderr(/ignoring Codex's sign-in: .*auth\.json: not JSON/, 'the auth.json warning');
     steps.push(say('fine'));
     expect((await mcp.call('codex', { prompt: 'hi', cwd: world.work.path })).structuredContent).toMatchObject({ content: 'fine' });

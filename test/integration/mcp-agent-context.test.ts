@@ -4,7 +4,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inputItems, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, textOf, writeMcpConfig, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { isRecord, say, type Json } from '../helpers/steps.js';
 
@@ -85,7 +86,7 @@ describe('the model context through MCP', () => {
     await writeFile(join(repo, 'pkg', 'sub', 'AGENTS.md'), '   \n');
     await writeFile(join(world.work.path, 'AGENTS.md'), 'ABOVE THE ROOT: NEVER SENT\n');
     await writeFile(join(remoteDir.path, 'AGENTS.md'), 'REMOTE RULE\n');
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
 
     const started = await mcp.call('codex', {
       prompt: 'first',
@@ -147,7 +148,7 @@ describe('the model context through MCP', () => {
   it('cuts the instructions at project_doc_max_bytes and reads fallback names', async () => {
     await configWith(world, 'project_doc_max_bytes = 10\nproject_doc_fallback_filenames = ["CLAUDE.md"]');
     await writeFile(join(world.work.path, 'CLAUDE.md'), '0123456789ABCDEF\n');
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     const started = await mcp.call('codex', { prompt: 'go', cwd: world.work.path, environments: [{ id: 'local', cwd: world.work.path }] });
     const text = userTexts(world.model.requests[0]!).find((t) => t.startsWith('<project_instructions>'))!;
     expect(text).toContain(`<agents_md path="${join(world.work.path, 'CLAUDE.md')}" truncated="true">\n0123456789\n</agents_md>`);
@@ -159,7 +160,7 @@ describe('the model context through MCP', () => {
     const plan = { explanation: 'two steps', plan: [{ step: 'read the code', status: 'completed' }, { step: 'fix the bug', status: 'in_progress' }] };
     steps.set('plan', [{ kind: 'output', items: [{ type: 'function_call', name: 'update_plan', arguments: plan }] }]);
     steps.set('bad', [{ kind: 'output', items: [{ type: 'function_call', name: 'update_plan', arguments: { plan: [{ step: 'a', status: 'in_progress' }, { step: 'b', status: 'in_progress' }] } }] }]);
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     const started = await mcp.call('codex', { prompt: 'plan: please', cwd: world.work.path }, { onprogress: () => undefined });
     expect(started.isError).toBeFalsy();
     expect(progressMessages(mcp)).toContain('plan: 1/2 done; now: fix the bug');
@@ -181,7 +182,7 @@ describe('the model context through MCP', () => {
   it('offers web search as configured, passes its calls back, and asks a reasoning model for its reasoning', async () => {
     await configWith(world, 'web_search = "cached"');
     steps.set('search', [{ kind: 'output', items: [{ type: 'web_search_call', query: 'node 20 release date' }, { type: 'message', text: 'searched' }] }]);
-    mcp = await startMcp(world.home.path, { args: ['-c', 'sandbox_mode="read-only"'] });
+    mcp = await startInProcessMcp(world.home.path, { args: ['-c', 'sandbox_mode="read-only"'] });
     const started = await mcp.call('codex', { prompt: 'search: the web', cwd: world.work.path }, { onprogress: () => undefined });
     expect(started.isError).toBeFalsy();
     const request = body(world.model.requests[0]!);
@@ -196,12 +197,12 @@ describe('the model context through MCP', () => {
   });
 
   it('offers no web search to a provider that is not OpenAI unless configured, and live search without a sandbox', async () => {
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     await mcp.call('codex', { prompt: 'plain', cwd: world.work.path });
     expect((body(world.model.requests[0]!)['tools'] as Json[]).some((tool) => tool['type'] === 'web_search')).toBe(false);
     await mcp.close();
     await configWith(world, 'web_search = "cached"');
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     await mcp.call('codex', { prompt: 'plain', cwd: world.work.path });
     // The test config runs commands with danger-full-access: cached becomes live, as in Codex.
     expect(body(world.model.requests[1]!)['tools']).toContainEqual({ type: 'web_search', external_web_access: true, search_content_types: ['text', 'image'] });

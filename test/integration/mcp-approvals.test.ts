@@ -1,9 +1,10 @@
-// Approvals end to end: our built server over stdio, the SDK client answering `elicitation/create`,
-// the fake model asking for commands and patches. Only a clear approval may let anything run.
+// Approvals end to end: our server composed in-process, the SDK client answering
+// `elicitation/create`, the fake model asking for commands and patches. Only a clear approval may let anything run.
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type ElicitationAnswer, type McpHarness, threadIdOf } from '../helpers/mcp.js';
 import { CLI, startOurWsExecServer, type ListeningProcess } from '../helpers/process.js';
 import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
@@ -60,7 +61,7 @@ describe('approvals through elicitation, end to end', () => {
 
   it('asks in form mode with a flat enum schema and the old vendor fields, and runs the command once approved', async () => {
     const asked: Json[] = [];
-    mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
+    mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => APPROVE) });
     steps.push(exec('touch approved.txt', {}, 'call-touch'), say('touched'));
     const result = await mcp.call('codex', untrusted('make the file'));
 
@@ -103,7 +104,7 @@ describe('approvals through elicitation, end to end', () => {
     ['cancel', { action: 'cancel' }],
     ['an explicit deny', DENY],
   ])('%s: nothing runs, the model reads the rejection, the call ends normally', async (_name, answer) => {
-    mcp = await startMcp(home.path, { answer: () => answer });
+    mcp = await startInProcessMcp(home.path, { answer: () => answer });
     steps.push(exec('touch refused.txt'), say('understood'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBeFalsy();
@@ -114,7 +115,7 @@ describe('approvals through elicitation, end to end', () => {
   });
 
   it('understands the old `{decision: "approved"}` answer', async () => {
-    mcp = await startMcp(home.path, { answer: () => ({ decision: 'approved' }) });
+    mcp = await startInProcessMcp(home.path, { answer: () => ({ decision: 'approved' }) });
     steps.push(exec('touch legacy.txt'), say('done'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.structuredContent).toMatchObject({ content: 'done' });
@@ -122,7 +123,7 @@ describe('approvals through elicitation, end to end', () => {
   });
 
   it('passes the old `{decision: {denied: {rejection}}}` text to the model', async () => {
-    mcp = await startMcp(home.path, { answer: () => ({ decision: { denied: { rejection: 'not now' } } }) });
+    mcp = await startInProcessMcp(home.path, { answer: () => ({ decision: { denied: { rejection: 'not now' } } }) });
     steps.push(exec('touch legacy.txt'), say('ok'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBeFalsy();
@@ -131,7 +132,7 @@ describe('approvals through elicitation, end to end', () => {
   });
 
   it('ends the turn as interrupted on the old `{decision: "abort"}`, running nothing', async () => {
-    mcp = await startMcp(home.path, { answer: () => ({ decision: 'abort' }) });
+    mcp = await startInProcessMcp(home.path, { answer: () => ({ decision: 'abort' }) });
     steps.push(exec('touch aborted.txt'), say('must not be asked for'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBe(true);
@@ -150,7 +151,7 @@ describe('approvals through elicitation, end to end', () => {
       throw new Error('the user interface crashed');
     }],
   ])('denies on an unclear answer (%s): nothing runs', async (_name, answer) => {
-    mcp = await startMcp(home.path, { answer });
+    mcp = await startInProcessMcp(home.path, { answer });
     steps.push(exec('touch unclear.txt'), say('fine'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBeFalsy();
@@ -169,7 +170,7 @@ describe('approvals through elicitation, end to end', () => {
       { action: 'accept', content: { decision: 'approve' }, decision: 'denied' },
     ];
     const queue = [...answers, { decision: { approved_execpolicy_amendment: { proposed_execpolicy_amendment: ['touch'] } } }];
-    mcp = await startMcp(home.path, { answer: () => queue.shift() });
+    mcp = await startInProcessMcp(home.path, { answer: () => queue.shift() });
     for (const [index, answer] of answers.entries()) {
       steps.push(exec(`touch looks-approved-${index}.txt`), say(`turn ${index}`));
       const before = model.requests.length;
@@ -188,7 +189,8 @@ describe('approvals through elicitation, end to end', () => {
 
   it('denies on a bare string answer (a JSON-RPC result that is not an object) because of the answer, not after the approval timeout', async () => {
     // 0.153 turned a bare "denied" into Denied at once. A 10 s approval timeout bounds the test; the
-    // denial must come from the answer itself, so the model must not read "timed out".
+    // denial must come from the answer itself, so the model must not read "timed out". The built
+    // CLI: our stdio transport turns such a result into an error (the SDK's transports drop it).
     mcp = await startMcp(home.path, { answer: () => 'approved', args: ['-c', 'multienv.approval_timeout_sec=10'] });
     steps.push(exec('touch unclear.txt'), say('fine'));
     const result = await mcp.call('codex', untrusted('make the file'));
@@ -200,7 +202,7 @@ describe('approvals through elicitation, end to end', () => {
   });
 
   it('denies when the client cannot show elicitations, saying so, and runs nothing', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(exec('touch nobody-asked.txt'), say('no client ui'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBeFalsy();
@@ -214,7 +216,7 @@ describe('approvals through elicitation, end to end', () => {
     const box: ListeningProcess = await startOurWsExecServer();
     try {
       const asked: Json[] = [];
-      mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE_FOR_SESSION) });
+      mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => APPROVE_FOR_SESSION) });
       const added = await mcp.call('environment/add', { environmentId: 'box', url: box.url });
       expect(added.isError).toBeFalsy();
       const environments = [
@@ -260,7 +262,7 @@ describe('approvals through elicitation, end to end', () => {
 
   it('does not ask for known-safe commands under untrusted', async () => {
     const asked: Json[] = [];
-    mcp = await startMcp(home.path, { answer: recording(asked, () => DENY) });
+    mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => DENY) });
     await writeFile(join(work.path, 'readme.txt'), 'hello from readme\n');
     steps.push(exec('ls'), exec('cat readme.txt'), exec('touch new.txt'), say('looked'));
     const result = await mcp.call('codex', untrusted('look around'));
@@ -277,7 +279,7 @@ describe('approvals through elicitation, end to end', () => {
 
   it('on-request asks only for commands the model escalates, showing its justification', async () => {
     const asked: Json[] = [];
-    mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
+    mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => APPROVE) });
     steps.push(
       exec('touch plain.txt'),
       exec('touch escalated.txt', { sandbox_permissions: 'require_escalated', justification: 'needs to write outside the workspace' }),
@@ -294,7 +296,7 @@ describe('approvals through elicitation, end to end', () => {
 
   it('asks for a patch under untrusted with codex_changes; a denial writes nothing', async () => {
     const asked: Json[] = [];
-    mcp = await startMcp(home.path, { answer: recording(asked, () => DENY) });
+    mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => DENY) });
     steps.push(patch('*** Begin Patch\n*** Add File: patched.txt\n+hello\n*** End Patch\n'), say('no patch then'));
     const result = await mcp.call('codex', untrusted('write a file'));
     expect(result.isError).toBeFalsy();
@@ -314,7 +316,7 @@ describe('approvals through elicitation, end to end', () => {
   });
 
   it('applies a patch once approved', async () => {
-    mcp = await startMcp(home.path, { answer: () => APPROVE });
+    mcp = await startInProcessMcp(home.path, { answer: () => APPROVE });
     steps.push(patch('*** Begin Patch\n*** Add File: patched.txt\n+hello\n*** End Patch\n'), say('patched'));
     const result = await mcp.call('codex', untrusted('write a file'));
     expect(result.structuredContent).toMatchObject({ content: 'patched' });
@@ -324,7 +326,7 @@ describe('approvals through elicitation, end to end', () => {
 
   it('denies an approval nobody answers once multienv.approval_timeout_sec passes, and the call returns', async () => {
     const asked: Json[] = [];
-    mcp = await startMcp(home.path, { answer: recording(asked, () => new Promise<never>(() => undefined)), args: ['-c', 'multienv.approval_timeout_sec=0.5'] });
+    mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => new Promise<never>(() => undefined)), args: ['-c', 'multienv.approval_timeout_sec=0.5'] });
     steps.push(exec('touch late.txt'), say('gave up waiting'));
     const result = await mcp.call('codex', untrusted('make the file'));
     expect(result.isError).toBeFalsy();
@@ -344,7 +346,7 @@ describe('approvals through elicitation, end to end', () => {
 
     it('asks first; a denial is an error and registers nothing', async () => {
       const asked: Json[] = [];
-      mcp = await startMcp(home.path, { answer: recording(asked, () => ({ action: 'decline' })) });
+      mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => ({ action: 'decline' })) });
       const result = await mcp.call('environment/add', { id: 'piped', program, args: programArgs });
       expect(result.isError).toBe(true);
       expect(textOf(result)).toMatch(/needs approval/);
@@ -356,7 +358,7 @@ describe('approvals through elicitation, end to end', () => {
 
     it('checks every argument before asking: a call that would fail anyway is an error naming the problem, and nobody is asked', async () => {
       const asked: Json[] = [];
-      mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
+      mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => APPROVE) });
       const cases: [Json, RegExp][] = [
         [{ id: 'both', url: 'ws://127.0.0.1:9', program, args: programArgs }, /`both` must set exactly one of url or program/],
         [{ id: 'both-alias', execServerUrl: 'ws://127.0.0.1:9', program }, /must set exactly one of url or program/],
@@ -379,7 +381,7 @@ describe('approvals through elicitation, end to end', () => {
 
     it('registers the environment once approved, and it works', async () => {
       const asked: Json[] = [];
-      mcp = await startMcp(home.path, { answer: recording(asked, () => APPROVE) });
+      mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => APPROVE) });
       const result = await mcp.call('environment/add', { id: 'piped', program, args: programArgs });
       expect(result.isError).toBeFalsy();
       expect(result.structuredContent).toMatchObject({ environment: { id: 'piped' } });
@@ -393,7 +395,7 @@ describe('approvals through elicitation, end to end', () => {
 
     it('does not ask with multienv.allow_runtime_program_environments=true', async () => {
       const asked: Json[] = [];
-      mcp = await startMcp(home.path, { answer: recording(asked, () => DENY), args: ['-c', 'multienv.allow_runtime_program_environments=true'] });
+      mcp = await startInProcessMcp(home.path, { answer: recording(asked, () => DENY), args: ['-c', 'multienv.allow_runtime_program_environments=true'] });
       const result = await mcp.call('environment/add', { id: 'piped', program, args: programArgs });
       expect(result.isError).toBeFalsy();
       expect(asked).toHaveLength(0);

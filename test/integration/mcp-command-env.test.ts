@@ -1,9 +1,10 @@
-// What a command inherits from the server's own environment by default, end to end: our built
-// server over stdio, the SDK client, the fake model, real commands on the local environment.
+// What a command inherits from the server's own environment by default, end to end: our server
+// composed in-process with that environment, the SDK client, the fake model, real commands on the local environment.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, type McpHarness, type McpTestWorld, threadIdOf } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, type McpHarness, type McpTestWorld, threadIdOf } from '../helpers/mcp.js';
 import { exec, say } from '../helpers/steps.js';
 
 /** The environment bash was started with, as the executor built it (bash's own changes, such as PWD, are not in it). */
@@ -32,7 +33,7 @@ describe('the command environment', () => {
       MYSQL_PWD: 'mysql-secret-4',
     };
     const ordinary = { HOME: world.home.path, PWD: world.work.path, OLDPWD: world.home.path, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    mcp = await startMcp(world.home.path, { env: { ...credentials, ...ordinary } });
+    mcp = await startInProcessMcp(world.home.path, { env: { ...credentials, ...ordinary } });
 
     steps.push(exec(PRINT_INITIAL_ENVIRONMENT), say('looked'));
     const result = await mcp.call('codex', { prompt: 'show the environment', cwd: world.work.path });

@@ -1,8 +1,9 @@
-// Compaction end to end: our built server over stdio, the SDK client, the fake model (which reports
+// Compaction end to end: our server composed in-process, the SDK client, the fake model (which reports
 // usage as about one token per 16 bytes of the request). The summarizing request, the history sent
 // after it, the thread file and a restart are checked on the wire and on disk.
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, type McpHarness, threadIdOf } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, storedRecords, tearDownMcpWorld, type McpHarness, threadIdOf } from '../helpers/mcp.js';
 import { exec, isRecord, say, type Json } from '../helpers/steps.js';
 
 const SUMMARY_PREFIX_START = 'Earlier parts of this conversation were replaced by the summary below';
@@ -48,7 +49,7 @@ describe('compaction through MCP', () => {
   const LOW_LIMIT = ['-c', 'model_auto_compact_token_limit=1'];
 
   it('summarizes the history once the last request reached model_auto_compact_token_limit, sends the summary instead, and keeps it after a restart', async () => {
-    mcp = await startMcp(world.home.path, { args: LOW_LIMIT });
+    mcp = await startInProcessMcp(world.home.path, { args: LOW_LIMIT });
     steps.push(say('first answer'));
     const first = await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path, 'compact-prompt': 'CUSTOM COMPACT PROMPT' });
     const threadId = threadIdOf(first);
@@ -94,7 +95,7 @@ describe('compaction through MCP', () => {
 
     // After a restart the thread continues from the compacted history.
     await mcp.close();
-    mcp = await startMcp(world.home.path, { args: LOW_LIMIT });
+    mcp = await startInProcessMcp(world.home.path, { args: LOW_LIMIT });
     steps.push(say('third answer'));
     const third = await mcp.call('codex-reply', { threadId, prompt: 'third prompt' });
     expect(third.structuredContent).toEqual({ threadId, content: 'third answer' });
@@ -109,7 +110,7 @@ describe('compaction through MCP', () => {
   });
 
   it('compacts in the middle of a turn, between a tool output and the next request, and the summary covers the tool call', async () => {
-    mcp = await startMcp(world.home.path, { args: LOW_LIMIT });
+    mcp = await startInProcessMcp(world.home.path, { args: LOW_LIMIT });
     steps.push(exec('echo tool-ran-here'), say('SUMMARY: the command printed tool-ran-here'), say('done after compaction'));
     const result = await mcp.call('codex', { prompt: 'run it', cwd: world.work.path });
     expect(result.structuredContent).toMatchObject({ content: 'done after compaction' });
@@ -125,7 +126,7 @@ describe('compaction through MCP', () => {
   });
 
   it('compacts when the provider says the context window is exceeded and asks again, without a configured limit', async () => {
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     steps.push(say('first answer'));
     const threadId = threadIdOf(await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path }));
     steps.push(contextLengthExceeded, say('SUMMARY AFTER OVERFLOW'), say('answer after overflow'));
@@ -142,7 +143,7 @@ describe('compaction through MCP', () => {
   });
 
   it('fails the turn with a clear error (and the thread goes on) when the history is still too big after compacting', async () => {
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     steps.push(say('first answer'));
     const threadId = threadIdOf(await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path }));
     steps.push(contextLengthExceeded, say('A SUMMARY'), contextLengthExceeded);
@@ -158,7 +159,7 @@ describe('compaction through MCP', () => {
   });
 
   it('keeps a thread usable after a prompt too large even to summarize: the recent user messages are kept, shortened, without a summary', async () => {
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     steps.push(say('first answer'));
     const threadId = threadIdOf(await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path }));
     // A model whose window is about 100 KB of request: the huge prompt never fits, not even to be summarized.
@@ -181,7 +182,7 @@ describe('compaction through MCP', () => {
   });
 
   it('rejects a model_auto_compact_token_limit that is not a positive integer, naming the key, before any model request', async () => {
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     const result = await mcp.call('codex', { prompt: 'hello', cwd: world.work.path, config: { model_auto_compact_token_limit: 'lots' } });
     expect(result.isError).toBe(true);
     expect(JSON.stringify(result.content)).toContain('model_auto_compact_token_limit');

@@ -1,11 +1,14 @@
 // Turns that outlive their call, the status tools, MCP Tasks, logging notifications and portable
-// tool names, end to end: our built server over stdio, the SDK client, the fake model. Turns are
-// kept running with the fake model's `hold` steps, never with sleeps; wait budgets only decide
-// whether a call answers before a held turn is released, never how long anything takes.
+// tool names, end to end: our server composed in-process, the SDK client, the fake model; what
+// needs processes (a second server, the client going away, a kill, what reaches stderr) runs the
+// built CLI. Turns are kept running with the fake model's `hold` steps, never with sleeps; wait
+// budgets only decide whether a call answers before a held turn is released, never how long
+// anything takes.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CallToolResultSchema, CreateTaskResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
 import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { networkEnv } from '../helpers/network.js';
 import { CLI, isAlive, waitFor } from '../helpers/process.js';
@@ -69,7 +72,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
   describe('wait budget', () => {
     it('answers with status "running", the turn id and its progress when the budget runs out, and the turn goes on to a stored result', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const release = heldGate();
       steps.push(exec('echo step-one'), hold(release.promise, say('done at last')));
       const notes: unknown[] = [];
@@ -110,7 +113,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('uses multienv.default_wait_sec when the call gives no waitMs, and reports a reply queued behind a running turn as queued', async () => {
-      mcp = await startMcp(home.path, { args: ['-c', 'multienv.default_wait_sec=0'] });
+      mcp = await startInProcessMcp(home.path, { args: ['-c', 'multienv.default_wait_sec=0'] });
       const release = heldGate();
       steps.push(hold(release.promise, say('first answer')), say('second answer'));
       const first = await mcp.call('codex', { prompt: 'first', cwd: work.path });
@@ -132,7 +135,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('rejects a negative waitMs with a clear error', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const result = await mcp.call('codex', { prompt: 'x', cwd: work.path, waitMs: -1 });
       expect(result.isError).toBe(true);
       expect(textOf(result)).toMatch(/waitMs/);
@@ -145,7 +148,7 @@ describe('turns that outlive their call, and the status tools', () => {
     const elicited = new Promise<void>((resolve) => (asked = resolve));
     const answer = gate();
     gates.push(answer);
-    mcp = await startMcp(home.path, {
+    mcp = await startInProcessMcp(home.path, {
       answer: async () => {
         asked();
         await answer.promise;
@@ -164,7 +167,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   it('codex-status: a clear error for an unknown thread or turn; a failed last turn makes the thread failed', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const unknown = await mcp.call('codex-status', { threadId: 'no-such-thread' });
     expect(unknown.isError).toBe(true);
     expect(textOf(unknown)).toMatch(/no-such-thread/);
@@ -179,7 +182,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   it('thread/list: every thread with created, last activity, status and environments, filtered by status, also after a restart', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(say('idle one'));
     const idle = threadIdOf(await mcp.call('codex', { prompt: 'quick', cwd: work.path }));
     const release = heldGate();
@@ -205,7 +208,7 @@ describe('turns that outlive their call, and the status tools', () => {
     await status(mcp, { threadId: busy, waitMs: 60_000 });
     await mcp.close();
     // A new server process lists the stored threads without loading them.
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const after = structured(await mcp.call('thread/list', {})) as { threads: Json[] };
     expect(after.threads.map((t) => [t.threadId, t.status, t.preview])).toEqual(
       expect.arrayContaining([
@@ -217,6 +220,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   it('thread/list in one server shows a turn another server has just started on a thread it listed a moment ago', async () => {
+    // Two server processes: a lease names its holder by pid.
     mcp = await startMcp(home.path);
     const other = await startMcp(home.path);
     try {
@@ -241,7 +245,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
   describe('turn/interrupt', () => {
     it('stops the running turn, answers the call still open as interrupted, and the thread continues', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const release = heldGate();
       steps.push(hold(release.promise, say('never seen')));
       const open = mcp.call('codex', { prompt: 'stop me', cwd: work.path, waitMs: 600_000 });
@@ -265,7 +269,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('answers an unknown thread with an error', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const result = await mcp.call('turn/interrupt', { threadId: 'nope' });
       expect(result.isError).toBe(true);
       expect(textOf(result)).toMatch(/nope/);
@@ -273,7 +277,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   it('a cancelled codex-status wait is still answered', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const release = heldGate();
     steps.push(hold(release.promise, say('later')));
     const threadId = threadIdOf(await mcp.call('codex', { prompt: 'wait for me', cwd: work.path, waitMs: 0 }));
@@ -424,7 +428,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
   describe('MCP Tasks', () => {
     it('lists codex and codex-reply with taskSupport "optional" and declares the tasks capability', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const { tools } = await mcp.client.listTools();
       const support = Object.fromEntries(tools.map((t) => [t.name, t.execution?.taskSupport]));
       expect(support).toMatchObject({ codex: 'optional', 'codex-reply': 'optional', 'codex-status': 'forbidden' });
@@ -432,7 +436,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('runs codex as a task: created at once, working with the thread named, then the result; codex-reply too', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const release = heldGate();
       steps.push(hold(release.promise, say('task answer')));
       const stream = mcp.client.experimental.tasks.callToolStream({ name: 'codex', arguments: { prompt: 'as a task', cwd: work.path } }, CallToolResultSchema, { task: { ttl: 600_000 } });
@@ -466,7 +470,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('tasks/cancel interrupts the turn; a task whose turn fails is failed with the error result', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const release = heldGate();
       steps.push(hold(release.promise, say('cancelled before this')));
       const created = await mcp.client.request(
@@ -494,7 +498,7 @@ describe('turns that outlive their call, and the status tools', () => {
 
   describe('logging notifications', () => {
     it('sends warnings and worse by default, every level from logging/setLevel on, and keeps logging to stderr', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       steps.push(say('quiet'));
       await mcp.call('codex', { prompt: 'no log level', cwd: work.path });
       const messages = (): Json[] => mcp!.received.filter((m): m is Json => isRecord(m) && m.method === 'notifications/message').map((m) => m.params as Json);
@@ -517,6 +521,7 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   describe('tool names', () => {
+    // The first two read the process's own stderr, where anything the SDK printed would land.
     it('starts quietly with the default names: no SDK tool-name warning on stderr at the default log level', async () => {
       // No CODEX_MULTIENV_LOG: the default level (info), as a client starts the server.
       mcp = await startMcp(home.path, { env: { CODEX_MULTIENV_LOG: undefined } });
@@ -539,7 +544,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('publishes environment_add, environment_remove, environment_list, thread_list, thread_close, turn_interrupt with --portable-tool-names', async () => {
-      mcp = await startMcp(home.path, { args: ['--portable-tool-names'] });
+      mcp = await startInProcessMcp(home.path, { args: ['--portable-tool-names'] });
       const { tools } = await mcp.client.listTools();
       expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment_add', 'environment_list', 'environment_remove', 'thread_close', 'thread_list', 'turn_interrupt']);
       const list = await mcp.call('environment_list', {});
@@ -552,7 +557,7 @@ describe('turns that outlive their call, and the status tools', () => {
     });
 
     it('does the same with multienv.portable_tool_names = true', async () => {
-      mcp = await startMcp(home.path, { args: ['-c', 'multienv.portable_tool_names=true'] });
+      mcp = await startInProcessMcp(home.path, { args: ['-c', 'multienv.portable_tool_names=true'] });
       const { tools } = await mcp.client.listTools();
       expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['environment_add', 'turn_interrupt']));
       expect(tools.map((t) => t.name)).not.toContain('environment/add');

@@ -1,4 +1,4 @@
-// The policy layer end to end (issue 4): our built server over stdio, the fake model asking for
+// The policy layer end to end (issue 4): our server composed in-process, the fake model asking for
 // commands and patches, commands confined by real bubblewrap, on `local` and on remote
 // environments served by our own exec-server over a websocket.
 import { existsSync, readFileSync } from 'node:fs';
@@ -6,7 +6,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { DECOY_TEXT, makeEscapeLayout, mountEscapes, SECRET_TEXT } from '../helpers/sandbox.js';
 import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
@@ -78,7 +79,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
 
   it.each(['local', 'remote'])('refuses writes outside the writable roots on %s, by command and by patch, and writes nothing there', async (where) => {
     await config(WORKSPACE_ONLY);
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     let environments: Json[] | undefined;
     let cwd = work.path;
     if (where === 'remote') {
@@ -127,7 +128,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
     // CI runs this as root: the server and the exec-server, so the commands too.
     const layout = await makeEscapeLayout(outside.path);
     await config(['[permissions.guarded.filesystem]', '":root" = "read"', '":workspace_roots" = "write"', `${JSON.stringify(layout.secret)} = "deny"`].join('\n'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     let environment: Json = { id: 'local', cwd: work.path, permissions: 'guarded' };
     let cwd = work.path;
     if (where === 'remote') {
@@ -166,7 +167,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
 
     it.each(['local', 'remote'])('cuts a sandboxed command off a loopback server on %s unless the network is on', async (where) => {
       await config(WORKSPACE_ONLY);
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       let environments: Json[] | undefined;
       if (where === 'remote') {
         const server = await remote();
@@ -198,7 +199,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
       join(home.path, 'environments.toml'),
       ['[[environments]]', 'id = "production"', `url = "${production.url}"`, 'permissions = ":read-only"'].join('\n'),
     );
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     // Runtime registration carries a profile too; an unknown one is refused before anything runs.
     const bad = await mcp.call('environment/add', { id: 'staging', url: staging.url, permissions: 'no-such-profile' });
     expect(bad.isError).toBe(true);
@@ -257,7 +258,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
   });
 
   it.each(['local', 'remote'])('keeps launcher secrets out of commands on %s by default, and refuses login shells', async (where) => {
-    mcp = await startMcp(home.path, { env: { LAUNCHER_API_KEY: 'launcher-secret', LAUNCHER_PLAIN: 'launcher-plain' } });
+    mcp = await startInProcessMcp(home.path, { env: { LAUNCHER_API_KEY: 'launcher-secret', LAUNCHER_PLAIN: 'launcher-plain' } });
     let environments: Json[] | undefined;
     if (where === 'remote') {
       const server = await remote({ EXECUTOR_PLAIN: 'executor-plain', EXECUTOR_TOKEN: 'executor-secret' });
@@ -290,7 +291,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
       asked.push(params);
       return answer;
     };
-    mcp = await startMcp(home.path, { answer: reply });
+    mcp = await startInProcessMcp(home.path, { answer: reply });
     const target = join(outside.path, 'needs-approval');
     steps.push(exec(`touch ${target}`), say('done'));
     const result = await mcp.call('codex', { prompt: 'write outside', cwd: work.path, sandbox: 'workspace-write', 'approval-policy': 'on-failure' });
@@ -305,7 +306,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
 
   it('never asks to re-run under never, and fails a sandboxed command clearly when the sandbox cannot start', async () => {
     await config(WORKSPACE_ONLY);
-    mcp = await startMcp(home.path, { answer: () => ({ action: 'accept', content: { decision: 'approve' } }) });
+    mcp = await startInProcessMcp(home.path, { answer: () => ({ action: 'accept', content: { decision: 'approve' } }) });
     steps.push(exec(`touch ${join(outside.path, 'never')}`), say('done'));
     await mcp.call('codex', { prompt: 'never', cwd: work.path, sandbox: 'workspace-write', 'approval-policy': 'never' });
     expect(mcp.received.some((m) => isRecord(m) && m.method === 'elicitation/create')).toBe(false);
@@ -315,7 +316,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
     // No bubblewrap on PATH: the command is refused with the fix, never run unconfined.
     const bin = join(work.path, 'bin');
     await mkdir(bin);
-    mcp = await startMcp(home.path, { env: { PATH: bin } });
+    mcp = await startInProcessMcp(home.path, { env: { PATH: bin } });
     steps.push(exec(`/usr/bin/touch ${join(work.path, 'unconfined')}`), say('done'));
     await mcp.call('codex', { prompt: 'no bwrap', cwd: work.path, sandbox: 'workspace-write' });
     expect(outputAt(model, 3)).toMatch(/exec_command failed: .*bubblewrap.*apt-get install bubblewrap/);
@@ -327,7 +328,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
   it('warns once at start-up when the configured sandbox needs bubblewrap and this host has none', async () => {
     const bin = join(work.path, 'bin');
     await mkdir(bin);
-    mcp = await startMcp(home.path, { env: { PATH: bin }, args: ['-c', 'sandbox_mode="read-only"'] });
+    mcp = await startInProcessMcp(home.path, { env: { PATH: bin }, args: ['-c', 'sandbox_mode="read-only"'] });
     const warning = /WARN .*the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, and this host cannot, so each one will be refused: sandboxing needs bubblewrap \(`bwrap`\), which is not installed on this host; install it/;
     await mcp.waitForStderr(warning, 'the missing-bubblewrap warning');
     steps.push(exec('/usr/bin/true'), say('done'));

@@ -1,12 +1,15 @@
+// The MCP tools end to end: our server composed in-process as the CLI composes it (the built CLI
+// where a test kills the server), the SDK client, the fake model, real exec-servers.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
 import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { CODEX, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { exec, say } from '../helpers/steps.js';
 
 
-describe('MCP server over stdio with the fake model', () => {
+describe('MCP server with the fake model', () => {
   let home: { path: string; cleanup: () => Promise<void> };
   let work: { path: string; cleanup: () => Promise<void> };
   let model: FakeResponsesServer;
@@ -23,7 +26,7 @@ describe('MCP server over stdio with the fake model', () => {
   });
 
   it('lists the tools with the old names and an output schema', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const { tools } = await mcp.client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment/add', 'environment/list', 'environment/remove', 'thread/close', 'thread/list', 'turn/interrupt']);
     const codex = tools.find((t) => t.name === 'codex');
@@ -34,7 +37,7 @@ describe('MCP server over stdio with the fake model', () => {
   });
 
   it('runs a turn with a command, returns {threadId, content}, and continues the thread with codex-reply', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(exec('echo hello-from-turn'), say('first done'));
     const first = await mcp.call('codex', { prompt: 'run echo', cwd: work.path });
     expect(first.isError).toBeFalsy();
@@ -55,12 +58,12 @@ describe('MCP server over stdio with the fake model', () => {
   });
 
   it('continues a thread after the server restarts, with its history and sticky environments', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(say('before restart'));
     const first = await mcp.call('codex', { prompt: 'remember the word pineapple', cwd: work.path, environments: [{ id: 'local', cwd: work.path }] });
     const threadId = (first.structuredContent as { threadId: string }).threadId;
     await mcp.close();
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(exec('pwd'), say('after restart'));
     const again = await mcp.call('codex-reply', { conversationId: threadId, prompt: 'what was the word?' });
     expect(again.structuredContent).toEqual({ threadId, content: 'after restart' });
@@ -71,6 +74,7 @@ describe('MCP server over stdio with the fake model', () => {
   });
 
   it('recovers a thread whose server was killed mid-turn: the dangling call is answered and the thread continues', async () => {
+    // The built CLI: the command kills the server's process.
     mcp = await startMcp(home.path);
     steps.push(say('turn one'));
     const first = await mcp.call('codex', { prompt: 'start', cwd: work.path });
@@ -90,7 +94,7 @@ describe('MCP server over stdio with the fake model', () => {
   });
 
   it('rejects bad environments before any model call, and reports unknown threads with their id', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const unknown = await mcp.call('codex', { prompt: 'x', environments: [{ id: 'nope' }] });
     expect(unknown.isError).toBe(true);
     expect(unknown.structuredContent).toBeUndefined();
@@ -112,7 +116,7 @@ describe('MCP server over stdio with the fake model', () => {
     const box = await tempDir('mcp-box-');
     const server: ListeningProcess = await startOurWsExecServer([], { ...process.env, MARK: 'on-box' });
     try {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const added = await mcp.call('environment/add', { environmentId: 'box', execServerUrl: server.url });
       expect(added.isError).toBeFalsy();
       expect(added.structuredContent).toMatchObject({ environment: { id: 'box', kind: 'websocket', status: 'pending' } });
@@ -159,7 +163,7 @@ describe('MCP server over stdio with the fake model', () => {
         join(home.path, 'environments.toml'),
         `[[environments]]\nid = "real"\nprogram = ${JSON.stringify(CODEX)}\nargs = ["exec-server", "--listen", "stdio"]\nenv = { CODEX_HOME = ${JSON.stringify(codexHome.path)}, MARK = "real-stdio" }\n`,
       );
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const added = await mcp.call('environment/add', { id: 'realws', url: server.url });
       expect(added.isError).toBeFalsy();
       steps.push(
@@ -196,7 +200,7 @@ describe('MCP server over stdio with the fake model', () => {
     const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
     await writeFile(join(work.path, 'pixel.png'), png);
     await writeFile(join(work.path, 'notes.txt'), 'not an image');
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(
       { kind: 'output', items: [{ type: 'function_call', name: 'view_image', arguments: { path: 'pixel.png' } }] },
       { kind: 'output', items: [{ type: 'function_call', name: 'view_image', arguments: { path: 'notes.txt' } }] },

@@ -1,4 +1,4 @@
-// MCP servers inside sessions, end to end (issue 5): our built server over stdio, the SDK client,
+// MCP servers inside sessions, end to end (issue 5): our server composed in-process, the SDK client,
 // the fake model calling `mcp__<server>__<tool>`, and real MCP servers from npm
 // (@modelcontextprotocol/server-everything, stdio and Streamable HTTP) plus tools/mcp-fixture-server.js,
 // run on `local` and on remote environments (our exec-server, the real `codex exec-server`).
@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, inputItems, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, textOf, writeMcpConfig, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { isAlive, REPO_ROOT, startListening, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { isRecord, say, type Json } from '../helpers/steps.js';
 
@@ -98,7 +99,7 @@ describe('MCP servers inside sessions', () => {
       callTool('mcp__everything__echo', {}),
       say('done'),
     );
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const result = await mcp.call('codex', { prompt: 'use the MCP tools', cwd: work.path });
     expect(result.structuredContent).toMatchObject({ content: 'done' });
     expect(model.errors).toEqual([]);
@@ -134,7 +135,7 @@ describe('MCP servers inside sessions', () => {
     );
     await mkdir(join(box.path, 'sub'));
     steps.push(callTool('mcp__everything__get-env'), callTool('mcp__fixture__whereami'), say('remote done'));
-    mcp = await startMcp(home.path, { env: { WHERE_MARK: 'on-the-orchestrator' } });
+    mcp = await startInProcessMcp(home.path, { env: { WHERE_MARK: 'on-the-orchestrator' } });
     expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
     const result = await mcp.call('codex', { prompt: 'where do you run?', environments: [{ id: 'local', cwd: work.path }, { id: 'box', cwd: box.path }] });
     expect(result.structuredContent).toMatchObject({ content: 'remote done' });
@@ -166,7 +167,7 @@ describe('MCP servers inside sessions', () => {
       serverToml('fixture', { command: process.execPath, args: [FIXTURE], environment_id: 'real' }),
     );
     steps.push(callTool('mcp__everything__get-env'), callTool('mcp__everything__echo', { message: 'via codex' }), callTool('mcp__fixture__whereami'), say('codex done'));
-    mcp = await startMcp(home.path, { env: { WHERE_MARK: 'on-the-orchestrator' } });
+    mcp = await startInProcessMcp(home.path, { env: { WHERE_MARK: 'on-the-orchestrator' } });
     expect((await mcp.call('environment/add', { id: 'real', url: server.url })).isError).toBeFalsy();
     const result = await mcp.call('codex', { prompt: 'where?', environments: [{ id: 'real', cwd: box.path }] });
     expect(result.structuredContent).toMatchObject({ content: 'codex done' });
@@ -192,7 +193,7 @@ describe('MCP servers inside sessions', () => {
       callTool('mcp__direct__echo', { message: 'direct' }),
       say('http done'),
     );
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
     const result = await mcp.call('codex', { prompt: 'http', cwd: work.path, environments: [{ id: 'local' }, { id: 'box' }] });
     expect(result.structuredContent).toMatchObject({ content: 'http done' });
@@ -220,7 +221,7 @@ describe('MCP servers inside sessions', () => {
       serverToml('everything', { command: process.execPath, args: [EVERYTHING, 'stdio'], enabled_tools: ['echo'] }),
     );
     steps.push(callTool('mcp__fixture__crash'), callTool('mcp__fixture__whereami'), callTool('mcp__everything__echo', { message: 'still here' }), say('survived'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const first = await mcp.call('codex', { prompt: 'try them', cwd: work.path });
     expect(first.structuredContent).toMatchObject({ content: 'survived' });
     expect(toolNames(model.requests[0]!).filter((name) => name.startsWith('mcp__'))).toEqual(['mcp__fixture__whereami', 'mcp__fixture__crash', 'mcp__fixture__write_note', 'mcp__everything__echo']);
@@ -251,7 +252,7 @@ describe('MCP servers inside sessions', () => {
   it('reports a call that outlives tool_timeout_sec, and the server keeps serving', async () => {
     await configure(serverToml('slow', { command: process.execPath, args: [EVERYTHING, 'stdio'], tool_timeout_sec: 0.3 }));
     steps.push(callTool('mcp__slow__trigger-long-running-operation', { duration: 60, steps: 1 }), callTool('mcp__slow__echo', { message: 'after the timeout' }), say('timed'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const result = await mcp.call('codex', { prompt: 'slow', cwd: work.path });
     expect(result.structuredContent).toMatchObject({ content: 'timed' });
     expect(lastOutputAt(model, 1)).toBe('mcp__slow__trigger-long-running-operation failed: the MCP tool call did not finish within 300 ms (tool_timeout_sec)');
@@ -265,7 +266,7 @@ describe('MCP servers inside sessions', () => {
     stops.push(second.stop);
     await configure(serverToml('fixture', { command: process.execPath, args: [FIXTURE], environment_id: 'box' }));
     steps.push(callTool('mcp__fixture__whereami'), say('one'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     expect((await mcp.call('environment/add', { id: 'box', url: first.url })).isError).toBeFalsy();
     const one = await mcp.call('codex', { prompt: 'where?', environments: [{ id: 'box', cwd: work.path }] });
     const before = parsedOutput(lastOutputAt(model, 1));
@@ -281,7 +282,7 @@ describe('MCP servers inside sessions', () => {
   });
 
   it('refuses a bad [mcp_servers] entry in a call’s config with the key named, before any model call, and keeps serving', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const bad = await mcp.call('codex', { prompt: 'x', cwd: work.path, config: { 'mcp_servers.web.url': 'ftp://127.0.0.1/mcp' } });
     expect(bad.isError).toBe(true);
     expect(textOf(bad)).toBe('mcp_servers.web.url: expected an http or https URL, got "ftp://127.0.0.1/mcp"');
@@ -292,7 +293,7 @@ describe('MCP servers inside sessions', () => {
 
   it('fails the turn clearly when a required server cannot start', async () => {
     await configure(serverToml('needed', { command: process.execPath, args: ['-e', 'process.exit(1)'], required: true }));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const result = await mcp.call('codex', { prompt: 'needs it', cwd: work.path });
     expect(result.isError).toBe(true);
     expect(textOf(result)).toMatch(/^The turn failed: a required MCP server is unavailable: MCP server `needed` on environment `local` failed to start: .*exited with code 1/);
@@ -313,7 +314,7 @@ describe('MCP servers inside sessions', () => {
       callTool('mcp__fixture__write_note', { text: 'third' }),
       say('approved'),
     );
-    mcp = await startMcp(home.path, { answer });
+    mcp = await startInProcessMcp(home.path, { answer });
     const result = await mcp.call('codex', { prompt: 'notes', cwd: work.path, 'approval-policy': 'untrusted' });
     expect(result.structuredContent).toMatchObject({ content: 'approved' });
     // whereami is read-only: no question. write_note: denied, then approved for the session.

@@ -1,4 +1,4 @@
-// MCP Tasks around approvals, end to end: our built server over stdio, the SDK client, the fake
+// MCP Tasks around approvals, end to end: our server composed in-process, the SDK client, the fake
 // model. A task whose turn waits for an approval is `input_required` (MCP 2025-11-25 tasks), its
 // elicitation names the task, and it is `working` again once answered. Turns and answers are held
 // with gates, never with sleeps.
@@ -6,7 +6,8 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CallToolResultSchema, CreateTaskResultSchema, RELATED_TASK_META_KEY, type CallToolResult, type Task } from '@modelcontextprotocol/sdk/types.js';
 import { type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, type ElicitationAnswer, type McpHarness } from '../helpers/mcp.js';
 import { waitFor } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
@@ -79,7 +80,7 @@ describe('MCP Tasks and approvals', () => {
 
   it('is input_required while its turn waits for an approval (saying what is asked), working again once answered, then completed', async () => {
     const approval = held();
-    mcp = await startMcp(home.path, { answer: approval.answer });
+    mcp = await startInProcessMcp(home.path, { answer: approval.answer });
     const release = heldGate();
     steps.push(exec('touch approved.txt'), hold(release.promise, say('approved and done')));
     const taskId = await createTask(mcp, 'codex', { prompt: 'ask first', cwd: work.path, 'approval-policy': 'untrusted' });
@@ -112,7 +113,7 @@ describe('MCP Tasks and approvals', () => {
 
   it('lets the SDK client follow input_required with tasks/result and get the result once the approval is answered', async () => {
     const approval = held();
-    mcp = await startMcp(home.path, { answer: approval.answer });
+    mcp = await startInProcessMcp(home.path, { answer: approval.answer });
     steps.push(exec('touch streamed.txt'), say('streamed and done'));
     const statuses: string[] = [];
     let result: CallToolResult | undefined;
@@ -135,7 +136,7 @@ describe('MCP Tasks and approvals', () => {
 
   it('tasks/cancel during an approval cancels the elicitation and interrupts the turn; the task stays cancelled', async () => {
     const approval = held();
-    mcp = await startMcp(home.path, { answer: approval.answer });
+    mcp = await startInProcessMcp(home.path, { answer: approval.answer });
     steps.push(exec('touch never.txt'), say('never said'));
     const taskId = await createTask(mcp, 'codex', { prompt: 'ask, then be cancelled', cwd: work.path, 'approval-policy': 'untrusted' });
     await approval.first;
@@ -153,7 +154,7 @@ describe('MCP Tasks and approvals', () => {
   });
 
   it('a failed task says why in its status message', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const taskId = await createTask(mcp, 'codex-reply', { threadId: 'no-such-thread', prompt: 'x' });
     await waitFor(async () => (await getTask(mcp!, taskId)).status === 'failed', 'the task to fail');
     expect((await getTask(mcp, taskId)).statusMessage).toMatch(/^failed: .*Session not found.*no-such-thread/);

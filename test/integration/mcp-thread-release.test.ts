@@ -1,12 +1,13 @@
 // Letting go of threads: left idle (multienv.idle_thread_unload_sec) or closed with thread/close,
 // a thread's MCP servers and commands stop, and its next turn reads it back with its history (and,
-// when idle, its session approvals); archived, it is no longer listed or continued. Our built
-// server over stdio, the SDK client, the fake model, and @modelcontextprotocol/server-everything
+// when idle, its session approvals); archived, it is no longer listed or continued. Our server
+// composed in-process (its commands and MCP servers are children of this process), the SDK client, the fake model, and @modelcontextprotocol/server-everything
 // as the thread's MCP server.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
 import { REPO_ROOT, waitFor } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say } from '../helpers/steps.js';
 
@@ -59,7 +60,7 @@ describe('threads let go: idle, or closed with thread/close', () => {
 
   it('stops an idle thread’s MCP servers, then continues it with its history, its MCP servers started again and its session approvals kept', async () => {
     const asked: unknown[] = [];
-    mcp = await startMcp(world.home.path, {
+    mcp = await startInProcessMcp(world.home.path, {
       args: ['-c', 'multienv.idle_thread_unload_sec=2'],
       answer: (params) => {
         asked.push(params);
@@ -97,7 +98,7 @@ describe('threads let go: idle, or closed with thread/close', () => {
   });
 
   it('keeps a thread whose command still runs, so its output stays readable', async () => {
-    mcp = await startMcp(world.home.path, { args: ['-c', 'multienv.idle_thread_unload_sec=0.2', '-c', 'mcp_servers.everything.enabled=false'] });
+    mcp = await startInProcessMcp(world.home.path, { args: ['-c', 'multienv.idle_thread_unload_sec=0.2', '-c', 'mcp_servers.everything.enabled=false'] });
     steps.push(exec('sleep 30', { yield_time_ms: 250 }), say('left it running'));
     const busy = (await mcp.call('codex', { prompt: 'start something long', cwd: world.work.path })).structuredContent as { threadId: string };
     steps.push(say('nothing running'));
@@ -119,7 +120,7 @@ describe('threads let go: idle, or closed with thread/close', () => {
     };
 
     it('stops the thread’s commands and MCP servers, lets go of it, and codex-reply continues it', async () => {
-      mcp = await startMcp(world.home.path);
+      mcp = await startInProcessMcp(world.home.path);
       const worker = await mcp.workerPid();
       steps.push(exec('sleep 31', { yield_time_ms: 250 }), say('started it'));
       const threadId = threadIdOf(await mcp.call('codex', { prompt: 'start a long command', cwd: world.work.path }));
@@ -138,7 +139,7 @@ describe('threads let go: idle, or closed with thread/close', () => {
     });
 
     it('archives: the file moves to archived/, the thread is no longer listed, and codex-reply says where it went', async () => {
-      mcp = await startMcp(world.home.path, { args: ['-c', 'mcp_servers.everything.enabled=false'] });
+      mcp = await startInProcessMcp(world.home.path, { args: ['-c', 'mcp_servers.everything.enabled=false'] });
       steps.push(say('done'));
       const threadId = threadIdOf(await mcp.call('codex', { prompt: 'short', cwd: world.work.path }));
       const archivedTo = join(world.home.path, 'multienv', 'threads', 'archived', `${threadId}.jsonl`);
@@ -154,7 +155,7 @@ describe('threads let go: idle, or closed with thread/close', () => {
     });
 
     it('refuses while a turn runs, and for an unknown thread', async () => {
-      mcp = await startMcp(world.home.path, { args: ['-c', 'mcp_servers.everything.enabled=false'] });
+      mcp = await startInProcessMcp(world.home.path, { args: ['-c', 'mcp_servers.everything.enabled=false'] });
       const release = gate();
       steps.push(hold(release.promise, say('slow done')));
       const threadId = threadIdOf(await mcp.call('codex', { prompt: 'slow', cwd: world.work.path, waitMs: 0 }));

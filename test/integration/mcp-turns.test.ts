@@ -1,4 +1,5 @@
-// The turn lifecycle end to end: our built server over stdio, the SDK client, the fake model.
+// The turn lifecycle end to end: our server composed in-process as the CLI composes it, the SDK
+// client over the in-memory pair, the fake model.
 // Timing is controlled with the fake model's `hold` steps and with what the server reports
 // (model requests, progress, raw JSON-RPC messages), never with sleeps.
 import { existsSync, readFileSync } from 'node:fs';
@@ -6,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { functionCallOutputs, inputItems, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, textOf, type McpHarness, threadIdOf } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, storedRecords, tearDownMcpWorld, textOf, type McpHarness, threadIdOf } from '../helpers/mcp.js';
 import { waitFor } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
@@ -112,7 +114,7 @@ describe('turn lifecycle through MCP', () => {
 
   describe('one turn at a time per thread', () => {
     it('runs a second codex-reply on the same thread only after the first has finished', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const threadId = await startThread(mcp);
       const release = gate();
       steps.push(hold(release.promise, say('reply one')), say('reply two'));
@@ -136,7 +138,7 @@ describe('turn lifecycle through MCP', () => {
     });
 
     it('refuses a reply beyond multienv.max_queued_turns_per_thread with a clear "busy" error that names the thread', async () => {
-      mcp = await startMcp(home.path, { args: ['-c', 'multienv.max_queued_turns_per_thread=1'] });
+      mcp = await startInProcessMcp(home.path, { args: ['-c', 'multienv.max_queued_turns_per_thread=1'] });
       const threadId = await startThread(mcp);
       const release = gate();
       steps.push(hold(release.promise, say('reply one')), say('reply two'));
@@ -166,7 +168,7 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('runs turns of different threads at the same time', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const releaseA = gate();
     const releaseB = gate();
     respond = (request) => {
@@ -194,7 +196,7 @@ describe('turn lifecycle through MCP', () => {
 
   describe('cancellation', () => {
     it('interrupts a turn held at the model, still answers the cancelled request, and the thread continues', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const release = gate();
       steps.push(exec('echo before-cancel'), hold(release.promise, say('too late')));
       const controller = new AbortController();
@@ -227,7 +229,7 @@ describe('turn lifecycle through MCP', () => {
     });
 
     it('kills the running command (and its children) when the call is cancelled, and answers the dangling call', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const pidFile = join(work.path, 'sleep.pid');
       const shellFile = join(work.path, 'shell.pid');
       steps.push(exec('echo $$ > shell.pid; sleep 300 & echo $! > sleep.pid; wait', { yield_time_ms: 30_000 }));
@@ -257,7 +259,7 @@ describe('turn lifecycle through MCP', () => {
     });
 
     it('a reply queued behind a turn that is cancelled starts only once that turn has finished', async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const threadId = await startThread(mcp);
       const pidFile = join(work.path, 'sleep.pid');
       steps.push(exec('sleep 300 & echo $! > sleep.pid; wait', { yield_time_ms: 30_000 }), say('queued reply ran'));
@@ -300,7 +302,7 @@ describe('turn lifecycle through MCP', () => {
     });
 
     it("a cancel sent by the client's own request time-out ends the call, not the turn: the turn completes, codex-status shows its result, codex-reply continues", async () => {
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       const release = gate();
       steps.push(hold(release.promise, say('finished after the client gave up')));
       // The real SDK client with a short RequestOptions.timeout, far below the server's wait budget
@@ -340,7 +342,7 @@ describe('turn lifecycle through MCP', () => {
     it('withdraws a pending approval when the call is cancelled, and runs nothing', async () => {
       let asked!: () => void;
       const elicited = new Promise<void>((resolve) => (asked = resolve));
-      mcp = await startMcp(home.path, {
+      mcp = await startInProcessMcp(home.path, {
         answer: () => {
           asked();
           return new Promise<never>(() => undefined);
@@ -363,7 +365,7 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('sends notifications/progress with increasing progress and short messages only when the call has a progress token', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(exec('echo progress-check'), say('quiet'));
     const quiet = await mcp.call('codex', { prompt: 'no token', cwd: work.path });
     expect(quiet.structuredContent).toMatchObject({ content: 'quiet' });
@@ -390,7 +392,7 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('tells the caller the threadId as soon as the turn is accepted, before the model answers: first progress message, codex/event session_configured', async () => {
-    mcp = await startMcp(home.path, { args: ['-c', 'multienv.codex_events=true'] });
+    mcp = await startInProcessMcp(home.path, { args: ['-c', 'multienv.codex_events=true'] });
     const release = gate();
     steps.push(hold(release.promise, say('done late')));
     const call = mcp.call('codex', { prompt: 'early id', cwd: work.path }, { onprogress: () => undefined });
@@ -410,13 +412,13 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('emits codex/event notifications (session_configured, task_started … task_complete) only with multienv.codex_events=true', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(exec('echo evented'), say('no events'));
     await mcp.call('codex', { prompt: 'events off', cwd: work.path });
     expect(mcp.received.filter((m) => isRecord(m) && m.method === 'codex/event')).toEqual([]);
     await mcp.close();
 
-    mcp = await startMcp(home.path, { args: ['-c', 'multienv.codex_events=true'] });
+    mcp = await startInProcessMcp(home.path, { args: ['-c', 'multienv.codex_events=true'] });
     steps.push(exec('echo evented'), say('with events'));
     const result = await mcp.call('codex', { prompt: 'events on', cwd: work.path });
     const threadId = threadIdOf(result);
@@ -438,7 +440,7 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('reports a failed turn as an error with {threadId, content}, and the thread continues', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push({ kind: 'http-error', status: 500, body: { error: { message: 'the fake model is down', type: 'server_error', param: null, code: null } } });
     const failed = await mcp.call('codex', { prompt: 'this will fail', cwd: work.path });
     expect(failed.isError).toBe(true);
@@ -456,7 +458,7 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('tells the model clearly when the turn has no environment, and completes', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(exec('echo where-am-i'), say('no environment then'));
     const result = await mcp.call('codex', { prompt: 'nowhere', cwd: work.path, environments: [] });
     expect(result.isError).toBeFalsy();
@@ -466,7 +468,7 @@ describe('turn lifecycle through MCP', () => {
   });
 
   it('answers an unknown tool and invalid JSON arguments with outputs saying so, and completes', async () => {
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     steps.push(
       {
         kind: 'output',

@@ -1,4 +1,4 @@
-// Proxies and certificates end to end: our built server over stdio with the SDK client, the fake
+// Proxies and certificates end to end: our server composed in-process with the SDK client, the fake
 // model over HTTPS (a certificate from a CA made with openssl for this test) and a real HTTP proxy
 // (CONNECT and absolute-form) on 127.0.0.1. Everything stays on loopback: the model and the MCP
 // server are named `localhost` where a request must go through the proxy and `127.0.0.1` where
@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import { startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
 import { startHttpProxy, type TestHttpProxy } from '../helpers/http-proxy.js';
-import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { textOf, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
 import { makeTestCertificates, networkEnv, type TestCertificates } from '../helpers/network.js';
 import { CLI, isAlive, REPO_ROOT, runCommand, startListening, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { say } from '../helpers/steps.js';
@@ -52,7 +53,7 @@ describe('network: proxies and certificates', () => {
   it('sends model requests through HTTPS_PROXY, trusting CODEX_CA_CERTIFICATE over SSL_CERT_FILE', async () => {
     await writeMcpConfig(home.path, modelUrl('localhost'));
     steps.push(say('answered through the proxy'));
-    mcp = await startMcp(home.path, { env: { HTTPS_PROXY: proxy.url, CODEX_CA_CERTIFICATE: certs.caPath, SSL_CERT_FILE: join(dir.path, 'missing.pem') } });
+    mcp = await startInProcessMcp(home.path, { env: { HTTPS_PROXY: proxy.url, CODEX_CA_CERTIFICATE: certs.caPath, SSL_CERT_FILE: join(dir.path, 'missing.pem') } });
 
     const result = await mcp.call('codex', { prompt: 'hello', cwd: dir.path });
     expect(result.structuredContent).toMatchObject({ content: 'answered through the proxy' });
@@ -63,7 +64,7 @@ describe('network: proxies and certificates', () => {
   it('goes direct to a NO_PROXY host (127.0.0.1 listed, the model there), trusting SSL_CERT_FILE', async () => {
     await writeMcpConfig(home.path, modelUrl('127.0.0.1'));
     steps.push(say('answered directly'));
-    mcp = await startMcp(home.path, { env: { https_proxy: proxy.url, no_proxy: 'example.invalid, 127.0.0.1', SSL_CERT_FILE: certs.caPath } });
+    mcp = await startInProcessMcp(home.path, { env: { https_proxy: proxy.url, no_proxy: 'example.invalid, 127.0.0.1', SSL_CERT_FILE: certs.caPath } });
 
     const result = await mcp.call('codex', { prompt: 'hello', cwd: dir.path });
     expect(result.structuredContent).toMatchObject({ content: 'answered directly' });
@@ -76,7 +77,7 @@ describe('network: proxies and certificates', () => {
     const webUrl = web.url.replace('//127.0.0.1:', '//localhost:');
     await writeMcpConfig(home.path, modelUrl('localhost'), `[mcp_servers.web]\nurl = ${JSON.stringify(webUrl)}\n`);
     steps.push({ kind: 'output', items: [{ type: 'function_call', name: 'mcp__web__echo', arguments: { message: 'via the proxy' } }] }, say('mcp done'));
-    mcp = await startMcp(home.path, { env: { HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url, CODEX_CA_CERTIFICATE: certs.caPath } });
+    mcp = await startInProcessMcp(home.path, { env: { HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url, CODEX_CA_CERTIFICATE: certs.caPath } });
 
     const result = await mcp.call('codex', { prompt: 'use the web server', cwd: dir.path });
     expect(result.structuredContent).toMatchObject({ content: 'mcp done' });
@@ -90,7 +91,7 @@ describe('network: proxies and certificates', () => {
     const missing = join(dir.path, 'missing.pem');
     await writeMcpConfig(home.path, modelUrl('localhost'));
     steps.push(say('never sent'));
-    mcp = await startMcp(home.path, { env: { CODEX_CA_CERTIFICATE: missing, HTTPS_PROXY: proxy.url } });
+    mcp = await startInProcessMcp(home.path, { env: { CODEX_CA_CERTIFICATE: missing, HTTPS_PROXY: proxy.url } });
     const modelRequests = model.requests.length;
 
     const expected = new RegExp(`cannot read the CA certificate file ${missing} named by CODEX_CA_CERTIFICATE: ENOENT`);

@@ -6,7 +6,8 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { inputItems, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, textOf, type McpHarness } from '../helpers/mcp.js';
 import { CLI, isAlive, startOurWsExecServer, startTcpProxy, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
@@ -42,7 +43,7 @@ describe('environments added at run time', () => {
   });
 
   it('are gone after a restart: the sticky thread fails clearly without a model request, then continues once the environment is added again', async () => {
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     const added = await mcp.call('environment/add', { id: 'box', url: box!.url });
     expect(added.isError).toBeFalsy();
     steps.push(exec('echo on-the-box'), say('first done'));
@@ -51,7 +52,7 @@ describe('environments added at run time', () => {
     const threadId = (first.structuredContent as { threadId: string }).threadId;
     await mcp.close();
 
-    mcp = await startMcp(world.home.path);
+    mcp = await startInProcessMcp(world.home.path);
     const requestsBefore = model.requests.length;
     const failed = await mcp.call('codex-reply', { threadId, prompt: 'again' });
     expect(failed.isError).toBe(true);
@@ -70,7 +71,7 @@ describe('environments added at run time', () => {
     it('closes the connection and drops the environment; a thread sticky to it fails its next turn clearly, and continues once it is added again', async () => {
       const proxy = await startTcpProxy(Number(new URL(box!.url).port));
       try {
-        mcp = await startMcp(world.home.path);
+        mcp = await startInProcessMcp(world.home.path);
         await mcp.call('environment/add', { id: 'box', url: `ws://127.0.0.1:${proxy.port}` });
         steps.push(exec('echo on-the-box'), say('first done'));
         const first = await mcp.call('codex', { prompt: 'use the box', cwd: world.work.path, environments: [{ id: 'box', cwd: world.work.path }] });
@@ -107,7 +108,7 @@ describe('environments added at run time', () => {
     });
 
     it('ends the process of a program environment', async () => {
-      mcp = await startMcp(world.home.path, { args: ['-c', 'multienv.allow_runtime_program_environments=true'] });
+      mcp = await startInProcessMcp(world.home.path, { args: ['-c', 'multienv.allow_runtime_program_environments=true'] });
       const pidFile = join(world.work.path, 'exec-server.pid');
       const added = await mcp.call('environment/add', {
         id: 'piped',
@@ -126,7 +127,7 @@ describe('environments added at run time', () => {
     });
 
     it('is refused while a turn runs in the environment, naming the thread and turn; a turn elsewhere does not hold it', async () => {
-      mcp = await startMcp(world.home.path);
+      mcp = await startInProcessMcp(world.home.path);
       await mcp.call('environment/add', { id: 'box', url: box!.url });
       const release = gate();
       steps.push(hold(release.promise, say('held on the box')));
@@ -165,7 +166,7 @@ describe('environments added at run time', () => {
     it('refuses local and configured environments, saying where each comes from; removing a run-time replacement brings the configured one back', async () => {
       const file = join(world.home.path, 'environments.toml');
       await writeFile(file, ['include_local = true', '[[environments]]', 'id = "cfg"', `url = "${box!.url}"`].join('\n'));
-      mcp = await startMcp(world.home.path);
+      mcp = await startInProcessMcp(world.home.path);
       const local = await mcp.call('environment/remove', { id: 'local' });
       expect(local.isError).toBe(true);
       expect(textOf(local)).toBe('environment/remove: environment `local` is built in (this machine, served in-process); only environments added with environment/add can be removed');
@@ -186,7 +187,7 @@ describe('environments added at run time', () => {
       await mcp.close();
 
       await rm(file);
-      mcp = await startMcp(world.home.path, { env: { CODEX_EXEC_SERVER_URL: box!.url } });
+      mcp = await startInProcessMcp(world.home.path, { env: { CODEX_EXEC_SERVER_URL: box!.url } });
       const remote = await mcp.call('environment/remove', { id: 'remote' });
       expect(remote.isError).toBe(true);
       expect(textOf(remote)).toBe('environment/remove: environment `remote` comes from the CODEX_EXEC_SERVER_URL environment variable (read at start-up); only environments added with environment/add can be removed');

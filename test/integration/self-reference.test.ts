@@ -1,11 +1,12 @@
 // A session never starts this server inside itself (the config.toml that registers this server
-// is the one its sessions read [mcp_servers] from): our built server over stdio with the SDK
-// client, the fake model, and a [mcp_servers] entry that launches the built server again, next to
+// is the one its sessions read [mcp_servers] from): our server composed in-process (recognising the
+// built CLI as itself) with the SDK client, the fake model, and a [mcp_servers] entry that launches the built server again, next to
 // @modelcontextprotocol/server-everything.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inputItems, toolNames, type FakeResponsesServer, type FakeStep } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, tearDownMcpWorld, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
+import { startInProcessMcp } from '../helpers/in-process-mcp.js';
+import { setUpMcpWorld, tearDownMcpWorld, writeMcpConfig, type McpHarness } from '../helpers/mcp.js';
 import { CLI, REPO_ROOT, startCodexWsExecServer, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { say, type Json } from '../helpers/steps.js';
 
@@ -70,7 +71,7 @@ describe('a session never starts this server inside itself', () => {
       [`[mcp_servers.self]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI])}\nenv = ${inline({ CODEX_HOME: nested.path })}`, everything].join('\n\n'),
     );
     steps.push(say('one'), say('two'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const first = await mcp.call('codex', { prompt: 'hello', cwd: work.path });
     expect(first.structuredContent).toMatchObject({ content: 'one' });
     const second = await mcp.call('codex', { prompt: 'again', cwd: work.path });
@@ -103,7 +104,7 @@ describe('a session never starts this server inside itself', () => {
       [`[mcp_servers.wrapped]\ncommand = "sh"\nargs = ${JSON.stringify(wrapper)}\nenv = ${inline({ CODEX_HOME: nested.path })}\nstartup_timeout_sec = 30`, everything].join('\n\n'),
     );
     steps.push(say('done anyway'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const result = await mcp.call('codex', { prompt: 'hello', cwd: work.path });
     expect(result.structuredContent).toMatchObject({ content: 'done anyway' });
 
@@ -136,7 +137,7 @@ describe('a session never starts this server inside itself', () => {
         `[mcp_servers.wrapped]\ncommand = "sh"\nargs = ${JSON.stringify(wrapper)}\nenv = ${inline({ CODEX_HOME: nested.path })}\nenvironment_id = "box"\nstartup_timeout_sec = 30`,
       );
       steps.push(say('remote done'));
-      mcp = await startMcp(home.path);
+      mcp = await startInProcessMcp(home.path);
       expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
       const result = await mcp.call('codex', { prompt: 'hello', environments: [{ id: 'box', cwd: work.path }] });
       expect(result.structuredContent).toMatchObject({ content: 'remote done' });
@@ -155,7 +156,7 @@ describe('a session never starts this server inside itself', () => {
       [`[mcp_servers.self]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI])}\nenv = ${inline({ CODEX_HOME: nested.path, CODEX_MULTIENV_NESTED: 'allow' })}\nstartup_timeout_sec = 30`, everything].join('\n\n'),
     );
     steps.push(say('nested on purpose'));
-    mcp = await startMcp(home.path);
+    mcp = await startInProcessMcp(home.path);
     const result = await mcp.call('codex', { prompt: 'hello', cwd: work.path });
     expect(result.structuredContent).toMatchObject({ content: 'nested on purpose' });
     const request = model.requests[0]!;
