@@ -12,6 +12,9 @@ import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
 import { createMcpServer, serveOverStdio } from '../mcp/server.js';
 import { BuiltinEngine } from '../session/builtin-engine.js';
+import { CodexAppServer } from '../session/codex-app-server.js';
+import { CodexEngine } from '../session/codex-engine.js';
+import { EnginesByName } from '../session/engine-choice.js';
 import { JsonlThreadStore } from '../session/jsonl-thread-store.js';
 import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
 import { ThreadLeases } from '../session/thread-lease.js';
@@ -19,6 +22,7 @@ import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
+import { appServerCommand, chooseEngine, findCodexBinary, type CodexBinary } from './codex-engine.js';
 import { loadRegistry } from './environments-command.js';
 import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
@@ -42,6 +46,8 @@ function settingsResolver(options: {
   auth: CodexAuth | undefined;
   /** The process's fetch, honouring the proxy and CA variables. */
   fetch: typeof fetch;
+  /** The Codex binary the codex engine runs, when one was found. */
+  codexBinary: CodexBinary | undefined;
 }) {
   return (call: CallSettings): ResolvedThreadSettings => {
     const { config, warnings } = resolveConfig({
@@ -62,7 +68,9 @@ function settingsResolver(options: {
     for (const warning of warnings) options.logger.warn(warning);
     const mcp = parseMcpServers(config.mcpServers);
     for (const warning of mcp.warnings) options.logger.warn(warning);
-    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch), mcpServers: options.skipSelf(mcp.servers) };
+    const mcpServers = options.skipSelf(mcp.servers);
+    const selfReferencingMcpServers = mcp.servers.filter((server) => !mcpServers.includes(server)).map((server) => server.name);
+    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch, options.codexBinary), mcpServers, selfReferencingMcpServers };
   };
 }
 
@@ -94,6 +102,7 @@ function toSettings(
   instructionsFiles: Map<string, string>,
   auth: CodexAuth | undefined,
   httpFetch: typeof fetch,
+  codexBinary: CodexBinary | undefined,
 ): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
   if (provider === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `model provider \`${config.modelProvider}\` is not configured`);
@@ -102,7 +111,13 @@ function toSettings(
   // As Codex does: a provider that names its key's variable needs it; a request without the key
   // would only come back as an authentication error from the provider.
   const missing = missingKeyMessage(config.modelProvider, provider, credentials, auth);
-  if (missing !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, missing);
+  // A stored thread keeps the engine it started with; a new one gets `multienv.engine`'s.
+  const engine = call.engine ?? chooseEngine(config.multienv.engine, { providerUsable: missing === undefined, chatgptSignIn: auth?.chatgpt === true, codexBinary }).engine;
+  if (engine === 'codex' && codexBinary === undefined) {
+    throw new LocalError(LocalErrorCode.InvalidConfig, 'the codex engine needs the Codex CLI, and none was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex');
+  }
+  // The real Codex brings its own credentials (a ChatGPT sign-in too); only our agent needs the key.
+  if (engine === 'builtin' && missing !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, missing);
   const fileInstructions = config.modelInstructionsFile === undefined ? undefined : instructionsFiles.get(config.modelInstructionsFile);
   const reasoning = requestReasoning(config.model, { effort: config.modelReasoningEffort, summary: config.modelReasoningSummary });
   const webSearch = webSearchMode(config, provider.requiresOpenaiAuth || config.modelProvider === DEFAULT_MODEL_PROVIDER_ID);
@@ -123,6 +138,7 @@ function toSettings(
     permissions: defaultPermissions(config, call),
     permissionProfile: (name) => config.permissionProfiles.get(name),
     allowLoginShell: config.allowLoginShell,
+    engine,
     createModel: () =>
       new ModelClient({
         baseUrl: provider.baseUrl,
@@ -281,10 +297,11 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd);
   const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
   const threadsLogger = logger.child('threads');
-  const threads = new ThreadManager({
-    registry,
-    store,
-    engine: new BuiltinEngine({
+  const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
+  // Started by the first Codex-engine turn, not before: most servers never need it.
+  const appServer =
+    codexBinary === undefined ? undefined : new CodexAppServer({ command: appServerCommand(codexBinary, env), clientVersion: PACKAGE_VERSION, logger: logger.child('codex') });
+  const builtinEngine = new BuiltinEngine({
       registry,
       limits,
       logger: threadsLogger,
@@ -293,6 +310,14 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       mcpClientVersion: PACKAGE_VERSION,
       globalInstructions: () => readGlobalInstructions(home),
       localFetch: httpFetch,
+  });
+  const threads = new ThreadManager({
+    registry,
+    store,
+    engine: new EnginesByName({
+      builtin: builtinEngine,
+      // Without a binary no thread gets the codex engine (settings refuse it), so this never opens one.
+      codex: appServer === undefined ? builtinEngine : new CodexEngine({ appServer, logger: threadsLogger, now: () => new Date() }),
     }),
     // Several server processes may share the threads folder (a client restarting us, two clients).
     ownership: new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }),
@@ -305,6 +330,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       skipSelf,
       auth,
       fetch: httpFetch,
+      codexBinary,
     }),
     defaultCwd: cwd,
     limits,
@@ -336,6 +362,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       (closing ??= (async () => {
         await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
         await threads.close();
+        await appServer?.close();
         await registry.close();
         await localServer.close();
         await store.close();

@@ -178,8 +178,8 @@ function isOurScript(path: string | undefined, host: SelfReferenceHost): boolean
   }
 }
 
-/** A command as the executor finds it: a path when it has a slash, else the first executable file on `PATH`. */
-function resolveCommand(command: string, base: string, pathEnv: string | undefined): string | undefined {
+/** A command as the executor finds it: a path when it has a slash, else the first executable file on `PATH`; symlinks resolved. */
+export function resolveCommand(command: string, base: string, pathEnv: string | undefined): string | undefined {
   if (command.includes('/')) return realPath(isAbsolute(command) ? command : resolve(base, command));
   for (const dir of (pathEnv ?? '').split(delimiter)) {
     if (dir.length === 0) continue;

@@ -548,6 +548,8 @@ const MultienvTomlSchema = (context: SchemaContext) =>
       idle_thread_unload_sec: z.number().min(0).max(2 ** 31 / 1000).default(900),
       // Above 256 MiB one message could no longer be made one string in Node.js.
       max_message_mb: z.number().min(1).max(256).default(10),
+      engine: z.enum(['builtin', 'codex', 'auto']).default('auto'),
+      codex_path: absolutePath(['multienv', 'codex_path'], context).optional(),
     })
     .transform((raw) => ({
       /** `max_concurrent_turns`: turns running at once across all threads. @default 8 */
@@ -596,6 +598,14 @@ const MultienvTomlSchema = (context: SchemaContext) =>
        * what they read. @default 10485760
        */
       maxMessageBytes: Math.floor(raw.max_message_mb * 1024 * 1024),
+      /**
+       * `engine`: what runs a new thread's turns: `builtin` (our agent), `codex` (the real Codex's
+       * app-server), or `auto` (codex only when a ChatGPT sign-in is the sole credential and a
+       * Codex binary is found). A thread keeps its engine for life. @default 'auto'
+       */
+      engine: raw.engine,
+      /** `codex_path`: the Codex binary the codex engine runs. @default `codex` on PATH, else the installed `@openai/codex` */
+      codexPath: raw.codex_path,
     }))
     .prefault({});
 

@@ -33,6 +33,11 @@ export const SandboxModeSchema = z.enum(['read-only', 'workspace-write', 'danger
 /** One of {@link SandboxModeSchema}'s values. */
 export type SandboxMode = z.infer<typeof SandboxModeSchema>;
 
+/** What runs a thread's turns: our agent loop, or the real Codex (`codex app-server`). */
+export const ThreadEngineSchema = z.enum(['builtin', 'codex']);
+/** One of {@link ThreadEngineSchema}'s values. */
+export type ThreadEngine = z.infer<typeof ThreadEngineSchema>;
+
 /** The configuration a thread was started with; every later turn runs with it. */
 export const ThreadConfigSchema = z.object({
   model: z.string(),
@@ -48,6 +53,8 @@ export const ThreadConfigSchema = z.object({
   compactPrompt: z.string().optional(),
   /** Codex `-c key=value` overrides, kept as given. */
   configOverrides: z.record(z.string(), z.unknown()),
+  /** The thread's engine, chosen when it started and kept for life; absent (older files): `builtin`. */
+  engine: ThreadEngineSchema.optional(),
 });
 /** The configuration a thread was started with. */
 export type ThreadConfig = z.infer<typeof ThreadConfigSchema>;
@@ -185,6 +192,19 @@ export const CompactedRecordSchema = z.object({
 /** The history was compacted. */
 export type CompactedRecord = z.infer<typeof CompactedRecordSchema>;
 
+/**
+ * The Codex thread behind a Codex-engine thread (written once, when Codex started it): after a
+ * restart the engine resumes that thread from Codex's own rollout in `$CODEX_HOME`.
+ */
+export const CodexThreadRecordSchema = z.object({
+  type: z.literal('codex_thread'),
+  at: Timestamp,
+  turnId: z.string().min(1),
+  codexThreadId: z.string().min(1),
+});
+/** The Codex thread behind a Codex-engine thread. */
+export type CodexThreadRecord = z.infer<typeof CodexThreadRecordSchema>;
+
 /** Any record after the header. */
 export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   TurnStartedRecordSchema,
@@ -193,6 +213,7 @@ export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   TurnCompletedRecordSchema,
   EnvironmentsChangedRecordSchema,
   CompactedRecordSchema,
+  CodexThreadRecordSchema,
 ]);
 /** Any record after the header. */
 export type ThreadBodyRecord = z.infer<typeof ThreadBodyRecordSchema>;
@@ -210,6 +231,7 @@ export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
   'turn_completed',
   'environments_changed',
   'compacted',
+  'codex_thread',
 ];
 
 /** The minimum every line must be: an object with a string `type`, checked before the record schema. */

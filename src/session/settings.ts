@@ -4,7 +4,7 @@ import type { ProjectDocOptions } from '../agent/project-docs.js';
 import type { McpServerConfig } from '../config/mcp-servers.js';
 import type { PermissionProfile } from '../config/permissions.js';
 import type { EnvPolicy } from '../protocol/exec.js';
-import type { ThreadConfig } from '../protocol/thread.js';
+import type { ThreadConfig, ThreadEngine } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** What the thread manager and its turn engine need from the configuration for one thread. */
@@ -35,6 +35,13 @@ export interface ResolvedThreadSettings {
   allowLoginShell: boolean;
   /** `[mcp_servers]`, validated. @default [] */
   mcpServers?: readonly McpServerConfig[];
+  /**
+   * The `[mcp_servers]` entries left out because they launch this server itself; an engine that
+   * hands the configuration to another agent (Codex) disables them there. @default []
+   */
+  selfReferencingMcpServers?: readonly string[];
+  /** What runs the thread's turns (`multienv.engine`, with `auto` resolved). @default 'builtin' */
+  engine?: ThreadEngine;
   /** Creates the model client for this thread's provider. */
   createModel(): ModelPort;
 }
@@ -52,6 +59,8 @@ export interface CallSettings {
   baseInstructions?: string;
   developerInstructions?: string;
   compactPrompt?: string;
+  /** The engine a stored thread runs on (it keeps it for life); none: `multienv.engine` decides. */
+  engine?: ThreadEngine;
 }
 
 /** Resolves a thread's settings from the config files and what the call pinned. */
@@ -69,6 +78,7 @@ export function storedCallSettings(stored: ThreadConfig): CallSettings {
     baseInstructions: stored.baseInstructions,
     developerInstructions: stored.developerInstructions,
     compactPrompt: stored.compactPrompt,
+    engine: stored.engine ?? 'builtin',
   };
 }
 
@@ -89,6 +99,8 @@ export function threadConfigOf(settings: ResolvedThreadSettings, call: CallSetti
     ...(call.baseInstructions === undefined ? {} : { baseInstructions: call.baseInstructions }),
     ...(call.developerInstructions === undefined ? {} : { developerInstructions: call.developerInstructions }),
     ...(call.compactPrompt === undefined ? {} : { compactPrompt: call.compactPrompt }),
+    // Written only for the non-default engine, so builtin threads' headers stay as before.
+    ...(settings.engine === 'codex' ? { engine: 'codex' as const } : {}),
   };
 }
 

@@ -101,6 +101,7 @@ describe('resolveConfig: defaults', () => {
         drainTimeoutMs: 600_000,
         portableToolNames: false,
         maxMessageBytes: 10 * 1024 * 1024,
+        engine: 'auto',
       },
     });
     expect(DEFAULT_MODEL).toBe('gpt-5.5');
@@ -158,6 +159,8 @@ default_wait_sec = 0.25
 drain_timeout_sec = 0
 portable_tool_names = true
 max_message_mb = 2.5
+engine = "codex"
+codex_path = "bin/codex"
 `),
     ]);
     expect(warnings).toEqual([]);
@@ -203,6 +206,8 @@ max_message_mb = 2.5
         drainTimeoutMs: 0,
         portableToolNames: true,
         maxMessageBytes: 2.5 * 1024 * 1024,
+        engine: 'codex',
+        codexPath: `${HOME}/bin/codex`,
       },
     });
     expect(config.permissionProfiles.get('restricted').rules).toEqual([{ target: { special: 'minimal' }, access: 'read' }]);

@@ -1,0 +1,62 @@
+/**
+ * The Codex engine's outside world: which Codex binary runs the app-server, how it is started,
+ * and which engine `multienv.engine = "auto"` gives a new thread.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { ChildCommand } from '../transport/child.js';
+import type { ThreadEngine } from '../protocol/thread.js';
+import { resolveCommand } from './self-reference.js';
+
+/** The Codex binary found, and where it came from (for messages and `doctor`). */
+export interface CodexBinary {
+  path: string;
+  source: 'multienv.codex_path' | 'PATH' | '@openai/codex package';
+}
+
+/**
+ * The Codex binary: `multienv.codex_path`, else `codex` on `PATH`, else the CLI of the
+ * `@openai/codex` package when it is installed next to this server (it is optional). Undefined
+ * when there is none.
+ */
+export function findCodexBinary(codexPath: string | undefined, env: NodeJS.ProcessEnv, cwd: string): CodexBinary | undefined {
+  if (codexPath !== undefined) return existsSync(codexPath) ? { path: codexPath, source: 'multienv.codex_path' } : undefined;
+  const onPath = resolveCommand('codex', cwd, env.PATH);
+  if (onPath !== undefined) return { path: onPath, source: 'PATH' };
+  try {
+    const manifest = createRequire(import.meta.url).resolve('@openai/codex/package.json');
+    const script = join(dirname(manifest), 'bin', 'codex.js');
+    return existsSync(script) ? { path: script, source: '@openai/codex package' } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How to start `codex app-server` with `binary` (the package's CLI is a Node script, run with this Node). */
+export function appServerCommand(binary: CodexBinary, env: NodeJS.ProcessEnv): ChildCommand {
+  const args = ['app-server', '--listen', 'stdio://'];
+  return binary.path.endsWith('.js') ? { program: process.execPath, args: [binary.path, ...args], env } : { program: binary.path, args, env };
+}
+
+/** What decides `auto`. */
+export interface EngineFacts {
+  /** The thread's model provider has the API key it needs, or needs none. */
+  providerUsable: boolean;
+  /** `$CODEX_HOME/auth.json` holds a ChatGPT sign-in. */
+  chatgptSignIn: boolean;
+  codexBinary: CodexBinary | undefined;
+}
+
+/**
+ * The engine of a new thread, and why. `auto` keeps the built-in engine whenever it can work (the
+ * provider's key is there, or it needs none) and takes the real Codex only when a ChatGPT
+ * sign-in, which only Codex can use, is the sole credential and a Codex binary is found.
+ */
+export function chooseEngine(setting: ThreadEngine | 'auto', facts: EngineFacts): { engine: ThreadEngine; why: string } {
+  if (setting !== 'auto') return { engine: setting, why: `multienv.engine = "${setting}"` };
+  if (facts.providerUsable) return { engine: 'builtin', why: 'auto: the model provider has its API key (or needs none)' };
+  if (!facts.chatgptSignIn) return { engine: 'builtin', why: 'auto: no API key and no ChatGPT sign-in; the builtin engine reports the missing key' };
+  if (facts.codexBinary === undefined) return { engine: 'builtin', why: 'auto: only a ChatGPT sign-in, but no Codex binary was found (set multienv.codex_path or put `codex` on PATH)' };
+  return { engine: 'codex', why: `auto: only a ChatGPT sign-in, which the real Codex uses (${facts.codexBinary.path}, from ${facts.codexBinary.source})` };
+}
