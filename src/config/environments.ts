@@ -3,15 +3,15 @@
  * (exec-server.md §12–13). Messages are Codex's own, checked against the 0.169.0 binary, so a
  * user can search for them; the file wrapper adds where: file, entry index, id and field.
  *
- * Validation runs in Codex's two phases. First the shape (serde in Codex): keys in document
- * order, the first unknown key or wrong type wins, a missing `id` is reported after the entry's
- * keys. Then the meaning, entry by entry (id, cross-field rules, url or program), then
- * duplicates, then `default`. Hand-written rather than zod because the order and the wording of
- * the first error are part of the contract.
+ * Validation runs in Codex's two phases, both in one zod schema: first the shape (serde in Codex,
+ * worded as serde words it), then the meaning, entry by entry, with the rules of
+ * {@link buildEnvironmentSpec}. Only the first error is reported, as Codex stops at it.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute, join, normalize } from 'node:path';
-import { parseToml } from './toml.js';
+import { z } from 'zod';
+import { isTable, ownValue } from './toml.js';
+import { SERDE_WORDING, expecting, parseTomlFile, tomlTable, type KeyPath } from './validation.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of the environments file inside `CODEX_HOME`. */
@@ -34,23 +34,6 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Codex's `initialize` timeout for any environment when `initialize_timeout_sec` is unset. */
 export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
-
-const TOP_LEVEL_KEYS = ['default', 'include_local', 'environments'] as const;
-const ENTRY_KEYS = [
-  'id',
-  'skills',
-  'url',
-  'auth_bearer_token',
-  'program',
-  'args',
-  'env',
-  'cwd',
-  'connect_timeout_sec',
-  'initialize_timeout_sec',
-  // Ours, not Codex's: the permission profile commands and writes in this environment get.
-  'permissions',
-] as const;
-const SKILLS_KEYS = ['required'] as const;
 
 const BEARER_TOKEN_DESTINATION_MESSAGE = 'exec-server WebSocket headers require wss:// or a loopback destination';
 
@@ -322,234 +305,123 @@ function resolveCwd(id: string, cwd: string, baseDir: string | undefined): strin
 // ---------------------------------------------------------------------------------------------
 // environments.toml
 
-type TomlTable = Record<string, unknown>;
+/** `skills`: serde's `ScopedSkillsConfig`. */
+const SkillsTomlSchema = tomlTable(expecting(z.strictObject({ required: z.array(z.string()).optional() }), 'struct ScopedSkillsConfig'));
 
-function isTable(value: unknown): value is TomlTable {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
-}
-
-/** Names a TOML value the way serde does in `invalid type: …` messages. */
-function describeValue(value: unknown): string {
-  if (typeof value === 'string') return `string ${JSON.stringify(value)}`;
-  if (typeof value === 'boolean') return `boolean \`${value}\``;
-  if (typeof value === 'bigint') return `integer \`${value}\``;
-  if (typeof value === 'number') {
-    if (Number.isInteger(value)) return `integer \`${value}\``;
-    const text = Number.isNaN(value) ? 'NaN' : value === Infinity ? 'inf' : value === -Infinity ? '-inf' : String(value);
-    return `floating point \`${text}\``;
+/** `*_timeout_sec`: float (or integer) seconds that Rust's `Duration::try_from_secs_f64` takes. */
+const SecondsTomlSchema = expecting(
+  z.custom<number | bigint>((value) => typeof value === 'number' || typeof value === 'bigint'),
+  'f64',
+).transform((value, ctx) => {
+  const seconds = Number(value);
+  try {
+    secondsToMilliseconds(seconds);
+  } catch (error) {
+    ctx.issues.push({ code: 'custom', input: value, message: errorMessage(error) });
+    return z.NEVER;
   }
-  if (value instanceof Date) return `datetime \`${value.toISOString()}\``;
-  if (Array.isArray(value)) return 'sequence';
-  return 'map';
-}
+  return seconds;
+});
 
-function unknownFieldMessage(key: string, expected: readonly string[]): string {
-  const names = expected.map((name) => `\`${name}\``);
-  const list = names.length === 1 ? (names[0] ?? '') : `one of ${names.join(', ')}`;
-  return `unknown field \`${key}\`, expected ${list}`;
-}
+/** One `[[environments]]` entry: serde's `EnvironmentToml`, keys in Codex's order (its error lists them so). */
+const EnvironmentTomlSchema = tomlTable(
+  expecting(
+    z.strictObject({
+      id: z.string(),
+      skills: SkillsTomlSchema.optional(),
+      url: z.string().optional(),
+      auth_bearer_token: z.string().optional(),
+      program: z.string().optional(),
+      args: z.array(z.string()).optional(),
+      env: z.record(z.string(), z.string()).optional(),
+      cwd: expecting(z.string(), 'path string').optional(),
+      connect_timeout_sec: SecondsTomlSchema.optional(),
+      initialize_timeout_sec: SecondsTomlSchema.optional(),
+      // Ours, not Codex's: the permission profile commands and writes in this environment get.
+      permissions: z.string().optional(),
+    }),
+    'struct EnvironmentToml',
+  ),
+).transform((raw): EnvironmentEntry => {
+  const entry: EnvironmentEntry = { id: raw.id };
+  if (raw.skills !== undefined) entry.requiredSkills = raw.skills.required ?? [];
+  if (raw.url !== undefined) entry.url = raw.url;
+  if (raw.auth_bearer_token !== undefined) entry.authBearerToken = raw.auth_bearer_token;
+  if (raw.program !== undefined) entry.program = raw.program;
+  if (raw.args !== undefined) entry.args = raw.args;
+  if (raw.env !== undefined) entry.env = raw.env;
+  if (raw.cwd !== undefined) entry.cwd = raw.cwd;
+  if (raw.connect_timeout_sec !== undefined) entry.connectTimeoutSec = raw.connect_timeout_sec;
+  if (raw.initialize_timeout_sec !== undefined) entry.initializeTimeoutSec = raw.initialize_timeout_sec;
+  if (raw.permissions !== undefined) entry.permissions = raw.permissions;
+  return entry;
+});
 
-function keySegment(key: string): string {
-  return /^[A-Za-z0-9_-]+$/.test(key) ? `.${key}` : `.${JSON.stringify(key)}`;
-}
+/** The whole file, phase one: keys and types (serde in Codex). */
+const EnvironmentsTomlSchema = z.strictObject({
+  default: z.string().optional(),
+  include_local: z.boolean().optional(),
+  environments: z.array(EnvironmentTomlSchema).optional(),
+});
 
-/** Where in the file an error is: `environments[1].args (id \`a\`)`, or a top-level key. */
-interface Place {
-  index?: number;
-  id?: string;
-  field?: string;
-}
+type EnvironmentsToml = z.output<typeof EnvironmentsTomlSchema>;
 
-class FileErrors {
-  constructor(private readonly file: string) {}
-
-  at(place: Place, message: string, cause?: unknown): LocalError {
-    let where = '';
-    if (place.index !== undefined) {
-      where = `environments[${place.index}]${place.field ?? ''}`;
-      if (place.id !== undefined && place.id.trim() !== '') where += ` (id \`${place.id}\`)`;
-    } else if (place.field !== undefined) {
-      where = place.field;
-    }
-    const text = where === '' ? `${this.file}: ${message}` : `${this.file}: ${where}: ${message}`;
-    return new LocalError(LocalErrorCode.InvalidConfig, text, cause === undefined ? undefined : { cause });
-  }
-}
-
-/** Reads one value of an entry with serde's type rules; `place.field` names it in errors. */
-class ShapeReader {
-  constructor(
-    private readonly errors: FileErrors,
-    private readonly place: Place,
-  ) {}
-
-  private fail(field: string, message: string): LocalError {
-    return this.errors.at({ ...this.place, field: `${this.place.field ?? ''}${field}` }, message);
-  }
-
-  string(value: unknown, field: string, expected = 'a string'): string {
-    if (typeof value !== 'string') throw this.fail(field, `invalid type: ${describeValue(value)}, expected ${expected}`);
-    return value;
-  }
-
-  boolean(value: unknown, field: string): boolean {
-    if (typeof value !== 'boolean') throw this.fail(field, `invalid type: ${describeValue(value)}, expected a boolean`);
-    return value;
-  }
-
-  strings(value: unknown, field: string): string[] {
-    if (!Array.isArray(value)) throw this.fail(field, `invalid type: ${describeValue(value)}, expected a sequence`);
-    return value.map((item: unknown, index) => this.string(item, `${field}[${index}]`));
-  }
-
-  stringMap(value: unknown, field: string): Record<string, string> {
-    if (!isTable(value)) throw this.fail(field, `invalid type: ${describeValue(value)}, expected a map`);
-    const result: Record<string, string> = {};
-    for (const [key, item] of Object.entries(value)) result[key] = this.string(item, `${field}${keySegment(key)}`);
-    return result;
-  }
-
-  seconds(value: unknown, field: string): number {
-    if (typeof value !== 'number' && typeof value !== 'bigint') {
-      throw this.fail(field, `invalid type: ${describeValue(value)}, expected f64`);
-    }
-    const seconds = Number(value);
-    try {
-      secondsToMilliseconds(seconds);
-    } catch (error) {
-      throw this.fail(field, errorMessage(error));
-    }
-    return seconds;
-  }
-
-  skills(value: unknown, field: string): string[] {
-    if (!isTable(value)) throw this.fail(field, `invalid type: ${describeValue(value)}, expected struct ScopedSkillsConfig`);
-    let required: string[] = [];
-    for (const [key, item] of Object.entries(value)) {
-      if (key !== 'required') throw this.fail(field, unknownFieldMessage(key, SKILLS_KEYS));
-      required = this.strings(item, `${field}.required`);
-    }
-    return required;
-  }
-}
-
-/** Phase one for an entry: keys and types, in document order, as serde does. */
-function readEntry(raw: unknown, index: number, errors: FileErrors): EnvironmentEntry {
-  if (!isTable(raw)) {
-    throw errors.at({ index }, `invalid type: ${describeValue(raw)}, expected struct EnvironmentToml`);
-  }
-  const place: Place = { index, ...(typeof raw.id === 'string' ? { id: raw.id } : {}) };
-  const read = new ShapeReader(errors, place);
-  const entry: Partial<EnvironmentEntry> = {};
-  for (const [key, value] of Object.entries(raw)) {
-    switch (key) {
-      case 'id':
-        entry.id = read.string(value, '.id');
-        break;
-      case 'skills':
-        entry.requiredSkills = read.skills(value, '.skills');
-        break;
-      case 'url':
-        entry.url = read.string(value, '.url');
-        break;
-      case 'auth_bearer_token':
-        entry.authBearerToken = read.string(value, '.auth_bearer_token');
-        break;
-      case 'program':
-        entry.program = read.string(value, '.program');
-        break;
-      case 'args':
-        entry.args = read.strings(value, '.args');
-        break;
-      case 'env':
-        entry.env = read.stringMap(value, '.env');
-        break;
-      case 'cwd':
-        entry.cwd = read.string(value, '.cwd', 'path string');
-        break;
-      case 'connect_timeout_sec':
-        entry.connectTimeoutSec = read.seconds(value, '.connect_timeout_sec');
-        break;
-      case 'initialize_timeout_sec':
-        entry.initializeTimeoutSec = read.seconds(value, '.initialize_timeout_sec');
-        break;
-      case 'permissions':
-        entry.permissions = read.string(value, '.permissions');
-        break;
-      default:
-        throw errors.at(place, unknownFieldMessage(key, ENTRY_KEYS));
-    }
-  }
-  const { id } = entry;
-  if (id === undefined) throw errors.at(place, 'missing field `id`');
-  return { ...entry, id };
+/** `environments[<i>] (id \`<id>\`)`: the id of the entry an issue is in, when it has a usable one. */
+function entryLabel(path: KeyPath, root: unknown): string | undefined {
+  const [key, index] = path;
+  if (key !== 'environments' || typeof index !== 'number' || !isTable(root)) return undefined;
+  const entries = ownValue(root, 'environments');
+  const entry: unknown = Array.isArray(entries) ? entries[index] : undefined;
+  const id = isTable(entry) ? ownValue(entry, 'id') : undefined;
+  return typeof id === 'string' && id.trim() !== '' ? ` (id \`${id}\`)` : undefined;
 }
 
 /**
- * Parses and validates an environments.toml with every rule of codex-cli 0.169.0.
+ * Phase two, once every entry has its shape: entry by entry (id, cross-field rules, url or program),
+ * then duplicates, then `default`. The first problem is the one reported, as in Codex.
+ */
+function applyRules(file: EnvironmentsToml, codexHome: string, ctx: z.RefinementCtx): EnvironmentsFile {
+  const fail = (path: (string | number)[], message: string): never => {
+    ctx.issues.push({ code: 'custom', input: file, path, message });
+    return z.NEVER;
+  };
+  const includeLocal = file.include_local ?? true;
+  const ids = new Set<string>(includeLocal ? [LOCAL_ENVIRONMENT_ID] : []);
+  const environments: EnvironmentSpec[] = [];
+  for (const [index, entry] of (file.environments ?? []).entries()) {
+    let spec: EnvironmentSpec;
+    try {
+      spec = buildEnvironmentSpec(entry, { baseDir: codexHome });
+    } catch (error) {
+      if (!(error instanceof LocalError)) throw error;
+      // The one Codex message that does not say which field it is about.
+      return fail(['environments', index, ...(error.message === BEARER_TOKEN_DESTINATION_MESSAGE ? ['auth_bearer_token'] : [])], error.message);
+    }
+    if (ids.has(spec.id)) return fail(['environments', index], `environment id \`${spec.id}\` is duplicated`);
+    ids.add(spec.id);
+    environments.push(spec);
+  }
+  if (file.default === undefined) return { includeLocal, defaultId: includeLocal ? LOCAL_ENVIRONMENT_ID : null, environments };
+  const id = file.default.trim();
+  if (id === '') return fail([], 'default environment id cannot be empty');
+  if (id.toLowerCase() === 'none') return { includeLocal, defaultId: null, environments };
+  if (!ids.has(id)) return fail([], `default environment \`${id}\` is not configured`);
+  return { includeLocal, defaultId: id, environments };
+}
+
+/**
+ * Parses and validates an environments.toml with every rule of codex-cli 0.169.0, in Codex's two
+ * phases: first the shape (keys in document order, the first unknown key or wrong type wins, a
+ * missing \`id\` counts after the entry's keys), then the meaning ({@link applyRules}).
  * Errors read `<file>: environments[<i>] (id \`<id>\`): <Codex's message>`, with the field
  * appended to the entry (`environments[0].args`) when Codex's message does not name it, and
  * `<file>: <message>` for top-level errors.
  * @throws LocalError `INVALID_CONFIG`.
  */
 export function parseEnvironmentsToml(text: string, options: ParseEnvironmentsOptions): EnvironmentsFile {
-  const errors = new FileErrors(options.file);
-  const root = parseToml(text, options.file);
-  const top = new ShapeReader(errors, {});
-
-  let defaultValue: string | undefined;
-  let includeLocal = true;
-  const entries: EnvironmentEntry[] = [];
-  for (const [key, value] of Object.entries(root)) {
-    switch (key) {
-      case 'default':
-        defaultValue = top.string(value, 'default');
-        break;
-      case 'include_local':
-        includeLocal = top.boolean(value, 'include_local');
-        break;
-      case 'environments':
-        if (!Array.isArray(value)) {
-          throw errors.at({ field: 'environments' }, `invalid type: ${describeValue(value)}, expected a sequence`);
-        }
-        value.forEach((raw: unknown, index) => entries.push(readEntry(raw, index, errors)));
-        break;
-      default:
-        throw errors.at({}, unknownFieldMessage(key, TOP_LEVEL_KEYS));
-    }
-  }
-
-  const ids = new Set<string>(includeLocal ? [LOCAL_ENVIRONMENT_ID] : []);
-  const environments = entries.map((entry, index) => {
-    let spec: EnvironmentSpec;
-    try {
-      spec = buildEnvironmentSpec(entry, { baseDir: options.codexHome });
-    } catch (error) {
-      if (!(error instanceof LocalError)) throw error;
-      // The one Codex message that does not say which field it is about.
-      const field = error.message === BEARER_TOKEN_DESTINATION_MESSAGE ? '.auth_bearer_token' : undefined;
-      throw errors.at({ index, id: entry.id, ...(field === undefined ? {} : { field }) }, error.message, error);
-    }
-    if (ids.has(spec.id)) throw errors.at({ index, id: spec.id }, `environment id \`${spec.id}\` is duplicated`);
-    ids.add(spec.id);
-    return spec;
-  });
-
-  return { includeLocal, defaultId: resolveDefault(defaultValue, includeLocal, ids, errors), environments };
-}
-
-function resolveDefault(
-  value: string | undefined,
-  includeLocal: boolean,
-  ids: ReadonlySet<string>,
-  errors: FileErrors,
-): string | null {
-  if (value === undefined) return includeLocal ? LOCAL_ENVIRONMENT_ID : null;
-  const id = value.trim();
-  if (id === '') throw errors.at({}, 'default environment id cannot be empty');
-  if (id.toLowerCase() === 'none') return null;
-  if (!ids.has(id)) throw errors.at({}, `default environment \`${id}\` is not configured`);
-  return id;
+  // An unknown key does not stop zod as it stops serde, so the rules wait for a clean shape.
+  const schema = EnvironmentsTomlSchema.transform((file, ctx) => (ctx.issues.length > 0 ? z.NEVER : applyRules(file, options.codexHome, ctx)));
+  return parseTomlFile(schema, text, options.file, { wording: SERDE_WORDING, report: 'first', label: entryLabel });
 }
 
 // ---------------------------------------------------------------------------------------------
