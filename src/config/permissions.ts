@@ -250,8 +250,8 @@ class ProfileResolver {
   }
 }
 
-/** `[permissions]`: every profile resolved (so a broken one is reported at start-up, not mid-turn). */
-const PermissionsTomlSchema = z.record(z.string(), ProfileTomlSchema).transform((tables, ctx) => {
+/** `[permissions]` of config.toml: every profile resolved, so a broken one is reported at start-up, not mid-turn. */
+export const PermissionsTomlSchema = z.record(z.string(), ProfileTomlSchema).transform((tables, ctx) => {
   const warnings: string[] = [];
   for (const [name, table] of Object.entries(tables)) {
     if (isBuiltIn(name)) {

@@ -1,15 +1,8 @@
-import {
-  DEFAULT_MODEL,
-  OPENAI_BASE_URL,
-  dottedObjectLayer,
-  overridesLayer,
-  parseConfigToml,
-  parseOverride,
-  resolveConfig,
-  toolArgumentsLayer,
-  type ConfigLayer,
-  type ResolvedConfig,
-} from '../../../src/config/config.js';
+import { resolveConfig, type ResolvedConfig } from '../../../src/config/config.js';
+import { parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../../../src/config/layers.js';
+import { OPENAI_BASE_URL } from '../../../src/config/model-providers.js';
+import { dottedObjectLayer, overridesLayer, parseOverride } from '../../../src/config/overrides.js';
+import { DEFAULT_MODEL } from '../../../src/config/settings.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 
 const HOME = '/h/.codex';
