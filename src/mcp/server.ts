@@ -3,7 +3,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { CancelledNotificationSchema, ErrorCode, McpError, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environments.js';
+import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environment-spec.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage, type LocalError } from '../util/errors.js';

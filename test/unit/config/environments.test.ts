@@ -4,15 +4,12 @@ import { join } from 'node:path';
 import {
   buildEnvironmentSpec,
   checkBearerTokenAllowed,
-  environmentsFromExecServerUrl,
   isLoopbackHost,
-  loadEnvironmentsConfig,
-  parseEnvironmentsToml,
   secondsToMilliseconds,
   validateEnvironmentId,
   validateWebsocketUrl,
-  type EnvironmentsFile,
-} from '../../../src/config/environments.js';
+} from '../../../src/config/environment-spec.js';
+import { environmentsFromExecServerUrl, loadEnvironmentsConfig, parseEnvironmentsToml, type EnvironmentsFile } from '../../../src/config/environments.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 
 // Messages below were checked against codex-cli 0.169.0 (`codex exec` with a CODEX_HOME holding
