@@ -7,8 +7,9 @@ import { silentLogger, type Logger } from '../util/logger.js';
 /**
  * Whether this side can use an environment now, with Codex's values: `ready` (connected),
  * `pending` (not connected yet, or a dropped connection being resumed), `disconnected` (the last
- * attempt failed); Codex's `unknown` is never given here. Not to be confused with the exec-server's `environment/status` method
- * (`EnvironmentStatus` in protocol/exec.ts), which asks a connected executor about itself.
+ * attempt failed); Codex's `unknown` is never given here. Not the exec-server's
+ * `environment/status` method (`EnvironmentStatus` in protocol/exec.ts), which asks a connected
+ * executor about itself.
  */
 export type EnvironmentConnectionStatus = 'ready' | 'pending' | 'disconnected' | 'unknown';
 
