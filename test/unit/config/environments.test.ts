@@ -585,3 +585,17 @@ describe('loadEnvironmentsConfig (real files)', () => {
     expect((error as LocalError).message).toContain(`${file}: failed to read environment config: `);
   });
 });
+
+describe('parseEnvironmentsToml: a datetime is not a table', () => {
+  it('reports a datetime where an entry or a table belongs as serde does', () => {
+    expect(message('environments = [1979-05-27]')).toBe(
+      `${FILE}: environments[0]: invalid type: datetime \`1979-05-27\`, expected struct EnvironmentToml`,
+    );
+    expect(message(entry('url = "ws://127.0.0.1:1"', 'skills = 1979-05-27'))).toBe(
+      `${FILE}: environments[0].skills (id \`a\`): invalid type: datetime \`1979-05-27\`, expected struct ScopedSkillsConfig`,
+    );
+    expect(message(entry('program = "x"', 'env = 1979-05-27'))).toBe(
+      `${FILE}: environments[0].env (id \`a\`): invalid type: datetime \`1979-05-27\`, expected a map`,
+    );
+  });
+});
