@@ -174,7 +174,7 @@ function applyRules(file: EnvironmentsToml, codexHome: string, ctx: z.Refinement
 /**
  * Parses and validates an environments.toml with every rule of codex-cli 0.169.0, in Codex's two
  * phases: first the shape (keys in document order, the first unknown key or wrong type wins, a
- * missing \`id\` counts after the entry's keys), then the meaning ({@link applyRules}).
+ * missing `id` counts after the entry's keys), then the meaning ({@link applyRules}).
  * Errors read `<file>: environments[<i>] (id \`<id>\`): <Codex's message>`, with the field
  * appended to the entry (`environments[0].args`) when Codex's message does not name it, and
  * `<file>: <message>` for top-level errors.

@@ -65,9 +65,12 @@ const PROTECTED_WORKSPACE_FOLDERS = ['.git', '.codex', '.agents'];
 /** Network keys Codex has that need its proxy; accepted and reported as not enforced here. */
 const UNENFORCED_NETWORK_KEYS = ['mode', 'domains', 'unix_sockets', 'proxy_url', 'socks_url', 'enable_socks5', 'enable_socks5_udp', 'allow_local_binding', 'allow_upstream_proxy', 'mitm'];
 
-/** Parsed `[permissions]` tables, by name, before `extends` is applied. */
+/** The profiles of `[permissions]` and the built-in ones, by name. */
 export interface PermissionProfiles {
-  /** Resolves a profile by name (built-in or configured), following `extends`. */
+  /**
+   * A profile by name (built-in or configured), `extends` applied.
+   * @throws LocalError `INVALID_CONFIG` for an unknown name, listing the known ones.
+   */
   get(name: string): PermissionProfile;
   /** Names of the configured profiles. */
   names(): string[];

@@ -8,7 +8,7 @@
  */
 import { isAbsolute, normalize } from 'node:path';
 import { z } from 'zod';
-import { ModelProviderTomlSchema, DEFAULT_MODEL_PROVIDER_ID } from './model-providers.js';
+import { DEFAULT_MODEL_PROVIDER_ID, ModelProviderTomlSchema } from './model-providers.js';
 import { PermissionsTomlSchema } from './permissions.js';
 import { tomlTable } from './validation.js';
 import { ApprovalPolicySchema, SandboxModeSchema } from '../protocol/thread.js';
