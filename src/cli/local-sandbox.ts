@@ -1,4 +1,4 @@
-import type { EffectiveConfig } from '../config/config.js';
+import type { EffectiveConfig } from '../config/settings.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { LOCAL_ENVIRONMENT_ID, type EnvironmentRegistry } from '../environments/registry.js';
 import type { ExecServer } from '../exec/server.js';

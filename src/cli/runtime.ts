@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { GlobalInstructions } from '../agent/instructions.js';
 import { AGENTS_FILENAME, OVERRIDE_FILENAME } from '../agent/project-docs.js';
-import type { ModelProviderConfig } from '../config/config.js';
+import type { ModelProviderConfig } from '../config/model-providers.js';
 import type { HostFacts } from '../exec/environment-info.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { parseJsonAs } from '../util/json.js';

@@ -9,7 +9,7 @@
  * warning, so a Codex config with newer keys still works. Pure: no environment, no file reads.
  */
 import { z } from 'zod';
-import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { checkValue, formatKeyPath, tomlTable, unknownKeys } from './validation.js';
 
 /** How long a server may take to start and list its tools when the config says nothing (Codex: 10 s). */
 export const DEFAULT_MCP_STARTUP_TIMEOUT_MS = 10_000;
@@ -91,8 +91,8 @@ const httpUrl = z.string().refine((value) => URL.canParse(value) && /^https?:$/.
 const STDIO_KEYS = ['args', 'env', 'env_vars', 'cwd'] as const;
 const HTTP_KEYS = ['bearer_token_env_var', 'http_headers', 'env_http_headers'] as const;
 
-const McpServerTomlSchema = z
-  .object({
+const McpServerTomlSchema = tomlTable(
+  z.object({
     command: z.string().min(1).optional(),
     args: z.array(z.string()).optional(),
     env: stringMap.optional(),
@@ -112,101 +112,52 @@ const McpServerTomlSchema = z
     environment_id: z.string().min(1).optional(),
     // Codex refuses a token written into the file; say so instead of ignoring it.
     bearer_token: z.unknown().optional(),
-  })
-  .transform((raw, ctx) => {
-    const fail = (path: string[], message: string): typeof z.NEVER => {
-      ctx.issues.push({ code: 'custom', input: raw, path, message });
-      return z.NEVER;
+  }),
+).transform((raw, ctx) => {
+  const fail = (path: string[], message: string): typeof z.NEVER => {
+    ctx.issues.push({ code: 'custom', input: raw, path, message });
+    return z.NEVER;
+  };
+  if (raw.bearer_token !== undefined) {
+    return fail(['bearer_token'], 'a bearer token cannot be written in the config; put it in a variable and name it with `bearer_token_env_var`');
+  }
+  if (raw.command !== undefined && raw.url !== undefined) return fail([], 'set either `command` (stdio) or `url` (streamable HTTP), not both');
+  if (raw.command === undefined && raw.url === undefined) return fail([], 'missing `command` (a stdio server) or `url` (a streamable HTTP server)');
+  let transport: McpStdioTransportConfig | McpHttpTransportConfig;
+  if (raw.command !== undefined) {
+    const misplaced = HTTP_KEYS.find((key) => raw[key] !== undefined);
+    if (misplaced !== undefined) return fail([misplaced], `\`${misplaced}\` applies only to a streamable HTTP server (\`url\`), not to a stdio one`);
+    transport = { type: 'stdio', command: raw.command, args: raw.args ?? [], env: raw.env ?? {}, envVars: raw.env_vars ?? [], cwd: raw.cwd };
+  } else {
+    const misplaced = STDIO_KEYS.find((key) => raw[key] !== undefined);
+    if (misplaced !== undefined) return fail([misplaced], `\`${misplaced}\` applies only to a stdio server (\`command\`), not to a streamable HTTP one`);
+    transport = {
+      type: 'streamable_http',
+      url: raw.url ?? '',
+      bearerTokenEnvVar: raw.bearer_token_env_var,
+      httpHeaders: raw.http_headers ?? {},
+      envHttpHeaders: raw.env_http_headers ?? {},
     };
-    if (raw.bearer_token !== undefined) {
-      return fail(['bearer_token'], 'a bearer token cannot be written in the config; put it in a variable and name it with `bearer_token_env_var`');
-    }
-    if (raw.command !== undefined && raw.url !== undefined) return fail([], 'set either `command` (stdio) or `url` (streamable HTTP), not both');
-    if (raw.command === undefined && raw.url === undefined) return fail([], 'missing `command` (a stdio server) or `url` (a streamable HTTP server)');
-    let transport: McpStdioTransportConfig | McpHttpTransportConfig;
-    if (raw.command !== undefined) {
-      const misplaced = HTTP_KEYS.find((key) => raw[key] !== undefined);
-      if (misplaced !== undefined) return fail([misplaced], `\`${misplaced}\` applies only to a streamable HTTP server (\`url\`), not to a stdio one`);
-      transport = { type: 'stdio', command: raw.command, args: raw.args ?? [], env: raw.env ?? {}, envVars: raw.env_vars ?? [], cwd: raw.cwd };
-    } else {
-      const misplaced = STDIO_KEYS.find((key) => raw[key] !== undefined);
-      if (misplaced !== undefined) return fail([misplaced], `\`${misplaced}\` applies only to a stdio server (\`command\`), not to a streamable HTTP one`);
-      transport = {
-        type: 'streamable_http',
-        url: raw.url ?? '',
-        bearerTokenEnvVar: raw.bearer_token_env_var,
-        httpHeaders: raw.http_headers ?? {},
-        envHttpHeaders: raw.env_http_headers ?? {},
-      };
-    }
-    const startupTimeoutMs =
-      raw.startup_timeout_sec !== undefined ? Math.round(raw.startup_timeout_sec * 1000) : (raw.startup_timeout_ms ?? DEFAULT_MCP_STARTUP_TIMEOUT_MS);
-    return {
-      transport,
-      enabled: raw.enabled,
-      required: raw.required,
-      startupTimeoutMs,
-      toolTimeoutMs: raw.tool_timeout_sec === undefined ? DEFAULT_MCP_TOOL_TIMEOUT_MS : Math.round(raw.tool_timeout_sec * 1000),
-      enabledTools: raw.enabled_tools,
-      disabledTools: raw.disabled_tools,
-      environmentId: raw.environment_id,
-    };
-  });
-
-const KNOWN_KEYS = new Set(Object.keys(McpServerTomlSchema.in.shape));
-
-function describeValue(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'null';
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (Array.isArray(value)) return 'an array';
-  return 'a table';
-}
-
-function isTable(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
-}
-
-function keyPath(segments: readonly PropertyKey[]): string {
-  let text = '';
-  for (const segment of segments) {
-    if (typeof segment === 'number') {
-      text += `[${segment}]`;
-      continue;
-    }
-    const name = String(segment);
-    const part = /^[A-Za-z0-9_-]+$/.test(name) ? name : JSON.stringify(name);
-    text += text === '' ? part : `.${part}`;
   }
-  return text;
-}
+  const startupTimeoutMs =
+    raw.startup_timeout_sec !== undefined ? Math.round(raw.startup_timeout_sec * 1000) : (raw.startup_timeout_ms ?? DEFAULT_MCP_STARTUP_TIMEOUT_MS);
+  return {
+    transport,
+    enabled: raw.enabled,
+    required: raw.required,
+    startupTimeoutMs,
+    toolTimeoutMs: raw.tool_timeout_sec === undefined ? DEFAULT_MCP_TOOL_TIMEOUT_MS : Math.round(raw.tool_timeout_sec * 1000),
+    enabledTools: raw.enabled_tools,
+    disabledTools: raw.disabled_tools,
+    environmentId: raw.environment_id,
+  };
+});
 
-function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
-  let node = root;
-  for (const segment of path) {
-    if (Array.isArray(node) && typeof segment === 'number') node = node[segment];
-    else if (isTable(node) && typeof segment === 'string' && Object.hasOwn(node, segment)) node = node[segment];
-    else return undefined;
-  }
-  return node;
-}
-
-const EXPECTED: Record<string, string> = { string: 'a string', number: 'a number', int: 'an integer', boolean: 'a boolean', array: 'an array', object: 'a table', record: 'a table' };
-
-function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
-  switch (issue.code) {
-    case 'invalid_type':
-      return `expected ${EXPECTED[issue.expected] ?? issue.expected}, got ${describeValue(value)}`;
-    case 'too_small':
-      if (issue.origin === 'string') return 'must not be empty';
-      return `expected ${issue.inclusive === false ? 'more than' : 'at least'} ${String(issue.minimum)}, got ${describeValue(value)}`;
-    case 'too_big':
-      return `expected ${issue.inclusive === false ? 'less than' : 'at most'} ${String(issue.maximum)}, got ${describeValue(value)}`;
-    default:
-      return issue.message;
-  }
-}
+/** `[mcp_servers]`: server name → server. */
+const McpServersTomlSchema = z.record(
+  z.string().regex(SERVER_NAME, { error: 'invalid server name; use only letters, digits, `_` and `-`' }),
+  McpServerTomlSchema,
+);
 
 /**
  * Validates the raw `[mcp_servers]` table (EffectiveConfig.mcpServers).
@@ -215,31 +166,7 @@ function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
  */
 export function parseMcpServers(raw: unknown): ParsedMcpServers {
   if (raw === undefined) return { servers: [], warnings: [] };
-  if (!isTable(raw)) throw new LocalError(LocalErrorCode.InvalidConfig, `mcp_servers: expected a table, got ${describeValue(raw)}`);
-  const servers: McpServerConfig[] = [];
-  const warnings: string[] = [];
-  const problems: string[] = [];
-  for (const [name, table] of Object.entries(raw)) {
-    const where = ['mcp_servers', name];
-    if (!SERVER_NAME.test(name)) {
-      problems.push(`${keyPath(where)}: invalid server name; use only letters, digits, \`_\` and \`-\``);
-      continue;
-    }
-    if (!isTable(table)) {
-      problems.push(`${keyPath(where)}: expected a table, got ${describeValue(table)}`);
-      continue;
-    }
-    for (const key of Object.keys(table)) if (!KNOWN_KEYS.has(key)) warnings.push(`${keyPath([...where, key])}: unknown key ignored`);
-    const result = McpServerTomlSchema.safeParse(table);
-    if (!result.success) {
-      for (const issue of result.error.issues) {
-        const path = [...where, ...issue.path];
-        problems.push(`${keyPath(path)}: ${issueMessage(issue, valueAt(table, issue.path))}`);
-      }
-      continue;
-    }
-    servers.push({ name, ...result.data });
-  }
-  if (problems.length > 0) throw new LocalError(LocalErrorCode.InvalidConfig, problems.join('; '));
-  return { servers, warnings };
+  const tables = checkValue(McpServersTomlSchema, raw, { at: ['mcp_servers'] });
+  const warnings = unknownKeys(McpServersTomlSchema, raw).map((path) => `${formatKeyPath(['mcp_servers', ...path])}: unknown key ignored`);
+  return { servers: Object.entries(tables).map(([name, server]) => ({ name, ...server })), warnings };
 }

@@ -10,6 +10,7 @@
 import { isAbsolute, normalize } from 'node:path';
 import { z } from 'zod';
 import type { SandboxMode } from '../protocol/thread.js';
+import { checkValue, formatKeyPath, tomlTable } from './validation.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /** What a rule allows on its target and below it. */
@@ -61,24 +62,15 @@ const SPECIAL_KEYS: Readonly<Record<string, SpecialRoot>> = {
 /** Folders of a workspace that stay read-only even when the workspace is writable (as Codex). */
 const PROTECTED_WORKSPACE_FOLDERS = ['.git', '.codex', '.agents'];
 
-const AccessSchema = z.enum(['read', 'write', 'deny', 'none']).transform((access): PermissionAccess => (access === 'none' ? 'deny' : access));
-
-const ProfileTomlSchema = z.looseObject({
-  description: z.string().optional(),
-  extends: z.string().optional(),
-  workspace_roots: z.record(z.string(), z.boolean()).optional(),
-  filesystem: z.record(z.string(), z.union([AccessSchema, z.record(z.string(), AccessSchema), z.number()])).optional(),
-  network: z.looseObject({ enabled: z.boolean().optional() }).optional(),
-});
-
-const ProfilesTomlSchema = z.record(z.string(), ProfileTomlSchema);
-
 /** Network keys Codex has that need its proxy; accepted and reported as not enforced here. */
 const UNENFORCED_NETWORK_KEYS = ['mode', 'domains', 'unix_sockets', 'proxy_url', 'socks_url', 'enable_socks5', 'enable_socks5_udp', 'allow_local_binding', 'allow_upstream_proxy', 'mitm'];
 
-/** Parsed `[permissions]` tables, by name, before `extends` is applied. */
+/** The profiles of `[permissions]` and the built-in ones, by name. */
 export interface PermissionProfiles {
-  /** Resolves a profile by name (built-in or configured), following `extends`. */
+  /**
+   * A profile by name (built-in or configured), `extends` applied.
+   * @throws LocalError `INVALID_CONFIG` for an unknown name, listing the known ones.
+   */
   get(name: string): PermissionProfile;
   /** Names of the configured profiles. */
   names(): string[];
@@ -135,89 +127,176 @@ export function profileForSandboxMode(mode: SandboxMode, workspaceWrite: Workspa
   }
 }
 
-function invalid(message: string): LocalError {
-  return new LocalError(LocalErrorCode.InvalidConfig, message);
-}
+/** What a filesystem key resolves to, or what is wrong with it and where (under the `filesystem` table). */
+type TargetResult = { target: PermissionTarget } | { at: string[]; problem: string };
 
 /** A filesystem key's target: a special root (`:workspace_roots`) or an absolute path. */
-function targetOf(profile: string, key: string, subpath?: string): PermissionTarget {
-  const where = `permissions.${profile}.filesystem`;
-  const cleaned = subpath === undefined ? undefined : cleanSubpath(`${where}."${key}"`, subpath);
+function targetOf(key: string, subpath?: string): TargetResult {
+  let cleaned: string | undefined;
+  if (subpath !== undefined) {
+    const result = cleanSubpath(subpath);
+    if (typeof result !== 'string') return { at: [key], problem: result.problem };
+    cleaned = result;
+  }
   const special = SPECIAL_KEYS[key];
-  if (special !== undefined) return cleaned === undefined || cleaned === '' ? { special } : { special, subpath: cleaned };
-  if (key.startsWith(':')) throw invalid(`${where}: unknown special path \`${key}\`; known: ${Object.keys(SPECIAL_KEYS).join(', ')}`);
-  const path = cleanSubpath(where, key);
-  if (!isAbsolute(path)) throw invalid(`${where}: path \`${key}\` must be absolute (or a special key such as :workspace_roots)`);
-  if (cleaned !== undefined) throw invalid(`${where}."${key}": only special roots take a table of sub-paths`);
-  return { path: normalize(path) };
+  if (special !== undefined) return { target: cleaned === undefined || cleaned === '' ? { special } : { special, subpath: cleaned } };
+  if (key.startsWith(':')) return { at: [], problem: `unknown special path \`${key}\`; known: ${Object.keys(SPECIAL_KEYS).join(', ')}` };
+  const path = cleanSubpath(key);
+  if (typeof path !== 'string') return { at: [], problem: path.problem };
+  if (!isAbsolute(path)) return { at: [], problem: `path \`${key}\` must be absolute (or a special key such as :workspace_roots)` };
+  if (cleaned !== undefined) return { at: [key], problem: 'only special roots take a table of sub-paths' };
+  return { target: { path: normalize(path) } };
 }
 
 /** A trailing `/**` means the folder and everything below it, which is what a rule means anyway. */
-function cleanSubpath(where: string, value: string): string {
+function cleanSubpath(value: string): string | { problem: string } {
   const stripped = value.replace(/\/\*\*$/, '');
-  if (/[*?[\]]/.test(stripped)) throw invalid(`${where}: glob \`${value}\` is not supported; name a folder (a trailing /** is allowed)`);
-  if (stripped.split('/').includes('..')) throw invalid(`${where}: \`${value}\` must not contain ..`);
+  if (/[*?[\]]/.test(stripped)) return { problem: `glob \`${value}\` is not supported; name a folder (a trailing /** is allowed)` };
+  if (stripped.split('/').includes('..')) return { problem: `\`${value}\` must not contain ..` };
   return stripped === '.' ? '' : stripped.replace(/^\.\//, '');
 }
 
-/**
- * Parses `[permissions]` (raw TOML values). Errors name the profile and key; keys that only
- * Codex's network proxy understands are accepted with a warning that they are not enforced.
- */
-export function parsePermissionProfiles(raw: unknown): { profiles: PermissionProfiles; warnings: string[] } {
-  const parsed = ProfilesTomlSchema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw invalid(`permissions.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
-  }
-  const tables = parsed.data;
-  const warnings: string[] = [];
-  for (const [name, table] of Object.entries(tables)) {
-    if ((BUILT_IN_PROFILES as readonly string[]).includes(name)) throw invalid(`permissions.${name}: \`${name}\` is a built-in profile and cannot be redefined`);
-    for (const key of Object.keys(table.network ?? {})) {
-      if (key !== 'enabled' && UNENFORCED_NETWORK_KEYS.includes(key)) warnings.push(`permissions.${name}.network.${key} is not enforced by codex-multienv (only network.enabled is); ignored`);
+const AccessSchema = z
+  .string()
+  .pipe(z.enum(['read', 'write', 'deny', 'none']))
+  .transform((access): PermissionAccess => (access === 'none' ? 'deny' : access));
+
+/** `[permissions.NAME.filesystem]`: target → access, or special root → table of sub-path → access. */
+const FilesystemTomlSchema = tomlTable(
+  z.object({ glob_scan_max_depth: z.int().min(0).optional() }).catchall(z.union([AccessSchema, z.record(z.string(), AccessSchema)])),
+).transform((table, ctx): PermissionRule[] => {
+  const rules: PermissionRule[] = [];
+  for (const [key, value] of Object.entries(table)) {
+    // `glob_scan_max_depth` bounds Codex's glob expansion; globs are refused here.
+    if (key === 'glob_scan_max_depth' || typeof value === 'number' || value === undefined) continue;
+    const entries: [string | undefined, PermissionAccess][] = typeof value === 'string' ? [[undefined, value]] : Object.entries(value);
+    for (const [subpath, access] of entries) {
+      const result = targetOf(key, subpath);
+      if ('target' in result) rules.push({ target: result.target, access });
+      else ctx.issues.push({ code: 'custom', input: value, path: result.at, message: result.problem });
     }
   }
-  const resolved = new Map<string, PermissionProfile>();
-  const resolve = (name: string, chain: readonly string[]): PermissionProfile => {
-    if ((BUILT_IN_PROFILES as readonly string[]).includes(name)) return builtIn(name as (typeof BUILT_IN_PROFILES)[number]);
-    const done = resolved.get(name);
-    if (done !== undefined) return done;
-    const table = tables[name];
+  return rules;
+});
+
+/** One `[permissions.NAME]`, its own rules (before `extends`). */
+const ProfileTomlSchema = tomlTable(
+  z.looseObject({
+    description: z.string().optional(),
+    extends: z.string().optional(),
+    workspace_roots: z.record(z.string(), z.boolean()).optional(),
+    filesystem: FilesystemTomlSchema.optional(),
+    network: tomlTable(z.looseObject({ enabled: z.boolean().optional() })).optional(),
+  }),
+).transform((raw, ctx) => {
+  const workspaceRoots: string[] = [];
+  for (const [path, on] of Object.entries(raw.workspace_roots ?? {})) {
+    if (!on) continue;
+    if (isAbsolute(path)) workspaceRoots.push(normalize(path));
+    else ctx.issues.push({ code: 'custom', input: path, path: ['workspace_roots'], message: `\`${path}\` must be an absolute path` });
+  }
+  return {
+    description: raw.description,
+    extends: raw.extends,
+    rules: raw.filesystem ?? [],
+    workspaceRoots,
+    network: raw.network?.enabled,
+    unenforcedNetworkKeys: Object.keys(raw.network ?? {}).filter((key) => UNENFORCED_NETWORK_KEYS.includes(key)),
+  };
+});
+
+type ProfileToml = z.output<typeof ProfileTomlSchema>;
+
+/** A resolved profile, or what is wrong and where (under `[permissions]`). */
+type ResolveResult = { profile: PermissionProfile } | { at: string[]; problem: string };
+
+function isBuiltIn(name: string): name is (typeof BUILT_IN_PROFILES)[number] {
+  return (BUILT_IN_PROFILES as readonly string[]).includes(name);
+}
+
+/** Resolves profiles by name, following `extends`; each configured profile is resolved once. */
+class ProfileResolver {
+  readonly #resolved = new Map<string, PermissionProfile>();
+
+  constructor(private readonly tables: Readonly<Record<string, ProfileToml>>) {}
+
+  resolve(name: string, chain: readonly string[] = []): ResolveResult {
+    if (isBuiltIn(name)) return { profile: builtIn(name) };
+    const done = this.#resolved.get(name);
+    if (done !== undefined) return { profile: done };
+    const table = Object.hasOwn(this.tables, name) ? this.tables[name] : undefined;
+    const referrer = chain.at(-1);
     if (table === undefined) {
-      const known = [...BUILT_IN_PROFILES, ...Object.keys(tables)].join(', ');
-      throw invalid(chain.length === 0 ? `unknown permission profile \`${name}\`; known profiles: ${known}` : `permissions.${chain[chain.length - 1] ?? ''}.extends: unknown profile \`${name}\`; known profiles: ${known}`);
+      const known = [...BUILT_IN_PROFILES, ...Object.keys(this.tables)].join(', ');
+      if (referrer === undefined) return { at: [], problem: `unknown permission profile \`${name}\`; known profiles: ${known}` };
+      return { at: [referrer, 'extends'], problem: `unknown profile \`${name}\`; known profiles: ${known}` };
     }
-    if (chain.includes(name)) throw invalid(`permissions.${chain[chain.length - 1] ?? name}.extends: profiles extend each other in a cycle (${[...chain, name].join(' → ')})`);
-    const parent = table.extends === undefined ? undefined : resolve(table.extends, [...chain, name]);
-    const rules: PermissionRule[] = [...(parent?.rules ?? [])];
-    for (const [key, value] of Object.entries(table.filesystem ?? {})) {
-      if (key === 'glob_scan_max_depth') continue;
-      if (typeof value === 'number') throw invalid(`permissions.${name}.filesystem."${key}": expected "read", "write", "deny" or a table`);
-      if (typeof value === 'string') rules.push({ target: targetOf(name, key), access: value });
-      else for (const [subpath, access] of Object.entries(value)) rules.push({ target: targetOf(name, key, subpath), access });
+    if (chain.includes(name)) return { at: [referrer ?? name, 'extends'], problem: `profiles extend each other in a cycle (${[...chain, name].join(' → ')})` };
+    let parent: PermissionProfile | undefined;
+    if (table.extends !== undefined) {
+      const result = this.resolve(table.extends, [...chain, name]);
+      if (!('profile' in result)) return result;
+      parent = result.profile;
     }
-    const workspaceRoots = [...(parent?.workspaceRoots ?? [])];
-    for (const [path, on] of Object.entries(table.workspace_roots ?? {})) {
-      if (!on) continue;
-      if (!isAbsolute(path)) throw invalid(`permissions.${name}.workspace_roots: \`${path}\` must be an absolute path`);
-      workspaceRoots.push(normalize(path));
-    }
+    const rules = [...(parent?.rules ?? []), ...table.rules];
     const profile: PermissionProfile = {
       name,
       ...(table.description === undefined ? {} : { description: table.description }),
       // Extending full access and adding rules makes a restricted profile.
       fullAccess: (parent?.fullAccess ?? false) && rules.length === 0,
       rules,
-      network: table.network?.enabled ?? parent?.network ?? false,
-      workspaceRoots,
+      network: table.network ?? parent?.network ?? false,
+      workspaceRoots: [...(parent?.workspaceRoots ?? []), ...table.workspaceRoots],
     };
-    resolved.set(name, profile);
-    return profile;
+    this.#resolved.set(name, profile);
+    return { profile };
+  }
+}
+
+/** `[permissions]` of config.toml: every profile resolved, so a broken one is reported at start-up, not mid-turn. */
+export const PermissionsTomlSchema = z.record(z.string(), ProfileTomlSchema).transform((tables, ctx) => {
+  const warnings: string[] = [];
+  for (const [name, table] of Object.entries(tables)) {
+    if (isBuiltIn(name)) {
+      ctx.issues.push({ code: 'custom', input: name, path: [name], message: `\`${name}\` is a built-in profile and cannot be redefined` });
+      return z.NEVER;
+    }
+    for (const key of table.unenforcedNetworkKeys) warnings.push(`${formatKeyPath(['permissions', name, 'network', key])} is not enforced by codex-multienv (only network.enabled is); ignored`);
+  }
+  const resolver = new ProfileResolver(tables);
+  for (const name of Object.keys(tables)) {
+    const result = resolver.resolve(name);
+    if (!('profile' in result)) {
+      ctx.issues.push({ code: 'custom', input: name, path: result.at, message: result.problem });
+      return z.NEVER;
+    }
+  }
+  const profiles: PermissionProfiles = {
+    get(name) {
+      const result = resolver.resolve(name);
+      if ('profile' in result) return result.profile;
+      const where = result.at.length === 0 ? '' : `${formatKeyPath(['permissions', ...result.at])}: `;
+      throw new LocalError(LocalErrorCode.InvalidConfig, `${where}${result.problem}`);
+    },
+    names: () => Object.keys(tables),
   };
-  // Every profile is resolved once here, so a broken one is reported at start-up, not mid-turn.
-  for (const name of Object.keys(tables)) resolve(name, []);
-  return { profiles: { get: (name) => resolve(name, []), names: () => Object.keys(tables) }, warnings };
+  return { profiles, warnings };
+});
+
+/** Parsed `[permissions]`: the profiles, and what is accepted but not enforced. */
+export interface ParsedPermissions {
+  profiles: PermissionProfiles;
+  /** One line per key only Codex's network proxy understands. */
+  warnings: string[];
+}
+
+/**
+ * Parses `[permissions]` (raw TOML values). Errors name the profile and key; keys that only
+ * Codex's network proxy understands are accepted with a warning that they are not enforced.
+ * @throws LocalError `INVALID_CONFIG`: `permissions.<name>.<key>: <problem>`.
+ */
+export function parsePermissionProfiles(raw: unknown): ParsedPermissions {
+  return checkValue(PermissionsTomlSchema, raw ?? {}, { at: ['permissions'] });
 }
 
 /** A one-line summary of a profile for people and the model: what is writable, denied, network. */

@@ -4,8 +4,14 @@ import type { EnvironmentInfo } from '../protocol/exec.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 
-/** Status of an environment, with Codex's values. */
-export type EnvironmentStatus = 'ready' | 'pending' | 'disconnected' | 'unknown';
+/**
+ * Whether this side can use an environment now, with Codex's values: `ready` (connected),
+ * `pending` (not connected yet, or a dropped connection being resumed), `disconnected` (the last
+ * attempt failed); Codex's `unknown` is never given here. Not the exec-server's
+ * `environment/status` method (`EnvironmentStatus` in protocol/exec.ts), which asks a connected
+ * executor about itself.
+ */
+export type EnvironmentConnectionStatus = 'ready' | 'pending' | 'disconnected' | 'unknown';
 
 /** How an environment is reached. */
 export type EnvironmentKind = 'local' | 'websocket' | 'stdio';
@@ -14,7 +20,7 @@ export type EnvironmentKind = 'local' | 'websocket' | 'stdio';
 export interface EnvironmentDescription {
   id: string;
   kind: EnvironmentKind;
-  status: EnvironmentStatus;
+  status: EnvironmentConnectionStatus;
   /**
    * The last connection error when the environment is disconnected; while it is `pending`
    * because a dropped connection is being resumed, the reconnect's attempt, start and last error.
@@ -87,7 +93,7 @@ export class Environment {
   }
 
   /** The current status; never connects. */
-  get status(): EnvironmentStatus {
+  get status(): EnvironmentConnectionStatus {
     if (this.#client !== undefined) {
       if (this.#client.state === 'connected') return 'ready';
       if (this.#client.state === 'reconnecting') return 'pending';

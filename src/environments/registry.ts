@@ -1,4 +1,5 @@
-import { EXEC_SERVER_URL_VARIABLE, buildEnvironmentSpec, type EnvironmentEntry, type EnvironmentsFile, type EnvironmentSpec } from '../config/environments.js';
+import { buildEnvironmentSpec, type EnvironmentEntry, type EnvironmentSpec } from '../config/environment-spec.js';
+import { EXEC_SERVER_URL_VARIABLE, type EnvironmentsFile } from '../config/environments.js';
 import type { ExecServer } from '../exec/server.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';

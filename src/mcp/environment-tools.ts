@@ -1,6 +1,6 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { z } from 'zod';
-import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environments.js';
+import { buildEnvironmentSpec, type EnvironmentEntry } from '../config/environment-spec.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';

@@ -8,7 +8,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { parseConfigToml, resolveConfig } from '../../src/config/config.js';
+import { resolveConfig } from '../../src/config/config.js';
+import { parseConfigToml } from '../../src/config/layers.js';
 import { parseMcpServers } from '../../src/config/mcp-servers.js';
 import { CLI, CODEX, runCommand, tempDir } from '../helpers/process.js';
 

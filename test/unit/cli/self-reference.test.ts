@@ -2,7 +2,8 @@
 // standing for ours, a symlinked command in a temp PATH folder, another copy of the package.
 import { chmod, mkdir, realpath, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfigToml, resolveConfig } from '../../../src/config/config.js';
+import { resolveConfig } from '../../../src/config/config.js';
+import { parseConfigToml } from '../../../src/config/layers.js';
 import { parseMcpServers, type McpServerConfig } from '../../../src/config/mcp-servers.js';
 import { findSelfReference, findSelfReferences, selfReferenceFilter, selfReferenceWarning, type SelfReferenceHost } from '../../../src/cli/self-reference.js';
 import { createLogger } from '../../../src/util/logger.js';

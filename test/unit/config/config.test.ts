@@ -1,15 +1,8 @@
-import {
-  DEFAULT_MODEL,
-  OPENAI_BASE_URL,
-  dottedObjectLayer,
-  overridesLayer,
-  parseConfigToml,
-  parseOverride,
-  resolveConfig,
-  toolArgumentsLayer,
-  type ConfigLayer,
-  type ResolvedConfig,
-} from '../../../src/config/config.js';
+import { resolveConfig, type ResolvedConfig } from '../../../src/config/config.js';
+import { parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../../../src/config/layers.js';
+import { OPENAI_BASE_URL } from '../../../src/config/model-providers.js';
+import { dottedObjectLayer, overridesLayer, parseOverride } from '../../../src/config/overrides.js';
+import { DEFAULT_MODEL } from '../../../src/config/settings.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 
 const HOME = '/h/.codex';
@@ -646,5 +639,45 @@ describe('layers', () => {
       developer_instructions: 'd',
       compact_prompt: 'c',
     });
+  });
+});
+
+describe('resolveConfig: every table through one validation path', () => {
+  it('names the layer and the key of a bad [permissions] value', () => {
+    expect(thrown(() => resolve([file('[permissions.web.filesystem]\n"/srv" = "rw"')])).message).toBe(
+      `${FILE}: permissions.web.filesystem./srv: expected one of read, write, deny, none, got "rw"`,
+    );
+    expect(thrown(() => resolve([file('[permissions.a.filesystem]\n":workspace_roots" = { "src" = "x" }')])).message).toBe(
+      `${FILE}: permissions.a.filesystem.:workspace_roots.src: expected one of read, write, deny, none, got "x"`,
+    );
+    expect(thrown(() => resolve([file('[permissions.a]\nextends = "b"\n'), cli('permissions.b.extends="a"')])).message).toBe(
+      '-c: permissions.b.extends: profiles extend each other in a cycle (a → b → a)',
+    );
+  });
+
+  it('reports an unknown default_permissions at that key', () => {
+    expect(thrown(() => resolve([file('default_permissions = "nope"')])).message).toBe(
+      `${FILE}: default_permissions: unknown permission profile \`nope\`; known profiles: :read-only, :workspace, :danger-full-access`,
+    );
+  });
+
+  it('resolves a relative path in a profile against the directory of the layer that set it', () => {
+    const { config } = resolve([file('[profiles.p]\nmodel_instructions_file = "prompts/p.md"'), cli('profiles.p.sandbox_workspace_write.writable_roots=["/abs"]')], { profile: 'p' });
+    expect(config.modelInstructionsFile).toBe(`${HOME}/prompts/p.md`);
+    expect(config.sandboxWorkspaceWrite.writableRoots).toEqual(['/abs']);
+    expect(thrown(() => resolve([file('[profiles.p]'), cli('profiles.p.model_instructions_file="rel.md"')], { profile: 'p' })).message).toBe(
+      '-c: profiles.p.model_instructions_file: expected an absolute path, got "rel.md" (a relative path is allowed only in a config file)',
+    );
+  });
+
+  it('refuses a datetime where a table belongs, and an empty name', () => {
+    expect(thrown(() => resolve([file('multienv = 1979-05-27T07:32:00Z')])).message).toBe(
+      `${FILE}: multienv: expected a table, got datetime 1979-05-27T07:32:00.000Z`,
+    );
+    expect(thrown(() => resolve([file('project_root_markers = [".git", ""]')])).message).toBe(`${FILE}: project_root_markers[1]: must not be empty`);
+  });
+
+  it('keeps the default threads_dir under CODEX_HOME when a layer sets other [multienv] keys', () => {
+    expect(resolve([cli('multienv={ max_turn_steps = 3 }')]).config.multienv).toMatchObject({ maxTurnSteps: 3, threadsDir: `${HOME}/multienv/threads` });
   });
 });

@@ -4,15 +4,12 @@ import { join } from 'node:path';
 import {
   buildEnvironmentSpec,
   checkBearerTokenAllowed,
-  environmentsFromExecServerUrl,
   isLoopbackHost,
-  loadEnvironmentsConfig,
-  parseEnvironmentsToml,
   secondsToMilliseconds,
   validateEnvironmentId,
   validateWebsocketUrl,
-  type EnvironmentsFile,
-} from '../../../src/config/environments.js';
+} from '../../../src/config/environment-spec.js';
+import { environmentsFromExecServerUrl, loadEnvironmentsConfig, parseEnvironmentsToml, type EnvironmentsFile } from '../../../src/config/environments.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 
 // Messages below were checked against codex-cli 0.169.0 (`codex exec` with a CODEX_HOME holding
@@ -586,5 +583,19 @@ describe('loadEnvironmentsConfig (real files)', () => {
     expect(error).toBeInstanceOf(LocalError);
     expect((error as LocalError).code).toBe(LocalErrorCode.InvalidConfig);
     expect((error as LocalError).message).toContain(`${file}: failed to read environment config: `);
+  });
+});
+
+describe('parseEnvironmentsToml: a datetime is not a table', () => {
+  it('reports a datetime where an entry or a table belongs as serde does', () => {
+    expect(message('environments = [1979-05-27]')).toBe(
+      `${FILE}: environments[0]: invalid type: datetime \`1979-05-27\`, expected struct EnvironmentToml`,
+    );
+    expect(message(entry('url = "ws://127.0.0.1:1"', 'skills = 1979-05-27'))).toBe(
+      `${FILE}: environments[0].skills (id \`a\`): invalid type: datetime \`1979-05-27\`, expected struct ScopedSkillsConfig`,
+    );
+    expect(message(entry('program = "x"', 'env = 1979-05-27'))).toBe(
+      `${FILE}: environments[0].env (id \`a\`): invalid type: datetime \`1979-05-27\`, expected a map`,
+    );
   });
 });

@@ -1,4 +1,5 @@
-import { parseConfigToml, resolveConfig } from '../../../src/config/config.js';
+import { resolveConfig } from '../../../src/config/config.js';
+import { parseConfigToml } from '../../../src/config/layers.js';
 import { DEFAULT_MCP_STARTUP_TIMEOUT_MS, DEFAULT_MCP_TOOL_TIMEOUT_MS, parseMcpServers, type ParsedMcpServers } from '../../../src/config/mcp-servers.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 
