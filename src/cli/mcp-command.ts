@@ -318,11 +318,10 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const threads = new ThreadManager({
     registry,
     store,
-    engine: new EnginesByName({
-      builtin: builtinEngine,
-      // Without a binary no thread gets the codex engine (settings refuse it), so this never opens one.
-      codex: appServer === undefined ? builtinEngine : new CodexEngine({ appServer, logger: threadsLogger, now: () => new Date() }),
-    }),
+    engine: new EnginesByName(
+      { builtin: builtinEngine, ...(appServer === undefined ? {} : { codex: new CodexEngine({ appServer, logger: threadsLogger, now: () => new Date() }) }) },
+      () => 'no Codex CLI was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex',
+    ),
     // Several server processes may share the threads folder (a client restarting us, two clients).
     ownership: new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }),
     resolveSettings: settingsResolver({

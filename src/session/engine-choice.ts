@@ -1,4 +1,5 @@
 import type { ThreadEngine } from '../protocol/thread.js';
+import { LocalError, LocalErrorCode } from '../util/errors.js';
 import type { EngineThread, EngineThreadInit, TurnEngine } from './turn-engine.js';
 
 /**
@@ -8,13 +9,23 @@ import type { EngineThread, EngineThreadInit, TurnEngine } from './turn-engine.j
  * engines there are.
  */
 export class EnginesByName implements TurnEngine {
-  readonly #engines: Readonly<Record<ThreadEngine, TurnEngine>>;
+  readonly #engines: Readonly<Partial<Record<ThreadEngine, TurnEngine>>>;
+  readonly #missing: (engine: ThreadEngine) => string;
 
-  constructor(engines: Readonly<Record<ThreadEngine, TurnEngine>>) {
+  /**
+   * @param engines the engines this server has; `builtin` always
+   * @param missing why an engine is missing and how to get it, for the error of a thread that needs it
+   */
+  constructor(engines: Readonly<Partial<Record<ThreadEngine, TurnEngine>> & { builtin: TurnEngine }>, missing: (engine: ThreadEngine) => string) {
     this.#engines = engines;
+    this.#missing = missing;
   }
 
+  /** @throws LocalError `INVALID_CONFIG` when the thread's engine is not available in this server. */
   open(init: EngineThreadInit): EngineThread {
-    return this.#engines[init.config.engine ?? 'builtin'].open(init);
+    const name = init.config.engine ?? 'builtin';
+    const engine = this.#engines[name];
+    if (engine === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `thread ${init.threadId} runs on the ${name} engine: ${this.#missing(name)}`);
+    return engine.open(init);
   }
 }
