@@ -53,6 +53,8 @@ describe("Codex's stored API key (auth.json)", () => {
   });
 
   it('says that a ChatGPT sign-in cannot be used, naming the file, before any model request', async () => {
+    // The built-in engine: with `auto`, a ChatGPT sign-in alone would pick the codex engine.
+    await configure('multienv.engine = "builtin"');
     await writeAuth({ OPENAI_API_KEY: null, tokens: { id_token: 'x', access_token: 'y', refresh_token: 'z', account_id: 'a' } });
     mcp = await startInProcessMcp(world.home.path, { env: noEnvKey });
     const result = await mcp.call('codex', { prompt: 'hi', cwd: world.work.path });
