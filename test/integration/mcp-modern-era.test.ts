@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { exec, isRecord, say, type Json } from '../helpers/steps.js';
+import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 import { setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpTestWorld } from '../helpers/mcp.js';
 import { networkEnv } from '../helpers/network.js';
 import { CLI } from '../helpers/process.js';
@@ -152,6 +152,35 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
       raw!.send(line(5, 'tools/list', { _meta: meta() }));
       const listed = await raw!.next();
       expect(isRecord(listed.result) && listed.result.resultType).toBe('complete');
+    });
+
+    it('keeps the wait budget (a running answer), and a cancelled call stops its turn (here: withdrawn from the queue) and is not answered', async () => {
+      const release = gate();
+      try {
+        steps.push(hold(release.promise, say('too late')));
+        raw!.send(line(1, 'tools/call', { _meta: meta(), name: 'codex', arguments: { prompt: 'slow', cwd: world.work.path, waitMs: 0 } }));
+        const early = await raw!.next();
+        const running = isRecord(early.result) ? early.result : {};
+        expect(running.resultType).toBe('complete');
+        const structured = isRecord(running.structuredContent) ? running.structuredContent : {};
+        expect(structured).toMatchObject({ status: 'running', threadId: expect.any(String) });
+        const threadId = String(structured.threadId);
+
+        steps.push(hold(release.promise, say('never read')));
+        await world.model.waitForRequests(1);
+        raw!.send(line(2, 'tools/call', { _meta: meta(), name: 'codex-reply', arguments: { threadId, prompt: 'queued behind', waitMs: 600_000 } }));
+        raw!.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 2, reason: 'user pressed stop' } }));
+        release.open();
+        // The first turn ends, the cancelled one (withdrawn from the queue) never reaches the model.
+        raw!.send(line(3, 'tools/call', { _meta: meta(), name: 'codex-status', arguments: { threadId, waitMs: 60_000 } }));
+        const status = await raw!.next(60_000);
+        expect(status.id).toBe(3);
+        raw!.send(line(4, 'tools/list', { _meta: meta() }));
+        expect((await raw!.next()).id).toBe(4);
+        expect(world.model.requests).toHaveLength(1);
+      } finally {
+        release.open();
+      }
     });
 
     it('refuses a requestState that was altered, and one moved to other arguments', async () => {
