@@ -81,7 +81,10 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
     expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['codex', 'codex-reply', 'codex-status']));
 
     steps.push(say('first answer'));
-    const first = await client.callTool({ name: 'codex', arguments: { prompt: 'hello', cwd: world.work.path } });
+    const notes: unknown[] = [];
+    const first = await client.callTool({ name: 'codex', arguments: { prompt: 'hello', cwd: world.work.path } }, { onprogress: (note) => notes.push(note) });
+    // Progress reaches the open call under its own token.
+    expect(notes).toEqual(expect.arrayContaining([expect.objectContaining({ message: expect.stringContaining('turn started on thread') })]));
     expect(first.isError).toBeFalsy();
     const threadId = threadIdOf(first);
     expect(first.structuredContent).toEqual({ threadId, content: 'first answer' });
