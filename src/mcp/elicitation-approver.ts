@@ -129,6 +129,27 @@ export function approvalMessage(request: ApprovalRequest): string {
   return `Allow Codex to apply proposed code changes in environment \`${request.environmentId}\` (${list})?${reason}`;
 }
 
+/** The standard `elicitation/create` params of an approval: a form with one choice, `decision`. */
+export function approvalElicitationParams(request: ApprovalRequest): Record<string, unknown> {
+  return {
+    mode: 'form',
+    message: approvalMessage(request),
+    requestedSchema: {
+      type: 'object',
+      properties: {
+        decision: {
+          type: 'string',
+          title: 'Decision',
+          description: 'Approve once, approve for this session (same environment and directory), or deny.',
+          enum: CHOICES.map((c) => c.value),
+          enumNames: CHOICES.map((c) => c.title),
+        },
+      },
+      required: ['decision'],
+    },
+  };
+}
+
 /** `codex_elicitation` per request kind (the first two are the old server's values). */
 const ELICITATION_KINDS = { exec: 'exec-approval', patch: 'patch-approval', mcp: 'mcp-tool-call-approval' } as const satisfies Record<ApprovalRequest['kind'], string>;
 
@@ -169,21 +190,7 @@ export class ElicitationApprover implements Approver {
       return { decision: 'denied', reason: 'the MCP client cannot show approval requests (no form elicitation support); use approval-policy "never" or a client with elicitation' };
     }
     const params: Record<string, unknown> = {
-      mode: 'form',
-      message: approvalMessage(request),
-      requestedSchema: {
-        type: 'object',
-        properties: {
-          decision: {
-            type: 'string',
-            title: 'Decision',
-            description: 'Approve once, approve for this session (same environment and directory), or deny.',
-            enum: CHOICES.map((c) => c.value),
-            enumNames: CHOICES.map((c) => c.title),
-          },
-        },
-        required: ['decision'],
-      },
+      ...approvalElicitationParams(request),
       threadId: request.threadId,
       codex_elicitation: ELICITATION_KINDS[request.kind],
       codex_call_id: request.callId,

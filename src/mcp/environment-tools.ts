@@ -76,7 +76,7 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
           // for approval is what is registered.
           const spec = buildEnvironmentSpec(entry);
           if (spec.kind === 'stdio' && !options.allowRuntimeProgramEnvironments) {
-            const approver = new ElicitationApprover({ server: options.server, timeoutMs: options.approvalTimeoutMs, logger: options.logger, toolCallId: extra.requestId });
+            const approver = extra.approver ?? new ElicitationApprover({ server: options.server, timeoutMs: options.approvalTimeoutMs, logger: options.logger, toolCallId: extra.requestId });
             const decision = await approver.request(
               { kind: 'exec', threadId: '', callId: 'environment/add', environmentId: id, cwd: spec.cwd ?? '(server cwd)', command: [spec.program, ...spec.args], reason: `environment/add: register environment \`${id}\` that runs this command on this machine` },
               extra.signal,

@@ -1,13 +1,11 @@
-import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import type { TurnEvent } from '../agent/turn.js';
 import { describeTurnEvent } from '../session/live-turn.js';
 import type { TurnOutcome } from '../session/turn-stream.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { vendorNotification } from './sdk-workarounds.js';
-
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+import type { ToolExtra } from './tools.js';
 
 /** Reports a turn's progress to the caller of one `tools/call`. */
 export interface ProgressReporter {
@@ -24,7 +22,7 @@ export interface ProgressReporter {
  * messages, and, behind `multienv.codex_events`, `codex/event` notifications shaped like the old
  * `codex mcp-server`'s for hubs that consumed them. A failed send never affects the turn.
  */
-export function progressReporter(extra: Extra, options: { codexEvents: boolean; logger: Logger }): ProgressReporter {
+export function progressReporter(extra: ToolExtra, options: { codexEvents: boolean; logger: Logger }): ProgressReporter {
   const token = extra._meta?.progressToken;
   let progress = 0;
   let threadId: string | undefined;

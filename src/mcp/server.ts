@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { ErrorCode, McpError, type CallToolResult, type ServerCapabilities, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { ErrorCode, McpError, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
@@ -10,15 +10,14 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
+import { EraSplitTransport, ModernEra } from './modern-era.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema } from '../protocol/status.js';
 import { WaitMsSchema, opsTools } from './ops-tools.js';
 import { TASK_CAPABILITIES, TurnTaskStore, createTurnTask } from './tasks.js';
 import { toolNames, type ToolNames } from './tool-names.js';
-import { defineTool, serveTools, type McpTool } from './tools.js';
+import { defineTool, serveTools, type McpTool, type ToolExtra } from './tools.js';
 import { answerWithin, isClientTimeout, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
-
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 const EnvironmentSelectionSchema = z
   .object({
@@ -109,14 +108,22 @@ const CODEX_STATUS = 'codex-status';
 /** The server's capabilities: a fixed list of tools, logging notifications, MCP Tasks for `tools/call`. */
 const CAPABILITIES: ServerCapabilities = { tools: { listChanged: false }, logging: {}, tasks: TASK_CAPABILITIES };
 
+/** The MCP face: the SDK server for legacy (2025) clients and the modern (2026-07-28) era beside it. */
+export interface McpFace {
+  legacy: Server;
+  modern: ModernEra;
+  /** Closes the connection (both eras share it). */
+  close(): Promise<void>;
+}
+
 /**
  * Builds the MCP face: `codex`, `codex-reply`, `environment/add`, `environment/remove` and
  * `environment/list`, with approvals as elicitation, progress notifications, and cancellation
  * that interrupts the turn (or, when the client's own time-out sent it, only ends the call) and
  * still answers the call; `codex-status`, `thread/list` and `turn/interrupt` for turns that
- * outlive their call; MCP Tasks for the turn tools; logging notifications.
+ * outlive their call; MCP Tasks for the turn tools; logging notifications. The same tools are served to modern clients (see modern-era.ts).
  */
-export function createMcpServer(options: McpServerOptions): Server {
+export function createMcpServer(options: McpServerOptions): McpFace {
   const logger = options.logger ?? silentLogger;
   const names = toolNames(options.portableToolNames ?? false);
   const taskStore = new TurnTaskStore();
@@ -124,7 +131,7 @@ export function createMcpServer(options: McpServerOptions): Server {
   options.onLogForwarder?.(mcpLogForwarder(server));
   releaseOnClose(server, taskStore);
   const cancellations = new CallCancellations(server, logger);
-  const cancelSignal = (extra: Extra): AbortSignal => cancellations.signal(extra.requestId);
+  const cancelSignal = (extra: ToolExtra): AbortSignal => extra.cancelled ?? cancellations.signal(extra.requestId);
   const tools = [
     ...turnTools({ options, server, logger, names, taskStore, cancelSignal }),
     ...environmentTools({
@@ -138,8 +145,14 @@ export function createMcpServer(options: McpServerOptions): Server {
     }),
     ...opsTools({ threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, threadClose: names.threadClose, turnInterrupt: names.turnInterrupt }, cancelSignal }),
   ];
-  serveTools(server, tools, (requestId) => cancellations.track(requestId));
-  return server;
+  const table = serveTools(server, tools, (requestId) => cancellations.track(requestId));
+  const modern = new ModernEra({
+    tools: table,
+    serverInfo: { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
+    approvalTimeoutMs: options.approvalTimeoutMs,
+    logger,
+  });
+  return { legacy: server, modern, close: () => server.close() };
 }
 
 /** The task store's expiry timers would keep the process alive after the client left: they end with the connection. */
@@ -159,7 +172,7 @@ interface TurnToolsContext {
   names: ToolNames;
   taskStore: TurnTaskStore;
   /** Aborts when the client cancels the call. */
-  cancelSignal: (extra: Extra) => AbortSignal;
+  cancelSignal: (extra: ToolExtra) => AbortSignal;
 }
 
 /** `codex` and `codex-reply`: a turn per call, answered within the wait budget, or run as an MCP task. */
@@ -170,7 +183,7 @@ function turnTools({ options, server, logger, names, taskStore, cancelSignal }: 
   // going away, the client's own request time-out) never stops it; only an explicit cancellation,
   // `turn/interrupt` or `tasks/cancel` does. A client whose time-out is shorter than the wait
   // budget would otherwise lose every long turn, and never learn its thread.
-  const runTurn = async (extra: Extra, run: TurnRun, waitMs: number | undefined, knownThreadId?: string): Promise<CallToolResult> => {
+  const runTurn = async (extra: ToolExtra, run: TurnRun, waitMs: number | undefined, knownThreadId?: string): Promise<CallToolResult> => {
     const call = startTurnCall(turnContext, extra, run, knownThreadId);
     const cancelled = cancelSignal(extra);
     const ended = new AbortController();
@@ -259,15 +272,25 @@ function turnTools({ options, server, logger, names, taskStore, cancelSignal }: 
 }
 
 /**
- * Serves `server` over a pair of streams (the composition root passes stdin/stdout) with a bound on
- * each message read (see {@link McpStdioTransport}). Resolves once connected; `closed` resolves
- * when the input ends or the transport closes.
+ * Serves both eras of `face` over a pair of streams (the composition root passes stdin/stdout)
+ * with a bound on each message read (see {@link McpStdioTransport}): modern requests go to
+ * `face.modern`, everything else to the SDK server as before. Resolves once connected; `closed`
+ * resolves when the input ends or the transport closes.
  */
-export async function serveOverStdio(server: Server, input: Readable, output: Writable, options: McpStdioTransportOptions): Promise<{ closed: Promise<void> }> {
-  const transport = new McpStdioTransport(input, output, options);
+export async function serveOverStdio(face: McpFace, input: Readable, output: Writable, options: McpStdioTransportOptions): Promise<{ closed: Promise<void> }> {
+  return serveOver(face, new McpStdioTransport(input, output, options));
+}
+
+/**
+ * Serves both eras over any transport (stdio, or an in-memory pair in tests): modern messages go
+ * to the modern era, everything else to the SDK server. Resolves once connected; `closed` when
+ * the transport closes.
+ */
+export async function serveOver(face: McpFace, inner: Transport): Promise<{ closed: Promise<void> }> {
+  const transport = new EraSplitTransport(inner, face.modern);
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();
   });
-  await server.connect(transport);
+  await face.legacy.connect(transport);
   return { closed };
 }

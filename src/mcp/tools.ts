@@ -9,6 +9,7 @@ import {
   type CallToolResult,
   type CreateTaskResult,
   type ListToolsResult,
+  type ProgressToken,
   type RequestId,
   type ServerNotification,
   type ServerRequest,
@@ -16,10 +17,27 @@ import {
   type ToolAnnotations,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import type { Approver } from '../agent/approvals.js';
 import { errorMessage } from '../util/errors.js';
 
-/** What a tool's handler gets with a call. */
-export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+/**
+ * What a tool's handler gets with a call, in either MCP era: the legacy era passes the SDK's
+ * request extra (which has all of this), the modern era (modern-era.ts) builds its own.
+ */
+export interface ToolExtra {
+  requestId: RequestId;
+  /** Aborts when the call is cancelled or the connection closes. */
+  signal: AbortSignal;
+  _meta?: { progressToken?: ProgressToken };
+  sendNotification(notification: ServerNotification): Promise<void>;
+  /** Asks the user's approvals of this call; undefined: `elicitation/create` to the connected client (legacy era). */
+  approver?: Approver;
+  /** Aborts, with a `clientCancellation` reason, when the client cancels the call; undefined: tracked by `CallCancellations` (legacy era). */
+  cancelled?: AbortSignal;
+}
+
+/** What a task-augmented call's handler gets: the SDK's request extra, with its task store (legacy era only). */
+export type TaskToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 /**
  * One MCP tool as written: its schemas are zod, and what `tools/list` advertises is derived from
@@ -37,7 +55,7 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType> {
   /** Answers a call; a failure the caller should see is an `isError` result. */
   run: (args: z.output<I>, extra: ToolExtra) => CallToolResult | Promise<CallToolResult>;
   /** Answers a task-augmented call (MCP Tasks); a tool without it is listed with `taskSupport: "forbidden"`. */
-  runAsTask?: (args: z.output<I>, extra: ToolExtra) => Promise<CreateTaskResult>;
+  runAsTask?: (args: z.output<I>, extra: TaskToolExtra) => Promise<CreateTaskResult>;
 }
 
 /** A tool ready to serve (see {@link defineTool}). */
@@ -48,7 +66,7 @@ export interface McpTool {
   /** Parses `args` and runs the tool; bad arguments (or a result off its output schema) throw an `McpError`. */
   call(args: unknown, extra: ToolExtra): Promise<CallToolResult>;
   /** The same as an MCP task; undefined when the tool has no task support. */
-  readonly callAsTask: ((args: unknown, extra: ToolExtra) => Promise<CreateTaskResult>) | undefined;
+  readonly callAsTask: ((args: unknown, extra: TaskToolExtra) => Promise<CreateTaskResult>) | undefined;
 }
 
 /**
@@ -111,39 +129,64 @@ function errorResult(text: string): CallToolResult {
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-/**
- * Serves `tools` on `server`. `tools/list` answers with the listings made when the tools were
- * defined. A plain `tools/call` answers errors as `isError` results (an unknown tool, bad
- * arguments, a failure of the tool); a task-augmented one creates the tool's task, and is refused
- * with a JSON-RPC error when the tool has none (`-32601`, as MCP asks) or the call is bad.
- * `onCall` runs as each call arrives, before any await; what it returns runs once it is answered.
- */
-export function serveTools(server: Server, tools: readonly McpTool[], onCall: (requestId: RequestId) => () => void): void {
+/** A set of tools by name, served the same way in both MCP eras. */
+export interface ToolTable {
+  /** The `tools/list` entries, in the order the tools were given. */
+  readonly listings: readonly Tool[];
+  /** The tool named `name`, if any. */
+  get(name: string): McpTool | undefined;
+  /**
+   * A plain call: every failure (an unknown tool, bad arguments, a failure of the tool) is an
+   * `isError` result, never a thrown error.
+   */
+  call(name: string, args: Record<string, unknown>, extra: ToolExtra): Promise<CallToolResult>;
+}
+
+/** Indexes `tools` by name (two with one name is a programming error). */
+export function toolTable(tools: readonly McpTool[]): ToolTable {
   const byName = new Map<string, McpTool>();
   for (const tool of tools) {
     if (byName.has(tool.name)) throw new Error(`two MCP tools are named ${tool.name}`);
     byName.set(tool.name, tool);
   }
-  const listed: ListToolsResult = { tools: tools.map((tool) => tool.listing) };
-  server.setRequestHandler(ListToolsRequestSchema, () => listed);
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
-    const answered = onCall(extra.requestId);
-    try {
-      const { name, arguments: args = {}, task } = request.params;
-      const tool = byName.get(name);
-      if (task !== undefined) {
-        if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
-        if (tool.callAsTask === undefined) throw new McpError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
-        return await tool.callAsTask(args, extra);
-      }
+  return {
+    listings: tools.map((tool) => tool.listing),
+    get: (name) => byName.get(name),
+    call: async (name, args, extra) => {
       try {
+        const tool = byName.get(name);
         if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
         return await tool.call(args, extra);
       } catch (error) {
         return errorResult(errorMessage(error));
       }
+    },
+  };
+}
+
+/**
+ * Serves `tools` on `server` (the legacy era) and returns their table for the modern era. `tools/list` answers with the listings made when
+ * the tools were defined. A plain `tools/call` answers errors as `isError` results; a
+ * task-augmented one creates the tool's task, and is refused with a JSON-RPC error when the tool
+ * has none (`-32601`, as MCP asks) or the call is bad. `onCall` runs as each call arrives, before
+ * any await; what it returns runs once it is answered.
+ */
+export function serveTools(server: Server, tools: readonly McpTool[], onCall: (requestId: RequestId) => () => void): ToolTable {
+  const table = toolTable(tools);
+  const listed: ListToolsResult = { tools: [...table.listings] };
+  server.setRequestHandler(ListToolsRequestSchema, () => listed);
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
+    const answered = onCall(extra.requestId);
+    try {
+      const { name, arguments: args = {}, task } = request.params;
+      if (task === undefined) return await table.call(name, args, extra);
+      const tool = table.get(name);
+      if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+      if (tool.callAsTask === undefined) throw new McpError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
+      return await tool.callAsTask(args, extra);
     } finally {
       answered();
     }
   });
+  return table;
 }

@@ -1,6 +1,5 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Approver } from '../agent/approvals.js';
 import type { TurnProgress } from '../protocol/status.js';
 import { ThreadBusyError } from '../session/ownership.js';
@@ -11,8 +10,7 @@ import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { ElicitationApprover } from './elicitation-approver.js';
 import { progressReporter } from './progress.js';
-
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+import type { ToolExtra } from './tools.js';
 
 /** What a `codex`/`codex-reply` call does with the thread manager: start the turn, get its events. */
 export type TurnRun = (options: SessionCallOptions) => AsyncIterable<TurnCallEvent>;
@@ -78,21 +76,24 @@ function outcomeResult(outcome: TurnOutcome): CallToolResult {
  * The turn belongs to the thread, not to the request: only {@link TurnCall.interrupt} stops it,
  * never the request's end or the client going away.
  */
-export function startTurnCall(context: TurnCallContext, extra: Extra, run: TurnRun, knownThreadId?: string, options: TurnCallOptions = {}): TurnCall {
+export function startTurnCall(context: TurnCallContext, extra: ToolExtra, run: TurnRun, knownThreadId?: string, options: TurnCallOptions = {}): TurnCall {
   const controller = new AbortController();
   const started = deferred<StartedTurn | undefined>();
   let threadId = knownThreadId;
   let turnId: string | undefined;
   const report = progressReporter(extra, { codexEvents: context.codexEvents, logger: context.logger });
-  const elicitation = new ElicitationApprover({
-    server: context.server,
-    timeoutMs: context.approvalTimeoutMs,
-    logger: context.logger,
-    toolCallId: extra.requestId,
-    turnId: () => turnId,
-    relatedTaskId: options.relatedTaskId,
-  });
-  const approver = options.approvals?.(elicitation) ?? elicitation;
+  // The call's own way of asking (the modern era's input requests) comes before elicitation/create.
+  const asker =
+    extra.approver ??
+    new ElicitationApprover({
+      server: context.server,
+      timeoutMs: context.approvalTimeoutMs,
+      logger: context.logger,
+      toolCallId: extra.requestId,
+      turnId: () => turnId,
+      relatedTaskId: options.relatedTaskId,
+    });
+  const approver = options.approvals?.(asker) ?? asker;
   /** The call's answer is a fold over the turn's events; the turn's approvals are asked as they come. */
   const fold = async (): Promise<TurnOutcome> => {
     for await (const event of run({ signal: controller.signal })) {

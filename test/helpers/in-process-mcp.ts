@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { startMcpServer } from '../../src/cli/mcp-command.js';
+import { serveOver } from '../../src/mcp/server.js';
 import { stderrLogger } from '../../src/cli/runtime.js';
 import type { SelfReferenceHost } from '../../src/cli/self-reference.js';
 import { connectTestClient, serverEnv, type ElicitationAnswer, type McpHarness } from './mcp.js';
@@ -71,7 +72,7 @@ export async function startInProcessMcp(codexHome: string, options: InProcessMcp
   });
   const [clientTransport, serverTransport] = jsonLinkedPair();
   try {
-    await started.server.connect(serverTransport);
+    await serveOver(started.server, serverTransport);
     started.ready();
     const connected = await connectTestClient(clientTransport, options.answer);
     let closing: Promise<void> | undefined;

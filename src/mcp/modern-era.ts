@@ -1,0 +1,331 @@
+import { randomUUID } from 'node:crypto';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { isJSONRPCNotification, isJSONRPCRequest, type CallToolResult, type JSONRPCMessage, type JSONRPCRequest, type ProgressToken, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { ApprovalGate, RequestStateCodec, RequestStateError, argumentsDigest } from './input-required.js';
+import type { ToolExtra, ToolTable } from './tools.js';
+import { clientCancellation } from './turn-call.js';
+
+/**
+ * The modern MCP era (2026-07-28) beside the SDK's legacy server on one connection. A modern
+ * request carries its protocol version and capabilities in `_meta` (no `initialize`); every result
+ * says its `resultType`; the server sends no requests (approvals come back as `input_required`,
+ * see input-required.ts). The SDK in use (v1) knows none of this, so the requests of this era are
+ * taken off the connection before the SDK sees them ({@link EraSplitTransport}) and served here
+ * with the same tool table.
+ */
+
+/** The modern protocol versions served here, newest first. */
+export const MODERN_PROTOCOL_VERSIONS: readonly string[] = ['2026-07-28'];
+
+const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
+const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
+const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+
+/** JSON-RPC codes this era answers with. */
+const INVALID_PARAMS = -32602;
+const METHOD_NOT_FOUND = -32601;
+const INTERNAL_ERROR = -32603;
+const UNSUPPORTED_PROTOCOL_VERSION = -32022;
+
+/** How long `tools/list` and `server/discover` may be cached: the tools are fixed for the process. */
+const LIST_TTL_MS = 3_600_000;
+
+/** Stands for the progress token of whichever round has a call open (see `sendNotification` in `#start`). */
+const ROUND_PROGRESS_TOKEN = 'round';
+
+/** Open MRTR calls kept at once: a client that never retries cannot grow this without bound. */
+const MAX_PENDING_CALLS = 256;
+
+/** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
+const RequestMetaSchema = z.looseObject({
+  [META_VERSION]: z.string().optional(),
+  [META_CAPABILITIES]: z.looseObject({ elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional() }).optional(),
+  progressToken: z.union([z.string(), z.number()]).optional(),
+});
+
+const RequestParamsSchema = z.looseObject({ _meta: RequestMetaSchema.optional() });
+
+/** `tools/call` params of this era: a retry of an `input_required` call adds `inputResponses` and `requestState`. */
+const CallParamsSchema = z.looseObject({
+  name: z.string(),
+  arguments: z.record(z.string(), z.unknown()).optional(),
+  inputResponses: z.record(z.string(), z.unknown()).optional(),
+  requestState: z.string().optional(),
+});
+
+const CancelledParamsSchema = z.looseObject({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() });
+
+/** A JSON-RPC error this era answers with. */
+class ModernError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/** One line of a zod error, for an error message. */
+function problemsOf(error: z.ZodError): string {
+  return z.prettifyError(error).replace(/\n\s*/g, ' ');
+}
+
+/** A `tools/call` whose turn may ask approvals over several requests (MRTR rounds). */
+interface PendingCall {
+  id: string;
+  tool: string;
+  args: Record<string, unknown>;
+  gate: ApprovalGate;
+  answer: Promise<CallToolResult>;
+  /** Aborts when the client cancels any round of the call. */
+  cancel: AbortController;
+  /** The request that has the call open now, and its progress token; undefined between rounds. */
+  open: { requestId: RequestId; progressToken: ProgressToken | undefined } | undefined;
+  expiry: NodeJS.Timeout | undefined;
+}
+
+/** Options of {@link ModernEra}. */
+export interface ModernEraOptions {
+  tools: ToolTable;
+  serverInfo: { name: string; title?: string; version: string };
+  /** How long an approval waits for the client's answer (and a `requestState` stays valid). */
+  approvalTimeoutMs: number;
+  logger?: Logger;
+  /** Seals `requestState`. @default a codec with a random key made for this process */
+  stateCodec?: RequestStateCodec;
+}
+
+/** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals). */
+export class ModernEra {
+  readonly #options: ModernEraOptions;
+  readonly #logger: Logger;
+  readonly #codec: RequestStateCodec;
+  readonly #calls = new Map<string, PendingCall>();
+  /** The pending call each open request belongs to, for cancellation. */
+  readonly #openRequests = new Map<RequestId, PendingCall>();
+  /** Requests the client cancelled: they are answered with nothing. */
+  readonly #cancelled = new Set<RequestId>();
+
+  constructor(options: ModernEraOptions) {
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.#codec = options.stateCodec ?? new RequestStateCodec();
+  }
+
+  /**
+   * Whether `message` is this era's: a request naming a protocol version in `_meta` (or
+   * `server/discover`, which only this era has), or the cancellation of such a request. Everything
+   * else (`initialize`, a request without the claim, a response) stays with the legacy server.
+   */
+  claims(message: JSONRPCMessage): boolean {
+    if (isJSONRPCRequest(message)) {
+      if (message.method === 'server/discover') return true;
+      const meta = message.params?._meta;
+      return typeof meta === 'object' && meta !== null && META_VERSION in meta;
+    }
+    if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
+      const params = CancelledParamsSchema.safeParse(message.params);
+      return params.success && this.#openRequests.has(params.data.requestId);
+    }
+    return false;
+  }
+
+  /** Serves one message {@link claims} took; what it answers goes to `send`. */
+  handle(message: JSONRPCMessage, send: (message: JSONRPCMessage) => Promise<void>): void {
+    if (isJSONRPCNotification(message)) {
+      const params = CancelledParamsSchema.safeParse(message.params);
+      if (params.success) this.#cancel(params.data.requestId, params.data.reason);
+      return;
+    }
+    if (!isJSONRPCRequest(message)) return;
+    const { id } = message;
+    const reply = (answer: JSONRPCMessage): void => {
+      if (this.#cancelled.delete(id)) return;
+      send(answer).catch((error: unknown) => this.#logger.debug('could not answer a modern request', { id, error: errorMessage(error) }));
+    };
+    this.#serve(message, send).then(
+      (result) => reply({ jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: this.#options.serverInfo } } }),
+      (error: unknown) => {
+        if (error instanceof ModernError) {
+          reply({ jsonrpc: '2.0', id, error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } });
+          return;
+        }
+        this.#logger.warn('a modern request failed', { id, method: message.method, error: errorMessage(error) });
+        reply({ jsonrpc: '2.0', id, error: { code: INTERNAL_ERROR, message: errorMessage(error) } });
+      },
+    );
+  }
+
+  /** The connection closed: approvals still waiting are denied (their turns go on, as in the legacy era). */
+  close(): void {
+    for (const call of this.#calls.values()) {
+      call.gate.close('the MCP client went away before answering the approval request');
+      clearTimeout(call.expiry);
+    }
+    this.#calls.clear();
+    this.#openRequests.clear();
+  }
+
+  async #serve(request: JSONRPCRequest, send: (message: JSONRPCMessage) => Promise<void>): Promise<Record<string, unknown>> {
+    const params = RequestParamsSchema.safeParse(request.params ?? {});
+    if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
+    const meta = params.data._meta ?? {};
+    const version = meta[META_VERSION];
+    if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
+    if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
+      throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, { supported: [...MODERN_PROTOCOL_VERSIONS], requested: version });
+    }
+    const capabilities = meta[META_CAPABILITIES];
+    if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
+    switch (request.method) {
+      case 'server/discover':
+        return {
+          resultType: 'complete',
+          supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
+          capabilities: { tools: { listChanged: false } },
+          ttlMs: LIST_TTL_MS,
+          cacheScope: 'public',
+        };
+      case 'tools/list':
+        // `execution.taskSupport` is the 2025 Tasks form, which this era does not use.
+        return { resultType: 'complete', tools: this.#options.tools.listings.map(({ execution: _execution, ...tool }) => tool), ttlMs: LIST_TTL_MS, cacheScope: 'public' };
+      case 'tools/call': {
+        const call = CallParamsSchema.safeParse(request.params);
+        if (!call.success) throw new ModernError(INVALID_PARAMS, `invalid tools/call params: ${problemsOf(call.error)}`);
+        const elicitation = capabilities.elicitation;
+        // A bare `elicitation: {}` means form; url-only clients cannot show forms.
+        const canElicit = elicitation !== undefined && (elicitation.form !== undefined || elicitation.url === undefined);
+        return this.#call(request.id, call.data, meta.progressToken, canElicit, send);
+      }
+      default:
+        throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves server/discover, tools/list and tools/call in protocol ${version})`);
+    }
+  }
+
+  async #call(
+    requestId: RequestId,
+    params: z.infer<typeof CallParamsSchema>,
+    progressToken: ProgressToken | undefined,
+    canElicit: boolean,
+    send: (message: JSONRPCMessage) => Promise<void>,
+  ): Promise<Record<string, unknown>> {
+    const args = params.arguments ?? {};
+    let call: PendingCall;
+    if (params.requestState === undefined) {
+      if (params.inputResponses !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: inputResponses without the requestState they answer');
+      call = this.#start(requestId, params.name, args, canElicit, send);
+    } else {
+      let callId: string;
+      try {
+        callId = this.#codec.open(params.requestState, params.name, args).call;
+      } catch (error) {
+        if (error instanceof RequestStateError) throw new ModernError(INVALID_PARAMS, `tools/call: ${error.message}`);
+        throw error;
+      }
+      const found = this.#calls.get(callId);
+      if (found === undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: the call this requestState continues is no longer here (answered, or the client went away): call the tool again without it');
+      call = found;
+      if (call.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
+      if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses);
+    }
+    call.open = { requestId, progressToken };
+    this.#openRequests.set(requestId, call);
+    try {
+      const next = await Promise.race([call.answer.then((result) => ({ result })), call.gate.whenParked().then(() => undefined)]);
+      if (next !== undefined) {
+        this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered; its turn went on)');
+        return { resultType: 'complete', ...next.result };
+      }
+      // Kept until its approvals are denied for want of an answer, and its state refused.
+      clearTimeout(call.expiry);
+      call.expiry = setTimeout(() => this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request'), this.#options.approvalTimeoutMs);
+      call.expiry.unref();
+      return { resultType: 'input_required', inputRequests: call.gate.inputRequests(), requestState: this.#codec.seal({ call: call.id, tool: call.tool, args: argumentsDigest(call.args) }, this.#options.approvalTimeoutMs) };
+    } finally {
+      call.open = undefined;
+      this.#openRequests.delete(requestId);
+    }
+  }
+
+  #start(requestId: RequestId, tool: string, args: Record<string, unknown>, canElicit: boolean, send: (message: JSONRPCMessage) => Promise<void>): PendingCall {
+    if (this.#calls.size >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
+    const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
+    const cancel = new AbortController();
+    const call: PendingCall = { id: randomUUID(), tool, args, gate, answer: Promise.resolve({ content: [] }), cancel, open: undefined, expiry: undefined };
+    const extra: ToolExtra = {
+      requestId,
+      signal: cancel.signal,
+      // Any token turns progress reports on; the open round's own token is put in as they are sent.
+      _meta: { progressToken: ROUND_PROGRESS_TOKEN },
+      cancelled: cancel.signal,
+      approver: gate,
+      // Progress goes to whichever request has the call open, under its token; between rounds
+      // (and for a round without a token) there is no request to report to.
+      sendNotification: (notification: ServerNotification) => {
+        const open = call.open;
+        if (open === undefined || open.progressToken === undefined || notification.method !== 'notifications/progress') return Promise.resolve();
+        return send({ jsonrpc: '2.0', method: notification.method, params: { ...notification.params, progressToken: open.progressToken } });
+      },
+    };
+    call.answer = this.#options.tools.call(tool, args, extra);
+    this.#calls.set(call.id, call);
+    return call;
+  }
+
+  /** Drops `call`: its approvals still waiting, and any its turn asks later, are denied with `reason`. */
+  #forget(call: PendingCall, reason: string): void {
+    clearTimeout(call.expiry);
+    if (this.#calls.get(call.id) === call) this.#calls.delete(call.id);
+    call.gate.close(reason);
+  }
+
+  #cancel(requestId: RequestId, reason: string | undefined): void {
+    const call = this.#openRequests.get(requestId);
+    if (call === undefined) return;
+    this.#logger.info('modern tool call cancelled by the client', { requestId, reason });
+    // The spec's modern era: nothing more is sent for a cancelled request.
+    this.#cancelled.add(requestId);
+    call.cancel.abort(clientCancellation(reason));
+  }
+}
+
+/**
+ * The connection the SDK server is given: messages the modern era claims are served by it and
+ * never reach the SDK; everything else passes through unchanged, so legacy clients see exactly
+ * what they saw before.
+ */
+export class EraSplitTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: <T extends JSONRPCMessage>(message: T) => void;
+
+  constructor(
+    private readonly inner: Transport,
+    private readonly modern: ModernEra,
+  ) {}
+
+  start(): Promise<void> {
+    this.inner.onmessage = (message) => {
+      if (this.modern.claims(message)) this.modern.handle(message, (answer) => this.inner.send(answer));
+      else this.onmessage?.(message);
+    };
+    this.inner.onerror = (error) => this.onerror?.(error);
+    this.inner.onclose = () => {
+      this.modern.close();
+      this.onclose?.();
+    };
+    return this.inner.start();
+  }
+
+  send(message: JSONRPCMessage): Promise<void> {
+    return this.inner.send(message);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
