@@ -11,14 +11,14 @@ import type { EnvironmentRegistry } from '../environments/registry.js';
 import { ResponseInputItemSchema, type ResponseInputItem, type ToolSpec } from '../protocol/responses.js';
 import type { ThreadContext } from '../protocol/status.js';
 import type { PersistedItem } from '../protocol/thread.js';
-import { Channel } from '../util/channel.js';
+import type { Channel } from '../util/channel.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { prepareTurn, type PreparedTurn } from './builtin-preparation.js';
 import { COMMAND_ENV_OVERLAY, commandEnvironmentProvenance } from './environment-selection.js';
 import { sandboxContextFor } from './sandbox-context.js';
 import type { ResolvedThreadSettings } from './settings.js';
-import type { EngineEvent, EngineThread, EngineThreadInit, EngineTurn, EngineTurnResult, TurnEngine } from './turn-engine.js';
+import { engineTurnStream, type EngineEvent, type EngineThread, type EngineThreadInit, type EngineTurn, type EngineTurnResult, type TurnEngine } from './turn-engine.js';
 
 /** Bounds of one built-in turn. */
 export interface BuiltinEngineLimits {
@@ -166,18 +166,7 @@ class BuiltinThread implements EngineThread {
   }
 
   run(turn: EngineTurn): AsyncIterable<EngineEvent> {
-    const events = new Channel<EngineEvent>((event) => {
-      // Nobody reads the turn any more: an approval it asks is denied rather than left waiting.
-      if (event.type === 'approval') event.respond({ decision: 'denied', reason: 'nobody is following this turn' });
-    });
-    this.#run(turn, events).then(
-      (result) => {
-        events.push({ type: 'completed', result });
-        events.end();
-      },
-      (error: unknown) => events.fail(error),
-    );
-    return events;
+    return engineTurnStream((events) => this.#run(turn, events));
   }
 
   async #run(turn: EngineTurn, events: Channel<EngineEvent>): Promise<EngineTurnResult> {

@@ -11,12 +11,12 @@ import {
 import type { ThreadContext } from '../protocol/status.js';
 import { PlanUpdateSchema, type TurnStatus } from '../protocol/thread.js';
 import { settlesWithin } from '../util/abort.js';
-import { Channel } from '../util/channel.js';
+import type { Channel } from '../util/channel.js';
 import { deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { AppServerEvent, AppServerListener, AppServerSession, CodexAppServer } from './codex-app-server.js';
-import type { EngineEvent, EngineThread, EngineThreadInit, EngineTurn, EngineTurnResult, TurnEngine } from './turn-engine.js';
+import { engineTurnStream, type EngineEvent, type EngineThread, type EngineThreadInit, type EngineTurn, type EngineTurnResult, type TurnEngine } from './turn-engine.js';
 
 /** How long an interrupted turn gets to end on its own (Codex answers `turn/interrupt` with `turn/completed`). */
 export const DEFAULT_CODEX_INTERRUPT_GRACE_MS = 10_000;
@@ -86,17 +86,7 @@ class CodexThread implements EngineThread {
   async recoverInterruptedTurn(): Promise<void> {}
 
   run(turn: EngineTurn): AsyncIterable<EngineEvent> {
-    const events = new Channel<EngineEvent>((event) => {
-      if (event.type === 'approval') event.respond({ decision: 'denied', reason: 'nobody is following this turn' });
-    });
-    this.#run(turn, events).then(
-      (result) => {
-        events.push({ type: 'completed', result });
-        events.end();
-      },
-      (error: unknown) => events.fail(error),
-    );
-    return events;
+    return engineTurnStream((events) => this.#run(turn, events));
   }
 
   async #run(turn: EngineTurn, events: Channel<EngineEvent>): Promise<EngineTurnResult> {

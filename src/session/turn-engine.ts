@@ -5,6 +5,7 @@ import type { McpServerStatus } from '../environments/mcp-servers.js';
 import type { ThreadContext } from '../protocol/status.js';
 import type { InstructionFile, ThreadBodyRecord, ThreadConfig, ThreadEnvironment, TurnStatus } from '../protocol/thread.js';
 import type { ResolvedThreadSettings } from './settings.js';
+import { Channel } from '../util/channel.js';
 import type { NewThreadRecord } from './thread-store.js';
 
 /**
@@ -91,3 +92,22 @@ export type EngineEvent =
    */
   | { type: 'approval'; request: ApprovalRequest; signal: AbortSignal; respond: (decision: ApprovalDecision) => void }
   | { type: 'completed'; result: EngineTurnResult };
+
+/**
+ * A turn's event stream for an engine: `run` pushes the turn's events and resolves with its
+ * result, which becomes the `completed` event; a rejection is thrown to the reader. An approval
+ * nobody will read any more is denied rather than left waiting.
+ */
+export function engineTurnStream(run: (events: Channel<EngineEvent>) => Promise<EngineTurnResult>): AsyncIterable<EngineEvent> {
+  const events = new Channel<EngineEvent>((event) => {
+    if (event.type === 'approval') event.respond({ decision: 'denied', reason: 'nobody is following this turn' });
+  });
+  run(events).then(
+    (result) => {
+      events.push({ type: 'completed', result });
+      events.end();
+    },
+    (error: unknown) => events.fail(error),
+  );
+  return events;
+}
