@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { LocalError } from '../util/errors.js';
 import { NESTED_ENV_VAR, NESTED_MARK, NESTED_REFUSAL } from '../util/nested.js';
-import { PACKAGE_VERSION } from './runtime.js';
+import { PACKAGE_VERSION } from './version.js';
 
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
 
