@@ -81,7 +81,9 @@ await build({
   format: 'cjs',
   // import() becomes a lazily evaluated module inside the script (a vm.Script cannot import).
   supported: { 'dynamic-import': false },
-  // Modules find files beside them (package.json, the native addon) from import.meta.url.
-  banner: { js: 'var __importMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
-  define: { 'import.meta.url': '__importMetaUrl' },
+  // No comments and no indentation: a third less to read, hash and scan at every start (names
+  // stay, so stack traces still say which function; the source map has the rest).
+  minifyWhitespace: true,
+  inject: [join(root, 'tools/import-meta-url.js')],
+  define: { 'import.meta.url': 'importMetaUrl' },
 });

@@ -245,6 +245,7 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   const httpFetch = createHttpFetch({ network });
 
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger);
+  let timezone: string | undefined;
   const store = new ThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
   const threads = new ThreadManager({
     registry,
@@ -262,7 +263,10 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     defaultCwd: process.cwd(),
     limits,
     logger: logger.child('threads'),
-    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    // Read when a turn first needs it: Intl loads ICU's time zone data, ~25 ms of a cold start.
+    get timezone(): string {
+      return (timezone ??= Intl.DateTimeFormat().resolvedOptions().timeZone);
+    },
     mcpClientVersion: PACKAGE_VERSION,
     globalInstructions: () => readGlobalInstructions(home),
     localFetch: httpFetch,
