@@ -8,9 +8,10 @@
  * (the spawned process and its descendants) had used by then, from `/proc/<pid>/task/<tid>/schedstat`:
  * on a loaded machine wall time mostly measures the wait for a core, CPU time what we spend.
  *
- * Cases: ours as a client starts it (the relay, then the worker); ours in one process
- * (`--foreground`); `codex app-server` as npm installs it (a Node.js launcher that runs the native
- * binary) and the native binary alone; Node.js itself answering one line (the floor of any
+ * Cases: ours as a client starts it (the relay, then the worker, with V8's code cache that the
+ * untimed first round wrote into a temporary folder); ours in one process (`--foreground`); ours
+ * without the code cache (the first start after an install or upgrade); `codex app-server` as npm
+ * installs it (a Node.js launcher that runs the native binary) and the native binary alone; Node.js itself answering one line (the floor of any
  * Node.js server). `BENCH_COLDSTART_BASELINE=/path/to/dist/cli/main.js` adds another build of
  * ours (e.g. before a change) to the same rounds. Run with `npm run bench -- coldstart` (builds
  * first); `BENCH_COLDSTART_RUNS` sets the rounds.
@@ -43,6 +44,8 @@ interface Case {
   command: string;
   args: string[];
   request: object;
+  /** Set over the bench's environment. */
+  env?: Record<string, string>;
 }
 
 interface Sample {
@@ -86,7 +89,7 @@ function treeCpuNs(pid: number): number {
 /** Starts `c` once: spawn → the answer to its `initialize`; then ends it (stdin EOF, then SIGTERM). */
 async function startOnce(c: Case, env: NodeJS.ProcessEnv): Promise<Sample> {
   const start = performance.now();
-  const child = spawn(c.command, c.args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(c.command, c.args, { env: { ...env, ...c.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   child.stderr.resume();
   child.stdin.write(`${JSON.stringify(c.request)}\n`);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -119,18 +122,21 @@ async function main(): Promise<void> {
   try {
     // Both servers read their config from CODEX_HOME; neither needs one to answer initialize.
     await writeFile(join(home.path, 'config.toml'), '');
-    const env = networkEnv(process.env, { HOME: home.path, CODEX_HOME: home.path, CODEX_MULTIENV_LOG: 'info' });
+    // Our code cache in the temporary folder too (the ambient settings could point elsewhere or turn it off).
+    const env = networkEnv(process.env, { HOME: home.path, CODEX_HOME: home.path, CODEX_MULTIENV_LOG: 'info', CODEX_MULTIENV_CACHE_DIR: join(home.path, 'code-cache'), CODEX_MULTIENV_CODE_CACHE: '1' });
     const codexNative = nativeCodex();
     const cases: Case[] = [
       { label: 'ours (relay + worker)', command: CLI, args: [], request: MCP_INITIALIZE },
       { label: 'ours --foreground (one process)', command: CLI, args: ['--foreground'], request: MCP_INITIALIZE },
-      ...(BASELINE === undefined ? [] : [{ label: `baseline (relay + worker): ${BASELINE}`, command: process.execPath, args: [BASELINE], request: MCP_INITIALIZE }]),
+      // What the first start after an install or upgrade costs, before the code cache exists.
+      { label: 'ours without the code cache', command: CLI, args: [], request: MCP_INITIALIZE, env: { CODEX_MULTIENV_CODE_CACHE: '0' } },
+      ...(BASELINE === undefined ? [] : [{ label: 'baseline (relay + worker)', command: process.execPath, args: [BASELINE], request: MCP_INITIALIZE }]),
       { label: 'codex app-server (npm launcher)', command: CODEX, args: ['app-server'], request: APP_SERVER_INITIALIZE },
       ...(codexNative === undefined ? [] : [{ label: 'codex app-server (native binary)', command: codexNative, args: ['app-server'], request: APP_SERVER_INITIALIZE }]),
       { label: 'node answering one line (floor)', command: process.execPath, args: ['-e', NODE_FLOOR], request: {} },
     ];
     const samples = new Map<Case, Sample[]>(cases.map((c) => [c, []]));
-    // One untimed round: the files come into the page cache.
+    // One untimed round: the files come into the page cache, and our first start writes the code cache.
     for (const c of cases) await startOnce(c, env);
     const loadBefore = loadavg()[0] ?? Number.NaN;
     for (let round = 0; round < RUNS; round++) {
@@ -143,7 +149,8 @@ async function main(): Promise<void> {
 
     process.stdout.write(
       `\nspawn → initialize answered, ${RUNS} rounds, each case once per round in rotated order; ` +
-        `${availableParallelism()} CPUs, load average ${fmt(loadBefore)} before, ${fmt(loadAfter)} after\n\n`,
+        `${availableParallelism()} CPUs, load average ${fmt(loadBefore)} before, ${fmt(loadAfter)} after` +
+        `${BASELINE === undefined ? '' : `; baseline: ${BASELINE}`}\n\n`,
     );
     const wall = (c: Case): number[] => samples.get(c)!.map((s) => s.ms);
     const cpu = (c: Case): number[] => samples.get(c)!.map((s) => s.cpuMs);
