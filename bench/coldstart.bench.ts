@@ -11,10 +11,11 @@
  * Cases: ours as a client starts it (the relay, then the worker, with V8's code cache that the
  * untimed first round wrote into a temporary folder); ours in one process (`--foreground`); ours
  * without the code cache (the first start after an install or upgrade); `codex app-server` as npm
- * installs it (a Node.js launcher that runs the native binary) and the native binary alone; Node.js itself answering one line (the floor of any
- * Node.js server). `BENCH_COLDSTART_BASELINE=/path/to/dist/cli/main.js` adds another build of
- * ours (e.g. before a change) to the same rounds. Run with `npm run bench -- coldstart` (builds
- * first); `BENCH_COLDSTART_RUNS` sets the rounds.
+ * installs it (a Node.js launcher that runs the native binary) and the native binary alone;
+ * Node.js itself answering one line (the floor of any Node.js server).
+ * `BENCH_COLDSTART_BASELINE=/path/to/dist/cli/main.js` adds another build of ours (e.g. before a
+ * change) to the same rounds. Run with `npm run bench -- coldstart` (builds first);
+ * `BENCH_COLDSTART_RUNS` sets the rounds.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, realpathSync } from 'node:fs';
