@@ -7,7 +7,7 @@ import { Script } from 'node:vm';
 
 /**
  * V8's code cache for the CommonJS script that holds the server's commands (dist/cli/commands.cjs,
- * see tools/bundle.js). Compiling ~2 MB of JavaScript is a large part of a cold start, and Node.js
+ * see tools/bundle.js). Compiling its 1.6 MB of JavaScript is a large part of a cold start, and Node.js
  * 20 caches no compiled code of its own (`module.enableCompileCache` came in 22.1). So the script
  * is compiled with `vm.Script` and the bytecode V8 made for it (also of the functions that ran
  * during the first start) is kept in a file, read back by the next start.
@@ -15,13 +15,13 @@ import { Script } from 'node:vm';
  * A cache file holds code this process will run, so only one that this user wrote and no one else
  * can change is read. Its name is a hash of the script's bytes, the Node.js version, the
  * architecture and the V8 flags, so a rebuilt script or another Node.js never meets an old file
- * (V8 checks only the source's length, and rejects other versions and flags itself). Nothing here
- * is ever fatal: without a usable folder the script simply compiles from source.
+ * (V8 checks only the source's length, and rejects other versions and flags itself). Nothing about
+ * the cache is ever fatal: without a usable file or folder the script compiles from source.
  */
 
 /** Cache files kept in the folder (other builds, other Node.js versions); the oldest go first. */
 export const MAX_CODE_CACHE_FILES = 8;
-/** The largest cache file read; the server's is 1-3 MB. */
+/** The largest cache file read; the server's is ~1 MB. */
 const MAX_CODE_CACHE_BYTES = 64 * 1024 * 1024;
 /** The name of a cache file, and of one being written. */
 const CACHE_FILE = /^[0-9a-f]{64}\.v8cache(\.\d+\.tmp)?$/;
