@@ -1,12 +1,16 @@
 /**
  * Summarizes V8 CPU profiles (`node --cpu-prof`): self time by package or source file, and the
- * heaviest functions. Usage: `npx tsx bench/cpuprofile-summary.ts FILE.cpuprofile... [--top N]
+ * heaviest functions. Frames in the bundle (dist/cli/*.js, commands.cjs) are traced back to their
+ * module and line through the source maps beside it. Usage: `npx tsx bench/cpuprofile-summary.ts FILE.cpuprofile... [--top N]
  * [--callers-of OWNER]`; the last attributes the self time of one owner (e.g. `zod`) to the
  * nearest function of another owner that called it.
  * Profile the session bench's servers with
  * `BENCH_ONLY=turns BENCH_KINDS=text BENCH_SERVER_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- session`.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { SourceMap } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { fmt, printTable } from './stats.js';
 
@@ -14,7 +18,7 @@ const ProfileSchema = z.object({
   nodes: z.array(
     z.object({
       id: z.number(),
-      callFrame: z.object({ functionName: z.string(), url: z.string(), lineNumber: z.number() }),
+      callFrame: z.object({ functionName: z.string(), url: z.string(), lineNumber: z.number(), columnNumber: z.number() }),
       children: z.array(z.number()).optional(),
     }),
   ),
@@ -31,6 +35,34 @@ function owner(url: string): string {
   if (ours?.[2] !== undefined) return ours[2];
   if (url.startsWith('node:')) return url;
   return url;
+}
+
+const SourceMapSchema = z.object({
+  version: z.number(),
+  file: z.string().default(''),
+  sourceRoot: z.string().default(''),
+  sources: z.array(z.string()),
+  names: z.array(z.string()),
+  mappings: z.string(),
+});
+const sourceMaps = new Map<string, SourceMap | undefined>();
+
+/** The source map beside a bundled script (dist/cli/*.js, commands.cjs), read once. */
+function sourceMapOf(url: string): SourceMap | undefined {
+  if (!sourceMaps.has(url)) {
+    const path = url.startsWith('file:') ? fileURLToPath(url) : url.startsWith('/') ? url : undefined;
+    const mapPath = path === undefined ? undefined : `${path}.map`;
+    sourceMaps.set(url, mapPath !== undefined && existsSync(mapPath) ? new SourceMap({ ...SourceMapSchema.parse(JSON.parse(readFileSync(mapPath, 'utf8'))), sourcesContent: [] }) : undefined);
+  }
+  return sourceMaps.get(url);
+}
+
+/** A frame as `function owner:line`, through the bundle's source map to the module it came from. */
+function describe(frame: { functionName: string; url: string; lineNumber: number; columnNumber: number }): { where: string; name: string } {
+  const entry = sourceMapOf(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber);
+  const mapped = entry !== undefined && 'originalSource' in entry ? { where: owner(entry.originalSource), line: entry.originalLine + 1 } : undefined;
+  const where = mapped?.where ?? owner(frame.url);
+  return { where, name: `${frame.functionName || '(anonymous)'} ${where}:${mapped?.line ?? frame.lineNumber + 1}` };
 }
 
 async function main(): Promise<void> {
@@ -57,30 +89,29 @@ async function main(): Promise<void> {
       const us = profile.timeDeltas[i] ?? 0;
       const node = nodes.get(id);
       if (node === undefined) continue;
-      const { functionName, url, lineNumber } = node.callFrame;
-      if (functionName === '(idle)') {
+      if (node.callFrame.functionName === '(idle)') {
         idle += us;
         continue;
       }
       total += us;
-      const where = owner(url);
+      const { where, name } = describe(node.callFrame);
       byOwner.set(where, (byOwner.get(where) ?? 0) + us);
-      const key = `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
-      byFunction.set(key, (byFunction.get(key) ?? 0) + us);
+      byFunction.set(name, (byFunction.get(name) ?? 0) + us);
       const onStack = new Set<string>();
       for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
         const frame = nodes.get(at)?.callFrame;
         if (frame === undefined) break;
-        onStack.add(`${frame.functionName || '(anonymous)'} ${owner(frame.url)}:${frame.lineNumber + 1}`);
+        onStack.add(describe(frame).name);
       }
-      for (const name of onStack) inclusive.set(name, (inclusive.get(name) ?? 0) + us);
+      for (const frameName of onStack) inclusive.set(frameName, (inclusive.get(frameName) ?? 0) + us);
       if (callersOf !== undefined && where === callersOf) {
         for (let at = parents.get(id); at !== undefined; at = parents.get(at)) {
           const frame = nodes.get(at)?.callFrame;
           // Code a package generated at run time (zod's parsers) has no URL: look past it too.
-          if (frame === undefined || owner(frame.url) === callersOf || frame.url === '') continue;
-          const caller = `${frame.functionName || '(anonymous)'} ${owner(frame.url)}:${frame.lineNumber + 1}`;
-          callers.set(caller, (callers.get(caller) ?? 0) + us);
+          if (frame === undefined || frame.url === '') continue;
+          const caller = describe(frame);
+          if (caller.where === callersOf) continue;
+          callers.set(caller.name, (callers.get(caller.name) ?? 0) + us);
           break;
         }
       }

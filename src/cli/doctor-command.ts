@@ -27,7 +27,8 @@ import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
 import { localSandboxNeed } from './local-sandbox.js';
-import { codexHome, PACKAGE_VERSION, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
+import { PACKAGE_VERSION } from './version.js';
+import { codexHome, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
 import { networkSettings } from './network.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 

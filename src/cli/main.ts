@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { LocalError } from '../util/errors.js';
 import { NESTED_ENV_VAR, NESTED_MARK, NESTED_REFUSAL } from '../util/nested.js';
-import { PACKAGE_VERSION } from './runtime.js';
+import type { Commands } from './load-commands.js';
+import { PACKAGE_VERSION } from './version.js';
 
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
 
@@ -25,7 +26,12 @@ async function serveMcp(argv: string[]): Promise<number> {
   const relay = await import('./mcp-relay.js');
   const script = process.argv[1];
   if (script !== undefined && relay.shouldDetach(argv)) return relay.runMcpRelay(script, argv, process.env);
-  return (await import('./mcp-command.js')).runMcpServer(argv, process.env);
+  return (await commands()).runMcpServer(argv, process.env);
+}
+
+/** The commands that load the server's modules (not needed for help, the version or the relay). */
+async function commands(): Promise<Commands> {
+  return (await import('./load-commands.js')).loadCommands(process.env);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -33,11 +39,11 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     // Each command loads only its own modules, which keeps start-up short.
     case 'exec-server':
-      return (await import('./exec-server-command.js')).runExecServer(rest, process.env);
+      return (await commands()).runExecServer(rest, process.env);
     case 'environments':
-      return (await import('./environments-command.js')).runEnvironments(rest, process.env);
+      return (await commands()).runEnvironments(rest, process.env);
     case 'doctor':
-      return (await import('./doctor-command.js')).runDoctor(rest, process.env);
+      return (await commands()).runDoctor(rest, process.env);
     case '--version':
     case '-V':
       process.stdout.write(`${PACKAGE_VERSION}\n`);
@@ -48,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     case 'mcp-worker':
-      return (await import('./mcp-command.js')).runMcpWorker(rest, process.env);
+      return (await commands()).runMcpWorker(rest, process.env);
     case undefined:
       return serveMcp([]);
     default:

@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,18 +10,7 @@ import type { HostFacts } from '../exec/environment-info.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { parseJsonAs } from '../util/json.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../util/logger.js';
-
-/** This package's version, read once from package.json. */
-export const PACKAGE_VERSION: string = (() => {
-  try {
-    const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && typeof parsed.version === 'string') return parsed.version;
-  } catch {
-    // Fall through.
-  }
-  return '0.0.0';
-})();
+import { PACKAGE_VERSION } from './version.js';
 
 /** `$CODEX_HOME`, or `~/.codex`. */
 export function codexHome(env: NodeJS.ProcessEnv): string {

@@ -157,8 +157,8 @@ describe('the npm package, installed from `npm pack` on a fresh project', () => 
     DoctorReportSchema.parse(JSON.parse(await npm('npx', ['--no', 'codex-multienv', 'doctor', '--json'], project, userEnv({ CODEX_HOME: home, OPENAI_API_KEY: 'sk-npm-package' }))));
 
   it('packs the built server, its install script and the native sources, and nothing of the repository besides', () => {
-    expect(packed).toEqual(expect.arrayContaining(['package.json', 'dist/cli/main.js', 'native/install.js', 'native/spawn.c', 'binding.gyp', 'README.md']));
-    const outside = packed.filter((path) => !/^(package\.json|README\.md|LICENSE|binding\.gyp|native\/(install\.js|spawn\.c)|dist\/cli\/[\w.-]+\.js(\.map)?)$/.test(path));
+    expect(packed).toEqual(expect.arrayContaining(['package.json', 'dist/cli/main.js', 'dist/cli/commands.cjs', 'native/install.js', 'native/spawn.c', 'binding.gyp', 'README.md']));
+    const outside = packed.filter((path) => !/^(package\.json|README\.md|LICENSE|binding\.gyp|native\/(install\.js|spawn\.c)|dist\/cli\/[\w.-]+\.c?js(\.map)?)$/.test(path));
     expect(outside).toEqual([]);
   });
 
