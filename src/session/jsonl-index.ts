@@ -415,11 +415,12 @@ export class IndexFiles {
     }
   }
 
+  /** The log opened for reading; undefined when there is none or it cannot be read (then nothing is followed: stamps find the changes). */
   #openLogForReading(): number | undefined {
     try {
       return openSync(this.#logPath, 'r');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.#logger.debug('cannot read the thread summary index log', { path: this.#logPath, error: errorMessage(error) });
       return undefined;
     }
   }
@@ -433,7 +434,7 @@ export class IndexFiles {
     this.#drain(out);
     // Another process compacted: what it wrote to the old log was read just above; the new log
     // holds only what came after its snapshot.
-    const current = statSync(this.#logPath, { throwIfNoEntry: false });
+    const current = this.#logStats();
     if (current !== undefined && current.ino !== this.#reader?.ino) {
       const fd = this.#openLogForReading();
       if (fd !== undefined) {
@@ -445,6 +446,15 @@ export class IndexFiles {
       }
     }
     return out;
+  }
+
+  /** The log's stats; undefined when there is none, or no folder where the index should be. */
+  #logStats(): { ino: number } | undefined {
+    try {
+      return statSync(this.#logPath, { throwIfNoEntry: false });
+    } catch {
+      return undefined;
+    }
   }
 
   #drain(out: { records: LogRecord[]; damaged: number }): void {
@@ -492,7 +502,7 @@ export class IndexFiles {
 
   /** The log's append descriptor, reopened when another process replaced the log. */
   #writerFd(): number {
-    const current = statSync(this.#logPath, { throwIfNoEntry: false });
+    const current = this.#logStats();
     if (this.#writer !== undefined && current?.ino === this.#writer.ino) return this.#writer.fd;
     if (this.#writer !== undefined) closeSync(this.#writer.fd);
     this.#writer = undefined;
