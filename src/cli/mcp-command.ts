@@ -304,6 +304,8 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
   });
   logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
   void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) => logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`));
+  // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
+  void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
   // Without a drain time the turns are interrupted below before the client is let go, so that by
   // the time the client sees the server end, they are recorded.
   if ((await closed) === 'client gone' && threads.liveTurnCount > 0 && limits.drainTimeoutMs > 0) {

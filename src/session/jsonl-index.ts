@@ -20,8 +20,8 @@ import { comesBefore, type ThreadListPosition, type ThreadListQuery, type Thread
  * On disk, in `<threads>/index/`:
  * - `summaries`: a snapshot, written whole and renamed into place (never torn): a JSON header
  *   line, then one line per thread in list order, `updatedAt TAB threadId TAB failed(0|1) TAB ino
- *   TAB size TAB mtimeMs TAB body-JSON`, so loading it splits lines and leaves the bodies unparsed
- *   until a page shows them;
+ *   TAB size TAB mtimeMs TAB body-JSON`; loading it takes each line's thread id, time and flag and
+ *   leaves the rest unparsed until a page shows it or its file is checked;
  * - `summaries.log`: what changed since, appended by every server process sharing the folder
  *   (`+ TAB entry`, `? TAB threadId TAB ino TAB size TAB mtimeMs` for a change the writer could not
  *   fold, `- TAB threadId` for an archived thread). The snapshot's header names the log (its inode)
@@ -45,9 +45,12 @@ const COMPACT_MIN_LOG_BYTES = 1024 * 1024;
 /** The largest log record read; a longer "line" is damage, skipped. */
 const MAX_LOG_RECORD_BYTES = 1024 * 1024;
 const READ_CHUNK_BYTES = 256 * 1024;
+/** Snapshot lines parsed between two turns of the event loop. */
+const PARSE_SLICE_LINES = 10_000;
 const TAB = 0x09;
 const NEWLINE = 0x0a;
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const ISO_TIME_LENGTH = '2025-01-02T03:04:05.000Z'.length;
 
 /** What identifies one state of a thread file: any write, by anyone, changes it. */
 export interface FileStamp {
@@ -56,13 +59,15 @@ export interface FileStamp {
   mtimeMs: number;
 }
 
-/** Whether `stats` (of the thread file now) is the file `stamp` was taken of. */
-export function sameFile(stamp: FileStamp, stats: FileStamp): boolean {
-  return stamp.ino === stats.ino && stamp.size === stats.size && stamp.mtimeMs === stats.mtimeMs;
-}
-
 /** A summary folded from a thread file, or why the file does not read back. */
 export type SummaryBody = Omit<SummaryState, 'ino'> | { error: string };
+
+/** What an entry holds besides its place in the order. */
+export interface EntryDetail {
+  /** The file the body was folded from. */
+  file: FileStamp;
+  body: SummaryBody;
+}
 
 /** One thread of the index. Entries are replaced, never changed, while in a {@link SummaryIndex}. */
 export interface IndexEntry {
@@ -71,10 +76,26 @@ export interface IndexEntry {
   readonly updatedAt: string;
   /** Its last turn failed, or it does not read back (see `ThreadListQuery.failed`). */
   readonly failed: boolean;
-  /** The file the body was folded from. */
-  readonly file: FileStamp;
-  /** The body; one read from disk stays unparsed JSON until it is needed. */
-  body: SummaryBody | Buffer;
+  /**
+   * The detail; one read from disk stays the unparsed rest of its line (`ino TAB size TAB mtimeMs
+   * TAB body-JSON`) until it is needed, and is null once that turned out not to read back.
+   */
+  detail: EntryDetail | string | null;
+}
+
+/** The entry's detail, parsing it when it is still raw; undefined when it does not read back (a damaged index). */
+export function detailOf(entry: IndexEntry): EntryDetail | undefined {
+  if (entry.detail === null) return undefined;
+  if (typeof entry.detail !== 'string') return entry.detail;
+  const detail = parseDetail(entry.detail);
+  entry.detail = detail ?? null;
+  return detail;
+}
+
+/** Whether `stats` (of the thread file now) is the file the entry was folded from. */
+export function sameFile(entry: IndexEntry, stats: FileStamp): boolean {
+  const file = detailOf(entry)?.file;
+  return file !== undefined && file.ino === stats.ino && file.size === stats.size && file.mtimeMs === stats.mtimeMs;
 }
 
 const StateBodySchema = z.object({
@@ -99,13 +120,21 @@ const HeaderSchema = z.object({
 /** An entry for the summary `body` of a file with `stats`. */
 export function entryOf(threadId: string, stats: FileStamp, body: SummaryBody): IndexEntry {
   const failed = 'error' in body || body.lastStatus === 'failed';
-  return { threadId, updatedAt: new Date(stats.mtimeMs).toISOString(), failed, file: { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }, body };
+  return { threadId, updatedAt: new Date(stats.mtimeMs).toISOString(), failed, detail: { file: { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }, body } };
 }
 
-/** The entry's body, parsing it when it is still raw; undefined when it does not parse (a damaged index). */
+/** The entry's body; undefined when it does not read back (a damaged index). */
 export function bodyOf(entry: IndexEntry): SummaryBody | undefined {
-  if (!Buffer.isBuffer(entry.body)) return entry.body;
-  const parsed = parseJsonAs(BodySchema, entry.body.toString('utf8')).value;
+  return detailOf(entry)?.body;
+}
+
+/** Parses `ino TAB size TAB mtimeMs TAB body-JSON`. */
+function parseDetail(text: string): EntryDetail | undefined {
+  const fields = text.split('\t', 3);
+  const file = stampOf(fields[0], fields[1], fields[2]);
+  if (file === undefined || fields.length < 3) return undefined;
+  const skip = (fields[0]?.length ?? 0) + (fields[1]?.length ?? 0) + (fields[2]?.length ?? 0) + 3;
+  const parsed = parseJsonAs(BodySchema, text.slice(skip)).value;
   if (parsed === undefined) return undefined;
   const body: SummaryBody =
     'error' in parsed
@@ -119,8 +148,7 @@ export function bodyOf(entry: IndexEntry): SummaryBody | undefined {
           lastTurnId: parsed.lastTurnId,
           preview: parsed.preview,
         };
-  entry.body = body;
-  return body;
+  return { file, body };
 }
 
 /** The summary `list()` returns for an entry; undefined when its body does not parse. */
@@ -128,6 +156,8 @@ export function summaryOf(entry: IndexEntry): ThreadSummary | undefined {
   const body = bodyOf(entry);
   if (body === undefined) return undefined;
   const { threadId, updatedAt } = entry;
+  // Entries loaded from disk are checked here, where they are shown, rather than all at load.
+  if (!THREAD_ID_PATTERN.test(threadId) || !ISO_TIME.test(updatedAt)) return undefined;
   if ('error' in body) return { threadId, updatedAt, error: body.error };
   const summary: ThreadSummaryOk = { threadId, createdAt: body.createdAt, updatedAt, environments: body.environments };
   if (body.lastStatus !== undefined) summary.lastStatus = body.lastStatus;
@@ -250,25 +280,13 @@ export class SummaryIndex {
 /** One record of the log. */
 export type LogRecord = { op: 'put'; entry: IndexEntry } | { op: 'changed'; threadId: string; file: FileStamp } | { op: 'removed'; threadId: string };
 
-/** An entry as one line of the snapshot (and, after `+ TAB`, of the log). */
-function entryLine(entry: IndexEntry): Buffer {
-  const { file } = entry;
-  const body = Buffer.isBuffer(entry.body) ? entry.body : Buffer.from(JSON.stringify(entry.body));
-  const key = `${entry.updatedAt}\t${entry.threadId}\t${entry.failed ? 1 : 0}\t${file.ino}\t${file.size}\t${file.mtimeMs}\t`;
-  return Buffer.concat([Buffer.from(key, 'latin1'), body, Buffer.from('\n')]);
-}
-
-/** The first `count` tab-separated fields of `line[start, end)` and where the rest begins; undefined when there are fewer. */
-function splitFields(line: Buffer, start: number, end: number, count: number): { fields: string[]; rest: number } | undefined {
-  const fields: string[] = [];
-  let from = start;
-  while (fields.length < count) {
-    const tab = line.indexOf(TAB, from);
-    if (tab === -1 || tab >= end) return undefined;
-    fields.push(line.toString('latin1', from, tab));
-    from = tab + 1;
-  }
-  return { fields, rest: from };
+/** An entry as one line of the snapshot (and, after `+ TAB`, of the log); undefined for one whose detail does not read back. */
+function entryLine(entry: IndexEntry): string | undefined {
+  const key = `${entry.updatedAt}\t${entry.threadId}\t${entry.failed ? 1 : 0}\t`;
+  if (typeof entry.detail === 'string') return `${key}${entry.detail}\n`;
+  if (entry.detail === null) return undefined;
+  const { file, body } = entry.detail;
+  return `${key}${file.ino}\t${file.size}\t${file.mtimeMs}\t${JSON.stringify(body)}\n`;
 }
 
 function stampOf(ino: string | undefined, size: string | undefined, mtimeMs: string | undefined): FileStamp | undefined {
@@ -276,29 +294,34 @@ function stampOf(ino: string | undefined, size: string | undefined, mtimeMs: str
   return Number.isFinite(stamp.ino) && Number.isSafeInteger(stamp.size) && stamp.size >= 0 && Number.isFinite(stamp.mtimeMs) ? stamp : undefined;
 }
 
-/** Parses the entry in `buffer[start, end)`, leaving its body raw; undefined when the line is damaged. */
-function parseEntry(buffer: Buffer, start: number, end: number): IndexEntry | undefined {
-  const split = splitFields(buffer, start, end, 6);
-  if (split === undefined || split.rest >= end) return undefined;
-  const [updatedAt = '', threadId = '', failed, ino, size, mtimeMs] = split.fields;
-  const file = stampOf(ino, size, mtimeMs);
-  if (!ISO_TIME.test(updatedAt) || !THREAD_ID_PATTERN.test(threadId) || (failed !== '0' && failed !== '1') || file === undefined) return undefined;
-  return { threadId, updatedAt, failed: failed === '1', file, body: buffer.subarray(split.rest, end) };
+/**
+ * Parses the entry line `line` from `start`, leaving its detail raw; undefined when the key fields
+ * are damaged. The thread id is checked where it names a file (see `ThreadSummaries`), not here:
+ * loading 100,000 entries must cost little more than splitting the lines.
+ */
+function parseEntry(line: string, start: number): IndexEntry | undefined {
+  const time = start + ISO_TIME_LENGTH;
+  if (line.charCodeAt(time) !== TAB) return undefined;
+  const idEnd = line.indexOf('\t', time + 1);
+  if (idEnd === -1 || line.charCodeAt(idEnd + 2) !== TAB) return undefined;
+  const flag = line[idEnd + 1];
+  if (flag !== '0' && flag !== '1') return undefined;
+  return { threadId: line.slice(time + 1, idEnd), updatedAt: line.slice(start, time), failed: flag === '1', detail: line.slice(idEnd + 3) };
 }
 
-function parseLogRecord(buffer: Buffer, start: number, end: number): LogRecord | undefined {
-  if (end - start < 3 || buffer[start + 1] !== TAB) return undefined;
-  const op = buffer[start];
-  if (op === 0x2b /* + */) {
-    const entry = parseEntry(buffer, start + 2, end);
-    return entry === undefined ? undefined : { op: 'put', entry };
+function parseLogRecord(line: string): LogRecord | undefined {
+  if (line.length < 3 || line.charCodeAt(1) !== TAB) return undefined;
+  const op = line[0];
+  if (op === '+') {
+    const entry = parseEntry(line, 2);
+    return entry === undefined || !ISO_TIME.test(entry.updatedAt) || detailOf(entry) === undefined ? undefined : { op: 'put', entry };
   }
-  if (op === 0x2d /* - */) {
-    const threadId = buffer.toString('latin1', start + 2, end);
+  if (op === '-') {
+    const threadId = line.slice(2);
     return THREAD_ID_PATTERN.test(threadId) ? { op: 'removed', threadId } : undefined;
   }
-  if (op === 0x3f /* ? */) {
-    const fields = buffer.toString('latin1', start + 2, end).split('\t');
+  if (op === '?') {
+    const fields = line.slice(2).split('\t');
     const [threadId = '', ino, size, mtimeMs] = fields;
     const file = stampOf(ino, size, mtimeMs);
     return fields.length === 4 && THREAD_ID_PATTERN.test(threadId) && file !== undefined ? { op: 'changed', threadId, file } : undefined;
@@ -361,7 +384,7 @@ export class IndexFiles {
       this.#followFromEnd();
       return { snapshot: undefined, logFollows: false };
     }
-    const parsed = this.#parseSnapshot(buffer);
+    const parsed = await this.#parseSnapshot(buffer);
     if (typeof parsed === 'string') {
       this.#logger.warn('the thread summary index does not read back; rebuilding it from the thread files', { path: this.#snapshotPath, reason: parsed });
       this.#followFromEnd();
@@ -372,28 +395,25 @@ export class IndexFiles {
     return { snapshot: { entries: parsed.entries, sorted: parsed.sorted, bytes: buffer.length }, logFollows };
   }
 
-  #parseSnapshot(buffer: Buffer): { entries: IndexEntry[]; sorted: boolean; log: { ino: number; offset: number } } | string {
-    const headerEnd = buffer.indexOf(NEWLINE);
-    if (headerEnd === -1) return 'no header line';
-    const header = parseJsonAs(HeaderSchema, buffer.toString('utf8', 0, headerEnd));
+  async #parseSnapshot(buffer: Buffer): Promise<{ entries: IndexEntry[]; sorted: boolean; log: { ino: number; offset: number } } | string> {
+    // One string split into lines (slices of it) costs far less than a conversion per field.
+    const lines = buffer.toString('utf8').split('\n');
+    if (lines.pop() !== '') return 'the last line has no newline';
+    const header = parseJsonAs(HeaderSchema, lines[0] ?? '');
     if (header.value === undefined) return `invalid header: ${header.error}`;
+    if (lines.length - 1 !== header.value.count) return `${lines.length - 1} entries where the header says ${header.value.count}`;
     const entries: IndexEntry[] = [];
-    const seen = new Set<string>();
     let sorted = true;
     let previous: IndexEntry | undefined;
-    for (let start = headerEnd + 1; start < buffer.length; ) {
-      const end = buffer.indexOf(NEWLINE, start);
-      if (end === -1) return `line ${entries.length + 2} has no newline`;
-      const entry = parseEntry(buffer, start, end);
-      if (entry === undefined) return `line ${entries.length + 2} is not an entry`;
-      if (seen.has(entry.threadId)) return `thread ${entry.threadId} is listed twice`;
-      seen.add(entry.threadId);
+    for (let i = 1; i < lines.length; i += 1) {
+      // A large index is read in slices, so calls that arrive meanwhile are not held up.
+      if (i % PARSE_SLICE_LINES === 0) await new Promise((resolve) => setImmediate(resolve));
+      const entry = parseEntry(lines[i] as string, 0);
+      if (entry === undefined) return `line ${i + 1} is not an entry`;
       if (previous !== undefined && !comesBefore(previous, entry)) sorted = false;
       entries.push(entry);
       previous = entry;
-      start = end + 1;
     }
-    if (entries.length !== header.value.count) return `${entries.length} entries where the header says ${header.value.count}`;
     return { entries, sorted, log: header.value.log };
   }
 
@@ -469,7 +489,7 @@ export class IndexFiles {
       const data = this.#partial.length === 0 ? chunk.subarray(0, read) : Buffer.concat([this.#partial, chunk.subarray(0, read)]);
       let start = 0;
       for (let end = data.indexOf(NEWLINE); end !== -1; end = data.indexOf(NEWLINE, start)) {
-        const record = parseLogRecord(data, start, end);
+        const record = parseLogRecord(data.toString('utf8', start, end));
         if (record === undefined) out.damaged += 1;
         else out.records.push(record);
         start = end + 1;
@@ -487,13 +507,16 @@ export class IndexFiles {
   /** Appends records to the log (not flushed: a record lost to a power cut leaves a stale entry, which its stamp gives away). */
   append(records: readonly LogRecord[]): void {
     if (records.length === 0) return;
-    const lines = records.map((record) => {
-      if (record.op === 'put') return Buffer.concat([Buffer.from('+\t'), entryLine(record.entry)]);
-      if (record.op === 'removed') return Buffer.from(`-\t${record.threadId}\n`, 'latin1');
-      const { file } = record;
-      return Buffer.from(`?\t${record.threadId}\t${file.ino}\t${file.size}\t${file.mtimeMs}\n`, 'latin1');
-    });
-    const data = lines.length === 1 ? (lines[0] as Buffer) : Buffer.concat(lines);
+    const text = records
+      .map((record) => {
+        if (record.op === 'removed') return `-\t${record.threadId}\n`;
+        if (record.op === 'changed') return `?\t${record.threadId}\t${record.file.ino}\t${record.file.size}\t${record.file.mtimeMs}\n`;
+        const line = entryLine(record.entry);
+        return line === undefined ? '' : `+\t${line}`;
+      })
+      .join('');
+    if (text === '') return;
+    const data = Buffer.from(text);
     const fd = this.#writerFd();
     // One write, so records of processes appending at once do not interleave.
     let done = 0;
@@ -531,8 +554,10 @@ export class IndexFiles {
     const logFd = openSync(logDraft, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       const logIno = fstatSync(logFd).ino;
-      const header = JSON.stringify({ format: INDEX_FORMAT, version: INDEX_VERSION, count: entries.length, log: { ino: logIno, offset: 0 } } satisfies z.input<typeof HeaderSchema>);
-      const data = Buffer.concat([Buffer.from(`${header}\n`), ...entries.map(entryLine)]);
+      const kept = entries.filter((entry) => entry.detail !== null);
+      const header = JSON.stringify({ format: INDEX_FORMAT, version: INDEX_VERSION, count: kept.length, log: { ino: logIno, offset: 0 } } satisfies z.input<typeof HeaderSchema>);
+      // Entries whose detail does not read back are left out: the next start finds their files unindexed.
+      const data = Buffer.from(`${header}\n${kept.map((entry) => entryLine(entry) ?? '').join('')}`);
       const handle = await open(snapshotDraft, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       try {
         await handle.writeFile(data);

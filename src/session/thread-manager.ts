@@ -303,6 +303,15 @@ export class ThreadManager {
   }
 
   /**
+   * Opens what listings read (the store's summary index, which threads other server processes
+   * hold), for after start-up: the first `list()` then does not wait for it. A failure is left
+   * for `list()` to report.
+   */
+  async warmUp(): Promise<void> {
+    await Promise.all([this.#options.store.list({ limit: 0 }), this.#ownership.heldElsewhere()]);
+  }
+
+  /**
    * One page of threads, loaded or stored, most recent activity first. Threads this process has
    * loaded are listed from memory and threads another owner runs from their records read now;
    * the store's index pages through the others.
