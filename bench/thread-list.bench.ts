@@ -8,12 +8,17 @@
  *
  * The threads are written straight into the threads folder (copies of one thread the store
  * wrote, each with its own id): making 100,000 through the model would take hours.
+ *
+ * The reference, in the same run: the real Codex app-server's `thread/list` with as many stored
+ * threads (copies of a rollout Codex wrote; see `codex-thread-list.ts`), the same figures and the
+ * ratios. `BENCH_LIST_REFERENCE=0` leaves it out.
  */
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { JsonlThreadStore } from '../src/session/jsonl-thread-store.js';
 import { startFakeResponsesServer, type FakeResponsesServer } from '../tools/fake-responses-server.js';
+import { AppServer, codexHomeWithThreads, listedThreads } from './codex-thread-list.js';
 import { startMcp, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
 import { tempDir } from '../test/helpers/process.js';
 import { fmt, median, percentile, printTable, since } from './stats.js';
@@ -27,6 +32,7 @@ const WARMUP = 10;
 const POLLS = Number(process.env.BENCH_LIST_POLLS ?? 5);
 const POLL_GAP_MS = Number(process.env.BENCH_LIST_POLL_GAP_MS ?? 5_500);
 const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
+const REFERENCE = process.env.BENCH_LIST_REFERENCE !== '0';
 /** Files written at once while the folder is filled. */
 const WRITE_CONCURRENCY = 32;
 
@@ -84,6 +90,52 @@ async function timedList(mcp: McpHarness): Promise<number> {
   return ms;
 }
 
+/** The figures compared with the reference. */
+interface ListFigures {
+  firstAfterRestart: number;
+  later: number[];
+  polled: number[];
+  polledCpu: number[];
+}
+
+/** The reference's figures: Codex's app-server over the same number of stored threads. */
+async function referenceFigures(modelUrl: string): Promise<ListFigures & { firstEver: number; rolloutBytes: number }> {
+  const fillStart = performance.now();
+  const home = await codexHomeWithThreads(modelUrl, THREADS);
+  process.stdout.write(`[list bench] ${THREADS} Codex rollouts written (${fmt(since(fillStart) / 1000, 1)} s)\n`);
+  const list = async (server: AppServer): Promise<number> => {
+    const start = performance.now();
+    const { ids } = listedThreads(await server.request('thread/list', { limit: 100 }));
+    const ms = since(start);
+    if (ids.length !== Math.min(100, THREADS)) throw new Error(`Codex's thread/list listed ${ids.length} threads`);
+    return ms;
+  };
+  let server: AppServer | undefined;
+  try {
+    // Codex never started on these rollouts: whatever it builds of its own, it builds now.
+    server = await AppServer.start(home.path);
+    const firstEver = await list(server);
+    await server.close();
+    server = await AppServer.start(home.path);
+    const firstAfterRestart = await list(server);
+    for (let i = 0; i < WARMUP; i++) await list(server);
+    const later: number[] = [];
+    for (let i = 0; i < CALLS; i++) later.push(await list(server));
+    const polled: number[] = [];
+    const polledCpu: number[] = [];
+    for (let i = 0; i < POLLS; i++) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_GAP_MS));
+      const cpuBefore = await cpuMs(server.pid);
+      polled.push(await list(server));
+      polledCpu.push((await cpuMs(server.pid)) - cpuBefore);
+    }
+    return { firstEver, firstAfterRestart, later, polled, polledCpu, rolloutBytes: home.rolloutBytes };
+  } finally {
+    await server?.close();
+    await home.cleanup();
+  }
+}
+
 async function main(): Promise<void> {
   const home = await tempDir('bench-list-home-');
   const work = await tempDir('bench-list-work-');
@@ -135,6 +187,11 @@ async function main(): Promise<void> {
       if (answer.status !== 'idle') throw new Error(`expected an idle stored thread, got ${String(answer.status)}`);
     }
 
+    await mcp.close();
+    mcp = undefined;
+    await home.cleanup();
+    const reference = REFERENCE ? await referenceFigures(model.url) : undefined;
+
     const pass = (ok: boolean): string => (ok ? 'yes' : 'NO');
     process.stdout.write(
       `\nserver log level ${SERVER_LOG}; ${THREADS} stored threads, none loaded; thread/list with its default page (100); ${CALLS} back-to-back calls after ${WARMUP} warm-up, ` +
@@ -162,13 +219,37 @@ async function main(): Promise<void> {
         row('worker CPU per polled thread/list', polledCpu),
         row(`worker CPU idle for ${fmt(POLL_GAP_MS / 1000, 1)} s between polls`, [idleCpu]),
         row('codex-status, stored thread', status),
+        ...(reference === undefined
+          ? []
+          : [
+              row('Codex: first thread/list, never started on these threads', [reference.firstEver]),
+              row('Codex: first thread/list after a restart', [reference.firstAfterRestart]),
+              row('Codex: thread/list, back to back', reference.later),
+              row(`Codex: thread/list, polled ${fmt(POLL_GAP_MS / 1000, 1)} s apart`, reference.polled),
+              row('Codex: app-server CPU per polled thread/list', reference.polledCpu),
+            ]),
       ],
     );
+    if (reference !== undefined) {
+      const ours: ListFigures = { firstAfterRestart, later, polled, polledCpu };
+      const ratio = (a: number, b: number): string => fmt(a / b);
+      process.stdout.write(`\nours vs the real Codex app-server (rollouts of ${reference.rolloutBytes} bytes), ${THREADS} stored threads, pages of 100\n`);
+      printTable(
+        ['figure', 'ours', 'codex', 'ratio'],
+        [
+          ['first thread/list after a restart, ms', fmt(ours.firstAfterRestart), fmt(reference.firstAfterRestart), ratio(ours.firstAfterRestart, reference.firstAfterRestart)],
+          ['later thread/list, median ms', fmt(median(ours.later)), fmt(median(reference.later)), ratio(median(ours.later), median(reference.later))],
+          ['later thread/list, p99 ms', fmt(percentile(ours.later, 99)), fmt(percentile(reference.later, 99)), ratio(percentile(ours.later, 99), percentile(reference.later, 99))],
+          ['polled thread/list, median ms', fmt(median(ours.polled)), fmt(median(reference.polled)), ratio(median(ours.polled), median(reference.polled))],
+          ['CPU per polled thread/list, median ms', fmt(median(ours.polledCpu)), fmt(median(reference.polledCpu)), ratio(median(ours.polledCpu), median(reference.polledCpu))],
+        ],
+      );
+    }
     process.stdout.write('\n');
   } finally {
     await mcp?.close().catch(() => undefined);
     await model?.close();
-    await home.cleanup();
+    await home.cleanup().catch(() => undefined);
     await work.cleanup();
   }
 }
