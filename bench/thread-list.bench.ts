@@ -53,6 +53,16 @@ async function cpuMs(pid: number): Promise<number> {
   return ns / 1e6;
 }
 
+/** CPU time of `pid` and every process below it so far, in ms (the `codex` command is a launcher of the native binary). */
+async function treeCpuMs(pid: number): Promise<number> {
+  let ms = await cpuMs(pid);
+  for (const task of await readdir(`/proc/${pid}/task`).catch(() => [])) {
+    const children = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
+    for (const child of children.split(' ').filter((word) => word !== '')) ms += await treeCpuMs(Number(child));
+  }
+  return ms;
+}
+
 /** Writes `count` threads of one finished turn each into `dir`: copies of one the store wrote, with their own ids. */
 async function fillThreads(dir: string, count: number): Promise<string[]> {
   const template = new JsonlThreadStore({ dir, fsync: false });
@@ -125,9 +135,9 @@ async function referenceFigures(modelUrl: string): Promise<ListFigures & { first
     const polledCpu: number[] = [];
     for (let i = 0; i < POLLS; i++) {
       await new Promise((resolve) => setTimeout(resolve, POLL_GAP_MS));
-      const cpuBefore = await cpuMs(server.pid);
+      const cpuBefore = await treeCpuMs(server.pid);
       polled.push(await list(server));
-      polledCpu.push((await cpuMs(server.pid)) - cpuBefore);
+      polledCpu.push((await treeCpuMs(server.pid)) - cpuBefore);
     }
     return { firstEver, firstAfterRestart, later, polled, polledCpu, rolloutBytes: home.rolloutBytes };
   } finally {
