@@ -242,8 +242,12 @@ export class ThreadSummaries {
     const started = this.#now();
     const ids = await this.#threadIds();
     if (ids === undefined) return new SummaryIndex();
-    const entries = (await mapBounded(ids, REBUILD_CONCURRENCY, (threadId) => this.#fold(threadId, undefined))).filter((entry): entry is IndexEntry => entry !== undefined);
+    // A store closed meanwhile (the server stopping) stops reading files; what it has is not written.
+    const entries = (await mapBounded(ids, REBUILD_CONCURRENCY, (threadId) => (this.#closed ? Promise.resolve(undefined) : this.#fold(threadId, undefined)))).filter(
+      (entry): entry is IndexEntry => entry !== undefined,
+    );
     const index = new SummaryIndex(entries.sort(compareListPositions));
+    if (this.#closed) return index;
     this.#scannedAt = started;
     await this.#compact(index);
     this.#logger.info('built the thread summary index from the thread files', { dir: this.#dir, threads: index.size, ms: this.#now() - started });
