@@ -137,7 +137,7 @@ export async function codexHomeWithThreads(modelUrl: string, count: number): Pro
   }
   const text = await readFile(rollout, 'utf8');
   const now = Date.now();
-  const made = new Set<string>();
+  const made = new Map<string, Promise<unknown>>();
   let next = 1;
   await Promise.all(
     Array.from({ length: 32 }, async () => {
@@ -146,10 +146,12 @@ export async function codexHomeWithThreads(modelUrl: string, count: number): Pro
         const id = uuidv7(at.getTime());
         const iso = at.toISOString();
         const day = join(home.path, 'sessions', iso.slice(0, 4), iso.slice(5, 7), iso.slice(8, 10));
-        if (!made.has(day)) {
-          made.add(day);
-          await mkdir(day, { recursive: true });
+        let ready = made.get(day);
+        if (ready === undefined) {
+          ready = mkdir(day, { recursive: true });
+          made.set(day, ready);
         }
+        await ready;
         await writeFile(join(day, `rollout-${iso.slice(0, 19).replaceAll(':', '-')}-${id}.jsonl`), text.replaceAll(templateId, id));
       }
     }),
