@@ -329,11 +329,10 @@ function parseLogRecord(line: string): LogRecord | undefined {
   return undefined;
 }
 
-/** A snapshot read back: its entries (in list order unless `sorted` is false) and where its log continues. */
+/** A snapshot read back: its entries, in list order unless `sorted` is false. */
 export interface Snapshot {
   entries: IndexEntry[];
   sorted: boolean;
-  bytes: number;
 }
 
 /**
@@ -392,7 +391,7 @@ export class IndexFiles {
     }
     this.#snapshotBytes = buffer.length;
     const logFollows = this.#follow(parsed.log);
-    return { snapshot: { entries: parsed.entries, sorted: parsed.sorted, bytes: buffer.length }, logFollows };
+    return { snapshot: { entries: parsed.entries, sorted: parsed.sorted }, logFollows };
   }
 
   async #parseSnapshot(buffer: Buffer): Promise<{ entries: IndexEntry[]; sorted: boolean; log: { ino: number; offset: number } } | string> {

@@ -29,9 +29,9 @@ const REBUILD_CONCURRENCY = 16;
 /** Files a background check looks at between two turns of the event loop. */
 const SCAN_SLICE = 500;
 /** How long after the index is opened the background check of every file starts: not during the first listings. */
-export const STARTUP_SCAN_DELAY_MS = 2_000;
+const STARTUP_SCAN_DELAY_MS = 2_000;
 /** Where the folder cannot be watched, every file is checked again at a listing this long after the last check. */
-export const RESCAN_INTERVAL_MS = 60_000;
+const RESCAN_INTERVAL_MS = 60_000;
 /** Changed files remembered between listings; beyond that, every file is checked instead. */
 const MAX_SUSPECTS = 10_000;
 /** Times a page is taken again after folding entries found stale on it. */

@@ -155,11 +155,6 @@ export function compareListPositions(a: ThreadListPosition, b: ThreadListPositio
   return comesBefore(a, b) ? -1 : comesBefore(b, a) ? 1 : 0;
 }
 
-/** Whether a summary counts as failed in {@link ThreadListQuery.failed}: its last turn failed, or it does not read back. */
-export function summaryFailed(summary: ThreadSummary): boolean {
-  return summary.error !== undefined || summary.lastStatus === 'failed';
-}
-
 
 /** An error about a thread id that does not exist; the MCP layer reports it with the id. */
 export class ThreadNotFoundError extends LocalError {
