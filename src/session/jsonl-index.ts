@@ -19,9 +19,11 @@ import { comesBefore, type ThreadListPosition, type ThreadListQuery, type Thread
  *
  * On disk, in `<threads>/index/`:
  * - `summaries`: a snapshot, written whole and renamed into place (never torn): a JSON header
- *   line, then one line per thread in list order, `updatedAt TAB threadId TAB failed(0|1) TAB ino
+ *   line, then one line per thread in list order, `updatedAt TAB threadId TAB state TAB ino
  *   TAB size TAB mtimeMs TAB body-JSON`; loading it takes each line's thread id, time and flag and
  *   leaves the rest unparsed until a page shows it or its file is checked;
+ *   (state: 0, 1 when the last turn failed or the file does not read back, 2 when the last turn
+ *   has no completion record);
  * - `summaries.log`: what changed since, appended by every server process sharing the folder
  *   (`+ TAB entry`, `? TAB threadId TAB ino TAB size TAB mtimeMs` for a change the writer could not
  *   fold, `- TAB threadId` for an archived thread). The snapshot's header names the log (its inode)
@@ -76,6 +78,8 @@ export interface IndexEntry {
   readonly updatedAt: string;
   /** Its last turn failed, or it does not read back (see `ThreadListQuery.failed`). */
   readonly failed: boolean;
+  /** Its last turn has no completion record (see `ThreadStore.openTurns`). */
+  readonly open: boolean;
   /**
    * The detail; one read from disk stays the unparsed rest of its line (`ino TAB size TAB mtimeMs
    * TAB body-JSON`) until it is needed, and is null once that turned out not to read back.
@@ -120,7 +124,8 @@ const HeaderSchema = z.object({
 /** An entry for the summary `body` of a file with `stats`. */
 export function entryOf(threadId: string, stats: FileStamp, body: SummaryBody): IndexEntry {
   const failed = 'error' in body || body.lastStatus === 'failed';
-  return { threadId, updatedAt: new Date(stats.mtimeMs).toISOString(), failed, detail: { file: { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }, body } };
+  const open = !('error' in body) && body.lastStatus === 'incomplete';
+  return { threadId, updatedAt: new Date(stats.mtimeMs).toISOString(), failed, open, detail: { file: { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }, body } };
 }
 
 /** The entry's body; undefined when it does not read back (a damaged index). */
@@ -176,6 +181,8 @@ export class SummaryIndex {
   /** Every entry in list order. */
   readonly #order: IndexEntry[] = [];
   #failed = 0;
+  /** Threads whose last turn is open. */
+  readonly #open = new Set<string>();
 
   /** @param sorted entries in list order, each thread once */
   constructor(sorted: readonly IndexEntry[] = []) {
@@ -183,7 +190,13 @@ export class SummaryIndex {
       this.#byId.set(entry.threadId, entry);
       this.#order.push(entry);
       if (entry.failed) this.#failed += 1;
+      if (entry.open) this.#open.add(entry.threadId);
     }
+  }
+
+  /** The threads whose last turn is open. */
+  openThreads(): string[] {
+    return [...this.#open];
   }
 
   get size(): number {
@@ -204,6 +217,8 @@ export class SummaryIndex {
     const old = this.#byId.get(entry.threadId);
     this.#byId.set(entry.threadId, entry);
     if (entry.failed) this.#failed += 1;
+    if (entry.open) this.#open.add(entry.threadId);
+    else this.#open.delete(entry.threadId);
     if (old === undefined) {
       this.#order.splice(this.#firstNotBefore(entry), 0, entry);
       return;
@@ -224,6 +239,7 @@ export class SummaryIndex {
     if (old === undefined) return false;
     this.#byId.delete(threadId);
     if (old.failed) this.#failed -= 1;
+    this.#open.delete(threadId);
     this.#order.splice(this.#indexOf(old), 1);
     return true;
   }
@@ -282,7 +298,7 @@ export type LogRecord = { op: 'put'; entry: IndexEntry } | { op: 'changed'; thre
 
 /** An entry as one line of the snapshot (and, after `+ TAB`, of the log); undefined for one whose detail does not read back. */
 function entryLine(entry: IndexEntry): string | undefined {
-  const key = `${entry.updatedAt}\t${entry.threadId}\t${entry.failed ? 1 : 0}\t`;
+  const key = `${entry.updatedAt}\t${entry.threadId}\t${entry.failed ? 1 : entry.open ? 2 : 0}\t`;
   if (typeof entry.detail === 'string') return `${key}${entry.detail}\n`;
   if (entry.detail === null) return undefined;
   const { file, body } = entry.detail;
@@ -305,8 +321,8 @@ function parseEntry(line: string, start: number): IndexEntry | undefined {
   const idEnd = line.indexOf('\t', time + 1);
   if (idEnd === -1 || line.charCodeAt(idEnd + 2) !== TAB) return undefined;
   const flag = line[idEnd + 1];
-  if (flag !== '0' && flag !== '1') return undefined;
-  return { threadId: line.slice(time + 1, idEnd), updatedAt: line.slice(start, time), failed: flag === '1', detail: line.slice(idEnd + 3) };
+  if (flag !== '0' && flag !== '1' && flag !== '2') return undefined;
+  return { threadId: line.slice(time + 1, idEnd), updatedAt: line.slice(start, time), failed: flag === '1', open: flag === '2', detail: line.slice(idEnd + 3) };
 }
 
 function parseLogRecord(line: string): LogRecord | undefined {

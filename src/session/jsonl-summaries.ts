@@ -105,6 +105,11 @@ export class ThreadSummaries {
     }
   }
 
+  /** See `ThreadStore.openTurns`. */
+  async openTurns(): Promise<string[]> {
+    return (await this.#refreshed()).openThreads();
+  }
+
   /** See `ThreadStore.summary`. */
   async summary(threadId: string): Promise<ThreadSummary | undefined> {
     const index = await this.#open();

@@ -266,6 +266,11 @@ export class JsonlThreadStore implements ThreadStore {
     return this.#summaries.list(query);
   }
 
+  /** The threads whose last turn has no completion record, from the summary index. */
+  openTurns(): Promise<string[]> {
+    return this.#summaries.openTurns();
+  }
+
   /** One thread's summary, as {@link list} gives it (reading only what was appended since); undefined without a file. */
   summary(threadId: string): Promise<ThreadSummary | undefined> {
     return this.#summaries.summary(checkThreadId(threadId));

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -28,12 +28,6 @@ const INTERRUPT_POLL_MS = 1_000;
 
 /** How often a wait for another process's turn looks at the thread's lease besides watching it. */
 const LEASE_POLL_MS = 100;
-
-/**
- * How often `heldElsewhere` reads the whole folder even while watching it, in case file events
- * were lost (an overflowing inotify queue).
- */
-const LEASE_RESCAN_MS = 5 * 60_000;
 
 /** What /proc/PID/stat says about a process: its state (field 3) and start time in clock ticks since boot (field 22). */
 interface ProcStat {
@@ -119,12 +113,6 @@ export class ThreadLeases implements ThreadOwnership {
   #onInterrupt: ((threadId: string, request: InterruptRequest) => void) | undefined;
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
-  /**
-   * Threads that may have a lease file, kept by a folder watch so `heldElsewhere` need not read a
-   * folder of many thousand thread files at every listing: every lease seen created is added, and
-   * dropped once its file is found gone. Undefined while the folder is not watched.
-   */
-  #leaseNames: { watcher: FSWatcher; threadIds: Set<string>; readAt: number } | undefined;
 
   /**
    * @param options.dir the threads folder
@@ -266,8 +254,6 @@ export class ThreadLeases implements ThreadOwnership {
     for (const threadId of [...this.#held]) this.release(threadId);
     this.#watcher?.close();
     this.#watcher = undefined;
-    this.#leaseNames?.watcher.close();
-    this.#leaseNames = undefined;
     clearInterval(this.#poll);
     this.#poll = undefined;
   }
@@ -343,67 +329,33 @@ export class ThreadLeases implements ThreadOwnership {
     return holder.host !== this.#self.host || isRunning(holder) ? holder : undefined;
   }
 
-  /** Every thread another live process holds the lease of. */
-  async heldElsewhere(): Promise<Map<string, LeaseHolder>> {
-    const candidates = await this.#leaseCandidates();
+  /**
+   * Every thread another live process holds the lease of; with `among`, only those of these
+   * threads (their lease files are read, not the folder, which may hold 100,000 thread files).
+   */
+  async heldElsewhere(among?: Iterable<string>): Promise<Map<string, LeaseHolder>> {
+    let threadIds: Iterable<string>;
+    if (among !== undefined) threadIds = among;
+    else {
+      let names: string[];
+      try {
+        names = await readdir(this.#dir);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+        throw error;
+      }
+      threadIds = names.flatMap((name) => {
+        const threadId = name.slice(0, -LEASE_SUFFIX.length);
+        return name.endsWith(LEASE_SUFFIX) && THREAD_ID_PATTERN.test(threadId) ? [threadId] : [];
+      });
+    }
     const held = new Map<string, LeaseHolder>();
-    for (const threadId of candidates) {
+    for (const threadId of threadIds) {
+      if (!THREAD_ID_PATTERN.test(threadId)) continue;
       const holder = await this.holderElsewhere(threadId);
       if (holder !== undefined) held.set(threadId, holder);
-      else if (!existsSync(this.#pathOf(threadId))) this.#leaseNames?.threadIds.delete(threadId);
     }
     return held;
-  }
-
-  /** Threads that may have a lease file: from the folder watch, or from reading the folder. */
-  async #leaseCandidates(): Promise<Iterable<string>> {
-    const known = this.#leaseNames;
-    if (known !== undefined && Date.now() - known.readAt < LEASE_RESCAN_MS) return [...known.threadIds];
-    // Watching starts before the folder is read, so no lease taken meanwhile goes unseen.
-    const watched = known ?? this.#watchLeases();
-    let names: string[];
-    try {
-      names = await readdir(this.#dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        watched?.watcher.close();
-        this.#leaseNames = undefined;
-        return [];
-      }
-      throw error;
-    }
-    const threadIds = names.flatMap((name) => {
-      const threadId = name.slice(0, -LEASE_SUFFIX.length);
-      return name.endsWith(LEASE_SUFFIX) && THREAD_ID_PATTERN.test(threadId) ? [threadId] : [];
-    });
-    if (watched !== undefined) {
-      for (const threadId of threadIds) watched.threadIds.add(threadId);
-      watched.readAt = Date.now();
-      this.#leaseNames = watched;
-    }
-    return threadIds;
-  }
-
-  /** Starts watching the folder for lease files; undefined where it cannot be watched (then every listing reads it). */
-  #watchLeases(): { watcher: FSWatcher; threadIds: Set<string>; readAt: number } | undefined {
-    const threadIds = new Set<string>();
-    try {
-      const watcher = watch(this.#dir, (_event, name) => {
-        if (name === null || !name.endsWith(LEASE_SUFFIX)) return;
-        const threadId = name.slice(0, -LEASE_SUFFIX.length);
-        if (THREAD_ID_PATTERN.test(threadId)) threadIds.add(threadId);
-      });
-      watcher.unref();
-      watcher.on('error', (error) => {
-        this.#logger.warn('stopped watching the threads folder for leases; reading it at every listing', { dir: this.#dir, error: errorMessage(error) });
-        watcher.close();
-        if (this.#leaseNames?.watcher === watcher) this.#leaseNames = undefined;
-      });
-      return { watcher, threadIds, readAt: 0 };
-    } catch (error) {
-      this.#logger.debug('cannot watch the threads folder for leases; reading it at every listing', { dir: this.#dir, error: errorMessage(error) });
-      return undefined;
-    }
   }
 
   #pathOf(threadId: string, suffix = LEASE_SUFFIX): string {

@@ -303,12 +303,11 @@ export class ThreadManager {
   }
 
   /**
-   * Opens what listings read (the store's summary index, which threads other server processes
-   * hold), for after start-up: the first `list()` then does not wait for it. A failure is left
-   * for `list()` to report.
+   * Opens what listings read (the store's summary index), for after start-up: the first `list()`
+   * then does not wait for it. A failure is left for `list()` to report.
    */
   async warmUp(): Promise<void> {
-    await Promise.all([this.#options.store.list({ limit: 0 }), this.#ownership.heldElsewhere()]);
+    await this.#options.store.list({ limit: 0 });
   }
 
   /**
@@ -319,7 +318,8 @@ export class ThreadManager {
    */
   async list(options: ThreadListOptions): Promise<ThreadListPage> {
     const after = options.cursor === undefined ? undefined : decodeListCursor(options.cursor);
-    const elsewhere = await this.#ownership.heldElsewhere();
+    // Only a thread whose last turn is open in the store can be running in another process.
+    const elsewhere = await this.#ownership.heldElsewhere(await this.#options.store.openTurns());
     const fresh = (await Promise.all([...elsewhere.keys()].map((threadId) => this.#options.store.summary(threadId).catch(() => undefined)))).filter(
       (summary): summary is ThreadSummary => summary !== undefined,
     );

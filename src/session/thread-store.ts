@@ -42,6 +42,12 @@ export interface ThreadStore {
    * position).
    */
   list(query: ThreadListQuery): Promise<ThreadSummaryPage>;
+  /**
+   * The threads whose last turn has no completion record (`lastStatus: 'incomplete'`): running
+   * now, here or in another process, or stopped by a crash during the turn. Only these can be
+   * running elsewhere, so the list asks the ownership about these alone.
+   */
+  openTurns(): Promise<string[]>;
   /** One thread's summary, as {@link list} gives it; undefined when it does not exist. */
   summary(threadId: string): Promise<ThreadSummary | undefined>;
   /** Waits for pending writes and lets go of resources. Idempotent; later creates and appends reject. */

@@ -220,6 +220,20 @@ describe('the thread summary index', () => {
     expect(after.total).toBe(3);
   });
 
+  it('knows the threads whose last turn is open, also those of another process and after a restart', async () => {
+    const mine = newStore();
+    const other = newStore();
+    await threadWithTurn(other, 'done');
+    await other.create(header('busy'));
+    expect(await mine.openTurns()).toEqual([]);
+    await other.append('busy', { type: 'turn_started', turnId: 'b1', prompt: 'p', environments: [] });
+    expect(await mine.openTurns()).toEqual(['busy']);
+    await closeStore(mine);
+    expect(await newStore().openTurns()).toEqual(['busy']);
+    await other.append('busy', { type: 'turn_completed', turnId: 'b1', status: 'completed', lastAgentMessage: null });
+    expect(await newStore().openTurns()).toEqual([]);
+  });
+
   it('follows the log across another process compacting the index', async () => {
     const mine = newStore();
     const other = newStore();
@@ -244,6 +258,25 @@ describe('the thread summary index', () => {
     expect(page.summaries.find((summary) => summary.threadId === 'a')).toMatchObject({ lastStatus: 'incomplete', lastTurnId: 'a-t2' });
     await closeStore(mine);
     expect((await newStore().list({ limit: 10 })).total).toBe(3);
+  });
+
+  it('never lists or reads a file outside the folder that a damaged index entry names', async () => {
+    const first = newStore();
+    await threadWithTurn(first, 'a');
+    await first.list({ limit: 10 });
+    await closeStore(first);
+    // A decoy thread file outside the threads folder, and an index entry naming it.
+    await mkdir(join(tmp, 'outside'), { recursive: true });
+    await writeFile(join(tmp, 'outside', 'x.jsonl'), `${JSON.stringify({ type: 'thread', version: 1, at: AT, ...header('x') })}\n`);
+    const snapshot = await readFile(join(dir, 'index', 'summaries'), 'utf8');
+    const [head = '', line = ''] = snapshot.split('\n');
+    const forged = line.replace('\ta\t', '\t../outside/x\t').replace(/^[^\t]+/, '2999-01-01T00:00:00.000Z');
+    await writeFile(join(dir, 'index', 'summaries'), `${head.replace('"count":1', '"count":2')}\n${forged}\n${line}\n`);
+
+    const second = newStore();
+    const page = await second.list({ limit: 10 });
+    expect(page.summaries.map((summary) => summary.threadId)).toEqual(['a']);
+    expect(page.total).toBe(1);
   });
 
   it('lists nothing and writes nothing for a folder that does not exist', async () => {
