@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { THREAD_ID_PATTERN, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import { IndexFiles, SummaryIndex, detailOf, entryOf, sameFile, summaryOf, type FileStamp, type IndexEntry, type LogRecord, type SummaryBody } from './jsonl-index.js';
+import { IndexFiles, type LogRecord } from './jsonl-index-files.js';
+import { SummaryIndex, detailOf, entryOf, sameFile, summaryOf, type FileStamp, type IndexEntry, type SummaryBody } from './jsonl-index.js';
 import { changesSummary, errnoCode, foldRecord, foldSummary, mapBounded, openIfExists } from './jsonl-lines.js';
 import { compareListPositions, type ThreadListQuery, type ThreadSummary, type ThreadSummaryPage } from './thread-store.js';
 

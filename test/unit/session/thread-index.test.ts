@@ -5,7 +5,8 @@
 import { appendFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IndexFiles, SummaryIndex } from '../../../src/session/jsonl-index.js';
+import { IndexFiles } from '../../../src/session/jsonl-index-files.js';
+import { SummaryIndex } from '../../../src/session/jsonl-index.js';
 import { JsonlThreadStore, type ThreadStoreOptions } from '../../../src/session/jsonl-thread-store.js';
 import type { NewThreadHeader, ThreadListQuery, ThreadSummary } from '../../../src/session/thread-store.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
