@@ -43,7 +43,12 @@ const HeaderSchema = z.object({
 });
 
 /** One record of the log. */
-export type LogRecord = { op: 'put'; entry: IndexEntry } | { op: 'changed'; threadId: string; file: FileStamp } | { op: 'removed'; threadId: string };
+export type LogRecord =
+  | { op: 'put'; entry: IndexEntry }
+  | { op: 'changed'; threadId: string; file: FileStamp }
+  /** A turn is starting: its `turn_started` record is on its way into the file, which is still `file`. */
+  | { op: 'starting'; threadId: string; file: FileStamp }
+  | { op: 'removed'; threadId: string };
 
 /** An entry as one line of the snapshot (and, after `+ TAB`, of the log); undefined for one whose detail does not read back. */
 function entryLine(entry: IndexEntry): string | undefined {
@@ -81,11 +86,12 @@ function parseLogRecord(line: string): LogRecord | undefined {
     const threadId = line.slice(2);
     return THREAD_ID_PATTERN.test(threadId) ? { op: 'removed', threadId } : undefined;
   }
-  if (op === '?') {
+  if (op === '?' || op === 'o') {
     const fields = line.slice(2).split('\t');
     const [threadId = '', ino, size, mtimeMs] = fields;
     const file = stampOf(ino, size, mtimeMs);
-    return fields.length === 4 && THREAD_ID_PATTERN.test(threadId) && file !== undefined ? { op: 'changed', threadId, file } : undefined;
+    if (fields.length !== 4 || !THREAD_ID_PATTERN.test(threadId) || file === undefined) return undefined;
+    return { op: op === '?' ? 'changed' : 'starting', threadId, file };
   }
   return undefined;
 }
@@ -270,7 +276,7 @@ export class IndexFiles {
     const text = records
       .map((record) => {
         if (record.op === 'removed') return `-\t${record.threadId}\n`;
-        if (record.op === 'changed') return `?\t${record.threadId}\t${record.file.ino}\t${record.file.size}\t${record.file.mtimeMs}\n`;
+        if (record.op === 'changed' || record.op === 'starting') return `${record.op === 'changed' ? '?' : 'o'}\t${record.threadId}\t${record.file.ino}\t${record.file.size}\t${record.file.mtimeMs}\n`;
         const line = entryLine(record.entry);
         return line === undefined ? '' : `+\t${line}`;
       })

@@ -20,7 +20,8 @@ import { comesBefore, type ThreadListPosition, type ThreadListQuery, type Thread
  *   checked;
  * - `summaries.log`: what changed since, appended by every server process sharing the folder
  *   (`+ TAB entry`, `? TAB threadId TAB ino TAB size TAB mtimeMs` for a change the writer could not
- *   fold, `- TAB threadId` for an archived thread). The snapshot's header names the log (its inode)
+ *   fold, `o TAB threadId TAB ino TAB size TAB mtimeMs` for a turn starting in a file still of
+ *   that stamp, `- TAB threadId` for an archived thread). The snapshot's header names the log (its inode)
  *   and how much of it the snapshot holds; compaction writes a new snapshot and starts a new log.
  *
  * Nothing here needs a lock: a log record lost to a race (written to a log another process just

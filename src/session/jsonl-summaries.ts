@@ -65,6 +65,11 @@ export class ThreadSummaries {
   #opening: Promise<SummaryIndex> | undefined;
   /** Set once opened: this process's writes then update it directly. */
   #index: SummaryIndex | undefined;
+  /**
+   * Threads a process said it starts a turn of, with the stamp of their file then: open until
+   * their entry shows a later state of the file (which then says whether the turn is open).
+   */
+  readonly #starting = new Map<string, FileStamp>();
   /** Threads whose file changed in a way the index does not know yet: checked at the next listing. */
   readonly #suspects = new Set<string>();
   #watcher: FSWatcher | undefined;
@@ -108,7 +113,27 @@ export class ThreadSummaries {
 
   /** See `ThreadStore.openTurns`. */
   async openTurns(): Promise<string[]> {
-    return (await this.#refreshed()).openThreads();
+    const index = await this.#refreshed();
+    const open = new Set(index.openThreads());
+    for (const [threadId, file] of this.#starting) {
+      const entry = index.get(threadId);
+      if (entry !== undefined && !sameFile(entry, file)) this.#starting.delete(threadId);
+      else open.add(threadId);
+    }
+    return [...open];
+  }
+
+  /**
+   * Records that this process starts a turn of the thread, before its `turn_started` record is
+   * written (the turn may be reported running to a client first): listings elsewhere then know
+   * at once that the thread may be running here. `file` is the thread file's stamp now.
+   */
+  starting(threadId: string, file: FileStamp): void {
+    this.#recordWrite(() => {
+      const record: LogRecord = { op: 'starting', threadId, file: { ino: file.ino, size: file.size, mtimeMs: file.mtimeMs } };
+      this.#starting.set(threadId, record.file);
+      return [record];
+    });
   }
 
   /** See `ThreadStore.summary`. */
@@ -167,6 +192,7 @@ export class ThreadSummaries {
   archived(threadId: string): void {
     this.#recordWrite(() => {
       this.#index?.delete(threadId);
+      this.#starting.delete(threadId);
       return [{ op: 'removed', threadId }];
     });
   }
@@ -315,6 +341,11 @@ export class ThreadSummaries {
       if (known === undefined || file.mtimeMs > known.mtimeMs || (file.mtimeMs === known.mtimeMs && file.size > known.size)) index.set(record.entry);
       return;
     }
+    if (record.op === 'starting') {
+      this.#starting.set(record.threadId, record.file);
+      return;
+    }
+    if (record.op === 'removed') this.#starting.delete(record.threadId);
     // A change the writer could not fold, or a thread that left: its file says what is true.
     const current = index.get(record.threadId);
     if (record.op === 'removed' || current === undefined || !sameFile(current, record.file)) this.#suspects.add(record.threadId);

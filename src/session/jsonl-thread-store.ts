@@ -159,6 +159,11 @@ export class JsonlThreadStore implements ThreadStore {
     const path = this.#pathOf(id);
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const line = serialize(parsed, path);
+    if (parsed.type === 'turn_started') {
+      // Known to other processes' listings now, not once the record is written (see ThreadSummaries.starting).
+      const file = statSync(path, { throwIfNoEntry: false });
+      if (file !== undefined) this.#summaries.starting(id, file);
+    }
     const state = this.#stateOf(id);
     // Records appended before the thread's queued write starts share that write and its flush
     // (e.g. several items appended at once); each still resolves only once it is on disk.

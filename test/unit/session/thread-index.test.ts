@@ -227,7 +227,11 @@ describe('the thread summary index', () => {
     await threadWithTurn(other, 'done');
     await other.create(header('busy'));
     expect(await mine.openTurns()).toEqual([]);
-    await other.append('busy', { type: 'turn_started', turnId: 'b1', prompt: 'p', environments: [] });
+    // Known as soon as the append is asked for, before the record is written: a client may be
+    // told the turn runs before then.
+    const started = other.append('busy', { type: 'turn_started', turnId: 'b1', prompt: 'p', environments: [] });
+    expect(await mine.openTurns()).toEqual(['busy']);
+    await started;
     expect(await mine.openTurns()).toEqual(['busy']);
     await closeStore(mine);
     expect(await newStore().openTurns()).toEqual(['busy']);
