@@ -131,6 +131,26 @@ describe('the thread summary index', () => {
     expect(lines.join('\n')).not.toMatch(/built the thread summary index|repaired/);
   });
 
+  it('keeps previews beyond ASCII through a restart, in an index file of ASCII only', async () => {
+    const first = newStore();
+    await first.create(header('u'));
+    await first.append('u', { type: 'turn_started', turnId: 'u1', prompt: 'café 🚀 naïve – 東京', environments: [] });
+    await first.list({ limit: 10 });
+    await closeStore(first);
+    const second = newStore();
+    expect((await second.list({ limit: 10 })).summaries).toEqual([expect.objectContaining({ threadId: 'u', preview: 'café 🚀 naïve – 東京' })]);
+    await second.reconcile();
+    await closeStore(second);
+    // Compacted by a rebuild: the snapshot holds the preview, escaped.
+    await rm(join(dir, 'index'), { recursive: true });
+    const third = newStore();
+    expect((await third.list({ limit: 10 })).summaries[0]?.preview).toBe('café 🚀 naïve – 東京');
+    await closeStore(third);
+    const snapshot = await readFile(join(dir, 'index', 'summaries'));
+    expect(snapshot.every((byte) => byte < 0x80)).toBe(true);
+    expect((await newStore().list({ limit: 10 })).summaries[0]?.preview).toBe('café 🚀 naïve – 東京');
+  });
+
   it('is rebuilt from the thread files when it is missing or does not read back', async () => {
     const first = newStore();
     await threadWithTurn(first, 'a');
