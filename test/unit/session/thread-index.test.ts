@@ -144,11 +144,11 @@ describe('the thread summary index', () => {
     // Compacted by a rebuild: the snapshot holds the preview, escaped.
     await rm(join(dir, 'index'), { recursive: true });
     const third = newStore();
-    expect((await third.list({ limit: 10 })).summaries[0]?.preview).toBe('café 🚀 naïve – 東京');
+    expect((await third.list({ limit: 10 })).summaries[0]).toMatchObject({ preview: 'café 🚀 naïve – 東京' });
     await closeStore(third);
     const snapshot = await readFile(join(dir, 'index', 'summaries'));
     expect(snapshot.every((byte) => byte < 0x80)).toBe(true);
-    expect((await newStore().list({ limit: 10 })).summaries[0]?.preview).toBe('café 🚀 naïve – 東京');
+    expect((await newStore().list({ limit: 10 })).summaries[0]).toMatchObject({ preview: 'café 🚀 naïve – 東京' });
   });
 
   it('is rebuilt from the thread files when it is missing or does not read back', async () => {
