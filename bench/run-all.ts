@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures (exec, session, sandbox, mcp, ops, coldstart). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|model|request-size|instructions ...]`.
+ * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|model|request-size|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -9,13 +9,14 @@ const BENCHES: Record<string, string> = {
   mcp: './mcp-servers.bench.js',
   ops: './ops.bench.js',
   coldstart: './coldstart.bench.js',
+  list: './thread-list.bench.js',
   model: './model-client.bench.js',
   // Drives the real Codex for 100 turns: only when asked for.
   'request-size': './request-size.bench.js',
   // Slow (valgrind) and needs valgrind installed: only when asked for.
   instructions: './instructions.bench.js',
 };
-const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart'];
+const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list'];
 
 const wanted = process.argv.slice(2);
 for (const name of wanted.length === 0 ? DEFAULT : wanted) {

@@ -365,6 +365,8 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     ready: () => {
       logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
       void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) => logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`));
+      // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
+      void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
     },
     close: () =>
       (closing ??= (async () => {

@@ -57,18 +57,23 @@ export function opsTools(options: OpsToolsOptions): McpTool[] {
     defineTool({
       name: names.threadList,
       title: 'List threads',
-      description: 'Threads known to this server (in memory and stored), most recent activity first: id, created, last activity, status and environments.',
+      description:
+        'Threads known to this server (in memory and stored), most recent activity first: id, created, last activity, status and environments. One page at a time: when more follow, the answer has nextCursor; pass it as cursor for the next page.',
       input: z.object({
         status: ThreadStateSchema.optional().describe('Only threads in this state.'),
-        limit: z.number().int().min(1).max(1000).optional().describe('At most this many threads (default 100).'),
+        limit: z.number().int().min(1).max(1000).optional().describe('At most this many threads per page (default 100).'),
+        cursor: z.string().max(1000).optional().describe('The nextCursor of the previous page; omitted: the first page.'),
       }),
-      output: z.object({ threads: z.array(ThreadListEntrySchema), total: z.number().describe('Matching threads before the limit.') }),
+      output: z.object({
+        threads: z.array(ThreadListEntrySchema),
+        total: z.number().describe('Matching threads on all pages.'),
+        nextCursor: z.string().optional().describe('Where the next page starts; absent on the last page.'),
+      }),
       annotations: { readOnlyHint: true },
       run: async (args) => {
         try {
-          const all = await threads.list();
-          const matching = args.status === undefined ? all : all.filter((entry) => entry.status === args.status);
-          return jsonResult({ threads: matching.slice(0, args.limit ?? 100), total: matching.length });
+          const page = await threads.list({ status: args.status, limit: args.limit ?? 100, cursor: args.cursor });
+          return jsonResult({ threads: page.threads, total: page.total, ...(page.nextCursor === undefined ? {} : { nextCursor: page.nextCursor }) });
         } catch (error) {
           return plainError(`${names.threadList}: ${errorMessage(error)}`);
         }

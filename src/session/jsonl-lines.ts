@@ -73,16 +73,7 @@ export async function foldSummary(
       const header = checkHeader(parsed.record, threadId, path, []);
       state = { ino, offset: 0, nextLine: 1, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined, lastTurnId: undefined, preview: undefined };
     } else if (state !== undefined && parsed.kind === 'body') {
-      const record = parsed.record;
-      if (record.type === 'environments_changed') state.environments = record.environments;
-      else if (record.type === 'turn_started') {
-        state.lastStatus = 'incomplete';
-        state.lastTurnId = record.turnId;
-        state.preview ??= promptPreview(record.prompt);
-      } else if (record.type === 'turn_completed') {
-        state.lastStatus = record.status;
-        state.lastTurnId = record.turnId;
-      }
+      foldRecord(state, parsed.record);
     }
     if (state === undefined) continue;
     if (line.terminated) {
@@ -94,6 +85,24 @@ export async function foldSummary(
   }
   if (state === undefined) throw corrupt(path, 1, 'the file is empty');
   return { state, complete };
+}
+
+/** The record types that change a summary; the others (items, compactions, instructions) only make the file longer. */
+export function changesSummary(record: ThreadBodyRecord): boolean {
+  return record.type === 'environments_changed' || record.type === 'turn_started' || record.type === 'turn_completed';
+}
+
+/** Folds one record into a summary (see {@link changesSummary}); does not move `offset`. */
+export function foldRecord(state: Pick<SummaryState, 'environments' | 'lastStatus' | 'lastTurnId' | 'preview'>, record: ThreadBodyRecord): void {
+  if (record.type === 'environments_changed') state.environments = record.environments;
+  else if (record.type === 'turn_started') {
+    state.lastStatus = 'incomplete';
+    state.lastTurnId = record.turnId;
+    state.preview ??= promptPreview(record.prompt);
+  } else if (record.type === 'turn_completed') {
+    state.lastStatus = record.status;
+    state.lastTurnId = record.turnId;
+  }
 }
 
 /** Parses one line; throws for anything but a valid record, a torn last line or an unknown record type. */

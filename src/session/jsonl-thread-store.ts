@@ -1,7 +1,7 @@
 import { constants, statSync } from 'node:fs';
-import { link, mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { THREAD_ID_PATTERN, THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
+import { THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import {
@@ -10,8 +10,6 @@ import {
   corrupt,
   errnoCode,
   findLastLineStart,
-  foldSummary,
-  mapBounded,
   openIfExists,
   parseLine,
   parsesAsJson,
@@ -20,9 +18,9 @@ import {
   serialize,
   validate,
   writeAll,
-  type SummaryState,
 } from './jsonl-lines.js';
-import type { LoadedThread, NewThreadHeader, NewThreadRecord, ThreadStore, ThreadSummary, ThreadSummaryOk } from './thread-store.js';
+import { ThreadSummaries } from './jsonl-summaries.js';
+import type { LoadedThread, NewThreadHeader, NewThreadRecord, ThreadListQuery, ThreadStore, ThreadSummary, ThreadSummaryPage } from './thread-store.js';
 
 /**
  * The embedded {@link ThreadStore}: one append-only JSON Lines file per thread
@@ -30,7 +28,8 @@ import type { LoadedThread, NewThreadHeader, NewThreadRecord, ThreadStore, Threa
  * `append` resolves, so a crash loses at most the record being written; a line torn by a crash is
  * recognised on load and cut off before the next append. Anything else that does not read back
  * is reported with its file and line and left untouched: nothing the user gave us is dropped
- * silently.
+ * silently. Listings are answered from a persistent summary index kept beside the files
+ * (`jsonl-summaries.ts`, `jsonl-index.ts`).
  */
 
 /** The folder, inside the threads folder, that archived threads are moved to. */
@@ -40,8 +39,6 @@ export const ARCHIVE_DIR_NAME = 'archived';
 export const DEFAULT_MAX_OPEN_THREAD_FILES = 64;
 
 const FILE_SUFFIX = '.jsonl';
-/** Files summarized at once by `list()`. */
-const LIST_CONCURRENCY = 16;
 
 /** Options of {@link JsonlThreadStore}. */
 export interface ThreadStoreOptions {
@@ -69,6 +66,7 @@ interface ThreadState {
 /** Records appended while the thread's previous write was still queued or running. */
 interface AppendBatch {
   lines: Buffer[];
+  records: ThreadBodyRecord[];
   /** Settles when every line of the batch is written and flushed, or failed. */
   written: Promise<void>;
 }
@@ -95,7 +93,7 @@ export class JsonlThreadStore implements ThreadStore {
   readonly #threads = new Map<string, ThreadState>();
   /** Threads with an open append handle, least recently used first. */
   readonly #open = new Map<string, ThreadState>();
-  readonly #summaries = new Map<string, SummaryState>();
+  readonly #summaries: ThreadSummaries;
   #dirReady: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
@@ -106,6 +104,12 @@ export class JsonlThreadStore implements ThreadStore {
     this.#syncFlag = this.#fsync ? (constants.O_DSYNC ?? 0) : 0;
     this.#maxOpenFiles = Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_THREAD_FILES);
     this.#now = options.now ?? Date.now;
+    this.#summaries = new ThreadSummaries({
+      dir: this.dir,
+      logger: this.#logger,
+      serialize: (threadId, task) => this.#enqueue(threadId, task),
+      now: this.#now,
+    });
   }
 
   /**
@@ -140,6 +144,7 @@ export class JsonlThreadStore implements ThreadStore {
       }
       if (this.#fsync) await this.#syncDir();
       this.#adopt(threadId, state, handle);
+      this.#summaries.created(record, handle.fd, line.length);
     });
   }
 
@@ -154,28 +159,37 @@ export class JsonlThreadStore implements ThreadStore {
     const path = this.#pathOf(id);
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const line = serialize(parsed, path);
+    if (parsed.type === 'turn_started') {
+      // Known to other processes' listings now, not once the record is written (see ThreadSummaries.starting).
+      const file = statSync(path, { throwIfNoEntry: false });
+      if (file !== undefined) this.#summaries.starting(id, file);
+    }
     const state = this.#stateOf(id);
     // Records appended before the thread's queued write starts share that write and its flush
     // (e.g. several items appended at once); each still resolves only once it is on disk.
     if (state.batch !== undefined) {
       state.batch.lines.push(line);
+      state.batch.records.push(parsed);
       return state.batch.written;
     }
     const lines = [line];
+    const records = [parsed];
     const written = this.#enqueue(id, async (current) => {
       if (current.batch?.lines === lines) current.batch = undefined;
       const handle = current.handle ?? (await this.#openForAppend(id, current));
       this.#touch(id, current);
+      const data = lines.length === 1 ? line : Buffer.concat(lines);
       try {
-        await writeAll(handle, lines.length === 1 ? line : Buffer.concat(lines));
+        await writeAll(handle, data);
         await this.#flush(handle);
       } catch (error) {
         // The lines may be partly written: reopen (and repair the tail) on the next append.
         await this.#dropHandle(id, current);
         throw error;
       }
+      this.#summaries.appended(id, handle.fd, records, data.length);
     });
-    state.batch = { lines, written };
+    state.batch = { lines, records, written };
     return written;
   }
 
@@ -215,7 +229,7 @@ export class JsonlThreadStore implements ThreadStore {
         await link(from, to);
       }
       await unlink(from);
-      this.#summaries.delete(id);
+      this.#summaries.archived(id);
       if (this.#fsync) await this.#syncDir();
       return to;
     });
@@ -249,34 +263,31 @@ export class JsonlThreadStore implements ThreadStore {
   }
 
   /**
-   * Summarizes every thread file, most recently updated first. A file that does not read back is
-   * listed with `error` instead of failing the listing. Only what was appended since the previous
-   * listing is read again.
+   * One page of thread summaries, from the summary index (opened, or built from the thread files,
+   * at the first call). A file that does not read back is listed with `error` instead of failing
+   * the listing. Every summary on the page is checked against its file first.
    */
-  async list(): Promise<ThreadSummary[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return [];
-      throw error;
-    }
-    const ids = names.flatMap((name) => {
-      if (!name.endsWith(FILE_SUFFIX)) return [];
-      const id = name.slice(0, -FILE_SUFFIX.length);
-      return THREAD_ID_PATTERN.test(id) ? [id] : [];
-    });
-    const present = new Set(ids);
-    const summaries = (await mapBounded(ids, LIST_CONCURRENCY, (id) => this.#summarize(id))).filter(
-      (summary): summary is ThreadSummary => summary !== undefined,
-    );
-    for (const id of this.#summaries.keys()) if (!present.has(id)) this.#summaries.delete(id);
-    return summaries.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt) || a.threadId.localeCompare(b.threadId));
+  list(query: ThreadListQuery): Promise<ThreadSummaryPage> {
+    return this.#summaries.list(query);
+  }
+
+  /** The threads whose last turn has no completion record, from the summary index. */
+  openTurns(): Promise<string[]> {
+    return this.#summaries.openTurns();
   }
 
   /** One thread's summary, as {@link list} gives it (reading only what was appended since); undefined without a file. */
   summary(threadId: string): Promise<ThreadSummary | undefined> {
-    return this.#summarize(checkThreadId(threadId));
+    return this.#summaries.summary(checkThreadId(threadId));
+  }
+
+  /**
+   * Checks every thread file against the summary index now, as happens in the background after
+   * the index is opened: changes made while no server ran (a crash between a thread write and
+   * its index record, a file moved into the folder) then show in the list order at once.
+   */
+  reconcile(): Promise<void> {
+    return this.#summaries.reconcile();
   }
 
   /** Waits for pending writes, then closes every open handle. Idempotent; later creates and appends reject. */
@@ -286,6 +297,7 @@ export class JsonlThreadStore implements ThreadStore {
   }
 
   async #closeAll(): Promise<void> {
+    await this.#summaries.close();
     await Promise.all([...this.#threads.values()].map((state) => state.tail));
     await Promise.all([...this.#threads].map(([id, state]) => this.#dropHandle(id, state)));
   }
@@ -458,33 +470,4 @@ export class JsonlThreadStore implements ThreadStore {
     for (const warning of warnings) this.#logger.warn(warning, { thread: threadId });
     return { header, records, warnings };
   }
-
-  async #summarize(threadId: string): Promise<ThreadSummary | undefined> {
-    const path = this.#pathOf(threadId);
-    let updatedAt = new Date(0).toISOString();
-    try {
-      const handle = await openIfExists(path);
-      if (handle === undefined) return undefined; // deleted since the directory was read
-      try {
-        const stat = await handle.stat();
-        updatedAt = stat.mtime.toISOString();
-        const cached = this.#summaries.get(threadId);
-        const from = cached !== undefined && cached.ino === stat.ino && cached.offset <= stat.size ? cached : undefined;
-        const { state, complete } = await foldSummary(handle, path, threadId, stat.ino, from);
-        if (complete) this.#summaries.set(threadId, state);
-        else this.#summaries.delete(threadId);
-        const summary: ThreadSummaryOk = { threadId, createdAt: state.createdAt, updatedAt, environments: state.environments };
-        if (state.lastStatus !== undefined) summary.lastStatus = state.lastStatus;
-        if (state.lastTurnId !== undefined) summary.lastTurnId = state.lastTurnId;
-        if (state.preview !== undefined) summary.preview = state.preview;
-        return summary;
-      } finally {
-        await handle.close();
-      }
-    } catch (error) {
-      this.#summaries.delete(threadId);
-      return { threadId, updatedAt, error: errorMessage(error) };
-    }
-  }
 }
-

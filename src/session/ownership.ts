@@ -18,8 +18,8 @@ export interface ThreadOwnership {
   release(threadId: string): void;
   /** The live owner other than this process that has the thread, if any. */
   holderElsewhere(threadId: string): Promise<LeaseHolder | undefined>;
-  /** Every thread another live owner has. */
-  heldElsewhere(): Promise<Map<string, LeaseHolder>>;
+  /** Every thread another live owner has; with `among`, only those of these threads. */
+  heldElsewhere(among?: Iterable<string>): Promise<Map<string, LeaseHolder>>;
   /**
    * Resolves true once no other owner has the thread (its turn there ended), false after
    * `timeoutMs` or when `signal` aborts.

@@ -329,19 +329,29 @@ export class ThreadLeases implements ThreadOwnership {
     return holder.host !== this.#self.host || isRunning(holder) ? holder : undefined;
   }
 
-  /** Every thread another live process holds the lease of. */
-  async heldElsewhere(): Promise<Map<string, LeaseHolder>> {
-    let names: string[];
-    try {
-      names = await readdir(this.#dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-      throw error;
+  /**
+   * Every thread another live process holds the lease of; with `among`, only those of these
+   * threads (their lease files are read, not the folder, which may hold 100,000 thread files).
+   */
+  async heldElsewhere(among?: Iterable<string>): Promise<Map<string, LeaseHolder>> {
+    let threadIds: Iterable<string>;
+    if (among !== undefined) threadIds = among;
+    else {
+      let names: string[];
+      try {
+        names = await readdir(this.#dir);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+        throw error;
+      }
+      threadIds = names.flatMap((name) => {
+        const threadId = name.slice(0, -LEASE_SUFFIX.length);
+        return name.endsWith(LEASE_SUFFIX) && THREAD_ID_PATTERN.test(threadId) ? [threadId] : [];
+      });
     }
     const held = new Map<string, LeaseHolder>();
-    for (const name of names) {
-      const threadId = name.slice(0, -LEASE_SUFFIX.length);
-      if (!name.endsWith(LEASE_SUFFIX) || !THREAD_ID_PATTERN.test(threadId)) continue;
+    for (const threadId of threadIds) {
+      if (!THREAD_ID_PATTERN.test(threadId)) continue;
       const holder = await this.holderElsewhere(threadId);
       if (holder !== undefined) held.set(threadId, holder);
     }

@@ -5,7 +5,7 @@ import { describeProfile } from '../config/permissions.js';
 import type { McpServerStatus } from '../environments/mcp-servers.js';
 import type { Environment } from '../environments/environment.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
-import type { LeaseHolder, ThreadListEntry, ThreadStatus, TurnProgress } from '../protocol/status.js';
+import type { LeaseHolder, ThreadState, ThreadStatus, TurnProgress } from '../protocol/status.js';
 import type { ThreadConfig } from '../protocol/thread.js';
 import { settlesWithin } from '../util/abort.js';
 import { Channel } from '../util/channel.js';
@@ -15,8 +15,8 @@ import { EnvironmentSelector, commandEnvironmentProvenance, type EnvironmentSele
 import { storedTurns, type InterruptedTurn } from './live-turn.js';
 import { SoleOwnership, describeHolder, type ThreadOwnership } from './ownership.js';
 import { checkProfile, threadConfigOf, type CallSettings, type ResolveThreadSettings, type ResolvedThreadSettings } from './settings.js';
-import { listEntries, loadedStatus, storedStatus } from './thread-reports.js';
-import { promptPreview, type ThreadStore, type ThreadSummary } from './thread-store.js';
+import { decodeListCursor, listEntries, loadedStatus, mergePage, storedStatus, type ThreadListPage } from './thread-reports.js';
+import { promptPreview, type ThreadStore, type ThreadSummary, type ThreadSummaryPage } from './thread-store.js';
 import { ThreadTable, type Thread } from './thread-table.js';
 import type { TurnEngine } from './turn-engine.js';
 import { TurnRunner, type TurnRunnerLimits } from './turn-runner.js';
@@ -85,8 +85,15 @@ export interface ClosedThread {
   stoppedMcpServers: number;
 }
 
-/** How long `list()` reuses the store's summaries of threads this process has not loaded. */
-export const STORED_LIST_MAX_AGE_MS = 5_000;
+/** What {@link ThreadManager.list} is asked for. */
+export interface ThreadListOptions {
+  /** Only threads in this state. */
+  status?: ThreadState;
+  /** At most this many threads. */
+  limit: number;
+  /** The `nextCursor` of the previous page; omitted: the first page. */
+  cursor?: string;
+}
 
 /**
  * The session layer's face: starts threads and runs their turns (each call gets the turn as a
@@ -104,7 +111,6 @@ export class ThreadManager {
   readonly #threads: ThreadTable;
   readonly #runner: TurnRunner;
   #defaults?: ResolvedThreadSettings;
-  #stored: { at: number; summaries: Promise<ThreadSummary[]> } | undefined;
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -220,8 +226,6 @@ export class ThreadManager {
       const stoppedMcpServers = thread.engine.mcpServers().filter((server) => server.state === 'ready' || server.state === 'starting').length;
       await this.#threads.letGo(thread, { keep: false });
       const archivedTo = options.archive ? await this.#options.store.archive(threadId) : undefined;
-      // The cached summaries still list an archived thread.
-      if (archivedTo !== undefined) this.#stored = undefined;
       this.#logger.info(archivedTo === undefined ? 'thread closed' : 'thread closed and archived', { thread: threadId, stoppedCommands, stoppedMcpServers, archivedTo });
       return { threadId, archivedTo: archivedTo ?? null, stoppedCommands, stoppedMcpServers };
     } finally {
@@ -298,18 +302,35 @@ export class ThreadManager {
     return storedStatus(threadId, await this.#threads.readOnly(threadId), elsewhere, turnId);
   }
 
-  /** Every thread, loaded or stored, most recent activity first. */
-  async list(): Promise<ThreadListEntry[]> {
-    const [elsewhere, cached] = await Promise.all([this.#ownership.heldElsewhere(), this.#storedSummaries()]);
-    // Threads another owner runs now change by the second: read their summaries fresh (only what
-    // was appended since), not from the few-seconds-old cache.
-    const fresh = new Map<string, ThreadSummary>();
-    for (const summary of await Promise.all([...elsewhere.keys()].map((threadId) => this.#options.store.summary(threadId).catch(() => undefined)))) {
-      if (summary !== undefined) fresh.set(summary.threadId, summary);
-    }
-    const cachedIds = new Set(cached.map((summary) => summary.threadId));
-    const stored = [...cached.map((summary) => fresh.get(summary.threadId) ?? summary), ...[...fresh.values()].filter((summary) => !cachedIds.has(summary.threadId))];
-    return listEntries(this.#threads.values(), stored, elsewhere);
+  /**
+   * Opens what listings read (the store's summary index), for after start-up: the first `list()`
+   * then does not wait for it. A failure is left for `list()` to report.
+   */
+  async warmUp(): Promise<void> {
+    await this.#options.store.list({ limit: 0 });
+  }
+
+  /**
+   * One page of threads, loaded or stored, most recent activity first. Threads this process has
+   * loaded are listed from memory and threads another owner runs from their records read now;
+   * the store's index pages through the others.
+   * @throws LocalError `INVALID_ARGUMENT` for a cursor this server did not give.
+   */
+  async list(options: ThreadListOptions): Promise<ThreadListPage> {
+    const after = options.cursor === undefined ? undefined : decodeListCursor(options.cursor);
+    // Only a thread whose last turn is open in the store can be running in another process.
+    const elsewhere = await this.#ownership.heldElsewhere(await this.#options.store.openTurns());
+    const fresh = (await Promise.all([...elsewhere.keys()].map((threadId) => this.#options.store.summary(threadId).catch(() => undefined)))).filter(
+      (summary): summary is ThreadSummary => summary !== undefined,
+    );
+    const listed = listEntries(this.#threads.values(), fresh, elsewhere).filter((entry) => options.status === undefined || entry.status === options.status);
+    const exclude = new Set([...this.#threads.values()].map((thread) => thread.id));
+    for (const threadId of elsewhere.keys()) exclude.add(threadId);
+    // A thread nobody runs is idle, or failed when its last turn failed or its file does not read back.
+    const failed = options.status === undefined ? undefined : options.status === 'failed' ? true : options.status === 'idle' ? false : 'none';
+    const stored: ThreadSummaryPage =
+      failed === 'none' ? { summaries: [], next: undefined, total: 0 } : await this.#options.store.list({ limit: options.limit, after, failed, exclude });
+    return mergePage(listed, stored, after, options.limit);
   }
 
   /**
@@ -406,22 +427,5 @@ export class ThreadManager {
   /** The MCP servers of every loaded thread, with their state. */
   mcpServerStatuses(): (McpServerStatus & { threadId: string })[] {
     return [...this.#threads.values()].flatMap((thread) => thread.engine.mcpServers().map((status) => ({ threadId: thread.id, ...status })));
-  }
-
-  /**
-   * The store's thread summaries, re-read at most every STORED_LIST_MAX_AGE_MS: reading every
-   * thread's state costs far more than a listing should. Threads this process runs are listed
-   * from memory anyway; the cache only delays threads another owner writes.
-   */
-  async #storedSummaries(): Promise<ThreadSummary[]> {
-    const now = this.#now().getTime();
-    if (this.#stored === undefined || now - this.#stored.at > STORED_LIST_MAX_AGE_MS) {
-      const stored = { at: now, summaries: this.#options.store.list() };
-      this.#stored = stored;
-      stored.summaries.catch(() => {
-        if (this.#stored === stored) this.#stored = undefined;
-      });
-    }
-    return this.#stored.summaries;
   }
 }

@@ -34,8 +34,20 @@ export interface ThreadStore {
    * process's pending appends); undefined when it does not exist.
    */
   stamp(threadId: string): Promise<string | undefined>;
-  /** Every thread's summary, most recently updated first; one that does not read back is listed with `error`. */
-  list(): Promise<ThreadSummary[]>;
+  /**
+   * One page of thread summaries in list order (see {@link ThreadListPosition}); a thread that
+   * does not read back is listed with `error`. Keyset paging: a page starts after the position of
+   * the previous page's last summary, so paging costs the same at any depth and maps onto an
+   * ordered index of a database (`ORDER BY updated_at DESC, thread_id` with a `WHERE` on the
+   * position).
+   */
+  list(query: ThreadListQuery): Promise<ThreadSummaryPage>;
+  /**
+   * The threads whose last turn has no completion record (`lastStatus: 'incomplete'`): running
+   * now, here or in another process, or stopped by a crash during the turn. Only these can be
+   * running elsewhere, so the list asks the ownership about these alone.
+   */
+  openTurns(): Promise<string[]>;
   /** One thread's summary, as {@link list} gives it; undefined when it does not exist. */
   summary(threadId: string): Promise<ThreadSummary | undefined>;
   /** Waits for pending writes and lets go of resources. Idempotent; later creates and appends reject. */
@@ -105,6 +117,49 @@ export interface ThreadSummaryError {
 
 /** One thread in {@link ThreadStore.list}. */
 export type ThreadSummary = ThreadSummaryOk | ThreadSummaryError;
+
+/**
+ * A place in the list order: most recently updated first (`updatedAt` descending), ties by
+ * `threadId` ascending. ISO timestamps of one format compare as strings.
+ */
+export interface ThreadListPosition {
+  updatedAt: string;
+  threadId: string;
+}
+
+/** What {@link ThreadStore.list} is asked for. */
+export interface ThreadListQuery {
+  /** At most this many summaries (0: none, only `total`). */
+  limit: number;
+  /** Only summaries after this position (the last one of the previous page); omitted: from the start. */
+  after?: ThreadListPosition;
+  /**
+   * true: only threads whose last turn failed or that do not read back; false: only the others;
+   * omitted: all.
+   */
+  failed?: boolean;
+  /** Threads to leave out of the page and of `total` (the caller lists them from somewhere else). */
+  exclude?: ReadonlySet<string>;
+}
+
+/** One page of {@link ThreadStore.list}. */
+export interface ThreadSummaryPage {
+  summaries: ThreadSummary[];
+  /** Where the next page starts (the last summary's position); undefined when nothing follows. */
+  next: ThreadListPosition | undefined;
+  /** Summaries the query matches on every page (`failed` and `exclude` applied, not `after` or `limit`). */
+  total: number;
+}
+
+/** Whether `summary` comes before `position` in the list order (see {@link ThreadListPosition}). */
+export function comesBefore(summary: ThreadListPosition, position: ThreadListPosition): boolean {
+  return summary.updatedAt > position.updatedAt || (summary.updatedAt === position.updatedAt && summary.threadId < position.threadId);
+}
+
+/** Compares two positions in the list order, for sorting. */
+export function compareListPositions(a: ThreadListPosition, b: ThreadListPosition): number {
+  return comesBefore(a, b) ? -1 : comesBefore(b, a) ? 1 : 0;
+}
 
 
 /** An error about a thread id that does not exist; the MCP layer reports it with the id. */

@@ -306,7 +306,7 @@ describe('ThreadStore', () => {
     await writeFile(join(dir, 'notes.txt'), 'ignored');
     await writeFile(join(dir, 'bad name.jsonl'), 'ignored');
 
-    const byId = async (): Promise<Map<string, unknown>> => new Map((await store.list()).map((summary) => [summary.threadId, summary]));
+    const byId = async (): Promise<Map<string, unknown>> => new Map((await store.list({ limit: 1000 })).summaries.map((summary) => [summary.threadId, summary]));
     let summaries = await byId();
     expect([...summaries.keys()].sort()).toEqual(['broken', 'done', 'fresh', 'running']);
     expect(summaries.get('done')).toEqual({
@@ -332,7 +332,7 @@ describe('ThreadStore', () => {
     await appendFile(join(dir, 'done.jsonl'), 'garbage\n');
     summaries = await byId();
     expect(summaries.get('done')).toEqual({ threadId: 'done', updatedAt: expect.any(String), error: expect.stringContaining('line 8 of') });
-    expect(await newStore({ dir: join(tmp, 'nowhere') }).list()).toEqual([]);
+    expect(await newStore({ dir: join(tmp, 'nowhere') }).list({ limit: 1000 })).toEqual({ summaries: [], total: 0, next: undefined });
   });
 
   it('closes the least recently used handles beyond maxOpenFiles without losing order', async () => {
@@ -364,7 +364,7 @@ describe('ThreadStore', () => {
     expect(to).toBe(join(dir, 'archived', 'arc.jsonl'));
     expect(await readFile(to, 'utf8')).toContain('last words');
     expect(await store.load('arc')).toBeUndefined();
-    expect((await store.list()).map((summary) => summary.threadId)).not.toContain('arc');
+    expect((await store.list({ limit: 1000 })).summaries.map((summary) => summary.threadId)).not.toContain('arc');
     expect(store.archivedPath('arc')).toBe(to);
 
     await store.create(header('arc'));
