@@ -40,7 +40,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { withDefaultExcludesListed } from './env-policy.js';
 import { fetchThrough, HttpBodyStreams } from './http-client.js';
 import { pathToUri } from './path-uri.js';
-import { connectionLostError, RemoteProcess, type ReconnectProgress } from './remote-process.js';
+import { bytesOf, connectionLostError, RemoteProcess, type ReconnectProgress } from './remote-process.js';
 
 /** Default bound on the `initialize` round trip. */
 export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
@@ -354,7 +354,7 @@ export class ExecClient {
     const metadata = await this.getMetadata(path, options);
     if (metadata.isFile && metadata.size > this.#maxWholeFileBytes()) throw this.#fileTooLarge('read', path, metadata.size);
     const result = await this.request(FsReadFile, { path: pathToUri(path), ...sandboxParam(options) }, options);
-    return Buffer.from(result.dataBase64, 'base64');
+    return bytesOf(result.dataBase64);
   }
 
   /**
@@ -594,7 +594,8 @@ async function handshake(
 ): Promise<{ attached: Attached; sessionId: string; info: EnvironmentInfo }> {
   const transport = await connector.connect(options.signal);
   const connection = new RpcConnection(transport, { logger: options.logger, maxMessageBytes: options.maxMessageBytes });
-  connection.onNotification(ProcessOutput, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: Buffer.from(p.chunk, 'base64') }));
+  // Output decoded from the message's bytes, not parsed into a string first (see onNotificationWithBytes).
+  connection.onNotificationWithBytes(ProcessOutput, 'chunk', (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: bytesOf(p.chunk) }));
   connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode, sandboxDenied: p.sandboxDenied === true }));
   connection.onNotification(ProcessClosed, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'closed' }));
   const fetchFn = fetchThrough(new HttpBodyStreams(connection));

@@ -77,7 +77,7 @@ type AnyRequestHandler = {
   /** The params field a large message may deliver decoded. */
   bytesField?: string;
 };
-type AnyNotificationHandler = { schema: z.ZodType; handler: (params: unknown) => void };
+type AnyNotificationHandler = { schema: z.ZodType; handler: (params: unknown) => void; bytesField?: string };
 
 /**
  * One JSON-RPC connection in the Codex "lite" dialect, for either side: correlates responses,
@@ -96,7 +96,7 @@ export class RpcConnection {
   readonly #drainWaiters: (() => void)[] = [];
   readonly #maxMessageBytes: number;
   #nextId = 1;
-  /** Whether any handler was registered with `onRequestWithBytes` (else no message takes that path). */
+  /** Whether any handler was registered `…WithBytes` (else no message takes that path). */
   #takesBytes = false;
   #congested = false;
   #isClosed = false;
@@ -146,6 +146,7 @@ export class RpcConnection {
     this.#started = true;
     this.#transport.onmessage = (text) => this.#onMessage(text);
     this.#transport.onbytes = (bytes) => this.#onBytes(bytes);
+    this.#transport.onvalue = (value) => this.#onValue(value);
     this.#transport.onerror = (error) => this.#onTransportError(error);
     this.#transport.onclose = (reason) => this.#onClose(reason);
     this.#transport.ondrain = () => this.#onDrain();
@@ -175,6 +176,12 @@ export class RpcConnection {
     handler: RequestHandler<WithBytesField<z.output<P>, K>, z.input<R>>,
   ): void {
     this.#requestHandlers.set(spec.method, { schema: spec.params, handler: handler as AnyRequestHandler['handler'], bytesField: key });
+    this.#takesBytes = true;
+  }
+
+  /** {@link onNotification} for params with the base64 field `key`, as {@link onRequestWithBytes} (command output). */
+  onNotificationWithBytes<P extends z.ZodType, K extends keyof z.output<P> & string>(spec: NotificationSpec<P>, key: K, handler: (params: WithBytesField<z.output<P>, K>) => void): void {
+    this.#notificationHandlers.set(spec.method, { schema: spec.params, handler: handler as (params: unknown) => void, bytesField: key });
     this.#takesBytes = true;
   }
 
@@ -274,15 +281,16 @@ export class RpcConnection {
   }
 
   /**
-   * Encodes and sends a message with a large base64 field, then settles it once it has left the
-   * transport's buffer (at once when the send reported no back-pressure, else on drain).
+   * Sends a message with bytes fields (the transport encodes them, or hands them over in process),
+   * then settles it once it has left the transport's buffer (at once when the send reported no
+   * back-pressure, else on drain).
    */
   #sendBase64Message(message: WithBase64Field<unknown>, prefix: string): boolean {
     if (this.#isClosed) {
       message.settle();
       return true;
     }
-    const ok = this.#transport.send(message.encode(prefix, '}'));
+    const ok = this.#transport.send(message.framed(prefix, '}'));
     if (ok) {
       message.settle();
       return true;
@@ -331,15 +339,15 @@ export class RpcConnection {
   }
 
   #onBytes(bytes: Buffer): void {
-    if (!this.#onLargeRequest(bytes)) this.#onMessage(decodeUtf8(bytes));
+    if (!this.#onLargeMessage(bytes)) this.#onMessage(decodeUtf8(bytes));
   }
 
   /**
-   * The fast path for a large request to a handler registered with `onRequestWithBytes`: the
+   * The fast path for a large request or notification to a handler registered `…WithBytes`: the
    * large field is cut out, decoded from the bytes, and handed over as a Buffer. Returns false
    * (nothing done) whenever the message is anything else, and it is then parsed whole.
    */
-  #onLargeRequest(bytes: Buffer): boolean {
+  #onLargeMessage(bytes: Buffer): boolean {
     if (!this.#takesBytes) return false;
     const split = splitLargeString(bytes);
     if (split === undefined) return false;
@@ -350,8 +358,8 @@ export class RpcConnection {
       return false;
     }
     const message = classifyFast(value);
-    if (message?.kind !== 'request') return false;
-    const bytesField = this.#requestHandlers.get(message.method)?.bytesField;
+    if (message?.kind !== 'request' && message?.kind !== 'notification') return false;
+    const bytesField = (message.kind === 'request' ? this.#requestHandlers : this.#notificationHandlers).get(message.method)?.bytesField;
     const params = message.params;
     if (bytesField === undefined || typeof params !== 'object' || params === null || (params as Record<string, unknown>)[bytesField] !== LARGE_FIELD_PLACEHOLDER) {
       return false;
@@ -359,7 +367,8 @@ export class RpcConnection {
     // Strict base64 is what makes the substitution exact (see splitLargeString).
     const decoded = decodeBase64Bytes(split.field);
     if (decoded === undefined) return false;
-    this.#dispatchRequest(message.id, message.method, params, decoded);
+    if (message.kind === 'request') this.#dispatchRequest(message.id, message.method, params, decoded);
+    else this.#dispatchNotification(message.method, params, decoded);
     return true;
   }
 
@@ -371,6 +380,11 @@ export class RpcConnection {
       this.#sendParseError(errorMessage(error));
       return;
     }
+    this.#onValue(value);
+  }
+
+  /** A message parsed, or handed over as a value by an in-process peer. */
+  #onValue(value: unknown): void {
     const message = classifyFast(value) ?? classifyMessage(value);
     switch (message.kind) {
       case 'invalid':
@@ -455,7 +469,8 @@ export class RpcConnection {
       .catch((error: unknown) => this.#logger.error('failed to send a response', { error: errorMessage(error) }));
   }
 
-  #dispatchNotification(method: string, params: unknown): void {
+  /** `decoded`: as for {@link #dispatchRequest}. */
+  #dispatchNotification(method: string, params: unknown, decoded?: Buffer): void {
     const entry = this.#notificationHandlers.get(method);
     if (entry === undefined) {
       this.#options.onUnknownNotification?.(method);
@@ -466,6 +481,7 @@ export class RpcConnection {
       this.#logger.warn(`dropped ${method} with invalid params`, { from: this.label, error: describeParamsError(parsed.error) });
       return;
     }
+    if (decoded !== undefined && entry.bytesField !== undefined) (parsed.data as Record<string, unknown>)[entry.bytesField] = decoded;
     try {
       entry.handler(parsed.data);
     } catch (error) {
