@@ -1,6 +1,9 @@
 /**
  * Issue 2 figures: the same client against our exec-server and `codex exec-server` 0.169.0, over
- * websocket and stdio on loopback. Run with `npm run bench -- exec` (builds first).
+ * websocket and stdio on loopback. Issue 18 (3): the throughput of one command's output in
+ * process and over websocket, beside a plain Node pipe and a raw `ws` loopback measured in the
+ * same run. Run with `npm run bench -- exec` (builds first); `BENCH_ONLY=servers` or
+ * `BENCH_ONLY=output` runs one part.
  *
  * Both servers are measured side by side, one run of ours and one of codex's in turn (the order
  * alternating), so that load from other work on the machine and the client's own warm-up fall on
@@ -9,11 +12,13 @@
 import { spawn } from 'node:child_process';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
 import { ExecClient, type ExecConnector } from '../src/exec/client.js';
 import { ExecServer } from '../src/exec/server.js';
 import { localConnector, stdioConnector, websocketConnector } from '../src/environments/connectors.js';
 import { EnvironmentStatus } from '../src/protocol/exec.js';
-import { CLI, CODEX, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../test/helpers/process.js';
+import { CLI, CODEX, startCodexWsExecServer, startListening, startOurWsExecServer, tempDir, type ListeningProcess } from '../test/helpers/process.js';
 import { fmt, median, printTable, since } from './stats.js';
 
 const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 200);
@@ -32,6 +37,10 @@ const CONCURRENT_WARMUP = 500;
  */
 const CONCURRENT_TIMEOUT_MS = 10_000;
 const CONCURRENT_ATTEMPTS = 3;
+/** Output of one command in the issue 18 figure. */
+const OUTPUT_BYTES = 256 * 1024 * 1024;
+const OUTPUT_RUNS = Number(process.env.BENCH_OUTPUT_RUNS ?? 5);
+const ONLY = process.env.BENCH_ONLY?.split(',');
 
 interface Figures {
   startMs: number;
@@ -178,6 +187,115 @@ async function directSpawnMedian(): Promise<number> {
   return median(runs);
 }
 
+/** One way of moving a command's output to this process; resolves with the bytes received. */
+interface OutputCase {
+  name: string;
+  run: () => Promise<number>;
+  runs: number[];
+}
+
+/** `head -c OUTPUT_BYTES /dev/zero` through a plain Node pipe: the in-process floor. */
+function nodePipeOutput(work: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('head', ['-c', String(OUTPUT_BYTES), '/dev/zero'], { cwd: work, stdio: ['ignore', 'pipe', 'inherit'] });
+    let received = 0;
+    child.stdout.on('data', (data: Buffer) => (received += data.length));
+    child.once('error', reject);
+    child.once('close', () => resolve(received));
+  });
+}
+
+/** A client of `bench/raw-ws-floor.ts`: each run asks it for OUTPUT_BYTES of a command's output. */
+async function rawWsOutput(url: string): Promise<{ run: () => Promise<number>; close: () => void }> {
+  const socket = new WebSocket(url, { perMessageDeflate: false });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    socket.once('error', reject);
+  });
+  return {
+    run: () =>
+      new Promise((resolve) => {
+        let received = 0;
+        const onMessage = (data: Buffer): void => {
+          received += data.length;
+          if (received < OUTPUT_BYTES) return;
+          socket.off('message', onMessage);
+          resolve(received);
+        };
+        socket.on('message', onMessage);
+        socket.send(String(OUTPUT_BYTES));
+      }),
+    close: () => socket.close(),
+  };
+}
+
+/** Runs `head -c OUTPUT_BYTES /dev/zero` through `client` and counts the output events' bytes. */
+async function clientOutput(client: ExecClient, work: string): Promise<number> {
+  const command = await client.startProcess({ argv: ['head', '-c', String(OUTPUT_BYTES), '/dev/zero'], cwd: work, env: { PATH: '/usr/bin:/bin' }, tty: false });
+  let received = 0;
+  for await (const event of command.events()) if (event.kind === 'output') received += event.data.length;
+  return received;
+}
+
+/**
+ * Issue 18 (3): MiB/s of one command's 256 MiB of output, ours in process and over websocket
+ * beside the floors (a plain Node pipe, a raw `ws` loopback) and Codex's exec-server, interleaved
+ * round by round (the order rotating) so that the machine's load falls on all alike.
+ */
+async function measureOutput(work: string, ours: ListeningProcess, codex: ListeningProcess): Promise<void> {
+  const floorServer = await startListening(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./raw-ws-floor.ts', import.meta.url))]);
+  const local = new ExecServer({ env: process.env, host: { env: process.env, cwd: work, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' } });
+  const clients: ExecClient[] = [];
+  let rawWs: Awaited<ReturnType<typeof rawWsOutput>> | undefined;
+  try {
+    rawWs = await rawWsOutput(floorServer.url);
+    const connect = async (connector: ExecConnector): Promise<ExecClient> => {
+      const client = await ExecClient.connect(connector);
+      clients.push(client);
+      return client;
+    };
+    const [inProcess, oursWs, codexWs] = [await connect(localConnector(local)), await connect(websocketConnector(ours.url)), await connect(websocketConnector(codex.url))];
+    const raw = rawWs;
+    const cases: OutputCase[] = [
+      { name: 'Node pipe floor (head | this process)', run: () => nodePipeOutput(work), runs: [] },
+      { name: 'raw ws floor (head | ws server | this process)', run: () => raw.run(), runs: [] },
+      { name: 'ours in process (local)', run: () => clientOutput(inProcess, work), runs: [] },
+      { name: 'ours over websocket', run: () => clientOutput(oursWs, work), runs: [] },
+      { name: 'codex exec-server over websocket', run: () => clientOutput(codexWs, work), runs: [] },
+    ];
+    // One un-timed round warms every path up.
+    for (let round = -1; round < OUTPUT_RUNS; round++) {
+      const shift = Math.max(0, round) % cases.length;
+      for (const item of [...cases.slice(shift), ...cases.slice(0, shift)]) {
+        const t0 = performance.now();
+        const received = await item.run();
+        const seconds = since(t0) / 1000;
+        if (received !== OUTPUT_BYTES) throw new Error(`${item.name} received ${received} bytes, not ${OUTPUT_BYTES}`);
+        if (round >= 0) item.runs.push(OUTPUT_BYTES / 1024 / 1024 / seconds);
+      }
+    }
+    const [pipe, rawFloor, oursLocal, oursOverWs, codexOverWs] = cases.map((item) => median(item.runs));
+    if (pipe === undefined || rawFloor === undefined || oursLocal === undefined || oursOverWs === undefined || codexOverWs === undefined) throw new Error('missing figures');
+    process.stdout.write(`\nissue 18 (3): ${OUTPUT_BYTES / 1024 / 1024} MiB of one command's stdout, median of ${OUTPUT_RUNS} runs, MiB/s\n`);
+    printTable(
+      ['path', 'MiB/s', 'ratio', 'to', 'target'],
+      [
+        [cases[0]!.name, fmt(pipe, 0), '', '', ''],
+        [cases[1]!.name, fmt(rawFloor, 0), '', '', ''],
+        [cases[2]!.name, fmt(oursLocal, 0), fmt(oursLocal / pipe), 'Node pipe', '>= 0.8'],
+        [cases[3]!.name, fmt(oursOverWs, 0), fmt(oursOverWs / rawFloor), 'raw ws', '>= 0.7'],
+        [cases[4]!.name, fmt(codexOverWs, 0), fmt(codexOverWs / rawFloor), 'raw ws', ''],
+        ['ours over websocket vs codex', '', fmt(oursOverWs / codexOverWs), 'codex', '>= 1.0'],
+      ],
+    );
+  } finally {
+    rawWs?.close();
+    for (const client of clients) await client.close();
+    await local.close();
+    await floorServer.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const work = await tempDir('bench-exec-');
   const codexHome = await tempDir('bench-codex-home-');
@@ -186,6 +304,8 @@ async function main(): Promise<void> {
     const ours = await startOurWsExecServer();
     const codex = await startCodexWsExecServer(codexHome.path);
     servers.push(ours, codex);
+    if (ONLY === undefined || ONLY.includes('output')) await measureOutput(work.path, ours, codex);
+    if (ONLY !== undefined && !ONLY.includes('servers')) return;
     const [oursWs, codexWs] = await measure([websocketConnector(ours.url), websocketConnector(codex.url)], work.path);
     const [oursStdio, codexStdio] = await measure(
       [

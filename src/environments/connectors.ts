@@ -30,13 +30,16 @@ export function stdioConnector(command: { program: string; args: readonly string
   };
 }
 
-/** The in-process exec-server: the same handlers as a remote one, over a memory pair. */
+/**
+ * The in-process exec-server: the same handlers as a remote one, over a memory pair that hands
+ * bytes fields (command output, file contents) over as Buffers, with no base64 or JSON between.
+ */
 export function localConnector(server: ExecServer): ExecConnector {
   return {
     label: 'local',
     resumable: false,
     connect: () => {
-      const [clientSide, serverSide] = createMemoryPair('local');
+      const [clientSide, serverSide] = createMemoryPair('local', { values: true });
       server.serve(serverSide, { resumable: false });
       return Promise.resolve(clientSide);
     },

@@ -1,48 +1,34 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import {
-  FsCanonicalize,
-  FsCopy,
-  FsCreateDirectory,
-  FsGetMetadata,
-  FsReadDirectory,
-  FsReadFile,
-  FsRemove,
-  FsWriteFile,
-  Initialize,
-  Initialized,
-  ProcessClosed,
-  ProcessExited,
-  ProcessOutput,
   ProcessRead,
   ProcessSignal,
   ProcessStart,
   type ProcessStartParamsSchema,
   ProcessTerminate,
   ProcessWrite,
-  type DirectoryEntry,
   type EnvironmentInfo,
-  type FileMetadata,
   type EnvPolicy,
   type SandboxContext,
 } from '../protocol/exec.js';
 import { RpcErrorCode, type MethodSpec } from '../protocol/jsonrpc.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, maxBase64PayloadBytes } from '../protocol/limits.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, RpcConnection, type RequestOptions } from '../rpc/connection.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/limits.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, type RpcConnection, type RequestOptions } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
-import type { MessageTransport } from '../transport/transport.js';
-import { abortReason, sleep, withDeadline } from '../util/abort.js';
+import { abortReason, sleep } from '../util/abort.js';
 import { encodeBase64 } from '../util/base64.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { handshake, type Attached, type ExecClientOptions, type ExecConnector } from './client-connect.js';
+import { ExecFileSystem } from './client-fs.js';
 import { withDefaultExcludesListed } from './env-policy.js';
-import { fetchThrough, HttpBodyStreams } from './http-client.js';
 import { pathToUri } from './path-uri.js';
 import { connectionLostError, RemoteProcess, type ReconnectProgress } from './remote-process.js';
 
-/** Default bound on the `initialize` round trip. */
-export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
+export { DEFAULT_INITIALIZE_TIMEOUT_MS, type ExecClientOptions, type ExecConnector } from './client-connect.js';
+export type { FsRequestOptions } from './client-fs.js';
+
 /**
  * How long a dropped websocket is retried with session resume (as the Codex client: 25 s). A
  * refused connection ends it at once: nothing listens there any more, so no session is left.
@@ -66,34 +52,6 @@ const UNKNOWN_PROCESS = /unknown process id/;
 const PROCESS_STARTING = /is starting/;
 const DUPLICATE_PROCESS = /already exists/;
 
-/** Produces fresh transports to one exec-server. */
-export interface ExecConnector {
-  /** For messages, e.g. the URL or `stdio:ssh`. */
-  readonly label: string;
-  /** True when a dropped connection can be resumed (websocket); false for stdio children. */
-  readonly resumable: boolean;
-  connect(signal?: AbortSignal): Promise<MessageTransport>;
-}
-
-/** Options of {@link ExecClient.connect}. */
-export interface ExecClientOptions {
-  /** Sent as `clientName`. @default 'codex-multienv' */
-  clientName?: string;
-  /** @default DEFAULT_INITIALIZE_TIMEOUT_MS */
-  initializeTimeoutMs?: number;
-  /** @default DEFAULT_RECONNECT_WINDOW_MS */
-  reconnectWindowMs?: number;
-  logger?: Logger;
-  signal?: AbortSignal;
-  /**
-   * Largest message sent to the server; the connector's transport holds incoming messages to its
-   * own limit, by default the same. A file read or written whole with `readFile` and `writeFile`
-   * must fit in one as base64; a larger one fails before anything is sent.
-   * @default DEFAULT_MAX_MESSAGE_BYTES
-   */
-  maxMessageBytes?: number;
-}
-
 /** The connection state of a client. */
 export type ExecClientState = 'connected' | 'reconnecting' | 'closed';
 
@@ -115,22 +73,6 @@ export interface StartProcessParams {
   sandbox?: SandboxContext | null;
 }
 
-/** Options of the filesystem methods: the sandbox the executor must apply to the operation. */
-export interface FsRequestOptions extends RequestOptions {
-  /** Codex's `FileSystemSandboxContext`; absent or null: none. */
-  sandbox?: SandboxContext | null;
-}
-
-/** The `sandbox` field, sent only when there is one (older executors never see it otherwise). */
-function sandboxParam(options: FsRequestOptions | undefined): { sandbox?: SandboxContext } {
-  return options?.sandbox === undefined || options.sandbox === null ? {} : { sandbox: options.sandbox };
-}
-
-interface Attached {
-  connection: RpcConnection;
-  fetch: typeof fetch;
-}
-
 let processCounter = 0;
 
 /**
@@ -138,7 +80,7 @@ let processCounter = 0;
  * resumes a dropped websocket session and replays missed output, and fails everything clearly
  * when the session is lost for good.
  */
-export class ExecClient {
+export class ExecClient extends ExecFileSystem {
   readonly #connector: ExecConnector;
   readonly #options: ExecClientOptions;
   readonly #logger: Logger;
@@ -162,6 +104,7 @@ export class ExecClient {
     first: { attached: Attached; sessionId: string; info: EnvironmentInfo },
     processes: Map<string, RemoteProcess>,
   ) {
+    super();
     this.#processes = processes;
     this.#connector = connector;
     this.#options = options;
@@ -207,6 +150,10 @@ export class ExecClient {
   /** Label of the exec-server, for messages. */
   get label(): string {
     return this.#connector.label;
+  }
+
+  protected get maxMessageBytes(): number {
+    return this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   /** Subscribes to state changes; returns the unsubscribe function. */
@@ -341,73 +288,6 @@ export class ExecClient {
       `the connection to ${this.label} was lost before it answered process/start of ${handle.id}, so the command may or may not have started on ${this.label}: ${errorMessage(cause)}`,
       { cause },
     );
-  }
-
-  /**
-   * Reads a whole file. One whose base64 does not fit in one message fails with LIMIT_EXCEEDED,
-   * found by asking its size first: a server that does not bound its reads (the Codex
-   * exec-server does not) would answer with a message over the limit, and on a websocket such a
-   * message costs the connection, and every other request on it.
-   */
-  async readFile(path: string, options?: FsRequestOptions): Promise<Buffer> {
-    const metadata = await this.getMetadata(path, options);
-    if (metadata.isFile && metadata.size > this.#maxWholeFileBytes()) throw this.#fileTooLarge('read', path, metadata.size);
-    const result = await this.request(FsReadFile, { path: pathToUri(path), ...sandboxParam(options) }, options);
-    return Buffer.from(result.dataBase64, 'base64');
-  }
-
-  /**
-   * Creates or truncates a file; the parent directory must exist. Data whose base64 does not fit
-   * in one message fails with LIMIT_EXCEEDED before anything is sent.
-   */
-  async writeFile(path: string, data: Uint8Array | string, options?: FsRequestOptions): Promise<void> {
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    if (bytes.byteLength > this.#maxWholeFileBytes()) throw this.#fileTooLarge('write', path, bytes.byteLength);
-    await this.request(FsWriteFile, { path: pathToUri(path), dataBase64: encodeBase64(bytes), ...sandboxParam(options) }, options);
-  }
-
-  /** The largest file moved whole: its base64 fills one message. */
-  #maxWholeFileBytes(): number {
-    return maxBase64PayloadBytes(this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-  }
-
-  #fileTooLarge(operation: 'read' | 'write', path: string, size: number): LocalError {
-    const maxMessageBytes = this.#options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    const inBlocks = operation === 'read' ? 'fs/open and fs/readBlock' : 'fs/open (mode replace) and fs/writeBlock';
-    return new LocalError(
-      LocalErrorCode.LimitExceeded,
-      `file too large to ${operation} whole on ${this.label}: \`${path}\` is ${size} bytes, over the ${this.#maxWholeFileBytes()}-byte limit (its base64 must fit in one ${maxMessageBytes}-byte message); ${operation} it in blocks with ${inBlocks}`,
-    );
-  }
-
-  /** Creates a directory and its parents. */
-  async createDirectory(path: string, options?: FsRequestOptions): Promise<void> {
-    await this.request(FsCreateDirectory, { path: pathToUri(path), recursive: true, ...sandboxParam(options) }, options);
-  }
-
-  /** Stats a path (following symlinks). */
-  getMetadata(path: string, options?: FsRequestOptions): Promise<FileMetadata> {
-    return this.request(FsGetMetadata, { path: pathToUri(path), ...sandboxParam(options) }, options);
-  }
-
-  /** Lists one directory. */
-  async readDirectory(path: string, options?: FsRequestOptions): Promise<DirectoryEntry[]> {
-    return (await this.request(FsReadDirectory, { path: pathToUri(path), ...sandboxParam(options) }, options)).entries;
-  }
-
-  /** Removes a file or a tree. */
-  async remove(path: string, options?: FsRequestOptions): Promise<void> {
-    await this.request(FsRemove, { path: pathToUri(path), recursive: true, force: true, ...sandboxParam(options) }, options);
-  }
-
-  /** Copies a file or (recursively) a tree. */
-  async copy(source: string, destination: string, recursive: boolean, options?: FsRequestOptions): Promise<void> {
-    await this.request(FsCopy, { sourcePath: pathToUri(source), destinationPath: pathToUri(destination), recursive, ...sandboxParam(options) }, options);
-  }
-
-  /** Resolves symlinks and `..`; returns the canonical `file://` URI. */
-  async canonicalize(path: string, options?: FsRequestOptions): Promise<string> {
-    return (await this.request(FsCanonicalize, { path: pathToUri(path), ...sandboxParam(options) }, options)).path;
   }
 
   /** HTTP through the executor (`http/request`), as a WHATWG fetch. */
@@ -582,42 +462,4 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
-}
-
-/** Connects one transport, initializes (or resumes) a session and acknowledges it. */
-async function handshake(
-  connector: ExecConnector,
-  options: ExecClientOptions,
-  resumeSessionId: string | undefined,
-  route: (processId: string) => RemoteProcess | undefined,
-): Promise<{ attached: Attached; sessionId: string; info: EnvironmentInfo }> {
-  const transport = await connector.connect(options.signal);
-  const connection = new RpcConnection(transport, { logger: options.logger, maxMessageBytes: options.maxMessageBytes });
-  connection.onNotification(ProcessOutput, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'output', stream: p.stream, data: Buffer.from(p.chunk, 'base64') }));
-  connection.onNotification(ProcessExited, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'exited', exitCode: p.exitCode, sandboxDenied: p.sandboxDenied === true }));
-  connection.onNotification(ProcessClosed, (p) => route(p.processId)?.accept({ seq: p.seq, kind: 'closed' }));
-  const fetchFn = fetchThrough(new HttpBodyStreams(connection));
-  connection.start();
-  const timeoutMs = options.initializeTimeoutMs ?? DEFAULT_INITIALIZE_TIMEOUT_MS;
-  try {
-    const result = await withDeadline(
-      connection.request(Initialize, { clientName: options.clientName ?? 'codex-multienv', resumeSessionId: resumeSessionId ?? null }, { timeoutMs: timeoutMs + 1000 }),
-      timeoutMs,
-      () => new LocalError(LocalErrorCode.InitializeTimeout, `exec-server ${connector.label} did not answer initialize within ${timeoutMs} ms`),
-      options.signal,
-    );
-    connection.notify(Initialized, {});
-    return { attached: { connection, fetch: fetchFn }, sessionId: result.sessionId, info: result.environmentInfo ?? {} };
-  } catch (error) {
-    await connection.close();
-    const diagnostics = transport.diagnostics?.();
-    if (error instanceof LocalError && error.code === LocalErrorCode.ConnectionClosed) {
-      throw new LocalError(
-        LocalErrorCode.ProcessFailed,
-        `exec-server ${connector.label} closed the connection before initialize completed${diagnostics === undefined ? '' : `; it said: ${diagnostics}`}`,
-        { cause: error },
-      );
-    }
-    throw error;
-  }
 }

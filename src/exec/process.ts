@@ -1,9 +1,9 @@
 import type { IPty } from '@lydell/node-pty';
-import type { OutputChunk, OutputStream, ProcessReadResult, WriteStatus } from '../protocol/exec.js';
+import type { OutputStream, WriteStatus } from '../protocol/exec.js';
 import { RpcError } from '../rpc/errors.js';
 import { abortReason } from '../util/abort.js';
-import { encodeBase64 } from '../util/base64.js';
 import { ioError } from './io-errors.js';
+import { OutputRing } from './output-ring.js';
 import { startPiped, type PipedChild, type PipedEvents, type PipedSpec } from './piped-start.js';
 
 /** Default bytes of recent output retained per process for `process/read` (as Codex: ~1 MiB). */
@@ -49,6 +49,20 @@ export interface ManagedProcessOptions {
   nativeStarter?: boolean;
 }
 
+/**
+ * A `process/read` result whose chunks hold the output's bytes: base64 only where a wire carries
+ * it (send it with `withBytes`), the Buffers themselves to an in-process client.
+ */
+export type ProcessReadBytes = {
+  chunks: { seq: number; stream: OutputStream; chunk: Buffer }[];
+  nextSeq: number;
+  exited: boolean;
+  exitCode: number | null;
+  closed: boolean;
+  failure: null;
+  sandboxDenied: boolean;
+};
+
 /** Options of {@link ManagedProcess.read}. */
 export interface ReadOptions {
   afterSeq: number;
@@ -65,12 +79,10 @@ const PTY_ROWS = 24;
  * with idempotent writes, and signals to its whole process group.
  */
 export class ManagedProcess {
-  readonly #retained: Extract<ProcessEvent, { kind: 'output' }>[] = [];
+  readonly #retained: OutputRing;
   readonly #writeIds = new Set<string>();
   readonly #waiters = new Set<() => void>();
-  readonly #retainLimit: number;
   readonly #onEvent: (event: ProcessEvent) => void;
-  #retainedBytes = 0;
   #seq = 0;
   #exitCode: number | null = null;
   #exitSeq: number | null = null;
@@ -94,7 +106,7 @@ export class ManagedProcess {
     spec: SpawnSpec,
     options: ManagedProcessOptions,
   ) {
-    this.#retainLimit = options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES;
+    this.#retained = new OutputRing(options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES);
     this.#onEvent = options.onEvent;
     this.#stdinOpen = spec.tty || spec.pipeStdin;
     this.#sandboxed = spec.sandboxed === true;
@@ -188,8 +200,11 @@ export class ManagedProcess {
     return this.#exitCode === null;
   }
 
-  /** Reads retained output after `afterSeq`, long-polling up to `waitMs` for something new. */
-  async read(options: ReadOptions): Promise<ProcessReadResult> {
+  /**
+   * Reads retained output after `afterSeq`, long-polling up to `waitMs` for something new. The
+   * chunks are the bytes (copies), not base64 (see {@link ProcessReadBytes}).
+   */
+  async read(options: ReadOptions): Promise<ProcessReadBytes> {
     const deadline = Date.now() + options.waitMs;
     for (;;) {
       const result = this.#collect(options.afterSeq, options.maxBytes);
@@ -264,8 +279,7 @@ export class ManagedProcess {
 
   /** Drops retained output of a finished process to free memory; its id stays taken. */
   releaseOutput(): void {
-    this.#retained.length = 0;
-    this.#retainedBytes = 0;
+    this.#retained.clear();
   }
 
   /** Whether the group still has members; only meaningful once the leader has exited and been reaped. */
@@ -295,19 +309,19 @@ export class ManagedProcess {
     }
   }
 
-  #collect(afterSeq: number, maxBytes: number | undefined): ProcessReadResult {
-    const chunks: OutputChunk[] = [];
+  #collect(afterSeq: number, maxBytes: number | undefined): ProcessReadBytes {
+    const chunks: ProcessReadBytes['chunks'] = [];
     let bytes = 0;
     let cutShort = false;
-    for (const event of this.#retained) {
-      if (event.seq <= afterSeq) continue;
+    for (const retained of this.#retained.chunks) {
+      if (retained.seq <= afterSeq) continue;
       // At least one chunk is returned even when it alone exceeds the budget; chunks are never split.
-      if (maxBytes !== undefined && chunks.length > 0 && bytes + event.data.length > maxBytes) {
+      if (maxBytes !== undefined && chunks.length > 0 && bytes + retained.length > maxBytes) {
         cutShort = true;
         break;
       }
-      chunks.push({ seq: event.seq, stream: event.stream, chunk: encodeBase64(event.data) });
-      bytes += event.data.length;
+      chunks.push({ seq: retained.seq, stream: retained.stream, chunk: this.#retained.read(retained) });
+      bytes += retained.length;
     }
     const last = chunks[chunks.length - 1];
     return {
@@ -349,13 +363,9 @@ export class ManagedProcess {
 
   #output(stream: OutputStream, data: Buffer): void {
     this.#lastOutputAt = Date.now();
-    // Raw bytes are retained (base64 is made when sent or read): a third less memory.
     const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
-    this.#retained.push(event);
-    this.#retainedBytes += data.length;
-    while (this.#retainedBytes > this.#retainLimit && this.#retained.length > 1) {
-      this.#retainedBytes -= this.#retained.shift()?.data.length ?? 0;
-    }
+    // Raw bytes are retained (base64 is made only where a wire carries them): a third less memory.
+    this.#retained.push(event.seq, stream, data);
     this.#onEvent(event);
     this.#changed();
   }
@@ -374,11 +384,12 @@ export class ManagedProcess {
   #outputLooksDenied(): boolean {
     const tail: Buffer[] = [];
     let bytes = 0;
-    for (let i = this.#retained.length - 1; i >= 0 && bytes < DENIAL_SCAN_BYTES; i--) {
-      const data = this.#retained[i]?.data;
-      if (data === undefined) continue;
-      tail.unshift(data);
-      bytes += data.length;
+    const retained = this.#retained.chunks;
+    for (let i = retained.length - 1; i >= 0 && bytes < DENIAL_SCAN_BYTES; i--) {
+      const chunk = retained[i];
+      if (chunk === undefined) continue;
+      tail.unshift(this.#retained.read(chunk));
+      bytes += chunk.length;
     }
     const text = Buffer.concat(tail).toString('utf8').toLowerCase();
     return DENIAL_MARKERS.some((marker) => text.includes(marker));

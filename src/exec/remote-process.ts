@@ -1,6 +1,6 @@
 import type { OutputStream, ProcessReadResult } from '../protocol/exec.js';
-import { abortReason } from '../util/abort.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { WaitList } from '../util/wait-list.js';
 
 /** An event of a remote process as the client sees it, in order, without duplicates. */
 export type RemoteProcessEvent =
@@ -75,7 +75,7 @@ export class RemoteProcess {
   #closed = false;
   #failure: Error | undefined;
   /** Everyone waiting in {@link RemoteProcess.waitForEvents} (e.g. two `write_stdin` calls on one session). */
-  readonly #waiters = new Set<() => void>();
+  readonly #waiters = new WaitList();
   #writeCounter = 0;
   /** Set by the client: called once when `closed` or `failed` is queued (no event comes after). */
   onFinished?: () => void;
@@ -138,27 +138,7 @@ export class RemoteProcess {
    */
   waitForEvents(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (this.#queue.length > 0 || this.finished) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted === true) {
-        reject(abortReason(signal));
-        return;
-      }
-      const done = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#waiters.delete(done);
-        resolve();
-      };
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        this.#waiters.delete(done);
-        reject(abortReason(signal));
-      };
-      const timer = setTimeout(done, timeoutMs);
-      timer.unref?.();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.add(done);
-    });
+    return this.#waiters.wait(timeoutMs, signal);
   }
 
   /** Every event until `closed`, as an async generator; breaking out does not stop the process. */
@@ -237,7 +217,7 @@ export class RemoteProcess {
       this.#explainGap(chunk.seq, chunk.stream, gap);
       // A held notification may have carried this chunk already.
       if (this.finished || chunk.seq <= this.#lastSeq) continue;
-      this.#apply({ seq: chunk.seq, kind: 'output', stream: chunk.stream, data: Buffer.from(chunk.chunk, 'base64') });
+      this.#apply({ seq: chunk.seq, kind: 'output', stream: chunk.stream, data: bytesOf(chunk.chunk) });
     }
     this.#explainGap(result.closed ? covered : covered + 1, chunks[0]?.stream ?? 'stdout', gap);
     // An exit the accounting found no place for (a server counting seqs differently) still counts.
@@ -350,9 +330,17 @@ export class RemoteProcess {
         }
       }
     }
-    for (const waiter of [...this.#waiters]) waiter();
+    this.#waiters.wakeAll();
     if (event.kind === 'closed' || event.kind === 'failed') this.onFinished?.();
   }
+}
+
+/**
+ * The bytes of a bytes field a server sent: its base64 text decoded (as leniently as Node's
+ * decoder), or the Buffer an in-process server handed over.
+ */
+export function bytesOf(field: string | Buffer): Buffer {
+  return typeof field === 'string' ? Buffer.from(field, 'base64') : field;
 }
 
 /** The error a process gets when its connection is lost for good. */

@@ -17,7 +17,7 @@ import {
 } from '../protocol/exec.js';
 import { RpcErrorCode } from '../protocol/jsonrpc.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, maxBase64PayloadBytes } from '../protocol/limits.js';
-import { withBase64Bytes } from '../rpc/base64-field.js';
+import { withBytes } from '../rpc/base64-field.js';
 import { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import type { MessageTransport } from '../transport/transport.js';
@@ -146,7 +146,7 @@ class Session {
     let ok: boolean;
     switch (event.kind) {
       case 'output':
-        ok = connection.notify(ProcessOutput, withBase64Bytes({ processId, seq: event.seq, stream: event.stream }, 'chunk', event.data));
+        ok = connection.notify(ProcessOutput, withBytes({ processId, seq: event.seq, stream: event.stream, chunk: event.data }));
         break;
       case 'exited':
         ok = connection.notify(ProcessExited, { processId, seq: event.seq, exitCode: event.exitCode, sandboxDenied: event.sandboxDenied });
@@ -346,16 +346,17 @@ export class ExecServer {
       }
     });
 
-    connection.onRequest(ProcessRead, (params) => {
+    connection.onRequest(ProcessRead, async (params) => {
       const entry = session.processes.get(params.processId);
       if (entry === undefined) throw RpcError.invalidRequest(`unknown process id ${params.processId}`);
       if (entry === 'starting') throw RpcError.invalidRequest(`process id ${params.processId} is starting`);
-      return entry.read({
+      const read = await entry.read({
         afterSeq: params.afterSeq ?? 0,
         maxBytes: params.maxBytes ?? undefined,
         waitMs: params.waitMs ?? 0,
         signal: connection.signal,
       });
+      return withBytes(read);
     });
 
     connection.onRequestWithBytes(ProcessWrite, 'chunk', (params) => {

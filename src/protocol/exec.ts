@@ -42,6 +42,16 @@ const FileHandleId = z
 const PathUri = z.string();
 /** Standard padded base64. Validated by the receiver to report codex-compatible errors. */
 const Base64 = z.string();
+/**
+ * Bytes a server sends (output, a file's contents): standard padded base64 on a wire. From an
+ * in-process server, whose messages arrive as values, the bytes themselves (as a Buffer).
+ */
+const Bytes = z.union([
+  Base64,
+  z
+    .custom<Uint8Array>((value) => value instanceof Uint8Array, 'expected base64 text or bytes')
+    .transform((bytes) => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))),
+]);
 const optionalBool = z.boolean().nullish();
 /** The sandbox context (`FileSystemSandboxContext`); interpreted by the policy layer. */
 export const SandboxContextSchema = z.looseObject({ permissions: z.unknown() });
@@ -137,7 +147,7 @@ export const OutputStreamSchema = z.enum(['stdout', 'stderr', 'pty']);
 export type OutputStream = z.infer<typeof OutputStreamSchema>;
 
 /** A retained output chunk. */
-export const OutputChunkSchema = z.looseObject({ seq: u64, stream: OutputStreamSchema, chunk: Base64 });
+export const OutputChunkSchema = z.looseObject({ seq: u64, stream: OutputStreamSchema, chunk: Bytes });
 /** A retained output chunk. */
 export type OutputChunk = z.infer<typeof OutputChunkSchema>;
 
@@ -190,7 +200,7 @@ export const ProcessTerminate = method(
 /** `process/output` notification. */
 export const ProcessOutput = notification(
   'process/output',
-  z.looseObject({ processId: z.string(), seq: u64, stream: OutputStreamSchema, chunk: Base64 }),
+  z.looseObject({ processId: z.string(), seq: u64, stream: OutputStreamSchema, chunk: Bytes }),
 );
 
 /** `process/exited` notification. */
@@ -209,7 +219,7 @@ export const ProcessClosed = notification('process/closed', z.looseObject({ proc
 export const FsReadFile = method(
   'fs/readFile',
   z.looseObject({ path: PathUri, followSymlinks: optionalBool, sandbox: SandboxContext }),
-  z.looseObject({ dataBase64: Base64 }),
+  z.looseObject({ dataBase64: Bytes }),
 );
 
 /** `fs/writeFile`: creates or truncates; the parent must exist. */
@@ -304,7 +314,7 @@ export const FsOpen = method(
 export const FsReadBlock = method(
   'fs/readBlock',
   z.looseObject({ handleId: FileHandleId, offset: u64, len: u64 }),
-  z.looseObject({ chunk: Base64, eof: z.boolean() }),
+  z.looseObject({ chunk: Bytes, eof: z.boolean() }),
 );
 
 /** `fs/writeBlock`. */

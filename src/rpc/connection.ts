@@ -74,7 +74,7 @@ type AnyRequestHandler = {
   /** The params field a large message may deliver decoded. */
   bytesField?: string;
 };
-type AnyNotificationHandler = { schema: z.ZodType; handler: (params: unknown) => void };
+type AnyNotificationHandler = { schema: z.ZodType; handler: (params: unknown) => void; bytesField?: string };
 
 /**
  * One JSON-RPC connection in the Codex "lite" dialect, for either side: correlates responses,
@@ -91,7 +91,7 @@ export class RpcConnection {
   readonly #notificationHandlers = new Map<string, AnyNotificationHandler>();
   readonly #lifetime = new AbortController();
   readonly #closed = deferred<Error | undefined>();
-  /** Whether any handler was registered with `onRequestWithBytes` (else no message takes that path). */
+  /** Whether any handler was registered `…WithBytes` (else no message takes that path). */
   #takesBytes = false;
   #isClosed = false;
   #started = false;
@@ -139,6 +139,7 @@ export class RpcConnection {
     this.#started = true;
     this.#transport.onmessage = (text) => this.#onMessage(text);
     this.#transport.onbytes = (bytes) => this.#onBytes(bytes);
+    this.#transport.onvalue = (value) => this.#onValue(value);
     this.#transport.onerror = (error) => this.#onTransportError(error);
     this.#transport.onclose = (reason) => this.#onClose(reason);
     this.#transport.ondrain = () => this.#outbox.drained();
@@ -168,6 +169,12 @@ export class RpcConnection {
     handler: RequestHandler<WithBytesField<z.output<P>, K>, z.input<R>>,
   ): void {
     this.#requestHandlers.set(spec.method, { schema: spec.params, handler: handler as AnyRequestHandler['handler'], bytesField: key });
+    this.#takesBytes = true;
+  }
+
+  /** {@link onNotification} for params with the base64 field `key`, as {@link onRequestWithBytes} (command output). */
+  onNotificationWithBytes<P extends z.ZodType, K extends keyof z.output<P> & string>(spec: NotificationSpec<P>, key: K, handler: (params: WithBytesField<z.output<P>, K>) => void): void {
+    this.#notificationHandlers.set(spec.method, { schema: spec.params, handler: handler as (params: unknown) => void, bytesField: key });
     this.#takesBytes = true;
   }
 
@@ -269,15 +276,15 @@ export class RpcConnection {
   }
 
   #onBytes(bytes: Buffer): void {
-    if (!this.#onLargeRequest(bytes)) this.#onMessage(decodeUtf8(bytes));
+    if (!this.#onLargeMessage(bytes)) this.#onMessage(decodeUtf8(bytes));
   }
 
   /**
-   * The fast path for a large request to a handler registered with `onRequestWithBytes`: the
+   * The fast path for a large request or notification to a handler registered `…WithBytes`: the
    * large field is cut out, decoded from the bytes, and handed over as a Buffer. Returns false
    * (nothing done) whenever the message is anything else, and it is then parsed whole.
    */
-  #onLargeRequest(bytes: Buffer): boolean {
+  #onLargeMessage(bytes: Buffer): boolean {
     if (!this.#takesBytes) return false;
     const split = splitLargeString(bytes);
     if (split === undefined) return false;
@@ -288,8 +295,8 @@ export class RpcConnection {
       return false;
     }
     const message = classifyFast(value);
-    if (message?.kind !== 'request') return false;
-    const bytesField = this.#requestHandlers.get(message.method)?.bytesField;
+    if (message?.kind !== 'request' && message?.kind !== 'notification') return false;
+    const bytesField = (message.kind === 'request' ? this.#requestHandlers : this.#notificationHandlers).get(message.method)?.bytesField;
     const params = message.params;
     if (bytesField === undefined || typeof params !== 'object' || params === null || (params as Record<string, unknown>)[bytesField] !== LARGE_FIELD_PLACEHOLDER) {
       return false;
@@ -297,7 +304,8 @@ export class RpcConnection {
     // Strict base64 is what makes the substitution exact (see splitLargeString).
     const decoded = decodeBase64Bytes(split.field);
     if (decoded === undefined) return false;
-    this.#dispatchRequest(message.id, message.method, params, decoded);
+    if (message.kind === 'request') this.#dispatchRequest(message.id, message.method, params, decoded);
+    else this.#dispatchNotification(message.method, params, decoded);
     return true;
   }
 
@@ -309,6 +317,11 @@ export class RpcConnection {
       this.#sendParseError(errorMessage(error));
       return;
     }
+    this.#onValue(value);
+  }
+
+  /** A message parsed, or handed over as a value by an in-process peer. */
+  #onValue(value: unknown): void {
     const message = classifyFast(value) ?? classifyMessage(value);
     switch (message.kind) {
       case 'invalid':
@@ -388,7 +401,8 @@ export class RpcConnection {
       .catch((error: unknown) => this.#logger.error('failed to send a response', { error: errorMessage(error) }));
   }
 
-  #dispatchNotification(method: string, params: unknown): void {
+  /** `decoded`: as for {@link #dispatchRequest}. */
+  #dispatchNotification(method: string, params: unknown, decoded?: Buffer): void {
     const entry = this.#notificationHandlers.get(method);
     if (entry === undefined) {
       this.#options.onUnknownNotification?.(method);
@@ -399,6 +413,7 @@ export class RpcConnection {
       this.#logger.warn(`dropped ${method} with invalid params`, { from: this.label, error: describeParamsError(parsed.error) });
       return;
     }
+    if (decoded !== undefined && entry.bytesField !== undefined) (parsed.data as Record<string, unknown>)[entry.bytesField] = decoded;
     try {
       entry.handler(parsed.data);
     } catch (error) {

@@ -52,15 +52,16 @@ export class Outbox {
   }
 
   /**
-   * Encodes and sends a message with a large base64 field, then settles it once it has left the
-   * transport's buffer (at once when the send reported no back-pressure, else on drain).
+   * Sends a message with bytes fields (the transport encodes them, or hands them over in process),
+   * then settles it once it has left the transport's buffer (at once when the send reported no
+   * back-pressure, else on drain).
    */
   sendBase64Message(message: WithBase64Field<unknown>, prefix: string): boolean {
     if (this.#closed) {
       message.settle();
       return true;
     }
-    const ok = this.#transport.send(message.encode(prefix, '}'));
+    const ok = this.#transport.send(message.framed(prefix, '}'));
     if (ok) {
       message.settle();
       return true;

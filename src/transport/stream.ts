@@ -3,7 +3,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { NdjsonReader, type OversizedLineObserver } from './ndjson.js';
 import { decodeUtf8 } from './text.js';
-import type { MessageTransport } from './transport.js';
+import { isValueMessage, type MessageTransport, type ValueMessage } from './transport.js';
 
 const NEWLINE = Buffer.from('\n');
 
@@ -56,7 +56,7 @@ export class StreamTransport implements MessageTransport {
     this.output.on('error', this.#onOutputError);
   }
 
-  send(message: string | Buffer): boolean {
+  send(message: string | Buffer | ValueMessage): boolean {
     if (this.#closed || this.output.writableEnded || this.output.destroyed) return true;
     // Messages sent in one tick go out in one write (one syscall for many small responses).
     if (!this.#corked) {
@@ -66,7 +66,7 @@ export class StreamTransport implements MessageTransport {
     }
     if (typeof message === 'string') return this.output.write(`${message}\n`);
     // Two writes rather than a concatenation: a large payload is not copied again.
-    this.output.write(message);
+    this.output.write(isValueMessage(message) ? message.encode() : message);
     return this.output.write(NEWLINE);
   }
 

@@ -18,10 +18,14 @@ import { DEFAULT_MAX_MESSAGE_BYTES, MAX_WEBSOCKET_FRAME_BYTES } from '../protoco
 import { sleep } from '../util/abort.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { decodeUtf8 } from './text.js';
-import type { MessageTransport } from './transport.js';
+import { isValueMessage, type MessageTransport, type ValueMessage } from './transport.js';
 
-/** Above this many buffered bytes `send` reports back-pressure. */
-const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/**
+ * Above this many buffered bytes `send` reports back-pressure. Small on purpose: the kernel's
+ * socket buffer holds megabytes more, and a message that waits here long enough to outlive the
+ * young generation's collections (4 MiB did, for streamed output) costs a full collection to free.
+ */
+const HIGH_WATER_BYTES = 1024 * 1024;
 /** How often the server pings each client; a client that misses a pong is dropped. */
 const DEFAULT_PING_INTERVAL_MS = 30_000;
 
@@ -76,8 +80,9 @@ class WebSocketTransport implements MessageTransport {
     });
   }
 
-  send(message: string | Buffer): boolean {
+  send(outgoing: string | Buffer | ValueMessage): boolean {
     if (this.socket.readyState !== OPEN) return true;
+    const message = isValueMessage(outgoing) ? outgoing.encode() : outgoing;
     if (this.raw !== undefined && !this.#corked) {
       this.#corked = true;
       this.raw.cork();

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { ExecClient } from '../../src/exec/client.js';
+import { bytesOf } from '../../src/exec/remote-process.js';
 import { ProcessRead, ProcessStart } from '../../src/protocol/exec.js';
 import { RpcError } from '../../src/rpc/errors.js';
 import { tempDir } from './process.js';
@@ -192,7 +193,7 @@ export function execScenarios(name: string, connect: () => Promise<ExecPeer>): v
       const process = await peer.client.startProcess({ argv: ['/bin/sh', '-c', 'echo a; echo b'], cwd: work.path, env: {}, tty: false });
       await process.collect();
       const read = await peer.client.request(ProcessRead, { processId: process.id, afterSeq: 0 });
-      expect(Buffer.concat(read.chunks.map((c) => Buffer.from(c.chunk, 'base64'))).toString()).toBe('a\nb\n');
+      expect(Buffer.concat(read.chunks.map((c) => bytesOf(c.chunk))).toString()).toBe('a\nb\n');
       expect(read).toMatchObject({ exited: true, exitCode: 0, closed: true });
       expect(read.nextSeq).toBeGreaterThan(read.chunks.length);
     });

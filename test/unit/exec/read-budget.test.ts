@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createFsSessionState, registerFsHandlers, type FsSessionState } from '../../../src/exec/fs-handlers.js';
 import { ReadBudget, readMemoryCost } from '../../../src/exec/read-budget.js';
+import { bytesOf } from '../../../src/exec/remote-process.js';
 import { FsOpen, FsReadBlock, FsReadFile } from '../../../src/protocol/exec.js';
 import { RpcConnection } from '../../../src/rpc/connection.js';
 import { RpcError } from '../../../src/rpc/errors.js';
@@ -162,7 +163,7 @@ describe('fs/readFile and fs/readBlock under a read budget', () => {
     const blocks = [0, 4, 8, 12].map((offset) => client.request(FsReadBlock, { handleId: 'h', offset, len: 4 }));
     await waitFor(() => budget.waiting === 4, 'every block read to wait for the budget');
     gate.release();
-    const chunks = (await Promise.all(blocks)).map((result) => Buffer.from(result.chunk, 'base64').toString());
+    const chunks = (await Promise.all(blocks)).map((result) => bytesOf(result.chunk).toString());
     expect(chunks).toEqual(['aaaa', 'bbbb', 'cccc', 'dddd']);
     expect(budget.usedBytes).toBe(0);
   });
