@@ -25,7 +25,10 @@ export class AppServer {
   #nextId = 0;
 
   private constructor(codexHome: string) {
-    this.#child = spawn(CODEX, ['app-server'], { env: { ...process.env, CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', RUST_LOG: 'error' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child = spawn(CODEX, ['app-server'], {
+      env: { ...process.env, CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', RUST_LOG: 'error' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.#child.stderr.resume();
     createInterface({ input: this.#child.stdout }).on('line', (line) => {
       let message: unknown;

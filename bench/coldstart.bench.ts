@@ -34,7 +34,12 @@ const BASELINE = process.env.BENCH_COLDSTART_BASELINE;
 /** How long one start may take before the bench gives up on it (a loaded machine is slow, not stuck). */
 const START_DEADLINE_MS = 60_000;
 
-const MCP_INITIALIZE = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1.0.0' } } };
+const MCP_INITIALIZE = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1.0.0' } },
+};
 // The app-server's JSON-RPC has no "jsonrpc" field.
 const APP_SERVER_INITIALIZE = { id: 1, method: 'initialize', params: { clientInfo: { name: 'bench', version: '1.0.0' } } };
 /** The smallest Node.js server: answers the first line it reads. */
@@ -124,7 +129,13 @@ async function main(): Promise<void> {
     // Both servers read their config from CODEX_HOME; neither needs one to answer initialize.
     await writeFile(join(home.path, 'config.toml'), '');
     // Our code cache in the temporary folder too (the ambient settings could point elsewhere or turn it off).
-    const env = networkEnv(process.env, { HOME: home.path, CODEX_HOME: home.path, CODEX_MULTIENV_LOG: 'info', CODEX_MULTIENV_CACHE_DIR: join(home.path, 'code-cache'), CODEX_MULTIENV_CODE_CACHE: '1' });
+    const env = networkEnv(process.env, {
+      HOME: home.path,
+      CODEX_HOME: home.path,
+      CODEX_MULTIENV_LOG: 'info',
+      CODEX_MULTIENV_CACHE_DIR: join(home.path, 'code-cache'),
+      CODEX_MULTIENV_CODE_CACHE: '1',
+    });
     const codexNative = nativeCodex();
     const cases: Case[] = [
       { label: 'ours (relay + worker)', command: CLI, args: [], request: MCP_INITIALIZE },
@@ -157,7 +168,15 @@ async function main(): Promise<void> {
     const cpu = (c: Case): number[] => samples.get(c)!.map((s) => s.cpuMs);
     printTable(
       ['case', 'n', 'wall min', 'wall p50', 'wall p90', 'CPU p50', 'CPU p90'],
-      cases.map((c) => [c.label, String(wall(c).length), fmt(Math.min(...wall(c)), 1), fmt(median(wall(c)), 1), fmt(percentile(wall(c), 90), 1), fmt(median(cpu(c)), 1), fmt(percentile(cpu(c), 90), 1)]),
+      cases.map((c) => [
+        c.label,
+        String(wall(c).length),
+        fmt(Math.min(...wall(c)), 1),
+        fmt(median(wall(c)), 1),
+        fmt(percentile(wall(c), 90), 1),
+        fmt(median(cpu(c)), 1),
+        fmt(percentile(cpu(c), 90), 1),
+      ]),
     );
 
     // Ours (and the baseline) over each reference: of the medians, and per round.
@@ -166,9 +185,17 @@ async function main(): Promise<void> {
     const references = cases.filter((c) => c.request !== MCP_INITIALIZE);
     for (const mine of ours) {
       for (const reference of references) {
-        for (const [what, pick] of [['wall', wall], ['CPU', cpu]] as const) {
+        for (const [what, pick] of [
+          ['wall', wall],
+          ['CPU', cpu],
+        ] as const) {
           const pairs = pick(mine).map((value, round) => value / (pick(reference)[round] ?? Number.NaN));
-          ratioRows.push([`${mine.label} / ${reference.label}`, what, fmt(median(pick(mine)) / median(pick(reference))), `${fmt(percentile(pairs, 10))}–${fmt(percentile(pairs, 90))}`]);
+          ratioRows.push([
+            `${mine.label} / ${reference.label}`,
+            what,
+            fmt(median(pick(mine)) / median(pick(reference))),
+            `${fmt(percentile(pairs, 10))}–${fmt(percentile(pairs, 90))}`,
+          ]);
         }
       }
     }

@@ -52,7 +52,10 @@ function sourceMapOf(url: string): SourceMap | undefined {
   if (!sourceMaps.has(url)) {
     const path = url.startsWith('file:') ? fileURLToPath(url) : url.startsWith('/') ? url : undefined;
     const mapPath = path === undefined ? undefined : `${path}.map`;
-    sourceMaps.set(url, mapPath !== undefined && existsSync(mapPath) ? new SourceMap({ ...SourceMapSchema.parse(JSON.parse(readFileSync(mapPath, 'utf8'))), sourcesContent: [] }) : undefined);
+    sourceMaps.set(
+      url,
+      mapPath !== undefined && existsSync(mapPath) ? new SourceMap({ ...SourceMapSchema.parse(JSON.parse(readFileSync(mapPath, 'utf8'))), sourcesContent: [] }) : undefined,
+    );
   }
   return sourceMaps.get(url);
 }

@@ -72,7 +72,16 @@ async function measure(connectors: readonly ExecConnector[], work: string): Prom
   const sides: Side[] = [];
   try {
     for (const [index, connector] of connectors.entries()) {
-      sides.push({ connector, client: await ExecClient.connect(connector), file: join(work, `bench-${index}.bin`), starts: [], throughputs: [], reads: [], writes: [], concurrent: [] });
+      sides.push({
+        connector,
+        client: await ExecClient.connect(connector),
+        file: join(work, `bench-${index}.bin`),
+        starts: [],
+        throughputs: [],
+        reads: [],
+        writes: [],
+        concurrent: [],
+      });
     }
     const env = { PATH: '/usr/bin:/bin' };
     const startTrue = async (side: Side): Promise<void> => {

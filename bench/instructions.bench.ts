@@ -99,7 +99,9 @@ async function main(): Promise<void> {
       process.stderr.write(`[instructions bench] ${kind}: ${total} instructions in ${TURNS} turns\n`);
       rows.push([kind, fmt(total / TURNS / 1e6, 2)]);
     }
-    process.stdout.write(`\nMCP server instructions per codex-reply turn (callgrind; ${TURNS} turns counted after ${WARMUP} warm-up turns; a new thread, i.e. a codex turn, every 25 turns is counted too)\n`);
+    process.stdout.write(
+      `\nMCP server instructions per codex-reply turn (callgrind; ${TURNS} turns counted after ${WARMUP} warm-up turns; a new thread, i.e. a codex turn, every 25 turns is counted too)\n`,
+    );
     printTable(['turn', 'M instructions per turn'], rows);
   } finally {
     await model.close();

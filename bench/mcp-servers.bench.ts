@@ -61,7 +61,12 @@ const codexHome = await tempDir('bench-mcp-codex-');
 const processes: ListeningProcess[] = [];
 const clients: Client[] = [];
 const local = new ExecServer({ env: process.env, host: { env: process.env, cwd: work.path, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' } });
-const registry = new EnvironmentRegistry({ config: { includeLocal: true, defaultId: 'local', environments: [] }, configSource: 'bench', localServer: local, launcherEnv: process.env });
+const registry = new EnvironmentRegistry({
+  config: { includeLocal: true, defaultId: 'local', environments: [] },
+  configSource: 'bench',
+  localServer: local,
+  launcherEnv: process.env,
+});
 let servers: ThreadMcpServers | undefined;
 try {
   const ours = await startOurWsExecServer();

@@ -115,7 +115,14 @@ async function roundTrip(): Promise<void> {
   const names = all.filter((name) => process.env.BENCH_FETCH === undefined || process.env.BENCH_FETCH.split(',').includes(name));
   const steps = ROUNDS * names.length * (WARMUP + REQUESTS);
   const plain = await startModelProcess(steps);
-  const secure = await startModelProcess(steps, ['--tls-key', join(certDir.path, 'test-server.key'), '--tls-cert', join(certDir.path, 'test-server.pem'), '--url-host', 'localhost']);
+  const secure = await startModelProcess(steps, [
+    '--tls-key',
+    join(certDir.path, 'test-server.key'),
+    '--tls-cert',
+    join(certDir.path, 'test-server.pem'),
+    '--url-host',
+    'localhost',
+  ]);
   const proxy = await startProxyProcess();
   const proxyUrl = new URL(proxy.url);
   const variants: Record<string, { fetch: typeof fetch | undefined; url: string }> = {
@@ -137,7 +144,13 @@ async function roundTrip(): Promise<void> {
     const request: ModelRequest = {
       model: 'gpt-bench',
       input: history(),
-      tools: [execCommandTool({ multiEnvironment: false }), writeStdinTool(), applyPatchTool({ multiEnvironment: false }), viewImageTool({ multiEnvironment: false }), listDirTool({ multiEnvironment: false })].map(toolSpec),
+      tools: [
+        execCommandTool({ multiEnvironment: false }),
+        writeStdinTool(),
+        applyPatchTool({ multiEnvironment: false }),
+        viewImageTool({ multiEnvironment: false }),
+        listDirTool({ multiEnvironment: false }),
+      ].map(toolSpec),
       parallelToolCalls: true,
     };
     const results = new Map<string, { cpu: number[]; wall: number[] }>(names.map((name) => [name, { cpu: [], wall: [] }]));
@@ -156,7 +169,9 @@ async function roundTrip(): Promise<void> {
         entry.wall.push((performance.now() - t0) / perRound);
       }
     }
-    process.stdout.write(`\n${perRound} requests × ${ROUNDS} rounds per fetch, ${request.input.length} history items, ${request.tools.length} tools; client CPU and wall time per request\n`);
+    process.stdout.write(
+      `\n${perRound} requests × ${ROUNDS} rounds per fetch, ${request.input.length} history items, ${request.tools.length} tools; client CPU and wall time per request\n`,
+    );
     printTable(
       ['fetch', 'CPU ms (median of rounds)', 'CPU ms (worst round)', 'wall ms (median of rounds)'],
       names.map((name) => {
@@ -249,7 +264,15 @@ function sseBench(): void {
     }
     const ours = median(cpu.ours);
     const library = median(cpu['eventsource-parser']);
-    rows.push([name, String(expected.length), fmt(ours, 2), fmt(percentile(cpu.ours, 100), 2), fmt(library, 2), fmt(percentile(cpu['eventsource-parser'], 100), 2), `${fmt(ours / library, 2)}x`]);
+    rows.push([
+      name,
+      String(expected.length),
+      fmt(ours, 2),
+      fmt(percentile(cpu.ours, 100), 2),
+      fmt(library, 2),
+      fmt(percentile(cpu['eventsource-parser'], 100), 2),
+      `${fmt(ours / library, 2)}x`,
+    ]);
   }
   process.stdout.write(`\nSSE decoding, ${ROUNDS} rounds × ${SSE_REPEATS} decodes per decoder, interleaved; CPU ms per decoded stream\n`);
   printTable(['case', 'events', 'ours (median)', 'ours (worst)', 'eventsource-parser (median)', 'eventsource-parser (worst)', 'ours / library'], rows);

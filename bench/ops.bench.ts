@@ -144,10 +144,23 @@ async function main(): Promise<void> {
         [`thread/list (${THREADS} threads, ${RUNNING} running), median ms`, fmt(median(list)), '<= 10', pass(median(list) <= 10)],
         ['codex-status of a running thread, median ms', fmt(median(statusRunning)), '<= 10', pass(median(statusRunning) <= 10)],
         ['codex-status of any thread, median ms', fmt(median(statusAny)), '<= 10', pass(median(statusAny) <= 10)],
-        [`codex with waitMs ${BUDGET_MS} on a held turn → "running" answer, max ms`, fmt(Math.max(...budget)), `<= ${BUDGET_MS * 1.1}`, pass(Math.max(...budget) <= BUDGET_MS * 1.1)],
+        [
+          `codex with waitMs ${BUDGET_MS} on a held turn → "running" answer, max ms`,
+          fmt(Math.max(...budget)),
+          `<= ${BUDGET_MS * 1.1}`,
+          pass(Math.max(...budget) <= BUDGET_MS * 1.1),
+        ],
       ],
     );
-    const row = (label: string, values: number[]): string[] => [label, String(values.length), fmt(Math.min(...values)), fmt(median(values)), fmt(percentile(values, 95)), fmt(percentile(values, 99)), fmt(Math.max(...values))];
+    const row = (label: string, values: number[]): string[] => [
+      label,
+      String(values.length),
+      fmt(Math.min(...values)),
+      fmt(median(values)),
+      fmt(percentile(values, 95)),
+      fmt(percentile(values, 99)),
+      fmt(Math.max(...values)),
+    ];
     process.stdout.write('\nraw figures (ms)\n');
     printTable(
       ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],

@@ -44,7 +44,10 @@ async function measure(client: ExecClient, cwd: string): Promise<{ plain: number
 }
 
 const work = await tempDir('bench-sandbox-');
-const server = new ExecServer({ env: process.env, host: { env: process.env, cwd: work.path, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' } });
+const server = new ExecServer({
+  env: process.env,
+  host: { env: process.env, cwd: work.path, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' },
+});
 const local = await ExecClient.connect(localConnector(server));
 const wsServer = await startOurWsExecServer();
 const remote = await ExecClient.connect(websocketConnector(wsServer.url, {}));

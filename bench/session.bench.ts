@@ -47,11 +47,7 @@ const KINDS = process.env.BENCH_KINDS?.split(',');
 // The scripted model.
 
 /** What one turn asks the model to do. */
-type TurnPlan =
-  | { mode: 'text'; tag: string }
-  | { mode: 'exec'; tag: string }
-  | { mode: 'patch'; tag: string; file: string }
-  | { mode: 'multi'; tag: string; envs: string[] };
+type TurnPlan = { mode: 'text'; tag: string } | { mode: 'exec'; tag: string } | { mode: 'patch'; tag: string; file: string } | { mode: 'multi'; tag: string; envs: string[] };
 
 const MARKER = /BENCH\[([^\]]+)\]/;
 
@@ -246,7 +242,15 @@ class TurnRunner {
     arrivals.delete(tag);
     const first = seen[0] ?? Number.NaN;
     const last = seen[seen.length - 1] ?? Number.NaN;
-    return { ms: end - t, toModelMs: first - t, betweenMs: last - first, fromModelMs: end - last, serverCpuMs: cpu1[0] - cpu0[0], execServerCpuMs: cpu1[1] - cpu0[1], benchCpuMs: bench };
+    return {
+      ms: end - t,
+      toModelMs: first - t,
+      betweenMs: last - first,
+      fromModelMs: end - last,
+      serverCpuMs: cpu1[0] - cpu0[0],
+      execServerCpuMs: cpu1[1] - cpu0[1],
+      benchCpuMs: bench,
+    };
   }
 }
 
@@ -537,14 +541,27 @@ async function main(): Promise<void> {
         ['(e) RSS idle after tools/list (worker), MiB', fmt(mem.idleMiB, 1), '<= 100', pass(mem.idleMiB <= 100)],
         ['(e) RSS of the relay; PSS of worker + relay, MiB', `${fmt(mem.relayMiB, 1)}; ${fmt(mem.pairPssMiB, 1)}`, '<= 100 (PSS)', pass(mem.pairPssMiB <= 100)],
         [`(e) RSS with ${IDLE_THREADS} idle threads, MiB`, fmt(mem.threadsMiB, 1), '-', '-'],
-        [`(f) ${CONCURRENT_THREADS}×${CALLS_PER_THREAD} calls / 3 envs, cap ${CONCURRENT_THREADS}: ok per round`, okWide, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(wideRounds.every((r) => r.ok === CONCURRENT_THREADS))],
+        [
+          `(f) ${CONCURRENT_THREADS}×${CALLS_PER_THREAD} calls / 3 envs, cap ${CONCURRENT_THREADS}: ok per round`,
+          okWide,
+          `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`,
+          pass(wideRounds.every((r) => r.ok === CONCURRENT_THREADS)),
+        ],
         [`(f) … cap ${CONCURRENT_THREADS}: per-turn p50 / p99 ms`, `${fmt(median(allWide))} / ${fmt(percentile(allWide, 99))}`, '-', '-'],
         ['(f) … default cap (8): ok per round', okNarrow, `${CONCURRENT_THREADS}/${CONCURRENT_THREADS}`, pass(narrowRounds.every((r) => r.ok === CONCURRENT_THREADS))],
         ['(f) … default cap (8): per-turn p50 / p99 ms', `${fmt(median(allNarrow))} / ${fmt(percentile(allNarrow, 99))}`, '-', '-'],
       ],
     );
 
-    const row = (label: string, values: number[]): string[] => [label, String(values.length), fmt(Math.min(...values)), fmt(median(values)), fmt(percentile(values, 95)), fmt(percentile(values, 99)), fmt(Math.max(...values))];
+    const row = (label: string, values: number[]): string[] => [
+      label,
+      String(values.length),
+      fmt(Math.min(...values)),
+      fmt(median(values)),
+      fmt(percentile(values, 95)),
+      fmt(percentile(values, 99)),
+      fmt(Math.max(...values)),
+    ];
     process.stdout.write('\nraw figures (ms)\n');
     printTable(
       ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],

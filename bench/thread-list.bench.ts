@@ -73,8 +73,17 @@ async function fillThreads(dir: string, count: number): Promise<string[]> {
     config: { model: 'gpt-5-codex', modelProvider: 'fake', approvalPolicy: 'never', sandbox: 'workspace-write', cwd: '/work', configOverrides: {} },
     environments: [{ id: 'local', cwd: '/work' }],
   });
-  await template.append(templateId, { type: 'turn_started', turnId: 'turn-1', prompt: 'fix the flaky test in the frontend module and check the build still passes', environments: [{ id: 'local', cwd: '/work' }] });
-  await template.append(templateId, { type: 'item', turnId: 'turn-1', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Done: the test waited on a timer; it now waits on the event.' }] } });
+  await template.append(templateId, {
+    type: 'turn_started',
+    turnId: 'turn-1',
+    prompt: 'fix the flaky test in the frontend module and check the build still passes',
+    environments: [{ id: 'local', cwd: '/work' }],
+  });
+  await template.append(templateId, {
+    type: 'item',
+    turnId: 'turn-1',
+    item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Done: the test waited on a timer; it now waits on the event.' }] },
+  });
   await template.append(templateId, { type: 'turn_completed', turnId: 'turn-1', status: 'completed', lastAgentMessage: 'Done.' });
   await template.close();
   const text = await readFile(join(dir, `${templateId}.jsonl`), 'utf8');
@@ -217,7 +226,15 @@ async function main(): Promise<void> {
         ['codex-status of a stored thread, median ms', fmt(median(status)), 'unchanged', '-'],
       ],
     );
-    const row = (label: string, values: number[]): string[] => [label, String(values.length), fmt(Math.min(...values)), fmt(median(values)), fmt(percentile(values, 95)), fmt(percentile(values, 99)), fmt(Math.max(...values))];
+    const row = (label: string, values: number[]): string[] => [
+      label,
+      String(values.length),
+      fmt(Math.min(...values)),
+      fmt(median(values)),
+      fmt(percentile(values, 95)),
+      fmt(percentile(values, 99)),
+      fmt(Math.max(...values)),
+    ];
     process.stdout.write('\nraw figures (ms)\n');
     printTable(
       ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],

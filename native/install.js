@@ -44,9 +44,7 @@ function compileDirectly() {
 function compileWithNodeGyp() {
   // npm puts its own node-gyp on PATH for install scripts; npm_config_node_gyp names it too.
   const nodeGyp = process.env.npm_config_node_gyp;
-  return nodeGyp !== undefined && nodeGyp.endsWith('.js')
-    ? run(process.execPath, [nodeGyp, 'rebuild'], NODE_GYP_TIMEOUT_MS)
-    : run('node-gyp', ['rebuild'], NODE_GYP_TIMEOUT_MS);
+  return nodeGyp !== undefined && nodeGyp.endsWith('.js') ? run(process.execPath, [nodeGyp, 'rebuild'], NODE_GYP_TIMEOUT_MS) : run('node-gyp', ['rebuild'], NODE_GYP_TIMEOUT_MS);
 }
 
 /** Builds the starter; returns why it was not built, or undefined when it was. */

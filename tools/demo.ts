@@ -36,7 +36,10 @@ function script(localDir: string, boxDir: string): FakeStep[] {
     call('exec_command', { cmd: 'echo "hello from the box in $PWD, BOX_MARK=$BOX_MARK"', environment_id: 'box' }),
     patch('*** Begin Patch\n*** Add File: notes/local.md\n+# Local notes\n+Written on the primary environment.\n*** End Patch\n'),
     patch('*** Begin Patch\n*** Environment ID: box\n*** Add File: deploy/config.yaml\n+service: demo\n+replicas: 2\n*** End Patch\n'),
-    { kind: 'output', items: [{ type: 'message', text: `Done: I ran a command in each environment and wrote notes/local.md in ${localDir} and deploy/config.yaml on the box in ${boxDir}.` }] },
+    {
+      kind: 'output',
+      items: [{ type: 'message', text: `Done: I ran a command in each environment and wrote notes/local.md in ${localDir} and deploy/config.yaml on the box in ${boxDir}.` }],
+    },
     // Turn 2 (codex-reply): the thread keeps its environments.
     patch('*** Begin Patch\n*** Environment ID: box\n*** Update File: deploy/config.yaml\n@@\n service: demo\n-replicas: 2\n+replicas: 3\n*** End Patch\n'),
     call('exec_command', { cmd: 'cat deploy/config.yaml', environment_id: 'box' }),
@@ -49,7 +52,10 @@ function describeRequest(request: RecordedRequest): string | undefined {
   const last = body?.input?.at(-1);
   if (last?.type === 'function_call_output' || last?.type === 'custom_tool_call_output') {
     const output = typeof last.output === 'string' ? last.output : JSON.stringify(last.output);
-    return output.split('\n').filter((l) => !/^(Chunk ID|Wall time|Original token count)/.test(l)).join('\n    ');
+    return output
+      .split('\n')
+      .filter((l) => !/^(Chunk ID|Wall time|Original token count)/.test(l))
+      .join('\n    ');
   }
   return undefined;
 }
@@ -61,7 +67,10 @@ async function main(): Promise<void> {
   const boxDir = join(root, 'box-project');
   const steps = script(localDir, boxDir);
   const model = await startFakeResponsesServer({ respond: () => steps.shift() ?? { kind: 'output', items: [{ type: 'message', text: 'script exhausted' }] } });
-  const box = spawn(process.execPath, [CLI, 'exec-server', '--listen', 'ws://127.0.0.1:0'], { env: { ...process.env, BOX_MARK: 'set-on-the-box' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const box = spawn(process.execPath, [CLI, 'exec-server', '--listen', 'ws://127.0.0.1:0'], {
+    env: { ...process.env, BOX_MARK: 'set-on-the-box' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let client: Client | undefined;
   try {
     await Promise.all([mkdir(home, { recursive: true }), mkdir(localDir, { recursive: true }), mkdir(boxDir, { recursive: true })]);
@@ -76,7 +85,9 @@ async function main(): Promise<void> {
     say(`1. Started the fake model at ${model.url} and our exec-server "box" at ${boxUrl}.`);
 
     client = new Client({ name: 'demo-client', version: '1.0.0' });
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI], env: { ...(process.env as Record<string, string>), CODEX_HOME: home, CODEX_MULTIENV_LOG: 'warn' } }));
+    await client.connect(
+      new StdioClientTransport({ command: process.execPath, args: [CLI], env: { ...(process.env as Record<string, string>), CODEX_HOME: home, CODEX_MULTIENV_LOG: 'warn' } }),
+    );
     const tools = await client.listTools();
     say(`2. Connected an MCP client to codex-multienv over stdio. Tools: ${tools.tools.map((t) => t.name).join(', ')}.`);
 

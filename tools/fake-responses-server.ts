@@ -334,9 +334,7 @@ export async function startFakeResponsesServer(options: FakeResponsesOptions): P
       const timer = setTimeout(() => {
         waiters.delete(waiter);
         const seen = requests.map((r) => `${r.method} ${r.path}`).join(', ');
-        done.reject(
-          new Error(`waitForRequests(${n}) timed out after ${timeoutMs} ms with ${requests.length} request(s): [${seen}]`),
-        );
+        done.reject(new Error(`waitForRequests(${n}) timed out after ${timeoutMs} ms with ${requests.length} request(s): [${seen}]`));
       }, timeoutMs);
       const waiter = { n, done, timer };
       waiters.add(waiter);
@@ -387,13 +385,7 @@ function createIdSource(): IdSource {
 
 type RecordError = (message: string) => void;
 
-async function answer(
-  res: ServerResponse,
-  step: FakeStep,
-  request: ResponsesRequest,
-  ids: IdSource,
-  recordError: RecordError,
-): Promise<void> {
+async function answer(res: ServerResponse, step: FakeStep, request: ResponsesRequest, ids: IdSource, recordError: RecordError): Promise<void> {
   switch (step.kind) {
     case 'hold': {
       try {
@@ -437,13 +429,7 @@ async function answer(
 type StreamEnd = 'completed' | 'drop' | { failed: string };
 
 /** Writes one response as SSE: created, in_progress, each item's events, then `end`. */
-async function stream(
-  res: ServerResponse,
-  request: ResponsesRequest,
-  ids: IdSource,
-  items: FakeOutputItem[],
-  end: StreamEnd,
-): Promise<void> {
+async function stream(res: ServerResponse, request: ResponsesRequest, ids: IdSource, items: FakeOutputItem[], end: StreamEnd): Promise<void> {
   const response = baseResponse(ids('resp'), request);
   const events: Record<string, unknown>[] = [
     { type: 'response.created', response: { ...response } },
@@ -553,11 +539,7 @@ function baseResponse(id: string, request: ResponsesRequest): Record<string, unk
 }
 
 /** The events that stream one output item, and the completed item for `response.completed`. */
-function itemEvents(
-  item: FakeOutputItem,
-  outputIndex: number,
-  ids: IdSource,
-): { events: Record<string, unknown>[]; done: Record<string, unknown> } {
+function itemEvents(item: FakeOutputItem, outputIndex: number, ids: IdSource): { events: Record<string, unknown>[]; done: Record<string, unknown> } {
   const at = { output_index: outputIndex };
   switch (item.type) {
     case 'message': {
@@ -581,7 +563,15 @@ function itemEvents(
       const id = ids('fc');
       const args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments);
       const callId = item.callId ?? ids('call');
-      const done = { id, type: 'function_call', status: 'completed', arguments: args, call_id: callId, name: item.name, ...(item.namespace === undefined ? {} : { namespace: item.namespace }) };
+      const done = {
+        id,
+        type: 'function_call',
+        status: 'completed',
+        arguments: args,
+        call_id: callId,
+        name: item.name,
+        ...(item.namespace === undefined ? {} : { namespace: item.namespace }),
+      };
       const ref = { item_id: id, ...at };
       return {
         done,
@@ -624,11 +614,7 @@ function itemEvents(
             ];
       return {
         done,
-        events: [
-          { type: 'response.output_item.added', ...at, item: { ...done, summary: [] } },
-          ...summaryEvents,
-          { type: 'response.output_item.done', ...at, item: done },
-        ],
+        events: [{ type: 'response.output_item.added', ...at, item: { ...done, summary: [] } }, ...summaryEvents, { type: 'response.output_item.done', ...at, item: done }],
       };
     }
     case 'web_search_call': {

@@ -28,10 +28,8 @@ server.registerTool('crash', { description: 'Makes this server exit with code 7.
   process.exit(7);
 });
 
-server.registerTool(
-  'write_note',
-  { description: 'Pretends to write a note (a tool that says nothing about side effects).', inputSchema: { text: z.string() } },
-  ({ text }) => ({ content: [{ type: 'text', text: `noted: ${text}` }] }),
-);
+server.registerTool('write_note', { description: 'Pretends to write a note (a tool that says nothing about side effects).', inputSchema: { text: z.string() } }, ({ text }) => ({
+  content: [{ type: 'text', text: `noted: ${text}` }],
+}));
 
 await server.connect(new StdioServerTransport());

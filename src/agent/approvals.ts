@@ -11,10 +11,7 @@ import { TurnAbortedError } from './errors.js';
 export type { ApprovalPolicy };
 
 /** A change to one file, in the shape the old `codex mcp-server` sent as `codex_changes`. */
-export type FileChange =
-  | { type: 'add'; content: string }
-  | { type: 'delete'; content: string }
-  | { type: 'update'; unified_diff: string; move_path: string | null };
+export type FileChange = { type: 'add'; content: string } | { type: 'delete'; content: string } | { type: 'update'; unified_diff: string; move_path: string | null };
 
 /** One question for the user. */
 export type ApprovalRequest =
@@ -55,11 +52,7 @@ export type ApprovalRequest =
     };
 
 /** The user's answer. `abort` also stops the turn. */
-export type ApprovalDecision =
-  | { decision: 'approved' }
-  | { decision: 'approved_for_session' }
-  | { decision: 'denied'; reason: string }
-  | { decision: 'abort'; reason: string };
+export type ApprovalDecision = { decision: 'approved' } | { decision: 'approved_for_session' } | { decision: 'denied'; reason: string } | { decision: 'abort'; reason: string };
 
 /** Asks the user; must resolve (never reject) with a decision, denying when in doubt. */
 export interface Approver {
@@ -125,7 +118,42 @@ function approvalKeys(request: ApprovalRequest): string[] {
 }
 
 /** Commands that only read, and so run without asking under `untrusted`. */
-const SAFE_COMMANDS = new Set(['ls', 'cat', 'pwd', 'echo', 'head', 'tail', 'wc', 'grep', 'rg', 'find', 'which', 'whoami', 'true', 'false', 'nl', 'stat', 'file', 'uname', 'date', 'env', 'printenv', 'id', 'du', 'df', 'sort', 'uniq', 'cut', 'tr', 'diff', 'basename', 'dirname', 'realpath', 'readlink', 'tree']);
+const SAFE_COMMANDS = new Set([
+  'ls',
+  'cat',
+  'pwd',
+  'echo',
+  'head',
+  'tail',
+  'wc',
+  'grep',
+  'rg',
+  'find',
+  'which',
+  'whoami',
+  'true',
+  'false',
+  'nl',
+  'stat',
+  'file',
+  'uname',
+  'date',
+  'env',
+  'printenv',
+  'id',
+  'du',
+  'df',
+  'sort',
+  'uniq',
+  'cut',
+  'tr',
+  'diff',
+  'basename',
+  'dirname',
+  'realpath',
+  'readlink',
+  'tree',
+]);
 const SAFE_GIT = new Set(['status', 'log', 'diff', 'show', 'branch', 'rev-parse', 'ls-files', 'blame']);
 /** Shell syntax that can write, chain or substitute, which makes a command unsafe to skip. */
 const SHELL_HAZARDS = /[;&|><`$(){}\n]/;

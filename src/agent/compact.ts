@@ -76,7 +76,14 @@ export async function compactHistory(params: CompactionParams): Promise<Compacti
   for (let attempt = 0; ; attempt++) {
     try {
       const { output } = await params.model.respond(
-        { model: params.modelName, input: [...developer, ...items, inputMessage('user', params.prompt)], tools: [], parallelToolCalls: false, reasoning: params.reasoning, promptCacheKey: params.cacheKey },
+        {
+          model: params.modelName,
+          input: [...developer, ...items, inputMessage('user', params.prompt)],
+          tools: [],
+          parallelToolCalls: false,
+          reasoning: params.reasoning,
+          promptCacheKey: params.cacheKey,
+        },
         { signal: params.signal },
       );
       const summary = output

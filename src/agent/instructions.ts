@@ -122,7 +122,7 @@ export function environmentContextMessage(entries: readonly EnvironmentContextEn
 /** What each approval policy means for the model, in one line. */
 const APPROVAL_POLICY_MEANING: Record<string, string> = {
   untrusted: 'commands other than known-safe reads ask the user first',
-  'on-failure': 'commands run in the sandbox; one the sandbox blocked may be retried with the user\'s approval',
+  'on-failure': "commands run in the sandbox; one the sandbox blocked may be retried with the user's approval",
   'on-request': 'commands run in the sandbox; ask for more access (with a reason) when a task needs it, and the user decides',
   never: 'the user is never asked: work within the sandbox, and report what it blocked',
 };

@@ -27,9 +27,7 @@ export interface UpdateChunk {
 
 /** One file operation of a patch; paths are as the model wrote them. */
 export type PatchHunk =
-  | { type: 'add'; path: string; contents: string }
-  | { type: 'delete'; path: string }
-  | { type: 'update'; path: string; movePath: string | undefined; chunks: UpdateChunk[] };
+  { type: 'add'; path: string; contents: string } | { type: 'delete'; path: string } | { type: 'update'; path: string; movePath: string | undefined; chunks: UpdateChunk[] };
 
 /** A parsed patch. */
 export interface ParsedPatch {

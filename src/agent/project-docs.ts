@@ -41,7 +41,7 @@ export const AGENTS_FILENAME = 'AGENTS.md';
 /** `dir` and its ancestors, nearest first. */
 function ancestors(dir: string): string[] {
   const result = [dir];
-  for (let current = dir; posix.dirname(current) !== current; ) {
+  for (let current = dir; posix.dirname(current) !== current;) {
     current = posix.dirname(current);
     result.push(current);
   }

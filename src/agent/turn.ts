@@ -1,9 +1,4 @@
-import {
-  messageText,
-  type ResponseInputItem,
-  type ResponseOutputItem,
-  type ToolSpec,
-} from '../protocol/responses.js';
+import { messageText, type ResponseInputItem, type ResponseOutputItem, type ToolSpec } from '../protocol/responses.js';
 import type { CompactionReason, PlanUpdate, TurnStatus } from '../protocol/thread.js';
 import { isContextWindowExceeded } from '../model/errors.js';
 import { errorMessage } from '../util/errors.js';
@@ -215,7 +210,14 @@ class TurnLoop {
   async #request(): Promise<ResponseOutputItem[]> {
     const params = this.#params;
     const response = await params.model.respond(
-      { model: params.modelName, input: [...this.#developer, ...this.#items], tools: this.#specs, parallelToolCalls: params.maxParallelToolCalls > 1, reasoning: params.reasoning, promptCacheKey: params.threadId },
+      {
+        model: params.modelName,
+        input: [...this.#developer, ...this.#items],
+        tools: this.#specs,
+        parallelToolCalls: params.maxParallelToolCalls > 1,
+        reasoning: params.reasoning,
+        promptCacheKey: params.threadId,
+      },
       { signal: params.signal },
     );
     if (response.usage !== undefined) this.#contextTokens = response.usage.totalTokens;
@@ -230,14 +232,19 @@ class TurnLoop {
     } catch (error) {
       await this.#outputsWritten;
       if (params.signal.aborted) return this.#ended({ status: 'interrupted', lastAgentMessage: this.#lastAgentMessage });
-      if (!isContextWindowExceeded(error) || this.#newItems === 0) return this.#ended({ status: 'failed', lastAgentMessage: this.#lastAgentMessage, error: `model request failed: ${errorMessage(error)}` });
+      if (!isContextWindowExceeded(error) || this.#newItems === 0)
+        return this.#ended({ status: 'failed', lastAgentMessage: this.#lastAgentMessage, error: `model request failed: ${errorMessage(error)}` });
       // The history outgrew the model's context window: summarize it, then ask again, once.
       try {
         await this.#compact('context_window_exceeded');
         return await this.#request();
       } catch (retryError) {
         if (params.signal.aborted) return this.#ended({ status: 'interrupted', lastAgentMessage: this.#lastAgentMessage });
-        return this.#ended({ status: 'failed', lastAgentMessage: this.#lastAgentMessage, error: `the conversation exceeds the model's context window and compacting it did not help: ${errorMessage(retryError)}` });
+        return this.#ended({
+          status: 'failed',
+          lastAgentMessage: this.#lastAgentMessage,
+          error: `the conversation exceeds the model's context window and compacting it did not help: ${errorMessage(retryError)}`,
+        });
       }
     }
   }
@@ -265,7 +272,16 @@ class TurnLoop {
     const params = this.#params;
     const before = this.#items.length;
     params.emit({ type: 'progress', message: `compacting the conversation (${before} items${this.#contextTokens === undefined ? '' : `, ${this.#contextTokens} tokens`})` });
-    const result = await compactHistory({ model: params.model, modelName: params.modelName, reasoning: params.reasoning, instructions: params.instructions, items: this.#items, prompt: params.compaction.prompt, cacheKey: params.threadId, signal: params.signal });
+    const result = await compactHistory({
+      model: params.model,
+      modelName: params.modelName,
+      reasoning: params.reasoning,
+      instructions: params.instructions,
+      items: this.#items,
+      prompt: params.compaction.prompt,
+      cacheKey: params.threadId,
+      signal: params.signal,
+    });
     await params.replaceHistory({ reason, history: result.history, summary: result.summary, replacedItems: before });
     this.#items = [...result.history];
     this.#newItems = 0;
@@ -303,7 +319,12 @@ class TurnLoop {
           calls.push({ kind: 'custom', callId: item.call_id, name: item.name, payload: item.input });
           break;
         case 'reasoning':
-          await this.#push({ type: 'reasoning', id: item.id, summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })), encrypted_content: item.encrypted_content ?? null });
+          await this.#push({
+            type: 'reasoning',
+            id: item.id,
+            summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })),
+            encrypted_content: item.encrypted_content ?? null,
+          });
           break;
         case 'web_search_call': {
           // Run by the provider; passed back so the model knows what it searched.
@@ -347,7 +368,11 @@ class TurnLoop {
     this.#outputsWritten = Promise.all(
       calls.map((call, index) => {
         const output = results[index] ?? `${call.name} was not run`;
-        return this.#push(call.kind === 'function' ? { type: 'function_call_output', call_id: call.callId, output } : { type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) });
+        return this.#push(
+          call.kind === 'function'
+            ? { type: 'function_call_output', call_id: call.callId, output }
+            : { type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) },
+        );
       }),
     );
     // Awaited on every path; until then a failure must not count as unhandled.

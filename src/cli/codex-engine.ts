@@ -57,6 +57,7 @@ export function chooseEngine(setting: ThreadEngine | 'auto', facts: EngineFacts)
   if (setting !== 'auto') return { engine: setting, why: `multienv.engine = "${setting}"` };
   if (facts.providerUsable) return { engine: 'builtin', why: 'auto: the model provider has its API key (or needs none)' };
   if (!facts.chatgptSignIn) return { engine: 'builtin', why: 'auto: no API key and no ChatGPT sign-in; the builtin engine reports the missing key' };
-  if (facts.codexBinary === undefined) return { engine: 'builtin', why: 'auto: only a ChatGPT sign-in, but no Codex binary was found (set multienv.codex_path or put `codex` on PATH)' };
+  if (facts.codexBinary === undefined)
+    return { engine: 'builtin', why: 'auto: only a ChatGPT sign-in, but no Codex binary was found (set multienv.codex_path or put `codex` on PATH)' };
   return { engine: 'codex', why: `auto: only a ChatGPT sign-in, which the real Codex uses (${facts.codexBinary.path}, from ${facts.codexBinary.source})` };
 }

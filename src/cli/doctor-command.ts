@@ -77,7 +77,13 @@ async function checkConfig(home: string, overrides: string[], profile: string | 
       } catch (error) {
         return {
           config,
-          result: check('config', title, 'fail', `model_instructions_file cannot be read: ${errorMessage(error)}`, `fix the path of \`model_instructions_file\` in ${path}, or create the file`),
+          result: check(
+            'config',
+            title,
+            'fail',
+            `model_instructions_file cannot be read: ${errorMessage(error)}`,
+            `fix the path of \`model_instructions_file\` in ${path}, or create the file`,
+          ),
         };
       }
     }
@@ -136,7 +142,13 @@ async function checkThreadsDir(config: EffectiveConfig | undefined): Promise<Che
       const code = (error as NodeJS.ErrnoException).code;
       const parent = dirname(candidate);
       if (code !== 'ENOENT' || parent === candidate) {
-        return check('threads', title, 'fail', `${candidate} is not writable (${code ?? errorMessage(error)})`, `make ${candidate} writable, or set \`multienv.threads_dir\` to a writable folder`);
+        return check(
+          'threads',
+          title,
+          'fail',
+          `${candidate} is not writable (${code ?? errorMessage(error)})`,
+          `make ${candidate} writable, or set \`multienv.threads_dir\` to a writable folder`,
+        );
       }
       candidate = parent;
     }
@@ -184,12 +196,23 @@ async function checkEnvironment(environment: Environment): Promise<CheckResult> 
     const options = { timeoutMs: DOCTOR_ENVIRONMENT_REQUEST_TIMEOUT_MS };
     const status = await client.request(EnvironmentStatus, undefined, options);
     const info = await client.request(EnvironmentInfoMethod, undefined, options);
-    const facts = [info.platformOs, info.shell?.name, typeof info.cwd === 'string' ? displayPath(info.cwd) : undefined, typeof info.executorVersion === 'string' ? `executor ${info.executorVersion}` : undefined];
+    const facts = [
+      info.platformOs,
+      info.shell?.name,
+      typeof info.cwd === 'string' ? displayPath(info.cwd) : undefined,
+      typeof info.executorVersion === 'string' ? `executor ${info.executorVersion}` : undefined,
+    ];
     const detail = `${environment.kind} ${environment.endpoint}: ${status.status}; ${facts.filter((fact) => typeof fact === 'string').join(', ')}`;
     if (status.status !== 'ready') return check(id, title, 'warn', detail, `the exec-server reports \`${status.status}\`; look at its logs`);
     return check(id, title, 'ok', detail);
   } catch (error) {
-    return check(id, title, 'warn', `${environment.kind} ${environment.endpoint}: connected, but environment/status or environment/info failed: ${errorMessage(error)}`, 'the exec-server may be an older version; update it');
+    return check(
+      id,
+      title,
+      'warn',
+      `${environment.kind} ${environment.endpoint}: connected, but environment/status or environment/info failed: ${errorMessage(error)}`,
+      'the exec-server may be an older version; update it',
+    );
   }
 }
 
@@ -207,7 +230,8 @@ async function checkBubblewrap(config: EffectiveConfig | undefined, hasLocal: bo
   if (probe.ok) return check('bubblewrap', title, 'ok', `\`${probe.path}\` can create a sandbox, with every capability dropped inside`);
   // An invalid config.toml is reported by its own check; its default (read-only) would need bubblewrap.
   const need = config === undefined ? 'sandbox_mode=read-only' : localSandboxNeed(config, true);
-  if (need === undefined) return check('bubblewrap', title, 'warn', `${probe.message}; the configured sandbox does not confine \`local\`, but a thread that asks for one there is refused`);
+  if (need === undefined)
+    return check('bubblewrap', title, 'warn', `${probe.message}; the configured sandbox does not confine \`local\`, but a thread that asks for one there is refused`);
   return check('bubblewrap', title, 'fail', `${probe.message}; the configured sandbox (${need}) confines every command on \`local\`, so each one is refused`);
 }
 
@@ -260,9 +284,11 @@ function checkProcessStart(env: NodeJS.ProcessEnv): CheckResult {
 function checkNetwork(network: NetworkSettings): CheckResult {
   const title = 'network (proxy, certificates)';
   const detail = describeNetwork(network);
-  if (network.error !== undefined) return check('network', title, 'fail', detail, 'model requests and HTTP MCP servers on local fail until the CA variable names a readable PEM bundle (or is unset)');
+  if (network.error !== undefined)
+    return check('network', title, 'fail', detail, 'model requests and HTTP MCP servers on local fail until the CA variable names a readable PEM bundle (or is unset)');
   const broken = [network.httpsProxy, network.httpProxy].filter((proxy) => proxy !== undefined && 'error' in proxy);
-  if (broken.length > 0) return check('network', title, 'warn', detail, 'requests that need that proxy fail until the variable holds an http:// or https:// proxy URL (or is unset)');
+  if (broken.length > 0)
+    return check('network', title, 'warn', detail, 'requests that need that proxy fail until the variable holds an http:// or https:// proxy URL (or is unset)');
   return check('network', title, 'ok', detail);
 }
 
@@ -290,7 +316,16 @@ async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.Proce
       `set ${provider.envKey} here to test the provider; the MCP server needs it too (in the \`env\` of your MCP client's server entry)${provider.requiresOpenaiAuth ? ', or sign Codex in with `codex login --with-api-key`' : ''}`,
     );
   }
-  const client = new ModelClient({ baseUrl: provider.baseUrl, apiKey, headers, queryParams: provider.queryParams, maxRetries: 0, streamMaxRetries: 0, idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS, fetch: httpFetch });
+  const client = new ModelClient({
+    baseUrl: provider.baseUrl,
+    apiKey,
+    headers,
+    queryParams: provider.queryParams,
+    maxRetries: 0,
+    streamMaxRetries: 0,
+    idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS,
+    fetch: httpFetch,
+  });
   try {
     const response = await client.respond(
       { model: config.model, input: [inputMessage('user', MODEL_CHECK_PROMPT)], tools: [], parallelToolCalls: false },
@@ -319,14 +354,17 @@ function withCauses(error: unknown): string {
 
 function modelFix(error: unknown, envKey: string | undefined): string {
   if (error instanceof ModelApiError) {
-    if (error.status === 401 || error.status === 403) return envKey === undefined ? 'the provider wants credentials: set `env_key` (or `http_headers`) for it in config.toml' : `check the key in ${envKey}`;
-    if (error.status === 404) return 'check `model` and the provider\'s `base_url` (requests go to <base_url>/responses)';
+    if (error.status === 401 || error.status === 403)
+      return envKey === undefined ? 'the provider wants credentials: set `env_key` (or `http_headers`) for it in config.toml' : `check the key in ${envKey}`;
+    if (error.status === 404) return "check `model` and the provider's `base_url` (requests go to <base_url>/responses)";
     if (error.status === 429) return 'the provider is rate limiting this key; check its quota';
     return 'the provider failed; try again later or check its status page';
   }
-  if (error instanceof ModelConnectionError) return 'check the provider\'s `base_url`, the network and the proxy (HTTPS_PROXY, NO_PROXY); behind a proxy that inspects TLS, set CODEX_CA_CERTIFICATE to its root certificate';
+  if (error instanceof ModelConnectionError)
+    return "check the provider's `base_url`, the network and the proxy (HTTPS_PROXY, NO_PROXY); behind a proxy that inspects TLS, set CODEX_CA_CERTIFICATE to its root certificate";
   if (error instanceof LocalError && error.code === LocalErrorCode.InvalidConfig) return 'correct the variable named above';
-  if (error instanceof DOMException && error.name === 'TimeoutError') return `the provider did not answer within ${DOCTOR_MODEL_TIMEOUT_MS / 1000} s; check \`base_url\` and the network`;
+  if (error instanceof DOMException && error.name === 'TimeoutError')
+    return `the provider did not answer within ${DOCTOR_MODEL_TIMEOUT_MS / 1000} s; check \`base_url\` and the network`;
   return 'check that the provider speaks the Responses API (`wire_api = "responses"`)';
 }
 
@@ -343,10 +381,27 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
     const defaults = loaded.registry.defaultSelection();
     environmentsResult =
       count === 0
-        ? check('environments', 'environments.toml', 'warn', `${source}: no environments, so turns cannot run commands or touch files`, `unset CODEX_EXEC_SERVER_URL, or define environments in ${join(home, ENVIRONMENTS_FILE_NAME)}`)
-        : check('environments', 'environments.toml', 'ok', `${source}: ${count} environment${count === 1 ? '' : 's'}${defaults[0] === undefined ? ', no default' : `, default ${defaults[0]}`}`);
+        ? check(
+            'environments',
+            'environments.toml',
+            'warn',
+            `${source}: no environments, so turns cannot run commands or touch files`,
+            `unset CODEX_EXEC_SERVER_URL, or define environments in ${join(home, ENVIRONMENTS_FILE_NAME)}`,
+          )
+        : check(
+            'environments',
+            'environments.toml',
+            'ok',
+            `${source}: ${count} environment${count === 1 ? '' : 's'}${defaults[0] === undefined ? ', no default' : `, default ${defaults[0]}`}`,
+          );
   } catch (error) {
-    environmentsResult = check('environments', 'environments.toml', 'fail', errorMessage(error), `correct the entry and field named above; the MCP server will not start until then`);
+    environmentsResult = check(
+      'environments',
+      'environments.toml',
+      'fail',
+      errorMessage(error),
+      `correct the entry and field named above; the MCP server will not start until then`,
+    );
   }
   const network = networkSettings(options.env);
   try {
@@ -357,7 +412,18 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       checkModel(config, options.env, home, createHttpFetch({ network })),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
-    return [configResult, ...(mcpServers === undefined ? [] : [mcpServers]), environmentsResult, ...environments, threads, checkProcessStart(options.env), checkUser(process.geteuid?.()), bubblewrap, checkNetwork(network), model];
+    return [
+      configResult,
+      ...(mcpServers === undefined ? [] : [mcpServers]),
+      environmentsResult,
+      ...environments,
+      threads,
+      checkProcessStart(options.env),
+      checkUser(process.geteuid?.()),
+      bubblewrap,
+      checkNetwork(network),
+      model,
+    ];
   } finally {
     await loaded?.registry.close();
     await loaded?.localServer.close();

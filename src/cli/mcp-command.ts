@@ -119,7 +119,10 @@ function toSettings(
   // A stored thread keeps the engine it started with; a new one gets `multienv.engine`'s.
   const engine = call.engine ?? chooseEngine(config.multienv.engine, { providerUsable: missing === undefined, chatgptSignIn: auth?.chatgpt === true, codexBinary }).engine;
   if (engine === 'codex' && codexBinary === undefined) {
-    throw new LocalError(LocalErrorCode.InvalidConfig, 'the codex engine needs the Codex CLI, and none was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex');
+    throw new LocalError(
+      LocalErrorCode.InvalidConfig,
+      'the codex engine needs the Codex CLI, and none was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex',
+    );
   }
   // The real Codex brings its own credentials (a ChatGPT sign-in too); only our agent needs the key.
   if (engine === 'builtin' && missing !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, missing);
@@ -133,13 +136,19 @@ function toSettings(
     approvalPolicy: config.approvalPolicy,
     sandbox: config.sandboxMode,
     ...(reasoning === undefined ? {} : { reasoning }),
-    ...(config.baseInstructions ?? fileInstructions) === undefined ? {} : { baseInstructions: config.baseInstructions ?? fileInstructions },
+    ...((config.baseInstructions ?? fileInstructions) === undefined ? {} : { baseInstructions: config.baseInstructions ?? fileInstructions }),
     ...(config.developerInstructions === undefined ? {} : { developerInstructions: config.developerInstructions }),
     ...(config.compactPrompt === undefined ? {} : { compactPrompt: config.compactPrompt }),
     ...(webSearch === 'disabled' ? {} : { webSearch }),
     projectDocs: { maxBytes: config.projectDocMaxBytes, fallbackFilenames: config.projectDocFallbackFilenames, rootMarkers: config.projectRootMarkers },
     autoCompactTokenLimit: autoCompactTokenLimit(config.model, { contextWindow: config.modelContextWindow, limit: config.modelAutoCompactTokenLimit }),
-    shellEnvironmentPolicy: { inherit: policy.inherit, ignoreDefaultExcludes: policy.ignoreDefaultExcludes, exclude: policy.exclude, set: policy.set, includeOnly: policy.includeOnly },
+    shellEnvironmentPolicy: {
+      inherit: policy.inherit,
+      ignoreDefaultExcludes: policy.ignoreDefaultExcludes,
+      exclude: policy.exclude,
+      set: policy.set,
+      includeOnly: policy.includeOnly,
+    },
     permissions: defaultPermissions(config, call),
     permissionProfile: (name) => config.permissionProfiles.get(name),
     allowLoginShell: config.allowLoginShell,
@@ -180,7 +189,10 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
     try {
       fstatSync(fd);
     } catch {
-      throw new LocalError(LocalErrorCode.InvalidArgument, `mcp-worker is started by the MCP server itself (file descriptor ${fd} is not open); run \`codex-multienv\` without a subcommand`);
+      throw new LocalError(
+        LocalErrorCode.InvalidArgument,
+        `mcp-worker is started by the MCP server itself (file descriptor ${fd} is not open); run \`codex-multienv\` without a subcommand`,
+      );
     }
   }
   // Once the relay is gone nobody reads stderr; a log line must not kill the turns still running.
@@ -308,17 +320,17 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     codexBinary === undefined ? undefined : new CodexAppServer({ command: appServerCommand(codexBinary, env), clientVersion: PACKAGE_VERSION, logger: logger.child('codex') });
   let timezone: string | undefined;
   const builtinEngine = new BuiltinEngine({
-      registry,
-      limits,
-      logger: threadsLogger,
-      now: () => new Date(),
-      // Read when a turn first needs it: Intl loads ICU's time zone data, ~25 ms of a cold start.
-      get timezone(): string {
-        return (timezone ??= Intl.DateTimeFormat().resolvedOptions().timeZone);
-      },
-      mcpClientVersion: PACKAGE_VERSION,
-      globalInstructions: () => readGlobalInstructions(home),
-      localFetch: httpFetch,
+    registry,
+    limits,
+    logger: threadsLogger,
+    now: () => new Date(),
+    // Read when a turn first needs it: Intl loads ICU's time zone data, ~25 ms of a cold start.
+    get timezone(): string {
+      return (timezone ??= Intl.DateTimeFormat().resolvedOptions().timeZone);
+    },
+    mcpClientVersion: PACKAGE_VERSION,
+    globalInstructions: () => readGlobalInstructions(home),
+    localFetch: httpFetch,
   });
   const threads = new ThreadManager({
     registry,
@@ -364,7 +376,9 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     logger,
     ready: () => {
       logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
-      void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) => logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`));
+      void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
+        logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
+      );
       // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
       void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
     },

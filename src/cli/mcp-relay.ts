@@ -29,7 +29,6 @@ function isDetachedMessage(message: unknown): boolean {
 /** Exit status the relay reports for a worker that could not be started. */
 const START_FAILED = 2;
 
-
 /** True for a pipe or socket: what an MCP client gives its server. A terminal or a file is not. */
 function isPipeLike(fd: number): boolean {
   try {

@@ -9,7 +9,18 @@ export const MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024;
 export const CA_VARIABLES = ['CODEX_CA_CERTIFICATE', 'SSL_CERT_FILE'] as const;
 
 /** Every variable {@link networkSettings} reads; tests clear them to be independent of the machine. */
-export const NETWORK_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy', ...CA_VARIABLES, 'NODE_EXTRA_CA_CERTS'] as const;
+export const NETWORK_VARIABLES = [
+  'HTTPS_PROXY',
+  'https_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  ...CA_VARIABLES,
+  'NODE_EXTRA_CA_CERTS',
+] as const;
 
 /** The first of `names` present in `env` (even empty, as Codex reads them), with its name. */
 function firstPresent(env: NodeJS.ProcessEnv, names: readonly string[]): { variable: string; value: string } | undefined {
@@ -51,7 +62,10 @@ function caBundle(env: NodeJS.ProcessEnv): CaBundle | undefined {
     try {
       pem = readBundle(path);
     } catch (error) {
-      throw new LocalError(LocalErrorCode.InvalidConfig, `cannot read the CA certificate file ${path} named by ${variable}: ${ioReason(error)}; point ${variable} at a PEM file, or unset it to use the default roots`);
+      throw new LocalError(
+        LocalErrorCode.InvalidConfig,
+        `cannot read the CA certificate file ${path} named by ${variable}: ${ioReason(error)}; point ${variable} at a PEM file, or unset it to use the default roots`,
+      );
     }
     return parseCaBundle(variable, path, pem);
   }

@@ -202,8 +202,7 @@ function validatePermissionsName(id: string, name: string): string {
 export function buildEnvironmentSpec(entry: EnvironmentEntry, options: BuildEnvironmentSpecOptions = {}): EnvironmentSpec {
   const { id } = entry;
   const connectTimeoutMs = entry.connectTimeoutSec === undefined ? undefined : secondsToMilliseconds(entry.connectTimeoutSec);
-  const initializeTimeoutMs =
-    entry.initializeTimeoutSec === undefined ? undefined : secondsToMilliseconds(entry.initializeTimeoutSec);
+  const initializeTimeoutMs = entry.initializeTimeoutSec === undefined ? undefined : secondsToMilliseconds(entry.initializeTimeoutSec);
   validateEnvironmentId(id);
   if (entry.program === undefined && (entry.args !== undefined || entry.env !== undefined || entry.cwd !== undefined)) {
     throw invalid(`environment \`${id}\` args, env, and cwd require program`);

@@ -105,7 +105,11 @@ const McpServerTomlSchema = tomlTable(
     enabled: z.boolean().default(true),
     required: z.boolean().default(false),
     startup_timeout_sec: timeoutSec.optional(),
-    startup_timeout_ms: z.int().positive().max(2 ** 31).optional(),
+    startup_timeout_ms: z
+      .int()
+      .positive()
+      .max(2 ** 31)
+      .optional(),
     tool_timeout_sec: timeoutSec.optional(),
     enabled_tools: z.array(z.string()).optional(),
     disabled_tools: z.array(z.string()).default([]),
@@ -139,8 +143,7 @@ const McpServerTomlSchema = tomlTable(
       envHttpHeaders: raw.env_http_headers ?? {},
     };
   }
-  const startupTimeoutMs =
-    raw.startup_timeout_sec !== undefined ? Math.round(raw.startup_timeout_sec * 1000) : (raw.startup_timeout_ms ?? DEFAULT_MCP_STARTUP_TIMEOUT_MS);
+  const startupTimeoutMs = raw.startup_timeout_sec !== undefined ? Math.round(raw.startup_timeout_sec * 1000) : (raw.startup_timeout_ms ?? DEFAULT_MCP_STARTUP_TIMEOUT_MS);
   return {
     transport,
     enabled: raw.enabled,
@@ -154,10 +157,7 @@ const McpServerTomlSchema = tomlTable(
 });
 
 /** `[mcp_servers]`: server name → server. */
-const McpServersTomlSchema = z.record(
-  z.string().regex(SERVER_NAME, { error: 'invalid server name; use only letters, digits, `_` and `-`' }),
-  McpServerTomlSchema,
-);
+const McpServersTomlSchema = z.record(z.string().regex(SERVER_NAME, { error: 'invalid server name; use only letters, digits, `_` and `-`' }), McpServerTomlSchema);
 
 /**
  * Validates the raw `[mcp_servers]` table (EffectiveConfig.mcpServers).

@@ -97,11 +97,7 @@ export function overridesLayer(source: string, entries: readonly ConfigOverride[
  * "http://…", "sandbox_mode": "danger-full-access"}`), as the `codex` tool's `config` argument.
  * @param source named in errors and warnings, normally `config argument`.
  */
-export function dottedObjectLayer(
-  source: string,
-  object: Readonly<Record<string, unknown>>,
-  options: LayerOptions = {},
-): ConfigLayer {
+export function dottedObjectLayer(source: string, object: Readonly<Record<string, unknown>>, options: LayerOptions = {}): ConfigLayer {
   const values: Table = {};
   for (const [key, value] of Object.entries(object)) setPath(values, parseKeyPath(key), value);
   return configLayer(source, values, options);

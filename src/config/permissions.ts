@@ -63,7 +63,18 @@ const SPECIAL_KEYS: Readonly<Record<string, SpecialRoot>> = {
 const PROTECTED_WORKSPACE_FOLDERS = ['.git', '.codex', '.agents'];
 
 /** Network keys Codex has that need its proxy; accepted and reported as not enforced here. */
-const UNENFORCED_NETWORK_KEYS = ['mode', 'domains', 'unix_sockets', 'proxy_url', 'socks_url', 'enable_socks5', 'enable_socks5_udp', 'allow_local_binding', 'allow_upstream_proxy', 'mitm'];
+const UNENFORCED_NETWORK_KEYS = [
+  'mode',
+  'domains',
+  'unix_sockets',
+  'proxy_url',
+  'socks_url',
+  'enable_socks5',
+  'enable_socks5_udp',
+  'allow_local_binding',
+  'allow_upstream_proxy',
+  'mitm',
+];
 
 /** The profiles of `[permissions]` and the built-in ones, by name. */
 export interface PermissionProfiles {
@@ -261,7 +272,8 @@ export const PermissionsTomlSchema = z.record(z.string(), ProfileTomlSchema).tra
       ctx.issues.push({ code: 'custom', input: name, path: [name], message: `\`${name}\` is a built-in profile and cannot be redefined` });
       return z.NEVER;
     }
-    for (const key of table.unenforcedNetworkKeys) warnings.push(`${formatKeyPath(['permissions', name, 'network', key])} is not enforced by codex-multienv (only network.enabled is); ignored`);
+    for (const key of table.unenforcedNetworkKeys)
+      warnings.push(`${formatKeyPath(['permissions', name, 'network', key])} is not enforced by codex-multienv (only network.enabled is); ignored`);
   }
   const resolver = new ProfileResolver(tables);
   for (const name of Object.keys(tables)) {
@@ -305,7 +317,16 @@ export function describeProfile(profile: PermissionProfile): string {
   const show = (rule: PermissionRule): string => {
     const target = rule.target;
     if ('path' in target) return target.path;
-    const root = target.special === 'workspace_roots' ? 'the working directory' : target.special === 'slash_tmp' ? '/tmp' : target.special === 'tmpdir' ? 'the temp dir' : target.special === 'root' ? 'everything' : 'system folders';
+    const root =
+      target.special === 'workspace_roots'
+        ? 'the working directory'
+        : target.special === 'slash_tmp'
+          ? '/tmp'
+          : target.special === 'tmpdir'
+            ? 'the temp dir'
+            : target.special === 'root'
+              ? 'everything'
+              : 'system folders';
     return target.subpath === undefined ? root : `${root}/${target.subpath}`;
   };
   const of = (access: PermissionAccess): string[] => [...new Set(profile.rules.filter((rule) => rule.access === access && rule.skipMissing !== true).map(show))];

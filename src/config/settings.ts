@@ -72,16 +72,18 @@ const SandboxWorkspaceWriteTomlSchema = tomlTable(
     exclude_tmpdir_env_var: z.boolean().default(false),
     exclude_slash_tmp: z.boolean().default(false),
   }),
-).transform((raw) => ({
-  /** `writable_roots`: absolute; relative ones resolved against the layer's directory. @default [] */
-  writableRoots: raw.writable_roots,
-  /** `network_access`. @default false */
-  networkAccess: raw.network_access,
-  /** `exclude_tmpdir_env_var`: do not make `$TMPDIR` writable. @default false */
-  excludeTmpdirEnvVar: raw.exclude_tmpdir_env_var,
-  /** `exclude_slash_tmp`: do not make `/tmp` writable. @default false */
-  excludeSlashTmp: raw.exclude_slash_tmp,
-})).prefault({});
+)
+  .transform((raw) => ({
+    /** `writable_roots`: absolute; relative ones resolved against the layer's directory. @default [] */
+    writableRoots: raw.writable_roots,
+    /** `network_access`. @default false */
+    networkAccess: raw.network_access,
+    /** `exclude_tmpdir_env_var`: do not make `$TMPDIR` writable. @default false */
+    excludeTmpdirEnvVar: raw.exclude_tmpdir_env_var,
+    /** `exclude_slash_tmp`: do not make `/tmp` writable. @default false */
+    excludeSlashTmp: raw.exclude_slash_tmp,
+  }))
+  .prefault({});
 
 const ShellEnvironmentPolicyTomlSchema = tomlTable(
   z.object({
@@ -92,26 +94,28 @@ const ShellEnvironmentPolicyTomlSchema = tomlTable(
     include_only: z.array(z.string()).default([]),
     experimental_use_profile: z.boolean().default(false),
   }),
-).transform((raw) => ({
-  /** `inherit`: which of the server's variables a command starts from. @default 'all' */
-  inherit: raw.inherit,
-  /**
-   * `ignore_default_excludes`: keep credential-looking variables (Codex's `*KEY*`, `*SECRET*`,
-   * `*TOKEN*`, our further name patterns such as `*PASSWORD*` and `*CREDENTIAL*`, and values
-   * holding a URL with a password; the list is the exec layer's `DEFAULT_EXCLUDES`). Codex 0.169
-   * defaults to true; we deliberately do not pass secrets to commands unless asked.
-   * @default false
-   */
-  ignoreDefaultExcludes: raw.ignore_default_excludes,
-  /** `exclude`: case-insensitive wildcard patterns dropped. @default [] */
-  exclude: raw.exclude,
-  /** `set`: variables set after the excludes. @default {} */
-  set: raw.set,
-  /** `include_only`: when non-empty, only matching variables are kept (after `set`). @default [] */
-  includeOnly: raw.include_only,
-  /** `experimental_use_profile`: run commands through the user's shell profile. @default false */
-  experimentalUseProfile: raw.experimental_use_profile,
-})).prefault({});
+)
+  .transform((raw) => ({
+    /** `inherit`: which of the server's variables a command starts from. @default 'all' */
+    inherit: raw.inherit,
+    /**
+     * `ignore_default_excludes`: keep credential-looking variables (Codex's `*KEY*`, `*SECRET*`,
+     * `*TOKEN*`, our further name patterns such as `*PASSWORD*` and `*CREDENTIAL*`, and values
+     * holding a URL with a password; the list is the exec layer's `DEFAULT_EXCLUDES`). Codex 0.169
+     * defaults to true; we deliberately do not pass secrets to commands unless asked.
+     * @default false
+     */
+    ignoreDefaultExcludes: raw.ignore_default_excludes,
+    /** `exclude`: case-insensitive wildcard patterns dropped. @default [] */
+    exclude: raw.exclude,
+    /** `set`: variables set after the excludes. @default {} */
+    set: raw.set,
+    /** `include_only`: when non-empty, only matching variables are kept (after `set`). @default [] */
+    includeOnly: raw.include_only,
+    /** `experimental_use_profile`: run commands through the user's shell profile. @default false */
+    experimentalUseProfile: raw.experimental_use_profile,
+  }))
+  .prefault({});
 
 /** `[shell_environment_policy]`, raw values; applied by the exec layer. */
 export type ShellEnvironmentPolicyConfig = z.output<typeof ShellEnvironmentPolicyTomlSchema>;
@@ -123,15 +127,31 @@ const MultienvTomlSchema = tomlTable(
     max_turn_steps: positiveInt.default(100),
     max_parallel_tool_calls: positiveInt.default(4),
     tool_output_max_tokens: positiveInt.default(10_000),
-    approval_timeout_sec: z.number().positive().max(2 ** 31 / 1000).default(300),
+    approval_timeout_sec: z
+      .number()
+      .positive()
+      .max(2 ** 31 / 1000)
+      .default(300),
     codex_events: z.boolean().default(false),
     allow_runtime_program_environments: z.boolean().default(false),
     // The built-in defaults layer sets it under CODEX_HOME.
     threads_dir: AbsolutePathSchema,
-    default_wait_sec: z.number().min(0).max(2 ** 31 / 1000).default(50),
-    drain_timeout_sec: z.number().min(0).max(2 ** 31 / 1000).default(600),
+    default_wait_sec: z
+      .number()
+      .min(0)
+      .max(2 ** 31 / 1000)
+      .default(50),
+    drain_timeout_sec: z
+      .number()
+      .min(0)
+      .max(2 ** 31 / 1000)
+      .default(600),
     portable_tool_names: z.boolean().default(false),
-    idle_thread_unload_sec: z.number().min(0).max(2 ** 31 / 1000).default(900),
+    idle_thread_unload_sec: z
+      .number()
+      .min(0)
+      .max(2 ** 31 / 1000)
+      .default(900),
     // Above 256 MiB one message could no longer be made one string in Node.js.
     max_message_mb: z.number().min(1).max(256).default(10),
     engine: z.enum(['builtin', 'codex', 'auto']).default('auto'),
@@ -249,7 +269,14 @@ export const ConfigTomlSchema = z
     check_for_update_on_startup: passthrough,
     disable_response_storage: passthrough,
     project_doc_max_bytes: nonNegativeInt.default(DEFAULT_PROJECT_DOC_MAX_BYTES),
-    project_doc_fallback_filenames: z.array(z.string().min(1).refine((name) => !name.includes('/'), 'a file name, not a path')).default([]),
+    project_doc_fallback_filenames: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .refine((name) => !name.includes('/'), 'a file name, not a path'),
+      )
+      .default([]),
     project_root_markers: z.array(z.string().min(1)).default(['.git']),
   })
   .transform((raw, ctx) => {
@@ -315,7 +342,13 @@ export const ConfigTomlSchema = z
        * `web_search` (`live`, `cached`, `disabled`); the older `tools.web_search = true` and
        * `features.web_search_request` mean `live`. None: the default for the provider.
        */
-      webSearch: raw.web_search ?? (raw.tools?.web_search === true || raw.features['web_search_request'] === true ? 'live' : raw.tools?.web_search === false || raw.features['web_search_request'] === false ? 'disabled' : undefined),
+      webSearch:
+        raw.web_search ??
+        (raw.tools?.web_search === true || raw.features['web_search_request'] === true
+          ? 'live'
+          : raw.tools?.web_search === false || raw.features['web_search_request'] === false
+            ? 'disabled'
+            : undefined),
       /** `project_doc_max_bytes`: bytes of AGENTS.md text sent per environment; 0 sends none. @default 32768 */
       projectDocMaxBytes: raw.project_doc_max_bytes,
       /** `project_doc_fallback_filenames`: names tried after AGENTS.md in each folder. @default [] */
@@ -350,4 +383,3 @@ export type MultienvConfig = EffectiveConfig['multienv'];
 
 /** `[sandbox_workspace_write]`, resolved. */
 export type SandboxWorkspaceWriteConfig = EffectiveConfig['sandboxWorkspaceWrite'];
-

@@ -175,7 +175,11 @@ export class Environment {
     if (!this.#closed) {
       const listeners = [...this.#beforeClose];
       this.#beforeClose.clear();
-      await Promise.all(listeners.map((listener) => listener().catch((error: unknown) => this.#logger.warn('cleanup before closing the environment failed', { environment: this.id, error: errorMessage(error) }))));
+      await Promise.all(
+        listeners.map((listener) =>
+          listener().catch((error: unknown) => this.#logger.warn('cleanup before closing the environment failed', { environment: this.id, error: errorMessage(error) })),
+        ),
+      );
     }
     this.#closed = true;
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));

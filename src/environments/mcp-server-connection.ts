@@ -278,7 +278,13 @@ export class McpServerConnection {
     const { enabledTools, disabledTools } = this.config;
     return listed
       .filter((tool) => (enabledTools === undefined || enabledTools.includes(tool.name)) && !disabledTools.includes(tool.name))
-      .map((tool) => ({ server: this.config.name, environmentId: this.environment.id, cwd: this.#cwd, tool, call: (args, callSignal) => this.#call(client, tool.name, args, callSignal) }));
+      .map((tool) => ({
+        server: this.config.name,
+        environmentId: this.environment.id,
+        cwd: this.#cwd,
+        tool,
+        call: (args, callSignal) => this.#call(client, tool.name, args, callSignal),
+      }));
   }
 
   async #call(client: Client, tool: string, args: Record<string, unknown>, signal: AbortSignal): Promise<McpToolResult> {
@@ -301,7 +307,9 @@ export class McpServerConnection {
         throw new LocalError(LocalErrorCode.RequestTimeout, `the MCP tool call did not finish within ${timeoutMs} ms (tool_timeout_sec)`, { cause: error });
       }
       if (this.#client !== client || this.#state !== 'ready') {
-        throw new LocalError(LocalErrorCode.ConnectionClosed, `MCP server \`${this.config.name}\` stopped during the call: ${this.#error ?? errorMessage(error)}`, { cause: error });
+        throw new LocalError(LocalErrorCode.ConnectionClosed, `MCP server \`${this.config.name}\` stopped during the call: ${this.#error ?? errorMessage(error)}`, {
+          cause: error,
+        });
       }
       throw error;
     } finally {

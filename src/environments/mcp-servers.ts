@@ -124,7 +124,13 @@ export class ThreadMcpServers {
     return this.#options.configs.map((config) => {
       const connection = this.#connections.get(config.name);
       if (connection !== undefined) return connection.status();
-      const status: McpServerStatus = { name: config.name, transport: config.transport.type, state: config.enabled ? 'not_started' : 'stopped', required: config.required, tools: 0 };
+      const status: McpServerStatus = {
+        name: config.name,
+        transport: config.transport.type,
+        state: config.enabled ? 'not_started' : 'stopped',
+        required: config.required,
+        tools: 0,
+      };
       if (config.environmentId !== undefined) status.environmentId = config.environmentId;
       if (!config.enabled) status.error = 'disabled in the config (enabled = false)';
       return status;

@@ -123,10 +123,14 @@ export class EnvironmentRegistry {
   remove(id: string): RemovedEnvironment {
     const environment = this.#environments.get(id);
     if (environment === undefined) {
-      const known = this.list().map((e) => `\`${e.id}\``).join(', ') || '(none)';
+      const known =
+        this.list()
+          .map((e) => `\`${e.id}\``)
+          .join(', ') || '(none)';
       throw new LocalError(LocalErrorCode.NotFound, `unknown environment \`${id}\`; known environments: ${known}`);
     }
-    if (!this.#added.has(id)) throw new LocalError(LocalErrorCode.InvalidArgument, `environment \`${id}\` ${this.#origin(environment)}; only environments added with environment/add can be removed`);
+    if (!this.#added.has(id))
+      throw new LocalError(LocalErrorCode.InvalidArgument, `environment \`${id}\` ${this.#origin(environment)}; only environments added with environment/add can be removed`);
     this.#added.delete(id);
     const configured = this.#options.config.environments.find((spec) => spec.id === id);
     const restored = configured === undefined ? undefined : this.#create(configured, this.#options.configSource);

@@ -109,8 +109,7 @@ export function createBwrapProbe(name = 'bwrap', searchPath?: string): () => Pro
       child.once('error', (error: NodeJS.ErrnoException) =>
         resolve({
           ok: false,
-          message:
-            error.code === 'ENOENT' ? NOT_INSTALLED : `bubblewrap could not be started: ${error.message}`,
+          message: error.code === 'ENOENT' ? NOT_INSTALLED : `bubblewrap could not be started: ${error.message}`,
         }),
       );
       child.once('close', (code) => {

@@ -210,8 +210,7 @@ export class ExecClient extends ExecFileSystem {
   async #start(handle: RemoteProcess, params: z.input<typeof ProcessStartParamsSchema>, options: RequestOptions | undefined): Promise<void> {
     let connection = (await this.#current()).connection;
     // An abort stays an abort; any other failure after the answer was lost leaves it uncertain.
-    const unsettled = (error: unknown): Error =>
-      options?.signal?.aborted === true ? abortReason(options.signal) : this.#startUncertain(handle, error);
+    const unsettled = (error: unknown): Error => (options?.signal?.aborted === true ? abortReason(options.signal) : this.#startUncertain(handle, error));
     this.#startsInFlight.add(handle.id);
     try {
       let drops = 0;
@@ -430,7 +429,9 @@ export class ExecClient extends ExecFileSystem {
     }
     this.#logger.warn('process/read replay failed; the process has missed events', { server: this.label, process: handle.id, error: errorMessage(error) });
     handle.fail(
-      new LocalError(LocalErrorCode.ProtocolViolation, `events of process ${handle.id} on ${this.label} were missed and could not be replayed: ${errorMessage(error)}`, { cause: error }),
+      new LocalError(LocalErrorCode.ProtocolViolation, `events of process ${handle.id} on ${this.label} were missed and could not be replayed: ${errorMessage(error)}`, {
+        cause: error,
+      }),
     );
   }
 }

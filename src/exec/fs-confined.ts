@@ -50,7 +50,7 @@ export async function makeDirectoryConfined(policy: SandboxPolicy, path: string,
   }
   const missing: string[] = [];
   let directory: PinnedDirectory | undefined;
-  for (let at = landing; directory === undefined; ) {
+  for (let at = landing; directory === undefined;) {
     try {
       directory = openDirectory(at, false);
     } catch (error) {
@@ -86,7 +86,10 @@ export async function makeDirectoryConfined(policy: SandboxPolicy, path: string,
  */
 export async function refuseSymlinkAncestors(path: string): Promise<void> {
   const root = parse(path).root;
-  const parts = path.slice(root.length).split(sep).filter((part) => part !== '');
+  const parts = path
+    .slice(root.length)
+    .split(sep)
+    .filter((part) => part !== '');
   let current = root;
   for (const part of parts.slice(0, -1)) {
     current = join(current, part);

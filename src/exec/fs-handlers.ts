@@ -226,7 +226,9 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
       await state.open(params.handleId, path, mode, maxOpenHandles);
     } else {
       const landing = assertWritable(policy, path, FsOpen.method);
-      await io(() => writeAt(policy, path, landing, FsOpen.method, (target, pinned) => state.open(params.handleId, target, mode, maxOpenHandles, pinned ? constants.O_NOFOLLOW : 0)));
+      await io(() =>
+        writeAt(policy, path, landing, FsOpen.method, (target, pinned) => state.open(params.handleId, target, mode, maxOpenHandles, pinned ? constants.O_NOFOLLOW : 0)),
+      );
     }
     return { handleId: params.handleId };
   });

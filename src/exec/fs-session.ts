@@ -38,9 +38,7 @@ export class FsSessionState {
       throw RpcError.invalidRequest(`file handle \`${handleId}\` already exists`);
     }
     if (this.openHandles >= maxOpenHandles) {
-      throw RpcError.invalidRequest(
-        `too many open file handles (limit ${maxOpenHandles}); close handles with fs/close before opening \`${handleId}\``,
-      );
+      throw RpcError.invalidRequest(`too many open file handles (limit ${maxOpenHandles}); close handles with fs/close before opening \`${handleId}\``);
     }
     this.#opening.add(handleId);
     try {

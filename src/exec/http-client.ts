@@ -127,7 +127,9 @@ export class HttpBodyStreams {
           method: params.method,
           url: params.url,
           requestId,
-          headers: (params.headers ?? []).map((h) => (h.valueEnvVar === undefined ? { name: h.name, value: h.value } : { name: h.name, value: h.value, valueEnvVar: h.valueEnvVar })),
+          headers: (params.headers ?? []).map((h) =>
+            h.valueEnvVar === undefined ? { name: h.name, value: h.value } : { name: h.name, value: h.value, valueEnvVar: h.valueEnvVar },
+          ),
           bodyBase64: params.body === undefined ? null : Buffer.from(params.body.buffer, params.body.byteOffset, params.body.byteLength).toString('base64'),
           timeoutMs: params.timeoutMs ?? null,
           redirectPolicy: params.redirectPolicy ?? 'follow',
@@ -152,10 +154,7 @@ export class HttpBodyStreams {
     // Unknown: a cancelled body, or a request of somebody else on this connection.
     if (open === undefined) return;
     if (delta.seq !== open.nextSeq) {
-      this.#fail(
-        delta.requestId,
-        new LocalError(LocalErrorCode.ProtocolViolation, `http/request/bodyDelta for ${delta.requestId} has seq ${delta.seq}, expected ${open.nextSeq}`),
-      );
+      this.#fail(delta.requestId, new LocalError(LocalErrorCode.ProtocolViolation, `http/request/bodyDelta for ${delta.requestId} has seq ${delta.seq}, expected ${open.nextSeq}`));
       return;
     }
     open.nextSeq += 1;
@@ -217,10 +216,7 @@ export function fetchThrough(streams: HttpBodyStreams): typeof fetch {
     request.headers.forEach((value, name) => headers.push({ name, value }));
     let response: HttpStreamResponse;
     try {
-      response = await streams.request(
-        { method: request.method, url: request.url, headers, body, redirectPolicy: request.redirect === 'follow' ? 'follow' : 'stop' },
-        { signal },
-      );
+      response = await streams.request({ method: request.method, url: request.url, headers, body, redirectPolicy: request.redirect === 'follow' ? 'follow' : 'stop' }, { signal });
     } catch (error) {
       if (signal.aborted) throw abortReason(signal);
       throw new TypeError('fetch failed', { cause: error });

@@ -99,7 +99,12 @@ export async function startPiped(spec: PipedSpec, events: PipedEvents, options: 
 function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): PipedChild {
   const argv = [spec.arg0 ?? spec.argv[0] ?? spec.file, ...spec.argv.slice(1)];
   const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
-  for (const [what, values] of [['file', [spec.file]], ['argv', argv], ['env', env], ['cwd', [spec.cwd]]] as const) {
+  for (const [what, values] of [
+    ['file', [spec.file]],
+    ['argv', argv],
+    ['env', env],
+    ['cwd', [spec.cwd]],
+  ] as const) {
     // C strings end at the first NUL: refuse rather than run something shorter than asked.
     if (values.some((value) => value.includes('\0'))) throw new TypeError(`the command's ${what} must not contain NUL bytes`);
   }

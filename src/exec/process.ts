@@ -11,9 +11,7 @@ export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
 
 /** An event of a process's log; `seq` is shared by all kinds and starts at 1. */
 export type ProcessEvent =
-  | { kind: 'output'; seq: number; stream: OutputStream; data: Buffer }
-  | { kind: 'exited'; seq: number; exitCode: number; sandboxDenied: boolean }
-  | { kind: 'closed'; seq: number };
+  { kind: 'output'; seq: number; stream: OutputStream; data: Buffer } | { kind: 'exited'; seq: number; exitCode: number; sandboxDenied: boolean } | { kind: 'closed'; seq: number };
 
 /** What to spawn; paths are native and already validated. */
 export interface SpawnSpec extends PipedSpec {

@@ -42,10 +42,7 @@ export interface RemoteProcessControl {
   reconnecting(): ReconnectProgress | undefined;
 }
 
-type SeqEvent =
-  | { seq: number; kind: 'output'; stream: OutputStream; data: Buffer }
-  | ({ seq: number } & ExitEvent)
-  | { seq: number; kind: 'closed' };
+type SeqEvent = { seq: number; kind: 'output'; stream: OutputStream; data: Buffer } | ({ seq: number } & ExitEvent) | { seq: number; kind: 'closed' };
 
 type ExitEvent = { kind: 'exited'; exitCode: number; sandboxDenied?: boolean };
 
@@ -211,7 +208,9 @@ export class RemoteProcess {
     const covered = result.nextSeq - 1;
     const chunks = result.chunks.filter((chunk) => chunk.seq > this.#lastSeq && chunk.seq <= covered);
     const exit: ExitEvent | undefined =
-      result.exited && result.exitCode !== null && this.#exitCode === undefined ? { kind: 'exited', exitCode: result.exitCode, sandboxDenied: result.sandboxDenied === true } : undefined;
+      result.exited && result.exitCode !== null && this.#exitCode === undefined
+        ? { kind: 'exited', exitCode: result.exitCode, sandboxDenied: result.sandboxDenied === true }
+        : undefined;
     const gap: GapState = { evicted: this.#evictedIn(covered, chunks, exit !== undefined, result.closed), exit };
     for (const chunk of chunks) {
       this.#explainGap(chunk.seq, chunk.stream, gap);

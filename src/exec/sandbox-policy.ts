@@ -45,10 +45,7 @@ export const SandboxRequestSchema = z.looseObject({
     z.looseObject({ type: z.literal('disabled') }),
     z.looseObject({
       type: z.literal('managed'),
-      file_system: z.union([
-        z.looseObject({ type: z.literal('unrestricted') }),
-        z.looseObject({ type: z.literal('restricted'), entries: z.array(EntrySchema) }),
-      ]),
+      file_system: z.union([z.looseObject({ type: z.literal('unrestricted') }), z.looseObject({ type: z.literal('restricted'), entries: z.array(EntrySchema) })]),
       network: z.union([z.enum(['restricted', 'enabled']), z.looseObject({ enabled: z.boolean() })]).nullish(),
     }),
   ]),
@@ -86,7 +83,8 @@ function specialPaths(kind: string, request: z.infer<typeof SandboxRequestSchema
 export function parseSandboxRequest(sandbox: unknown, host: SandboxHost): SandboxPolicy | undefined {
   if (sandbox === null || sandbox === undefined) return undefined;
   const parsed = SandboxRequestSchema.safeParse(sandbox);
-  if (!parsed.success) throw RpcError.invalidParams(`unsupported sandbox request: ${parsed.error.issues[0]?.message ?? 'invalid'} at ${parsed.error.issues[0]?.path.join('.') ?? ''}`);
+  if (!parsed.success)
+    throw RpcError.invalidParams(`unsupported sandbox request: ${parsed.error.issues[0]?.message ?? 'invalid'} at ${parsed.error.issues[0]?.path.join('.') ?? ''}`);
   const request = parsed.data;
   const cwd = request.cwd === undefined || request.cwd === null ? undefined : uriToPath(request.cwd);
   const base = cwd === undefined ? {} : { cwd };

@@ -45,11 +45,7 @@ const LegacyAmendmentSchema = z.strictObject({
 
 /** The old `codex mcp-server` answer: exactly `{ "decision": ReviewDecision }`. */
 const LegacyAnswerSchema = z.strictObject({
-  decision: z.union([
-    z.enum(['approved', 'approved_for_session', 'denied', 'abort', 'timed_out', 'approved_mcp_policy_amendment']),
-    LegacyDeniedSchema,
-    LegacyAmendmentSchema,
-  ]),
+  decision: z.union([z.enum(['approved', 'approved_for_session', 'denied', 'abort', 'timed_out', 'approved_mcp_policy_amendment']), LegacyDeniedSchema, LegacyAmendmentSchema]),
   _meta: ResultMetaSchema,
 });
 

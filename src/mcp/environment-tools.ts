@@ -54,8 +54,10 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
       output: z.object({ environment: EnvironmentEntryOutputSchema }),
       run: async (args, extra) => {
         const id = args.id ?? args.environmentId;
-        if (args.id !== undefined && args.environmentId !== undefined && args.id !== args.environmentId) return plainError(`${names.environmentAdd}: id and environmentId disagree`);
-        if (args.url !== undefined && args.execServerUrl !== undefined && args.url !== args.execServerUrl) return plainError(`${names.environmentAdd}: url and execServerUrl disagree`);
+        if (args.id !== undefined && args.environmentId !== undefined && args.id !== args.environmentId)
+          return plainError(`${names.environmentAdd}: id and environmentId disagree`);
+        if (args.url !== undefined && args.execServerUrl !== undefined && args.url !== args.execServerUrl)
+          return plainError(`${names.environmentAdd}: url and execServerUrl disagree`);
         if (id === undefined) return plainError(`${names.environmentAdd}: \`id\` (or \`environmentId\`) is required`);
         const url = args.url ?? args.execServerUrl;
         const entry: EnvironmentEntry = { id };
@@ -76,13 +78,24 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
           // for approval is what is registered.
           const spec = buildEnvironmentSpec(entry);
           if (spec.kind === 'stdio' && !options.allowRuntimeProgramEnvironments) {
-            const approver = extra.approver ?? new ElicitationApprover({ server: options.server, timeoutMs: options.approvalTimeoutMs, logger: options.logger, toolCallId: extra.requestId });
+            const approver =
+              extra.approver ?? new ElicitationApprover({ server: options.server, timeoutMs: options.approvalTimeoutMs, logger: options.logger, toolCallId: extra.requestId });
             const decision = await approver.request(
-              { kind: 'exec', threadId: '', callId: 'environment/add', environmentId: id, cwd: spec.cwd ?? '(server cwd)', command: [spec.program, ...spec.args], reason: `environment/add: register environment \`${id}\` that runs this command on this machine` },
+              {
+                kind: 'exec',
+                threadId: '',
+                callId: 'environment/add',
+                environmentId: id,
+                cwd: spec.cwd ?? '(server cwd)',
+                command: [spec.program, ...spec.args],
+                reason: `environment/add: register environment \`${id}\` that runs this command on this machine`,
+              },
               extra.signal,
             );
             if (decision.decision !== 'approved' && decision.decision !== 'approved_for_session') {
-              return plainError(`${names.environmentAdd}: registering a program environment needs approval (or multienv.allow_runtime_program_environments = true): ${'reason' in decision ? decision.reason : 'denied'}`);
+              return plainError(
+                `${names.environmentAdd}: registering a program environment needs approval (or multienv.allow_runtime_program_environments = true): ${'reason' in decision ? decision.reason : 'denied'}`,
+              );
             }
           }
           const environment = await registry.add(entry);
@@ -101,7 +114,9 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
       input: z.object({ id: z.string().describe(`The environment id, as ${names.environmentAdd} registered it.`) }),
       output: z.object({
         id: z.string(),
-        restored: EnvironmentEntryOutputSchema.nullable().describe(`The environments.toml environment of the same id that the removed one had replaced (${names.environmentAdd} with a configured id), in effect again; null when there was none.`),
+        restored: EnvironmentEntryOutputSchema.nullable().describe(
+          `The environments.toml environment of the same id that the removed one had replaced (${names.environmentAdd} with a configured id), in effect again; null when there was none.`,
+        ),
       }),
       annotations: { destructiveHint: true, idempotentHint: false },
       run: async (args) => {

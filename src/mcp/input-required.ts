@@ -131,7 +131,10 @@ export class ApprovalGate implements Approver {
 
   request(request: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision> {
     if (!this.#options.canElicit) {
-      return Promise.resolve({ decision: 'denied', reason: 'the MCP client cannot show approval requests (no form elicitation in its capabilities); use approval-policy "never" or a client with elicitation' });
+      return Promise.resolve({
+        decision: 'denied',
+        reason: 'the MCP client cannot show approval requests (no form elicitation in its capabilities); use approval-policy "never" or a client with elicitation',
+      });
     }
     if (this.#closedReason !== undefined) return Promise.resolve({ decision: 'denied', reason: this.#closedReason });
     this.#count += 1;

@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { isJSONRPCNotification, isJSONRPCRequest, type CallToolResult, type JSONRPCMessage, type JSONRPCRequest, type ProgressToken, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import {
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  type CallToolResult,
+  type JSONRPCMessage,
+  type JSONRPCRequest,
+  type ProgressToken,
+  type RequestId,
+  type ServerNotification,
+} from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -177,7 +186,10 @@ export class ModernEra {
     const version = meta[META_VERSION];
     if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
     if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
-      throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, { supported: [...MODERN_PROTOCOL_VERSIONS], requested: version });
+      throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, {
+        supported: [...MODERN_PROTOCOL_VERSIONS],
+        requested: version,
+      });
     }
     const capabilities = meta[META_CAPABILITIES];
     if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
@@ -227,7 +239,11 @@ export class ModernEra {
         throw error;
       }
       const found = this.#calls.get(callId);
-      if (found === undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: the call this requestState continues is no longer here (answered, or the client went away): call the tool again without it');
+      if (found === undefined)
+        throw new ModernError(
+          INVALID_PARAMS,
+          'tools/call: the call this requestState continues is no longer here (answered, or the client went away): call the tool again without it',
+        );
       call = found;
       if (call.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
       if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses);
@@ -244,7 +260,11 @@ export class ModernEra {
       clearTimeout(call.expiry);
       call.expiry = setTimeout(() => this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request'), this.#options.approvalTimeoutMs);
       call.expiry.unref();
-      return { resultType: 'input_required', inputRequests: call.gate.inputRequests(), requestState: this.#codec.seal({ call: call.id, tool: call.tool, args: argumentsDigest(call.args) }, this.#options.approvalTimeoutMs) };
+      return {
+        resultType: 'input_required',
+        inputRequests: call.gate.inputRequests(),
+        requestState: this.#codec.seal({ call: call.id, tool: call.tool, args: argumentsDigest(call.args) }, this.#options.approvalTimeoutMs),
+      };
     } finally {
       call.open = undefined;
       this.#openRequests.delete(requestId);

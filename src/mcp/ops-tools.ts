@@ -45,7 +45,8 @@ export function opsTools(options: OpsToolsOptions): McpTool[] {
       annotations: { readOnlyHint: true },
       run: async (args, extra) => {
         try {
-          if (args.waitMs !== undefined && args.waitMs > 0) await threads.waitForTurns(args.threadId, { turnId: args.turnId, timeoutMs: args.waitMs, signal: options.cancelSignal(extra) });
+          if (args.waitMs !== undefined && args.waitMs > 0)
+            await threads.waitForTurns(args.threadId, { turnId: args.turnId, timeoutMs: args.waitMs, signal: options.cancelSignal(extra) });
           const status = await threads.status(args.threadId, args.turnId);
           return jsonResult({ ...status });
         } catch (error) {

@@ -26,7 +26,9 @@ const EnvironmentSelectionSchema = z
     permissions: z
       .string()
       .optional()
-      .describe('Permission profile for this environment in this thread ([permissions.NAME] or :read-only, :workspace, :danger-full-access); defaults to the environment’s own, else the thread’s.'),
+      .describe(
+        'Permission profile for this environment in this thread ([permissions.NAME] or :read-only, :workspace, :danger-full-access); defaults to the environment’s own, else the thread’s.',
+      ),
   })
   .strict();
 
@@ -72,10 +74,7 @@ const CodexReplyArgsSchema = {
     .array(EnvironmentSelectionSchema)
     .optional()
     .describe('Environments for THIS turn only, primary first. Omitted: the thread’s sticky selection; []: no environment access for this turn.'),
-  stickyEnvironments: z
-    .array(EnvironmentSelectionSchema)
-    .optional()
-    .describe('Replaces the thread’s sticky environments for this and later turns.'),
+  stickyEnvironments: z.array(EnvironmentSelectionSchema).optional().describe('Replaces the thread’s sticky environments for this and later turns.'),
   waitMs: waitMsArgument,
 };
 
@@ -143,7 +142,11 @@ export function createMcpServer(options: McpServerOptions): McpFace {
       approvalTimeoutMs: options.approvalTimeoutMs,
       allowRuntimeProgramEnvironments: options.allowRuntimeProgramEnvironments ?? false,
     }),
-    ...opsTools({ threads: options.threads, names: { status: CODEX_STATUS, threadList: names.threadList, threadClose: names.threadClose, turnInterrupt: names.turnInterrupt }, cancelSignal }),
+    ...opsTools({
+      threads: options.threads,
+      names: { status: CODEX_STATUS, threadList: names.threadList, threadClose: names.threadClose, turnInterrupt: names.turnInterrupt },
+      cancelSignal,
+    }),
   ];
   const table = serveTools(server, tools, (requestId) => cancellations.track(requestId));
   const modern = new ModernEra({

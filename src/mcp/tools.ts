@@ -182,7 +182,8 @@ export function serveTools(server: Server, tools: readonly McpTool[], onCall: (r
       if (task === undefined) return await table.call(name, args, extra);
       const tool = table.get(name);
       if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
-      if (tool.callAsTask === undefined) throw new McpError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
+      if (tool.callAsTask === undefined)
+        throw new McpError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
       return await tool.callAsTask(args, extra);
     } finally {
       answered();

@@ -171,7 +171,13 @@ export interface FollowUpNames {
  * thread exists, with `status: "running"`, the turn id and its progress so far, while the turn
  * goes on. `end` cuts the wait short the same way (the client timed out on the call).
  */
-export async function answerWithin(call: TurnCall, waitMs: number, progressOf: (started: StartedTurn) => TurnProgress | undefined, names: FollowUpNames, end?: AbortSignal): Promise<CallToolResult> {
+export async function answerWithin(
+  call: TurnCall,
+  waitMs: number,
+  progressOf: (started: StartedTurn) => TurnProgress | undefined,
+  names: FollowUpNames,
+  end?: AbortSignal,
+): Promise<CallToolResult> {
   let timer: NodeJS.Timeout | undefined;
   let stop: (() => void) | undefined;
   const budget = new Promise<'budget'>((resolve) => {

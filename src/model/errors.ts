@@ -148,10 +148,7 @@ export class ModelStreamError extends ModelError {
   /** True for dropped and idle streams, and for failures with a retryable code. */
   readonly retryable: boolean;
 
-  constructor(
-    init: { reason: ModelStreamErrorReason; message: string; code?: string | undefined; responseId?: string | undefined },
-    options?: { cause?: unknown },
-  ) {
+  constructor(init: { reason: ModelStreamErrorReason; message: string; code?: string | undefined; responseId?: string | undefined }, options?: { cause?: unknown }) {
     super(init.message, options);
     this.reason = init.reason;
     this.code = init.code;
@@ -159,9 +156,7 @@ export class ModelStreamError extends ModelError {
     this.retryable =
       init.reason === 'dropped' ||
       init.reason === 'idle-timeout' ||
-      ((init.reason === 'failed' || init.reason === 'error') &&
-        init.code !== undefined &&
-        RETRYABLE_STREAM_ERROR_CODES.includes(init.code));
+      ((init.reason === 'failed' || init.reason === 'error') && init.code !== undefined && RETRYABLE_STREAM_ERROR_CODES.includes(init.code));
   }
 }
 

@@ -106,9 +106,7 @@ export class ResponseFold {
         return {
           id: event.response.id,
           output: final.length > 0 ? final : streamed,
-          ...(usage == null
-            ? {}
-            : { usage: { inputTokens: usage.input_tokens, outputTokens: usage.output_tokens, totalTokens: usage.total_tokens } }),
+          ...(usage == null ? {} : { usage: { inputTokens: usage.input_tokens, outputTokens: usage.output_tokens, totalTokens: usage.total_tokens } }),
         };
       }
       case 'response.failed': {

@@ -135,11 +135,7 @@ export const ProcessStartParamsSchema = z.looseObject({
 export type ProcessStartParams = z.infer<typeof ProcessStartParamsSchema>;
 
 /** `process/start`. */
-export const ProcessStart = method(
-  'process/start',
-  ProcessStartParamsSchema,
-  z.looseObject({ processId: z.string(), sandboxType: z.string().nullish() }),
-);
+export const ProcessStart = method('process/start', ProcessStartParamsSchema, z.looseObject({ processId: z.string(), sandboxType: z.string().nullish() }));
 
 /** Which stream an output chunk came from. */
 export const OutputStreamSchema = z.enum(['stdout', 'stderr', 'pty']);
@@ -177,37 +173,19 @@ export const WriteStatusSchema = z.enum(['accepted', 'unknownProcess', 'stdinClo
 export type WriteStatus = z.infer<typeof WriteStatusSchema>;
 
 /** `process/write`: `writeId` is an idempotency key. */
-export const ProcessWrite = method(
-  'process/write',
-  z.looseObject({ processId: ClientId, chunk: Base64, writeId: ClientId }),
-  z.looseObject({ status: WriteStatusSchema }),
-);
+export const ProcessWrite = method('process/write', z.looseObject({ processId: ClientId, chunk: Base64, writeId: ClientId }), z.looseObject({ status: WriteStatusSchema }));
 
 /** `process/signal`: only `interrupt` (SIGINT) exists. */
-export const ProcessSignal = method(
-  'process/signal',
-  z.looseObject({ processId: ClientId, signal: z.enum(['interrupt']) }),
-  EmptyResult,
-);
+export const ProcessSignal = method('process/signal', z.looseObject({ processId: ClientId, signal: z.enum(['interrupt']) }), EmptyResult);
 
 /** `process/terminate`: SIGKILL; `running` says whether it was still running. */
-export const ProcessTerminate = method(
-  'process/terminate',
-  z.looseObject({ processId: ClientId }),
-  z.looseObject({ running: z.boolean() }),
-);
+export const ProcessTerminate = method('process/terminate', z.looseObject({ processId: ClientId }), z.looseObject({ running: z.boolean() }));
 
 /** `process/output` notification. */
-export const ProcessOutput = notification(
-  'process/output',
-  z.looseObject({ processId: z.string(), seq: u64, stream: OutputStreamSchema, chunk: Bytes }),
-);
+export const ProcessOutput = notification('process/output', z.looseObject({ processId: z.string(), seq: u64, stream: OutputStreamSchema, chunk: Bytes }));
 
 /** `process/exited` notification. */
-export const ProcessExited = notification(
-  'process/exited',
-  z.looseObject({ processId: z.string(), seq: u64, exitCode: z.number().int(), sandboxDenied: optionalBool }),
-);
+export const ProcessExited = notification('process/exited', z.looseObject({ processId: z.string(), seq: u64, exitCode: z.number().int(), sandboxDenied: optionalBool }));
 
 /** `process/closed` notification: the last event of a process. */
 export const ProcessClosed = notification('process/closed', z.looseObject({ processId: z.string(), seq: u64 }));
@@ -216,18 +194,10 @@ export const ProcessClosed = notification('process/closed', z.looseObject({ proc
 // Filesystem
 
 /** `fs/readFile`. */
-export const FsReadFile = method(
-  'fs/readFile',
-  z.looseObject({ path: PathUri, followSymlinks: optionalBool, sandbox: SandboxContext }),
-  z.looseObject({ dataBase64: Bytes }),
-);
+export const FsReadFile = method('fs/readFile', z.looseObject({ path: PathUri, followSymlinks: optionalBool, sandbox: SandboxContext }), z.looseObject({ dataBase64: Bytes }));
 
 /** `fs/writeFile`: creates or truncates; the parent must exist. */
-export const FsWriteFile = method(
-  'fs/writeFile',
-  z.looseObject({ path: PathUri, dataBase64: Base64, followSymlinks: optionalBool, sandbox: SandboxContext }),
-  EmptyResult,
-);
+export const FsWriteFile = method('fs/writeFile', z.looseObject({ path: PathUri, dataBase64: Base64, followSymlinks: optionalBool, sandbox: SandboxContext }), EmptyResult);
 
 /** `fs/createDirectory`: `recursive` defaults to true. */
 export const FsCreateDirectory = method(
@@ -249,11 +219,7 @@ export const FileMetadataSchema = z.looseObject({
 export type FileMetadata = z.infer<typeof FileMetadataSchema>;
 
 /** `fs/getMetadata`: follows symlinks unless `followSymlinks` is false. */
-export const FsGetMetadata = method(
-  'fs/getMetadata',
-  z.looseObject({ path: PathUri, followSymlinks: optionalBool, sandbox: SandboxContext }),
-  FileMetadataSchema,
-);
+export const FsGetMetadata = method('fs/getMetadata', z.looseObject({ path: PathUri, followSymlinks: optionalBool, sandbox: SandboxContext }), FileMetadataSchema);
 
 /** One entry of `fs/readDirectory`. */
 export const DirectoryEntrySchema = z.looseObject({ fileName: z.string(), isDirectory: z.boolean(), isFile: z.boolean() });
@@ -261,11 +227,7 @@ export const DirectoryEntrySchema = z.looseObject({ fileName: z.string(), isDire
 export type DirectoryEntry = z.infer<typeof DirectoryEntrySchema>;
 
 /** `fs/readDirectory`: one level, unsorted. */
-export const FsReadDirectory = method(
-  'fs/readDirectory',
-  z.looseObject({ path: PathUri, sandbox: SandboxContext }),
-  z.looseObject({ entries: z.array(DirectoryEntrySchema) }),
-);
+export const FsReadDirectory = method('fs/readDirectory', z.looseObject({ path: PathUri, sandbox: SandboxContext }), z.looseObject({ entries: z.array(DirectoryEntrySchema) }));
 
 /** `fs/walk`: bounded breadth-first listing. */
 export const FsWalk = method(
@@ -283,11 +245,7 @@ export const FsWalk = method(
 );
 
 /** `fs/canonicalize`: realpath. */
-export const FsCanonicalize = method(
-  'fs/canonicalize',
-  z.looseObject({ path: PathUri, sandbox: SandboxContext }),
-  z.looseObject({ path: PathUri }),
-);
+export const FsCanonicalize = method('fs/canonicalize', z.looseObject({ path: PathUri, sandbox: SandboxContext }), z.looseObject({ path: PathUri }));
 
 /** `fs/remove`: `recursive` and `force` default to true. */
 export const FsRemove = method(
@@ -297,11 +255,7 @@ export const FsRemove = method(
 );
 
 /** `fs/copy`: `recursive` is required. */
-export const FsCopy = method(
-  'fs/copy',
-  z.looseObject({ sourcePath: PathUri, destinationPath: PathUri, recursive: z.boolean(), sandbox: SandboxContext }),
-  EmptyResult,
-);
+export const FsCopy = method('fs/copy', z.looseObject({ sourcePath: PathUri, destinationPath: PathUri, recursive: z.boolean(), sandbox: SandboxContext }), EmptyResult);
 
 /** `fs/open`: a handle for block I/O. */
 export const FsOpen = method(
@@ -311,18 +265,10 @@ export const FsOpen = method(
 );
 
 /** `fs/readBlock`. */
-export const FsReadBlock = method(
-  'fs/readBlock',
-  z.looseObject({ handleId: FileHandleId, offset: u64, len: u64 }),
-  z.looseObject({ chunk: Bytes, eof: z.boolean() }),
-);
+export const FsReadBlock = method('fs/readBlock', z.looseObject({ handleId: FileHandleId, offset: u64, len: u64 }), z.looseObject({ chunk: Bytes, eof: z.boolean() }));
 
 /** `fs/writeBlock`. */
-export const FsWriteBlock = method(
-  'fs/writeBlock',
-  z.looseObject({ handleId: FileHandleId, offset: u64, chunk: Base64 }),
-  EmptyResult,
-);
+export const FsWriteBlock = method('fs/writeBlock', z.looseObject({ handleId: FileHandleId, offset: u64, chunk: Base64 }), EmptyResult);
 
 /** `fs/close`: idempotent. */
 export const FsClose = method('fs/close', z.looseObject({ handleId: FileHandleId }), EmptyResult);
@@ -357,11 +303,7 @@ export const HttpRequestParamsSchema = z.looseObject({
 export type HttpRequestParams = z.infer<typeof HttpRequestParamsSchema>;
 
 /** `http/request`: performed by the executor; streamed bodies arrive as `bodyDelta`s. */
-export const HttpRequest = method(
-  'http/request',
-  HttpRequestParamsSchema,
-  z.looseObject({ status: z.number().int(), headers: z.array(HttpHeaderSchema), bodyBase64: Base64 }),
-);
+export const HttpRequest = method('http/request', HttpRequestParamsSchema, z.looseObject({ status: z.number().int(), headers: z.array(HttpHeaderSchema), bodyBase64: Base64 }));
 
 /** `http/request/bodyDelta` notification. */
 export const HttpRequestBodyDelta = notification(

@@ -296,13 +296,7 @@ export type UnknownOutputItem = z.infer<typeof UnknownOutputItemSchema>;
 
 /** Any output item: a known one (unknown fields kept) or an unknown one. */
 export const ResponseOutputItemSchema = z.union([
-  z.discriminatedUnion('type', [
-    MessageOutputItemSchema,
-    FunctionCallOutputItemSchema,
-    CustomToolCallOutputItemSchema,
-    ReasoningOutputItemSchema,
-    WebSearchCallOutputItemSchema,
-  ]),
+  z.discriminatedUnion('type', [MessageOutputItemSchema, FunctionCallOutputItemSchema, CustomToolCallOutputItemSchema, ReasoningOutputItemSchema, WebSearchCallOutputItemSchema]),
   UnknownOutputItemSchema,
 ]);
 /** Any output item we received. */

@@ -75,7 +75,9 @@ export const ThreadContextSchema = z
     autoCompactTokenLimit: z.number().nullable(),
     compactions: z.number(),
   })
-  .describe('How full the conversation is: tokens of the last model request (null when unknown), the limit at which it is compacted (null: only when the context window is exceeded, or unknown), and how often it was compacted.');
+  .describe(
+    'How full the conversation is: tokens of the last model request (null when unknown), the limit at which it is compacted (null: only when the context window is exceeded, or unknown), and how often it was compacted.',
+  );
 /** How full a thread's conversation is. */
 export type ThreadContext = z.infer<typeof ThreadContextSchema>;
 
@@ -105,7 +107,9 @@ export const ThreadStatusSchema = z.object({
   instructions: z
     .array(InstructionFileSchema)
     .nullable()
-    .describe("The instruction files sent for the latest turn: the global AGENTS.md (environmentId null) and each environment's AGENTS.md files, root first; null before any turn recorded them."),
+    .describe(
+      "The instruction files sent for the latest turn: the global AGENTS.md (environmentId null) and each environment's AGENTS.md files, root first; null before any turn recorded them.",
+    ),
 });
 /** The state of one thread (`codex-status`). */
 export type ThreadStatus = z.infer<typeof ThreadStatusSchema>;

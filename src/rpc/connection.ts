@@ -173,7 +173,11 @@ export class RpcConnection {
   }
 
   /** {@link onNotification} for params with the base64 field `key`, as {@link onRequestWithBytes} (command output). */
-  onNotificationWithBytes<P extends z.ZodType, K extends keyof z.output<P> & string>(spec: NotificationSpec<P>, key: K, handler: (params: WithBytesField<z.output<P>, K>) => void): void {
+  onNotificationWithBytes<P extends z.ZodType, K extends keyof z.output<P> & string>(
+    spec: NotificationSpec<P>,
+    key: K,
+    handler: (params: WithBytesField<z.output<P>, K>) => void,
+  ): void {
     this.#notificationHandlers.set(spec.method, { schema: spec.params, handler: handler as (params: unknown) => void, bytesField: key });
     this.#takesBytes = true;
   }
@@ -458,11 +462,9 @@ export class RpcConnection {
     if (this.#isClosed) return;
     this.#isClosed = true;
     this.#outbox.close();
-    const error = new LocalError(
-      LocalErrorCode.ConnectionClosed,
-      reason === undefined ? `connection ${this.label} closed` : `connection ${this.label} closed: ${reason.message}`,
-      { cause: reason },
-    );
+    const error = new LocalError(LocalErrorCode.ConnectionClosed, reason === undefined ? `connection ${this.label} closed` : `connection ${this.label} closed: ${reason.message}`, {
+      cause: reason,
+    });
     try {
       this.#lifetime.abort(error);
     } finally {

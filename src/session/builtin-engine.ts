@@ -258,7 +258,15 @@ class BuiltinThread implements EngineThread {
             compaction: { tokenLimit: settings.autoCompactTokenLimit, prompt: settings.compactPrompt ?? DEFAULT_COMPACT_PROMPT, contextTokens: this.#contextTokens },
             replaceHistory: async (replacement) => {
               // In the store first: the history in memory never runs ahead of it.
-              await this.#init.record({ type: 'compacted', at: at(), turnId, reason: replacement.reason, replacedItems: replacement.replacedItems, summary: replacement.summary, history: replacement.history });
+              await this.#init.record({
+                type: 'compacted',
+                at: at(),
+                turnId,
+                reason: replacement.reason,
+                replacedItems: replacement.replacedItems,
+                summary: replacement.summary,
+                history: replacement.history,
+              });
               this.#history.splice(0, this.#history.length, ...replacement.history);
               this.#compactions++;
             },

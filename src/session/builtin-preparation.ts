@@ -87,7 +87,14 @@ const AGENT_TOOLS = new Map<boolean, readonly AgentTool[]>();
 function agentTools(multiEnvironment: boolean): readonly AgentTool[] {
   let tools = AGENT_TOOLS.get(multiEnvironment);
   if (tools === undefined) {
-    tools = [execCommandTool({ multiEnvironment }), writeStdinTool(), applyPatchTool({ multiEnvironment }), viewImageTool({ multiEnvironment }), listDirTool({ multiEnvironment }), updatePlanTool()];
+    tools = [
+      execCommandTool({ multiEnvironment }),
+      writeStdinTool(),
+      applyPatchTool({ multiEnvironment }),
+      viewImageTool({ multiEnvironment }),
+      listDirTool({ multiEnvironment }),
+      updatePlanTool(),
+    ];
     AGENT_TOOLS.set(multiEnvironment, tools);
   }
   return tools;

@@ -159,7 +159,11 @@ export class CodexAppServer {
     } catch (error) {
       await rpc.close();
       const detail = transport.diagnostics();
-      throw new LocalError(LocalErrorCode.ProcessFailed, `could not start the Codex app-server (\`${command.program}\`): ${errorMessage(error)}${detail === undefined ? '' : `; its stderr ends with: ${detail}`}`, { cause: error });
+      throw new LocalError(
+        LocalErrorCode.ProcessFailed,
+        `could not start the Codex app-server (\`${command.program}\`): ${errorMessage(error)}${detail === undefined ? '' : `; its stderr ends with: ${detail}`}`,
+        { cause: error },
+      );
     }
     return session;
   }
@@ -175,7 +179,9 @@ export class CodexAppServer {
     rpc.onNotification(ErrorNotification, (params) => to(params.threadId)?.event({ type: 'error', params }));
     // Codex withdraws a request it no longer needs answered (the turn ended meanwhile).
     const asking = new Map<string, AbortController>();
-    rpc.onNotification(ServerRequestResolvedNotification, (params) => asking.get(String(params.requestId))?.abort(new LocalError(LocalErrorCode.Aborted, 'Codex no longer needs this answer')));
+    rpc.onNotification(ServerRequestResolvedNotification, (params) =>
+      asking.get(String(params.requestId))?.abort(new LocalError(LocalErrorCode.Aborted, 'Codex no longer needs this answer')),
+    );
     const ask = async (threadId: string, id: string | number, signal: AbortSignal, question: (listener: AppServerListener, signal: AbortSignal) => Promise<AppServerDecision>) => {
       const listener = to(threadId);
       // A request about no turn of ours (one that ended) is declined: nobody can be asked.
@@ -189,6 +195,8 @@ export class CodexAppServer {
       }
     };
     rpc.onRequest(CommandApprovalMethod, (params, context) => ask(params.threadId, context.id, context.signal, (listener, signal) => listener.commandApproval(params, signal)));
-    rpc.onRequest(FileChangeApprovalMethod, (params, context) => ask(params.threadId, context.id, context.signal, (listener, signal) => listener.fileChangeApproval(params, signal)));
+    rpc.onRequest(FileChangeApprovalMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, (listener, signal) => listener.fileChangeApproval(params, signal)),
+    );
   }
 }

@@ -1,13 +1,6 @@
 import type { ApprovalDecision, ApprovalRequest, FileChange } from '../agent/approvals.js';
 import type { McpServerStatus } from '../environments/mcp-servers.js';
-import {
-  ThreadResumeMethod,
-  ThreadStartMethod,
-  TurnInterruptMethod,
-  TurnStartMethod,
-  type AppServerDecision,
-  type AppServerItem,
-} from '../protocol/app-server.js';
+import { ThreadResumeMethod, ThreadStartMethod, TurnInterruptMethod, TurnStartMethod, type AppServerDecision, type AppServerItem } from '../protocol/app-server.js';
 import type { ThreadContext } from '../protocol/status.js';
 import { PlanUpdateSchema, type TurnStatus } from '../protocol/thread.js';
 import { settlesWithin } from '../util/abort.js';
@@ -109,9 +102,13 @@ class CodexThread implements EngineThread {
         environments: turn.environments.map((entry) => ({ environmentId: entry.id, cwd: entry.cwd })),
       });
       turnState.codexTurnId = started.turn.id;
-      const result = await turnState.finished(turn.signal, async () => {
-        await session.request(TurnInterruptMethod, { threadId: codexThreadId, turnId: started.turn.id }, { timeoutMs: this.#interruptGraceMs() });
-      }, this.#interruptGraceMs());
+      const result = await turnState.finished(
+        turn.signal,
+        async () => {
+          await session.request(TurnInterruptMethod, { threadId: codexThreadId, turnId: started.turn.id }, { timeoutMs: this.#interruptGraceMs() });
+        },
+        this.#interruptGraceMs(),
+      );
       if (turnState.contextTokens !== undefined) this.#contextTokens = turnState.contextTokens;
       this.#compactions += turnState.compactions;
       return result;
@@ -272,7 +269,10 @@ class CodexTurn implements AppServerListener {
     this.#end({ status: 'failed', lastAgentMessage: this.#lastAgentMessage, error: `${reason}; the thread stays usable (its next turn resumes it in a new app-server)` });
   }
 
-  commandApproval(params: { itemId: string; environmentId?: string | null; command?: string | null; cwd?: string | null; reason?: string | null }, signal: AbortSignal): Promise<AppServerDecision> {
+  commandApproval(
+    params: { itemId: string; environmentId?: string | null; command?: string | null; cwd?: string | null; reason?: string | null },
+    signal: AbortSignal,
+  ): Promise<AppServerDecision> {
     return this.#ask(
       {
         kind: 'exec',
@@ -350,7 +350,11 @@ function fileChanges(item: AppServerItem): Record<string, FileChange> {
   for (const change of item.changes ?? []) {
     const kind = change.kind.type;
     changes[change.path] =
-      kind === 'add' ? { type: 'add', content: change.diff } : kind === 'delete' ? { type: 'delete', content: change.diff } : { type: 'update', unified_diff: change.diff, move_path: change.kind.move_path ?? null };
+      kind === 'add'
+        ? { type: 'add', content: change.diff }
+        : kind === 'delete'
+          ? { type: 'delete', content: change.diff }
+          : { type: 'update', unified_diff: change.diff, move_path: change.kind.move_path ?? null };
   }
   return changes;
 }

@@ -118,7 +118,10 @@ export function commandEnvironmentProvenance(local: boolean, policy: EnvPolicy):
   const base = local ? "this server's own environment (launcher)" : "the remote executor's own environment (nothing from this server's machine)";
   // The URL rule is applied by our exec-server only (local is ours; a remote one may be Codex's).
   const urls = local ? 'values holding a URL with a password' : 'on our exec-server, values holding a URL with a password';
-  const parts = [`inherit=${policy.inherit}`, policy.ignoreDefaultExcludes ? 'credential-looking variables kept' : `credentials removed (names ${DEFAULT_EXCLUDES.join(',')}; ${urls})`];
+  const parts = [
+    `inherit=${policy.inherit}`,
+    policy.ignoreDefaultExcludes ? 'credential-looking variables kept' : `credentials removed (names ${DEFAULT_EXCLUDES.join(',')}; ${urls})`,
+  ];
   if (policy.exclude.length > 0) parts.push(`exclude=${policy.exclude.join(',')}`);
   if (Object.keys(policy.set).length > 0) parts.push(`set=${Object.keys(policy.set).join(',')}`);
   if (policy.includeOnly.length > 0) parts.push(`include_only=${policy.includeOnly.join(',')}`);

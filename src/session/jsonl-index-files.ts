@@ -68,7 +68,6 @@ function entryLine(entry: IndexEntry): string | undefined {
   return `${key}${file.ino}\t${file.size}\t${file.mtimeMs}\t${asciiJson(body)}\n`;
 }
 
-
 /**
  * Parses the entry line `line` from `start`, leaving its detail raw; undefined when the key fields
  * are damaged. The thread id is checked where it names a file (see `ThreadSummaries`), not here:
@@ -157,7 +156,8 @@ export class IndexFiles {
       // the thread pool, and it blocks for a few milliseconds once per start.
       buffer = readFileSync(this.#snapshotPath);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.#logger.warn('cannot read the thread summary index; rebuilding it', { path: this.#snapshotPath, error: errorMessage(error) });
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.#logger.warn('cannot read the thread summary index; rebuilding it', { path: this.#snapshotPath, error: errorMessage(error) });
       this.#followFromEnd();
       return { snapshot: undefined, logFollows: false };
     }
@@ -288,7 +288,8 @@ export class IndexFiles {
     const text = records
       .map((record) => {
         if (record.op === 'removed') return `-\t${record.threadId}\n`;
-        if (record.op === 'changed' || record.op === 'starting') return `${record.op === 'changed' ? '?' : 'o'}\t${record.threadId}\t${record.file.ino}\t${record.file.size}\t${record.file.mtimeMs}\n`;
+        if (record.op === 'changed' || record.op === 'starting')
+          return `${record.op === 'changed' ? '?' : 'o'}\t${record.threadId}\t${record.file.ino}\t${record.file.size}\t${record.file.mtimeMs}\n`;
         const line = entryLine(record.entry);
         return line === undefined ? '' : `+\t${line}`;
       })

@@ -43,10 +43,7 @@ export interface Line {
   end: number;
 }
 
-type ParsedLine =
-  | { kind: 'header'; record: ThreadHeaderRecord }
-  | { kind: 'body'; record: ThreadBodyRecord }
-  | { kind: 'skip'; warning: string };
+type ParsedLine = { kind: 'header'; record: ThreadHeaderRecord } | { kind: 'body'; record: ThreadBodyRecord } | { kind: 'skip'; warning: string };
 
 /**
  * Folds a thread file into its summary, starting from a cached state when there is one. `complete`
@@ -147,9 +144,7 @@ export function parseLine(line: Line, path: string): ParsedLine {
 export function checkHeader(header: ThreadHeaderRecord, threadId: string, path: string, warnings: string[]): ThreadHeaderRecord {
   if (header.threadId !== threadId) throw corrupt(path, 1, `the header names thread "${header.threadId}"`);
   if (header.version > THREAD_RECORD_VERSION) {
-    warnings.push(
-      `${path} was written by format version ${header.version} (this is ${THREAD_RECORD_VERSION}); records of unknown types are skipped`,
-    );
+    warnings.push(`${path} was written by format version ${header.version} (this is ${THREAD_RECORD_VERSION}); records of unknown types are skipped`);
   }
   return header;
 }
@@ -246,10 +241,7 @@ export async function findLastLineStart(handle: FileHandle, size: number, path: 
     const reason = size === 0 ? 'the file is empty' : 'the header line is incomplete';
     throw new LocalError(LocalErrorCode.ProtocolViolation, `cannot append to ${path}: ${reason}; the file was left untouched`);
   }
-  throw new LocalError(
-    LocalErrorCode.ProtocolViolation,
-    `cannot append to ${path}: its last line is longer than any record; the file was left untouched`,
-  );
+  throw new LocalError(LocalErrorCode.ProtocolViolation, `cannot append to ${path}: its last line is longer than any record; the file was left untouched`);
 }
 
 export async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {

@@ -157,7 +157,15 @@ export class ThreadSummaries {
    */
   created(header: ThreadHeaderRecord, fd: number, bytes: number): void {
     this.#recordWrite(() => {
-      const body: SummaryBody = { offset: bytes, nextLine: 2, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined, lastTurnId: undefined, preview: undefined };
+      const body: SummaryBody = {
+        offset: bytes,
+        nextLine: 2,
+        createdAt: header.createdAt,
+        environments: header.environments,
+        lastStatus: undefined,
+        lastTurnId: undefined,
+        preview: undefined,
+      };
       const entry = entryOf(header.threadId, fstatSync(fd), body);
       this.#index?.set(entry);
       return [{ op: 'put', entry }];
@@ -176,7 +184,14 @@ export class ThreadSummaries {
       const detail = entry === undefined ? undefined : detailOf(entry);
       const body = detail?.body;
       // Folded on from the entry only when it was the file just before these records.
-      if (detail !== undefined && body !== undefined && !('error' in body) && detail.file.ino === now.ino && detail.file.size === now.size - bytes && body.offset === detail.file.size) {
+      if (
+        detail !== undefined &&
+        body !== undefined &&
+        !('error' in body) &&
+        detail.file.ino === now.ino &&
+        detail.file.size === now.size - bytes &&
+        body.offset === detail.file.size
+      ) {
         const next = { ...body, offset: now.size, nextLine: body.nextLine + records.length };
         for (const record of records) foldRecord(next, record);
         const updated = entryOf(threadId, now, next);
@@ -261,7 +276,8 @@ export class ThreadSummaries {
     this.#watch();
     if (snapshot === undefined) return this.#rebuild();
     const index = new SummaryIndex(snapshot.sorted ? snapshot.entries : [...snapshot.entries].sort(compareListPositions));
-    if (!logFollows) this.#logger.info('the thread summary index log is not the one its snapshot continues in (a compaction was interrupted); checking every thread file', { dir: this.#dir });
+    if (!logFollows)
+      this.#logger.info('the thread summary index log is not the one its snapshot continues in (a compaction was interrupted); checking every thread file', { dir: this.#dir });
     // Files may have changed while no server ran: checked in the background once the first
     // listings are answered (their pages are checked file by file meanwhile).
     this.#scanTimer = setTimeout(() => void this.#startScan(index), STARTUP_SCAN_DELAY_MS);
@@ -392,7 +408,8 @@ export class ThreadSummaries {
         stamp = info;
         const detail = from === undefined ? undefined : detailOf(from);
         const body = detail?.body;
-        const resume = detail !== undefined && body !== undefined && !('error' in body) && detail.file.ino === info.ino && body.offset <= info.size ? { ino: info.ino, ...body } : undefined;
+        const resume =
+          detail !== undefined && body !== undefined && !('error' in body) && detail.file.ino === info.ino && body.offset <= info.size ? { ino: info.ino, ...body } : undefined;
         const { state } = await foldSummary(handle, path, threadId, info.ino, resume);
         const { ino: _ino, ...folded } = state;
         return entryOf(threadId, info, folded);
@@ -430,7 +447,8 @@ export class ThreadSummaries {
       });
       this.#watcher = watcher;
     } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') this.#logger.debug('cannot watch the threads folder; listings check every file now and then instead', { dir: this.#dir, error: errorMessage(error) });
+      if (errnoCode(error) !== 'ENOENT')
+        this.#logger.debug('cannot watch the threads folder; listings check every file now and then instead', { dir: this.#dir, error: errorMessage(error) });
     }
   }
 

@@ -211,7 +211,6 @@ export interface InterruptedTurn {
   elsewhere?: LeaseHolder;
 }
 
-
 /** The later of two ISO times (the first when the second is missing). */
 export function latest(a: string, b: string | undefined): string {
   return b !== undefined && b > a ? b : a;
@@ -219,7 +218,14 @@ export function latest(a: string, b: string | undefined): string {
 
 /** A stored turn without a completion record, as a status report shows it. */
 export function unfinishedTurn(turnId: string, at: string): FinishedTurn {
-  return { turnId, state: 'finished', status: 'interrupted', lastAgentMessage: null, error: 'the server stopped during this turn (or another server process is running it)', finishedAt: at };
+  return {
+    turnId,
+    state: 'finished',
+    status: 'interrupted',
+    lastAgentMessage: null,
+    error: 'the server stopped during this turn (or another server process is running it)',
+    finishedAt: at,
+  };
 }
 
 /** The finished turn `turnId` of a thread; a not-found error when it is unknown or too old. */

@@ -19,7 +19,6 @@ const TAKEOVER_ATTEMPTS = 20;
 /** Pause before trying again while another process takes over a stale lease. */
 const TAKEOVER_RETRY_MS = 5;
 
-
 /** How an interrupt request file is named: `<threadId>.interrupt`. */
 const INTERRUPT_SUFFIX = '.interrupt';
 
@@ -318,7 +317,6 @@ export class ThreadLeases implements ThreadOwnership {
     }
     onInterrupt(threadId, request);
   }
-
 
   /** The live process other than this one that holds the thread's lease, if any. */
   async holderElsewhere(threadId: string): Promise<LeaseHolder | undefined> {

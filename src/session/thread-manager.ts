@@ -220,7 +220,10 @@ export class ThreadManager {
     const thread = await this.#threads.hold(threadId);
     try {
       if (thread.live.length > 0) {
-        throw new LocalError(LocalErrorCode.InvalidArgument, `thread ${threadId} has a turn running (${thread.live[0]?.turnId ?? '?'}); stop it with turn/interrupt first, or wait for it (codex-status with waitMs)`);
+        throw new LocalError(
+          LocalErrorCode.InvalidArgument,
+          `thread ${threadId} has a turn running (${thread.live[0]?.turnId ?? '?'}); stop it with turn/interrupt first, or wait for it (codex-status with waitMs)`,
+        );
       }
       const stoppedCommands = thread.engine.activeCommands;
       const stoppedMcpServers = thread.engine.mcpServers().filter((server) => server.state === 'ready' || server.state === 'starting').length;

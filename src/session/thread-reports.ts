@@ -49,7 +49,10 @@ export function storedStatus(threadId: string, loaded: LoadedThread, elsewhere: 
   let sticky = loaded.header.environments;
   for (const record of loaded.records) if (record.type === 'environments_changed') sticky = record.environments;
   const runningElsewhere = elsewhere !== undefined && turns.open !== undefined ? { ...elsewhere, turnId: turns.open.turnId } : undefined;
-  const finished = turns.open === undefined || runningElsewhere !== undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, turns.lastActivity ?? loaded.header.createdAt)];
+  const finished =
+    turns.open === undefined || runningElsewhere !== undefined
+      ? turns.finished
+      : [...turns.finished, unfinishedTurn(turns.open.turnId, turns.lastActivity ?? loaded.header.createdAt)];
   const lastTurn = finished[finished.length - 1] ?? null;
   const report: ThreadStatus = {
     threadId,
@@ -93,7 +96,17 @@ export function listEntries(loaded: Iterable<Thread>, fresh: readonly ThreadSumm
   }
   for (const summary of fresh) if (!entries.has(summary.threadId)) entries.set(summary.threadId, storedEntry(summary, elsewhere.get(summary.threadId)));
   for (const [threadId, holder] of elsewhere) {
-    if (!entries.has(threadId)) entries.set(threadId, { threadId, createdAt: null, lastActivity: holder.since, status: 'running', environments: [], currentTurnId: null, preview: null, runningElsewhere: holder });
+    if (!entries.has(threadId))
+      entries.set(threadId, {
+        threadId,
+        createdAt: null,
+        lastActivity: holder.since,
+        status: 'running',
+        environments: [],
+        currentTurnId: null,
+        preview: null,
+        runningElsewhere: holder,
+      });
   }
   return [...entries.values()].sort((a, b) => compareListPositions(positionOf(a), positionOf(b)));
 }
@@ -151,6 +164,7 @@ function encodeListCursor(position: ThreadListPosition): string {
 /** The position a `thread/list` cursor stands for; a LocalError `INVALID_ARGUMENT` when it is not one this server gave. */
 export function decodeListCursor(cursor: string): ThreadListPosition {
   const parsed = parseJsonAs(CursorSchema, Buffer.from(cursor, 'base64url').toString('utf8')).value;
-  if (parsed === undefined) throw new LocalError(LocalErrorCode.InvalidArgument, `invalid cursor ${JSON.stringify(cursor.slice(0, 100))}: pass the nextCursor of a previous answer unchanged`);
+  if (parsed === undefined)
+    throw new LocalError(LocalErrorCode.InvalidArgument, `invalid cursor ${JSON.stringify(cursor.slice(0, 100))}: pass the nextCursor of a previous answer unchanged`);
   return { updatedAt: parsed.u, threadId: parsed.t };
 }

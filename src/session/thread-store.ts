@@ -161,7 +161,6 @@ export function compareListPositions(a: ThreadListPosition, b: ThreadListPositio
   return comesBefore(a, b) ? -1 : comesBefore(b, a) ? 1 : 0;
 }
 
-
 /** An error about a thread id that does not exist; the MCP layer reports it with the id. */
 export class ThreadNotFoundError extends LocalError {
   /** @param detail said after the old server's message, e.g. where an archived thread went */

@@ -115,7 +115,14 @@ export class ThreadTable {
 
   /** Adds a thread just created in the store. */
   add(created: NewThread): Thread {
-    const thread = this.#newThread(created.id, created.createdAt, created.config, created.settings, created.sticky, this.#engineOf(created.id, created.config, created.settings, []));
+    const thread = this.#newThread(
+      created.id,
+      created.createdAt,
+      created.config,
+      created.settings,
+      created.sticky,
+      this.#engineOf(created.id, created.config, created.settings, []),
+    );
     thread.preview = created.preview;
     this.#threads.set(created.id, thread);
     return thread;
@@ -218,7 +225,9 @@ export class ThreadTable {
       const idleFor = now - Date.parse(thread.lastActivity);
       if (!(idleFor >= idleMs)) continue;
       this.#options.logger.info('thread let go after being idle', { thread: id, idleSec: Math.round(idleFor / 1000) });
-      this.letGo(thread, { keep: true }).catch((error: unknown) => this.#options.logger.warn("stopping an idle thread's MCP servers failed", { thread: id, error: errorMessage(error) }));
+      this.letGo(thread, { keep: true }).catch((error: unknown) =>
+        this.#options.logger.warn("stopping an idle thread's MCP servers failed", { thread: id, error: errorMessage(error) }),
+      );
     }
   }
 
@@ -252,7 +261,14 @@ export class ThreadTable {
     const turns = storedTurns(loaded.records);
     if (turns.open !== undefined) {
       await engine.recoverInterruptedTurn(turns.open.turnId);
-      await store.append(threadId, { type: 'turn_completed', at: this.#at(), turnId: turns.open.turnId, status: 'interrupted', lastAgentMessage, error: 'the server stopped during this turn' });
+      await store.append(threadId, {
+        type: 'turn_completed',
+        at: this.#at(),
+        turnId: turns.open.turnId,
+        status: 'interrupted',
+        lastAgentMessage,
+        error: 'the server stopped during this turn',
+      });
       logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turns.open.turnId });
     }
     const thread = this.#newThread(threadId, loaded.header.createdAt, config, settings, sticky, engine);

@@ -47,7 +47,9 @@ export class TurnRunner {
   /** The accepted turns (running or queued) that run in environment `id`, described for an error. */
   usersOf(id: string, threads: Iterable<Thread>): string[] {
     return [...threads].flatMap((thread) =>
-      thread.live.filter((turn) => this.#turnEnvironments.get(turn)?.includes(id) === true).map((turn) => `thread ${thread.id} (turn ${turn.turnId}, ${turn.started ? 'running' : 'queued'})`),
+      thread.live
+        .filter((turn) => this.#turnEnvironments.get(turn)?.includes(id) === true)
+        .map((turn) => `thread ${thread.id} (turn ${turn.turnId}, ${turn.started ? 'running' : 'queued'})`),
     );
   }
 
@@ -61,7 +63,10 @@ export class TurnRunner {
     this.#options.selector.checkRegistered(selection);
     const limit = this.#options.limits.maxQueuedTurnsPerThread;
     if (thread.queue.size >= limit) {
-      throw new LocalError(LocalErrorCode.LimitExceeded, `thread ${thread.id} is busy: ${thread.queue.size} turns are already waiting (limit ${limit}); wait for a response before replying again`);
+      throw new LocalError(
+        LocalErrorCode.LimitExceeded,
+        `thread ${thread.id} is busy: ${thread.queue.size} turns are already waiting (limit ${limit}); wait for a response before replying again`,
+      );
     }
     const turnId = randomUUID();
     // The turn is tracked (progress, approvals, interrupt) from here until it settles.

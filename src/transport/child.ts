@@ -56,9 +56,7 @@ export async function spawnChildTransport(command: ChildCommand, options: ChildT
   });
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', () => resolve());
-    child.once('error', (error) =>
-      reject(new LocalError(LocalErrorCode.ProcessFailed, `failed to start \`${command.program}\`: ${error.message}`, { cause: error })),
-    );
+    child.once('error', (error) => reject(new LocalError(LocalErrorCode.ProcessFailed, `failed to start \`${command.program}\`: ${error.message}`, { cause: error })));
   });
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();

@@ -219,7 +219,8 @@ export function parseCaBundle(variable: string, path: string, pem: string): CaBu
   if (found.length === 0) throw new LocalError(LocalErrorCode.InvalidConfig, `no certificates in ${path} (named by ${variable}); ${CA_HINT}`);
   const certificates: string[] = [];
   for (const [index, base64] of found.entries()) {
-    if (base64 === undefined) throw new LocalError(LocalErrorCode.InvalidConfig, `certificate #${index + 1} in ${path} (named by ${variable}) is not a DER certificate; ${CA_HINT}`);
+    if (base64 === undefined)
+      throw new LocalError(LocalErrorCode.InvalidConfig, `certificate #${index + 1} in ${path} (named by ${variable}) is not a DER certificate; ${CA_HINT}`);
     certificates.push(base64);
   }
   return { variable, path, certificates };

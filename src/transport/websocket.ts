@@ -74,9 +74,7 @@ class WebSocketTransport implements MessageTransport {
       const detail = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
       // A websocket cannot skip one message, so an oversized one costs the connection; say so.
       const why = this.#oversized ? `: the peer sent a message larger than the ${this.maxMessageBytes}-byte limit` : '';
-      this.onclose?.(
-        this.#closeRequested ? undefined : new LocalError(LocalErrorCode.ConnectionClosed, `${this.label} closed (code ${code}${detail})${why}`),
-      );
+      this.onclose?.(this.#closeRequested ? undefined : new LocalError(LocalErrorCode.ConnectionClosed, `${this.label} closed (code ${code}${detail})${why}`));
     });
   }
 

@@ -34,12 +34,7 @@ export function abortReason(signal: AbortSignal | undefined): Error {
  * Races `promise` against a deadline and an optional signal. On timeout it rejects with
  * `onTimeout()`; the underlying work is not cancelled (pass a signal into it for that).
  */
-export function withDeadline<T>(
-  promise: Promise<T>,
-  ms: number,
-  onTimeout: () => Error,
-  signal?: AbortSignal,
-): Promise<T> {
+export function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     if (signal?.aborted) {
       reject(abortReason(signal));

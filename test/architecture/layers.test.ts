@@ -7,19 +7,7 @@ import { fileURLToPath } from 'node:url';
  * listed above it in DESIGN.md's layout (earlier here), never a sibling of its own tier.
  * Third-party packages are confined to their owners.
  */
-const ORDER: string[][] = [
-  ['util'],
-  ['protocol'],
-  ['config'],
-  ['transport'],
-  ['rpc'],
-  ['exec', 'model'],
-  ['environments'],
-  ['agent'],
-  ['session'],
-  ['mcp'],
-  ['cli'],
-];
+const ORDER: string[][] = [['util'], ['protocol'], ['config'], ['transport'], ['rpc'], ['exec', 'model'], ['environments'], ['agent'], ['session'], ['mcp'], ['cli']];
 
 /** Packages (or package prefixes) and the only folders allowed to import them. */
 const OWNERS: Record<string, string[]> = {

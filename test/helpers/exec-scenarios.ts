@@ -140,7 +140,13 @@ export function execScenarios(name: string, connect: () => Promise<ExecPeer>): v
 
     it('starts bash with a piped stdin as a plain non-interactive shell: ~/.bashrc is not read, even without SHLVL', async () => {
       await writeFile(join(work.path, '.bashrc'), `touch ${join(work.path, 'bashrc-was-read')}\n`);
-      const shell = await peer.client.startProcess({ argv: ['/bin/bash', '-c', 'echo ran'], cwd: work.path, env: { HOME: work.path, PATH: '/usr/bin:/bin' }, tty: false, pipeStdin: true });
+      const shell = await peer.client.startProcess({
+        argv: ['/bin/bash', '-c', 'echo ran'],
+        cwd: work.path,
+        env: { HOME: work.path, PATH: '/usr/bin:/bin' },
+        tty: false,
+        pipeStdin: true,
+      });
       const { exitCode, stdout } = await shell.collect();
       expect({ exitCode, stdout: stdout.toString() }).toEqual({ exitCode: 0, stdout: 'ran\n' });
       expect(existsSync(join(work.path, 'bashrc-was-read'))).toBe(false);

@@ -73,7 +73,11 @@ export async function connectTestClient(transport: Transport, answer?: Elicitati
     // `Client.setRequestHandler` strips the request's unknown (vendor) fields and turns any answer
     // that is not an MCP ElicitResult into a JSON-RPC error. Tests need the raw request and must be
     // able to send any answer shape, including invalid ones, so the handler goes on Protocol.
-    const setRaw = Protocol.prototype.setRequestHandler as (this: Client, schema: typeof RawElicitRequestSchema, handler: (request: z.infer<typeof RawElicitRequestSchema>) => unknown) => void;
+    const setRaw = Protocol.prototype.setRequestHandler as (
+      this: Client,
+      schema: typeof RawElicitRequestSchema,
+      handler: (request: z.infer<typeof RawElicitRequestSchema>) => unknown,
+    ) => void;
     setRaw.call(client, RawElicitRequestSchema, (request) => answer(request.params));
   }
   const sent: unknown[] = [];

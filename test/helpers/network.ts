@@ -27,10 +27,51 @@ function openssl(args: string[], cwd: string): void {
  */
 export function makeTestCertificates(dir: string, name = 'test'): TestCertificates {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '1', '-subj', `/CN=${name} test CA`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      `${name}-ca.key`,
+      '-out',
+      `${name}-ca.pem`,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${name} test CA`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
   openssl(['req', ...ec, '-keyout', `${name}-server.key`, '-out', `${name}-server.csr`, '-subj', '/CN=localhost'], dir);
-  writeFileSync(join(dir, `${name}-server.ext`), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n');
-  openssl(['x509', '-req', '-in', `${name}-server.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial', '-days', '1', '-extfile', `${name}-server.ext`, '-out', `${name}-server.pem`], dir);
+  writeFileSync(
+    join(dir, `${name}-server.ext`),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n',
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}-server.csr`,
+      '-CA',
+      `${name}-ca.pem`,
+      '-CAkey',
+      `${name}-ca.key`,
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      `${name}-server.ext`,
+      '-out',
+      `${name}-server.pem`,
+    ],
+    dir,
+  );
   return {
     caPath: join(dir, `${name}-ca.pem`),
     caPem: readFileSync(join(dir, `${name}-ca.pem`), 'utf8'),

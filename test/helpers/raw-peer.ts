@@ -48,7 +48,11 @@ export async function rawWebSocket(url: string, headers?: Record<string, string>
   const transport: MessageTransport = await connectWebSocket(url, { timeoutMs: 5000, headers });
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
-  const { peer, push } = fromQueue(closed, (text) => void transport.send(text), () => transport.close());
+  const { peer, push } = fromQueue(
+    closed,
+    (text) => void transport.send(text),
+    () => transport.close(),
+  );
   transport.onmessage = push;
   transport.onclose = () => resolveClosed();
   transport.start();

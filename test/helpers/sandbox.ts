@@ -122,9 +122,19 @@ export function escapeAttempts(layout: EscapeLayout, serverPid: number): EscapeA
   ].join(' ');
   return [
     ...mountEscapes(layout),
-    { name: 'unshare a mount and a network namespace', script: 'unshare --mount --net true && echo UNSHARED', marker: 'UNSHARED', refusal: /unshare failed: Operation not permitted/ },
+    {
+      name: 'unshare a mount and a network namespace',
+      script: 'unshare --mount --net true && echo UNSHARED',
+      marker: 'UNSHARED',
+      refusal: /unshare failed: Operation not permitted/,
+    },
     { name: 'open a raw socket', script: `perl -e '${rawSocket}'`, marker: 'RAW-SOCKET', refusal: /raw socket: Operation not permitted/ },
     { name: 'make a device node', script: `mknod ${join(layout.workspace, 'disk')} b 7 0 && echo MADE-NODE`, marker: 'MADE-NODE', refusal: /mknod: .*Operation not permitted/ },
-    { name: 'read the server through ptrace access', script: `umount -l /proc; perl -e '${peek}' ${serverPid}`, marker: 'SERVER-MEMORY', refusal: /(maps|memory) of the server: (No such file or directory|Permission denied)/ },
+    {
+      name: 'read the server through ptrace access',
+      script: `umount -l /proc; perl -e '${peek}' ${serverPid}`,
+      marker: 'SERVER-MEMORY',
+      refusal: /(maps|memory) of the server: (No such file or directory|Permission denied)/,
+    },
   ];
 }

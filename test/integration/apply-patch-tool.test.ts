@@ -31,7 +31,10 @@ describe('apply_patch tool on a real exec-server', () => {
   const dirs: { path: string; cleanup: () => Promise<void> }[] = [];
 
   beforeAll(async () => {
-    server = new ExecServer({ env: process.env, host: { env: process.env, cwd: process.cwd(), homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'test' } });
+    server = new ExecServer({
+      env: process.env,
+      host: { env: process.env, cwd: process.cwd(), homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'test' },
+    });
     client = await ExecClient.connect(localConnector(server));
   });
   afterAll(async () => {
@@ -86,10 +89,11 @@ describe('apply_patch tool on a real exec-server', () => {
 
   const tool = applyPatchTool({ multiEnvironment: true });
   const read = (path: string): Promise<string> => readFile(path, 'utf8');
-  const exists = (path: string): Promise<boolean> => readFile(path).then(
-    () => true,
-    () => false,
-  );
+  const exists = (path: string): Promise<boolean> =>
+    readFile(path).then(
+      () => true,
+      () => false,
+    );
 
   it('describes itself with the grammar, the environment line only with several environments', () => {
     expect(tool.kind).toBe('custom');
@@ -156,7 +160,9 @@ describe('apply_patch tool on a real exec-server', () => {
     await symlink(join(outside.path, 'moved.txt'), join(h.a, 'move-link'));
     await symlink(join(outside.path, 'dir'), join(h.a, 'dir-link'));
     const add = tool.run(patch('*** Begin Patch', '*** Add File: add-link', '+x', '*** End Patch'), context);
-    await expect(add).rejects.toThrow(/^apply_patch failed on a at .*add-link: fs\/writeFile: writing .* is not allowed by the sandbox \(it resolves to .*added\.txt`\) \(no file was changed\)$/);
+    await expect(add).rejects.toThrow(
+      /^apply_patch failed on a at .*add-link: fs\/writeFile: writing .* is not allowed by the sandbox \(it resolves to .*added\.txt`\) \(no file was changed\)$/,
+    );
     const move = tool.run(patch('*** Begin Patch', '*** Update File: inside.txt', '*** Move to: move-link', '@@', '-keep', '+moved', '*** End Patch'), context);
     await expect(move).rejects.toThrow(/not allowed by the sandbox \(it resolves to .*moved\.txt/);
     const nested = tool.run(patch('*** Begin Patch', '*** Add File: dir-link/sub/new.txt', '+x', '*** End Patch'), context);
@@ -170,7 +176,18 @@ describe('apply_patch tool on a real exec-server', () => {
     await writeFile(join(h.a, 'first.txt'), 'alpha\n');
     await writeFile(join(h.a, 'second.txt'), 'beta\n');
     const output = await tool.run(
-      patch('*** Begin Patch', '*** Update File: first.txt', '-alpha', '+ALPHA', '*** Add File: third.txt', '+3', '*** Update File: second.txt', '-gamma', '+GAMMA', '*** End Patch'),
+      patch(
+        '*** Begin Patch',
+        '*** Update File: first.txt',
+        '-alpha',
+        '+ALPHA',
+        '*** Add File: third.txt',
+        '+3',
+        '*** Update File: second.txt',
+        '-gamma',
+        '+GAMMA',
+        '*** End Patch',
+      ),
       h.context,
     );
     expect(output).toBe('apply_patch verification failed: Failed to find expected lines in second.txt:\ngamma');
@@ -188,7 +205,9 @@ describe('apply_patch tool on a real exec-server', () => {
     expect(await tool.run(patch('*** Begin Patch', '*** Update File: nope.txt', '-a', '+b', '*** End Patch'), h.context)).toBe(
       'apply_patch verification failed: cannot update nope.txt: no such file',
     );
-    expect(await tool.run(patch('*** Begin Patch', '*** Delete File: nope.txt', '*** End Patch'), h.context)).toBe('apply_patch verification failed: cannot delete nope.txt: no such file');
+    expect(await tool.run(patch('*** Begin Patch', '*** Delete File: nope.txt', '*** End Patch'), h.context)).toBe(
+      'apply_patch verification failed: cannot delete nope.txt: no such file',
+    );
     expect(await tool.run(patch('*** Begin Patch', '*** Add File: here.txt', '+y', '*** End Patch'), h.context)).toMatch(
       /^apply_patch verification failed: cannot add here\.txt: it already exists/,
     );

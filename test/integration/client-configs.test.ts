@@ -152,11 +152,17 @@ function publishedBlocks(readme: string): Published[] {
       if (end < 0) throw new Error(`README.md line ${firstLine + i}: unclosed code block`);
       const marker = MARKER.exec(lines[i - 1] ?? '');
       if (marker === null) {
-        if (fence[1] === 'json' || fence[1] === 'toml') throw new Error(`README.md line ${firstLine + i}: a ${fence[1]} block in the Clients section without a client-config marker`);
+        if (fence[1] === 'json' || fence[1] === 'toml')
+          throw new Error(`README.md line ${firstLine + i}: a ${fence[1]} block in the Clients section without a client-config marker`);
       } else {
         const client = ClientNameSchema.safeParse(marker[2]);
         if (!client.success) throw new Error(`README.md line ${firstLine + i - 1}: unknown client "${marker[2]}"`);
-        found.push({ client: client.data, source: `README.md line ${firstLine + i}`, kind: marker[1] === 'command' ? 'command' : 'config', text: lines.slice(i + 1, end).join('\n') });
+        found.push({
+          client: client.data,
+          source: `README.md line ${firstLine + i}`,
+          kind: marker[1] === 'command' ? 'command' : 'config',
+          text: lines.slice(i + 1, end).join('\n'),
+        });
       }
       i = end;
     } else if (MARKER.test(line) && !/^```\w+$/.test(lines[i + 1] ?? '')) {
@@ -176,7 +182,8 @@ function claudeAddCommand(text: string, source: string): Launch[] {
       const words = line.trim().split(/\s+/);
       const dashes = words.indexOf('--');
       const [claude, mcp, add, name, ...options] = words.slice(0, dashes < 0 ? undefined : dashes);
-      if (claude !== 'claude' || mcp !== 'mcp' || add !== 'add' || name === undefined || dashes < 0) throw new Error(`${source}: not "claude mcp add NAME … -- COMMAND …": ${line}`);
+      if (claude !== 'claude' || mcp !== 'mcp' || add !== 'add' || name === undefined || dashes < 0)
+        throw new Error(`${source}: not "claude mcp add NAME … -- COMMAND …": ${line}`);
       const env: Record<string, string> = {};
       for (let i = 0; i < options.length; i += 2) {
         const [option, value] = [options[i], options[i + 1]];
@@ -342,7 +349,7 @@ describe('published client configurations', () => {
     }
   };
 
-  it('publishes a marked configuration for every client, each valid in its client\'s format', () => {
+  it("publishes a marked configuration for every client, each valid in its client's format", () => {
     expect(new Set(published.map((p) => p.client))).toEqual(new Set(CLIENTS));
     for (const entry of published) expect(entriesOf(entry).length).toBeGreaterThan(0);
   });
@@ -388,7 +395,9 @@ describe('published client configurations', () => {
       const [good] = entriesOf(readmeBlock('cursor'));
       expect(good).toBeDefined();
       await expect(startAndUse({ ...good!, command: 'no-such-node' })).rejects.toThrow(/ENOENT/);
-      await expect(startAndUse({ ...good!, args: good!.args.map((arg) => arg.replace('dist/cli/main.js', 'dist/cli/mian.js')) })).rejects.toThrow(/Connection closed[\s\S]*Cannot find module/);
+      await expect(startAndUse({ ...good!, args: good!.args.map((arg) => arg.replace('dist/cli/main.js', 'dist/cli/mian.js')) })).rejects.toThrow(
+        /Connection closed[\s\S]*Cannot find module/,
+      );
       const { OPENAI_API_KEY: _key, ...withoutKey } = good!.env;
       // The server refuses the turn before any model request, naming the variable to set.
       await expect(startAndUse({ ...good!, env: withoutKey })).rejects.toThrow(/the codex turn did not answer.*environment variable OPENAI_API_KEY, which is not set/);

@@ -20,7 +20,16 @@ describe("Codex's stored API key (auth.json)", () => {
   const configure = (extra = ''): Promise<void> =>
     writeFile(
       join(world.home.path, 'config.toml'),
-      ['model = "gpt-5.5"', 'model_provider = "openai"', 'approval_policy = "never"', 'sandbox_mode = "danger-full-access"', extra, '[model_providers.openai]', `base_url = "${model.url}"`, 'request_max_retries = 0'].join('\n'),
+      [
+        'model = "gpt-5.5"',
+        'model_provider = "openai"',
+        'approval_policy = "never"',
+        'sandbox_mode = "danger-full-access"',
+        extra,
+        '[model_providers.openai]',
+        `base_url = "${model.url}"`,
+        'request_max_retries = 0',
+      ].join('\n'),
     );
   const writeAuth = (json: unknown): Promise<void> => writeFile(join(world.home.path, 'auth.json'), JSON.stringify(json));
   /** No OPENAI_API_KEY from the developer's shell. */

@@ -161,7 +161,13 @@ describe('codex-multienv doctor', () => {
   });
 
   it('fails on a stdio environment whose program is not an exec-server', async () => {
-    await writeEnvironments(['[[environments]]', 'id = "wrong"', `program = ${JSON.stringify(process.execPath)}`, `args = ["-e", "process.exit(3)"]`, 'initialize_timeout_sec = 5']);
+    await writeEnvironments([
+      '[[environments]]',
+      'id = "wrong"',
+      `program = ${JSON.stringify(process.execPath)}`,
+      `args = ["-e", "process.exit(3)"]`,
+      'initialize_timeout_sec = 5',
+    ]);
     const { code, report } = await doctorJson();
     expect(code).toBe(1);
     const wrong = checkOf(report, 'environment:wrong');
@@ -273,12 +279,17 @@ describe('codex-multienv doctor', () => {
     expect(sandboxed.code).toBe(1);
     expect(checkOf(sandboxed.report, 'bubblewrap')).toMatchObject({
       status: 'fail',
-      detail: expect.stringMatching(/bubblewrap \(`bwrap`\), which is not installed.*; the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, so each one is refused$/),
+      detail: expect.stringMatching(
+        /bubblewrap \(`bwrap`\), which is not installed.*; the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, so each one is refused$/,
+      ),
     });
     // A permission profile is a configured sandbox too.
     await writeFile(join(home.path, 'config.toml'), `default_permissions = ":workspace"\n${await readFile(join(home.path, 'config.toml'), 'utf8')}`);
     const profiled = await doctorJson([], withoutBwrap);
-    expect(checkOf(profiled.report, 'bubblewrap')).toMatchObject({ status: 'fail', detail: expect.stringContaining('the configured sandbox (:workspace) confines every command on `local`') });
+    expect(checkOf(profiled.report, 'bubblewrap')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining('the configured sandbox (:workspace) confines every command on `local`'),
+    });
     const unsandboxed = await doctorJson(['-c', 'sandbox_mode="danger-full-access"', '-c', 'default_permissions=":danger-full-access"'], withoutBwrap);
     expect(checkOf(unsandboxed.report, 'bubblewrap')).toMatchObject({ status: 'warn', detail: expect.stringContaining('a thread that asks for one there is refused') });
     expect(unsandboxed.code).toBe(0);

@@ -14,7 +14,8 @@ import { ExecServer } from '../../src/exec/server.js';
 import type { EnvPolicy, SandboxContext } from '../../src/protocol/exec.js';
 
 const INHERIT_ALL: EnvPolicy = { inherit: 'all', ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] };
-const OUTPUT_SHAPE = /^Chunk ID: [0-9a-f]{6}\nWall time: \d+\.\d{4} seconds\n(?:Process exited with code (-?\d+)|Process running with session ID (\d+))\nOriginal token count: (\d+)\nOutput:\n([\s\S]*)$/;
+const OUTPUT_SHAPE =
+  /^Chunk ID: [0-9a-f]{6}\nWall time: \d+\.\d{4} seconds\n(?:Process exited with code (-?\d+)|Process running with session ID (\d+))\nOriginal token count: (\d+)\nOutput:\n([\s\S]*)$/;
 
 interface TestEnvironment {
   id: string;
@@ -234,14 +235,21 @@ describe('exec_command and write_stdin tools', () => {
       expect(multi.additionalProperties).toBe(false);
       expect(single.additionalProperties).toBe(false);
       expect(writeStdin.parameters).toMatchObject({ required: ['session_id'], additionalProperties: false });
-      expect(Object.keys((writeStdin.parameters as { properties: Record<string, unknown> }).properties).sort()).toEqual(['chars', 'max_output_tokens', 'session_id', 'yield_time_ms']);
+      expect(Object.keys((writeStdin.parameters as { properties: Record<string, unknown> }).properties).sort()).toEqual([
+        'chars',
+        'max_output_tokens',
+        'session_id',
+        'yield_time_ms',
+      ]);
     });
   });
 
   describe('sessions', () => {
     it('yields a session id for a running command, which write_stdin feeds (in a terminal) until it exits', async () => {
       const ctx = context();
-      const started = parse(await execCommand.run({ cmd: 'stty -echo; read first; echo "first:$first"; read second; echo "second:$second"; exit 3', tty: true, yield_time_ms: 250 }, ctx));
+      const started = parse(
+        await execCommand.run({ cmd: 'stty -echo; read first; echo "first:$first"; read second; echo "second:$second"; exit 3', tty: true, yield_time_ms: 250 }, ctx),
+      );
       expect(started.exitCode).toBeUndefined();
       expect(started.sessionId).toBe(1);
       expect(started.output).toBe('');
@@ -307,7 +315,14 @@ describe('exec_command and write_stdin tools', () => {
       const made = join(a.cwd, 'made-by-untrusted');
       expect(parse(await execCommand.run({ cmd: 'touch made-by-untrusted' }, ctx)).exitCode).toBe(0);
       expect(approver.requests).toEqual([
-        { kind: 'exec', threadId: 'thread-1', callId: ctx.callId, environmentId: 'a', cwd: a.cwd, command: [a.client.info.shell?.path ?? '/bin/bash', '-c', 'touch made-by-untrusted'] },
+        {
+          kind: 'exec',
+          threadId: 'thread-1',
+          callId: ctx.callId,
+          environmentId: 'a',
+          cwd: a.cwd,
+          command: [a.client.info.shell?.path ?? '/bin/bash', '-c', 'touch made-by-untrusted'],
+        },
       ]);
       await expect(stat(made)).resolves.toBeDefined();
     });
@@ -332,7 +347,10 @@ describe('exec_command and write_stdin tools', () => {
       expect(parse(await execCommand.run({ cmd: 'touch on-request-plain', sandbox_permissions: 'use_default' }, ctx)).exitCode).toBe(0);
       expect(approver.requests).toEqual([]);
       const result = parse(
-        await execCommand.run({ cmd: 'touch on-request-escalated', sandbox_permissions: 'require_escalated', justification: 'needs to write outside the sandbox', prefix_rule: ['touch'] }, ctx),
+        await execCommand.run(
+          { cmd: 'touch on-request-escalated', sandbox_permissions: 'require_escalated', justification: 'needs to write outside the sandbox', prefix_rule: ['touch'] },
+          ctx,
+        ),
       );
       expect(result.exitCode).toBe(0);
       expect(approver.requests).toHaveLength(1);

@@ -263,9 +263,7 @@ describe('our exec-server: upgrades from web pages', () => {
   });
 
   it('rejects an --allow-origin that is not an origin', async () => {
-    await expect(startOurWsExecServer(['--allow-origin', 'https://app.example/path'])).rejects.toThrow(
-      /--allow-origin `https:\/\/app.example\/path` is not an origin/,
-    );
+    await expect(startOurWsExecServer(['--allow-origin', 'https://app.example/path'])).rejects.toThrow(/--allow-origin `https:\/\/app.example\/path` is not an origin/);
   });
 });
 
@@ -381,12 +379,21 @@ describe('our exec-server over stdio', () => {
     await initialize(peer);
     peer.send(JSON.stringify({ method: 'initialized' }));
     peer.send(
-      JSON.stringify({ id: 2, method: 'process/start', params: { processId: 'bg', argv: ['/bin/sh', '-c', 'sleep 300 & echo $!; wait'], cwd: `file://${work.path}`, env: {}, tty: false } }),
+      JSON.stringify({
+        id: 2,
+        method: 'process/start',
+        params: { processId: 'bg', argv: ['/bin/sh', '-c', 'sleep 300 & echo $!; wait'], cwd: `file://${work.path}`, env: {}, tty: false },
+      }),
     );
     let pid = 0;
     while (pid === 0) {
       const message = await peer.next();
-      if (message.method === 'process/output') pid = Number(Buffer.from((message.params as { chunk: string }).chunk, 'base64').toString().trim());
+      if (message.method === 'process/output')
+        pid = Number(
+          Buffer.from((message.params as { chunk: string }).chunk, 'base64')
+            .toString()
+            .trim(),
+        );
     }
     expect(isAlive(pid)).toBe(true);
     await peer.close();
@@ -479,11 +486,22 @@ describe('websocket session resume with output replay', () => {
       const init = await initialize(peer);
       const sessionId = (init.result as { sessionId: string }).sessionId;
       peer.send(JSON.stringify({ method: 'initialized' }));
-      peer.send(JSON.stringify({ id: 2, method: 'process/start', params: { processId: 'hb', argv: ['/bin/sh', '-c', 'echo $$; exec sleep 300'], cwd: `file://${work.path}`, env: {}, tty: false } }));
+      peer.send(
+        JSON.stringify({
+          id: 2,
+          method: 'process/start',
+          params: { processId: 'hb', argv: ['/bin/sh', '-c', 'echo $$; exec sleep 300'], cwd: `file://${work.path}`, env: {}, tty: false },
+        }),
+      );
       let pid = 0;
       while (pid === 0) {
         const message = await peer.next();
-        if (message.method === 'process/output') pid = Number(Buffer.from((message.params as { chunk: string }).chunk, 'base64').toString().trim());
+        if (message.method === 'process/output')
+          pid = Number(
+            Buffer.from((message.params as { chunk: string }).chunk, 'base64')
+              .toString()
+              .trim(),
+          );
       }
       await peer.close();
       await waitFor(() => !isAlive(pid), 'the detached session to expire and kill its process');

@@ -44,9 +44,25 @@ describe.each(['in-process', 'websocket'])('our exec-server confines process/sta
   });
 
   it('reports linuxSeccomp for a confined process and none otherwise', async () => {
-    const confined = await client.request(ProcessStart, { processId: `t-${transport}-1`, argv: ['true'], cwd: pathToFileURL(ws.path).href, env, tty: false, arg0: null, sandbox: workspaceWrite(ws.path) });
+    const confined = await client.request(ProcessStart, {
+      processId: `t-${transport}-1`,
+      argv: ['true'],
+      cwd: pathToFileURL(ws.path).href,
+      env,
+      tty: false,
+      arg0: null,
+      sandbox: workspaceWrite(ws.path),
+    });
     expect(confined.sandboxType).toBe('linuxSeccomp');
-    const open = await client.request(ProcessStart, { processId: `t-${transport}-2`, argv: ['true'], cwd: pathToFileURL(ws.path).href, env, tty: false, arg0: null, sandbox: null });
+    const open = await client.request(ProcessStart, {
+      processId: `t-${transport}-2`,
+      argv: ['true'],
+      cwd: pathToFileURL(ws.path).href,
+      env,
+      tty: false,
+      arg0: null,
+      sandbox: null,
+    });
     expect(open.sandboxType).toBe('none');
   });
 
@@ -99,7 +115,13 @@ describe.each(['in-process', 'websocket'])('our exec-server confines process/sta
   });
 
   it('runs a terminal program inside the sandbox', async () => {
-    const proc = await client.startProcess({ argv: ['/bin/sh', '-c', 'tty >/dev/null && echo has-tty; touch in-tty'], cwd: ws.path, env, tty: true, sandbox: workspaceWrite(ws.path) });
+    const proc = await client.startProcess({
+      argv: ['/bin/sh', '-c', 'tty >/dev/null && echo has-tty; touch in-tty'],
+      cwd: ws.path,
+      env,
+      tty: true,
+      sandbox: workspaceWrite(ws.path),
+    });
     const result = await proc.collect();
     expect(result.exitCode).toBe(0);
     expect(result.pty.toString()).toContain('has-tty');
@@ -117,7 +139,9 @@ describe('without bubblewrap', () => {
     });
     const client = await ExecClient.connect(localConnector(server));
     try {
-      await expect(client.startProcess({ argv: ['true'], cwd: work.path, env: {}, tty: false, sandbox: workspaceWrite(work.path) })).rejects.toThrow(/bubblewrap .*not installed.*apt-get install bubblewrap/);
+      await expect(client.startProcess({ argv: ['true'], cwd: work.path, env: {}, tty: false, sandbox: workspaceWrite(work.path) })).rejects.toThrow(
+        /bubblewrap .*not installed.*apt-get install bubblewrap/,
+      );
       const open = await client.startProcess({ argv: ['/bin/true'], cwd: work.path, env: {}, tty: false });
       expect((await open.collect()).exitCode).toBe(0);
     } finally {
@@ -187,7 +211,12 @@ describe.each(['in-process', 'websocket', 'unprivileged'] as const)('a sandboxed
   it('runs the command with empty capability sets and no_new_privs, as the user the sandbox was started by', async () => {
     const { exitCode, output } = await run('grep -E "^(Uid|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):" /proc/self/status');
     expect(exitCode).toBe(0);
-    const fields = Object.fromEntries(output.trim().split('\n').map((line) => line.split(/:\s+/)));
+    const fields = Object.fromEntries(
+      output
+        .trim()
+        .split('\n')
+        .map((line) => line.split(/:\s+/)),
+    );
     expect(fields).toEqual({
       Uid: expect.stringMatching(new RegExp(`^${transport === 'unprivileged' && runningAsRoot ? NOBODY : process.getuid?.()}\\s`)),
       CapInh: '0000000000000000',

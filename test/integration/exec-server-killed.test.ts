@@ -133,7 +133,10 @@ describe('a killed or unreachable exec-server does not look alive', () => {
       );
       expect(client.state).toBe('closed');
       expect(processes.sessionIds()).toEqual([]);
-      expect(environment.describe()).toMatchObject({ status: 'disconnected', error: `lost the session on ${server.url}: nothing listens there any more (connection refused), so the session cannot be resumed` });
+      expect(environment.describe()).toMatchObject({
+        status: 'disconnected',
+        error: `lost the session on ${server.url}: nothing listens there any more (connection refused), so the session cannot be resumed`,
+      });
 
       // The session is gone, and so is the process's session id; a new command says why it cannot run.
       await expect(writeStdin.run({ session_id: 1 }, ctx)).rejects.toThrow('unknown session_id 1; running sessions: none');
@@ -173,10 +176,16 @@ describe('a killed or unreachable exec-server does not look alive', () => {
       expect(poll).not.toMatch(RUNNING);
       const since = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z';
       expect(poll).toMatch(
-        new RegExp(`^Note: environment box is reconnecting to ${url} \\(attempt \\d+, since ${since}\\): .+; the characters were not written, send them again once it is back\\.$`, 'm'),
+        new RegExp(
+          `^Note: environment box is reconnecting to ${url} \\(attempt \\d+, since ${since}\\): .+; the characters were not written, send them again once it is back\\.$`,
+          'm',
+        ),
       );
       expect(poll).toMatch(
-        new RegExp(`^Process state unknown with session ID 1: environment box is reconnecting to ${url} \\(attempt \\d+, since ${since}\\): .+\\. Its output resumes if the session is resumed; poll again with write_stdin\\.$`, 'm'),
+        new RegExp(
+          `^Process state unknown with session ID 1: environment box is reconnecting to ${url} \\(attempt \\d+, since ${since}\\): .+\\. Its output resumes if the session is resumed; poll again with write_stdin\\.$`,
+          'm',
+        ),
       );
       const status = environment.describe();
       expect(status.status).toBe('pending');
@@ -224,7 +233,9 @@ describe('a killed or unreachable exec-server does not look alive', () => {
 
       const poll = await call(writeStdin, { session_id: 1, yield_time_ms: 30_000 }, ctx);
       expect(poll).not.toMatch(RUNNING);
-      expect(poll).toMatch(/^Process lost \(session ID 1 is closed\): environment box is disconnected: lost the connection to stdio:.+\. The command may still be running there or may have ended; its further output cannot be read\.$/m);
+      expect(poll).toMatch(
+        /^Process lost \(session ID 1 is closed\): environment box is disconnected: lost the connection to stdio:.+\. The command may still be running there or may have ended; its further output cannot be read\.$/m,
+      );
       expect(client.state).toBe('closed');
       expect(processes.sessionIds()).toEqual([]);
       expect(environment.describe()).toMatchObject({ status: 'disconnected', error: expect.stringMatching(/^lost the connection to stdio:/) as unknown });

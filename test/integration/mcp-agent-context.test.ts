@@ -153,13 +153,37 @@ describe('the model context through MCP', () => {
     const text = userTexts(world.model.requests[0]!).find((t) => t.startsWith('<project_instructions>'))!;
     expect(text).toContain(`<agents_md path="${join(world.work.path, 'CLAUDE.md')}" truncated="true">\n0123456789\n</agents_md>`);
     const status = await mcp.call('codex-status', { threadId: (started.structuredContent as { threadId: string }).threadId });
-    expect((status.structuredContent as { instructions: unknown }).instructions).toEqual([{ environmentId: 'local', path: join(world.work.path, 'CLAUDE.md'), bytes: 10, truncated: true }]);
+    expect((status.structuredContent as { instructions: unknown }).instructions).toEqual([
+      { environmentId: 'local', path: join(world.work.path, 'CLAUDE.md'), bytes: 10, truncated: true },
+    ]);
   });
 
-  it('update_plan: the plan reaches progress notifications, codex-status and the next request; a bad plan is the model\'s error', async () => {
-    const plan = { explanation: 'two steps', plan: [{ step: 'read the code', status: 'completed' }, { step: 'fix the bug', status: 'in_progress' }] };
+  it("update_plan: the plan reaches progress notifications, codex-status and the next request; a bad plan is the model's error", async () => {
+    const plan = {
+      explanation: 'two steps',
+      plan: [
+        { step: 'read the code', status: 'completed' },
+        { step: 'fix the bug', status: 'in_progress' },
+      ],
+    };
     steps.set('plan', [{ kind: 'output', items: [{ type: 'function_call', name: 'update_plan', arguments: plan }] }]);
-    steps.set('bad', [{ kind: 'output', items: [{ type: 'function_call', name: 'update_plan', arguments: { plan: [{ step: 'a', status: 'in_progress' }, { step: 'b', status: 'in_progress' }] } }] }]);
+    steps.set('bad', [
+      {
+        kind: 'output',
+        items: [
+          {
+            type: 'function_call',
+            name: 'update_plan',
+            arguments: {
+              plan: [
+                { step: 'a', status: 'in_progress' },
+                { step: 'b', status: 'in_progress' },
+              ],
+            },
+          },
+        ],
+      },
+    ]);
     mcp = await startInProcessMcp(world.home.path);
     const started = await mcp.call('codex', { prompt: 'plan: please', cwd: world.work.path }, { onprogress: () => undefined });
     expect(started.isError).toBeFalsy();
@@ -172,7 +196,9 @@ describe('the model context through MCP', () => {
     expect((status.structuredContent as { plan: unknown }).plan).toEqual(plan);
 
     await mcp.call('codex-reply', { threadId, prompt: 'bad: plan' });
-    const refused = inputItems(world.model.requests[3]!).filter((item) => isRecord(item) && item['type'] === 'function_call_output').at(-1);
+    const refused = inputItems(world.model.requests[3]!)
+      .filter((item) => isRecord(item) && item['type'] === 'function_call_output')
+      .at(-1);
     expect(refused).toMatchObject({ output: expect.stringContaining('at most one step may be in_progress') });
     // The refused update did not replace the plan.
     const after = await mcp.call('codex-status', { threadId });
@@ -181,7 +207,15 @@ describe('the model context through MCP', () => {
 
   it('offers web search as configured, passes its calls back, and asks a reasoning model for its reasoning', async () => {
     await configWith(world, 'web_search = "cached"');
-    steps.set('search', [{ kind: 'output', items: [{ type: 'web_search_call', query: 'node 20 release date' }, { type: 'message', text: 'searched' }] }]);
+    steps.set('search', [
+      {
+        kind: 'output',
+        items: [
+          { type: 'web_search_call', query: 'node 20 release date' },
+          { type: 'message', text: 'searched' },
+        ],
+      },
+    ]);
     mcp = await startInProcessMcp(world.home.path, { args: ['-c', 'sandbox_mode="read-only"'] });
     const started = await mcp.call('codex', { prompt: 'search: the web', cwd: world.work.path }, { onprogress: () => undefined });
     expect(started.isError).toBeFalsy();
@@ -193,7 +227,9 @@ describe('the model context through MCP', () => {
     expect(progressMessages(mcp)).toContain('web search: node 20 release date');
     // The next request carries the search the model made, so it knows it searched.
     await mcp.call('codex-reply', { threadId: (started.structuredContent as { threadId: string }).threadId, prompt: 'again' });
-    expect(inputItems(world.model.requests[1]!)).toContainEqual(expect.objectContaining({ type: 'web_search_call', status: 'completed', action: { type: 'search', query: 'node 20 release date' } }));
+    expect(inputItems(world.model.requests[1]!)).toContainEqual(
+      expect.objectContaining({ type: 'web_search_call', status: 'completed', action: { type: 'search', query: 'node 20 release date' } }),
+    );
   });
 
   it('offers no web search to a provider that is not OpenAI unless configured, and live search without a sandbox', async () => {

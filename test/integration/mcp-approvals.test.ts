@@ -9,8 +9,6 @@ import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type ElicitationAnsw
 import { CLI, startOurWsExecServer, type ListeningProcess } from '../helpers/process.js';
 import { exec, isRecord, patch, say, type Json } from '../helpers/steps.js';
 
-
-
 const APPROVE = { action: 'accept', content: { decision: 'approve' } };
 const APPROVE_FOR_SESSION = { action: 'accept', content: { decision: 'approve_for_session' } };
 const DENY = { action: 'accept', content: { decision: 'deny' } };
@@ -35,7 +33,6 @@ function outputsAt(model: FakeResponsesServer, index: number): string[] {
   return functionCallOutputs(request).map((o) => String(o.output));
 }
 
-
 describe('approvals through elicitation, end to end', () => {
   let home: { path: string; cleanup: () => Promise<void> };
   let work: { path: string; cleanup: () => Promise<void> };
@@ -45,10 +42,12 @@ describe('approvals through elicitation, end to end', () => {
 
   const untrusted = (prompt: string, extra: Json = {}): Json => ({ prompt, cwd: work.path, 'approval-policy': 'untrusted', ...extra });
   /** Records every elicitation and answers with `reply`. */
-  const recording = (asked: Json[], reply: ElicitationAnswer): ElicitationAnswer => (params) => {
-    asked.push(params);
-    return reply(params);
-  };
+  const recording =
+    (asked: Json[], reply: ElicitationAnswer): ElicitationAnswer =>
+    (params) => {
+      asked.push(params);
+      return reply(params);
+    };
 
   beforeEach(async () => {
     steps = [];
@@ -147,9 +146,12 @@ describe('approvals through elicitation, end to end', () => {
     ['accept without content', () => ({ action: 'accept' })],
     ['accept with an unknown choice', () => ({ action: 'accept', content: { decision: 'yes please' } })],
     ['an empty object', () => ({})],
-    ['a JSON-RPC error', () => {
-      throw new Error('the user interface crashed');
-    }],
+    [
+      'a JSON-RPC error',
+      () => {
+        throw new Error('the user interface crashed');
+      },
+    ],
   ])('denies on an unclear answer (%s): nothing runs', async (_name, answer) => {
     mcp = await startInProcessMcp(home.path, { answer });
     steps.push(exec('touch unclear.txt'), say('fine'));

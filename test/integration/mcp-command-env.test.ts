@@ -10,7 +10,6 @@ import { exec, say } from '../helpers/steps.js';
 /** The environment bash was started with, as the executor built it (bash's own changes, such as PWD, are not in it). */
 const PRINT_INITIAL_ENVIRONMENT = "tr '\\0' '\\n' < /proc/$$/environ";
 
-
 describe('the command environment', () => {
   let world: McpTestWorld;
   let steps: FakeStep[];
@@ -38,7 +37,9 @@ describe('the command environment', () => {
     steps.push(exec(PRINT_INITIAL_ENVIRONMENT), say('looked'));
     const result = await mcp.call('codex', { prompt: 'show the environment', cwd: world.work.path });
     expect(result.isError).toBeFalsy();
-    const seen = functionCallOutputs(world.model.requests[1]!).map((o) => String(o.output)).join('\n');
+    const seen = functionCallOutputs(world.model.requests[1]!)
+      .map((o) => String(o.output))
+      .join('\n');
     for (const [name, value] of Object.entries(ordinary)) expect(seen).toContain(`\n${name}=${value}\n`);
     for (const [name, value] of Object.entries(credentials)) {
       expect(seen).not.toContain(`${name}=`);
@@ -52,7 +53,9 @@ describe('the command environment', () => {
     steps.push(exec(PRINT_INITIAL_ENVIRONMENT), say('looked again'));
     const asked = await mcp.call('codex', { prompt: 'show it all', cwd: world.work.path, config: { 'shell_environment_policy.ignore_default_excludes': true } });
     expect(asked.isError).toBeFalsy();
-    const all = functionCallOutputs(world.model.requests[3]!).map((o) => String(o.output)).join('\n');
+    const all = functionCallOutputs(world.model.requests[3]!)
+      .map((o) => String(o.output))
+      .join('\n');
     for (const [name, value] of Object.entries(credentials)) expect(all).toContain(`\n${name}=${value}\n`);
   });
 });

@@ -15,10 +15,14 @@ function messages(request: RecordedRequest): { role: string; text: string }[] {
     .filter((item) => item.type === 'message')
     .map((item) => ({
       role: String(item.role),
-      text: Array.isArray(item.content) ? item.content.filter(isRecord).map((part) => (typeof part.text === 'string' ? part.text : '')).join('') : String(item.content),
+      text: Array.isArray(item.content)
+        ? item.content
+            .filter(isRecord)
+            .map((part) => (typeof part.text === 'string' ? part.text : ''))
+            .join('')
+        : String(item.content),
     }));
 }
-
 
 const contextLengthExceeded: FakeStep = {
   kind: 'http-error',
@@ -120,7 +124,11 @@ describe('compaction through MCP', () => {
     expect(JSON.stringify(functionCallOutputs(summarizing))).toContain('tool-ran-here');
     const after = inputItems(model.requests[2]!).filter(isRecord);
     expect(after.some((item) => item.type === 'function_call' || item.type === 'function_call_output')).toBe(false);
-    expect(messages(model.requests[2]!).map((m) => m.text).some((text) => text.includes('SUMMARY: the command printed tool-ran-here'))).toBe(true);
+    expect(
+      messages(model.requests[2]!)
+        .map((m) => m.text)
+        .some((text) => text.includes('SUMMARY: the command printed tool-ran-here')),
+    ).toBe(true);
     // The default compact prompt was used.
     expect(messages(summarizing).at(-1)?.text).toMatch(/^Your context window is nearly full/);
   });
@@ -163,7 +171,8 @@ describe('compaction through MCP', () => {
     steps.push(say('first answer'));
     const threadId = threadIdOf(await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path }));
     // A model whose window is about 100 KB of request: the huge prompt never fits, not even to be summarized.
-    decide = (request) => (request.rawBody.length > 100_000 ? contextLengthExceeded : toolNames(request).length === 0 ? say('unexpected summary') : say('answer without the huge paste'));
+    decide = (request) =>
+      request.rawBody.length > 100_000 ? contextLengthExceeded : toolNames(request).length === 0 ? say('unexpected summary') : say('answer without the huge paste');
     const huge = `${'log line that goes on and on\n'.repeat(8_000)}the question at the end`;
     const result = await mcp.call('codex-reply', { threadId, prompt: huge });
     expect(result.isError).toBeFalsy();

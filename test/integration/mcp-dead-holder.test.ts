@@ -25,7 +25,6 @@ function processState(pid: number): string {
   }
 }
 
-
 describe('a lease holder that died but was never reaped', () => {
   let world: McpTestWorld;
   let steps: FakeStep[];

@@ -114,11 +114,17 @@ describe('the size bound on one MCP message', () => {
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const lines = (): unknown[] => stdout.split('\n').filter((line) => line.length > 0).map((line) => JSON.parse(line) as unknown);
+    const lines = (): unknown[] =>
+      stdout
+        .split('\n')
+        .filter((line) => line.length > 0)
+        .map((line) => JSON.parse(line) as unknown);
     const answerTo = (id: number): Promise<void> => waitFor(() => lines().some((m) => isRecord(m) && m.id === id), `the answer to request ${id}`);
     try {
       const write = (text: string): void => void child.stdin.write(text);
-      write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`);
+      write(
+        `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`,
+      );
       write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
       await answerTo(1);
       // The id comes last, as the SDK's client writes it, after a string full of braces and `"id"`.

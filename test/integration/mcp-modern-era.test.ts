@@ -142,7 +142,11 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
       );
 
       raw!.send(line(2, 'tools/list', { _meta: meta('1900-01-01') }));
-      expect(await raw!.next()).toEqual({ jsonrpc: '2.0', id: 2, error: { code: -32022, message: 'Unsupported protocol version 1900-01-01 (this server serves 2026-07-28)', data: { supported: [MODERN], requested: '1900-01-01' } } });
+      expect(await raw!.next()).toEqual({
+        jsonrpc: '2.0',
+        id: 2,
+        error: { code: -32022, message: 'Unsupported protocol version 1900-01-01 (this server serves 2026-07-28)', data: { supported: [MODERN], requested: '1900-01-01' } },
+      });
 
       raw!.send(line(3, 'server/discover', {}));
       const missing = await raw!.next();
@@ -206,12 +210,22 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
       expect((await raw!.next()).error).toEqual({ code: -32602, message: expect.stringContaining('requestState failed verification') });
 
       // The genuine state on a call with other arguments: refused too.
-      raw!.send(line(3, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex', arguments: { ...args, prompt: 'something else' }, inputResponses: approve, requestState: state }));
+      raw!.send(
+        line(3, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex', arguments: { ...args, prompt: 'something else' }, inputResponses: approve, requestState: state }),
+      );
       expect((await raw!.next()).error).toEqual({ code: -32602, message: expect.stringContaining('belongs to another request') });
       expect(existsSync(join(world.work.path, 'outside-marker.txt'))).toBe(false);
 
       // A clear denial on the genuine retry: the turn goes on without running the command.
-      raw!.send(line(4, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex', arguments: args, inputResponses: { [key!]: { action: 'accept', content: { decision: 'deny' } } }, requestState: state }));
+      raw!.send(
+        line(4, 'tools/call', {
+          _meta: meta(MODERN, capabilities),
+          name: 'codex',
+          arguments: args,
+          inputResponses: { [key!]: { action: 'accept', content: { decision: 'deny' } } },
+          requestState: state,
+        }),
+      );
       const last = await raw!.next(30_000);
       expect(isRecord(last.result) && last.result.resultType).toBe('complete');
       expect(isRecord(last.result) && last.result.structuredContent).toEqual(expect.objectContaining({ content: 'done' }));

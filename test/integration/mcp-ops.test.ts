@@ -15,8 +15,6 @@ import { CLI, isAlive, waitFor } from '../helpers/process.js';
 import { rawStdio } from '../helpers/raw-peer.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
-
-
 function structured(result: { structuredContent?: unknown }): Json {
   const value = result.structuredContent;
   if (!isRecord(value)) throw new Error(`no structuredContent in ${JSON.stringify(result)}`);
@@ -93,17 +91,23 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(recent).toEqual(expect.arrayContaining(['thinking', expect.stringContaining('echo step-one')]));
 
       // No progress for the answered call once its answer is out.
-      const answeredAt = mcp.received.findIndex((m) => isRecord(m) && isRecord(m.result) && isRecord(m.result.structuredContent) && m.result.structuredContent.status === 'running');
+      const answeredAt = mcp.received.findIndex(
+        (m) => isRecord(m) && isRecord(m.result) && isRecord(m.result.structuredContent) && m.result.structuredContent.status === 'running',
+      );
       const token = (mcp.sent.find((m) => isRecord(m) && m.method === 'tools/call') as { id: unknown }).id;
       expect(answeredAt).toBeGreaterThanOrEqual(0);
-      const lateProgress = mcp.received.slice(answeredAt).filter((m) => isRecord(m) && m.method === 'notifications/progress' && isRecord(m.params) && m.params.progressToken === token);
+      const lateProgress = mcp.received
+        .slice(answeredAt)
+        .filter((m) => isRecord(m) && m.method === 'notifications/progress' && isRecord(m.params) && m.params.progressToken === token);
 
       release.open();
       const finished = await status(mcp, { threadId, waitMs: 60_000 });
       expect(finished).toMatchObject({ threadId, status: 'idle', currentTurn: null, lastAgentMessage: 'done at last' });
       expect(finished.lastTurn).toMatchObject({ turnId: answer.turnId, state: 'finished', status: 'completed', lastAgentMessage: 'done at last' });
       expect(lateProgress).toEqual([]);
-      expect(mcp.received.slice(answeredAt).filter((m) => isRecord(m) && m.method === 'notifications/progress' && isRecord(m.params) && m.params.progressToken === token)).toEqual([]);
+      expect(mcp.received.slice(answeredAt).filter((m) => isRecord(m) && m.method === 'notifications/progress' && isRecord(m.params) && m.params.progressToken === token)).toEqual(
+        [],
+      );
       expect(await storedCompletions(home.path, threadId)).toEqual([{ status: 'completed', lastAgentMessage: 'done at last' }]);
 
       // The thread continues as usual; a finished turn within the budget answers {threadId, content} exactly.
@@ -196,7 +200,14 @@ describe('turns that outlive their call, and the status tools', () => {
     const { threads, total } = structured(listed) as { threads: Json[]; total: number };
     expect(total).toBe(2);
     expect(threads.map((t) => t.threadId)).toEqual([busy, idle]);
-    expect(threads[0]).toMatchObject({ threadId: busy, status: 'running', currentTurnId: expect.any(String), createdAt: expect.any(String), lastActivity: expect.any(String), environments: [{ id: 'local', cwd: work.path }] });
+    expect(threads[0]).toMatchObject({
+      threadId: busy,
+      status: 'running',
+      currentTurnId: expect.any(String),
+      createdAt: expect.any(String),
+      lastActivity: expect.any(String),
+      environments: [{ id: 'local', cwd: work.path }],
+    });
     expect(threads[1]).toMatchObject({ threadId: idle, status: 'idle', currentTurnId: null, preview: 'quick' });
     // The first prompt, whitespace folded, at most 100 characters.
     expect(threads[0]!.preview).toBe(longPreview);
@@ -235,7 +246,9 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(started.status).toBe('running');
       // Listed again at once (the store's summaries are cached for 5 s): the new turn is there.
       const after = structured(await mcp.call('thread/list', {})) as { threads: Json[] };
-      expect(after.threads).toEqual([expect.objectContaining({ threadId, status: 'running', currentTurnId: started.turnId, runningElsewhere: expect.objectContaining({ pid: await other.workerPid() }) })]);
+      expect(after.threads).toEqual([
+        expect.objectContaining({ threadId, status: 'running', currentTurnId: started.turnId, runningElsewhere: expect.objectContaining({ pid: await other.workerPid() }) }),
+      ]);
       release.open();
       await status(other, { threadId, waitMs: 60_000 });
     } finally {
@@ -296,7 +309,9 @@ describe('turns that outlive their call, and the status tools', () => {
   it('a cancellation read in the same chunk as its call still interrupts the turn, and the call is answered', async () => {
     const peer = rawStdio(process.execPath, [CLI], { ...networkEnv(process.env), CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key' });
     try {
-      peer.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
+      peer.send(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+      );
       expect(await peer.next()).toMatchObject({ id: 1 });
       peer.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
       const release = heldGate();
@@ -317,9 +332,17 @@ describe('turns that outlive their call, and the status tools', () => {
      * SDK's client transport would also signal the process). Its log goes to a file.
      */
     const rawServer = (args: string[], logFile: string) => {
-      const peer = rawStdio(process.execPath, [CLI, ...args], { ...networkEnv(process.env), CODEX_HOME: home.path, FAKE_MODEL_API_KEY: 'test-key', CODEX_MULTIENV_LOG: 'debug', CODEX_MULTIENV_LOG_FILE: logFile });
+      const peer = rawStdio(process.execPath, [CLI, ...args], {
+        ...networkEnv(process.env),
+        CODEX_HOME: home.path,
+        FAKE_MODEL_API_KEY: 'test-key',
+        CODEX_MULTIENV_LOG: 'debug',
+        CODEX_MULTIENV_LOG_FILE: logFile,
+      });
       const initialize = async (): Promise<void> => {
-        peer.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
+        peer.send(
+          JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+        );
         expect(await peer.next()).toMatchObject({ id: 1, result: { serverInfo: { name: 'codex-multienv-mcp' } } });
         peer.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
       };
@@ -371,7 +394,11 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(isAlive(workerPid)).toBe(true);
       expect(await status(mcp, { threadId })).toMatchObject({ status: 'running', runningElsewhere: { pid: workerPid } });
       const listed = structured(await mcp.call('thread/list', {}));
-      expect(listed.threads).toEqual(expect.arrayContaining([expect.objectContaining({ threadId, status: 'running', currentTurnId: structured(started).turnId, runningElsewhere: expect.objectContaining({ pid: workerPid }) })]));
+      expect(listed.threads).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ threadId, status: 'running', currentTurnId: structured(started).turnId, runningElsewhere: expect.objectContaining({ pid: workerPid }) }),
+        ]),
+      );
 
       // Writing the thread here now would interleave with the worker's records: refused, clearly.
       const busy = await mcp.call('codex-reply', { threadId, prompt: 'too early' });
@@ -439,7 +466,9 @@ describe('turns that outlive their call, and the status tools', () => {
       mcp = await startInProcessMcp(home.path);
       const release = heldGate();
       steps.push(hold(release.promise, say('task answer')));
-      const stream = mcp.client.experimental.tasks.callToolStream({ name: 'codex', arguments: { prompt: 'as a task', cwd: work.path } }, CallToolResultSchema, { task: { ttl: 600_000 } });
+      const stream = mcp.client.experimental.tasks.callToolStream({ name: 'codex', arguments: { prompt: 'as a task', cwd: work.path } }, CallToolResultSchema, {
+        task: { ttl: 600_000 },
+      });
       const seen: string[] = [];
       let result: CallToolResult | undefined;
       let taskId: string | undefined;
@@ -449,7 +478,10 @@ describe('turns that outlive their call, and the status tools', () => {
           taskId = message.task.taskId;
           await model.waitForRequests(1);
           const task = await mcp.client.experimental.tasks.getTask(taskId);
-          expect(task).toMatchObject({ status: 'working', statusMessage: expect.stringMatching(/^thread \S+, turn \S+: running, 1 model request\(s\), 0 tool call\(s\) done; latest: thinking$/) });
+          expect(task).toMatchObject({
+            status: 'working',
+            statusMessage: expect.stringMatching(/^thread \S+, turn \S+: running, 1 model request\(s\), 0 tool call\(s\) done; latest: thinking$/),
+          });
           release.open();
         }
         if (message.type === 'result') result = message.result;
@@ -462,7 +494,9 @@ describe('turns that outlive their call, and the status tools', () => {
 
       steps.push(say('reply as a task'));
       let reply: CallToolResult | undefined;
-      for await (const message of mcp.client.experimental.tasks.callToolStream({ name: 'codex-reply', arguments: { threadId, prompt: 'more' } }, CallToolResultSchema, { task: {} })) {
+      for await (const message of mcp.client.experimental.tasks.callToolStream({ name: 'codex-reply', arguments: { threadId, prompt: 'more' } }, CallToolResultSchema, {
+        task: {},
+      })) {
         if (message.type === 'result') reply = message.result;
         if (message.type === 'error') throw message.error;
       }
@@ -508,7 +542,10 @@ describe('turns that outlive their call, and the status tools', () => {
       await mcp.client.setLoggingLevel('debug');
       steps.push(say('loud'));
       await mcp.call('codex', { prompt: 'with a log level', cwd: work.path });
-      await mcp.waitForReceived((m) => isRecord(m) && m.method === 'notifications/message' && isRecord(m.params) && isRecord(m.params.data) && m.params.data.message === 'turn finished', 'the turn-finished log event');
+      await mcp.waitForReceived(
+        (m) => isRecord(m) && m.method === 'notifications/message' && isRecord(m.params) && isRecord(m.params.data) && m.params.data.message === 'turn finished',
+        'the turn-finished log event',
+      );
       const started = messages().find((m) => isRecord(m.data) && m.data.message === 'thread started');
       expect(started).toMatchObject({ level: 'info', logger: 'codex-multienv/threads', data: { message: 'thread started', thread: expect.any(String), environments: ['local'] } });
 
@@ -516,7 +553,11 @@ describe('turns that outlive their call, and the status tools', () => {
       const before = messages().length;
       steps.push(say('quiet again'));
       await mcp.call('codex', { prompt: 'errors only', cwd: work.path });
-      expect(messages().slice(before).filter((m) => m.level !== 'error')).toEqual([]);
+      expect(
+        messages()
+          .slice(before)
+          .filter((m) => m.level !== 'error'),
+      ).toEqual([]);
     });
   });
 
@@ -526,7 +567,9 @@ describe('turns that outlive their call, and the status tools', () => {
       // No CODEX_MULTIENV_LOG: the default level (info), as a client starts the server.
       mcp = await startMcp(home.path, { env: { CODEX_MULTIENV_LOG: undefined } });
       const { tools } = await mcp.client.listTools();
-      expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['environment/add', 'environment/remove', 'environment/list', 'thread/list', 'thread/close', 'turn/interrupt']));
+      expect(tools.map((t) => t.name)).toEqual(
+        expect.arrayContaining(['environment/add', 'environment/remove', 'environment/list', 'thread/list', 'thread/close', 'turn/interrupt']),
+      );
       // The SDK warns while the tools are registered, before the ready line.
       await mcp.waitForStderr(/MCP server ready/, 'the ready line');
       expect(mcp.stderr()).not.toMatch(/Tool name|Tool registration|SEP/);
@@ -539,14 +582,27 @@ describe('turns that outlive their call, and the status tools', () => {
       await mcp.waitForStderr(/MCP server ready/, 'the ready line');
       expect(mcp.stderr()).not.toMatch(/Tool name|Tool registration|SEP/);
       // Nothing printed by the SDK itself: every line on stderr is a log line.
-      const stray = mcp.stderr().split('\n').filter((line) => line.length > 0 && !/^\S+Z (TRACE|DEBUG|INFO|WARN|ERROR) /.test(line));
+      const stray = mcp
+        .stderr()
+        .split('\n')
+        .filter((line) => line.length > 0 && !/^\S+Z (TRACE|DEBUG|INFO|WARN|ERROR) /.test(line));
       expect(stray).toEqual([]);
     });
 
     it('publishes environment_add, environment_remove, environment_list, thread_list, thread_close, turn_interrupt with --portable-tool-names', async () => {
       mcp = await startInProcessMcp(home.path, { args: ['--portable-tool-names'] });
       const { tools } = await mcp.client.listTools();
-      expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment_add', 'environment_list', 'environment_remove', 'thread_close', 'thread_list', 'turn_interrupt']);
+      expect(tools.map((t) => t.name).sort()).toEqual([
+        'codex',
+        'codex-reply',
+        'codex-status',
+        'environment_add',
+        'environment_list',
+        'environment_remove',
+        'thread_close',
+        'thread_list',
+        'turn_interrupt',
+      ]);
       const list = await mcp.call('environment_list', {});
       expect(list.isError).toBeFalsy();
       expect(structured(list).environments).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'local' })]));

@@ -96,7 +96,20 @@ describe('sandbox, permission profiles and the command environment, end to end',
       addFile('escape/through-link.txt', 'nope'),
       addFile('inside.txt', 'yes'),
       // One patch: an update and an add inside, then a file outside: it applies whole or not at all.
-      patch(['*** Begin Patch', '*** Update File: inside.txt', '@@', '-yes', '+changed', '*** Add File: also-inside.txt', '+new', `*** Add File: ${join(outside.path, 'last.txt')}`, '+nope', '*** End Patch'].join('\n')),
+      patch(
+        [
+          '*** Begin Patch',
+          '*** Update File: inside.txt',
+          '@@',
+          '-yes',
+          '+changed',
+          '*** Add File: also-inside.txt',
+          '+new',
+          `*** Add File: ${join(outside.path, 'last.txt')}`,
+          '+nope',
+          '*** End Patch',
+        ].join('\n'),
+      ),
       // A link to a file outside that does not exist yet: adding the link's name would create it.
       exec(`ln -s ${join(outside.path, 'dangling-target.txt')} dangling`),
       addFile('dangling', 'nope'),
@@ -195,10 +208,7 @@ describe('sandbox, permission profiles and the command environment, end to end',
     const production = await remote();
     await writeFile(join(production.cwd, 'live.txt'), 'live\n');
     await config(['[permissions.staging-write]', 'extends = ":workspace"', '[permissions.staging-write.network]', 'enabled = false'].join('\n'));
-    await writeFile(
-      join(home.path, 'environments.toml'),
-      ['[[environments]]', 'id = "production"', `url = "${production.url}"`, 'permissions = ":read-only"'].join('\n'),
-    );
+    await writeFile(join(home.path, 'environments.toml'), ['[[environments]]', 'id = "production"', `url = "${production.url}"`, 'permissions = ":read-only"'].join('\n'));
     mcp = await startInProcessMcp(home.path);
     // Runtime registration carries a profile too; an unknown one is refused before anything runs.
     const bad = await mcp.call('environment/add', { id: 'staging', url: staging.url, permissions: 'no-such-profile' });
@@ -246,7 +256,9 @@ describe('sandbox, permission profiles and the command environment, end to end',
     const entries = (listed.structuredContent as { environments: Json[] }).environments;
     expect(entries.find((e) => e.id === 'production')).toMatchObject({ permissions: ':read-only: writable: nothing; network: off', commandEnvironmentBase: 'executor' });
     expect(entries.find((e) => e.id === 'local')).toMatchObject({ commandEnvironmentBase: 'launcher' });
-    expect(String(entries.find((e) => e.id === 'local')?.commandEnvironment)).toMatch(/launcher.*credentials removed \(names \*KEY\*,\*SECRET\*,\*TOKEN\*,\*PASSWORD\*.*; values holding a URL with a password\)/);
+    expect(String(entries.find((e) => e.id === 'local')?.commandEnvironment)).toMatch(
+      /launcher.*credentials removed \(names \*KEY\*,\*SECRET\*,\*TOKEN\*,\*PASSWORD\*.*; values holding a URL with a password\)/,
+    );
 
     steps.push(addFile('hotfix.txt', 'fix'), say('fixed'));
     const hotfix = await mcp.call('codex', { prompt: 'hotfix', cwd: work.path, environments: [{ id: 'production', cwd: production.cwd, permissions: ':workspace' }] });
@@ -329,7 +341,8 @@ describe('sandbox, permission profiles and the command environment, end to end',
     const bin = join(work.path, 'bin');
     await mkdir(bin);
     mcp = await startInProcessMcp(home.path, { env: { PATH: bin }, args: ['-c', 'sandbox_mode="read-only"'] });
-    const warning = /WARN .*the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, and this host cannot, so each one will be refused: sandboxing needs bubblewrap \(`bwrap`\), which is not installed on this host; install it/;
+    const warning =
+      /WARN .*the configured sandbox \(sandbox_mode=read-only\) confines every command on `local`, and this host cannot, so each one will be refused: sandboxing needs bubblewrap \(`bwrap`\), which is not installed on this host; install it/;
     await mcp.waitForStderr(warning, 'the missing-bubblewrap warning');
     steps.push(exec('/usr/bin/true'), say('done'));
     await mcp.call('codex', { prompt: 'read-only', cwd: work.path });

@@ -8,7 +8,6 @@ import { setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, type McpHarness } fr
 import { CODEX, startCodexWsExecServer, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
 import { exec, say } from '../helpers/steps.js';
 
-
 describe('MCP server with the fake model', () => {
   let home: { path: string; cleanup: () => Promise<void> };
   let work: { path: string; cleanup: () => Promise<void> };
@@ -28,11 +27,33 @@ describe('MCP server with the fake model', () => {
   it('lists the tools with the old names and an output schema', async () => {
     mcp = await startInProcessMcp(home.path);
     const { tools } = await mcp.client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['codex', 'codex-reply', 'codex-status', 'environment/add', 'environment/list', 'environment/remove', 'thread/close', 'thread/list', 'turn/interrupt']);
+    expect(tools.map((t) => t.name).sort()).toEqual([
+      'codex',
+      'codex-reply',
+      'codex-status',
+      'environment/add',
+      'environment/list',
+      'environment/remove',
+      'thread/close',
+      'thread/list',
+      'turn/interrupt',
+    ]);
     const codex = tools.find((t) => t.name === 'codex');
     expect(codex?.outputSchema).toMatchObject({ properties: { threadId: { type: 'string' }, content: { type: 'string' } } });
     expect(Object.keys(codex?.inputSchema.properties ?? {})).toEqual(
-      expect.arrayContaining(['prompt', 'model', 'profile', 'cwd', 'approval-policy', 'sandbox', 'config', 'base-instructions', 'developer-instructions', 'compact-prompt', 'environments']),
+      expect.arrayContaining([
+        'prompt',
+        'model',
+        'profile',
+        'cwd',
+        'approval-policy',
+        'sandbox',
+        'config',
+        'base-instructions',
+        'developer-instructions',
+        'compact-prompt',
+        'environments',
+      ]),
     );
   });
 
@@ -122,7 +143,10 @@ describe('MCP server with the fake model', () => {
       expect(added.structuredContent).toMatchObject({ environment: { id: 'box', kind: 'websocket', status: 'pending' } });
       steps.push(
         exec('echo mark=$MARK', { environment_id: 'box' }),
-        { kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: box\n*** Add File: made-on-box.txt\n+box file\n*** End Patch\n' }] },
+        {
+          kind: 'output',
+          items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: box\n*** Add File: made-on-box.txt\n+box file\n*** End Patch\n' }],
+        },
         exec('echo local-mark=$MARK'),
         say('routed'),
       );
@@ -168,9 +192,27 @@ describe('MCP server with the fake model', () => {
       expect(added.isError).toBeFalsy();
       steps.push(
         exec('echo on-$MARK', { environment_id: 'real' }),
-        { kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: real\n*** Add File: via-real.txt\n+from the real exec-server\n*** End Patch\n' }] },
+        {
+          kind: 'output',
+          items: [
+            {
+              type: 'custom_tool_call',
+              name: 'apply_patch',
+              input: '*** Begin Patch\n*** Environment ID: real\n*** Add File: via-real.txt\n+from the real exec-server\n*** End Patch\n',
+            },
+          ],
+        },
         exec('pwd', { environment_id: 'realws' }),
-        { kind: 'output', items: [{ type: 'custom_tool_call', name: 'apply_patch', input: '*** Begin Patch\n*** Environment ID: realws\n*** Add File: via-real-ws.txt\n+over websocket\n*** End Patch\n' }] },
+        {
+          kind: 'output',
+          items: [
+            {
+              type: 'custom_tool_call',
+              name: 'apply_patch',
+              input: '*** Begin Patch\n*** Environment ID: realws\n*** Add File: via-real-ws.txt\n+over websocket\n*** End Patch\n',
+            },
+          ],
+        },
         say('real done'),
       );
       const result = await mcp.call('codex', {
@@ -182,7 +224,10 @@ describe('MCP server with the fake model', () => {
         config: { 'shell_environment_policy.inherit': 'all' },
       });
       expect(result.structuredContent).toMatchObject({ content: 'real done' });
-      const outputs = model.requests.flatMap((r) => functionCallOutputs(r)).map((o) => String(o.output)).join('\n');
+      const outputs = model.requests
+        .flatMap((r) => functionCallOutputs(r))
+        .map((o) => String(o.output))
+        .join('\n');
       expect(outputs).toContain('on-real-stdio');
       expect(outputs).toContain(wsWork.path);
       expect(await readFile(join(work.path, 'via-real.txt'), 'utf8')).toBe('from the real exec-server\n');

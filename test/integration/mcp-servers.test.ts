@@ -11,7 +11,6 @@ import { setUpMcpWorld, tearDownMcpWorld, textOf, writeMcpConfig, type Elicitati
 import { isAlive, REPO_ROOT, startListening, startOurWsExecServer, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { isRecord, say, type Json } from '../helpers/steps.js';
 
-
 const EVERYTHING = join(REPO_ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 const EVERYTHING_HTTP = join(REPO_ROOT, 'tools/everything-http.js');
 const FIXTURE = join(REPO_ROOT, 'tools/mcp-fixture-server.js');
@@ -23,7 +22,11 @@ function serverToml(name: string, keys: Json): string {
   const lines = [`[mcp_servers.${name}]`];
   for (const [key, value] of Object.entries(keys)) {
     if (isRecord(value)) {
-      lines.push(`${key} = { ${Object.entries(value).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')} }`);
+      lines.push(
+        `${key} = { ${Object.entries(value)
+          .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
+          .join(', ')} }`,
+      );
     } else {
       lines.push(`${key} = ${JSON.stringify(value)}`);
     }
@@ -54,12 +57,18 @@ function toolSpec(request: RecordedRequest, name: string): Json {
 
 /** Lines of a process's stderr that say our exec-server received `method` (its trace log). */
 function requestsLogged(server: ListeningProcess, method: string): number {
-  return server.stderr().split('\n').filter((line) => line.includes(' request ') && line.includes(`"method":"${method}"`)).length;
+  return server
+    .stderr()
+    .split('\n')
+    .filter((line) => line.includes(' request ') && line.includes(`"method":"${method}"`)).length;
 }
 
 /** HTTP requests the Streamable HTTP fixture received (it logs each one). */
 function httpRequestsReceived(server: ListeningProcess): string[] {
-  return server.stderr().split('\n').filter((line) => line.startsWith('HTTP '));
+  return server
+    .stderr()
+    .split('\n')
+    .filter((line) => line.startsWith('HTTP '));
 }
 
 /** The value of `key` in the JSON text a tool returned. */
@@ -137,7 +146,13 @@ describe('MCP servers inside sessions', () => {
     steps.push(callTool('mcp__everything__get-env'), callTool('mcp__fixture__whereami'), say('remote done'));
     mcp = await startInProcessMcp(home.path, { env: { WHERE_MARK: 'on-the-orchestrator' } });
     expect((await mcp.call('environment/add', { id: 'box', url: server.url })).isError).toBeFalsy();
-    const result = await mcp.call('codex', { prompt: 'where do you run?', environments: [{ id: 'local', cwd: work.path }, { id: 'box', cwd: box.path }] });
+    const result = await mcp.call('codex', {
+      prompt: 'where do you run?',
+      environments: [
+        { id: 'local', cwd: work.path },
+        { id: 'box', cwd: box.path },
+      ],
+    });
     expect(result.structuredContent).toMatchObject({ content: 'remote done' });
 
     const env = parsedOutput(lastOutputAt(model, 1));
@@ -224,13 +239,22 @@ describe('MCP servers inside sessions', () => {
     mcp = await startInProcessMcp(home.path);
     const first = await mcp.call('codex', { prompt: 'try them', cwd: work.path });
     expect(first.structuredContent).toMatchObject({ content: 'survived' });
-    expect(toolNames(model.requests[0]!).filter((name) => name.startsWith('mcp__'))).toEqual(['mcp__fixture__whereami', 'mcp__fixture__crash', 'mcp__fixture__write_note', 'mcp__everything__echo']);
+    expect(toolNames(model.requests[0]!).filter((name) => name.startsWith('mcp__'))).toEqual([
+      'mcp__fixture__whereami',
+      'mcp__fixture__crash',
+      'mcp__fixture__write_note',
+      'mcp__everything__echo',
+    ]);
     const context = JSON.stringify(inputItems(model.requests[0]!));
     expect(context).toContain('<mcp_servers_unavailable>');
-    expect(context).toMatch(/server name=\\"broken\\" environment=\\"local\\">MCP server `broken` on environment `local` failed to start: .*exited with code 3; its stderr ends with: no luck today/);
+    expect(context).toMatch(
+      /server name=\\"broken\\" environment=\\"local\\">MCP server `broken` on environment `local` failed to start: .*exited with code 3; its stderr ends with: no luck today/,
+    );
     expect(context).toMatch(/server name=\\"missing\\" environment=\\"local\\">MCP server `missing` on environment `local` failed to start/);
     expect(lastOutputAt(model, 1)).toMatch(/^mcp__fixture__crash failed: .*(stopped|closed)/i);
-    expect(lastOutputAt(model, 2)).toMatch(/^mcp__fixture__whereami failed: MCP server `fixture` on environment `local` is not running: the process exited with code 7; its stderr ends with: fixture crashing on purpose/);
+    expect(lastOutputAt(model, 2)).toMatch(
+      /^mcp__fixture__whereami failed: MCP server `fixture` on environment `local` is not running: the process exited with code 7; its stderr ends with: fixture crashing on purpose/,
+    );
     expect(lastOutputAt(model, 3)).toBe('Echo: still here');
 
     const list = await mcp.call('environment/list', {});

@@ -76,7 +76,9 @@ describe('MCP Tasks and approvals', () => {
   };
   const getTask = (harness: McpHarness, taskId: string): Promise<Task> => harness.client.experimental.tasks.getTask(taskId);
   const statusNotifications = (harness: McpHarness, taskId: string): Json[] =>
-    harness.received.filter((m): m is Json => isRecord(m) && m.method === 'notifications/tasks/status' && isRecord(m.params) && m.params.taskId === taskId).map((m) => m.params as Json);
+    harness.received
+      .filter((m): m is Json => isRecord(m) && m.method === 'notifications/tasks/status' && isRecord(m.params) && m.params.taskId === taskId)
+      .map((m) => m.params as Json);
 
   it('is input_required while its turn waits for an approval (saying what is asked), working again once answered, then completed', async () => {
     const approval = held();
@@ -92,7 +94,9 @@ describe('MCP Tasks and approvals', () => {
     expect(waiting.statusMessage).toMatch(/^thread \S+, turn \S+: waiting for approval: Allow Codex to run /);
     // The shell is the server's $SHELL, or /bin/sh when it has none (as on CI).
     const shell = process.env.SHELL !== undefined && process.env.SHELL !== '' ? process.env.SHELL : '/bin/sh';
-    expect(waiting.statusMessage).toContain(`\`${shell} -c 'touch approved.txt'\` in environment \`local\` with working directory \`${work.path}\`? Answer the elicitation/create request related to this task.`);
+    expect(waiting.statusMessage).toContain(
+      `\`${shell} -c 'touch approved.txt'\` in environment \`local\` with working directory \`${work.path}\`? Answer the elicitation/create request related to this task.`,
+    );
     await waitFor(() => statusNotifications(mcp!, taskId).some((n) => n.status === 'input_required'), 'an input_required status notification');
 
     approval.release();
@@ -117,9 +121,13 @@ describe('MCP Tasks and approvals', () => {
     steps.push(exec('touch streamed.txt'), say('streamed and done'));
     const statuses: string[] = [];
     let result: CallToolResult | undefined;
-    const stream = mcp.client.experimental.tasks.callToolStream({ name: 'codex', arguments: { prompt: 'ask first', cwd: work.path, 'approval-policy': 'untrusted' } }, CallToolResultSchema, {
-      task: { ttl: 600_000 },
-    });
+    const stream = mcp.client.experimental.tasks.callToolStream(
+      { name: 'codex', arguments: { prompt: 'ask first', cwd: work.path, 'approval-policy': 'untrusted' } },
+      CallToolResultSchema,
+      {
+        task: { ttl: 600_000 },
+      },
+    );
     for await (const message of stream) {
       if (message.type === 'taskStatus') {
         statuses.push(message.task.status);

@@ -51,7 +51,11 @@ describe('threads let go: idle, or closed with thread/close', () => {
     steps = [];
     world = await setUpMcpWorld('mcp-idle', () => steps.shift() ?? say('script exhausted'));
     model = world.model;
-    await writeMcpConfig(world.home.path, model.url, ['[mcp_servers.everything]', `command = ${JSON.stringify(process.execPath)}`, `args = [${JSON.stringify(EVERYTHING)}, "stdio"]`].join('\n'));
+    await writeMcpConfig(
+      world.home.path,
+      model.url,
+      ['[mcp_servers.everything]', `command = ${JSON.stringify(process.execPath)}`, `args = [${JSON.stringify(EVERYTHING)}, "stdio"]`].join('\n'),
+    );
   });
   afterEach(async () => {
     await tearDownMcpWorld(world, mcp);

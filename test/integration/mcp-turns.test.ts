@@ -12,9 +12,6 @@ import { setUpMcpWorld, storedRecords, tearDownMcpWorld, textOf, type McpHarness
 import { waitFor } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
-
-
-
 /** The JSON-RPC id of the `tools/call` whose arguments have this prompt, once the client sent it. */
 function sentCallId(mcp: McpHarness, prompt: string): string | number | undefined {
   for (const message of mcp.sent) {
@@ -311,7 +308,9 @@ describe('turn lifecycle through MCP', () => {
       const call = mcp.client.callTool({ name: 'codex', arguments: { prompt: 'a slow task', cwd: work.path } }, undefined, { timeout: 1_000 });
       await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
       const id = callIdOf(mcp, 'a slow task');
-      expect(mcp.sent).toContainEqual(expect.objectContaining({ method: 'notifications/cancelled', params: { requestId: id, reason: expect.stringMatching(/-32001.*timed out/) } }));
+      expect(mcp.sent).toContainEqual(
+        expect.objectContaining({ method: 'notifications/cancelled', params: { requestId: id, reason: expect.stringMatching(/-32001.*timed out/) } }),
+      );
 
       // The server still answers the abandoned call (the SDK client drops it) with the thread and
       // status "running", the answer a spent wait budget gives.
@@ -329,7 +328,11 @@ describe('turn lifecycle through MCP', () => {
       release.open();
 
       const status = await mcp.call('codex-status', { threadId, waitMs: 30_000 });
-      expect(status.structuredContent).toMatchObject({ status: 'idle', lastAgentMessage: 'finished after the client gave up', lastTurn: { status: 'completed', lastAgentMessage: 'finished after the client gave up' } });
+      expect(status.structuredContent).toMatchObject({
+        status: 'idle',
+        lastAgentMessage: 'finished after the client gave up',
+        lastTurn: { status: 'completed', lastAgentMessage: 'finished after the client gave up' },
+      });
 
       steps.push(say('continued'));
       const reply = await mcp.call('codex-reply', { threadId, prompt: 'and then?' });
@@ -379,7 +382,9 @@ describe('turn lifecycle through MCP', () => {
     // Read the raw log: the SDK client handles notifications a microtask late and may drop the
     // last one when the response arrives in the same chunk.
     const token = callIdOf(mcp, 'with token');
-    const raw = mcp.received.filter((m): m is Json => isRecord(m) && m.method === 'notifications/progress').map((m) => m.params as { progressToken: unknown; progress: number; message?: string });
+    const raw = mcp.received
+      .filter((m): m is Json => isRecord(m) && m.method === 'notifications/progress')
+      .map((m) => m.params as { progressToken: unknown; progress: number; message?: string });
     expect(raw.length).toBeGreaterThanOrEqual(3);
     for (const [i, params] of raw.entries()) {
       expect(params.progressToken).toBe(token);
@@ -398,16 +403,25 @@ describe('turn lifecycle through MCP', () => {
     const call = mcp.call('codex', { prompt: 'early id', cwd: work.path }, { onprogress: () => undefined });
     const harness = mcp;
     const firstProgress = (await harness.waitForReceived((m) => isRecord(m) && m.method === 'notifications/progress', 'the first progress notification')) as Json;
-    const configured = (await harness.waitForReceived((m) => isRecord(m) && m.method === 'codex/event' && isRecord(m.params) && isRecord(m.params.msg) && m.params.msg.type === 'session_configured', 'codex/event session_configured')) as Json;
+    const configured = (await harness.waitForReceived(
+      (m) => isRecord(m) && m.method === 'codex/event' && isRecord(m.params) && isRecord(m.params.msg) && m.params.msg.type === 'session_configured',
+      'codex/event session_configured',
+    )) as Json;
     release.open();
     const threadId = threadIdOf(await call);
     expect(firstProgress.params).toMatchObject({ progress: 1, message: `turn started on thread ${threadId}` });
-    expect(configured.params).toEqual({ _meta: { requestId: callIdOf(mcp, 'early id'), threadId }, id: '', msg: { type: 'session_configured', session_id: threadId, model: 'gpt-5.5' } });
+    expect(configured.params).toEqual({
+      _meta: { requestId: callIdOf(mcp, 'early id'), threadId },
+      id: '',
+      msg: { type: 'session_configured', session_id: threadId, model: 'gpt-5.5' },
+    });
 
     // A reply continues a thread the caller knows: no session_configured.
     steps.push(say('replied'));
     await mcp.call('codex-reply', { threadId, prompt: 'again' });
-    const configuredEvents = mcp.received.filter((m) => isRecord(m) && m.method === 'codex/event' && isRecord(m.params) && isRecord(m.params.msg) && m.params.msg.type === 'session_configured');
+    const configuredEvents = mcp.received.filter(
+      (m) => isRecord(m) && m.method === 'codex/event' && isRecord(m.params) && isRecord(m.params.msg) && m.params.msg.type === 'session_configured',
+    );
     expect(configuredEvents).toHaveLength(1);
   });
 

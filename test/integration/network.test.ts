@@ -129,6 +129,8 @@ describe('network: proxies and certificates', () => {
     const bad = await doctor({ SSL_CERT_FILE: missing });
     expect(bad.code).toBe(1);
     expect(networkCheck(bad.stdout)).toMatchObject({ status: 'fail', detail: expect.stringContaining(`cannot read the CA certificate file ${missing} named by SSL_CERT_FILE`) });
-    expect(JSON.parse(bad.stdout)).toMatchObject({ checks: expect.arrayContaining([expect.objectContaining({ id: 'model', status: 'fail', detail: expect.stringContaining('SSL_CERT_FILE') })]) });
+    expect(JSON.parse(bad.stdout)).toMatchObject({
+      checks: expect.arrayContaining([expect.objectContaining({ id: 'model', status: 'fail', detail: expect.stringContaining('SSL_CERT_FILE') })]),
+    });
   });
 });

@@ -148,16 +148,30 @@ describe('the npm package, installed from `npm pack` on a fresh project', () => 
     await mkdir(home, { recursive: true });
     await writeFile(
       join(home, 'config.toml'),
-      ['model = "gpt-5.5"', 'model_provider = "fake"', '[model_providers.fake]', 'name = "fake"', `base_url = "${model.url}"`, 'env_key = "OPENAI_API_KEY"', 'request_max_retries = 0', 'stream_max_retries = 0', ''].join('\n'),
+      [
+        'model = "gpt-5.5"',
+        'model_provider = "fake"',
+        '[model_providers.fake]',
+        'name = "fake"',
+        `base_url = "${model.url}"`,
+        'env_key = "OPENAI_API_KEY"',
+        'request_max_retries = 0',
+        'stream_max_retries = 0',
+        '',
+      ].join('\n'),
     );
     return home;
   };
 
   const doctor = async (project: string, home: string): Promise<DoctorReport> =>
-    DoctorReportSchema.parse(JSON.parse(await npm('npx', ['--no', 'codex-multienv', 'doctor', '--json'], project, userEnv({ CODEX_HOME: home, OPENAI_API_KEY: 'sk-npm-package' }))));
+    DoctorReportSchema.parse(
+      JSON.parse(await npm('npx', ['--no', 'codex-multienv', 'doctor', '--json'], project, userEnv({ CODEX_HOME: home, OPENAI_API_KEY: 'sk-npm-package' }))),
+    );
 
   it('packs the built server, its install script and the native sources, and nothing of the repository besides', () => {
-    expect(packed).toEqual(expect.arrayContaining(['package.json', 'dist/cli/main.js', 'dist/cli/commands.cjs', 'native/install.js', 'native/spawn.c', 'binding.gyp', 'README.md']));
+    expect(packed).toEqual(
+      expect.arrayContaining(['package.json', 'dist/cli/main.js', 'dist/cli/commands.cjs', 'native/install.js', 'native/spawn.c', 'binding.gyp', 'README.md']),
+    );
     const outside = packed.filter((path) => !/^(package\.json|README\.md|LICENSE|binding\.gyp|native\/(install\.js|spawn\.c)|dist\/cli\/[\w.-]+\.c?js(\.map)?)$/.test(path));
     expect(outside).toEqual([]);
   });

@@ -143,10 +143,15 @@ describe('environments added at run time', () => {
       }
       expect(refused.isError).toBe(true);
       expect(textOf(refused)).toMatch(
-        new RegExp(`^environment/remove: environment \`box\` is in use by a turn: thread ${threadId} \\(turn ${turnId}, (running|queued)\\); wait for it \\(codex-status with waitMs\\) or stop it \\(turn/interrupt\\), then remove the environment$`),
+        new RegExp(
+          `^environment/remove: environment \`box\` is in use by a turn: thread ${threadId} \\(turn ${turnId}, (running|queued)\\); wait for it \\(codex-status with waitMs\\) or stop it \\(turn/interrupt\\), then remove the environment$`,
+        ),
       );
       expect(await listedIds(mcp)).toContain('box');
-      expect(structured(await mcp.call('codex-status', { threadId, waitMs: 30_000 }))).toMatchObject({ status: 'idle', lastTurn: { status: 'completed', lastAgentMessage: 'held on the box' } });
+      expect(structured(await mcp.call('codex-status', { threadId, waitMs: 30_000 }))).toMatchObject({
+        status: 'idle',
+        lastTurn: { status: 'completed', lastAgentMessage: 'held on the box' },
+      });
 
       // A turn that runs only on `local` does not hold `box`.
       const second = gate();
@@ -169,17 +174,23 @@ describe('environments added at run time', () => {
       mcp = await startInProcessMcp(world.home.path);
       const local = await mcp.call('environment/remove', { id: 'local' });
       expect(local.isError).toBe(true);
-      expect(textOf(local)).toBe('environment/remove: environment `local` is built in (this machine, served in-process); only environments added with environment/add can be removed');
+      expect(textOf(local)).toBe(
+        'environment/remove: environment `local` is built in (this machine, served in-process); only environments added with environment/add can be removed',
+      );
       const configured = await mcp.call('environment/remove', { id: 'cfg' });
       expect(configured.isError).toBe(true);
-      expect(textOf(configured)).toBe(`environment/remove: environment \`cfg\` comes from ${file} (read at start-up; edit it and restart the server to change it); only environments added with environment/add can be removed`);
+      expect(textOf(configured)).toBe(
+        `environment/remove: environment \`cfg\` comes from ${file} (read at start-up; edit it and restart the server to change it); only environments added with environment/add can be removed`,
+      );
 
       // Replaced at run time (never used, so never connected), then removed: the file's definition is back.
       await mcp.call('environment/add', { id: 'cfg', url: 'ws://127.0.0.1:1' });
       const removed = await mcp.call('environment/remove', { id: 'cfg' });
       expect(removed.isError).toBeFalsy();
       expect(removed.structuredContent).toMatchObject({ id: 'cfg', restored: { id: 'cfg', endpoint: box!.url, source: file } });
-      expect(textOf(removed)).toBe(`Removed environment \`cfg\` (ws://127.0.0.1:1) and closed its connection. The environment of that id from ${file} (${box!.url}) is in effect again.`);
+      expect(textOf(removed)).toBe(
+        `Removed environment \`cfg\` (ws://127.0.0.1:1) and closed its connection. The environment of that id from ${file} (${box!.url}) is in effect again.`,
+      );
       expect(textOf(await mcp.call('environment/remove', { id: 'cfg' }))).toContain(`comes from ${file}`);
       steps.push(exec('echo configured-again'), say('configured works'));
       const turn = await mcp.call('codex', { prompt: 'use cfg', cwd: world.work.path, environments: [{ id: 'cfg', cwd: world.work.path }] });
@@ -190,7 +201,9 @@ describe('environments added at run time', () => {
       mcp = await startInProcessMcp(world.home.path, { env: { CODEX_EXEC_SERVER_URL: box!.url } });
       const remote = await mcp.call('environment/remove', { id: 'remote' });
       expect(remote.isError).toBe(true);
-      expect(textOf(remote)).toBe('environment/remove: environment `remote` comes from the CODEX_EXEC_SERVER_URL environment variable (read at start-up); only environments added with environment/add can be removed');
+      expect(textOf(remote)).toBe(
+        'environment/remove: environment `remote` comes from the CODEX_EXEC_SERVER_URL environment variable (read at start-up); only environments added with environment/add can be removed',
+      );
     });
   });
 });

@@ -30,7 +30,10 @@ function processesWith(variable: string, value: string): number[] {
 }
 
 /** A TOML inline table of strings. */
-const inline = (values: Record<string, string>): string => `{ ${Object.entries(values).map(([key, value]) => `${key} = ${JSON.stringify(value)}`).join(', ')} }`;
+const inline = (values: Record<string, string>): string =>
+  `{ ${Object.entries(values)
+    .map(([key, value]) => `${key} = ${JSON.stringify(value)}`)
+    .join(', ')} }`;
 
 /** The MCP servers `environment/list` shows for `local`: [name, state, error]. */
 async function localServers(mcp: McpHarness): Promise<[string, string, string | undefined][]> {
@@ -142,7 +145,9 @@ describe('a session never starts this server inside itself', () => {
       const result = await mcp.call('codex', { prompt: 'hello', environments: [{ id: 'box', cwd: work.path }] });
       expect(result.structuredContent).toMatchObject({ content: 'remote done' });
       const context = JSON.stringify(inputItems(model.requests[0]!));
-      expect(context).toMatch(/server name=\\"wrapped\\" environment=\\"box\\">MCP server `wrapped` on environment `box` failed to start: .*exited with code 2; its stderr ends with: codex-multienv refuses to serve MCP here/);
+      expect(context).toMatch(
+        /server name=\\"wrapped\\" environment=\\"box\\">MCP server `wrapped` on environment `box` failed to start: .*exited with code 2; its stderr ends with: codex-multienv refuses to serve MCP here/,
+      );
       expect(toolNames(model.requests[0]!).filter((name) => name.startsWith('mcp__wrapped__'))).toEqual([]);
     } finally {
       await server.stop();
@@ -153,7 +158,10 @@ describe('a session never starts this server inside itself', () => {
     await writeMcpConfig(
       home.path,
       model.url,
-      [`[mcp_servers.self]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI])}\nenv = ${inline({ CODEX_HOME: nested.path, CODEX_MULTIENV_NESTED: 'allow' })}\nstartup_timeout_sec = 30`, everything].join('\n\n'),
+      [
+        `[mcp_servers.self]\ncommand = ${JSON.stringify(process.execPath)}\nargs = ${JSON.stringify([CLI])}\nenv = ${inline({ CODEX_HOME: nested.path, CODEX_MULTIENV_NESTED: 'allow' })}\nstartup_timeout_sec = 30`,
+        everything,
+      ].join('\n\n'),
     );
     steps.push(say('nested on purpose'));
     mcp = await startInProcessMcp(home.path);

@@ -5,7 +5,17 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { functionCallOutputs, inputItems, toolNames, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
-import { setUpMcpWorld, startMcp, storedRecords, tearDownMcpWorld, threadIdOf, writeMcpConfig, type ElicitationAnswer, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
+import {
+  setUpMcpWorld,
+  startMcp,
+  storedRecords,
+  tearDownMcpWorld,
+  threadIdOf,
+  writeMcpConfig,
+  type ElicitationAnswer,
+  type McpHarness,
+  type McpTestWorld,
+} from '../helpers/mcp.js';
 import { CLI } from '../helpers/process.js';
 import { exec, isRecord, say, type Json } from '../helpers/steps.js';
 

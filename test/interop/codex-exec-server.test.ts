@@ -22,7 +22,9 @@ execScenarios('real codex exec-server over websocket', async () => {
 
 execScenarios('real codex exec-server over stdio', async () => {
   const home = await tempDir('codex-home-');
-  const client = await ExecClient.connect(stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...networkEnv(process.env), CODEX_HOME: home.path } }));
+  const client = await ExecClient.connect(
+    stdioConnector({ program: CODEX, args: ['exec-server', '--listen', 'stdio'], env: { ...networkEnv(process.env), CODEX_HOME: home.path } }),
+  );
   return {
     client,
     close: async () => {

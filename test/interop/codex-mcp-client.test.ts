@@ -1,7 +1,15 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { functionCallOutputs, inputItems, startFakeResponsesServer, toolNames, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../../tools/fake-responses-server.js';
+import {
+  functionCallOutputs,
+  inputItems,
+  startFakeResponsesServer,
+  toolNames,
+  type FakeResponsesServer,
+  type FakeStep,
+  type RecordedRequest,
+} from '../../tools/fake-responses-server.js';
 import { codexHomeForFakeModel } from '../helpers/codex-home.js';
 import { writeMcpConfig } from '../helpers/mcp.js';
 import { networkEnv } from '../helpers/network.js';
@@ -54,7 +62,17 @@ describe('real codex exec as an MCP client of our server', () => {
           }
           outer.push(request);
           if (outer.length === 1) {
-            return { kind: 'output', items: [{ type: 'function_call', namespace: NAMESPACE, name: 'codex', arguments: { prompt: 'write the marker', cwd: work.path, sandbox: 'danger-full-access', 'approval-policy': 'never' } }] };
+            return {
+              kind: 'output',
+              items: [
+                {
+                  type: 'function_call',
+                  namespace: NAMESPACE,
+                  name: 'codex',
+                  arguments: { prompt: 'write the marker', cwd: work.path, sandbox: 'danger-full-access', 'approval-policy': 'never' },
+                },
+              ],
+            };
           }
           if (outer.length === 2) {
             const { threadId } = lastToolResult(request);
@@ -63,7 +81,8 @@ describe('real codex exec as an MCP client of our server', () => {
           return { kind: 'output', items: [{ type: 'message', text: 'outer done' }] };
         }
         inner.push(request);
-        if (inner.length === 1) return { kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd: 'printf from-codex-client > marker.txt && echo wrote' } }] };
+        if (inner.length === 1)
+          return { kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd: 'printf from-codex-client > marker.txt && echo wrote' } }] };
         return { kind: 'output', items: [{ type: 'message', text: inner.length === 2 ? 'inner turn one done' : 'inner turn two done' }] };
       },
     });

@@ -34,7 +34,10 @@ async function scenarioResults(outDir: string): Promise<Map<string, boolean>> {
     const match = /^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$/.exec(entry);
     if (match?.[1] === undefined) continue;
     const checks = ChecksSchema.parse(JSON.parse(await readFile(join(outDir, entry, 'checks.json'), 'utf8')));
-    results.set(match[1], checks.every((check) => check.status !== 'FAILURE' && check.status !== 'WARNING'));
+    results.set(
+      match[1],
+      checks.every((check) => check.status !== 'FAILURE' && check.status !== 'WARNING'),
+    );
   }
   return results;
 }
@@ -81,7 +84,16 @@ describe('MCP conformance suite through the stdio-to-HTTP bridge', () => {
     const passing = [...results].filter(([, passed]) => passed).map(([name]) => name);
     // Compared before the exit code, so a failure shows which scenarios moved.
     expect(failing.sort()).toEqual((await baselineScenarios()).sort());
-    expect(passing.sort()).toEqual(['dns-rebinding-protection', 'logging-set-level', 'ping', 'server-initialize', 'server-sse-multiple-streams', 'tools-call-error', 'tools-call-simple-text', 'tools-list']);
+    expect(passing.sort()).toEqual([
+      'dns-rebinding-protection',
+      'logging-set-level',
+      'ping',
+      'server-initialize',
+      'server-sse-multiple-streams',
+      'tools-call-error',
+      'tools-call-simple-text',
+      'tools-list',
+    ]);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: expect.any(String) });
     expect(run.stdout).toContain('Baseline check passed');
     // Every scenario opened its own session on a real server process.
@@ -110,11 +122,9 @@ describe('the bridge itself, with an SDK Streamable HTTP client', () => {
     client = new Client({ name: 'bridge-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(bridge.url)));
     const progress: string[] = [];
-    const result = await client.callTool(
-      { name: 'codex', arguments: { prompt: 'say something', cwd: world.work.path, environments: [] } },
-      undefined,
-      { onprogress: (p) => progress.push(p.message ?? '') },
-    );
+    const result = await client.callTool({ name: 'codex', arguments: { prompt: 'say something', cwd: world.work.path, environments: [] } }, undefined, {
+      onprogress: (p) => progress.push(p.message ?? ''),
+    });
     expect(result.structuredContent).toEqual({ threadId: expect.any(String), content: 'bridged answer' });
     expect(progress.length).toBeGreaterThan(0);
     expect(bridge.sessionsOpened()).toBe(1);

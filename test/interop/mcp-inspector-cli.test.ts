@@ -51,9 +51,9 @@ describe('MCP Inspector CLI against the built server', () => {
   });
 
   it('lists the tools with their input and output schemas', async () => {
-    const listed = z.object({ tools: z.array(z.looseObject({ name: z.string(), inputSchema: z.looseObject({ type: z.literal('object') }), outputSchema: z.unknown() })) }).parse(
-      await inspect(world.home.path, ['--method', 'tools/list']),
-    );
+    const listed = z
+      .object({ tools: z.array(z.looseObject({ name: z.string(), inputSchema: z.looseObject({ type: z.literal('object') }), outputSchema: z.unknown() })) })
+      .parse(await inspect(world.home.path, ['--method', 'tools/list']));
     const names = listed.tools.map((tool) => tool.name);
     expect(names).toEqual(expect.arrayContaining(['codex', 'codex-reply', 'environment/add', 'environment/list']));
     const codex = listed.tools.find((tool) => tool.name === 'codex');
@@ -68,7 +68,9 @@ describe('MCP Inspector CLI against the built server', () => {
     const servers = Object.keys(z.object({ mcpServers: z.record(z.string(), z.unknown()) }).parse(JSON.parse(example)).mcpServers);
     expect(servers.length).toBeGreaterThan(0);
     for (const server of servers) {
-      const listed = z.object({ tools: z.array(z.object({ name: z.string() }).loose()) }).parse(await inspect(world.home.path, ['--method', 'tools/list'], ['--config', config, '--server', server]));
+      const listed = z
+        .object({ tools: z.array(z.object({ name: z.string() }).loose()) })
+        .parse(await inspect(world.home.path, ['--method', 'tools/list'], ['--config', config, '--server', server]));
       expect(listed.tools.map((tool) => tool.name)).toContain('codex');
     }
   });
@@ -81,8 +83,15 @@ describe('MCP Inspector CLI against the built server', () => {
     const before = world.model.requests.length;
     const result = ToolResultSchema.parse(
       await inspect(world.home.path, [
-        '--method', 'tools/call', '--tool-name', 'codex',
-        '--tool-arg', 'prompt="write the marker"', `cwd=${world.work.path}`, 'sandbox=danger-full-access', 'approval-policy=never',
+        '--method',
+        'tools/call',
+        '--tool-name',
+        'codex',
+        '--tool-arg',
+        'prompt="write the marker"',
+        `cwd=${world.work.path}`,
+        'sandbox=danger-full-access',
+        'approval-policy=never',
       ]),
     );
     expect(result.isError).toBeFalsy();
@@ -101,7 +110,9 @@ describe('MCP Inspector CLI against the built server', () => {
     );
     expect(added.isError).toBeFalsy();
     expect(added.structuredContent).toMatchObject({ environment: { id: 'box', kind: 'websocket', endpoint: execServer.url } });
-    const bad = ToolResultSchema.parse(await inspect(world.home.path, ['--method', 'tools/call', '--tool-name', 'environment/add', '--tool-arg', 'id=box', 'url=http://127.0.0.1:9']));
+    const bad = ToolResultSchema.parse(
+      await inspect(world.home.path, ['--method', 'tools/call', '--tool-name', 'environment/add', '--tool-arg', 'id=box', 'url=http://127.0.0.1:9']),
+    );
     expect(bad.isError).toBe(true);
     expect(textOf(bad)).toMatch(/ws:\/\/ or wss:\/\//);
   });
@@ -118,7 +129,8 @@ function documentedInspectorLines(readme: string): { folder: string; commands: s
   const end = lines.indexOf('```', marker + 2);
   const [cd, ...commands] = lines.slice(marker + 2, end);
   const folder = /^cd (\S+)$/.exec(cd ?? '')?.[1];
-  if (folder === undefined || commands.length === 0) throw new Error(`README.md line ${marker + 3}: the Inspector block must be a \`cd\` and then commands, got ${JSON.stringify(cd)}`);
+  if (folder === undefined || commands.length === 0)
+    throw new Error(`README.md line ${marker + 3}: the Inspector block must be a \`cd\` and then commands, got ${JSON.stringify(cd)}`);
   return { folder, commands };
 }
 
@@ -134,7 +146,17 @@ describe('the Inspector CLI command lines of the README, as written', () => {
     await mkdir(join(home.path, '.codex'));
     await writeFile(
       join(home.path, '.codex', 'config.toml'),
-      ['model = "gpt-5.5"', 'model_provider = "fake"', '[model_providers.fake]', 'name = "fake"', `base_url = "${model.url}"`, 'env_key = "OPENAI_API_KEY"', 'request_max_retries = 0', 'stream_max_retries = 0', ''].join('\n'),
+      [
+        'model = "gpt-5.5"',
+        'model_provider = "fake"',
+        '[model_providers.fake]',
+        'name = "fake"',
+        `base_url = "${model.url}"`,
+        'env_key = "OPENAI_API_KEY"',
+        'request_max_retries = 0',
+        'stream_max_retries = 0',
+        '',
+      ].join('\n'),
     );
   });
   afterAll(async () => {

@@ -39,7 +39,7 @@ function patchDescription(withEnvironment: boolean): string {
   return [
     'Create, edit, move and delete files with a patch. The input is the raw patch text, not JSON:',
     '*** Begin Patch',
-    ...(withEnvironment ? ["*** Environment ID: <id>   (optional, right after Begin Patch: the environment to edit; the primary one when omitted)"] : []),
+    ...(withEnvironment ? ['*** Environment ID: <id>   (optional, right after Begin Patch: the environment to edit; the primary one when omitted)'] : []),
     'then one or more file sections:',
     '*** Add File: <path>  followed by every line of the new file, each prefixed with +',
     '*** Delete File: <path>',
@@ -231,7 +231,14 @@ export function applyPatchTool(options: { multiEnvironment: boolean }): CustomTo
         throw error;
       }
 
-      const rejection = await approve(context, { kind: 'patch', threadId: context.threadId, callId: context.callId, environmentId: environment.id, cwd: environment.cwd, changes: planned.changes });
+      const rejection = await approve(context, {
+        kind: 'patch',
+        threadId: context.threadId,
+        callId: context.callId,
+        environmentId: environment.id,
+        cwd: environment.cwd,
+        changes: planned.changes,
+      });
       if (rejection !== undefined) return rejection;
 
       await write(client, planned, environment.id, fsOptions);

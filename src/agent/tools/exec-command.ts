@@ -73,11 +73,12 @@ export function execCommandTool(options: ExecCommandToolOptions): FunctionTool {
       type: 'object',
       properties: {
         cmd: { type: 'string', description: 'The shell command to run.' },
-        ...(options.multiEnvironment
-          ? { environment_id: { type: 'string', description: 'Id of the environment to run in; defaults to the primary environment.' } }
-          : {}),
+        ...(options.multiEnvironment ? { environment_id: { type: 'string', description: 'Id of the environment to run in; defaults to the primary environment.' } } : {}),
         workdir: { type: 'string', description: "Working directory, absolute or relative to the environment's cwd; defaults to the cwd." },
-        yield_time_ms: { ...NUMBER_SCHEMA, description: `How long to wait for the command to finish before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_EXEC_YIELD_TIME_MS}).` },
+        yield_time_ms: {
+          ...NUMBER_SCHEMA,
+          description: `How long to wait for the command to finish before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_EXEC_YIELD_TIME_MS}).`,
+        },
         max_output_tokens: { ...NUMBER_SCHEMA, description: 'Bound on the output returned; the middle of longer output is elided.' },
         tty: { type: 'boolean', description: 'Run in a terminal, for programs that read input (write_stdin feeds them); default false: no input, stdin is at end-of-file.' },
         login: { type: 'boolean', description: 'Run the shell as a login shell (-lc); default false. Refused unless the server allows login shells.' },
@@ -109,7 +110,10 @@ export function writeStdinTool(): FunctionTool {
       properties: {
         session_id: { ...NUMBER_SCHEMA, description: 'The session id exec_command returned.' },
         chars: { type: 'string', description: 'Characters to write (include "\\n" to send a line); default none.' },
-        yield_time_ms: { ...NUMBER_SCHEMA, description: `How long to collect output before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_WRITE_STDIN_YIELD_TIME_MS}).` },
+        yield_time_ms: {
+          ...NUMBER_SCHEMA,
+          description: `How long to collect output before returning (${MIN_YIELD_TIME_MS}..${MAX_YIELD_TIME_MS}; default ${DEFAULT_WRITE_STDIN_YIELD_TIME_MS}).`,
+        },
         max_output_tokens: { ...NUMBER_SCHEMA, description: 'Bound on the output returned; the middle of longer output is elided.' },
       },
       required: ['session_id'],
@@ -147,12 +151,28 @@ async function runExecCommand(rawArgs: unknown, ctx: ToolContext): Promise<strin
   // An escalation the user approved runs outside the sandbox, as in Codex.
   const sandbox = escalate && approved ? null : ctx.sandbox(environment.id, workdir);
   const run = (confinement: SandboxContext | null): Promise<CommandRun> =>
-    runCommand({ ctx, client, environmentId: environment.id, argv, cmd: args.cmd, workdir, tty, sandbox: confinement, maxOutputTokens: args.max_output_tokens, yieldTimeMs: args.yield_time_ms, started, startedAt });
+    runCommand({
+      ctx,
+      client,
+      environmentId: environment.id,
+      argv,
+      cmd: args.cmd,
+      workdir,
+      tty,
+      sandbox: confinement,
+      maxOutputTokens: args.max_output_tokens,
+      yieldTimeMs: args.yield_time_ms,
+      started,
+      startedAt,
+    });
   const first = await run(sandbox);
   if (first.kind !== 'finished' || !first.sandboxDenied || sandbox === null || !offersRerun(ctx)) return first.text;
 
   // The sandbox stopped it: only the user can let it run again outside (on-failure / on-request).
-  const rerun: ApprovalRequest = { ...request, reason: `the sandbox denied it on ${environment.id}; run it again outside the sandbox?${args.justification === undefined ? '' : ` (${args.justification})`}` };
+  const rerun: ApprovalRequest = {
+    ...request,
+    reason: `the sandbox denied it on ${environment.id}; run it again outside the sandbox?${args.justification === undefined ? '' : ` (${args.justification})`}`,
+  };
   const denial = await askUnlessCovered(ctx, rerun);
   if (denial !== undefined) return `${first.text}\nThe sandbox denied this command and the user declined to run it outside the sandbox: ${denial}`;
   ctx.progress(`re-running outside the sandbox on ${environment.id} (approved)`);
@@ -412,4 +432,3 @@ function newChunkId(): string {
 function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw abortReason(signal);
 }
-

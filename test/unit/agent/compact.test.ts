@@ -56,7 +56,14 @@ describe('compactHistory', () => {
         return Promise.resolve({ output: [{ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: ' the summary ' }] }] });
       },
     };
-    const result = await compactHistory({ model, modelName: 'm', instructions: ['base'], items: [user('do it'), assistant('done')], prompt: 'SUMMARIZE', signal: new AbortController().signal });
+    const result = await compactHistory({
+      model,
+      modelName: 'm',
+      instructions: ['base'],
+      items: [user('do it'), assistant('done')],
+      prompt: 'SUMMARIZE',
+      signal: new AbortController().signal,
+    });
     expect(result.summary).toBe('the summary');
     expect(result.trimmed).toBe(0);
     expect(seen[0]?.map(textOf)).toEqual([textOf(inputMessage('developer', 'base')), textOf(user('do it')), textOf(assistant('done')), textOf(user('SUMMARIZE'))]);
@@ -92,7 +99,14 @@ describe('compactHistory', () => {
       },
     };
     const huge = 'y'.repeat(COMPACT_USER_MESSAGES_MAX_TOKENS * 8);
-    const result = await compactHistory({ model, modelName: 'm', instructions: [], items: [user('<environment_context>e</environment_context>'), user(huge)], prompt: 'P', signal: new AbortController().signal });
+    const result = await compactHistory({
+      model,
+      modelName: 'm',
+      instructions: [],
+      items: [user('<environment_context>e</environment_context>'), user(huge)],
+      prompt: 'P',
+      signal: new AbortController().signal,
+    });
     expect(result.unsummarized).toBe(true);
     expect(result.summary).toBe(NO_SUMMARY_NOTICE);
     expect(asked).toBe(2);
@@ -104,9 +118,13 @@ describe('compactHistory', () => {
 
   it('fails (leaving the caller to keep the history) on an empty answer or another error', async () => {
     const empty: ModelPort = { respond: () => Promise.resolve({ output: [] }) };
-    await expect(compactHistory({ model: empty, modelName: 'm', instructions: [], items: [user('a')], prompt: 'P', signal: new AbortController().signal })).rejects.toThrow(/without text/);
+    await expect(compactHistory({ model: empty, modelName: 'm', instructions: [], items: [user('a')], prompt: 'P', signal: new AbortController().signal })).rejects.toThrow(
+      /without text/,
+    );
     const broken: ModelPort = { respond: () => Promise.reject(new ModelApiError({ status: 401, apiMessage: 'bad key' })) };
-    await expect(compactHistory({ model: broken, modelName: 'm', instructions: [], items: [user('a')], prompt: 'P', signal: new AbortController().signal })).rejects.toThrow(/bad key/);
+    await expect(compactHistory({ model: broken, modelName: 'm', instructions: [], items: [user('a')], prompt: 'P', signal: new AbortController().signal })).rejects.toThrow(
+      /bad key/,
+    );
   });
 });
 

@@ -89,8 +89,28 @@ describe('cleanToolSchema', () => {
 
 describe('formatMcpResult', () => {
   it('joins text items; images become input_image items', () => {
-    expect(formatMcpResult({ content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }, 100)).toBe('a\nb');
-    expect(formatMcpResult({ content: [{ type: 'text', text: 'see' }, { type: 'image', data: 'AAAA', mimeType: 'image/png' }] }, 100)).toEqual([
+    expect(
+      formatMcpResult(
+        {
+          content: [
+            { type: 'text', text: 'a' },
+            { type: 'text', text: 'b' },
+          ],
+        },
+        100,
+      ),
+    ).toBe('a\nb');
+    expect(
+      formatMcpResult(
+        {
+          content: [
+            { type: 'text', text: 'see' },
+            { type: 'image', data: 'AAAA', mimeType: 'image/png' },
+          ],
+        },
+        100,
+      ),
+    ).toEqual([
       { type: 'input_text', text: 'see' },
       { type: 'input_image', image_url: 'data:image/png;base64,AAAA' },
     ]);

@@ -75,7 +75,9 @@ describe('parsePatch', () => {
 
   it('accepts CRLF input and a missing final newline', () => {
     const parsed = parsePatch('*** Begin Patch\r\n*** Update File: a.txt\r\n@@\r\n-one\r\n+two\r\n*** End Patch');
-    expect(parsed.hunks).toEqual([{ type: 'update', path: 'a.txt', movePath: undefined, chunks: [{ context: undefined, oldLines: ['one'], newLines: ['two'], isEndOfFile: false }] }]);
+    expect(parsed.hunks).toEqual([
+      { type: 'update', path: 'a.txt', movePath: undefined, chunks: [{ context: undefined, oldLines: ['one'], newLines: ['two'], isEndOfFile: false }] },
+    ]);
   });
 
   it('parses a move, with and without changes', () => {
@@ -138,7 +140,8 @@ describe('parsePatch', () => {
 });
 
 describe('computeUpdate', () => {
-  const update = (original: string, ...body: string[]): string => computeUpdate(original, chunksOf(patch('*** Begin Patch', '*** Update File: f.txt', ...body, '*** End Patch')), 'f.txt');
+  const update = (original: string, ...body: string[]): string =>
+    computeUpdate(original, chunksOf(patch('*** Begin Patch', '*** Update File: f.txt', ...body, '*** End Patch')), 'f.txt');
 
   it('replaces, inserts and deletes lines', () => {
     expect(update('a\nb\nc\n', '@@', ' a', '-b', '+B', ' c')).toBe('a\nB\nc\n');
@@ -200,27 +203,9 @@ describe('unifiedDiff', () => {
     const before = Array.from({ length: 20 }, (_, i) => `l${i + 1}`).join('\n') + '\n';
     const after = before.replace('l5\n', 'L5\n').replace('l18\n', 'L18\nnew\n');
     expect(unifiedDiff(before, after)).toBe(
-      [
-        '@@ -2,7 +2,7 @@',
-        ' l2',
-        ' l3',
-        ' l4',
-        '-l5',
-        '+L5',
-        ' l6',
-        ' l7',
-        ' l8',
-        '@@ -15,6 +15,7 @@',
-        ' l15',
-        ' l16',
-        ' l17',
-        '-l18',
-        '+L18',
-        '+new',
-        ' l19',
-        ' l20',
-        '',
-      ].join('\n'),
+      ['@@ -2,7 +2,7 @@', ' l2', ' l3', ' l4', '-l5', '+L5', ' l6', ' l7', ' l8', '@@ -15,6 +15,7 @@', ' l15', ' l16', ' l17', '-l18', '+L18', '+new', ' l19', ' l20', ''].join(
+        '\n',
+      ),
     );
   });
 

@@ -54,6 +54,8 @@ describe('networkSettings', () => {
     const empty = join(dir.path, 'empty.pem');
     await writeFile(empty, 'not a certificate\n');
     expect(networkSettings({ CODEX_CA_CERTIFICATE: empty }).error).toMatch(new RegExp(`^no certificates in ${empty} \\(named by CODEX_CA_CERTIFICATE\\)`));
-    expect(networkSettings({ SSL_CERT_FILE: dir.path }).error).toBe(`cannot read the CA certificate file ${dir.path} named by SSL_CERT_FILE: not a regular file; point SSL_CERT_FILE at a PEM file, or unset it to use the default roots`);
+    expect(networkSettings({ SSL_CERT_FILE: dir.path }).error).toBe(
+      `cannot read the CA certificate file ${dir.path} named by SSL_CERT_FILE: not a regular file; point SSL_CERT_FILE at a PEM file, or unset it to use the default roots`,
+    );
   });
 });

@@ -133,7 +133,9 @@ describe('findSelfReference', () => {
 describe('selfReferenceFilter', () => {
   const toml = (selfArgs: string[]): McpServerConfig[] => {
     const { config } = resolveConfig({
-      layers: [parseConfigToml(`[mcp_servers.self]\ncommand = "node"\nargs = ${JSON.stringify(selfArgs)}\n[mcp_servers.docs]\ncommand = "unrelated-tool"\n`, '/h/.codex/config.toml')],
+      layers: [
+        parseConfigToml(`[mcp_servers.self]\ncommand = "node"\nargs = ${JSON.stringify(selfArgs)}\n[mcp_servers.docs]\ncommand = "unrelated-tool"\n`, '/h/.codex/config.toml'),
+      ],
       codexHome: '/h/.codex',
     });
     return parseMcpServers(config.mcpServers).servers;

@@ -235,17 +235,12 @@ max_turn_steps = 10
   });
 
   it('merges an inline table from -c into the table of the file', () => {
-    const { config } = resolve([
-      file('[shell_environment_policy]\ninherit = "none"'),
-      cli('shell_environment_policy={ set = { X = "1" } }'),
-    ]);
+    const { config } = resolve([file('[shell_environment_policy]\ninherit = "none"'), cli('shell_environment_policy={ set = { X = "1" } }')]);
     expect(config.shellEnvironmentPolicy).toMatchObject({ inherit: 'none', set: { X: '1' } });
   });
 
   it('takes the per-call config with dotted keys', () => {
-    const { config, warnings } = resolve([
-      call({ 'model_providers.fake.base_url': 'http://127.0.0.1:1/v1', model_provider: 'fake', sandbox_mode: 'danger-full-access' }),
-    ]);
+    const { config, warnings } = resolve([call({ 'model_providers.fake.base_url': 'http://127.0.0.1:1/v1', model_provider: 'fake', sandbox_mode: 'danger-full-access' })]);
     expect(warnings).toEqual([]);
     expect(config.sandboxMode).toBe('danger-full-access');
     expect(config.modelProvider).toBe('fake');
@@ -253,9 +248,7 @@ max_turn_steps = 10
   });
 
   it('merges nested objects and dotted keys of one per-call config', () => {
-    const { config } = resolve([
-      call({ shell_environment_policy: { inherit: 'core' }, 'shell_environment_policy.set.A': 'b' }),
-    ]);
+    const { config } = resolve([call({ shell_environment_policy: { inherit: 'core' }, 'shell_environment_policy.set.A': 'b' })]);
     expect(config.shellEnvironmentPolicy).toMatchObject({ inherit: 'core', set: { A: 'b' } });
   });
 
@@ -316,12 +309,8 @@ network_access = true
   });
 
   it('rejects an unknown profile, listing the known ones', () => {
-    expect(thrown(() => resolve([file(profilesFile)], { profile: 'nope' })).message).toBe(
-      'config profile `nope` not found; known profiles: fast, safe',
-    );
-    expect(thrown(() => resolve([file('profile = "nope"')])).message).toBe(
-      `${FILE}: profile: config profile \`nope\` not found; no profiles are defined`,
-    );
+    expect(thrown(() => resolve([file(profilesFile)], { profile: 'nope' })).message).toBe('config profile `nope` not found; known profiles: fast, safe');
+    expect(thrown(() => resolve([file('profile = "nope"')])).message).toBe(`${FILE}: profile: config profile \`nope\` not found; no profiles are defined`);
   });
 
   it('names the profile key in an error about a profile value', () => {
@@ -419,9 +408,7 @@ describe('resolveConfig: errors name the source and the key', () => {
 
   it('wrong types from -c and the per-call config', () => {
     expect(thrown(() => resolve([cli('features.plugins=1')])).message).toBe('-c: features.plugins: expected a boolean, got 1');
-    expect(thrown(() => resolve([call({ 'multienv.max_turn_steps': 'many' })])).message).toBe(
-      'config argument: multienv.max_turn_steps: expected a number, got "many"',
-    );
+    expect(thrown(() => resolve([call({ 'multienv.max_turn_steps': 'many' })])).message).toBe('config argument: multienv.max_turn_steps: expected a number, got "many"');
     expect(thrown(() => resolve([call({ model: null })])).message).toBe('config argument: model: expected a string, got null');
   });
 
@@ -432,12 +419,8 @@ describe('resolveConfig: errors name the source and the key', () => {
   });
 
   it('integers and bounds', () => {
-    expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 1.5')])).message).toBe(
-      `${FILE}: multienv.max_concurrent_turns: expected an integer, got 1.5`,
-    );
-    expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 0')])).message).toBe(
-      `${FILE}: multienv.max_concurrent_turns: expected at least 1, got 0`,
-    );
+    expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 1.5')])).message).toBe(`${FILE}: multienv.max_concurrent_turns: expected an integer, got 1.5`);
+    expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 0')])).message).toBe(`${FILE}: multienv.max_concurrent_turns: expected at least 1, got 0`);
     expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 0.5')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at least 1, got 0.5`);
     expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 1024')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at most 256, got 1024`);
     expect(thrown(() => resolve([file('[model_providers.openai]\nrequest_max_retries = 1000')])).message).toBe(
@@ -528,9 +511,7 @@ stream_idle_timeout_ms = 1000
   });
 
   it('requires base_url, as an http or https URL', () => {
-    expect(thrown(() => resolve([call({ 'model_providers.fake.name': 'Fake' })])).message).toBe(
-      'config argument: model_providers.fake.base_url: missing required key',
-    );
+    expect(thrown(() => resolve([call({ 'model_providers.fake.name': 'Fake' })])).message).toBe('config argument: model_providers.fake.base_url: missing required key');
     expect(thrown(() => resolve([call({ 'model_providers.fake.base_url': 'ftp://x' })])).message).toBe(
       'config argument: model_providers.fake.base_url: expected an http or https URL, got "ftp://x"',
     );
@@ -545,15 +526,7 @@ describe('parseConfigToml', () => {
   });
 
   it('reads TOML 1.1 as Codex 0.169 does: multi-line inline tables, \\e and \\x escapes, times without seconds', () => {
-    const text = [
-      'at = 07:32',
-      '[mcp_servers.docs]',
-      'command = "docs"',
-      'env = {',
-      '  BOLD = "\\e[1m", # a comment inside the table',
-      '  LETTER = "\\x41",',
-      '}',
-    ].join('\n');
+    const text = ['at = 07:32', '[mcp_servers.docs]', 'command = "docs"', 'env = {', '  BOLD = "\\e[1m", # a comment inside the table', '  LETTER = "\\x41",', '}'].join('\n');
     const { values } = parseConfigToml(text, FILE);
     expect(values.mcp_servers).toEqual({ docs: { command: 'docs', env: { BOLD: '\u001b[1m', LETTER: 'A' } } });
     expect(values.at instanceof Date && values.at.toISOString()).toBe('07:32:00.000');
@@ -570,9 +543,7 @@ describe('parseConfigToml', () => {
   });
 
   it('names the source, line and column of a syntax error', () => {
-    expect(thrown(() => parseConfigToml('model = "o3"\nsandbox_mode = \n', FILE)).message).toMatch(
-      new RegExp(`^${FILE}: TOML syntax error at line 2, column \\d+: `),
-    );
+    expect(thrown(() => parseConfigToml('model = "o3"\nsandbox_mode = \n', FILE)).message).toMatch(new RegExp(`^${FILE}: TOML syntax error at line 2, column \\d+: `));
     expect(thrown(() => parseConfigToml('[a]\nb = 1\n[a]\n', FILE)).message).toBe(
       `${FILE}: TOML syntax error at line 3, column 2: trying to redefine an already defined table or value`,
     );
@@ -662,7 +633,9 @@ describe('resolveConfig: every table through one validation path', () => {
   });
 
   it('resolves a relative path in a profile against the directory of the layer that set it', () => {
-    const { config } = resolve([file('[profiles.p]\nmodel_instructions_file = "prompts/p.md"'), cli('profiles.p.sandbox_workspace_write.writable_roots=["/abs"]')], { profile: 'p' });
+    const { config } = resolve([file('[profiles.p]\nmodel_instructions_file = "prompts/p.md"'), cli('profiles.p.sandbox_workspace_write.writable_roots=["/abs"]')], {
+      profile: 'p',
+    });
     expect(config.modelInstructionsFile).toBe(`${HOME}/prompts/p.md`);
     expect(config.sandboxWorkspaceWrite.writableRoots).toEqual(['/abs']);
     expect(thrown(() => resolve([file('[profiles.p]'), cli('profiles.p.model_instructions_file="rel.md"')], { profile: 'p' })).message).toBe(
@@ -671,9 +644,7 @@ describe('resolveConfig: every table through one validation path', () => {
   });
 
   it('refuses a datetime where a table belongs, and an empty name', () => {
-    expect(thrown(() => resolve([file('multienv = 1979-05-27T07:32:00Z')])).message).toBe(
-      `${FILE}: multienv: expected a table, got datetime 1979-05-27T07:32:00.000Z`,
-    );
+    expect(thrown(() => resolve([file('multienv = 1979-05-27T07:32:00Z')])).message).toBe(`${FILE}: multienv: expected a table, got datetime 1979-05-27T07:32:00.000Z`);
     expect(thrown(() => resolve([file('project_root_markers = [".git", ""]')])).message).toBe(`${FILE}: project_root_markers[1]: must not be empty`);
   });
 

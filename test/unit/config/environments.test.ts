@@ -152,9 +152,7 @@ describe('parseEnvironmentsToml: TOML syntax', () => {
   });
 
   it('reports a redefined key', () => {
-    expect(message('include_local = true\ninclude_local = false')).toBe(
-      `${FILE}: TOML syntax error at line 2, column 1: trying to redefine an already defined table or value`,
-    );
+    expect(message('include_local = true\ninclude_local = false')).toBe(`${FILE}: TOML syntax error at line 2, column 1: trying to redefine an already defined table or value`);
   });
 });
 
@@ -167,9 +165,7 @@ describe('parseEnvironmentsToml: top-level keys', () => {
     expect(message('include_local = "yes"')).toBe(`${FILE}: include_local: invalid type: string "yes", expected a boolean`);
     expect(message('default = 5')).toBe(`${FILE}: default: invalid type: integer \`5\`, expected a string`);
     expect(message('[environments]\nid = "a"')).toBe(`${FILE}: environments: invalid type: map, expected a sequence`);
-    expect(message('environments = ["a"]')).toBe(
-      `${FILE}: environments[0]: invalid type: string "a", expected struct EnvironmentToml`,
-    );
+    expect(message('environments = ["a"]')).toBe(`${FILE}: environments[0]: invalid type: string "a", expected struct EnvironmentToml`);
   });
 
   it('reports the first problem in document order', () => {
@@ -191,9 +187,7 @@ describe('parseEnvironmentsToml: entry keys and types', () => {
   });
 
   it('reports type and unknown-key errors in document order', () => {
-    expect(message(entry('url = 5', 'bogus = 1'))).toBe(
-      `${FILE}: environments[0].url (id \`a\`): invalid type: integer \`5\`, expected a string`,
-    );
+    expect(message(entry('url = 5', 'bogus = 1'))).toBe(`${FILE}: environments[0].url (id \`a\`): invalid type: integer \`5\`, expected a string`);
     expect(message(entry('bogus = 1', 'url = 5'))).toContain('unknown field `bogus`');
   });
 
@@ -206,28 +200,14 @@ describe('parseEnvironmentsToml: entry keys and types', () => {
       [['program = "x"', 'env = "A=1"'], 'environments[0].env (id `a`): invalid type: string "A=1", expected a map'],
       [['program = "x"', 'env = { A = 1 }'], 'environments[0].env.A (id `a`): invalid type: integer `1`, expected a string'],
       [['program = "x"', 'cwd = 5'], 'environments[0].cwd (id `a`): invalid type: integer `5`, expected path string'],
-      [
-        ['url = "ws://h"', 'initialize_timeout_sec = "5"'],
-        'environments[0].initialize_timeout_sec (id `a`): invalid type: string "5", expected f64',
-      ],
-      [
-        ['url = "ws://h"', 'skills = 5'],
-        'environments[0].skills (id `a`): invalid type: integer `5`, expected struct ScopedSkillsConfig',
-      ],
-      [
-        ['url = "ws://h"', 'skills = { required = "x" }'],
-        'environments[0].skills.required (id `a`): invalid type: string "x", expected a sequence',
-      ],
-      [
-        ['url = "ws://h"', 'skills = { required = [1] }'],
-        'environments[0].skills.required[0] (id `a`): invalid type: integer `1`, expected a string',
-      ],
+      [['url = "ws://h"', 'initialize_timeout_sec = "5"'], 'environments[0].initialize_timeout_sec (id `a`): invalid type: string "5", expected f64'],
+      [['url = "ws://h"', 'skills = 5'], 'environments[0].skills (id `a`): invalid type: integer `5`, expected struct ScopedSkillsConfig'],
+      [['url = "ws://h"', 'skills = { required = "x" }'], 'environments[0].skills.required (id `a`): invalid type: string "x", expected a sequence'],
+      [['url = "ws://h"', 'skills = { required = [1] }'], 'environments[0].skills.required[0] (id `a`): invalid type: integer `1`, expected a string'],
       [['url = "ws://h"', 'skills = { bogus = 1 }'], 'environments[0].skills (id `a`): unknown field `bogus`, expected `required`'],
     ];
     for (const [lines, expected] of cases) expect(message(entry(...lines))).toBe(`${FILE}: ${expected}`);
-    expect(message('[[environments]]\nid = 5\nurl = "ws://h"')).toBe(
-      `${FILE}: environments[0].id: invalid type: integer \`5\`, expected a string`,
-    );
+    expect(message('[[environments]]\nid = 5\nurl = "ws://h"')).toBe(`${FILE}: environments[0].id: invalid type: integer \`5\`, expected a string`);
   });
 
   it('rejects negative, NaN and infinite timeouts with the Duration messages', () => {
@@ -238,9 +218,7 @@ describe('parseEnvironmentsToml: entry keys and types', () => {
       'initialize_timeout_sec (id `a`): cannot convert float seconds to Duration: value is negative',
     );
     for (const value of ['nan', 'inf', '1e30']) {
-      expect(message(entry('url = "ws://127.0.0.1:1"', `connect_timeout_sec = ${value}`))).toContain(
-        'cannot convert float seconds to Duration: value is either too big or NaN',
-      );
+      expect(message(entry('url = "ws://127.0.0.1:1"', `connect_timeout_sec = ${value}`))).toContain('cannot convert float seconds to Duration: value is either too big or NaN');
     }
   });
 
@@ -326,9 +304,7 @@ describe('parseEnvironmentsToml: url, program and the fields that depend on them
   });
 
   it('requires url for connect_timeout_sec', () => {
-    expect(message(entry('program = "x"', 'connect_timeout_sec = 1'))).toBe(
-      `${FILE}: environments[0] (id \`a\`): environment \`a\` connect_timeout_sec requires url`,
-    );
+    expect(message(entry('program = "x"', 'connect_timeout_sec = 1'))).toBe(`${FILE}: environments[0] (id \`a\`): environment \`a\` connect_timeout_sec requires url`);
   });
 
   it('requires url for auth_bearer_token', () => {
@@ -340,16 +316,10 @@ describe('parseEnvironmentsToml: url, program and the fields that depend on them
   it('applies the cross-field rules in Codex order', () => {
     // args/env/cwd, then auth_bearer_token, then connect_timeout_sec, then url itself, then the token destination.
     expect(message(entry('auth_bearer_token = "t"', 'args = []'))).toContain('args, env, and cwd require program');
-    expect(message(entry('program = "x"', 'auth_bearer_token = "t"', 'connect_timeout_sec = 1'))).toContain(
-      'auth_bearer_token requires url',
-    );
+    expect(message(entry('program = "x"', 'auth_bearer_token = "t"', 'connect_timeout_sec = 1'))).toContain('auth_bearer_token requires url');
     expect(message(entry('url = "http://example.com"', 'auth_bearer_token = "t"'))).toContain('must use ws:// or wss://');
-    expect(message(entry('url = "ws://example.com"', 'args = []', 'auth_bearer_token = "t"'))).toContain(
-      'args, env, and cwd require program',
-    );
-    expect(message(entry('url = "ws://example.com"', 'program = "x"', 'auth_bearer_token = "t"'))).toContain(
-      'must set exactly one of url or program',
-    );
+    expect(message(entry('url = "ws://example.com"', 'args = []', 'auth_bearer_token = "t"'))).toContain('args, env, and cwd require program');
+    expect(message(entry('url = "ws://example.com"', 'program = "x"', 'auth_bearer_token = "t"'))).toContain('must set exactly one of url or program');
   });
 
   it('sends a bearer token only over wss:// or to a loopback ws:// destination', () => {
@@ -357,9 +327,7 @@ describe('parseEnvironmentsToml: url, program and the fields that depend on them
       `${FILE}: environments[0].auth_bearer_token (id \`a\`): exec-server WebSocket headers require wss:// or a loopback destination`,
     );
     for (const url of ['ws://0.0.0.0:1', 'ws://[::ffff:127.0.0.1]:1', 'ws://localhost.:1', 'ws://foo.localhost:1']) {
-      expect(message(entry(`url = "${url}"`, 'auth_bearer_token = ""'))).toContain(
-        'exec-server WebSocket headers require wss:// or a loopback destination',
-      );
+      expect(message(entry(`url = "${url}"`, 'auth_bearer_token = ""'))).toContain('exec-server WebSocket headers require wss:// or a loopback destination');
     }
     for (const url of [
       'ws://127.0.0.1:1',
@@ -577,9 +545,7 @@ describe('loadEnvironmentsConfig (real files)', () => {
   it('reports a file that exists but cannot be read', async () => {
     const file = join(home, 'environments.toml');
     await mkdir(file);
-    const error: unknown = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: undefined, readFile: readIfExists }).catch(
-      (e: unknown) => e,
-    );
+    const error: unknown = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: undefined, readFile: readIfExists }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LocalError);
     expect((error as LocalError).code).toBe(LocalErrorCode.InvalidConfig);
     expect((error as LocalError).message).toContain(`${file}: failed to read environment config: `);
@@ -588,14 +554,10 @@ describe('loadEnvironmentsConfig (real files)', () => {
 
 describe('parseEnvironmentsToml: a datetime is not a table', () => {
   it('reports a datetime where an entry or a table belongs as serde does', () => {
-    expect(message('environments = [1979-05-27]')).toBe(
-      `${FILE}: environments[0]: invalid type: datetime \`1979-05-27\`, expected struct EnvironmentToml`,
-    );
+    expect(message('environments = [1979-05-27]')).toBe(`${FILE}: environments[0]: invalid type: datetime \`1979-05-27\`, expected struct EnvironmentToml`);
     expect(message(entry('url = "ws://127.0.0.1:1"', 'skills = 1979-05-27'))).toBe(
       `${FILE}: environments[0].skills (id \`a\`): invalid type: datetime \`1979-05-27\`, expected struct ScopedSkillsConfig`,
     );
-    expect(message(entry('program = "x"', 'env = 1979-05-27'))).toBe(
-      `${FILE}: environments[0].env (id \`a\`): invalid type: datetime \`1979-05-27\`, expected a map`,
-    );
+    expect(message(entry('program = "x"', 'env = 1979-05-27'))).toBe(`${FILE}: environments[0].env (id \`a\`): invalid type: datetime \`1979-05-27\`, expected a map`);
   });
 });

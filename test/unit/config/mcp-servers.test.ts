@@ -65,7 +65,13 @@ startup_timeout_ms = 1500
       },
       {
         name: 'web',
-        transport: { type: 'streamable_http', url: 'https://mcp.example.com/mcp', bearerTokenEnvVar: 'WEB_TOKEN', httpHeaders: { 'x-team': 'core' }, envHttpHeaders: { 'x-user': 'WEB_USER' } },
+        transport: {
+          type: 'streamable_http',
+          url: 'https://mcp.example.com/mcp',
+          bearerTokenEnvVar: 'WEB_TOKEN',
+          httpHeaders: { 'x-team': 'core' },
+          envHttpHeaders: { 'x-user': 'WEB_USER' },
+        },
         enabled: true,
         required: false,
         startupTimeoutMs: 1500,
@@ -79,7 +85,13 @@ startup_timeout_ms = 1500
 
   it('fills defaults', () => {
     const [server] = parse('[mcp_servers.x]\ncommand = "x"').servers;
-    expect(server).toMatchObject({ enabled: true, required: false, startupTimeoutMs: DEFAULT_MCP_STARTUP_TIMEOUT_MS, toolTimeoutMs: DEFAULT_MCP_TOOL_TIMEOUT_MS, disabledTools: [] });
+    expect(server).toMatchObject({
+      enabled: true,
+      required: false,
+      startupTimeoutMs: DEFAULT_MCP_STARTUP_TIMEOUT_MS,
+      toolTimeoutMs: DEFAULT_MCP_TOOL_TIMEOUT_MS,
+      disabledTools: [],
+    });
     expect(server?.transport).toEqual({ type: 'stdio', command: 'x', args: [], env: {}, envVars: [], cwd: undefined });
   });
 
@@ -102,8 +114,12 @@ startup_timeout_ms = 1500
   it('refuses what Codex refuses: no transport, both transports, keys of the other transport, an inline token, a bad name', () => {
     expect(problem('[mcp_servers.x]\nargs = ["a"]')).toBe('mcp_servers.x: missing `command` (a stdio server) or `url` (a streamable HTTP server)');
     expect(problem('[mcp_servers.x]\ncommand = "x"\nurl = "http://h/mcp"')).toBe('mcp_servers.x: set either `command` (stdio) or `url` (streamable HTTP), not both');
-    expect(problem('[mcp_servers.x]\nurl = "http://h/mcp"\nenv = { A = "1" }')).toBe('mcp_servers.x.env: `env` applies only to a stdio server (`command`), not to a streamable HTTP one');
-    expect(problem('[mcp_servers.x]\ncommand = "x"\nhttp_headers = { a = "1" }')).toBe('mcp_servers.x.http_headers: `http_headers` applies only to a streamable HTTP server (`url`), not to a stdio one');
+    expect(problem('[mcp_servers.x]\nurl = "http://h/mcp"\nenv = { A = "1" }')).toBe(
+      'mcp_servers.x.env: `env` applies only to a stdio server (`command`), not to a streamable HTTP one',
+    );
+    expect(problem('[mcp_servers.x]\ncommand = "x"\nhttp_headers = { a = "1" }')).toBe(
+      'mcp_servers.x.http_headers: `http_headers` applies only to a streamable HTTP server (`url`), not to a stdio one',
+    );
     expect(problem('[mcp_servers.x]\nurl = "http://h/mcp"\nbearer_token = "secret"')).toMatch(/^mcp_servers\.x\.bearer_token: a bearer token cannot be written in the config/);
     expect(problem('[mcp_servers."my server"]\ncommand = "x"')).toBe('mcp_servers."my server": invalid server name; use only letters, digits, `_` and `-`');
     expect(problem('[mcp_servers]\nx = "npx"')).toBe('mcp_servers.x: expected a table, got "npx"');

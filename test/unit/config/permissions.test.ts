@@ -50,13 +50,17 @@ describe('permission profiles', () => {
   });
 
   it('refuses what it cannot enforce or understand, naming the profile and key', () => {
-    expect(parseError({ a: { filesystem: { 'relative/path': 'read' } } })).toBe('permissions.a.filesystem: path `relative/path` must be absolute (or a special key such as :workspace_roots)');
+    expect(parseError({ a: { filesystem: { 'relative/path': 'read' } } })).toBe(
+      'permissions.a.filesystem: path `relative/path` must be absolute (or a special key such as :workspace_roots)',
+    );
     expect(parseError({ a: { filesystem: { ':home': 'read' } } })).toMatch(/^permissions\.a\.filesystem: unknown special path `:home`; known: :root, :minimal/);
     expect(parseError({ a: { filesystem: { ':workspace_roots': { 'src/*.ts': 'deny' } } } })).toMatch(/glob `src\/\*\.ts` is not supported/);
     expect(parseError({ a: { filesystem: { ':workspace_roots': { '../up': 'write' } } } })).toMatch(/must not contain \.\./);
     expect(parseError({ a: { filesystem: { '/x': 'execute' } } })).toMatch(/^permissions\.a\.filesystem\.\/x/);
     expect(parseError({ a: { extends: 'b' }, b: { extends: 'a' } })).toBe('permissions.b.extends: profiles extend each other in a cycle (a → b → a)');
-    expect(parseError({ a: { extends: 'missing' } })).toMatch(/^permissions\.a\.extends: unknown profile `missing`; known profiles: :read-only, :workspace, :danger-full-access, a$/);
+    expect(parseError({ a: { extends: 'missing' } })).toMatch(
+      /^permissions\.a\.extends: unknown profile `missing`; known profiles: :read-only, :workspace, :danger-full-access, a$/,
+    );
     expect(parseError({ ':workspace': {} })).toMatch(/built-in profile and cannot be redefined/);
     expect(() => parsePermissionProfiles({}).profiles.get('nope')).toThrow('unknown permission profile `nope`; known profiles: :read-only, :workspace, :danger-full-access');
   });

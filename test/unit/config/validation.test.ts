@@ -1,15 +1,5 @@
 import { z } from 'zod';
-import {
-  PLAIN_WORDING,
-  SERDE_WORDING,
-  checkValue,
-  expecting,
-  formatKeyPath,
-  parseTomlFile,
-  tomlTable,
-  unknownKeys,
-  type CheckOptions,
-} from '../../../src/config/validation.js';
+import { PLAIN_WORDING, SERDE_WORDING, checkValue, expecting, formatKeyPath, parseTomlFile, tomlTable, unknownKeys, type CheckOptions } from '../../../src/config/validation.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 
 /** The INVALID_CONFIG message `checkValue` throws. */
@@ -52,7 +42,7 @@ describe('checkValue', () => {
     expect(problem(Table, 3, { source: '/f.toml' })).toBe('/f.toml: expected a table, got 3');
   });
 
-  it('words serde\'s way, reporting only the first issue in document order, a missing key last in its table', () => {
+  it("words serde's way, reporting only the first issue in document order, a missing key last in its table", () => {
     const Strict = z.strictObject({ id: z.string(), url: z.string().optional(), cwd: expecting(z.string(), 'path string').optional() });
     const serde: CheckOptions = { source: 'f', wording: SERDE_WORDING, report: 'first' };
     expect(problem(Strict, { url: 5, bogus: 1 }, serde)).toBe('f: url: invalid type: integer `5`, expected a string');
@@ -79,14 +69,12 @@ describe('checkValue', () => {
 });
 
 describe('tomlTable', () => {
-  it('refuses a datetime, which zod\'s object type takes', () => {
+  it("refuses a datetime, which zod's object type takes", () => {
     const date = new Date('1979-05-27T00:00:00Z');
     expect(z.object({}).safeParse(date).success).toBe(true);
     const Named = tomlTable(expecting(z.object({}), 'struct Named'));
     expect(problem(z.object({ t: Named }), { t: date })).toBe('t: expected struct Named, got datetime 1979-05-27T00:00:00.000Z');
-    expect(problem(z.object({ t: tomlTable(z.object({})) }), { t: date }, { wording: SERDE_WORDING })).toBe(
-      't: invalid type: datetime `1979-05-27T00:00:00.000Z`, expected a map',
-    );
+    expect(problem(z.object({ t: tomlTable(z.object({})) }), { t: date }, { wording: SERDE_WORDING })).toBe('t: invalid type: datetime `1979-05-27T00:00:00.000Z`, expected a map');
     expect(checkValue(tomlTable(z.object({ a: z.int() })), { a: 1 })).toEqual({ a: 1 });
   });
 });
@@ -104,8 +92,16 @@ describe('unknownKeys', () => {
   const Schema = z.object({
     known: z.object({ inner: z.string() }).optional(),
     open: z.looseObject({ a: z.string() }).optional(),
-    rest: z.object({ fixed: z.int() }).catchall(z.object({ x: z.int() })).optional(),
-    map: z.record(z.string(), z.object({ v: z.int() }).transform((raw) => raw.v)).optional(),
+    rest: z
+      .object({ fixed: z.int() })
+      .catchall(z.object({ x: z.int() }))
+      .optional(),
+    map: z
+      .record(
+        z.string(),
+        z.object({ v: z.int() }).transform((raw) => raw.v),
+      )
+      .optional(),
     raw: z.unknown().optional(),
   });
 

@@ -140,7 +140,15 @@ test('a replay that raced the notifications and brought nothing new is asked aga
   // The server was behind what it had notified: wait on it rather than ask in a loop.
   expect(second.afterSeq).toBe(1);
   expect(second.waitMs).toBeGreaterThan(0);
-  second.answer.resolve(readResult([[2, 'b'], [3, 'c']], 4));
+  second.answer.resolve(
+    readResult(
+      [
+        [2, 'b'],
+        [3, 'c'],
+      ],
+      4,
+    ),
+  );
   peer.exited('p', 4, 0);
   peer.closed('p', 5);
   const collected = await proc.collect();
@@ -166,15 +174,18 @@ test('a second gap found while a replay is in flight is filled after it, even wh
   expect(peer.reads).toHaveLength(2);
   const second = await peer.read(1);
   expect(second).toMatchObject({ afterSeq: 3, waitMs: 0 });
-  second.answer.resolve(readResult([[3, 'c'], [4, 'd']], 6, { exitCode: 0, closed: true }));
+  second.answer.resolve(
+    readResult(
+      [
+        [3, 'c'],
+        [4, 'd'],
+      ],
+      6,
+      { exitCode: 0, closed: true },
+    ),
+  );
   await settle(client);
-  expect(events(proc)).toEqual([
-    { kind: 'output', text: 'a' },
-    { kind: 'exited', exitCode: 0 },
-    { kind: 'output', text: 'c' },
-    { kind: 'output', text: 'd' },
-    { kind: 'closed' },
-  ]);
+  expect(events(proc)).toEqual([{ kind: 'output', text: 'a' }, { kind: 'exited', exitCode: 0 }, { kind: 'output', text: 'c' }, { kind: 'output', text: 'd' }, { kind: 'closed' }]);
   expect(proc.finished).toBe(true);
 });
 
@@ -184,7 +195,16 @@ test('output a replay repeats from held notifications is delivered once', async 
   peer.output('p', 3, 'c');
   peer.output('p', 4, 'd');
   const read = await peer.read(0);
-  read.answer.resolve(readResult([[2, 'b'], [3, 'c'], [4, 'd']], 5));
+  read.answer.resolve(
+    readResult(
+      [
+        [2, 'b'],
+        [3, 'c'],
+        [4, 'd'],
+      ],
+      5,
+    ),
+  );
   await settle(client);
   peer.output('p', 5, 'e');
   peer.exited('p', 6, 0);
@@ -200,12 +220,7 @@ test('a replay places the exit among trailing output instead of reporting its se
   const read = await peer.read(0);
   read.answer.resolve(readResult([[3, 'b']], 5, { exitCode: 7, closed: true }));
   await settle(client);
-  expect(events(proc)).toEqual([
-    { kind: 'output', text: 'a' },
-    { kind: 'exited', exitCode: 7 },
-    { kind: 'output', text: 'b' },
-    { kind: 'closed' },
-  ]);
+  expect(events(proc)).toEqual([{ kind: 'output', text: 'a' }, { kind: 'exited', exitCode: 7 }, { kind: 'output', text: 'b' }, { kind: 'closed' }]);
   expect(proc.exitCode).toBe(7);
 });
 

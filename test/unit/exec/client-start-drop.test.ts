@@ -160,7 +160,9 @@ test('without resumable sessions (stdio), a drop during the start says the comma
   const client = await ExecClient.connect(peer.connector);
   try {
     peer.scripts.push('drop-after');
-    await expect(client.startProcess(START)).rejects.toThrow(/the connection to scripted was lost before it answered process\/start of p1, so the command may or may not have started on scripted/);
+    await expect(client.startProcess(START)).rejects.toThrow(
+      /the connection to scripted was lost before it answered process\/start of p1, so the command may or may not have started on scripted/,
+    );
     expect(peer.connections).toBe(1);
   } finally {
     await client.close();

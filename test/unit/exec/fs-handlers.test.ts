@@ -267,7 +267,14 @@ describe('fs/* under a sandbox', () => {
 
     // A walk through the aliases lists nothing inside the denied folders, nor the aliases.
     const walked = await client.request(FsWalk, { path: uri('ws'), options: { ...WALK, followDirectorySymlinks: true }, sandbox: sb });
-    expect(walked).toEqual({ entries: [{ path: uri('ws', 'escape'), kind: 'directory' }, { path: uri('ws', 'escape', 'f'), kind: 'file' }], errors: [], truncated: false });
+    expect(walked).toEqual({
+      entries: [
+        { path: uri('ws', 'escape'), kind: 'directory' },
+        { path: uri('ws', 'escape', 'f'), kind: 'file' },
+      ],
+      errors: [],
+      truncated: false,
+    });
     const vault = await client.request(FsWalk, { path: uri('vault'), options: WALK, sandbox: sb });
     expect(vault.entries).toEqual([{ path: uri('vault', 'public'), kind: 'file' }]);
 
@@ -282,8 +289,16 @@ describe('fs/* under a sandbox', () => {
     expect(await readlink(join(tmp, 'ws', 'tree-copy', 'alias'))).toBe(join(tmp, 'vault', 'secret'));
     await expectRpcError(client.request(FsReadFile, { path: uri('ws', 'tree-copy', 'alias', 'key'), sandbox: sb }), -32600, 'reading');
     // Copies through an alias are refused, whole folders and single files.
-    await expectRpcError(client.request(FsCopy, { sourcePath: uri('ws', 'vault-alias', 'inner'), destinationPath: uri('ws', 'inner'), recursive: true, sandbox: sb }), -32600, 'reading');
-    await expectRpcError(client.request(FsCopy, { sourcePath: uri('ws', 'vault-alias', 'key'), destinationPath: uri('ws', 'key'), recursive: false, sandbox: sb }), -32600, 'reading');
+    await expectRpcError(
+      client.request(FsCopy, { sourcePath: uri('ws', 'vault-alias', 'inner'), destinationPath: uri('ws', 'inner'), recursive: true, sandbox: sb }),
+      -32600,
+      'reading',
+    );
+    await expectRpcError(
+      client.request(FsCopy, { sourcePath: uri('ws', 'vault-alias', 'key'), destinationPath: uri('ws', 'key'), recursive: false, sandbox: sb }),
+      -32600,
+      'reading',
+    );
     await expect(lstat(join(tmp, 'ws', 'inner'))).rejects.toThrow(/ENOENT/);
     await expect(lstat(join(tmp, 'ws', 'key'))).rejects.toThrow(/ENOENT/);
   });
@@ -301,11 +316,7 @@ describe('fs/writeFile', () => {
   });
 
   it('refuses invalid base64 with -32600 and the decoder reason', async () => {
-    await expectRpcError(
-      client.request(FsWriteFile, { path: uri('f'), dataBase64: '*' }),
-      -32600,
-      'fs/writeFile requires valid base64 dataBase64: Invalid symbol 42, offset 0.',
-    );
+    await expectRpcError(client.request(FsWriteFile, { path: uri('f'), dataBase64: '*' }), -32600, 'fs/writeFile requires valid base64 dataBase64: Invalid symbol 42, offset 0.');
     await expectRpcError(client.request(FsWriteFile, { path: uri('f'), dataBase64: 'aGk' }), -32600, 'fs/writeFile requires valid base64 dataBase64: Invalid padding');
     await expect(lstat(join(tmp, 'f'))).rejects.toThrow('ENOENT');
   });
@@ -447,7 +458,17 @@ describe('fs/walk', () => {
   it('goes breadth-first in name order, skipping file and dangling symlinks', async () => {
     await probeTree();
     await expect(client.request(FsWalk, { path: uri(), options: WALK })).resolves.toEqual({
-      entries: [dir('d'), file('f.txt'), dir('locked'), dir('d', 'e'), file('d', 'x.txt'), file('locked', 'a'), dir('d', 'e', 'g'), file('d', 'e', 'y.txt'), file('d', 'e', 'g', 'z.txt')],
+      entries: [
+        dir('d'),
+        file('f.txt'),
+        dir('locked'),
+        dir('d', 'e'),
+        file('d', 'x.txt'),
+        file('locked', 'a'),
+        dir('d', 'e', 'g'),
+        file('d', 'e', 'y.txt'),
+        file('d', 'e', 'g', 'z.txt'),
+      ],
       errors: [],
       truncated: false,
     });

@@ -23,13 +23,17 @@ async function run(piped: PipedSpec, options: StarterOptions, stdin?: string): P
   let exitedAt = 0;
   let resolveClosed: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
-  const child = await startPiped(piped, {
-    onExit: (code) => {
-      exitCode = code;
-      exitedAt = Date.now();
+  const child = await startPiped(
+    piped,
+    {
+      onExit: (code) => {
+        exitCode = code;
+        exitedAt = Date.now();
+      },
+      onClose: resolveClosed,
     },
-    onClose: resolveClosed,
-  }, options);
+    options,
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
@@ -43,7 +47,8 @@ async function run(piped: PipedSpec, options: StarterOptions, stdin?: string): P
 const ignored: PipedEvents = { onExit: () => undefined, onClose: () => undefined };
 
 it('uses the native posix_spawn starter on Linux (npm install builds it), unless told not to', () => {
-  if (process.platform === 'linux') expect(processStarter()).toEqual({ kind: 'posix_spawn', path: expect.stringMatching(/\/build\/Release\/codex_multienv_spawn\.node$/) as unknown });
+  if (process.platform === 'linux')
+    expect(processStarter()).toEqual({ kind: 'posix_spawn', path: expect.stringMatching(/\/build\/Release\/codex_multienv_spawn\.node$/) as unknown });
   else expect(processStarter().kind).toBe('child_process');
   expect(processStarter({ native: false })).toEqual({ kind: 'child_process', reason: 'turned off (CODEX_MULTIENV_NATIVE_SPAWN=0)' });
 });

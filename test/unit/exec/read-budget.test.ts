@@ -141,7 +141,9 @@ describe('fs/readFile and fs/readBlock under a read budget', () => {
     const busy = await rejectionOf(client.request(FsReadFile, { path }));
     expect(busy).toBeInstanceOf(RpcError);
     expect((busy as RpcError).code).toBe(-32603);
-    expect((busy as RpcError).message).toMatch(/^fs\/readFile: the exec-server is busy: reads holding 26 bytes of its 26-byte read budget left no room for 26 more within 20 ms; try again later$/);
+    expect((busy as RpcError).message).toMatch(
+      /^fs\/readFile: the exec-server is busy: reads holding 26 bytes of its 26-byte read budget left no room for 26 more within 20 ms; try again later$/,
+    );
     gate.release();
     await expect(client.request(FsReadFile, { path })).resolves.toEqual({ dataBase64: Buffer.from('0123456789').toString('base64') });
     expect(budget.usedBytes).toBe(0);

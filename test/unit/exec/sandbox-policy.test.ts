@@ -65,9 +65,12 @@ describe('sandbox policy', () => {
 
   it('rejects requests it cannot understand instead of running unconfined', () => {
     expect(() => parseSandboxRequest({ permissions: { type: 'something-new' } }, host)).toThrow(RpcError);
-    expect(() => parseSandboxRequest({ permissions: { type: 'managed', file_system: { type: 'restricted', entries: [{ path: { type: 'special', value: { kind: 'moon' } }, access: 'read' }] } } }, host)).toThrow(
-      /unsupported special sandbox path `moon`/,
-    );
+    expect(() =>
+      parseSandboxRequest(
+        { permissions: { type: 'managed', file_system: { type: 'restricted', entries: [{ path: { type: 'special', value: { kind: 'moon' } }, access: 'read' }] } } },
+        host,
+      ),
+    ).toThrow(/unsupported special sandbox path `moon`/);
   });
 
   it('judges writes by where they land, through symlinks and ..', async () => {
@@ -77,7 +80,14 @@ describe('sandbox policy', () => {
       await mkdir(join(dir.path, 'ws'));
       await symlink(outside.path, join(dir.path, 'ws', 'escape'));
       // Only the workspace is writable (the temp folders that workspace-write adds hold these dirs).
-      const policy: SandboxPolicy = { restrictedFileSystem: true, rules: normalizeRules([{ path: '/', access: 'read' }, { path: join(dir.path, 'ws'), access: 'write' }]), network: false };
+      const policy: SandboxPolicy = {
+        restrictedFileSystem: true,
+        rules: normalizeRules([
+          { path: '/', access: 'read' },
+          { path: join(dir.path, 'ws'), access: 'write' },
+        ]),
+        network: false,
+      };
       expect(() => assertWritable(policy, join(dir.path, 'ws', 'ok.txt'), 'fs/writeFile')).not.toThrow();
       expect(() => assertWritable(policy, join(dir.path, 'ws', 'escape', 'x.txt'), 'fs/writeFile')).toThrow(/not allowed by the sandbox \(it resolves to/);
       expect(() => assertWritable(policy, join(dir.path, 'ws', '..', 'x.txt'), 'fs/writeFile')).toThrow(/not allowed by the sandbox/);
@@ -106,7 +116,14 @@ describe('bubblewrap confinement (real processes)', () => {
     const ws = await tempDir('bwrap-ws-');
     const outside = await tempDir('bwrap-outside-');
     try {
-      const policy: SandboxPolicy = { restrictedFileSystem: true, rules: normalizeRules([{ path: '/', access: 'read' }, { path: ws.path, access: 'write' }]), network: false };
+      const policy: SandboxPolicy = {
+        restrictedFileSystem: true,
+        rules: normalizeRules([
+          { path: '/', access: 'read' },
+          { path: ws.path, access: 'write' },
+        ]),
+        network: false,
+      };
       const inside = await run(bwrapArgs(policy, { file: '/bin/sh', argv: ['sh', '-c', 'echo ok > inside.txt && echo $$'], cwd: ws.path, tty: false }));
       expect(inside.code).toBe(0);
       // In its own PID namespace the shell is PID 2 (bwrap's reaper is PID 1).
@@ -133,7 +150,9 @@ describe('bubblewrap confinement (real processes)', () => {
         { path: join(ws.path, 'secret'), access: 'deny' },
       ]);
       const curl = `exec ${process.execPath} -e "fetch('http://127.0.0.1:${port}/').then(r=>r.text()).then(t=>console.log(t),e=>{console.log('unreachable');})"`;
-      const closed = await run(bwrapArgs({ restrictedFileSystem: true, rules, network: false }, { file: '/bin/sh', argv: ['sh', '-c', `cat secret/key; echo; ${curl}`], cwd: ws.path, tty: false }));
+      const closed = await run(
+        bwrapArgs({ restrictedFileSystem: true, rules, network: false }, { file: '/bin/sh', argv: ['sh', '-c', `cat secret/key; echo; ${curl}`], cwd: ws.path, tty: false }),
+      );
       expect(closed.output).not.toContain('hunter2');
       expect(closed.output).toContain('unreachable');
       const open = await run(bwrapArgs({ restrictedFileSystem: true, rules, network: true }, { file: '/bin/sh', argv: ['sh', '-c', curl], cwd: ws.path, tty: false }));

@@ -64,11 +64,49 @@ function random(seed: number): () => number {
  */
 type Shape = { text: string };
 
-const KEYS = ['action', 'content', 'decision', '_meta', 'denied', 'rejection', 'approved', 'approved_execpolicy_amendment', 'proposed_execpolicy_amendment', 'approved_mcp_policy_amendment', 'network_policy_amendment', '__proto__', 'constructor', 'extra', 'Decision', 'action '];
-const STRINGS = ['approve', 'approve_for_session', 'deny', 'approved', 'approved_for_session', 'approved_mcp_policy_amendment', 'denied', 'abort', 'timed_out', 'accept', 'decline', 'cancel', 'bogus', '', ' approved', 'APPROVED', 'Approve', 'approve ', 'ls', 'rm -rf'];
+const KEYS = [
+  'action',
+  'content',
+  'decision',
+  '_meta',
+  'denied',
+  'rejection',
+  'approved',
+  'approved_execpolicy_amendment',
+  'proposed_execpolicy_amendment',
+  'approved_mcp_policy_amendment',
+  'network_policy_amendment',
+  '__proto__',
+  'constructor',
+  'extra',
+  'Decision',
+  'action ',
+];
+const STRINGS = [
+  'approve',
+  'approve_for_session',
+  'deny',
+  'approved',
+  'approved_for_session',
+  'approved_mcp_policy_amendment',
+  'denied',
+  'abort',
+  'timed_out',
+  'accept',
+  'decline',
+  'cancel',
+  'bogus',
+  '',
+  ' approved',
+  'APPROVED',
+  'Approve',
+  'approve ',
+  'ls',
+  'rm -rf',
+];
 
 function generator(next: () => number) {
-  const pick = <T,>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const json = (value: unknown): Shape => ({ text: JSON.stringify(value) });
   const object = (members: [string, Shape][]): Shape => ({ text: `{${members.map(([key, value]) => `${JSON.stringify(key)}:${value.text}`).join(',')}}` });
   const array = (items: Shape[]): Shape => ({ text: `[${items.map((item) => item.text).join(',')}]` });
@@ -85,7 +123,11 @@ function generator(next: () => number) {
   const amendment = (): Shape => {
     const roll = next();
     if (roll < 0.6) return object([['proposed_execpolicy_amendment', argv()]]);
-    if (roll < 0.75) return object([['proposed_execpolicy_amendment', argv()], [pick(KEYS), value(1)]]);
+    if (roll < 0.75)
+      return object([
+        ['proposed_execpolicy_amendment', argv()],
+        [pick(KEYS), value(1)],
+      ]);
     if (roll < 0.85) return object([]);
     return leaf();
   };
@@ -95,7 +137,11 @@ function generator(next: () => number) {
     if (roll < 0.45) return json(pick(STRINGS));
     if (roll < 0.7) return object([['approved_execpolicy_amendment', amendment()]]);
     if (roll < 0.8) return object([['denied', object([['rejection', json(pick(STRINGS))]])]]);
-    if (roll < 0.9) return object([['approved_execpolicy_amendment', amendment()], [pick(KEYS), value(1)]]);
+    if (roll < 0.9)
+      return object([
+        ['approved_execpolicy_amendment', amendment()],
+        [pick(KEYS), value(1)],
+      ]);
     return value(2);
   };
   const leaf = (): Shape => {
@@ -117,7 +163,11 @@ function generator(next: () => number) {
     return [['_meta', leaf()]];
   };
   const extras = (): [string, Shape][] => (next() < 0.75 ? [] : [[pick(KEYS), value(2)]]);
-  const shuffled = <T,>(items: T[]): T[] => items.map((item) => [next(), item] as const).sort((a, b) => a[0] - b[0]).map(([, item]) => item);
+  const shuffled = <T>(items: T[]): T[] =>
+    items
+      .map((item) => [next(), item] as const)
+      .sort((a, b) => a[0] - b[0])
+      .map(([, item]) => item);
 
   /** One answer: mostly near the clear shapes (standard, old-style, mixed), sometimes anything. */
   return (): Shape => {

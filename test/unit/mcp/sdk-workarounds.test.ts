@@ -60,10 +60,18 @@ async function connect(server: Server): Promise<RawClient> {
   };
 }
 
-const newServer = (capabilities: ServerCapabilities, options: { taskStore?: TurnTaskStore } = {}): Server => new Server({ name: 'sdk-check', version: '1' }, { capabilities, ...options });
-const isAnswerTo = (id: number) => (message: JSONRPCMessage): boolean => 'id' in message && message.id === id && !('method' in message);
+const newServer = (capabilities: ServerCapabilities, options: { taskStore?: TurnTaskStore } = {}): Server =>
+  new Server({ name: 'sdk-check', version: '1' }, { capabilities, ...options });
+const isAnswerTo =
+  (id: number) =>
+  (message: JSONRPCMessage): boolean =>
+    'id' in message && message.id === id && !('method' in message);
 const call = (id: number): JSONRPCMessage => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'slow', arguments: {} } });
-const cancel = (requestId: number, reason?: string): JSONRPCMessage => ({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, ...(reason === undefined ? {} : { reason }) } });
+const cancel = (requestId: number, reason?: string): JSONRPCMessage => ({
+  jsonrpc: '2.0',
+  method: 'notifications/cancelled',
+  params: { requestId, ...(reason === undefined ? {} : { reason }) },
+});
 const ping = (id: number): JSONRPCMessage => ({ jsonrpc: '2.0', id, method: 'ping' });
 
 describe('the MCP SDK the workarounds were checked against', () => {
@@ -211,7 +219,9 @@ describe('vendorNotification', () => {
     const client = await connect(server);
     client.send(call(1));
     await client.next(isAnswerTo(1));
-    expect(client.received.filter((message) => 'method' in message && message.method === 'codex/event')).toEqual([{ jsonrpc: '2.0', method: 'codex/event', params: { id: 'turn-1', msg: { type: 'task_started' } } }]);
+    expect(client.received.filter((message) => 'method' in message && message.method === 'codex/event')).toEqual([
+      { jsonrpc: '2.0', method: 'codex/event', params: { id: 'turn-1', msg: { type: 'task_started' } } },
+    ]);
     await server.close();
   });
 });

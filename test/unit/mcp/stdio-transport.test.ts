@@ -53,7 +53,10 @@ async function started(): Promise<Harness> {
         };
         check();
       });
-      delivered.splice(delivered.findIndex((m) => 'id' in m && m.id === `marker-${marker}`), 1);
+      delivered.splice(
+        delivered.findIndex((m) => 'id' in m && m.id === `marker-${marker}`),
+        1,
+      );
       // Answers written while reading go out on the next tick (the transport corks its output).
       await new Promise<void>((resolve) => setImmediate(resolve));
     },
@@ -90,7 +93,10 @@ describe('McpStdioTransport', () => {
       expect(message).toEqual({
         jsonrpc: '2.0',
         id: expect.anything(),
-        error: { code: -32600, message: `the message is ${Buffer.byteLength(lines[index]!)} bytes, over the limit of 4096 bytes (0.004 MiB, multienv.max_message_mb); it was not processed` },
+        error: {
+          code: -32600,
+          message: `the message is ${Buffer.byteLength(lines[index]!)} bytes, over the limit of 4096 bytes (0.004 MiB, multienv.max_message_mb); it was not processed`,
+        },
       });
     }
     expect(t.delivered).toEqual([]);
@@ -102,7 +108,9 @@ describe('McpStdioTransport', () => {
     const t = await started();
     await t.feed(`{"jsonrpc":"2.0","result":{"decision":{"denied":{"rejection":${decoy(2 * LIMIT)}}}},"id":0}\n`);
     expect(t.written()).toEqual([]);
-    expect(t.delivered).toEqual([{ jsonrpc: '2.0', id: 0, error: { code: -32600, message: expect.stringMatching(/^the client's answer is \d+ bytes, over the limit of 4096 bytes/) } }]);
+    expect(t.delivered).toEqual([
+      { jsonrpc: '2.0', id: 0, error: { code: -32600, message: expect.stringMatching(/^the client's answer is \d+ bytes, over the limit of 4096 bytes/) } },
+    ]);
   });
 
   it.each([

@@ -43,7 +43,12 @@ async function serve(tools: McpTool[]): Promise<Served> {
 
 const Answer = z.object({ result: z.looseObject({}).optional(), error: z.object({ code: z.number(), message: z.string() }).optional() });
 const answerOf = (message: JSONRPCMessage): z.infer<typeof Answer> => Answer.parse(message);
-const textOf = (message: JSONRPCMessage): string => z.object({ content: z.array(z.object({ text: z.string() })) }).parse(answerOf(message).result).content.map((c) => c.text).join('');
+const textOf = (message: JSONRPCMessage): string =>
+  z
+    .object({ content: z.array(z.object({ text: z.string() })) })
+    .parse(answerOf(message).result)
+    .content.map((c) => c.text)
+    .join('');
 
 const echo = defineTool({
   name: 'echo/args',
@@ -75,7 +80,8 @@ const tasked = defineTool({
   input: z.object({ n: z.number() }),
   output: z.object({}),
   run: () => ({ content: [], structuredContent: {} }),
-  runAsTask: (args) => Promise.resolve({ task: { taskId: `task-${args.n}`, status: 'working', ttl: null, createdAt: '2026-01-01T00:00:00Z', lastUpdatedAt: '2026-01-01T00:00:00Z' } }),
+  runAsTask: (args) =>
+    Promise.resolve({ task: { taskId: `task-${args.n}`, status: 'working', ttl: null, createdAt: '2026-01-01T00:00:00Z', lastUpdatedAt: '2026-01-01T00:00:00Z' } }),
 });
 
 describe('defineTool', () => {
@@ -94,7 +100,13 @@ describe('defineTool', () => {
         },
         required: ['text'],
       },
-      outputSchema: { $schema: 'http://json-schema.org/draft-07/schema#', type: 'object', properties: { said: { type: 'string' } }, required: ['said'], additionalProperties: false },
+      outputSchema: {
+        $schema: 'http://json-schema.org/draft-07/schema#',
+        type: 'object',
+        properties: { said: { type: 'string' } },
+        required: ['said'],
+        additionalProperties: false,
+      },
       annotations: { readOnlyHint: true },
       execution: { taskSupport: 'forbidden' },
     });
@@ -103,7 +115,9 @@ describe('defineTool', () => {
   });
 
   it('refuses a schema that is not an object when the tool is defined', () => {
-    expect(() => defineTool({ name: 'bad', title: 'Bad', description: 'x', input: z.string(), output: z.object({}), run: () => ({ content: [] }) })).toThrow(/the input schema of MCP tool bad is not an object schema/);
+    expect(() => defineTool({ name: 'bad', title: 'Bad', description: 'x', input: z.string(), output: z.object({}), run: () => ({ content: [] }) })).toThrow(
+      /the input schema of MCP tool bad is not an object schema/,
+    );
   });
 });
 
@@ -152,7 +166,10 @@ describe('serveTools', () => {
       code: -32601,
       message: 'MCP error -32601: Tool echo/args does not run as a task (its execution.taskSupport is "forbidden"): call it without `task`',
     });
-    expect(answerOf(await served.request('tools/call', { name: 'nope', arguments: {}, task: {} })).error).toEqual({ code: -32602, message: 'MCP error -32602: Tool nope not found' });
+    expect(answerOf(await served.request('tools/call', { name: 'nope', arguments: {}, task: {} })).error).toEqual({
+      code: -32602,
+      message: 'MCP error -32602: Tool nope not found',
+    });
     await served.close();
   });
 

@@ -441,9 +441,10 @@ describe('ModelClient', () => {
   it('gives up on a stream that keeps dropping after streamMaxRetries', async () => {
     const server = await start({ respond: () => ({ kind: 'drop' }) });
 
-    await expect(
-      makeClient(server.url, { streamMaxRetries: 2 }).respond(simpleRequest(), { signal: signal() }),
-    ).rejects.toMatchObject({ name: 'ModelStreamError', reason: 'dropped' });
+    await expect(makeClient(server.url, { streamMaxRetries: 2 }).respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
+      name: 'ModelStreamError',
+      reason: 'dropped',
+    });
     expect(server.requests).toHaveLength(3);
   });
 
@@ -608,10 +609,7 @@ describe('ModelClient', () => {
   it('rejects a malformed function_call item without retrying', async () => {
     const calls = { count: 0 };
     const client = makeClient('http://127.0.0.1:9/v1', {
-      fetch: sseFetch(
-        [{ type: 'response.output_item.done', sequence_number: 0, output_index: 0, item: { type: 'function_call', name: 'x' } }],
-        calls,
-      ),
+      fetch: sseFetch([{ type: 'response.output_item.done', sequence_number: 0, output_index: 0, item: { type: 'function_call', name: 'x' } }], calls),
     });
 
     await expect(client.respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
@@ -705,9 +703,7 @@ describe('ModelClient', () => {
     const never = deferred<void>();
     const server = await start({
       respond: (_request, index) =>
-        index === 0
-          ? { kind: 'hold', release: never.promise, then: { kind: 'output', items: [] } }
-          : { kind: 'output', items: [{ type: 'message', text: 'awake' }] },
+        index === 0 ? { kind: 'hold', release: never.promise, then: { kind: 'output', items: [] } } : { kind: 'output', items: [{ type: 'message', text: 'awake' }] },
     });
     const retries: Error[] = [];
 

@@ -230,7 +230,10 @@ describe('createHttpFetch', () => {
 
     expect(await (await httpFetch(`${server.url}/same`, { headers })).text()).toBe('auth: Bearer sk-test');
     expect(await (await httpFetch(`${server.url}/away`, { headers })).text()).toBe('auth: none');
-    const error: unknown = await httpFetch(`${server.url}/loop`).then(() => undefined, (e: unknown) => e);
+    const error: unknown = await httpFetch(`${server.url}/loop`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toMatchObject({ message: 'fetch failed', cause: { message: expect.stringContaining('more than 20 redirects') } });
     expect(server.requests.filter((r) => r.url === '/loop')).toHaveLength(21);
   });
@@ -314,7 +317,10 @@ describe('createHttpFetch with network settings', () => {
     const tunnelled = createHttpFetch({ network: { httpsProxy: viaProxy() } });
     const direct = createHttpFetch();
 
-    await expect(tunnelled(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed', cause: { message: expect.stringMatching(/^through the proxy http:\/\/127\.0\.0\.1:\d+ \(HTTPS_PROXY\): .*certificate/) } });
+    await expect(tunnelled(secureUrl('localhost'))).rejects.toMatchObject({
+      message: 'fetch failed',
+      cause: { message: expect.stringMatching(/^through the proxy http:\/\/127\.0\.0\.1:\d+ \(HTTPS_PROXY\): .*certificate/) },
+    });
     await expect(direct(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed', cause: { message: expect.stringContaining('certificate') } });
     expect(await (await createHttpFetch({ network: { ca: ca() } })(`${secureUrl('127.0.0.1')}/direct`)).text()).toBe('secure /direct');
   });
@@ -336,7 +342,9 @@ describe('createHttpFetch with network settings', () => {
     const httpFetch = createHttpFetch({ network: { httpProxy: { variable: 'http_proxy', url: proxyUrl } } });
 
     expect(await (await httpFetch(`http://localhost:${port}/v1/models?x=1`)).text()).toBe(`plain /v1/models?x=1 host localhost:${port}`);
-    expect(proxy.requests).toEqual([{ kind: 'forward', target: `http://localhost:${port}/v1/models?x=1`, status: 200, proxyAuthorization: `Basic ${Buffer.from('alice:p@ss').toString('base64')}` }]);
+    expect(proxy.requests).toEqual([
+      { kind: 'forward', target: `http://localhost:${port}/v1/models?x=1`, status: 200, proxyAuthorization: `Basic ${Buffer.from('alice:p@ss').toString('base64')}` },
+    ]);
   });
 
   it('goes direct to NO_PROXY hosts: 127.0.0.1 listed, localhost not', async () => {
@@ -354,7 +362,14 @@ describe('createHttpFetch with network settings', () => {
       const server = await serve((_req, res) => res.end('never'));
       const settings = { variable: 'ALL_PROXY', url: new URL(strict.url) };
       const httpFetch = createHttpFetch({ network: { httpsProxy: settings, httpProxy: settings, ca: ca() } });
-      const refused = { message: 'fetch failed', cause: { message: expect.stringMatching(/^through the proxy http:\/\/127\.0\.0\.1:\d+ \(ALL_PROXY\): it refused the request for localhost:\d+: 407 Proxy Authentication Required$/) } };
+      const refused = {
+        message: 'fetch failed',
+        cause: {
+          message: expect.stringMatching(
+            /^through the proxy http:\/\/127\.0\.0\.1:\d+ \(ALL_PROXY\): it refused the request for localhost:\d+: 407 Proxy Authentication Required$/,
+          ),
+        },
+      };
 
       await expect(httpFetch(secureUrl('localhost'))).rejects.toMatchObject(refused);
       await expect(httpFetch(`http://localhost:${new URL(server.url).port}/`)).rejects.toMatchObject(refused);
@@ -370,7 +385,10 @@ describe('createHttpFetch with network settings', () => {
     await gone.close();
     const httpFetch = createHttpFetch({ network: { httpsProxy: { variable: 'https_proxy', url: new URL(gone.url) } } });
 
-    await expect(httpFetch(secureUrl('localhost'))).rejects.toMatchObject({ message: 'fetch failed', cause: { message: expect.stringMatching(/^through the proxy .* \(https_proxy\): connect ECONNREFUSED/) } });
+    await expect(httpFetch(secureUrl('localhost'))).rejects.toMatchObject({
+      message: 'fetch failed',
+      cause: { message: expect.stringMatching(/^through the proxy .* \(https_proxy\): connect ECONNREFUSED/) },
+    });
   });
 
   it('a certificate OpenSSL would skip fails the first request that needs the roots, and every later one, naming the variable and path', async () => {
@@ -378,7 +396,10 @@ describe('createHttpFetch with network settings', () => {
     // One DER element that is no certificate: it has the shape, so only parsing finds it out.
     const notACertificate = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x05]).toString('base64');
     const httpFetch = createHttpFetch({ network: { ca: { variable: 'SSL_CERT_FILE', path: '/etc/corp.pem', certificates: [der(certs.caPem), notACertificate] } } });
-    const refused = expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/^a certificate in \/etc\/corp\.pem \(named by SSL_CERT_FILE\) cannot be read/) });
+    const refused = expect.objectContaining({
+      code: 'INVALID_CONFIG',
+      message: expect.stringMatching(/^a certificate in \/etc\/corp\.pem \(named by SSL_CERT_FILE\) cannot be read/),
+    });
 
     await expect(httpFetch(secureUrl('localhost'))).rejects.toEqual(refused);
     await expect(httpFetch(server.url)).rejects.toEqual(refused);
@@ -394,9 +415,13 @@ describe('createHttpFetch with network settings', () => {
   it('rejects every request with the settings error, and a request needing a proxy that cannot be used with its error', async () => {
     const server = await serve((_req, res) => res.end('never'));
     const broken = createHttpFetch({ network: { error: 'cannot read the CA certificate file /x.pem named by SSL_CERT_FILE' } });
-    const badProxy = createHttpFetch({ network: { httpsProxy: { variable: 'ALL_PROXY', error: 'ALL_PROXY names a socks5 proxy' }, noProxy: new NoProxy('NO_PROXY', '127.0.0.1') } });
+    const badProxy = createHttpFetch({
+      network: { httpsProxy: { variable: 'ALL_PROXY', error: 'ALL_PROXY names a socks5 proxy' }, noProxy: new NoProxy('NO_PROXY', '127.0.0.1') },
+    });
 
-    await expect(broken(server.url)).rejects.toEqual(expect.objectContaining({ code: 'INVALID_CONFIG', message: 'cannot read the CA certificate file /x.pem named by SSL_CERT_FILE' }));
+    await expect(broken(server.url)).rejects.toEqual(
+      expect.objectContaining({ code: 'INVALID_CONFIG', message: 'cannot read the CA certificate file /x.pem named by SSL_CERT_FILE' }),
+    );
     await expect(badProxy(secureUrl('localhost'))).rejects.toEqual(expect.objectContaining({ code: 'INVALID_CONFIG', message: 'ALL_PROXY names a socks5 proxy' }));
     expect(server.requests).toEqual([]);
   });

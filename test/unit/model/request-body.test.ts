@@ -11,14 +11,27 @@ const tools: ToolSpec[] = [
 ];
 
 function receivedReasoning(): ResponseInputItem {
-  const parsed = ResponseOutputItemSchema.parse({ type: 'reasoning', id: 'rs_1', status: 'completed', summary: [{ type: 'summary_text', text: 'Plan.', extra: 1 }], encrypted_content: 'abc' });
+  const parsed = ResponseOutputItemSchema.parse({
+    type: 'reasoning',
+    id: 'rs_1',
+    status: 'completed',
+    summary: [{ type: 'summary_text', text: 'Plan.', extra: 1 }],
+    encrypted_content: 'abc',
+  });
   if (parsed.type !== 'reasoning') throw new Error('unreachable');
   return parsed;
 }
 
 const input: ResponseInputItem[] = [
   { type: 'message', role: 'developer', content: [{ type: 'input_text', text: 'Be "careful"\nand brief.' }] },
-  { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi ✓' }, { type: 'input_image', image_url: 'data:image/png;base64,AAAA', detail: 'low' }] },
+  {
+    type: 'message',
+    role: 'user',
+    content: [
+      { type: 'input_text', text: 'hi ✓' },
+      { type: 'input_image', image_url: 'data:image/png;base64,AAAA', detail: 'low' },
+    ],
+  },
   receivedReasoning(),
   { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: 'exec_command', arguments: '{"cmd":"ls"}' },
   { type: 'function_call_output', call_id: 'call_1', output: [{ type: 'input_text', text: 'a\nb' }] },

@@ -84,7 +84,7 @@ describe('package metadata', () => {
     pkg = PackageJson.parse(await readJson('package.json'));
   });
 
-  it('server.json names the npm package by its mcpName, with package.json\'s name and version', () => {
+  it("server.json names the npm package by its mcpName, with package.json's name and version", () => {
     expect(server.name).toMatch(GITHUB_NAME);
     expect(pkg.mcpName).toBe(server.name);
     expect(server.version).toBe(pkg.version);

@@ -17,7 +17,17 @@ describe('messages with bytes fields', () => {
   const big = Buffer.alloc(200_000, 7);
   const cases: [string, object][] = [
     ['one field', { processId: 'p', seq: 1, stream: 'stdout', chunk: Buffer.from('hi') }],
-    ['a process/read result', { chunks: [{ seq: 1, stream: 'stdout', chunk: Buffer.from([0, 255]) }, { seq: 2, stream: 'stderr', chunk: big }], nextSeq: 3, exitCode: null }],
+    [
+      'a process/read result',
+      {
+        chunks: [
+          { seq: 1, stream: 'stdout', chunk: Buffer.from([0, 255]) },
+          { seq: 2, stream: 'stderr', chunk: big },
+        ],
+        nextSeq: 3,
+        exitCode: null,
+      },
+    ],
     ['what JSON leaves out or writes as null', { a: undefined, b: [undefined, () => 1], c: new Date(0), d: 'é"\\\n', e: new Uint8Array([1, 2, 3]), f: {} }],
     ['no bytes at all', { nested: { list: [1, 'two', null, true] } }],
   ];

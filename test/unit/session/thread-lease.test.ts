@@ -45,7 +45,7 @@ async function zombie(): Promise<{ pid: number; parent: ChildProcess }> {
   const parent = spawn('/bin/sh', ['-c', '(while [ "$(cat /proc/$$/comm)" != sleep ]; do sleep 0.01; done) & echo $!; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: parent.stdout }).once('line', resolve);
-    parent.once('exit', () => reject(new Error('the zombie\'s parent exited early')));
+    parent.once('exit', () => reject(new Error("the zombie's parent exited early")));
   });
   const pid = Number(line);
   await waitFor(() => procStat(pid).state === 'Z', `pid ${pid} to be a zombie`);

@@ -39,7 +39,7 @@ function header(threadId: string): NewThreadHeader {
       approvalPolicy: 'on-request',
       sandbox: 'workspace-write',
       cwd: '/work',
-      configOverrides: { 'model_reasoning_effort': 'high' },
+      configOverrides: { model_reasoning_effort: 'high' },
     },
     environments: [{ id: 'local', cwd: '/work' }],
   };
@@ -54,9 +54,7 @@ function itemTexts(loaded: LoadedThread | undefined): string[] {
     if (record.type !== 'item') return [];
     const content = record.item.content;
     if (!Array.isArray(content)) return [];
-    return content.flatMap((part: unknown) =>
-      typeof part === 'object' && part !== null && 'text' in part && typeof part.text === 'string' ? [part.text] : [],
-    );
+    return content.flatMap((part: unknown) => (typeof part === 'object' && part !== null && 'text' in part && typeof part.text === 'string' ? [part.text] : []));
   });
 }
 

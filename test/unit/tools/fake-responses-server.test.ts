@@ -9,13 +9,7 @@ import { createInterface } from 'node:readline';
 import { APIError, OpenAI } from 'openai';
 import type { ResponseStreamEvent } from 'openai/resources/responses/responses';
 import { deferred } from '../../../src/util/deferred.js';
-import {
-  functionCallOutputs,
-  inputItems,
-  parseFakeScript,
-  startFakeResponsesServer,
-  toolNames,
-} from '../../../tools/fake-responses-server.js';
+import { functionCallOutputs, inputItems, parseFakeScript, startFakeResponsesServer, toolNames } from '../../../tools/fake-responses-server.js';
 import type { FakeResponsesOptions, FakeResponsesServer } from '../../../tools/fake-responses-server.js';
 
 const servers: FakeResponsesServer[] = [];
@@ -57,12 +51,7 @@ describe('fake Responses server, through the openai SDK', () => {
 
     const events = await run(client(server), 'hi');
 
-    expect(events.map((e) => e.type).slice(0, 4)).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-    ]);
+    expect(events.map((e) => e.type).slice(0, 4)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
     const deltas = events.flatMap((e) => (e.type === 'response.output_text.delta' ? [e.delta] : []));
     expect(deltas.length).toBeGreaterThan(1);
     expect(deltas.join('')).toBe(text);
@@ -158,7 +147,15 @@ describe('fake Responses server, through the openai SDK', () => {
 
   it('streams a reasoning item with its summary', async () => {
     const server = await start({
-      script: [{ kind: 'output', items: [{ type: 'reasoning', summary: 'Thinking it over.' }, { type: 'message', text: 'ok' }] }],
+      script: [
+        {
+          kind: 'output',
+          items: [
+            { type: 'reasoning', summary: 'Thinking it over.' },
+            { type: 'message', text: 'ok' },
+          ],
+        },
+      ],
     });
 
     const events = await run(client(server), 'hi');
@@ -402,11 +399,9 @@ describe('fake Responses server CLI', () => {
     const dir = await mkdtemp(join(tmpdir(), 'fake-responses-'));
     const scriptPath = join(dir, 'script.json');
     await writeFile(scriptPath, JSON.stringify([{ kind: 'output', items: [{ type: 'message', text: 'from the cli' }] }]));
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(process.cwd(), 'tools/fake-responses-server.ts'), '--script', scriptPath],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(process.execPath, ['--import', 'tsx', join(process.cwd(), 'tools/fake-responses-server.ts'), '--script', scriptPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const stderr: string[] = [];
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));

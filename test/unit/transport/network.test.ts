@@ -38,7 +38,10 @@ describe('parseProxyVariable', () => {
   });
 
   it('says, naming the variable and hiding credentials, why a value cannot be used', () => {
-    expect(parseProxyVariable('ALL_PROXY', 'socks5://127.0.0.1:1080')).toEqual({ variable: 'ALL_PROXY', error: expect.stringMatching(/^ALL_PROXY names a socks5 proxy, which this server cannot use/) });
+    expect(parseProxyVariable('ALL_PROXY', 'socks5://127.0.0.1:1080')).toEqual({
+      variable: 'ALL_PROXY',
+      error: expect.stringMatching(/^ALL_PROXY names a socks5 proxy, which this server cannot use/),
+    });
     const broken = parseProxyVariable('HTTPS_PROXY', 'http://user:secret@[nope');
     expect(broken).toEqual({ variable: 'HTTPS_PROXY', error: expect.stringContaining('HTTPS_PROXY is not a proxy URL') });
     expect(JSON.stringify(broken)).not.toContain('secret');
@@ -81,7 +84,9 @@ describe('parseCaBundle', () => {
         return error;
       }
     };
-    expect(refusal(first.key)).toEqual(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/^no certificates in \/x\/roots\.pem \(named by CODEX_CA_CERTIFICATE\)/) }));
+    expect(refusal(first.key)).toEqual(
+      expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/^no certificates in \/x\/roots\.pem \(named by CODEX_CA_CERTIFICATE\)/) }),
+    );
     const broken = `${second.caPem}-----BEGIN CERTIFICATE-----\nTUlJQm9n\n-----END CERTIFICATE-----\n`;
     expect(refusal(broken)).toBeInstanceOf(LocalError);
     expect(refusal(broken)).toMatchObject({ message: expect.stringMatching(/^certificate #2 in \/x\/roots\.pem \(named by CODEX_CA_CERTIFICATE\) is not a DER certificate/) });
@@ -91,9 +96,13 @@ describe('parseCaBundle', () => {
     const bundle = parseCaBundle('SSL_CERT_FILE', join(dir.path, 'one-ca.pem'), readFileSync(join(dir.path, 'one-ca.pem'), 'utf8'));
     const proxy = parseProxyVariable('HTTPS_PROXY', 'http://user:secret@127.0.0.1:3128');
     const text = describeNetwork({ httpsProxy: proxy, noProxy: new NoProxy('NO_PROXY', 'localhost,.corp'), ca: bundle });
-    expect(text).toBe(`https via http://127.0.0.1:3128 (HTTPS_PROXY); direct to localhost,.corp (NO_PROXY); trusting 1 certificate from ${bundle.path} (SSL_CERT_FILE) besides the bundled roots`);
+    expect(text).toBe(
+      `https via http://127.0.0.1:3128 (HTTPS_PROXY); direct to localhost,.corp (NO_PROXY); trusting 1 certificate from ${bundle.path} (SSL_CERT_FILE) besides the bundled roots`,
+    );
     expect(describeNetwork({})).toBe('no proxy; bundled roots');
     const socks = parseProxyVariable('ALL_PROXY', 'socks5://127.0.0.1:1080');
-    expect(describeNetwork({ httpsProxy: socks, httpProxy: socks })).toBe('https and http: ALL_PROXY names a socks5 proxy, which this server cannot use; set it to an http:// or https:// proxy; bundled roots');
+    expect(describeNetwork({ httpsProxy: socks, httpProxy: socks })).toBe(
+      'https and http: ALL_PROXY names a socks5 proxy, which this server cannot use; set it to an http:// or https:// proxy; bundled roots',
+    );
   });
 });
