@@ -22,6 +22,10 @@ import { compareListPositions, type ThreadListQuery, type ThreadSummary, type Th
  * - at start-up, and every {@link RESCAN_INTERVAL_MS} where the folder cannot be watched, every
  *   file is checked in the background (a `readdir` and a `stat` each): that finds what changed
  *   while no process ran (a crash between a thread write and its index record, a file moved in).
+ *
+ * Kept as one unit, a little over 500 lines: the index in memory, its files, the folder watch and
+ * the background scans all move the same entries under one promise chain (`#open`, `#refreshed`),
+ * and splitting them would hand that state across modules.
  */
 
 const FILE_SUFFIX = '.jsonl';
