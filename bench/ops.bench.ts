@@ -11,7 +11,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { inputItems, startFakeResponsesServer, type FakeResponsesServer, type FakeStep } from '../tools/fake-responses-server.js';
 import { startMcp, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
 import { tempDir } from '../test/helpers/process.js';
-import { fmt, median, percentile, printTable, since } from './stats.js';
+import { fmt, median, printTable, since, printRawFigures, rawRow } from './stats.js';
 
 /** Threads in total, and how many of them have a running turn. */
 const THREADS = Number(process.env.BENCH_OPS_THREADS ?? 200);
@@ -152,28 +152,15 @@ async function main(): Promise<void> {
         ],
       ],
     );
-    const row = (label: string, values: number[]): string[] => [
-      label,
-      String(values.length),
-      fmt(Math.min(...values)),
-      fmt(median(values)),
-      fmt(percentile(values, 95)),
-      fmt(percentile(values, 99)),
-      fmt(Math.max(...values)),
-    ];
-    process.stdout.write('\nraw figures (ms)\n');
-    printTable(
-      ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],
-      [
-        row('thread/list, threads loaded', list),
-        row('codex-status, running thread', statusRunning),
-        row('codex-status, any thread', statusAny),
-        row(`codex waitMs ${BUDGET_MS}, held turn`, budget),
-        row('after a restart: first thread/list (reads every file)', [firstList]),
-        row('after a restart: thread/list (stored, not loaded)', storedList),
-        row('after a restart: codex-status (reads the thread file)', storedStatus),
-      ],
-    );
+    printRawFigures([
+      rawRow('thread/list, threads loaded', list),
+      rawRow('codex-status, running thread', statusRunning),
+      rawRow('codex-status, any thread', statusAny),
+      rawRow(`codex waitMs ${BUDGET_MS}, held turn`, budget),
+      rawRow('after a restart: first thread/list (reads every file)', [firstList]),
+      rawRow('after a restart: thread/list (stored, not loaded)', storedList),
+      rawRow('after a restart: codex-status (reads the thread file)', storedStatus),
+    ]);
     process.stdout.write('\n');
   } finally {
     release();

@@ -18,7 +18,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { inputItems, startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../tools/fake-responses-server.js';
 import { startMcp, textOf, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
 import { CLI, startOurWsExecServer, tempDir, type ListeningProcess } from '../test/helpers/process.js';
-import { fmt, median, percentile, printTable, since } from './stats.js';
+import { fmt, median, percentile, printTable, since, printRawFigures, rawRow } from './stats.js';
 
 /** Timed turns per figure of (a)–(c). */
 const TURNS = Number(process.env.BENCH_TURNS ?? 200);
@@ -553,29 +553,16 @@ async function main(): Promise<void> {
       ],
     );
 
-    const row = (label: string, values: number[]): string[] => [
-      label,
-      String(values.length),
-      fmt(Math.min(...values)),
-      fmt(median(values)),
-      fmt(percentile(values, 95)),
-      fmt(percentile(values, 99)),
-      fmt(Math.max(...values)),
-    ];
-    process.stdout.write('\nraw figures (ms)\n');
-    printTable(
-      ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],
-      [
-        row('(a) text-only turn', ms(turns.text)),
-        row('(b) turn with exec_command true, local', ms(turns.execLocal)),
-        row('(b) turn with exec_command true, websocket', ms(turns.execRemote)),
-        row('(c) turn with apply_patch Add File', ms(turns.patch)),
-        row('(d) cold spawn → initialize answer', cold.initialize),
-        row('(d) cold spawn → tools/list answer', cold.toolsList),
-        row(`(f) cap ${CONCURRENT_THREADS}: per-turn latency`, allWide),
-        row('(f) default cap (8): per-turn latency', allNarrow),
-      ],
-    );
+    printRawFigures([
+      rawRow('(a) text-only turn', ms(turns.text)),
+      rawRow('(b) turn with exec_command true, local', ms(turns.execLocal)),
+      rawRow('(b) turn with exec_command true, websocket', ms(turns.execRemote)),
+      rawRow('(c) turn with apply_patch Add File', ms(turns.patch)),
+      rawRow('(d) cold spawn → initialize answer', cold.initialize),
+      rawRow('(d) cold spawn → tools/list answer', cold.toolsList),
+      rawRow(`(f) cap ${CONCURRENT_THREADS}: per-turn latency`, allWide),
+      rawRow('(f) default cap (8): per-turn latency', allNarrow),
+    ]);
 
     // Where a turn's time goes: the phases around the model requests, and who burnt CPU.
     const phase = (samples: TurnSample[], pick: (sample: TurnSample) => number): string => fmt(median(samples.map(pick)));

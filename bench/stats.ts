@@ -30,3 +30,14 @@ export function printTable(header: string[], rows: string[][]): void {
   process.stdout.write(`${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`);
   for (const row of rows) process.stdout.write(`${line(row)}\n`);
 }
+
+/** One row of a raw-figures table: how many, min, p50, p95, p99 and max of `values` (ms). */
+export function rawRow(label: string, values: readonly number[]): string[] {
+  return [label, String(values.length), fmt(Math.min(...values)), fmt(median(values)), fmt(percentile(values, 95)), fmt(percentile(values, 99)), fmt(Math.max(...values))];
+}
+
+/** Prints the "raw figures (ms)" table: one {@link rawRow} per series. */
+export function printRawFigures(rows: string[][]): void {
+  process.stdout.write('\nraw figures (ms)\n');
+  printTable(['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'], rows);
+}

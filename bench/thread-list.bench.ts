@@ -21,7 +21,7 @@ import { startFakeResponsesServer, type FakeResponsesServer } from '../tools/fak
 import { AppServer, codexHomeWithThreads, listedThreads } from './codex-thread-list.js';
 import { startMcp, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
 import { tempDir } from '../test/helpers/process.js';
-import { fmt, median, percentile, printTable, since } from './stats.js';
+import { fmt, median, percentile, printTable, since, printRawFigures, rawRow } from './stats.js';
 
 /** Stored threads. */
 const THREADS = Number(process.env.BENCH_LIST_THREADS ?? 100_000);
@@ -226,37 +226,24 @@ async function main(): Promise<void> {
         ['codex-status of a stored thread, median ms', fmt(median(status)), 'unchanged', '-'],
       ],
     );
-    const row = (label: string, values: number[]): string[] => [
-      label,
-      String(values.length),
-      fmt(Math.min(...values)),
-      fmt(median(values)),
-      fmt(percentile(values, 95)),
-      fmt(percentile(values, 99)),
-      fmt(Math.max(...values)),
-    ];
-    process.stdout.write('\nraw figures (ms)\n');
-    printTable(
-      ['series', 'n', 'min', 'p50', 'p95', 'p99', 'max'],
-      [
-        row('first thread/list, no index yet (builds it)', [noIndex]),
-        row('first thread/list after a restart', [firstAfterRestart]),
-        row('thread/list, back to back', later),
-        row(`thread/list, polled ${fmt(POLL_GAP_MS / 1000, 1)} s apart`, polled),
-        row('worker CPU per polled thread/list', polledCpu),
-        row(`worker CPU idle for ${fmt(POLL_GAP_MS / 1000, 1)} s between polls`, [idleCpu]),
-        row('codex-status, stored thread', status),
-        ...(reference === undefined
-          ? []
-          : [
-              row('Codex: first thread/list, never started on these threads', [reference.firstEver]),
-              row('Codex: first thread/list after a restart', [reference.firstAfterRestart]),
-              row('Codex: thread/list, back to back', reference.later),
-              row(`Codex: thread/list, polled ${fmt(POLL_GAP_MS / 1000, 1)} s apart`, reference.polled),
-              row('Codex: app-server CPU per polled thread/list', reference.polledCpu),
-            ]),
-      ],
-    );
+    printRawFigures([
+      rawRow('first thread/list, no index yet (builds it)', [noIndex]),
+      rawRow('first thread/list after a restart', [firstAfterRestart]),
+      rawRow('thread/list, back to back', later),
+      rawRow(`thread/list, polled ${fmt(POLL_GAP_MS / 1000, 1)} s apart`, polled),
+      rawRow('worker CPU per polled thread/list', polledCpu),
+      rawRow(`worker CPU idle for ${fmt(POLL_GAP_MS / 1000, 1)} s between polls`, [idleCpu]),
+      rawRow('codex-status, stored thread', status),
+      ...(reference === undefined
+        ? []
+        : [
+            rawRow('Codex: first thread/list, never started on these threads', [reference.firstEver]),
+            rawRow('Codex: first thread/list after a restart', [reference.firstAfterRestart]),
+            rawRow('Codex: thread/list, back to back', reference.later),
+            rawRow(`Codex: thread/list, polled ${fmt(POLL_GAP_MS / 1000, 1)} s apart`, reference.polled),
+            rawRow('Codex: app-server CPU per polled thread/list', reference.polledCpu),
+          ]),
+    ]);
     if (reference !== undefined) {
       const ours: ListFigures = { firstAfterRestart, later, polled, polledCpu };
       const ratio = (a: number, b: number): string => fmt(a / b);
