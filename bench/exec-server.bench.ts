@@ -214,15 +214,18 @@ function nodePipeOutput(work: string): Promise<number> {
   });
 }
 
-/** A client of `bench/raw-ws-floor.ts`: each run asks it for OUTPUT_BYTES of a command's output. */
-async function rawWsOutput(url: string): Promise<{ run: () => Promise<number>; close: () => void }> {
+/**
+ * A client of `bench/raw-ws-floor.ts`: each run asks it for OUTPUT_BYTES, of a command's output
+ * (`command`) or from its memory (`loopback`).
+ */
+async function rawWsOutput(url: string): Promise<{ run: (what: 'command' | 'loopback') => Promise<number>; close: () => void }> {
   const socket = new WebSocket(url, { perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
     socket.once('error', reject);
   });
   return {
-    run: () =>
+    run: (what) =>
       new Promise((resolve) => {
         let received = 0;
         const onMessage = (data: Buffer): void => {
@@ -232,7 +235,7 @@ async function rawWsOutput(url: string): Promise<{ run: () => Promise<number>; c
           resolve(received);
         };
         socket.on('message', onMessage);
-        socket.send(String(OUTPUT_BYTES));
+        socket.send(what === 'loopback' ? `loopback:${OUTPUT_BYTES}` : String(OUTPUT_BYTES));
       }),
     close: () => socket.close(),
   };
@@ -248,8 +251,11 @@ async function clientOutput(client: ExecClient, work: string): Promise<number> {
 
 /**
  * Issue 18 (3): MiB/s of one command's 256 MiB of output, ours in process and over websocket
- * beside the floors (a plain Node pipe, a raw `ws` loopback) and Codex's exec-server, interleaved
- * round by round (the order rotating) so that the machine's load falls on all alike.
+ * beside the floors and Codex's exec-server, interleaved round by round (the order rotating) so
+ * that the machine's load falls on all alike. The floors: the command through a plain Node pipe
+ * (for in process), the command through a bare `ws` server (for over websocket, the like-for-like
+ * floor: the same command and hops, no protocol), and a bare `ws` loopback sending from memory
+ * (the websocket alone, no command).
  */
 async function measureOutput(work: string, ours: ListeningProcess, codex: ListeningProcess): Promise<void> {
   const floorServer = await startListening(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./raw-ws-floor.ts', import.meta.url))]);
@@ -267,7 +273,8 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
     const raw = rawWs;
     const cases: OutputCase[] = [
       { name: 'Node pipe floor (head | this process)', run: () => nodePipeOutput(work), runs: [] },
-      { name: 'raw ws floor (head | ws server | this process)', run: () => raw.run(), runs: [] },
+      { name: 'raw ws floor (head | ws server | this process)', run: () => raw.run('command'), runs: [] },
+      { name: 'raw ws loopback (no command: memory | ws server | this process)', run: () => raw.run('loopback'), runs: [] },
       { name: 'ours in process (local)', run: () => clientOutput(inProcess, work), runs: [] },
       { name: 'ours over websocket', run: () => clientOutput(oursWs, work), runs: [] },
       { name: 'codex exec-server over websocket', run: () => clientOutput(codexWs, work), runs: [] },
@@ -283,18 +290,28 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
         if (round >= 0) item.runs.push(OUTPUT_BYTES / 1024 / 1024 / seconds);
       }
     }
-    const [pipe, rawFloor, oursLocal, oursOverWs, codexOverWs] = cases.map((item) => median(item.runs));
-    if (pipe === undefined || rawFloor === undefined || oursLocal === undefined || oursOverWs === undefined || codexOverWs === undefined) throw new Error('missing figures');
+    const [pipe, rawFloor, rawLoopback, oursLocal, oursOverWs, codexOverWs] = cases.map((item) => median(item.runs));
+    if (pipe === undefined || rawFloor === undefined || rawLoopback === undefined || oursLocal === undefined || oursOverWs === undefined || codexOverWs === undefined) {
+      throw new Error('missing figures');
+    }
     process.stdout.write(`\nissue 18 (3): ${OUTPUT_BYTES / 1024 / 1024} MiB of one command's stdout, median of ${OUTPUT_RUNS} runs, MiB/s\n`);
+    // The spread of the runs: on a shared machine one run can be half another.
+    const range = (index: number): string => {
+      const runs = cases[index]!.runs;
+      return `${fmt(Math.min(...runs), 0)}-${fmt(Math.max(...runs), 0)}`;
+    };
     printTable(
-      ['path', 'MiB/s', 'ratio', 'to', 'target'],
+      ['path', 'MiB/s', 'runs', 'ratio', 'to', 'target'],
       [
-        [cases[0]!.name, fmt(pipe, 0), '', '', ''],
-        [cases[1]!.name, fmt(rawFloor, 0), '', '', ''],
-        [cases[2]!.name, fmt(oursLocal, 0), fmt(oursLocal / pipe), 'Node pipe', '>= 0.8'],
-        [cases[3]!.name, fmt(oursOverWs, 0), fmt(oursOverWs / rawFloor), 'raw ws', '>= 0.7'],
-        [cases[4]!.name, fmt(codexOverWs, 0), fmt(codexOverWs / rawFloor), 'raw ws', ''],
-        ['ours over websocket vs codex', '', fmt(oursOverWs / codexOverWs), 'codex', '>= 1.0'],
+        [cases[0]!.name, fmt(pipe, 0), range(0), '', '', ''],
+        [cases[1]!.name, fmt(rawFloor, 0), range(1), '', '', ''],
+        [cases[2]!.name, fmt(rawLoopback, 0), range(2), '', '', ''],
+        [cases[3]!.name, fmt(oursLocal, 0), range(3), fmt(oursLocal / pipe), 'Node pipe', '>= 0.8'],
+        [cases[4]!.name, fmt(oursOverWs, 0), range(4), fmt(oursOverWs / rawFloor), 'raw ws', '>= 0.7'],
+        ['', '', '', fmt(oursOverWs / rawLoopback), 'ws loopback', ''],
+        [cases[5]!.name, fmt(codexOverWs, 0), range(5), fmt(codexOverWs / rawFloor), 'raw ws', ''],
+        ['', '', '', fmt(codexOverWs / rawLoopback), 'ws loopback', ''],
+        ['ours over websocket vs codex', '', '', fmt(oursOverWs / codexOverWs), 'codex', '>= 1.0'],
       ],
     );
   } finally {

@@ -19,6 +19,7 @@ export class WithBase64Field<T> {
   #encoded?: () => void;
   #sent?: () => void;
   #parts?: Part[];
+  #length?: number;
 
   /** @internal Use {@link withBase64Bytes} or {@link withBytes}. */
   constructor(
@@ -32,9 +33,10 @@ export class WithBase64Field<T> {
 
   /** The byte length {@link encode} would give for `prefix` and `suffix`, without encoding. */
   byteLength(prefix: string, suffix: string): number {
-    let bytes = Buffer.byteLength(prefix, 'utf8') + Buffer.byteLength(suffix, 'utf8');
-    for (const part of this.#partsOfValue()) bytes += typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : base64Length(part.byteLength);
-    return bytes;
+    // Counted without writing the JSON: every message is measured against the limit, also one
+    // an in-process transport hands over as a value and never encodes.
+    this.#length ??= jsonByteLength(this.value);
+    return Buffer.byteLength(prefix, 'utf8') + this.#length + Buffer.byteLength(suffix, 'utf8');
   }
 
   /**
@@ -198,6 +200,46 @@ class JsonPartsWriter {
     this.#parts.push(this.#text);
     return this.#parts;
   }
+}
+
+/** The UTF-8 length of the JSON {@link jsonParts} makes of `value`, counted without making it. */
+function jsonByteLength(value: unknown): number {
+  if (value instanceof Uint8Array) return base64Length(value.byteLength) + 2;
+  if (typeof value === 'string') return stringJsonBytes(value);
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return integerDigits(value);
+  if (Array.isArray(value)) {
+    let bytes = 2 + Math.max(0, value.length - 1);
+    for (const element of value as unknown[]) bytes += isOmitted(element) ? 4 : jsonByteLength(element);
+    return bytes;
+  }
+  if (isPlainObject(value)) {
+    let bytes = 2;
+    let members = 0;
+    for (const key of Object.keys(value)) {
+      const field = value[key];
+      if (isOmitted(field)) continue;
+      bytes += stringJsonBytes(key) + 1 + jsonByteLength(field);
+      members++;
+    }
+    return bytes + Math.max(0, members - 1);
+  }
+  return Buffer.byteLength(JSON.stringify(value), 'utf8');
+}
+
+/** The UTF-8 length of a string's JSON; printable ASCII without quotes or backslashes is counted directly. */
+function stringJsonBytes(text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code > 0x7e || code === 0x22 || code === 0x5c) return Buffer.byteLength(JSON.stringify(text), 'utf8');
+  }
+  return text.length + 2;
+}
+
+/** The length of a safe integer's decimal text. */
+function integerDigits(value: number): number {
+  let digits = value < 0 ? 2 : 1;
+  for (let rest = Math.abs(value); rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  return digits;
 }
 
 /** What JSON.stringify leaves out of an object. */

@@ -30,6 +30,10 @@ describe('messages with bytes fields', () => {
     ],
     ['what JSON leaves out or writes as null', { a: undefined, b: [undefined, () => 1], c: new Date(0), d: 'é"\\\n', e: new Uint8Array([1, 2, 3]), f: {} }],
     ['no bytes at all', { nested: { list: [1, 'two', null, true] } }],
+    [
+      'numbers, keys and strings that need counting with care',
+      { n: [-0, -12, 0, 9, 10, 99_999_999, 1.5, 1e21, Number.NaN, -Infinity, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, false], 'ké"y\n': 'x\u0001😀', '': [] },
+    ],
   ];
 
   it.each(cases)('encode as JSON.stringify would with base64 for the bytes (%s)', (_name, value) => {
