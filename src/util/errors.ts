@@ -20,6 +20,10 @@ export const LocalErrorCode = {
   LimitExceeded: 'LIMIT_EXCEEDED',
   Aborted: 'ABORTED',
   Busy: 'BUSY',
+  /** A service this process depends on (the database) cannot be reached now; retrying later may work. */
+  Unavailable: 'UNAVAILABLE',
+  /** The state found does not allow the operation (e.g. a database schema newer than this version). */
+  FailedPrecondition: 'FAILED_PRECONDITION',
 } as const;
 
 /** One of {@link LocalErrorCode}. */
