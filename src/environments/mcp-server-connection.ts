@@ -4,8 +4,11 @@
  * of its life (started lazily, its tool list cached, failed or stopped for good).
  */
 import { isAbsolute, posix } from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+// The SDK's client and its HTTP transport (with the OAuth schemas that come with it) load at the
+// first server started, not with the MCP server: most sessions configure none, and building their
+// zod schemas was a tenth of a cold start.
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { McpHttpTransportConfig, McpServerConfig, McpStdioTransportConfig } from '../config/mcp-servers.js';
 import { linkedController, withDeadline } from '../util/abort.js';
@@ -152,7 +155,7 @@ export class McpServerConnection {
     const transport = this.#transport;
     this.#client = undefined;
     this.#transport = undefined;
-    if (transport instanceof StreamableHTTPClientTransport && wasRunning) {
+    if (transport !== undefined && !(transport instanceof ExecProcessTransport) && wasRunning) {
       // End the server's session (Codex sends this DELETE too); bounded, best effort.
       await withDeadline(transport.terminateSession(), this.#shutdownGraceMs, () => new Error('session DELETE timed out')).catch((error: unknown) =>
         this.#logger.debug('ending the MCP session failed', { error: errorMessage(error) }),
@@ -206,7 +209,8 @@ export class McpServerConnection {
   }
 
   async #connect(signal: AbortSignal): Promise<void> {
-    const transport = this.config.transport.type === 'stdio' ? await this.#stdioTransport(this.config.transport, signal) : this.#httpTransport(this.config.transport);
+    const transport = this.config.transport.type === 'stdio' ? await this.#stdioTransport(this.config.transport, signal) : await this.#httpTransport(this.config.transport);
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
     // A start that timed out meanwhile must not launch a process nobody will stop.
     signal.throwIfAborted();
     const client = new Client({ name: 'codex-multienv', version: this.#options.clientVersion }, { capabilities: {} });
@@ -242,7 +246,7 @@ export class McpServerConnection {
     );
   }
 
-  #httpTransport(config: McpHttpTransportConfig): StreamableHTTPClientTransport {
+  async #httpTransport(config: McpHttpTransportConfig): Promise<StreamableHTTPClientTransport> {
     const headers: Record<string, string> = { ...config.httpHeaders };
     const env = this.#options.launcherEnv;
     for (const [name, variable] of Object.entries(config.envHttpHeaders)) {
@@ -261,6 +265,7 @@ export class McpServerConnection {
       environment.kind === 'local'
         ? (this.#options.directFetch ?? globalThis.fetch)
         : async (input, init) => (await environment.client(init?.signal ?? undefined)).fetch(input, init);
+    const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
     return new StreamableHTTPClientTransport(new URL(config.url), { fetch: fetchFn, requestInit: { headers } });
   }
 
