@@ -13,6 +13,8 @@ const SERVE_ARGS = {
   'auth-token-file': { type: 'string' },
   'auth-token-sha256': { type: 'string' },
   'allow-origin': { type: 'string', multiple: true },
+  'max-sessions': { type: 'string' },
+  'session-idle-sec': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Parses `--listen http://HOST:PORT` (an IP address, `[v6]`, or `localhost`; port 0 picks a free one). */
@@ -26,6 +28,14 @@ export function parseHttpListen(value: string): { host: string; port: number } {
     throw new LocalError(LocalErrorCode.InvalidArgument, `unsupported --listen URL \`${value}\`; expected \`http://IP:PORT\` (e.g. http://127.0.0.1:0 for a free port)`);
   }
   return { host, port };
+}
+
+/** A whole number of at least 1 given to `flag`, or undefined when not given. */
+function positiveInteger(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new LocalError(LocalErrorCode.InvalidArgument, `${flag} must be a whole number of at least 1, got \`${value}\``);
+  return number;
 }
 
 /**
@@ -57,6 +67,8 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<
     ...(serve['auth-token-file'] === undefined ? {} : { file: { flag: '--auth-token-file', path: serve['auth-token-file'] } }),
     ...(serve['auth-token-sha256'] === undefined ? {} : { sha256: { flag: '--auth-token-sha256', hex: serve['auth-token-sha256'] } }),
   });
+  const maxSessions = positiveInteger(serve['max-sessions'], '--max-sessions');
+  const idleSec = positiveInteger(serve['session-idle-sec'], '--session-idle-sec');
   const loopback = isLoopbackIp(listen.host);
   // Before anything is started or bound: the MCP tools run commands on this machine.
   if (digest === undefined && !loopback) {
@@ -78,6 +90,8 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<
       ...(digest === undefined ? {} : { authorize: capabilityTokenAuth(digest, 'MCP') }),
       allowedOrigins,
       maxMessageBytes: limits.maxMessageBytes,
+      ...(maxSessions === undefined ? {} : { maxSessions }),
+      ...(idleSec === undefined ? {} : { sessionIdleMs: idleSec * 1000 }),
       logger: logger.child('http'),
     });
   } catch (error) {

@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import type { ModernEra } from './modern-era.js';
 import { nonObjectResultAsError } from './sdk-workarounds.js';
 import type { McpFace } from './server.js';
+import { messageLimitText } from './stdio-transport.js';
 
 /**
  * MCP over Streamable HTTP, at the path {@link MCP_PATH}, in both eras:
@@ -273,20 +274,17 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
   const servePost = async (request: IncomingMessage, response: ServerResponse, sessionId: string | undefined): Promise<void> => {
     const body = await readBody(request, options.maxMessageBytes);
     if (!body.ok) {
-      refuse(
-        response,
-        413,
-        `the request body is larger than the server's bound of ${options.maxMessageBytes} bytes (multienv.max_message_mb); it was not read`,
-      );
+      logger.warn(`refused an MCP request body over the limit of ${messageLimitText(options.maxMessageBytes)}`);
+      refuse(response, 413, `the request body is over the limit of ${messageLimitText(options.maxMessageBytes)}; it was not processed`);
       return;
     }
     let json: unknown;
     try {
       json = JSON.parse(body.text);
     } catch (error) {
-      response.writeHead(400, { 'content-type': 'application/json' }).end(
-        JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: PARSE_ERROR, message: `the request body is not JSON: ${errorMessage(error)}` } }),
-      );
+      response
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: PARSE_ERROR, message: `the request body is not JSON: ${errorMessage(error)}` } }));
       return;
     }
     // An approval answered with a bare value would otherwise wait out its time-out (see sdk-workarounds.ts).
@@ -320,11 +318,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
         await startSession(request, response, json);
         return;
       }
-      refuse(
-        response,
-        400,
-        'Bad Request: no Mcp-Session-Id header: a 2025-11-25 client sends initialize first; a 2026-07-28 request carries its protocol version in params._meta',
-      );
+      refuse(response, 400, 'Bad Request: no Mcp-Session-Id header: a 2025-11-25 client sends initialize first; a 2026-07-28 request carries its protocol version in params._meta');
       return;
     }
     const session = sessions.get(sessionId);
