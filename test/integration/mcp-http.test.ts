@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, request as httpRequest, type ClientRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Client as ModernClient, StreamableHTTPClientTransport as ModernHttpTransport } from '@modelcontextprotocol/client';
@@ -204,27 +204,39 @@ describe('codex-multienv serve: MCP over Streamable HTTP', () => {
     expect(reply.structuredContent).toEqual({ threadId, content: 'continued' });
   });
 
-  it('keeps the calls of two modern clients that use the same request id apart', async () => {
+  it('keeps two modern clients that use the same request id apart: closing one stream cancels that call only', async () => {
     server = await startServe(world);
-    const release = gate();
-    steps.push(hold(release.promise, say('held answer')));
     const url = server.url;
-    const call = (prompt: string): ReturnType<typeof raw> =>
-      raw(url, {
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'codex', arguments: { prompt, cwd: world.work.path }, _meta: modernMeta } }),
+    const never = gate();
+    const releaseB = gate();
+    steps.push(hold(never.promise, say('never sent')), hold(releaseB.promise, say('answer of B')));
+    /** A modern `codex` call with request id 7, as each client numbers its own requests. */
+    const open = (prompt: string): { request: ClientRequest; answer: Promise<string> } => {
+      let request: ClientRequest | undefined;
+      const answer = new Promise<string>((resolve, reject) => {
+        request = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' } }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => resolve(body));
+        });
+        request.once('error', reject);
+        request.end(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'codex', arguments: { prompt, cwd: world.work.path }, _meta: modernMeta } }));
       });
-    const held = call('first');
-    await new Promise<void>((resolve) => {
-      const poll = (): void => void (world.model.requests.length > 0 ? resolve() : setImmediate(poll));
-      poll();
-    });
-    steps.push(say('quick answer'));
-    const quick = await call('second');
-    release.open();
-    const slow = await held;
-    expect(JSON.parse(quick.body)).toMatchObject({ id: 7, result: { structuredContent: { content: 'quick answer' } } });
-    expect(JSON.parse(slow.body)).toMatchObject({ id: 7, result: { structuredContent: { content: 'held answer' } } });
+      if (request === undefined) throw new Error('no request');
+      return { request, answer };
+    };
+    const a = open('call of A');
+    await waitFor(() => world.model.requests.length === 1, "A's turn to reach the model");
+    const b = open('call of B');
+    await waitFor(() => world.model.requests.length === 2, "B's turn to reach the model");
+    // A closes its stream: that cancels A's call, never B's (same id, other client).
+    a.request.destroy();
+    await a.answer.catch(() => undefined);
+    await waitFor(() => /modern tool call cancelled by the client/.test(server?.stderr() ?? ''), "the cancellation of A's call");
+    releaseB.open();
+    expect(JSON.parse(await b.answer)).toMatchObject({ id: 7, result: { structuredContent: { content: 'answer of B' } } });
+    never.open();
   });
 
   it('takes a bearer token: missing or wrong is 401, the right one works for both eras', async () => {
