@@ -259,7 +259,7 @@ export interface StartedMcpServer {
    * Builds another MCP face on the same threads, environments and engines (one per HTTP session);
    * its close() leaves them running.
    */
-  createFace(): McpFace;
+  createFace: () => McpFace;
   /** The threads, whose turns may outlive the client (see `runMcpServer`). */
   threads: ThreadManager;
   /** The `[multienv]` settings in effect (message bound, drain time, threads folder, …). */
