@@ -28,7 +28,10 @@ export const MCP_PATH = '/mcp';
 
 /** JSON-RPC codes of the errors answered before a message reaches an era. */
 const PARSE_ERROR = -32700;
-const INVALID_REQUEST = -32600;
+/** The 2026-07-28 era's code for a header that contradicts the body (answered with HTTP 400). */
+const HEADER_MISMATCH = -32020;
+/** Where a modern request names its protocol version. */
+const PROTOCOL_VERSION_META = 'io.modelcontextprotocol/protocolVersion';
 /** The code the SDK's transport uses for HTTP-level refusals. */
 const SERVER_ERROR = -32000;
 
@@ -124,6 +127,23 @@ function accepts(accept: string | undefined, type: string): boolean {
 }
 
 type Body = { ok: true; text: string } | { ok: false; tooLarge: true };
+
+/**
+ * What the modern era's mirror headers get wrong about `message`, if anything: `Mcp-Method` must
+ * name its method and `MCP-Protocol-Version` the version in its `_meta` (a proxy routing on the
+ * headers must see what the server serves). Absent headers are not required.
+ */
+function headerMismatch(request: IncomingMessage, message: JSONRPCRequest): string | undefined {
+  const method = request.headers['mcp-method'];
+  if (typeof method === 'string' && method !== message.method) return `the Mcp-Method header (${method}) does not match the request's method (${message.method})`;
+  const version = request.headers['mcp-protocol-version'];
+  const meta = message.params?._meta;
+  const claimed = typeof meta === 'object' && meta !== null && PROTOCOL_VERSION_META in meta ? meta[PROTOCOL_VERSION_META] : undefined;
+  if (typeof version === 'string' && typeof claimed === 'string' && version !== claimed) {
+    return `the MCP-Protocol-Version header (${version}) does not match the request's params._meta["${PROTOCOL_VERSION_META}"] (${claimed})`;
+  }
+  return undefined;
+}
 
 /** Reads a request body up to `max` bytes; past that, the rest is discarded unread and the answer is `tooLarge`. */
 function readBody(request: IncomingMessage, max: number): Promise<Body> {
@@ -293,15 +313,11 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     // Only requests: a modern client cancels by closing its stream, and a `notifications/cancelled`
     // naming one of our own ids could otherwise cancel another client's call.
     if (parsed.success && isJSONRPCRequest(parsed.data) && options.modern.claims(parsed.data)) {
-      const method = request.headers['mcp-method'];
-      if (typeof method === 'string' && method !== parsed.data.method) {
-        response.writeHead(400, { 'content-type': 'application/json' }).end(
-          JSON.stringify({
-            jsonrpc: '2.0',
-            id: parsed.data.id,
-            error: { code: INVALID_REQUEST, message: `the Mcp-Method header (${method}) does not match the request's method (${parsed.data.method})` },
-          }),
-        );
+      const mismatch = headerMismatch(request, parsed.data);
+      if (mismatch !== undefined) {
+        response
+          .writeHead(400, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ jsonrpc: '2.0', id: parsed.data.id, error: { code: HEADER_MISMATCH, message: mismatch } }));
         return;
       }
       serveModern(parsed.data, request, response);

@@ -292,7 +292,7 @@ describe('codex-multienv serve: MCP over Streamable HTTP', () => {
     expect((await discover(server.url, { host: `localhost:${port}` })).status).toBe(200);
   });
 
-  it('answers an oversized body with a clear 413 and keeps serving', async () => {
+  it('answers an oversized body (413), a body that is not JSON and headers that contradict it (400) clearly, and keeps serving', async () => {
     server = await startServe(world, ['-c', 'multienv.max_message_mb=1']);
     const big = await raw(server.url, {
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
@@ -300,6 +300,13 @@ describe('codex-multienv serve: MCP over Streamable HTTP', () => {
     });
     expect(big.status).toBe(413);
     expect(big.body).toContain('over the limit of 1048576 bytes (1 MiB, multienv.max_message_mb)');
+    const notJson = await raw(server.url, { headers: { 'content-type': 'application/json' }, body: '{"jsonrpc": "2.0",' });
+    expect(notJson.status).toBe(400);
+    expect(JSON.parse(notJson.body)).toMatchObject({ error: { code: -32700, message: expect.stringContaining('the request body is not JSON') } });
+    // The 2026-07-28 mirror headers must agree with the body.
+    const mismatched = await discover(server.url, { 'mcp-protocol-version': '2025-11-25' });
+    expect(mismatched.status).toBe(400);
+    expect(JSON.parse(mismatched.body)).toMatchObject({ id: 1, error: { code: -32020, message: expect.stringContaining('MCP-Protocol-Version header (2025-11-25)') } });
     expect((await discover(server.url)).status).toBe(200);
   });
 
