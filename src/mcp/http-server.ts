@@ -268,7 +268,10 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     if (sse) {
       response.writeHead(200, SSE_HEADERS).flushHeaders();
       // A reverse proxy drops a response that stays quiet too long (nginx: 60 s); a comment line keeps it open.
-      heartbeat = setInterval(() => response.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+      heartbeat = setInterval(() => {
+        // Between the answer's end() and the 'close' that clears this, a write would be an error event.
+        if (!response.writableEnded && !response.destroyed) response.write(': keep-alive\n\n');
+      }, SSE_HEARTBEAT_MS);
       heartbeat.unref();
     }
     response.once('close', () => {
