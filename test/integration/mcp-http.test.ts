@@ -307,6 +307,17 @@ describe('codex-multienv serve: MCP over Streamable HTTP', () => {
     const mismatched = await discover(server.url, { 'mcp-protocol-version': '2025-11-25' });
     expect(mismatched.status).toBe(400);
     expect(JSON.parse(mismatched.body)).toMatchObject({ id: 1, error: { code: -32020, message: expect.stringContaining('MCP-Protocol-Version header (2025-11-25)') } });
+    // Neither a session's request nor a modern one: the answer says what each era sends.
+    const stray = await raw(server.url, {
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list', params: {} }),
+    });
+    expect(stray.status).toBe(400);
+    expect(stray.body).toContain('a 2025-11-25 client sends initialize first; a 2026-07-28 request carries its protocol version in params._meta');
+    expect((await raw(server.url, { method: 'GET', headers: { accept: 'text/event-stream' } })).status).toBe(405);
+    const elsewhere = await raw(server.url.replace(/\/mcp$/, '/other'), { body: '{}' });
+    expect(elsewhere.status).toBe(404);
+    expect(elsewhere.body).toContain('MCP is served at /mcp');
     expect((await discover(server.url)).status).toBe(200);
   });
 
