@@ -13,6 +13,7 @@ const SERVE_ARGS = {
   'auth-token-file': { type: 'string' },
   'auth-token-sha256': { type: 'string' },
   'allow-origin': { type: 'string', multiple: true },
+  'allow-host': { type: 'string', multiple: true },
   'max-sessions': { type: 'string' },
   'session-idle-sec': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
@@ -28,6 +29,15 @@ export function parseHttpListen(value: string): { host: string; port: number } {
     throw new LocalError(LocalErrorCode.InvalidArgument, `unsupported --listen URL \`${value}\`; expected \`http://IP:PORT\` (e.g. http://127.0.0.1:0 for a free port)`);
   }
   return { host, port };
+}
+
+/** Parses an `--allow-host` value: a bare host name or IP address (no scheme, port or path), lower case. */
+export function parseAllowedHost(value: string): string {
+  const name = value.trim().toLowerCase();
+  if (!/^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/.test(name) && isIP(name) !== 4) {
+    throw new LocalError(LocalErrorCode.InvalidArgument, `--allow-host \`${value}\` is not a host name; expected a bare name such as \`mcp.example.com\` (no scheme or port)`);
+  }
+  return name;
 }
 
 /** A whole number of at least 1 given to `flag`, or undefined when not given. */
@@ -63,6 +73,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<
   if (serve.listen === undefined) throw new LocalError(LocalErrorCode.InvalidArgument, 'serve needs --listen http://IP:PORT (port 0 picks a free port)');
   const listen = parseHttpListen(serve.listen);
   const allowedOrigins = (serve['allow-origin'] ?? []).map(parseAllowedOrigin);
+  const allowedHosts = (serve['allow-host'] ?? []).map(parseAllowedHost);
   const digest = await tokenDigest({
     ...(serve['auth-token-file'] === undefined ? {} : { file: { flag: '--auth-token-file', path: serve['auth-token-file'] } }),
     ...(serve['auth-token-sha256'] === undefined ? {} : { sha256: { flag: '--auth-token-sha256', hex: serve['auth-token-sha256'] } }),
@@ -89,6 +100,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<
       modern: started.server.modern,
       ...(digest === undefined ? {} : { authorize: capabilityTokenAuth(digest, 'MCP') }),
       allowedOrigins,
+      allowedHosts,
       maxMessageBytes: limits.maxMessageBytes,
       ...(maxSessions === undefined ? {} : { maxSessions }),
       ...(idleSec === undefined ? {} : { sessionIdleMs: idleSec * 1000 }),

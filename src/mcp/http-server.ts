@@ -57,8 +57,14 @@ export interface McpHttpOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  /** Whether `host` is a loopback address: then the `Host` header must name loopback too. */
+  /** Whether `host` is a loopback address: then the `Host` header must name loopback too (or an allowed host). */
   loopback: boolean;
+  /**
+   * Host names (lower case) a loopback-bound server also answers to: the public name a reverse
+   * proxy in front passes on in `Host`.
+   * @default []
+   */
+  allowedHosts?: readonly string[];
   /** Builds the MCP face of a new legacy session (sharing the process's threads). */
   createFace: () => McpFace;
   /** The process's modern era, which answers every modern request. */
@@ -181,6 +187,7 @@ function readBody(request: IncomingMessage, max: number): Promise<Body> {
 export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpListener> {
   const logger = options.logger ?? silentLogger;
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
+  const allowedHosts = new Set([...LOOPBACK_NAMES, ...(options.allowedHosts ?? [])]);
   const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
   const idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
   const sessions = new Map<string, Session>();
@@ -357,8 +364,12 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     // DNS rebinding: a web page on a name that resolves to this loopback address sends its own name.
     if (options.loopback) {
       const name = hostName(request.headers.host);
-      if (name === undefined || !(LOOPBACK_NAMES.has(name) || name === boundHost)) {
-        refuse(response, 403, `Forbidden: Host header \`${request.headers.host ?? ''}\` is not a loopback name; this server listens on loopback only`);
+      if (name === undefined || !(allowedHosts.has(name) || name === boundHost)) {
+        refuse(
+          response,
+          403,
+          `Forbidden: Host header \`${request.headers.host ?? ''}\` is not a loopback name; this server listens on loopback only (a reverse proxy's public name needs --allow-host)`,
+        );
         return;
       }
     }

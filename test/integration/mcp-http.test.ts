@@ -276,8 +276,8 @@ describe('codex-multienv serve: MCP over Streamable HTTP', () => {
     expect(result.stdout).toBe('');
   });
 
-  it('refuses web pages whose Origin is not allowed (403) and a Host that is not loopback (DNS rebinding); --allow-origin lets one through', async () => {
-    server = await startServe(world, ['--allow-origin', 'http://app.example:8080']);
+  it('refuses web pages whose Origin is not allowed (403) and a Host that is not loopback (DNS rebinding); --allow-origin and --allow-host let one through', async () => {
+    server = await startServe(world, ['--allow-origin', 'http://app.example:8080', '--allow-host', 'MCP.example.com']);
     const foreign = await discover(server.url, { origin: 'http://evil.example' });
     expect(foreign.status).toBe(403);
     expect(foreign.body).toContain('Origin `http://evil.example`');
@@ -290,6 +290,8 @@ describe('codex-multienv serve: MCP over Streamable HTTP', () => {
     expect(rebound.status).toBe(403);
     expect(rebound.body).toContain('Host header `attacker.example');
     expect((await discover(server.url, { host: `localhost:${port}` })).status).toBe(200);
+    // The public name a reverse proxy passes on, once allowed.
+    expect((await discover(server.url, { host: 'mcp.example.com' })).status).toBe(200);
   });
 
   it('answers an oversized body (413), a body that is not JSON and headers that contradict it (400) clearly, and keeps serving', async () => {

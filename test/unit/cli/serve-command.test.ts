@@ -1,4 +1,4 @@
-import { parseHttpListen } from '../../../src/cli/serve-command.js';
+import { parseAllowedHost, parseHttpListen } from '../../../src/cli/serve-command.js';
 import { LocalError } from '../../../src/util/errors.js';
 
 describe('serve --listen', () => {
@@ -18,4 +18,15 @@ describe('serve --listen', () => {
       expect(() => parseHttpListen(value)).toThrow(/expected `http:\/\/IP:PORT`/);
     },
   );
+});
+
+describe('serve --allow-host', () => {
+  it('keeps a bare name or IPv4 address, lower case', () => {
+    expect(parseAllowedHost(' MCP.Example.com ')).toBe('mcp.example.com');
+    expect(parseAllowedHost('10.0.0.5')).toBe('10.0.0.5');
+  });
+
+  it.each(['https://mcp.example.com', 'mcp.example.com:443', 'mcp.example.com/mcp', '', '-bad.example'])('refuses %j', (value) => {
+    expect(() => parseAllowedHost(value)).toThrow(/is not a host name/);
+  });
 });
