@@ -44,9 +44,9 @@ const SSE_HEARTBEAT_MS = 15_000;
 /** Host names a loopback-bound server answers to; any other (a rebound DNS name) is refused. */
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]']);
 
-/** @default bound of legacy sessions open at once. */
+/** Legacy sessions open at once, unless {@link McpHttpOptions.maxSessions} says otherwise. */
 export const DEFAULT_MAX_SESSIONS = 64;
-/** @default time a legacy session may go without a request (and without an open stream) before it is closed. */
+/** How long a legacy session may go without a request (and without an open stream) before it is closed, unless {@link McpHttpOptions.sessionIdleMs} says otherwise. */
 export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 /** TCP connections served at once: each open SSE stream holds one. */
 const MAX_CONNECTIONS = 1024;
@@ -79,10 +79,11 @@ export interface McpHttpOptions {
   allowedOrigins?: readonly string[];
   /** Largest request body; a larger one gets 413 (multienv.max_message_mb). */
   maxMessageBytes: number;
-  /** @default DEFAULT_MAX_SESSIONS */
+  /** Legacy sessions open at once; one more `initialize` gets 503. @default DEFAULT_MAX_SESSIONS */
   maxSessions?: number;
-  /** @default DEFAULT_SESSION_IDLE_MS */
+  /** How long a session with nothing in flight lives on. @default DEFAULT_SESSION_IDLE_MS */
   sessionIdleMs?: number;
+  /** @default silentLogger */
   logger?: Logger;
 }
 
@@ -90,8 +91,6 @@ export interface McpHttpOptions {
 export interface McpHttpListener {
   /** The endpoint, e.g. `http://127.0.0.1:43883/mcp`. */
   readonly url: string;
-  /** Legacy sessions open now. */
-  readonly sessionCount: number;
   /** Stops listening, closes every session and drops every connection. Idempotent. */
   close(): Promise<void>;
 }
@@ -423,9 +422,6 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
   let closing: Promise<void> | undefined;
   return {
     url: `http://${boundHost}:${address.port}${MCP_PATH}`,
-    get sessionCount() {
-      return sessions.size;
-    },
     close: () =>
       (closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
