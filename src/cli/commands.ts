@@ -21,6 +21,11 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
   return (await import('./exec-server-command.js')).runExecServer(argv, env);
 }
 
+/** `codex-multienv serve`: the MCP server over Streamable HTTP. */
+export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return (await import('./serve-command.js')).runServe(argv, env);
+}
+
 /** `codex-multienv environments`. */
 export async function runEnvironments(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return (await import('./environments-command.js')).runEnvironments(argv, env);

@@ -1,12 +1,11 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
 import { ExecServer } from '../exec/server.js';
 import { StreamTransport } from '../transport/stream.js';
-import { listenWebSocket, type AuthDecision } from '../transport/websocket.js';
+import { listenWebSocket } from '../transport/websocket.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
+import { capabilityTokenAuth, isLoopbackIp, parseAllowedOrigin, tokenDigest } from './listen-auth.js';
 import { hostFacts, stderrLogger } from './runtime.js';
 
 const USAGE = `usage: codex-multienv exec-server [--listen ws://IP:PORT | stdio]
@@ -26,44 +25,7 @@ export function parseListen(value: string): { kind: 'stdio' } | { kind: 'ws'; ho
   return { kind: 'ws', host, port };
 }
 
-/**
- * Parses an `--allow-origin` value into the form browsers send in `Origin`: scheme, host and port
- * only, lower case, default port dropped (`https://App.example:443/` → `https://app.example`).
- */
-export function parseAllowedOrigin(value: string): string {
-  let url: URL | undefined;
-  try {
-    url = new URL(value.trim());
-  } catch {
-    url = undefined;
-  }
-  const bare = url !== undefined && url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
-  if (url === undefined || !bare || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new LocalError(
-      LocalErrorCode.InvalidArgument,
-      `--allow-origin \`${value}\` is not an origin; expected scheme, host and optional port, e.g. \`https://app.example.com\` or \`http://localhost:3000\``,
-    );
-  }
-  return url.origin;
-}
-
-/** True for 127.0.0.0/8 and ::1. */
-function isLoopbackIp(host: string): boolean {
-  return host === '::1' || /^127\./.test(host);
-}
-
-/** Builds the capability-token check: a constant-time comparison of SHA-256 digests. */
-export function capabilityTokenAuth(expectedSha256: Buffer): (authorization: string | undefined) => AuthDecision {
-  return (authorization) => {
-    if (authorization === undefined) return { ok: false, message: 'missing websocket bearer token' };
-    const match = /^bearer\s+(.+)$/i.exec(authorization.trim());
-    if (match?.[1] === undefined) return { ok: false, message: 'invalid authorization header' };
-    const digest = createHash('sha256').update(match[1].trim(), 'utf8').digest();
-    return timingSafeEqual(digest, expectedSha256) ? { ok: true } : { ok: false, message: 'invalid websocket bearer token' };
-  };
-}
-
-async function tokenDigest(values: { 'ws-auth'?: string; 'ws-token-file'?: string; 'ws-token-sha256'?: string }): Promise<Buffer | undefined> {
+async function execServerTokenDigest(values: { 'ws-auth'?: string; 'ws-token-file'?: string; 'ws-token-sha256'?: string }): Promise<Buffer | undefined> {
   const mode = values['ws-auth'];
   if (mode === undefined) {
     if (values['ws-token-file'] !== undefined || values['ws-token-sha256'] !== undefined) {
@@ -75,14 +37,10 @@ async function tokenDigest(values: { 'ws-auth'?: string; 'ws-token-file'?: strin
   if ((values['ws-token-file'] === undefined) === (values['ws-token-sha256'] === undefined)) {
     throw new LocalError(LocalErrorCode.InvalidArgument, '--ws-auth capability-token needs exactly one of --ws-token-file or --ws-token-sha256');
   }
-  if (values['ws-token-file'] !== undefined) {
-    const token = (await readFile(values['ws-token-file'], 'utf8')).trim();
-    if (token.length === 0) throw new LocalError(LocalErrorCode.InvalidArgument, `token file ${values['ws-token-file']} is empty`);
-    return createHash('sha256').update(token, 'utf8').digest();
-  }
-  const hex = values['ws-token-sha256']?.trim() ?? '';
-  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new LocalError(LocalErrorCode.InvalidArgument, '--ws-token-sha256 must be 64 hexadecimal characters');
-  return Buffer.from(hex, 'hex');
+  return tokenDigest({
+    ...(values['ws-token-file'] === undefined ? {} : { file: { flag: '--ws-token-file', path: values['ws-token-file'] } }),
+    ...(values['ws-token-sha256'] === undefined ? {} : { sha256: { flag: '--ws-token-sha256', hex: values['ws-token-sha256'] } }),
+  });
 }
 
 function positiveNumber(value: string | undefined, flag: string): number | undefined {
@@ -141,7 +99,7 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
   }
 
   const allowedOrigins = (values['allow-origin'] ?? []).map(parseAllowedOrigin);
-  const digest = await tokenDigest(values);
+  const digest = await execServerTokenDigest(values);
   if (digest === undefined && !isLoopbackIp(listen.host)) {
     throw new LocalError(
       LocalErrorCode.InvalidArgument,
@@ -151,7 +109,7 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
   const listener = await listenWebSocket({
     host: listen.host,
     port: listen.port,
-    authorize: digest === undefined ? undefined : capabilityTokenAuth(digest),
+    authorize: digest === undefined ? undefined : capabilityTokenAuth(digest, 'websocket'),
     allowedOrigins,
     onConnection: (transport) => server.serve(transport, { resumable: true }),
   });

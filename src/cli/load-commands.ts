@@ -7,7 +7,7 @@ import type * as CommandsModule from './commands.js';
 /** What commands.ts exports. */
 export type Commands = typeof CommandsModule;
 
-const COMMAND_NAMES = ['runMcpServer', 'runMcpWorker', 'runExecServer', 'runEnvironments', 'runDoctor'] as const satisfies readonly (keyof Commands)[];
+const COMMAND_NAMES = ['runMcpServer', 'runMcpWorker', 'runExecServer', 'runServe', 'runEnvironments', 'runDoctor'] as const satisfies readonly (keyof Commands)[];
 
 function isCommands(value: unknown): value is Commands {
   return typeof value === 'object' && value !== null && COMMAND_NAMES.every((name) => typeof Reflect.get(value, name) === 'function');

@@ -9,6 +9,8 @@ const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions acr
 usage:
   codex-multienv [-c key=value]... [--profile NAME] [--foreground]          serve MCP over stdio (tools codex, codex-reply, environment/add, ...);
                                                                            turns run in a detached worker that outlives this process (--foreground: in this one)
+  codex-multienv serve --listen http://IP:PORT [auth flags] [-c key=value]...
+                                                                           serve MCP over Streamable HTTP at /mcp (port 0: a free port)
   codex-multienv exec-server [--listen ws://IP:PORT | stdio] [auth flags]   serve the exec-server protocol
   codex-multienv environments [--json]                                     check the configured environments
   codex-multienv doctor [--json] [-c key=value]... [--profile NAME]         check config, environments, sandbox and model provider
@@ -40,6 +42,8 @@ async function main(argv: string[]): Promise<number> {
     // Each command loads only its own modules, which keeps start-up short.
     case 'exec-server':
       return (await commands()).runExecServer(rest, process.env);
+    case 'serve':
+      return (await commands()).runServe(rest, process.env);
     case 'environments':
       return (await commands()).runEnvironments(rest, process.env);
     case 'doctor':

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolveConfig } from '../config/config.js';
 import { parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../config/layers.js';
 import { DEFAULT_MODEL_PROVIDER_ID } from '../config/model-providers.js';
@@ -14,7 +14,7 @@ import { parseMcpServers } from '../config/mcp-servers.js';
 import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
 import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
-import { createMcpServer, serveOverStdio } from '../mcp/server.js';
+import { createMcpServer, serveOverStdio, type McpFace } from '../mcp/server.js';
 import { BuiltinEngine } from '../session/builtin-engine.js';
 import { CodexAppServer } from '../session/codex-app-server.js';
 import { CodexEngine } from '../session/codex-engine.js';
@@ -228,6 +228,15 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
   }
 }
 
+/** The command-line options of the MCP server (stdio, and `serve` beside its own). */
+export const MCP_SERVER_ARGS = {
+  config: { type: 'string', short: 'c', multiple: true },
+  profile: { type: 'string', short: 'p' },
+  'log-level': { type: 'string' },
+  'portable-tool-names': { type: 'boolean' },
+  foreground: { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
 /** What {@link startMcpServer} composes the server from: the outside world, passed in. */
 export interface McpServerStartOptions {
   /** The command line after the command: `-c key=value`, `--profile`, `--log-level`, `--portable-tool-names`, `--foreground`. */
@@ -245,7 +254,12 @@ export interface McpServerStartOptions {
 /** The composed MCP server, not yet connected to a client. */
 export interface StartedMcpServer {
   /** The MCP face, to connect to a transport. */
-  server: ReturnType<typeof createMcpServer>;
+  server: McpFace;
+  /**
+   * Builds another MCP face on the same threads, environments and engines (one per HTTP session);
+   * its close() leaves them running.
+   */
+  createFace: () => McpFace;
   /** The threads, whose turns may outlive the client (see `runMcpServer`). */
   threads: ThreadManager;
   /** The `[multienv]` settings in effect (message bound, drain time, threads folder, …). */
@@ -266,20 +280,12 @@ export interface StartedMcpServer {
  */
 export async function startMcpServer(options: McpServerStartOptions): Promise<StartedMcpServer> {
   const { env, cwd } = options;
-  const { values } = parseArgs({
-    args: options.argv,
-    options: {
-      config: { type: 'string', short: 'c', multiple: true },
-      profile: { type: 'string', short: 'p' },
-      'log-level': { type: 'string' },
-      'portable-tool-names': { type: 'boolean' },
-      foreground: { type: 'boolean' },
-    },
-    strict: true,
+  const { values } = parseArgs({ args: options.argv, options: MCP_SERVER_ARGS, strict: true });
+  // Log events also go to the MCP clients (as logging notifications), to each face once it exists.
+  const logForwarders = new Set<(entry: LogEntry) => void>();
+  const logger = teeLogger(options.logger(values['log-level']), (entry) => {
+    for (const forward of logForwarders) forward(entry);
   });
-  // Log events also go to the MCP client (as logging notifications) once the server exists.
-  let forwardLog: ((entry: LogEntry) => void) | undefined;
-  const logger = teeLogger(options.logger(values['log-level']), (entry) => forwardLog?.(entry));
   const home = codexHome(env);
   const configPath = join(home, 'config.toml');
   const text = await readOptionalFile(configPath);
@@ -356,21 +362,36 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     limits,
     logger: threadsLogger,
   });
-  const server = createMcpServer({
-    threads,
-    registry,
-    version: PACKAGE_VERSION,
-    logger: logger.child('mcp'),
-    approvalTimeoutMs: limits.approvalTimeoutMs,
-    codexEvents: limits.codexEvents,
-    allowRuntimeProgramEnvironments: limits.allowRuntimeProgramEnvironments,
-    defaultWaitMs: limits.defaultWaitMs,
-    portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
-    onLogForwarder: (forward) => (forwardLog = forward),
-  });
+  const createFace = (): McpFace => {
+    let forward: ((entry: LogEntry) => void) | undefined;
+    const face = createMcpServer({
+      threads,
+      registry,
+      version: PACKAGE_VERSION,
+      logger: logger.child('mcp'),
+      approvalTimeoutMs: limits.approvalTimeoutMs,
+      codexEvents: limits.codexEvents,
+      allowRuntimeProgramEnvironments: limits.allowRuntimeProgramEnvironments,
+      defaultWaitMs: limits.defaultWaitMs,
+      portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
+      onLogForwarder: (forwarder) => {
+        forward = forwarder;
+        logForwarders.add(forwarder);
+      },
+    });
+    return {
+      ...face,
+      close: async () => {
+        if (forward !== undefined) logForwarders.delete(forward);
+        await face.close();
+      },
+    };
+  };
+  const server = createFace();
   let closing: Promise<void> | undefined;
   return {
     server,
+    createFace,
     threads,
     limits,
     logger,

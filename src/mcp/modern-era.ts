@@ -92,8 +92,11 @@ interface PendingCall {
   answer: Promise<CallToolResult>;
   /** Aborts when the client cancels any round of the call. */
   cancel: AbortController;
-  /** The request that has the call open now, and its progress token; undefined between rounds. */
-  open: { requestId: RequestId; progressToken: ProgressToken | undefined } | undefined;
+  /**
+   * The request that has the call open now, its progress token, and where that request's messages
+   * go (over HTTP each round is its own POST with its own response stream); undefined between rounds.
+   */
+  open: { requestId: RequestId; progressToken: ProgressToken | undefined; send: (message: JSONRPCMessage) => Promise<void> } | undefined;
   expiry: NodeJS.Timeout | undefined;
 }
 
@@ -147,7 +150,7 @@ export class ModernEra {
   handle(message: JSONRPCMessage, send: (message: JSONRPCMessage) => Promise<void>): void {
     if (isJSONRPCNotification(message)) {
       const params = CancelledParamsSchema.safeParse(message.params);
-      if (params.success) this.#cancel(params.data.requestId, params.data.reason);
+      if (params.success) this.cancel(params.data.requestId, params.data.reason);
       return;
     }
     if (!isJSONRPCRequest(message)) return;
@@ -229,7 +232,7 @@ export class ModernEra {
     let call: PendingCall;
     if (params.requestState === undefined) {
       if (params.inputResponses !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: inputResponses without the requestState they answer');
-      call = this.#start(requestId, params.name, args, canElicit, send);
+      call = this.#start(requestId, params.name, args, canElicit);
     } else {
       let callId: string;
       try {
@@ -248,7 +251,7 @@ export class ModernEra {
       if (call.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
       if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses);
     }
-    call.open = { requestId, progressToken };
+    call.open = { requestId, progressToken, send };
     this.#openRequests.set(requestId, call);
     try {
       const next = await Promise.race([call.answer.then((result) => ({ result })), call.gate.whenParked().then(() => undefined)]);
@@ -271,7 +274,7 @@ export class ModernEra {
     }
   }
 
-  #start(requestId: RequestId, tool: string, args: Record<string, unknown>, canElicit: boolean, send: (message: JSONRPCMessage) => Promise<void>): PendingCall {
+  #start(requestId: RequestId, tool: string, args: Record<string, unknown>, canElicit: boolean): PendingCall {
     if (this.#calls.size >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
     const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
     const cancel = new AbortController();
@@ -288,7 +291,7 @@ export class ModernEra {
       sendNotification: (notification: ServerNotification) => {
         const open = call.open;
         if (open === undefined || open.progressToken === undefined || notification.method !== 'notifications/progress') return Promise.resolve();
-        return send({ jsonrpc: '2.0', method: notification.method, params: { ...notification.params, progressToken: open.progressToken } });
+        return open.send({ jsonrpc: '2.0', method: notification.method, params: { ...notification.params, progressToken: open.progressToken } });
       },
     };
     call.answer = this.#options.tools.call(tool, args, extra);
@@ -303,7 +306,12 @@ export class ModernEra {
     call.gate.close(reason);
   }
 
-  #cancel(requestId: RequestId, reason: string | undefined): void {
+  /**
+   * Cancels the call `requestId` has open (a `notifications/cancelled`, or over HTTP the client
+   * closing the request's stream, which is how this era cancels there): nothing more is sent for
+   * the request, and the call's turn is interrupted. Does nothing when no call is open on it.
+   */
+  cancel(requestId: RequestId, reason: string | undefined): void {
     const call = this.#openRequests.get(requestId);
     if (call === undefined) return;
     this.#logger.info('modern tool call cancelled by the client', { requestId, reason });

@@ -182,6 +182,11 @@ function mebibytes(bytes: number): string {
   return `${Number((bytes / MIB).toFixed(3))} MiB`;
 }
 
+/** The message bound as errors name it: `1048576 bytes (1 MiB, multienv.max_message_mb)`. */
+export function messageLimitText(maxMessageBytes: number, setting = 'multienv.max_message_mb'): string {
+  return `${maxMessageBytes} bytes (${mebibytes(maxMessageBytes)}, ${setting})`;
+}
+
 /** Options of {@link McpStdioTransport}. */
 export interface McpStdioTransportOptions {
   /** The largest message read from the client, in bytes (without its newline); larger ones are refused. */
@@ -208,7 +213,7 @@ export class McpStdioTransport implements Transport {
   constructor(input: Readable, output: Writable, options: McpStdioTransportOptions) {
     this.#logger = options.logger ?? silentLogger;
     this.#maxMessageBytes = options.maxMessageBytes;
-    this.#limitText = `${options.maxMessageBytes} bytes (${mebibytes(options.maxMessageBytes)}, ${options.limitSetting ?? 'multienv.max_message_mb'})`;
+    this.#limitText = messageLimitText(options.maxMessageBytes, options.limitSetting);
     this.#stream = new StreamTransport(input, output, 'MCP client', {
       maxMessageBytes: options.maxMessageBytes,
       // The client's stdout is not ours to end (the worker hands it back, the foreground server
