@@ -264,7 +264,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
    * response only. The request's id is the client's, and clients pick theirs independently, so the
    * process-wide era sees a fresh id of ours instead (given back in the answer): two clients using
    * id 1 at once never meet. Closing the response before the answer is how a client of this era
-   * cancels over HTTP.
+   * cancels over HTTP; it ends the call, not the turn (see ModernEra.cancel).
    */
   const serveModern = (message: JSONRPCRequest, request: IncomingMessage, response: ServerResponse): void => {
     const ownId = `http-${(modernRequests += 1)}`;
@@ -282,7 +282,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     }
     response.once('close', () => {
       clearInterval(heartbeat);
-      if (!answered) options.modern.cancel(ownId, 'the client closed the request stream before the answer');
+      if (!answered) options.modern.cancel(ownId, 'the client closed the request stream before the answer', 'stopped-waiting');
     });
     const send = (outgoing: JSONRPCMessage): Promise<void> => {
       if (answered || response.destroyed) return Promise.resolve();

@@ -15,7 +15,7 @@ import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, argumentsDigest } from './input-required.js';
 import type { ToolExtra, ToolTable } from './tools.js';
-import { clientCancellation } from './turn-call.js';
+import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
 
 /**
  * The modern MCP era (2026-07-28) beside the SDK's legacy server on one connection. A modern
@@ -307,17 +307,20 @@ export class ModernEra {
   }
 
   /**
-   * Cancels the call `requestId` has open (a `notifications/cancelled`, or over HTTP the client
-   * closing the request's stream, which is how this era cancels there): nothing more is sent for
-   * the request, and the call's turn is interrupted. Does nothing when no call is open on it.
+   * Cancels the call `requestId` has open: nothing more is sent for the request. A
+   * `notifications/cancelled` (`how: 'cancelled'`) also interrupts the call's turn, unless its
+   * reason says the client timed out. Over HTTP the client closing the request's stream is how this
+   * era cancels, but a time-out, a crash or a dropped proxy connection look the same, so there
+   * (`how: 'stopped-waiting'`) only the call ends and the turn goes on, as after a wait budget:
+   * `turn/interrupt` stops it. Does nothing when no call is open on it.
    */
-  cancel(requestId: RequestId, reason: string | undefined): void {
+  cancel(requestId: RequestId, reason: string | undefined, how: 'cancelled' | 'stopped-waiting' = 'cancelled'): void {
     const call = this.#openRequests.get(requestId);
     if (call === undefined) return;
-    this.#logger.info('modern tool call cancelled by the client', { requestId, reason });
+    this.#logger.info(how === 'cancelled' ? 'modern tool call cancelled by the client' : 'the client stopped waiting for a modern tool call', { requestId, reason });
     // The spec's modern era: nothing more is sent for a cancelled request.
     this.#cancelled.add(requestId);
-    call.cancel.abort(clientCancellation(reason));
+    call.cancel.abort(how === 'cancelled' ? clientCancellation(reason) : clientStoppedWaiting(reason ?? 'the connection closed'));
   }
 }
 

@@ -151,11 +151,19 @@ const CLIENT_TIMEOUT_REASON = /\btim(?:e|ed)[\s_-]?outs?\b|(?<!\d)-32001(?!\d)/i
  * a reason). Callers branch on the code, see {@link isClientTimeout}.
  */
 export function clientCancellation(reason: string | undefined): LocalError {
-  if (reason !== undefined && CLIENT_TIMEOUT_REASON.test(reason)) return new LocalError(LocalErrorCode.RequestTimeout, `the client stopped waiting: ${reason}`);
+  if (reason !== undefined && CLIENT_TIMEOUT_REASON.test(reason)) return clientStoppedWaiting(reason);
   return new LocalError(LocalErrorCode.Aborted, reason === undefined || reason === '' ? 'cancelled by the client' : reason);
 }
 
-/** Whether an abort reason made by {@link clientCancellation} is the client's own time-out. */
+/**
+ * The abort reason of a call whose client stopped waiting for it (its own time-out, or a closed
+ * connection that cannot be told from one): the call ends, its turn goes on.
+ */
+export function clientStoppedWaiting(reason: string): LocalError {
+  return new LocalError(LocalErrorCode.RequestTimeout, `the client stopped waiting: ${reason}`);
+}
+
+/** Whether an abort reason made by {@link clientCancellation} or {@link clientStoppedWaiting} is the client's own time-out. */
 export function isClientTimeout(reason: unknown): boolean {
   return reason instanceof LocalError && reason.code === LocalErrorCode.RequestTimeout;
 }

@@ -89,3 +89,12 @@ export function networkEnv(env: NodeJS.ProcessEnv, set: Record<string, string> =
   for (const name of NETWORK_VARIABLES) delete result[name];
   return { ...result, ...set };
 }
+
+/**
+ * `[program, args]` to run `program args…` in a network namespace of its own (bubblewrap, the
+ * rest of the machine as it is): a test of a refusal to listen on a non-loopback address never
+ * binds a real one, even when the refusal is broken.
+ */
+export function inPrivateNetwork(program: string, args: string[]): [string, string[]] {
+  return ['bwrap', ['--unshare-net', '--dev-bind', '/', '/', '--die-with-parent', '--', program, ...args]];
+}

@@ -6,6 +6,7 @@ import { ExecClient } from '../../src/exec/client.js';
 import { websocketConnector } from '../../src/environments/connectors.js';
 import { rawStdio, rawWebSocket, type RawPeer } from '../helpers/raw-peer.js';
 import { CLI, isAlive, startCodexWsExecServer, startListening, startOurWsExecServer, startTcpProxy, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { inPrivateNetwork } from '../helpers/network.js';
 
 async function initialize(peer: RawPeer, id = 1, resumeSessionId: string | null = null): Promise<Record<string, unknown>> {
   peer.send(JSON.stringify({ id, method: 'initialize', params: { clientName: 'test', resumeSessionId } }));
@@ -163,7 +164,8 @@ describe('our exec-server: authentication and listening', () => {
   });
 
   it('refuses to listen on a non-loopback address without auth, and rejects bad --listen values', async () => {
-    await expect(startListening(process.execPath, [CLI, 'exec-server', '--listen', 'ws://0.0.0.0:0'])).rejects.toThrow(
+    // In a network namespace of its own: were the refusal broken, it would bind nothing real.
+    await expect(startListening(...inPrivateNetwork(process.execPath, [CLI, 'exec-server', '--listen', 'ws://0.0.0.0:0']))).rejects.toThrow(
       /refusing to listen on non-loopback address 0.0.0.0 without authentication/,
     );
     await expect(startListening(process.execPath, [CLI, 'exec-server', '--listen', 'http://127.0.0.1:0'])).rejects.toThrow(
