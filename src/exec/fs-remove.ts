@@ -1,0 +1,76 @@
+/** `fs/remove` of one entry or a whole tree, never following a symlink, even one swapped in mid-removal. */
+import type { Dirent } from 'node:fs';
+import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RpcError } from '../rpc/errors.js';
+import type { RaceWindow } from './fs-confined.js';
+import { isErrno } from './io-errors.js';
+import { openDirectory, type PinnedDirectory } from './pinned-directory.js';
+
+/** What {@link removeEntry} is asked to do (the `fs/remove` params, defaults applied). */
+export interface RemoveOptions {
+  recursive: boolean;
+  /** False: a symlink at `entry` is refused instead of unlinked. */
+  followSymlinks: boolean;
+  /** Tests: awaited before each directory of a tree is opened to be emptied. */
+  raceWindow?: RaceWindow;
+}
+
+/**
+ * Removes the entry at `entry` (whose path as asked is `listed`): a symlink is unlinked, never
+ * followed; a directory is removed empty, or with `recursive` with everything below it. A tree is
+ * walked through held-open directories: each subdirectory is opened without following a symlink
+ * and emptied through its descriptor, then removed by name from the open parent. An entry swapped
+ * for a symlink while the tree is being removed is unlinked as the link it now is, so the removal
+ * stays inside the tree that was judged. Entries already gone below `entry` are fine (`rm -rf`).
+ * @throws the system error of the removal (`ENOENT` for `entry` itself missing, `ENOTEMPTY`, …).
+ */
+export async function removeEntry(entry: string, listed: string, options: RemoveOptions): Promise<void> {
+  const target = await lstat(entry);
+  if (target.isSymbolicLink() && !options.followSymlinks) throw RpcError.invalidRequest('path contains a symbolic link');
+  if (!target.isDirectory()) await unlink(entry);
+  else if (!options.recursive) await rmdir(entry);
+  else await removeDirectory(entry, listed, options.raceWindow);
+}
+
+/** Empties and removes the directory at `path` (as listed: `listed`); a symlink found there instead is unlinked. */
+async function removeDirectory(path: string, listed: string, raceWindow: RaceWindow | undefined): Promise<void> {
+  await raceWindow?.(listed);
+  let directory: PinnedDirectory;
+  try {
+    directory = openDirectory(path, true);
+  } catch (error) {
+    // No longer a directory (a symlink or a file took its place): removed as what it is now.
+    if (isErrno(error, 'ENOTDIR') || isErrno(error, 'ELOOP')) return unlinkIfThere(path);
+    if (isErrno(error, 'ENOENT')) return;
+    throw error;
+  }
+  try {
+    let dirents: Dirent[];
+    try {
+      dirents = await readdir(directory.path, { withFileTypes: true });
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return; // removed meanwhile
+      throw error;
+    }
+    for (const dirent of dirents) {
+      if (dirent.isDirectory()) await removeDirectory(directory.at(dirent.name), join(listed, dirent.name), raceWindow);
+      else await unlinkIfThere(directory.at(dirent.name));
+    }
+  } finally {
+    directory.close();
+  }
+  try {
+    await rmdir(path);
+  } catch (error) {
+    if (!isErrno(error, 'ENOENT')) throw error;
+  }
+}
+
+async function unlinkIfThere(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (!isErrno(error, 'ENOENT')) throw error;
+  }
+}
