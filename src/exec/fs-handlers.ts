@@ -98,7 +98,7 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const { handle, size } = await openRegularFile(path, follow ? 0 : constants.O_NOFOLLOW);
     let reservation: ReadReservation | undefined;
     try {
-      await assertOpenedReadable(policy, handle, path, FsReadFile.method);
+      if (policy !== undefined) await assertOpenedReadable(policy, handle, path, FsReadFile.method);
       // Refused before anything is allocated: the size is known from the open file.
       if (size > maxReadFileBytes) throw fileTooLarge(path, size, maxReadFileBytes);
       const held = await budgeted(FsReadFile.method, () => readBudget.reserve(readMemoryCost(size), context.signal));
