@@ -13,7 +13,8 @@ import { assertLandsWritable, readCheck, type SandboxPolicy } from './sandbox-po
  * Copies the entry at `source` to `destination`, both already judged by the sandbox (`landing`
  * is where the destination was judged to land): a symlink is copied as a link, a directory (only
  * with `recursive`) as a tree, a regular file with its mode. Under a sandbox every entry read or
- * made is judged again where it really is. `raceWindow` (tests) is awaited just before the write.
+ * made is judged again where it really is. `raceWindow` (tests) is awaited before a link is read and
+ * before the write.
  */
 export async function copyEntry(
   policy: SandboxPolicy | undefined,
@@ -26,7 +27,9 @@ export async function copyEntry(
   const canRead = readCheck(policy);
   const info = await io(() => lstat(source));
   if (info.isSymbolicLink()) {
-    await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => copySymlink(source, target), raceWindow));
+    if (canRead !== undefined) await raceWindow?.(source);
+    const linkTarget = await io(() => readLinkJudged(source, canRead));
+    await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => symlink(linkTarget, target), raceWindow));
   } else if (info.isDirectory()) {
     if (!recursive) throw RpcError.invalidRequest('fs/copy requires recursive: true when sourcePath is a directory');
     if (await isSameOrInside(source, destination)) {
@@ -92,6 +95,22 @@ async function copyRegularFile(source: string, target: string, canRead: ((path: 
     }
   } finally {
     await from.close();
+  }
+}
+
+/**
+ * The target of the symlink `source`. Under a sandbox (`canRead`), read inside its parent
+ * directory held open and judged by where that really is, so that a symlink swapped in among
+ * the parents after the check cannot make it read a link the sandbox hides.
+ */
+async function readLinkJudged(source: string, canRead: ((path: string) => boolean) | undefined): Promise<string> {
+  if (canRead === undefined) return readlink(source);
+  const parent = openDirectory(dirname(source), false);
+  try {
+    if (!canRead(join(parent.real, basename(source)))) throw readRefused(source);
+    return await readlink(parent.at(basename(source)));
+  } finally {
+    parent.close();
   }
 }
 

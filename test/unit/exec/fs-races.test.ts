@@ -204,6 +204,16 @@ describe('a symlink swapped in between the check and the open of a read', () => 
     await expectDecoysUntouched();
   });
 
+  it('is refused by fs/copy of a symlink, which reads the link where it was judged', async () => {
+    await symlink('inside-target', join(ws, 'dir', 'lnk'));
+    await symlink('outside-secret-target', join(outside, 'lnk'));
+    swapAt = join(ws, 'dir', 'lnk');
+    const copy = client.request(FsCopy, { sourcePath: uri(join(ws, 'dir', 'lnk')), destinationPath: uri(join(ws, 'copy')), recursive: false, sandbox: sandbox() });
+    await expectRefused(copy, 'reading');
+    expect(swapped).toBe(true);
+    await expect(lstat(join(ws, 'copy'))).rejects.toThrow(/ENOENT/);
+  });
+
   it('still reads what was judged when nothing is swapped', async () => {
     await expect(client.request(FsReadFile, { path: uri(join(ws, 'dir', 'key')), sandbox: sandbox() })).resolves.toEqual({ dataBase64: b64('inside key\n') });
     const listing = await client.request(FsReadDirectory, { path: uri(join(ws, 'dir')), sandbox: sandbox() });
