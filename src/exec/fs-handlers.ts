@@ -39,7 +39,7 @@ import { walk } from './fs-walk.js';
 import { errnoError, io, ioError, isErrno } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
 import { ReadBudget, readMemoryCost, type ReadReservation } from './read-budget.js';
-import { assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, readCheck, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
+import { assertLandsWritable, assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, readCheck, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
 
 // Re-exported: whoever registers these handlers makes the session state they share.
 export { createFsSessionState, FsSessionState };
@@ -215,7 +215,9 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const followSymlinks = params.followSymlinks ?? true;
     if (!followSymlinks) await refuseSymlinkAncestors(path);
     try {
-      await writeAt(policy, path, landing, FsRemove.method, (entry) => removeEntry(entry, path, { recursive, followSymlinks, raceWindow }), raceWindow);
+      const assertRemovable =
+        policy === undefined || landing === undefined ? undefined : (listed: string, real: string) => assertLandsWritable(policy, listed, real, FsRemove.method);
+      await writeAt(policy, path, landing, FsRemove.method, (entry) => removeEntry(entry, path, { recursive, followSymlinks, assertRemovable, raceWindow }), raceWindow);
     } catch (error) {
       if (error instanceof RpcError) throw error;
       // `force` forgives only a missing path (also one removed concurrently), like `rm -f`.

@@ -12,6 +12,12 @@ export interface RemoveOptions {
   recursive: boolean;
   /** False: a symlink at `entry` is refused instead of unlinked. */
   followSymlinks: boolean;
+  /**
+   * Under a restricted sandbox: throws unless the entry listed as `listed`, really at `real`, may
+   * be written (removed); every entry of a tree is judged before it is removed or entered, so a
+   * read-only or denied folder inside a writable one (`.git` in the workspace) stays.
+   */
+  assertRemovable?: (listed: string, real: string) => void;
   /** Tests: awaited before each directory of a tree is opened to be emptied. */
   raceWindow?: RaceWindow;
 }
@@ -23,6 +29,8 @@ export interface RemoveOptions {
  * and emptied through its descriptor, then removed by name from the open parent. An entry swapped
  * for a symlink while the tree is being removed is unlinked as the link it now is, so the removal
  * stays inside the tree that was judged. Entries already gone below `entry` are fine (`rm -rf`).
+ * With `assertRemovable`, the first entry it refuses fails the removal (what came before it in
+ * the walk is gone, as with `rm -r` stopped by an error).
  * @throws the system error of the removal (`ENOENT` for `entry` itself missing, `ENOTEMPTY`, …).
  */
 export async function removeEntry(entry: string, listed: string, options: RemoveOptions): Promise<void> {
@@ -30,12 +38,12 @@ export async function removeEntry(entry: string, listed: string, options: Remove
   if (target.isSymbolicLink() && !options.followSymlinks) throw RpcError.invalidRequest('path contains a symbolic link');
   if (!target.isDirectory()) await unlink(entry);
   else if (!options.recursive) await rmdir(entry);
-  else await removeDirectory(entry, listed, options.raceWindow);
+  else await removeDirectory(entry, listed, options);
 }
 
 /** Empties and removes the directory at `path` (as listed: `listed`); a symlink found there instead is unlinked. */
-async function removeDirectory(path: string, listed: string, raceWindow: RaceWindow | undefined): Promise<void> {
-  await raceWindow?.(listed);
+async function removeDirectory(path: string, listed: string, options: RemoveOptions): Promise<void> {
+  await options.raceWindow?.(listed);
   let directory: PinnedDirectory;
   try {
     directory = openDirectory(path, true);
@@ -54,7 +62,8 @@ async function removeDirectory(path: string, listed: string, raceWindow: RaceWin
       throw error;
     }
     for (const dirent of dirents) {
-      if (dirent.isDirectory()) await removeDirectory(directory.at(dirent.name), join(listed, dirent.name), raceWindow);
+      options.assertRemovable?.(join(listed, dirent.name), join(directory.real, dirent.name));
+      if (dirent.isDirectory()) await removeDirectory(directory.at(dirent.name), join(listed, dirent.name), options);
       else await unlinkIfThere(directory.at(dirent.name));
     }
   } finally {

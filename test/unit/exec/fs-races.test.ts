@@ -242,6 +242,18 @@ describe('a symlink swapped into a tree while fs/remove removes it', () => {
     });
   }
 
+  it('leaves a read-only or denied folder inside the tree, refusing the removal by its name', async () => {
+    for (const access of ['read', 'deny'] as const) {
+      await mkdir(join(ws, 'tree', 'kept'), { recursive: true });
+      await writeFile(join(ws, 'tree', 'kept', 'g'), 'kept');
+      const rules = [{ path: { type: 'path', path: uri(join(ws, 'tree', 'kept')) }, access }];
+      const guarded = workspaceWriteSandbox(ws, { extra: [...rules, { path: { type: 'path', path: uri(outside) }, access: 'deny' }] });
+      await expectRefused(client.request(FsRemove, { path: uri(join(ws, 'tree')), sandbox: guarded }), `writing \`${join(ws, 'tree', 'kept')}\` is not allowed by the sandbox`);
+      expect(await readFile(join(ws, 'tree', 'kept', 'g'), 'utf8')).toBe('kept');
+      await rm(join(ws, 'tree'), { recursive: true });
+    }
+  });
+
   it('removes a deep tree with files, links and empty folders', async () => {
     let deep = join(ws, 'tree');
     for (let level = 0; level < 20; level += 1) {
