@@ -7,6 +7,12 @@ import type { RaceWindow } from './fs-confined.js';
 import { isErrno } from './io-errors.js';
 import { openDirectory, type PinnedDirectory } from './pinned-directory.js';
 
+/**
+ * Deepest folder below the removed one that a tree removal enters: it holds one descriptor per
+ * level, so an adversarial tree cannot take all of the process's descriptors.
+ */
+export const MAX_REMOVE_DEPTH = 1024;
+
 /** What {@link removeEntry} is asked to do (the `fs/remove` params, defaults applied). */
 export interface RemoveOptions {
   recursive: boolean;
@@ -31,6 +37,7 @@ export interface RemoveOptions {
  * stays inside the tree that was judged. Entries already gone below `entry` are fine (`rm -rf`).
  * With `assertRemovable`, the first entry it refuses fails the removal (what came before it in
  * the walk is gone, as with `rm -r` stopped by an error).
+ * A tree more than {@link MAX_REMOVE_DEPTH} folders deep is refused when the walk gets there.
  * @throws the system error of the removal (`ENOENT` for `entry` itself missing, `ENOTEMPTY`, …).
  */
 export async function removeEntry(entry: string, listed: string, options: RemoveOptions): Promise<void> {
@@ -38,11 +45,12 @@ export async function removeEntry(entry: string, listed: string, options: Remove
   if (target.isSymbolicLink() && !options.followSymlinks) throw RpcError.invalidRequest('path contains a symbolic link');
   if (!target.isDirectory()) await unlink(entry);
   else if (!options.recursive) await rmdir(entry);
-  else await removeDirectory(entry, listed, options);
+  else await removeDirectory(entry, listed, options, 0);
 }
 
 /** Empties and removes the directory at `path` (as listed: `listed`); a symlink found there instead is unlinked. */
-async function removeDirectory(path: string, listed: string, options: RemoveOptions): Promise<void> {
+async function removeDirectory(path: string, listed: string, options: RemoveOptions, depth: number): Promise<void> {
+  if (depth > MAX_REMOVE_DEPTH) throw RpcError.invalidRequest(`fs/remove: \`${listed}\` is more than ${MAX_REMOVE_DEPTH} folders deep in the tree being removed`);
   await options.raceWindow?.(listed);
   let directory: PinnedDirectory;
   try {
@@ -63,7 +71,7 @@ async function removeDirectory(path: string, listed: string, options: RemoveOpti
     }
     for (const dirent of dirents) {
       options.assertRemovable?.(join(listed, dirent.name), join(directory.real, dirent.name));
-      if (dirent.isDirectory()) await removeDirectory(directory.at(dirent.name), join(listed, dirent.name), options);
+      if (dirent.isDirectory()) await removeDirectory(directory.at(dirent.name), join(listed, dirent.name), options, depth + 1);
       else await unlinkIfThere(directory.at(dirent.name));
     }
   } finally {

@@ -3,7 +3,7 @@
  * use, made deterministic through the handlers' `raceWindow` seam: the swap happens exactly in
  * that window. Every attack aims at decoys inside the test's own temp folder (`$tmp/outside`).
  */
-import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -23,6 +23,7 @@ import {
 import { RpcConnection } from '../../../src/rpc/connection.js';
 import { RpcError } from '../../../src/rpc/errors.js';
 import { createFsSessionState, registerFsHandlers, type FsSessionState } from '../../../src/exec/fs-handlers.js';
+import { MAX_REMOVE_DEPTH } from '../../../src/exec/fs-remove.js';
 import { createMemoryPair } from '../../../src/transport/memory.js';
 import { workspaceWriteSandbox } from '../../helpers/sandbox.js';
 
@@ -252,6 +253,16 @@ describe('a symlink swapped into a tree while fs/remove removes it', () => {
       expect(await readFile(join(ws, 'tree', 'kept', 'g'), 'utf8')).toBe('kept');
       await rm(join(ws, 'tree'), { recursive: true });
     }
+  });
+
+  it(`refuses a tree more than ${MAX_REMOVE_DEPTH} folders deep, naming where`, async () => {
+    const names = Array.from({ length: MAX_REMOVE_DEPTH + 1 }, () => 'd');
+    await mkdir(join(ws, 'tree', ...names), { recursive: true });
+    await expectRefused(client.request(FsRemove, { path: uri(join(ws, 'tree')) }), `fs/remove: \`${join(ws, 'tree', ...names)}\` is more than ${MAX_REMOVE_DEPTH} folders deep`);
+    // One level less is removed.
+    await rmdir(join(ws, 'tree', ...names));
+    await client.request(FsRemove, { path: uri(join(ws, 'tree')) });
+    await expect(lstat(join(ws, 'tree'))).rejects.toThrow(/ENOENT/);
   });
 
   it('removes a deep tree with files, links and empty folders', async () => {
