@@ -1,15 +1,25 @@
 /**
  * Keeping an `fs/*` call on the entries it was judged by: under a restricted sandbox, writes made
- * through held-open directories so that a symlink swapped in after the check cannot redirect them;
- * for `followSymlinks: false`, the refusal of a symlink among the parent directories.
+ * through held-open directories so that a symlink swapped in after the check cannot redirect them,
+ * and reads judged again by what they really opened; for `followSymlinks: false`, the refusal of a
+ * symlink among the parent directories.
  */
 import type { Stats } from 'node:fs';
-import { lstat, mkdir } from 'node:fs/promises';
+import { lstat, mkdir, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, parse, sep } from 'node:path';
 import { FsCreateDirectory } from '../protocol/exec.js';
+import { RpcError } from '../rpc/errors.js';
 import { errnoError, ioError, isErrno } from './io-errors.js';
-import { openDirectory, type PinnedDirectory } from './pinned-directory.js';
-import { assertLandsWritable, type SandboxPolicy } from './sandbox-policy.js';
+import { openDirectory, realPathOfOpened, type PinnedDirectory } from './pinned-directory.js';
+import { assertLandsWritable, readCheck, type SandboxPolicy } from './sandbox-policy.js';
+
+/**
+ * Awaited where a path has been judged and is about to be used (a write made, a read opened, a
+ * directory a removal descends into), with the path as asked: the moment a racing process could
+ * swap one of its components for a symlink. A seam for tests, which make that swap there to
+ * show it changes nothing; nothing sets it in production.
+ */
+export type RaceWindow = (path: string) => Promise<void>;
 
 /**
  * Runs a write of `path` (`write` gets the path to act on and whether it is pinned). Without a
@@ -18,6 +28,7 @@ import { assertLandsWritable, type SandboxPolicy } from './sandbox-policy.js';
  * open and judged again by the real path of what was opened, and `write` gets a path to the final
  * name inside that open directory, which it must use without following a final symlink
  * (`O_NOFOLLOW`). A symlink swapped in after the check cannot lead the write anywhere else.
+ * `raceWindow` (tests) is awaited between that check and the write.
  */
 export async function writeAt<T>(
   policy: SandboxPolicy | undefined,
@@ -25,11 +36,13 @@ export async function writeAt<T>(
   landing: string | undefined,
   method: string,
   write: (target: string, pinned: boolean) => Promise<T>,
+  raceWindow?: RaceWindow,
 ): Promise<T> {
   if (policy === undefined || landing === undefined) return write(path, false);
   const parent = openDirectory(dirname(landing), false);
   try {
     assertLandsWritable(policy, path, join(parent.real, basename(landing)), method);
+    await raceWindow?.(path);
     return await write(parent.at(basename(landing)), true);
   } finally {
     parent.close();
@@ -42,10 +55,10 @@ export async function writeAt<T>(
  * open, and opened without following a symlink; one planted on the way fails the call instead of
  * leading the new directories elsewhere. Errors are those of `mkdir` (recursive or not).
  */
-export async function makeDirectoryConfined(policy: SandboxPolicy, path: string, landing: string, recursive: boolean): Promise<void> {
+export async function makeDirectoryConfined(policy: SandboxPolicy, path: string, landing: string, recursive: boolean, raceWindow?: RaceWindow): Promise<void> {
   const method = FsCreateDirectory.method;
   if (!recursive) {
-    await writeAt(policy, path, landing, method, (target) => mkdir(target));
+    await writeAt(policy, path, landing, method, (target) => mkdir(target), raceWindow);
     return;
   }
   const missing: string[] = [];
@@ -64,6 +77,7 @@ export async function makeDirectoryConfined(policy: SandboxPolicy, path: string,
   }
   try {
     assertLandsWritable(policy, path, join(directory.real, ...missing), method);
+    await raceWindow?.(path);
     for (const name of missing) {
       try {
         await mkdir(directory.at(name));
@@ -77,6 +91,35 @@ export async function makeDirectoryConfined(policy: SandboxPolicy, path: string,
   } finally {
     directory.close();
   }
+}
+
+/**
+ * Under a restricted sandbox, throws -32600 unless the file just opened as `path` (already judged
+ * by its path) may be read where the open really landed, read back from the descriptor: a symlink
+ * swapped into the path between the check and the open cannot lead a read out of what the
+ * sandbox lets be read.
+ */
+export async function assertOpenedReadable(policy: SandboxPolicy | undefined, handle: FileHandle, path: string, method: string): Promise<void> {
+  const canRead = readCheck(policy);
+  if (canRead === undefined) return;
+  const real = await realPathOfOpened(handle, path);
+  if (!canRead(real)) throw RpcError.invalidRequest(`${method}: reading \`${path}\` is not allowed by the sandbox (it was opened at \`${real}\`)`);
+}
+
+/**
+ * Under a restricted sandbox, opens the directory `path` (already judged by its path) and returns
+ * it if it may be read where it really is, or throws -32600; undefined without one. List it
+ * through the returned directory (then close it), so that a symlink swapped in meanwhile cannot
+ * lead the listing elsewhere.
+ * @throws the system error of the open (`ENOENT`, `ENOTDIR`, …).
+ */
+export function openReadableDirectory(policy: SandboxPolicy | undefined, path: string, method: string): PinnedDirectory | undefined {
+  const canRead = readCheck(policy);
+  if (canRead === undefined) return undefined;
+  const directory = openDirectory(path, false);
+  if (canRead(directory.real)) return directory;
+  directory.close();
+  throw RpcError.invalidRequest(`${method}: reading \`${path}\` is not allowed by the sandbox (it was opened at \`${directory.real}\`)`);
 }
 
 /**

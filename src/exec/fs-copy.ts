@@ -4,7 +4,7 @@ import { copyFile, lstat, mkdir, open, readdir, readlink, realpath, symlink } fr
 import { basename, dirname, join, sep } from 'node:path';
 import { FsCopy } from '../protocol/exec.js';
 import { RpcError } from '../rpc/errors.js';
-import { writeAt } from './fs-confined.js';
+import { writeAt, type RaceWindow } from './fs-confined.js';
 import { io } from './io-errors.js';
 import { copyOpenedFile, openDirectory, realPathOfOpened, type PinnedDirectory } from './pinned-directory.js';
 import { assertLandsWritable, readCheck, type SandboxPolicy } from './sandbox-policy.js';
@@ -13,13 +13,23 @@ import { assertLandsWritable, readCheck, type SandboxPolicy } from './sandbox-po
  * Copies the entry at `source` to `destination`, both already judged by the sandbox (`landing`
  * is where the destination was judged to land): a symlink is copied as a link, a directory (only
  * with `recursive`) as a tree, a regular file with its mode. Under a sandbox every entry read or
- * made is judged again where it really is.
+ * made is judged again where it really is. `raceWindow` (tests) is awaited before a link is read and
+ * before the write.
  */
-export async function copyEntry(policy: SandboxPolicy | undefined, source: string, destination: string, landing: string | undefined, recursive: boolean): Promise<void> {
+export async function copyEntry(
+  policy: SandboxPolicy | undefined,
+  source: string,
+  destination: string,
+  landing: string | undefined,
+  recursive: boolean,
+  raceWindow?: RaceWindow,
+): Promise<void> {
   const canRead = readCheck(policy);
   const info = await io(() => lstat(source));
   if (info.isSymbolicLink()) {
-    await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => copySymlink(source, target)));
+    if (canRead !== undefined) await raceWindow?.(source);
+    const linkTarget = await io(() => readLinkJudged(source, canRead));
+    await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => symlink(linkTarget, target), raceWindow));
   } else if (info.isDirectory()) {
     if (!recursive) throw RpcError.invalidRequest('fs/copy requires recursive: true when sourcePath is a directory');
     if (await isSameOrInside(source, destination)) {
@@ -30,7 +40,7 @@ export async function copyEntry(policy: SandboxPolicy | undefined, source: strin
       const from = openDirectory(source, false);
       try {
         if (judge !== undefined && !judge.canRead(source, from.real)) throw readRefused(source);
-        await writeAt(policy, destination, landing, FsCopy.method, (target) => copyTreeInto(from, source, target, judge));
+        await writeAt(policy, destination, landing, FsCopy.method, (target) => copyTreeInto(from, source, target, judge), raceWindow);
       } finally {
         from.close();
       }
@@ -40,7 +50,7 @@ export async function copyEntry(policy: SandboxPolicy | undefined, source: strin
       // libuv's copyfile keeps the source's mode and is a no-op when both name the same file.
       await io(() => copyFile(source, destination));
     } else {
-      await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => copyRegularFile(source, target, canRead)));
+      await io(() => writeAt(policy, destination, landing, FsCopy.method, (target) => copyRegularFile(source, target, canRead), raceWindow));
     }
   } else {
     throw RpcError.invalidRequest('fs/copy only supports regular files, directories, and symlinks');
@@ -85,6 +95,22 @@ async function copyRegularFile(source: string, target: string, canRead: ((path: 
     }
   } finally {
     await from.close();
+  }
+}
+
+/**
+ * The target of the symlink `source`. Under a sandbox (`canRead`), read inside its parent
+ * directory held open and judged by where that really is, so that a symlink swapped in among
+ * the parents after the check cannot make it read a link the sandbox hides.
+ */
+async function readLinkJudged(source: string, canRead: ((path: string) => boolean) | undefined): Promise<string> {
+  if (canRead === undefined) return readlink(source);
+  const parent = openDirectory(dirname(source), false);
+  try {
+    if (!canRead(join(parent.real, basename(source)))) throw readRefused(source);
+    return await readlink(parent.at(basename(source)));
+  } finally {
+    parent.close();
   }
 }
 

@@ -4,7 +4,7 @@
  * (`fs-files.ts`, `fs-session.ts`, `fs-walk.ts`, `fs-copy.ts`, `fs-confined.ts`).
  */
 import { constants, type Dirent, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, realpath, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, realpath, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -30,15 +30,16 @@ import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import { describeInvalidBase64 } from '../util/base64.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
-import { lstatOrUndefined, makeDirectoryConfined, refuseSymlinkAncestors, writeAt } from './fs-confined.js';
+import { assertOpenedReadable, lstatOrUndefined, makeDirectoryConfined, openReadableDirectory, refuseSymlinkAncestors, writeAt, type RaceWindow } from './fs-confined.js';
 import { copyEntry } from './fs-copy.js';
+import { removeEntry } from './fs-remove.js';
 import { closeInBackground, fileTooLarge, MAX_SCRATCH_BYTES, openRegularFile, readWhole, replaceContents, ScratchBuffer } from './fs-files.js';
 import { createFsSessionState, FsSessionState } from './fs-session.js';
 import { walk } from './fs-walk.js';
 import { errnoError, io, ioError, isErrno } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
 import { ReadBudget, readMemoryCost, type ReadReservation } from './read-budget.js';
-import { assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, readCheck, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
+import { assertLandsWritable, assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, readCheck, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
 
 // Re-exported: whoever registers these handlers makes the session state they share.
 export { createFsSessionState, FsSessionState };
@@ -66,6 +67,11 @@ export interface FsHandlerOptions {
   maxOpenHandles?: number;
   /** What special sandbox paths (`tmpdir`) mean on this host. @default the process's temp dir */
   sandboxHost?: SandboxHost;
+  /**
+   * Tests only: awaited between a sandboxed path's check and its use, where a test swaps a path
+   * component for a symlink (see {@link RaceWindow}). @default none
+   */
+  raceWindow?: RaceWindow;
 }
 
 /**
@@ -80,15 +86,19 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
   const readBuffers = new ScratchBuffer(MAX_SCRATCH_BYTES);
   const sandboxHost = options.sandboxHost ?? { tempDir: tmpdir() };
   const policyOf = (sandbox: unknown): SandboxPolicy | undefined => parseSandboxRequest(sandbox, sandboxHost);
+  const { raceWindow } = options;
 
   connection.onRequest(FsReadFile, async (params, context) => {
     const path = toPath(params.path);
-    assertReadable(policyOf(params.sandbox), path, FsReadFile.method);
+    const policy = policyOf(params.sandbox);
+    assertReadable(policy, path, FsReadFile.method);
     const follow = params.followSymlinks ?? true;
     if (!follow) await refuseSymlinkAncestors(path);
+    if (policy !== undefined) await raceWindow?.(path);
     const { handle, size } = await openRegularFile(path, follow ? 0 : constants.O_NOFOLLOW);
     let reservation: ReadReservation | undefined;
     try {
+      if (policy !== undefined) await assertOpenedReadable(policy, handle, path, FsReadFile.method);
       // Refused before anything is allocated: the size is known from the open file.
       if (size > maxReadFileBytes) throw fileTooLarge(path, size, maxReadFileBytes);
       const held = await budgeted(FsReadFile.method, () => readBudget.reserve(readMemoryCost(size), context.signal));
@@ -117,14 +127,21 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     }
     if (!follow) await refuseSymlinkAncestors(path);
     await io(() =>
-      writeAt(policy, path, landing, FsWriteFile.method, async (target, pinned) => {
-        const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | (follow && !pinned ? 0 : constants.O_NOFOLLOW), 0o666);
-        try {
-          await replaceContents(handle, data);
-        } finally {
-          closeInBackground(handle);
-        }
-      }),
+      writeAt(
+        policy,
+        path,
+        landing,
+        FsWriteFile.method,
+        async (target, pinned) => {
+          const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | (follow && !pinned ? 0 : constants.O_NOFOLLOW), 0o666);
+          try {
+            await replaceContents(handle, data);
+          } finally {
+            closeInBackground(handle);
+          }
+        },
+        raceWindow,
+      ),
     );
     return {};
   });
@@ -140,7 +157,7 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     }
     const recursive = params.recursive ?? true;
     if (policy === undefined || landing === undefined) await io(() => mkdir(path, { recursive }));
-    else await io(() => makeDirectoryConfined(policy, path, landing, recursive));
+    else await io(() => makeDirectoryConfined(policy, path, landing, recursive, raceWindow));
     return {};
   });
 
@@ -163,7 +180,15 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const policy = policyOf(params.sandbox);
     assertReadable(policy, path, FsReadDirectory.method);
     const visible = deniedEntryFilter(policy);
-    const dirents = await io(() => readdir(path, { withFileTypes: true }));
+    if (policy !== undefined) await raceWindow?.(path);
+    const dirents = await io(async () => {
+      const opened = openReadableDirectory(policy, path, FsReadDirectory.method);
+      try {
+        return await readdir(opened?.path ?? path, { withFileTypes: true });
+      } finally {
+        opened?.close();
+      }
+    });
     const entries = await Promise.all(dirents.filter((dirent) => visible?.(join(path, dirent.name)) ?? true).map((dirent) => directoryEntry(path, dirent)));
     return { entries: entries.filter((entry): entry is DirectoryEntry => entry !== undefined) };
   });
@@ -187,16 +212,12 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const landing = assertWritable(policy, path, FsRemove.method, false);
     const recursive = params.recursive ?? true;
     const force = params.force ?? true;
-    if (params.followSymlinks === false) await refuseSymlinkAncestors(path);
+    const followSymlinks = params.followSymlinks ?? true;
+    if (!followSymlinks) await refuseSymlinkAncestors(path);
     try {
-      await writeAt(policy, path, landing, FsRemove.method, async (entry) => {
-        const target = await lstat(entry);
-        if (target.isSymbolicLink() && params.followSymlinks === false) throw RpcError.invalidRequest('path contains a symbolic link');
-        // lstat, so a symlink (even to a directory) is unlinked, never followed.
-        if (!target.isDirectory()) await unlink(entry);
-        else if (recursive) await rm(entry, { recursive: true, force: true });
-        else await rmdir(entry);
-      });
+      const assertRemovable =
+        policy === undefined || landing === undefined ? undefined : (listed: string, real: string) => assertLandsWritable(policy, listed, real, FsRemove.method);
+      await writeAt(policy, path, landing, FsRemove.method, (entry) => removeEntry(entry, path, { recursive, followSymlinks, assertRemovable, raceWindow }), raceWindow);
     } catch (error) {
       if (error instanceof RpcError) throw error;
       // `force` forgives only a missing path (also one removed concurrently), like `rm -f`.
@@ -213,7 +234,7 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     // The source entry itself is what is read: a symlink is copied as a link, not followed.
     assertReadable(policy, source, FsCopy.method, false);
     const landing = assertWritable(policy, destination, FsCopy.method);
-    await copyEntry(policy, source, destination, landing, params.recursive);
+    await copyEntry(policy, source, destination, landing, params.recursive, raceWindow);
     return {};
   });
 
@@ -223,11 +244,12 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     const policy = policyOf(params.sandbox);
     if (mode === 'read') {
       assertReadable(policy, path, FsOpen.method);
-      await state.open(params.handleId, path, mode, maxOpenHandles);
+      if (policy !== undefined) await raceWindow?.(path);
+      await state.open(params.handleId, path, mode, maxOpenHandles, 0, (handle) => assertOpenedReadable(policy, handle, path, FsOpen.method));
     } else {
       const landing = assertWritable(policy, path, FsOpen.method);
       await io(() =>
-        writeAt(policy, path, landing, FsOpen.method, (target, pinned) => state.open(params.handleId, target, mode, maxOpenHandles, pinned ? constants.O_NOFOLLOW : 0)),
+        writeAt(policy, path, landing, FsOpen.method, (target, pinned) => state.open(params.handleId, target, mode, maxOpenHandles, pinned ? constants.O_NOFOLLOW : 0), raceWindow),
       );
     }
     return { handleId: params.handleId };

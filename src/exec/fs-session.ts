@@ -30,9 +30,10 @@ export class FsSessionState {
   /**
    * Opens `path` under `handleId`. `read` refuses anything but a regular file; `replace` creates or
    * truncates. Fails with -32600 when the id is taken or `maxOpenHandles` are already open.
-   * `extraFlags` are added to the open (`O_NOFOLLOW` for a sandboxed write).
+   * `extraFlags` are added to the open (`O_NOFOLLOW` for a sandboxed write); `check` judges the
+   * file once opened (a rejection closes it and fails the open).
    */
-  async open(handleId: string, path: string, mode: FileHandleMode, maxOpenHandles: number, extraFlags = 0): Promise<void> {
+  async open(handleId: string, path: string, mode: FileHandleMode, maxOpenHandles: number, extraFlags = 0, check?: (handle: FileHandle) => Promise<void>): Promise<void> {
     if (this.#closed) throw RpcError.invalidRequest('the filesystem session is closed');
     if (this.#handles.has(handleId) || this.#opening.has(handleId)) {
       throw RpcError.invalidRequest(`file handle \`${handleId}\` already exists`);
@@ -43,6 +44,14 @@ export class FsSessionState {
     this.#opening.add(handleId);
     try {
       const handle = mode === 'read' ? (await openRegularFile(path, extraFlags)).handle : await openForReplace(path, extraFlags);
+      if (check !== undefined) {
+        try {
+          await check(handle);
+        } catch (error) {
+          await handle.close();
+          throw error;
+        }
+      }
       if (this.#closed) {
         await handle.close();
         throw RpcError.invalidRequest('the filesystem session is closed');

@@ -1,5 +1,5 @@
 import { closeSync, constants, existsSync, lstatSync, openSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
-import { chmod, copyFile, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -82,7 +82,9 @@ export function openDirectory(path: string, noFollow: boolean): PinnedDirectory 
  */
 export async function realPathOfOpened(handle: FileHandle, path: string): Promise<string> {
   const fds = descriptorDirectory();
-  return fds === undefined ? realpath(path) : readlink(`${fds}/${handle.fd}`);
+  // Synchronous, as the read-back in openDirectory: /proc answers from memory, and a round trip
+  // through the thread pool would cost more than the lookup (every sandboxed read makes one).
+  return fds === undefined ? realpath(path) : readlinkSync(`${fds}/${handle.fd}`);
 }
 
 /**

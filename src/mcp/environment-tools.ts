@@ -49,7 +49,7 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
       name: names.environmentAdd,
       title: 'Add environment',
       description:
-        'Register (or replace) an execution environment at run time: a websocket exec-server (`url`) or a command that speaks the exec-server protocol on its stdio (`program`, e.g. ssh). It connects lazily on first use.',
+        'Register (or replace) an execution environment at run time: a websocket exec-server (`url`) or a command that speaks the exec-server protocol on its stdio (`program`, e.g. ssh). It connects lazily on first use. Replacing one is refused while a turn runs in it.',
       input: EnvironmentAddArgsSchema,
       output: z.object({ environment: EnvironmentEntryOutputSchema }),
       run: async (args, extra) => {
@@ -74,6 +74,7 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
           // Every check comes before the user is asked: an approval is never spent on a call that
           // fails anyway (url with program, a relative cwd, a reserved id, an unknown profile, …).
           if (entry.permissions !== undefined) threads.checkPermissions(entry.permissions);
+          threads.assertEnvironmentUnused(id, 'replace');
           // The registry builds the same spec from the same entry (a pure function): what is shown
           // for approval is what is registered.
           const spec = buildEnvironmentSpec(entry);
@@ -98,7 +99,8 @@ export function environmentTools(options: EnvironmentToolsOptions): McpTool[] {
               );
             }
           }
-          const environment = await registry.add(entry);
+          // Checked again: a turn may have started in the environment while the user was asked.
+          const environment = await threads.addEnvironment(entry);
           const description = { ...environment.describe(), ...threads.environmentPolicy(environment), isDefault: false };
           return { content: [{ type: 'text', text: JSON.stringify(description) }], structuredContent: { environment: description } };
         } catch (error) {

@@ -9,23 +9,58 @@ import { approvalElicitationParams, parseApprovalAnswer } from './elicitation-ap
  * server cannot send `elicitation/create`, so an approval raised while a client has the call open
  * answers that call with `resultType: "input_required"`; the client retries the call with
  * `inputResponses` and the `requestState` it was given. The state is only a reference to the call
- * kept here (the turn lives in this process), sealed with an HMAC under a key made per process, so
- * a client cannot forge, alter or move it to another call, and it expires.
+ * kept here (the turn lives in this process), sealed with an HMAC under a key made per process. It
+ * is bound to what it was issued for: the call and its round (only the latest `input_required` of
+ * a call can be answered), the tool and its arguments, the client (a principal the transport
+ * names), and each approval it asks (its id, and a digest of the request: the thread, the model's
+ * tool call and the action). So a client cannot forge or alter it, move it to another call, reuse
+ * it for a later round, answer with it an approval it was not shown, or hand it to another
+ * client; and it expires.
  */
 
 /** What a sealed `requestState` says. */
 const StatePayloadSchema = z.strictObject({
   /** The format; anything else is refused. */
-  v: z.literal(1),
+  v: z.literal(2),
   /** The continued call (see {@link PendingCall}). */
   call: z.string(),
+  /** Which `input_required` answer of the call issued it (1, 2, …): only the latest continues it. */
+  round: z.number().int().positive(),
   /** The tool and a digest of its arguments: the state continues only the same request. */
   tool: z.string(),
   args: z.string(),
+  /** A digest of the principal it was issued to (that of no principal on stdio). */
+  client: z.string(),
+  /** The approvals it asked, by key: a digest of each request. Answers to others are ignored. */
+  approvals: z.record(z.string(), z.string()),
   /** Epoch milliseconds after which the state is refused. */
   expires: z.number(),
 });
 type StatePayload = z.infer<typeof StatePayloadSchema>;
+
+/** What a `requestState` is issued for (see {@link RequestStateCodec.seal}). */
+export interface RequestStateBinding {
+  /** The pending call it continues. */
+  call: string;
+  /** The call's `input_required` round that issues it, counted from 1. */
+  round: number;
+  tool: string;
+  args: Record<string, unknown>;
+  /**
+   * Who the call belongs to, as the transport names the client (e.g. an authenticated client id
+   * over HTTP); undefined where the connection is the client (stdio).
+   */
+  principal: string | undefined;
+  /** The approvals asked, by key, each as {@link approvalDigest} of its request. */
+  approvals: Record<string, string>;
+}
+
+/** What an opened `requestState` continues. */
+export interface OpenedRequestState {
+  call: string;
+  round: number;
+  approvals: Record<string, string>;
+}
 
 /** Why a `requestState` was refused (the client is told). */
 export class RequestStateError extends Error {
@@ -44,9 +79,23 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
 /** A digest of a call's arguments, bound into its state. */
 export function argumentsDigest(args: Record<string, unknown>): string {
-  return createHash('sha256').update(canonicalJson(args)).digest('base64url');
+  return digest(canonicalJson(args));
+}
+
+/** A digest of an approval request (thread, tool call, environment, action), bound into the state that asks it. */
+export function approvalDigest(request: ApprovalRequest): string {
+  return digest(canonicalJson(request));
+}
+
+/** The digest of a principal; a fixed tag for none, which no principal's digest equals. */
+function principalDigest(principal: string | undefined): string {
+  return principal === undefined ? 'none' : digest(`principal:${principal}`);
 }
 
 /** Seals and opens `requestState` values with one HMAC-SHA256 key. */
@@ -60,13 +109,28 @@ export class RequestStateCodec {
     this.#now = options.now ?? Date.now;
   }
 
-  seal(payload: Omit<StatePayload, 'v' | 'expires'>, ttlMs: number): string {
-    const body = Buffer.from(JSON.stringify({ v: 1, ...payload, expires: this.#now() + ttlMs } satisfies StatePayload)).toString('base64url');
+  /** A state for `binding`, valid for `ttlMs`. */
+  seal(binding: RequestStateBinding, ttlMs: number): string {
+    const payload: StatePayload = {
+      v: 2,
+      call: binding.call,
+      round: binding.round,
+      tool: binding.tool,
+      args: argumentsDigest(binding.args),
+      client: principalDigest(binding.principal),
+      approvals: binding.approvals,
+      expires: this.#now() + ttlMs,
+    };
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
     return `${body}.${this.#mac(body)}`;
   }
 
-  /** The payload of a state this codec sealed for `tool` with `args`; throws a {@link RequestStateError} saying why not. */
-  open(state: string, tool: string, args: Record<string, unknown>): StatePayload {
+  /**
+   * What a state this codec sealed continues, if `retry` (the retried call: its tool, arguments
+   * and the transport's principal) is the request it was issued for; throws a
+   * {@link RequestStateError} saying why not.
+   */
+  open(state: string, retry: { tool: string; args: Record<string, unknown>; principal: string | undefined }): OpenedRequestState {
     const [body, mac, ...rest] = state.split('.');
     if (body === undefined || mac === undefined || rest.length > 0) throw new RequestStateError('requestState is not one this server issued');
     const expected = Buffer.from(this.#mac(body));
@@ -82,11 +146,13 @@ export class RequestStateCodec {
     }
     const payload = StatePayloadSchema.safeParse(json);
     if (!payload.success) throw new RequestStateError('requestState is not one this server issued');
-    if (payload.data.expires <= this.#now()) throw new RequestStateError('requestState has expired: call the tool again without it');
-    if (payload.data.tool !== tool || payload.data.args !== argumentsDigest(args)) {
-      throw new RequestStateError(`requestState belongs to another request: retry the same tools/call (${payload.data.tool}, same arguments) it was given for`);
+    const { data } = payload;
+    if (data.expires <= this.#now()) throw new RequestStateError('requestState has expired: call the tool again without it');
+    if (data.client !== principalDigest(retry.principal)) throw new RequestStateError('requestState was issued to another client');
+    if (data.tool !== retry.tool || data.args !== argumentsDigest(retry.args)) {
+      throw new RequestStateError(`requestState belongs to another request: retry the same tools/call (${data.tool}, same arguments) it was given for`);
     }
-    return payload.data;
+    return { call: data.call, round: data.round, approvals: data.approvals };
   }
 
   #mac(body: string): string {
@@ -98,6 +164,8 @@ export class RequestStateCodec {
 interface Parked {
   key: string;
   request: ApprovalRequest;
+  /** {@link approvalDigest} of the request, which a state asking it binds. */
+  digest: string;
   respond: (decision: ApprovalDecision) => void;
 }
 
@@ -149,7 +217,7 @@ export class ApprovalGate implements Approver {
         this.#logger.info('approval answered', { kind: request.kind, environment: request.environmentId, decision: decision.decision });
         resolve(decision);
       };
-      this.#parked.set(key, { key, request, respond: settle });
+      this.#parked.set(key, { key, request, digest: approvalDigest(request), respond: settle });
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
       this.#onParked?.();
@@ -174,9 +242,23 @@ export class ApprovalGate implements Approver {
     return requests;
   }
 
-  /** Answers the waiting approvals the client answered (other keys are ignored, as MRTR asks). */
-  answer(responses: Record<string, unknown>): void {
-    for (const [key, response] of Object.entries(responses)) this.#parked.get(key)?.respond(parseApprovalAnswer(response));
+  /** The approvals that wait, by key: {@link approvalDigest} of each, for the state that asks them. */
+  bindings(): Record<string, string> {
+    const bindings: Record<string, string> = {};
+    for (const parked of this.#parked.values()) bindings[parked.key] = parked.digest;
+    return bindings;
+  }
+
+  /**
+   * Answers the waiting approvals the client answered among those `asked` (the bindings of the
+   * state it retried with): an answer to any other key, also to an approval that came after the
+   * state was issued and that the client was not shown, is ignored (as MRTR asks of unknown keys).
+   */
+  answer(responses: Record<string, unknown>, asked: Record<string, string>): void {
+    for (const [key, response] of Object.entries(responses)) {
+      const parked = this.#parked.get(key);
+      if (parked !== undefined && Object.hasOwn(asked, key) && asked[key] === parked.digest) parked.respond(parseApprovalAnswer(response));
+    }
   }
 
   /** Denies every waiting approval, and any asked later, with `reason` (nobody can answer them any more). */

@@ -13,7 +13,7 @@ import {
 import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { ApprovalGate, RequestStateCodec, RequestStateError, argumentsDigest } from './input-required.js';
+import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
 
@@ -98,6 +98,10 @@ interface PendingCall {
    */
   open: { requestId: RequestId; progressToken: ProgressToken | undefined; send: (message: JSONRPCMessage) => Promise<void> } | undefined;
   expiry: NodeJS.Timeout | undefined;
+  /** The client the call belongs to, as the transport named it (see {@link ModernEra.handle}). */
+  principal: string | undefined;
+  /** How many `input_required` answers the call has had: only the latest one's state continues it. */
+  round: number;
 }
 
 /** Options of {@link ModernEra}. */
@@ -146,8 +150,12 @@ export class ModernEra {
     return false;
   }
 
-  /** Serves one message {@link claims} took; what it answers goes to `send`. */
-  handle(message: JSONRPCMessage, send: (message: JSONRPCMessage) => Promise<void>): void {
+  /**
+   * Serves one message {@link claims} took; what it answers goes to `send`. `principal` names the
+   * client that sent it where one connection serves several (an authenticated client id over
+   * HTTP): a call's `requestState` is bound to it, so another client cannot continue the call.
+   */
+  handle(message: JSONRPCMessage, send: (message: JSONRPCMessage) => Promise<void>, principal?: string): void {
     if (isJSONRPCNotification(message)) {
       const params = CancelledParamsSchema.safeParse(message.params);
       if (params.success) this.cancel(params.data.requestId, params.data.reason);
@@ -159,7 +167,7 @@ export class ModernEra {
       if (this.#cancelled.delete(id)) return;
       send(answer).catch((error: unknown) => this.#logger.debug('could not answer a modern request', { id, error: errorMessage(error) }));
     };
-    this.#serve(message, send).then(
+    this.#serve(message, send, principal).then(
       (result) => reply({ jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: this.#options.serverInfo } } }),
       (error: unknown) => {
         if (error instanceof ModernError) {
@@ -182,7 +190,7 @@ export class ModernEra {
     this.#openRequests.clear();
   }
 
-  async #serve(request: JSONRPCRequest, send: (message: JSONRPCMessage) => Promise<void>): Promise<Record<string, unknown>> {
+  async #serve(request: JSONRPCRequest, send: (message: JSONRPCMessage) => Promise<void>, principal: string | undefined): Promise<Record<string, unknown>> {
     const params = RequestParamsSchema.safeParse(request.params ?? {});
     if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
     const meta = params.data._meta ?? {};
@@ -214,7 +222,7 @@ export class ModernEra {
         const elicitation = capabilities.elicitation;
         // A bare `elicitation: {}` means form; url-only clients cannot show forms.
         const canElicit = elicitation !== undefined && (elicitation.form !== undefined || elicitation.url === undefined);
-        return this.#call(request.id, call.data, meta.progressToken, canElicit, send);
+        return this.#call(request.id, call.data, meta.progressToken, canElicit, send, principal);
       }
       default:
         throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves server/discover, tools/list and tools/call in protocol ${version})`);
@@ -227,21 +235,22 @@ export class ModernEra {
     progressToken: ProgressToken | undefined,
     canElicit: boolean,
     send: (message: JSONRPCMessage) => Promise<void>,
+    principal: string | undefined,
   ): Promise<Record<string, unknown>> {
     const args = params.arguments ?? {};
     let call: PendingCall;
     if (params.requestState === undefined) {
       if (params.inputResponses !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: inputResponses without the requestState they answer');
-      call = this.#start(requestId, params.name, args, canElicit);
+      call = this.#start(requestId, params.name, args, canElicit, principal);
     } else {
-      let callId: string;
+      let state: OpenedRequestState;
       try {
-        callId = this.#codec.open(params.requestState, params.name, args).call;
+        state = this.#codec.open(params.requestState, { tool: params.name, args, principal });
       } catch (error) {
         if (error instanceof RequestStateError) throw new ModernError(INVALID_PARAMS, `tools/call: ${error.message}`);
         throw error;
       }
-      const found = this.#calls.get(callId);
+      const found = this.#calls.get(state.call);
       if (found === undefined)
         throw new ModernError(
           INVALID_PARAMS,
@@ -249,7 +258,13 @@ export class ModernEra {
         );
       call = found;
       if (call.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
-      if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses);
+      if (state.round !== call.round) {
+        throw new ModernError(
+          INVALID_PARAMS,
+          `tools/call: this requestState is from round ${state.round} of the call, which has had ${call.round} input_required answers: retry with the latest requestState`,
+        );
+      }
+      if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses, state.approvals);
     }
     call.open = { requestId, progressToken, send };
     this.#openRequests.set(requestId, call);
@@ -263,10 +278,12 @@ export class ModernEra {
       clearTimeout(call.expiry);
       call.expiry = setTimeout(() => this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request'), this.#options.approvalTimeoutMs);
       call.expiry.unref();
+      call.round += 1;
+      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals: call.gate.bindings() };
       return {
         resultType: 'input_required',
         inputRequests: call.gate.inputRequests(),
-        requestState: this.#codec.seal({ call: call.id, tool: call.tool, args: argumentsDigest(call.args) }, this.#options.approvalTimeoutMs),
+        requestState: this.#codec.seal(binding, this.#options.approvalTimeoutMs),
       };
     } finally {
       call.open = undefined;
@@ -274,11 +291,11 @@ export class ModernEra {
     }
   }
 
-  #start(requestId: RequestId, tool: string, args: Record<string, unknown>, canElicit: boolean): PendingCall {
+  #start(requestId: RequestId, tool: string, args: Record<string, unknown>, canElicit: boolean, principal: string | undefined): PendingCall {
     if (this.#calls.size >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
     const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
     const cancel = new AbortController();
-    const call: PendingCall = { id: randomUUID(), tool, args, gate, answer: Promise.resolve({ content: [] }), cancel, open: undefined, expiry: undefined };
+    const call: PendingCall = { id: randomUUID(), tool, args, gate, answer: Promise.resolve({ content: [] }), cancel, open: undefined, expiry: undefined, principal, round: 0 };
     const extra: ToolExtra = {
       requestId,
       signal: cancel.signal,
@@ -340,8 +357,9 @@ export class EraSplitTransport implements Transport {
   ) {}
 
   start(): Promise<void> {
-    this.inner.onmessage = (message) => {
-      if (this.modern.claims(message)) this.modern.handle(message, (answer) => this.inner.send(answer));
+    this.inner.onmessage = (message, extra) => {
+      // A transport that authenticates its clients (HTTP) names each one; stdio names none.
+      if (this.modern.claims(message)) this.modern.handle(message, (answer) => this.inner.send(answer), extra?.authInfo?.clientId);
       else this.onmessage?.(message);
     };
     this.inner.onerror = (error) => this.onerror?.(error);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import type { ApprovalPolicy } from '../agent/approvals.js';
+import type { EnvironmentEntry } from '../config/environment-spec.js';
 import { describeProfile } from '../config/permissions.js';
 import type { McpServerStatus } from '../environments/mcp-servers.js';
 import type { Environment } from '../environments/environment.js';
@@ -244,17 +245,40 @@ export class ThreadManager {
    *   an unknown id or an environment that was not added at run time.
    */
   async removeEnvironment(id: string): Promise<{ removed: Environment; restored: Environment | undefined }> {
-    const users = this.#runner.usersOf(id, this.#threads.values());
-    if (users.length > 0) {
-      throw new LocalError(
-        LocalErrorCode.Busy,
-        `environment \`${id}\` is in use by ${users.length === 1 ? 'a turn' : `${users.length} turns`}: ${users.join(', ')}; wait for ${users.length === 1 ? 'it' : 'them'} (codex-status with waitMs) or stop ${users.length === 1 ? 'it' : 'them'} (turn/interrupt), then remove the environment`,
-      );
-    }
+    this.assertEnvironmentUnused(id, 'remove');
     // No await before this: the check above and the removal are one step (see TurnRunner.run).
     const { removed, restored, closed } = this.#options.registry.remove(id);
     await closed;
     return { removed, restored };
+  }
+
+  /**
+   * Registers an environment at run time (`environment/add`), or replaces the one of the same id
+   * unless a turn accepted by this process (running or queued) runs in it: replacing would close
+   * the connection its commands run on and send its next tool calls to another endpoint. Threads
+   * that only name it (sticky, no turn now) use the new definition from their next turn.
+   * @throws LocalError `BUSY` naming the threads and turns that use it; the registry's errors for
+   *   an invalid entry.
+   */
+  async addEnvironment(entry: EnvironmentEntry): Promise<Environment> {
+    this.assertEnvironmentUnused(entry.id, 'replace');
+    // No await before this: the check above and the replacement are one step (see TurnRunner.run);
+    // the registry swaps the entry before its first await.
+    return this.#options.registry.add(entry);
+  }
+
+  /**
+   * Throws a LocalError `BUSY` naming the turns (running or queued) that run in environment `id`,
+   * saying it cannot be `action`d until they end; nothing when none does.
+   */
+  assertEnvironmentUnused(id: string, action: 'remove' | 'replace'): void {
+    const users = this.#runner.usersOf(id, this.#threads.values());
+    if (users.length === 0) return;
+    const them = users.length === 1 ? 'it' : 'them';
+    throw new LocalError(
+      LocalErrorCode.Busy,
+      `environment \`${id}\` is in use by ${users.length === 1 ? 'a turn' : `${users.length} turns`}: ${users.join(', ')}; wait for ${them} (codex-status with waitMs) or stop ${them} (turn/interrupt), then ${action} the environment`,
+    );
   }
 
   /**

@@ -231,5 +231,44 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
       expect(isRecord(last.result) && last.result.structuredContent).toEqual(expect.objectContaining({ content: 'done' }));
       expect(existsSync(join(world.work.path, 'outside-marker.txt'))).toBe(false);
     });
+
+    it('refuses a requestState replayed to answer a later approval of the same call; the later one is asked and answered on its own', async () => {
+      const capabilities = { elicitation: { form: {} } };
+      steps.push(exec('touch first.txt', {}, 'call-first'), exec('touch second.txt', {}, 'call-second'), say('done'));
+      const args = { prompt: 'make two files', cwd: world.work.path, 'approval-policy': 'untrusted' };
+      const ask = async (id: number, extra: Json): Promise<{ key: string; state: string }> => {
+        raw!.send(line(id, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex', arguments: args, ...extra }));
+        const answer = await raw!.next(30_000);
+        const result = isRecord(answer.result) ? answer.result : {};
+        expect(result.resultType).toBe('input_required');
+        const keys = Object.keys(isRecord(result.inputRequests) ? result.inputRequests : {});
+        expect(keys).toHaveLength(1);
+        return { key: keys[0]!, state: String(result.requestState) };
+      };
+      const approve = { action: 'accept', content: { decision: 'approve' } };
+      const first = await ask(1, {});
+      const second = await ask(2, { inputResponses: { [first.key]: approve }, requestState: first.state });
+      expect(second.key).not.toBe(first.key);
+      expect(existsSync(join(world.work.path, 'first.txt'))).toBe(true);
+
+      // The first round's state, replayed to approve the second command: refused, nothing approved.
+      raw!.send(line(3, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex', arguments: args, inputResponses: { [second.key]: approve }, requestState: first.state }));
+      expect((await raw!.next()).error).toEqual({ code: -32602, message: expect.stringContaining('this requestState is from round 1 of the call, which has had 2') });
+      expect(existsSync(join(world.work.path, 'second.txt'))).toBe(false);
+
+      // The second approval is still asked, and its own state answers it (here: a denial).
+      raw!.send(
+        line(4, 'tools/call', {
+          _meta: meta(MODERN, capabilities),
+          name: 'codex',
+          arguments: args,
+          inputResponses: { [second.key]: { action: 'accept', content: { decision: 'deny' } } },
+          requestState: second.state,
+        }),
+      );
+      const last = await raw!.next(30_000);
+      expect(isRecord(last.result) && last.result.structuredContent).toEqual(expect.objectContaining({ content: 'done' }));
+      expect(existsSync(join(world.work.path, 'second.txt'))).toBe(false);
+    });
   });
 });

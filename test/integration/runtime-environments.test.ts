@@ -206,4 +206,43 @@ describe('environments added at run time', () => {
       );
     });
   });
+
+  describe('environment/add', () => {
+    it('does not replace an environment a turn runs in: refused naming the thread and turn, the turn keeps its connection', async () => {
+      mcp = await startInProcessMcp(world.home.path);
+      await mcp.call('environment/add', { id: 'box', url: box!.url });
+      const release = gate();
+      // The turn's second command comes after the refused replacement; `$((…))` so that only a run prints `ran-2`.
+      steps.push(exec('echo ran-1'), hold(release.promise, exec('echo ran-$((1+1))')), say('held on the box'));
+      const running = structured(await mcp.call('codex', { prompt: 'hold the box', cwd: world.work.path, environments: [{ id: 'box', cwd: world.work.path }], waitMs: 0 }));
+      expect(running.status).toBe('running');
+      const threadId = String(running.threadId);
+      const turnId = String(running.turnId);
+      let refused: CallToolResult;
+      try {
+        refused = await mcp.call('environment/add', { id: 'box', url: 'ws://127.0.0.1:1' });
+      } finally {
+        release.open();
+      }
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toMatch(
+        new RegExp(
+          `^environment/add: environment \`box\` is in use by a turn: thread ${threadId} \\(turn ${turnId}, (running|queued)\\); wait for it \\(codex-status with waitMs\\) or stop it \\(turn/interrupt\\), then replace the environment$`,
+        ),
+      );
+      expect(structured(await mcp.call('codex-status', { threadId, waitMs: 30_000 }))).toMatchObject({
+        status: 'idle',
+        lastTurn: { status: 'completed', lastAgentMessage: 'held on the box' },
+      });
+      // The command after the refusal ran on the box itself, over the connection the turn had.
+      expect(JSON.stringify(inputItems(model.requests.at(-1)!))).toContain('ran-2');
+      const listed = structured(await mcp.call('environment/list', {})).environments;
+      expect(Array.isArray(listed) && listed.find((e: unknown) => isRecord(e) && e.id === 'box')).toMatchObject({ endpoint: box!.url });
+
+      // Once no turn runs in it, it is replaced.
+      const replaced = await mcp.call('environment/add', { id: 'box', url: 'ws://127.0.0.1:1' });
+      expect(replaced.isError).toBeFalsy();
+      expect(replaced.structuredContent).toMatchObject({ environment: { id: 'box', endpoint: 'ws://127.0.0.1:1' } });
+    });
+  });
 });
