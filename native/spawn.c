@@ -9,7 +9,7 @@
  * has called exec, which on a busy machine means until the scheduler runs the child. So the
  * spawn runs on the thread that then waits for the child: the event loop never waits for it.
  *
- * spawn(file, argv, env, cwd, pipeStdin, onEvent) returns undefined once that thread runs, or a
+ * spawn(file, argv, env, cwd, pipeStdin, onEvent) returns undefined once that thread is started, or a
  * negative errno when it could not be created. onEvent is then called on the JS thread, in order:
  * onEvent(0, pid, stdinFd, stdoutFd, stderrFd) once started, or onEvent(1, errno) when it could not
  * start; after a start, onEvent(2, exitCode, signal) once it ended (exitCode is -1 when a signal
