@@ -34,12 +34,18 @@ const IDLE_THREADS = 100;
 const CONCURRENT_THREADS = 32;
 const CALLS_PER_THREAD = 5;
 const CONCURRENT_ROUNDS = Number(process.env.BENCH_CONCURRENT_ROUNDS ?? 3);
+/** Thread counts of (g), each run with `max_concurrent_turns` equal to it (comma-separated). */
+const THROUGHPUT_THREADS = (process.env.BENCH_THREADS ?? '32,128').split(',').map(Number);
+/** Rounds of (g) per thread count and build. */
+const THROUGHPUT_ROUNDS = Number(process.env.BENCH_THROUGHPUT_ROUNDS ?? 4);
+/** Another build's `dist/cli/main.js`, measured in the same (g) rounds, interleaved with this one. */
+const BASELINE_CLI = process.env.BENCH_BASELINE;
 /** Log level of the measured server (the CLI default is `info`; the test helper uses `debug`). */
 const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
 /** `NODE_OPTIONS` of the measured servers, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them. */
 const SERVER_NODE_OPTIONS = process.env.BENCH_SERVER_NODE_OPTIONS;
-/** Which parts to run (comma-separated: cold, memory, turns, concurrent); all by default. */
-const PARTS = new Set((process.env.BENCH_ONLY ?? 'cold,memory,turns,concurrent').split(','));
+/** Which parts to run (comma-separated: cold, memory, turns, concurrent, throughput); all by default. */
+const PARTS = new Set((process.env.BENCH_ONLY ?? 'cold,memory,turns,concurrent,throughput').split(','));
 /** Which kinds of turn (a)–(c) measures (comma-separated: text, execLocal, execRemote, patch); all by default. */
 const KINDS = process.env.BENCH_KINDS?.split(',');
 
@@ -192,6 +198,12 @@ async function cpuMs(pid: number): Promise<number> {
     ns += Number(stat.split(' ')[0] ?? 0);
   }
   return ns / 1e6;
+}
+
+/** CPU time of the main thread of `pid` (the event loop's; its tid is the pid) so far, in ms. */
+async function mainThreadCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/task/${pid}/schedstat`, 'utf8');
+  return Number(stat.split(' ')[0] ?? 0) / 1e6;
 }
 
 async function cpuOf(pids: number[]): Promise<number> {
@@ -399,23 +411,31 @@ interface ConcurrentRound {
   ok: number;
   latencies: number[];
   wallMs: number;
-  /** CPU time of the MCP server and of the two exec-servers during the round. */
+  /** CPU time of the MCP server (all threads; its main thread alone), of the two exec-servers, and of this process (client + fake model) during the round. */
   serverCpuMs: number;
+  serverMainCpuMs: number;
   execServersCpuMs: number;
+  benchCpuMs: number;
 }
 
 /** (f): {@link CONCURRENT_THREADS} threads at once, each {@link CALLS_PER_THREAD} commands across three environments. */
 async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }[], execServerPids: number[], label: string): Promise<ConcurrentRound[]> {
+  const rounds: ConcurrentRound[] = [];
+  for (let round = 0; round < CONCURRENT_ROUNDS; round++) rounds.push(await concurrentRound(mcp, work, boxes, execServerPids, `${label}-r${round}`, CONCURRENT_THREADS));
+  return rounds;
+}
+
+/** One round: `threads` threads at once, each {@link CALLS_PER_THREAD} commands across three environments. */
+async function concurrentRound(mcp: McpHarness, work: string, boxes: { path: string }[], execServerPids: number[], label: string, threads: number): Promise<ConcurrentRound> {
   const pid = await serverPid(mcp);
   const environments = [{ id: 'local', cwd: work }, ...boxes.map((box, i) => ({ id: `box${i + 1}`, cwd: box.path }))];
   const ids = environments.map((env) => env.id);
-  const rounds: ConcurrentRound[] = [];
-  for (let round = 0; round < CONCURRENT_ROUNDS; round++) {
-    const cpu0 = [await cpuMs(pid), await cpuOf(execServerPids)] as const;
+  {
+    const cpu0 = [await cpuMs(pid), await cpuOf(execServerPids), await mainThreadCpuMs(pid), benchCpuMs()] as const;
     const t0 = performance.now();
     const results = await Promise.all(
-      Array.from({ length: CONCURRENT_THREADS }, async (_, thread) => {
-        const tag = `${label}-r${round}-t${thread}`;
+      Array.from({ length: threads }, async (_, thread) => {
+        const tag = `${label}-t${thread}`;
         // Each thread starts on a different environment so all three are busy from the start.
         const envs = ids.map((_id, k) => ids[(thread + k) % ids.length] ?? 'local');
         const t = performance.now();
@@ -430,12 +450,107 @@ async function concurrent(mcp: McpHarness, work: string, boxes: { path: string }
       }),
     );
     const wallMs = since(t0);
-    const cpu1 = [await cpuMs(pid), await cpuOf(execServerPids)] as const;
+    const bench = benchCpuMs() - cpu0[3];
+    const cpu1 = [await cpuMs(pid), await cpuOf(execServerPids), await mainThreadCpuMs(pid)] as const;
     const failures = results.filter((r) => !r.ok);
-    if (failures.length > 0) throw new Error(`${label} round ${round}: ${failures.length}/${CONCURRENT_THREADS} threads failed; first: ${failures[0]?.error ?? ''}`);
-    rounds.push({ ok: results.length, latencies: results.map((r) => r.ms), wallMs, serverCpuMs: cpu1[0] - cpu0[0], execServersCpuMs: cpu1[1] - cpu0[1] });
+    if (failures.length > 0) throw new Error(`${label}: ${failures.length}/${threads} threads failed; first: ${failures[0]?.error ?? ''}`);
+    return {
+      ok: results.length,
+      latencies: results.map((r) => r.ms),
+      wallMs,
+      serverCpuMs: cpu1[0] - cpu0[0],
+      serverMainCpuMs: cpu1[2] - cpu0[2],
+      execServersCpuMs: cpu1[1] - cpu0[1],
+      benchCpuMs: bench,
+    };
   }
-  return rounds;
+}
+
+/** One build's (g) rounds at one thread count. */
+interface ThroughputFigures {
+  build: string;
+  threads: number;
+  rounds: ConcurrentRound[];
+}
+
+/**
+ * (g): tool calls per second with `threads` threads at once (the cap raised to match), for this
+ * build and {@link BASELINE_CLI} when set: one server per build, an untimed warm-up round each,
+ * then their rounds alternate (the order flipping every round) so drift in the load hits both alike.
+ */
+async function throughput(
+  home: string,
+  work: string,
+  boxes: { path: string }[],
+  execServers: ListeningProcess[],
+  execPids: number[],
+  threads: number,
+  servers: McpHarness[],
+): Promise<ThroughputFigures[]> {
+  const builds = [{ build: 'this', cli: CLI }, ...(BASELINE_CLI === undefined ? [] : [{ build: 'baseline', cli: BASELINE_CLI }])];
+  const started: { figures: ThroughputFigures; mcp: McpHarness }[] = [];
+  for (const { build, cli } of builds) {
+    const mcp = await startMcp(home, { env: serverEnv(), args: ['-c', `multienv.max_concurrent_turns=${threads}`], cli });
+    servers.push(mcp);
+    for (const [i, server] of execServers.entries()) await addEnvironment(mcp, `box${i + 1}`, server.url);
+    await concurrentRound(mcp, work, boxes, execPids, `${build}-n${threads}-warmup`, threads);
+    started.push({ figures: { build, threads, rounds: [] }, mcp });
+  }
+  for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
+    const order = round % 2 === 0 ? started : [...started].reverse();
+    for (const { figures, mcp } of order) figures.rounds.push(await concurrentRound(mcp, work, boxes, execPids, `${figures.build}-n${threads}-r${round}`, threads));
+  }
+  for (const { mcp } of started) await mcp.close();
+  return started.map((entry) => entry.figures);
+}
+
+/** Prints (g): per build and thread count, medians over the rounds, and this build's ratios to the baseline's. */
+function printThroughput(all: ThroughputFigures[]): void {
+  const calls = (threads: number): number => threads * CALLS_PER_THREAD;
+  const perSecond = (f: ThroughputFigures): number => median(f.rounds.map((r) => (calls(f.threads) / r.wallMs) * 1000));
+  const latencies = (f: ThroughputFigures): number[] => f.rounds.flatMap((r) => r.latencies);
+  const perCall = (f: ThroughputFigures, pick: (r: ConcurrentRound) => number): number => median(f.rounds.map((r) => pick(r) / calls(f.threads)));
+  process.stdout.write(
+    `\n(g) tool calls/s: N threads at once, each ${CALLS_PER_THREAD} exec_command across local + 2 websocket environments, cap N; medians of ${THROUGHPUT_ROUNDS} rounds\n`,
+  );
+  printTable(
+    [
+      'build',
+      'threads',
+      'calls/s',
+      'turn p50 ms',
+      'turn p99 ms',
+      'server CPU/call ms (main + other threads)',
+      'server CPU / wall',
+      'exec-servers CPU/call',
+      'bench CPU/call (client+model)',
+    ],
+    all.map((f) => [
+      f.build,
+      String(f.threads),
+      fmt(perSecond(f), 0),
+      fmt(median(latencies(f)), 0),
+      fmt(percentile(latencies(f), 99), 0),
+      `${fmt(perCall(f, (r) => r.serverCpuMs))} (${fmt(perCall(f, (r) => r.serverMainCpuMs))} + ${fmt(perCall(f, (r) => r.serverCpuMs - r.serverMainCpuMs))})`,
+      fmt(median(f.rounds.map((r) => r.serverCpuMs / r.wallMs))),
+      fmt(perCall(f, (r) => r.execServersCpuMs)),
+      fmt(perCall(f, (r) => r.benchCpuMs)),
+    ]),
+  );
+  for (const f of all) {
+    const base = all.find((b) => b.build === 'baseline' && b.threads === f.threads);
+    if (f.build !== 'this' || base === undefined) continue;
+    const roundRatios = f.rounds.map((r, i) => {
+      const b = base.rounds[i];
+      return b === undefined ? Number.NaN : b.wallMs / r.wallMs;
+    });
+    process.stdout.write(
+      `${f.threads} threads, this / baseline: calls/s ${fmt(perSecond(f) / perSecond(base))}x (per round ${roundRatios.map((x) => fmt(x)).join(', ')}), ` +
+        `turn p50 ${fmt(median(latencies(f)) / median(latencies(base)))}x, p99 ${fmt(percentile(latencies(f), 99) / percentile(latencies(base), 99))}x, ` +
+        `server main-thread CPU/call ${fmt(perCall(f, (r) => r.serverMainCpuMs) / perCall(base, (r) => r.serverMainCpuMs))}x\n`,
+    );
+  }
+  printRawFigures(all.map((f) => rawRow(`(g) ${f.build}, ${f.threads} threads: per-turn latency`, latencies(f))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,6 +621,13 @@ async function main(): Promise<void> {
       wideRounds = await roundsOn(['-c', `multienv.max_concurrent_turns=${CONCURRENT_THREADS}`], 'cap32');
       log('concurrency, default max_concurrent_turns');
       narrowRounds = await roundsOn([], 'capdefault');
+    }
+    const throughputFigures: ThroughputFigures[] = [];
+    if (PARTS.has('throughput')) {
+      for (const threads of THROUGHPUT_THREADS) {
+        log(`throughput, ${threads} threads${BASELINE_CLI === undefined ? '' : `, interleaved with ${BASELINE_CLI}`}`);
+        throughputFigures.push(...(await throughput(home.path, work.path, boxes, execServers, execPids, threads, servers)));
+      }
     }
     log('done');
 
@@ -599,6 +721,7 @@ async function main(): Promise<void> {
         '',
       ].join('\n'),
     );
+    if (throughputFigures.length > 0) printThroughput(throughputFigures);
   } finally {
     for (const server of servers) await server.close().catch(() => undefined);
     for (const server of execServers) await server.stop();

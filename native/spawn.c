@@ -1,18 +1,21 @@
 /*
- * Starts piped commands with posix_spawn(3).
+ * Starts piped commands with posix_spawn(3), off the JavaScript thread.
  *
  * Node.js starts children with fork(2): the kernel copies the page tables of the whole server, and
  * the event loop is blocked until the child has called exec. From a server of 100-150 MiB that
  * costs 1-1.5 ms per command on a small virtual machine, more as the heap grows. glibc's
  * posix_spawn shares the parent's memory until exec (clone with CLONE_VM | CLONE_VFORK), so the
- * cost no longer depends on the server's size.
+ * cost no longer depends on the server's size; but the calling thread still waits until the child
+ * has called exec, which on a busy machine means until the scheduler runs the child. So the
+ * spawn runs on the thread that then waits for the child: the event loop never waits for it.
  *
- * spawn(file, argv, env, cwd, pipeStdin, onExit) -> [pid, stdinFd, stdoutFd, stderrFd] or a
- * negative errno. The child gets a new session (it leads its own process group), every signal
- * at its default disposition and an empty signal mask, as libuv's children do; stdin is
- * /dev/null unless pipeStdin. The caller owns the returned pipe ends (stdinFd is -1 without a
- * pipe). A thread per child waits for it and calls onExit(exitCode, signal) on the JS thread:
- * exitCode is -1 when a signal ended it.
+ * spawn(file, argv, env, cwd, pipeStdin, onEvent) returns undefined once that thread is started, or a
+ * negative errno when it could not be created. onEvent is then called on the JS thread, in order:
+ * onEvent(0, pid, stdinFd, stdoutFd, stderrFd) once started, or onEvent(1, errno) when it could not
+ * start; after a start, onEvent(2, exitCode, signal) once it ended (exitCode is -1 when a signal
+ * ended it). The child gets a new session (it leads its own process group), every signal at its
+ * default disposition and an empty signal mask, as libuv's children do; stdin is /dev/null unless
+ * pipeStdin. The callback owns the pipe ends it is given (stdinFd is -1 without a pipe).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,38 +30,90 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* What onEvent is told: its first argument, then up to four numbers. */
+enum { EVENT_STARTED = 0, EVENT_FAILED = 1, EVENT_EXITED = 2 };
+
 typedef struct {
-  pid_t pid;
-  int status;
-  napi_threadsafe_function on_exit;
+  int kind;
+  int count;
+  int values[4];
+} event_t;
+
+/* One command: what to start (copied from JS), then the thread that starts and waits for it. */
+typedef struct {
+  char *file;
+  char **argv;
+  char **envp;
+  char *cwd;
+  bool pipe_stdin;
+  napi_threadsafe_function on_event;
 } child_t;
 
-static void *wait_for_child(void *arg) {
-  child_t *child = arg;
-  int status = 0;
-  while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  child->status = status;
-  /* call_on_exit frees child, perhaps before this thread runs again: keep the function. */
-  napi_threadsafe_function on_exit = child->on_exit;
-  if (napi_call_threadsafe_function(on_exit, child, napi_tsfn_blocking) != napi_ok) free(child);
-  napi_release_threadsafe_function(on_exit, napi_tsfn_release);
-  return NULL;
+static void free_strings(char **strings);
+
+static void free_child(child_t *child) {
+  free(child->file);
+  free_strings(child->argv);
+  free_strings(child->envp);
+  free(child->cwd);
+  free(child);
 }
 
-static void call_on_exit(napi_env env, napi_value callback, void *context, void *data) {
+static void call_on_event(napi_env env, napi_value callback, void *context, void *data) {
   (void)context;
-  child_t *child = data;
+  event_t *event = data;
   if (env != NULL && callback != NULL) {
-    napi_value args[2];
+    napi_value args[5];
     napi_value recv;
-    int status = child->status;
-    napi_create_int32(env, WIFEXITED(status) ? WEXITSTATUS(status) : -1, &args[0]);
-    napi_create_int32(env, WIFSIGNALED(status) ? WTERMSIG(status) : 0, &args[1]);
+    napi_create_int32(env, event->kind, &args[0]);
+    for (int i = 0; i < event->count; i++) napi_create_int32(env, event->values[i], &args[i + 1]);
     napi_get_undefined(env, &recv);
-    napi_call_function(env, recv, callback, 2, args, NULL);
+    napi_call_function(env, recv, callback, (size_t)event->count + 1, args, NULL);
   }
-  free(child);
+  free(event);
+}
+
+/* Queues onEvent(kind, values...); false when the event could not be queued (its fds are then closed by the caller). */
+static bool send_event(napi_threadsafe_function on_event, int kind, int count, const int values[]) {
+  event_t *event = calloc(1, sizeof(event_t));
+  if (event == NULL) return false;
+  event->kind = kind;
+  event->count = count;
+  for (int i = 0; i < count; i++) event->values[i] = values[i];
+  if (napi_call_threadsafe_function(on_event, event, napi_tsfn_blocking) != napi_ok) {
+    free(event);
+    return false;
+  }
+  return true;
+}
+
+static int start(const char *file, char **argv, char **envp, const char *cwd, bool pipe_stdin, pid_t *pid, int fds[3]);
+
+static void *run_child(void *arg) {
+  child_t *child = arg;
+  napi_threadsafe_function on_event = child->on_event;
+  pid_t pid = 0;
+  int fds[3] = {-1, -1, -1};
+  int error = start(child->file, child->argv, child->envp, child->cwd, child->pipe_stdin, &pid, fds);
+  free_child(child);
+  if (error != 0) {
+    send_event(on_event, EVENT_FAILED, 1, &error);
+  } else {
+    int started[4] = {pid, fds[0], fds[1], fds[2]};
+    if (!send_event(on_event, EVENT_STARTED, 4, started)) {
+      /* Nobody will read its pipes or hear of it: close them; it is still reaped below. */
+      for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0) close(fds[i]);
+      }
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    int exited[2] = {WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0};
+    send_event(on_event, EVENT_EXITED, 2, exited);
+  }
+  napi_release_threadsafe_function(on_event, napi_tsfn_release);
+  return NULL;
 }
 
 /* A JS string as a malloc'ed C string; NULL if it is not a string. */
@@ -164,62 +219,43 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value args[6];
   if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 6) {
-    napi_throw_type_error(env, NULL, "spawn(file, argv, env, cwd, pipeStdin, onExit) takes six arguments");
+    napi_throw_type_error(env, NULL, "spawn(file, argv, env, cwd, pipeStdin, onEvent) takes six arguments");
     return NULL;
   }
-  bool pipe_stdin = false;
-  napi_get_value_bool(env, args[4], &pipe_stdin);
-  char *file = c_string(env, args[0]);
-  char **argv = c_strings(env, args[1]);
-  char **envp = c_strings(env, args[2]);
-  char *cwd = c_string(env, args[3]);
   child_t *child = calloc(1, sizeof(child_t));
-  napi_value result = NULL;
-  if (file == NULL || argv == NULL || envp == NULL || cwd == NULL || child == NULL) {
+  if (child == NULL) return int_value(env, -ENOMEM);
+  napi_get_value_bool(env, args[4], &child->pipe_stdin);
+  child->file = c_string(env, args[0]);
+  child->argv = c_strings(env, args[1]);
+  child->envp = c_strings(env, args[2]);
+  child->cwd = c_string(env, args[3]);
+  if (child->file == NULL || child->argv == NULL || child->envp == NULL || child->cwd == NULL) {
+    free_child(child);
     napi_throw_type_error(env, NULL, "spawn: file, argv, env and cwd must be strings");
-    goto done;
+    return NULL;
   }
   napi_value name;
   napi_create_string_utf8(env, "codex-multienv spawn", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, args[5], NULL, name, 0, 1, NULL, NULL, NULL, call_on_exit, &child->on_exit) != napi_ok) {
-    napi_throw_type_error(env, NULL, "spawn: onExit must be a function");
-    goto done;
+  if (napi_create_threadsafe_function(env, args[5], NULL, name, 0, 1, NULL, NULL, NULL, call_on_event, &child->on_event) != napi_ok) {
+    free_child(child);
+    napi_throw_type_error(env, NULL, "spawn: onEvent must be a function");
+    return NULL;
   }
-  int fds[3] = {-1, -1, -1};
-  int error = start(file, argv, envp, cwd, pipe_stdin, &child->pid, fds);
-  if (error == 0) {
-    pthread_attr_t attributes;
-    pthread_t thread;
-    pthread_attr_init(&attributes);
-    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attributes, 64 * 1024);
-    error = pthread_create(&thread, &attributes, wait_for_child, child);
-    pthread_attr_destroy(&attributes);
-    if (error != 0) {
-      /* Without a waiter nobody would reap or report the child: stop it and report the error. */
-      kill(-child->pid, SIGKILL);
-      while (waitpid(child->pid, NULL, 0) < 0 && errno == EINTR) {
-      }
-      for (int i = 0; i < 3; i++) {
-        if (fds[i] >= 0) close(fds[i]);
-      }
-    }
-  }
+  napi_threadsafe_function on_event = child->on_event;
+  pthread_attr_t attributes;
+  pthread_t thread;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attributes, 64 * 1024);
+  int error = pthread_create(&thread, &attributes, run_child, child);
+  pthread_attr_destroy(&attributes);
   if (error != 0) {
-    napi_release_threadsafe_function(child->on_exit, napi_tsfn_release);
-    result = int_value(env, -error);
-    goto done;
+    free_child(child);
+    napi_release_threadsafe_function(on_event, napi_tsfn_release);
+    return int_value(env, -error);
   }
-  napi_create_array_with_length(env, 4, &result);
-  napi_set_element(env, result, 0, int_value(env, child->pid));
-  for (int i = 0; i < 3; i++) napi_set_element(env, result, (uint32_t)i + 1, int_value(env, fds[i]));
-  child = NULL; /* Owned by its waiter thread now. */
-done:
-  free(file);
-  free_strings(argv);
-  free_strings(envp);
-  free(cwd);
-  free(child);
+  napi_value result;
+  napi_get_undefined(env, &result);
   return result;
 }
 

@@ -19,7 +19,7 @@ import { BuiltinEngine } from '../session/builtin-engine.js';
 import { CodexAppServer } from '../session/codex-app-server.js';
 import { CodexEngine } from '../session/codex-engine.js';
 import { EnginesByName } from '../session/engine-choice.js';
-import { JsonlThreadStore } from '../session/jsonl-thread-store.js';
+import { JsonlThreadStore, openThreadFilesFor } from '../session/jsonl-thread-store.js';
 import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
 import { ThreadLeases } from '../session/thread-lease.js';
 import { ThreadManager } from '../session/thread-manager.js';
@@ -318,7 +318,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const httpFetch = createHttpFetch({ network });
 
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd);
-  const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
+  const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store'), maxOpenFiles: openThreadFilesFor(limits.maxConcurrentTurns) });
   const threadsLogger = logger.child('threads');
   const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
   // Started by the first Codex-engine turn, not before: most servers never need it.

@@ -53,13 +53,23 @@ export interface StarterOptions {
 const ADDON_URL = new URL('../../build/Release/codex_multienv_spawn.node', import.meta.url);
 
 const AddonSchema = z.object({
-  spawn: z.custom<(file: string, argv: string[], env: string[], cwd: string, pipeStdin: boolean, onExit: (code: number, signal: number) => void) => unknown>(
+  spawn: z.custom<(file: string, argv: string[], env: string[], cwd: string, pipeStdin: boolean, onEvent: (...event: unknown[]) => void) => unknown>(
     (value) => typeof value === 'function',
   ),
 });
 type Addon = z.infer<typeof AddonSchema>;
-/** The addon answers `[pid, stdinFd (-1 without a pipe), stdoutFd, stderrFd]` or a negative errno. */
-const StartResultSchema = z.union([z.number().int().negative(), z.tuple([z.number().int().positive(), z.number().int(), z.number().int(), z.number().int()])]);
+/** `spawn` answers undefined once its thread runs, or a negative errno when that thread could not be created. */
+const SpawnResultSchema = z.union([z.undefined(), z.number().int().negative()]);
+/**
+ * What the addon's thread reports, in this order: started `[0, pid, stdinFd (-1 without a pipe),
+ * stdoutFd, stderrFd]` or could not start `[1, errno]`; after a start, exited `[2, exitCode (-1
+ * when a signal ended it), signal]`.
+ */
+const AddonEventSchema = z.union([
+  z.tuple([z.literal(0), z.number().int().positive(), z.number().int(), z.number().int(), z.number().int()]),
+  z.tuple([z.literal(1), z.number().int().positive()]),
+  z.tuple([z.literal(2), z.number().int(), z.number().int()]),
+]);
 
 let loaded: { starter: ProcessStarter; addon?: Addon } | undefined;
 
@@ -96,7 +106,11 @@ export async function startPiped(spec: PipedSpec, events: PipedEvents, options: 
   return addon === undefined ? startWithChildProcess(spec, events) : startWithAddon(addon, spec, events);
 }
 
-function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): PipedChild {
+/**
+ * Starts the command on the addon's own thread (posix_spawn waits there until the child has called
+ * exec, not on the event loop) and resolves once it has started.
+ */
+function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): Promise<PipedChild> {
   const argv = [spec.arg0 ?? spec.argv[0] ?? spec.file, ...spec.argv.slice(1)];
   const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
   for (const [what, values] of [
@@ -108,34 +122,40 @@ function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): Pip
     // C strings end at the first NUL: refuse rather than run something shorter than asked.
     if (values.some((value) => value.includes('\0'))) throw new TypeError(`the command's ${what} must not contain NUL bytes`);
   }
-  let exited = false;
-  let openPipes = 2;
-  const closeIfDone = (): void => {
-    if (exited && openPipes === 0) events.onClose();
-  };
-  const result = StartResultSchema.parse(
-    addon.spawn(spec.file, argv, env, spec.cwd, spec.pipeStdin, (code, signal) => {
-      exited = true;
-      events.onExit(code >= 0 ? code : 128 + signal);
-      closeIfDone();
-    }),
-  );
-  if (typeof result === 'number') throw systemError(-result, spec.file);
-  const [pid, stdinFd, stdoutFd, stderrFd] = result;
-  const output = (fd: number): Socket => {
-    const socket = new Socket({ fd, readable: true, writable: false });
-    socket.once('close', () => {
-      openPipes -= 1;
-      closeIfDone();
-    });
-    return socket;
-  };
-  return {
-    pid,
-    stdin: stdinFd >= 0 ? new Socket({ fd: stdinFd, readable: false, writable: true }) : null,
-    stdout: output(stdoutFd),
-    stderr: output(stderrFd),
-  };
+  return new Promise((resolve, reject) => {
+    let exited = false;
+    let openPipes = 2;
+    const closeIfDone = (): void => {
+      if (exited && openPipes === 0) events.onClose();
+    };
+    const output = (fd: number): Socket => {
+      const socket = new Socket({ fd, readable: true, writable: false });
+      socket.once('close', () => {
+        openPipes -= 1;
+        closeIfDone();
+      });
+      return socket;
+    };
+    const onEvent = (...args: unknown[]): void => {
+      const event = AddonEventSchema.parse(args);
+      switch (event[0]) {
+        case 0: {
+          const [, pid, stdinFd, stdoutFd, stderrFd] = event;
+          resolve({ pid, stdin: stdinFd >= 0 ? new Socket({ fd: stdinFd, readable: false, writable: true }) : null, stdout: output(stdoutFd), stderr: output(stderrFd) });
+          return;
+        }
+        case 1:
+          reject(systemError(event[1], spec.file));
+          return;
+        case 2:
+          exited = true;
+          events.onExit(event[1] >= 0 ? event[1] : 128 + event[2]);
+          closeIfDone();
+      }
+    };
+    const result = SpawnResultSchema.parse(addon.spawn(spec.file, argv, env, spec.cwd, spec.pipeStdin, onEvent));
+    if (result !== undefined) reject(systemError(-result, spec.file));
+  });
 }
 
 /**

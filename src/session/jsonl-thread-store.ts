@@ -38,6 +38,17 @@ export const ARCHIVE_DIR_NAME = 'archived';
 /** How many append handles stay open by default; the least recently used beyond are closed. */
 export const DEFAULT_MAX_OPEN_THREAD_FILES = 64;
 
+/**
+ * Append handles to keep open for a server that runs up to `maxConcurrentTurns` turns at once: one
+ * per running turn's thread, plus {@link DEFAULT_MAX_OPEN_THREAD_FILES} for threads between turns.
+ * With fewer handles than running turns, nearly every append closes the least recently used handle
+ * (another running thread's) and reopens its own file, re-reading its tail: four more file system
+ * calls per record.
+ */
+export function openThreadFilesFor(maxConcurrentTurns: number): number {
+  return DEFAULT_MAX_OPEN_THREAD_FILES + maxConcurrentTurns;
+}
+
 const FILE_SUFFIX = '.jsonl';
 
 /** Options of {@link JsonlThreadStore}. */

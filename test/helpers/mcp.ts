@@ -147,12 +147,14 @@ export async function startMcp(
     cwd?: string;
     /** A program (and its arguments) that runs the server's command line given after them; `pid` is then the launcher's. */
     launcher?: string[];
+    /** The CLI script to run (e.g. another build's, for a bench's baseline). @default {@link CLI} */
+    cli?: string;
   } = {},
 ): Promise<McpHarness> {
   const launcher = options.launcher ?? [];
   const transport = new StdioClientTransport({
     command: launcher[0] ?? process.execPath,
-    args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), CLI, ...(options.args ?? [])],
+    args: [...launcher.slice(1), ...(launcher.length > 0 ? [process.execPath] : []), options.cli ?? CLI, ...(options.args ?? [])],
     env: serverEnv(codexHome, options.env),
     stderr: 'pipe',
     cwd: options.cwd,

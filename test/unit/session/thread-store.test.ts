@@ -1,8 +1,8 @@
-import { appendFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { THREAD_RECORD_VERSION, type ThreadBodyRecord } from '../../../src/protocol/thread.js';
-import { JsonlThreadStore as ThreadStore, type ThreadStoreOptions } from '../../../src/session/jsonl-thread-store.js';
+import { DEFAULT_MAX_OPEN_THREAD_FILES, JsonlThreadStore as ThreadStore, openThreadFilesFor, type ThreadStoreOptions } from '../../../src/session/jsonl-thread-store.js';
 import { MAX_THREAD_RECORD_BYTES, type LoadedThread, type NewThreadHeader } from '../../../src/session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 import { createLogger } from '../../../src/util/logger.js';
@@ -341,6 +341,22 @@ describe('ThreadStore', () => {
     for (let i = 0; i < 20; i += 1) for (const id of ids) writes.push(store.append(id, item('u', `${id}-${i}`)));
     await Promise.all(writes);
     for (const id of ids) expect(itemTexts(await store.load(id))).toEqual(Array.from({ length: 20 }, (_, i) => `${id}-${i}`));
+  });
+
+  it('sized by openThreadFilesFor, keeps the file of every running turn open while they append in turn', async () => {
+    // More running turns than the default bound: with too few handles each round of appends would
+    // close and reopen files, and fewer than all of them would be open at the end of a round.
+    const running = DEFAULT_MAX_OPEN_THREAD_FILES + 16;
+    const store = newStore({ maxOpenFiles: openThreadFilesFor(running) });
+    const ids = Array.from({ length: running }, (_, i) => `run${i}`);
+    await Promise.all(ids.map((id) => store.create(header(id))));
+    for (let round = 0; round < 2; round += 1) await Promise.all(ids.map((id) => store.append(id, item('u', `${id}-${round}`))));
+    const open = new Set<string>();
+    for (const fd of await readdir('/proc/self/fd')) {
+      const target = await readlink(join('/proc/self/fd', fd)).catch(() => '');
+      if (target.startsWith(`${dir}/run`)) open.add(target);
+    }
+    expect(open.size).toBe(running);
   });
 
   it('closes idempotently, finishing pending appends, and refuses writes afterwards', async () => {
