@@ -174,7 +174,7 @@ export class ThreadTable {
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
       if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
-      this.#options.ownership.release(threadId);
+      await this.#options.ownership.release(threadId);
     })();
     this.#releasing.set(threadId, releasing);
     try {
