@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { withDeadline } from '../util/abort.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { redactedUrl } from './pg-database.js';
@@ -11,6 +12,9 @@ const RECONNECT_MAX_MS = 5_000;
 
 /** How long one connection attempt may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The `application_name` of the listener's connection. */
+export const LISTENER_APPLICATION_NAME = 'codex-multienv listener';
 
 /** Channel names are SQL identifiers written into `LISTEN`: only plain lower-case ones. */
 const CHANNEL_PATTERN = /^[a-z_][a-z0-9_]*$/;
@@ -40,6 +44,9 @@ export class PgListener {
   #retry: NodeJS.Timeout | undefined;
   #pauseMs = RECONNECT_MIN_MS;
   #closed = false;
+  #checking = false;
+  /** Ends the current connection and connects again, as when it drops by itself. */
+  #drop: ((error?: Error) => void) | undefined;
 
   private constructor(options: PgListenerOptions) {
     this.#options = options;
@@ -59,6 +66,22 @@ export class PgListener {
     return listener;
   }
 
+  /**
+   * Checks that the connection still answers (a statement on it, within `timeoutMs`); one that
+   * does not is dropped and connected again. A connection cut off without a reset would
+   * otherwise look open while no notification arrives. Does nothing while reconnecting or checking.
+   */
+  check(timeoutMs: number): void {
+    const client = this.#client;
+    if (client === undefined || this.#checking) return;
+    this.#checking = true;
+    void withDeadline(client.query('SELECT 1'), timeoutMs, () => new Error(`the listener's connection did not answer within ${timeoutMs / 1000} s`))
+      .catch((error: unknown) => {
+        if (this.#client === client) this.#drop?.(error instanceof Error ? error : new Error(errorMessage(error)));
+      })
+      .finally(() => (this.#checking = false));
+  }
+
   /** Ends the connection and stops connecting again. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -69,13 +92,17 @@ export class PgListener {
   }
 
   async #connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.#options.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    // Named, so that operators (and tests) tell it apart in pg_stat_activity.
+    const client = new pg.Client({ connectionString: this.#options.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: LISTENER_APPLICATION_NAME });
     let dropped = false;
     const onDrop = (error?: Error): void => {
       if (dropped) return;
       dropped = true;
       client.removeAllListeners('notification');
-      if (this.#client === client) this.#client = undefined;
+      if (this.#client === client) {
+        this.#client = undefined;
+        this.#drop = undefined;
+      }
       // Ends the socket too when the drop was an error on a connection still half open.
       void client.end().catch(() => undefined);
       if (this.#closed) return;
@@ -103,6 +130,7 @@ export class PgListener {
       return;
     }
     this.#client = client;
+    this.#drop = onDrop;
   }
 
   #scheduleReconnect(): void {

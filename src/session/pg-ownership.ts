@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import { z } from 'zod';
 import type { InterruptRequest, LeaseHolder } from '../protocol/status.js';
+import { withDeadline } from '../util/abort.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { parseJsonAs } from '../util/json.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -24,6 +25,9 @@ const ACQUIRE_ATTEMPTS = 5;
 
 /** A waiter for another instance's turn looks again this long after the holder's lease should have run out. */
 const EXPIRY_SLACK_MS = 50;
+
+/** The longest one statement of the ownership may take. */
+const QUERY_TIMEOUT_MS = 10_000;
 
 /** The longest a shutdown waits for the database to take this instance's leases back. */
 const RELEASE_ALL_TIMEOUT_MS = 5_000;
@@ -91,8 +95,8 @@ export class PgOwnership implements ThreadOwnership {
   readonly #lost = new Set<string>();
   /** Threads given back while the database could not be reached: their rows are removed at the next heartbeat. */
   readonly #unreleased = new Set<string>();
-  /** Waiters for another instance's turn, by thread, and how many wake-ups each thread had. */
-  readonly #waiters = new Map<string, { list: WaitList; wakes: number }>();
+  /** Waiters for another instance's turn, by thread: how many, and how many wake-ups the thread had. */
+  readonly #waiters = new Map<string, { list: WaitList; wakes: number; count: number }>();
   /** Set by {@link PgOwnership.open} before anything is held or awaited. */
   #listener: PgListener | undefined;
   readonly #heartbeat: NodeJS.Timeout;
@@ -221,9 +225,11 @@ export class PgOwnership implements ThreadOwnership {
     const deadline = performance.now() + timeoutMs;
     let waiters = this.#waiters.get(threadId);
     if (waiters === undefined) {
-      waiters = { list: new WaitList(), wakes: 0 };
+      waiters = { list: new WaitList(), wakes: 0, count: 0 };
       this.#waiters.set(threadId, waiters);
     }
+    // Counted, not judged by the wait list: a waiter reading the lease is in no list meanwhile.
+    waiters.count += 1;
     try {
       for (;;) {
         // A release between the look and the wait counts: it is seen in `wakes`.
@@ -241,7 +247,8 @@ export class PgOwnership implements ThreadOwnership {
         }
       }
     } finally {
-      if (waiters.list.size === 0) this.#waiters.delete(threadId);
+      waiters.count -= 1;
+      if (waiters.count === 0) this.#waiters.delete(threadId);
     }
   }
 
@@ -322,6 +329,8 @@ export class PgOwnership implements ThreadOwnership {
   async #renew(): Promise<void> {
     if (this.#heartbeatRunning || this.#closed) return;
     this.#heartbeatRunning = true;
+    // A listener cut off silently hears nothing: checked at every beat, it reconnects within one.
+    this.#listener?.check(Math.min(QUERY_TIMEOUT_MS, this.#leaseMs / 3));
     try {
       if (this.#unreleased.size > 0) {
         const threads = [...this.#unreleased];
@@ -431,10 +440,11 @@ export class PgOwnership implements ThreadOwnership {
     if (this.#closed) throw new LocalError(LocalErrorCode.Unavailable, 'the thread ownership is closed (the server is stopping)');
   }
 
-  /** Runs a statement; a failure is `UNAVAILABLE`, saying what could not be done. */
+  /** Runs a statement with a deadline; a failure is `UNAVAILABLE`, saying what could not be done. */
   async #query(text: string, values: unknown[], what: string): Promise<pg.QueryResult> {
     try {
-      return await this.#pool.query(text, values);
+      // A database cut off without a reset (a lost host, a dropped route) would leave the statement waiting for good.
+      return await withDeadline(this.#pool.query(text, values), QUERY_TIMEOUT_MS, () => new Error(`no answer within ${QUERY_TIMEOUT_MS / 1000} s`));
     } catch (error) {
       throw new LocalError(LocalErrorCode.Unavailable, `cannot ${what} in the database: ${errorMessage(error)}`, { cause: error });
     }

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ThreadBusyError, type TurnStopRequest } from '../../../src/session/ownership.js';
 import { openDatabase, type Database, type Migration } from '../../../src/session/pg-database.js';
 import { OWNERSHIP_MIGRATION } from '../../../src/session/pg-ownership-schema.js';
+import { LISTENER_APPLICATION_NAME } from '../../../src/session/pg-listener.js';
 import { PgOwnership } from '../../../src/session/pg-ownership.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
 import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
@@ -216,6 +217,27 @@ describe('PgOwnership: thread leases in PostgreSQL', () => {
     // Giving it back does not remove the other instance's lease.
     await a.ownership.release(THREAD);
     expect((await a.db.pool.query('SELECT owner FROM cmx_thread_leases')).rows).toEqual([{ owner: 'someone-else' }]);
+  });
+
+  it('listens again when its listener’s connection stops answering without being cut (checked at every heartbeat)', async () => {
+    const url = await freshDatabase();
+    let log = '';
+    const a = await instance(url, 600, (line) => (log += line));
+    const requests = stopRequests(a.ownership);
+    const listeners = await a.db.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [LISTENER_APPLICATION_NAME]);
+    const backend = listeners.rows[0]?.pid;
+    if (backend === undefined || listeners.rows.length !== 1) throw new Error('expected one listener connection');
+    const b = await instance(url, LONG_LEASE_MS);
+    await a.ownership.acquire(THREAD);
+    // The server process behind A's listener freezes (as a connection to a host that vanished): nothing is sent, nothing is cut.
+    process.kill(backend, 'SIGSTOP');
+    try {
+      await waitFor(() => /the database listener is connected again/.test(log), 'the listener to connect again');
+      await b.ownership.requestInterrupt(THREAD, { turnId: 'turn-3', reason: 'heard' });
+      expect(await requests.next()).toEqual([THREAD, { turnId: 'turn-3', reason: 'heard' }]);
+    } finally {
+      process.kill(backend, 'SIGCONT');
+    }
   });
 
   it('listens again after a database restart: requests kept meanwhile are delivered, waiters look again', async () => {
