@@ -6,7 +6,8 @@ import { LocalError, LocalErrorCode } from '../util/errors.js';
  * Thread ownership: which server process may run a thread's turns and write its records. The
  * thread manager talks only to this interface; `cli/` picks the implementation: {@link
  * SoleOwnership} when no other process shares the thread store, file leases (`thread-lease.ts`)
- * when several processes share one threads folder, and later a database's lease rows.
+ * when several processes share one threads folder, and lease rows in PostgreSQL (`pg-ownership.ts`)
+ * when instances on many hosts share one database.
  */
 export interface ThreadOwnership {
   /**
