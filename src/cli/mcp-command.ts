@@ -22,6 +22,7 @@ import { EnginesByName } from '../session/engine-choice.js';
 import { JsonlThreadStore, openThreadFilesFor } from '../session/jsonl-thread-store.js';
 import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
 import { ThreadLeases } from '../session/thread-lease.js';
+import type { ThreadOwnership } from '../session/ownership.js';
 import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
@@ -249,6 +250,12 @@ export interface McpServerStartOptions {
   logger: (level: string | undefined) => Logger;
   /** How this server is launched, to leave the `[mcp_servers]` entries that launch it out of sessions; undefined when unknown. */
   selfReference: SelfReferenceHost | undefined;
+  /**
+   * Builds the thread ownership, given the `[multienv]` settings: e.g. leases in a PostgreSQL
+   * database. The server gives every thread back when it closes (`releaseAll`).
+   * @default lease files beside the thread files (`ThreadLeases`)
+   */
+  ownership?: (context: { limits: EffectiveConfig['multienv']; logger: Logger }) => Promise<ThreadOwnership>;
 }
 
 /** The composed MCP server, not yet connected to a client. */
@@ -320,6 +327,9 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd);
   const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store'), maxOpenFiles: openThreadFilesFor(limits.maxConcurrentTurns) });
   const threadsLogger = logger.child('threads');
+  // Several server processes may share the threads folder (a client restarting us, two clients).
+  const ownership =
+    options.ownership === undefined ? new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }) : await options.ownership({ limits, logger: threadsLogger });
   const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
   // Started by the first Codex-engine turn, not before: most servers never need it.
   const appServer =
@@ -345,8 +355,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       { builtin: builtinEngine, ...(appServer === undefined ? {} : { codex: new CodexEngine({ appServer, logger: threadsLogger, now: () => new Date() }) }) },
       () => 'no Codex CLI was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex',
     ),
-    // Several server processes may share the threads folder (a client restarting us, two clients).
-    ownership: new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }),
+    ownership,
     resolveSettings: settingsResolver({
       baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }],
       home,

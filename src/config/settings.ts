@@ -156,6 +156,8 @@ const MultienvTomlSchema = tomlTable(
     max_message_mb: z.number().min(1).max(256).default(10),
     engine: z.enum(['builtin', 'codex', 'auto']).default('auto'),
     codex_path: AbsolutePathSchema.optional(),
+    // At least a second (heartbeats go every third of it); at most an hour, beyond which a dead instance's threads wait too long.
+    lease_sec: z.number().min(1).max(3600).default(15),
   }),
 ).transform((raw) => ({
   /** `max_concurrent_turns`: turns running at once across all threads. @default 8 */
@@ -212,6 +214,12 @@ const MultienvTomlSchema = tomlTable(
   engine: raw.engine,
   /** `codex_path`: the Codex binary the codex engine runs. @default `codex` on PATH, else the installed `@openai/codex` */
   codexPath: raw.codex_path,
+  /**
+   * `lease_sec` (float seconds), in ms: how long a thread's lease in the database lasts without a
+   * heartbeat, i.e. how soon another instance may continue the threads of an instance that died
+   * (instances sharing a PostgreSQL database). @default 15000
+   */
+  leaseMs: Math.round(raw.lease_sec * 1000),
 }));
 
 /** The whole config.toml, after layering and profile. Keys are the file's; the output is {@link EffectiveConfig}. */

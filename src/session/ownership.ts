@@ -6,7 +6,8 @@ import { LocalError, LocalErrorCode } from '../util/errors.js';
  * Thread ownership: which server process may run a thread's turns and write its records. The
  * thread manager talks only to this interface; `cli/` picks the implementation: {@link
  * SoleOwnership} when no other process shares the thread store, file leases (`thread-lease.ts`)
- * when several processes share one threads folder, and later a database's lease rows.
+ * when several processes share one threads folder, and lease rows in PostgreSQL (`pg-ownership.ts`)
+ * when instances on many hosts share one database.
  */
 export interface ThreadOwnership {
   /**
@@ -15,7 +16,7 @@ export interface ThreadOwnership {
    */
   acquire(threadId: string): Promise<void>;
   /** Gives the thread back (a no-op when this process does not have it). */
-  release(threadId: string): void;
+  release(threadId: string): void | Promise<void>;
   /** The live owner other than this process that has the thread, if any. */
   holderElsewhere(threadId: string): Promise<LeaseHolder | undefined>;
   /** Every thread another live owner has; with `among`, only those of these threads. */
@@ -27,11 +28,21 @@ export interface ThreadOwnership {
   waitReleased(threadId: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /** Asks the owner that has the thread to stop its turn `request.turnId`. */
   requestInterrupt(threadId: string, request: InterruptRequest): void | Promise<void>;
-  /** Who stops a turn when another process asks (see {@link requestInterrupt}); set once by the thread manager. */
-  onInterrupt(handler: (threadId: string, request: InterruptRequest) => void): void;
+  /**
+   * Who stops a turn when another process asks (see {@link requestInterrupt}), or every turn of a
+   * thread this process lost (see {@link TurnStopRequest}); set once by the thread manager.
+   */
+  onInterrupt(handler: (threadId: string, request: TurnStopRequest) => void): void;
   /** Gives back every thread this process has and stops watching for requests. */
-  releaseAll(): void;
+  releaseAll(): void | Promise<void>;
 }
+
+/**
+ * What the ownership asks the thread manager to stop: the turn `turnId` (another process asked),
+ * or, without `turnId`, every turn of the thread (this process lost it, e.g. its lease could not
+ * be renewed, and must stop writing it before another process may take it).
+ */
+export type TurnStopRequest = Omit<InterruptRequest, 'turnId'> & { turnId?: string };
 
 /** A thread another live owner is running a turn of; the MCP layer reports it with the id. */
 export class ThreadBusyError extends LocalError {

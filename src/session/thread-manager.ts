@@ -130,10 +130,11 @@ export class ThreadManager {
     });
     this.#runner = new TurnRunner({ store: options.store, selector: this.#selector, limits: options.limits, logger: this.#logger, now: this.#now });
     this.#ownership.onInterrupt((threadId, request) => {
-      const live = this.#threads.get(threadId)?.live.find((turn) => turn.turnId === request.turnId);
-      if (live === undefined) return;
-      this.#logger.info('interrupting a turn at the request of another server process', { thread: threadId, turn: live.turnId, reason: request.reason });
-      live.interrupt.abort(new LocalError(LocalErrorCode.Aborted, request.reason));
+      const live = this.#threads.get(threadId)?.live ?? [];
+      for (const turn of request.turnId === undefined ? [...live] : live.filter((each) => each.turnId === request.turnId)) {
+        this.#logger.info('interrupting a turn at the request of the thread ownership', { thread: threadId, turn: turn.turnId, reason: request.reason });
+        turn.interrupt.abort(new LocalError(LocalErrorCode.Aborted, request.reason));
+      }
     });
   }
 
@@ -448,7 +449,7 @@ export class ThreadManager {
   /** Stops every process left running by threads, and their MCP servers, and gives every thread back. */
   async close(): Promise<void> {
     await this.#threads.close();
-    this.#ownership.releaseAll();
+    await this.#ownership.releaseAll();
   }
 
   /** The MCP servers of every loaded thread, with their state. */

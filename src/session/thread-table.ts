@@ -141,7 +141,11 @@ export class ThreadTable {
     }
     claim.count += 1;
     try {
-      return await claim.ready;
+      const thread = await claim.ready;
+      // A no-op while this process has the thread; taken again (or refused) when the ownership lost
+      // it while an earlier call's turn was winding down, so no turn starts without it.
+      await this.#options.ownership.acquire(threadId);
+      return thread;
     } catch (error) {
       await this.unhold(threadId);
       throw error;
@@ -174,7 +178,7 @@ export class ThreadTable {
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
       if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
-      this.#options.ownership.release(threadId);
+      await this.#options.ownership.release(threadId);
     })();
     this.#releasing.set(threadId, releasing);
     try {

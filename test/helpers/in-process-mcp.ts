@@ -5,7 +5,7 @@
 import { realpathSync } from 'node:fs';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { startMcpServer } from '../../src/cli/mcp-command.js';
+import { startMcpServer, type McpServerStartOptions } from '../../src/cli/mcp-command.js';
 import { serveOver } from '../../src/mcp/server.js';
 import { stderrLogger } from '../../src/cli/runtime.js';
 import type { SelfReferenceHost } from '../../src/cli/self-reference.js';
@@ -22,6 +22,8 @@ export interface InProcessMcpOptions {
   args?: string[];
   /** The server's working directory. @default process.cwd() */
   cwd?: string;
+  /** Builds the thread ownership (see `startMcpServer`). @default lease files beside the thread files */
+  ownership?: McpServerStartOptions['ownership'];
 }
 
 /** The message as the other side reads it off a wire: JSON, so `undefined` fields and shared references do not survive. */
@@ -69,6 +71,7 @@ export async function startInProcessMcp(codexHome: string, options: InProcessMcp
     cwd,
     logger: (level) => stderrLogger(level, env, (line) => (log += line)),
     selfReference: cliSelfReference(env, cwd),
+    ownership: options.ownership,
   });
   const [clientTransport, serverTransport] = jsonLinkedPair();
   try {

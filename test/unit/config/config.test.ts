@@ -95,6 +95,7 @@ describe('resolveConfig: defaults', () => {
         portableToolNames: false,
         maxMessageBytes: 10 * 1024 * 1024,
         engine: 'auto',
+        leaseMs: 15_000,
       },
     });
     expect(DEFAULT_MODEL).toBe('gpt-5.5');
@@ -152,6 +153,7 @@ default_wait_sec = 0.25
 drain_timeout_sec = 0
 portable_tool_names = true
 max_message_mb = 2.5
+lease_sec = 4.5
 engine = "codex"
 codex_path = "bin/codex"
 `),
@@ -199,6 +201,7 @@ codex_path = "bin/codex"
         drainTimeoutMs: 0,
         portableToolNames: true,
         maxMessageBytes: 2.5 * 1024 * 1024,
+        leaseMs: 4_500,
         engine: 'codex',
         codexPath: `${HOME}/bin/codex`,
       },
@@ -423,6 +426,8 @@ describe('resolveConfig: errors name the source and the key', () => {
     expect(thrown(() => resolve([file('[multienv]\nmax_concurrent_turns = 0')])).message).toBe(`${FILE}: multienv.max_concurrent_turns: expected at least 1, got 0`);
     expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 0.5')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at least 1, got 0.5`);
     expect(thrown(() => resolve([file('[multienv]\nmax_message_mb = 1024')])).message).toBe(`${FILE}: multienv.max_message_mb: expected at most 256, got 1024`);
+    expect(thrown(() => resolve([file('[multienv]\nlease_sec = 0.5')])).message).toBe(`${FILE}: multienv.lease_sec: expected at least 1, got 0.5`);
+    expect(thrown(() => resolve([file('[multienv]\nlease_sec = 7200')])).message).toBe(`${FILE}: multienv.lease_sec: expected at most 3600, got 7200`);
     expect(thrown(() => resolve([file('[model_providers.openai]\nrequest_max_retries = 1000')])).message).toBe(
       `${FILE}: model_providers.openai.request_max_retries: expected at most 100, got 1000`,
     );

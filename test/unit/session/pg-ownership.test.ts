@@ -1,0 +1,263 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import pg from 'pg';
+import { ThreadBusyError, type TurnStopRequest } from '../../../src/session/ownership.js';
+import { openDatabase, type Database, type Migration } from '../../../src/session/pg-database.js';
+import { OWNERSHIP_MIGRATION } from '../../../src/session/pg-ownership-schema.js';
+import { LISTENER_APPLICATION_NAME } from '../../../src/session/pg-listener.js';
+import { PgOwnership } from '../../../src/session/pg-ownership.js';
+import { createLogger, silentLogger } from '../../../src/util/logger.js';
+import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
+import { tempDir, waitFor } from '../../helpers/process.js';
+
+/** Migration 1 (the thread store) is built on another branch; a placeholder keeps the numbering. */
+const MIGRATIONS: Migration[] = [{ version: 1, name: 'store (placeholder in this test)', sql: 'SELECT 1' }, OWNERSHIP_MIGRATION];
+
+const THREAD = '00000000-0000-4000-8000-000000000001';
+const OTHER_THREAD = '00000000-0000-4000-8000-000000000002';
+
+/** A lease long enough that nothing in a test depends on it running out. */
+const LONG_LEASE_MS = 600_000;
+
+/** Calls of an ownership's interrupt handler, awaitable. */
+function stopRequests(ownership: PgOwnership): { next: () => Promise<[string, TurnStopRequest]> } {
+  const seen: [string, TurnStopRequest][] = [];
+  let wake: (() => void) | undefined;
+  ownership.onInterrupt((threadId, request) => {
+    seen.push([threadId, request]);
+    wake?.();
+  });
+  return {
+    next: async () => {
+      while (seen.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+      const first = seen.shift();
+      if (first === undefined) throw new Error('no request');
+      return first;
+    },
+  };
+}
+
+describe('PgOwnership: thread leases in PostgreSQL', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let cluster: PostgresCluster;
+  let databases = 0;
+  const opened: { db: Database; ownership: PgOwnership }[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir('cmx-pgown-');
+    cluster = await startPostgres(dir.path);
+  });
+
+  afterEach(async () => {
+    for (const { db, ownership } of opened.splice(0)) {
+      await ownership.releaseAll();
+      await db.close();
+    }
+  });
+
+  afterAll(async () => {
+    await cluster.stop();
+    await dir.cleanup();
+  });
+
+  /** A fresh database for one test. */
+  async function freshDatabase(): Promise<string> {
+    databases += 1;
+    const name = `ownership_${databases}`;
+    const admin = new pg.Client({ connectionString: cluster.url });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    return cluster.url.replace('/postgres?', `/${name}?`);
+  }
+
+  /** An instance: its own pool and ownership on the database. */
+  async function instance(url: string, leaseMs: number, log?: (line: string) => void): Promise<{ db: Database; ownership: PgOwnership }> {
+    const logger = log === undefined ? silentLogger : createLogger({ write: log, level: 'debug' });
+    const db = await openDatabase({ url, migrations: MIGRATIONS, logger });
+    const ownership = await PgOwnership.open({ pool: db.pool, url, logger, leaseMs });
+    const entry = { db, ownership };
+    opened.push(entry);
+    return entry;
+  }
+
+  it('lets one instance at a time have a thread; the other is told who has it', async () => {
+    const url = await freshDatabase();
+    const a = await instance(url, LONG_LEASE_MS);
+    const b = await instance(url, LONG_LEASE_MS);
+    await a.ownership.acquire(THREAD);
+    await a.ownership.acquire(THREAD);
+    const busy = await b.ownership.acquire(THREAD).catch((error: unknown) => error);
+    expect(busy).toBeInstanceOf(ThreadBusyError);
+    expect((busy as ThreadBusyError).holder).toMatchObject({ pid: process.pid });
+    expect((busy as ThreadBusyError).message).toMatch(/its lease runs out 600 s after its last heartbeat/);
+    expect(await b.ownership.holderElsewhere(THREAD)).toMatchObject({ pid: process.pid });
+    expect(await a.ownership.holderElsewhere(THREAD)).toBeUndefined();
+    expect([...(await b.ownership.heldElsewhere()).keys()]).toEqual([THREAD]);
+    expect([...(await b.ownership.heldElsewhere([OTHER_THREAD])).keys()]).toEqual([]);
+    expect((await a.ownership.heldElsewhere()).size).toBe(0);
+
+    await a.ownership.release(THREAD);
+    expect(await b.ownership.holderElsewhere(THREAD)).toBeUndefined();
+    await b.ownership.acquire(THREAD);
+    await expect(a.ownership.acquire(THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
+  });
+
+  it('takes over a lease that ran out (its owner died) and only then; every change of hands is a new epoch', async () => {
+    const url = await freshDatabase();
+    const b = await instance(url, LONG_LEASE_MS);
+    // A dead instance's rows, by the database's clock: one run out, one still live.
+    await b.db.pool.query(
+      `INSERT INTO cmx_thread_leases (thread_id, owner, pid, host, since, heartbeat_at, expires_at) VALUES
+         ($1, 'dead', 4242, 'gone-host', now() - interval '1 minute', now() - interval '1 minute', now() - interval '1 second'),
+         ($2, 'dead', 4242, 'gone-host', now(), now(), now() + interval '1 hour')`,
+      [THREAD, OTHER_THREAD],
+    );
+    expect(await b.ownership.holderElsewhere(THREAD)).toBeUndefined();
+    expect(await b.ownership.holderElsewhere(OTHER_THREAD)).toEqual({ pid: 4242, host: 'gone-host', since: expect.any(String) });
+    expect([...(await b.ownership.heldElsewhere()).keys()]).toEqual([OTHER_THREAD]);
+    await b.ownership.acquire(THREAD);
+    await expect(b.ownership.acquire(OTHER_THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
+    const rows = await b.db.pool.query<{ thread_id: string; epoch: string; host: string }>('SELECT thread_id, epoch, host FROM cmx_thread_leases ORDER BY thread_id');
+    expect(rows.rows).toEqual([
+      { thread_id: THREAD, epoch: '2', host: expect.not.stringMatching(/^gone-host$/) },
+      { thread_id: OTHER_THREAD, epoch: '1', host: 'gone-host' },
+    ]);
+  });
+
+  it('renews its leases with one heartbeat, so a live owner keeps its thread past the lease length', async () => {
+    const url = await freshDatabase();
+    const a = await instance(url, 300);
+    const b = await instance(url, LONG_LEASE_MS);
+    await a.ownership.acquire(THREAD);
+    await a.ownership.acquire(OTHER_THREAD);
+    const since = await a.db.pool.query<{ at: Date }>('SELECT min(expires_at) AS at FROM cmx_thread_leases');
+    const first = since.rows[0]?.at ?? new Date(0);
+    // Both rows renewed to well past the first expiry: several heartbeats went by.
+    await waitFor(async () => {
+      const now = await a.db.pool.query<{ ok: boolean }>(`SELECT bool_and(expires_at > $1::timestamptz + interval '600 milliseconds') AS ok FROM cmx_thread_leases`, [first]);
+      return now.rows[0]?.ok === true;
+    }, 'the leases to be renewed');
+    await expect(b.ownership.acquire(THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
+    expect((await b.ownership.heldElsewhere()).size).toBe(2);
+  });
+
+  it('delivers a request to stop a turn to the owner by NOTIFY, once', async () => {
+    const url = await freshDatabase();
+    const a = await instance(url, LONG_LEASE_MS);
+    const b = await instance(url, LONG_LEASE_MS);
+    const requests = stopRequests(a.ownership);
+    await a.ownership.acquire(THREAD);
+    await b.ownership.requestInterrupt(THREAD, { turnId: 'turn-1', reason: 'stop it' });
+    expect(await requests.next()).toEqual([THREAD, { turnId: 'turn-1', reason: 'stop it' }]);
+    await waitFor(async () => (await a.db.pool.query('SELECT 1 FROM cmx_interrupt_requests')).rowCount === 0, 'the request to be taken');
+    // A request left from an earlier turn does not stop the next one.
+    await a.ownership.release(THREAD);
+    await b.ownership.requestInterrupt(THREAD, { turnId: 'turn-1', reason: 'late' });
+    await a.ownership.acquire(THREAD);
+    expect((await a.db.pool.query('SELECT 1 FROM cmx_interrupt_requests')).rowCount).toBe(0);
+  });
+
+  it('wakes a waiter when the owner gives the thread back, without polling', async () => {
+    const url = await freshDatabase();
+    const a = await instance(url, LONG_LEASE_MS);
+    const b = await instance(url, LONG_LEASE_MS);
+    await a.ownership.acquire(THREAD);
+    // Timed out and aborted waits say false.
+    expect(await b.ownership.waitReleased(THREAD, 10)).toBe(false);
+    expect(await b.ownership.waitReleased(THREAD, LONG_LEASE_MS, AbortSignal.abort())).toBe(false);
+    // The lease and the wait are far longer than the test's timeout: only the release notice can end it.
+    const waiting = b.ownership.waitReleased(THREAD, LONG_LEASE_MS);
+    const other = b.ownership.waitReleased(THREAD, LONG_LEASE_MS);
+    await a.ownership.release(THREAD);
+    expect(await Promise.all([waiting, other])).toEqual([true, true]);
+    expect(await b.ownership.waitReleased(OTHER_THREAD, LONG_LEASE_MS)).toBe(true);
+  });
+
+  it('wakes a waiter when the owner died: its lease runs out, and the thread can be taken', async () => {
+    const url = await freshDatabase();
+    const b = await instance(url, LONG_LEASE_MS);
+    await b.db.pool.query(
+      `INSERT INTO cmx_thread_leases (thread_id, owner, pid, host, since, heartbeat_at, expires_at)
+       VALUES ($1, 'dead', 4242, 'gone-host', now(), now(), now() + interval '300 milliseconds')`,
+      [THREAD],
+    );
+    expect(await b.ownership.waitReleased(THREAD, LONG_LEASE_MS)).toBe(true);
+    await b.ownership.acquire(THREAD);
+  });
+
+  it('stops the turns of a thread whose lease it cannot renew, before the lease runs out', async () => {
+    const url = await freshDatabase();
+    const leaseMs = 3_000;
+    const a = await instance(url, leaseMs);
+    const b = await instance(url, leaseMs);
+    const requests = stopRequests(a.ownership);
+    await a.ownership.acquire(THREAD);
+    // The database is gone for A alone: every statement of its heartbeat fails.
+    await a.db.pool.query('SELECT 1');
+    await a.db.close();
+    const [threadId, request] = await requests.next();
+    expect(threadId).toBe(THREAD);
+    expect(request.turnId).toBeUndefined();
+    expect(request.reason).toMatch(/lost the thread: its lease could not be renewed/);
+    // A stopped while its lease was still live: nobody could have taken the thread yet.
+    await expect(b.ownership.acquire(THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
+    expect(await b.ownership.waitReleased(THREAD, LONG_LEASE_MS)).toBe(true);
+    await b.ownership.acquire(THREAD);
+  });
+
+  it('stops the turns of a thread whose lease another instance took', async () => {
+    const url = await freshDatabase();
+    const a = await instance(url, 300);
+    const requests = stopRequests(a.ownership);
+    await a.ownership.acquire(THREAD);
+    await a.db.pool.query(`UPDATE cmx_thread_leases SET owner = 'someone-else', epoch = epoch + 1 WHERE thread_id = $1`, [THREAD]);
+    const [threadId, request] = await requests.next();
+    expect(threadId).toBe(THREAD);
+    expect(request).toEqual({ reason: expect.stringMatching(/another instance took over its lease/) as unknown });
+    // Giving it back does not remove the other instance's lease.
+    await a.ownership.release(THREAD);
+    expect((await a.db.pool.query('SELECT owner FROM cmx_thread_leases')).rows).toEqual([{ owner: 'someone-else' }]);
+  });
+
+  it('listens again when its listener’s connection stops answering without being cut (checked at every heartbeat)', async () => {
+    const url = await freshDatabase();
+    let log = '';
+    const a = await instance(url, 600, (line) => (log += line));
+    const requests = stopRequests(a.ownership);
+    const listeners = await a.db.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [LISTENER_APPLICATION_NAME]);
+    const backend = listeners.rows[0]?.pid;
+    if (backend === undefined || listeners.rows.length !== 1) throw new Error('expected one listener connection');
+    const b = await instance(url, LONG_LEASE_MS);
+    await a.ownership.acquire(THREAD);
+    // The server process behind A's listener freezes (as a connection to a host that vanished): nothing is sent, nothing is cut.
+    process.kill(backend, 'SIGSTOP');
+    try {
+      await waitFor(() => /the database listener is connected again/.test(log), 'the listener to connect again');
+      await b.ownership.requestInterrupt(THREAD, { turnId: 'turn-3', reason: 'heard' });
+      expect(await requests.next()).toEqual([THREAD, { turnId: 'turn-3', reason: 'heard' }]);
+    } finally {
+      process.kill(backend, 'SIGCONT');
+    }
+  });
+
+  it('listens again after a database restart: requests kept meanwhile are delivered, waiters look again', async () => {
+    const url = await freshDatabase();
+    let log = '';
+    const a = await instance(url, LONG_LEASE_MS, (line) => (log += line));
+    const b = await instance(url, LONG_LEASE_MS);
+    const requests = stopRequests(a.ownership);
+    await a.ownership.acquire(THREAD);
+    const waiting = b.ownership.waitReleased(THREAD, LONG_LEASE_MS);
+    // A request whose notice was lost (as one sent while the listener is away): only the row tells.
+    await b.db.pool.query(`INSERT INTO cmx_interrupt_requests (thread_id, turn_id, reason) VALUES ($1, 'turn-1', 'while away')`, [THREAD]);
+    await cluster.stop();
+    await cluster.start();
+    expect(await requests.next()).toEqual([THREAD, { turnId: 'turn-1', reason: 'while away' }]);
+    expect(log).toMatch(/the database listener is connected again/);
+    await b.ownership.requestInterrupt(THREAD, { turnId: 'turn-2', reason: 'after the restart' });
+    expect(await requests.next()).toEqual([THREAD, { turnId: 'turn-2', reason: 'after the restart' }]);
+    await a.ownership.release(THREAD);
+    expect(await waiting).toBe(true);
+    expect(log).toMatch(/the database listener lost its connection/);
+  });
+});
