@@ -43,8 +43,9 @@ const common = {
   platform: 'node',
   target: 'node20',
   sourcemap: true,
-  // Native addons (and ws's optional native helpers) load from node_modules at run time.
-  external: ['@lydell/node-pty', 'bufferutil', 'utf-8-validate'],
+  // Native addons (and ws's optional native helpers) load from node_modules at run time; so does
+  // pg, which only the PostgreSQL store loads.
+  external: ['@lydell/node-pty', 'bufferutil', 'utf-8-validate', 'pg'],
   plugins: [zodNamespace],
   logLevel: 'warning',
 };

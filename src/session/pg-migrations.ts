@@ -1,0 +1,5 @@
+import type { Migration } from './pg-database.js';
+import { STORE_MIGRATION } from './pg-store-schema.js';
+
+/** Every schema migration of the PostgreSQL store and ownership, in version order (see `pg-database.ts`). */
+export const PG_MIGRATIONS: readonly Migration[] = [STORE_MIGRATION];
