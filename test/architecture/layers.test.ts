@@ -100,6 +100,7 @@ describe('layer rule', () => {
       'session/thread-lease.ts',
       'session/pg-database.ts',
       'session/pg-migrations.ts',
+      'session/pg-store-schema.ts',
       'session/pg-thread-store.ts',
     ];
     const violations: string[] = [];
