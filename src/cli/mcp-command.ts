@@ -19,9 +19,7 @@ import { BuiltinEngine } from '../session/builtin-engine.js';
 import { CodexAppServer } from '../session/codex-app-server.js';
 import { CodexEngine } from '../session/codex-engine.js';
 import { EnginesByName } from '../session/engine-choice.js';
-import { JsonlThreadStore } from '../session/jsonl-thread-store.js';
 import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
-import { ThreadLeases } from '../session/thread-lease.js';
 import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
@@ -34,6 +32,7 @@ import { networkSettings } from './network.js';
 import { PACKAGE_VERSION } from './version.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
+import { openThreadStorage } from './thread-storage.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
@@ -311,8 +310,14 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
   const httpFetch = createHttpFetch({ network });
 
-  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd);
-  const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store') });
+  // First: a database that cannot be used stops the start before anything else is started.
+  const storage = await openThreadStorage({ configuredUrl: limits.databaseUrl, envUrl: env.CODEX_MULTIENV_DATABASE_URL, threadsDir: limits.threadsDir, logger });
+  const { store } = storage;
+  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd).catch(async (error: unknown) => {
+    // The database's connections would keep the failed process alive.
+    await storage.close();
+    throw error;
+  });
   const threadsLogger = logger.child('threads');
   const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
   // Started by the first Codex-engine turn, not before: most servers never need it.
@@ -339,8 +344,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       { builtin: builtinEngine, ...(appServer === undefined ? {} : { codex: new CodexEngine({ appServer, logger: threadsLogger, now: () => new Date() }) }) },
       () => 'no Codex CLI was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex',
     ),
-    // Several server processes may share the threads folder (a client restarting us, two clients).
-    ownership: new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }),
+    ownership: storage.ownership,
     resolveSettings: settingsResolver({
       baseLayers: values.profile === undefined ? baseLayers : [...baseLayers, { source: '--profile', values: { profile: values.profile } }],
       home,
@@ -375,7 +379,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     limits,
     logger,
     ready: () => {
-      logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
+      logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: storage.where, environments: registry.list().map((e) => e.id) });
       void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
         logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
       );
@@ -390,6 +394,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
         await registry.close();
         await localServer.close();
         await store.close();
+        await storage.close();
         await server.close();
       })()),
   };
