@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|model|request-size|instructions ...]`.
+ * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|model|pg|request-size|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -11,6 +11,8 @@ const BENCHES: Record<string, string> = {
   coldstart: './coldstart.bench.js',
   list: './thread-list.bench.js',
   model: './model-client.bench.js',
+  // Needs PostgreSQL installed (as .ci/run does): only when asked for.
+  pg: './pg-store.bench.js',
   // Drives the real Codex for 100 turns: only when asked for.
   'request-size': './request-size.bench.js',
   // Slow (valgrind) and needs valgrind installed: only when asked for.
