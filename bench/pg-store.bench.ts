@@ -19,7 +19,7 @@ import { JsonlThreadStore } from '../src/session/jsonl-thread-store.js';
 import { openDatabase, type Database } from '../src/session/pg-database.js';
 import { PG_MIGRATIONS } from '../src/session/pg-migrations.js';
 import { PgThreadStore } from '../src/session/pg-thread-store.js';
-import type { NewThreadHeader, ThreadListPosition, ThreadStore } from '../src/session/thread-store.js';
+import type { NewThreadHeader, NewThreadRecord, ThreadListPosition, ThreadStore } from '../src/session/thread-store.js';
 import { silentLogger } from '../src/util/logger.js';
 import { startFakeResponsesServer } from '../tools/fake-responses-server.js';
 import { startMcp, textOf, threadIdOf, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
@@ -41,6 +41,13 @@ const THREADS = Number(process.env.BENCH_PG_LIST_THREADS ?? 100_000);
 const LIST_CALLS = Number(process.env.BENCH_PG_LIST_CALLS ?? 50);
 const PAGE = 100;
 const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
+/** Appends made at once to one thread, and how often. */
+const BURST = 20;
+const BURST_ROUNDS = 20;
+
+function burstItem(i: number): NewThreadRecord {
+  return { type: 'item', turnId: 'burst', item: { type: 'function_call_output', call_id: `c${i}`, output: 'ok' } };
+}
 
 const AT = new Date().toISOString();
 
@@ -164,6 +171,18 @@ async function main(): Promise<void> {
     await files.close();
     const pgThreads = new PgThreadStore({ pool: (await open('turns')).pool, where: 'bench' });
     const pgStore = await storeTurns(pgThreads, 'pg');
+    // Appends made at once to one thread (a response's items): sent together vs one by one.
+    await pgThreads.create(header('burst'));
+    const together: number[] = [];
+    const oneByOne: number[] = [];
+    for (let round = 0; round < BURST_ROUNDS; round += 1) {
+      let start = performance.now();
+      await Promise.all(Array.from({ length: BURST }, (_, i) => pgThreads.append('burst', burstItem(i))));
+      together.push(since(start));
+      start = performance.now();
+      for (let i = 0; i < BURST; i += 1) await pgThreads.append('burst', burstItem(i));
+      oneByOne.push(since(start));
+    }
     await pgThreads.close();
 
     // Per turn, through the server: blocks alternating between the stores.
@@ -235,6 +254,9 @@ async function main(): Promise<void> {
         ['… p99 ms', fmt(percentile(fileStore, 99)), fmt(percentile(pgStore, 99)), fmt(percentile(pgStore, 99) - percentile(fileStore, 99)), '-', '-'],
       ],
     );
+    process.stdout.write(
+      `\n${BURST} appends made at once to one thread (PostgreSQL): ${fmt(median(together))} ms median (sent together), ${fmt(median(oneByOne))} ms one after the other\n`,
+    );
     process.stdout.write(`\n${THREADS} stored threads (bulk-loaded in ${fmt(fillSeconds, 1)} s), pages of ${PAGE}, ${LIST_CALLS} calls each\n`);
     printTable(
       ['figure', 'median ms', 'p99 ms', 'target', 'pass?'],
@@ -252,6 +274,8 @@ async function main(): Promise<void> {
       rawRow('turn through the server, PostgreSQL', mcpPg),
       rawRow('store operations of a turn, files', fileStore),
       rawRow('store operations of a turn, PostgreSQL', pgStore),
+      rawRow(`${BURST} appends at once, PostgreSQL`, together),
+      rawRow(`${BURST} appends one by one, PostgreSQL`, oneByOne),
       rawRow('store.list first page', first),
       rawRow('store.list half way down', deep),
       rawRow('thread/list through the server', viaMcp),
