@@ -78,7 +78,7 @@ describe('PgThreadStore', () => {
     const first = await open(url);
     expect(first.schemaVersion).toBe(1);
     const tables = await first.pool.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename");
-    expect(tables.rows.map((row) => row.tablename)).toEqual(['cmx_schema_migrations', 'cmx_thread_records', 'cmx_threads']);
+    expect(tables.rows.map((row) => row.tablename)).toEqual(['cmx_schema_migrations', 'cmx_thread_counts', 'cmx_thread_records', 'cmx_threads']);
     const store = new PgThreadStore({ pool: first.pool, where: 'db' });
     await store.create(header('kept'));
     await store.close();
@@ -149,6 +149,44 @@ describe('PgThreadStore', () => {
     expect(itemTexts(await store.load('r'))).toEqual(['before', 'after']);
     expect((await store.list({ limit: 10 })).total).toBe(1);
     expect(warnings.join('')).toMatch(/database connection lost/);
+  });
+
+  it('keeps the totals of listings exact through creates, failed turns, later turns, archives and re-creates, from its counts row', async () => {
+    const database = await open(await freshUrl());
+    const store = new PgThreadStore({ pool: database.pool, where: 'db' });
+    const turn = async (threadId: string, turnId: string, status: 'completed' | 'failed'): Promise<void> => {
+      await store.append(threadId, { type: 'turn_started', turnId, prompt: 'p', environments: [] });
+      await store.append(threadId, { type: 'turn_completed', turnId, status, lastAgentMessage: null });
+    };
+    const check = async (): Promise<void> => {
+      const truth = await database.pool.query<{ live: number; failed: number }>(
+        'SELECT count(*)::int AS live, (count(*) FILTER (WHERE failed))::int AS failed FROM cmx_threads WHERE archived_at IS NULL',
+      );
+      const { live, failed } = truth.rows[0] ?? { live: -1, failed: -1 };
+      expect([(await store.list({ limit: 0 })).total, (await store.list({ limit: 0, failed: true })).total, (await store.list({ limit: 0, failed: false })).total]).toEqual([
+        live,
+        failed,
+        live - failed,
+      ]);
+      const exclude = new Set(['a', 'b', 'nope']);
+      const excluded = (await store.list({ limit: 100, exclude })).summaries.length;
+      expect((await store.list({ limit: 0, exclude })).total).toBe(excluded);
+      expect((await store.list({ limit: 0, exclude, failed: true })).total).toBe((await store.list({ limit: 100, exclude, failed: true })).summaries.length);
+    };
+    await Promise.all(['a', 'b', 'c', 'd'].map((id) => store.create(header(id))));
+    await check();
+    await turn('a', 'a1', 'failed');
+    await turn('b', 'b1', 'failed');
+    await turn('c', 'c1', 'completed');
+    await check();
+    await turn('a', 'a2', 'completed');
+    await store.archive('b');
+    await check();
+    await store.create(header('b'));
+    await turn('b', 'b2', 'failed');
+    await store.archive('d');
+    await check();
+    expect((await store.list({ limit: 0 })).total).toBe(3);
   });
 
   it('archives by marking the row, and its hint is a statement that brings the thread back', async () => {
