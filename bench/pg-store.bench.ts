@@ -171,6 +171,13 @@ async function main(): Promise<void> {
     await files.close();
     const pgThreads = new PgThreadStore({ pool: (await open('turns')).pool, where: 'bench' });
     const pgStore = await storeTurns(pgThreads, 'pg');
+    // The floor of one statement: a round trip to the server and back.
+    const roundTrips: number[] = [];
+    for (let i = 0; i < WARMUP + STORE_TURNS; i += 1) {
+      const start = performance.now();
+      await pgThreads.summary('pg-0');
+      if (i >= WARMUP) roundTrips.push(since(start));
+    }
     // Appends made at once to one thread (a response's items): sent together vs one by one.
     await pgThreads.create(header('burst'));
     const together: number[] = [];
@@ -255,7 +262,10 @@ async function main(): Promise<void> {
       ],
     );
     process.stdout.write(
-      `\n${BURST} appends made at once to one thread (PostgreSQL): ${fmt(median(together))} ms median (sent together), ${fmt(median(oneByOne))} ms one after the other\n`,
+      `\none statement (a thread's summary by id): ${fmt(median(roundTrips))} ms median, ${fmt(percentile(roundTrips, 99))} ms p99; a turn makes 6 (2 stamps, 4 appends, each append its own commit)\n`,
+    );
+    process.stdout.write(
+      `${BURST} appends made at once to one thread (PostgreSQL): ${fmt(median(together))} ms median (sent together), ${fmt(median(oneByOne))} ms one after the other\n`,
     );
     process.stdout.write(`\n${THREADS} stored threads (bulk-loaded in ${fmt(fillSeconds, 1)} s), pages of ${PAGE}, ${LIST_CALLS} calls each\n`);
     printTable(
@@ -274,6 +284,7 @@ async function main(): Promise<void> {
       rawRow('turn through the server, PostgreSQL', mcpPg),
       rawRow('store operations of a turn, files', fileStore),
       rawRow('store operations of a turn, PostgreSQL', pgStore),
+      rawRow('one statement, PostgreSQL', roundTrips),
       rawRow(`${BURST} appends at once, PostgreSQL`, together),
       rawRow(`${BURST} appends one by one, PostgreSQL`, oneByOne),
       rawRow('store.list first page', first),
