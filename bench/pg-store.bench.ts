@@ -109,6 +109,8 @@ async function fillThreads(database: Database, count: number): Promise<void> {
   await store.create(header('template'));
   await storeTurn(store, 'template', 1);
   await store.close();
+  // The counts row is set once at the end: kept row by row, one transaction would make 100,000 versions of it.
+  await database.pool.query('ALTER TABLE cmx_threads DISABLE TRIGGER cmx_threads_counted');
   await database.pool.query(
     `INSERT INTO cmx_threads (id, header, created_at, updated_at, environments, last_status, last_turn_id, preview, failed, next_seq)
      SELECT 'bench-' || lpad(i::text, 7, '0'), replace(t.header::text, '"template"', '"bench-' || lpad(i::text, 7, '0') || '"')::json, t.created_at,
@@ -121,6 +123,8 @@ async function fillThreads(database: Database, count: number): Promise<void> {
      SELECT c.key, r.seq, r.record FROM cmx_threads c, cmx_threads t JOIN cmx_thread_records r ON r.thread_key = t.key WHERE t.id = 'template' AND c.id LIKE 'bench-%'`,
   );
   await database.pool.query("UPDATE cmx_threads SET archived_at = now() WHERE id = 'template'");
+  await database.pool.query('ALTER TABLE cmx_threads ENABLE TRIGGER cmx_threads_counted');
+  await database.pool.query('UPDATE cmx_thread_counts SET (live, failed) = (SELECT count(*), count(*) FILTER (WHERE failed) FROM cmx_threads WHERE archived_at IS NULL)');
   await database.pool.query('VACUUM ANALYZE cmx_threads');
   await database.pool.query('VACUUM ANALYZE cmx_thread_records');
 }
@@ -178,6 +182,16 @@ async function main(): Promise<void> {
       await pgThreads.summary('pg-0');
       if (i >= WARMUP) roundTrips.push(since(start));
     }
+    // What the commits' flush costs: the same with synchronous_commit off (a crash of the database may lose the last commits).
+    const asyncDatabase = await open('turns_async');
+    await asyncDatabase.pool.query('ALTER DATABASE turns_async SET synchronous_commit = off');
+    // The setting applies to sessions started after it.
+    await asyncDatabase.close();
+    const asyncPool = await openDatabase({ url: started.url.replace('/postgres?', '/turns_async?'), migrations: PG_MIGRATIONS, logger: silentLogger });
+    databases.push(asyncPool);
+    const asyncThreads = new PgThreadStore({ pool: asyncPool.pool, where: 'bench' });
+    const pgAsync = await storeTurns(asyncThreads, 'async');
+    await asyncThreads.close();
     // Appends made at once to one thread (a response's items): sent together vs one by one.
     await pgThreads.create(header('burst'));
     const together: number[] = [];
@@ -259,6 +273,7 @@ async function main(): Promise<void> {
         ['… p99 ms', fmt(percentile(mcpFile, 99)), fmt(percentile(mcpPg, 99)), fmt(percentile(mcpPg, 99) - percentile(mcpFile, 99)), '-', '-'],
         [`store operations of one turn, median ms (${STORE_TURNS} turns)`, fmt(median(fileStore)), fmt(median(pgStore)), fmt(storeOverhead), '-', '-'],
         ['… p99 ms', fmt(percentile(fileStore, 99)), fmt(percentile(pgStore, 99)), fmt(percentile(pgStore, 99) - percentile(fileStore, 99)), '-', '-'],
+        ['… with synchronous_commit off, median ms', fmt(median(fileStore)), fmt(median(pgAsync)), fmt(median(pgAsync) - median(fileStore)), '-', '-'],
       ],
     );
     process.stdout.write(
@@ -284,6 +299,7 @@ async function main(): Promise<void> {
       rawRow('turn through the server, PostgreSQL', mcpPg),
       rawRow('store operations of a turn, files', fileStore),
       rawRow('store operations of a turn, PostgreSQL', pgStore),
+      rawRow('store operations of a turn, PostgreSQL, synchronous_commit off', pgAsync),
       rawRow('one statement, PostgreSQL', roundTrips),
       rawRow(`${BURST} appends at once, PostgreSQL`, together),
       rawRow(`${BURST} appends one by one, PostgreSQL`, oneByOne),
