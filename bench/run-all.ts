@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list, http, pg-ownership). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|http|pg-ownership|model|request-size|instructions ...]`.
+ * issue's figures that need nothing installed (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|http|pg|pg-ownership|scale-out|model|request-size|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -11,14 +11,17 @@ const BENCHES: Record<string, string> = {
   coldstart: './coldstart.bench.js',
   list: './thread-list.bench.js',
   http: './mcp-http.bench.js',
-  'pg-ownership': './pg-ownership.bench.js',
   model: './model-client.bench.js',
+  // Need PostgreSQL installed (as .ci/run does): only when asked for.
+  pg: './pg-store.bench.js',
+  'pg-ownership': './pg-ownership.bench.js',
+  'scale-out': './scale-out.bench.js',
   // Drives the real Codex for 100 turns: only when asked for.
   'request-size': './request-size.bench.js',
   // Slow (valgrind) and needs valgrind installed: only when asked for.
   instructions: './instructions.bench.js',
 };
-const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list', 'pg-ownership'];
+const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list'];
 
 const wanted = process.argv.slice(2);
 for (const name of wanted.length === 0 ? DEFAULT : wanted) {

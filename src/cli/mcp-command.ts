@@ -19,10 +19,8 @@ import { BuiltinEngine } from '../session/builtin-engine.js';
 import { CodexAppServer } from '../session/codex-app-server.js';
 import { CodexEngine } from '../session/codex-engine.js';
 import { EnginesByName } from '../session/engine-choice.js';
-import { JsonlThreadStore, openThreadFilesFor } from '../session/jsonl-thread-store.js';
-import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
-import { ThreadLeases } from '../session/thread-lease.js';
 import type { ThreadOwnership } from '../session/ownership.js';
+import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
 import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
@@ -35,6 +33,7 @@ import { networkSettings } from './network.js';
 import { PACKAGE_VERSION } from './version.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
+import { openThreadStorage } from './thread-storage.js';
 
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
@@ -324,12 +323,25 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
   const httpFetch = createHttpFetch({ network });
 
-  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd);
-  const store = new JsonlThreadStore({ dir: limits.threadsDir, logger: logger.child('store'), maxOpenFiles: openThreadFilesFor(limits.maxConcurrentTurns) });
+  // First: a database that cannot be used stops the start before anything else is started.
+  const storage = await openThreadStorage({
+    configuredUrl: limits.databaseUrl,
+    envUrl: env.CODEX_MULTIENV_DATABASE_URL,
+    threadsDir: limits.threadsDir,
+    maxConcurrentTurns: limits.maxConcurrentTurns,
+    leaseMs: limits.leaseMs,
+    logger,
+  });
+  const { store } = storage;
+  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd).catch(async (error: unknown) => {
+    // The database's connections would keep the failed process alive.
+    await storage.close();
+    throw error;
+  });
   const threadsLogger = logger.child('threads');
   // Several server processes may share the threads folder (a client restarting us, two clients).
-  const ownership =
-    options.ownership === undefined ? new ThreadLeases({ dir: limits.threadsDir, logger: threadsLogger }) : await options.ownership({ limits, logger: threadsLogger });
+  // Tests may put another ownership in (PostgreSQL leases over a threads folder).
+  const ownership = options.ownership === undefined ? storage.ownership : await options.ownership({ limits, logger: threadsLogger });
   const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
   // Started by the first Codex-engine turn, not before: most servers never need it.
   const appServer =
@@ -405,7 +417,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     limits,
     logger,
     ready: () => {
-      logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: limits.threadsDir, environments: registry.list().map((e) => e.id) });
+      logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: storage.where, environments: registry.list().map((e) => e.id) });
       void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
         logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
       );
@@ -420,6 +432,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
         await registry.close();
         await localServer.close();
         await store.close();
+        await storage.close();
         await server.close();
       })()),
   };

@@ -35,6 +35,12 @@ const AbsolutePathSchema = z
   .refine(isAbsolute, { error: (issue) => `expected an absolute path, got ${JSON.stringify(issue.input)} (a relative path is allowed only in a config file)` })
   .transform(normalize);
 
+/** A PostgreSQL connection URL, the one kind of `multienv.store` besides the default files. */
+export const DatabaseUrlSchema = z.string().refine((value) => /^postgres(ql)?:\/\/./.test(value) && URL.canParse(value), {
+  error: (issue) =>
+    `expected a postgres:// or postgresql:// URL, got ${typeof issue.input === 'string' ? JSON.stringify(issue.input.replace(/:[^:@/]*@/, ':***@')) : 'something else'} (leave it out to keep threads in the files of threads_dir)`,
+});
+
 /** `profile` and `[profiles.NAME]`, read before the rest to apply the profile. */
 export const ProfileSelectionSchema = z.object({
   profile: z.string().optional(),
@@ -136,6 +142,7 @@ const MultienvTomlSchema = tomlTable(
     allow_runtime_program_environments: z.boolean().default(false),
     // The built-in defaults layer sets it under CODEX_HOME.
     threads_dir: AbsolutePathSchema,
+    store: DatabaseUrlSchema.optional(),
     default_wait_sec: z
       .number()
       .min(0)
@@ -185,8 +192,14 @@ const MultienvTomlSchema = tomlTable(
    * approval. @default false
    */
   allowRuntimeProgramEnvironments: raw.allow_runtime_program_environments,
-  /** `threads_dir`: where threads are persisted. @default `<codexHome>/multienv/threads` */
+  /** `threads_dir`: where threads are persisted (unless `store` names a database). @default `<codexHome>/multienv/threads` */
   threadsDir: raw.threads_dir,
+  /**
+   * `store`: a `postgres://` or `postgresql://` URL keeps threads in that PostgreSQL database
+   * instead of the files of `threads_dir` (`CODEX_MULTIENV_DATABASE_URL` overrides it).
+   * @default undefined (the files of `threads_dir`)
+   */
+  databaseUrl: raw.store,
   /**
    * `default_wait_sec` (float seconds), in ms: how long `codex`/`codex-reply` wait for the turn
    * when the call gives no `waitMs`; then they answer with `status: "running"` and the turn

@@ -351,8 +351,11 @@ export class ThreadManager {
     const fresh = (await Promise.all([...elsewhere.keys()].map((threadId) => this.#options.store.summary(threadId).catch(() => undefined)))).filter(
       (summary): summary is ThreadSummary => summary !== undefined,
     );
-    const listed = listEntries(this.#threads.values(), fresh, elsewhere).filter((entry) => options.status === undefined || entry.status === options.status);
-    const exclude = new Set([...this.#threads.values()].map((thread) => thread.id));
+    // Memory speaks for the threads this process runs or holds; an idle thread loaded here reads as
+    // the store has it, so a turn, close or archive by another process shows at once.
+    const active = [...this.#threads.values()].filter((thread) => thread.live.length > 0 || this.#threads.isHeld(thread.id));
+    const listed = listEntries(active, fresh, elsewhere).filter((entry) => options.status === undefined || entry.status === options.status);
+    const exclude = new Set(active.map((thread) => thread.id));
     for (const threadId of elsewhere.keys()) exclude.add(threadId);
     // A thread nobody runs is idle, or failed when its last turn failed or its file does not read back.
     const failed = options.status === undefined ? undefined : options.status === 'failed' ? true : options.status === 'idle' ? false : 'none';

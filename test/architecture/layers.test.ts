@@ -98,7 +98,11 @@ describe('layer rule', () => {
       'session/codex-app-server.ts',
       'session/jsonl-thread-store.ts',
       'session/thread-lease.ts',
+      'session/pg-database.ts',
+      'session/pg-migrations.ts',
       'session/pg-ownership.ts',
+      'session/pg-store-schema.ts',
+      'session/pg-thread-store.ts',
     ];
     const violations: string[] = [];
     for (const file of files) {

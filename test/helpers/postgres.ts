@@ -60,9 +60,10 @@ function run(program: string, args: string[], asNobody: boolean): Promise<void> 
 
 /**
  * Creates and starts a cluster under `folder` (which must exist and is the test's own temp
- * folder). Stop it in the test's `afterAll`.
+ * folder). Stop it in the test's `afterAll`. `durable`: flush commits to disk as a production
+ * server does (benchmarks comparing with the flushed file store); tests leave it off. @default false
  */
-export async function startPostgres(folder: string): Promise<PostgresCluster> {
+export async function startPostgres(folder: string, settings: { durable?: boolean } = {}): Promise<PostgresCluster> {
   const bin = requirePostgresBinDir();
   const asNobody = process.getuid?.() === 0;
   const data = join(folder, 'pgdata');
@@ -74,7 +75,9 @@ export async function startPostgres(folder: string): Promise<PostgresCluster> {
     await chown(socketDir, NOBODY, NOBODY);
   }
   await run(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], asNobody);
-  const options = [`-c listen_addresses=''`, `-c unix_socket_directories='${socketDir}'`, '-c fsync=off', '-c max_connections=200'].join(' ');
+  const options = [`-c listen_addresses=''`, `-c unix_socket_directories='${socketDir}'`, `-c fsync=${settings.durable === true ? 'on' : 'off'}`, '-c max_connections=200'].join(
+    ' ',
+  );
   const logFile = join(folder, 'postgres.log');
   const start = (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', logFile, '-w', '-t', '60', 'start'], asNobody);
   const stop = (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop'], asNobody);

@@ -653,6 +653,19 @@ describe('resolveConfig: every table through one validation path', () => {
     expect(thrown(() => resolve([file('project_root_markers = [".git", ""]')])).message).toBe(`${FILE}: project_root_markers[1]: must not be empty`);
   });
 
+  it('takes a postgres:// or postgresql:// URL as multienv.store, and refuses anything else without showing a password', () => {
+    expect(resolve([]).config.multienv.databaseUrl).toBeUndefined();
+    for (const url of ['postgres://u@db.example/threads', 'postgresql://u:pw@localhost/threads?host=/run/postgresql']) {
+      expect(resolve([file(`[multienv]\nstore = "${url}"`)]).config.multienv.databaseUrl).toBe(url);
+    }
+    expect(thrown(() => resolve([file('[multienv]\nstore = "/srv/threads"')])).message).toBe(
+      `${FILE}: multienv.store: expected a postgres:// or postgresql:// URL, got "/srv/threads" (leave it out to keep threads in the files of threads_dir)`,
+    );
+    const secret = thrown(() => resolve([cli('multienv.store="mysql://u:s3cret@db/x"')])).message;
+    expect(secret).toContain('got "mysql://u:***@db/x"');
+    expect(secret).not.toContain('s3cret');
+  });
+
   it('keeps the default threads_dir under CODEX_HOME when a layer sets other [multienv] keys', () => {
     expect(resolve([cli('multienv={ max_turn_steps = 3 }')]).config.multienv).toMatchObject({ maxTurnSteps: 3, threadsDir: `${HOME}/multienv/threads` });
   });

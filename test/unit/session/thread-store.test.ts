@@ -1,11 +1,22 @@
+// The thread store seam (thread-store.ts): its contract, run against the JSON Lines store and the
+// PostgreSQL store (a throwaway cluster, a fresh database per test), then what is particular to
+// the files of the JSON Lines store. PostgreSQL specifics: pg-thread-store.test.ts.
 import { appendFile, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { THREAD_RECORD_VERSION, type ThreadBodyRecord } from '../../../src/protocol/thread.js';
 import { DEFAULT_MAX_OPEN_THREAD_FILES, JsonlThreadStore as ThreadStore, openThreadFilesFor, type ThreadStoreOptions } from '../../../src/session/jsonl-thread-store.js';
-import { MAX_THREAD_RECORD_BYTES, type LoadedThread, type NewThreadHeader } from '../../../src/session/thread-store.js';
+import {
+  MAX_THREAD_RECORD_BYTES,
+  compareListPositions,
+  type LoadedThread,
+  type NewThreadHeader,
+  type ThreadStore as Store,
+  type ThreadListQuery,
+} from '../../../src/session/thread-store.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
-import { createLogger } from '../../../src/util/logger.js';
+import { createLogger, type Logger } from '../../../src/util/logger.js';
+import { jsonlFactory, pgFactory, type StoreFactory } from '../../helpers/thread-stores.js';
 
 const AT = '2025-01-02T03:04:05.000Z';
 
@@ -81,8 +92,320 @@ async function writeThreadFile(threadId: string, lines: string): Promise<string>
   return path;
 }
 
-describe('ThreadStore', () => {
-  it('round-trips a thread: header, records in order, all record types', async () => {
+const FACTORIES: StoreFactory[] = [jsonlFactory(Date.parse(AT)), pgFactory(Date.parse(AT))];
+
+// The seam's contract (thread-store.ts), run against every implementation.
+describe.each(FACTORIES)('ThreadStore contract: $name', (factory) => {
+  beforeAll(() => factory.setUp());
+  afterAll(() => factory.tearDown());
+  beforeEach(() => factory.reset());
+  const open = (options?: { logger?: Logger }): Store => factory.newStore(options);
+
+  /** Every page of `query`, following `next`; fails on a repeated thread. */
+  async function allPages(store: Store, query: Omit<ThreadListQuery, 'after'>): Promise<{ ids: string[]; totals: number[]; pages: number }> {
+    const ids: string[] = [];
+    const totals: number[] = [];
+    let after: ThreadListQuery['after'];
+    let pages = 0;
+    for (;;) {
+      const page = await store.list({ ...query, after });
+      pages += 1;
+      ids.push(...page.summaries.map((summary) => summary.threadId));
+      totals.push(page.total);
+      if (page.next === undefined) break;
+      after = page.next;
+    }
+    expect(new Set(ids).size).toBe(ids.length);
+    return { ids, totals, pages };
+  }
+
+  async function turn(store: Store, threadId: string, turnId: string, status: 'completed' | 'failed' = 'completed'): Promise<void> {
+    await store.append(threadId, { type: 'turn_started', turnId, prompt: `prompt of ${threadId}`, environments: [] });
+    await store.append(threadId, item(turnId, 'ok'));
+    await store.append(threadId, { type: 'turn_completed', turnId, status, lastAgentMessage: 'ok' });
+  }
+
+  it('round-trips a thread: header, records in order, all record types, unknown item fields kept', async () => {
+    const store = open();
+    await store.create(header('t1'));
+    await store.append('t1', { type: 'turn_started', turnId: 'u1', prompt: 'hello', environments: [{ id: 'local', cwd: '/work' }] });
+    await store.append('t1', item('u1', 'hello \u0000 nul and ünïcödé'));
+    await store.append('t1', {
+      type: 'item',
+      turnId: 'u1',
+      item: { type: 'function_call', name: 'exec_command', arguments: '{"cmd":"ls"}', call_id: 'c1', extra: { kept: true } },
+    });
+    await store.append('t1', { type: 'turn_completed', turnId: 'u1', status: 'completed', lastAgentMessage: null });
+    await store.append('t1', { type: 'environments_changed', environments: [] });
+
+    const loaded = await store.load('t1');
+    expect(loaded?.warnings).toEqual([]);
+    expect(loaded?.header).toEqual({ type: 'thread', version: THREAD_RECORD_VERSION, at: AT, ...header('t1') });
+    expect(loaded?.records.map((record) => record.type)).toEqual(['turn_started', 'item', 'item', 'turn_completed', 'environments_changed']);
+    expect(loaded?.records[0]).toEqual({ type: 'turn_started', at: AT, turnId: 'u1', prompt: 'hello', environments: [{ id: 'local', cwd: '/work' }] });
+    expect(itemTexts(loaded)).toEqual(['hello \u0000 nul and ünïcödé']);
+    // Items are kept whole, unknown fields included: they go back to the model as they were.
+    expect(loaded?.records[2]).toMatchObject({ item: { type: 'function_call', call_id: 'c1', extra: { kept: true } } });
+    expect(loaded?.records[3]).toEqual({ type: 'turn_completed', at: AT, turnId: 'u1', status: 'completed', lastAgentMessage: null });
+  });
+
+  it('returns undefined for a thread that does not exist', async () => {
+    const store = open();
+    expect(await store.load('missing')).toBeUndefined();
+    expect(await store.stamp('missing')).toBeUndefined();
+    expect(await store.summary('missing')).toBeUndefined();
+  });
+
+  it('keeps the call order of concurrent appends per thread, across threads', async () => {
+    const store = open();
+    await Promise.all([store.create(header('a')), store.create(header('b'))]);
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 100; i += 1) {
+      writes.push(store.append('a', item('u', `a${i}`)));
+      writes.push(store.append('b', item('u', `b${i}`)));
+    }
+    await Promise.all(writes);
+    const expected = (prefix: string): string[] => Array.from({ length: 100 }, (_, i) => `${prefix}${i}`);
+    expect(itemTexts(await store.load('a'))).toEqual(expected('a'));
+    expect(itemTexts(await store.load('b'))).toEqual(expected('b'));
+  });
+
+  it('orders a create and appends issued without waiting', async () => {
+    const store = open();
+    const pending = [store.create(header('quick')), store.append('quick', item('u', 'one')), store.append('quick', item('u', 'two'))];
+    await Promise.all(pending);
+    expect(itemTexts(await store.load('quick'))).toEqual(['one', 'two']);
+  });
+
+  it('writes appends made at once together, but never past a load issued between them', async () => {
+    const store = open();
+    await store.create(header('batch'));
+    const first = [store.append('batch', item('u', 'one')), store.append('batch', item('u', 'two'))];
+    const loading = store.load('batch');
+    const later = store.append('batch', item('u', 'three'));
+    await Promise.all([...first, later]);
+    expect(itemTexts(await loading)).toEqual(['one', 'two']);
+    expect(itemTexts(await store.load('batch'))).toEqual(['one', 'two', 'three']);
+  });
+
+  it('rejects every append of a write that fails', async () => {
+    const store = open();
+    const results = await Promise.allSettled([store.append('ghost', item('u', 'x')), store.append('ghost', item('u', 'y'))]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ code: LocalErrorCode.NotFound });
+  });
+
+  it('loads in a new store what the previous one wrote (a restart)', async () => {
+    const first = open();
+    await first.create(header('r1'));
+    await first.append('r1', item('u1', 'before restart'));
+    await first.close();
+
+    const second = open();
+    const loaded = await second.load('r1');
+    expect(loaded?.header.threadId).toBe('r1');
+    expect(itemTexts(loaded)).toEqual(['before restart']);
+    await second.append('r1', item('u2', 'after restart'));
+    expect(itemTexts(await open().load('r1'))).toEqual(['before restart', 'after restart']);
+  });
+
+  it('skips records of an unknown type with a warning, and rejects a known type that does not validate', async () => {
+    const lines: string[] = [];
+    const store = open({ logger: createLogger({ write: (line) => lines.push(line), level: 'warn' }) });
+    await store.create(header('future'));
+    await store.append('future', item('u', 'one'));
+    await factory.storeRaw('future', JSON.stringify({ type: 'compaction', at: AT, summary: 'later' }));
+    await store.append('future', item('u', 'two'));
+    const loaded = await store.load('future');
+    expect(itemTexts(loaded)).toEqual(['one', 'two']);
+    expect(loaded?.warnings).toEqual([expect.stringContaining('unknown type "compaction"')]);
+    expect(lines.join('')).toContain('unknown type "compaction"');
+
+    await store.create(header('invalid'));
+    await factory.storeRaw('invalid', JSON.stringify({ type: 'turn_completed', at: AT, turnId: 'u', status: 'exploded', lastAgentMessage: null }));
+    const error = await localError(open().load('invalid'), LocalErrorCode.ProtocolViolation);
+    expect(error.message).toMatch(/thread .*invalid|invalid\.jsonl/);
+    expect(error.message).toContain('status');
+  });
+
+  it('rejects invalid thread ids', async () => {
+    const store = open();
+    for (const id of ['../x', 'a/b', '', 'x'.repeat(129), 'with space']) {
+      await localError(store.load(id), LocalErrorCode.InvalidArgument);
+      await localError(store.create(header(id)), LocalErrorCode.InvalidArgument);
+      await localError(store.append(id, item('u', 'x')), LocalErrorCode.InvalidArgument);
+    }
+  });
+
+  it('rejects a duplicate create and leaves the first thread alone', async () => {
+    const store = open();
+    await store.create(header('dup'));
+    await store.append('dup', item('u', 'first'));
+    const error = await localError(open().create(header('dup')), LocalErrorCode.InvalidArgument);
+    expect(error.message).toContain('already exists');
+    await localError(store.create(header('dup')), LocalErrorCode.InvalidArgument);
+    expect(itemTexts(await store.load('dup'))).toEqual(['first']);
+  });
+
+  it('rejects an append to a thread that was never created', async () => {
+    await localError(open().append('ghost', item('u', 'x')), LocalErrorCode.NotFound);
+  });
+
+  it('rejects a record that does not validate, as a programming error', async () => {
+    const store = open();
+    await store.create(header('v'));
+    const wrong: unknown = { type: 'turn_completed', turnId: 'u', status: 'done', lastAgentMessage: null };
+    // @ts-expect-error -- deliberately invalid, to check the runtime validation
+    const error = await localError(store.append('v', wrong), LocalErrorCode.InvalidArgument);
+    expect(error.message).toContain('status');
+    expect((await store.load('v'))?.records).toEqual([]);
+  });
+
+  it('bounds one record at 16 MiB and keeps the thread valid', async () => {
+    const store = open();
+    await store.create(header('big'));
+    const error = await localError(store.append('big', item('u', 'x'.repeat(MAX_THREAD_RECORD_BYTES))), LocalErrorCode.LimitExceeded);
+    expect(error.message).toContain('16 MiB');
+    await store.append('big', item('u', 'small'));
+    expect(itemTexts(await store.load('big'))).toEqual(['small']);
+  });
+
+  it('lists threads with their sticky environments, last turn status and preview, and what was appended since', async () => {
+    const store = open();
+    await store.create(header('done'));
+    await store.append('done', { type: 'turn_started', turnId: 'u1', prompt: '  the   first\nprompt ', environments: [] });
+    await store.append('done', item('u1', 'x'));
+    await store.append('done', { type: 'turn_completed', turnId: 'u1', status: 'failed', lastAgentMessage: null, error: 'boom' });
+    await store.append('done', { type: 'turn_started', turnId: 'u2', prompt: 'a later prompt', environments: [] });
+    await store.append('done', { type: 'turn_completed', turnId: 'u2', status: 'failed', lastAgentMessage: null, error: 'boom' });
+    await store.append('done', { type: 'environments_changed', environments: [{ id: 'remote', cwd: '/srv' }] });
+    await store.create(header('fresh'));
+    await store.create(header('running'));
+    await store.append('running', { type: 'turn_started', turnId: 'u1', prompt: 'p', environments: [] });
+
+    const byId = async (): Promise<Map<string, unknown>> => new Map((await store.list({ limit: 1000 })).summaries.map((summary) => [summary.threadId, summary]));
+    let summaries = await byId();
+    expect([...summaries.keys()].sort()).toEqual(['done', 'fresh', 'running']);
+    expect(summaries.get('done')).toEqual({
+      threadId: 'done',
+      createdAt: AT,
+      updatedAt: expect.any(String),
+      environments: [{ id: 'remote', cwd: '/srv' }],
+      lastStatus: 'failed',
+      lastTurnId: 'u2',
+      preview: 'the first prompt',
+    });
+    expect(summaries.get('fresh')).toEqual({ threadId: 'fresh', createdAt: AT, updatedAt: expect.any(String), environments: [{ id: 'local', cwd: '/work' }] });
+    expect(summaries.get('running')).toMatchObject({ lastStatus: 'incomplete', lastTurnId: 'u1' });
+    expect(await store.summary('done')).toEqual(summaries.get('done'));
+
+    await store.append('running', { type: 'turn_completed', turnId: 'u1', status: 'interrupted', lastAgentMessage: null });
+    await store.append('fresh', { type: 'environments_changed', environments: [] });
+    summaries = await byId();
+    expect(summaries.get('running')).toMatchObject({ lastStatus: 'interrupted' });
+    expect(summaries.get('fresh')).toMatchObject({ environments: [] });
+  });
+
+  it('pages in list order (most recently updated first, then by id) with a stable total, also with a filter and exclusions', async () => {
+    const store = open();
+    const ids = Array.from({ length: 23 }, (_, i) => `t${String(i).padStart(2, '0')}`);
+    for (const id of ids) {
+      await store.create(header(id));
+      await turn(store, id, `${id}-1`, Number(id.slice(1)) % 5 === 0 ? 'failed' : 'completed');
+    }
+    const everything = (await store.list({ limit: 1000 })).summaries;
+    expect(everything).toHaveLength(23);
+    const order = everything.map((summary) => summary.threadId);
+    for (let i = 1; i < everything.length; i += 1) expect(compareListPositions(everything[i - 1]!, everything[i]!)).toBe(-1);
+
+    const paged = await allPages(store, { limit: 5 });
+    expect(paged.ids).toEqual(order);
+    expect(paged.pages).toBe(5);
+    expect(new Set(paged.totals)).toEqual(new Set([23]));
+    const failed = await allPages(store, { limit: 2, failed: true });
+    expect(failed.ids).toEqual(order.filter((id) => Number(id.slice(1)) % 5 === 0));
+    expect(new Set(failed.totals)).toEqual(new Set([5]));
+    const exclude = new Set(['t00', 't01', 'nope']);
+    const rest = await allPages(store, { limit: 7, failed: false, exclude });
+    expect(rest.ids).toEqual(order.filter((id) => Number(id.slice(1)) % 5 !== 0 && !exclude.has(id)));
+    expect(new Set(rest.totals)).toEqual(new Set([17]));
+    expect(await store.list({ limit: 0 })).toEqual({ summaries: [], total: 23, next: undefined });
+
+    // A write moves the thread to the front.
+    await store.append('t22', item('t22-1', 'later'));
+    expect((await store.list({ limit: 1 })).summaries[0]?.threadId).toBe('t22');
+  });
+
+  it('knows the threads whose last turn is open, also those of another store and after a restart', async () => {
+    const mine = open();
+    const other = open();
+    await other.create(header('done'));
+    await turn(other, 'done', 'd1');
+    await other.create(header('busy'));
+    expect(await mine.openTurns()).toEqual([]);
+    const started = other.append('busy', { type: 'turn_started', turnId: 'b1', prompt: 'p', environments: [] });
+    // The writer knows it at once, before the record is durable.
+    expect(await other.openTurns()).toEqual(['busy']);
+    await started;
+    expect(await mine.openTurns()).toEqual(['busy']);
+    await mine.close();
+    expect(await open().openTurns()).toEqual(['busy']);
+    await other.append('busy', { type: 'turn_completed', turnId: 'b1', status: 'completed', lastAgentMessage: null });
+    expect(await open().openTurns()).toEqual([]);
+  });
+
+  it('changes the stamp on every write, by this store or another', async () => {
+    const mine = open();
+    const other = open();
+    await mine.create(header('s'));
+    const stamps = [await mine.stamp('s')];
+    await other.append('s', item('u', 'x'));
+    stamps.push(await mine.stamp('s'));
+    const pending = mine.append('s', item('u', 'y'));
+    // After this store's pending appends.
+    stamps.push(await mine.stamp('s'));
+    await pending;
+    expect(await other.stamp('s')).toBe(stamps[2]);
+    expect(stamps.every((stamp) => stamp !== undefined)).toBe(true);
+    expect(new Set(stamps).size).toBe(3);
+  });
+
+  it('closes idempotently, finishing pending appends, and refuses writes afterwards', async () => {
+    const store = open();
+    await store.create(header('c'));
+    const pending = store.append('c', item('u', 'in flight'));
+    await Promise.all([store.close(), store.close()]);
+    await pending;
+    await localError(store.append('c', item('u', 'late')), LocalErrorCode.ConnectionClosed);
+    expect(itemTexts(await open().load('c'))).toEqual(['in flight']);
+  });
+
+  it('archives a thread after its pending appends: lists, loads and stamps no longer see it, it says how to get it back, and the id can be used again', async () => {
+    const store = open();
+    await store.create(header('arc'));
+    const pending = store.append('arc', item('u', 'last words'));
+    const where = await store.archive('arc');
+    await pending;
+    expect(where).toEqual(expect.any(String));
+    expect(await store.load('arc')).toBeUndefined();
+    expect((await store.list({ limit: 1000 })).summaries.map((summary) => summary.threadId)).not.toContain('arc');
+    expect(await store.summary('arc')).toBeUndefined();
+    // Another store (another server process) learns it from the stamp, as the thread table asks.
+    const other = open();
+    expect(await other.stamp('arc')).toBeUndefined();
+    expect(other.archivedHint('arc')).toMatch(/archived with thread\/close/);
+    expect(other.archivedHint('never')).toBeUndefined();
+    await localError(store.append('arc', item('u', 'x')), LocalErrorCode.NotFound);
+
+    await store.create(header('arc'));
+    expect((await store.load('arc'))?.records).toEqual([]);
+    await store.archive('arc');
+    await localError(store.archive('arc'), LocalErrorCode.NotFound);
+  });
+});
+
+describe('JsonlThreadStore: the files', () => {
+  it('writes a thread as one JSON line per record, in a 0600 file in a 0700 folder', async () => {
     const store = newStore();
     await store.create(header('t1'));
     await store.append('t1', { type: 'turn_started', turnId: 'u1', prompt: 'hello', environments: [{ id: 'local', cwd: '/work' }] });
@@ -111,63 +434,6 @@ describe('ThreadStore', () => {
       expect((await stat(join(dir, 't1.jsonl'))).mode & 0o777).toBe(0o600);
       expect((await stat(dir)).mode & 0o777).toBe(0o700);
     }
-  });
-
-  it('returns undefined for a thread without a file', async () => {
-    expect(await newStore().load('missing')).toBeUndefined();
-  });
-
-  it('keeps the call order of concurrent appends per thread, across threads', async () => {
-    const store = newStore();
-    await Promise.all([store.create(header('a')), store.create(header('b'))]);
-    const writes: Promise<void>[] = [];
-    for (let i = 0; i < 100; i += 1) {
-      writes.push(store.append('a', item('u', `a${i}`)));
-      writes.push(store.append('b', item('u', `b${i}`)));
-    }
-    await Promise.all(writes);
-    const expected = (prefix: string): string[] => Array.from({ length: 100 }, (_, i) => `${prefix}${i}`);
-    expect(itemTexts(await store.load('a'))).toEqual(expected('a'));
-    expect(itemTexts(await store.load('b'))).toEqual(expected('b'));
-  });
-
-  it('orders a create and appends issued without waiting', async () => {
-    const store = newStore();
-    const pending = [store.create(header('quick')), store.append('quick', item('u', 'one')), store.append('quick', item('u', 'two'))];
-    await Promise.all(pending);
-    expect(itemTexts(await store.load('quick'))).toEqual(['one', 'two']);
-  });
-
-  it('writes appends made at once together, but never past a load issued between them', async () => {
-    const store = newStore();
-    await store.create(header('batch'));
-    const first = [store.append('batch', item('u', 'one')), store.append('batch', item('u', 'two'))];
-    const loading = store.load('batch');
-    const later = store.append('batch', item('u', 'three'));
-    await Promise.all([...first, later]);
-    expect(itemTexts(await loading)).toEqual(['one', 'two']);
-    expect(itemTexts(await store.load('batch'))).toEqual(['one', 'two', 'three']);
-  });
-
-  it('rejects every append of a write that fails', async () => {
-    const store = newStore();
-    const results = await Promise.allSettled([store.append('ghost', item('u', 'x')), store.append('ghost', item('u', 'y'))]);
-    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
-    for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ code: LocalErrorCode.NotFound });
-  });
-
-  it('loads in a new store what the previous one wrote (a restart)', async () => {
-    const first = newStore();
-    await first.create(header('r1'));
-    await first.append('r1', item('u1', 'before restart'));
-    await first.close();
-
-    const second = newStore();
-    const loaded = await second.load('r1');
-    expect(loaded?.header.threadId).toBe('r1');
-    expect(itemTexts(loaded)).toEqual(['before restart']);
-    await second.append('r1', item('u2', 'after restart'));
-    expect(itemTexts(await newStore().load('r1'))).toEqual(['before restart', 'after restart']);
   });
 
   it('skips a torn last line with a warning and cuts it off before the next append', async () => {
@@ -215,12 +481,6 @@ describe('ThreadStore', () => {
     expect(await readFile(path)).toEqual(before);
   });
 
-  it('rejects a record of a known type that does not validate', async () => {
-    const path = await writeThreadFile('invalid', `${JSON.stringify({ type: 'turn_completed', at: AT, turnId: 'u', status: 'exploded', lastAgentMessage: null })}\n`);
-    const error = await localError(newStore().load('invalid'), LocalErrorCode.ProtocolViolation);
-    expect(error.message).toContain(`corrupt record at line 2 of ${path}: status:`);
-  });
-
   it('rejects a file whose first line is not a valid header', async () => {
     const path = join(dir, 'nohead.jsonl');
     await newStore().create(header('other'));
@@ -235,16 +495,6 @@ describe('ThreadStore', () => {
     expect(await readFile(path, 'utf8')).toBe('');
   });
 
-  it('skips records of an unknown type with a warning', async () => {
-    await writeThreadFile(
-      'future',
-      [JSON.stringify(item('u', 'one')), JSON.stringify({ type: 'compaction', at: AT, summary: 'later' }), JSON.stringify(item('u', 'two')), ''].join('\n'),
-    );
-    const loaded = await newStore().load('future');
-    expect(itemTexts(loaded)).toEqual(['one', 'two']);
-    expect(loaded?.warnings).toEqual([expect.stringContaining('unknown type "compaction" at line 3')]);
-  });
-
   it('rejects invalid thread ids before touching the filesystem', async () => {
     const store = newStore();
     for (const id of ['../x', 'a/b', '', 'x'.repeat(129), 'with space']) {
@@ -253,39 +503,6 @@ describe('ThreadStore', () => {
       await localError(store.append(id, item('u', 'x')), LocalErrorCode.InvalidArgument);
     }
     expect(await readdir(tmp)).toEqual([]);
-  });
-
-  it('rejects a duplicate create and leaves the first file alone', async () => {
-    const store = newStore();
-    await store.create(header('dup'));
-    await store.append('dup', item('u', 'first'));
-    const error = await localError(newStore().create(header('dup')), LocalErrorCode.InvalidArgument);
-    expect(error.message).toContain('already exists');
-    await localError(store.create(header('dup')), LocalErrorCode.InvalidArgument);
-    expect(itemTexts(await store.load('dup'))).toEqual(['first']);
-  });
-
-  it('rejects an append to a thread that was never created', async () => {
-    await localError(newStore().append('ghost', item('u', 'x')), LocalErrorCode.NotFound);
-  });
-
-  it('rejects a record that does not validate, as a programming error', async () => {
-    const store = newStore();
-    await store.create(header('v'));
-    const wrong: unknown = { type: 'turn_completed', turnId: 'u', status: 'done', lastAgentMessage: null };
-    // @ts-expect-error -- deliberately invalid, to check the runtime validation
-    const error = await localError(store.append('v', wrong), LocalErrorCode.InvalidArgument);
-    expect(error.message).toContain('status');
-    expect((await store.load('v'))?.records).toEqual([]);
-  });
-
-  it('bounds one record at 16 MiB and keeps the file valid', async () => {
-    const store = newStore();
-    await store.create(header('big'));
-    const error = await localError(store.append('big', item('u', 'x'.repeat(MAX_THREAD_RECORD_BYTES))), LocalErrorCode.LimitExceeded);
-    expect(error.message).toContain('16 MiB');
-    await store.append('big', item('u', 'small'));
-    expect(itemTexts(await store.load('big'))).toEqual(['small']);
   });
 
   it('lists threads with their sticky environments and last turn status, and a corrupt file with an error', async () => {
@@ -357,16 +574,6 @@ describe('ThreadStore', () => {
       if (target.startsWith(`${dir}/run`)) open.add(target);
     }
     expect(open.size).toBe(running);
-  });
-
-  it('closes idempotently, finishing pending appends, and refuses writes afterwards', async () => {
-    const store = newStore();
-    await store.create(header('c'));
-    const pending = store.append('c', item('u', 'in flight'));
-    await Promise.all([store.close(), store.close()]);
-    await pending;
-    await localError(store.append('c', item('u', 'late')), LocalErrorCode.ConnectionClosed);
-    expect(itemTexts(await store.load('c'))).toEqual(['in flight']);
   });
 
   it('archives a thread: the file moves to archived/ after its pending appends, listings and loads no longer see it, and a second archive of the id keeps both', async () => {

@@ -1,0 +1,535 @@
+import type pg from 'pg';
+import { z } from 'zod';
+import {
+  THREAD_BODY_RECORD_TYPES,
+  THREAD_RECORD_VERSION,
+  ThreadBodyRecordSchema,
+  ThreadEnvironmentSchema,
+  ThreadHeaderRecordSchema,
+  ThreadRecordEnvelopeSchema,
+  TurnStatusSchema,
+  type ThreadBodyRecord,
+  type ThreadEnvironment,
+  type ThreadHeaderRecord,
+} from '../protocol/thread.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { checkThreadId, validate } from './jsonl-lines.js';
+import {
+  MAX_THREAD_RECORD_BYTES,
+  promptPreview,
+  type LoadedThread,
+  type NewThreadHeader,
+  type NewThreadRecord,
+  type ThreadListQuery,
+  type ThreadStore,
+  type ThreadSummary,
+  type ThreadSummaryPage,
+} from './thread-store.js';
+
+/**
+ * The {@link ThreadStore} in PostgreSQL (`multienv.store = "postgres://…"`), for several server
+ * instances on several hosts sharing their threads. Tables are those of `pg-store-schema.ts`. Each
+ * append is one statement (so one transaction and one round trip): it inserts the records and
+ * updates the thread's list summary and revision together, and resolves once committed. Appends
+ * to one thread made while its previous write is in flight are sent together in the next one.
+ * Failures of the database reject with `UNAVAILABLE` naming what failed; the pool reconnects by
+ * itself once the database is back.
+ */
+
+/** Options of {@link PgThreadStore}. */
+export interface PgThreadStoreOptions {
+  /** The pool of the database (see `pg-database.ts`); its owner ends it, after {@link PgThreadStore.close}. */
+  pool: pg.Pool;
+  /** The database as messages name it (a URL without its password). */
+  where: string;
+  /** Where warnings (records skipped on load) are logged. @default silentLogger */
+  logger?: Logger;
+  /** Clock for the `at` stamp of records that come without one. @default Date.now */
+  now?: () => number;
+}
+
+/** Archived threads whose hint is remembered (see {@link PgThreadStore.archivedHint}); the oldest are forgotten beyond. */
+const MAX_ARCHIVED_HINTS = 1024;
+
+/** SQLSTATE of a unique violation: a live thread with the id exists. */
+const UNIQUE_VIOLATION = '23505';
+
+interface ThreadState {
+  /** The last task queued for the thread; each task starts after the previous one settles. */
+  tail: Promise<void>;
+  /** Appends queued but not yet started: they are sent together. */
+  batch: { records: ThreadBodyRecord[]; texts: string[]; written: Promise<void> } | undefined;
+}
+
+const LiveRowSchema = z.object({ key: z.string(), revision: z.string() });
+const ArchivedRowSchema = z.object({ key: z.string(), archived_at: z.date() });
+const LoadRowSchema = z.object({ key: z.string(), header: z.string() });
+const RecordRowSchema = z.object({ seq: z.string(), record: z.string() });
+const SummaryRowSchema = z.object({
+  id: z.string(),
+  created_at: z.string(),
+  updated_at: z.date(),
+  environments: z.string(),
+  last_status: z.string().nullable(),
+  last_turn_id: z.string().nullable(),
+  preview: z.string().nullable(),
+});
+const CountRowSchema = z.object({ total: z.number() });
+const IdRowSchema = z.object({ id: z.string() });
+const StoredEnvironmentsSchema = z.array(ThreadEnvironmentSchema);
+const StoredStatusSchema = z.union([TurnStatusSchema, z.literal('incomplete')]).nullable();
+
+const SUMMARY_COLUMNS = 'id, created_at, updated_at, environments::text AS environments, last_status, last_turn_id, preview';
+
+// One statement: the thread row is locked by the UPDATE, which also hands out the records'
+// sequence numbers, so writers in several processes never interleave inside one batch.
+const APPEND_SQL = `
+WITH t AS (
+  UPDATE cmx_threads SET
+    next_seq = next_seq + $2::int, revision = revision + 1, updated_at = clock_timestamp(),
+    environments = COALESCE($3::json, environments),
+    last_status = COALESCE($4::text, last_status), last_turn_id = COALESCE($5::text, last_turn_id),
+    preview = COALESCE(preview, $6::text), failed = COALESCE($4::text = 'failed', failed)
+  WHERE id = $1 AND archived_at IS NULL
+  RETURNING key, next_seq - $2::int AS first_seq)
+INSERT INTO cmx_thread_records (thread_key, seq, record)
+SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
+RETURNING seq`;
+
+/** What a batch of records changes in its thread's summary columns (null: unchanged). */
+interface SummaryChange {
+  environments: string | null;
+  lastStatus: string | null;
+  lastTurnId: string | null;
+  preview: string | null;
+}
+
+/** Folds a batch into the summary columns it sets, as `jsonl-lines.ts` folds a file into a summary. */
+function summaryChange(records: readonly ThreadBodyRecord[]): SummaryChange {
+  const change: SummaryChange = { environments: null, lastStatus: null, lastTurnId: null, preview: null };
+  for (const record of records) {
+    if (record.type === 'environments_changed') change.environments = JSON.stringify(record.environments);
+    else if (record.type === 'turn_started') {
+      change.lastStatus = 'incomplete';
+      change.lastTurnId = textColumn(record.turnId);
+      change.preview ??= textColumn(promptPreview(record.prompt));
+    } else if (record.type === 'turn_completed') {
+      change.lastStatus = record.status;
+      change.lastTurnId = textColumn(record.turnId);
+    }
+  }
+  return change;
+}
+
+/** A string as a `text` column can hold it: PostgreSQL text has no NUL character. */
+function textColumn(value: string): string {
+  return value.replaceAll('\0', '\uFFFD');
+}
+
+/** One record as the JSON text stored, refusing records beyond {@link MAX_THREAD_RECORD_BYTES}. */
+function recordText(record: ThreadBodyRecord, threadId: string): string {
+  const text = JSON.stringify(record);
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_THREAD_RECORD_BYTES) {
+    throw new LocalError(
+      LocalErrorCode.LimitExceeded,
+      `a "${record.type}" record of ${bytes} bytes exceeds the ${MAX_THREAD_RECORD_BYTES}-byte (16 MiB) bound of one thread record (thread ${threadId})`,
+    );
+  }
+  return text;
+}
+
+function rowsOf<S extends z.ZodType>(schema: S, result: pg.QueryResult): z.output<S>[] {
+  return result.rows.map((row: unknown) => {
+    const parsed = schema.safeParse(row);
+    if (!parsed.success) throw new LocalError(LocalErrorCode.ProtocolViolation, `unexpected row from the thread database: ${parsed.error.message}`);
+    return parsed.data;
+  });
+}
+
+function sqlState(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null || !('code' in error)) return undefined;
+  return typeof error.code === 'string' ? error.code : undefined;
+}
+
+/** Persistence of threads in PostgreSQL; see the module comment. */
+export class PgThreadStore implements ThreadStore {
+  readonly #pool: pg.Pool;
+  readonly #where: string;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #threads = new Map<string, ThreadState>();
+  /** Threads with a `turn_started` append in flight: open turns before the database has them. */
+  readonly #starting = new Map<string, number>();
+  /** Archived threads seen by `stamp` or `archive`, with how to get them back (least recently seen first). */
+  readonly #archived = new Map<string, string>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: PgThreadStoreOptions) {
+    this.#pool = options.pool;
+    this.#where = options.where;
+    this.#logger = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Inserts the thread's row. Rejects with `INVALID_ARGUMENT` when the id is invalid, the header does not validate, or a live thread has the id. */
+  async create(header: NewThreadHeader): Promise<void> {
+    this.#assertOpen();
+    const id = checkThreadId(header.threadId);
+    const record = validate(ThreadHeaderRecordSchema, { ...header, type: 'thread', version: THREAD_RECORD_VERSION, at: this.#timestamp() }, id);
+    const text = JSON.stringify(record);
+    return this.#enqueue(id, async () => {
+      try {
+        await this.#query(
+          `create thread ${id}`,
+          'INSERT INTO cmx_threads (id, header, created_at, updated_at, environments) VALUES ($1, $2::json, $3, clock_timestamp(), $4::json)',
+          [id, text, record.createdAt, JSON.stringify(record.environments)],
+        );
+      } catch (error) {
+        if (error instanceof LocalError && sqlState(error.cause) === UNIQUE_VIOLATION) {
+          throw new LocalError(LocalErrorCode.InvalidArgument, `thread ${id} already exists (in ${this.#where})`, { cause: error });
+        }
+        throw error;
+      }
+      this.#archived.delete(id);
+    });
+  }
+
+  /**
+   * Appends one record; resolves once it is committed. A record that does not validate rejects
+   * with `INVALID_ARGUMENT`, one beyond {@link MAX_THREAD_RECORD_BYTES} with `LIMIT_EXCEEDED`, and
+   * one for a thread without a live row with `NOT_FOUND`.
+   */
+  async append(threadId: string, record: NewThreadRecord): Promise<void> {
+    this.#assertOpen();
+    const id = checkThreadId(threadId);
+    const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
+    const text = recordText(parsed, id);
+    if (parsed.type === 'turn_started') this.#startingTurn(id, 1);
+    const state = this.#stateOf(id);
+    let written: Promise<void>;
+    if (state.batch !== undefined) {
+      state.batch.records.push(parsed);
+      state.batch.texts.push(text);
+      written = state.batch.written;
+    } else {
+      const records = [parsed];
+      const texts = [text];
+      written = this.#enqueue(id, async (current) => {
+        if (current.batch?.records === records) current.batch = undefined;
+        await this.#write(id, records, texts);
+      });
+      state.batch = { records, texts, written };
+    }
+    if (parsed.type !== 'turn_started') return written;
+    try {
+      await written;
+    } finally {
+      this.#startingTurn(id, -1);
+    }
+  }
+
+  async #write(threadId: string, records: readonly ThreadBodyRecord[], texts: readonly string[]): Promise<void> {
+    const change = summaryChange(records);
+    const result = await this.#query(`append ${records.length === 1 ? 'a record' : `${records.length} records`} to thread ${threadId}`, APPEND_SQL, [
+      threadId,
+      records.length,
+      change.environments,
+      change.lastStatus,
+      change.lastTurnId,
+      change.preview,
+      `[${texts.join(',')}]`,
+    ]);
+    if (result.rowCount === 0) throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} does not exist (in ${this.#where})`);
+  }
+
+  /**
+   * Reads a thread back after its pending appends, or `undefined` without a live row. A record
+   * of a type this version does not know is skipped with a warning; any other record that does
+   * not read back rejects with `PROTOCOL_VIOLATION` naming the thread and the record's `seq`.
+   */
+  async load(threadId: string): Promise<LoadedThread | undefined> {
+    const id = checkThreadId(threadId);
+    return this.#enqueue(id, async () => {
+      const [row] = rowsOf(
+        LoadRowSchema,
+        await this.#query(`load thread ${id}`, 'SELECT key::text AS key, header::text AS header FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [id]),
+      );
+      if (row === undefined) return undefined;
+      const rows = rowsOf(
+        RecordRowSchema,
+        await this.#query(`load the records of thread ${id}`, 'SELECT seq::text AS seq, record::text AS record FROM cmx_thread_records r WHERE r.thread_key = $1 ORDER BY r.seq', [
+          row.key,
+        ]),
+      );
+      const warnings: string[] = [];
+      const header = this.#parseHeader(id, row.header, warnings);
+      const records: ThreadBodyRecord[] = [];
+      for (const { seq, record } of rows) {
+        const parsed = this.#parseRecord(id, seq, record);
+        if (typeof parsed === 'string') warnings.push(parsed);
+        else records.push(parsed);
+      }
+      for (const warning of warnings) this.#logger.warn(warning, { thread: id });
+      return { header, records, warnings };
+    });
+  }
+
+  #parseHeader(threadId: string, text: string, warnings: string[]): ThreadHeaderRecord {
+    const header = ThreadHeaderRecordSchema.safeParse(parseJson(text));
+    if (!header.success) throw this.#corrupt(threadId, 'the header', z.prettifyError(header.error));
+    if (header.data.threadId !== threadId) throw this.#corrupt(threadId, 'the header', `it names thread "${header.data.threadId}"`);
+    if (header.data.version > THREAD_RECORD_VERSION) {
+      warnings.push(`thread ${threadId} was written by format version ${header.data.version} (this is ${THREAD_RECORD_VERSION}); records of unknown types are skipped`);
+    }
+    return header.data;
+  }
+
+  /** One stored record, or the warning it was skipped with. */
+  #parseRecord(threadId: string, seq: string, text: string): ThreadBodyRecord | string {
+    const value = parseJson(text);
+    const envelope = ThreadRecordEnvelopeSchema.safeParse(value);
+    if (!envelope.success) throw this.#corrupt(threadId, `record ${seq}`, 'not an object with a string "type"');
+    const known: readonly string[] = THREAD_BODY_RECORD_TYPES;
+    if (!known.includes(envelope.data.type)) {
+      return `skipped a record of unknown type "${envelope.data.type}" (record ${seq} of thread ${threadId}, written by a newer version?)`;
+    }
+    const record = ThreadBodyRecordSchema.safeParse(value);
+    if (!record.success) throw this.#corrupt(threadId, `record ${seq}`, z.prettifyError(record.error).replaceAll('\n', ' '));
+    return record.data;
+  }
+
+  #corrupt(threadId: string, what: string, reason: string): LocalError {
+    return new LocalError(LocalErrorCode.ProtocolViolation, `${what} of thread ${threadId} in ${this.#where} does not read back: ${reason}; it was left untouched`);
+  }
+
+  /**
+   * Marks the thread archived (after its pending appends); its rows stay. Resolves with where it
+   * is; rejects with `NOT_FOUND` without a live row.
+   */
+  async archive(threadId: string): Promise<string> {
+    this.#assertOpen();
+    const id = checkThreadId(threadId);
+    return this.#enqueue(id, async () => {
+      const [row] = rowsOf(
+        ArchivedRowSchema,
+        await this.#query(
+          `archive thread ${id}`,
+          'UPDATE cmx_threads SET archived_at = clock_timestamp(), revision = revision + 1 WHERE id = $1 AND archived_at IS NULL RETURNING key::text AS key, archived_at',
+          [id],
+        ),
+      );
+      if (row === undefined) throw new LocalError(LocalErrorCode.NotFound, `thread ${id} does not exist (in ${this.#where})`);
+      this.#rememberArchived(id, row);
+      return `the row of key ${row.key} in cmx_threads of ${this.#where}`;
+    });
+  }
+
+  /**
+   * How to get the archived thread back, once this process has seen it archived (a `stamp` that
+   * found no live row, or its own `archive`); undefined otherwise.
+   */
+  archivedHint(threadId: string): string | undefined {
+    return this.#archived.get(threadId);
+  }
+
+  #rememberArchived(threadId: string, row: z.output<typeof ArchivedRowSchema>): void {
+    this.#archived.delete(threadId);
+    this.#archived.set(
+      threadId,
+      `it was archived with thread/close at ${row.archived_at.toISOString()}; to continue it, run in ${this.#where}: UPDATE cmx_threads SET archived_at = NULL WHERE key = ${row.key}`,
+    );
+    for (const oldest of this.#archived.keys()) {
+      if (this.#archived.size <= MAX_ARCHIVED_HINTS) break;
+      this.#archived.delete(oldest);
+    }
+  }
+
+  /** The thread row's key and revision (after this process's pending appends); every write by any process bumps the revision. */
+  async stamp(threadId: string): Promise<string | undefined> {
+    const id = checkThreadId(threadId);
+    return this.#enqueue(id, async () => {
+      const [live] = rowsOf(
+        LiveRowSchema,
+        await this.#query(`read thread ${id}`, 'SELECT key::text AS key, revision::text AS revision FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [id]),
+      );
+      if (live !== undefined) return `${live.key}.${live.revision}`;
+      const [archived] = rowsOf(
+        ArchivedRowSchema,
+        await this.#query(
+          `read thread ${id}`,
+          'SELECT key::text AS key, archived_at FROM cmx_threads WHERE id = $1 AND archived_at IS NOT NULL ORDER BY archived_at DESC LIMIT 1',
+          [id],
+        ),
+      );
+      if (archived !== undefined) this.#rememberArchived(id, archived);
+      return undefined;
+    });
+  }
+
+  /** One page in list order, an index range scan of `cmx_threads_list`; `total` is read beside it (see {@link totalQuery}). */
+  async list(query: ThreadListQuery): Promise<ThreadSummaryPage> {
+    const filters = ['archived_at IS NULL'];
+    const params: unknown[] = [];
+    if (query.failed !== undefined) {
+      params.push(query.failed);
+      filters.push(`failed = $${params.length}`);
+    }
+    if (query.exclude !== undefined && query.exclude.size > 0) {
+      params.push([...query.exclude]);
+      filters.push(`id <> ALL($${params.length}::text[])`);
+    }
+    const total = totalQuery(query);
+    const counting = this.#query('count the threads', total.sql, total.params);
+    if (query.limit <= 0) {
+      const [count] = rowsOf(CountRowSchema, await counting);
+      return { summaries: [], next: undefined, total: count?.total ?? 0 };
+    }
+    const pageParams = [...params];
+    const pageFilters = [...filters];
+    if (query.after !== undefined) {
+      const after = new Date(query.after.updatedAt);
+      if (Number.isNaN(after.getTime())) {
+        void counting.catch(() => undefined);
+        throw new LocalError(LocalErrorCode.InvalidArgument, `invalid list position: updatedAt ${JSON.stringify(query.after.updatedAt)} is not a timestamp`);
+      }
+      pageParams.push(after.toISOString(), query.after.threadId);
+      const [time, id] = [pageParams.length - 1, pageParams.length];
+      // The first condition bounds the index range scan; the second drops the ties before the position.
+      pageFilters.push(`updated_at <= $${time}::timestamptz`, `(updated_at < $${time}::timestamptz OR id > $${id})`);
+    }
+    pageParams.push(query.limit + 1);
+    const paging = this.#query(
+      'list threads',
+      `SELECT ${SUMMARY_COLUMNS} FROM cmx_threads WHERE ${pageFilters.join(' AND ')} ORDER BY updated_at DESC, id LIMIT $${pageParams.length}`,
+      pageParams,
+    );
+    const [counted, paged] = await Promise.allSettled([counting, paging]);
+    if (counted.status === 'rejected') throw counted.reason;
+    if (paged.status === 'rejected') throw paged.reason;
+    const rows = rowsOf(SummaryRowSchema, paged.value);
+    const summaries = rows.slice(0, query.limit).map(toSummary);
+    const last = summaries[summaries.length - 1];
+    return {
+      summaries,
+      next: rows.length > query.limit && last !== undefined ? { updatedAt: last.updatedAt, threadId: last.threadId } : undefined,
+      total: rowsOf(CountRowSchema, counted.value)[0]?.total ?? 0,
+    };
+  }
+
+  /** The threads whose last turn is open in the database, and those of this process whose `turn_started` is being written. */
+  async openTurns(): Promise<string[]> {
+    const rows = rowsOf(IdRowSchema, await this.#query('list the open turns', "SELECT id FROM cmx_threads WHERE last_status = 'incomplete' AND archived_at IS NULL", []));
+    return [...new Set([...rows.map((row) => row.id), ...this.#starting.keys()])].sort();
+  }
+
+  /** One thread's summary, as {@link list} gives it; undefined without a live row. */
+  async summary(threadId: string): Promise<ThreadSummary | undefined> {
+    const id = checkThreadId(threadId);
+    const [row] = rowsOf(
+      SummaryRowSchema,
+      await this.#query(`read the summary of thread ${id}`, `SELECT ${SUMMARY_COLUMNS} FROM cmx_threads WHERE id = $1 AND archived_at IS NULL`, [id]),
+    );
+    return row === undefined ? undefined : toSummary(row);
+  }
+
+  /** Waits for pending writes. Idempotent; later creates and appends reject. The pool is its owner's to end. */
+  close(): Promise<void> {
+    this.#closing ??= Promise.all([...this.#threads.values()].map((state) => state.tail)).then(() => undefined);
+    return this.#closing;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new LocalError(LocalErrorCode.ConnectionClosed, 'the thread store is closed');
+  }
+
+  #timestamp(): string {
+    return new Date(this.#now()).toISOString();
+  }
+
+  #startingTurn(threadId: string, delta: number): void {
+    const count = (this.#starting.get(threadId) ?? 0) + delta;
+    if (count > 0) this.#starting.set(threadId, count);
+    else this.#starting.delete(threadId);
+  }
+
+  /** Runs one statement; a failure of the database becomes a {@link LocalError} saying what failed. */
+  async #query(what: string, sql: string, params: unknown[]): Promise<pg.QueryResult> {
+    try {
+      return await this.#pool.query(sql, params);
+    } catch (error) {
+      const state = sqlState(error);
+      // Class 22 (data exception) and 23 (integrity): the database refused this data, not a failure of the database.
+      const code = state?.startsWith('22') === true || state?.startsWith('23') === true ? LocalErrorCode.InvalidArgument : LocalErrorCode.Unavailable;
+      throw new LocalError(code, `cannot ${what}: the thread database ${this.#where} failed: ${errorMessage(error)}`, { cause: error });
+    }
+  }
+
+  #stateOf(threadId: string): ThreadState {
+    let state = this.#threads.get(threadId);
+    if (state === undefined) {
+      state = { tail: Promise.resolve(), batch: undefined };
+      this.#threads.set(threadId, state);
+    }
+    return state;
+  }
+
+  /** Runs `task` after every task queued before it for the same thread. */
+  #enqueue<T>(threadId: string, task: (state: ThreadState) => Promise<T>): Promise<T> {
+    const current = this.#stateOf(threadId);
+    // Appends made after this task must not join a write queued before it (call order).
+    current.batch = undefined;
+    const run = current.tail.then(() => task(current));
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    current.tail = settled;
+    // Forget idle threads, so the map does not grow with every thread ever seen.
+    void settled.then(() => {
+      if (current.tail === settled && this.#threads.get(threadId) === current) this.#threads.delete(threadId);
+    });
+    return run;
+  }
+}
+
+/**
+ * The statement of a listing's `total`: read from `cmx_thread_counts`, less the excluded threads
+ * the query would match (few: those the caller lists from memory), found through the unique index
+ * of live ids. A count of every matching row instead grows with the threads (tens of ms at 100,000).
+ */
+function totalQuery(query: ThreadListQuery): { sql: string; params: unknown[] } {
+  const matching = query.failed === undefined ? 'live' : query.failed ? 'failed' : 'live - failed';
+  if (query.exclude === undefined || query.exclude.size === 0) return { sql: `SELECT (${matching})::int AS total FROM cmx_thread_counts`, params: [] };
+  const params: unknown[] = [[...query.exclude]];
+  const filters = ['archived_at IS NULL', 'id = ANY($1::text[])'];
+  if (query.failed !== undefined) {
+    params.push(query.failed);
+    filters.push('failed = $2');
+  }
+  return { sql: `SELECT (${matching} - (SELECT count(*) FROM cmx_threads WHERE ${filters.join(' AND ')}))::int AS total FROM cmx_thread_counts`, params };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // The columns are json: PostgreSQL checked the syntax on the way in.
+    return undefined;
+  }
+}
+
+function toSummary(row: z.output<typeof SummaryRowSchema>): ThreadSummary {
+  const updatedAt = row.updated_at.toISOString();
+  const environments = StoredEnvironmentsSchema.safeParse(parseJson(row.environments));
+  const status = StoredStatusSchema.safeParse(row.last_status);
+  if (!environments.success || !status.success) {
+    return { threadId: row.id, updatedAt, error: `the summary of thread ${row.id} does not read back (environments or last_status)` };
+  }
+  const summary: ThreadSummary = { threadId: row.id, createdAt: row.created_at, updatedAt, environments: environments.data satisfies ThreadEnvironment[] };
+  if (status.data !== null) summary.lastStatus = status.data;
+  if (row.last_turn_id !== null) summary.lastTurnId = row.last_turn_id;
+  if (row.preview !== null) summary.preview = row.preview;
+  return summary;
+}
