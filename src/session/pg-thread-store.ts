@@ -4,20 +4,15 @@ import {
   THREAD_BODY_RECORD_TYPES,
   THREAD_RECORD_VERSION,
   ThreadBodyRecordSchema,
-  ThreadEnvironmentSchema,
   ThreadHeaderRecordSchema,
   ThreadRecordEnvelopeSchema,
-  TurnStatusSchema,
   type ThreadBodyRecord,
-  type ThreadEnvironment,
   type ThreadHeaderRecord,
 } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkThreadId, validate } from './jsonl-lines.js';
 import {
-  MAX_THREAD_RECORD_BYTES,
-  promptPreview,
   type LoadedThread,
   type NewThreadHeader,
   type NewThreadRecord,
@@ -26,6 +21,24 @@ import {
   type ThreadSummary,
   type ThreadSummaryPage,
 } from './thread-store.js';
+import {
+  APPEND_SQL,
+  ArchivedRowSchema,
+  CountRowSchema,
+  IdRowSchema,
+  LiveRowSchema,
+  LoadRowSchema,
+  RecordRowSchema,
+  SUMMARY_COLUMNS,
+  SummaryRowSchema,
+  parseJson,
+  recordText,
+  rowsOf,
+  sqlState,
+  summaryChange,
+  toSummary,
+  totalQuery,
+} from './pg-store-sql.js';
 
 /**
  * The {@link ThreadStore} in PostgreSQL (`multienv.store = "postgres://…"`), for several server
@@ -60,97 +73,6 @@ interface ThreadState {
   tail: Promise<void>;
   /** Appends queued but not yet started: they are sent together. */
   batch: { records: ThreadBodyRecord[]; texts: string[]; written: Promise<void> } | undefined;
-}
-
-const LiveRowSchema = z.object({ key: z.string(), revision: z.string() });
-const ArchivedRowSchema = z.object({ key: z.string(), archived_at: z.date() });
-const LoadRowSchema = z.object({ key: z.string(), header: z.string() });
-const RecordRowSchema = z.object({ seq: z.string(), record: z.string() });
-const SummaryRowSchema = z.object({
-  id: z.string(),
-  created_at: z.string(),
-  updated_at: z.date(),
-  environments: z.string(),
-  last_status: z.string().nullable(),
-  last_turn_id: z.string().nullable(),
-  preview: z.string().nullable(),
-});
-const CountRowSchema = z.object({ total: z.number() });
-const IdRowSchema = z.object({ id: z.string() });
-const StoredEnvironmentsSchema = z.array(ThreadEnvironmentSchema);
-const StoredStatusSchema = z.union([TurnStatusSchema, z.literal('incomplete')]).nullable();
-
-const SUMMARY_COLUMNS = 'id, created_at, updated_at, environments::text AS environments, last_status, last_turn_id, preview';
-
-// One statement: the thread row is locked by the UPDATE, which also hands out the records'
-// sequence numbers, so writers in several processes never interleave inside one batch.
-const APPEND_SQL = `
-WITH t AS (
-  UPDATE cmx_threads SET
-    next_seq = next_seq + $2::int, revision = revision + 1, updated_at = clock_timestamp(),
-    environments = COALESCE($3::json, environments),
-    last_status = COALESCE($4::text, last_status), last_turn_id = COALESCE($5::text, last_turn_id),
-    preview = COALESCE(preview, $6::text), failed = COALESCE($4::text = 'failed', failed)
-  WHERE id = $1 AND archived_at IS NULL
-  RETURNING key, next_seq - $2::int AS first_seq)
-INSERT INTO cmx_thread_records (thread_key, seq, record)
-SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
-RETURNING seq`;
-
-/** What a batch of records changes in its thread's summary columns (null: unchanged). */
-interface SummaryChange {
-  environments: string | null;
-  lastStatus: string | null;
-  lastTurnId: string | null;
-  preview: string | null;
-}
-
-/** Folds a batch into the summary columns it sets, as `jsonl-lines.ts` folds a file into a summary. */
-function summaryChange(records: readonly ThreadBodyRecord[]): SummaryChange {
-  const change: SummaryChange = { environments: null, lastStatus: null, lastTurnId: null, preview: null };
-  for (const record of records) {
-    if (record.type === 'environments_changed') change.environments = JSON.stringify(record.environments);
-    else if (record.type === 'turn_started') {
-      change.lastStatus = 'incomplete';
-      change.lastTurnId = textColumn(record.turnId);
-      change.preview ??= textColumn(promptPreview(record.prompt));
-    } else if (record.type === 'turn_completed') {
-      change.lastStatus = record.status;
-      change.lastTurnId = textColumn(record.turnId);
-    }
-  }
-  return change;
-}
-
-/** A string as a `text` column can hold it: PostgreSQL text has no NUL character. */
-function textColumn(value: string): string {
-  return value.replaceAll('\0', '\uFFFD');
-}
-
-/** One record as the JSON text stored, refusing records beyond {@link MAX_THREAD_RECORD_BYTES}. */
-function recordText(record: ThreadBodyRecord, threadId: string): string {
-  const text = JSON.stringify(record);
-  const bytes = Buffer.byteLength(text);
-  if (bytes > MAX_THREAD_RECORD_BYTES) {
-    throw new LocalError(
-      LocalErrorCode.LimitExceeded,
-      `a "${record.type}" record of ${bytes} bytes exceeds the ${MAX_THREAD_RECORD_BYTES}-byte (16 MiB) bound of one thread record (thread ${threadId})`,
-    );
-  }
-  return text;
-}
-
-function rowsOf<S extends z.ZodType>(schema: S, result: pg.QueryResult): z.output<S>[] {
-  return result.rows.map((row: unknown) => {
-    const parsed = schema.safeParse(row);
-    if (!parsed.success) throw new LocalError(LocalErrorCode.ProtocolViolation, `unexpected row from the thread database: ${parsed.error.message}`);
-    return parsed.data;
-  });
-}
-
-function sqlState(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null || !('code' in error)) return undefined;
-  return typeof error.code === 'string' ? error.code : undefined;
 }
 
 /** Persistence of threads in PostgreSQL; see the module comment. */
@@ -198,7 +120,7 @@ export class PgThreadStore implements ThreadStore {
 
   /**
    * Appends one record; resolves once it is committed. A record that does not validate rejects
-   * with `INVALID_ARGUMENT`, one beyond {@link MAX_THREAD_RECORD_BYTES} with `LIMIT_EXCEEDED`, and
+   * with `INVALID_ARGUMENT`, one beyond `MAX_THREAD_RECORD_BYTES` (16 MiB) with `LIMIT_EXCEEDED`, and
    * one for a thread without a live row with `NOT_FOUND`.
    */
   async append(threadId: string, record: NewThreadRecord): Promise<void> {
@@ -492,44 +414,4 @@ export class PgThreadStore implements ThreadStore {
     });
     return run;
   }
-}
-
-/**
- * The statement of a listing's `total`: read from `cmx_thread_counts`, less the excluded threads
- * the query would match (few: those the caller lists from memory), found through the unique index
- * of live ids. A count of every matching row instead grows with the threads (tens of ms at 100,000).
- */
-function totalQuery(query: ThreadListQuery): { sql: string; params: unknown[] } {
-  const matching = query.failed === undefined ? 'live' : query.failed ? 'failed' : 'live - failed';
-  if (query.exclude === undefined || query.exclude.size === 0) return { sql: `SELECT (${matching})::int AS total FROM cmx_thread_counts`, params: [] };
-  const params: unknown[] = [[...query.exclude]];
-  const filters = ['archived_at IS NULL', 'id = ANY($1::text[])'];
-  if (query.failed !== undefined) {
-    params.push(query.failed);
-    filters.push('failed = $2');
-  }
-  return { sql: `SELECT (${matching} - (SELECT count(*) FROM cmx_threads WHERE ${filters.join(' AND ')}))::int AS total FROM cmx_thread_counts`, params };
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    // The columns are json: PostgreSQL checked the syntax on the way in.
-    return undefined;
-  }
-}
-
-function toSummary(row: z.output<typeof SummaryRowSchema>): ThreadSummary {
-  const updatedAt = row.updated_at.toISOString();
-  const environments = StoredEnvironmentsSchema.safeParse(parseJson(row.environments));
-  const status = StoredStatusSchema.safeParse(row.last_status);
-  if (!environments.success || !status.success) {
-    return { threadId: row.id, updatedAt, error: `the summary of thread ${row.id} does not read back (environments or last_status)` };
-  }
-  const summary: ThreadSummary = { threadId: row.id, createdAt: row.created_at, updatedAt, environments: environments.data satisfies ThreadEnvironment[] };
-  if (status.data !== null) summary.lastStatus = status.data;
-  if (row.last_turn_id !== null) summary.lastTurnId = row.last_turn_id;
-  if (row.preview !== null) summary.preview = row.preview;
-  return summary;
 }

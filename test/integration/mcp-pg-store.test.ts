@@ -83,10 +83,13 @@ describe('threads in PostgreSQL', () => {
     }
   });
 
-  it('refuses an invalid store setting, naming the key', async () => {
+  it('refuses an invalid store setting or variable, naming which', async () => {
     const configured = await startInProcessMcp(world.home.path, { args: ['-c', 'multienv.store="mysql://x"'] }).catch((error: unknown) => error);
     expect(String(configured)).toMatch(/multienv\.store.*expected a postgres:\/\/ or postgresql:\/\/ URL, got "mysql:\/\/x"/s);
-    const fromEnv = await startInProcessMcp(world.home.path, { env: { CODEX_MULTIENV_DATABASE_URL: 'postgres//nothing' } }).catch((error: unknown) => error);
+    // The variable wins over the setting.
+    const fromEnv = await startInProcessMcp(world.home.path, { args: ['-c', `multienv.store="${url}"`], env: { CODEX_MULTIENV_DATABASE_URL: 'postgres//nothing' } }).catch(
+      (error: unknown) => error,
+    );
     expect(String(fromEnv)).toMatch(/CODEX_MULTIENV_DATABASE_URL: expected a postgres:\/\/ or postgresql:\/\/ URL/);
   });
 
