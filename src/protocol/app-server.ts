@@ -71,6 +71,12 @@ export const TurnStartMethod = method(
   z.looseObject({ turn: Turn }),
 );
 
+/**
+ * `environment/add` (experimental): registers or replaces (upsert) an exec-server environment in
+ * this app-server; it connects in the background, on its own.
+ */
+export const EnvironmentAddMethod = method('environment/add', z.object({ environmentId: z.string(), execServerUrl: z.string(), authBearerToken: z.string() }), z.unknown());
+
 /** `turn/interrupt`: stops a running turn; it ends with `turn/completed` status `interrupted`. */
 export const TurnInterruptMethod = method('turn/interrupt', z.object({ threadId: z.string(), turnId: z.string() }), z.unknown());
 

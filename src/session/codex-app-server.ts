@@ -70,6 +70,8 @@ export interface AppServerSession {
   request<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options?: RequestOptions): Promise<z.output<R>>;
   /** The Codex threads loaded in this process (started or resumed here); a new process has none. */
   readonly loaded: Set<string>;
+  /** The environments registered in this process (`environment/add`), by id, with the URL given. */
+  readonly environments: Map<string, string>;
   /** Aborts when the process is gone. */
   readonly signal: AbortSignal;
 }
@@ -132,6 +134,7 @@ export class CodexAppServer {
     const requestTimeoutMs = this.#options.requestTimeoutMs ?? DEFAULT_APP_SERVER_REQUEST_TIMEOUT_MS;
     const session: RunningAppServer = {
       loaded: new Set<string>(),
+      environments: new Map<string, string>(),
       signal: rpc.signal,
       request: <P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options: RequestOptions = {}) =>
         rpc.request(spec, params, { timeoutMs: requestTimeoutMs, ...options }),

@@ -1,8 +1,17 @@
 import type { ApprovalDecision, ApprovalRequest, FileChange } from '../agent/approvals.js';
 import type { McpServerStatus } from '../environments/mcp-servers.js';
-import { ThreadResumeMethod, ThreadStartMethod, TurnInterruptMethod, TurnStartMethod, type AppServerDecision, type AppServerItem } from '../protocol/app-server.js';
+import type { RelayedEnvironment } from '../environments/loopback-relay.js';
+import {
+  EnvironmentAddMethod,
+  ThreadResumeMethod,
+  ThreadStartMethod,
+  TurnInterruptMethod,
+  TurnStartMethod,
+  type AppServerDecision,
+  type AppServerItem,
+} from '../protocol/app-server.js';
 import type { ThreadContext } from '../protocol/status.js';
-import { PlanUpdateSchema, type TurnStatus } from '../protocol/thread.js';
+import { PlanUpdateSchema, type ThreadEnvironment, type TurnStatus } from '../protocol/thread.js';
 import { settlesWithin } from '../util/abort.js';
 import type { Channel } from '../util/channel.js';
 import { deferred } from '../util/deferred.js';
@@ -23,6 +32,11 @@ export interface CodexEngineOptions {
   appServer: CodexAppServer;
   logger: Logger;
   now: () => Date;
+  /**
+   * Where the app-server reaches one of our environments (not `local`, which is Codex's own
+   * host): a loopback exec-server address and its token (see `LoopbackRelay`).
+   */
+  exposeEnvironment: (environmentId: string) => Promise<RelayedEnvironment>;
   /** @default DEFAULT_CODEX_INTERRUPT_GRACE_MS */
   interruptGraceMs?: number;
 }
@@ -83,14 +97,8 @@ class CodexThread implements EngineThread {
   }
 
   async #run(turn: EngineTurn, events: Channel<EngineEvent>): Promise<EngineTurnResult> {
-    const foreign = turn.environments.filter((entry) => entry.id !== CODEX_LOCAL_ENVIRONMENT);
-    if (foreign.length > 0) {
-      throw new LocalError(
-        LocalErrorCode.InvalidArgument,
-        `the codex engine runs turns only in \`${CODEX_LOCAL_ENVIRONMENT}\` so far; this turn selects ${foreign.map((entry) => `\`${entry.id}\``).join(', ')} (use the builtin engine for other environments)`,
-      );
-    }
     const session = await this.#options.appServer.session();
+    await this.#registerEnvironments(session, turn.environments);
     const codexThreadId = await this.#ensureThread(session, turn);
     const turnState = new CodexTurn(this.#init.threadId, turn, events, this.#options.logger);
     const stopListening = this.#options.appServer.listen(codexThreadId, turnState);
@@ -114,6 +122,22 @@ class CodexThread implements EngineThread {
       return result;
     } finally {
       stopListening();
+    }
+  }
+
+  /**
+   * Makes the turn's environments other than `local` known to the app-server under their own
+   * ids, each as its loopback relay address; again when the environment was replaced since (its
+   * relay address changed) or in a new app-server process. Codex's `local` is its own host, which
+   * is this server's host too.
+   */
+  async #registerEnvironments(session: AppServerSession, environments: readonly ThreadEnvironment[]): Promise<void> {
+    for (const { id } of environments) {
+      if (id === CODEX_LOCAL_ENVIRONMENT) continue;
+      const relayed = await this.#options.exposeEnvironment(id);
+      if (session.environments.get(id) === relayed.url) continue;
+      await session.request(EnvironmentAddMethod, { environmentId: id, execServerUrl: relayed.url, authBearerToken: relayed.authBearerToken });
+      session.environments.set(id, relayed.url);
     }
   }
 
