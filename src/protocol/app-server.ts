@@ -159,3 +159,71 @@ export const FileChangeApprovalMethod = method(
   z.looseObject({ ...TurnScoped, itemId: z.string(), reason: z.string().nullish() }),
   z.object({ decision: AppServerDecisionSchema }),
 );
+
+/**
+ * Extra permissions as Codex asks for them (`RequestPermissionProfile`) and grants them
+ * (`GrantedPermissionProfile`, the same shape): file-system access and network.
+ */
+export const AppServerPermissionProfileSchema = z.object({
+  fileSystem: z
+    .object({
+      read: z.array(z.string()).nullish(),
+      write: z.array(z.string()).nullish(),
+      entries: z
+        .array(
+          z.looseObject({
+            access: z.enum(['read', 'write', 'deny']),
+            /** `path` (a path), `glob_pattern` (a pattern) or `special` (a named place such as the temp dir). */
+            path: z.looseObject({ type: z.string(), path: z.string().optional(), pattern: z.string().optional(), value: z.looseObject({ kind: z.string() }).optional() }),
+          }),
+        )
+        .nullish(),
+      globScanMaxDepth: z.number().int().positive().nullish(),
+    })
+    .nullish(),
+  network: z.object({ enabled: z.boolean().nullish() }).nullish(),
+});
+/** Extra permissions asked or granted. */
+export type AppServerPermissionProfile = z.infer<typeof AppServerPermissionProfileSchema>;
+
+/**
+ * `item/permissions/requestApproval` (server → client): the model asks for more than the sandbox
+ * allows. The answer grants a profile (nothing granted is a denial) for the turn or the session.
+ */
+export const PermissionsApprovalMethod = method(
+  'item/permissions/requestApproval',
+  z.looseObject({
+    ...TurnScoped,
+    itemId: z.string(),
+    cwd: z.string(),
+    environmentId: z.string().nullish(),
+    permissions: AppServerPermissionProfileSchema,
+    reason: z.string().nullish(),
+  }),
+  z.object({ permissions: AppServerPermissionProfileSchema, scope: z.enum(['turn', 'session']) }),
+);
+
+/**
+ * `mcpServer/elicitation/request` (server → client): an MCP server of Codex's asks the user. Codex
+ * asks before an MCP tool call this way too: a form with no fields whose `_meta` says
+ * `codex_approval_kind: "mcp_tool_call"` and names the tool and its arguments.
+ */
+export const McpElicitationMethod = method(
+  'mcpServer/elicitation/request',
+  z.looseObject({
+    threadId: z.string(),
+    turnId: z.string().nullish(),
+    serverName: z.string(),
+    mode: z.string(),
+    message: z.string().optional(),
+    _meta: z
+      .looseObject({
+        codex_approval_kind: z.string().optional(),
+        tool_name: z.string().optional(),
+        /** The tool call's arguments (an object for every tool Codex calls). */
+        tool_params: z.unknown(),
+      })
+      .nullish(),
+  }),
+  z.object({ action: z.enum(['accept', 'decline', 'cancel']), content: z.record(z.string(), z.unknown()).nullable() }),
+);

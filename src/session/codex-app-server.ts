@@ -7,6 +7,8 @@ import {
   InitializedNotification,
   ItemCompletedNotification,
   ItemStartedNotification,
+  McpElicitationMethod,
+  PermissionsApprovalMethod,
   ServerRequestResolvedNotification,
   TokenUsageUpdatedNotification,
   TurnCompletedNotification,
@@ -60,6 +62,10 @@ export interface AppServerListener {
   commandApproval(params: z.output<typeof CommandApprovalMethod.params>, signal: AbortSignal): Promise<AppServerDecision>;
   /** Codex asks before changing files. */
   fileChangeApproval(params: z.output<typeof FileChangeApprovalMethod.params>, signal: AbortSignal): Promise<AppServerDecision>;
+  /** The model asks for more permissions than the sandbox gives. */
+  permissionsApproval(params: z.output<typeof PermissionsApprovalMethod.params>, signal: AbortSignal): Promise<z.input<typeof PermissionsApprovalMethod.result>>;
+  /** One of Codex's MCP servers asks the user (Codex's MCP tool-call approvals come this way). */
+  mcpElicitation(params: z.output<typeof McpElicitationMethod.params>, signal: AbortSignal): Promise<z.input<typeof McpElicitationMethod.result>>;
   /** The app-server process ended; nothing more comes from it. */
   exited(reason: string): void;
 }
@@ -185,21 +191,30 @@ export class CodexAppServer {
     rpc.onNotification(ServerRequestResolvedNotification, (params) =>
       asking.get(String(params.requestId))?.abort(new LocalError(LocalErrorCode.Aborted, 'Codex no longer needs this answer')),
     );
-    const ask = async (threadId: string, id: string | number, signal: AbortSignal, question: (listener: AppServerListener, signal: AbortSignal) => Promise<AppServerDecision>) => {
+    /** Asks the listener of `threadId`; a request about no turn of ours (one that ended) gets `refusal`: nobody can be asked. */
+    const ask = async <A>(threadId: string, id: string | number, signal: AbortSignal, refusal: A, question: (listener: AppServerListener, signal: AbortSignal) => Promise<A>) => {
       const listener = to(threadId);
-      // A request about no turn of ours (one that ended) is declined: nobody can be asked.
-      if (listener === undefined) return { decision: 'decline' as const };
+      if (listener === undefined) return refusal;
       const withdrawn = new AbortController();
       asking.set(String(id), withdrawn);
       try {
-        return { decision: await question(listener, AbortSignal.any([signal, withdrawn.signal])) };
+        return await question(listener, AbortSignal.any([signal, withdrawn.signal]));
       } finally {
         asking.delete(String(id));
       }
     };
-    rpc.onRequest(CommandApprovalMethod, (params, context) => ask(params.threadId, context.id, context.signal, (listener, signal) => listener.commandApproval(params, signal)));
+    const declined = { decision: 'decline' as const };
+    rpc.onRequest(CommandApprovalMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, declined, async (listener, signal) => ({ decision: await listener.commandApproval(params, signal) })),
+    );
     rpc.onRequest(FileChangeApprovalMethod, (params, context) =>
-      ask(params.threadId, context.id, context.signal, (listener, signal) => listener.fileChangeApproval(params, signal)),
+      ask(params.threadId, context.id, context.signal, declined, async (listener, signal) => ({ decision: await listener.fileChangeApproval(params, signal) })),
+    );
+    rpc.onRequest(PermissionsApprovalMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, { permissions: {}, scope: 'turn' as const }, (listener, signal) => listener.permissionsApproval(params, signal)),
+    );
+    rpc.onRequest(McpElicitationMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, { action: 'decline' as const, content: null }, (listener, signal) => listener.mcpElicitation(params, signal)),
     );
   }
 }
