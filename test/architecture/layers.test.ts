@@ -92,7 +92,14 @@ describe('layer rule', () => {
   it("the session layer's seams are implemented behind their interfaces and chosen only in src/cli", () => {
     // The thread manager and the MCP layer know a TurnEngine, a ThreadStore and a ThreadOwnership;
     // which engine, store and ownership a server uses (and that processes share threads) is cli's choice.
-    const implementations = ['session/builtin-engine.ts', 'session/codex-engine.ts', 'session/codex-app-server.ts', 'session/jsonl-thread-store.ts', 'session/thread-lease.ts'];
+    const implementations = [
+      'session/builtin-engine.ts',
+      'session/codex-engine.ts',
+      'session/codex-turn.ts',
+      'session/codex-app-server.ts',
+      'session/jsonl-thread-store.ts',
+      'session/thread-lease.ts',
+    ];
     const violations: string[] = [];
     for (const file of files) {
       const from = relative(root, file);
