@@ -75,6 +75,11 @@ describe('the codex engine (real codex app-server 0.169.0) behind the MCP tools'
     expect(world.model.requests).toHaveLength(1);
     expect(fromCodex(world.model.requests[0]!)).toBe(true);
 
+    // Codex's token count of its last model request is the thread's context, as with the builtin engine.
+    const status = await mcp.call('codex-status', { threadId });
+    expect(status.structuredContent).toMatchObject({ context: { tokens: expect.any(Number), compactions: 0 } });
+    expect((status.structuredContent as { context: { tokens: number } }).context.tokens).toBeGreaterThan(0);
+
     const records = await storedRecords(world.home.path, threadId);
     expect(records[0]).toMatchObject({ type: 'thread', config: { engine: 'codex' } });
     const mapping = records.filter((record) => record.type === 'codex_thread');
