@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|model|request-size|instructions ...]`.
+ * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|model|request-size|codex-engine|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -13,6 +13,8 @@ const BENCHES: Record<string, string> = {
   model: './model-client.bench.js',
   // Drives the real Codex for 100 turns: only when asked for.
   'request-size': './request-size.bench.js',
+  // Drives the real Codex (its app-server) for a few hundred turns: only when asked for.
+  'codex-engine': './codex-engine.bench.js',
   // Slow (valgrind) and needs valgrind installed: only when asked for.
   instructions: './instructions.bench.js',
 };
