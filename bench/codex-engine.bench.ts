@@ -9,7 +9,7 @@
  * runs `true` through `exec_command` once; its cost is the tool turn less the text turn. Then
  * memory with {@link THREADS} Codex-engine threads: resident sizes of our server and of the
  * app-server. Prints, never asserts. Usage: `npm run bench -- codex-engine` (builds first);
- * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts.
+ * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -28,6 +28,8 @@ const TURNS = Number(process.env.BENCH_TURNS ?? 30);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 5);
 /** Codex-engine threads for the memory figure. */
 const THREADS = Number(process.env.BENCH_THREADS ?? 100);
+/** Our server's threads folder (`multienv.threads_dir`), e.g. on tmpfs to see what durable writes cost; CODEX_HOME's by default. */
+const THREADS_DIR = process.env.BENCH_THREADS_DIR;
 /** The Codex CLI of the pinned package (a Node launcher of the native binary). */
 const CODEX_JS = `${REPO_ROOT}/node_modules/@openai/codex/bin/codex.js`;
 
@@ -149,27 +151,32 @@ function startDirect(codexHome: string): DirectAppServer {
   };
 }
 
-async function directSeries(codexHome: string, work: string): Promise<Record<Kind, number[]>> {
+/** One way of running turns on one thread, opened before any is timed. */
+interface Driver {
+  turn(prompt: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function openDirect(codexHome: string, work: string): Promise<Driver> {
   const server = startDirect(codexHome);
-  try {
-    await server.request('initialize', { clientInfo: { name: 'bench', title: null, version: '0' }, capabilities: { experimentalApi: true, requestAttestation: false } });
-    const started = await server.request('thread/start', {
-      cwd: work,
-      model: 'gpt-5.5',
-      approvalPolicy: 'never',
-      sandbox: 'danger-full-access',
-      config: {},
-      environments: [{ environmentId: 'local', cwd: work }],
-    });
-    const threadId = (started.thread as { id: string }).id;
-    return await series(async (prompt) => {
+  await server.request('initialize', { clientInfo: { name: 'bench', title: null, version: '0' }, capabilities: { experimentalApi: true, requestAttestation: false } });
+  const started = await server.request('thread/start', {
+    cwd: work,
+    model: 'gpt-5.5',
+    approvalPolicy: 'never',
+    sandbox: 'danger-full-access',
+    config: {},
+    environments: [{ environmentId: 'local', cwd: work }],
+  });
+  const threadId = (started.thread as { id: string }).id;
+  return {
+    turn: async (prompt) => {
       const done = server.turnCompleted(threadId);
       await server.request('turn/start', { threadId, input: [{ type: 'text', text: prompt, text_elements: [] }], environments: [{ environmentId: 'local', cwd: work }] });
       await done;
-    });
-  } finally {
-    server.close();
-  }
+    },
+    close: () => Promise.resolve(server.close()),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +185,7 @@ async function directSeries(codexHome: string, work: string): Promise<Record<Kin
 async function connect(codexHome: string, engine: 'codex' | 'builtin'): Promise<{ client: Client; pid: number }> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, '-c', `multienv.engine="${engine}"`],
+    args: [CLI, '-c', `multienv.engine="${engine}"`, ...(THREADS_DIR === undefined ? [] : ['-c', `multienv.threads_dir=${JSON.stringify(THREADS_DIR)}`])],
     env: { ...(networkEnv(process.env) as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', CODEX_MULTIENV_LOG: 'warn' },
     stderr: 'ignore',
   });
@@ -191,48 +198,53 @@ async function connect(codexHome: string, engine: 'codex' | 'builtin'): Promise<
 
 const turnArgs = (work: string) => ({ cwd: work, sandbox: 'danger-full-access', 'approval-policy': 'never', environments: [{ id: 'local', cwd: work }] });
 
-async function oursSeries(codexHome: string, work: string, engine: 'codex' | 'builtin'): Promise<Record<Kind, number[]>> {
+async function openOurs(codexHome: string, work: string, engine: 'codex' | 'builtin'): Promise<Driver> {
   const { client } = await connect(codexHome, engine);
-  try {
-    const first = await client.callTool({ name: 'codex', arguments: { prompt: 'start', ...turnArgs(work) } });
-    const threadId = (first.structuredContent as { threadId: string }).threadId;
-    return await series(async (prompt) => {
+  const first = await client.callTool({ name: 'codex', arguments: { prompt: 'start', ...turnArgs(work) } });
+  const threadId = (first.structuredContent as { threadId: string }).threadId;
+  return {
+    turn: async (prompt) => {
       const result = await client.callTool({ name: 'codex-reply', arguments: { threadId, prompt } });
       if (result.isError === true) throw new Error(`turn failed: ${JSON.stringify(result.content)}`);
-    });
-  } finally {
-    await client.close();
-  }
+    },
+    close: () => client.close(),
+  };
 }
 
-/** Warm-up, then timed turns alternating text and tool turns, on one thread. */
-async function series(turn: (prompt: string) => Promise<void>): Promise<Record<Kind, number[]>> {
-  const times: Record<Kind, number[]> = { text: [], tool: [] };
-  for (let i = 0; i < WARMUP; i++) await turn(i % 2 === 0 ? `warm ${i}` : `warm ${i} [tool]`);
+/**
+ * Warm-up, then timed turns: round by round, each driver runs a text turn and a tool turn in
+ * turn, so the load of this shared machine drifts over all series alike.
+ */
+async function measure(drivers: Record<string, Driver>): Promise<Record<string, Record<Kind, number[]>>> {
+  const times: Record<string, Record<Kind, number[]>> = {};
+  for (const [name, driver] of Object.entries(drivers)) {
+    times[name] = { text: [], tool: [] };
+    for (let i = 0; i < WARMUP; i++) await driver.turn(i % 2 === 0 ? `warm ${i}` : `warm ${i} [tool]`);
+  }
   for (let i = 0; i < TURNS; i++) {
     for (const kind of ['text', 'tool'] as const) {
-      const start = performance.now();
-      await turn(kind === 'tool' ? `turn ${i} [tool]` : `turn ${i}`);
-      times[kind].push(since(start));
+      for (const [name, driver] of Object.entries(drivers)) {
+        const start = performance.now();
+        await driver.turn(kind === 'tool' ? `turn ${i} [tool]` : `turn ${i}`);
+        times[name]?.[kind].push(since(start));
+      }
     }
   }
   return times;
 }
 
-async function memory(codexHome: string, work: string): Promise<void> {
-  const { client, pid } = await connect(codexHome, 'codex');
+async function memory(codexHome: string, work: string, engine: 'codex' | 'builtin', rows: string[][]): Promise<void> {
+  const { client, pid } = await connect(codexHome, engine);
   try {
-    const rows: string[][] = [];
     const sample = (label: string): void => {
       const { ours, codex } = memoryOf(pid);
-      rows.push([label, fmt(ours, 1), fmt(codex, 1), fmt(ours + codex, 1)]);
+      rows.push([engine, label, fmt(ours, 1), fmt(codex, 1), fmt(ours + codex, 1)]);
     };
     sample('server started');
     for (let i = 1; i <= THREADS; i++) {
       await client.callTool({ name: 'codex', arguments: { prompt: `thread ${i}`, ...turnArgs(work) } });
-      if (i === 1 || i === THREADS) sample(`${i} codex-engine thread${i === 1 ? '' : 's'} (one turn each)`);
+      if (i === 1 || i === THREADS) sample(`${i} thread${i === 1 ? '' : 's'} (one turn each)`);
     }
-    printTable(['state', 'our server MiB', 'codex app-server MiB', 'total MiB'], rows);
   } finally {
     await client.close();
   }
@@ -244,21 +256,32 @@ const model: FakeResponsesServer = await startFakeResponsesServer({ respond });
 const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = false\n');
 const work = await tempDir('cmx-bench-codex-engine-');
 try {
-  process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns; fake model answers at once\n`);
-  const direct = await directSeries(home.path, work.path);
-  const codex = await oursSeries(home.path, work.path, 'codex');
-  const builtin = await oursSeries(home.path, work.path, 'builtin');
-  const all = { direct, codex, builtin };
+  process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns, the series interleaved; fake model answers at once\n`);
+  const drivers: Record<string, Driver> = {
+    direct: await openDirect(home.path, work.path),
+    codex: await openOurs(home.path, work.path, 'codex'),
+    builtin: await openOurs(home.path, work.path, 'builtin'),
+  };
+  let all: Record<string, Record<Kind, number[]>>;
+  try {
+    all = await measure(drivers);
+  } finally {
+    for (const driver of Object.values(drivers)) await driver.close();
+  }
   printTable(
     ['series', 'text turn p50 ms', 'tool turn p50 ms', 'per tool call ms'],
     Object.entries(all).map(([name, times]) => [name, fmt(median(times.text)), fmt(median(times.tool)), fmt(median(times.tool) - median(times.text))]),
   );
+  const paired = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
   process.stdout.write(
-    `\nours over the direct drive: ${fmt(median(codex.text) - median(direct.text))} ms per text turn, ${fmt(median(codex.tool) - median(direct.tool))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
+    `\nours (codex engine) over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
   );
   printRawFigures(Object.entries(all).flatMap(([name, times]) => [rawRow(`${name} text`, times.text), rawRow(`${name} tool`, times.tool)]));
-  process.stdout.write(`\nmemory with ${THREADS} codex-engine threads\n`);
-  await memory(home.path, work.path);
+  process.stdout.write(`\nmemory with ${THREADS} threads (resident MiB)\n`);
+  const rows: string[][] = [];
+  await memory(home.path, work.path, 'codex', rows);
+  await memory(home.path, work.path, 'builtin', rows);
+  printTable(['engine', 'state', 'our server', 'codex app-server', 'total'], rows);
 } finally {
   await model.close();
   await home.cleanup();
