@@ -9,10 +9,12 @@
  * runs `true` through `exec_command` once; its cost is the tool turn less the text turn. Then
  * memory with {@link THREADS} Codex-engine threads: resident sizes of our server and of the
  * app-server. Prints, never asserts. Usage: `npm run bench -- codex-engine` (builds first);
- * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder.
+ * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -20,7 +22,7 @@ import { functionCallOutputs, inputItems, startFakeResponsesServer, type FakeRes
 import { codexHomeForFakeModel } from '../test/helpers/codex-home.js';
 import { networkEnv } from '../test/helpers/network.js';
 import { CLI, REPO_ROOT, tempDir } from '../test/helpers/process.js';
-import { fmt, median, printRawFigures, printTable, rawRow, since } from './stats.js';
+import { fmt, median, percentile, printRawFigures, printTable, rawRow, since } from './stats.js';
 
 /** Timed turns per series and kind. */
 const TURNS = Number(process.env.BENCH_TURNS ?? 30);
@@ -30,8 +32,12 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 5);
 const THREADS = Number(process.env.BENCH_THREADS ?? 100);
 /** Our server's threads folder (`multienv.threads_dir`), e.g. on tmpfs to see what durable writes cost; CODEX_HOME's by default. */
 const THREADS_DIR = process.env.BENCH_THREADS_DIR;
+/** More arguments of our server, space-separated (e.g. `--foreground` to run it without its relay process). */
+const SERVER_ARGS = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg.length > 0) ?? [];
 /** The Codex CLI of the pinned package (a Node launcher of the native binary). */
 const CODEX_JS = `${REPO_ROOT}/node_modules/@openai/codex/bin/codex.js`;
+/** Runs {@link CODEX_JS} and logs how long each turn took inside the app-server. */
+const TIMING_WRAPPER = `${REPO_ROOT}/tools/codex-timing-wrapper.js`;
 
 type Kind = 'text' | 'tool';
 
@@ -121,6 +127,9 @@ function startDirect(codexHome: string): DirectAppServer {
   const child = spawn(process.execPath, [CODEX_JS, 'app-server', '--listen', 'stdio://'], {
     env: { ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key' },
     stdio: ['pipe', 'pipe', 'ignore'],
+    // In a session of its own, as under our server (whose worker is detached): Codex's commands
+    // take several times longer in a session with a controlling terminal.
+    detached: true,
   });
   let next = 1;
   const pending = new Map<number, { resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void }>();
@@ -182,11 +191,26 @@ async function openDirect(codexHome: string, work: string): Promise<Driver> {
 // ---------------------------------------------------------------------------------------------
 // Our server.
 
-async function connect(codexHome: string, engine: 'codex' | 'builtin'): Promise<{ client: Client; pid: number }> {
+/** Our server; with `timingLog`, its Codex is the timing wrapper, which logs each turn's time inside the app-server there. */
+async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog?: string): Promise<{ client: Client; pid: number }> {
+  const wrapper = timingLog === undefined ? [] : ['-c', `multienv.codex_path=${JSON.stringify(TIMING_WRAPPER)}`];
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, '-c', `multienv.engine="${engine}"`, ...(THREADS_DIR === undefined ? [] : ['-c', `multienv.threads_dir=${JSON.stringify(THREADS_DIR)}`])],
-    env: { ...(networkEnv(process.env) as Record<string, string>), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', CODEX_MULTIENV_LOG: 'warn' },
+    args: [
+      CLI,
+      ...SERVER_ARGS,
+      '-c',
+      `multienv.engine="${engine}"`,
+      ...wrapper,
+      ...(THREADS_DIR === undefined ? [] : ['-c', `multienv.threads_dir=${JSON.stringify(THREADS_DIR)}`]),
+    ],
+    env: {
+      ...(networkEnv(process.env) as Record<string, string>),
+      CODEX_HOME: codexHome,
+      FAKE_MODEL_API_KEY: 'bench-key',
+      CODEX_MULTIENV_LOG: 'warn',
+      ...(timingLog === undefined ? {} : { BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog }),
+    },
     stderr: 'ignore',
   });
   const client = new Client({ name: 'bench', version: '1.0.0' });
@@ -198,8 +222,8 @@ async function connect(codexHome: string, engine: 'codex' | 'builtin'): Promise<
 
 const turnArgs = (work: string) => ({ cwd: work, sandbox: 'danger-full-access', 'approval-policy': 'never', environments: [{ id: 'local', cwd: work }] });
 
-async function openOurs(codexHome: string, work: string, engine: 'codex' | 'builtin'): Promise<Driver> {
-  const { client } = await connect(codexHome, engine);
+async function openOurs(codexHome: string, work: string, engine: 'codex' | 'builtin', timingLog?: string): Promise<Driver> {
+  const { client } = await connect(codexHome, engine, timingLog);
   const first = await client.callTool({ name: 'codex', arguments: { prompt: 'start', ...turnArgs(work) } });
   const threadId = (first.structuredContent as { threadId: string }).threadId;
   return {
@@ -257,9 +281,10 @@ const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = fals
 const work = await tempDir('cmx-bench-codex-engine-');
 try {
   process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns, the series interleaved; fake model answers at once\n`);
+  const timingLog = join(work.path, 'codex-turns.log');
   const drivers: Record<string, Driver> = {
     direct: await openDirect(home.path, work.path),
-    codex: await openOurs(home.path, work.path, 'codex'),
+    codex: await openOurs(home.path, work.path, 'codex', timingLog),
     builtin: await openOurs(home.path, work.path, 'builtin'),
   };
   let all: Record<string, Record<Kind, number[]>>;
@@ -275,6 +300,16 @@ try {
   const paired = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
   process.stdout.write(
     `\nours (codex engine) over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
+  );
+  // The wrapper logged every turn of the codex series in order; the timed ones are the last, a text and a tool turn a round.
+  const inside = (await readFile(timingLog, 'utf8'))
+    .trim()
+    .split('\n')
+    .map(Number)
+    .slice(-2 * TURNS);
+  const added = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (inside[2 * i + (kind === 'text' ? 0 : 1)] ?? Number.NaN));
+  process.stdout.write(
+    `ours (codex engine) around Codex's own turn time (turn/start in → turn/completed out at the app-server's stdio), median: ${fmt(median(added('text')))} ms per text turn, ${fmt(median(added('tool')))} ms per tool turn (p95 ${fmt(percentile(added('text'), 95))} / ${fmt(percentile(added('tool'), 95))}; MCP hop and the timing wrapper's pipe hop included)\n`,
   );
   printRawFigures(Object.entries(all).flatMap(([name, times]) => [rawRow(`${name} text`, times.text), rawRow(`${name} tool`, times.tool)]));
   process.stdout.write(`\nmemory with ${THREADS} threads (resident MiB)\n`);
