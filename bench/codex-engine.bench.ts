@@ -9,7 +9,7 @@
  * runs `true` through `exec_command` once; its cost is the tool turn less the text turn. Then
  * memory with {@link THREADS} Codex-engine threads: resident sizes of our server and of the
  * app-server. Prints, never asserts. Usage: `npm run bench -- codex-engine` (builds first);
- * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments.
+ * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments, BENCH_SERVER_NODE_OPTIONS sets their NODE_OPTIONS.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -34,6 +34,8 @@ const THREADS = Number(process.env.BENCH_THREADS ?? 100);
 const THREADS_DIR = process.env.BENCH_THREADS_DIR;
 /** More arguments of our server, space-separated (e.g. `--foreground` to run it without its relay process). */
 const SERVER_ARGS = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg.length > 0) ?? [];
+/** `NODE_OPTIONS` of our servers, e.g. `--import=$PWD/bench/cpu-profile-hook.mjs` (with CPU_PROFILE_DIR) to profile them. */
+const SERVER_NODE_OPTIONS = process.env.BENCH_SERVER_NODE_OPTIONS;
 /** The Codex CLI of the pinned package (a Node launcher of the native binary). */
 const CODEX_JS = `${REPO_ROOT}/node_modules/@openai/codex/bin/codex.js`;
 /** Runs {@link CODEX_JS} and logs how long each turn took inside the app-server. */
@@ -209,6 +211,7 @@ async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog
       CODEX_HOME: codexHome,
       FAKE_MODEL_API_KEY: 'bench-key',
       CODEX_MULTIENV_LOG: 'warn',
+      ...(SERVER_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: SERVER_NODE_OPTIONS }),
       ...(timingLog === undefined ? {} : { BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog }),
     },
     stderr: 'ignore',

@@ -23,12 +23,45 @@ const Turn = z.looseObject({
   error: TurnError.nullish(),
 });
 
+/**
+ * Notifications the engine never reads, most of them sent many times a turn (streamed deltas,
+ * status and rate-limit chatter). The client opts out of them in `initialize`, so Codex does not
+ * write them and this server does not read and check them.
+ */
+export const APP_SERVER_UNREAD_NOTIFICATIONS = [
+  'thread/started',
+  'thread/status/changed',
+  'thread/readState/changed',
+  'thread/settings/updated',
+  'turn/started',
+  'turn/diff/updated',
+  'item/agentMessage/delta',
+  'item/plan/delta',
+  'item/reasoning/summaryTextDelta',
+  'item/reasoning/summaryPartAdded',
+  'item/reasoning/textDelta',
+  'item/commandExecution/outputDelta',
+  'item/commandExecution/terminalInteraction',
+  'item/fileChange/outputDelta',
+  'item/fileChange/patchUpdated',
+  'item/mcpToolCall/progress',
+  'command/exec/outputDelta',
+  'process/outputDelta',
+  'account/rateLimits/updated',
+  'remoteControl/status/changed',
+  'mcpServer/startupStatus/updated',
+  'hook/started',
+  'hook/completed',
+  'skills/changed',
+  'fs/changed',
+] as const;
+
 /** `initialize`: the handshake; `experimentalApi` unlocks the environment fields. */
 export const InitializeMethod = method(
   'initialize',
   z.object({
     clientInfo: z.object({ name: z.string(), title: z.string().nullable(), version: z.string() }),
-    capabilities: z.object({ experimentalApi: z.boolean(), requestAttestation: z.boolean() }),
+    capabilities: z.object({ experimentalApi: z.boolean(), requestAttestation: z.boolean(), optOutNotificationMethods: z.array(z.string()) }),
   }),
   z.looseObject({ userAgent: z.string() }),
 );

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import {
+  APP_SERVER_UNREAD_NOTIFICATIONS,
   CommandApprovalMethod,
   ErrorNotification,
   FileChangeApprovalMethod,
@@ -160,7 +161,10 @@ export class CodexAppServer {
     try {
       const answer = await rpc.request(
         InitializeMethod,
-        { clientInfo: { name: 'codex-multienv', title: null, version: this.#options.clientVersion }, capabilities: { experimentalApi: true, requestAttestation: false } },
+        {
+          clientInfo: { name: 'codex-multienv', title: null, version: this.#options.clientVersion },
+          capabilities: { experimentalApi: true, requestAttestation: false, optOutNotificationMethods: [...APP_SERVER_UNREAD_NOTIFICATIONS] },
+        },
         { timeoutMs: this.#options.startTimeoutMs ?? DEFAULT_APP_SERVER_START_TIMEOUT_MS },
       );
       rpc.notify(InitializedNotification, {});
