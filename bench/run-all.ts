@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures that need nothing installed (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|http|pg|pg-ownership|scale-out|model|request-size|instructions ...]`.
+ * issue's figures that need nothing installed (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|http|pg|pg-ownership|scale-out|model|request-size|codex-engine|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -18,6 +18,8 @@ const BENCHES: Record<string, string> = {
   'scale-out': './scale-out.bench.js',
   // Drives the real Codex for 100 turns: only when asked for.
   'request-size': './request-size.bench.js',
+  // Drives the real Codex (its app-server) for a few hundred turns: only when asked for.
+  'codex-engine': './codex-engine.bench.js',
   // Slow (valgrind) and needs valgrind installed: only when asked for.
   instructions: './instructions.bench.js',
 };

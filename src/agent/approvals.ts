@@ -49,6 +49,17 @@ export type ApprovalRequest =
       tool: string;
       arguments: Record<string, unknown>;
       reason?: string;
+    }
+  | {
+      /** More than the sandbox allows, for the rest of the turn or the session (the Codex engine's `request_permissions`). */
+      kind: 'permissions';
+      threadId: string;
+      callId: string;
+      environmentId: string;
+      cwd: string;
+      /** What is asked, one access a line in words, e.g. `write /srv/data` or `network access`. */
+      permissions: string[];
+      reason?: string;
     };
 
 /** The user's answer. `abort` also stops the turn. */
@@ -114,6 +125,7 @@ export async function askUnlessCovered(context: ApprovalContext, request: Approv
 function approvalKeys(request: ApprovalRequest): string[] {
   if (request.kind === 'exec') return [JSON.stringify(['exec', request.environmentId, request.cwd, request.command])];
   if (request.kind === 'mcp') return [JSON.stringify(['mcp', request.environmentId, request.server, request.tool])];
+  if (request.kind === 'permissions') return [JSON.stringify(['permissions', request.environmentId, request.cwd, [...request.permissions].sort()])];
   return Object.keys(request.changes).map((path) => JSON.stringify(['patch', request.environmentId, path]));
 }
 

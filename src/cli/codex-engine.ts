@@ -2,6 +2,7 @@
  * The Codex engine's outside world: which Codex binary runs the app-server, how it is started,
  * and which engine `multienv.engine = "auto"` gives a new thread.
  */
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -37,6 +38,27 @@ export function findCodexBinary(codexPath: string | undefined, env: NodeJS.Proce
 export function appServerCommand(binary: CodexBinary, env: NodeJS.ProcessEnv): ChildCommand {
   const args = ['app-server', '--listen', 'stdio://'];
   return binary.path.endsWith('.js') ? { program: process.execPath, args: [binary.path, ...args], env } : { program: binary.path, args, env };
+}
+
+/** Bound on `codex --version` (the package's launcher starts Node first). */
+export const CODEX_VERSION_TIMEOUT_MS = 15_000;
+
+/**
+ * The version `binary` reports (`codex --version` prints `codex-cli 0.169.0`), or why it could
+ * not be read. Bounded by {@link CODEX_VERSION_TIMEOUT_MS}; at most the first line is kept.
+ */
+export function codexVersion(binary: CodexBinary, env: NodeJS.ProcessEnv): Promise<{ version: string } | { error: string }> {
+  const command = binary.path.endsWith('.js') ? { program: process.execPath, args: [binary.path, '--version'] } : { program: binary.path, args: ['--version'] };
+  return new Promise((resolve) => {
+    execFile(command.program, command.args, { env, timeout: CODEX_VERSION_TIMEOUT_MS, maxBuffer: 64 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
+      const line = stdout.trim().split('\n')[0] ?? '';
+      if (error !== null || line.length === 0)
+        resolve({
+          error: `\`${binary.path} --version\` failed: ${error?.message ?? 'it printed nothing'}${stderr.trim().length === 0 ? '' : ` (${stderr.trim().slice(0, 200)})`}`,
+        });
+      else resolve({ version: line.replace(/^codex-cli\s+/, '') });
+    });
+  });
 }
 
 /** What decides `auto`. */

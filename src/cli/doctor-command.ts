@@ -28,7 +28,8 @@ import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
 import { localSandboxNeed } from './local-sandbox.js';
 import { PACKAGE_VERSION } from './version.js';
-import { codexHome, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
+import { codexHome, missingKeyMessage, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
+import { chooseEngine, codexVersion, findCodexBinary } from './codex-engine.js';
 import { networkSettings } from './network.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
@@ -46,7 +47,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
 export interface CheckResult {
-  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `process_start`, `user`, `bubblewrap`, `network`, `model`. */
+  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `process_start`, `user`, `bubblewrap`, `network`, `model`, `engine`. */
   id: string;
   /** What was checked, for people. */
   title: string;
@@ -340,6 +341,35 @@ async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.Proce
   }
 }
 
+/**
+ * The engine a new thread gets (as the server decides it: `multienv.engine`, the provider's key,
+ * a ChatGPT sign-in, a Codex binary), why, and the Codex CLI found with its version.
+ */
+async function checkEngine(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string): Promise<CheckResult> {
+  const title = 'turn engine';
+  if (config === undefined) return check('engine', title, 'skip', 'config.toml is invalid');
+  const binary = findCodexBinary(config.multienv.codexPath, env, process.cwd());
+  const version = binary === undefined ? undefined : await codexVersion(binary, env);
+  const codex =
+    binary === undefined
+      ? `no Codex CLI found${config.multienv.codexPath === undefined ? ' (`codex` on PATH, the @openai/codex package)' : ` at multienv.codex_path ${config.multienv.codexPath}`}`
+      : `Codex CLI ${version !== undefined && 'version' in version ? version.version : '(version unknown)'} at ${binary.path} (from ${binary.source})`;
+  const provider = config.modelProviders[config.modelProvider];
+  let auth: CodexAuth | undefined;
+  try {
+    auth = await readCodexAuth(home);
+  } catch {
+    // The model check reports a broken auth.json; here it only means no sign-in to count on.
+  }
+  const providerUsable = provider !== undefined && missingKeyMessage(config.modelProvider, provider, providerCredentials(provider, env, auth), auth) === undefined;
+  const { engine, why } = chooseEngine(config.multienv.engine, { providerUsable, chatgptSignIn: auth?.chatgpt === true, codexBinary: binary });
+  const detail = `new threads run on the ${engine} engine (${why}); ${codex}`;
+  if (engine === 'codex' && binary === undefined) return check('engine', title, 'fail', detail, 'set multienv.codex_path, put `codex` on PATH, or install @openai/codex');
+  if (version !== undefined && 'error' in version)
+    return check('engine', title, engine === 'codex' ? 'fail' : 'warn', `${detail}; ${version.error}`, 'check that the Codex binary runs here');
+  return check('engine', title, 'ok', detail);
+}
+
 /** The message with its causes' messages (fetch says `fetch failed`; the cause says why). */
 function withCauses(error: unknown): string {
   const messages = [errorMessage(error)];
@@ -405,11 +435,12 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
   }
   const network = networkSettings(options.env);
   try {
-    const [environments, threads, bubblewrap, model] = await Promise.all([
+    const [environments, threads, bubblewrap, model, engine] = await Promise.all([
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
       checkThreadsDir(config),
       checkBubblewrap(config, loaded === undefined || loaded.registry.get(LOCAL_ENVIRONMENT_ID) !== undefined, process.platform, options.env),
       checkModel(config, options.env, home, createHttpFetch({ network })),
+      checkEngine(config, options.env, home),
     ]);
     const mcpServers = checkMcpServers(config, options.env);
     return [
@@ -423,6 +454,7 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       bubblewrap,
       checkNetwork(network),
       model,
+      engine,
     ];
   } finally {
     await loaded?.registry.close();

@@ -14,6 +14,7 @@ import { parseMcpServers } from '../config/mcp-servers.js';
 import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
 import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
+import { LoopbackRelay } from '../environments/loopback-relay.js';
 import { createMcpServer, serveOverStdio, type McpFace } from '../mcp/server.js';
 import { BuiltinEngine } from '../session/builtin-engine.js';
 import { CodexAppServer } from '../session/codex-app-server.js';
@@ -346,6 +347,8 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   // Started by the first Codex-engine turn, not before: most servers never need it.
   const appServer =
     codexBinary === undefined ? undefined : new CodexAppServer({ command: appServerCommand(codexBinary, env), clientVersion: PACKAGE_VERSION, logger: logger.child('codex') });
+  // How the app-server reaches our environments; listens only once a Codex turn selects one.
+  const relay = new LoopbackRelay({ registry, logger: logger.child('relay') });
   let timezone: string | undefined;
   const builtinEngine = new BuiltinEngine({
     registry,
@@ -364,7 +367,10 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     registry,
     store,
     engine: new EnginesByName(
-      { builtin: builtinEngine, ...(appServer === undefined ? {} : { codex: new CodexEngine({ appServer, logger: threadsLogger, now: () => new Date() }) }) },
+      {
+        builtin: builtinEngine,
+        ...(appServer === undefined ? {} : { codex: new CodexEngine({ appServer, exposeEnvironment: (id) => relay.expose(id), logger: threadsLogger, now: () => new Date() }) }),
+      },
       () => 'no Codex CLI was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex',
     ),
     ownership,
@@ -429,6 +435,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
         await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
         await threads.close();
         await appServer?.close();
+        await relay.close();
         await registry.close();
         await localServer.close();
         await store.close();

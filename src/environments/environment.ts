@@ -1,7 +1,8 @@
 import { ExecClient, type ExecClientOptions, type ExecConnector } from '../exec/client.js';
 import { describeReconnect } from '../exec/remote-process.js';
 import type { EnvironmentInfo } from '../protocol/exec.js';
-import { errorMessage } from '../util/errors.js';
+import type { MessageTransport } from '../transport/transport.js';
+import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 
 /**
@@ -124,6 +125,15 @@ export class Environment {
       this.#connecting = undefined;
     });
     return this.#connecting;
+  }
+
+  /**
+   * Opens a new, separate connection to the environment's exec-server (for a relay that gives
+   * another client its own session there); the environment's own client is not involved.
+   */
+  openTransport(signal?: AbortSignal): Promise<MessageTransport> {
+    if (this.#closed) return Promise.reject(new LocalError(LocalErrorCode.ConnectionClosed, `environment \`${this.id}\` was removed`));
+    return this.#options.connector.connect(signal);
   }
 
   /** Connects if needed and reports the resulting status; never throws. */

@@ -120,6 +120,10 @@ export function approvalMessage(request: ApprovalRequest): string {
   if (request.kind === 'mcp') {
     return `Allow Codex to call the tool \`${request.tool}\` of MCP server \`${request.server}\` in environment \`${request.environmentId}\` with arguments ${previewArguments(request.arguments)}?${reason}`;
   }
+  if (request.kind === 'permissions') {
+    const asked = request.permissions.length === 0 ? 'nothing named' : request.permissions.join('; ');
+    return `Allow Codex more permissions in environment \`${request.environmentId}\` with working directory \`${request.cwd}\`: ${asked}?${reason}`;
+  }
   const files = Object.keys(request.changes);
   const list = files.slice(0, 10).join(', ') + (files.length > 10 ? `, … (${files.length} files)` : '');
   return `Allow Codex to apply proposed code changes in environment \`${request.environmentId}\` (${list})?${reason}`;
@@ -147,7 +151,10 @@ export function approvalElicitationParams(request: ApprovalRequest): Record<stri
 }
 
 /** `codex_elicitation` per request kind (the first two are the old server's values). */
-const ELICITATION_KINDS = { exec: 'exec-approval', patch: 'patch-approval', mcp: 'mcp-tool-call-approval' } as const satisfies Record<ApprovalRequest['kind'], string>;
+const ELICITATION_KINDS = { exec: 'exec-approval', patch: 'patch-approval', mcp: 'mcp-tool-call-approval', permissions: 'permissions-approval' } as const satisfies Record<
+  ApprovalRequest['kind'],
+  string
+>;
 
 /** Options of {@link ElicitationApprover}. */
 export interface ElicitationApproverOptions {
@@ -202,6 +209,7 @@ export class ElicitationApprover implements Approver {
     if (this.#options.relatedTaskId !== undefined) params._meta = { [RELATED_TASK_META_KEY]: { taskId: this.#options.relatedTaskId } };
     if (request.kind === 'exec') params.codex_command = request.command;
     else if (request.kind === 'patch') params.codex_changes = request.changes;
+    else if (request.kind === 'permissions') params.codex_permissions = request.permissions;
     else Object.assign(params, { codex_mcp_server: request.server, codex_mcp_tool: request.tool, codex_mcp_arguments: request.arguments });
     try {
       const answer = await this.#options.server.request({ method: 'elicitation/create', params }, z.unknown(), {

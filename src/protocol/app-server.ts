@@ -23,12 +23,45 @@ const Turn = z.looseObject({
   error: TurnError.nullish(),
 });
 
+/**
+ * Notifications the engine never reads, most of them sent many times a turn (streamed deltas,
+ * status and rate-limit chatter). The client opts out of them in `initialize`, so Codex does not
+ * write them and this server does not read and check them.
+ */
+export const APP_SERVER_UNREAD_NOTIFICATIONS = [
+  'thread/started',
+  'thread/status/changed',
+  'thread/readState/changed',
+  'thread/settings/updated',
+  'turn/started',
+  'turn/diff/updated',
+  'item/agentMessage/delta',
+  'item/plan/delta',
+  'item/reasoning/summaryTextDelta',
+  'item/reasoning/summaryPartAdded',
+  'item/reasoning/textDelta',
+  'item/commandExecution/outputDelta',
+  'item/commandExecution/terminalInteraction',
+  'item/fileChange/outputDelta',
+  'item/fileChange/patchUpdated',
+  'item/mcpToolCall/progress',
+  'command/exec/outputDelta',
+  'process/outputDelta',
+  'account/rateLimits/updated',
+  'remoteControl/status/changed',
+  'mcpServer/startupStatus/updated',
+  'hook/started',
+  'hook/completed',
+  'skills/changed',
+  'fs/changed',
+] as const;
+
 /** `initialize`: the handshake; `experimentalApi` unlocks the environment fields. */
 export const InitializeMethod = method(
   'initialize',
   z.object({
     clientInfo: z.object({ name: z.string(), title: z.string().nullable(), version: z.string() }),
-    capabilities: z.object({ experimentalApi: z.boolean(), requestAttestation: z.boolean() }),
+    capabilities: z.object({ experimentalApi: z.boolean(), requestAttestation: z.boolean(), optOutNotificationMethods: z.array(z.string()) }),
   }),
   z.looseObject({ userAgent: z.string() }),
 );
@@ -70,6 +103,12 @@ export const TurnStartMethod = method(
   }),
   z.looseObject({ turn: Turn }),
 );
+
+/**
+ * `environment/add` (experimental): registers or replaces (upsert) an exec-server environment in
+ * this app-server; it connects in the background, on its own.
+ */
+export const EnvironmentAddMethod = method('environment/add', z.object({ environmentId: z.string(), execServerUrl: z.string(), authBearerToken: z.string() }), z.unknown());
 
 /** `turn/interrupt`: stops a running turn; it ends with `turn/completed` status `interrupted`. */
 export const TurnInterruptMethod = method('turn/interrupt', z.object({ threadId: z.string(), turnId: z.string() }), z.unknown());
@@ -152,4 +191,72 @@ export const FileChangeApprovalMethod = method(
   'item/fileChange/requestApproval',
   z.looseObject({ ...TurnScoped, itemId: z.string(), reason: z.string().nullish() }),
   z.object({ decision: AppServerDecisionSchema }),
+);
+
+/**
+ * Extra permissions as Codex asks for them (`RequestPermissionProfile`) and grants them
+ * (`GrantedPermissionProfile`, the same shape): file-system access and network.
+ */
+export const AppServerPermissionProfileSchema = z.object({
+  fileSystem: z
+    .object({
+      read: z.array(z.string()).nullish(),
+      write: z.array(z.string()).nullish(),
+      entries: z
+        .array(
+          z.looseObject({
+            access: z.enum(['read', 'write', 'deny']),
+            /** `path` (a path), `glob_pattern` (a pattern) or `special` (a named place such as the temp dir). */
+            path: z.looseObject({ type: z.string(), path: z.string().optional(), pattern: z.string().optional(), value: z.looseObject({ kind: z.string() }).optional() }),
+          }),
+        )
+        .nullish(),
+      globScanMaxDepth: z.number().int().positive().nullish(),
+    })
+    .nullish(),
+  network: z.object({ enabled: z.boolean().nullish() }).nullish(),
+});
+/** Extra permissions asked or granted. */
+export type AppServerPermissionProfile = z.infer<typeof AppServerPermissionProfileSchema>;
+
+/**
+ * `item/permissions/requestApproval` (server → client): the model asks for more than the sandbox
+ * allows. The answer grants a profile (nothing granted is a denial) for the turn or the session.
+ */
+export const PermissionsApprovalMethod = method(
+  'item/permissions/requestApproval',
+  z.looseObject({
+    ...TurnScoped,
+    itemId: z.string(),
+    cwd: z.string(),
+    environmentId: z.string().nullish(),
+    permissions: AppServerPermissionProfileSchema,
+    reason: z.string().nullish(),
+  }),
+  z.object({ permissions: AppServerPermissionProfileSchema, scope: z.enum(['turn', 'session']) }),
+);
+
+/**
+ * `mcpServer/elicitation/request` (server → client): an MCP server of Codex's asks the user. Codex
+ * asks before an MCP tool call this way too: a form with no fields whose `_meta` says
+ * `codex_approval_kind: "mcp_tool_call"` and names the tool and its arguments.
+ */
+export const McpElicitationMethod = method(
+  'mcpServer/elicitation/request',
+  z.looseObject({
+    threadId: z.string(),
+    turnId: z.string().nullish(),
+    serverName: z.string(),
+    mode: z.string(),
+    message: z.string().optional(),
+    _meta: z
+      .looseObject({
+        codex_approval_kind: z.string().optional(),
+        tool_name: z.string().optional(),
+        /** The tool call's arguments (an object for every tool Codex calls). */
+        tool_params: z.unknown(),
+      })
+      .nullish(),
+  }),
+  z.object({ action: z.enum(['accept', 'decline', 'cancel']), content: z.record(z.string(), z.unknown()).nullable() }),
 );

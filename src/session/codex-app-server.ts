@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import {
+  APP_SERVER_UNREAD_NOTIFICATIONS,
   CommandApprovalMethod,
   ErrorNotification,
   FileChangeApprovalMethod,
@@ -7,6 +8,8 @@ import {
   InitializedNotification,
   ItemCompletedNotification,
   ItemStartedNotification,
+  McpElicitationMethod,
+  PermissionsApprovalMethod,
   ServerRequestResolvedNotification,
   TokenUsageUpdatedNotification,
   TurnCompletedNotification,
@@ -60,6 +63,10 @@ export interface AppServerListener {
   commandApproval(params: z.output<typeof CommandApprovalMethod.params>, signal: AbortSignal): Promise<AppServerDecision>;
   /** Codex asks before changing files. */
   fileChangeApproval(params: z.output<typeof FileChangeApprovalMethod.params>, signal: AbortSignal): Promise<AppServerDecision>;
+  /** The model asks for more permissions than the sandbox gives. */
+  permissionsApproval(params: z.output<typeof PermissionsApprovalMethod.params>, signal: AbortSignal): Promise<z.input<typeof PermissionsApprovalMethod.result>>;
+  /** One of Codex's MCP servers asks the user (Codex's MCP tool-call approvals come this way). */
+  mcpElicitation(params: z.output<typeof McpElicitationMethod.params>, signal: AbortSignal): Promise<z.input<typeof McpElicitationMethod.result>>;
   /** The app-server process ended; nothing more comes from it. */
   exited(reason: string): void;
 }
@@ -70,6 +77,8 @@ export interface AppServerSession {
   request<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options?: RequestOptions): Promise<z.output<R>>;
   /** The Codex threads loaded in this process (started or resumed here); a new process has none. */
   readonly loaded: Set<string>;
+  /** The environments registered in this process (`environment/add`), by id, with the URL given. */
+  readonly environments: Map<string, string>;
   /** Aborts when the process is gone. */
   readonly signal: AbortSignal;
 }
@@ -132,6 +141,7 @@ export class CodexAppServer {
     const requestTimeoutMs = this.#options.requestTimeoutMs ?? DEFAULT_APP_SERVER_REQUEST_TIMEOUT_MS;
     const session: RunningAppServer = {
       loaded: new Set<string>(),
+      environments: new Map<string, string>(),
       signal: rpc.signal,
       request: <P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>, params: z.input<P>, options: RequestOptions = {}) =>
         rpc.request(spec, params, { timeoutMs: requestTimeoutMs, ...options }),
@@ -151,7 +161,10 @@ export class CodexAppServer {
     try {
       const answer = await rpc.request(
         InitializeMethod,
-        { clientInfo: { name: 'codex-multienv', title: null, version: this.#options.clientVersion }, capabilities: { experimentalApi: true, requestAttestation: false } },
+        {
+          clientInfo: { name: 'codex-multienv', title: null, version: this.#options.clientVersion },
+          capabilities: { experimentalApi: true, requestAttestation: false, optOutNotificationMethods: [...APP_SERVER_UNREAD_NOTIFICATIONS] },
+        },
         { timeoutMs: this.#options.startTimeoutMs ?? DEFAULT_APP_SERVER_START_TIMEOUT_MS },
       );
       rpc.notify(InitializedNotification, {});
@@ -182,21 +195,30 @@ export class CodexAppServer {
     rpc.onNotification(ServerRequestResolvedNotification, (params) =>
       asking.get(String(params.requestId))?.abort(new LocalError(LocalErrorCode.Aborted, 'Codex no longer needs this answer')),
     );
-    const ask = async (threadId: string, id: string | number, signal: AbortSignal, question: (listener: AppServerListener, signal: AbortSignal) => Promise<AppServerDecision>) => {
+    /** Asks the listener of `threadId`; a request about no turn of ours (one that ended) gets `refusal`: nobody can be asked. */
+    const ask = async <A>(threadId: string, id: string | number, signal: AbortSignal, refusal: A, question: (listener: AppServerListener, signal: AbortSignal) => Promise<A>) => {
       const listener = to(threadId);
-      // A request about no turn of ours (one that ended) is declined: nobody can be asked.
-      if (listener === undefined) return { decision: 'decline' as const };
+      if (listener === undefined) return refusal;
       const withdrawn = new AbortController();
       asking.set(String(id), withdrawn);
       try {
-        return { decision: await question(listener, AbortSignal.any([signal, withdrawn.signal])) };
+        return await question(listener, AbortSignal.any([signal, withdrawn.signal]));
       } finally {
         asking.delete(String(id));
       }
     };
-    rpc.onRequest(CommandApprovalMethod, (params, context) => ask(params.threadId, context.id, context.signal, (listener, signal) => listener.commandApproval(params, signal)));
+    const declined = { decision: 'decline' as const };
+    rpc.onRequest(CommandApprovalMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, declined, async (listener, signal) => ({ decision: await listener.commandApproval(params, signal) })),
+    );
     rpc.onRequest(FileChangeApprovalMethod, (params, context) =>
-      ask(params.threadId, context.id, context.signal, (listener, signal) => listener.fileChangeApproval(params, signal)),
+      ask(params.threadId, context.id, context.signal, declined, async (listener, signal) => ({ decision: await listener.fileChangeApproval(params, signal) })),
+    );
+    rpc.onRequest(PermissionsApprovalMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, { permissions: {}, scope: 'turn' as const }, (listener, signal) => listener.permissionsApproval(params, signal)),
+    );
+    rpc.onRequest(McpElicitationMethod, (params, context) =>
+      ask(params.threadId, context.id, context.signal, { action: 'decline' as const, content: null }, (listener, signal) => listener.mcpElicitation(params, signal)),
     );
   }
 }

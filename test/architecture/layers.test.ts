@@ -95,6 +95,7 @@ describe('layer rule', () => {
     const implementations = [
       'session/builtin-engine.ts',
       'session/codex-engine.ts',
+      'session/codex-turn.ts',
       'session/codex-app-server.ts',
       'session/jsonl-thread-store.ts',
       'session/thread-lease.ts',

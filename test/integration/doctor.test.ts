@@ -113,6 +113,7 @@ describe('codex-multienv doctor', () => {
       bubblewrap: expect.stringMatching(/^(ok|warn|skip)$/),
       network: 'ok',
       model: 'ok',
+      engine: 'ok',
     });
     expect(checkOf(report, 'network').detail).toBe('no proxy; bundled roots');
     if (process.platform === 'linux') expect(checkOf(report, 'process_start').detail).toMatch(/^posix_spawn through \/.*\/build\/Release\/codex_multienv_spawn\.node$/);
@@ -249,6 +250,26 @@ describe('codex-multienv doctor', () => {
     expect(check.detail).toContain('no request sent, FAKE_MODEL_API_KEY is not set');
     expect(check.fix).toContain('`env`');
     expect(model.requests.length).toBe(before);
+  });
+
+  it('says which engine a new thread gets and why, from the credentials, with the Codex version found', async () => {
+    // The Codex CLI is the installed @openai/codex (no `codex` on this PATH).
+    const codex = 'Codex CLI 0.169.0 at ';
+    const withKey = checkOf((await doctorJson([], { PATH: emptyPath.path })).report, 'engine');
+    expect(withKey).toMatchObject({ status: 'ok', detail: expect.stringContaining('new threads run on the builtin engine (auto: the model provider has its API key') });
+    expect(withKey.detail).toContain(codex);
+    // Only a ChatGPT sign-in (a fake one): the real Codex, which can use it.
+    await writeFile(join(home.path, 'auth.json'), JSON.stringify({ OPENAI_API_KEY: null, tokens: { id_token: 'x', access_token: 'y', refresh_token: 'z' } }));
+    const signedIn = checkOf((await doctorJson([], { PATH: emptyPath.path, FAKE_MODEL_API_KEY: '' })).report, 'engine');
+    expect(signedIn).toMatchObject({ status: 'ok', detail: expect.stringContaining('new threads run on the codex engine (auto: only a ChatGPT sign-in') });
+    expect(signedIn.detail).toContain(codex);
+    const builtin = checkOf((await doctorJson(['-c', 'multienv.engine="builtin"'], { PATH: emptyPath.path, FAKE_MODEL_API_KEY: '' })).report, 'engine');
+    expect(builtin.detail).toContain('new threads run on the builtin engine (multienv.engine = "builtin")');
+    const missing = checkOf(
+      (await doctorJson(['-c', 'multienv.engine="codex"', '-c', `multienv.codex_path="${join(emptyPath.path, 'codex')}"`], { PATH: emptyPath.path })).report,
+      'engine',
+    );
+    expect(missing).toMatchObject({ status: 'fail', detail: expect.stringContaining(`no Codex CLI found at multienv.codex_path ${join(emptyPath.path, 'codex')}`) });
   });
 
   it('fails when the provider rejects the key, and when it cannot be reached', async () => {

@@ -212,6 +212,8 @@ describe('the npm package, installed from `npm pack` on a fresh project', () => 
     const report = await doctor(project, home);
     expect({ ok: report.ok, failed: report.checks.filter((check) => check.status === 'fail') }).toEqual({ ok: true, failed: [] });
     expect(report.checks.find((check) => check.id === 'model')?.status).toBe('ok');
+    // Installed without @openai/codex (not a dependency): the builtin engine serves new threads.
+    expect(report.checks.find((check) => check.id === 'engine')?.detail).toContain('new threads run on the builtin engine');
     const starter = join(project, 'node_modules', PACKAGE, 'build', 'Release', 'codex_multienv_spawn.node');
     if (entry.builds) {
       expect(processStart(report)).toMatchObject({ status: 'ok', detail: `posix_spawn through ${starter}` });

@@ -75,6 +75,11 @@ describe('the codex engine (real codex app-server 0.169.0) behind the MCP tools'
     expect(world.model.requests).toHaveLength(1);
     expect(fromCodex(world.model.requests[0]!)).toBe(true);
 
+    // Codex's token count of its last model request is the thread's context, as with the builtin engine.
+    const status = await mcp.call('codex-status', { threadId });
+    expect(status.structuredContent).toMatchObject({ context: { tokens: expect.any(Number), compactions: 0 } });
+    expect((status.structuredContent as { context: { tokens: number } }).context.tokens).toBeGreaterThan(0);
+
     const records = await storedRecords(world.home.path, threadId);
     expect(records[0]).toMatchObject({ type: 'thread', config: { engine: 'codex' } });
     const mapping = records.filter((record) => record.type === 'codex_thread');
@@ -147,6 +152,21 @@ describe('engine choice', () => {
   afterEach(async () => {
     await tearDownMcpWorld(world, mcp);
     mcp = undefined;
+  });
+
+  it('auto takes the real Codex when a ChatGPT sign-in is the only credential', async () => {
+    world = await setUpMcpWorld('engine-auto-codex', () => say('codex answer'));
+    // Our server is told to take the provider's key from a variable that is not set; Codex, which
+    // does not get our command line's `-c`, reaches the fake model with the key it has.
+    await writeConfig(world, '[features]\nplugins = false\n[analytics]\nenabled = false');
+    await writeFile(join(world.home.path, 'auth.json'), JSON.stringify({ OPENAI_API_KEY: null, tokens: { id_token: 'x', access_token: 'y', refresh_token: 'z' } }));
+    mcp = await startMcp(world.home.path, { args: ['-c', 'model_providers.fake.env_key="UNSET_MODEL_KEY"'] });
+    const result = await mcp.call('codex', { prompt: 'hello', cwd: world.work.path });
+    const threadId = threadIdOf(result);
+    expect(result.structuredContent).toEqual({ threadId, content: 'codex answer' });
+    expect(fromCodex(world.model.requests[0]!)).toBe(true);
+    const header = (await storedRecords(world.home.path, threadId))[0]!;
+    expect(isRecord(header.config) && header.config.engine).toBe('codex');
   });
 
   it('auto keeps the builtin engine when the provider has its key', async () => {

@@ -1,0 +1,327 @@
+/**
+ * Issue 15 figures: what the Codex engine costs. Per turn and per tool call, three ways of running
+ * the same scripted turns on the real Codex (pinned 0.169.0) or our agent, against one fake model:
+ *   - direct: Codex's app-server driven over its stdio JSON-RPC by a minimal client here
+ *     (`turn/start` → `turn/completed`), no MCP, none of our code in the path;
+ *   - codex: our built server (MCP over stdio, the real SDK client), thread on the codex engine;
+ *   - builtin: the same server, thread on the builtin engine.
+ * "codex − direct" is what our server adds to a Codex turn (MCP hop included). A tool-call turn
+ * runs `true` through `exec_command` once; its cost is the tool turn less the text turn. Then
+ * memory with {@link THREADS} Codex-engine threads: resident sizes of our server and of the
+ * app-server. Prints, never asserts. Usage: `npm run bench -- codex-engine` (builds first);
+ * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments, BENCH_SERVER_NODE_OPTIONS sets their NODE_OPTIONS.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { functionCallOutputs, inputItems, startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../tools/fake-responses-server.js';
+import { codexHomeForFakeModel } from '../test/helpers/codex-home.js';
+import { networkEnv } from '../test/helpers/network.js';
+import { CLI, REPO_ROOT, tempDir } from '../test/helpers/process.js';
+import { fmt, median, percentile, printRawFigures, printTable, rawRow, since } from './stats.js';
+
+/** Timed turns per series and kind. */
+const TURNS = Number(process.env.BENCH_TURNS ?? 30);
+/** Untimed turns per series before measuring. */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 5);
+/** Codex-engine threads for the memory figure. */
+const THREADS = Number(process.env.BENCH_THREADS ?? 100);
+/** Our server's threads folder (`multienv.threads_dir`), e.g. on tmpfs to see what durable writes cost; CODEX_HOME's by default. */
+const THREADS_DIR = process.env.BENCH_THREADS_DIR;
+/** More arguments of our server, space-separated (e.g. `--foreground` to run it without its relay process). */
+const SERVER_ARGS = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg.length > 0) ?? [];
+/** `NODE_OPTIONS` of our servers, e.g. `--import=$PWD/bench/cpu-profile-hook.mjs` (with CPU_PROFILE_DIR) to profile them. */
+const SERVER_NODE_OPTIONS = process.env.BENCH_SERVER_NODE_OPTIONS;
+/** The Codex CLI of the pinned package (a Node launcher of the native binary). */
+const CODEX_JS = `${REPO_ROOT}/node_modules/@openai/codex/bin/codex.js`;
+/** Runs {@link CODEX_JS} and logs how long each turn took inside the app-server. */
+const TIMING_WRAPPER = `${REPO_ROOT}/tools/codex-timing-wrapper.js`;
+
+type Kind = 'text' | 'tool';
+
+// ---------------------------------------------------------------------------------------------
+// The scripted model: a prompt with `[tool]` makes one `exec_command` of `true`, then an answer.
+
+function lastUserText(request: RecordedRequest): string {
+  const items = inputItems(request);
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i] as { role?: unknown; content?: unknown };
+    if (item.role !== 'user' || !Array.isArray(item.content)) continue;
+    return item.content.map((part: { text?: unknown }) => (typeof part.text === 'string' ? part.text : '')).join('');
+  }
+  return '';
+}
+
+function respond(request: RecordedRequest): FakeStep {
+  const items = inputItems(request);
+  const lastUser = items.findLastIndex((item) => (item as { role?: unknown }).role === 'user');
+  const answered = functionCallOutputs({ ...request, body: { input: items.slice(lastUser + 1) } }).length > 0;
+  if (lastUserText(request).includes('[tool]') && !answered) {
+    return { kind: 'output', items: [{ type: 'function_call', name: 'exec_command', arguments: { cmd: 'true' } }] };
+  }
+  return { kind: 'output', items: [{ type: 'message', text: 'ok' }] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes.
+
+/** Resident set size of `pid` in MiB, 0 once it is gone. */
+function rssMiB(pid: number): number {
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match?.[1] === undefined ? 0 : Number(match[1]) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** `pid` and every process under it, from /proc. */
+function tree(pid: number): number[] {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // Ended while listed.
+    }
+  }
+  const found = [pid];
+  for (let i = 0; i < found.length; i++) for (const [child, parent] of parents) if (parent === found[i]) found.push(child);
+  return found;
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
+}
+
+/** Resident MiB of the tree under `pid`: our processes and Codex's (its launcher and app-server). */
+function memoryOf(pid: number): { ours: number; codex: number } {
+  let ours = 0;
+  let codex = 0;
+  for (const member of tree(pid)) {
+    if (commandLine(member).includes('app-server')) codex += rssMiB(member);
+    else ours += rssMiB(member);
+  }
+  return { ours, codex };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct drive: a bare JSON-RPC client of `codex app-server` over stdio.
+
+interface DirectAppServer {
+  request(method: string, params: unknown): Promise<Record<string, unknown>>;
+  /** Resolves with the next `turn/completed` of `threadId`. */
+  turnCompleted(threadId: string): Promise<void>;
+  close(): void;
+}
+
+function startDirect(codexHome: string): DirectAppServer {
+  const child = spawn(process.execPath, [CODEX_JS, 'app-server', '--listen', 'stdio://'], {
+    env: { ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key' },
+    stdio: ['pipe', 'pipe', 'ignore'],
+    // In a session of its own, as under our server (whose worker is detached): Codex's commands
+    // take several times longer in a session with a controlling terminal.
+    detached: true,
+  });
+  let next = 1;
+  const pending = new Map<number, { resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void }>();
+  const completions = new Map<string, () => void>();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const message = JSON.parse(line) as { id?: number; method?: string; result?: Record<string, unknown>; error?: { message: string }; params?: { threadId?: string } };
+    if (message.method === undefined && message.id !== undefined) {
+      const waiter = pending.get(message.id);
+      pending.delete(message.id);
+      if (message.error !== undefined) waiter?.reject(new Error(message.error.message));
+      else waiter?.resolve(message.result ?? {});
+    } else if (message.method === 'turn/completed' && message.params?.threadId !== undefined) {
+      completions.get(message.params.threadId)?.();
+    } else if (message.id !== undefined) {
+      // A request to the client (none expected with approvals off): refuse it.
+      child.stdin.write(`${JSON.stringify({ id: message.id, error: { code: -32601, message: 'not supported' } })}\n`);
+    }
+  });
+  return {
+    request: (method, params) =>
+      new Promise((resolve, reject) => {
+        const id = next++;
+        pending.set(id, { resolve, reject });
+        child.stdin.write(`${JSON.stringify({ id, method, params })}\n`);
+      }),
+    turnCompleted: (threadId) => new Promise((resolve) => completions.set(threadId, resolve)),
+    close: () => child.stdin.end(),
+  };
+}
+
+/** One way of running turns on one thread, opened before any is timed. */
+interface Driver {
+  turn(prompt: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function openDirect(codexHome: string, work: string): Promise<Driver> {
+  const server = startDirect(codexHome);
+  await server.request('initialize', { clientInfo: { name: 'bench', title: null, version: '0' }, capabilities: { experimentalApi: true, requestAttestation: false } });
+  const started = await server.request('thread/start', {
+    cwd: work,
+    model: 'gpt-5.5',
+    approvalPolicy: 'never',
+    sandbox: 'danger-full-access',
+    config: {},
+    environments: [{ environmentId: 'local', cwd: work }],
+  });
+  const threadId = (started.thread as { id: string }).id;
+  return {
+    turn: async (prompt) => {
+      const done = server.turnCompleted(threadId);
+      await server.request('turn/start', { threadId, input: [{ type: 'text', text: prompt, text_elements: [] }], environments: [{ environmentId: 'local', cwd: work }] });
+      await done;
+    },
+    close: () => Promise.resolve(server.close()),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our server.
+
+/** Our server; with `timingLog`, its Codex is the timing wrapper, which logs each turn's time inside the app-server there. */
+async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog?: string): Promise<{ client: Client; pid: number }> {
+  const wrapper = timingLog === undefined ? [] : ['-c', `multienv.codex_path=${JSON.stringify(TIMING_WRAPPER)}`];
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [
+      CLI,
+      ...SERVER_ARGS,
+      '-c',
+      `multienv.engine="${engine}"`,
+      ...wrapper,
+      ...(THREADS_DIR === undefined ? [] : ['-c', `multienv.threads_dir=${JSON.stringify(THREADS_DIR)}`]),
+    ],
+    env: {
+      ...(networkEnv(process.env) as Record<string, string>),
+      CODEX_HOME: codexHome,
+      FAKE_MODEL_API_KEY: 'bench-key',
+      CODEX_MULTIENV_LOG: 'warn',
+      ...(SERVER_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: SERVER_NODE_OPTIONS }),
+      ...(timingLog === undefined ? {} : { BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog }),
+    },
+    stderr: 'ignore',
+  });
+  const client = new Client({ name: 'bench', version: '1.0.0' });
+  await client.connect(transport);
+  const pid = transport.pid;
+  if (pid === null) throw new Error('the server has no pid');
+  return { client, pid };
+}
+
+const turnArgs = (work: string) => ({ cwd: work, sandbox: 'danger-full-access', 'approval-policy': 'never', environments: [{ id: 'local', cwd: work }] });
+
+async function openOurs(codexHome: string, work: string, engine: 'codex' | 'builtin', timingLog?: string): Promise<Driver> {
+  const { client } = await connect(codexHome, engine, timingLog);
+  const first = await client.callTool({ name: 'codex', arguments: { prompt: 'start', ...turnArgs(work) } });
+  const threadId = (first.structuredContent as { threadId: string }).threadId;
+  return {
+    turn: async (prompt) => {
+      const result = await client.callTool({ name: 'codex-reply', arguments: { threadId, prompt } });
+      if (result.isError === true) throw new Error(`turn failed: ${JSON.stringify(result.content)}`);
+    },
+    close: () => client.close(),
+  };
+}
+
+/**
+ * Warm-up, then timed turns: round by round, each driver runs a text turn and a tool turn in
+ * turn, so the load of this shared machine drifts over all series alike.
+ */
+async function measure(drivers: Record<string, Driver>): Promise<Record<string, Record<Kind, number[]>>> {
+  const times: Record<string, Record<Kind, number[]>> = {};
+  for (const [name, driver] of Object.entries(drivers)) {
+    times[name] = { text: [], tool: [] };
+    for (let i = 0; i < WARMUP; i++) await driver.turn(i % 2 === 0 ? `warm ${i}` : `warm ${i} [tool]`);
+  }
+  for (let i = 0; i < TURNS; i++) {
+    for (const kind of ['text', 'tool'] as const) {
+      for (const [name, driver] of Object.entries(drivers)) {
+        const start = performance.now();
+        await driver.turn(kind === 'tool' ? `turn ${i} [tool]` : `turn ${i}`);
+        times[name]?.[kind].push(since(start));
+      }
+    }
+  }
+  return times;
+}
+
+async function memory(codexHome: string, work: string, engine: 'codex' | 'builtin', rows: string[][]): Promise<void> {
+  const { client, pid } = await connect(codexHome, engine);
+  try {
+    const sample = (label: string): void => {
+      const { ours, codex } = memoryOf(pid);
+      rows.push([engine, label, fmt(ours, 1), fmt(codex, 1), fmt(ours + codex, 1)]);
+    };
+    sample('server started');
+    for (let i = 1; i <= THREADS; i++) {
+      await client.callTool({ name: 'codex', arguments: { prompt: `thread ${i}`, ...turnArgs(work) } });
+      if (i === 1 || i === THREADS) sample(`${i} thread${i === 1 ? '' : 's'} (one turn each)`);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const model: FakeResponsesServer = await startFakeResponsesServer({ respond });
+const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = false\n');
+const work = await tempDir('cmx-bench-codex-engine-');
+try {
+  process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns, the series interleaved; fake model answers at once\n`);
+  const timingLog = join(work.path, 'codex-turns.log');
+  const drivers: Record<string, Driver> = {
+    direct: await openDirect(home.path, work.path),
+    codex: await openOurs(home.path, work.path, 'codex', timingLog),
+    builtin: await openOurs(home.path, work.path, 'builtin'),
+  };
+  let all: Record<string, Record<Kind, number[]>>;
+  try {
+    all = await measure(drivers);
+  } finally {
+    for (const driver of Object.values(drivers)) await driver.close();
+  }
+  printTable(
+    ['series', 'text turn p50 ms', 'tool turn p50 ms', 'per tool call ms'],
+    Object.entries(all).map(([name, times]) => [name, fmt(median(times.text)), fmt(median(times.tool)), fmt(median(times.tool) - median(times.text))]),
+  );
+  const paired = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
+  process.stdout.write(
+    `\nours (codex engine) over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
+  );
+  // The wrapper logged every turn of the codex series in order; the timed ones are the last, a text and a tool turn a round.
+  const inside = (await readFile(timingLog, 'utf8'))
+    .trim()
+    .split('\n')
+    .map(Number)
+    .slice(-2 * TURNS);
+  const added = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (inside[2 * i + (kind === 'text' ? 0 : 1)] ?? Number.NaN));
+  process.stdout.write(
+    `ours (codex engine) around Codex's own turn time (turn/start in → turn/completed out at the app-server's stdio), median: ${fmt(median(added('text')))} ms per text turn, ${fmt(median(added('tool')))} ms per tool turn (p95 ${fmt(percentile(added('text'), 95))} / ${fmt(percentile(added('tool'), 95))}; MCP hop and the timing wrapper's pipe hop included)\n`,
+  );
+  printRawFigures(Object.entries(all).flatMap(([name, times]) => [rawRow(`${name} text`, times.text), rawRow(`${name} tool`, times.tool)]));
+  process.stdout.write(`\nmemory with ${THREADS} threads (resident MiB)\n`);
+  const rows: string[][] = [];
+  await memory(home.path, work.path, 'codex', rows);
+  await memory(home.path, work.path, 'builtin', rows);
+  printTable(['engine', 'state', 'our server', 'codex app-server', 'total'], rows);
+} finally {
+  await model.close();
+  await home.cleanup();
+  await work.cleanup();
+}
