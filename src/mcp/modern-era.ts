@@ -14,6 +14,8 @@ import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, argumentsDigest } from './input-required.js';
+import { ModernError, ModernErrorCode } from './modern-error.js';
+import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation } from './turn-call.js';
 
@@ -33,11 +35,12 @@ const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
 const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
 const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 
-/** JSON-RPC codes this era answers with. */
-const INVALID_PARAMS = -32602;
-const METHOD_NOT_FOUND = -32601;
-const INTERNAL_ERROR = -32603;
-const UNSUPPORTED_PROTOCOL_VERSION = -32022;
+const {
+  InvalidParams: INVALID_PARAMS,
+  MethodNotFound: METHOD_NOT_FOUND,
+  InternalError: INTERNAL_ERROR,
+  UnsupportedProtocolVersion: UNSUPPORTED_PROTOCOL_VERSION,
+} = ModernErrorCode;
 
 /** How long `tools/list` and `server/discover` may be cached: the tools are fixed for the process. */
 const LIST_TTL_MS = 3_600_000;
@@ -51,7 +54,12 @@ const MAX_PENDING_CALLS = 256;
 /** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
 const RequestMetaSchema = z.looseObject({
   [META_VERSION]: z.string().optional(),
-  [META_CAPABILITIES]: z.looseObject({ elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional() }).optional(),
+  [META_CAPABILITIES]: z
+    .looseObject({
+      elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional(),
+      extensions: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
   progressToken: z.union([z.string(), z.number()]).optional(),
 });
 
@@ -66,17 +74,6 @@ const CallParamsSchema = z.looseObject({
 });
 
 const CancelledParamsSchema = z.looseObject({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() });
-
-/** A JSON-RPC error this era answers with. */
-class ModernError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly data?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
 
 /** One line of a zod error, for an error message. */
 function problemsOf(error: z.ZodError): string {
@@ -106,6 +103,8 @@ export interface ModernEraOptions {
   logger?: Logger;
   /** Seals `requestState`. @default a codec with a random key made for this process */
   stateCodec?: RequestStateCodec;
+  /** Serves the tasks extension; undefined: not offered. */
+  tasks?: ModernTasks;
 }
 
 /** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals). */
@@ -193,12 +192,13 @@ export class ModernEra {
     }
     const capabilities = meta[META_CAPABILITIES];
     if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
+    const withTasks = capabilities.extensions?.[TASKS_EXTENSION] !== undefined;
     switch (request.method) {
       case 'server/discover':
         return {
           resultType: 'complete',
           supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-          capabilities: { tools: { listChanged: false } },
+          capabilities: { tools: { listChanged: false }, ...(this.#options.tasks === undefined ? {} : { extensions: { [TASKS_EXTENSION]: {} } }) },
           ttlMs: LIST_TTL_MS,
           cacheScope: 'public',
         };
@@ -211,11 +211,28 @@ export class ModernEra {
         const elicitation = capabilities.elicitation;
         // A bare `elicitation: {}` means form; url-only clients cannot show forms.
         const canElicit = elicitation !== undefined && (elicitation.form !== undefined || elicitation.url === undefined);
+        // A client that takes tasks gets one for each call of a tool that runs as a task (the server decides, as the extension says).
+        const tool = this.#options.tools.get(call.data.name);
+        const tasks = this.#options.tasks;
+        if (tasks !== undefined && withTasks && call.data.requestState === undefined && tool?.startTask !== undefined) {
+          return tasks.call(tool.startTask, call.data.arguments ?? {}, request.id, canElicit);
+        }
         return this.#call(request.id, call.data, meta.progressToken, canElicit, send);
       }
-      default:
-        throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves server/discover, tools/list and tools/call in protocol ${version})`);
+      case 'tasks/get':
+      case 'tasks/update':
+      case 'tasks/cancel': {
+        const tasks = this.#options.tasks;
+        if (tasks === undefined) break;
+        if (!withTasks) throw missingTasksCapability(request.method);
+        if (request.method === 'tasks/get') return tasks.get(request.params);
+        if (request.method === 'tasks/update') return tasks.update(request.params);
+        return tasks.cancel(request.params);
+      }
     }
+    const served =
+      this.#options.tasks === undefined ? 'server/discover, tools/list and tools/call' : 'server/discover, tools/list, tools/call, tasks/get, tasks/update and tasks/cancel';
+    throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves ${served} in protocol ${version})`);
   }
 
   async #call(

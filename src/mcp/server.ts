@@ -11,6 +11,7 @@ import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
 import { EraSplitTransport, ModernEra } from './modern-era.js';
+import { ModernTasks } from './modern-tasks.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema } from '../protocol/status.js';
 import { WaitMsSchema, opsTools } from './ops-tools.js';
@@ -157,6 +158,7 @@ export function createMcpServer(options: McpServerOptions): McpFace {
     serverInfo: { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
+    tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
   });
   return { legacy: server, modern, close: () => server.close() };
 }
@@ -246,6 +248,7 @@ function turnTools({ options, server, logger, names, taskRuns, cancelSignal }: T
       output: z.object(ThreadResultSchema),
       run: (args, extra) => runTurn(extra, codexRun(args), args.waitMs),
       runAsTask: (args, extra) => createTurnTask(taskRuns, turnContext, extra, codexRun(args)),
+      startTask: (args, extra) => taskRuns.start(turnContext, extra, codexRun(args), { form: 'extension' }),
     }),
     defineTool({
       name: 'codex-reply',
@@ -263,6 +266,11 @@ function turnTools({ options, server, logger, names, taskRuns, cancelSignal }: T
         const threadId = replyThreadId(args);
         if (threadId === undefined) throw new McpError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
         return createTurnTask(taskRuns, turnContext, extra, replyRun(args, threadId), threadId);
+      },
+      startTask: async (args, extra) => {
+        const threadId = replyThreadId(args);
+        if (threadId === undefined) return { result: plainError(MISSING_THREAD_ID) };
+        return taskRuns.start(turnContext, extra, replyRun(args, threadId), { form: 'extension', knownThreadId: threadId });
       },
     }),
   ];

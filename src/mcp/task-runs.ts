@@ -6,7 +6,7 @@ import type { TaskView, ThreadTasks } from '../session/thread-tasks.js';
 import { deferred } from '../util/deferred.js';
 import { errorMessage } from '../util/errors.js';
 import { approvalMessage } from './elicitation-approver.js';
-import type { ToolExtra } from './tools.js';
+import type { TaskStart, ToolExtra } from './tools.js';
 import { outcomeResult, startTurnCall, threadResult, type StartedTurn, type TurnCallContext, type TurnRun } from './turn-call.js';
 
 /**
@@ -28,6 +28,8 @@ export interface LiveTask {
   readonly started: StartedTurn;
   /** The approvals its turn waits for now, oldest first. */
   readonly pending: readonly ApprovalRequest[];
+  /** Resolves when its turn has ended (its call answered). */
+  readonly ended: Promise<void>;
 }
 
 /** How {@link TaskRuns.start} follows a task while its turn runs. */
@@ -46,9 +48,6 @@ export interface TaskRunOptions {
   /** What the client asked; capped (see ThreadTasks). @default DEFAULT_TASK_TTL_MS */
   ttlMs?: number;
 }
-
-/** What {@link TaskRuns.start} did: made the task, or answered the call at once (it failed before its turn existed). */
-export type TaskStart = { view: TaskView } | { result: CallToolResult };
 
 /**
  * A task's status message: which thread and turn, and what the turn is doing (queued, running
@@ -126,13 +125,18 @@ export class TaskRuns {
     }
     const id = view.taskId;
     made.taskId = id;
-    this.#live.set(id, { started: first, pending });
-    recorded.resolve(id);
-    void call.result.then(() => {
+    const ended = call.result.then(() => {
       this.#live.delete(id);
       hooks.onEnd?.(id);
     });
+    this.#live.set(id, { started: first, pending, ended });
+    recorded.resolve(id);
     return { view };
+  }
+
+  /** Resolves when the task's turn has ended here (at once when it does not run here). */
+  whenEnded(taskId: string): Promise<void> {
+    return this.#live.get(taskId)?.ended ?? Promise.resolve();
   }
 
   /** What the task's turn is doing, or how it ended (see {@link taskStatusMessage}). */
