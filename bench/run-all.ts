@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|model|request-size|instructions ...]`.
+ * issue's figures (exec, session, sandbox, mcp, ops, coldstart, list, tasks). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|tasks|model|request-size|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -10,13 +10,14 @@ const BENCHES: Record<string, string> = {
   ops: './ops.bench.js',
   coldstart: './coldstart.bench.js',
   list: './thread-list.bench.js',
+  tasks: './tasks.bench.js',
   model: './model-client.bench.js',
   // Drives the real Codex for 100 turns: only when asked for.
   'request-size': './request-size.bench.js',
   // Slow (valgrind) and needs valgrind installed: only when asked for.
   instructions: './instructions.bench.js',
 };
-const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list'];
+const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list', 'tasks'];
 
 const wanted = process.argv.slice(2);
 for (const name of wanted.length === 0 ? DEFAULT : wanted) {
