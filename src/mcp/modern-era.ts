@@ -51,6 +51,9 @@ const ROUND_PROGRESS_TOKEN = 'round';
 /** Open MRTR calls kept at once: a client that never retries cannot grow this without bound. */
 const MAX_PENDING_CALLS = 256;
 
+/** Approval gates of turns whose calls were answered while they went on, kept for later calls on their threads; the oldest go first (their later approvals are denied). */
+const MAX_ANSWERED_TURN_GATES = 256;
+
 /** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
 const RequestMetaSchema = z.looseObject({
   [META_VERSION]: z.string().optional(),
@@ -85,6 +88,8 @@ interface PendingCall {
   id: string;
   tool: string;
   args: Record<string, unknown>;
+  /** The thread the call names (`threadId`, or `conversationId` for old clients): approvals of its earlier turns come back on this call. */
+  threadId: string | undefined;
   gate: ApprovalGate;
   answer: Promise<CallToolResult>;
   /** Aborts when the client cancels any round of the call. */
@@ -117,6 +122,13 @@ export class ModernEra {
   readonly #openRequests = new Map<RequestId, PendingCall>();
   /** Requests the client cancelled: they are answered with nothing. */
   readonly #cancelled = new Set<RequestId>();
+  /**
+   * The approvers of turns that went on after their call was answered (the wait budget ran out),
+   * oldest first, with their thread: an approval such a turn asks comes back on a call of the same
+   * client that names the thread, the one open then or the next (see {@link #gatesOf}); unanswered,
+   * it is denied when the approval timeout ends.
+   */
+  readonly #answeredTurns = new Map<ApprovalGate, string>();
 
   constructor(options: ModernEraOptions) {
     this.#options = options;
@@ -174,6 +186,8 @@ export class ModernEra {
       call.gate.close('the MCP client went away before answering the approval request');
       clearTimeout(call.expiry);
     }
+    for (const gate of this.#answeredTurns.keys()) gate.close('the MCP client went away before answering the approval request');
+    this.#answeredTurns.clear();
     this.#calls.clear();
     this.#openRequests.clear();
   }
@@ -263,14 +277,16 @@ export class ModernEra {
         );
       call = found;
       if (call.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
-      if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses);
+      if (params.inputResponses !== undefined) for (const gate of this.#gatesOf(call)) gate.answer(params.inputResponses);
     }
     call.open = { requestId, progressToken };
     this.#openRequests.set(requestId, call);
+    const round = new AbortController();
     try {
-      const next = await Promise.race([call.answer.then((result) => ({ result })), call.gate.whenParked().then(() => undefined)]);
+      const gates = this.#gatesOf(call);
+      const next = await Promise.race([call.answer.then((result) => ({ result })), ...gates.map(async (gate) => gate.whenParked(round.signal))]);
       if (next !== undefined) {
-        this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered; its turn went on)');
+        this.#answered(call, next.result);
         return { resultType: 'complete', ...next.result };
       }
       // Kept until its approvals are denied for want of an answer, and its state refused.
@@ -279,12 +295,46 @@ export class ModernEra {
       call.expiry.unref();
       return {
         resultType: 'input_required',
-        inputRequests: call.gate.inputRequests(),
+        inputRequests: Object.assign({}, ...gates.map((gate) => gate.inputRequests())) as Record<string, unknown>,
         requestState: this.#codec.seal({ call: call.id, tool: call.tool, args: argumentsDigest(call.args) }, this.#options.approvalTimeoutMs),
       };
     } finally {
+      round.abort();
       call.open = undefined;
       this.#openRequests.delete(requestId);
+    }
+  }
+
+  /** The gates whose approvals this call carries: its own, and those of answered turns of the thread it names. */
+  #gatesOf(call: PendingCall): ApprovalGate[] {
+    const gates = [call.gate];
+    if (call.threadId === undefined) return gates;
+    for (const [gate, threadId] of this.#answeredTurns) if (threadId === call.threadId) gates.push(gate);
+    return gates;
+  }
+
+  /**
+   * The call was answered. When its turn goes on (a "running" answer), its approver is kept with
+   * the thread for later calls (see {@link #answeredTurns}); otherwise nothing can ask on it any more.
+   */
+  #answered(call: PendingCall, result: CallToolResult): void {
+    const structured = result.structuredContent;
+    // Only a turn's call lends its approver to the turn (the tools that run turns are those that can be tasks); a status call reads "running" too.
+    const runsTurn = this.#options.tools.get(call.tool)?.startTask !== undefined;
+    const threadId = runsTurn && structured?.status === 'running' && typeof structured.threadId === 'string' ? structured.threadId : undefined;
+    if (threadId === undefined) {
+      this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered)');
+      return;
+    }
+    clearTimeout(call.expiry);
+    if (this.#calls.get(call.id) === call) this.#calls.delete(call.id);
+    this.#answeredTurns.set(call.gate, threadId);
+    if (this.#answeredTurns.size > MAX_ANSWERED_TURN_GATES) {
+      const [oldest] = this.#answeredTurns.keys();
+      if (oldest !== undefined) {
+        this.#answeredTurns.delete(oldest);
+        oldest.close(`more than ${MAX_ANSWERED_TURN_GATES} turns went on after their calls were answered: the oldest no longer asks approvals`);
+      }
     }
   }
 
@@ -292,7 +342,9 @@ export class ModernEra {
     if (this.#calls.size >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
     const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
     const cancel = new AbortController();
-    const call: PendingCall = { id: randomUUID(), tool, args, gate, answer: Promise.resolve({ content: [] }), cancel, open: undefined, expiry: undefined };
+    const named = args.threadId ?? args.conversationId;
+    const threadId = typeof named === 'string' && named !== '' ? named : undefined;
+    const call: PendingCall = { id: randomUUID(), tool, args, threadId, gate, answer: Promise.resolve({ content: [] }), cancel, open: undefined, expiry: undefined };
     const extra: ToolExtra = {
       requestId,
       signal: cancel.signal,

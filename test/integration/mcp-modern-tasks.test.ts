@@ -2,7 +2,8 @@
 // JSON-RPC lines against our built server (the SDK v2 client 2.4.0 refuses a `resultType: "task"`
 // answer, so it cannot drive this): a call becomes a task, tasks/get follows it to its result,
 // approvals are input requests answered with tasks/update, tasks/cancel interrupts the turn, and a
-// second server process on the same threads reads the task. Turns are held with gates, never sleeps.
+// second server process on the same threads reads the task; and, for a client without the
+// extension, an approval nobody brings back is denied in time. Turns are held with gates, never sleeps.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setUpMcpWorld, storedRecords, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
@@ -36,15 +37,16 @@ interface Peer {
   request(method: string, params: Json, timeoutMs?: number): Promise<Json>;
 }
 
-function peer(world: McpTestWorld): Peer {
-  const raw = rawStdio(process.execPath, [CLI], serverEnv(world));
+/** A server process and a raw peer on it; `capabilities` are those its requests declare, `args` the server's command line. */
+function peer(world: McpTestWorld, capabilities?: Json, args: string[] = []): Peer {
+  const raw = rawStdio(process.execPath, [CLI, ...args], serverEnv(world));
   let id = 0;
   return {
     raw,
     request: async (method, params, timeoutMs) => {
       id += 1;
       const mine = id;
-      raw.send(JSON.stringify({ jsonrpc: '2.0', id: mine, method, params: { _meta: meta(), ...params } }));
+      raw.send(JSON.stringify({ jsonrpc: '2.0', id: mine, method, params: { _meta: meta(capabilities), ...params } }));
       for (;;) {
         const message = await raw.next(timeoutMs);
         if (message.id === mine) return message;
@@ -76,8 +78,8 @@ describe('the tasks extension of the modern MCP era', () => {
     await tearDownMcpWorld(world, undefined);
   });
 
-  const start = (): Peer => {
-    const started = peer(world);
+  const start = (capabilities?: Json, args?: string[]): Peer => {
+    const started = peer(world, capabilities, args);
     peers.push(started);
     return started;
   };
@@ -179,6 +181,22 @@ describe('the tasks extension of the modern MCP era', () => {
     release.open();
     const done = await until(b, taskId, 'completed');
     expect(done.result).toMatchObject({ structuredContent: { content: 'made in A' } });
+  });
+
+  it('without the extension: an approval raised after the call was answered, with no call on the thread to bring it back, is denied in time', async () => {
+    const p = start({ elicitation: { form: {} } }, ['-c', 'multienv.approval_timeout_sec=0.5']);
+    const release = heldGate();
+    steps.push(hold(release.promise, exec('touch never.txt', {}, 'call-never')), say('denied, went on'));
+    const early = await call(p, 'codex', { prompt: 'slow', cwd: world.work.path, 'approval-policy': 'untrusted', waitMs: 0 });
+    expect(early).toMatchObject({ resultType: 'complete', structuredContent: { status: 'running' } });
+    const threadId = String(isRecord(early.structuredContent) && early.structuredContent.threadId);
+    release.open();
+    // Nothing asks on the thread until the turn has ended: the approval timed out, a denial.
+    await world.model.waitForRequests(2, 60_000);
+    const status = await call(p, 'codex-status', { threadId, waitMs: 60_000 });
+    expect(status.structuredContent).toMatchObject({ status: 'idle', lastTurn: { status: 'completed' } });
+    expect(JSON.stringify(world.model.requests[1]?.body)).toContain('no answer to the approval request');
+    expect(existsSync(join(world.work.path, 'never.txt'))).toBe(false);
   });
 
   it('answers bad task ids and clients without the extension with clear errors', async () => {
