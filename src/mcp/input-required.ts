@@ -8,7 +8,8 @@ import { approvalElicitationParams, parseApprovalAnswer } from './elicitation-ap
  * Approvals for modern (2026-07-28) clients without tasks, as Multi Round-Trip Requests: the
  * server cannot send `elicitation/create`, so an approval raised while a client has the call open
  * answers that call with `resultType: "input_required"`; the client retries the call with
- * `inputResponses` and the `requestState` it was given. The state is only a reference to the call
+ * `inputResponses` and the `requestState` it was given. One raised after the call was answered
+ * (its turn went on) comes back the same way on the client's call naming the thread (modern-era.ts). The state is only a reference to the call
  * kept here (the turn lives in this process), sealed with an HMAC under a key made per process, so
  * a client cannot forge, alter or move it to another call, and it expires.
  */

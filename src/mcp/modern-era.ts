@@ -112,7 +112,7 @@ export interface ModernEraOptions {
   tasks?: ModernTasks;
 }
 
-/** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals). */
+/** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals), and the tasks extension's (modern-tasks.ts). */
 export class ModernEra {
   readonly #options: ModernEraOptions;
   readonly #logger: Logger;

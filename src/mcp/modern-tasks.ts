@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { ApprovalGate } from './input-required.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import type { TaskRuns } from './task-runs.js';
-import type { McpTool, ToolExtra } from './tools.js';
+import type { McpTool, TaskStart, ToolExtra } from './tools.js';
 
 /**
  * MCP tasks in the form of the `io.modelcontextprotocol/tasks` extension (modern era): a client
@@ -78,7 +78,7 @@ export class ModernTasks {
       sendNotification: () => Promise.resolve(),
       approver: gate,
     };
-    let started;
+    let started: TaskStart;
     try {
       started = await startTask(args, extra);
     } catch (error) {
