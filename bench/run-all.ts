@@ -1,6 +1,6 @@
 /**
  * Runs the benchmarks named on the command line and prints their figures; by default every
- * issue's figures that need nothing installed (exec, session, sandbox, mcp, ops, coldstart, list). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|http|pg|pg-ownership|scale-out|model|request-size|codex-engine|instructions ...]`.
+ * issue's figures that need nothing installed (exec, session, sandbox, mcp, ops, coldstart, list, tasks). Usage: `npm run bench -- [exec|session|sandbox|mcp|ops|coldstart|list|tasks|http|pg|pg-ownership|scale-out|model|request-size|codex-engine|instructions ...]`.
  */
 const BENCHES: Record<string, string> = {
   exec: './exec-server.bench.js',
@@ -11,6 +11,7 @@ const BENCHES: Record<string, string> = {
   coldstart: './coldstart.bench.js',
   list: './thread-list.bench.js',
   http: './mcp-http.bench.js',
+  tasks: './tasks.bench.js',
   model: './model-client.bench.js',
   // Need PostgreSQL installed (as .ci/run does): only when asked for.
   pg: './pg-store.bench.js',
@@ -23,7 +24,7 @@ const BENCHES: Record<string, string> = {
   // Slow (valgrind) and needs valgrind installed: only when asked for.
   instructions: './instructions.bench.js',
 };
-const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list'];
+const DEFAULT = ['exec', 'session', 'sandbox', 'mcp', 'ops', 'coldstart', 'list', 'tasks'];
 
 const wanted = process.argv.slice(2);
 for (const name of wanted.length === 0 ? DEFAULT : wanted) {

@@ -166,8 +166,8 @@ export interface ElicitationApproverOptions {
   toolCallId?: string | number;
   /** The current turn id, sent as `codex_event_id` (known only once the turn is queued). */
   turnId?: () => string | undefined;
-  /** The MCP task of the call, sent as `_meta["io.modelcontextprotocol/related-task"]` (MCP Tasks). */
-  relatedTaskId?: string;
+  /** The MCP task of the call (known once it is recorded), sent as `_meta["io.modelcontextprotocol/related-task"]` (MCP Tasks). */
+  relatedTaskId?: () => string | undefined;
 }
 
 /**
@@ -206,7 +206,8 @@ export class ElicitationApprover implements Approver {
     if (request.reason !== undefined) params.codex_reason = request.reason;
     // Sent straight to the client (not queued for `tasks/result`): over stdio every client gets it,
     // whether or not it follows the task's `input_required` with `tasks/result`.
-    if (this.#options.relatedTaskId !== undefined) params._meta = { [RELATED_TASK_META_KEY]: { taskId: this.#options.relatedTaskId } };
+    const relatedTaskId = this.#options.relatedTaskId?.();
+    if (relatedTaskId !== undefined) params._meta = { [RELATED_TASK_META_KEY]: { taskId: relatedTaskId } };
     if (request.kind === 'exec') params.codex_command = request.command;
     else if (request.kind === 'patch') params.codex_changes = request.changes;
     else if (request.kind === 'permissions') params.codex_permissions = request.permissions;

@@ -8,7 +8,9 @@ import { approvalElicitationParams, parseApprovalAnswer } from './elicitation-ap
  * Approvals for modern (2026-07-28) clients without tasks, as Multi Round-Trip Requests: the
  * server cannot send `elicitation/create`, so an approval raised while a client has the call open
  * answers that call with `resultType: "input_required"`; the client retries the call with
- * `inputResponses` and the `requestState` it was given. The state is only a reference to the call
+ * `inputResponses` and the `requestState` it was given. One raised after the call was answered
+ * (its turn went on) comes back the same way on the client's call naming the thread (modern-era.ts).
+ * The state is only a reference to the call
  * kept here (the turn lives in this process), sealed with an HMAC under a key made per process. It
  * is bound to what it was issued for: the call and its round (only the latest `input_required` of
  * a call can be answered), the tool and its arguments, the client (a principal the transport
@@ -187,8 +189,10 @@ export class ApprovalGate implements Approver {
   readonly #options: ApprovalGateOptions;
   readonly #logger: Logger;
   readonly #parked = new Map<string, Parked>();
+  /** Makes this gate's keys unlike any other gate's, so one `inputRequests` can hold the approvals of several gates. */
+  readonly #keyPrefix = `approval-${randomBytes(4).toString('hex')}-`;
   #count = 0;
-  #onParked: (() => void) | undefined;
+  readonly #onParked = new Set<() => void>();
   /** Set once closed: why every approval is denied from then on. */
   #closedReason: string | undefined;
 
@@ -206,7 +210,7 @@ export class ApprovalGate implements Approver {
     }
     if (this.#closedReason !== undefined) return Promise.resolve({ decision: 'denied', reason: this.#closedReason });
     this.#count += 1;
-    const key = `approval-${this.#count}`;
+    const key = `${this.#keyPrefix}${this.#count}`;
     return new Promise<ApprovalDecision>((resolve) => {
       const timer = setTimeout(() => settle({ decision: 'denied', reason: `no answer to the approval request within ${this.#options.timeoutMs} ms` }), this.#options.timeoutMs);
       const onAbort = (): void => settle({ decision: 'abort', reason: 'the turn was interrupted while waiting for approval' });
@@ -220,18 +224,30 @@ export class ApprovalGate implements Approver {
       this.#parked.set(key, { key, request, digest: approvalDigest(request), respond: settle });
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
-      this.#onParked?.();
+      for (const wake of [...this.#onParked]) wake();
     });
   }
 
-  /** Resolves once an approval waits for an answer (at once when one does already). */
-  whenParked(): Promise<void> {
+  /** Whether an approval waits for an answer now. */
+  get parked(): boolean {
+    return this.#parked.size > 0;
+  }
+
+  /** Resolves once an approval waits for an answer (at once when one does already); `signal` stops the wait (it never resolves then). */
+  whenParked(signal?: AbortSignal): Promise<void> {
     if (this.#parked.size > 0) return Promise.resolve();
     return new Promise((resolve) => {
-      this.#onParked = () => {
-        this.#onParked = undefined;
+      const wake = (): void => {
+        this.#onParked.delete(wake);
+        signal?.removeEventListener('abort', stop);
         resolve();
       };
+      const stop = (): void => {
+        this.#onParked.delete(wake);
+      };
+      if (signal?.aborted === true) return;
+      this.#onParked.add(wake);
+      signal?.addEventListener('abort', stop, { once: true });
     });
   }
 

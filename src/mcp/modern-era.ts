@@ -14,6 +14,8 @@ import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
+import { ModernError, ModernErrorCode } from './modern-error.js';
+import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
 
@@ -33,11 +35,12 @@ const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
 const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
 const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 
-/** JSON-RPC codes this era answers with. */
-const INVALID_PARAMS = -32602;
-const METHOD_NOT_FOUND = -32601;
-const INTERNAL_ERROR = -32603;
-const UNSUPPORTED_PROTOCOL_VERSION = -32022;
+const {
+  InvalidParams: INVALID_PARAMS,
+  MethodNotFound: METHOD_NOT_FOUND,
+  InternalError: INTERNAL_ERROR,
+  UnsupportedProtocolVersion: UNSUPPORTED_PROTOCOL_VERSION,
+} = ModernErrorCode;
 
 /** How long `tools/list` and `server/discover` may be cached: the tools are fixed for the process. */
 const LIST_TTL_MS = 3_600_000;
@@ -48,10 +51,18 @@ const ROUND_PROGRESS_TOKEN = 'round';
 /** Open MRTR calls kept at once: a client that never retries cannot grow this without bound. */
 const MAX_PENDING_CALLS = 256;
 
+/** Approval gates of turns whose calls were answered while they went on, kept for later calls on their threads; the oldest go first (their later approvals are denied). */
+const MAX_ANSWERED_TURN_GATES = 256;
+
 /** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
 const RequestMetaSchema = z.looseObject({
   [META_VERSION]: z.string().optional(),
-  [META_CAPABILITIES]: z.looseObject({ elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional() }).optional(),
+  [META_CAPABILITIES]: z
+    .looseObject({
+      elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional(),
+      extensions: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
   progressToken: z.union([z.string(), z.number()]).optional(),
 });
 
@@ -67,17 +78,6 @@ const CallParamsSchema = z.looseObject({
 
 const CancelledParamsSchema = z.looseObject({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() });
 
-/** A JSON-RPC error this era answers with. */
-class ModernError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly data?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
-
 /** One line of a zod error, for an error message. */
 function problemsOf(error: z.ZodError): string {
   return z.prettifyError(error).replace(/\n\s*/g, ' ');
@@ -88,6 +88,8 @@ interface PendingCall {
   id: string;
   tool: string;
   args: Record<string, unknown>;
+  /** The thread the call names (`threadId`, or `conversationId` for old clients): approvals of its earlier turns come back on this call. */
+  threadId: string | undefined;
   gate: ApprovalGate;
   answer: Promise<CallToolResult>;
   /** Aborts when the client cancels any round of the call. */
@@ -113,9 +115,11 @@ export interface ModernEraOptions {
   logger?: Logger;
   /** Seals `requestState`. @default a codec with a random key made for this process */
   stateCodec?: RequestStateCodec;
+  /** Serves the tasks extension; undefined: not offered. */
+  tasks?: ModernTasks;
 }
 
-/** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals). */
+/** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals), and the tasks extension's (modern-tasks.ts). */
 export class ModernEra {
   readonly #options: ModernEraOptions;
   readonly #logger: Logger;
@@ -125,6 +129,13 @@ export class ModernEra {
   readonly #openRequests = new Map<RequestId, PendingCall>();
   /** Requests the client cancelled: they are answered with nothing. */
   readonly #cancelled = new Set<RequestId>();
+  /**
+   * The approvers of turns that went on after their call was answered (the wait budget ran out),
+   * oldest first, with their thread: an approval such a turn asks comes back on a call of the same
+   * client that names the thread, the one open then or the next (see {@link #gatesOf}); unanswered,
+   * it is denied when the approval timeout ends.
+   */
+  readonly #answeredTurns = new Map<ApprovalGate, string>();
 
   constructor(options: ModernEraOptions) {
     this.#options = options;
@@ -186,6 +197,8 @@ export class ModernEra {
       call.gate.close('the MCP client went away before answering the approval request');
       clearTimeout(call.expiry);
     }
+    for (const gate of this.#answeredTurns.keys()) gate.close('the MCP client went away before answering the approval request');
+    this.#answeredTurns.clear();
     this.#calls.clear();
     this.#openRequests.clear();
   }
@@ -204,12 +217,13 @@ export class ModernEra {
     }
     const capabilities = meta[META_CAPABILITIES];
     if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
+    const withTasks = capabilities.extensions?.[TASKS_EXTENSION] !== undefined;
     switch (request.method) {
       case 'server/discover':
         return {
           resultType: 'complete',
           supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-          capabilities: { tools: { listChanged: false } },
+          capabilities: { tools: { listChanged: false }, ...(this.#options.tasks === undefined ? {} : { extensions: { [TASKS_EXTENSION]: {} } }) },
           ttlMs: LIST_TTL_MS,
           cacheScope: 'public',
         };
@@ -222,11 +236,28 @@ export class ModernEra {
         const elicitation = capabilities.elicitation;
         // A bare `elicitation: {}` means form; url-only clients cannot show forms.
         const canElicit = elicitation !== undefined && (elicitation.form !== undefined || elicitation.url === undefined);
+        // A client that takes tasks gets one for each call of a tool that runs as a task (the server decides, as the extension says).
+        const tool = this.#options.tools.get(call.data.name);
+        const tasks = this.#options.tasks;
+        if (tasks !== undefined && withTasks && call.data.requestState === undefined && tool?.startTask !== undefined) {
+          return tasks.call(tool.startTask, call.data.arguments ?? {}, request.id, canElicit);
+        }
         return this.#call(request.id, call.data, meta.progressToken, canElicit, send, principal);
       }
-      default:
-        throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves server/discover, tools/list and tools/call in protocol ${version})`);
+      case 'tasks/get':
+      case 'tasks/update':
+      case 'tasks/cancel': {
+        const tasks = this.#options.tasks;
+        if (tasks === undefined) break;
+        if (!withTasks) throw missingTasksCapability(request.method);
+        if (request.method === 'tasks/get') return tasks.get(request.params);
+        if (request.method === 'tasks/update') return tasks.update(request.params);
+        return tasks.cancel(request.params);
+      }
     }
+    const served =
+      this.#options.tasks === undefined ? 'server/discover, tools/list and tools/call' : 'server/discover, tools/list, tools/call, tasks/get, tasks/update and tasks/cancel';
+    throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves ${served} in protocol ${version})`);
   }
 
   async #call(
@@ -264,14 +295,17 @@ export class ModernEra {
           `tools/call: this requestState is from round ${state.round} of the call, which has had ${call.round} input_required answers: retry with the latest requestState`,
         );
       }
-      if (params.inputResponses !== undefined) call.gate.answer(params.inputResponses, state.approvals);
+      const { approvals } = state;
+      if (params.inputResponses !== undefined) for (const gate of this.#gatesOf(call)) gate.answer(params.inputResponses, approvals);
     }
     call.open = { requestId, progressToken, send };
     this.#openRequests.set(requestId, call);
+    const round = new AbortController();
     try {
-      const next = await Promise.race([call.answer.then((result) => ({ result })), call.gate.whenParked().then(() => undefined)]);
+      const gates = this.#gatesOf(call);
+      const next = await Promise.race([call.answer.then((result) => ({ result })), ...gates.map(async (gate) => gate.whenParked(round.signal))]);
       if (next !== undefined) {
-        this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered; its turn went on)');
+        this.#answered(call, next.result);
         return { resultType: 'complete', ...next.result };
       }
       // Kept until its approvals are denied for want of an answer, and its state refused.
@@ -279,15 +313,51 @@ export class ModernEra {
       call.expiry = setTimeout(() => this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request'), this.#options.approvalTimeoutMs);
       call.expiry.unref();
       call.round += 1;
-      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals: call.gate.bindings() };
+      // Keys are unique across gates: the approvals of this call's turn and of the thread's earlier turns go in one state.
+      const approvals = Object.assign({}, ...gates.map((gate) => gate.bindings())) as Record<string, string>;
+      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals };
       return {
         resultType: 'input_required',
-        inputRequests: call.gate.inputRequests(),
+        inputRequests: Object.assign({}, ...gates.map((gate) => gate.inputRequests())) as Record<string, unknown>,
         requestState: this.#codec.seal(binding, this.#options.approvalTimeoutMs),
       };
     } finally {
+      round.abort();
       call.open = undefined;
       this.#openRequests.delete(requestId);
+    }
+  }
+
+  /** The gates whose approvals this call carries: its own, and those of answered turns of the thread it names. */
+  #gatesOf(call: PendingCall): ApprovalGate[] {
+    const gates = [call.gate];
+    if (call.threadId === undefined) return gates;
+    for (const [gate, threadId] of this.#answeredTurns) if (threadId === call.threadId) gates.push(gate);
+    return gates;
+  }
+
+  /**
+   * The call was answered. When its turn goes on (a "running" answer), its approver is kept with
+   * the thread for later calls (see {@link #answeredTurns}); otherwise nothing can ask on it any more.
+   */
+  #answered(call: PendingCall, result: CallToolResult): void {
+    const structured = result.structuredContent;
+    // Only a turn's call lends its approver to the turn (the tools that run turns are those that can be tasks); a status call reads "running" too.
+    const runsTurn = this.#options.tools.get(call.tool)?.startTask !== undefined;
+    const threadId = runsTurn && structured?.status === 'running' && typeof structured.threadId === 'string' ? structured.threadId : undefined;
+    if (threadId === undefined) {
+      this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered)');
+      return;
+    }
+    clearTimeout(call.expiry);
+    if (this.#calls.get(call.id) === call) this.#calls.delete(call.id);
+    this.#answeredTurns.set(call.gate, threadId);
+    if (this.#answeredTurns.size > MAX_ANSWERED_TURN_GATES) {
+      const [oldest] = this.#answeredTurns.keys();
+      if (oldest !== undefined) {
+        this.#answeredTurns.delete(oldest);
+        oldest.close(`more than ${MAX_ANSWERED_TURN_GATES} turns went on after their calls were answered: the oldest no longer asks approvals`);
+      }
     }
   }
 
@@ -295,7 +365,21 @@ export class ModernEra {
     if (this.#calls.size >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
     const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
     const cancel = new AbortController();
-    const call: PendingCall = { id: randomUUID(), tool, args, gate, answer: Promise.resolve({ content: [] }), cancel, open: undefined, expiry: undefined, principal, round: 0 };
+    const named = args.threadId ?? args.conversationId;
+    const threadId = typeof named === 'string' && named !== '' ? named : undefined;
+    const call: PendingCall = {
+      id: randomUUID(),
+      tool,
+      args,
+      threadId,
+      gate,
+      answer: Promise.resolve({ content: [] }),
+      cancel,
+      open: undefined,
+      expiry: undefined,
+      principal,
+      round: 0,
+    };
     const extra: ToolExtra = {
       requestId,
       signal: cancel.signal,

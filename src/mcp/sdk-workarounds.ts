@@ -10,7 +10,7 @@ import { CancelledNotificationSchema, type RequestId, type ServerNotification } 
  *
  * Also relied on, through the SDK's public API (no workaround, but checked by the same test):
  * `tasks/cancel` reaches the task store as `updateTaskStatus(taskId, 'cancelled')`, where
- * `TurnTaskStore` (tasks.ts) interrupts the turn; and once `logging/setLevel` has our handler
+ * `RecordTaskStore` (tasks.ts) records the cancellation and interrupts the turn; and once `logging/setLevel` has our handler
  * (logging.ts), `sendLoggingMessage` sends every level it is given (we filter).
  */
 

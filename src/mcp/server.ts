@@ -11,10 +11,12 @@ import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
 import { EraSplitTransport, ModernEra } from './modern-era.js';
+import { ModernTasks } from './modern-tasks.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema } from '../protocol/status.js';
 import { WaitMsSchema, opsTools } from './ops-tools.js';
-import { TASK_CAPABILITIES, TurnTaskStore, createTurnTask } from './tasks.js';
+import { TaskRuns } from './task-runs.js';
+import { RecordTaskStore, TASK_CAPABILITIES, createTurnTask } from './tasks.js';
 import { toolNames, type ToolNames } from './tool-names.js';
 import { defineTool, serveTools, type McpTool, type ToolExtra } from './tools.js';
 import { answerWithin, isClientTimeout, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
@@ -125,14 +127,16 @@ export interface McpFace {
 export function createMcpServer(options: McpServerOptions): McpFace {
   const logger = options.logger ?? silentLogger;
   const names = toolNames(options.portableToolNames ?? false);
-  const taskStore = new TurnTaskStore();
-  const server = new Server({ name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version }, { capabilities: CAPABILITIES, taskStore });
+  const taskRuns = new TaskRuns(options.threads.tasks, (threadId, turnId) => options.threads.progress(threadId, turnId));
+  const server = new Server(
+    { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
+    { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) },
+  );
   options.onLogForwarder?.(mcpLogForwarder(server));
-  releaseOnClose(server, taskStore);
   const cancellations = new CallCancellations(server, logger);
   const cancelSignal = (extra: ToolExtra): AbortSignal => extra.cancelled ?? cancellations.signal(extra.requestId);
   const tools = [
-    ...turnTools({ options, server, logger, names, taskStore, cancelSignal }),
+    ...turnTools({ options, server, logger, names, taskRuns, cancelSignal }),
     ...environmentTools({
       server,
       threads: options.threads,
@@ -154,17 +158,9 @@ export function createMcpServer(options: McpServerOptions): McpFace {
     serverInfo: { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
+    tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
   });
   return { legacy: server, modern, close: () => server.close() };
-}
-
-/** The task store's expiry timers would keep the process alive after the client left: they end with the connection. */
-function releaseOnClose(server: Server, taskStore: TurnTaskStore): void {
-  const onClose = server.onclose;
-  server.onclose = () => {
-    onClose?.();
-    taskStore.cleanup();
-  };
 }
 
 /** What the turn tools share with the rest of the server. */
@@ -173,13 +169,13 @@ interface TurnToolsContext {
   server: Server;
   logger: Logger;
   names: ToolNames;
-  taskStore: TurnTaskStore;
+  taskRuns: TaskRuns;
   /** Aborts when the client cancels the call. */
   cancelSignal: (extra: ToolExtra) => AbortSignal;
 }
 
 /** `codex` and `codex-reply`: a turn per call, answered within the wait budget, or run as an MCP task. */
-function turnTools({ options, server, logger, names, taskStore, cancelSignal }: TurnToolsContext): McpTool[] {
+function turnTools({ options, server, logger, names, taskRuns, cancelSignal }: TurnToolsContext): McpTool[] {
   const turnContext: TurnCallContext = { server, logger, approvalTimeoutMs: options.approvalTimeoutMs, codexEvents: options.codexEvents ?? false };
   turnContext.progressOf = (threadId, turnId) => options.threads.progress(threadId, turnId);
   // A turn belongs to its thread, not to the call: the call's end (its wait budget, the client
@@ -251,7 +247,8 @@ function turnTools({ options, server, logger, names, taskStore, cancelSignal }: 
       input: z.object(CodexArgsSchema),
       output: z.object(ThreadResultSchema),
       run: (args, extra) => runTurn(extra, codexRun(args), args.waitMs),
-      runAsTask: (args, extra) => createTurnTask(turnContext, taskStore, extra, codexRun(args)),
+      runAsTask: (args, extra) => createTurnTask(taskRuns, turnContext, extra, codexRun(args)),
+      startTask: (args, extra) => taskRuns.start(turnContext, extra, codexRun(args), { form: 'extension' }),
     }),
     defineTool({
       name: 'codex-reply',
@@ -268,7 +265,12 @@ function turnTools({ options, server, logger, names, taskStore, cancelSignal }: 
       runAsTask: (args, extra) => {
         const threadId = replyThreadId(args);
         if (threadId === undefined) throw new McpError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
-        return createTurnTask(turnContext, taskStore, extra, replyRun(args, threadId), threadId);
+        return createTurnTask(taskRuns, turnContext, extra, replyRun(args, threadId), threadId);
+      },
+      startTask: async (args, extra) => {
+        const threadId = replyThreadId(args);
+        if (threadId === undefined) return { result: plainError(MISSING_THREAD_ID) };
+        return taskRuns.start(turnContext, extra, replyRun(args, threadId), { form: 'extension', knownThreadId: threadId });
       },
     }),
   ];

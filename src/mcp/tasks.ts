@@ -1,164 +1,149 @@
-import { InMemoryTaskStore, isTerminal } from '@modelcontextprotocol/sdk/experimental/tasks';
-import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { ErrorCode, McpError, type CallToolResult, type CreateTaskResult, type ServerNotification, type ServerRequest, type Task } from '@modelcontextprotocol/sdk/types.js';
-import type { ApprovalRequest, Approver } from '../agent/approvals.js';
-import type { TurnProgress } from '../protocol/status.js';
+import type { TaskStore } from '@modelcontextprotocol/sdk/experimental/tasks';
+import { ErrorCode, McpError, type CallToolResult, type CreateTaskResult, type Result, type Task } from '@modelcontextprotocol/sdk/types.js';
+import { TaskNotFoundError, type TaskView } from '../session/thread-tasks.js';
 import { errorMessage } from '../util/errors.js';
-import { approvalMessage } from './elicitation-approver.js';
-import { startTurnCall, type StartedTurn, type TurnCallContext, type TurnRun } from './turn-call.js';
-
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
-
-/** How long a task and its result are kept when the client asks for no TTL. */
-export const DEFAULT_TASK_TTL_MS = 60 * 60_000;
-/** The longest TTL granted, whatever the client asks. */
-export const MAX_TASK_TTL_MS = 24 * 60 * 60_000;
-/** The poll interval suggested to clients (and used by the SDK while `tasks/result` waits). */
-export const TASK_POLL_INTERVAL_MS = 500;
-
-/** The capabilities that announce tasks for `tools/call`, with listing and cancellation. */
-export const TASK_CAPABILITIES = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
+import type { TaskRuns } from './task-runs.js';
+import type { TaskToolExtra } from './tools.js';
+import type { TurnCallContext, TurnRun } from './turn-call.js';
 
 /**
- * The SDK's in-memory task store, plus two hooks per live task: one interrupts its turn when the
- * client cancels it (the SDK's `tasks/cancel` only marks the task cancelled in the store, see
- * sdk-workarounds.ts), one says what its turn is doing whenever the task is read, so the status
- * message is always current without a store write (and a status notification) per turn event.
+ * MCP tasks in the 2025-11-25 form (the SDK v1's `tasks/get`, `tasks/result`, `tasks/cancel`),
+ * backed by the task records of the threads (session/thread-tasks.ts): a task id keeps meaning
+ * the same task after a restart and in every server process sharing the threads.
  */
-export class TurnTaskStore extends InMemoryTaskStore {
-  readonly #onCancel = new Map<string, () => void>();
-  readonly #describe = new Map<string, () => string>();
 
-  /** Runs `cancel` when the task is cancelled. */
-  whenCancelled(taskId: string, cancel: () => void): void {
-    this.#onCancel.set(taskId, cancel);
+/** The capabilities that announce tasks for `tools/call`, with cancellation. No `tasks/list`: the tasks live in their threads, and no index of them says whose they are. */
+export const TASK_CAPABILITIES = { cancel: {}, requests: { tools: { call: {} } } };
+
+/** How a 2025 client is told to answer a task's approval. */
+const ANSWER_HINT = 'Answer the elicitation/create request related to this task.';
+
+/** The 2025 status: an ended turn that did not complete (failed, interrupted) is a failed task; its result says why. */
+function legacyStatus(view: TaskView, runs: TaskRuns): Task['status'] {
+  switch (view.state) {
+    case 'working':
+      return (runs.live(view.taskId)?.pending.length ?? 0) > 0 ? 'input_required' : 'working';
+    case 'completed':
+    case 'cancelled':
+      return view.state;
+    case 'failed':
+    case 'interrupted':
+      return 'failed';
+  }
+}
+
+/** The task as the 2025 form shows it. */
+export function legacyTask(view: TaskView, runs: TaskRuns): Task {
+  return {
+    taskId: view.taskId,
+    status: legacyStatus(view, runs),
+    statusMessage: runs.statusMessage(view, ANSWER_HINT),
+    createdAt: view.createdAt,
+    lastUpdatedAt: view.lastUpdatedAt,
+    ttl: view.ttlMs,
+    pollInterval: view.pollIntervalMs,
+  };
+}
+
+/** Reads a task, with a not-found error the client is shown (bad id, unknown, expired). */
+async function read(runs: TaskRuns, taskId: string): Promise<TaskView> {
+  try {
+    return await runs.tasks.get(taskId);
+  } catch (error) {
+    if (error instanceof TaskNotFoundError) throw new McpError(ErrorCode.InvalidParams, errorMessage(error));
+    throw error;
+  }
+}
+
+/**
+ * The SDK's task store over the thread records. The SDK calls it for `tasks/get`, `tasks/result`
+ * and `tasks/cancel` (as `updateTaskStatus(…, 'cancelled')`, which records the cancellation and
+ * interrupts the turn). Status is derived from the turn, so status updates other than a
+ * cancellation store nothing: the SDK's request-scoped store still reads the task back after
+ * one and notifies the client of its status.
+ */
+export class RecordTaskStore implements TaskStore {
+  readonly #runs: TaskRuns;
+
+  constructor(runs: TaskRuns) {
+    this.#runs = runs;
   }
 
-  /** While the task is not finished, its status message is what `describe` says at the time it is read. */
-  describeWith(taskId: string, describe: () => string): void {
-    this.#describe.set(taskId, describe);
+  /** Tasks are made by the turn tools ({@link createTurnTask}), once their turn exists; the SDK never asks. */
+  createTask(): Promise<Task> {
+    return Promise.reject(new McpError(ErrorCode.InvalidRequest, 'tasks of this server are made by codex and codex-reply calls with `task`'));
   }
 
-  /** The task's turn ended: nothing to interrupt or describe any more; `finalMessage` stays its status message. */
-  async forget(taskId: string, finalMessage?: string): Promise<void> {
-    this.#onCancel.delete(taskId);
-    this.#describe.delete(taskId);
-    const task = await super.getTask(taskId);
-    if (finalMessage === undefined || task === null || isTerminal(task.status)) return;
-    await super.updateTaskStatus(taskId, task.status, finalMessage);
+  async getTask(taskId: string): Promise<Task | null> {
+    return legacyTask(await read(this.#runs, taskId), this.#runs);
   }
 
-  override async getTask(taskId: string, sessionId?: string): Promise<Task | null> {
-    const task = await super.getTask(taskId, sessionId);
-    return task === null ? null : this.#described(task);
+  /** A task's result is its turn's, read from the thread: nothing is stored besides. */
+  storeTaskResult(): Promise<void> {
+    return Promise.reject(new McpError(ErrorCode.InvalidRequest, 'a task result is read from its turn; it cannot be stored'));
   }
 
-  override async listTasks(cursor?: string, sessionId?: string): Promise<{ tasks: Task[]; nextCursor?: string }> {
-    const page = await super.listTasks(cursor, sessionId);
-    return { ...page, tasks: page.tasks.map((task) => this.#described(task)) };
+  async getTaskResult(taskId: string): Promise<Result> {
+    const view = await read(this.#runs, taskId);
+    const result = this.#runs.result(view);
+    if (result === undefined) throw new McpError(ErrorCode.InvalidParams, `task ${taskId} has no result yet: its turn is still running`);
+    return result;
   }
 
-  override async updateTaskStatus(taskId: string, status: Task['status'], statusMessage?: string, sessionId?: string): Promise<void> {
-    await super.updateTaskStatus(taskId, status, statusMessage, sessionId);
+  async updateTaskStatus(taskId: string, status: Task['status']): Promise<void> {
     if (status !== 'cancelled') return;
-    const cancel = this.#onCancel.get(taskId);
-    this.#onCancel.delete(taskId);
-    this.#describe.delete(taskId);
-    cancel?.();
-  }
-
-  #described(task: Task): Task {
-    const describe = this.#describe.get(task.taskId);
-    return describe === undefined || isTerminal(task.status) ? task : { ...task, statusMessage: describe() };
-  }
-}
-
-/** Characters of an approval request shown in a task's status message. */
-const APPROVAL_PREVIEW_CHARS = 300;
-
-function clipped(text: string, max: number): string {
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
-
-/**
- * A task's status message: which thread and turn, and what the turn is doing (queued, running
- * with its counts and latest event, or the approval it waits for and how to answer it).
- */
-export function taskStatusMessage(started: StartedTurn | undefined, progress: TurnProgress | undefined, approvals: readonly ApprovalRequest[]): string {
-  if (started === undefined) return 'starting the turn';
-  const where = `thread ${started.threadId}, turn ${started.turnId}`;
-  const first = approvals[0];
-  if (first !== undefined) {
-    const more = approvals.length > 1 ? ` (and ${approvals.length - 1} more)` : '';
-    return `${where}: waiting for approval${more}: ${clipped(approvalMessage(first), APPROVAL_PREVIEW_CHARS)} Answer the elicitation/create request related to this task.`;
-  }
-  if (progress === undefined) return `${where}: running`;
-  if (progress.state === 'queued') return `${where}: queued behind another turn of this thread`;
-  const latest = progress.recent.at(-1);
-  return `${where}: running, ${progress.modelRequests} model request(s), ${progress.toolCalls.finished} tool call(s) done${latest === undefined ? '' : `; latest: ${latest.text}`}`;
-}
-
-/** The status message of a task whose turn ended with `result`. */
-function finalStatusMessage(started: StartedTurn | undefined, result: CallToolResult): string {
-  const where = started === undefined ? '' : `thread ${started.threadId}, turn ${started.turnId}: `;
-  if (result.isError !== true) return `${where}completed`;
-  const first = result.content[0];
-  return `${where}failed: ${first?.type === 'text' ? clipped(first.text, APPROVAL_PREVIEW_CHARS) : 'see the result'}`;
-}
-
-/**
- * Runs a turn as an MCP task: answers at once with the task (`working`), and stores the call's
- * result when the turn ends: `completed`, or `failed` when the result is an error. While the turn
- * waits for an approval the task is `input_required` (the elicitation carries the task as its
- * related task), then `working` again. Its status message names the thread and turn and says what
- * the turn is doing. Progress keeps flowing to the request's progress token; `tasks/cancel`
- * interrupts the turn.
- */
-export async function createTurnTask(context: TurnCallContext, store: TurnTaskStore, extra: Extra, run: TurnRun, knownThreadId?: string): Promise<CreateTaskResult> {
-  const tasks = extra.taskStore;
-  if (tasks === undefined) throw new McpError(ErrorCode.InternalError, 'this server has no task store');
-  const ttl = Math.min(extra.taskRequestedTtl ?? DEFAULT_TASK_TTL_MS, MAX_TASK_TTL_MS);
-  const task = await tasks.createTask({ ttl, pollInterval: TASK_POLL_INTERVAL_MS });
-  const taskId = task.taskId;
-  let started: StartedTurn | undefined;
-  const pending: ApprovalRequest[] = [];
-  const describe = (): string => taskStatusMessage(started, started === undefined ? undefined : context.progressOf?.(started.threadId, started.turnId), pending);
-  const setStatus = async (status: 'working' | 'input_required'): Promise<void> => {
     try {
-      await tasks.updateTaskStatus(taskId, status, describe());
+      await this.#runs.tasks.cancel(taskId, 'the client cancelled the task (tasks/cancel)');
     } catch (error) {
-      // A cancelled (or expired) task keeps its state; the approval goes on regardless.
-      context.logger.debug('task status not updated', { task: taskId, status, error: errorMessage(error) });
+      if (error instanceof TaskNotFoundError) throw new McpError(ErrorCode.InvalidParams, errorMessage(error));
+      throw error;
+    }
+  }
+
+  listTasks(): Promise<{ tasks: Task[] }> {
+    return Promise.reject(new McpError(ErrorCode.MethodNotFound, 'tasks/list is not offered: keep the task id that tools/call answered'));
+  }
+}
+
+/**
+ * Runs a turn as a 2025 MCP task: answers with the task (`working`) once its turn is accepted and
+ * the task recorded. While the turn waits for an approval the task is `input_required` (the
+ * elicitation carries the task as its related task), then `working` again; each change and the
+ * end are notified. Progress keeps flowing to the request's progress token. A call that fails
+ * before its turn exists (an unknown thread, a bad cwd) is refused with that error.
+ */
+export async function createTurnTask(runs: TaskRuns, context: TurnCallContext, extra: TaskToolExtra, run: TurnRun, knownThreadId?: string): Promise<CreateTaskResult> {
+  const { logger } = context;
+  const scoped = extra.taskStore;
+  if (scoped === undefined) throw new McpError(ErrorCode.InternalError, 'this server has no task store');
+  const notify = async (taskId: string): Promise<void> => {
+    try {
+      // Stores nothing (see RecordTaskStore); the SDK reads the task back and notifies its status.
+      await scoped.updateTaskStatus(taskId, 'working');
+    } catch (error) {
+      logger.debug('task status not notified', { task: taskId, error: errorMessage(error) });
     }
   };
-  // The status changes before the elicitation goes out and before the turn goes on, so a client
-  // that reads the task on either side of its answer sees where the turn is.
-  const approvals = (inner: Approver): Approver => ({
-    request: async (request, signal) => {
-      pending.push(request);
-      if (pending.length === 1) await setStatus('input_required');
-      try {
-        return await inner.request(request, signal);
-      } finally {
-        pending.splice(pending.indexOf(request), 1);
-        if (pending.length === 0) await setStatus('working');
-      }
+  const started = await runs.start(
+    context,
+    extra,
+    run,
+    { form: '2025-11-25', knownThreadId, ttlMs: extra.taskRequestedTtl ?? undefined },
+    {
+      onStatus: notify,
+      onEnd: (taskId) => {
+        void runs.tasks
+          .get(taskId)
+          .then((view) => extra.sendNotification({ method: 'notifications/tasks/status', params: legacyTask(view, runs) }))
+          .catch((error: unknown) => logger.debug('task end not notified', { task: taskId, error: errorMessage(error) }));
+      },
     },
-  });
-  store.describeWith(taskId, describe);
-  const call = startTurnCall(context, extra, run, knownThreadId, { relatedTaskId: taskId, approvals });
-  store.whenCancelled(taskId, () => call.interrupt('the task was cancelled'));
-  void call.started.then((turn) => (started = turn));
-  void call.result.then(async (result) => {
-    try {
-      await store.forget(taskId, finalStatusMessage(started, result));
-      await tasks.storeTaskResult(taskId, result.isError === true ? 'failed' : 'completed', result);
-    } catch (error) {
-      // A cancelled (or expired) task keeps its state; the turn's end is in the thread anyway.
-      context.logger.debug('task result not stored', { task: taskId, error: errorMessage(error) });
-    }
-  });
-  await Promise.race([call.started, call.result]);
-  return { task: await tasks.getTask(taskId) };
+  );
+  if ('result' in started) throw new McpError(ErrorCode.InvalidParams, resultText(started.result));
+  return { task: legacyTask(started.view, runs) };
+}
+
+function resultText(result: CallToolResult): string {
+  const first = result.content[0];
+  return first?.type === 'text' ? first.text : 'the call failed before its turn started';
 }

@@ -18,6 +18,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { Approver } from '../agent/approvals.js';
+import type { TaskView } from '../session/thread-tasks.js';
 import { errorMessage } from '../util/errors.js';
 
 /**
@@ -35,6 +36,9 @@ export interface ToolExtra {
   /** Aborts, with a `clientCancellation` reason, when the client cancels the call; undefined: tracked by `CallCancellations` (legacy era). */
   cancelled?: AbortSignal;
 }
+
+/** What starting a call as a task did: made the task, or answered the call at once (it failed before its turn existed). */
+export type TaskStart = { view: TaskView } | { result: CallToolResult };
 
 /** What a task-augmented call's handler gets: the SDK's request extra, with its task store (legacy era only). */
 export type TaskToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -54,8 +58,10 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType> {
   annotations?: ToolAnnotations;
   /** Answers a call; a failure the caller should see is an `isError` result. */
   run: (args: z.output<I>, extra: ToolExtra) => CallToolResult | Promise<CallToolResult>;
-  /** Answers a task-augmented call (MCP Tasks); a tool without it is listed with `taskSupport: "forbidden"`. */
+  /** Answers a task-augmented call (MCP Tasks, 2025-11-25 form); a tool without it is listed with `taskSupport: "forbidden"`. */
   runAsTask?: (args: z.output<I>, extra: TaskToolExtra) => Promise<CreateTaskResult>;
+  /** Starts a call as a task of the tasks extension (modern era, modern-tasks.ts); a tool without it answers such clients as usual. */
+  startTask?: (args: z.output<I>, extra: ToolExtra) => Promise<TaskStart>;
 }
 
 /** A tool ready to serve (see {@link defineTool}). */
@@ -67,6 +73,8 @@ export interface McpTool {
   call(args: unknown, extra: ToolExtra): Promise<CallToolResult>;
   /** The same as an MCP task; undefined when the tool has no task support. */
   readonly callAsTask: ((args: unknown, extra: TaskToolExtra) => Promise<CreateTaskResult>) | undefined;
+  /** Parses `args` and starts the call as a task of the tasks extension; undefined when the tool has none. */
+  readonly startTask: ((args: unknown, extra: ToolExtra) => Promise<TaskStart>) | undefined;
 }
 
 /**
@@ -95,7 +103,7 @@ function problems(error: z.ZodError): string {
  * call's arguments are parsed with `spec.input` (an error names the tool, the problem and where).
  */
 export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolSpec<I, O>): McpTool {
-  const { name, runAsTask } = spec;
+  const { name, runAsTask, startTask } = spec;
   const listing: Tool = {
     name,
     title: spec.title,
@@ -121,6 +129,7 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolS
       return result;
     },
     callAsTask: runAsTask === undefined ? undefined : (args, extra) => runAsTask(parse(args), extra),
+    startTask: startTask === undefined ? undefined : (args, extra) => startTask(parse(args), extra),
   };
 }
 

@@ -45,8 +45,8 @@ export interface TurnCallContext {
 
 /** What a caller other than a plain `tools/call` adds to a turn call (an MCP task does). */
 export interface TurnCallOptions {
-  /** Sent with each approval request as its related task. */
-  relatedTaskId?: string;
+  /** Sent with each approval request as its related task (undefined until the task is recorded). */
+  relatedTaskId?: () => string | undefined;
   /** Wraps the approver, to follow the approvals the turn asks. */
   approvals?: (inner: Approver) => Approver;
 }
@@ -63,7 +63,8 @@ export function plainError(text: string): CallToolResult {
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-function outcomeResult(outcome: TurnOutcome): CallToolResult {
+/** The `{threadId, content}` answer for how a turn ended (also rebuilt from the stored turn for a task's result). */
+export function outcomeResult(outcome: TurnOutcome): CallToolResult {
   if (outcome.status === 'completed') return threadResult(outcome.threadId, outcome.lastAgentMessage ?? '');
   if (outcome.status === 'interrupted') {
     return threadResult(outcome.threadId, `The turn was interrupted.${outcome.lastAgentMessage === null ? '' : ` Last message: ${outcome.lastAgentMessage}`}`, true);

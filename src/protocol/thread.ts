@@ -205,6 +205,47 @@ export const CodexThreadRecordSchema = z.object({
 /** The Codex thread behind a Codex-engine thread. */
 export type CodexThreadRecord = z.infer<typeof CodexThreadRecordSchema>;
 
+/**
+ * The two forms of MCP tasks a task record can be: the 2025-11-25 core feature (`tasks/get`,
+ * `tasks/result`, …) and the `io.modelcontextprotocol/tasks` extension of the 2026-07-28 era.
+ */
+export const TaskFormSchema = z.enum(['2025-11-25', 'extension']);
+/** One of {@link TaskFormSchema}'s values. */
+export type TaskForm = z.infer<typeof TaskFormSchema>;
+
+/** What a task id looks like: the thread it lives in, then random bits (base64url of 16 bytes). */
+export const TASK_ID_PATTERN = /^task\.([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{22})$/;
+
+/**
+ * A turn runs as an MCP task: written once the turn is accepted, before the task is answered to
+ * the client. The task's status is not recorded: it is the turn's (its `turn_completed`, or a
+ * `task_cancelled` before it), so it cannot disagree with the turn.
+ */
+export const TaskRecordSchema = z.object({
+  type: z.literal('task'),
+  at: Timestamp,
+  /** See {@link TASK_ID_PATTERN}. */
+  taskId: z.string().regex(TASK_ID_PATTERN),
+  turnId: z.string().min(1),
+  form: TaskFormSchema,
+  /** How long after `at` the task (and its result) may be read. */
+  ttlMs: z.number().int().positive(),
+  /** The poll interval suggested to the client. */
+  pollIntervalMs: z.number().int().positive(),
+});
+/** A turn runs as an MCP task. */
+export type TaskRecord = z.infer<typeof TaskRecordSchema>;
+
+/** The client cancelled a task: its turn is interrupted, and the task reads `cancelled` unless the turn had ended before. */
+export const TaskCancelledRecordSchema = z.object({
+  type: z.literal('task_cancelled'),
+  at: Timestamp,
+  taskId: z.string().regex(TASK_ID_PATTERN),
+  reason: z.string(),
+});
+/** The client cancelled a task. */
+export type TaskCancelledRecord = z.infer<typeof TaskCancelledRecordSchema>;
+
 /** Any record after the header. */
 export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   TurnStartedRecordSchema,
@@ -214,6 +255,8 @@ export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   EnvironmentsChangedRecordSchema,
   CompactedRecordSchema,
   CodexThreadRecordSchema,
+  TaskRecordSchema,
+  TaskCancelledRecordSchema,
 ]);
 /** Any record after the header. */
 export type ThreadBodyRecord = z.infer<typeof ThreadBodyRecordSchema>;
@@ -232,6 +275,8 @@ export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
   'environments_changed',
   'compacted',
   'codex_thread',
+  'task',
+  'task_cancelled',
 ];
 
 /** The minimum every line must be: an object with a string `type`, checked before the record schema. */

@@ -20,6 +20,7 @@ import { decodeListCursor, listEntries, loadedStatus, mergePage, storedStatus, t
 import { promptPreview, type ThreadStore, type ThreadSummary, type ThreadSummaryPage } from './thread-store.js';
 import { ThreadTable, type Thread } from './thread-table.js';
 import type { TurnEngine } from './turn-engine.js';
+import { ThreadTasks, type KnownTurn } from './thread-tasks.js';
 import { TurnRunner, type TurnRunnerLimits } from './turn-runner.js';
 import type { TurnCallEvent, TurnCallOptions } from './turn-stream.js';
 
@@ -112,6 +113,8 @@ export class ThreadManager {
   readonly #threads: ThreadTable;
   readonly #runner: TurnRunner;
   #defaults?: ResolvedThreadSettings;
+  /** The MCP tasks of the threads, kept as records of their threads (see thread-tasks.ts). */
+  readonly tasks: ThreadTasks;
 
   constructor(options: ThreadManagerOptions) {
     this.#options = options;
@@ -129,6 +132,7 @@ export class ThreadManager {
       idleThreadUnloadMs: options.limits.idleThreadUnloadMs ?? 0,
     });
     this.#runner = new TurnRunner({ store: options.store, selector: this.#selector, limits: options.limits, logger: this.#logger, now: this.#now });
+    this.tasks = new ThreadTasks({ store: options.store, turns: this, now: this.#now });
     this.#ownership.onInterrupt((threadId, request) => {
       const live = this.#threads.get(threadId)?.live ?? [];
       for (const turn of request.turnId === undefined ? [...live] : live.filter((each) => each.turnId === request.turnId)) {
@@ -411,6 +415,18 @@ export class ThreadManager {
     const target = options.turnId === undefined ? thread?.live[thread.live.length - 1] : thread?.live.find((turn) => turn.turnId === options.turnId);
     if (target !== undefined) return settlesWithin(target.done, options.timeoutMs, options.signal);
     return this.#ownership.waitReleased(threadId, options.timeoutMs, options.signal);
+  }
+
+  /**
+   * Where turn `turnId` is, as this process knows it: live (running or queued here), or among the
+   * recent finished turns of a thread loaded here; undefined when only the store can say.
+   */
+  turnState(threadId: string, turnId: string): KnownTurn {
+    const thread = this.#threads.get(threadId);
+    if (thread === undefined) return undefined;
+    if (thread.live.some((turn) => turn.turnId === turnId)) return { state: 'live' };
+    const turn = thread.finished.find((finished) => finished.turnId === turnId);
+    return turn === undefined ? undefined : { state: 'finished', turn };
   }
 
   /** The progress of a live turn of a loaded thread; undefined once it finished. */

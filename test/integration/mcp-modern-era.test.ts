@@ -136,7 +136,7 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
         expect.objectContaining({
           resultType: 'complete',
           supportedVersions: [MODERN],
-          capabilities: { tools: { listChanged: false } },
+          capabilities: { tools: { listChanged: false }, extensions: { 'io.modelcontextprotocol/tasks': {} } },
           _meta: { 'io.modelcontextprotocol/serverInfo': expect.objectContaining({ name: 'codex-multienv-mcp' }) },
         }),
       );
@@ -185,6 +185,44 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
         raw!.send(line(4, 'tools/list', { _meta: meta() }));
         expect((await raw!.next()).id).toBe(4);
         expect(world.model.requests).toHaveLength(1);
+      } finally {
+        release.open();
+      }
+    });
+
+    it('brings an approval raised after the call was answered back on the next call naming the thread, as input_required', async () => {
+      const capabilities = { elicitation: { form: {} } };
+      const release = gate();
+      try {
+        steps.push(hold(release.promise, exec('touch later.txt', {}, 'call-later')), say('done later'));
+        raw!.send(
+          line(1, 'tools/call', {
+            _meta: meta(MODERN, capabilities),
+            name: 'codex',
+            arguments: { prompt: 'slow', cwd: world.work.path, 'approval-policy': 'untrusted', waitMs: 0 },
+          }),
+        );
+        const early = await raw!.next();
+        const structured = isRecord(early.result) && isRecord(early.result.structuredContent) ? early.result.structuredContent : {};
+        expect(structured).toMatchObject({ status: 'running', threadId: expect.any(String) });
+        const threadId = String(structured.threadId);
+
+        // The approval comes while the client waits on the thread with codex-status: that call carries it.
+        release.open();
+        const args = { threadId, waitMs: 60_000 };
+        raw!.send(line(2, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex-status', arguments: args }));
+        const asked = await raw!.next(60_000);
+        const result = isRecord(asked.result) ? asked.result : {};
+        expect(result.resultType).toBe('input_required');
+        const inputRequests = isRecord(result.inputRequests) ? result.inputRequests : {};
+        const [key] = Object.keys(inputRequests);
+        expect(inputRequests[key!]).toMatchObject({ method: 'elicitation/create', params: { message: expect.stringContaining('touch later.txt') } });
+
+        const approve = { [key!]: { action: 'accept', content: { decision: 'approve' } } };
+        raw!.send(line(3, 'tools/call', { _meta: meta(MODERN, capabilities), name: 'codex-status', arguments: args, inputResponses: approve, requestState: result.requestState }));
+        const status = await raw!.next(60_000);
+        expect(isRecord(status.result) && status.result.structuredContent).toMatchObject({ status: 'idle', lastTurn: { status: 'completed' } });
+        expect(existsSync(join(world.work.path, 'later.txt'))).toBe(true);
       } finally {
         release.open();
       }

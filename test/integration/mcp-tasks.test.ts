@@ -161,10 +161,38 @@ describe('MCP Tasks and approvals', () => {
     expect(model.requests).toHaveLength(1);
   });
 
-  it('a failed task says why in its status message', async () => {
+  it('refuses a task call whose turn cannot start, saying why (no task is made)', async () => {
     mcp = await startInProcessMcp(home.path);
-    const taskId = await createTask(mcp, 'codex-reply', { threadId: 'no-such-thread', prompt: 'x' });
-    await waitFor(async () => (await getTask(mcp!, taskId)).status === 'failed', 'the task to fail');
-    expect((await getTask(mcp, taskId)).statusMessage).toMatch(/^failed: .*Session not found.*no-such-thread/);
+    await expect(createTask(mcp, 'codex-reply', { threadId: 'no-such-thread', prompt: 'x' })).rejects.toThrow(/Session not found.*no-such-thread/);
+  });
+
+  it('keeps the task with its thread: after a restart on the same threads, tasks/get and tasks/result give the stored result', async () => {
+    mcp = await startInProcessMcp(home.path);
+    steps.push(say('kept across the restart'));
+    const taskId = await createTask(mcp, 'codex', { prompt: 'remember me', cwd: work.path });
+    await waitFor(async () => (await getTask(mcp!, taskId)).status === 'completed', 'the task to complete');
+    const before = await getTask(mcp, taskId);
+    await mcp.close();
+
+    mcp = await startInProcessMcp(home.path);
+    const after = await getTask(mcp, taskId);
+    expect(after).toMatchObject({ taskId, status: 'completed', createdAt: before.createdAt, ttl: 600_000 });
+    expect(after.statusMessage).toMatch(/^thread \S+, turn \S+: completed$/);
+    const result = await mcp.client.experimental.tasks.getTaskResult(taskId, CallToolResultSchema);
+    expect(result.structuredContent).toMatchObject({ content: 'kept across the restart' });
+    expect(result.isError).toBeFalsy();
+  });
+
+  it('answers bad task ids with a clear error: not an id of this server, or no such task in its thread', async () => {
+    mcp = await startInProcessMcp(home.path);
+    await expect(getTask(mcp, 'not-a-task')).rejects.toThrow(/task "not-a-task" is not a task id of this server/);
+    await expect(getTask(mcp, `task.no-such-thread.${'A'.repeat(22)}`)).rejects.toThrow(/does not exist/);
+    steps.push(say('done'));
+    const taskId = await createTask(mcp, 'codex', { prompt: 'a real one', cwd: work.path });
+    // The same thread, other random bits: unguessable from the thread id.
+    const forged = taskId.replace(/\.[A-Za-z0-9_-]{22}$/, `.${'B'.repeat(22)}`);
+    await expect(getTask(mcp, forged)).rejects.toThrow(/does not exist/);
+    await expect(mcp.client.experimental.tasks.cancelTask(forged)).rejects.toThrow(/does not exist/);
+    await expect(mcp.client.experimental.tasks.listTasks()).rejects.toThrow(/tasks\/list is not offered/);
   });
 });

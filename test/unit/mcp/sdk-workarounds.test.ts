@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { InMemoryTaskStore } from '@modelcontextprotocol/sdk/experimental/tasks';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
@@ -14,11 +15,12 @@ import {
   isJSONRPCResultResponse,
   type JSONRPCMessage,
   type ServerCapabilities,
+  type Task,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { mcpLogForwarder } from '../../../src/mcp/logging.js';
 import { HeldForCallsStarting, PINNED_SDK_VERSION, nonObjectResultAsError, takeOverCancellation, vendorNotification } from '../../../src/mcp/sdk-workarounds.js';
-import { TASK_CAPABILITIES, TurnTaskStore } from '../../../src/mcp/tasks.js';
+import { TASK_CAPABILITIES } from '../../../src/mcp/tasks.js';
 import { deferred } from '../../../src/util/deferred.js';
 import { REPO_ROOT } from '../../helpers/process.js';
 
@@ -60,7 +62,7 @@ async function connect(server: Server): Promise<RawClient> {
   };
 }
 
-const newServer = (capabilities: ServerCapabilities, options: { taskStore?: TurnTaskStore } = {}): Server =>
+const newServer = (capabilities: ServerCapabilities, options: { taskStore?: InMemoryTaskStore } = {}): Server =>
   new Server({ name: 'sdk-check', version: '1' }, { capabilities, ...options });
 const isAnswerTo =
   (id: number) =>
@@ -227,16 +229,20 @@ describe('vendorNotification', () => {
 });
 
 describe('behaviour relied on through the public API', () => {
-  it('tasks/cancel marks the task cancelled through the task store, where TurnTaskStore interrupts its turn', async () => {
-    const store = new TurnTaskStore();
+  it('tasks/cancel marks the task cancelled through the task store, where RecordTaskStore records it and interrupts the turn', async () => {
+    const statuses: string[] = [];
+    const store = new (class extends InMemoryTaskStore {
+      override async updateTaskStatus(taskId: string, status: Task['status'], statusMessage?: string, sessionId?: string): Promise<void> {
+        statuses.push(status);
+        await super.updateTaskStatus(taskId, status, statusMessage, sessionId);
+      }
+    })();
     const server = newServer({ tools: {}, tasks: TASK_CAPABILITIES }, { taskStore: store });
     const client = await connect(server);
     const task = await store.createTask({ ttl: 60_000 }, 'call-1', { method: 'tools/call', params: {} });
-    let interrupted = 0;
-    store.whenCancelled(task.taskId, () => (interrupted += 1));
     client.send({ jsonrpc: '2.0', id: 1, method: 'tasks/cancel', params: { taskId: task.taskId } });
     expect(await client.next(isAnswerTo(1))).toMatchObject({ result: { taskId: task.taskId, status: 'cancelled' } });
-    expect(interrupted).toBe(1);
+    expect(statuses).toEqual(['cancelled']);
     store.cleanup();
     await server.close();
   });

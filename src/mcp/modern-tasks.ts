@@ -1,0 +1,178 @@
+import type { CallToolResult, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { TaskNotFoundError, type TaskView } from '../session/thread-tasks.js';
+import { errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { ApprovalGate } from './input-required.js';
+import { ModernError, ModernErrorCode } from './modern-error.js';
+import type { TaskRuns } from './task-runs.js';
+import type { McpTool, TaskStart, ToolExtra } from './tools.js';
+
+/**
+ * MCP tasks in the form of the `io.modelcontextprotocol/tasks` extension (modern era): a client
+ * that declares the extension on its `tools/call` gets a task (`resultType: "task"`) for `codex`
+ * and `codex-reply`, then polls `tasks/get` (the result comes inline once the turn ended), answers
+ * approvals with `tasks/update`, stops the turn with `tasks/cancel`. The task is the same record
+ * of its thread as a 2025 task (session/thread-tasks.ts), so any server process sharing the
+ * threads reads it. The approvals a task's turn waits for are known only to the process running
+ * it: there the task is `input_required` with them as `elicitation/create` input requests.
+ */
+
+/** The extension's identifier, in capabilities. */
+export const TASKS_EXTENSION = 'io.modelcontextprotocol/tasks';
+
+/** How a client is told to answer a task's approval. */
+const ANSWER_HINT = 'Answer its input request with tasks/update.';
+
+const TaskIdParamsSchema = z.looseObject({ taskId: z.string() });
+const UpdateParamsSchema = z.looseObject({ taskId: z.string(), inputResponses: z.record(z.string(), z.unknown()) });
+
+/** One line of a zod error, for an error message. */
+function problemsOf(error: z.ZodError): string {
+  return z.prettifyError(error).replace(/\n\s*/g, ' ');
+}
+
+/** The error for a request of the extension from a client that did not declare it. */
+export function missingTasksCapability(method: string): ModernError {
+  return new ModernError(
+    ModernErrorCode.MissingRequiredClientCapability,
+    `${method} needs the ${TASKS_EXTENSION} extension: declare it in params._meta["io.modelcontextprotocol/clientCapabilities"].extensions`,
+    { requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } } },
+  );
+}
+
+/** Options of {@link ModernTasks}. */
+export interface ModernTasksOptions {
+  runs: TaskRuns;
+  /** How long an approval waits for its `tasks/update` before it is denied. */
+  approvalTimeoutMs: number;
+  logger?: Logger;
+}
+
+/** Serves the tasks extension: starts calls as tasks, and answers `tasks/get`, `tasks/update`, `tasks/cancel`. */
+export class ModernTasks {
+  readonly #runs: TaskRuns;
+  readonly #approvalTimeoutMs: number;
+  readonly #logger: Logger;
+  /** The approvals of the tasks whose turns run here, by task id (dropped when the turn ends). */
+  readonly #gates = new Map<string, ApprovalGate>();
+
+  constructor(options: ModernTasksOptions) {
+    this.#runs = options.runs;
+    this.#approvalTimeoutMs = options.approvalTimeoutMs;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /**
+   * Starts a tool's call as a task (`startTask`, see {@link McpTool}): answers with the task once it is recorded, or with the call's
+   * result when it failed before its turn existed (bad arguments, an unknown thread). Approvals
+   * wait for `tasks/update`; a client that cannot show forms has them denied at once.
+   */
+  async call(startTask: NonNullable<McpTool['startTask']>, args: Record<string, unknown>, requestId: RequestId, canElicit: boolean): Promise<Record<string, unknown>> {
+    const gate = new ApprovalGate({ timeoutMs: this.#approvalTimeoutMs, canElicit, logger: this.#logger });
+    const extra: ToolExtra = {
+      requestId,
+      // The turn belongs to its thread: only tasks/cancel stops it, never the request.
+      signal: new AbortController().signal,
+      // The extension sends no progress for tasks: the task's status message says what the turn does.
+      sendNotification: () => Promise.resolve(),
+      approver: gate,
+    };
+    let started: TaskStart;
+    try {
+      started = await startTask(args, extra);
+    } catch (error) {
+      if (error instanceof ModernError) throw error;
+      return { resultType: 'complete', ...errorResult(errorMessage(error)) };
+    }
+    if ('result' in started) return { resultType: 'complete', ...started.result };
+    const { taskId } = started.view;
+    this.#gates.set(taskId, gate);
+    void this.#runs.whenEnded(taskId).then(() => {
+      this.#gates.delete(taskId);
+      gate.close('the turn of this task ended');
+    });
+    return { resultType: 'task', ...this.#task(started.view) };
+  }
+
+  /** `tasks/get`: the task now, with its input requests while it waits for an approval, its result once ended. */
+  async get(params: unknown): Promise<Record<string, unknown>> {
+    const { taskId } = parseParams(TaskIdParamsSchema, params, 'tasks/get');
+    const view = await this.#read(taskId, 'retrieve');
+    return { resultType: 'complete', ...this.#task(view) };
+  }
+
+  /** `tasks/update`: answers the task's waiting approvals (keys it is not waiting for are ignored, as the extension asks). */
+  async update(params: unknown): Promise<Record<string, unknown>> {
+    const { taskId, inputResponses } = parseParams(UpdateParamsSchema, params, 'tasks/update');
+    const view = await this.#read(taskId, 'update');
+    const gate = this.#gates.get(taskId);
+    if (gate === undefined && view.state === 'working') {
+      this.#logger.info('tasks/update for a task whose turn runs in another server process: nothing waits here', { task: taskId });
+    }
+    // A task has no requestState to bind answers to: an answer may name any approval waiting now,
+    // which are those tasks/get shows.
+    gate?.answer(inputResponses, gate.bindings());
+    return { resultType: 'complete' };
+  }
+
+  /** `tasks/cancel`: records the cancellation and interrupts the task's turn (a task already ended keeps its state). */
+  async cancel(params: unknown): Promise<Record<string, unknown>> {
+    const { taskId } = parseParams(TaskIdParamsSchema, params, 'tasks/cancel');
+    try {
+      await this.#runs.tasks.cancel(taskId, 'the client cancelled the task (tasks/cancel)');
+    } catch (error) {
+      throw notFound(error, 'cancel');
+    }
+    return { resultType: 'complete' };
+  }
+
+  async #read(taskId: string, verb: string): Promise<TaskView> {
+    try {
+      return await this.#runs.tasks.get(taskId);
+    } catch (error) {
+      throw notFound(error, verb);
+    }
+  }
+
+  /**
+   * The task as the extension shows it. A turn that ended in any way is a `completed` task whose
+   * result says how (a failed or interrupted turn is an `isError` result, not a JSON-RPC error);
+   * a cancelled one is `cancelled`.
+   */
+  #task(view: TaskView): Record<string, unknown> {
+    const task: Record<string, unknown> = {
+      taskId: view.taskId,
+      status: 'working',
+      statusMessage: this.#runs.statusMessage(view, ANSWER_HINT),
+      createdAt: view.createdAt,
+      lastUpdatedAt: view.lastUpdatedAt,
+      ttlMs: view.ttlMs,
+      pollIntervalMs: view.pollIntervalMs,
+    };
+    if (view.state === 'working') {
+      const inputRequests = this.#gates.get(view.taskId)?.inputRequests() ?? {};
+      if (Object.keys(inputRequests).length > 0) Object.assign(task, { status: 'input_required', inputRequests });
+      return task;
+    }
+    if (view.state === 'cancelled') return { ...task, status: 'cancelled' };
+    return { ...task, status: 'completed', result: this.#runs.result(view) };
+  }
+}
+
+/** An `isError` result with `text`. */
+function errorResult(text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true };
+}
+
+function parseParams<S extends z.ZodType>(schema: S, params: unknown, method: string): z.output<S> {
+  const parsed = schema.safeParse(params ?? {});
+  if (!parsed.success) throw new ModernError(ModernErrorCode.InvalidParams, `invalid ${method} params: ${problemsOf(parsed.error)}`);
+  return parsed.data;
+}
+
+/** A task id that names no task (bad form, unknown, expired) is invalid params, as the extension asks; anything else goes on as it is. */
+function notFound(error: unknown, verb: string): unknown {
+  if (error instanceof TaskNotFoundError) return new ModernError(ModernErrorCode.InvalidParams, `Failed to ${verb} task: ${errorMessage(error)}`);
+  return error;
+}
