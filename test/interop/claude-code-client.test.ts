@@ -15,10 +15,11 @@ import { exec, isRecord, say } from '../helpers/steps.js';
 // (tools/stdio-tee.js), so the tests see the protocol era it chose and the approvals it answered.
 //
 // Claude Code 2.1.332 probes every stdio server with `server/discover` first and, as ours answers
-// it, speaks the 2026-07-28 era without `initialize`; `MCP_PROTOCOL_NEGOTIATION=legacy` makes it
-// open with `initialize` (the 2025 era) instead. Approvals reach it as an `elicitation/create`
-// form either way (2026: inside an `input_required` result; 2025: a request of the server), and its
-// `Elicitation` hook answers them, as a headless run has no one to ask.
+// it within 3 s, speaks the 2026-07-28 era without `initialize` (else it sends `initialize` and
+// goes on in the 2025 era); `MCP_PROTOCOL_NEGOTIATION=legacy` makes it open with `initialize`.
+// Approvals reach it as an `elicitation/create` form either way (2026: inside an `input_required`
+// result; 2025: a request of the server), and its `Elicitation` hook answers them, as a headless
+// run has no one to ask.
 
 const SERVER = 'multienv';
 const CODEX_TOOL = `mcp__${SERVER}__codex`;
@@ -36,72 +37,121 @@ function codexResult(request: RecordedRequest, n: number): z.infer<typeof CodexR
   return CodexResultSchema.parse(JSON.parse(result.text));
 }
 
-/** The `Elicitation` hook of Claude Code's settings: records its input in `inputFile`, answers with `action` (and `content`). */
-function elicitationHook(inputFile: string, answer: Record<string, unknown>): Record<string, unknown> {
+/** Where the `Elicitation` hook writes its input, in the run's folder. */
+const HOOK_INPUT = 'hook-input.json';
+
+/** Claude Code settings with an `Elicitation` hook for our server: it records its input and answers with `answer` (`action`, `content`). */
+function elicitationHook(answer: Record<string, unknown>): (dir: string) => Record<string, unknown> {
   const output = JSON.stringify({ hookSpecificOutput: { hookEventName: 'Elicitation', ...answer } });
   // The command runs in a shell; the answer has no single quotes, the temp path no special characters.
-  return { hooks: { Elicitation: [{ matcher: SERVER, hooks: [{ type: 'command', command: `cat > '${inputFile}'; printf '%s' '${output}'` }] }] } };
+  return (dir) => ({ hooks: { Elicitation: [{ matcher: SERVER, hooks: [{ type: 'command', command: `cat > '${join(dir, HOOK_INPUT)}'; printf '%s' '${output}'` }] }] } });
+}
+
+/** The outer model: calls `codex` with `policy` first, then ends. */
+const codexOnce =
+  (policy: string) =>
+  (request: RecordedRequest, world: McpTestWorld): FakeAnthropicStep =>
+    toolResults(request).length === 0
+      ? { kind: 'tool_use', name: CODEX_TOOL, input: { prompt: 'touch the file', cwd: world.work.path, sandbox: 'danger-full-access', 'approval-policy': policy } }
+      : { kind: 'text', text: 'outer done' };
+
+/** The `_meta` of a recorded client message (empty when it has none). */
+function metaOf(message: Record<string, unknown>): Record<string, unknown> {
+  const params = message['params'];
+  const meta = isRecord(params) ? params['_meta'] : undefined;
+  return isRecord(meta) ? meta : {};
 }
 
 /** The `_meta` protocol version a recorded client message carries, if any. */
-function metaVersion(message: Record<string, unknown>): unknown {
-  const params = message['params'];
-  const meta = isRecord(params) ? params['_meta'] : undefined;
-  return isRecord(meta) ? meta['io.modelcontextprotocol/protocolVersion'] : undefined;
-}
+const metaVersion = (message: Record<string, unknown>): unknown => metaOf(message)['io.modelcontextprotocol/protocolVersion'];
 
 const methodsFrom = (messages: TeedMessage[], dir: 'in' | 'out'): unknown[] => messages.filter((m) => m.dir === dir && 'method' in m.message).map((m) => m.message['method']);
 
+/** How a test wants Claude Code to talk to us. */
+type Era = 'modern' | 'legacy';
+
+/** Runs for one era before the test gives up on it (see `run`). */
+const MODERN_ATTEMPTS = 3;
+
+/** What a test sets up for one run: the inner model's steps, the outer model, optional Claude Code settings. */
+interface RunSpec {
+  inner: FakeStep[];
+  outer: (request: RecordedRequest, world: McpTestWorld) => FakeAnthropicStep;
+  /** Claude Code's settings.json, given the run's own folder. */
+  settings?: (dir: string) => Record<string, unknown>;
+}
+
+/** One finished run: Claude Code's output, both fakes, the stdio lines, the folders. */
+interface Ran {
+  result: ClaudeCodeRun;
+  model: FakeAnthropicServer;
+  world: McpTestWorld;
+  dir: string;
+  messages: TeedMessage[];
+}
+
 describe('real Claude Code (claude -p) as an MCP client of our server', () => {
-  let world: McpTestWorld;
-  let scratch: { path: string; cleanup: () => Promise<void> };
-  let claudeModel: FakeAnthropicServer | undefined;
-  let inner: FakeStep[];
-
-  beforeEach(async () => {
-    inner = [];
-    world = await setUpMcpWorld('claude-code', (_request, index) => inner[index] ?? say('inner script exhausted'));
-    scratch = await tempDir('claude-code-run-');
-  });
+  const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
-    await claudeModel?.close();
-    claudeModel = undefined;
-    await tearDownMcpWorld(world, undefined);
-    await scratch.cleanup();
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  /** Runs Claude Code with our server (teed) and `respond` as its model; returns the run and the stdio lines. */
-  async function run(respond: (request: RecordedRequest) => FakeAnthropicStep, extra: { settings?: Record<string, unknown>; env?: Record<string, string> } = {}) {
-    const model = await startFakeAnthropicServer({ respond: (request) => respond(request) });
-    claudeModel = model;
+  /** One Claude Code run with our server (teed) and fresh fakes and folders. */
+  async function runOnce(spec: RunSpec, era: Era): Promise<Ran> {
+    const world = await setUpMcpWorld('claude-code', (_request, index) => spec.inner[index] ?? say('inner script exhausted'));
+    cleanups.push(() => tearDownMcpWorld(world, undefined));
+    const scratch = await tempDir('claude-code-run-');
+    cleanups.push(scratch.cleanup);
+    const model = await startFakeAnthropicServer({ respond: (request) => spec.outer(request, world) });
+    cleanups.push(() => model.close());
     const tee = join(scratch.path, 'stdio.ndjson');
     const server = { command: process.execPath, args: [CLI], env: serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh' }) };
-    const result: ClaudeCodeRun = await runClaudeCode({
+    const result = await runClaudeCode({
       prompt: 'Delegate the work to the multienv server.',
       dir: scratch.path,
       cwd: world.work.path,
       modelUrl: model.url,
       mcpServers: { [SERVER]: teedServer(tee, server) },
       allowedTools: [CODEX_TOOL, REPLY_TOOL],
-      ...extra,
+      ...(spec.settings === undefined ? {} : { settings: spec.settings(scratch.path) }),
+      ...(era === 'legacy' ? { env: { MCP_PROTOCOL_NEGOTIATION: 'legacy' } } : {}),
     });
+    // Whichever era it ended up in, the run must have worked.
     const context = `exit ${result.code}${result.timedOut ? ' (killed at the deadline)' : ''}; stderr: ${result.stderr}\ndebug log tail:\n${result.debugLog.slice(-3000)}`;
     expect({ code: result.code, subtype: result.result?.subtype, context }).toEqual({ code: 0, subtype: 'success', context });
     expect(model.errors).toEqual([]);
     expect(world.model.errors).toEqual([]);
-    return { result, model, messages: await readStdioTee(tee) };
+    return { result, model, world, dir: scratch.path, messages: await readStdioTee(tee) };
+  }
+
+  /**
+   * A run in `era`. Claude Code waits 3 s (its own bound, not configurable) for the answer to its
+   * `server/discover` probe, then opens with `initialize` instead; a cold start of our server on a
+   * loaded machine can take longer. Such a run is checked like any other, and a modern test runs
+   * again (fresh fakes and folders), up to {@link MODERN_ATTEMPTS} times.
+   */
+  async function run(spec: RunSpec, era: Era = 'modern'): Promise<Ran> {
+    for (let attempt = 1; ; attempt++) {
+      const ran = await runOnce(spec, era);
+      const fellBack = methodsFrom(ran.messages, 'in').includes('initialize');
+      if (era === 'legacy' || !fellBack) return ran;
+      if (attempt === MODERN_ATTEMPTS)
+        throw new Error(`Claude Code fell back to initialize in all ${MODERN_ATTEMPTS} runs (our server never answered server/discover within its 3 s)`);
+    }
   }
 
   it(
     'calls `codex`, then `codex-reply` on the returned thread, speaking the 2026-07-28 era',
     async () => {
-      inner = [exec('printf from-claude-code > marker.txt'), say('inner turn one done'), say('inner turn two done')];
-      const { result, model, messages } = await run((request) => {
-        const results = toolResults(request);
-        if (results.length === 0)
-          return { kind: 'tool_use', name: CODEX_TOOL, input: { prompt: 'write the marker', cwd: world.work.path, sandbox: 'danger-full-access', 'approval-policy': 'never' } };
-        if (results.length === 1) return { kind: 'tool_use', name: REPLY_TOOL, input: { threadId: codexResult(request, 0).threadId, prompt: 'and now say goodbye' } };
-        return { kind: 'text', text: 'outer done' };
+      const { result, model, messages, world } = await run({
+        inner: [exec('printf from-claude-code > marker.txt'), say('inner turn one done'), say('inner turn two done')],
+        outer: (request, world) => {
+          const results = toolResults(request);
+          if (results.length === 0)
+            return { kind: 'tool_use', name: CODEX_TOOL, input: { prompt: 'write the marker', cwd: world.work.path, sandbox: 'danger-full-access', 'approval-policy': 'never' } };
+          if (results.length === 1) return { kind: 'tool_use', name: REPLY_TOOL, input: { threadId: codexResult(request, 0).threadId, prompt: 'and now say goodbye' } };
+          return { kind: 'text', text: 'outer done' };
+        },
       });
       expect(result.result?.result).toBe('outer done');
 
@@ -127,6 +177,9 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
       expect(methodsFrom(messages, 'in')).not.toContain('initialize');
       expect(methodsFrom(messages, 'in').filter((m) => m === 'tools/call')).toHaveLength(2);
       for (const { message } of sent) expect({ method: message['method'], version: metaVersion(message) }).toEqual({ method: message['method'], version: MODERN });
+      // A `-p` run declares form elicitation (so approvals reach it) and no tasks extension (an
+      // interactive session adds `extensions: {"io.modelcontextprotocol/tasks": {}}`).
+      expect(metaOf(sent[0]!.message)['io.modelcontextprotocol/clientCapabilities']).toEqual({ roots: { listChanged: true }, elicitation: { form: {}, url: {} } });
     },
     TEST_TIMEOUT_MS,
   );
@@ -137,18 +190,14 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
   ])(
     'an approval is answered by its Elicitation hook: $answer.action',
     async ({ answer, ran }) => {
-      const hookInput = join(scratch.path, 'hook-input.json');
-      inner = [exec('touch approved.txt'), say(ran ? 'inner ran it' : 'inner was denied')];
-      const { model, messages } = await run(
-        (request) =>
-          toolResults(request).length === 0
-            ? { kind: 'tool_use', name: CODEX_TOOL, input: { prompt: 'touch the file', cwd: world.work.path, sandbox: 'danger-full-access', 'approval-policy': 'untrusted' } }
-            : { kind: 'text', text: 'outer done' },
-        { settings: elicitationHook(hookInput, answer) },
-      );
+      const { model, messages, world, dir } = await run({
+        inner: [exec('touch approved.txt'), say(ran ? 'inner ran it' : 'inner was denied')],
+        outer: codexOnce('untrusted'),
+        settings: elicitationHook(answer),
+      });
 
       // The hook saw our approval form, for our server.
-      const seen = z.looseObject({}).parse(JSON.parse(await readFile(hookInput, 'utf8')));
+      const seen = z.looseObject({}).parse(JSON.parse(await readFile(join(dir, HOOK_INPUT), 'utf8')));
       expect(seen).toMatchObject({ hook_event_name: 'Elicitation', mcp_server_name: SERVER, mode: 'form', message: expect.stringContaining('touch approved.txt') });
       expect(JSON.stringify(seen['requested_schema'])).toContain('approve_for_session');
 
@@ -169,15 +218,15 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
   it(
     'in the 2025 era (MCP_PROTOCOL_NEGOTIATION=legacy) an approval is an elicitation/create request its hook accepts',
     async () => {
-      const hookInput = join(scratch.path, 'hook-input.json');
-      inner = [exec('touch approved.txt'), say('inner ran it')];
-      const { model, messages } = await run(
-        (request) =>
-          toolResults(request).length === 0
-            ? { kind: 'tool_use', name: CODEX_TOOL, input: { prompt: 'touch the file', cwd: world.work.path, sandbox: 'danger-full-access', 'approval-policy': 'untrusted' } }
-            : { kind: 'text', text: 'outer done' },
-        { settings: elicitationHook(hookInput, { action: 'accept', content: { decision: 'approve' } }), env: { MCP_PROTOCOL_NEGOTIATION: 'legacy' } },
+      const { model, messages, world, dir } = await run(
+        {
+          inner: [exec('touch approved.txt'), say('inner ran it')],
+          outer: codexOnce('untrusted'),
+          settings: elicitationHook({ action: 'accept', content: { decision: 'approve' } }),
+        },
+        'legacy',
       );
+      expect(existsSync(join(dir, HOOK_INPUT))).toBe(true);
 
       expect(methodsFrom(messages, 'in')[0]).toBe('initialize');
       expect(methodsFrom(messages, 'in')).not.toContain('server/discover');
