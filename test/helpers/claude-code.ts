@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { REPO_ROOT } from './process.js';
+import { isRecord } from './steps.js';
+import { REPO_ROOT, waitFor } from './process.js';
 
 /** The pinned real Claude Code binary. */
 export const CLAUDE = join(REPO_ROOT, 'node_modules/.bin/claude');
@@ -68,15 +69,26 @@ export interface ClaudeCodeRun {
   debugLog: string;
 }
 
+/** The throwaway files of a run, and the environment and arguments every run shares. */
+interface Prepared {
+  env: Record<string, string>;
+  /** `--mcp-config`, `--strict-mcp-config`, `--allowedTools`, `--debug-file`. */
+  args: string[];
+  configDir: string;
+  debugFile: string;
+}
+
+/** The API key Claude Code is given (the fake accepts any). */
+const API_KEY = 'sk-ant-test-key';
+
 /**
- * Runs `claude -p` headless: stream-json output, the given MCP servers only, a throwaway config
- * dir, HOME and TMPDIR under `dir`, the fake model, and a deadline. The environment is built from
- * nothing but PATH (no ambient HOME, SHELL, proxies or certificates): proxies stay unset and
- * `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC` stops the start-up traffic (a DNS lookup and a
- * `HEAD /api/hello` warm-up) that would otherwise leave 127.0.0.1; telemetry and the auto-updater
- * are off too.
+ * The config dir, HOME and TMPDIR under `dir`, the settings and MCP config files, and the
+ * environment, built from nothing but PATH (no ambient HOME, SHELL, proxies or certificates):
+ * proxies stay unset and `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC` stops the start-up traffic (a
+ * DNS lookup and a `HEAD /api/hello` warm-up) that would otherwise leave 127.0.0.1; telemetry and
+ * the auto-updater are off too.
  */
-export async function runClaudeCode(options: ClaudeCodeOptions): Promise<ClaudeCodeRun> {
+async function prepare(options: Omit<ClaudeCodeOptions, 'prompt'>): Promise<Prepared> {
   const configDir = join(options.dir, 'config');
   const home = join(options.dir, 'home');
   const tmp = join(options.dir, 'tmp');
@@ -86,7 +98,6 @@ export async function runClaudeCode(options: ClaudeCodeOptions): Promise<ClaudeC
   const servers = Object.fromEntries(Object.entries(options.mcpServers).map(([name, server]) => [name, { type: 'stdio', ...server }]));
   await writeFile(mcpConfig, JSON.stringify({ mcpServers: servers }, null, 2));
   const debugFile = join(options.dir, 'claude-debug.log');
-
   const env: Record<string, string> = {
     PATH: process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: home,
@@ -94,27 +105,20 @@ export async function runClaudeCode(options: ClaudeCodeOptions): Promise<ClaudeC
     SHELL: '/bin/sh',
     CLAUDE_CONFIG_DIR: configDir,
     ANTHROPIC_BASE_URL: options.modelUrl,
-    ANTHROPIC_API_KEY: 'sk-ant-test-key',
+    ANTHROPIC_API_KEY: API_KEY,
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
     DISABLE_TELEMETRY: '1',
     DISABLE_AUTOUPDATER: '1',
     ...options.env,
   };
-  const args = [
-    '-p',
-    options.prompt,
-    '--output-format',
-    'stream-json',
-    '--verbose',
-    '--mcp-config',
-    mcpConfig,
-    '--strict-mcp-config',
-    '--allowedTools',
-    options.allowedTools.join(','),
-    '--no-session-persistence',
-    '--debug-file',
-    debugFile,
-  ];
+  const args = ['--mcp-config', mcpConfig, '--strict-mcp-config', '--allowedTools', options.allowedTools.join(','), '--debug-file', debugFile];
+  return { env, args, configDir, debugFile };
+}
+
+/** Runs `claude -p` headless (stream-json output) in the world {@link prepare} makes, with a deadline. */
+export async function runClaudeCode(options: ClaudeCodeOptions): Promise<ClaudeCodeRun> {
+  const { env, args: shared, debugFile } = await prepare(options);
+  const args = ['-p', options.prompt, '--output-format', 'stream-json', '--verbose', '--no-session-persistence', ...shared];
 
   // Its own process group, so the deadline also ends the MCP servers it started.
   const child = spawn(CLAUDE, args, { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -145,6 +149,60 @@ export async function runClaudeCode(options: ClaudeCodeOptions): Promise<ClaudeC
   return { code, timedOut, events, result: last === undefined ? undefined : ResultEventSchema.parse(last), stderr, debugLog };
 }
 
+/** Options of {@link runClaudeCodeInteractive}. */
+export interface ClaudeCodeInteractiveOptions extends ClaudeCodeOptions {
+  /** Holds once Claude Code can take the prompt (e.g. our server's tools were listed). */
+  ready: () => boolean | Promise<boolean>;
+  /** Holds once the session did what the test waits for; the session is then ended. */
+  done: () => boolean | Promise<boolean>;
+}
+
+/** What an interactive session left behind. */
+export interface ClaudeCodeInteractiveRun {
+  /** Everything it drew on its terminal (escape sequences included). */
+  screen: string;
+  debugLog: string;
+}
+
+/**
+ * Runs Claude Code as a person would, in a terminal (node-pty), because some of its behaviour is
+ * only there: an interactive session declares the MCP tasks extension, a `-p` run does not. The
+ * first-run dialogs are answered in advance in its `.claude.json` (onboarding done, the API key
+ * approved, the working folder trusted). Once `ready` holds, the prompt is typed with Enter; once
+ * `done` holds, or at the deadline, the session's process group is killed.
+ */
+export async function runClaudeCodeInteractive(options: ClaudeCodeInteractiveOptions): Promise<ClaudeCodeInteractiveRun> {
+  const { env, args, configDir, debugFile } = await prepare(options);
+  // Claude Code remembers an approved key by its last 20 characters.
+  const state = {
+    hasCompletedOnboarding: true,
+    customApiKeyResponses: { approved: [API_KEY.slice(-20)], rejected: [] },
+    projects: { [options.cwd]: { hasTrustDialogAccepted: true } },
+  };
+  await writeFile(join(configDir, '.claude.json'), JSON.stringify(state, null, 2));
+  const { spawn: spawnPty } = await import('@lydell/node-pty');
+  const terminal = spawnPty(CLAUDE, args, { name: 'xterm-256color', cols: 160, rows: 48, cwd: options.cwd, env: { ...env, TERM: 'xterm-256color' } });
+  let screen = '';
+  terminal.onData((data) => (screen += data));
+  const exited = new Promise<void>((resolve) => terminal.onExit(() => resolve()));
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CLAUDE_CODE_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    await waitFor(options.ready, 'Claude Code to be ready for the prompt', timeoutMs);
+    terminal.write(`${options.prompt}\r`);
+    await waitFor(options.done, 'the interactive Claude Code session to finish', Math.max(0, deadline - Date.now()));
+  } finally {
+    // node-pty starts it as a session leader: its process group holds the MCP servers it started.
+    try {
+      process.kill(-terminal.pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+    await exited;
+  }
+  return { screen, debugLog: await readFile(debugFile, 'utf8').catch(() => '') };
+}
+
 /** A stdio server entry that runs `command args` behind the stdio recorder, which appends each line to `log`. */
 export function teedServer(log: string, server: ClaudeStdioServer): ClaudeStdioServer {
   return { command: process.execPath, args: [STDIO_TEE, log, server.command, ...server.args], env: server.env };
@@ -158,9 +216,13 @@ export interface TeedMessage {
 
 const TeeLineSchema = z.object({ dir: z.enum(['in', 'out']), line: z.string() });
 
-/** The messages in a stdio recorder's log, in order (lines that are not JSON objects are left out). */
+/** The messages in a stdio recorder's log, in order (lines that are not JSON objects are left out; none before the log exists). */
 export async function readStdioTee(log: string): Promise<TeedMessage[]> {
-  const text = await readFile(log, 'utf8');
+  // Until the client has started the server, there is no log yet.
+  const text = await readFile(log, 'utf8').catch((error: unknown) => {
+    if (isRecord(error) && error['code'] === 'ENOENT') return '';
+    throw error;
+  });
   const messages: TeedMessage[] = [];
   for (const raw of text.split('\n')) {
     if (raw.trim().length === 0) continue;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { startFakeAnthropicServer, toolResults, type FakeAnthropicServer, type FakeAnthropicStep, type RecordedRequest } from '../../tools/fake-anthropic-server.js';
 import { functionCallOutputs, inputItems, type FakeStep } from '../../tools/fake-responses-server.js';
-import { readStdioTee, runClaudeCode, teedServer, type ClaudeCodeRun, type TeedMessage } from '../helpers/claude-code.js';
+import { readStdioTee, runClaudeCode, runClaudeCodeInteractive, teedServer, type ClaudeCodeRun, type TeedMessage } from '../helpers/claude-code.js';
 import { serverEnv, setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
 import { CLI, tempDir } from '../helpers/process.js';
 import { exec, isRecord, say } from '../helpers/steps.js';
@@ -81,32 +81,42 @@ interface RunSpec {
   settings?: (dir: string) => Record<string, unknown>;
 }
 
-/** One finished run: Claude Code's output, both fakes, the stdio lines, the folders. */
+/** One finished run: Claude Code's output (`-p` runs), both fakes, the stdio lines, the folders. */
 interface Ran {
-  result: ClaudeCodeRun;
+  result: ClaudeCodeRun | undefined;
   model: FakeAnthropicServer;
   world: McpTestWorld;
   dir: string;
   messages: TeedMessage[];
 }
 
-describe('real Claude Code (claude -p) as an MCP client of our server', () => {
+/** `print`: `claude -p`; `interactive`: a session in a terminal, the prompt typed in. */
+type Mode = 'print' | 'interactive';
+
+describe('real Claude Code as an MCP client of our server', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
   /** One Claude Code run with our server (teed) and fresh fakes and folders. */
-  async function runOnce(spec: RunSpec, era: Era): Promise<Ran> {
+  async function runOnce(spec: RunSpec, era: Era, mode: Mode): Promise<Ran> {
     const world = await setUpMcpWorld('claude-code', (_request, index) => spec.inner[index] ?? say('inner script exhausted'));
     cleanups.push(() => tearDownMcpWorld(world, undefined));
     const scratch = await tempDir('claude-code-run-');
     cleanups.push(scratch.cleanup);
-    const model = await startFakeAnthropicServer({ respond: (request) => spec.outer(request, world) });
+    let ended = false;
+    const model = await startFakeAnthropicServer({
+      respond: (request) => {
+        const step = spec.outer(request, world);
+        if (step.kind === 'text') ended = true;
+        return step;
+      },
+    });
     cleanups.push(() => model.close());
     const tee = join(scratch.path, 'stdio.ndjson');
     const server = { command: process.execPath, args: [CLI], env: serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh' }) };
-    const result = await runClaudeCode({
+    const options = {
       prompt: 'Delegate the work to the multienv server.',
       dir: scratch.path,
       cwd: world.work.path,
@@ -115,10 +125,21 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
       allowedTools: [CODEX_TOOL, REPLY_TOOL],
       ...(spec.settings === undefined ? {} : { settings: spec.settings(scratch.path) }),
       ...(era === 'legacy' ? { env: { MCP_PROTOCOL_NEGOTIATION: 'legacy' } } : {}),
-    });
-    // Whichever era it ended up in, the run must have worked.
-    const context = `exit ${result.code}${result.timedOut ? ' (killed at the deadline)' : ''}; stderr: ${result.stderr}\ndebug log tail:\n${result.debugLog.slice(-3000)}`;
-    expect({ code: result.code, subtype: result.result?.subtype, context }).toEqual({ code: 0, subtype: 'success', context });
+    };
+    let result: ClaudeCodeRun | undefined;
+    if (mode === 'print') {
+      result = await runClaudeCode(options);
+      // Whichever era it ended up in, the run must have worked.
+      const context = `exit ${result.code}${result.timedOut ? ' (killed at the deadline)' : ''}; stderr: ${result.stderr}\ndebug log tail:\n${result.debugLog.slice(-3000)}`;
+      expect({ code: result.code, subtype: result.result?.subtype, context }).toEqual({ code: 0, subtype: 'success', context });
+    } else {
+      await runClaudeCodeInteractive({
+        ...options,
+        // Our tools are listed: the prompt can use them.
+        ready: async () => (await readStdioTee(tee)).some((m) => m.dir === 'out' && isRecord(m.message['result']) && Array.isArray(m.message['result']['tools'])),
+        done: () => ended,
+      });
+    }
     expect(model.errors).toEqual([]);
     expect(world.model.errors).toEqual([]);
     return { result, model, world, dir: scratch.path, messages: await readStdioTee(tee) };
@@ -130,9 +151,9 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
    * loaded machine can take longer. Such a run is checked like any other, and a modern test runs
    * again (fresh fakes and folders), up to {@link MODERN_ATTEMPTS} times.
    */
-  async function run(spec: RunSpec, era: Era = 'modern'): Promise<Ran> {
+  async function run(spec: RunSpec, era: Era = 'modern', mode: Mode = 'print'): Promise<Ran> {
     for (let attempt = 1; ; attempt++) {
-      const ran = await runOnce(spec, era);
+      const ran = await runOnce(spec, era, mode);
       const fellBack = methodsFrom(ran.messages, 'in').includes('initialize');
       if (era === 'legacy' || !fellBack) return ran;
       if (attempt === MODERN_ATTEMPTS)
@@ -153,7 +174,7 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
           return { kind: 'text', text: 'outer done' };
         },
       });
-      expect(result.result?.result).toBe('outer done');
+      expect(result?.result?.result).toBe('outer done');
 
       // The requests came from Claude Code itself.
       const first = model.messages[0]!;
@@ -237,6 +258,26 @@ describe('real Claude Code (claude -p) as an MCP client of our server', () => {
 
       expect(existsSync(join(world.work.path, 'approved.txt'))).toBe(true);
       expect(codexResult(model.messages[1]!, 0).content).toBe('inner ran it');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'an interactive session declares the MCP tasks extension and completes a `codex` call',
+    async () => {
+      const { model, messages } = await run({ inner: [say('inner turn done')], outer: codexOnce('never') }, 'modern', 'interactive');
+
+      const sent = messages.filter((m) => m.dir === 'in' && 'method' in m.message);
+      expect(sent[0]?.message['method']).toBe('server/discover');
+      expect(metaOf(sent[0]!.message)['io.modelcontextprotocol/clientCapabilities']).toEqual({
+        roots: { listChanged: true },
+        elicitation: { form: {}, url: {} },
+        extensions: { 'io.modelcontextprotocol/tasks': {} },
+      });
+      // The call itself asks for nothing task-like: with the extension declared, the server decides.
+      const call = sent.find((m) => m.message['method'] === 'tools/call');
+      expect(Object.keys(isRecord(call?.message['params']) ? call.message['params'] : {}).sort()).toEqual(['_meta', 'arguments', 'name']);
+      expect(codexResult(model.messages[1]!, 0).content).toBe('inner turn done');
     },
     TEST_TIMEOUT_MS,
   );
