@@ -22,7 +22,7 @@ export interface ClaudeStdioServer {
 
 /** Options of {@link runClaudeCode}. */
 export interface ClaudeCodeOptions {
-  /** The prompt given with `-p`. */
+  /** The prompt: given with `-p`, or typed into an interactive session. */
   prompt: string;
   /** A folder of the test's own: Claude Code's config dir (`config/`), HOME (`home/`), TMPDIR (`tmp/`), the MCP config and its debug log go here. */
   dir: string;
@@ -129,18 +129,20 @@ export async function runClaudeCode(options: ClaudeCodeOptions): Promise<ClaudeC
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    if (child.pid !== undefined) killGroup(child.pid);
   }, options.timeoutMs ?? DEFAULT_CLAUDE_CODE_TIMEOUT_MS);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (exitCode) => resolve(exitCode));
   }).finally(() => clearTimeout(timer));
+  // Anything of its group still running after it exited would be an orphan: end it.
+  if (child.pid !== undefined) killGroup(child.pid);
 
   const events = stdout
     .split('\n')
     .filter((line) => line.trim().length > 0)
     .map((line, index) => {
-      const parsed = StreamEventSchema.safeParse(JSON.parse(line));
+      const parsed = StreamEventSchema.safeParse(parseJsonOrUndefined(line));
       if (!parsed.success) throw new Error(`Claude Code output line ${index + 1} is not a stream-json event: ${line.slice(0, 200)}`);
       return parsed.data;
     });
@@ -193,11 +195,7 @@ export async function runClaudeCodeInteractive(options: ClaudeCodeInteractiveOpt
     await waitFor(options.done, 'the interactive Claude Code session to finish', Math.max(0, deadline - Date.now()));
   } finally {
     // node-pty starts it as a session leader: its process group holds the MCP servers it started.
-    try {
-      process.kill(-terminal.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
+    killGroup(terminal.pid);
     await exited;
   }
   return { screen, debugLog: await readFile(debugFile, 'utf8').catch(() => '') };
@@ -231,6 +229,15 @@ export async function readStdioTee(log: string): Promise<TeedMessage[]> {
     if (parsed.success) messages.push({ dir, message: parsed.data });
   }
   return messages;
+}
+
+/** SIGKILL to every process of group `pgid`; a group already gone is fine. */
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch (error) {
+    if (!(isRecord(error) && error['code'] === 'ESRCH')) throw error;
+  }
 }
 
 function parseJsonOrUndefined(text: string): unknown {
