@@ -7,23 +7,12 @@
 // [--port N] [--host H] [--tls-key k.pem --tls-cert c.pem] [--url-host NAME]` prints the base URL
 // as the first stdout line and logs requests to stderr.
 
-import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import { pathToFileURL } from 'node:url';
-import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
+import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { deferred } from '../src/util/deferred.js';
-import type { Deferred } from '../src/util/deferred.js';
+import { createIdSource, errorMessage, isRecord, isRunDirectly, sendJson, splitText, startRecordingServer, writeChunk, type IdSource, type RecordedRequest } from './fake-http.js';
 
-/** How long {@link FakeResponsesServer.waitForRequests} waits by default. */
-export const DEFAULT_WAIT_FOR_REQUESTS_TIMEOUT_MS = 10_000;
-
-/** Largest request body accepted; bigger bodies get a 413 and an entry in `errors`. */
-export const MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
+export { DEFAULT_WAIT_FOR_REQUESTS_TIMEOUT_MS, MAX_REQUEST_BODY_BYTES, type RecordedRequest } from './fake-http.js';
 
 // ---------------------------------------------------------------------------------------------
 // Script schema. Steps that can be written as JSON are zod schemas (the CLI parses files with
@@ -143,22 +132,6 @@ export function parseFakeScript(json: unknown): FakeScriptStep[] {
 // ---------------------------------------------------------------------------------------------
 // Public types.
 
-/** One HTTP request the server received. */
-export interface RecordedRequest {
-  /** e.g. `POST`. */
-  method: string;
-  /** Path without the query string, e.g. `/v1/responses`. */
-  path: string;
-  /** The raw request target, with any query string. */
-  url: string;
-  /** Header names lowercased; repeated headers joined with `, `. */
-  headers: Record<string, string>;
-  /** The body parsed as JSON; `undefined` when empty or not JSON. */
-  body: unknown;
-  /** The body as text (after undoing any `content-encoding`). */
-  rawBody: string;
-}
-
 /** Options of {@link startFakeResponsesServer}: a `script` or a `respond` function. */
 export type FakeResponsesOptions = FakeResponsesCommonOptions &
   (
@@ -207,83 +180,39 @@ export interface FakeResponsesServer {
 
 /** Starts a fake Responses API server on `host:port` (default 127.0.0.1, any free port). */
 export async function startFakeResponsesServer(options: FakeResponsesOptions): Promise<FakeResponsesServer> {
-  const host = options.host ?? '127.0.0.1';
   const log = options.log;
-  const requests: RecordedRequest[] = [];
-  const errors: string[] = [];
-  const sockets = new Set<Socket>();
-  const waiters = new Set<{ n: number; done: Deferred<void>; timer: NodeJS.Timeout }>();
   const ids = createIdSource();
   let responsesCount = 0;
-  let closing: Promise<void> | undefined;
-
-  const recordError = (message: string): void => {
-    errors.push(message);
-    log?.(`error: ${message}`);
-  };
-
-  const record = (request: RecordedRequest): void => {
-    requests.push(request);
-    for (const waiter of waiters) {
-      if (requests.length >= waiter.n) {
-        clearTimeout(waiter.timer);
-        waiters.delete(waiter);
-        waiter.done.resolve();
-      }
-    }
-  };
 
   const chooseStep = (request: RecordedRequest, index: number): FakeStep => {
     if (options.respond !== undefined) {
       try {
         return options.respond(request, index);
       } catch (error) {
-        recordError(`respond() threw for request #${index}: ${errorMessage(error)}`);
+        core.recordError(`respond() threw for request #${index}: ${errorMessage(error)}`);
         return { kind: 'http-error', status: 500 };
       }
     }
     const step = options.script[index];
     if (step !== undefined) return step;
-    recordError(`script exhausted: request #${index} has no step (script has ${options.script.length})`);
+    core.recordError(`script exhausted: request #${index} has no step (script has ${options.script.length})`);
     return { kind: 'output', items: [{ type: 'message', text: 'script exhausted' }] };
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    // A client that goes away mid-answer must not crash the server.
-    res.on('error', () => undefined);
-    const url = req.url ?? '/';
-    const path = url.split('?', 1)[0] ?? '/';
-    const method = req.method ?? 'GET';
-    const body = await readBody(req);
-    const recorded: RecordedRequest = {
-      method,
-      path,
-      url,
-      headers: flattenHeaders(req),
-      body: body.ok ? parseJson(body.text) : undefined,
-      rawBody: body.ok ? body.text : '',
-    };
-    record(recorded);
-
-    if (!body.ok) {
-      recordError(`${method} ${url}: ${body.message}`);
-      log?.(`${method} ${url} -> ${body.status}`);
-      sendJson(res, body.status, errorBody(body.status, body.message));
-      return;
-    }
-
+  const route = async (recorded: RecordedRequest, res: ServerResponse): Promise<void> => {
+    const { method, url, path } = recorded;
     if (method === 'POST' && path === '/v1/responses') {
       const index = responsesCount++;
       const parsed = responsesRequestSchema.safeParse(recorded.body);
       if (!parsed.success) {
         const message = `request #${index} is not a JSON Responses request: ${z.prettifyError(parsed.error)}`;
-        recordError(message);
+        core.recordError(message);
         sendJson(res, 400, errorBody(400, message));
         return;
       }
       const step = chooseStep(recorded, index);
       log?.(`${method} ${url} #${index} -> ${describeStep(step)}`);
-      await answer(res, step, parsed.data, ids, recordError);
+      await answer(res, step, parsed.data, ids, core.recordError);
       return;
     }
 
@@ -298,60 +227,21 @@ export async function startFakeResponsesServer(options: FakeResponsesOptions): P
     sendJson(res, 404, errorBody(404, `No route for ${method} ${path}`));
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res).catch((error: unknown) => {
-      recordError(`handler failed for ${req.method ?? '?'} ${req.url ?? '?'}: ${errorMessage(error)}`);
-      if (!res.headersSent) sendJson(res, 500, errorBody(500, 'fake server failure'));
-      else res.destroy();
-    });
-  };
-  const server = options.tls === undefined ? createServer(onRequest) : createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, onRequest);
-  // Over TLS, `connection` is the raw TCP socket, which is what must be destroyed on close.
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+  const core = await startRecordingServer({
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.port === undefined ? {} : { port: options.port }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.urlHost === undefined ? {} : { urlHost: options.urlHost }),
+    ...(log === undefined ? {} : { log }),
+    errorBody,
+    route,
   });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('fake responses server has no TCP address');
-  const urlHost = options.urlHost ?? (address.family === 'IPv6' ? `[${address.address}]` : address.address);
-
   return {
-    url: `${options.tls === undefined ? 'http' : 'https'}://${urlHost}:${address.port}/v1`,
-    requests,
-    errors,
-    waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_FOR_REQUESTS_TIMEOUT_MS): Promise<void> {
-      if (requests.length >= n) return Promise.resolve();
-      if (closing !== undefined) return Promise.reject(new Error(`waitForRequests(${n}): server is closed`));
-      const done = deferred<void>();
-      const timer = setTimeout(() => {
-        waiters.delete(waiter);
-        const seen = requests.map((r) => `${r.method} ${r.path}`).join(', ');
-        done.reject(new Error(`waitForRequests(${n}) timed out after ${timeoutMs} ms with ${requests.length} request(s): [${seen}]`));
-      }, timeoutMs);
-      const waiter = { n, done, timer };
-      waiters.add(waiter);
-      return done.promise;
-    },
-    close(): Promise<void> {
-      closing ??= new Promise<void>((resolve) => {
-        for (const waiter of waiters) {
-          clearTimeout(waiter.timer);
-          waiter.done.reject(new Error(`waitForRequests(${waiter.n}): server closed with ${requests.length} request(s)`));
-        }
-        waiters.clear();
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
-      return closing;
-    },
+    url: `${core.origin}/v1`,
+    requests: core.requests,
+    errors: core.errors,
+    waitForRequests: (n, timeoutMs) => core.waitForRequests(n, timeoutMs),
+    close: () => core.close(),
   };
 }
 
@@ -370,18 +260,6 @@ const responsesRequestSchema = z.looseObject({
   metadata: z.unknown().optional(),
 });
 type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
-
-type IdSource = (prefix: string) => string;
-
-/** Ids as `<prefix>_<n>`, counted per prefix, so a script's first generated call id is `call_1`. */
-function createIdSource(): IdSource {
-  const counters = new Map<string, number>();
-  return (prefix) => {
-    const next = (counters.get(prefix) ?? 0) + 1;
-    counters.set(prefix, next);
-    return `${prefix}_${next}`;
-  };
-}
 
 type RecordError = (message: string) => void;
 
@@ -491,7 +369,7 @@ async function stream(res: ServerResponse, request: ResponsesRequest, ids: IdSou
     const { type, ...rest } = event;
     if (typeof type !== 'string') throw new Error('event without a type');
     const chunk = `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence, ...rest })}\n\n`;
-    if (!(await write(res, chunk))) return;
+    if (!(await writeChunk(res, chunk))) return;
   }
   if (end === 'drop') {
     // No `response.completed`, no terminating chunk: the client sees a truncated stream.
@@ -500,14 +378,6 @@ async function stream(res: ServerResponse, request: ResponsesRequest, ids: IdSou
     return;
   }
   res.end();
-}
-
-/** Resolves true once `chunk` is handed to the socket, false when the client has gone. */
-function write(res: ServerResponse, chunk: string): Promise<boolean> {
-  if (res.destroyed || res.writableEnded) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    res.write(chunk, (error) => resolve(error == null));
-  });
 }
 
 function baseResponse(id: string, request: ResponsesRequest): Record<string, unknown> {
@@ -636,78 +506,8 @@ function itemEvents(item: FakeOutputItem, outputIndex: number, ids: IdSource): {
   }
 }
 
-/** Splits text into 1–3 deltas (by code point, so surrogate pairs stay whole); none for "". */
-function splitText(text: string): string[] {
-  const chars = Array.from(text);
-  if (chars.length === 0) return [];
-  const parts = chars.length >= 12 ? 3 : chars.length >= 2 ? 2 : 1;
-  const size = Math.ceil(chars.length / parts);
-  const deltas: string[] = [];
-  for (let start = 0; start < chars.length; start += size) deltas.push(chars.slice(start, start + size).join(''));
-  return deltas;
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers.
-
-type BodyResult = { ok: true; text: string } | { ok: false; status: number; message: string };
-
-async function readBody(req: IncomingMessage): Promise<BodyResult> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let tooLarge = false;
-  for await (const chunk of req) {
-    if (!Buffer.isBuffer(chunk)) continue;
-    size += chunk.length;
-    // Keep draining so the client sees our answer rather than a reset.
-    if (size > MAX_REQUEST_BODY_BYTES) tooLarge = true;
-    else chunks.push(chunk);
-  }
-  if (tooLarge) return { ok: false, status: 413, message: `request body exceeds ${MAX_REQUEST_BODY_BYTES} bytes` };
-  const raw = Buffer.concat(chunks);
-  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-  try {
-    switch (encoding) {
-      case 'identity':
-      case '':
-        return { ok: true, text: raw.toString('utf8') };
-      case 'gzip':
-        return { ok: true, text: gunzipSync(raw).toString('utf8') };
-      case 'deflate':
-        return { ok: true, text: inflateSync(raw).toString('utf8') };
-      case 'br':
-        return { ok: true, text: brotliDecompressSync(raw).toString('utf8') };
-      default:
-        return { ok: false, status: 415, message: `unsupported content-encoding ${encoding}` };
-    }
-  } catch (error) {
-    return { ok: false, status: 400, message: `cannot decode ${encoding} body: ${errorMessage(error)}` };
-  }
-}
-
-function flattenHeaders(req: IncomingMessage): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined) continue;
-    headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return headers;
-}
-
-function parseJson(text: string): unknown {
-  if (text.length === 0) return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify(body));
-}
 
 /** An error body shaped like the real API's. */
 function errorBody(status: number, message?: string): { error: Record<string, unknown> } {
@@ -739,16 +539,8 @@ function describeStep(step: FakeStep): string {
   }
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers for tests: what the model was sent.
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /**
  * The `input` items of a recorded Responses request. A string `input` is returned as the one
@@ -848,17 +640,7 @@ async function main(argv: string[]): Promise<void> {
   process.once('SIGTERM', stop);
 }
 
-function isRunDirectly(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isRunDirectly()) {
+if (isRunDirectly(import.meta.url)) {
   main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`[fake-responses] ${errorMessage(error)}\n`);
     process.exit(2);
