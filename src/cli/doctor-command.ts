@@ -30,6 +30,7 @@ import { localSandboxNeed } from './local-sandbox.js';
 import { PACKAGE_VERSION } from './version.js';
 import { codexHome, missingKeyMessage, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
 import { chooseEngine, codexVersion, findCodexBinary } from './codex-engine.js';
+import { checkDatabase } from './doctor-database.js';
 import { networkSettings } from './network.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
 
@@ -47,7 +48,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /** One line of the doctor's report. */
 export interface CheckResult {
-  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads`, `process_start`, `user`, `bubblewrap`, `network`, `model`, `engine`. */
+  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads` (or `database`), `process_start`, `user`, `bubblewrap`, `network`, `model`, `engine`. */
   id: string;
   /** What was checked, for people. */
   title: string;
@@ -435,9 +436,9 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
   }
   const network = networkSettings(options.env);
   try {
-    const [environments, threads, bubblewrap, model, engine] = await Promise.all([
+    const [environments, database, bubblewrap, model, engine] = await Promise.all([
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
-      checkThreadsDir(config),
+      checkDatabase(config, options.env),
       checkBubblewrap(config, loaded === undefined || loaded.registry.get(LOCAL_ENVIRONMENT_ID) !== undefined, process.platform, options.env),
       checkModel(config, options.env, home, createHttpFetch({ network })),
       checkEngine(config, options.env, home),
@@ -448,7 +449,8 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       ...(mcpServers === undefined ? [] : [mcpServers]),
       environmentsResult,
       ...environments,
-      threads,
+      // Threads in a database leave the threads folder unused.
+      database ?? (await checkThreadsDir(config)),
       checkProcessStart(options.env),
       checkUser(process.geteuid?.()),
       bubblewrap,

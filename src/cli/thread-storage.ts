@@ -41,7 +41,7 @@ export interface ThreadStorageOptions {
  */
 export async function openThreadStorage(options: ThreadStorageOptions): Promise<ThreadStorage> {
   const { logger } = options;
-  const url = options.envUrl === undefined || options.envUrl === '' ? options.configuredUrl : parseEnvUrl(options.envUrl);
+  const url = databaseUrlOf(options.configuredUrl, options.envUrl);
   if (url === undefined) {
     return {
       store: new JsonlThreadStore({ dir: options.threadsDir, logger: logger.child('store'), maxOpenFiles: openThreadFilesFor(options.maxConcurrentTurns) }),
@@ -68,6 +68,15 @@ export async function openThreadStorage(options: ThreadStorageOptions): Promise<
     throw error;
   }
   return { store: new PgThreadStore({ pool: database.pool, where, logger: logger.child('store') }), ownership, where, close: () => database.close() };
+}
+
+/**
+ * The database that keeps the threads: `CODEX_MULTIENV_DATABASE_URL` when set (validated here),
+ * else `multienv.store` (validated with the config); undefined for the files.
+ * @throws LocalError `INVALID_ARGUMENT` naming the variable when its URL is not a PostgreSQL one.
+ */
+export function databaseUrlOf(configuredUrl: string | undefined, envUrl: string | undefined): string | undefined {
+  return envUrl === undefined || envUrl === '' ? configuredUrl : parseEnvUrl(envUrl);
 }
 
 function parseEnvUrl(value: string): string {

@@ -93,6 +93,39 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
 }
 
+/** A database looked at without changing it (see {@link probeDatabase}). */
+export interface DatabaseProbe {
+  pool: pg.Pool;
+  /** The schema version it is at: 0 before the first start of a server on it. */
+  schemaVersion: number;
+  /** Ends every connection. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to the database and reads its schema version, migrating nothing (for `doctor`).
+ * Rejects with `UNAVAILABLE`, naming the URL without its password, when it cannot be reached.
+ */
+export async function probeDatabase(url: string, connectTimeoutMs = 10_000): Promise<DatabaseProbe> {
+  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: connectTimeoutMs });
+  pool.on('error', () => undefined);
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await pool.end();
+  };
+  try {
+    const table = await pool.query<{ present: boolean }>("SELECT to_regclass('cmx_schema_migrations') IS NOT NULL AS present");
+    if (table.rows[0]?.present !== true) return { pool, schemaVersion: 0, close };
+    const result = await pool.query<{ version: number | null }>('SELECT max(version) AS version FROM cmx_schema_migrations');
+    return { pool, schemaVersion: result.rows[0]?.version ?? 0, close };
+  } catch (error) {
+    await close();
+    throw new LocalError(LocalErrorCode.Unavailable, `cannot use the database ${redactedUrl(url)}: ${errorMessage(error)}`);
+  }
+}
+
 /** Applies the missing migrations in one transaction under the advisory lock; returns the resulting version. */
 async function migrate(pool: pg.Pool, migrations: readonly Migration[], logger: Logger): Promise<number> {
   const client = await pool.connect();

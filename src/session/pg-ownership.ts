@@ -36,6 +36,7 @@ const HolderRowSchema = z.object({ pid: z.number(), host: z.string(), since: z.d
 const HeldRowSchema = HolderRowSchema.extend({ thread_id: z.string() });
 const LeaseRowSchema = HolderRowSchema.extend({ expires_in_ms: z.number() });
 const ThreadIdRowSchema = z.object({ thread_id: z.string() });
+const LeaseCountsRowSchema = z.object({ live: z.coerce.number(), expired: z.coerce.number(), instances: z.coerce.number() });
 const RequestRowSchema = z.object({ thread_id: z.string(), turn_id: z.string(), reason: z.string() });
 const ClockRowSchema = z.object({ now: z.date() });
 const InterruptNoticeSchema = z.object({ threadId: z.string(), turnId: z.string() });
@@ -464,4 +465,17 @@ export async function measureClockSkew(pool: pg.Pool): Promise<number> {
   const row = rowsOf(ClockRowSchema, result)[0];
   if (row === undefined) throw new LocalError(LocalErrorCode.Unavailable, 'the database did not say what time it is');
   return (before + after) / 2 - row.now.getTime();
+}
+
+/** The leases in the database now, for `doctor`: live ones, expired ones not yet taken over, and the instances holding the live ones. */
+export async function leaseCounts(pool: pg.Pool): Promise<{ live: number; expired: number; instances: number }> {
+  let result: pg.QueryResult;
+  try {
+    result = await pool.query(
+      'SELECT count(*) FILTER (WHERE expires_at > now()) AS live, count(*) FILTER (WHERE expires_at <= now()) AS expired, count(DISTINCT owner) FILTER (WHERE expires_at > now()) AS instances FROM cmx_thread_leases',
+    );
+  } catch (error) {
+    throw new LocalError(LocalErrorCode.Unavailable, `cannot read the thread leases: ${errorMessage(error)}`, { cause: error });
+  }
+  return rowsOf(LeaseCountsRowSchema, result)[0] ?? { live: 0, expired: 0, instances: 0 };
 }

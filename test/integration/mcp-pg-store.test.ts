@@ -9,7 +9,7 @@ import { inputItems } from '../../tools/fake-responses-server.js';
 import { startInProcessMcp } from '../helpers/in-process-mcp.js';
 import { serverEnv, setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, threadIdOf, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { CLI, tempDir } from '../helpers/process.js';
+import { CLI, runCommand, tempDir } from '../helpers/process.js';
 import { isRecord, say } from '../helpers/steps.js';
 import { createDatabase } from '../helpers/thread-stores.js';
 
@@ -94,6 +94,34 @@ describe('threads in PostgreSQL', () => {
   });
 
   describe('the built CLI', () => {
+    /** `doctor --json`'s checks, with the database from the environment. */
+    async function doctorChecks(databaseUrl: string): Promise<{ id: string; status: string; detail: string }[]> {
+      const run = await runCommand(process.execPath, [CLI, 'doctor', '--json'], serverEnv(world.home.path, { CODEX_MULTIENV_DATABASE_URL: databaseUrl }));
+      const report = JSON.parse(run.stdout) as { checks: { id: string; status: string; detail: string }[] };
+      return report.checks;
+    }
+
+    it('doctor checks the database: reachable, its schema version against this one, clock skew, leases; the threads folder is not checked', async () => {
+      const before = await doctorChecks(url);
+      expect(before.map((check) => check.id)).not.toContain('threads');
+      expect(before.find((check) => check.id === 'database')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(/schema version 0; the next server start applies migration 1 \(.+\), 2 \(.+\); clock skew [+-]\d+ ms$/),
+      });
+
+      mcp = await startInProcessMcp(world.home.path, { env: { CODEX_MULTIENV_DATABASE_URL: url } });
+      threadIdOf(await mcp.call('codex', { prompt: 'one thread', cwd: world.work.path }));
+      expect((await doctorChecks(url)).find((check) => check.id === 'database')).toMatchObject({
+        status: 'ok',
+        detail: expect.stringMatching(/schema version 2 \(current\), clock skew [+-]\d+ ms, \d+ live leases? held by \d+ instances?$/),
+      });
+
+      const nowhere = `postgresql://postgres:s3cret@localhost/postgres?host=${encodeURIComponent(join(world.work.path, 'no-socket-here'))}`;
+      const down = (await doctorChecks(nowhere)).find((check) => check.id === 'database');
+      expect(down).toMatchObject({ status: 'fail', detail: expect.stringContaining('cannot use the database postgresql://postgres:***@localhost/postgres') });
+      expect(JSON.stringify(down)).not.toContain('s3cret');
+    });
+
     /** Runs the server in the foreground with `env`; resolves with its exit code and stderr once it ends. */
     function runServer(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
       return new Promise((resolve, reject) => {
