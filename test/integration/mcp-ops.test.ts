@@ -454,12 +454,13 @@ describe('turns that outlive their call, and the status tools', () => {
   });
 
   describe('MCP Tasks', () => {
-    it('lists codex and codex-reply with taskSupport "optional" and declares the tasks capability', async () => {
+    it('lists codex and codex-reply with taskSupport "optional" and declares the tasks capability (without tasks/list)', async () => {
       mcp = await startInProcessMcp(home.path);
       const { tools } = await mcp.client.listTools();
       const support = Object.fromEntries(tools.map((t) => [t.name, t.execution?.taskSupport]));
       expect(support).toMatchObject({ codex: 'optional', 'codex-reply': 'optional', 'codex-status': 'forbidden' });
-      expect(mcp.client.getServerCapabilities()?.tasks).toMatchObject({ list: {}, cancel: {}, requests: { tools: { call: {} } } });
+      // No tasks/list: a task is a record of its thread, found by its id (issue 16).
+      expect(mcp.client.getServerCapabilities()?.tasks).toEqual({ cancel: {}, requests: { tools: { call: {} } } });
     });
 
     it('runs codex as a task: created at once, working with the thread named, then the result; codex-reply too', async () => {
@@ -503,7 +504,7 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(reply?.structuredContent).toEqual({ threadId, content: 'reply as a task' });
     });
 
-    it('tasks/cancel interrupts the turn; a task whose turn fails is failed with the error result', async () => {
+    it('tasks/cancel interrupts the turn; a task call whose turn cannot start is refused with the reason', async () => {
       mcp = await startInProcessMcp(home.path);
       const release = heldGate();
       steps.push(hold(release.promise, say('cancelled before this')));
@@ -520,13 +521,10 @@ describe('turns that outlive their call, and the status tools', () => {
       expect(done).toMatchObject({ status: 'idle', lastTurn: { status: 'interrupted' } });
       expect((await mcp.client.experimental.tasks.getTask(created.task.taskId)).status).toBe('cancelled');
 
-      const unknown = await mcp.client.request(
-        { method: 'tools/call', params: { name: 'codex-reply', arguments: { threadId: 'no-such-thread', prompt: 'x' }, task: {} } },
-        CreateTaskResultSchema,
-      );
-      await waitFor(async () => (await mcp!.client.experimental.tasks.getTask(unknown.task.taskId)).status === 'failed', 'the task to fail');
-      const failed = await mcp.client.experimental.tasks.getTaskResult(unknown.task.taskId, CallToolResultSchema);
-      expect(failed).toMatchObject({ isError: true, structuredContent: { threadId: 'no-such-thread', content: expect.stringMatching(/Session not found/) } });
+      // A task is a record of its thread: a call whose turn cannot start makes none, and says why.
+      await expect(
+        mcp.client.request({ method: 'tools/call', params: { name: 'codex-reply', arguments: { threadId: 'no-such-thread', prompt: 'x' }, task: {} } }, CreateTaskResultSchema),
+      ).rejects.toThrow(/Session not found for thread_id: no-such-thread/);
     });
   });
 

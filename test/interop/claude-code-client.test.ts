@@ -7,7 +7,7 @@ import { functionCallOutputs, inputItems, type FakeStep } from '../../tools/fake
 import { readStdioTee, runClaudeCode, runClaudeCodeInteractive, teedServer, type ClaudeCodeRun, type TeedMessage } from '../helpers/claude-code.js';
 import { serverEnv, setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
 import { CLI, tempDir } from '../helpers/process.js';
-import { exec, isRecord, say } from '../helpers/steps.js';
+import { exec, gate, hold, isRecord, say } from '../helpers/steps.js';
 
 // The real Claude Code 2.1.332 (`claude -p`) as an MCP client of OUR server: its model is the fake
 // Messages API (tools/fake-anthropic-server.ts), ours the fake Responses API. Claude Code starts
@@ -79,6 +79,8 @@ interface RunSpec {
   outer: (request: RecordedRequest, world: McpTestWorld) => FakeAnthropicStep;
   /** Claude Code's settings.json, given the run's own folder. */
   settings?: (dir: string) => Record<string, unknown>;
+  /** An interactive run ends when the outer model says this. @default any text ends it */
+  finalText?: string;
 }
 
 /** One finished run: Claude Code's output (`-p` runs), both fakes, the stdio lines, the folders. */
@@ -109,7 +111,7 @@ describe('real Claude Code as an MCP client of our server', () => {
     const model = await startFakeAnthropicServer({
       respond: (request) => {
         const step = spec.outer(request, world);
-        if (step.kind === 'text') ended = true;
+        if (step.kind === 'text' && (spec.finalText === undefined || step.text === spec.finalText)) ended = true;
         return step;
       },
     });
@@ -263,9 +265,26 @@ describe('real Claude Code as an MCP client of our server', () => {
   );
 
   it(
-    'an interactive session declares the MCP tasks extension and completes a `codex` call',
+    'an interactive session declares the MCP tasks extension: `codex` runs as a native background task that Claude Code polls to completion',
     async () => {
-      const { model, messages } = await run({ inner: [say('inner turn done')], outer: codexOnce('never') }, 'modern', 'interactive');
+      const release = gate();
+      /** The text of every message the outer model was sent, joined (tool results and task notifications alike). */
+      const sentText = (request: RecordedRequest): string => JSON.stringify(isRecord(request.body) ? request.body['messages'] : []);
+      const { model, messages } = await run(
+        {
+          // The inner turn waits until Claude Code has moved the call to the background.
+          inner: [hold(release.promise, say('inner turn done'))],
+          outer: (request, world) => {
+            if (toolResults(request).length === 0) return { kind: 'tool_use', name: CODEX_TOOL, input: { prompt: 'work in the background', cwd: world.work.path } };
+            if (sentText(request).includes('inner turn done')) return { kind: 'text', text: 'outer done' };
+            release.open();
+            return { kind: 'text', text: 'waiting for the background task' };
+          },
+          finalText: 'outer done',
+        },
+        'modern',
+        'interactive',
+      );
 
       const sent = messages.filter((m) => m.dir === 'in' && 'method' in m.message);
       expect(sent[0]?.message['method']).toBe('server/discover');
@@ -277,7 +296,18 @@ describe('real Claude Code as an MCP client of our server', () => {
       // The call itself asks for nothing task-like: with the extension declared, the server decides.
       const call = sent.find((m) => m.message['method'] === 'tools/call');
       expect(Object.keys(isRecord(call?.message['params']) ? call.message['params'] : {}).sort()).toEqual(['_meta', 'arguments', 'name']);
-      expect(codexResult(model.messages[1]!, 0).content).toBe('inner turn done');
+      // Our answer was a task of the extension, and Claude Code moved the call to the background.
+      const answer = messages.find((m) => m.dir === 'out' && m.message['id'] === call?.message['id']);
+      const task = isRecord(answer?.message['result']) ? answer.message['result'] : {};
+      expect(task).toMatchObject({ resultType: 'task', taskId: expect.stringMatching(/^task\./), status: 'working' });
+      expect(toolResults(model.messages[1]!)[0]?.text).toContain(`started server-side task ${String(task['taskId'])}`);
+      // It polled tasks/get until the task completed, and gave the result to its model.
+      const polls = sent.filter((m) => m.message['method'] === 'tasks/get');
+      expect(polls.length).toBeGreaterThan(0);
+      for (const poll of polls) expect(isRecord(poll.message['params']) ? poll.message['params']['taskId'] : undefined).toBe(task['taskId']);
+      const lastPoll = messages.find((m) => m.dir === 'out' && m.message['id'] === polls.at(-1)?.message['id']);
+      expect(lastPoll?.message['result']).toMatchObject({ status: 'completed' });
+      expect(sentText(model.messages.at(-1)!)).toContain('inner turn done');
     },
     TEST_TIMEOUT_MS,
   );
