@@ -265,6 +265,41 @@ describe('real Claude Code as an MCP client of our server', () => {
   );
 
   it(
+    'in a native background task an approval is task input: the task goes input_required, the Elicitation hook answers, tasks/update carries it',
+    async () => {
+      const sentText = (request: RecordedRequest): string => JSON.stringify(isRecord(request.body) ? request.body['messages'] : []);
+      const { messages, world, dir } = await run(
+        {
+          inner: [exec('touch approved.txt'), say('inner ran it')],
+          outer: (request, world) => {
+            if (toolResults(request).length === 0) {
+              return {
+                kind: 'tool_use',
+                name: CODEX_TOOL,
+                input: { prompt: 'touch the file', cwd: world.work.path, sandbox: 'danger-full-access', 'approval-policy': 'untrusted' },
+              };
+            }
+            if (sentText(request).includes('inner ran it')) return { kind: 'text', text: 'outer done' };
+            return { kind: 'text', text: 'waiting for the background task' };
+          },
+          settings: elicitationHook({ action: 'accept', content: { decision: 'approve' } }),
+          finalText: 'outer done',
+        },
+        'modern',
+        'interactive',
+      );
+      const seen = z.looseObject({}).parse(JSON.parse(await readFile(join(dir, HOOK_INPUT), 'utf8')));
+      expect(seen).toMatchObject({ hook_event_name: 'Elicitation', mcp_server_name: SERVER, message: expect.stringContaining('touch approved.txt') });
+      const waiting = messages.find((m) => m.dir === 'out' && isRecord(m.message['result']) && m.message['result']['status'] === 'input_required');
+      expect(JSON.stringify(waiting?.message)).toContain('"method":"elicitation/create"');
+      const update = messages.find((m) => m.dir === 'in' && m.message['method'] === 'tasks/update');
+      expect(JSON.stringify(update?.message)).toContain('"action":"accept"');
+      expect(existsSync(join(world.work.path, 'approved.txt'))).toBe(true);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'an interactive session declares the MCP tasks extension: `codex` runs as a native background task that Claude Code polls to completion',
     async () => {
       const release = gate();
