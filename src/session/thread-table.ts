@@ -4,7 +4,7 @@ import { THREAD_ID_PATTERN, type InstructionFile, type PlanUpdate, type ThreadCo
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { FINISHED_TURNS_KEPT, storedTurns, unfinishedTurn, type LiveTurn } from './live-turn.js';
-import type { ThreadOwnership } from './ownership.js';
+import { ThreadBusyError, type ThreadOwnership } from './ownership.js';
 import { storedCallSettings, type ResolveThreadSettings, type ResolvedThreadSettings } from './settings.js';
 import { ThreadNotFoundError, promptPreview, type LoadedThread, type ThreadStore } from './thread-store.js';
 import type { EngineThread, TurnEngine } from './turn-engine.js';
@@ -58,6 +58,14 @@ interface ThreadClaim {
 
 /** The longest pause between two looks for idle threads. */
 const IDLE_SWEEP_MAX_INTERVAL_MS = 60_000;
+
+/**
+ * How long a call waits for another process to give a thread back when that process holds it
+ * with no turn open in the store (its turn ended and its call was answered; the lease follows a
+ * moment later): a client that continues a thread on another instance right after the answer
+ * gets it instead of a busy error.
+ */
+const WINDING_DOWN_WAIT_MS = 5_000;
 
 /** Options of {@link ThreadTable}. */
 export interface ThreadTableOptions {
@@ -153,12 +161,12 @@ export class ThreadTable {
   }
 
   async #claim(threadId: string): Promise<Thread> {
-    const { store, ownership } = this.#options;
+    const { store } = this.#options;
     await this.#releasing.get(threadId);
     if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await store.stamp(threadId)) === undefined)) {
       throw new ThreadNotFoundError(threadId, THREAD_ID_PATTERN.test(threadId) ? store.archivedHint(threadId) : undefined);
     }
-    await ownership.acquire(threadId);
+    await this.#acquire(threadId);
     const loaded = this.#threads.get(threadId);
     if (loaded === undefined || loaded.stamp === undefined || loaded.live.length > 0) return this.#get(threadId);
     if ((await store.stamp(threadId)) === loaded.stamp) return loaded;
@@ -166,6 +174,21 @@ export class ThreadTable {
     this.#options.logger.info('thread changed in another process; reading it again', { thread: threadId });
     await this.letGo(loaded, { keep: false });
     return this.#get(threadId);
+  }
+
+  /** Takes the thread's ownership; waits a moment for a holder elsewhere whose turn already ended (see {@link WINDING_DOWN_WAIT_MS}). */
+  async #acquire(threadId: string): Promise<void> {
+    const { store, ownership } = this.#options;
+    try {
+      await ownership.acquire(threadId);
+    } catch (error) {
+      if (!(error instanceof ThreadBusyError)) throw error;
+      const summary = await store.summary(threadId).catch(() => undefined);
+      // A turn open in the store runs there: refused at once, as a busy thread is.
+      if (summary === undefined || summary.error !== undefined || summary.lastStatus === 'incomplete') throw error;
+      if (!(await ownership.waitReleased(threadId, WINDING_DOWN_WAIT_MS))) throw error;
+      await ownership.acquire(threadId);
+    }
   }
 
   /** Ends a hold taken with {@link hold}; the last one gives the thread's ownership back. */

@@ -113,6 +113,23 @@ describe('several serve instances on one PostgreSQL database', () => {
     expect((await onA.callTool({ name: 'thread/list', arguments: {} })).structuredContent).toMatchObject({ total: 0, threads: [] });
   });
 
+  it('continues threads on another instance right after their answers (a lease given back a moment later is waited for, not refused)', async () => {
+    const [a, b] = [await instance(), await instance()];
+    const onA = await modern(a);
+    const onB = await modern(b);
+    const threads = 8;
+    for (let i = 0; i < threads * 2; i++) steps.push(say('done'));
+    const results = await Promise.all(
+      Array.from({ length: threads }, async (_, i) => {
+        const first = await onA.callTool({ name: 'codex', arguments: { prompt: `thread ${i}`, cwd: world.work.path } });
+        const threadId = threadIdOf(first);
+        // At once, as a hub spreading calls over instances does.
+        return (await onB.callTool({ name: 'codex-reply', arguments: { threadId, prompt: 'go on' } })).structuredContent;
+      }),
+    );
+    expect(results).toEqual(Array.from({ length: threads }, () => ({ threadId: expect.any(String), content: 'done' })));
+  });
+
   it('runs one codex-reply of a thread at a time across instances: the other is refused as busy', async () => {
     const [a, b] = [await instance(), await instance()];
     const onA = await legacy(a);
