@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
-import type { Logger } from '../util/logger.js';
+import { silentLogger, type Logger } from '../util/logger.js';
 
 /**
  * The PostgreSQL database behind the `postgres://` thread store and ownership: one connection
@@ -60,6 +60,20 @@ export function redactedUrl(url: string): string {
   }
 }
 
+/** A pool of `max` connections and its idempotent close. */
+function openPool(url: string, max: number, connectTimeoutMs: number, logger: Logger): { pool: pg.Pool; close: () => Promise<void> } {
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: connectTimeoutMs });
+  // An idle connection the server drops (a database restart) must not crash the process.
+  pool.on('error', (error) => logger.warn(`database connection lost: ${errorMessage(error)}`));
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await pool.end();
+  };
+  return { pool, close };
+}
+
 /** Checks a migration list: versions consecutive from 1. */
 function checkMigrations(migrations: readonly Migration[]): void {
   migrations.forEach((migration, index) => {
@@ -74,15 +88,7 @@ function checkMigrations(migrations: readonly Migration[]): void {
  */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   checkMigrations(options.migrations);
-  const pool = new pg.Pool({ connectionString: options.url, max: options.maxConnections ?? 10, connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000 });
-  // An idle connection the server drops (a database restart) must not crash the process.
-  pool.on('error', (error) => options.logger.warn(`database connection lost: ${errorMessage(error)}`));
-  let closed = false;
-  const close = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    await pool.end();
-  };
+  const { pool, close } = openPool(options.url, options.maxConnections ?? 10, options.connectTimeoutMs ?? 10_000, options.logger);
   try {
     const schemaVersion = await migrate(pool, options.migrations, options.logger);
     return { pool, schemaVersion, close };
@@ -107,14 +113,7 @@ export interface DatabaseProbe {
  * Rejects with `UNAVAILABLE`, naming the URL without its password, when it cannot be reached.
  */
 export async function probeDatabase(url: string, connectTimeoutMs = 10_000): Promise<DatabaseProbe> {
-  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: connectTimeoutMs });
-  pool.on('error', () => undefined);
-  let closed = false;
-  const close = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    await pool.end();
-  };
+  const { pool, close } = openPool(url, 2, connectTimeoutMs, silentLogger);
   try {
     const table = await pool.query<{ present: boolean }>("SELECT to_regclass('cmx_schema_migrations') IS NOT NULL AS present");
     if (table.rows[0]?.present !== true) return { pool, schemaVersion: 0, close };
