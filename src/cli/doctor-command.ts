@@ -30,6 +30,7 @@ import { localSandboxNeed } from './local-sandbox.js';
 import { PACKAGE_VERSION } from './version.js';
 import { codexHome, missingKeyMessage, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
 import { chooseEngine, codexVersion, findCodexBinary } from './codex-engine.js';
+import { check, type CheckResult } from './doctor-check.js';
 import { checkDatabase } from './doctor-database.js';
 import { networkSettings } from './network.js';
 import { currentSelfReferenceHost, findSelfReferences } from './self-reference.js';
@@ -42,26 +43,6 @@ export const DOCTOR_ENVIRONMENT_REQUEST_TIMEOUT_MS = 10_000;
 
 /** The prompt of the model check: tiny, so the check costs a few tokens. */
 const MODEL_CHECK_PROMPT = 'Reply with the single word OK.';
-
-/** The outcome of one check: `skip` when an earlier failure leaves nothing to check. */
-export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
-
-/** One line of the doctor's report. */
-export interface CheckResult {
-  /** Stable id for scripts: `config`, `mcp_servers`, `environments`, `environment:<id>`, `threads` (or `database`), `process_start`, `user`, `bubblewrap`, `network`, `model`, `engine`. */
-  id: string;
-  /** What was checked, for people. */
-  title: string;
-  status: CheckStatus;
-  /** What was found. */
-  detail: string;
-  /** What to do about a warning or failure. */
-  fix?: string;
-}
-
-function check(id: string, title: string, status: CheckStatus, detail: string, fix?: string): CheckResult {
-  return fix === undefined ? { id, title, status, detail } : { id, title, status, detail, fix };
-}
 
 /** config.toml with `-c` and `--profile`, resolved as the MCP server resolves it. */
 async function checkConfig(home: string, overrides: string[], profile: string | undefined): Promise<{ result: CheckResult; config?: EffectiveConfig }> {

@@ -7,7 +7,7 @@
  */
 import type { EffectiveConfig } from '../config/settings.js';
 import { errorMessage } from '../util/errors.js';
-import type { CheckResult, CheckStatus } from './doctor-command.js';
+import { check, type CheckResult, type CheckStatus } from './doctor-check.js';
 import { databaseUrlOf } from './thread-storage.js';
 
 /** Clock skew beyond which `doctor` warns: logged times of hosts disagree by that much. */
@@ -19,7 +19,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const TITLE = 'thread database';
 
 function result(status: CheckStatus, detail: string, fix?: string): CheckResult {
-  return fix === undefined ? { id: 'database', title: TITLE, status, detail } : { id: 'database', title: TITLE, status, detail, fix };
+  return check('database', TITLE, status, detail, fix);
 }
 
 /** The `database` check; undefined when the threads are in files (the `threads` check covers them). */
