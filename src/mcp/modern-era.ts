@@ -48,7 +48,11 @@ const LIST_TTL_MS = 3_600_000;
 /** Stands for the progress token of whichever round has a call open (see `sendNotification` in `#start`). */
 const ROUND_PROGRESS_TOKEN = 'round';
 
-/** Open MRTR calls kept at once: a client that never retries cannot grow this without bound. */
+/**
+ * Calls kept between rounds, waiting for the client's retry with its answers: a client that never
+ * retries cannot grow this without bound. Calls open on a request do not count (each has its
+ * connection; a hub has hundreds at once).
+ */
 const MAX_PENDING_CALLS = 256;
 
 /** Approval gates of turns whose calls were answered while they went on, kept for later calls on their threads; the oldest go first (their later approvals are denied). */
@@ -362,7 +366,9 @@ export class ModernEra {
   }
 
   #start(requestId: RequestId, tool: string, args: Record<string, unknown>, canElicit: boolean, principal: string | undefined): PendingCall {
-    if (this.#calls.size >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
+    let waiting = 0;
+    for (const pending of this.#calls.values()) if (pending.open === undefined) waiting += 1;
+    if (waiting >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
     const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
     const cancel = new AbortController();
     const named = args.threadId ?? args.conversationId;
