@@ -156,6 +156,16 @@ async function main(): Promise<void> {
         ],
       ],
     );
+    // Failures by kind (the error without its thread, turn and ids), then the first few in full.
+    const kinds = new Map<string, number>();
+    for (const failure of failures) {
+      const kind = failure
+        .replace(/^thread \d+ turn \d+: /, '')
+        .replace(/[0-9a-f-]{36}|\d+/g, 'N')
+        .slice(0, 120);
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    for (const [kind, count] of kinds) process.stdout.write(`${count} failure(s): ${kind}\n`);
     for (const failure of failures.slice(0, 5)) process.stdout.write(`failure: ${failure}\n`);
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
