@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { inputMessage } from '../agent/instructions.js';
 import { resolveConfig } from '../config/config.js';
-import { parseConfigToml, type ConfigLayer } from '../config/layers.js';
+import { CONFIG_FILE_NAME, parseConfigToml, type ConfigLayer } from '../config/layers.js';
 import { overridesLayer, parseOverride } from '../config/overrides.js';
 import type { EffectiveConfig } from '../config/settings.js';
 import { ENVIRONMENTS_FILE_NAME } from '../config/environments.js';
@@ -46,8 +46,8 @@ const MODEL_CHECK_PROMPT = 'Reply with the single word OK.';
 
 /** config.toml with `-c` and `--profile`, resolved as the MCP server resolves it. */
 async function checkConfig(home: string, overrides: string[], profile: string | undefined): Promise<{ result: CheckResult; config?: EffectiveConfig }> {
-  const path = join(home, 'config.toml');
-  const title = 'config.toml';
+  const path = join(home, CONFIG_FILE_NAME);
+  const title = CONFIG_FILE_NAME;
   try {
     const text = await readOptionalFile(path);
     const layers: ConfigLayer[] = [];

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolveConfig } from '../config/config.js';
-import { parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../config/layers.js';
+import { CONFIG_FILE_NAME, parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../config/layers.js';
 import { DEFAULT_MODEL_PROVIDER_ID } from '../config/model-providers.js';
 import { dottedObjectLayer, overridesLayer, parseOverride } from '../config/overrides.js';
 import type { EffectiveConfig, WebSearchMode } from '../config/settings.js';
@@ -294,7 +294,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     for (const forward of logForwarders) forward(entry);
   });
   const home = codexHome(env);
-  const configPath = join(home, 'config.toml');
+  const configPath = join(home, CONFIG_FILE_NAME);
   const text = await readOptionalFile(configPath);
   const baseLayers: ConfigLayer[] = [];
   if (text !== undefined) baseLayers.push(parseConfigToml(text, configPath, { baseDir: home }));
