@@ -1,13 +1,11 @@
 // The bound on calls the modern era keeps for a retry (a client that never retries an
 // `input_required` answer cannot grow them without bound) counts the calls parked between
 // rounds, not the calls open on a request: a hub has hundreds of those at once.
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { ModernEra } from '../../../src/mcp/modern-era.js';
 import { defineTool, toolTable } from '../../../src/mcp/tools.js';
-
-type Json = Record<string, unknown>;
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+import { askingTool, modernCall } from '../../helpers/modern-era.js';
+import type { Json } from '../../helpers/steps.js';
 
 /** More calls than the bound (256). */
 const CALLS = 300;
@@ -27,39 +25,10 @@ describe('the modern era under many calls at once', () => {
       return { content: [{ type: 'text', text: 'done' }], structuredContent: { done: true } };
     },
   });
-  /** A tool that asks one approval: its call is parked for a retry that never comes. */
-  const asking = defineTool({
-    name: 'ask',
-    title: 'Ask',
-    description: 'Asks one approval.',
-    input: z.object({}),
-    output: z.object({ decision: z.string() }),
-    run: async (_args, extra) => {
-      if (extra.approver === undefined) throw new Error('no approver');
-      const { decision } = await extra.approver.request({ kind: 'exec', threadId: 't', callId: 'c', environmentId: 'local', cwd: '/', command: ['touch', 'x'] }, extra.signal);
-      return { content: [{ type: 'text', text: decision }], structuredContent: { decision } };
-    },
-  });
-  const era = new ModernEra({ tools: toolTable([held, asking]), serverInfo: { name: 'test', version: '1' }, approvalTimeoutMs: 60_000 });
+  const era = new ModernEra({ tools: toolTable([held, askingTool]), serverInfo: { name: 'test', version: '1' }, approvalTimeoutMs: 60_000 });
   afterAll(() => era.close());
 
-  const call = (id: number, name: string): Promise<Json> =>
-    new Promise((resolve) => {
-      const message: JSONRPCMessage = {
-        jsonrpc: '2.0',
-        id,
-        method: 'tools/call',
-        params: {
-          _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } },
-          name,
-          arguments: {},
-        },
-      };
-      era.handle(message, (answer) => {
-        if (isRecord(answer) && 'id' in answer && answer.id === id) resolve(answer);
-        return Promise.resolve();
-      });
-    });
+  const call = (id: number, name: string): Promise<Json> => modernCall(era, id, name);
 
   it('serves more open calls than the bound, and refuses a call only when the parked ones reach it', async () => {
     const open = Array.from({ length: CALLS }, (_, i) => call(i, 'held'));
