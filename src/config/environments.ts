@@ -18,7 +18,7 @@ import {
   type EnvironmentSpec,
 } from './environment-spec.js';
 import { isTable, ownValue } from './toml.js';
-import { SERDE_WORDING, expecting, parseTomlFile, tomlTable, type KeyPath } from './validation.js';
+import { SERDE_WORDING, expecting, parseTomlFile, stringTable, tomlTable, type KeyPath } from './validation.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of the environments file inside `CODEX_HOME`. */
@@ -95,7 +95,7 @@ const EnvironmentTomlSchema = tomlTable(
       auth_bearer_token: z.string().optional(),
       program: z.string().optional(),
       args: z.array(z.string()).optional(),
-      env: z.record(z.string(), z.string()).optional(),
+      env: stringTable().optional(),
       cwd: expecting(z.string(), 'path string').optional(),
       connect_timeout_sec: SecondsTomlSchema.optional(),
       initialize_timeout_sec: SecondsTomlSchema.optional(),
