@@ -436,7 +436,7 @@ describe('shared validators (no file context)', () => {
     }
     for (const url of ['ws://example.com', 'ws://[::ffff:127.0.0.1]', 'http://localhost', 'not a url']) {
       const error = thrown(() => checkBearerTokenAllowed(url));
-      expect(error.code).toBe(LocalErrorCode.InvalidArgument);
+      expect(error.code).toBe(LocalErrorCode.InsecureDestination);
       expect(error.message).toBe('exec-server WebSocket headers require wss:// or a loopback destination');
     }
   });
