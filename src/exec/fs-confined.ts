@@ -14,8 +14,8 @@ import { openDirectory, realPathOfOpened, type PinnedDirectory } from './pinned-
 import { assertLandsWritable, readCheck, type SandboxPolicy } from './sandbox-policy.js';
 
 /**
- * Awaited where a path has been judged and is about to be used (a write made, a read opened, a
- * directory a removal descends into), with the path as asked: the moment a racing process could
+ * Awaited where a path has been judged and is about to be used (a write made, a read opened, an
+ * entry looked up, a directory a removal descends into), with the path as asked: the moment a racing process could
  * swap one of its components for a symlink. A seam for tests, which make that swap there to
  * show it changes nothing; nothing sets it in production.
  */
