@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadEnvironmentsConfig } from '../config/environments.js';
 import { EnvironmentRegistry, type RegistryEntryDescription } from '../environments/registry.js';
+import { networkSettings } from './network.js';
 import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
 import { ExecServer } from '../exec/server.js';
 import type { Logger } from '../util/logger.js';
@@ -20,7 +21,13 @@ export async function loadRegistry(
 ): Promise<{ registry: EnvironmentRegistry; localServer: ExecServer; source: string }> {
   const home = codexHome(env);
   const config = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: env.CODEX_EXEC_SERVER_URL, readFile: readOptionalFile });
-  const localServer = new ExecServer({ env, host: hostFacts(env, cwd), logger: logger.child('local'), nativeStarter: env[NATIVE_SPAWN_ENV] !== '0' });
+  const localServer = new ExecServer({
+    env,
+    network: networkSettings(env),
+    host: hostFacts(env, cwd),
+    logger: logger.child('local'),
+    nativeStarter: env[NATIVE_SPAWN_ENV] !== '0',
+  });
   const registry = new EnvironmentRegistry({ config, configSource: config.source, localServer, launcherEnv: env, logger: logger.child('environments') });
   return { registry, localServer, source: config.source };
 }

@@ -6,6 +6,7 @@ import { StreamTransport } from '../transport/stream.js';
 import { listenWebSocket } from '../transport/websocket.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { capabilityTokenAuth, isLoopbackIp, parseAllowedOrigin, tokenDigest } from './listen-auth.js';
+import { networkSettings } from './network.js';
 import { hostFacts, stderrLogger } from './runtime.js';
 
 const USAGE = `usage: codex-multienv exec-server [--listen ws://IP:PORT | stdio]
@@ -77,6 +78,7 @@ export async function runExecServer(argv: string[], env: NodeJS.ProcessEnv): Pro
   const maxProcesses = positiveNumber(values['max-processes'], '--max-processes');
   const server = new ExecServer({
     env,
+    network: networkSettings(env),
     host: hostFacts(env),
     logger: logger.child('exec-server'),
     sessionRetentionMs: retentionSec === undefined ? undefined : retentionSec * 1000,

@@ -20,8 +20,8 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Codex's `initialize` timeout for any environment when `initialize_timeout_sec` is unset. */
 export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
 
-/** The one Codex message of {@link buildEnvironmentSpec} that does not say which field it is about (`auth_bearer_token`). */
-export const BEARER_TOKEN_DESTINATION_MESSAGE = 'exec-server WebSocket headers require wss:// or a loopback destination';
+/** Codex's message when a bearer token would be sent where it could be read on the way; it does not name the field (`auth_bearer_token`). */
+const BEARER_TOKEN_DESTINATION_MESSAGE = 'exec-server WebSocket headers require wss:// or a loopback destination';
 
 /** A remote environment reached over a websocket. */
 export interface WebsocketEnvironmentSpec {
@@ -156,18 +156,17 @@ export function isLoopbackHost(host: string): boolean {
 
 /**
  * Checks that a bearer token may be sent to this url: `wss://`, or `ws://` to a loopback host.
- * @throws LocalError `INVALID_ARGUMENT`: `exec-server WebSocket headers require wss:// or a loopback destination`.
+ * @throws LocalError `INSECURE_DESTINATION`: `exec-server WebSocket headers require wss:// or a loopback destination`.
  */
 export function checkBearerTokenAllowed(url: string): void {
-  let parsed: URL;
+  let parsed: URL | undefined;
   try {
     parsed = new URL(url.trim());
   } catch {
-    throw invalid(BEARER_TOKEN_DESTINATION_MESSAGE);
+    parsed = undefined;
   }
-  if (parsed.protocol === 'wss:') return;
-  if (parsed.protocol === 'ws:' && isLoopbackHost(parsed.hostname)) return;
-  throw invalid(BEARER_TOKEN_DESTINATION_MESSAGE);
+  if (parsed?.protocol === 'wss:' || (parsed?.protocol === 'ws:' && isLoopbackHost(parsed.hostname))) return;
+  throw new LocalError(LocalErrorCode.InsecureDestination, BEARER_TOKEN_DESTINATION_MESSAGE);
 }
 
 /**
@@ -197,7 +196,7 @@ function validatePermissionsName(id: string, name: string): string {
  * `program`, `auth_bearer_token` and `connect_timeout_sec` need `url`, then exactly one of `url`
  * (trimmed, ws/wss, parseable, token destination) or `program` (trimmed, non-empty, `cwd`
  * resolved against `baseDir`). Independent of any file, so runtime registration reuses it.
- * @throws LocalError `INVALID_ARGUMENT` with Codex's message.
+ * @throws LocalError `INVALID_ARGUMENT` with Codex's message; `INSECURE_DESTINATION` for a bearer token that a `ws://` url would send off this host.
  */
 export function buildEnvironmentSpec(entry: EnvironmentEntry, options: BuildEnvironmentSpecOptions = {}): EnvironmentSpec {
   const { id } = entry;

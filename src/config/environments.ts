@@ -9,16 +9,9 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import {
-  BEARER_TOKEN_DESTINATION_MESSAGE,
-  LOCAL_ENVIRONMENT_ID,
-  buildEnvironmentSpec,
-  secondsToMilliseconds,
-  type EnvironmentEntry,
-  type EnvironmentSpec,
-} from './environment-spec.js';
+import { LOCAL_ENVIRONMENT_ID, buildEnvironmentSpec, secondsToMilliseconds, type EnvironmentEntry, type EnvironmentSpec } from './environment-spec.js';
 import { isTable, ownValue } from './toml.js';
-import { SERDE_WORDING, expecting, parseTomlFile, tomlTable, type KeyPath } from './validation.js';
+import { SERDE_WORDING, expecting, parseTomlFile, stringTable, tomlTable, type KeyPath } from './validation.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 
 /** Name of the environments file inside `CODEX_HOME`. */
@@ -95,7 +88,7 @@ const EnvironmentTomlSchema = tomlTable(
       auth_bearer_token: z.string().optional(),
       program: z.string().optional(),
       args: z.array(z.string()).optional(),
-      env: z.record(z.string(), z.string()).optional(),
+      env: stringTable().optional(),
       cwd: expecting(z.string(), 'path string').optional(),
       connect_timeout_sec: SecondsTomlSchema.optional(),
       initialize_timeout_sec: SecondsTomlSchema.optional(),
@@ -156,8 +149,8 @@ function applyRules(file: EnvironmentsToml, codexHome: string, ctx: z.Refinement
       spec = buildEnvironmentSpec(entry, { baseDir: codexHome });
     } catch (error) {
       if (!(error instanceof LocalError)) throw error;
-      // The one Codex message that does not say which field it is about.
-      return fail(['environments', index, ...(error.message === BEARER_TOKEN_DESTINATION_MESSAGE ? ['auth_bearer_token'] : [])], error.message);
+      // The one Codex message that does not say which field it is about, placed at that field.
+      return fail(['environments', index, ...(error.code === LocalErrorCode.InsecureDestination ? ['auth_bearer_token'] : [])], error.message);
     }
     if (ids.has(spec.id)) return fail(['environments', index], `environment id \`${spec.id}\` is duplicated`);
     ids.add(spec.id);

@@ -9,7 +9,7 @@
  * warning, so a Codex config with newer keys still works. Pure: no environment, no file reads.
  */
 import { z } from 'zod';
-import { checkValue, formatKeyPath, tomlTable, unknownKeys } from './validation.js';
+import { checkValue, formatKeyPath, refuseProtoKey, stringTable, tomlTable, unknownKeys } from './validation.js';
 
 /** How long a server may take to start and list its tools when the config says nothing (Codex: 10 s). */
 export const DEFAULT_MCP_STARTUP_TIMEOUT_MS = 10_000;
@@ -81,7 +81,7 @@ export interface ParsedMcpServers {
   warnings: string[];
 }
 
-const stringMap = z.record(z.string(), z.string());
+const stringMap = stringTable();
 const timeoutSec = z.number().positive().max(MAX_TIMEOUT_SEC);
 
 const httpUrl = z.string().refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), {
@@ -157,7 +157,7 @@ const McpServerTomlSchema = tomlTable(
 });
 
 /** `[mcp_servers]`: server name → server. */
-const McpServersTomlSchema = z.record(z.string().regex(SERVER_NAME, { error: 'invalid server name; use only letters, digits, `_` and `-`' }), McpServerTomlSchema);
+const McpServersTomlSchema = refuseProtoKey(z.record(z.string().regex(SERVER_NAME, { error: 'invalid server name; use only letters, digits, `_` and `-`' }), McpServerTomlSchema));
 
 /**
  * Validates the raw `[mcp_servers]` table (EffectiveConfig.mcpServers).

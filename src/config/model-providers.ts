@@ -3,7 +3,7 @@
  * API is supported, so `wire_api = "chat"` is refused with a message that says so.
  */
 import { z } from 'zod';
-import { tomlTable } from './validation.js';
+import { stringTable, tomlTable } from './validation.js';
 
 /** Id of the built-in provider, and the provider used when no layer sets `model_provider`. */
 export const DEFAULT_MODEL_PROVIDER_ID = 'openai';
@@ -19,7 +19,7 @@ export const BUILT_IN_MODEL_PROVIDERS: Readonly<Record<string, Readonly<Record<s
 /** Codex caps both retry counts at 100. */
 const MAX_RETRIES = 100;
 
-const stringMap = z.record(z.string(), z.string());
+const stringMap = stringTable();
 const nonNegativeInt = z.int().min(0);
 
 /** One `[model_providers.ID]`. */

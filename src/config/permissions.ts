@@ -10,7 +10,7 @@
 import { isAbsolute, normalize } from 'node:path';
 import { z } from 'zod';
 import type { SandboxMode } from '../protocol/thread.js';
-import { checkValue, formatKeyPath, tomlTable } from './validation.js';
+import { checkValue, formatKeyPath, refuseProtoKey, tomlTable } from './validation.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /** What a rule allows on its target and below it. */
@@ -173,8 +173,8 @@ const AccessSchema = z
   .transform((access): PermissionAccess => (access === 'none' ? 'deny' : access));
 
 /** `[permissions.NAME.filesystem]`: target → access, or special root → table of sub-path → access. */
-const FilesystemTomlSchema = tomlTable(
-  z.object({ glob_scan_max_depth: z.int().min(0).optional() }).catchall(z.union([AccessSchema, z.record(z.string(), AccessSchema)])),
+const FilesystemTomlSchema = refuseProtoKey(
+  tomlTable(z.object({ glob_scan_max_depth: z.int().min(0).optional() }).catchall(z.union([AccessSchema, refuseProtoKey(z.record(z.string(), AccessSchema))]))),
 ).transform((table, ctx): PermissionRule[] => {
   const rules: PermissionRule[] = [];
   for (const [key, value] of Object.entries(table)) {
@@ -195,7 +195,7 @@ const ProfileTomlSchema = tomlTable(
   z.looseObject({
     description: z.string().optional(),
     extends: z.string().optional(),
-    workspace_roots: z.record(z.string(), z.boolean()).optional(),
+    workspace_roots: refuseProtoKey(z.record(z.string(), z.boolean())).optional(),
     filesystem: FilesystemTomlSchema.optional(),
     network: tomlTable(z.looseObject({ enabled: z.boolean().optional() })).optional(),
   }),
@@ -265,7 +265,7 @@ class ProfileResolver {
 }
 
 /** `[permissions]` of config.toml: every profile resolved, so a broken one is reported at start-up, not mid-turn. */
-export const PermissionsTomlSchema = z.record(z.string(), ProfileTomlSchema).transform((tables, ctx) => {
+export const PermissionsTomlSchema = refuseProtoKey(z.record(z.string(), ProfileTomlSchema)).transform((tables, ctx) => {
   const warnings: string[] = [];
   for (const [name, table] of Object.entries(tables)) {
     if (isBuiltIn(name)) {

@@ -10,7 +10,7 @@ import { isAbsolute, normalize } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MODEL_PROVIDER_ID, ModelProviderTomlSchema } from './model-providers.js';
 import { PermissionsTomlSchema } from './permissions.js';
-import { tomlTable } from './validation.js';
+import { refuseProtoKey, stringTable, tomlTable } from './validation.js';
 import { ApprovalPolicySchema, SandboxModeSchema } from '../protocol/thread.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -44,7 +44,7 @@ export const DatabaseUrlSchema = z.string().refine((value) => /^postgres(ql)?:\/
 /** `profile` and `[profiles.NAME]`, read before the rest to apply the profile. */
 export const ProfileSelectionSchema = z.object({
   profile: z.string().optional(),
-  profiles: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+  profiles: refuseProtoKey(z.record(z.string(), z.record(z.string(), z.unknown()))).optional(),
 });
 
 /** `model_reasoning_effort` values. */
@@ -65,7 +65,7 @@ export const ReasoningSummarySchema = z.enum(['auto', 'concise', 'detailed', 'no
 /** Reasoning summary requested from the model. */
 export type ReasoningSummary = z.infer<typeof ReasoningSummarySchema>;
 
-const stringMap = z.record(z.string(), z.string());
+const stringMap = stringTable();
 const positiveInt = z.int().min(1);
 const nonNegativeInt = z.int().min(0);
 /** A key that is known, kept raw and never walked for unknown keys. */
@@ -240,7 +240,7 @@ export const ConfigTomlSchema = z
   .object({
     model: z.string().default(DEFAULT_MODEL),
     model_provider: z.string().default(DEFAULT_MODEL_PROVIDER_ID),
-    model_providers: z.record(z.string(), ModelProviderTomlSchema).default({}),
+    model_providers: refuseProtoKey(z.record(z.string(), ModelProviderTomlSchema)).default({}),
     model_reasoning_effort: ReasoningEffortSchema.optional(),
     model_reasoning_summary: ReasoningSummarySchema.optional(),
     approval_policy: ApprovalPolicySchema.default('on-request'),
@@ -254,7 +254,7 @@ export const ConfigTomlSchema = z
     compact_prompt: z.string().optional(),
     model_context_window: z.number().int().positive().optional(),
     model_auto_compact_token_limit: z.number().int().positive().optional(),
-    features: z.record(z.string(), z.boolean()).default({}),
+    features: refuseProtoKey(z.record(z.string(), z.boolean())).default({}),
     multienv: MultienvTomlSchema,
     // Passed through raw for the MCP client module (parseMcpServers).
     mcp_servers: passthrough,

@@ -9,7 +9,7 @@
  * the messages are Codex's own and users search for them. Pure: no environment, no file reads.
  */
 import { z } from 'zod';
-import { isTable, parseToml } from './toml.js';
+import { isTable, parseToml, setOwn } from './toml.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /** A path into a TOML value: table keys and array indexes. */
@@ -98,6 +98,43 @@ export function tomlTable<T extends z.ZodObject>(object: T): z.ZodPreprocess<T> 
     ctx.issues.push({ code: 'invalid_type', expected: 'object', input: value, inst: object });
     return z.NEVER;
   }, object);
+}
+
+/** The one key zod leaves out of every table it outputs (assigning it would set a prototype). */
+const PROTO_KEY = '__proto__';
+
+/**
+ * A table of strings whose keys are data (environment variables, HTTP headers, query parameters),
+ * where any name is allowed: `z.record(z.string(), z.string())`, except that a key named
+ * `__proto__` is kept as an own key of the output (zod's record drops it without a word).
+ */
+export function stringTable(): z.ZodType<Record<string, string>> {
+  return z.unknown().transform((input, ctx) => {
+    if (!isTable(input)) {
+      ctx.issues.push({ code: 'invalid_type', expected: 'record', input });
+      return z.NEVER;
+    }
+    const output: Record<string, string> = {};
+    for (const [key, value] of Object.entries(input)) {
+      if (typeof value === 'string') setOwn(output, key, value);
+      else ctx.issues.push({ code: 'invalid_type', expected: 'string', input: value, path: [key] });
+    }
+    return output;
+  });
+}
+
+/**
+ * `schema` for a table whose keys name things (providers, profiles, servers, paths), refusing a
+ * key named `__proto__` by its path: zod would drop it without a word, and it names nothing.
+ */
+export function refuseProtoKey<T extends z.ZodType>(schema: T): z.ZodPreprocess<T> {
+  return z.preprocess((value, ctx) => {
+    if (isTable(value) && Object.hasOwn(value, PROTO_KEY)) {
+      ctx.issues.push({ code: 'custom', input: value, path: [PROTO_KEY], message: `the key \`${PROTO_KEY}\` is not allowed here; choose another name` });
+      return z.NEVER;
+    }
+    return value;
+  }, schema);
 }
 
 /**

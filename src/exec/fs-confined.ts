@@ -5,8 +5,8 @@
  * symlink among the parent directories.
  */
 import type { Stats } from 'node:fs';
-import { lstat, mkdir, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, parse, sep } from 'node:path';
+import { lstat, mkdir, readlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, parse, sep } from 'node:path';
 import { FsCreateDirectory } from '../protocol/exec.js';
 import { RpcError } from '../rpc/errors.js';
 import { errnoError, ioError, isErrno } from './io-errors.js';
@@ -14,8 +14,8 @@ import { openDirectory, realPathOfOpened, type PinnedDirectory } from './pinned-
 import { assertLandsWritable, readCheck, type SandboxPolicy } from './sandbox-policy.js';
 
 /**
- * Awaited where a path has been judged and is about to be used (a write made, a read opened, a
- * directory a removal descends into), with the path as asked: the moment a racing process could
+ * Awaited where a path has been judged and is about to be used (a write made, a read opened, an
+ * entry looked up, a directory a removal descends into), with the path as asked: the moment a racing process could
  * swap one of its components for a symlink. A seam for tests, which make that swap there to
  * show it changes nothing; nothing sets it in production.
  */
@@ -120,6 +120,77 @@ export function openReadableDirectory(policy: SandboxPolicy | undefined, path: s
   if (canRead(directory.real)) return directory;
   directory.close();
   throw RpcError.invalidRequest(`${method}: reading \`${path}\` is not allowed by the sandbox (it was opened at \`${directory.real}\`)`);
+}
+
+/** Symlinks followed by {@link lookUpConfined} before giving up, as the kernel does (`ELOOP`). */
+const MAX_SYMLINK_HOPS = 40;
+
+/** An entry reached by {@link lookUpConfined}. */
+export interface ConfinedEntry {
+  /** Where the entry reached really is: the last symlink's target when followed. */
+  readonly real: string;
+  /** The `lstat` of the entry reached. */
+  readonly info: Stats;
+  /** Whether the name looked up was a symlink (followed or not). */
+  readonly isSymlink: boolean;
+}
+
+/**
+ * Looks up `name` inside the held-open `directory` (which stays open) without going through a path
+ * again: the entry's `lstat` is taken in that open directory, and with `follow` a symlink is read
+ * there and its target looked up the same way inside its own held-open parent (a relative one
+ * from the open directory the link is in), hop by hop. The
+ * entry reached is then judged by its real path; undefined when `canRead` refuses it. A component
+ * swapped for a symlink meanwhile may change what is reached, never let it out of what may be read,
+ * so neither its metadata nor its name leaves the sandbox.
+ * @throws the system error of a lookup (`ENOENT`, `ENOTDIR`, `ELOOP` after 40 links, …).
+ */
+export async function lookUpConfined(canRead: (real: string) => boolean, directory: PinnedDirectory, name: string, follow: boolean): Promise<ConfinedEntry | undefined> {
+  let current = directory;
+  let entry = name;
+  let isSymlink = false;
+  try {
+    for (let hops = 0; ; hops += 1) {
+      const info = await lstat(current.at(entry));
+      isSymlink ||= info.isSymbolicLink();
+      if (!follow || !info.isSymbolicLink()) {
+        const real = join(current.real, entry);
+        return canRead(real) ? { real, info, isSymlink } : undefined;
+      }
+      if (hops === MAX_SYMLINK_HOPS) throw errnoError('ELOOP');
+      // A relative target is resolved from the open directory itself (as the kernel does), not
+      // from its path, which may lead elsewhere by now.
+      const target = await readlink(current.at(entry));
+      const next = openDirectory(isAbsolute(target) ? dirname(target) : current.at(dirname(target)), false);
+      if (current !== directory) current.close();
+      current = next;
+      entry = basename(target);
+    }
+  } finally {
+    if (current !== directory) current.close();
+  }
+}
+
+/**
+ * Under a restricted sandbox, the entry `path` names (already judged by its path), looked up by
+ * {@link lookUpConfined} from its held-open parent directory; throws -32600 when what is reached
+ * may not be read. The refusal does not say where that is: naming it would leak it.
+ * @throws the system error of a lookup, as {@link lookUpConfined}.
+ */
+export async function lookUpPathConfined(canRead: (real: string) => boolean, path: string, follow: boolean, method: string): Promise<ConfinedEntry> {
+  // `name/` names the directory a symlink `name` leads to, and a file there is `Not a directory`,
+  // as the kernel has it.
+  const directoryOnly = path.endsWith(sep) && path !== parse(path).root;
+  const parent = openDirectory(dirname(path), false);
+  try {
+    const entry = await lookUpConfined(canRead, parent, basename(path), follow || directoryOnly);
+    if (entry === undefined) throw RpcError.invalidRequest(`${method}: reading \`${path}\` is not allowed by the sandbox`);
+    if (!directoryOnly) return entry;
+    if (!entry.info.isDirectory()) throw errnoError('ENOTDIR');
+    return { ...entry, isSymlink: false };
+  } finally {
+    parent.close();
+  }
 }
 
 /**

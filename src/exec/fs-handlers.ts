@@ -30,7 +30,17 @@ import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
 import { describeInvalidBase64 } from '../util/base64.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
-import { assertOpenedReadable, lstatOrUndefined, makeDirectoryConfined, openReadableDirectory, refuseSymlinkAncestors, writeAt, type RaceWindow } from './fs-confined.js';
+import {
+  assertOpenedReadable,
+  lookUpConfined,
+  lookUpPathConfined,
+  lstatOrUndefined,
+  makeDirectoryConfined,
+  openReadableDirectory,
+  refuseSymlinkAncestors,
+  writeAt,
+  type RaceWindow,
+} from './fs-confined.js';
 import { copyEntry } from './fs-copy.js';
 import { removeEntry } from './fs-remove.js';
 import { closeInBackground, fileTooLarge, MAX_SCRATCH_BYTES, openRegularFile, readWhole, replaceContents, ScratchBuffer } from './fs-files.js';
@@ -38,6 +48,7 @@ import { createFsSessionState, FsSessionState } from './fs-session.js';
 import { walk } from './fs-walk.js';
 import { errnoError, io, ioError, isErrno } from './io-errors.js';
 import { uriToPath, pathToUri } from './path-uri.js';
+import type { PinnedDirectory } from './pinned-directory.js';
 import { ReadBudget, readMemoryCost, type ReadReservation } from './read-budget.js';
 import { assertLandsWritable, assertReadable, assertWritable, deniedEntryFilter, parseSandboxRequest, readCheck, type SandboxHost, type SandboxPolicy } from './sandbox-policy.js';
 
@@ -163,16 +174,22 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
 
   connection.onRequest(FsGetMetadata, async (params) => {
     const path = toPath(params.path);
-    assertReadable(policyOf(params.sandbox), path, FsGetMetadata.method);
-    if (params.followSymlinks === false) {
-      await refuseSymlinkAncestors(path);
+    const policy = policyOf(params.sandbox);
+    const follow = params.followSymlinks ?? true;
+    assertReadable(policy, path, FsGetMetadata.method, follow);
+    if (!follow) await refuseSymlinkAncestors(path);
+    const canRead = readCheck(policy);
+    let found: { info: Stats; isSymlink: boolean };
+    if (canRead === undefined) {
       const link = await io(() => lstat(path));
-      if (link.isSymbolicLink()) throw RpcError.invalidRequest('path contains a symbolic link');
-      return metadataOf(link, false);
+      found = { info: !follow || !link.isSymbolicLink() ? link : await io(() => stat(path)), isSymlink: link.isSymbolicLink() };
+    } else {
+      // What the path leads to now is looked up from held-open directories and judged again.
+      await raceWindow?.(path);
+      found = await io(() => lookUpPathConfined(canRead, path, follow, FsGetMetadata.method));
     }
-    const link = await io(() => lstat(path));
-    if (!link.isSymbolicLink()) return metadataOf(link, false);
-    return metadataOf(await io(() => stat(path)), true);
+    if (!follow && found.isSymlink) throw RpcError.invalidRequest('path contains a symbolic link');
+    return metadataOf(found.info, found.isSymlink);
   });
 
   connection.onRequest(FsReadDirectory, async (params) => {
@@ -181,15 +198,17 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
     assertReadable(policy, path, FsReadDirectory.method);
     const visible = deniedEntryFilter(policy);
     if (policy !== undefined) await raceWindow?.(path);
-    const dirents = await io(async () => {
+    const entries = await io(async () => {
       const opened = openReadableDirectory(policy, path, FsReadDirectory.method);
       try {
-        return await readdir(opened?.path ?? path, { withFileTypes: true });
+        const dirents = await readdir(opened?.path ?? path, { withFileTypes: true });
+        // The directory stays open while symlinks are looked up in it, not through `path` again.
+        const typeOf = symlinkTypeLookup(path, opened, readCheck(policy), raceWindow);
+        return await Promise.all(dirents.filter((dirent) => visible?.(join(path, dirent.name)) ?? true).map((dirent) => directoryEntry(dirent, typeOf)));
       } finally {
         opened?.close();
       }
     });
-    const entries = await Promise.all(dirents.filter((dirent) => visible?.(join(path, dirent.name)) ?? true).map((dirent) => directoryEntry(path, dirent)));
     return { entries: entries.filter((entry): entry is DirectoryEntry => entry !== undefined) };
   });
 
@@ -202,8 +221,13 @@ export function registerFsHandlers(connection: RpcConnection, state: FsSessionSt
 
   connection.onRequest(FsCanonicalize, async (params) => {
     const path = toPath(params.path);
-    assertReadable(policyOf(params.sandbox), path, FsCanonicalize.method);
-    return { path: pathToUri(await io(() => realpath(path))) };
+    const policy = policyOf(params.sandbox);
+    assertReadable(policy, path, FsCanonicalize.method);
+    const canRead = readCheck(policy);
+    if (canRead === undefined) return { path: pathToUri(await io(() => realpath(path))) };
+    // Resolved again from held-open directories, and the answer judged: never a name from outside.
+    await raceWindow?.(path);
+    return { path: pathToUri((await io(() => lookUpPathConfined(canRead, path, true, FsCanonicalize.method))).real) };
   });
 
   connection.onRequest(FsRemove, async (params) => {
@@ -323,16 +347,35 @@ function metadataOf(info: Stats, isSymlink: boolean): FileMetadata {
   };
 }
 
+/** The `stat` of what the symlink `name` of a listed directory leads to, or undefined when none may be had. */
+type SymlinkTypeLookup = (name: string) => Promise<Stats | undefined>;
+
+/**
+ * How `fs/readDirectory` learns what the symlinks it lists lead to. Under a restricted sandbox
+ * (`opened` is the held-open listed directory) each link is read inside that directory and
+ * followed by {@link lookUpConfined}: a target the sandbox does not let be read counts as
+ * unresolvable, so its type does not leak. Without one, by the listed path.
+ */
+function symlinkTypeLookup(
+  path: string,
+  opened: PinnedDirectory | undefined,
+  canRead: ((real: string) => boolean) | undefined,
+  raceWindow: RaceWindow | undefined,
+): SymlinkTypeLookup {
+  const orUndefined = <T>(lookup: Promise<T>): Promise<T | undefined> => lookup.catch(() => undefined);
+  if (opened === undefined || canRead === undefined) return (name) => orUndefined(stat(join(path, name)));
+  return async (name) => {
+    await raceWindow?.(join(path, name));
+    return (await orUndefined(lookUpConfined(canRead, opened, name, true)))?.info;
+  };
+}
+
 /**
  * One `fs/readDirectory` entry. A symlink reports what it points to; one that cannot be resolved
- * (dangling, a loop) is left out, as Codex does.
+ * (dangling, a loop, or out of the sandbox's reach) is left out, as Codex does.
  */
-async function directoryEntry(directory: string, dirent: Dirent): Promise<DirectoryEntry | undefined> {
+async function directoryEntry(dirent: Dirent, typeOf: SymlinkTypeLookup): Promise<DirectoryEntry | undefined> {
   if (!dirent.isSymbolicLink()) return { fileName: dirent.name, isDirectory: dirent.isDirectory(), isFile: dirent.isFile() };
-  try {
-    const target = await stat(join(directory, dirent.name));
-    return { fileName: dirent.name, isDirectory: target.isDirectory(), isFile: target.isFile() };
-  } catch {
-    return undefined;
-  }
+  const target = await typeOf(dirent.name);
+  return target === undefined ? undefined : { fileName: dirent.name, isDirectory: target.isDirectory(), isFile: target.isFile() };
 }

@@ -1,9 +1,10 @@
-import { Agent as HttpAgent, request as httpRequest, validateHeaderName, validateHeaderValue, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { validateHeaderName, validateHeaderValue, type ClientRequest, type IncomingMessage } from 'node:http';
+import { z } from 'zod';
 import { HttpRequest, HttpRequestBodyDelta, type HttpRequestParams } from '../protocol/exec.js';
 import { DEFAULT_MAX_WHOLE_FILE_BYTES } from '../protocol/limits.js';
 import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
+import { describeProxy, HttpRoutes, type NetworkSettings } from '../transport/network.js';
 import { abortReason } from '../util/abort.js';
 import { decodeBase64, encodeBase64 } from '../util/base64.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
@@ -17,11 +18,19 @@ export const DEFAULT_MAX_BUFFERED_BODY_BYTES = DEFAULT_MAX_WHOLE_FILE_BYTES;
 export const DEFAULT_MAX_REDIRECTS = 10;
 /** Largest body chunk one `http/request/bodyDelta` carries (Codex caps deltas at 1 MiB). */
 export const MAX_BODY_DELTA_BYTES = 1024 * 1024;
+/** How long an idle keep-alive connection to an HTTP server (or proxy) is kept for the next request. */
+const KEEP_ALIVE_MS = 30_000;
 
 /** Options of {@link registerHttpHandlers}. */
 export interface HttpHandlerOptions {
   /** The executor's environment, the source of `valueEnvVar` header values. */
   env: Readonly<Record<string, string | undefined>>;
+  /**
+   * How requests leave the executor: its proxies (`HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY`) and
+   * extra trusted roots, as the real exec-server's HTTP client reads them from its environment.
+   * @default direct, trusting Node.js's roots
+   */
+  network?: NetworkSettings;
   /** @default DEFAULT_MAX_BUFFERED_BODY_BYTES */
   maxBufferedBodyBytes?: number;
   /** @default DEFAULT_MAX_REDIRECTS */
@@ -39,16 +48,13 @@ interface Hop {
   body: Buffer | undefined;
 }
 
-interface Agents {
-  http: HttpAgent;
-  https: HttpsAgent;
-}
-
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Methods whose requests carry a body, so an absent one is announced as `content-length: 0`. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Headers that describe the request body; dropped when a redirect turns the request into a GET. */
 const BODY_HEADERS = new Set(['content-length', 'content-type', 'content-encoding', 'transfer-encoding']);
+/** What https-proxy-agent reports of the proxy's answer to `CONNECT`. */
+const ProxyConnectSchema = z.looseObject({ statusCode: z.number(), statusText: z.string().optional() });
 /** Headers that must not follow a redirect to another origin (what reqwest strips). */
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'www-authenticate', 'host']);
 
@@ -63,17 +69,10 @@ export function registerHttpHandlers(connection: RpcConnection, options: HttpHan
   const maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   /** requestIds of streamed requests whose final delta has not been sent yet. */
   const activeStreams = new Set<string>();
-  // Per-connection agents keep connections alive between requests of one client and let the
+  // Per-connection routes keep connections alive between requests of one client and let the
   // connection's end tear down every socket, idle or busy.
-  const agents: Agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
-  connection.signal.addEventListener(
-    'abort',
-    () => {
-      agents.http.destroy();
-      agents.https.destroy();
-    },
-    { once: true },
-  );
+  const routes = new HttpRoutes(options.network ?? {}, { keepAliveMs: KEEP_ALIVE_MS });
+  connection.signal.addEventListener('abort', () => routes.destroy(), { once: true });
 
   connection.onRequest(HttpRequest, async (params) => {
     const hop = prepareRequest(params, options.env);
@@ -85,7 +84,7 @@ export function registerHttpHandlers(connection: RpcConnection, options: HttpHan
       activeStreams.add(params.requestId);
     }
     const exchange = new Exchange(hop, {
-      agents,
+      routes,
       signal: connection.signal,
       timeoutMs: params.timeoutMs ?? undefined,
       maxRedirects,
@@ -242,7 +241,7 @@ function describeBodyFailure(error: unknown): string {
 }
 
 interface ExchangeOptions {
-  agents: Agents;
+  routes: HttpRoutes;
   /** The connection's lifetime. */
   signal: AbortSignal;
   /** Deadline of the whole exchange, body included; undefined = none. */
@@ -352,44 +351,43 @@ class Exchange {
     return this.#response;
   }
 
-  #send(hop: Hop): Promise<IncomingMessage> {
+  async #send(hop: Hop): Promise<IncomingMessage> {
+    const signal = this.#controller.signal;
+    if (signal.aborted) throw abortReason(signal);
+    // Raw (array) headers keep the caller's order and repeats; node then adds nothing but
+    // `connection`, so `host` and the body's length are ours to add.
+    const raw: string[] = [];
+    if (!hop.headers.some(([name]) => name === 'host')) raw.push('host', hop.url.host);
+    for (const [name, value] of hop.headers) raw.push(name, value);
+    const framed = hop.headers.some(([name]) => name === 'content-length' || name === 'transfer-encoding');
+    if (!framed && (hop.body !== undefined || BODY_METHODS.has(hop.method))) raw.push('content-length', String(hop.body?.length ?? 0));
+    // Direct, or through the proxy the executor's settings name for this URL.
+    const { request, proxy } = await this.#options.routes.request(hop.url, { method: hop.method, headers: raw });
+    if (signal.aborted) {
+      request.destroy();
+      throw abortReason(signal);
+    }
     return new Promise<IncomingMessage>((resolve, reject) => {
-      const signal = this.#controller.signal;
-      if (signal.aborted) {
-        reject(abortReason(signal));
-        return;
-      }
-      const https = hop.url.protocol === 'https:';
-      // Raw (array) headers keep the caller's order and repeats; node then adds nothing but
-      // `connection`, so `host` and the body's length are ours to add.
-      const raw: string[] = [];
-      if (!hop.headers.some(([name]) => name === 'host')) raw.push('host', hop.url.host);
-      for (const [name, value] of hop.headers) raw.push(name, value);
-      const framed = hop.headers.some(([name]) => name === 'content-length' || name === 'transfer-encoding');
-      if (!framed && (hop.body !== undefined || BODY_METHODS.has(hop.method))) raw.push('content-length', String(hop.body?.length ?? 0));
-
-      let request: ClientRequest;
-      try {
-        request = (https ? httpsRequest : httpRequest)({
-          protocol: hop.url.protocol,
-          hostname: hop.url.hostname.replace(/^\[(.*)\]$/, '$1'),
-          port: hop.url.port === '' ? undefined : Number(hop.url.port),
-          path: `${hop.url.pathname}${hop.url.search}`,
-          method: hop.method,
-          headers: raw,
-          agent: https ? this.#options.agents.https : this.#options.agents.http,
-        });
-      } catch (error) {
-        reject(error instanceof Error ? error : new Error(errorMessage(error)));
-        return;
-      }
+      const viaProxy = (error: Error): Error => (proxy === undefined ? error : new Error(`through the proxy ${describeProxy(proxy)}: ${error.message}`, { cause: error }));
       this.#request = request;
+      let tunnelRefused: string | undefined;
+      // A refused `CONNECT` is replayed by the tunnelling agent as if the server had answered it:
+      // it is a failure to get through (as reqwest has it), not the server's response.
+      request.once('proxyConnect', (connect: unknown) => {
+        const parsed = ProxyConnectSchema.safeParse(connect);
+        if (parsed.success && parsed.data.statusCode !== 200) tunnelRefused = `${parsed.data.statusCode} ${parsed.data.statusText ?? ''}`.trim();
+      });
       request.on('error', (error) => {
-        reject(error);
+        reject(viaProxy(error));
         // A socket failure after the head arrived must surface from the body.
         this.#response?.destroy(error);
       });
       request.on('response', (response) => {
+        if (tunnelRefused !== undefined) {
+          response.resume();
+          reject(viaProxy(new LocalError(LocalErrorCode.ConnectFailed, `it refused the tunnel to ${hop.url.host}: ${tunnelRefused}`)));
+          return;
+        }
         this.#response = response;
         // Whoever reads the body reports its errors; this keeps one with no reader yet from
         // becoming an uncaught exception.

@@ -33,6 +33,7 @@ import { DEFAULT_RETAINED_OUTPUT_BYTES, ManagedProcess, type ProcessEvent } from
 import { ReadBudget } from './read-budget.js';
 import { bwrapArgs, createBwrapProbe, requireBwrap, type BwrapProbe } from './bwrap.js';
 import { parseSandboxRequest } from './sandbox-policy.js';
+import type { NetworkSettings } from '../transport/network.js';
 
 /** How long a detached websocket session can be resumed (Codex 0.169 observed ~80 s). */
 export const DEFAULT_SESSION_RETENTION_MS = 80_000;
@@ -45,6 +46,11 @@ export const DEFAULT_EXITED_OUTPUT_RETENTION_MS = 5 * 60_000;
 export interface ExecServerOptions {
   /** The server's own environment: the base of `envPolicy` and `valueEnvVar`. */
   env: Readonly<Record<string, string | undefined>>;
+  /**
+   * How `http/request` reaches HTTP servers: the proxies and extra roots of `env` as Codex reads
+   * them (`cli/` makes them with `networkSettings(env)`). @default direct, trusting Node.js's roots
+   */
+  network?: NetworkSettings;
   /** Facts reported by `environment/info`. */
   host: HostFacts;
   logger?: Logger;
@@ -274,7 +280,11 @@ export class ExecServer {
     });
     connection.onRequest(EnvironmentInfoMethod, () => describeHost(this.#options.host));
     connection.onRequest(EnvironmentStatus, () => ({ status: 'ready' }));
-    registerHttpHandlers(connection, { env: this.#options.env, maxBufferedBodyBytes: maxBase64PayloadBytes(this.#maxMessageBytes) });
+    registerHttpHandlers(connection, {
+      env: this.#options.env,
+      ...(this.#options.network === undefined ? {} : { network: this.#options.network }),
+      maxBufferedBodyBytes: maxBase64PayloadBytes(this.#maxMessageBytes),
+    });
 
     this.#connections.add(connection);
     void connection.closed.then(() => {

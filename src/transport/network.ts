@@ -310,7 +310,7 @@ export class HttpRoutes {
    * Rejects with a LocalError (`INVALID_CONFIG`) naming the variable when the settings cannot be
    * used for this URL (an unreadable CA bundle, a proxy value that is not a URL).
    */
-  async request(target: URL, options: { method: string; headers: OutgoingHttpHeaders }): Promise<RoutedRequest> {
+  async request(target: URL, options: { method: string; headers: OutgoingHttpHeaders | readonly string[] }): Promise<RoutedRequest> {
     const unusable = this.#settings.error ?? this.#caError;
     if (unusable !== undefined) throw new LocalError(LocalErrorCode.InvalidConfig, unusable);
     const secure = target.protocol === 'https:';
@@ -321,9 +321,8 @@ export class HttpRoutes {
     }
     if (secure) return { request: httpsRequest(target, { ...options, agent: await this.#tunnelAgent(proxy.url) }), proxy };
     // A plain-HTTP request goes to the proxy itself, naming the whole URL (RFC 9112 absolute-form).
-    const headers: OutgoingHttpHeaders = { ...options.headers, host: target.host };
     const authorization = proxyAuthorization(proxy.url);
-    if (authorization !== undefined) headers['proxy-authorization'] = authorization;
+    const headers = forwardHeaders(options.headers, target, authorization);
     const viaTls = proxy.url.protocol === 'https:';
     const request = (viaTls ? httpsRequest : httpRequest)({
       host: proxy.url.hostname.replace(/^\[|\]$/g, ''),
@@ -334,6 +333,14 @@ export class HttpRoutes {
       agent: this.#forwardAgent(proxy.url),
     });
     return { request, proxy };
+  }
+
+  /** Destroys every agent made so far with their sockets, idle or busy; a later request makes new ones. */
+  destroy(): void {
+    for (const agent of [this.#direct.http, this.#direct.https, ...this.#viaProxy.values()]) agent?.destroy();
+    this.#direct.http = undefined;
+    this.#direct.https = undefined;
+    this.#viaProxy.clear();
   }
 
   /** The proxy `target` goes through: none for `NO_PROXY` hosts. */
@@ -415,6 +422,23 @@ export class HttpRoutes {
     }
     return agent;
   }
+}
+
+/**
+ * The headers of a plain-HTTP request sent to a proxy: `host` naming the target, and the proxy's
+ * credentials. Raw (array) headers keep their order and repeats, and get `host` only when they
+ * have none (node adds nothing to raw headers).
+ */
+function forwardHeaders(headers: OutgoingHttpHeaders | readonly string[], target: URL, authorization: string | undefined): OutgoingHttpHeaders | string[] {
+  if (!isRawHeaders(headers)) return { ...headers, host: target.host, ...(authorization === undefined ? {} : { 'proxy-authorization': authorization }) };
+  const raw = [...headers];
+  if (!raw.some((item, index) => index % 2 === 0 && item.toLowerCase() === 'host')) raw.unshift('host', target.host);
+  if (authorization !== undefined) raw.push('proxy-authorization', authorization);
+  return raw;
+}
+
+function isRawHeaders(headers: OutgoingHttpHeaders | readonly string[]): headers is readonly string[] {
+  return Array.isArray(headers);
 }
 
 /** `Basic` credentials from the proxy URL's user and password, as curl and reqwest send them. */

@@ -11,6 +11,8 @@ export const LocalErrorCode = {
   InitializeTimeout: 'INITIALIZE_TIMEOUT',
   RequestTimeout: 'REQUEST_TIMEOUT',
   AuthFailed: 'AUTH_FAILED',
+  /** A credential would go where it could be read on the way (a bearer token over `ws://` to another host). */
+  InsecureDestination: 'INSECURE_DESTINATION',
   ProtocolViolation: 'PROTOCOL_VIOLATION',
   ProcessFailed: 'PROCESS_FAILED',
   FrameTooLarge: 'FRAME_TOO_LARGE',

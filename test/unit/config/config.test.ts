@@ -260,9 +260,66 @@ max_turn_steps = 10
     const set = (layer.values.shell_environment_policy as Record<string, unknown>).set as Record<string, unknown>;
     expect(Object.hasOwn(set, '__proto__')).toBe(true);
     expect(Object.getPrototypeOf(set)).toBe(Object.prototype);
-    // zod drops a `__proto__` key from its output rather than assign it.
-    expect(resolve([layer]).config.shellEnvironmentPolicy.set).toEqual({});
+    // A variable's value must be a string; the refusal says where the table was.
+    expect(thrown(() => resolve([layer])).message).toBe('config argument: shell_environment_policy.set.__proto__: expected a string, got a table');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('resolveConfig: a key named __proto__', () => {
+  const ownKeys = (table: Record<string, string>): [string, string][] =>
+    Object.getOwnPropertyNames(table).map((key) => [key, String(Object.getOwnPropertyDescriptor(table, key)?.value)]);
+
+  it('is kept as a plain key where keys are data: variables, headers, query parameters', () => {
+    const toml = [
+      '[shell_environment_policy.set]',
+      '__proto__ = "from-file"',
+      'B = "b"',
+      '[model_providers.p]',
+      'name = "p"',
+      'base_url = "http://127.0.0.1:1/v1"',
+      'http_headers = { __proto__ = "h" }',
+      'env_http_headers = { __proto__ = "H_VAR" }',
+      'query_params = { __proto__ = "q" }',
+    ].join('\n');
+    const { config } = resolve([file(toml)]);
+    expect(ownKeys(config.shellEnvironmentPolicy.set)).toEqual([
+      ['__proto__', 'from-file'],
+      ['B', 'b'],
+    ]);
+    expect(Object.getPrototypeOf(config.shellEnvironmentPolicy.set)).toBe(Object.prototype);
+    const provider = config.modelProviders.p;
+    expect(provider === undefined ? [] : [provider.httpHeaders, provider.envHttpHeaders, provider.queryParams].map(ownKeys)).toEqual([
+      [['__proto__', 'h']],
+      [['__proto__', 'H_VAR']],
+      [['__proto__', 'q']],
+    ]);
+    // From -c too, where a later layer replaces the value.
+    const overridden = resolve([file(toml)], { overrides: [cli('shell_environment_policy.set.__proto__="from-c"')] }).config;
+    expect(ownKeys(overridden.shellEnvironmentPolicy.set)).toEqual([
+      ['__proto__', 'from-c'],
+      ['B', 'b'],
+    ]);
+    expect(({} as Record<string, unknown>).B).toBeUndefined();
+  });
+
+  it('is refused, naming where, where keys name things: providers, profiles, features, permission profiles and their paths', () => {
+    const cases: [string, string][] = [
+      ['[model_providers.__proto__]\nname = "p"\nbase_url = "http://127.0.0.1:1/v1"', 'model_providers.__proto__'],
+      ['[profiles.__proto__]\nmodel = "x"', 'profiles.__proto__'],
+      ['[features]\n__proto__ = true', 'features.__proto__'],
+      ['[permissions.__proto__.filesystem]\n":root" = "read"', 'permissions.__proto__'],
+      ['[permissions.p.filesystem]\n__proto__ = "read"', 'permissions.p.filesystem.__proto__'],
+      ['[permissions.p.filesystem.":root"]\n__proto__ = "read"', 'permissions.p.filesystem.:root.__proto__'],
+      ['[permissions.p]\nfilesystem = { ":root" = "read" }\nworkspace_roots = { __proto__ = true }', 'permissions.p.workspace_roots.__proto__'],
+    ];
+    for (const [toml, where] of cases) {
+      expect(thrown(() => resolve([file(toml)])).message).toBe(`${FILE}: ${where}: the key \`__proto__\` is not allowed here; choose another name`);
+    }
+    expect(thrown(() => resolve([file('')], { overrides: [cli('features.__proto__=true')] })).message).toBe(
+      '-c: features.__proto__: the key `__proto__` is not allowed here; choose another name',
+    );
+    expect(({} as Record<string, unknown>).name).toBeUndefined();
   });
 });
 

@@ -140,6 +140,17 @@ auth_bearer_token = "t"
   });
 });
 
+describe('parseEnvironmentsToml: a variable named __proto__', () => {
+  it('is kept as a plain key of env, and touches no prototype', () => {
+    const { environments } = parse(entry('program = "x"', 'env = { __proto__ = "v", B = "b" }'));
+    const env = environments[0]?.kind === 'stdio' ? environments[0].env : {};
+    expect(Object.getOwnPropertyNames(env)).toEqual(['__proto__', 'B']);
+    expect(Object.getOwnPropertyDescriptor(env, '__proto__')?.value).toBe('v');
+    expect(Object.getPrototypeOf(env)).toBe(Object.prototype);
+    expect(message(entry('program = "x"', 'env = { __proto__ = 1 }'))).toBe(`${FILE}: environments[0].env.__proto__ (id \`a\`): invalid type: integer \`1\`, expected a string`);
+  });
+});
+
 describe('parseEnvironmentsToml: TOML syntax', () => {
   it('names the file and the line and column', () => {
     const msg = message('[[environments]]\nid = "a\nurl = 1');
@@ -425,7 +436,7 @@ describe('shared validators (no file context)', () => {
     }
     for (const url of ['ws://example.com', 'ws://[::ffff:127.0.0.1]', 'http://localhost', 'not a url']) {
       const error = thrown(() => checkBearerTokenAllowed(url));
-      expect(error.code).toBe(LocalErrorCode.InvalidArgument);
+      expect(error.code).toBe(LocalErrorCode.InsecureDestination);
       expect(error.message).toBe('exec-server WebSocket headers require wss:// or a loopback destination');
     }
   });

@@ -23,6 +23,14 @@ function problem(toml: string): string {
 }
 
 describe('parseMcpServers', () => {
+  it('keeps a variable or header named __proto__ as a plain key, and refuses a server so named', () => {
+    const { servers } = parse('[mcp_servers.a]\ncommand = "x"\nenv = { __proto__ = "v" }\n[mcp_servers.b]\nurl = "http://127.0.0.1:1/mcp"\nhttp_headers = { __proto__ = "h" }');
+    const [stdio, http] = servers.map((server) => server.transport);
+    expect(stdio?.type === 'stdio' && Object.getOwnPropertyDescriptor(stdio.env, '__proto__')?.value).toBe('v');
+    expect(http?.type === 'streamable_http' && Object.getOwnPropertyDescriptor(http.httpHeaders, '__proto__')?.value).toBe('h');
+    expect(problem('[mcp_servers.__proto__]\ncommand = "x"')).toBe('mcp_servers.__proto__: the key `__proto__` is not allowed here; choose another name');
+  });
+
   it('is empty without [mcp_servers]', () => {
     expect(parse('model = "o3"')).toEqual({ servers: [], warnings: [] });
   });

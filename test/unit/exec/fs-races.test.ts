@@ -8,9 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
+  FsCanonicalize,
   FsClose,
   FsCopy,
   FsCreateDirectory,
+  FsGetMetadata,
   FsOpen,
   FsReadBlock,
   FsReadDirectory,
@@ -221,6 +223,83 @@ describe('a symlink swapped in between the check and the open of a read', () => 
     expect(listing.entries.map((entry) => entry.fileName).sort()).toEqual(['f', 'key']);
     await client.request(FsOpen, { handleId: 'r', path: uri(join(ws, 'dir', 'key')), mode: 'read', sandbox: sandbox() });
     await expect(client.request(FsReadBlock, { handleId: 'r', offset: 0, len: 64 })).resolves.toEqual({ chunk: b64('inside key\n'), eof: true });
+  });
+});
+
+describe('a symlink swapped in between the check and a lookup', () => {
+  it('is refused by fs/getMetadata, following links or not, which looks the entry up from its held-open folder', async () => {
+    for (const followSymlinks of [true, false]) {
+      swapAt = join(ws, 'dir', 'key');
+      swapped = false;
+      await expectRefused(client.request(FsGetMetadata, { path: uri(join(ws, 'dir', 'key')), followSymlinks, sandbox: sandbox() }), 'fs/getMetadata: reading');
+      expect(swapped).toBe(true);
+      await rm(join(ws, 'dir'));
+      await rename(join(ws, 'moved'), join(ws, 'dir'));
+    }
+    await expectDecoysUntouched();
+  });
+
+  it('is refused by fs/canonicalize, which never answers with a name from outside', async () => {
+    swapAt = join(ws, 'dir', 'key');
+    const error = await client.request(FsCanonicalize, { path: uri(join(ws, 'dir', 'key')), sandbox: sandbox() }).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(swapped).toBe(true);
+    expect(error).toBeInstanceOf(RpcError);
+    expect((error as RpcError).code).toBe(-32600);
+    expect((error as RpcError).message).toContain('fs/canonicalize: reading');
+    expect((error as RpcError).message).not.toContain(outside);
+  });
+
+  it('leaves fs/readDirectory reporting what a listed symlink leads to in the folder it listed', async () => {
+    // `dir/sub` is a link to the file `dir/f`; `outside/sub` (denied) is a folder.
+    await symlink('f', join(ws, 'dir', 'sub'));
+    swapAt = join(ws, 'dir', 'sub');
+    swap = swapFor(join(ws, 'dir'), join(ws, 'moved'));
+    const listing = await client.request(FsReadDirectory, { path: uri(join(ws, 'dir')), sandbox: sandbox() });
+    expect(swapped).toBe(true);
+    expect(listing.entries.find((entry) => entry.fileName === 'sub')).toEqual({ fileName: 'sub', isDirectory: false, isFile: true });
+    await expectDecoysUntouched();
+  });
+});
+
+describe('lookups under a sandbox', () => {
+  it('leave out of a listing a symlink whose target may not be read', async () => {
+    await symlink(join(outside, 'sub'), join(ws, 'dir', 'to-denied'));
+    await symlink(join(ws, 'dir', 'f'), join(ws, 'dir', 'to-file'));
+    const listing = await client.request(FsReadDirectory, { path: uri(join(ws, 'dir')), sandbox: sandbox() });
+    expect(listing.entries.map((entry) => entry.fileName).sort()).toEqual(['f', 'key', 'to-file']);
+  });
+
+  it('answer fs/getMetadata and fs/canonicalize as they do without one', async () => {
+    await mkdir(join(ws, 'dir', 'd'));
+    await symlink('f', join(ws, 'dir', 'lf'));
+    await symlink('lf', join(ws, 'dir', 'chain'));
+    await symlink(join(ws, 'dir', 'd'), join(ws, 'dir', 'ld'));
+    await symlink('../dir/ld', join(ws, 'dir', 'rel'));
+    await symlink('missing', join(ws, 'dir', 'dangling'));
+    await symlink('loop', join(ws, 'dir', 'loop'));
+    const names = ['f', 'd', 'lf', 'chain', 'ld', 'rel', 'dangling', 'loop', 'missing', 'd/', 'f/', 'ld/'];
+    const outcome = (promise: Promise<unknown>): Promise<unknown> =>
+      promise.then(
+        (value) => value,
+        (error: unknown) => (error instanceof RpcError ? { code: error.code, message: error.message } : error),
+      );
+    for (const name of names) {
+      const path = join(ws, 'dir', name) + (name.endsWith('/') ? '/' : '');
+      for (const followSymlinks of [true, false]) {
+        const [plain, sandboxed] = await Promise.all(
+          [undefined, sandbox()].map((box) => outcome(client.request(FsGetMetadata, { path: uri(path), followSymlinks, ...(box === undefined ? {} : { sandbox: box }) }))),
+        );
+        expect({ name, followSymlinks, metadata: sandboxed }).toEqual({ name, followSymlinks, metadata: plain });
+      }
+      const [plain, sandboxed] = await Promise.all(
+        [undefined, sandbox()].map((box) => outcome(client.request(FsCanonicalize, { path: uri(path), ...(box === undefined ? {} : { sandbox: box }) }))),
+      );
+      expect({ name, canonical: sandboxed }).toEqual({ name, canonical: plain });
+    }
+    await expect(client.request(FsCanonicalize, { path: uri('/'), sandbox: sandbox() })).resolves.toEqual({ path: 'file:///' });
   });
 });
 

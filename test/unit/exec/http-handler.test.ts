@@ -1,5 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { networkSettings } from '../../../src/cli/network.js';
 import { HttpBodyStreams, fetchThrough } from '../../../src/exec/http-client.js';
 import { registerHttpHandlers, MAX_BODY_DELTA_BYTES, type HttpHandlerOptions } from '../../../src/exec/http-handler.js';
 import { HttpRequest, HttpRequestBodyDelta, type HttpRequestParams } from '../../../src/protocol/exec.js';
@@ -8,6 +13,8 @@ import { RpcConnection } from '../../../src/rpc/connection.js';
 import { createMemoryPair } from '../../../src/transport/memory.js';
 import type { MessageTransport } from '../../../src/transport/transport.js';
 import { deferred, type Deferred } from '../../../src/util/deferred.js';
+import { startHttpProxy, type TestHttpProxy } from '../../helpers/http-proxy.js';
+import { makeTestCertificates } from '../../helpers/network.js';
 
 // ---------------------------------------------------------------------------------------------
 // The far edge: a real HTTP server on 127.0.0.1.
@@ -326,6 +333,86 @@ describe('http/request (buffered)', () => {
     const pair = connect();
     const results = await Promise.all([call(pair, { url: `${base}/echo` }), call(pair, { url: `${base}/echo` })]);
     expect(results.map((r) => r.status)).toEqual([200, 200]);
+  });
+});
+
+describe("http/request through the executor's proxy", () => {
+  let proxy: TestHttpProxy;
+
+  beforeEach(async () => {
+    proxy = await startHttpProxy({ requireAuthorization: `Basic ${Buffer.from('u:p').toString('base64')}` });
+  });
+
+  afterEach(async () => {
+    await proxy.close();
+  });
+
+  /** The executor's environment: only what the test sets, never this process's. */
+  const through = (env: Record<string, string>): Partial<HttpHandlerOptions> => ({ network: networkSettings(env) });
+  const proxyUrl = (): string => `http://u:p@127.0.0.1:${proxy.port}`;
+
+  it('sends an http URL to HTTP_PROXY (absolute form, with its credentials), headers as asked', async () => {
+    const pair = connect({ handler: through({ HTTP_PROXY: proxyUrl() }) });
+    const result = await call(pair, { method: 'POST', url: `${base}/echo?q=1`, headers: [{ name: 'X-Test', value: '1' }], bodyBase64: b64('ping') });
+    expect(result.status).toBe(200);
+    expect(proxy.requests).toEqual([{ kind: 'forward', target: `${base}/echo?q=1`, status: 200, proxyAuthorization: `Basic ${Buffer.from('u:p').toString('base64')}` }]);
+    const echo = echoed(result.bodyBase64);
+    expect(echo).toMatchObject({ method: 'POST', url: '/echo?q=1', body: 'ping' });
+    expect(header(echo.headers, 'x-test')).toEqual(['1']);
+    expect(header(echo.headers, 'host')).toEqual([new URL(base).host]);
+    // Streamed too.
+    const streamed = await call(pair, { url: `${base}/echo`, requestId: 's1', streamResponse: true });
+    expect(streamed.status).toBe(200);
+    expect((await deltasOf(pair, 's1')).at(-1)).toMatchObject({ done: true, error: null });
+    expect(proxy.requests.map((request) => request.target)).toEqual([`${base}/echo?q=1`, `${base}/echo`]);
+  });
+
+  it('goes direct to a NO_PROXY host, and through ALL_PROXY otherwise', async () => {
+    const direct = connect({ handler: through({ ALL_PROXY: proxyUrl(), NO_PROXY: '127.0.0.1' }) });
+    expect((await call(direct, { url: `${base}/echo` })).status).toBe(200);
+    expect(proxy.requests).toEqual([]);
+    const proxied = connect({ handler: through({ ALL_PROXY: proxyUrl(), NO_PROXY: 'example.invalid' }) });
+    expect((await call(proxied, { url: `${base}/echo` })).status).toBe(200);
+    expect(proxy.requests.map((request) => request.kind)).toEqual(['forward']);
+  });
+
+  it('tunnels an https URL through HTTPS_PROXY, trusting the roots of SSL_CERT_FILE', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'http-proxy-tls-'));
+    const certificates = makeTestCertificates(dir);
+    const tls = createTlsServer({ key: certificates.key, cert: certificates.cert }, (_req, res) => res.end('over tls'));
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    try {
+      const target = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/`;
+      const pair = connect({ handler: through({ HTTPS_PROXY: proxyUrl(), SSL_CERT_FILE: certificates.caPath }) });
+      const result = await call(pair, { url: target });
+      expect({ status: result.status, body: text(result.bodyBase64) }).toEqual({ status: 200, body: 'over tls' });
+      expect(proxy.requests).toEqual([{ kind: 'connect', target: new URL(target).host, status: 200, proxyAuthorization: `Basic ${Buffer.from('u:p').toString('base64')}` }]);
+      // A tunnel the proxy refuses is a failure to get through, not the server's answer.
+      const refused = connect({ handler: through({ HTTPS_PROXY: `http://127.0.0.1:${proxy.port}`, SSL_CERT_FILE: certificates.caPath }) });
+      const error = await call(refused, { url: target }).then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect(error).toMatchObject({ code: RpcErrorCode.InternalError });
+      expect((error as Error).message).toContain(
+        `http/request failed: error sending request for url (${target}): through the proxy http://127.0.0.1:${proxy.port} (HTTPS_PROXY): it refused the tunnel to 127.0.0.1:${new URL(target).port}: 407 Proxy Authentication Required`,
+      );
+    } finally {
+      tls.closeAllConnections();
+      await new Promise<void>((resolve) => tls.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails a request, naming the variable, when the proxy setting cannot be used', async () => {
+    const pair = connect({ handler: through({ HTTP_PROXY: 'socks5://127.0.0.1:1' }) });
+    const error = await call(pair, { url: `${base}/echo` }).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error).toMatchObject({ code: RpcErrorCode.InternalError });
+    expect((error as Error).message).toContain('http/request failed: HTTP_PROXY names a socks5 proxy');
+    expect(proxy.requests).toEqual([]);
   });
 });
 
