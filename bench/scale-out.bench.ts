@@ -167,6 +167,18 @@ async function main(): Promise<void> {
     }
     for (const [kind, count] of kinds) process.stdout.write(`${count} failure(s): ${kind}\n`);
     for (const failure of failures.slice(0, 5)) process.stdout.write(`failure: ${failure}\n`);
+    // What the instances said about it: their distinct warnings (ids and numbers folded), a few each.
+    if (failures.length > 0) {
+      servers.forEach((server, i) => {
+        const said = new Map<string, number>();
+        for (const line of server.stderr().split('\n')) {
+          if (!/warn|error/i.test(line)) continue;
+          const kind = line.replace(/[0-9a-f-]{36}|\d+/g, 'N').slice(0, 240);
+          said.set(kind, (said.get(kind) ?? 0) + 1);
+        }
+        for (const [kind, count] of [...said].slice(0, 8)) process.stdout.write(`instance ${i}: ${count} x ${kind}\n`);
+      });
+    }
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
     for (const server of servers) await server.stop();

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, isJSONRPCNotification, isJSONRPCRequest, JSONRPCMessageSchema, type JSONRPCMessage, type JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { AuthDecision } from '../transport/websocket.js';
@@ -50,6 +50,20 @@ export const DEFAULT_MAX_SESSIONS = 64;
 export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 /** TCP connections served at once: each open SSE stream holds one. */
 const MAX_CONNECTIONS = 1024;
+/**
+ * How long an idle connection is kept open, as announced to clients (`Keep-Alive: timeout=60`),
+ * unless {@link McpHttpOptions.keepAliveMs} says otherwise: above the idle time-outs of common load
+ * balancers and reverse proxies (60 s), which do not read the announcement, so they close first.
+ */
+export const DEFAULT_KEEP_ALIVE_MS = 60_000;
+/**
+ * How much longer than announced an idle connection is really kept. A client closes its idle
+ * connections by a timer set from the announcement (undici and Node's agent: 1 s before it), and
+ * a busy client's timers run late: one that reuses a connection at the very moment the server
+ * closes it sees the request fail ("fetch failed") with no way to tell whether it was served. The
+ * margin makes the client the one that closes, even seconds late.
+ */
+export const KEEP_ALIVE_GRACE_MS = 30_000;
 
 /** Options of {@link listenMcpHttp}. */
 export interface McpHttpOptions {
@@ -83,6 +97,11 @@ export interface McpHttpOptions {
   maxSessions?: number;
   /** How long a session with nothing in flight lives on. @default DEFAULT_SESSION_IDLE_MS */
   sessionIdleMs?: number;
+  /**
+   * The idle time announced to clients on a kept-alive connection; the connection is closed
+   * {@link KEEP_ALIVE_GRACE_MS} after that. @default DEFAULT_KEEP_ALIVE_MS
+   */
+  keepAliveMs?: number;
   /** @default silentLogger */
   logger?: Logger;
 }
@@ -403,13 +422,27 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     if (session.deleted) await closeSession(sessionId, session, 'the client ended it');
   };
 
+  /** Idle connections past the announced time, in their grace period (see KEEP_ALIVE_GRACE_MS). */
+  const graced = new WeakSet<Socket>();
   const server = createServer((request, response) => {
+    graced.delete(request.socket);
     serve(request, response).catch((error: unknown) => {
       logger.warn('an MCP HTTP request failed', { method: request.method, error: errorMessage(error) });
       refuse(response, 500, `internal error: ${errorMessage(error)}`);
     });
   });
   server.maxConnections = MAX_CONNECTIONS;
+  server.keepAliveTimeout = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+  // Node closes an idle connection at its keep-alive time-out (the only socket time-out here:
+  // `server.timeout` is 0) unless a listener handles it: this one gives it the grace period first.
+  server.on('timeout', (socket: Socket) => {
+    if (graced.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    graced.add(socket);
+    socket.setTimeout(KEEP_ALIVE_GRACE_MS);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
