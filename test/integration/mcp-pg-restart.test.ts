@@ -18,6 +18,8 @@ import type { FakeStep } from '../../tools/fake-responses-server.js';
 
 /** Leases long enough to outlast the restart: the turn running on A keeps its owner. */
 const LEASE_SEC = 60;
+/** Leases short enough to run out while the database is down (A stops its turn after two thirds of one). */
+const SHORT_LEASE_SEC = 3;
 /** The most any call may take while the database is down: an answer, not a hang. */
 const OUTAGE_CALL_DEADLINE_MS = 30_000;
 
@@ -54,10 +56,10 @@ describe('a database restart in the middle of a turn, across two instances', () 
     await tearDownMcpWorld(world, undefined);
   });
 
-  async function instance(url: string): Promise<McpTestClient> {
+  async function instance(url: string, leaseSec = LEASE_SEC): Promise<McpTestClient> {
     const server = await startListening(
       process.execPath,
-      [CLI, 'serve', '--listen', 'http://127.0.0.1:0', '-c', `multienv.lease_sec=${LEASE_SEC}`],
+      [CLI, 'serve', '--listen', 'http://127.0.0.1:0', '-c', `multienv.lease_sec=${leaseSec}`],
       serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh', CODEX_MULTIENV_DATABASE_URL: url }),
     );
     servers.push(server);
@@ -115,7 +117,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
       lastAgentMessage: 'finished after the restart',
       lastTurn: { status: 'completed' },
     });
-    await waitFor(async () => ((await onB.call('codex-status', { threadId })).structuredContent)?.status === 'idle', 'B to read the thread again');
+    await waitFor(async () => (await onB.call('codex-status', { threadId })).structuredContent?.status === 'idle', 'B to read the thread again');
     expect((await onB.call('codex-status', { threadId })).structuredContent).toMatchObject({ status: 'idle', lastAgentMessage: 'finished after the restart' });
 
     // The refused calls left nothing behind: one thread, and the refused prompts never reached the model.
@@ -144,5 +146,44 @@ describe('a database restart in the middle of a turn, across two instances', () 
     // The command ran once, through the restart and everything after it.
     expect(await readFile(runs, 'utf8')).toBe('run\n');
     expect(threadIdOf(await onB.call('codex', { prompt: 'a new thread after the restart', cwd: world.work.path }))).toEqual(expect.any(String));
+  });
+
+  it('stops the turn when the database stays down past the lease, and records it interrupted once it is back', async () => {
+    const url = await createDatabase(cluster, 'restart_past_lease');
+    const onA = await instance(url, SHORT_LEASE_SEC);
+    const onB = await instance(url, SHORT_LEASE_SEC);
+    const runs = join(world.work.path, 'runs');
+    const go = join(world.work.path, 'go');
+    steps.push(exec(`echo run >> ${runs}; while [ ! -e ${go} ]; do sleep 0.05; done; echo command done`, { yield_time_ms: 30_000 }));
+
+    const started = (await onA.call('codex', { prompt: 'begin on A: keep this prompt', cwd: world.work.path, waitMs: 0 })).structuredContent as Json;
+    const threadId = String(started.threadId);
+    await waitFor(async () => (await readFile(runs, 'utf8').catch(() => '')) !== '', 'the command to start on A');
+
+    await cluster.stop();
+    // A cannot renew its lease: it stops the turn before any other instance could take the thread.
+    await waitFor(
+      async () =>
+        ((await onA.call('codex-status', { threadId }, { signal: AbortSignal.timeout(OUTAGE_CALL_DEADLINE_MS) })).structuredContent)?.status !== 'running',
+      'A to stop the turn whose lease it could not renew',
+      (SHORT_LEASE_SEC + 30) * 1000,
+    );
+    await cluster.start();
+    await writeFile(go, '');
+
+    // Recorded as interrupted, as B reads it from the database.
+    await waitFor(
+      async () => ((await onB.call('codex-status', { threadId })).structuredContent)?.status === 'idle',
+      'B to read the thread as idle',
+      (SHORT_LEASE_SEC + 30) * 1000,
+    );
+    expect((await onB.call('codex-status', { threadId })).structuredContent).toMatchObject({ status: 'idle', lastTurn: { status: 'interrupted' } });
+
+    steps.push(say('continued on B'));
+    expect((await onB.call('codex-reply', { threadId, prompt: 'go on, B' })).structuredContent).toEqual({ threadId, content: 'continued on B' });
+    expect(JSON.stringify(world.model.requests.at(-1)?.body)).toContain('begin on A: keep this prompt');
+    steps.push(say('continued on A'));
+    expect((await onA.call('codex-reply', { threadId, prompt: 'and A again' })).structuredContent).toEqual({ threadId, content: 'continued on A' });
+    expect(await readFile(runs, 'utf8')).toBe('run\n');
   });
 });
