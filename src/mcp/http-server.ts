@@ -214,6 +214,26 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
   let boundHost = options.host;
   /** Modern requests served so far: the source of the ids the era sees (see serveModern). */
   let modernRequests = 0;
+  /**
+   * Begins every session id this process gives out, so a session id it does not know is told
+   * apart: one it gave out has ended, one it did not was opened elsewhere (another instance behind
+   * the same load balancer, or this one before a restart).
+   */
+  const sessionPrefix = `${randomUUID().slice(0, 8)}-`;
+  /** Answers a request naming a session this process does not have, saying which case it is and what to do. */
+  const unknownSession = (response: ServerResponse, id: string): void => {
+    if (id.startsWith(sessionPrefix)) {
+      refuse(response, 404, `no MCP session ${id} (it ended or expired): initialize a new one; a session ends on DELETE or after ${Math.round(idleMs / 1000)} s without a request`);
+      return;
+    }
+    refuse(
+      response,
+      404,
+      `no MCP session ${id} in this codex-multienv instance: it was opened by another instance (or by this one before a restart). ` +
+        'A 2025-11-25 session lives in the instance that opened it: route every request carrying its Mcp-Session-Id to that instance ' +
+        '(session affinity at the load balancer), or use the 2026-07-28 era, which any instance serves. Initialize a new session to go on here.',
+    );
+  };
 
   const closeSession = (id: string, session: Session, why: string): Promise<void> =>
     (session.closing ??= (async () => {
@@ -253,7 +273,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     const face = options.createFace();
     let id: string | undefined;
     const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: randomUUID,
+      sessionIdGenerator: () => `${sessionPrefix}${randomUUID()}`,
       onsessioninitialized: (sessionId) => {
         id = sessionId;
         sessions.set(sessionId, session);
@@ -367,7 +387,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     }
     const session = sessions.get(sessionId);
     if (session === undefined) {
-      refuse(response, 404, `no MCP session ${sessionId} (it ended or expired): initialize a new one`);
+      unknownSession(response, sessionId);
       return;
     }
     await handOver(sessionId, session, request, response, json);
@@ -415,7 +435,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     const session = sessionId === undefined ? undefined : sessions.get(sessionId);
     if (sessionId === undefined || session === undefined) {
       if (sessionId === undefined) refuse(response, 405, `${request.method} needs an Mcp-Session-Id (a 2025-11-25 session); 2026-07-28 requests are POSTs`, { allow: 'POST' });
-      else refuse(response, 404, `no MCP session ${sessionId} (it ended or expired): initialize a new one`);
+      else unknownSession(response, sessionId);
       return;
     }
     await handOver(sessionId, session, request, response);
