@@ -163,8 +163,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
     await cluster.stop();
     // A cannot renew its lease: it stops the turn before any other instance could take the thread.
     await waitFor(
-      async () =>
-        ((await onA.call('codex-status', { threadId }, { signal: AbortSignal.timeout(OUTAGE_CALL_DEADLINE_MS) })).structuredContent)?.status !== 'running',
+      async () => (await onA.call('codex-status', { threadId }, { signal: AbortSignal.timeout(OUTAGE_CALL_DEADLINE_MS) })).structuredContent?.status !== 'running',
       'A to stop the turn whose lease it could not renew',
       (SHORT_LEASE_SEC + 30) * 1000,
     );
@@ -172,11 +171,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
     await writeFile(go, '');
 
     // Recorded as interrupted, as B reads it from the database.
-    await waitFor(
-      async () => ((await onB.call('codex-status', { threadId })).structuredContent)?.status === 'idle',
-      'B to read the thread as idle',
-      (SHORT_LEASE_SEC + 30) * 1000,
-    );
+    await waitFor(async () => (await onB.call('codex-status', { threadId })).structuredContent?.status === 'idle', 'B to read the thread as idle', (SHORT_LEASE_SEC + 30) * 1000);
     expect((await onB.call('codex-status', { threadId })).structuredContent).toMatchObject({ status: 'idle', lastTurn: { status: 'interrupted' } });
 
     steps.push(say('continued on B'));
