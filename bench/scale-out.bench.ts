@@ -8,7 +8,7 @@
  * tool calls per second, turn latency p50/p99, failures, and the CPU of the instances, of
  * PostgreSQL and of this process (clients + fake model). Printed, never asserted.
  * Usage: `npm run bench -- scale-out` (`BENCH_SCALE_INSTANCES`, `BENCH_SCALE_THREADS`,
- * `BENCH_SCALE_TURNS` change the shape; defaults 3 x 300 x 5).
+ * `BENCH_SCALE_TURNS` change the shape; defaults 3 x 300 x 5; `BENCH_SCALE_LEASE_SEC` the lease).
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
@@ -25,6 +25,8 @@ import { fmt, median, percentile, printTable, since } from './stats.js';
 const INSTANCES = Number(process.env.BENCH_SCALE_INSTANCES ?? 3);
 const THREADS_PER_INSTANCE = Number(process.env.BENCH_SCALE_THREADS ?? 300);
 const TURNS_PER_THREAD = Number(process.env.BENCH_SCALE_TURNS ?? 5);
+/** The instances' `multienv.lease_sec`; unset, their default. A longer one tells lease renewals starved by load from other failures. */
+const LEASE_SEC = process.env.BENCH_SCALE_LEASE_SEC;
 const MODERN = '2026-07-28';
 
 /** The model: a turn's first request runs one command, the request with its output ends the turn. */
@@ -84,7 +86,19 @@ async function main(): Promise<void> {
     const env = serverEnv(home.path, { HOME: home.path, SHELL: '/bin/sh', CODEX_MULTIENV_DATABASE_URL: url });
     for (let i = 0; i < INSTANCES; i++) {
       servers.push(
-        await startListening(process.execPath, [CLI, 'serve', '--listen', 'http://127.0.0.1:0', '-c', `multienv.max_concurrent_turns=${THREADS_PER_INSTANCE * 2}`], env),
+        await startListening(
+          process.execPath,
+          [
+            CLI,
+            'serve',
+            '--listen',
+            'http://127.0.0.1:0',
+            '-c',
+            `multienv.max_concurrent_turns=${THREADS_PER_INSTANCE * 2}`,
+            ...(LEASE_SEC === undefined ? [] : ['-c', `multienv.lease_sec=${LEASE_SEC}`]),
+          ],
+          env,
+        ),
       );
     }
     for (const server of servers) {
@@ -138,6 +152,7 @@ async function main(): Promise<void> {
 
     process.stdout.write(
       `\nscale-out: ${INSTANCES} instances x ${THREADS_PER_INSTANCE} threads x ${TURNS_PER_THREAD} turns of one exec_command, each turn on the next instance; one PostgreSQL; ` +
+        `lease ${LEASE_SEC ?? 'default'} s; ` +
         `${availableParallelism()} cores, load ${fmt(load)} before, ${fmt(loadavg()[0] ?? Number.NaN)} after\n`,
     );
     printTable(
@@ -167,6 +182,18 @@ async function main(): Promise<void> {
     }
     for (const [kind, count] of kinds) process.stdout.write(`${count} failure(s): ${kind}\n`);
     for (const failure of failures.slice(0, 5)) process.stdout.write(`failure: ${failure}\n`);
+    // What the instances said about it: their distinct warnings (ids and numbers folded), a few each.
+    if (failures.length > 0) {
+      servers.forEach((server, i) => {
+        const said = new Map<string, number>();
+        for (const line of server.stderr().split('\n')) {
+          if (!/warn|error/i.test(line)) continue;
+          const kind = line.replace(/[0-9a-f-]{36}|\d+/g, 'N').slice(0, 240);
+          said.set(kind, (said.get(kind) ?? 0) + 1);
+        }
+        for (const [kind, count] of [...said].slice(0, 8)) process.stdout.write(`instance ${i}: ${count} x ${kind}\n`);
+      });
+    }
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
     for (const server of servers) await server.stop();

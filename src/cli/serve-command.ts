@@ -16,6 +16,7 @@ const SERVE_ARGS = {
   'allow-host': { type: 'string', multiple: true },
   'max-sessions': { type: 'string' },
   'session-idle-sec': { type: 'string' },
+  'keep-alive-sec': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** Parses `--listen http://HOST:PORT` (an IP address, `[v6]`, or `localhost`; port 0 picks a free one). */
@@ -80,6 +81,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<
   });
   const maxSessions = positiveInteger(serve['max-sessions'], '--max-sessions');
   const idleSec = positiveInteger(serve['session-idle-sec'], '--session-idle-sec');
+  const keepAliveSec = positiveInteger(serve['keep-alive-sec'], '--keep-alive-sec');
   const loopback = isLoopbackIp(listen.host);
   // Before anything is started or bound: the MCP tools run commands on this machine.
   if (digest === undefined && !loopback) {
@@ -104,6 +106,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv): Promise<
       maxMessageBytes: limits.maxMessageBytes,
       ...(maxSessions === undefined ? {} : { maxSessions }),
       ...(idleSec === undefined ? {} : { sessionIdleMs: idleSec * 1000 }),
+      ...(keepAliveSec === undefined ? {} : { keepAliveMs: keepAliveSec * 1000 }),
       logger: logger.child('http'),
     });
   } catch (error) {

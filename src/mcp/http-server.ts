@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, isJSONRPCNotification, isJSONRPCRequest, JSONRPCMessageSchema, type JSONRPCMessage, type JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { AuthDecision } from '../transport/websocket.js';
@@ -50,6 +50,20 @@ export const DEFAULT_MAX_SESSIONS = 64;
 export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
 /** TCP connections served at once: each open SSE stream holds one. */
 const MAX_CONNECTIONS = 1024;
+/**
+ * How long an idle connection is kept open, as announced to clients (`Keep-Alive: timeout=60`),
+ * unless {@link McpHttpOptions.keepAliveMs} says otherwise: above the idle time-outs of common load
+ * balancers and reverse proxies (60 s), which do not read the announcement, so they close first.
+ */
+export const DEFAULT_KEEP_ALIVE_MS = 60_000;
+/**
+ * How much longer than announced an idle connection is really kept. A client closes its idle
+ * connections by a timer set from the announcement (undici and Node's agent: 1 s before it), and
+ * a busy client's timers run late: one that reuses a connection at the very moment the server
+ * closes it sees the request fail ("fetch failed") with no way to tell whether it was served. The
+ * margin makes the client the one that closes, even seconds late.
+ */
+export const KEEP_ALIVE_GRACE_MS = 30_000;
 
 /** Options of {@link listenMcpHttp}. */
 export interface McpHttpOptions {
@@ -83,6 +97,11 @@ export interface McpHttpOptions {
   maxSessions?: number;
   /** How long a session with nothing in flight lives on. @default DEFAULT_SESSION_IDLE_MS */
   sessionIdleMs?: number;
+  /**
+   * The idle time announced to clients on a kept-alive connection; the connection is closed
+   * {@link KEEP_ALIVE_GRACE_MS} after that. @default DEFAULT_KEEP_ALIVE_MS
+   */
+  keepAliveMs?: number;
   /** @default silentLogger */
   logger?: Logger;
 }
@@ -195,6 +214,26 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
   let boundHost = options.host;
   /** Modern requests served so far: the source of the ids the era sees (see serveModern). */
   let modernRequests = 0;
+  /**
+   * Begins every session id this process gives out, so a session id it does not know is told
+   * apart: one it gave out has ended, one it did not was opened elsewhere (another instance behind
+   * the same load balancer, or this one before a restart).
+   */
+  const sessionPrefix = `${randomUUID().slice(0, 8)}-`;
+  /** Answers a request naming a session this process does not have, saying which case it is and what to do. */
+  const unknownSession = (response: ServerResponse, id: string): void => {
+    if (id.startsWith(sessionPrefix)) {
+      refuse(response, 404, `no MCP session ${id} (it ended or expired): initialize a new one; a session ends on DELETE or after ${Math.round(idleMs / 1000)} s without a request`);
+      return;
+    }
+    refuse(
+      response,
+      404,
+      `no MCP session ${id} in this codex-multienv instance: it was opened by another instance (or by this one before a restart). ` +
+        'A 2025-11-25 session lives in the instance that opened it: route every request carrying its Mcp-Session-Id to that instance ' +
+        '(session affinity at the load balancer), or use the 2026-07-28 era, which any instance serves. Initialize a new session to go on here.',
+    );
+  };
 
   const closeSession = (id: string, session: Session, why: string): Promise<void> =>
     (session.closing ??= (async () => {
@@ -234,7 +273,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     const face = options.createFace();
     let id: string | undefined;
     const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: randomUUID,
+      sessionIdGenerator: () => `${sessionPrefix}${randomUUID()}`,
       onsessioninitialized: (sessionId) => {
         id = sessionId;
         sessions.set(sessionId, session);
@@ -348,7 +387,7 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     }
     const session = sessions.get(sessionId);
     if (session === undefined) {
-      refuse(response, 404, `no MCP session ${sessionId} (it ended or expired): initialize a new one`);
+      unknownSession(response, sessionId);
       return;
     }
     await handOver(sessionId, session, request, response, json);
@@ -396,20 +435,34 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
     const session = sessionId === undefined ? undefined : sessions.get(sessionId);
     if (sessionId === undefined || session === undefined) {
       if (sessionId === undefined) refuse(response, 405, `${request.method} needs an Mcp-Session-Id (a 2025-11-25 session); 2026-07-28 requests are POSTs`, { allow: 'POST' });
-      else refuse(response, 404, `no MCP session ${sessionId} (it ended or expired): initialize a new one`);
+      else unknownSession(response, sessionId);
       return;
     }
     await handOver(sessionId, session, request, response);
     if (session.deleted) await closeSession(sessionId, session, 'the client ended it');
   };
 
+  /** Idle connections past the announced time, in their grace period (see KEEP_ALIVE_GRACE_MS). */
+  const graced = new WeakSet<Socket>();
   const server = createServer((request, response) => {
+    graced.delete(request.socket);
     serve(request, response).catch((error: unknown) => {
       logger.warn('an MCP HTTP request failed', { method: request.method, error: errorMessage(error) });
       refuse(response, 500, `internal error: ${errorMessage(error)}`);
     });
   });
   server.maxConnections = MAX_CONNECTIONS;
+  server.keepAliveTimeout = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+  // Node closes an idle connection at its keep-alive time-out (the only socket time-out here:
+  // `server.timeout` is 0) unless a listener handles it: this one gives it the grace period first.
+  server.on('timeout', (socket: Socket) => {
+    if (graced.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    graced.add(socket);
+    socket.setTimeout(KEEP_ALIVE_GRACE_MS);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

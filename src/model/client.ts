@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ClientOptions, OpenAI } from 'openai';
 import { HANDLED_STREAM_EVENT_TYPES } from '../protocol/responses.js';
 import type { ResponseInputItem, ToolSpec } from '../protocol/responses.js';
@@ -23,8 +24,15 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
  */
 export const STREAM_END_GRACE_MS = 1_000;
 
-/** The body is sent as JSON text we built (see `request-body.ts`), so the SDK passes it on as is. */
-const JSON_BODY_HEADERS = { 'Content-Type': 'application/json' };
+/**
+ * The headers of each attempt. The body is sent as JSON text we built (see `request-body.ts`), so
+ * the SDK passes it on as is. The `Idempotency-Key` (one per attempt: a deliberate retry is a new
+ * request) tells the fetch it may send the attempt again when its kept-alive connection turns out
+ * to be closed by the server (see `http-fetch.ts`): a model request has no effect but its cost.
+ */
+function attemptHeaders(): Record<string, string> {
+  return { 'Content-Type': 'application/json', 'Idempotency-Key': randomUUID() };
+}
 
 let sharedFetch: typeof fetch | undefined;
 
@@ -209,7 +217,7 @@ export class ModelClient {
       const sdk = await this.loaded();
       let response: Response;
       try {
-        response = await sdk.client.post('/responses', { body, headers: JSON_BODY_HEADERS, stream: true, signal: controller.signal }).asResponse();
+        response = await sdk.client.post('/responses', { body, headers: attemptHeaders(), stream: true, signal: controller.signal }).asResponse();
       } catch (error) {
         throw this.requestError(sdk.module, error, signal, idle);
       }

@@ -31,6 +31,20 @@ export const ABORT_DRAIN_MS = 50;
 /** The most redirects one request follows (the fetch standard's limit). */
 export const MAX_REDIRECTS = 20;
 
+/**
+ * How many times one request is sent again after its kept-alive connection turned out to be
+ * closed by the server (see {@link exchangeRetryingStale}); each time that connection is gone
+ * from the pool, so this bounds a run of stale ones.
+ */
+export const MAX_STALE_CONNECTION_RETRIES = 2;
+
+/** Methods that mean the same when sent twice (RFC 9110 idempotent methods). */
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** The header by which a request says it may be sent twice (the IETF Idempotency-Key draft). */
+const IDEMPOTENCY_KEY = 'idempotency-key';
+/** The socket errors of a connection the server had closed: reset by its kernel, or ended before any answer. */
+const CLOSED_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE']);
+
 /** Options of {@link createHttpFetch}. */
 export interface HttpFetchOptions {
   /** Idle keep-alive connections are closed after this long. @default {@link DEFAULT_KEEP_ALIVE_MS} */
@@ -92,7 +106,7 @@ export function createHttpFetch(options: HttpFetchOptions = {}): typeof fetch {
     }
     for (let redirects = 0; ; redirects++) {
       if (signal?.aborted === true) throw abortError(signal);
-      const answer = await exchange(routes, hop, signal, redirect === 'manual');
+      const answer = await exchangeRetryingStale(routes, hop, signal, redirect === 'manual');
       if (answer instanceof Response) return answer;
       if (redirect === 'error') throw new TypeError('fetch failed', { cause: new Error(`unexpected redirect (${answer.status}) from ${hop.target.href}`) });
       if (redirects >= MAX_REDIRECTS) throw new TypeError('fetch failed', { cause: new Error(`more than ${MAX_REDIRECTS} redirects, the last from ${hop.target.href}`) });
@@ -127,10 +141,50 @@ function nextHop(hop: Hop, redirect: Redirect): Hop {
   return { target, method, headers, payload };
 }
 
+/** A request that failed on a reused keep-alive connection before any byte of an answer: the server had closed it. */
+class StaleConnection extends Error {
+  constructor(readonly failure: Error) {
+    super(failure.message);
+  }
+}
+
+/**
+ * {@link exchange}, sending the request again on another connection when the kept-alive one it
+ * went out on turned out to be closed by the server. That is a race no timer setting removes: a
+ * server closes an idle connection at the moment the client (its timers late under load) reuses
+ * it. The server did not answer, and most likely never read the request, but it cannot be known:
+ * so only a request that may be sent twice is (an idempotent method, or one with an
+ * `Idempotency-Key`, as the model client's are); any other fails saying why.
+ */
+async function exchangeRetryingStale(routes: HttpRoutes, hop: Hop, signal: AbortSignal | undefined, manual: boolean): Promise<Response | Redirect> {
+  const replayable = IDEMPOTENT_METHODS.has(hop.method.toUpperCase()) || hop.headers.has(IDEMPOTENCY_KEY);
+  for (let retries = 0; ; retries++) {
+    try {
+      return await exchange(routes, hop, signal, manual);
+    } catch (error) {
+      if (!(error instanceof StaleConnection)) throw error;
+      if (!replayable) {
+        throw new TypeError('fetch failed', {
+          cause: new Error(
+            `the server closed the kept-alive connection before answering (${error.message}); a ${hop.method} without an Idempotency-Key header is not sent again, as the server may have acted on it`,
+            { cause: error.failure },
+          ),
+        });
+      }
+      if (retries >= MAX_STALE_CONNECTION_RETRIES) {
+        throw new TypeError('fetch failed', {
+          cause: new Error(`the server closed ${retries + 1} kept-alive connections in a row before answering (${error.message})`, { cause: error.failure }),
+        });
+      }
+    }
+  }
+}
+
 /**
  * One request and its response: the `Response`, or the redirect to follow (its body discarded)
  * unless `manual`. Rejects as fetch does: `TypeError('fetch failed')` with the cause, the signal's
- * reason on abort, and a `LocalError` when the network settings cannot be used for this URL.
+ * reason on abort, and a `LocalError` when the network settings cannot be used for this URL; and
+ * with a {@link StaleConnection} when a reused connection fails before any answer.
  */
 async function exchange(routes: HttpRoutes, hop: Hop, signal: AbortSignal | undefined, manual: boolean): Promise<Response | Redirect> {
   const headers: OutgoingHttpHeaders = {};
@@ -186,7 +240,9 @@ async function exchange(routes: HttpRoutes, hop: Hop, signal: AbortSignal | unde
       done();
       if (!settled) {
         settled = true;
-        reject(new TypeError('fetch failed', { cause: viaProxy(error) }));
+        const code: unknown = 'code' in error ? error.code : undefined;
+        if (request.reusedSocket && typeof code === 'string' && CLOSED_CONNECTION_CODES.has(code)) reject(new StaleConnection(viaProxy(error)));
+        else reject(new TypeError('fetch failed', { cause: viaProxy(error) }));
         return;
       }
       stream?.error(new TypeError('terminated', { cause: viaProxy(error) }));

@@ -150,6 +150,42 @@ describe('several serve instances on one PostgreSQL database', () => {
     expect(world.model.requests).toHaveLength(2);
   });
 
+  it('answers a 2025-11-25 session sent to an instance that did not open it with a 404 saying so and what to do', async () => {
+    const [a, b] = [await instance(), await instance()];
+    const onA = await legacy(a);
+    const sessionId = (onA.client.transport as StreamableHTTPClientTransport | undefined)?.sessionId;
+    expect(sessionId).toEqual(expect.any(String));
+    const toolsList = (url: string): Promise<Response> =>
+      fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId ?? '', 'mcp-protocol-version': '2025-11-25' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+      });
+
+    const onB = await toolsList(b.url);
+    expect(onB.status).toBe(404);
+    expect(await onB.json()).toMatchObject({
+      error: {
+        message: expect.stringMatching(
+          new RegExp(
+            `^no MCP session ${sessionId ?? ''} in this codex-multienv instance: it was opened by another instance .*route every request carrying its Mcp-Session-Id to that instance`,
+          ),
+        ),
+      },
+    });
+    // A, which opened it, still serves it.
+    expect((await toolsList(a.url)).status).toBe(200);
+    // The SDK client sent to B shows the same words.
+    // (It resumes the session without a request: the first call is the one refused.)
+    const resumed = await connectTestClient(new StreamableHTTPClientTransport(new URL(b.url), { sessionId }));
+    closers.push(() => resumed.client.close());
+    const misrouted = await resumed.client.listTools().then(
+      () => 'listed',
+      (error: unknown) => String(error),
+    );
+    expect(misrouted).toMatch(/opened by another instance/);
+  });
+
   it('lets another instance continue the threads of an owner killed with SIGKILL once its lease expires', async () => {
     const [a, b] = [await instance(), await instance()];
     const onA = await legacy(a);

@@ -310,6 +310,10 @@ describe('ModelClient', () => {
     expect(sleep.mock.calls[0]?.[0]).toBe(delayMs);
     expect(delayMs).toBeGreaterThan(0);
     expect(delayMs).toBeLessThanOrEqual(10_000);
+    // Each attempt may be sent twice by the fetch (a kept-alive connection found closed), and a retry is a new request.
+    const keys = server.requests.map((request) => request.headers['idempotency-key']);
+    expect(keys).toEqual([expect.stringMatching(/^[0-9a-f-]{36}$/), expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+    expect(keys[0]).not.toBe(keys[1]);
   });
 
   it('honours retry-after-ms on a 429', async () => {

@@ -113,6 +113,53 @@ describe('createHttpFetch', () => {
     expect(server.connections).toBe(1);
   });
 
+  describe('a kept-alive connection the server closed as it was reused (the idle time-out race)', () => {
+    /** Answers the first request of each connection; a later one on it finds the connection closed, unanswered. */
+    const closingReused = (): Promise<TestServer> => {
+      const served = new WeakMap<Socket, number>();
+      return serve((req, res) => {
+        const count = (served.get(req.socket) ?? 0) + 1;
+        served.set(req.socket, count);
+        if (count === 1) res.end('ok');
+        else req.socket.destroy();
+      });
+    };
+
+    it('sends a request that may be sent twice (an Idempotency-Key, or an idempotent method) again on a new connection', async () => {
+      const server = await closingReused();
+      const httpFetch = createHttpFetch();
+      const post = (): Promise<Response> => httpFetch(server.url, { method: 'POST', headers: { 'Idempotency-Key': 'k1' }, body: 'x' });
+
+      expect(await (await post()).text()).toBe('ok');
+      expect(await (await post()).text()).toBe('ok');
+      expect(await (await httpFetch(server.url)).text()).toBe('ok');
+
+      // Each later request went out on the kept connection first, then on a new one.
+      expect(server.connections).toBe(3);
+      expect(server.requests.map((request) => request.method)).toEqual(['POST', 'POST', 'POST', 'GET', 'GET']);
+    });
+
+    it('does not send a POST without an Idempotency-Key again, and says why', async () => {
+      const server = await closingReused();
+      const httpFetch = createHttpFetch();
+      expect(await (await httpFetch(server.url, { method: 'POST', body: 'x' })).text()).toBe('ok');
+
+      const error = await httpFetch(server.url, { method: 'POST', body: 'y' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error).toMatchObject({
+        message: 'fetch failed',
+        cause: {
+          message: expect.stringMatching(/^the server closed the kept-alive connection before answering \(.+\); a POST without an Idempotency-Key header is not sent again/),
+        },
+      });
+      expect(server.requests.map((request) => request.body)).toEqual(['x', 'y']);
+    });
+  });
+
   it('returns an error status with its body', async () => {
     const server = await serve((_req, res) => {
       res.writeHead(429, { 'retry-after-ms': '10' });
