@@ -189,9 +189,6 @@ export class ApprovalGate implements Approver {
   readonly #options: ApprovalGateOptions;
   readonly #logger: Logger;
   readonly #parked = new Map<string, Parked>();
-  /** Makes this gate's keys unlike any other gate's, so one `inputRequests` can hold the approvals of several gates. */
-  readonly #keyPrefix = `approval-${randomBytes(4).toString('hex')}-`;
-  #count = 0;
   readonly #onParked = new Set<() => void>();
   /** Set once closed: why every approval is denied from then on. */
   #closedReason: string | undefined;
@@ -209,8 +206,9 @@ export class ApprovalGate implements Approver {
       });
     }
     if (this.#closedReason !== undefined) return Promise.resolve({ decision: 'denied', reason: this.#closedReason });
-    this.#count += 1;
-    const key = `${this.#keyPrefix}${this.#count}`;
+    // Random, not counted: unique across gates (one `inputRequests` holds the approvals of several),
+    // and an answer names exactly the approval its client was shown, never one raised since.
+    const key = randomBytes(16).toString('base64url');
     return new Promise<ApprovalDecision>((resolve) => {
       const timer = setTimeout(() => settle({ decision: 'denied', reason: `no answer to the approval request within ${this.#options.timeoutMs} ms` }), this.#options.timeoutMs);
       const onAbort = (): void => settle({ decision: 'abort', reason: 'the turn was interrupted while waiting for approval' });

@@ -1,9 +1,10 @@
 import type { CallToolResult, RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { TaskNotFoundError, type TaskView } from '../session/thread-tasks.js';
+import type { ApprovalDecision, Approver } from '../agent/approvals.js';
+import { TaskNotFoundError, type TaskView, type ThreadTasks } from '../session/thread-tasks.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { ApprovalGate } from './input-required.js';
+import { approvalElicitationParams, parseApprovalAnswer } from './elicitation-approver.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import type { TaskRuns } from './task-runs.js';
 import type { McpTool, TaskStart, ToolExtra } from './tools.js';
@@ -14,8 +15,9 @@ import type { McpTool, TaskStart, ToolExtra } from './tools.js';
  * and `codex-reply`, then polls `tasks/get` (the result comes inline once the turn ended), answers
  * approvals with `tasks/update`, stops the turn with `tasks/cancel`. The task is the same record
  * of its thread as a 2025 task (session/thread-tasks.ts), so any server process sharing the
- * threads reads it. The approvals a task's turn waits for are known only to the process running
- * it: there the task is `input_required` with them as `elicitation/create` input requests.
+ * threads reads it. The approvals a task's turn waits for are records of the task too: every
+ * process shows the task `input_required` with them as `elicitation/create` input requests, and
+ * takes the client's `tasks/update`, which reaches the process that asked (see thread-tasks.ts).
  */
 
 /** The extension's identifier, in capabilities. */
@@ -49,13 +51,40 @@ export interface ModernTasksOptions {
   logger?: Logger;
 }
 
+/** How a client that cannot show forms has every approval answered. */
+const NO_FORMS: ApprovalDecision = {
+  decision: 'denied',
+  reason: 'the MCP client cannot show approval requests (no form elicitation in its capabilities); use approval-policy "never" or a client with elicitation',
+};
+
+/**
+ * The approver of a task's turn: each approval is a task input (thread-tasks.ts) answered by a
+ * `tasks/update` on any process. Only a clear approval approves (parseApprovalAnswer); no answer
+ * by the deadline is a denial; it never rejects.
+ */
+export function taskInputApprover(tasks: ThreadTasks, taskId: string, timeoutMs: number, logger: Logger): Approver {
+  return {
+    request: async (request, signal) => {
+      let decision: ApprovalDecision;
+      try {
+        const outcome = await tasks.ask(taskId, { method: 'elicitation/create', params: approvalElicitationParams(request) }, { timeoutMs, signal });
+        if (outcome.kind === 'answered') decision = parseApprovalAnswer(outcome.response);
+        else if (outcome.kind === 'expired') decision = { decision: 'denied', reason: `no answer to the approval request within ${timeoutMs} ms` };
+        else decision = { decision: 'abort', reason: 'the turn was interrupted while waiting for approval' };
+      } catch (error) {
+        decision = { decision: 'denied', reason: `the approval request could not be recorded with its task: ${errorMessage(error)}` };
+      }
+      logger.info('approval answered', { kind: request.kind, environment: request.environmentId, decision: decision.decision, task: taskId });
+      return decision;
+    },
+  };
+}
+
 /** Serves the tasks extension: starts calls as tasks, and answers `tasks/get`, `tasks/update`, `tasks/cancel`. */
 export class ModernTasks {
   readonly #runs: TaskRuns;
   readonly #approvalTimeoutMs: number;
   readonly #logger: Logger;
-  /** The approvals of the tasks whose turns run here, by task id (dropped when the turn ends). */
-  readonly #gates = new Map<string, ApprovalGate>();
 
   constructor(options: ModernTasksOptions) {
     this.#runs = options.runs;
@@ -69,14 +98,15 @@ export class ModernTasks {
    * wait for `tasks/update`; a client that cannot show forms has them denied at once.
    */
   async call(startTask: NonNullable<McpTool['startTask']>, args: Record<string, unknown>, requestId: RequestId, canElicit: boolean): Promise<Record<string, unknown>> {
-    const gate = new ApprovalGate({ timeoutMs: this.#approvalTimeoutMs, canElicit, logger: this.#logger });
+    const noForms: Approver = { request: () => Promise.resolve(NO_FORMS) };
     const extra: ToolExtra = {
       requestId,
       // The turn belongs to its thread: only tasks/cancel stops it, never the request.
       signal: new AbortController().signal,
       // The extension sends no progress for tasks: the task's status message says what the turn does.
       sendNotification: () => Promise.resolve(),
-      approver: gate,
+      approver: noForms,
+      taskApprover: (taskId) => (canElicit ? taskInputApprover(this.#runs.tasks, taskId, this.#approvalTimeoutMs, this.#logger) : noForms),
     };
     let started: TaskStart;
     try {
@@ -86,12 +116,6 @@ export class ModernTasks {
       return { resultType: 'complete', ...errorResult(errorMessage(error)) };
     }
     if ('result' in started) return { resultType: 'complete', ...started.result };
-    const { taskId } = started.view;
-    this.#gates.set(taskId, gate);
-    void this.#runs.whenEnded(taskId).then(() => {
-      this.#gates.delete(taskId);
-      gate.close('the turn of this task ended');
-    });
     return { resultType: 'task', ...this.#task(started.view) };
   }
 
@@ -102,17 +126,22 @@ export class ModernTasks {
     return { resultType: 'complete', ...this.#task(view) };
   }
 
-  /** `tasks/update`: answers the task's waiting approvals (keys it is not waiting for are ignored, as the extension asks). */
+  /**
+   * `tasks/update`: records the answers to the task's waiting approvals, on whichever process the
+   * task's turn runs (keys it is not waiting for are ignored, as the extension asks). A task has no
+   * requestState to bind answers to: the keys are random, so an answer names exactly an approval
+   * the client was shown by tasks/get.
+   */
   async update(params: unknown): Promise<Record<string, unknown>> {
     const { taskId, inputResponses } = parseParams(UpdateParamsSchema, params, 'tasks/update');
-    const view = await this.#read(taskId, 'update');
-    const gate = this.#gates.get(taskId);
-    if (gate === undefined && view.state === 'working') {
-      this.#logger.info('tasks/update for a task whose turn runs in another server process: nothing waits here', { task: taskId });
+    let answered: string[];
+    try {
+      answered = await this.#runs.tasks.answer(taskId, inputResponses);
+    } catch (error) {
+      throw notFound(error, 'update');
     }
-    // A task has no requestState to bind answers to: an answer may name any approval waiting now,
-    // which are those tasks/get shows.
-    gate?.answer(inputResponses, gate.bindings());
+    const ignored = Object.keys(inputResponses).filter((key) => !answered.includes(key));
+    if (ignored.length > 0) this.#logger.info('tasks/update: ignored answers to keys the task does not wait for', { task: taskId, keys: ignored.slice(0, 10) });
     return { resultType: 'complete' };
   }
 
@@ -151,8 +180,7 @@ export class ModernTasks {
       pollIntervalMs: view.pollIntervalMs,
     };
     if (view.state === 'working') {
-      const inputRequests = this.#gates.get(view.taskId)?.inputRequests() ?? {};
-      if (Object.keys(inputRequests).length > 0) Object.assign(task, { status: 'input_required', inputRequests });
+      if (view.inputRequests !== undefined) Object.assign(task, { status: 'input_required', inputRequests: view.inputRequests });
       return task;
     }
     if (view.state === 'cancelled') return { ...task, status: 'cancelled' };

@@ -99,10 +99,11 @@ export class TaskRuns {
       request: async (request, signal) => {
         const id = await recorded.promise;
         if (id === undefined) return { decision: 'denied', reason: 'the task of this turn could not be recorded' };
+        const asker = extra.taskApprover?.(id) ?? inner;
         pending.push(request);
         if (pending.length === 1) await hooks.onStatus?.(id);
         try {
-          return await inner.request(request, signal);
+          return await asker.request(request, signal);
         } finally {
           pending.splice(pending.indexOf(request), 1);
           if (pending.length === 0) await hooks.onStatus?.(id);
@@ -134,17 +135,18 @@ export class TaskRuns {
     return { view };
   }
 
-  /** Resolves when the task's turn has ended here (at once when it does not run here). */
-  whenEnded(taskId: string): Promise<void> {
-    return this.#live.get(taskId)?.ended ?? Promise.resolve();
-  }
-
   /** What the task's turn is doing, or how it ended (see {@link taskStatusMessage}). */
   statusMessage(view: TaskView, answerHint: string): string {
     const where = `thread ${view.threadId}, turn ${view.turnId}`;
     if (view.state === 'working') {
       const live = this.#live.get(view.taskId);
-      if (live === undefined) return `${where}: running (in another server process, or it stopped without recording its end)`;
+      if (live === undefined) {
+        const waiting = Object.values(view.inputRequests ?? {});
+        const first = waiting[0]?.params.message;
+        if (typeof first !== 'string') return `${where}: running (in another server process)`;
+        const more = waiting.length > 1 ? ` (and ${waiting.length - 1} more)` : '';
+        return `${where}: waiting for approval${more} (in another server process): ${clipped(first, PREVIEW_CHARS)} ${answerHint}`;
+      }
       return taskStatusMessage(live.started, this.#progressOf?.(view.threadId, view.turnId), live.pending, answerHint);
     }
     if (view.state === 'cancelled') return `${where}: cancelled: ${view.cancelReason ?? 'by the client'}`;

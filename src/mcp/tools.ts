@@ -33,6 +33,11 @@ export interface ToolExtra {
   sendNotification(notification: ServerNotification): Promise<void>;
   /** Asks the user's approvals of this call; undefined: `elicitation/create` to the connected client (legacy era). */
   approver?: Approver;
+  /**
+   * For a call run as a task: the approver of its turn, given the task's id once recorded (the
+   * tasks extension asks through the task's records, see task-runs.ts); undefined: {@link approver}.
+   */
+  taskApprover?: (taskId: string) => Approver;
   /** Aborts, with a `clientCancellation` reason, when the client cancels the call; undefined: tracked by `CallCancellations` (legacy era). */
   cancelled?: AbortSignal;
 }

@@ -246,6 +246,41 @@ export const TaskCancelledRecordSchema = z.object({
 /** The client cancelled a task. */
 export type TaskCancelledRecord = z.infer<typeof TaskCancelledRecordSchema>;
 
+/** What a task input key looks like: random (base64url of 16 bytes), so an answer names exactly the input request it saw. */
+export const TASK_INPUT_KEY_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * A task's turn waits for the client's input (an approval): what it asks, as the input request a
+ * client is shown (`{method: "elicitation/create", params}`), under a random key, until
+ * `expiresAt` (then it is denied). It is pending until a `task_input_answer` names its key, the
+ * deadline passes, or the turn ends; any server process sharing the thread shows it and takes
+ * the answer (issue 16).
+ */
+export const TaskInputRecordSchema = z.object({
+  type: z.literal('task_input'),
+  at: Timestamp,
+  taskId: z.string().regex(TASK_ID_PATTERN),
+  key: z.string().regex(TASK_INPUT_KEY_PATTERN),
+  request: z.looseObject({ method: z.string(), params: z.record(z.string(), z.unknown()) }),
+  expiresAt: Timestamp,
+});
+/** A task's turn waits for the client's input. */
+export type TaskInputRecord = z.infer<typeof TaskInputRecordSchema>;
+
+/**
+ * The client's answer to a task input (`tasks/update`), as it sent it: the process that asks
+ * judges it (only a clear approval approves). Only the first answer to a key counts.
+ */
+export const TaskInputAnswerRecordSchema = z.object({
+  type: z.literal('task_input_answer'),
+  at: Timestamp,
+  taskId: z.string().regex(TASK_ID_PATTERN),
+  key: z.string().regex(TASK_INPUT_KEY_PATTERN),
+  response: z.unknown(),
+});
+/** The client's answer to a task input. */
+export type TaskInputAnswerRecord = z.infer<typeof TaskInputAnswerRecordSchema>;
+
 /** Any record after the header. */
 export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   TurnStartedRecordSchema,
@@ -257,6 +292,8 @@ export const ThreadBodyRecordSchema = z.discriminatedUnion('type', [
   CodexThreadRecordSchema,
   TaskRecordSchema,
   TaskCancelledRecordSchema,
+  TaskInputRecordSchema,
+  TaskInputAnswerRecordSchema,
 ]);
 /** Any record after the header. */
 export type ThreadBodyRecord = z.infer<typeof ThreadBodyRecordSchema>;
@@ -277,6 +314,8 @@ export const THREAD_BODY_RECORD_TYPES: readonly ThreadBodyRecord['type'][] = [
   'codex_thread',
   'task',
   'task_cancelled',
+  'task_input',
+  'task_input_answer',
 ];
 
 /** The minimum every line must be: an object with a string `type`, checked before the record schema. */

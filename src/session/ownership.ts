@@ -33,6 +33,13 @@ export interface ThreadOwnership {
    * thread this process lost (see {@link TurnStopRequest}); set once by the thread manager.
    */
   onInterrupt(handler: (threadId: string, request: TurnStopRequest) => void): void;
+  /**
+   * Tells the owner that has the thread that a client answered one of its turns' task inputs (the
+   * answer is in the thread's records): the wake-up travels as interrupt requests do.
+   */
+  announceAnswer(threadId: string): void | Promise<void>;
+  /** Who reads the answers when another process announced one (see {@link announceAnswer}) for a thread this process has; set once by the thread manager. */
+  onAnswer(handler: (threadId: string) => void): void;
   /** Gives back every thread this process has and stops watching for requests. */
   releaseAll(): void | Promise<void>;
 }
@@ -89,6 +96,11 @@ export class SoleOwnership implements ThreadOwnership {
   requestInterrupt(): void {}
 
   onInterrupt(): void {}
+
+  /** Nobody else has a thread: an answer is taken where it was given. */
+  announceAnswer(): void {}
+
+  onAnswer(): void {}
 
   releaseAll(): void {}
 }

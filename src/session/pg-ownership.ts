@@ -17,6 +17,9 @@ export const DEFAULT_LEASE_MS = 15_000;
 /** The channel on which a request to stop a turn is announced; payload {@link InterruptNoticeSchema}. */
 const INTERRUPT_CHANNEL = 'cmx_interrupt';
 
+/** The channel on which a client's answer to a task input is announced; payload: the thread id (the answer is in its records). */
+const ANSWER_CHANNEL = 'cmx_answer';
+
 /** The channel on which a thread given back is announced; payload: the thread id. */
 const RELEASED_CHANNEL = 'cmx_released';
 
@@ -104,6 +107,7 @@ export class PgOwnership implements ThreadOwnership {
   #heartbeatRunning = false;
   #lossTimer: NodeJS.Timeout | undefined;
   #onInterrupt: ((threadId: string, request: TurnStopRequest) => void) | undefined;
+  #onAnswer: ((threadId: string) => void) | undefined;
   #closed = false;
   /** This instance's clock minus the database's, measured at start. */
   readonly clockSkewMs: number;
@@ -134,7 +138,7 @@ export class PgOwnership implements ThreadOwnership {
     try {
       ownership.#listener = await PgListener.open({
         url: options.url,
-        channels: [INTERRUPT_CHANNEL, RELEASED_CHANNEL],
+        channels: [INTERRUPT_CHANNEL, RELEASED_CHANNEL, ANSWER_CHANNEL],
         logger,
         onNotification: (channel, payload) => ownership.#notified(channel, payload),
         onReconnect: () => ownership.#afterReconnect(),
@@ -276,6 +280,21 @@ export class PgOwnership implements ThreadOwnership {
     this.#onInterrupt = handler;
   }
 
+  /**
+   * Tells the instance that has the thread that a client answered a task input of it: a notice on
+   * {@link ANSWER_CHANNEL}. Nothing is kept besides: the answer is in the thread's records, and an
+   * owner whose listener was reconnecting reads them again once back.
+   */
+  async announceAnswer(threadId: string): Promise<void> {
+    this.#checkOpen();
+    await this.#query('SELECT pg_notify($1, $2)', [ANSWER_CHANNEL, threadId], 'announce an answer to another instance');
+  }
+
+  /** Sets who reads the answers another instance announced. */
+  onAnswer(handler: (threadId: string) => void): void {
+    this.#onAnswer = handler;
+  }
+
   /** Gives back every thread this instance has, stops the heartbeat and ends the listener. Idempotent. */
   async releaseAll(): Promise<void> {
     if (this.#closed) return;
@@ -400,6 +419,10 @@ export class PgOwnership implements ThreadOwnership {
       this.#wake(payload);
       return;
     }
+    if (channel === ANSWER_CHANNEL) {
+      if (this.#held.has(payload)) this.#onAnswer?.(payload);
+      return;
+    }
     const notice = parseJsonAs(InterruptNoticeSchema, payload).value;
     if (notice === undefined) {
       this.#logger.warn('ignoring a malformed interrupt notice', { payload: payload.slice(0, 200) });
@@ -412,6 +435,7 @@ export class PgOwnership implements ThreadOwnership {
   #afterReconnect(): void {
     for (const threadId of this.#waiters.keys()) this.#wake(threadId);
     if (this.#held.size > 0) void this.#takeRequests([...this.#held.keys()]);
+    for (const threadId of this.#held.keys()) this.#onAnswer?.(threadId);
   }
 
   /** Takes the kept requests to stop turns of these threads (each is taken once) and hands them to the handler. */

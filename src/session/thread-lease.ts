@@ -22,7 +22,10 @@ const TAKEOVER_RETRY_MS = 5;
 /** How an interrupt request file is named: `<threadId>.interrupt`. */
 const INTERRUPT_SUFFIX = '.interrupt';
 
-/** How often a lease holder looks for interrupt requests besides watching for them. */
+/** How an answer notice is named: `<threadId>.answer` (a client answered a task input of the thread; the answer is in its records). */
+const ANSWER_SUFFIX = '.answer';
+
+/** How often a lease holder looks for interrupt requests and answer notices besides watching for them. */
 const INTERRUPT_POLL_MS = 1_000;
 
 /** How often a wait for another process's turn looks at the thread's lease besides watching it. */
@@ -110,6 +113,7 @@ export class ThreadLeases implements ThreadOwnership {
   readonly #held = new Set<string>();
   #dirReady = false;
   #onInterrupt: ((threadId: string, request: InterruptRequest) => void) | undefined;
+  #onAnswer: ((threadId: string) => void) | undefined;
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
 
@@ -248,6 +252,21 @@ export class ThreadLeases implements ThreadOwnership {
     if (this.#dirReady) this.#watch();
   }
 
+  /** Sets who reads the answers another process announced (see {@link ThreadLeases.announceAnswer}); watching starts with the next lease taken. */
+  onAnswer(handler: (threadId: string) => void): void {
+    this.#onAnswer = handler;
+    if (this.#dirReady) this.#watch();
+  }
+
+  /**
+   * Tells the process holding the thread's lease that a client answered a task input of the
+   * thread: a notice file it watches (as for interrupt requests), removed once seen. Notices of
+   * several answers may fold into one: the holder reads every answer in the records.
+   */
+  announceAnswer(threadId: string): void {
+    this.#writeNotice(this.#pathOf(threadId, ANSWER_SUFFIX), threadId, new Date().toISOString());
+  }
+
   /** Gives back every lease this process holds and stops watching for interrupt requests. */
   releaseAll(): void {
     for (const threadId of [...this.#held]) this.release(threadId);
@@ -262,9 +281,13 @@ export class ThreadLeases implements ThreadOwnership {
    * watches (written whole, then renamed into place). Its holder removes it once seen.
    */
   requestInterrupt(threadId: string, request: InterruptRequest): void {
-    const path = this.#pathOf(threadId, INTERRUPT_SUFFIX);
+    this.#writeNotice(this.#pathOf(threadId, INTERRUPT_SUFFIX), threadId, JSON.stringify(request));
+  }
+
+  /** Writes a request or notice file whole, then renames it into place (its reader never sees half of it). */
+  #writeNotice(path: string, threadId: string, text: string): void {
     const draft = join(this.#dir, `.${threadId}.${randomUUID()}.tmp`);
-    writeFileSync(draft, JSON.stringify(request), { mode: 0o600 });
+    writeFileSync(draft, text, { mode: 0o600 });
     try {
       renameSync(draft, path);
     } catch (error) {
@@ -279,16 +302,23 @@ export class ThreadLeases implements ThreadOwnership {
    * or never come (a folder shared over NFS, where the requester may be another host).
    */
   #watch(): void {
-    const onInterrupt = this.#onInterrupt;
-    if (onInterrupt === undefined || this.#watcher !== undefined) return;
+    if ((this.#onInterrupt === undefined && this.#onAnswer === undefined) || this.#watcher !== undefined) return;
     this.#poll ??= setInterval(() => {
-      for (const threadId of this.#held) this.#takeInterrupt(threadId, onInterrupt);
+      for (const threadId of this.#held) {
+        this.#takeInterrupt(threadId);
+        this.#takeAnswer(threadId);
+      }
     }, INTERRUPT_POLL_MS).unref();
     try {
       this.#watcher = watch(this.#dir, (_event, name) => {
-        if (name === null || !name.endsWith(INTERRUPT_SUFFIX)) return;
-        const threadId = name.slice(0, -INTERRUPT_SUFFIX.length);
-        if (this.#held.has(threadId)) this.#takeInterrupt(threadId, onInterrupt);
+        if (name === null) return;
+        if (name.endsWith(INTERRUPT_SUFFIX)) {
+          const threadId = name.slice(0, -INTERRUPT_SUFFIX.length);
+          if (this.#held.has(threadId)) this.#takeInterrupt(threadId);
+        } else if (name.endsWith(ANSWER_SUFFIX)) {
+          const threadId = name.slice(0, -ANSWER_SUFFIX.length);
+          if (this.#held.has(threadId)) this.#takeAnswer(threadId);
+        }
       });
       // Watching must not keep the process alive, and a watcher error only ends watching.
       this.#watcher.unref();
@@ -301,7 +331,18 @@ export class ThreadLeases implements ThreadOwnership {
     }
   }
 
-  #takeInterrupt(threadId: string, onInterrupt: (threadId: string, request: InterruptRequest) => void): void {
+  /** Takes the thread's answer notice, if any, and hands the thread to whoever reads answers. */
+  #takeAnswer(threadId: string): void {
+    const path = this.#pathOf(threadId, ANSWER_SUFFIX);
+    // Looked for as often as interrupt requests, and as rarely there (see #takeInterrupt).
+    if (!existsSync(path)) return;
+    removeQuietly(path);
+    this.#onAnswer?.(threadId);
+  }
+
+  #takeInterrupt(threadId: string): void {
+    const onInterrupt = this.#onInterrupt;
+    if (onInterrupt === undefined) return;
     const path = this.#pathOf(threadId, INTERRUPT_SUFFIX);
     // Asked for every held thread every INTERRUPT_POLL_MS, and almost always absent: existsSync
     // answers without building the ENOENT error a failed read throws (tens of microseconds each).

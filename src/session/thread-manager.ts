@@ -140,6 +140,12 @@ export class ThreadManager {
         turn.interrupt.abort(new LocalError(LocalErrorCode.Aborted, request.reason));
       }
     });
+    this.#ownership.onAnswer((threadId) => {
+      this.tasks.collectAnswers(threadId).catch((error: unknown) => {
+        // Unread, the answer is as good as none: the input is denied at its deadline.
+        this.#logger.warn('cannot read the answers to task inputs', { thread: threadId, error: errorMessage(error) });
+      });
+    });
   }
 
   /** Starts a thread and runs its first turn. Invalid settings fail (from the stream) before any model call. */
@@ -427,6 +433,16 @@ export class ThreadManager {
     if (thread.live.some((turn) => turn.turnId === turnId)) return { state: 'live' };
     const turn = thread.finished.find((finished) => finished.turnId === turnId);
     return turn === undefined ? undefined : { state: 'finished', turn };
+  }
+
+  /** Whether another live owner has the thread (for tasks, see thread-tasks.ts). */
+  async heldElsewhere(threadId: string): Promise<boolean> {
+    return (await this.#ownership.holderElsewhere(threadId)) !== undefined;
+  }
+
+  /** Wakes the owner of the thread to read an answer to a task input (for tasks, see thread-tasks.ts). */
+  async announceAnswer(threadId: string): Promise<void> {
+    await this.#ownership.announceAnswer(threadId);
   }
 
   /** The progress of a live turn of a loaded thread; undefined once it finished. */

@@ -2,9 +2,12 @@
 // JSON-RPC lines against our built server (the SDK v2 client 2.4.0 refuses a `resultType: "task"`
 // answer, so it cannot drive this): a call becomes a task, tasks/get follows it to its result,
 // approvals are input requests answered with tasks/update, tasks/cancel interrupts the turn, and a
-// second server process on the same threads reads the task; and, for a client without the
+// second server process on the same threads reads the task, shows its approvals and takes their
+// answers (tasks/update there reaches the process that asked), and reads a task whose process was
+// killed as interrupted; and, for a client without the
 // extension, an approval nobody brings back is denied in time. Turns are held with gates, never sleeps.
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setUpMcpWorld, storedRecords, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
 import { networkEnv } from '../helpers/network.js';
@@ -181,6 +184,72 @@ describe('the tasks extension of the modern MCP era', () => {
     release.open();
     const done = await until(b, taskId, 'completed');
     expect(done.result).toMatchObject({ structuredContent: { content: 'made in A' } });
+  });
+
+  it('shows a task’s approval on another process sharing the threads; tasks/update there answers it and the command runs where the turn does', async () => {
+    const a = start();
+    const b = start();
+    steps.push(exec('touch from-b.txt', {}, 'call-touch'), say('approved from B'));
+    const taskId = String((await call(a, 'codex', { prompt: 'ask first', cwd: world.work.path, 'approval-policy': 'untrusted' })).taskId);
+    const onB = await until(b, taskId, 'input_required');
+    const inputRequests = isRecord(onB.inputRequests) ? onB.inputRequests : {};
+    const [key] = Object.keys(inputRequests);
+    expect(key).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(inputRequests[key!]).toMatchObject({ method: 'elicitation/create', params: { mode: 'form', message: expect.stringContaining('touch from-b.txt') } });
+    expect(onB.statusMessage).toEqual(expect.stringContaining('waiting for approval (in another server process)'));
+    expect((await getTask(a, taskId)).inputRequests).toEqual(onB.inputRequests);
+
+    await b.request('tasks/update', { taskId, inputResponses: { [key!]: { action: 'accept', content: { decision: 'approve' } } } });
+    const done = await until(b, taskId, 'completed');
+    expect(done.result).toMatchObject({ structuredContent: { content: 'approved from B' } });
+    expect(existsSync(join(world.work.path, 'from-b.txt'))).toBe(true);
+  });
+
+  it('takes a garbled or declined answer given on another process as a denial: the commands do not run', async () => {
+    const a = start();
+    const b = start();
+    steps.push(exec('touch garbled.txt', {}, 'call-1'), exec('touch declined.txt', {}, 'call-2'), say('gave up'));
+    const taskId = String((await call(a, 'codex', { prompt: 'ask twice', cwd: world.work.path, 'approval-policy': 'untrusted' })).taskId);
+    const answers = [{ action: 'accept', content: { decision: 'approve', extra: 1 } }, { action: 'decline' }];
+    const seen: string[] = [];
+    for (const answer of answers) {
+      let key: string | undefined;
+      await waitFor(
+        async () => {
+          const task = await getTask(b, taskId);
+          key = Object.keys(isRecord(task.inputRequests) ? task.inputRequests : {}).find((k) => !seen.includes(k));
+          return key !== undefined;
+        },
+        'the next approval on B',
+        60_000,
+      );
+      seen.push(key!);
+      await b.request('tasks/update', { taskId, inputResponses: { [key!]: answer } });
+    }
+    const done = await until(a, taskId, 'completed');
+    expect(done.result).toMatchObject({ structuredContent: { content: 'gave up' } });
+    expect(JSON.stringify(world.model.requests[1]?.body)).toContain('not a clear choice');
+    expect(JSON.stringify(world.model.requests[2]?.body)).toContain('the user declined');
+    expect(existsSync(join(world.work.path, 'garbled.txt'))).toBe(false);
+    expect(existsSync(join(world.work.path, 'declined.txt'))).toBe(false);
+  });
+
+  it('reads a task whose server process was killed (SIGKILL) mid-turn as ended from another process, without loading its thread', async () => {
+    const a = start();
+    const b = start();
+    const release = heldGate();
+    steps.push(hold(release.promise, say('never said')));
+    const taskId = String((await call(a, 'codex', { prompt: 'then die', cwd: world.work.path })).taskId);
+    await world.model.waitForRequests(1);
+    const working = await getTask(b, taskId);
+    expect(working.status).toBe('working');
+    // The process that runs the turn (the worker behind the relay) is the one holding the thread's lease.
+    const threadId = /^thread (\S+),/.exec(String(working.statusMessage))?.[1] ?? '';
+    const lease = JSON.parse(await readFile(join(world.home.path, 'multienv', 'threads', `${threadId}.lease`), 'utf8')) as { pid: number };
+    process.kill(lease.pid, 'SIGKILL');
+    const ended = await until(b, taskId, 'completed');
+    expect(ended).toMatchObject({ status: 'completed', result: { isError: true, content: [{ type: 'text', text: expect.stringContaining('The turn was interrupted') }] } });
+    expect(ended.statusMessage).toEqual(expect.stringContaining('interrupted: the server stopped during this turn'));
   });
 
   it('without the extension: an approval raised after the call was answered, with no call on the thread to bring it back, is denied in time', async () => {
