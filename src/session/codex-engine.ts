@@ -144,7 +144,7 @@ class CodexThread implements EngineThread {
   async #ensureThread(session: AppServerSession, turn: EngineTurn): Promise<{ id: string; recorded: Promise<void> }> {
     const config = this.#init.config;
     const settings = this.#init.settings;
-    const overrides = codexConfigOverrides(config.configOverrides, settings.selfReferencingMcpServers ?? []);
+    const overrides = codexConfigOverrides(settings.profileValues ?? {}, config.configOverrides, settings.selfReferencingMcpServers ?? []);
     if (this.#codexThreadId === undefined) {
       const started = await session.request(ThreadStartMethod, {
         cwd: config.cwd,
@@ -183,11 +183,13 @@ class CodexThread implements EngineThread {
 }
 
 /**
- * The thread's `config` argument for Codex, plus what keeps Codex from starting this server as
- * one of its MCP servers: the entries that launch it are disabled in Codex's thread.
+ * The thread's configuration for Codex over what Codex reads itself (config.toml, the server's
+ * `-c`): the applied profile's keys (Codex 0.169 no longer reads `[profiles.NAME]` tables), then
+ * the thread's `config` argument, plus what keeps Codex from starting this server as one of its
+ * MCP servers: the entries that launch it are disabled in Codex's thread.
  */
-function codexConfigOverrides(overrides: Record<string, unknown>, selfReferences: readonly string[]): Record<string, unknown> {
-  const result: Record<string, unknown> = { ...overrides };
+function codexConfigOverrides(profile: Readonly<Record<string, unknown>>, overrides: Record<string, unknown>, selfReferences: readonly string[]): Record<string, unknown> {
+  const result: Record<string, unknown> = { ...profile, ...overrides };
   for (const name of selfReferences) result[`mcp_servers.${name}.enabled`] = false;
   return result;
 }
