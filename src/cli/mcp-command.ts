@@ -26,6 +26,7 @@ import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
+import { appServerEnvironment, prepareCodexHomeOverlay } from './codex-home-overlay.js';
 import { appServerCommand, chooseEngine, codexOverrideArgs, findCodexBinary, type CodexBinary } from './codex-engine.js';
 import { loadRegistry } from './environments-command.js';
 import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
@@ -354,7 +355,11 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     codexBinary === undefined
       ? undefined
       : new CodexAppServer({
-          command: appServerCommand(codexBinary, env, codexOverrideArgs(values.config ?? [])),
+          // Codex's own home but for environments.toml: it reaches only the environments we hand it.
+          command: appServerCommand(codexBinary, appServerEnvironment(env, home), codexOverrideArgs(values.config ?? [])),
+          beforeStart: async () => {
+            await prepareCodexHomeOverlay(home, logger.child('codex'));
+          },
           clientVersion: PACKAGE_VERSION,
           logger: logger.child('codex'),
         });

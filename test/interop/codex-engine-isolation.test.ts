@@ -1,10 +1,9 @@
 // The codex engine keeps Codex's app-server to the environments we hand it: Codex would read
 // environments.toml in CODEX_HOME (the same file as ours) and reach its entries itself, behind our
-// back (our relay, our token and CA settings, our lazy connection); it must not. Not done yet:
-// Codex 0.169 reads `$CODEX_HOME/environments.toml` with no setting or variable to point it
-// elsewhere, and connects to its websocket entries when the app-server starts (this test sees the
-// connection). Marked `failing` until the app-server gets a CODEX_HOME without that file.
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+// back (our relay, our token and CA settings, our lazy connection); it must not. Codex 0.169
+// reads `$CODEX_HOME/environments.toml` with no setting to point it elsewhere, and connects to its
+// websocket entries as soon as the app-server starts: its CODEX_HOME is an overlay without it.
+import { appendFile, lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { type FakeStep } from '../../tools/fake-responses-server.js';
@@ -42,7 +41,7 @@ describe("the codex engine's app-server does not read our environments.toml", ()
     await new Promise<void>((resolve) => listener.close(() => resolve()));
   });
 
-  it.failing('never connects to a websocket environment listed there, nor runs a stdio one, when the turn uses only local', async () => {
+  it('never connects to a websocket environment listed there, nor runs a stdio one, and keeps its state in the real home', async () => {
     const address = listener.address();
     if (address === null || typeof address === 'string') throw new Error('no port');
     const spawnLog = join(world.work.path, 'spawned.log');
@@ -63,6 +62,18 @@ describe("the codex engine's app-server does not read our environments.toml", ()
     const threadId = (first.structuredContent as { threadId: string }).threadId;
     const second = await mcp.call('codex-reply', { threadId, prompt: 'more' });
     expect(second.structuredContent).toMatchObject({ content: 'again' });
+    await mcp.close();
+    mcp = await startMcp(world.home.path);
+    steps.push(say('restarted'));
+    const third = await mcp.call('codex-reply', { threadId, prompt: 'after restart' });
+    expect(third.structuredContent).toMatchObject({ content: 'restarted' });
+    // Codex's state is in the real home (its rollouts where the user's own Codex finds them); its home is links to it.
+    expect((await lstat(join(world.home.path, 'sessions'))).isDirectory()).toBe(true);
+    expect(await readdir(join(world.home.path, 'sessions'), { recursive: true })).toEqual(expect.arrayContaining([expect.stringMatching(/rollout-.*\.jsonl$/)]));
+    const overlay = join(world.home.path, 'multienv', 'codex-home');
+    const entries = await readdir(overlay);
+    expect(entries).not.toContain('environments.toml');
+    for (const name of entries) expect((await lstat(join(overlay, name))).isSymbolicLink()).toBe(true);
     await appendFile(spawnLog, '');
     const spawned = await readFile(spawnLog, 'utf8');
     expect(connections).toBe(0);
