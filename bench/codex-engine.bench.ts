@@ -9,7 +9,8 @@
  * runs `true` through `exec_command` once; its cost is the tool turn less the text turn. Then
  * memory with {@link THREADS} Codex-engine threads: resident sizes of our server and of the
  * app-server. Prints, never asserts. Usage: `npm run bench -- codex-engine` (builds first);
- * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments, BENCH_SERVER_NODE_OPTIONS sets their NODE_OPTIONS.
+ * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments, BENCH_SERVER_NODE_OPTIONS sets their NODE_OPTIONS;
+ * BENCH_BASE_CLI (another build's `dist/cli/main.js`) adds the series `codex-base`, that build on the codex engine, for A/B figures in one run.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -36,6 +37,8 @@ const THREADS_DIR = process.env.BENCH_THREADS_DIR;
 const SERVER_ARGS = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg.length > 0) ?? [];
 /** `NODE_OPTIONS` of our servers, e.g. `--import=$PWD/bench/cpu-profile-hook.mjs` (with CPU_PROFILE_DIR) to profile them. */
 const SERVER_NODE_OPTIONS = process.env.BENCH_SERVER_NODE_OPTIONS;
+/** Another build of our server, compared side by side on the codex engine (series `codex-base`). */
+const BASE_CLI = process.env.BENCH_BASE_CLI;
 /** The Codex CLI of the pinned package (a Node launcher of the native binary). */
 const CODEX_JS = `${REPO_ROOT}/node_modules/@openai/codex/bin/codex.js`;
 /** Runs {@link CODEX_JS} and logs how long each turn took inside the app-server. */
@@ -194,12 +197,12 @@ async function openDirect(codexHome: string, work: string): Promise<Driver> {
 // Our server.
 
 /** Our server; with `timingLog`, its Codex is the timing wrapper, which logs each turn's time inside the app-server there. */
-async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog?: string): Promise<{ client: Client; pid: number }> {
+async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog?: string, cli = CLI): Promise<{ client: Client; pid: number }> {
   const wrapper = timingLog === undefined ? [] : ['-c', `multienv.codex_path=${JSON.stringify(TIMING_WRAPPER)}`];
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [
-      CLI,
+      cli,
       ...SERVER_ARGS,
       '-c',
       `multienv.engine="${engine}"`,
@@ -225,8 +228,8 @@ async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog
 
 const turnArgs = (work: string) => ({ cwd: work, sandbox: 'danger-full-access', 'approval-policy': 'never', environments: [{ id: 'local', cwd: work }] });
 
-async function openOurs(codexHome: string, work: string, engine: 'codex' | 'builtin', timingLog?: string): Promise<Driver> {
-  const { client } = await connect(codexHome, engine, timingLog);
+async function openOurs(codexHome: string, work: string, engine: 'codex' | 'builtin', timingLog?: string, cli = CLI): Promise<Driver> {
+  const { client } = await connect(codexHome, engine, timingLog, cli);
   const first = await client.callTool({ name: 'codex', arguments: { prompt: 'start', ...turnArgs(work) } });
   const threadId = (first.structuredContent as { threadId: string }).threadId;
   return {
@@ -285,9 +288,11 @@ const work = await tempDir('cmx-bench-codex-engine-');
 try {
   process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns, the series interleaved; fake model answers at once\n`);
   const timingLog = join(work.path, 'codex-turns.log');
+  const baseTimingLog = join(work.path, 'codex-base-turns.log');
   const drivers: Record<string, Driver> = {
     direct: await openDirect(home.path, work.path),
     codex: await openOurs(home.path, work.path, 'codex', timingLog),
+    ...(BASE_CLI === undefined ? {} : { 'codex-base': await openOurs(home.path, work.path, 'codex', baseTimingLog, BASE_CLI) }),
     builtin: await openOurs(home.path, work.path, 'builtin'),
   };
   let all: Record<string, Record<Kind, number[]>>;
@@ -300,20 +305,22 @@ try {
     ['series', 'text turn p50 ms', 'tool turn p50 ms', 'per tool call ms'],
     Object.entries(all).map(([name, times]) => [name, fmt(median(times.text)), fmt(median(times.tool)), fmt(median(times.tool) - median(times.text))]),
   );
-  const paired = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
-  process.stdout.write(
-    `\nours (codex engine) over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
-  );
-  // The wrapper logged every turn of the codex series in order; the timed ones are the last, a text and a tool turn a round.
-  const inside = (await readFile(timingLog, 'utf8'))
-    .trim()
-    .split('\n')
-    .map(Number)
-    .slice(-2 * TURNS);
-  const added = (kind: Kind): number[] => (all.codex?.[kind] ?? []).map((time, i) => time - (inside[2 * i + (kind === 'text' ? 0 : 1)] ?? Number.NaN));
-  process.stdout.write(
-    `ours (codex engine) around Codex's own turn time (turn/start in → turn/completed out at the app-server's stdio), median: ${fmt(median(added('text')))} ms per text turn, ${fmt(median(added('tool')))} ms per tool turn (p95 ${fmt(percentile(added('text'), 95))} / ${fmt(percentile(added('tool'), 95))}; MCP hop and the timing wrapper's pipe hop included)\n`,
-  );
+  for (const [series, log] of [['codex', timingLog], ...(BASE_CLI === undefined ? [] : [['codex-base', baseTimingLog]])] as const) {
+    const paired = (kind: Kind): number[] => (all[series]?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
+    process.stdout.write(
+      `\n${series} over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
+    );
+    // The wrapper logged every turn of the series in order; the timed ones are the last, a text and a tool turn a round.
+    const inside = (await readFile(log, 'utf8'))
+      .trim()
+      .split('\n')
+      .map(Number)
+      .slice(-2 * TURNS);
+    const added = (kind: Kind): number[] => (all[series]?.[kind] ?? []).map((time, i) => time - (inside[2 * i + (kind === 'text' ? 0 : 1)] ?? Number.NaN));
+    process.stdout.write(
+      `${series} around Codex's own turn time (turn/start in → turn/completed out at the app-server's stdio), median: ${fmt(median(added('text')))} ms per text turn, ${fmt(median(added('tool')))} ms per tool turn (p95 ${fmt(percentile(added('text'), 95))} / ${fmt(percentile(added('tool'), 95))}; MCP hop and the timing wrapper's pipe hop included)\n`,
+    );
+  }
   printRawFigures(Object.entries(all).flatMap(([name, times]) => [rawRow(`${name} text`, times.text), rawRow(`${name} tool`, times.tool)]));
   process.stdout.write(`\nmemory with ${THREADS} threads (resident MiB)\n`);
   const rows: string[][] = [];

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { ChildCommand } from '../transport/child.js';
 import type { ThreadEngine } from '../protocol/thread.js';
+import { parseOverride } from '../config/overrides.js';
 import { resolveCommand } from './self-reference.js';
 
 /** The Codex binary found, and where it came from (for messages and `doctor`). */
@@ -34,9 +35,30 @@ export function findCodexBinary(codexPath: string | undefined, env: NodeJS.Proce
   }
 }
 
-/** How to start `codex app-server` with `binary` (the package's CLI is a Node script, run with this Node). */
-export function appServerCommand(binary: CodexBinary, env: NodeJS.ProcessEnv): ChildCommand {
-  const args = ['app-server', '--listen', 'stdio://'];
+/**
+ * The server's own configuration choices that mean something to Codex, as `-c` arguments of its
+ * app-server: every `-c` override given to this server but the `multienv.*` ones (ours alone), in
+ * their order and as written (Codex parses them as it parses its own `-c`, relative paths against
+ * the same working directory). config.toml needs no passing: Codex reads the same file. The
+ * profile (`--profile`, the `profile` key or argument) goes with each thread instead (see the
+ * Codex engine), for Codex 0.169 refuses our kind of profile on its command line.
+ * @throws LocalError `INVALID_CONFIG` for an override that does not parse (as at start-up).
+ */
+export function codexOverrideArgs(overrides: readonly string[]): string[] {
+  const args: string[] = [];
+  for (const override of overrides) if (parseOverride(override).path[0] !== MULTIENV_TABLE) args.push('-c', override);
+  return args;
+}
+
+/** The config table only this server reads. */
+const MULTIENV_TABLE = 'multienv';
+
+/**
+ * How to start `codex app-server` with `binary` (the package's CLI is a Node script, run with this
+ * Node); `overrides` are its `-c` arguments (see {@link codexOverrideArgs}).
+ */
+export function appServerCommand(binary: CodexBinary, env: NodeJS.ProcessEnv, overrides: readonly string[] = []): ChildCommand {
+  const args = ['app-server', '--listen', 'stdio://', ...overrides];
   return binary.path.endsWith('.js') ? { program: process.execPath, args: [binary.path, ...args], env } : { program: binary.path, args, env };
 }
 

@@ -26,7 +26,8 @@ import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
-import { appServerCommand, chooseEngine, findCodexBinary, type CodexBinary } from './codex-engine.js';
+import { appServerEnvironment, prepareCodexHomeOverlay } from './codex-home-overlay.js';
+import { appServerCommand, chooseEngine, codexOverrideArgs, findCodexBinary, type CodexBinary } from './codex-engine.js';
 import { loadRegistry } from './environments-command.js';
 import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
@@ -56,7 +57,7 @@ function settingsResolver(options: {
   codexBinary: CodexBinary | undefined;
 }) {
   return (call: CallSettings): ResolvedThreadSettings => {
-    const { config, warnings } = resolveConfig({
+    const { config, warnings, profileValues } = resolveConfig({
       layers: [...options.baseLayers, dottedObjectLayer('config argument', call.configOverrides)],
       profile: call.profile,
       codexHome: options.home,
@@ -76,7 +77,12 @@ function settingsResolver(options: {
     for (const warning of mcp.warnings) options.logger.warn(warning);
     const mcpServers = options.skipSelf(mcp.servers);
     const selfReferencingMcpServers = mcp.servers.filter((server) => !mcpServers.includes(server)).map((server) => server.name);
-    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch, options.codexBinary), mcpServers, selfReferencingMcpServers };
+    return {
+      ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch, options.codexBinary),
+      mcpServers,
+      selfReferencingMcpServers,
+      ...(profileValues === undefined ? {} : { profileValues }),
+    };
   };
 }
 
@@ -346,7 +352,17 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
   // Started by the first Codex-engine turn, not before: most servers never need it.
   const appServer =
-    codexBinary === undefined ? undefined : new CodexAppServer({ command: appServerCommand(codexBinary, env), clientVersion: PACKAGE_VERSION, logger: logger.child('codex') });
+    codexBinary === undefined
+      ? undefined
+      : new CodexAppServer({
+          // Codex's own home but for environments.toml: it reaches only the environments we hand it.
+          command: appServerCommand(codexBinary, appServerEnvironment(env, home), codexOverrideArgs(values.config ?? [])),
+          beforeStart: async () => {
+            await prepareCodexHomeOverlay(home, logger.child('codex'));
+          },
+          clientVersion: PACKAGE_VERSION,
+          logger: logger.child('codex'),
+        });
   // How the app-server reaches our environments; listens only once a Codex turn selects one.
   const relay = new LoopbackRelay({ registry, logger: logger.child('relay') });
   let timezone: string | undefined;

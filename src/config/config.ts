@@ -152,6 +152,8 @@ export interface ResolvedConfig {
   config: EffectiveConfig;
   /** One line per unknown key: `<source>: unknown config key \`a.b\` ignored`. */
   warnings: string[];
+  /** The keys the applied `[profiles.NAME]` table sets, as written there (undefined without a profile). */
+  profileValues: Record<string, unknown> | undefined;
 }
 
 /** The unknown keys of a layer: a profile holds top-level keys; `experimental_*` ones are Codex's. */
@@ -185,6 +187,7 @@ export function resolveConfig(options: ResolveConfigOptions): ResolvedConfig {
 
   const selection = checkValue(ProfileSelectionSchema, merged, { locate });
   const profile = options.profile ?? selection.profile;
+  let profileValues: Record<string, unknown> | undefined;
   if (profile !== undefined) {
     const table = selection.profiles !== undefined && Object.hasOwn(selection.profiles, profile) ? selection.profiles[profile] : undefined;
     if (table === undefined) {
@@ -197,6 +200,7 @@ export function resolveConfig(options: ResolveConfigOptions): ResolvedConfig {
     }
     const overlay: Table = {};
     for (const [key, value] of Object.entries(table)) if (key !== 'profile' && key !== 'profiles') setOwn(overlay, key, value);
+    profileValues = overlay;
     mergeWithOrigins(merged, overlay, [], provenance, (key) => {
       const full = ['profiles', profile, ...key];
       return { source: provenance.find(full)?.origin.source ?? 'config', key: full };
@@ -207,5 +211,5 @@ export function resolveConfig(options: ResolveConfigOptions): ResolvedConfig {
   for (const configLayer of options.overrides ?? []) mergeLayer(merged, configLayer, provenance);
 
   const warnings = [...options.layers, ...(options.overrides ?? [])].flatMap(unknownKeyWarnings);
-  return { config: checkValue(ConfigTomlSchema, merged, { locate }), warnings };
+  return { config: checkValue(ConfigTomlSchema, merged, { locate }), warnings, profileValues };
 }

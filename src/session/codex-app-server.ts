@@ -38,6 +38,8 @@ const APP_SERVER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export interface CodexAppServerOptions {
   /** How to start `codex app-server` (its program, arguments and complete environment). */
   command: ChildCommand;
+  /** Runs before each start of the app-server, which waits for it (the CLI brings Codex's home overlay up to date). @default none */
+  beforeStart?: () => Promise<void>;
   /** `clientInfo.version` sent in `initialize`. */
   clientVersion: string;
   logger: Logger;
@@ -134,6 +136,11 @@ export class CodexAppServer {
 
   async #start(): Promise<RunningAppServer> {
     const { command, logger } = this.#options;
+    try {
+      await this.#options.beforeStart?.();
+    } catch (error) {
+      throw new LocalError(LocalErrorCode.ProcessFailed, `could not prepare the Codex app-server's start: ${errorMessage(error)}`, { cause: error });
+    }
     const transport: ChildTransport = await spawnChildTransport(command, { logger, maxMessageBytes: APP_SERVER_MAX_MESSAGE_BYTES });
     const rpc = new RpcConnection(transport, { logger, maxMessageBytes: APP_SERVER_MAX_MESSAGE_BYTES });
     this.#route(rpc);

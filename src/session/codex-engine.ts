@@ -86,7 +86,7 @@ class CodexThread implements EngineThread {
   async #run(turn: EngineTurn, events: Channel<EngineEvent>): Promise<EngineTurnResult> {
     const session = await this.#options.appServer.session();
     await this.#registerEnvironments(session, turn.environments);
-    const codexThreadId = await this.#ensureThread(session, turn);
+    const { id: codexThreadId, recorded } = await this.#ensureThread(session, turn);
     const turnState = new CodexTurn(this.#init.threadId, turn, events, this.#options.logger);
     const stopListening = this.#options.appServer.listen(codexThreadId, turnState);
     try {
@@ -97,6 +97,11 @@ class CodexThread implements EngineThread {
         environments: turn.environments.map((entry) => ({ environmentId: entry.id, cwd: entry.cwd })),
       });
       turnState.codexTurnId = started.turn.id;
+      // The Codex thread's record was written while Codex started the turn; a failed write fails the turn, which Codex then stops.
+      await recorded.catch(async (error: unknown) => {
+        await session.request(TurnInterruptMethod, { threadId: codexThreadId, turnId: started.turn.id }, { timeoutMs: this.#interruptGraceMs() }).catch(() => undefined);
+        throw error;
+      });
       const result = await turnState.finished(
         turn.signal,
         async () => {
@@ -119,20 +124,27 @@ class CodexThread implements EngineThread {
    * is this server's host too.
    */
   async #registerEnvironments(session: AppServerSession, environments: readonly ThreadEnvironment[]): Promise<void> {
-    for (const { id } of environments) {
-      if (id === CODEX_LOCAL_ENVIRONMENT) continue;
-      const relayed = await this.#options.exposeEnvironment(id);
-      if (session.environments.get(id) === relayed.url) continue;
-      await session.request(EnvironmentAddMethod, { environmentId: id, execServerUrl: relayed.url, authBearerToken: relayed.authBearerToken });
-      session.environments.set(id, relayed.url);
-    }
+    // All at once: each is a relay listener to open and an app-server round trip, independent of the others.
+    await Promise.all(
+      environments.map(async ({ id }) => {
+        if (id === CODEX_LOCAL_ENVIRONMENT) return;
+        const relayed = await this.#options.exposeEnvironment(id);
+        if (session.environments.get(id) === relayed.url) return;
+        await session.request(EnvironmentAddMethod, { environmentId: id, execServerUrl: relayed.url, authBearerToken: relayed.authBearerToken });
+        session.environments.set(id, relayed.url);
+      }),
+    );
   }
 
-  /** The Codex thread in this app-server: started on the first turn, resumed from its rollout after a restart. */
-  async #ensureThread(session: AppServerSession, turn: EngineTurn): Promise<string> {
+  /**
+   * The Codex thread in this app-server: started on the first turn, resumed from its rollout after
+   * a restart. `recorded` settles once a new thread's `codex_thread` record is written: the turn
+   * starts meanwhile, the user's prompt being durable already (`turn_started`).
+   */
+  async #ensureThread(session: AppServerSession, turn: EngineTurn): Promise<{ id: string; recorded: Promise<void> }> {
     const config = this.#init.config;
     const settings = this.#init.settings;
-    const overrides = codexConfigOverrides(config.configOverrides, settings.selfReferencingMcpServers ?? []);
+    const overrides = codexConfigOverrides(settings.profileValues ?? {}, config.configOverrides, settings.selfReferencingMcpServers ?? []);
     if (this.#codexThreadId === undefined) {
       const started = await session.request(ThreadStartMethod, {
         cwd: config.cwd,
@@ -146,10 +158,12 @@ class CodexThread implements EngineThread {
         environments: turn.environments.map((entry) => ({ environmentId: entry.id, cwd: entry.cwd })),
       });
       const id = started.thread.id;
-      await this.#init.record({ type: 'codex_thread', at: this.#options.now().toISOString(), turnId: turn.turnId, codexThreadId: id });
+      const recorded = this.#init.record({ type: 'codex_thread', at: this.#options.now().toISOString(), turnId: turn.turnId, codexThreadId: id });
+      // Awaited by the turn; kept from counting as unhandled should the turn fail first.
+      recorded.catch(() => undefined);
       this.#codexThreadId = id;
       session.loaded.add(id);
-      return id;
+      return { id, recorded };
     }
     const id = this.#codexThreadId;
     if (!session.loaded.has(id)) {
@@ -160,7 +174,7 @@ class CodexThread implements EngineThread {
       }
       session.loaded.add(id);
     }
-    return id;
+    return { id, recorded: Promise.resolve() };
   }
 
   #interruptGraceMs(): number {
@@ -169,11 +183,13 @@ class CodexThread implements EngineThread {
 }
 
 /**
- * The thread's `config` argument for Codex, plus what keeps Codex from starting this server as
- * one of its MCP servers: the entries that launch it are disabled in Codex's thread.
+ * The thread's configuration for Codex over what Codex reads itself (config.toml, the server's
+ * `-c`): the applied profile's keys (Codex 0.169 no longer reads `[profiles.NAME]` tables), then
+ * the thread's `config` argument, plus what keeps Codex from starting this server as one of its
+ * MCP servers: the entries that launch it are disabled in Codex's thread.
  */
-function codexConfigOverrides(overrides: Record<string, unknown>, selfReferences: readonly string[]): Record<string, unknown> {
-  const result: Record<string, unknown> = { ...overrides };
+function codexConfigOverrides(profile: Readonly<Record<string, unknown>>, overrides: Record<string, unknown>, selfReferences: readonly string[]): Record<string, unknown> {
+  const result: Record<string, unknown> = { ...profile, ...overrides };
   for (const name of selfReferences) result[`mcp_servers.${name}.enabled`] = false;
   return result;
 }

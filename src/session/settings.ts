@@ -40,6 +40,12 @@ export interface ResolvedThreadSettings {
    * hands the configuration to another agent (Codex) disables them there. @default []
    */
   selfReferencingMcpServers?: readonly string[];
+  /**
+   * The keys the applied config profile (`[profiles.NAME]`) sets; an engine that hands the
+   * configuration to another agent (Codex, whose own profiles are separate files) passes them on.
+   * @default {}
+   */
+  profileValues?: Readonly<Record<string, unknown>>;
   /** What runs the thread's turns (`multienv.engine`, with `auto` resolved). @default 'builtin' */
   engine?: ThreadEngine;
   /** Creates the model client for this thread's provider. */

@@ -124,6 +124,20 @@ describe('the codex engine (real codex app-server 0.169.0) behind the MCP tools'
     expect(fromCodex(world.model.requests[1]!)).toBe(true);
   });
 
+  it.each([
+    ['-c', ['-c', 'model_reasoning_effort="high"', '-c', 'multienv.max_concurrent_turns=3'], 'high'],
+    ['--profile', ['--profile', 'careful'], 'low'],
+  ] as const)("passes the server's %s overrides to Codex (the model request carries them)", async (_name, args, effort) => {
+    await writeConfig(world, `${CODEX_EXTRA}\n[profiles.careful]\nmodel_reasoning_effort = "low"`);
+    mcp = await startMcp(world.home.path, { args: [...args] });
+    steps.push(say('effort noted'));
+    const result = await mcp.call('codex', { prompt: 'hello', cwd: world.work.path });
+    expect(result.structuredContent).toMatchObject({ content: 'effort noted' });
+    const request = world.model.requests[0]!;
+    expect(fromCodex(request)).toBe(true);
+    expect(request.body).toMatchObject({ model: 'gpt-5.5', reasoning: { effort } });
+  });
+
   it('keeps Codex from starting this server as one of its MCP servers', async () => {
     const nestedLog = join(world.work.path, 'nested.log');
     const entry = [
@@ -156,15 +170,16 @@ describe('engine choice', () => {
 
   it('auto takes the real Codex when a ChatGPT sign-in is the only credential', async () => {
     world = await setUpMcpWorld('engine-auto-codex', () => say('codex answer'));
-    // Our server is told to take the provider's key from a variable that is not set; Codex, which
-    // does not get our command line's `-c`, reaches the fake model with the key it has.
+    // Our server is told to take the provider's key from a variable that is not set, so its own
+    // agent has no key. The `-c` goes to Codex too, which then reports the missing variable in its
+    // own words: the thread is Codex's, and no model request is made by either.
     await writeConfig(world, '[features]\nplugins = false\n[analytics]\nenabled = false');
     await writeFile(join(world.home.path, 'auth.json'), JSON.stringify({ OPENAI_API_KEY: null, tokens: { id_token: 'x', access_token: 'y', refresh_token: 'z' } }));
     mcp = await startMcp(world.home.path, { args: ['-c', 'model_providers.fake.env_key="UNSET_MODEL_KEY"'] });
     const result = await mcp.call('codex', { prompt: 'hello', cwd: world.work.path });
     const threadId = threadIdOf(result);
-    expect(result.structuredContent).toEqual({ threadId, content: 'codex answer' });
-    expect(fromCodex(world.model.requests[0]!)).toBe(true);
+    expect(result.structuredContent).toEqual({ threadId, content: 'The turn failed: Missing environment variable: `UNSET_MODEL_KEY`.' });
+    expect(world.model.requests).toEqual([]);
     const header = (await storedRecords(world.home.path, threadId))[0]!;
     expect(isRecord(header.config) && header.config.engine).toBe('codex');
   });
