@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { WaitList } from '../util/wait-list.js';
 import { ThreadBusyError, type ThreadOwnership, type TurnStopRequest } from './ownership.js';
 import { PgListener } from './pg-listener.js';
+import type { LeaseFence } from './pg-store-sql.js';
 
 /** How long a lease lasts without a heartbeat, by default. */
 export const DEFAULT_LEASE_MS = 15_000;
@@ -36,6 +37,7 @@ const HolderRowSchema = z.object({ pid: z.number(), host: z.string(), since: z.d
 const HeldRowSchema = HolderRowSchema.extend({ thread_id: z.string() });
 const LeaseRowSchema = HolderRowSchema.extend({ expires_in_ms: z.number() });
 const ThreadIdRowSchema = z.object({ thread_id: z.string() });
+const TakenRowSchema = z.object({ thread_id: z.string(), epoch: z.string() });
 const LeaseCountsRowSchema = z.object({ live: z.coerce.number(), expired: z.coerce.number(), instances: z.coerce.number() });
 const RequestRowSchema = z.object({ thread_id: z.string(), turn_id: z.string(), reason: z.string() });
 const ClockRowSchema = z.object({ now: z.date() });
@@ -92,6 +94,11 @@ export class PgOwnership implements ThreadOwnership {
   readonly #pid = process.pid;
   readonly #host = hostname();
   readonly #held = new Map<string, HeldLease>();
+  /**
+   * The epoch of the lease taken last on each thread, until it is given back: the fence of the
+   * thread's writes (see {@link fenceOf}). Kept when the lease is lost, so a late write is refused.
+   */
+  readonly #epochs = new Map<string, string>();
   /** Threads whose lease was lost: their row is removed (if still this instance's) when the thread is given back. */
   readonly #lost = new Set<string>();
   /** Threads given back while the database could not be reached: their rows are removed at the next heartbeat. */
@@ -164,16 +171,18 @@ export class PgOwnership implements ThreadOwnership {
              SET owner = excluded.owner, pid = excluded.pid, host = excluded.host, since = excluded.since,
                  heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at, epoch = lease.epoch + 1
              WHERE lease.expires_at <= now() OR lease.owner = excluded.owner
-           RETURNING thread_id
+           RETURNING thread_id, epoch
          ), cleared AS (
            -- A request left from an earlier turn must not stop the next one.
            DELETE FROM cmx_interrupt_requests WHERE thread_id IN (SELECT thread_id FROM taken)
          )
-         SELECT thread_id FROM taken`,
+         SELECT thread_id, epoch::text AS epoch FROM taken`,
         [threadId, this.#owner, this.#pid, this.#host, this.#leaseMs],
         'take a thread’s lease',
       );
-      if (taken.rowCount === 1) {
+      const [row] = rowsOf(TakenRowSchema, taken);
+      if (row !== undefined) {
+        this.#epochs.set(threadId, row.epoch);
         this.#lost.delete(threadId);
         this.#unreleased.delete(threadId);
         this.#held.set(threadId, { confirmedAt: sentAt });
@@ -189,6 +198,7 @@ export class PgOwnership implements ThreadOwnership {
 
   /** Gives the thread back and wakes whoever waits for it. A database that cannot be reached gets the row back at the next heartbeat. */
   async release(threadId: string): Promise<void> {
+    this.#epochs.delete(threadId);
     const held = this.#held.delete(threadId);
     if (!held && !this.#lost.delete(threadId)) return;
     try {
@@ -197,6 +207,16 @@ export class PgOwnership implements ThreadOwnership {
       if (held) this.#unreleased.add(threadId);
       this.#logger.warn('cannot give a thread’s lease back now; it is retried, and runs out by itself', { thread: threadId, error: errorMessage(error) });
     }
+  }
+
+  /**
+   * The lease the thread's writes are made under (for `PgThreadStore`'s `fence`): this instance
+   * and the epoch of the lease it took last, from {@link acquire} until {@link release}, also after
+   * the lease was lost; undefined when it has not taken the thread.
+   */
+  fenceOf(threadId: string): LeaseFence | undefined {
+    const epoch = this.#epochs.get(threadId);
+    return epoch === undefined ? undefined : { owner: this.#owner, epoch };
   }
 
   /** The live owner other than this instance that has the thread, if any. */
@@ -284,6 +304,7 @@ export class PgOwnership implements ThreadOwnership {
     clearTimeout(this.#lossTimer);
     const threads = [...this.#held.keys(), ...this.#lost, ...this.#unreleased];
     this.#held.clear();
+    this.#epochs.clear();
     this.#lost.clear();
     this.#unreleased.clear();
     for (const waiters of this.#waiters.values()) waiters.list.wakeAll();

@@ -93,6 +93,12 @@ export class TurnRunner {
     };
     try {
       const outcome: TurnOutcome = await thread.queue.add(task, { signal: waiting.signal }).catch((error: unknown) => {
+        if (error instanceof LocalError && error.code === LocalErrorCode.Fenced) {
+          // Another instance took the thread over (this one's lease ran out): the turn stops here,
+          // writing nothing more, as a turn interrupted by the takeover.
+          live.interrupt.abort(error);
+          return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage, error: errorMessage(error) };
+        }
         if (turnSignal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
         throw error;
       });
