@@ -27,6 +27,17 @@ const ACQUIRE_ATTEMPTS = 5;
 /** A waiter for another instance's turn looks again this long after the holder's lease should have run out. */
 const EXPIRY_SLACK_MS = 50;
 
+/**
+ * A common table expression that makes the statement's transaction commit without waiting for
+ * the database to flush it (`synchronous_commit = off` for this transaction alone), so taking and
+ * giving back a lease costs a round trip, not a disk flush. Safe for leases alone: the turn's first
+ * record, committed with a flush, flushes every earlier commit with it (the log is written in
+ * order), and each append checks the lease it is made under (the fence, see `APPEND_SQL`), so a
+ * lease taken and then lost in a crash of the database cannot let a write through; a release lost
+ * that way leaves a lease that runs out by itself. Referenced by the statement, so it is evaluated.
+ */
+const UNFLUSHED_COMMIT = `unflushed AS (SELECT set_config('synchronous_commit', 'off', true))`;
+
 /** The longest one statement of the ownership may take. */
 const QUERY_TIMEOUT_MS = 10_000;
 
@@ -175,8 +186,8 @@ export class PgOwnership implements ThreadOwnership {
          ), cleared AS (
            -- A request left from an earlier turn must not stop the next one.
            DELETE FROM cmx_interrupt_requests WHERE thread_id IN (SELECT thread_id FROM taken)
-         )
-         SELECT thread_id, epoch::text AS epoch FROM taken`,
+         ), ${UNFLUSHED_COMMIT}
+         SELECT thread_id, epoch::text AS epoch FROM taken, unflushed`,
         [threadId, this.#owner, this.#pid, this.#host, this.#leaseMs],
         'take a thread’s lease',
       );
@@ -337,8 +348,8 @@ export class PgOwnership implements ThreadOwnership {
   /** Deletes this instance's leases on these threads and announces each on {@link RELEASED_CHANNEL}. */
   async #deleteLeases(threadIds: string[]): Promise<void> {
     await this.#query(
-      `WITH gone AS (DELETE FROM cmx_thread_leases WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id)
-       SELECT pg_notify($3, thread_id) FROM gone`,
+      `WITH gone AS (DELETE FROM cmx_thread_leases WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id), ${UNFLUSHED_COMMIT}
+       SELECT pg_notify($3, thread_id) FROM gone, unflushed`,
       [this.#owner, threadIds, RELEASED_CHANNEL],
       'give threads back',
     );
