@@ -21,7 +21,17 @@ import {
   writeAll,
 } from './jsonl-lines.js';
 import { ThreadSummaries } from './jsonl-summaries.js';
-import type { LoadedThread, NewThreadHeader, NewThreadRecord, ThreadListQuery, ThreadStore, ThreadSummary, ThreadSummaryPage } from './thread-store.js';
+import {
+  MAX_DEFER_MS,
+  type AppendOptions,
+  type LoadedThread,
+  type NewThreadHeader,
+  type NewThreadRecord,
+  type ThreadListQuery,
+  type ThreadStore,
+  type ThreadSummary,
+  type ThreadSummaryPage,
+} from './thread-store.js';
 
 /**
  * The embedded {@link ThreadStore}: one append-only JSON Lines file per thread
@@ -118,6 +128,7 @@ export class JsonlThreadStore implements ThreadStore {
       create: () => ({ handle: undefined }),
       write: (threadId, state, lines) => this.#write(threadId, state, lines),
       forgettable: (state) => state.handle === undefined,
+      maxDeferMs: MAX_DEFER_MS,
     });
     this.#summaries = new ThreadSummaries({
       dir: this.dir,
@@ -168,7 +179,7 @@ export class JsonlThreadStore implements ThreadStore {
    * programming error (`INVALID_ARGUMENT`); one larger than {@link MAX_THREAD_RECORD_BYTES}
    * rejects with `LIMIT_EXCEEDED`; a thread without a file rejects with `NOT_FOUND`.
    */
-  async append(threadId: string, record: NewThreadRecord): Promise<void> {
+  async append(threadId: string, record: NewThreadRecord, options: AppendOptions = {}): Promise<void> {
     this.#assertOpen();
     const id = checkThreadId(threadId);
     const path = this.#pathOf(id);
@@ -181,7 +192,7 @@ export class JsonlThreadStore implements ThreadStore {
     }
     // Records appended while the thread's previous write is queued or running share the next
     // write and its flush (a group commit); each still resolves only once it is on disk.
-    return this.#queue.add(id, { line, record: parsed });
+    return this.#queue.add(id, { line, record: parsed }, options);
   }
 
   /** Writes and flushes one batch of lines; a failure rejects every append of the batch. */

@@ -14,6 +14,8 @@ import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkThreadId, validate } from './jsonl-lines.js';
 import {
+  MAX_DEFER_MS,
+  type AppendOptions,
   type LoadedThread,
   type NewThreadHeader,
   type NewThreadRecord,
@@ -95,6 +97,7 @@ export class PgThreadStore implements ThreadStore {
   readonly #queue = new KeyedSerialQueue<undefined, PendingRecord>({
     create: () => undefined,
     write: (threadId, _state, pending) => this.#write(threadId, pending),
+    maxDeferMs: MAX_DEFER_MS,
   });
   /** Threads with a `turn_started` append in flight: open turns before the database has them. */
   readonly #starting = new Map<string, number>();
@@ -138,13 +141,13 @@ export class PgThreadStore implements ThreadStore {
    * with `INVALID_ARGUMENT`, one beyond `MAX_THREAD_RECORD_BYTES` (16 MiB) with `LIMIT_EXCEEDED`, and
    * one for a thread without a live row with `NOT_FOUND`.
    */
-  async append(threadId: string, record: NewThreadRecord): Promise<void> {
+  async append(threadId: string, record: NewThreadRecord, options: AppendOptions = {}): Promise<void> {
     this.#assertOpen();
     const id = checkThreadId(threadId);
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const text = recordText(parsed, id);
     if (parsed.type === 'turn_started') this.#startingTurn(id, 1);
-    const written = this.#queue.add(id, { record: parsed, text });
+    const written = this.#queue.add(id, { record: parsed, text }, options);
     if (parsed.type !== 'turn_started') return written;
     try {
       await written;

@@ -139,7 +139,9 @@ export class TurnRunner {
     if (result === undefined) throw new LocalError(LocalErrorCode.ProtocolViolation, `the turn engine ended turn ${turnId} without its result`);
     thread.lastActivity = this.#at();
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;
-    await store.append(thread.id, {
+    // One write with the turn's deferred last records (see EngineTurnResult.written); the answer
+    // goes out once both are durable, and a failed write of either fails the turn.
+    const completed = store.append(thread.id, {
       type: 'turn_completed',
       at: this.#at(),
       turnId,
@@ -147,6 +149,7 @@ export class TurnRunner {
       lastAgentMessage: result.lastAgentMessage,
       ...(result.error === undefined ? {} : { error: result.error }),
     });
+    await Promise.all([completed, result.written]);
     logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }
