@@ -97,6 +97,7 @@ export class TurnRunner {
           // Another instance took the thread over (this one's lease ran out): the turn stops here,
           // writing nothing more, as a turn interrupted by the takeover.
           live.interrupt.abort(error);
+          this.#options.logger.warn('turn stopped: another instance took the thread over', { thread: thread.id, turn: turnId, error: error.message });
           return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage, error: errorMessage(error) };
         }
         if (turnSignal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
