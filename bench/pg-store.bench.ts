@@ -5,7 +5,9 @@
  * - per-turn overhead of the PostgreSQL store vs the JSON Lines store (which flushes each record),
  *   in the same run: a text turn through the BUILT server and the MCP SDK client (the fake model
  *   answers at once), blocks of turns alternating between the stores; and the store operations of
- *   one turn alone (two stamps, four appends).
+ *   one turn alone (two stamps, four appends in three writes: the answer is deferred and carried by
+ *   the completion, as a turn writes them). `BENCH_PG_BASELINE=/path/to/dist/cli/main.js` adds
+ *   another build (e.g. main before a change) to the alternating blocks, for before/after figures.
  * - `thread/list` with 100,000 stored threads (bulk-loaded with one INSERT … SELECT
  *   generate_series each for the threads and their records): pages of 100 through the store and
  *   through the built server, first and deep pages, and the plan of the page query.
@@ -44,6 +46,8 @@ const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
 /** Appends made at once to one thread, and how often. */
 const BURST = 20;
 const BURST_ROUNDS = 20;
+/** Another build's CLI to time beside this one (before/after figures in one run). */
+const BASELINE = process.env.BENCH_PG_BASELINE;
 
 function burstItem(i: number): NewThreadRecord {
   return { type: 'item', turnId: 'burst', item: { type: 'function_call_output', call_id: `c${i}`, output: 'ok' } };
@@ -66,8 +70,8 @@ async function storeTurn(store: ThreadStore, threadId: string, turn: number): Pr
   await store.stamp(threadId);
   await store.append(threadId, { type: 'turn_started', turnId, prompt: 'fix the flaky test', environments: [{ id: 'local', cwd: '/work' }] });
   await store.append(threadId, { type: 'item', turnId, item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'fix the flaky test' }] } });
-  await store.append(threadId, { type: 'item', turnId, item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Done.' }] } });
-  await store.append(threadId, { type: 'turn_completed', turnId, status: 'completed', lastAgentMessage: 'Done.' });
+  const answer = store.append(threadId, { type: 'item', turnId, item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Done.' }] } }, { defer: true });
+  await Promise.all([answer, store.append(threadId, { type: 'turn_completed', turnId, status: 'completed', lastAgentMessage: 'Done.' })]);
   await store.stamp(threadId);
 }
 
@@ -210,12 +214,22 @@ async function main(): Promise<void> {
     const turnsUrl = await createDatabase(cluster, 'mcp_turns');
     const mcpFile: number[] = [];
     const mcpPg: number[] = [];
+    const baseFile: number[] = [];
+    const basePg: number[] = [];
+    const baseUrl = BASELINE === undefined ? undefined : await createDatabase(cluster, 'mcp_turns_base');
+    const runs: [NodeJS.ProcessEnv, number[], string | undefined][] = [
+      [{}, mcpFile, undefined],
+      [{ CODEX_MULTIENV_DATABASE_URL: turnsUrl }, mcpPg, undefined],
+      ...(BASELINE === undefined || baseUrl === undefined
+        ? []
+        : ([
+            [{}, baseFile, BASELINE],
+            [{ CODEX_MULTIENV_DATABASE_URL: baseUrl }, basePg, BASELINE],
+          ] as [NodeJS.ProcessEnv, number[], string][])),
+    ];
     for (let block = 0; block < BLOCKS; block += 1) {
-      for (const [env, into] of [
-        [{}, mcpFile],
-        [{ CODEX_MULTIENV_DATABASE_URL: turnsUrl }, mcpPg],
-      ] as const) {
-        mcp = await startMcp(home.path, { args: ['--foreground'], env: { CODEX_MULTIENV_LOG: SERVER_LOG, ...env } });
+      for (const [env, into, cli] of runs) {
+        mcp = await startMcp(home.path, { args: ['--foreground'], env: { CODEX_MULTIENV_LOG: SERVER_LOG, ...env }, ...(cli === undefined ? {} : { cli }) });
         await mcpTurns(mcp, WARMUP, work.path);
         into.push(...(await mcpTurns(mcp, Math.ceil(TURNS / BLOCKS), work.path)));
         await mcp.close();
@@ -274,10 +288,18 @@ async function main(): Promise<void> {
         [`store operations of one turn, median ms (${STORE_TURNS} turns)`, fmt(median(fileStore)), fmt(median(pgStore)), fmt(storeOverhead), '-', '-'],
         ['… p99 ms', fmt(percentile(fileStore, 99)), fmt(percentile(pgStore, 99)), fmt(percentile(pgStore, 99) - percentile(fileStore, 99)), '-', '-'],
         ['… with synchronous_commit off, median ms', fmt(median(fileStore)), fmt(median(pgAsync)), fmt(median(pgAsync) - median(fileStore)), '-', '-'],
+        ...(BASELINE === undefined
+          ? []
+          : [
+              [`baseline build, text turn through the server, median ms`, fmt(median(baseFile)), fmt(median(basePg)), fmt(median(basePg) - median(baseFile)), '-', '-'],
+              ['… p99 ms', fmt(percentile(baseFile, 99)), fmt(percentile(basePg, 99)), fmt(percentile(basePg, 99) - percentile(baseFile, 99)), '-', '-'],
+              ['this build / baseline, median', fmt(median(mcpFile) / median(baseFile)), fmt(median(mcpPg) / median(basePg)), '-', '-', '-'],
+            ]),
       ],
     );
+    if (BASELINE !== undefined) process.stdout.write(`baseline: ${BASELINE}\n`);
     process.stdout.write(
-      `\none statement (a thread's summary by id): ${fmt(median(roundTrips))} ms median, ${fmt(percentile(roundTrips, 99))} ms p99; a turn makes 6 (2 stamps, 4 appends, each append its own commit)\n`,
+      `\none statement (a thread's summary by id): ${fmt(median(roundTrips))} ms median, ${fmt(percentile(roundTrips, 99))} ms p99; the store operations of a turn make 5 (2 stamps, 3 writes of 4 appends)\n`,
     );
     process.stdout.write(
       `${BURST} appends made at once to one thread (PostgreSQL): ${fmt(median(together))} ms median (sent together), ${fmt(median(oneByOne))} ms one after the other\n`,
@@ -297,6 +319,7 @@ async function main(): Promise<void> {
     printRawFigures([
       rawRow('turn through the server, files', mcpFile),
       rawRow('turn through the server, PostgreSQL', mcpPg),
+      ...(BASELINE === undefined ? [] : [rawRow('baseline turn through the server, files', baseFile), rawRow('baseline turn through the server, PostgreSQL', basePg)]),
       rawRow('store operations of a turn, files', fileStore),
       rawRow('store operations of a turn, PostgreSQL', pgStore),
       rawRow('store operations of a turn, PostgreSQL, synchronous_commit off', pgAsync),

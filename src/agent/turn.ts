@@ -35,6 +35,11 @@ export interface TurnResult {
   error?: string;
   /** Tokens the last model request of the turn used (input and output), when the provider said. */
   contextTokens?: number;
+  /**
+   * The turn's last output items, recorded deferred (see {@link TurnParams.record}) and still being
+   * written: the caller's next record carries them, and awaits this before the turn counts as over.
+   */
+  written?: Promise<unknown>;
 }
 
 /** The tool context without the per-call and per-turn parts the loop fills in. */
@@ -68,8 +73,11 @@ export interface TurnParams {
   /** Bound on tool calls run at once. */
   maxParallelToolCalls: number;
   signal: AbortSignal;
-  /** Persists one new item and appends it to the thread's history; called in order. */
-  record(item: ResponseInputItem): Promise<void>;
+  /**
+   * Persists one new item and appends it to the thread's history; called in order. `defer`: the
+   * write may wait for the caller's next record (the turn's last items, written with the turn's end).
+   */
+  record(item: ResponseInputItem, options?: { defer?: boolean }): Promise<void>;
   /** When and how the history is compacted (see `compact.ts`). */
   compaction: {
     /** Compact before a request once the previous one used this many tokens; none: only on a context-window error. */
@@ -186,7 +194,7 @@ class TurnLoop {
       if (!Array.isArray(output)) return output;
       await this.#outputsWritten;
       const calls = await this.#recordOutput(output);
-      if (calls.length === 0) return this.#ended({ status: 'completed', lastAgentMessage: this.#lastAgentMessage });
+      if (calls.length === 0) return this.#ended({ status: 'completed', lastAgentMessage: this.#lastAgentMessage, written: this.#outputsWritten });
       if (await this.#runCalls(calls)) return this.#end('interrupted');
     }
   }
@@ -201,10 +209,10 @@ class TurnLoop {
     return this.#contextTokens === undefined ? result : { ...result, contextTokens: this.#contextTokens };
   }
 
-  async #push(item: ResponseInputItem): Promise<void> {
+  async #push(item: ResponseInputItem, options?: { defer?: boolean }): Promise<void> {
     this.#items.push(item);
     this.#newItems++;
-    await this.#params.record(item);
+    await this.#params.record(item, options);
   }
 
   async #request(): Promise<ResponseOutputItem[]> {
@@ -295,10 +303,20 @@ class TurnLoop {
     this.#logger.info('conversation compacted', { thread: params.threadId, reason, replacedItems: before, items: this.#items.length, trimmed: result.trimmed });
   }
 
-  /** Records the model's output items in order; the tool calls among them are returned to run. */
+  /**
+   * Records the model's output items in order, appended at once so the store writes them together;
+   * the tool calls among them are returned to run, once the items are durable. An output without
+   * tool calls ends the turn: its items are recorded deferred, to be written with the turn's end
+   * (see {@link TurnResult.written}).
+   */
   async #recordOutput(output: readonly ResponseOutputItem[]): Promise<PendingCall[]> {
     const params = this.#params;
     const calls: PendingCall[] = [];
+    const last = output.every((item) => item.type !== 'function_call' && item.type !== 'custom_tool_call');
+    const writes: Promise<void>[] = [];
+    const push = (item: ResponseInputItem): void => {
+      writes.push(this.#push(item, { defer: last }));
+    };
     for (const item of output) {
       switch (item.type) {
         case 'message': {
@@ -307,19 +325,19 @@ class TurnLoop {
             this.#lastAgentMessage = text;
             params.emit({ type: 'agent_message', text });
           }
-          await this.#push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] });
+          push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] });
           break;
         }
         case 'function_call':
-          await this.#push({ type: 'function_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, arguments: item.arguments });
+          push({ type: 'function_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, arguments: item.arguments });
           calls.push({ kind: 'function', callId: item.call_id, name: item.name, payload: item.arguments });
           break;
         case 'custom_tool_call':
-          await this.#push({ type: 'custom_tool_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, input: item.input });
+          push({ type: 'custom_tool_call', ...(item.id === undefined ? {} : { id: item.id }), call_id: item.call_id, name: item.name, input: item.input });
           calls.push({ kind: 'custom', callId: item.call_id, name: item.name, payload: item.input });
           break;
         case 'reasoning':
-          await this.#push({
+          push({
             type: 'reasoning',
             id: item.id,
             summary: item.summary.map((s) => ({ type: 'summary_text', text: s.text })),
@@ -328,7 +346,7 @@ class TurnLoop {
           break;
         case 'web_search_call': {
           // Run by the provider; passed back so the model knows what it searched.
-          await this.#push({ type: 'web_search_call', id: item.id, status: item.status, ...(item.action === undefined ? {} : { action: item.action }) });
+          push({ type: 'web_search_call', id: item.id, status: item.status, ...(item.action === undefined ? {} : { action: item.action }) });
           const query = item.action?.['query'];
           params.emit({ type: 'progress', message: typeof query === 'string' ? `web search: ${query}` : `web search (${item.action?.type ?? item.status})` });
           break;
@@ -338,6 +356,15 @@ class TurnLoop {
           break;
       }
     }
+    const written = Promise.all(writes);
+    if (!last) {
+      // A call runs only once it is on record: a reload then knows it may have had effects.
+      await written;
+      return calls;
+    }
+    this.#outputsWritten = written;
+    // Awaited on every path; until then a failure must not count as unhandled.
+    written.catch(() => undefined);
     return calls;
   }
 

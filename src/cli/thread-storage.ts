@@ -59,7 +59,7 @@ export async function openThreadStorage(options: ThreadStorageOptions): Promise<
   ]);
   const where = redactedUrl(url);
   const database = await openDatabase({ url, migrations: PG_MIGRATIONS, logger: logger.child('database') });
-  let ownership: ThreadOwnership;
+  let ownership: Awaited<ReturnType<typeof PgOwnership.open>>;
   try {
     // Leases in the database: any number of instances may share it, on any hosts.
     ownership = await PgOwnership.open({ pool: database.pool, url, logger: logger.child('threads'), leaseMs: options.leaseMs });
@@ -67,7 +67,9 @@ export async function openThreadStorage(options: ThreadStorageOptions): Promise<
     await database.close();
     throw error;
   }
-  return { store: new PgThreadStore({ pool: database.pool, where, logger: logger.child('store') }), ownership, where, close: () => database.close() };
+  // Appends are fenced by the lease: an instance that lost a thread without knowing it yet cannot write it late.
+  const store = new PgThreadStore({ pool: database.pool, where, logger: logger.child('store'), fence: (threadId) => ownership.fenceOf(threadId) });
+  return { store, ownership, where, close: () => database.close() };
 }
 
 /**

@@ -251,9 +251,9 @@ class BuiltinThread implements EngineThread {
             maxSteps: limits.maxTurnSteps,
             maxParallelToolCalls: limits.maxParallelToolCalls,
             signal,
-            record: async (item) => {
+            record: async (item, options) => {
               this.#history.push(item);
-              await this.#init.record({ type: 'item', at: at(), turnId, item });
+              await this.#init.record({ type: 'item', at: at(), turnId, item }, options);
             },
             compaction: { tokenLimit: settings.autoCompactTokenLimit, prompt: settings.compactPrompt ?? DEFAULT_COMPACT_PROMPT, contextTokens: this.#contextTokens },
             replaceHistory: async (replacement) => {
@@ -281,7 +281,12 @@ class BuiltinThread implements EngineThread {
       await instructionsRecorded;
     }
     this.#contextTokens = result.contextTokens;
-    return { status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
+    return {
+      status: result.status,
+      lastAgentMessage: result.lastAgentMessage,
+      ...(result.error === undefined ? {} : { error: result.error }),
+      ...(result.written === undefined ? {} : { written: result.written }),
+    };
   }
 
   /** The user's global instructions now; a failure to read them is logged and the turn goes on without them. */

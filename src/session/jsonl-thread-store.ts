@@ -3,6 +3,7 @@ import { link, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import {
   checkHeader,
@@ -20,7 +21,17 @@ import {
   writeAll,
 } from './jsonl-lines.js';
 import { ThreadSummaries } from './jsonl-summaries.js';
-import type { LoadedThread, NewThreadHeader, NewThreadRecord, ThreadListQuery, ThreadStore, ThreadSummary, ThreadSummaryPage } from './thread-store.js';
+import {
+  MAX_DEFER_MS,
+  type AppendOptions,
+  type LoadedThread,
+  type NewThreadHeader,
+  type NewThreadRecord,
+  type ThreadListQuery,
+  type ThreadStore,
+  type ThreadSummary,
+  type ThreadSummaryPage,
+} from './thread-store.js';
 
 /**
  * The embedded {@link ThreadStore}: one append-only JSON Lines file per thread
@@ -66,20 +77,14 @@ export interface ThreadStoreOptions {
 }
 
 interface ThreadState {
-  /** The last task queued for the thread; each task starts after the previous one settles. */
-  tail: Promise<void>;
   /** The append handle, opened by the first append, dropped after a write error or when evicted. */
   handle: FileHandle | undefined;
-  /** Appends queued but not yet started: they are written (and flushed) together. */
-  batch: AppendBatch | undefined;
 }
 
-/** Records appended while the thread's previous write was still queued or running. */
-interface AppendBatch {
-  lines: Buffer[];
-  records: ThreadBodyRecord[];
-  /** Settles when every line of the batch is written and flushed, or failed. */
-  written: Promise<void>;
+/** One record to append, serialized. */
+interface PendingLine {
+  line: Buffer;
+  record: ThreadBodyRecord;
 }
 
 /**
@@ -101,7 +106,11 @@ export class JsonlThreadStore implements ThreadStore {
   readonly #syncFlag: number;
   readonly #maxOpenFiles: number;
   readonly #now: () => number;
-  readonly #threads = new Map<string, ThreadState>();
+  /**
+   * Each thread's tasks in call order; appends queued while its previous write is queued or
+   * running are written (and flushed) together. A thread is forgotten when idle without a handle.
+   */
+  readonly #queue: KeyedSerialQueue<ThreadState, PendingLine>;
   /** Threads with an open append handle, least recently used first. */
   readonly #open = new Map<string, ThreadState>();
   readonly #summaries: ThreadSummaries;
@@ -115,10 +124,16 @@ export class JsonlThreadStore implements ThreadStore {
     this.#syncFlag = this.#fsync ? (constants.O_DSYNC ?? 0) : 0;
     this.#maxOpenFiles = Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_THREAD_FILES);
     this.#now = options.now ?? Date.now;
+    this.#queue = new KeyedSerialQueue<ThreadState, PendingLine>({
+      create: () => ({ handle: undefined }),
+      write: (threadId, state, lines) => this.#write(threadId, state, lines),
+      forgettable: (state) => state.handle === undefined,
+      maxDeferMs: MAX_DEFER_MS,
+    });
     this.#summaries = new ThreadSummaries({
       dir: this.dir,
       logger: this.#logger,
-      serialize: (threadId, task) => this.#enqueue(threadId, task),
+      serialize: (threadId, task) => this.#queue.run(threadId, task),
       now: this.#now,
     });
   }
@@ -133,7 +148,7 @@ export class JsonlThreadStore implements ThreadStore {
     const path = this.#pathOf(threadId);
     const record = validate(ThreadHeaderRecordSchema, { ...header, type: 'thread', version: THREAD_RECORD_VERSION, at: this.#timestamp() }, threadId);
     const line = serialize(record, path);
-    return this.#enqueue(threadId, async (state) => {
+    return this.#queue.run(threadId, async (state) => {
       await this.#ensureDir();
       let handle: FileHandle;
       try {
@@ -164,7 +179,7 @@ export class JsonlThreadStore implements ThreadStore {
    * programming error (`INVALID_ARGUMENT`); one larger than {@link MAX_THREAD_RECORD_BYTES}
    * rejects with `LIMIT_EXCEEDED`; a thread without a file rejects with `NOT_FOUND`.
    */
-  async append(threadId: string, record: NewThreadRecord): Promise<void> {
+  async append(threadId: string, record: NewThreadRecord, options: AppendOptions = {}): Promise<void> {
     this.#assertOpen();
     const id = checkThreadId(threadId);
     const path = this.#pathOf(id);
@@ -175,33 +190,30 @@ export class JsonlThreadStore implements ThreadStore {
       const file = statSync(path, { throwIfNoEntry: false });
       if (file !== undefined) this.#summaries.starting(id, file);
     }
-    const state = this.#stateOf(id);
-    // Records appended before the thread's queued write starts share that write and its flush
-    // (e.g. several items appended at once); each still resolves only once it is on disk.
-    if (state.batch !== undefined) {
-      state.batch.lines.push(line);
-      state.batch.records.push(parsed);
-      return state.batch.written;
+    // Records appended while the thread's previous write is queued or running share the next
+    // write and its flush (a group commit); each still resolves only once it is on disk.
+    return this.#queue.add(id, { line, record: parsed }, options);
+  }
+
+  /** Writes and flushes one batch of lines; a failure rejects every append of the batch. */
+  async #write(threadId: string, state: ThreadState, pending: readonly PendingLine[]): Promise<void> {
+    const handle = state.handle ?? (await this.#openForAppend(threadId, state));
+    this.#touch(threadId, state);
+    const data = pending.length === 1 && pending[0] !== undefined ? pending[0].line : Buffer.concat(pending.map((entry) => entry.line));
+    try {
+      await writeAll(handle, data);
+      await this.#flush(handle);
+    } catch (error) {
+      // The lines may be partly written: reopen (and repair the tail) on the next append.
+      await this.#dropHandle(threadId, state);
+      throw error;
     }
-    const lines = [line];
-    const records = [parsed];
-    const written = this.#enqueue(id, async (current) => {
-      if (current.batch?.lines === lines) current.batch = undefined;
-      const handle = current.handle ?? (await this.#openForAppend(id, current));
-      this.#touch(id, current);
-      const data = lines.length === 1 ? line : Buffer.concat(lines);
-      try {
-        await writeAll(handle, data);
-        await this.#flush(handle);
-      } catch (error) {
-        // The lines may be partly written: reopen (and repair the tail) on the next append.
-        await this.#dropHandle(id, current);
-        throw error;
-      }
-      this.#summaries.appended(id, handle.fd, records, data.length);
-    });
-    state.batch = { lines, records, written };
-    return written;
+    this.#summaries.appended(
+      threadId,
+      handle.fd,
+      pending.map((entry) => entry.record),
+      data.length,
+    );
   }
 
   /**
@@ -211,7 +223,7 @@ export class JsonlThreadStore implements ThreadStore {
    */
   async load(threadId: string): Promise<LoadedThread | undefined> {
     const id = checkThreadId(threadId);
-    return this.#enqueue(id, () => this.#read(id));
+    return this.#queue.run(id, () => this.#read(id));
   }
 
   /**
@@ -223,7 +235,7 @@ export class JsonlThreadStore implements ThreadStore {
   async archive(threadId: string): Promise<string> {
     this.#assertOpen();
     const id = checkThreadId(threadId);
-    return this.#enqueue(id, async (state) => {
+    return this.#queue.run(id, async (state) => {
       await this.#dropHandle(id, state);
       const from = this.#pathOf(id);
       const dir = join(this.dir, ARCHIVE_DIR_NAME);
@@ -267,7 +279,7 @@ export class JsonlThreadStore implements ThreadStore {
     const id = checkThreadId(threadId);
     // A synchronous stat: it runs at every turn's start and end, and costs microseconds where an
     // asynchronous one would cost a round trip through libuv's thread pool.
-    return this.#enqueue(id, () => {
+    return this.#queue.run(id, () => {
       const info = statSync(this.#pathOf(id), { bigint: true, throwIfNoEntry: false });
       return Promise.resolve(info === undefined ? undefined : `${info.ino}:${info.size}:${info.mtimeNs}`);
     });
@@ -309,8 +321,8 @@ export class JsonlThreadStore implements ThreadStore {
 
   async #closeAll(): Promise<void> {
     await this.#summaries.close();
-    await Promise.all([...this.#threads.values()].map((state) => state.tail));
-    await Promise.all([...this.#threads].map(([id, state]) => this.#dropHandle(id, state)));
+    await this.#queue.drain();
+    await Promise.all(this.#queue.states().map(([id, state]) => this.#dropHandle(id, state)));
   }
 
   #assertOpen(): void {
@@ -353,35 +365,6 @@ export class JsonlThreadStore implements ThreadStore {
   /** Makes a completed write durable, unless the file was opened with `O_DSYNC` (see {@link JsonlThreadStore.#syncFlag}). */
   async #flush(handle: FileHandle): Promise<void> {
     if (this.#fsync && this.#syncFlag === 0) await handle.datasync();
-  }
-
-  #stateOf(threadId: string): ThreadState {
-    let state = this.#threads.get(threadId);
-    if (state === undefined) {
-      state = { tail: Promise.resolve(), handle: undefined, batch: undefined };
-      this.#threads.set(threadId, state);
-    }
-    return state;
-  }
-
-  /** Runs `task` after every task queued before it for the same thread. */
-  #enqueue<T>(threadId: string, task: (state: ThreadState) => Promise<T>): Promise<T> {
-    const current = this.#stateOf(threadId);
-    // Appends made after this task must not join a write queued before it (call order).
-    current.batch = undefined;
-    const run = current.tail.then(() => task(current));
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    current.tail = settled;
-    // Forget idle threads without a handle, so the map does not grow with every thread ever seen.
-    void settled.then(() => {
-      if (current.tail === settled && current.handle === undefined && this.#threads.get(threadId) === current) {
-        this.#threads.delete(threadId);
-      }
-    });
-    return run;
   }
 
   /** Opens an existing thread file for appending, cutting off a torn last line first. */
@@ -437,9 +420,11 @@ export class JsonlThreadStore implements ThreadStore {
       if (id === threadId) continue;
       this.#open.delete(id);
       // Queued behind the thread's own appends, so it never closes a handle in use.
-      void this.#enqueue(id, (victim) => this.#dropHandle(id, victim)).catch((error: unknown) => {
-        this.#logger.warn('cannot close an idle thread file', { thread: id, error: errorMessage(error) });
-      });
+      void this.#queue
+        .run(id, (victim) => this.#dropHandle(id, victim))
+        .catch((error: unknown) => {
+          this.#logger.warn('cannot close an idle thread file', { thread: id, error: errorMessage(error) });
+        });
     }
   }
 

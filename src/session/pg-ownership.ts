@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { WaitList } from '../util/wait-list.js';
 import { ThreadBusyError, type ThreadOwnership, type TurnStopRequest } from './ownership.js';
 import { PgListener } from './pg-listener.js';
+import type { LeaseFence } from './pg-store-sql.js';
 
 /** How long a lease lasts without a heartbeat, by default. */
 export const DEFAULT_LEASE_MS = 15_000;
@@ -29,6 +30,17 @@ const ACQUIRE_ATTEMPTS = 5;
 /** A waiter for another instance's turn looks again this long after the holder's lease should have run out. */
 const EXPIRY_SLACK_MS = 50;
 
+/**
+ * A common table expression that makes the statement's transaction commit without waiting for
+ * the database to flush it (`synchronous_commit = off` for this transaction alone), so taking and
+ * giving back a lease costs a round trip, not a disk flush. Safe for leases alone: the turn's first
+ * record, committed with a flush, flushes every earlier commit with it (the log is written in
+ * order), and each append checks the lease it is made under (the fence, see `APPEND_SQL`), so a
+ * lease taken and then lost in a crash of the database cannot let a write through; a release lost
+ * that way leaves a lease that runs out by itself. Referenced by the statement, so it is evaluated.
+ */
+const UNFLUSHED_COMMIT = `unflushed AS (SELECT set_config('synchronous_commit', 'off', true))`;
+
 /** The longest one statement of the ownership may take. */
 const QUERY_TIMEOUT_MS = 10_000;
 
@@ -39,6 +51,7 @@ const HolderRowSchema = z.object({ pid: z.number(), host: z.string(), since: z.d
 const HeldRowSchema = HolderRowSchema.extend({ thread_id: z.string() });
 const LeaseRowSchema = HolderRowSchema.extend({ expires_in_ms: z.number() });
 const ThreadIdRowSchema = z.object({ thread_id: z.string() });
+const TakenRowSchema = z.object({ thread_id: z.string(), epoch: z.string() });
 const LeaseCountsRowSchema = z.object({ live: z.coerce.number(), expired: z.coerce.number(), instances: z.coerce.number() });
 const RequestRowSchema = z.object({ thread_id: z.string(), turn_id: z.string(), reason: z.string() });
 const ClockRowSchema = z.object({ now: z.date() });
@@ -95,6 +108,11 @@ export class PgOwnership implements ThreadOwnership {
   readonly #pid = process.pid;
   readonly #host = hostname();
   readonly #held = new Map<string, HeldLease>();
+  /**
+   * The epoch of the lease taken last on each thread, until it is given back: the fence of the
+   * thread's writes (see {@link fenceOf}). Kept when the lease is lost, so a late write is refused.
+   */
+  readonly #epochs = new Map<string, string>();
   /** Threads whose lease was lost: their row is removed (if still this instance's) when the thread is given back. */
   readonly #lost = new Set<string>();
   /** Threads given back while the database could not be reached: their rows are removed at the next heartbeat. */
@@ -168,16 +186,18 @@ export class PgOwnership implements ThreadOwnership {
              SET owner = excluded.owner, pid = excluded.pid, host = excluded.host, since = excluded.since,
                  heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at, epoch = lease.epoch + 1
              WHERE lease.expires_at <= now() OR lease.owner = excluded.owner
-           RETURNING thread_id
+           RETURNING thread_id, epoch
          ), cleared AS (
            -- A request left from an earlier turn must not stop the next one.
            DELETE FROM cmx_interrupt_requests WHERE thread_id IN (SELECT thread_id FROM taken)
-         )
-         SELECT thread_id FROM taken`,
+         ), ${UNFLUSHED_COMMIT}
+         SELECT thread_id, epoch::text AS epoch FROM taken, unflushed`,
         [threadId, this.#owner, this.#pid, this.#host, this.#leaseMs],
         'take a thread’s lease',
       );
-      if (taken.rowCount === 1) {
+      const [row] = rowsOf(TakenRowSchema, taken);
+      if (row !== undefined) {
+        this.#epochs.set(threadId, row.epoch);
         this.#lost.delete(threadId);
         this.#unreleased.delete(threadId);
         this.#held.set(threadId, { confirmedAt: sentAt });
@@ -193,6 +213,7 @@ export class PgOwnership implements ThreadOwnership {
 
   /** Gives the thread back and wakes whoever waits for it. A database that cannot be reached gets the row back at the next heartbeat. */
   async release(threadId: string): Promise<void> {
+    this.#epochs.delete(threadId);
     const held = this.#held.delete(threadId);
     if (!held && !this.#lost.delete(threadId)) return;
     try {
@@ -201,6 +222,16 @@ export class PgOwnership implements ThreadOwnership {
       if (held) this.#unreleased.add(threadId);
       this.#logger.warn('cannot give a thread’s lease back now; it is retried, and runs out by itself', { thread: threadId, error: errorMessage(error) });
     }
+  }
+
+  /**
+   * The lease the thread's writes are made under (for `PgThreadStore`'s `fence`): this instance
+   * and the epoch of the lease it took last, from {@link acquire} until {@link release}, also after
+   * the lease was lost; undefined when it has not taken the thread.
+   */
+  fenceOf(threadId: string): LeaseFence | undefined {
+    const epoch = this.#epochs.get(threadId);
+    return epoch === undefined ? undefined : { owner: this.#owner, epoch };
   }
 
   /** The live owner other than this instance that has the thread, if any. */
@@ -303,6 +334,7 @@ export class PgOwnership implements ThreadOwnership {
     clearTimeout(this.#lossTimer);
     const threads = [...this.#held.keys(), ...this.#lost, ...this.#unreleased];
     this.#held.clear();
+    this.#epochs.clear();
     this.#lost.clear();
     this.#unreleased.clear();
     for (const waiters of this.#waiters.values()) waiters.list.wakeAll();
@@ -335,8 +367,8 @@ export class PgOwnership implements ThreadOwnership {
   /** Deletes this instance's leases on these threads and announces each on {@link RELEASED_CHANNEL}. */
   async #deleteLeases(threadIds: string[]): Promise<void> {
     await this.#query(
-      `WITH gone AS (DELETE FROM cmx_thread_leases WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id)
-       SELECT pg_notify($3, thread_id) FROM gone`,
+      `WITH gone AS (DELETE FROM cmx_thread_leases WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id), ${UNFLUSHED_COMMIT}
+       SELECT pg_notify($3, thread_id) FROM gone, unflushed`,
       [this.#owner, threadIds, RELEASED_CHANNEL],
       'give threads back',
     );

@@ -38,19 +38,36 @@ const StoredStatusSchema = z.union([TurnStatusSchema, z.literal('incomplete')]).
 export const SUMMARY_COLUMNS = 'id, created_at, updated_at, environments::text AS environments, last_status, last_turn_id, preview';
 
 /**
+ * The lease a write is made under (see `pg-ownership.ts`): the owner's id and the lease's epoch,
+ * which grows at every change of hands.
+ */
+export interface LeaseFence {
+  owner: string;
+  epoch: string;
+}
+
+/**
  * Appends a batch: `$1` thread id, `$2` record count, `$3`–`$6` the summary change (see
- * {@link summaryChange}), `$7` the records as one JSON array.
+ * {@link summaryChange}), `$7` the records as one JSON array, `$8`/`$9` the {@link LeaseFence}
+ * (null: not fenced). Nothing is written (no row returned) when the thread has no live row, or
+ * the lease is no longer the fence's.
  */
 // One statement: the thread row is locked by the UPDATE, which also hands out the records'
 // sequence numbers, so writers in several processes never interleave inside one batch.
+// The fence locks the lease row (FOR SHARE) before the thread row is updated: a takeover of the
+// lease waits for this commit, and a takeover committed first (even while this statement waited)
+// is seen, as the lock reads the newest version of the row. So no record of a fenced-off owner
+// lands after the new owner took the thread over.
 export const APPEND_SQL = `
-WITH t AS (
+WITH fence AS (
+  SELECT 1 FROM cmx_thread_leases WHERE thread_id = $1 AND owner = $8::text AND epoch = $9::bigint FOR SHARE),
+t AS (
   UPDATE cmx_threads SET
     next_seq = next_seq + $2::int, revision = revision + 1, updated_at = clock_timestamp(),
     environments = COALESCE($3::json, environments),
     last_status = COALESCE($4::text, last_status), last_turn_id = COALESCE($5::text, last_turn_id),
     preview = COALESCE(preview, $6::text), failed = COALESCE($4::text = 'failed', failed)
-  WHERE id = $1 AND archived_at IS NULL
+  WHERE id = $1 AND archived_at IS NULL AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM fence))
   RETURNING key, next_seq - $2::int AS first_seq)
 INSERT INTO cmx_thread_records (thread_key, seq, record)
 SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, json_array_elements($7::json) WITH ORDINALITY AS r(value, n)

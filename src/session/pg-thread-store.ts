@@ -10,9 +10,12 @@ import {
   type ThreadHeaderRecord,
 } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
+import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkThreadId, validate } from './jsonl-lines.js';
 import {
+  MAX_DEFER_MS,
+  type AppendOptions,
   type LoadedThread,
   type NewThreadHeader,
   type NewThreadRecord,
@@ -26,6 +29,7 @@ import {
   ArchivedRowSchema,
   CountRowSchema,
   IdRowSchema,
+  type LeaseFence,
   LiveRowSchema,
   LoadRowSchema,
   RecordRowSchema,
@@ -60,6 +64,14 @@ export interface PgThreadStoreOptions {
   logger?: Logger;
   /** Clock for the `at` stamp of records that come without one. @default Date.now */
   now?: () => number;
+  /**
+   * The lease this process holds on a thread (`PgOwnership.fenceOf`), undefined when it holds
+   * none. An append to a thread with a lease is written only while the lease is still that one,
+   * checked in the append's own statement; otherwise it rejects with `FENCED`: another instance
+   * took the thread over after the lease ran out, and this one must not write it any more.
+   * @default () => undefined (appends are not fenced)
+   */
+  fence?: (threadId: string) => LeaseFence | undefined;
 }
 
 /** Archived threads whose hint is remembered (see {@link PgThreadStore.archivedHint}); the oldest are forgotten beyond. */
@@ -68,11 +80,10 @@ const MAX_ARCHIVED_HINTS = 1024;
 /** SQLSTATE of a unique violation: a live thread with the id exists. */
 const UNIQUE_VIOLATION = '23505';
 
-interface ThreadState {
-  /** The last task queued for the thread; each task starts after the previous one settles. */
-  tail: Promise<void>;
-  /** Appends queued but not yet started: they are sent together. */
-  batch: { records: ThreadBodyRecord[]; texts: string[]; written: Promise<void> } | undefined;
+/** One record to append, with its JSON text. */
+interface PendingRecord {
+  record: ThreadBodyRecord;
+  text: string;
 }
 
 /** Persistence of threads in PostgreSQL; see the module comment. */
@@ -81,7 +92,13 @@ export class PgThreadStore implements ThreadStore {
   readonly #where: string;
   readonly #logger: Logger;
   readonly #now: () => number;
-  readonly #threads = new Map<string, ThreadState>();
+  readonly #fence: (threadId: string) => LeaseFence | undefined;
+  /** Each thread's statements in call order; appends queued while its previous one is in flight go together in the next. */
+  readonly #queue = new KeyedSerialQueue<undefined, PendingRecord>({
+    create: () => undefined,
+    write: (threadId, _state, pending) => this.#write(threadId, pending),
+    maxDeferMs: MAX_DEFER_MS,
+  });
   /** Threads with a `turn_started` append in flight: open turns before the database has them. */
   readonly #starting = new Map<string, number>();
   /** Archived threads seen by `stamp` or `archive`, with how to get them back (least recently seen first). */
@@ -93,6 +110,7 @@ export class PgThreadStore implements ThreadStore {
     this.#where = options.where;
     this.#logger = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
+    this.#fence = options.fence ?? (() => undefined);
   }
 
   /** Inserts the thread's row. Rejects with `INVALID_ARGUMENT` when the id is invalid, the header does not validate, or a live thread has the id. */
@@ -101,7 +119,7 @@ export class PgThreadStore implements ThreadStore {
     const id = checkThreadId(header.threadId);
     const record = validate(ThreadHeaderRecordSchema, { ...header, type: 'thread', version: THREAD_RECORD_VERSION, at: this.#timestamp() }, id);
     const text = JSON.stringify(record);
-    return this.#enqueue(id, async () => {
+    return this.#queue.run(id, async () => {
       try {
         await this.#query(
           `create thread ${id}`,
@@ -123,27 +141,13 @@ export class PgThreadStore implements ThreadStore {
    * with `INVALID_ARGUMENT`, one beyond `MAX_THREAD_RECORD_BYTES` (16 MiB) with `LIMIT_EXCEEDED`, and
    * one for a thread without a live row with `NOT_FOUND`.
    */
-  async append(threadId: string, record: NewThreadRecord): Promise<void> {
+  async append(threadId: string, record: NewThreadRecord, options: AppendOptions = {}): Promise<void> {
     this.#assertOpen();
     const id = checkThreadId(threadId);
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const text = recordText(parsed, id);
     if (parsed.type === 'turn_started') this.#startingTurn(id, 1);
-    const state = this.#stateOf(id);
-    let written: Promise<void>;
-    if (state.batch !== undefined) {
-      state.batch.records.push(parsed);
-      state.batch.texts.push(text);
-      written = state.batch.written;
-    } else {
-      const records = [parsed];
-      const texts = [text];
-      written = this.#enqueue(id, async (current) => {
-        if (current.batch?.records === records) current.batch = undefined;
-        await this.#write(id, records, texts);
-      });
-      state.batch = { records, texts, written };
-    }
+    const written = this.#queue.add(id, { record: parsed, text }, options);
     if (parsed.type !== 'turn_started') return written;
     try {
       await written;
@@ -152,8 +156,11 @@ export class PgThreadStore implements ThreadStore {
     }
   }
 
-  async #write(threadId: string, records: readonly ThreadBodyRecord[], texts: readonly string[]): Promise<void> {
+  /** One statement (one transaction, one commit) for a batch of appends; its failure rejects every append of the batch. */
+  async #write(threadId: string, pending: readonly PendingRecord[]): Promise<void> {
+    const records = pending.map((entry) => entry.record);
     const change = summaryChange(records);
+    const fence = this.#fence(threadId);
     const result = await this.#query(`append ${records.length === 1 ? 'a record' : `${records.length} records`} to thread ${threadId}`, APPEND_SQL, [
       threadId,
       records.length,
@@ -161,9 +168,25 @@ export class PgThreadStore implements ThreadStore {
       change.lastStatus,
       change.lastTurnId,
       change.preview,
-      `[${texts.join(',')}]`,
+      `[${pending.map((entry) => entry.text).join(',')}]`,
+      fence?.owner ?? null,
+      fence?.epoch ?? null,
     ]);
-    if (result.rowCount === 0) throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} does not exist (in ${this.#where})`);
+    if (result.rowCount !== 0) return;
+    if (fence !== undefined && (await this.#isLive(threadId))) {
+      throw new LocalError(
+        LocalErrorCode.Fenced,
+        `thread ${threadId}: ${records.length === 1 ? 'a record was' : `${records.length} records were`} not written: this server instance's lease on the thread (epoch ${fence.epoch}) ran out and another instance took the thread over (in ${this.#where})`,
+      );
+    }
+    throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} does not exist (in ${this.#where})`);
+  }
+
+  async #isLive(threadId: string): Promise<boolean> {
+    const result = await this.#query(`read thread ${threadId}`, 'SELECT key::text AS key, revision::text AS revision FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [
+      threadId,
+    ]);
+    return rowsOf(LiveRowSchema, result).length > 0;
   }
 
   /**
@@ -173,7 +196,7 @@ export class PgThreadStore implements ThreadStore {
    */
   async load(threadId: string): Promise<LoadedThread | undefined> {
     const id = checkThreadId(threadId);
-    return this.#enqueue(id, async () => {
+    return this.#queue.run(id, async () => {
       const [row] = rowsOf(
         LoadRowSchema,
         await this.#query(`load thread ${id}`, 'SELECT key::text AS key, header::text AS header FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [id]),
@@ -233,7 +256,7 @@ export class PgThreadStore implements ThreadStore {
   async archive(threadId: string): Promise<string> {
     this.#assertOpen();
     const id = checkThreadId(threadId);
-    return this.#enqueue(id, async () => {
+    return this.#queue.run(id, async () => {
       const [row] = rowsOf(
         ArchivedRowSchema,
         await this.#query(
@@ -271,7 +294,7 @@ export class PgThreadStore implements ThreadStore {
   /** The thread row's key and revision (after this process's pending appends); every write by any process bumps the revision. */
   async stamp(threadId: string): Promise<string | undefined> {
     const id = checkThreadId(threadId);
-    return this.#enqueue(id, async () => {
+    return this.#queue.run(id, async () => {
       const [live] = rowsOf(
         LiveRowSchema,
         await this.#query(`read thread ${id}`, 'SELECT key::text AS key, revision::text AS revision FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [id]),
@@ -358,7 +381,7 @@ export class PgThreadStore implements ThreadStore {
 
   /** Waits for pending writes. Idempotent; later creates and appends reject. The pool is its owner's to end. */
   close(): Promise<void> {
-    this.#closing ??= Promise.all([...this.#threads.values()].map((state) => state.tail)).then(() => undefined);
+    this.#closing ??= this.#queue.drain();
     return this.#closing;
   }
 
@@ -386,32 +409,5 @@ export class PgThreadStore implements ThreadStore {
       const code = state?.startsWith('22') === true || state?.startsWith('23') === true ? LocalErrorCode.InvalidArgument : LocalErrorCode.Unavailable;
       throw new LocalError(code, `cannot ${what}: the thread database ${this.#where} failed: ${errorMessage(error)}`, { cause: error });
     }
-  }
-
-  #stateOf(threadId: string): ThreadState {
-    let state = this.#threads.get(threadId);
-    if (state === undefined) {
-      state = { tail: Promise.resolve(), batch: undefined };
-      this.#threads.set(threadId, state);
-    }
-    return state;
-  }
-
-  /** Runs `task` after every task queued before it for the same thread. */
-  #enqueue<T>(threadId: string, task: (state: ThreadState) => Promise<T>): Promise<T> {
-    const current = this.#stateOf(threadId);
-    // Appends made after this task must not join a write queued before it (call order).
-    current.batch = undefined;
-    const run = current.tail.then(() => task(current));
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    current.tail = settled;
-    // Forget idle threads, so the map does not grow with every thread ever seen.
-    void settled.then(() => {
-      if (current.tail === settled && this.#threads.get(threadId) === current) this.#threads.delete(threadId);
-    });
-    return run;
   }
 }

@@ -16,10 +16,12 @@ export interface ThreadStore {
   create(header: NewThreadHeader): Promise<void>;
   /**
    * Appends one record to an existing thread; resolves once it is durable. Appends to one thread
-   * are kept in call order. A record larger than {@link MAX_THREAD_RECORD_BYTES} rejects with
-   * `LIMIT_EXCEEDED`; a thread that does not exist with `NOT_FOUND`.
+   * are kept in call order; those made while the thread's previous write is in flight go together
+   * in the next write (one flush, one commit), and a failed write rejects every append in it. A
+   * record larger than {@link MAX_THREAD_RECORD_BYTES} rejects with `LIMIT_EXCEEDED`; a thread
+   * that does not exist with `NOT_FOUND`.
    */
-  append(threadId: string, record: NewThreadRecord): Promise<void>;
+  append(threadId: string, record: NewThreadRecord, options?: AppendOptions): Promise<void>;
   /** Reads a thread back after its pending appends, or `undefined` when it does not exist. */
   load(threadId: string): Promise<LoadedThread | undefined>;
   /**
@@ -53,6 +55,21 @@ export interface ThreadStore {
   /** Waits for pending writes and lets go of resources. Idempotent; later creates and appends reject. */
   close(): Promise<void>;
 }
+
+/** Options of {@link ThreadStore.append}. */
+export interface AppendOptions {
+  /**
+   * The record starts no write of its own: it goes in the thread's next write (the next append or
+   * read of the thread), or within {@link MAX_DEFER_MS} when nothing comes. For records followed
+   * at once by one that must be durable (a turn's last items, then its completion): one flush for
+   * both. The promise still resolves only once the record is durable.
+   * @default false
+   */
+  defer?: boolean;
+}
+
+/** The longest a deferred append (see {@link AppendOptions.defer}) waits for the thread's next write. */
+export const MAX_DEFER_MS = 20;
 
 /** Characters of a thread's first prompt kept as its preview. */
 export const PREVIEW_CHARS = 100;

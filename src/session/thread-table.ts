@@ -312,7 +312,7 @@ export class ThreadTable {
 
   #engineOf(threadId: string, config: ThreadConfig, settings: ResolvedThreadSettings, records: LoadedThread['records']): EngineThread {
     const store = this.#options.store;
-    return this.#options.engine.open({ threadId, config, settings, records, record: (record) => store.append(threadId, record) });
+    return this.#options.engine.open({ threadId, config, settings, records, record: (record, options) => store.append(threadId, record, options) });
   }
 
   #newThread(id: string, createdAt: string, config: ThreadConfig, settings: ResolvedThreadSettings, sticky: ThreadEnvironment[], engine: EngineThread): Thread {

@@ -6,7 +6,7 @@ import type { ThreadContext } from '../protocol/status.js';
 import type { InstructionFile, ThreadBodyRecord, ThreadConfig, ThreadEnvironment, TurnStatus } from '../protocol/thread.js';
 import type { ResolvedThreadSettings } from './settings.js';
 import { Channel } from '../util/channel.js';
-import type { NewThreadRecord } from './thread-store.js';
+import type { AppendOptions, NewThreadRecord } from './thread-store.js';
 
 /**
  * The turn engine: what the thread manager asks of "the thing that runs a turn". The manager
@@ -31,8 +31,8 @@ export interface EngineThreadInit {
   settings: ResolvedThreadSettings;
   /** The thread's stored records after its header, in order (none for a new thread). */
   records: readonly ThreadBodyRecord[];
-  /** Appends one record to the thread in the store; resolves once it is durable. */
-  record(record: NewThreadRecord): Promise<void>;
+  /** Appends one record to the thread in the store; resolves once it is durable (`defer`: see {@link AppendOptions}). */
+  record(record: NewThreadRecord, options?: AppendOptions): Promise<void>;
 }
 
 /** A thread's engine side while the thread is loaded. */
@@ -79,6 +79,12 @@ export interface EngineTurnResult {
   status: TurnStatus;
   lastAgentMessage: string | null;
   error?: string;
+  /**
+   * The turn's last records, appended deferred and still being written: they go in one write with
+   * the turn's completion record, and the turn is not over (nor answered) before they are durable;
+   * a failed write fails the turn.
+   */
+  written?: Promise<unknown>;
 }
 
 /** What a turn reports while it runs. */

@@ -93,6 +93,13 @@ export class TurnRunner {
     };
     try {
       const outcome: TurnOutcome = await thread.queue.add(task, { signal: waiting.signal }).catch((error: unknown) => {
+        if (error instanceof LocalError && error.code === LocalErrorCode.Fenced) {
+          // Another instance took the thread over (this one's lease ran out): the turn stops here,
+          // writing nothing more, as a turn interrupted by the takeover.
+          live.interrupt.abort(error);
+          this.#options.logger.warn('turn stopped: another instance took the thread over', { thread: thread.id, turn: turnId, error: error.message });
+          return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage, error: errorMessage(error) };
+        }
         if (turnSignal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
         throw error;
       });
@@ -133,7 +140,9 @@ export class TurnRunner {
     if (result === undefined) throw new LocalError(LocalErrorCode.ProtocolViolation, `the turn engine ended turn ${turnId} without its result`);
     thread.lastActivity = this.#at();
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;
-    await store.append(thread.id, {
+    // One write with the turn's deferred last records (see EngineTurnResult.written); the answer
+    // goes out once both are durable, and a failed write of either fails the turn.
+    const completed = store.append(thread.id, {
       type: 'turn_completed',
       at: this.#at(),
       turnId,
@@ -141,6 +150,7 @@ export class TurnRunner {
       lastAgentMessage: result.lastAgentMessage,
       ...(result.error === undefined ? {} : { error: result.error }),
     });
+    await Promise.all([completed, result.written]);
     logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }

@@ -26,6 +26,8 @@ export const LocalErrorCode = {
   Unavailable: 'UNAVAILABLE',
   /** The state found does not allow the operation (e.g. a database schema newer than this version). */
   FailedPrecondition: 'FAILED_PRECONDITION',
+  /** A write refused because this process no longer owns what it writes: another process took it over (its lease ran out). */
+  Fenced: 'FENCED',
 } as const;
 
 /** One of {@link LocalErrorCode}. */

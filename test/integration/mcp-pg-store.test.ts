@@ -8,9 +8,13 @@ import pg from 'pg';
 import { inputItems } from '../../tools/fake-responses-server.js';
 import { startInProcessMcp } from '../helpers/in-process-mcp.js';
 import { serverEnv, setUpMcpWorld, startMcp, tearDownMcpWorld, textOf, threadIdOf, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
+import { openDatabase } from '../../src/session/pg-database.js';
+import { PG_MIGRATIONS } from '../../src/session/pg-migrations.js';
+import { PgOwnership } from '../../src/session/pg-ownership.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { CLI, runCommand, tempDir } from '../helpers/process.js';
-import { isRecord, say } from '../helpers/steps.js';
+import { gate, hold, isRecord, say } from '../helpers/steps.js';
 import { createDatabase } from '../helpers/thread-stores.js';
 
 let cluster: PostgresCluster;
@@ -157,5 +161,42 @@ describe('threads in PostgreSQL', () => {
       const listed = await mcp.call('thread/list', {});
       expect(listed.structuredContent).toMatchObject({ total: 1, threads: [{ threadId, preview: 'over stdio' }] });
     });
+  });
+});
+
+describe('a turn whose lease another instance took over while it ran (fencing)', () => {
+  it('stops as interrupted: its late records are refused, and nothing of it lands after the takeover', async () => {
+    const answered = gate();
+    const world = await setUpMcpWorld('mcp-pg-fence', () => hold(answered.promise, say('late answer')));
+    databases += 1;
+    const url = await createDatabase(cluster, `e2e_${databases}`);
+    const mcp = await startInProcessMcp(world.home.path, { args: ['-c', `multienv.store="${url}"`] });
+    const other = await openDatabase({ url, migrations: PG_MIGRATIONS, logger: silentLogger });
+    const taker = await PgOwnership.open({ pool: other.pool, url, logger: silentLogger, leaseMs: 600_000 });
+    try {
+      const answer = mcp.call('codex', { prompt: 'slow job', cwd: world.work.path, waitMs: 600_000 });
+      await world.model.waitForRequests(1);
+      const [row] = (await other.pool.query<{ id: string }>('SELECT id FROM cmx_threads')).rows;
+      if (row === undefined) throw new Error('no thread row');
+      // The server is frozen past its lease (as an instance whose host stalls): the database's clock
+      // passes the lease's expiry, and another instance takes the thread over.
+      await other.pool.query(`UPDATE cmx_thread_leases SET expires_at = now() - interval '1 second' WHERE thread_id = $1`, [row.id]);
+      await taker.acquire(row.id);
+      const recordsAtTakeover = (await other.pool.query<{ n: string }>('SELECT count(*)::text AS n FROM cmx_thread_records')).rows[0]?.n;
+
+      answered.open();
+      const stopped = await answer;
+      expect(stopped.isError).toBe(true);
+      expect(textOf(stopped)).toMatch(/^The turn was interrupted\./);
+      expect(mcp.stderr()).toMatch(/another instance took the thread over/);
+      // Its answer and its completion record were refused: nothing of it after the takeover.
+      expect((await other.pool.query<{ n: string }>('SELECT count(*)::text AS n FROM cmx_thread_records')).rows[0]?.n).toBe(recordsAtTakeover);
+      expect((await other.pool.query('SELECT last_status FROM cmx_threads')).rows).toEqual([{ last_status: 'incomplete' }]);
+    } finally {
+      answered.open();
+      await taker.releaseAll();
+      await other.close();
+      await tearDownMcpWorld(world, mcp);
+    }
   });
 });

@@ -67,7 +67,34 @@ describe('runTurn and the durability of tool outputs', () => {
     expect(ended).toBe(false);
 
     finishWrite();
-    expect(await turn).toEqual({ status: 'completed', lastAgentMessage: 'done' });
+    const { written, ...result } = await turn;
+    expect(result).toEqual({ status: 'completed', lastAgentMessage: 'done' });
+    await written;
+  });
+
+  it('records a tool call before running it, and the last answer deferred, handed back to be written with the turn’s end', async () => {
+    const recorded: [string, boolean][] = [];
+    let finishWrite!: () => void;
+    const lastWrite = new Promise<void>((resolve) => (finishWrite = resolve));
+    const record = (item: ResponseInputItem, options?: { defer?: boolean }): Promise<void> => {
+      recorded.push([item.type === 'message' ? `${item.type}:${item.role}` : item.type, options?.defer === true]);
+      return options?.defer === true ? lastWrite : Promise.resolve();
+    };
+    const { written, ...result } = await runTurn(params(scriptedModel([]), record));
+    expect(result).toEqual({ status: 'completed', lastAgentMessage: 'done' });
+    expect(recorded).toEqual([
+      ['message:user', false],
+      ['message:user', false],
+      ['function_call', false],
+      ['function_call_output', false],
+      ['message:assistant', true],
+    ]);
+    let settled = false;
+    void written?.then(() => (settled = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false);
+    finishWrite();
+    await written;
   });
 
   it('fails the turn when a tool output cannot be written', async () => {
@@ -102,7 +129,7 @@ describe('runTurn and compaction', () => {
         if (event.type === 'progress') progress.push(event.message);
       },
     });
-    expect(result).toEqual({ status: 'completed', lastAgentMessage: 'answered', contextTokens: 7 });
+    expect({ ...result, written: undefined }).toEqual({ status: 'completed', lastAgentMessage: 'answered', contextTokens: 7, written: undefined });
     expect(replaced).toEqual([]);
     expect(seen.map((request) => request.tools)).toEqual([0, 1]);
     expect(seen[1]?.input[0]).toEqual(history[0]);

@@ -195,6 +195,30 @@ describe.each(FACTORIES)('ThreadStore contract: $name', (factory) => {
     for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ code: LocalErrorCode.NotFound });
   });
 
+  it('writes a deferred append with the next append or read, in call order; alone, within its deadline; at close', async () => {
+    const store = open();
+    await store.create(header('later'));
+    const carried = store.append('later', item('u', 'deferred'), { defer: true });
+    await Promise.all([carried, store.append('later', item('u', 'carrier'))]);
+    // Read after a deferred append: the read comes after it.
+    const read = store.append('later', item('u', 'deferred, then read'), { defer: true });
+    expect(itemTexts(await store.load('later'))).toEqual(['deferred', 'carrier', 'deferred, then read']);
+    await read;
+    // Nothing follows: written by itself once its deadline passes.
+    await store.append('later', item('u', 'alone'), { defer: true });
+    const closing = store.append('later', item('u', 'at close'), { defer: true });
+    await store.close();
+    await closing;
+    expect(itemTexts(await open().load('later'))).toEqual(['deferred', 'carrier', 'deferred, then read', 'alone', 'at close']);
+  });
+
+  it('rejects a deferred append with the append that carried it when their write fails', async () => {
+    const store = open();
+    const results = await Promise.allSettled([store.append('ghost', item('u', 'x'), { defer: true }), store.append('ghost', item('u', 'y'))]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ code: LocalErrorCode.NotFound });
+  });
+
   it('loads in a new store what the previous one wrote (a restart)', async () => {
     const first = open();
     await first.create(header('r1'));
