@@ -6,13 +6,15 @@ import {
   type CallToolResult,
   type JSONRPCMessage,
   type JSONRPCRequest,
+  type LoggingLevel,
   type ProgressToken,
   type RequestId,
   type ServerNotification,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
+import { McpLogLevelSchema, RequestLogs, type RequestLogTarget } from './logging.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
@@ -34,6 +36,7 @@ export const MODERN_PROTOCOL_VERSIONS: readonly string[] = ['2026-07-28'];
 const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
 const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
 const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
 
 const {
   InvalidParams: INVALID_PARAMS,
@@ -68,6 +71,7 @@ const RequestMetaSchema = z.looseObject({
     })
     .optional(),
   progressToken: z.union([z.string(), z.number()]).optional(),
+  [META_LOG_LEVEL]: McpLogLevelSchema.optional(),
 });
 
 const RequestParamsSchema = z.looseObject({ _meta: RequestMetaSchema.optional() });
@@ -102,7 +106,7 @@ interface PendingCall {
    * The request that has the call open now, its progress token, and where that request's messages
    * go (over HTTP each round is its own POST with its own response stream); undefined between rounds.
    */
-  open: { requestId: RequestId; progressToken: ProgressToken | undefined; send: (message: JSONRPCMessage) => Promise<void> } | undefined;
+  open: { requestId: RequestId; progressToken: ProgressToken | undefined; send: (message: JSONRPCMessage) => Promise<void>; logs: RequestLogTarget } | undefined;
   expiry: NodeJS.Timeout | undefined;
   /** The client the call belongs to, as the transport named it (see {@link ModernEra.handle}). */
   principal: string | undefined;
@@ -140,6 +144,8 @@ export class ModernEra {
    * it is denied when the approval timeout ends.
    */
   readonly #answeredTurns = new Map<ApprovalGate, string>();
+  /** Where the log events of each request's work go (the per-request log level). */
+  readonly #logs = new RequestLogs();
 
   constructor(options: ModernEraOptions) {
     this.#options = options;
@@ -178,11 +184,18 @@ export class ModernEra {
     }
     if (!isJSONRPCRequest(message)) return;
     const { id } = message;
+    // Set once `_meta` is read; its events stop at the answer (nothing of a request follows its answer).
+    const logs: { target: RequestLogTarget } = { target: undefined };
     const reply = (answer: JSONRPCMessage): void => {
+      logs.target = undefined;
       if (this.#cancelled.delete(id)) return;
       send(answer).catch((error: unknown) => this.#logger.debug('could not answer a modern request', { id, error: errorMessage(error) }));
     };
-    this.#serve(message, send, principal).then(
+    const served = this.#logs.run(
+      () => logs.target,
+      () => this.#serve(message, send, principal, (level) => (logs.target = { level, send })),
+    );
+    served.then(
       (result) => reply({ jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: this.#options.serverInfo } } }),
       (error: unknown) => {
         if (error instanceof ModernError) {
@@ -207,10 +220,21 @@ export class ModernEra {
     this.#openRequests.clear();
   }
 
-  async #serve(request: JSONRPCRequest, send: (message: JSONRPCMessage) => Promise<void>, principal: string | undefined): Promise<Record<string, unknown>> {
+  /** Forwards the log events of this era's work (see {@link RequestLogs}): the composition root tees its logger into it. */
+  forwardLog(entry: LogEntry): void {
+    this.#logs.forward(entry);
+  }
+
+  async #serve(
+    request: JSONRPCRequest,
+    send: (message: JSONRPCMessage) => Promise<void>,
+    principal: string | undefined,
+    logAt: (level: LoggingLevel) => void,
+  ): Promise<Record<string, unknown>> {
     const params = RequestParamsSchema.safeParse(request.params ?? {});
     if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
     const meta = params.data._meta ?? {};
+    const logLevel = meta[META_LOG_LEVEL];
     const version = meta[META_VERSION];
     if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
     if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
@@ -222,12 +246,13 @@ export class ModernEra {
     const capabilities = meta[META_CAPABILITIES];
     if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
     const withTasks = capabilities.extensions?.[TASKS_EXTENSION] !== undefined;
+    if (logLevel !== undefined) logAt(logLevel);
     switch (request.method) {
       case 'server/discover':
         return {
           resultType: 'complete',
           supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-          capabilities: { tools: { listChanged: false }, ...(this.#options.tasks === undefined ? {} : { extensions: { [TASKS_EXTENSION]: {} } }) },
+          capabilities: { tools: { listChanged: false }, logging: {}, ...(this.#options.tasks === undefined ? {} : { extensions: { [TASKS_EXTENSION]: {} } }) },
           ttlMs: LIST_TTL_MS,
           cacheScope: 'public',
         };
@@ -246,7 +271,7 @@ export class ModernEra {
         if (tasks !== undefined && withTasks && call.data.requestState === undefined && tool?.startTask !== undefined) {
           return tasks.call(tool.startTask, call.data.arguments ?? {}, request.id, canElicit);
         }
-        return this.#call(request.id, call.data, meta.progressToken, canElicit, send, principal);
+        return this.#call(request.id, call.data, { progressToken: meta.progressToken, logLevel }, canElicit, send, principal);
       }
       case 'tasks/get':
       case 'tasks/update':
@@ -267,7 +292,7 @@ export class ModernEra {
   async #call(
     requestId: RequestId,
     params: z.infer<typeof CallParamsSchema>,
-    progressToken: ProgressToken | undefined,
+    { progressToken, logLevel }: { progressToken: ProgressToken | undefined; logLevel: LoggingLevel | undefined },
     canElicit: boolean,
     send: (message: JSONRPCMessage) => Promise<void>,
     principal: string | undefined,
@@ -302,7 +327,7 @@ export class ModernEra {
       const { approvals } = state;
       if (params.inputResponses !== undefined) for (const gate of this.#gatesOf(call)) gate.answer(params.inputResponses, approvals);
     }
-    call.open = { requestId, progressToken, send };
+    call.open = { requestId, progressToken, send, logs: logLevel === undefined ? undefined : { level: logLevel, send } };
     this.#openRequests.set(requestId, call);
     const round = new AbortController();
     try {
@@ -401,7 +426,11 @@ export class ModernEra {
         return open.send({ jsonrpc: '2.0', method: notification.method, params: { ...notification.params, progressToken: open.progressToken } });
       },
     };
-    call.answer = this.#options.tools.call(tool, args, extra);
+    // The turn's events go to whichever request has the call open, at that request's level.
+    call.answer = this.#logs.run(
+      () => call.open?.logs,
+      () => this.#options.tools.call(tool, args, extra),
+    );
     this.#calls.set(call.id, call);
     return call;
   }

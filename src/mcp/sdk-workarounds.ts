@@ -11,7 +11,9 @@ import { CancelledNotificationSchema, type RequestId, type ServerNotification } 
  * Also relied on, through the SDK's public API (no workaround, but checked by the same test):
  * `tasks/cancel` reaches the task store as `updateTaskStatus(taskId, 'cancelled')`, where
  * `RecordTaskStore` (tasks.ts) records the cancellation and interrupts the turn; and once `logging/setLevel` has our handler
- * (logging.ts), `sendLoggingMessage` sends every level it is given (we filter).
+ * (logging.ts), `sendLoggingMessage` sends every level it is given (we filter), and
+ * `getClientVersion()` stays undefined until a client sends `initialize` (logging.ts sends a legacy
+ * client's log events only after it has).
  */
 
 /**

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
@@ -97,10 +97,10 @@ export interface McpServerOptions {
   /** Publish `environment_add`, … instead of `environment/add`, … @default false */
   portableToolNames?: boolean;
   /**
-   * Receives the function that forwards log events to the client as MCP logging notifications
-   * (the composition root tees its logger into it).
+   * Receives the function that forwards log events to the clients as MCP logging notifications,
+   * legacy (`logging/setLevel`) and modern (per-request level); the composition root tees its logger into it.
    */
-  onLogForwarder?: (forward: ReturnType<typeof mcpLogForwarder>) => void;
+  onLogForwarder?: (forward: (entry: LogEntry) => void) => void;
 }
 
 /** The status tool's name (portable as it is). */
@@ -132,7 +132,7 @@ export function createMcpServer(options: McpServerOptions): McpFace {
     { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
     { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) },
   );
-  options.onLogForwarder?.(mcpLogForwarder(server));
+  const legacyLogs = mcpLogForwarder(server);
   const cancellations = new CallCancellations(server, logger);
   const cancelSignal = (extra: ToolExtra): AbortSignal => extra.cancelled ?? cancellations.signal(extra.requestId);
   const tools = [
@@ -159,6 +159,10 @@ export function createMcpServer(options: McpServerOptions): McpFace {
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
     tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
+  });
+  options.onLogForwarder?.((entry) => {
+    legacyLogs(entry);
+    modern.forwardLog(entry);
   });
   return { legacy: server, modern, close: () => server.close() };
 }

@@ -247,10 +247,15 @@ describe('behaviour relied on through the public API', () => {
     await server.close();
   });
 
-  it('once logging/setLevel is ours, sendLoggingMessage sends every level it is given', async () => {
+  it('once logging/setLevel is ours, sendLoggingMessage sends every level it is given; getClientVersion is set only by initialize', async () => {
     const server = newServer({ logging: {} });
     const forward = mcpLogForwarder(server);
     const client = await connect(server);
+    // The forwarder sends nothing until a legacy client initialized (a modern client never does).
+    expect(server.getClientVersion()).toBeUndefined();
+    client.send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'check', version: '1' } } });
+    await client.next(isAnswerTo(0));
+    expect(server.getClientVersion()).toEqual({ name: 'check', version: '1' });
     client.send({ jsonrpc: '2.0', id: 1, method: 'logging/setLevel', params: { level: 'debug' } });
     await client.next(isAnswerTo(1));
     forward({ level: 'debug', component: 'check', message: 'the lowest level' });
