@@ -1,5 +1,5 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CancelledNotificationSchema, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import { CancelledNotificationSchema, McpError, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 
 /**
  * Where this server parts from what the MCP SDK (`@modelcontextprotocol/sdk`, the server side)
@@ -89,4 +89,18 @@ export function nonObjectResultAsError(message: unknown): unknown {
 export function vendorNotification(method: string, params: Record<string, unknown>): ServerNotification {
   const notification: { method: string; params: Record<string, unknown> } = { method, params };
   return notification as unknown as ServerNotification;
+}
+
+/**
+ * The JSON-RPC error our handlers throw, checked against SDK 1.32.2. The SDK's `McpError` writes
+ * `MCP error <code>: ` before its message, and the SDK answers a request with the thrown error's
+ * `code` and `message` as they are, so a client's own `McpError` adds the prefix again ("MCP error
+ * -32602: MCP error -32602: …"). This one carries the code and keeps the message as written; it
+ * is still an `McpError`, which the SDK's own handlers (`tasks/cancel`) pass on unchanged.
+ */
+export class McpWireError extends McpError {
+  constructor(code: number, message: string, data?: unknown) {
+    super(code, message, data);
+    this.message = message;
+  }
 }

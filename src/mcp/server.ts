@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode, McpError, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
@@ -17,6 +17,7 @@ import { TurnProgressSchema } from '../protocol/status.js';
 import { WaitMsSchema, opsTools } from './ops-tools.js';
 import { TaskRuns } from './task-runs.js';
 import { RecordTaskStore, TASK_CAPABILITIES, createTurnTask } from './tasks.js';
+import { McpWireError } from './sdk-workarounds.js';
 import { toolNames, type ToolNames } from './tool-names.js';
 import { defineTool, serveTools, type McpTool, type ToolExtra } from './tools.js';
 import { answerWithin, isClientTimeout, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
@@ -268,7 +269,7 @@ function turnTools({ options, server, logger, names, taskRuns, cancelSignal }: T
       },
       runAsTask: (args, extra) => {
         const threadId = replyThreadId(args);
-        if (threadId === undefined) throw new McpError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
+        if (threadId === undefined) throw new McpWireError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
         return createTurnTask(taskRuns, turnContext, extra, replyRun(args, threadId), threadId);
       },
       startTask: async (args, extra) => {
