@@ -86,6 +86,63 @@ const CallParamsSchema = z.looseObject({
 
 const CancelledParamsSchema = z.looseObject({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() });
 
+/** What every request of this era carries in `_meta`, checked: a version served here, and the client's capabilities. */
+function readEnvelope(request: JSONRPCRequest): {
+  meta: z.infer<typeof RequestMetaSchema>;
+  version: string;
+  capabilities: NonNullable<z.infer<typeof RequestMetaSchema>[typeof META_CAPABILITIES]>;
+} {
+  const params = RequestParamsSchema.safeParse(request.params ?? {});
+  if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
+  const meta = params.data._meta ?? {};
+  const version = meta[META_VERSION];
+  if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
+  if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
+    throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, {
+      supported: [...MODERN_PROTOCOL_VERSIONS],
+      requested: version,
+    });
+  }
+  const capabilities = meta[META_CAPABILITIES];
+  if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
+  return { meta, version, capabilities };
+}
+
+/** The `server/discover` result: fixed for the process (the tools never change), so it needs nothing but whether tasks are offered. */
+function discoverResult(offersTasks: boolean): Record<string, unknown> {
+  return {
+    resultType: 'complete',
+    supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
+    capabilities: { tools: { listChanged: false }, logging: {}, ...(offersTasks ? { extensions: { [TASKS_EXTENSION]: {} } } : {}) },
+    ttlMs: LIST_TTL_MS,
+    cacheScope: 'public',
+  };
+}
+
+/** The answer carrying `result`, with the server's identity in `_meta` as every answer of this era has. */
+function resultReply(id: RequestId, result: Record<string, unknown>, serverInfo: ModernEraOptions['serverInfo']): JSONRPCMessage {
+  return { jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: serverInfo } } };
+}
+
+function errorReply(id: RequestId, error: ModernError): JSONRPCMessage {
+  return { jsonrpc: '2.0', id, error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } };
+}
+
+/**
+ * The answer to a `server/discover` request, exactly as {@link ModernEra} gives it, without the
+ * server behind it: a client that probes while the server is still starting (Claude Code waits
+ * 3 s) is answered at once (see early-discover.ts).
+ */
+export function answerDiscover(request: JSONRPCRequest, serverInfo: ModernEraOptions['serverInfo'], offersTasks: boolean): JSONRPCMessage {
+  try {
+    readEnvelope(request);
+    return resultReply(request.id, discoverResult(offersTasks), serverInfo);
+  } catch (error) {
+    if (error instanceof ModernError) return errorReply(request.id, error);
+    throw error;
+  }
+}
+
 /** One line of a zod error, for an error message. */
 function problemsOf(error: z.ZodError): string {
   return z.prettifyError(error).replace(/\n\s*/g, ' ');
@@ -196,10 +253,10 @@ export class ModernEra {
       () => this.#serve(message, send, principal, (level) => (logs.target = { level, send })),
     );
     served.then(
-      (result) => reply({ jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: this.#options.serverInfo } } }),
+      (result) => reply(resultReply(id, result, this.#options.serverInfo)),
       (error: unknown) => {
         if (error instanceof ModernError) {
-          reply({ jsonrpc: '2.0', id, error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } });
+          reply(errorReply(id, error));
           return;
         }
         this.#logger.warn('a modern request failed', { id, method: message.method, error: errorMessage(error) });
@@ -231,31 +288,13 @@ export class ModernEra {
     principal: string | undefined,
     logAt: (level: LoggingLevel) => void,
   ): Promise<Record<string, unknown>> {
-    const params = RequestParamsSchema.safeParse(request.params ?? {});
-    if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
-    const meta = params.data._meta ?? {};
+    const { meta, version, capabilities } = readEnvelope(request);
     const logLevel = meta[META_LOG_LEVEL];
-    const version = meta[META_VERSION];
-    if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
-    if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
-      throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, {
-        supported: [...MODERN_PROTOCOL_VERSIONS],
-        requested: version,
-      });
-    }
-    const capabilities = meta[META_CAPABILITIES];
-    if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
     const withTasks = capabilities.extensions?.[TASKS_EXTENSION] !== undefined;
     if (logLevel !== undefined) logAt(logLevel);
     switch (request.method) {
       case 'server/discover':
-        return {
-          resultType: 'complete',
-          supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-          capabilities: { tools: { listChanged: false }, logging: {}, ...(this.#options.tasks === undefined ? {} : { extensions: { [TASKS_EXTENSION]: {} } }) },
-          ttlMs: LIST_TTL_MS,
-          cacheScope: 'public',
-        };
+        return discoverResult(this.#options.tasks !== undefined);
       case 'tools/list':
         // `execution.taskSupport` is the 2025 Tasks form, which this era does not use.
         return { resultType: 'complete', tools: this.#options.tools.listings.map(({ execution: _execution, ...tool }) => tool), ttlMs: LIST_TTL_MS, cacheScope: 'public' };

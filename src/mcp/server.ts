@@ -10,7 +10,8 @@ import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
-import { EraSplitTransport, ModernEra } from './modern-era.js';
+import { answerDiscoverWhileStarting, type StartingInput } from './early-discover.js';
+import { EraSplitTransport, ModernEra, answerDiscover } from './modern-era.js';
 import { ModernTasks } from './modern-tasks.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema } from '../protocol/status.js';
@@ -107,6 +108,21 @@ export interface McpServerOptions {
 /** The status tool's name (portable as it is). */
 const CODEX_STATUS = 'codex-status';
 
+/** Who this server is, as both eras' answers name it. */
+function serverInfo(version: string): { name: string; title: string; version: string } {
+  return { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version };
+}
+
+/**
+ * Answers `server/discover` on stdio while the server is still starting, exactly as the face
+ * {@link createMcpServer} builds will (tasks offered), and holds every other message for it; see
+ * early-discover.ts. The composition root calls this first, and hands the input over once the
+ * face is built.
+ */
+export function discoverWhileStarting(input: Readable, output: Writable, version: string): StartingInput {
+  return answerDiscoverWhileStarting(input, output, (request) => answerDiscover(request, serverInfo(version), true));
+}
+
 /** The server's capabilities: a fixed list of tools, logging notifications, MCP Tasks for `tools/call`. */
 const CAPABILITIES: ServerCapabilities = { tools: { listChanged: false }, logging: {}, tasks: TASK_CAPABILITIES };
 
@@ -129,10 +145,7 @@ export function createMcpServer(options: McpServerOptions): McpFace {
   const logger = options.logger ?? silentLogger;
   const names = toolNames(options.portableToolNames ?? false);
   const taskRuns = new TaskRuns(options.threads.tasks, (threadId, turnId) => options.threads.progress(threadId, turnId));
-  const server = new Server(
-    { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
-    { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) },
-  );
+  const server = new Server(serverInfo(options.version), { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) });
   const legacyLogs = mcpLogForwarder(server);
   const cancellations = new CallCancellations(server, logger);
   const cancelSignal = (extra: ToolExtra): AbortSignal => extra.cancelled ?? cancellations.signal(extra.requestId);
@@ -156,7 +169,7 @@ export function createMcpServer(options: McpServerOptions): McpFace {
   const table = serveTools(server, tools, (requestId) => cancellations.track(requestId));
   const modern = new ModernEra({
     tools: table,
-    serverInfo: { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
+    serverInfo: serverInfo(options.version),
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
     tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
