@@ -14,8 +14,9 @@ import {
 import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
-import { McpLogLevelSchema, RequestLogs, type RequestLogTarget } from './logging.js';
+import { RequestLogs, type RequestLogTarget } from './logging.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
+import { LIST_TTL_MS, META_LOG_LEVEL, META_VERSION, discoverResult, errorReply, problemsOf, readEnvelope, resultReply, type ServerInfo } from './modern-envelope.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import type { ToolExtra, ToolTable } from './tools.js';
@@ -30,23 +31,7 @@ import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
  * with the same tool table.
  */
 
-/** The modern protocol versions served here, newest first. */
-export const MODERN_PROTOCOL_VERSIONS: readonly string[] = ['2026-07-28'];
-
-const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
-const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
-const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
-const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
-
-const {
-  InvalidParams: INVALID_PARAMS,
-  MethodNotFound: METHOD_NOT_FOUND,
-  InternalError: INTERNAL_ERROR,
-  UnsupportedProtocolVersion: UNSUPPORTED_PROTOCOL_VERSION,
-} = ModernErrorCode;
-
-/** How long `tools/list` and `server/discover` may be cached: the tools are fixed for the process. */
-const LIST_TTL_MS = 3_600_000;
+const { InvalidParams: INVALID_PARAMS, MethodNotFound: METHOD_NOT_FOUND, InternalError: INTERNAL_ERROR } = ModernErrorCode;
 
 /** Stands for the progress token of whichever round has a call open (see `sendNotification` in `#start`). */
 const ROUND_PROGRESS_TOKEN = 'round';
@@ -61,21 +46,6 @@ const MAX_PENDING_CALLS = 256;
 /** Approval gates of turns whose calls were answered while they went on, kept for later calls on their threads; the oldest go first (their later approvals are denied). */
 const MAX_ANSWERED_TURN_GATES = 256;
 
-/** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
-const RequestMetaSchema = z.looseObject({
-  [META_VERSION]: z.string().optional(),
-  [META_CAPABILITIES]: z
-    .looseObject({
-      elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional(),
-      extensions: z.record(z.string(), z.unknown()).optional(),
-    })
-    .optional(),
-  progressToken: z.union([z.string(), z.number()]).optional(),
-  [META_LOG_LEVEL]: McpLogLevelSchema.optional(),
-});
-
-const RequestParamsSchema = z.looseObject({ _meta: RequestMetaSchema.optional() });
-
 /** `tools/call` params of this era: a retry of an `input_required` call adds `inputResponses` and `requestState`. */
 const CallParamsSchema = z.looseObject({
   name: z.string(),
@@ -85,68 +55,6 @@ const CallParamsSchema = z.looseObject({
 });
 
 const CancelledParamsSchema = z.looseObject({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() });
-
-/** What every request of this era carries in `_meta`, checked: a version served here, and the client's capabilities. */
-function readEnvelope(request: JSONRPCRequest): {
-  meta: z.infer<typeof RequestMetaSchema>;
-  version: string;
-  capabilities: NonNullable<z.infer<typeof RequestMetaSchema>[typeof META_CAPABILITIES]>;
-} {
-  const params = RequestParamsSchema.safeParse(request.params ?? {});
-  if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
-  const meta = params.data._meta ?? {};
-  const version = meta[META_VERSION];
-  if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
-  if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
-    throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, {
-      supported: [...MODERN_PROTOCOL_VERSIONS],
-      requested: version,
-    });
-  }
-  const capabilities = meta[META_CAPABILITIES];
-  if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
-  return { meta, version, capabilities };
-}
-
-/** The `server/discover` result: fixed for the process (the tools never change), so it needs nothing but whether tasks are offered. */
-function discoverResult(offersTasks: boolean): Record<string, unknown> {
-  return {
-    resultType: 'complete',
-    supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-    capabilities: { tools: { listChanged: false }, logging: {}, ...(offersTasks ? { extensions: { [TASKS_EXTENSION]: {} } } : {}) },
-    ttlMs: LIST_TTL_MS,
-    cacheScope: 'public',
-  };
-}
-
-/** The answer carrying `result`, with the server's identity in `_meta` as every answer of this era has. */
-function resultReply(id: RequestId, result: Record<string, unknown>, serverInfo: ModernEraOptions['serverInfo']): JSONRPCMessage {
-  return { jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: serverInfo } } };
-}
-
-function errorReply(id: RequestId, error: ModernError): JSONRPCMessage {
-  return { jsonrpc: '2.0', id, error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } };
-}
-
-/**
- * The answer to a `server/discover` request, exactly as {@link ModernEra} gives it, without the
- * server behind it: a client that probes while the server is still starting (Claude Code waits
- * 3 s) is answered at once (see early-discover.ts).
- */
-export function answerDiscover(request: JSONRPCRequest, serverInfo: ModernEraOptions['serverInfo'], offersTasks: boolean): JSONRPCMessage {
-  try {
-    readEnvelope(request);
-    return resultReply(request.id, discoverResult(offersTasks), serverInfo);
-  } catch (error) {
-    if (error instanceof ModernError) return errorReply(request.id, error);
-    throw error;
-  }
-}
-
-/** One line of a zod error, for an error message. */
-function problemsOf(error: z.ZodError): string {
-  return z.prettifyError(error).replace(/\n\s*/g, ' ');
-}
 
 /** A `tools/call` whose turn may ask approvals over several requests (MRTR rounds). */
 interface PendingCall {
@@ -174,7 +82,7 @@ interface PendingCall {
 /** Options of {@link ModernEra}. */
 export interface ModernEraOptions {
   tools: ToolTable;
-  serverInfo: { name: string; title?: string; version: string };
+  serverInfo: ServerInfo;
   /** How long an approval waits for the client's answer (and a `requestState` stays valid). */
   approvalTimeoutMs: number;
   logger?: Logger;
