@@ -7,9 +7,9 @@ import { request as httpRequest } from 'node:http';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { serverEnv, setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
-import { CLI, startListening, type ListeningProcess } from '../helpers/process.js';
+import { CLI, startListening, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { rawStdio, type RawPeer } from '../helpers/raw-peer.js';
-import { isRecord, say, type Json } from '../helpers/steps.js';
+import { gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
 
 const MODERN = '2026-07-28';
@@ -110,6 +110,31 @@ describe('the per-request log level of the modern era (2026-07-28)', () => {
       // Nothing of either call follows its answer: the next line is the answer to the next request.
       raw!.send(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'server/discover', params: { _meta: meta() } }));
       expect(await raw!.next()).toMatchObject({ id: 3, result: { capabilities: expect.objectContaining({ logging: {} }) } });
+    });
+
+    it('gives a turn that waited in its thread’s queue its own events, not those of the call it waited behind', async () => {
+      steps.push(say('made'));
+      raw!.send(codexCall(1, 'make the thread', world.work.path));
+      const made = await until(raw!, 1);
+      const threadId = ((made.at(-1)?.result as Json).structuredContent as Json).threadId as string;
+      const release = gate();
+      steps.push(hold(release.promise, say('first')), say('second'));
+      const reply = (id: number, prompt: string, extraMeta: Json): string =>
+        JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'codex-reply', arguments: { threadId, prompt }, _meta: meta(extraMeta) } });
+      // A (no level) runs; B (with one) waits behind it in the thread's queue until A ends.
+      raw!.send(reply(2, 'A', {}));
+      await waitFor(() => world.model.requests.length === 2, "A's model request");
+      raw!.send(reply(3, 'B', { [LOG_LEVEL]: 'info', progressToken: 'b' }));
+      await raw!.next(); // B's first progress: it was accepted and queued behind A.
+      release.open();
+      const seen = [...(await until(raw!, 2)), ...(await until(raw!, 3))];
+      const answerB = seen.find((m) => m.id === 3 && !('method' in m));
+      // A asked for no events: the one 'turn finished' is B's, which ran from A's end.
+      const finished = seen.filter(isLog).filter((m) => logText(m) === 'turn finished');
+      expect(finished).toHaveLength(1);
+      expect(finished[0]).toMatchObject({ params: { level: 'info', data: { thread: threadId, status: 'completed' } } });
+      // B's event came on B's stream: before B's answer (stdio: in order on the one stream).
+      expect(seen.indexOf(finished[0]!)).toBeLessThan(seen.indexOf(answerB!));
     });
 
     it('filters by the level: a call at warning gets no info or debug event', async () => {
