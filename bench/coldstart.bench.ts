@@ -15,7 +15,7 @@
  * Node.js itself answering one line (the floor of any Node.js server).
  * `BENCH_COLDSTART_BASELINE=/path/to/dist/cli/main.js` adds another build of ours (e.g. before a
  * change) to the same rounds. Run with `npm run bench -- coldstart` (builds first);
- * `BENCH_COLDSTART_RUNS` sets the rounds.
+ * `BENCH_COLDSTART_RUNS` sets the rounds; `BENCH_COLDSTART_REQUEST=discover` times `server/discover` instead of `initialize`.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, realpathSync } from 'node:fs';
@@ -40,6 +40,17 @@ const MCP_INITIALIZE = {
   method: 'initialize',
   params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1.0.0' } },
 };
+const MCP_DISCOVER = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'server/discover',
+  params: { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} } },
+};
+/**
+ * What ours is asked first: `initialize` (a 2025 client), or with `BENCH_COLDSTART_REQUEST=discover`
+ * `server/discover` (a 2026-07-28 client; Claude Code waits 3 s for its answer).
+ */
+const OUR_REQUEST = process.env.BENCH_COLDSTART_REQUEST === 'discover' ? MCP_DISCOVER : MCP_INITIALIZE;
 // The app-server's JSON-RPC has no "jsonrpc" field.
 const APP_SERVER_INITIALIZE = { id: 1, method: 'initialize', params: { clientInfo: { name: 'bench', version: '1.0.0' } } };
 /** The smallest Node.js server: answers the first line it reads. */
@@ -109,8 +120,8 @@ async function startOnce(c: Case, env: NodeJS.ProcessEnv): Promise<Sample> {
         resolve({ ms, cpuMs: child.pid === undefined ? Number.NaN : treeCpuNs(child.pid) / 1e6 });
       });
       child.once('error', reject);
-      child.once('exit', (code) => reject(new Error(`${c.label} exited (${String(code)}) before answering initialize`)));
-      timer = setTimeout(() => reject(new Error(`${c.label} did not answer initialize within ${START_DEADLINE_MS} ms`)), START_DEADLINE_MS);
+      child.once('exit', (code) => reject(new Error(`${c.label} exited (${String(code)}) before answering its first request`)));
+      timer = setTimeout(() => reject(new Error(`${c.label} did not answer its first request within ${START_DEADLINE_MS} ms`)), START_DEADLINE_MS);
     });
     return sample;
   } finally {
@@ -138,11 +149,11 @@ async function main(): Promise<void> {
     });
     const codexNative = nativeCodex();
     const cases: Case[] = [
-      { label: 'ours (relay + worker)', command: CLI, args: [], request: MCP_INITIALIZE },
-      { label: 'ours --foreground (one process)', command: CLI, args: ['--foreground'], request: MCP_INITIALIZE },
+      { label: 'ours (relay + worker)', command: CLI, args: [], request: OUR_REQUEST },
+      { label: 'ours --foreground (one process)', command: CLI, args: ['--foreground'], request: OUR_REQUEST },
       // What the first start after an install or upgrade costs, before the code cache exists.
-      { label: 'ours without the code cache', command: CLI, args: [], request: MCP_INITIALIZE, env: { CODEX_MULTIENV_CODE_CACHE: '0' } },
-      ...(BASELINE === undefined ? [] : [{ label: 'baseline (relay + worker)', command: process.execPath, args: [BASELINE], request: MCP_INITIALIZE }]),
+      { label: 'ours without the code cache', command: CLI, args: [], request: OUR_REQUEST, env: { CODEX_MULTIENV_CODE_CACHE: '0' } },
+      ...(BASELINE === undefined ? [] : [{ label: 'baseline (relay + worker)', command: process.execPath, args: [BASELINE], request: OUR_REQUEST }]),
       { label: 'codex app-server (npm launcher)', command: CODEX, args: ['app-server'], request: APP_SERVER_INITIALIZE },
       ...(codexNative === undefined ? [] : [{ label: 'codex app-server (native binary)', command: codexNative, args: ['app-server'], request: APP_SERVER_INITIALIZE }]),
       { label: 'node answering one line (floor)', command: process.execPath, args: ['-e', NODE_FLOOR], request: {} },
@@ -160,7 +171,7 @@ async function main(): Promise<void> {
     const loadAfter = loadavg()[0] ?? Number.NaN;
 
     process.stdout.write(
-      `\nspawn → initialize answered, ${RUNS} rounds, each case once per round in rotated order; ` +
+      `\nspawn → ${OUR_REQUEST.method} answered (ours; initialize for the app-server), ${RUNS} rounds, each case once per round in rotated order; ` +
         `${availableParallelism()} CPUs, load average ${fmt(loadBefore)} before, ${fmt(loadAfter)} after` +
         `${BASELINE === undefined ? '' : `; baseline: ${BASELINE}`}\n\n`,
     );
@@ -181,8 +192,8 @@ async function main(): Promise<void> {
 
     // Ours (and the baseline) over each reference: of the medians, and per round.
     const ratioRows: string[][] = [];
-    const ours = cases.filter((c) => c.request === MCP_INITIALIZE);
-    const references = cases.filter((c) => c.request !== MCP_INITIALIZE);
+    const ours = cases.filter((c) => c.request === OUR_REQUEST);
+    const references = cases.filter((c) => c.request !== OUR_REQUEST);
     for (const mine of ours) {
       for (const reference of references) {
         for (const [what, pick] of [

@@ -15,7 +15,7 @@ import { autoCompactTokenLimit, requestReasoning } from '../model/context-window
 import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
 import { LoopbackRelay } from '../environments/loopback-relay.js';
-import { createMcpServer, serveOverStdio, type McpFace } from '../mcp/server.js';
+import { createMcpServer, discoverWhileStarting, serveOverStdio, type McpFace } from '../mcp/server.js';
 import { BuiltinEngine } from '../session/builtin-engine.js';
 import { CodexAppServer } from '../session/codex-app-server.js';
 import { CodexEngine } from '../session/codex-engine.js';
@@ -467,9 +467,17 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
  * first, up to `multienv.drain_timeout_sec`), and stops.
  */
 export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: McpServerIo = { input: process.stdin, output: process.stdout }): Promise<number> {
-  const started = await startMcpServer({ argv, env, cwd: process.cwd(), logger: (level) => stderrLogger(level, env), selfReference: currentSelfReferenceHost(env) });
+  // Before anything else: a modern client's first request may come, and be answered, while the server starts.
+  const starting = discoverWhileStarting(io.input, io.output, PACKAGE_VERSION);
+  let started: StartedMcpServer;
+  try {
+    started = await startMcpServer({ argv, env, cwd: process.cwd(), logger: (level) => stderrLogger(level, env), selfReference: currentSelfReferenceHost(env) });
+  } catch (error) {
+    starting.abandon();
+    throw error;
+  }
   const { server, threads, limits, logger } = started;
-  const { closed: inputClosed } = await serveOverStdio(server, io.input, io.output, { maxMessageBytes: limits.maxMessageBytes, logger: logger.child('mcp') });
+  const { closed: inputClosed } = await serveOverStdio(server, starting.handOver(), io.output, { maxMessageBytes: limits.maxMessageBytes, logger: logger.child('mcp') });
   const stopNow = new AbortController();
   const closed = new Promise<'client gone' | 'signal'>((resolve) => {
     void inputClosed.then(() => resolve('client gone'));

@@ -6,14 +6,17 @@ import {
   type CallToolResult,
   type JSONRPCMessage,
   type JSONRPCRequest,
+  type LoggingLevel,
   type ProgressToken,
   type RequestId,
   type ServerNotification,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { errorMessage } from '../util/errors.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
+import { RequestLogs, type RequestLogTarget } from './logging.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
+import { LIST_TTL_MS, META_LOG_LEVEL, META_VERSION, discoverResult, errorReply, problemsOf, readEnvelope, resultReply, type ServerInfo } from './modern-envelope.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import type { ToolExtra, ToolTable } from './tools.js';
@@ -28,22 +31,7 @@ import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
  * with the same tool table.
  */
 
-/** The modern protocol versions served here, newest first. */
-export const MODERN_PROTOCOL_VERSIONS: readonly string[] = ['2026-07-28'];
-
-const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
-const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
-const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
-
-const {
-  InvalidParams: INVALID_PARAMS,
-  MethodNotFound: METHOD_NOT_FOUND,
-  InternalError: INTERNAL_ERROR,
-  UnsupportedProtocolVersion: UNSUPPORTED_PROTOCOL_VERSION,
-} = ModernErrorCode;
-
-/** How long `tools/list` and `server/discover` may be cached: the tools are fixed for the process. */
-const LIST_TTL_MS = 3_600_000;
+const { InvalidParams: INVALID_PARAMS, MethodNotFound: METHOD_NOT_FOUND, InternalError: INTERNAL_ERROR } = ModernErrorCode;
 
 /** Stands for the progress token of whichever round has a call open (see `sendNotification` in `#start`). */
 const ROUND_PROGRESS_TOKEN = 'round';
@@ -58,20 +46,6 @@ const MAX_PENDING_CALLS = 256;
 /** Approval gates of turns whose calls were answered while they went on, kept for later calls on their threads; the oldest go first (their later approvals are denied). */
 const MAX_ANSWERED_TURN_GATES = 256;
 
-/** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
-const RequestMetaSchema = z.looseObject({
-  [META_VERSION]: z.string().optional(),
-  [META_CAPABILITIES]: z
-    .looseObject({
-      elicitation: z.looseObject({ form: z.unknown().optional(), url: z.unknown().optional() }).optional(),
-      extensions: z.record(z.string(), z.unknown()).optional(),
-    })
-    .optional(),
-  progressToken: z.union([z.string(), z.number()]).optional(),
-});
-
-const RequestParamsSchema = z.looseObject({ _meta: RequestMetaSchema.optional() });
-
 /** `tools/call` params of this era: a retry of an `input_required` call adds `inputResponses` and `requestState`. */
 const CallParamsSchema = z.looseObject({
   name: z.string(),
@@ -81,11 +55,6 @@ const CallParamsSchema = z.looseObject({
 });
 
 const CancelledParamsSchema = z.looseObject({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() });
-
-/** One line of a zod error, for an error message. */
-function problemsOf(error: z.ZodError): string {
-  return z.prettifyError(error).replace(/\n\s*/g, ' ');
-}
 
 /** A `tools/call` whose turn may ask approvals over several requests (MRTR rounds). */
 interface PendingCall {
@@ -102,7 +71,7 @@ interface PendingCall {
    * The request that has the call open now, its progress token, and where that request's messages
    * go (over HTTP each round is its own POST with its own response stream); undefined between rounds.
    */
-  open: { requestId: RequestId; progressToken: ProgressToken | undefined; send: (message: JSONRPCMessage) => Promise<void> } | undefined;
+  open: { requestId: RequestId; progressToken: ProgressToken | undefined; send: (message: JSONRPCMessage) => Promise<void>; logs: RequestLogTarget } | undefined;
   expiry: NodeJS.Timeout | undefined;
   /** The client the call belongs to, as the transport named it (see {@link ModernEra.handle}). */
   principal: string | undefined;
@@ -113,7 +82,7 @@ interface PendingCall {
 /** Options of {@link ModernEra}. */
 export interface ModernEraOptions {
   tools: ToolTable;
-  serverInfo: { name: string; title?: string; version: string };
+  serverInfo: ServerInfo;
   /** How long an approval waits for the client's answer (and a `requestState` stays valid). */
   approvalTimeoutMs: number;
   logger?: Logger;
@@ -140,6 +109,8 @@ export class ModernEra {
    * it is denied when the approval timeout ends.
    */
   readonly #answeredTurns = new Map<ApprovalGate, string>();
+  /** Where the log events of each request's work go (the per-request log level). */
+  readonly #logs = new RequestLogs();
 
   constructor(options: ModernEraOptions) {
     this.#options = options;
@@ -178,15 +149,22 @@ export class ModernEra {
     }
     if (!isJSONRPCRequest(message)) return;
     const { id } = message;
+    // Set once `_meta` is read; its events stop at the answer (nothing of a request follows its answer).
+    const logs: { target: RequestLogTarget } = { target: undefined };
     const reply = (answer: JSONRPCMessage): void => {
+      logs.target = undefined;
       if (this.#cancelled.delete(id)) return;
       send(answer).catch((error: unknown) => this.#logger.debug('could not answer a modern request', { id, error: errorMessage(error) }));
     };
-    this.#serve(message, send, principal).then(
-      (result) => reply({ jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: this.#options.serverInfo } } }),
+    const served = this.#logs.run(
+      () => logs.target,
+      () => this.#serve(message, send, principal, (level) => (logs.target = { level, send })),
+    );
+    served.then(
+      (result) => reply(resultReply(id, result, this.#options.serverInfo)),
       (error: unknown) => {
         if (error instanceof ModernError) {
-          reply({ jsonrpc: '2.0', id, error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } });
+          reply(errorReply(id, error));
           return;
         }
         this.#logger.warn('a modern request failed', { id, method: message.method, error: errorMessage(error) });
@@ -207,30 +185,24 @@ export class ModernEra {
     this.#openRequests.clear();
   }
 
-  async #serve(request: JSONRPCRequest, send: (message: JSONRPCMessage) => Promise<void>, principal: string | undefined): Promise<Record<string, unknown>> {
-    const params = RequestParamsSchema.safeParse(request.params ?? {});
-    if (!params.success) throw new ModernError(INVALID_PARAMS, `invalid params of ${request.method}: ${problemsOf(params.error)}`);
-    const meta = params.data._meta ?? {};
-    const version = meta[META_VERSION];
-    if (version === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_VERSION}"] is required (a string naming the protocol version)`);
-    if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
-      throw new ModernError(UNSUPPORTED_PROTOCOL_VERSION, `Unsupported protocol version ${version} (this server serves ${MODERN_PROTOCOL_VERSIONS.join(', ')})`, {
-        supported: [...MODERN_PROTOCOL_VERSIONS],
-        requested: version,
-      });
-    }
-    const capabilities = meta[META_CAPABILITIES];
-    if (capabilities === undefined) throw new ModernError(INVALID_PARAMS, `${request.method}: params._meta["${META_CAPABILITIES}"] is required (an object, {} for none)`);
+  /** Forwards the log events of this era's work (see {@link RequestLogs}): the composition root tees its logger into it. */
+  forwardLog(entry: LogEntry): void {
+    this.#logs.forward(entry);
+  }
+
+  async #serve(
+    request: JSONRPCRequest,
+    send: (message: JSONRPCMessage) => Promise<void>,
+    principal: string | undefined,
+    logAt: (level: LoggingLevel) => void,
+  ): Promise<Record<string, unknown>> {
+    const { meta, version, capabilities } = readEnvelope(request);
+    const logLevel = meta[META_LOG_LEVEL];
     const withTasks = capabilities.extensions?.[TASKS_EXTENSION] !== undefined;
+    if (logLevel !== undefined) logAt(logLevel);
     switch (request.method) {
       case 'server/discover':
-        return {
-          resultType: 'complete',
-          supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-          capabilities: { tools: { listChanged: false }, ...(this.#options.tasks === undefined ? {} : { extensions: { [TASKS_EXTENSION]: {} } }) },
-          ttlMs: LIST_TTL_MS,
-          cacheScope: 'public',
-        };
+        return discoverResult(this.#options.tasks !== undefined);
       case 'tools/list':
         // `execution.taskSupport` is the 2025 Tasks form, which this era does not use.
         return { resultType: 'complete', tools: this.#options.tools.listings.map(({ execution: _execution, ...tool }) => tool), ttlMs: LIST_TTL_MS, cacheScope: 'public' };
@@ -246,7 +218,7 @@ export class ModernEra {
         if (tasks !== undefined && withTasks && call.data.requestState === undefined && tool?.startTask !== undefined) {
           return tasks.call(tool.startTask, call.data.arguments ?? {}, request.id, canElicit);
         }
-        return this.#call(request.id, call.data, meta.progressToken, canElicit, send, principal);
+        return this.#call(request.id, call.data, { progressToken: meta.progressToken, logLevel }, canElicit, send, principal);
       }
       case 'tasks/get':
       case 'tasks/update':
@@ -267,7 +239,7 @@ export class ModernEra {
   async #call(
     requestId: RequestId,
     params: z.infer<typeof CallParamsSchema>,
-    progressToken: ProgressToken | undefined,
+    { progressToken, logLevel }: { progressToken: ProgressToken | undefined; logLevel: LoggingLevel | undefined },
     canElicit: boolean,
     send: (message: JSONRPCMessage) => Promise<void>,
     principal: string | undefined,
@@ -302,7 +274,7 @@ export class ModernEra {
       const { approvals } = state;
       if (params.inputResponses !== undefined) for (const gate of this.#gatesOf(call)) gate.answer(params.inputResponses, approvals);
     }
-    call.open = { requestId, progressToken, send };
+    call.open = { requestId, progressToken, send, logs: logLevel === undefined ? undefined : { level: logLevel, send } };
     this.#openRequests.set(requestId, call);
     const round = new AbortController();
     try {
@@ -401,7 +373,11 @@ export class ModernEra {
         return open.send({ jsonrpc: '2.0', method: notification.method, params: { ...notification.params, progressToken: open.progressToken } });
       },
     };
-    call.answer = this.#options.tools.call(tool, args, extra);
+    // The turn's events go to whichever request has the call open, at that request's level.
+    call.answer = this.#logs.run(
+      () => call.open?.logs,
+      () => this.#options.tools.call(tool, args, extra),
+    );
     this.#calls.set(call.id, call);
     return call;
   }

@@ -1,5 +1,5 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CancelledNotificationSchema, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import { CancelledNotificationSchema, McpError, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 
 /**
  * Where this server parts from what the MCP SDK (`@modelcontextprotocol/sdk`, the server side)
@@ -11,7 +11,9 @@ import { CancelledNotificationSchema, type RequestId, type ServerNotification } 
  * Also relied on, through the SDK's public API (no workaround, but checked by the same test):
  * `tasks/cancel` reaches the task store as `updateTaskStatus(taskId, 'cancelled')`, where
  * `RecordTaskStore` (tasks.ts) records the cancellation and interrupts the turn; and once `logging/setLevel` has our handler
- * (logging.ts), `sendLoggingMessage` sends every level it is given (we filter).
+ * (logging.ts), `sendLoggingMessage` sends every level it is given (we filter), and
+ * `getClientVersion()` stays undefined until a client sends `initialize` (logging.ts sends a legacy
+ * client's log events only after it has).
  */
 
 /**
@@ -87,4 +89,18 @@ export function nonObjectResultAsError(message: unknown): unknown {
 export function vendorNotification(method: string, params: Record<string, unknown>): ServerNotification {
   const notification: { method: string; params: Record<string, unknown> } = { method, params };
   return notification as unknown as ServerNotification;
+}
+
+/**
+ * The JSON-RPC error our handlers throw, checked against SDK 1.32.2. The SDK's `McpError` writes
+ * `MCP error <code>: ` before its message, and the SDK answers a request with the thrown error's
+ * `code` and `message` as they are, so a client's own `McpError` adds the prefix again ("MCP error
+ * -32602: MCP error -32602: …"). This one carries the code and keeps the message as written; it
+ * is still an `McpError`, which the SDK's own handlers (`tasks/cancel`) pass on unchanged.
+ */
+export class McpWireError extends McpError {
+  constructor(code: number, message: string, data?: unknown) {
+    super(code, message, data);
+    this.message = message;
+  }
 }

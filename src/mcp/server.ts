@@ -1,15 +1,17 @@
 import type { Readable, Writable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode, McpError, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
 import { errorMessage } from '../util/errors.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
+import { answerDiscoverWhileStarting, type StartingInput } from './early-discover.js';
+import { answerDiscover } from './modern-envelope.js';
 import { EraSplitTransport, ModernEra } from './modern-era.js';
 import { ModernTasks } from './modern-tasks.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
@@ -17,6 +19,7 @@ import { TurnProgressSchema } from '../protocol/status.js';
 import { WaitMsSchema, opsTools } from './ops-tools.js';
 import { TaskRuns } from './task-runs.js';
 import { RecordTaskStore, TASK_CAPABILITIES, createTurnTask } from './tasks.js';
+import { McpWireError } from './sdk-workarounds.js';
 import { toolNames, type ToolNames } from './tool-names.js';
 import { defineTool, serveTools, type McpTool, type ToolExtra } from './tools.js';
 import { answerWithin, isClientTimeout, plainError, startTurnCall, type TurnCallContext, type TurnRun } from './turn-call.js';
@@ -97,14 +100,29 @@ export interface McpServerOptions {
   /** Publish `environment_add`, … instead of `environment/add`, … @default false */
   portableToolNames?: boolean;
   /**
-   * Receives the function that forwards log events to the client as MCP logging notifications
-   * (the composition root tees its logger into it).
+   * Receives the function that forwards log events to the clients as MCP logging notifications,
+   * legacy (`logging/setLevel`) and modern (per-request level); the composition root tees its logger into it.
    */
-  onLogForwarder?: (forward: ReturnType<typeof mcpLogForwarder>) => void;
+  onLogForwarder?: (forward: (entry: LogEntry) => void) => void;
 }
 
 /** The status tool's name (portable as it is). */
 const CODEX_STATUS = 'codex-status';
+
+/** Who this server is, as both eras' answers name it. */
+function serverInfo(version: string): { name: string; title: string; version: string } {
+  return { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version };
+}
+
+/**
+ * Answers `server/discover` on stdio while the server is still starting, exactly as the face
+ * {@link createMcpServer} builds will (tasks offered), and holds every other message for it; see
+ * early-discover.ts. The composition root calls this first, and hands the input over once the
+ * face is built.
+ */
+export function discoverWhileStarting(input: Readable, output: Writable, version: string): StartingInput {
+  return answerDiscoverWhileStarting(input, output, (request) => answerDiscover(request, serverInfo(version), true));
+}
 
 /** The server's capabilities: a fixed list of tools, logging notifications, MCP Tasks for `tools/call`. */
 const CAPABILITIES: ServerCapabilities = { tools: { listChanged: false }, logging: {}, tasks: TASK_CAPABILITIES };
@@ -128,11 +146,8 @@ export function createMcpServer(options: McpServerOptions): McpFace {
   const logger = options.logger ?? silentLogger;
   const names = toolNames(options.portableToolNames ?? false);
   const taskRuns = new TaskRuns(options.threads.tasks, (threadId, turnId) => options.threads.progress(threadId, turnId));
-  const server = new Server(
-    { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
-    { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) },
-  );
-  options.onLogForwarder?.(mcpLogForwarder(server));
+  const server = new Server(serverInfo(options.version), { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) });
+  const legacyLogs = mcpLogForwarder(server);
   const cancellations = new CallCancellations(server, logger);
   const cancelSignal = (extra: ToolExtra): AbortSignal => extra.cancelled ?? cancellations.signal(extra.requestId);
   const tools = [
@@ -155,10 +170,14 @@ export function createMcpServer(options: McpServerOptions): McpFace {
   const table = serveTools(server, tools, (requestId) => cancellations.track(requestId));
   const modern = new ModernEra({
     tools: table,
-    serverInfo: { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version: options.version },
+    serverInfo: serverInfo(options.version),
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
     tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
+  });
+  options.onLogForwarder?.((entry) => {
+    legacyLogs(entry);
+    modern.forwardLog(entry);
   });
   return { legacy: server, modern, close: () => server.close() };
 }
@@ -264,7 +283,7 @@ function turnTools({ options, server, logger, names, taskRuns, cancelSignal }: T
       },
       runAsTask: (args, extra) => {
         const threadId = replyThreadId(args);
-        if (threadId === undefined) throw new McpError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
+        if (threadId === undefined) throw new McpWireError(ErrorCode.InvalidParams, MISSING_THREAD_ID);
         return createTurnTask(taskRuns, turnContext, extra, replyRun(args, threadId), threadId);
       },
       startTask: async (args, extra) => {

@@ -1,7 +1,8 @@
 import type { TaskStore } from '@modelcontextprotocol/sdk/experimental/tasks';
-import { ErrorCode, McpError, type CallToolResult, type CreateTaskResult, type Result, type Task } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolResult, type CreateTaskResult, type Result, type Task } from '@modelcontextprotocol/sdk/types.js';
 import { TaskNotFoundError, type TaskView } from '../session/thread-tasks.js';
 import { errorMessage } from '../util/errors.js';
+import { McpWireError } from './sdk-workarounds.js';
 import type { TaskRuns } from './task-runs.js';
 import type { TaskToolExtra } from './tools.js';
 import type { TurnCallContext, TurnRun } from './turn-call.js';
@@ -50,7 +51,7 @@ async function read(runs: TaskRuns, taskId: string): Promise<TaskView> {
   try {
     return await runs.tasks.get(taskId);
   } catch (error) {
-    if (error instanceof TaskNotFoundError) throw new McpError(ErrorCode.InvalidParams, errorMessage(error));
+    if (error instanceof TaskNotFoundError) throw new McpWireError(ErrorCode.InvalidParams, errorMessage(error));
     throw error;
   }
 }
@@ -71,7 +72,7 @@ export class RecordTaskStore implements TaskStore {
 
   /** Tasks are made by the turn tools ({@link createTurnTask}), once their turn exists; the SDK never asks. */
   createTask(): Promise<Task> {
-    return Promise.reject(new McpError(ErrorCode.InvalidRequest, 'tasks of this server are made by codex and codex-reply calls with `task`'));
+    return Promise.reject(new McpWireError(ErrorCode.InvalidRequest, 'tasks of this server are made by codex and codex-reply calls with `task`'));
   }
 
   async getTask(taskId: string): Promise<Task | null> {
@@ -80,13 +81,13 @@ export class RecordTaskStore implements TaskStore {
 
   /** A task's result is its turn's, read from the thread: nothing is stored besides. */
   storeTaskResult(): Promise<void> {
-    return Promise.reject(new McpError(ErrorCode.InvalidRequest, 'a task result is read from its turn; it cannot be stored'));
+    return Promise.reject(new McpWireError(ErrorCode.InvalidRequest, 'a task result is read from its turn; it cannot be stored'));
   }
 
   async getTaskResult(taskId: string): Promise<Result> {
     const view = await read(this.#runs, taskId);
     const result = this.#runs.result(view);
-    if (result === undefined) throw new McpError(ErrorCode.InvalidParams, `task ${taskId} has no result yet: its turn is still running`);
+    if (result === undefined) throw new McpWireError(ErrorCode.InvalidParams, `task ${taskId} has no result yet: its turn is still running`);
     return result;
   }
 
@@ -95,13 +96,13 @@ export class RecordTaskStore implements TaskStore {
     try {
       await this.#runs.tasks.cancel(taskId, 'the client cancelled the task (tasks/cancel)');
     } catch (error) {
-      if (error instanceof TaskNotFoundError) throw new McpError(ErrorCode.InvalidParams, errorMessage(error));
+      if (error instanceof TaskNotFoundError) throw new McpWireError(ErrorCode.InvalidParams, errorMessage(error));
       throw error;
     }
   }
 
   listTasks(): Promise<{ tasks: Task[] }> {
-    return Promise.reject(new McpError(ErrorCode.MethodNotFound, 'tasks/list is not offered: keep the task id that tools/call answered'));
+    return Promise.reject(new McpWireError(ErrorCode.MethodNotFound, 'tasks/list is not offered: keep the task id that tools/call answered'));
   }
 }
 
@@ -115,7 +116,7 @@ export class RecordTaskStore implements TaskStore {
 export async function createTurnTask(runs: TaskRuns, context: TurnCallContext, extra: TaskToolExtra, run: TurnRun, knownThreadId?: string): Promise<CreateTaskResult> {
   const { logger } = context;
   const scoped = extra.taskStore;
-  if (scoped === undefined) throw new McpError(ErrorCode.InternalError, 'this server has no task store');
+  if (scoped === undefined) throw new McpWireError(ErrorCode.InternalError, 'this server has no task store');
   const notify = async (taskId: string): Promise<void> => {
     try {
       // Stores nothing (see RecordTaskStore); the SDK reads the task back and notifies its status.
@@ -139,7 +140,7 @@ export async function createTurnTask(runs: TaskRuns, context: TurnCallContext, e
       },
     },
   );
-  if ('result' in started) throw new McpError(ErrorCode.InvalidParams, resultText(started.result));
+  if ('result' in started) throw new McpWireError(ErrorCode.InvalidParams, resultText(started.result));
   return { task: legacyTask(started.view, runs) };
 }
 

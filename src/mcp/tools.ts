@@ -4,7 +4,6 @@ import {
   CallToolRequestSchema,
   ErrorCode,
   ListToolsRequestSchema,
-  McpError,
   ToolSchema,
   type CallToolResult,
   type CreateTaskResult,
@@ -20,6 +19,7 @@ import { z } from 'zod';
 import type { Approver } from '../agent/approvals.js';
 import type { TaskView } from '../session/thread-tasks.js';
 import { errorMessage } from '../util/errors.js';
+import { McpWireError } from './sdk-workarounds.js';
 
 /**
  * What a tool's handler gets with a call, in either MCP era: the legacy era passes the SDK's
@@ -120,7 +120,7 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolS
   };
   const parse = (args: unknown): z.output<I> => {
     const parsed = spec.input.safeParse(args);
-    if (!parsed.success) throw new McpError(ErrorCode.InvalidParams, `Input validation error: Invalid arguments for tool ${name}: ${problems(parsed.error)}`);
+    if (!parsed.success) throw new McpWireError(ErrorCode.InvalidParams, `Input validation error: Invalid arguments for tool ${name}: ${problems(parsed.error)}`);
     return parsed.data;
   };
   return {
@@ -130,7 +130,8 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolS
       const result = await spec.run(parse(args), extra);
       if (result.isError === true) return result;
       const structured = spec.output.safeParse(result.structuredContent);
-      if (!structured.success) throw new McpError(ErrorCode.InvalidParams, `Output validation error: Invalid structured content for tool ${name}: ${problems(structured.error)}`);
+      if (!structured.success)
+        throw new McpWireError(ErrorCode.InvalidParams, `Output validation error: Invalid structured content for tool ${name}: ${problems(structured.error)}`);
       return result;
     },
     callAsTask: runAsTask === undefined ? undefined : (args, extra) => runAsTask(parse(args), extra),
@@ -169,7 +170,7 @@ export function toolTable(tools: readonly McpTool[]): ToolTable {
     call: async (name, args, extra) => {
       try {
         const tool = byName.get(name);
-        if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+        if (tool === undefined) throw new McpWireError(ErrorCode.InvalidParams, `Tool ${name} not found`);
         return await tool.call(args, extra);
       } catch (error) {
         return errorResult(errorMessage(error));
@@ -195,9 +196,9 @@ export function serveTools(server: Server, tools: readonly McpTool[], onCall: (r
       const { name, arguments: args = {}, task } = request.params;
       if (task === undefined) return await table.call(name, args, extra);
       const tool = table.get(name);
-      if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+      if (tool === undefined) throw new McpWireError(ErrorCode.InvalidParams, `Tool ${name} not found`);
       if (tool.callAsTask === undefined)
-        throw new McpError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
+        throw new McpWireError(ErrorCode.MethodNotFound, `Tool ${name} does not run as a task (its execution.taskSupport is "forbidden"): call it without \`task\``);
       return await tool.callAsTask(args, extra);
     } finally {
       answered();

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { ThreadEnvironment, TurnStatus } from '../protocol/thread.js';
@@ -84,13 +85,17 @@ export class TurnRunner {
     const withdraw = (): void => waiting.abort(turnSignal.reason);
     if (turnSignal.aborted) withdraw();
     else turnSignal.addEventListener('abort', withdraw, { once: true });
-    const task = (): Promise<TurnOutcome> => {
+    // Bound to the caller's async context: p-queue starts a waiting job from the end of the one
+    // before it, whose context (another caller's: where its log events go) it would otherwise run in.
+    const task = AsyncResource.bind((): Promise<TurnOutcome> => {
       turnSignal.removeEventListener('abort', withdraw);
-      return this.#global.add(() => {
-        live.begin(this.#at());
-        return this.#runTurn(thread, live, prompt, selection, turnSignal, call);
-      });
-    };
+      return this.#global.add(
+        AsyncResource.bind(() => {
+          live.begin(this.#at());
+          return this.#runTurn(thread, live, prompt, selection, turnSignal, call);
+        }),
+      );
+    });
     try {
       const outcome: TurnOutcome = await thread.queue.add(task, { signal: waiting.signal }).catch((error: unknown) => {
         if (error instanceof LocalError && error.code === LocalErrorCode.Fenced) {

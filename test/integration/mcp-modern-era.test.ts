@@ -136,7 +136,7 @@ describe('the modern MCP era (2026-07-28) on the stdio entry', () => {
         expect.objectContaining({
           resultType: 'complete',
           supportedVersions: [MODERN],
-          capabilities: { tools: { listChanged: false }, extensions: { 'io.modelcontextprotocol/tasks': {} } },
+          capabilities: { tools: { listChanged: false }, logging: {}, extensions: { 'io.modelcontextprotocol/tasks': {} } },
           _meta: { 'io.modelcontextprotocol/serverInfo': expect.objectContaining({ name: 'codex-multienv-mcp' }) },
         }),
       );

@@ -102,7 +102,7 @@ describe('the tasks extension of the modern MCP era', () => {
   it('answers a call with a task, advertised in server/discover; tasks/get follows it to its {threadId, content} result', async () => {
     const p = start();
     const discover = resultOf(await p.request('server/discover', {}));
-    expect(discover.capabilities).toEqual({ tools: { listChanged: false }, extensions: { [TASKS]: {} } });
+    expect(discover.capabilities).toEqual({ tools: { listChanged: false }, logging: {}, extensions: { [TASKS]: {} } });
 
     const release = heldGate();
     steps.push(hold(release.promise, say('task done')));

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { InMemoryTaskStore } from '@modelcontextprotocol/sdk/experimental/tasks';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
@@ -19,7 +20,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { mcpLogForwarder } from '../../../src/mcp/logging.js';
-import { HeldForCallsStarting, PINNED_SDK_VERSION, nonObjectResultAsError, takeOverCancellation, vendorNotification } from '../../../src/mcp/sdk-workarounds.js';
+import { HeldForCallsStarting, McpWireError, PINNED_SDK_VERSION, nonObjectResultAsError, takeOverCancellation, vendorNotification } from '../../../src/mcp/sdk-workarounds.js';
 import { TASK_CAPABILITIES } from '../../../src/mcp/tasks.js';
 import { deferred } from '../../../src/util/deferred.js';
 import { REPO_ROOT } from '../../helpers/process.js';
@@ -228,6 +229,46 @@ describe('vendorNotification', () => {
   });
 });
 
+describe('McpWireError', () => {
+  it('is needed: the SDK’s McpError prefixes its message, and the SDK answers with that message as it is', async () => {
+    expect(new McpError(-32602, 'no such thread').message).toBe('MCP error -32602: no such thread');
+    const server = newServer({ tools: {} });
+    server.setRequestHandler(CallToolRequestSchema, () => {
+      throw new McpError(-32602, 'no such thread');
+    });
+    const client = await connect(server);
+    client.send(call(1));
+    expect(await client.next(isAnswerTo(1))).toMatchObject({ error: { code: -32602, message: 'MCP error -32602: no such thread' } });
+    await server.close();
+  });
+
+  it('answers with its code and the message as written; the SDK v1 client shows one prefix; it is still an McpError', async () => {
+    const thrown = new McpWireError(-32602, 'no such thread', { threadId: 't-1' });
+    expect(thrown).toBeInstanceOf(McpError);
+    expect(thrown).toMatchObject({ code: -32602, message: 'no such thread', data: { threadId: 't-1' } });
+    const server = newServer({ tools: {} });
+    server.setRequestHandler(CallToolRequestSchema, () => {
+      throw new McpWireError(-32602, 'no such thread', { threadId: 't-1' });
+    });
+    const raw = await connect(server);
+    raw.send(call(1));
+    expect(await raw.next(isAnswerTo(1))).toMatchObject({ error: { code: -32602, message: 'no such thread', data: { threadId: 't-1' } } });
+    await server.close();
+
+    const served = newServer({ tools: {} });
+    served.setRequestHandler(CallToolRequestSchema, () => {
+      throw new McpWireError(-32602, 'no such thread');
+    });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await served.connect(serverSide);
+    const client = new Client({ name: 'v1-check', version: '1' });
+    await client.connect(clientSide);
+    const failure: unknown = await client.callTool({ name: 'slow', arguments: {} }).catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: -32602, message: 'MCP error -32602: no such thread' });
+    await client.close();
+  });
+});
+
 describe('behaviour relied on through the public API', () => {
   it('tasks/cancel marks the task cancelled through the task store, where RecordTaskStore records it and interrupts the turn', async () => {
     const statuses: string[] = [];
@@ -247,10 +288,15 @@ describe('behaviour relied on through the public API', () => {
     await server.close();
   });
 
-  it('once logging/setLevel is ours, sendLoggingMessage sends every level it is given', async () => {
+  it('once logging/setLevel is ours, sendLoggingMessage sends every level it is given; getClientVersion is set only by initialize', async () => {
     const server = newServer({ logging: {} });
     const forward = mcpLogForwarder(server);
     const client = await connect(server);
+    // The forwarder sends nothing until a legacy client initialized (a modern client never does).
+    expect(server.getClientVersion()).toBeUndefined();
+    client.send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'check', version: '1' } } });
+    await client.next(isAnswerTo(0));
+    expect(server.getClientVersion()).toEqual({ name: 'check', version: '1' });
     client.send({ jsonrpc: '2.0', id: 1, method: 'logging/setLevel', params: { level: 'debug' } });
     await client.next(isAnswerTo(1));
     forward({ level: 'debug', component: 'check', message: 'the lowest level' });

@@ -145,12 +145,12 @@ describe('serveTools', () => {
     const bad = await served.request('tools/call', { name: 'echo/args', arguments: { text: 3, items: [{ id: 'a', extra: 1 }] } });
     expect(answerOf(bad).result?.isError).toBe(true);
     expect(textOf(bad)).toBe(
-      'MCP error -32602: Input validation error: Invalid arguments for tool echo/args: Invalid input: expected string, received number at text\nUnrecognized key: "extra" at items[0]',
+      'Input validation error: Invalid arguments for tool echo/args: Invalid input: expected string, received number at text\nUnrecognized key: "extra" at items[0]',
     );
     const unknown = await served.request('tools/call', { name: 'nope', arguments: {} });
-    expect(answerOf(unknown).result).toEqual({ content: [{ type: 'text', text: 'MCP error -32602: Tool nope not found' }], isError: true });
+    expect(answerOf(unknown).result).toEqual({ content: [{ type: 'text', text: 'Tool nope not found' }], isError: true });
     const off = await served.request('tools/call', { name: 'broken' });
-    expect(textOf(off)).toMatch(/^MCP error -32602: Output validation error: Invalid structured content for tool broken: .*at count$/);
+    expect(textOf(off)).toMatch(/^Output validation error: Invalid structured content for tool broken: .*at count$/);
     expect(served.events).toEqual(['call 1 arrived', 'call 1 answered', 'call 2 arrived', 'call 2 answered', 'call 3 arrived', 'call 3 answered']);
     await served.close();
   });
@@ -160,15 +160,15 @@ describe('serveTools', () => {
     expect(answerOf(await served.request('tools/call', { name: 'tasked', arguments: { n: 4 }, task: {} })).result).toMatchObject({ task: { taskId: 'task-4', status: 'working' } });
     expect(answerOf(await served.request('tools/call', { name: 'tasked', arguments: { n: 'four' }, task: {} })).error).toEqual({
       code: -32602,
-      message: 'MCP error -32602: Input validation error: Invalid arguments for tool tasked: Invalid input: expected number, received string at n',
+      message: 'Input validation error: Invalid arguments for tool tasked: Invalid input: expected number, received string at n',
     });
     expect(answerOf(await served.request('tools/call', { name: 'echo/args', arguments: { text: 'x' }, task: {} })).error).toEqual({
       code: -32601,
-      message: 'MCP error -32601: Tool echo/args does not run as a task (its execution.taskSupport is "forbidden"): call it without `task`',
+      message: 'Tool echo/args does not run as a task (its execution.taskSupport is "forbidden"): call it without `task`',
     });
     expect(answerOf(await served.request('tools/call', { name: 'nope', arguments: {}, task: {} })).error).toEqual({
       code: -32602,
-      message: 'MCP error -32602: Tool nope not found',
+      message: 'Tool nope not found',
     });
     await served.close();
   });
