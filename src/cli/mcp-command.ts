@@ -429,11 +429,16 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     logger,
     ready: () => {
       logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: storage.where, environments: registry.list().map((e) => e.id) });
-      void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
-        logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
-      );
-      // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
-      void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
+      // After the client's pending input: its `initialize`, usually written right after it
+      // started us, is read and answered before these spawn a process and read the threads folder.
+      setImmediate(() => {
+        if (closing !== undefined) return;
+        void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
+          logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
+        );
+        // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
+        void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
+      });
     },
     close: () =>
       (closing ??= (async () => {
