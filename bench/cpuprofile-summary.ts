@@ -3,7 +3,9 @@
  * heaviest functions. Frames in the bundle (dist/cli/*.js, commands.cjs) are traced back to their
  * module and line through the source maps beside it. Usage: `npx tsx bench/cpuprofile-summary.ts FILE.cpuprofile... [--top N]
  * [--callers-of OWNER]`; the last attributes the self time of one owner (e.g. `zod`) to the
- * nearest function of another owner that called it.
+ * nearest function of another owner that called it. `--until TEXT` counts only the samples before
+ * the first with a function whose name (as printed) contains TEXT on its stack: e.g. the cold start
+ * up to the `initialize` answer is `--until 'send mcp/stdio-transport.ts'`.
  * Profile the session bench's servers with
  * `BENCH_ONLY=turns BENCH_KINDS=text BENCH_SERVER_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- session`.
  */
@@ -74,7 +76,10 @@ async function main(): Promise<void> {
   const top = topIndex >= 0 ? Number(args[topIndex + 1]) : 40;
   const callersIndex = args.indexOf('--callers-of');
   const callersOf = callersIndex >= 0 ? args[callersIndex + 1] : undefined;
-  const files = args.filter((arg, i) => !arg.startsWith('--') && (topIndex < 0 || i !== topIndex + 1) && (callersIndex < 0 || i !== callersIndex + 1));
+  const untilIndex = args.indexOf('--until');
+  const until = untilIndex >= 0 ? args[untilIndex + 1] : undefined;
+  const optionValues = new Set([topIndex, callersIndex, untilIndex].filter((i) => i >= 0).map((i) => i + 1));
+  const files = args.filter((arg, i) => !arg.startsWith('--') && !optionValues.has(i));
   /** Self time of `callersOf`, by the nearest calling function of another owner. */
   const callers = new Map<string, number>();
   const byOwner = new Map<string, number>();
@@ -88,10 +93,21 @@ async function main(): Promise<void> {
     const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
     const parents = new Map<number, number>();
     for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+    /** The names of the functions on the stack of a sample, innermost first. */
+    const stackNames = (id: number): string[] => {
+      const names: string[] = [];
+      for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
+        const frame = nodes.get(at)?.callFrame;
+        if (frame === undefined) break;
+        names.push(describe(frame).name);
+      }
+      return names;
+    };
     for (const [i, id] of profile.samples.entries()) {
       const us = profile.timeDeltas[i] ?? 0;
       const node = nodes.get(id);
       if (node === undefined) continue;
+      if (until !== undefined && stackNames(id).some((name) => name.includes(until))) break;
       if (node.callFrame.functionName === '(idle)') {
         idle += us;
         continue;
@@ -100,13 +116,7 @@ async function main(): Promise<void> {
       const { where, name } = describe(node.callFrame);
       byOwner.set(where, (byOwner.get(where) ?? 0) + us);
       byFunction.set(name, (byFunction.get(name) ?? 0) + us);
-      const onStack = new Set<string>();
-      for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
-        const frame = nodes.get(at)?.callFrame;
-        if (frame === undefined) break;
-        onStack.add(describe(frame).name);
-      }
-      for (const frameName of onStack) inclusive.set(frameName, (inclusive.get(frameName) ?? 0) + us);
+      for (const frameName of new Set(stackNames(id))) inclusive.set(frameName, (inclusive.get(frameName) ?? 0) + us);
       if (callersOf !== undefined && where === callersOf) {
         for (let at = parents.get(id); at !== undefined; at = parents.get(at)) {
           const frame = nodes.get(at)?.callFrame;

@@ -58,7 +58,7 @@ await build({
   entryPoints: { main: join(root, 'src/cli/main.ts') },
   outdir,
   format: 'esm',
-  // The relay's modules, and the loader of commands.cjs, are small chunks loaded when needed.
+  // The relay is in main.js; the loader of commands.cjs is a small chunk loaded when needed.
   splitting: true,
   chunkNames: 'chunk-[hash]',
   entryNames: '[name]',

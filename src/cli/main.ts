@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-import { LocalError } from '../util/errors.js';
 import { NESTED_ENV_VAR, NESTED_MARK, NESTED_REFUSAL } from '../util/nested.js';
 import type { Commands } from './load-commands.js';
+// In main.js itself, not a chunk loaded after it: the relay is what a client starts, and each
+// module the relay loads before it spawns the worker delays the whole start.
+import { runMcpRelay, shouldDetach } from './mcp-relay.js';
 import { PACKAGE_VERSION } from './version.js';
 
 const HELP = `codex-multienv ${PACKAGE_VERSION}: Codex-style coding sessions across many environments, as MCP tools
@@ -25,9 +27,8 @@ async function serveMcp(argv: string[]): Promise<number> {
     process.stderr.write(`${NESTED_REFUSAL}\n`);
     return 2;
   }
-  const relay = await import('./mcp-relay.js');
   const script = process.argv[1];
-  if (script !== undefined && relay.shouldDetach(argv)) return relay.runMcpRelay(script, argv, process.env);
+  if (script !== undefined && shouldDetach(argv)) return runMcpRelay(script, argv, process.env);
   return (await commands()).runMcpServer(argv, process.env);
 }
 
@@ -73,7 +74,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    const message = error instanceof LocalError || error instanceof Error ? error.message : String(error);
+    // LocalError is an Error too: main.js loads no module for it.
+    const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`error: ${message}\n`);
     process.exitCode = 2;
   },

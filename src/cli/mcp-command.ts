@@ -12,14 +12,10 @@ import type { EffectiveConfig, WebSearchMode } from '../config/settings.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { parseMcpServers } from '../config/mcp-servers.js';
 import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
-import { ModelClient } from '../model/client.js';
-import { createHttpFetch } from '../model/http-fetch.js';
 import { LoopbackRelay } from '../environments/loopback-relay.js';
 import { createMcpServer, discoverWhileStarting, serveOverStdio, type McpFace } from '../mcp/server.js';
-import { BuiltinEngine } from '../session/builtin-engine.js';
-import { CodexAppServer } from '../session/codex-app-server.js';
-import { CodexEngine } from '../session/codex-engine.js';
-import { EnginesByName } from '../session/engine-choice.js';
+import type { CodexAppServer } from '../session/codex-app-server.js';
+import { EnginesByName, LazyEngine } from '../session/engine-choice.js';
 import type { ThreadOwnership } from '../session/ownership.js';
 import type { CallSettings, ResolvedThreadSettings } from '../session/settings.js';
 import { ThreadManager } from '../session/thread-manager.js';
@@ -31,7 +27,7 @@ import { appServerCommand, chooseEngine, codexOverrideArgs, findCodexBinary, typ
 import { loadRegistry } from './environments-command.js';
 import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
 import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
-import { networkSettings } from './network.js';
+import { lazyHttpFetch, networkSettings } from './network.js';
 import { PACKAGE_VERSION } from './version.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
@@ -160,8 +156,9 @@ function toSettings(
     permissionProfile: (name) => config.permissionProfiles.get(name),
     allowLoginShell: config.allowLoginShell,
     engine,
-    createModel: () =>
-      new ModelClient({
+    // The model client's modules (its response schemas, the openai SDK's glue) load with the first thread.
+    createModel: async () =>
+      new (await import('../model/client.js')).ModelClient({
         baseUrl: provider.baseUrl,
         apiKey,
         headers,
@@ -328,7 +325,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const network = networkSettings(env);
   if (network.error !== undefined) logger.warn(`model requests and HTTP MCP servers on local will fail: ${network.error}`);
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
-  const httpFetch = createHttpFetch({ network });
+  const httpFetch = lazyHttpFetch(network);
 
   // First: a database that cannot be used stops the start before anything else is started.
   const storage = await openThreadStorage({
@@ -350,42 +347,48 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   // Tests may put another ownership in (PostgreSQL leases over a threads folder).
   const ownership = options.ownership === undefined ? storage.ownership : await options.ownership({ limits, logger: threadsLogger });
   const codexBinary = findCodexBinary(limits.codexPath, env, cwd);
-  // Started by the first Codex-engine turn, not before: most servers never need it.
-  const appServer =
-    codexBinary === undefined
-      ? undefined
-      : new CodexAppServer({
-          // Codex's own home but for environments.toml: it reaches only the environments we hand it.
-          command: appServerCommand(codexBinary, appServerEnvironment(env, home), codexOverrideArgs(values.config ?? [])),
-          beforeStart: async () => {
-            await prepareCodexHomeOverlay(home, logger.child('codex'));
-          },
-          clientVersion: PACKAGE_VERSION,
-          logger: logger.child('codex'),
-        });
+  // Made with the codex engine, when a thread first opens on it; started by its first turn.
+  let appServer: CodexAppServer | undefined;
   // How the app-server reaches our environments; listens only once a Codex turn selects one.
   const relay = new LoopbackRelay({ registry, logger: logger.child('relay') });
-  let timezone: string | undefined;
-  const builtinEngine = new BuiltinEngine({
-    registry,
-    limits,
-    logger: threadsLogger,
-    now: () => new Date(),
-    // Read when a turn first needs it: Intl loads ICU's time zone data, ~25 ms of a cold start.
-    get timezone(): string {
-      return (timezone ??= Intl.DateTimeFormat().resolvedOptions().timeZone);
-    },
-    mcpClientVersion: PACKAGE_VERSION,
-    globalInstructions: () => readGlobalInstructions(home),
-    localFetch: httpFetch,
+  // The engines' modules load when a thread first opens on them: nothing before `initialize` needs them.
+  const builtinEngine = new LazyEngine('builtin', async () => {
+    const { BuiltinEngine } = await import('../session/builtin-engine.js');
+    return new BuiltinEngine({
+      registry,
+      limits,
+      logger: threadsLogger,
+      now: () => new Date(),
+      // Intl loads ICU's time zone data (~25 ms), once the first thread needs it.
+      timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      mcpClientVersion: PACKAGE_VERSION,
+      globalInstructions: () => readGlobalInstructions(home),
+      localFetch: httpFetch,
+    });
   });
+  const codexEngine =
+    codexBinary === undefined
+      ? undefined
+      : new LazyEngine('codex', async () => {
+          const [{ CodexAppServer }, { CodexEngine }] = await Promise.all([import('../session/codex-app-server.js'), import('../session/codex-engine.js')]);
+          appServer = new CodexAppServer({
+            // Codex's own home but for environments.toml: it reaches only the environments we hand it.
+            command: appServerCommand(codexBinary, appServerEnvironment(env, home), codexOverrideArgs(values.config ?? [])),
+            beforeStart: async () => {
+              await prepareCodexHomeOverlay(home, logger.child('codex'));
+            },
+            clientVersion: PACKAGE_VERSION,
+            logger: logger.child('codex'),
+          });
+          return new CodexEngine({ appServer, exposeEnvironment: (id) => relay.expose(id), logger: threadsLogger, now: () => new Date() });
+        });
   const threads = new ThreadManager({
     registry,
     store,
     engine: new EnginesByName(
       {
         builtin: builtinEngine,
-        ...(appServer === undefined ? {} : { codex: new CodexEngine({ appServer, exposeEnvironment: (id) => relay.expose(id), logger: threadsLogger, now: () => new Date() }) }),
+        ...(codexEngine === undefined ? {} : { codex: codexEngine }),
       },
       () => 'no Codex CLI was found: set multienv.codex_path, put `codex` on PATH, or install @openai/codex',
     ),
@@ -440,11 +443,16 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     logger,
     ready: () => {
       logger.info('MCP server ready', { version: PACKAGE_VERSION, pid: process.pid, threads: storage.where, environments: registry.list().map((e) => e.id) });
-      void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
-        logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
-      );
-      // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
-      void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
+      // After the client's pending input: its `initialize`, usually written right after it
+      // started us, is read and answered before these spawn a process and read the threads folder.
+      setImmediate(() => {
+        if (closing !== undefined) return;
+        void warnIfLocalSandboxUnavailable(startup.config, registry, localServer, logger).catch((error: unknown) =>
+          logger.warn(`could not check the sandbox of \`local\`: ${errorMessage(error)}`),
+        );
+        // With many stored threads, opening their index takes a moment: done now, not at the first thread/list.
+        void threads.warmUp().catch((error: unknown) => logger.debug('could not open the thread index ahead of thread/list', { error: errorMessage(error) }));
+      });
     },
     close: () =>
       (closing ??= (async () => {

@@ -115,3 +115,16 @@ export function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
   }
   return settings;
 }
+
+/**
+ * The process's fetch for model requests and HTTP MCP servers (see `model/http-fetch.ts`), made
+ * on the first request: its modules (node:http, node:https, TLS, zlib) then load, not while the
+ * server starts.
+ */
+export function lazyHttpFetch(network: NetworkSettings): typeof fetch {
+  let made: Promise<typeof fetch> | undefined;
+  return async (input, init) => {
+    made ??= import('../model/http-fetch.js').then(({ createHttpFetch }) => createHttpFetch({ network }));
+    return (await made)(input, init);
+  };
+}

@@ -196,7 +196,8 @@ export function resolveCommand(command: string, base: string, pathEnv: string | 
 
 function realPath(path: string): string | undefined {
   try {
-    return realpathSync(path);
+    // The system's realpath(3): one call, where Node's own walks the path with an lstat per part.
+    return realpathSync.native(path);
   } catch {
     return undefined;
   }

@@ -195,7 +195,10 @@ export interface CheckOptions {
  */
 export function checkValue<T extends z.ZodType>(schema: T, value: unknown, options: CheckOptions = {}): z.output<T> {
   const wording = options.wording ?? PLAIN_WORDING;
-  const result = schema.safeParse(value, { error: (issue) => wordIssue(issue, wording), reportInput: true });
+  // Interpreted (`jitless`): a config is checked a few times (at start-up, once per thread's
+  // settings), and zod's compiled parser of a schema this large costs more to generate than it
+  // saves over so few parses (~half the config's share of a cold start).
+  const result = schema.safeParse(value, { error: (issue) => wordIssue(issue, wording), reportInput: true, jitless: true });
   if (result.success) return result.data;
   const issues = result.error.issues.flatMap(matchedBranch);
   const reported = options.report === 'first' ? firstInDocument(issues, value) : issues;

@@ -4,7 +4,8 @@ import { HttpRequest, HttpRequestBodyDelta, type HttpRequestParams } from '../pr
 import { DEFAULT_MAX_WHOLE_FILE_BYTES } from '../protocol/limits.js';
 import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
-import { describeProxy, HttpRoutes, type NetworkSettings } from '../transport/network.js';
+import { HttpRoutes } from '../transport/http-routes.js';
+import { describeProxy, type NetworkSettings } from '../transport/network.js';
 import { abortReason } from '../util/abort.js';
 import { decodeBase64, encodeBase64 } from '../util/base64.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';

@@ -1,6 +1,8 @@
 import type { Readable, Writable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
 import { ErrorCode, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { EnvironmentRegistry } from '../environments/registry.js';
@@ -127,6 +129,20 @@ export function discoverWhileStarting(input: Readable, output: Writable, version
 /** The server's capabilities: a fixed list of tools, logging notifications, MCP Tasks for `tools/call`. */
 const CAPABILITIES: ServerCapabilities = { tools: { listChanged: false }, logging: {}, tasks: TASK_CAPABILITIES };
 
+/**
+ * The SDK's own validator (Ajv), made when first asked for: the SDK uses it only to check a
+ * client's answer to a form elicitation, and building Ajv with its formats is a noticeable part
+ * of a cold start that `initialize` does not need.
+ */
+class LazyJsonSchemaValidator implements jsonSchemaValidator {
+  #ajv: AjvJsonSchemaValidator | undefined;
+
+  getValidator<T>(schema: JsonSchemaType): JsonSchemaValidator<T> {
+    this.#ajv ??= new AjvJsonSchemaValidator();
+    return this.#ajv.getValidator<T>(schema);
+  }
+}
+
 /** The MCP face: the SDK server for legacy (2025) clients and the modern (2026-07-28) era beside it. */
 export interface McpFace {
   legacy: Server;
@@ -146,7 +162,11 @@ export function createMcpServer(options: McpServerOptions): McpFace {
   const logger = options.logger ?? silentLogger;
   const names = toolNames(options.portableToolNames ?? false);
   const taskRuns = new TaskRuns(options.threads.tasks, (threadId, turnId) => options.threads.progress(threadId, turnId));
-  const server = new Server(serverInfo(options.version), { capabilities: CAPABILITIES, taskStore: new RecordTaskStore(taskRuns) });
+  const server = new Server(serverInfo(options.version), {
+    capabilities: CAPABILITIES,
+    taskStore: new RecordTaskStore(taskRuns),
+    jsonSchemaValidator: new LazyJsonSchemaValidator(),
+  });
   const legacyLogs = mcpLogForwarder(server);
   const cancellations = new CallCancellations(server, logger);
   const cancelSignal = (extra: ToolExtra): AbortSignal => extra.cancelled ?? cancellations.signal(extra.requestId);

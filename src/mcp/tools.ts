@@ -72,7 +72,7 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType> {
 /** A tool ready to serve (see {@link defineTool}). */
 export interface McpTool {
   readonly name: string;
-  /** Its `tools/list` entry, derived once when the tool was defined. */
+  /** Its `tools/list` entry, derived once, when first read (not at start-up: `initialize` does not need it). */
   readonly listing: Tool;
   /** Parses `args` and runs the tool; bad arguments (or a result off its output schema) throw an `McpError`. */
   call(args: unknown, extra: ToolExtra): Promise<CallToolResult>;
@@ -104,20 +104,13 @@ function problems(error: z.ZodError): string {
 }
 
 /**
- * Makes a tool from its spec: the JSON Schemas of its listing are derived here, once, and every
- * call's arguments are parsed with `spec.input` (an error names the tool, the problem and where).
+ * Makes a tool from its spec: the JSON Schemas of its listing are derived once, when the listing
+ * is first read, and every call's arguments are parsed with `spec.input` (an error names the
+ * tool, the problem and where).
  */
 export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolSpec<I, O>): McpTool {
   const { name, runAsTask, startTask } = spec;
-  const listing: Tool = {
-    name,
-    title: spec.title,
-    description: spec.description,
-    inputSchema: advertised(name, spec.input, 'input'),
-    outputSchema: advertised(name, spec.output, 'output'),
-    ...(spec.annotations === undefined ? {} : { annotations: spec.annotations }),
-    execution: { taskSupport: runAsTask === undefined ? 'forbidden' : 'optional' },
-  };
+  let listing: Tool | undefined;
   const parse = (args: unknown): z.output<I> => {
     const parsed = spec.input.safeParse(args);
     if (!parsed.success) throw new McpWireError(ErrorCode.InvalidParams, `Input validation error: Invalid arguments for tool ${name}: ${problems(parsed.error)}`);
@@ -125,7 +118,18 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType>(spec: ToolS
   };
   return {
     name,
-    listing,
+    get listing(): Tool {
+      listing ??= {
+        name,
+        title: spec.title,
+        description: spec.description,
+        inputSchema: advertised(name, spec.input, 'input'),
+        outputSchema: advertised(name, spec.output, 'output'),
+        ...(spec.annotations === undefined ? {} : { annotations: spec.annotations }),
+        execution: { taskSupport: runAsTask === undefined ? 'forbidden' : 'optional' },
+      };
+      return listing;
+    },
     call: async (args, extra) => {
       const result = await spec.run(parse(args), extra);
       if (result.isError === true) return result;
@@ -146,7 +150,7 @@ function errorResult(text: string): CallToolResult {
 
 /** A set of tools by name, served the same way in both MCP eras. */
 export interface ToolTable {
-  /** The `tools/list` entries, in the order the tools were given. */
+  /** The `tools/list` entries, in the order the tools were given (made when first read). */
   readonly listings: readonly Tool[];
   /** The tool named `name`, if any. */
   get(name: string): McpTool | undefined;
@@ -164,8 +168,12 @@ export function toolTable(tools: readonly McpTool[]): ToolTable {
     if (byName.has(tool.name)) throw new Error(`two MCP tools are named ${tool.name}`);
     byName.set(tool.name, tool);
   }
+  let listings: readonly Tool[] | undefined;
   return {
-    listings: tools.map((tool) => tool.listing),
+    get listings(): readonly Tool[] {
+      listings ??= tools.map((tool) => tool.listing);
+      return listings;
+    },
     get: (name) => byName.get(name),
     call: async (name, args, extra) => {
       try {
@@ -180,16 +188,16 @@ export function toolTable(tools: readonly McpTool[]): ToolTable {
 }
 
 /**
- * Serves `tools` on `server` (the legacy era) and returns their table for the modern era. `tools/list` answers with the listings made when
- * the tools were defined. A plain `tools/call` answers errors as `isError` results; a
+ * Serves `tools` on `server` (the legacy era) and returns their table for the modern era. `tools/list` answers with the listings, made
+ * at the first one. A plain `tools/call` answers errors as `isError` results; a
  * task-augmented one creates the tool's task, and is refused with a JSON-RPC error when the tool
  * has none (`-32601`, as MCP asks) or the call is bad. `onCall` runs as each call arrives, before
  * any await; what it returns runs once it is answered.
  */
 export function serveTools(server: Server, tools: readonly McpTool[], onCall: (requestId: RequestId) => () => void): ToolTable {
   const table = toolTable(tools);
-  const listed: ListToolsResult = { tools: [...table.listings] };
-  server.setRequestHandler(ListToolsRequestSchema, () => listed);
+  let listed: ListToolsResult | undefined;
+  server.setRequestHandler(ListToolsRequestSchema, () => (listed ??= { tools: [...table.listings] }));
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
     const answered = onCall(extra.requestId);
     try {

@@ -2,7 +2,8 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { z } from 'zod';
-import { describeProxy, HttpRoutes, type NetworkSettings } from '../transport/network.js';
+import { HttpRoutes } from '../transport/http-routes.js';
+import { describeProxy, type NetworkSettings } from '../transport/network.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /**

@@ -70,10 +70,11 @@ export class BuiltinEngine implements TurnEngine {
     this.#options = options;
   }
 
-  open(init: EngineThreadInit): EngineThread {
+  async open(init: EngineThreadInit): Promise<EngineThread> {
+    const model = await init.settings.createModel();
     const approvals = this.#keptApprovals.get(init.threadId) ?? new SessionApprovals();
     this.#keptApprovals.delete(init.threadId);
-    return new BuiltinThread(this.#options, init, approvals, (keep) => {
+    return new BuiltinThread(this.#options, init, model, approvals, (keep) => {
       if (keep) this.#keptApprovals.set(init.threadId, approvals);
       else this.#keptApprovals.delete(init.threadId);
     });
@@ -97,11 +98,11 @@ class BuiltinThread implements EngineThread {
   /** How often the history was compacted (the `compacted` records). */
   #compactions = 0;
 
-  constructor(options: BuiltinEngineOptions, init: EngineThreadInit, approvals: SessionApprovals, onClose: (keep: boolean) => void) {
+  constructor(options: BuiltinEngineOptions, init: EngineThreadInit, model: ModelPort, approvals: SessionApprovals, onClose: (keep: boolean) => void) {
     this.#options = options;
     this.#init = init;
     this.#settings = init.settings;
-    this.#model = init.settings.createModel();
+    this.#model = model;
     this.#approvals = approvals;
     this.#onClose = onClose;
     this.#mcp = new ThreadMcpServers({

@@ -41,8 +41,8 @@ export class CodexEngine implements TurnEngine {
     this.#options = options;
   }
 
-  open(init: EngineThreadInit): EngineThread {
-    return new CodexThread(this.#options, init);
+  open(init: EngineThreadInit): Promise<EngineThread> {
+    return Promise.resolve(new CodexThread(this.#options, init));
   }
 }
 

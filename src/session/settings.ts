@@ -48,8 +48,8 @@ export interface ResolvedThreadSettings {
   profileValues?: Readonly<Record<string, unknown>>;
   /** What runs the thread's turns (`multienv.engine`, with `auto` resolved). @default 'builtin' */
   engine?: ThreadEngine;
-  /** Creates the model client for this thread's provider. */
-  createModel(): ModelPort;
+  /** Creates the model client for this thread's provider (its modules load on the first call). */
+  createModel(): Promise<ModelPort>;
 }
 
 /** What a call (or a stored thread) pins; everything else comes from the config files. */

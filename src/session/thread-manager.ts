@@ -193,7 +193,7 @@ export class ThreadManager {
     const id = randomUUID();
     const createdAt = this.#now().toISOString();
     await this.#options.store.create({ threadId: id, createdAt, config, environments: sticky });
-    const thread = this.#threads.add({ id, createdAt, config, settings, sticky, preview: promptPreview(params.prompt) });
+    const thread = await this.#threads.add({ id, createdAt, config, settings, sticky, preview: promptPreview(params.prompt) });
     this.#logger.info('thread started', { thread: id, environments: sticky.map((e) => e.id) });
     await this.#threads.hold(id);
     try {

@@ -122,15 +122,9 @@ export class ThreadTable {
   }
 
   /** Adds a thread just created in the store. */
-  add(created: NewThread): Thread {
-    const thread = this.#newThread(
-      created.id,
-      created.createdAt,
-      created.config,
-      created.settings,
-      created.sticky,
-      this.#engineOf(created.id, created.config, created.settings, []),
-    );
+  async add(created: NewThread): Promise<Thread> {
+    const engine = await this.#engineOf(created.id, created.config, created.settings, []);
+    const thread = this.#newThread(created.id, created.createdAt, created.config, created.settings, created.sticky, engine);
     thread.preview = created.preview;
     this.#threads.set(created.id, thread);
     return thread;
@@ -284,7 +278,7 @@ export class ThreadTable {
     }
     const config = loaded.header.config;
     const settings = this.#options.resolveSettings(storedCallSettings(config));
-    const engine = this.#engineOf(threadId, config, settings, loaded.records);
+    const engine = await this.#engineOf(threadId, config, settings, loaded.records);
     const turns = storedTurns(loaded.records);
     if (turns.open !== undefined) {
       await engine.recoverInterruptedTurn(turns.open.turnId);
@@ -310,7 +304,7 @@ export class ThreadTable {
     return thread;
   }
 
-  #engineOf(threadId: string, config: ThreadConfig, settings: ResolvedThreadSettings, records: LoadedThread['records']): EngineThread {
+  #engineOf(threadId: string, config: ThreadConfig, settings: ResolvedThreadSettings, records: LoadedThread['records']): Promise<EngineThread> {
     const store = this.#options.store;
     return this.#options.engine.open({ threadId, config, settings, records, record: (record, options) => store.append(threadId, record, options) });
   }

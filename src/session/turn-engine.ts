@@ -19,9 +19,10 @@ import type { AppendOptions, NewThreadRecord } from './thread-store.js';
 export interface TurnEngine {
   /**
    * Opens a thread's engine side: a new thread (no records) or a stored one, rebuilt from its
-   * records. Cheap and synchronous: nothing is started until a turn runs.
+   * records. Nothing is started until a turn runs; the first open may load the engine's modules
+   * (see `LazyEngine`), which is why it is asynchronous.
    */
-  open(thread: EngineThreadInit): EngineThread;
+  open(thread: EngineThreadInit): Promise<EngineThread>;
 }
 
 /** What an engine gets to open a thread. */

@@ -54,6 +54,9 @@ export class StreamTransport implements MessageTransport {
     this.input.once('error', this.#onInputError);
     this.output.on('drain', this.#onDrain);
     this.output.on('error', this.#onOutputError);
+    // A readable that ended (or was destroyed) before this transport started never emits 'end'
+    // again: e.g. a client that closed its pipe while the server was still starting.
+    if (this.input.readableEnded || this.input.destroyed) process.nextTick(this.#onEnd);
   }
 
   send(message: string | Buffer | ValueMessage): boolean {

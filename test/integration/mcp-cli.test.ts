@@ -40,6 +40,30 @@ describe('codex-multienv (MCP server process)', () => {
     }
   });
 
+  it('exits with code 0 when its client closes stdin before the server is up, behind the relay and in one process', async () => {
+    const home = await tempDir('mcp-cli-home-');
+    try {
+      for (const args of [[], ['--foreground']]) {
+        const child = spawn(process.execPath, [CLI, ...args], { env: { ...networkEnv(process.env), CODEX_HOME: home.path, HOME: home.path }, stdio: ['pipe', 'pipe', 'ignore'] });
+        child.stdout.resume();
+        // 'close': every holder of the client's pipes is gone, the worker too.
+        const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+        // At once: the worker reads a pipe that ended before it was started.
+        child.stdin.end();
+        try {
+          expect({ args, code: await withTimeout(closed, 30_000, `the server (${args.join(' ') || 'relay'}) to exit after its stdin closed`) }).toEqual({
+            args,
+            code: 0,
+          });
+        } finally {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        }
+      }
+    } finally {
+      await home.cleanup();
+    }
+  });
+
   it('exits with code 0 on SIGTERM while its stdin stays open', async () => {
     const home = await tempDir('mcp-cli-home-');
     const child = spawn(process.execPath, [CLI], { env: { ...networkEnv(process.env), CODEX_HOME: home.path }, stdio: ['pipe', 'pipe', 'ignore'] });

@@ -1,4 +1,4 @@
-// The tool table: listings derived once from the zod schemas, calls parsed with them, and the
+// The tool table: listings derived once (when first read) from the zod schemas, calls parsed with them, and the
 // errors a client gets, served by a real SDK Server on the SDK's in-memory transport.
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -114,15 +114,15 @@ describe('defineTool', () => {
     expect(() => ListToolsResultSchema.parse({ tools: [echo.listing, broken.listing, tasked.listing] })).not.toThrow();
   });
 
-  it('refuses a schema that is not an object when the tool is defined', () => {
-    expect(() => defineTool({ name: 'bad', title: 'Bad', description: 'x', input: z.string(), output: z.object({}), run: () => ({ content: [] }) })).toThrow(
+  it('refuses a schema that is not an object when its listing is made', () => {
+    expect(() => defineTool({ name: 'bad', title: 'Bad', description: 'x', input: z.string(), output: z.object({}), run: () => ({ content: [] }) }).listing).toThrow(
       /the input schema of MCP tool bad is not an object schema/,
     );
   });
 });
 
 describe('serveTools', () => {
-  it('answers tools/list with the listings made when the tools were defined, the same objects every time', async () => {
+  it('answers tools/list with the listings, made once, the same objects every time', async () => {
     const served = await serve([echo, tasked]);
     const first = answerOf(await served.request('tools/list', {})).result;
     const second = answerOf(await served.request('tools/list', {})).result;
