@@ -1,9 +1,10 @@
-import { fstatSync } from 'node:fs';
+import { existsSync, fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../config/config.js';
 import { CONFIG_FILE_NAME, parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../config/layers.js';
 import { DEFAULT_MODEL_PROVIDER_ID } from '../config/model-providers.js';
@@ -14,6 +15,9 @@ import { parseMcpServers } from '../config/mcp-servers.js';
 import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
 import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
+import { ModelWorker, WorkerModelClient } from '../model/worker-client.js';
+import type { ModelClientSettings } from '../model/worker-protocol.js';
+import type { ModelPort } from '../agent/model-port.js';
 import { LoopbackRelay } from '../environments/loopback-relay.js';
 import { createMcpServer, serveOverStdio, type McpFace } from '../mcp/server.js';
 import { BuiltinEngine } from '../session/builtin-engine.js';
@@ -36,6 +40,19 @@ import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentia
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
 import { openThreadStorage } from './thread-storage.js';
 
+/**
+ * The thread that runs every model request of this server, so the HTTP exchanges and their event
+ * streams do not hold the main thread: in the package, the script `model-worker.cjs` beside this
+ * bundle. Run from the sources (there is no script to start), requests run on the main thread.
+ */
+function modelWorkerFor(env: NodeJS.ProcessEnv): ModelWorker | undefined {
+  const script = fileURLToPath(new URL('./model-worker.cjs', import.meta.url));
+  if (!existsSync(script)) return undefined;
+  const defined: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (value !== undefined) defined[name] = value;
+  return new ModelWorker({ script, workerData: { env: defined } });
+}
+
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
 
@@ -50,8 +67,8 @@ function settingsResolver(options: {
   skipSelf: McpServersFilter;
   /** Codex's auth.json, read at start-up (its API key serves providers that `requires_openai_auth`). */
   auth: CodexAuth | undefined;
-  /** The process's fetch, honouring the proxy and CA variables. */
-  fetch: typeof fetch;
+  /** Makes a thread's model client (on the model worker thread when there is one). */
+  newModel: (settings: ModelClientSettings) => ModelPort;
   /** The Codex binary the codex engine runs, when one was found. */
   codexBinary: CodexBinary | undefined;
 }) {
@@ -76,7 +93,7 @@ function settingsResolver(options: {
     for (const warning of mcp.warnings) options.logger.warn(warning);
     const mcpServers = options.skipSelf(mcp.servers);
     const selfReferencingMcpServers = mcp.servers.filter((server) => !mcpServers.includes(server)).map((server) => server.name);
-    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch, options.codexBinary), mcpServers, selfReferencingMcpServers };
+    return { ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.newModel, options.codexBinary), mcpServers, selfReferencingMcpServers };
   };
 }
 
@@ -107,7 +124,7 @@ function toSettings(
   env: NodeJS.ProcessEnv,
   instructionsFiles: Map<string, string>,
   auth: CodexAuth | undefined,
-  httpFetch: typeof fetch,
+  newModel: (settings: ModelClientSettings) => ModelPort,
   codexBinary: CodexBinary | undefined,
 ): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
@@ -155,7 +172,7 @@ function toSettings(
     allowLoginShell: config.allowLoginShell,
     engine,
     createModel: () =>
-      new ModelClient({
+      newModel({
         baseUrl: provider.baseUrl,
         apiKey,
         headers,
@@ -163,7 +180,6 @@ function toSettings(
         maxRetries: provider.requestMaxRetries,
         streamMaxRetries: provider.streamMaxRetries,
         idleTimeoutMs: provider.streamIdleTimeoutMs,
-        fetch: httpFetch,
       }),
   };
 }
@@ -323,6 +339,9 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   if (network.error !== undefined) logger.warn(`model requests and HTTP MCP servers on local will fail: ${network.error}`);
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
   const httpFetch = createHttpFetch({ network });
+  const modelWorker = modelWorkerFor(env);
+  const newModel = (settings: ModelClientSettings): ModelPort =>
+    modelWorker === undefined ? new ModelClient({ ...settings, apiKey: settings.apiKey, fetch: httpFetch }) : new WorkerModelClient(modelWorker, settings);
 
   // First: a database that cannot be used stops the start before anything else is started.
   const storage = await openThreadStorage({
@@ -382,7 +401,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       instructionsFiles,
       skipSelf,
       auth,
-      fetch: httpFetch,
+      newModel,
       codexBinary,
     }),
     defaultCwd: cwd,
@@ -434,6 +453,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       (closing ??= (async () => {
         await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
         await threads.close();
+        await modelWorker?.close();
         await appServer?.close();
         await relay.close();
         await registry.close();
