@@ -116,11 +116,11 @@ export class ModelWorker {
     this.#worker = worker;
     this.#failure = undefined;
     worker.on('message', (data: unknown) => this.#onMessage(data));
-    worker.on('error', (error) => {
-      this.#failure ??= errorMessage(error);
+    worker.on('error', (error: unknown) => {
+      this.#failure ??= describeFailure(error);
     });
-    worker.on('messageerror', (error) => {
-      this.#failure ??= `a message could not be read: ${errorMessage(error)}`;
+    worker.on('messageerror', (error: unknown) => {
+      this.#failure ??= `a message could not be read: ${describeFailure(error)}`;
       void worker.terminate();
     });
     worker.once('exit', (code) => {
@@ -145,10 +145,10 @@ export class ModelWorker {
     if (pending === undefined) return;
     switch (message.type) {
       case 'delta':
-        pending.options.onTextDelta?.(message.text);
+        this.#callBack(message.id, pending, () => pending.options.onTextDelta?.(message.text));
         return;
       case 'retry':
-        pending.options.onRetry?.(message.attempt, fromWireError(message.error), message.delayMs);
+        this.#callBack(message.id, pending, () => pending.options.onRetry?.(message.attempt, fromWireError(message.error), message.delayMs));
         return;
       case 'done':
         this.#settle(message.id);
@@ -158,6 +158,17 @@ export class ModelWorker {
         this.#settle(message.id);
         pending.reject(fromWireError(message.error));
         return;
+    }
+  }
+
+  /** Runs a caller's callback; one that throws ends its request with that error, as in `ModelClient`. */
+  #callBack(id: number, pending: Pending, callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      if (!this.#settle(id)) return;
+      pending.reject(error instanceof Error ? error : new Error(errorMessage(error)));
+      this.#worker?.postMessage({ type: 'abort', id } satisfies ToWorker);
     }
   }
 
@@ -193,4 +204,13 @@ export class WorkerModelClient {
   respond(request: ModelRequest, options: RespondOptions): Promise<ModelResponse> {
     return this.#worker.respond(this.#settings, request, options);
   }
+}
+
+/**
+ * A worker's error as text. Its errors are cloned into this thread's realm, which is not always the
+ * realm of the caller's `Error` (e.g. under a test runner's VM context), so `message` is read as is.
+ */
+function describeFailure(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string') return error.message;
+  return errorMessage(error);
 }
