@@ -23,6 +23,16 @@ import { FromWorkerSchema, fromWireError, type FromWorker, type ModelClientSetti
 /** Requests in flight at once, by default; more is a `LIMIT_EXCEEDED` error, not a queue. */
 export const DEFAULT_MAX_WORKER_REQUESTS = 4_096;
 
+/**
+ * A worker with requests running that answers nothing, not even a ping, for this long is stuck
+ * (its event loop held): it is ended and its requests fail. Far above any pause of a live thread
+ * on a busy machine; the stream's own idle deadline (in the worker) needs the thread to run.
+ */
+export const DEFAULT_WORKER_STALL_MS = 30_000;
+
+/** How long a new worker may take to load its script and say it serves (`ready`) while requests wait. */
+export const DEFAULT_WORKER_START_MS = 30_000;
+
 /** Options of {@link ModelWorker}. */
 export interface ModelWorkerOptions {
   /** The worker's script (the bundle's `model-worker.cjs`), which serves requests with `serveModelRequests`. */
@@ -31,6 +41,10 @@ export interface ModelWorkerOptions {
   workerData?: unknown;
   /** @default {@link DEFAULT_MAX_WORKER_REQUESTS} */
   maxRequests?: number;
+  /** @default {@link DEFAULT_WORKER_STALL_MS} */
+  stallMs?: number;
+  /** @default {@link DEFAULT_WORKER_START_MS} */
+  startMs?: number;
 }
 
 /** One request waiting for the worker. */
@@ -52,10 +66,20 @@ export class ModelWorker {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #closed = false;
+  readonly #stallMs: number;
+  readonly #startMs: number;
+  /** Whether the current worker said it serves; until then its silence is its start. */
+  #ready = false;
+  /** When the worker was last heard from (any message), while requests run. */
+  #lastHeard = 0;
+  /** Pings the worker while requests run, see {@link DEFAULT_WORKER_STALL_MS}. */
+  #watchdog: NodeJS.Timeout | undefined;
 
   constructor(options: ModelWorkerOptions) {
     this.#options = options;
     this.#maxRequests = options.maxRequests ?? DEFAULT_MAX_WORKER_REQUESTS;
+    this.#stallMs = options.stallMs ?? DEFAULT_WORKER_STALL_MS;
+    this.#startMs = options.startMs ?? DEFAULT_WORKER_START_MS;
   }
 
   /** Runs one request in the worker; settles as `ModelClient.respond` does. */
@@ -83,7 +107,7 @@ export class ModelWorker {
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.#pending.set(id, { resolve, reject, options, unlink: () => signal.removeEventListener('abort', onAbort) });
-      if (this.#pending.size === 1) worker.ref();
+      if (this.#pending.size === 1) this.#busy(worker);
       const message: ToWorker = {
         type: 'respond',
         id,
@@ -115,6 +139,7 @@ export class ModelWorker {
     worker.unref();
     this.#worker = worker;
     this.#failure = undefined;
+    this.#ready = false;
     worker.on('message', (data: unknown) => this.#onMessage(data));
     worker.on('error', (error: unknown) => {
       this.#failure ??= describeFailure(error);
@@ -131,7 +156,35 @@ export class ModelWorker {
     return worker;
   }
 
+  /** Requests run: the worker keeps the process alive and is watched. */
+  #busy(worker: Worker): void {
+    worker.ref();
+    this.#lastHeard = performance.now();
+    clearInterval(this.#watchdog);
+    this.#watchdog = setInterval(
+      () => {
+        if (this.#worker !== worker) return;
+        const limit = this.#ready ? this.#stallMs : this.#startMs;
+        if (performance.now() - this.#lastHeard < limit) {
+          if (this.#ready) worker.postMessage({ type: 'ping' } satisfies ToWorker);
+          return;
+        }
+        this.#failure ??= this.#ready ? `it answered nothing for ${this.#stallMs} ms` : `it did not start within ${this.#startMs} ms`;
+        void worker.terminate();
+      },
+      Math.min(this.#stallMs, this.#startMs) / 3,
+    );
+    this.#watchdog.unref();
+  }
+
+  #idle(): void {
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
+    this.#worker?.unref();
+  }
+
   #onMessage(data: unknown): void {
+    this.#lastHeard = performance.now();
     const parsed = FromWorkerSchema.safeParse(data);
     if (!parsed.success) {
       // Only our worker posts here: a message it cannot have sent means it is broken; start afresh.
@@ -140,6 +193,8 @@ export class ModelWorker {
       return;
     }
     const message: FromWorker = parsed.data;
+    if (message.type === 'ready') this.#ready = true;
+    if (message.type === 'pong' || message.type === 'ready') return;
     const pending = this.#pending.get(message.id);
     // A request settled here already (aborted) may still report; that is dropped.
     if (pending === undefined) return;
@@ -178,7 +233,7 @@ export class ModelWorker {
     if (pending === undefined) return false;
     this.#pending.delete(id);
     pending.unlink();
-    if (this.#pending.size === 0) this.#worker?.unref();
+    if (this.#pending.size === 0) this.#idle();
     return true;
   }
 

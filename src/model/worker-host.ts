@@ -89,6 +89,10 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
       throw new Error(`model worker: unexpected message: ${z.prettifyError(parsed.error)}`);
     }
     const message = parsed.data;
+    if (message.type === 'ping') {
+      post({ type: 'pong' });
+      return;
+    }
     if (message.type === 'abort') {
       running.get(message.id)?.abort();
       return;
@@ -96,4 +100,5 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
     // Settles by posting `done` or `failed`; it does not reject.
     void respond(message);
   });
+  post({ type: 'ready' });
 }

@@ -40,6 +40,8 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
     retries: z.boolean(),
   }),
   z.object({ type: z.literal('abort'), id: z.number() }),
+  /** Answered with `pong` at once: tells a busy worker from a stuck one. */
+  z.object({ type: z.literal('ping') }),
 ]);
 
 /** See {@link ToWorkerSchema}. */
@@ -83,13 +85,16 @@ const ModelResponseSchema = z.object({
   usage: z.object({ inputTokens: z.number(), outputTokens: z.number(), totalTokens: z.number() }).optional(),
 });
 
-/** Worker → main thread. Every message but `delta` ends nothing; `done` and `failed` end their request. */
+/** Worker → main thread. `done` and `failed` end their request. */
 export const FromWorkerSchema = z.discriminatedUnion('type', [
   /** Text deltas of one request, joined: one message per chunk read from the network, not per event. */
   z.object({ type: z.literal('delta'), id: z.number(), text: z.string() }),
   z.object({ type: z.literal('retry'), id: z.number(), attempt: z.number(), delayMs: z.number(), error: WireErrorSchema }),
   z.object({ type: z.literal('done'), id: z.number(), response: ModelResponseSchema }),
   z.object({ type: z.literal('failed'), id: z.number(), error: WireErrorSchema }),
+  z.object({ type: z.literal('pong') }),
+  /** Posted once, when the worker serves. */
+  z.object({ type: z.literal('ready') }),
 ]);
 
 /** See {@link FromWorkerSchema}. */

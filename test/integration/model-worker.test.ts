@@ -33,8 +33,8 @@ async function fakeModel(options: FakeResponsesOptions): Promise<FakeResponsesSe
   return server;
 }
 
-function modelWorker(script = SCRIPT): ModelWorker {
-  const worker = new ModelWorker({ script, workerData: WORKER_DATA });
+function modelWorker(script = SCRIPT, stallMs?: number): ModelWorker {
+  const worker = new ModelWorker({ script, workerData: WORKER_DATA, ...(stallMs === undefined ? {} : { stallMs }) });
   cleanups.push(() => worker.close());
   return worker;
 }
@@ -197,6 +197,32 @@ describe('the model worker thread', () => {
     expect((error as Error).message).toMatch(/model worker thread stopped \(.*crash asked for by the test.*\)/);
 
     const next = await client.respond(request('after the crash'), { signal: signal() });
+    expect(texts(next.output)).toEqual(['new worker']);
+  });
+
+  it('ends a worker whose event loop is held (it answers no ping) and fails its requests; the next request starts a new worker', async () => {
+    const server = await fakeModel({ respond: () => ({ kind: 'output', items: [{ type: 'message', text: 'new worker' }] }) });
+    // The real worker script, plus a listener that holds the worker's event loop for good once
+    // it is sent the request marked STALL-WORKER.
+    const dir = await tempDir('model-worker-stall-');
+    cleanups.push(() => dir.cleanup());
+    const script = join(dir.path, 'stalling-worker.cjs');
+    await writeFile(
+      script,
+      [
+        "const { parentPort } = require('node:worker_threads');",
+        "parentPort.on('message', (message) => { if (message.type === 'respond' && message.body.includes('STALL-WORKER')) for (;;); });",
+        `require(${JSON.stringify(SCRIPT)});`,
+      ].join('\n'),
+    );
+    const client = new WorkerModelClient(modelWorker(script, 300), settings(server.url));
+
+    const error = await client.respond(request('STALL-WORKER'), { signal: signal() }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(LocalError);
+    expect(error).toMatchObject({ code: LocalErrorCode.Unavailable });
+    expect((error as Error).message).toContain('model worker thread stopped (it answered nothing for 300 ms)');
+
+    const next = await client.respond(request('after the stall'), { signal: signal() });
     expect(texts(next.output)).toEqual(['new worker']);
   });
 });
