@@ -1,9 +1,10 @@
-// Second step of `npm run build` (after `tsc` has type-checked src/): bundles the CLI into two
-// files (plus source maps), so a cold start loads two files instead of ~400 modules.
+// Second step of `npm run build` (after `tsc` has type-checked src/): bundles the CLI into three
+// files (plus source maps), so a cold start loads two files (the third is the model worker's) instead of ~400 modules.
 //
 // - dist/cli/main.js, the command (package.json `bin`), from src/cli/main.ts: help, version, the
 //   relay in front of the MCP worker. It holds none of the server's modules, so the relay starts
 //   the worker without loading them first.
+// - dist/cli/model-worker.cjs, from src/cli/model-worker.ts: the thread that runs model requests.
 // - dist/cli/commands.cjs, from src/cli/commands.ts: every command's modules as one CommonJS
 //   script, which main.js compiles with V8's code cache (src/cli/code-cache.ts). A command's
 //   modules, and rarely needed packages (the openai SDK, ws, the proxy agent), are evaluated when
@@ -84,6 +85,20 @@ await build({
   supported: { 'dynamic-import': false },
   // No comments and no indentation: a third less to read, hash and scan at every start (names
   // stay, so stack traces still say which function; the source map has the rest).
+  minifyWhitespace: true,
+  inject: [join(root, 'tools/import-meta-url.js')],
+  define: { 'import.meta.url': 'importMetaUrl' },
+});
+
+// The model worker thread's script (src/cli/model-worker.ts): only the model client and what it
+// needs, so a worker starts without compiling the whole server.
+await build({
+  ...common,
+  entryPoints: [join(root, 'src/cli/model-worker.ts')],
+  outfile: join(outdir, 'model-worker.cjs'),
+  format: 'cjs',
+  // As commands.cjs: the openai SDK is evaluated on the first request, not at the worker's start.
+  supported: { 'dynamic-import': false },
   minifyWhitespace: true,
   inject: [join(root, 'tools/import-meta-url.js')],
   define: { 'import.meta.url': 'importMetaUrl' },

@@ -1,9 +1,10 @@
-import { fstatSync } from 'node:fs';
+import { existsSync, fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../config/config.js';
 import { CONFIG_FILE_NAME, parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../config/layers.js';
 import { DEFAULT_MODEL_PROVIDER_ID } from '../config/model-providers.js';
@@ -12,6 +13,9 @@ import type { EffectiveConfig, WebSearchMode } from '../config/settings.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { parseMcpServers } from '../config/mcp-servers.js';
 import { autoCompactTokenLimit, requestReasoning } from '../model/context-window.js';
+import type { ModelWorker } from '../model/worker-client.js';
+import type { ModelClientSettings } from '../model/worker-protocol.js';
+import type { ModelPort } from '../agent/model-port.js';
 import { LoopbackRelay } from '../environments/loopback-relay.js';
 import { createMcpServer, discoverWhileStarting, serveOverStdio, type McpFace } from '../mcp/server.js';
 import type { CodexAppServer } from '../session/codex-app-server.js';
@@ -33,6 +37,26 @@ import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentia
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
 import { openThreadStorage } from './thread-storage.js';
 
+/**
+ * The thread that runs every model request of this server, so the HTTP exchanges and their event
+ * streams do not hold the main thread: in the package, the script `model-worker.cjs` beside this
+ * bundle. Run from the sources (there is no script to start), requests run on the main thread.
+ */
+function modelWorkerFor(env: NodeJS.ProcessEnv): { get: () => Promise<ModelWorker>; close: () => Promise<void> } | undefined {
+  const script = fileURLToPath(new URL('./model-worker.cjs', import.meta.url));
+  if (!existsSync(script)) return undefined;
+  const defined: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (value !== undefined) defined[name] = value;
+  // The worker's client side (and the model client's modules it names) load with the first thread.
+  let worker: Promise<ModelWorker> | undefined;
+  return {
+    get: () => (worker ??= import('../model/worker-client.js').then(({ ModelWorker }) => new ModelWorker({ script, workerData: { env: defined } }))),
+    close: async () => {
+      await (await worker)?.close();
+    },
+  };
+}
+
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
 
@@ -47,8 +71,8 @@ function settingsResolver(options: {
   skipSelf: McpServersFilter;
   /** Codex's auth.json, read at start-up (its API key serves providers that `requires_openai_auth`). */
   auth: CodexAuth | undefined;
-  /** The process's fetch, honouring the proxy and CA variables. */
-  fetch: typeof fetch;
+  /** Makes a thread's model client (on the model worker thread when there is one). */
+  newModel: (settings: ModelClientSettings) => Promise<ModelPort>;
   /** The Codex binary the codex engine runs, when one was found. */
   codexBinary: CodexBinary | undefined;
 }) {
@@ -74,7 +98,7 @@ function settingsResolver(options: {
     const mcpServers = options.skipSelf(mcp.servers);
     const selfReferencingMcpServers = mcp.servers.filter((server) => !mcpServers.includes(server)).map((server) => server.name);
     return {
-      ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.fetch, options.codexBinary),
+      ...toSettings(config, call, options.env, options.instructionsFiles, options.auth, options.newModel, options.codexBinary),
       mcpServers,
       selfReferencingMcpServers,
       ...(profileValues === undefined ? {} : { profileValues }),
@@ -109,7 +133,7 @@ function toSettings(
   env: NodeJS.ProcessEnv,
   instructionsFiles: Map<string, string>,
   auth: CodexAuth | undefined,
-  httpFetch: typeof fetch,
+  newModel: (settings: ModelClientSettings) => Promise<ModelPort>,
   codexBinary: CodexBinary | undefined,
 ): ResolvedThreadSettings {
   const provider = config.modelProviders[config.modelProvider];
@@ -156,9 +180,8 @@ function toSettings(
     permissionProfile: (name) => config.permissionProfiles.get(name),
     allowLoginShell: config.allowLoginShell,
     engine,
-    // The model client's modules (its response schemas, the openai SDK's glue) load with the first thread.
-    createModel: async () =>
-      new (await import('../model/client.js')).ModelClient({
+    createModel: () =>
+      newModel({
         baseUrl: provider.baseUrl,
         apiKey,
         headers,
@@ -166,7 +189,6 @@ function toSettings(
         maxRetries: provider.requestMaxRetries,
         streamMaxRetries: provider.streamMaxRetries,
         idleTimeoutMs: provider.streamIdleTimeoutMs,
-        fetch: httpFetch,
       }),
   };
 }
@@ -326,6 +348,13 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   if (network.error !== undefined) logger.warn(`model requests and HTTP MCP servers on local will fail: ${network.error}`);
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
   const httpFetch = lazyHttpFetch(network);
+  const modelWorker = modelWorkerFor(env);
+  // The model client's modules load with the first thread; without the worker (run from sources) it runs here.
+  const newModel = async (settings: ModelClientSettings): Promise<ModelPort> => {
+    if (modelWorker === undefined) return new (await import('../model/client.js')).ModelClient({ ...settings, apiKey: settings.apiKey, fetch: httpFetch });
+    const [{ WorkerModelClient }, worker] = await Promise.all([import('../model/worker-client.js'), modelWorker.get()]);
+    return new WorkerModelClient(worker, settings);
+  };
 
   // First: a database that cannot be used stops the start before anything else is started.
   const storage = await openThreadStorage({
@@ -401,7 +430,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       instructionsFiles,
       skipSelf,
       auth,
-      fetch: httpFetch,
+      newModel,
       codexBinary,
     }),
     defaultCwd: cwd,
@@ -458,6 +487,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       (closing ??= (async () => {
         await threads.interruptAll('the server is stopping', SHUTDOWN_INTERRUPT_MS);
         await threads.close();
+        await modelWorker?.close();
         await appServer?.close();
         await relay.close();
         await registry.close();

@@ -61,6 +61,18 @@ export interface ModelRequest {
   promptCacheKey?: string;
 }
 
+/** What a request's log line says of it. */
+export type ModelRequestSummary = {
+  model: string;
+  inputItems: number;
+  tools: number;
+};
+
+/** The {@link ModelRequestSummary} of `request`. */
+export function summarizeRequest(request: ModelRequest): ModelRequestSummary {
+  return { model: request.model, inputItems: request.input.length, tools: request.tools.length };
+}
+
 /** Per-call options of {@link ModelClient.respond}. */
 export interface RespondOptions {
   /** Aborting cancels the HTTP request at once; `respond` rejects with the signal's reason. */
@@ -153,14 +165,22 @@ export class ModelClient {
    * (`INVALID_CONFIG` for network settings that cannot be used), or the signal's reason.
    */
   async respond(request: ModelRequest, options: RespondOptions): Promise<ModelResponse> {
+    if (options.signal.aborted) throw abortReason(options.signal);
+    return this.respondJson(requestBodyJson(request), summarizeRequest(request), options);
+  }
+
+  /**
+   * {@link respond} with the body already built (by `requestBodyJson`): what the model worker
+   * thread runs, since the body is built where the history lives. `summary` is only logged.
+   */
+  async respondJson(body: string, summary: ModelRequestSummary, options: RespondOptions): Promise<ModelResponse> {
     const { signal } = options;
     if (signal.aborted) throw abortReason(signal);
-    const body = requestBodyJson(request);
     let httpRetries = 0;
     let streamRetries = 0;
     for (;;) {
       try {
-        return await this.attempt(request, body, options);
+        return await this.attempt(summary, body, options);
       } catch (error) {
         if (signal.aborted) throw abortReason(signal);
         if (!(error instanceof ModelError) || !error.retryable) throw error;
@@ -192,7 +212,7 @@ export class ModelClient {
    * After `response.completed` the rest of the stream (normally just its end) is read in the
    * background, see {@link STREAM_END_GRACE_MS}; every other way out aborts the request at once.
    */
-  private async attempt(request: ModelRequest, body: string, options: RespondOptions): Promise<ModelResponse> {
+  private async attempt(summary: ModelRequestSummary, body: string, options: RespondOptions): Promise<ModelResponse> {
     const { signal } = options;
     const { controller, unlink } = linkedController(signal);
     let idle = false;
@@ -213,7 +233,7 @@ export class ModelClient {
     let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
     try {
       rearm();
-      this.logger.debug('model request', { model: request.model, inputItems: request.input.length, tools: request.tools.length });
+      this.logger.debug('model request', summary);
       const sdk = await this.loaded();
       let response: Response;
       try {

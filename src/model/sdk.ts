@@ -69,7 +69,9 @@ export function sdkRequestError(sdk: OpenAiSdk, error: unknown, signal: AbortSig
     const cause: unknown = error.cause ?? error;
     // Our fetch would not send it (network settings that cannot be used): a retry cannot help.
     if (cause instanceof LocalError) return new LocalError(cause.code, `cannot reach the model API at ${displayUrl}: ${cause.message}`, { cause });
-    return new ModelConnectionError(`cannot reach the model API at ${displayUrl}: ${errorMessage(cause)}`, { cause });
+    // fetch says `fetch failed`; its own cause says why (ECONNRESET, a refused tunnel…).
+    const why = cause instanceof Error && cause.cause !== undefined ? `${errorMessage(cause)} (${errorMessage(cause.cause)})` : errorMessage(cause);
+    return new ModelConnectionError(`cannot reach the model API at ${displayUrl}: ${why}`, { cause });
   }
   if (error instanceof sdk.APIError) {
     // The SDK's error class is generic over `any`; read its fields as unknown.

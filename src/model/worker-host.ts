@@ -1,0 +1,104 @@
+/**
+ * The worker thread's side of the model worker: runs the requests the main thread posts through
+ * ordinary {@link ModelClient}s (one per distinct settings, sharing one keep-alive fetch), so the
+ * HTTP exchange, the stream's decoding and its validation cost the worker's core, not the main
+ * thread's. Posts back joined text deltas, retry notices, and the response or the error.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { z } from 'zod';
+import { ModelClient } from './client.js';
+import { toWireError, ToWorkerSchema, type FromWorker, type ModelClientSettings, type ToWorker } from './worker-protocol.js';
+
+/** Clients kept for reuse, by settings; the least recently used goes first beyond this. */
+export const MAX_WORKER_CLIENTS = 64;
+
+/** Options of {@link serveModelRequests}. */
+export interface ModelWorkerHostOptions {
+  /** The fetch every client uses (one keep-alive pool for the thread). */
+  fetch: typeof fetch;
+}
+
+/** Serves the requests arriving on `port` until it closes. */
+export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOptions): void {
+  const clients = new Map<string, ModelClient>();
+  const running = new Map<number, AbortController>();
+  const post = (message: FromWorker): void => port.postMessage(message);
+
+  const clientFor = (settings: ModelClientSettings): ModelClient => {
+    const key = JSON.stringify(settings);
+    let client = clients.get(key);
+    if (client === undefined) {
+      client = new ModelClient({ ...settings, apiKey: settings.apiKey, fetch: options.fetch });
+      if (clients.size >= MAX_WORKER_CLIENTS) {
+        const oldest = clients.keys().next();
+        if (oldest.done !== true) clients.delete(oldest.value);
+      }
+    } else {
+      clients.delete(key);
+    }
+    clients.set(key, client);
+    return client;
+  };
+
+  const respond = async (message: Extract<ToWorker, { type: 'respond' }>): Promise<void> => {
+    const { id } = message;
+    const controller = new AbortController();
+    running.set(id, controller);
+    let text = '';
+    const flush = (): void => {
+      if (text.length === 0) return;
+      post({ type: 'delta', id, text });
+      text = '';
+    };
+    try {
+      const response = await clientFor(message.settings).respondJson(message.body, message.summary, {
+        signal: controller.signal,
+        ...(message.textDeltas
+          ? {
+              // Deltas of one network chunk arrive in one synchronous run: join them into one message.
+              onTextDelta: (delta: string) => {
+                if (text.length === 0) queueMicrotask(flush);
+                text += delta;
+              },
+            }
+          : {}),
+        ...(message.retries
+          ? {
+              onRetry: (attempt: number, error: Error, delayMs: number) => {
+                flush();
+                post({ type: 'retry', id, attempt, delayMs, error: toWireError(error) });
+              },
+            }
+          : {}),
+      });
+      flush();
+      if (!controller.signal.aborted) post({ type: 'done', id, response });
+    } catch (error) {
+      flush();
+      // The main thread already settled an aborted request with its signal's reason.
+      if (!controller.signal.aborted) post({ type: 'failed', id, error: toWireError(error) });
+    } finally {
+      running.delete(id);
+    }
+  };
+
+  port.on('message', (data: unknown) => {
+    const parsed = ToWorkerSchema.safeParse(data);
+    if (!parsed.success) {
+      // Only the main thread posts here; a message it cannot have sent is a bug worth a loud end.
+      throw new Error(`model worker: unexpected message: ${z.prettifyError(parsed.error)}`);
+    }
+    const message = parsed.data;
+    if (message.type === 'ping') {
+      post({ type: 'pong' });
+      return;
+    }
+    if (message.type === 'abort') {
+      running.get(message.id)?.abort();
+      return;
+    }
+    // Settles by posting `done` or `failed`; it does not reject.
+    void respond(message);
+  });
+  post({ type: 'ready' });
+}
