@@ -338,17 +338,25 @@ export class RpcConnection {
         this.#dispatchNotification(message.method, message.params);
         return;
       case 'result':
-        if (!this.#pending.resolve(message.id, message.result)) this.#unsolicited();
+        if (!this.#pending.resolve(message.id, message.result) && !this.#isLate(message.id)) this.#unsolicited();
         return;
       case 'error': {
         const error = new RpcError(message.error.code, message.error.message, message.error.data);
-        if (message.id === null || !this.#pending.reject(message.id, error)) {
+        if (message.id === null || (!this.#pending.reject(message.id, error) && !this.#isLate(message.id))) {
           this.#logger.warn('error response for no pending request', { from: this.label, error: message.error });
           this.#unsolicited();
         }
         return;
       }
     }
+  }
+
+  /** True (and noted at debug level) when `id` answers a request given up on by its deadline or signal: late, not unsolicited. */
+  #isLate(id: RequestId): boolean {
+    const method = this.#pending.takeAbandoned(id);
+    if (method === undefined) return false;
+    this.#logger.debug('dropped the late response to a request given up on', { from: this.label, id, method });
+    return true;
   }
 
   #sendParseError(reason: string): void {
@@ -445,7 +453,7 @@ export class RpcConnection {
     if (head.id !== undefined && isResponse && head.method === undefined) {
       const method = this.#pending.methodOf(head.id);
       if (method === undefined) {
-        this.#logger.warn('dropped an oversized response for no pending request', { from: this.label, id: head.id });
+        if (!this.#isLate(head.id)) this.#logger.warn('dropped an oversized response for no pending request', { from: this.label, id: head.id });
         return;
       }
       this.#pending.reject(

@@ -19,11 +19,21 @@ export interface WaitOptions<T> {
 }
 
 /**
+ * How many requests given up on (deadline or signal) are remembered, so that their late
+ * responses are told from responses to nothing; beyond it, the oldest are forgotten.
+ */
+const ABANDONED_REMEMBERED = 4096;
+
+/**
  * The outgoing requests of one connection that await their response, by id. Each wait settles
  * once: by its response, its deadline, its signal, or the connection's close; then it is gone.
+ * A request given up on by its deadline or signal is still answered by the peer (the protocol
+ * has no cancellation): its id is remembered, so that answer is known as late, not unsolicited.
  */
 export class PendingRequests {
   readonly #pending = new Map<RequestId, Pending>();
+  /** Ids of requests whose wait ended before their response, oldest first: their method. */
+  readonly #abandoned = new Map<RequestId, string>();
   #nextId = 1;
 
   /** The id of the next outgoing request. */
@@ -40,13 +50,19 @@ export class PendingRequests {
         signal?.removeEventListener('abort', onAbort);
         this.#pending.delete(id);
       };
-      const timer = setTimeout(() => {
+      const abandon = (): void => {
         cleanup();
+        this.#abandoned.set(id, method);
+        const oldest = this.#abandoned.keys().next();
+        if (this.#abandoned.size > ABANDONED_REMEMBERED && oldest.done !== true) this.#abandoned.delete(oldest.value);
+      };
+      const timer = setTimeout(() => {
+        abandon();
         reject(options.onTimeout());
       }, options.timeoutMs);
       timer.unref?.();
       const onAbort = (): void => {
-        cleanup();
+        abandon();
         reject(abortReason(signal));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -66,6 +82,16 @@ export class PendingRequests {
         },
       });
     });
+  }
+
+  /**
+   * For a response that matched no wait: the method of the request `id` when it was given up on
+   * (its response came late; forgotten once asked), undefined when no request of this id was.
+   */
+  takeAbandoned(id: RequestId): string | undefined {
+    const method = this.#abandoned.get(id);
+    this.#abandoned.delete(id);
+    return method;
   }
 
   /** The method of the request `id` awaits, or undefined when none does. */
@@ -91,5 +117,6 @@ export class PendingRequests {
   rejectAll(error: Error): void {
     for (const pending of [...this.#pending.values()]) pending.reject(error);
     this.#pending.clear();
+    this.#abandoned.clear();
   }
 }

@@ -9,6 +9,7 @@ import { parseJsonAs } from '../util/json.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { WaitList } from '../util/wait-list.js';
 import { ThreadBusyError, type ThreadOwnership, type TurnStopRequest } from './ownership.js';
+import { openLeasePool } from './pg-lease-pool.js';
 import { PgListener } from './pg-listener.js';
 import type { LeaseFence } from './pg-store-sql.js';
 
@@ -102,6 +103,8 @@ export interface PgOwnershipOptions {
  */
 export class PgOwnership implements ThreadOwnership {
   readonly #pool: pg.Pool;
+  /** The heartbeat's own connections (see {@link openLeasePool}); also for stopping turns and the shutdown's release. */
+  readonly #leasePool: pg.Pool;
   readonly #logger: Logger;
   readonly #leaseMs: number;
   readonly #owner = randomUUID();
@@ -130,8 +133,9 @@ export class PgOwnership implements ThreadOwnership {
   /** This instance's clock minus the database's, measured at start. */
   readonly clockSkewMs: number;
 
-  private constructor(options: PgOwnershipOptions, clockSkewMs: number) {
+  private constructor(options: PgOwnershipOptions, leasePool: pg.Pool, clockSkewMs: number) {
     this.#pool = options.pool;
+    this.#leasePool = leasePool;
     this.#logger = options.logger ?? silentLogger;
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.clockSkewMs = clockSkewMs;
@@ -148,11 +152,25 @@ export class PgOwnership implements ThreadOwnership {
     if (!(options.leaseMs === undefined || (Number.isFinite(options.leaseMs) && options.leaseMs >= 30))) {
       throw new LocalError(LocalErrorCode.InvalidArgument, `a lease must last at least 30 ms, got ${options.leaseMs}`);
     }
-    const clockSkewMs = await measureClockSkew(options.pool);
+    const leasePool = openLeasePool({
+      url: options.url,
+      logger,
+      queryTimeoutMs: QUERY_TIMEOUT_MS,
+      // A connection that cannot be had within a beat is tried again at the next one.
+      connectTimeoutMs: Math.min(QUERY_TIMEOUT_MS, (options.leaseMs ?? DEFAULT_LEASE_MS) / 3),
+    });
+    let clockSkewMs: number;
+    try {
+      // Read on the lease connection: it also shows that connection works before any lease depends on it.
+      clockSkewMs = await measureClockSkew(leasePool);
+    } catch (error) {
+      await leasePool.end();
+      throw error;
+    }
     if (Math.abs(clockSkewMs) > 1_000) {
       logger.warn('this host’s clock differs from the database’s; leases use the database’s, but logged times will disagree', { skewMs: Math.round(clockSkewMs) });
     }
-    const ownership = new PgOwnership(options, clockSkewMs);
+    const ownership = new PgOwnership(options, leasePool, clockSkewMs);
     try {
       ownership.#listener = await PgListener.open({
         url: options.url,
@@ -217,7 +235,7 @@ export class PgOwnership implements ThreadOwnership {
     const held = this.#held.delete(threadId);
     if (!held && !this.#lost.delete(threadId)) return;
     try {
-      await this.#deleteLeases([threadId]);
+      await this.#deleteLeases([threadId], this.#pool);
     } catch (error) {
       if (held) this.#unreleased.add(threadId);
       this.#logger.warn('cannot give a thread’s lease back now; it is retried, and runs out by itself', { thread: threadId, error: errorMessage(error) });
@@ -303,6 +321,7 @@ export class PgOwnership implements ThreadOwnership {
        SELECT pg_notify($4, $5) FROM kept`,
       [threadId, request.turnId, request.reason, INTERRUPT_CHANNEL, JSON.stringify({ threadId, turnId: request.turnId })],
       'ask another instance to stop a turn',
+      this.#leasePool,
     );
   }
 
@@ -340,7 +359,7 @@ export class PgOwnership implements ThreadOwnership {
     for (const waiters of this.#waiters.values()) waiters.list.wakeAll();
     const release = async (): Promise<void> => {
       try {
-        if (threads.length > 0) await this.#deleteLeases(threads);
+        if (threads.length > 0) await this.#deleteLeases(threads, this.#leasePool);
       } catch (error) {
         this.#logger.warn('cannot give the threads’ leases back; they run out by themselves', { threads: threads.length, error: errorMessage(error) });
       }
@@ -349,6 +368,8 @@ export class PgOwnership implements ThreadOwnership {
     await Promise.race([release(), new Promise<void>((resolve) => (timer = setTimeout(resolve, RELEASE_ALL_TIMEOUT_MS)))]);
     clearTimeout(timer);
     await this.#listener?.close();
+    // After the release above: a statement still running (past its deadline) ends with its connection.
+    await this.#leasePool.end().catch((error: unknown) => this.#logger.debug('cannot close the lease connections', { error: errorMessage(error) }));
   }
 
   /** The live lease of another instance on the thread: its holder, and how long until it runs out by the database's clock. */
@@ -365,12 +386,13 @@ export class PgOwnership implements ThreadOwnership {
   }
 
   /** Deletes this instance's leases on these threads and announces each on {@link RELEASED_CHANNEL}. */
-  async #deleteLeases(threadIds: string[]): Promise<void> {
+  async #deleteLeases(threadIds: string[], pool: pg.Pool): Promise<void> {
     await this.#query(
       `WITH gone AS (DELETE FROM cmx_thread_leases WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id), ${UNFLUSHED_COMMIT}
        SELECT pg_notify($3, thread_id) FROM gone, unflushed`,
       [this.#owner, threadIds, RELEASED_CHANNEL],
       'give threads back',
+      pool,
     );
   }
 
@@ -386,7 +408,7 @@ export class PgOwnership implements ThreadOwnership {
     try {
       if (this.#unreleased.size > 0) {
         const threads = [...this.#unreleased];
-        await this.#deleteLeases(threads);
+        await this.#deleteLeases(threads, this.#leasePool);
         for (const threadId of threads) this.#unreleased.delete(threadId);
       }
       if (this.#held.size === 0) return;
@@ -397,6 +419,7 @@ export class PgOwnership implements ThreadOwnership {
           WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id`,
         [this.#owner, [...sent.keys()], this.#leaseMs],
         'renew the leases',
+        this.#leasePool,
       );
       const renewed = new Set(rowsOf(ThreadIdRowSchema, result).map((row) => row.thread_id));
       for (const [threadId, lease] of sent) {
@@ -477,6 +500,7 @@ export class PgOwnership implements ThreadOwnership {
         'DELETE FROM cmx_interrupt_requests WHERE thread_id = ANY($1::text[]) RETURNING thread_id, turn_id, reason',
         [threadIds],
         'take requests to stop turns',
+        this.#leasePool,
       );
       for (const row of rowsOf(RequestRowSchema, result)) {
         if (this.#held.has(row.thread_id)) this.#onInterrupt?.(row.thread_id, { turnId: row.turn_id, reason: row.reason });
@@ -497,11 +521,15 @@ export class PgOwnership implements ThreadOwnership {
     if (this.#closed) throw new LocalError(LocalErrorCode.Unavailable, 'the thread ownership is closed (the server is stopping)');
   }
 
-  /** Runs a statement with a deadline; a failure is `UNAVAILABLE`, saying what could not be done. */
-  async #query(text: string, values: unknown[], what: string): Promise<pg.QueryResult> {
+  /**
+   * Runs a statement with a deadline; a failure is `UNAVAILABLE`, saying what could not be done.
+   * On the store's pool unless `pool` says otherwise: the heartbeat and the statements that stop
+   * turns go on the lease pool, so they do not wait behind the turns' appends.
+   */
+  async #query(text: string, values: unknown[], what: string, pool = this.#pool): Promise<pg.QueryResult> {
     try {
       // A database cut off without a reset (a lost host, a dropped route) would leave the statement waiting for good.
-      return await withDeadline(this.#pool.query(text, values), QUERY_TIMEOUT_MS, () => new Error(`no answer within ${QUERY_TIMEOUT_MS / 1000} s`));
+      return await withDeadline(pool.query(text, values), QUERY_TIMEOUT_MS, () => new Error(`no answer within ${QUERY_TIMEOUT_MS / 1000} s`));
     } catch (error) {
       throw new LocalError(LocalErrorCode.Unavailable, `cannot ${what} in the database: ${errorMessage(error)}`, { cause: error });
     }

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import type { McpServerStartOptions } from '../../src/cli/mcp-command.js';
 import { openDatabase, type Database, type Migration } from '../../src/session/pg-database.js';
+import { LEASE_APPLICATION_NAME } from '../../src/session/pg-lease-pool.js';
 import { OWNERSHIP_MIGRATION } from '../../src/session/pg-ownership-schema.js';
 import { PgOwnership } from '../../src/session/pg-ownership.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
@@ -121,13 +122,20 @@ describe('two instances, thread ownership in PostgreSQL', () => {
   it('an instance that cannot reach the database stops its turn before its lease runs out; another continues the thread', async () => {
     const url = await freshDatabase();
     const a = await instance(url, ['-c', 'multienv.lease_sec=1']);
+    // A's lease connection, the only one so far (its first statement read the database's clock).
+    const leases = await databases[0]?.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [
+      LEASE_APPLICATION_NAME,
+    ]);
+    const leaseBackend = leases?.rows[0]?.pid;
+    if (leaseBackend === undefined || leases?.rows.length !== 1) throw new Error('expected one lease connection');
     const b = await instance(url, ['-c', 'multienv.lease_sec=1']);
     steps.push(hold(release.promise, say('never seen')));
     const answer = a.call('codex', { prompt: 'cut off', cwd: world.work.path, waitMs: 600_000 });
     await world.model.waitForRequests(1);
-    // A's database connections end (as when its host loses the network); B's stay.
+    // A's host loses the network: its pool's connections end, its lease connection stops answering; B's stay.
     await databases[0]?.close();
-    const stopped = await answer;
+    process.kill(leaseBackend, 'SIGSTOP');
+    const stopped = await answer.finally(() => process.kill(leaseBackend, 'SIGCONT'));
     expect(stopped.isError).toBe(true);
     expect(textOf(stopped)).toBe('The turn was interrupted.');
     expect(a.stderr()).toMatch(/interrupting a turn at the request of the thread ownership.*this server instance lost the thread: its lease could not be renewed/);

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ThreadBusyError, type TurnStopRequest } from '../../../src/session/ownership.js';
 import { openDatabase, type Database, type Migration } from '../../../src/session/pg-database.js';
 import { OWNERSHIP_MIGRATION } from '../../../src/session/pg-ownership-schema.js';
+import { LEASE_APPLICATION_NAME } from '../../../src/session/pg-lease-pool.js';
 import { LISTENER_APPLICATION_NAME } from '../../../src/session/pg-listener.js';
 import { PgOwnership } from '../../../src/session/pg-ownership.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
@@ -71,13 +72,23 @@ describe('PgOwnership: thread leases in PostgreSQL', () => {
   }
 
   /** An instance: its own pool and ownership on the database. */
-  async function instance(url: string, leaseMs: number, log?: (line: string) => void): Promise<{ db: Database; ownership: PgOwnership }> {
+  async function instance(url: string, leaseMs: number, log?: (line: string) => void, maxConnections?: number): Promise<{ db: Database; ownership: PgOwnership }> {
     const logger = log === undefined ? silentLogger : createLogger({ write: log, level: 'debug' });
-    const db = await openDatabase({ url, migrations: MIGRATIONS, logger });
+    const db = await openDatabase({ url, migrations: MIGRATIONS, logger, maxConnections });
     const ownership = await PgOwnership.open({ pool: db.pool, url, logger, leaseMs });
     const entry = { db, ownership };
     opened.push(entry);
     return entry;
+  }
+
+  /** The server process behind an instance's lease connection (it has one idle since the start). */
+  async function leaseBackend(entry: { db: Database }): Promise<number> {
+    const rows = await entry.db.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [
+      LEASE_APPLICATION_NAME,
+    ]);
+    const pid = rows.rows[0]?.pid;
+    if (pid === undefined || rows.rows.length !== 1) throw new Error(`expected one lease connection, found ${rows.rows.length}`);
+    return pid;
   }
 
   it('lets one instance at a time have a thread; the other is told who has it', async () => {
@@ -189,20 +200,53 @@ describe('PgOwnership: thread leases in PostgreSQL', () => {
     const url = await freshDatabase();
     const leaseMs = 3_000;
     const a = await instance(url, leaseMs);
+    const backend = await leaseBackend(a);
     const b = await instance(url, leaseMs);
     const requests = stopRequests(a.ownership);
     await a.ownership.acquire(THREAD);
-    // The database is gone for A alone: every statement of its heartbeat fails.
-    await a.db.pool.query('SELECT 1');
-    await a.db.close();
-    const [threadId, request] = await requests.next();
-    expect(threadId).toBe(THREAD);
-    expect(request.turnId).toBeUndefined();
-    expect(request.reason).toMatch(/lost the thread: its lease could not be renewed/);
-    // A stopped while its lease was still live: nobody could have taken the thread yet.
-    await expect(b.ownership.acquire(THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
-    expect(await b.ownership.waitReleased(THREAD, LONG_LEASE_MS)).toBe(true);
-    await b.ownership.acquire(THREAD);
+    // The database stops answering A's heartbeat (as a host that vanished): its statement waits, nothing is cut.
+    process.kill(backend, 'SIGSTOP');
+    try {
+      const [threadId, request] = await requests.next();
+      expect(threadId).toBe(THREAD);
+      expect(request.turnId).toBeUndefined();
+      expect(request.reason).toMatch(/lost the thread: its lease could not be renewed/);
+      // A stopped while its lease was still live: nobody could have taken the thread yet.
+      await expect(b.ownership.acquire(THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
+      expect(await b.ownership.waitReleased(THREAD, LONG_LEASE_MS)).toBe(true);
+      await b.ownership.acquire(THREAD);
+    } finally {
+      process.kill(backend, 'SIGCONT');
+    }
+  });
+
+  it('renews its leases while every connection of the store’s pool is taken (the heartbeat has connections of its own)', async () => {
+    const url = await freshDatabase();
+    const leaseMs = 600;
+    const a = await instance(url, leaseMs, undefined, 2);
+    const lost: string[] = [];
+    a.ownership.onInterrupt((_threadId, request) => lost.push(request.reason));
+    await a.ownership.acquire(THREAD);
+    const observer = new pg.Client({ connectionString: url });
+    await observer.connect();
+    // Turns' appends hold the whole store pool, longer than the lease.
+    const taken = [await a.db.pool.connect(), await a.db.pool.connect()];
+    try {
+      const expiry = async (): Promise<number> => {
+        const result = await observer.query<{ at: Date }>('SELECT expires_at AS at FROM cmx_thread_leases WHERE thread_id = $1', [THREAD]);
+        return result.rows[0]?.at.getTime() ?? 0;
+      };
+      const first = await expiry();
+      // Renewed to past three lease lengths after the take: the loss timer (at two thirds) would have stopped it long before.
+      await waitFor(async () => {
+        if (lost.length > 0) throw new Error(`the lease was lost: ${lost.join('; ')}`);
+        return (await expiry()) > first + 3 * leaseMs;
+      }, 'the lease to be renewed with the store pool full');
+      expect(lost).toEqual([]);
+    } finally {
+      for (const client of taken) client.release();
+      await observer.end();
+    }
   });
 
   it('stops the turns of a thread whose lease another instance took', async () => {
