@@ -25,6 +25,16 @@ import { fmt, median, percentile, printTable, since } from './stats.js';
 const INSTANCES = Number(process.env.BENCH_SCALE_INSTANCES ?? 3);
 const THREADS_PER_INSTANCE = Number(process.env.BENCH_SCALE_THREADS ?? 300);
 const TURNS_PER_THREAD = Number(process.env.BENCH_SCALE_TURNS ?? 5);
+/** Waits with `codex-status` (any instance) for a turn that answered "running"; its last agent message. */
+async function followRunningTurn(client: ModernClient, running: { threadId?: string; turnId?: string }): Promise<string | null | undefined> {
+  for (;;) {
+    const result = await client.callTool({ name: 'codex-status', arguments: { threadId: running.threadId, turnId: running.turnId, waitMs: 50_000 } });
+    const status = result.structuredContent as { state?: string; lastAgentMessage?: string | null } | undefined;
+    if (result.isError === true) throw new Error(JSON.stringify(result.content).slice(0, 300));
+    if (status?.state !== 'running') return status?.lastAgentMessage;
+  }
+}
+
 /** The instances' `multienv.lease_sec`; unset, their default. A longer one tells lease renewals starved by load from other failures. */
 const LEASE_SEC = process.env.BENCH_SCALE_LEASE_SEC;
 const MODERN = '2026-07-28';
@@ -133,9 +143,12 @@ async function main(): Promise<void> {
               name: turn === 0 ? 'codex' : 'codex-reply',
               arguments: turn === 0 ? { prompt: `thread ${t}`, cwd: work.path } : { threadId, prompt: `turn ${turn}` },
             });
-            const content = result.structuredContent as { threadId?: string; content?: string } | undefined;
-            if (result.isError === true || content?.content !== 'done') throw new Error(JSON.stringify(result.content).slice(0, 300));
-            threadId = content.threadId;
+            const content = result.structuredContent as { threadId?: string; content?: string; status?: string; turnId?: string } | undefined;
+            if (result.isError === true) throw new Error(JSON.stringify(result.content).slice(0, 300));
+            threadId = content?.threadId;
+            // A turn that outlasts the call's wait budget goes on; a client follows it with codex-status, as here.
+            const message = content?.status === 'running' ? await followRunningTurn(client(t + turn), content) : content?.content;
+            if (message !== 'done') throw new Error(JSON.stringify(result.content).slice(0, 300));
             latencies.push(since(at));
           } catch (error) {
             failures.push(`thread ${t} turn ${turn}: ${String(error)}`);

@@ -124,6 +124,8 @@ describe('ThreadTasks', () => {
       const [key] = Object.keys(shown);
       expect(key).toMatch(/^[A-Za-z0-9_-]{22}$/);
       expect(shown[key!]).toEqual(request);
+      // The other process may read the record from the file before the asker's own append has settled.
+      await waitFor(async () => (await asker.get(view.taskId)).inputRequests?.[key!] !== undefined, 'the input to show in the asking process');
       expect((await asker.get(view.taskId)).inputRequests).toEqual({ [key!]: request });
 
       const answer = { action: 'accept', content: { decision: 'approve' } };
