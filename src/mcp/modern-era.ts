@@ -15,6 +15,7 @@ import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
+import { continueStoredCall, type StoredCalls } from './stored-rounds.js';
 import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
@@ -121,6 +122,12 @@ export interface ModernEraOptions {
   stateCodec?: RequestStateCodec;
   /** Serves the tasks extension; undefined: not offered. */
   tasks?: ModernTasks;
+  /**
+   * Records calls' approvals with their threads, so a retry continues the call on any instance
+   * sharing the store (pass `stateCodec` with the store's shared key too); undefined: a call is
+   * continued only by the process that started it.
+   */
+  stored?: StoredCalls;
 }
 
 /** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals), and the tasks extension's (modern-tasks.ts). */
@@ -286,6 +293,12 @@ export class ModernEra {
         throw error;
       }
       const found = this.#calls.get(state.call);
+      // Continued from the store where the call is not here, or where another instance issued a later round of it.
+      const task = state.task;
+      if (task !== undefined && this.#options.stored !== undefined && (found === undefined || state.round > found.round)) {
+        if (found?.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
+        return this.#continueStored({ ...state, task }, params, principal);
+      }
       if (found === undefined)
         throw new ModernError(
           INVALID_PARAMS,
@@ -300,7 +313,8 @@ export class ModernEra {
         );
       }
       const { approvals } = state;
-      if (params.inputResponses !== undefined) for (const gate of this.#gatesOf(call)) gate.answer(params.inputResponses, approvals);
+      const responses = params.inputResponses;
+      if (responses !== undefined) await Promise.all(this.#gatesOf(call).map(async (gate) => gate.answer(responses, approvals)));
     }
     call.open = { requestId, progressToken, send };
     this.#openRequests.set(requestId, call);
@@ -319,7 +333,8 @@ export class ModernEra {
       call.round += 1;
       // Keys are unique across gates: the approvals of this call's turn and of the thread's earlier turns go in one state.
       const approvals = Object.assign({}, ...gates.map((gate) => gate.bindings())) as Record<string, string>;
-      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals };
+      const task = call.gate.taskId;
+      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals, ...(task === undefined ? {} : { task }) };
       return {
         resultType: 'input_required',
         inputRequests: Object.assign({}, ...gates.map((gate) => gate.inputRequests())) as Record<string, unknown>,
@@ -329,6 +344,19 @@ export class ModernEra {
       round.abort();
       call.open = undefined;
       this.#openRequests.delete(requestId);
+    }
+  }
+
+  /** Continues a call from the store (see stored-rounds.ts): the retry reached an instance that does not run its turn, or a round issued elsewhere. */
+  async #continueStored(state: OpenedRequestState & { task: string }, params: z.infer<typeof CallParamsSchema>, principal: string | undefined): Promise<Record<string, unknown>> {
+    const stored = this.#options.stored;
+    if (stored === undefined) throw new ModernError(INTERNAL_ERROR, 'tools/call: no store to continue the call from');
+    const retry = { state, tool: params.name, args: params.arguments ?? {}, principal, inputResponses: params.inputResponses, ttlMs: this.#options.approvalTimeoutMs };
+    try {
+      return await continueStoredCall(stored, this.#codec, retry, new AbortController().signal);
+    } catch (error) {
+      if (error instanceof RequestStateError) throw new ModernError(INVALID_PARAMS, `tools/call: ${error.message}`);
+      throw error;
     }
   }
 
@@ -369,7 +397,7 @@ export class ModernEra {
     let waiting = 0;
     for (const pending of this.#calls.values()) if (pending.open === undefined) waiting += 1;
     if (waiting >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
-    const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
+    const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger, tasks: this.#options.stored?.tasks });
     const cancel = new AbortController();
     const named = args.threadId ?? args.conversationId;
     const threadId = typeof named === 'string' && named !== '' ? named : undefined;
@@ -393,6 +421,7 @@ export class ModernEra {
       _meta: { progressToken: ROUND_PROGRESS_TOKEN },
       cancelled: cancel.signal,
       approver: gate,
+      onTurnStarted: (threadId, turnId) => gate.turnStarted(threadId, turnId),
       // Progress goes to whichever request has the call open, under its token; between rounds
       // (and for a round without a token) there is no request to report to.
       sendNotification: (notification: ServerNotification) => {

@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
+import { RequestStateCodec } from './input-required.js';
 import { EraSplitTransport, ModernEra } from './modern-era.js';
 import { ModernTasks } from './modern-tasks.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
@@ -97,6 +98,12 @@ export interface McpServerOptions {
   /** Publish `environment_add`, … instead of `environment/add`, … @default false */
   portableToolNames?: boolean;
   /**
+   * The key that seals modern `requestState` values: the thread store's shared secret, so a
+   * client's retry verifies and continues its call on any server process sharing the store.
+   * @default a random key of this process (a retry continues only here)
+   */
+  requestStateKey?: Buffer;
+  /**
    * Receives the function that forwards log events to the client as MCP logging notifications
    * (the composition root tees its logger into it).
    */
@@ -159,6 +166,17 @@ export function createMcpServer(options: McpServerOptions): McpFace {
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
     tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
+    ...(options.requestStateKey === undefined
+      ? {}
+      : {
+          stateCodec: new RequestStateCodec({ key: options.requestStateKey }),
+          stored: {
+            tasks: options.threads.tasks,
+            waitForTurn: (threadId, turnId, timeoutMs, signal) => options.threads.waitForTurns(threadId, { turnId, timeoutMs, signal }),
+            defaultWaitMs: options.defaultWaitMs ?? DEFAULT_WAIT_MS,
+            names: { status: CODEX_STATUS, interrupt: names.turnInterrupt },
+          },
+        }),
   });
   return { legacy: server, modern, close: () => server.close() };
 }
