@@ -313,6 +313,11 @@ export class ApprovalGate implements Approver {
     return tasks.ask(taskId, input, { timeoutMs: this.#options.timeoutMs, signal, key, onRecorded });
   }
 
+  /** Whether the approval `key` waits here for an answer now. */
+  waits(key: string): boolean {
+    return this.#parked.has(key);
+  }
+
   /** Whether an approval waits for an answer now. */
   get parked(): boolean {
     return this.#parked.size > 0;

@@ -293,9 +293,11 @@ export class ModernEra {
         throw error;
       }
       const found = this.#calls.get(state.call);
-      // Continued from the store where the call is not here, or where another instance issued a later round of it.
+      // Continued from the store where the call is not here, where another instance issued a later
+      // round of it, or where its approvals were answered elsewhere (none waits here any more).
       const task = state.task;
-      if (task !== undefined && this.#options.stored !== undefined && (found === undefined || state.round > found.round)) {
+      const waitsHere = found !== undefined && Object.keys(state.approvals).some((key) => this.#gatesOf(found).some((gate) => gate.waits(key)));
+      if (task !== undefined && this.#options.stored !== undefined && (found === undefined || state.round > found.round || (state.round === found.round && !waitsHere))) {
         if (found?.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
         return this.#continueStored({ ...state, task }, params, principal);
       }
