@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isErrno } from '../exec/io-errors.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /** How many bytes a shared secret has. */
@@ -34,7 +35,7 @@ export async function folderSecret(dir: string, name: string): Promise<Buffer> {
     }
     return fresh;
   } catch (error) {
-    if (!(error instanceof Error && 'code' in error && error.code === 'EEXIST')) throw error;
+    if (!isErrno(error, 'EEXIST')) throw error;
   }
   // Another process made it; it may still be writing its bytes, so a short read is waited out.
   for (let attempt = 0; attempt < 50; attempt += 1) {
