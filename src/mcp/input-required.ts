@@ -234,6 +234,11 @@ export class ApprovalGate implements Approver {
     this.#turn ??= { threadId, turnId };
   }
 
+  /** The thread of the call's turn, once it exists. */
+  get threadId(): string | undefined {
+    return this.#turn?.threadId;
+  }
+
   /** The id of the record the approvals are asked through, once made. */
   get taskId(): string | undefined {
     return this.#taskId;

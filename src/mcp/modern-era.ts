@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
   isJSONRPCNotification,
   isJSONRPCRequest,
@@ -330,7 +329,7 @@ export class ModernEra {
       }
       // Kept until its approvals are denied for want of an answer, and its state refused.
       clearTimeout(call.expiry);
-      call.expiry = setTimeout(() => this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request'), this.#options.approvalTimeoutMs);
+      call.expiry = setTimeout(() => this.#expired(call), this.#options.approvalTimeoutMs);
       call.expiry.unref();
       call.round += 1;
       // Keys are unique across gates: the approvals of this call's turn and of the thread's earlier turns go in one state.
@@ -383,6 +382,22 @@ export class ModernEra {
       this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered)');
       return;
     }
+    this.#keepAsking(call, threadId);
+  }
+
+  /**
+   * No retry reached this process in time. A call whose approvals are recorded may have been
+   * continued on another instance (its turn goes on): its gate goes on asking through the store,
+   * as that of an answered call does; otherwise the call is dropped.
+   */
+  #expired(call: PendingCall): void {
+    const threadId = call.gate.threadId;
+    if (call.gate.taskId !== undefined && threadId !== undefined) this.#keepAsking(call, threadId);
+    else this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request');
+  }
+
+  /** Keeps the gate of `call`, whose turn goes on, for later calls on `threadId` (see {@link #answeredTurns}); the oldest beyond the bound stop asking. */
+  #keepAsking(call: PendingCall, threadId: string): void {
     clearTimeout(call.expiry);
     if (this.#calls.get(call.id) === call) this.#calls.delete(call.id);
     this.#answeredTurns.set(call.gate, threadId);
@@ -459,43 +474,5 @@ export class ModernEra {
     // The spec's modern era: nothing more is sent for a cancelled request.
     this.#cancelled.add(requestId);
     call.cancel.abort(how === 'cancelled' ? clientCancellation(reason) : clientStoppedWaiting(reason ?? 'the connection closed'));
-  }
-}
-
-/**
- * The connection the SDK server is given: messages the modern era claims are served by it and
- * never reach the SDK; everything else passes through unchanged, so legacy clients see exactly
- * what they saw before.
- */
-export class EraSplitTransport implements Transport {
-  onclose?: () => void;
-  onerror?: (error: Error) => void;
-  onmessage?: <T extends JSONRPCMessage>(message: T) => void;
-
-  constructor(
-    private readonly inner: Transport,
-    private readonly modern: ModernEra,
-  ) {}
-
-  start(): Promise<void> {
-    this.inner.onmessage = (message, extra) => {
-      // A transport that authenticates its clients (HTTP) names each one; stdio names none.
-      if (this.modern.claims(message)) this.modern.handle(message, (answer) => this.inner.send(answer), extra?.authInfo?.clientId);
-      else this.onmessage?.(message);
-    };
-    this.inner.onerror = (error) => this.onerror?.(error);
-    this.inner.onclose = () => {
-      this.modern.close();
-      this.onclose?.();
-    };
-    return this.inner.start();
-  }
-
-  send(message: JSONRPCMessage): Promise<void> {
-    return this.inner.send(message);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
