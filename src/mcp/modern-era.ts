@@ -139,6 +139,8 @@ export class ModernEra {
   readonly #openRequests = new Map<RequestId, PendingCall>();
   /** Requests the client cancelled: they are answered with nothing. */
   readonly #cancelled = new Set<RequestId>();
+  /** Retries continued from the store (stored-rounds.ts) while they follow their turn: a cancellation ends the wait, never the turn. */
+  readonly #following = new Map<RequestId, AbortController>();
   /**
    * The approvers of turns that went on after their call was answered (the wait budget ran out),
    * oldest first, with their thread: an approval such a turn asks comes back on a call of the same
@@ -166,7 +168,7 @@ export class ModernEra {
     }
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const params = CancelledParamsSchema.safeParse(message.params);
-      return params.success && this.#openRequests.has(params.data.requestId);
+      return params.success && (this.#openRequests.has(params.data.requestId) || this.#following.has(params.data.requestId));
     }
     return false;
   }
@@ -209,6 +211,7 @@ export class ModernEra {
     }
     for (const gate of this.#answeredTurns.keys()) gate.close('the MCP client went away before answering the approval request');
     this.#answeredTurns.clear();
+    for (const following of this.#following.values()) following.abort();
     this.#calls.clear();
     this.#openRequests.clear();
   }
@@ -298,7 +301,7 @@ export class ModernEra {
       const waitsHere = found !== undefined && Object.keys(state.approvals).some((key) => this.#gatesOf(found).some((gate) => gate.waits(key)));
       if (task !== undefined && this.#options.stored !== undefined && (found === undefined || state.round > found.round || (state.round === found.round && !waitsHere))) {
         if (found?.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
-        return this.#continueStored({ ...state, task }, params, principal);
+        return this.#continueStored(requestId, { ...state, task }, params, principal);
       }
       if (found === undefined)
         throw new ModernError(
@@ -349,15 +352,24 @@ export class ModernEra {
   }
 
   /** Continues a call from the store (see stored-rounds.ts): the retry reached an instance that does not run its turn, or a round issued elsewhere. */
-  async #continueStored(state: OpenedRequestState & { task: string }, params: z.infer<typeof CallParamsSchema>, principal: string | undefined): Promise<Record<string, unknown>> {
+  async #continueStored(
+    requestId: RequestId,
+    state: OpenedRequestState & { task: string },
+    params: z.infer<typeof CallParamsSchema>,
+    principal: string | undefined,
+  ): Promise<Record<string, unknown>> {
     const stored = this.#options.stored;
     if (stored === undefined) throw new ModernError(INTERNAL_ERROR, 'tools/call: no store to continue the call from');
+    const following = new AbortController();
+    this.#following.set(requestId, following);
     const retry = { state, tool: params.name, args: params.arguments ?? {}, principal, inputResponses: params.inputResponses, ttlMs: this.#options.approvalTimeoutMs };
     try {
-      return await continueStoredCall(stored, this.#codec, retry, new AbortController().signal);
+      return await continueStoredCall(stored, this.#codec, retry, following.signal);
     } catch (error) {
       if (error instanceof RequestStateError) throw new ModernError(INVALID_PARAMS, `tools/call: ${error.message}`);
       throw error;
+    } finally {
+      this.#following.delete(requestId);
     }
   }
 
@@ -468,6 +480,12 @@ export class ModernEra {
    * `turn/interrupt` stops it. Does nothing when no call is open on it.
    */
   cancel(requestId: RequestId, reason: string | undefined, how: 'cancelled' | 'stopped-waiting' = 'cancelled'): void {
+    const following = this.#following.get(requestId);
+    if (following !== undefined) {
+      this.#cancelled.add(requestId);
+      following.abort();
+      return;
+    }
     const call = this.#openRequests.get(requestId);
     if (call === undefined) return;
     this.#logger.info(how === 'cancelled' ? 'modern tool call cancelled by the client' : 'the client stopped waiting for a modern tool call', { requestId, reason });
