@@ -366,6 +366,11 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     logger,
   });
   const { store } = storage;
+  // Shared by every process of the store: a modern client's retry continues its call on any of them.
+  const requestStateKey = await store.sharedSecret('request-state').catch(async (error: unknown) => {
+    await storage.close();
+    throw error;
+  });
   const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd).catch(async (error: unknown) => {
     // The database's connections would keep the failed process alive.
     await storage.close();
@@ -448,6 +453,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       codexEvents: limits.codexEvents,
       allowRuntimeProgramEnvironments: limits.allowRuntimeProgramEnvironments,
       defaultWaitMs: limits.defaultWaitMs,
+      requestStateKey,
       portableToolNames: values['portable-tool-names'] === true || limits.portableToolNames,
       onLogForwarder: (forwarder) => {
         forward = forwarder;

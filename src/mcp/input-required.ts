@@ -1,6 +1,8 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest, Approver } from '../agent/approvals.js';
+import type { TaskInputOutcome, TaskInputRequest, ThreadTasks } from '../session/thread-tasks.js';
+import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { approvalElicitationParams, parseApprovalAnswer } from './elicitation-approver.js';
 
@@ -37,6 +39,8 @@ const StatePayloadSchema = z.strictObject({
   approvals: z.record(z.string(), z.string()),
   /** Epoch milliseconds after which the state is refused. */
   expires: z.number(),
+  /** The stored record (a task of form `call`) its approvals are asked through, so any instance sharing the store continues it. */
+  task: z.string().optional(),
 });
 type StatePayload = z.infer<typeof StatePayloadSchema>;
 
@@ -53,8 +57,10 @@ export interface RequestStateBinding {
    * over HTTP); undefined where the connection is the client (stdio).
    */
   principal: string | undefined;
-  /** The approvals asked, by key, each as {@link approvalDigest} of its request. */
+  /** The approvals asked, by key, each as {@link approvalDigest} of its request (or {@link inputRequestDigest} of a stored one). */
   approvals: Record<string, string>;
+  /** The stored record the approvals are asked through (see {@link ApprovalGateOptions.tasks}); undefined: only in this process. */
+  task?: string;
 }
 
 /** What an opened `requestState` continues. */
@@ -62,6 +68,7 @@ export interface OpenedRequestState {
   call: string;
   round: number;
   approvals: Record<string, string>;
+  task?: string;
 }
 
 /** Why a `requestState` was refused (the client is told). */
@@ -95,6 +102,11 @@ export function approvalDigest(request: ApprovalRequest): string {
   return digest(canonicalJson(request));
 }
 
+/** A digest of a stored input request (what a client is shown), which any instance reading the record can compute. */
+export function inputRequestDigest(input: TaskInputRequest): string {
+  return digest(canonicalJson(input));
+}
+
 /** The digest of a principal; a fixed tag for none, which no principal's digest equals. */
 function principalDigest(principal: string | undefined): string {
   return principal === undefined ? 'none' : digest(`principal:${principal}`);
@@ -105,7 +117,10 @@ export class RequestStateCodec {
   readonly #key: Buffer;
   readonly #now: () => number;
 
-  /** `key` defaults to 32 random bytes, so no state outlives the process that made it. */
+  /**
+   * `key` defaults to 32 random bytes, so no state outlives the process that made it; servers
+   * sharing a store pass the store's shared secret, so a state verifies on every one of them.
+   */
   constructor(options: { key?: Buffer; now?: () => number } = {}) {
     this.#key = options.key ?? randomBytes(32);
     this.#now = options.now ?? Date.now;
@@ -122,6 +137,7 @@ export class RequestStateCodec {
       client: principalDigest(binding.principal),
       approvals: binding.approvals,
       expires: this.#now() + ttlMs,
+      ...(binding.task === undefined ? {} : { task: binding.task }),
     };
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
     return `${body}.${this.#mac(body)}`;
@@ -154,7 +170,7 @@ export class RequestStateCodec {
     if (data.tool !== retry.tool || data.args !== argumentsDigest(retry.args)) {
       throw new RequestStateError(`requestState belongs to another request: retry the same tools/call (${data.tool}, same arguments) it was given for`);
     }
-    return { call: data.call, round: data.round, approvals: data.approvals };
+    return { call: data.call, round: data.round, approvals: data.approvals, ...(data.task === undefined ? {} : { task: data.task }) };
   }
 
   #mac(body: string): string {
@@ -166,8 +182,12 @@ export class RequestStateCodec {
 interface Parked {
   key: string;
   request: ApprovalRequest;
-  /** {@link approvalDigest} of the request, which a state asking it binds. */
+  /** {@link approvalDigest} of the request (or {@link inputRequestDigest} once stored), which a state asking it binds. */
   digest: string;
+  /** What the client is shown. */
+  input: TaskInputRequest;
+  /** Set once the approval is recorded (then it is answered through the store, once, from any instance). */
+  stored: boolean;
   respond: (decision: ApprovalDecision) => void;
 }
 
@@ -178,6 +198,12 @@ export interface ApprovalGateOptions {
   /** Whether the client can show a form elicitation (else every approval is denied at once). */
   canElicit: boolean;
   logger?: Logger;
+  /**
+   * Where approvals are recorded once the call's turn exists (see {@link ApprovalGate.turnStarted}):
+   * a task record of form `call`, whose inputs any instance sharing the store shows and answers.
+   * @default undefined (approvals are kept in this process only)
+   */
+  tasks?: ThreadTasks;
 }
 
 /**
@@ -192,10 +218,30 @@ export class ApprovalGate implements Approver {
   readonly #onParked = new Set<() => void>();
   /** Set once closed: why every approval is denied from then on. */
   #closedReason: string | undefined;
+  /** The call's turn, once it exists (its approvals are recorded from then on). */
+  #turn: { threadId: string; turnId: string } | undefined;
+  /** The record the approvals are asked through, made at the first one. */
+  #task: Promise<string> | undefined;
+  #taskId: string | undefined;
 
   constructor(options: ApprovalGateOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** The call's turn exists: its approvals are recorded with it from now on (with {@link ApprovalGateOptions.tasks}). */
+  turnStarted(threadId: string, turnId: string): void {
+    this.#turn ??= { threadId, turnId };
+  }
+
+  /** The thread of the call's turn, once it exists. */
+  get threadId(): string | undefined {
+    return this.#turn?.threadId;
+  }
+
+  /** The id of the record the approvals are asked through, once made. */
+  get taskId(): string | undefined {
+    return this.#taskId;
   }
 
   request(request: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision> {
@@ -209,21 +255,72 @@ export class ApprovalGate implements Approver {
     // Random, not counted: unique across gates (one `inputRequests` holds the approvals of several),
     // and an answer names exactly the approval its client was shown, never one raised since.
     const key = randomBytes(16).toString('base64url');
+    const input: TaskInputRequest = { method: 'elicitation/create', params: approvalElicitationParams(request) };
     return new Promise<ApprovalDecision>((resolve) => {
+      const asking = new AbortController();
       const timer = setTimeout(() => settle({ decision: 'denied', reason: `no answer to the approval request within ${this.#options.timeoutMs} ms` }), this.#options.timeoutMs);
       const onAbort = (): void => settle({ decision: 'abort', reason: 'the turn was interrupted while waiting for approval' });
       const settle = (decision: ApprovalDecision): void => {
         if (!this.#parked.delete(key)) return;
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
+        asking.abort();
         this.#logger.info('approval answered', { kind: request.kind, environment: request.environmentId, decision: decision.decision });
         resolve(decision);
       };
-      this.#parked.set(key, { key, request, digest: approvalDigest(request), respond: settle });
+      const parked: Parked = { key, request, input, digest: approvalDigest(request), stored: false, respond: settle };
+      this.#parked.set(key, parked);
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
-      for (const wake of [...this.#onParked]) wake();
+      const wake = (): void => {
+        for (const woken of [...this.#onParked]) woken();
+      };
+      const tasks = this.#options.tasks;
+      if (tasks === undefined || this.#turn === undefined || !this.#parked.has(key)) {
+        wake();
+        return;
+      }
+      // Shown to the client only once recorded: a retry on another instance must find it.
+      this.#record(tasks, this.#turn, key, input, asking.signal, () => {
+        parked.digest = inputRequestDigest(input);
+        parked.stored = true;
+        wake();
+      }).then(
+        (outcome) => {
+          if (outcome === undefined) return;
+          if (outcome.kind === 'answered') settle(parseApprovalAnswer(outcome.response));
+          else if (outcome.kind === 'expired') settle({ decision: 'denied', reason: `no answer to the approval request within ${this.#options.timeoutMs} ms` });
+        },
+        (error: unknown) => {
+          // Kept in this process: answered by a retry that reaches it, as without a store.
+          this.#logger.warn('an approval could not be recorded; only this instance can take its answer', { error: errorMessage(error) });
+          wake();
+        },
+      );
     });
+  }
+
+  /** Records `input` with the turn (making the gate's record at the first approval), then waits for its answer from any instance. */
+  async #record(
+    tasks: ThreadTasks,
+    turn: { threadId: string; turnId: string },
+    key: string,
+    input: TaskInputRequest,
+    signal: AbortSignal,
+    onRecorded: () => void,
+  ): Promise<TaskInputOutcome | undefined> {
+    this.#task ??= tasks.create({ threadId: turn.threadId, turnId: turn.turnId, form: 'call' }).then((view) => {
+      this.#taskId = view.taskId;
+      return view.taskId;
+    });
+    const taskId = await this.#task;
+    if (signal.aborted) return undefined;
+    return tasks.ask(taskId, input, { timeoutMs: this.#options.timeoutMs, signal, key, onRecorded });
+  }
+
+  /** Whether the approval `key` waits here for an answer now. */
+  waits(key: string): boolean {
+    return this.#parked.has(key);
   }
 
   /** Whether an approval waits for an answer now. */
@@ -252,7 +349,7 @@ export class ApprovalGate implements Approver {
   /** The input requests for every approval that waits: `elicitation/create` forms, by key. */
   inputRequests(): Record<string, { method: 'elicitation/create'; params: Record<string, unknown> }> {
     const requests: Record<string, { method: 'elicitation/create'; params: Record<string, unknown> }> = {};
-    for (const parked of this.#parked.values()) requests[parked.key] = { method: 'elicitation/create', params: approvalElicitationParams(parked.request) };
+    for (const parked of this.#parked.values()) requests[parked.key] = { method: 'elicitation/create', params: parked.input.params };
     return requests;
   }
 
@@ -268,11 +365,18 @@ export class ApprovalGate implements Approver {
    * state it retried with): an answer to any other key, also to an approval that came after the
    * state was issued and that the client was not shown, is ignored (as MRTR asks of unknown keys).
    */
-  answer(responses: Record<string, unknown>, asked: Record<string, string>): void {
+  async answer(responses: Record<string, unknown>, asked: Record<string, string>): Promise<void> {
+    const stored: Record<string, unknown> = {};
     for (const [key, response] of Object.entries(responses)) {
       const parked = this.#parked.get(key);
-      if (parked !== undefined && Object.hasOwn(asked, key) && asked[key] === parked.digest) parked.respond(parseApprovalAnswer(response));
+      if (parked === undefined || !Object.hasOwn(asked, key) || asked[key] !== parked.digest) continue;
+      // A recorded approval is answered through its record: once, whichever instance takes the answer first.
+      if (parked.stored) stored[key] = response;
+      else parked.respond(parseApprovalAnswer(response));
     }
+    const tasks = this.#options.tasks;
+    if (tasks === undefined || this.#taskId === undefined || Object.keys(stored).length === 0) return;
+    await tasks.answer(this.#taskId, stored);
   }
 
   /** Denies every waiting approval, and any asked later, with `reason` (nobody can answer them any more). */

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
   isJSONRPCNotification,
   isJSONRPCRequest,
@@ -18,6 +17,7 @@ import { RequestLogs, type RequestLogTarget } from './logging.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
 import { LIST_TTL_MS, META_LOG_LEVEL, META_VERSION, discoverResult, errorReply, problemsOf, readEnvelope, resultReply, type ServerInfo } from './modern-envelope.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
+import { continueStoredCall, type StoredCalls } from './stored-rounds.js';
 import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
@@ -90,6 +90,12 @@ export interface ModernEraOptions {
   stateCodec?: RequestStateCodec;
   /** Serves the tasks extension; undefined: not offered. */
   tasks?: ModernTasks;
+  /**
+   * Records calls' approvals with their threads, so a retry continues the call on any instance
+   * sharing the store (pass `stateCodec` with the store's shared key too); undefined: a call is
+   * continued only by the process that started it.
+   */
+  stored?: StoredCalls;
 }
 
 /** Serves the modern era's requests: `server/discover`, `tools/list`, `tools/call` (with MRTR approvals), and the tasks extension's (modern-tasks.ts). */
@@ -102,6 +108,8 @@ export class ModernEra {
   readonly #openRequests = new Map<RequestId, PendingCall>();
   /** Requests the client cancelled: they are answered with nothing. */
   readonly #cancelled = new Set<RequestId>();
+  /** Retries continued from the store (stored-rounds.ts) while they follow their turn: a cancellation ends the wait, never the turn. */
+  readonly #following = new Map<RequestId, AbortController>();
   /**
    * The approvers of turns that went on after their call was answered (the wait budget ran out),
    * oldest first, with their thread: an approval such a turn asks comes back on a call of the same
@@ -131,7 +139,7 @@ export class ModernEra {
     }
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const params = CancelledParamsSchema.safeParse(message.params);
-      return params.success && this.#openRequests.has(params.data.requestId);
+      return params.success && (this.#openRequests.has(params.data.requestId) || this.#following.has(params.data.requestId));
     }
     return false;
   }
@@ -181,6 +189,7 @@ export class ModernEra {
     }
     for (const gate of this.#answeredTurns.keys()) gate.close('the MCP client went away before answering the approval request');
     this.#answeredTurns.clear();
+    for (const following of this.#following.values()) following.abort();
     this.#calls.clear();
     this.#openRequests.clear();
   }
@@ -258,6 +267,14 @@ export class ModernEra {
         throw error;
       }
       const found = this.#calls.get(state.call);
+      // Continued from the store where the call is not here, where another instance issued a later
+      // round of it, or where its approvals were answered elsewhere (none waits here any more).
+      const task = state.task;
+      const waitsHere = found !== undefined && Object.keys(state.approvals).some((key) => this.#gatesOf(found).some((gate) => gate.waits(key)));
+      if (task !== undefined && this.#options.stored !== undefined && (found === undefined || state.round > found.round || (state.round === found.round && !waitsHere))) {
+        if (found?.open !== undefined) throw new ModernError(INVALID_PARAMS, 'tools/call: this call is already open on another request');
+        return this.#continueStored(requestId, { ...state, task }, params, principal);
+      }
       if (found === undefined)
         throw new ModernError(
           INVALID_PARAMS,
@@ -272,7 +289,8 @@ export class ModernEra {
         );
       }
       const { approvals } = state;
-      if (params.inputResponses !== undefined) for (const gate of this.#gatesOf(call)) gate.answer(params.inputResponses, approvals);
+      const responses = params.inputResponses;
+      if (responses !== undefined) await Promise.all(this.#gatesOf(call).map(async (gate) => gate.answer(responses, approvals)));
     }
     call.open = { requestId, progressToken, send, logs: logLevel === undefined ? undefined : { level: logLevel, send } };
     this.#openRequests.set(requestId, call);
@@ -286,12 +304,13 @@ export class ModernEra {
       }
       // Kept until its approvals are denied for want of an answer, and its state refused.
       clearTimeout(call.expiry);
-      call.expiry = setTimeout(() => this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request'), this.#options.approvalTimeoutMs);
+      call.expiry = setTimeout(() => this.#expired(call), this.#options.approvalTimeoutMs);
       call.expiry.unref();
       call.round += 1;
       // Keys are unique across gates: the approvals of this call's turn and of the thread's earlier turns go in one state.
       const approvals = Object.assign({}, ...gates.map((gate) => gate.bindings())) as Record<string, string>;
-      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals };
+      const task = call.gate.taskId;
+      const binding = { call: call.id, round: call.round, tool: call.tool, args: call.args, principal: call.principal, approvals, ...(task === undefined ? {} : { task }) };
       return {
         resultType: 'input_required',
         inputRequests: Object.assign({}, ...gates.map((gate) => gate.inputRequests())) as Record<string, unknown>,
@@ -301,6 +320,28 @@ export class ModernEra {
       round.abort();
       call.open = undefined;
       this.#openRequests.delete(requestId);
+    }
+  }
+
+  /** Continues a call from the store (see stored-rounds.ts): the retry reached an instance that does not run its turn, or a round issued elsewhere. */
+  async #continueStored(
+    requestId: RequestId,
+    state: OpenedRequestState & { task: string },
+    params: z.infer<typeof CallParamsSchema>,
+    principal: string | undefined,
+  ): Promise<Record<string, unknown>> {
+    const stored = this.#options.stored;
+    if (stored === undefined) throw new ModernError(INTERNAL_ERROR, 'tools/call: no store to continue the call from');
+    const following = new AbortController();
+    this.#following.set(requestId, following);
+    const retry = { state, tool: params.name, args: params.arguments ?? {}, principal, inputResponses: params.inputResponses, ttlMs: this.#options.approvalTimeoutMs };
+    try {
+      return await continueStoredCall(stored, this.#codec, retry, following.signal);
+    } catch (error) {
+      if (error instanceof RequestStateError) throw new ModernError(INVALID_PARAMS, `tools/call: ${error.message}`);
+      throw error;
+    } finally {
+      this.#following.delete(requestId);
     }
   }
 
@@ -325,6 +366,22 @@ export class ModernEra {
       this.#forget(call, 'no request of the MCP client had the call open to ask it on (the call was answered)');
       return;
     }
+    this.#keepAsking(call, threadId);
+  }
+
+  /**
+   * No retry reached this process in time. A call whose approvals are recorded may have been
+   * continued on another instance (its turn goes on): its gate goes on asking through the store,
+   * as that of an answered call does; otherwise the call is dropped.
+   */
+  #expired(call: PendingCall): void {
+    const threadId = call.gate.threadId;
+    if (call.gate.taskId !== undefined && threadId !== undefined) this.#keepAsking(call, threadId);
+    else this.#forget(call, 'the MCP client did not retry the call in time to answer the approval request');
+  }
+
+  /** Keeps the gate of `call`, whose turn goes on, for later calls on `threadId` (see {@link #answeredTurns}); the oldest beyond the bound stop asking. */
+  #keepAsking(call: PendingCall, threadId: string): void {
     clearTimeout(call.expiry);
     if (this.#calls.get(call.id) === call) this.#calls.delete(call.id);
     this.#answeredTurns.set(call.gate, threadId);
@@ -341,7 +398,7 @@ export class ModernEra {
     let waiting = 0;
     for (const pending of this.#calls.values()) if (pending.open === undefined) waiting += 1;
     if (waiting >= MAX_PENDING_CALLS) throw new ModernError(INTERNAL_ERROR, `too many calls waiting for input (${MAX_PENDING_CALLS}): answer or abandon some first`);
-    const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger });
+    const gate = new ApprovalGate({ timeoutMs: this.#options.approvalTimeoutMs, canElicit, logger: this.#logger, tasks: this.#options.stored?.tasks });
     const cancel = new AbortController();
     const named = args.threadId ?? args.conversationId;
     const threadId = typeof named === 'string' && named !== '' ? named : undefined;
@@ -365,6 +422,7 @@ export class ModernEra {
       _meta: { progressToken: ROUND_PROGRESS_TOKEN },
       cancelled: cancel.signal,
       approver: gate,
+      onTurnStarted: (threadId, turnId) => gate.turnStarted(threadId, turnId),
       // Progress goes to whichever request has the call open, under its token; between rounds
       // (and for a round without a token) there is no request to report to.
       sendNotification: (notification: ServerNotification) => {
@@ -398,49 +456,17 @@ export class ModernEra {
    * `turn/interrupt` stops it. Does nothing when no call is open on it.
    */
   cancel(requestId: RequestId, reason: string | undefined, how: 'cancelled' | 'stopped-waiting' = 'cancelled'): void {
+    const following = this.#following.get(requestId);
+    if (following !== undefined) {
+      this.#cancelled.add(requestId);
+      following.abort();
+      return;
+    }
     const call = this.#openRequests.get(requestId);
     if (call === undefined) return;
     this.#logger.info(how === 'cancelled' ? 'modern tool call cancelled by the client' : 'the client stopped waiting for a modern tool call', { requestId, reason });
     // The spec's modern era: nothing more is sent for a cancelled request.
     this.#cancelled.add(requestId);
     call.cancel.abort(how === 'cancelled' ? clientCancellation(reason) : clientStoppedWaiting(reason ?? 'the connection closed'));
-  }
-}
-
-/**
- * The connection the SDK server is given: messages the modern era claims are served by it and
- * never reach the SDK; everything else passes through unchanged, so legacy clients see exactly
- * what they saw before.
- */
-export class EraSplitTransport implements Transport {
-  onclose?: () => void;
-  onerror?: (error: Error) => void;
-  onmessage?: <T extends JSONRPCMessage>(message: T) => void;
-
-  constructor(
-    private readonly inner: Transport,
-    private readonly modern: ModernEra,
-  ) {}
-
-  start(): Promise<void> {
-    this.inner.onmessage = (message, extra) => {
-      // A transport that authenticates its clients (HTTP) names each one; stdio names none.
-      if (this.modern.claims(message)) this.modern.handle(message, (answer) => this.inner.send(answer), extra?.authInfo?.clientId);
-      else this.onmessage?.(message);
-    };
-    this.inner.onerror = (error) => this.onerror?.(error);
-    this.inner.onclose = () => {
-      this.modern.close();
-      this.onclose?.();
-    };
-    return this.inner.start();
-  }
-
-  send(message: JSONRPCMessage): Promise<void> {
-    return this.inner.send(message);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

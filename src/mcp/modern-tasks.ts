@@ -136,6 +136,7 @@ export class ModernTasks {
     const { taskId, inputResponses } = parseParams(UpdateParamsSchema, params, 'tasks/update');
     let answered: string[];
     try {
+      await this.#runs.view(taskId);
       answered = await this.#runs.tasks.answer(taskId, inputResponses);
     } catch (error) {
       throw notFound(error, 'update');
@@ -149,6 +150,7 @@ export class ModernTasks {
   async cancel(params: unknown): Promise<Record<string, unknown>> {
     const { taskId } = parseParams(TaskIdParamsSchema, params, 'tasks/cancel');
     try {
+      await this.#runs.view(taskId);
       await this.#runs.tasks.cancel(taskId, 'the client cancelled the task (tasks/cancel)');
     } catch (error) {
       throw notFound(error, 'cancel');
@@ -158,7 +160,7 @@ export class ModernTasks {
 
   async #read(taskId: string, verb: string): Promise<TaskView> {
     try {
-      return await this.#runs.tasks.get(taskId);
+      return await this.#runs.view(taskId);
     } catch (error) {
       throw notFound(error, verb);
     }

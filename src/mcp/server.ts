@@ -13,8 +13,10 @@ import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
 import { answerDiscoverWhileStarting, type StartingInput } from './early-discover.js';
+import { EraSplitTransport } from './era-split-transport.js';
+import { RequestStateCodec } from './input-required.js';
 import { answerDiscover } from './modern-envelope.js';
-import { EraSplitTransport, ModernEra } from './modern-era.js';
+import { ModernEra } from './modern-era.js';
 import { ModernTasks } from './modern-tasks.js';
 import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transport.js';
 import { TurnProgressSchema } from '../protocol/status.js';
@@ -101,6 +103,12 @@ export interface McpServerOptions {
   defaultWaitMs?: number;
   /** Publish `environment_add`, … instead of `environment/add`, … @default false */
   portableToolNames?: boolean;
+  /**
+   * The key that seals modern `requestState` values: the thread store's shared secret, so a
+   * client's retry verifies and continues its call on any server process sharing the store.
+   * @default a random key of this process (a retry continues only here)
+   */
+  requestStateKey?: Buffer;
   /**
    * Receives the function that forwards log events to the clients as MCP logging notifications,
    * legacy (`logging/setLevel`) and modern (per-request level); the composition root tees its logger into it.
@@ -194,6 +202,17 @@ export function createMcpServer(options: McpServerOptions): McpFace {
     approvalTimeoutMs: options.approvalTimeoutMs,
     logger,
     tasks: new ModernTasks({ runs: taskRuns, approvalTimeoutMs: options.approvalTimeoutMs, logger }),
+    ...(options.requestStateKey === undefined
+      ? {}
+      : {
+          stateCodec: new RequestStateCodec({ key: options.requestStateKey }),
+          stored: {
+            tasks: options.threads.tasks,
+            waitForTurn: (threadId, turnId, timeoutMs, signal) => options.threads.waitForTurns(threadId, { turnId, timeoutMs, signal }),
+            defaultWaitMs: options.defaultWaitMs ?? DEFAULT_WAIT_MS,
+            names: { status: CODEX_STATUS, interrupt: names.turnInterrupt },
+          },
+        }),
   });
   options.onLogForwarder?.((entry) => {
     legacyLogs(entry);

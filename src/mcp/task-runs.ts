@@ -2,7 +2,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ApprovalRequest, Approver } from '../agent/approvals.js';
 import type { TurnProgress } from '../protocol/status.js';
 import type { TaskForm } from '../protocol/thread.js';
-import type { TaskView, ThreadTasks } from '../session/thread-tasks.js';
+import { TaskNotFoundError, type TaskView, type ThreadTasks } from '../session/thread-tasks.js';
 import { deferred } from '../util/deferred.js';
 import { errorMessage } from '../util/errors.js';
 import { approvalMessage } from './elicitation-approver.js';
@@ -76,6 +76,17 @@ export class TaskRuns {
   constructor(tasks: ThreadTasks, progressOf: TurnCallContext['progressOf']) {
     this.tasks = tasks;
     this.#progressOf = progressOf;
+  }
+
+  /**
+   * The task `taskId` as a client may see it: a record of form `call` (a modern call's approvals,
+   * see stored-rounds.ts) is no task of the client's, and reads as unknown here.
+   * @throws TaskNotFoundError for it, and as ThreadTasks.get does.
+   */
+  async view(taskId: string): Promise<TaskView> {
+    const view = await this.tasks.get(taskId);
+    if (view.form === 'call') throw new TaskNotFoundError(taskId, 'does not exist (no such task in its thread, or the thread is gone)');
+    return view;
   }
 
   /** The task's turn, while it runs in this process. */

@@ -49,7 +49,7 @@ export function legacyTask(view: TaskView, runs: TaskRuns): Task {
 /** Reads a task, with a not-found error the client is shown (bad id, unknown, expired). */
 async function read(runs: TaskRuns, taskId: string): Promise<TaskView> {
   try {
-    return await runs.tasks.get(taskId);
+    return await runs.view(taskId);
   } catch (error) {
     if (error instanceof TaskNotFoundError) throw new McpWireError(ErrorCode.InvalidParams, errorMessage(error));
     throw error;
@@ -94,6 +94,7 @@ export class RecordTaskStore implements TaskStore {
   async updateTaskStatus(taskId: string, status: Task['status']): Promise<void> {
     if (status !== 'cancelled') return;
     try {
+      await this.#runs.view(taskId);
       await this.#runs.tasks.cancel(taskId, 'the client cancelled the task (tasks/cancel)');
     } catch (error) {
       if (error instanceof TaskNotFoundError) throw new McpWireError(ErrorCode.InvalidParams, errorMessage(error));

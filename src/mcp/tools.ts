@@ -38,6 +38,8 @@ export interface ToolExtra {
    * tasks extension asks through the task's records, see task-runs.ts); undefined: {@link approver}.
    */
   taskApprover?: (taskId: string) => Approver;
+  /** Told the thread and turn of the call once its turn is accepted (the modern era records the turn's approvals with it). */
+  onTurnStarted?: (threadId: string, turnId: string) => void;
   /** Aborts, with a `clientCancellation` reason, when the client cancels the call; undefined: tracked by `CallCancellations` (legacy era). */
   cancelled?: AbortSignal;
 }

@@ -104,6 +104,7 @@ export function startTurnCall(context: TurnCallContext, extra: ToolExtra, run: T
           turnId = event.turnId;
           report.started(event.threadId, event.turnId, knownThreadId === undefined ? { model: event.model } : undefined);
           started.resolve({ threadId: event.threadId, turnId: event.turnId });
+          extra.onTurnStarted?.(event.threadId, event.turnId);
           break;
         case 'approval':
           // Asked without holding up the turn's other events; the approver never rejects.

@@ -206,10 +206,12 @@ export const CodexThreadRecordSchema = z.object({
 export type CodexThreadRecord = z.infer<typeof CodexThreadRecordSchema>;
 
 /**
- * The two forms of MCP tasks a task record can be: the 2025-11-25 core feature (`tasks/get`,
- * `tasks/result`, …) and the `io.modelcontextprotocol/tasks` extension of the 2026-07-28 era.
+ * The forms of MCP tasks a task record can be: the 2025-11-25 core feature (`tasks/get`,
+ * `tasks/result`, …) and the `io.modelcontextprotocol/tasks` extension of the 2026-07-28 era;
+ * `call` is no task a client sees but a modern call's turn asking approvals through
+ * `input_required` (MRTR), recorded so that a retry on any instance finds and answers them.
  */
-export const TaskFormSchema = z.enum(['2025-11-25', 'extension']);
+export const TaskFormSchema = z.enum(['2025-11-25', 'extension', 'call']);
 /** One of {@link TaskFormSchema}'s values. */
 export type TaskForm = z.infer<typeof TaskFormSchema>;
 

@@ -21,6 +21,7 @@ import {
   writeAll,
 } from './jsonl-lines.js';
 import { ThreadSummaries } from './jsonl-summaries.js';
+import { folderSecret } from './shared-secret.js';
 import {
   MAX_DEFER_MS,
   type AppendOptions,
@@ -314,6 +315,11 @@ export class JsonlThreadStore implements ThreadStore {
   }
 
   /** Waits for pending writes, then closes every open handle. Idempotent; later creates and appends reject. */
+  /** The secret `name` of the threads folder (see {@link folderSecret}). */
+  sharedSecret(name: string): Promise<Buffer> {
+    return folderSecret(this.dir, name);
+  }
+
   close(): Promise<void> {
     this.#closing ??= this.#closeAll();
     return this.#closing;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { z } from 'zod';
 import {
@@ -13,6 +14,7 @@ import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkThreadId, validate } from './jsonl-lines.js';
+import { SHARED_SECRET_BYTES, checkSecretName } from './shared-secret.js';
 import {
   MAX_DEFER_MS,
   type AppendOptions,
@@ -43,6 +45,9 @@ import {
   toSummary,
   totalQuery,
 } from './pg-store-sql.js';
+
+/** A row of `cmx_secrets`. */
+const SecretRowSchema = z.object({ value: z.instanceof(Buffer) });
 
 /**
  * The {@link ThreadStore} in PostgreSQL (`multienv.store = "postgres://…"`), for several server
@@ -377,6 +382,16 @@ export class PgThreadStore implements ThreadStore {
       await this.#query(`read the summary of thread ${id}`, `SELECT ${SUMMARY_COLUMNS} FROM cmx_threads WHERE id = $1 AND archived_at IS NULL`, [id]),
     );
     return row === undefined ? undefined : toSummary(row);
+  }
+
+  /** The secret `name` of the database (`cmx_secrets`): the first instance to ask writes it, every other reads that one. */
+  async sharedSecret(name: string): Promise<Buffer> {
+    const id = checkSecretName(name);
+    await this.#query('store a shared secret', 'INSERT INTO cmx_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [id, randomBytes(SHARED_SECRET_BYTES)]);
+    const [row] = rowsOf(SecretRowSchema, await this.#query('read a shared secret', 'SELECT value FROM cmx_secrets WHERE name = $1', [id]));
+    if (row === undefined || row.value.length !== SHARED_SECRET_BYTES)
+      throw new LocalError(LocalErrorCode.Unavailable, `the thread database ${this.#where} has no usable shared secret ${id}`);
+    return row.value;
   }
 
   /** Waits for pending writes. Idempotent; later creates and appends reject. The pool is its owner's to end. */

@@ -52,6 +52,12 @@ export interface ThreadStore {
   openTurns(): Promise<string[]>;
   /** One thread's summary, as {@link list} gives it; undefined when it does not exist. */
   summary(threadId: string): Promise<ThreadSummary | undefined>;
+  /**
+   * The secret `name` shared by every process of this store (made once, 32 random bytes; the
+   * folder keeps it in a 0600 file, the database in a table), e.g. the key that seals MCP
+   * `requestState` values so any instance verifies them. Never sent to clients.
+   */
+  sharedSecret(name: string): Promise<Buffer>;
   /** Waits for pending writes and lets go of resources. Idempotent; later creates and appends reject. */
   close(): Promise<void>;
 }

@@ -182,12 +182,14 @@ export class ThreadTasks {
    * Asks the client for input in the task (whose turn runs here): records the input request under
    * a random key with its deadline, then waits for the answer recorded by any process (see
    * {@link answer}), the deadline (`expired`) or `signal` (`aborted`), whichever comes first.
-   * Rejects when the request cannot be recorded (nobody could answer it).
+   * Rejects when the request cannot be recorded (nobody could answer it). `key` (random, of
+   * TASK_INPUT_KEY_PATTERN) is the caller's when it must name the input before it is recorded;
+   * `onRecorded` runs once the record is durable (any process can show and answer it from then on).
    */
-  async ask(taskId: string, request: TaskInputRequest, options: { timeoutMs: number; signal: AbortSignal }): Promise<TaskInputOutcome> {
+  async ask(taskId: string, request: TaskInputRequest, options: { timeoutMs: number; signal: AbortSignal; key?: string; onRecorded?: () => void }): Promise<TaskInputOutcome> {
     const threadId = threadOfTask(taskId);
     const { timeoutMs, signal } = options;
-    const key = randomBytes(16).toString('base64url');
+    const key = options.key ?? randomBytes(16).toString('base64url');
     const at = this.#now();
     const record: TaskInputRecord = { type: 'task_input', at: at.toISOString(), taskId, key, request, expiresAt: new Date(at.getTime() + timeoutMs).toISOString() };
     const outcome = deferred<TaskInputOutcome>();
@@ -219,6 +221,7 @@ export class ThreadTasks {
       throw error;
     }
     if (waiting.has(key)) this.#known.get(taskId)?.inputs.set(key, { record, settled: false });
+    options.onRecorded?.();
     return outcome.promise;
   }
 

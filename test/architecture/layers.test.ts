@@ -104,6 +104,7 @@ describe('layer rule', () => {
       'session/pg-migrations.ts',
       'session/pg-ownership-schema.ts',
       'session/pg-ownership.ts',
+      'session/pg-secrets-schema.ts',
       'session/pg-store-schema.ts',
       'session/pg-thread-store.ts',
     ];

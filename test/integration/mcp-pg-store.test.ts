@@ -117,7 +117,7 @@ describe('threads in PostgreSQL', () => {
       threadIdOf(await mcp.call('codex', { prompt: 'one thread', cwd: world.work.path }));
       expect((await doctorChecks(url)).find((check) => check.id === 'database')).toMatchObject({
         status: 'ok',
-        detail: expect.stringMatching(/schema version 2 \(current\), clock skew [+-]\d+ ms, \d+ live leases? held by \d+ instances?$/),
+        detail: expect.stringMatching(/schema version 3 \(current\), clock skew [+-]\d+ ms, \d+ live leases? held by \d+ instances?$/),
       });
 
       const nowhere = `postgresql://postgres:s3cret@localhost/postgres?host=${encodeURIComponent(join(world.work.path, 'no-socket-here'))}`;

@@ -73,14 +73,15 @@ describe('PgThreadStore', () => {
     return database;
   }
 
-  it('creates its tables (migration 1; 2 is the ownership) at the first start, and later starts find them', async () => {
+  it('creates its tables (migration 1; 2 is the ownership, 3 the shared secrets) at the first start, and later starts find them', async () => {
     const url = await freshUrl();
     const first = await open(url);
-    expect(first.schemaVersion).toBe(2);
+    expect(first.schemaVersion).toBe(3);
     const tables = await first.pool.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename");
     expect(tables.rows.map((row) => row.tablename)).toEqual([
       'cmx_interrupt_requests',
       'cmx_schema_migrations',
+      'cmx_secrets',
       'cmx_thread_counts',
       'cmx_thread_leases',
       'cmx_thread_records',
@@ -91,10 +92,21 @@ describe('PgThreadStore', () => {
     await store.close();
 
     const second = await open(url);
-    expect(second.schemaVersion).toBe(2);
+    expect(second.schemaVersion).toBe(3);
     const applied = await second.pool.query<{ version: number; name: string }>('SELECT version, name FROM cmx_schema_migrations ORDER BY version');
     expect(applied.rows).toEqual(PG_MIGRATIONS.map((migration) => ({ version: migration.version, name: migration.name })));
     expect((await new PgThreadStore({ pool: second.pool, where: 'db' }).load('kept'))?.header.threadId).toBe('kept');
+  });
+
+  it('makes a shared secret once: every store of the database reads the same 32 bytes, never sent anywhere else', async () => {
+    const url = await freshUrl();
+    const [one, two] = [await open(url), await open(url)];
+    const [a, b] = [new PgThreadStore({ pool: one.pool, where: 'db' }), new PgThreadStore({ pool: two.pool, where: 'db' })];
+    const [first, second] = await Promise.all([a.sharedSecret('request-state'), b.sharedSecret('request-state')]);
+    expect(first).toHaveLength(32);
+    expect(second.equals(first)).toBe(true);
+    expect((await a.sharedSecret('other')).equals(first)).toBe(false);
+    await expect(a.sharedSecret('../x')).rejects.toThrow('invalid shared secret name');
   });
 
   it('keeps each writer’s order when two processes append to one thread at once, with no record lost or numbered twice', async () => {
