@@ -2,7 +2,6 @@ import type { ExecConnector } from '../exec/client.js';
 import type { ExecServer } from '../exec/server.js';
 import { spawnChildTransport } from '../transport/child.js';
 import { createMemoryPair } from '../transport/memory.js';
-import { connectWebSocket } from '../transport/websocket.js';
 import type { Logger } from '../util/logger.js';
 
 /** Default bound on a websocket connect + upgrade (as Codex: 10 s). */
@@ -15,6 +14,8 @@ export function websocketConnector(url: string, options: { authBearerToken?: str
     label: url,
     resumable: true,
     connect: async (signal) => {
+      // Loaded with the first connection (node:http comes with it): a server with only local environments never needs it.
+      const { connectWebSocket } = await import('../transport/websocket.js');
       const transport = await connectWebSocket(url, { headers, timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
       return transport;
     },
