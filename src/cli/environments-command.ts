@@ -4,7 +4,7 @@ import { loadEnvironmentsConfig } from '../config/environments.js';
 import { EnvironmentRegistry, type RegistryEntryDescription } from '../environments/registry.js';
 import { networkSettings } from './network.js';
 import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
-import { ExecServer } from '../exec/server.js';
+import { LocalExecServer } from '../environments/local-server.js';
 import type { NetworkSettings } from '../transport/network.js';
 import type { Logger } from '../util/logger.js';
 import { codexHome, hostFacts, readOptionalFile, stderrLogger } from './runtime.js';
@@ -21,10 +21,10 @@ export async function loadRegistry(
   logger: Logger = stderrLogger(logLevel, env),
   cwd: string = process.cwd(),
   network: NetworkSettings = networkSettings(env),
-): Promise<{ registry: EnvironmentRegistry; localServer: ExecServer; source: string }> {
+): Promise<{ registry: EnvironmentRegistry; localServer: LocalExecServer; source: string }> {
   const home = codexHome(env);
   const config = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: env.CODEX_EXEC_SERVER_URL, readFile: readOptionalFile });
-  const localServer = new ExecServer({
+  const localServer = new LocalExecServer({
     env,
     network,
     host: hostFacts(env, cwd),
