@@ -1,5 +1,5 @@
 import type { ExecServer, ExecServerOptions } from '../exec/server.js';
-import type { BwrapProbe } from '../exec/bwrap.js';
+import { createBwrapProbe, type BwrapProbe } from '../exec/bwrap.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 
 /**
@@ -10,11 +10,15 @@ import { LocalError, LocalErrorCode } from '../util/errors.js';
  */
 export class LocalExecServer {
   readonly #options: ExecServerOptions;
+  /** The server's sandbox probe, made here so that asking it (as the start-up check does) makes no server. */
+  readonly #bwrapProbe: () => Promise<BwrapProbe>;
   #server: Promise<ExecServer> | undefined;
   #closed = false;
 
   constructor(options: ExecServerOptions) {
-    this.#options = options;
+    // The server's own default, so its first sandboxed command reuses the answer.
+    this.#bwrapProbe = options.bwrapProbe ?? createBwrapProbe('bwrap', options.env.PATH);
+    this.#options = { ...options, bwrapProbe: this.#bwrapProbe };
   }
 
   /** The server, made (and its modules loaded) on the first call. */
@@ -24,9 +28,9 @@ export class LocalExecServer {
     return (this.#server ??= import('../exec/server.js').then(({ ExecServer }) => new ExecServer(this.#options)));
   }
 
-  /** {@link ExecServer.sandboxAvailability} of the server (made if it was not yet). */
-  async sandboxAvailability(): Promise<BwrapProbe> {
-    return (await this.get()).sandboxAvailability();
+  /** {@link ExecServer.sandboxAvailability}: the same cached answer, whether or not the server was made yet. */
+  sandboxAvailability(): Promise<BwrapProbe> {
+    return this.#bwrapProbe();
   }
 
   /** Closes the server if it was made (ending its sessions and processes); later {@link get} calls fail. Idempotent. */
