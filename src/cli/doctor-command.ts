@@ -15,7 +15,7 @@ import { LOCAL_ENVIRONMENT_ID, type EnvironmentRegistry } from '../environments/
 import { createBwrapProbe } from '../exec/bwrap.js';
 import { NATIVE_SPAWN_ENV, processStarter } from '../exec/piped-start.js';
 import { uriToPath } from '../exec/path-uri.js';
-import type { ExecServer } from '../exec/server.js';
+import type { LocalExecServer } from '../environments/local-server.js';
 import { ModelClient } from '../model/client.js';
 import { createHttpFetch } from '../model/http-fetch.js';
 import { ModelApiError, ModelConnectionError } from '../model/errors.js';
@@ -384,7 +384,7 @@ function modelFix(error: unknown, envKey: string | undefined): string {
 async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[]; profile: string | undefined; logLevel: string }): Promise<CheckResult[]> {
   const home = codexHome(options.env);
   const { result: configResult, config } = await checkConfig(home, options.overrides, options.profile);
-  let loaded: { registry: EnvironmentRegistry; localServer: ExecServer; source: string } | undefined;
+  let loaded: { registry: EnvironmentRegistry; localServer: LocalExecServer; source: string } | undefined;
   let environmentsResult: CheckResult;
   try {
     loaded = await loadRegistry(options.env, options.logLevel);

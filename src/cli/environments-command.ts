@@ -4,26 +4,29 @@ import { loadEnvironmentsConfig } from '../config/environments.js';
 import { EnvironmentRegistry, type RegistryEntryDescription } from '../environments/registry.js';
 import { networkSettings } from './network.js';
 import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
-import { ExecServer } from '../exec/server.js';
+import { LocalExecServer } from '../environments/local-server.js';
+import type { NetworkSettings } from '../transport/network.js';
 import type { Logger } from '../util/logger.js';
 import { codexHome, hostFacts, readOptionalFile, stderrLogger } from './runtime.js';
 
 /**
  * Builds the registry from `$CODEX_HOME/environments.toml` or `CODEX_EXEC_SERVER_URL`; logs to
  * `logger` (default: stderr at `logLevel`); `cwd` is the working directory of `local` (default:
- * this process's).
+ * this process's); `network` is how `local` sends HTTP (default: read from `env`; the MCP server passes
+ * the settings it read already, since reading the CA bundle again would only slow its start).
  */
 export async function loadRegistry(
   env: NodeJS.ProcessEnv,
   logLevel?: string,
   logger: Logger = stderrLogger(logLevel, env),
   cwd: string = process.cwd(),
-): Promise<{ registry: EnvironmentRegistry; localServer: ExecServer; source: string }> {
+  network: NetworkSettings = networkSettings(env),
+): Promise<{ registry: EnvironmentRegistry; localServer: LocalExecServer; source: string }> {
   const home = codexHome(env);
   const config = await loadEnvironmentsConfig({ codexHome: home, execServerUrl: env.CODEX_EXEC_SERVER_URL, readFile: readOptionalFile });
-  const localServer = new ExecServer({
+  const localServer = new LocalExecServer({
     env,
-    network: networkSettings(env),
+    network,
     host: hostFacts(env, cwd),
     logger: logger.child('local'),
     nativeStarter: env[NATIVE_SPAWN_ENV] !== '0',

@@ -1,7 +1,7 @@
 import type { EffectiveConfig } from '../config/settings.js';
 import { profileForSandboxMode, type PermissionProfile } from '../config/permissions.js';
 import { LOCAL_ENVIRONMENT_ID, type EnvironmentRegistry } from '../environments/registry.js';
-import type { ExecServer } from '../exec/server.js';
+import type { LocalExecServer } from '../environments/local-server.js';
 import type { Logger } from '../util/logger.js';
 
 /** The profile a thread runs under when its call picks none: `default_permissions`, else `sandbox_mode`. */
@@ -27,7 +27,7 @@ export function localSandboxNeed(config: EffectiveConfig, hasLocal: boolean): st
  * the user finds out. Asks the local exec-server's own probe, so its answer is cached for the
  * first command.
  */
-export async function warnIfLocalSandboxUnavailable(config: EffectiveConfig, registry: EnvironmentRegistry, localServer: ExecServer, logger: Logger): Promise<void> {
+export async function warnIfLocalSandboxUnavailable(config: EffectiveConfig, registry: EnvironmentRegistry, localServer: LocalExecServer, logger: Logger): Promise<void> {
   const need = localSandboxNeed(config, registry.get(LOCAL_ENVIRONMENT_ID) !== undefined);
   if (need === undefined) return;
   const probe = await localServer.sandboxAvailability();

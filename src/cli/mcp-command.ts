@@ -371,7 +371,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
     await storage.close();
     throw error;
   });
-  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd).catch(async (error: unknown) => {
+  const { registry, localServer } = await loadRegistry(env, values['log-level'], logger, cwd, network).catch(async (error: unknown) => {
     // The database's connections would keep the failed process alive.
     await storage.close();
     throw error;

@@ -2,8 +2,8 @@ import type { ExecConnector } from '../exec/client.js';
 import type { ExecServer } from '../exec/server.js';
 import { spawnChildTransport } from '../transport/child.js';
 import { createMemoryPair } from '../transport/memory.js';
-import { connectWebSocket } from '../transport/websocket.js';
 import type { Logger } from '../util/logger.js';
+import { LocalExecServer } from './local-server.js';
 
 /** Default bound on a websocket connect + upgrade (as Codex: 10 s). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -15,6 +15,8 @@ export function websocketConnector(url: string, options: { authBearerToken?: str
     label: url,
     resumable: true,
     connect: async (signal) => {
+      // Loaded with the first connection (node:http comes with it): a server with only local environments never needs it.
+      const { connectWebSocket } = await import('../transport/websocket.js');
       const transport = await connectWebSocket(url, { headers, timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
       return transport;
     },
@@ -33,15 +35,17 @@ export function stdioConnector(command: { program: string; args: readonly string
 /**
  * The in-process exec-server: the same handlers as a remote one, over a memory pair that hands
  * bytes fields (command output, file contents) over as Buffers, with no base64 or JSON between.
+ * A {@link LocalExecServer} is made at the first connection.
  */
-export function localConnector(server: ExecServer): ExecConnector {
+export function localConnector(server: ExecServer | LocalExecServer): ExecConnector {
   return {
     label: 'local',
     resumable: false,
-    connect: () => {
+    connect: async () => {
+      const target = server instanceof LocalExecServer ? await server.get() : server;
       const [clientSide, serverSide] = createMemoryPair('local', { values: true });
-      server.serve(serverSide, { resumable: false });
-      return Promise.resolve(clientSide);
+      target.serve(serverSide, { resumable: false });
+      return clientSide;
     },
   };
 }

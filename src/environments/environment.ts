@@ -1,4 +1,4 @@
-import { ExecClient, type ExecClientOptions, type ExecConnector } from '../exec/client.js';
+import type { ExecClient, ExecClientOptions, ExecConnector } from '../exec/client.js';
 import { describeReconnect } from '../exec/remote-process.js';
 import type { EnvironmentInfo } from '../protocol/exec.js';
 import type { MessageTransport } from '../transport/transport.js';
@@ -202,6 +202,8 @@ export class Environment {
     this.#client = undefined;
     await previous?.close();
     try {
+      // The client's modules (and the exec-server protocol's schemas) load with the first connection, not as the server starts.
+      const { ExecClient } = await import('../exec/client.js');
       const client = await ExecClient.connect(this.#options.connector, { ...this.#options.client, logger: this.#logger, signal });
       if (this.#closed) {
         await client.close();

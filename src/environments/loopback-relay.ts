@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { MessageTransport } from '../transport/transport.js';
-import { listenWebSocket, type AuthDecision, type WebSocketListener } from '../transport/websocket.js';
+import type { AuthDecision, WebSocketListener } from '../transport/websocket.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { Environment } from './environment.js';
@@ -86,7 +86,9 @@ export class LoopbackRelay {
     );
   }
 
-  #listen(environment: Environment): Promise<WebSocketListener> {
+  async #listen(environment: Environment): Promise<WebSocketListener> {
+    // The websocket server (node:http and its kin) loads with the first relayed environment, not as the MCP server starts.
+    const { listenWebSocket } = await import('../transport/websocket.js');
     const expected = digest(this.#token);
     const maxConnections = this.#options.maxConnections ?? DEFAULT_RELAY_MAX_CONNECTIONS;
     let open = 0;

@@ -5,6 +5,7 @@ import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { localConnector, stdioConnector, websocketConnector } from './connectors.js';
 import { Environment, type EnvironmentDescription } from './environment.js';
+import type { LocalExecServer } from './local-server.js';
 
 /** The id of the built-in environment served in-process. */
 export const LOCAL_ENVIRONMENT_ID = 'local';
@@ -15,8 +16,8 @@ export interface EnvironmentRegistryOptions {
   config: EnvironmentsFile;
   /** Where `config` came from, for `describe()`. */
   configSource: string;
-  /** Serves `local`; required unless `config.includeLocal` is false. */
-  localServer?: ExecServer;
+  /** Serves `local` (a {@link LocalExecServer} is made at its first connection); required unless `config.includeLocal` is false. */
+  localServer?: ExecServer | LocalExecServer;
   /** The launcher's environment; stdio environments get it with their `env` on top. */
   launcherEnv: NodeJS.ProcessEnv;
   logger?: Logger;

@@ -1,10 +1,10 @@
-import { validateHeaderName, validateHeaderValue, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { HttpRequest, HttpRequestBodyDelta, type HttpRequestParams } from '../protocol/exec.js';
 import { DEFAULT_MAX_WHOLE_FILE_BYTES } from '../protocol/limits.js';
 import type { RpcConnection } from '../rpc/connection.js';
 import { RpcError } from '../rpc/errors.js';
-import { HttpRoutes } from '../transport/http-routes.js';
+import type { HttpRoutes } from '../transport/http-routes.js';
 import { describeProxy, type NetworkSettings } from '../transport/network.js';
 import { abortReason } from '../util/abort.js';
 import { decodeBase64, encodeBase64 } from '../util/base64.js';
@@ -72,11 +72,22 @@ export function registerHttpHandlers(connection: RpcConnection, options: HttpHan
   const activeStreams = new Set<string>();
   // Per-connection routes keep connections alive between requests of one client and let the
   // connection's end tear down every socket, idle or busy.
-  const routes = new HttpRoutes(options.network ?? {}, { keepAliveMs: KEEP_ALIVE_MS });
-  connection.signal.addEventListener('abort', () => routes.destroy(), { once: true });
+  // node:http(s), node:tls and the routes load with the connection's first request: every
+  // connection (the local environment's too, made as the server starts) registers this handler,
+  // and most never send HTTP.
+  let routes: Promise<HttpRoutes> | undefined;
+  const routesOnce = (): Promise<HttpRoutes> =>
+    (routes ??= import('../transport/http-routes.js').then(({ HttpRoutes }) => new HttpRoutes(options.network ?? {}, { keepAliveMs: KEEP_ALIVE_MS })));
+  connection.signal.addEventListener(
+    'abort',
+    // Routes that failed to load hold no sockets; the failure was the requests' to report.
+    () => void routes?.then((made) => made.destroy()).catch(() => undefined),
+    { once: true },
+  );
 
   connection.onRequest(HttpRequest, async (params) => {
-    const hop = prepareRequest(params, options.env);
+    const [headerChecks, connectionRoutes] = await Promise.all([import('node:http'), routesOnce()]);
+    const hop = prepareRequest(params, options.env, headerChecks);
     const streamed = params.streamResponse === true;
     if (streamed) {
       if (activeStreams.has(params.requestId)) {
@@ -85,7 +96,7 @@ export function registerHttpHandlers(connection: RpcConnection, options: HttpHan
       activeStreams.add(params.requestId);
     }
     const exchange = new Exchange(hop, {
-      routes,
+      routes: connectionRoutes,
       signal: connection.signal,
       timeoutMs: params.timeoutMs ?? undefined,
       maxRedirects,
@@ -149,8 +160,14 @@ async function streamBody(connection: RpcConnection, requestId: string, exchange
   if (!connection.isClosed) await emit(new Uint8Array(0), true, failure);
 }
 
+/** node:http's checks of a header's name and value. */
+interface HeaderChecks {
+  validateHeaderName(name: string): void;
+  validateHeaderValue(name: string, value: string): void;
+}
+
 /** Validates params into the first hop; every refusal is -32602. */
-function prepareRequest(params: HttpRequestParams, env: Readonly<Record<string, string | undefined>>): Hop {
+function prepareRequest(params: HttpRequestParams, env: Readonly<Record<string, string | undefined>>, checks: HeaderChecks): Hop {
   let url: URL;
   try {
     url = new URL(params.url);
@@ -176,8 +193,8 @@ function prepareRequest(params: HttpRequestParams, env: Readonly<Record<string, 
       value += suffix;
     }
     try {
-      validateHeaderName(header.name);
-      validateHeaderValue(header.name, value);
+      checks.validateHeaderName(header.name);
+      checks.validateHeaderValue(header.name, value);
     } catch (error) {
       throw RpcError.invalidParams(`http/request header \`${header.name}\` is invalid: ${errorMessage(error)}`);
     }

@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EnvironmentRegistry } from '../../src/environments/registry.js';
+import { LocalExecServer } from '../../src/environments/local-server.js';
+import { EnvironmentRegistry, LOCAL_ENVIRONMENT_ID } from '../../src/environments/registry.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { LocalError } from '../../src/util/errors.js';
 import { CLI, runCommand, startOurWsExecServer, tempDir, type ListeningProcess } from '../helpers/process.js';
@@ -120,5 +121,34 @@ describe('EnvironmentRegistry', () => {
       await localServer.close();
       await server.stop();
     }
+  });
+
+  it('makes the in-process exec-server of `local` at its first connection, once, and no more after close', async () => {
+    const localServer = new LocalExecServer({ env: process.env, host });
+    const registry = new EnvironmentRegistry({
+      config: { includeLocal: true, defaultId: 'local', environments: [] },
+      configSource: 'default',
+      localServer,
+      launcherEnv: process.env,
+    });
+    try {
+      // The start-up sandbox check asks before any connection; the server made later gives the same cached answer.
+      const sandbox = await localServer.sandboxAvailability();
+      const local = registry.get(LOCAL_ENVIRONMENT_ID);
+      expect((await local?.probe())?.status).toBe('ready');
+      // The connection served above and every later caller share one server.
+      const server = await localServer.get();
+      expect(await localServer.get()).toBe(server);
+      expect(await server.sandboxAvailability()).toBe(sandbox);
+    } finally {
+      await registry.close();
+      await localServer.close();
+    }
+    await expect(localServer.get()).rejects.toThrow(/local exec-server is closed/);
+    // Closing again, and closing one that never made its server, are no-ops.
+    await localServer.close();
+    const unused = new LocalExecServer({ env: process.env, host });
+    await unused.close();
+    await expect(unused.get()).rejects.toThrow(LocalError);
   });
 });
