@@ -7,6 +7,7 @@ import type { AuthDecision } from '../transport/websocket.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { ModernEra } from './modern-era.js';
+import { renameSubscription } from './task-listens.js';
 import { nonObjectResultAsError } from './sdk-workarounds.js';
 import type { McpFace } from './server.js';
 import { messageLimitText } from './stdio-transport.js';
@@ -28,6 +29,7 @@ export const MCP_PATH = '/mcp';
 
 /** JSON-RPC codes of the errors answered before a message reaches an era. */
 const PARSE_ERROR = -32700;
+const INVALID_REQUEST = -32600;
 /** The 2026-07-28 era's code for a header that contradicts the body (answered with HTTP 400). */
 const HEADER_MISMATCH = -32020;
 /** Where a modern request names its protocol version. */
@@ -308,6 +310,11 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
   const serveModern = (message: JSONRPCRequest, request: IncomingMessage, response: ServerResponse): void => {
     const ownId = `http-${(modernRequests += 1)}`;
     const sse = accepts(request.headers.accept, 'text/event-stream') || !accepts(request.headers.accept, 'application/json');
+    if (!sse && message.method === 'subscriptions/listen') {
+      const error = { code: INVALID_REQUEST, message: 'subscriptions/listen is a stream: send it with Accept: text/event-stream' };
+      response.writeHead(406, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: message.id, error }));
+      return;
+    }
     let answered = false;
     let heartbeat: NodeJS.Timeout | undefined;
     if (sse) {
@@ -323,8 +330,10 @@ export async function listenMcpHttp(options: McpHttpOptions): Promise<McpHttpLis
       clearInterval(heartbeat);
       if (!answered) options.modern.cancel(ownId, 'the client closed the request stream before the answer', 'stopped-waiting');
     });
-    const send = (outgoing: JSONRPCMessage): Promise<void> => {
+    const send = (sent: JSONRPCMessage): Promise<void> => {
       if (answered || response.destroyed) return Promise.resolve();
+      // The era saw our id for the request; a listen's messages name it, and the client must see its own.
+      const outgoing = renameSubscription(sent, ownId, message.id);
       const final = !('method' in outgoing) && 'id' in outgoing && outgoing.id === ownId;
       const answer = final ? { ...outgoing, id: message.id } : outgoing;
       if (final) answered = true;

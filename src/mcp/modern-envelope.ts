@@ -78,9 +78,11 @@ export function discoverResult(offersTasks: boolean): Record<string, unknown> {
   };
 }
 
-/** The answer carrying `result`, with the server's identity in `_meta` as every answer of this era has. */
+/** The answer carrying `result`, with the server's identity in `_meta` as every answer of this era has (beside the result's own `_meta`, if any). */
 export function resultReply(id: RequestId, result: Record<string, unknown>, serverInfo: ServerInfo): JSONRPCMessage {
-  return { jsonrpc: '2.0', id, result: { ...result, _meta: { [META_SERVER_INFO]: serverInfo } } };
+  const { _meta: own, ...rest } = result;
+  const meta = typeof own === 'object' && own !== null ? own : {};
+  return { jsonrpc: '2.0', id, result: { ...rest, _meta: { ...meta, [META_SERVER_INFO]: serverInfo } } };
 }
 
 /** The answer to a request that failed with `error`. */

@@ -19,6 +19,7 @@ import { LIST_TTL_MS, META_LOG_LEVEL, META_VERSION, discoverResult, errorReply, 
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import { continueStoredCall, type StoredCalls } from './stored-rounds.js';
 import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
+import { TaskListens } from './task-listens.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
 
@@ -119,11 +120,14 @@ export class ModernEra {
   readonly #answeredTurns = new Map<ApprovalGate, string>();
   /** Where the log events of each request's work go (the per-request log level). */
   readonly #logs = new RequestLogs();
+  /** Open `subscriptions/listen` requests (task status notifications). */
+  readonly #listens: TaskListens;
 
   constructor(options: ModernEraOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#codec = options.stateCodec ?? new RequestStateCodec();
+    this.#listens = new TaskListens(options.tasks, this.#logger);
   }
 
   /**
@@ -139,7 +143,7 @@ export class ModernEra {
     }
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const params = CancelledParamsSchema.safeParse(message.params);
-      return params.success && (this.#openRequests.has(params.data.requestId) || this.#following.has(params.data.requestId));
+      return params.success && (this.#openRequests.has(params.data.requestId) || this.#following.has(params.data.requestId) || this.#listens.has(params.data.requestId));
     }
     return false;
   }
@@ -181,8 +185,9 @@ export class ModernEra {
     );
   }
 
-  /** The connection closed: approvals still waiting are denied (their turns go on, as in the legacy era). */
+  /** The connection closed: approvals still waiting are denied (their turns go on, as in the legacy era); listens end. */
   close(): void {
+    this.#listens.close();
     for (const call of this.#calls.values()) {
       call.gate.close('the MCP client went away before answering the approval request');
       clearTimeout(call.expiry);
@@ -239,9 +244,13 @@ export class ModernEra {
         if (request.method === 'tasks/update') return tasks.update(request.params);
         return tasks.cancel(request.params);
       }
+      case 'subscriptions/listen':
+        return this.#listens.listen(request.id, request.params, withTasks, send);
     }
     const served =
-      this.#options.tasks === undefined ? 'server/discover, tools/list and tools/call' : 'server/discover, tools/list, tools/call, tasks/get, tasks/update and tasks/cancel';
+      this.#options.tasks === undefined
+        ? 'server/discover, tools/list, tools/call and subscriptions/listen'
+        : 'server/discover, tools/list, tools/call, subscriptions/listen, tasks/get, tasks/update and tasks/cancel';
     throw new ModernError(METHOD_NOT_FOUND, `method not found: ${request.method} (this server serves ${served} in protocol ${version})`);
   }
 
@@ -453,9 +462,15 @@ export class ModernEra {
    * reason says the client timed out. Over HTTP the client closing the request's stream is how this
    * era cancels, but a time-out, a crash or a dropped proxy connection look the same, so there
    * (`how: 'stopped-waiting'`) only the call ends and the turn goes on, as after a wait budget:
-   * `turn/interrupt` stops it. Does nothing when no call is open on it.
+   * `turn/interrupt` stops it. A listen (`subscriptions/listen`) ends either way. Does nothing when no call or listen is open on it.
    */
   cancel(requestId: RequestId, reason: string | undefined, how: 'cancelled' | 'stopped-waiting' = 'cancelled'): void {
+    if (this.#listens.has(requestId)) {
+      this.#logger.debug('a subscription ended by the client', { requestId, reason });
+      this.#cancelled.add(requestId);
+      this.#listens.end(requestId);
+      return;
+    }
     const following = this.#following.get(requestId);
     if (following !== undefined) {
       this.#cancelled.add(requestId);

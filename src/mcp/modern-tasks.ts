@@ -116,14 +116,14 @@ export class ModernTasks {
       return { resultType: 'complete', ...errorResult(errorMessage(error)) };
     }
     if ('result' in started) return { resultType: 'complete', ...started.result };
-    return { resultType: 'task', ...this.#task(started.view) };
+    return { resultType: 'task', ...this.show(started.view) };
   }
 
   /** `tasks/get`: the task now, with its input requests while it waits for an approval, its result once ended. */
   async get(params: unknown): Promise<Record<string, unknown>> {
     const { taskId } = parseParams(TaskIdParamsSchema, params, 'tasks/get');
     const view = await this.#read(taskId, 'retrieve');
-    return { resultType: 'complete', ...this.#task(view) };
+    return { resultType: 'complete', ...this.show(view) };
   }
 
   /**
@@ -158,6 +158,27 @@ export class ModernTasks {
     return { resultType: 'complete' };
   }
 
+  /**
+   * The task as `tasks/get` shows it now, and whether this process sees its changes (its turn runs
+   * here, or it has ended: a turn running in another process changes there); undefined for an id
+   * that names no task (bad form, unknown, expired).
+   */
+  async observe(taskId: string): Promise<{ task: Record<string, unknown>; seenHere: boolean } | undefined> {
+    let view: TaskView;
+    try {
+      view = await this.#runs.tasks.get(taskId);
+    } catch (error) {
+      if (error instanceof TaskNotFoundError) return undefined;
+      throw error;
+    }
+    return { task: this.show(view), seenHere: view.state !== 'working' || this.#runs.live(taskId) !== undefined };
+  }
+
+  /** Calls `listener` whenever the task's state may have changed in this process; returns the unsubscribe. */
+  watch(taskId: string, listener: () => void): () => void {
+    return this.#runs.tasks.watch(taskId, listener);
+  }
+
   async #read(taskId: string, verb: string): Promise<TaskView> {
     try {
       return await this.#runs.view(taskId);
@@ -171,7 +192,7 @@ export class ModernTasks {
    * result says how (a failed or interrupted turn is an `isError` result, not a JSON-RPC error);
    * a cancelled one is `cancelled`.
    */
-  #task(view: TaskView): Record<string, unknown> {
+  show(view: TaskView): Record<string, unknown> {
     const task: Record<string, unknown> = {
       taskId: view.taskId,
       status: 'working',

@@ -140,6 +140,7 @@ export class TaskRuns {
     const ended = call.result.then(() => {
       this.#live.delete(id);
       hooks.onEnd?.(id);
+      this.tasks.changed(id);
     });
     this.#live.set(id, { started: first, pending, ended });
     recorded.resolve(id);

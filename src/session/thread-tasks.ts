@@ -138,6 +138,8 @@ export class ThreadTasks {
   readonly #known = new Map<string, Known>();
   /** The task inputs this process waits for, by thread, then key. */
   readonly #asking = new Map<string, Map<string, Asking>>();
+  /** Who follows each task's state here (see {@link watch}). */
+  readonly #watchers = new Map<string, Set<() => void>>();
 
   constructor(options: ThreadTasksOptions) {
     this.#store = options.store;
@@ -207,6 +209,7 @@ export class ThreadTasks {
       const input = this.#known.get(taskId)?.inputs.get(key);
       if (input !== undefined) input.settled = true;
       outcome.resolve(result);
+      this.changed(taskId);
     };
     const onAbort = (): void => settle({ kind: 'aborted' });
     const timer = setTimeout(() => settle({ kind: 'expired' }), timeoutMs);
@@ -220,7 +223,10 @@ export class ThreadTasks {
       settle({ kind: 'aborted' });
       throw error;
     }
-    if (waiting.has(key)) this.#known.get(taskId)?.inputs.set(key, { record, settled: false });
+    if (waiting.has(key)) {
+      this.#known.get(taskId)?.inputs.set(key, { record, settled: false });
+      this.changed(taskId);
+    }
     options.onRecorded?.();
     return outcome.promise;
   }
@@ -279,6 +285,7 @@ export class ThreadTasks {
     const cancelled: TaskCancelledRecord = { type: 'task_cancelled', at: this.#now().toISOString(), taskId, reason };
     await this.#store.append(known.threadId, cancelled);
     known.cancelled = cancelled;
+    this.changed(taskId);
     try {
       await this.#turns.interrupt(known.threadId, known.record.turnId, reason);
     } catch (error) {
@@ -286,6 +293,30 @@ export class ThreadTasks {
       if (!(error instanceof LocalError && error.code === LocalErrorCode.NotFound)) throw error;
     }
     return this.get(taskId);
+  }
+
+  /**
+   * Calls `listener` whenever the task's state may have changed in this process: an input asked
+   * or settled here, its cancellation recorded here, its turn ended here ({@link changed}). A
+   * task whose turn runs in another process changes there, unseen. Returns the unsubscribe.
+   */
+  watch(taskId: string, listener: () => void): () => void {
+    let listeners = this.#watchers.get(taskId);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#watchers.set(taskId, listeners);
+    }
+    const own = listeners;
+    own.add(listener);
+    return () => {
+      own.delete(listener);
+      if (own.size === 0 && this.#watchers.get(taskId) === own) this.#watchers.delete(taskId);
+    };
+  }
+
+  /** Tells the task's watchers its state may have changed (also called by whoever sees its turn end). */
+  changed(taskId: string): void {
+    for (const listener of this.#watchers.get(taskId) ?? []) listener();
   }
 
   /** Reads the task's records from its thread (a task of another process, or from before a restart). */
