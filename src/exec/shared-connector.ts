@@ -194,8 +194,11 @@ class SharedConnection {
     return true;
   }
 
-  /** A user went away: what it started is stopped, the rest of the session is untouched. */
-  detach(user: User): void {
+  /**
+   * A user went away: what it started is stopped, the rest of the session is untouched. Resolves
+   * once the child is gone when this was the last user.
+   */
+  async detach(user: User): Promise<void> {
     if (!this.#users.delete(user)) return;
     this.#byPrefix.delete(user.prefix);
     for (const [upstreamId, pending] of this.#pending) if (pending.user === user) this.#pending.set(upstreamId, { ...pending, user: undefined });
@@ -207,7 +210,7 @@ class SharedConnection {
     for (const upstreamWatch of user.watches.values()) this.#watches.delete(upstreamWatch);
     if (this.#users.size === 0) {
       // The last user: closing the child ends its session and every process in it.
-      this.#close();
+      await this.#close();
       return;
     }
     for (const processId of user.liveProcesses) this.#send('process/terminate', { processId }, { id: 'cleanup', method: 'process/terminate' });
@@ -353,11 +356,11 @@ class SharedConnection {
     return owner;
   }
 
-  #close(): void {
+  async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#onGone();
-    void this.#upstream.close();
+    await this.#upstream.close();
   }
 
   #ended(reason?: Error): void {
@@ -494,13 +497,12 @@ class User implements MessageTransport {
     else this.#early.push(text);
   }
 
-  close(): Promise<void> {
-    if (this.#state !== 'closed') {
-      this.#state = 'closed';
-      this.#connection.detach(this);
-      this.onclose?.();
-    }
-    return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    const detached = this.#connection.detach(this);
+    this.onclose?.();
+    await detached;
   }
 
   /** The shared connection ended under this user. */
