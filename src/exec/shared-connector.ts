@@ -13,6 +13,16 @@ const MAX_MAPPED_IDS_PER_USER = 4096;
 const MAX_CLIENT_ID_LENGTH = 256;
 /** Id fields the client chooses as strings, scoped to the session: each user gets its own prefix on them. */
 const PREFIXED_FIELDS = ['processId', 'writeId', 'requestId'] as const;
+/** Server messages from this size on take the in-place path when their shape allows (see `#forwardLarge`). */
+const LARGE_MESSAGE_BYTES = 64 * 1024;
+/** How far into a large message its head is looked for. */
+const HEAD_BYTES = 256;
+/** The start of a response as both servers write it: the id, then the result. */
+const RESPONSE_HEAD = /^\{"id":(\d{1,15}),"result":/;
+/** The start of a process output notification as both servers write it, up to the user's prefix of the process id. */
+const OUTPUT_HEAD = /^\{"method":"process\/output","params":\{"processId":"([0-9a-z]{1,12}~)/;
+/** Methods whose result carries ids to map back or whose answer updates the maps: never forwarded in place. */
+const MAPPED_RESULTS = new Set(['process/start', 'fs/open', 'fs/close']);
 
 const ParamsSchema = z.record(z.string(), z.unknown());
 const InitializeParamsSchema = z.looseObject({ clientName: z.string(), resumeSessionId: z.string().nullish() });
@@ -87,7 +97,9 @@ class SharedConnection {
     this.#label = label;
     this.#logger = logger;
     this.#onGone = onGone;
-    const receive = (message: string | Buffer): void => this.#fromUpstream(message.toString());
+    const receive = (message: string | Buffer): void => {
+      if (message.length < LARGE_MESSAGE_BYTES || !this.#forwardLarge(message)) this.#fromUpstream(message.toString());
+    };
     upstream.onmessage = receive;
     upstream.onbytes = receive;
     upstream.onclose = (reason) => this.#ended(reason);
@@ -236,6 +248,33 @@ class SharedConnection {
     this.#pending.set(upstreamId, pending);
     this.#upstream.send(JSON.stringify({ id: upstreamId, method, params }));
     return upstreamId;
+  }
+
+  /**
+   * Forwards a large response or output notification with only its id edited, when it starts in
+   * the exact shape both servers write: parsing and re-serializing a file's or an output's bytes
+   * would cost more than the rest of their trip. False: the message takes the parsed path.
+   */
+  #forwardLarge(message: string | Buffer): boolean {
+    const head = typeof message === 'string' ? message.slice(0, HEAD_BYTES) : message.subarray(0, HEAD_BYTES).toString('latin1');
+    const rest = (from: number): string | Buffer => (typeof message === 'string' ? message.slice(from) : message.subarray(from));
+    const response = RESPONSE_HEAD.exec(head);
+    if (response?.[1] !== undefined) {
+      const upstreamId = Number(response[1]);
+      const pending = this.#pending.get(upstreamId);
+      const user = pending?.user;
+      if (pending === undefined || user === undefined || MAPPED_RESULTS.has(pending.method)) return false;
+      this.#pending.delete(upstreamId);
+      user.inFlight--;
+      // `{"id":` is 6 characters; what follows the id (`,"result":…`) is kept as it came.
+      user.deliverRaw(`{"id":${JSON.stringify(pending.id)}`, rest(6 + response[1].length));
+      return true;
+    }
+    const output = OUTPUT_HEAD.exec(head);
+    const user = output?.[1] === undefined ? undefined : this.#byPrefix.get(output[1]);
+    if (output === null || user === undefined) return false;
+    user.deliverRaw(head.slice(0, output[0].length - user.prefix.length), rest(output[0].length));
+    return true;
   }
 
   #fromUpstream(text: string): void {
@@ -391,11 +430,12 @@ class User implements MessageTransport {
   readonly liveProcesses = new Set<string>();
   inFlight = 0;
   onmessage?: (text: string) => void;
+  onbytes?: (bytes: Buffer) => void;
   onclose?: (reason?: Error) => void;
   readonly #connection: SharedConnection;
   #state: 'new' | 'initializing' | 'ready' | 'closed' = 'new';
   #started = false;
-  readonly #early: string[] = [];
+  readonly #early: (string | Buffer)[] = [];
 
   constructor(connection: SharedConnection, prefix: string, label: string) {
     this.#connection = connection;
@@ -405,7 +445,7 @@ class User implements MessageTransport {
 
   start(): void {
     this.#started = true;
-    for (const text of this.#early.splice(0)) this.onmessage?.(text);
+    for (const message of this.#early.splice(0)) this.#hand(message);
   }
 
   diagnostics(): string | undefined {
@@ -491,10 +531,24 @@ class User implements MessageTransport {
   }
 
   deliver(message: object): void {
+    this.#queue(JSON.stringify(message));
+  }
+
+  /** A message made of an edited head (ASCII) and the rest of a server message as it came. */
+  deliverRaw(head: string, rest: string | Buffer): void {
+    this.#queue(typeof rest === 'string' ? head + rest : Buffer.concat([Buffer.from(head, 'latin1'), rest]));
+  }
+
+  #queue(message: string | Buffer): void {
     if (this.#state === 'closed') return;
-    const text = JSON.stringify(message);
-    if (this.#started) this.onmessage?.(text);
-    else this.#early.push(text);
+    if (this.#started) this.#hand(message);
+    else this.#early.push(message);
+  }
+
+  #hand(message: string | Buffer): void {
+    if (typeof message === 'string') this.onmessage?.(message);
+    else if (this.onbytes !== undefined) this.onbytes(message);
+    else this.onmessage?.(message.toString());
   }
 
   async close(): Promise<void> {

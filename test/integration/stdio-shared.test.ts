@@ -72,13 +72,31 @@ describe('a stdio environment shared by this server and the relay', () => {
     expect((await client.readFile(join(ws, 'a.txt'))).toString()).toBe('from the relay');
     first.send(JSON.stringify({ id: 3, method: 'process/start', params: { processId: 'p', argv: ['/bin/pwd'], cwd: `file://${ws}`, env: {}, tty: false } }));
     expect(await answer(first, 3)).toMatchObject({ id: 3, result: { processId: 'p' } });
-    first.send(JSON.stringify({ id: 4, method: 'process/read', params: { processId: 'p', afterSeq: 0, waitMs: 5000 } }));
-    const read = await answer(first, 4);
-    const chunks = (read.result as { chunks: { chunk: string }[] }).chunks;
-    expect(chunks.map((c) => Buffer.from(c.chunk, 'base64').toString()).join('')).toBe(`${ws}\n`);
+    // Read until the process is closed: a long-poll may return on its exit before its output.
+    let output = '';
+    for (let id = 4, afterSeq = 0, closed = false; !closed; id++) {
+      first.send(JSON.stringify({ id, method: 'process/read', params: { processId: 'p', afterSeq, waitMs: 5000 } }));
+      const read = (await answer(first, id)).result as { chunks: { chunk: string }[]; nextSeq: number; closed: boolean };
+      output += read.chunks.map((c) => Buffer.from(c.chunk, 'base64').toString()).join('');
+      afterSeq = read.nextSeq - 1;
+      closed = read.closed;
+    }
+    expect(output).toBe(`${ws}\n`);
 
     const ran = await client.startProcess({ argv: ['/bin/echo', 'builtin'], cwd: ws, env: {}, tty: false });
     expect((await ran.collect()).stdout.toString()).toBe('builtin\n');
+
+    // Large answers and output (forwarded with only their ids edited) arrive whole, to the right caller.
+    const big = Buffer.alloc(300_000, 'b');
+    await client.writeFile(join(ws, 'big.txt'), big);
+    first.send(JSON.stringify({ id: 'read-big', method: 'fs/readFile', params: { path: `file://${ws}/big.txt` } }));
+    let bigAnswer: Record<string, unknown>;
+    do bigAnswer = await first.next();
+    while (bigAnswer.id !== 'read-big');
+    expect(Buffer.from((bigAnswer.result as { dataBase64: string }).dataBase64, 'base64').equals(big)).toBe(true);
+    expect((await client.readFile(join(ws, 'big.txt'))).equals(big)).toBe(true);
+    const loud = await client.startProcess({ argv: ['/bin/cat', 'big.txt'], cwd: ws, env: {}, tty: false });
+    expect((await loud.collect()).stdout.equals(big)).toBe(true);
     expect(await spawnCount()).toBe(1);
   });
 
