@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { classifyMessage, RpcErrorCode, type ErrorObject, type IncomingMessage, type RequestId } from '../protocol/jsonrpc.js';
-import { isValueMessage, type MessageTransport, type ValueMessage } from '../transport/transport.js';
+import type { MessageTransport } from '../transport/transport.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { DEFAULT_INITIALIZE_TIMEOUT_MS, type ExecConnector } from './client-connect.js';
+import { RemoteError, SharedUser, type SharedSession } from './shared-user.js';
 
 /** Requests one user of a shared connection may have unanswered at once; more are refused locally. */
 const MAX_IN_FLIGHT_PER_USER = 1024;
@@ -25,14 +26,13 @@ const OUTPUT_HEAD = /^\{"method":"process\/output","params":\{"processId":"([0-9
 const MAPPED_RESULTS = new Set(['process/start', 'fs/open', 'fs/close']);
 
 const ParamsSchema = z.record(z.string(), z.unknown());
-const InitializeParamsSchema = z.looseObject({ clientName: z.string(), resumeSessionId: z.string().nullish() });
 const InitializeResultSchema = z.looseObject({ sessionId: z.string() });
 
 type Params = Record<string, unknown>;
 
 /** What an upstream request id stands for: a user's request, or the connector's own cleanup. */
 interface Pending {
-  user?: User;
+  user?: SharedUser;
   id: RequestId;
   method: string;
   /** The upstream file handle a `fs/open` or `fs/close` is about. */
@@ -73,18 +73,18 @@ export function sharedConnector(inner: ExecConnector, logger: Logger = silentLog
   };
 }
 
-class SharedConnection {
+class SharedConnection implements SharedSession {
   readonly #upstream: MessageTransport;
   readonly #logger: Logger;
   readonly #label: string;
   readonly #onGone: () => void;
-  readonly #users = new Set<User>();
-  readonly #byPrefix = new Map<string, User>();
+  readonly #users = new Set<SharedUser>();
+  readonly #byPrefix = new Map<string, SharedUser>();
   readonly #pending = new Map<number, Pending>();
   /** Server → client requests (network policy) by their id, with the user asked. */
-  readonly #serverRequests = new Map<RequestId, User>();
-  readonly #handles = new Map<string, { user: User; id: string }>();
-  readonly #watches = new Map<number, { user: User; id: number }>();
+  readonly #serverRequests = new Map<RequestId, SharedUser>();
+  readonly #handles = new Map<string, { user: SharedUser; id: string }>();
+  readonly #watches = new Map<number, { user: SharedUser; id: number }>();
   #nextRequestId = 0;
   #nextUser = 0;
   #nextHandle = 0;
@@ -111,9 +111,9 @@ class SharedConnection {
   }
 
   /** A new user's transport; undefined once this connection is closing. */
-  attach(): User | undefined {
+  attach(): SharedUser | undefined {
     if (this.#closed) return undefined;
-    const user = new User(this, (++this.#nextUser).toString(36) + '~', this.#label);
+    const user = new SharedUser(this, (++this.#nextUser).toString(36) + '~', this.#label);
     this.#users.add(user);
     this.#byPrefix.set(user.prefix, user);
     return user;
@@ -153,7 +153,7 @@ class SharedConnection {
   #settleInitialize?: (outcome: { result: unknown } | { error: ErrorObject }) => void;
 
   /** Forwards one request of `user`, its ids mapped; answers locally what must not reach the server. */
-  request(user: User, id: RequestId, method: string, rawParams: unknown): void {
+  request(user: SharedUser, id: RequestId, method: string, rawParams: unknown): void {
     if (user.inFlight >= MAX_IN_FLIGHT_PER_USER) {
       user.answerError(id, RpcErrorCode.InvalidRequest, `too many requests in flight on a shared connection (at most ${MAX_IN_FLIGHT_PER_USER})`);
       return;
@@ -199,7 +199,7 @@ class SharedConnection {
   }
 
   /** A user's answer to a server request sent to it; anyone else's is refused by the caller. */
-  answerServerRequest(user: User, message: IncomingMessage & { kind: 'result' | 'error' }): boolean {
+  answerServerRequest(user: SharedUser, message: IncomingMessage & { kind: 'result' | 'error' }): boolean {
     if (message.id === null || this.#serverRequests.get(message.id) !== user) return false;
     this.#serverRequests.delete(message.id);
     this.#upstream.send(JSON.stringify(message.kind === 'result' ? { id: message.id, result: message.result } : { id: message.id, error: message.error }));
@@ -210,7 +210,7 @@ class SharedConnection {
    * A user went away: what it started is stopped, the rest of the session is untouched. Resolves
    * once the child is gone when this was the last user.
    */
-  async detach(user: User): Promise<void> {
+  async detach(user: SharedUser): Promise<void> {
     if (!this.#users.delete(user)) return;
     this.#byPrefix.delete(user.prefix);
     for (const [upstreamId, pending] of this.#pending) if (pending.user === user) this.#pending.set(upstreamId, { ...pending, user: undefined });
@@ -229,7 +229,7 @@ class SharedConnection {
     for (const [handle, owner] of this.#handles) if (owner.user === user) this.#send('fs/close', { handleId: handle }, { id: 'cleanup', method: 'fs/close', handle });
   }
 
-  #mapHandle(user: User, method: string, handleId: string): string | { code: number; message: string } {
+  #mapHandle(user: SharedUser, method: string, handleId: string): string | { code: number; message: string } {
     const known = user.handles.get(handleId);
     if (method === 'fs/open') {
       if (known !== undefined) return { code: RpcErrorCode.InvalidRequest, message: `file handle \`${handleId}\` already exists` };
@@ -355,7 +355,7 @@ class SharedConnection {
     const parsed = ParamsSchema.safeParse(rawParams);
     if (!parsed.success) return;
     const params: Params = { ...parsed.data };
-    let user: User | undefined;
+    let user: SharedUser | undefined;
     if (method === 'fs/missingChanged' && typeof params.watchId === 'number') {
       const watch = this.#watches.get(params.watchId);
       user = watch?.user;
@@ -381,8 +381,8 @@ class SharedConnection {
   }
 
   /** The user whose prefixed ids `params` carries, with the prefix taken off them. */
-  #owner(params: Params): User | undefined {
-    let owner: User | undefined;
+  #owner(params: Params): SharedUser | undefined {
+    let owner: SharedUser | undefined;
     for (const field of PREFIXED_FIELDS) {
       const value = params[field];
       if (typeof value !== 'string') continue;
@@ -410,159 +410,5 @@ class SharedConnection {
     });
     for (const user of [...this.#users]) user.ended(reason);
     this.#users.clear();
-  }
-}
-
-/** An error response of the server, handed to each user that waited on the shared `initialize`. */
-class RemoteError extends Error {
-  constructor(readonly error: ErrorObject) {
-    super(error.message);
-  }
-}
-
-/** One user's view of the shared connection: a transport that behaves as a connection of its own. */
-class User implements MessageTransport {
-  readonly prefix: string;
-  readonly label: string;
-  readonly handles = new Map<string, string>();
-  readonly watches = new Map<number, number>();
-  /** Upstream (prefixed) ids of the processes this user started that have not closed yet. */
-  readonly liveProcesses = new Set<string>();
-  inFlight = 0;
-  onmessage?: (text: string) => void;
-  onbytes?: (bytes: Buffer) => void;
-  onclose?: (reason?: Error) => void;
-  readonly #connection: SharedConnection;
-  #state: 'new' | 'initializing' | 'ready' | 'closed' = 'new';
-  #started = false;
-  readonly #early: (string | Buffer)[] = [];
-
-  constructor(connection: SharedConnection, prefix: string, label: string) {
-    this.#connection = connection;
-    this.prefix = prefix;
-    this.label = label;
-  }
-
-  start(): void {
-    this.#started = true;
-    for (const message of this.#early.splice(0)) this.#hand(message);
-  }
-
-  diagnostics(): string | undefined {
-    return this.#connection.diagnostics();
-  }
-
-  send(message: string | Buffer | ValueMessage): boolean {
-    if (this.#state === 'closed') return true;
-    const text = isValueMessage(message) ? message.encode().toString() : message.toString();
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      this.answerError(-1, RpcErrorCode.InvalidRequest, `failed to parse JSON-RPC message from ${this.label}: ${errorMessage(error)}`);
-      return true;
-    }
-    const parsed = classifyMessage(value);
-    switch (parsed.kind) {
-      case 'invalid':
-        this.answerError(-1, RpcErrorCode.InvalidRequest, `failed to parse JSON-RPC message from ${this.label}: ${parsed.reason}`);
-        break;
-      case 'request':
-        this.#request(parsed.id, parsed.method, parsed.params);
-        break;
-      case 'notification':
-        // `initialized` was sent once for the session; anything else closes the connection, as the server does.
-        if (parsed.method !== 'initialized' || this.#state !== 'ready') void this.close();
-        break;
-      default:
-        if (!this.#connection.answerServerRequest(this, parsed)) void this.close();
-    }
-    return true;
-  }
-
-  #request(id: RequestId, method: string, params: unknown): void {
-    if (method === 'initialize') {
-      this.#initialize(id, params);
-      return;
-    }
-    if (this.#state !== 'ready') {
-      this.answerError(id, RpcErrorCode.InvalidRequest, `client must call initialize before using ${method}`);
-      return;
-    }
-    this.#connection.request(this, id, method, params);
-  }
-
-  #initialize(id: RequestId, rawParams: unknown): void {
-    if (this.#state !== 'new') {
-      this.answerError(id, RpcErrorCode.InvalidRequest, 'initialize may only be sent once per connection');
-      return;
-    }
-    const params = InitializeParamsSchema.safeParse(rawParams);
-    if (!params.success) {
-      this.answerError(id, RpcErrorCode.InvalidParams, `initialize: ${params.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
-      return;
-    }
-    const resume = params.data.resumeSessionId;
-    if (resume !== undefined && resume !== null) {
-      // A stdio exec-server has no detached sessions to resume.
-      this.answerError(id, RpcErrorCode.InvalidRequest, `unknown session id ${resume}`);
-      return;
-    }
-    this.#state = 'initializing';
-    this.#connection.initialize(params.data.clientName).then(
-      (result) => {
-        if (this.#state === 'closed') return;
-        this.#state = 'ready';
-        this.answer(id, result);
-      },
-      (error: unknown) => {
-        if (error instanceof RemoteError) this.deliver({ id, error: error.error });
-        else this.answerError(id, RpcErrorCode.InternalError, errorMessage(error));
-      },
-    );
-  }
-
-  answer(id: RequestId, result: unknown): void {
-    this.deliver({ id, result });
-  }
-
-  answerError(id: RequestId, code: number, message: string): void {
-    this.deliver({ id, error: { code, message } });
-  }
-
-  deliver(message: object): void {
-    this.#queue(JSON.stringify(message));
-  }
-
-  /** A message made of an edited head (ASCII) and the rest of a server message as it came. */
-  deliverRaw(head: string, rest: string | Buffer): void {
-    this.#queue(typeof rest === 'string' ? head + rest : Buffer.concat([Buffer.from(head, 'latin1'), rest]));
-  }
-
-  #queue(message: string | Buffer): void {
-    if (this.#state === 'closed') return;
-    if (this.#started) this.#hand(message);
-    else this.#early.push(message);
-  }
-
-  #hand(message: string | Buffer): void {
-    if (typeof message === 'string') this.onmessage?.(message);
-    else if (this.onbytes !== undefined) this.onbytes(message);
-    else this.onmessage?.(message.toString());
-  }
-
-  async close(): Promise<void> {
-    if (this.#state === 'closed') return;
-    this.#state = 'closed';
-    const detached = this.#connection.detach(this);
-    this.onclose?.();
-    await detached;
-  }
-
-  /** The shared connection ended under this user. */
-  ended(reason?: Error): void {
-    if (this.#state === 'closed') return;
-    this.#state = 'closed';
-    this.onclose?.(reason ?? new LocalError(LocalErrorCode.ConnectionClosed, `exec-server ${this.label} closed the connection`));
   }
 }
