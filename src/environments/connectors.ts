@@ -1,5 +1,6 @@
 import type { ExecConnector } from '../exec/client.js';
 import type { ExecServer } from '../exec/server.js';
+import { sharedConnector } from '../exec/shared-connector.js';
 import { spawnChildTransport } from '../transport/child.js';
 import { createMemoryPair } from '../transport/memory.js';
 import type { Logger } from '../util/logger.js';
@@ -23,13 +24,20 @@ export function websocketConnector(url: string, options: { authBearerToken?: str
   };
 }
 
-/** An exec-server spoken to over the stdio of a command (`ssh host codex exec-server --listen stdio`, …). */
+/**
+ * An exec-server spoken to over the stdio of a command (`ssh host codex exec-server --listen
+ * stdio`, …). The command serves one connection, so every connection made here (this server's
+ * client and the relay's clients) shares the one it started: see {@link sharedConnector}.
+ */
 export function stdioConnector(command: { program: string; args: readonly string[]; env: NodeJS.ProcessEnv; cwd?: string }, logger?: Logger): ExecConnector {
-  return {
-    label: `stdio:${[command.program, ...command.args].join(' ')}`,
-    resumable: false,
-    connect: () => spawnChildTransport(command, { logger }),
-  };
+  return sharedConnector(
+    {
+      label: `stdio:${[command.program, ...command.args].join(' ')}`,
+      resumable: false,
+      connect: () => spawnChildTransport(command, { logger }),
+    },
+    logger,
+  );
 }
 
 /**

@@ -128,8 +128,10 @@ export class Environment {
   }
 
   /**
-   * Opens a new, separate connection to the environment's exec-server (for a relay that gives
-   * another client its own session there); the environment's own client is not involved.
+   * Opens another connection to the environment's exec-server (for a relay that gives another
+   * client access there); the environment's own client is not involved. A websocket environment
+   * gets a separate connection and session; a stdio one shares the command it already runs (see
+   * `stdioConnector`), with the session's ids kept apart per connection.
    */
   openTransport(signal?: AbortSignal): Promise<MessageTransport> {
     if (this.#closed) return Promise.reject(new LocalError(LocalErrorCode.ConnectionClosed, `environment \`${this.id}\` was removed`));

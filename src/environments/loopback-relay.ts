@@ -36,8 +36,9 @@ export interface RelayedEnvironment {
  * (a command) has no address of its own, and a websocket one is reached the way our own client
  * reaches it (its token, CA and proxy settings stay here). Each environment gets its own
  * listener on 127.0.0.1, guarded by a bearer token made fresh for this process; each connection
- * to it opens a separate connection to the environment and forwards messages both ways
- * unchanged, so the client has its own exec-server session there. A listener stops when its
+ * to it opens a connection to the environment ({@link Environment.openTransport}: its own session
+ * on a websocket exec-server, a share of the running command's for a stdio one) and forwards
+ * messages both ways. A listener stops when its
  * environment is removed or replaced (the replacement gets a new one) and when the relay closes.
  */
 export class LoopbackRelay {

@@ -48,7 +48,7 @@ describe('the codex engine runs tool calls in the environment the model names', 
       join(world.home.path, 'config.toml'),
       `${config.replace('[model_providers.fake]', '[model_providers.fake]\nname = "fake"\nwire_api = "responses"')}\n${CODEX_EXTRA}\nallow_runtime_program_environments = true\n`,
     );
-    for (const id of ['local', 'ws', 'pipe', 'real', 'added']) {
+    for (const id of ['local', 'ws', 'pipe', 'real', 'added', 'counted']) {
       dirs[id] = join(world.work.path, id);
       await mkdir(dirs[id], { recursive: true });
     }
@@ -63,6 +63,11 @@ describe('the codex engine runs tool calls in the environment the model names', 
       '[[environments]]',
       'id = "real"',
       `url = "${real.url}"`,
+      // A stdio environment whose command appends a line per start to a file, then becomes the exec-server.
+      '[[environments]]',
+      'id = "counted"',
+      'program = "/bin/sh"',
+      `args = ${JSON.stringify(['-c', 'echo spawn >> "$0"; exec "$1" "$2" exec-server --listen stdio', join(world.work.path, 'spawns'), process.execPath, CLI])}`,
     ].join('\n');
     await writeFile(join(world.home.path, 'environments.toml'), `${toml}\n`);
   });
@@ -144,6 +149,28 @@ describe('the codex engine runs tool calls in the environment the model names', 
     const lastCall = world.model.requests.at(-1)!;
     expect(JSON.stringify(functionCallOutputs(lastCall))).toMatch(/no usable execution environment/i);
     expect(world.model.requests.every(fromCodex)).toBe(true);
+  });
+
+  it("starts a stdio environment's command once for codex-engine and builtin threads alike", async () => {
+    mcp = await start();
+    const common = { cwd: dirs.local, sandbox: 'danger-full-access', 'approval-policy': 'never', environments: selection('local', 'counted') };
+    steps.push(
+      exec('echo builtin > builtin.txt', { environment_id: 'counted' }, 'call-builtin'),
+      say('builtin done'),
+      patch(['*** Begin Patch', '*** Environment ID: counted', '*** Add File: patched.txt', '+written by codex', '*** End Patch', ''].join('\n')),
+      exec('cat patched.txt builtin.txt > both.txt', { environment_id: 'counted' }, 'call-codex'),
+      say('codex done'),
+    );
+    const builtin = await mcp.call('codex', { prompt: 'builtin first', ...common, config: { 'multienv.engine': 'builtin' } });
+    expect(builtin.structuredContent).toMatchObject({ content: 'builtin done' });
+    const codex = await mcp.call('codex', { prompt: 'then codex', ...common });
+    expect(codex.structuredContent).toMatchObject({ content: 'codex done' });
+    expect(world.model.requests.slice(2).every(fromCodex)).toBe(true);
+    expect(world.model.requests.slice(0, 2).some(fromCodex)).toBe(false);
+    expect(await readFile(join(dirs.counted!, 'both.txt'), 'utf8')).toBe('written by codex\nbuiltin\n');
+    // Codex's connection (through the relay) and the builtin thread's client share the one child.
+    const spawns = (await readFile(join(world.work.path, 'spawns'), 'utf8')).split('\n').filter(Boolean);
+    expect(spawns).toHaveLength(1);
   });
 
   function start(): Promise<McpHarness> {
