@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { serverEnv, setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
 import { CLI, startListening, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
+import { answerMessages } from '../helpers/modern-http.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
@@ -123,12 +124,7 @@ async function httpClient(world: McpTestWorld): Promise<Client & { server: Liste
       const id = `r${ids}`;
       const response = await post({ jsonrpc: '2.0', id, method, params: { _meta: meta(capabilities), ...params } });
       const text = await response.text();
-      const messages = (response.headers.get('content-type') ?? '').startsWith('text/event-stream')
-        ? text
-            .split('\n')
-            .filter((line) => line.startsWith('data:'))
-            .map((line) => JSON.parse(line.slice(5)) as Json)
-        : [JSON.parse(text) as Json];
+      const messages = answerMessages(response, text);
       const answer = messages.find((message) => message.id === id);
       if (answer === undefined) throw new Error(`${method}: no answer in ${text.slice(0, 500)}`);
       return answer;

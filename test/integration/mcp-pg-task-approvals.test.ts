@@ -11,6 +11,7 @@ import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { CLI, startListening, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 import { createDatabase } from '../helpers/thread-stores.js';
+import { modernHttpRequest } from '../helpers/modern-http.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
 
 /** The lease length of these instances: short, so a dead owner's task ends soon. */
@@ -37,24 +38,11 @@ afterAll(async () => {
   await clusterDir.cleanup();
 });
 
-/** One modern request to `server` (a JSON or an SSE answer); resolves with its result, throws on an error answer. */
+/** One modern request to `server`; resolves with its result, throws on an error answer. */
 async function request(server: ListeningProcess, method: string, params: Json): Promise<Json> {
   requestIds += 1;
-  const id = requestIds;
-  const response = await fetch(server.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { _meta: META, ...params } }),
-  });
-  const text = await response.text();
-  const messages = (response.headers.get('content-type') ?? '').startsWith('text/event-stream')
-    ? text
-        .split('\n')
-        .filter((line) => line.startsWith('data:'))
-        .map((line) => JSON.parse(line.slice(5)) as Json)
-    : [JSON.parse(text) as Json];
-  const answer = messages.find((message) => message.id === id);
-  if (answer === undefined || !isRecord(answer.result)) throw new Error(`${method}: expected a result, got ${text.slice(0, 500)}`);
+  const answer = await modernHttpRequest(server.url, requestIds, method, params, META);
+  if (!isRecord(answer.result)) throw new Error(`${method}: expected a result, got ${JSON.stringify(answer).slice(0, 500)}`);
   return answer.result;
 }
 
