@@ -65,9 +65,9 @@ describe('ApprovalGate', () => {
     expect(requests[keys[0]!]).toEqual({ method: 'elicitation/create', params: expect.objectContaining({ mode: 'form', message: expect.stringContaining('touch x') }) });
     const asked = gate.bindings();
     expect(asked).toEqual({ [keys[0]!]: approvalDigest(request) });
-    gate.answer({ unknown: { action: 'accept', content: { decision: 'approve' } } }, asked);
+    await gate.answer({ unknown: { action: 'accept', content: { decision: 'approve' } } }, asked);
     expect(Object.keys(gate.inputRequests())).toEqual(keys);
-    gate.answer({ [keys[0]!]: { action: 'accept', content: { decision: 'approve' } } }, asked);
+    await gate.answer({ [keys[0]!]: { action: 'accept', content: { decision: 'approve' } } }, asked);
     await expect(decided).resolves.toEqual({ decision: 'approved' });
   });
 
@@ -79,19 +79,19 @@ describe('ApprovalGate', () => {
     // Raised after the state was issued: the client was never shown it.
     const second = gate.request({ ...request, callId: 'c2', command: ['rm', '-rf', 'x'] }, new AbortController().signal);
     const [firstKey, secondKey] = Object.keys(gate.inputRequests());
-    gate.answer({ [firstKey!]: approve, [secondKey!]: approve }, asked);
+    await gate.answer({ [firstKey!]: approve, [secondKey!]: approve }, asked);
     await expect(first).resolves.toEqual({ decision: 'approved' });
     // Bound under its own key to another request's digest: not answered either.
-    gate.answer({ [secondKey!]: approve }, { [secondKey!]: approvalDigest(request) });
+    await gate.answer({ [secondKey!]: approve }, { [secondKey!]: approvalDigest(request) });
     expect(Object.keys(gate.bindings())).toEqual([secondKey]);
-    gate.answer({ [secondKey!]: { action: 'decline' } }, gate.bindings());
+    await gate.answer({ [secondKey!]: { action: 'decline' } }, gate.bindings());
     await expect(second).resolves.toEqual(expect.objectContaining({ decision: 'denied' }));
   });
 
   it('denies an unclear answer, an unanswered approval when its time is up, and everything for a client without forms', async () => {
     const gate = new ApprovalGate({ timeoutMs: 60_000, canElicit: true });
     const unclear = gate.request(request, new AbortController().signal);
-    gate.answer({ [Object.keys(gate.inputRequests())[0]!]: { action: 'accept', content: { decision: 'yes please' } } }, gate.bindings());
+    await gate.answer({ [Object.keys(gate.inputRequests())[0]!]: { action: 'accept', content: { decision: 'yes please' } } }, gate.bindings());
     await expect(unclear).resolves.toEqual(expect.objectContaining({ decision: 'denied' }));
 
     const quick = new ApprovalGate({ timeoutMs: 1, canElicit: true });
