@@ -323,7 +323,7 @@ class SharedConnection implements SharedSession {
     }
     user.inFlight--;
     if (message.kind === 'error') {
-      user.deliver({ id: pending.id, error: message.error });
+      user.deliver({ id: pending.id, error: { ...message.error, message: withoutPrefix(message.error.message, user.prefix) } });
       return;
     }
     const parsed = ParamsSchema.safeParse(message.result);
@@ -411,4 +411,13 @@ class SharedConnection implements SharedSession {
     for (const user of [...this.#users]) user.ended(reason);
     this.#users.clear();
   }
+}
+
+/**
+ * A server's error message as the user would have had it on a connection of its own: the ids it
+ * echoes (`unknown process id 1~p1`) lose the user's prefix. A prefix is a base-36 number and `~`
+ * (no pattern characters), so only one that starts a word is taken off.
+ */
+function withoutPrefix(message: string, prefix: string): string {
+  return message.replace(new RegExp(`(^|[^0-9a-z~])${prefix}`, 'g'), '$1');
 }
