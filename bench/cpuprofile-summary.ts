@@ -9,11 +9,11 @@
  * Profile the session bench's servers with
  * `BENCH_ONLY=turns BENCH_KINDS=text BENCH_SERVER_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench -- session`.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { SourceMap } from 'node:module';
+import type { SourceMap } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { sourceMapOf } from './source-maps.js';
 import { fmt, printTable } from './stats.js';
 
 const ProfileSchema = z.object({
@@ -39,32 +39,15 @@ function owner(url: string): string {
   return url;
 }
 
-const SourceMapSchema = z.object({
-  version: z.number(),
-  file: z.string().default(''),
-  sourceRoot: z.string().default(''),
-  sources: z.array(z.string()),
-  names: z.array(z.string()),
-  mappings: z.string(),
-});
-const sourceMaps = new Map<string, SourceMap | undefined>();
-
-/** The source map beside a bundled script (dist/cli/*.js, commands.cjs), read once. */
-function sourceMapOf(url: string): SourceMap | undefined {
-  if (!sourceMaps.has(url)) {
-    const path = url.startsWith('file:') ? fileURLToPath(url) : url.startsWith('/') ? url : undefined;
-    const mapPath = path === undefined ? undefined : `${path}.map`;
-    sourceMaps.set(
-      url,
-      mapPath !== undefined && existsSync(mapPath) ? new SourceMap({ ...SourceMapSchema.parse(JSON.parse(readFileSync(mapPath, 'utf8'))), sourcesContent: [] }) : undefined,
-    );
-  }
-  return sourceMaps.get(url);
+/** The source map of a profiled script (a file URL or an absolute path), read once. */
+function scriptSourceMap(url: string): SourceMap | undefined {
+  const path = url.startsWith('file:') ? fileURLToPath(url) : url.startsWith('/') ? url : undefined;
+  return path === undefined ? undefined : sourceMapOf(path);
 }
 
 /** A frame as `function owner:line`, through the bundle's source map to the module it came from. */
 function describe(frame: { functionName: string; url: string; lineNumber: number; columnNumber: number }): { where: string; name: string } {
-  const entry = sourceMapOf(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber);
+  const entry = scriptSourceMap(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber);
   const mapped = entry !== undefined && 'originalSource' in entry ? { where: owner(entry.originalSource), line: entry.originalLine + 1 } : undefined;
   const where = mapped?.where ?? owner(frame.url);
   return { where, name: `${frame.functionName || '(anonymous)'} ${where}:${mapped?.line ?? frame.lineNumber + 1}` };

@@ -13,28 +13,10 @@
  * `npx tsx bench/perf-summary.ts /tmp/perf.txt [--top N] [--under TEXT]`; the last splits the
  * samples with a frame matching TEXT on the stack by the frame just below it.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { SourceMap, type SourceMapping } from 'node:module';
-import { z } from 'zod';
+import { readFileSync } from 'node:fs';
+import type { SourceMapping } from 'node:module';
+import { sourceMapOf } from './source-maps.js';
 import { fmt, printTable } from './stats.js';
-
-const SourceMapSchema = z.object({
-  version: z.number(),
-  file: z.string().default(''),
-  sourceRoot: z.string().default(''),
-  sources: z.array(z.string()),
-  names: z.array(z.string()),
-  mappings: z.string(),
-});
-const sourceMaps = new Map<string, SourceMap | undefined>();
-
-function sourceMapOf(path: string): SourceMap | undefined {
-  if (!sourceMaps.has(path)) {
-    const mapPath = `${path}.map`;
-    sourceMaps.set(path, existsSync(mapPath) ? new SourceMap({ ...SourceMapSchema.parse(JSON.parse(readFileSync(mapPath, 'utf8'))), sourcesContent: [] }) : undefined);
-  }
-  return sourceMaps.get(path);
-}
 
 /** A JavaScript frame as perf names it with `--perf-basic-prof`: `JS:*name /path/file.js:line:column`. */
 const JS_FRAME = /^JS:[*^~]?(.*?) (\S+):(\d+):(\d+)$/;

@@ -1,7 +1,8 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { TaskNotFoundError, type TaskInputRequest, type TaskView, type ThreadTasks } from '../session/thread-tasks.js';
 import { inputRequestDigest, RequestStateError, type OpenedRequestState, type RequestStateCodec } from './input-required.js';
-import { outcomeResult, threadResult, type FollowUpNames } from './turn-call.js';
+import { endedTurnResult } from './task-runs.js';
+import { threadResult, type FollowUpNames } from './turn-call.js';
 
 /**
  * MRTR rounds continued on any instance sharing the thread store (issue 17: the modern era needs
@@ -106,15 +107,7 @@ function inputRequired(codec: RequestStateCodec, retry: StoredRetry, waiting: Re
 
 /** The `{threadId, content}` of the ended turn, as its own call would have answered. */
 function endedResult(view: TaskView): CallToolResult {
-  const turn = view.turn;
-  if (turn === undefined) return threadResult(view.threadId, `The turn ${view.turnId} is being interrupted.`, true);
-  return outcomeResult({
-    threadId: view.threadId,
-    turnId: view.turnId,
-    status: turn.status,
-    lastAgentMessage: turn.lastAgentMessage,
-    ...(turn.error === undefined ? {} : { error: turn.error }),
-  });
+  return endedTurnResult(view) ?? threadResult(view.threadId, `The turn ${view.turnId} is being interrupted.`, true);
 }
 
 /** The wait budget is spent: the turn goes on (in the instance that runs it). */

@@ -172,17 +172,22 @@ export class TaskRuns {
    * one whose turn is still stopping says so); undefined while it runs.
    */
   result(view: TaskView): CallToolResult | undefined {
-    const turn = view.turn;
-    if (turn === undefined) {
-      if (view.state !== 'cancelled') return undefined;
+    if (view.turn === undefined && view.state === 'cancelled') {
       return threadResult(view.threadId, `The task was cancelled (${view.cancelReason ?? 'by the client'}); its turn ${view.turnId} is being interrupted.`, true);
     }
-    return outcomeResult({
-      threadId: view.threadId,
-      turnId: view.turnId,
-      status: turn.status,
-      lastAgentMessage: turn.lastAgentMessage,
-      ...(turn.error === undefined ? {} : { error: turn.error }),
-    });
+    return endedTurnResult(view);
   }
+}
+
+/** The `{threadId, content}` of a task's ended turn, as its own call would have answered; undefined while it runs. */
+export function endedTurnResult(view: TaskView): CallToolResult | undefined {
+  const turn = view.turn;
+  if (turn === undefined) return undefined;
+  return outcomeResult({
+    threadId: view.threadId,
+    turnId: view.turnId,
+    status: turn.status,
+    lastAgentMessage: turn.lastAgentMessage,
+    ...(turn.error === undefined ? {} : { error: turn.error }),
+  });
 }
