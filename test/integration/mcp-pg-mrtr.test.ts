@@ -6,13 +6,12 @@
 // applies them with the usual rules) and follows the turn to its result or its next approval.
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { serverEnv, setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { CLI, startListening, tempDir, type ListeningProcess } from '../helpers/process.js';
+import { setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
+import { type ListeningProcess } from '../helpers/process.js';
 import { exec, isRecord, say, type Json } from '../helpers/steps.js';
-import { createDatabase } from '../helpers/thread-stores.js';
 import { modernHttpRequest } from '../helpers/modern-http.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
+import { startServeInstance, useSharedCluster } from '../helpers/pg-instances.js';
 
 const META = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
@@ -20,20 +19,8 @@ const META = {
   'io.modelcontextprotocol/clientInfo': { name: 'pg-mrtr-test', version: '1.0.0' },
 };
 
-let cluster: PostgresCluster;
-let clusterDir: Awaited<ReturnType<typeof tempDir>>;
-let databases = 0;
+const shared = useSharedCluster('cmx-pg-mrtr-');
 let requestIds = 0;
-
-beforeAll(async () => {
-  clusterDir = await tempDir('cmx-pg-mrtr-');
-  cluster = await startPostgres(clusterDir.path);
-});
-
-afterAll(async () => {
-  await cluster.stop();
-  await clusterDir.cleanup();
-});
 
 /** One modern request to `server`; resolves with its answer (a result or an error). */
 async function request(server: ListeningProcess, method: string, params: Json): Promise<Json> {
@@ -59,8 +46,7 @@ describe('MRTR approvals across serve instances on one PostgreSQL database', () 
   beforeEach(async () => {
     steps = [];
     world = await setUpMcpWorld('mcp-pg-mrtr', () => steps.shift() ?? say('script exhausted'));
-    databases += 1;
-    url = await createDatabase(cluster, `mrtr_${databases}`);
+    url = await shared.freshDatabase('mrtr');
   });
   afterEach(async () => {
     for (const server of servers.splice(0)) await server.stop();
@@ -68,11 +54,7 @@ describe('MRTR approvals across serve instances on one PostgreSQL database', () 
   });
 
   async function instance(): Promise<ListeningProcess> {
-    const server = await startListening(
-      process.execPath,
-      [CLI, 'serve', '--listen', 'http://127.0.0.1:0'],
-      serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh', CODEX_MULTIENV_DATABASE_URL: url }),
-    );
+    const server = await startServeInstance(world, url);
     servers.push(server);
     return server;
   }

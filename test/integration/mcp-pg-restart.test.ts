@@ -9,12 +9,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { connectTestClient, serverEnv, setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpTestClient, type McpTestWorld } from '../helpers/mcp.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { CLI, startListening, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { connectTestClient, setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpTestClient, type McpTestWorld } from '../helpers/mcp.js';
+import { waitFor, type ListeningProcess } from '../helpers/process.js';
 import { exec, gate, hold, say, type Json } from '../helpers/steps.js';
-import { createDatabase } from '../helpers/thread-stores.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
+import { startServeInstance, useSharedCluster } from '../helpers/pg-instances.js';
 
 /** Leases long enough to outlast the restart: the turn running on A keeps its owner. */
 const LEASE_SEC = 60;
@@ -23,19 +22,7 @@ const SHORT_LEASE_SEC = 3;
 /** The most any call may take while the database is down: an answer, not a hang. */
 const OUTAGE_CALL_DEADLINE_MS = 30_000;
 
-let cluster: PostgresCluster;
-let clusterDir: Awaited<ReturnType<typeof tempDir>>;
-
-beforeAll(async () => {
-  clusterDir = await tempDir('cmx-pg-restart-');
-  cluster = await startPostgres(clusterDir.path);
-});
-
-afterAll(async () => {
-  // A failed test may leave it stopped; stopping a stopped cluster is an error to ignore.
-  await cluster.stop().catch(() => undefined);
-  await clusterDir.cleanup();
-});
+const shared = useSharedCluster('cmx-pg-restart-');
 
 /** The text of a tool result. */
 const textOf = (result: CallToolResult): string => result.content.map((part) => (part.type === 'text' ? part.text : '')).join('\n');
@@ -57,11 +44,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
   });
 
   async function instance(url: string, leaseSec = LEASE_SEC): Promise<McpTestClient> {
-    const server = await startListening(
-      process.execPath,
-      [CLI, 'serve', '--listen', 'http://127.0.0.1:0', '-c', `multienv.lease_sec=${leaseSec}`],
-      serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh', CODEX_MULTIENV_DATABASE_URL: url }),
-    );
+    const server = await startServeInstance(world, url, ['-c', `multienv.lease_sec=${leaseSec}`]);
     servers.push(server);
     const client = await connectTestClient(new StreamableHTTPClientTransport(new URL(server.url)));
     clients.push(client);
@@ -69,7 +52,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
   }
 
   it('answers every call with a clear error while it is down, and afterwards has the turn recorded once, served by both', async () => {
-    const url = await createDatabase(cluster, 'restart_mid_turn');
+    const url = await shared.freshDatabase('restart_mid_turn');
     const onA = await instance(url);
     const onB = await instance(url);
     const runs = join(world.work.path, 'runs');
@@ -82,7 +65,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
     expect(started).toMatchObject({ status: 'running' });
     await waitFor(async () => (await readFile(runs, 'utf8').catch(() => '')) !== '', 'the command to start on A');
 
-    await cluster.stop();
+    await shared.cluster().stop();
 
     // Every call answers in time, saying what is wrong.
     const during = async (client: McpTestClient, name: string, args: Json): Promise<CallToolResult> =>
@@ -108,7 +91,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
     // A holds the running turn and answers from it.
     expect(outage.statusOnA.structuredContent).toMatchObject({ threadId, status: 'running', currentTurn: { toolCalls: { started: 1, finished: 0 } } });
 
-    await cluster.start();
+    await shared.cluster().start();
     await writeFile(go, '');
 
     // The turn finished on A and is recorded: B (which never had the thread) sees it completed.
@@ -149,7 +132,7 @@ describe('a database restart in the middle of a turn, across two instances', () 
   });
 
   it('stops the turn when the database stays down past the lease, and records it interrupted once it is back', async () => {
-    const url = await createDatabase(cluster, 'restart_past_lease');
+    const url = await shared.freshDatabase('restart_past_lease');
     const onA = await instance(url, SHORT_LEASE_SEC);
     const onB = await instance(url, SHORT_LEASE_SEC);
     const runs = join(world.work.path, 'runs');
@@ -160,14 +143,14 @@ describe('a database restart in the middle of a turn, across two instances', () 
     const threadId = String(started.threadId);
     await waitFor(async () => (await readFile(runs, 'utf8').catch(() => '')) !== '', 'the command to start on A');
 
-    await cluster.stop();
+    await shared.cluster().stop();
     // A cannot renew its lease: it stops the turn before any other instance could take the thread.
     await waitFor(
       async () => (await onA.call('codex-status', { threadId }, { signal: AbortSignal.timeout(OUTAGE_CALL_DEADLINE_MS) })).structuredContent?.status !== 'running',
       'A to stop the turn whose lease it could not renew',
       (SHORT_LEASE_SEC + 30) * 1000,
     );
-    await cluster.start();
+    await shared.cluster().start();
     await writeFile(go, '');
 
     // Recorded as interrupted, as B reads it from the database.

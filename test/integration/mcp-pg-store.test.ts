@@ -12,24 +12,11 @@ import { openDatabase } from '../../src/session/pg-database.js';
 import { PG_MIGRATIONS } from '../../src/session/pg-migrations.js';
 import { PgOwnership } from '../../src/session/pg-ownership.js';
 import { silentLogger } from '../../src/util/logger.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { CLI, runCommand, tempDir } from '../helpers/process.js';
+import { CLI, runCommand } from '../helpers/process.js';
 import { gate, hold, isRecord, say } from '../helpers/steps.js';
-import { createDatabase } from '../helpers/thread-stores.js';
+import { useSharedCluster } from '../helpers/pg-instances.js';
 
-let cluster: PostgresCluster;
-let clusterDir: Awaited<ReturnType<typeof tempDir>>;
-let databases = 0;
-
-beforeAll(async () => {
-  clusterDir = await tempDir('cmx-pg-e2e-');
-  cluster = await startPostgres(clusterDir.path);
-});
-
-afterAll(async () => {
-  await cluster.stop();
-  await clusterDir.cleanup();
-});
+const shared = useSharedCluster('cmx-pg-e2e-');
 
 /** The text of every user message the model was sent last. */
 function userTexts(world: McpTestWorld): string[] {
@@ -45,8 +32,7 @@ describe('threads in PostgreSQL', () => {
 
   beforeEach(async () => {
     world = await setUpMcpWorld('mcp-pg-store', (_request, index) => say(`answer ${index}`));
-    databases += 1;
-    url = await createDatabase(cluster, `e2e_${databases}`);
+    url = await shared.freshDatabase('e2e');
   });
   afterEach(async () => {
     await tearDownMcpWorld(world, mcp);
@@ -168,8 +154,7 @@ describe('a turn whose lease another instance took over while it ran (fencing)',
   it('stops as interrupted: its late records are refused, and nothing of it lands after the takeover', async () => {
     const answered = gate();
     const world = await setUpMcpWorld('mcp-pg-fence', () => hold(answered.promise, say('late answer')));
-    databases += 1;
-    const url = await createDatabase(cluster, `e2e_${databases}`);
+    const url = await shared.freshDatabase('e2e');
     const mcp = await startInProcessMcp(world.home.path, { args: ['-c', `multienv.store="${url}"`] });
     const other = await openDatabase({ url, migrations: PG_MIGRATIONS, logger: silentLogger });
     const taker = await PgOwnership.open({ pool: other.pool, url, logger: silentLogger, leaseMs: 600_000 });

@@ -6,13 +6,12 @@
 // a task whose instance was killed reads interrupted on B once that instance's lease has expired.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { serverEnv, setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { CLI, startListening, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { setUpMcpWorld, tearDownMcpWorld, type McpTestWorld } from '../helpers/mcp.js';
+import { waitFor, type ListeningProcess } from '../helpers/process.js';
 import { exec, gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
-import { createDatabase } from '../helpers/thread-stores.js';
 import { modernHttpRequest } from '../helpers/modern-http.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
+import { startServeInstance, useSharedCluster } from '../helpers/pg-instances.js';
 
 /** The lease length of these instances: short, so a dead owner's task ends soon. */
 const LEASE_SEC = 2;
@@ -23,20 +22,8 @@ const META = {
   'io.modelcontextprotocol/clientInfo': { name: 'pg-task-approvals-test', version: '1.0.0' },
 };
 
-let cluster: PostgresCluster;
-let clusterDir: Awaited<ReturnType<typeof tempDir>>;
-let databases = 0;
+const shared = useSharedCluster('cmx-pg-task-approvals-');
 let requestIds = 0;
-
-beforeAll(async () => {
-  clusterDir = await tempDir('cmx-pg-task-approvals-');
-  cluster = await startPostgres(clusterDir.path);
-});
-
-afterAll(async () => {
-  await cluster.stop();
-  await clusterDir.cleanup();
-});
 
 /** One modern request to `server`; resolves with its result, throws on an error answer. */
 async function request(server: ListeningProcess, method: string, params: Json): Promise<Json> {
@@ -56,8 +43,7 @@ describe('task approvals across serve instances on one PostgreSQL database', () 
   beforeEach(async () => {
     steps = [];
     world = await setUpMcpWorld('mcp-pg-task-approvals', () => steps.shift() ?? say('script exhausted'));
-    databases += 1;
-    url = await createDatabase(cluster, `task_approvals_${databases}`);
+    url = await shared.freshDatabase('task_approvals');
   });
   afterEach(async () => {
     for (const open of gates.splice(0)) open();
@@ -66,11 +52,7 @@ describe('task approvals across serve instances on one PostgreSQL database', () 
   });
 
   async function instance(): Promise<ListeningProcess> {
-    const server = await startListening(
-      process.execPath,
-      [CLI, 'serve', '--listen', 'http://127.0.0.1:0', '-c', `multienv.lease_sec=${LEASE_SEC}`],
-      serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh', CODEX_MULTIENV_DATABASE_URL: url }),
-    );
+    const server = await startServeInstance(world, url, ['-c', `multienv.lease_sec=${LEASE_SEC}`]);
     servers.push(server);
     return server;
   }

@@ -6,29 +6,16 @@
 // threads when its lease expires and another instance continues them.
 import { Client as ModernClient, StreamableHTTPClientTransport as ModernHttpTransport } from '@modelcontextprotocol/client';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { connectTestClient, serverEnv, setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpTestClient, type McpTestWorld } from '../helpers/mcp.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { CLI, startListening, tempDir, waitFor, type ListeningProcess } from '../helpers/process.js';
+import { connectTestClient, setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpTestClient, type McpTestWorld } from '../helpers/mcp.js';
+import { waitFor, type ListeningProcess } from '../helpers/process.js';
 import { gate, hold, say, type Json } from '../helpers/steps.js';
-import { createDatabase } from '../helpers/thread-stores.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
+import { startServeInstance, useSharedCluster } from '../helpers/pg-instances.js';
 
 /** The lease length of these instances: short, so a take-over after SIGKILL comes soon. */
 const LEASE_SEC = 2;
 
-let cluster: PostgresCluster;
-let clusterDir: Awaited<ReturnType<typeof tempDir>>;
-let databases = 0;
-
-beforeAll(async () => {
-  clusterDir = await tempDir('cmx-scale-out-');
-  cluster = await startPostgres(clusterDir.path);
-});
-
-afterAll(async () => {
-  await cluster.stop();
-  await clusterDir.cleanup();
-});
+const shared = useSharedCluster('cmx-scale-out-');
 
 describe('several serve instances on one PostgreSQL database', () => {
   let world: McpTestWorld;
@@ -40,8 +27,7 @@ describe('several serve instances on one PostgreSQL database', () => {
   beforeEach(async () => {
     steps = [];
     world = await setUpMcpWorld('mcp-scale-out', () => steps.shift() ?? say('script exhausted'));
-    databases += 1;
-    url = await createDatabase(cluster, `scale_${databases}`);
+    url = await shared.freshDatabase('scale');
   });
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
@@ -51,11 +37,7 @@ describe('several serve instances on one PostgreSQL database', () => {
 
   /** Starts one instance on a free loopback port, its threads in the test's database. */
   async function instance(): Promise<ListeningProcess> {
-    const server = await startListening(
-      process.execPath,
-      [CLI, 'serve', '--listen', 'http://127.0.0.1:0', '-c', `multienv.lease_sec=${LEASE_SEC}`],
-      serverEnv(world.home.path, { HOME: world.home.path, SHELL: '/bin/sh', CODEX_MULTIENV_DATABASE_URL: url }),
-    );
+    const server = await startServeInstance(world, url, ['-c', `multienv.lease_sec=${LEASE_SEC}`]);
     servers.push(server);
     return server;
   }
