@@ -49,7 +49,9 @@ export async function checkDatabase(config: EffectiveConfig | undefined, env: No
       return result('fail', `${where}: schema version ${probe.schemaVersion}, newer than this codex-multienv knows (${known})`, 'upgrade codex-multienv on this host');
     }
     const skewMs = await measureClockSkew(probe.pool);
-    const skew = `clock skew ${skewMs >= 0 ? '+' : ''}${Math.round(skewMs)} ms`;
+    // Signed after rounding: a skew of -0.3 ms reads "+0 ms", not an unsigned "0 ms".
+    const roundedMs = Math.round(skewMs);
+    const skew = `clock skew ${roundedMs >= 0 ? '+' : ''}${roundedMs} ms`;
     const skewFix = Math.abs(skewMs) > SKEW_WARN_MS ? 'synchronize this host’s clock (NTP): leases are safe, but logged times of hosts disagree' : undefined;
     if (probe.schemaVersion < known) {
       const pending = PG_MIGRATIONS.slice(probe.schemaVersion).map((migration) => `${migration.version} (${migration.name})`);
