@@ -184,7 +184,12 @@ export function startOnAddon<T>(
       switch (event[0]) {
         case 0: {
           const [, pid, ...fds] = event;
-          resolve(started(pid, fds));
+          // Thrown here it would be an uncaught exception (this runs from the addon's callback).
+          try {
+            resolve(started(pid, fds));
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)));
+          }
           return;
         }
         case 1:
