@@ -16,6 +16,13 @@
  * ended it). The child gets a new session (it leads its own process group), every signal at its
  * default disposition and an empty signal mask, as libuv's children do; stdin is /dev/null unless
  * pipeStdin. The callback owns the pipe ends it is given (stdinFd is -1 without a pipe).
+ *
+ * spawnPty(file, argv, env, cwd, cols, rows, onEvent) starts a command on a new terminal the same
+ * way; started is onEvent(0, pid, masterFd, -1, -1). The command's stdin, stdout and stderr are the
+ * terminal, which is also its controlling terminal. The master is the caller's: it reads it until
+ * the kernel answers EIO (every holder of the terminal has closed it), so output the command wrote
+ * just before it exited is read in full; node-pty instead closes the master 200 ms after the exit,
+ * losing what a loaded event loop had not read by then.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,9 +32,12 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 /* What onEvent is told: its first argument, then up to four numbers. */
@@ -46,6 +56,10 @@ typedef struct {
   char **envp;
   char *cwd;
   bool pipe_stdin;
+  /* On a terminal of this size (tty) instead of pipes. */
+  bool tty;
+  int cols;
+  int rows;
   napi_threadsafe_function on_event;
 } child_t;
 
@@ -88,13 +102,14 @@ static bool send_event(napi_threadsafe_function on_event, int kind, int count, c
 }
 
 static int start(const char *file, char **argv, char **envp, const char *cwd, bool pipe_stdin, pid_t *pid, int fds[3]);
+static int start_pty(const child_t *child, pid_t *pid, int fds[3]);
 
 static void *run_child(void *arg) {
   child_t *child = arg;
   napi_threadsafe_function on_event = child->on_event;
   pid_t pid = 0;
   int fds[3] = {-1, -1, -1};
-  int error = start(child->file, child->argv, child->envp, child->cwd, child->pipe_stdin, &pid, fds);
+  int error = child->tty ? start_pty(child, &pid, fds) : start(child->file, child->argv, child->envp, child->cwd, child->pipe_stdin, &pid, fds);
   free_child(child);
   if (error != 0) {
     send_event(on_event, EVENT_FAILED, 1, &error);
@@ -173,6 +188,17 @@ static void all_signals(sigset_t *set) {
   memcpy(set, words, sizeof(words));
 }
 
+/* A new session, every signal at its default disposition, nothing blocked. */
+static void init_attributes(posix_spawnattr_t *attributes) {
+  sigset_t all, none;
+  all_signals(&all);
+  sigemptyset(&none);
+  posix_spawnattr_init(attributes);
+  posix_spawnattr_setsigdefault(attributes, &all);
+  posix_spawnattr_setsigmask(attributes, &none);
+  posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
+}
+
 static int start(const char *file, char **argv, char **envp, const char *cwd, bool pipe_stdin, pid_t *pid, int fds[3]) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   if ((pipe_stdin && pipe2(in, O_CLOEXEC) != 0) || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
@@ -184,19 +210,13 @@ static int start(const char *file, char **argv, char **envp, const char *cwd, bo
   }
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
-  sigset_t all, none;
-  all_signals(&all);
-  sigemptyset(&none);
   posix_spawn_file_actions_init(&actions);
-  posix_spawnattr_init(&attributes);
+  init_attributes(&attributes);
   if (pipe_stdin) posix_spawn_file_actions_adddup2(&actions, in[0], 0);
   else posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   posix_spawn_file_actions_addchdir_np(&actions, cwd);
-  posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
   int error = posix_spawn(pid, file, &actions, &attributes, argv, envp);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
@@ -215,6 +235,50 @@ static int start(const char *file, char **argv, char **envp, const char *cwd, bo
   return 0;
 }
 
+/*
+ * A new terminal pair; the child opens the terminal as its stdin (POSIX_SPAWN_SETSID runs before
+ * the file actions, and a session leader without a controlling terminal that opens one without
+ * O_NOCTTY acquires it), then makes it its stdout and stderr. The master is non-blocking, as
+ * libuv reads it, and close-on-exec, so no other command inherits it.
+ */
+static int start_pty(const child_t *child, pid_t *pid, int fds[3]) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return errno;
+  char terminal[128];
+  struct winsize size = {.ws_row = (unsigned short)child->rows, .ws_col = (unsigned short)child->cols};
+  int error = 0;
+  if (grantpt(master) != 0 || unlockpt(master) != 0 || ioctl(master, TIOCSWINSZ, &size) != 0) error = errno;
+  else error = ptsname_r(master, terminal, sizeof(terminal));
+  if (error == 0) {
+    int flags = fcntl(master, F_GETFL);
+    if (flags < 0 || fcntl(master, F_SETFL, flags | O_NONBLOCK) != 0) error = errno;
+  }
+  if (error != 0) {
+    close(master);
+    return error;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attributes;
+  posix_spawn_file_actions_init(&actions);
+  init_attributes(&attributes);
+  posix_spawn_file_actions_addopen(&actions, 0, terminal, O_RDWR, 0);
+  posix_spawn_file_actions_adddup2(&actions, 0, 1);
+  posix_spawn_file_actions_adddup2(&actions, 0, 2);
+  posix_spawn_file_actions_addchdir_np(&actions, child->cwd);
+  error = posix_spawn(pid, child->file, &actions, &attributes, child->argv, child->envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (error != 0) {
+    close(master);
+    return error;
+  }
+  fds[0] = master;
+  return 0;
+}
+
+/* Copies the command from JS and starts the thread that starts and waits for it. */
+static napi_value start_thread(napi_env env, child_t *child, napi_value file, napi_value argv, napi_value envp, napi_value cwd, napi_value on_event, const char *usage);
+
 static napi_value Spawn(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value args[6];
@@ -225,20 +289,46 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   child_t *child = calloc(1, sizeof(child_t));
   if (child == NULL) return int_value(env, -ENOMEM);
   napi_get_value_bool(env, args[4], &child->pipe_stdin);
-  child->file = c_string(env, args[0]);
-  child->argv = c_strings(env, args[1]);
-  child->envp = c_strings(env, args[2]);
-  child->cwd = c_string(env, args[3]);
+  return start_thread(env, child, args[0], args[1], args[2], args[3], args[5], "spawn");
+}
+
+static napi_value SpawnPty(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value args[7];
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 7) {
+    napi_throw_type_error(env, NULL, "spawnPty(file, argv, env, cwd, cols, rows, onEvent) takes seven arguments");
+    return NULL;
+  }
+  child_t *child = calloc(1, sizeof(child_t));
+  if (child == NULL) return int_value(env, -ENOMEM);
+  child->tty = true;
+  if (napi_get_value_int32(env, args[4], &child->cols) != napi_ok || napi_get_value_int32(env, args[5], &child->rows) != napi_ok || child->cols < 1 ||
+      child->rows < 1 || child->cols > 0xffff || child->rows > 0xffff) {
+    free(child);
+    napi_throw_range_error(env, NULL, "spawnPty: cols and rows must be integers from 1 to 65535");
+    return NULL;
+  }
+  return start_thread(env, child, args[0], args[1], args[2], args[3], args[6], "spawnPty");
+}
+
+static napi_value start_thread(napi_env env, child_t *child, napi_value file, napi_value argv, napi_value envp, napi_value cwd, napi_value on_event_function, const char *usage) {
+  char message[128];
+  child->file = c_string(env, file);
+  child->argv = c_strings(env, argv);
+  child->envp = c_strings(env, envp);
+  child->cwd = c_string(env, cwd);
   if (child->file == NULL || child->argv == NULL || child->envp == NULL || child->cwd == NULL) {
     free_child(child);
-    napi_throw_type_error(env, NULL, "spawn: file, argv, env and cwd must be strings");
+    snprintf(message, sizeof(message), "%s: file, argv, env and cwd must be strings", usage);
+    napi_throw_type_error(env, NULL, message);
     return NULL;
   }
   napi_value name;
   napi_create_string_utf8(env, "codex-multienv spawn", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, args[5], NULL, name, 0, 1, NULL, NULL, NULL, call_on_event, &child->on_event) != napi_ok) {
+  if (napi_create_threadsafe_function(env, on_event_function, NULL, name, 0, 1, NULL, NULL, NULL, call_on_event, &child->on_event) != napi_ok) {
     free_child(child);
-    napi_throw_type_error(env, NULL, "spawn: onEvent must be a function");
+    snprintf(message, sizeof(message), "%s: onEvent must be a function", usage);
+    napi_throw_type_error(env, NULL, message);
     return NULL;
   }
   napi_threadsafe_function on_event = child->on_event;
@@ -263,5 +353,8 @@ NAPI_MODULE_INIT() {
   napi_value spawn;
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, Spawn, NULL, &spawn);
   napi_set_named_property(env, exports, "spawn", spawn);
+  napi_value spawn_pty;
+  napi_create_function(env, "spawnPty", NAPI_AUTO_LENGTH, SpawnPty, NULL, &spawn_pty);
+  napi_set_named_property(env, exports, "spawnPty", spawn_pty);
   return exports;
 }

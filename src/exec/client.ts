@@ -369,6 +369,8 @@ export class ExecClient extends ExecFileSystem {
         return;
       } catch (error) {
         progress.lastError = error instanceof Error ? error : new Error(String(error));
+        // Matched by its text, as nothing else tells it apart: Codex answers an unknown session
+        // with -32600, the code of every invalid request, and no `data` (exec-server.md 5.4).
         if (error instanceof RpcError && error.code === RpcErrorCode.InvalidRequest && /unknown session id/.test(error.message)) break;
         // Nothing listens there any more (the exec-server died or was stopped), and a session
         // lives only in the process that listened: waiting out the window would only keep

@@ -52,18 +52,22 @@ export interface StarterOptions {
 
 const ADDON_URL = new URL('../../build/Release/codex_multienv_spawn.node', import.meta.url);
 
+type OnAddonEvent = (...event: unknown[]) => void;
 const AddonSchema = z.object({
-  spawn: z.custom<(file: string, argv: string[], env: string[], cwd: string, pipeStdin: boolean, onEvent: (...event: unknown[]) => void) => unknown>(
-    (value) => typeof value === 'function',
-  ),
+  spawn: z.custom<(file: string, argv: string[], env: string[], cwd: string, pipeStdin: boolean, onEvent: OnAddonEvent) => unknown>((value) => typeof value === 'function'),
+  /** Missing from a starter built before terminals were added: terminals then start through node-pty. */
+  spawnPty: z
+    .custom<(file: string, argv: string[], env: string[], cwd: string, cols: number, rows: number, onEvent: OnAddonEvent) => unknown>((value) => typeof value === 'function')
+    .optional(),
 });
-type Addon = z.infer<typeof AddonSchema>;
+/** The native starter's functions. */
+export type Addon = z.infer<typeof AddonSchema>;
 /** `spawn` answers undefined once its thread runs, or a negative errno when that thread could not be created. */
 const SpawnResultSchema = z.union([z.undefined(), z.number().int().negative()]);
 /**
  * What the addon's thread reports, in this order: started `[0, pid, stdinFd (-1 without a pipe),
- * stdoutFd, stderrFd]` or could not start `[1, errno]`; after a start, exited `[2, exitCode (-1
- * when a signal ended it), signal]`.
+ * stdoutFd, stderrFd]` (a terminal's: `[0, pid, masterFd, -1, -1]`) or could not start `[1,
+ * errno]`; after a start, exited `[2, exitCode (-1 when a signal ended it), signal]`.
  */
 const AddonEventSchema = z.union([
   z.tuple([z.literal(0), z.number().int().positive(), z.number().int(), z.number().int(), z.number().int()]),
@@ -92,6 +96,11 @@ function load(): { starter: ProcessStarter; addon?: Addon } {
 
 const TURNED_OFF: ProcessStarter = { kind: 'child_process', reason: `turned off (${NATIVE_SPAWN_ENV}=0)` };
 
+/** The native starter, when it is built and loads (Linux only). */
+export function nativeAddon(): Addon | undefined {
+  return load().addon;
+}
+
 /** How this process starts piped commands with these options (for `doctor`). */
 export function processStarter(options: StarterOptions = {}): ProcessStarter {
   return options.native === false ? TURNED_OFF : load().starter;
@@ -111,6 +120,39 @@ export async function startPiped(spec: PipedSpec, events: PipedEvents, options: 
  * exec, not on the event loop) and resolves once it has started.
  */
 function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): Promise<PipedChild> {
+  const { argv, env } = nativeCommand(spec);
+  let exited = false;
+  let openPipes = 2;
+  const closeIfDone = (): void => {
+    if (exited && openPipes === 0) events.onClose();
+  };
+  const output = (fd: number): Socket => {
+    const socket = new Socket({ fd, readable: true, writable: false });
+    socket.once('close', () => {
+      openPipes -= 1;
+      closeIfDone();
+    });
+    return socket;
+  };
+  return startOnAddon(
+    (onEvent) => addon.spawn(spec.file, argv, env, spec.cwd, spec.pipeStdin, onEvent),
+    spec.file,
+    (pid, [stdinFd, stdoutFd, stderrFd]) => ({
+      pid,
+      stdin: stdinFd >= 0 ? new Socket({ fd: stdinFd, readable: false, writable: true }) : null,
+      stdout: output(stdoutFd),
+      stderr: output(stderrFd),
+    }),
+    (exitCode) => {
+      exited = true;
+      events.onExit(exitCode);
+      closeIfDone();
+    },
+  );
+}
+
+/** A command's argv (`arg0` first) and environment as the addon takes them; refuses NUL bytes. */
+export function nativeCommand(spec: Pick<PipedSpec, 'file' | 'argv' | 'arg0' | 'cwd' | 'env'>): { argv: string[]; env: string[] } {
   const argv = [spec.arg0 ?? spec.argv[0] ?? spec.file, ...spec.argv.slice(1)];
   const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
   for (const [what, values] of [
@@ -122,39 +164,43 @@ function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): Pro
     // C strings end at the first NUL: refuse rather than run something shorter than asked.
     if (values.some((value) => value.includes('\0'))) throw new TypeError(`the command's ${what} must not contain NUL bytes`);
   }
+  return { argv, env };
+}
+
+/**
+ * Runs one of the addon's starters and follows its events: resolves with what `started` builds
+ * from the new child's pid and fds (called as the start is reported, before any later event),
+ * rejects with the system error when it could not start, and reports the exit to `onExit`.
+ */
+export function startOnAddon<T>(
+  invoke: (onEvent: OnAddonEvent) => unknown,
+  file: string,
+  started: (pid: number, fds: [number, number, number]) => T,
+  onExit: (exitCode: number) => void,
+): Promise<T> {
   return new Promise((resolve, reject) => {
-    let exited = false;
-    let openPipes = 2;
-    const closeIfDone = (): void => {
-      if (exited && openPipes === 0) events.onClose();
-    };
-    const output = (fd: number): Socket => {
-      const socket = new Socket({ fd, readable: true, writable: false });
-      socket.once('close', () => {
-        openPipes -= 1;
-        closeIfDone();
-      });
-      return socket;
-    };
     const onEvent = (...args: unknown[]): void => {
       const event = AddonEventSchema.parse(args);
       switch (event[0]) {
         case 0: {
-          const [, pid, stdinFd, stdoutFd, stderrFd] = event;
-          resolve({ pid, stdin: stdinFd >= 0 ? new Socket({ fd: stdinFd, readable: false, writable: true }) : null, stdout: output(stdoutFd), stderr: output(stderrFd) });
+          const [, pid, ...fds] = event;
+          // Thrown here it would be an uncaught exception (this runs from the addon's callback).
+          try {
+            resolve(started(pid, fds));
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)));
+          }
           return;
         }
         case 1:
-          reject(systemError(event[1], spec.file));
+          reject(systemError(event[1], file));
           return;
         case 2:
-          exited = true;
-          events.onExit(event[1] >= 0 ? event[1] : 128 + event[2]);
-          closeIfDone();
+          onExit(event[1] >= 0 ? event[1] : 128 + event[2]);
       }
     };
-    const result = SpawnResultSchema.parse(addon.spawn(spec.file, argv, env, spec.cwd, spec.pipeStdin, onEvent));
-    if (result !== undefined) reject(systemError(-result, spec.file));
+    const result = SpawnResultSchema.parse(invoke(onEvent));
+    if (result !== undefined) reject(systemError(-result, file));
   });
 }
 

@@ -5,6 +5,7 @@ import { abortReason } from '../util/abort.js';
 import { ioError } from './io-errors.js';
 import { OutputRing } from './output-ring.js';
 import { startPiped, type PipedChild, type PipedEvents, type PipedSpec } from './piped-start.js';
+import { startTerminal, type TerminalChild, type TerminalEvents } from './terminal-start.js';
 
 /** Default bytes of recent output retained per process for `process/read` (as Codex: ~1 MiB). */
 export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
@@ -27,8 +28,9 @@ export interface SpawnSpec extends PipedSpec {
 /** How long a confined process's exit waits for its output to drain, so the denial check sees it. */
 const SANDBOXED_EXIT_DRAIN_MS = 250;
 /**
- * After a terminal's process exits, its last output can still be in the terminal's buffer, not yet
- * read: `closed` waits until the terminal has been quiet for PTY_QUIET_MS, at most PTY_EXIT_DRAIN_MS.
+ * node-pty (used only where the native starter is not built) closes the terminal 200 ms after its
+ * process exits, losing output a busy event loop had not read by then: `closed` waits until the
+ * terminal has been quiet for PTY_QUIET_MS, at most PTY_EXIT_DRAIN_MS.
  */
 const PTY_QUIET_MS = 10;
 const PTY_EXIT_DRAIN_MS = 250;
@@ -43,7 +45,11 @@ export interface ManagedProcessOptions {
   retainedOutputBytes?: number;
   /** Receives every event as it happens. */
   onEvent: (event: ProcessEvent) => void;
-  /** Start piped commands with the native starter when it loads. @default true */
+  /**
+   * Start piped commands with the native starter when it loads. Terminals start with it whenever
+   * it loads: node-pty, the alternative, can lose a terminal's last output.
+   * @default true
+   */
   nativeStarter?: boolean;
 }
 
@@ -90,6 +96,8 @@ export class ManagedProcess {
   /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
   #lastOutputAt = 0;
   #child?: PipedChild;
+  /** A terminal the native starter started. */
+  #terminal?: TerminalChild;
   #pty?: IPty;
   #stdinOpen: boolean;
   /**
@@ -155,6 +163,36 @@ export class ManagedProcess {
   }
 
   static async #spawnPty(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
+    // As node-pty does: the terminal type, `dumb` unless the environment names one, and PWD.
+    const env = { ...spec.env, TERM: spec.env.TERM ?? 'dumb', PWD: spec.cwd };
+    // The terminal's events arrive in later turns of the event loop, after `started.process` is set.
+    const started: { process?: ManagedProcess } = {};
+    const events: TerminalEvents = {
+      onOutput: (data) => {
+        if (started.process !== undefined) started.process.#output('pty', data);
+      },
+      onExit: (exitCode) => {
+        if (started.process !== undefined) started.process.#exited(exitCode);
+      },
+      onClose: () => {
+        if (started.process !== undefined) started.process.#markClosed();
+      },
+    };
+    let terminal;
+    try {
+      terminal = await startTerminal({ ...spec, env, cols: PTY_COLS, rows: PTY_ROWS }, events);
+    } catch (error) {
+      throw ioError(error);
+    }
+    if (terminal === undefined) return ManagedProcess.#spawnNodePty({ ...spec, env }, options);
+    const process = new ManagedProcess(terminal.pid, spec, options);
+    started.process = process;
+    process.#terminal = terminal;
+    return process;
+  }
+
+  /** Where the native starter is not built (not Linux, no C compiler). */
+  static async #spawnNodePty(spec: SpawnSpec, options: ManagedProcessOptions): Promise<ManagedProcess> {
     // Loaded on first use: most sessions never open a terminal, and start-up time matters.
     const { spawn: spawnPty } = await import('@lydell/node-pty');
     let pty: IPty;
@@ -175,7 +213,6 @@ export class ManagedProcess {
     pty.onData((data: string | Buffer) => process.#output('pty', typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
     pty.onExit(({ exitCode, signal }) => {
       process.#exited(signal !== undefined && signal > 0 ? 128 + signal : exitCode);
-      // Under load node-pty can report the exit before the terminal's last output was read.
       const deadline = Date.now() + PTY_EXIT_DRAIN_MS;
       const settle = (): void => {
         const now = Date.now();
@@ -219,9 +256,10 @@ export class ManagedProcess {
     if (this.#writeIds.has(writeId)) return 'accepted';
     this.#writeIds.add(writeId);
     if (chunk.length === 0) return 'accepted';
+    if (this.#terminal !== undefined) this.#terminal.write(chunk);
     // With `encoding: null` node-pty writes straight to its socket, which takes raw bytes; its
     // typings only say string.
-    if (this.#pty !== undefined) (this.#pty.write as (data: string | Buffer) => void).call(this.#pty, chunk);
+    else if (this.#pty !== undefined) (this.#pty.write as (data: string | Buffer) => void).call(this.#pty, chunk);
     else this.#child?.stdin?.write(chunk);
     return 'accepted';
   }
@@ -260,19 +298,20 @@ export class ManagedProcess {
     }
   }
 
-  /** Stops reading piped output (back-pressure); the child blocks once its pipe is full. */
+  /** Stops reading output (back-pressure); the child blocks once its pipe or terminal is full. */
   pause(): void {
-    // A terminal is never paused: node-pty destroys its socket 200 ms after the child exits if the
-    // socket has not closed by then, so output left unread while paused would be lost. Terminal
-    // output is interactive-sized; the retention bound still applies.
+    // node-pty's terminal is never paused: it destroys its socket 200 ms after the child exits if
+    // the socket has not closed by then, so output left unread while paused would be lost.
     this.#child?.stdout.pause();
     this.#child?.stderr.pause();
+    this.#terminal?.pause();
   }
 
   /** Resumes reading output. */
   resume(): void {
     this.#child?.stdout.resume();
     this.#child?.stderr.resume();
+    this.#terminal?.resume();
   }
 
   /** Drops retained output of a finished process to free memory; its id stays taken. */

@@ -3,7 +3,6 @@ import type { z } from 'zod';
 import {
   THREAD_BODY_RECORD_TYPES,
   THREAD_ID_PATTERN,
-  THREAD_RECORD_VERSION,
   ThreadBodyRecordSchema,
   ThreadHeaderRecordSchema,
   ThreadRecordEnvelopeSchema,
@@ -43,7 +42,9 @@ export interface Line {
   end: number;
 }
 
-type ParsedLine = { kind: 'header'; record: ThreadHeaderRecord } | { kind: 'body'; record: ThreadBodyRecord } | { kind: 'skip'; warning: string };
+/** A line read: the header, a record, a well-formed record of a kind this version does not know (see `unknown-records.ts`), or a line skipped. */
+type ParsedLine =
+  { kind: 'header'; record: ThreadHeaderRecord } | { kind: 'body'; record: ThreadBodyRecord } | { kind: 'unknown'; type: string } | { kind: 'skip'; warning: string };
 
 /**
  * Folds a thread file into its summary, starting from a cached state when there is one. `complete`
@@ -67,7 +68,7 @@ export async function foldSummary(
     }
     const parsed = parseLine(line, path);
     if (parsed.kind === 'header') {
-      const header = checkHeader(parsed.record, threadId, path, []);
+      const header = checkHeader(parsed.record, threadId, path);
       state = { ino, offset: 0, nextLine: 1, createdAt: header.createdAt, environments: header.environments, lastStatus: undefined, lastTurnId: undefined, preview: undefined };
     } else if (state !== undefined && parsed.kind === 'body') {
       foldRecord(state, parsed.record);
@@ -102,7 +103,7 @@ export function foldRecord(state: Pick<SummaryState, 'environments' | 'lastStatu
   }
 }
 
-/** Parses one line; throws for anything but a valid record, a torn last line or an unknown record type. */
+/** Parses one line; throws for anything but a valid record, a torn last line or a record of an unknown type. */
 export function parseLine(line: Line, path: string): ParsedLine {
   const text = line.bytes.toString('utf8');
   let value: unknown;
@@ -130,22 +131,14 @@ export function parseLine(line: Line, path: string): ParsedLine {
     return { kind: 'header', record: header.data };
   }
   if (type === 'thread') throw corrupt(path, line.number, 'a second "thread" header');
-  if (!isKnownBodyType(type)) {
-    return {
-      kind: 'skip',
-      warning: `skipped a record of unknown type "${type}" at line ${line.number} of ${path} (written by a newer version?)`,
-    };
-  }
+  if (!isKnownBodyType(type)) return { kind: 'unknown', type };
   const record = ThreadBodyRecordSchema.safeParse(value);
   if (!record.success) throw corrupt(path, line.number, formatIssues(record.error));
   return { kind: 'body', record: record.data };
 }
 
-export function checkHeader(header: ThreadHeaderRecord, threadId: string, path: string, warnings: string[]): ThreadHeaderRecord {
+export function checkHeader(header: ThreadHeaderRecord, threadId: string, path: string): ThreadHeaderRecord {
   if (header.threadId !== threadId) throw corrupt(path, 1, `the header names thread "${header.threadId}"`);
-  if (header.version > THREAD_RECORD_VERSION) {
-    warnings.push(`${path} was written by format version ${header.version} (this is ${THREAD_RECORD_VERSION}); records of unknown types are skipped`);
-  }
   return header;
 }
 

@@ -22,6 +22,7 @@ import {
 } from './jsonl-lines.js';
 import { ThreadSummaries } from './jsonl-summaries.js';
 import { folderSecret } from './shared-secret.js';
+import { UnknownRecords, WarnedThreads } from './unknown-records.js';
 import {
   MAX_DEFER_MS,
   type AppendOptions,
@@ -98,6 +99,8 @@ export class JsonlThreadStore implements ThreadStore {
   /** The directory holding the thread files. */
   readonly dir: string;
   readonly #logger: Logger;
+  /** Threads whose records of unknown kinds were logged already. */
+  readonly #warned: WarnedThreads;
   readonly #fsync: boolean;
   /**
    * Extra open flags of thread files: `O_DSYNC` when flushing, so each write is durable when it
@@ -121,6 +124,7 @@ export class JsonlThreadStore implements ThreadStore {
   constructor(options: ThreadStoreOptions) {
     this.dir = options.dir;
     this.#logger = options.logger ?? silentLogger;
+    this.#warned = new WarnedThreads(this.#logger);
     this.#fsync = options.fsync ?? true;
     this.#syncFlag = this.#fsync ? (constants.O_DSYNC ?? 0) : 0;
     this.#maxOpenFiles = Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_THREAD_FILES);
@@ -458,11 +462,15 @@ export class JsonlThreadStore implements ThreadStore {
     let header: ThreadHeaderRecord | undefined;
     const records: ThreadBodyRecord[] = [];
     const warnings: string[] = [];
+    const unknown = new UnknownRecords();
     try {
       for await (const line of readLines(handle, 0, 1, path)) {
         const parsed = parseLine(line, path);
-        if (parsed.kind === 'header') header = checkHeader(parsed.record, threadId, path, warnings);
-        else if (parsed.kind === 'body') records.push(parsed.record);
+        if (parsed.kind === 'header') {
+          header = checkHeader(parsed.record, threadId, path);
+          unknown.formatVersion(header.version);
+        } else if (parsed.kind === 'body') records.push(parsed.record);
+        else if (parsed.kind === 'unknown') unknown.add(parsed.type, `line ${line.number}`);
         else warnings.push(parsed.warning);
       }
     } finally {
@@ -470,6 +478,7 @@ export class JsonlThreadStore implements ThreadStore {
     }
     if (header === undefined) throw corrupt(path, 1, 'the file is empty');
     for (const warning of warnings) this.#logger.warn(warning, { thread: threadId });
-    return { header, records, warnings };
+    const skipped = this.#warned.warn(threadId, unknown, path);
+    return { header, records, warnings: skipped === undefined ? warnings : [...warnings, skipped] };
   }
 }

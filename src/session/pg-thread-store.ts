@@ -15,6 +15,7 @@ import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkThreadId, validate } from './jsonl-lines.js';
 import { SHARED_SECRET_BYTES, checkSecretName } from './shared-secret.js';
+import { UnknownRecords, WarnedThreads } from './unknown-records.js';
 import {
   MAX_DEFER_MS,
   type AppendOptions,
@@ -96,6 +97,8 @@ export class PgThreadStore implements ThreadStore {
   readonly #pool: pg.Pool;
   readonly #where: string;
   readonly #logger: Logger;
+  /** Threads whose records of unknown kinds were logged already. */
+  readonly #warned: WarnedThreads;
   readonly #now: () => number;
   readonly #fence: (threadId: string) => LeaseFence | undefined;
   /** Each thread's statements in call order; appends queued while its previous one is in flight go together in the next. */
@@ -114,6 +117,7 @@ export class PgThreadStore implements ThreadStore {
     this.#pool = options.pool;
     this.#where = options.where;
     this.#logger = options.logger ?? silentLogger;
+    this.#warned = new WarnedThreads(this.#logger);
     this.#now = options.now ?? Date.now;
     this.#fence = options.fence ?? (() => undefined);
   }
@@ -213,38 +217,34 @@ export class PgThreadStore implements ThreadStore {
           row.key,
         ]),
       );
-      const warnings: string[] = [];
-      const header = this.#parseHeader(id, row.header, warnings);
+      const header = this.#parseHeader(id, row.header);
+      const unknown = new UnknownRecords();
+      unknown.formatVersion(header.version);
       const records: ThreadBodyRecord[] = [];
       for (const { seq, record } of rows) {
         const parsed = this.#parseRecord(id, seq, record);
-        if (typeof parsed === 'string') warnings.push(parsed);
+        if ('unknownType' in parsed) unknown.add(parsed.unknownType, `record ${seq}`);
         else records.push(parsed);
       }
-      for (const warning of warnings) this.#logger.warn(warning, { thread: id });
-      return { header, records, warnings };
+      const skipped = this.#warned.warn(id, unknown, `thread ${id} of ${this.#where}`);
+      return { header, records, warnings: skipped === undefined ? [] : [skipped] };
     });
   }
 
-  #parseHeader(threadId: string, text: string, warnings: string[]): ThreadHeaderRecord {
+  #parseHeader(threadId: string, text: string): ThreadHeaderRecord {
     const header = ThreadHeaderRecordSchema.safeParse(parseJson(text));
     if (!header.success) throw this.#corrupt(threadId, 'the header', z.prettifyError(header.error));
     if (header.data.threadId !== threadId) throw this.#corrupt(threadId, 'the header', `it names thread "${header.data.threadId}"`);
-    if (header.data.version > THREAD_RECORD_VERSION) {
-      warnings.push(`thread ${threadId} was written by format version ${header.data.version} (this is ${THREAD_RECORD_VERSION}); records of unknown types are skipped`);
-    }
     return header.data;
   }
 
-  /** One stored record, or the warning it was skipped with. */
-  #parseRecord(threadId: string, seq: string, text: string): ThreadBodyRecord | string {
+  /** One stored record, or the type of a well-formed record of a kind this version does not know (see `unknown-records.ts`). */
+  #parseRecord(threadId: string, seq: string, text: string): ThreadBodyRecord | { unknownType: string } {
     const value = parseJson(text);
     const envelope = ThreadRecordEnvelopeSchema.safeParse(value);
     if (!envelope.success) throw this.#corrupt(threadId, `record ${seq}`, 'not an object with a string "type"');
     const known: readonly string[] = THREAD_BODY_RECORD_TYPES;
-    if (!known.includes(envelope.data.type)) {
-      return `skipped a record of unknown type "${envelope.data.type}" (record ${seq} of thread ${threadId}, written by a newer version?)`;
-    }
+    if (!known.includes(envelope.data.type)) return { unknownType: envelope.data.type };
     const record = ThreadBodyRecordSchema.safeParse(value);
     if (!record.success) throw this.#corrupt(threadId, `record ${seq}`, z.prettifyError(record.error).replaceAll('\n', ' '));
     return record.data;

@@ -103,7 +103,7 @@ export interface LoadedThread {
   header: ThreadHeaderRecord;
   /** Every record after the header, in file order; unknown record types are left out. */
   records: ThreadBodyRecord[];
-  /** What was skipped and why (a torn last line, records of a newer version); also logged. */
+  /** What was skipped and why (a torn last line; records of kinds a newer version added, in one warning); the store logs them. */
   warnings: string[];
 }
 

@@ -266,8 +266,8 @@ export class ThreadTable {
   /** Rebuilds a stored thread; a turn the server did not finish is closed as interrupted. */
   async #load(threadId: string): Promise<Thread> {
     const { store, logger } = this.#options;
+    // The store logged its warnings (once per thread for records of unknown kinds).
     const loaded = await this.readOnly(threadId);
-    for (const warning of loaded.warnings) logger.warn(warning, { thread: threadId });
     let sticky = loaded.header.environments;
     let lastAgentMessage: string | null = null;
     let firstPrompt: string | undefined;

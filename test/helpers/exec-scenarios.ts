@@ -118,6 +118,19 @@ export function execScenarios(name: string, connect: () => Promise<ExecPeer>): v
       expect(rest.exitCode).toBe(0);
     });
 
+    it.each([
+      ['a terminal', true, 'pty'],
+      ['pipes', false, 'stdout'],
+    ] as const)('delivers all of a burst on %s written just before the exit, before closed', async (_name, tty, stream) => {
+      // More than a terminal holds at once, so reads are still due when the exit is known.
+      const bytes = 60_000;
+      for (let run = 0; run < 3; run++) {
+        const process = await peer.client.startProcess({ argv: ['/bin/sh', '-c', `head -c ${bytes} /dev/zero | tr '\\0' x`], cwd: work.path, env: PATH_ENV, tty });
+        const result = await process.collect();
+        expect({ run, exitCode: result.exitCode, bytes: result[stream].length }).toEqual({ run, exitCode: 0, bytes });
+      }
+    });
+
     it('interrupts with SIGINT (exit 130)', async () => {
       const process = await peer.client.startProcess({ argv: ['/bin/sleep', '30'], cwd: work.path, env: {}, tty: false });
       await process.interrupt();

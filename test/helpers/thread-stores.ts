@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -24,6 +24,14 @@ export interface StoreFactory {
   newStore(options?: { logger?: Logger; now?: () => number }): ThreadStore;
   /** Stores `json` as the thread's next record behind the store's back (another writer, a newer version, damage). */
   storeRaw(threadId: string, json: string): Promise<void>;
+  /** The thread's body records as stored, each one's `type`, in order (what a newer version would read). */
+  storedTypes(threadId: string): Promise<string[]>;
+}
+
+/** A stored record's `type`. */
+function typeOf(record: unknown): string {
+  if (typeof record !== 'object' || record === null || !('type' in record) || typeof record.type !== 'string') throw new Error(`not a record: ${JSON.stringify(record)}`);
+  return record.type;
 }
 
 /** A fresh, empty database in `cluster`, its URL. */
@@ -62,6 +70,10 @@ export function jsonlFactory(at: number): StoreFactory {
       return store;
     },
     storeRaw: (threadId, json) => appendFile(join(dir, `${threadId}.jsonl`), `${json}\n`),
+    storedTypes: async (threadId) => {
+      const lines = (await readFile(join(dir, `${threadId}.jsonl`), 'utf8')).split('\n').filter((line) => line !== '');
+      return lines.slice(1).map((line) => typeOf(JSON.parse(line)));
+    },
   };
 }
 
@@ -109,6 +121,13 @@ export function pgFactory(at: number): StoreFactory {
          INSERT INTO cmx_thread_records (thread_key, seq, record) SELECT key, seq, $2::json FROM t`,
         [threadId, json],
       );
+    },
+    storedTypes: async (threadId) => {
+      const result = await open().pool.query<{ record: unknown }>(
+        'SELECT r.record FROM cmx_thread_records r JOIN cmx_threads t ON t.key = r.thread_key WHERE t.id = $1 AND t.archived_at IS NULL ORDER BY r.seq',
+        [threadId],
+      );
+      return result.rows.map((row) => typeOf(row.record));
     },
   };
 }

@@ -233,23 +233,44 @@ describe.each(FACTORIES)('ThreadStore contract: $name', (factory) => {
     expect(itemTexts(await open().load('r1'))).toEqual(['before restart', 'after restart']);
   });
 
-  it('skips records of an unknown type with a warning, and rejects a known type that does not validate', async () => {
+  it('keeps and skips records of kinds it does not know (a newer version wrote them), with one warning per thread', async () => {
     const lines: string[] = [];
     const store = open({ logger: createLogger({ write: (line) => lines.push(line), level: 'warn' }) });
     await store.create(header('future'));
     await store.append('future', item('u', 'one'));
     await factory.storeRaw('future', JSON.stringify({ type: 'compaction', at: AT, summary: 'later' }));
+    await factory.storeRaw('future', JSON.stringify({ type: 'review', at: AT, verdict: 'ok' }));
     await store.append('future', item('u', 'two'));
+    await factory.storeRaw('future', JSON.stringify({ type: 'compaction', at: AT, summary: 'again' }));
     const loaded = await store.load('future');
     expect(itemTexts(loaded)).toEqual(['one', 'two']);
-    expect(loaded?.warnings).toEqual([expect.stringContaining('unknown type "compaction"')]);
-    expect(lines.join('')).toContain('unknown type "compaction"');
+    expect(loaded?.warnings).toHaveLength(1);
+    expect(loaded?.warnings[0]).toMatch(/^skipped 3 records of kinds this version does not know in .*: "compaction" at (line|record) \d+, (line|record) \d+; "review" at /);
+    expect(loaded?.warnings[0]).toContain('they stay stored');
 
+    // Loaded again (every status poll loads a thread), and written meanwhile: no second warning.
+    await store.append('future', item('u', 'three'));
+    expect(itemTexts(await store.load('future'))).toEqual(['one', 'two', 'three']);
+    expect((await store.load('future'))?.warnings).toHaveLength(1);
+    expect(lines.filter((line) => line.includes('does not know'))).toHaveLength(1);
+    // Kept: the newer version still finds its records, in place.
+    expect(await factory.storedTypes('future')).toEqual(['item', 'compaction', 'review', 'item', 'compaction', 'item']);
+    // A kind not met before is worth a new warning.
+    await factory.storeRaw('future', JSON.stringify({ type: 'handoff', at: AT }));
+    expect((await store.load('future'))?.warnings[0]).toMatch(/^skipped 4 records .*"handoff" at/);
+    expect(lines.filter((line) => line.includes('does not know'))).toHaveLength(2);
+  });
+
+  it('rejects a record of a known kind that does not validate, and one that is no record at all', async () => {
+    const store = open();
     await store.create(header('invalid'));
     await factory.storeRaw('invalid', JSON.stringify({ type: 'turn_completed', at: AT, turnId: 'u', status: 'exploded', lastAgentMessage: null }));
     const error = await localError(open().load('invalid'), LocalErrorCode.ProtocolViolation);
     expect(error.message).toMatch(/thread .*invalid|invalid\.jsonl/);
     expect(error.message).toContain('status');
+    await store.create(header('shapeless'));
+    await factory.storeRaw('shapeless', JSON.stringify({ kind: 'item' }));
+    expect((await localError(open().load('shapeless'), LocalErrorCode.ProtocolViolation)).message).toContain('not an object with a string "type"');
   });
 
   it('rejects invalid thread ids', async () => {
@@ -481,6 +502,19 @@ describe('JsonlThreadStore: the files', () => {
     const reloaded = await newStore().load('torn');
     expect(reloaded?.warnings).toEqual([]);
     expect(itemTexts(reloaded)).toEqual(['kept', 'next']);
+  });
+
+  it('reads a thread file in a newer format with one warning that says so, and the records it knows', async () => {
+    const path = join(dir, 'v2.jsonl');
+    const newer = { type: 'thread', at: AT, version: THREAD_RECORD_VERSION + 1, ...header('v2') };
+    // The store makes its folder on its first create.
+    await newStore().create(header('placeholder'));
+    await writeFile(path, [JSON.stringify(newer), JSON.stringify(item('u', 'known')), JSON.stringify({ type: 'review', at: AT }), ''].join('\n'));
+    const loaded = await newStore().load('v2');
+    expect(itemTexts(loaded)).toEqual(['known']);
+    expect(loaded?.warnings).toEqual([
+      `skipped 1 record of kinds this version does not know in ${path}: "review" at line 3. A newer version wrote them (format version ${THREAD_RECORD_VERSION + 1}; this is ${THREAD_RECORD_VERSION}); they stay stored, and the thread is used without them`,
+    ]);
   });
 
   it('keeps a complete last record that only lost its newline', async () => {
