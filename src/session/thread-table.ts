@@ -280,24 +280,44 @@ export class ThreadTable {
     const settings = this.#options.resolveSettings(storedCallSettings(config));
     const engine = await this.#engineOf(threadId, config, settings, loaded.records);
     const turns = storedTurns(loaded.records);
+    let repaired: FinishedTurn | undefined;
     if (turns.open !== undefined) {
-      await engine.recoverInterruptedTurn(turns.open.turnId);
+      const turnId = turns.open.turnId;
+      // The engine may know how the turn ended (Codex's rollout): the turn was answered, and the
+      // server stopped before its completion record was durable.
+      const recovered = await engine.recoverInterruptedTurn(turnId);
+      const at = this.#at();
+      const outcome = recovered ?? { status: 'interrupted' as const, lastAgentMessage, error: 'the server stopped during this turn' };
       await store.append(threadId, {
         type: 'turn_completed',
-        at: this.#at(),
-        turnId: turns.open.turnId,
-        status: 'interrupted',
-        lastAgentMessage,
-        error: 'the server stopped during this turn',
+        at,
+        turnId,
+        status: outcome.status,
+        lastAgentMessage: outcome.lastAgentMessage,
+        ...(outcome.error === undefined ? {} : { error: outcome.error }),
       });
-      logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turns.open.turnId });
+      if (recovered === undefined) {
+        logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turnId });
+        repaired = unfinishedTurn(turnId, at);
+      } else {
+        logger.info("recorded the end of a turn from its engine's store (the server stopped before recording it)", { thread: threadId, turn: turnId, status: recovered.status });
+        if (recovered.lastAgentMessage !== null) lastAgentMessage = recovered.lastAgentMessage;
+        repaired = {
+          turnId,
+          state: 'finished',
+          status: recovered.status,
+          lastAgentMessage: recovered.lastAgentMessage,
+          finishedAt: at,
+          ...(recovered.error === undefined ? {} : { error: recovered.error }),
+        };
+      }
     }
     const thread = this.#newThread(threadId, loaded.header.createdAt, config, settings, sticky, engine);
     thread.lastAgentMessage = lastAgentMessage;
     if (firstPrompt !== undefined) thread.preview = promptPreview(firstPrompt);
     thread.plan = turns.plan;
     thread.instructions = turns.instructions;
-    thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, this.#at())].slice(-FINISHED_TURNS_KEPT);
+    thread.finished = repaired === undefined ? turns.finished : [...turns.finished, repaired].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
     this.#threads.set(threadId, thread);
     logger.info('thread reloaded from the store', { thread: threadId, records: loaded.records.length });
