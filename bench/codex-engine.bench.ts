@@ -293,7 +293,16 @@ async function memory(codexHome: string, work: string, engine: 'codex' | 'builti
 // ---------------------------------------------------------------------------------------------
 
 const model: FakeResponsesServer = await startFakeResponsesServer({ respond });
-const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = false\n');
+const homes: { path: string; cleanup: () => Promise<void> }[] = [];
+/**
+ * A CODEX_HOME of its own for each series, all alike: app-servers sharing one keep Codex's state
+ * there together, and one of them then ran each command about a second longer than the others.
+ */
+const newHome = async (): Promise<string> => {
+  const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = false\n');
+  homes.push(home);
+  return home.path;
+};
 const work = await tempDir('cmx-bench-codex-engine-');
 try {
   process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns, the series interleaved; fake model answers at once\n`);
@@ -301,10 +310,10 @@ try {
   const timingLog = join(work.path, 'codex-turns.log');
   const baseTimingLog = join(work.path, 'codex-base-turns.log');
   const drivers: Record<string, Driver> = {
-    direct: await openDirect(home.path, work.path, directTimingLog),
-    codex: await openOurs(home.path, work.path, 'codex', timingLog),
-    ...(BASE_CLI === undefined ? {} : { 'codex-base': await openOurs(home.path, work.path, 'codex', baseTimingLog, BASE_CLI) }),
-    builtin: await openOurs(home.path, work.path, 'builtin'),
+    direct: await openDirect(await newHome(), work.path, directTimingLog),
+    codex: await openOurs(await newHome(), work.path, 'codex', timingLog),
+    ...(BASE_CLI === undefined ? {} : { 'codex-base': await openOurs(await newHome(), work.path, 'codex', baseTimingLog, BASE_CLI) }),
+    builtin: await openOurs(await newHome(), work.path, 'builtin'),
   };
   let all: Record<string, Record<Kind, number[]>>;
   try {
@@ -337,11 +346,11 @@ try {
   printRawFigures(Object.entries(all).flatMap(([name, times]) => [rawRow(`${name} text`, times.text), rawRow(`${name} tool`, times.tool)]));
   process.stdout.write(`\nmemory with ${THREADS} threads (resident MiB)\n`);
   const rows: string[][] = [];
-  await memory(home.path, work.path, 'codex', rows);
-  await memory(home.path, work.path, 'builtin', rows);
+  await memory(await newHome(), work.path, 'codex', rows);
+  await memory(await newHome(), work.path, 'builtin', rows);
   printTable(['engine', 'state', 'our server', 'codex app-server', 'total'], rows);
 } finally {
   await model.close();
-  await home.cleanup();
+  for (const home of homes) await home.cleanup();
   await work.cleanup();
 }
