@@ -91,6 +91,12 @@ export class ThreadTable {
   readonly #claims = new Map<string, ThreadClaim>();
   /** Threads being given back; a new claim of the thread waits for its release first. */
   readonly #releasing = new Map<string, Promise<void>>();
+  /**
+   * Threads whose release still waits for their stamp (behind their last writes, e.g. a turn's
+   * completion record written after its answer): nothing is given back yet, so a new claim keeps
+   * the thread as it is, without waiting for those writes, and the release is called off.
+   */
+  readonly #stamping = new Set<string>();
   readonly #idleSweep: NodeJS.Timeout | undefined;
 
   constructor(options: ThreadTableOptions) {
@@ -156,6 +162,9 @@ export class ThreadTable {
 
   async #claim(threadId: string): Promise<Thread> {
     const { store } = this.#options;
+    const kept = this.#threads.get(threadId);
+    // This process never gave it up (see #stamping): no other process can have written it since.
+    if (kept !== undefined && this.#stamping.has(threadId)) return kept;
     await this.#releasing.get(threadId);
     if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await store.stamp(threadId)) === undefined)) {
       throw new ThreadNotFoundError(threadId, THREAD_ID_PATTERN.test(threadId) ? store.archivedHint(threadId) : undefined);
@@ -194,7 +203,16 @@ export class ThreadTable {
     this.#claims.delete(threadId);
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
-      if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      this.#stamping.add(threadId);
+      let stamp: string | undefined;
+      try {
+        stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      } finally {
+        this.#stamping.delete(threadId);
+      }
+      // Claimed again meanwhile: that hold keeps the ownership and gives it back when it ends.
+      if (this.#claims.has(threadId)) return;
+      if (thread !== undefined) thread.stamp = stamp;
       await this.#options.ownership.release(threadId);
     })();
     this.#releasing.set(threadId, releasing);
