@@ -149,8 +149,8 @@ class CodexThread implements EngineThread {
       );
       if (turnState.contextTokens !== undefined) this.#contextTokens = turnState.contextTokens;
       this.#compactions += turnState.compactions;
-      // Codex's rollout has the turn's end by now (it records an event before sending it).
-      return { ...result, outcomeKept: true };
+      // Codex hands an event to its rollout before it sends it: the end it sent is kept there.
+      return { ...result, outcomeKept: turnState.endedByCodex };
     } finally {
       stopListening();
     }
