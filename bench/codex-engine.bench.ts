@@ -2,7 +2,8 @@
  * Issue 15 figures: what the Codex engine costs. Per turn and per tool call, three ways of running
  * the same scripted turns on the real Codex (pinned 0.169.0) or our agent, against one fake model:
  *   - direct: Codex's app-server driven over its stdio JSON-RPC by a minimal client here
- *     (`turn/start` → `turn/completed`), no MCP, none of our code in the path;
+ *     (`turn/start` → `turn/completed`), no MCP, none of our code in the path; started as ours
+ *     starts it (through the same timing wrapper, the same notifications opted out of);
  *   - codex: our built server (MCP over stdio, the real SDK client), thread on the codex engine;
  *   - builtin: the same server, thread on the builtin engine.
  * "codex − direct" is what our server adds to a Codex turn (MCP hop included). A tool-call turn
@@ -23,6 +24,7 @@ import { functionCallOutputs, inputItems, startFakeResponsesServer, type FakeRes
 import { codexHomeForFakeModel } from '../test/helpers/codex-home.js';
 import { networkEnv } from '../test/helpers/network.js';
 import { CLI, REPO_ROOT, tempDir } from '../test/helpers/process.js';
+import { APP_SERVER_UNREAD_NOTIFICATIONS } from '../src/protocol/app-server.js';
 import { fmt, median, percentile, printRawFigures, printTable, rawRow, since } from './stats.js';
 
 /** Timed turns per series and kind. */
@@ -128,9 +130,13 @@ interface DirectAppServer {
   close(): void;
 }
 
-function startDirect(codexHome: string): DirectAppServer {
-  const child = spawn(process.execPath, [CODEX_JS, 'app-server', '--listen', 'stdio://'], {
-    env: { ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key' },
+/**
+ * The app-server as our server runs it in this bench: through the timing wrapper, whose pipe hop
+ * our series pays too, so "codex − direct" counts only our server.
+ */
+function startDirect(codexHome: string, timingLog: string): DirectAppServer {
+  const child = spawn(process.execPath, [TIMING_WRAPPER, 'app-server', '--listen', 'stdio://'], {
+    env: { ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog },
     stdio: ['pipe', 'pipe', 'ignore'],
     // In a session of its own, as under our server (whose worker is detached): Codex's commands
     // take several times longer in a session with a controlling terminal.
@@ -171,9 +177,13 @@ interface Driver {
   close(): Promise<void>;
 }
 
-async function openDirect(codexHome: string, work: string): Promise<Driver> {
-  const server = startDirect(codexHome);
-  await server.request('initialize', { clientInfo: { name: 'bench', title: null, version: '0' }, capabilities: { experimentalApi: true, requestAttestation: false } });
+async function openDirect(codexHome: string, work: string, timingLog: string): Promise<Driver> {
+  const server = startDirect(codexHome, timingLog);
+  // Opted out of the notifications our server opts out of: Codex then writes the same messages both ways.
+  await server.request('initialize', {
+    clientInfo: { name: 'bench', title: null, version: '0' },
+    capabilities: { experimentalApi: true, requestAttestation: false, optOutNotificationMethods: [...APP_SERVER_UNREAD_NOTIFICATIONS] },
+  });
   const started = await server.request('thread/start', {
     cwd: work,
     model: 'gpt-5.5',
@@ -283,17 +293,27 @@ async function memory(codexHome: string, work: string, engine: 'codex' | 'builti
 // ---------------------------------------------------------------------------------------------
 
 const model: FakeResponsesServer = await startFakeResponsesServer({ respond });
-const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = false\n');
+const homes: { path: string; cleanup: () => Promise<void> }[] = [];
+/**
+ * A CODEX_HOME of its own for each series, all alike: app-servers sharing one keep Codex's state
+ * there together, and one of them then ran each command about a second longer than the others.
+ */
+const newHome = async (): Promise<string> => {
+  const home = await codexHomeForFakeModel(model.url, '[analytics]\nenabled = false\n');
+  homes.push(home);
+  return home.path;
+};
 const work = await tempDir('cmx-bench-codex-engine-');
 try {
   process.stdout.write(`${TURNS} timed turns of each kind per series after ${WARMUP} warm-up turns, the series interleaved; fake model answers at once\n`);
+  const directTimingLog = join(work.path, 'direct-turns.log');
   const timingLog = join(work.path, 'codex-turns.log');
   const baseTimingLog = join(work.path, 'codex-base-turns.log');
   const drivers: Record<string, Driver> = {
-    direct: await openDirect(home.path, work.path),
-    codex: await openOurs(home.path, work.path, 'codex', timingLog),
-    ...(BASE_CLI === undefined ? {} : { 'codex-base': await openOurs(home.path, work.path, 'codex', baseTimingLog, BASE_CLI) }),
-    builtin: await openOurs(home.path, work.path, 'builtin'),
+    direct: await openDirect(await newHome(), work.path, directTimingLog),
+    codex: await openOurs(await newHome(), work.path, 'codex', timingLog),
+    ...(BASE_CLI === undefined ? {} : { 'codex-base': await openOurs(await newHome(), work.path, 'codex', baseTimingLog, BASE_CLI) }),
+    builtin: await openOurs(await newHome(), work.path, 'builtin'),
   };
   let all: Record<string, Record<Kind, number[]>>;
   try {
@@ -305,11 +325,14 @@ try {
     ['series', 'text turn p50 ms', 'tool turn p50 ms', 'per tool call ms'],
     Object.entries(all).map(([name, times]) => [name, fmt(median(times.text)), fmt(median(times.tool)), fmt(median(times.tool) - median(times.text))]),
   );
-  for (const [series, log] of [['codex', timingLog], ...(BASE_CLI === undefined ? [] : [['codex-base', baseTimingLog]])] as const) {
+  const around: Record<string, Record<Kind, number>> = {};
+  for (const [series, log] of [['direct', directTimingLog], ['codex', timingLog], ...(BASE_CLI === undefined ? [] : [['codex-base', baseTimingLog]])] as const) {
     const paired = (kind: Kind): number[] => (all[series]?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
-    process.stdout.write(
-      `\n${series} over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
-    );
+    if (series !== 'direct') {
+      process.stdout.write(
+        `\n${series} over the direct drive, median of the round-by-round differences: ${fmt(median(paired('text')))} ms per text turn, ${fmt(median(paired('tool')))} ms per tool turn (target: ≤ 2 ms per turn)\n`,
+      );
+    }
     // The wrapper logged every turn of the series in order; the timed ones are the last, a text and a tool turn a round.
     const inside = (await readFile(log, 'utf8'))
       .trim()
@@ -317,18 +340,27 @@ try {
       .map(Number)
       .slice(-2 * TURNS);
     const added = (kind: Kind): number[] => (all[series]?.[kind] ?? []).map((time, i) => time - (inside[2 * i + (kind === 'text' ? 0 : 1)] ?? Number.NaN));
+    around[series] = { text: median(added('text')), tool: median(added('tool')) };
     process.stdout.write(
-      `${series} around Codex's own turn time (turn/start in → turn/completed out at the app-server's stdio), median: ${fmt(median(added('text')))} ms per text turn, ${fmt(median(added('tool')))} ms per tool turn (p95 ${fmt(percentile(added('text'), 95))} / ${fmt(percentile(added('tool'), 95))}; MCP hop and the timing wrapper's pipe hop included)\n`,
+      `${series} around Codex's own turn time (turn/start in → turn/completed out at the app-server's stdio), median: ${fmt(median(added('text')))} ms per text turn, ${fmt(median(added('tool')))} ms per tool turn (p95 ${fmt(percentile(added('text'), 95))} / ${fmt(percentile(added('tool'), 95))}; ${series === 'direct' ? '' : 'MCP hop and '}the timing wrapper's pipe hop included)\n`,
     );
   }
+  // Codex's own turn time varies by tens of ms from turn to turn; around it, the series compare by what their clients and servers add.
+  for (const [series, times] of Object.entries(around)) {
+    if (series === 'direct' || around.direct === undefined) continue;
+    process.stdout.write(
+      `\n${series} around Codex's turn less the direct drive's: ${fmt(times.text - around.direct.text)} ms per text turn, ${fmt(times.tool - around.direct.tool)} ms per tool turn (target: ≤ 2 ms per turn)`,
+    );
+  }
+  process.stdout.write('\n');
   printRawFigures(Object.entries(all).flatMap(([name, times]) => [rawRow(`${name} text`, times.text), rawRow(`${name} tool`, times.tool)]));
   process.stdout.write(`\nmemory with ${THREADS} threads (resident MiB)\n`);
   const rows: string[][] = [];
-  await memory(home.path, work.path, 'codex', rows);
-  await memory(home.path, work.path, 'builtin', rows);
+  await memory(await newHome(), work.path, 'codex', rows);
+  await memory(await newHome(), work.path, 'builtin', rows);
   printTable(['engine', 'state', 'our server', 'codex app-server', 'total'], rows);
 } finally {
   await model.close();
-  await home.cleanup();
+  for (const home of homes) await home.cleanup();
   await work.cleanup();
 }

@@ -93,15 +93,44 @@ export const ThreadResumeMethod = method(
   z.looseObject({ thread: Thread }),
 );
 
-/** `turn/start`: one turn; `environments` replaces the thread's selection (sent on every turn). */
+/**
+ * `turn/start`: one turn; `environments` replaces the thread's selection (sent on every turn).
+ * `clientUserMessageId` comes back as the turn's user message `clientId`, in the rollout too: it
+ * finds the turn again after a restart (see {@link ThreadTurnsListMethod}).
+ */
 export const TurnStartMethod = method(
   'turn/start',
   z.object({
     threadId: z.string(),
+    clientUserMessageId: z.string(),
     input: z.array(z.object({ type: z.literal('text'), text: z.string(), text_elements: z.array(z.never()) })),
     environments: z.array(AppServerEnvironmentSchema),
   }),
   z.looseObject({ turn: Turn }),
+);
+
+/**
+ * `thread/turns/list`: a stored thread's turns from its rollout, newest first by default, without
+ * loading the thread; the `summary` view keeps each turn's user message and its final agent message.
+ */
+export const ThreadTurnsListMethod = method(
+  'thread/turns/list',
+  z.object({ threadId: z.string(), limit: z.number().int().positive(), sortDirection: z.literal('desc'), itemsView: z.literal('summary') }),
+  z.looseObject({
+    data: z.array(
+      Turn.extend({
+        items: z.array(
+          z.looseObject({
+            type: z.string(),
+            /** `userMessage`: the turn's `clientUserMessageId`. */
+            clientId: z.string().nullish(),
+            /** `agentMessage` */
+            text: z.string().optional(),
+          }),
+        ),
+      }),
+    ),
+  }),
 );
 
 /**

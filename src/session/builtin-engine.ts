@@ -151,8 +151,11 @@ class BuiltinThread implements EngineThread {
     await Promise.all([this.#processes.terminateAll(), this.#mcp.close()]);
   }
 
-  /** Every tool call left without an output gets one, since the model API rejects such a history. */
-  async recoverInterruptedTurn(turnId: string): Promise<void> {
+  /**
+   * Every tool call left without an output gets one, since the model API rejects such a history.
+   * The turn's outcome is nowhere but in our records: none to report.
+   */
+  async recoverInterruptedTurn(turnId: string): Promise<undefined> {
     const answered = new Set<string>();
     for (const item of this.#history) if (item.type === 'function_call_output' || item.type === 'custom_tool_call_output') answered.add(item.call_id);
     const at = this.#options.now().toISOString();

@@ -1,6 +1,7 @@
 import type { McpServerStatus } from '../environments/mcp-servers.js';
 import type { RelayedEnvironment } from '../environments/loopback-relay.js';
-import { EnvironmentAddMethod, ThreadResumeMethod, ThreadStartMethod, TurnInterruptMethod, TurnStartMethod } from '../protocol/app-server.js';
+import type { z } from 'zod';
+import { EnvironmentAddMethod, ThreadResumeMethod, ThreadStartMethod, ThreadTurnsListMethod, TurnInterruptMethod, TurnStartMethod } from '../protocol/app-server.js';
 import type { ThreadContext } from '../protocol/status.js';
 import type { ThreadEnvironment } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
@@ -8,10 +9,25 @@ import type { Logger } from '../util/logger.js';
 import type { AppServerSession, CodexAppServer } from './codex-app-server.js';
 import type { Channel } from '../util/channel.js';
 import { CODEX_LOCAL_ENVIRONMENT, CodexTurn } from './codex-turn.js';
-import { engineTurnStream, type EngineEvent, type EngineThread, type EngineThreadInit, type EngineTurn, type EngineTurnResult, type TurnEngine } from './turn-engine.js';
+import {
+  engineTurnStream,
+  type EngineEvent,
+  type EngineThread,
+  type EngineThreadInit,
+  type EngineTurn,
+  type EngineTurnResult,
+  type RecoveredTurn,
+  type TurnEngine,
+} from './turn-engine.js';
 
 /** How long an interrupted turn gets to end on its own (Codex answers `turn/interrupt` with `turn/completed`). */
 export const DEFAULT_CODEX_INTERRUPT_GRACE_MS = 10_000;
+
+/**
+ * Codex turns read back to find a turn without our completion record: it is the thread's last
+ * turn we started, so Codex's last or none; a few more cost nothing.
+ */
+const RECOVERY_TURNS_READ = 4;
 
 /** Options of {@link CodexEngine}. */
 export interface CodexEngineOptions {
@@ -76,8 +92,28 @@ class CodexThread implements EngineThread {
   /** Codex's thread stays in the app-server (and in its rollout); nothing of ours to let go. */
   async close(): Promise<void> {}
 
-  /** Codex's rollout records its own interrupted turn; the next turn resumes the thread from it. */
-  async recoverInterruptedTurn(): Promise<void> {}
+  /**
+   * How Codex ended the turn, read from its rollout (the thread need not be loaded): the turn was
+   * started with our turn id as its user message's client id. Undefined when Codex never got the
+   * turn, did not finish it (its app-server stopped with ours), or cannot be asked; the manager
+   * then records the turn interrupted. The next turn resumes the Codex thread from the rollout.
+   */
+  async recoverInterruptedTurn(turnId: string): Promise<RecoveredTurn | undefined> {
+    const codexThreadId = this.#codexThreadId;
+    if (codexThreadId === undefined) return undefined;
+    let turns: z.output<typeof ThreadTurnsListMethod.result>['data'];
+    try {
+      const session = await this.#options.appServer.session();
+      turns = (await session.request(ThreadTurnsListMethod, { threadId: codexThreadId, limit: RECOVERY_TURNS_READ, sortDirection: 'desc', itemsView: 'summary' })).data;
+    } catch (error) {
+      this.#options.logger.warn('could not ask Codex how a turn ended; it is recorded interrupted', { thread: this.#init.threadId, turn: turnId, error: errorMessage(error) });
+      return undefined;
+    }
+    const turn = turns.find((candidate) => candidate.items.some((item) => item.type === 'userMessage' && item.clientId === turnId));
+    if (turn === undefined || turn.status === 'inProgress') return undefined;
+    const lastAgentMessage = turn.items.findLast((item) => item.type === 'agentMessage' && item.text !== undefined)?.text ?? null;
+    return { status: turn.status, lastAgentMessage, ...(turn.error == null ? {} : { error: turn.error.message }) };
+  }
 
   run(turn: EngineTurn): AsyncIterable<EngineEvent> {
     return engineTurnStream((events) => this.#run(turn, events));
@@ -92,6 +128,8 @@ class CodexThread implements EngineThread {
     try {
       const started = await session.request(TurnStartMethod, {
         threadId: codexThreadId,
+        // Finds the turn in Codex's rollout after a restart (see recoverInterruptedTurn).
+        clientUserMessageId: turn.turnId,
         input: [{ type: 'text', text: turn.prompt, text_elements: [] }],
         // Sent on every turn: our selection is per turn, Codex's would stick otherwise.
         environments: turn.environments.map((entry) => ({ environmentId: entry.id, cwd: entry.cwd })),
@@ -111,7 +149,8 @@ class CodexThread implements EngineThread {
       );
       if (turnState.contextTokens !== undefined) this.#contextTokens = turnState.contextTokens;
       this.#compactions += turnState.compactions;
-      return result;
+      // Codex hands an event to its rollout before it sends it: the end it sent is kept there.
+      return { ...result, outcomeKept: turnState.endedByCodex };
     } finally {
       stopListening();
     }

@@ -30,6 +30,9 @@ export class CodexTurn implements AppServerListener {
   codexTurnId: string | undefined;
   contextTokens: number | undefined;
   compactions = 0;
+  /** Codex ended the turn (`turn/completed`), so its rollout has the end; not when its app-server died or an interrupt went unconfirmed. */
+  endedByCodex = false;
+  #ended = false;
 
   constructor(threadId: string, turn: EngineTurn, events: Channel<EngineEvent>, logger: Logger) {
     this.#threadId = threadId;
@@ -58,7 +61,11 @@ export class CodexTurn implements AppServerListener {
     }
   }
 
-  #end(result: EngineTurnResult): void {
+  /** The first end counts. */
+  #end(result: EngineTurnResult, byCodex = false): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.endedByCodex = byCodex;
     this.#done.resolve(result);
   }
 
@@ -108,7 +115,7 @@ export class CodexTurn implements AppServerListener {
         if (!this.#mine(event.params.turn.id)) return;
         const { status, error } = event.params.turn;
         const mapped: TurnStatus = status === 'inProgress' ? 'failed' : status;
-        this.#end({ status: mapped, lastAgentMessage: this.#lastAgentMessage, ...(error == null ? {} : { error: error.message }) });
+        this.#end({ status: mapped, lastAgentMessage: this.#lastAgentMessage, ...(error == null ? {} : { error: error.message }) }, true);
         return;
       }
     }

@@ -14,7 +14,7 @@ import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { EnvironmentSelector, commandEnvironmentProvenance, type EnvironmentSelection } from './environment-selection.js';
 import { storedTurns, type InterruptedTurn } from './live-turn.js';
-import { SoleOwnership, describeHolder, type ThreadOwnership } from './ownership.js';
+import { SoleOwnership, ThreadBusyError, describeHolder, type ThreadOwnership } from './ownership.js';
 import { checkProfile, threadConfigOf, type CallSettings, type ResolveThreadSettings, type ResolvedThreadSettings } from './settings.js';
 import { decodeListCursor, listEntries, loadedStatus, mergePage, storedStatus, type ThreadListPage } from './thread-reports.js';
 import { promptPreview, type ThreadStore, type ThreadSummary, type ThreadSummaryPage } from './thread-store.js';
@@ -329,7 +329,8 @@ export class ThreadManager {
 
   /**
    * The state of a thread. A thread this process has not loaded is read from the store without
-   * loading it (no settings resolved, no crash repair), so another owner may run its open turn.
+   * loading it (no settings resolved), so another owner may run its open turn; an open turn that
+   * nobody runs is repaired first (the thread is loaded), for its engine may know how it ended.
    */
   async status(threadId: string, turnId?: string): Promise<ThreadStatus> {
     const thread = this.#threads.get(threadId);
@@ -337,7 +338,19 @@ export class ThreadManager {
     const elsewhere = await this.#ownership.holderElsewhere(threadId);
     if (thread !== undefined && elsewhere === undefined && (await this.#options.store.stamp(threadId)) === thread.stamp) return loadedStatus(thread, turnId);
     // Not loaded here, or written by another owner since: the store is the truth.
-    return storedStatus(threadId, await this.#threads.readOnly(threadId), elsewhere, turnId);
+    const stored = await this.#threads.readOnly(threadId);
+    if (elsewhere !== undefined || storedTurns(stored.records).open === undefined) return storedStatus(threadId, stored, elsewhere, turnId);
+    const repaired = await this.#threads.hold(threadId).catch((error: unknown) => {
+      // Taken by another owner meanwhile: its turn may be running there.
+      if (error instanceof ThreadBusyError) return undefined;
+      throw error;
+    });
+    if (repaired === undefined) return storedStatus(threadId, await this.#threads.readOnly(threadId), await this.#ownership.holderElsewhere(threadId), turnId);
+    try {
+      return loadedStatus(repaired, turnId);
+    } finally {
+      await this.#threads.unhold(threadId);
+    }
   }
 
   /**

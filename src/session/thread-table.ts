@@ -91,6 +91,12 @@ export class ThreadTable {
   readonly #claims = new Map<string, ThreadClaim>();
   /** Threads being given back; a new claim of the thread waits for its release first. */
   readonly #releasing = new Map<string, Promise<void>>();
+  /**
+   * Threads whose release still waits for their stamp (behind their last writes, e.g. a turn's
+   * completion record written after its answer): nothing is given back yet, so a new claim keeps
+   * the thread as it is, without waiting for those writes, and the release is called off.
+   */
+  readonly #stamping = new Set<string>();
   readonly #idleSweep: NodeJS.Timeout | undefined;
 
   constructor(options: ThreadTableOptions) {
@@ -156,6 +162,9 @@ export class ThreadTable {
 
   async #claim(threadId: string): Promise<Thread> {
     const { store } = this.#options;
+    const kept = this.#threads.get(threadId);
+    // This process never gave it up (see #stamping): no other process can have written it since.
+    if (kept !== undefined && this.#stamping.has(threadId)) return kept;
     await this.#releasing.get(threadId);
     if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await store.stamp(threadId)) === undefined)) {
       throw new ThreadNotFoundError(threadId, THREAD_ID_PATTERN.test(threadId) ? store.archivedHint(threadId) : undefined);
@@ -194,7 +203,16 @@ export class ThreadTable {
     this.#claims.delete(threadId);
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
-      if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      this.#stamping.add(threadId);
+      let stamp: string | undefined;
+      try {
+        stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      } finally {
+        this.#stamping.delete(threadId);
+      }
+      // Claimed again meanwhile: that hold keeps the ownership and gives it back when it ends.
+      if (this.#claims.has(threadId)) return;
+      if (thread !== undefined) thread.stamp = stamp;
       await this.#options.ownership.release(threadId);
     })();
     this.#releasing.set(threadId, releasing);
@@ -280,24 +298,44 @@ export class ThreadTable {
     const settings = this.#options.resolveSettings(storedCallSettings(config));
     const engine = await this.#engineOf(threadId, config, settings, loaded.records);
     const turns = storedTurns(loaded.records);
+    let repaired: FinishedTurn | undefined;
     if (turns.open !== undefined) {
-      await engine.recoverInterruptedTurn(turns.open.turnId);
+      const turnId = turns.open.turnId;
+      // The engine may know how the turn ended (Codex's rollout): the turn was answered, and the
+      // server stopped before its completion record was durable.
+      const recovered = await engine.recoverInterruptedTurn(turnId);
+      const at = this.#at();
+      const outcome = recovered ?? { status: 'interrupted' as const, lastAgentMessage, error: 'the server stopped during this turn' };
       await store.append(threadId, {
         type: 'turn_completed',
-        at: this.#at(),
-        turnId: turns.open.turnId,
-        status: 'interrupted',
-        lastAgentMessage,
-        error: 'the server stopped during this turn',
+        at,
+        turnId,
+        status: outcome.status,
+        lastAgentMessage: outcome.lastAgentMessage,
+        ...(outcome.error === undefined ? {} : { error: outcome.error }),
       });
-      logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turns.open.turnId });
+      if (recovered === undefined) {
+        logger.warn('closed a turn the server did not finish before it stopped', { thread: threadId, turn: turnId });
+        repaired = unfinishedTurn(turnId, at);
+      } else {
+        logger.info("recorded the end of a turn from its engine's store (the server stopped before recording it)", { thread: threadId, turn: turnId, status: recovered.status });
+        if (recovered.lastAgentMessage !== null) lastAgentMessage = recovered.lastAgentMessage;
+        repaired = {
+          turnId,
+          state: 'finished',
+          status: recovered.status,
+          lastAgentMessage: recovered.lastAgentMessage,
+          finishedAt: at,
+          ...(recovered.error === undefined ? {} : { error: recovered.error }),
+        };
+      }
     }
     const thread = this.#newThread(threadId, loaded.header.createdAt, config, settings, sticky, engine);
     thread.lastAgentMessage = lastAgentMessage;
     if (firstPrompt !== undefined) thread.preview = promptPreview(firstPrompt);
     thread.plan = turns.plan;
     thread.instructions = turns.instructions;
-    thread.finished = turns.open === undefined ? turns.finished : [...turns.finished, unfinishedTurn(turns.open.turnId, this.#at())].slice(-FINISHED_TURNS_KEPT);
+    thread.finished = repaired === undefined ? turns.finished : [...turns.finished, repaired].slice(-FINISHED_TURNS_KEPT);
     if (turns.lastActivity !== undefined) thread.lastActivity = turns.lastActivity;
     this.#threads.set(threadId, thread);
     logger.info('thread reloaded from the store', { thread: threadId, records: loaded.records.length });

@@ -44,11 +44,12 @@ export interface EngineThread {
    */
   run(turn: EngineTurn): AsyncIterable<EngineEvent>;
   /**
-   * Makes the thread whole after a turn the server did not finish (it stopped during it): records
-   * what the engine needs (answers to tool calls left without one) before the manager records
-   * the turn as interrupted.
+   * Makes the thread whole after a turn without a completion record (the server stopped during it,
+   * or before that record was durable): records what the engine needs (answers to tool calls left
+   * without one), and says how the turn ended when the engine's own store knows it (see
+   * {@link EngineTurnResult.outcomeKept}); undefined, and the manager records it interrupted.
    */
-  recoverInterruptedTurn(turnId: string): Promise<void>;
+  recoverInterruptedTurn(turnId: string): Promise<RecoveredTurn | undefined>;
   /** What the thread's context holds, for status reports. */
   context(): ThreadContext;
   /** Commands the thread started that are still registered (their output must stay readable): the thread stays loaded. */
@@ -86,7 +87,17 @@ export interface EngineTurnResult {
    * a failed write fails the turn.
    */
   written?: Promise<unknown>;
+  /**
+   * The engine's own store keeps how the turn ended, and {@link EngineThread.recoverInterruptedTurn}
+   * reads it back after a restart: the turn is answered while its completion record is still
+   * being written (a failed write is logged, not the turn's failure).
+   * @default false
+   */
+  outcomeKept?: boolean;
 }
+
+/** How a turn without a completion record ended, as the engine's own store has it. */
+export type RecoveredTurn = Pick<EngineTurnResult, 'status' | 'lastAgentMessage' | 'error'>;
 
 /** What a turn reports while it runs. */
 export type EngineEvent =

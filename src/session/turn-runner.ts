@@ -146,16 +146,31 @@ export class TurnRunner {
     thread.lastActivity = this.#at();
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;
     // One write with the turn's deferred last records (see EngineTurnResult.written); the answer
-    // goes out once both are durable, and a failed write of either fails the turn.
-    const completed = store.append(thread.id, {
-      type: 'turn_completed',
-      at: this.#at(),
-      turnId,
-      status: result.status,
-      lastAgentMessage: result.lastAgentMessage,
-      ...(result.error === undefined ? {} : { error: result.error }),
-    });
-    await Promise.all([completed, result.written]);
+    // goes out once both are durable, and a failed write of either fails the turn. Unless the
+    // engine keeps the outcome itself: then the answer goes out while they are written (the store
+    // keeps a thread's writes in order, so the thread's next turn still comes after them).
+    const completed = Promise.all([
+      store.append(thread.id, {
+        type: 'turn_completed',
+        at: this.#at(),
+        turnId,
+        status: result.status,
+        lastAgentMessage: result.lastAgentMessage,
+        ...(result.error === undefined ? {} : { error: result.error }),
+      }),
+      result.written,
+    ]);
+    if (result.outcomeKept === true) {
+      completed.catch((error: unknown) =>
+        logger.warn("could not record the turn's end; its engine keeps it (a restart reads it from there)", {
+          thread: thread.id,
+          turn: turnId,
+          error: errorMessage(error),
+        }),
+      );
+    } else {
+      await completed;
+    }
     logger.info('turn finished', { thread: thread.id, turn: turnId, status: result.status, error: result.error });
     return { threadId: thread.id, turnId, status: result.status, lastAgentMessage: result.lastAgentMessage, ...(result.error === undefined ? {} : { error: result.error }) };
   }

@@ -138,6 +138,38 @@ describe('interrupts and crashes on the codex engine (real codex app-server 0.16
     expect(await completions(threadId)).toEqual(['interrupted', 'completed']);
   });
 
+  it("a turn answered before its end was recorded (the server stopped in between): the next server records the end Codex's rollout has", async () => {
+    mcp = await startMcp(world.home.path);
+    steps.push(say('the first answer'));
+    const answered = await mcp.call('codex', { prompt: 'first prompt', cwd: world.work.path });
+    expect(textOf(answered)).toBe('the first answer');
+    const threadId = threadIdOf(answered);
+    await mcp.close();
+    mcp = undefined;
+    // What a server killed between its answer and the turn's completion record leaves behind.
+    const file = join(world.home.path, 'multienv', 'threads', `${threadId}.jsonl`);
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((line) => line.trim().length > 0);
+    await writeFile(
+      file,
+      lines
+        .filter((line) => !line.includes('"type":"turn_completed"'))
+        .map((line) => `${line}\n`)
+        .join(''),
+    );
+    expect(await completions(threadId)).toEqual([]);
+
+    mcp = await startMcp(world.home.path);
+    const status = await mcp.call('codex-status', { threadId });
+    expect(status.structuredContent).toMatchObject({
+      status: 'idle',
+      lastAgentMessage: 'the first answer',
+      lastTurn: { status: 'completed', lastAgentMessage: 'the first answer' },
+    });
+    expect(await completions(threadId)).toEqual(['completed']);
+    await continues(mcp, threadId);
+    expect(await completions(threadId)).toEqual(['completed', 'completed']);
+  });
+
   it('an app-server that dies mid-turn fails that turn; the thread continues in a new app-server', async () => {
     mcp = await startMcp(world.home.path);
     steps.push(hold(release.promise, say('never seen')));
