@@ -13,11 +13,12 @@
  * BENCH_TURNS / BENCH_WARMUP / BENCH_THREADS change the counts; BENCH_THREADS_DIR moves our threads folder; BENCH_SERVER_ARGS adds arguments, BENCH_SERVER_NODE_OPTIONS sets their NODE_OPTIONS;
  * BENCH_BASE_CLI (another build's `dist/cli/main.js`) adds the series `codex-base`, that build on the codex engine, for A/B figures in one run.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { functionCallOutputs, inputItems, startFakeResponsesServer, type FakeResponsesServer, type FakeStep, type RecordedRequest } from '../tools/fake-responses-server.js';
@@ -121,27 +122,24 @@ function memoryOf(pid: number): { ours: number; codex: number } {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Direct drive: a bare JSON-RPC client of `codex app-server` over stdio.
+// Bare JSON-RPC line clients over a child's stdio: of `codex app-server` (the direct drive), and
+// of our server (the `raw` series), so that both sides pay the same client code.
 
-interface DirectAppServer {
+interface LineClient {
   request(method: string, params: unknown): Promise<Record<string, unknown>>;
-  /** Resolves with the next `turn/completed` of `threadId`. */
+  notify(method: string, params: unknown): void;
+  /** Resolves with the next `turn/completed` of `threadId` (app-server notifications). */
   turnCompleted(threadId: string): Promise<void>;
   close(): void;
 }
 
 /**
- * The app-server as our server runs it in this bench: through the timing wrapper, whose pipe hop
- * our series pays too, so "codex − direct" counts only our server.
+ * A JSON-RPC client of one line per message on `child`'s stdin and stdout; requests to the client
+ * are refused. `marker`: whether messages carry `"jsonrpc": "2.0"` (MCP does; the app-server's
+ * messages leave it out).
  */
-function startDirect(codexHome: string, timingLog: string): DirectAppServer {
-  const child = spawn(process.execPath, [TIMING_WRAPPER, 'app-server', '--listen', 'stdio://'], {
-    env: { ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog },
-    stdio: ['pipe', 'pipe', 'ignore'],
-    // In a session of its own, as under our server (whose worker is detached): Codex's commands
-    // take several times longer in a session with a controlling terminal.
-    detached: true,
-  });
+function lineClient(child: ChildProcessByStdio<Writable, Readable, null>, marker: boolean): LineClient {
+  const envelope = marker ? { jsonrpc: '2.0' } : {};
   let next = 1;
   const pending = new Map<number, { resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void }>();
   const completions = new Map<string, () => void>();
@@ -156,7 +154,7 @@ function startDirect(codexHome: string, timingLog: string): DirectAppServer {
       completions.get(message.params.threadId)?.();
     } else if (message.id !== undefined) {
       // A request to the client (none expected with approvals off): refuse it.
-      child.stdin.write(`${JSON.stringify({ id: message.id, error: { code: -32601, message: 'not supported' } })}\n`);
+      child.stdin.write(`${JSON.stringify({ ...envelope, id: message.id, error: { code: -32601, message: 'not supported' } })}\n`);
     }
   });
   return {
@@ -164,11 +162,27 @@ function startDirect(codexHome: string, timingLog: string): DirectAppServer {
       new Promise((resolve, reject) => {
         const id = next++;
         pending.set(id, { resolve, reject });
-        child.stdin.write(`${JSON.stringify({ id, method, params })}\n`);
+        child.stdin.write(`${JSON.stringify({ ...envelope, id, method, params })}\n`);
       }),
+    notify: (method, params) => child.stdin.write(`${JSON.stringify({ ...envelope, method, params })}\n`),
     turnCompleted: (threadId) => new Promise((resolve) => completions.set(threadId, resolve)),
     close: () => child.stdin.end(),
   };
+}
+
+/**
+ * The app-server as our server runs it in this bench: through the timing wrapper, whose pipe hop
+ * our series pays too, so "codex − direct" counts only our server.
+ */
+function startDirect(codexHome: string, timingLog: string): LineClient {
+  const child = spawn(process.execPath, [TIMING_WRAPPER, 'app-server', '--listen', 'stdio://'], {
+    env: { ...networkEnv(process.env), CODEX_HOME: codexHome, FAKE_MODEL_API_KEY: 'bench-key', BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog },
+    stdio: ['pipe', 'pipe', 'ignore'],
+    // In a session of its own, as under our server (whose worker is detached): Codex's commands
+    // take several times longer in a session with a controlling terminal.
+    detached: true,
+  });
+  return lineClient(child, false);
 }
 
 /** One way of running turns on one thread, opened before any is timed. */
@@ -206,11 +220,10 @@ async function openDirect(codexHome: string, work: string, timingLog: string): P
 // ---------------------------------------------------------------------------------------------
 // Our server.
 
-/** Our server; with `timingLog`, its Codex is the timing wrapper, which logs each turn's time inside the app-server there. */
-async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog?: string, cli = CLI): Promise<{ client: Client; pid: number }> {
+/** How our server is started: its command line and environment; with `timingLog`, its Codex is the timing wrapper, which logs each turn's time inside the app-server there. */
+function serverCommand(codexHome: string, engine: 'codex' | 'builtin', timingLog: string | undefined, cli: string): { args: string[]; env: Record<string, string> } {
   const wrapper = timingLog === undefined ? [] : ['-c', `multienv.codex_path=${JSON.stringify(TIMING_WRAPPER)}`];
-  const transport = new StdioClientTransport({
-    command: process.execPath,
+  return {
     args: [
       cli,
       ...SERVER_ARGS,
@@ -227,8 +240,12 @@ async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog
       ...(SERVER_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: SERVER_NODE_OPTIONS }),
       ...(timingLog === undefined ? {} : { BENCH_CODEX_REAL: CODEX_JS, BENCH_CODEX_TIMING_LOG: timingLog }),
     },
-    stderr: 'ignore',
-  });
+  };
+}
+
+/** Our server under the MCP SDK client. */
+async function connect(codexHome: string, engine: 'codex' | 'builtin', timingLog?: string, cli = CLI): Promise<{ client: Client; pid: number }> {
+  const transport = new StdioClientTransport({ command: process.execPath, ...serverCommand(codexHome, engine, timingLog, cli), stderr: 'ignore' });
   const client = new Client({ name: 'bench', version: '1.0.0' });
   await client.connect(transport);
   const pid = transport.pid;
@@ -248,6 +265,30 @@ async function openOurs(codexHome: string, work: string, engine: 'codex' | 'buil
       if (result.isError === true) throw new Error(`turn failed: ${JSON.stringify(result.content)}`);
     },
     close: () => client.close(),
+  };
+}
+
+/**
+ * Our server driven by the same bare line client as the direct drive (MCP 2025-11-25 over stdio,
+ * no SDK), so "raw − direct" is our server alone, without the SDK client's own time.
+ */
+async function openRaw(codexHome: string, work: string, timingLog: string): Promise<Driver> {
+  const { args, env } = serverCommand(codexHome, 'codex', timingLog, CLI);
+  const server = lineClient(spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'ignore'] }), true);
+  await server.request('initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench-raw', version: '1.0.0' } });
+  server.notify('notifications/initialized', {});
+  const call = async (name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    const result = await server.request('tools/call', { name, arguments: args });
+    if (result.isError === true) throw new Error(`turn failed: ${JSON.stringify(result.content)}`);
+    return result;
+  };
+  const first = await call('codex', { prompt: 'start', ...turnArgs(work) });
+  const threadId = (first.structuredContent as { threadId: string }).threadId;
+  return {
+    turn: async (prompt) => {
+      await call('codex-reply', { threadId, prompt });
+    },
+    close: () => Promise.resolve(server.close()),
   };
 }
 
@@ -309,9 +350,11 @@ try {
   const directTimingLog = join(work.path, 'direct-turns.log');
   const timingLog = join(work.path, 'codex-turns.log');
   const baseTimingLog = join(work.path, 'codex-base-turns.log');
+  const rawTimingLog = join(work.path, 'raw-turns.log');
   const drivers: Record<string, Driver> = {
     direct: await openDirect(await newHome(), work.path, directTimingLog),
     codex: await openOurs(await newHome(), work.path, 'codex', timingLog),
+    raw: await openRaw(await newHome(), work.path, rawTimingLog),
     ...(BASE_CLI === undefined ? {} : { 'codex-base': await openOurs(await newHome(), work.path, 'codex', baseTimingLog, BASE_CLI) }),
     builtin: await openOurs(await newHome(), work.path, 'builtin'),
   };
@@ -326,7 +369,12 @@ try {
     Object.entries(all).map(([name, times]) => [name, fmt(median(times.text)), fmt(median(times.tool)), fmt(median(times.tool) - median(times.text))]),
   );
   const around: Record<string, Record<Kind, number>> = {};
-  for (const [series, log] of [['direct', directTimingLog], ['codex', timingLog], ...(BASE_CLI === undefined ? [] : [['codex-base', baseTimingLog]])] as const) {
+  for (const [series, log] of [
+    ['direct', directTimingLog],
+    ['codex', timingLog],
+    ['raw', rawTimingLog],
+    ...(BASE_CLI === undefined ? [] : [['codex-base', baseTimingLog]]),
+  ] as const) {
     const paired = (kind: Kind): number[] => (all[series]?.[kind] ?? []).map((time, i) => time - (all.direct?.[kind][i] ?? Number.NaN));
     if (series !== 'direct') {
       process.stdout.write(
