@@ -16,6 +16,10 @@
  * `BENCH_COLDSTART_BASELINE=/path/to/dist/cli/main.js` adds another build of ours (e.g. before a
  * change) to the same rounds. Run with `npm run bench -- coldstart` (builds first);
  * `BENCH_COLDSTART_RUNS` sets the rounds; `BENCH_COLDSTART_REQUEST=discover` times `server/discover` instead of `initialize`.
+ *
+ * The relay answers the first request while its worker loads (see src/mcp/early-answers.ts), so
+ * for ours the bench also times the next request, `tools/list`, sent once the first is answered:
+ * the time until the server is of use (the column `list p50`; the app-server has no such request).
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, realpathSync } from 'node:fs';
@@ -53,6 +57,14 @@ const MCP_DISCOVER = {
 const OUR_REQUEST = process.env.BENCH_COLDSTART_REQUEST === 'discover' ? MCP_DISCOVER : MCP_INITIALIZE;
 // The app-server's JSON-RPC has no "jsonrpc" field.
 const APP_SERVER_INITIALIZE = { id: 1, method: 'initialize', params: { clientInfo: { name: 'bench', version: '1.0.0' } } };
+/** What a 2025 client sends once `initialize` is answered: the notification, then its first request. */
+const MCP_FOLLOW_UP = [
+  { jsonrpc: '2.0', method: 'notifications/initialized' },
+  { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+];
+/** A 2026-07-28 client's first request after `server/discover`. */
+const MCP_MODERN_FOLLOW_UP = [{ jsonrpc: '2.0', id: 2, method: 'tools/list', params: MCP_DISCOVER.params }];
+const OUR_FOLLOW_UP = OUR_REQUEST === MCP_DISCOVER ? MCP_MODERN_FOLLOW_UP : MCP_FOLLOW_UP;
 /** The smallest Node.js server: answers the first line it reads. */
 const NODE_FLOOR = `process.stdin.once('data', () => process.stdout.write('{"id":1,"result":{}}\\n'));`;
 
@@ -61,6 +73,8 @@ interface Case {
   command: string;
   args: string[];
   request: object;
+  /** Lines sent once `request` is answered, the last a request with id 2, timed too. */
+  followUp?: object[];
   /** Set over the bench's environment. */
   env?: Record<string, string>;
 }
@@ -68,6 +82,8 @@ interface Case {
 interface Sample {
   ms: number;
   cpuMs: number;
+  /** Spawn → the answer to the follow-up request (NaN without one). */
+  followUpMs: number;
 }
 
 /** The native binary the npm launcher runs (the launcher finds it the same way, per platform). */
@@ -114,10 +130,13 @@ async function startOnce(c: Case, env: NodeJS.ProcessEnv): Promise<Sample> {
   try {
     const sample = await new Promise<Sample>((resolve, reject) => {
       const lines = createInterface({ input: child.stdout });
+      let first: Omit<Sample, 'followUpMs'> | undefined;
       lines.on('line', (line) => {
-        if (!line.includes('"id":1')) return;
-        const ms = since(start);
-        resolve({ ms, cpuMs: child.pid === undefined ? Number.NaN : treeCpuNs(child.pid) / 1e6 });
+        if (first === undefined && line.includes('"id":1')) {
+          first = { ms: since(start), cpuMs: child.pid === undefined ? Number.NaN : treeCpuNs(child.pid) / 1e6 };
+          if (c.followUp === undefined) resolve({ ...first, followUpMs: Number.NaN });
+          else child.stdin.write(c.followUp.map((message) => `${JSON.stringify(message)}\n`).join(''));
+        } else if (first !== undefined && line.includes('"id":2')) resolve({ ...first, followUpMs: since(start) });
       });
       child.once('error', reject);
       child.once('exit', (code) => reject(new Error(`${c.label} exited (${String(code)}) before answering its first request`)));
@@ -149,11 +168,11 @@ async function main(): Promise<void> {
     });
     const codexNative = nativeCodex();
     const cases: Case[] = [
-      { label: 'ours (relay + worker)', command: CLI, args: [], request: OUR_REQUEST },
-      { label: 'ours --foreground (one process)', command: CLI, args: ['--foreground'], request: OUR_REQUEST },
+      { label: 'ours (relay + worker)', command: CLI, args: [], request: OUR_REQUEST, followUp: OUR_FOLLOW_UP },
+      { label: 'ours --foreground (one process)', command: CLI, args: ['--foreground'], request: OUR_REQUEST, followUp: OUR_FOLLOW_UP },
       // What the first start after an install or upgrade costs, before the code cache exists.
-      { label: 'ours without the code cache', command: CLI, args: [], request: OUR_REQUEST, env: { CODEX_MULTIENV_CODE_CACHE: '0' } },
-      ...(BASELINE === undefined ? [] : [{ label: 'baseline (relay + worker)', command: process.execPath, args: [BASELINE], request: OUR_REQUEST }]),
+      { label: 'ours without the code cache', command: CLI, args: [], request: OUR_REQUEST, followUp: OUR_FOLLOW_UP, env: { CODEX_MULTIENV_CODE_CACHE: '0' } },
+      ...(BASELINE === undefined ? [] : [{ label: 'baseline (relay + worker)', command: process.execPath, args: [BASELINE], request: OUR_REQUEST, followUp: OUR_FOLLOW_UP }]),
       { label: 'codex app-server (npm launcher)', command: CODEX, args: ['app-server'], request: APP_SERVER_INITIALIZE },
       ...(codexNative === undefined ? [] : [{ label: 'codex app-server (native binary)', command: codexNative, args: ['app-server'], request: APP_SERVER_INITIALIZE }]),
       { label: 'node answering one line (floor)', command: process.execPath, args: ['-e', NODE_FLOOR], request: {} },
@@ -177,8 +196,9 @@ async function main(): Promise<void> {
     );
     const wall = (c: Case): number[] => samples.get(c)!.map((s) => s.ms);
     const cpu = (c: Case): number[] => samples.get(c)!.map((s) => s.cpuMs);
+    const followUp = (c: Case): number[] => samples.get(c)!.map((s) => s.followUpMs);
     printTable(
-      ['case', 'n', 'wall min', 'wall p50', 'wall p90', 'CPU p50', 'CPU p90'],
+      ['case', 'n', 'wall min', 'wall p50', 'wall p90', 'CPU p50', 'CPU p90', 'list p50', 'list p90'],
       cases.map((c) => [
         c.label,
         String(wall(c).length),
@@ -187,6 +207,8 @@ async function main(): Promise<void> {
         fmt(percentile(wall(c), 90), 1),
         fmt(median(cpu(c)), 1),
         fmt(percentile(cpu(c), 90), 1),
+        c.followUp === undefined ? '' : fmt(median(followUp(c)), 1),
+        c.followUp === undefined ? '' : fmt(percentile(followUp(c), 90), 1),
       ]),
     );
 
@@ -208,6 +230,23 @@ async function main(): Promise<void> {
             `${fmt(percentile(pairs, 10))}–${fmt(percentile(pairs, 90))}`,
           ]);
         }
+      }
+    }
+    // Ours over the other build of ours, also for the time until tools/list is answered.
+    const baseline = ours.find((c) => c.args[0] === BASELINE);
+    for (const mine of baseline === undefined ? [] : ours.filter((c) => c !== baseline)) {
+      for (const [what, pick] of [
+        ['wall', wall],
+        ['CPU', cpu],
+        ['list', followUp],
+      ] as const) {
+        const pairs = pick(mine).map((value, round) => value / (pick(baseline!)[round] ?? Number.NaN));
+        ratioRows.push([
+          `${mine.label} / ${baseline!.label}`,
+          what,
+          fmt(median(pick(mine)) / median(pick(baseline!))),
+          `${fmt(percentile(pairs, 10))}–${fmt(percentile(pairs, 90))}`,
+        ]);
       }
     }
     process.stdout.write('\nratios (below 1.00: ours starts faster)\n');

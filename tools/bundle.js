@@ -38,6 +38,36 @@ const zodNamespace = {
   },
 };
 
+/**
+ * The MCP SDK's server and client import their Ajv validator (Ajv with its formats, a tenth of the
+ * SDK's load time) only to make a default one, which the server replaces with its own, built at
+ * the first form elicitation (src/mcp/server.ts). In the bundle the module is a stand-in that
+ * loads the real one when a validator is first made, so a start does not load Ajv.
+ * @type {import('esbuild').Plugin}
+ */
+const lazyAjvProvider = {
+  name: 'lazy-ajv-provider',
+  setup(build) {
+    const provider = /[\\/]@modelcontextprotocol[\\/]sdk[\\/]dist[\\/]esm[\\/]validation[\\/]ajv-provider\.js$/;
+    build.onResolve({ filter: /^\.\/ajv-provider\.js\?real$/ }, (args) => ({ path: join(args.resolveDir, 'ajv-provider.js'), suffix: '?real' }));
+    build.onLoad({ filter: provider }, (args) => {
+      if (args.suffix === '?real') return undefined;
+      return {
+        contents: `let real;
+export class AjvJsonSchemaValidator {
+  constructor(ajv) {
+    real ??= require('./ajv-provider.js?real');
+    return new real.AjvJsonSchemaValidator(ajv);
+  }
+}
+`,
+        loader: 'js',
+        resolveDir: dirname(args.path),
+      };
+    });
+  },
+};
+
 /** Options of both builds. */
 const common = {
   bundle: true,
@@ -88,6 +118,7 @@ await build({
   minifyWhitespace: true,
   inject: [join(root, 'tools/import-meta-url.js')],
   define: { 'import.meta.url': 'importMetaUrl' },
+  plugins: [...common.plugins, lazyAjvProvider],
 });
 
 // The model worker thread's script (src/cli/model-worker.ts): only the model client and what it

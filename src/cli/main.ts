@@ -28,7 +28,7 @@ async function serveMcp(argv: string[]): Promise<number> {
     return 2;
   }
   const script = process.argv[1];
-  if (script !== undefined && shouldDetach(argv)) return runMcpRelay(script, argv, process.env);
+  if (script !== undefined && shouldDetach(argv)) return runMcpRelay(script, argv, process.env, PACKAGE_VERSION);
   return (await commands()).runMcpServer(argv, process.env);
 }
 

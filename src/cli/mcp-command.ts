@@ -3,8 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { resolveConfig } from '../config/config.js';
 import { CONFIG_FILE_NAME, parseConfigToml, toolArgumentsLayer, type ConfigLayer } from '../config/layers.js';
 import { DEFAULT_MODEL_PROVIDER_ID } from '../config/model-providers.js';
@@ -17,7 +18,8 @@ import type { ModelWorker } from '../model/worker-client.js';
 import type { ModelClientSettings } from '../model/worker-protocol.js';
 import type { ModelPort } from '../agent/model-port.js';
 import { LoopbackRelay } from '../environments/loopback-relay.js';
-import { createMcpServer, discoverWhileStarting, serveOverStdio, type McpFace } from '../mcp/server.js';
+import type { HeldInput } from '../mcp/early-answers.js';
+import { answerWhileServerStarts, createMcpServer, serveOverStdio, type McpFace } from '../mcp/server.js';
 import type { CodexAppServer } from '../session/codex-app-server.js';
 import { EnginesByName, LazyEngine } from '../session/engine-choice.js';
 import type { ThreadOwnership } from '../session/ownership.js';
@@ -25,12 +27,14 @@ import type { CallSettings, ResolvedThreadSettings } from '../session/settings.j
 import { ThreadManager } from '../session/thread-manager.js';
 import { describeNetwork } from '../transport/network.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
+import { deferred } from '../util/deferred.js';
 import { teeLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { appServerEnvironment, prepareCodexHomeOverlay } from './codex-home-overlay.js';
 import { appServerCommand, chooseEngine, codexOverrideArgs, findCodexBinary, type CodexBinary } from './codex-engine.js';
 import { loadRegistry } from './environments-command.js';
 import { configuredPermissions, warnIfLocalSandboxUnavailable } from './local-sandbox.js';
-import { DETACHED_MESSAGE, WORKER_FDS } from './mcp-relay.js';
+import { MCP_SERVER_ARGS } from './mcp-args.js';
+import { DETACHED_MESSAGE, RELAYED_INPUT_TYPE, TAKE_INPUT_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { lazyHttpFetch, networkSettings } from './network.js';
 import { PACKAGE_VERSION } from './version.js';
 import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
@@ -199,6 +203,8 @@ export interface McpServerIo {
   output: Writable;
   /** Resolves when the client is gone even though `input` has not ended (the relay in front of a worker died). */
   clientGone?: Promise<void>;
+  /** What a reader before this server (the relay) read of `input` and answered. */
+  held?: HeldInput;
   /**
    * Called once when the client is gone and accepted turns go on: lets go of the client (its pipes,
    * the relay), so the client sees the server end while the turns finish.
@@ -206,9 +212,51 @@ export interface McpServerIo {
   detach?: () => void;
 }
 
+/** How long the worker waits for the relay's held input once it asked: the relay answers at once. */
+const RELAY_HANDOVER_TIMEOUT_MS = 10_000;
+
+/** The relay's one message: the client's input it read (and partly answered) while this process loaded. */
+const RelayedInputSchema = z.object({ type: z.literal(RELAYED_INPUT_TYPE), bytes: z.base64(), answeredIds: z.array(z.string()) });
+
+/**
+ * Asks the relay for what it read of the client's input (see mcp-relay.ts); until it answers, only
+ * the relay reads the client's stdin. Undefined when there is no relay to ask, or it is gone (the
+ * client left).
+ */
+function takeRelayedInput(): Promise<HeldInput | undefined> {
+  const send = process.send?.bind(process);
+  if (send === undefined || !process.connected) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      process.off('disconnect', onGone);
+    };
+    const onMessage = (message: unknown): void => {
+      const relayed = RelayedInputSchema.safeParse(message);
+      if (!relayed.success) return;
+      done();
+      resolve({ bytes: Buffer.from(relayed.data.bytes, 'base64'), answeredIds: relayed.data.answeredIds });
+    };
+    const onGone = (): void => {
+      done();
+      resolve(undefined);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new LocalError(LocalErrorCode.RequestTimeout, `the MCP relay did not hand over the client's input within ${RELAY_HANDOVER_TIMEOUT_MS} ms`));
+    }, RELAY_HANDOVER_TIMEOUT_MS);
+    process.on('message', onMessage);
+    process.once('disconnect', onGone);
+    // A relay that died meanwhile: its channel closes too (onGone).
+    send(TAKE_INPUT_MESSAGE, undefined, {}, () => undefined);
+  });
+}
+
 /**
  * `codex-multienv mcp-worker`: the MCP server as the relay (see mcp-relay.ts) starts it, in its
- * own session, speaking MCP on the client's pipes passed as extra file descriptors.
+ * own session, speaking MCP on the client's pipes passed as extra file descriptors, after what
+ * the relay read of them.
  */
 export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   for (const fd of [WORKER_FDS.input, WORKER_FDS.output]) {
@@ -223,15 +271,16 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
   }
   // Once the relay is gone nobody reads stderr; a log line must not kill the turns still running.
   process.stderr.on('error', () => undefined);
+  const gone = deferred<void>();
+  process.once('disconnect', () => gone.resolve());
+  const held = await takeRelayedInput();
+  // Only now: a socket starts reading as it is made, and until the relay handed over, the pipe was its.
   const input = new Socket({ fd: WORKER_FDS.input, readable: true, writable: false });
   const output = new Socket({ fd: WORKER_FDS.output, readable: false, writable: true });
-  const clientGone = new Promise<void>((resolve) => {
-    process.once('disconnect', resolve);
-    // A client that vanishes can break its pipes (EPIPE, ECONNRESET): that is the client leaving,
-    // never a reason to stop the turns.
-    input.on('error', () => resolve());
-    output.on('error', () => resolve());
-  });
+  // A client that vanishes can break its pipes (EPIPE, ECONNRESET): that is the client leaving,
+  // never a reason to stop the turns.
+  input.on('error', () => gone.resolve());
+  output.on('error', () => gone.resolve());
   const detach = (): void => {
     if (process.connected) {
       // The relay may be dead already (SIGKILL) with its channel not yet seen closed: a failed
@@ -244,7 +293,7 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
     output.end(() => output.destroy());
   };
   try {
-    return await runMcpServer(argv, env, { input, output, clientGone, detach });
+    return await runMcpServer(argv, env, { input, output, clientGone: gone.promise, detach, ...(held === undefined ? {} : { held }) });
   } finally {
     // The client's pipes and an open IPC channel would keep this process alive, also after a
     // start-up error (a bad argument or config), which must reach the client as an exit.
@@ -253,15 +302,6 @@ export async function runMcpWorker(argv: string[], env: NodeJS.ProcessEnv): Prom
     if (process.connected) process.disconnect();
   }
 }
-
-/** The command-line options of the MCP server (stdio, and `serve` beside its own). */
-export const MCP_SERVER_ARGS = {
-  config: { type: 'string', short: 'c', multiple: true },
-  profile: { type: 'string', short: 'p' },
-  'log-level': { type: 'string' },
-  'portable-tool-names': { type: 'boolean' },
-  foreground: { type: 'boolean' },
-} as const satisfies ParseArgsConfig['options'];
 
 /** What {@link startMcpServer} composes the server from: the outside world, passed in. */
 export interface McpServerStartOptions {
@@ -512,7 +552,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
  */
 export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: McpServerIo = { input: process.stdin, output: process.stdout }): Promise<number> {
   // Before anything else: a modern client's first request may come, and be answered, while the server starts.
-  const starting = discoverWhileStarting(io.input, io.output, PACKAGE_VERSION);
+  const starting = answerWhileServerStarts(io.input, io.output, PACKAGE_VERSION, io.held);
   let started: StartedMcpServer;
   try {
     started = await startMcpServer({ argv, env, cwd: process.cwd(), logger: (level) => stderrLogger(level, env), selfReference: currentSelfReferenceHost(env) });
@@ -521,7 +561,8 @@ export async function runMcpServer(argv: string[], env: NodeJS.ProcessEnv, io: M
     throw error;
   }
   const { server, threads, limits, logger } = started;
-  const { closed: inputClosed } = await serveOverStdio(server, starting.handOver(), io.output, { maxMessageBytes: limits.maxMessageBytes, logger: logger.child('mcp') });
+  const { input, answeredIds } = starting.handOver();
+  const { closed: inputClosed } = await serveOverStdio(server, input, io.output, { maxMessageBytes: limits.maxMessageBytes, answeredIds, logger: logger.child('mcp') });
   const stopNow = new AbortController();
   const closed = new Promise<'client gone' | 'signal'>((resolve) => {
     void inputClosed.then(() => resolve('client gone'));

@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
+import { parseArgs } from 'node:util';
+import { answerWhileStarting, type StartingInput } from '../mcp/early-answers.js';
+import { MCP_SERVER_ARGS } from './mcp-args.js';
 
 /**
  * The MCP server's turns must outlive the process the client started: clients stop their server
@@ -10,21 +13,45 @@ import { constants } from 'node:os';
  * descriptors (no copying: the worker reads and writes the client's pipes itself), and exits when
  * the worker exits, when the worker says it detached, or on a signal. A signal to the relay is the
  * client leaving, not an order to stop turns; SIGTERM to the worker's own pid interrupts them.
+ *
+ * The worker takes a while to load; the relay, which loads next to nothing, answers the client's
+ * first request meanwhile (`initialize`, `server/discover`: see mcp/early-answers.ts) and holds
+ * what else comes. Once loaded, the worker asks for the input ({@link TAKE_INPUT_MESSAGE}): the
+ * relay stops reading for good and sends what it held ({@link RELAYED_INPUT_TYPE}); the worker
+ * reads that first, then the client's stdin itself. Until then only the relay reads the pipe.
  */
 
 /** The worker's file descriptors: the IPC channel, then the client's stdin and stdout. */
 export const WORKER_FDS = { ipc: 3, input: 4, output: 5 } as const;
 
-/** The one message a worker sends its relay: the client left while turns run, so the relay can go. */
+/** The worker's message when the client left while turns run, so the relay can go. */
 export const DETACHED_MESSAGE = { type: 'detached' } as const;
 
+/** The worker's message when it is ready to read the client's input: the relay answers with what it held. */
+export const TAKE_INPUT_MESSAGE = { type: 'take-input' } as const;
+
 /**
- * Checks a message from the worker. A plain check, not a zod schema: the relay loads nothing it
- * does not need, so the client's cold start pays only for the worker's modules.
+ * The type of the relay's one message to the worker: `{ type, bytes, answeredIds }`, the input it
+ * held (`bytes` in base64) and the ids of the requests in it that it answered (see `HeldInput`).
  */
-function isDetachedMessage(message: unknown): boolean {
-  return typeof message === 'object' && message !== null && 'type' in message && message.type === DETACHED_MESSAGE.type;
+export const RELAYED_INPUT_TYPE = 'relayed-input';
+
+/**
+ * The type of a message from the worker. A plain check, not a zod schema: the relay loads nothing
+ * it does not need, so the client's cold start pays only for the worker's modules.
+ */
+function messageType(message: unknown): unknown {
+  return typeof message === 'object' && message !== null && 'type' in message ? message.type : undefined;
 }
+
+/**
+ * V8 flags of the worker, before the relay's own (which win where they differ): the young
+ * generation at the size it may grow to anyway (16 MiB per semi-space on 64-bit), from the start.
+ * Loading the server makes ~15 MB of short-lived objects (mostly zod's schemas); with the default
+ * start size (1 MiB) that takes half a dozen scavenges, a tenth of a start's CPU. The idle
+ * worker's memory grows by ~3 MiB.
+ */
+const WORKER_V8_FLAGS = ['--min-semi-space-size=16'];
 
 /** Exit status the relay reports for a worker that could not be started. */
 const START_FAILED = 2;
@@ -49,14 +76,26 @@ export function shouldDetach(argv: readonly string[]): boolean {
 
 /**
  * Starts the worker (`script mcp-worker ...argv`) detached with the client's pipes and relays its
- * stderr; resolves with the exit status to report to the client.
+ * stderr; answers the client's first request while the worker loads (unless the command line is
+ * one the worker will refuse: its error is what the client must see); resolves with the exit
+ * status to report to the client.
  */
-export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const worker = spawn(process.execPath, [...process.execArgv, script, 'mcp-worker', ...argv], {
+export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS.ProcessEnv, version: string): Promise<number> {
+  // First: the worker loads on the other core while this process reads and answers.
+  const worker = spawn(process.execPath, [...WORKER_V8_FLAGS, ...process.execArgv, script, 'mcp-worker', ...argv], {
     detached: true,
     env,
     stdio: ['ignore', 'ignore', 'pipe', 'ipc', 0, 1],
   });
+  const starting = validArgs(argv) ? answerWhileStarting(process.stdin, process.stdout, { version }) : undefined;
+  // A client gone before its answer is the worker's to notice; the relay must not die of it.
+  if (starting !== undefined) process.stdout.on('error', () => undefined);
+  /** Ends this process's reading of the client's input: from now on only the worker reads it. */
+  const stopReading = (): void => {
+    if (starting === undefined) return;
+    starting.abandon();
+    process.stdin.destroy();
+  };
   // The client may stop reading stderr before the worker stops writing it.
   process.stderr.on('error', () => undefined);
   worker.stderr?.pipe(process.stderr);
@@ -65,6 +104,7 @@ export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS
     const finish = (code: number): void => {
       if (finished) return;
       finished = true;
+      stopReading();
       for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeListener(signal, onSignal);
       // Neither the worker's channel nor its stderr may keep this process alive.
       if (worker.connected) worker.disconnect();
@@ -80,7 +120,9 @@ export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS
       finish(START_FAILED);
     });
     worker.on('message', (message: unknown) => {
-      if (isDetachedMessage(message)) finish(0);
+      const type = messageType(message);
+      if (type === DETACHED_MESSAGE.type) finish(0);
+      else if (type === TAKE_INPUT_MESSAGE.type) handOver(worker, starting, stopReading);
     });
     worker.once('exit', (code, signal) => {
       // Let the worker's last stderr lines through before reporting its status.
@@ -90,4 +132,22 @@ export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS
       else worker.stderr.once('close', () => finish(status));
     });
   });
+}
+
+/** Whether the worker will accept `argv` (the same check as its own, without the server's modules). */
+function validArgs(argv: readonly string[]): boolean {
+  try {
+    parseArgs({ args: [...argv], options: MCP_SERVER_ARGS, strict: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sends the worker what the relay held (nothing when it did not read) and stops reading. */
+function handOver(worker: ReturnType<typeof spawn>, starting: StartingInput | undefined, stopReading: () => void): void {
+  const held = starting?.stop() ?? { bytes: Buffer.alloc(0), answeredIds: [] };
+  stopReading();
+  // A failed send is the worker gone; its exit ends the relay.
+  worker.send({ type: RELAYED_INPUT_TYPE, bytes: held.bytes.toString('base64'), answeredIds: held.answeredIds }, undefined, {}, () => undefined);
 }

@@ -3,7 +3,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { listenMcpHttp } from '../mcp/http-server.js';
 import { LocalError, LocalErrorCode } from '../util/errors.js';
 import { capabilityTokenAuth, isLoopbackIp, parseAllowedOrigin, tokenDigest } from './listen-auth.js';
-import { MCP_SERVER_ARGS, startMcpServer } from './mcp-command.js';
+import { MCP_SERVER_ARGS } from './mcp-args.js';
+import { startMcpServer } from './mcp-command.js';
 import { stderrLogger } from './runtime.js';
 import { currentSelfReferenceHost } from './self-reference.js';
 

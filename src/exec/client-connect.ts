@@ -1,3 +1,4 @@
+import { DEFAULT_INITIALIZE_TIMEOUT_MS } from '../config/environment-spec.js';
 import { Initialize, Initialized, ProcessClosed, ProcessExited, ProcessOutput, type EnvironmentInfo } from '../protocol/exec.js';
 import { RpcConnection } from '../rpc/connection.js';
 import type { MessageTransport } from '../transport/transport.js';
@@ -7,8 +8,8 @@ import type { Logger } from '../util/logger.js';
 import { fetchThrough, HttpBodyStreams } from './http-client.js';
 import { bytesOf, type RemoteProcess } from './remote-process.js';
 
-/** Default bound on the `initialize` round trip. */
-export const DEFAULT_INITIALIZE_TIMEOUT_MS = 10_000;
+/** Default bound on the `initialize` round trip: an environment's own default (environment-spec.ts). */
+export { DEFAULT_INITIALIZE_TIMEOUT_MS };
 
 /** Produces fresh transports to one exec-server. */
 export interface ExecConnector {

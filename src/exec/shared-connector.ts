@@ -3,7 +3,10 @@ import { classifyMessage, RpcErrorCode, type ErrorObject, type IncomingMessage, 
 import type { MessageTransport } from '../transport/transport.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { DEFAULT_INITIALIZE_TIMEOUT_MS, type ExecConnector } from './client-connect.js';
+// The constant from config, not client-connect.ts: that module brings in the exec-server
+// protocol's schemas, which a server start does not need until an environment connects.
+import { DEFAULT_INITIALIZE_TIMEOUT_MS } from '../config/environment-spec.js';
+import type { ExecConnector } from './client-connect.js';
 import { RemoteError, SharedUser, type SharedSession } from './shared-user.js';
 
 /** Requests one user of a shared connection may have unanswered at once; more are refused locally. */

@@ -2,33 +2,15 @@ import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextpro
 import { z } from 'zod';
 import { McpLogLevelSchema } from './logging.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
-import { TASKS_EXTENSION } from './modern-tasks.js';
+import { META_CAPABILITIES, META_LOG_LEVEL, META_VERSION, MODERN_PROTOCOL_VERSIONS, discoverResult, resultReply, type ServerInfo } from './handshake.js';
 
 /**
  * The envelope of the modern MCP era (2026-07-28): what every request carries in `_meta` (its
- * protocol version, the client's capabilities, a log level), what every answer carries, and
- * `server/discover`, which needs nothing else (so it can be answered while the server starts).
+ * protocol version, the client's capabilities, a log level), checked, and the answers built from
+ * it; the answers' shapes, and `server/discover`'s, are in handshake.ts.
  */
 
-/** Who the server is, as every answer of this era names it. */
-export interface ServerInfo {
-  name: string;
-  title?: string;
-  version: string;
-}
-
 const { InvalidParams: INVALID_PARAMS, UnsupportedProtocolVersion: UNSUPPORTED_PROTOCOL_VERSION } = ModernErrorCode;
-
-/** The modern protocol versions served here, newest first. */
-export const MODERN_PROTOCOL_VERSIONS: readonly string[] = ['2026-07-28'];
-
-export const META_VERSION = 'io.modelcontextprotocol/protocolVersion';
-const META_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
-const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
-export const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
-
-/** How long `tools/list` and `server/discover` may be cached: the tools are fixed for the process. */
-export const LIST_TTL_MS = 3_600_000;
 
 /** A request's `_meta` as this era reads it (unknown members are kept for whoever else reads them). */
 const RequestMetaSchema = z.looseObject({
@@ -67,24 +49,6 @@ export function readEnvelope(request: JSONRPCRequest): {
   return { meta, version, capabilities };
 }
 
-/** The `server/discover` result: fixed for the process (the tools never change), so it needs nothing but whether tasks are offered. */
-export function discoverResult(offersTasks: boolean): Record<string, unknown> {
-  return {
-    resultType: 'complete',
-    supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
-    capabilities: { tools: { listChanged: false }, logging: {}, ...(offersTasks ? { extensions: { [TASKS_EXTENSION]: {} } } : {}) },
-    ttlMs: LIST_TTL_MS,
-    cacheScope: 'public',
-  };
-}
-
-/** The answer carrying `result`, with the server's identity in `_meta` as every answer of this era has (beside the result's own `_meta`, if any). */
-export function resultReply(id: RequestId, result: Record<string, unknown>, serverInfo: ServerInfo): JSONRPCMessage {
-  const { _meta: own, ...rest } = result;
-  const meta = typeof own === 'object' && own !== null ? own : {};
-  return { jsonrpc: '2.0', id, result: { ...rest, _meta: { ...meta, [META_SERVER_INFO]: serverInfo } } };
-}
-
 /** The answer to a request that failed with `error`. */
 export function errorReply(id: RequestId, error: ModernError): JSONRPCMessage {
   return { jsonrpc: '2.0', id, error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } };
@@ -93,7 +57,7 @@ export function errorReply(id: RequestId, error: ModernError): JSONRPCMessage {
 /**
  * The answer to a `server/discover` request, exactly as the `ModernEra` (modern-era.ts) gives it, without the
  * server behind it: a client that probes while the server is still starting (Claude Code waits
- * 3 s) is answered at once (see early-discover.ts).
+ * 3 s) is answered at once (see early-answers.ts).
  */
 export function answerDiscover(request: JSONRPCRequest, serverInfo: ServerInfo, offersTasks: boolean): JSONRPCMessage {
   try {

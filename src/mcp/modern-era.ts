@@ -15,10 +15,11 @@ import { errorMessage } from '../util/errors.js';
 import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { RequestLogs, type RequestLogTarget } from './logging.js';
 import { ApprovalGate, RequestStateCodec, RequestStateError, type OpenedRequestState } from './input-required.js';
-import { LIST_TTL_MS, META_LOG_LEVEL, META_VERSION, discoverResult, errorReply, problemsOf, readEnvelope, resultReply, type ServerInfo } from './modern-envelope.js';
+import { LIST_TTL_MS, META_LOG_LEVEL, TASKS_EXTENSION, discoverResult, hasModernVersion, resultReply, type ServerInfo } from './handshake.js';
+import { errorReply, problemsOf, readEnvelope } from './modern-envelope.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import { continueStoredCall, type StoredCalls } from './stored-rounds.js';
-import { TASKS_EXTENSION, missingTasksCapability, type ModernTasks } from './modern-tasks.js';
+import { missingTasksCapability, type ModernTasks } from './modern-tasks.js';
 import { TaskListens } from './task-listens.js';
 import type { ToolExtra, ToolTable } from './tools.js';
 import { clientCancellation, clientStoppedWaiting } from './turn-call.js';
@@ -137,9 +138,7 @@ export class ModernEra {
    */
   claims(message: JSONRPCMessage): boolean {
     if (isJSONRPCRequest(message)) {
-      if (message.method === 'server/discover') return true;
-      const meta = message.params?._meta;
-      return typeof meta === 'object' && meta !== null && META_VERSION in meta;
+      return message.method === 'server/discover' || hasModernVersion(message.params);
     }
     if (isJSONRPCNotification(message) && message.method === 'notifications/cancelled') {
       const params = CancelledParamsSchema.safeParse(message.params);

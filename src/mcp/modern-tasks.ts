@@ -5,6 +5,7 @@ import { TaskNotFoundError, type TaskView, type ThreadTasks } from '../session/t
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { approvalElicitationParams, parseApprovalAnswer } from './elicitation-approver.js';
+import { TASKS_EXTENSION } from './handshake.js';
 import { ModernError, ModernErrorCode } from './modern-error.js';
 import type { TaskRuns } from './task-runs.js';
 import type { McpTool, TaskStart, ToolExtra } from './tools.js';
@@ -19,9 +20,6 @@ import type { McpTool, TaskStart, ToolExtra } from './tools.js';
  * process shows the task `input_required` with them as `elicitation/create` input requests, and
  * takes the client's `tasks/update`, which reaches the process that asked (see thread-tasks.ts).
  */
-
-/** The extension's identifier, in capabilities. */
-export const TASKS_EXTENSION = 'io.modelcontextprotocol/tasks';
 
 /** How a client is told to answer a task's approval. */
 const ANSWER_HINT = 'Answer its input request with tasks/update.';

@@ -3,7 +3,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
-import { ErrorCode, type CallToolResult, type ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, JSONRPCRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import type { ThreadManager } from '../session/thread-manager.js';
@@ -12,7 +12,8 @@ import { silentLogger, type LogEntry, type Logger } from '../util/logger.js';
 import { CallCancellations } from './cancellations.js';
 import { environmentTools } from './environment-tools.js';
 import { mcpLogForwarder } from './logging.js';
-import { answerDiscoverWhileStarting, type StartingInput } from './early-discover.js';
+import { answerWhileStarting, type HeldInput, type StartingInput } from './early-answers.js';
+import { LEGACY_CAPABILITIES, serverInfo } from './handshake.js';
 import { EraSplitTransport } from './era-split-transport.js';
 import { RequestStateCodec } from './input-required.js';
 import { answerDiscover } from './modern-envelope.js';
@@ -22,7 +23,7 @@ import { McpStdioTransport, type McpStdioTransportOptions } from './stdio-transp
 import { TurnProgressSchema } from '../protocol/status.js';
 import { WaitMsSchema, opsTools } from './ops-tools.js';
 import { TaskRuns } from './task-runs.js';
-import { RecordTaskStore, TASK_CAPABILITIES, createTurnTask } from './tasks.js';
+import { RecordTaskStore, createTurnTask } from './tasks.js';
 import { McpWireError } from './sdk-workarounds.js';
 import { toolNames, type ToolNames } from './tool-names.js';
 import { defineTool, serveTools, type McpTool, type ToolExtra } from './tools.js';
@@ -119,23 +120,24 @@ export interface McpServerOptions {
 /** The status tool's name (portable as it is). */
 const CODEX_STATUS = 'codex-status';
 
-/** Who this server is, as both eras' answers name it. */
-function serverInfo(version: string): { name: string; title: string; version: string } {
-  return { name: 'codex-multienv-mcp', title: 'Codex (multi-environment)', version };
-}
-
 /**
- * Answers `server/discover` on stdio while the server is still starting, exactly as the face
- * {@link createMcpServer} builds will (tasks offered), and holds every other message for it; see
- * early-discover.ts. The composition root calls this first, and hands the input over once the
- * face is built.
+ * Answers a client's first requests on stdio while the server is still starting (`initialize`,
+ * `server/discover`), exactly as the face {@link createMcpServer} builds will, and holds every
+ * other message for it; see early-answers.ts. `held` is what the relay in front of this process
+ * read and answered before it. The composition root calls this first, and hands the input over
+ * once the face is built.
  */
-export function discoverWhileStarting(input: Readable, output: Writable, version: string): StartingInput {
-  return answerDiscoverWhileStarting(input, output, (request) => answerDiscover(request, serverInfo(version), true));
+export function answerWhileServerStarts(input: Readable, output: Writable, version: string, held?: HeldInput): StartingInput {
+  return answerWhileStarting(input, output, {
+    version,
+    ...(held === undefined ? {} : { held }),
+    // Every server/discover, its errors too (which need the schemas the relay goes without).
+    fallback: (message) => {
+      const request = JSONRPCRequestSchema.safeParse(message);
+      return request.success && request.data.method === 'server/discover' ? answerDiscover(request.data, serverInfo(version), true) : undefined;
+    },
+  });
 }
-
-/** The server's capabilities: a fixed list of tools, logging notifications, MCP Tasks for `tools/call`. */
-const CAPABILITIES: ServerCapabilities = { tools: { listChanged: false }, logging: {}, tasks: TASK_CAPABILITIES };
 
 /**
  * The SDK's own validator (Ajv), made when first asked for: the SDK uses it only to check a
@@ -171,7 +173,7 @@ export function createMcpServer(options: McpServerOptions): McpFace {
   const names = toolNames(options.portableToolNames ?? false);
   const taskRuns = new TaskRuns(options.threads.tasks, (threadId, turnId) => options.threads.progress(threadId, turnId));
   const server = new Server(serverInfo(options.version), {
-    capabilities: CAPABILITIES,
+    capabilities: LEGACY_CAPABILITIES,
     taskStore: new RecordTaskStore(taskRuns),
     jsonSchemaValidator: new LazyJsonSchemaValidator(),
   });

@@ -193,6 +193,11 @@ export interface McpStdioTransportOptions {
   maxMessageBytes: number;
   /** Where the setting is made, named in the error a client gets. @default 'multienv.max_message_mb' */
   limitSetting?: string;
+  /**
+   * Requests answered before the server started (see early-answers.ts), whose answers are not
+   * sent again: the first answer to each id is dropped. @default none
+   */
+  answeredIds?: Set<RequestId>;
   logger?: Logger;
 }
 
@@ -208,12 +213,14 @@ export class McpStdioTransport implements Transport {
   readonly #logger: Logger;
   readonly #maxMessageBytes: number;
   readonly #limitText: string;
+  readonly #answeredIds: Set<RequestId>;
   #drainWaiters: (() => void)[] = [];
 
   constructor(input: Readable, output: Writable, options: McpStdioTransportOptions) {
     this.#logger = options.logger ?? silentLogger;
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#limitText = messageLimitText(options.maxMessageBytes, options.limitSetting);
+    this.#answeredIds = new Set(options.answeredIds);
     this.#stream = new StreamTransport(input, output, 'MCP client', {
       maxMessageBytes: options.maxMessageBytes,
       // The client's stdout is not ours to end (the worker hands it back, the foreground server
@@ -244,6 +251,11 @@ export class McpStdioTransport implements Transport {
   }
 
   send(message: JSONRPCMessage): Promise<void> {
+    if (this.#answeredIds.size > 0 && !('method' in message) && 'id' in message && message.id !== undefined && this.#answeredIds.delete(message.id)) {
+      // The early answer was built to equal this one; an error here means they parted.
+      if ('error' in message) this.#logger.warn('the server refused a request that was answered before it started', { error: message.error.message });
+      return Promise.resolve();
+    }
     if (this.#stream.send(JSON.stringify(message))) return Promise.resolve();
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }

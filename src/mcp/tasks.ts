@@ -13,9 +13,6 @@ import type { TurnCallContext, TurnRun } from './turn-call.js';
  * the same task after a restart and in every server process sharing the threads.
  */
 
-/** The capabilities that announce tasks for `tools/call`, with cancellation. No `tasks/list`: the tasks live in their threads, and no index of them says whose they are. */
-export const TASK_CAPABILITIES = { cancel: {}, requests: { tools: { call: {} } } };
-
 /** How a 2025 client is told to answer a task's approval. */
 const ANSWER_HINT = 'Answer the elicitation/create request related to this task.';
 

@@ -21,7 +21,7 @@ import {
 import { z } from 'zod';
 import { mcpLogForwarder } from '../../../src/mcp/logging.js';
 import { HeldForCallsStarting, McpWireError, PINNED_SDK_VERSION, nonObjectResultAsError, takeOverCancellation, vendorNotification } from '../../../src/mcp/sdk-workarounds.js';
-import { TASK_CAPABILITIES } from '../../../src/mcp/tasks.js';
+import { TASK_CAPABILITIES } from '../../../src/mcp/handshake.js';
 import { deferred } from '../../../src/util/deferred.js';
 import { REPO_ROOT } from '../../helpers/process.js';
 

@@ -4,7 +4,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { ListToolsResultSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { TASK_CAPABILITIES } from '../../../src/mcp/tasks.js';
+import { TASK_CAPABILITIES } from '../../../src/mcp/handshake.js';
 import { defineTool, serveTools, type McpTool } from '../../../src/mcp/tools.js';
 
 interface Served {
