@@ -38,8 +38,11 @@ const CONCURRENT_ROUNDS = Number(process.env.BENCH_CONCURRENT_ROUNDS ?? 3);
 const THROUGHPUT_THREADS = (process.env.BENCH_THREADS ?? '32,128').split(',').map(Number);
 /** Rounds of (g) per thread count and build. */
 const THROUGHPUT_ROUNDS = Number(process.env.BENCH_THROUGHPUT_ROUNDS ?? 4);
-/** Another build's `dist/cli/main.js`, measured in the same (g) rounds, interleaved with this one. */
-const BASELINE_CLI = process.env.BENCH_BASELINE;
+/**
+ * Other builds' `dist/cli/main.js` (comma-separated), measured in the same (g) rounds, interleaved
+ * with this one. One is named `baseline`; several are named by their worktree's folder.
+ */
+const BASELINE_CLIS = (process.env.BENCH_BASELINE ?? '').split(',').filter((path) => path.length > 0);
 /** Log level of the measured server (the CLI default is `info`; the test helper uses `debug`). */
 const SERVER_LOG = process.env.BENCH_SERVER_LOG ?? 'info';
 /** `NODE_OPTIONS` of the measured servers, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them. */
@@ -466,6 +469,13 @@ async function concurrentRound(mcp: McpHarness, work: string, boxes: { path: str
   }
 }
 
+/** A baseline's name in the figures: `baseline` when it is the only one, else its worktree's folder (`…/<name>/dist/cli/main.js`). */
+function baselineName(cli: string): string {
+  if (BASELINE_CLIS.length === 1) return 'baseline';
+  const parts = cli.split('/');
+  return parts[parts.length - 4] ?? cli;
+}
+
 /** One build's (g) rounds at one thread count. */
 interface ThroughputFigures {
   build: string;
@@ -475,8 +485,8 @@ interface ThroughputFigures {
 
 /**
  * (g): tool calls per second with `threads` threads at once (the cap raised to match), for this
- * build and {@link BASELINE_CLI} when set: one server per build, an untimed warm-up round each,
- * then their rounds alternate (the order flipping every round) so drift in the load hits both alike.
+ * build and each of {@link BASELINE_CLIS}: one server per build, an untimed warm-up round each,
+ * then their rounds alternate (the order flipping every round) so drift in the load hits all alike.
  */
 async function throughput(
   home: string,
@@ -487,7 +497,7 @@ async function throughput(
   threads: number,
   servers: McpHarness[],
 ): Promise<ThroughputFigures[]> {
-  const builds = [{ build: 'this', cli: CLI }, ...(BASELINE_CLI === undefined ? [] : [{ build: 'baseline', cli: BASELINE_CLI }])];
+  const builds = [{ build: 'this', cli: CLI }, ...BASELINE_CLIS.map((cli) => ({ build: baselineName(cli), cli }))];
   const started: { figures: ThroughputFigures; mcp: McpHarness }[] = [];
   for (const { build, cli } of builds) {
     const mcp = await startMcp(home, { env: serverEnv(), args: ['-c', `multienv.max_concurrent_turns=${threads}`], cli });
@@ -504,12 +514,19 @@ async function throughput(
   return started.map((entry) => entry.figures);
 }
 
-/** Prints (g): per build and thread count, medians over the rounds, and this build's ratios to the baseline's. */
+/** Tool calls of one (g) round. */
+const callsOf = (threads: number): number => threads * CALLS_PER_THREAD;
+/** Median calls/s over the rounds. */
+const perSecond = (f: ThroughputFigures): number => median(f.rounds.map((r) => (callsOf(f.threads) / r.wallMs) * 1000));
+/** Every turn's latency of every round. */
+const latencies = (f: ThroughputFigures): number[] => f.rounds.flatMap((r) => r.latencies);
+/** Median over the rounds of `pick` per tool call. */
+const perCall = (f: ThroughputFigures, pick: (r: ConcurrentRound) => number): number => median(f.rounds.map((r) => pick(r) / callsOf(f.threads)));
+/** The CPU the bench sees (server, exec-servers, client and fake model) in a round. */
+const measuredCpu = (r: ConcurrentRound): number => r.serverCpuMs + r.execServersCpuMs + r.benchCpuMs;
+
+/** Prints (g): per build and thread count, medians over the rounds, and this build's ratios to each baseline's. */
 function printThroughput(all: ThroughputFigures[]): void {
-  const calls = (threads: number): number => threads * CALLS_PER_THREAD;
-  const perSecond = (f: ThroughputFigures): number => median(f.rounds.map((r) => (calls(f.threads) / r.wallMs) * 1000));
-  const latencies = (f: ThroughputFigures): number[] => f.rounds.flatMap((r) => r.latencies);
-  const perCall = (f: ThroughputFigures, pick: (r: ConcurrentRound) => number): number => median(f.rounds.map((r) => pick(r) / calls(f.threads)));
   process.stdout.write(
     `\n(g) tool calls/s: N threads at once, each ${CALLS_PER_THREAD} exec_command across local + 2 websocket environments, cap N; medians of ${THROUGHPUT_ROUNDS} rounds\n`,
   );
@@ -538,19 +555,25 @@ function printThroughput(all: ThroughputFigures[]): void {
     ]),
   );
   for (const f of all) {
-    const base = all.find((b) => b.build === 'baseline' && b.threads === f.threads);
-    if (f.build !== 'this' || base === undefined) continue;
-    const roundRatios = f.rounds.map((r, i) => {
-      const b = base.rounds[i];
-      return b === undefined ? Number.NaN : b.wallMs / r.wallMs;
-    });
-    process.stdout.write(
-      `${f.threads} threads, this / baseline: calls/s ${fmt(perSecond(f) / perSecond(base))}x (per round ${roundRatios.map((x) => fmt(x)).join(', ')}), ` +
-        `turn p50 ${fmt(median(latencies(f)) / median(latencies(base)))}x, p99 ${fmt(percentile(latencies(f), 99) / percentile(latencies(base), 99))}x, ` +
-        `server main-thread CPU/call ${fmt(perCall(f, (r) => r.serverMainCpuMs) / perCall(base, (r) => r.serverMainCpuMs))}x\n`,
-    );
+    if (f.build !== 'this') continue;
+    for (const base of all.filter((b) => b.build !== 'this' && b.threads === f.threads)) printRatios(f, base);
   }
   printRawFigures(all.map((f) => rawRow(`(g) ${f.build}, ${f.threads} threads: per-turn latency`, latencies(f))));
+}
+
+/** This build's (g) figures over one baseline's. */
+function printRatios(f: ThroughputFigures, base: ThroughputFigures): void {
+  const roundRatios = f.rounds.map((r, i) => {
+    const b = base.rounds[i];
+    return b === undefined ? Number.NaN : b.wallMs / r.wallMs;
+  });
+  process.stdout.write(
+    `${f.threads} threads, this / ${base.build}: calls/s ${fmt(perSecond(f) / perSecond(base))}x (per round ${roundRatios.map((x) => fmt(x)).join(', ')}), ` +
+      `turn p50 ${fmt(median(latencies(f)) / median(latencies(base)))}x, p99 ${fmt(percentile(latencies(f), 99) / percentile(latencies(base), 99))}x, ` +
+      `server main-thread CPU/call ${fmt(perCall(f, (r) => r.serverMainCpuMs) / perCall(base, (r) => r.serverMainCpuMs))}x, ` +
+      `server CPU/call ${fmt(perCall(f, (r) => r.serverCpuMs) / perCall(base, (r) => r.serverCpuMs))}x, ` +
+      `measured CPU/call (server + exec-servers + bench) ${fmt(perCall(f, measuredCpu) / perCall(base, measuredCpu))}x\n`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,7 +587,8 @@ async function main(): Promise<void> {
   const servers: McpHarness[] = [];
   let model: FakeResponsesServer | undefined;
   try {
-    model = await startFakeResponsesServer({ respond });
+    // Thousands of requests: the fake keeps none, so its heap (and GC time) does not grow with the run.
+    model = await startFakeResponsesServer({ respond, keepRequests: false });
     await writeMcpConfig(home.path, model.url);
     for (let i = 0; i < 2; i++) execServers.push(await startOurWsExecServer());
     const [ws1, ws2] = execServers;
@@ -625,7 +649,7 @@ async function main(): Promise<void> {
     const throughputFigures: ThroughputFigures[] = [];
     if (PARTS.has('throughput')) {
       for (const threads of THROUGHPUT_THREADS) {
-        log(`throughput, ${threads} threads${BASELINE_CLI === undefined ? '' : `, interleaved with ${BASELINE_CLI}`}`);
+        log(`throughput, ${threads} threads${BASELINE_CLIS.length === 0 ? '' : `, interleaved with ${BASELINE_CLIS.join(', ')}`}`);
         throughputFigures.push(...(await throughput(home.path, work.path, boxes, execServers, execPids, threads, servers)));
       }
     }

@@ -47,6 +47,12 @@ export interface RecordingServerOptions {
   urlHost?: string;
   /** Receives each recorded error (the routes log their own lines). @default no logging */
   log?: (line: string) => void;
+  /**
+   * Keeps every request in `requests`. A benchmark sending thousands of growing model requests
+   * turns it off, so the heap it keeps does not grow (and cost GC time) with the run; requests are
+   * still counted for `waitForRequests`. @default true
+   */
+  keepRequests?: boolean;
   /** The error body of the faked API, for the answers the core gives itself (bad bodies, handler failures). */
   errorBody: (status: number, message: string) => unknown;
   /** Answers one recorded request whose body was read; a rejection becomes a 500 and an entry in `errors`. */
@@ -57,7 +63,7 @@ export interface RecordingServerOptions {
 export interface RecordingServer {
   /** e.g. `http://127.0.0.1:4321`, without a trailing slash. */
   readonly origin: string;
-  /** Every request received (any path), in order of arrival of its complete body. */
+  /** Every request received (any path), in order of arrival of its complete body; empty unless `keepRequests`. */
   readonly requests: RecordedRequest[];
   /** Problems the server hit (exhausted script, bad request bodies, unknown routes…); tests assert it is empty. */
   readonly errors: string[];
@@ -83,10 +89,13 @@ export async function startRecordingServer(options: RecordingServerOptions): Pro
     options.log?.(`error: ${message}`);
   };
 
+  const keep = options.keepRequests ?? true;
+  let received = 0;
   const record = (request: RecordedRequest): void => {
-    requests.push(request);
+    received += 1;
+    if (keep) requests.push(request);
     for (const waiter of waiters) {
-      if (requests.length >= waiter.n) {
+      if (received >= waiter.n) {
         clearTimeout(waiter.timer);
         waiters.delete(waiter);
         waiter.done.resolve();
@@ -148,13 +157,13 @@ export async function startRecordingServer(options: RecordingServerOptions): Pro
     errors,
     recordError,
     waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_FOR_REQUESTS_TIMEOUT_MS): Promise<void> {
-      if (requests.length >= n) return Promise.resolve();
+      if (received >= n) return Promise.resolve();
       if (closing !== undefined) return Promise.reject(new Error(`waitForRequests(${n}): server is closed`));
       const done = deferred<void>();
       const timer = setTimeout(() => {
         waiters.delete(waiter);
         const seen = requests.map((r) => `${r.method} ${r.path}`).join(', ');
-        done.reject(new Error(`waitForRequests(${n}) timed out after ${timeoutMs} ms with ${requests.length} request(s): [${seen}]`));
+        done.reject(new Error(`waitForRequests(${n}) timed out after ${timeoutMs} ms with ${received} request(s): [${seen}]`));
       }, timeoutMs);
       const waiter = { n, done, timer };
       waiters.add(waiter);
@@ -164,7 +173,7 @@ export async function startRecordingServer(options: RecordingServerOptions): Pro
       closing ??= new Promise<void>((resolve) => {
         for (const waiter of waiters) {
           clearTimeout(waiter.timer);
-          waiter.done.reject(new Error(`waitForRequests(${waiter.n}): server closed with ${requests.length} request(s)`));
+          waiter.done.reject(new Error(`waitForRequests(${waiter.n}): server closed with ${received} request(s)`));
         }
         waiters.clear();
         server.close(() => resolve());

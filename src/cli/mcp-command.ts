@@ -64,6 +64,18 @@ function modelWorkerFor(env: NodeJS.ProcessEnv): { get: () => Promise<ModelWorke
 /** How long turns interrupted at shutdown get to record their end. */
 const SHUTDOWN_INTERRUPT_MS = 5_000;
 
+/** Distinct call settings whose resolved configuration is kept (see `settingsResolver`). */
+const MAX_RESOLVED_CALLS = 64;
+
+/** The configuration that one set of call settings resolves to. */
+interface ResolvedCall {
+  config: EffectiveConfig;
+  profileValues: Record<string, unknown> | undefined;
+  mcp: ReturnType<typeof parseMcpServers>;
+  /** The configuration's warnings, then the MCP servers'. */
+  warnings: string[];
+}
+
 /** Resolves one thread's settings from the base layers and what the call pinned. */
 function settingsResolver(options: {
   baseLayers: ConfigLayer[];
@@ -80,7 +92,27 @@ function settingsResolver(options: {
   /** The Codex binary the codex engine runs, when one was found. */
   codexBinary: CodexBinary | undefined;
 }) {
-  return (call: CallSettings): ResolvedThreadSettings => {
+  // The base layers are fixed at start-up and resolving is pure, so calls that pin the same values
+  // resolve alike: merging and validating the whole configuration again cost a few percent of the
+  // server's CPU when every call starts a thread. Bounded; the least recently used goes first.
+  const resolved = new Map<string, ResolvedCall>();
+  const resolve = (call: CallSettings): ResolvedCall => {
+    const key = JSON.stringify([
+      call.configOverrides,
+      call.profile,
+      call.model,
+      call.approvalPolicy,
+      call.sandbox,
+      call.baseInstructions,
+      call.developerInstructions,
+      call.compactPrompt,
+    ]);
+    const cached = resolved.get(key);
+    if (cached !== undefined) {
+      resolved.delete(key);
+      resolved.set(key, cached);
+      return cached;
+    }
     const { config, warnings, profileValues } = resolveConfig({
       layers: [...options.baseLayers, dottedObjectLayer('config argument', call.configOverrides)],
       profile: call.profile,
@@ -96,9 +128,19 @@ function settingsResolver(options: {
         }),
       ],
     });
-    for (const warning of warnings) options.logger.warn(warning);
     const mcp = parseMcpServers(config.mcpServers);
-    for (const warning of mcp.warnings) options.logger.warn(warning);
+    const entry: ResolvedCall = { config, profileValues, mcp, warnings: [...warnings, ...mcp.warnings] };
+    if (resolved.size >= MAX_RESOLVED_CALLS) {
+      const oldest = resolved.keys().next();
+      if (oldest.done !== true) resolved.delete(oldest.value);
+    }
+    resolved.set(key, entry);
+    return entry;
+  };
+  return (call: CallSettings): ResolvedThreadSettings => {
+    const { config, profileValues, mcp, warnings } = resolve(call);
+    // Said for every thread they concern, as when each call resolved afresh.
+    for (const warning of warnings) options.logger.warn(warning);
     const mcpServers = options.skipSelf(mcp.servers);
     const selfReferencingMcpServers = mcp.servers.filter((server) => !mcpServers.includes(server)).map((server) => server.name);
     return {

@@ -217,8 +217,12 @@ export class ModelClient {
     const { controller, unlink } = linkedController(signal);
     let idle = false;
     let timer: NodeJS.Timeout | undefined;
+    // Re-armed at every event: one timer restarted in place, not a new one per event.
     const rearm = (): void => {
-      clearTimeout(timer);
+      if (timer !== undefined) {
+        timer.refresh();
+        return;
+      }
       timer = setTimeout(() => {
         idle = true;
         controller.abort();

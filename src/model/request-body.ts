@@ -85,6 +85,15 @@ export function requestBodyCandidate(parts: RequestBodyParts): Record<string, un
   };
 }
 
+/**
+ * The item's JSON as requests send it (validated by {@link ResponseInputItemSchema}, serialized
+ * once per item object and kept for every later request); undefined when the schema refuses it.
+ * Whoever persists the item can write this text rather than serialize the item again.
+ */
+export function requestItemJson(item: ResponseInputItem): string | undefined {
+  return itemJson.get(item) ?? serializeItem(item);
+}
+
 function serializeItem(item: ResponseInputItem): string | undefined {
   const parsed = ResponseInputItemSchema.safeParse(item);
   if (!parsed.success) return undefined;

@@ -3,7 +3,7 @@
  * acts on, the output items they deliver, and the failures they report.
  */
 import { z } from 'zod';
-import { HANDLED_STREAM_EVENT_TYPES, ResponseStreamEventSchema, StreamEventTypeSchema } from '../protocol/responses.js';
+import { HANDLED_STREAM_EVENT_TYPES, ResponseStreamEventSchema } from '../protocol/responses.js';
 import type { ResponseOutputItem, ResponseStreamEvent } from '../protocol/responses.js';
 import { errorMessage } from '../util/errors.js';
 import { ModelStreamError } from './errors.js';
@@ -75,13 +75,14 @@ export class ResponseFold {
 
   /** Acts on one event; returns the response once `response.completed` arrives. */
   #handle(raw: unknown): ModelResponse | undefined {
-    const typed = StreamEventTypeSchema.safeParse(raw);
-    if (!typed.success || !HANDLED_STREAM_EVENT_TYPES.includes(typed.data.type)) return undefined;
+    // Only the tag decides whether the event is read at all: no schema run (and no copy) for it.
+    const type = typeof raw === 'object' && raw !== null && 'type' in raw ? raw.type : undefined;
+    if (typeof type !== 'string' || !HANDLED_STREAM_EVENT_TYPES.includes(type)) return undefined;
     const parsed = ResponseStreamEventSchema.safeParse(raw);
     if (!parsed.success) {
       throw new ModelStreamError({
         reason: 'invalid',
-        message: `model stream from ${this.#displayUrl} sent an invalid ${typed.data.type} event: ${z.prettifyError(parsed.error)}`,
+        message: `model stream from ${this.#displayUrl} sent an invalid ${type} event: ${z.prettifyError(parsed.error)}`,
         responseId: this.#responseId,
       });
     }

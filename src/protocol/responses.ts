@@ -401,6 +401,3 @@ export const HANDLED_STREAM_EVENT_TYPES: readonly string[] = [
   'response.incomplete',
   'error',
 ];
-
-/** The `type` of any stream event, to decide whether it is one we act on. */
-export const StreamEventTypeSchema = z.looseObject({ type: z.string() });

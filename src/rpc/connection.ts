@@ -341,7 +341,7 @@ export class RpcConnection {
         if (!this.#pending.resolve(message.id, message.result) && !this.#isLate(message.id)) this.#unsolicited();
         return;
       case 'error': {
-        const error = new RpcError(message.error.code, message.error.message, message.error.data);
+        const error = RpcError.fromWire(message.error.code, message.error.message, message.error.data);
         if (message.id === null || (!this.#pending.reject(message.id, error) && !this.#isLate(message.id))) {
           this.#logger.warn('error response for no pending request', { from: this.label, error: message.error });
           this.#unsolicited();

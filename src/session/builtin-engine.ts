@@ -7,6 +7,7 @@ import type { TurnEnvironment } from '../agent/tools/tool.js';
 import { runTurn, type TurnResult } from '../agent/turn.js';
 import { describeProfile, type PermissionProfile } from '../config/permissions.js';
 import { ThreadMcpServers, type McpServerStatus } from '../environments/mcp-servers.js';
+import { requestItemJson } from '../model/request-body.js';
 import type { EnvironmentRegistry } from '../environments/registry.js';
 import { ResponseInputItemSchema, type ResponseInputItem, type ToolSpec } from '../protocol/responses.js';
 import type { ThreadContext } from '../protocol/status.js';
@@ -257,7 +258,9 @@ class BuiltinThread implements EngineThread {
             signal,
             record: async (item, options) => {
               this.#history.push(item);
-              await this.#init.record({ type: 'item', at: at(), turnId, item }, options);
+              // Serialized once: the store writes the JSON the model requests send.
+              const itemJson = requestItemJson(item);
+              await this.#init.record({ type: 'item', at: at(), turnId, item }, itemJson === undefined ? options : { ...options, itemJson });
             },
             compaction: { tokenLimit: settings.autoCompactTokenLimit, prompt: settings.compactPrompt ?? DEFAULT_COMPACT_PROMPT, contextTokens: this.#contextTokens },
             replaceHistory: async (replacement) => {

@@ -174,12 +174,17 @@ function formatIssues(error: z.ZodError): string {
 
 /** One record as one line, refusing records beyond {@link MAX_THREAD_RECORD_BYTES}. */
 export function serialize(record: { type: string }, path: string): Buffer {
-  const line = Buffer.from(`${JSON.stringify(record)}\n`);
+  return serializedLine(JSON.stringify(record), record.type, path);
+}
+
+/** The JSON text of a record of `type` as one line, refusing records beyond {@link MAX_THREAD_RECORD_BYTES}. */
+export function serializedLine(json: string, type: string, path: string): Buffer {
+  const line = Buffer.from(`${json}\n`);
   const bytes = line.length - 1;
   if (bytes > MAX_THREAD_RECORD_BYTES) {
     throw new LocalError(
       LocalErrorCode.LimitExceeded,
-      `a "${record.type}" record of ${bytes} bytes exceeds the ${MAX_THREAD_RECORD_BYTES}-byte (16 MiB) bound of one thread record (${path})`,
+      `a "${type}" record of ${bytes} bytes exceeds the ${MAX_THREAD_RECORD_BYTES}-byte (16 MiB) bound of one thread record (${path})`,
     );
   }
   return line;

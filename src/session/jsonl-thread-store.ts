@@ -1,7 +1,7 @@
 import { constants, statSync } from 'node:fs';
 import { link, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
+import { ItemRecordSchema, THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -17,6 +17,7 @@ import {
   readFully,
   readLines,
   serialize,
+  serializedLine,
   validate,
   writeAll,
 } from './jsonl-lines.js';
@@ -82,6 +83,9 @@ interface ThreadState {
   /** The append handle, opened by the first append, dropped after a write error or when evicted. */
   handle: FileHandle | undefined;
 }
+
+/** An item record without its item, for items serialized by the caller (see {@link AppendOptions.itemJson}). */
+const ItemEnvelopeSchema = ItemRecordSchema.pick({ at: true, turnId: true });
 
 /** One record to append, serialized. */
 interface PendingLine {
@@ -188,6 +192,12 @@ export class JsonlThreadStore implements ThreadStore {
     this.#assertOpen();
     const id = checkThreadId(threadId);
     const path = this.#pathOf(id);
+    if (record.type === 'item' && options.itemJson !== undefined) {
+      // The item was validated and serialized for the model already; only its envelope is checked.
+      const envelope = validate(ItemEnvelopeSchema, { at: record.at ?? this.#timestamp(), turnId: record.turnId }, id);
+      const line = serializedLine(`{"type":"item","at":${JSON.stringify(envelope.at)},"turnId":${JSON.stringify(envelope.turnId)},"item":${options.itemJson}}`, 'item', path);
+      return this.#queue.add(id, { line, record: { type: 'item', ...envelope, item: record.item } }, options);
+    }
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const line = serialize(parsed, path);
     if (parsed.type === 'turn_started') {

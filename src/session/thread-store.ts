@@ -72,6 +72,12 @@ export interface AppendOptions {
    * @default false
    */
   defer?: boolean;
+  /**
+   * For an `item` record: its item's JSON, already validated and serialized for the model
+   * (`requestItemJson`). A store may write it as is rather than validate and serialize the item
+   * again; the rest of the record is still validated. @default none (the item is serialized)
+   */
+  itemJson?: string;
 }
 
 /** The longest a deferred append (see {@link AppendOptions.defer}) waits for the thread's next write. */

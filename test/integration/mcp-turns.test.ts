@@ -164,6 +164,25 @@ describe('turn lifecycle through MCP', () => {
     });
   });
 
+  it('resolves each thread from its own config argument, and warns about it for every thread', async () => {
+    mcp = await startInProcessMcp(home.path);
+    steps.push(say('a1'), say('a2'), say('b'));
+    const models: string[] = [];
+    respond = (request) => {
+      const body = request.body;
+      models.push(isRecord(body) && typeof body.model === 'string' ? body.model : '?');
+      return steps.shift() ?? say('script exhausted');
+    };
+    const withA = { model: 'model-a', no_such_key: 1 };
+    for (const config of [withA, { ...withA }, { model: 'model-b' }]) {
+      const result = await mcp.call('codex', { prompt: 'which model?', cwd: work.path, config });
+      expect(result.isError).toBeFalsy();
+    }
+    // Same settings resolve alike (kept once resolved); other settings resolve afresh.
+    expect(models).toEqual(['model-a', 'model-a', 'model-b']);
+    await mcp.waitForStderr(/unknown config key `no_such_key`[\s\S]*unknown config key `no_such_key`/, 'the warning for both threads of config A');
+  });
+
   it('runs turns of different threads at the same time', async () => {
     mcp = await startInProcessMcp(home.path);
     const releaseA = gate();

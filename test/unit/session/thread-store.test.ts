@@ -149,6 +149,21 @@ describe.each(FACTORIES)('ThreadStore contract: $name', (factory) => {
     expect(loaded?.records[3]).toEqual({ type: 'turn_completed', at: AT, turnId: 'u1', status: 'completed', lastAgentMessage: null });
   });
 
+  it('writes an item given as JSON already (itemJson) as that item, and still checks the record around it', async () => {
+    const store = open();
+    await store.create(header('t1'));
+    const call = { type: 'function_call', call_id: 'c1', name: 'exec_command', arguments: '{"cmd":"true"}' };
+    await store.append('t1', { type: 'item', turnId: 'u1', item: call }, { itemJson: JSON.stringify(call) });
+    const loaded = await store.load('t1');
+    expect(loaded?.records).toEqual([{ type: 'item', at: AT, turnId: 'u1', item: call }]);
+    await expect(store.append('t1', { type: 'item', turnId: '', item: call }, { itemJson: JSON.stringify(call) })).rejects.toMatchObject({
+      code: LocalErrorCode.InvalidArgument,
+    });
+    await expect(store.append('t1', { type: 'item', at: 'yesterday', turnId: 'u1', item: call }, { itemJson: JSON.stringify(call) })).rejects.toMatchObject({
+      code: LocalErrorCode.InvalidArgument,
+    });
+  });
+
   it('returns undefined for a thread that does not exist', async () => {
     const store = open();
     expect(await store.load('missing')).toBeUndefined();
