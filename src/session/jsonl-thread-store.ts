@@ -196,6 +196,11 @@ export class JsonlThreadStore implements ThreadStore {
     return this.#queue.add(id, { line, record: parsed }, options);
   }
 
+  /** Waits for the thread's pending appends: each write of this store is flushed (`durable: false` is not needed by a file, whose flush costs no round trip). */
+  async flush(threadId: string): Promise<void> {
+    await this.#queue.run(checkThreadId(threadId), () => Promise.resolve());
+  }
+
   /** Writes and flushes one batch of lines; a failure rejects every append of the batch. */
   async #write(threadId: string, state: ThreadState, pending: readonly PendingLine[]): Promise<void> {
     const handle = state.handle ?? (await this.#openForAppend(threadId, state));

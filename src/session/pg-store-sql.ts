@@ -47,6 +47,22 @@ export interface LeaseFence {
 }
 
 /**
+ * A common table expression that makes its statement's transaction commit without waiting for the
+ * database to flush it to disk (`synchronous_commit = off` for this transaction alone): the commit
+ * costs a round trip, not a flush. Referenced by the statement, so it is evaluated. The log is
+ * written in order, so the next commit that does wait for the flush (of any session) flushes
+ * this one with it; a crash of the database before that loses it (see `PgThreadStore.flush`).
+ */
+export const UNFLUSHED_COMMIT = `unflushed AS (SELECT set_config('synchronous_commit', 'off', true))`;
+
+/**
+ * A statement whose commit waits for the flush of the log up to it, and so of every commit made
+ * before it in any session: it takes a transaction id, so it commits a record (a statement that
+ * writes nothing commits nothing and waits for no flush).
+ */
+export const FLUSH_SQL = 'SELECT txid_current()';
+
+/**
  * Appends a batch: `$1` thread id, `$2` record count, `$3`–`$6` the summary change (see
  * {@link summaryChange}), `$7` the records as one JSON array, `$8`/`$9` the {@link LeaseFence}
  * (null: not fenced). Nothing is written (no row returned) when the thread has no live row, or
@@ -58,8 +74,8 @@ export interface LeaseFence {
 // lease waits for this commit, and a takeover committed first (even while this statement waited)
 // is seen, as the lock reads the newest version of the row. So no record of a fenced-off owner
 // lands after the new owner took the thread over.
-export const APPEND_SQL = `
-WITH fence AS (
+const appendSql = (durable: boolean): string => `
+WITH ${durable ? '' : `${UNFLUSHED_COMMIT},`} fence AS (
   SELECT 1 FROM cmx_thread_leases WHERE thread_id = $1 AND owner = $8::text AND epoch = $9::bigint FOR SHARE),
 t AS (
   UPDATE cmx_threads SET
@@ -70,8 +86,14 @@ t AS (
   WHERE id = $1 AND archived_at IS NULL AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM fence))
   RETURNING key, next_seq - $2::int AS first_seq)
 INSERT INTO cmx_thread_records (thread_key, seq, record)
-SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
+SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, ${durable ? '' : 'unflushed,'} json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
 RETURNING seq`;
+
+/** {@link appendSql} committed with a flush: the batch is durable when the statement returns. */
+export const APPEND_SQL = appendSql(true);
+
+/** {@link appendSql} committed without waiting for the flush (see {@link UNFLUSHED_COMMIT}). */
+export const APPEND_UNFLUSHED_SQL = appendSql(false);
 
 /** What a batch of records changes in its thread's summary columns (null: unchanged). */
 export interface SummaryChange {

@@ -22,6 +22,12 @@ export interface ThreadStore {
    * that does not exist with `NOT_FOUND`.
    */
   append(threadId: string, record: NewThreadRecord, options?: AppendOptions): Promise<void>;
+  /**
+   * Makes every record appended to the thread so far durable, after its pending appends: what
+   * {@link AppendOptions.durable} `false` left to a later flush. Called before an answer about the
+   * thread leaves for a client. Resolves at once (no I/O) when nothing of it waits for a flush.
+   */
+  flush(threadId: string): Promise<void>;
   /** Reads a thread back after its pending appends, or `undefined` when it does not exist. */
   load(threadId: string): Promise<LoadedThread | undefined>;
   /**
@@ -72,6 +78,15 @@ export interface AppendOptions {
    * @default false
    */
   defer?: boolean;
+  /**
+   * `false`: the write may be committed without waiting for the disk; the promise resolves once
+   * it is written (in order, and seen by every process), and the record becomes durable with the
+   * store's next durable write or {@link ThreadStore.flush}. For records nothing is done on the
+   * strength of before such a write: no answer to a client, no command run. A write of several
+   * appends waits for the disk when any of them asks to. A store may flush them anyway.
+   * @default true
+   */
+  durable?: boolean;
 }
 
 /** The longest a deferred append (see {@link AppendOptions.defer}) waits for the thread's next write. */

@@ -306,7 +306,14 @@ export class ThreadTable {
 
   #engineOf(threadId: string, config: ThreadConfig, settings: ResolvedThreadSettings, records: LoadedThread['records']): Promise<EngineThread> {
     const store = this.#options.store;
-    return this.#options.engine.open({ threadId, config, settings, records, record: (record, options) => store.append(threadId, record, options) });
+    return this.#options.engine.open({
+      threadId,
+      config,
+      settings,
+      records,
+      record: (record, options) => store.append(threadId, record, options),
+      flush: () => store.flush(threadId),
+    });
   }
 
   #newThread(id: string, createdAt: string, config: ThreadConfig, settings: ResolvedThreadSettings, sticky: ThreadEnvironment[], engine: EngineThread): Thread {
