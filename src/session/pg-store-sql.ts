@@ -56,11 +56,13 @@ export interface LeaseFence {
 export const UNFLUSHED_COMMIT = `unflushed AS (SELECT set_config('synchronous_commit', 'off', true))`;
 
 /**
- * A statement whose commit waits for the flush of the log up to it, and so of every commit made
- * before it in any session: it takes a transaction id, so it commits a record (a statement that
- * writes nothing commits nothing and waits for no flush).
+ * A statement (`$1` a thread id) whose commit waits for the flush of the log up to it, and so of
+ * every commit made before it in any session. It must write to the log: a transaction that wrote
+ * nothing there commits without waiting for a flush, even with a transaction id (`txid_current()`).
+ * So it writes the thread's row again unchanged (no column of an index changes: a heap-only
+ * update, one small log record).
  */
-export const FLUSH_SQL = 'SELECT txid_current()';
+export const FLUSH_SQL = 'UPDATE cmx_threads SET revision = revision WHERE id = $1';
 
 /**
  * Appends a batch: `$1` thread id, `$2` record count, `$3`–`$6` the summary change (see

@@ -198,7 +198,7 @@ export class PgThreadStore implements ThreadStore {
     await this.#queue.run(id, async () => {
       const last = this.#unflushed.get(id);
       if (last === undefined || last <= this.#flushedThrough) return;
-      await this.#flushed(() => this.#query(`flush the records of thread ${id}`, FLUSH_SQL, [], STATEMENT_NAMES.flush));
+      await this.#flushed(() => this.#query(`flush the records of thread ${id}`, FLUSH_SQL, [id], STATEMENT_NAMES.flush));
     });
   }
 

@@ -19,6 +19,11 @@ export interface PostgresCluster {
   stop(): Promise<void>;
   /** Starts the server again on the same data folder and socket. */
   start(): Promise<void>;
+  /**
+   * Stops the server as a crash does (`immediate` mode: no checkpoint, and the log still in its
+   * buffers is not written); the next start recovers from the log on disk.
+   */
+  crash(): Promise<void>;
 }
 
 /** Where `initdb` and `pg_ctl` are: PATH first, else the newest /usr/lib/postgresql/N/bin. */
@@ -99,7 +104,7 @@ export async function startPostgres(folder: string, settings: PostgresSettings =
   ].join(' ');
   const logFile = join(folder, 'postgres.log');
   const start = (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', logFile, '-w', '-t', '60', 'start'], asNobody);
-  const stop = (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop'], asNobody);
+  const stopIn = (mode: 'fast' | 'immediate') => (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-m', mode, '-w', '-t', '60', 'stop'], asNobody);
   await start();
-  return { url: `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`, socketDir, stop, start };
+  return { url: `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`, socketDir, stop: stopIn('fast'), start, crash: stopIn('immediate') };
 }
