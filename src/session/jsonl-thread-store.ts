@@ -196,6 +196,11 @@ export class JsonlThreadStore implements ThreadStore {
     return this.#queue.add(id, { line, record: parsed }, options);
   }
 
+  /** Undefined: {@link stamp} costs a `stat`, no round trip, so it is not kept. */
+  writtenStamp(): string | undefined {
+    return undefined;
+  }
+
   /** Waits for the thread's pending appends: each write of this store is flushed (`durable: false` is not needed by a file, whose flush costs no round trip). */
   async flush(threadId: string): Promise<void> {
     await this.#queue.run(checkThreadId(threadId), () => Promise.resolve());

@@ -15,6 +15,8 @@ export const LiveRowSchema = z.object({ key: z.string(), revision: z.string() })
 export const ArchivedRowSchema = z.object({ key: z.string(), archived_at: z.date() });
 /** A thread's header row. */
 export const LoadRowSchema = z.object({ key: z.string(), header: z.string() });
+/** A row of an append: the thread's stamp after it. */
+export const AppendedRowSchema = z.object({ stamp: z.string() });
 /** One body record. */
 export const RecordRowSchema = z.object({ seq: z.string(), record: z.string() });
 /** The columns of {@link SUMMARY_COLUMNS}. */
@@ -67,8 +69,9 @@ export const FLUSH_SQL = 'UPDATE cmx_threads SET revision = revision WHERE id = 
 /**
  * Appends a batch: `$1` thread id, `$2` record count, `$3`–`$6` the summary change (see
  * {@link summaryChange}), `$7` the records as one JSON array, `$8`/`$9` the {@link LeaseFence}
- * (null: not fenced). Nothing is written (no row returned) when the thread has no live row, or
- * the lease is no longer the fence's.
+ * (null: not fenced). A row per record written, each with the thread's stamp after the write
+ * (`key.revision`, as `PgThreadStore.stamp` gives it); nothing is written (no row returned) when
+ * the thread has no live row, or the lease is no longer the fence's.
  */
 // One statement: the thread row is locked by the UPDATE, which also hands out the records'
 // sequence numbers, so writers in several processes never interleave inside one batch.
@@ -86,10 +89,10 @@ t AS (
     last_status = COALESCE($4::text, last_status), last_turn_id = COALESCE($5::text, last_turn_id),
     preview = COALESCE(preview, $6::text), failed = COALESCE($4::text = 'failed', failed)
   WHERE id = $1 AND archived_at IS NULL AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM fence))
-  RETURNING key, next_seq - $2::int AS first_seq)
+  RETURNING key, revision, next_seq - $2::int AS first_seq)
 INSERT INTO cmx_thread_records (thread_key, seq, record)
 SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, ${durable ? '' : 'unflushed,'} json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
-RETURNING seq`;
+RETURNING (SELECT t.key::text || '.' || t.revision::text FROM t) AS stamp`;
 
 /** {@link appendSql} committed with a flush: the batch is durable when the statement returns. */
 export const APPEND_SQL = appendSql(true);

@@ -29,6 +29,7 @@ import {
 import {
   APPEND_SQL,
   APPEND_UNFLUSHED_SQL,
+  AppendedRowSchema,
   ArchivedRowSchema,
   FLUSH_SQL,
   CountRowSchema,
@@ -89,6 +90,9 @@ export interface PgThreadStoreOptions {
 /** Archived threads whose hint is remembered (see {@link PgThreadStore.archivedHint}); the oldest are forgotten beyond. */
 const MAX_ARCHIVED_HINTS = 1024;
 
+/** Threads whose stamp after this process's last write is kept (see {@link PgThreadStore.writtenStamp}); the least recently written are forgotten beyond. */
+const MAX_WRITTEN_STAMPS = 10_000;
+
 /** SQLSTATE of a unique violation: a live thread with the id exists. */
 const UNIQUE_VIOLATION = '23505';
 
@@ -135,6 +139,8 @@ export class PgThreadStore implements ThreadStore {
   readonly #unflushed = new Map<string, number>();
   /** Archived threads seen by `stamp` or `archive`, with how to get them back (least recently seen first). */
   readonly #archived = new Map<string, string>();
+  /** Each thread's stamp after this process's last write of it (see {@link writtenStamp}), least recently written first. */
+  readonly #written = new Map<string, string>();
   #closing: Promise<void> | undefined;
 
   constructor(options: PgThreadStoreOptions) {
@@ -237,7 +243,9 @@ export class PgThreadStore implements ThreadStore {
     const result = durable
       ? await this.#flushed(() => this.#query(what, APPEND_SQL, params, STATEMENT_NAMES.append))
       : await this.#query(what, APPEND_UNFLUSHED_SQL, params, STATEMENT_NAMES.appendUnflushed);
-    if (result.rowCount !== 0) {
+    const [appended] = rowsOf(AppendedRowSchema, result);
+    if (appended !== undefined) {
+      this.#rememberWritten(threadId, appended.stamp);
       if (!durable) {
         this.#unflushedWrites += 1;
         this.#unflushed.set(threadId, this.#unflushedWrites);
@@ -365,7 +373,12 @@ export class PgThreadStore implements ThreadStore {
     const id = checkThreadId(threadId);
     return this.#queue.run(id, async () => {
       const [live] = rowsOf(LiveRowSchema, await this.#query(`read thread ${id}`, STAMP_SQL, [id], STATEMENT_NAMES.stamp));
-      if (live !== undefined) return `${live.key}.${live.revision}`;
+      if (live !== undefined) {
+        const stamp = `${live.key}.${live.revision}`;
+        // Another process wrote the thread since this one did: the kept stamp would only cost a needless read later.
+        if (this.#written.get(id) !== stamp) this.#written.delete(id);
+        return stamp;
+      }
       const [archived] = rowsOf(
         ArchivedRowSchema,
         await this.#query(
@@ -473,6 +486,20 @@ export class PgThreadStore implements ThreadStore {
     const count = (this.#starting.get(threadId) ?? 0) + delta;
     if (count > 0) this.#starting.set(threadId, count);
     else this.#starting.delete(threadId);
+  }
+
+  /** The thread's stamp after this process's last write of it, from the write's own answer; undefined when not known. */
+  writtenStamp(threadId: string): string | undefined {
+    return this.#written.get(threadId);
+  }
+
+  #rememberWritten(threadId: string, stamp: string): void {
+    this.#written.delete(threadId);
+    this.#written.set(threadId, stamp);
+    for (const oldest of this.#written.keys()) {
+      if (this.#written.size <= MAX_WRITTEN_STAMPS) break;
+      this.#written.delete(oldest);
+    }
   }
 
   /**

@@ -43,6 +43,12 @@ export interface ThreadStore {
    */
   stamp(threadId: string): Promise<string | undefined>;
   /**
+   * The thread's {@link stamp} as this process's last write of it left it, when the store knows it
+   * without asking (a database's answer to the write); undefined otherwise. A write by anyone
+   * since makes it differ from {@link stamp}, as a stamp taken then would.
+   */
+  writtenStamp(threadId: string): string | undefined;
+  /**
    * One page of thread summaries in list order (see {@link ThreadListPosition}); a thread that
    * does not read back is listed with `error`. Keyset paging: a page starts after the position of
    * the previous page's last summary, so paging costs the same at any depth and maps onto an

@@ -194,7 +194,10 @@ export class ThreadTable {
     this.#claims.delete(threadId);
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
-      if (thread !== undefined) thread.stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+      // Taken before the thread is given back (another owner may write it from then on); the stamp
+      // this process's last write left is as good (a later write by anyone makes them differ, and
+      // the thread is read again) and costs no round trip.
+      if (thread !== undefined) thread.stamp = this.#options.store.writtenStamp(threadId) ?? (await this.#options.store.stamp(threadId).catch(() => undefined));
       await this.#options.ownership.release(threadId);
     })();
     this.#releasing.set(threadId, releasing);
