@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import type { LeaseHolder } from '../protocol/status.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
-import { UNFLUSHED_COMMIT } from './pg-store-sql.js';
+import { STAMP_EXPRESSION, UNFLUSHED_COMMIT } from './pg-store-sql.js';
 
 /**
  * The statements of the thread ownership in PostgreSQL (`pg-ownership.ts`) on the tables of
@@ -25,8 +25,14 @@ import { UNFLUSHED_COMMIT } from './pg-store-sql.js';
 /**
  * Takes a thread's lease (`$1` thread, `$2` owner, `$3` pid, `$4` host, `$5` lease ms): inserts it,
  * or takes over one that has run out or is this owner's own (the epoch grows then), and clears
- * the interrupt request an earlier turn left. One row (`thread_id`, `epoch`) when taken.
+ * the interrupt request an earlier turn left. One row (`thread_id`, `epoch`, and the thread's
+ * `stamp` in the store, null without a live row) when taken.
  */
+// The stamp is read after the take, locking the thread's row (FOR SHARE): such a read sees the
+// newest committed version, not the statement's snapshot, and waits for a write in flight. So
+// every write of an earlier owner is in it (each committed before its lease was given back or was
+// waited for here), and a later write of one is refused (its fence waits for this commit, then
+// finds the lease another's).
 export const TAKE_LEASE_SQL = `
 WITH taken AS (
   INSERT INTO cmx_thread_leases AS lease (thread_id, owner, pid, host, since, heartbeat_at, expires_at)
@@ -40,7 +46,9 @@ WITH taken AS (
   -- A request left from an earlier turn must not stop the next one.
   DELETE FROM cmx_interrupt_requests WHERE thread_id IN (SELECT thread_id FROM taken)
 ), ${UNFLUSHED_COMMIT}
-SELECT thread_id, epoch::text AS epoch FROM taken, unflushed`;
+SELECT thread_id, epoch::text AS epoch,
+  (SELECT ${STAMP_EXPRESSION} FROM cmx_threads WHERE id = taken.thread_id AND archived_at IS NULL FOR SHARE) AS stamp
+FROM taken, unflushed`;
 
 /** Gives back the owner's (`$1`) leases of threads `$2` and announces each on channel `$3`. */
 export const RELEASE_LEASES_SQL = `
@@ -73,7 +81,7 @@ export const LeaseRowSchema = HolderRowSchema.extend({ expires_in_ms: z.number()
 /** A thread id. */
 export const ThreadIdRowSchema = z.object({ thread_id: z.string() });
 /** A lease taken (see {@link TAKE_LEASE_SQL}). */
-export const TakenRowSchema = z.object({ thread_id: z.string(), epoch: z.string() });
+export const TakenRowSchema = z.object({ thread_id: z.string(), epoch: z.string(), stamp: z.string().nullable() });
 /** A kept request to stop a turn. */
 export const RequestRowSchema = z.object({ thread_id: z.string(), turn_id: z.string(), reason: z.string() });
 const LeaseCountsRowSchema = z.object({ live: z.coerce.number(), expired: z.coerce.number(), instances: z.coerce.number() });

@@ -178,8 +178,8 @@ export class PgOwnership implements ThreadOwnership {
    * lease, or takes over one that has expired or is this instance's own. Rejects with
    * {@link ThreadBusyError} while another instance's lease is live.
    */
-  async acquire(threadId: string): Promise<void> {
-    if (this.#held.has(threadId)) return;
+  async acquire(threadId: string): Promise<string | undefined> {
+    if (this.#held.has(threadId)) return undefined;
     this.#checkOpen();
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt += 1) {
       const sentAt = performance.now();
@@ -197,7 +197,7 @@ export class PgOwnership implements ThreadOwnership {
         this.#unreleased.delete(threadId);
         this.#held.set(threadId, { confirmedAt: sentAt });
         this.#armLossTimer();
-        return;
+        return row.stamp ?? undefined;
       }
       const holder = await this.holderElsewhere(threadId);
       if (holder !== undefined)

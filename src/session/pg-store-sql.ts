@@ -15,6 +15,9 @@ export const LiveRowSchema = z.object({ key: z.string(), revision: z.string() })
 export const ArchivedRowSchema = z.object({ key: z.string(), archived_at: z.date() });
 /** A thread's header row. */
 export const LoadRowSchema = z.object({ key: z.string(), header: z.string() });
+/** A live thread's stamp (`PgThreadStore.stamp`) as an expression over its `cmx_threads` row. */
+export const STAMP_EXPRESSION = `key::text || '.' || revision::text`;
+
 /** A row of an append: the thread's stamp after it. */
 export const AppendedRowSchema = z.object({ stamp: z.string() });
 /** One body record. */
@@ -92,7 +95,7 @@ t AS (
   RETURNING key, revision, next_seq - $2::int AS first_seq)
 INSERT INTO cmx_thread_records (thread_key, seq, record)
 SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, ${durable ? '' : 'unflushed,'} json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
-RETURNING (SELECT t.key::text || '.' || t.revision::text FROM t) AS stamp`;
+RETURNING (SELECT ${STAMP_EXPRESSION} FROM t) AS stamp`;
 
 /** {@link appendSql} committed with a flush: the batch is durable when the statement returns. */
 export const APPEND_SQL = appendSql(true);
