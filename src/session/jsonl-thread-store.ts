@@ -201,7 +201,7 @@ export class JsonlThreadStore implements ThreadStore {
     return undefined;
   }
 
-  /** Waits for the thread's pending appends: each write of this store is flushed (`durable: false` is not needed by a file, whose flush costs no round trip). */
+  /** Waits for the thread's pending appends: every write of this store is flushed, `durable: false` ones too (the file store keeps the stronger promise). */
   async flush(threadId: string): Promise<void> {
     await this.#queue.run(checkThreadId(threadId), () => Promise.resolve());
   }

@@ -210,12 +210,13 @@ export class PgThreadStore implements ThreadStore {
 
   /**
    * Runs a statement that commits with a flush, and counts the unflushed writes it covered: those
-   * that returned before it was sent (their commit records are before its own in the log).
+   * that returned before it was sent (their commit records are before its own in the log). Only
+   * when it wrote a row: a transaction that wrote nothing commits without a flush.
    */
-  async #flushed<T>(statement: () => Promise<T>): Promise<T> {
+  async #flushed(statement: () => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
     const covers = this.#unflushedWrites;
     const result = await statement();
-    if (covers > this.#flushedThrough) {
+    if ((result.rowCount ?? 0) > 0 && covers > this.#flushedThrough) {
       this.#flushedThrough = covers;
       for (const [threadId, last] of this.#unflushed) if (last <= covers) this.#unflushed.delete(threadId);
     }
