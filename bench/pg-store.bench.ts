@@ -9,8 +9,9 @@
  *   the completion, as a turn writes them; only the completion's write waits for the flush). `BENCH_PG_BASELINE=/path/to/dist/cli/main.js` adds
  *   another build (e.g. main before a change) to the alternating blocks, for before/after figures.
  *   Per turn through the server, also the statements the database ran (`pg_stat_statements`, all
- *   of them: the turn's, the lease heartbeats', the listener's checks) and its WAL flushes
- *   (`pg_stat_wal.wal_sync`, the WAL writer's background flushes included), counted per block.
+ *   of them: the turn's, the lease heartbeats', the listener's checks, the server's start) and its
+ *   WAL flushes (`pg_stat_wal.wal_sync`, the WAL writer's background flushes included), counted
+ *   per block from before the server starts until its connections have ended.
  * - `thread/list` with 100,000 stored threads (bulk-loaded with one INSERT … SELECT
  *   generate_series each for the threads and their records): pages of 100 through the store and
  *   through the built server, first and deep pages, and the plan of the page query.
@@ -29,7 +30,7 @@ import { silentLogger } from '../src/util/logger.js';
 import { startFakeResponsesServer } from '../tools/fake-responses-server.js';
 import { startMcp, textOf, threadIdOf, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
 import { startPostgres, type PostgresCluster } from '../test/helpers/postgres.js';
-import { tempDir } from '../test/helpers/process.js';
+import { tempDir, waitFor } from '../test/helpers/process.js';
 import { createDatabase } from '../test/helpers/thread-stores.js';
 import { fmt, median, percentile, printRawFigures, printTable, rawRow, since } from './stats.js';
 
@@ -264,19 +265,23 @@ async function main(): Promise<void> {
     ];
     for (let block = 0; block < BLOCKS; block += 1) {
       for (const [env, into, cli, counted] of runs) {
+        // Counted from before the server starts until its connections are gone: a connection
+        // reports its WAL counts now and then, and at its end (its start's few statements are in).
+        await resetCounts(admin);
         mcp = await startMcp(home.path, { args: ['--foreground'], env: { CODEX_MULTIENV_LOG: SERVER_LOG, ...env }, ...(cli === undefined ? {} : { cli }) });
         await mcpTurns(mcp, WARMUP, work.path);
-        await resetCounts(admin);
         const timed = await mcpTurns(mcp, Math.ceil(TURNS / BLOCKS), work.path);
-        if (counted !== undefined) {
-          const done = await databaseWork(admin, new URL(env.CODEX_MULTIENV_DATABASE_URL ?? '').pathname.slice(1));
-          counted.turns += timed.length;
-          counted.statements += done.statements;
-          counted.flushes += done.flushes;
-        }
         into.push(...timed);
         await mcp.close();
         mcp = undefined;
+        if (counted !== undefined) {
+          const database = new URL(env.CODEX_MULTIENV_DATABASE_URL ?? '').pathname.slice(1);
+          await waitFor(async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE datname = $1', [database])).rowCount === 0, 'the server’s connections to end');
+          const done = await databaseWork(admin, database);
+          counted.turns += WARMUP + timed.length;
+          counted.statements += done.statements;
+          counted.flushes += done.flushes;
+        }
       }
     }
 
