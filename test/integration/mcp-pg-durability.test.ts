@@ -3,12 +3,15 @@
 // cluster flushes commits (`fsync=on`), and its WAL writer is slowed to its longest pause, so a
 // commit made without a flush stays in the server's buffers: an immediate stop (as a crash) right
 // after an answer loses whatever was not flushed before it.
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 import { setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
 import { startInProcessMcp } from '../helpers/in-process-mcp.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { tempDir } from '../helpers/process.js';
-import { gate, hold, say, type Json } from '../helpers/steps.js';
+import { tempDir, waitFor } from '../helpers/process.js';
+import { exec, gate, hold, say, type Json } from '../helpers/steps.js';
 import { createDatabase } from '../helpers/thread-stores.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
 
@@ -55,7 +58,7 @@ async function crashAndRestart(): Promise<void> {
   await cluster.start();
 }
 
-describe('a turn’s records survive a crash of PostgreSQL right after an answer', () => {
+describe('what a turn wrote survives a crash of PostgreSQL once a client was answered or a command ran', () => {
   let world: McpTestWorld;
   let steps: FakeStep[];
   let mcp: McpHarness | undefined;
@@ -88,6 +91,23 @@ describe('a turn’s records survive a crash of PostgreSQL right after an answer
 
     const records = (await storedRecords(url, threadId)).map(describe_);
     expect(records).toEqual(expect.arrayContaining(['turn_started keep this prompt', 'item user', 'item assistant', 'turn_completed completed']));
+  });
+
+  it('keeps the prompt and the model’s call before the call’s command runs', async () => {
+    const url = await createDatabase(cluster, 'before_a_command');
+    const server = await serve(url);
+    const started = join(world.work.path, 'started');
+    const go = join(world.work.path, 'go');
+    steps.push(exec(`touch ${started}; while [ ! -e ${go} ]; do sleep 0.05; done`, { yield_time_ms: 30_000 }), say('after the crash'));
+    const answered = (await server.call('codex', { prompt: 'a prompt before a command', cwd: world.work.path, waitMs: 0 })).structuredContent as Json;
+    const threadId = String(answered.threadId);
+    await waitFor(() => existsSync(started), 'the command to start');
+
+    await crashAndRestart();
+
+    const records = (await storedRecords(url, threadId)).map(describe_);
+    await writeFile(go, '');
+    expect(records).toEqual(expect.arrayContaining(['turn_started a prompt before a command', 'item user', 'item function_call']));
   });
 
   it('keeps the prompt of a running turn once its status was answered', async () => {
