@@ -4,13 +4,13 @@
  * stdout and keeps them (heartbeats going) until it is killed.
  */
 import { openDatabase } from '../src/session/pg-database.js';
-import { OWNERSHIP_MIGRATION } from '../src/session/pg-ownership-schema.js';
+import { PG_MIGRATIONS } from '../src/session/pg-migrations.js';
 import { PgOwnership } from '../src/session/pg-ownership.js';
 import { silentLogger } from '../src/util/logger.js';
 
 const [url, leaseMs, ...threads] = process.argv.slice(2);
 if (url === undefined || leaseMs === undefined) throw new Error('usage: pg-ownership-holder.ts URL LEASE_MS THREAD_ID...');
-const db = await openDatabase({ url, migrations: [{ version: 1, name: 'store (placeholder in this bench)', sql: 'SELECT 1' }, OWNERSHIP_MIGRATION], logger: silentLogger });
+const db = await openDatabase({ url, migrations: PG_MIGRATIONS, logger: silentLogger });
 const ownership = await PgOwnership.open({ pool: db.pool, url, leaseMs: Number(leaseMs) });
 for (const threadId of threads) await ownership.acquire(threadId);
 process.stdout.write('held\n');

@@ -11,14 +11,15 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { openDatabase, type Database } from '../src/session/pg-database.js';
-import { OWNERSHIP_MIGRATION } from '../src/session/pg-ownership-schema.js';
+import { PG_MIGRATIONS } from '../src/session/pg-migrations.js';
 import { PgOwnership } from '../src/session/pg-ownership.js';
 import { silentLogger } from '../src/util/logger.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { REPO_ROOT, tempDir } from '../test/helpers/process.js';
 import { fmt, median, percentile, printTable, since } from './stats.js';
 
-const MIGRATIONS = [{ version: 1, name: 'store (placeholder in this bench)', sql: 'SELECT 1' }, OWNERSHIP_MIGRATION];
+/** The whole schema: taking a lease also reads the thread's stamp in the store's table. */
+const MIGRATIONS = PG_MIGRATIONS;
 const CYCLES = 2_000;
 const INTERRUPTS = 500;
 /** Lease lengths of the take-over runs (ms): a short one three times, and the default once. */

@@ -6,8 +6,12 @@
  *   in the same run: a text turn through the BUILT server and the MCP SDK client (the fake model
  *   answers at once), blocks of turns alternating between the stores; and the store operations of
  *   one turn alone (two stamps, four appends in three writes: the answer is deferred and carried by
- *   the completion, as a turn writes them). `BENCH_PG_BASELINE=/path/to/dist/cli/main.js` adds
+ *   the completion, as a turn writes them; only the completion's write waits for the flush). `BENCH_PG_BASELINE=/path/to/dist/cli/main.js` adds
  *   another build (e.g. main before a change) to the alternating blocks, for before/after figures.
+ *   Per turn through the server, also the statements the database ran (`pg_stat_statements`, all
+ *   of them: the turn's, the lease heartbeats', the listener's checks, the server's start) and its
+ *   WAL flushes (`pg_stat_wal.wal_sync`, the WAL writer's background flushes included), counted
+ *   per block from before the server starts until its connections have ended.
  * - `thread/list` with 100,000 stored threads (bulk-loaded with one INSERT … SELECT
  *   generate_series each for the threads and their records): pages of 100 through the store and
  *   through the built server, first and deep pages, and the plan of the page query.
@@ -26,7 +30,7 @@ import { silentLogger } from '../src/util/logger.js';
 import { startFakeResponsesServer } from '../tools/fake-responses-server.js';
 import { startMcp, textOf, threadIdOf, writeMcpConfig, type McpHarness } from '../test/helpers/mcp.js';
 import { startPostgres, type PostgresCluster } from '../test/helpers/postgres.js';
-import { tempDir } from '../test/helpers/process.js';
+import { tempDir, waitFor } from '../test/helpers/process.js';
 import { createDatabase } from '../test/helpers/thread-stores.js';
 import { fmt, median, percentile, printRawFigures, printTable, rawRow, since } from './stats.js';
 
@@ -34,6 +38,28 @@ import { fmt, median, percentile, printRawFigures, printTable, rawRow, since } f
 const TURNS = Number(process.env.BENCH_PG_TURNS ?? 200);
 const BLOCKS = 4;
 const WARMUP = 20;
+/** What one store's blocks of MCP turns made the database do. */
+interface DatabaseWork {
+  turns: number;
+  statements: number;
+  flushes: number;
+}
+
+/** The statements run in `database` and the WAL flushes of the cluster since the last {@link resetCounts}. */
+async function databaseWork(admin: pg.Pool, database: string): Promise<{ statements: number; flushes: number }> {
+  const statements = await admin.query<{ calls: string | null }>(
+    'SELECT sum(calls)::text AS calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1',
+    [database],
+  );
+  const wal = await admin.query<{ wal_sync: string }>('SELECT wal_sync::text AS wal_sync FROM pg_stat_wal');
+  return { statements: Number(statements.rows[0]?.calls ?? 0), flushes: Number(wal.rows[0]?.wal_sync ?? Number.NaN) };
+}
+
+async function resetCounts(admin: pg.Pool): Promise<void> {
+  await admin.query('SELECT pg_stat_statements_reset()');
+  await admin.query("SELECT pg_stat_reset_shared('wal')");
+}
+
 /** A new thread after this many turns, so history growth does not dominate. */
 const TURNS_PER_THREAD = 25;
 /** Store-level turns per store. */
@@ -68,9 +94,15 @@ function header(threadId: string): NewThreadHeader {
 async function storeTurn(store: ThreadStore, threadId: string, turn: number): Promise<void> {
   const turnId = `turn-${turn}`;
   await store.stamp(threadId);
-  await store.append(threadId, { type: 'turn_started', turnId, prompt: 'fix the flaky test', environments: [{ id: 'local', cwd: '/work' }] });
-  await store.append(threadId, { type: 'item', turnId, item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'fix the flaky test' }] } });
-  const answer = store.append(threadId, { type: 'item', turnId, item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Done.' }] } }, { defer: true });
+  // The turn's start, its prompt and its answer need no flush of their own: the completion's write flushes them.
+  const unflushed = { durable: false };
+  await store.append(threadId, { type: 'turn_started', turnId, prompt: 'fix the flaky test', environments: [{ id: 'local', cwd: '/work' }] }, unflushed);
+  await store.append(threadId, { type: 'item', turnId, item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'fix the flaky test' }] } }, unflushed);
+  const answer = store.append(
+    threadId,
+    { type: 'item', turnId, item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Done.' }] } },
+    { defer: true, durable: false },
+  );
   await Promise.all([answer, store.append(threadId, { type: 'turn_completed', turnId, status: 'completed', lastAgentMessage: 'Done.' })]);
   await store.stamp(threadId);
 }
@@ -163,7 +195,7 @@ async function main(): Promise<void> {
   const databases: Database[] = [];
   let mcp: McpHarness | undefined;
   try {
-    const started = await startPostgres(folder.path, { durable: true });
+    const started = await startPostgres(folder.path, { durable: true, parameters: ['shared_preload_libraries=pg_stat_statements'] });
     cluster = started;
     const open = async (name: string): Promise<Database> => {
       const database = await openDatabase({ url: await createDatabase(started, name), migrations: PG_MIGRATIONS, logger: silentLogger });
@@ -217,23 +249,39 @@ async function main(): Promise<void> {
     const baseFile: number[] = [];
     const basePg: number[] = [];
     const baseUrl = BASELINE === undefined ? undefined : await createDatabase(cluster, 'mcp_turns_base');
-    const runs: [NodeJS.ProcessEnv, number[], string | undefined][] = [
-      [{}, mcpFile, undefined],
-      [{ CODEX_MULTIENV_DATABASE_URL: turnsUrl }, mcpPg, undefined],
+    const admin = (await open('bench_admin')).pool;
+    await admin.query('CREATE EXTENSION pg_stat_statements');
+    const pgWork: DatabaseWork = { turns: 0, statements: 0, flushes: 0 };
+    const basePgWork: DatabaseWork = { turns: 0, statements: 0, flushes: 0 };
+    const runs: [NodeJS.ProcessEnv, number[], string | undefined, DatabaseWork | undefined][] = [
+      [{}, mcpFile, undefined, undefined],
+      [{ CODEX_MULTIENV_DATABASE_URL: turnsUrl }, mcpPg, undefined, pgWork],
       ...(BASELINE === undefined || baseUrl === undefined
         ? []
         : ([
-            [{}, baseFile, BASELINE],
-            [{ CODEX_MULTIENV_DATABASE_URL: baseUrl }, basePg, BASELINE],
-          ] as [NodeJS.ProcessEnv, number[], string][])),
+            [{}, baseFile, BASELINE, undefined],
+            [{ CODEX_MULTIENV_DATABASE_URL: baseUrl }, basePg, BASELINE, basePgWork],
+          ] as [NodeJS.ProcessEnv, number[], string, DatabaseWork | undefined][])),
     ];
     for (let block = 0; block < BLOCKS; block += 1) {
-      for (const [env, into, cli] of runs) {
+      for (const [env, into, cli, counted] of runs) {
+        // Counted from before the server starts until its connections are gone: a connection
+        // reports its WAL counts now and then, and at its end (its start's few statements are in).
+        await resetCounts(admin);
         mcp = await startMcp(home.path, { args: ['--foreground'], env: { CODEX_MULTIENV_LOG: SERVER_LOG, ...env }, ...(cli === undefined ? {} : { cli }) });
         await mcpTurns(mcp, WARMUP, work.path);
-        into.push(...(await mcpTurns(mcp, Math.ceil(TURNS / BLOCKS), work.path)));
+        const timed = await mcpTurns(mcp, Math.ceil(TURNS / BLOCKS), work.path);
+        into.push(...timed);
         await mcp.close();
         mcp = undefined;
+        if (counted !== undefined) {
+          const database = new URL(env.CODEX_MULTIENV_DATABASE_URL ?? '').pathname.slice(1);
+          await waitFor(async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE datname = $1', [database])).rowCount === 0, 'the server’s connections to end');
+          const done = await databaseWork(admin, database);
+          counted.turns += WARMUP + timed.length;
+          counted.statements += done.statements;
+          counted.flushes += done.flushes;
+        }
       }
     }
 
@@ -298,8 +346,12 @@ async function main(): Promise<void> {
       ],
     );
     if (BASELINE !== undefined) process.stdout.write(`baseline: ${BASELINE}\n`);
+    const perTurn = (counted: DatabaseWork): string =>
+      `${fmt(counted.statements / counted.turns, 2)} statements (round trips) and ${fmt(counted.flushes / counted.turns, 2)} WAL flushes per turn (${counted.turns} turns)`;
+    process.stdout.write(`\nthe database's work for a text turn through the server: ${perTurn(pgWork)}\n`);
+    if (BASELINE !== undefined) process.stdout.write(`… baseline build: ${perTurn(basePgWork)}\n`);
     process.stdout.write(
-      `\none statement (a thread's summary by id): ${fmt(median(roundTrips))} ms median, ${fmt(percentile(roundTrips, 99))} ms p99; the store operations of a turn make 5 (2 stamps, 3 writes of 4 appends)\n`,
+      `\none statement (a thread's summary by id): ${fmt(median(roundTrips))} ms median, ${fmt(percentile(roundTrips, 99))} ms p99; the store operations of a turn make 5 (2 stamps, 3 writes of 4 appends, the last one flushed)\n`,
     );
     process.stdout.write(
       `${BURST} appends made at once to one thread (PostgreSQL): ${fmt(median(together))} ms median (sent together), ${fmt(median(oneByOne))} ms one after the other\n`,

@@ -76,8 +76,10 @@ export interface TurnParams {
   /**
    * Persists one new item and appends it to the thread's history; called in order. `defer`: the
    * write may wait for the caller's next record (the turn's last items, written with the turn's end).
+   * `durable: false`: the write need not wait for the disk; a later durable one makes it durable
+   * (the turn's items are durable before a tool runs on them, and before the turn's answer).
    */
-  record(item: ResponseInputItem, options?: { defer?: boolean }): Promise<void>;
+  record(item: ResponseInputItem, options?: RecordOptions): Promise<void>;
   /** When and how the history is compacted (see `compact.ts`). */
   compaction: {
     /** Compact before a request once the previous one used this many tokens; none: only on a context-window error. */
@@ -91,6 +93,14 @@ export interface TurnParams {
   replaceHistory(replacement: HistoryReplacement): Promise<void>;
   emit(event: TurnEvent): void;
   logger?: Logger;
+}
+
+/** Options of {@link TurnParams.record}. */
+export interface RecordOptions {
+  /** @default false */
+  defer?: boolean;
+  /** @default true */
+  durable?: boolean;
 }
 
 type PendingCall = { kind: 'function' | 'custom'; callId: string; name: string; payload: string };
@@ -182,8 +192,13 @@ class TurnLoop {
 
   async run(): Promise<TurnResult> {
     const params = this.#params;
-    // Recorded together: the store writes (and flushes) them in one go.
-    await Promise.all([...contextUpdates(this.#items, params.context).map((text) => this.#push(inputMessage('user', text))), this.#push(inputMessage('user', params.prompt))]);
+    // Recorded together: the store writes them in one go. Without waiting for the disk: nothing
+    // outside the store acts on them before a durable write (the model's calls, or the turn's end).
+    const unflushed = { durable: false };
+    await Promise.all([
+      ...contextUpdates(this.#items, params.context).map((text) => this.#push(inputMessage('user', text), unflushed)),
+      this.#push(inputMessage('user', params.prompt), unflushed),
+    ]);
     for (let step = 1; ; step++) {
       if (params.signal.aborted) return this.#end('interrupted');
       if (step > params.maxSteps) return this.#end('failed', `the turn stopped after ${params.maxSteps} model requests (multienv.max_turn_steps)`);
@@ -209,7 +224,7 @@ class TurnLoop {
     return this.#contextTokens === undefined ? result : { ...result, contextTokens: this.#contextTokens };
   }
 
-  async #push(item: ResponseInputItem, options?: { defer?: boolean }): Promise<void> {
+  async #push(item: ResponseInputItem, options?: RecordOptions): Promise<void> {
     this.#items.push(item);
     this.#newItems++;
     await this.#params.record(item, options);
@@ -315,7 +330,9 @@ class TurnLoop {
     const last = output.every((item) => item.type !== 'function_call' && item.type !== 'custom_tool_call');
     const writes: Promise<void>[] = [];
     const push = (item: ResponseInputItem): void => {
-      writes.push(this.#push(item, { defer: last }));
+      // Durable when calls follow (they run once on record, with everything before them); the
+      // turn's last items go with its end, whose write is durable.
+      writes.push(this.#push(item, { defer: last, durable: !last }));
     };
     for (const item of output) {
       switch (item.type) {
@@ -391,7 +408,8 @@ class TurnLoop {
       }
     });
     // Every call gets its output, even when interrupted: the API rejects unanswered calls. All
-    // are appended at once, so the store writes them together.
+    // are appended at once, so the store writes them together; without waiting for the disk, as
+    // the next durable write (the next calls, or the turn's end) flushes them.
     this.#outputsWritten = Promise.all(
       calls.map((call, index) => {
         const output = results[index] ?? `${call.name} was not run`;
@@ -399,6 +417,7 @@ class TurnLoop {
           call.kind === 'function'
             ? { type: 'function_call_output', call_id: call.callId, output }
             : { type: 'custom_tool_call_output', call_id: call.callId, output: textOf(output) },
+          { durable: false },
         );
       }),
     );

@@ -34,7 +34,7 @@ export async function checkDatabase(config: EffectiveConfig | undefined, env: No
   const [{ probeDatabase, redactedUrl }, { PG_MIGRATIONS }, { leaseCounts, measureClockSkew }] = await Promise.all([
     import('../session/pg-database.js'),
     import('../session/pg-migrations.js'),
-    import('../session/pg-ownership.js'),
+    import('../session/pg-lease-sql.js'),
   ]);
   const where = redactedUrl(url);
   let probe: Awaited<ReturnType<typeof probeDatabase>>;

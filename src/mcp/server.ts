@@ -260,7 +260,10 @@ function turnTools({ options, server, logger, names, taskRuns, cancelSignal }: T
       return await answerWithin(
         call,
         waitMs ?? options.defaultWaitMs ?? DEFAULT_WAIT_MS,
-        (started) => options.threads.progress(started.threadId, started.turnId),
+        async (started) => {
+          await options.threads.flush(started.threadId);
+          return options.threads.progress(started.threadId, started.turnId);
+        },
         { status: CODEX_STATUS, interrupt: names.turnInterrupt },
         ended.signal,
       );

@@ -180,11 +180,12 @@ export interface FollowUpNames {
  * Answers a call with the turn's result when it ends within `waitMs`; otherwise, as soon as the
  * thread exists, with `status: "running"`, the turn id and its progress so far, while the turn
  * goes on. `end` cuts the wait short the same way (the client timed out on the call).
+ * `progressOf` also makes what the turn wrote so far durable before that answer leaves.
  */
 export async function answerWithin(
   call: TurnCall,
   waitMs: number,
-  progressOf: (started: StartedTurn) => TurnProgress | undefined,
+  progressOf: (started: StartedTurn) => Promise<TurnProgress | undefined>,
   names: FollowUpNames,
   end?: AbortSignal,
 ): Promise<CallToolResult> {
@@ -206,7 +207,7 @@ export async function answerWithin(
   // The budget is spent; the answer needs the thread id, so wait for the thread if it is not there yet.
   const started = await Promise.race([call.started, call.result]);
   if (started === undefined || 'content' in started) return call.result;
-  const progress = progressOf(started);
+  const progress = await progressOf(started);
   if (progress === undefined) return call.result;
   call.detach();
   return runningResult(started, progress, names);

@@ -208,8 +208,8 @@ class BuiltinThread implements EngineThread {
     const files = instructionFiles(globalInstructions, projectDocs);
     events.push({ type: 'instructions', files });
     // Not awaited yet: runTurn appends the turn's first items in this same tick, so they share one
-    // write and flush, which runTurn waits for before it calls the model.
-    const instructionsRecorded = this.#init.record({ type: 'instructions', at: at(), turnId, files });
+    // write, which runTurn waits for before it calls the model (without a flush, as those items).
+    const instructionsRecorded = this.#init.record({ type: 'instructions', at: at(), turnId, files }, { durable: false });
     instructionsRecorded.catch(() => undefined);
     const approver: Approver = {
       request: (request, requestSignal) => new Promise((respond) => events.push({ type: 'approval', request, signal: requestSignal, respond })),

@@ -123,6 +123,9 @@ class CodexThread implements EngineThread {
     const session = await this.#options.appServer.session();
     await this.#registerEnvironments(session, turn.environments);
     const { id: codexThreadId, recorded } = await this.#ensureThread(session, turn);
+    // Codex runs the turn's commands by itself from its start on: the turn's start (written without
+    // a flush) and the lease it runs under are made durable before.
+    await this.#init.flush();
     const turnState = new CodexTurn(this.#init.threadId, turn, events, this.#options.logger);
     const stopListening = this.#options.appServer.listen(codexThreadId, turnState);
     try {

@@ -210,6 +210,16 @@ export class JsonlThreadStore implements ThreadStore {
     return this.#queue.add(id, { line, record: parsed }, options);
   }
 
+  /** Undefined: {@link stamp} costs a `stat`, no round trip, so it is not kept. */
+  writtenStamp(): string | undefined {
+    return undefined;
+  }
+
+  /** Waits for the thread's pending appends: every write of this store is flushed, `durable: false` ones too (the file store keeps the stronger promise). */
+  async flush(threadId: string): Promise<void> {
+    await this.#queue.run(checkThreadId(threadId), () => Promise.resolve());
+  }
+
   /** Writes and flushes one batch of lines; a failure rejects every append of the batch. */
   async #write(threadId: string, state: ThreadState, pending: readonly PendingLine[]): Promise<void> {
     const handle = state.handle ?? (await this.#openForAppend(threadId, state));

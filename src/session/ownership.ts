@@ -12,9 +12,11 @@ import { LocalError, LocalErrorCode } from '../util/errors.js';
 export interface ThreadOwnership {
   /**
    * Takes the thread for this process (a no-op when it has it). Rejects with
-   * {@link ThreadBusyError} while another live owner has it.
+   * {@link ThreadBusyError} while another live owner has it. Resolves with the thread's stamp in
+   * the store (`ThreadStore.stamp`) as of the take, when the ownership reads it in the same step
+   * (leases in the store's own database: one round trip for both); otherwise undefined.
    */
-  acquire(threadId: string): Promise<void>;
+  acquire(threadId: string): Promise<string | undefined>;
   /** Gives the thread back (a no-op when this process does not have it). */
   release(threadId: string): void | Promise<void>;
   /** The live owner other than this process that has the thread, if any. */
@@ -74,8 +76,8 @@ export function describeHolder(holder: LeaseHolder): string {
 
 /** Ownership when this process is the only one using its thread store: it always has every thread. */
 export class SoleOwnership implements ThreadOwnership {
-  acquire(): Promise<void> {
-    return Promise.resolve();
+  acquire(): Promise<string | undefined> {
+    return Promise.resolve(undefined);
   }
 
   release(): void {}

@@ -10,6 +10,21 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { WaitList } from '../util/wait-list.js';
 import { ThreadBusyError, type ThreadOwnership, type TurnStopRequest } from './ownership.js';
 import { openLeasePool } from './pg-lease-pool.js';
+import {
+  HeldRowSchema,
+  LEASE_STATEMENT_NAMES,
+  LeaseRowSchema,
+  RELEASE_LEASES_SQL,
+  RENEW_LEASES_SQL,
+  REQUEST_INTERRUPT_SQL,
+  RequestRowSchema,
+  TAKE_LEASE_SQL,
+  TakenRowSchema,
+  ThreadIdRowSchema,
+  holderOf,
+  measureClockSkew,
+  rowsOf,
+} from './pg-lease-sql.js';
 import { PgListener } from './pg-listener.js';
 import type { LeaseFence } from './pg-store-sql.js';
 
@@ -31,41 +46,13 @@ const ACQUIRE_ATTEMPTS = 5;
 /** A waiter for another instance's turn looks again this long after the holder's lease should have run out. */
 const EXPIRY_SLACK_MS = 50;
 
-/**
- * A common table expression that makes the statement's transaction commit without waiting for
- * the database to flush it (`synchronous_commit = off` for this transaction alone), so taking and
- * giving back a lease costs a round trip, not a disk flush. Safe for leases alone: the turn's first
- * record, committed with a flush, flushes every earlier commit with it (the log is written in
- * order), and each append checks the lease it is made under (the fence, see `APPEND_SQL`), so a
- * lease taken and then lost in a crash of the database cannot let a write through; a release lost
- * that way leaves a lease that runs out by itself. Referenced by the statement, so it is evaluated.
- */
-const UNFLUSHED_COMMIT = `unflushed AS (SELECT set_config('synchronous_commit', 'off', true))`;
+const InterruptNoticeSchema = z.object({ threadId: z.string(), turnId: z.string() });
 
 /** The longest one statement of the ownership may take. */
 const QUERY_TIMEOUT_MS = 10_000;
 
 /** The longest a shutdown waits for the database to take this instance's leases back. */
 const RELEASE_ALL_TIMEOUT_MS = 5_000;
-
-const HolderRowSchema = z.object({ pid: z.number(), host: z.string(), since: z.date() });
-const HeldRowSchema = HolderRowSchema.extend({ thread_id: z.string() });
-const LeaseRowSchema = HolderRowSchema.extend({ expires_in_ms: z.number() });
-const ThreadIdRowSchema = z.object({ thread_id: z.string() });
-const TakenRowSchema = z.object({ thread_id: z.string(), epoch: z.string() });
-const LeaseCountsRowSchema = z.object({ live: z.coerce.number(), expired: z.coerce.number(), instances: z.coerce.number() });
-const RequestRowSchema = z.object({ thread_id: z.string(), turn_id: z.string(), reason: z.string() });
-const ClockRowSchema = z.object({ now: z.date() });
-const InterruptNoticeSchema = z.object({ threadId: z.string(), turnId: z.string() });
-
-/** Parses query rows; a row of another shape is a schema this version does not know. */
-function rowsOf<T>(schema: z.ZodType<T>, result: pg.QueryResult): T[] {
-  return result.rows.map((row: unknown) => schema.parse(row));
-}
-
-function holderOf(row: z.infer<typeof HolderRowSchema>): LeaseHolder {
-  return { pid: row.pid, host: row.host, since: row.since.toISOString() };
-}
 
 /** A lease this instance holds: when the database last confirmed it (this clock, when the statement was sent). */
 interface HeldLease {
@@ -191,27 +178,17 @@ export class PgOwnership implements ThreadOwnership {
    * lease, or takes over one that has expired or is this instance's own. Rejects with
    * {@link ThreadBusyError} while another instance's lease is live.
    */
-  async acquire(threadId: string): Promise<void> {
-    if (this.#held.has(threadId)) return;
+  async acquire(threadId: string): Promise<string | undefined> {
+    if (this.#held.has(threadId)) return undefined;
     this.#checkOpen();
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt += 1) {
       const sentAt = performance.now();
       const taken = await this.#query(
-        `WITH taken AS (
-           INSERT INTO cmx_thread_leases AS lease (thread_id, owner, pid, host, since, heartbeat_at, expires_at)
-           VALUES ($1, $2, $3, $4, now(), now(), now() + $5 * interval '1 millisecond')
-           ON CONFLICT (thread_id) DO UPDATE
-             SET owner = excluded.owner, pid = excluded.pid, host = excluded.host, since = excluded.since,
-                 heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at, epoch = lease.epoch + 1
-             WHERE lease.expires_at <= now() OR lease.owner = excluded.owner
-           RETURNING thread_id, epoch
-         ), cleared AS (
-           -- A request left from an earlier turn must not stop the next one.
-           DELETE FROM cmx_interrupt_requests WHERE thread_id IN (SELECT thread_id FROM taken)
-         ), ${UNFLUSHED_COMMIT}
-         SELECT thread_id, epoch::text AS epoch FROM taken, unflushed`,
+        TAKE_LEASE_SQL,
         [threadId, this.#owner, this.#pid, this.#host, this.#leaseMs],
         'take a thread’s lease',
+        this.#pool,
+        LEASE_STATEMENT_NAMES.take,
       );
       const [row] = rowsOf(TakenRowSchema, taken);
       if (row !== undefined) {
@@ -220,7 +197,7 @@ export class PgOwnership implements ThreadOwnership {
         this.#unreleased.delete(threadId);
         this.#held.set(threadId, { confirmedAt: sentAt });
         this.#armLossTimer();
-        return;
+        return row.stamp ?? undefined;
       }
       const holder = await this.holderElsewhere(threadId);
       if (holder !== undefined)
@@ -313,12 +290,7 @@ export class PgOwnership implements ThreadOwnership {
   async requestInterrupt(threadId: string, request: InterruptRequest): Promise<void> {
     this.#checkOpen();
     await this.#query(
-      `WITH kept AS (
-         INSERT INTO cmx_interrupt_requests (thread_id, turn_id, reason) VALUES ($1, $2, $3)
-         ON CONFLICT (thread_id) DO UPDATE SET turn_id = excluded.turn_id, reason = excluded.reason, requested_at = now()
-         RETURNING thread_id
-       )
-       SELECT pg_notify($4, $5) FROM kept`,
+      REQUEST_INTERRUPT_SQL,
       [threadId, request.turnId, request.reason, INTERRUPT_CHANNEL, JSON.stringify({ threadId, turnId: request.turnId })],
       'ask another instance to stop a turn',
       this.#leasePool,
@@ -387,13 +359,7 @@ export class PgOwnership implements ThreadOwnership {
 
   /** Deletes this instance's leases on these threads and announces each on {@link RELEASED_CHANNEL}. */
   async #deleteLeases(threadIds: string[], pool: pg.Pool): Promise<void> {
-    await this.#query(
-      `WITH gone AS (DELETE FROM cmx_thread_leases WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id), ${UNFLUSHED_COMMIT}
-       SELECT pg_notify($3, thread_id) FROM gone, unflushed`,
-      [this.#owner, threadIds, RELEASED_CHANNEL],
-      'give threads back',
-      pool,
-    );
+    await this.#query(RELEASE_LEASES_SQL, [this.#owner, threadIds, RELEASED_CHANNEL], 'give threads back', pool, LEASE_STATEMENT_NAMES.release);
   }
 
   /**
@@ -414,13 +380,7 @@ export class PgOwnership implements ThreadOwnership {
       if (this.#held.size === 0) return;
       const sent = new Map(this.#held);
       const sentAt = performance.now();
-      const result = await this.#query(
-        `UPDATE cmx_thread_leases SET heartbeat_at = now(), expires_at = now() + $3 * interval '1 millisecond'
-          WHERE owner = $1 AND thread_id = ANY($2::text[]) RETURNING thread_id`,
-        [this.#owner, [...sent.keys()], this.#leaseMs],
-        'renew the leases',
-        this.#leasePool,
-      );
+      const result = await this.#query(RENEW_LEASES_SQL, [this.#owner, [...sent.keys()], this.#leaseMs], 'renew the leases', this.#leasePool);
       const renewed = new Set(rowsOf(ThreadIdRowSchema, result).map((row) => row.thread_id));
       for (const [threadId, lease] of sent) {
         // A thread given back (or taken again) meanwhile is not this heartbeat's business.
@@ -524,42 +484,16 @@ export class PgOwnership implements ThreadOwnership {
   /**
    * Runs a statement with a deadline; a failure is `UNAVAILABLE`, saying what could not be done.
    * On the store's pool unless `pool` says otherwise: the heartbeat and the statements that stop
-   * turns go on the lease pool, so they do not wait behind the turns' appends.
+   * turns go on the lease pool, so they do not wait behind the turns' appends. `name`: a prepared
+   * statement of that name (see `LEASE_STATEMENT_NAMES`).
    */
-  async #query(text: string, values: unknown[], what: string, pool = this.#pool): Promise<pg.QueryResult> {
+  async #query(text: string, values: unknown[], what: string, pool = this.#pool, name?: string): Promise<pg.QueryResult> {
     try {
+      const query = name === undefined ? pool.query(text, values) : pool.query({ name, text, values });
       // A database cut off without a reset (a lost host, a dropped route) would leave the statement waiting for good.
-      return await withDeadline(pool.query(text, values), QUERY_TIMEOUT_MS, () => new Error(`no answer within ${QUERY_TIMEOUT_MS / 1000} s`));
+      return await withDeadline(query, QUERY_TIMEOUT_MS, () => new Error(`no answer within ${QUERY_TIMEOUT_MS / 1000} s`));
     } catch (error) {
       throw new LocalError(LocalErrorCode.Unavailable, `cannot ${what} in the database: ${errorMessage(error)}`, { cause: error });
     }
   }
-}
-
-/** This host's clock minus the database's (`now()`), in milliseconds, taking the round trip's midpoint as the moment it was read. */
-export async function measureClockSkew(pool: pg.Pool): Promise<number> {
-  const before = Date.now();
-  let result: pg.QueryResult;
-  try {
-    result = await pool.query('SELECT now() AS now');
-  } catch (error) {
-    throw new LocalError(LocalErrorCode.Unavailable, `cannot read the database’s clock: ${errorMessage(error)}`, { cause: error });
-  }
-  const after = Date.now();
-  const row = rowsOf(ClockRowSchema, result)[0];
-  if (row === undefined) throw new LocalError(LocalErrorCode.Unavailable, 'the database did not say what time it is');
-  return (before + after) / 2 - row.now.getTime();
-}
-
-/** The leases in the database now, for `doctor`: live ones, expired ones not yet taken over, and the instances holding the live ones. */
-export async function leaseCounts(pool: pg.Pool): Promise<{ live: number; expired: number; instances: number }> {
-  let result: pg.QueryResult;
-  try {
-    result = await pool.query(
-      'SELECT count(*) FILTER (WHERE expires_at > now()) AS live, count(*) FILTER (WHERE expires_at <= now()) AS expired, count(DISTINCT owner) FILTER (WHERE expires_at > now()) AS instances FROM cmx_thread_leases',
-    );
-  } catch (error) {
-    throw new LocalError(LocalErrorCode.Unavailable, `cannot read the thread leases: ${errorMessage(error)}`, { cause: error });
-  }
-  return rowsOf(LeaseCountsRowSchema, result)[0] ?? { live: 0, expired: 0, instances: 0 };
 }

@@ -15,6 +15,11 @@ export const LiveRowSchema = z.object({ key: z.string(), revision: z.string() })
 export const ArchivedRowSchema = z.object({ key: z.string(), archived_at: z.date() });
 /** A thread's header row. */
 export const LoadRowSchema = z.object({ key: z.string(), header: z.string() });
+/** A live thread's stamp (`PgThreadStore.stamp`) as an expression over its `cmx_threads` row. */
+export const STAMP_EXPRESSION = `key::text || '.' || revision::text`;
+
+/** A row of an append: the thread's stamp after it. */
+export const AppendedRowSchema = z.object({ stamp: z.string() });
 /** One body record. */
 export const RecordRowSchema = z.object({ seq: z.string(), record: z.string() });
 /** The columns of {@link SUMMARY_COLUMNS}. */
@@ -47,10 +52,29 @@ export interface LeaseFence {
 }
 
 /**
+ * A common table expression that makes its statement's transaction commit without waiting for the
+ * database to flush it to disk (`synchronous_commit = off` for this transaction alone): the commit
+ * costs a round trip, not a flush. Referenced by the statement, so it is evaluated. The log is
+ * written in order, so the next commit that does wait for the flush (of any session) flushes
+ * this one with it; a crash of the database before that loses it (see `PgThreadStore.flush`).
+ */
+export const UNFLUSHED_COMMIT = `unflushed AS (SELECT set_config('synchronous_commit', 'off', true))`;
+
+/**
+ * A statement (`$1` a thread id) whose commit waits for the flush of the log up to it, and so of
+ * every commit made before it in any session. It must write to the log: a transaction that wrote
+ * nothing there commits without waiting for a flush, even with a transaction id (`txid_current()`).
+ * So it writes the thread's row again unchanged (no column of an index changes: a heap-only
+ * update, one small log record).
+ */
+export const FLUSH_SQL = 'UPDATE cmx_threads SET revision = revision WHERE id = $1';
+
+/**
  * Appends a batch: `$1` thread id, `$2` record count, `$3`–`$6` the summary change (see
  * {@link summaryChange}), `$7` the records as one JSON array, `$8`/`$9` the {@link LeaseFence}
- * (null: not fenced). Nothing is written (no row returned) when the thread has no live row, or
- * the lease is no longer the fence's.
+ * (null: not fenced). A row per record written, each with the thread's stamp after the write
+ * (`key.revision`, as `PgThreadStore.stamp` gives it); nothing is written (no row returned) when
+ * the thread has no live row, or the lease is no longer the fence's.
  */
 // One statement: the thread row is locked by the UPDATE, which also hands out the records'
 // sequence numbers, so writers in several processes never interleave inside one batch.
@@ -58,8 +82,8 @@ export interface LeaseFence {
 // lease waits for this commit, and a takeover committed first (even while this statement waited)
 // is seen, as the lock reads the newest version of the row. So no record of a fenced-off owner
 // lands after the new owner took the thread over.
-export const APPEND_SQL = `
-WITH fence AS (
+const appendSql = (durable: boolean): string => `
+WITH ${durable ? '' : `${UNFLUSHED_COMMIT},`} fence AS (
   SELECT 1 FROM cmx_thread_leases WHERE thread_id = $1 AND owner = $8::text AND epoch = $9::bigint FOR SHARE),
 t AS (
   UPDATE cmx_threads SET
@@ -68,10 +92,16 @@ t AS (
     last_status = COALESCE($4::text, last_status), last_turn_id = COALESCE($5::text, last_turn_id),
     preview = COALESCE(preview, $6::text), failed = COALESCE($4::text = 'failed', failed)
   WHERE id = $1 AND archived_at IS NULL AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM fence))
-  RETURNING key, next_seq - $2::int AS first_seq)
+  RETURNING key, revision, next_seq - $2::int AS first_seq)
 INSERT INTO cmx_thread_records (thread_key, seq, record)
-SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
-RETURNING seq`;
+SELECT t.key, t.first_seq + r.n - 1, r.value FROM t, ${durable ? '' : 'unflushed,'} json_array_elements($7::json) WITH ORDINALITY AS r(value, n)
+RETURNING (SELECT ${STAMP_EXPRESSION} FROM t) AS stamp`;
+
+/** {@link appendSql} committed with a flush: the batch is durable when the statement returns. */
+export const APPEND_SQL = appendSql(true);
+
+/** {@link appendSql} committed without waiting for the flush (see {@link UNFLUSHED_COMMIT}). */
+export const APPEND_UNFLUSHED_SQL = appendSql(false);
 
 /** What a batch of records changes in its thread's summary columns (null: unchanged). */
 export interface SummaryChange {

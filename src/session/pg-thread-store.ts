@@ -29,7 +29,10 @@ import {
 } from './thread-store.js';
 import {
   APPEND_SQL,
+  APPEND_UNFLUSHED_SQL,
+  AppendedRowSchema,
   ArchivedRowSchema,
+  FLUSH_SQL,
   CountRowSchema,
   IdRowSchema,
   type LeaseFence,
@@ -58,6 +61,11 @@ const SecretRowSchema = z.object({ value: z.instanceof(Buffer) });
  * to one thread made while its previous write is in flight are sent together in the next one.
  * Failures of the database reject with `UNAVAILABLE` naming what failed; the pool reconnects by
  * itself once the database is back.
+ *
+ * A batch of appends that all say `durable: false` commits without waiting for the flush (see
+ * `UNFLUSHED_COMMIT`): a turn's records then cost a round trip each and one flush at its end, the
+ * completion's, which flushes them with it. The store counts which threads have such writes not yet
+ * covered by a flushed commit of its own, so {@link PgThreadStore.flush} costs nothing when none.
  */
 
 /** Options of {@link PgThreadStore}. */
@@ -83,6 +91,9 @@ export interface PgThreadStoreOptions {
 /** Archived threads whose hint is remembered (see {@link PgThreadStore.archivedHint}); the oldest are forgotten beyond. */
 const MAX_ARCHIVED_HINTS = 1024;
 
+/** Threads whose stamp after this process's last write is kept (see {@link PgThreadStore.writtenStamp}); the least recently written are forgotten beyond. */
+const MAX_WRITTEN_STAMPS = 10_000;
+
 /** SQLSTATE of a unique violation: a live thread with the id exists. */
 const UNIQUE_VIOLATION = '23505';
 
@@ -90,7 +101,18 @@ const UNIQUE_VIOLATION = '23505';
 interface PendingRecord {
   record: ThreadBodyRecord;
   text: string;
+  /** Whether its write must wait for the flush (see {@link AppendOptions.durable}). */
+  durable: boolean;
 }
+
+/**
+ * Names of the statements a turn makes (prepared once per connection, then only bound and run:
+ * no parse or plan per call).
+ */
+const STATEMENT_NAMES = { append: 'cmx_append', appendUnflushed: 'cmx_append_unflushed', stamp: 'cmx_stamp', flush: 'cmx_flush' } as const;
+
+/** The statement of a live thread's key and revision (its stamp). */
+const STAMP_SQL = 'SELECT key::text AS key, revision::text AS revision FROM cmx_threads WHERE id = $1 AND archived_at IS NULL';
 
 /** Persistence of threads in PostgreSQL; see the module comment. */
 export class PgThreadStore implements ThreadStore {
@@ -109,8 +131,19 @@ export class PgThreadStore implements ThreadStore {
   });
   /** Threads with a `turn_started` append in flight: open turns before the database has them. */
   readonly #starting = new Map<string, number>();
+  /**
+   * Writes committed without a flush, counted in the order they returned; `#flushedThrough`: how
+   * many of them a flushed commit sent after them has covered. The log is one sequence for the
+   * whole database, so a flushed commit covers every commit that returned before it was sent.
+   */
+  #unflushedWrites = 0;
+  #flushedThrough = 0;
+  /** The count of {@link #unflushedWrites} at each thread's last unflushed write, while a flush has yet to cover it. */
+  readonly #unflushed = new Map<string, number>();
   /** Archived threads seen by `stamp` or `archive`, with how to get them back (least recently seen first). */
   readonly #archived = new Map<string, string>();
+  /** Each thread's stamp after this process's last write of it (see {@link writtenStamp}), least recently written first. */
+  readonly #written = new Map<string, string>();
   #closing: Promise<void> | undefined;
 
   constructor(options: PgThreadStoreOptions) {
@@ -156,7 +189,7 @@ export class PgThreadStore implements ThreadStore {
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const text = recordText(parsed, id);
     if (parsed.type === 'turn_started') this.#startingTurn(id, 1);
-    const written = this.#queue.add(id, { record: parsed, text }, options);
+    const written = this.#queue.add(id, { record: parsed, text, durable: options.durable !== false }, options);
     if (parsed.type !== 'turn_started') return written;
     try {
       await written;
@@ -165,12 +198,43 @@ export class PgThreadStore implements ThreadStore {
     }
   }
 
+  /**
+   * Makes the thread's records durable after its pending appends: when a write of it was committed
+   * without a flush and no flushed commit of this store has covered it yet, one statement commits
+   * with a flush ({@link FLUSH_SQL}), which flushes the log up to it; otherwise nothing is sent.
+   */
+  async flush(threadId: string): Promise<void> {
+    const id = checkThreadId(threadId);
+    await this.#queue.run(id, async () => {
+      const last = this.#unflushed.get(id);
+      if (last === undefined || last <= this.#flushedThrough) return;
+      await this.#flushed(() => this.#query(`flush the records of thread ${id}`, FLUSH_SQL, [id], STATEMENT_NAMES.flush));
+    });
+  }
+
+  /**
+   * Runs a statement that commits with a flush, and counts the unflushed writes it covered: those
+   * that returned before it was sent (their commit records are before its own in the log). Only
+   * when it wrote a row: a transaction that wrote nothing commits without a flush.
+   */
+  async #flushed(statement: () => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
+    const covers = this.#unflushedWrites;
+    const result = await statement();
+    if ((result.rowCount ?? 0) > 0 && covers > this.#flushedThrough) {
+      this.#flushedThrough = covers;
+      for (const [threadId, last] of this.#unflushed) if (last <= covers) this.#unflushed.delete(threadId);
+    }
+    return result;
+  }
+
   /** One statement (one transaction, one commit) for a batch of appends; its failure rejects every append of the batch. */
   async #write(threadId: string, pending: readonly PendingRecord[]): Promise<void> {
     const records = pending.map((entry) => entry.record);
     const change = summaryChange(records);
     const fence = this.#fence(threadId);
-    const result = await this.#query(`append ${records.length === 1 ? 'a record' : `${records.length} records`} to thread ${threadId}`, APPEND_SQL, [
+    const durable = pending.some((entry) => entry.durable);
+    const what = `append ${records.length === 1 ? 'a record' : `${records.length} records`} to thread ${threadId}`;
+    const params = [
       threadId,
       records.length,
       change.environments,
@@ -180,8 +244,19 @@ export class PgThreadStore implements ThreadStore {
       `[${pending.map((entry) => entry.text).join(',')}]`,
       fence?.owner ?? null,
       fence?.epoch ?? null,
-    ]);
-    if (result.rowCount !== 0) return;
+    ];
+    const result = durable
+      ? await this.#flushed(() => this.#query(what, APPEND_SQL, params, STATEMENT_NAMES.append))
+      : await this.#query(what, APPEND_UNFLUSHED_SQL, params, STATEMENT_NAMES.appendUnflushed);
+    const [appended] = rowsOf(AppendedRowSchema, result);
+    if (appended !== undefined) {
+      this.#rememberWritten(threadId, appended.stamp);
+      if (!durable) {
+        this.#unflushedWrites += 1;
+        this.#unflushed.set(threadId, this.#unflushedWrites);
+      }
+      return;
+    }
     if (fence !== undefined && (await this.#isLive(threadId))) {
       throw new LocalError(
         LocalErrorCode.Fenced,
@@ -192,9 +267,7 @@ export class PgThreadStore implements ThreadStore {
   }
 
   async #isLive(threadId: string): Promise<boolean> {
-    const result = await this.#query(`read thread ${threadId}`, 'SELECT key::text AS key, revision::text AS revision FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [
-      threadId,
-    ]);
+    const result = await this.#query(`read thread ${threadId}`, STAMP_SQL, [threadId], STATEMENT_NAMES.stamp);
     return rowsOf(LiveRowSchema, result).length > 0;
   }
 
@@ -300,11 +373,13 @@ export class PgThreadStore implements ThreadStore {
   async stamp(threadId: string): Promise<string | undefined> {
     const id = checkThreadId(threadId);
     return this.#queue.run(id, async () => {
-      const [live] = rowsOf(
-        LiveRowSchema,
-        await this.#query(`read thread ${id}`, 'SELECT key::text AS key, revision::text AS revision FROM cmx_threads WHERE id = $1 AND archived_at IS NULL', [id]),
-      );
-      if (live !== undefined) return `${live.key}.${live.revision}`;
+      const [live] = rowsOf(LiveRowSchema, await this.#query(`read thread ${id}`, STAMP_SQL, [id], STATEMENT_NAMES.stamp));
+      if (live !== undefined) {
+        const stamp = `${live.key}.${live.revision}`;
+        // Another process wrote the thread since this one did: the kept stamp would only cost a needless read later.
+        if (this.#written.get(id) !== stamp) this.#written.delete(id);
+        return stamp;
+      }
       const [archived] = rowsOf(
         ArchivedRowSchema,
         await this.#query(
@@ -414,10 +489,27 @@ export class PgThreadStore implements ThreadStore {
     else this.#starting.delete(threadId);
   }
 
-  /** Runs one statement; a failure of the database becomes a {@link LocalError} saying what failed. */
-  async #query(what: string, sql: string, params: unknown[]): Promise<pg.QueryResult> {
+  /** The thread's stamp after this process's last write of it, from the write's own answer; undefined when not known. */
+  writtenStamp(threadId: string): string | undefined {
+    return this.#written.get(threadId);
+  }
+
+  #rememberWritten(threadId: string, stamp: string): void {
+    this.#written.delete(threadId);
+    this.#written.set(threadId, stamp);
+    for (const oldest of this.#written.keys()) {
+      if (this.#written.size <= MAX_WRITTEN_STAMPS) break;
+      this.#written.delete(oldest);
+    }
+  }
+
+  /**
+   * Runs one statement; a failure of the database becomes a {@link LocalError} saying what failed.
+   * `name`: a prepared statement of that name (see {@link STATEMENT_NAMES}).
+   */
+  async #query(what: string, sql: string, params: unknown[], name?: string): Promise<pg.QueryResult> {
     try {
-      return await this.#pool.query(sql, params);
+      return await this.#pool.query(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params });
     } catch (error) {
       const state = sqlState(error);
       // Class 22 (data exception) and 23 (integrity): the database refused this data, not a failure of the database.

@@ -134,7 +134,7 @@ export class ThreadLeases implements ThreadOwnership {
    * Takes the thread's lease for this process (a no-op when it holds it). Rejects with
    * {@link ThreadBusyError} when another live process holds it.
    */
-  async acquire(threadId: string): Promise<void> {
+  async acquire(threadId: string): Promise<undefined> {
     if (this.#held.has(threadId)) return;
     const path = this.#pathOf(threadId);
     if (!this.#dirReady) {

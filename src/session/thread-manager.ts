@@ -334,7 +334,11 @@ export class ThreadManager {
    */
   async status(threadId: string, turnId?: string): Promise<ThreadStatus> {
     const thread = this.#threads.get(threadId);
-    if (thread !== undefined && (this.#threads.isHeld(threadId) || thread.live.length > 0)) return loadedStatus(thread, turnId);
+    if (thread !== undefined && (this.#threads.isHeld(threadId) || thread.live.length > 0)) {
+      // An answer about a turn running here: what it wrote so far is made durable first.
+      await this.flush(threadId);
+      return loadedStatus(thread, turnId);
+    }
     const elsewhere = await this.#ownership.holderElsewhere(threadId);
     if (thread !== undefined && elsewhere === undefined && (await this.#options.store.stamp(threadId)) === thread.stamp) return loadedStatus(thread, turnId);
     // Not loaded here, or written by another owner since: the store is the truth.
@@ -456,6 +460,14 @@ export class ThreadManager {
   /** Wakes the owner of the thread to read an answer to a task input (for tasks, see thread-tasks.ts). */
   async announceAnswer(threadId: string): Promise<void> {
     await this.#ownership.announceAnswer(threadId);
+  }
+
+  /**
+   * Makes everything the thread's turns wrote so far durable (see `ThreadStore.flush`): called
+   * before an answer about the thread leaves while its turn runs. Costs nothing when it is.
+   */
+  async flush(threadId: string): Promise<void> {
+    await this.#options.store.flush(threadId);
   }
 
   /** The progress of a live turn of a loaded thread; undefined once it finished. */

@@ -22,6 +22,12 @@ export interface ThreadStore {
    * that does not exist with `NOT_FOUND`.
    */
   append(threadId: string, record: NewThreadRecord, options?: AppendOptions): Promise<void>;
+  /**
+   * Makes every record appended to the thread so far durable, after its pending appends: what
+   * {@link AppendOptions.durable} `false` left to a later flush. Called before an answer about the
+   * thread leaves for a client. Resolves at once (no I/O) when nothing of it waits for a flush.
+   */
+  flush(threadId: string): Promise<void>;
   /** Reads a thread back after its pending appends, or `undefined` when it does not exist. */
   load(threadId: string): Promise<LoadedThread | undefined>;
   /**
@@ -36,6 +42,12 @@ export interface ThreadStore {
    * process's pending appends); undefined when it does not exist.
    */
   stamp(threadId: string): Promise<string | undefined>;
+  /**
+   * The thread's {@link stamp} as this process's last write of it left it, when the store knows it
+   * without asking (a database's answer to the write); undefined otherwise. A write by anyone
+   * since makes it differ from {@link stamp}, as a stamp taken then would.
+   */
+  writtenStamp(threadId: string): string | undefined;
   /**
    * One page of thread summaries in list order (see {@link ThreadListPosition}); a thread that
    * does not read back is listed with `error`. Keyset paging: a page starts after the position of
@@ -78,6 +90,15 @@ export interface AppendOptions {
    * again; the rest of the record is still validated. @default none (the item is serialized)
    */
   itemJson?: string;
+  /**
+   * `false`: the write may be committed without waiting for the disk; the promise resolves once
+   * it is written (in order, and seen by every process), and the record becomes durable with the
+   * store's next durable write or {@link ThreadStore.flush}. For records nothing is done on the
+   * strength of before such a write: no answer to a client, no command run. A write of several
+   * appends waits for the disk when any of them asks to. A store may flush them anyway.
+   * @default true
+   */
+  durable?: boolean;
 }
 
 /** The longest a deferred append (see {@link AppendOptions.defer}) waits for the thread's next write. */

@@ -54,6 +54,8 @@ interface ThreadClaim {
   count: number;
   /** The thread, current with the store, once it is owned. */
   ready: Promise<Thread>;
+  /** The store's stamp after this process's last write of the thread when the hold began (see `ThreadStore.writtenStamp`). */
+  writtenBefore: string | undefined;
 }
 
 /** The longest pause between two looks for idle threads. */
@@ -144,7 +146,7 @@ export class ThreadTable {
   async hold(threadId: string): Promise<Thread> {
     let claim = this.#claims.get(threadId);
     if (claim === undefined) {
-      claim = { count: 0, ready: this.#claim(threadId) };
+      claim = { count: 0, ready: this.#claim(threadId), writtenBefore: this.#options.store.writtenStamp(threadId) };
       this.#claims.set(threadId, claim);
     }
     claim.count += 1;
@@ -169,28 +171,31 @@ export class ThreadTable {
     if (!this.#threads.has(threadId) && (!THREAD_ID_PATTERN.test(threadId) || (await store.stamp(threadId)) === undefined)) {
       throw new ThreadNotFoundError(threadId, THREAD_ID_PATTERN.test(threadId) ? store.archivedHint(threadId) : undefined);
     }
-    await this.#acquire(threadId);
+    const taken = await this.#acquire(threadId);
     const loaded = this.#threads.get(threadId);
     if (loaded === undefined || loaded.stamp === undefined || loaded.live.length > 0) return this.#get(threadId);
-    if ((await store.stamp(threadId)) === loaded.stamp) return loaded;
+    if ((taken ?? (await store.stamp(threadId))) === loaded.stamp) return loaded;
     // Another owner ran turns of this thread since this process let go of it: read it again.
     this.#options.logger.info('thread changed in another process; reading it again', { thread: threadId });
     await this.letGo(loaded, { keep: false });
     return this.#get(threadId);
   }
 
-  /** Takes the thread's ownership; waits a moment for a holder elsewhere whose turn already ended (see {@link WINDING_DOWN_WAIT_MS}). */
-  async #acquire(threadId: string): Promise<void> {
+  /**
+   * Takes the thread's ownership; waits a moment for a holder elsewhere whose turn already ended (see
+   * {@link WINDING_DOWN_WAIT_MS}). Resolves with the stamp read with the take, if the ownership reads one.
+   */
+  async #acquire(threadId: string): Promise<string | undefined> {
     const { store, ownership } = this.#options;
     try {
-      await ownership.acquire(threadId);
+      return await ownership.acquire(threadId);
     } catch (error) {
       if (!(error instanceof ThreadBusyError)) throw error;
       const summary = await store.summary(threadId).catch(() => undefined);
       // A turn open in the store runs there: refused at once, as a busy thread is.
       if (summary === undefined || summary.error !== undefined || summary.lastStatus === 'incomplete') throw error;
       if (!(await ownership.waitReleased(threadId, WINDING_DOWN_WAIT_MS))) throw error;
-      await ownership.acquire(threadId);
+      return ownership.acquire(threadId);
     }
   }
 
@@ -203,15 +208,23 @@ export class ThreadTable {
     this.#claims.delete(threadId);
     const releasing = (async (): Promise<void> => {
       const thread = this.#threads.get(threadId);
-      this.#stamping.add(threadId);
+      // Taken before the thread is given back (another owner may write it from then on). When the
+      // hold wrote the thread, the stamp its last write left is as good (a later write by anyone
+      // makes them differ, and the thread is read again) and costs no round trip.
+      const written = this.#options.store.writtenStamp(threadId);
       let stamp: string | undefined;
-      try {
-        stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
-      } finally {
-        this.#stamping.delete(threadId);
+      if (written !== undefined && written !== claim.writtenBefore) {
+        stamp = written;
+      } else {
+        this.#stamping.add(threadId);
+        try {
+          stamp = await this.#options.store.stamp(threadId).catch(() => undefined);
+        } finally {
+          this.#stamping.delete(threadId);
+        }
+        // Claimed again meanwhile: that hold keeps the ownership and gives it back when it ends.
+        if (this.#claims.has(threadId)) return;
       }
-      // Claimed again meanwhile: that hold keeps the ownership and gives it back when it ends.
-      if (this.#claims.has(threadId)) return;
       if (thread !== undefined) thread.stamp = stamp;
       await this.#options.ownership.release(threadId);
     })();
@@ -344,7 +357,14 @@ export class ThreadTable {
 
   #engineOf(threadId: string, config: ThreadConfig, settings: ResolvedThreadSettings, records: LoadedThread['records']): Promise<EngineThread> {
     const store = this.#options.store;
-    return this.#options.engine.open({ threadId, config, settings, records, record: (record, options) => store.append(threadId, record, options) });
+    return this.#options.engine.open({
+      threadId,
+      config,
+      settings,
+      records,
+      record: (record, options) => store.append(threadId, record, options),
+      flush: () => store.flush(threadId),
+    });
   }
 
   #newThread(id: string, createdAt: string, config: ThreadConfig, settings: ResolvedThreadSettings, sticky: ThreadEnvironment[], engine: EngineThread): Thread {

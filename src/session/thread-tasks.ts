@@ -177,6 +177,9 @@ export class ThreadTasks {
       throw new TaskNotFoundError(taskId, `expired (its time to live of ${record.ttlMs} ms from ${record.at} has passed)`);
     }
     if (known.ended === undefined) await this.#follow(known);
+    // A task's status is an answer: what its turn wrote so far is made durable first (nothing to
+    // do unless this process wrote the thread without a flush since).
+    await this.#store.flush(threadId);
     return view(known, this.#now().getTime());
   }
 

@@ -32,8 +32,18 @@ export interface EngineThreadInit {
   settings: ResolvedThreadSettings;
   /** The thread's stored records after its header, in order (none for a new thread). */
   records: readonly ThreadBodyRecord[];
-  /** Appends one record to the thread in the store; resolves once it is durable (`defer`: see {@link AppendOptions}). */
+  /**
+   * Appends one record to the thread in the store; resolves once it is durable, or only written
+   * with `durable: false` (`defer`, `durable`: see {@link AppendOptions}).
+   */
   record(record: NewThreadRecord, options?: AppendOptions): Promise<void>;
+  /**
+   * Makes the thread's records so far durable (see `ThreadStore.flush`). The turn's start is
+   * written with `durable: false`: an engine calls this (or makes a durable write) before it acts
+   * outside the store on the turn's behalf, e.g. runs a command, so a crash of the database cannot
+   * lose the turn, or the lease it runs under, while its effects stay.
+   */
+  flush(): Promise<void>;
 }
 
 /** A thread's engine side while the thread is loaded. */

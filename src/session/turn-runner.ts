@@ -108,9 +108,14 @@ export class TurnRunner {
         if (turnSignal.aborted) return { threadId: thread.id, turnId, status: 'interrupted' as const, lastAgentMessage: thread.lastAgentMessage };
         throw error;
       });
+      // The answer leaves with the outcome: what the turn wrote without a flush is made durable first
+      // (nothing to do after the completion record, whose write flushed everything before it).
+      await this.#options.store.flush(thread.id);
       this.#settle(thread, live, outcome.status, outcome.lastAgentMessage, outcome.error);
       call.push({ type: 'finished', outcome });
     } catch (error) {
+      // An error answer too: what the turn wrote is made durable, as far as the database lets it.
+      await this.#options.store.flush(thread.id).catch(() => undefined);
       this.#settle(thread, live, 'failed', null, errorMessage(error));
       throw error;
     }
@@ -123,9 +128,11 @@ export class TurnRunner {
     // the config fails the turn here, clearly.
     const permissions = new Map(selection.map((entry) => [entry.id, selector.permissionsOf(thread.settings, entry)]));
     thread.lastActivity = this.#at();
-    // In the store before anything else is prepared: the prompt is kept, and other processes see
-    // the open turn at once. Not awaited yet: it is written while the engine prepares.
-    const started = store.append(thread.id, { type: 'turn_started', at: this.#at(), turnId, prompt, environments: selection });
+    // In the store before anything else is prepared: other processes see the open turn at once.
+    // Not awaited yet: it is written while the engine prepares. Without a flush: the completion's
+    // write flushes it before the answer, and the engine flushes before it acts on the turn's
+    // behalf (EngineThreadInit.flush), so one flush per turn keeps the prompt.
+    const started = store.append(thread.id, { type: 'turn_started', at: this.#at(), turnId, prompt, environments: selection }, { durable: false });
     started.catch(() => undefined);
     let result: EngineTurnResult | undefined;
     try {

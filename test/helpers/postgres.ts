@@ -19,6 +19,11 @@ export interface PostgresCluster {
   stop(): Promise<void>;
   /** Starts the server again on the same data folder and socket. */
   start(): Promise<void>;
+  /**
+   * Stops the server as a crash does (`immediate` mode: no checkpoint, and the log still in its
+   * buffers is not written); the next start recovers from the log on disk.
+   */
+  crash(): Promise<void>;
 }
 
 /** Where `initdb` and `pg_ctl` are: PATH first, else the newest /usr/lib/postgresql/N/bin. */
@@ -58,12 +63,27 @@ function run(program: string, args: string[], asNobody: boolean): Promise<void> 
   });
 }
 
+/** Options of {@link startPostgres}. */
+export interface PostgresSettings {
+  /**
+   * Flush commits to disk as a production server does (benchmarks comparing with the flushed file
+   * store, tests of what survives a crash of the database); other tests leave it off.
+   * @default false
+   */
+  durable?: boolean;
+  /**
+   * More server settings, `name=value` each (e.g. `shared_preload_libraries=pg_stat_statements`
+   * for a benchmark that counts statements).
+   * @default []
+   */
+  parameters?: readonly string[];
+}
+
 /**
  * Creates and starts a cluster under `folder` (which must exist and is the test's own temp
- * folder). Stop it in the test's `afterAll`. `durable`: flush commits to disk as a production
- * server does (benchmarks comparing with the flushed file store); tests leave it off. @default false
+ * folder). Stop it in the test's `afterAll`.
  */
-export async function startPostgres(folder: string, settings: { durable?: boolean } = {}): Promise<PostgresCluster> {
+export async function startPostgres(folder: string, settings: PostgresSettings = {}): Promise<PostgresCluster> {
   const bin = requirePostgresBinDir();
   const asNobody = process.getuid?.() === 0;
   const data = join(folder, 'pgdata');
@@ -75,12 +95,16 @@ export async function startPostgres(folder: string, settings: { durable?: boolea
     await chown(socketDir, NOBODY, NOBODY);
   }
   await run(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], asNobody);
-  const options = [`-c listen_addresses=''`, `-c unix_socket_directories='${socketDir}'`, `-c fsync=${settings.durable === true ? 'on' : 'off'}`, '-c max_connections=200'].join(
-    ' ',
-  );
+  const options = [
+    `-c listen_addresses=''`,
+    `-c unix_socket_directories='${socketDir}'`,
+    `-c fsync=${settings.durable === true ? 'on' : 'off'}`,
+    '-c max_connections=200',
+    ...(settings.parameters ?? []).map((parameter) => `-c ${parameter}`),
+  ].join(' ');
   const logFile = join(folder, 'postgres.log');
   const start = (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', logFile, '-w', '-t', '60', 'start'], asNobody);
-  const stop = (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop'], asNobody);
+  const stopIn = (mode: 'fast' | 'immediate') => (): Promise<void> => run(join(bin, 'pg_ctl'), ['-D', data, '-m', mode, '-w', '-t', '60', 'stop'], asNobody);
   await start();
-  return { url: `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`, socketDir, stop, start };
+  return { url: `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`, socketDir, stop: stopIn('fast'), start, crash: stopIn('immediate') };
 }

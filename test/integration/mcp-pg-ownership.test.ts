@@ -4,9 +4,9 @@
 // thread store comes at the merge; the file store stands in for it here.
 import pg from 'pg';
 import type { McpServerStartOptions } from '../../src/cli/mcp-command.js';
-import { openDatabase, type Database, type Migration } from '../../src/session/pg-database.js';
+import { openDatabase, type Database } from '../../src/session/pg-database.js';
 import { LEASE_APPLICATION_NAME } from '../../src/session/pg-lease-pool.js';
-import { OWNERSHIP_MIGRATION } from '../../src/session/pg-ownership-schema.js';
+import { PG_MIGRATIONS } from '../../src/session/pg-migrations.js';
 import { PgOwnership } from '../../src/session/pg-ownership.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
 import { startInProcessMcp } from '../helpers/in-process-mcp.js';
@@ -15,8 +15,8 @@ import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/process.js';
 import { gate, hold, isRecord, say, type Json } from '../helpers/steps.js';
 
-/** Migration 1 (the thread store) is built on another branch; a placeholder keeps the numbering. */
-const MIGRATIONS: Migration[] = [{ version: 1, name: 'store (placeholder in this test)', sql: 'SELECT 1' }, OWNERSHIP_MIGRATION];
+/** The whole schema: taking a lease also reads the thread's stamp in the store's table. */
+const MIGRATIONS = PG_MIGRATIONS;
 
 const structured = (result: { structuredContent?: unknown }): Json => (isRecord(result.structuredContent) ? result.structuredContent : {});
 

@@ -1,8 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { ThreadBusyError, type TurnStopRequest } from '../../../src/session/ownership.js';
-import { openDatabase, type Database, type Migration } from '../../../src/session/pg-database.js';
-import { OWNERSHIP_MIGRATION } from '../../../src/session/pg-ownership-schema.js';
+import { openDatabase, type Database } from '../../../src/session/pg-database.js';
+import { PG_MIGRATIONS } from '../../../src/session/pg-migrations.js';
+import { PgThreadStore } from '../../../src/session/pg-thread-store.js';
 import { LEASE_APPLICATION_NAME } from '../../../src/session/pg-lease-pool.js';
 import { LISTENER_APPLICATION_NAME } from '../../../src/session/pg-listener.js';
 import { PgOwnership } from '../../../src/session/pg-ownership.js';
@@ -10,8 +11,8 @@ import { createLogger, silentLogger } from '../../../src/util/logger.js';
 import { startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
 import { tempDir, waitFor } from '../../helpers/process.js';
 
-/** Migration 1 (the thread store) is built on another branch; a placeholder keeps the numbering. */
-const MIGRATIONS: Migration[] = [{ version: 1, name: 'store (placeholder in this test)', sql: 'SELECT 1' }, OWNERSHIP_MIGRATION];
+/** The whole schema: taking a lease also reads the thread's stamp in the store's table. */
+const MIGRATIONS = PG_MIGRATIONS;
 
 const THREAD = '00000000-0000-4000-8000-000000000001';
 const OTHER_THREAD = '00000000-0000-4000-8000-000000000002';
@@ -111,6 +112,28 @@ describe('PgOwnership: thread leases in PostgreSQL', () => {
     expect(await b.ownership.holderElsewhere(THREAD)).toBeUndefined();
     await b.ownership.acquire(THREAD);
     await expect(a.ownership.acquire(THREAD)).rejects.toBeInstanceOf(ThreadBusyError);
+  });
+
+  it('reads the thread’s stamp in the store with the take, after every write made before it (by any instance)', async () => {
+    const url = await freshDatabase();
+    const a = await instance(url, LONG_LEASE_MS);
+    const b = await instance(url, LONG_LEASE_MS);
+    const [storeA, storeB] = [new PgThreadStore({ pool: a.db.pool, where: 'db' }), new PgThreadStore({ pool: b.db.pool, where: 'db' })];
+    const config = { model: 'm', modelProvider: 'p', approvalPolicy: 'never', sandbox: 'read-only', cwd: '/w', configOverrides: {} } as const;
+    await storeA.create({ threadId: THREAD, createdAt: new Date(0).toISOString(), config, environments: [{ id: 'local', cwd: '/w' }] });
+    const first = await a.ownership.acquire(THREAD);
+    expect(first).toBe(await storeA.stamp(THREAD));
+    // Held already: nothing read.
+    expect(await a.ownership.acquire(THREAD)).toBeUndefined();
+    await a.ownership.release(THREAD);
+    await b.ownership.acquire(THREAD);
+    await storeB.append(THREAD, { type: 'turn_started', turnId: 't', prompt: 'on b', environments: [] }, { durable: false });
+    await b.ownership.release(THREAD);
+    const again = await a.ownership.acquire(THREAD);
+    expect(again).not.toBe(first);
+    expect(again).toBe(await storeA.stamp(THREAD));
+    // A thread without a live row in the store has no stamp.
+    expect(await a.ownership.acquire(OTHER_THREAD)).toBeUndefined();
   });
 
   it('takes over a lease that ran out (its owner died) and only then; every change of hands is a new epoch', async () => {

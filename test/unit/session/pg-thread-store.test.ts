@@ -109,6 +109,21 @@ describe('PgThreadStore', () => {
     await expect(a.sharedSecret('../x')).rejects.toThrow('invalid shared secret name');
   });
 
+  it('knows the stamp its own write left, which a write by another process since makes differ from the stamp then', async () => {
+    const url = await freshUrl();
+    const [a, b] = [new PgThreadStore({ pool: (await open(url)).pool, where: 'db' }), new PgThreadStore({ pool: (await open(url)).pool, where: 'db' })];
+    await a.create(header('stamped'));
+    expect(a.writtenStamp('stamped')).toBeUndefined();
+    await a.append('stamped', item('by a'), { durable: false });
+    const kept = a.writtenStamp('stamped');
+    expect(kept).toBe(await a.stamp('stamped'));
+    await b.append('stamped', item('by b'));
+    expect(await a.stamp('stamped')).not.toBe(kept);
+    // Seen stale by that stamp: forgotten, so the next hold's end reads the stamp instead.
+    expect(a.writtenStamp('stamped')).toBeUndefined();
+    expect(b.writtenStamp('stamped')).toBe(await b.stamp('stamped'));
+  });
+
   it('keeps each writer’s order when two processes append to one thread at once, with no record lost or numbered twice', async () => {
     const url = await freshUrl();
     const [a, b] = [new PgThreadStore({ pool: (await open(url)).pool, where: 'db' }), new PgThreadStore({ pool: (await open(url)).pool, where: 'db' })];
