@@ -1,6 +1,6 @@
 import { afterAll, beforeAll } from '@jest/globals';
 import { serverEnv, type McpTestWorld } from './mcp.js';
-import { startPostgres, type PostgresCluster } from './postgres.js';
+import { startPostgres, type PostgresCluster, type PostgresSettings } from './postgres.js';
 import { CLI, startListening, tempDir, type ListeningProcess } from './process.js';
 import { createDatabase } from './thread-stores.js';
 
@@ -14,15 +14,16 @@ export interface SharedCluster {
 
 /**
  * Starts a throwaway PostgreSQL cluster in a temp folder before the file's tests and stops it
- * after them (a cluster a test left stopped is fine). Call at the top level of a test file.
+ * after them (a cluster a test left stopped is fine), with `settings` as startPostgres takes them.
+ * Call at the top level of a test file.
  */
-export function useSharedCluster(prefix: string): SharedCluster {
+export function useSharedCluster(prefix: string, settings: PostgresSettings = {}): SharedCluster {
   let running: PostgresCluster | undefined;
   let folder: Awaited<ReturnType<typeof tempDir>> | undefined;
   let count = 0;
   beforeAll(async () => {
     folder = await tempDir(prefix);
-    running = await startPostgres(folder.path);
+    running = await startPostgres(folder.path, settings);
   });
   afterAll(async () => {
     await running?.stop().catch(() => undefined);

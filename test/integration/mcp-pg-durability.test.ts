@@ -9,25 +9,13 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { setUpMcpWorld, tearDownMcpWorld, threadIdOf, type McpHarness, type McpTestWorld } from '../helpers/mcp.js';
 import { startInProcessMcp } from '../helpers/in-process-mcp.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
-import { tempDir, waitFor } from '../helpers/process.js';
+import { useSharedCluster } from '../helpers/pg-instances.js';
+import { waitFor } from '../helpers/process.js';
 import { exec, gate, hold, say, type Json } from '../helpers/steps.js';
-import { createDatabase } from '../helpers/thread-stores.js';
 import type { FakeStep } from '../../tools/fake-responses-server.js';
 
-let cluster: PostgresCluster;
-let clusterDir: Awaited<ReturnType<typeof tempDir>>;
-
-beforeAll(async () => {
-  clusterDir = await tempDir('cmx-pg-durability-');
-  // The WAL writer would otherwise write (and flush) commits made without a flush within a fraction of a second.
-  cluster = await startPostgres(clusterDir.path, { durable: true, parameters: ['wal_writer_delay=10000'] });
-});
-
-afterAll(async () => {
-  await cluster.stop().catch(() => undefined);
-  await clusterDir.cleanup();
-});
+// The WAL writer would otherwise write (and flush) commits made without a flush within a fraction of a second.
+const shared = useSharedCluster('cmx-pg-durability-', { durable: true, parameters: ['wal_writer_delay=10000'] });
 
 /** The records of a thread in the database, as stored. */
 async function storedRecords(url: string, threadId: string): Promise<Json[]> {
@@ -54,8 +42,8 @@ function describe_(record: Json): string {
 
 /** Crashes the cluster (an immediate stop) and starts it again. */
 async function crashAndRestart(): Promise<void> {
-  await cluster.crash();
-  await cluster.start();
+  await shared.cluster().crash();
+  await shared.cluster().start();
 }
 
 describe('what a turn wrote survives a crash of PostgreSQL once a client was answered or a command ran', () => {
@@ -80,7 +68,7 @@ describe('what a turn wrote survives a crash of PostgreSQL once a client was ans
   }
 
   it('keeps every record of an answered turn', async () => {
-    const url = await createDatabase(cluster, 'answered_turn');
+    const url = await shared.freshDatabase('answered_turn');
     const server = await serve(url);
     steps.push(say('the answer'));
     const answered = await server.call('codex', { prompt: 'keep this prompt', cwd: world.work.path });
@@ -94,7 +82,7 @@ describe('what a turn wrote survives a crash of PostgreSQL once a client was ans
   });
 
   it('keeps the prompt and the model’s call before the call’s command runs', async () => {
-    const url = await createDatabase(cluster, 'before_a_command');
+    const url = await shared.freshDatabase('before_a_command');
     const server = await serve(url);
     const started = join(world.work.path, 'started');
     const go = join(world.work.path, 'go');
@@ -111,7 +99,7 @@ describe('what a turn wrote survives a crash of PostgreSQL once a client was ans
   });
 
   it('keeps the prompt of a running turn once its status was answered', async () => {
-    const url = await createDatabase(cluster, 'running_turn');
+    const url = await shared.freshDatabase('running_turn');
     const server = await serve(url);
     const release = gate();
     steps.push(hold(release.promise, say('after the crash')));
