@@ -64,12 +64,16 @@ export interface EarlyAnswerOptions {
 
 /**
  * Answers what a client asks first while the server starts: a 2025 client's `initialize`, a
- * 2026-07-28 client's `server/discover` (which Claude Code waits only 3 s for). Nothing in those
- * answers depends on what is still starting (configuration, thread store, environments; in the
- * relay, the whole server), see handshake.ts. Every other line is held, in order, for the server's
- * transport; an answered `initialize` is held too, for it sets up the server's session, under an id
- * of its own whose answer the transport drops. Only whole lines that parse are answered here; the
- * rest (partial, oversized, unreadable) is left to the transport to handle as it always does.
+ * 2026-07-28 client's `server/discover` (which Claude Code waits only 3 s for), and where
+ * {@link EarlyAnswerOptions.toolsList} gives it, the `tools/list` that follows. Nothing in the
+ * first two depends on what is still starting (configuration, thread store, environments; in the
+ * relay, the whole server), see handshake.ts; the listing's one input from the configuration is
+ * the caller's to settle (cli/tool-listings.ts). Every other line is held, in order, for the
+ * server's transport; an answered `initialize` or `tools/list` is held too (an `initialize` sets
+ * up the server's session; the server sees every request the client sent, as without this
+ * reader), under an id of its own whose answer the transport drops. Only whole lines that parse
+ * are answered here; the rest (partial, oversized, unreadable) is left to the transport to handle
+ * as it always does.
  */
 export function answerWhileStarting(input: Readable, output: Writable, options: EarlyAnswerOptions): StartingInput {
   /** Whole lines kept for the transport, each with its newline. */
