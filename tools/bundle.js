@@ -10,6 +10,9 @@
 //   modules, and rarely needed packages (the openai SDK, ws, the proxy agent), are evaluated when
 //   first used, as with dynamic imports.
 //
+// - dist/cli/tool-listings.json: the built server's `tools/list` results, which the relay answers
+//   a client's first `tools/list` with while the worker loads (tools/tool-listings.js).
+//
 // dist/ holds this bundle and nothing else; it is what the npm package ships. Every package the
 // bundle takes in is a devDependency; `dependencies` in package.json lists the `external` ones
 // below, which load from node_modules at run time (all but ws's optional utf-8-validate).
@@ -17,6 +20,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { writeToolListings } from './tool-listings.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
@@ -134,3 +138,6 @@ await build({
   inject: [join(root, 'tools/import-meta-url.js')],
   define: { 'import.meta.url': 'importMetaUrl' },
 });
+
+// Last: the listings come from the server just built.
+await writeToolListings(outdir);

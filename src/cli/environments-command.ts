@@ -7,7 +7,8 @@ import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
 import { LocalExecServer } from '../environments/local-server.js';
 import type { NetworkSettings } from '../transport/network.js';
 import type { Logger } from '../util/logger.js';
-import { codexHome, hostFacts, readOptionalFile, stderrLogger } from './runtime.js';
+import { hostFacts, readOptionalFile, stderrLogger } from './runtime.js';
+import { codexHome } from './codex-home.js';
 
 /**
  * Builds the registry from `$CODEX_HOME/environments.toml` or `CODEX_EXEC_SERVER_URL`; logs to

@@ -37,7 +37,8 @@ import { MCP_SERVER_ARGS } from './mcp-args.js';
 import { DETACHED_MESSAGE, RELAYED_INPUT_TYPE, TAKE_INPUT_MESSAGE, WORKER_FDS } from './mcp-relay.js';
 import { lazyHttpFetch, networkSettings } from './network.js';
 import { PACKAGE_VERSION } from './version.js';
-import { codexHome, missingKeyMessage, readGlobalInstructions, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
+import { missingKeyMessage, readGlobalInstructions, providerCredentials, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
+import { codexHome } from './codex-home.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type McpServersFilter, type SelfReferenceHost } from './self-reference.js';
 import { openThreadStorage } from './thread-storage.js';
 

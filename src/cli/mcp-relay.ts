@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { answerWhileStarting, type StartingInput } from '../mcp/early-answers.js';
 import { MCP_SERVER_ARGS } from './mcp-args.js';
+import { builtToolsList, TOOL_LISTINGS_FILE } from './tool-listings.js';
 
 /**
  * The MCP server's turns must outlive the process the client started: clients stop their server
@@ -15,7 +17,8 @@ import { MCP_SERVER_ARGS } from './mcp-args.js';
  * client leaving, not an order to stop turns; SIGTERM to the worker's own pid interrupts them.
  *
  * The worker takes a while to load; the relay, which loads next to nothing, answers the client's
- * first request meanwhile (`initialize`, `server/discover`: see mcp/early-answers.ts) and holds
+ * first requests meanwhile (`initialize`, `server/discover`, and `tools/list` from the listing the
+ * build wrote: see mcp/early-answers.ts and tool-listings.ts) and holds
  * what else comes. Once loaded, the worker asks for the input ({@link TAKE_INPUT_MESSAGE}): the
  * relay stops reading for good and sends what it held ({@link RELAYED_INPUT_TYPE}); the worker
  * reads that first, then the client's stdin itself. Until then only the relay reads the pipe.
@@ -87,7 +90,13 @@ export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS
     env,
     stdio: ['ignore', 'ignore', 'pipe', 'ipc', 0, 1],
   });
-  const starting = validArgs(argv) ? answerWhileStarting(process.stdin, process.stdout, { version }) : undefined;
+  const values = validArgs(argv);
+  const toolsList = builtToolsList(fileURLToPath(new URL(`./${TOOL_LISTINGS_FILE}`, import.meta.url)), {
+    portableFlag: values?.['portable-tool-names'] === true,
+    overrides: values?.config ?? [],
+    env,
+  });
+  const starting = values === undefined ? undefined : answerWhileStarting(process.stdin, process.stdout, { version, toolsList });
   // A client gone before its answer is the worker's to notice; the relay must not die of it.
   if (starting !== undefined) process.stdout.on('error', () => undefined);
   /** Ends this process's reading of the client's input: from now on only the worker reads it. */
@@ -134,13 +143,12 @@ export function runMcpRelay(script: string, argv: readonly string[], env: NodeJS
   });
 }
 
-/** Whether the worker will accept `argv` (the same check as its own, without the server's modules). */
-function validArgs(argv: readonly string[]): boolean {
+/** The options in `argv` when the worker will accept it (the same check as its own, without the server's modules); else undefined. */
+function validArgs(argv: readonly string[]): ReturnType<typeof parseArgs<{ options: typeof MCP_SERVER_ARGS; strict: true }>>['values'] | undefined {
   try {
-    parseArgs({ args: [...argv], options: MCP_SERVER_ARGS, strict: true });
-    return true;
+    return parseArgs({ args: [...argv], options: MCP_SERVER_ARGS, strict: true }).values;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -12,12 +12,6 @@ import { parseJsonAs } from '../util/json.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../util/logger.js';
 import { PACKAGE_VERSION } from './version.js';
 
-/** `$CODEX_HOME`, or `~/.codex`. */
-export function codexHome(env: NodeJS.ProcessEnv): string {
-  const value = env.CODEX_HOME?.trim();
-  return value !== undefined && value.length > 0 ? value : join(homedir(), '.codex');
-}
-
 /**
  * The logger of a command: level from `--log-level` or `CODEX_MULTIENV_LOG` (default info), JSON
  * lines with `CODEX_MULTIENV_LOG_FORMAT=json`, written to stderr or appended to

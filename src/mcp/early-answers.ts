@@ -1,6 +1,6 @@
 import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
-import { earlyAnswer } from './handshake.js';
+import { earlyAnswer, plainToolsList, type EarlyAnswer, type ToolsListEra } from './handshake.js';
 
 /**
  * How much of the client's input is held while the server starts. Past it reading stops (the
@@ -52,16 +52,28 @@ export interface EarlyAnswerOptions {
    * its errors too.
    */
   fallback?: (message: unknown) => JSONRPCMessage | undefined;
+  /**
+   * The result the server gives a plain `tools/list` of `era` (see `plainToolsList`), where it is
+   * known to be exactly the server's; undefined leaves the request to the server. A legacy one is
+   * answered only after an `initialize` answered here: the era is then known to be 2025's. The
+   * request still reaches the server, as an answered `initialize` does, its answer dropped.
+   * @default none: the server answers every `tools/list`
+   */
+  toolsList?: (era: ToolsListEra) => Record<string, unknown> | undefined;
 }
 
 /**
  * Answers what a client asks first while the server starts: a 2025 client's `initialize`, a
- * 2026-07-28 client's `server/discover` (which Claude Code waits only 3 s for). Nothing in those
- * answers depends on what is still starting (configuration, thread store, environments; in the
- * relay, the whole server), see handshake.ts. Every other line is held, in order, for the server's
- * transport; an answered `initialize` is held too, for it sets up the server's session, under an id
- * of its own whose answer the transport drops. Only whole lines that parse are answered here; the
- * rest (partial, oversized, unreadable) is left to the transport to handle as it always does.
+ * 2026-07-28 client's `server/discover` (which Claude Code waits only 3 s for), and where
+ * {@link EarlyAnswerOptions.toolsList} gives it, the `tools/list` that follows. Nothing in the
+ * first two depends on what is still starting (configuration, thread store, environments; in the
+ * relay, the whole server), see handshake.ts; the listing's one input from the configuration is
+ * the caller's to settle (cli/tool-listings.ts). Every other line is held, in order, for the
+ * server's transport; an answered `initialize` or `tools/list` is held too (an `initialize` sets
+ * up the server's session; the server sees every request the client sent, as without this
+ * reader), under an id of its own whose answer the transport drops. Only whole lines that parse
+ * are answered here; the rest (partial, oversized, unreadable) is left to the transport to handle
+ * as it always does.
  */
 export function answerWhileStarting(input: Readable, output: Writable, options: EarlyAnswerOptions): StartingInput {
   /** Whole lines kept for the transport, each with its newline. */
@@ -72,8 +84,18 @@ export function answerWhileStarting(input: Readable, output: Writable, options: 
   let ended = false;
   let stopped = false;
   const answered = new Set<string>(options.held?.answeredIds);
+  /** Whether an `initialize` was answered here (a legacy `tools/list` may then be). */
+  let initialized = false;
   // Ours alone: a client cannot guess it, so no answer of its own is ever dropped.
   const idPrefix = `codex-multienv/answered-early/${Math.random().toString(36).slice(2)}/`;
+
+  /** The answer to a plain `tools/list` that {@link EarlyAnswerOptions.toolsList} answers now. */
+  const listAnswer = (message: unknown): EarlyAnswer | undefined => {
+    const list = plainToolsList(message);
+    if (list === undefined || (list.era === 'legacy' && !initialized)) return undefined;
+    const result = options.toolsList?.(list.era);
+    return result === undefined ? undefined : { answer: { jsonrpc: '2.0', id: list.id, result }, replay: list.request };
+  };
 
   /** The line to hold for `line` (with its newline), or undefined when it was answered and is done with. */
   const take = (line: Buffer): Buffer | undefined => {
@@ -87,7 +109,7 @@ export function answerWhileStarting(input: Readable, output: Writable, options: 
     const id = typeof message === 'object' && message !== null && 'id' in message ? message.id : undefined;
     // Answered by the reader before this one.
     if (typeof id === 'string' && answered.has(id)) return line;
-    const early = earlyAnswer(message, options.version);
+    const early = earlyAnswer(message, options.version) ?? listAnswer(message);
     if (early === undefined) {
       const answer = options.fallback?.(message);
       if (answer === undefined) return line;
@@ -96,6 +118,7 @@ export function answerWhileStarting(input: Readable, output: Writable, options: 
     }
     output.write(`${JSON.stringify(early.answer)}\n`);
     if (early.replay === undefined) return undefined;
+    if (early.replay.method === 'initialize') initialized = true;
     const replayId = `${idPrefix}${answered.size}`;
     answered.add(replayId);
     return Buffer.from(`${JSON.stringify({ ...early.replay, id: replayId })}\n`);

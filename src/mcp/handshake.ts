@@ -86,7 +86,7 @@ export function hasModernVersion(params: unknown): boolean {
 /** An answer given before the server could, and whether the server must still see the request (an `initialize` sets up its session). */
 export interface EarlyAnswer {
   answer: JSONRPCMessage;
-  /** The request, when it must reach the server too, its own answer dropped (`initialize`); absent when it is done with. */
+  /** The request, when it must reach the server too, its own answer dropped (`initialize`, `tools/list`); absent when it is done with. */
   replay?: Record<string, unknown>;
 }
 
@@ -112,6 +112,26 @@ export function earlyAnswer(message: unknown, version: string): EarlyAnswer | un
     return { answer: resultReply(id, discoverResult(true), serverInfo(version)) };
   }
   return undefined;
+}
+
+/** The era a `tools/list` request belongs to: the 2025 one (after `initialize`) or 2026-07-28's. */
+export type ToolsListEra = 'legacy' | 'modern';
+
+/**
+ * The id and era of `message` (one parsed line, returned as `request`) when it is a `tools/list` request asking for nothing but
+ * the whole listing (no cursor, no other params, `_meta` plain) that the server plainly accepts:
+ * a modern one names a protocol version served here and the client's capabilities, and no log
+ * level (see {@link earlyAnswer}); a legacy one names no protocol version. Undefined for
+ * everything else, which only the server answers.
+ */
+export function plainToolsList(message: unknown): { id: RequestId; era: ToolsListEra; request: Record<string, unknown> } | undefined {
+  if (!isPlainRequest(message) || message.method !== 'tools/list') return undefined;
+  const { id, params } = message;
+  if (params !== undefined && !(isPlainObject(params) && Object.keys(params).every((key) => key === '_meta'))) return undefined;
+  const meta = isPlainObject(params) && isPlainObject(params._meta) ? params._meta : {};
+  if (!(META_VERSION in meta)) return { id, era: 'legacy', request: message };
+  if (typeof meta[META_VERSION] !== 'string' || !MODERN_PROTOCOL_VERSIONS.includes(meta[META_VERSION])) return undefined;
+  return meta[META_LOG_LEVEL] === undefined && isModernCapabilities(meta[META_CAPABILITIES]) ? { id, era: 'modern', request: message } : undefined;
 }
 
 type PlainObject = Record<string, unknown>;

@@ -137,6 +137,90 @@ describe('the first answers while the server loads (relay)', () => {
     expect(await relay.next()).toEqual({ jsonrpc: '2.0', id: 'last', result: {} });
   });
 
+  /** Sends `lines` to a server in one process (`--foreground`) once it is up, and returns its answers by id. */
+  const foregroundAnswers = async (args: string[], lines: string[]): Promise<Map<unknown, Json>> => {
+    const foreground = startPeer([CLI, '--foreground', ...args], env);
+    peers.push(foreground);
+    foreground.send(request('ready', 'ping'));
+    expect(await foreground.next()).toEqual({ jsonrpc: '2.0', id: 'ready', result: {} });
+    foreground.send(...lines);
+    const answers = new Map<unknown, Json>();
+    while (answers.size < lines.filter((line) => 'id' in (JSON.parse(line) as Json)).length) {
+      const answer = await foreground.next();
+      answers.set(answer.id, answer);
+    }
+    return answers;
+  };
+
+  it.each([
+    ['default', [], 'environment/add'],
+    ['portable', ['--portable-tool-names'], 'environment_add'],
+  ])(
+    'answers tools/list (%s names) in both eras, after initialize of every version, exactly as the started server does, and the worker answers none again',
+    async (_variant, args, addTool) => {
+      const lines = [
+        ...VERSIONS.flatMap((version, i) => [initialize(i, version), request(`list-${version}`, 'tools/list')]),
+        request('modern-list', 'tools/list', { _meta: modernMeta }),
+        request('modern-list-progress', 'tools/list', { _meta: { ...modernMeta, progressToken: 7 } }),
+      ];
+      const relay = await startHeld(args);
+      relay.send(...lines);
+      const early = new Map<unknown, Json>();
+      for (let i = 0; i < VERSIONS.length * 2 + 2; i++) {
+        const answer = await relay.next();
+        early.set(answer.id, answer);
+      }
+      const served = await foregroundAnswers(args, lines);
+      expect([...early.keys()].sort()).toEqual([...served.keys()].sort());
+      for (const [id, answer] of served) expect(early.get(id)).toEqual(answer);
+      expect(early.get('modern-list')).toMatchObject({ result: { tools: expect.arrayContaining([expect.objectContaining({ name: addTool })]) } });
+
+      // The worker saw every tools/list too, and its answers were dropped: the next answer is the ping's.
+      release();
+      relay.send(request('ping', 'ping'));
+      expect(await relay.next()).toEqual({ jsonrpc: '2.0', id: 'ping', result: {} });
+      relay.send(request('after', 'tools/list'));
+      expect(await relay.next()).toEqual({ ...served.get(`list-${VERSIONS[0] ?? ''}`), id: 'after' });
+    },
+  );
+
+  it('leaves to the worker a tools/list it cannot tell the answer of: before initialize, with a cursor or other params, a log level; or tool names the configuration might make portable', async () => {
+    const relay = await startHeld();
+    relay.send(
+      request('before-init', 'tools/list'),
+      initialize(1, '2025-06-18'),
+      request('cursor', 'tools/list', { cursor: 'next' }),
+      request('other', 'tools/list', { other: true }),
+      request('logged', 'tools/list', { _meta: { ...modernMeta, 'io.modelcontextprotocol/logLevel': 'debug' } }),
+      request('d', 'server/discover', { _meta: modernMeta }),
+    );
+    // Only initialize and server/discover are answered while the worker is held.
+    expect(await relay.next()).toMatchObject({ id: 1 });
+    expect(await relay.next()).toMatchObject({ id: 'd' });
+    release();
+    // The worker answers each once (the two eras' answers may come in either order).
+    const ids = [(await relay.next()).id, (await relay.next()).id, (await relay.next()).id, (await relay.next()).id];
+    expect(ids.sort()).toEqual(['before-init', 'cursor', 'logged', 'other']);
+    relay.send(request('ping', 'ping'));
+    expect(await relay.next()).toEqual({ jsonrpc: '2.0', id: 'ping', result: {} });
+
+    // The configuration names the key: the relay cannot tell which names the worker publishes.
+    await writeFile(join(home.path, 'config.toml'), '[multienv]\nportable_tool_names = true\n');
+    const configured = await startHeld();
+    configured.send(
+      initialize(1, '2025-06-18'),
+      request('list', 'tools/list'),
+      request('modern-list', 'tools/list', { _meta: modernMeta }),
+      request('d', 'server/discover', { _meta: modernMeta }),
+    );
+    expect(await configured.next()).toMatchObject({ id: 1 });
+    expect(await configured.next()).toMatchObject({ id: 'd' });
+    release();
+    const listed = [await configured.next(), await configured.next()];
+    expect(listed.map((answer) => answer.id).sort()).toEqual(['list', 'modern-list']);
+    for (const answer of listed) expect(answer).toMatchObject({ result: { tools: expect.arrayContaining([expect.objectContaining({ name: 'environment_add' })]) } });
+  });
+
   it('leaves a first line it cannot answer to the server, which answers with a clear error and serves on', async () => {
     const relay = await startHeld();
     relay.send('not JSON at all', request(1, 'initialize', { protocolVersion: '2025-06-18' }), initialize(2, '2025-06-18'));

@@ -1,8 +1,8 @@
 // The answers given before the server exists (handshake.ts) against the SDK's own: the versions it
 // negotiates, and the requests its schema accepts. An early answer to a request the server would
 // refuse could not be taken back, so every request answered early must be one the SDK accepts.
-import { InitializeRequestSchema, LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
-import { LEGACY_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS, earlyAnswer } from '../../../src/mcp/handshake.js';
+import { InitializeRequestSchema, LATEST_PROTOCOL_VERSION, ListToolsRequestSchema, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import { LEGACY_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS, earlyAnswer, plainToolsList } from '../../../src/mcp/handshake.js';
 
 const VERSION = '9.9.9';
 const initialize = (params: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ jsonrpc: '2.0', id: 7, method: 'initialize', params, ...extra });
@@ -65,6 +65,40 @@ describe('early answers (handshake.ts)', () => {
       expect(early.answer).toMatchObject({ jsonrpc: '2.0', id: 7, result: { serverInfo: { name: 'codex-multienv-mcp', version: VERSION } } });
     }
     expect(earlyAnswer(cases[1], VERSION)?.answer).toMatchObject({ result: { protocolVersion: LATEST_PROTOCOL_VERSION } });
+  });
+
+  it('takes as a plain tools/list only one asking for the whole listing that the SDK accepts, of the era it names', () => {
+    const list = (params?: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+      jsonrpc: '2.0',
+      id: 'l',
+      method: 'tools/list',
+      ...(params === undefined ? {} : { params }),
+      ...extra,
+    });
+    const plain: [unknown, string][] = [
+      [list(), 'legacy'],
+      [list({}), 'legacy'],
+      [list({ _meta: { progressToken: 3 } }), 'legacy'],
+      [list({ _meta: modernMeta }), 'modern'],
+      [list({ _meta: { ...modernMeta, progressToken: 'p', 'vendor/x': 1 } }), 'modern'],
+    ];
+    for (const [request, era] of plain) {
+      expect(ListToolsRequestSchema.safeParse(request).success).toBe(true);
+      expect(plainToolsList(request)).toEqual({ id: 'l', era, request });
+    }
+    // A page, params of its own, a version not served here, a log level, a task: left to the server.
+    for (const request of [
+      list({ cursor: 'next' }),
+      list({ other: 1 }),
+      list([]),
+      list({ _meta: { ...modernMeta, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } }),
+      list({ _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN_PROTOCOL_VERSIONS[0] } }),
+      list({ _meta: { ...modernMeta, 'io.modelcontextprotocol/logLevel': 'debug' } }),
+      list({ _meta: { 'io.modelcontextprotocol/related-task': { taskId: 't' } } }),
+      list(undefined, { id: null }),
+      list(undefined, { method: 'tools/call' }),
+    ])
+      expect(plainToolsList(request)).toBeUndefined();
   });
 
   it('answers a plainly valid server/discover, done with it; leaves every other to the server (which answers its errors)', () => {
