@@ -32,6 +32,11 @@ const SANDBOXED_EXIT_DRAIN_MS = 250;
  */
 const PTY_QUIET_MS = 10;
 const PTY_EXIT_DRAIN_MS = 250;
+/**
+ * Bound on piped output read ahead while paused (see {@link ManagedProcess.pause}), and on the
+ * size of one event made from it: 256 KiB is 341 KiB of base64, far below any message limit.
+ */
+export const HELD_OUTPUT_BYTES = 256 * 1024;
 /** Bytes of recent output the denial check looks at. */
 const DENIAL_SCAN_BYTES = 16 * 1024;
 /** What confined programs print when the sandbox stopped them (lower case). */
@@ -87,6 +92,11 @@ export class ManagedProcess {
   #sandboxDenied = false;
   readonly #sandboxed: boolean;
   #closed = false;
+  /** Set by {@link ManagedProcess.pause}: piped output is held, not emitted. */
+  #holding = false;
+  /** Piped output read while paused, oldest first; at most about {@link HELD_OUTPUT_BYTES}. */
+  #held: { stream: OutputStream; data: Buffer }[] = [];
+  #heldBytes = 0;
   /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
   #lastOutputAt = 0;
   #child?: PipedChild;
@@ -260,17 +270,28 @@ export class ManagedProcess {
     }
   }
 
-  /** Stops reading piped output (back-pressure); the child blocks once its pipe is full. */
+  /**
+   * Back-pressure: the consumer of the events is behind. Piped output is then read ahead into a
+   * hold of at most {@link HELD_OUTPUT_BYTES}, and only a full hold stops reading (the child then
+   * blocks once its pipe is full). The pipe never waits for the consumer that way, and the hold
+   * goes out on {@link ManagedProcess.resume} as a few large events instead of many pipe-sized
+   * ones: a 4 KiB read costs a wire message about as much as a 64 KiB one. Held output is not yet
+   * in the event log (no seq, not retained), as if still in the pipe.
+   */
   pause(): void {
     // A terminal is never paused: node-pty destroys its socket 200 ms after the child exits if the
     // socket has not closed by then, so output left unread while paused would be lost. Terminal
     // output is interactive-sized; the retention bound still applies.
-    this.#child?.stdout.pause();
-    this.#child?.stderr.pause();
+    if (this.#child === undefined) return;
+    this.#holding = true;
+    if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
   }
 
-  /** Resumes reading output. */
+  /** Emits the held output and resumes reading. */
   resume(): void {
+    this.#holding = false;
+    // Emitting may pause again (the consumer still behind): reading resumes into a new hold then.
+    this.#emitHeld();
     this.#child?.stdout.resume();
     this.#child?.stderr.resume();
   }
@@ -361,6 +382,16 @@ export class ManagedProcess {
 
   #output(stream: OutputStream, data: Buffer): void {
     this.#lastOutputAt = Date.now();
+    if (this.#holding) {
+      this.#held.push({ stream, data });
+      this.#heldBytes += data.length;
+      if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
+      return;
+    }
+    this.#emitOutput(stream, data);
+  }
+
+  #emitOutput(stream: OutputStream, data: Buffer): void {
     const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
     // Raw bytes are retained (base64 is made only where a wire carries them): a third less memory.
     this.#retained.push(event.seq, stream, data);
@@ -368,8 +399,39 @@ export class ManagedProcess {
     this.#changed();
   }
 
+  /** Emits the held output in order, runs of one stream joined into events of at most {@link HELD_OUTPUT_BYTES}. */
+  #emitHeld(): void {
+    const held = this.#held;
+    if (held.length === 0) return;
+    this.#held = [];
+    this.#heldBytes = 0;
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    let runStream: OutputStream = 'stdout';
+    const flush = (): void => {
+      if (run.length === 0) return;
+      this.#emitOutput(runStream, run.length === 1 ? (run[0] ?? Buffer.alloc(0)) : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+    };
+    for (const piece of held) {
+      if (piece.stream !== runStream || runBytes + piece.data.length > HELD_OUTPUT_BYTES) flush();
+      runStream = piece.stream;
+      run.push(piece.data);
+      runBytes += piece.data.length;
+    }
+    flush();
+  }
+
+  #stopReading(): void {
+    this.#child?.stdout.pause();
+    this.#child?.stderr.pause();
+  }
+
   #exited(exitCode: number): void {
     if (this.#exitCode !== null) return;
+    // Output read before the exit keeps its place before it, held or not.
+    this.#emitHeld();
     this.#exitCode = exitCode;
     this.#exitSeq = ++this.#seq;
     this.#stdinOpen = false;
@@ -395,6 +457,8 @@ export class ManagedProcess {
 
   #markClosed(): void {
     if (this.#closed) return;
+    // `closed` is the last event: nothing may stay held behind it.
+    this.#emitHeld();
     this.#closed = true;
     // The leader is gone and reaped: a group that emptied with it is never signalled again.
     this.#groupHasMembers();
