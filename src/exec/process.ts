@@ -203,6 +203,11 @@ export class ManagedProcess {
     return this.#closed;
   }
 
+  /** Bytes of piped output read ahead while paused and not yet emitted (see {@link ManagedProcess.pause}). */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
   /** True while the process has not exited. */
   get running(): boolean {
     return this.#exitCode === null;

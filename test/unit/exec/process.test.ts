@@ -2,7 +2,7 @@ import { jest } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManagedProcess, type ProcessEvent } from '../../../src/exec/process.js';
+import { HELD_OUTPUT_BYTES, ManagedProcess, type ProcessEvent } from '../../../src/exec/process.js';
 import { isAlive, waitFor } from '../../helpers/process.js';
 
 // `killGroup` signals a process group by its number (the leader's pid), also after the leader
@@ -73,4 +73,58 @@ test('terminate leaves the group of an exited process alone, as Codex does', asy
   } finally {
     if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   }
+});
+
+describe('paused piped output', () => {
+  /** Starts `head -c bytes /dev/zero`, paused before its first output, recording every event. */
+  async function startPaused(bytes: number): Promise<{ managed: ManagedProcess; events: ProcessEvent[]; closed: Promise<void> }> {
+    const events: ProcessEvent[] = [];
+    let close: () => void = () => undefined;
+    const closed = new Promise<void>((resolve) => (close = resolve));
+    const managed = await ManagedProcess.spawn(
+      { file: '/usr/bin/head', argv: ['head', '-c', String(bytes), '/dev/zero'], cwd: work, env: { PATH: '/usr/bin:/bin' }, tty: false, pipeStdin: false },
+      {
+        onEvent: (event) => {
+          events.push(event);
+          if (event.kind === 'closed') close();
+        },
+      },
+    );
+    // The child's output arrives in later turns of the event loop: nothing is emitted before this.
+    managed.pause();
+    return { managed, events, closed };
+  }
+
+  /** The events' seqs are 1..n in order, `closed` last, and the output adds up to `bytes` zeros. */
+  function expectWhole(events: readonly ProcessEvent[], bytes: number): void {
+    expect(events.map((event) => event.seq)).toEqual(events.map((_, index) => index + 1));
+    expect(events.at(-1)?.kind).toBe('closed');
+    const output = Buffer.concat(events.flatMap((event) => (event.kind === 'output' ? [event.data] : [])));
+    expect(output.length).toBe(bytes);
+    expect(output.every((byte) => byte === 0)).toBe(true);
+  }
+
+  test('is read ahead while paused and emitted as few large events, in order, before the exit and close', async () => {
+    // At least four pipe reads (64 KiB at most each), emitted held: when the exit comes, and any
+    // rest when the pipe closes.
+    const bytes = 200 * 1024;
+    const { events, closed } = await startPaused(bytes);
+    await closed;
+    expectWhole(events, bytes);
+    expect(events.filter((event) => event.kind === 'output').length).toBeLessThanOrEqual(2);
+  });
+
+  test('holds at most HELD_OUTPUT_BYTES (then stops reading) and emits it all on resume, in events of at most that size', async () => {
+    const bytes = 4 * HELD_OUTPUT_BYTES;
+    const { managed, events, closed } = await startPaused(bytes);
+    await waitFor(() => managed.heldBytes >= HELD_OUTPUT_BYTES, 'the hold to fill');
+    // Reading stopped: the child is blocked on its full pipe, nothing was emitted and the hold is bounded by one read past it.
+    expect(events).toEqual([]);
+    expect(managed.heldBytes).toBeLessThanOrEqual(HELD_OUTPUT_BYTES + 64 * 1024);
+    managed.resume();
+    await closed;
+    expectWhole(events, bytes);
+    expect(managed.heldBytes).toBe(0);
+    for (const event of events) if (event.kind === 'output') expect(event.data.length).toBeLessThanOrEqual(HELD_OUTPUT_BYTES);
+  });
 });
