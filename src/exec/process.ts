@@ -34,9 +34,13 @@ const PTY_QUIET_MS = 10;
 const PTY_EXIT_DRAIN_MS = 250;
 /**
  * Bound on piped output read ahead while paused (see {@link ManagedProcess.pause}), and on the
- * size of one event made from it: 256 KiB is 341 KiB of base64, far below any message limit.
+ * size of one event made from it. Its base64 (683 KiB) is more than a websocket transport's
+ * drain-to-resume gap (half its 1 MiB high-water mark), so while the consumer stays behind, the
+ * hold emitted on a resume congests the transport again at once and the next output is held too:
+ * the output goes out in held-size events, not in the pipe's 4-64 KiB reads between congestions.
+ * Far below any message limit.
  */
-export const HELD_OUTPUT_BYTES = 256 * 1024;
+export const HELD_OUTPUT_BYTES = 512 * 1024;
 /** Bytes of recent output the denial check looks at. */
 const DENIAL_SCAN_BYTES = 16 * 1024;
 /** What confined programs print when the sandbox stopped them (lower case). */
