@@ -12,6 +12,7 @@
  * both alike; each figure is a median over its runs.
  */
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -205,7 +206,50 @@ interface OutputCase {
   name: string;
   run: () => Promise<number>;
   runs: number[];
+  /** The server process, when the case has one (its process tree's CPU is counted). */
+  serverPid?: number;
+  /** CPU ms per MiB of output of each run: this process (the client), and the server's process tree. */
+  clientCpu: number[];
+  serverCpu: number[];
 }
+
+/**
+ * CPU seconds (user + system) used so far by `pid` and its live descendants (`codex` is a wrapper
+ * that runs the native server as its child), from /proc; 0 where /proc is missing.
+ */
+function treeCpuSeconds(pid: number): number {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return 0;
+  }
+  const children = new Map<number, number[]>();
+  const cpu = new Map<number, number>();
+  for (const entry of entries) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Fields after the command (which may hold spaces) in parentheses: state, ppid, … utime (14), stime (15).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const parent = Number(fields[1]);
+    cpu.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS);
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  let total = 0;
+  const stack = [pid];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    total += cpu.get(next) ?? 0;
+    stack.push(...(children.get(next) ?? []));
+  }
+  return total;
+}
+
+/** /proc's clock ticks per second (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
 
 /** `head -c OUTPUT_BYTES /dev/zero` through a plain Node pipe: the in-process floor. */
 function nodePipeOutput(work: string): Promise<number> {
@@ -309,25 +353,34 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
     };
     const [inProcess, oursWs, codexWs] = [await connect(localConnector(local)), await connect(websocketConnector(ours.url)), await connect(websocketConnector(codex.url))];
     const raw = rawWs;
+    const outputCase = (name: string, run: () => Promise<number>, serverPid?: number): OutputCase => ({ name, run, runs: [], serverPid, clientCpu: [], serverCpu: [] });
     const cases: OutputCase[] = [
-      { name: 'Node pipe floor (head | this process)', run: () => nodePipeOutput(work), runs: [] },
-      { name: 'raw ws floor (head | ws server | this process)', run: () => raw.run('command'), runs: [] },
-      { name: 'raw ws loopback (no command: memory | ws server | this process)', run: () => raw.run('loopback'), runs: [] },
-      { name: 'ours in process (local)', run: () => clientOutput(inProcess, work), runs: [] },
-      { name: 'ours over websocket', run: () => clientOutput(oursWs, work), runs: [] },
-      { name: 'codex exec-server over websocket', run: () => clientOutput(codexWs, work), runs: [] },
+      outputCase('Node pipe floor (head | this process)', () => nodePipeOutput(work)),
+      outputCase('raw ws floor (head | ws server | this process)', () => raw.run('command'), floorServer.child.pid),
+      outputCase('raw ws loopback (no command: memory | ws server | this process)', () => raw.run('loopback'), floorServer.child.pid),
+      outputCase('ours in process (local)', () => clientOutput(inProcess, work)),
+      outputCase('ours over websocket', () => clientOutput(oursWs, work), ours.child.pid),
+      outputCase('codex exec-server over websocket', () => clientOutput(codexWs, work), codex.child.pid),
     ];
-    const base = baseline?.client;
-    if (base !== undefined) cases.push({ name: 'baseline over websocket (its client and server)', run: () => clientOutput(base, work), runs: [] });
+    const base = baseline;
+    if (base !== undefined) cases.push(outputCase('baseline over websocket (its client and server)', () => clientOutput(base.client, work), base.server.child.pid));
     // One un-timed round warms every path up.
     for (let round = -1; round < OUTPUT_RUNS; round++) {
       const shift = Math.max(0, round) % cases.length;
       for (const item of [...cases.slice(shift), ...cases.slice(0, shift)]) {
+        const serverCpu0 = item.serverPid === undefined ? 0 : treeCpuSeconds(item.serverPid);
+        const clientCpu0 = process.cpuUsage();
         const t0 = performance.now();
         const received = await item.run();
         const seconds = since(t0) / 1000;
+        const clientCpu = process.cpuUsage(clientCpu0);
+        const serverCpu = item.serverPid === undefined ? 0 : treeCpuSeconds(item.serverPid) - serverCpu0;
         if (received !== OUTPUT_BYTES) throw new Error(`${item.name} received ${received} bytes, not ${OUTPUT_BYTES}`);
-        if (round >= 0) item.runs.push(OUTPUT_BYTES / 1024 / 1024 / seconds);
+        if (round < 0) continue;
+        const mib = OUTPUT_BYTES / 1024 / 1024;
+        item.runs.push(mib / seconds);
+        item.clientCpu.push((clientCpu.user + clientCpu.system) / 1000 / mib);
+        item.serverCpu.push((serverCpu * 1000) / mib);
       }
     }
     const [pipe, rawFloor, rawLoopback, oursLocal, oursOverWs, codexOverWs, baseOverWs] = cases.map((item) => median(item.runs));
@@ -361,6 +414,22 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
         ['ours over websocket vs codex', '', '', fmt(oursOverWs / codexOverWs), 'codex', '>= 1.0'],
         ...baselineRows,
       ],
+    );
+    // CPU is what a loaded machine takes away: it varies far less with the load than MiB/s does.
+    process.stdout.write(
+      `\nCPU ms per MiB of output, median of ${OUTPUT_RUNS} runs (this process is the client, and also the server in process; the command's own CPU is not counted)\n`,
+    );
+    const cpuTotal = (item: OutputCase): number => median(item.clientCpu.map((client, index) => client + (item.serverCpu[index] ?? 0)));
+    const rawTotal = cpuTotal(cases[1]!);
+    printTable(
+      ['path', 'client', 'server', 'total', 'to raw ws floor'],
+      cases.map((item) => [
+        item.name,
+        fmt(median(item.clientCpu)),
+        item.serverPid === undefined ? '' : fmt(median(item.serverCpu)),
+        fmt(cpuTotal(item)),
+        fmt(cpuTotal(item) / rawTotal),
+      ]),
     );
   } finally {
     rawWs?.close();
