@@ -41,6 +41,13 @@ const PTY_EXIT_DRAIN_MS = 250;
  * Far below any message limit.
  */
 export const HELD_OUTPUT_BYTES = 512 * 1024;
+/**
+ * After a piped output event, further output is held this long (or until the hold is full) and
+ * then goes out as one event: a command streaming output gives the pipe's 4-64 KiB reads, and
+ * each read made into its own message costs a send, a receive and a parse on both ends. The first
+ * output after a quiet spell goes out at once; a stream's later output waits at most about this.
+ */
+export const OUTPUT_WINDOW_MS = 1;
 /** Bytes of recent output the denial check looks at. */
 const DENIAL_SCAN_BYTES = 16 * 1024;
 /** What confined programs print when the sandbox stopped them (lower case). */
@@ -54,6 +61,8 @@ export interface ManagedProcessOptions {
   onEvent: (event: ProcessEvent) => void;
   /** Start piped commands with the native starter when it loads. @default true */
   nativeStarter?: boolean;
+  /** How long piped output is gathered after an output event (see {@link OUTPUT_WINDOW_MS}). @default OUTPUT_WINDOW_MS */
+  outputWindowMs?: number;
 }
 
 /**
@@ -101,6 +110,9 @@ export class ManagedProcess {
   /** Piped output read while paused, oldest first; at most about {@link HELD_OUTPUT_BYTES}. */
   #held: { stream: OutputStream; data: Buffer }[] = [];
   #heldBytes = 0;
+  /** Set while output is gathered after a piped output event (see {@link OUTPUT_WINDOW_MS}). */
+  #window: NodeJS.Timeout | undefined;
+  readonly #windowMs: number;
   /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
   #lastOutputAt = 0;
   #child?: PipedChild;
@@ -122,6 +134,7 @@ export class ManagedProcess {
     this.#onEvent = options.onEvent;
     this.#stdinOpen = spec.tty || spec.pipeStdin;
     this.#sandboxed = spec.sandboxed === true;
+    this.#windowMs = options.outputWindowMs ?? OUTPUT_WINDOW_MS;
   }
 
   /** Starts the process; rejects with the wire error Codex gives (e.g. a missing cwd is -32603). */
@@ -391,14 +404,33 @@ export class ManagedProcess {
 
   #output(stream: OutputStream, data: Buffer): void {
     this.#lastOutputAt = Date.now();
-    if (this.#holding) {
+    if (this.#holding || this.#window !== undefined) {
       this.#held.push({ stream, data });
       this.#heldBytes += data.length;
-      if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
+      if (this.#heldBytes < HELD_OUTPUT_BYTES) return;
+      // Paused: stop reading until resumed. In a window: a full hold goes out now.
+      if (this.#holding) this.#stopReading();
+      else this.#emitHeld();
       return;
     }
     this.#emitOutput(stream, data);
+    if (this.#child !== undefined) this.#openWindow();
   }
+
+  /** Starts gathering output for the window (piped output only: a terminal is interactive). */
+  #openWindow(): void {
+    this.#window = setTimeout(this.#windowEnded, this.#windowMs);
+    this.#window.unref();
+  }
+
+  readonly #windowEnded = (): void => {
+    this.#window = undefined;
+    // Paused: the hold goes out on resume.
+    if (this.#holding || this.#held.length === 0) return;
+    this.#emitHeld();
+    // Still streaming: gather the next window's output too.
+    this.#openWindow();
+  };
 
   #emitOutput(stream: OutputStream, data: Buffer): void {
     const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
@@ -468,6 +500,8 @@ export class ManagedProcess {
     if (this.#closed) return;
     // `closed` is the last event: nothing may stay held behind it.
     this.#emitHeld();
+    clearTimeout(this.#window);
+    this.#window = undefined;
     this.#closed = true;
     // The leader is gone and reaped: a group that emptied with it is never signalled again.
     this.#groupHasMembers();

@@ -128,3 +128,58 @@ describe('paused piped output', () => {
     for (const event of events) if (event.kind === 'output') expect(event.data.length).toBeLessThanOrEqual(HELD_OUTPUT_BYTES);
   });
 });
+
+describe('output window', () => {
+  /** Starts `script` with stdin piped and the given window, recording every event. */
+  async function start(script: string, outputWindowMs: number) {
+    const events: ProcessEvent[] = [];
+    const listeners = new Set<() => void>();
+    const managed = await ManagedProcess.spawn(
+      { file: '/bin/sh', argv: ['sh', '-c', script], cwd: work, env: { PATH: '/usr/bin:/bin' }, tty: false, pipeStdin: true },
+      {
+        outputWindowMs,
+        onEvent: (event) => {
+          events.push(event);
+          for (const listener of listeners) listener();
+        },
+      },
+    );
+    const stdout = (): string => Buffer.concat(events.flatMap((event) => (event.kind === 'output' ? [event.data] : []))).toString();
+    /** Resolves once `predicate` holds of the events. */
+    const until = (predicate: () => boolean): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (!predicate()) return;
+          listeners.delete(check);
+          resolve();
+        };
+        listeners.add(check);
+        check();
+      });
+    return { managed, events, stdout, until };
+  }
+
+  test('holds output read within the window after an event, and the exit lets it out first', async () => {
+    // A window far longer than the test: only the exit can let `b` out.
+    const { managed, events, stdout, until } = await start('printf a; read l; printf b; read l; exit 3', 600_000);
+    await until(() => stdout() === 'a');
+    managed.write(Buffer.from('x\n'), 'w1');
+    await waitFor(() => managed.heldBytes === 1, 'b to be held in the window');
+    expect(stdout()).toBe('a');
+    managed.write(Buffer.from('y\n'), 'w2');
+    await until(() => events.at(-1)?.kind === 'closed');
+    expect(stdout()).toBe('ab');
+    expect(events.map((event) => event.kind)).toEqual(['output', 'output', 'exited', 'closed']);
+    expect(events.map((event) => event.seq)).toEqual([1, 2, 3, 4]);
+  });
+
+  test('output held in the window goes out when the window ends, while the command still runs', async () => {
+    const { managed, stdout, until } = await start('printf a; read l; printf b; read l', 50);
+    await until(() => stdout() === 'a');
+    managed.write(Buffer.from('x\n'), 'w1');
+    // The command now waits on stdin: no exit lets `b` out, only the window's end (or no window).
+    await until(() => stdout() === 'ab');
+    expect(managed.running).toBe(true);
+    managed.write(Buffer.from('y\n'), 'w2');
+  });
+});
