@@ -107,7 +107,7 @@ export class ManagedProcess {
   #closed = false;
   /** Set by {@link ManagedProcess.pause}: piped output is held, not emitted. */
   #holding = false;
-  /** Piped output read while paused, oldest first; at most about {@link HELD_OUTPUT_BYTES}. */
+  /** Piped output held (in a window or while paused), oldest first; at most about {@link HELD_OUTPUT_BYTES}. */
   #held: { stream: OutputStream; data: Buffer }[] = [];
   #heldBytes = 0;
   /** Set while output is gathered after a piped output event (see {@link OUTPUT_WINDOW_MS}). */
@@ -220,7 +220,7 @@ export class ManagedProcess {
     return this.#closed;
   }
 
-  /** Bytes of piped output read ahead while paused and not yet emitted (see {@link ManagedProcess.pause}). */
+  /** Bytes of piped output held and not yet emitted: in an output window, or read ahead while paused (see {@link ManagedProcess.pause}). */
   get heldBytes(): number {
     return this.#heldBytes;
   }
