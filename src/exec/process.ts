@@ -33,19 +33,24 @@ const SANDBOXED_EXIT_DRAIN_MS = 250;
 const PTY_QUIET_MS = 10;
 const PTY_EXIT_DRAIN_MS = 250;
 /**
- * Bound on piped output read ahead while paused (see {@link ManagedProcess.pause}), and on the
- * size of one event made from it. Its base64 (683 KiB) is more than a websocket transport's
- * drain-to-resume gap (half its 1 MiB high-water mark), so while the consumer stays behind, the
- * hold emitted on a resume congests the transport again at once and the next output is held too:
- * the output goes out in held-size events, not in the pipe's 4-64 KiB reads between congestions.
- * Far below any message limit.
+ * Bound on piped output read ahead while paused (see {@link ManagedProcess.pause}). Its base64
+ * (683 KiB) is more than a websocket transport's drain-to-resume gap (half its 1 MiB high-water
+ * mark), so while the consumer stays behind, the hold emitted on a resume congests the transport
+ * again at once and the next output is held too: the output goes out in full-size events, not in
+ * the pipe's 4-64 KiB reads between congestions.
  */
 export const HELD_OUTPUT_BYTES = 512 * 1024;
 /**
- * After a piped output event, further output is held this long (or until the hold is full) and
- * then goes out as one event: a command streaming output gives the pipe's 4-64 KiB reads, and
- * each read made into its own message costs a send, a receive and a parse on both ends. The first
- * output after a quiet spell goes out at once; a stream's later output waits at most about this.
+ * Held output goes out in events of at most this many bytes (a pipe's largest read), and output
+ * gathered in a window goes out as soon as it reaches this size: output that already comes in
+ * full reads is neither copied nor delayed.
+ */
+export const OUTPUT_EVENT_BYTES = 64 * 1024;
+/**
+ * After a piped output event, further output is held this long (or until it makes a full event)
+ * and then goes out as one event: a command streaming output may give the pipe's reads of 4 KiB,
+ * and each read made into its own message costs a send, a receive and a parse on both ends. The
+ * first output after a quiet spell goes out at once; later output waits at most about this.
  */
 export const OUTPUT_WINDOW_MS = 1;
 /** Bytes of recent output the denial check looks at. */
@@ -296,7 +301,7 @@ export class ManagedProcess {
    * Back-pressure: the consumer of the events is behind. Piped output is then read ahead into a
    * hold of at most {@link HELD_OUTPUT_BYTES}, and only a full hold stops reading (the child then
    * blocks once its pipe is full). The pipe never waits for the consumer that way, and the hold
-   * goes out on {@link ManagedProcess.resume} as a few large events instead of many pipe-sized
+   * goes out on {@link ManagedProcess.resume} in full-size events instead of as many pipe-sized
    * ones: a 4 KiB read costs a wire message about as much as a 64 KiB one. Held output is not yet
    * in the event log (no seq, not retained), as if still in the pipe.
    */
@@ -407,10 +412,12 @@ export class ManagedProcess {
     if (this.#holding || this.#window !== undefined) {
       this.#held.push({ stream, data });
       this.#heldBytes += data.length;
-      if (this.#heldBytes < HELD_OUTPUT_BYTES) return;
-      // Paused: stop reading until resumed. In a window: a full hold goes out now.
-      if (this.#holding) this.#stopReading();
-      else this.#emitHeld();
+      // Paused: a full hold stops reading until resumed. In a window: a full event goes out now.
+      if (this.#holding) {
+        if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
+      } else if (this.#heldBytes >= OUTPUT_EVENT_BYTES) {
+        this.#emitHeld();
+      }
       return;
     }
     this.#emitOutput(stream, data);
@@ -440,7 +447,7 @@ export class ManagedProcess {
     this.#changed();
   }
 
-  /** Emits the held output in order, runs of one stream joined into events of at most {@link HELD_OUTPUT_BYTES}. */
+  /** Emits the held output in order, runs of one stream joined into events of at most {@link OUTPUT_EVENT_BYTES}. */
   #emitHeld(): void {
     const held = this.#held;
     if (held.length === 0) return;
@@ -456,7 +463,7 @@ export class ManagedProcess {
       runBytes = 0;
     };
     for (const piece of held) {
-      if (piece.stream !== runStream || runBytes + piece.data.length > HELD_OUTPUT_BYTES) flush();
+      if (piece.stream !== runStream || runBytes + piece.data.length > OUTPUT_EVENT_BYTES) flush();
       runStream = piece.stream;
       run.push(piece.data);
       runBytes += piece.data.length;
