@@ -3,16 +3,19 @@
  * websocket and stdio on loopback. Issue 18 (3): the throughput of one command's output in
  * process and over websocket, beside a plain Node pipe and a raw `ws` loopback measured in the
  * same run. Run with `npm run bench -- exec` (builds first); `BENCH_ONLY=servers` or
- * `BENCH_ONLY=output` runs one part.
+ * `BENCH_ONLY=output` runs one part. `BENCH_BASELINE=/path/to/other/dist/cli/main.js` adds that
+ * build to the output figure: its exec-server over websocket, driven by the client of its own
+ * sources (the `src/` beside that `dist/`), so that both ends are the other build's.
  *
  * Both servers are measured side by side, one run of ours and one of codex's in turn (the order
  * alternating), so that load from other work on the machine and the client's own warm-up fall on
  * both alike; each figure is a median over its runs.
  */
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
 import { ExecClient, type ExecConnector } from '../src/exec/client.js';
 import { ExecServer } from '../src/exec/server.js';
@@ -41,6 +44,8 @@ const CONCURRENT_ATTEMPTS = 3;
 const OUTPUT_BYTES = 256 * 1024 * 1024;
 const OUTPUT_RUNS = Number(process.env.BENCH_OUTPUT_RUNS ?? 5);
 const ONLY = process.env.BENCH_ONLY?.split(',');
+/** Another build's `dist/cli/main.js`, measured in the output figure beside this one. */
+const BASELINE_CLI = process.env.BENCH_BASELINE;
 
 interface Figures {
   startMs: number;
@@ -201,7 +206,50 @@ interface OutputCase {
   name: string;
   run: () => Promise<number>;
   runs: number[];
+  /** The server process, when the case has one (its process tree's CPU is counted). */
+  serverPid?: number;
+  /** CPU ms per MiB of output of each run: this process (the client), and the server's process tree. */
+  clientCpu: number[];
+  serverCpu: number[];
 }
+
+/**
+ * CPU seconds (user + system) used so far by `pid` and its live descendants (`codex` is a wrapper
+ * that runs the native server as its child), from /proc; 0 where /proc is missing.
+ */
+function treeCpuSeconds(pid: number): number {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return 0;
+  }
+  const children = new Map<number, number[]>();
+  const cpu = new Map<number, number>();
+  for (const entry of entries) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Fields after the command (which may hold spaces) in parentheses: state, ppid, … utime (14), stime (15).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const parent = Number(fields[1]);
+    cpu.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS);
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  let total = 0;
+  const stack = [pid];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    total += cpu.get(next) ?? 0;
+    stack.push(...(children.get(next) ?? []));
+  }
+  return total;
+}
+
+/** /proc's clock ticks per second (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
 
 /** `head -c OUTPUT_BYTES /dev/zero` through a plain Node pipe: the in-process floor. */
 function nodePipeOutput(work: string): Promise<number> {
@@ -241,12 +289,43 @@ async function rawWsOutput(url: string): Promise<{ run: (what: 'command' | 'loop
   };
 }
 
+/** What {@link clientOutput} needs of a client: this build's `ExecClient`, or the baseline's. */
+interface OutputClient {
+  startProcess(params: { argv: string[]; cwd: string; env: Record<string, string>; tty: boolean }): Promise<{ events(): AsyncIterable<{ kind: string; data?: Buffer }> }>;
+  close(): Promise<void>;
+}
+
 /** Runs `head -c OUTPUT_BYTES /dev/zero` through `client` and counts the output events' bytes. */
-async function clientOutput(client: ExecClient, work: string): Promise<number> {
+async function clientOutput(client: OutputClient, work: string): Promise<number> {
   const command = await client.startProcess({ argv: ['head', '-c', String(OUTPUT_BYTES), '/dev/zero'], cwd: work, env: { PATH: '/usr/bin:/bin' }, tty: false });
   let received = 0;
-  for await (const event of command.events()) if (event.kind === 'output') received += event.data.length;
+  for await (const event of command.events()) if (event.kind === 'output') received += event.data?.length ?? 0;
   return received;
+}
+
+/**
+ * The baseline build's exec-server on a websocket and a client of it made by the baseline's own
+ * sources (loaded through tsx, as this bench's are), or undefined without {@link BASELINE_CLI}.
+ */
+async function baselineOutputClient(): Promise<{ server: ListeningProcess; client: OutputClient } | undefined> {
+  if (BASELINE_CLI === undefined) return undefined;
+  const root = dirname(dirname(dirname(BASELINE_CLI)));
+  // The baseline's own modules, typed by what this bench calls (checked to exist before use).
+  const { ExecClient: baselineClient } = (await import(pathToFileURL(join(root, 'src/exec/client.ts')).href)) as {
+    ExecClient?: { connect?: (connector: unknown) => Promise<OutputClient> };
+  };
+  const { websocketConnector: baselineConnector } = (await import(pathToFileURL(join(root, 'src/environments/connectors.ts')).href)) as {
+    websocketConnector?: (url: string) => unknown;
+  };
+  if (typeof baselineClient?.connect !== 'function' || typeof baselineConnector !== 'function') throw new Error(`${root}/src has no ExecClient.connect or websocketConnector`);
+  const server = await startListening(process.execPath, [BASELINE_CLI, 'exec-server', '--listen', 'ws://127.0.0.1:0']);
+  try {
+    const client = await baselineClient.connect(baselineConnector(server.url));
+    return { server, client };
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
 }
 
 /**
@@ -260,10 +339,13 @@ async function clientOutput(client: ExecClient, work: string): Promise<number> {
 async function measureOutput(work: string, ours: ListeningProcess, codex: ListeningProcess): Promise<void> {
   const floorServer = await startListening(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./raw-ws-floor.ts', import.meta.url))]);
   const local = new ExecServer({ env: process.env, host: { env: process.env, cwd: work, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' } });
-  const clients: ExecClient[] = [];
+  const clients: OutputClient[] = [];
   let rawWs: Awaited<ReturnType<typeof rawWsOutput>> | undefined;
+  let baseline: Awaited<ReturnType<typeof baselineOutputClient>>;
   try {
     rawWs = await rawWsOutput(floorServer.url);
+    baseline = await baselineOutputClient();
+    if (baseline !== undefined) clients.push(baseline.client);
     const connect = async (connector: ExecConnector): Promise<ExecClient> => {
       const client = await ExecClient.connect(connector);
       clients.push(client);
@@ -271,26 +353,37 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
     };
     const [inProcess, oursWs, codexWs] = [await connect(localConnector(local)), await connect(websocketConnector(ours.url)), await connect(websocketConnector(codex.url))];
     const raw = rawWs;
+    const outputCase = (name: string, run: () => Promise<number>, serverPid?: number): OutputCase => ({ name, run, runs: [], serverPid, clientCpu: [], serverCpu: [] });
     const cases: OutputCase[] = [
-      { name: 'Node pipe floor (head | this process)', run: () => nodePipeOutput(work), runs: [] },
-      { name: 'raw ws floor (head | ws server | this process)', run: () => raw.run('command'), runs: [] },
-      { name: 'raw ws loopback (no command: memory | ws server | this process)', run: () => raw.run('loopback'), runs: [] },
-      { name: 'ours in process (local)', run: () => clientOutput(inProcess, work), runs: [] },
-      { name: 'ours over websocket', run: () => clientOutput(oursWs, work), runs: [] },
-      { name: 'codex exec-server over websocket', run: () => clientOutput(codexWs, work), runs: [] },
+      outputCase('Node pipe floor (head | this process)', () => nodePipeOutput(work)),
+      outputCase('raw ws floor (head | ws server | this process)', () => raw.run('command'), floorServer.child.pid),
+      outputCase('raw ws loopback (no command: memory | ws server | this process)', () => raw.run('loopback'), floorServer.child.pid),
+      outputCase('ours in process (local)', () => clientOutput(inProcess, work)),
+      outputCase('ours over websocket', () => clientOutput(oursWs, work), ours.child.pid),
+      outputCase('codex exec-server over websocket', () => clientOutput(codexWs, work), codex.child.pid),
     ];
+    const base = baseline;
+    if (base !== undefined) cases.push(outputCase('baseline over websocket (its client and server)', () => clientOutput(base.client, work), base.server.child.pid));
     // One un-timed round warms every path up.
     for (let round = -1; round < OUTPUT_RUNS; round++) {
       const shift = Math.max(0, round) % cases.length;
       for (const item of [...cases.slice(shift), ...cases.slice(0, shift)]) {
+        const serverCpu0 = item.serverPid === undefined ? 0 : treeCpuSeconds(item.serverPid);
+        const clientCpu0 = process.cpuUsage();
         const t0 = performance.now();
         const received = await item.run();
         const seconds = since(t0) / 1000;
+        const clientCpu = process.cpuUsage(clientCpu0);
+        const serverCpu = item.serverPid === undefined ? 0 : treeCpuSeconds(item.serverPid) - serverCpu0;
         if (received !== OUTPUT_BYTES) throw new Error(`${item.name} received ${received} bytes, not ${OUTPUT_BYTES}`);
-        if (round >= 0) item.runs.push(OUTPUT_BYTES / 1024 / 1024 / seconds);
+        if (round < 0) continue;
+        const mib = OUTPUT_BYTES / 1024 / 1024;
+        item.runs.push(mib / seconds);
+        item.clientCpu.push((clientCpu.user + clientCpu.system) / 1000 / mib);
+        item.serverCpu.push((serverCpu * 1000) / mib);
       }
     }
-    const [pipe, rawFloor, rawLoopback, oursLocal, oursOverWs, codexOverWs] = cases.map((item) => median(item.runs));
+    const [pipe, rawFloor, rawLoopback, oursLocal, oursOverWs, codexOverWs, baseOverWs] = cases.map((item) => median(item.runs));
     if (pipe === undefined || rawFloor === undefined || rawLoopback === undefined || oursLocal === undefined || oursOverWs === undefined || codexOverWs === undefined) {
       throw new Error('missing figures');
     }
@@ -300,6 +393,13 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
       const runs = cases[index]!.runs;
       return `${fmt(Math.min(...runs), 0)}-${fmt(Math.max(...runs), 0)}`;
     };
+    const baselineRows =
+      baseOverWs === undefined
+        ? []
+        : [
+            [cases[6]!.name, fmt(baseOverWs, 0), range(6), fmt(baseOverWs / rawFloor), 'raw ws', ''],
+            ['ours over websocket vs baseline', '', '', fmt(oursOverWs / baseOverWs), 'baseline', ''],
+          ];
     printTable(
       ['path', 'MiB/s', 'runs', 'ratio', 'to', 'target'],
       [
@@ -312,12 +412,30 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
         [cases[5]!.name, fmt(codexOverWs, 0), range(5), fmt(codexOverWs / rawFloor), 'raw ws', ''],
         ['', '', '', fmt(codexOverWs / rawLoopback), 'ws loopback', ''],
         ['ours over websocket vs codex', '', '', fmt(oursOverWs / codexOverWs), 'codex', '>= 1.0'],
+        ...baselineRows,
       ],
+    );
+    // CPU is what a loaded machine takes away: it varies far less with the load than MiB/s does.
+    process.stdout.write(
+      `\nCPU ms per MiB of output, median of ${OUTPUT_RUNS} runs (this process is the client, and also the server in process; the command's own CPU is not counted)\n`,
+    );
+    const cpuTotal = (item: OutputCase): number => median(item.clientCpu.map((client, index) => client + (item.serverCpu[index] ?? 0)));
+    const rawTotal = cpuTotal(cases[1]!);
+    printTable(
+      ['path', 'client', 'server', 'total', 'to raw ws floor'],
+      cases.map((item) => [
+        item.name,
+        fmt(median(item.clientCpu)),
+        item.serverPid === undefined ? '' : fmt(median(item.serverCpu)),
+        fmt(cpuTotal(item)),
+        fmt(cpuTotal(item) / rawTotal),
+      ]),
     );
   } finally {
     rawWs?.close();
     for (const client of clients) await client.close();
     await local.close();
+    await baseline?.server.stop();
     await floorServer.stop();
   }
 }

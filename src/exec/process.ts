@@ -34,6 +34,27 @@ const SANDBOXED_EXIT_DRAIN_MS = 250;
  */
 const PTY_QUIET_MS = 10;
 const PTY_EXIT_DRAIN_MS = 250;
+/**
+ * Bound on piped output read ahead while paused (see {@link ManagedProcess.pause}). Its base64
+ * (683 KiB) is more than a websocket transport's drain-to-resume gap (half its 1 MiB high-water
+ * mark), so while the consumer stays behind, the hold emitted on a resume congests the transport
+ * again at once and the next output is held too: the output goes out in full-size events, not in
+ * the pipe's 4-64 KiB reads between congestions.
+ */
+export const HELD_OUTPUT_BYTES = 512 * 1024;
+/**
+ * Held output goes out in events of at most this many bytes (a pipe's largest read), and output
+ * gathered in a window goes out as soon as it reaches this size: output that already comes in
+ * full reads is neither copied nor delayed.
+ */
+export const OUTPUT_EVENT_BYTES = 64 * 1024;
+/**
+ * After a piped output event, further output is held this long (or until it makes a full event)
+ * and then goes out as one event: a command streaming output may give the pipe's reads of 4 KiB,
+ * and each read made into its own message costs a send, a receive and a parse on both ends. The
+ * first output after a quiet spell goes out at once; later output waits at most about this.
+ */
+export const OUTPUT_WINDOW_MS = 1;
 /** Bytes of recent output the denial check looks at. */
 const DENIAL_SCAN_BYTES = 16 * 1024;
 /** What confined programs print when the sandbox stopped them (lower case). */
@@ -51,6 +72,8 @@ export interface ManagedProcessOptions {
    * @default true
    */
   nativeStarter?: boolean;
+  /** How long piped output is gathered after an output event (see {@link OUTPUT_WINDOW_MS}). @default OUTPUT_WINDOW_MS */
+  outputWindowMs?: number;
 }
 
 /**
@@ -93,6 +116,14 @@ export class ManagedProcess {
   #sandboxDenied = false;
   readonly #sandboxed: boolean;
   #closed = false;
+  /** Set by {@link ManagedProcess.pause}: piped output is held, not emitted. */
+  #holding = false;
+  /** Piped output held (in a window or while paused), oldest first; at most about {@link HELD_OUTPUT_BYTES}. */
+  #held: { stream: OutputStream; data: Buffer }[] = [];
+  #heldBytes = 0;
+  /** Set while output is gathered after a piped output event (see {@link OUTPUT_WINDOW_MS}). */
+  #window: NodeJS.Timeout | undefined;
+  readonly #windowMs: number;
   /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
   #lastOutputAt = 0;
   #child?: PipedChild;
@@ -116,6 +147,7 @@ export class ManagedProcess {
     this.#onEvent = options.onEvent;
     this.#stdinOpen = spec.tty || spec.pipeStdin;
     this.#sandboxed = spec.sandboxed === true;
+    this.#windowMs = options.outputWindowMs ?? OUTPUT_WINDOW_MS;
   }
 
   /** Starts the process; rejects with the wire error Codex gives (e.g. a missing cwd is -32603). */
@@ -230,6 +262,11 @@ export class ManagedProcess {
     return this.#closed;
   }
 
+  /** Bytes of piped output held and not yet emitted: in an output window, or read ahead while paused (see {@link ManagedProcess.pause}). */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
   /** True while the process has not exited. */
   get running(): boolean {
     return this.#exitCode === null;
@@ -298,17 +335,30 @@ export class ManagedProcess {
     }
   }
 
-  /** Stops reading output (back-pressure); the child blocks once its pipe or terminal is full. */
+  /**
+   * Back-pressure: the consumer of the events is behind. Piped output is then read ahead into a
+   * hold of at most {@link HELD_OUTPUT_BYTES}, and only a full hold stops reading (the child then
+   * blocks once its pipe is full). The pipe never waits for the consumer that way, and the hold
+   * goes out on {@link ManagedProcess.resume} in full-size events instead of as many pipe-sized
+   * ones: a 4 KiB read costs a wire message about as much as a 64 KiB one. Held output is not yet
+   * in the event log (no seq, not retained), as if still in the pipe. A terminal started by the
+   * native starter just stops being read (its output is interactive-sized; it is drained in full
+   * after the exit all the same).
+   */
   pause(): void {
     // node-pty's terminal is never paused: it destroys its socket 200 ms after the child exits if
     // the socket has not closed by then, so output left unread while paused would be lost.
-    this.#child?.stdout.pause();
-    this.#child?.stderr.pause();
     this.#terminal?.pause();
+    if (this.#child === undefined) return;
+    this.#holding = true;
+    if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
   }
 
-  /** Resumes reading output. */
+  /** Emits the held output and resumes reading. */
   resume(): void {
+    this.#holding = false;
+    // Emitting may pause again (the consumer still behind): reading resumes into a new hold then.
+    this.#emitHeld();
     this.#child?.stdout.resume();
     this.#child?.stderr.resume();
     this.#terminal?.resume();
@@ -400,6 +450,37 @@ export class ManagedProcess {
 
   #output(stream: OutputStream, data: Buffer): void {
     this.#lastOutputAt = Date.now();
+    if (this.#holding || this.#window !== undefined) {
+      this.#held.push({ stream, data });
+      this.#heldBytes += data.length;
+      // Paused: a full hold stops reading until resumed. In a window: a full event goes out now.
+      if (this.#holding) {
+        if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
+      } else if (this.#heldBytes >= OUTPUT_EVENT_BYTES) {
+        this.#emitHeld();
+      }
+      return;
+    }
+    this.#emitOutput(stream, data);
+    if (this.#child !== undefined) this.#openWindow();
+  }
+
+  /** Starts gathering output for the window (piped output only: a terminal is interactive). */
+  #openWindow(): void {
+    this.#window = setTimeout(this.#windowEnded, this.#windowMs);
+    this.#window.unref();
+  }
+
+  readonly #windowEnded = (): void => {
+    this.#window = undefined;
+    // Paused: the hold goes out on resume.
+    if (this.#holding || this.#held.length === 0) return;
+    this.#emitHeld();
+    // Still streaming: gather the next window's output too.
+    this.#openWindow();
+  };
+
+  #emitOutput(stream: OutputStream, data: Buffer): void {
     const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
     // Raw bytes are retained (base64 is made only where a wire carries them): a third less memory.
     this.#retained.push(event.seq, stream, data);
@@ -407,8 +488,39 @@ export class ManagedProcess {
     this.#changed();
   }
 
+  /** Emits the held output in order, runs of one stream joined into events of at most {@link OUTPUT_EVENT_BYTES}. */
+  #emitHeld(): void {
+    const held = this.#held;
+    if (held.length === 0) return;
+    this.#held = [];
+    this.#heldBytes = 0;
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    let runStream: OutputStream = 'stdout';
+    const flush = (): void => {
+      if (run.length === 0) return;
+      this.#emitOutput(runStream, run.length === 1 ? (run[0] ?? Buffer.alloc(0)) : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+    };
+    for (const piece of held) {
+      if (piece.stream !== runStream || runBytes + piece.data.length > OUTPUT_EVENT_BYTES) flush();
+      runStream = piece.stream;
+      run.push(piece.data);
+      runBytes += piece.data.length;
+    }
+    flush();
+  }
+
+  #stopReading(): void {
+    this.#child?.stdout.pause();
+    this.#child?.stderr.pause();
+  }
+
   #exited(exitCode: number): void {
     if (this.#exitCode !== null) return;
+    // Output read before the exit keeps its place before it, held or not.
+    this.#emitHeld();
     this.#exitCode = exitCode;
     this.#exitSeq = ++this.#seq;
     this.#stdinOpen = false;
@@ -434,6 +546,10 @@ export class ManagedProcess {
 
   #markClosed(): void {
     if (this.#closed) return;
+    // `closed` is the last event: nothing may stay held behind it.
+    this.#emitHeld();
+    clearTimeout(this.#window);
+    this.#window = undefined;
     this.#closed = true;
     // The leader is gone and reaped: a group that emptied with it is never signalled again.
     this.#groupHasMembers();
