@@ -3,6 +3,7 @@ import type { OutputStream, WriteStatus } from '../protocol/exec.js';
 import { RpcError } from '../rpc/errors.js';
 import { abortReason } from '../util/abort.js';
 import { ioError } from './io-errors.js';
+import { OUTPUT_WINDOW_MS, OutputGather } from './output-gather.js';
 import { OutputRing } from './output-ring.js';
 import { startPiped, type PipedChild, type PipedEvents, type PipedSpec } from './piped-start.js';
 import { startTerminal, type TerminalChild, type TerminalEvents } from './terminal-start.js';
@@ -34,27 +35,6 @@ const SANDBOXED_EXIT_DRAIN_MS = 250;
  */
 const PTY_QUIET_MS = 10;
 const PTY_EXIT_DRAIN_MS = 250;
-/**
- * Bound on piped output read ahead while paused (see {@link ManagedProcess.pause}). Its base64
- * (683 KiB) is more than a websocket transport's drain-to-resume gap (half its 1 MiB high-water
- * mark), so while the consumer stays behind, the hold emitted on a resume congests the transport
- * again at once and the next output is held too: the output goes out in full-size events, not in
- * the pipe's 4-64 KiB reads between congestions.
- */
-export const HELD_OUTPUT_BYTES = 512 * 1024;
-/**
- * Held output goes out in events of at most this many bytes (a pipe's largest read), and output
- * gathered in a window goes out as soon as it reaches this size: output that already comes in
- * full reads is neither copied nor delayed.
- */
-export const OUTPUT_EVENT_BYTES = 64 * 1024;
-/**
- * After a piped output event, further output is held this long (or until it makes a full event)
- * and then goes out as one event: a command streaming output may give the pipe's reads of 4 KiB,
- * and each read made into its own message costs a send, a receive and a parse on both ends. The
- * first output after a quiet spell goes out at once; later output waits at most about this.
- */
-export const OUTPUT_WINDOW_MS = 1;
 /** Bytes of recent output the denial check looks at. */
 const DENIAL_SCAN_BYTES = 16 * 1024;
 /** What confined programs print when the sandbox stopped them (lower case). */
@@ -116,14 +96,8 @@ export class ManagedProcess {
   #sandboxDenied = false;
   readonly #sandboxed: boolean;
   #closed = false;
-  /** Set by {@link ManagedProcess.pause}: piped output is held, not emitted. */
-  #holding = false;
-  /** Piped output held (in a window or while paused), oldest first; at most about {@link HELD_OUTPUT_BYTES}. */
-  #held: { stream: OutputStream; data: Buffer }[] = [];
-  #heldBytes = 0;
-  /** Set while output is gathered after a piped output event (see {@link OUTPUT_WINDOW_MS}). */
-  #window: NodeJS.Timeout | undefined;
-  readonly #windowMs: number;
+  /** Piped output held in an output window or while paused. */
+  readonly #gather: OutputGather;
   /** When output last arrived (ms since the epoch), for the terminal's drain after exit. */
   #lastOutputAt = 0;
   #child?: PipedChild;
@@ -147,7 +121,11 @@ export class ManagedProcess {
     this.#onEvent = options.onEvent;
     this.#stdinOpen = spec.tty || spec.pipeStdin;
     this.#sandboxed = spec.sandboxed === true;
-    this.#windowMs = options.outputWindowMs ?? OUTPUT_WINDOW_MS;
+    this.#gather = new OutputGather(
+      (stream, data) => this.#emitOutput(stream, data),
+      () => this.#stopReading(),
+      options.outputWindowMs ?? OUTPUT_WINDOW_MS,
+    );
   }
 
   /** Starts the process; rejects with the wire error Codex gives (e.g. a missing cwd is -32603). */
@@ -264,7 +242,7 @@ export class ManagedProcess {
 
   /** Bytes of piped output held and not yet emitted: in an output window, or read ahead while paused (see {@link ManagedProcess.pause}). */
   get heldBytes(): number {
-    return this.#heldBytes;
+    return this.#gather.heldBytes;
   }
 
   /** True while the process has not exited. */
@@ -337,7 +315,7 @@ export class ManagedProcess {
 
   /**
    * Back-pressure: the consumer of the events is behind. Piped output is then read ahead into a
-   * hold of at most {@link HELD_OUTPUT_BYTES}, and only a full hold stops reading (the child then
+   * hold of at most 512 KiB ({@link OutputGather}), and only a full hold stops reading (the child then
    * blocks once its pipe is full). The pipe never waits for the consumer that way, and the hold
    * goes out on {@link ManagedProcess.resume} in full-size events instead of as many pipe-sized
    * ones: a 4 KiB read costs a wire message about as much as a 64 KiB one. Held output is not yet
@@ -349,16 +327,13 @@ export class ManagedProcess {
     // node-pty's terminal is never paused: it destroys its socket 200 ms after the child exits if
     // the socket has not closed by then, so output left unread while paused would be lost.
     this.#terminal?.pause();
-    if (this.#child === undefined) return;
-    this.#holding = true;
-    if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
+    if (this.#child !== undefined) this.#gather.pause();
   }
 
   /** Emits the held output and resumes reading. */
   resume(): void {
-    this.#holding = false;
     // Emitting may pause again (the consumer still behind): reading resumes into a new hold then.
-    this.#emitHeld();
+    this.#gather.resume();
     this.#child?.stdout.resume();
     this.#child?.stderr.resume();
     this.#terminal?.resume();
@@ -450,35 +425,9 @@ export class ManagedProcess {
 
   #output(stream: OutputStream, data: Buffer): void {
     this.#lastOutputAt = Date.now();
-    if (this.#holding || this.#window !== undefined) {
-      this.#held.push({ stream, data });
-      this.#heldBytes += data.length;
-      // Paused: a full hold stops reading until resumed. In a window: a full event goes out now.
-      if (this.#holding) {
-        if (this.#heldBytes >= HELD_OUTPUT_BYTES) this.#stopReading();
-      } else if (this.#heldBytes >= OUTPUT_EVENT_BYTES) {
-        this.#emitHeld();
-      }
-      return;
-    }
-    this.#emitOutput(stream, data);
-    if (this.#child !== undefined) this.#openWindow();
+    // Piped output only is gathered in windows: a terminal is interactive.
+    this.#gather.add(stream, data, this.#child !== undefined);
   }
-
-  /** Starts gathering output for the window (piped output only: a terminal is interactive). */
-  #openWindow(): void {
-    this.#window = setTimeout(this.#windowEnded, this.#windowMs);
-    this.#window.unref();
-  }
-
-  readonly #windowEnded = (): void => {
-    this.#window = undefined;
-    // Paused: the hold goes out on resume.
-    if (this.#holding || this.#held.length === 0) return;
-    this.#emitHeld();
-    // Still streaming: gather the next window's output too.
-    this.#openWindow();
-  };
 
   #emitOutput(stream: OutputStream, data: Buffer): void {
     const event = { kind: 'output' as const, seq: ++this.#seq, stream, data };
@@ -486,30 +435,6 @@ export class ManagedProcess {
     this.#retained.push(event.seq, stream, data);
     this.#onEvent(event);
     this.#changed();
-  }
-
-  /** Emits the held output in order, runs of one stream joined into events of at most {@link OUTPUT_EVENT_BYTES}. */
-  #emitHeld(): void {
-    const held = this.#held;
-    if (held.length === 0) return;
-    this.#held = [];
-    this.#heldBytes = 0;
-    let run: Buffer[] = [];
-    let runBytes = 0;
-    let runStream: OutputStream = 'stdout';
-    const flush = (): void => {
-      if (run.length === 0) return;
-      this.#emitOutput(runStream, run.length === 1 ? (run[0] ?? Buffer.alloc(0)) : Buffer.concat(run, runBytes));
-      run = [];
-      runBytes = 0;
-    };
-    for (const piece of held) {
-      if (piece.stream !== runStream || runBytes + piece.data.length > OUTPUT_EVENT_BYTES) flush();
-      runStream = piece.stream;
-      run.push(piece.data);
-      runBytes += piece.data.length;
-    }
-    flush();
   }
 
   #stopReading(): void {
@@ -520,7 +445,7 @@ export class ManagedProcess {
   #exited(exitCode: number): void {
     if (this.#exitCode !== null) return;
     // Output read before the exit keeps its place before it, held or not.
-    this.#emitHeld();
+    this.#gather.flush();
     this.#exitCode = exitCode;
     this.#exitSeq = ++this.#seq;
     this.#stdinOpen = false;
@@ -547,9 +472,7 @@ export class ManagedProcess {
   #markClosed(): void {
     if (this.#closed) return;
     // `closed` is the last event: nothing may stay held behind it.
-    this.#emitHeld();
-    clearTimeout(this.#window);
-    this.#window = undefined;
+    this.#gather.close();
     this.#closed = true;
     // The leader is gone and reaped: a group that emptied with it is never signalled again.
     this.#groupHasMembers();

@@ -2,7 +2,8 @@ import { jest } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HELD_OUTPUT_BYTES, ManagedProcess, OUTPUT_EVENT_BYTES, type ProcessEvent } from '../../../src/exec/process.js';
+import { HELD_OUTPUT_BYTES, OUTPUT_EVENT_BYTES } from '../../../src/exec/output-gather.js';
+import { ManagedProcess, type ProcessEvent } from '../../../src/exec/process.js';
 import { isAlive, waitFor } from '../../helpers/process.js';
 
 // `killGroup` signals a process group by its number (the leader's pid), also after the leader
