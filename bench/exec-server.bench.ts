@@ -20,6 +20,7 @@ import { WebSocket } from 'ws';
 import { ExecClient, type ExecConnector } from '../src/exec/client.js';
 import { ExecServer } from '../src/exec/server.js';
 import { localConnector, stdioConnector, websocketConnector } from '../src/environments/connectors.js';
+import { LocalExecServer } from '../src/environments/local-server.js';
 import { EnvironmentStatus } from '../src/protocol/exec.js';
 import { CLI, CODEX, startCodexWsExecServer, startListening, startOurWsExecServer, tempDir, type ListeningProcess } from '../test/helpers/process.js';
 import { fmt, median, printTable, since } from './stats.js';
@@ -338,7 +339,11 @@ async function baselineOutputClient(): Promise<{ server: ListeningProcess; clien
  */
 async function measureOutput(work: string, ours: ListeningProcess, codex: ListeningProcess): Promise<void> {
   const floorServer = await startListening(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./raw-ws-floor.ts', import.meta.url))]);
-  const local = new ExecServer({ env: process.env, host: { env: process.env, cwd: work, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' } });
+  // The local environment's server, made as the environment makes it (its output is not gathered into windows).
+  const local = new LocalExecServer({
+    env: process.env,
+    host: { env: process.env, cwd: work, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' },
+  });
   const clients: OutputClient[] = [];
   let rawWs: Awaited<ReturnType<typeof rawWsOutput>> | undefined;
   let baseline: Awaited<ReturnType<typeof baselineOutputClient>>;
@@ -351,7 +356,11 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
       clients.push(client);
       return client;
     };
-    const [inProcess, oursWs, codexWs] = [await connect(localConnector(local)), await connect(websocketConnector(ours.url)), await connect(websocketConnector(codex.url))];
+    const [inProcess, oursWs, codexWs] = [
+      await connect(localConnector(await local.get())),
+      await connect(websocketConnector(ours.url)),
+      await connect(websocketConnector(codex.url)),
+    ];
     const raw = rawWs;
     const outputCase = (name: string, run: () => Promise<number>, serverPid?: number): OutputCase => ({ name, run, runs: [], serverPid, clientCpu: [], serverCpu: [] });
     const cases: OutputCase[] = [

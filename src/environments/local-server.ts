@@ -18,7 +18,8 @@ export class LocalExecServer {
   constructor(options: ExecServerOptions) {
     // The server's own default, so its first sandboxed command reuses the answer.
     this.#bwrapProbe = options.bwrapProbe ?? createBwrapProbe('bwrap', options.env.PATH);
-    this.#options = { ...options, bwrapProbe: this.#bwrapProbe };
+    // Its client is in this process: an output event costs it no message, so output is not gathered.
+    this.#options = { outputWindowMs: 0, ...options, bwrapProbe: this.#bwrapProbe };
   }
 
   /** The server, made (and its modules loaded) on the first call. */

@@ -43,7 +43,7 @@ export class OutputGather {
   /**
    * @param emit makes one output event.
    * @param stopReading stops reading the pipes (a full hold while paused); the owner resumes them.
-   * @param windowMs how long output is gathered after an output event.
+   * @param windowMs how long output is gathered after an output event; 0: not at all.
    */
   constructor(emit: (stream: OutputStream, data: Buffer) => void, stopReading: () => void, windowMs: number) {
     this.#emit = emit;
@@ -70,7 +70,7 @@ export class OutputGather {
       return;
     }
     this.#emit(stream, data);
-    if (windowed) this.#openWindow();
+    if (windowed && this.#windowMs > 0) this.#openWindow();
   }
 
   /** The consumer is behind: output is held from now on. */

@@ -52,7 +52,7 @@ export interface ManagedProcessOptions {
    * @default true
    */
   nativeStarter?: boolean;
-  /** How long piped output is gathered after an output event (see {@link OUTPUT_WINDOW_MS}). @default OUTPUT_WINDOW_MS */
+  /** How long piped output is gathered after an output event (see {@link OUTPUT_WINDOW_MS}); 0: not at all. @default OUTPUT_WINDOW_MS */
   outputWindowMs?: number;
 }
 

@@ -73,6 +73,13 @@ export interface ExecServerOptions {
    */
   nativeStarter?: boolean;
   /**
+   * How long piped output is gathered into one event after an output event: fewer, larger
+   * messages for a client across a wire. 0: no gathering, for a client in this process, which
+   * pays nothing per event and would only pay the gathering's copies and timers.
+   * @default OUTPUT_WINDOW_MS (exec/output-gather.ts)
+   */
+  outputWindowMs?: number;
+  /**
    * Largest message sent to a client (what clients accept; set the transports' incoming limit to
    * the same). Whole-file reads and buffered HTTP bodies are bounded by what fits in one.
    * @default DEFAULT_MAX_MESSAGE_BYTES
@@ -339,6 +346,7 @@ export class ExecServer {
           {
             retainedOutputBytes: options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES,
             nativeStarter: options.nativeStarter,
+            outputWindowMs: options.outputWindowMs,
             onEvent: (event) => {
               session.forward(params.processId, process, event);
               if (event.kind === 'closed') {
