@@ -87,12 +87,16 @@ export class TurnRunner {
     else turnSignal.addEventListener('abort', withdraw, { once: true });
     // Bound to the caller's async context: p-queue starts a waiting job from the end of the one
     // before it, whose context (another caller's: where its log events go) it would otherwise run in.
+    // Set when the turn ran to its end: its records are then as durable as its answer needs.
+    let ranToEnd = false;
     const task = AsyncResource.bind((): Promise<TurnOutcome> => {
       turnSignal.removeEventListener('abort', withdraw);
       return this.#global.add(
-        AsyncResource.bind(() => {
+        AsyncResource.bind(async () => {
           live.begin(this.#at());
-          return this.#runTurn(thread, live, prompt, selection, turnSignal, call);
+          const outcome = await this.#runTurn(thread, live, prompt, selection, turnSignal, call);
+          ranToEnd = true;
+          return outcome;
         }),
       );
     });
@@ -109,8 +113,8 @@ export class TurnRunner {
         throw error;
       });
       // The answer leaves with the outcome: what the turn wrote without a flush is made durable first
-      // (nothing to do after the completion record, whose write flushed everything before it).
-      await this.#options.store.flush(thread.id);
+      // (a turn that ran to its end did so itself, see #runTurn).
+      if (!ranToEnd) await this.#options.store.flush(thread.id);
       this.#settle(thread, live, outcome.status, outcome.lastAgentMessage, outcome.error);
       call.push({ type: 'finished', outcome });
     } catch (error) {
@@ -153,21 +157,29 @@ export class TurnRunner {
     thread.lastActivity = this.#at();
     if (result.lastAgentMessage !== null) thread.lastAgentMessage = result.lastAgentMessage;
     // One write with the turn's deferred last records (see EngineTurnResult.written); the answer
-    // goes out once both are durable, and a failed write of either fails the turn. Unless the
-    // engine keeps the outcome itself: then the answer goes out while they are written (the store
-    // keeps a thread's writes in order, so the thread's next turn still comes after them).
+    // goes out once both are durable (the completion's write flushes everything before it), and a
+    // failed write of either fails the turn. Unless the engine keeps the outcome itself: then what
+    // the turn wrote before is made durable, and the answer goes out while the end is written,
+    // without a flush of its own (the store keeps a thread's writes in order, so the thread's next
+    // turn still comes after them).
+    const kept = result.outcomeKept === true;
+    if (kept) await store.flush(thread.id);
     const completed = Promise.all([
-      store.append(thread.id, {
-        type: 'turn_completed',
-        at: this.#at(),
-        turnId,
-        status: result.status,
-        lastAgentMessage: result.lastAgentMessage,
-        ...(result.error === undefined ? {} : { error: result.error }),
-      }),
+      store.append(
+        thread.id,
+        {
+          type: 'turn_completed',
+          at: this.#at(),
+          turnId,
+          status: result.status,
+          lastAgentMessage: result.lastAgentMessage,
+          ...(result.error === undefined ? {} : { error: result.error }),
+        },
+        { durable: !kept },
+      ),
       result.written,
     ]);
-    if (result.outcomeKept === true) {
+    if (kept) {
       completed.catch((error: unknown) =>
         logger.warn("could not record the turn's end; its engine keeps it (a restart reads it from there)", {
           thread: thread.id,
