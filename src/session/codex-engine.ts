@@ -124,7 +124,8 @@ class CodexThread implements EngineThread {
     await this.#registerEnvironments(session, turn.environments);
     const { id: codexThreadId, recorded } = await this.#ensureThread(session, turn);
     // Codex runs the turn's commands by itself from its start on: the turn's start (written without
-    // a flush) and the lease it runs under are made durable before.
+    // a flush) and the lease it runs under are made safe to act on before (durable where the store
+    // can fail apart from this process; written, and synced meanwhile, in a folder).
     await this.#init.flush();
     const turnState = new CodexTurn(this.#init.threadId, turn, events, this.#options.logger);
     const stopListening = this.#options.appServer.listen(codexThreadId, turnState);

@@ -71,7 +71,10 @@ export interface ThreadStoreOptions {
   dir: string;
   /** Where warnings (torn lines repaired, unknown records skipped) are logged. @default silentLogger */
   logger?: Logger;
-  /** `fdatasync` after each write, so a crash loses at most the record in flight. @default true */
+  /**
+   * `fdatasync` after each durable write (and before a flush returns), so a crash of the machine
+   * loses no acknowledged durable record. @default true
+   */
   fsync?: boolean;
   /** Append handles kept open at once; the least recently used are closed beyond this. @default DEFAULT_MAX_OPEN_THREAD_FILES */
   maxOpenFiles?: number;
@@ -82,6 +85,8 @@ export interface ThreadStoreOptions {
 interface ThreadState {
   /** The append handle, opened by the first append, dropped after a write error or when evicted. */
   handle: FileHandle | undefined;
+  /** Whether records were written since the file's last `fdatasync` (appends with `durable: false`). */
+  unsynced: boolean;
 }
 
 /** An item record without its item, for items serialized by the caller (see {@link AppendOptions.itemJson}). */
@@ -91,6 +96,8 @@ const ItemEnvelopeSchema = ItemRecordSchema.pick({ at: true, turnId: true });
 interface PendingLine {
   line: Buffer;
   record: ThreadBodyRecord;
+  /** Whether the append waits for the disk (see {@link AppendOptions.durable}). */
+  durable: boolean;
 }
 
 /**
@@ -105,13 +112,12 @@ export class JsonlThreadStore implements ThreadStore {
   readonly #logger: Logger;
   /** Threads whose records of unknown kinds were logged already. */
   readonly #warned: WarnedThreads;
-  readonly #fsync: boolean;
   /**
-   * Extra open flags of thread files: `O_DSYNC` when flushing, so each write is durable when it
-   * returns (one system call instead of a write and an `fdatasync`); 0 where the platform has no
-   * such flag, and writes are then followed by `fdatasync`.
+   * Whether durable writes are followed by `fdatasync`. Files are not opened with `O_DSYNC`: a
+   * write with `durable: false` must not wait for the disk, and an `O_DSYNC` write makes only its
+   * own bytes durable, not earlier unsynced ones, where `fdatasync` covers the whole file.
    */
-  readonly #syncFlag: number;
+  readonly #fsync: boolean;
   readonly #maxOpenFiles: number;
   readonly #now: () => number;
   /**
@@ -130,13 +136,12 @@ export class JsonlThreadStore implements ThreadStore {
     this.#logger = options.logger ?? silentLogger;
     this.#warned = new WarnedThreads(this.#logger);
     this.#fsync = options.fsync ?? true;
-    this.#syncFlag = this.#fsync ? (constants.O_DSYNC ?? 0) : 0;
     this.#maxOpenFiles = Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_THREAD_FILES);
     this.#now = options.now ?? Date.now;
     this.#queue = new KeyedSerialQueue<ThreadState, PendingLine>({
-      create: () => ({ handle: undefined }),
+      create: () => ({ handle: undefined, unsynced: false }),
       write: (threadId, state, lines) => this.#write(threadId, state, lines),
-      forgettable: (state) => state.handle === undefined,
+      forgettable: (state) => state.handle === undefined && !state.unsynced,
       maxDeferMs: MAX_DEFER_MS,
     });
     this.#summaries = new ThreadSummaries({
@@ -161,7 +166,7 @@ export class JsonlThreadStore implements ThreadStore {
       await this.#ensureDir();
       let handle: FileHandle;
       try {
-        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND | this.#syncFlag, 0o600);
+        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND, 0o600);
       } catch (error) {
         if (errnoCode(error) === 'EEXIST') {
           throw new LocalError(LocalErrorCode.InvalidArgument, `thread ${threadId} already exists (${path})`, { cause: error });
@@ -170,7 +175,7 @@ export class JsonlThreadStore implements ThreadStore {
       }
       try {
         await writeAll(handle, line);
-        await this.#flush(handle);
+        if (this.#fsync) await handle.datasync();
       } catch (error) {
         // Nothing was acknowledged: remove the partial file so the create can be retried.
         await handle.close().catch(() => undefined);
@@ -196,7 +201,7 @@ export class JsonlThreadStore implements ThreadStore {
       // The item was validated and serialized for the model already; only its envelope is checked.
       const envelope = validate(ItemEnvelopeSchema, { at: record.at ?? this.#timestamp(), turnId: record.turnId }, id);
       const line = serializedLine(`{"type":"item","at":${JSON.stringify(envelope.at)},"turnId":${JSON.stringify(envelope.turnId)},"item":${options.itemJson}}`, 'item', path);
-      return this.#queue.add(id, { line, record: { type: 'item', ...envelope, item: record.item } }, options);
+      return this.#queue.add(id, { line, record: { type: 'item', ...envelope, item: record.item }, durable: options.durable !== false }, options);
     }
     const parsed = validate(ThreadBodyRecordSchema, { ...record, at: record.at ?? this.#timestamp() }, id);
     const line = serialize(parsed, path);
@@ -207,7 +212,7 @@ export class JsonlThreadStore implements ThreadStore {
     }
     // Records appended while the thread's previous write is queued or running share the next
     // write and its flush (a group commit); each still resolves only once it is on disk.
-    return this.#queue.add(id, { line, record: parsed }, options);
+    return this.#queue.add(id, { line, record: parsed, durable: options.durable !== false }, options);
   }
 
   /** Undefined: {@link stamp} costs a `stat`, no round trip, so it is not kept. */
@@ -215,9 +220,44 @@ export class JsonlThreadStore implements ThreadStore {
     return undefined;
   }
 
-  /** Waits for the thread's pending appends: every write of this store is flushed, `durable: false` ones too (the file store keeps the stronger promise). */
+  /** Waits for the thread's pending appends, then makes what they wrote durable (one `fdatasync` when any was written with `durable: false`). */
   async flush(threadId: string): Promise<void> {
-    await this.#queue.run(checkThreadId(threadId), () => Promise.resolve());
+    await this.#queue.run(checkThreadId(threadId), (state) => this.#sync(threadId, state));
+  }
+
+  /**
+   * Waits for the thread's pending appends only: they are in the file, where every process sees
+   * them and a crash of this process cannot lose them. Their `fdatasync` starts right after, in
+   * the thread's queue (a later {@link flush} or durable write waits for it). A file fails with
+   * this machine, which ends this process and its lease with it, so nothing of the lease needs
+   * the disk (a database server can fail apart from this process: see `PgThreadStore`).
+   */
+  async flushBeforeActing(threadId: string): Promise<void> {
+    const id = checkThreadId(threadId);
+    await this.#queue.run(id, () => Promise.resolve());
+    this.#queue
+      .run(id, (state) => this.#sync(id, state))
+      .catch((error: unknown) => {
+        // The next flush or durable write of the thread tries again and reports its failure.
+        this.#logger.warn('cannot sync a thread file', { thread: id, error: errorMessage(error) });
+      });
+  }
+
+  /** Makes the thread's unsynced writes durable (its file's `fdatasync`), when there are any. */
+  async #sync(threadId: string, state: ThreadState): Promise<void> {
+    if (!state.unsynced) return;
+    if (state.handle !== undefined) {
+      await state.handle.datasync();
+    } else {
+      // The handle was closed since (evicted): any descriptor of the file syncs its data.
+      const handle = await open(this.#pathOf(threadId), constants.O_RDONLY);
+      try {
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    }
+    state.unsynced = false;
   }
 
   /** Writes and flushes one batch of lines; a failure rejects every append of the batch. */
@@ -227,7 +267,12 @@ export class JsonlThreadStore implements ThreadStore {
     const data = pending.length === 1 && pending[0] !== undefined ? pending[0].line : Buffer.concat(pending.map((entry) => entry.line));
     try {
       await writeAll(handle, data);
-      await this.#flush(handle);
+      // One `fdatasync` for the batch when any of it waits for the disk; it covers what earlier
+      // writes with `durable: false` left unsynced too.
+      if (this.#fsync) {
+        state.unsynced = true;
+        if (pending.some((entry) => entry.durable)) await this.#sync(threadId, state);
+      }
     } catch (error) {
       // The lines may be partly written: reopen (and repair the tail) on the next append.
       await this.#dropHandle(threadId, state);
@@ -261,6 +306,7 @@ export class JsonlThreadStore implements ThreadStore {
     this.#assertOpen();
     const id = checkThreadId(threadId);
     return this.#queue.run(id, async (state) => {
+      await this.#sync(id, state);
       await this.#dropHandle(id, state);
       const from = this.#pathOf(id);
       const dir = join(this.dir, ARCHIVE_DIR_NAME);
@@ -338,12 +384,12 @@ export class JsonlThreadStore implements ThreadStore {
     return this.#summaries.reconcile();
   }
 
-  /** Waits for pending writes, then closes every open handle. Idempotent; later creates and appends reject. */
   /** The secret `name` of the threads folder (see {@link folderSecret}). */
   sharedSecret(name: string): Promise<Buffer> {
     return folderSecret(this.dir, name);
   }
 
+  /** Waits for pending writes, makes them durable, then closes every open handle. Idempotent; later creates and appends reject. */
   close(): Promise<void> {
     this.#closing ??= this.#closeAll();
     return this.#closing;
@@ -352,7 +398,14 @@ export class JsonlThreadStore implements ThreadStore {
   async #closeAll(): Promise<void> {
     await this.#summaries.close();
     await this.#queue.drain();
-    await Promise.all(this.#queue.states().map(([id, state]) => this.#dropHandle(id, state)));
+    await Promise.all(
+      this.#queue.states().map(async ([id, state]) => {
+        await this.#sync(id, state).catch((error: unknown) => {
+          this.#logger.warn('cannot sync a thread file', { thread: id, error: errorMessage(error) });
+        });
+        await this.#dropHandle(id, state);
+      }),
+    );
   }
 
   #assertOpen(): void {
@@ -392,17 +445,12 @@ export class JsonlThreadStore implements ThreadStore {
     }
   }
 
-  /** Makes a completed write durable, unless the file was opened with `O_DSYNC` (see {@link JsonlThreadStore.#syncFlag}). */
-  async #flush(handle: FileHandle): Promise<void> {
-    if (this.#fsync && this.#syncFlag === 0) await handle.datasync();
-  }
-
   /** Opens an existing thread file for appending, cutting off a torn last line first. */
   async #openForAppend(threadId: string, state: ThreadState): Promise<FileHandle> {
     const path = this.#pathOf(threadId);
     let handle: FileHandle;
     try {
-      handle = await open(path, constants.O_RDWR | constants.O_APPEND | this.#syncFlag);
+      handle = await open(path, constants.O_RDWR | constants.O_APPEND);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') {
         throw new LocalError(LocalErrorCode.NotFound, `thread ${threadId} does not exist (no ${path})`, { cause: error });
@@ -437,7 +485,6 @@ export class JsonlThreadStore implements ThreadStore {
       await handle.truncate(lineStart);
       this.#logger.warn('removed a torn last line (an interrupted write) before appending', { path, offset: lineStart, bytes: torn.length });
     }
-    // A truncate is not a write, so O_DSYNC does not cover it.
     if (this.#fsync) await handle.datasync();
   }
 

@@ -203,6 +203,11 @@ export class PgThreadStore implements ThreadStore {
    * without a flush and no flushed commit of this store has covered it yet, one statement commits
    * with a flush ({@link FLUSH_SQL}), which flushes the log up to it; otherwise nothing is sent.
    */
+  /** The database can fail apart from this process: what an engine acts on, and the lease it runs under, are made durable first. */
+  flushBeforeActing(threadId: string): Promise<void> {
+    return this.flush(threadId);
+  }
+
   async flush(threadId: string): Promise<void> {
     const id = checkThreadId(threadId);
     await this.#queue.run(id, async () => {

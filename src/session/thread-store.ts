@@ -28,6 +28,14 @@ export interface ThreadStore {
    * thread leaves for a client. Resolves at once (no I/O) when nothing of it waits for a flush.
    */
   flush(threadId: string): Promise<void>;
+  /**
+   * Makes the thread's records so far safe to act on outside the store (an engine that runs
+   * commands on the turn's behalf by itself): written where every process sees them and a crash of
+   * this process cannot lose them, and durable with the lease they run under wherever the store can
+   * fail apart from this process (a database server). They are durable by the answer either way
+   * ({@link flush}).
+   */
+  flushBeforeActing(threadId: string): Promise<void>;
   /** Reads a thread back after its pending appends, or `undefined` when it does not exist. */
   load(threadId: string): Promise<LoadedThread | undefined>;
   /**

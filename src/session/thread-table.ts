@@ -363,7 +363,7 @@ export class ThreadTable {
       settings,
       records,
       record: (record, options) => store.append(threadId, record, options),
-      flush: () => store.flush(threadId),
+      flush: () => store.flushBeforeActing(threadId),
     });
   }
 

@@ -38,10 +38,10 @@ export interface EngineThreadInit {
    */
   record(record: NewThreadRecord, options?: AppendOptions): Promise<void>;
   /**
-   * Makes the thread's records so far durable (see `ThreadStore.flush`). The turn's start is
-   * written with `durable: false`: an engine calls this (or makes a durable write) before it acts
-   * outside the store on the turn's behalf, e.g. runs a command, so a crash of the database cannot
-   * lose the turn, or the lease it runs under, while its effects stay.
+   * Makes the thread's records so far safe to act on (see `ThreadStore.flushBeforeActing`). The
+   * turn's start is written with `durable: false`: an engine calls this (or makes a durable write)
+   * before it acts outside the store on the turn's behalf, e.g. runs a command, so a crash of the
+   * database cannot lose the turn, or the lease it runs under, while its effects stay.
    */
   flush(): Promise<void>;
 }

@@ -1,7 +1,8 @@
 // The thread store seam (thread-store.ts): its contract, run against the JSON Lines store and the
 // PostgreSQL store (a throwaway cluster, a fresh database per test), then what is particular to
 // the files of the JSON Lines store. PostgreSQL specifics: pg-thread-store.test.ts.
-import { appendFile, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { jest } from '@jest/globals';
+import { appendFile, mkdtemp, open, readFile, readdir, readlink, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { THREAD_RECORD_VERSION, type ThreadBodyRecord } from '../../../src/protocol/thread.js';
@@ -621,6 +622,58 @@ describe('JsonlThreadStore: the files', () => {
     summaries = await byId();
     expect(summaries.get('done')).toEqual({ threadId: 'done', updatedAt: expect.any(String), error: expect.stringContaining('line 8 of') });
     expect(await newStore({ dir: join(tmp, 'nowhere') }).list({ limit: 1000 })).toEqual({ summaries: [], total: 0, next: undefined });
+  });
+
+  it('syncs only for durable writes and flushes: an unsynced write is in the file at once and synced by the next durable write, a flush, or right after flushBeforeActing', async () => {
+    // Every fdatasync of the store goes through a FileHandle: count them.
+    const probe = await open(join(tmp, 'probe'), 'w');
+    const prototype = Object.getPrototypeOf(probe) as FileHandle;
+    await probe.close();
+    const datasync = jest.spyOn(prototype, 'datasync');
+    try {
+      const store = newStore({ maxOpenFiles: 1 });
+      await store.create(header('s1'));
+      const afterCreate = datasync.mock.calls.length;
+      expect(afterCreate).toBeGreaterThanOrEqual(1);
+      const reader = () => new ThreadStore({ dir }).load('s1').then(itemTexts);
+      // Written without waiting for the disk, yet another store (process) reads it back.
+      await store.append('s1', item('u', 'a'), { durable: false });
+      expect(datasync.mock.calls.length).toBe(afterCreate);
+      expect(await reader()).toEqual(['a']);
+      // A durable write syncs once, for itself and what was left unsynced.
+      await store.append('s1', item('u', 'b'), { durable: false });
+      await store.append('s1', item('u', 'c'));
+      expect(datasync.mock.calls.length).toBe(afterCreate + 1);
+      // A flush syncs only what is unsynced.
+      await store.flush('s1');
+      expect(datasync.mock.calls.length).toBe(afterCreate + 1);
+      await store.append('s1', item('u', 'd'), { durable: false });
+      await store.flush('s1');
+      expect(datasync.mock.calls.length).toBe(afterCreate + 2);
+      // Ready to act on once written; the sync follows in the thread's queue, before its next write.
+      await store.append('s1', item('u', 'e'), { durable: false });
+      await store.flushBeforeActing('s1');
+      expect(await reader()).toEqual(['a', 'b', 'c', 'd', 'e']);
+      await store.load('s1');
+      expect(datasync.mock.calls.length).toBe(afterCreate + 3);
+      // An unsynced thread whose handle was closed (another thread took the one open slot) is still synced by its flush.
+      await store.append('s1', item('u', 'f'), { durable: false });
+      await store.create(header('s2'));
+      await store.append('s2', item('u', 'x'));
+      await store.load('s1');
+      const beforeFlush = datasync.mock.calls.length;
+      await store.flush('s1');
+      expect(datasync.mock.calls.length).toBe(beforeFlush + 1);
+      await store.flush('s1');
+      expect(datasync.mock.calls.length).toBe(beforeFlush + 1);
+      // Closing syncs what is left unsynced.
+      await store.append('s2', item('u', 'y'), { durable: false });
+      await store.close();
+      expect(datasync.mock.calls.length).toBe(beforeFlush + 2);
+      expect(await reader()).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    } finally {
+      datasync.mockRestore();
+    }
   });
 
   it('closes the least recently used handles beyond maxOpenFiles without losing order', async () => {
