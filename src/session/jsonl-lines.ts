@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { z } from 'zod';
 import {
@@ -257,6 +258,16 @@ export async function writeAll(handle: FileHandle, buffer: Buffer): Promise<void
     const { bytesWritten } = await handle.write(buffer, done, buffer.length - done);
     done += bytesWritten;
   }
+}
+
+/**
+ * Writes all of `buffer` at the file's end, synchronously (for small appends that wait for no
+ * sync: a copy into the page cache costs microseconds, a round trip through libuv's thread pool
+ * costs a wake-up of two threads).
+ */
+export function writeAllSync(handle: FileHandle, buffer: Buffer): void {
+  let done = 0;
+  while (done < buffer.length) done += writeSync(handle.fd, buffer, done, buffer.length - done);
 }
 
 export async function openIfExists(path: string): Promise<FileHandle | undefined> {

@@ -20,6 +20,7 @@ import {
   serializedLine,
   validate,
   writeAll,
+  writeAllSync,
 } from './jsonl-lines.js';
 import { ThreadSummaries } from './jsonl-summaries.js';
 import { folderSecret } from './shared-secret.js';
@@ -64,6 +65,14 @@ export function openThreadFilesFor(maxConcurrentTurns: number): number {
 }
 
 const FILE_SUFFIX = '.jsonl';
+
+/**
+ * The largest write of records with `durable: false` made synchronously: a turn's start, its
+ * prompt, tool outputs. Such a write only copies into the page cache; through the thread pool it
+ * would cost more in wake-ups than the copy (a Codex turn waits for its start's write before
+ * Codex gets it). Larger ones (a long tool output) go through the pool, not to hold the loop.
+ */
+const SYNC_WRITE_MAX_BYTES = 64 * 1024;
 
 /** Options of {@link JsonlThreadStore}. */
 export interface ThreadStoreOptions {
@@ -266,12 +275,14 @@ export class JsonlThreadStore implements ThreadStore {
     this.#touch(threadId, state);
     const data = pending.length === 1 && pending[0] !== undefined ? pending[0].line : Buffer.concat(pending.map((entry) => entry.line));
     try {
-      await writeAll(handle, data);
+      const durable = pending.some((entry) => entry.durable);
+      if (!durable && data.length <= SYNC_WRITE_MAX_BYTES) writeAllSync(handle, data);
+      else await writeAll(handle, data);
       // One `fdatasync` for the batch when any of it waits for the disk; it covers what earlier
       // writes with `durable: false` left unsynced too.
       if (this.#fsync) {
         state.unsynced = true;
-        if (pending.some((entry) => entry.durable)) await this.#sync(threadId, state);
+        if (durable) await this.#sync(threadId, state);
       }
     } catch (error) {
       // The lines may be partly written: reopen (and repair the tail) on the next append.
