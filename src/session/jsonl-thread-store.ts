@@ -1,30 +1,15 @@
 import { constants, statSync } from 'node:fs';
 import { link, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ItemRecordSchema, THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord, type ThreadHeaderRecord } from '../protocol/thread.js';
+import { ItemRecordSchema, THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import {
-  checkHeader,
-  checkThreadId,
-  corrupt,
-  errnoCode,
-  findLastLineStart,
-  openIfExists,
-  parseLine,
-  parsesAsJson,
-  readFully,
-  readLines,
-  serialize,
-  serializedLine,
-  validate,
-  writeAll,
-  writeAllSync,
-} from './jsonl-lines.js';
+import { checkThreadId, errnoCode, serialize, serializedLine, validate, writeAll, writeAllSync } from './jsonl-lines.js';
 import { ThreadSummaries } from './jsonl-summaries.js';
+import { readThreadFile, repairTail, syncDir } from './jsonl-thread-files.js';
 import { folderSecret } from './shared-secret.js';
-import { UnknownRecords, WarnedThreads } from './unknown-records.js';
+import { WarnedThreads } from './unknown-records.js';
 import {
   MAX_DEFER_MS,
   type AppendOptions,
@@ -191,7 +176,7 @@ export class JsonlThreadStore implements ThreadStore {
         await unlink(path).catch(() => undefined);
         throw error;
       }
-      if (this.#fsync) await this.#syncDir();
+      if (this.#fsync) await syncDir(this.dir, this.#logger);
       this.#adopt(threadId, state, handle);
       this.#summaries.created(record, handle.fd, line.length);
     });
@@ -335,7 +320,7 @@ export class JsonlThreadStore implements ThreadStore {
       }
       await unlink(from);
       this.#summaries.archived(id);
-      if (this.#fsync) await this.#syncDir();
+      if (this.#fsync) await syncDir(this.dir, this.#logger);
       return to;
     });
   }
@@ -442,20 +427,6 @@ export class JsonlThreadStore implements ThreadStore {
     return this.#dirReady;
   }
 
-  /** Makes a new file's directory entry durable; not possible everywhere (Windows), so best effort. */
-  async #syncDir(): Promise<void> {
-    try {
-      const handle = await open(this.dir, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-    } catch (error) {
-      this.#logger.debug('cannot sync the thread directory', { dir: this.dir, error: errorMessage(error) });
-    }
-  }
-
   /** Opens an existing thread file for appending, cutting off a torn last line first. */
   async #openForAppend(threadId: string, state: ThreadState): Promise<FileHandle> {
     const path = this.#pathOf(threadId);
@@ -469,34 +440,13 @@ export class JsonlThreadStore implements ThreadStore {
       throw error;
     }
     try {
-      await this.#repairTail(handle, path);
+      await repairTail(handle, path, { fsync: this.#fsync, logger: this.#logger });
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw error;
     }
     this.#adopt(threadId, state, handle);
     return handle;
-  }
-
-  /**
-   * Makes the file end with a newline before anything is appended: a last line that is complete
-   * JSON only lost its newline and gets one; anything else there is a write torn by a crash (what
-   * `load` skipped) and is truncated away.
-   */
-  async #repairTail(handle: FileHandle, path: string): Promise<void> {
-    const { size } = await handle.stat();
-    const lineStart = await findLastLineStart(handle, size, path);
-    if (lineStart === size) return;
-    const torn = Buffer.alloc(size - lineStart);
-    await readFully(handle, torn, lineStart);
-    if (parsesAsJson(torn)) {
-      await writeAll(handle, Buffer.from('\n'));
-      this.#logger.info('added the missing newline after the last record', { path });
-    } else {
-      await handle.truncate(lineStart);
-      this.#logger.warn('removed a torn last line (an interrupted write) before appending', { path, offset: lineStart, bytes: torn.length });
-    }
-    if (this.#fsync) await handle.datasync();
   }
 
   /** Records `handle` as the thread's append handle and closes the least recently used beyond the bound. */
@@ -535,28 +485,10 @@ export class JsonlThreadStore implements ThreadStore {
 
   async #read(threadId: string): Promise<LoadedThread | undefined> {
     const path = this.#pathOf(threadId);
-    const handle = await openIfExists(path);
-    if (handle === undefined) return undefined;
-    let header: ThreadHeaderRecord | undefined;
-    const records: ThreadBodyRecord[] = [];
-    const warnings: string[] = [];
-    const unknown = new UnknownRecords();
-    try {
-      for await (const line of readLines(handle, 0, 1, path)) {
-        const parsed = parseLine(line, path);
-        if (parsed.kind === 'header') {
-          header = checkHeader(parsed.record, threadId, path);
-          unknown.formatVersion(header.version);
-        } else if (parsed.kind === 'body') records.push(parsed.record);
-        else if (parsed.kind === 'unknown') unknown.add(parsed.type, `line ${line.number}`);
-        else warnings.push(parsed.warning);
-      }
-    } finally {
-      await handle.close();
-    }
-    if (header === undefined) throw corrupt(path, 1, 'the file is empty');
-    for (const warning of warnings) this.#logger.warn(warning, { thread: threadId });
-    const skipped = this.#warned.warn(threadId, unknown, path);
-    return { header, records, warnings: skipped === undefined ? warnings : [...warnings, skipped] };
+    const read = await readThreadFile(path, threadId);
+    if (read === undefined) return undefined;
+    for (const warning of read.warnings) this.#logger.warn(warning, { thread: threadId });
+    const skipped = this.#warned.warn(threadId, read.unknown, path);
+    return { header: read.header, records: read.records, warnings: skipped === undefined ? read.warnings : [...read.warnings, skipped] };
   }
 }
