@@ -276,61 +276,39 @@ static int start_pty(const child_t *child, pid_t *pid, int fds[3]) {
   return 0;
 }
 
-/* Copies the command from JS and starts the thread that starts and waits for it. */
-static napi_value start_thread(napi_env env, child_t *child, napi_value file, napi_value argv, napi_value envp, napi_value cwd, napi_value on_event, const char *usage);
+/*
+ * The two entry points take the same arguments around different options: file, argv, env and cwd
+ * first, onEvent last, and between them spawn's pipeStdin or spawnPty's cols and rows.
+ */
+typedef struct {
+  const char *name;
+  /* The TypeError of a call with the wrong number of arguments. */
+  const char *usage;
+  size_t count;
+  bool tty;
+} entry_t;
 
-static napi_value Spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value args[6];
-  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 6) {
-    napi_throw_type_error(env, NULL, "spawn(file, argv, env, cwd, pipeStdin, onEvent) takes six arguments");
-    return NULL;
-  }
-  child_t *child = calloc(1, sizeof(child_t));
-  if (child == NULL) return int_value(env, -ENOMEM);
-  napi_get_value_bool(env, args[4], &child->pipe_stdin);
-  return start_thread(env, child, args[0], args[1], args[2], args[3], args[5], "spawn");
-}
+enum { MOST_ARGUMENTS = 7 };
+static const entry_t SPAWN = {"spawn", "spawn(file, argv, env, cwd, pipeStdin, onEvent) takes six arguments", 6, false};
+static const entry_t SPAWN_PTY = {"spawnPty", "spawnPty(file, argv, env, cwd, cols, rows, onEvent) takes seven arguments", 7, true};
 
-static napi_value SpawnPty(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value args[7];
-  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 7) {
-    napi_throw_type_error(env, NULL, "spawnPty(file, argv, env, cwd, cols, rows, onEvent) takes seven arguments");
-    return NULL;
+/* The options between cwd and onEvent into child; false, with a RangeError thrown, when out of range. */
+static bool read_options(napi_env env, const napi_value options[], child_t *child) {
+  if (!child->tty) {
+    /* Anything but true leaves stdin on /dev/null. */
+    napi_get_value_bool(env, options[0], &child->pipe_stdin);
+    return true;
   }
-  child_t *child = calloc(1, sizeof(child_t));
-  if (child == NULL) return int_value(env, -ENOMEM);
-  child->tty = true;
-  if (napi_get_value_int32(env, args[4], &child->cols) != napi_ok || napi_get_value_int32(env, args[5], &child->rows) != napi_ok || child->cols < 1 ||
+  if (napi_get_value_int32(env, options[0], &child->cols) != napi_ok || napi_get_value_int32(env, options[1], &child->rows) != napi_ok || child->cols < 1 ||
       child->rows < 1 || child->cols > 0xffff || child->rows > 0xffff) {
-    free(child);
     napi_throw_range_error(env, NULL, "spawnPty: cols and rows must be integers from 1 to 65535");
-    return NULL;
+    return false;
   }
-  return start_thread(env, child, args[0], args[1], args[2], args[3], args[6], "spawnPty");
+  return true;
 }
 
-static napi_value start_thread(napi_env env, child_t *child, napi_value file, napi_value argv, napi_value envp, napi_value cwd, napi_value on_event_function, const char *usage) {
-  char message[128];
-  child->file = c_string(env, file);
-  child->argv = c_strings(env, argv);
-  child->envp = c_strings(env, envp);
-  child->cwd = c_string(env, cwd);
-  if (child->file == NULL || child->argv == NULL || child->envp == NULL || child->cwd == NULL) {
-    free_child(child);
-    snprintf(message, sizeof(message), "%s: file, argv, env and cwd must be strings", usage);
-    napi_throw_type_error(env, NULL, message);
-    return NULL;
-  }
-  napi_value name;
-  napi_create_string_utf8(env, "codex-multienv spawn", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, on_event_function, NULL, name, 0, 1, NULL, NULL, NULL, call_on_event, &child->on_event) != napi_ok) {
-    free_child(child);
-    snprintf(message, sizeof(message), "%s: onEvent must be a function", usage);
-    napi_throw_type_error(env, NULL, message);
-    return NULL;
-  }
+/* Starts the thread that starts the child and waits for it; the thread owns the child from then on. */
+static napi_value start_thread(napi_env env, child_t *child) {
   napi_threadsafe_function on_event = child->on_event;
   pthread_attr_t attributes;
   pthread_t thread;
@@ -347,6 +325,55 @@ static napi_value start_thread(napi_env env, child_t *child, napi_value file, na
   napi_value result;
   napi_get_undefined(env, &result);
   return result;
+}
+
+/*
+ * Reads a call of either entry point into a new child, copying what it starts out of JS, and starts
+ * its thread. Answers undefined once that thread runs, a negative errno when it could not be
+ * created (or memory ran out), or throws on a wrong call.
+ */
+static napi_value start_command(napi_env env, napi_callback_info info, const entry_t *entry) {
+  size_t argc = MOST_ARGUMENTS;
+  napi_value args[MOST_ARGUMENTS];
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != entry->count) {
+    napi_throw_type_error(env, NULL, entry->usage);
+    return NULL;
+  }
+  child_t *child = calloc(1, sizeof(child_t));
+  if (child == NULL) return int_value(env, -ENOMEM);
+  child->tty = entry->tty;
+  if (!read_options(env, &args[4], child)) {
+    free_child(child);
+    return NULL;
+  }
+  char message[128];
+  child->file = c_string(env, args[0]);
+  child->argv = c_strings(env, args[1]);
+  child->envp = c_strings(env, args[2]);
+  child->cwd = c_string(env, args[3]);
+  if (child->file == NULL || child->argv == NULL || child->envp == NULL || child->cwd == NULL) {
+    free_child(child);
+    snprintf(message, sizeof(message), "%s: file, argv, env and cwd must be strings", entry->name);
+    napi_throw_type_error(env, NULL, message);
+    return NULL;
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "codex-multienv spawn", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, args[entry->count - 1], NULL, name, 0, 1, NULL, NULL, NULL, call_on_event, &child->on_event) != napi_ok) {
+    free_child(child);
+    snprintf(message, sizeof(message), "%s: onEvent must be a function", entry->name);
+    napi_throw_type_error(env, NULL, message);
+    return NULL;
+  }
+  return start_thread(env, child);
+}
+
+static napi_value Spawn(napi_env env, napi_callback_info info) {
+  return start_command(env, info, &SPAWN);
+}
+
+static napi_value SpawnPty(napi_env env, napi_callback_info info) {
+  return start_command(env, info, &SPAWN_PTY);
 }
 
 NAPI_MODULE_INIT() {

@@ -13,7 +13,8 @@ import { parseMcpServers, type McpServerConfig } from '../config/mcp-servers.js'
 import type { Environment } from '../environments/environment.js';
 import { LOCAL_ENVIRONMENT_ID, type EnvironmentRegistry } from '../environments/registry.js';
 import { createBwrapProbe } from '../exec/bwrap.js';
-import { NATIVE_SPAWN_ENV, processStarter } from '../exec/piped-start.js';
+import { NATIVE_SPAWN_ENV } from '../exec/native-spawn-env.js';
+import { processStarter } from '../exec/piped-start.js';
 import { uriToPath } from '../exec/path-uri.js';
 import type { LocalExecServer } from '../environments/local-server.js';
 import { ModelClient } from '../model/client.js';

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadEnvironmentsConfig } from '../config/environments.js';
 import { EnvironmentRegistry, type RegistryEntryDescription } from '../environments/registry.js';
 import { networkSettings } from './network.js';
-import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
+import { NATIVE_SPAWN_ENV } from '../exec/native-spawn-env.js';
 import { LocalExecServer } from '../environments/local-server.js';
 import type { NetworkSettings } from '../transport/network.js';
 import type { Logger } from '../util/logger.js';

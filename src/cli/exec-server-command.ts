@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { NATIVE_SPAWN_ENV } from '../exec/piped-start.js';
+import { NATIVE_SPAWN_ENV } from '../exec/native-spawn-env.js';
 import { ExecServer } from '../exec/server.js';
 import { StreamTransport } from '../transport/stream.js';
 import { listenWebSocket } from '../transport/websocket.js';

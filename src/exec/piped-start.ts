@@ -5,6 +5,7 @@ import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { NATIVE_SPAWN_ENV } from './native-spawn-env.js';
 
 /** What to start with pipes; paths are native and already validated. */
 export interface PipedSpec {
@@ -37,12 +38,6 @@ export interface PipedEvents {
 
 /** How commands are started: `posix_spawn` through the native starter, or Node.js's `child_process` and why. */
 export type ProcessStarter = { kind: 'posix_spawn'; path: string } | { kind: 'child_process'; reason: string };
-
-/**
- * The server's environment variable that, set to `0`, makes commands start through Node.js's
- * `child_process` even when the native starter is built (read by the CLI).
- */
-export const NATIVE_SPAWN_ENV = 'CODEX_MULTIENV_NATIVE_SPAWN';
 
 /** Options of {@link startPiped} and {@link processStarter}. */
 export interface StarterOptions {

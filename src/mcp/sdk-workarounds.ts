@@ -1,5 +1,21 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CancelledNotificationSchema, McpError, type RequestId, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  CancelledNotificationSchema,
+  CancelTaskRequestSchema,
+  GetTaskPayloadRequestSchema,
+  GetTaskRequestSchema,
+  InitializeRequestSchema,
+  ListTasksRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  SetLevelRequestSchema,
+  isJSONRPCRequest,
+  type JSONRPCMessage,
+  type RequestId,
+  type ServerNotification,
+} from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
 
 /**
  * Where this server parts from what the MCP SDK (`@modelcontextprotocol/sdk`, the server side)
@@ -63,6 +79,47 @@ export class HeldForCallsStarting<T> {
 
 /** JSON-RPC "Invalid Request". */
 const INVALID_REQUEST = -32600;
+
+/** JSON-RPC "Invalid params". */
+const INVALID_PARAMS = -32602;
+
+/**
+ * The requests the SDK server has a handler for, by method, with the schema the SDK parses each
+ * with before its handler runs: the SDK's own (`initialize`, MCP Tasks' `tasks/*`, there because
+ * the server has a task store) and ours (`logging/setLevel`, `tools/list`, `tools/call`). Left
+ * out: `ping`, whose params cannot fail its schema once they pass the JSON-RPC envelope's (the
+ * stdio transport answers those), and methods without a handler, which the SDK answers with -32601
+ * (method not found) whatever their params.
+ */
+const PARSED_REQUESTS: ReadonlyMap<string, z.ZodType> = new Map<string, z.ZodType>(
+  [
+    InitializeRequestSchema,
+    SetLevelRequestSchema,
+    ListToolsRequestSchema,
+    CallToolRequestSchema,
+    GetTaskRequestSchema,
+    GetTaskPayloadRequestSchema,
+    ListTasksRequestSchema,
+    CancelTaskRequestSchema,
+  ].map((schema) => [schema.shape.method.value, schema]),
+);
+
+/**
+ * A request whose params the SDK cannot read, checked against SDK 1.32.2. The SDK parses a request
+ * with its handler's schema as the first step of the handler, so a failed parse is answered as a
+ * failed handler: -32603 (internal error), with zod's issues as JSON text for a message. An
+ * `initialize` without `clientInfo` is the client's mistake, not the server's: the connection the
+ * SDK server is given (era-split-transport.ts) answers such a request itself with this error,
+ * -32602 (invalid params) naming the method and what is wrong where, and the SDK never sees it.
+ * Undefined for every other message, which goes to the SDK as it is.
+ */
+export function unreadableParamsAnswer(message: JSONRPCMessage): JSONRPCMessage | undefined {
+  if (!isJSONRPCRequest(message)) return undefined;
+  const parsed = PARSED_REQUESTS.get(message.method)?.safeParse(message);
+  if (parsed === undefined || parsed.success) return undefined;
+  const problem = z.prettifyError(parsed.error).replace(/\n\s*/g, ' ');
+  return { jsonrpc: '2.0', id: message.id, error: { code: INVALID_PARAMS, message: `invalid ${message.method} request: ${problem}` } };
+}
 
 /**
  * A response whose `result` is not an object, checked against SDK 1.32.2. The SDK's message schema

@@ -1,21 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { z } from 'zod';
-import {
-  THREAD_BODY_RECORD_TYPES,
-  THREAD_RECORD_VERSION,
-  ThreadBodyRecordSchema,
-  ThreadHeaderRecordSchema,
-  ThreadRecordEnvelopeSchema,
-  type ThreadBodyRecord,
-  type ThreadHeaderRecord,
-} from '../protocol/thread.js';
+import { THREAD_RECORD_VERSION, ThreadBodyRecordSchema, ThreadHeaderRecordSchema, type ThreadBodyRecord } from '../protocol/thread.js';
 import { LocalError, LocalErrorCode, errorMessage } from '../util/errors.js';
 import { KeyedSerialQueue } from '../util/keyed-queue.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkThreadId, validate } from './jsonl-lines.js';
 import { SHARED_SECRET_BYTES, checkSecretName } from './shared-secret.js';
-import { UnknownRecords, WarnedThreads } from './unknown-records.js';
+import { WarnedThreads } from './unknown-records.js';
+import { readStoredThread } from './pg-store-records.js';
 import {
   MAX_DEFER_MS,
   type AppendOptions,
@@ -41,7 +34,6 @@ import {
   RecordRowSchema,
   SUMMARY_COLUMNS,
   SummaryRowSchema,
-  parseJson,
   recordText,
   rowsOf,
   sqlState,
@@ -295,41 +287,10 @@ export class PgThreadStore implements ThreadStore {
           row.key,
         ]),
       );
-      const header = this.#parseHeader(id, row.header);
-      const unknown = new UnknownRecords();
-      unknown.formatVersion(header.version);
-      const records: ThreadBodyRecord[] = [];
-      for (const { seq, record } of rows) {
-        const parsed = this.#parseRecord(id, seq, record);
-        if ('unknownType' in parsed) unknown.add(parsed.unknownType, `record ${seq}`);
-        else records.push(parsed);
-      }
+      const { header, records, unknown } = readStoredThread(id, this.#where, row.header, rows);
       const skipped = this.#warned.warn(id, unknown, `thread ${id} of ${this.#where}`);
       return { header, records, warnings: skipped === undefined ? [] : [skipped] };
     });
-  }
-
-  #parseHeader(threadId: string, text: string): ThreadHeaderRecord {
-    const header = ThreadHeaderRecordSchema.safeParse(parseJson(text));
-    if (!header.success) throw this.#corrupt(threadId, 'the header', z.prettifyError(header.error));
-    if (header.data.threadId !== threadId) throw this.#corrupt(threadId, 'the header', `it names thread "${header.data.threadId}"`);
-    return header.data;
-  }
-
-  /** One stored record, or the type of a well-formed record of a kind this version does not know (see `unknown-records.ts`). */
-  #parseRecord(threadId: string, seq: string, text: string): ThreadBodyRecord | { unknownType: string } {
-    const value = parseJson(text);
-    const envelope = ThreadRecordEnvelopeSchema.safeParse(value);
-    if (!envelope.success) throw this.#corrupt(threadId, `record ${seq}`, 'not an object with a string "type"');
-    const known: readonly string[] = THREAD_BODY_RECORD_TYPES;
-    if (!known.includes(envelope.data.type)) return { unknownType: envelope.data.type };
-    const record = ThreadBodyRecordSchema.safeParse(value);
-    if (!record.success) throw this.#corrupt(threadId, `record ${seq}`, z.prettifyError(record.error).replaceAll('\n', ' '));
-    return record.data;
-  }
-
-  #corrupt(threadId: string, what: string, reason: string): LocalError {
-    return new LocalError(LocalErrorCode.ProtocolViolation, `${what} of thread ${threadId} in ${this.#where} does not read back: ${reason}; it was left untouched`);
   }
 
   /**

@@ -2,7 +2,7 @@ import { homedir, tmpdir } from 'node:os';
 import { ExecClient } from '../../src/exec/client.js';
 import { ExecServer } from '../../src/exec/server.js';
 import { localConnector, stdioConnector, websocketConnector } from '../../src/environments/connectors.js';
-import { NATIVE_SPAWN_ENV } from '../../src/exec/piped-start.js';
+import { NATIVE_SPAWN_ENV } from '../../src/exec/native-spawn-env.js';
 import { execScenarios } from '../helpers/exec-scenarios.js';
 import { CLI, isAlive, startOurWsExecServer, tempDir, waitFor } from '../helpers/process.js';
 

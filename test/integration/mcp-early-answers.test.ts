@@ -227,12 +227,57 @@ describe('the first answers while the server loads (relay)', () => {
     // Only the valid initialize is answered before the worker loads.
     expect(await relay.next()).toMatchObject({ id: 2, result: { protocolVersion: '2025-06-18' } });
     release();
-    // The SDK's own answer to an initialize it cannot read, naming what is missing.
-    expect(await relay.next()).toMatchObject({ id: 1, error: { message: expect.stringMatching(/clientInfo/) } });
+    // An initialize the server cannot read: invalid params, naming what is missing where.
+    expect(await relay.next()).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      error: {
+        code: -32602,
+        message:
+          'invalid initialize request: ✖ Invalid input: expected object, received undefined → at params.capabilities ✖ Invalid input: expected object, received undefined → at params.clientInfo',
+      },
+    });
     relay.send(request('after', 'ping'));
     expect(await relay.next()).toEqual({ jsonrpc: '2.0', id: 'after', result: {} });
     relay.child.stdin.end();
     expect(await relay.closed).toBe(0);
+  });
+
+  it('in one process (--foreground) too: requests whose params cannot be read get invalid params saying what is wrong where, before and after it is up; it serves on', async () => {
+    const foreground = startPeer([CLI, '--foreground'], env);
+    peers.push(foreground);
+    // Sent at once: read while the server starts or after, the answers are the same.
+    foreground.send(request(1, 'initialize', { protocolVersion: '2025-06-18', capabilities: {} }), request(2, 'initialize'));
+    const first = [await foreground.next(), await foreground.next()].sort((a, b) => Number(a.id) - Number(b.id));
+    expect(first).toEqual([
+      { jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'invalid initialize request: ✖ Invalid input: expected object, received undefined → at params.clientInfo' } },
+      { jsonrpc: '2.0', id: 2, error: { code: -32602, message: 'invalid initialize request: ✖ Invalid input: expected object, received undefined → at params' } },
+    ]);
+    foreground.send(request('ready', 'ping'));
+    expect(await foreground.next()).toEqual({ jsonrpc: '2.0', id: 'ready', result: {} });
+    foreground.send(request(3, 'initialize', { protocolVersion: 20250618, capabilities: {}, clientInfo: { name: 'early-test', version: '1.0.0' } }));
+    expect(await foreground.next()).toEqual({
+      jsonrpc: '2.0',
+      id: 3,
+      error: { code: -32602, message: 'invalid initialize request: ✖ Invalid input: expected string, received number → at params.protocolVersion' },
+    });
+    foreground.send(
+      initialize(4, '2025-06-18'),
+      JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+      request(5, 'tools/call', { arguments: { prompt: 'hi' } }),
+    );
+    // Answered as they come: the refusal needs no handler, so it may pass the answer before it.
+    const [initialized, call] = [await foreground.next(), await foreground.next()].sort((a, b) => Number(a.id) - Number(b.id));
+    expect(initialized).toMatchObject({ id: 4, result: { protocolVersion: '2025-06-18' } });
+    expect(call).toEqual({
+      jsonrpc: '2.0',
+      id: 5,
+      error: { code: -32602, message: 'invalid tools/call request: ✖ Invalid input: expected string, received undefined → at params.name' },
+    });
+    foreground.send(request(6, 'tools/list'));
+    expect(await foreground.next()).toMatchObject({ id: 6, result: { tools: expect.arrayContaining([expect.objectContaining({ name: 'codex' })]) } });
+    foreground.child.stdin.end();
+    expect(await foreground.closed).toBe(0);
   });
 
   it('ends, worker and all, when the client leaves right after initialize: stdin closed, or the relay stopped, before the worker loaded', async () => {

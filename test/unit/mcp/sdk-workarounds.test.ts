@@ -10,6 +10,8 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
   EmptyResultSchema,
+  ListToolsRequestSchema,
+  SetLevelRequestSchema,
   JSONRPCMessageSchema,
   McpError,
   isJSONRPCErrorResponse,
@@ -20,7 +22,15 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { mcpLogForwarder } from '../../../src/mcp/logging.js';
-import { HeldForCallsStarting, McpWireError, PINNED_SDK_VERSION, nonObjectResultAsError, takeOverCancellation, vendorNotification } from '../../../src/mcp/sdk-workarounds.js';
+import {
+  HeldForCallsStarting,
+  McpWireError,
+  PINNED_SDK_VERSION,
+  nonObjectResultAsError,
+  takeOverCancellation,
+  unreadableParamsAnswer,
+  vendorNotification,
+} from '../../../src/mcp/sdk-workarounds.js';
 import { TASK_CAPABILITIES } from '../../../src/mcp/handshake.js';
 import { deferred } from '../../../src/util/deferred.js';
 import { REPO_ROOT } from '../../helpers/process.js';
@@ -226,6 +236,54 @@ describe('vendorNotification', () => {
       { jsonrpc: '2.0', method: 'codex/event', params: { id: 'turn-1', msg: { type: 'task_started' } } },
     ]);
     await server.close();
+  });
+});
+
+describe('unreadableParamsAnswer', () => {
+  /** One request per method of the table whose params its schema refuses, and what is wrong where. */
+  const UNREADABLE: [method: string, params: Record<string, unknown> | undefined, where: string][] = [
+    ['initialize', { protocolVersion: '2025-11-25', capabilities: {} }, 'params.clientInfo'],
+    ['logging/setLevel', { level: 'loud' }, 'params.level'],
+    ['tools/list', { cursor: 5 }, 'params.cursor'],
+    ['tools/call', { arguments: {} }, 'params.name'],
+    ['tasks/get', {}, 'params.taskId'],
+    ['tasks/result', {}, 'params.taskId'],
+    ['tasks/list', { cursor: 5 }, 'params.cursor'],
+    ['tasks/cancel', undefined, 'params'],
+  ];
+  const request = (id: number, method: string, params?: Record<string, unknown>): JSONRPCMessage => ({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) });
+
+  it('is needed: a server made as ours answers a request of each of these methods whose params its schema refuses with -32603, zod’s issues as JSON', async () => {
+    const store = new InMemoryTaskStore();
+    const server = newServer({ tools: {}, logging: {}, tasks: TASK_CAPABILITIES }, { taskStore: store });
+    server.setRequestHandler(SetLevelRequestSchema, () => ({}));
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] }));
+    server.setRequestHandler(CallToolRequestSchema, () => ({ content: [] }));
+    const client = await connect(server);
+    for (const [i, [method, params]] of UNREADABLE.entries()) {
+      client.send(request(i, method, params));
+      const answer = await client.next(isAnswerTo(i));
+      expect({ method, answer }).toMatchObject({ method, answer: { error: { code: -32603, message: expect.stringMatching(/^\[\s*\{/) } } });
+    }
+    // A method without a handler is not found, whatever its params.
+    client.send(request(99, 'prompts/get', {}));
+    expect(await client.next(isAnswerTo(99))).toMatchObject({ error: { code: -32601 } });
+    store.cleanup();
+    await server.close();
+  });
+
+  it('answers those with -32602 naming the method and what is wrong where; leaves readable requests, other methods, notifications and responses', () => {
+    for (const [i, [method, params, where]] of UNREADABLE.entries()) {
+      const answer = unreadableParamsAnswer(request(i, method, params));
+      expect({ method, answer }).toEqual({ method, answer: { jsonrpc: '2.0', id: i, error: { code: -32602, message: expect.stringContaining(`invalid ${method} request: `) } } });
+      expect(answer).toMatchObject({ error: { message: expect.stringContaining(`at ${where}`) } });
+    }
+    expect(unreadableParamsAnswer(request(1, 'initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'c', version: '1' } }))).toBeUndefined();
+    expect(unreadableParamsAnswer(request(2, 'tools/call', { name: 'codex', arguments: {} }))).toBeUndefined();
+    expect(unreadableParamsAnswer(request(3, 'ping'))).toBeUndefined();
+    expect(unreadableParamsAnswer(request(4, 'prompts/get', {}))).toBeUndefined();
+    expect(unreadableParamsAnswer({ jsonrpc: '2.0', method: 'notifications/initialized' })).toBeUndefined();
+    expect(unreadableParamsAnswer({ jsonrpc: '2.0', id: 5, result: {} })).toBeUndefined();
   });
 });
 
