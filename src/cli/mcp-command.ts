@@ -257,7 +257,9 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   // The model client's modules load with the first thread; without the worker (run from sources) it runs here.
   const newModel = async (settings: ModelClientSettings): Promise<ModelPort> => {
     if (modelWorker === undefined) {
-      const [{ ModelClient }, exchange] = await Promise.all([import('../model/client.js'), http.exchange()]);
+      // Not together: both imports reach the exchange's module (see `lazyHttp`).
+      const exchange = await http.exchange();
+      const { ModelClient } = await import('../model/client.js');
       return new ModelClient({ ...settings, apiKey: settings.apiKey, http: exchange, userAgent: USER_AGENT });
     }
     const [{ WorkerModelClient }, worker] = await Promise.all([import('../model/worker-client.js'), modelWorker.get()]);

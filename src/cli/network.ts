@@ -133,10 +133,14 @@ export interface LazyHttp {
 export function lazyHttp(network: NetworkSettings): LazyHttp {
   let made: Promise<{ exchange: HttpExchange; fetch: typeof fetch }> | undefined;
   const make = (): Promise<{ exchange: HttpExchange; fetch: typeof fetch }> =>
-    (made ??= Promise.all([import('../model/http-exchange.js'), import('../model/http-fetch.js')]).then(([{ HttpExchange }, { createHttpFetch }]) => {
+    (made ??= (async () => {
+      // One after the other: under jest's VM modules, two imports in flight that reach one module
+      // fail it (`request for 'node:zlib' is not in cache`).
+      const { HttpExchange } = await import('../model/http-exchange.js');
+      const { createHttpFetch } = await import('../model/http-fetch.js');
       const exchange = new HttpExchange({ network });
       return { exchange, fetch: createHttpFetch({ exchange }) };
-    }));
+    })());
   return {
     fetch: async (input, init) => (await make()).fetch(input, init),
     exchange: async () => (await make()).exchange,
