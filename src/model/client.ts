@@ -147,8 +147,8 @@ export class ModelClient {
    * Sends one request and folds the streamed answer into a {@link ModelResponse}, retrying
    * transient failures. Rejects with a `ModelApiError`, `ModelConnectionError` or
    * {@link ModelStreamError} (after retries, or at once when not retryable), a `LocalError`
-   * (`INVALID_ARGUMENT`) for a request that does not match the schema or the fetch's own
-   * (`INVALID_CONFIG` for network settings that cannot be used), or the signal's reason.
+   * (`INVALID_ARGUMENT`) for a request that does not match the schema, `INVALID_CONFIG` for a
+   * base URL or network settings that cannot be used), or the signal's reason.
    */
   async respond(request: ModelRequest, options: RespondOptions): Promise<ModelResponse> {
     if (options.signal.aborted) throw abortReason(options.signal);
