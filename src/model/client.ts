@@ -241,7 +241,8 @@ export class ModelClient {
       stop();
       throw this.requestError(error, signal, idle);
     }
-    if (answer.status >= 400) {
+    // Anything but a 2xx is an error answer: also a 3xx that could not be followed (no Location).
+    if (answer.status < 200 || answer.status >= 300) {
       let errorBody: unknown;
       try {
         errorBody = await readErrorBody(answer);

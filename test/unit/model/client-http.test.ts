@@ -177,6 +177,19 @@ describe('ModelClient HTTP errors and failures', () => {
     expect(endless).toMatchObject({ name: 'ModelApiError', status: 502, apiMessage: expect.stringMatching(/^x+…$/) });
   });
 
+  it('reports a redirect without a Location as an HTTP error, without retrying', async () => {
+    let calls = 0;
+    const url = await rawServer((_req, res) => {
+      calls++;
+      res.writeHead(302, { 'content-type': 'text/plain' }).end('moved, somewhere');
+    });
+
+    const error = await failure(makeClient(url, { maxRetries: 2, streamMaxRetries: 2 }).respond(request(), { signal: signal() }));
+
+    expect(error).toMatchObject({ name: 'ModelApiError', status: 302, apiMessage: 'moved, somewhere', retryable: false });
+    expect(calls).toBe(1);
+  });
+
   it('reports a refused connection as a ModelConnectionError with the cause', async () => {
     const closed = await startFakeResponsesServer({ script: [] });
     await closed.close();
