@@ -1,11 +1,11 @@
 /**
  * Two parts (`BENCH_ONLY=roundtrip,sse`, both by default):
- * - `roundtrip`: CPU cost of one model round trip through `ModelClient` (the `openai` SDK,
- *   streaming), against the fake Responses server running in a child process so only the
- *   client's work is counted. The request is a realistic one: the real tools and base
- *   instructions and a history of {@link HISTORY_ITEMS} items. Compares Node's fetch (undici)
- *   with our `node:http` fetch, and ours through a proxy (another process) and over https with
- *   an extra CA, direct and through a CONNECT tunnel (`BENCH_FETCH=name,...` picks variants).
+ * - `roundtrip`: CPU cost of one model round trip through `ModelClient` (streaming, over its
+ *   `node:http` exchange), against the fake Responses server running in a child process so only
+ *   the client's work is counted. The request is a realistic one: the real tools and base
+ *   instructions and a history of {@link HISTORY_ITEMS} items. Plain http direct and through a
+ *   proxy (another process), and https with an extra CA, direct and through a CONNECT tunnel
+ *   (`BENCH_FETCH=name,...` picks variants).
  * - `sse`: CPU cost of decoding an event stream with our `SseDecoder` and with
  *   `eventsource-parser` fed the same chunks, side by side in the same run: an ordinary stream
  *   of small events, and single events of 1 MB and 4 MB, in network-sized and in 256-byte chunks.
@@ -26,7 +26,7 @@ import { listDirTool } from '../src/agent/tools/list-dir.js';
 import type { AgentTool } from '../src/agent/tools/tool.js';
 import { viewImageTool } from '../src/agent/tools/view-image.js';
 import { ModelClient, type ModelRequest } from '../src/model/client.js';
-import { createHttpFetch } from '../src/model/http-fetch.js';
+import { HttpExchange } from '../src/model/http-exchange.js';
 import { SseDecoder, type SseEvent } from '../src/model/sse.js';
 import type { ResponseInputItem, ToolSpec } from '../src/protocol/responses.js';
 import { makeTestCertificates } from '../test/helpers/network.js';
@@ -111,7 +111,7 @@ async function roundTrip(): Promise<void> {
   const certDir = await tempDir('bench-certs-');
   const certs = makeTestCertificates(certDir.path);
   const ca = { variable: 'CODEX_CA_CERTIFICATE', path: certs.caPath, certificates: [new X509Certificate(certs.caPem).raw.toString('base64')] };
-  const all = ['undici', 'node:http', 'node:http via proxy', 'node:https+CA', 'node:https+CA via CONNECT'];
+  const all = ['node:http', 'node:http via proxy', 'node:https+CA', 'node:https+CA via CONNECT'];
   const names = all.filter((name) => process.env.BENCH_FETCH === undefined || process.env.BENCH_FETCH.split(',').includes(name));
   const steps = ROUNDS * names.length * (WARMUP + REQUESTS);
   const plain = await startModelProcess(steps);
@@ -125,12 +125,11 @@ async function roundTrip(): Promise<void> {
   ]);
   const proxy = await startProxyProcess();
   const proxyUrl = new URL(proxy.url);
-  const variants: Record<string, { fetch: typeof fetch | undefined; url: string }> = {
-    undici: { fetch: undefined, url: plain.url },
-    'node:http': { fetch: createHttpFetch(), url: plain.url },
-    'node:http via proxy': { fetch: createHttpFetch({ network: { httpProxy: { variable: 'HTTP_PROXY', url: proxyUrl } } }), url: plain.url },
-    'node:https+CA': { fetch: createHttpFetch({ network: { ca } }), url: secure.url },
-    'node:https+CA via CONNECT': { fetch: createHttpFetch({ network: { httpsProxy: { variable: 'HTTPS_PROXY', url: proxyUrl }, ca } }), url: secure.url },
+  const variants: Record<string, { http: HttpExchange; url: string }> = {
+    'node:http': { http: new HttpExchange(), url: plain.url },
+    'node:http via proxy': { http: new HttpExchange({ network: { httpProxy: { variable: 'HTTP_PROXY', url: proxyUrl } } }), url: plain.url },
+    'node:https+CA': { http: new HttpExchange({ network: { ca } }), url: secure.url },
+    'node:https+CA via CONNECT': { http: new HttpExchange({ network: { httpsProxy: { variable: 'HTTPS_PROXY', url: proxyUrl }, ca } }), url: secure.url },
   };
   const model = {
     stop: () => {
@@ -158,7 +157,7 @@ async function roundTrip(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const name of names) {
         const variant = variants[name]!;
-        const client = new ModelClient({ baseUrl: variant.url, apiKey: 'bench-key', fetch: variant.fetch });
+        const client = new ModelClient({ baseUrl: variant.url, apiKey: 'bench-key', http: variant.http });
         const signal = new AbortController().signal;
         for (let i = 0; i < WARMUP / ROUNDS; i++) await client.respond(request, { signal });
         const cpu0 = cpuMs();
@@ -170,10 +169,10 @@ async function roundTrip(): Promise<void> {
       }
     }
     process.stdout.write(
-      `\n${perRound} requests × ${ROUNDS} rounds per fetch, ${request.input.length} history items, ${request.tools.length} tools; client CPU and wall time per request\n`,
+      `\n${perRound} requests × ${ROUNDS} rounds per variant, ${request.input.length} history items, ${request.tools.length} tools; client CPU and wall time per request\n`,
     );
     printTable(
-      ['fetch', 'CPU ms (median of rounds)', 'CPU ms (worst round)', 'wall ms (median of rounds)'],
+      ['variant', 'CPU ms (median of rounds)', 'CPU ms (worst round)', 'wall ms (median of rounds)'],
       names.map((name) => {
         const entry = results.get(name)!;
         return [name, fmt(median(entry.cpu), 3), fmt(percentile(entry.cpu, 100), 3), fmt(median(entry.wall), 3)];

@@ -18,7 +18,7 @@ import { processStarter } from '../exec/piped-start.js';
 import { uriToPath } from '../exec/path-uri.js';
 import type { LocalExecServer } from '../environments/local-server.js';
 import { ModelClient } from '../model/client.js';
-import { createHttpFetch } from '../model/http-fetch.js';
+import { HttpExchange } from '../model/http-exchange.js';
 import { ModelApiError, ModelConnectionError } from '../model/errors.js';
 import { EnvironmentInfoMethod, EnvironmentStatus } from '../protocol/exec.js';
 import type { LeaseHolder } from '../protocol/status.js';
@@ -28,7 +28,7 @@ import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { NESTED_ALLOW, NESTED_ENV_VAR } from '../util/nested.js';
 import { loadRegistry } from './environments-command.js';
 import { localSandboxNeed } from './local-sandbox.js';
-import { PACKAGE_VERSION } from './version.js';
+import { PACKAGE_VERSION, USER_AGENT } from './version.js';
 import { missingKeyMessage, providerCredentials, readCodexAuth, readOptionalFile, storedKeyNote, type CodexAuth } from './runtime.js';
 import { codexHome } from './codex-home.js';
 import { chooseEngine, codexVersion, findCodexBinary } from './codex-engine.js';
@@ -278,7 +278,7 @@ function checkNetwork(network: NetworkSettings): CheckResult {
 }
 
 /** One tiny request to the configured provider, when its key is present. */
-async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string, httpFetch: typeof fetch): Promise<CheckResult> {
+async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.ProcessEnv, home: string, http: HttpExchange): Promise<CheckResult> {
   if (config === undefined) return check('model', 'model provider', 'skip', 'config.toml is invalid');
   const provider = config.modelProviders[config.modelProvider];
   const title = `model provider ${config.modelProvider}`;
@@ -309,7 +309,8 @@ async function checkModel(config: EffectiveConfig | undefined, env: NodeJS.Proce
     maxRetries: 0,
     streamMaxRetries: 0,
     idleTimeoutMs: DOCTOR_MODEL_TIMEOUT_MS,
-    fetch: httpFetch,
+    http,
+    userAgent: USER_AGENT,
   });
   try {
     const response = await client.respond(
@@ -423,7 +424,7 @@ async function runChecks(options: { env: NodeJS.ProcessEnv; overrides: string[];
       Promise.all((loaded?.registry.list() ?? []).map((environment) => checkEnvironment(environment))),
       checkDatabase(config, options.env),
       checkBubblewrap(config, loaded === undefined || loaded.registry.get(LOCAL_ENVIRONMENT_ID) !== undefined, process.platform, options.env),
-      checkModel(config, options.env, home, createHttpFetch({ network })),
+      checkModel(config, options.env, home, new HttpExchange({ network })),
       checkEngine(config, options.env, home),
     ]);
     const mcpServers = checkMcpServers(config, options.env);

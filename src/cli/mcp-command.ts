@@ -31,8 +31,8 @@ import { loadRegistry } from './environments-command.js';
 import { warnIfLocalSandboxUnavailable } from './local-sandbox.js';
 import { MCP_SERVER_ARGS } from './mcp-args.js';
 import { DETACHED_MESSAGE, RELAYED_INPUT_TYPE, TAKE_INPUT_MESSAGE, WORKER_FDS } from './mcp-relay.js';
-import { lazyHttpFetch, networkSettings } from './network.js';
-import { PACKAGE_VERSION } from './version.js';
+import { lazyHttp, networkSettings } from './network.js';
+import { PACKAGE_VERSION, USER_AGENT } from './version.js';
 import { readGlobalInstructions, readCodexAuth, readOptionalFile, stderrLogger, type CodexAuth } from './runtime.js';
 import { codexHome } from './codex-home.js';
 import { currentSelfReferenceHost, selfReferenceFilter, type SelfReferenceHost } from './self-reference.js';
@@ -52,7 +52,7 @@ function modelWorkerFor(env: NodeJS.ProcessEnv): { get: () => Promise<ModelWorke
   // The worker's client side (and the model client's modules it names) load with the first thread.
   let worker: Promise<ModelWorker> | undefined;
   return {
-    get: () => (worker ??= import('../model/worker-client.js').then(({ ModelWorker }) => new ModelWorker({ script, workerData: { env: defined } }))),
+    get: () => (worker ??= import('../model/worker-client.js').then(({ ModelWorker }) => new ModelWorker({ script, workerData: { env: defined, userAgent: USER_AGENT } }))),
     close: async () => {
       await (await worker)?.close();
     },
@@ -247,16 +247,21 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
   const instructionsFile = startup.config.modelInstructionsFile;
   if (instructionsFile !== undefined) instructionsFiles.set(instructionsFile, await readFile(instructionsFile, 'utf8'));
   const limits = startup.config.multienv;
-  // One fetch for the model and the HTTP MCP servers reached from here, so both honour the proxy
-  // and CA variables and share keep-alive connections.
+  // One HTTP exchange for the model and the HTTP MCP servers reached from here, so both honour the
+  // proxy and CA variables and share keep-alive connections.
   const network = networkSettings(env);
   if (network.error !== undefined) logger.warn(`model requests and HTTP MCP servers on local will fail: ${network.error}`);
   else if (network.httpsProxy !== undefined || network.httpProxy !== undefined || network.ca !== undefined) logger.info('network', { settings: describeNetwork(network) });
-  const httpFetch = lazyHttpFetch(network);
+  const http = lazyHttp(network);
   const modelWorker = modelWorkerFor(env);
   // The model client's modules load with the first thread; without the worker (run from sources) it runs here.
   const newModel = async (settings: ModelClientSettings): Promise<ModelPort> => {
-    if (modelWorker === undefined) return new (await import('../model/client.js')).ModelClient({ ...settings, apiKey: settings.apiKey, fetch: httpFetch });
+    if (modelWorker === undefined) {
+      // Not together: both imports reach the exchange's module (see `lazyHttp`).
+      const exchange = await http.exchange();
+      const { ModelClient } = await import('../model/client.js');
+      return new ModelClient({ ...settings, apiKey: settings.apiKey, http: exchange, userAgent: USER_AGENT });
+    }
     const [{ WorkerModelClient }, worker] = await Promise.all([import('../model/worker-client.js'), modelWorker.get()]);
     return new WorkerModelClient(worker, settings);
   };
@@ -302,7 +307,7 @@ export async function startMcpServer(options: McpServerStartOptions): Promise<St
       timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
       mcpClientVersion: PACKAGE_VERSION,
       globalInstructions: () => readGlobalInstructions(home),
-      localFetch: httpFetch,
+      localFetch: http.fetch,
     });
   });
   const codexEngine =

@@ -5,14 +5,14 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { z } from 'zod';
-import { createHttpFetch } from '../model/http-fetch.js';
+import { HttpExchange } from '../model/http-exchange.js';
 import { serveModelRequests } from '../model/worker-host.js';
 import { networkSettings } from './network.js';
 
 /** What the server hands the worker. */
-export const ModelWorkerDataSchema = z.object({ env: z.record(z.string(), z.string()) });
+export const ModelWorkerDataSchema = z.object({ env: z.record(z.string(), z.string()), userAgent: z.string().optional() });
 
 if (parentPort !== null) {
-  const { env } = ModelWorkerDataSchema.parse(workerData);
-  serveModelRequests(parentPort, { fetch: createHttpFetch({ network: networkSettings(env) }) });
+  const { env, userAgent } = ModelWorkerDataSchema.parse(workerData);
+  serveModelRequests(parentPort, { http: new HttpExchange({ network: networkSettings(env) }), ...(userAgent === undefined ? {} : { userAgent }) });
 }

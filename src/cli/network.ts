@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { nodeExtraCertificates, NoProxy, parseCaBundle, parseProxyVariable, type CaBundle, type NetworkSettings, type ProxySetting } from '../transport/network.js';
+import type { HttpExchange } from '../model/http-exchange.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 
 /** The largest CA bundle read (a system bundle of every public root is ~250 KB). */
@@ -116,15 +117,32 @@ export function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
   return settings;
 }
 
+/** The process's HTTP client for model requests and HTTP MCP servers: one pool of connections. */
+export interface LazyHttp {
+  /** A fetch over the exchange, for HTTP MCP servers. */
+  fetch: typeof fetch;
+  /** The exchange, for the model client. */
+  exchange: () => Promise<HttpExchange>;
+}
+
 /**
- * The process's fetch for model requests and HTTP MCP servers (see `model/http-fetch.ts`), made
- * on the first request: its modules (node:http, node:https, TLS, zlib) then load, not while the
- * server starts.
+ * The process's HTTP exchange (see `model/http-exchange.ts`) and a fetch over it, made on the
+ * first request: their modules (node:http, node:https, TLS, zlib) then load, not while the server
+ * starts.
  */
-export function lazyHttpFetch(network: NetworkSettings): typeof fetch {
-  let made: Promise<typeof fetch> | undefined;
-  return async (input, init) => {
-    made ??= import('../model/http-fetch.js').then(({ createHttpFetch }) => createHttpFetch({ network }));
-    return (await made)(input, init);
+export function lazyHttp(network: NetworkSettings): LazyHttp {
+  let made: Promise<{ exchange: HttpExchange; fetch: typeof fetch }> | undefined;
+  const make = (): Promise<{ exchange: HttpExchange; fetch: typeof fetch }> =>
+    (made ??= (async () => {
+      // One after the other: under jest's VM modules, two imports in flight that reach one module
+      // fail it (`request for 'node:zlib' is not in cache`).
+      const { HttpExchange } = await import('../model/http-exchange.js');
+      const { createHttpFetch } = await import('../model/http-fetch.js');
+      const exchange = new HttpExchange({ network });
+      return { exchange, fetch: createHttpFetch({ exchange }) };
+    })());
+  return {
+    fetch: async (input, init) => (await make()).fetch(input, init),
+    exchange: async () => (await make()).exchange,
   };
 }

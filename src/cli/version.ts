@@ -14,3 +14,6 @@ export const PACKAGE_VERSION: string = (() => {
   }
   return '0.0.0';
 })();
+
+/** The `User-Agent` of this package's model requests. */
+export const USER_AGENT = `codex-multienv-mcp/${PACKAGE_VERSION}`;

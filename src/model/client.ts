@@ -1,18 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { ClientOptions, OpenAI } from 'openai';
 import { HANDLED_STREAM_EVENT_TYPES } from '../protocol/responses.js';
 import type { ResponseInputItem, ToolSpec } from '../protocol/responses.js';
 import { abortReason, linkedController, sleep as abortableSleep } from '../util/abort.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage, LocalError } from '../util/errors.js';
 import { silentLogger } from '../util/logger.js';
 import type { Logger } from '../util/logger.js';
-import { ModelError, ModelStreamError } from './errors.js';
-import { createHttpFetch } from './http-fetch.js';
+import { DEFAULT_USER_AGENT, readErrorBody, requestHeaders, responsesUrl } from './api-request.js';
+import { ModelApiError, ModelConnectionError, ModelError, ModelStreamError } from './errors.js';
+import { HttpExchange, type HttpAnswer, type HttpRequest } from './http-exchange.js';
 import { requestBodyJson } from './request-body.js';
 import { ResponseFold, type ModelResponse } from './response-fold.js';
 import { DEFAULT_MAX_RETRIES, DEFAULT_STREAM_MAX_RETRIES, retryDelay } from './retry.js';
-import { loadSdk, sdkClientOptions, sdkRequestError, type OpenAiSdk } from './sdk.js';
-import { SseDecoder } from './sse.js';
+import { SseDecoder, type SseEvent } from './sse.js';
 
 /** A stream (or a request awaiting its answer) silent this long is treated as dropped. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
@@ -24,22 +23,12 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
  */
 export const STREAM_END_GRACE_MS = 1_000;
 
-/**
- * The headers of each attempt. The body is sent as JSON text we built (see `request-body.ts`), so
- * the SDK passes it on as is. The `Idempotency-Key` (one per attempt: a deliberate retry is a new
- * request) tells the fetch it may send the attempt again when its kept-alive connection turns out
- * to be closed by the server (see `http-fetch.ts`): a model request has no effect but its cost.
- */
-function attemptHeaders(): Record<string, string> {
-  return { 'Content-Type': 'application/json', 'Idempotency-Key': randomUUID() };
-}
+let sharedExchange: HttpExchange | undefined;
 
-let sharedFetch: typeof fetch | undefined;
-
-/** One keep-alive `node:http` fetch for every client that is given none, so they share connections. */
-function defaultFetch(): typeof fetch {
-  sharedFetch ??= createHttpFetch();
-  return sharedFetch;
+/** One keep-alive exchange for every client that is given none, so they share connections. */
+function defaultExchange(): HttpExchange {
+  sharedExchange ??= new HttpExchange();
+  return sharedExchange;
 }
 
 /** What the turn loop asks the model. */
@@ -105,8 +94,10 @@ export interface ModelClientOptions {
   streamMaxRetries?: number;
   /** Silence after which a request or stream counts as dropped. @default {@link DEFAULT_IDLE_TIMEOUT_MS} */
   idleTimeoutMs?: number;
-  /** The fetch used for HTTP. @default a shared keep-alive `node:http` fetch (see `http-fetch.ts`) */
-  fetch?: typeof fetch;
+  /** Sends the requests. @default one keep-alive exchange shared by every client given none, direct connections */
+  http?: HttpExchange;
+  /** The `User-Agent` header (a configured header of that name replaces it). @default {@link DEFAULT_USER_AGENT} */
+  userAgent?: string;
   /** Waits between retries; must reject when `signal` aborts. @default an unref'd timer */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Jitter source in [0, 1). @default Math.random */
@@ -116,13 +107,16 @@ export interface ModelClientOptions {
 }
 
 /**
- * A client of the OpenAI Responses API (or any compatible endpoint) over the `openai` SDK. It
- * always streams, and applies one retry policy to HTTP errors, connection failures and dropped
- * streams (the SDK's own retries are off).
+ * A client of the OpenAI Responses API (or any compatible endpoint), straight over
+ * {@link HttpExchange}: it builds the request, decodes the event stream from the socket's bytes
+ * (see `sse.ts`) and maps failures to its own errors. It always streams, and applies one retry
+ * policy to HTTP errors, connection failures and dropped streams.
  */
 export class ModelClient {
-  private readonly sdkOptions: ClientOptions;
-  private sdk?: { module: OpenAiSdk; client: OpenAI };
+  private readonly http: HttpExchange;
+  /** The request URL, or why the base URL cannot be used (every request then fails with it). */
+  private readonly target: URL | LocalError;
+  private readonly headers: Record<string, string>;
   private readonly displayUrl: string;
   private readonly maxRetries: number;
   private readonly streamMaxRetries: number;
@@ -139,30 +133,22 @@ export class ModelClient {
     this.sleep = options.sleep ?? abortableSleep;
     this.random = options.random ?? Math.random;
     this.logger = options.logger ?? silentLogger;
-    this.sdkOptions = sdkClientOptions({
-      baseUrl: options.baseUrl,
-      apiKey: options.apiKey,
-      headers: options.headers,
-      queryParams: options.queryParams,
-      timeoutMs: this.idleTimeoutMs,
-      fetch: options.fetch ?? defaultFetch(),
-    });
-  }
-
-  private async loaded(): Promise<{ module: OpenAiSdk; client: OpenAI }> {
-    if (this.sdk === undefined) {
-      const module = await loadSdk();
-      this.sdk = { module, client: new module.OpenAI(this.sdkOptions) };
+    this.http = options.http ?? defaultExchange();
+    this.headers = requestHeaders({ apiKey: options.apiKey, headers: options.headers, userAgent: options.userAgent ?? DEFAULT_USER_AGENT });
+    try {
+      this.target = responsesUrl(options.baseUrl, options.queryParams);
+    } catch (error) {
+      if (!(error instanceof LocalError)) throw error;
+      this.target = error;
     }
-    return this.sdk;
   }
 
   /**
    * Sends one request and folds the streamed answer into a {@link ModelResponse}, retrying
    * transient failures. Rejects with a `ModelApiError`, `ModelConnectionError` or
    * {@link ModelStreamError} (after retries, or at once when not retryable), a `LocalError`
-   * (`INVALID_ARGUMENT`) for a request that does not match the schema or the fetch's own
-   * (`INVALID_CONFIG` for network settings that cannot be used), or the signal's reason.
+   * (`INVALID_ARGUMENT`) for a request that does not match the schema, `INVALID_CONFIG` for a
+   * base URL or network settings that cannot be used), or the signal's reason.
    */
   async respond(request: ModelRequest, options: RespondOptions): Promise<ModelResponse> {
     if (options.signal.aborted) throw abortReason(options.signal);
@@ -206,9 +192,18 @@ export class ModelClient {
   }
 
   /**
-   * One HTTP request and its stream, with its own controller (linked to the caller's signal).
-   * The SDK sends the request and maps HTTP and connection failures (`asResponse()`); the event
-   * stream is decoded here (see `sse.ts`), which costs a fraction of the SDK's stream decoding.
+   * One HTTP request, with its own `Idempotency-Key`: a deliberate retry is a new request, while
+   * the exchange may send this one again when its kept-alive connection turns out to be closed by
+   * the server (see `http-exchange.ts`): a model request has no effect but its cost.
+   */
+  private request(body: string): HttpRequest {
+    if (this.target instanceof LocalError) throw this.target;
+    return { target: this.target, method: 'POST', headers: { ...this.headers, 'idempotency-key': randomUUID() }, payload: Buffer.from(body) };
+  }
+
+  /**
+   * One HTTP request and its stream, with its own controller (linked to the caller's signal):
+   * aborting it ends the request (see `http-exchange.ts` for how its connection is drained).
    * After `response.completed` the rest of the stream (normally just its end) is read in the
    * background, see {@link STREAM_END_GRACE_MS}; every other way out aborts the request at once.
    */
@@ -233,68 +228,139 @@ export class ModelClient {
       clearTimeout(timer);
       unlink();
     };
-    const fold = new ResponseFold(this.displayUrl, options.onTextDelta);
-    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+    const stop = (): void => {
+      release();
+      controller.abort();
+    };
+    rearm();
+    this.logger.debug('model request', summary);
+    let answer: HttpAnswer;
     try {
-      rearm();
-      this.logger.debug('model request', summary);
-      const sdk = await this.loaded();
-      let response: Response;
+      answer = await this.http.send(this.request(body), controller.signal);
+    } catch (error) {
+      stop();
+      throw this.requestError(error, signal, idle);
+    }
+    // Anything but a 2xx is an error answer: also a 3xx that could not be followed (no Location).
+    if (answer.status < 200 || answer.status >= 300) {
+      let errorBody: unknown;
       try {
-        response = await sdk.client.post('/responses', { body, headers: attemptHeaders(), stream: true, signal: controller.signal }).asResponse();
+        errorBody = await readErrorBody(answer);
       } catch (error) {
-        throw this.requestError(sdk.module, error, signal, idle);
+        stop();
+        if (signal.aborted || idle) throw this.requestError(error, signal, idle);
+        errorBody = undefined;
       }
-      if (response.body === null) {
-        throw new ModelStreamError({ reason: 'dropped', message: `model API at ${this.displayUrl} answered without a body` });
-      }
-      reader = response.body.getReader();
-      const decoder = new SseDecoder();
+      release();
+      throw ModelApiError.from(answer.status, errorBody, answer.headers, { baseUrl: this.displayUrl });
+    }
+    if (!answer.hasBody) {
+      release();
+      throw new ModelStreamError({ reason: 'dropped', message: `model API at ${this.displayUrl} answered without a body` });
+    }
+    return this.stream(answer, signal, options.onTextDelta, {
+      rearm,
+      release,
+      stop,
+      idle: () => idle,
+    });
+  }
+
+  /**
+   * Folds the answer's event stream: each chunk goes from the socket to the decoder and the
+   * decoded events to the fold, synchronously. Settles with the response at `response.completed`;
+   * its end is then awaited for {@link STREAM_END_GRACE_MS} at most (so the connection is reused).
+   */
+  private stream(
+    answer: HttpAnswer,
+    signal: AbortSignal,
+    onTextDelta: ((delta: string) => void) | undefined,
+    attempt: { rearm: () => void; release: () => void; stop: () => void; idle: () => boolean },
+  ): Promise<ModelResponse> {
+    const fold = new ResponseFold(this.displayUrl, onTextDelta);
+    const decoder = new SseDecoder();
+    return new Promise<ModelResponse>((resolve, reject) => {
+      let settled = false;
       let doneMarker = false;
-      for (;;) {
-        const chunk = await reader.read().catch((error: unknown) => {
-          throw this.streamError(error, signal, idle, fold.responseId);
-        });
-        for (const sse of chunk.done ? decoder.end() : decoder.push(chunk.value)) {
-          // As the SDK: nothing after `[DONE]`, and Assistants-API `thread.*` events are not ours.
+      let grace: NodeJS.Timeout | undefined;
+      const fail = (error: unknown): void => {
+        settled = true;
+        attempt.stop();
+        // What a consumer's callback throws passes through as it is (an Error, as it should be).
+        reject(error instanceof Error ? error : new Error(errorMessage(error)));
+      };
+      const finish = (): void => {
+        clearTimeout(grace);
+        attempt.release();
+      };
+      /** Acts on decoded events; true once the response was delivered. */
+      const take = (events: SseEvent[]): boolean => {
+        for (const sse of events) {
+          // As the openai SDK does: nothing after `[DONE]`, and Assistants-API `thread.*` events are not ours.
           if (doneMarker || sse.event?.startsWith('thread.') === true) continue;
           if (sse.data.startsWith('[DONE]')) {
             doneMarker = true;
             continue;
           }
-          rearm();
+          attempt.rearm();
           // Named events we do not act on are not even parsed (`response.in_progress` alone repeats
           // the request's tools); unnamed events are, and their `type` decides.
           if (sse.event !== null && sse.event.startsWith('response.') && !HANDLED_STREAM_EVENT_TYPES.includes(sse.event)) continue;
           const completed = fold.accept(sse.data);
           if (completed !== undefined) {
-            void finishStream(reader, controller, release);
-            reader = undefined;
-            return completed;
+            settled = true;
+            grace = setTimeout(attempt.stop, STREAM_END_GRACE_MS);
+            grace.unref?.();
+            resolve(completed);
+            return true;
           }
         }
-        if (chunk.done) break;
-      }
-      // An aborted request errors the stream, so reaching its end means it ended early.
-      throw new ModelStreamError({
-        reason: 'dropped',
-        message: `model stream from ${this.displayUrl} ended before response.completed`,
-        responseId: fold.responseId,
+        return false;
+      };
+      answer.read({
+        data: (chunk) => {
+          if (settled) return;
+          try {
+            take(decoder.push(chunk));
+          } catch (error) {
+            fail(error);
+          }
+        },
+        end: () => {
+          if (settled) {
+            finish();
+            return;
+          }
+          try {
+            if (take(decoder.end())) {
+              finish();
+              return;
+            }
+          } catch (error) {
+            fail(error);
+            return;
+          }
+          fail(new ModelStreamError({ reason: 'dropped', message: `model stream from ${this.displayUrl} ended before response.completed`, responseId: fold.responseId }));
+        },
+        error: (error) => {
+          if (settled) {
+            finish();
+            return;
+          }
+          fail(this.streamError(error, signal, attempt.idle(), fold.responseId));
+        },
       });
-    } catch (error) {
-      release();
-      // Stop reading first (so cleanup cannot wait on the network), then close the body.
-      controller.abort();
-      await reader?.cancel().catch(() => undefined);
-      throw error;
-    }
+    });
   }
 
   /** Maps a failure before the stream started to our error classes. */
-  private requestError(sdk: OpenAiSdk, error: unknown, signal: AbortSignal, idle: boolean): Error {
+  private requestError(error: unknown, signal: AbortSignal, idle: boolean): Error {
     if (signal.aborted) return abortReason(signal);
     if (idle) return this.idleError(undefined);
-    return sdkRequestError(sdk, error, signal, this.displayUrl);
+    // Network settings that cannot be used (or a base URL that is not one): a retry cannot help.
+    if (error instanceof LocalError) return new LocalError(error.code, `cannot reach the model API at ${this.displayUrl}: ${error.message}`, { cause: error });
+    // The exchange says `fetch failed`; its cause says why (ECONNREFUSED, a refused tunnel…).
+    return new ModelConnectionError(`cannot reach the model API at ${this.displayUrl}: ${describeCause(error)}`, { cause: error });
   }
 
   /** Maps a failure while reading the stream (a broken connection, an abort) to our error classes. */
@@ -320,7 +386,7 @@ export class ModelClient {
   }
 }
 
-/** A stream failure's message with its cause (undici says `terminated`, the cause says why). */
+/** A failure's message with its cause's (the exchange says `fetch failed` or `terminated`, the cause says why). */
 function describeCause(error: unknown): string {
   const message = errorMessage(error);
   if (error instanceof Error && error.cause !== undefined) return `${message} (${errorMessage(error.cause)})`;
@@ -338,29 +404,5 @@ function redactUrl(baseUrl: string): string {
     return url.toString().replace(/\/$/, '');
   } catch {
     return baseUrl;
-  }
-}
-
-/**
- * Reads what follows `response.completed` (normally only the end of the stream) and then releases
- * the request, so the connection goes back to the pool; a stream that does not end within
- * {@link STREAM_END_GRACE_MS} (or the caller's abort) is aborted instead. Never rejects.
- */
-async function finishStream(reader: ReadableStreamDefaultReader<Uint8Array>, controller: AbortController, release: () => void): Promise<void> {
-  const grace = setTimeout(() => controller.abort(), STREAM_END_GRACE_MS);
-  grace.unref?.();
-  let ended = false;
-  try {
-    while (!(await reader.read()).done);
-    ended = true;
-  } catch {
-    // The response was already delivered; a failure after it changes nothing.
-  } finally {
-    clearTimeout(grace);
-    release();
-    if (!ended) {
-      controller.abort();
-      await reader.cancel().catch(() => undefined);
-    }
   }
 }

@@ -19,8 +19,8 @@ export abstract class ModelError extends Error {
   abstract readonly retryable: boolean;
 }
 
-/** Headers as the SDK (a `Headers`) or a test (a plain record) gives them. */
-export type HeadersInput = Headers | Record<string, string> | undefined;
+/** Headers as a `Headers`, or a record (as node:http gives them, names in lower case, or as a test writes them). */
+export type HeadersInput = Headers | Readonly<Record<string, string | readonly string[] | undefined>> | undefined;
 
 /** Options of {@link ModelApiError.from}. */
 export interface ModelApiErrorContext {
@@ -177,7 +177,10 @@ const MAX_API_MESSAGE_CHARS = 2_000;
 function header(headers: HeadersInput, name: string): string | undefined {
   if (headers === undefined) return undefined;
   if (headers instanceof Headers) return headers.get(name) ?? undefined;
-  for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name) return value;
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() !== name || value === undefined) continue;
+    return typeof value === 'string' ? value : value.join(', ');
+  }
   return undefined;
 }
 

@@ -54,7 +54,7 @@ export class ResponseFold {
     return this.#handle(this.#parse(data));
   }
 
-  /** One event's data as JSON; an `{error}` object is the stream reporting a failure (as the SDK reads it). */
+  /** One event's data as JSON; an `{error}` object is the stream reporting a failure (as the openai SDK reads it). */
   #parse(data: string): unknown {
     let event: unknown;
     try {
@@ -143,7 +143,7 @@ export class ResponseFold {
 
 /**
  * An event carrying an `error` (some providers report failures so) as the `error` event it means,
- * worded as the SDK's stream worded it (which threw an `APIError` for such events).
+ * worded as the openai SDK's stream words it (which threw an `APIError` for such events).
  */
 function failureEvent(error: unknown): { type: 'error'; code: string | undefined; message: string } {
   const fields = typeof error === 'object' && error !== null ? error : {};

@@ -1,12 +1,13 @@
 /**
  * The worker thread's side of the model worker: runs the requests the main thread posts through
- * ordinary {@link ModelClient}s (one per distinct settings, sharing one keep-alive fetch), so the
+ * ordinary {@link ModelClient}s (one per distinct settings, sharing one keep-alive exchange), so the
  * HTTP exchange, the stream's decoding and its validation cost the worker's core, not the main
  * thread's. Posts back joined text deltas, retry notices, and the response or the error.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { z } from 'zod';
 import { ModelClient } from './client.js';
+import type { HttpExchange } from './http-exchange.js';
 import { toWireError, ToWorkerSchema, type FromWorker, type ModelClientSettings, type ToWorker } from './worker-protocol.js';
 
 /** Clients kept for reuse, by settings; the least recently used goes first beyond this. */
@@ -14,8 +15,10 @@ export const MAX_WORKER_CLIENTS = 64;
 
 /** Options of {@link serveModelRequests}. */
 export interface ModelWorkerHostOptions {
-  /** The fetch every client uses (one keep-alive pool for the thread). */
-  fetch: typeof fetch;
+  /** The exchange every client sends with (one keep-alive pool for the thread). */
+  http: HttpExchange;
+  /** The clients' `User-Agent`. @default the model client's default */
+  userAgent?: string;
 }
 
 /** Serves the requests arriving on `port` until it closes. */
@@ -28,7 +31,7 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
     const key = JSON.stringify(settings);
     let client = clients.get(key);
     if (client === undefined) {
-      client = new ModelClient({ ...settings, apiKey: settings.apiKey, fetch: options.fetch });
+      client = new ModelClient({ ...settings, apiKey: settings.apiKey, http: options.http, ...(options.userAgent === undefined ? {} : { userAgent: options.userAgent }) });
       if (clients.size >= MAX_WORKER_CLIENTS) {
         const oldest = clients.keys().next();
         if (oldest.done !== true) clients.delete(oldest.value);

@@ -20,7 +20,7 @@ import { REPO_ROOT, tempDir } from '../helpers/process.js';
 
 const SCRIPT = join(REPO_ROOT, 'dist/cli/model-worker.cjs');
 /** The worker reads its network settings from this environment: no proxies, whatever the ambient one says. */
-const WORKER_DATA = { env: {} };
+const WORKER_DATA = { env: {}, userAgent: 'codex-multienv-mcp/9.9.9-test' };
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -70,7 +70,7 @@ function sse(event: Record<string, unknown>): string {
 }
 
 describe('the model worker thread', () => {
-  it('answers with the validated output, usage, and the text deltas in order', async () => {
+  it('answers with the validated output, usage, and the text deltas in order, sending the User-Agent it was given', async () => {
     const server = await fakeModel({ script: [{ kind: 'output', items: [{ type: 'message', text: 'hello from the worker' }] }] });
     const client = new WorkerModelClient(modelWorker(), settings(server.url));
     const deltas: string[] = [];
@@ -82,6 +82,7 @@ describe('the model worker thread', () => {
     expect(response.id).toMatch(/^resp_/);
     expect(server.requests).toHaveLength(1);
     expect(server.requests[0]?.headers['authorization']).toBe('Bearer sk-test');
+    expect(server.requests[0]?.headers['user-agent']).toBe('codex-multienv-mcp/9.9.9-test');
   });
 
   it('retries a 500 in the worker, tells the caller with the error class and fields, then answers', async () => {

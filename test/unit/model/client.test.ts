@@ -1,13 +1,15 @@
 // The model client against the scripted fake Responses server (the real SSE wire format over
-// HTTP on 127.0.0.1), through the real `openai` SDK.
+// HTTP on 127.0.0.1), or a raw HTTP server on 127.0.0.1 answering with a given stream.
 
+import { once } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { jest } from '@jest/globals';
 import { ModelClient } from '../../../src/model/client.js';
 import type { ModelClientOptions, ModelRequest } from '../../../src/model/client.js';
 import { ModelApiError, ModelConnectionError, ModelStreamError } from '../../../src/model/errors.js';
-import { createHttpFetch } from '../../../src/model/http-fetch.js';
+import { HttpExchange } from '../../../src/model/http-exchange.js';
 import { messageText } from '../../../src/protocol/responses.js';
 import type { CustomToolSpec, FunctionToolSpec, ResponseInputItem, ResponseOutputItem } from '../../../src/protocol/responses.js';
 import { deferred } from '../../../src/util/deferred.js';
@@ -52,13 +54,31 @@ function outputOf<T extends ResponseOutputItem['type']>(items: ResponseOutputIte
   return items.filter((item): item is Extract<ResponseOutputItem, { type: T }> => item.type === type);
 }
 
-/** A fetch that answers every request with one SSE stream of `events`, without any network. */
-function sseFetch(events: Record<string, unknown>[], calls: { count: number }): typeof fetch {
-  return () => {
+/** A raw HTTP server on 127.0.0.1: `handle` answers each request. */
+async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  const server = createHttpServer(handle);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
+  return `http://127.0.0.1:${address.port}/v1`;
+}
+
+/** A server that answers every request with `text` as an event stream, counting the requests. */
+function textServer(text: string, calls: { count: number }): Promise<string> {
+  return rawServer((_req, res) => {
     calls.count++;
-    const text = events.map((event) => `event: ${String(event['type'])}\ndata: ${JSON.stringify(event)}\n\n`).join('');
-    return Promise.resolve(new Response(text, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
-  };
+    res.writeHead(200, { 'content-type': 'text/event-stream' }).end(text);
+  });
+}
+
+/** A server that answers every request with one SSE stream of `events`, counting the requests. */
+function sseServer(events: Record<string, unknown>[], calls: { count: number }): Promise<string> {
+  return textServer(events.map((event) => `event: ${String(event['type'])}\ndata: ${JSON.stringify(event)}\n\n`).join(''), calls);
 }
 
 /**
@@ -310,7 +330,7 @@ describe('ModelClient', () => {
     expect(sleep.mock.calls[0]?.[0]).toBe(delayMs);
     expect(delayMs).toBeGreaterThan(0);
     expect(delayMs).toBeLessThanOrEqual(10_000);
-    // Each attempt may be sent twice by the fetch (a kept-alive connection found closed), and a retry is a new request.
+    // Each attempt may be sent twice by the exchange (a kept-alive connection found closed), and a retry is a new request.
     const keys = server.requests.map((request) => request.headers['idempotency-key']);
     expect(keys).toEqual([expect.stringMatching(/^[0-9a-f-]{36}$/), expect.stringMatching(/^[0-9a-f-]{36}$/)]);
     expect(keys[0]).not.toBe(keys[1]);
@@ -471,8 +491,8 @@ describe('ModelClient', () => {
 
   it('does not retry response.failed with a non-retryable code', async () => {
     const calls = { count: 0 };
-    const client = makeClient('http://127.0.0.1:9/v1', {
-      fetch: sseFetch(
+    const client = makeClient(
+      await sseServer(
         [
           { type: 'response.created', sequence_number: 0, response: { id: 'resp_x' } },
           {
@@ -483,7 +503,7 @@ describe('ModelClient', () => {
         ],
         calls,
       ),
-    });
+    );
 
     await expect(client.respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
       name: 'ModelStreamError',
@@ -497,8 +517,8 @@ describe('ModelClient', () => {
 
   it('takes the output of response.completed when present, keeping unknown item types', async () => {
     const calls = { count: 0 };
-    const client = makeClient('http://127.0.0.1:9/v1', {
-      fetch: sseFetch(
+    const client = makeClient(
+      await sseServer(
         [
           { type: 'response.output_text.delta', sequence_number: 0, delta: 'Hi' },
           {
@@ -516,7 +536,7 @@ describe('ModelClient', () => {
         ],
         calls,
       ),
-    });
+    );
 
     const response = await client.respond(simpleRequest(), { signal: signal() });
 
@@ -527,30 +547,23 @@ describe('ModelClient', () => {
   });
 
   it('answers at once when a stream stays open after response.completed, and aborts it after a grace period', async () => {
-    let requestSignal: AbortSignal | undefined;
     const completed = { type: 'response.completed', sequence_number: 0, response: { id: 'resp_open', output: [] } };
-    const openStream: typeof fetch = (_input, init) => {
-      requestSignal = init?.signal ?? undefined;
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          controller.enqueue(new TextEncoder().encode(`event: response.completed\ndata: ${JSON.stringify(completed)}\n\n`));
-        },
-      });
-      return Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
-    };
+    const closed = deferred<void>();
+    const url = await rawServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' }).write(`event: response.completed\ndata: ${JSON.stringify(completed)}\n\n`);
+      res.once('close', () => closed.resolve());
+    });
 
-    const response = await makeClient('http://127.0.0.1:9/v1', { fetch: openStream }).respond(simpleRequest(), { signal: signal() });
+    const response = await makeClient(url).respond(simpleRequest(), { signal: signal() });
 
     expect(response.id).toBe('resp_open');
-    expect(requestSignal?.aborted).toBe(false);
-    await new Promise<void>((resolve) => requestSignal?.addEventListener('abort', () => resolve(), { once: true }));
+    // The client closes the connection of the stream that never ends.
+    await closed.promise;
   });
 
   it('turns an error event into a ModelStreamError with its code', async () => {
     const calls = { count: 0 };
-    const client = makeClient('http://127.0.0.1:9/v1', {
-      fetch: sseFetch([{ type: 'error', sequence_number: 0, code: 'invalid_prompt', message: 'Prompt flagged.' }], calls),
-    });
+    const client = makeClient(await sseServer([{ type: 'error', sequence_number: 0, code: 'invalid_prompt', message: 'Prompt flagged.' }], calls));
 
     const error = await client.respond(simpleRequest(), { signal: signal() }).then(
       () => undefined,
@@ -564,9 +577,8 @@ describe('ModelClient', () => {
 
   it('reads an event carrying an `error` object as a stream error, and retries a retryable code', async () => {
     const calls = { count: 0 };
-    const client = makeClient('http://127.0.0.1:9/v1', {
+    const client = makeClient(await sseServer([{ type: 'error', error: { type: 'tokens', code: 'rate_limit_exceeded', message: 'Slow down.' } }], calls), {
       streamMaxRetries: 1,
-      fetch: sseFetch([{ type: 'error', error: { type: 'tokens', code: 'rate_limit_exceeded', message: 'Slow down.' } }], calls),
     });
 
     await expect(client.respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
@@ -580,18 +592,15 @@ describe('ModelClient', () => {
   });
 
   it('rejects an event that is not JSON without retrying', async () => {
-    let calls = 0;
-    const notJson: typeof fetch = () => {
-      calls++;
-      return Promise.resolve(new Response('event: response.created\ndata: {not json\n\n', { status: 200, headers: { 'content-type': 'text/event-stream' } }));
-    };
+    const calls = { count: 0 };
+    const url = await textServer('event: response.created\ndata: {not json\n\n', calls);
 
-    await expect(makeClient('http://127.0.0.1:9/v1', { fetch: notJson }).respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
+    await expect(makeClient(url).respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
       name: 'ModelStreamError',
       reason: 'invalid',
       retryable: false,
     });
-    expect(calls).toBe(1);
+    expect(calls.count).toBe(1);
   });
 
   it('skips named events it does not act on without parsing them, and parses unnamed ones', async () => {
@@ -602,9 +611,9 @@ describe('ModelClient', () => {
       `event: response.completed\ndata: ${JSON.stringify(completed)}\n\n`,
     ].join('');
     const deltas: string[] = [];
-    const fetchText: typeof fetch = () => Promise.resolve(new Response(text, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    const url = await textServer(text, { count: 0 });
 
-    const response = await makeClient('http://127.0.0.1:9/v1', { fetch: fetchText }).respond(simpleRequest(), { signal: signal(), onTextDelta: (delta) => deltas.push(delta) });
+    const response = await makeClient(url).respond(simpleRequest(), { signal: signal(), onTextDelta: (delta) => deltas.push(delta) });
 
     expect(response.id).toBe('resp_z');
     expect(deltas).toEqual(['unnamed']);
@@ -612,9 +621,7 @@ describe('ModelClient', () => {
 
   it('rejects a malformed function_call item without retrying', async () => {
     const calls = { count: 0 };
-    const client = makeClient('http://127.0.0.1:9/v1', {
-      fetch: sseFetch([{ type: 'response.output_item.done', sequence_number: 0, output_index: 0, item: { type: 'function_call', name: 'x' } }], calls),
-    });
+    const client = makeClient(await sseServer([{ type: 'response.output_item.done', sequence_number: 0, output_index: 0, item: { type: 'function_call', name: 'x' } }], calls));
 
     await expect(client.respond(simpleRequest(), { signal: signal() })).rejects.toMatchObject({
       name: 'ModelStreamError',
@@ -660,13 +667,7 @@ describe('ModelClient', () => {
   it('reuses one connection for consecutive requests (a completed stream is not aborted)', async () => {
     const server = await start({ respond: () => ({ kind: 'output', items: [{ type: 'message', text: 'again' }] }) });
     const relay = await startRelay(server.url);
-    const httpFetch = createHttpFetch();
-    const signals: AbortSignal[] = [];
-    const recording: typeof fetch = (input, init) => {
-      if (init?.signal) signals.push(init.signal);
-      return httpFetch(input, init);
-    };
-    const client = makeClient(relay.url, { fetch: recording });
+    const client = makeClient(relay.url, { http: new HttpExchange() });
 
     for (let i = 0; i < 5; i++) {
       const response = await client.respond(simpleRequest(`turn ${i}`), { signal: signal() });
@@ -677,7 +678,6 @@ describe('ModelClient', () => {
 
     expect(server.requests).toHaveLength(6);
     expect(relay.connections()).toBe(1);
-    expect(signals.slice(0, 5).filter((s) => s.aborted)).toHaveLength(0);
   });
 
   it('rejects at once with the reason when the signal is already aborted', async () => {

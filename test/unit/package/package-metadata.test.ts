@@ -128,6 +128,6 @@ describe('package metadata', () => {
     const externals = [...external.matchAll(/'([^']+)'/g)].map((match) => match[1]);
     expect(externals.length).toBeGreaterThan(0);
     for (const name of Object.keys(pkg.dependencies)) expect({ dependency: name, external: externals.includes(name) }).toEqual({ dependency: name, external: true });
-    for (const name of ['@modelcontextprotocol/sdk', 'openai', 'zod', 'ws']) expect(pkg.devDependencies[name]).toBeDefined();
+    for (const name of ['@modelcontextprotocol/sdk', 'zod', 'ws']) expect(pkg.devDependencies[name]).toBeDefined();
   });
 });

@@ -1,5 +1,5 @@
-// The fake model server, driven by the real `openai` SDK: if the SDK accepts its wire format, the
-// agent loop built on the SDK will too.
+// The fake model server, driven by the real `openai` SDK: an independent reader of the wire format
+// (the model client reads it itself), so the fake cannot drift into a dialect only we accept.
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
