@@ -171,6 +171,19 @@ describe('the native starter events', () => {
     expect(await onEvents([0, 42, -1, 7, 8], [2, -1, 9])).toEqual({ started: [42, -1, 7, 8], exit: 137 });
   });
 
+  it("reads spawn's answer: a negative errno is the system error; anything but that or undefined is refused", async () => {
+    const start = (answer: unknown): Promise<unknown> =>
+      startOnAddon(
+        () => answer,
+        '/nonexistent/tool',
+        () => 'started',
+        () => undefined,
+      );
+    await expect(start(-2)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(start('x')).rejects.toThrow(/expected/i);
+    await expect(start(2)).rejects.toThrow(/expected number to be <0/);
+  });
+
   it.each([
     ['a start without its fds', [0, 42, -1]],
     ['a start with a pid of 0', [0, 0, -1, 7, 8]],
