@@ -29,6 +29,22 @@ const itemJson = new WeakMap<object, string>();
 const toolsJson = new WeakMap<readonly ToolSpec[], string>();
 
 const ToolSpecsSchema = z.array(ToolSpecSchema);
+
+/**
+ * {@link ResponseInputItemSchema}'s branches by their `type` tag (the two `message` branches
+ * joined in their order). The union tries its branches in order, building the issues of each
+ * that fails, to find the one that parses: a tool output, fourth, cost three failed parses first.
+ * Every branch's tag is a literal, so a branch of another tag cannot parse the item, and the
+ * branch of its tag gives exactly the union's result for half the cost or less.
+ */
+const INPUT_ITEM_SCHEMAS: ReadonlyMap<string, z.ZodType<ResponseInputItem>> = (() => {
+  const byType = new Map<string, z.ZodType<ResponseInputItem>[]>();
+  for (const option of ResponseInputItemSchema.options) {
+    const type = option.shape.type.value;
+    byType.set(type, [...(byType.get(type) ?? []), option]);
+  }
+  return new Map([...byType].map(([type, options]) => [type, options.length === 1 && options[0] !== undefined ? options[0] : z.union(options)]));
+})();
 const ReasoningSchema = ResponsesRequestBodySchema.shape.reasoning;
 
 /**
@@ -95,7 +111,10 @@ export function requestItemJson(item: ResponseInputItem): string | undefined {
 }
 
 function serializeItem(item: ResponseInputItem): string | undefined {
-  const parsed = ResponseInputItemSchema.safeParse(item);
+  // An item without a known tag gets the whole union, which refuses it.
+  const tag: unknown = typeof item === 'object' && item !== null && 'type' in item ? item.type : undefined;
+  const schema = (typeof tag === 'string' ? INPUT_ITEM_SCHEMAS.get(tag) : undefined) ?? ResponseInputItemSchema;
+  const parsed = schema.safeParse(item);
   if (!parsed.success) return undefined;
   const json = JSON.stringify(parsed.data);
   itemJson.set(item, json);

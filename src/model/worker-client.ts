@@ -12,13 +12,12 @@
  * requests with a `LocalError` (`UNAVAILABLE`) saying so; the next request starts a new worker.
  */
 import { Worker } from 'node:worker_threads';
-import { z } from 'zod';
 import { abortReason } from '../util/abort.js';
 import { errorMessage, LocalError, LocalErrorCode } from '../util/errors.js';
 import { summarizeRequest, type ModelRequest, type RespondOptions } from './client.js';
 import { requestBodyJson } from './request-body.js';
 import type { ModelResponse } from './response-fold.js';
-import { FromWorkerSchema, fromWireError, type FromWorker, type ModelClientSettings, type ToWorker } from './worker-protocol.js';
+import { fromWireError, readFromWorker, type FromWorker, type ModelClientSettings, type ToWorker } from './worker-protocol.js';
 
 /** Requests in flight at once, by default; more is a `LIMIT_EXCEEDED` error, not a queue. */
 export const DEFAULT_MAX_WORKER_REQUESTS = 4_096;
@@ -185,14 +184,14 @@ export class ModelWorker {
 
   #onMessage(data: unknown): void {
     this.#lastHeard = performance.now();
-    const parsed = FromWorkerSchema.safeParse(data);
-    if (!parsed.success) {
+    const read = readFromWorker(data);
+    if (!read.ok) {
       // Only our worker posts here: a message it cannot have sent means it is broken; start afresh.
-      this.#failure ??= `it sent an unexpected message: ${z.prettifyError(parsed.error)}`;
+      this.#failure ??= `it sent an unexpected message: ${read.error}`;
       void this.#worker?.terminate();
       return;
     }
-    const message: FromWorker = parsed.data;
+    const message: FromWorker = read.message;
     if (message.type === 'ready') this.#ready = true;
     if (message.type === 'pong' || message.type === 'ready') return;
     const pending = this.#pending.get(message.id);

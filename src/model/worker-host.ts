@@ -8,7 +8,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { z } from 'zod';
 import { ModelClient } from './client.js';
 import type { HttpExchange } from './http-exchange.js';
-import { toWireError, ToWorkerSchema, type FromWorker, type ModelClientSettings, type ToWorker } from './worker-protocol.js';
+import { ModelClientSettingsSchema, readToWorker, toWireError, type FromWorker, type ModelClientSettings, type RespondMessage } from './worker-protocol.js';
 
 /** Clients kept for reuse, by settings; the least recently used goes first beyond this. */
 export const MAX_WORKER_CLIENTS = 64;
@@ -27,10 +27,18 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
   const running = new Map<number, AbortController>();
   const post = (message: FromWorker): void => port.postMessage(message);
 
-  const clientFor = (settings: ModelClientSettings): ModelClient => {
-    const key = JSON.stringify(settings);
+  /**
+   * The client for a request's settings, which are validated here, when a client is built from
+   * them: the same settings again find that client by their JSON (see `readToWorker`).
+   */
+  const clientFor = (raw: Record<string, unknown>): ModelClient => {
+    const key = JSON.stringify(raw);
     let client = clients.get(key);
     if (client === undefined) {
+      const parsed = ModelClientSettingsSchema.safeParse(raw);
+      // Only the main thread posts here; settings it cannot have sent are a bug worth a loud end.
+      if (!parsed.success) throw new Error(`model worker: unexpected settings: ${z.prettifyError(parsed.error)}`);
+      const settings: ModelClientSettings = parsed.data;
       client = new ModelClient({ ...settings, apiKey: settings.apiKey, http: options.http, ...(options.userAgent === undefined ? {} : { userAgent: options.userAgent }) });
       if (clients.size >= MAX_WORKER_CLIENTS) {
         const oldest = clients.keys().next();
@@ -43,7 +51,7 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
     return client;
   };
 
-  const respond = async (message: Extract<ToWorker, { type: 'respond' }>): Promise<void> => {
+  const respond = async (message: RespondMessage, client: ModelClient): Promise<void> => {
     const { id } = message;
     const controller = new AbortController();
     running.set(id, controller);
@@ -54,7 +62,7 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
       text = '';
     };
     try {
-      const response = await clientFor(message.settings).respondJson(message.body, message.summary, {
+      const response = await client.respondJson(message.body, message.summary, {
         signal: controller.signal,
         ...(message.textDeltas
           ? {
@@ -86,12 +94,10 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
   };
 
   port.on('message', (data: unknown) => {
-    const parsed = ToWorkerSchema.safeParse(data);
-    if (!parsed.success) {
-      // Only the main thread posts here; a message it cannot have sent is a bug worth a loud end.
-      throw new Error(`model worker: unexpected message: ${z.prettifyError(parsed.error)}`);
-    }
-    const message = parsed.data;
+    const read = readToWorker(data);
+    // Only the main thread posts here; a message it cannot have sent is a bug worth a loud end.
+    if (!read.ok) throw new Error(`model worker: unexpected message: ${read.error}`);
+    const { message } = read;
     if (message.type === 'ping') {
       post({ type: 'pong' });
       return;
@@ -101,7 +107,7 @@ export function serveModelRequests(port: MessagePort, options: ModelWorkerHostOp
       return;
     }
     // Settles by posting `done` or `failed`; it does not reject.
-    void respond(message);
+    void respond(message, clientFor(message.settings));
   });
   post({ type: 'ready' });
 }

@@ -1,8 +1,16 @@
 /**
  * The messages between the main thread and the model worker thread (see `worker-client.ts` and
  * `worker-host.ts`), and the model client's errors as they cross: structured clones of small
- * objects, parsed on arrival like any other boundary. The worker validates the stream's events
- * itself, so a response's output items cross as they are and are not parsed a second time.
+ * objects, checked on arrival. The worker validates the stream's events itself, so a response's
+ * output items cross as they are and are not parsed a second time.
+ *
+ * Both ends are this build, so a message is not outside data: its check guards against our own
+ * bugs. The messages of every request and of every network chunk (`respond`, `delta`, `done`)
+ * are checked by hand ({@link readToWorker}, {@link readFromWorker}), which costs nothing next to
+ * a schema's parse and copy (a zod run per message was ~1% of the main thread's CPU and ~2% of the
+ * worker's at 128 concurrent turns); the rare ones (errors, retries, pings) and any message the
+ * hand check refuses go through the schemas, so a malformed message still fails with the schema's
+ * account of what is wrong.
  */
 import { z } from 'zod';
 import type { ResponseOutputItem } from '../protocol/responses.js';
@@ -99,6 +107,69 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
 
 /** See {@link FromWorkerSchema}. */
 export type FromWorker = z.infer<typeof FromWorkerSchema>;
+
+/** A message read by {@link readToWorker} or {@link readFromWorker}: the message, or what is wrong with it. */
+export type ReadMessage<T> = { ok: true; message: T } | { ok: false; error: string };
+
+/** A `respond` message as {@link readToWorker} reads it: its settings not validated yet. */
+export type RespondMessage = Omit<Extract<ToWorker, { type: 'respond' }>, 'settings'> & { settings: Record<string, unknown> };
+
+/** A message to the worker as {@link readToWorker} reads it. */
+export type ReadToWorker = RespondMessage | Exclude<ToWorker, { type: 'respond' }>;
+
+/** A finite number, as `z.number()` accepts it. */
+const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+/** The worker's stream fold validated the items: an array is all that is checked, as `OutputItemsSchema` does. */
+const isOutputItems = (value: unknown): value is ResponseOutputItem[] => Array.isArray(value);
+
+/**
+ * A message posted to the worker. A `respond` message's `settings` is only checked to be an object
+ * here: the host validates it with {@link ModelClientSettingsSchema} when it builds a client from
+ * it, once per distinct settings rather than once per request.
+ */
+export function readToWorker(data: unknown): ReadMessage<ReadToWorker> {
+  if (isObject(data) && data.type === 'respond') {
+    const { id, settings, body, summary, textDeltas, retries } = data;
+    if (
+      isNumber(id) &&
+      isObject(settings) &&
+      typeof body === 'string' &&
+      isObject(summary) &&
+      typeof summary.model === 'string' &&
+      isNumber(summary.inputItems) &&
+      isNumber(summary.tools) &&
+      typeof textDeltas === 'boolean' &&
+      typeof retries === 'boolean'
+    ) {
+      const { model, inputItems, tools } = summary;
+      return { ok: true, message: { type: 'respond', id, settings, body, summary: { model, inputItems, tools }, textDeltas, retries } };
+    }
+  }
+  return bySchema(ToWorkerSchema, data);
+}
+
+/** A message posted by the worker. */
+export function readFromWorker(data: unknown): ReadMessage<FromWorker> {
+  if (isObject(data) && isNumber(data.id)) {
+    const { id, response } = data;
+    if (data.type === 'delta' && typeof data.text === 'string') return { ok: true, message: { type: 'delta', id, text: data.text } };
+    if (data.type === 'done' && isObject(response) && typeof response.id === 'string' && isOutputItems(response.output)) {
+      const { usage } = response;
+      if (usage === undefined) return { ok: true, message: { type: 'done', id, response: { id: response.id, output: response.output } } };
+      if (isObject(usage) && isNumber(usage.inputTokens) && isNumber(usage.outputTokens) && isNumber(usage.totalTokens)) {
+        const counts = { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, totalTokens: usage.totalTokens };
+        return { ok: true, message: { type: 'done', id, response: { id: response.id, output: response.output, usage: counts } } };
+      }
+    }
+  }
+  return bySchema(FromWorkerSchema, data);
+}
+
+function bySchema<S extends z.ZodType>(schema: S, data: unknown): ReadMessage<z.output<S>> {
+  const parsed = schema.safeParse(data);
+  return parsed.success ? { ok: true, message: parsed.data } : { ok: false, error: z.prettifyError(parsed.error) };
+}
 
 /** An error thrown in the worker, as posted. */
 export function toWireError(error: unknown): WireError {

@@ -201,6 +201,20 @@ describe('the model worker thread', () => {
     expect(texts(next.output)).toEqual(['new worker']);
   });
 
+  it('ends a worker sent settings it cannot use, saying which, and the next request with good settings works', async () => {
+    const server = await fakeModel({ respond: () => ({ kind: 'output', items: [{ type: 'message', text: 'good settings' }] }) });
+    const worker = modelWorker();
+    // Settings are validated in the worker when a client is built from them, not per message.
+    const bad: unknown = { baseUrl: server.url, maxRetries: -1 };
+    const error = await new WorkerModelClient(worker, bad as ModelClientSettings).respond(request('bad'), { signal: signal() }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(LocalError);
+    expect(error).toMatchObject({ code: LocalErrorCode.Unavailable });
+    expect((error as Error).message).toMatch(/model worker thread stopped \(.*unexpected settings.*maxRetries/s);
+
+    const next = await new WorkerModelClient(worker, settings(server.url)).respond(request('good'), { signal: signal() });
+    expect(texts(next.output)).toEqual(['good settings']);
+  });
+
   it('ends a worker whose event loop is held (it answers no ping) and fails its requests; the next request starts a new worker', async () => {
     const server = await fakeModel({ respond: () => ({ kind: 'output', items: [{ type: 'message', text: 'new worker' }] }) });
     // The real worker script, plus a listener that holds the worker's event loop for good once

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ioError } from '../../../src/exec/io-errors.js';
-import { processStarter, startPiped, type PipedEvents, type PipedSpec, type StarterOptions } from '../../../src/exec/piped-start.js';
+import { processStarter, startOnAddon, startPiped, type PipedEvents, type PipedSpec, type StarterOptions } from '../../../src/exec/piped-start.js';
 
 /** What a finished child reported. */
 interface Outcome {
@@ -141,5 +141,58 @@ describe.each([
       expect(outcome.stdout).toBe(`${i}\n`);
       expect(outcome.exitCode).toBe(i % 5);
     });
+  });
+});
+
+describe('the native starter events', () => {
+  /** Runs `startOnAddon` with an addon that reports `events` at once; what it resolves, the exit it reports, or what it throws. */
+  async function onEvents(...events: unknown[][]): Promise<{ started?: number[]; exit?: number; error?: unknown }> {
+    const outcome: { started?: number[]; exit?: number; error?: unknown } = {};
+    try {
+      outcome.started = await startOnAddon(
+        (onEvent) => {
+          for (const event of events) onEvent(...event);
+          return undefined;
+        },
+        '/bin/true',
+        (pid, fds) => [pid, ...fds],
+        (exitCode) => {
+          outcome.exit = exitCode;
+        },
+      );
+    } catch (error) {
+      outcome.error = error;
+    }
+    return outcome;
+  }
+
+  it('reads a start and an exit (a signal as 128 + its number)', async () => {
+    expect(await onEvents([0, 42, -1, 7, 8], [2, 3, 0])).toEqual({ started: [42, -1, 7, 8], exit: 3 });
+    expect(await onEvents([0, 42, -1, 7, 8], [2, -1, 9])).toEqual({ started: [42, -1, 7, 8], exit: 137 });
+  });
+
+  it("reads spawn's answer: a negative errno is the system error; anything but that or undefined is refused", async () => {
+    const start = (answer: unknown): Promise<unknown> =>
+      startOnAddon(
+        () => answer,
+        '/nonexistent/tool',
+        () => 'started',
+        () => undefined,
+      );
+    await expect(start(-2)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(start('x')).rejects.toThrow(/expected/i);
+    await expect(start(2)).rejects.toThrow(/expected number to be <0/);
+  });
+
+  it.each([
+    ['a start without its fds', [0, 42, -1]],
+    ['a start with a pid of 0', [0, 0, -1, 7, 8]],
+    ['a start with a fractional fd', [0, 42, -1, 7.5, 8]],
+    ['an exit with a text code', [2, '3', 0]],
+    ['an unknown tag', [3, 1]],
+  ])('refuses %s, saying what is wrong', async (_name, event) => {
+    const { error } = await onEvents(event);
+    expect(error).toBeInstanceOf(Error);
+    expect(String(error)).toMatch(/invalid|expected/i);
   });
 });

@@ -68,6 +68,16 @@ describe('requestBodyJson', () => {
     expect(() => requestBodyJson(parts)).toThrow(/invalid model request: .*input\[1\]/s);
   });
 
+  it.each([
+    ['a tag no branch has', { type: 'image_generation_call', id: 'ig_1' }],
+    ['no tag', { role: 'user', content: [] }],
+    ['a message of neither role', { type: 'message', role: 'system', content: [] }],
+    ['no object', 'text'],
+  ])('refuses an item with %s, as the whole union does', (_name, bad: unknown) => {
+    const parts: RequestBodyParts = { model: 'gpt-test', input: [bad as ResponseInputItem], tools, parallelToolCalls: true };
+    expect(() => requestBodyJson(parts)).toThrow(/invalid model request: .*input\[0\]/s);
+  });
+
   it('reports an invalid tool', () => {
     const bad: unknown = { type: 'function', name: 'x' };
     expect(() => requestBodyJson({ model: 'gpt-test', input, tools: [bad as ToolSpec], parallelToolCalls: true })).toThrow(/invalid model request: .*tools\[0\]/s);
