@@ -5,7 +5,8 @@
  * same run. Run with `npm run bench -- exec` (builds first); `BENCH_ONLY=servers` or
  * `BENCH_ONLY=output` runs one part. `BENCH_BASELINE=/path/to/other/dist/cli/main.js` adds that
  * build to the output figure: its exec-server over websocket, driven by the client of its own
- * sources (the `src/` beside that `dist/`), so that both ends are the other build's.
+ * sources (the `src/` beside that `dist/`), so that both ends are the other build's, and its
+ * `local` environment's server and client in this process.
  *
  * Both servers are measured side by side, one run of ours and one of codex's in turn (the order
  * alternating), so that load from other work on the machine and the client's own warm-up fall on
@@ -304,27 +305,54 @@ async function clientOutput(client: OutputClient, work: string): Promise<number>
   return received;
 }
 
+/** The baseline's clients: of its exec-server on a websocket, and of its in-process `local` server. */
+interface BaselineClients {
+  server: ListeningProcess;
+  client: OutputClient;
+  local: OutputClient;
+  /** Closes the baseline's in-process server (its client is closed with the others). */
+  closeLocal: () => Promise<void>;
+}
+
 /**
  * The baseline build's exec-server on a websocket and a client of it made by the baseline's own
- * sources (loaded through tsx, as this bench's are), or undefined without {@link BASELINE_CLI}.
+ * sources (loaded through tsx, as this bench's are), and the baseline's `local` environment
+ * server with its client in this process, or undefined without {@link BASELINE_CLI}.
  */
-async function baselineOutputClient(): Promise<{ server: ListeningProcess; client: OutputClient } | undefined> {
+async function baselineOutputClients(work: string): Promise<BaselineClients | undefined> {
   if (BASELINE_CLI === undefined) return undefined;
   const root = dirname(dirname(dirname(BASELINE_CLI)));
   // The baseline's own modules, typed by what this bench calls (checked to exist before use).
   const { ExecClient: baselineClient } = (await import(pathToFileURL(join(root, 'src/exec/client.ts')).href)) as {
     ExecClient?: { connect?: (connector: unknown) => Promise<OutputClient> };
   };
-  const { websocketConnector: baselineConnector } = (await import(pathToFileURL(join(root, 'src/environments/connectors.ts')).href)) as {
+  const { websocketConnector: baselineConnector, localConnector: baselineLocalConnector } = (await import(pathToFileURL(join(root, 'src/environments/connectors.ts')).href)) as {
     websocketConnector?: (url: string) => unknown;
+    localConnector?: (server: unknown) => unknown;
   };
-  if (typeof baselineClient?.connect !== 'function' || typeof baselineConnector !== 'function') throw new Error(`${root}/src has no ExecClient.connect or websocketConnector`);
+  const { LocalExecServer: BaselineLocalServer } = (await import(pathToFileURL(join(root, 'src/environments/local-server.ts')).href)) as {
+    LocalExecServer?: new (options: unknown) => { close: () => Promise<void> };
+  };
+  if (
+    typeof baselineClient?.connect !== 'function' ||
+    typeof baselineConnector !== 'function' ||
+    typeof baselineLocalConnector !== 'function' ||
+    BaselineLocalServer === undefined
+  ) {
+    throw new Error(`${root}/src has no ExecClient.connect, websocketConnector, localConnector or LocalExecServer`);
+  }
+  const localServer = new BaselineLocalServer({
+    env: process.env,
+    host: { env: process.env, cwd: work, homeDir: homedir(), tempDir: tmpdir(), platform: process.platform, version: 'bench' },
+  });
   const server = await startListening(process.execPath, [BASELINE_CLI, 'exec-server', '--listen', 'ws://127.0.0.1:0']);
   try {
     const client = await baselineClient.connect(baselineConnector(server.url));
-    return { server, client };
+    const local = await baselineClient.connect(baselineLocalConnector(localServer));
+    return { server, client, local, closeLocal: () => localServer.close() };
   } catch (error) {
     await server.stop();
+    await localServer.close();
     throw error;
   }
 }
@@ -346,11 +374,11 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
   });
   const clients: OutputClient[] = [];
   let rawWs: Awaited<ReturnType<typeof rawWsOutput>> | undefined;
-  let baseline: Awaited<ReturnType<typeof baselineOutputClient>>;
+  let baseline: BaselineClients | undefined;
   try {
     rawWs = await rawWsOutput(floorServer.url);
-    baseline = await baselineOutputClient();
-    if (baseline !== undefined) clients.push(baseline.client);
+    baseline = await baselineOutputClients(work);
+    if (baseline !== undefined) clients.push(baseline.client, baseline.local);
     const connect = async (connector: ExecConnector): Promise<ExecClient> => {
       const client = await ExecClient.connect(connector);
       clients.push(client);
@@ -372,7 +400,12 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
       outputCase('codex exec-server over websocket', () => clientOutput(codexWs, work), codex.child.pid),
     ];
     const base = baseline;
-    if (base !== undefined) cases.push(outputCase('baseline over websocket (its client and server)', () => clientOutput(base.client, work), base.server.child.pid));
+    if (base !== undefined) {
+      cases.push(
+        outputCase('baseline over websocket (its client and server)', () => clientOutput(base.client, work), base.server.child.pid),
+        outputCase('baseline in process (its local)', () => clientOutput(base.local, work)),
+      );
+    }
     // One un-timed round warms every path up.
     for (let round = -1; round < OUTPUT_RUNS; round++) {
       const shift = Math.max(0, round) % cases.length;
@@ -392,7 +425,7 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
         item.serverCpu.push((serverCpu * 1000) / mib);
       }
     }
-    const [pipe, rawFloor, rawLoopback, oursLocal, oursOverWs, codexOverWs, baseOverWs] = cases.map((item) => median(item.runs));
+    const [pipe, rawFloor, rawLoopback, oursLocal, oursOverWs, codexOverWs, baseOverWs, baseLocal] = cases.map((item) => median(item.runs));
     if (pipe === undefined || rawFloor === undefined || rawLoopback === undefined || oursLocal === undefined || oursOverWs === undefined || codexOverWs === undefined) {
       throw new Error('missing figures');
     }
@@ -403,11 +436,13 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
       return `${fmt(Math.min(...runs), 0)}-${fmt(Math.max(...runs), 0)}`;
     };
     const baselineRows =
-      baseOverWs === undefined
+      baseOverWs === undefined || baseLocal === undefined
         ? []
         : [
             [cases[6]!.name, fmt(baseOverWs, 0), range(6), fmt(baseOverWs / rawFloor), 'raw ws', ''],
             ['ours over websocket vs baseline', '', '', fmt(oursOverWs / baseOverWs), 'baseline', ''],
+            [cases[7]!.name, fmt(baseLocal, 0), range(7), fmt(baseLocal / pipe), 'Node pipe', ''],
+            ['ours in process vs baseline', '', '', fmt(oursLocal / baseLocal), 'baseline', ''],
           ];
     printTable(
       ['path', 'MiB/s', 'runs', 'ratio', 'to', 'target'],
@@ -444,6 +479,7 @@ async function measureOutput(work: string, ours: ListeningProcess, codex: Listen
     rawWs?.close();
     for (const client of clients) await client.close();
     await local.close();
+    await baseline?.closeLocal();
     await baseline?.server.stop();
     await floorServer.stop();
   }

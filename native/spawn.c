@@ -23,6 +23,10 @@
  * the kernel answers EIO (every holder of the terminal has closed it), so output the command wrote
  * just before it exited is read in full; node-pty instead closes the master 200 ms after the exit,
  * losing what a loaded event loop had not read by then.
+ *
+ * setPipeSize(fd, bytes) asks the kernel to give the pipe `fd` (an output pipe end the caller owns)
+ * a capacity of `bytes` (F_SETPIPE_SZ) and returns the capacity it now has, or a negative errno. A
+ * command writing fast then fills more before it blocks, and each read takes more at once.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -376,6 +380,19 @@ static napi_value SpawnPty(napi_env env, napi_callback_info info) {
   return start_command(env, info, &SPAWN_PTY);
 }
 
+static napi_value SetPipeSize(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  int32_t fd, bytes;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, args[1], &bytes) != napi_ok || fd < 0 || bytes < 1) {
+    napi_throw_type_error(env, NULL, "setPipeSize(fd, bytes) takes a file descriptor and a positive size");
+    return NULL;
+  }
+  int size = fcntl(fd, F_SETPIPE_SZ, bytes);
+  return int_value(env, size < 0 ? -errno : size);
+}
+
 NAPI_MODULE_INIT() {
   napi_value spawn;
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, Spawn, NULL, &spawn);
@@ -383,5 +400,8 @@ NAPI_MODULE_INIT() {
   napi_value spawn_pty;
   napi_create_function(env, "spawnPty", NAPI_AUTO_LENGTH, SpawnPty, NULL, &spawn_pty);
   napi_set_named_property(env, exports, "spawnPty", spawn_pty);
+  napi_value set_pipe_size;
+  napi_create_function(env, "setPipeSize", NAPI_AUTO_LENGTH, SetPipeSize, NULL, &set_pipe_size);
+  napi_set_named_property(env, exports, "setPipeSize", set_pipe_size);
   return exports;
 }

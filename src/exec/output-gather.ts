@@ -1,17 +1,19 @@
 import type { OutputStream } from '../protocol/exec.js';
 
 /**
- * Bound on piped output read ahead while paused (see {@link OutputGather.pause}). Its base64
+ * Bound on piped output read ahead while paused (see {@link OutputGather.pause}); the read that
+ * reaches it may overshoot it by up to one read (at most `LARGE_PIPE_BYTES`, exec/output-pipe.ts). Its base64
  * (683 KiB) is more than a websocket transport's drain-to-resume gap (half its 1 MiB high-water
  * mark), so while the consumer stays behind, the hold emitted on a resume congests the transport
  * again at once and the next output is held too: the output goes out in full-size events, not in
- * the pipe's 4-64 KiB reads between congestions.
+ * the pipe's small reads between congestions.
  */
 export const HELD_OUTPUT_BYTES = 512 * 1024;
 /**
- * Held output goes out in events of at most this many bytes (a pipe's largest read), and output
- * gathered in a window goes out as soon as it reaches this size: output that already comes in
- * full reads is neither copied nor delayed.
+ * Held output is joined into events of at most this many bytes (a default-sized pipe's largest
+ * read), and output gathered in a window goes out as soon as it reaches this size: output that
+ * already comes in full reads is neither copied nor delayed. A larger read (from a pipe that was
+ * enlarged) goes out whole.
  */
 export const OUTPUT_EVENT_BYTES = 64 * 1024;
 /**
@@ -26,7 +28,7 @@ export const OUTPUT_WINDOW_MS = 1;
  * a window ({@link OUTPUT_WINDOW_MS}) and goes out as one event; while paused (the consumer is
  * behind) it is held up to {@link HELD_OUTPUT_BYTES}, and only a full hold stops reading. Held
  * output goes out in order, runs of one stream joined into events of at most
- * {@link OUTPUT_EVENT_BYTES}.
+ * {@link OUTPUT_EVENT_BYTES} (a larger read goes out alone, whole).
  */
 export class OutputGather {
   readonly #emit: (stream: OutputStream, data: Buffer) => void;

@@ -2,10 +2,11 @@ import { spawn as spawnChild } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { NATIVE_SPAWN_ENV } from './native-spawn-env.js';
+import { nativeOutput, readableOutput, type OutputPipe, type SetPipeSize } from './output-pipe.js';
 
 /** What to start with pipes; paths are native and already validated. */
 export interface PipedSpec {
@@ -24,8 +25,8 @@ export interface PipedSpec {
 export interface PipedChild {
   readonly pid: number;
   readonly stdin: Writable | null;
-  readonly stdout: Readable;
-  readonly stderr: Readable;
+  readonly stdout: OutputPipe;
+  readonly stderr: OutputPipe;
 }
 
 /** What a started child reports, each once. */
@@ -54,6 +55,8 @@ const AddonSchema = z.object({
   spawnPty: z
     .custom<(file: string, argv: string[], env: string[], cwd: string, cols: number, rows: number, onEvent: OnAddonEvent) => unknown>((value) => typeof value === 'function')
     .optional(),
+  /** Missing from a starter built before pipes could be enlarged: output pipes then keep the kernel's default size. */
+  setPipeSize: z.custom<SetPipeSize>((value) => typeof value === 'function').optional(),
 });
 /** The native starter's functions. */
 export type Addon = z.infer<typeof AddonSchema>;
@@ -137,14 +140,14 @@ function startWithAddon(addon: Addon, spec: PipedSpec, events: PipedEvents): Pro
   const closeIfDone = (): void => {
     if (exited && openPipes === 0) events.onClose();
   };
-  const output = (fd: number): Socket => {
-    const socket = new Socket({ fd, readable: true, writable: false });
-    socket.once('close', () => {
-      openPipes -= 1;
-      closeIfDone();
+  const output = (fd: number): OutputPipe =>
+    nativeOutput(fd, {
+      setPipeSize: addon.setPipeSize,
+      onClose: () => {
+        openPipes -= 1;
+        closeIfDone();
+      },
     });
-    return socket;
-  };
   return startOnAddon(
     (onEvent) => addon.spawn(spec.file, argv, env, spec.cwd, spec.pipeStdin, onEvent),
     spec.file,
@@ -245,7 +248,7 @@ async function startWithChildProcess(spec: PipedSpec, events: PipedEvents): Prom
   // 'close' fires after exit and after both pipes reached EOF.
   child.once('close', () => events.onClose());
   if (child.pid === undefined || child.stdout === null || child.stderr === null) throw new Error(`spawn ${spec.file}: no pid or pipes`);
-  return { pid: child.pid, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr };
+  return { pid: child.pid, stdin: child.stdin, stdout: readableOutput(child.stdout), stderr: readableOutput(child.stderr) };
 }
 
 /** Exit status as the Codex exec-server reports it: the code, or 128 + signal number. */

@@ -167,8 +167,8 @@ export class ManagedProcess {
     started.process = process;
     process.#child = child;
     child.stdin?.on('error', () => undefined);
-    child.stdout.on('data', (data: Buffer) => process.#output('stdout', data));
-    child.stderr.on('data', (data: Buffer) => process.#output('stderr', data));
+    child.stdout.onData((data) => process.#output('stdout', data));
+    child.stderr.onData((data) => process.#output('stderr', data));
     return process;
   }
 

@@ -36,8 +36,8 @@ async function run(piped: PipedSpec, options: StarterOptions, stdin?: string): P
   );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
-  child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
+  child.stdout.onData((data) => (stdout += data.toString()));
+  child.stderr.onData((data) => (stderr += data.toString()));
   if (stdin !== undefined) child.stdin?.end(stdin);
   await closed;
   if (exitCode === undefined) throw new Error('closed before exit');
