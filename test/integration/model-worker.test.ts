@@ -3,10 +3,7 @@
 // 127.0.0.1. Same contract as the in-thread client: responses, text deltas in order, retries and
 // error classes with their fields, cancellation mid-stream, and a worker that dies.
 
-import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { ModelRequest } from '../../src/model/client.js';
 import { ModelApiError, ModelStreamError } from '../../src/model/errors.js';
@@ -17,6 +14,7 @@ import { deferred } from '../../src/util/deferred.js';
 import { LocalError, LocalErrorCode } from '../../src/util/errors.js';
 import { startFakeResponsesServer, type FakeResponsesOptions, type FakeResponsesServer } from '../../tools/fake-responses-server.js';
 import { REPO_ROOT, tempDir } from '../helpers/process.js';
+import { startRawHttpServer } from '../helpers/raw-http.js';
 
 const SCRIPT = join(REPO_ROOT, 'dist/cli/model-worker.cjs');
 /** The worker reads its network settings from this environment: no proxies, whatever the ambient one says. */
@@ -53,16 +51,11 @@ function texts(output: ResponseOutputItem[]): string[] {
   return output.flatMap((item) => (item.type === 'message' ? [messageText(item)] : []));
 }
 
-/** A raw HTTP server: `handle` answers each request; `closed` resolves when a request's connection closes. */
-async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string }> {
-  const server = createServer(handle);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1` };
+/** A raw HTTP server on 127.0.0.1 (closed after the test): `handle` answers each request. */
+async function rawServer(handle: Parameters<typeof startRawHttpServer>[0]): Promise<{ url: string }> {
+  const server = await startRawHttpServer(handle);
+  cleanups.push(() => server.close());
+  return server;
 }
 
 function sse(event: Record<string, unknown>): string {

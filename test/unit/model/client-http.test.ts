@@ -3,8 +3,7 @@
 // redirects and proxies. Against the scripted fake Responses server or a raw HTTP server, both on
 // 127.0.0.1.
 
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
 import { DEFAULT_USER_AGENT, MAX_ERROR_BODY_BYTES } from '../../../src/model/api-request.js';
@@ -16,6 +15,7 @@ import { deferred } from '../../../src/util/deferred.js';
 import { LocalError, LocalErrorCode } from '../../../src/util/errors.js';
 import { startFakeResponsesServer, type FakeResponsesOptions, type FakeResponsesServer } from '../../../tools/fake-responses-server.js';
 import { startHttpProxy } from '../../helpers/http-proxy.js';
+import { startRawHttpServer } from '../../helpers/raw-http.js';
 
 const API_KEY = 'sk-test-secret-key';
 const cleanups: (() => Promise<void>)[] = [];
@@ -30,18 +30,11 @@ async function fakeModel(options: FakeResponsesOptions): Promise<FakeResponsesSe
   return server;
 }
 
-/** A raw HTTP server on 127.0.0.1; resolves with its base URL (`…/v1`). */
-async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handle);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
-  return `http://127.0.0.1:${address.port}/v1`;
+/** A raw HTTP server on 127.0.0.1 (closed after the test): `handle` answers each request; resolves with its base URL (`…/v1`). */
+async function rawServer(handle: Parameters<typeof startRawHttpServer>[0]): Promise<string> {
+  const server = await startRawHttpServer(handle);
+  cleanups.push(() => server.close());
+  return server.url;
 }
 
 function makeClient(baseUrl: string, options: Partial<ModelClientOptions> = {}): ModelClient {

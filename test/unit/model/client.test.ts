@@ -1,8 +1,6 @@
 // The model client against the scripted fake Responses server (the real SSE wire format over
 // HTTP on 127.0.0.1), or a raw HTTP server on 127.0.0.1 answering with a given stream.
 
-import { once } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { jest } from '@jest/globals';
@@ -16,6 +14,7 @@ import { deferred } from '../../../src/util/deferred.js';
 import { LocalError } from '../../../src/util/errors.js';
 import { startFakeResponsesServer } from '../../../tools/fake-responses-server.js';
 import type { FakeResponsesOptions, FakeResponsesServer } from '../../../tools/fake-responses-server.js';
+import { startRawHttpServer } from '../../helpers/raw-http.js';
 
 const API_KEY = 'sk-test-secret-key';
 const cleanups: (() => Promise<void>)[] = [];
@@ -54,18 +53,11 @@ function outputOf<T extends ResponseOutputItem['type']>(items: ResponseOutputIte
   return items.filter((item): item is Extract<ResponseOutputItem, { type: T }> => item.type === type);
 }
 
-/** A raw HTTP server on 127.0.0.1: `handle` answers each request. */
-async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createHttpServer(handle);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
-  return `http://127.0.0.1:${address.port}/v1`;
+/** A raw HTTP server on 127.0.0.1 (closed after the test): `handle` answers each request; resolves with its base URL (`…/v1`). */
+async function rawServer(handle: Parameters<typeof startRawHttpServer>[0]): Promise<string> {
+  const server = await startRawHttpServer(handle);
+  cleanups.push(() => server.close());
+  return server.url;
 }
 
 /** A server that answers every request with `text` as an event stream, counting the requests. */
