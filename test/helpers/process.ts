@@ -17,7 +17,9 @@ export const CODEX = join(REPO_ROOT, 'node_modules/.bin/codex');
 /** A temporary directory removed by `cleanup()`. */
 export async function tempDir(prefix = 'cmx-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+  // Retried: a server whose client left during its start-up (a detached worker still loading) may
+  // create its folders here while they are removed (ENOTEMPTY); it exits on its own moments later.
+  return { path, cleanup: () => rm(path, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }) };
 }
 
 /** Polls `predicate` until it holds; fails with `what` after `timeoutMs`. For waiting on outside effects only. */
