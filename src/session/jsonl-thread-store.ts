@@ -183,7 +183,8 @@ export class JsonlThreadStore implements ThreadStore {
   }
 
   /**
-   * Appends one record to an existing thread and flushes it. A record that does not validate is a
+   * Appends one record to an existing thread and syncs it (unless `durable: false`: then it is only
+   * written, and synced with the thread's next durable write or flush). A record that does not validate is a
    * programming error (`INVALID_ARGUMENT`); one larger than {@link MAX_THREAD_RECORD_BYTES}
    * rejects with `LIMIT_EXCEEDED`; a thread without a file rejects with `NOT_FOUND`.
    */
@@ -205,7 +206,7 @@ export class JsonlThreadStore implements ThreadStore {
       if (file !== undefined) this.#summaries.starting(id, file);
     }
     // Records appended while the thread's previous write is queued or running share the next
-    // write and its flush (a group commit); each still resolves only once it is on disk.
+    // write and its sync (a group commit); each resolves once it is written, and synced if it asked to be.
     return this.#queue.add(id, { line, record: parsed, durable: options.durable !== false }, options);
   }
 
