@@ -1,5 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { ThreadBodyRecord, ThreadHeaderRecord } from '../protocol/thread.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
